@@ -6,3 +6,5 @@
 //! upstream Kubernetes; where it simplifies, the doc comment of the item says
 //! so and names the upstream file.
 #![forbid(unsafe_code)]
+
+pub mod patch;
