@@ -1,0 +1,247 @@
+//! End-to-end tests of [`CompiledSchema`] on a StatefulsetRollout-like CRD.
+
+use serde_json::{Value, json};
+
+use super::*;
+
+fn rollout_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "required": ["targetRef"],
+                "x-kubernetes-validations": [
+                    {"rule": "self.maxSurge <= self.percent", "message": "maxSurge must not exceed percent"},
+                    {"rule": "!has(self.pause) || self.pause == false || has(self.reason)",
+                     "messageExpression": "'pause of ' + self.targetRef + ' needs a reason'",
+                     "fieldPath": ".reason", "reason": "FieldValueRequired"}
+                ],
+                "properties": {
+                    "targetRef": {"type": "string", "maxLength": 20, "x-kubernetes-validations": [
+                        {"rule": "self == oldSelf", "message": "targetRef is immutable"}]},
+                    "percent": {"type": "integer", "minimum": 0, "maximum": 100, "default": 100},
+                    "maxSurge": {"type": "integer", "default": 0},
+                    "strategy": {"type": "string", "enum": ["Partitioned", "OnDelete"], "default": "Partitioned"},
+                    "pause": {"type": "boolean"},
+                    "reason": {"type": "string"},
+                    "window": {"type": "string", "format": "duration"},
+                    "maxUnavailable": {"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                    "steps": {"type": "array", "items": {"type": "object", "properties": {
+                        "weight": {"type": "integer", "default": 1},
+                        "name": {"type": "string"}}}},
+                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                                 "properties": {"spec": {"type": "object", "properties": {"x": {"type": "string"}}}}}
+                }
+            },
+            "status": {"type": "object", "properties": {
+                "phase": {"type": "string", "enum": ["Pending", "Done"]},
+                "replicas": {"type": "integer"}}}
+        }
+    })
+}
+
+fn obj(spec: Value) -> Value {
+    json!({"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+           "metadata": {"name": "x", "namespace": "default"}, "spec": spec})
+}
+
+fn compiled() -> CompiledSchema {
+    CompiledSchema::new(&rollout_schema()).expect("schema compiles")
+}
+
+fn messages(errs: &[FieldError]) -> Vec<String> {
+    errs.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn compiled_schema_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<CompiledSchema>();
+}
+
+#[test]
+fn pruning_drops_unknown_fields_but_keeps_preserved_and_embedded_meta() {
+    let s = compiled();
+    let mut o = obj(json!({
+        "targetRef": "web", "bogus": 1,
+        "steps": [{"weight": 2, "junk": true}],
+        "extra": {"anything": {"goes": 1}},
+        "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "nonsense": 1},
+                     "spec": {"x": "y", "z": 1}}
+    }));
+    o["metadata"]["weird"] = json!(true);
+    o["topLevel"] = json!(1);
+    let unknown = s.prune(&mut o);
+    assert_eq!(
+        unknown,
+        vec![
+            "metadata.weird",
+            "spec.bogus",
+            "spec.steps[0].junk",
+            "spec.template.metadata.nonsense",
+            "spec.template.spec.z",
+            "topLevel"
+        ]
+    );
+    assert_eq!(o["spec"]["extra"], json!({"anything": {"goes": 1}}));
+    assert_eq!(o["spec"]["template"]["kind"], "Pod");
+    assert_eq!(o["metadata"], json!({"name": "x", "namespace": "default"}));
+    assert_eq!(
+        strict_decoding_message(&unknown[..2]),
+        "strict decoding error: unknown field \"metadata.weird\", unknown field \"spec.bogus\""
+    );
+}
+
+#[test]
+fn defaults_fill_missing_fields_and_non_nullable_nulls() {
+    let s = compiled();
+    let mut o = obj(json!({"targetRef": "web", "strategy": null, "steps": [{"name": "a"}]}));
+    s.prune(&mut o);
+    s.default(&mut o);
+    assert_eq!(o["spec"]["percent"], 100);
+    assert_eq!(o["spec"]["strategy"], "Partitioned");
+    assert_eq!(o["spec"]["steps"][0]["weight"], 1);
+    assert!(
+        s.validate(&o, None).is_empty(),
+        "{:?}",
+        messages(&s.validate(&o, None))
+    );
+}
+
+#[test]
+fn nulls_without_defaults_are_pruned_before_validation() {
+    let s = compiled();
+    let mut o = obj(json!({"targetRef": "web", "reason": null}));
+    s.prune(&mut o);
+    assert!(o["spec"].get("reason").is_none());
+}
+
+#[test]
+fn schema_violations_produce_the_real_422_causes() {
+    let s = compiled();
+    let mut o =
+        obj(json!({"percent": 150, "strategy": "Foo", "window": "soon", "maxUnavailable": "25%"}));
+    s.prune(&mut o);
+    s.default(&mut o);
+    let errs = s.validate(&o, None);
+    assert_eq!(
+        messages(&errs),
+        vec![
+            "spec.percent: Invalid value: 150: spec.percent in body should be less than or equal to 100",
+            "spec.strategy: Unsupported value: \"Foo\": supported values: \"Partitioned\", \"OnDelete\"",
+            "spec.window: Invalid value: \"soon\": spec.window in body must be of type duration: \"soon\"",
+            "spec.targetRef: Required value",
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ]
+    );
+    let status = invalid_status("StatefulsetRollout", "sroll.io", "x", &errs);
+    assert!(status["message"].as_str().is_some_and(|m| m.starts_with(
+        "StatefulsetRollout.sroll.io \"x\" is invalid: [spec.percent: Invalid value: 150: "
+    )));
+    assert_eq!(
+        status["details"]["causes"][3]["reason"],
+        "FieldValueRequired"
+    );
+    assert_eq!(status["details"]["causes"][3]["field"], "spec.targetRef");
+}
+
+#[test]
+fn cel_rules_report_message_message_expression_field_path_and_reason() {
+    let s = compiled();
+    let mut o = obj(json!({"targetRef": "web", "percent": 10, "maxSurge": 20, "pause": true}));
+    s.prune(&mut o);
+    s.default(&mut o);
+    let got = messages(&s.validate(&o, None));
+    assert_eq!(
+        got,
+        vec![
+            "spec: Invalid value: maxSurge must not exceed percent",
+            "spec.reason: Required value: pause of web needs a reason",
+        ]
+    );
+}
+
+#[test]
+fn transition_rules_run_only_on_update() {
+    let s = compiled();
+    let old = obj(json!({"targetRef": "web"}));
+    let new = obj(json!({"targetRef": "db"}));
+    assert!(s.validate(&new, None).is_empty());
+    assert_eq!(
+        messages(&s.validate(&new, Some(&old))),
+        vec!["spec.targetRef: Invalid value: \"db\": targetRef is immutable"]
+    );
+    assert!(s.validate(&old, Some(&old)).is_empty());
+}
+
+#[test]
+fn status_updates_validate_only_status() {
+    let s = compiled();
+    let old = obj(json!({"targetRef": "web"}));
+    let mut new = old.clone();
+    new["spec"]["percent"] = json!(500); // ignored: spec is not validated on status writes
+    new["status"] = json!({"phase": "Weird"});
+    assert_eq!(
+        messages(&s.validate_status(&new, Some(&old))),
+        vec![
+            "status.phase: Unsupported value: \"Weird\": supported values: \"Pending\", \"Done\"",
+            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
+        ]
+    );
+}
+
+#[test]
+fn uncompilable_cel_rules_are_rejected_at_crd_creation() {
+    let bad = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [{"rule": "self.a +"}]}}});
+    assert!(matches!(
+        CompiledSchema::new(&bad),
+        Err(SchemaError::CelCompile(_))
+    ));
+}
+
+#[test]
+fn invalid_patterns_are_rejected_at_crd_creation() {
+    let bad = json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "("}}});
+    assert!(matches!(
+        CompiledSchema::new(&bad),
+        Err(SchemaError::InvalidSchema { .. })
+    ));
+}
+
+#[test]
+fn type_meta_must_match_the_crd() {
+    let o = json!({"apiVersion": "sroll.io/v1", "kind": "Other"});
+    let got = messages(&validate_type_meta(
+        &o,
+        "sroll.io",
+        "v1alpha1",
+        "StatefulsetRollout",
+    ));
+    assert_eq!(
+        got,
+        vec![
+            "kind: Invalid value: \"Other\": must be StatefulsetRollout",
+            "apiVersion: Invalid value: \"sroll.io/v1\": must be sroll.io/v1alpha1"
+        ]
+    );
+}
+
+#[test]
+fn status_subresource_splits_main_and_status_writes() {
+    let old = json!({"metadata": {"name": "x"}, "spec": {"a": 1}, "status": {"p": 1}});
+    let mut main = json!({"metadata": {"name": "x"}, "spec": {"a": 2}, "status": {"p": 9}});
+    main_update_keep_status(&mut main, &old);
+    assert_eq!(main["status"], json!({"p": 1}));
+    let st = status_update_merge(
+        &json!({"metadata": {"name": "x"}, "spec": {"a": 5}, "status": {"p": 2}}),
+        &old,
+    );
+    assert_eq!(st["spec"], json!({"a": 1}));
+    assert_eq!(st["status"], json!({"p": 2}));
+}
