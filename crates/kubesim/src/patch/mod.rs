@@ -34,8 +34,8 @@
 //! match ty {
 //!     PatchType::Apply => {
 //!         let cfg = decode_apply_body(body)?;
-//!         let out = apply(live.as_ref(), cfg, &ApplyOptions { manager, force, now, api_version, schema, .. })?;
-//!         // out.object is stored (created when `live` is None)
+//!         let obj = apply(live.as_ref(), cfg, &ApplyOptions { manager, force, now, api_version, kind, schema, .. })?;
+//!         // obj is created when `live` is None, else updated
 //!     }
 //!     _ => {
 //!         let mut obj = live.clone();                      // 404 if None: only apply creates
@@ -46,13 +46,19 @@
 //! }
 //! ```
 
+mod apply;
 mod error;
+mod fieldpath;
 mod json;
 mod schema;
 #[rustfmt::skip]
 mod schema_table;
 mod strategic;
 
+pub use apply::{
+    ApplyOptions, UpdateOptions, apply, decode_apply_body, manager_from_user_agent,
+    update_managed_fields,
+};
 pub use error::{MAX_JSON_PATCH_OPERATIONS, PatchError, StatusCause};
 pub use json::{json_patch, merge_patch, merge_patch_value};
 pub use schema::TypeRef;

@@ -145,8 +145,6 @@ pub(crate) struct FieldStrategy {
     pub(crate) key: Option<&'static str>,
 }
 
-// Server-side apply (next step) uses the shape/list-key helpers.
-#[allow(dead_code)]
 impl<'a> TypeRef<'a> {
     /// The type of a built-in kind, if kubesim knows it (`apiVersion`, `kind`),
     /// e.g. `("apps/v1", "StatefulSet")`.
@@ -175,9 +173,9 @@ impl<'a> TypeRef<'a> {
         }
     }
 
-    /// Whether this is a built-in type from the table.
-    pub(crate) fn is_static(&self) -> bool {
-        matches!(self, TypeRef::Static(_))
+    /// Whether this is a named struct of the built-in table.
+    pub(crate) fn is_struct(&self) -> bool {
+        matches!(self, TypeRef::Static(StaticTy(Ty::Ref(def))) if find_def(def).is_some())
     }
 
     fn stat(ty: Ty) -> TypeRef<'static> {
@@ -246,6 +244,21 @@ impl<'a> TypeRef<'a> {
         }
     }
 
+    /// Whether `name` is a declared field of this struct type (as opposed to a
+    /// key of a map, or an unknown field).
+    pub(crate) fn is_declared(&self, name: &str) -> bool {
+        match self {
+            TypeRef::Static(StaticTy(Ty::Ref(def))) => {
+                find_def(def).and_then(|d| find_field(d, name)).is_some()
+            }
+            TypeRef::OpenApi(s) => {
+                s.get("properties").and_then(|p| p.get(name)).is_some()
+                    || (name == "metadata" && is_root_schema(s))
+            }
+            _ => false,
+        }
+    }
+
     /// The item type of a list type.
     pub(crate) fn elem(&self) -> TypeRef<'a> {
         match self {
@@ -305,7 +318,6 @@ fn is_root_schema(s: &Value) -> bool {
         || s.get("properties").is_none()
 }
 
-#[allow(dead_code)]
 fn deduced_shape(v: &Value) -> Shape {
     match v {
         Value::Object(_) => Shape::Map,
@@ -313,7 +325,6 @@ fn deduced_shape(v: &Value) -> Shape {
     }
 }
 
-#[allow(dead_code)]
 fn openapi_shape(s: &Value, v: &Value) -> Shape {
     if s.get("x-kubernetes-preserve-unknown-fields")
         .and_then(Value::as_bool)
