@@ -7,5 +7,8 @@
 //! so and names the upstream file.
 #![forbid(unsafe_code)]
 
+pub mod controllers;
+pub mod eviction;
+pub mod kubelet;
 pub mod patch;
 pub mod schema;

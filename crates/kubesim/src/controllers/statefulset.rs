@@ -1,0 +1,964 @@
+//! One sync of the StatefulSet controller as a pure function: given the set,
+//! its resolved current/update revisions, its pods and the namespace's PVCs,
+//! decide which PVCs and pods to create, which pods to delete or repair, and
+//! which status to write.
+//!
+//! Follows `updateStatefulSet`, `processReplica`, `processCondemned`,
+//! `updateStatefulSetAfterInvariantEstablished` (the `MaxUnavailableStatefulSet`
+//! path, beta and on by default in v1.35), `computeReplicaStatus`,
+//! `completeRollingUpdate` and `inconsistentStatus` in
+//! `pkg/controller/statefulset/stateful_set_control.go`, and
+//! `newVersionedStatefulSetPod`, `newStatefulSetPod`, `updateStorage`,
+//! `initIdentity`, `isClaimOwnerUpToDate`, `getStatefulSetMaxUnavailable` in
+//! `stateful_set_utils.go`, plus `ClaimPods` of
+//! `pkg/controller/controller_ref_manager.go` for adoption.
+//!
+//! Simplifications (each documented where it happens):
+//! * upstream issues writes as it goes; here the writes are returned in the
+//!   order upstream issues them and the driver executes them in that order,
+//!   stopping at the first failure. For `Parallel` sets upstream runs creates in
+//!   slow-start batches (1, 2, 4, …) and stops after a failing batch; the driver
+//!   stopping at the first failure is the same outcome for a failure in the
+//!   first batch and slightly more conservative otherwise.
+//! * `CreateStatefulPod` creates PVCs, the pod, then patches the PVCs' owner
+//!   references for the retention policy; PVCs are created here directly with
+//!   the owner references the policy asks for (same end state, one write less).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{ControllerRevision, StatefulSet, StatefulSetSpec, StatefulSetStatus},
+        core::v1::{
+            PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
+            PodTemplateSpec, Volume,
+        },
+    },
+    apimachinery::pkg::{
+        apis::meta::v1::{ObjectMeta, OwnerReference},
+        util::intstr::IntOrString,
+    },
+    jiff::{SignedDuration, Timestamp},
+};
+
+use super::{
+    Error, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, controller_of, controller_ref,
+    history::revision_template, is_pod_available, is_pod_ready, is_terminating, phase,
+    scaled_value, selector_matches,
+};
+
+/// A write the StatefulSet controller issues during one sync, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetWrite {
+    /// POST a PersistentVolumeClaim from a `volumeClaimTemplate`.
+    CreateClaim(PersistentVolumeClaim),
+    /// PUT a PVC whose owner references must follow the retention policy.
+    UpdateClaim(PersistentVolumeClaim),
+    /// POST a pod.
+    CreatePod(Pod),
+    /// PUT a pod whose identity (pod-name label) or storage (claim volumes)
+    /// drifted (`UpdateStatefulPod`).
+    UpdatePod(Pod),
+    /// DELETE a pod with default options (its own grace period).
+    DeletePod {
+        /// Pod name.
+        name: String,
+    },
+}
+
+/// Result of one sync.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOutcome {
+    /// Writes to issue, in order; the driver stops at the first failure.
+    pub writes: Vec<SetWrite>,
+    /// The status upstream would write (after `completeRollingUpdate`).
+    pub status: StatefulSetStatus,
+    /// `inconsistentStatus`: whether the status must be written.
+    pub write_status: bool,
+    /// An error upstream would return after the writes (e.g. `pvc … is being
+    /// deleted`); the sync is retried with back-off.
+    pub error: Option<String>,
+    /// When to sync again even without events (minReadySeconds gating).
+    pub requeue_after: Option<SignedDuration>,
+}
+
+/// What a claim of pods by a StatefulSet decided (`ClaimPods`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodClaims {
+    /// Pods the set owns (including ones it is about to adopt).
+    pub owned: Vec<Pod>,
+    /// Orphans to adopt: patch a controller reference in.
+    pub adopt: Vec<String>,
+    /// Owned pods that no longer match: remove our controller reference.
+    pub release: Vec<String>,
+}
+
+fn set_name(set: &StatefulSet) -> &str {
+    set.metadata.name.as_deref().unwrap_or_default()
+}
+
+fn spec(set: &StatefulSet) -> Result<&StatefulSetSpec, Error> {
+    set.spec.as_ref().ok_or(Error::MissingField {
+        what: format!("StatefulSet {}", set_name(set)),
+        field: "spec",
+    })
+}
+
+/// `spec.replicas` with its default of 1.
+pub fn replicas(set: &StatefulSet) -> i32 {
+    set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+/// `getStartOrdinal`.
+pub fn start_ordinal(set: &StatefulSet) -> i32 {
+    set.spec
+        .as_ref()
+        .and_then(|s| s.ordinals.as_ref())
+        .and_then(|o| o.start)
+        .unwrap_or(0)
+}
+
+/// `getParentNameAndOrdinal`: `(.*)-([0-9]+)$`.
+pub fn parent_and_ordinal(pod_name: &str) -> Option<(&str, i32)> {
+    let (parent, ord) = pod_name.rsplit_once('-')?;
+    if ord.is_empty() || !ord.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((parent, ord.parse().ok()?))
+}
+
+fn ordinal(pod: &Pod) -> i32 {
+    pod.metadata
+        .name
+        .as_deref()
+        .and_then(parent_and_ordinal)
+        .map_or(-1, |(_, o)| o)
+}
+
+/// The revision name on a pod (`getPodRevision`).
+pub fn pod_revision(pod: &Pod) -> &str {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(REVISION_LABEL))
+        .map_or("", String::as_str)
+}
+
+/// The effective update strategy after `SetDefaults_StatefulSet`: type
+/// (`RollingUpdate` or `OnDelete`) and the rolling-update block as
+/// `(partition, maxUnavailable)` when present.
+fn strategy(spec: &StatefulSetSpec) -> (String, Option<(i32, IntOrString)>) {
+    let us = spec.update_strategy.as_ref();
+    let ty = us.and_then(|u| u.type_.clone()).unwrap_or_default();
+    let ru = us.and_then(|u| u.rolling_update.as_ref());
+    if ty.is_empty() {
+        // Defaulting: type "" => RollingUpdate and rollingUpdate {} when nil.
+        let (p, mu) = ru.map_or((0, None), |r| {
+            (r.partition.unwrap_or(0), r.max_unavailable.clone())
+        });
+        return (
+            "RollingUpdate".into(),
+            Some((p, mu.unwrap_or(IntOrString::Int(1)))),
+        );
+    }
+    let block = ru.map(|r| {
+        (
+            r.partition.unwrap_or(0),
+            r.max_unavailable.clone().unwrap_or(IntOrString::Int(1)),
+        )
+    });
+    (ty, block)
+}
+
+fn retention(spec: &StatefulSetSpec) -> (bool, bool) {
+    let p = spec.persistent_volume_claim_retention_policy.as_ref();
+    let delete = |v: Option<&String>| v.is_some_and(|s| s == "Delete");
+    (
+        delete(p.and_then(|p| p.when_deleted.as_ref())),
+        delete(p.and_then(|p| p.when_scaled.as_ref())),
+    )
+}
+
+/// `ClaimPods` for a StatefulSet over every pod of its namespace: owned pods
+/// matching selector and name pattern are kept, matching orphans adopted,
+/// owned non-matching pods released; pods of other controllers are ignored.
+pub fn claim_pods(set: &StatefulSet, pods: &[Pod]) -> Result<PodClaims, Error> {
+    let spec = spec(set)?;
+    let uid = set.metadata.uid.as_deref().unwrap_or_default();
+    let deleting = set.metadata.deletion_timestamp.is_some();
+    let mut out = PodClaims::default();
+    for pod in pods {
+        if pod.metadata.namespace != set.metadata.namespace {
+            continue;
+        }
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let member = parent_and_ordinal(&name).is_some_and(|(p, _)| p == set_name(set));
+        let matches = member && selector_matches(&spec.selector, pod.metadata.labels.as_ref())?;
+        match controller_of(&pod.metadata) {
+            Some(r) if r.uid != uid => {}
+            Some(_) if matches => out.owned.push(pod.clone()),
+            Some(_) => {
+                if !deleting {
+                    out.release.push(name);
+                }
+            }
+            None => {
+                if !deleting && matches && !is_terminating(pod) {
+                    let mut adopted = pod.clone();
+                    adopted
+                        .metadata
+                        .owner_references
+                        .get_or_insert_with(Vec::new)
+                        .push(controller_ref("apps/v1", "StatefulSet", &set.metadata)?);
+                    out.owned.push(adopted);
+                    out.adopt.push(name);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `getPersistentVolumeClaimName`: `<template>-<set>-<ordinal>`.
+pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
+    format!("{template}-{set}-{ordinal}")
+}
+
+/// `getPersistentVolumeClaims`: the claims a pod of this ordinal uses.
+fn pod_claims(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
+    let Some(spec) = set.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.volume_claim_templates
+        .iter()
+        .flatten()
+        .map(|t| {
+            let mut c = t.clone();
+            let tname = t.metadata.name.clone().unwrap_or_default();
+            c.metadata.name = Some(claim_name(&tname, set_name(set), ordinal));
+            c.metadata.namespace = set.metadata.namespace.clone();
+            let mut labels = c.metadata.labels.take().unwrap_or_default();
+            labels.extend(spec.selector.match_labels.clone().unwrap_or_default());
+            c.metadata.labels = Some(labels);
+            c
+        })
+        .collect()
+}
+
+/// `newStatefulSetPod`: the pod of `ordinal` built from `template`.
+fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32) -> Result<Pod, Error> {
+    let name = format!("{}-{ordinal}", set_name(set));
+    let tmeta = template.metadata.clone().unwrap_or_default();
+    let mut labels = tmeta.labels.unwrap_or_default();
+    labels.insert(POD_NAME_LABEL.into(), name.clone());
+    labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
+    let mut spec: PodSpec = template.spec.clone().unwrap_or_default();
+    spec.hostname = Some(name.clone());
+    spec.subdomain = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_name.clone())
+        .filter(|s| !s.is_empty());
+    let mut pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            generate_name: Some(format!("{}-", set_name(set))),
+            namespace: set.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: tmeta.annotations,
+            finalizers: tmeta.finalizers,
+            owner_references: Some(vec![controller_ref(
+                "apps/v1",
+                "StatefulSet",
+                &set.metadata,
+            )?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    update_storage(set, &mut pod, ordinal);
+    Ok(pod)
+}
+
+/// `updateStorage`: claim volumes first (replacing same-named template
+/// volumes), then the other volumes.
+fn update_storage(set: &StatefulSet, pod: &mut Pod, ordinal: i32) {
+    let claims = pod_claims(set, ordinal);
+    if claims.is_empty() {
+        return;
+    }
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let tnames: Vec<String> = set
+        .spec
+        .iter()
+        .flat_map(|s| s.volume_claim_templates.iter().flatten())
+        .map(|t| t.metadata.name.clone().unwrap_or_default())
+        .collect();
+    let mut volumes: Vec<Volume> = tnames
+        .iter()
+        .zip(&claims)
+        .map(|(t, c)| Volume {
+            name: t.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: c.metadata.name.clone().unwrap_or_default(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        })
+        .collect();
+    for v in spec.volumes.take().unwrap_or_default() {
+        if !tnames.contains(&v.name) {
+            volumes.push(v);
+        }
+    }
+    spec.volumes = Some(volumes);
+}
+
+fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(set))
+        && pod.metadata.namespace == set.metadata.namespace
+        && pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(POD_NAME_LABEL))
+            .is_some_and(|v| v == name)
+}
+
+fn storage_matches(set: &StatefulSet, pod: &Pod) -> bool {
+    let ord = ordinal(pod);
+    if ord < 0 {
+        return false;
+    }
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    set.spec
+        .iter()
+        .flat_map(|s| s.volume_claim_templates.iter().flatten())
+        .all(|t| {
+            let tname = t.metadata.name.as_deref().unwrap_or_default();
+            volumes
+                .into_iter()
+                .flatten()
+                .find(|v| v.name == tname)
+                .and_then(|v| v.persistent_volume_claim.as_ref())
+                .is_some_and(|c| c.claim_name == claim_name(tname, set_name(set), ord))
+        })
+}
+
+fn matches_ref(r: &OwnerReference, api_version: &str, kind: &str, name: &str) -> bool {
+    r.api_version == api_version && r.kind == kind && r.name == name
+}
+
+/// `updateClaimOwnerRefForSetAndPod` for a claim: the owner references the
+/// retention policy wants. `None` when the claim must not be touched
+/// (`hasStaleOwnerRef` — references to a previous set or pod of that name).
+fn desired_claim_refs(
+    set: &StatefulSet,
+    pod: &Pod,
+    claim: &PersistentVolumeClaim,
+    in_range: bool,
+) -> Option<Vec<OwnerReference>> {
+    let spec = set.spec.as_ref()?;
+    let set_uid = set.metadata.uid.as_deref().unwrap_or_default();
+    let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let refs = claim.metadata.owner_references.clone().unwrap_or_default();
+    for r in &refs {
+        let stale_set = matches_ref(r, "apps/v1", "StatefulSet", set_name(set)) && r.uid != set_uid;
+        let stale_pod = matches_ref(r, "v1", "Pod", pod_name) && r.uid != pod_uid;
+        if stale_set || stale_pod {
+            return None;
+        }
+    }
+    let mut out: Vec<OwnerReference> = refs
+        .into_iter()
+        .filter(|r| {
+            !matches_ref(r, "apps/v1", "StatefulSet", set_name(set))
+                && !matches_ref(r, "v1", "Pod", pod_name)
+        })
+        .collect();
+    if out.iter().any(|r| r.controller == Some(true)) {
+        // hasUnexpectedController: leave our references scrubbed.
+        return Some(out);
+    }
+    let (when_deleted, when_scaled) = retention(spec);
+    if when_scaled && !in_range && !pod_uid.is_empty() {
+        out.extend(controller_ref("v1", "Pod", &pod.metadata).ok());
+    }
+    if when_deleted && (in_range || !when_scaled) {
+        out.extend(controller_ref("apps/v1", "StatefulSet", &set.metadata).ok());
+    }
+    Some(out)
+}
+
+fn claim_refs_update(
+    set: &StatefulSet,
+    pod: &Pod,
+    claims: &BTreeMap<String, PersistentVolumeClaim>,
+    in_range: bool,
+) -> Vec<PersistentVolumeClaim> {
+    let mut out = Vec::new();
+    for c in pod_claims(set, ordinal(pod)) {
+        let Some(existing) = c.metadata.name.as_ref().and_then(|n| claims.get(n)) else {
+            continue;
+        };
+        let Some(want) = desired_claim_refs(set, pod, existing, in_range) else {
+            continue;
+        };
+        let have = existing
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default();
+        let same = want.len() == have.len() && want.iter().all(|w| have.contains(w));
+        if !same {
+            let mut updated = existing.clone();
+            updated.metadata.owner_references = if want.is_empty() { None } else { Some(want) };
+            out.push(updated);
+        }
+    }
+    out
+}
+
+/// `isUnavailable`: not available for `minReadySeconds`, or terminating.
+fn is_unavailable(pod: &Pod, min_ready: i32, now: Timestamp) -> bool {
+    !is_pod_available(pod, min_ready, now) || is_terminating(pod)
+}
+
+fn is_running_and_ready(pod: &Pod) -> bool {
+    phase(pod) == "Running" && is_pod_ready(pod)
+}
+
+#[derive(Default)]
+struct Counts {
+    replicas: i32,
+    ready: i32,
+    available: i32,
+    current: i32,
+    updated: i32,
+}
+
+/// `computeReplicaStatus` over a list of pods (placeholders have no phase).
+fn count(pods: &[Pod], min_ready: i32, now: Timestamp, current: &str, update: &str) -> Counts {
+    let mut c = Counts::default();
+    for pod in pods {
+        let created = !phase(pod).is_empty();
+        if created {
+            c.replicas += 1;
+        }
+        if is_running_and_ready(pod) {
+            c.ready += 1;
+            if is_pod_available(pod, min_ready, now) {
+                c.available += 1;
+            }
+        }
+        if created && !is_terminating(pod) {
+            let rev = pod_revision(pod);
+            if rev == current {
+                c.current += 1;
+            }
+            if rev == update {
+                c.updated += 1;
+            }
+        }
+    }
+    c
+}
+
+fn nz(v: i32) -> Option<i32> {
+    (v != 0).then_some(v)
+}
+
+fn apply_counts(status: &mut StatefulSetStatus, c: &Counts) {
+    status.replicas = c.replicas;
+    status.ready_replicas = nz(c.ready);
+    status.available_replicas = Some(c.available);
+    status.current_replicas = nz(c.current);
+    status.updated_replicas = nz(c.updated);
+}
+
+/// Inputs of one sync.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncInput<'a> {
+    /// The StatefulSet as read.
+    pub set: &'a StatefulSet,
+    /// The current revision (`status.currentRevision` or the update revision).
+    pub current: &'a ControllerRevision,
+    /// The update revision (the set's template now).
+    pub update: &'a ControllerRevision,
+    /// Collision count to carry into status.
+    pub collision_count: i32,
+    /// Pods the set owns (see [`claim_pods`]).
+    pub pods: &'a [Pod],
+    /// PVCs of the namespace by name.
+    pub claims: &'a BTreeMap<String, PersistentVolumeClaim>,
+    /// The simulated time.
+    pub now: Timestamp,
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+/// `updateStatefulSet` + `updateStatefulSetStatus`'s decision.
+pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
+    let SyncInput {
+        set,
+        current,
+        update,
+        collision_count,
+        pods,
+        claims,
+        now,
+    } = input;
+    let spec = spec(set)?;
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let current_name = current.metadata.name.clone().unwrap_or_default();
+    let update_name = update.metadata.name.clone().unwrap_or_default();
+    let mut current_set = set.clone();
+    let mut update_set = set.clone();
+    if let Some(s) = current_set.spec.as_mut() {
+        s.template = revision_template(current)?;
+    }
+    if let Some(s) = update_set.spec.as_mut() {
+        s.template = revision_template(update)?;
+    }
+
+    let mut status = StatefulSetStatus {
+        observed_generation: set.metadata.generation,
+        current_revision: Some(current_name.clone()),
+        update_revision: Some(update_name.clone()),
+        collision_count: Some(collision_count),
+        ..StatefulSetStatus::default()
+    };
+    apply_counts(
+        &mut status,
+        &count(pods, min_ready, now, &current_name, &update_name),
+    );
+
+    let replica_count = usize::try_from(replicas(set)).unwrap_or(0);
+    let start = start_ordinal(set);
+    let end = start + replicas(set) - 1;
+    let mut slots: Vec<Option<Pod>> = vec![None; replica_count];
+    let mut condemned: Vec<Pod> = Vec::new();
+    for pod in pods {
+        let ord = ordinal(pod);
+        if ord >= start && ord <= end {
+            if let Some(slot) = usize::try_from(ord - start)
+                .ok()
+                .and_then(|i| slots.get_mut(i))
+            {
+                *slot = Some(pod.clone());
+            }
+        } else if ord >= 0 {
+            condemned.push(pod.clone());
+        }
+    }
+    let (strategy_type, rolling) = strategy(spec);
+    // newVersionedStatefulSetPod: note Go precedence `A && B || C`.
+    let old_ru_nil = strategy_type == "RollingUpdate" && rolling.is_none();
+    let stored_current_replicas = set
+        .status
+        .as_ref()
+        .and_then(|s| s.current_replicas)
+        .unwrap_or(0);
+    let mut replicas_v: Vec<Pod> = Vec::with_capacity(replica_count);
+    for (i, slot) in slots.into_iter().enumerate() {
+        let ord = start + i32::try_from(i).unwrap_or(i32::MAX);
+        let pod = match slot {
+            Some(p) => p,
+            None => {
+                let at_current = (old_ru_nil && ord < start + stored_current_replicas)
+                    || rolling.as_ref().is_some_and(|(p, _)| ord < start + p);
+                let (tset, rev) = if at_current {
+                    (&current_set, &current_name)
+                } else {
+                    (&update_set, &update_name)
+                };
+                let tmpl = &spec_of(tset)?.template;
+                let mut p = new_pod(tset, tmpl, ord)?;
+                p.metadata
+                    .labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(REVISION_LABEL.into(), rev.clone());
+                p
+            }
+        };
+        replicas_v.push(pod);
+    }
+    condemned.sort_by_key(|p| std::cmp::Reverse(ordinal(p)));
+
+    let mut first_unavailable: Option<String> = None;
+    for p in replicas_v.iter().chain(condemned.iter().rev()) {
+        if is_unavailable(p, min_ready, now) && first_unavailable.is_none() {
+            first_unavailable = p.metadata.name.clone();
+        }
+    }
+
+    let mut out = SyncOutcome {
+        writes: Vec::new(),
+        status: status.clone(),
+        write_status: false,
+        error: None,
+        requeue_after: None,
+    };
+
+    if set.metadata.deletion_timestamp.is_none() {
+        let monotonic = spec.pod_management_policy.as_deref() != Some("Parallel");
+        let stopped = run_replicas(
+            set,
+            &update_set,
+            monotonic,
+            &replicas_v,
+            claims,
+            now,
+            &mut out,
+        );
+        let stopped = stopped
+            || run_condemned_claims(&update_set, &condemned, claims, &mut out)
+            || run_condemned(
+                set,
+                monotonic,
+                &condemned,
+                first_unavailable.as_deref(),
+                now,
+                &mut out,
+            );
+        let mut all = replicas_v.clone();
+        all.extend(condemned.iter().cloned());
+        apply_counts(
+            &mut status,
+            &count(&all, min_ready, now, &current_name, &update_name),
+        );
+        if !stopped && out.error.is_none() && strategy_type != "OnDelete" {
+            rolling_update(
+                set,
+                &replicas_v,
+                rolling.as_ref(),
+                &update_name,
+                now,
+                &mut status,
+                &mut out,
+            )?;
+        }
+    }
+
+    complete_rolling_update(set, &strategy_type, &mut status);
+    out.write_status = inconsistent_status(set, &status);
+    if min_ready > 0 && status.available_replicas.unwrap_or(0) != replicas(set) {
+        out.requeue_after = Some(SignedDuration::from_secs(i64::from(min_ready)));
+    }
+    out.status = status;
+    Ok(out)
+}
+
+fn spec_of(set: &StatefulSet) -> Result<&StatefulSetSpec, Error> {
+    spec(set)
+}
+
+/// `runForAll(replicas, processReplica)`. Returns whether processing stopped.
+fn run_replicas(
+    set: &StatefulSet,
+    update_set: &StatefulSet,
+    monotonic: bool,
+    replicas_v: &[Pod],
+    claims: &BTreeMap<String, PersistentVolumeClaim>,
+    now: Timestamp,
+    out: &mut SyncOutcome,
+) -> bool {
+    let min_ready = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
+    let mut stopped = false;
+    for pod in replicas_v {
+        match process_replica(set, update_set, monotonic, pod, claims, now, min_ready, out) {
+            Step::Continue => {}
+            Step::Stop => {
+                stopped = true;
+                if monotonic || out.error.is_some() {
+                    return true;
+                }
+            }
+        }
+    }
+    // In Parallel mode the per-pod "stop" is ignored; only errors stop.
+    stopped && (monotonic || out.error.is_some())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_replica(
+    set: &StatefulSet,
+    update_set: &StatefulSet,
+    monotonic: bool,
+    pod: &Pod,
+    claims: &BTreeMap<String, PersistentVolumeClaim>,
+    now: Timestamp,
+    min_ready: i32,
+    out: &mut SyncOutcome,
+) -> Step {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ph = phase(pod);
+    if ph == "Failed" || ph == "Succeeded" {
+        if !is_terminating(pod) {
+            out.writes.push(SetWrite::DeletePod { name });
+        }
+        return Step::Stop;
+    }
+    if ph.is_empty() {
+        if claim_is_stale(set, pod, claims) {
+            return Step::Stop;
+        }
+        if !create_claims(set, pod, claims, true, out) {
+            return Step::Stop;
+        }
+        out.writes.push(SetWrite::CreatePod(pod.clone()));
+        if monotonic {
+            return Step::Stop;
+        }
+    }
+    if ph == "Pending" && !create_claims(set, pod, claims, true, out) {
+        return Step::Stop;
+    }
+    if ph.is_empty() {
+        // A pod created in this sync is still a placeholder locally: upstream
+        // goes on with the checks below on the unchanged (phase "") object,
+        // which only matter for monotonic sets (already returned above).
+        return Step::Continue;
+    }
+    if monotonic && is_terminating(pod) {
+        return Step::Stop;
+    }
+    if monotonic && !is_running_and_ready(pod) {
+        return Step::Stop;
+    }
+    if monotonic && !is_pod_available(pod, min_ready, now) {
+        return Step::Stop;
+    }
+    let claim_updates = claim_refs_update(update_set, pod, claims, true);
+    if identity_matches(set, pod) && storage_matches(set, pod) && claim_updates.is_empty() {
+        return Step::Continue;
+    }
+    // UpdateStatefulPod: fix identity and storage, create missing claims,
+    // fix claim owner references, then PUT the pod if it changed.
+    let mut fixed = pod.clone();
+    let ord = ordinal(pod);
+    fixed.metadata.namespace = set.metadata.namespace.clone();
+    fixed
+        .metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(POD_NAME_LABEL.into(), name.clone());
+    fixed
+        .metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(POD_INDEX_LABEL.into(), ord.to_string());
+    update_storage(set, &mut fixed, ord);
+    if !storage_matches(set, pod) && !create_claims(set, pod, claims, true, out) {
+        return Step::Stop;
+    }
+    out.writes
+        .extend(claim_updates.into_iter().map(SetWrite::UpdateClaim));
+    if fixed != *pod {
+        out.writes.push(SetWrite::UpdatePod(fixed));
+    }
+    Step::Continue
+}
+
+/// `PodClaimIsStale`: with `whenScaled: Delete`, an existing claim that points
+/// to another pod of this name blocks creation until it is gone.
+fn claim_is_stale(
+    set: &StatefulSet,
+    pod: &Pod,
+    claims: &BTreeMap<String, PersistentVolumeClaim>,
+) -> bool {
+    let when_scaled = set.spec.as_ref().is_some_and(|s| retention(s).1);
+    if !when_scaled {
+        return false;
+    }
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    pod_claims(set, ordinal(pod)).iter().any(|c| {
+        c.metadata
+            .name
+            .as_ref()
+            .and_then(|n| claims.get(n))
+            .and_then(|pvc| pvc.metadata.owner_references.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|r| matches_ref(r, "v1", "Pod", pod_name) && r.uid != pod_uid)
+    })
+}
+
+/// `createPersistentVolumeClaims`: returns false (and records the error) when a
+/// claim is being deleted.
+fn create_claims(
+    set: &StatefulSet,
+    pod: &Pod,
+    claims: &BTreeMap<String, PersistentVolumeClaim>,
+    in_range: bool,
+    out: &mut SyncOutcome,
+) -> bool {
+    for mut c in pod_claims(set, ordinal(pod)) {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        match claims.get(&name) {
+            Some(existing) if existing.metadata.deletion_timestamp.is_some() => {
+                out.error = Some(format!("pvc {name} is being deleted"));
+                return false;
+            }
+            Some(_) => {}
+            None => {
+                if out.writes.iter().any(|w| matches!(w, SetWrite::CreateClaim(x) if x.metadata.name.as_deref() == Some(name.as_str()))) {
+                    continue;
+                }
+                if let Some(refs) =
+                    desired_claim_refs(set, pod, &c, in_range).filter(|r| !r.is_empty())
+                {
+                    c.metadata.owner_references = Some(refs);
+                }
+                out.writes.push(SetWrite::CreateClaim(c));
+            }
+        }
+    }
+    true
+}
+
+/// `runForAll(condemned, fixPodClaim)`: owner references of condemned pods'
+/// claims follow the retention policy (never stops processing by itself).
+fn run_condemned_claims(
+    update_set: &StatefulSet,
+    condemned: &[Pod],
+    claims: &BTreeMap<String, PersistentVolumeClaim>,
+    out: &mut SyncOutcome,
+) -> bool {
+    for pod in condemned {
+        out.writes.extend(
+            claim_refs_update(update_set, pod, claims, false)
+                .into_iter()
+                .map(SetWrite::UpdateClaim),
+        );
+    }
+    false
+}
+
+/// `runForAll(condemned, processCondemned)`.
+fn run_condemned(
+    set: &StatefulSet,
+    monotonic: bool,
+    condemned: &[Pod],
+    first_unavailable: Option<&str>,
+    now: Timestamp,
+    out: &mut SyncOutcome,
+) -> bool {
+    let min_ready = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
+    for pod in condemned {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let is_first = first_unavailable == Some(name.as_str());
+        if is_terminating(pod) {
+            if monotonic {
+                return true;
+            }
+            continue;
+        }
+        if monotonic && !is_running_and_ready(pod) && !is_first {
+            return true;
+        }
+        if monotonic && !is_pod_available(pod, min_ready, now) && !is_first {
+            return true;
+        }
+        out.writes.push(SetWrite::DeletePod { name });
+        if monotonic {
+            return true;
+        }
+    }
+    false
+}
+
+/// `updateStatefulSetAfterInvariantEstablished` (maxUnavailable path).
+fn rolling_update(
+    set: &StatefulSet,
+    replicas_v: &[Pod],
+    rolling: Option<&(i32, IntOrString)>,
+    update_name: &str,
+    now: Timestamp,
+    status: &mut StatefulSetStatus,
+    out: &mut SyncOutcome,
+) -> Result<(), Error> {
+    let min_ready = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
+    let mut update_min = 0usize;
+    let mut max_unavailable = 1i32;
+    if let Some((partition, mu)) = rolling {
+        update_min = usize::try_from(*partition).unwrap_or(0);
+        max_unavailable = scaled_value(mu, replicas(set), false)?.max(1);
+    }
+    let unavailable = i32::try_from(
+        replicas_v
+            .iter()
+            .filter(|p| is_unavailable(p, min_ready, now))
+            .count(),
+    )
+    .unwrap_or(i32::MAX);
+    if unavailable > max_unavailable {
+        return Ok(());
+    }
+    let to_delete = max_unavailable - unavailable;
+    let mut deleted = 0;
+    for pod in replicas_v.iter().skip(update_min).rev() {
+        if deleted >= to_delete {
+            break;
+        }
+        if pod_revision(pod) != update_name && !is_terminating(pod) {
+            out.writes.push(SetWrite::DeletePod {
+                name: pod.metadata.name.clone().unwrap_or_default(),
+            });
+            deleted += 1;
+            status.current_replicas = nz(status.current_replicas.unwrap_or(0) - 1);
+        }
+    }
+    Ok(())
+}
+
+/// `completeRollingUpdate`: the current revision advances once all
+/// `spec.replicas` pods are updated, ready and present — RollingUpdate only
+/// (OnDelete never advances it before v1.37).
+fn complete_rolling_update(set: &StatefulSet, strategy_type: &str, status: &mut StatefulSetStatus) {
+    let want = replicas(set);
+    if strategy_type == "RollingUpdate"
+        && status.updated_replicas.unwrap_or(0) == want
+        && status.ready_replicas.unwrap_or(0) == want
+        && status.replicas == want
+    {
+        status.current_replicas = status.updated_replicas;
+        status.current_revision = status.update_revision.clone();
+    }
+}
+
+/// `inconsistentStatus`.
+fn inconsistent_status(set: &StatefulSet, status: &StatefulSetStatus) -> bool {
+    let Some(old) = set.status.as_ref() else {
+        return true;
+    };
+    status.observed_generation.unwrap_or(0) > old.observed_generation.unwrap_or(0)
+        || status.replicas != old.replicas
+        || status.current_replicas.unwrap_or(0) != old.current_replicas.unwrap_or(0)
+        || status.ready_replicas.unwrap_or(0) != old.ready_replicas.unwrap_or(0)
+        || status.updated_replicas.unwrap_or(0) != old.updated_replicas.unwrap_or(0)
+        || status.current_revision != old.current_revision
+        || status.available_replicas.unwrap_or(0) != old.available_replicas.unwrap_or(0)
+        || status.update_revision != old.update_revision
+}

@@ -1,0 +1,764 @@
+//! The fake nodes, scheduler and kubelet (in the spirit of KWOK): node
+//! objects spread over three zones, a scheduler that binds pods to nodes, and
+//! a per-pod state machine that moves a pod from `Pending` to `Running` and
+//! `Ready`, restarts containers in place when their image changes, and
+//! finishes graceful deletions.
+//!
+//! All decisions are pure functions of the pod, the configuration and the
+//! simulated time ([`Clock`]); the async driver only executes them.
+//!
+//! ## Timing
+//! Every delay is *simulated* time; [`Clock`] runs `speed` times faster than
+//! the wall clock, and the driver sleeps `delay / speed`. The start delay of a
+//! container is [`Delay::Fixed`] or [`Delay::Uniform`] (drawn
+//! deterministically from the pod UID and restart count, so a pod's timeline
+//! is reproducible) and may be overridden per image (exact image or prefix).
+//!
+//! ## Failure modes chosen by image tag
+//! * tag ending in `-unready` (e.g. `nginx:1.27-unready`): the container runs
+//!   but never becomes ready;
+//! * tag ending in `-crashloop`: the container runs for one second, exits with
+//!   code 1, and is restarted with the kubelet's back-off (10 s doubling to
+//!   5 min); it never becomes ready.
+//!
+//! ## Simplifications (upstream: `pkg/kubelet/status/status_manager.go`,
+//! `pkg/kubelet/kuberuntime`, `pkg/scheduler`)
+//! * Containers become ready as soon as they start (no probes); init
+//!   containers, readiness gates, resources and node capacity are ignored.
+//! * Scheduling honours `nodeSelector`, node readiness and `unschedulable`, and
+//!   spreads pods of one controller across zones, then nodes (like the default
+//!   `PodTopologySpread` soft constraints); affinity and taints are ignored.
+//! * A terminating pod is removed (DELETE with grace 0) after
+//!   `min(grace period, shutdown delay)`, as the kubelet does once its
+//!   containers have stopped.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        ContainerStatus, HostIP, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus,
+        NodeSystemInfo, Pod, PodCondition, PodIP, PodStatus,
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{ObjectMeta, Time},
+    },
+    jiff::{SignedDuration, Timestamp},
+};
+
+use crate::controllers::{ZONE_LABEL, controller_of, history::fnv1_32};
+
+/// The three zones the fake nodes are spread over.
+pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+/// How long a `-crashloop` container runs before it exits.
+pub const CRASH_RUN: SignedDuration = SignedDuration::from_secs(1);
+/// Initial crash back-off (`kubelet` `backOffPeriod`).
+pub const BACKOFF_INITIAL: SignedDuration = SignedDuration::from_secs(10);
+/// Maximum crash back-off (`MaxContainerBackOff`).
+pub const BACKOFF_MAX: SignedDuration = SignedDuration::from_secs(300);
+
+/// The simulated clock: starts at the wall-clock time it was created and runs
+/// `speed` times faster.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: Timestamp,
+    started: Instant,
+    speed: f64,
+}
+
+impl Clock {
+    /// A clock running `speed` times faster than real time (`speed > 0`;
+    /// anything else is treated as 1).
+    pub fn new(speed: f64) -> Self {
+        Self {
+            origin: wall_now(),
+            started: Instant::now(),
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// The speed factor.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    /// The simulated now.
+    pub fn now(&self) -> Timestamp {
+        let real = self.started.elapsed().as_secs_f64() * self.speed;
+        let d = SignedDuration::try_from_secs_f64(real).unwrap_or(SignedDuration::MAX);
+        self.origin.checked_add(d).unwrap_or(Timestamp::MAX)
+    }
+
+    /// The real time to wait for `sim` simulated time to pass.
+    pub fn real(&self, sim: SignedDuration) -> Duration {
+        let secs = sim.as_secs_f64().max(0.0) / self.speed;
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+    }
+}
+
+/// The wall-clock time as a [`Timestamp`].
+pub fn wall_now() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = i64::try_from(since_epoch.as_secs()).unwrap_or(0);
+    let nanos = i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0);
+    Timestamp::new(secs, nanos).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A delay, in simulated time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delay {
+    /// Always this long.
+    Fixed(SignedDuration),
+    /// Uniformly between `min` and `max` (inclusive), drawn per pod.
+    Uniform {
+        /// Shortest delay.
+        min: SignedDuration,
+        /// Longest delay.
+        max: SignedDuration,
+    },
+}
+
+impl Delay {
+    /// The delay for a draw `seed` (deterministic).
+    pub fn pick(&self, seed: u32) -> SignedDuration {
+        match *self {
+            Self::Fixed(d) => d,
+            Self::Uniform { min, max } => {
+                let span = (max - min).as_millis().max(0);
+                let off = if span == 0 {
+                    0
+                } else {
+                    i128::from(seed) % (span + 1)
+                };
+                min + SignedDuration::from_millis(i64::try_from(off).unwrap_or(0))
+            }
+        }
+    }
+}
+
+/// Configuration of the fake kubelets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeletConfig {
+    /// Delay from the pod reaching the kubelet (or a container restart) to
+    /// the container running and ready.
+    pub start_delay: Delay,
+    /// Per-image overrides: the first entry whose key equals the image or is
+    /// a prefix of it wins.
+    pub image_delays: Vec<(String, Delay)>,
+    /// How long containers take to stop after SIGTERM (capped by the grace period).
+    pub shutdown_delay: SignedDuration,
+}
+
+impl Default for KubeletConfig {
+    fn default() -> Self {
+        Self {
+            start_delay: Delay::Fixed(SignedDuration::from_secs(2)),
+            image_delays: Vec::new(),
+            shutdown_delay: SignedDuration::from_secs(1),
+        }
+    }
+}
+
+impl KubeletConfig {
+    /// The start delay of `image` for a pod (`uid`) at `restarts` restarts.
+    pub fn start_delay_for(&self, image: &str, uid: &str, restarts: i32) -> SignedDuration {
+        let delay = self
+            .image_delays
+            .iter()
+            .find(|(k, _)| image == k || image.starts_with(k.as_str()))
+            .map_or(self.start_delay, |(_, d)| *d);
+        delay.pick(fnv1_32(format!("{uid}/{restarts}").as_bytes()))
+    }
+}
+
+/// The failure mode an image asks for (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Starts and becomes ready.
+    Healthy,
+    /// Runs, never ready.
+    Unready,
+    /// Crashes and restarts with back-off, never ready.
+    CrashLoop,
+}
+
+/// The failure mode of an image (by tag suffix).
+pub fn failure_mode(image: &str) -> FailureMode {
+    let tag = image
+        .rsplit_once('/')
+        .map_or(image, |(_, last)| last)
+        .split_once(':')
+        .map_or("", |(_, t)| t);
+    let tag = tag.split('@').next().unwrap_or(tag);
+    if tag.ends_with("-unready") {
+        FailureMode::Unready
+    } else if tag.ends_with("-crashloop") {
+        FailureMode::CrashLoop
+    } else {
+        FailureMode::Healthy
+    }
+}
+
+/// Name of the `i`-th fake node.
+pub fn node_name(i: usize) -> String {
+    format!("kubesim-node-{i}")
+}
+
+/// `n` Ready nodes named `kubesim-node-<i>`, round-robin over [`ZONES`].
+pub fn fake_nodes(n: usize, now: Timestamp) -> Vec<Node> {
+    (0..n)
+        .map(|i| {
+            let name = node_name(i);
+            let zone = ZONES[i % ZONES.len()];
+            let labels: BTreeMap<String, String> = [
+                ("kubernetes.io/hostname", name.as_str()),
+                ("kubernetes.io/os", "linux"),
+                ("kubernetes.io/arch", "amd64"),
+                (ZONE_LABEL, zone),
+                ("topology.kubernetes.io/region", "kubesim"),
+                ("node.kubernetes.io/instance-type", "kubesim"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            let capacity: BTreeMap<String, Quantity> = [
+                ("cpu", "64"),
+                ("memory", "256Gi"),
+                ("pods", "10000"),
+                ("ephemeral-storage", "1Ti"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+            .collect();
+            Node {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(NodeSpec {
+                    pod_cidr: Some(format!("10.244.{i}.0/24")),
+                    ..NodeSpec::default()
+                }),
+                status: Some(NodeStatus {
+                    addresses: Some(vec![
+                        NodeAddress {
+                            type_: "InternalIP".into(),
+                            address: host_ip(i),
+                        },
+                        NodeAddress {
+                            type_: "Hostname".into(),
+                            address: name,
+                        },
+                    ]),
+                    allocatable: Some(capacity.clone()),
+                    capacity: Some(capacity),
+                    conditions: Some(vec![node_ready_condition(true, now)]),
+                    node_info: Some(NodeSystemInfo {
+                        architecture: "amd64".into(),
+                        boot_id: String::new(),
+                        container_runtime_version: "containerd://2.1.0".into(),
+                        kernel_version: "6.8.0".into(),
+                        kube_proxy_version: String::new(),
+                        kubelet_version: "v1.35.0".into(),
+                        machine_id: String::new(),
+                        operating_system: "linux".into(),
+                        os_image: "kubesim".into(),
+                        system_uuid: String::new(),
+                        swap: None,
+                    }),
+                    phase: None,
+                    ..NodeStatus::default()
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The node's `Ready` condition: `True/KubeletReady` or, for a failed node,
+/// `Unknown/NodeStatusUnknown` as the node lifecycle controller sets it.
+pub fn node_ready_condition(ready: bool, now: Timestamp) -> NodeCondition {
+    let (status, reason, message) = if ready {
+        ("True", "KubeletReady", "kubelet is posting ready status")
+    } else {
+        (
+            "Unknown",
+            "NodeStatusUnknown",
+            "Kubelet stopped posting node status.",
+        )
+    };
+    NodeCondition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_heartbeat_time: Some(Time(now)),
+        last_transition_time: Some(Time(now)),
+    }
+}
+
+/// The InternalIP of node `i`.
+pub fn host_ip(i: usize) -> String {
+    format!("172.18.{}.{}", i / 250, i % 250 + 2)
+}
+
+/// The `n`-th pod IP on node `i` (from the node's `10.244.<i>.0/24` CIDR,
+/// continuing into further /16s for large counts).
+pub fn pod_ip(i: usize, n: usize) -> String {
+    let host = n % 253 + 2;
+    let block = n / 253;
+    format!(
+        "10.{}.{}.{}",
+        244 + block / 256 % 12,
+        (i + block) % 256,
+        host
+    )
+}
+
+fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// Chooses a node for `pod` among `nodes`, given the pods already bound
+/// (`spec.nodeName` set). `None` when no node fits.
+pub fn schedule(pod: &Pod, nodes: &[Node], pods: &[Pod]) -> Option<String> {
+    let selector = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_selector.clone())
+        .unwrap_or_default();
+    let owner = controller_of(&pod.metadata).map(|r| r.uid.clone());
+    let zone_of = |n: &Node| -> String {
+        n.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ZONE_LABEL))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let node_zone: BTreeMap<&str, String> = nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref().map(|name| (name, zone_of(n))))
+        .collect();
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_node_owned: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in pods {
+        let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
+        *per_node.entry(n).or_default() += 1;
+        if owner.is_some() && controller_of(&p.metadata).map(|r| r.uid.clone()) == owner {
+            *per_node_owned.entry(n).or_default() += 1;
+            if let Some(z) = node_zone.get(n) {
+                *per_zone.entry(z.clone()).or_default() += 1;
+            }
+        }
+    }
+    nodes
+        .iter()
+        .filter(|n| node_is_ready(n))
+        .filter(|n| {
+            !n.spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false)
+        })
+        .filter(|n| {
+            let labels = n.metadata.labels.clone().unwrap_or_default();
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
+        .filter_map(|n| {
+            let name = n.metadata.name.as_deref()?;
+            let key = (
+                per_zone.get(&zone_of(n)).copied().unwrap_or(0),
+                per_node_owned.get(name).copied().unwrap_or(0),
+                per_node.get(name).copied().unwrap_or(0),
+                name.to_owned(),
+            );
+            Some(key)
+        })
+        .min()
+        .map(|k| k.3)
+}
+
+/// What the kubelet does next for a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KubeletAction {
+    /// Nothing to write now.
+    Nothing,
+    /// PUT this status to `pods/status`.
+    UpdateStatus(Box<PodStatus>),
+    /// The containers stopped: DELETE the pod with grace period 0.
+    Remove,
+}
+
+/// One step of the kubelet for a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeletStep {
+    /// The write to perform.
+    pub action: KubeletAction,
+    /// Look at the pod again after this much simulated time (if nothing else
+    /// changes it before).
+    pub wake_after: Option<SignedDuration>,
+}
+
+/// Facts about the pod the driver tracks outside the pod object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PodFacts<'a> {
+    /// The simulated time at which the kubelet first saw the pod's
+    /// `deletionTimestamp` (graceful termination start).
+    pub termination_started: Option<Timestamp>,
+    /// The IP to give the pod if it has none yet.
+    pub pod_ip: &'a str,
+    /// The node's InternalIP.
+    pub host_ip: &'a str,
+    /// Fault injection: keep the pod's Ready condition False.
+    pub forced_unready: bool,
+}
+
+fn hex_id(seed: &str, len: usize) -> String {
+    let mut out = String::new();
+    let mut i = 0u32;
+    while out.len() < len {
+        out.push_str(&format!(
+            "{:08x}",
+            fnv1_32(format!("{seed}#{i}").as_bytes())
+        ));
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn image_id(image: &str) -> String {
+    let repo = image.split([':', '@']).next().unwrap_or(image);
+    let repo = if repo.contains('/') {
+        repo.to_owned()
+    } else {
+        format!("docker.io/library/{repo}")
+    };
+    format!("{repo}@sha256:{}", hex_id(image, 64))
+}
+
+fn set_condition(
+    conds: &mut Vec<PodCondition>,
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    now: Timestamp,
+) {
+    let status = if ok { "True" } else { "False" };
+    if let Some(c) = conds.iter_mut().find(|c| c.type_ == type_) {
+        if c.status != status {
+            c.status = status.into();
+            c.last_transition_time = Some(Time(now));
+        }
+        c.reason = reason.map(str::to_owned);
+        c.message = message;
+    } else {
+        conds.push(PodCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.map(str::to_owned),
+            message,
+            last_transition_time: Some(Time(now)),
+            ..PodCondition::default()
+        });
+    }
+}
+
+fn since(t: Option<&Time>, d: SignedDuration) -> Option<Timestamp> {
+    t.and_then(|t| t.0.checked_add(d).ok())
+}
+
+/// Decides the kubelet's next step for a pod bound to this node.
+pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp) -> KubeletStep {
+    let nothing = |wake| KubeletStep {
+        action: KubeletAction::Nothing,
+        wake_after: wake,
+    };
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
+    if matches!(phase, "Succeeded" | "Failed") {
+        return nothing(None);
+    }
+    if let Some(started) = facts.termination_started {
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .map_or(cfg.shutdown_delay, SignedDuration::from_secs);
+        let done = started
+            .checked_add(grace.min(cfg.shutdown_delay).max(SignedDuration::ZERO))
+            .unwrap_or(started);
+        return if now >= done {
+            KubeletStep {
+                action: KubeletAction::Remove,
+                wake_after: None,
+            }
+        } else {
+            nothing(Some(done.duration_since(now)))
+        };
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return nothing(None);
+    };
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let old = pod.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    let mut wake: Option<SignedDuration> = None;
+    let mut soon = |at: Timestamp| {
+        let d = at.duration_since(now).max(SignedDuration::ZERO);
+        wake = Some(wake.map_or(d, |w: SignedDuration| w.min(d)));
+    };
+
+    // Sandbox: IPs and start time on first sight.
+    if st.start_time.is_none() {
+        st.start_time = Some(Time(now));
+    }
+    if st.pod_ip.as_deref().unwrap_or("").is_empty() {
+        st.pod_ip = Some(facts.pod_ip.to_owned());
+        st.pod_ips = Some(vec![PodIP {
+            ip: facts.pod_ip.to_owned(),
+        }]);
+    }
+    if st.host_ip.as_deref().unwrap_or("").is_empty() {
+        st.host_ip = Some(facts.host_ip.to_owned());
+        st.host_ips = Some(vec![HostIP {
+            ip: facts.host_ip.to_owned(),
+        }]);
+    }
+    let pod_start = st.start_time.clone();
+
+    let old_statuses: BTreeMap<String, ContainerStatus> = old
+        .container_statuses
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+    let mut statuses = Vec::new();
+    for c in &spec.containers {
+        let image = c.image.clone().unwrap_or_default();
+        let mode = failure_mode(&image);
+        let mut cs = old_statuses
+            .get(&c.name)
+            .cloned()
+            .unwrap_or_else(|| ContainerStatus {
+                name: c.name.clone(),
+                image: image.clone(),
+                image_id: String::new(),
+                ready: false,
+                restart_count: 0,
+                started: Some(false),
+                state: Some(waiting("ContainerCreating")),
+                ..ContainerStatus::default()
+            });
+        let state = cs.state.clone().unwrap_or_default();
+        if let Some(running) = &state.running {
+            if cs.image != image {
+                // In-place restart for a new image.
+                cs.last_state = Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 0,
+                        reason: Some("Completed".into()),
+                        started_at: running.started_at.clone(),
+                        finished_at: Some(Time(now)),
+                        container_id: cs.container_id.clone(),
+                        ..ContainerStateTerminated::default()
+                    }),
+                    ..ContainerState::default()
+                });
+                cs.state = Some(waiting("ContainerCreating"));
+                cs.restart_count += 1;
+                cs.ready = false;
+                cs.started = Some(false);
+                cs.image = image.clone();
+                cs.image_id = String::new();
+                cs.container_id = None;
+                if let Some(at) = since(
+                    Some(&Time(now)),
+                    cfg.start_delay_for(&image, uid, cs.restart_count),
+                ) {
+                    soon(at);
+                }
+            } else if mode == FailureMode::CrashLoop {
+                let crash_at = since(running.started_at.as_ref(), CRASH_RUN).unwrap_or(now);
+                if now >= crash_at {
+                    cs.last_state = Some(ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            exit_code: 1,
+                            reason: Some("Error".into()),
+                            started_at: running.started_at.clone(),
+                            finished_at: Some(Time(now)),
+                            container_id: cs.container_id.clone(),
+                            ..ContainerStateTerminated::default()
+                        }),
+                        ..ContainerState::default()
+                    });
+                    cs.restart_count += 1;
+                    cs.ready = false;
+                    cs.started = Some(false);
+                    cs.state = Some(ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: Some("CrashLoopBackOff".into()),
+                            message: Some(format!(
+                                "back-off {}s restarting failed container={} pod={}",
+                                backoff(cs.restart_count).as_secs(),
+                                c.name,
+                                pod.metadata.name.as_deref().unwrap_or_default()
+                            )),
+                        }),
+                        ..ContainerState::default()
+                    });
+                    soon(now.checked_add(backoff(cs.restart_count)).unwrap_or(now));
+                } else {
+                    soon(crash_at);
+                }
+            }
+        } else if let Some(w) = &state.waiting {
+            let finished = cs
+                .last_state
+                .as_ref()
+                .and_then(|l| l.terminated.as_ref())
+                .and_then(|t| t.finished_at.clone());
+            let start_at = if w.reason.as_deref() == Some("CrashLoopBackOff") {
+                since(finished.as_ref(), backoff(cs.restart_count))
+            } else {
+                since(
+                    finished.as_ref().or(pod_start.as_ref()),
+                    cfg.start_delay_for(&image, uid, cs.restart_count),
+                )
+            }
+            .unwrap_or(now);
+            if now >= start_at {
+                cs.state = Some(ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(Time(now)),
+                    }),
+                    ..ContainerState::default()
+                });
+                cs.container_id = Some(format!(
+                    "containerd://{}",
+                    hex_id(&format!("{uid}/{}/{}", c.name, cs.restart_count), 64)
+                ));
+                cs.image = image.clone();
+                cs.image_id = image_id(&image);
+                cs.started = Some(true);
+                cs.ready = mode == FailureMode::Healthy;
+                if mode == FailureMode::CrashLoop {
+                    soon(now.checked_add(CRASH_RUN).unwrap_or(now));
+                }
+            } else {
+                soon(start_at);
+            }
+        }
+        statuses.push(cs);
+    }
+
+    let ever_started = statuses
+        .iter()
+        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()) || c.restart_count > 0);
+    let new_phase = if phase == "Running" || ever_started {
+        "Running"
+    } else {
+        "Pending"
+    };
+    st.phase = Some(new_phase.into());
+    let unready: Vec<String> = statuses
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| c.name.clone())
+        .collect();
+    let containers_ready = unready.is_empty();
+    let mut conds = st.conditions.clone().unwrap_or_default();
+    let not_ready_msg = (!containers_ready)
+        .then(|| format!("containers with unready status: [{}]", unready.join(" ")));
+    let reason = (!containers_ready).then_some("ContainersNotReady");
+    set_condition(
+        &mut conds,
+        "PodReadyToStartContainers",
+        true,
+        None,
+        None,
+        now,
+    );
+    set_condition(&mut conds, "Initialized", true, None, None, now);
+    set_condition(
+        &mut conds,
+        "ContainersReady",
+        containers_ready,
+        reason,
+        not_ready_msg.clone(),
+        now,
+    );
+    let ready = containers_ready && !facts.forced_unready;
+    let (ready_reason, ready_msg) = if facts.forced_unready && containers_ready {
+        (
+            Some("ReadinessGatesNotReady"),
+            Some("marked unready by kubesim fault injection".to_owned()),
+        )
+    } else {
+        (reason, not_ready_msg)
+    };
+    set_condition(&mut conds, "Ready", ready, ready_reason, ready_msg, now);
+    set_condition(&mut conds, "PodScheduled", true, None, None, now);
+    conds.sort_by_key(|c| condition_rank(&c.type_));
+    st.conditions = Some(conds);
+    st.container_statuses = Some(statuses);
+
+    KubeletStep {
+        action: if st == old {
+            KubeletAction::Nothing
+        } else {
+            KubeletAction::UpdateStatus(Box::new(st))
+        },
+        wake_after: wake,
+    }
+}
+
+fn condition_rank(t: &str) -> u8 {
+    match t {
+        "PodReadyToStartContainers" => 0,
+        "Initialized" => 1,
+        "Ready" => 2,
+        "ContainersReady" => 3,
+        "PodScheduled" => 4,
+        _ => 5,
+    }
+}
+
+fn waiting(reason: &str) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message: None,
+        }),
+        ..ContainerState::default()
+    }
+}
+
+/// The crash back-off after `restarts` restarts: 10 s doubling, capped at 5 min.
+pub fn backoff(restarts: i32) -> SignedDuration {
+    let exp = u32::try_from(restarts.saturating_sub(1).clamp(0, 16)).unwrap_or(0);
+    let secs = BACKOFF_INITIAL.as_secs().saturating_mul(1i64 << exp);
+    SignedDuration::from_secs(secs).min(BACKOFF_MAX)
+}
