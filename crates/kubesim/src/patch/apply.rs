@@ -902,6 +902,73 @@ fn same_ignoring_managed(live: &Value, new: &Value) -> bool {
     })
 }
 
+/// Most update managers kept before the oldest are merged (upstream
+/// `DefaultMaxUpdateManagers`).
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Upstream `capmanagers.go`: merges the oldest update managers into an
+/// `ancient-changes` entry (one per API version) until at most
+/// [`MAX_UPDATE_MANAGERS`] remain.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let mut updaters: Vec<usize> = (0..entries.len()).filter(|&i| !entries[i].apply).collect();
+    let mut length = updaters.len();
+    if length <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by(|&a, &b| {
+        (
+            &entries[a].time,
+            &entries[a].manager,
+            &entries[a].subresource,
+        )
+            .cmp(&(
+                &entries[b].time,
+                &entries[b].manager,
+                &entries[b].subresource,
+            ))
+    });
+    let mut first_by_version: HashMap<String, usize> = HashMap::new();
+    let mut merged_away = vec![false; entries.len()];
+    for i in updaters {
+        if length <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let Some(&first) = first_by_version.get(&version) else {
+            first_by_version.insert(version, i);
+            continue;
+        };
+        let bucket = match entries.iter().position(|e| {
+            !e.apply
+                && e.manager == ANCIENT_CHANGES
+                && e.subresource.is_empty()
+                && e.api_version == version
+        }) {
+            Some(b) => b,
+            None => {
+                entries[first].manager = ANCIENT_CHANGES.to_owned();
+                entries[first].subresource = String::new();
+                first
+            }
+        };
+        if bucket == i {
+            continue;
+        }
+        let set = std::mem::take(&mut entries[i].set);
+        entries[bucket].set.union_with(&set);
+        entries[bucket].time = entries[i].time.clone();
+        merged_away[i] = true;
+        length -= 1;
+    }
+    let mut idx = 0;
+    entries.retain(|_| {
+        let keep = !merged_away[idx];
+        idx += 1;
+        keep
+    });
+}
+
 /// Records an update (POST when `live` is `None`, PUT, or a non-apply PATCH)
 /// by `opts.manager` in `new`'s `metadata.managedFields`.
 ///
@@ -972,12 +1039,15 @@ pub fn update_managed_fields(live: Option<&Value>, new: &mut Value, opts: &Updat
         entries[i].set.union_with(&changed);
         entries[i].time = Some(opts.now.to_owned());
     }
+    entries.retain(|e| !e.set.is_empty());
+    cap_update_managers(&mut entries);
     set_managed_fields(new, entries);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const T0: &str = "2026-11-23T15:00:00Z";
     const T1: &str = "2026-11-23T15:01:00Z";
@@ -1325,6 +1395,104 @@ mod tests {
         );
         assert_eq!(manager_from_user_agent("kube-rs/5.0"), "kube-rs");
         assert_eq!(manager_from_user_agent(&"x".repeat(300)).len(), 128);
+    }
+
+    #[test]
+    fn more_than_ten_update_managers_fold_the_oldest_into_ancient_changes() {
+        let mut obj =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+        for i in 0..12 {
+            let live = obj.clone();
+            obj["data"][format!("k{i}")] = json!("v");
+            let now = format!("2026-11-23T15:{i:02}:00Z");
+            let manager = format!("m{i:02}");
+            update_managed_fields(
+                Some(&live),
+                &mut obj,
+                &UpdateOptions {
+                    manager: &manager,
+                    now: &now,
+                    api_version: "v1",
+                    subresource: "",
+                    schema: TypeRef::builtin("v1", "ConfigMap").expect("built in"),
+                    reset_fields: &[],
+                },
+            );
+        }
+        let entries = obj["metadata"]["managedFields"]
+            .as_array()
+            .expect("entries");
+        assert_eq!(entries.len(), 10);
+        let ancient = entry(&obj, "ancient-changes");
+        let f = &ancient["fieldsV1"]["f:data"];
+        assert!(
+            f.get("f:k0").is_some() && f.get("f:k1").is_some() && f.get("f:k2").is_some(),
+            "{ancient}"
+        );
+        assert!(
+            entries
+                .iter()
+                .all(|e| e["manager"] != "m00" && e["manager"] != "m02")
+        );
+        assert_eq!(
+            entry(&obj, "m11")["fieldsV1"]["f:data"],
+            json!({"f:k11": {}})
+        );
+    }
+
+    fn arb_config() -> impl Strategy<Value = Value> {
+        let labels = prop::collection::btree_map("[a-c]", "[x-z]{1,2}", 0..3);
+        let containers =
+            prop::collection::btree_map("[a-c]", ("[a-b]{1}", proptest::option::of(0u16..3)), 0..3);
+        (labels, containers, proptest::option::of(0i64..5)).prop_map(|(labels, containers, replicas)| {
+            let containers: Vec<Value> = containers
+                .into_iter()
+                .map(|(name, (image, port))| {
+                    let mut c = json!({"name": name, "image": image});
+                    if let Some(p) = port {
+                        c["ports"] = json!([{"containerPort": 80 + p}]);
+                    }
+                    c
+                })
+                .collect();
+            let mut cfg = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+                                 "spec": {"template": {"spec": {"containers": containers}}}});
+            if !labels.is_empty() {
+                cfg["metadata"]["labels"] = json!(labels);
+            }
+            if let Some(r) = replicas {
+                cfg["spec"]["replicas"] = json!(r);
+            }
+            cfg
+        })
+    }
+
+    fn without_managed(mut v: Value) -> Value {
+        if let Some(Value::Object(m)) = v.get_mut("metadata") {
+            m.remove("managedFields");
+        }
+        v
+    }
+
+    proptest! {
+        #[test]
+        fn a_sole_applier_converges_on_its_latest_configuration(a in arb_config(), b in arb_config()) {
+            let first = apply(None, a.clone(), &sts_opts("kubectl", false, T0)).expect("create");
+            prop_assert_eq!(without_managed(first.clone()), a);
+            let second = apply(Some(&first), b.clone(), &sts_opts("kubectl", false, T1)).expect("sole applier never conflicts");
+            // Everything the first configuration set and the second does not is pruned.
+            let mut want = b.clone();
+            if want["spec"]["template"]["spec"]["containers"].as_array().is_some_and(Vec::is_empty)
+                && first["spec"]["template"]["spec"]["containers"].as_array().is_some_and(|c| !c.is_empty())
+            {
+                // An empty applied list is a leaf: it replaces the live list.
+                want["spec"]["template"]["spec"]["containers"] = json!([]);
+            }
+            prop_assert_eq!(without_managed(second.clone()), want);
+            // Re-applying the same configuration is a no-op.
+            let third = apply(Some(&second), b, &sts_opts("kubectl", false, "2026-11-23T16:00:00Z")).expect("reapply");
+            prop_assert_eq!(third, second);
+        }
     }
 
     #[test]

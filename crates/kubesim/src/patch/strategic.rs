@@ -339,6 +339,7 @@ fn set_element_order(items: &mut Vec<Value>, order: &[Value], key: Option<&str>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn pod() -> TypeRef<'static> {
@@ -548,6 +549,36 @@ mod tests {
             strategic_merge_patch(&mut doc, b"{", pod()).map_err(|e| e.code()),
             Err(400)
         );
+    }
+
+    fn arb_map() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i8>().prop_map(|i| json!(i)),
+            "[a-z]{0,3}".prop_map(Value::String),
+            prop::collection::vec(any::<i8>().prop_map(|i| json!(i)), 0..3).prop_map(Value::Array),
+        ];
+        leaf.prop_recursive(3, 20, 3, |inner| {
+            prop::collection::btree_map("[a-c]", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect()))
+        })
+    }
+
+    proptest! {
+        /// Without merge strategies or directives a strategic merge patch is a JSON merge patch.
+        #[test]
+        fn strategic_merge_without_strategies_equals_json_merge_patch(
+            original in prop::collection::btree_map("[a-c]", arb_map(), 0..3),
+            patch in prop::collection::btree_map("[a-c]", arb_map(), 0..3),
+        ) {
+            let original = Value::Object(original.into_iter().collect());
+            let patch: Map<String, Value> = patch.into_iter().collect();
+            let mut want = original.clone();
+            json_patch::merge(&mut want, &Value::Object(patch.clone()));
+            let mut got = original;
+            strategic_merge_patch_value(&mut got, patch, TypeRef::Deduced).expect("valid patch");
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
