@@ -12,3 +12,4 @@ pub mod eviction;
 pub mod kubelet;
 pub mod patch;
 pub mod schema;
+pub mod table;

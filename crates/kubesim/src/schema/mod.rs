@@ -72,6 +72,11 @@ pub enum SchemaError {
     },
 }
 
+/// Go's `%v` of a JSON number (as printed in field errors and table cells).
+pub fn go_number_string(n: &serde_json::Number) -> String {
+    field::go_number(n)
+}
+
 /// The fields of `metav1.ObjectMeta`; other keys under `metadata` are dropped
 /// (`objectmeta.Coerce` in
 /// `pkg/apiserver/schema/objectmeta/coerce.go` round-trips through the Go type).
