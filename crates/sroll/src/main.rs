@@ -4,9 +4,12 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
+use std::{io::Read, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+mod render;
 
 /// Fast, controlled, leak-proof StatefulSet rollouts.
 #[derive(Parser, Debug)]
@@ -20,19 +23,109 @@ struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions sroll serves, as YAML (pipe to `kubectl apply -f -`).
     Crd,
+    /// Render an application's rollout config (bedrock.yaml) into a PodDisruptionBudget and a
+    /// StatefulsetRollout, as YAML for `kubectl apply -f -`.
+    Render(RenderArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Args, Debug)]
+struct RenderArgs {
+    /// The application config (YAML); `-` reads standard input.
+    #[arg(required_unless_present = "schema")]
+    config: Option<PathBuf>,
+    /// The cluster to render for (one of the config's `clusters`).
+    #[arg(long, required_unless_present = "schema")]
+    cluster: Option<String>,
+    /// The rollout percentage (one of the config's `rollout_percentages`); default: the highest.
+    #[arg(long)]
+    percent: Option<i32>,
+    /// The rollout identity; default: a new random UUID (a new identity retries a failed rollout).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Release-system callback URL (requires --stage-id).
+    #[arg(long)]
+    callback_url: Option<String>,
+    /// Release-system stage id (requires --callback-url).
+    #[arg(long)]
+    stage_id: Option<String>,
+    /// Build branch, recorded as an annotation.
+    #[arg(long)]
+    branch: Option<String>,
+    /// Build commit, recorded as an annotation.
+    #[arg(long)]
+    commit: Option<String>,
+    /// Print the config format's JSON Schema instead of rendering.
+    #[arg(long, conflicts_with_all = ["config", "cluster"])]
+    schema: bool,
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => {
             let yaml = sroll_api::crd::crd_yaml().context("failed to render the CRD as YAML")?;
-            std::io::stdout()
-                .write_all(yaml.as_bytes())
-                .context("failed to write the CRD to standard output")?;
+            write_stdout(&yaml)?;
+        }
+        Command::Render(args) => return run_render(args),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("failed to write to standard output")
+}
+
+fn run_render(args: RenderArgs) -> anyhow::Result<ExitCode> {
+    if args.schema {
+        write_stdout(&render::config_schema_json())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // clap enforces both when --schema is absent.
+    let (Some(path), Some(cluster)) = (args.config, args.cluster) else {
+        anyhow::bail!("a config file and --cluster are required");
+    };
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("failed to read the config from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read the config file {}", path.display()))?
+    };
+    let opts = render::RenderOptions {
+        cluster,
+        percent: args.percent,
+        identity: args.identity,
+        callback_url: args.callback_url,
+        stage_id: args.stage_id,
+        branch: args.branch,
+        commit: args.commit,
+    };
+    match render::render(&text, &opts) {
+        Ok(yaml) => {
+            write_stdout(&yaml)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!(
+                "error: {} is not a valid rollout config ({} problem{}):",
+                path.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            for e in &errors {
+                eprintln!("  - {e}");
+            }
+            eprintln!(
+                "The config format is documented in docs/app-config.md (`sroll render --schema` prints its JSON Schema)."
+            );
+            Ok(ExitCode::from(2))
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,696 @@
+//! `sroll render`: turns an application's rollout config — the reference system's `bedrock.yaml`
+//! (image, notification channel and level, kind, disruption policy, strategy, eviction interval,
+//! allowed rollout percentages, clusters, replicas) — into the two objects a release applies: a
+//! PodDisruptionBudget built from `disruption_policy.max_unavailable`, and a StatefulsetRollout
+//! (which does not carry that value: the operator reads the PDB at run time).
+//!
+//! Pure: config text and options in, YAML out, or every problem found with its field path. Nothing
+//! is printed when the config is invalid. The config's JSON Schema is `docs/app-config.schema.json`
+//! (generated from [`AppConfig`]; a test fails when it drifts).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSetSpec,
+        core::v1::{
+            Container, ContainerPort, EnvVar, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+            PodSpec, PodTemplateSpec, ResourceRequirements, VolumeMount,
+            VolumeResourceRequirements,
+        },
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sroll_api::{
+    Bapi, DiscoveryProvider, EmbeddedMetadata, EmbeddedStatefulSet, NotificationLevel,
+    Notifications, RolloutStrategy, ServiceDiscovery, StatefulsetRollout, StatefulsetRolloutSpec,
+};
+
+/// Annotation naming the cluster a rollout was rendered for (shown in notifications).
+pub const ANNOTATION_CLUSTER: &str = "sroll.io/cluster";
+
+/// An application's rollout config (`bedrock.yaml`), in the reference system's shape.
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "sroll application rollout config")]
+pub struct AppConfig {
+    /// Application name: names the StatefulSet, its pods (`<name>-<ordinal>`), the
+    /// PodDisruptionBudget and the StatefulsetRollout. A DNS label: lowercase letters, digits, `-`.
+    pub name: String,
+    /// Namespace to deploy to. Default: the application name.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Workload kind. Only `StatefulSet` is supported.
+    pub kind: String,
+    /// Container image, with a tag or digest (`registry.example.com/app:1.2.3`).
+    pub image: String,
+    /// Number of pods.
+    pub replicas: i32,
+    /// Slack channel for notifications (`#deploys` or a channel id). Default: none.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Notification verbosity: `info` (default) or `debug`.
+    #[serde(default)]
+    pub level: Option<String>,
+    /// Disruption policy: renders the PodDisruptionBudget that bounds parallelism.
+    pub disruption_policy: DisruptionPolicy,
+    /// `Partitioned` (default, leak-proof) or `OnDelete` (the reference system's mode).
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Minimum seconds between two pod evictions. Default 0.
+    #[serde(default)]
+    pub min_pod_eviction_interval_seconds: Option<i64>,
+    /// The rollout percentages a release may stop at, ascending, e.g. `[1, 50, 100]`.
+    pub rollout_percentages: Vec<i32>,
+    /// Clusters the application is deployed to; `--cluster` must name one of them.
+    pub clusters: Vec<String>,
+    /// Service discovery used to gate the rollout on health. Default: none.
+    #[serde(default)]
+    pub service_discovery: Option<ServiceDiscoveryConfig>,
+    /// Headless Service name of the StatefulSet. Default: the application name.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// `Parallel` (default, lets rollouts run in parallel) or `OrderedReady`.
+    #[serde(default)]
+    pub pod_management_policy: Option<String>,
+    /// Container settings beyond the image. Default: none.
+    #[serde(default)]
+    pub container: Option<ContainerConfig>,
+    /// A persistent volume per pod. Default: none.
+    #[serde(default)]
+    pub storage: Option<StorageConfig>,
+}
+
+/// How many pods may be down at once.
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DisruptionPolicy {
+    /// A number of pods (`5`) or a percentage of replicas (`"50%"`).
+    pub max_unavailable: IntOrString,
+}
+
+/// Service-discovery registration.
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDiscoveryConfig {
+    /// Consul datacenter.
+    #[serde(default)]
+    pub dc: Option<String>,
+    /// Service names the pods register as.
+    pub services: Vec<String>,
+    /// `Consul` (default) or `Kubernetes` (EndpointSlices of the named Services).
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// Container settings.
+#[derive(Deserialize, JsonSchema, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// Container arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Named container ports.
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+    /// Resource requests (`cpu`, `memory`).
+    #[serde(default)]
+    pub requests: BTreeMap<String, String>,
+    /// Resource limits (`cpu`, `memory`).
+    #[serde(default)]
+    pub limits: BTreeMap<String, String>,
+}
+
+/// One container port.
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Port name (an IANA_SVC_NAME: at most 15 characters).
+    pub name: String,
+    /// Port number, 1–65535.
+    pub port: i32,
+}
+
+/// A persistent volume per pod (a volumeClaimTemplate).
+#[derive(Deserialize, JsonSchema, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Size, e.g. `10Gi`.
+    pub size: String,
+    /// Where the volume is mounted in the container.
+    pub mount_path: String,
+    /// StorageClass. Default: the cluster's default class.
+    #[serde(default)]
+    pub storage_class: Option<String>,
+}
+
+/// Per-release choices, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// The target cluster (must be one of the config's `clusters`).
+    pub cluster: String,
+    /// The rollout percentage (must be one of `rollout_percentages`); default: the highest.
+    pub percent: Option<i32>,
+    /// The rollout identity; default: a new random one.
+    pub identity: Option<String>,
+    /// Release-system callback URL (with `stage_id`).
+    pub callback_url: Option<String>,
+    /// Release-system stage id (with `callback_url`).
+    pub stage_id: Option<String>,
+    /// Build branch and commit, carried as annotations.
+    pub branch: Option<String>,
+    /// Build commit.
+    pub commit: Option<String>,
+}
+
+/// A problem in the config or the options, with the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the field (`disruption_policy.max_unavailable`) or the flag (`--percent`).
+    pub path: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Renders `config_text` (YAML) for one release: the PodDisruptionBudget then the
+/// StatefulsetRollout, as one multi-document YAML stream ready for `kubectl apply -f -`.
+pub fn render(config_text: &str, opts: &RenderOptions) -> Result<String, Vec<ConfigError>> {
+    let config = parse(config_text)?;
+    let (pdb, rollout) = build(&config, opts)?;
+    let yaml = serde_yaml_ng::to_string(&pdb)
+        .and_then(|a| serde_yaml_ng::to_string(&rollout).map(|b| format!("---\n{a}---\n{b}")));
+    yaml.map_err(|e| {
+        vec![ConfigError {
+            path: "<output>".into(),
+            message: format!("failed to serialize the rendered objects: {e}"),
+        }]
+    })
+}
+
+/// Parses the config, reporting a type or unknown-field problem with its path and line.
+pub fn parse(config_text: &str) -> Result<AppConfig, Vec<ConfigError>> {
+    let de = serde_yaml_ng::Deserializer::from_str(config_text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut path = e.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        let mut message = e.into_inner().to_string();
+        // serde_yaml_ng prefixes its message with the path already; say it once.
+        if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
+            message = rest.to_owned();
+        }
+        // A missing field is reported at its parent: name the field itself.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            path = if path.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+            message = format!("is required ({message})");
+        }
+        if path.is_empty() {
+            path = "<config>".to_owned();
+        }
+        vec![ConfigError { path, message }]
+    })
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Validates the config and options and builds the two objects.
+pub fn build(
+    c: &AppConfig,
+    opts: &RenderOptions,
+) -> Result<(PodDisruptionBudget, StatefulsetRollout), Vec<ConfigError>> {
+    let mut errs = Vec::new();
+    let mut err = |path: &str, message: String| {
+        errs.push(ConfigError {
+            path: path.to_owned(),
+            message,
+        })
+    };
+
+    if !is_dns_label(&c.name) {
+        err(
+            "name",
+            format!(
+                "{:?} is not a DNS label: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit",
+                c.name
+            ),
+        );
+    }
+    let namespace = c.namespace.clone().unwrap_or_else(|| c.name.clone());
+    if c.namespace.is_some() && !is_dns_label(&namespace) {
+        err(
+            "namespace",
+            format!("{namespace:?} is not a DNS label (lowercase letters, digits and '-')"),
+        );
+    }
+    if c.kind != "StatefulSet" {
+        err(
+            "kind",
+            format!("{:?} is not supported: allowed: StatefulSet", c.kind),
+        );
+    }
+    let image = c.image.trim();
+    if image.is_empty() {
+        err(
+            "image",
+            "must name an image, e.g. registry.example.com/app:1.2.3".into(),
+        );
+    } else if !(image.contains('@') || image.rsplit('/').next().is_some_and(|s| s.contains(':'))) {
+        err(
+            "image",
+            format!("{image:?} has no tag or digest: pin the version, e.g. {image}:1.2.3"),
+        );
+    }
+    if c.replicas < 0 {
+        err(
+            "replicas",
+            format!("{} is negative: must be 0 or more", c.replicas),
+        );
+    }
+    let level = match c.level.as_deref() {
+        None | Some("info") => NotificationLevel::Info,
+        Some("debug") => NotificationLevel::Debug,
+        Some(other) => {
+            err(
+                "level",
+                format!("{other:?} is not a level: allowed: info, debug"),
+            );
+            NotificationLevel::Info
+        }
+    };
+    match &c.disruption_policy.max_unavailable {
+        IntOrString::Int(n) if *n < 1 => err(
+            "disruption_policy.max_unavailable",
+            format!(
+                "{n} allows no disruption: must be at least 1 (or a percentage such as \"50%\")"
+            ),
+        ),
+        IntOrString::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i32>().ok()) {
+            Some(p) if (1..=100).contains(&p) => {}
+            _ => err(
+                "disruption_policy.max_unavailable",
+                format!("{s:?} is not a percentage from 1% to 100% (or a whole number of pods)"),
+            ),
+        },
+        IntOrString::Int(_) => {}
+    }
+    let strategy = match c.strategy.as_deref() {
+        None | Some("Partitioned") => RolloutStrategy::Partitioned,
+        Some("OnDelete") => RolloutStrategy::OnDelete,
+        Some(other) => {
+            err(
+                "strategy",
+                format!("{other:?} is not a strategy: allowed: Partitioned, OnDelete"),
+            );
+            RolloutStrategy::Partitioned
+        }
+    };
+    if let Some(s) = c.min_pod_eviction_interval_seconds
+        && !(0..=86400).contains(&s)
+    {
+        err(
+            "min_pod_eviction_interval_seconds",
+            format!("{s} is out of range: allowed: 0 to 86400 seconds"),
+        );
+    }
+    if c.rollout_percentages.is_empty() {
+        err(
+            "rollout_percentages",
+            "is empty: list the percentages a release may stop at, e.g. [1, 50, 100]".into(),
+        );
+    }
+    for (i, p) in c.rollout_percentages.iter().enumerate() {
+        if !(1..=100).contains(p) {
+            err(
+                &format!("rollout_percentages[{i}]"),
+                format!("{p} is out of range: allowed: 1 to 100"),
+            );
+        }
+    }
+    if c.rollout_percentages.windows(2).any(|w| w[0] >= w[1]) {
+        err(
+            "rollout_percentages",
+            format!(
+                "{:?} must be strictly ascending, e.g. [1, 50, 100]",
+                c.rollout_percentages
+            ),
+        );
+    }
+    if c.clusters.is_empty() {
+        err(
+            "clusters",
+            "is empty: list the clusters the application is deployed to".into(),
+        );
+    }
+    if !c.clusters.contains(&opts.cluster) {
+        err(
+            "--cluster",
+            format!(
+                "{:?} is not one of the config's clusters: allowed: {}",
+                opts.cluster,
+                c.clusters.join(", ")
+            ),
+        );
+    }
+    let percent = match opts.percent {
+        Some(p) if c.rollout_percentages.contains(&p) => p,
+        Some(p) => {
+            err(
+                "--percent",
+                format!(
+                    "{p} is not an allowed rollout step: allowed: {}",
+                    c.rollout_percentages
+                        .iter()
+                        .map(i32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            100
+        }
+        None => c.rollout_percentages.last().copied().unwrap_or(100),
+    };
+    let bapi = match (&opts.callback_url, &opts.stage_id) {
+        (Some(url), Some(stage_id)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                err(
+                    "--callback-url",
+                    format!("{url:?} must be an http:// or https:// URL"),
+                );
+            }
+            Some(Bapi {
+                url: url.clone(),
+                stage_id: stage_id.clone(),
+            })
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            err(
+                "--stage-id",
+                "is required with --callback-url (the callback names the release stage)".into(),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            err(
+                "--callback-url",
+                "is required with --stage-id (where to send the callback)".into(),
+            );
+            None
+        }
+    };
+    let service_discovery = c.service_discovery.as_ref().map(|sd| {
+        if sd.services.is_empty() {
+            err(
+                "service_discovery.services",
+                "is empty: name the services the pods register as".into(),
+            );
+        }
+        let provider = match sd.provider.as_deref() {
+            None | Some("Consul") => None,
+            Some("Kubernetes") => Some(DiscoveryProvider::Kubernetes),
+            Some(other) => {
+                err(
+                    "service_discovery.provider",
+                    format!("{other:?} is not a provider: allowed: Consul, Kubernetes"),
+                );
+                None
+            }
+        };
+        ServiceDiscovery {
+            dc: sd.dc.clone(),
+            services: sd.services.clone(),
+            provider,
+            ..Default::default()
+        }
+    });
+    let pod_management_policy = match c.pod_management_policy.as_deref() {
+        None | Some("Parallel") => "Parallel",
+        Some("OrderedReady") => "OrderedReady",
+        Some(other) => {
+            err(
+                "pod_management_policy",
+                format!("{other:?} is not a policy: allowed: Parallel, OrderedReady"),
+            );
+            "Parallel"
+        }
+    };
+    let container_cfg = c.container.clone().unwrap_or_default();
+    for (i, p) in container_cfg.ports.iter().enumerate() {
+        if !(1..=65535).contains(&p.port) {
+            err(
+                &format!("container.ports[{i}].port"),
+                format!("{} is out of range: allowed: 1 to 65535", p.port),
+            );
+        }
+        if p.name.is_empty() || p.name.len() > 15 {
+            err(
+                &format!("container.ports[{i}].name"),
+                format!("{:?} must be 1 to 15 characters", p.name),
+            );
+        }
+    }
+    for (field, map) in [
+        ("container.requests", &container_cfg.requests),
+        ("container.limits", &container_cfg.limits),
+    ] {
+        for (k, v) in map {
+            if !is_quantity(v) {
+                err(
+                    &format!("{field}.{k}"),
+                    format!("{v:?} is not a quantity such as 500m, 2, 1Gi or 512Mi"),
+                );
+            }
+        }
+    }
+    if let Some(st) = &c.storage {
+        if !is_quantity(&st.size) {
+            err(
+                "storage.size",
+                format!("{:?} is not a quantity such as 10Gi", st.size),
+            );
+        }
+        if !st.mount_path.starts_with('/') {
+            err(
+                "storage.mount_path",
+                format!("{:?} must be an absolute path", st.mount_path),
+            );
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+
+    let labels = BTreeMap::from([("app".to_owned(), c.name.clone())]);
+    let pdb = PodDisruptionBudget {
+        metadata: ObjectMeta {
+            name: Some(c.name.clone()),
+            namespace: Some(namespace.clone()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(c.disruption_policy.max_unavailable.clone()),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+
+    let resources =
+        (!container_cfg.requests.is_empty() || !container_cfg.limits.is_empty()).then(|| {
+            ResourceRequirements {
+                requests: quantities(&container_cfg.requests),
+                limits: quantities(&container_cfg.limits),
+                ..Default::default()
+            }
+        });
+    let container = Container {
+        name: c.name.clone(),
+        image: Some(image.to_owned()),
+        args: (!container_cfg.args.is_empty()).then(|| container_cfg.args.clone()),
+        env: (!container_cfg.env.is_empty()).then(|| {
+            container_cfg
+                .env
+                .iter()
+                .map(|(k, v)| EnvVar {
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ports: (!container_cfg.ports.is_empty()).then(|| {
+            container_cfg
+                .ports
+                .iter()
+                .map(|p| ContainerPort {
+                    name: Some(p.name.clone()),
+                    container_port: p.port,
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        resources,
+        volume_mounts: c.storage.as_ref().map(|st| {
+            vec![VolumeMount {
+                name: "data".into(),
+                mount_path: st.mount_path.clone(),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    let volume_claim_templates = c.storage.as_ref().map(|st| {
+        vec![PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data".into()),
+                ..Default::default()
+            },
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec!["ReadWriteOnce".into()]),
+                storage_class_name: st.storage_class.clone(),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(BTreeMap::from([(
+                        "storage".to_owned(),
+                        Quantity(st.size.clone()),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        }]
+    });
+
+    let mut annotations = BTreeMap::from([(ANNOTATION_CLUSTER.to_owned(), opts.cluster.clone())]);
+    if let Some(b) = &opts.branch {
+        annotations.insert(sroll_api::ANNOTATION_BUILD_BRANCH.into(), b.clone());
+    }
+    if let Some(cm) = &opts.commit {
+        annotations.insert(sroll_api::ANNOTATION_BUILD_COMMIT.into(), cm.clone());
+    }
+    let spec = StatefulsetRolloutSpec {
+        sts: EmbeddedStatefulSet {
+            api_version: Some("apps/v1".into()),
+            kind: Some("StatefulSet".into()),
+            metadata: EmbeddedMetadata {
+                name: Some(c.name.clone()),
+                labels: labels.clone(),
+                ..Default::default()
+            },
+            spec: StatefulSetSpec {
+                replicas: Some(c.replicas),
+                service_name: Some(c.service_name.clone().unwrap_or_else(|| c.name.clone())),
+                pod_management_policy: Some(pod_management_policy.into()),
+                selector: LabelSelector {
+                    match_labels: Some(labels.clone()),
+                    ..Default::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        containers: vec![container],
+                        ..Default::default()
+                    }),
+                },
+                volume_claim_templates,
+                ..Default::default()
+            },
+        },
+        percent,
+        pause_requested: None,
+        min_pod_eviction_interval_seconds: c.min_pod_eviction_interval_seconds,
+        rollout_identity: Some(opts.identity.clone().unwrap_or_else(new_identity)),
+        channel: c.channel.clone(),
+        bapi,
+        service_discovery,
+        strategy: Some(strategy),
+        max_unavailable: None,
+        progress_deadline_seconds: None,
+        notifications: (level != NotificationLevel::Info).then(|| Notifications {
+            level: Some(level),
+            webhooks: Vec::new(),
+        }),
+        adopt_existing: None,
+        recreate_on_immutable_change: None,
+    };
+    let mut rollout = StatefulsetRollout::new(&c.name, spec);
+    rollout.metadata.namespace = Some(namespace);
+    rollout.metadata.annotations = Some(annotations);
+    Ok((pdb, rollout))
+}
+
+fn quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {
+    (!map.is_empty()).then(|| {
+        map.iter()
+            .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+            .collect()
+    })
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional SI or binary suffix
+/// (k8s.io/apimachinery/pkg/api/resource/quantity.go `ParseQuantity`, without exponent forms).
+fn is_quantity(s: &str) -> bool {
+    const SUFFIXES: &[&str] = &[
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E", "",
+    ];
+    SUFFIXES.iter().any(|suffix| {
+        s.strip_suffix(suffix).is_some_and(|num| {
+            let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+            !num.is_empty()
+                && !int.is_empty()
+                && int.bytes().all(|b| b.is_ascii_digit())
+                && frac.bytes().all(|b| b.is_ascii_digit())
+        })
+    })
+}
+
+/// A fresh rollout identity: a random UUID (v4).
+fn new_identity() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The JSON Schema of [`AppConfig`], as published in `docs/app-config.schema.json`.
+pub fn config_schema_json() -> String {
+    let schema = schemars::schema_for!(AppConfig);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
