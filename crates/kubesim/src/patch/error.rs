@@ -47,6 +47,15 @@ pub enum PatchError {
         /// Why it is not a valid object.
         error: String,
     },
+    /// 422 Invalid on the request options (e.g. `PatchOptions` without a
+    /// `fieldManager` for apply).
+    #[error("failed to validate {kind}: {causes:?}")]
+    InvalidOptions {
+        /// Qualified kind of the options, e.g. `PatchOptions.meta.k8s.io`.
+        kind: &'static str,
+        /// One cause per invalid field.
+        causes: Vec<StatusCause>,
+    },
     /// 413 RequestEntityTooLarge: a JSON patch with more than 10000 operations.
     #[error("failed to apply patch: too many operations ({0})")]
     TooManyOperations(usize),
@@ -73,7 +82,9 @@ impl PatchError {
         match self {
             PatchError::BadRequest(_) => 400,
             PatchError::UnsupportedMediaType { .. } => 415,
-            PatchError::Unprocessable { .. } | PatchError::InvalidResult { .. } => 422,
+            PatchError::Unprocessable { .. }
+            | PatchError::InvalidResult { .. }
+            | PatchError::InvalidOptions { .. } => 422,
             PatchError::TooManyOperations(_) => 413,
             PatchError::ApplyConflict { .. } => 409,
             PatchError::Internal(_) => 500,
@@ -85,7 +96,9 @@ impl PatchError {
         match self {
             PatchError::BadRequest(_) => "BadRequest",
             PatchError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
-            PatchError::Unprocessable { .. } | PatchError::InvalidResult { .. } => "Invalid",
+            PatchError::Unprocessable { .. }
+            | PatchError::InvalidResult { .. }
+            | PatchError::InvalidOptions { .. } => "Invalid",
             PatchError::TooManyOperations(_) => "RequestEntityTooLarge",
             PatchError::ApplyConflict { .. } => "Conflict",
             PatchError::Internal(_) => "",
@@ -103,6 +116,17 @@ impl PatchError {
             }
             PatchError::InvalidResult { .. } => {
                 format!(" \"\" is invalid: {}", self.invalid_cause_message())
+            }
+            PatchError::InvalidOptions { kind, causes } => {
+                let parts: Vec<String> = causes
+                    .iter()
+                    .map(|c| format!("{}: {}", c.field, c.message))
+                    .collect();
+                if parts.len() == 1 {
+                    format!("{kind} \"\" is invalid: {}", parts[0])
+                } else {
+                    format!("{kind} \"\" is invalid: [{}]", parts.join(", "))
+                }
             }
             PatchError::TooManyOperations(n) => format!(
                 "Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {n}"
@@ -124,7 +148,8 @@ impl PatchError {
     /// `details.causes` of the Status.
     pub fn causes(&self) -> Vec<StatusCause> {
         match self {
-            PatchError::ApplyConflict { causes, .. } => causes.clone(),
+            PatchError::ApplyConflict { causes, .. }
+            | PatchError::InvalidOptions { causes, .. } => causes.clone(),
             PatchError::InvalidResult { .. } => {
                 let m = self.invalid_cause_message();
                 vec![StatusCause {
