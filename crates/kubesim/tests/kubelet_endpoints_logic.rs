@@ -1,0 +1,360 @@
+//! Given/when/then scenarios for the fake kubelet, the scheduler and the
+//! EndpointSlice/Endpoints computation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/world.rs"]
+mod world;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{api::core::v1::Service, jiff::SignedDuration};
+use kubesim::{
+    controllers::{ZONE_LABEL, endpointslice},
+    kubelet::{self, Delay, FailureMode},
+};
+use serde_json::json;
+use world::{World, sts, with};
+
+fn condition(w: &World, pod: &str, t: &str) -> k8s_openapi::api::core::v1::PodCondition {
+    w.pod(pod)
+        .status
+        .clone()
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == t)
+        .unwrap()
+}
+
+fn container(w: &World, pod: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+    w.pod(pod)
+        .status
+        .clone()
+        .unwrap()
+        .container_statuses
+        .unwrap()[0]
+        .clone()
+}
+
+#[test]
+fn a_pod_goes_pending_then_running_and_ready_after_the_start_delay() {
+    let mut w = World::new();
+    w.cfg.start_delay = Delay::Fixed(SignedDuration::from_secs(5));
+    w.add_set(sts("web", 1, "nginx:1"));
+    w.sync_set("web");
+    w.kubelet_pass();
+    let t0 = w.now;
+    let st = w.pod("web-0").status.clone().unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Pending"));
+    assert!(st.pod_ip.is_some() && st.host_ip.is_some());
+    assert_eq!(condition(&w, "web-0", "Ready").status, "False");
+    assert_eq!(condition(&w, "web-0", "PodScheduled").status, "True");
+    assert_eq!(
+        container(&w, "web-0")
+            .state
+            .unwrap()
+            .waiting
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("ContainerCreating")
+    );
+    w.advance(4);
+    w.kubelet_pass();
+    assert!(!w.ready("web-0"));
+    w.advance(1);
+    w.kubelet_pass();
+    assert!(w.ready("web-0"));
+    let ready = condition(&w, "web-0", "Ready");
+    assert_eq!(
+        ready
+            .last_transition_time
+            .unwrap()
+            .0
+            .duration_since(t0)
+            .as_secs(),
+        5
+    );
+    let cs = container(&w, "web-0");
+    assert!(cs.container_id.unwrap().starts_with("containerd://"));
+    assert!(cs.image_id.contains("sha256:"));
+    assert_eq!(cs.restart_count, 0);
+}
+
+#[test]
+fn an_unready_tag_runs_but_never_becomes_ready() {
+    let mut w = World::new();
+    w.add_set(sts("web", 1, "nginx:1.27-unready"));
+    for _ in 0..30 {
+        w.tick(1);
+    }
+    assert_eq!(kubesim::controllers::phase(w.pod("web-0")), "Running");
+    assert!(!w.ready("web-0"));
+    assert_eq!(
+        condition(&w, "web-0", "ContainersReady").reason.as_deref(),
+        Some("ContainersNotReady")
+    );
+    assert_eq!(
+        kubelet::failure_mode("registry.io/x/nginx:1.27-unready"),
+        FailureMode::Unready
+    );
+    assert_eq!(
+        kubelet::failure_mode("localhost:5000/nginx"),
+        FailureMode::Healthy
+    );
+}
+
+#[test]
+fn a_crashloop_tag_restarts_with_growing_back_off_and_never_becomes_ready() {
+    let mut w = World::new();
+    w.add_set(sts("web", 1, "app:v1-crashloop"));
+    let mut restarts_at = Vec::new();
+    for _ in 0..200 {
+        w.tick(1);
+        let rc = w
+            .pods
+            .get("web-0")
+            .map_or(0, |_| container(&w, "web-0").restart_count);
+        if rc as usize > restarts_at.len() {
+            restarts_at.push(w.now);
+        }
+        assert!(!w.ready("web-0"));
+    }
+    assert!(restarts_at.len() >= 3, "restarts: {}", restarts_at.len());
+    let gap1 = restarts_at[1].duration_since(restarts_at[0]).as_secs();
+    let gap2 = restarts_at[2].duration_since(restarts_at[1]).as_secs();
+    assert!(gap2 > gap1, "back-off grows: {gap1}s then {gap2}s");
+    let cs = container(&w, "web-0");
+    assert_eq!(cs.last_state.unwrap().terminated.unwrap().exit_code, 1);
+    assert_eq!(kubelet::backoff(1), SignedDuration::from_secs(10));
+    assert_eq!(kubelet::backoff(10), SignedDuration::from_secs(300));
+}
+
+#[test]
+fn an_in_place_image_change_restarts_the_container_with_new_ids() {
+    let mut w = World::new();
+    w.add_set(sts("web", 1, "nginx:1"));
+    w.run_until(30, |w| w.all_ready("web", 1));
+    let before = container(&w, "web-0");
+    let uid = w.pod("web-0").metadata.uid.clone();
+    // When the running pod's image is changed in place
+    w.pods
+        .get_mut("web-0")
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = Some("nginx:2".into());
+    w.kubelet_pass();
+    // Then it is not ready, restarting
+    assert!(!w.ready("web-0"));
+    assert_eq!(container(&w, "web-0").restart_count, 1);
+    // And becomes ready again with a new container and image id
+    w.run_until(30, |w| w.ready("web-0"));
+    let after = container(&w, "web-0");
+    assert_ne!(after.container_id, before.container_id);
+    assert_ne!(after.image_id, before.image_id);
+    assert_eq!(after.image, "nginx:2");
+    assert_eq!(
+        w.pod("web-0").metadata.uid,
+        uid,
+        "same pod, restarted in place"
+    );
+}
+
+#[test]
+fn graceful_termination_removes_the_pod_after_the_shutdown_delay_capped_by_grace() {
+    let mut w = World::new();
+    w.cfg.shutdown_delay = SignedDuration::from_secs(20);
+    w.add_set(with(
+        sts("web", 1, "nginx:1"),
+        json!({"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 5}}}}),
+    ));
+    w.run_until(30, |w| w.all_ready("web", 1));
+    let uid = w.pod("web-0").metadata.uid.clone();
+    w.delete_pod("web-0");
+    w.kubelet_pass();
+    let start = w.now;
+    w.run_until(30, |w| {
+        w.pods.get("web-0").is_none_or(|p| p.metadata.uid != uid)
+    });
+    let took = w.now.duration_since(start).as_secs();
+    assert!(
+        (5..=6).contains(&took),
+        "removed after the 5 s grace period, took {took}"
+    );
+}
+
+#[test]
+fn the_scheduler_spreads_a_set_across_zones_and_honours_node_selectors() {
+    let mut w = World::new();
+    w.nodes = kubelet::fake_nodes(6, w.now);
+    w.add_set(with(
+        sts("web", 6, "nginx:1"),
+        json!({"spec": {"podManagementPolicy": "Parallel"}}),
+    ));
+    w.tick(1);
+    let nodes = w.nodes.clone();
+    let zone_of = |node: &str| -> String {
+        nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node))
+            .unwrap()
+            .metadata
+            .labels
+            .clone()
+            .unwrap()[ZONE_LABEL]
+            .clone()
+    };
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for p in w.pods.values() {
+        *per_zone
+            .entry(zone_of(
+                p.spec.as_ref().unwrap().node_name.as_deref().unwrap(),
+            ))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2]
+    );
+    // A nodeSelector pins pods to a zone
+    w.add_set(with(
+        sts("db", 2, "pg:1"),
+        json!({"spec": {"podManagementPolicy": "Parallel", "template": {"spec": {"nodeSelector": {ZONE_LABEL: "zone-b"}}}}}),
+    ));
+    w.tick(1);
+    for i in 0..2 {
+        let node = w
+            .pod(&format!("db-{i}"))
+            .spec
+            .clone()
+            .unwrap()
+            .node_name
+            .unwrap();
+        assert_eq!(zone_of(&node), "zone-b");
+    }
+}
+
+#[test]
+fn uniform_delays_stay_in_range_and_images_can_override_them() {
+    let cfg = kubelet::KubeletConfig {
+        start_delay: Delay::Uniform {
+            min: SignedDuration::from_secs(1),
+            max: SignedDuration::from_secs(3),
+        },
+        image_delays: vec![("slow/".into(), Delay::Fixed(SignedDuration::from_secs(60)))],
+        ..Default::default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..200 {
+        let d = cfg.start_delay_for("nginx:1", &format!("uid-{i}"), 0);
+        assert!(d >= SignedDuration::from_secs(1) && d <= SignedDuration::from_secs(3));
+        seen.insert(d.as_millis());
+    }
+    assert!(seen.len() > 50, "delays vary");
+    assert_eq!(
+        cfg.start_delay_for("slow/db:1", "u", 0),
+        SignedDuration::from_secs(60)
+    );
+}
+
+fn service() -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": "svc-uid"},
+        "spec": {"selector": {"app": "web"}, "clusterIP": "None",
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn endpoint_slice_conditions_follow_pod_readiness_and_termination() {
+    let mut w = World::new();
+    w.add_set(with(
+        sts("web", 3, "nginx:1"),
+        json!({"spec": {"podManagementPolicy": "Parallel"}}),
+    ));
+    w.run_until(30, |w| w.all_ready("web", 3));
+    w.unready.push("web-1".into());
+    w.tick(1);
+    w.tick(1);
+    w.delete_pod("web-2");
+    let pods: Vec<_> = w.pods.values().cloned().collect();
+    let slices = endpointslice::desired_slices(&service(), &pods, &w.nodes).unwrap();
+    assert_eq!(slices.len(), 1);
+    let s = &slices[0];
+    let labels = s.metadata.labels.clone().unwrap();
+    assert_eq!(labels["kubernetes.io/service-name"], "web");
+    assert_eq!(
+        labels["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    assert_eq!(
+        s.ports.clone().unwrap()[0].port,
+        Some(8080),
+        "named targetPort resolved"
+    );
+    let cond = |i: usize| s.endpoints[i].conditions.clone().unwrap();
+    let by_name: Vec<(String, bool, bool, bool)> = (0..3)
+        .map(|i| {
+            let c = cond(i);
+            (
+                s.endpoints[i].target_ref.clone().unwrap().name.unwrap(),
+                c.ready.unwrap(),
+                c.serving.unwrap(),
+                c.terminating.unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_name,
+        vec![
+            ("web-0".into(), true, true, false),
+            ("web-1".into(), false, false, false),
+            ("web-2".into(), false, true, true),
+        ]
+    );
+    assert_eq!(s.endpoints[0].hostname.as_deref(), Some("web-0"));
+    assert!(s.endpoints[0].zone.is_some());
+    // Endpoints: ready in addresses, unready in notReadyAddresses, terminating left out
+    let ep = endpointslice::endpoints(&service(), &pods).unwrap();
+    let subset = &ep.subsets.unwrap()[0];
+    assert_eq!(subset.addresses.clone().unwrap().len(), 1);
+    assert_eq!(subset.not_ready_addresses.clone().unwrap().len(), 1);
+}
+
+#[test]
+fn slices_are_reconciled_in_place_and_split_at_100_endpoints() {
+    let mut w = World::new();
+    w.add_set(with(
+        sts("web", 150, "nginx:1"),
+        json!({"spec": {"podManagementPolicy": "Parallel"}}),
+    ));
+    w.run_until(30, |w| {
+        w.pods
+            .values()
+            .all(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
+            && w.pods.len() == 150
+    });
+    let pods: Vec<_> = w.pods.values().cloned().collect();
+    let desired = endpointslice::desired_slices(&service(), &pods, &w.nodes).unwrap();
+    assert_eq!(
+        desired
+            .iter()
+            .map(|s| s.endpoints.len())
+            .collect::<Vec<_>>(),
+        vec![100, 50]
+    );
+    let mut existing = desired.clone();
+    existing[0].metadata.name = Some("web-abcde".into());
+    existing[1].metadata.name = Some("web-fghij".into());
+    assert!(endpointslice::reconcile(desired.clone(), &existing).is_empty());
+    let writes = endpointslice::reconcile(desired[..1].to_vec(), &existing);
+    assert_eq!(
+        writes,
+        vec![endpointslice::SliceWrite::Delete("web-fghij".into())]
+    );
+}
