@@ -93,20 +93,23 @@ impl Mock {
 }
 
 fn check_pre(pod: &Pod, pre: Option<&Preconditions>) -> Result<(), StatusError> {
-    if let Some(p) = pre {
-        if p.uid
-            .as_ref()
-            .is_some_and(|u| Some(u) != pod.metadata.uid.as_ref())
-            || p.resource_version
-                .as_ref()
-                .is_some_and(|r| Some(r) != pod.metadata.resource_version.as_ref())
-        {
-            return Err(StatusError::conflict(
-                "pods",
-                pod.metadata.name.as_deref().unwrap(),
-                "precondition failed",
-            ));
-        }
+    let Some(p) = pre else {
+        return Ok(());
+    };
+    let uid_differs = p
+        .uid
+        .as_ref()
+        .is_some_and(|u| Some(u) != pod.metadata.uid.as_ref());
+    let rv_differs = p
+        .resource_version
+        .as_ref()
+        .is_some_and(|r| Some(r) != pod.metadata.resource_version.as_ref());
+    if uid_differs || rv_differs {
+        return Err(StatusError::conflict(
+            "pods",
+            pod.metadata.name.as_deref().unwrap(),
+            "precondition failed",
+        ));
     }
     Ok(())
 }
@@ -272,8 +275,10 @@ async fn eviction_is_refused_then_allowed_after_the_budget_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_evictions_against_a_budget_of_one_let_exactly_one_through() {
-    let mut m = Mock::default();
-    m.barrier = Some(Arc::new(Barrier::new(2)));
+    let m = Mock {
+        barrier: Some(Arc::new(Barrier::new(2))),
+        ..Mock::default()
+    };
     m.add_pod("web-0", true, "Running");
     m.add_pod("web-1", true, "Running");
     m.add_pdb("web-pdb", 1, 2, 1, json!({}));
