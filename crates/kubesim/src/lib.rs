@@ -9,6 +9,7 @@
 
 pub mod controllers;
 pub mod eviction;
+pub mod faults;
 pub mod kubelet;
 pub mod patch;
 pub mod schema;
