@@ -1,0 +1,279 @@
+//! The planner's input: a snapshot of the rollout and of the world it drives.
+//!
+//! The operator builds an [`Observed`] from its reflector caches (never from live GETs) on every
+//! reconcile and hands it to [`crate::plan`]. The views are compact on purpose (a 1,000-pod set is
+//! 1,000 small structs, not 1,000 full `Pod` objects), and each has a `from_*` constructor that reads
+//! the corresponding `k8s-openapi` object, so the operator does not re-implement the extraction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{PersistentVolumeClaim, Pod},
+        policy::v1::PodDisruptionBudget,
+    },
+    apimachinery::pkg::apis::meta::v1::LabelSelector,
+    jiff::Timestamp,
+};
+use kube::core::{Selector, SelectorExt};
+use sroll_api::StatefulsetRollout;
+
+use crate::desired::{ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH};
+
+/// Label the StatefulSet controller puts on every pod: the name of the pod's ControllerRevision
+/// (`apps.kubernetes.io/v1` `StatefulSetRevisionLabel`).
+pub const LABEL_REVISION: &str = "controller-revision-hash";
+
+/// Everything [`crate::plan`] needs to decide, gathered at one instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// The rollout as last seen (spec, metadata — `uid` and `generation` are needed — and the status
+    /// the previous reconcile wrote, which carries the state that must survive restarts:
+    /// `lastEvictionTime`, `lastProgressTime`, `previousRevision`, …).
+    pub rollout: StatefulsetRollout,
+    /// The managed StatefulSet (named [`StatefulsetRollout::statefulset_name`] in the rollout's
+    /// namespace), or `None` if it does not exist.
+    pub statefulset: Option<LiveStatefulSet>,
+    /// The pods of that StatefulSet (pods whose name is `<set>-<ordinal>` and that the set selects),
+    /// in any order. Empty when the set does not exist.
+    pub pods: Vec<ObservedPod>,
+    /// Every PodDisruptionBudget in the namespace whose selector matches the pods' labels (see
+    /// [`ObservedPdb::from_pdb`]). The eviction API refuses to evict a pod with more than one.
+    pub pdbs: Vec<ObservedPdb>,
+    /// Service-discovery health of the pods, when `spec.serviceDiscovery` is set and the operator
+    /// could look. `None`: not configured or not observed; the rollout is then not gated on it.
+    pub discovery: Option<DiscoveryHealth>,
+    /// The instant of the observation. The planner never reads a clock.
+    pub now: Timestamp,
+}
+
+/// The parts of the live StatefulSet the planner decides on.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct LiveStatefulSet {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid` (the precondition of a recreate).
+    pub uid: String,
+    /// The set has a controller owner reference to this rollout (same uid).
+    pub owned_by_rollout: bool,
+    /// The set has a controller owner reference to something else (another rollout, a Helm-less
+    /// operator, …). Adopting it would fight that controller.
+    pub owned_by_other: bool,
+    /// `metadata.deletionTimestamp` is set: the set is going away.
+    pub deleting: bool,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// `status.observedGeneration`: while it is below `generation` the StatefulSet controller has not
+    /// computed the revisions of the latest spec yet.
+    pub observed_generation: Option<i64>,
+    /// `status.currentRevision` (a ControllerRevision name).
+    pub current_revision: Option<String>,
+    /// `status.updateRevision` (a ControllerRevision name).
+    pub update_revision: Option<String>,
+    /// `spec.updateStrategy.type` (`RollingUpdate` when unset, the API default).
+    pub update_strategy: String,
+    /// `spec.updateStrategy.rollingUpdate.partition`, when the strategy is `RollingUpdate` with a
+    /// `rollingUpdate` block.
+    pub partition: Option<i32>,
+    /// `spec.replicas` (1 when unset, the API default).
+    pub replicas: i32,
+    /// `spec.ordinals.start` (0 when unset).
+    pub ordinals_start: i32,
+    /// `spec.minReadySeconds` (0 when unset).
+    pub min_ready_seconds: i32,
+    /// `spec.podManagementPolicy` (`OrderedReady` when unset, the API default).
+    pub pod_management_policy: String,
+    /// `spec.selector` (immutable).
+    pub selector: LabelSelector,
+    /// `spec.serviceName` (immutable; empty when unset).
+    pub service_name: String,
+    /// `spec.volumeClaimTemplates` (immutable).
+    pub volume_claim_templates: Vec<PersistentVolumeClaim>,
+    /// The `sroll.io/spec-hash` annotation: the hash of the rollout spec last applied to the set.
+    pub spec_hash: Option<String>,
+    /// The `sroll.io/template-hash` annotation: the hash of the pod template last applied.
+    pub template_hash: Option<String>,
+}
+
+impl LiveStatefulSet {
+    /// Reads the view from a live StatefulSet; `rollout_uid` is the uid of the rollout that should
+    /// own it.
+    pub fn from_statefulset(sts: &StatefulSet, rollout_uid: &str) -> Self {
+        let meta = &sts.metadata;
+        let controller = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true));
+        let owned_by_rollout =
+            controller.is_some_and(|o| !rollout_uid.is_empty() && o.uid == rollout_uid);
+        let spec = sts.spec.clone().unwrap_or_default();
+        let status = sts.status.clone().unwrap_or_default();
+        let strategy = spec.update_strategy.clone().unwrap_or_default();
+        let annotations = meta.annotations.clone().unwrap_or_default();
+        LiveStatefulSet {
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            owned_by_rollout,
+            owned_by_other: controller.is_some() && !owned_by_rollout,
+            deleting: meta.deletion_timestamp.is_some(),
+            generation: meta.generation.unwrap_or(0),
+            observed_generation: status.observed_generation,
+            current_revision: status.current_revision.filter(|s| !s.is_empty()),
+            update_revision: status.update_revision.filter(|s| !s.is_empty()),
+            update_strategy: strategy
+                .type_
+                .clone()
+                .unwrap_or_else(|| "RollingUpdate".into()),
+            partition: strategy
+                .rolling_update
+                .as_ref()
+                .map(|r| r.partition.unwrap_or(0)),
+            replicas: spec.replicas.unwrap_or(1),
+            ordinals_start: spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0),
+            min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+            pod_management_policy: spec
+                .pod_management_policy
+                .clone()
+                .unwrap_or_else(|| "OrderedReady".into()),
+            selector: spec.selector.clone(),
+            service_name: spec.service_name.clone().unwrap_or_default(),
+            volume_claim_templates: spec.volume_claim_templates.clone().unwrap_or_default(),
+            spec_hash: annotations.get(ANNOTATION_SPEC_HASH).cloned(),
+            template_hash: annotations.get(ANNOTATION_TEMPLATE_HASH).cloned(),
+        }
+    }
+}
+
+/// One pod of the managed StatefulSet.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ObservedPod {
+    /// `metadata.name` (`<set>-<ordinal>`).
+    pub name: String,
+    /// The ordinal parsed from the name.
+    pub ordinal: i32,
+    /// The `controller-revision-hash` label (a ControllerRevision name), if any.
+    pub revision: Option<String>,
+    /// Condition `Ready` is `True` and the phase is `Running` (the StatefulSet controller's
+    /// `isRunningAndReady`).
+    pub ready: bool,
+    /// `lastTransitionTime` of the `Ready` condition when it is `True`.
+    pub ready_since: Option<Timestamp>,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`; empty if unset).
+    pub phase: String,
+}
+
+impl ObservedPod {
+    /// Reads the view from a pod of the set named `set_name`; `None` if the pod's name is not
+    /// `<set_name>-<ordinal>` (upstream `isMemberOf` / `getParentNameAndOrdinal` in
+    /// `pkg/controller/statefulset/stateful_set_utils.go`).
+    pub fn from_pod(pod: &Pod, set_name: &str) -> Option<Self> {
+        let name = pod.metadata.name.clone()?;
+        let ordinal = parse_ordinal(&name, set_name)?;
+        let status = pod.status.clone().unwrap_or_default();
+        let phase = status.phase.clone().unwrap_or_default();
+        let ready_condition = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready" && c.status == "True");
+        let ready = phase == "Running" && ready_condition.is_some();
+        Some(ObservedPod {
+            ordinal,
+            revision: pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_REVISION))
+                .cloned(),
+            ready,
+            ready_since: if ready {
+                ready_condition.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
+            } else {
+                None
+            },
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+            phase,
+            name,
+        })
+    }
+}
+
+/// The ordinal of a pod named `<set_name>-<ordinal>`, if it is one.
+pub fn parse_ordinal(pod_name: &str, set_name: &str) -> Option<i32> {
+    let rest = pod_name.strip_prefix(set_name)?.strip_prefix('-')?;
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rest.parse().ok()
+}
+
+/// A PodDisruptionBudget selecting the set's pods.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ObservedPdb {
+    /// `metadata.name`.
+    pub name: String,
+    /// `status.disruptionsAllowed`.
+    pub disruptions_allowed: i32,
+    /// `status.currentHealthy`.
+    pub current_healthy: i32,
+    /// `status.desiredHealthy`.
+    pub desired_healthy: i32,
+    /// `status.observedGeneration < metadata.generation`: the disruption controller has not
+    /// processed the latest spec, and the eviction API answers 429 until it has
+    /// (`pkg/registry/core/pod/storage/eviction.go`, `checkAndDecrement`).
+    pub stale: bool,
+}
+
+impl ObservedPdb {
+    /// Reads the view from a PDB if its selector matches `pod_labels` (the template labels of the
+    /// set), `None` otherwise. As in policy/v1, a null selector matches nothing and an empty one
+    /// matches every pod.
+    pub fn from_pdb(
+        pdb: &PodDisruptionBudget,
+        pod_labels: &BTreeMap<String, String>,
+    ) -> Option<Self> {
+        let selector = pdb.spec.as_ref()?.selector.clone()?;
+        let selector = Selector::try_from(selector).ok()?;
+        if !selector.matches(pod_labels) {
+            return None;
+        }
+        let status = pdb.status.clone().unwrap_or_default();
+        Some(ObservedPdb {
+            name: pdb.metadata.name.clone().unwrap_or_default(),
+            disruptions_allowed: status.disruptions_allowed,
+            current_healthy: status.current_healthy,
+            desired_healthy: status.desired_healthy,
+            stale: status.observed_generation.unwrap_or(0) < pdb.metadata.generation.unwrap_or(0),
+        })
+    }
+}
+
+/// What service discovery says about the workload.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DiscoveryHealth {
+    /// Service discovery answered. When `false`, the rollout does not evict (it cannot check that
+    /// the pods it moved came back healthy) and reports a `Degraded` condition.
+    pub reachable: bool,
+    /// Names of the pods healthy in service discovery (passing in every listed service).
+    pub healthy_pods: BTreeSet<String>,
+    /// Which of `spec.serviceDiscovery.services` exist in service discovery.
+    pub existing_services: Vec<String>,
+}
+
+impl Observed {
+    /// A snapshot with no StatefulSet, pods, PDB or discovery view.
+    pub fn new(rollout: StatefulsetRollout, now: Timestamp) -> Self {
+        Observed {
+            rollout,
+            statefulset: None,
+            pods: Vec::new(),
+            pdbs: Vec::new(),
+            discovery: None,
+            now,
+        }
+    }
+}

@@ -1,0 +1,1450 @@
+//! The decision procedure: from an [`Observed`] snapshot to one [`Plan`].
+//!
+//! Order of the checks (the first that applies decides the action):
+//!
+//! 1. the spec is invalid → `RolloutBlocked`, `SpecValid=False`, nothing applied;
+//! 2. a terminal phase (`RolloutDone`/`RolloutFailed`) for this generation → nothing (except
+//!    recreating a StatefulSet deleted under the rollout: the resource is the desired state);
+//! 3. the set is missing → create it (`status.deleted` if it existed before);
+//! 4. the set is being deleted → wait; not owned → `StatefulSetNotOwned` unless `adoptExisting`;
+//! 5. the set's spec differs (spec-hash annotation) → apply it, unless an immutable field changed
+//!    (→ `SpecValid=False` naming it, or recreate with orphaned pods when opted in);
+//! 6. the StatefulSet controller has not observed the latest generation → wait;
+//! 7. the rollout proper ([`Strategy::Partitioned`] or `OnDelete`): done? paused? deadline
+//!    exceeded? broken pods to replace for free? a batch to evict within the budget and pacing?
+//!    a partition to re-align? otherwise wait.
+//!
+//! Partitioned (leak-proof) invariant: after every action, every pod at or above the partition is
+//! either at the update revision, on its way there (missing, terminating), or in the batch being
+//! evicted; every pod the rollout has not chosen is below it. So the StatefulSet controller never
+//! moves a pod on its own, and a pod that dies anywhere comes back at the revision the rollout chose
+//! for it (`newVersionedStatefulSetPod`, pkg/controller/statefulset/stateful_set_utils.go).
+
+use std::{collections::BTreeSet, time::Duration};
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::{SignedDuration, Timestamp},
+};
+use sroll_api::{
+    Phase, PodVersion, RolloutStrategy, StatefulsetRolloutStatus, condition_types as ct,
+    intstr::scaled_value, target_updated_replicas,
+};
+
+use crate::{
+    Action, ApplyKind, EventType, LiveStatefulSet, Observed, ObservedPod, PartitionMove, Plan,
+    PlannedEvent,
+    conditions::{self, Status},
+    desired::{desired_statefulset, spec_hash, template_hash},
+    reasons as r,
+};
+
+/// Requeue after an action: the watches normally trigger the next reconcile sooner.
+pub const REQUEUE_SOON: Duration = Duration::from_secs(2);
+/// Requeue while waiting on pods (a pod turning Ready triggers a reconcile through the watch; this
+/// is only the safety net).
+pub const REQUEUE_WAITING: Duration = Duration::from_secs(10);
+/// Requeue after an eviction was refused with 429.
+pub const REQUEUE_BACKPRESSURE: Duration = Duration::from_secs(5);
+
+/// How many pod names a reason or event lists before "and N more".
+const NAMES_SHOWN: usize = 10;
+
+/// Decides the one action of this reconcile, the status to write and when to look again.
+pub fn plan(obs: &Observed) -> Plan {
+    Planner::new(obs).run()
+}
+
+/// Where a pod (or the slot of a missing pod) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// No pod with this ordinal: the StatefulSet controller is creating it.
+    Missing,
+    /// Being deleted.
+    Terminating,
+    /// At the update revision; `available` once Ready for `minReadySeconds` and healthy in
+    /// service discovery (when gated).
+    Updated { available: bool },
+    /// At another revision; `ready` when Running and Ready.
+    Old { ready: bool },
+}
+
+impl State {
+    fn unavailable(self) -> bool {
+        match self {
+            State::Missing | State::Terminating => true,
+            State::Updated { available } => !available,
+            State::Old { ready } => !ready,
+        }
+    }
+}
+
+/// One ordinal of the set, in index space (`ordinal - ordinals.start`).
+struct Slot<'a> {
+    name: String,
+    pod: Option<&'a ObservedPod>,
+    state: State,
+}
+
+struct Planner<'a> {
+    obs: &'a Observed,
+    prev: StatefulsetRolloutStatus,
+    status: StatefulsetRolloutStatus,
+    events: Vec<PlannedEvent>,
+    generation: Option<i64>,
+    new_generation: bool,
+    now: Timestamp,
+    /// Reasons the rollout is slowed down (the `Degraded` condition), in order.
+    degraded: Vec<(&'static str, String)>,
+    /// The target, in pods, once known.
+    target: Option<i32>,
+}
+
+/// What the rollout proper decided, before the common status bookkeeping.
+struct Outcome {
+    phase: Phase,
+    reason: String,
+    action: Action,
+    requeue: Option<Duration>,
+}
+
+impl Outcome {
+    fn wait(phase: Phase, reason: impl Into<String>, requeue: Option<Duration>) -> Self {
+        Outcome {
+            phase,
+            reason: reason.into(),
+            action: Action::Wait,
+            requeue,
+        }
+    }
+}
+
+impl<'a> Planner<'a> {
+    fn new(obs: &'a Observed) -> Self {
+        let rollout = &obs.rollout;
+        let prev = rollout.status.clone().unwrap_or_default();
+        let generation = rollout.metadata.generation;
+        let new_generation = prev.observed_generation != generation
+            || prev.rollout_identity != rollout.spec.rollout_identity;
+        let mut status = prev.clone();
+        status.observed_generation = generation;
+        status.rollout_identity = rollout.spec.rollout_identity.clone();
+        status.build_metadata = rollout.build_metadata();
+        status.last_updated = Some(Time(obs.now));
+        status.paused = Some(rollout.spec.paused());
+        if new_generation {
+            status.deleted = None;
+        }
+        Planner {
+            obs,
+            prev,
+            status,
+            events: Vec::new(),
+            generation,
+            new_generation,
+            now: obs.now,
+            degraded: Vec::new(),
+            target: None,
+        }
+    }
+
+    fn run(mut self) -> Plan {
+        self.observe_pods();
+        let outcome = self.decide();
+        self.finish(outcome)
+    }
+
+    fn spec(&self) -> &'a sroll_api::StatefulsetRolloutSpec {
+        &self.obs.rollout.spec
+    }
+
+    /// Status fields that only describe the pods and discovery.
+    fn observe_pods(&mut self) {
+        let mut pods: Vec<&ObservedPod> = self.obs.pods.iter().collect();
+        pods.sort_by_key(|p| p.ordinal);
+        self.status.pods = pods
+            .iter()
+            .map(|p| PodVersion {
+                name: p.name.clone(),
+                revision: p.revision.clone().unwrap_or_default(),
+                ready: p.ready,
+            })
+            .collect();
+        self.status.ready_replicas = Some(count(pods.iter().filter(|p| p.ready)));
+        if let Some(d) = &self.obs.discovery {
+            self.status.consul_services = d.existing_services.clone();
+            self.status.ready_replicas_service_discovery = Some(count(
+                pods.iter().filter(|p| d.healthy_pods.contains(&p.name)),
+            ));
+        }
+        self.status.statefulset_name = self.obs.statefulset.as_ref().map(|s| s.name.clone());
+        let policy = self
+            .spec()
+            .sts
+            .spec
+            .pod_management_policy
+            .clone()
+            .or_else(|| {
+                self.obs
+                    .statefulset
+                    .as_ref()
+                    .map(|s| s.pod_management_policy.clone())
+            });
+        if policy.as_deref() == Some("OrderedReady") {
+            self.degraded.push((
+                r::ORDERED_READY,
+                "podManagementPolicy is OrderedReady: the StatefulSet controller recreates evicted pods one at a time, in order, so parallel evictions are serialised (the field is immutable; Parallel is recommended)".into(),
+            ));
+        }
+    }
+
+    fn decide(&mut self) -> Outcome {
+        let rollout = &self.obs.rollout;
+        // 1. Validation.
+        let errors = sroll_api::validate::validate(rollout);
+        if !errors.is_empty() {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return self.spec_invalid(
+                r::INVALID_SPEC,
+                format!("invalid spec: {}", list.join("; ")),
+            );
+        }
+        let (hash, thash) = match (spec_hash(rollout), template_hash(rollout)) {
+            (Ok(h), Ok(t)) => (h, t),
+            (Err(e), _) | (_, Err(e)) => return self.spec_invalid(r::INVALID_SPEC, e.to_string()),
+        };
+
+        // 2. Terminal phases hold until the spec (generation) or the identity changes.
+        let live = self.obs.statefulset.as_ref();
+        if self.prev.phase.as_ref().is_some_and(Phase::is_terminal)
+            && !self.new_generation
+            && live.is_some()
+        {
+            let phase = self.prev.phase.clone().unwrap_or(Phase::Done);
+            let reason = self.prev.reason.clone().unwrap_or_default();
+            if let Some(live) = live {
+                self.status.statefulset_spec_current =
+                    Some(live.spec_hash.as_deref() == Some(&hash));
+            }
+            return Outcome::wait(phase, reason, None);
+        }
+
+        // 3. Missing set.
+        let Some(live) = live else {
+            return self.create(&thash);
+        };
+        self.status.statefulset_spec_current = Some(live.spec_hash.as_deref() == Some(&hash));
+
+        // 4. Deleting, ownership.
+        if live.deleting {
+            return Outcome::wait(
+                Phase::Pending,
+                format!("waiting for StatefulSet {} to finish deleting", live.name),
+                Some(REQUEUE_SOON),
+            );
+        }
+        let adopt = rollout.spec.adopt_existing.unwrap_or(false);
+        if !live.owned_by_rollout && !adopt {
+            let who = if live.owned_by_other {
+                "is controlled by another owner"
+            } else {
+                "is not owned by this rollout"
+            };
+            return self.spec_invalid(
+                r::STATEFULSET_NOT_OWNED,
+                format!(
+                    "StatefulSet {} already exists and {who}; set spec.adoptExisting: true to let this rollout take it over, or choose another spec.sts.metadata.name",
+                    live.name
+                ),
+            );
+        }
+
+        // 5. Spec drift → apply (after the immutable-field check).
+        if live.spec_hash.as_deref() != Some(&hash) || !live.owned_by_rollout {
+            return self.apply(live, &thash);
+        }
+
+        // 6. The StatefulSet controller must have computed the revisions of this spec.
+        if live.observed_generation.unwrap_or(0) < live.generation {
+            return Outcome::wait(
+                Phase::Pending,
+                format!(
+                    "waiting for the StatefulSet controller to observe generation {} of {}",
+                    live.generation, live.name
+                ),
+                Some(REQUEUE_SOON),
+            );
+        }
+        let Some(update) = live.update_revision.clone() else {
+            return Outcome::wait(
+                Phase::Pending,
+                format!(
+                    "waiting for the StatefulSet controller to compute the revisions of {}",
+                    live.name
+                ),
+                Some(REQUEUE_SOON),
+            );
+        };
+        self.rollout(live, update)
+    }
+
+    fn spec_invalid(&mut self, reason: &str, message: String) -> Outcome {
+        conditions::set(
+            &mut self.status.conditions,
+            ct::SPEC_VALID,
+            Status::False,
+            reason,
+            message.clone(),
+            self.generation,
+            self.now,
+        );
+        Outcome::wait(Phase::Blocked, message, None)
+    }
+
+    fn desired(
+        &self,
+        partition: i32,
+    ) -> Result<Box<k8s_openapi::api::apps::v1::StatefulSet>, String> {
+        desired_statefulset(&self.obs.rollout, partition)
+            .map(Box::new)
+            .map_err(|e| e.to_string())
+    }
+
+    fn create(&mut self, _thash: &str) -> Outcome {
+        let replicas = self.spec().replicas();
+        let sts = match self.desired(replicas) {
+            Ok(s) => s,
+            Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+        };
+        let name = self.obs.rollout.statefulset_name();
+        let existed = self.prev.statefulset_name.is_some();
+        let kind = if existed {
+            self.status.deleted = Some(true);
+            self.event(
+                EventType::Warning,
+                r::STATEFULSET_DELETED,
+                format!("StatefulSet {name} was deleted; recreating it from the spec"),
+                "Apply",
+            );
+            ApplyKind::Recreate
+        } else {
+            self.event(
+                EventType::Normal,
+                r::STATEFULSET_CREATED,
+                format!("creating StatefulSet {name} with {replicas} replicas"),
+                "Apply",
+            );
+            ApplyKind::Create
+        };
+        Outcome {
+            phase: Phase::Pending,
+            reason: format!("creating StatefulSet {name}"),
+            action: Action::Apply {
+                statefulset: sts,
+                kind,
+            },
+            requeue: Some(REQUEUE_SOON),
+        }
+    }
+
+    fn apply(&mut self, live: &LiveStatefulSet, thash: &str) -> Outcome {
+        let changed = immutable_changes(&self.spec().sts.spec, live);
+        if !changed.is_empty() {
+            let fields = changed.join(", ");
+            if self.spec().recreate_on_immutable_change.unwrap_or(false) && live.owned_by_rollout {
+                self.event(
+                    EventType::Warning,
+                    r::STATEFULSET_RECREATING,
+                    format!(
+                        "immutable field(s) {fields} changed: deleting StatefulSet {} with orphaned pods to recreate it",
+                        live.name
+                    ),
+                    "Delete",
+                );
+                // The next create is intended, not a deletion under us.
+                self.status.statefulset_name = None;
+                return Outcome {
+                    phase: Phase::Pending,
+                    reason: format!("recreating StatefulSet {} to change {fields}", live.name),
+                    action: Action::RecreateOrphan {
+                        name: live.name.clone(),
+                        uid: live.uid.clone(),
+                    },
+                    requeue: Some(REQUEUE_SOON),
+                };
+            }
+            return self.spec_invalid(
+                r::IMMUTABLE_FIELD_CHANGED,
+                format!(
+                    "spec.sts changes immutable StatefulSet field(s) {fields} of {}; revert them, or set spec.recreateOnImmutableChange: true to recreate the StatefulSet with orphaned pods",
+                    live.name
+                ),
+            );
+        }
+        // A template change creates a new revision: freeze it (partition = replicas) so nothing
+        // moves by itself; other changes keep the partition where the rollout left it.
+        let replicas = self.spec().replicas();
+        let template_changed = live.template_hash.as_deref() != Some(thash);
+        let partition = if template_changed {
+            replicas
+        } else {
+            live.partition.unwrap_or(replicas).min(replicas.max(0))
+        };
+        let mut sts = match self.desired(partition) {
+            Ok(s) => s,
+            Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+        };
+        // The user left podManagementPolicy unset: keep the live value (immutable).
+        if self.spec().sts.spec.pod_management_policy.is_none()
+            && let Some(spec) = sts.spec.as_mut()
+        {
+            spec.pod_management_policy = Some(live.pod_management_policy.clone());
+        }
+        let (kind, reason, what) = if live.owned_by_rollout {
+            (ApplyKind::Update, r::STATEFULSET_UPDATED, "updating")
+        } else {
+            (ApplyKind::Adopt, r::STATEFULSET_ADOPTED, "adopting")
+        };
+        self.event(
+            EventType::Normal,
+            reason,
+            format!(
+                "{what} StatefulSet {}{}",
+                live.name,
+                if template_changed {
+                    " (new pod template)"
+                } else {
+                    ""
+                }
+            ),
+            "Apply",
+        );
+        Outcome {
+            phase: Phase::Pending,
+            reason: format!("{what} StatefulSet {}", live.name),
+            action: Action::Apply {
+                statefulset: sts,
+                kind,
+            },
+            requeue: Some(REQUEUE_SOON),
+        }
+    }
+
+    /// The rollout proper, once the live set matches the spec and its revisions are known.
+    fn rollout(&mut self, live: &LiveStatefulSet, update: String) -> Outcome {
+        let spec = self.spec();
+        let current = live
+            .current_revision
+            .clone()
+            .unwrap_or_else(|| update.clone());
+        let replicas = live.replicas.max(0);
+        // A rollout to the current revision (a revert, or a fresh set) has no partial state that
+        // makes sense: every pod goes there.
+        let target = if update == current {
+            replicas
+        } else {
+            target_updated_replicas(replicas, spec.percent)
+        };
+        self.target = Some(target);
+        self.track_revisions(&update, &current);
+        let fast_rollback = self.status.previous_revision.as_deref() == Some(update.as_str())
+            && self.prev.update_revision.is_some();
+
+        let slots = self.slots(live, &update);
+        let updated = count(
+            slots
+                .iter()
+                .filter(|s| matches!(s.state, State::Updated { .. })),
+        );
+        self.status.updated_replicas = Some(updated);
+        self.status.target_updated_replicas = Some(target);
+        self.status.percent_deployed = Some(if replicas == 0 {
+            spec.percent
+        } else {
+            i32::try_from(i64::from(updated) * 100 / i64::from(replicas)).unwrap_or(100)
+        });
+        self.track_progress(&slots, live.min_ready_seconds);
+
+        let ctx = RolloutCtx {
+            live,
+            update,
+            replicas,
+            target,
+            fast_rollback,
+            slots,
+        };
+        match spec.strategy() {
+            RolloutStrategy::OnDelete => self.on_delete(&ctx),
+            _ => self.partitioned(&ctx),
+        }
+    }
+
+    /// Revisions: a new update revision starts a rollout (or a rollback to the previous one).
+    fn track_revisions(&mut self, update: &str, current: &str) {
+        let started = self.prev.update_revision.as_deref() != Some(update);
+        if started {
+            if let Some(old_update) = self.prev.update_revision.clone() {
+                let rollback = self.prev.previous_revision.as_deref() == Some(update);
+                if rollback {
+                    // Keep previousRevision: the rollback stays unpaced until it completes.
+                    self.event(
+                        EventType::Normal,
+                        r::ROLLBACK_STARTED,
+                        format!("rolling back to the previous revision {update}"),
+                        "Reconcile",
+                    );
+                } else {
+                    self.status.previous_revision = Some(if current != update {
+                        current.to_owned()
+                    } else {
+                        old_update
+                    });
+                    self.event(
+                        EventType::Normal,
+                        r::ROLLOUT_STARTED,
+                        format!("rolling out revision {update} (from {current})"),
+                        "Reconcile",
+                    );
+                }
+            }
+            self.status.last_progress_time = Some(Time(self.now));
+        }
+        if self.new_generation || self.spec().paused() {
+            // The deadline counts from the latest spec change and never runs while paused.
+            self.status.last_progress_time = Some(Time(self.now));
+        }
+        self.status.update_revision = Some(update.to_owned());
+        self.status.current_revision = Some(current.to_owned());
+    }
+
+    fn slots(&self, live: &LiveStatefulSet, update: &str) -> Vec<Slot<'a>> {
+        let replicas = usize::try_from(live.replicas.max(0)).unwrap_or(0);
+        let mut slots: Vec<Slot<'a>> = (0..replicas)
+            .map(|i| Slot {
+                name: format!(
+                    "{}-{}",
+                    live.name,
+                    i64::from(live.ordinals_start) + i as i64
+                ),
+                pod: None,
+                state: State::Missing,
+            })
+            .collect();
+        let gate = self.discovery_gate();
+        for pod in &self.obs.pods {
+            let Ok(i) = usize::try_from(i64::from(pod.ordinal) - i64::from(live.ordinals_start))
+            else {
+                continue;
+            };
+            let Some(slot) = slots.get_mut(i) else {
+                continue;
+            };
+            slot.state = if pod.terminating {
+                State::Terminating
+            } else if pod.revision.as_deref() == Some(update) {
+                State::Updated {
+                    available: self.available(pod, live.min_ready_seconds)
+                        && gate.is_none_or(|healthy| healthy.contains(&pod.name)),
+                }
+            } else {
+                State::Old { ready: pod.ready }
+            };
+            slot.pod = Some(pod);
+        }
+        slots
+    }
+
+    /// `Some(healthy pods)` when the rollout is gated on service discovery.
+    fn discovery_gate(&self) -> Option<&'a BTreeSet<String>> {
+        self.spec().service_discovery.as_ref()?;
+        let d = self.obs.discovery.as_ref()?;
+        d.reachable.then_some(&d.healthy_pods)
+    }
+
+    /// Ready for `minReadySeconds` (upstream `IsPodAvailable`, pkg/api/v1/pod/util.go).
+    fn available(&self, pod: &ObservedPod, min_ready_seconds: i32) -> bool {
+        pod.ready
+            && (min_ready_seconds <= 0
+                || pod.ready_since.is_some_and(|t| {
+                    t.checked_add(SignedDuration::from_secs(i64::from(min_ready_seconds)))
+                        .is_ok_and(|at| at <= self.now)
+                }))
+    }
+
+    /// `lastProgressTime`: the latest instant a pod became available at the update revision.
+    fn track_progress(&mut self, slots: &[Slot<'_>], min_ready_seconds: i32) {
+        let latest = slots
+            .iter()
+            .filter(|s| matches!(s.state, State::Updated { available: true }))
+            .filter_map(|s| s.pod.and_then(|p| p.ready_since))
+            .filter_map(|t| {
+                t.checked_add(SignedDuration::from_secs(i64::from(
+                    min_ready_seconds.max(0),
+                )))
+                .ok()
+            })
+            .filter(|t| *t <= self.now)
+            .max();
+        if let Some(latest) = latest
+            && self
+                .status
+                .last_progress_time
+                .as_ref()
+                .is_none_or(|t| t.0 < latest)
+        {
+            self.status.last_progress_time = Some(Time(latest));
+        }
+    }
+
+    fn partitioned(&mut self, c: &RolloutCtx<'_>) -> Outcome {
+        let replicas = usize::try_from(c.replicas).unwrap_or(0);
+        let target = usize::try_from(c.target).unwrap_or(0).min(replicas);
+        let range_start = replicas - target;
+        let partition = usize::try_from(c.live.partition.unwrap_or(0).max(0))
+            .unwrap_or(0)
+            .min(replicas);
+        let in_flight: Vec<usize> = (partition..replicas)
+            .filter(|&i| c.slots[i].state.unavailable())
+            .collect();
+        let progress = self.progress_text(c);
+
+        // Done: every target pod is available at the update revision and the partition is aligned.
+        let aligned = aligned_partition(&c.slots, &BTreeSet::new(), partition, range_start);
+        let target_done =
+            (range_start..replicas).all(|i| c.slots[i].state == State::Updated { available: true });
+        if target_done && aligned == partition {
+            return self.done(c);
+        }
+        if self.spec().paused() {
+            return self.paused(&progress);
+        }
+        if let Some(failed) = self.deadline(c, &in_flight) {
+            return failed;
+        }
+        if let Some(wait) = self.discovery_unreachable(&progress) {
+            return wait;
+        }
+
+        // Self-healing: broken pods in the target range above every healthy old pod are replaced
+        // at once, without budget (they are already unavailable).
+        let highest_healthy_old = (0..replicas)
+            .rev()
+            .find(|&i| c.slots[i].state == State::Old { ready: true });
+        let broken: Vec<usize> = (range_start..replicas)
+            .rev()
+            .filter(|&i| {
+                c.slots[i].state == State::Old { ready: false }
+                    && highest_healthy_old.is_none_or(|h| i > h)
+            })
+            .collect();
+        if !broken.is_empty() {
+            let selected: BTreeSet<usize> = broken.iter().copied().collect();
+            let new_partition = aligned_partition(&c.slots, &selected, partition, range_start);
+            let names = names(c, &broken);
+            let partition_move = match self.partition_move(new_partition, partition) {
+                Ok(m) => m,
+                Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+            };
+            self.event(
+                EventType::Normal,
+                r::BROKEN_PODS_REPLACED,
+                format!(
+                    "replacing {} pod{} that {} not Ready at an old revision: {}",
+                    names.len(),
+                    plural(names.len()),
+                    if names.len() == 1 { "is" } else { "are" },
+                    name_list(&names)
+                ),
+                "Delete",
+            );
+            return Outcome {
+                phase: Phase::InProgress,
+                reason: format!(
+                    "replacing {} broken pod{} ({}); {progress}",
+                    names.len(),
+                    plural(names.len()),
+                    name_list(&names)
+                ),
+                action: Action::DeletePods {
+                    partition: partition_move,
+                    pods: names,
+                },
+                requeue: Some(REQUEUE_SOON),
+            };
+        }
+
+        // The batch: old pods of the target range, highest ordinal first.
+        let candidates: Vec<usize> = (range_start..replicas)
+            .rev()
+            .filter(|&i| matches!(c.slots[i].state, State::Old { .. }))
+            .collect();
+        let unavailable_total = c.slots.iter().filter(|s| s.state.unavailable()).count();
+        let budget = self.budget(c, in_flight.len(), unavailable_total);
+        let (size, limit_reason, requeue) = match budget {
+            Ok(b) => b,
+            Err(blocked) => return blocked,
+        };
+        let size = size.min(candidates.len());
+        if size > 0 {
+            let batch: Vec<usize> = candidates[..size].to_vec();
+            let selected: BTreeSet<usize> = batch.iter().copied().collect();
+            let new_partition = aligned_partition(&c.slots, &selected, partition, range_start);
+            let partition_move = match self.partition_move(new_partition, partition) {
+                Ok(m) => m,
+                Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+            };
+            return self.evict(c, &batch, partition_move, &progress);
+        }
+        if aligned != partition {
+            // Nothing to evict now, but pods the rollout did not choose sit at or above the
+            // partition (an eviction was refused), or chosen pods sit below it: re-align.
+            let partition_move = match self.partition_move(aligned, partition) {
+                Ok(m) => m,
+                Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+            };
+            if let Some(m) = partition_move {
+                self.event(
+                    EventType::Normal,
+                    r::PARTITION_MOVED,
+                    format!("partition moved from {partition} to {aligned}"),
+                    "Apply",
+                );
+                return Outcome {
+                    phase: Phase::InProgress,
+                    reason: format!("moving the partition to {aligned}; {progress}"),
+                    action: Action::SetPartition(m),
+                    requeue: Some(REQUEUE_SOON),
+                };
+            }
+        }
+        let in_flight_names = names(c, &in_flight);
+        self.waiting(&in_flight_names, limit_reason, requeue, &progress)
+    }
+
+    fn on_delete(&mut self, c: &RolloutCtx<'_>) -> Outcome {
+        let replicas = usize::try_from(c.replicas).unwrap_or(0);
+        let target = usize::try_from(c.target).unwrap_or(0).min(replicas);
+        let progress = self.progress_text(c);
+        // Under OnDelete every recreated pod gets the update revision: missing and terminating pods
+        // are on their way there.
+        let coming = count(c.slots.iter().filter(|s| {
+            matches!(
+                s.state,
+                State::Updated { .. } | State::Missing | State::Terminating
+            )
+        }));
+        let needed = usize::try_from(c.target - coming).unwrap_or(0).min(target);
+        let in_flight: Vec<usize> = (0..replicas)
+            .filter(|&i| {
+                matches!(
+                    c.slots[i].state,
+                    State::Missing | State::Terminating | State::Updated { available: false }
+                )
+            })
+            .collect();
+        let all_updated = c
+            .slots
+            .iter()
+            .all(|s| s.state == State::Updated { available: true });
+        if all_updated && c.live.current_revision.as_deref() != Some(c.update.as_str()) {
+            self.event(
+                EventType::Normal,
+                r::CURRENT_REVISION_PATCHED,
+                format!(
+                    "every pod runs {}: recording it as the current revision of {}",
+                    c.update, c.live.name
+                ),
+                "Patch",
+            );
+            return Outcome {
+                phase: Phase::InProgress,
+                reason: format!("recording {} as the current revision; {progress}", c.update),
+                action: Action::PatchCurrentRevision {
+                    statefulset: c.live.name.clone(),
+                    revision: c.update.clone(),
+                },
+                requeue: Some(REQUEUE_SOON),
+            };
+        }
+        if needed == 0 && in_flight.is_empty() {
+            return self.done(c);
+        }
+        if self.spec().paused() {
+            return self.paused(&progress);
+        }
+        if let Some(failed) = self.deadline(c, &in_flight) {
+            return failed;
+        }
+        if let Some(wait) = self.discovery_unreachable(&progress) {
+            return wait;
+        }
+        let chosen: Vec<usize> = (0..replicas)
+            .rev()
+            .filter(|&i| matches!(c.slots[i].state, State::Old { .. }))
+            .take(needed)
+            .collect();
+        let broken: Vec<usize> = chosen
+            .iter()
+            .copied()
+            .filter(|&i| c.slots[i].state == State::Old { ready: false })
+            .collect();
+        if !broken.is_empty() {
+            let names = names(c, &broken);
+            self.event(
+                EventType::Normal,
+                r::BROKEN_PODS_REPLACED,
+                format!(
+                    "replacing {} pod{} not Ready at an old revision: {}",
+                    names.len(),
+                    plural(names.len()),
+                    name_list(&names)
+                ),
+                "Delete",
+            );
+            return Outcome {
+                phase: Phase::InProgress,
+                reason: format!(
+                    "replacing {} broken pod{} ({}); {progress}",
+                    names.len(),
+                    plural(names.len()),
+                    name_list(&names)
+                ),
+                action: Action::DeletePods {
+                    partition: None,
+                    pods: names,
+                },
+                requeue: Some(REQUEUE_SOON),
+            };
+        }
+        let unavailable_total = c.slots.iter().filter(|s| s.state.unavailable()).count();
+        let (size, limit_reason, requeue) = match self.budget(c, in_flight.len(), unavailable_total)
+        {
+            Ok(b) => b,
+            Err(blocked) => return blocked,
+        };
+        let size = size.min(chosen.len());
+        if size > 0 {
+            let batch = chosen[..size].to_vec();
+            return self.evict(c, &batch, None, &progress);
+        }
+        let in_flight_names = names(c, &in_flight);
+        self.waiting(&in_flight_names, limit_reason, requeue, &progress)
+    }
+
+    /// How many pods may be evicted now: `(size, why it is limited, requeue)`, or a blocked outcome.
+    ///
+    /// `min(PDB disruptionsAllowed, maxUnavailable − in-flight, pacing)`. The PDB's
+    /// `disruptionsAllowed` already discounts every unhealthy pod, so in-flight pods are not
+    /// subtracted from it again.
+    fn budget(
+        &mut self,
+        c: &RolloutCtx<'_>,
+        in_flight: usize,
+        unavailable_total: usize,
+    ) -> Result<(usize, String, Option<Duration>), Outcome> {
+        let spec = self.spec();
+        let pdbs = &self.obs.pdbs;
+        let mut size = usize::MAX;
+        let mut why = String::new();
+        let mut requeue = Some(REQUEUE_WAITING);
+        match pdbs.as_slice() {
+            [] => {
+                self.degraded.push((
+                    r::NO_DISRUPTION_BUDGET,
+                    "no PodDisruptionBudget selects the pods: rolling one pod at a time (create one to roll several in parallel)".into(),
+                ));
+            }
+            [pdb] if pdb.stale => {
+                size = 0;
+                why = format!(
+                    "waiting for the disruption controller to process PodDisruptionBudget {}",
+                    pdb.name
+                );
+            }
+            [pdb] => {
+                size = usize::try_from(pdb.disruptions_allowed).unwrap_or(0);
+                if size == 0 {
+                    why = format!(
+                        "waiting for PodDisruptionBudget {} to allow a disruption",
+                        pdb.name
+                    );
+                }
+            }
+            many => {
+                let names: Vec<String> = many.iter().map(|p| p.name.clone()).collect();
+                let msg = format!(
+                    "more than one PodDisruptionBudget selects the pods ({}): the eviction API refuses to evict them; keep one",
+                    names.join(", ")
+                );
+                self.degraded
+                    .push((r::MULTIPLE_DISRUPTION_BUDGETS, msg.clone()));
+                return Err(Outcome::wait(Phase::Blocked, msg, None));
+            }
+        }
+        // The rollout's own concurrency cap: spec.maxUnavailable, or one pod when no PDB.
+        let cap = match &spec.max_unavailable {
+            Some(mu) => Some((
+                usize::try_from(scaled_value(mu, c.replicas, true).unwrap_or(1).max(1))
+                    .unwrap_or(1),
+                in_flight,
+                "spec.maxUnavailable",
+            )),
+            None if pdbs.is_empty() => Some((
+                1,
+                unavailable_total,
+                "no PodDisruptionBudget: one pod at a time",
+            )),
+            None => None,
+        };
+        if let Some((cap, used, label)) = cap {
+            let free = cap.saturating_sub(used);
+            if free < size {
+                size = free;
+                if free == 0 {
+                    why = format!(
+                        "{used} pod{} unavailable, {label} allows {cap}",
+                        plural(used)
+                    );
+                }
+            }
+        }
+        // Pacing (not for a rollback to the previous revision).
+        let interval = spec.min_pod_eviction_interval_seconds();
+        if interval > 0 && !c.fast_rollback && size > 0 {
+            size = size.min(1);
+            if let Some(last) = &self.prev.last_eviction_time {
+                let next = last
+                    .0
+                    .checked_add(SignedDuration::from_secs(interval))
+                    .unwrap_or(last.0);
+                if next > self.now {
+                    let remaining = to_std(next.duration_since(self.now));
+                    size = 0;
+                    why = format!(
+                        "pacing: next eviction in {}s (minPodEvictionIntervalSeconds {interval})",
+                        remaining.as_secs_f64().ceil()
+                    );
+                    requeue = Some(remaining);
+                }
+            }
+        }
+        Ok((size, why, requeue))
+    }
+
+    fn evict(
+        &mut self,
+        c: &RolloutCtx<'_>,
+        batch: &[usize],
+        partition: Option<PartitionMove>,
+        progress: &str,
+    ) -> Outcome {
+        let names = names(c, batch);
+        self.status.last_eviction_time = Some(Time(self.now));
+        self.event(
+            EventType::Normal,
+            r::PODS_EVICTED,
+            format!(
+                "evicting {} pod{} to revision {}: {}",
+                names.len(),
+                plural(names.len()),
+                c.update,
+                name_list(&names)
+            ),
+            "Evict",
+        );
+        Outcome {
+            phase: Phase::InProgress,
+            reason: format!(
+                "evicting {} pod{} ({}); {progress}",
+                names.len(),
+                plural(names.len()),
+                name_list(&names)
+            ),
+            action: Action::Evict {
+                partition,
+                pods: names,
+            },
+            requeue: Some(REQUEUE_SOON),
+        }
+    }
+
+    fn waiting(
+        &mut self,
+        in_flight: &[String],
+        limit_reason: String,
+        requeue: Option<Duration>,
+        progress: &str,
+    ) -> Outcome {
+        let mut parts = Vec::new();
+        if !limit_reason.is_empty() {
+            parts.push(limit_reason);
+        }
+        if !in_flight.is_empty() {
+            parts.push(format!(
+                "waiting for {} pod{} to become available ({})",
+                in_flight.len(),
+                plural(in_flight.len()),
+                name_list(in_flight)
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("waiting".into());
+        }
+        let mut requeue = requeue;
+        if let Some(t) = self.deadline_in() {
+            requeue = Some(requeue.map_or(t, |r| r.min(t)));
+        }
+        Outcome::wait(
+            Phase::InProgress,
+            format!("{}; {progress}", parts.join("; ")),
+            requeue,
+        )
+    }
+
+    /// Time left before the progress deadline, while pods are in flight.
+    fn deadline_in(&self) -> Option<Duration> {
+        let since = self.deadline_start()?;
+        let deadline = since
+            .checked_add(SignedDuration::from_secs(i64::from(
+                self.spec().progress_deadline_seconds(),
+            )))
+            .ok()?;
+        (deadline > self.now).then(|| to_std(deadline.duration_since(self.now)))
+    }
+
+    fn deadline_start(&self) -> Option<Timestamp> {
+        let progress = self.status.last_progress_time.as_ref().map(|t| t.0);
+        let eviction = self.status.last_eviction_time.as_ref().map(|t| t.0);
+        progress.max(eviction)
+    }
+
+    fn deadline(&mut self, c: &RolloutCtx<'_>, in_flight: &[usize]) -> Option<Outcome> {
+        if in_flight.is_empty() {
+            return None;
+        }
+        let since = self.deadline_start()?;
+        let limit = i64::from(self.spec().progress_deadline_seconds());
+        if self.now.duration_since(since) < SignedDuration::from_secs(limit) {
+            return None;
+        }
+        let stuck = names(c, in_flight);
+        let reason = format!(
+            "no progress for {limit}s (progressDeadlineSeconds): pod{} {} did not become Ready at revision {}",
+            plural(stuck.len()),
+            name_list(&stuck),
+            c.update
+        );
+        Some(Outcome::wait(Phase::Failed, reason, None))
+    }
+
+    fn discovery_unreachable(&mut self, progress: &str) -> Option<Outcome> {
+        self.spec().service_discovery.as_ref()?;
+        let d = self.obs.discovery.as_ref()?;
+        if d.reachable {
+            return None;
+        }
+        let msg = "service discovery is unreachable: no eviction until the health of moved pods can be checked".to_owned();
+        self.degraded.push((r::DISCOVERY_UNREACHABLE, msg.clone()));
+        Some(Outcome::wait(
+            Phase::InProgress,
+            format!("{msg}; {progress}"),
+            Some(REQUEUE_WAITING),
+        ))
+    }
+
+    fn paused(&mut self, progress: &str) -> Outcome {
+        Outcome::wait(
+            Phase::Paused,
+            format!("paused by spec.pauseRequested; {progress}"),
+            None,
+        )
+    }
+
+    fn done(&mut self, c: &RolloutCtx<'_>) -> Outcome {
+        let updated = self.status.updated_replicas.unwrap_or(0);
+        Outcome::wait(
+            Phase::Done,
+            format!(
+                "{} of {} target pods run revision {} and are Ready ({} of {} pods updated, percent {})",
+                c.target,
+                c.target,
+                c.update,
+                updated,
+                c.replicas,
+                self.spec().percent
+            ),
+            None,
+        )
+    }
+
+    fn progress_text(&self, c: &RolloutCtx<'_>) -> String {
+        let updated_in_target = c
+            .slots
+            .iter()
+            .rev()
+            .take(usize::try_from(c.target).unwrap_or(0))
+            .filter(|s| matches!(s.state, State::Updated { .. }))
+            .count();
+        format!("{updated_in_target} of {} target pods updated", c.target)
+    }
+
+    fn partition_move(&self, new: usize, old: usize) -> Result<Option<PartitionMove>, String> {
+        if new == old {
+            return Ok(None);
+        }
+        let partition = i32::try_from(new).unwrap_or(i32::MAX);
+        Ok(Some(PartitionMove {
+            partition,
+            statefulset: self.desired(partition)?,
+        }))
+    }
+
+    fn event(&mut self, type_: EventType, reason: &str, note: String, action: &str) {
+        self.events.push(PlannedEvent {
+            type_,
+            reason: reason.into(),
+            note,
+            action: action.into(),
+        });
+    }
+
+    /// Phase, reason, conditions, transition events and the requeue.
+    fn finish(mut self, o: Outcome) -> Plan {
+        let prev_phase = self.prev.phase.clone();
+        let spec_blocked = o.phase == Phase::Blocked
+            && conditions::is(&self.status.conditions, ct::SPEC_VALID, Status::False)
+            && self.status.conditions.iter().any(|c| {
+                c.type_ == ct::SPEC_VALID && Some(c.message.as_str()) == Some(o.reason.as_str())
+            });
+        if !spec_blocked {
+            conditions::set(
+                &mut self.status.conditions,
+                ct::SPEC_VALID,
+                Status::True,
+                r::SPEC_VALID,
+                "the spec is valid and can be applied",
+                self.generation,
+                self.now,
+            );
+        }
+        let (progressing, p_reason) = match o.phase {
+            Phase::Done => (Status::True, r::ROLLOUT_DONE),
+            Phase::Failed => (Status::False, r::PROGRESS_DEADLINE_EXCEEDED),
+            Phase::Paused => (Status::Unknown, r::PAUSE_REQUESTED),
+            Phase::Blocked => (Status::False, "RolloutBlocked"),
+            _ => (Status::True, r::ROLLOUT_IN_PROGRESS),
+        };
+        conditions::set(
+            &mut self.status.conditions,
+            ct::PROGRESSING,
+            progressing,
+            p_reason,
+            o.reason.clone(),
+            self.generation,
+            self.now,
+        );
+        let paused = self.spec().paused();
+        conditions::set(
+            &mut self.status.conditions,
+            ct::PAUSED,
+            Status::from_bool(paused),
+            if paused {
+                r::PAUSE_REQUESTED
+            } else {
+                r::NOT_PAUSED
+            },
+            if paused {
+                "spec.pauseRequested is true: no new eviction"
+            } else {
+                "the rollout is not paused"
+            },
+            self.generation,
+            self.now,
+        );
+        let (available, a_msg) = self.availability();
+        conditions::set(
+            &mut self.status.conditions,
+            ct::AVAILABLE,
+            Status::from_bool(available),
+            if available {
+                r::MINIMUM_REPLICAS_AVAILABLE
+            } else {
+                r::MINIMUM_REPLICAS_UNAVAILABLE
+            },
+            a_msg,
+            self.generation,
+            self.now,
+        );
+        let ready = o.phase == Phase::Done;
+        conditions::set(
+            &mut self.status.conditions,
+            ct::READY,
+            Status::from_bool(ready),
+            if ready {
+                r::ROLLOUT_DONE
+            } else {
+                r::TARGET_NOT_REACHED
+            },
+            if ready {
+                "the target number of pods run the update revision and are Ready".to_owned()
+            } else {
+                "the rollout has not reached its target".to_owned()
+            },
+            self.generation,
+            self.now,
+        );
+        if self.status.deleted == Some(true) {
+            self.degraded.push((
+                r::STATEFULSET_DELETED,
+                "the StatefulSet was deleted under the rollout and recreated from the spec".into(),
+            ));
+        }
+        if self.degraded.is_empty() {
+            conditions::set(
+                &mut self.status.conditions,
+                ct::DEGRADED,
+                Status::False,
+                r::AS_EXPECTED,
+                "nothing slows the rollout down",
+                self.generation,
+                self.now,
+            );
+        } else {
+            let reason = self.degraded[0].0;
+            let msg: Vec<String> = self.degraded.iter().map(|(_, m)| m.clone()).collect();
+            conditions::set(
+                &mut self.status.conditions,
+                ct::DEGRADED,
+                Status::True,
+                reason,
+                msg.join("; "),
+                self.generation,
+                self.now,
+            );
+        }
+
+        // Transition events.
+        let entered = |p: &Phase| prev_phase.as_ref() != Some(p) && &o.phase == p;
+        if entered(&Phase::Paused) {
+            self.event(
+                EventType::Normal,
+                r::ROLLOUT_PAUSED,
+                o.reason.clone(),
+                "Pause",
+            );
+        }
+        if prev_phase == Some(Phase::Paused) && o.phase != Phase::Paused && !paused {
+            self.event(
+                EventType::Normal,
+                r::ROLLOUT_RESUMED,
+                "the rollout was resumed".into(),
+                "Resume",
+            );
+        }
+        if entered(&Phase::Done) {
+            self.event(
+                EventType::Normal,
+                r::ROLLOUT_DONE,
+                o.reason.clone(),
+                "Reconcile",
+            );
+        }
+        if entered(&Phase::Failed) {
+            self.event(
+                EventType::Warning,
+                r::ROLLOUT_FAILED,
+                o.reason.clone(),
+                "Reconcile",
+            );
+        }
+        if o.phase == Phase::Blocked
+            && (prev_phase != Some(Phase::Blocked)
+                || self.prev.reason.as_deref() != Some(&o.reason))
+        {
+            let reason = self
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == ct::SPEC_VALID && c.status == "False")
+                .map(|c| c.reason.clone())
+                .unwrap_or_else(|| {
+                    self.degraded
+                        .first()
+                        .map_or("RolloutBlocked", |d| d.0)
+                        .into()
+                });
+            self.event(EventType::Warning, &reason, o.reason.clone(), "Reconcile");
+        }
+
+        self.status.phase = Some(o.phase);
+        self.status.reason = Some(o.reason);
+        self.status.reconcile_after = o.requeue.and_then(|d| {
+            SignedDuration::try_from(d)
+                .ok()
+                .and_then(|d| self.now.checked_add(d).ok())
+                .map(Time)
+        });
+        Plan {
+            action: o.action,
+            status: self.status,
+            events: self.events,
+            requeue_after: o.requeue,
+        }
+    }
+
+    fn availability(&self) -> (bool, String) {
+        let ready = usize::try_from(self.status.ready_replicas.unwrap_or(0)).unwrap_or(0);
+        if let [pdb] = self.obs.pdbs.as_slice() {
+            let ok = pdb.current_healthy >= pdb.desired_healthy;
+            return (
+                ok,
+                format!(
+                    "{} healthy pods, PodDisruptionBudget {} wants {}",
+                    pdb.current_healthy, pdb.name, pdb.desired_healthy
+                ),
+            );
+        }
+        let replicas = self
+            .obs
+            .statefulset
+            .as_ref()
+            .map_or(self.spec().replicas(), |s| s.replicas);
+        let replicas = usize::try_from(replicas.max(0)).unwrap_or(0);
+        let allowed = match &self.spec().max_unavailable {
+            Some(mu) => usize::try_from(
+                scaled_value(mu, i32::try_from(replicas).unwrap_or(i32::MAX), true)
+                    .unwrap_or(1)
+                    .max(1),
+            )
+            .unwrap_or(1),
+            None => 1,
+        };
+        let ok = ready + allowed >= replicas;
+        (ok, format!("{ready} of {replicas} pods Ready"))
+    }
+}
+
+struct RolloutCtx<'a> {
+    live: &'a LiveStatefulSet,
+    update: String,
+    replicas: i32,
+    target: i32,
+    fast_rollback: bool,
+    slots: Vec<Slot<'a>>,
+}
+
+/// The lowest partition that keeps every pod the rollout has not chosen below it: one above the
+/// highest pod that must keep its revision (an old pod not selected now, or a pod that died on its
+/// own below the partition outside the target range, which must come back at the current
+/// revision). Pods at or above it are updated, on their way, or `selected`.
+fn aligned_partition(
+    slots: &[Slot<'_>],
+    selected: &BTreeSet<usize>,
+    partition: usize,
+    range_start: usize,
+) -> usize {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| {
+            !selected.contains(i)
+                && match s.state {
+                    State::Old { .. } => true,
+                    State::Missing | State::Terminating => *i < partition && *i < range_start,
+                    State::Updated { .. } => false,
+                }
+        })
+        .map(|(i, _)| i + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Which immutable StatefulSet fields the spec changes relative to the live set
+/// (upstream `ValidateStatefulSetUpdate`, pkg/apis/apps/validation/validation.go). Volume claim
+/// templates are compared on what users write (name, access modes, storage class, requests,
+/// volume mode defaulted to Filesystem), not on server-added defaults.
+fn immutable_changes(
+    desired: &k8s_openapi::api::apps::v1::StatefulSetSpec,
+    live: &LiveStatefulSet,
+) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let norm_selector = |s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector| {
+        (
+            s.match_labels.clone().unwrap_or_default(),
+            s.match_expressions.clone().unwrap_or_default(),
+        )
+    };
+    if norm_selector(&desired.selector) != norm_selector(&live.selector) {
+        changed.push("selector");
+    }
+    if desired.service_name.clone().unwrap_or_default() != live.service_name {
+        changed.push("serviceName");
+    }
+    let norm_vct = |v: &[k8s_openapi::api::core::v1::PersistentVolumeClaim]| {
+        let mut out: Vec<_> = v
+            .iter()
+            .map(|c| {
+                let spec = c.spec.clone().unwrap_or_default();
+                (
+                    c.metadata.name.clone().unwrap_or_default(),
+                    spec.access_modes.unwrap_or_default(),
+                    spec.storage_class_name,
+                    spec.resources.and_then(|r| r.requests).unwrap_or_default(),
+                    spec.volume_mode.unwrap_or_else(|| "Filesystem".into()),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let desired_vct = norm_vct(
+        desired
+            .volume_claim_templates
+            .as_deref()
+            .unwrap_or_default(),
+    );
+    let live_vct = norm_vct(&live.volume_claim_templates);
+    // A storage class the user did not write may have been filled in by the cluster.
+    let vct_differs = desired_vct.len() != live_vct.len()
+        || desired_vct.iter().zip(&live_vct).any(|(d, l)| {
+            d.0 != l.0 || d.1 != l.1 || d.3 != l.3 || d.4 != l.4 || (d.2.is_some() && d.2 != l.2)
+        });
+    if vct_differs {
+        changed.push("volumeClaimTemplates");
+    }
+    if let Some(policy) = desired.pod_management_policy.as_deref()
+        && policy != live.pod_management_policy
+    {
+        changed.push("podManagementPolicy");
+    }
+    changed
+}
+
+fn names(c: &RolloutCtx<'_>, idx: &[usize]) -> Vec<String> {
+    idx.iter().map(|&i| c.slots[i].name.clone()).collect()
+}
+
+/// `a, b, c` — or the first ten and "and N more".
+pub(crate) fn name_list(names: &[String]) -> String {
+    if names.len() <= NAMES_SHOWN {
+        names.join(", ")
+    } else {
+        format!(
+            "{} and {} more",
+            names[..NAMES_SHOWN].join(", "),
+            names.len() - NAMES_SHOWN
+        )
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn count<T>(it: impl Iterator<Item = T>) -> i32 {
+    i32::try_from(it.count()).unwrap_or(i32::MAX)
+}
+
+fn to_std(d: SignedDuration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::ZERO)
+}
