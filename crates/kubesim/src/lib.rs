@@ -11,6 +11,7 @@ pub mod controllers;
 pub mod eviction;
 pub mod faults;
 pub mod kubelet;
+pub mod openapi;
 pub mod patch;
 pub mod schema;
 pub mod table;
