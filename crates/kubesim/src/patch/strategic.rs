@@ -15,11 +15,14 @@
 //! directives are 400, list-of-lists and retainKeys mismatches 422, anything
 //! else (e.g. an item without its merge key) a reason-less 500.
 //!
-//! Simplified: `$setElementOrder` puts the listed items in the listed order
-//! and leaves unlisted (server-only) items in their slots, rather than
-//! upstream's `normalizeElementOrder` interleaving; values added under a key
-//! absent from the original are merged into an empty value (so directives and
-//! nulls in them are processed), where upstream copies them.
+//! Merged lists are ordered as upstream `normalizeElementOrder` orders them:
+//! patched items in patch (or `$setElementOrder`) order, server-only items in
+//! server order, interleaved by server position.
+//!
+//! Simplified: new items appended to a merged list of objects are merged into
+//! an empty object (nulls and directives inside them are processed), where
+//! upstream appends them verbatim and relies on decoding into the Go type to
+//! drop what is left.
 
 use serde_json::{Map, Value};
 
@@ -73,265 +76,388 @@ fn merge_map(
             }
             _ => {
                 return Err(PatchError::Internal(format!(
-                    "Unknown patch type: {directive}, in map: {}",
-                    Value::Object(patch)
+                    "unknown patch type: {} in map: {}",
+                    go_fmt(&directive),
+                    go_fmt(&Value::Object(patch))
                 )));
             }
         }
     }
     if let Some(retain) = patch.remove(RETAIN_KEYS) {
-        let Value::Array(keys) = retain else {
-            return Err(PatchError::BadRequest(
-                "invalid patch format of retainKeys".into(),
-            ));
-        };
-        let mut names = Vec::with_capacity(keys.len());
-        for k in &keys {
-            match k.as_str() {
-                Some(s) => names.push(s),
-                None => {
-                    return Err(PatchError::BadRequest(
-                        "invalid patch format of retainKeys".into(),
-                    ));
-                }
-            }
-        }
-        for (k, v) in &patch {
-            if !k.starts_with('$') && !v.is_null() && !names.contains(&k.as_str()) {
-                return Err(PatchError::Unprocessable {
-                    detail: "patch content doesn't match retainKeys list".into(),
-                });
-            }
-        }
-        original.retain(|k, _| names.contains(&k.as_str()));
+        apply_retain_keys(original, &patch, retain)?;
     }
-    let mut orders: Vec<(String, Vec<Value>)> = Vec::new();
+    let orders: Vec<String> = patch
+        .keys()
+        .filter(|k| k.starts_with(SET_ORDER))
+        .cloned()
+        .collect();
+    for order_key in orders {
+        let order = patch.remove(&order_key).unwrap_or(Value::Null);
+        let field = &order_key[SET_ORDER.len()..];
+        let list = patch.remove(field);
+        merge_with_element_order(original, field, list, order, ty)?;
+    }
     for (k, v) in patch {
-        if let Some(field) = k.strip_prefix(DELETE_PRIMITIVE) {
-            let Value::Array(remove) = v else {
-                return Err(PatchError::BadRequest(
-                    "invalid patch format of primitive list".into(),
-                ));
-            };
-            if let Some(Value::Array(items)) = original.get_mut(field) {
-                items.retain(|i| !remove.contains(i));
-            }
-            continue;
-        }
-        if let Some(field) = k.strip_prefix(SET_ORDER) {
-            let Value::Array(order) = v else {
-                return Err(PatchError::BadRequest(
-                    "invalid patch format of setElementOrder list".into(),
-                ));
-            };
-            orders.push((field.to_owned(), order));
-            continue;
-        }
+        let (k, delete_list) = match k.strip_prefix(DELETE_PRIMITIVE) {
+            Some(f) => (f.to_owned(), true),
+            None => (k, false),
+        };
         if v.is_null() {
             original.remove(&k);
             continue;
         }
         let field_ty = ty.field(&k);
         let strategy = ty.field_strategy(&k);
+        let same_type = matches!(
+            (original.get(&k), &v),
+            (Some(Value::Object(_)), Value::Object(_)) | (Some(Value::Array(_)), Value::Array(_))
+        );
+        if !same_type {
+            // Absent in the original, or of another type: take the patch
+            // value without nulls and directives (upstream `removeDirectives`).
+            if !delete_list {
+                match remove_directives(v) {
+                    Some(v) => {
+                        original.insert(k, v);
+                    }
+                    None => {
+                        original.remove(&k);
+                    }
+                }
+            }
+            continue;
+        }
         match (original.get_mut(&k), v) {
             (Some(Value::Object(o)), Value::Object(p)) => {
                 if strategy.replace {
-                    let mut fresh = Map::new();
-                    merge_map(&mut fresh, p, field_ty)?;
-                    *o = fresh;
+                    *o = p;
                 } else {
                     merge_map(o, p, field_ty)?;
                 }
             }
             (Some(Value::Array(o)), Value::Array(p)) => {
-                if strategy.merge {
-                    merge_list(o, p, field_ty.elem(), strategy.key)?;
+                if strategy.merge || delete_list {
+                    let items = std::mem::take(o);
+                    *o = merge_list(items, p, field_ty.elem(), strategy.key, delete_list)?;
                 } else {
-                    *o = fresh_list(p, field_ty.elem())?;
+                    *o = p;
                 }
             }
-            (_, v) => {
-                let fresh = fresh_value(v, field_ty, strategy.merge, strategy.key)?;
-                original.insert(k, fresh);
-            }
-        }
-    }
-    for (field, order) in orders {
-        let key = ty.field_strategy(&field).key;
-        if let Some(Value::Array(items)) = original.get_mut(&field) {
-            set_element_order(items, &order, key);
+            _ => {}
         }
     }
     Ok(())
 }
 
-/// A patch value for a key the original lacks (or holds with another type):
-/// merged into an empty value so its directives and nulls are processed.
-fn fresh_value(
-    v: Value,
-    ty: TypeRef<'_>,
-    merge: bool,
-    key: Option<&str>,
-) -> Result<Value, PatchError> {
-    match v {
-        Value::Object(p) => {
-            let mut fresh = Map::new();
-            merge_map(&mut fresh, p, ty)?;
-            Ok(Value::Object(fresh))
+/// Upstream `applyRetainKeysDirective` (with `MergeParallelList`).
+fn apply_retain_keys(
+    original: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    retain: Value,
+) -> Result<(), PatchError> {
+    let bad = || PatchError::BadRequest("invalid patch format of retainKeys".into());
+    let Value::Array(keys) = retain else {
+        return Err(bad());
+    };
+    let names: Vec<&str> = keys.iter().filter_map(Value::as_str).collect();
+    for (k, v) in patch {
+        if v.is_null() || k.starts_with(DELETE_PRIMITIVE) || k.starts_with(SET_ORDER) {
+            continue;
         }
-        Value::Array(p) => {
-            if merge {
-                let mut fresh = Vec::new();
-                merge_list(&mut fresh, p, ty.elem(), key)?;
-                Ok(Value::Array(fresh))
-            } else {
-                Ok(Value::Array(fresh_list(p, ty.elem())?))
-            }
+        if !names.contains(&k.as_str()) {
+            return Err(bad());
         }
-        other => Ok(other),
     }
+    original.retain(|k, _| names.contains(&k.as_str()));
+    Ok(())
 }
 
-/// A replacing list: its object items still lose their directives.
-fn fresh_list(p: Vec<Value>, elem: TypeRef<'_>) -> Result<Vec<Value>, PatchError> {
-    p.into_iter()
-        .map(|i| match i {
-            Value::Object(m) if m.keys().any(|k| k.starts_with('$')) => {
-                let mut fresh = Map::new();
-                merge_map(&mut fresh, m, elem)?;
-                Ok(Value::Object(fresh))
+/// Upstream `mergePatchIntoOriginal`: merges list `field` (if patched) and
+/// orders the result by the `$setElementOrder/field` list.
+fn merge_with_element_order(
+    original: &mut Map<String, Value>,
+    field: &str,
+    list: Option<Value>,
+    order: Value,
+    ty: TypeRef<'_>,
+) -> Result<(), PatchError> {
+    let bad = || PatchError::BadRequest("invalid patch format of setElementOrder list".into());
+    let Value::Array(order) = order else {
+        return Err(bad());
+    };
+    let patch_list = match list {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(a),
+        Some(_) => return Err(bad()),
+    };
+    let original_list = match original.remove(field) {
+        None => None,
+        Some(Value::Array(a)) => Some(a),
+        Some(other) => {
+            original.insert(field.to_owned(), other);
+            return Err(PatchError::Internal(format!("expected a list for {field}")));
+        }
+    };
+    let strategy = ty.field_strategy(field);
+    let key = strategy.key;
+    let server_order: Vec<Value> = original_list
+        .as_deref()
+        .map(|l| ids(l, key))
+        .unwrap_or_default();
+    let merged = match (original_list, patch_list) {
+        (Some(o), None) => o,
+        (None, Some(p)) => match remove_directives(Value::Array(p)) {
+            Some(Value::Array(a)) => a,
+            _ => return Ok(()),
+        },
+        (Some(o), Some(p)) => {
+            if strategy.merge {
+                merge_list(o, p, ty.field(field).elem(), key, false)?
+            } else {
+                p
             }
-            other => Ok(other),
+        }
+        (None, None) => return Ok(()),
+    };
+    let order_ids = ids(&order, key);
+    let sorted = normalize_element_order(merged, &order_ids, &server_order, key);
+    original.insert(field.to_owned(), Value::Array(sorted));
+    Ok(())
+}
+
+/// The identities of list items: their merge key value, or themselves.
+fn ids(items: &[Value], key: Option<&str>) -> Vec<Value> {
+    items
+        .iter()
+        .map(|i| match key {
+            Some(k) => i.get(k).cloned().unwrap_or(Value::Null),
+            None => i.clone(),
         })
         .collect()
 }
 
+/// Upstream `removeDirectives` after `discardNullValuesFromPatch`: `None`
+/// when the value is a map carrying `$patch` (it is dropped).
+fn remove_directives(v: Value) -> Option<Value> {
+    match v {
+        Value::Object(m) => {
+            if m.contains_key(DIRECTIVE) {
+                return None;
+            }
+            let mut out = Map::new();
+            for (k, v) in m {
+                // Nulls are discarded (`IgnoreUnmatchedNulls`); other
+                // directive keys would be dropped by decoding into the Go
+                // type upstream, so they are dropped here.
+                if v.is_null() || k.starts_with('$') {
+                    continue;
+                }
+                if let Some(v) = remove_directives(v) {
+                    out.insert(k, v);
+                }
+            }
+            Some(Value::Object(out))
+        }
+        Value::Array(a) => Some(Value::Array(
+            a.into_iter().filter_map(remove_directives).collect(),
+        )),
+        other => Some(other),
+    }
+}
+
+/// Upstream `mergeSlice`.
 fn merge_list(
-    original: &mut Vec<Value>,
+    mut original: Vec<Value>,
     patch: Vec<Value>,
     elem: TypeRef<'_>,
     key: Option<&str>,
-) -> Result<(), PatchError> {
-    if patch.is_empty() {
-        return Ok(());
+    delete_list: bool,
+) -> Result<Vec<Value>, PatchError> {
+    if original.is_empty() && patch.is_empty() {
+        return Ok(original);
     }
-    if patch.iter().any(Value::is_array) || original.iter().any(Value::is_array) {
+    let first = original
+        .iter()
+        .chain(patch.iter())
+        .next()
+        .map(kind_of)
+        .unwrap_or("null");
+    if first == "array" {
         return Err(PatchError::Unprocessable {
             detail: "lists of lists are not supported".into(),
         });
     }
-    let objects = patch.iter().any(Value::is_object);
-    if !objects {
-        // A set of scalars: union, keeping the original order.
-        for v in patch {
-            if !original.contains(&v) {
-                original.push(v);
+    if original
+        .iter()
+        .chain(patch.iter())
+        .any(|v| kind_of(v) != first)
+    {
+        return Err(PatchError::Internal(format!(
+            "list element types are not identical: {}",
+            go_fmt(&Value::Array(
+                original.iter().chain(patch.iter()).cloned().collect()
+            ))
+        )));
+    }
+    if first != "object" {
+        if delete_list {
+            original.retain(|v| !patch.contains(v));
+            return Ok(original);
+        }
+        let server_order = original.clone();
+        for v in &patch {
+            if !original.contains(v) {
+                original.push(v.clone());
             }
         }
-        return Ok(());
-    }
-    if patch
-        .iter()
-        .any(|i| i.get(DIRECTIVE).and_then(Value::as_str) == Some("replace"))
-    {
-        let kept: Vec<Value> = patch
-            .into_iter()
-            .filter(|i| i.get(DIRECTIVE).is_none())
-            .collect();
-        *original = fresh_list(kept, elem)?;
-        return Ok(());
+        return Ok(normalize_element_order(
+            original,
+            &patch,
+            &server_order,
+            None,
+        ));
     }
     let Some(key) = key else {
-        // A merge strategy without a merge key on a list of objects: upstream
-        // treats such items as a set of whole values.
-        for v in patch {
-            if !original.contains(&v) {
-                original.push(v);
-            }
-        }
-        return Ok(());
+        return Err(PatchError::Internal(
+            "cannot merge lists without merge key".into(),
+        ));
     };
+    // Special elements: `$patch: delete` items and `$patch: replace`.
+    let mut plain = Vec::with_capacity(patch.len());
+    let mut replace = false;
     for item in patch {
-        let Value::Object(mut item) = item else {
+        match item.get(DIRECTIVE) {
+            None => plain.push(item),
+            Some(d) => match d.as_str() {
+                Some("delete") => match item.get(key) {
+                    Some(id) => original.retain(|o| o.get(key) != Some(id)),
+                    None => return Err(no_merge_key(&item, key)),
+                },
+                Some("replace") => replace = true,
+                Some("merge") => {
+                    return Err(PatchError::Internal(
+                        "merging lists cannot yet be specified in the patch".into(),
+                    ));
+                }
+                _ => {
+                    return Err(PatchError::Internal(format!(
+                        "unknown patch type: {} in map: {}",
+                        go_fmt(d),
+                        go_fmt(&item)
+                    )));
+                }
+            },
+        }
+    }
+    let patch = if replace {
+        original = plain;
+        Vec::new()
+    } else {
+        plain
+    };
+    let server_order = ids(&original, Some(key));
+    let mut order = Vec::with_capacity(patch.len());
+    for item in patch {
+        let Value::Object(item) = item else {
             return Err(PatchError::Internal(format!(
-                "invalid value for a list of objects: {item}"
+                "value for key {key} is not a map"
             )));
         };
         let Some(id) = item.get(key).cloned() else {
-            return Err(PatchError::Internal(format!(
-                "map: {} does not contain declared merge key: {key}",
-                Value::Object(item)
-            )));
+            return Err(no_merge_key(&Value::Object(item), key));
         };
-        let pos = original.iter().position(|o| o.get(key) == Some(&id));
-        match item.get(DIRECTIVE).and_then(Value::as_str) {
-            Some("delete") => {
-                original.retain(|o| o.get(key) != Some(&id));
-                continue;
-            }
-            Some("merge") | None => {
-                item.remove(DIRECTIVE);
-            }
-            Some(other) => {
-                return Err(PatchError::Internal(format!(
-                    "Unknown patch type: {other}, in list item: {id}"
-                )));
-            }
-        }
-        match pos {
-            Some(p) => {
-                if let Value::Object(o) = &mut original[p] {
-                    merge_map(o, item, elem)?;
-                } else {
-                    let mut fresh = Map::new();
-                    merge_map(&mut fresh, item, elem)?;
-                    original[p] = Value::Object(fresh);
-                }
-            }
-            None => {
+        match original.iter_mut().find(|o| o.get(key) == Some(&id)) {
+            Some(Value::Object(o)) => merge_map(o, item, elem)?,
+            _ => {
                 let mut fresh = Map::new();
                 merge_map(&mut fresh, item, elem)?;
                 original.push(Value::Object(fresh));
             }
         }
+        order.push(id);
     }
-    Ok(())
+    Ok(normalize_element_order(
+        original,
+        &order,
+        &server_order,
+        Some(key),
+    ))
 }
 
-/// Puts the items named in `order` in that order; unnamed items keep their slots.
-fn set_element_order(items: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
-    let rank = |item: &Value| -> Option<usize> {
-        let id = match key {
-            Some(k) => item.get(k)?,
-            None => item,
-        };
-        order.iter().position(|o| match key {
-            Some(k) => o.get(k) == Some(id),
-            None => o == id,
-        })
-    };
-    let ranks: Vec<Option<usize>> = items.iter().map(rank).collect();
-    let mut ranked: Vec<(usize, Value)> = Vec::new();
-    let mut slots: Vec<Option<Value>> = Vec::with_capacity(items.len());
-    for (item, r) in std::mem::take(items).into_iter().zip(ranks) {
-        match r {
-            Some(r) => {
-                ranked.push((r, item));
-                slots.push(None);
-            }
-            None => slots.push(Some(item)),
-        }
+fn no_merge_key(item: &Value, key: &str) -> PatchError {
+    PatchError::Internal(format!(
+        "map: {} does not contain declared merge key: {key}",
+        go_fmt(item)
+    ))
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
-    ranked.sort_by_key(|(r, _)| *r);
-    let mut ranked = ranked.into_iter().map(|(_, v)| v);
-    for slot in slots {
-        match slot {
-            Some(v) => items.push(v),
-            None => {
-                if let Some(v) = ranked.next() {
-                    items.push(v);
-                }
-            }
+}
+
+/// Upstream `normalizeElementOrder` + `mergeSortedSlice`: items named by the
+/// patch (`patch_order`) in patch order, server-only items in server order,
+/// interleaved by their server positions.
+fn normalize_element_order(
+    merged: Vec<Value>,
+    patch_order: &[Value],
+    server_order: &[Value],
+    key: Option<&str>,
+) -> Vec<Value> {
+    let id = |v: &Value| -> Value {
+        match key {
+            Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
+            None => v.clone(),
+        }
+    };
+    let pos = |list: &[Value], v: &Value| list.iter().position(|o| *o == id(v));
+    let (mut patched, mut server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|v| pos(patch_order, v).is_some());
+    patched.sort_by_key(|v| pos(patch_order, v).unwrap_or(usize::MAX));
+    server_only.sort_by_key(|v| pos(server_order, v).unwrap_or(usize::MAX));
+    let mut out = Vec::with_capacity(patched.len() + server_only.len());
+    let mut left = server_only.into_iter().peekable();
+    let mut right = patched.into_iter().peekable();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => match (pos(server_order, l), pos(server_order, r)) {
+                (Some(li), Some(ri)) => li < ri,
+                _ => false,
+            },
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    out
+}
+
+/// Go's `%v` formatting of decoded JSON, for error messages worded like upstream.
+fn go_fmt(v: &Value) -> String {
+    match v {
+        Value::Null => "<nil>".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => format!("[{}]", a.iter().map(go_fmt).collect::<Vec<_>>().join(" ")),
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k}:{}", go_fmt(&m[k.as_str()])))
+                .collect();
+            format!("map[{}]", parts.join(" "))
         }
     }
 }
@@ -457,16 +583,77 @@ mod tests {
                 want: json!({"spec": {"tolerations": [{"key": "k", "operator": "Exists"}], "volumes": [{"name": "v"}]}}),
             },
             Case {
+                // Upstream `mergeSortedSlice` puts patch items not on the
+                // server before the server-only ones.
                 name: "ownerReferences merge by uid",
                 original: json!({"metadata": {"ownerReferences": [{"uid": "1", "name": "a"}]}}),
                 patch: json!({"metadata": {"ownerReferences": [{"uid": "2", "name": "b"}]}}),
-                want: json!({"metadata": {"ownerReferences": [{"uid": "1", "name": "a"}, {"uid": "2", "name": "b"}]}}),
+                want: json!({"metadata": {"ownerReferences": [{"uid": "2", "name": "b"}, {"uid": "1", "name": "a"}]}}),
             },
         ];
         for c in cases {
             let got = smp(pod(), c.original, c.patch).unwrap_or_else(|e| panic!("{}: {e}", c.name));
             assert_eq!(got, c.want, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn merged_lists_are_ordered_like_upstream_normalize_element_order() {
+        let original =
+            json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}});
+        let got = smp(
+            pod(),
+            original.clone(),
+            json!({"spec": {"containers": [{"name": "c", "image": "1"}, {"name": "d"}]}}),
+        )
+        .expect("valid");
+        let names: Vec<&str> = got["spec"]["containers"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        // A new item listed before a patched server item goes before it.
+        let got = smp(
+            pod(),
+            original,
+            json!({"spec": {"containers": [{"name": "d"}, {"name": "a", "image": "1"}]}}),
+        )
+        .expect("valid");
+        let names: Vec<&str> = got["spec"]["containers"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["d", "a", "b", "c"]);
+        // Scalars: patch order, server-only kept in place.
+        let got = smp(
+            pod(),
+            json!({"metadata": {"finalizers": ["x", "y"]}}),
+            json!({"metadata": {"finalizers": ["z", "x"]}}),
+        )
+        .expect("valid");
+        assert_eq!(got["metadata"]["finalizers"], json!(["z", "x", "y"]));
+    }
+
+    #[test]
+    fn merge_directive_in_a_list_and_unknown_map_directives_are_500() {
+        let e = smp(
+            pod(),
+            json!({"spec": {"containers": []}}),
+            json!({"spec": {"containers": [{"name": "a", "$patch": "merge"}]}}),
+        )
+        .expect_err("merge directive");
+        assert_eq!(e.code(), 500);
+        let e = smp(
+            pod(),
+            json!({"spec": {}}),
+            json!({"spec": {"$patch": "frob"}}),
+        )
+        .expect_err("bad directive");
+        assert_eq!(e.message(), "unknown patch type: frob in map: map[]");
     }
 
     #[test]
@@ -514,21 +701,23 @@ mod tests {
     }
 
     #[test]
-    fn retain_keys_mismatch_is_422_and_bad_directive_formats_are_400() {
+    fn retain_keys_mismatch_and_bad_directive_formats_are_400_and_list_of_lists_422() {
         let e = smp(
             pod(),
-            json!({"spec": {}}),
+            json!({"spec": {"volumes": [{"name": "v"}]}}),
             json!({"spec": {"volumes": [{"name": "v", "nfs": {}, "$retainKeys": ["name"]}]}}),
         )
         .expect_err("mismatch");
-        assert_eq!(e.code(), 422);
-        let e = smp(
+        assert_eq!(e.code(), 400);
+        assert_eq!(e.message(), "invalid patch format of retainKeys");
+        // A non-list deletion list is ignored, as upstream (type mismatch).
+        let got = smp(
             pod(),
-            json!({"metadata": {}}),
+            json!({"metadata": {"finalizers": ["a"]}}),
             json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}),
         )
-        .expect_err("bad format");
-        assert_eq!(e.code(), 400);
+        .expect("ignored");
+        assert_eq!(got["metadata"]["finalizers"], json!(["a"]));
         let e = smp(
             pod(),
             json!({"spec": {}}),
@@ -536,6 +725,13 @@ mod tests {
         )
         .expect_err("bad format");
         assert_eq!(e.code(), 400);
+        let e = smp(
+            pod(),
+            json!({"spec": {"containers": [[1]]}}),
+            json!({"spec": {"containers": [[2]]}}),
+        )
+        .expect_err("list of lists");
+        assert_eq!(e.code(), 422);
     }
 
     #[test]
