@@ -9,6 +9,7 @@ use std::{io::Read, path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod plugin;
 mod render;
 
 /// Fast, controlled, leak-proof StatefulSet rollouts.
@@ -26,6 +27,8 @@ enum Command {
     /// Render an application's rollout config (bedrock.yaml) into a PodDisruptionBudget and a
     /// StatefulsetRollout, as YAML for `kubectl apply -f -`.
     Render(RenderArgs),
+    #[command(flatten)]
+    Plugin(plugin::PluginCommand),
 }
 
 #[derive(Args, Debug)]
@@ -60,8 +63,29 @@ struct RenderArgs {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    // Installed as `kubectl-sroll`, kubectl runs us for `kubectl sroll …`: name ourselves so.
+    let as_kubectl_plugin = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .is_some_and(|stem| stem == "kubectl-sroll");
+    let mut command = <Cli as clap::CommandFactory>::command();
+    if as_kubectl_plugin {
+        command = command.bin_name("kubectl sroll").name("kubectl sroll");
+    }
+    let matches = command.get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+        .map_err(|e| e.exit())
+        .unwrap_or_else(|never| never);
     match cli.command {
+        Command::Plugin(cmd) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+            runtime.block_on(plugin::run(cmd))?;
+        }
         Command::Crd => {
             let yaml = sroll_api::crd::crd_yaml().context("failed to render the CRD as YAML")?;
             write_stdout(&yaml)?;
