@@ -5,13 +5,25 @@
 //! `sroll demo`, of the test suite and of the benchmarks. Behaviour follows
 //! upstream Kubernetes; where it simplifies, the doc comment of the item says
 //! so and names the upstream file.
+//!
+//! Layout: [`store`] (objects, resourceVersions, watch history) ←
+//! [`api`] (request semantics, in-process API, garbage collector) ←
+//! the HTTP server. [`registry`] lists the served resources; [`patch`] and
+//! [`schema`] are the pure patch and validation machinery.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod api;
 pub mod controllers;
 pub mod eviction;
 pub mod faults;
 pub mod kubelet;
 pub mod openapi;
 pub mod patch;
+pub mod registry;
 pub mod schema;
+pub mod selector;
+pub mod store;
 pub mod table;
+
+pub use api::{Api, ApiError};

@@ -1,0 +1,439 @@
+//! Object-meta validation and the few built-in defaulting and validation
+//! rules clients depend on.
+//!
+//! Upstream: `k8s.io/apimachinery/pkg/api/validation/objectmeta.go`
+//! (`ValidateObjectMeta`), `k8s.io/apimachinery/pkg/util/validation/validation.go`
+//! (the DNS-1123 / DNS-1035 messages), `pkg/apis/core/v1/defaults.go` and
+//! `pkg/apis/apps/v1/defaults.go` (defaulting). Only the defaults that change
+//! controller behaviour or `kubectl` output are applied; full per-kind
+//! validation is a simplification (the rules that matter for StatefulSets
+//! are enforced).
+
+use serde_json::{Map, Value, json};
+
+use super::error::Cause;
+use crate::registry::{NameRule, ResourceDescriptor};
+
+const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
+}
+
+fn is_dns1035(s: &str) -> bool {
+    is_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+fn invalid(field: &str, value: &str, msg: &str) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: \"{value}\": {msg}"),
+        field: field.into(),
+    }
+}
+
+/// Validates a name under `rule`; returns the causes (empty when valid).
+pub fn validate_name(rule: NameRule, field: &str, name: &str) -> Vec<Cause> {
+    match rule {
+        NameRule::Subdomain if !is_subdomain(name) => {
+            if name.len() > 253 {
+                return vec![invalid(field, name, "must be no more than 253 characters")];
+            }
+            vec![invalid(
+                field,
+                name,
+                &format!(
+                    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '{DNS1123_SUBDOMAIN_FMT}')"
+                ),
+            )]
+        }
+        NameRule::Label if !is_label(name) => {
+            if name.len() > 63 {
+                return vec![invalid(field, name, "must be no more than 63 characters")];
+            }
+            vec![invalid(
+                field,
+                name,
+                &format!(
+                    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '{DNS1123_LABEL_FMT}')"
+                ),
+            )]
+        }
+        NameRule::Rfc1035Label if !is_dns1035(name) => vec![invalid(
+            field,
+            name,
+            &format!(
+                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '{DNS1035_LABEL_FMT}')"
+            ),
+        )],
+        NameRule::PathSegment
+            if name == "." || name == ".." || name.contains('/') || name.contains('%') =>
+        {
+            vec![invalid(
+                field,
+                name,
+                "may not contain '/' or '%' and may not be '.' or '..'",
+            )]
+        }
+        _ => vec![],
+    }
+}
+
+fn valid_qualified_name(k: &str) -> bool {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    name_ok && prefix.is_none_or(is_subdomain)
+}
+
+fn valid_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+/// `ValidateObjectMeta`: name, labels, annotation keys, finalizers.
+pub fn validate_meta(d: &ResourceDescriptor, obj: &Value) -> Vec<Cause> {
+    let meta = &obj["metadata"];
+    let mut causes = vec![];
+    let name = meta["name"].as_str().unwrap_or_default();
+    causes.extend(validate_name(d.name_rule, "metadata.name", name));
+    if let Some(labels) = meta["labels"].as_object() {
+        for (k, v) in labels {
+            if !valid_qualified_name(k) {
+                causes.push(invalid("metadata.labels", k, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"));
+            }
+            match v.as_str() {
+                Some(s) if valid_label_value(s) => {}
+                _ => causes.push(invalid(
+                    "metadata.labels",
+                    &v.as_str().map(String::from).unwrap_or_else(|| v.to_string()),
+                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+                )),
+            }
+        }
+    }
+    if let Some(ann) = meta["annotations"].as_object() {
+        for k in ann.keys() {
+            if !valid_qualified_name(k) {
+                causes.push(invalid("metadata.annotations", k, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+            }
+        }
+    }
+    causes
+}
+
+/// StatefulSet rules clients trip over (`ValidateStatefulSetSpec`, subset).
+pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let mut causes = vec![];
+    if d.group == "apps" && d.kind == "StatefulSet" {
+        let spec = &obj["spec"];
+        let sel = &spec["selector"];
+        let empty_sel = sel.is_null()
+            || (sel["matchLabels"].as_object().is_none_or(|m| m.is_empty())
+                && sel["matchExpressions"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty()));
+        if empty_sel {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: "Invalid value: {}: empty selector is invalid for statefulset".into(),
+                field: "spec.selector".into(),
+            });
+        } else if let Ok(s) = crate::selector::LabelSelector::from_json(sel) {
+            let labels = spec["template"]["metadata"]["labels"].as_object();
+            let ok = s.matches_with(|k| labels.and_then(|m| m.get(k)).and_then(|v| v.as_str()));
+            if !ok {
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: {}: `selector` does not match template `labels`",
+                        spec["template"]["metadata"]["labels"]
+                    ),
+                    field: "spec.template.metadata.labels".into(),
+                });
+            }
+        }
+        if let Some(r) = spec["replicas"].as_i64()
+            && r < 0
+        {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {r}: must be greater than or equal to 0"),
+                field: "spec.replicas".into(),
+            });
+        }
+        if let Some(p) = spec["podManagementPolicy"].as_str()
+            && p != "OrderedReady"
+            && p != "Parallel"
+        {
+            causes.push(Cause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!(
+                    "Unsupported value: \"{p}\": supported values: \"OrderedReady\", \"Parallel\""
+                ),
+                field: "spec.podManagementPolicy".into(),
+            });
+        }
+        if let Some(rp) = spec["template"]["spec"]["restartPolicy"].as_str()
+            && rp != "Always"
+        {
+            causes.push(Cause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!("Unsupported value: \"{rp}\": supported values: \"Always\""),
+                field: "spec.template.spec.restartPolicy".into(),
+            });
+        }
+        if let Some(old) = old {
+            let mut a = old["spec"].clone();
+            let mut b = spec.clone();
+            for f in [
+                "replicas",
+                "ordinals",
+                "template",
+                "updateStrategy",
+                "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds",
+                "revisionHistoryLimit",
+            ] {
+                if let Some(m) = a.as_object_mut() {
+                    m.remove(f);
+                }
+                if let Some(m) = b.as_object_mut() {
+                    m.remove(f);
+                }
+            }
+            if a != b {
+                causes.push(Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+                    field: "spec".into(),
+                });
+            }
+        }
+    }
+    if d.group.is_empty() && d.kind == "Pod" && old.is_none() {
+        let containers = obj["spec"]["containers"].as_array();
+        if containers.is_none_or(|c| c.is_empty()) {
+            causes.push(Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "spec.containers".into(),
+            });
+        }
+    }
+    causes
+}
+
+fn set_default(m: &mut Map<String, Value>, k: &str, v: Value) {
+    if m.get(k).is_none_or(|x| x.is_null()) {
+        m.insert(k.into(), v);
+    }
+}
+
+/// Pod spec defaults (`SetDefaults_PodSpec`, `SetDefaults_Container`).
+pub fn default_pod_spec(spec: &mut Value) {
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
+    set_default(m, "restartPolicy", json!("Always"));
+    set_default(m, "terminationGracePeriodSeconds", json!(30));
+    set_default(m, "dnsPolicy", json!("ClusterFirst"));
+    set_default(m, "securityContext", json!({}));
+    set_default(m, "schedulerName", json!("default-scheduler"));
+    for key in ["containers", "initContainers"] {
+        if let Some(cs) = m.get_mut(key).and_then(|c| c.as_array_mut()) {
+            for c in cs {
+                let Some(cm) = c.as_object_mut() else {
+                    continue;
+                };
+                set_default(cm, "terminationMessagePath", json!("/dev/termination-log"));
+                set_default(cm, "terminationMessagePolicy", json!("File"));
+                let image = cm.get("image").and_then(|i| i.as_str()).unwrap_or_default();
+                let last = image.rsplit('/').next().unwrap_or_default();
+                let policy = if image.contains('@') {
+                    "IfNotPresent"
+                } else if !last.contains(':') || last.ends_with(":latest") {
+                    "Always"
+                } else {
+                    "IfNotPresent"
+                };
+                set_default(cm, "imagePullPolicy", json!(policy));
+                set_default(cm, "resources", json!({}));
+                if let Some(ports) = cm.get_mut("ports").and_then(|p| p.as_array_mut()) {
+                    for p in ports {
+                        if let Some(pm) = p.as_object_mut() {
+                            set_default(pm, "protocol", json!("TCP"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies the defaults of built-in kinds that change controller behaviour.
+pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
+    match (d.group.as_str(), d.kind.as_str()) {
+        ("", "Pod") => {
+            if let Some(spec) = obj.get_mut("spec") {
+                default_pod_spec(spec);
+                let sm = spec.as_object_mut();
+                if let Some(sm) = sm {
+                    set_default(sm, "enableServiceLinks", json!(true));
+                    set_default(sm, "preemptionPolicy", json!("PreemptLowerPriority"));
+                    set_default(sm, "priority", json!(0));
+                    let tolerations = sm.entry("tolerations").or_insert_with(|| json!([]));
+                    if let Some(t) = tolerations.as_array_mut() {
+                        for key in [
+                            "node.kubernetes.io/not-ready",
+                            "node.kubernetes.io/unreachable",
+                        ] {
+                            if !t.iter().any(|x| x["key"] == key) {
+                                t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ("apps", "StatefulSet") => {
+            let Some(spec) = obj.get_mut("spec").and_then(|s| s.as_object_mut()) else {
+                return;
+            };
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}}),
+            );
+            if let Some(us) = spec
+                .get_mut("updateStrategy")
+                .and_then(|u| u.as_object_mut())
+            {
+                if us.get("type").is_none_or(|t| t.is_null() || t == "") {
+                    us.insert("type".into(), json!("RollingUpdate"));
+                    set_default(us, "rollingUpdate", json!({}));
+                }
+                let rolling = us.get("type").is_some_and(|t| t == "RollingUpdate");
+                if let Some(ru) = us
+                    .get_mut("rollingUpdate")
+                    .filter(|_| rolling)
+                    .and_then(|r| r.as_object_mut())
+                {
+                    set_default(ru, "partition", json!(0));
+                    set_default(ru, "maxUnavailable", json!(1));
+                }
+            }
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                default_pod_spec(ps);
+            }
+        }
+        ("apps", "Deployment") => {
+            let Some(spec) = obj.get_mut("spec").and_then(|s| s.as_object_mut()) else {
+                return;
+            };
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+            set_default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                default_pod_spec(ps);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `qosClass` of a pod spec (`pkg/apis/core/helper/qos/qos.go`, simplified to
+/// cpu and memory).
+pub fn pod_qos_class(spec: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in spec["containers"].as_array().into_iter().flatten() {
+        let req = &c["resources"]["requests"];
+        let lim = &c["resources"]["limits"];
+        for r in ["cpu", "memory"] {
+            let (q, l) = (&req[r], &lim[r]);
+            if !q.is_null() || !l.is_null() {
+                any = true;
+            }
+            if l.is_null() || (!q.is_null() && q != l) {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_against_the_dns_rules() {
+        assert!(validate_name(NameRule::Subdomain, "metadata.name", "web-0.a").is_empty());
+        assert!(!validate_name(NameRule::Subdomain, "metadata.name", "Web_0").is_empty());
+        assert!(!validate_name(NameRule::Label, "metadata.name", "a.b").is_empty());
+        assert!(!validate_name(NameRule::Rfc1035Label, "metadata.name", "0abc").is_empty());
+        assert!(validate_name(NameRule::PathSegment, "metadata.name", "system:admin").is_empty());
+    }
+
+    #[test]
+    fn statefulset_gets_rolling_update_defaults_only_when_strategy_is_omitted() {
+        let d = crate::registry::builtin_resources()
+            .into_iter()
+            .find(|d| d.plural == "statefulsets")
+            .unwrap();
+        let mut a = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+        apply_defaults(&d, &mut a);
+        assert_eq!(a["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
+        assert_eq!(
+            a["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
+        );
+        let mut b = json!({"spec": {"updateStrategy": {"type": "OnDelete"}}});
+        apply_defaults(&d, &mut b);
+        assert!(b["spec"]["updateStrategy"].get("rollingUpdate").is_none());
+    }
+}
