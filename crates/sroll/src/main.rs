@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod plugin;
+mod operator;
 mod render;
 
 /// Fast, controlled, leak-proof StatefulSet rollouts.
@@ -29,6 +30,8 @@ enum Command {
     Render(RenderArgs),
     #[command(flatten)]
     Plugin(plugin::PluginCommand),
+    /// Run the operator: reconcile StatefulsetRollouts in the cluster of the current kubeconfig.
+    Operator(Box<operator::OperatorArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +94,7 @@ fn main() -> anyhow::Result<ExitCode> {
             write_stdout(&yaml)?;
         }
         Command::Render(args) => return run_render(args),
+        Command::Operator(args) => operator::run(*args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -149,6 +153,7 @@ fn run_render(args: RenderArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(2))
         }
+        Command::Operator(args) => operator::run(*args)?,
     }
 }
 

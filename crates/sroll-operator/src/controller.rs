@@ -1,0 +1,448 @@
+//! The reconcile loop: `kube::runtime::Controller` on `StatefulsetRollout`, triggered by changes of
+//! the rollout's spec, its StatefulSet (owned), its pods and the PDBs selecting them, and by
+//! self-requeues for time-based waits.
+//!
+//! One reconcile: observe (caches → [`Observed`](sroll_planner::Observed)) → plan (pure) →
+//! execute one action → write status → record events → requeue. kube-rs never runs two reconciles
+//! of one rollout at once.
+//!
+//! The rollout's own trigger stream passes only spec changes (`predicates::generation`): the
+//! status the operator writes must not wake the operator up again. A status this process wrote is
+//! remembered until the cache catches up, so a reconcile triggered by a pod event in between plans
+//! from the newest status (pacing and progress clocks are never read stale).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::{apps::v1::StatefulSet, core::v1::Pod, policy::v1::PodDisruptionBudget},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{Action as Requeue, Config as ControllerConfig},
+        events::{Event, EventType, Recorder},
+        predicates,
+        reflector::{self, ObjectRef},
+        watcher,
+    },
+};
+use sroll_api::{Phase, StatefulsetRollout, StatefulsetRolloutStatus};
+use sroll_planner::{Action, Plan};
+
+use crate::{
+    Error, Result,
+    cache::{self, Caches},
+    execute,
+    metrics::Metrics,
+    observe,
+};
+
+/// How long a reconcile waits for the watch caches' initial list before it gives up (and is
+/// retried with backoff).
+const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every namespace scope shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// The API client.
+    pub client: Client,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder (events.k8s.io/v1).
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+type Key = ObjectRef<StatefulsetRollout>;
+
+/// The context of one namespace scope's controller.
+pub struct Context {
+    shared: Shared,
+    caches: Caches,
+    /// Rollouts as returned by this process's last status write, until the cache catches up.
+    written: Mutex<HashMap<Key, Arc<StatefulsetRollout>>>,
+    /// Consecutive transient failures per rollout (per-object backoff).
+    failures: Mutex<HashMap<Key, u32>>,
+    /// When this process saw each rollout start moving pods (for the rollout duration metric).
+    started: Mutex<HashMap<Key, Instant>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("caches", &self.caches)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another reconcile panicked mid-update of a memo map; the maps
+    // stay structurally valid, so keep using them.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller for one namespace scope (`None`: all namespaces) until `stopped` resolves;
+/// then reconciles in flight finish and the function returns.
+pub async fn run_scope(
+    shared: Shared,
+    namespace: Option<String>,
+    stopped: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = namespace.as_deref();
+    let client = &shared.client;
+
+    let (rollouts, rollout_writer) = reflector::store::<StatefulsetRollout>();
+    let rollout_stream = watcher(api_in(client, ns), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(cache::strip_rollout)
+        .reflect(rollout_writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+
+    let (statefulsets, sts_writer) = reflector::store::<StatefulSet>();
+    let sts_stream = watcher(
+        api_in::<StatefulSet>(client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(cache::strip_statefulset)
+    .reflect(sts_writer)
+    .touched_objects();
+
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let pod_stream = watcher(
+        api_in::<Pod>(client, ns),
+        watcher::Config::default()
+            .labels(cache::REVISION_LABEL)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .modify(cache::strip_pod)
+    .reflect(pod_writer)
+    .touched_objects();
+
+    let (pdbs, pdb_writer) = reflector::store::<PodDisruptionBudget>();
+    let pdb_stream = watcher(
+        api_in::<PodDisruptionBudget>(client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(cache::strip_pdb)
+    .reflect(pdb_writer)
+    .touched_objects();
+
+    let caches = Caches {
+        rollouts: rollouts.clone(),
+        statefulsets: statefulsets.clone(),
+        pods,
+        pdbs,
+    };
+    let ctx = Arc::new(Context {
+        shared,
+        caches,
+        written: Mutex::default(),
+        failures: Mutex::default(),
+        started: Mutex::default(),
+    });
+
+    let (pod_rollouts, pod_sets) = (rollouts.clone(), statefulsets.clone());
+    let pdb_rollouts = rollouts.clone();
+    Controller::for_stream(rollout_stream, rollouts)
+        .with_config(ControllerConfig::default())
+        .owns_stream(sts_stream)
+        .watches_stream(pod_stream, move |pod| {
+            cache::rollout_of_pod(&pod_rollouts, &pod_sets, &pod)
+        })
+        .watches_stream(pdb_stream, move |pdb| {
+            cache::rollouts_of_pdb(&pdb_rollouts, &pdb)
+        })
+        .graceful_shutdown_on(stopped)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::trace!(rollout = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+            }
+        })
+        .await;
+    tracing::info!(namespace = ?namespace, "controller stopped");
+}
+
+fn resource_version(r: &StatefulsetRollout) -> u64 {
+    r.metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The newest known version of the rollout: the cache's, or the one this process last wrote.
+fn freshest(ctx: &Context, key: &Key, cached: Arc<StatefulsetRollout>) -> Arc<StatefulsetRollout> {
+    let mut written = lock(&ctx.written);
+    match written.get(key) {
+        Some(w) if resource_version(w) > resource_version(&cached) => w.clone(),
+        Some(_) => {
+            written.remove(key);
+            cached
+        }
+        None => cached,
+    }
+}
+
+async fn wait_for_caches(caches: &Caches) -> Result<()> {
+    let sync = async {
+        let _ = caches.statefulsets.wait_until_ready().await;
+        let _ = caches.pods.wait_until_ready().await;
+        let _ = caches.pdbs.wait_until_ready().await;
+    };
+    tokio::time::timeout(CACHE_SYNC_TIMEOUT, sync)
+        .await
+        .map_err(|_| Error::CacheNotReady(CACHE_SYNC_TIMEOUT))
+}
+
+/// Status fields that change on every write; ignored when deciding whether a write is needed.
+fn comparable(status: &StatefulsetRolloutStatus) -> StatefulsetRolloutStatus {
+    StatefulsetRolloutStatus {
+        last_updated: None,
+        reconcile_after: None,
+        ..status.clone()
+    }
+}
+
+async fn reconcile(rollout: Arc<StatefulsetRollout>, ctx: Arc<Context>) -> Result<Requeue> {
+    let started = Instant::now();
+    ctx.shared.metrics.reconciles.inc();
+    let result = reconcile_inner(rollout, &ctx).await;
+    ctx.shared
+        .metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Result<Requeue> {
+    let key = ObjectRef::from_obj(&*rollout);
+    let namespace = rollout
+        .namespace()
+        .ok_or_else(|| Error::InvalidObject("the rollout has no namespace".into()))?;
+    let name = rollout.name_any();
+    wait_for_caches(&ctx.caches).await?;
+    let rollout = freshest(ctx, &key, rollout);
+
+    let observed = observe::observe(&ctx.caches, &rollout, Timestamp::now());
+    let mut plan = sroll_planner::plan(&observed).map_err(Error::Plan)?;
+    tracing::debug!(
+        rollout = %key,
+        action = ?action_name(&plan.action),
+        reason = plan.status.reason.as_deref().unwrap_or(""),
+        "planned"
+    );
+
+    let client = &ctx.shared.client;
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let rollout_api: Api<StatefulsetRollout> = Api::namespaced(client.clone(), &namespace);
+    let previous_status = rollout.status.clone().unwrap_or_default();
+
+    // Execute the one action. An eviction error after some evictions still writes the status
+    // (the evictions happened) and is returned afterwards.
+    let mut deferred = None;
+    match &plan.action {
+        Action::Wait => {}
+        Action::Apply { statefulset, kind } => {
+            tracing::info!(rollout = %key, ?kind, "applying the StatefulSet");
+            execute::apply_statefulset(&sts_api, statefulset).await?;
+        }
+        Action::RecreateOrphan { name, uid } => {
+            tracing::info!(rollout = %key, statefulset = %name, "deleting the StatefulSet (orphaning its pods) to recreate it");
+            execute::delete_statefulset_orphan(&sts_api, name, uid).await?;
+        }
+        Action::SetPartition(mv) => {
+            tracing::info!(rollout = %key, partition = mv.partition, "moving the partition");
+            execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+        }
+        Action::Evict { partition, pods } => {
+            if let Some(mv) = partition {
+                execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+            }
+            let outcome = execute::evict(&pod_api, pods, &ctx.shared.metrics).await;
+            tracing::info!(
+                rollout = %key,
+                evicted = ?outcome.evicted,
+                throttled = ?outcome.throttled,
+                "evicted pods"
+            );
+            if outcome.done() < pods.len() {
+                plan.record_evictions(outcome.done(), previous_status.last_eviction_time.clone());
+            }
+            deferred = outcome.error;
+        }
+        Action::DeletePods { partition, pods } => {
+            if let Some(mv) = partition {
+                execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+            }
+            let deleted = execute::delete_pods(&pod_api, pods).await?;
+            tracing::info!(rollout = %key, ?deleted, "deleted broken pods");
+        }
+        Action::PatchCurrentRevision {
+            statefulset,
+            revision,
+        } => {
+            execute::set_current_revision(&sts_api, statefulset, revision).await?;
+        }
+    }
+
+    let acted = !matches!(plan.action, Action::Wait);
+    if acted || comparable(&plan.status) != comparable(&previous_status) {
+        let written = execute::write_status(&rollout_api, &name, &plan.status).await?;
+        lock(&ctx.written).insert(key.clone(), Arc::new(written));
+    }
+    publish_events(ctx, &rollout, &plan).await;
+    record_phase_metrics(ctx, &key, &namespace, &name, &previous_status, &plan);
+
+    lock(&ctx.failures).remove(&key);
+    if let Some(err) = deferred {
+        return Err(err);
+    }
+    let terminal = plan.status.phase.as_ref().is_some_and(Phase::is_terminal);
+    Ok(match plan.requeue_after {
+        Some(after) if !terminal => Requeue::requeue(after),
+        _ => Requeue::await_change(),
+    })
+}
+
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::Wait => "Wait",
+        Action::Apply { .. } => "Apply",
+        Action::RecreateOrphan { .. } => "RecreateOrphan",
+        Action::SetPartition(_) => "SetPartition",
+        Action::Evict { .. } => "Evict",
+        Action::DeletePods { .. } => "DeletePods",
+        Action::PatchCurrentRevision { .. } => "PatchCurrentRevision",
+    }
+}
+
+async fn publish_events(ctx: &Context, rollout: &StatefulsetRollout, plan: &Plan) {
+    if plan.events.is_empty() {
+        return;
+    }
+    let reference = rollout.object_ref(&());
+    for ev in &plan.events {
+        let event = Event {
+            type_: match ev.type_ {
+                sroll_planner::EventType::Normal => EventType::Normal,
+                sroll_planner::EventType::Warning => EventType::Warning,
+            },
+            reason: ev.reason.clone(),
+            note: Some(truncate(&ev.note, 1024)),
+            action: ev.action.clone(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.shared.recorder.publish(&event, &reference).await {
+            // Events are best effort: a failure must not undo or repeat the action.
+            tracing::warn!(error = %e, reason = %ev.reason, "failed to record an event");
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary (events.k8s.io limits `note` to 1 kB).
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+fn record_phase_metrics(
+    ctx: &Context,
+    key: &Key,
+    namespace: &str,
+    name: &str,
+    previous: &StatefulsetRolloutStatus,
+    plan: &Plan,
+) {
+    let metrics = &ctx.shared.metrics;
+    let Some(phase) = plan.status.phase.as_ref() else {
+        return;
+    };
+    metrics.set_phase(namespace, name, phase.as_str());
+    let mut started = lock(&ctx.started);
+    match phase {
+        Phase::InProgress => {
+            started.entry(key.clone()).or_insert_with(Instant::now);
+        }
+        Phase::Done | Phase::Failed if previous.phase.as_ref() != Some(phase) => {
+            if let Some(t) = started.remove(key) {
+                metrics
+                    .rollout_duration
+                    .observe(t.elapsed().as_secs_f64());
+            }
+            if *phase == Phase::Done {
+                let moved = plan.status.updated_replicas.unwrap_or(0);
+                metrics.pods_updated.observe(f64::from(moved.max(0)));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An invalid object waits for a change; a transient error retries with per-object exponential
+/// backoff (0.5 s doubling to 5 min).
+fn error_policy(rollout: Arc<StatefulsetRollout>, err: &Error, ctx: Arc<Context>) -> Requeue {
+    ctx.shared.metrics.error(err);
+    let key = ObjectRef::from_obj(&*rollout);
+    if !err.is_transient() {
+        tracing::warn!(rollout = %key, error = %err, "reconcile failed; waiting for the rollout to change");
+        return Requeue::await_change();
+    }
+    let mut failures = lock(&ctx.failures);
+    let n = failures.entry(key.clone()).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = Duration::from_millis(500)
+        .saturating_mul(1u32 << (*n - 1).min(10))
+        .min(Duration::from_secs(300));
+    tracing::warn!(rollout = %key, error = %err, retry_in = ?delay, "reconcile failed; retrying");
+    Requeue::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_event_notes_are_cut_on_a_character_boundary() {
+        let s = "é".repeat(600);
+        let t = truncate(&s, 1024);
+        assert!(t.len() <= 1024);
+        assert!(t.ends_with("..."));
+        assert_eq!(truncate("short", 1024), "short");
+    }
+}

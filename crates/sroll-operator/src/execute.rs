@@ -1,0 +1,175 @@
+//! The thin, acting half of the reconcile loop: each function performs one kind of write the
+//! planner can ask for, with the API semantics the design relies on.
+//!
+//! - StatefulSet writes are server-side applies under [`sroll_api::FIELD_MANAGER`] with `force`
+//!   (the operator owns the fields it sets; a person's `kubectl edit` of them is overridden, as
+//!   with any controller).
+//! - Evictions go through the `pods/eviction` subresource, highest ordinal first, and stop at the
+//!   first 429: that is the PodDisruptionBudget saying "no more for now" (back-pressure), not a
+//!   failure (`pkg/registry/core/pod/storage/eviction.go`).
+//! - The rollout's status is written by server-side apply on the status subresource, so fields the
+//!   new status omits are removed rather than left stale (a merge patch cannot remove them).
+
+use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
+use kube::{
+    Api,
+    api::{DeleteParams, EvictParams, Patch, PatchParams, Preconditions, PropagationPolicy},
+};
+use serde_json::json;
+use sroll_api::{FIELD_MANAGER, StatefulsetRollout, StatefulsetRolloutStatus};
+
+use crate::{Error, Result, error::api_code, metrics::Metrics};
+
+/// Server-side applies `desired` (a complete StatefulSet with apiVersion/kind, name and owner
+/// reference) and returns what the server stored.
+pub async fn apply_statefulset(api: &Api<StatefulSet>, desired: &StatefulSet) -> Result<StatefulSet> {
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let mut body = serde_json::to_value(desired).map_err(|source| Error::Serialize {
+        what: "the StatefulSet",
+        source,
+    })?;
+    // Status is never ours to apply (and the main resource ignores it anyway).
+    if let Some(obj) = body.as_object_mut() {
+        obj.remove("status");
+        obj.insert("apiVersion".into(), json!("apps/v1"));
+        obj.insert("kind".into(), json!("StatefulSet"));
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| Error::ApplyStatefulSet { name, source })
+}
+
+/// Deletes the StatefulSet leaving its pods running (`propagationPolicy: Orphan`), for a recreate
+/// after an immutable-field change; the new set adopts the pods.
+pub async fn delete_statefulset_orphan(api: &Api<StatefulSet>, name: &str, uid: &str) -> Result<()> {
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        preconditions: (!uid.is_empty()).then(|| Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if api_code(&e) == Some(404) => Ok(()),
+        Err(source) => Err(Error::DeleteStatefulSet {
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Sets `status.currentRevision` of an `OnDelete` StatefulSet once every pod runs the update
+/// revision, as grafana's rollout-operator does (the StatefulSet controller never advances it for
+/// `OnDelete`, so "rollout not finished" alerts would fire forever).
+pub async fn set_current_revision(api: &Api<StatefulSet>, name: &str, revision: &str) -> Result<()> {
+    let patch = json!({"status": {"currentRevision": revision}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(drop)
+        .map_err(|source| Error::PatchStatefulSetStatus {
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// What an eviction batch achieved.
+#[derive(Debug, Default)]
+pub struct EvictionOutcome {
+    /// Pods the API server accepted evictions for, in order.
+    pub evicted: Vec<String>,
+    /// The pod whose eviction was refused with 429 (the batch stopped there), if any.
+    pub throttled: Option<String>,
+    /// Pods already gone (404): nothing to do for them.
+    pub gone: Vec<String>,
+    /// The error that stopped the batch, other than a 429.
+    pub error: Option<Error>,
+}
+
+impl EvictionOutcome {
+    /// How many pods from the front of the batch are taken care of (evicted or already gone).
+    pub fn done(&self) -> usize {
+        self.evicted.len() + self.gone.len()
+    }
+}
+
+/// Evicts `pods` in the given order (the planner orders them, highest ordinal first), stopping at
+/// the first 429. Any other error stops the batch and is returned in `error`; evictions already
+/// accepted stay done (the next reconcile sees their pods terminating) and are reported.
+pub async fn evict(api: &Api<Pod>, pods: &[String], metrics: &Metrics) -> EvictionOutcome {
+    let mut out = EvictionOutcome::default();
+    for pod in pods {
+        match api.evict(pod, &EvictParams::default()).await {
+            Ok(_) => {
+                metrics.eviction("evicted");
+                out.evicted.push(pod.clone());
+            }
+            Err(e) if api_code(&e) == Some(429) => {
+                metrics.eviction("throttled");
+                tracing::debug!(%pod, "eviction refused by the disruption budget (429): back-pressure");
+                out.throttled = Some(pod.clone());
+                break;
+            }
+            Err(e) if api_code(&e) == Some(404) => {
+                metrics.eviction("gone");
+                out.gone.push(pod.clone());
+            }
+            Err(source) => {
+                metrics.eviction("error");
+                out.error = Some(Error::Evict {
+                    pod: pod.clone(),
+                    source,
+                });
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Deletes pods that are broken (not Ready and not at their target revision): they are already
+/// unavailable, so no disruption budget is spent on them.
+pub async fn delete_pods(api: &Api<Pod>, pods: &[String]) -> Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    for pod in pods {
+        match api.delete(pod, &DeleteParams::default()).await {
+            Ok(_) => deleted.push(pod.clone()),
+            Err(e) if api_code(&e) == Some(404) => {}
+            Err(source) => {
+                return Err(Error::DeletePod {
+                    pod: pod.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Writes the rollout's status through the status subresource (server-side apply, forced).
+pub async fn write_status(
+    api: &Api<StatefulsetRollout>,
+    name: &str,
+    status: &StatefulsetRolloutStatus,
+) -> Result<StatefulsetRollout> {
+    let body = json!({
+        "apiVersion": format!("{}/{}", sroll_api::GROUP, sroll_api::VERSION),
+        "kind": "StatefulsetRollout",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| Error::PatchStatus {
+        name: name.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,265 @@
+//! The sroll operator: watches `StatefulsetRollout`s, builds an observed snapshot from watch
+//! caches, asks the pure planner (`sroll-planner`) for one action, executes it, and writes status.
+//!
+//! ```text
+//!  rollouts ─┐                      ┌──────────────┐
+//!  sts ──────┼─ reflectors (cache) ─▶ observe.rs   ├─ Observed ─▶ sroll_planner::plan() ─▶ Plan
+//!  pods ─────┤  (trimmed, cache.rs) └──────────────┘                                      │
+//!  pdbs ─────┘        ▲ triggers: owns(sts), watches(pods → rollout, pdb → rollouts)      ▼
+//!                     └────────────── controller.rs ◀── requeue ◀── execute.rs (apply / partition /
+//!                                                                   evict / delete / status / events)
+//!  lib.rs: start-up checks (preflight.rs), leader election (leader.rs), /metrics /healthz /readyz
+//!  (server.rs, metrics.rs), graceful shutdown.
+//! ```
+//!
+//! Embed it with [`Operator::new`] + [`Operator::run`]; the `sroll operator` subcommand is a thin
+//! wrapper that resolves the kubeconfig and installs the SIGTERM handler.
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod controller;
+pub mod error;
+pub mod execute;
+pub mod leader;
+pub mod metrics;
+pub mod observe;
+pub mod preflight;
+pub mod server;
+pub mod telemetry;
+
+use std::{net::SocketAddr, sync::Arc};
+
+pub use error::{Error, Result};
+use futures::{FutureExt, future::join_all};
+use kube::Client;
+pub use leader::LeaseSettings;
+use tokio::sync::watch;
+
+use crate::{leader::LeaderElector, metrics::Metrics, server::Readiness};
+
+/// How the operator runs.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Namespaces to watch; empty means all namespaces.
+    pub namespaces: Vec<String>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` serves nothing.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Leader election through a Lease; `None` acts at once (a single replica).
+    pub leader_election: Option<LeaseSettings>,
+    /// This replica's name in Events (`reportingInstance`) and logs.
+    pub instance: String,
+    /// Skip the start-up checks (tests that start many operators against one cluster).
+    pub skip_preflight: bool,
+}
+
+/// A configured operator, ready to [`run`](Operator::run).
+pub struct Operator {
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    bound: Option<watch::Sender<Option<SocketAddr>>>,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Operator {
+    /// An operator acting through `client`.
+    pub fn new(client: Client, settings: Settings) -> Self {
+        Self {
+            client,
+            settings,
+            metrics: Arc::new(Metrics::new()),
+            readiness: Arc::new(Readiness::default()),
+            bound: None,
+        }
+    }
+
+    /// The operator's metrics (shared with the `/metrics` endpoint).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// The address the metrics server bound, once it has (useful with port 0).
+    pub fn metrics_addr(&mut self) -> watch::Receiver<Option<SocketAddr>> {
+        let (tx, rx) = watch::channel(None);
+        self.bound = Some(tx);
+        rx
+    }
+
+    /// Runs until `shutdown` resolves (then finishes the reconciles in flight and releases the
+    /// lease) or a fatal error: a failed start-up check, a lost lease, a server error.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let Self {
+            client,
+            settings,
+            metrics,
+            readiness,
+            bound,
+        } = self;
+        if !settings.skip_preflight {
+            preflight::check(
+                &client,
+                &settings.namespaces,
+                settings
+                    .leader_election
+                    .as_ref()
+                    .map(|l| l.namespace.as_str()),
+            )
+            .await?;
+            tracing::info!("start-up checks passed");
+        }
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            });
+        }
+        let stopped = {
+            let rx = stop_rx.clone();
+            move || {
+                let mut rx = rx.clone();
+                async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                }
+            }
+        };
+
+        let mut server_task = None;
+        if let Some(addr) = settings.metrics_addr {
+            let (local, serve) =
+                server::bind(addr, metrics.clone(), readiness.clone(), stopped()).await?;
+            tracing::info!(addr = %local, "serving /metrics, /healthz and /readyz");
+            if let Some(tx) = &bound {
+                let _ = tx.send(Some(local));
+            }
+            server_task = Some(tokio::spawn(serve));
+        }
+
+        let mut elector = settings
+            .leader_election
+            .clone()
+            .map(|l| LeaderElector::new(client.clone(), l));
+        if let Some(elector) = elector.as_mut() {
+            // A standby is healthy and ready: it serves its purpose by waiting.
+            readiness.set(true);
+            let mut rx = stop_rx.clone();
+            if !elector.acquire(&mut rx).await? {
+                return finish(server_task).await;
+            }
+        }
+
+        let ctx = controller::Shared {
+            client: client.clone(),
+            metrics: metrics.clone(),
+            recorder: kube::runtime::events::Recorder::new(
+                client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: sroll_api::FIELD_MANAGER.into(),
+                    instance: Some(settings.instance.clone()),
+                },
+            ),
+        };
+        let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+            vec![None]
+        } else {
+            settings.namespaces.iter().cloned().map(Some).collect()
+        };
+        let controllers = join_all(
+            scopes
+                .into_iter()
+                .map(|ns| controller::run_scope(ctx.clone(), ns, stopped())),
+        )
+        .map(drop);
+        readiness.set(true);
+
+        let result = match elector.as_mut() {
+            None => {
+                controllers.await;
+                Ok(())
+            }
+            Some(elector) => {
+                let outcome = {
+                    // `hold` only ends early with an error (the lease was lost).
+                    let (_hold_stop_tx, mut hold_stop_rx) = watch::channel(false);
+                    let hold = elector.hold(&mut hold_stop_rx);
+                    tokio::pin!(hold);
+                    tokio::pin!(controllers);
+                    tokio::select! {
+                        () = &mut controllers => Ok(()),
+                        r = &mut hold => r,
+                    }
+                };
+                match outcome {
+                    // Graceful stop: reconciles in flight finished; hand the lease over.
+                    Ok(()) => elector.release().await,
+                    Err(e) => {
+                        // Lost the lease: stop acting at once, whatever is in flight.
+                        let _ = stop_tx.send(true);
+                        Err(e)
+                    }
+                }
+            }
+        };
+        readiness.set(false);
+        let _ = stop_tx.send(true);
+        let served = finish(server_task).await;
+        result.and(served)
+    }
+}
+
+async fn finish(server: Option<tokio::task::JoinHandle<Result<()>>>) -> Result<()> {
+    match server {
+        Some(task) => match task.await {
+            Ok(r) => r,
+            Err(join) => {
+                tracing::error!(error = %join, "the metrics server task failed");
+                Ok(())
+            }
+        },
+        None => Ok(()),
+    }
+}
+
+/// Builds a client with the standard kubeconfig resolution: `--kubeconfig PATH` when given, else
+/// `KUBECONFIG` / `~/.kube/config`, else the in-cluster service account; `context` selects a
+/// kubeconfig context. Returns the client and its default namespace (the kubeconfig context's, or
+/// the pod's namespace in-cluster).
+pub async fn client_from(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<String>,
+) -> Result<(Client, String)> {
+    use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions {
+        context,
+        ..KubeConfigOptions::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+        }
+        None if options.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+    };
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).map_err(Error::Client)?;
+    Ok((client, namespace))
+}

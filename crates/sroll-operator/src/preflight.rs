@@ -1,0 +1,184 @@
+//! Start-up checks: the operator refuses to start, with a message a person can act on, when the
+//! `StatefulsetRollout` CRD is missing or RBAC forbids a verb it needs.
+//!
+//! 1. `SelfSubjectAccessReview`s for every (verb, resource) of [`NEEDED`] in every watched namespace
+//!    (skipped when the cluster does not serve `authorization.k8s.io`, as some test clusters do not).
+//! 2. A `list` (limit 1) of each watched kind: a 404 on rollouts means the CRD is not installed; a
+//!    403 names the forbidden verb and resource even where access reviews are unavailable.
+
+use futures::future::try_join_all;
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec},
+    core::v1::Pod,
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Api, Client, Resource,
+    api::{ListParams, PostParams},
+};
+use serde::de::DeserializeOwned;
+use sroll_api::StatefulsetRollout;
+
+use crate::{Error, Result, error::api_code};
+
+/// One permission the operator needs: `(verb, group, resource, subresource)`.
+pub type Permission = (&'static str, &'static str, &'static str, &'static str);
+
+/// Every permission the reconcile loop uses, per watched namespace.
+pub const NEEDED: &[Permission] = &[
+    ("list", "sroll.io", "statefulsetrollouts", ""),
+    ("watch", "sroll.io", "statefulsetrollouts", ""),
+    ("patch", "sroll.io", "statefulsetrollouts", "status"),
+    ("list", "apps", "statefulsets", ""),
+    ("watch", "apps", "statefulsets", ""),
+    ("create", "apps", "statefulsets", ""),
+    ("patch", "apps", "statefulsets", ""),
+    ("delete", "apps", "statefulsets", ""),
+    ("patch", "apps", "statefulsets", "status"),
+    ("list", "", "pods", ""),
+    ("watch", "", "pods", ""),
+    ("delete", "", "pods", ""),
+    ("create", "", "pods", "eviction"),
+    ("list", "policy", "poddisruptionbudgets", ""),
+    ("watch", "policy", "poddisruptionbudgets", ""),
+    ("create", "events.k8s.io", "events", ""),
+    ("patch", "events.k8s.io", "events", ""),
+];
+
+/// Permissions on the leader-election Lease, in its namespace.
+pub const NEEDED_LEASE: &[Permission] = &[
+    ("get", "coordination.k8s.io", "leases", ""),
+    ("create", "coordination.k8s.io", "leases", ""),
+    ("update", "coordination.k8s.io", "leases", ""),
+];
+
+fn describe(group: &str, resource: &str, subresource: &str) -> String {
+    let mut r = resource.to_owned();
+    if !subresource.is_empty() {
+        r.push('/');
+        r.push_str(subresource);
+    }
+    if !group.is_empty() {
+        r.push('.');
+        r.push_str(group);
+    }
+    r
+}
+
+fn scope(namespace: Option<&str>) -> String {
+    namespace.map_or_else(
+        || " in all namespaces".to_owned(),
+        |ns| format!(" in namespace {ns}"),
+    )
+}
+
+/// Runs every check. `namespaces` empty means all namespaces; `lease_namespace` is checked for the
+/// Lease verbs when leader election is on.
+pub async fn check(
+    client: &Client,
+    namespaces: &[String],
+    lease_namespace: Option<&str>,
+) -> Result<()> {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    // Lists first: a missing CRD is the most common mistake and gets the most precise message.
+    for ns in &scopes {
+        probe_list::<StatefulsetRollout>(client, *ns).await?;
+        probe_list::<StatefulSet>(client, *ns).await?;
+        probe_list::<Pod>(client, *ns).await?;
+        probe_list::<PodDisruptionBudget>(client, *ns).await?;
+    }
+    let mut reviews = Vec::new();
+    for ns in &scopes {
+        for p in NEEDED {
+            reviews.push((*ns, *p));
+        }
+    }
+    if let Some(ns) = lease_namespace {
+        for p in NEEDED_LEASE {
+            reviews.push((Some(ns), *p));
+        }
+    }
+    let results = try_join_all(
+        reviews
+            .iter()
+            .map(|(ns, p)| review(client.clone(), *ns, *p)),
+    )
+    .await?;
+    for ((ns, (verb, group, resource, sub)), allowed) in reviews.iter().zip(results) {
+        // `None`: access reviews are not served; the list probes above are all we can check.
+        if allowed == Some(false) {
+            return Err(Error::Forbidden {
+                verb: (*verb).to_owned(),
+                resource: describe(group, resource, sub),
+                scope: scope(*ns),
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn probe_list<K>(client: &Client, namespace: Option<&str>) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let dt = K::DynamicType::default();
+            let kind = K::kind(&dt);
+            match api_code(&e) {
+                Some(404) if kind == "StatefulsetRollout" => Err(Error::CrdMissing),
+                Some(403) => Err(Error::Forbidden {
+                    verb: "list".into(),
+                    resource: describe(&K::group(&dt), &K::plural(&dt), ""),
+                    scope: scope(namespace),
+                }),
+                _ => Err(Error::Preflight {
+                    check: "list",
+                    source: e,
+                }),
+            }
+        }
+    }
+}
+
+/// `Some(allowed)`, or `None` when the cluster does not serve access reviews.
+async fn review(client: Client, namespace: Option<&str>, p: Permission) -> Result<Option<bool>> {
+    let (verb, group, resource, subresource) = p;
+    let ssar = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: namespace.map(str::to_owned),
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                subresource: (!subresource.is_empty()).then(|| subresource.into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client);
+    match api.create(&PostParams::default(), &ssar).await {
+        Ok(r) => Ok(Some(r.status.is_some_and(|s| s.allowed))),
+        Err(e) if matches!(api_code(&e), Some(403..=405)) => Ok(None),
+        Err(source) => Err(Error::Preflight {
+            check: "selfsubjectaccessreview",
+            source,
+        }),
+    }
+}
