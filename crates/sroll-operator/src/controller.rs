@@ -115,12 +115,15 @@ pub async fn run_scope(
     let client = &shared.client;
 
     let (rollouts, rollout_writer) = reflector::store::<StatefulsetRollout>();
-    let rollout_stream = watcher(api_in(client, ns), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(cache::strip_rollout)
-        .reflect(rollout_writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    let rollout_stream = watcher(
+        api_in(client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(cache::strip_rollout)
+    .reflect(rollout_writer)
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
 
     let (statefulsets, sts_writer) = reflector::store::<StatefulSet>();
     let sts_stream = watcher(
@@ -401,9 +404,7 @@ fn record_phase_metrics(
         }
         Phase::Done | Phase::Failed if previous.phase.as_ref() != Some(phase) => {
             if let Some(t) = started.remove(key) {
-                metrics
-                    .rollout_duration
-                    .observe(t.elapsed().as_secs_f64());
+                metrics.rollout_duration.observe(t.elapsed().as_secs_f64());
             }
             if *phase == Phase::Done {
                 let moved = plan.status.updated_replicas.unwrap_or(0);

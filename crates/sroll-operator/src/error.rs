@@ -16,9 +16,7 @@ pub enum Error {
     Client(#[source] kube::Error),
 
     /// The `StatefulsetRollout` CRD is not served by the cluster.
-    #[error(
-        "the StatefulsetRollout CRD is not installed: run `sroll crd | kubectl apply -f -`"
-    )]
+    #[error("the StatefulsetRollout CRD is not installed: run `sroll crd | kubectl apply -f -`")]
     CrdMissing,
 
     /// RBAC forbids a verb the operator needs.
@@ -188,8 +186,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::InvalidObject(_) | Self::Serialize { .. } | Self::Plan(_) => false,
-            Self::ApplyStatefulSet { source, .. }
-            | Self::PatchStatus { source, .. } => !is_invalid(source),
+            Self::ApplyStatefulSet { source, .. } | Self::PatchStatus { source, .. } => {
+                !is_invalid(source)
+            }
             _ => true,
         }
     }

@@ -22,7 +22,10 @@ use crate::{Error, Result, error::api_code, metrics::Metrics};
 
 /// Server-side applies `desired` (a complete StatefulSet with apiVersion/kind, name and owner
 /// reference) and returns what the server stored.
-pub async fn apply_statefulset(api: &Api<StatefulSet>, desired: &StatefulSet) -> Result<StatefulSet> {
+pub async fn apply_statefulset(
+    api: &Api<StatefulSet>,
+    desired: &StatefulSet,
+) -> Result<StatefulSet> {
     let name = desired.metadata.name.clone().unwrap_or_default();
     let mut body = serde_json::to_value(desired).map_err(|source| Error::Serialize {
         what: "the StatefulSet",
@@ -45,7 +48,11 @@ pub async fn apply_statefulset(api: &Api<StatefulSet>, desired: &StatefulSet) ->
 
 /// Deletes the StatefulSet leaving its pods running (`propagationPolicy: Orphan`), for a recreate
 /// after an immutable-field change; the new set adopts the pods.
-pub async fn delete_statefulset_orphan(api: &Api<StatefulSet>, name: &str, uid: &str) -> Result<()> {
+pub async fn delete_statefulset_orphan(
+    api: &Api<StatefulSet>,
+    name: &str,
+    uid: &str,
+) -> Result<()> {
     let dp = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Orphan),
         preconditions: (!uid.is_empty()).then(|| Preconditions {
@@ -67,7 +74,11 @@ pub async fn delete_statefulset_orphan(api: &Api<StatefulSet>, name: &str, uid: 
 /// Sets `status.currentRevision` of an `OnDelete` StatefulSet once every pod runs the update
 /// revision, as grafana's rollout-operator does (the StatefulSet controller never advances it for
 /// `OnDelete`, so "rollout not finished" alerts would fire forever).
-pub async fn set_current_revision(api: &Api<StatefulSet>, name: &str, revision: &str) -> Result<()> {
+pub async fn set_current_revision(
+    api: &Api<StatefulSet>,
+    name: &str,
+    revision: &str,
+) -> Result<()> {
     let patch = json!({"status": {"currentRevision": revision}});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -10,7 +10,9 @@ use std::{
     },
 };
 
-use axum::{Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get,
+};
 use tokio::net::TcpListener;
 
 use crate::{Error, Result, metrics::Metrics};

@@ -153,7 +153,6 @@ fn run_render(args: RenderArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(2))
         }
-        Command::Operator(args) => operator::run(*args)?,
     }
 }
 

@@ -26,7 +26,13 @@ pub struct OperatorArgs {
     #[arg(long, env = "SROLL_CONTEXT")]
     pub context: Option<String>,
     /// Namespace to watch; repeat for several (default: all namespaces).
-    #[arg(long = "namespace", short = 'n', value_name = "NAMESPACE", env = "SROLL_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        value_name = "NAMESPACE",
+        env = "SROLL_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub namespaces: Vec<String>,
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "SROLL_METRICS_ADDR")]
@@ -39,7 +45,11 @@ pub struct OperatorArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "SROLL_LEADER_ELECT")]
     pub leader_elect: bool,
     /// Name of the leader-election Lease.
-    #[arg(long, default_value = "sroll-operator", env = "SROLL_LEADER_ELECTION_LEASE_NAME")]
+    #[arg(
+        long,
+        default_value = "sroll-operator",
+        env = "SROLL_LEADER_ELECTION_LEASE_NAME"
+    )]
     pub leader_election_lease_name: String,
     /// Namespace of the leader-election Lease (default: the pod's namespace in-cluster, else the
     /// kubeconfig context's namespace).
@@ -102,7 +112,9 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         LogFormat::Text => telemetry::LogFormat::Text,
         LogFormat::Json => telemetry::LogFormat::Json,
     });
-    if args.leader_elect && args.leader_election_renew_deadline >= args.leader_election_lease_duration {
+    if args.leader_elect
+        && args.leader_election_renew_deadline >= args.leader_election_lease_duration
+    {
         anyhow::bail!(
             "--leader-election-renew-deadline ({}s) must be shorter than --leader-election-lease-duration ({}s)",
             args.leader_election_renew_deadline,
