@@ -219,3 +219,213 @@ pub fn pods_of(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{
+        api::{
+            core::v1::{PodCondition, PodSpec},
+            policy::v1::PodDisruptionBudgetSpec,
+        },
+        apimachinery::pkg::apis::meta::v1::{LabelSelector, ManagedFieldsEntry, OwnerReference},
+    };
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+
+    fn rollout(name: &str, ns: &str, labels: &[(&str, &str)]) -> StatefulsetRollout {
+        let mut r: StatefulsetRollout = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sroll.io/v1alpha1",
+            "kind": "StatefulsetRollout",
+            "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
+            "spec": {"sts": {"spec": {
+                "selector": {"matchLabels": {}},
+                "template": {"metadata": {"labels": {}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}},
+                "serviceName": name
+            }}}
+        }))
+        .expect("valid rollout");
+        let l: std::collections::BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        r.spec.sts.spec.template.metadata = Some(ObjectMeta {
+            labels: Some(l),
+            ..ObjectMeta::default()
+        });
+        r
+    }
+
+    fn pdb(ns: &str, selector: Option<LabelSelector>) -> PodDisruptionBudget {
+        PodDisruptionBudget {
+            metadata: ObjectMeta {
+                name: Some("budget".into()),
+                namespace: Some(ns.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodDisruptionBudgetSpec {
+                selector,
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn match_labels(pairs: &[(&str, &str)]) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            match_expressions: None,
+        }
+    }
+
+    fn store_of<K>(objs: Vec<K>) -> Store<K>
+    where
+        K: kube::Resource
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let (reader, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for o in objs {
+            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        reader
+    }
+
+    #[test]
+    fn a_pdb_selects_rollouts_whose_template_labels_match_in_its_namespace() {
+        let web = rollout("web", "ns", &[("app", "web")]);
+        let other_ns = rollout("web", "elsewhere", &[("app", "web")]);
+        let db = rollout("db", "ns", &[("app", "db")]);
+        let p = pdb("ns", Some(match_labels(&[("app", "web")])));
+        assert!(pdb_selects(&p, &web));
+        assert!(!pdb_selects(&p, &other_ns));
+        assert!(!pdb_selects(&p, &db));
+        let store = store_of(vec![web.clone(), other_ns, db]);
+        let refs = rollouts_of_pdb(&store, &p);
+        assert_eq!(refs, vec![ObjectRef::from_obj(&web)]);
+    }
+
+    #[test]
+    fn a_null_pdb_selector_selects_nothing_and_an_empty_one_everything() {
+        let web = rollout("web", "ns", &[("app", "web")]);
+        assert!(!pdb_selects(&pdb("ns", None), &web));
+        assert!(pdb_selects(
+            &pdb("ns", Some(LabelSelector::default())),
+            &web
+        ));
+    }
+
+    fn owned_by(kind: &str, name: &str) -> Option<Vec<OwnerReference>> {
+        Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }])
+    }
+
+    #[test]
+    fn a_pod_maps_to_the_rollout_owning_its_statefulset() {
+        // The rollout "web" manages a set named "cache" (spec.sts.metadata.name).
+        let mut web = rollout("web", "ns", &[("app", "cache")]);
+        web.spec.sts.metadata.name = Some("cache".into());
+        let sts = StatefulSet {
+            metadata: ObjectMeta {
+                name: Some("cache".into()),
+                namespace: Some("ns".into()),
+                owner_references: owned_by("StatefulsetRollout", "web"),
+                ..ObjectMeta::default()
+            },
+            ..StatefulSet::default()
+        };
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("cache-3".into()),
+                namespace: Some("ns".into()),
+                owner_references: owned_by("StatefulSet", "cache"),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        let rollouts = store_of(vec![web.clone()]);
+        let with_set = store_of(vec![sts]);
+        let want = Some(ObjectRef::new("web").within("ns"));
+        assert_eq!(rollout_of_pod(&rollouts, &with_set, &pod), want);
+        // The set is gone (deleted under the rollout): the rollout's set name still maps the pod.
+        let without_set = store_of(Vec::<StatefulSet>::new());
+        assert_eq!(rollout_of_pod(&rollouts, &without_set, &pod), want);
+        // An orphaned pod maps by its name.
+        let orphan = Pod {
+            metadata: ObjectMeta {
+                owner_references: None,
+                ..pod.metadata.clone()
+            },
+            ..Pod::default()
+        };
+        assert_eq!(rollout_of_pod(&rollouts, &without_set, &orphan), want);
+    }
+
+    #[test]
+    fn a_pod_of_an_unmanaged_statefulset_maps_to_nothing() {
+        let rollouts = store_of(vec![rollout("web", "ns", &[])]);
+        let sets = store_of(Vec::<StatefulSet>::new());
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("other-0".into()),
+                namespace: Some("ns".into()),
+                owner_references: owned_by("StatefulSet", "other"),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        assert_eq!(rollout_of_pod(&rollouts, &sets, &pod), None);
+    }
+
+    #[test]
+    fn stripped_pods_keep_what_the_planner_reads_and_nothing_heavy() {
+        let mut pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("web-0".into()),
+                labels: Some([(REVISION_LABEL.to_owned(), "web-abc".to_owned())].into()),
+                annotations: Some([("big".to_owned(), "x".repeat(10_000))].into()),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec::default()),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                pod_ip: Some("10.0.0.1".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+        };
+        strip_pod(&mut pod);
+        assert!(pod.spec.is_none());
+        assert!(pod.metadata.annotations.is_none());
+        assert!(pod.metadata.managed_fields.is_none());
+        let status = pod.status.as_ref().expect("status kept");
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert!(status.pod_ip.is_none());
+        let view = sroll_planner::ObservedPod::from_pod(&pod, "web").expect("a member");
+        assert!(view.ready);
+        assert_eq!(view.revision.as_deref(), Some("web-abc"));
+    }
+}

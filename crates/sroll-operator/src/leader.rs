@@ -264,3 +264,127 @@ impl LeaderElector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{
+        Json, Router,
+        extract::State,
+        http::StatusCode,
+        response::{IntoResponse, Response},
+        routing::get,
+    };
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    type Slot = Arc<Mutex<Option<Value>>>;
+
+    fn status(code: StatusCode, reason: &str) -> Response {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": reason, "reason": reason, "code": code.as_u16()});
+        (code, Json(body)).into_response()
+    }
+
+    /// One Lease object with optimistic concurrency, like the API server's.
+    fn fake_lease_api() -> Client {
+        let slot: Slot = Arc::default();
+        let router = Router::new()
+            .route(
+                "/apis/coordination.k8s.io/v1/namespaces/ops/leases",
+                axum::routing::post(
+                    |State(slot): State<Slot>, Json(mut body): Json<Value>| async move {
+                        let mut s = slot.lock().expect("lock");
+                        if s.is_some() {
+                            return status(StatusCode::CONFLICT, "AlreadyExists");
+                        }
+                        body["metadata"]["resourceVersion"] = json!("1");
+                        *s = Some(body.clone());
+                        (StatusCode::CREATED, Json(body)).into_response()
+                    },
+                ),
+            )
+            .route(
+                "/apis/coordination.k8s.io/v1/namespaces/ops/leases/sroll",
+                get(|State(slot): State<Slot>| async move {
+                    match slot.lock().expect("lock").clone() {
+                        Some(v) => Json(v).into_response(),
+                        None => status(StatusCode::NOT_FOUND, "NotFound"),
+                    }
+                })
+                .put(
+                    |State(slot): State<Slot>, Json(mut body): Json<Value>| async move {
+                        let mut s = slot.lock().expect("lock");
+                        let Some(current) = s.as_ref() else {
+                            return status(StatusCode::NOT_FOUND, "NotFound");
+                        };
+                        let rv: u64 = current["metadata"]["resourceVersion"]
+                            .as_str()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        if body["metadata"]["resourceVersion"] != json!(rv.to_string()) {
+                            return status(StatusCode::CONFLICT, "Conflict");
+                        }
+                        body["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+                        *s = Some(body.clone());
+                        Json(body).into_response()
+                    },
+                ),
+            )
+            .with_state(slot);
+        Client::new(router, "ops")
+    }
+
+    fn candidate(client: &Client, identity: &str) -> LeaderElector {
+        LeaderElector::new(
+            client.clone(),
+            LeaseSettings {
+                name: "sroll".into(),
+                namespace: "ops".into(),
+                identity: identity.into(),
+                lease_duration: Duration::from_secs(1),
+                renew_deadline: Duration::from_millis(800),
+                retry_period: Duration::from_millis(100),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn only_one_candidate_holds_the_lease_until_it_releases_it() {
+        let client = fake_lease_api();
+        let mut a = candidate(&client, "a");
+        let mut b = candidate(&client, "b");
+        assert!(a.try_acquire_or_renew().await.expect("api"));
+        assert!(!b.try_acquire_or_renew().await.expect("api"));
+        assert!(a.try_acquire_or_renew().await.expect("renewal"));
+        a.release().await.expect("release");
+        assert!(
+            b.try_acquire_or_renew().await.expect("api"),
+            "a released lease is free at once"
+        );
+        assert!(!a.try_acquire_or_renew().await.expect("api"));
+    }
+
+    #[tokio::test]
+    async fn a_standby_takes_over_only_after_the_lease_lapses() {
+        let client = fake_lease_api();
+        let mut a = candidate(&client, "a");
+        let mut b = candidate(&client, "b");
+        assert!(a.try_acquire_or_renew().await.expect("api"));
+        // `a` stops renewing (it crashed). `b` must wait a full lease duration from when it first
+        // saw the record, then take over.
+        let (_tx, mut rx) = watch::channel(false);
+        let started = Instant::now();
+        assert!(b.acquire(&mut rx).await.expect("acquire"));
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "took over early"
+        );
+        // `a` notices it lost the lease when it tries to renew.
+        let (_tx, mut rx) = watch::channel(false);
+        let lost = a.hold(&mut rx).await;
+        assert!(matches!(lost, Err(Error::LeadershipLost(_))), "{lost:?}");
+    }
+}

@@ -182,3 +182,122 @@ async fn review(client: Client, namespace: Option<&str>, p: Permission) -> Resul
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        Json, Router,
+        http::StatusCode,
+        response::{IntoResponse, Response},
+        routing::{get, post},
+    };
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn status(code: u16, reason: &str) -> Response {
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("fake {reason}"), "reason": reason, "code": code
+        });
+        (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(body),
+        )
+            .into_response()
+    }
+
+    fn empty_list() -> Response {
+        Json(json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []}))
+            .into_response()
+    }
+
+    /// A fake API server: every list answers `lists(path)`; access reviews answer `allowed(body)`.
+    fn fake(
+        lists: impl Fn(&str) -> Response + Clone + Send + Sync + 'static,
+        allowed: impl Fn(&Value) -> Option<bool> + Clone + Send + Sync + 'static,
+    ) -> Client {
+        let router = Router::new()
+            .route(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                post(move |Json(mut body): Json<Value>| async move {
+                    match allowed(&body) {
+                        Some(a) => {
+                            body["status"] = json!({"allowed": a});
+                            Json(body).into_response()
+                        }
+                        None => status(404, "NotFound"),
+                    }
+                }),
+            )
+            .fallback(get(
+                move |uri: axum::http::Uri| async move { lists(uri.path()) },
+            ));
+        Client::new(router, "default")
+    }
+
+    #[tokio::test]
+    async fn a_missing_crd_is_reported_with_the_install_command() {
+        let client = fake(
+            |path| {
+                if path.contains("statefulsetrollouts") {
+                    status(404, "NotFound")
+                } else {
+                    empty_list()
+                }
+            },
+            |_| Some(true),
+        );
+        let err = check(&client, &[], None).await.expect_err("must fail");
+        assert!(matches!(err, Error::CrdMissing));
+        assert_eq!(
+            err.to_string(),
+            "the StatefulsetRollout CRD is not installed: run `sroll crd | kubectl apply -f -`"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_forbidden_list_names_the_verb_and_resource() {
+        let client = fake(
+            |path| {
+                if path.ends_with("/pods") {
+                    status(403, "Forbidden")
+                } else {
+                    empty_list()
+                }
+            },
+            |_| None,
+        );
+        let err = check(&client, &["team-a".into()], None)
+            .await
+            .expect_err("must fail");
+        assert_eq!(
+            err.to_string(),
+            "the operator is not allowed to list pods in namespace team-a: grant it in the operator's (Cluster)Role"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denied_access_review_names_the_verb_and_subresource() {
+        let client = fake(
+            |_| empty_list(),
+            |body| {
+                let attrs = &body["spec"]["resourceAttributes"];
+                Some(!(attrs["verb"] == "create" && attrs["subresource"] == "eviction"))
+            },
+        );
+        let err = check(&client, &[], None).await.expect_err("must fail");
+        assert_eq!(
+            err.to_string(),
+            "the operator is not allowed to create pods/eviction in all namespaces: grant it in the operator's (Cluster)Role"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_check_passing_starts_the_operator() {
+        let client = fake(|_| empty_list(), |_| Some(true));
+        check(&client, &["a".into(), "b".into()], Some("ops"))
+            .await
+            .expect("all allowed");
+    }
+}
