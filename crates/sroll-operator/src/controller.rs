@@ -256,7 +256,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let rollout = freshest(ctx, &key, rollout);
 
     let observed = observe::observe(&ctx.caches, &rollout, Timestamp::now());
-    let mut plan = sroll_planner::plan(&observed).map_err(Error::Plan)?;
+    let mut plan = sroll_planner::plan(&observed);
     tracing::debug!(
         rollout = %key,
         action = ?action_name(&plan.action),

@@ -94,10 +94,6 @@ pub enum Error {
         source: kube::Error,
     },
 
-    /// The planner could not build a plan (the rollout lacks a uid or name).
-    #[error("failed to plan the rollout")]
-    Plan(#[source] sroll_planner::Error),
-
     /// The watch caches did not finish their initial list in time.
     #[error("failed to sync the watch caches within {0:?}")]
     CacheNotReady(Duration),
@@ -171,7 +167,6 @@ impl Error {
             Self::InvalidObject(_) => "invalid_object",
             Self::Serialize { .. } => "serialize",
             Self::ApplyStatefulSet { .. } => "apply_statefulset",
-            Self::Plan(_) => "plan",
             Self::CacheNotReady(_) => "cache_not_ready",
             Self::DeleteStatefulSet { .. } => "delete_statefulset",
             Self::PatchStatefulSetStatus { .. } => "patch_statefulset_status",
@@ -185,7 +180,7 @@ impl Error {
     /// invalid) waits for the object to change instead of being retried in a loop.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::InvalidObject(_) | Self::Serialize { .. } | Self::Plan(_) => false,
+            Self::InvalidObject(_) | Self::Serialize { .. } => false,
             Self::ApplyStatefulSet { source, .. } | Self::PatchStatus { source, .. } => {
                 !is_invalid(source)
             }
