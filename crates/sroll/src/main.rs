@@ -9,8 +9,8 @@ use std::{io::Read, path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-mod plugin;
 mod operator;
+mod plugin;
 mod render;
 
 /// Fast, controlled, leak-proof StatefulSet rollouts.
