@@ -61,6 +61,7 @@ pub(crate) fn set(
 }
 
 /// Whether condition `type_` is currently `status`.
+#[cfg(test)]
 pub(crate) fn is(conditions: &[Condition], type_: &str, status: Status) -> bool {
     conditions
         .iter()

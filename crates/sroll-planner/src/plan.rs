@@ -124,13 +124,10 @@ pub struct PlannedEvent {
 
 impl Plan {
     /// Adjusts the plan after an [`Action::Evict`] that stopped early: only the first `evicted`
-    /// pods were evicted (the next was refused with 429, or failed). With `evicted == 0` the pacing
-    /// clock (`lastEvictionTime`) is left as it was and no `PodsEvicted` event is recorded.
-    pub fn record_evictions(
-        &mut self,
-        evicted: usize,
-        previous_last_eviction: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    ) {
+    /// pods were evicted (the next was refused with 429, or failed); `observed` is the snapshot the
+    /// plan was made from. With `evicted == 0` the pacing clock (`lastEvictionTime`) is left as it
+    /// was and no `PodsEvicted` event is recorded. A no-op when every pod was evicted.
+    pub fn record_evictions(&mut self, evicted: usize, observed: &crate::Observed) {
         let Action::Evict { pods, .. } = &self.action else {
             return;
         };
@@ -140,7 +137,11 @@ impl Plan {
         let done: Vec<String> = pods.iter().take(evicted).cloned().collect();
         let refused = pods.len() - evicted;
         if evicted == 0 {
-            self.status.last_eviction_time = previous_last_eviction;
+            self.status.last_eviction_time = observed
+                .rollout
+                .status
+                .as_ref()
+                .and_then(|s| s.last_eviction_time.clone());
         }
         self.events
             .retain(|e| e.reason != crate::reasons::PODS_EVICTED);

@@ -98,6 +98,13 @@ struct Planner<'a> {
     degraded: Vec<(&'static str, String)>,
     /// The target, in pods, once known.
     target: Option<i32>,
+    /// `SpecValid=False` was set by this plan.
+    spec_invalid: bool,
+    /// The `Progressing=False` reason of a failure.
+    failure_reason: &'static str,
+    /// When the next pod Ready at the update revision becomes available (`minReadySeconds`): no
+    /// watch event marks that instant, so the requeue must.
+    next_available: Option<Duration>,
 }
 
 /// What the rollout proper decided, before the common status bookkeeping.
@@ -145,6 +152,9 @@ impl<'a> Planner<'a> {
             now: obs.now,
             degraded: Vec::new(),
             target: None,
+            spec_invalid: false,
+            failure_reason: r::PROGRESS_DEADLINE_EXCEEDED,
+            next_available: None,
         }
     }
 
@@ -222,6 +232,14 @@ impl<'a> Planner<'a> {
         {
             let phase = self.prev.phase.clone().unwrap_or(Phase::Done);
             let reason = self.prev.reason.clone().unwrap_or_default();
+            if self
+                .prev
+                .conditions
+                .iter()
+                .any(|c| c.type_ == ct::PROGRESSING && c.reason == r::DISCOVERY_HEALTH_TIMEOUT)
+            {
+                self.failure_reason = r::DISCOVERY_HEALTH_TIMEOUT;
+            }
             if let Some(live) = live {
                 self.status.statefulset_spec_current =
                     Some(live.spec_hash.as_deref() == Some(&hash));
@@ -237,26 +255,28 @@ impl<'a> Planner<'a> {
 
         // 4. Deleting, ownership.
         if live.deleting {
+            // A recreate in progress (statefulsetName cleared) must not read as a deletion under us.
+            self.status.statefulset_name = self.prev.statefulset_name.clone();
             return Outcome::wait(
                 Phase::Pending,
                 format!("waiting for StatefulSet {} to finish deleting", live.name),
                 Some(REQUEUE_SOON),
             );
         }
-        let adopt = rollout.spec.adopt_existing.unwrap_or(false);
+        let adopt = rollout.spec.adopt_existing.unwrap_or(false) && !live.owned_by_other;
         if !live.owned_by_rollout && !adopt {
-            let who = if live.owned_by_other {
-                "is controlled by another owner"
-            } else {
-                "is not owned by this rollout"
-            };
-            return self.spec_invalid(
-                r::STATEFULSET_NOT_OWNED,
+            let message = if live.owned_by_other {
                 format!(
-                    "StatefulSet {} already exists and {who}; set spec.adoptExisting: true to let this rollout take it over, or choose another spec.sts.metadata.name",
+                    "StatefulSet {} already exists and is controlled by another owner; remove its controller owner reference, or choose another spec.sts.metadata.name",
                     live.name
-                ),
-            );
+                )
+            } else {
+                format!(
+                    "StatefulSet {} already exists and is not owned by this rollout; set spec.adoptExisting: true to let this rollout take it over, or choose another spec.sts.metadata.name",
+                    live.name
+                )
+            };
+            return self.spec_invalid(r::STATEFULSET_NOT_OWNED, message);
         }
 
         // 5. Spec drift → apply (after the immutable-field check).
@@ -289,6 +309,7 @@ impl<'a> Planner<'a> {
     }
 
     fn spec_invalid(&mut self, reason: &str, message: String) -> Outcome {
+        self.spec_invalid = true;
         conditions::set(
             &mut self.status.conditions,
             ct::SPEC_VALID,
@@ -451,6 +472,19 @@ impl<'a> Planner<'a> {
             && self.prev.update_revision.is_some();
 
         let slots = self.slots(live, &update);
+        self.next_available = slots
+            .iter()
+            .filter(|s| s.state == State::Updated { available: false })
+            .filter_map(|s| s.pod)
+            .filter(|p| p.ready)
+            .filter_map(|p| {
+                p.ready_since?
+                    .checked_add(SignedDuration::from_secs(i64::from(live.min_ready_seconds)))
+                    .ok()
+            })
+            .filter(|at| *at > self.now)
+            .map(|at| to_std(at.duration_since(self.now)))
+            .min();
         let updated = count(
             slots
                 .iter()
@@ -604,6 +638,7 @@ impl<'a> Planner<'a> {
             .unwrap_or(0)
             .min(replicas);
         let in_flight: Vec<usize> = (partition..replicas)
+            .rev()
             .filter(|&i| c.slots[i].state.unavailable())
             .collect();
         let progress = self.progress_text(c);
@@ -735,6 +770,7 @@ impl<'a> Planner<'a> {
         }));
         let needed = usize::try_from(c.target - coming).unwrap_or(0).min(target);
         let in_flight: Vec<usize> = (0..replicas)
+            .rev()
             .filter(|&i| {
                 matches!(
                     c.slots[i].state,
@@ -991,7 +1027,10 @@ impl<'a> Planner<'a> {
             parts.push("waiting".into());
         }
         let mut requeue = requeue;
-        if let Some(t) = self.deadline_in() {
+        for t in [self.deadline_in(), self.next_available]
+            .into_iter()
+            .flatten()
+        {
             requeue = Some(requeue.map_or(t, |r| r.min(t)));
         }
         Outcome::wait(
@@ -1019,6 +1058,9 @@ impl<'a> Planner<'a> {
     }
 
     fn deadline(&mut self, c: &RolloutCtx<'_>, in_flight: &[usize]) -> Option<Outcome> {
+        if let Some(failed) = self.discovery_timeout(c) {
+            return Some(failed);
+        }
         if in_flight.is_empty() {
             return None;
         }
@@ -1035,6 +1077,43 @@ impl<'a> Planner<'a> {
             c.update
         );
         Some(Outcome::wait(Phase::Failed, reason, None))
+    }
+
+    /// Pods Ready in Kubernetes at the update revision but not healthy in service discovery for
+    /// `serviceDiscovery.healthTimeoutSeconds` fail the rollout.
+    fn discovery_timeout(&mut self, c: &RolloutCtx<'_>) -> Option<Outcome> {
+        let sd = self.spec().service_discovery.as_ref()?;
+        let healthy = self.discovery_gate()?;
+        let timeout = i64::from(
+            sd.health_timeout_seconds
+                .unwrap_or(sroll_api::defaults::DISCOVERY_HEALTH_TIMEOUT_SECONDS),
+        );
+        let stuck: Vec<String> = c
+            .slots
+            .iter()
+            .filter(|s| matches!(s.state, State::Updated { .. }))
+            .filter_map(|s| s.pod)
+            .filter(|p| p.ready && !healthy.contains(&p.name))
+            .filter(|p| {
+                p.ready_since.is_some_and(|t| {
+                    self.now.duration_since(t) >= SignedDuration::from_secs(timeout)
+                })
+            })
+            .map(|p| p.name.clone())
+            .collect();
+        if stuck.is_empty() {
+            return None;
+        }
+        self.failure_reason = r::DISCOVERY_HEALTH_TIMEOUT;
+        Some(Outcome::wait(
+            Phase::Failed,
+            format!(
+                "pod{} {} Ready in Kubernetes but not healthy in service discovery after {timeout}s (serviceDiscovery.healthTimeoutSeconds)",
+                plural(stuck.len()),
+                name_list(&stuck)
+            ),
+            None,
+        ))
     }
 
     fn discovery_unreachable(&mut self, progress: &str) -> Option<Outcome> {
@@ -1078,13 +1157,21 @@ impl<'a> Planner<'a> {
     }
 
     fn progress_text(&self, c: &RolloutCtx<'_>) -> String {
-        let updated_in_target = c
-            .slots
-            .iter()
-            .rev()
-            .take(usize::try_from(c.target).unwrap_or(0))
-            .filter(|s| matches!(s.state, State::Updated { .. }))
-            .count();
+        let target = usize::try_from(c.target).unwrap_or(0);
+        let updated_in_target = if self.spec().strategy() == RolloutStrategy::OnDelete {
+            c.slots
+                .iter()
+                .filter(|s| matches!(s.state, State::Updated { .. }))
+                .count()
+                .min(target)
+        } else {
+            c.slots
+                .iter()
+                .rev()
+                .take(target)
+                .filter(|s| matches!(s.state, State::Updated { .. }))
+                .count()
+        };
         format!("{updated_in_target} of {} target pods updated", c.target)
     }
 
@@ -1111,12 +1198,7 @@ impl<'a> Planner<'a> {
     /// Phase, reason, conditions, transition events and the requeue.
     fn finish(mut self, o: Outcome) -> Plan {
         let prev_phase = self.prev.phase.clone();
-        let spec_blocked = o.phase == Phase::Blocked
-            && conditions::is(&self.status.conditions, ct::SPEC_VALID, Status::False)
-            && self.status.conditions.iter().any(|c| {
-                c.type_ == ct::SPEC_VALID && Some(c.message.as_str()) == Some(o.reason.as_str())
-            });
-        if !spec_blocked {
+        if !self.spec_invalid {
             conditions::set(
                 &mut self.status.conditions,
                 ct::SPEC_VALID,
@@ -1129,7 +1211,7 @@ impl<'a> Planner<'a> {
         }
         let (progressing, p_reason) = match o.phase {
             Phase::Done => (Status::True, r::ROLLOUT_DONE),
-            Phase::Failed => (Status::False, r::PROGRESS_DEADLINE_EXCEEDED),
+            Phase::Failed => (Status::False, self.failure_reason),
             Phase::Paused => (Status::Unknown, r::PAUSE_REQUESTED),
             Phase::Blocked => (Status::False, "RolloutBlocked"),
             _ => (Status::True, r::ROLLOUT_IN_PROGRESS),

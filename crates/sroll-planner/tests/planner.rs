@@ -1,10 +1,40 @@
-//! Table-driven tests of `plan()`.
+//! Table-driven tests of `plan()`: one behaviour of issue 5 per test, each set up with the fluent
+//! fixtures of `support`.
 
 mod support;
 
-use sroll_api::Phase;
-use sroll_planner::{Action, ApplyKind, plan};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sroll_api::{Phase, condition_types as ct};
+use sroll_planner::{Action, ApplyKind, Plan, plan};
 use support::*;
+
+fn condition<'a>(p: &'a Plan, type_: &str) -> (&'a str, &'a str, &'a str) {
+    let c = p
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {:?}", p.status.conditions));
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
+
+fn evicted(p: &Plan) -> (Vec<String>, Option<i32>) {
+    match &p.action {
+        Action::Evict { partition, pods } => {
+            (pods.clone(), partition.as_ref().map(|m| m.partition))
+        }
+        other => panic!(
+            "expected an eviction, got {other:?} ({:?})",
+            p.status.reason
+        ),
+    }
+}
+
+fn has_event(p: &Plan, reason: &str) -> bool {
+    p.events.iter().any(|e| e.reason == reason)
+}
 
 #[test]
 fn a_missing_statefulset_is_created_frozen_at_partition_replicas() {
@@ -21,17 +51,643 @@ fn a_missing_statefulset_is_created_frozen_at_partition_replicas() {
         .and_then(|u| u.rolling_update.as_ref());
     assert_eq!(ru.and_then(|r| r.partition), Some(4));
     assert_eq!(p.status.phase, Some(Phase::Pending));
-    assert!(p.events.iter().any(|e| e.reason == "StatefulSetCreated"));
+    assert_eq!(p.status.deleted, None);
+    assert!(has_event(&p, "StatefulSetCreated"));
+    assert_eq!(p.requeue_after, Some(sroll_planner::REQUEUE_SOON));
+}
+
+#[test]
+fn a_statefulset_deleted_under_the_rollout_is_recreated_and_recorded() {
+    let r = Rollout::test().in_progress();
+    let p = plan(&World::of(&r).no_set().observed());
+    assert!(matches!(
+        p.action,
+        Action::Apply {
+            kind: ApplyKind::Recreate,
+            ..
+        }
+    ));
+    assert_eq!(p.status.deleted, Some(true));
+    assert_eq!(condition(&p, ct::DEGRADED).1, "StatefulSetDeleted");
+    assert!(has_event(&p, "StatefulSetDeleted"));
+}
+
+#[test]
+fn an_invalid_spec_applies_nothing_and_lists_every_field_error() {
+    let mut r = Rollout::test().image("");
+    r.0.spec.sts.spec.selector.match_labels = Some([("app".to_owned(), "other".to_owned())].into());
+    let p = plan(&World::of(&r).observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Blocked));
+    let (status, reason, message) = condition(&p, ct::SPEC_VALID);
+    assert_eq!((status, reason), ("False", "InvalidSpec"));
+    assert!(message.contains("containers[0].image"), "{message}");
+    assert!(message.contains("selector.matchLabels.app"), "{message}");
+    assert_eq!(p.requeue_after, None);
+    assert!(has_event(&p, "InvalidSpec"));
+}
+
+#[test]
+fn a_statefulset_not_owned_is_left_alone_without_adopt_existing() {
+    let r = Rollout::test();
+    let p = plan(&World::of(&r).set(|l| l.owned_by_rollout = false).observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Blocked));
+    let (status, reason, message) = condition(&p, ct::SPEC_VALID);
+    assert_eq!((status, reason), ("False", "StatefulSetNotOwned"));
+    assert!(message.contains("adoptExisting"), "{message}");
+}
+
+#[test]
+fn adopt_existing_takes_over_an_unowned_statefulset_frozen() {
+    let r = Rollout::test().adopt();
+    let w = World::of(&r).set(|l| {
+        l.owned_by_rollout = false;
+        l.spec_hash = None;
+        l.template_hash = None;
+        l.partition = None;
+    });
+    let p = plan(&w.observed());
+    let Action::Apply { statefulset, kind } = &p.action else {
+        panic!("expected apply, got {:?}", p.action);
+    };
+    assert_eq!(*kind, ApplyKind::Adopt);
+    let owner = &statefulset
+        .metadata
+        .owner_references
+        .as_ref()
+        .expect("owner")[0];
+    assert_eq!(owner.uid, "uid-web");
+    let partition = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.partition);
+    assert_eq!(partition, Some(10));
+}
+
+#[test]
+fn a_statefulset_controlled_by_someone_else_is_never_adopted() {
+    let r = Rollout::test().adopt();
+    let w = World::of(&r).set(|l| {
+        l.owned_by_rollout = false;
+        l.owned_by_other = true;
+    });
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(condition(&p, ct::SPEC_VALID).1, "StatefulSetNotOwned");
+}
+
+#[test]
+fn an_immutable_field_change_is_reported_naming_the_field() {
+    let mut r = Rollout::test().image("registry.example.com/app:v3");
+    r.0.spec.sts.spec.service_name = Some("web-headless".into());
+    let w = World::of(&Rollout::test()).set(|l| l.service_name = "web".into());
+    let mut w = w;
+    w.rollout = r.build();
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    let (status, reason, message) = condition(&p, ct::SPEC_VALID);
+    assert_eq!((status, reason), ("False", "ImmutableFieldChanged"));
+    assert!(message.contains("serviceName"), "{message}");
+    assert!(!message.contains("selector"), "{message}");
+}
+
+#[test]
+fn recreate_on_immutable_change_deletes_the_set_with_orphaned_pods() {
+    let mut r = Rollout::test().recreate_on_immutable_change();
+    r.0.spec.sts.spec.pod_management_policy = Some("OrderedReady".into());
+    let mut w = World::of(&Rollout::test());
+    w.rollout = r.clone().in_progress().build();
+    let p = plan(&w.observed());
+    assert_eq!(
+        p.action,
+        Action::RecreateOrphan {
+            name: "web".into(),
+            uid: "uid-sts".into()
+        }
+    );
+    assert_eq!(p.status.statefulset_name, None);
+    // The create that follows is not a deletion under the rollout.
+    let mut next = World::of(&Rollout::test()).no_set();
+    next.rollout = r.build();
+    next.rollout.status = Some(p.status.clone());
+    let p2 = plan(&next.observed());
+    assert!(matches!(
+        p2.action,
+        Action::Apply {
+            kind: ApplyKind::Create,
+            ..
+        }
+    ));
+    assert_eq!(p2.status.deleted, None);
+}
+
+#[test]
+fn a_new_pod_template_is_applied_with_the_partition_frozen_at_replicas() {
+    let r = Rollout::test()
+        .image("registry.example.com/app:v3")
+        .in_progress();
+    let w = World::of(&r)
+        .partition(7)
+        .set(|l| l.template_hash = Some("old".into()));
+    let w = w.set(|l| l.spec_hash = Some("old".into()));
+    let p = plan(&w.observed());
+    let Action::Apply { statefulset, kind } = &p.action else {
+        panic!("expected apply, got {:?}", p.action);
+    };
+    assert_eq!(*kind, ApplyKind::Update);
+    let partition = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.partition);
+    assert_eq!(partition, Some(10));
+    assert!(has_event(&p, "StatefulSetUpdated"));
+    assert_eq!(p.status.statefulset_spec_current, Some(false));
+}
+
+#[test]
+fn a_change_outside_the_template_keeps_the_partition() {
+    let r = Rollout::test().in_progress();
+    let w = World::of(&r)
+        .partition(7)
+        .set(|l| l.spec_hash = Some("old".into()));
+    let p = plan(&w.observed());
+    let Action::Apply { statefulset, .. } = &p.action else {
+        panic!("expected apply, got {:?}", p.action);
+    };
+    let partition = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.partition);
+    assert_eq!(partition, Some(7));
+}
+
+#[test]
+fn nothing_moves_until_the_statefulset_controller_observed_the_generation() {
+    let r = Rollout::test().in_progress();
+    let p = plan(
+        &World::of(&r)
+            .set(|l| l.observed_generation = Some(2))
+            .observed(),
+    );
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Pending));
+    assert_eq!(p.requeue_after, Some(sroll_planner::REQUEUE_SOON));
 }
 
 #[test]
 fn a_quarter_rollout_evicts_the_highest_ordinals_within_the_budget() {
     let r = Rollout::test().replicas(10).percent(25).in_progress();
     let p = plan(&World::of(&r).pdb(2).observed());
-    let Action::Evict { partition, pods } = &p.action else {
-        panic!("expected evict, got {:?}", p.action);
-    };
-    assert_eq!(pods, &["web-9", "web-8"]);
-    assert_eq!(partition.as_ref().map(|m| m.partition), Some(8));
+    let (pods, partition) = evicted(&p);
+    assert_eq!(pods, ["web-9", "web-8"]);
+    assert_eq!(partition, Some(8));
     assert_eq!(p.status.target_updated_replicas, Some(3));
+    assert_eq!(p.status.phase, Some(Phase::InProgress));
+    assert_eq!(
+        p.status.reason.as_deref(),
+        Some("evicting 2 pods (web-9, web-8); 0 of 3 target pods updated")
+    );
+    assert_eq!(
+        p.events
+            .iter()
+            .filter(|e| e.reason == "PodsEvicted")
+            .count(),
+        1
+    );
+    assert_eq!(p.status.last_eviction_time, Some(time(T0)));
+}
+
+#[test]
+fn the_partition_is_lowered_to_exactly_cover_the_next_batch() {
+    let r = Rollout::test().percent(50).in_progress();
+    let w = World::of(&r).partition(8).pods(8..10, NEW, Ready).pdb(2);
+    let (pods, partition) = evicted(&plan(&w.observed()));
+    assert_eq!(pods, ["web-7", "web-6"]);
+    assert_eq!(partition, Some(6));
+}
+
+#[test]
+fn the_batch_never_exceeds_what_percent_still_needs() {
+    let r = Rollout::test().percent(30).in_progress();
+    let w = World::of(&r).partition(8).pods(8..10, NEW, Ready).pdb(5);
+    let (pods, partition) = evicted(&plan(&w.observed()));
+    assert_eq!(pods, ["web-7"]);
+    assert_eq!(partition, Some(7));
+}
+
+#[test]
+fn reaching_the_target_is_done_with_no_action_and_no_requeue() {
+    let r = Rollout::test().percent(25).in_progress();
+    let w = World::of(&r).partition(7).pods(7..10, NEW, Ready);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Done));
+    assert_eq!(p.requeue_after, None);
+    assert_eq!(p.status.reconcile_after, None);
+    assert_eq!(p.status.percent_deployed, Some(30));
+    assert_eq!(p.status.updated_replicas, Some(3));
+    assert_eq!(condition(&p, ct::READY).0, "True");
+    assert!(has_event(&p, "RolloutDone"));
+}
+
+#[test]
+fn a_done_rollout_holds_without_action_until_the_spec_changes() {
+    let r = Rollout::test()
+        .percent(25)
+        .status(|s| s.phase = Some(Phase::Done));
+    // Even with pods to move (someone changed the world), a finished rollout does not re-run.
+    let p = plan(&World::of(&r).pdb(3).observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Done));
+    assert_eq!(p.requeue_after, None);
+    assert!(p.events.is_empty());
+    // A new generation (percent raised) runs again.
+    let r2 = r.clone().percent(50).generation(2);
+    let p2 = plan(&World::of(&r2).pdb(3).observed());
+    assert!(matches!(p2.action, Action::Evict { .. }));
+}
+
+#[test]
+fn lowering_percent_never_moves_updated_pods_back() {
+    let r = Rollout::test().percent(25).in_progress();
+    let w = World::of(&r).partition(5).pods(5..10, NEW, Ready).pdb(3);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Done));
+    assert_eq!(p.status.updated_replicas, Some(5));
+    assert_eq!(p.status.percent_deployed, Some(50));
+}
+
+#[test]
+fn a_paused_rollout_evicts_nothing_and_says_so() {
+    let r = Rollout::test()
+        .percent(50)
+        .paused()
+        .status(|s| s.phase = Some(Phase::InProgress));
+    let w = World::of(&r).partition(8).pods(8..10, NEW, Ready).pdb(5);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Paused));
+    assert_eq!(p.status.paused, Some(true));
+    assert_eq!(condition(&p, ct::PAUSED).0, "True");
+    assert_eq!(condition(&p, ct::PROGRESSING).0, "Unknown");
+    assert!(has_event(&p, "RolloutPaused"));
+    assert_eq!(p.requeue_after, None);
+}
+
+#[test]
+fn resuming_a_paused_rollout_continues_and_records_it() {
+    let r = Rollout::test().percent(50).generation(2).status(|s| {
+        s.phase = Some(Phase::Paused);
+        s.paused = Some(true);
+        s.observed_generation = Some(1);
+    });
+    let w = World::of(&r).partition(8).pods(8..10, NEW, Ready).pdb(1);
+    let p = plan(&w.observed());
+    let (pods, _) = evicted(&p);
+    assert_eq!(pods, ["web-7"]);
+    assert!(has_event(&p, "RolloutResumed"));
+    assert_eq!(p.status.paused, Some(false));
+}
+
+#[test]
+fn without_a_pdb_one_pod_moves_at_a_time_and_a_condition_says_why() {
+    let r = Rollout::test().in_progress();
+    let w = World::of(&r).no_pdb();
+    let p = plan(&w.observed());
+    assert_eq!(evicted(&p).0, ["web-9"]);
+    assert_eq!(condition(&p, ct::DEGRADED).1, "NoDisruptionBudget");
+    // While that pod is away, nothing else moves.
+    let w = w.partition(9).pods(9..10, NEW, NotReady);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert!(
+        p.status
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("web-9")),
+        "{:?}",
+        p.status.reason
+    );
+}
+
+#[test]
+fn more_than_one_pdb_blocks_as_the_eviction_api_would() {
+    let r = Rollout::test().in_progress();
+    let p = plan(&World::of(&r).extra_pdb("web-2").observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Blocked));
+    assert_eq!(condition(&p, ct::DEGRADED).1, "MultipleDisruptionBudgets");
+    assert_eq!(p.requeue_after, None);
+}
+
+#[test]
+fn a_stale_pdb_is_waited_for() {
+    let r = Rollout::test().in_progress();
+    let mut w = World::of(&r).pdb(3);
+    w.pdbs[0].stale = true;
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert!(
+        p.status
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("disruption controller"))
+    );
+}
+
+#[test]
+fn max_unavailable_caps_the_batch_and_counts_pods_in_flight() {
+    let r = Rollout::test()
+        .max_unavailable(IntOrString::String("20%".into()))
+        .in_progress();
+    let p = plan(&World::of(&r).pdb(5).observed());
+    assert_eq!(evicted(&p).0, ["web-9", "web-8"]);
+    let w = World::of(&r).pdb(5).partition(9).pods(9..10, NEW, NotReady);
+    assert_eq!(evicted(&plan(&w.observed())).0, ["web-8"]);
+}
+
+#[test]
+fn disruptions_allowed_is_not_reduced_again_by_pods_in_flight() {
+    // The PDB already discounts the two unhealthy pods: it still allows two more.
+    let r = Rollout::test().in_progress();
+    let w = World::of(&r).partition(8).pods(8..10, NEW, NotReady).pdb(2);
+    assert_eq!(evicted(&plan(&w.observed())).0, ["web-7", "web-6"]);
+}
+
+#[test]
+fn pacing_waits_exactly_the_remaining_interval() {
+    let r = Rollout::test()
+        .interval(10)
+        .status(|s| s.last_eviction_time = Some(time(T0 - 3)));
+    let w = World::of(&r).partition(9).pods(9..10, NEW, Ready).pdb(5);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(7)));
+    assert_eq!(p.status.reconcile_after, Some(time(T0 + 7)));
+}
+
+#[test]
+fn pacing_moves_one_pod_per_interval() {
+    let r = Rollout::test()
+        .interval(10)
+        .status(|s| s.last_eviction_time = Some(time(T0 - 30)));
+    let w = World::of(&r).partition(9).pods(9..10, NEW, Ready).pdb(5);
+    assert_eq!(evicted(&plan(&w.observed())).0, ["web-8"]);
+}
+
+#[test]
+fn a_rollback_to_the_previous_revision_is_not_paced() {
+    // Pods were moving OLD → NEW; the template went back to OLD: update = current = previous.
+    let r = Rollout::test().interval(60).status(|s| {
+        s.update_revision = Some(NEW.into());
+        s.previous_revision = Some(OLD.into());
+        s.last_eviction_time = Some(time(T0 - 1));
+    });
+    let w = World::of(&r)
+        .revisions(OLD, OLD)
+        .partition(10)
+        .pods(7..10, NEW, Ready)
+        .pdb(3);
+    let p = plan(&w.observed());
+    let (pods, partition) = evicted(&p);
+    assert_eq!(pods, ["web-9", "web-8", "web-7"]);
+    // Every other pod already runs the rollback revision: the partition can go to 0.
+    assert_eq!(partition, Some(0));
+    assert!(has_event(&p, "RollbackStarted"));
+    assert_eq!(p.status.previous_revision.as_deref(), Some(OLD));
+    assert_eq!(p.status.target_updated_replicas, Some(10));
+}
+
+#[test]
+fn a_new_update_revision_starts_a_rollout_and_records_the_previous_revision() {
+    let r = Rollout::test().status(|s| {
+        s.update_revision = Some(OLD.into());
+        s.current_revision = Some(OLD.into());
+        s.previous_revision = None;
+        s.phase = Some(Phase::Done);
+        s.observed_generation = Some(0);
+    });
+    let p = plan(&World::of(&r).observed());
+    assert!(has_event(&p, "RolloutStarted"));
+    assert_eq!(p.status.previous_revision.as_deref(), Some(OLD));
+    assert_eq!(p.status.update_revision.as_deref(), Some(NEW));
+    assert_eq!(p.status.last_progress_time, Some(time(T0)));
+}
+
+#[test]
+fn broken_pods_are_replaced_at_once_without_spending_budget() {
+    // A broken revision left pods 8 and 9 never Ready; a fixed spec (NEW) arrived.
+    let r = Rollout::test().in_progress();
+    let w = World::of(&r).pods(8..10, "web-broken", NotReady).pdb(0);
+    let p = plan(&w.observed());
+    match &p.action {
+        Action::DeletePods { partition, pods } => {
+            assert_eq!(pods, &["web-9", "web-8"]);
+            assert_eq!(partition.as_ref().map(|m| m.partition), Some(8));
+        }
+        other => panic!("expected a delete, got {other:?}"),
+    }
+    assert!(has_event(&p, "BrokenPodsReplaced"));
+}
+
+#[test]
+fn no_progress_past_the_deadline_fails_naming_the_stuck_pods() {
+    let r = Rollout::test().deadline(600).status(|s| {
+        s.phase = Some(Phase::InProgress);
+        s.last_progress_time = Some(time(T0 - 700));
+        s.last_eviction_time = Some(time(T0 - 650));
+    });
+    let w = World::of(&r).partition(8).pods(8..10, NEW, NotReady).pdb(0);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Failed));
+    let reason = p.status.reason.clone().unwrap_or_default();
+    assert!(reason.contains("web-9, web-8"), "{reason}");
+    assert_eq!(p.requeue_after, None);
+    assert!(has_event(&p, "RolloutFailed"));
+    assert_eq!(
+        condition(&p, ct::PROGRESSING),
+        ("False", "ProgressDeadlineExceeded", reason.as_str())
+    );
+}
+
+#[test]
+fn before_the_deadline_the_requeue_lands_on_it() {
+    let r = Rollout::test().deadline(600).status(|s| {
+        s.phase = Some(Phase::InProgress);
+        s.last_progress_time = Some(time(T0 - 590));
+    });
+    let w = World::of(&r).partition(8).pods(8..10, NEW, NotReady).pdb(0);
+    let p = plan(&w.observed());
+    assert_eq!(p.status.phase, Some(Phase::InProgress));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(10)));
+}
+
+#[test]
+fn a_failed_rollout_stays_failed_until_the_spec_or_identity_changes() {
+    let r = Rollout::test().status(|s| {
+        s.phase = Some(Phase::Failed);
+        s.reason = Some("no progress".into());
+    });
+    let w = World::of(&r).partition(8).pods(8..10, NEW, NotReady).pdb(3);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::Failed));
+    assert_eq!(p.requeue_after, None);
+    let retried = r.clone().identity("id-2").generation(2);
+    let w2 = World::of(&retried)
+        .partition(8)
+        .pods(8..10, NEW, NotReady)
+        .pdb(3);
+    let p2 = plan(&w2.observed());
+    assert_eq!(p2.status.phase, Some(Phase::InProgress));
+    assert!(matches!(p2.action, Action::Evict { .. }));
+}
+
+#[test]
+fn min_ready_seconds_delays_availability_and_the_requeue_lands_on_it() {
+    let r = Rollout::test().percent(10).in_progress();
+    let w = World::of(&r)
+        .set(|l| l.min_ready_seconds = 30)
+        .partition(9)
+        .pods(9..10, NEW, Ready)
+        .ready_since(9, T0 - 25);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    assert_eq!(p.status.phase, Some(Phase::InProgress));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn a_refused_eviction_leaves_the_partition_to_be_realigned() {
+    // 9 was evicted, 8 and 7 were refused: partition 7 exposes 8 and 7 to the StatefulSet
+    // controller; with no budget left the partition goes back up to 9.
+    let r = Rollout::test().in_progress();
+    let w = World::of(&r).partition(7).pods(9..10, NEW, NotReady).pdb(0);
+    match plan(&w.observed()).action {
+        Action::SetPartition(m) => assert_eq!(m.partition, 9),
+        other => panic!("expected a partition move, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_partial_eviction_keeps_the_pacing_clock_honest() {
+    let r = Rollout::test()
+        .in_progress()
+        .status(|s| s.last_eviction_time = Some(time(T0 - 99)));
+    let obs = World::of(&r).pdb(3).observed();
+    let mut p = plan(&obs);
+    p.record_evictions(0, &obs);
+    assert_eq!(p.status.last_eviction_time, Some(time(T0 - 99)));
+    assert!(!has_event(&p, "PodsEvicted"));
+    let mut p = plan(&obs);
+    p.record_evictions(1, &obs);
+    assert_eq!(p.status.last_eviction_time, Some(time(T0)));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == "PodsEvicted" && e.note.contains("web-9"))
+    );
+    assert_eq!(p.requeue_after, Some(sroll_planner::REQUEUE_BACKPRESSURE));
+}
+
+#[test]
+fn on_delete_evicts_old_pods_highest_first_without_a_partition() {
+    let r = Rollout::test().on_delete().percent(50).in_progress();
+    let w = World::of(&r).pods(9..10, NEW, Ready).pdb(2);
+    let (pods, partition) = evicted(&plan(&w.observed()));
+    assert_eq!(pods, ["web-8", "web-7"]);
+    assert_eq!(partition, None);
+}
+
+#[test]
+fn on_delete_records_the_current_revision_once_every_pod_is_updated() {
+    let r = Rollout::test().on_delete().in_progress();
+    let w = World::of(&r).pods(0..10, NEW, Ready);
+    let p = plan(&w.observed());
+    assert_eq!(
+        p.action,
+        Action::PatchCurrentRevision {
+            statefulset: "web".into(),
+            revision: NEW.into()
+        }
+    );
+    let done = World::of(&r).revisions(NEW, NEW).pods(0..10, NEW, Ready);
+    assert_eq!(plan(&done.observed()).status.phase, Some(Phase::Done));
+}
+
+#[test]
+fn ordered_ready_pod_management_is_reported_as_degraded() {
+    let mut r = Rollout::test().in_progress();
+    r.0.spec.sts.spec.pod_management_policy = Some("OrderedReady".into());
+    let w = World::of(&r).set(|l| l.pod_management_policy = "OrderedReady".into());
+    let p = plan(&w.observed());
+    let (status, reason, message) = condition(&p, ct::DEGRADED);
+    assert_eq!((status, reason), ("True", "OrderedReadyPodManagement"));
+    assert!(message.contains("serialised"), "{message}");
+}
+
+#[test]
+fn status_describes_the_pods_revisions_and_identity() {
+    let r = Rollout::test().percent(50).in_progress();
+    let w = World::of(&r)
+        .partition(8)
+        .pods(8..9, NEW, Ready)
+        .pods(9..10, NEW, NotReady);
+    let p = plan(&w.observed());
+    let s = &p.status;
+    assert_eq!(s.pods.len(), 10);
+    assert_eq!(s.pods[0].name, "web-0");
+    assert_eq!(s.pods[9].revision, NEW);
+    assert!(!s.pods[9].ready);
+    assert_eq!(s.ready_replicas, Some(9));
+    assert_eq!(s.updated_replicas, Some(2));
+    assert_eq!(s.percent_deployed, Some(20));
+    assert_eq!(s.target_updated_replicas, Some(5));
+    assert_eq!(s.statefulset_name.as_deref(), Some("web"));
+    assert_eq!(s.statefulset_spec_current, Some(true));
+    assert_eq!(s.rollout_identity.as_deref(), Some("id-1"));
+    assert_eq!(s.observed_generation, Some(1));
+    assert_eq!(s.current_revision.as_deref(), Some(OLD));
+    assert_eq!(s.update_revision.as_deref(), Some(NEW));
+    assert_eq!(s.last_updated, Some(time(T0)));
+    assert_eq!(condition(&p, ct::SPEC_VALID).0, "True");
+}
+
+#[test]
+fn condition_transition_times_only_move_when_the_status_changes() {
+    let r = Rollout::test().percent(50).in_progress();
+    let w = World::of(&r).partition(8).pods(8..10, NEW, NotReady).pdb(0);
+    let first = plan(&w.observed());
+    let mut r2 = r.clone();
+    r2.0.status = Some(first.status.clone());
+    let second = plan(
+        &World::of(&r2)
+            .partition(8)
+            .pods(8..10, NEW, NotReady)
+            .pdb(0)
+            .now(T0 + 5)
+            .observed(),
+    );
+    for c in &second.status.conditions {
+        let before = first
+            .status
+            .conditions
+            .iter()
+            .find(|b| b.type_ == c.type_)
+            .expect("same condition types");
+        assert_eq!(
+            c.last_transition_time, before.last_transition_time,
+            "{}",
+            c.type_
+        );
+    }
 }
