@@ -245,6 +245,7 @@ fn rule_matches(verb: Option<&String>, resource: Option<&String>, info: &Request
 pub struct Faults {
     config: Arc<RwLock<FaultConfig>>,
     rng: Arc<Mutex<fastrand::Rng>>,
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for Faults {
@@ -264,7 +265,17 @@ impl Faults {
             rng: Arc::new(Mutex::new(
                 seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
             )),
+            changed: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+
+    /// A receiver notified on every configuration change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// The current configuration.
@@ -277,6 +288,7 @@ impl Faults {
         if let Ok(mut c) = self.config.write() {
             *c = config;
         }
+        self.notify();
     }
 
     /// Changes the configuration in place.
@@ -284,6 +296,7 @@ impl Faults {
         if let Ok(mut c) = self.config.write() {
             f(&mut c);
         }
+        self.notify();
     }
 
     /// Removes every fault.

@@ -1,0 +1,1591 @@
+//! The running simulation: informer caches fed by the store's watches, work
+//! queues, and the async drivers that execute the pure decisions of
+//! [`super::statefulset`], [`super::disruption`], [`super::endpointslice`],
+//! [`crate::kubelet`] and [`crate::faults`] through the in-process [`Api`] —
+//! every write goes through the normal write path (new resourceVersion,
+//! watch events), exactly as a real controller's writes would.
+//!
+//! Like client-go controllers, each driver keeps a cache per kind (one watch
+//! each, `sendInitialEvents` to know when the cache is complete; a 410 or a
+//! cut stream re-lists), turns watch events into keys on a de-duplicating
+//! queue, and syncs one key at a time. Writes are applied to the caches as
+//! soon as the API answers (write-through), so a sync never acts on a state
+//! older than its own previous writes. Requeues after errors back off from
+//! 5 ms to 1 s (client-go's per-item exponential limiter, capped lower
+//! because the in-process store recovers at once).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use k8s_openapi::{
+    Metadata, NamespaceResourceScope,
+    api::{
+        apps::v1::{ControllerRevision, StatefulSet},
+        core::v1::{Endpoints, Node, PersistentVolumeClaim, Pod, PodCondition, Service},
+        discovery::v1::EndpointSlice,
+        policy::v1::{Eviction, PodDisruptionBudget},
+    },
+    apimachinery::pkg::apis::meta::v1::{
+        DeleteOptions as K8sDeleteOptions, ObjectMeta, OwnerReference, Preconditions, Status, Time,
+    },
+    jiff::{SignedDuration, Timestamp},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::{
+    controller_of, disruption,
+    endpointslice::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, SliceWrite},
+    history::{
+        UpdateRevisionAction, plan_revisions, rename_for_collision, same_data, sort_revisions,
+        truncate_history,
+    },
+    is_pod_ready, selector_matches,
+    statefulset::{self, SetWrite, SyncInput},
+};
+use crate::{
+    api::{Api, ApiError, DeleteOptions, DeleteOutcome, Part, WatchOptions, error::ErrorDetails},
+    eviction::{self, EvictionBackend, StatusError},
+    faults::Faults,
+    kubelet::{self, Clock, KubeletAction, KubeletConfig, PodFacts},
+    store::EventType,
+};
+
+/// Configuration of the simulated control plane and nodes.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of fake nodes (spread over three zones).
+    pub nodes: usize,
+    /// Speed factor: simulated time runs this many times faster than real time.
+    pub speed: f64,
+    /// The fake kubelets' timing.
+    pub kubelet: KubeletConfig,
+    /// Seed of the fault-injection random draws (random when absent).
+    pub seed: Option<u64>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            speed: 1.0,
+            kubelet: KubeletConfig::default(),
+            seed: None,
+        }
+    }
+}
+
+type Key = (String, String);
+
+/// An informer cache of one kind, keyed by (namespace, name).
+pub struct Cache<K> {
+    items: RwLock<BTreeMap<Key, (u64, Arc<K>)>>,
+}
+
+impl<K> Default for Cache<K> {
+    fn default() -> Self {
+        Self {
+            items: RwLock::default(),
+        }
+    }
+}
+
+fn rv_of(meta: &ObjectMeta) -> u64 {
+    meta.resource_version
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+fn key_of(meta: &ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
+    /// One object.
+    pub fn get(&self, ns: &str, name: &str) -> Option<Arc<K>> {
+        self.items
+            .read()
+            .ok()?
+            .get(&(ns.to_owned(), name.to_owned()))
+            .map(|(_, k)| k.clone())
+    }
+
+    /// All objects of a namespace.
+    pub fn list_ns(&self, ns: &str) -> Vec<Arc<K>> {
+        self.items.read().map_or_else(
+            |_| Vec::new(),
+            |m| {
+                m.range((ns.to_owned(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, (_, k))| k.clone())
+                    .collect()
+            },
+        )
+    }
+
+    /// Every object.
+    pub fn list(&self) -> Vec<Arc<K>> {
+        self.items.read().map_or_else(
+            |_| Vec::new(),
+            |m| m.values().map(|(_, k)| k.clone()).collect(),
+        )
+    }
+
+    /// Stores `obj` unless the cache already holds a newer version; returns
+    /// the previous version when it was replaced.
+    pub fn apply(&self, obj: K) -> Option<Arc<K>> {
+        let key = key_of(obj.metadata());
+        let rv = rv_of(obj.metadata());
+        let mut m = self.items.write().ok()?;
+        match m.get(&key) {
+            Some((old_rv, _)) if *old_rv > rv => None,
+            _ => m.insert(key, (rv, Arc::new(obj))).map(|(_, k)| k),
+        }
+    }
+
+    /// Forgets an object deleted at `rv`.
+    pub fn remove(&self, ns: &str, name: &str, rv: u64) -> Option<Arc<K>> {
+        let mut m = self.items.write().ok()?;
+        let key = (ns.to_owned(), name.to_owned());
+        match m.get(&key) {
+            Some((cur, _)) if *cur > rv => None,
+            Some(_) => m.remove(&key).map(|(_, k)| k),
+            None => None,
+        }
+    }
+
+    fn replace_all(&self, items: BTreeMap<Key, (u64, Arc<K>)>) {
+        if let Ok(mut m) = self.items.write() {
+            *m = items;
+        }
+    }
+}
+
+/// A change seen by an informer.
+pub enum Change<K> {
+    /// Added or modified (with the previous version if cached).
+    Upsert {
+        /// Previous version.
+        old: Option<Arc<K>>,
+        /// New version.
+        new: Arc<K>,
+    },
+    /// Deleted.
+    Delete(Arc<K>),
+}
+
+/// A de-duplicating work queue of keys with delayed adds.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::UnboundedSender<Key>,
+    pending: Arc<Mutex<HashSet<Key>>>,
+    failures: Arc<Mutex<HashMap<Key, u32>>>,
+}
+
+impl Queue {
+    fn new() -> (Self, mpsc::UnboundedReceiver<Key>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                tx,
+                pending: Arc::default(),
+                failures: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    /// Adds a key (no-op when already queued).
+    pub fn add(&self, ns: &str, name: &str) {
+        let key = (ns.to_owned(), name.to_owned());
+        if self.pending.lock().is_ok_and(|mut p| p.insert(key.clone())) {
+            let _ = self.tx.send(key);
+        }
+    }
+
+    /// Adds a key after a (real-time) delay.
+    pub fn add_after(&self, ns: &str, name: &str, delay: Duration) {
+        let q = self.clone();
+        let (ns, name) = (ns.to_owned(), name.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            q.add(&ns, &name);
+        });
+    }
+
+    /// Requeues after a failure with per-key exponential back-off.
+    pub fn retry(&self, ns: &str, name: &str) {
+        let key = (ns.to_owned(), name.to_owned());
+        let n = self.failures.lock().map_or(0, |mut f| {
+            let e = f.entry(key).or_insert(0);
+            *e = e.saturating_add(1);
+            *e
+        });
+        let ms = 5u64.saturating_mul(1u64 << n.min(8)).min(1000);
+        self.add_after(ns, name, Duration::from_millis(ms));
+    }
+
+    fn forget(&self, key: &Key) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+
+    fn done(&self, key: &Key) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(key);
+        }
+    }
+}
+
+/// The shared informer caches.
+#[derive(Default)]
+pub struct Caches {
+    /// StatefulSets.
+    pub sets: Cache<StatefulSet>,
+    /// Pods.
+    pub pods: Cache<Pod>,
+    /// ControllerRevisions.
+    pub revisions: Cache<ControllerRevision>,
+    /// PersistentVolumeClaims.
+    pub pvcs: Cache<PersistentVolumeClaim>,
+    /// PodDisruptionBudgets.
+    pub pdbs: Cache<PodDisruptionBudget>,
+    /// Services.
+    pub services: Cache<Service>,
+    /// EndpointSlices.
+    pub slices: Cache<EndpointSlice>,
+    /// Endpoints.
+    pub endpoints: Cache<Endpoints>,
+    /// Nodes.
+    pub nodes: Cache<Node>,
+}
+
+struct Shared {
+    api: Api,
+    clock: Clock,
+    faults: Faults,
+    caches: Caches,
+    kubelet: KubeletConfig,
+    sets_q: Queue,
+    pdbs_q: Queue,
+    eps_q: Queue,
+    pods_q: Queue,
+    ips: Mutex<HashMap<String, usize>>,
+    pod_ips: Mutex<HashMap<String, String>>,
+    terminating: Mutex<HashMap<String, Timestamp>>,
+    node_failed_at: Mutex<HashMap<String, Timestamp>>,
+}
+
+/// The running simulation (controllers, kubelets, scheduler, fault reactor).
+/// Dropping it stops every task.
+pub struct Simulation {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("tasks", &self.tasks.len())
+            .finish()
+    }
+}
+
+impl Drop for Simulation {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Simulation {
+    /// Creates the fake nodes, registers `pods/eviction`, and starts every
+    /// informer, controller and kubelet task on the current tokio runtime.
+    pub fn start(api: Api, config: SimConfig) -> Result<Self, ApiError> {
+        let clock = Clock::new(config.speed);
+        let faults = Faults::new(config.seed);
+        let (sets_q, sets_rx) = Queue::new();
+        let (pdbs_q, pdbs_rx) = Queue::new();
+        let (eps_q, eps_rx) = Queue::new();
+        let (pods_q, pods_rx) = Queue::new();
+        for node in kubelet::fake_nodes(config.nodes, clock.now()) {
+            match api.create_typed(None, &node) {
+                Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let shared = Arc::new(Shared {
+            api: api.clone(),
+            clock,
+            faults,
+            caches: Caches::default(),
+            kubelet: config.kubelet,
+            sets_q,
+            pdbs_q,
+            eps_q,
+            pods_q,
+            ips: Mutex::default(),
+            pod_ips: Mutex::default(),
+            terminating: Mutex::default(),
+            node_failed_at: Mutex::default(),
+        });
+        register_eviction(&shared);
+        let mut tasks = vec![
+            informer::<StatefulSet>(shared.clone(), |s, c| s.on_set(c), |s| &s.caches.sets),
+            informer::<Pod>(shared.clone(), |s, c| s.on_pod(c), |s| &s.caches.pods),
+            informer::<ControllerRevision>(shared.clone(), |_, _| {}, |s| &s.caches.revisions),
+            informer::<PersistentVolumeClaim>(shared.clone(), |_, _| {}, |s| &s.caches.pvcs),
+            informer::<PodDisruptionBudget>(shared.clone(), |s, c| s.on_pdb(c), |s| &s.caches.pdbs),
+            informer::<Service>(
+                shared.clone(),
+                |s, c| s.on_service(c),
+                |s| &s.caches.services,
+            ),
+            informer::<EndpointSlice>(shared.clone(), |_, _| {}, |s| &s.caches.slices),
+            informer::<Endpoints>(shared.clone(), |_, _| {}, |s| &s.caches.endpoints),
+            cluster_informer::<Node>(shared.clone(), |s, c| s.on_node(c), |s| &s.caches.nodes),
+        ];
+        tasks.push(worker(shared.clone(), sets_rx, |s| &s.sets_q, sync_set));
+        tasks.push(worker(shared.clone(), pdbs_rx, |s| &s.pdbs_q, sync_pdb));
+        tasks.push(worker(shared.clone(), eps_rx, |s| &s.eps_q, sync_service));
+        tasks.push(worker(shared.clone(), pods_rx, |s| &s.pods_q, sync_pod));
+        tasks.push(tokio::spawn(fault_reactor(shared.clone())));
+        tasks.push(tokio::spawn(pod_killer(shared.clone())));
+        Ok(Self { shared, tasks })
+    }
+
+    /// The run-time switchable faults.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// The simulated clock.
+    pub fn clock(&self) -> Clock {
+        self.shared.clock
+    }
+
+    /// The informer caches (read-only view of what the controllers see).
+    pub fn caches(&self) -> &Caches {
+        &self.shared.caches
+    }
+
+    /// Stops every task.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+fn informer<K>(
+    shared: Arc<Shared>,
+    on_change: fn(&Shared, Change<K>),
+    cache: fn(&Shared) -> &Cache<K>,
+) -> JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Metadata<Ty = ObjectMeta>
+        + DeserializeOwned
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    tokio::spawn(run_informer(shared, on_change, cache))
+}
+
+fn cluster_informer<K>(
+    shared: Arc<Shared>,
+    on_change: fn(&Shared, Change<K>),
+    cache: fn(&Shared) -> &Cache<K>,
+) -> JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Metadata<Ty = ObjectMeta>
+        + DeserializeOwned
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    tokio::spawn(run_informer(shared, on_change, cache))
+}
+
+async fn run_informer<K>(
+    shared: Arc<Shared>,
+    on_change: fn(&Shared, Change<K>),
+    cache: fn(&Shared) -> &Cache<K>,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Metadata<Ty = ObjectMeta>
+        + DeserializeOwned
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    loop {
+        let opts = WatchOptions {
+            send_initial_events: true,
+            ..WatchOptions::default()
+        };
+        let mut watch = match shared.api.watch_typed::<K>(None, &opts) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "informer failed to watch");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let mut initial: Option<BTreeMap<Key, (u64, Arc<K>)>> = Some(BTreeMap::new());
+        while let Some(ev) = watch.next_raw().await {
+            match ev {
+                crate::api::RawEvent::Object(kind, stored) => {
+                    let Ok(obj) = serde_json::from_slice::<K>(&stored.json) else {
+                        continue;
+                    };
+                    if let Some(init) = initial.as_mut() {
+                        init.insert(key_of(obj.metadata()), (stored.rv, Arc::new(obj)));
+                        continue;
+                    }
+                    let c = cache(&shared);
+                    match kind {
+                        EventType::Deleted => {
+                            let (ns, name) = key_of(obj.metadata());
+                            c.remove(&ns, &name, stored.rv);
+                            on_change(&shared, Change::Delete(Arc::new(obj)));
+                        }
+                        _ => {
+                            let new = Arc::new(obj.clone());
+                            let old = c.apply(obj);
+                            on_change(&shared, Change::Upsert { old, new });
+                        }
+                    }
+                }
+                crate::api::RawEvent::Bookmark { initial_end, .. } => {
+                    if initial_end && let Some(init) = initial.take() {
+                        let c = cache(&shared);
+                        let items: Vec<Arc<K>> = init.values().map(|(_, k)| k.clone()).collect();
+                        c.replace_all(init);
+                        for k in items {
+                            on_change(&shared, Change::Upsert { old: None, new: k });
+                        }
+                    }
+                }
+                crate::api::RawEvent::Error(_) => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+type SyncFn = fn(&Shared, &str, &str) -> Result<Option<Duration>, ApiError>;
+
+fn worker(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Key>,
+    queue: fn(&Shared) -> &Queue,
+    sync: SyncFn,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(key) = rx.recv().await {
+            let q = queue(&shared);
+            q.done(&key);
+            match sync(&shared, &key.0, &key.1) {
+                Ok(after) => {
+                    q.forget(&key);
+                    if let Some(d) = after {
+                        q.add_after(&key.0, &key.1, d);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(ns = %key.0, name = %key.1, error = %e.message, "sync failed, requeued");
+                    q.retry(&key.0, &key.1);
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
+    (
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+impl Shared {
+    fn on_set(&self, c: Change<StatefulSet>) {
+        if let Change::Upsert { new, .. } = c {
+            let (ns, name) = ns_name(&new.metadata);
+            self.sets_q.add(ns, name);
+            for p in self.caches.pdbs.list_ns(ns) {
+                let (pns, pname) = ns_name(&p.metadata);
+                self.pdbs_q.add(pns, pname);
+            }
+        }
+    }
+
+    fn on_pdb(&self, c: Change<PodDisruptionBudget>) {
+        if let Change::Upsert { new, .. } = c {
+            let (ns, name) = ns_name(&new.metadata);
+            self.pdbs_q.add(ns, name);
+        }
+    }
+
+    fn on_service(&self, c: Change<Service>) {
+        let obj = match &c {
+            Change::Upsert { new, .. } => new,
+            Change::Delete(o) => o,
+        };
+        let (ns, name) = ns_name(&obj.metadata);
+        self.eps_q.add(ns, name);
+    }
+
+    fn on_node(&self, c: Change<Node>) {
+        if let Change::Upsert { new, .. } = c {
+            let node = new.metadata.name.clone().unwrap_or_default();
+            for p in self.caches.pods.list() {
+                if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()) {
+                    let (ns, name) = ns_name(&p.metadata);
+                    self.pods_q.add(ns, name);
+                }
+            }
+        }
+    }
+
+    fn on_pod(&self, c: Change<Pod>) {
+        let (pod, old) = match &c {
+            Change::Upsert { new, old } => (new.clone(), old.clone()),
+            Change::Delete(o) => (o.clone(), None),
+        };
+        let (ns, name) = ns_name(&pod.metadata);
+        // kubelet + scheduler
+        self.pods_q.add(ns, name);
+        // StatefulSet controller: the owner, or every matching set for adoption.
+        match controller_of(&pod.metadata) {
+            Some(r) if r.kind == "StatefulSet" => self.sets_q.add(ns, &r.name),
+            Some(_) => {}
+            None => {
+                for s in self.caches.sets.list_ns(ns) {
+                    let matches = s.spec.as_ref().is_some_and(|spec| {
+                        selector_matches(&spec.selector, pod.metadata.labels.as_ref())
+                            .unwrap_or(false)
+                    });
+                    if matches {
+                        let (sns, sname) = ns_name(&s.metadata);
+                        self.sets_q.add(sns, sname);
+                    }
+                }
+            }
+        }
+        // minReadySeconds: re-sync when the pod becomes available.
+        if let (Some(old), Some(r)) = (old.as_ref(), controller_of(&pod.metadata))
+            && !is_pod_ready(old)
+            && is_pod_ready(&pod)
+            && let Some(set) = self.caches.sets.get(ns, &r.name)
+            && let Some(mrs) = set
+                .spec
+                .as_ref()
+                .and_then(|s| s.min_ready_seconds)
+                .filter(|m| *m > 0)
+        {
+            let d = self
+                .clock
+                .real(SignedDuration::from_secs(i64::from(mrs) + 1));
+            self.sets_q.add_after(ns, &r.name, d);
+        }
+        // Disruption budgets and services of the namespace.
+        for p in self.caches.pdbs.list_ns(ns) {
+            let (pns, pname) = ns_name(&p.metadata);
+            self.pdbs_q.add(pns, pname);
+        }
+        for s in self.caches.services.list_ns(ns) {
+            if s.spec
+                .as_ref()
+                .and_then(|sp| sp.selector.as_ref())
+                .is_some_and(|m| !m.is_empty())
+            {
+                let (sns, sname) = ns_name(&s.metadata);
+                self.eps_q.add(sns, sname);
+            }
+        }
+    }
+}
+
+fn typed<K: DeserializeOwned>(v: &Value) -> Result<K, ApiError> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::internal(format!("failed to decode object: {e}")))
+}
+
+// ------------------------------------------------------------- StatefulSet
+
+fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+    let Some(set) = s.caches.sets.get(ns, name) else {
+        return Ok(None);
+    };
+    let set: StatefulSet = (*set).clone();
+    let pods: Vec<Pod> = s
+        .caches
+        .pods
+        .list_ns(ns)
+        .iter()
+        .map(|p| (**p).clone())
+        .collect();
+    let claims =
+        statefulset::claim_pods(&set, &pods).map_err(|e| ApiError::internal(e.to_string()))?;
+    for adopted in &claims.adopt {
+        if let Some(p) = claims
+            .owned
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(adopted))
+        {
+            let patch = json!({"metadata": {
+                "ownerReferences": p.metadata.owner_references,
+                "uid": p.metadata.uid,
+            }});
+            let v: Pod = s
+                .api
+                .merge_patch_typed(Some(ns), adopted, &patch, Part::Main)?;
+            s.caches.pods.apply(v);
+        }
+    }
+    let uid = set.metadata.uid.clone().unwrap_or_default();
+    for released in &claims.release {
+        if let Some(p) = pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(released))
+        {
+            let refs: Vec<&OwnerReference> = p
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter(|r| r.uid != uid)
+                .collect();
+            let patch = json!({"metadata": {"ownerReferences": if refs.is_empty() { Value::Null } else { json!(refs) }, "uid": p.metadata.uid}});
+            let v: Pod = s
+                .api
+                .merge_patch_typed(Some(ns), released, &patch, Part::Main)?;
+            s.caches.pods.apply(v);
+        }
+    }
+
+    let mut revisions: Vec<ControllerRevision> = s
+        .caches
+        .revisions
+        .list_ns(ns)
+        .iter()
+        .filter(|r| controller_of(&r.metadata).is_some_and(|c| c.uid == uid))
+        .map(|r| (**r).clone())
+        .collect();
+    sort_revisions(&mut revisions);
+    let plan = plan_revisions(&set, &revisions).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut collision_count = plan.collision_count;
+    let update = match plan.action.clone() {
+        UpdateRevisionAction::Unchanged => plan.update.clone(),
+        UpdateRevisionAction::Rollback { revision } => {
+            let r: ControllerRevision = s.api.update_typed(Some(ns), &revision)?;
+            s.caches.revisions.apply(r.clone());
+            r
+        }
+        UpdateRevisionAction::Create { revision } => {
+            let mut candidate = revision;
+            loop {
+                match s.api.create_typed(Some(ns), &candidate) {
+                    Ok(r) => {
+                        s.caches.revisions.apply(r.clone());
+                        break r;
+                    }
+                    Err(e) if e.reason == "AlreadyExists" => {
+                        let cname = candidate.metadata.name.clone().unwrap_or_default();
+                        let existing: ControllerRevision = s.api.get_typed(Some(ns), &cname)?;
+                        if same_data(&existing, &candidate) {
+                            break existing;
+                        }
+                        collision_count += 1;
+                        candidate = rename_for_collision(&set, &candidate, collision_count);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    };
+    let current = if plan.current.metadata.name == plan.update.metadata.name {
+        update.clone()
+    } else {
+        plan.current.clone()
+    };
+    let claims_map: BTreeMap<String, PersistentVolumeClaim> = s
+        .caches
+        .pvcs
+        .list_ns(ns)
+        .iter()
+        .map(|c| (c.metadata.name.clone().unwrap_or_default(), (**c).clone()))
+        .collect();
+    let out = statefulset::sync(SyncInput {
+        set: &set,
+        current: &current,
+        update: &update,
+        collision_count,
+        pods: &claims.owned,
+        claims: &claims_map,
+        now: s.clock.now(),
+    })
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+
+    let mut write_error = None;
+    for w in out.writes {
+        if let Err(e) = execute_set_write(s, ns, w) {
+            write_error = Some(e);
+            break;
+        }
+    }
+    if out.write_status {
+        write_set_status(s, ns, name, &set, out.status.clone())?;
+    }
+    let limit = set
+        .spec
+        .as_ref()
+        .and_then(|sp| sp.revision_history_limit)
+        .unwrap_or(10);
+    for old in truncate_history(
+        limit,
+        &claims.owned,
+        &revisions,
+        current.metadata.name.as_deref().unwrap_or_default(),
+        update.metadata.name.as_deref().unwrap_or_default(),
+    ) {
+        match s
+            .api
+            .delete_typed::<ControllerRevision>(Some(ns), &old, &DeleteOptions::default())
+        {
+            Ok(_) => {
+                s.caches.revisions.remove(ns, &old, u64::MAX);
+            }
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    if let Some(e) = out.error {
+        return Err(ApiError::internal(e));
+    }
+    Ok(out.requeue_after.map(|d| s.clock.real(d)))
+}
+
+fn execute_set_write(s: &Shared, ns: &str, w: SetWrite) -> Result<(), ApiError> {
+    match w {
+        SetWrite::CreateClaim(c) => match s.api.create_typed(Some(ns), &c) {
+            Ok(c) => {
+                s.caches.pvcs.apply(c);
+            }
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        },
+        SetWrite::UpdateClaim(c) => {
+            let c = s.api.update_typed(Some(ns), &c)?;
+            s.caches.pvcs.apply(c);
+        }
+        SetWrite::CreatePod(p) => {
+            let p = s.api.create_typed(Some(ns), &p)?;
+            s.caches.pods.apply(p);
+        }
+        SetWrite::UpdatePod(p) => {
+            let p = s.api.update_typed(Some(ns), &p)?;
+            s.caches.pods.apply(p);
+        }
+        SetWrite::DeletePod { name } => {
+            match s
+                .api
+                .delete_typed::<Pod>(Some(ns), &name, &DeleteOptions::default())
+            {
+                Ok(outcome) => apply_delete(&s.caches.pods, outcome),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_delete<K: Metadata<Ty = ObjectMeta> + DeserializeOwned>(
+    cache: &Cache<K>,
+    outcome: DeleteOutcome,
+) {
+    match outcome {
+        DeleteOutcome::Pending(v) => {
+            if let Ok(k) = typed::<K>(&v) {
+                cache.apply(k);
+            }
+        }
+        DeleteOutcome::Deleted(v) => {
+            if let Ok(k) = typed::<K>(&v) {
+                let (ns, name) = key_of(k.metadata());
+                cache.remove(&ns, &name, rv_of(k.metadata()));
+            }
+        }
+    }
+}
+
+/// `UpdateStatefulSetStatus`: PUT status, re-reading on conflict.
+fn write_set_status(
+    s: &Shared,
+    ns: &str,
+    name: &str,
+    set: &StatefulSet,
+    status: k8s_openapi::api::apps::v1::StatefulSetStatus,
+) -> Result<(), ApiError> {
+    let mut target = set.clone();
+    for _ in 0..5 {
+        target.status = Some(status.clone());
+        match s.api.update_status_typed(Some(ns), &target) {
+            Ok(v) => {
+                s.caches.sets.apply(v);
+                return Ok(());
+            }
+            Err(e) if e.code == 409 => {
+                target = s.api.get_typed(Some(ns), name)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict_retries(name))
+}
+
+trait ConflictRetries {
+    fn conflict_retries(name: &str) -> ApiError;
+}
+
+impl ConflictRetries for ApiError {
+    fn conflict_retries(name: &str) -> ApiError {
+        ApiError::new(
+            409,
+            "Conflict",
+            format!("failed to update status of {name}: conflicts persisted"),
+        )
+    }
+}
+
+// --------------------------------------------------------------- PDBs
+
+fn scale_of(
+    s: &Shared,
+    r: &OwnerReference,
+    ns: &str,
+) -> Result<Option<(String, i32)>, super::Error> {
+    let get = |group: &str, plural: &str, name: &str| -> Option<Value> {
+        let d = s.api.resource(group, "v1", plural).ok()?;
+        s.api.get(&d, Some(ns), name).ok()
+    };
+    let replicas =
+        |v: &Value| i32::try_from(v["spec"]["replicas"].as_i64().unwrap_or(1)).unwrap_or(0);
+    match r.kind.as_str() {
+        "StatefulSet" => Ok(s
+            .caches
+            .sets
+            .get(ns, &r.name)
+            .filter(|set| set.metadata.uid.as_deref() == Some(r.uid.as_str()))
+            .map(|set| (r.uid.clone(), statefulset::replicas(&set)))),
+        "ReplicationController" => Ok(get("", "replicationcontrollers", &r.name)
+            .filter(|v| v["metadata"]["uid"] == r.uid.as_str())
+            .map(|v| (r.uid.clone(), replicas(&v)))),
+        "ReplicaSet" => {
+            let Some(rs) = get("apps", "replicasets", &r.name)
+                .filter(|v| v["metadata"]["uid"] == r.uid.as_str())
+            else {
+                return Ok(None);
+            };
+            let owner = rs["metadata"]["ownerReferences"]
+                .as_array()
+                .and_then(|a| a.iter().find(|o| o["controller"] == true).cloned());
+            match owner {
+                Some(o) if o["kind"] == "Deployment" => {
+                    let dname = o["name"].as_str().unwrap_or_default();
+                    Ok(get("apps", "deployments", dname)
+                        .filter(|d| d["metadata"]["uid"] == o["uid"])
+                        .map(|d| {
+                            (
+                                o["uid"].as_str().unwrap_or_default().to_owned(),
+                                replicas(&d),
+                            )
+                        }))
+                }
+                _ => Ok(Some((r.uid.clone(), replicas(&rs)))),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+    let Some(pdb) = s.caches.pdbs.get(ns, name) else {
+        return Ok(None);
+    };
+    let pods: Vec<Pod> = s
+        .caches
+        .pods
+        .list_ns(ns)
+        .iter()
+        .map(|p| (**p).clone())
+        .collect();
+    let lookup = |r: &OwnerReference, ns: &str| scale_of(s, r, ns);
+    let out = disruption::sync(&pdb, &pods, &lookup, s.clock.now());
+    for p in &out.not_deleted {
+        tracing::warn!(pod = %p, pdb = %name, "NotDeleted: pod was expected by the PDB to be deleted but it wasn't");
+    }
+    if let Some(status) = out.status {
+        let mut target = (*pdb).clone();
+        target.status = Some(status);
+        let v = s.api.update_status_typed(Some(ns), &target)?;
+        s.caches.pdbs.apply(v);
+    }
+    Ok(out.recheck_after.map(|d| s.clock.real(d)))
+}
+
+// ------------------------------------------------------------- Services
+
+fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+    let existing: Vec<EndpointSlice> = s
+        .caches
+        .slices
+        .list_ns(ns)
+        .iter()
+        .filter(|e| {
+            let l = e.metadata.labels.clone().unwrap_or_default();
+            l.get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
+                && l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        })
+        .map(|e| (**e).clone())
+        .collect();
+    let Some(svc) = s.caches.services.get(ns, name) else {
+        if s.caches.endpoints.get(ns, name).is_some() {
+            match s
+                .api
+                .delete_typed::<Endpoints>(Some(ns), name, &DeleteOptions::default())
+            {
+                Ok(o) => apply_delete(&s.caches.endpoints, o),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(None);
+    };
+    let pods: Vec<Pod> = s
+        .caches
+        .pods
+        .list_ns(ns)
+        .iter()
+        .map(|p| (**p).clone())
+        .collect();
+    let nodes: Vec<Node> = s
+        .caches
+        .nodes
+        .list()
+        .iter()
+        .map(|n| (**n).clone())
+        .collect();
+    let desired = endpointslice::desired_slices(&svc, &pods, &nodes)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if svc
+        .spec
+        .as_ref()
+        .and_then(|sp| sp.selector.as_ref())
+        .is_none_or(|m| m.is_empty())
+    {
+        return Ok(None);
+    }
+    for w in endpointslice::reconcile(desired, &existing) {
+        match w {
+            SliceWrite::Create(e) => {
+                let v = s.api.create_typed(Some(ns), &e)?;
+                s.caches.slices.apply(v);
+            }
+            SliceWrite::Update(e) => {
+                let v = s.api.update_typed(Some(ns), &e)?;
+                s.caches.slices.apply(v);
+            }
+            SliceWrite::Delete(n) => {
+                match s
+                    .api
+                    .delete_typed::<EndpointSlice>(Some(ns), &n, &DeleteOptions::default())
+                {
+                    Ok(o) => apply_delete(&s.caches.slices, o),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    if let Some(want) = endpointslice::endpoints(&svc, &pods) {
+        match s.caches.endpoints.get(ns, name) {
+            None => match s.api.create_typed(Some(ns), &want) {
+                Ok(v) => {
+                    s.caches.endpoints.apply(v);
+                }
+                Err(e) if e.reason == "AlreadyExists" => return Err(e),
+                Err(e) => return Err(e),
+            },
+            Some(have)
+                if have.subsets != want.subsets || have.metadata.labels != want.metadata.labels =>
+            {
+                let mut next = (*have).clone();
+                next.subsets = want.subsets;
+                next.metadata.labels = want.metadata.labels;
+                let v = s.api.update_typed(Some(ns), &next)?;
+                s.caches.endpoints.apply(v);
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+// ------------------------------------------------------- kubelet, scheduler
+
+fn node_index(node: &str) -> usize {
+    node.rsplit('-')
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0)
+}
+
+fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+    let Some(pod) = s.caches.pods.get(ns, name) else {
+        return Ok(None);
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let now = s.clock.now();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|sp| sp.node_name.clone())
+        .filter(|n| !n.is_empty());
+    let Some(node) = node else {
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        return schedule(s, ns, name, &pod, now);
+    };
+    if s.faults.node_failed(&node) {
+        return failed_node_pod(s, ns, name, &pod, &node, now);
+    }
+    if pod.metadata.deletion_timestamp.is_some()
+        && let Ok(mut t) = s.terminating.lock()
+    {
+        t.entry(uid.clone()).or_insert(now);
+    }
+    let idx = node_index(&node);
+    let ip = {
+        let mut ips = s
+            .pod_ips
+            .lock()
+            .map_err(|_| ApiError::internal("poisoned lock"))?;
+        if let Some(ip) = ips.get(&uid) {
+            ip.clone()
+        } else {
+            let n = s.ips.lock().map_or(0, |mut c| {
+                let e = c.entry(node.clone()).or_insert(0);
+                *e += 1;
+                *e
+            });
+            let ip = kubelet::pod_ip(idx, n);
+            ips.insert(uid.clone(), ip.clone());
+            ip
+        }
+    };
+    let host = kubelet::host_ip(idx);
+    let facts = PodFacts {
+        termination_started: s.terminating.lock().ok().and_then(|t| t.get(&uid).copied()),
+        pod_ip: &ip,
+        host_ip: &host,
+        forced_unready: s.faults.is_unready(ns, name),
+    };
+    let step = kubelet::step(&pod, &s.kubelet, facts, now);
+    match step.action {
+        KubeletAction::Nothing => {}
+        KubeletAction::UpdateStatus(st) => {
+            let mut next = (*pod).clone();
+            next.status = Some(*st);
+            let v = s.api.update_status_typed(Some(ns), &next)?;
+            s.caches.pods.apply(v);
+        }
+        KubeletAction::Remove => {
+            let opts = DeleteOptions {
+                grace_period_seconds: Some(0),
+                precondition_uid: Some(uid.clone()),
+                ..DeleteOptions::default()
+            };
+            match s.api.delete_typed::<Pod>(Some(ns), name, &opts) {
+                Ok(o) => apply_delete(&s.caches.pods, o),
+                Err(e) if e.code == 404 || e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+            if let Ok(mut t) = s.terminating.lock() {
+                t.remove(&uid);
+            }
+            if let Ok(mut ips) = s.pod_ips.lock() {
+                ips.remove(&uid);
+            }
+            return Ok(None);
+        }
+    }
+    Ok(step.wake_after.map(|d| s.clock.real(d)))
+}
+
+fn schedule(
+    s: &Shared,
+    ns: &str,
+    name: &str,
+    pod: &Pod,
+    now: Timestamp,
+) -> Result<Option<Duration>, ApiError> {
+    let nodes: Vec<Node> = s
+        .caches
+        .nodes
+        .list()
+        .iter()
+        .filter(|n| {
+            !s.faults
+                .node_failed(n.metadata.name.as_deref().unwrap_or_default())
+        })
+        .map(|n| (**n).clone())
+        .collect();
+    let pods: Vec<Pod> = s.caches.pods.list().iter().map(|p| (**p).clone()).collect();
+    let chosen = kubelet::schedule(pod, &nodes, &pods);
+    let mut conds = pod
+        .status
+        .as_ref()
+        .and_then(|st| st.conditions.clone())
+        .unwrap_or_default();
+    conds.retain(|c| c.type_ != "PodScheduled");
+    let Some(node) = chosen else {
+        conds.push(PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some(format!(
+                "0/{} nodes are available: no node matches the pod's node selector or is ready.",
+                s.caches.nodes.list().len()
+            )),
+            last_transition_time: Some(Time(now)),
+            ..PodCondition::default()
+        });
+        let mut next = pod.clone();
+        next.status.get_or_insert_with(Default::default).conditions = Some(conds);
+        if next.status != pod.status {
+            let v = s.api.update_status_typed(Some(ns), &next)?;
+            s.caches.pods.apply(v);
+        }
+        return Ok(Some(Duration::from_secs(1)));
+    };
+    // Binding (pods/binding sets spec.nodeName), then the PodScheduled condition.
+    let bound: Pod = s.api.merge_patch_typed(
+        Some(ns),
+        name,
+        &json!({"metadata": {"uid": pod.metadata.uid}, "spec": {"nodeName": node}}),
+        Part::Main,
+    )?;
+    conds.push(PodCondition {
+        type_: "PodScheduled".into(),
+        status: "True".into(),
+        last_transition_time: Some(Time(now)),
+        ..PodCondition::default()
+    });
+    let mut next = bound;
+    next.status.get_or_insert_with(Default::default).conditions = Some(conds);
+    let v = s.api.update_status_typed(Some(ns), &next)?;
+    s.caches.pods.apply(v);
+    Ok(Some(Duration::ZERO))
+}
+
+/// Pods of a failed node: `MarkPodsNotReady` at once, deleted (grace 0) after
+/// the configured eviction delay (upstream taint eviction deletes them
+/// gracefully and they stay Terminating while the kubelet is gone; kubesim
+/// removes them so the set can recover — see `pkg/controller/nodelifecycle`).
+fn failed_node_pod(
+    s: &Shared,
+    ns: &str,
+    name: &str,
+    pod: &Pod,
+    node: &str,
+    now: Timestamp,
+) -> Result<Option<Duration>, ApiError> {
+    let failed_at = s
+        .node_failed_at
+        .lock()
+        .map_or(now, |mut m| *m.entry(node.to_owned()).or_insert(now));
+    let delay = SignedDuration::from_secs(
+        i64::try_from(s.faults.config().node_eviction_seconds).unwrap_or(300),
+    );
+    let evict_at = failed_at.checked_add(delay).unwrap_or(now);
+    if now >= evict_at {
+        let opts = DeleteOptions {
+            grace_period_seconds: Some(0),
+            precondition_uid: pod.metadata.uid.clone(),
+            ..DeleteOptions::default()
+        };
+        match s.api.delete_typed::<Pod>(Some(ns), name, &opts) {
+            Ok(o) => apply_delete(&s.caches.pods, o),
+            Err(e) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+        return Ok(None);
+    }
+    if is_pod_ready(pod) {
+        let mut next = pod.clone();
+        if let Some(c) = next
+            .status
+            .as_mut()
+            .and_then(|st| st.conditions.as_mut())
+            .and_then(|cs| cs.iter_mut().find(|c| c.type_ == "Ready"))
+        {
+            c.status = "False".into();
+            c.reason = Some("NodeNotReady".into());
+            c.last_transition_time = Some(Time(now));
+        }
+        let v = s.api.update_status_typed(Some(ns), &next)?;
+        s.caches.pods.apply(v);
+    }
+    Ok(Some(s.clock.real(evict_at.duration_since(now))))
+}
+
+/// Applies fault changes: node conditions, and re-syncs affected pods.
+async fn fault_reactor(s: Arc<Shared>) {
+    let mut rx = s.faults.subscribe();
+    let mut failed: HashSet<String> = HashSet::new();
+    let mut unready: HashSet<(String, String)> = HashSet::new();
+    loop {
+        let cfg = s.faults.config();
+        let now = s.clock.now();
+        for node in s.caches.nodes.list() {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            let should_fail = cfg.failed_nodes.contains(&name);
+            if should_fail != failed.contains(&name) {
+                if should_fail {
+                    failed.insert(name.clone());
+                    if let Ok(mut m) = s.node_failed_at.lock() {
+                        m.insert(name.clone(), now);
+                    }
+                } else {
+                    failed.remove(&name);
+                    if let Ok(mut m) = s.node_failed_at.lock() {
+                        m.remove(&name);
+                    }
+                }
+                let mut next = (*node).clone();
+                let st = next.status.get_or_insert_with(Default::default);
+                let mut conds = st.conditions.clone().unwrap_or_default();
+                conds.retain(|c| c.type_ != "Ready");
+                conds.push(kubelet::node_ready_condition(!should_fail, now));
+                st.conditions = Some(conds);
+                match s.api.update_status_typed(None, &next) {
+                    Ok(v) => {
+                        s.caches.nodes.apply(v);
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %name, error = %e.message, "failed to update node status")
+                    }
+                }
+                for p in s.caches.pods.list() {
+                    if p.spec.as_ref().and_then(|sp| sp.node_name.as_deref()) == Some(name.as_str())
+                    {
+                        let (ns, pname) = ns_name(&p.metadata);
+                        s.pods_q.add(ns, pname);
+                    }
+                }
+            }
+        }
+        let now_unready: HashSet<(String, String)> = cfg
+            .unready_pods
+            .iter()
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect();
+        for (ns, name) in now_unready.symmetric_difference(&unready) {
+            s.pods_q.add(ns, name);
+        }
+        unready = now_unready;
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Random pod kills at the configured rate (checked every simulated second).
+async fn pod_killer(s: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(
+            s.clock
+                .real(SignedDuration::from_secs(1))
+                .max(Duration::from_millis(5)),
+        )
+        .await;
+        let Some(kills) = s.faults.config().pod_kills else {
+            continue;
+        };
+        if s.faults.draw() >= kills.per_minute / 60.0 {
+            continue;
+        }
+        let candidates: Vec<Arc<Pod>> = s
+            .caches
+            .pods
+            .list()
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                kills
+                    .namespace
+                    .as_ref()
+                    .is_none_or(|n| p.metadata.namespace.as_ref() == Some(n))
+            })
+            .filter(|p| {
+                let l = p.metadata.labels.clone().unwrap_or_default();
+                kills.labels.iter().all(|(k, v)| l.get(k) == Some(v))
+            })
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let victim = &candidates[s.faults.pick(candidates.len())];
+        let (ns, name) = ns_name(&victim.metadata);
+        match s
+            .api
+            .delete_typed::<Pod>(Some(ns), name, &DeleteOptions::default())
+        {
+            Ok(o) => apply_delete(&s.caches.pods, o),
+            Err(e) => tracing::debug!(pod = %name, error = %e.message, "chaos kill failed"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- eviction
+
+/// [`EvictionBackend`] over the in-process API.
+struct ApiBackend {
+    api: Api,
+    clock: Clock,
+}
+
+fn to_status_error(e: ApiError) -> StatusError {
+    let status: Status = serde_json::from_value(e.to_status()).unwrap_or_default();
+    StatusError(Box::new(status))
+}
+
+fn to_api_error(e: &StatusError) -> ApiError {
+    let details = e.0.details.clone().unwrap_or_default();
+    ApiError {
+        code: e.code(),
+        reason: e.0.reason.clone().unwrap_or_default(),
+        message: e.0.message.clone().unwrap_or_default(),
+        details: Box::new(ErrorDetails {
+            name: details.name,
+            group: details.group,
+            kind: details.kind,
+            uid: details.uid,
+            causes: details
+                .causes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| crate::api::Cause {
+                    reason: c.reason.unwrap_or_default(),
+                    message: c.message.unwrap_or_default(),
+                    field: c.field.unwrap_or_default(),
+                })
+                .collect(),
+            retry_after_seconds: details
+                .retry_after_seconds
+                .and_then(|r| u32::try_from(r).ok()),
+        }),
+    }
+}
+
+fn check_preconditions(pod: &Pod, pre: Option<&Preconditions>) -> Result<(), StatusError> {
+    let Some(p) = pre else {
+        return Ok(());
+    };
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    if let Some(u) = p.uid.as_ref().filter(|u| !u.is_empty())
+        && Some(u) != pod.metadata.uid.as_ref()
+    {
+        return Err(StatusError::conflict(
+            "pods",
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {u}, UID in object meta: {}",
+                pod.metadata.uid.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(r) = p.resource_version.as_ref().filter(|r| !r.is_empty())
+        && Some(r) != pod.metadata.resource_version.as_ref()
+    {
+        return Err(StatusError::conflict(
+            "pods",
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {r}, ResourceVersion in object meta: {}",
+                pod.metadata.resource_version.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl EvictionBackend for ApiBackend {
+    async fn get_pod(&self, ns: &str, name: &str) -> Result<Pod, StatusError> {
+        self.api.get_typed(Some(ns), name).map_err(to_status_error)
+    }
+
+    async fn list_pdbs(&self, ns: &str) -> Result<Vec<PodDisruptionBudget>, StatusError> {
+        self.api
+            .list_typed(Some(ns), &crate::api::ListOptions::default())
+            .map_err(to_status_error)
+    }
+
+    async fn get_pdb(&self, ns: &str, name: &str) -> Result<PodDisruptionBudget, StatusError> {
+        self.api.get_typed(Some(ns), name).map_err(to_status_error)
+    }
+
+    async fn update_pdb_status(
+        &self,
+        pdb: PodDisruptionBudget,
+    ) -> Result<PodDisruptionBudget, StatusError> {
+        let ns = pdb.metadata.namespace.clone();
+        self.api
+            .update_status_typed(ns.as_deref(), &pdb)
+            .map_err(to_status_error)
+    }
+
+    async fn add_disruption_target(
+        &self,
+        ns: &str,
+        name: &str,
+        preconditions: Option<Preconditions>,
+    ) -> Result<Pod, StatusError> {
+        // GuaranteedUpdate: retry on conflict against the latest pod.
+        for _ in 0..10 {
+            let mut pod: Pod = self
+                .api
+                .get_typed(Some(ns), name)
+                .map_err(to_status_error)?;
+            check_preconditions(&pod, preconditions.as_ref())?;
+            let now = self.clock.now();
+            let conds = pod
+                .status
+                .get_or_insert_with(Default::default)
+                .conditions
+                .get_or_insert_with(Vec::new);
+            let cond = PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("EvictionByEvictionAPI".into()),
+                message: Some("Eviction API: evicting".into()),
+                last_transition_time: Some(Time(now)),
+                ..PodCondition::default()
+            };
+            match conds.iter_mut().find(|c| c.type_ == "DisruptionTarget") {
+                Some(c) if c.status == "True" => {
+                    c.reason = cond.reason;
+                    c.message = cond.message;
+                }
+                Some(c) => *c = cond,
+                None => conds.push(cond),
+            }
+            match self.api.update_status_typed(Some(ns), &pod) {
+                Ok(p) => return Ok(p),
+                Err(e) if e.code == 409 => continue,
+                Err(e) => return Err(to_status_error(e)),
+            }
+        }
+        Err(StatusError::conflict(
+            "pods",
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ))
+    }
+
+    async fn delete_pod(
+        &self,
+        ns: &str,
+        name: &str,
+        options: K8sDeleteOptions,
+    ) -> Result<(), StatusError> {
+        let v = serde_json::to_value(&options).unwrap_or(Value::Null);
+        let opts = DeleteOptions::from_json(&v).map_err(to_status_error)?;
+        self.api
+            .delete_typed::<Pod>(Some(ns), name, &opts)
+            .map(|_| ())
+            .map_err(to_status_error)
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// Serves `POST …/pods/{name}/eviction` through [`eviction::evict`].
+///
+/// Simplification: the subresource hook receives no query string, so a
+/// `?dryRun=All` query is not seen; `deleteOptions.dryRun` in the body is.
+fn register_eviction(shared: &Arc<Shared>) {
+    let clock = shared.clock;
+    let handler: crate::api::SubresourceHandler =
+        Arc::new(move |api: Api, ns: String, name: String, body: Value| {
+            Box::pin(async move {
+                let ev: Eviction = serde_json::from_value(body).map_err(|e| {
+                    ApiError::bad_request(format!("failed to decode Eviction: {e}"))
+                })?;
+                let backend = ApiBackend { api, clock };
+                match eviction::evict(&backend, &ns, &name, &ev, &[]).await {
+                    Ok(status) => Ok((201, serde_json::to_value(status).unwrap_or(Value::Null))),
+                    Err(e) => Err(to_api_error(&e)),
+                }
+            })
+        });
+    shared.api.register_subresource("pods", "eviction", handler);
+}
+
+/// Serializable helper for tests and the `/sim` endpoints: a short summary of
+/// what the simulation holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Pods in the caches.
+    pub pods: usize,
+    /// StatefulSets in the caches.
+    pub statefulsets: usize,
+    /// Nodes and whether they are ready.
+    pub nodes: BTreeMap<String, bool>,
+}
+
+impl Simulation {
+    /// A summary of the simulated cluster.
+    pub fn summary(&self) -> Summary {
+        let c = &self.shared.caches;
+        Summary {
+            pods: c.pods.list().len(),
+            statefulsets: c.sets.list().len(),
+            nodes: c
+                .nodes
+                .list()
+                .iter()
+                .map(|n| {
+                    let name = n.metadata.name.clone().unwrap_or_default();
+                    let failed = self.shared.faults.node_failed(&name);
+                    (name, !failed)
+                })
+                .collect(),
+        }
+    }
+}
