@@ -415,6 +415,118 @@ pub fn failure(err: &InjectedError, info: &RequestInfo) -> InjectedFailure {
     }
 }
 
+/// The HTTP side: the `/sim/…` admin endpoints and the request-pipeline layer.
+///
+/// Mount both on the API server's router with [`http::install`]:
+///
+/// | method and path | effect |
+/// |---|---|
+/// | `GET /sim/faults` | the current [`FaultConfig`] |
+/// | `PUT /sim/faults` | replace it (JSON body) |
+/// | `DELETE /sim/faults` | remove every fault |
+/// | `POST /sim/nodes/{node}/fail`, `…/recover` | fail or recover a node |
+/// | `POST /sim/pods/{ns}/{name}/unready`, `…/ready` | force a pod's Ready condition False, or stop |
+pub mod http {
+    use axum::{
+        Json, Router,
+        body::Body,
+        extract::{Path, Request, State},
+        http::{HeaderValue, StatusCode, header},
+        middleware::{self, Next},
+        response::{IntoResponse, Response},
+        routing::{get, post},
+    };
+    use futures::StreamExt;
+
+    use super::{FaultConfig, Faults, PodRef, RequestInfo};
+
+    /// Adds the `/sim` routes and the fault layer to `router`.
+    pub fn install(router: Router, faults: Faults) -> Router {
+        router
+            .merge(admin_router(faults.clone()))
+            .layer(middleware::from_fn_with_state(faults, fault_layer))
+    }
+
+    /// The `/sim/…` admin routes.
+    pub fn admin_router(faults: Faults) -> Router {
+        Router::new()
+            .route("/sim/faults", get(get_faults).put(put_faults).delete(clear_faults))
+            .route("/sim/nodes/{node}/fail", post(fail_node))
+            .route("/sim/nodes/{node}/recover", post(recover_node))
+            .route("/sim/pods/{ns}/{name}/unready", post(pod_unready))
+            .route("/sim/pods/{ns}/{name}/ready", post(pod_ready))
+            .with_state(faults)
+    }
+
+    async fn get_faults(State(f): State<Faults>) -> Json<FaultConfig> {
+        Json(f.config())
+    }
+
+    async fn put_faults(State(f): State<Faults>, Json(cfg): Json<FaultConfig>) -> Json<FaultConfig> {
+        f.set(cfg);
+        Json(f.config())
+    }
+
+    async fn clear_faults(State(f): State<Faults>) -> Json<FaultConfig> {
+        f.clear();
+        Json(f.config())
+    }
+
+    async fn fail_node(State(f): State<Faults>, Path(node): Path<String>) -> Json<FaultConfig> {
+        f.update(|c| {
+            c.failed_nodes.insert(node);
+        });
+        Json(f.config())
+    }
+
+    async fn recover_node(State(f): State<Faults>, Path(node): Path<String>) -> Json<FaultConfig> {
+        f.update(|c| {
+            c.failed_nodes.remove(&node);
+        });
+        Json(f.config())
+    }
+
+    async fn pod_unready(State(f): State<Faults>, Path((namespace, name)): Path<(String, String)>) -> Json<FaultConfig> {
+        f.update(|c| {
+            c.unready_pods.insert(PodRef { namespace, name });
+        });
+        Json(f.config())
+    }
+
+    async fn pod_ready(State(f): State<Faults>, Path((namespace, name)): Path<(String, String)>) -> Json<FaultConfig> {
+        f.update(|c| {
+            c.unready_pods.remove(&PodRef { namespace, name });
+        });
+        Json(f.config())
+    }
+
+    /// The request-pipeline layer: latency, injected errors, watch cuts.
+    pub async fn fault_layer(State(f): State<Faults>, req: Request, next: Next) -> Response {
+        let info = RequestInfo::parse(req.method().as_str(), req.uri().path(), req.uri().query());
+        let decision = f.decide(&info);
+        if !decision.delay.is_zero() {
+            tokio::time::sleep(decision.delay).await;
+        }
+        if let Some(fail) = decision.error {
+            let code = StatusCode::from_u16(fail.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = (code, Json(fail.body)).into_response();
+            if let Some(secs) = fail.retry_after {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            return resp;
+        }
+        let resp = next.run(req).await;
+        match decision.cut_watch_after {
+            Some(after) => {
+                let (parts, body) = resp.into_parts();
+                let stream = body.into_data_stream().take_until(tokio::time::sleep(after));
+                Response::from_parts(parts, Body::from_stream(stream))
+            }
+            None => resp,
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
