@@ -30,7 +30,7 @@ pub enum InjectedError {
     /// 429 `TooManyRequests` with `Retry-After`.
     TooManyRequests {
         /// Seconds in `Retry-After` and `details.retryAfterSeconds`.
-        #[serde(default = "one")]
+        #[serde(default = "one", rename = "retryAfterSeconds")]
         retry_after_seconds: u32,
     },
     /// 409 `Conflict` (as for a stale resourceVersion).
@@ -450,7 +450,10 @@ pub mod http {
     /// The `/sim/…` admin routes.
     pub fn admin_router(faults: Faults) -> Router {
         Router::new()
-            .route("/sim/faults", get(get_faults).put(put_faults).delete(clear_faults))
+            .route(
+                "/sim/faults",
+                get(get_faults).put(put_faults).delete(clear_faults),
+            )
             .route("/sim/nodes/{node}/fail", post(fail_node))
             .route("/sim/nodes/{node}/recover", post(recover_node))
             .route("/sim/pods/{ns}/{name}/unready", post(pod_unready))
@@ -462,7 +465,10 @@ pub mod http {
         Json(f.config())
     }
 
-    async fn put_faults(State(f): State<Faults>, Json(cfg): Json<FaultConfig>) -> Json<FaultConfig> {
+    async fn put_faults(
+        State(f): State<Faults>,
+        Json(cfg): Json<FaultConfig>,
+    ) -> Json<FaultConfig> {
         f.set(cfg);
         Json(f.config())
     }
@@ -486,14 +492,20 @@ pub mod http {
         Json(f.config())
     }
 
-    async fn pod_unready(State(f): State<Faults>, Path((namespace, name)): Path<(String, String)>) -> Json<FaultConfig> {
+    async fn pod_unready(
+        State(f): State<Faults>,
+        Path((namespace, name)): Path<(String, String)>,
+    ) -> Json<FaultConfig> {
         f.update(|c| {
             c.unready_pods.insert(PodRef { namespace, name });
         });
         Json(f.config())
     }
 
-    async fn pod_ready(State(f): State<Faults>, Path((namespace, name)): Path<(String, String)>) -> Json<FaultConfig> {
+    async fn pod_ready(
+        State(f): State<Faults>,
+        Path((namespace, name)): Path<(String, String)>,
+    ) -> Json<FaultConfig> {
         f.update(|c| {
             c.unready_pods.remove(&PodRef { namespace, name });
         });
@@ -511,7 +523,8 @@ pub mod http {
             let code = StatusCode::from_u16(fail.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut resp = (code, Json(fail.body)).into_response();
             if let Some(secs) = fail.retry_after {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             return resp;
         }
@@ -519,7 +532,9 @@ pub mod http {
         match decision.cut_watch_after {
             Some(after) => {
                 let (parts, body) = resp.into_parts();
-                let stream = body.into_data_stream().take_until(tokio::time::sleep(after));
+                let stream = body
+                    .into_data_stream()
+                    .take_until(tokio::time::sleep(after));
                 Response::from_parts(parts, Body::from_stream(stream))
             }
             None => resp,

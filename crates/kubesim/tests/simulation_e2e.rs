@@ -693,12 +693,19 @@ async fn the_sim_admin_endpoints_switch_faults_and_the_layer_injects_them() {
     use tower::ServiceExt;
 
     let faults = Faults::new(Some(3));
-    let app = install(Router::new().route("/api/v1/namespaces/{ns}/pods", get(|| async { "[]" })), faults.clone());
+    let app = install(
+        Router::new().route("/api/v1/namespaces/{ns}/pods", get(|| async { "[]" })),
+        faults.clone(),
+    );
     let call = |req: Request<Body>| {
         let app = app.clone();
         async move { app.oneshot(req).await.unwrap() }
     };
-    let list = || Request::get("/api/v1/namespaces/default/pods").body(Body::empty()).unwrap();
+    let list = || {
+        Request::get("/api/v1/namespaces/default/pods")
+            .body(Body::empty())
+            .unwrap()
+    };
     assert_eq!(call(list()).await.status(), 200);
     // Given a 429 rule switched on at run time through /sim/faults
     let cfg = json!({"apiErrors": [{"verb": "list", "resource": "pods", "probability": 1.0,
@@ -713,10 +720,14 @@ async fn the_sim_admin_endpoints_switch_faults_and_the_layer_injects_them() {
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "2");
     // And node/pod switches land in the shared state
-    let fail = Request::post("/sim/nodes/kubesim-node-1/fail").body(Body::empty()).unwrap();
+    let fail = Request::post("/sim/nodes/kubesim-node-1/fail")
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(call(fail).await.status(), 200);
     assert!(faults.node_failed("kubesim-node-1"));
-    let unready = Request::post("/sim/pods/default/web-0/unready").body(Body::empty()).unwrap();
+    let unready = Request::post("/sim/pods/default/web-0/unready")
+        .body(Body::empty())
+        .unwrap();
     call(unready).await;
     assert!(faults.is_unready("default", "web-0"));
     let clear = Request::delete("/sim/faults").body(Body::empty()).unwrap();
