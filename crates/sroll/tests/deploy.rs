@@ -125,3 +125,35 @@ fn rbac_has_no_wildcards() {
         }
     }
 }
+
+#[test]
+fn deployment_args_are_flags_sroll_operator_accepts() {
+    for dir in ["deploy", "deploy/overlays/namespaced"] {
+        let Some(objs) = kustomize(dir) else {
+            return;
+        };
+        let deployment = objs
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .expect("deployment");
+        let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("string arg").to_owned())
+            .collect();
+        assert_eq!(args[0], "operator");
+        // clap parses left to right: an unknown flag fails before `--help` is reached.
+        let out = Command::new(env!("CARGO_BIN_EXE_sroll"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("sroll runs");
+        assert!(
+            out.status.success(),
+            "{dir}: `sroll {}` is rejected: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
