@@ -15,11 +15,7 @@ use std::{io::IsTerminal, path::PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use kube::{
-    Api, Client, Config,
-    api::ListParams,
-    config::{KubeConfigOptions, Kubeconfig},
-};
+use kube::{Api, Client, api::ListParams};
 use sroll_api::StatefulsetRollout;
 
 /// How to reach the cluster (kubectl's flags and resolution order).
@@ -34,31 +30,12 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// Builds a client the way kubectl would: the named kubeconfig (file and context), else the
-    /// default resolution (KUBECONFIG, ~/.kube/config, in-cluster).
+    /// Builds a client the way kubectl would (the operator's resolution: `--kubeconfig`, else
+    /// KUBECONFIG / ~/.kube/config, else in-cluster; `--context` picks the context).
     pub async fn client(&self) -> anyhow::Result<(Client, String)> {
-        let options = KubeConfigOptions {
-            context: self.context.clone(),
-            ..Default::default()
-        };
-        let config = match &self.kubeconfig {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path)
-                    .with_context(|| format!("failed to read the kubeconfig {}", path.display()))?;
-                Config::from_custom_kubeconfig(kubeconfig, &options)
-                    .await
-                    .with_context(|| format!("failed to load the kubeconfig {}", path.display()))?
-            }
-            None if self.context.is_some() => Config::from_kubeconfig(&options)
-                .await
-                .context("failed to load the kubeconfig context")?,
-            None => Config::infer().await.context(
-                "failed to find a cluster: set KUBECONFIG, pass --kubeconfig, or run in a pod",
-            )?,
-        };
-        let namespace = config.default_namespace.clone();
-        let client = Client::try_from(config).context("failed to build a Kubernetes client")?;
-        Ok((client, namespace))
+        sroll_operator::client_from(self.kubeconfig.as_deref(), self.context.clone())
+            .await
+            .context("failed to find a cluster: set KUBECONFIG, pass --kubeconfig, or run in a pod")
     }
 }
 
