@@ -299,7 +299,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
                 "evicted pods"
             );
             if outcome.done() < pods.len() {
-                plan.record_evictions(outcome.done(), previous_status.last_eviction_time.clone());
+                plan.record_evictions(outcome.done(), &observed);
             }
             deferred = outcome.error;
         }
