@@ -26,7 +26,15 @@ impl Set {
     pub(crate) fn insert(&mut self, path: &[String]) {
         let mut node = self;
         for pe in path {
-            node = node.children.entry(pe.clone()).or_default();
+            // Look up before inserting: cloning the key on every step is the
+            // hot spot of building large sets.
+            if !node.children.contains_key(pe) {
+                node.children.insert(pe.clone(), Set::default());
+            }
+            node = match node.children.get_mut(pe) {
+                Some(n) => n,
+                None => return,
+            };
         }
         node.member = true;
     }
