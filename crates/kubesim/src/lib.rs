@@ -14,6 +14,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
+pub mod cli;
+pub mod cluster;
 pub mod controllers;
 pub mod eviction;
 pub mod faults;
@@ -23,6 +25,7 @@ pub mod patch;
 pub mod registry;
 pub mod schema;
 pub mod selector;
+pub mod server;
 pub mod store;
 pub mod table;
 

@@ -52,6 +52,16 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// `force` (server-side apply).
     pub force: bool,
+    /// The client's `User-Agent` (names the field manager of non-apply
+    /// writes). When neither this nor `field_manager` is set (in-process
+    /// callers), `managedFields` are not tracked for POST/PUT.
+    pub user_agent: Option<String>,
+}
+
+impl WriteOptions {
+    fn tracks_fields(&self) -> bool {
+        self.field_manager.is_some() || self.user_agent.is_some()
+    }
 }
 
 /// `propagationPolicy` of a DELETE.
@@ -850,10 +860,24 @@ impl Api {
         &self,
         d: &ResourceDescriptor,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         opts: &WriteOptions,
     ) -> Result<Value> {
+        self.create_inner(d, ns, obj, opts, true)
+    }
+
+    fn create_inner(
+        &self,
+        d: &ResourceDescriptor,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+        track: bool,
+    ) -> Result<Value> {
         Self::check_type(d, &mut obj)?;
+        if track && opts.tracks_fields() {
+            patching::track_update(d, None, &mut obj, Part::Main, opts);
+        }
         let ns = match (d.namespaced, ns, meta_str(&obj, "namespace")) {
             (true, Some(u), Some(b)) if u != b && !u.is_empty() => {
                 return Err(ApiError::bad_request(
@@ -1130,6 +1154,10 @@ impl Api {
                 }
                 _ => {}
             }
+            let mut obj = obj;
+            if opts.tracks_fields() {
+                patching::track_update(d, Some(&old.value()), &mut obj, part, opts);
+            }
             self.write_locked(t, d, &ns, name, &old, obj, part, opts)
         })
     }
@@ -1320,9 +1348,9 @@ impl Api {
         let ns_s = Self::check_namespace(d, ns)?;
         let key = d.storage_key();
         let existing = self.inner.store.read(|t| t.get(&key, &ns_s, name));
-        let Some(_) = existing else {
+        if existing.is_none() {
             if kind == PatchKind::Apply && part == Part::Main {
-                let obj = patching::apply_create(d, body, opts)?;
+                let mut obj = patching::patch_object(d, None, kind, body, part, opts)?;
                 if let Some(n) = meta_str(&obj, "name")
                     && n != name
                 {
@@ -1330,18 +1358,17 @@ impl Api {
                         "the name of the object ({n}) does not match the name on the URL ({name})"
                     )));
                 }
-                let mut obj = obj;
                 meta_mut(&mut obj).insert("name".into(), json!(name));
-                return self.create(d, ns, obj, opts);
+                return self.create_inner(d, ns, obj, opts, false);
             }
             return Err(ApiError::not_found_in(d, name));
-        };
+        }
         self.inner.store.write(|t| {
             let old = t
                 .get(&key, &ns_s, name)
                 .ok_or_else(|| ApiError::not_found_in(d, name))?;
             let current = old.value();
-            let patched = patching::apply_patch(d, &current, kind, body, part, opts)?;
+            let patched = patching::patch_object(d, Some(&current), kind, body, part, opts)?;
             let rv_in_patch = meta_str(&patched, "resourceVersion").map(String::from);
             if let Some(rv) = rv_in_patch
                 && rv != old.rv.to_string()
