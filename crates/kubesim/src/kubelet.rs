@@ -335,7 +335,11 @@ fn node_is_ready(node: &Node) -> bool {
 
 /// Chooses a node for `pod` among `nodes`, given the pods already bound
 /// (`spec.nodeName` set). `None` when no node fits.
-pub fn schedule(pod: &Pod, nodes: &[Node], pods: &[Pod]) -> Option<String> {
+pub fn schedule<'a>(
+    pod: &Pod,
+    nodes: &[Node],
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> Option<String> {
     let selector = pod
         .spec
         .as_ref()

@@ -258,12 +258,10 @@ pub fn revision_template(revision: &ControllerRevision) -> Result<PodTemplateSpe
     })
 }
 
-/// `history.EqualRevision` with semantic comparison: equal decoded templates.
+/// `history.EqualRevision` with semantic comparison: the decoded data are
+/// equal as JSON values (key order and formatting do not matter).
 pub fn equal_revision(a: &ControllerRevision, b: &ControllerRevision) -> bool {
-    match (revision_template(a), revision_template(b)) {
-        (Ok(ta), Ok(tb)) => ta == tb,
-        _ => a.data == b.data,
-    }
+    a.data == b.data
 }
 
 /// `nextRevision`: one more than the highest revision number (1 when none).

@@ -635,15 +635,9 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         return Ok(None);
     };
     let set: StatefulSet = (*set).clone();
-    let pods: Vec<Pod> = s
-        .caches
-        .pods
-        .list_ns(ns)
-        .iter()
-        .map(|p| (**p).clone())
-        .collect();
-    let claims =
-        statefulset::claim_pods(&set, &pods).map_err(|e| ApiError::internal(e.to_string()))?;
+    let pods = s.caches.pods.list_ns(ns);
+    let claims = statefulset::claim_pods(&set, pods.iter().map(|p| &**p))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     for adopted in &claims.adopt {
         if let Some(p) = claims
             .owned
@@ -1163,8 +1157,10 @@ fn schedule(
         })
         .map(|n| (**n).clone())
         .collect();
-    let pods: Vec<Pod> = s.caches.pods.list().iter().map(|p| (**p).clone()).collect();
-    let chosen = kubelet::schedule(pod, &nodes, &pods);
+    // Spreading is per controller, which is namespaced: the pods of the
+    // namespace are enough (node totals are counted per namespace too).
+    let pods = s.caches.pods.list_ns(ns);
+    let chosen = kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p));
     let mut conds = pod
         .status
         .as_ref()

@@ -182,7 +182,10 @@ fn retention(spec: &StatefulSetSpec) -> (bool, bool) {
 /// `ClaimPods` for a StatefulSet over every pod of its namespace: owned pods
 /// matching selector and name pattern are kept, matching orphans adopted,
 /// owned non-matching pods released; pods of other controllers are ignored.
-pub fn claim_pods(set: &StatefulSet, pods: &[Pod]) -> Result<PodClaims, Error> {
+pub fn claim_pods<'a>(
+    set: &StatefulSet,
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> Result<PodClaims, Error> {
     let spec = spec(set)?;
     let uid = set.metadata.uid.as_deref().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
