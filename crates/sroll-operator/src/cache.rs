@@ -96,6 +96,8 @@ pub fn strip_pod(p: &mut Pod) {
     if let Some(status) = p.status.take() {
         p.status = Some(PodStatus {
             phase: status.phase,
+            // Service discovery (Consul) names pods by address.
+            pod_ip: status.pod_ip,
             conditions: status.conditions,
             container_statuses: status.container_statuses.map(|cs| {
                 cs.into_iter()
@@ -423,7 +425,8 @@ mod tests {
         assert!(pod.metadata.managed_fields.is_none());
         let status = pod.status.as_ref().expect("status kept");
         assert_eq!(status.phase.as_deref(), Some("Running"));
-        assert!(status.pod_ip.is_none());
+        // Kept: service discovery (Consul) names pods by address.
+        assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
         let view = sroll_planner::ObservedPod::from_pod(&pod, "web").expect("a member");
         assert!(view.ready);
         assert_eq!(view.revision.as_deref(), Some("web-abc"));

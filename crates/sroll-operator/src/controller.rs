@@ -40,6 +40,7 @@ use crate::{
     Error, Result,
     cache::{self, Caches},
     execute,
+    integrations::Integrations,
     metrics::Metrics,
     observe,
 };
@@ -47,6 +48,9 @@ use crate::{
 /// How long a reconcile waits for the watch caches' initial list before it gives up (and is
 /// retried with backoff).
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How soon a terminal rollout is looked at again while an integration result is pending.
+const INTEGRATIONS_POLL: Duration = Duration::from_secs(2);
 
 /// What every namespace scope shares.
 #[derive(Clone)]
@@ -57,6 +61,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Event recorder (events.k8s.io/v1).
     pub recorder: Recorder,
+    /// Notifications, release callback and service-discovery health.
+    pub integrations: Arc<Integrations>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -255,7 +261,12 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     wait_for_caches(&ctx.caches).await?;
     let rollout = freshest(ctx, &key, rollout);
 
-    let observed = observe::observe(&ctx.caches, &rollout, Timestamp::now());
+    let mut observed = observe::observe(&ctx.caches, &rollout, Timestamp::now());
+    observed.discovery = ctx
+        .shared
+        .integrations
+        .discovery(&rollout, &observed, &ctx.caches.pods)
+        .await;
     let mut plan = sroll_planner::plan(&observed);
     tracing::debug!(
         rollout = %key,
@@ -318,6 +329,23 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         }
     }
 
+    // Notifications and the release callback: non-blocking; their results land in the status.
+    let evicting: Vec<String> = match &plan.action {
+        Action::Evict { pods, .. } => pods.clone(),
+        _ => Vec::new(),
+    };
+    let integrations_pending = ctx
+        .shared
+        .integrations
+        .after_plan(
+            &rollout,
+            &observed,
+            &evicting,
+            &previous_status,
+            &mut plan.status,
+        )
+        .await;
+
     let acted = !matches!(plan.action, Action::Wait);
     if acted || comparable(&plan.status) != comparable(&previous_status) {
         let written = execute::write_status(&rollout_api, &name, &plan.status).await?;
@@ -333,6 +361,8 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let terminal = plan.status.phase.as_ref().is_some_and(Phase::is_terminal);
     Ok(match plan.requeue_after {
         Some(after) if !terminal => Requeue::requeue(after),
+        // A terminal rollout whose callback or final Slack update is still under way.
+        _ if integrations_pending => Requeue::requeue(INTEGRATIONS_POLL),
         _ => Requeue::await_change(),
     })
 }

@@ -20,6 +20,7 @@ pub mod cache;
 pub mod controller;
 pub mod error;
 pub mod execute;
+pub mod integrations;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
@@ -50,6 +51,8 @@ pub struct Settings {
     pub instance: String,
     /// Skip the start-up checks (tests that start many operators against one cluster).
     pub skip_preflight: bool,
+    /// Slack, webhooks, release callback and service discovery.
+    pub integrations: integrations::IntegrationSettings,
 }
 
 /// A configured operator, ready to [`run`](Operator::run).
@@ -160,6 +163,10 @@ impl Operator {
         }
 
         let ctx = controller::Shared {
+            integrations: Arc::new(
+                integrations::Integrations::start(client.clone(), settings.integrations.clone())
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            ),
             client: client.clone(),
             metrics: metrics.clone(),
             recorder: kube::runtime::events::Recorder::new(

@@ -5,7 +5,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use sroll_operator::{LeaseSettings, Operator, Settings, telemetry};
+use sroll_operator::{
+    LeaseSettings, Operator, Settings,
+    integrations::{IntegrationSettings, SecretLocation},
+    telemetry,
+};
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -67,6 +71,32 @@ pub struct OperatorArgs {
     /// This replica's identity in the Lease and in Events (default: $POD_NAME, else hostname and pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Name of this cluster, shown in Slack messages and sent in webhook and callback payloads.
+    #[arg(long, default_value = "", env = "SROLL_CLUSTER_NAME")]
+    pub cluster_name: String,
+    /// Slack Web API base URL (default https://slack.com/api/; tests and Slack-compatible servers
+    /// such as Mattermost's).
+    #[arg(long, value_name = "URL", env = "SROLL_SLACK_API_URL")]
+    pub slack_api_url: Option<String>,
+    /// Secret key holding the Slack bot token, as NAMESPACE/NAME/KEY (unset: no Slack messages).
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME/KEY",
+        env = "SROLL_SLACK_TOKEN_SECRET"
+    )]
+    pub slack_token_secret: Option<SecretLocation>,
+    /// Hosts that release callbacks and webhooks may call: `bapi.example.com`, `*.example.com`,
+    /// `host:port`, or an exact IP; repeat or separate with commas (unset: none is called).
+    #[arg(
+        long,
+        value_name = "HOST",
+        value_delimiter = ',',
+        env = "SROLL_CALLBACK_ALLOW"
+    )]
+    pub callback_allow: Vec<String>,
+    /// Consul HTTP address for service-discovery health, e.g. http://consul-server.consul:8500.
+    #[arg(long, value_name = "URL", env = "SROLL_CONSUL_ADDR")]
+    pub consul_addr: Option<String>,
 }
 
 fn default_identity() -> String {
@@ -143,6 +173,13 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
             leader_election,
             instance: identity,
             skip_preflight: false,
+            integrations: IntegrationSettings {
+                cluster_name: args.cluster_name.clone(),
+                slack_api_url: args.slack_api_url.clone(),
+                slack_token_secret: args.slack_token_secret.clone(),
+                callback_allow: args.callback_allow.clone(),
+                consul_addr: args.consul_addr.clone(),
+            },
         };
         Operator::new(client, settings)
             .run(shutdown_signal())

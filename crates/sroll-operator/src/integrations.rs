@@ -1,0 +1,583 @@
+//! Wiring of `sroll-integrations` into the reconcile loop: Slack and webhook notifications, the
+//! release callback and service-discovery health.
+//!
+//! Two hooks, both non-blocking (the integrations run on background tasks):
+//! - [`Integrations::discovery`] before planning: the rollout's service-discovery health as the
+//!   planner's [`sroll_planner::DiscoveryHealth`] (Consul via the background poller, or the
+//!   Kubernetes Service's EndpointSlices);
+//! - [`Integrations::after_plan`] before the status write: hands a snapshot to the notifier,
+//!   drives the release callback, and fills `status.slackMessage`,
+//!   `status.lastCallbackStageId`/`lastCallbackOutcome` and the `NotificationsDelivered` /
+//!   `CallbackDelivered` conditions. It returns whether a result is still pending, so a terminal
+//!   rollout is looked at again until its callback is settled.
+//!
+//! Secrets (the Slack bot token, webhook bearer tokens, Consul ACL tokens) are read with GET and
+//! kept for [`SECRET_TTL`]; their values never reach logs, status or events.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::{
+        core::v1::{Pod, Secret},
+        discovery::v1::EndpointSlice,
+    },
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::ListParams,
+    runtime::reflector::{ObjectRef, Store},
+};
+use sroll_api::{
+    DiscoveryProvider, Phase, StatefulsetRollout, StatefulsetRolloutStatus, condition_types,
+};
+use sroll_integrations::{
+    CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks, Discovery,
+    DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
+    RolloutSnapshot, Version,
+    allow::HostAllowlist,
+    discovery::{ConsulQuery, ConsulToken, endpointslice},
+    reasons,
+    slack::{DEFAULT_API_URL, SlackConfig, SlackTarget, SlackToken},
+    transition_events,
+    webhook::{BearerToken, WebhookConfig, WebhookTarget},
+};
+use sroll_planner::Observed;
+
+/// How long a Secret value read by the operator is reused before it is read again.
+pub const SECRET_TTL: Duration = Duration::from_secs(60);
+
+/// A key of a Secret: `namespace/name/key`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretLocation {
+    /// Namespace of the Secret.
+    pub namespace: String,
+    /// Name of the Secret.
+    pub name: String,
+    /// Key in its data.
+    pub key: String,
+}
+
+impl std::str::FromStr for SecretLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [ns, name, key] if !ns.is_empty() && !name.is_empty() && !key.is_empty() => Ok(Self {
+                namespace: (*ns).to_owned(),
+                name: (*name).to_owned(),
+                key: (*key).to_owned(),
+            }),
+            _ => Err(format!(
+                "expected NAMESPACE/NAME/KEY (for example sroll-system/slack/token), got {s:?}"
+            )),
+        }
+    }
+}
+
+/// The operator's integration settings (flags of `sroll operator`).
+#[derive(Clone, Debug, Default)]
+pub struct IntegrationSettings {
+    /// `--cluster-name`: shown in messages and sent in payloads.
+    pub cluster_name: String,
+    /// `--slack-api-url`; `None`: the public Slack API.
+    pub slack_api_url: Option<String>,
+    /// `--slack-token-secret`; `None`: no Slack notifications.
+    pub slack_token_secret: Option<SecretLocation>,
+    /// `--callback-allow` entries.
+    pub callback_allow: Vec<String>,
+    /// `--consul-addr`.
+    pub consul_addr: Option<String>,
+}
+
+/// The running integrations, shared by every reconcile.
+pub struct Integrations {
+    client: Client,
+    settings: IntegrationSettings,
+    notifier: Notifier,
+    callbacks: Callbacks,
+    discovery: Discovery,
+    secrets: Mutex<HashMap<SecretLocation, (Instant, Option<String>)>>,
+    slack_token: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Integrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Integrations")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain caches: a panic elsewhere leaves them valid.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Integrations {
+    /// Starts the background workers (call inside the tokio runtime). Fails on an invalid
+    /// `--callback-allow` entry or URL flag.
+    pub fn start(
+        client: Client,
+        settings: IntegrationSettings,
+    ) -> std::result::Result<Self, sroll_integrations::Error> {
+        let allow = HostAllowlist::parse(&settings.callback_allow)?;
+        let notifier = Notifier::spawn(
+            SlackConfig {
+                api_url: settings
+                    .slack_api_url
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_API_URL.into()),
+                ..SlackConfig::default()
+            },
+            WebhookConfig {
+                allow: allow.clone(),
+                ..WebhookConfig::default()
+            },
+        )?;
+        let callbacks = Callbacks::new(CallbackConfig {
+            allow,
+            ..CallbackConfig::default()
+        })?;
+        let discovery = Discovery::spawn(DiscoveryConfig {
+            consul_addr: settings.consul_addr.clone(),
+            ..DiscoveryConfig::default()
+        })?;
+        Ok(Self {
+            client,
+            settings,
+            notifier,
+            callbacks,
+            discovery,
+            secrets: Mutex::default(),
+            slack_token: Mutex::default(),
+        })
+    }
+
+    /// The value of a Secret key, cached for [`SECRET_TTL`]; `None` if it cannot be read.
+    async fn secret(&self, loc: &SecretLocation) -> Option<String> {
+        if let Some((at, value)) = lock(&self.secrets).get(loc)
+            && at.elapsed() < SECRET_TTL
+        {
+            return value.clone();
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &loc.namespace);
+        let value = match api.get_opt(&loc.name).await {
+            Ok(secret) => secret.and_then(|s| {
+                s.data
+                    .and_then(|d| {
+                        d.get(&loc.key)
+                            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                    })
+                    .or_else(|| s.string_data.and_then(|d| d.get(&loc.key).cloned()))
+            }),
+            Err(e) => {
+                tracing::warn!(namespace = %loc.namespace, secret = %loc.name, error = %e, "failed to read a Secret");
+                None
+            }
+        };
+        lock(&self.secrets).insert(loc.clone(), (Instant::now(), value.clone()));
+        value
+    }
+
+    async fn refresh_slack_token(&self) -> bool {
+        let Some(loc) = &self.settings.slack_token_secret else {
+            return false;
+        };
+        let token = self.secret(loc).await.filter(|t| !t.trim().is_empty());
+        let mut current = lock(&self.slack_token);
+        if *current != token {
+            if let Err(e) = self
+                .notifier
+                .slack()
+                .set_token(token.clone().map(SlackToken::new))
+            {
+                tracing::warn!(error = %e, "failed to configure the Slack client");
+            }
+            *current = token;
+        }
+        current.is_some()
+    }
+
+    /// The rollout's service-discovery health for the planner; `None` when not configured.
+    pub async fn discovery(
+        &self,
+        rollout: &StatefulsetRollout,
+        observed: &Observed,
+        pods: &Store<Pod>,
+    ) -> Option<sroll_planner::DiscoveryHealth> {
+        let sd = rollout.spec.service_discovery.as_ref()?;
+        if sd.services.is_empty() {
+            return None;
+        }
+        let namespace = rollout.namespace().unwrap_or_default();
+        let key = RolloutKey::new(&namespace, rollout.name_any());
+        let health = match sd.provider.clone().unwrap_or(DiscoveryProvider::Consul) {
+            DiscoveryProvider::Kubernetes => {
+                let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &namespace);
+                let selector = format!(
+                    "{} in ({})",
+                    endpointslice::SERVICE_NAME_LABEL,
+                    sd.services.join(",")
+                );
+                match api.list(&ListParams::default().labels(&selector)).await {
+                    Ok(list) => {
+                        DiscoveryHealth::Reachable(endpointslice::health_from_endpoint_slices(
+                            &namespace,
+                            &sd.services,
+                            &list.items,
+                        ))
+                    }
+                    Err(e) => DiscoveryHealth::Unreachable {
+                        reason: format!("failed to list EndpointSlices: {e}"),
+                    },
+                }
+            }
+            _ => {
+                let token = match &sd.acl_token_secret_ref {
+                    Some(r) => {
+                        self.secret(&SecretLocation {
+                            namespace: namespace.clone(),
+                            name: r.name.clone(),
+                            key: r.key.clone(),
+                        })
+                        .await
+                    }
+                    None => None,
+                };
+                let query = ConsulQuery {
+                    dc: sd.dc.clone(),
+                    services: sd.services.clone(),
+                    token: token.map(ConsulToken::new),
+                };
+                match self.discovery.observe(&key, query) {
+                    Some(obs) => obs.health,
+                    // The first poll of this query is under way: hold like an unreachable agent.
+                    None => DiscoveryHealth::Unreachable {
+                        reason: "waiting for the first answer from Consul".into(),
+                    },
+                }
+            }
+        };
+        Some(match health {
+            DiscoveryHealth::Unreachable { reason } => {
+                tracing::debug!(rollout = %key, %reason, "service discovery unreachable");
+                sroll_planner::DiscoveryHealth {
+                    reachable: false,
+                    ..sroll_planner::DiscoveryHealth::default()
+                }
+            }
+            DiscoveryHealth::Reachable(h) => {
+                let healthy_pods = observed
+                    .pods
+                    .iter()
+                    .filter(|p| {
+                        // No configured service exists: discovery cannot gate (status shows
+                        // `consulServices: []`), so every pod counts as healthy.
+                        !h.gates() || {
+                            let ip = pods
+                                .get(&ObjectRef::new(&p.name).within(&namespace))
+                                .and_then(|pod| pod.status.as_ref().and_then(|s| s.pod_ip.clone()));
+                            h.is_healthy(&p.name, ip.as_deref())
+                        }
+                    })
+                    .map(|p| p.name.clone())
+                    .collect();
+                sroll_planner::DiscoveryHealth {
+                    reachable: true,
+                    healthy_pods,
+                    existing_services: h.existing_services(),
+                }
+            }
+        })
+    }
+
+    /// Notifies, drives the callback and records their results in `status` (the plan's status,
+    /// about to be written). Returns `true` while a result is pending (requeue soon).
+    pub async fn after_plan(
+        &self,
+        rollout: &StatefulsetRollout,
+        observed: &Observed,
+        evicting: &[String],
+        previous: &StatefulsetRolloutStatus,
+        status: &mut StatefulsetRolloutStatus,
+    ) -> bool {
+        let namespace = rollout.namespace().unwrap_or_default();
+        let key = RolloutKey::new(&namespace, rollout.name_any());
+        let snapshot = self.snapshot(&key, rollout, observed, evicting, status);
+        let now = Timestamp::now();
+        let generation = rollout.metadata.generation;
+        let mut pending = false;
+
+        // Events: derived from the status before and after this reconcile.
+        let same_rollout = previous.rollout_identity == rollout.spec.rollout_identity;
+        let prev_phase = previous.phase.as_ref().filter(|_| same_rollout);
+        let rollback = status.update_revision.is_some()
+            && status.update_revision == previous.previous_revision
+            && status.update_revision != previous.update_revision;
+        let events = transition_events(
+            prev_phase,
+            previous.updated_replicas.filter(|_| same_rollout),
+            &snapshot.phase,
+            snapshot.updated,
+            rollback,
+        );
+
+        // Notifications.
+        let slack = match &rollout.spec.channel {
+            Some(channel) if self.refresh_slack_token().await => Some(SlackTarget {
+                channel: channel.clone(),
+                level: rollout.spec.notification_level(),
+                existing: previous.slack_message.clone(),
+            }),
+            _ => None,
+        };
+        let mut webhooks = Vec::new();
+        for hook in rollout
+            .spec
+            .notifications
+            .as_ref()
+            .map(|n| n.webhooks.as_slice())
+            .unwrap_or_default()
+        {
+            let bearer = match &hook.auth_secret_ref {
+                Some(r) => self
+                    .secret(&SecretLocation {
+                        namespace: namespace.clone(),
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                    })
+                    .await
+                    .map(BearerToken::new),
+                None => None,
+            };
+            webhooks.push(WebhookTarget {
+                url: hook.url.clone(),
+                triggers: hook.triggers.clone(),
+                bearer,
+            });
+        }
+        let notifying = slack.is_some() || !webhooks.is_empty();
+        if notifying {
+            let request = NotifyRequest {
+                snapshot: snapshot.clone(),
+                events,
+                slack,
+                webhooks,
+            };
+            if let Err(e) = self.notifier.notify(&request) {
+                tracing::warn!(rollout = %key, error = %e, "failed to queue a notification");
+            }
+            let report = self.notifier.report(&key);
+            if let Some(message) = report.slack.as_ref().and_then(|s| s.message.clone()) {
+                status.slack_message = Some(message);
+            }
+            pending |= report.slack.as_ref().is_some_and(|s| !s.up_to_date);
+            match report.error() {
+                Some(error) => set_condition(
+                    &mut status.conditions,
+                    condition_types::NOTIFICATIONS_DELIVERED,
+                    "False",
+                    reasons::NOTIFICATION_FAILED,
+                    error,
+                    generation,
+                    now,
+                ),
+                None => set_condition(
+                    &mut status.conditions,
+                    condition_types::NOTIFICATIONS_DELIVERED,
+                    "True",
+                    reasons::NOTIFICATIONS_DELIVERED,
+                    "notifications are delivered".into(),
+                    generation,
+                    now,
+                ),
+            }
+        }
+
+        // The release callback, once per (stageId, outcome).
+        if let (Some(bapi), Some(outcome)) = (&rollout.spec.bapi, snapshot.outcome()) {
+            let recorded = status.last_callback_stage_id.as_deref() == Some(bapi.stage_id.as_str())
+                && status
+                    .last_callback_outcome
+                    .as_deref()
+                    .and_then(Outcome::parse)
+                    == Some(outcome);
+            if recorded {
+                self.callbacks.acknowledge(&key);
+            } else if let Some(body) = CallbackBody::new(&bapi.stage_id, &snapshot) {
+                let state = self.callbacks.deliver(CallbackRequest {
+                    key: key.clone(),
+                    url: bapi.url.clone(),
+                    body,
+                });
+                if let CallbackState::Delivered { .. } = state {
+                    // Written only after a 2xx: the next reconcile sees it and never calls again.
+                    status.last_callback_stage_id = Some(bapi.stage_id.clone());
+                    status.last_callback_outcome = Some(outcome.as_str().to_owned());
+                }
+                pending |= !state.is_final();
+                let (cstatus, reason, message) = state.condition();
+                set_condition(
+                    &mut status.conditions,
+                    condition_types::CALLBACK_DELIVERED,
+                    cstatus,
+                    reason,
+                    message,
+                    generation,
+                    now,
+                );
+            }
+        }
+        pending
+    }
+
+    fn snapshot(
+        &self,
+        key: &RolloutKey,
+        rollout: &StatefulsetRollout,
+        observed: &Observed,
+        evicting: &[String],
+        status: &StatefulsetRolloutStatus,
+    ) -> RolloutSnapshot {
+        let update = status.update_revision.clone();
+        let mut rolling: Vec<(i32, String)> = observed
+            .pods
+            .iter()
+            .filter(|p| {
+                p.terminating
+                    || evicting.contains(&p.name)
+                    || (update.is_some() && p.revision == update && !p.ready)
+            })
+            .map(|p| (p.ordinal, p.name.clone()))
+            .collect();
+        rolling.sort();
+        let from_revision = match (&status.current_revision, &update) {
+            (Some(c), Some(u)) if c == u => status.previous_revision.clone(),
+            (c, _) => c.clone(),
+        };
+        let image = rollout
+            .spec
+            .sts
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone());
+        RolloutSnapshot {
+            key: key.clone(),
+            cluster: self.settings.cluster_name.clone(),
+            app: rollout.statefulset_name(),
+            rollout_identity: rollout.spec.rollout_identity.clone(),
+            from: Version {
+                image: None,
+                revision: from_revision,
+            },
+            to: Version {
+                image,
+                revision: update,
+            },
+            build: status.build_metadata.clone(),
+            updated: status.updated_replicas.unwrap_or(0),
+            target: status
+                .target_updated_replicas
+                .unwrap_or_else(|| rollout.spec.target_updated_replicas()),
+            total: status.replicas.unwrap_or_else(|| rollout.spec.replicas()),
+            percent: rollout.spec.percent,
+            percent_deployed: status.percent_deployed.unwrap_or(0),
+            phase: status.phase.clone().unwrap_or(Phase::Pending),
+            reason: status.reason.clone(),
+            rolling_pods: rolling.into_iter().map(|(_, n)| n).collect(),
+        }
+    }
+}
+
+/// Sets the condition `type_`, keeping `lastTransitionTime` unless the status changed (as
+/// `meta.SetStatusCondition`, k8s.io/apimachinery/pkg/api/meta/conditions.go).
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
+        if c.status != status {
+            c.status = status.into();
+            c.last_transition_time = Time(now);
+        }
+        c.reason = reason.into();
+        c.message = message;
+        c.observed_generation = generation;
+    } else {
+        conditions.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: Time(now),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_locations_parse_namespace_name_and_key() {
+        let loc: SecretLocation = "sroll-system/slack/token".parse().expect("valid");
+        assert_eq!(loc.namespace, "sroll-system");
+        assert_eq!(loc.key, "token");
+        assert!("slack/token".parse::<SecretLocation>().is_err());
+        assert!("a//b".parse::<SecretLocation>().is_err());
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time_while_the_status_holds() {
+        let t0 = Timestamp::from_second(1_000).expect("time");
+        let t1 = Timestamp::from_second(2_000).expect("time");
+        let mut c = Vec::new();
+        set_condition(
+            &mut c,
+            "CallbackDelivered",
+            "Unknown",
+            "CallbackPending",
+            "a".into(),
+            Some(1),
+            t0,
+        );
+        set_condition(
+            &mut c,
+            "CallbackDelivered",
+            "Unknown",
+            "CallbackPending",
+            "b".into(),
+            Some(1),
+            t1,
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].last_transition_time, Time(t0));
+        assert_eq!(c[0].message, "b");
+        set_condition(
+            &mut c,
+            "CallbackDelivered",
+            "True",
+            "CallbackDelivered",
+            "ok".into(),
+            Some(1),
+            t1,
+        );
+        assert_eq!(c[0].last_transition_time, Time(t1));
+    }
+}
