@@ -9,6 +9,7 @@ use std::{io::Read, path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod demo;
 mod operator;
 mod plugin;
 mod render;
@@ -32,6 +33,11 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Run the operator: reconcile StatefulsetRollouts in the cluster of the current kubeconfig.
     Operator(Box<operator::OperatorArgs>),
+    /// Run a release on the embedded simulated cluster: kubesim and the operator in this process,
+    /// a StatefulSet rolled to 25%, paused, resumed, broken and rolled back, with a live view.
+    Demo(demo::DemoArgs),
+    /// Serve kubesim, the simulated Kubernetes cluster, on 127.0.0.1 (kubectl works against it).
+    Sim(kubesim::cli::SimArgs),
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +101,16 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Render(args) => return run_render(args),
         Command::Operator(args) => operator::run(*args)?,
+        Command::Demo(args) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+            runtime.block_on(demo::run(args))?;
+        }
+        Command::Sim(args) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+            runtime.block_on(kubesim::cli::run(args))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

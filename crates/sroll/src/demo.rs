@@ -1,0 +1,680 @@
+//! `sroll demo`: the whole product on the embedded simulated cluster, with no setup.
+//!
+//! Starts kubesim (API server + StatefulSet/disruption controllers + fake kubelets) and the real
+//! operator in this process, installs the CRD, creates a namespace, a PodDisruptionBudget and a
+//! StatefulsetRollout, then plays a realistic release over real API traffic:
+//!
+//! ```text
+//! create → new image at 25% → promote to 100% with a pause half-way → resume
+//!        → a broken image that fails at its progress deadline → rollback
+//! ```
+//!
+//! On a terminal it shows a live view (indicatif: one bar per revision, pods in flight, phase, the
+//! last event); otherwise one line per step. It ends with a summary: each step's duration, the
+//! ideal duration from the performance model (`ceil(k / B) × c`), their ratio, the evictions and
+//! the operator's API calls (counted by kubesim's `/metrics`).
+
+use std::{
+    collections::BTreeMap,
+    io::IsTerminal,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use k8s_openapi::{
+    api::{
+        core::v1::{Namespace, Pod},
+        policy::v1::PodDisruptionBudget,
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::wait::{await_condition, conditions},
+};
+use kubesim::{
+    cluster::{Cluster, ClusterConfig, Handle},
+    controllers::runtime::{SimConfig, Simulation},
+};
+use serde_json::json;
+use sroll_api::{Phase, StatefulsetRollout, intstr::scaled_value};
+
+/// Flags of `sroll demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Pods in the demo StatefulSet.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=5000))]
+    pub pods: i32,
+    /// The PodDisruptionBudget's maxUnavailable: a number of pods or a percentage ("10%").
+    #[arg(long, default_value = "10%")]
+    pub budget: String,
+    /// Simulated-time speed factor: pods start and stop this many times faster than the
+    /// simulated kubelet's defaults (2 s start, 1 s stop).
+    #[arg(long, default_value_t = 4.0)]
+    pub speed: f64,
+    /// Fake nodes in the cluster.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub nodes: u32,
+    /// Leave the cluster and the operator running afterwards (Ctrl-C stops them).
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Where to write the kubeconfig of the embedded cluster (with --keep-running).
+    #[arg(long, default_value = "sroll-demo.kubeconfig")]
+    pub kubeconfig_out: PathBuf,
+}
+
+const NAMESPACE: &str = "demo";
+const NAME: &str = "web";
+/// Simulated kubelet timing (kubesim defaults): container start, and stop after SIGTERM.
+const START_SECS: f64 = 2.0;
+const STOP_SECS: f64 = 1.0;
+
+/// What a step expects at its end.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expect {
+    Done,
+    Failed,
+}
+
+/// One measured step of the demo.
+struct StepResult {
+    name: String,
+    took: Duration,
+    ideal: Option<Duration>,
+    evictions: u64,
+    api_calls: u64,
+    outcome: String,
+}
+
+fn budget_value(s: &str) -> anyhow::Result<IntOrString> {
+    if s.ends_with('%') {
+        let v = IntOrString::String(s.to_owned());
+        scaled_value(&v, 100, true).with_context(|| format!("--budget {s:?}"))?;
+        Ok(v)
+    } else {
+        let n: i32 = s.parse().with_context(|| {
+            format!("--budget {s:?} must be a number of pods or a percentage such as \"10%\"")
+        })?;
+        if n < 1 {
+            bail!("--budget {n} allows no disruption: use at least 1 (or a percentage)");
+        }
+        Ok(IntOrString::Int(n))
+    }
+}
+
+fn template(image: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"labels": {"app": NAME}},
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": NAME, "image": image, "ports": [{"name": "http", "containerPort": 8080}]}]
+        }
+    })
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let budget = budget_value(&args.budget)?;
+    let per_batch = scaled_value(&budget, args.pods, true)?.clamp(1, args.pods);
+    let tty = std::io::stdout().is_terminal();
+    let started = Instant::now();
+
+    println!(
+        "Starting kubesim ({} nodes, speed ×{}) and the sroll operator in this process…",
+        args.nodes, args.speed
+    );
+    let nodes = usize::try_from(args.nodes).unwrap_or(12);
+    let cluster = Cluster::start(ClusterConfig {
+        nodes,
+        speed: args.speed,
+        ..Default::default()
+    })
+    .await
+    .context("failed to start the embedded cluster")?;
+    // The controllers and fake kubelets that make pods come and go.
+    let _simulation = Simulation::start(
+        cluster.api().clone(),
+        SimConfig {
+            nodes,
+            speed: args.speed,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("failed to start the simulated controllers: {e}"))?;
+    let client = cluster.client();
+
+    install_crd(&client).await?;
+    let operator_client = operator_client(cluster.kubeconfig()).await?;
+    let operator = sroll_operator::Operator::new(
+        operator_client,
+        sroll_operator::Settings {
+            instance: "sroll-demo".into(),
+            ..Default::default()
+        },
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator_task = tokio::spawn(operator.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?,
+        )
+        .await
+        .context("failed to create the demo namespace")?;
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {"maxUnavailable": budget, "selector": {"matchLabels": {"app": NAME}}}
+    }))?;
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &pdb)
+        .await
+        .context("failed to create the PodDisruptionBudget")?;
+
+    let rollouts: Api<StatefulsetRollout> = Api::namespaced(client.clone(), NAMESPACE);
+    let cycle = (START_SECS + STOP_SECS) / args.speed;
+    let ideal = |k: i32| {
+        let batches = (k + per_batch - 1) / per_batch;
+        Some(Duration::from_secs_f64(f64::from(batches) * cycle))
+    };
+    let ui = Ui::new(tty, args.pods);
+    let mut results = Vec::new();
+
+    // 1. Create from nothing: every pod starts at once (Parallel), nothing is evicted.
+    let rollout: StatefulsetRollout = serde_json::from_value(json!({
+        "apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {
+            "percent": 100,
+            "rolloutIdentity": "release-1",
+            "progressDeadlineSeconds": 60,
+            "sts": {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": NAME},
+                "spec": {"replicas": args.pods, "serviceName": NAME, "podManagementPolicy": "Parallel",
+                         "selector": {"matchLabels": {"app": NAME}}, "template": template("example.com/web:1.0")}}
+        }
+    }))?;
+    results.push(
+        step(
+            &cluster,
+            &client,
+            &ui,
+            "create 1.0",
+            Expect::Done,
+            Some(Duration::from_secs_f64(START_SECS / args.speed)),
+            || async {
+                rollouts
+                    .create(&PostParams::default(), &rollout)
+                    .await
+                    .context("failed to create the rollout")?;
+                Ok(())
+            },
+        )
+        .await?,
+    );
+
+    // 2. New image at 25%: ceil(n/4) pods move, highest ordinals first.
+    let quarter = sroll_api::target_updated_replicas(args.pods, 25);
+    results.push(
+        step(
+            &cluster,
+            &client,
+            &ui,
+            "1.1 at 25%",
+            Expect::Done,
+            ideal(quarter),
+            || {
+                patch(
+                    &rollouts,
+                    json!({"spec": {"percent": 25, "rolloutIdentity": "release-2",
+                "sts": {"spec": {"template": template("example.com/web:1.1")}}}}),
+                )
+            },
+        )
+        .await?,
+    );
+
+    // 3. Promote to 100%, pause half-way, resume.
+    let rest = args.pods - quarter;
+    let pause_at = quarter + rest / 2;
+    let paused_for = Duration::from_secs(3);
+    let r = step(
+        &cluster,
+        &client,
+        &ui,
+        "1.1 to 100% (paused 3 s mid-way)",
+        Expect::Done,
+        ideal(rest).map(|d| d + paused_for),
+        || async {
+            patch(&rollouts, json!({"spec": {"percent": 100}})).await?;
+            wait_for(&rollouts, &ui, |r| {
+                status_of(r).updated_replicas.unwrap_or(0) >= pause_at
+            })
+            .await?;
+            patch(&rollouts, json!({"spec": {"pauseRequested": true}})).await?;
+            wait_for(&rollouts, &ui, |r| {
+                status_of(r).phase == Some(Phase::Paused)
+            })
+            .await?;
+            ui.note("paused: no pod is evicted until resume");
+            tokio::time::sleep(paused_for).await;
+            patch(&rollouts, json!({"spec": {"pauseRequested": false}})).await?;
+            ui.note("resumed");
+            Ok(())
+        },
+    )
+    .await?;
+    results.push(r);
+
+    // 4. A broken image: pods never become Ready; the rollout fails at its deadline, having broken
+    //    no more pods than the budget allows.
+    results.push(
+        step(
+            &cluster,
+            &client,
+            &ui,
+            "1.2-unready (broken)",
+            Expect::Failed,
+            None,
+            || {
+                patch(
+                    &rollouts,
+                    json!({"spec": {"rolloutIdentity": "release-3", "progressDeadlineSeconds": 10,
+                "sts": {"spec": {"template": template("example.com/web:1.2-unready")}}}}),
+                )
+            },
+        )
+        .await?,
+    );
+    let broken = count_pods(&client, |p| !pod_ready(p)).await?;
+
+    // 5. Roll back to 1.1: broken pods are replaced at once, without pacing.
+    results.push(
+        step(
+            &cluster,
+            &client,
+            &ui,
+            "rollback to 1.1",
+            Expect::Done,
+            ideal(broken),
+            || {
+                patch(
+                    &rollouts,
+                    json!({"spec": {"rolloutIdentity": "release-4", "progressDeadlineSeconds": 60,
+                "sts": {"spec": {"template": template("example.com/web:1.1")}}}}),
+                )
+            },
+        )
+        .await?,
+    );
+    ui.finish();
+
+    print_summary(
+        &results,
+        args.pods,
+        per_batch,
+        cycle,
+        broken,
+        started.elapsed(),
+    );
+
+    if args.keep_running {
+        cluster
+            .write_kubeconfig(&args.kubeconfig_out)
+            .context("failed to write the kubeconfig")?;
+        println!();
+        println!("The cluster and the operator keep running (Ctrl-C stops them). Try:");
+        println!("  export KUBECONFIG={}", args.kubeconfig_out.display());
+        println!("  kubectl get sroll,statefulsets,pods -n {NAMESPACE}");
+        println!("  sroll get {NAME} -n {NAMESPACE} -w");
+        tokio::signal::ctrl_c()
+            .await
+            .context("failed to wait for Ctrl-C")?;
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator_task).await;
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// The operator's own client, identified as `sroll-operator` so kubesim counts its calls apart.
+async fn operator_client(kubeconfig: &str) -> anyhow::Result<Client> {
+    let kc =
+        Kubeconfig::from_yaml(kubeconfig).context("failed to parse the cluster's kubeconfig")?;
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .context("failed to load the cluster's kubeconfig")?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("sroll-operator/", env!("CARGO_PKG_VERSION"))),
+    ));
+    Client::try_from(config).context("failed to build the operator's client")
+}
+
+async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in sroll_api::crd::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .with_context(|| format!("failed to install the CRD {name}"))?;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .with_context(|| format!("the CRD {name} was not Established within 30 s"))??;
+    }
+    Ok(())
+}
+
+async fn patch(api: &Api<StatefulsetRollout>, body: serde_json::Value) -> anyhow::Result<()> {
+    api.patch(
+        NAME,
+        &PatchParams {
+            field_manager: Some("sroll-demo".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(body),
+    )
+    .await
+    .context("failed to patch the rollout")?;
+    Ok(())
+}
+
+fn status_of(r: &StatefulsetRollout) -> sroll_api::StatefulsetRolloutStatus {
+    r.status.clone().unwrap_or_default()
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        && p.metadata.deletion_timestamp.is_none()
+}
+
+async fn count_pods(client: &Client, pred: impl Fn(&Pod) -> bool) -> anyhow::Result<i32> {
+    let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels(&format!("app={NAME}")))
+        .await?;
+    Ok(i32::try_from(pods.items.iter().filter(|p| pred(p)).count()).unwrap_or(i32::MAX))
+}
+
+/// Polls the rollout (and redraws the view) until `done` holds; gives up after 5 minutes.
+async fn wait_for(
+    api: &Api<StatefulsetRollout>,
+    ui: &Ui,
+    done: impl Fn(&StatefulsetRollout) -> bool,
+) -> anyhow::Result<StatefulsetRollout> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let r = api.get(NAME).await.context("failed to read the rollout")?;
+        ui.refresh(&r);
+        if done(&r) {
+            return Ok(r);
+        }
+        if Instant::now() > deadline {
+            let s = status_of(&r);
+            bail!(
+                "the rollout did not get there within 5 minutes: phase {}, {}",
+                s.phase.map_or_else(|| "-".into(), |p| p.to_string()),
+                s.reason.unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Counters read from kubesim's `/metrics`: (evictions that succeeded, operator API calls).
+async fn counters(cluster: &Handle) -> (u64, u64) {
+    let Ok(text) = metrics_text(cluster).await else {
+        return (0, 0);
+    };
+    let mut evictions = 0;
+    let mut calls = 0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let value: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v as u64);
+        if line.contains("user_agent=\"sroll-operator\"") {
+            calls += value;
+            if line.contains("subresource=\"eviction\"") && line.contains("code=\"201\"") {
+                evictions += value;
+            }
+        }
+    }
+    (evictions, calls)
+}
+
+/// GET `/metrics` through the kube client (the API server serves it next to the API).
+async fn metrics_text(cluster: &Handle) -> anyhow::Result<String> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    Ok(cluster.client().request_text(req).await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn step<F, Fut>(
+    cluster: &Handle,
+    client: &Client,
+    ui: &Ui,
+    name: &str,
+    expect: Expect,
+    ideal: Option<Duration>,
+    act: F,
+) -> anyhow::Result<StepResult>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let api: Api<StatefulsetRollout> = Api::namespaced(client.clone(), NAMESPACE);
+    let (ev0, calls0) = counters(cluster).await;
+    ui.start_step(name);
+    let t0 = Instant::now();
+    act().await?;
+    let generation = api.get(NAME).await?.metadata.generation.unwrap_or_default();
+    let last = wait_for(&api, ui, |r| {
+        let s = status_of(r);
+        s.observed_generation == Some(generation)
+            && match expect {
+                Expect::Done => s.phase == Some(Phase::Done),
+                Expect::Failed => s.phase == Some(Phase::Failed),
+            }
+    })
+    .await?;
+    let took = t0.elapsed();
+    let (ev1, calls1) = counters(cluster).await;
+    let s = status_of(&last);
+    let result = StepResult {
+        name: name.to_owned(),
+        took,
+        ideal,
+        evictions: ev1.saturating_sub(ev0),
+        api_calls: calls1.saturating_sub(calls0),
+        outcome: format!(
+            "{} ({})",
+            s.phase.map_or_else(|| "-".into(), |p| p.to_string()),
+            s.reason.unwrap_or_default()
+        ),
+    };
+    ui.end_step(&result);
+    Ok(result)
+}
+
+fn print_summary(
+    results: &[StepResult],
+    pods: i32,
+    per_batch: i32,
+    cycle: f64,
+    broken: i32,
+    total: Duration,
+) {
+    println!();
+    println!(
+        "Summary: {pods} pods, budget {per_batch} pods at once, pod cycle {cycle:.2} s (ideal = ceil(k / {per_batch}) × {cycle:.2} s)"
+    );
+    println!(
+        "{:<36} {:>9} {:>9} {:>7} {:>10} {:>10}",
+        "STEP", "TOOK", "IDEAL", "RATIO", "EVICTIONS", "API CALLS"
+    );
+    for r in results {
+        let (ideal, ratio) = match r.ideal {
+            Some(i) if !i.is_zero() => (
+                format!("{:.1}s", i.as_secs_f64()),
+                format!("{:.2}", r.took.as_secs_f64() / i.as_secs_f64()),
+            ),
+            _ => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<36} {:>8.1}s {:>9} {:>7} {:>10} {:>10}",
+            r.name,
+            r.took.as_secs_f64(),
+            ideal,
+            ratio,
+            r.evictions,
+            r.api_calls
+        );
+    }
+    println!(
+        "The broken image left {broken} pods unready (the budget allows {per_batch}); the whole demo took {:.1} s.",
+        total.as_secs_f64()
+    );
+    for r in results {
+        println!("  {}: {}", r.name, r.outcome);
+    }
+}
+
+/// The live view: progress bars per revision on a terminal, one line per step otherwise.
+struct Ui {
+    tty: bool,
+    multi: MultiProgress,
+    bars: std::sync::Mutex<BTreeMap<String, ProgressBar>>,
+    status: ProgressBar,
+    pods: i32,
+}
+
+impl Ui {
+    fn new(tty: bool, pods: i32) -> Self {
+        let multi = MultiProgress::with_draw_target(if tty {
+            ProgressDrawTarget::stdout()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let status = multi.add(ProgressBar::new_spinner());
+        status.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        Self {
+            tty,
+            multi,
+            bars: std::sync::Mutex::new(BTreeMap::new()),
+            status,
+            pods,
+        }
+    }
+
+    fn start_step(&self, name: &str) {
+        if self.tty {
+            let _ = self.multi.println(format!("▶ {name}"));
+        } else {
+            println!("▶ {name}");
+        }
+    }
+
+    fn note(&self, text: &str) {
+        if self.tty {
+            let _ = self.multi.println(format!("  {text}"));
+        } else {
+            println!("  {text}");
+        }
+    }
+
+    fn end_step(&self, r: &StepResult) {
+        let line = format!(
+            "✔ {} in {:.1}s: {} ({} evictions, {} operator API calls)",
+            r.name,
+            r.took.as_secs_f64(),
+            r.outcome,
+            r.evictions,
+            r.api_calls
+        );
+        if self.tty {
+            let _ = self.multi.println(line);
+        } else {
+            println!("{line}");
+        }
+    }
+
+    fn refresh(&self, r: &StatefulsetRollout) {
+        if !self.tty {
+            return;
+        }
+        let s = status_of(r);
+        let mut per_rev: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for p in &s.pods {
+            let e = per_rev.entry(p.revision.clone()).or_default();
+            e.0 += 1;
+            if p.ready {
+                e.1 += 1;
+            }
+        }
+        let in_flight = s.pods.iter().filter(|p| !p.ready).count();
+        if let Ok(mut bars) = self.bars.lock() {
+            for (rev, (count, ready)) in &per_rev {
+                let bar = bars.entry(rev.clone()).or_insert_with(|| {
+                    let b = self.multi.insert_before(
+                        &self.status,
+                        ProgressBar::new(u64::try_from(self.pods).unwrap_or(0)),
+                    );
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "  {prefix:<18} [{bar:40}] {pos:>4}/{len} {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("##."),
+                    );
+                    b.set_prefix(rev.clone());
+                    b
+                });
+                bar.set_position(*count);
+                bar.set_message(format!("{ready} ready"));
+            }
+            for (rev, bar) in bars.iter() {
+                if !per_rev.contains_key(rev) {
+                    bar.set_position(0);
+                    bar.set_message("0 ready");
+                }
+            }
+        }
+        self.status.set_message(format!(
+            "{}  {}% deployed, {} in flight — {}",
+            s.phase.map_or_else(|| "-".into(), |p| p.to_string()),
+            s.percent_deployed.unwrap_or(0),
+            in_flight,
+            s.reason.unwrap_or_default()
+        ));
+        self.status.tick();
+    }
+
+    fn finish(&self) {
+        self.status.finish_and_clear();
+        if let Ok(bars) = self.bars.lock() {
+            for b in bars.values() {
+                b.finish();
+            }
+        }
+    }
+}
