@@ -179,7 +179,15 @@ impl PatchError {
                 .iter()
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                 .collect();
-            status.insert("details".into(), json!({ "causes": causes }));
+            let mut details = Map::new();
+            if let PatchError::InvalidOptions { kind, .. } = self {
+                // `PatchOptions.meta.k8s.io` -> kind `PatchOptions`, group `meta.k8s.io`.
+                let (k, g) = kind.split_once('.').unwrap_or((kind, ""));
+                details.insert("group".into(), json!(g));
+                details.insert("kind".into(), json!(k));
+            }
+            details.insert("causes".into(), Value::Array(causes));
+            status.insert("details".into(), Value::Object(details));
         } else if matches!(self, PatchError::Unprocessable { .. }) {
             status.insert("details".into(), json!({}));
         }
@@ -207,6 +215,23 @@ mod tests {
         assert_eq!(s["code"], 409);
         assert_eq!(s["reason"], "Conflict");
         assert_eq!(s["details"]["causes"][0]["field"], ".spec.replicas");
+    }
+
+    #[test]
+    fn invalid_options_name_the_options_kind_and_group() {
+        let e = PatchError::InvalidOptions {
+            kind: "PatchOptions.meta.k8s.io",
+            causes: vec![StatusCause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value: is required for apply patch".into(),
+                field: "fieldManager".into(),
+            }],
+        };
+        let s = e.to_status();
+        assert_eq!(s["code"], 422);
+        assert_eq!(s["details"]["kind"], "PatchOptions");
+        assert_eq!(s["details"]["group"], "meta.k8s.io");
+        assert_eq!(s["details"]["causes"][0]["field"], "fieldManager");
     }
 
     #[test]
