@@ -29,18 +29,16 @@
 //! of the resource root and of embedded resources is pruned to the
 //! `ObjectMeta` fields but not otherwise validated here (the core validates
 //! names); CRD validation ratcheting is not implemented; CEL cost budgets are
-//! not enforced; CEL runs through `kube-cel`, whose transition rules
-//! correlate list items by index where upstream correlates only
-//! `x-kubernetes-list-type: map` items by key.
+//! not enforced; CEL rules are evaluated by the `cel` crate with kube-cel's
+//! Kubernetes libraries (see `cel.rs` for what that implies).
 
+mod cel;
 mod field;
 pub mod formats;
 mod jsonpath;
 pub mod scale;
 mod structural;
 mod validate;
-
-use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
@@ -103,9 +101,7 @@ const META_FIELDS: &[&str] = &["apiVersion", "kind", "metadata"];
 /// One CRD version's schema, parsed and with its CEL rules compiled.
 pub struct CompiledSchema {
     root: Structural,
-    cel: Option<kube_cel::CompiledSchema>,
-    /// `rule` text → `fieldPath`, to find the node a CEL error belongs to.
-    rule_field_paths: HashMap<String, String>,
+    cel: Option<cel::CelNode>,
 }
 
 impl std::fmt::Debug for CompiledSchema {
@@ -127,63 +123,16 @@ pub fn strict_decoding_message(unknown_paths: &[String]) -> String {
     format!("strict decoding error: {}", parts.join(", "))
 }
 
-fn collect_cel_compile_errors(c: &kube_cel::CompiledSchema, out: &mut Vec<String>) {
-    out.extend(c.compilation_errors().iter().map(ToString::to_string));
-    let children = c
-        .properties
-        .values()
-        .chain(c.items.as_deref())
-        .chain(c.additional_properties.as_deref())
-        .chain(c.all_of.iter())
-        .chain(c.any_of.iter())
-        .chain(c.one_of.iter());
-    for child in children {
-        collect_cel_compile_errors(child, out);
-    }
-}
-
-fn collect_rule_field_paths(v: &Value, out: &mut HashMap<String, String>) {
-    match v {
-        Value::Object(m) => {
-            if let Some(rules) = m.get("x-kubernetes-validations").and_then(Value::as_array) {
-                for r in rules {
-                    if let (Some(rule), Some(fp)) = (
-                        r.get("rule").and_then(Value::as_str),
-                        r.get("fieldPath").and_then(Value::as_str),
-                    ) {
-                        out.insert(rule.to_owned(), fp.to_owned());
-                    }
-                }
-            }
-            m.values().for_each(|c| collect_rule_field_paths(c, out));
-        }
-        Value::Array(a) => a.iter().for_each(|c| collect_rule_field_paths(c, out)),
-        _ => {}
-    }
-}
-
 impl CompiledSchema {
     /// Parses `openapi_v3_schema` and compiles its CEL rules.
     pub fn new(openapi_v3_schema: &Value) -> Result<Self, SchemaError> {
         let root = Structural::parse(openapi_v3_schema, "openAPIV3Schema")?;
         let cel = if root.has_cel_rules {
-            let compiled = kube_cel::compile_schema(openapi_v3_schema);
-            let mut msgs = Vec::new();
-            collect_cel_compile_errors(&compiled, &mut msgs);
-            if !msgs.is_empty() {
-                return Err(SchemaError::CelCompile(msgs.join("; ")));
-            }
-            Some(compiled)
+            Some(cel::CelNode::compile(openapi_v3_schema, "openAPIV3Schema")?)
         } else {
             None
         };
-        let mut rule_field_paths = HashMap::new();
-        collect_rule_field_paths(openapi_v3_schema, &mut rule_field_paths);
-        Ok(Self {
-            root,
-            cel,
-            rule_field_paths,
-        })
+        Ok(Self { root, cel })
     }
 
     /// Builds from a k8s-openapi `JSONSchemaProps`.
@@ -269,122 +218,8 @@ impl CompiledSchema {
             ));
             return;
         }
-        if let Err(cel_errs) = kube_cel::validate_compiled(cel, obj, old) {
-            for e in cel_errs.iter() {
-                errs.push(self.cel_error(obj, e));
-            }
-        }
+        cel::validate(cel, &self.root, obj, old, "", true, errs);
     }
-
-    /// Converts a kube-cel error into upstream's wording
-    /// (`pkg/apiserver/schema/cel/validation.go` `validateExpressions`).
-    fn cel_error(&self, obj: &Value, e: &kube_cel::ValidationError) -> FieldError {
-        let path = if e.field_path.is_empty() {
-            "<nil>".to_owned()
-        } else {
-            e.field_path.clone()
-        };
-        // The node the rule sits on: the error path minus the rule's fieldPath.
-        let node_path = match self.rule_field_paths.get(&e.rule) {
-            Some(fp) => {
-                let fp = fp.strip_prefix('.').unwrap_or(fp);
-                e.field_path
-                    .strip_suffix(fp)
-                    .map(|p| p.trim_end_matches('.').to_owned())
-                    .unwrap_or_default()
-            }
-            None => e.field_path.clone(),
-        };
-        let node_schema = schema_at(&self.root, &node_path);
-        let node_value = value_at(obj, &node_path);
-        let node_type = node_schema.map(|s| s.type_.clone()).unwrap_or_default();
-        match e.kind {
-            kube_cel::ErrorKind::ValidationFailure => {
-                let detail = e.message.trim().to_owned();
-                let value = if node_type == "object" || node_type == "array" {
-                    None
-                } else {
-                    node_value
-                        .filter(|v| !v.is_object() && !v.is_array())
-                        .cloned()
-                };
-                match e.reason.as_deref() {
-                    Some("FieldValueForbidden") => FieldError::forbidden(&path, detail),
-                    Some("FieldValueRequired") => FieldError::required(&path, detail),
-                    Some("FieldValueDuplicate") => {
-                        FieldError::duplicate(&path, value.unwrap_or(Value::Null))
-                    }
-                    _ => match value {
-                        Some(v) => FieldError::invalid(&path, v, detail),
-                        None => FieldError::invalid_omit_value(&path, detail),
-                    },
-                }
-            }
-            _ => {
-                let cause = std::error::Error::source(e)
-                    .map_or_else(|| e.message.clone(), ToString::to_string);
-                let rule = e.rule.trim();
-                FieldError::invalid(
-                    &node_path_or_nil(&node_path),
-                    Value::from(node_type),
-                    format!("{cause} evaluating rule: {rule}"),
-                )
-            }
-        }
-    }
-}
-
-fn node_path_or_nil(p: &str) -> String {
-    if p.is_empty() {
-        "<nil>".into()
-    } else {
-        p.into()
-    }
-}
-
-/// Splits `a.b[0].c` into segments.
-fn path_segments(path: &str) -> Vec<Result<String, usize>> {
-    let mut out = Vec::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let mut rest = part;
-        if let Some(i) = rest.find('[') {
-            if i > 0 {
-                out.push(Ok(rest[..i].to_owned()));
-            }
-            rest = &rest[i..];
-            while let Some(end) = rest.find(']') {
-                if let Ok(n) = rest[1..end].parse::<usize>() {
-                    out.push(Err(n));
-                }
-                rest = &rest[end + 1..];
-            }
-        } else {
-            out.push(Ok(rest.to_owned()));
-        }
-    }
-    out
-}
-
-fn value_at<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = obj;
-    for seg in path_segments(path) {
-        cur = match seg {
-            Ok(k) => cur.get(&k)?,
-            Err(i) => cur.get(i)?,
-        };
-    }
-    Some(cur)
-}
-
-fn schema_at<'a>(root: &'a Structural, path: &str) -> Option<&'a Structural> {
-    let mut cur = root;
-    for seg in path_segments(path) {
-        cur = match seg {
-            Ok(k) => cur.field(&k)?,
-            Err(_) => cur.items.as_deref()?,
-        };
-    }
-    Some(cur)
 }
 
 fn join(parent: &str, key: &str) -> String {

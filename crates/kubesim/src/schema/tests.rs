@@ -169,14 +169,78 @@ fn cel_rules_report_message_message_expression_field_path_and_reason() {
 #[test]
 fn transition_rules_run_only_on_update() {
     let s = compiled();
-    let old = obj(json!({"targetRef": "web"}));
-    let new = obj(json!({"targetRef": "db"}));
-    assert!(s.validate(&new, None).is_empty());
+    let mut old = obj(json!({"targetRef": "web"}));
+    let mut new = obj(json!({"targetRef": "db"}));
+    s.default(&mut old);
+    s.default(&mut new);
+    assert!(
+        s.validate(&new, None).is_empty(),
+        "{:?}",
+        messages(&s.validate(&new, None))
+    );
     assert_eq!(
         messages(&s.validate(&new, Some(&old))),
         vec!["spec.targetRef: Invalid value: \"db\": targetRef is immutable"]
     );
     assert!(s.validate(&old, Some(&old)).is_empty());
+}
+
+#[test]
+fn cel_runtime_errors_name_the_rule_and_the_node_type() {
+    let s = compiled();
+    // No defaults applied: `self.percent` is missing when the rule runs.
+    let o = obj(json!({"targetRef": "web", "maxSurge": 1}));
+    let got = messages(&s.validate(&o, None));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("spec: Invalid value: \"object\": "),
+        "{got:?}"
+    );
+    assert!(
+        got[0].ends_with(" evaluating rule: maxSurge must not exceed percent"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn transition_rules_on_map_lists_correlate_by_key() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                  "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer",
+                      "x-kubernetes-validations": [{"rule": "self >= oldSelf", "message": "ports only grow"}]}}}},
+        "tags": {"type": "array", "items": {"type": "string",
+                  "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "never checked: atomic list items do not correlate"}]}}}}}});
+    let s = CompiledSchema::new(&schema).expect("compiles");
+    let old = json!({"spec": {"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 90}], "tags": ["x"]}});
+    let new = json!({"spec": {"ports": [{"name": "b", "port": 91}, {"name": "a", "port": 70}], "tags": ["y"]}});
+    assert_eq!(
+        messages(&s.validate(&new, Some(&old))),
+        vec!["spec.ports[1].port: Invalid value: 70: ports only grow"]
+    );
+}
+
+#[test]
+fn type_function_and_escaped_names_are_available_to_rules() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "type(self.v) == string ? self.v.endsWith('%') : self.v >= 0", "message": "bad v"},
+            {"rule": "self.__namespace__ != 'kube-system' && self.max__dash__surge < 3", "message": "bad names"}],
+        "properties": {"v": {"x-kubernetes-int-or-string": true}, "namespace": {"type": "string"}, "max-surge": {"type": "integer"}}}}});
+    let s = CompiledSchema::new(&schema).expect("compiles");
+    let ok = json!({"spec": {"v": "10%", "namespace": "default", "max-surge": 1}});
+    assert!(
+        s.validate(&ok, None).is_empty(),
+        "{:?}",
+        messages(&s.validate(&ok, None))
+    );
+    let bad = json!({"spec": {"v": -1, "namespace": "kube-system", "max-surge": 1}});
+    assert_eq!(
+        messages(&s.validate(&bad, None)),
+        vec![
+            "spec: Invalid value: bad v",
+            "spec: Invalid value: bad names"
+        ]
+    );
 }
 
 #[test]
