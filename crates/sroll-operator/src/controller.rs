@@ -42,7 +42,7 @@ use crate::{
     execute,
     integrations::Integrations,
     metrics::Metrics,
-    observe,
+    observe::{self, Expectations},
 };
 
 /// How long a reconcile waits for the watch caches' initial list before it gives up (and is
@@ -83,6 +83,8 @@ pub struct Context {
     failures: Mutex<HashMap<Key, u32>>,
     /// When this process saw each rollout start moving pods (for the rollout duration metric).
     started: Mutex<HashMap<Key, Instant>>,
+    /// Writes the caches may not show yet.
+    expectations: Expectations,
 }
 
 impl std::fmt::Debug for Context {
@@ -175,6 +177,7 @@ pub async fn run_scope(
         written: Mutex::default(),
         failures: Mutex::default(),
         started: Mutex::default(),
+        expectations: Expectations::default(),
     });
 
     let (pod_rollouts, pod_sets) = (rollouts.clone(), statefulsets.clone());
@@ -261,7 +264,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     wait_for_caches(&ctx.caches).await?;
     let rollout = freshest(ctx, &key, rollout);
 
-    let mut observed = observe::observe(&ctx.caches, &rollout, Timestamp::now());
+    let mut observed = observe::observe(&ctx.caches, &ctx.expectations, &rollout, Timestamp::now());
     observed.discovery = ctx
         .shared
         .integrations
@@ -288,7 +291,8 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         Action::Wait => {}
         Action::Apply { statefulset, kind } => {
             tracing::info!(rollout = %key, ?kind, "applying the StatefulSet");
-            execute::apply_statefulset(&sts_api, statefulset).await?;
+            let applied = execute::apply_statefulset(&sts_api, statefulset).await?;
+            ctx.expectations.applied(applied);
         }
         Action::RecreateOrphan { name, uid } => {
             tracing::info!(rollout = %key, statefulset = %name, "deleting the StatefulSet (orphaning its pods) to recreate it");
@@ -296,13 +300,17 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         }
         Action::SetPartition(mv) => {
             tracing::info!(rollout = %key, partition = mv.partition, "moving the partition");
-            execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+            let applied = execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+            ctx.expectations.applied(applied);
         }
         Action::Evict { partition, pods } => {
             if let Some(mv) = partition {
-                execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+                let applied = execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+                ctx.expectations.applied(applied);
             }
             let outcome = execute::evict(&pod_api, pods, &ctx.shared.metrics).await;
+            ctx.expectations
+                .pods_deleted(&ctx.caches, &namespace, &outcome.evicted);
             tracing::info!(
                 rollout = %key,
                 evicted = ?outcome.evicted,
@@ -316,9 +324,12 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         }
         Action::DeletePods { partition, pods } => {
             if let Some(mv) = partition {
-                execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+                let applied = execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
+                ctx.expectations.applied(applied);
             }
             let deleted = execute::delete_pods(&pod_api, pods).await?;
+            ctx.expectations
+                .pods_deleted(&ctx.caches, &namespace, &deleted);
             tracing::info!(rollout = %key, ?deleted, "deleted broken pods");
         }
         Action::PatchCurrentRevision {

@@ -4,8 +4,19 @@
 //! Pods are fetched by name from the cache (`<set>-<ordinal>` for every ordinal the desired or
 //! the live set may have), an O(replicas) lookup, and kept only when the set's selector matches
 //! them (upstream `isMemberOf` plus selector matching in `pkg/controller/statefulset`).
+//!
+//! Caches lag the operator's own writes by a watch round-trip. [`Expectations`] bridges that gap
+//! the way upstream controllers do (`pkg/controller/controller_utils.go`,
+//! `ControllerExpectations`): a StatefulSet this process applied, or a pod it evicted or deleted,
+//! is seen as written until the cache shows the write, so a reconcile triggered in between never
+//! evicts the same pod twice or plans from a partition it already moved.
 
-use k8s_openapi::jiff::Timestamp;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
+
+use k8s_openapi::{api::apps::v1::StatefulSet, jiff::Timestamp};
 use kube::{
     ResourceExt,
     core::{Selector, SelectorExt},
@@ -16,16 +27,103 @@ use sroll_planner::{LiveStatefulSet, Observed, ObservedPdb, ObservedPod};
 
 use crate::cache::{self, Caches};
 
-/// The snapshot of `rollout`'s world at `now`, from `caches`.
-pub fn observe(caches: &Caches, rollout: &StatefulsetRollout, now: Timestamp) -> Observed {
+/// Writes of this process that the caches may not show yet.
+#[derive(Debug, Default)]
+pub struct Expectations {
+    /// StatefulSets as returned by our last apply, by `namespace/name`.
+    statefulsets: Mutex<HashMap<String, Arc<StatefulSet>>>,
+    /// Pods we evicted or deleted, by `namespace/name`, with the uid of the incarnation.
+    deleted_pods: Mutex<HashMap<String, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps stay structurally valid even if a holder panicked.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
+    meta.resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Expectations {
+    /// Records a StatefulSet the API server returned from our write.
+    pub fn applied(&self, sts: StatefulSet) {
+        let key = format!("{}/{}", sts.namespace().unwrap_or_default(), sts.name_any());
+        lock(&self.statefulsets).insert(key, Arc::new(sts));
+    }
+
+    /// Records pods we evicted or deleted (their current incarnation in the cache).
+    pub fn pods_deleted(&self, caches: &Caches, namespace: &str, names: &[String]) {
+        let mut deleted = lock(&self.deleted_pods);
+        for name in names {
+            if let Some(pod) = caches.pods.get(&ObjectRef::new(name).within(namespace)) {
+                deleted.insert(format!("{namespace}/{name}"), pod.uid().unwrap_or_default());
+            }
+        }
+    }
+
+    /// The newer of the cached StatefulSet and the one we last wrote (a resourceVersion
+    /// comparison: kubesim's and etcd's are increasing integers; anything else trusts the cache).
+    fn statefulset(&self, key: &str, cached: Option<Arc<StatefulSet>>) -> Option<Arc<StatefulSet>> {
+        let mut written = lock(&self.statefulsets);
+        match (written.get(key), cached) {
+            (Some(w), Some(c)) if rv(&w.metadata) > rv(&c.metadata) && w.uid() == c.uid() => {
+                Some(w.clone())
+            }
+            (_, cached) => {
+                written.remove(key);
+                cached
+            }
+        }
+    }
+
+    /// Names (within `namespace`) of cached pods we already evicted or deleted while the cache
+    /// still shows them alive; forgets expectations the cache has caught up with.
+    fn pending_deletions(&self, caches: &Caches, namespace: &str) -> HashSet<String> {
+        let mut deleted = lock(&self.deleted_pods);
+        let prefix = format!("{namespace}/");
+        let mut pending = HashSet::new();
+        deleted.retain(|key, uid| {
+            let Some(name) = key.strip_prefix(&prefix) else {
+                return true;
+            };
+            match caches.pods.get(&ObjectRef::new(name).within(namespace)) {
+                Some(pod)
+                    if pod.uid().as_deref() == Some(uid.as_str())
+                        && pod.metadata.deletion_timestamp.is_none() =>
+                {
+                    pending.insert(name.to_owned());
+                    true
+                }
+                // Terminating, gone, or a new incarnation: the cache has caught up.
+                _ => false,
+            }
+        });
+        pending
+    }
+}
+
+/// The snapshot of `rollout`'s world at `now`, from `caches` and this process's pending writes.
+pub fn observe(
+    caches: &Caches,
+    expectations: &Expectations,
+    rollout: &StatefulsetRollout,
+    now: Timestamp,
+) -> Observed {
     let namespace = rollout.namespace().unwrap_or_default();
     let set_name = rollout.statefulset_name();
     let uid = rollout.uid().unwrap_or_default();
     let mut observed = Observed::new(rollout.clone(), now);
 
-    let live = caches
-        .statefulsets
-        .get(&ObjectRef::new(&set_name).within(&namespace));
+    let live = expectations.statefulset(
+        &format!("{namespace}/{set_name}"),
+        caches
+            .statefulsets
+            .get(&ObjectRef::new(&set_name).within(&namespace)),
+    );
     let labels = cache::template_labels(rollout);
     observed.pdbs = caches
         .pdbs
@@ -46,6 +144,7 @@ pub fn observe(caches: &Caches, rollout: &StatefulsetRollout, now: Timestamp) ->
         .max(rollout.spec.replicas())
         .max(status_replicas);
     let selector = Selector::try_from(view.selector.clone()).ok();
+    let pending = expectations.pending_deletions(caches, &namespace);
     observed.pods = cache::pods_of(caches, &namespace, &set_name, view.ordinals_start, count)
         .iter()
         .filter(|pod| {
@@ -53,7 +152,144 @@ pub fn observe(caches: &Caches, rollout: &StatefulsetRollout, now: Timestamp) ->
             selector.as_ref().is_some_and(|s| s.matches(&labels))
         })
         .filter_map(|pod| ObservedPod::from_pod(pod, &set_name))
+        .map(|mut pod| {
+            pod.terminating |= pending.contains(&pod.name);
+            pod
+        })
         .collect();
     observed.statefulset = Some(view);
     observed
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{
+        api::{
+            core::v1::{Pod, PodCondition, PodStatus},
+            policy::v1::PodDisruptionBudget,
+        },
+        apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    };
+    use kube::runtime::{
+        reflector::{self, store::Writer},
+        watcher,
+    };
+
+    use super::*;
+
+    fn writer_with<K>(objs: Vec<K>) -> (kube::runtime::reflector::Store<K>, Writer<K>)
+    where
+        K: kube::Resource
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let (reader, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for o in objs {
+            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        (reader, writer)
+    }
+
+    fn rollout() -> StatefulsetRollout {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+            "metadata": {"name": "web", "namespace": "ns", "uid": "r-1"},
+            "spec": {"sts": {"spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+            }}}
+        }))
+        .expect("valid rollout")
+    }
+
+    fn statefulset() -> StatefulSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "s-1", "resourceVersion": "5"},
+            "spec": {"replicas": 1, "serviceName": "web",
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}}}
+        }))
+        .expect("valid set")
+    }
+
+    fn pod(deleting: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("web-0".into()),
+                namespace: Some("ns".into()),
+                uid: Some("p-1".into()),
+                labels: Some([("app".to_owned(), "web".to_owned())].into()),
+                deletion_timestamp: deleting.then(|| Time(Timestamp::now())),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_pod_we_evicted_is_terminating_until_the_cache_catches_up() {
+        let (rollouts, _rw) = writer_with(vec![rollout()]);
+        let (statefulsets, _sw) = writer_with(vec![statefulset()]);
+        let (pods, mut pod_writer) = writer_with(vec![pod(false)]);
+        let (pdbs, _pw) = writer_with(Vec::<PodDisruptionBudget>::new());
+        let caches = Caches {
+            rollouts,
+            statefulsets,
+            pods,
+            pdbs,
+        };
+        let exp = Expectations::default();
+        let before = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert!(!before.pods[0].terminating);
+
+        exp.pods_deleted(&caches, "ns", &["web-0".into()]);
+        let pending = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert!(pending.pods[0].terminating, "our eviction is not forgotten");
+
+        pod_writer.apply_watcher_event(&watcher::Event::Apply(pod(true)));
+        let caught_up = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert!(caught_up.pods[0].terminating);
+        assert!(
+            lock(&exp.deleted_pods).is_empty(),
+            "the expectation is dropped"
+        );
+    }
+
+    #[test]
+    fn the_statefulset_we_applied_wins_over_an_older_cached_one() {
+        let (rollouts, _rw) = writer_with(vec![rollout()]);
+        let (statefulsets, _sw) = writer_with(vec![statefulset()]);
+        let (pods, _pw) = writer_with(Vec::<Pod>::new());
+        let (pdbs, _dw) = writer_with(Vec::<PodDisruptionBudget>::new());
+        let caches = Caches {
+            rollouts,
+            statefulsets,
+            pods,
+            pdbs,
+        };
+        let exp = Expectations::default();
+        let mut newer = statefulset();
+        newer.metadata.resource_version = Some("9".into());
+        newer.spec.as_mut().expect("spec").replicas = Some(3);
+        exp.applied(newer);
+        let o = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert_eq!(o.statefulset.expect("live").replicas, 3);
+    }
 }
