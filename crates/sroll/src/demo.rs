@@ -129,39 +129,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "Starting kubesim ({} nodes, speed ×{}) and the sroll operator in this process…",
         args.nodes, args.speed
     );
-    let nodes = usize::try_from(args.nodes).unwrap_or(12);
-    let cluster = Cluster::start(ClusterConfig {
-        nodes,
-        speed: args.speed,
-        ..Default::default()
-    })
-    .await
-    .context("failed to start the embedded cluster")?;
-    // The controllers and fake kubelets that make pods come and go.
-    let _simulation = Simulation::start(
-        cluster.api().clone(),
-        SimConfig {
-            nodes,
-            speed: args.speed,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("failed to start the simulated controllers: {e}"))?;
-    let client = cluster.client();
-
-    install_crd(&client).await?;
-    let operator_client = operator_client(cluster.kubeconfig()).await?;
-    let operator = sroll_operator::Operator::new(
-        operator_client,
-        sroll_operator::Settings {
-            instance: "sroll-demo".into(),
-            ..Default::default()
-        },
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator_task = tokio::spawn(operator.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let embedded = Embedded::start(usize::try_from(args.nodes).unwrap_or(12), args.speed).await?;
+    let cluster = &embedded.cluster;
+    let client = embedded.client();
 
     Api::<Namespace>::all(client.clone())
         .create(
@@ -326,7 +296,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
 
     if args.keep_running {
-        cluster
+        embedded
+            .cluster
             .write_kubeconfig(&args.kubeconfig_out)
             .context("failed to write the kubeconfig")?;
         println!();
@@ -338,10 +309,73 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await
             .context("failed to wait for Ctrl-C")?;
     }
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), operator_task).await;
-    cluster.shutdown().await;
+    embedded.shutdown().await;
     Ok(())
+}
+
+/// kubesim (API server, controllers, fake kubelets), the StatefulsetRollout CRD and the real
+/// operator, all in this process: the cluster of `sroll demo` and of the CLI's end-to-end tests.
+pub struct Embedded {
+    /// The running cluster (base URL, kubeconfig, clients).
+    pub cluster: Handle,
+    _simulation: Simulation,
+    stop: tokio::sync::oneshot::Sender<()>,
+    operator: tokio::task::JoinHandle<sroll_operator::Result<()>>,
+}
+
+impl Embedded {
+    /// Starts a cluster of `nodes` fake nodes whose pods start and stop `speed` times faster than
+    /// the simulated kubelet's defaults, installs the CRD and starts the operator.
+    pub async fn start(nodes: usize, speed: f64) -> anyhow::Result<Self> {
+        let cluster = Cluster::start(ClusterConfig {
+            nodes,
+            speed,
+            ..Default::default()
+        })
+        .await
+        .context("failed to start the embedded cluster")?;
+        // The controllers and fake kubelets that make pods come and go.
+        let simulation = Simulation::start(
+            cluster.api().clone(),
+            SimConfig {
+                nodes,
+                speed,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("failed to start the simulated controllers: {e}"))?;
+        install_crd(&cluster.client()).await?;
+        let operator = sroll_operator::Operator::new(
+            operator_client(cluster.kubeconfig()).await?,
+            sroll_operator::Settings {
+                instance: "sroll-embedded".into(),
+                ..Default::default()
+            },
+        );
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let operator = tokio::spawn(operator.run(async move {
+            let _ = stop_rx.await;
+        }));
+        Ok(Self {
+            cluster,
+            _simulation: simulation,
+            stop,
+            operator,
+        })
+    }
+
+    /// A client of the cluster (not the operator's).
+    pub fn client(&self) -> Client {
+        self.cluster.client()
+    }
+
+    /// Stops the operator (gracefully, 10 s at most) and the cluster.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.operator).await;
+        drop(self._simulation);
+        self.cluster.shutdown().await;
+    }
 }
 
 /// The operator's own client, identified as `sroll-operator` so kubesim counts its calls apart.

@@ -9,10 +9,7 @@ use std::{io::Read, path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-mod demo;
-mod operator;
-mod plugin;
-mod render;
+use sroll::{demo, operator, plugin, render};
 
 /// Fast, controlled, leak-proof StatefulSet rollouts.
 #[derive(Parser, Debug)]
