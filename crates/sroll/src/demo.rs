@@ -173,7 +173,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }))?;
     results.push(
         step(
-            &cluster,
+            cluster,
             &client,
             &ui,
             "create 1.0",
@@ -194,7 +194,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let quarter = sroll_api::target_updated_replicas(args.pods, 25);
     results.push(
         step(
-            &cluster,
+            cluster,
             &client,
             &ui,
             "1.1 at 25%",
@@ -216,7 +216,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let pause_at = quarter + rest / 2;
     let paused_for = Duration::from_secs(3);
     let r = step(
-        &cluster,
+        cluster,
         &client,
         &ui,
         "1.1 to 100% (paused 3 s mid-way)",
@@ -247,7 +247,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     //    no more pods than the budget allows.
     results.push(
         step(
-            &cluster,
+            cluster,
             &client,
             &ui,
             "1.2-unready (broken)",
@@ -268,7 +268,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // 5. Roll back to 1.1: broken pods are replaced at once, without pacing.
     results.push(
         step(
-            &cluster,
+            cluster,
             &client,
             &ui,
             "rollback to 1.1",
