@@ -2,6 +2,8 @@
 //! `World::of(&rollout).pods(0..10, OLD, Ready)…observed()`.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::{collections::BTreeMap, ops::Range};
 
 use k8s_openapi::{
