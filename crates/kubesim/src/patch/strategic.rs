@@ -638,6 +638,54 @@ mod tests {
         assert_eq!(got["metadata"]["finalizers"], json!(["z", "x", "y"]));
     }
 
+    /// Three-way cases of upstream `strategicpatch/patch_test.go` ("set
+    /// elements order in a list with server-only items" 1–3, "add map to
+    /// merging list by pointer"): the three-way patch applied to the current
+    /// object gives the expected result, including server-only item placement.
+    #[test]
+    fn set_element_order_places_server_only_items_like_upstream_fixtures() {
+        let list = |names: &[i64]| -> Value {
+            json!(names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>())
+        };
+        let cases: Vec<(Vec<i64>, Value, Vec<i64>)> = vec![
+            (
+                vec![1, 3, 4, 2, 9],
+                json!({"$setElementOrder/containers": list(&[4, 2, 3, 1])}),
+                vec![4, 2, 3, 1, 9],
+            ),
+            (
+                vec![1, 2, 9, 3, 4],
+                json!({"$setElementOrder/containers": list(&[2, 1, 4, 3])}),
+                vec![2, 1, 9, 4, 3],
+            ),
+            (
+                vec![1, 2, 7, 9, 8, 3, 4],
+                json!({"$setElementOrder/containers": list(&[2, 1, 4, 3])}),
+                vec![2, 1, 7, 9, 8, 4, 3],
+            ),
+            (
+                vec![1, 3],
+                json!({"$setElementOrder/containers": list(&[1, 2]), "containers": list(&[2])}),
+                vec![1, 2, 3],
+            ),
+        ];
+        for (current, patch, want) in cases {
+            let got = smp(
+                pod(),
+                json!({"spec": {"containers": list(&current)}}),
+                json!({"spec": patch}),
+            )
+            .expect("valid");
+            let names: Vec<i64> = got["spec"]["containers"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .filter_map(|c| c["name"].as_i64())
+                .collect();
+            assert_eq!(names, want, "current {current:?}");
+        }
+    }
+
     #[test]
     fn merge_directive_in_a_list_and_unknown_map_directives_are_500() {
         let e = smp(
