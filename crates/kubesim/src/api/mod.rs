@@ -18,6 +18,7 @@
 //! Validators and patchers plugged in with [`Api::set_validator`] run under
 //! the store lock and must not call back into the `Api`.
 
+pub mod crd_schema;
 pub mod error;
 pub mod gc;
 pub mod patching;
@@ -464,6 +465,7 @@ impl Api {
                 next_cluster_ip: std::sync::atomic::AtomicU32::new(1),
             }),
         };
+        api.add_validator(Arc::new(crd_schema::CrdSchemaValidator::default()));
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             // Creating a fixed, valid namespace in an empty store cannot fail.
             let _ = api.create_in(

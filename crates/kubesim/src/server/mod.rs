@@ -461,6 +461,16 @@ fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> Result
 
 fn parse_body(body: &[u8], headers: &HeaderMap) -> Result<Value> {
     let ct = header_str(headers, header::CONTENT_TYPE);
+    if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/cbor") {
+        // Only JSON (and YAML) bodies are decoded; client-go falls back to JSON on 415.
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct:?}"
+            ),
+        ));
+    }
     let v: Value = if ct.starts_with("application/yaml") {
         serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
