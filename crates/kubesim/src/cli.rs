@@ -35,6 +35,7 @@ impl SimArgs {
             nodes: self.nodes,
             speed: self.speed,
             write_kubeconfig: self.write_kubeconfig.clone(),
+            simulate: true,
             ..ClusterConfig::default()
         }
     }

@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::Api,
-    faults::Faults,
+    controllers::runtime::{SimConfig, Simulation},
+    faults::{self, Faults},
     server::{self, Metrics, ServerOptions, ServerState},
 };
 
@@ -85,6 +86,10 @@ pub struct ClusterConfig {
     pub bookmark_interval: Duration,
     /// Fault injection state (defaults to none).
     pub faults: Option<Faults>,
+    /// Run the controllers, scheduler and kubelets
+    /// ([`crate::controllers::runtime::Simulation`]). `sroll sim` and the
+    /// scenario tests turn this on; the bare API-server tests leave it off.
+    pub simulate: bool,
 }
 
 impl Default for ClusterConfig {
@@ -98,6 +103,7 @@ impl Default for ClusterConfig {
             history_limit: 50_000,
             bookmark_interval: Duration::from_secs(10),
             faults: None,
+            simulate: false,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Handle {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     ca_pem: Option<String>,
+    sim: Option<Simulation>,
+    faults: Faults,
 }
 
 impl std::fmt::Debug for Handle {
@@ -198,17 +206,33 @@ impl Cluster {
     /// Starts a cluster serving an existing [`Api`].
     pub async fn start_with_api(config: ClusterConfig, api: Api) -> Result<Handle, ClusterError> {
         let shutdown = CancellationToken::new();
+        // Controllers, scheduler, kubelets and fault reactor (controllers::runtime).
+        let faults = config.faults.clone().unwrap_or_default();
+        let sim = if config.simulate {
+            let cfg = SimConfig {
+                nodes: config.nodes,
+                speed: config.speed,
+                ..SimConfig::default()
+            };
+            Some(
+                Simulation::start_with_faults(api.clone(), cfg, faults.clone()).map_err(|e| {
+                    ClusterError::Client(format!("failed to start the simulation: {}", e.message))
+                })?,
+            )
+        } else {
+            None
+        };
         let state = ServerState {
             api: api.clone(),
             metrics: Arc::new(Metrics::new()),
-            faults: config.faults.clone(),
+            faults: Some(faults.clone()),
             options: ServerOptions {
                 bookmark_interval: config.bookmark_interval,
                 ..ServerOptions::default()
             },
             shutdown: shutdown.clone(),
         };
-        let router = server::router(state, None);
+        let router = server::router(state, Some(faults::http::admin_router(faults.clone())));
         let listener =
             std::net::TcpListener::bind(("127.0.0.1", config.port)).map_err(|source| {
                 ClusterError::Bind {
@@ -293,6 +317,8 @@ impl Cluster {
             shutdown,
             tasks,
             ca_pem,
+            sim,
+            faults,
         })
     }
 }
@@ -348,6 +374,16 @@ impl Handle {
     /// A token cancelled at shutdown (for tasks started next to the cluster).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// The run-time switchable faults (also under `/sim/faults`).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// The running controllers, scheduler and kubelets (when `simulate` is on).
+    pub fn simulation(&self) -> Option<&Simulation> {
+        self.sim.as_ref()
     }
 
     /// Adds a task to be awaited at shutdown.

@@ -415,9 +415,9 @@ pub fn failure(err: &InjectedError, info: &RequestInfo) -> InjectedFailure {
     }
 }
 
-/// The HTTP side: the `/sim/…` admin endpoints and the request-pipeline layer.
-///
-/// Mount both on the API server's router with [`http::install`]:
+/// The `/sim/…` admin endpoints. The API server's request pipeline itself
+/// consults [`Faults::decide`] for every request (latency, injected errors,
+/// watch cuts); these routes switch the state at run time:
 ///
 /// | method and path | effect |
 /// |---|---|
@@ -429,23 +429,11 @@ pub fn failure(err: &InjectedError, info: &RequestInfo) -> InjectedFailure {
 pub mod http {
     use axum::{
         Json, Router,
-        body::Body,
-        extract::{Path, Request, State},
-        http::{HeaderValue, StatusCode, header},
-        middleware::{self, Next},
-        response::{IntoResponse, Response},
+        extract::{Path, State},
         routing::{get, post},
     };
-    use futures::StreamExt;
 
-    use super::{FaultConfig, Faults, PodRef, RequestInfo};
-
-    /// Adds the `/sim` routes and the fault layer to `router`.
-    pub fn install(router: Router, faults: Faults) -> Router {
-        router
-            .merge(admin_router(faults.clone()))
-            .layer(middleware::from_fn_with_state(faults, fault_layer))
-    }
+    use super::{FaultConfig, Faults, PodRef};
 
     /// The `/sim/…` admin routes.
     pub fn admin_router(faults: Faults) -> Router {
@@ -510,35 +498,6 @@ pub mod http {
             c.unready_pods.remove(&PodRef { namespace, name });
         });
         Json(f.config())
-    }
-
-    /// The request-pipeline layer: latency, injected errors, watch cuts.
-    pub async fn fault_layer(State(f): State<Faults>, req: Request, next: Next) -> Response {
-        let info = RequestInfo::parse(req.method().as_str(), req.uri().path(), req.uri().query());
-        let decision = f.decide(&info);
-        if !decision.delay.is_zero() {
-            tokio::time::sleep(decision.delay).await;
-        }
-        if let Some(fail) = decision.error {
-            let code = StatusCode::from_u16(fail.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut resp = (code, Json(fail.body)).into_response();
-            if let Some(secs) = fail.retry_after {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-            return resp;
-        }
-        let resp = next.run(req).await;
-        match decision.cut_watch_after {
-            Some(after) => {
-                let (parts, body) = resp.into_parts();
-                let stream = body
-                    .into_data_stream()
-                    .take_until(tokio::time::sleep(after));
-                Response::from_parts(parts, Body::from_stream(stream))
-            }
-            None => resp,
-        }
     }
 }
 

@@ -312,8 +312,18 @@ impl Simulation {
     /// Creates the fake nodes, registers `pods/eviction`, and starts every
     /// informer, controller and kubelet task on the current tokio runtime.
     pub fn start(api: Api, config: SimConfig) -> Result<Self, ApiError> {
-        let clock = Clock::new(config.speed);
         let faults = Faults::new(config.seed);
+        Self::start_with_faults(api, config, faults)
+    }
+
+    /// Like [`Simulation::start`], sharing an existing fault state (the one
+    /// the API server's request pipeline consults).
+    pub fn start_with_faults(
+        api: Api,
+        config: SimConfig,
+        faults: Faults,
+    ) -> Result<Self, ApiError> {
+        let clock = Clock::new(config.speed);
         let (sets_q, sets_rx) = Queue::new();
         let (pdbs_q, pdbs_rx) = Queue::new();
         let (eps_q, eps_rx) = Queue::new();
