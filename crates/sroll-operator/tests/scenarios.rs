@@ -1,0 +1,546 @@
+//! Scenario tests: the real operator against kubesim over HTTP, each run watched by the invariant
+//! checker (see `support/checker.rs`). Numbers follow issue 5's "Done when" list.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::{api::coordination::v1::Lease, apimachinery::pkg::util::intstr::IntOrString};
+use kube::{Api, ResourceExt, api::DeleteParams};
+use sroll_api::{Phase, StatefulsetRollout, condition_types as ct};
+use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
+use support::{DEADLINE, Env, Rollout, RunningOperator, wait_for};
+
+fn condition<'a>(
+    r: &'a StatefulsetRollout,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    r.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+fn update_revision(r: &StatefulsetRollout) -> String {
+    r.status
+        .as_ref()
+        .and_then(|s| s.update_revision.clone())
+        .unwrap_or_default()
+}
+
+fn evicted(op: &RunningOperator) -> u64 {
+    op.metrics
+        .evictions
+        .get_or_create(&EvictionLabels {
+            result: "evicted".into(),
+        })
+        .get()
+}
+
+async fn all_ready(env: &Env, set: &str, n: usize) {
+    wait_for(&format!("{n} Ready pods of {set}"), DEADLINE, || async {
+        let pods = env.pods(set).await;
+        let ready = pods
+            .iter()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .flatten()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                    })
+            })
+            .count();
+        (ready == n).then_some(())
+    })
+    .await;
+}
+
+/// Scenario 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_rollout_creates_its_statefulset_and_finishes_done() {
+    let env = Env::start().await;
+    env.apply(&Rollout::named("web").replicas(4)).await;
+    let done = env.wait_phase("web", Phase::Done).await;
+
+    let sts = env.statefulset("web").await.expect("the set was created");
+    let owner = &sts.owner_references()[0];
+    assert_eq!(owner.kind, "StatefulsetRollout");
+    assert_eq!(owner.uid, done.uid().unwrap());
+    let status = done.status.unwrap();
+    assert_eq!(status.ready_replicas, Some(4));
+    assert_eq!(status.updated_replicas, Some(4));
+    assert_eq!(status.percent_deployed, Some(100));
+    assert_eq!(status.pods.len(), 4);
+    assert!(status.pods.iter().all(|p| p.ready));
+    assert_eq!(status.statefulset_name.as_deref(), Some("web"));
+    env.finish(true).await;
+}
+
+/// Scenario 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percent_25_updates_a_quarter_highest_ordinals_first_then_100_updates_all() {
+    let env = Env::start().await;
+    let base = Rollout::named("web").replicas(8);
+    env.pdb("web", "web", IntOrString::Int(2)).await;
+    env.checker.budget("web", 2);
+    env.apply(&base).await;
+    let v1 = update_revision(&env.wait_phase("web", Phase::Done).await);
+
+    let v2 = base.clone().image("registry.example/app:v2");
+    env.apply(&v2.clone().percent(25)).await;
+    let quarter = env.wait_phase("web", Phase::Done).await;
+    let rev2 = update_revision(&quarter);
+    assert_ne!(rev2, v1);
+    let revisions = env.revisions("web").await;
+    let moved: Vec<i32> = revisions
+        .iter()
+        .filter(|(_, r)| *r == rev2)
+        .map(|(o, _)| *o)
+        .collect();
+    assert_eq!(
+        moved,
+        vec![6, 7],
+        "ceil(8 × 25%) = 2 pods, the highest ordinals"
+    );
+    assert_eq!(quarter.status.unwrap().percent_deployed, Some(25));
+
+    env.apply(&v2.percent(100)).await;
+    env.wait_phase("web", Phase::Done).await;
+    assert!(env.revisions("web").await.iter().all(|(_, r)| *r == rev2));
+    env.finish(true).await;
+}
+
+/// Scenario 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_percent_budget_on_20_pods_rolls_up_to_10_at_once_never_more() {
+    let env = Env::start().await;
+    let base = Rollout::named("big").replicas(20);
+    env.pdb("big", "big", IntOrString::String("50%".into()))
+        .await;
+    env.checker.budget("big", 10);
+    env.apply(&base).await;
+    env.wait_phase("big", Phase::Done).await;
+
+    env.apply(&base.image("registry.example/app:v2")).await;
+    env.wait_phase("big", Phase::Done).await;
+    let max = env.checker.max_unavailable("big");
+    assert!(
+        (2..=10).contains(&max),
+        "pods rolled in parallel within the budget (max unavailable {max})"
+    );
+    env.finish(true).await;
+}
+
+/// Scenario 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_budget_pods_roll_one_at_a_time_and_a_condition_says_why() {
+    let env = Env::start().await;
+    let base = Rollout::named("solo").replicas(5);
+    env.checker.budget("solo", 1);
+    env.apply(&base).await;
+    env.wait_phase("solo", Phase::Done).await;
+
+    env.apply(&base.image("registry.example/app:v2")).await;
+    let degraded = env
+        .wait_rollout("solo", "the NoDisruptionBudget condition", |r| {
+            condition(r, ct::DEGRADED)
+                .is_some_and(|c| c.status == "True" && c.reason == "NoDisruptionBudget")
+        })
+        .await;
+    let msg = &condition(&degraded, ct::DEGRADED).unwrap().message;
+    assert!(msg.contains("one pod at a time"), "{msg}");
+    env.wait_phase("solo", Phase::Done).await;
+    assert_eq!(env.checker.max_unavailable("solo"), 1);
+    env.finish(true).await;
+}
+
+/// Scenario 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_rollout_evicts_nothing_more_and_completes_when_resumed() {
+    let env = Env::start().await;
+    let base = Rollout::named("web").replicas(10);
+    env.pdb("web", "web", IntOrString::Int(1)).await;
+    env.checker.budget("web", 1);
+    env.apply(&base).await;
+    env.wait_phase("web", Phase::Done).await;
+
+    let v2 = base.image("registry.example/app:v2");
+    env.apply(&v2).await;
+    env.wait_rollout("web", "two pods updated", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.updated_replicas)
+            .is_some_and(|u| u >= 2)
+    })
+    .await;
+    env.apply(&v2.clone().paused(true)).await;
+    let paused = env.wait_phase("web", Phase::Paused).await;
+    assert_eq!(paused.status.as_ref().unwrap().paused, Some(true));
+    let op = env.operator.as_ref().unwrap();
+    let evictions_at_pause = evicted(op);
+    // Give a running operator ample time to misbehave: pods turning Ready keep triggering it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        evicted(env.operator.as_ref().unwrap()),
+        evictions_at_pause,
+        "no eviction after the pause was observed"
+    );
+    let still = env.rollout("web").await;
+    assert_eq!(still.status.unwrap().phase, Some(Phase::Paused));
+
+    env.apply(&v2.paused(false)).await;
+    let done = env.wait_phase("web", Phase::Done).await;
+    assert_eq!(done.status.unwrap().updated_replicas, Some(10));
+    env.finish(true).await;
+}
+
+async fn partial_rollout_then_kills(env: &Env, base: &Rollout) -> (Vec<(i32, String)>, String) {
+    env.pdb("web", "web", IntOrString::Int(2)).await;
+    env.checker.budget("web", 2);
+    env.apply(base).await;
+    env.wait_phase("web", Phase::Done).await;
+    let half = base.clone().image("registry.example/app:v2").percent(50);
+    env.apply(&half).await;
+    let done = env.wait_phase("web", Phase::Done).await;
+    let rev2 = update_revision(&done);
+    env.apply(&half.paused(true)).await;
+    env.wait_phase("web", Phase::Done).await;
+    let before = env.revisions("web").await;
+
+    // Chaos: kill old (0, 1) and new (4, 5) pods.
+    env.checker.suspend_availability();
+    for pod in ["web-0", "web-1", "web-4", "web-5"] {
+        env.kill_pod(pod).await;
+    }
+    // Every pod is back (new incarnations), Ready.
+    wait_for("the killed pods to be recreated", DEADLINE, || async {
+        let pods = env.pods("web").await;
+        let fresh = ["web-0", "web-1", "web-4", "web-5"].iter().all(|n| {
+            pods.iter()
+                .any(|p| p.name_any() == *n && p.metadata.deletion_timestamp.is_none())
+        });
+        fresh.then_some(())
+    })
+    .await;
+    all_ready(env, "web", 6).await;
+    (before, rev2)
+}
+
+/// Scenario 7 (Partitioned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_pods_of_a_paused_partial_rollout_return_at_their_revision() {
+    let env = Env::start().await;
+    let (before, rev2) = partial_rollout_then_kills(&env, &Rollout::named("web").replicas(6)).await;
+    let after = env.revisions("web").await;
+    assert_eq!(
+        after, before,
+        "every pod came back at the revision it had (no version leak)"
+    );
+    assert_eq!(after.iter().filter(|(_, r)| *r == rev2).count(), 3);
+    env.checker.resume_availability();
+    env.finish(true).await;
+}
+
+/// Scenario 7 (OnDelete): the reference system's mode leaks, and this test documents it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_delete_killed_old_pods_come_back_at_the_new_revision_the_documented_leak() {
+    let env = Env::start().await;
+    let (before, rev2) =
+        partial_rollout_then_kills(&env, &Rollout::named("web").replicas(6).on_delete()).await;
+    let after = env.revisions("web").await;
+    for ordinal in [0, 1] {
+        let (_, old) = &before[ordinal];
+        let (_, new) = &after[ordinal];
+        assert_ne!(old, &rev2, "web-{ordinal} ran the old revision");
+        assert_eq!(
+            new, &rev2,
+            "OnDelete: web-{ordinal} was recreated from the new template (the version leak)"
+        );
+    }
+    env.checker.resume_availability();
+    let report = env.finish(false).await;
+    assert!(
+        report
+            .moves
+            .iter()
+            .any(|m| m.pod == "web-0" && m.to == rev2)
+    );
+}
+
+/// Scenario 8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_image_fails_within_budget_and_a_fixed_spec_recovers_at_once() {
+    let env = Env::start().await;
+    let base = Rollout::named("web").replicas(6).progress_deadline(4);
+    env.pdb("web", "web", IntOrString::Int(2)).await;
+    env.checker.budget("web", 2);
+    env.apply(&base).await;
+    env.wait_phase("web", Phase::Done).await;
+
+    env.apply(&base.clone().image("registry.example/app:v2-unready"))
+        .await;
+    let failed = env.wait_phase("web", Phase::Failed).await;
+    let broken_rev = update_revision(&failed);
+    let reason = failed.status.as_ref().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("web-5"),
+        "the reason names the pods: {reason}"
+    );
+    let broken = env
+        .revisions("web")
+        .await
+        .iter()
+        .filter(|(_, r)| *r == broken_rev)
+        .count();
+    assert!(
+        (1..=2).contains(&broken),
+        "no more pods broken than the budget allows ({broken})"
+    );
+
+    env.apply(&base.image("registry.example/app:v3")).await;
+    let done = env.wait_phase("web", Phase::Done).await;
+    let rev3 = update_revision(&done);
+    assert!(env.revisions("web").await.iter().all(|(_, r)| *r == rev3));
+    env.finish(true).await;
+}
+
+/// Scenario 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_mid_rollout_several_times_finishes_without_extra_evictions() {
+    let mut env = Env::start().await;
+    let base = Rollout::named("web").replicas(10);
+    env.pdb("web", "web", IntOrString::Int(2)).await;
+    env.checker.budget("web", 2);
+    env.apply(&base).await;
+    env.wait_phase("web", Phase::Done).await;
+    let mut evictions = evicted(env.operator.as_ref().unwrap());
+
+    env.apply(&base.image("registry.example/app:v2")).await;
+    for round in 1..=3 {
+        env.wait_rollout("web", "progress before the kill", |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.updated_replicas)
+                .is_some_and(|u| u >= 2 * round)
+        })
+        .await;
+        evictions += evicted(env.operator.as_ref().unwrap());
+        env.kill_operator().await;
+        env.start_operator();
+    }
+    let done = env.wait_phase("web", Phase::Done).await;
+    evictions += evicted(env.operator.as_ref().unwrap());
+    let status = done.status.unwrap();
+    assert_eq!(status.updated_replicas, Some(10));
+    assert_eq!(status.ready_replicas, Some(10));
+    assert!(
+        evictions <= 10,
+        "each pod evicted at most once across restarts ({evictions} evictions)"
+    );
+    env.finish(true).await;
+}
+
+/// Scenario 12.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statefulset_deleted_under_the_rollout_is_recreated_and_recorded() {
+    let env = Env::start().await;
+    env.apply(&Rollout::named("web").replicas(3)).await;
+    env.wait_phase("web", Phase::Done).await;
+    let old_uid = env.statefulset("web").await.unwrap().uid();
+
+    env.checker.suspend_availability();
+    env.statefulsets()
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    let recorded = env
+        .wait_rollout("web", "status.deleted", |r| {
+            r.status.as_ref().and_then(|s| s.deleted) == Some(true)
+        })
+        .await;
+    assert!(
+        recorded
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.reason == "StatefulSetDeleted"),
+        "a condition records the deletion"
+    );
+    wait_for("the set to be recreated", DEADLINE, || async {
+        let sts = env.statefulset("web").await?;
+        (sts.uid() != old_uid && sts.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await;
+    all_ready(&env, "web", 3).await;
+    env.finish(true).await;
+}
+
+/// Scenario 13.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immutable_field_change_is_a_condition_and_nothing_is_applied() {
+    let env = Env::start().await;
+    let base = Rollout::named("web").replicas(3);
+    env.apply(&base).await;
+    env.wait_phase("web", Phase::Done).await;
+    let before = env.statefulset("web").await.unwrap();
+
+    env.apply(
+        &base
+            .clone()
+            .service_name("other")
+            .image("registry.example/app:v2"),
+    )
+    .await;
+    let blocked = env
+        .wait_rollout("web", "SpecValid=False", |r| {
+            condition(r, ct::SPEC_VALID).is_some_and(|c| {
+                c.status == "False"
+                    && c.reason == "ImmutableFieldChanged"
+                    && c.observed_generation == r.metadata.generation
+            })
+        })
+        .await;
+    let msg = &condition(&blocked, ct::SPEC_VALID).unwrap().message;
+    assert!(
+        msg.contains("serviceName"),
+        "the condition names the field: {msg}"
+    );
+    assert_eq!(blocked.status.unwrap().phase, Some(Phase::Blocked));
+    let after = env.statefulset("web").await.unwrap();
+    assert_eq!(after.metadata.generation, before.metadata.generation);
+    assert_eq!(
+        after.spec.unwrap().template,
+        before.spec.unwrap().template,
+        "not even the image was applied"
+    );
+    env.finish(true).await;
+}
+
+/// Scenario 14.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_rollouts_are_rejected_or_reported_and_nothing_is_applied() {
+    let env = Env::start().await;
+    // A selector that does not match the template labels: the CRD's CEL rule rejects it.
+    let err = env
+        .try_apply(&Rollout::named("mismatch").selector_app("other"))
+        .await
+        .expect_err("the API server rejects the rollout");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            assert!(s.message.contains("matchLabels"), "{}", s.message);
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    // An empty image: rejected by the schema, or reported as a condition; never applied.
+    match env.try_apply(&Rollout::named("noimage").image("")).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 422, "{s:?}"),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => {
+            let blocked = env
+                .wait_rollout("noimage", "SpecValid=False", |r| {
+                    condition(r, ct::SPEC_VALID)
+                        .is_some_and(|c| c.status == "False" && c.reason == "InvalidSpec")
+                })
+                .await;
+            let msg = &condition(&blocked, ct::SPEC_VALID).unwrap().message;
+            assert!(msg.contains("image"), "{msg}");
+            assert!(env.statefulset("noimage").await.is_none());
+        }
+    }
+    assert!(env.statefulset("mismatch").await.is_none());
+    env.finish(true).await;
+}
+
+/// Scenario 11.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_replicas_only_the_leader_acts_and_killing_it_hands_over() {
+    let env = Env::without_operator().await;
+    let lease = |identity: &str| Settings {
+        leader_election: Some(LeaseSettings {
+            name: "sroll-operator".into(),
+            namespace: env.ns.clone(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(2),
+            renew_deadline: Duration::from_millis(1500),
+            retry_period: Duration::from_millis(200),
+        }),
+        instance: identity.into(),
+        ..env.settings()
+    };
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    let holder = || async {
+        leases
+            .get_opt("sroll-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+
+    let a = RunningOperator::start(env.client.clone(), lease("a"));
+    wait_for("a to lead", DEADLINE, || async {
+        (holder().await.as_deref() == Some("a")).then_some(())
+    })
+    .await;
+    let b = RunningOperator::start(env.client.clone(), lease("b"));
+    let base = Rollout::named("web").replicas(3);
+    env.apply(&base).await;
+    env.wait_phase("web", Phase::Done).await;
+    assert_eq!(holder().await.as_deref(), Some("a"));
+    assert_eq!(b.metrics.reconciles.get(), 0, "the standby did nothing");
+    assert!(a.metrics.reconciles.get() > 0);
+
+    a.kill().await;
+    wait_for("b to take over", DEADLINE, || async {
+        (holder().await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    env.apply(&base.image("registry.example/app:v2")).await;
+    env.wait_phase("web", Phase::Done).await;
+    assert!(b.metrics.reconciles.get() > 0);
+
+    // A graceful stop releases the lease at once.
+    b.stop().await.expect("b stops cleanly");
+    assert_eq!(holder().await, None);
+    let report = env.checker.report(true);
+    assert!(
+        report.violations.is_empty() && report.leaks.is_empty(),
+        "{report:#?}"
+    );
+}
+
+/// Scenario 15: a scale check, timed only loosely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "1,000 pods: run with --ignored (about a minute on a shared 2-core machine)"]
+async fn a_1000_pod_set_with_a_10_percent_budget_finishes() {
+    let env = Env::start().await;
+    let base = Rollout::named("huge").replicas(1000);
+    env.pdb("huge", "huge", IntOrString::String("10%".into()))
+        .await;
+    env.checker.budget("huge", 100);
+    env.apply(&base).await;
+    let long = Duration::from_secs(600);
+    wait_for("1,000 pods Ready", long, || async {
+        let r = env.rollout("huge").await;
+        (r.status?.phase == Some(Phase::Done)).then_some(())
+    })
+    .await;
+    env.apply(&base.image("registry.example/app:v2")).await;
+    let started = std::time::Instant::now();
+    wait_for("the 1,000-pod rollout", long, || async {
+        let r = env.rollout("huge").await;
+        let s = r.status?;
+        (s.phase == Some(Phase::Done)
+            && s.observed_generation == r.metadata.generation
+            && s.updated_replicas == Some(1000))
+        .then_some(())
+    })
+    .await;
+    eprintln!("1,000-pod rollout took {:?}", started.elapsed());
+    env.finish(true).await;
+}

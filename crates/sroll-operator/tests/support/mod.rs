@@ -1,0 +1,412 @@
+//! The scenario harness: a kubesim cluster (its simulated delays compressed by a speed factor), the
+//! real operator running in-process against it over HTTP, and an invariant checker watching the
+//! whole run. Scenarios read like prose:
+//!
+//! ```ignore
+//! let env = Env::start().await;
+//! env.apply(&Rollout::named("web").replicas(4)).await;
+//! env.wait_phase("web", Phase::Done).await;
+//! env.finish().await;
+//! ```
+#![allow(dead_code)]
+
+pub mod checker;
+pub mod fixture;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{Namespace, Pod},
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use sroll_api::{Phase, StatefulsetRollout};
+use sroll_operator::{Operator, Settings, metrics::Metrics};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub use self::{checker::Checker, fixture::Rollout};
+
+/// How much faster than real time the simulated cluster runs.
+pub const SPEED: f64 = 10.0;
+/// Generous deadline for anything a scenario waits for.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+static NEXT_NS: AtomicUsize = AtomicUsize::new(0);
+
+/// The operator running in-process.
+pub struct RunningOperator {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<sroll_operator::Result<()>>,
+    /// Its metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl RunningOperator {
+    /// Starts an operator with `settings` over `client`.
+    pub fn start(client: Client, settings: Settings) -> Self {
+        let op = Operator::new(client, settings);
+        let metrics = op.metrics();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(op.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            stop: Some(tx),
+            task,
+            metrics,
+        }
+    }
+
+    /// SIGTERM-like: finish the reconcile in flight, release the lease, return its result.
+    pub async fn stop(mut self) -> sroll_operator::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(DEADLINE, &mut self.task)
+            .await
+            .expect("the operator stops within the deadline")
+            .expect("the operator task does not panic")
+    }
+
+    /// SIGKILL-like: drop everything at once, wherever it is.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Whether the operator task ended (an error or a lost lease).
+    pub fn finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// One scenario's world.
+pub struct Env {
+    /// The simulated cluster.
+    pub cluster: kubesim::Handle,
+    /// A client acting as the user.
+    pub client: Client,
+    /// The scenario's namespace.
+    pub ns: String,
+    /// The operator, when running.
+    pub operator: Option<RunningOperator>,
+    /// The invariant checker.
+    pub checker: Checker,
+}
+
+/// Starts a kubesim cluster at [`SPEED`] and returns it with a client.
+async fn start_cluster() -> (kubesim::Handle, Client) {
+    let config = kubesim::ClusterConfig {
+        speed: SPEED,
+        ..kubesim::ClusterConfig::default()
+    };
+    let handle = kubesim::Cluster::start(config)
+        .await
+        .expect("kubesim starts");
+    let client = handle.client();
+    (handle, client)
+}
+
+impl Env {
+    /// A cluster with the CRD installed, a fresh namespace, the checker and the operator running.
+    pub async fn start() -> Self {
+        let mut env = Self::without_operator().await;
+        env.start_operator();
+        env
+    }
+
+    /// The same, without starting the operator.
+    pub async fn without_operator() -> Self {
+        let (cluster, client) = start_cluster().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in sroll_api::crd::crds() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("the CRD is accepted");
+        }
+        let ns = format!("scenario-{}", NEXT_NS.fetch_add(1, Ordering::SeqCst));
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(ns.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    ..Namespace::default()
+                },
+            )
+            .await
+            .expect("namespace created");
+        // The CRD is served once established; wait for the list to answer.
+        let rollouts: Api<StatefulsetRollout> = Api::namespaced(client.clone(), &ns);
+        wait_for("the CRD to be served", DEADLINE, || {
+            let rollouts = rollouts.clone();
+            async move { rollouts.list(&ListParams::default()).await.ok() }
+        })
+        .await;
+        let checker = Checker::start(client.clone(), &ns);
+        Self {
+            cluster,
+            client,
+            ns,
+            operator: None,
+            checker,
+        }
+    }
+
+    /// Operator settings for this scenario (single replica, no leader election, no HTTP server).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            namespaces: vec![self.ns.clone()],
+            metrics_addr: None,
+            leader_election: None,
+            instance: "scenario".into(),
+            skip_preflight: false,
+        }
+    }
+
+    /// Starts the operator (in-process, over HTTP).
+    pub fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "the operator is already running");
+        self.operator = Some(RunningOperator::start(self.client.clone(), self.settings()));
+    }
+
+    /// Stops the operator gracefully.
+    pub async fn stop_operator(&mut self) {
+        if let Some(op) = self.operator.take() {
+            op.stop().await.expect("the operator stops cleanly");
+        }
+    }
+
+    /// Kills the operator at once.
+    pub async fn kill_operator(&mut self) {
+        if let Some(op) = self.operator.take() {
+            op.kill().await;
+        }
+    }
+
+    /// The operator's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.operator
+            .as_ref()
+            .expect("the operator is running")
+            .metrics
+            .clone()
+    }
+
+    /// Rollout API of the namespace.
+    pub fn rollouts(&self) -> Api<StatefulsetRollout> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// StatefulSet API of the namespace.
+    pub fn statefulsets(&self) -> Api<StatefulSet> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Pod API of the namespace.
+    pub fn pod_api(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Applies a rollout as a user would (`kubectl apply --server-side`).
+    pub async fn apply(&self, rollout: &Rollout) -> StatefulsetRollout {
+        let r = rollout.build();
+        self.rollouts()
+            .patch(
+                &r.name_any(),
+                &PatchParams::apply("scenario-user").force(),
+                &Patch::Apply(&r),
+            )
+            .await
+            .expect("the rollout is accepted")
+    }
+
+    /// Applies a rollout and returns the API server's answer (for invalid input).
+    pub async fn try_apply(&self, rollout: &Rollout) -> kube::Result<StatefulsetRollout> {
+        let r = rollout.build();
+        self.rollouts()
+            .patch(
+                &r.name_any(),
+                &PatchParams::apply("scenario-user").force(),
+                &Patch::Apply(&r),
+            )
+            .await
+    }
+
+    /// The rollout as stored.
+    pub async fn rollout(&self, name: &str) -> StatefulsetRollout {
+        self.rollouts().get(name).await.expect("the rollout exists")
+    }
+
+    /// Waits until the rollout's status satisfies `pred`; returns it.
+    pub async fn wait_rollout(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&StatefulsetRollout) -> bool,
+    ) -> StatefulsetRollout {
+        let api = self.rollouts();
+        let pred = &pred;
+        wait_for(what, DEADLINE, || {
+            let api = api.clone();
+            async move {
+                let r = api.get(name).await.ok()?;
+                pred(&r).then_some(r)
+            }
+        })
+        .await
+    }
+
+    /// Waits until the rollout reaches `phase` for its current generation.
+    pub async fn wait_phase(&self, name: &str, phase: Phase) -> StatefulsetRollout {
+        let what = format!("{name} to reach {phase}");
+        self.wait_rollout(name, &what, |r| {
+            let status = r.status.clone().unwrap_or_default();
+            status.phase.as_ref() == Some(&phase)
+                && status.observed_generation == r.metadata.generation
+        })
+        .await
+    }
+
+    /// The pods of set `set`, by ordinal.
+    pub async fn pods(&self, set: &str) -> Vec<Pod> {
+        let mut pods: Vec<Pod> = self
+            .pod_api()
+            .list(&ListParams::default())
+            .await
+            .expect("pods list")
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.name_any()
+                    .strip_prefix(&format!("{set}-"))
+                    .is_some_and(|o| o.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect();
+        pods.sort_by_key(|p| ordinal(&p.name_any()));
+        pods
+    }
+
+    /// Each pod's revision label, by ordinal.
+    pub async fn revisions(&self, set: &str) -> Vec<(i32, String)> {
+        self.pods(set)
+            .await
+            .iter()
+            .map(|p| {
+                (
+                    ordinal(&p.name_any()),
+                    p.labels()
+                        .get("controller-revision-hash")
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// The StatefulSet.
+    pub async fn statefulset(&self, name: &str) -> Option<StatefulSet> {
+        self.statefulsets().get_opt(name).await.expect("get")
+    }
+
+    /// Creates a PDB selecting `app=<app>` with `maxUnavailable`.
+    pub async fn pdb(&self, name: &str, app: &str, max_unavailable: IntOrString) {
+        Api::<PodDisruptionBudget>::namespaced(self.client.clone(), &self.ns)
+            .create(
+                &PostParams::default(),
+                &PodDisruptionBudget {
+                    metadata: ObjectMeta {
+                        name: Some(name.into()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(PodDisruptionBudgetSpec {
+                        max_unavailable: Some(max_unavailable),
+                        selector: Some(LabelSelector {
+                            match_labels: Some([("app".to_owned(), app.to_owned())].into()),
+                            match_expressions: None,
+                        }),
+                        ..PodDisruptionBudgetSpec::default()
+                    }),
+                    status: None,
+                },
+            )
+            .await
+            .expect("PDB created");
+    }
+
+    /// Deletes a pod (as a node failure or chaos tool would).
+    pub async fn kill_pod(&self, name: &str) {
+        let _ = self
+            .pod_api()
+            .delete(
+                name,
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                },
+            )
+            .await;
+    }
+
+    /// Stops the operator, then judges the run: fails on any budget violation or version leak.
+    pub async fn finish(mut self, partitioned: bool) -> checker::Report {
+        self.stop_operator().await;
+        let report = self.checker.report(partitioned);
+        assert!(
+            report.violations.is_empty(),
+            "availability budget exceeded: {:#?}",
+            report.violations
+        );
+        assert!(
+            report.leaks.is_empty(),
+            "pods moved to a revision the rollout did not choose: {:#?}",
+            report.leaks
+        );
+        report
+    }
+}
+
+/// The ordinal of a StatefulSet pod name.
+pub fn ordinal(pod: &str) -> i32 {
+    pod.rsplit_once('-')
+        .and_then(|(_, o)| o.parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, failing the test after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
