@@ -100,7 +100,7 @@ impl RunningOperator {
 /// One scenario's world.
 pub struct Env {
     /// The simulated cluster.
-    pub cluster: kubesim::Handle,
+    pub cluster: kubesim::cluster::Handle,
     /// A client acting as the user.
     pub client: Client,
     /// The scenario's namespace.
@@ -112,12 +112,12 @@ pub struct Env {
 }
 
 /// Starts a kubesim cluster at [`SPEED`] and returns it with a client.
-async fn start_cluster() -> (kubesim::Handle, Client) {
-    let config = kubesim::ClusterConfig {
+async fn start_cluster() -> (kubesim::cluster::Handle, Client) {
+    let config = kubesim::cluster::ClusterConfig {
         speed: SPEED,
-        ..kubesim::ClusterConfig::default()
+        ..kubesim::cluster::ClusterConfig::default()
     };
-    let handle = kubesim::Cluster::start(config)
+    let handle = kubesim::cluster::Cluster::start(config)
         .await
         .expect("kubesim starts");
     let client = handle.client();
@@ -179,7 +179,7 @@ impl Env {
             metrics_addr: None,
             leader_election: None,
             instance: "scenario".into(),
-            skip_preflight: false,
+            ..Settings::default()
         }
     }
 
