@@ -651,6 +651,24 @@ impl<'a> Planner<'a> {
             return self.done(c);
         }
         if self.spec().paused() {
+            // Never lower the partition while paused; raising it above old pods a refused
+            // eviction left exposed keeps the StatefulSet controller from moving them.
+            if aligned > partition {
+                match self.partition_move(aligned, partition) {
+                    Ok(Some(m)) => {
+                        return Outcome {
+                            phase: Phase::Paused,
+                            reason: format!(
+                                "paused by spec.pauseRequested; moving the partition back up to {aligned}; {progress}"
+                            ),
+                            action: Action::SetPartition(m),
+                            requeue: Some(REQUEUE_SOON),
+                        };
+                    }
+                    Ok(None) => {}
+                    Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+                }
+            }
             return self.paused(&progress);
         }
         if let Some(failed) = self.deadline(c, &in_flight) {
