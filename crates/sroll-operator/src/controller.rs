@@ -370,8 +370,17 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         return Err(err);
     }
     let terminal = plan.status.phase.as_ref().is_some_and(Phase::is_terminal);
+    // Service discovery has no watch: a gated rollout looks again at the discovery poll interval.
+    let discovery_poll = (!terminal)
+        .then(|| ctx.shared.integrations.discovery_poll(&rollout))
+        .flatten();
     Ok(match plan.requeue_after {
-        Some(after) if !terminal => Requeue::requeue(after),
+        Some(after) if !terminal => {
+            Requeue::requeue(discovery_poll.map_or(after, |poll| after.min(poll)))
+        }
+        None if discovery_poll.is_some() => {
+            Requeue::requeue(discovery_poll.unwrap_or(INTEGRATIONS_POLL))
+        }
         // A terminal rollout whose callback or final Slack update is still under way.
         _ if integrations_pending => Requeue::requeue(INTEGRATIONS_POLL),
         _ => Requeue::await_change(),

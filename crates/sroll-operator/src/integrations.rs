@@ -52,6 +52,9 @@ use sroll_planner::Observed;
 /// How long a Secret value read by the operator is reused before it is read again.
 pub const SECRET_TTL: Duration = Duration::from_secs(60);
 
+/// Longest a reconcile waits for the first Consul answer about a new or changed query.
+const FIRST_POLL_WAIT: Duration = Duration::from_secs(2);
+
 /// A key of a Secret: `namespace/name/key`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SecretLocation {
@@ -94,6 +97,8 @@ pub struct IntegrationSettings {
     pub callback_allow: Vec<String>,
     /// `--consul-addr`.
     pub consul_addr: Option<String>,
+    /// Time between two Consul polls of a rollout's services (`None`: 5 s).
+    pub discovery_interval: Option<Duration>,
 }
 
 /// The running integrations, shared by every reconcile.
@@ -147,6 +152,9 @@ impl Integrations {
         })?;
         let discovery = Discovery::spawn(DiscoveryConfig {
             consul_addr: settings.consul_addr.clone(),
+            interval: settings
+                .discovery_interval
+                .unwrap_or(DiscoveryConfig::default().interval),
             ..DiscoveryConfig::default()
         })?;
         Ok(Self {
@@ -205,6 +213,18 @@ impl Integrations {
         current.is_some()
     }
 
+    /// How often a rollout gated on service discovery should be looked at again (discovery has no
+    /// watch to trigger reconciles); `None` when it is not gated.
+    pub fn discovery_poll(&self, rollout: &StatefulsetRollout) -> Option<Duration> {
+        let sd = rollout.spec.service_discovery.as_ref()?;
+        (!sd.services.is_empty()).then(|| {
+            self.settings
+                .discovery_interval
+                .unwrap_or(DiscoveryConfig::default().interval)
+                .max(Duration::from_millis(100))
+        })
+    }
+
     /// The rollout's service-discovery health for the planner; `None` when not configured.
     pub async fn discovery(
         &self,
@@ -256,12 +276,24 @@ impl Integrations {
                     services: sd.services.clone(),
                     token: token.map(ConsulToken::new),
                 };
-                match self.discovery.observe(&key, query) {
+                match self.discovery.observe(&key, query.clone()) {
                     Some(obs) => obs.health,
-                    // The first poll of this query is under way: hold like an unreachable agent.
-                    None => DiscoveryHealth::Unreachable {
-                        reason: "waiting for the first answer from Consul".into(),
-                    },
+                    None => {
+                        // A new or changed query: give the first poll a moment (bounded) rather
+                        // than holding the rollout for a whole requeue interval.
+                        let deadline = Instant::now() + FIRST_POLL_WAIT;
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            if let Some(obs) = self.discovery.observe(&key, query.clone()) {
+                                break obs.health;
+                            }
+                            if Instant::now() >= deadline {
+                                break DiscoveryHealth::Unreachable {
+                                    reason: "no answer from Consul yet".into(),
+                                };
+                            }
+                        }
+                    }
                 }
             }
         };

@@ -179,6 +179,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
                 slack_token_secret: args.slack_token_secret.clone(),
                 callback_allow: args.callback_allow.clone(),
                 consul_addr: args.consul_addr.clone(),
+                discovery_interval: None,
             },
         };
         Operator::new(client, settings)
