@@ -266,6 +266,14 @@ pub async fn client_from(
             .await
             .map_err(|e| Error::Config(e.to_string()))?,
     };
+    let mut config = config;
+    // An eviction refused by the budget answers 429 without Retry-After: that is back-pressure the
+    // planner handles, not something kube's default retry layer should retry for minutes.
+    config.default_retry = false;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("sroll-operator/", env!("CARGO_PKG_VERSION"))),
+    ));
     let namespace = config.default_namespace.clone();
     let client = Client::try_from(config).map_err(Error::Client)?;
     Ok((client, namespace))

@@ -38,10 +38,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
     runtime::wait::{await_condition, conditions},
 };
-use kubesim::{
-    cluster::{Cluster, ClusterConfig, Handle},
-    controllers::runtime::{SimConfig, Simulation},
-};
+use kubesim::cluster::{Cluster, ClusterConfig, Handle};
 use serde_json::json;
 use sroll_api::{Phase, StatefulsetRollout, intstr::scaled_value};
 
@@ -318,7 +315,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 pub struct Embedded {
     /// The running cluster (base URL, kubeconfig, clients).
     pub cluster: Handle,
-    _simulation: Simulation,
     stop: tokio::sync::oneshot::Sender<()>,
     operator: tokio::task::JoinHandle<sroll_operator::Result<()>>,
 }
@@ -327,23 +323,15 @@ impl Embedded {
     /// Starts a cluster of `nodes` fake nodes whose pods start and stop `speed` times faster than
     /// the simulated kubelet's defaults, installs the CRD and starts the operator.
     pub async fn start(nodes: usize, speed: f64) -> anyhow::Result<Self> {
+        // `simulate` runs the controllers, scheduler and fake kubelets that make pods come and go.
         let cluster = Cluster::start(ClusterConfig {
             nodes,
             speed,
+            simulate: true,
             ..Default::default()
         })
         .await
         .context("failed to start the embedded cluster")?;
-        // The controllers and fake kubelets that make pods come and go.
-        let simulation = Simulation::start(
-            cluster.api().clone(),
-            SimConfig {
-                nodes,
-                speed,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("failed to start the simulated controllers: {e}"))?;
         install_crd(&cluster.client()).await?;
         let operator = sroll_operator::Operator::new(
             operator_client(cluster.kubeconfig()).await?,
@@ -358,7 +346,6 @@ impl Embedded {
         }));
         Ok(Self {
             cluster,
-            _simulation: simulation,
             stop,
             operator,
         })
@@ -373,7 +360,6 @@ impl Embedded {
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(10), self.operator).await;
-        drop(self._simulation);
         self.cluster.shutdown().await;
     }
 }
@@ -385,6 +371,9 @@ async fn operator_client(kubeconfig: &str) -> anyhow::Result<Client> {
     let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .context("failed to load the cluster's kubeconfig")?;
+    // An eviction refused by the budget is a 429 without Retry-After: back-pressure the planner
+    // handles, not something for the client to retry for minutes.
+    config.default_retry = false;
     config.headers.push((
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("sroll-operator/", env!("CARGO_PKG_VERSION"))),
