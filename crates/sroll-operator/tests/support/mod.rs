@@ -115,6 +115,7 @@ pub struct Env {
 async fn start_cluster() -> (kubesim::cluster::Handle, Client) {
     let config = kubesim::cluster::ClusterConfig {
         speed: SPEED,
+        simulate: true,
         ..kubesim::cluster::ClusterConfig::default()
     };
     let handle = kubesim::cluster::Cluster::start(config)
