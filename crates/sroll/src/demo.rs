@@ -438,8 +438,40 @@ async fn wait_for(
     done: impl Fn(&StatefulsetRollout) -> bool,
 ) -> anyhow::Result<StatefulsetRollout> {
     let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(api.clone().into_client(), NAMESPACE);
+    for poll in 0u64.. {
         let r = api.get(NAME).await.context("failed to read the rollout")?;
+        if ui.tty
+            && poll % 5 == 0
+            && let Ok(list) = events.list(&ListParams::default()).await
+        {
+            let mut mine: Vec<_> = list
+                .items
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|o| o.name.as_deref()) == Some(NAME))
+                .collect();
+            mine.sort_by_key(|e| {
+                e.metadata
+                    .resource_version
+                    .as_ref()
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+            let last: Vec<String> = mine
+                .iter()
+                .rev()
+                .take(3)
+                .rev()
+                .map(|e| {
+                    format!(
+                        "  event {}: {}",
+                        e.reason.as_deref().unwrap_or_default(),
+                        e.note.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect();
+            ui.events.set_message(last.join("\n"));
+        }
         ui.refresh(&r);
         if done(&r) {
             return Ok(r);
@@ -454,6 +486,7 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    unreachable!("the poll loop only ends by returning")
 }
 
 /// Counters read from kubesim's `/metrics`: (evictions that succeeded, operator API calls).
@@ -585,6 +618,7 @@ struct Ui {
     multi: MultiProgress,
     bars: std::sync::Mutex<BTreeMap<String, ProgressBar>>,
     status: ProgressBar,
+    events: ProgressBar,
     pods: i32,
 }
 
@@ -600,11 +634,17 @@ impl Ui {
             ProgressStyle::with_template("{spinner} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
+        let events = multi.add(ProgressBar::new_spinner());
+        events.set_style(
+            ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         Self {
             tty,
             multi,
             bars: std::sync::Mutex::new(BTreeMap::new()),
             status,
+            events,
             pods,
         }
     }
@@ -694,6 +734,7 @@ impl Ui {
 
     fn finish(&self) {
         self.status.finish_and_clear();
+        self.events.finish_and_clear();
         if let Ok(bars) = self.bars.lock() {
             for b in bars.values() {
                 b.finish();
