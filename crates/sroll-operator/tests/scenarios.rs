@@ -246,7 +246,6 @@ async fn killed_pods_of_a_paused_partial_rollout_return_at_their_revision() {
 
 /// Scenario 7 (OnDelete): the reference system's mode leaks, and this test documents it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails against kubesim with its controllers (first run 17:15 UTC); cause not yet investigated"]
 async fn with_on_delete_killed_old_pods_come_back_at_the_new_revision_the_documented_leak() {
     let env = Env::start().await;
     let (before, rev2) =

@@ -144,7 +144,13 @@ impl State {
         let name = pod.name_any();
         let Some(set) = set_of(pod) else { return };
         if deleted {
-            self.pods.remove(&name);
+            // Keep the record: the pod's next incarnation (same name, new uid) is compared with
+            // the revision this one had, which is the whole point of the version-leak check. Until
+            // then the pod counts as unavailable.
+            if let Some(entry) = self.pods.get_mut(&name) {
+                entry.ready = false;
+                entry.terminating = true;
+            }
         } else {
             let uid = pod.uid().unwrap_or_default();
             let revision = pod
