@@ -2,86 +2,15 @@
 //! tests fail when `CI` is set and otherwise print "skipped: kubectl not found".
 #![allow(clippy::unwrap_used)]
 
-use std::{path::PathBuf, time::Duration};
+#[path = "support/kubectl.rs"]
+mod kubectl_support;
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
-use serde_json::{Value, json};
-use tokio::process::Command;
-
-fn kubectl_available() -> bool {
-    let found = std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubectl not found (required in CI)"
-        );
-        println!("skipped: kubectl not found");
-    }
-    found
-}
-
-struct Kubectl {
-    h: Handle,
-    kubeconfig: PathBuf,
-    dir: PathBuf,
-}
-
-impl Kubectl {
-    async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("kubesim-kubectl-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        let h = Cluster::start(ClusterConfig {
-            write_kubeconfig: Some(kubeconfig.clone()),
-            ..ClusterConfig::default()
-        })
-        .await
-        .unwrap();
-        Kubectl { h, kubeconfig, dir }
-    }
-
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        use tokio::io::AsyncWriteExt;
-        let mut c = Command::new("kubectl");
-        c.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", &self.dir)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(s) = stdin {
-            let mut i = child.stdin.take().unwrap();
-            i.write_all(s.as_bytes()).await.unwrap();
-        }
-        drop(child.stdin.take());
-        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args, None).await;
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    async fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args).await).unwrap()
-    }
-}
+use kubectl_support::{Kubectl, kubectl_available, repo_file};
+use serde_json::json;
 
 const MANIFEST: &str = r#"
 apiVersion: v1
@@ -142,19 +71,68 @@ spec:
     matchLabels: {app: web}
 "#;
 
+const ROLLOUT: &str = r#"
+apiVersion: sroll.io/v1alpha1
+kind: StatefulsetRollout
+metadata:
+  name: web
+  namespace: demo
+spec:
+  percent: 50
+  sts:
+    apiVersion: apps/v1
+    kind: StatefulSet
+    metadata: {name: web}
+    spec:
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec: {containers: [{name: c, image: "nginx:1.27"}]}
+"#;
+
 #[tokio::test]
 async fn kubectl_applies_gets_labels_patches_scales_and_deletes() {
     if !kubectl_available() {
         return;
     }
     let k = Kubectl::start().await;
-    let (ok, out, err) = k.run(&["apply", "-f", "-"], Some(MANIFEST)).await;
-    assert!(ok, "{err}");
-    assert!(out.contains("statefulset.apps/web created"), "{out}");
-    assert!(
-        out.contains("poddisruptionbudget.policy/web created"),
-        "{out}"
-    );
+    // A custom resource can only be mapped once its CRD is served (as on a
+    // real cluster): the CRD goes in first, then the whole file (which
+    // carries the CRD again, unchanged) in one multi-document apply.
+    let crd = std::fs::read_to_string(repo_file("deploy/crds/statefulsetrollouts.sroll.io.yaml"))
+        .unwrap();
+    k.ok_in(&["apply", "-f", "-"], Some(&crd)).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/statefulsetrollouts.sroll.io",
+        "--timeout=10s",
+    ])
+    .await;
+    let all = format!("{MANIFEST}\n---\n{crd}\n---\n{ROLLOUT}");
+    let out = k.ok_in(&["apply", "-f", "-"], Some(&all)).await;
+    for created in [
+        "namespace/demo created",
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created",
+        "customresourcedefinition.apiextensions.k8s.io/statefulsetrollouts.sroll.io unchanged",
+        "statefulset.apps/web created",
+        "poddisruptionbudget.policy/web created",
+        "statefulsetrollout.sroll.io/web created",
+    ] {
+        assert!(out.contains(created), "{created}: {out}");
+    }
+    let r = k
+        .json(&[
+            "get",
+            "statefulsetrollouts",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(r["spec"]["percent"], 50);
     k.ok(&[
         "wait",
         "--for=condition=Established",
@@ -164,18 +142,14 @@ async fn kubectl_applies_gets_labels_patches_scales_and_deletes() {
     .await;
 
     // custom resources: created, printed with their columns, validated
-    let (ok, _, err) = k
-        .run(
-            &["apply", "-n", "demo", "-f", "-"],
-            Some(
-                "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n",
-            ),
-        )
-        .await;
-    assert!(ok, "{err}");
+    k.ok_in(
+        &["apply", "-n", "demo", "-f", "-"],
+        Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n"),
+    )
+    .await;
     let table = k.ok(&["get", "wd", "-n", "demo"]).await;
     assert!(table.contains("SIZE") && table.contains("w1"), "{table}");
-    let (ok, _, err) = k
+    let o = k
         .run(
             &["apply", "-n", "demo", "-f", "-"],
             Some(
@@ -183,8 +157,8 @@ async fn kubectl_applies_gets_labels_patches_scales_and_deletes() {
             ),
         )
         .await;
-    assert!(!ok);
-    assert!(err.contains("spec.size"), "{err}");
+    assert!(!o.ok);
+    assert!(o.stderr.contains("spec.size"), "{}", o.stderr);
 
     // get in every form
     let pods = k.ok(&["get", "pods", "-A"]).await;
@@ -289,13 +263,11 @@ async fn kubectl_applies_gets_labels_patches_scales_and_deletes() {
     assert_eq!(s["metadata"]["generation"], 3);
 
     // server-side apply records the manager
-    let (ok, _, err) = k
-        .run(
-            &["apply", "--server-side", "-n", "demo", "-f", "-"],
-            Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: b}\n"),
-        )
-        .await;
-    assert!(ok, "{err}");
+    k.ok_in(
+        &["apply", "--server-side", "-n", "demo", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: b}\n"),
+    )
+    .await;
     let cm = k
         .json(&[
             "get",
@@ -329,8 +301,7 @@ async fn kubectl_applies_gets_labels_patches_scales_and_deletes() {
         .json(&["get", "pod", "web-0", "-n", "demo", "-o", "json"])
         .await;
     assert!(p["metadata"]["ownerReferences"].is_null(), "{p}");
-    let (ok, _, err) = k.run(&["apply", "-f", "-"], Some(MANIFEST)).await;
-    assert!(ok, "{err}");
+    k.ok_in(&["apply", "-f", "-"], Some(MANIFEST)).await;
     let s = k
         .json(&["get", "sts", "web", "-n", "demo", "-o", "json"])
         .await;
@@ -350,15 +321,13 @@ async fn kubectl_applies_gets_labels_patches_scales_and_deletes() {
         "--timeout=20s",
     ])
     .await;
-    let (ok, _, _) = k.run(&["get", "pod", "web-1", "-n", "demo"], None).await;
+    let o = k.run(&["get", "pod", "web-1", "-n", "demo"], None).await;
     assert!(
-        !ok,
+        !o.ok,
         "the dependent should be gone after a foreground delete"
     );
-    let (ok, _, err) = k.run(&["get", "sts", "web", "-n", "demo"], None).await;
-    assert!(!ok && err.contains("NotFound"), "{err}");
-    k.h.shutdown().await;
-    let _ = std::fs::remove_dir_all(&k.dir);
+    let o = k.run(&["get", "sts", "web", "-n", "demo"], None).await;
+    assert!(!o.ok && o.stderr.contains("NotFound"), "{}", o.stderr);
 }
 
 #[tokio::test]
@@ -367,7 +336,7 @@ async fn kubectl_get_watch_sees_added_modified_and_deleted() {
         return;
     }
     let k = Kubectl::start().await;
-    let mut c = Command::new("kubectl");
+    let mut c = k.command();
     c.args([
         "get",
         "configmaps",
@@ -375,22 +344,17 @@ async fn kubectl_get_watch_sees_added_modified_and_deleted() {
         "--output-watch-events",
         "--request-timeout=30s",
     ])
-    .env("KUBECONFIG", &k.kubeconfig)
-    .env("HOME", &k.dir)
     .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true);
+    .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     // let the watch start
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (ok, _, err) = k
-        .run(
-            &["apply", "-f", "-"],
-            Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1}\ndata: {a: b}\n"),
-        )
-        .await;
-    assert!(ok, "{err}");
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1}\ndata: {a: b}\n"),
+    )
+    .await;
     k.ok(&["label", "cm", "c1", "z=1"]).await;
     k.ok(&["delete", "cm", "c1"]).await;
     let mut seen = String::new();
@@ -407,6 +371,120 @@ async fn kubectl_get_watch_sees_added_modified_and_deleted() {
     }
     assert!(seen.contains("c1"), "{seen}");
     let _ = child.kill().await;
-    k.h.shutdown().await;
-    let _ = std::fs::remove_dir_all(&k.dir);
+}
+
+const GUARDED_SET: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  serviceName: web
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: "nginx:1.27"}]}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: shop}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_raw_eviction_succeeds_then_gets_429_when_the_budget_is_spent() {
+    if !kubectl_available() {
+        return;
+    }
+    let k = Kubectl::start_with(kubesim::cluster::ClusterConfig {
+        simulate: true,
+        speed: 5.0,
+        ..kubesim::cluster::ClusterConfig::default()
+    })
+    .await;
+    k.ok_in(&["apply", "-f", "-"], Some(GUARDED_SET)).await;
+    k.ok(&[
+        "wait",
+        "--for=jsonpath={.status.disruptionsAllowed}=1",
+        "pdb/web",
+        "-n",
+        "shop",
+        "--timeout=60s",
+    ])
+    .await;
+    // A finalizer keeps the evicted pod Terminating (so not healthy, and
+    // not yet replaced): the budget stays spent however slow kubectl is.
+    k.ok(&[
+        "patch",
+        "pod",
+        "web-0",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ])
+    .await;
+    let eviction = |pod: &str| {
+        k.file(
+            &format!("eviction-{pod}.json"),
+            &json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                    "metadata": {"name": pod, "namespace": "shop"}})
+            .to_string(),
+        )
+    };
+    let first = eviction("web-0");
+    let out = k
+        .ok(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/shop/pods/web-0/eviction",
+            "-f",
+            &first,
+        ])
+        .await;
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (status["kind"].as_str(), status["status"].as_str()),
+        (Some("Status"), Some("Success")),
+        "{out}"
+    );
+    let p = k
+        .json(&["get", "pod", "web-0", "-n", "shop", "-o", "json"])
+        .await;
+    assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+
+    let second = eviction("web-1");
+    let o = k
+        .run(
+            &[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/shop/pods/web-1/eviction",
+                "-f",
+                &second,
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(o.code, Some(1), "{o:?}");
+    assert!(
+        o.stderr.contains(
+            "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget."
+        ),
+        "{}",
+        o.stderr
+    );
+    let p = k
+        .json(&["get", "pod", "web-1", "-n", "shop", "-o", "json"])
+        .await;
+    assert!(p["metadata"]["deletionTimestamp"].is_null(), "{p}");
 }

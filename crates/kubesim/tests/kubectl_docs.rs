@@ -3,84 +3,10 @@
 //! these tests fail when `CI` is set and otherwise say they were skipped.
 #![allow(clippy::unwrap_used)]
 
-use std::{path::PathBuf, time::Duration};
+#[path = "support/kubectl.rs"]
+mod kubectl_support;
 
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
-use tokio::process::Command;
-
-fn kubectl_available() -> bool {
-    let found = std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubectl not found (required in CI)"
-        );
-        println!("skipped: kubectl not found");
-    }
-    found
-}
-
-struct Kubectl {
-    _h: Handle,
-    kubeconfig: PathBuf,
-    dir: PathBuf,
-}
-
-impl Kubectl {
-    async fn start() -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("kubesim-kubectl-docs-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        let h = Cluster::start(ClusterConfig {
-            write_kubeconfig: Some(kubeconfig.clone()),
-            ..ClusterConfig::default()
-        })
-        .await
-        .unwrap();
-        Kubectl {
-            _h: h,
-            kubeconfig,
-            dir,
-        }
-    }
-
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", &self.dir)
-            .stdin(std::process::Stdio::null())
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(60), out)
-            .await
-            .unwrap()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args).await;
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-}
-
-fn repo_file(rel: &str) -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-        .display()
-        .to_string()
-}
+use kubectl_support::{Kubectl, kubectl_available, repo_file};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_explains_builtin_and_custom_kinds_and_shows_schema_errors() {
@@ -137,7 +63,8 @@ async fn kubectl_explains_builtin_and_custom_kinds_and_shows_schema_errors() {
         "apiVersion: sroll.io/v1alpha1\nkind: StatefulsetRollout\nmetadata: {name: bad, namespace: cache}\nspec:\n  percent: 150\n  sts: {apiVersion: apps/v1, kind: StatefulSet, metadata: {name: bad}, spec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}}\n",
     )
     .unwrap();
-    let (ok, _, err) = k.run(&["apply", "-f", bad.to_str().unwrap()]).await;
-    assert!(!ok);
+    let o = k.run(&["apply", "-f", bad.to_str().unwrap()], None).await;
+    assert!(!o.ok);
+    let err = o.stderr;
     assert!(err.contains("spec.percent: Invalid value: 150: spec.percent in body should be less than or equal to 100"), "{err}");
 }

@@ -3,13 +3,15 @@
 //! kubectl fails; elsewhere those tests say they were skipped).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+#[path = "support/kubectl.rs"]
+mod kubectl_support;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::{
     Api,
     api::{Patch, PatchParams},
 };
+use kubectl_support::{Kubectl, kubectl_available};
 use kubesim::cluster::{Cluster, ClusterConfig, Handle};
 use serde_json::{Value, json};
 
@@ -180,93 +182,79 @@ async fn strategic_merge_and_json_patches_answer_like_the_real_server() {
     h.shutdown().await;
 }
 
-/// `kubectl` if present; `None` (test skipped) on a developer machine
-/// without it, a failure in CI.
-fn kubectl() -> Option<&'static str> {
-    let found = Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return Some("kubectl");
-    }
-    assert!(std::env::var("CI").is_err(), "kubectl is required in CI");
-    eprintln!("skipped: kubectl not found");
-    None
-}
-
-fn run(kc: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .env("KUBECONFIG", kc)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    } else {
-        drop(child.stdin.take());
-    }
-    child.wait_with_output().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_apply_server_side_and_patch_types_work() {
-    let Some(_) = kubectl() else { return };
-    let h = start().await;
-    let dir = std::env::temp_dir().join(format!("kubesim-patch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kc = dir.join("kubeconfig");
-    h.write_kubeconfig(&kc).unwrap();
+    if !kubectl_available() {
+        return;
+    }
+    let k = Kubectl::start().await;
     let manifest = serde_json::to_string(&sts(2, "nginx:1")).unwrap();
-    let kc2 = kc.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let apply = run(&kc2, &["apply", "--server-side", "-f", "-"], Some(&manifest));
-        assert!(apply.status.success(), "{}", String::from_utf8_lossy(&apply.stderr));
-        let patch = run(&kc2, &["patch", "sts", "web", "--type", "merge", "-p", r#"{"spec":{"replicas":3}}"#], None);
-        assert!(patch.status.success(), "{}", String::from_utf8_lossy(&patch.stderr));
-        let conflict = run(&kc2, &["apply", "--server-side", "-f", "-"], Some(&manifest));
-        let forced = run(&kc2, &["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&manifest));
-        let smp = run(
-            &kc2,
-            &["patch", "sts", "web", "--type", "strategic", "-p",
-              r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:9"}]}}}}"#],
+    k.ok_in(&["apply", "--server-side", "-f", "-"], Some(&manifest))
+        .await;
+    k.ok(&[
+        "patch",
+        "sts",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ])
+    .await;
+    let conflict = k
+        .run(&["apply", "--server-side", "-f", "-"], Some(&manifest))
+        .await;
+    let forced = k
+        .run(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&manifest),
+        )
+        .await;
+    let smp = k
+        .run(
+            &[
+                "patch",
+                "sts",
+                "web",
+                "--type",
+                "strategic",
+                "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:9"}]}}}}"#,
+            ],
             None,
-        );
-        let json = run(&kc2, &["patch", "sts", "web", "--type", "json", "-p",
-                               r#"[{"op":"test","path":"/spec/replicas","value":42}]"#], None);
-        let get = run(&kc2, &["get", "sts", "web", "-o", "json"], None);
-        (conflict, forced, smp, json, get)
-    })
-    .await
-    .unwrap();
-    let (conflict, forced, smp, json, get) = out;
-    assert!(!conflict.status.success());
-    let stderr = String::from_utf8_lossy(&conflict.stderr);
+        )
+        .await;
+    let json = k
+        .run(
+            &[
+                "patch",
+                "sts",
+                "web",
+                "--type",
+                "json",
+                "-p",
+                r#"[{"op":"test","path":"/spec/replicas","value":42}]"#,
+            ],
+            None,
+        )
+        .await;
+    let get = k.run(&["get", "sts", "web", "-o", "json"], None).await;
+    assert!(!conflict.ok);
+    let stderr = &conflict.stderr;
     assert!(
         stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\" using apps/v1: .spec.replicas"),
         "{stderr}"
     );
+    assert!(forced.ok, "{}", forced.stderr);
+    assert!(smp.ok, "{}", smp.stderr);
+    assert!(!json.ok);
     assert!(
-        forced.status.success(),
+        json.stderr
+            .contains("the server rejected our request due to an error in our request"),
         "{}",
-        String::from_utf8_lossy(&forced.stderr)
+        json.stderr
     );
-    assert!(
-        smp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&smp.stderr)
-    );
-    assert!(!json.status.success());
-    assert!(
-        String::from_utf8_lossy(&json.stderr)
-            .contains("the server rejected our request due to an error in our request")
-    );
-    let obj: Value = serde_json::from_slice(&get.stdout).unwrap();
+    let obj: Value = serde_json::from_str(&get.stdout).unwrap();
     assert_eq!(
         obj["spec"]["replicas"], 2,
         "forced apply took replicas back"
@@ -275,6 +263,4 @@ async fn kubectl_apply_server_side_and_patch_types_work() {
         obj["spec"]["template"]["spec"]["containers"][0]["image"],
         "nginx:9"
     );
-    let _ = std::fs::remove_dir_all(&dir);
-    h.shutdown().await;
 }
