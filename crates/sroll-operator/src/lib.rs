@@ -266,15 +266,20 @@ pub async fn client_from(
             .await
             .map_err(|e| Error::Config(e.to_string()))?,
     };
-    let mut config = config;
-    // An eviction refused by the budget answers 429 without Retry-After: that is back-pressure the
-    // planner handles, not something kube's default retry layer should retry for minutes.
+    let namespace = config.default_namespace.clone();
+    let client = operator_client(config).map_err(Error::Client)?;
+    Ok((client, namespace))
+}
+
+/// Builds the operator's client from a loaded `config`: kube's default retry layer off (an
+/// eviction refused by the budget answers 429 without Retry-After — back-pressure the planner
+/// handles, not something to retry for minutes) and `User-Agent: sroll-operator/<version>` so the
+/// API server's metrics count the operator's calls apart.
+pub fn operator_client(mut config: kube::Config) -> kube::Result<Client> {
     config.default_retry = false;
     config.headers.push((
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("sroll-operator/", env!("CARGO_PKG_VERSION"))),
     ));
-    let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(Error::Client)?;
-    Ok((client, namespace))
+    Client::try_from(config)
 }

@@ -368,17 +368,10 @@ impl Embedded {
 async fn operator_client(kubeconfig: &str) -> anyhow::Result<Client> {
     let kc =
         Kubeconfig::from_yaml(kubeconfig).context("failed to parse the cluster's kubeconfig")?;
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .context("failed to load the cluster's kubeconfig")?;
-    // An eviction refused by the budget is a 429 without Retry-After: back-pressure the planner
-    // handles, not something for the client to retry for minutes.
-    config.default_retry = false;
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(concat!("sroll-operator/", env!("CARGO_PKG_VERSION"))),
-    ));
-    Client::try_from(config).context("failed to build the operator's client")
+    sroll_operator::operator_client(config).context("failed to build the operator's client")
 }
 
 async fn install_crd(client: &Client) -> anyhow::Result<()> {
