@@ -231,6 +231,7 @@ impl Cluster {
                 ..ServerOptions::default()
             },
             shutdown: shutdown.clone(),
+            openapi: server::OpenApiCache::default(),
         };
         let router = server::router(state, Some(faults::http::admin_router(faults.clone())));
         let listener =

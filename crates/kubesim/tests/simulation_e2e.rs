@@ -411,6 +411,7 @@ async fn evict(api: &Api, name: &str) -> Result<(u16, Value), kubesim::ApiError>
         NS.into(),
         name.into(),
         json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": NS}}),
+        Default::default(),
     )
     .await
 }

@@ -79,12 +79,22 @@ fn status_to_error(s: &Value) -> ApiError {
 }
 
 impl ObjectValidator for CrdSchemaValidator {
+    fn drop_unknown_fields(&self, d: &ResourceDescriptor, obj: &mut Value) -> Result<Vec<String>> {
+        let Some(version) = &d.crd_version else {
+            return Ok(Vec::new());
+        };
+        match self.compiled(d, version)? {
+            Some(c) => Ok(c.prune(obj)),
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn validate(
         &self,
         d: &ResourceDescriptor,
         obj: &mut Value,
         old: Option<&Value>,
-        _sub: Option<&str>,
+        sub: Option<&str>,
     ) -> Result<()> {
         let Some(version) = &d.crd_version else {
             return Ok(());
@@ -94,7 +104,13 @@ impl ObjectValidator for CrdSchemaValidator {
         };
         c.prune(obj);
         c.default(obj);
-        let errors = c.validate(obj, old);
+        // The status strategy validates only `status` against the schema
+        // (`statusStrategy.ValidateUpdate` -> `ValidateStatusUpdate`), then
+        // the CEL rules of the whole object.
+        let errors = match (sub, old) {
+            (Some("status"), Some(_)) => c.validate_status(obj, old),
+            _ => c.validate(obj, old),
+        };
         if errors.is_empty() {
             return Ok(());
         }

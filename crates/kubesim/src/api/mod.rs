@@ -22,6 +22,7 @@ pub mod crd_schema;
 pub mod error;
 pub mod gc;
 pub mod patching;
+pub mod strict;
 pub mod validation;
 
 use std::{
@@ -57,6 +58,14 @@ pub struct WriteOptions {
     /// writes). When neither this nor `field_manager` is set (in-process
     /// callers), `managedFields` are not tracked for POST/PUT.
     pub user_agent: Option<String>,
+    /// `fieldValidation` of an HTTP request. `None` (in-process callers,
+    /// which write typed objects): built-in kinds are not checked for
+    /// unknown fields; custom resources are still pruned.
+    pub field_validation: Option<strict::FieldValidation>,
+    /// Keys repeated within one object of the request body (paths).
+    pub duplicate_fields: Vec<String>,
+    /// Where `Warn` puts its warnings (the server sends them as headers).
+    pub warnings: strict::Warnings,
 }
 
 impl WriteOptions {
@@ -331,10 +340,16 @@ impl Watch {
 }
 
 /// A handler for a subresource served by another module (e.g. `pods/eviction`).
-/// Receives the API, namespace, name and request body; answers with an HTTP
-/// code and a body.
+/// Receives the API, namespace, name, request body and query parameters
+/// (e.g. `dryRun`); answers with an HTTP code and a body.
 pub type SubresourceHandler = Arc<
-    dyn Fn(Api, String, String, Value) -> Pin<Box<dyn Future<Output = Result<(u16, Value)>> + Send>>
+    dyn Fn(
+            Api,
+            String,
+            String,
+            Value,
+            HashMap<String, String>,
+        ) -> Pin<Box<dyn Future<Output = Result<(u16, Value)>> + Send>>
         + Send
         + Sync,
 >;
@@ -351,6 +366,14 @@ pub trait ObjectValidator: Send + Sync {
         old: Option<&Value>,
         subresource: Option<&str>,
     ) -> Result<()>;
+
+    /// Drops the fields of `obj` its schema does not know (the decoder's
+    /// pruning); returns their paths. Called once per HTTP write, before
+    /// [`ObjectValidator::validate`].
+    fn drop_unknown_fields(&self, d: &ResourceDescriptor, obj: &mut Value) -> Result<Vec<String>> {
+        let _ = (d, obj);
+        Ok(Vec::new())
+    }
 }
 
 struct Inner {
@@ -560,6 +583,49 @@ impl Api {
         for v in vs {
             v.validate(d, obj, old, sub)?;
         }
+        Ok(())
+    }
+
+    /// The decoder's part of a write from HTTP: drops unknown fields and
+    /// applies the request's `fieldValidation` to them and to the body's
+    /// duplicate fields (see [`strict`]).
+    fn decode_fields(
+        &self,
+        d: &ResourceDescriptor,
+        obj: &mut Value,
+        site: impl FnOnce() -> strict::Site,
+        opts: &WriteOptions,
+    ) -> Result<()> {
+        let Some(fv) = opts.field_validation else {
+            return Ok(());
+        };
+        let unknown = if d.crd_version.is_some() {
+            let vs = self
+                .inner
+                .validators
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let mut all = Vec::new();
+            for v in vs {
+                all.extend(v.drop_unknown_fields(d, obj)?);
+            }
+            all
+        } else {
+            strict::drop_unknown_builtin(d, obj)
+        };
+        if fv == strict::FieldValidation::Ignore
+            || (unknown.is_empty() && opts.duplicate_fields.is_empty())
+        {
+            return Ok(());
+        }
+        let issues: Vec<String> = strict::duplicate_issues(&opts.duplicate_fields)
+            .chain(strict::unknown_issues(&unknown))
+            .collect();
+        if fv == strict::FieldValidation::Strict {
+            return Err(site().strict_error(d, &issues));
+        }
+        opts.warnings.extend(issues);
         Ok(())
     }
 
@@ -877,6 +943,9 @@ impl Api {
         track: bool,
     ) -> Result<Value> {
         Self::check_type(d, &mut obj)?;
+        if track {
+            self.decode_fields(d, &mut obj, || strict::Site::Body, opts)?;
+        }
         if track && opts.tracks_fields() {
             patching::track_update(d, None, &mut obj, Part::Main, opts);
         }
@@ -1120,6 +1189,7 @@ impl Api {
         opts: &WriteOptions,
     ) -> Result<Value> {
         Self::check_type(d, &mut obj)?;
+        self.decode_fields(d, &mut obj, || strict::Site::Body, opts)?;
         if let Some(n) = meta_str(&obj, "name")
             && n != name
         {
@@ -1370,7 +1440,23 @@ impl Api {
                 .get(&key, &ns_s, name)
                 .ok_or_else(|| ApiError::not_found_in(d, name))?;
             let current = old.value();
-            let patched = patching::patch_object(d, Some(&current), kind, body, part, opts)?;
+            let mut patched = patching::patch_object(d, Some(&current), kind, body, part, opts)?;
+            match kind {
+                PatchKind::Apply => {}
+                PatchKind::Strategic => self.decode_fields(
+                    d,
+                    &mut patched,
+                    || {
+                        let p: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+                        strict::Site::StrategicPatch(strict::go_format(&p))
+                    },
+                    opts,
+                )?,
+                PatchKind::Merge | PatchKind::Json => {
+                    let text = patched.to_string();
+                    self.decode_fields(d, &mut patched, || strict::Site::JsonPatch(text), opts)?
+                }
+            }
             let rv_in_patch = meta_str(&patched, "resourceVersion").map(String::from);
             if let Some(rv) = rv_in_patch
                 && rv != old.rv.to_string()

@@ -1541,25 +1541,31 @@ impl EvictionBackend for ApiBackend {
     }
 }
 
-/// Serves `POST …/pods/{name}/eviction` through [`eviction::evict`].
-///
-/// Simplification: the subresource hook receives no query string, so a
-/// `?dryRun=All` query is not seen; `deleteOptions.dryRun` in the body is.
+/// Serves `POST …/pods/{name}/eviction` through [`eviction::evict`]; a
+/// `?dryRun=All` query is merged with `deleteOptions.dryRun` as
+/// `EvictionREST.Create` does (`propagateDryRun`).
 fn register_eviction(shared: &Arc<Shared>) {
     let clock = shared.clock;
-    let handler: crate::api::SubresourceHandler =
-        Arc::new(move |api: Api, ns: String, name: String, body: Value| {
+    let handler: crate::api::SubresourceHandler = Arc::new(
+        move |api: Api, ns: String, name: String, body: Value, query: HashMap<String, String>| {
             Box::pin(async move {
                 let ev: Eviction = serde_json::from_value(body).map_err(|e| {
                     ApiError::bad_request(format!("failed to decode Eviction: {e}"))
                 })?;
+                let dry_run: Vec<String> = query
+                    .get("dryRun")
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .into_iter()
+                    .collect();
                 let backend = ApiBackend { api, clock };
-                match eviction::evict(&backend, &ns, &name, &ev, &[]).await {
+                match eviction::evict(&backend, &ns, &name, &ev, &dry_run).await {
                     Ok(status) => Ok((201, serde_json::to_value(status).unwrap_or(Value::Null))),
                     Err(e) => Err(to_api_error(&e)),
                 }
             })
-        });
+        },
+    );
     shared.api.register_subresource("pods", "eviction", handler);
 }
 

@@ -234,6 +234,20 @@ static BUILTINS: LazyLock<Builtins> = LazyLock::new(|| {
     }
 });
 
+/// The built-in definitions (`#/components/schemas/` refs) and the
+/// definition name of the built-in kind `group`/`kind`, for server-side
+/// field validation ([`crate::api::strict`]).
+pub fn builtin_schema(
+    group: &str,
+    kind: &str,
+) -> Option<(&'static Map<String, Value>, &'static str)> {
+    let b = &*BUILTINS;
+    b.resources
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
+        .map(|r| (&b.definitions, r.definition.as_str()))
+}
+
 fn list_schema(kind: &str, item_def: &str, group: &str, version: &str, list_kind: &str) -> Value {
     json!({
         "description": format!("{list_kind} is a list of {kind}"),

@@ -42,6 +42,7 @@ mod validate;
 
 use serde_json::{Map, Value};
 
+pub(crate) use field::go_quote;
 pub use field::{BadValue, ErrorType, FieldError, invalid_message, invalid_status};
 pub use jsonpath::JsonPath;
 pub use structural::{Additional, Structural};

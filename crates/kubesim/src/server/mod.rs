@@ -29,7 +29,7 @@ pub use self::metrics::Metrics;
 use crate::{
     api::{
         Api, ApiError, DeleteOptions, DeleteOutcome, ListOptions, Part, PatchKind, Result,
-        WriteOptions, parse_propagation,
+        WriteOptions, parse_propagation, strict,
     },
     faults::{Faults, RequestInfo},
     registry::ResourceDescriptor,
@@ -69,6 +69,80 @@ pub struct ServerState {
     pub options: ServerOptions,
     /// Cancelled at shutdown: open watches end.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The OpenAPI documents, rebuilt only when the CRDs change.
+    pub openapi: OpenApiCache,
+}
+
+/// The last built OpenAPI documents and the CRD state they were built
+/// from: (number of CRDs, their highest resourceVersion). Any CRD create or
+/// update raises the highest resourceVersion (one global, increasing
+/// counter); a delete changes the count.
+#[derive(Clone, Default)]
+pub struct OpenApiCache(Arc<std::sync::Mutex<Option<((usize, u64), Arc<OpenApiDocs>)>>>);
+
+/// One build of the documents with their serialized forms, made on first use.
+struct OpenApiDocs {
+    doc: crate::openapi::OpenApi,
+    v2: std::sync::OnceLock<Bytes>,
+    v3: std::sync::Mutex<HashMap<String, Bytes>>,
+}
+
+impl OpenApiDocs {
+    /// The serialized document at `rest` (`v2`, `v3`, `v3/apis/apps/v1`).
+    fn bytes(&self, rest: &str) -> Option<Bytes> {
+        if rest == "v2" {
+            return Some(
+                self.v2
+                    .get_or_init(|| Bytes::from(self.doc.v2().to_string()))
+                    .clone(),
+            );
+        }
+        let mut v3 = self.v3.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = v3.get(rest) {
+            return Some(b.clone());
+        }
+        let v = match rest {
+            "v3" => self.doc.v3_index(),
+            other => other
+                .strip_prefix("v3/")
+                .and_then(|k| self.doc.v3_document(k))?
+                .clone(),
+        };
+        let b = Bytes::from(v.to_string());
+        v3.insert(rest.to_string(), b.clone());
+        Some(b)
+    }
+}
+
+impl OpenApiCache {
+    /// The documents for the API's current CRDs, built at most once per
+    /// CRD change.
+    fn get(&self, api: &Api) -> Arc<OpenApiDocs> {
+        let crds = api
+            .resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .and_then(|d| api.list(&d, None, &ListOptions::default()))
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let key = (crds.len(), crds.iter().map(|c| c.rv).max().unwrap_or(0));
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, doc)) = &*slot
+            && *k == key
+        {
+            return doc.clone();
+        }
+        let values: Vec<Value> = crds.iter().map(|c| c.value()).collect();
+        let mut gvs = crate::openapi::builtin_group_versions();
+        if let Ok(mut c) = crate::openapi::crd_group_versions(&values) {
+            gvs.append(&mut c);
+        }
+        let doc = Arc::new(OpenApiDocs {
+            doc: crate::openapi::OpenApi::new(&gvs),
+            v2: std::sync::OnceLock::new(),
+            v3: std::sync::Mutex::new(HashMap::new()),
+        });
+        *slot = Some((key, doc.clone()));
+        doc
+    }
 }
 
 impl std::fmt::Debug for ServerState {
@@ -409,30 +483,20 @@ fn openapi_response(
     query: &HashMap<String, String>,
 ) -> Result<Response> {
     let _ = query;
-    let crds: Vec<Value> = crd_objects(&s.api);
-    let mut gvs = crate::openapi::builtin_group_versions();
-    if let Ok(mut c) = crate::openapi::crd_group_versions(&crds) {
-        gvs.append(&mut c);
-    }
-    let doc = crate::openapi::OpenApi::new(&gvs);
-    match rest {
-        "v2" => Ok(json_response(StatusCode::OK, &doc.v2())),
-        "v3" => Ok(json_response(StatusCode::OK, &doc.v3_index())),
-        other => match other.strip_prefix("v3/").and_then(|k| doc.v3_document(k)) {
-            Some(d) => Ok(json_response(StatusCode::OK, d)),
-            None => Err(not_found_path()),
-        },
-    }
+    let docs = s.openapi.get(&s.api);
+    docs.bytes(rest)
+        .map(|b| bytes_response(StatusCode::OK, "application/json", b))
+        .ok_or_else(not_found_path)
 }
 
-fn crd_objects(api: &Api) -> Vec<Value> {
-    api.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .and_then(|d| api.list(&d, None, &ListOptions::default()))
-        .map(|l| l.values())
-        .unwrap_or_default()
-}
-
-fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> Result<WriteOptions> {
+/// Options of a write from HTTP. `validated` is the verb and body of a
+/// write whose body is decoded under `fieldValidation` (create, update,
+/// merge/strategic/JSON patch); `None` for writes the server builds itself.
+fn write_options(
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    validated: Option<(strict::Verb, &[u8])>,
+) -> Result<WriteOptions> {
     let dry_run = match query.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
@@ -451,12 +515,44 @@ fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> Result
             )));
         }
     };
+    let (field_validation, duplicate_fields) = match validated {
+        Some((verb, body)) => {
+            let fv = strict::FieldValidation::parse(
+                query.get("fieldValidation").map(String::as_str),
+                verb,
+            )?;
+            let ct = header_str(headers, header::CONTENT_TYPE);
+            let dups = if ct.starts_with("application/json-patch+json")
+                || ct.starts_with("application/apply-patch")
+                || fv == strict::FieldValidation::Ignore
+            {
+                Vec::new()
+            } else {
+                strict::duplicate_fields(body)
+            };
+            (Some(fv), dups)
+        }
+        None => (None, Vec::new()),
+    };
     Ok(WriteOptions {
         dry_run,
         field_manager: query.get("fieldManager").filter(|s| !s.is_empty()).cloned(),
         force,
         user_agent: Some(header_str(headers, header::USER_AGENT).to_string()),
+        field_validation,
+        duplicate_fields,
+        warnings: strict::Warnings::default(),
     })
+}
+
+/// Adds one `Warning: 299 - "…"` header per warning the write collected.
+fn with_warnings(mut r: Response, opts: &WriteOptions) -> Response {
+    for w in opts.warnings.take() {
+        if let Ok(v) = HeaderValue::from_str(&strict::Warnings::header_value(&w)) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
 }
 
 fn parse_body(body: &[u8], headers: &HeaderMap) -> Result<Value> {
@@ -629,9 +725,12 @@ async fn resource_request(
                     return Err(not_found_path());
                 }
                 let obj = parse_body(&body, headers)?;
-                let opts = write_options(q, headers)?;
+                let opts = write_options(q, headers, Some((strict::Verb::Create, &body)))?;
                 let out = api.create(&d, ns, obj, &opts)?;
-                Ok(object_response(&d, StatusCode::CREATED, &out))
+                Ok(with_warnings(
+                    object_response(&d, StatusCode::CREATED, &out),
+                    &opts,
+                ))
             }
             Method::DELETE => {
                 let opts = list_options(q)?;
@@ -666,14 +765,17 @@ async fn resource_request(
             }
             Method::PUT => {
                 let obj = parse_body(&body, headers)?;
-                let opts = write_options(q, headers)?;
+                let opts = write_options(q, headers, Some((strict::Verb::Update, &body)))?;
                 let out = api.update(&d, ns, name, obj, &opts)?;
-                Ok(object_response(&d, StatusCode::OK, &out))
+                Ok(with_warnings(
+                    object_response(&d, StatusCode::OK, &out),
+                    &opts,
+                ))
             }
             Method::PATCH => {
                 let kind = PatchKind::from_content_type(header_str(headers, header::CONTENT_TYPE))
                     .map_err(crate::api::patching::from_patch_error)?;
-                let opts = write_options(q, headers)?;
+                let opts = write_options(q, headers, Some((strict::Verb::Patch, &body)))?;
                 let existed = api.get_raw(&d, ns, name).is_ok();
                 let out = api.patch(&d, ns, name, kind, &body, Part::Main, &opts)?;
                 let code = if existed {
@@ -681,7 +783,7 @@ async fn resource_request(
                 } else {
                     StatusCode::CREATED
                 };
-                Ok(object_response(&d, code, &out))
+                Ok(with_warnings(object_response(&d, code, &out), &opts))
             }
             Method::DELETE => {
                 let opts = delete_options(q, &body)?;
@@ -706,16 +808,22 @@ async fn resource_request(
             Method::GET => Ok(object_response(&d, StatusCode::OK, &api.get(&d, ns, name)?)),
             Method::PUT => {
                 let obj = parse_body(&body, headers)?;
-                let opts = write_options(q, headers)?;
+                let opts = write_options(q, headers, Some((strict::Verb::Update, &body)))?;
                 let out = api.update_status(&d, ns, name, obj, &opts)?;
-                Ok(object_response(&d, StatusCode::OK, &out))
+                Ok(with_warnings(
+                    object_response(&d, StatusCode::OK, &out),
+                    &opts,
+                ))
             }
             Method::PATCH => {
                 let kind = PatchKind::from_content_type(header_str(headers, header::CONTENT_TYPE))
                     .map_err(crate::api::patching::from_patch_error)?;
-                let opts = write_options(q, headers)?;
+                let opts = write_options(q, headers, Some((strict::Verb::Patch, &body)))?;
                 let out = api.patch(&d, ns, name, kind, &body, Part::Status, &opts)?;
-                Ok(object_response(&d, StatusCode::OK, &out))
+                Ok(with_warnings(
+                    object_response(&d, StatusCode::OK, &out),
+                    &opts,
+                ))
             }
             _ => Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
@@ -732,6 +840,7 @@ async fn resource_request(
                     ns.unwrap_or_default().to_string(),
                     name.clone(),
                     obj,
+                    q.clone(),
                 )
                 .await?;
                 Ok(json_response(
@@ -887,7 +996,7 @@ fn scale_request(
             }
         }
     }
-    let opts = write_options(q, headers)?;
+    let opts = write_options(q, headers, None)?;
     let out = api.update(d, ns, name, obj, &opts)?;
     Ok(json_response(StatusCode::OK, &scale_of(d, &out)))
 }
