@@ -78,7 +78,10 @@ pub struct ServerState {
 /// update raises the highest resourceVersion (one global, increasing
 /// counter); a delete changes the count.
 #[derive(Clone, Default)]
-pub struct OpenApiCache(Arc<std::sync::Mutex<Option<((usize, u64), Arc<OpenApiDocs>)>>>);
+pub struct OpenApiCache(Arc<std::sync::Mutex<Option<CachedDocs>>>);
+
+/// The CRD state key and the documents built for it.
+type CachedDocs = ((usize, u64), Arc<OpenApiDocs>);
 
 /// One build of the documents with their serialized forms, made on first use.
 struct OpenApiDocs {
