@@ -1294,10 +1294,16 @@ impl<'a> Planner<'a> {
             self.now,
         );
         if self.status.deleted == Some(true) {
-            self.degraded.push((
-                r::STATEFULSET_DELETED,
-                "the StatefulSet was deleted under the rollout and recreated from the spec".into(),
-            ));
+            // First: the rarest and most important cause names the condition's reason (a set
+            // without a PDB would otherwise hide it behind NoDisruptionBudget).
+            self.degraded.insert(
+                0,
+                (
+                    r::STATEFULSET_DELETED,
+                    "the StatefulSet was deleted under the rollout and recreated from the spec"
+                        .into(),
+                ),
+            );
         }
         if self.degraded.is_empty() {
             conditions::set(

@@ -73,6 +73,18 @@ fn a_statefulset_deleted_under_the_rollout_is_recreated_and_recorded() {
 }
 
 #[test]
+fn a_recreated_set_without_a_pdb_still_names_the_deletion_in_the_degraded_condition() {
+    // The set was recreated (status.deleted) and its pods are coming back; there is no PDB, which
+    // is a Degraded cause too: the deletion, the rarer and graver one, names the reason.
+    let r = Rollout::test().status(|s| s.deleted = Some(true));
+    let p = plan(&World::of(&r).no_pdb().missing(0..3).observed());
+    assert_eq!(p.status.deleted, Some(true));
+    let (status, reason, message) = condition(&p, ct::DEGRADED);
+    assert_eq!((status, reason), ("True", "StatefulSetDeleted"));
+    assert!(message.contains("one pod at a time"), "{message}");
+}
+
+#[test]
 fn an_invalid_spec_applies_nothing_and_lists_every_field_error() {
     let mut r = Rollout::test().image("");
     r.0.spec.sts.spec.selector.match_labels = Some([("app".to_owned(), "other".to_owned())].into());
