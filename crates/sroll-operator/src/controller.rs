@@ -34,7 +34,7 @@ use kube::{
     },
 };
 use sroll_api::{Phase, StatefulsetRollout, StatefulsetRolloutStatus};
-use sroll_planner::{Action, Plan};
+use sroll_planner::{Action, Observed, Plan};
 
 use crate::{
     Error, Result,
@@ -308,13 +308,15 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
                 let applied = execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
                 ctx.expectations.applied(applied);
             }
-            let outcome = execute::evict(&pod_api, pods, &ctx.shared.metrics).await;
+            let targets = targets(&observed, pods);
+            let outcome = execute::evict(&pod_api, &targets, &ctx.shared.metrics).await;
             ctx.expectations
-                .pods_deleted(&ctx.caches, &namespace, &outcome.evicted);
+                .pods_deleted(&namespace, chosen(&targets, &outcome.evicted));
             tracing::info!(
                 rollout = %key,
                 evicted = ?outcome.evicted,
                 throttled = ?outcome.throttled,
+                conflicted = ?outcome.conflicted,
                 "evicted pods"
             );
             if outcome.done() < pods.len() {
@@ -327,9 +329,10 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
                 let applied = execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
                 ctx.expectations.applied(applied);
             }
-            let deleted = execute::delete_pods(&pod_api, pods).await?;
+            let targets = targets(&observed, pods);
+            let deleted = execute::delete_pods(&pod_api, &targets).await?;
             ctx.expectations
-                .pods_deleted(&ctx.caches, &namespace, &deleted);
+                .pods_deleted(&namespace, chosen(&targets, &deleted));
             tracing::info!(rollout = %key, ?deleted, "deleted broken pods");
         }
         Action::PatchCurrentRevision {
@@ -385,6 +388,32 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         _ if integrations_pending => Requeue::requeue(INTEGRATIONS_POLL),
         _ => Requeue::await_change(),
     })
+}
+
+/// The pods the plan names, each with the uid of the incarnation it was planned from.
+fn targets<'a>(observed: &'a Observed, names: &'a [String]) -> Vec<execute::Target<'a>> {
+    names
+        .iter()
+        .map(|name| execute::Target {
+            name,
+            uid: observed
+                .pods
+                .iter()
+                .find(|p| &p.name == name)
+                .map_or("", |p| p.uid.as_str()),
+        })
+        .collect()
+}
+
+/// `(name, uid)` of the targets whose write was accepted.
+fn chosen<'a>(
+    targets: &'a [execute::Target<'a>],
+    done: &'a [String],
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    targets
+        .iter()
+        .filter(|t| done.iter().any(|d| d == t.name))
+        .map(|t| (t.name, t.uid))
 }
 
 fn action_name(action: &Action) -> &'static str {

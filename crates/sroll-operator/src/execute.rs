@@ -6,7 +6,10 @@
 //!   with any controller).
 //! - Evictions go through the `pods/eviction` subresource, highest ordinal first, and stop at the
 //!   first 429: that is the PodDisruptionBudget saying "no more for now" (back-pressure), not a
-//!   failure (`pkg/registry/core/pod/storage/eviction.go`).
+//!   failure (`pkg/registry/core/pod/storage/eviction.go`). Each eviction (and each direct delete)
+//!   carries `deleteOptions.preconditions.uid` = the uid of the incarnation the plan was made
+//!   from, so a pod recreated since then is never evicted by mistake; the API server answers 409
+//!   Conflict, which means "the world moved: observe again", not a failure.
 //! - The rollout's status is written by server-side apply on the status subresource, so fields the
 //!   new status omits are removed rather than left stale (a merge patch cannot remove them).
 
@@ -89,6 +92,23 @@ pub async fn set_current_revision(
         })
 }
 
+/// A pod to evict or delete: its name and the uid of the incarnation the plan was made from
+/// (empty: no precondition).
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// `metadata.uid` as observed.
+    pub uid: &'a str,
+}
+
+fn uid_precondition(uid: &str) -> Option<Preconditions> {
+    (!uid.is_empty()).then(|| Preconditions {
+        uid: Some(uid.to_owned()),
+        resource_version: None,
+    })
+}
+
 /// What an eviction batch achieved.
 #[derive(Debug, Default)]
 pub struct EvictionOutcome {
@@ -96,9 +116,12 @@ pub struct EvictionOutcome {
     pub evicted: Vec<String>,
     /// The pod whose eviction was refused with 429 (the batch stopped there), if any.
     pub throttled: Option<String>,
+    /// The pod whose uid precondition failed (409: it was recreated since it was observed; the
+    /// batch stopped there and the next reconcile observes again), if any.
+    pub conflicted: Option<String>,
     /// Pods already gone (404): nothing to do for them.
     pub gone: Vec<String>,
-    /// The error that stopped the batch, other than a 429.
+    /// The error that stopped the batch, other than a 429 or a 409.
     pub error: Option<Error>,
 }
 
@@ -109,31 +132,52 @@ impl EvictionOutcome {
     }
 }
 
-/// Evicts `pods` in the given order (the planner orders them, highest ordinal first), stopping at
-/// the first 429. Any other error stops the batch and is returned in `error`; evictions already
-/// accepted stay done (the next reconcile sees their pods terminating) and are reported.
-pub async fn evict(api: &Api<Pod>, pods: &[String], metrics: &Metrics) -> EvictionOutcome {
+/// Evicts `pods` in the given order (the planner orders them, highest ordinal first), each with a
+/// uid precondition, stopping at the first 429 (back-pressure) or 409 (a newer incarnation: observe
+/// again). Any other error stops the batch and is returned in `error`; evictions already accepted
+/// stay done (the next reconcile sees their pods terminating) and are reported.
+pub async fn evict(api: &Api<Pod>, pods: &[Target<'_>], metrics: &Metrics) -> EvictionOutcome {
     let mut out = EvictionOutcome::default();
     for pod in pods {
-        match api.evict(pod, &EvictParams::default()).await {
+        let params = EvictParams {
+            delete_options: Some(DeleteParams {
+                preconditions: uid_precondition(pod.uid),
+                ..DeleteParams::default()
+            }),
+            ..EvictParams::default()
+        };
+        match api.evict(pod.name, &params).await {
             Ok(_) => {
                 metrics.eviction("evicted");
-                out.evicted.push(pod.clone());
+                out.evicted.push(pod.name.to_owned());
             }
             Err(e) if api_code(&e) == Some(429) => {
                 metrics.eviction("throttled");
-                tracing::debug!(%pod, "eviction refused by the disruption budget (429): back-pressure");
-                out.throttled = Some(pod.clone());
+                tracing::debug!(
+                    pod = pod.name,
+                    "eviction refused by the disruption budget (429): back-pressure"
+                );
+                out.throttled = Some(pod.name.to_owned());
+                break;
+            }
+            Err(e) if api_code(&e) == Some(409) => {
+                metrics.eviction("conflict");
+                tracing::debug!(
+                    pod = pod.name,
+                    uid = pod.uid,
+                    "eviction precondition failed (409): the pod changed; observing again"
+                );
+                out.conflicted = Some(pod.name.to_owned());
                 break;
             }
             Err(e) if api_code(&e) == Some(404) => {
                 metrics.eviction("gone");
-                out.gone.push(pod.clone());
+                out.gone.push(pod.name.to_owned());
             }
             Err(source) => {
                 metrics.eviction("error");
                 out.error = Some(Error::Evict {
-                    pod: pod.clone(),
+                    pod: pod.name.to_owned(),
                     source,
                 });
                 break;
@@ -144,16 +188,22 @@ pub async fn evict(api: &Api<Pod>, pods: &[String], metrics: &Metrics) -> Evicti
 }
 
 /// Deletes pods that are broken (not Ready and not at their target revision): they are already
-/// unavailable, so no disruption budget is spent on them.
-pub async fn delete_pods(api: &Api<Pod>, pods: &[String]) -> Result<Vec<String>> {
+/// unavailable, so no disruption budget is spent on them. Each delete carries the observed uid as
+/// a precondition; a pod already gone (404) or recreated since (409) is skipped. Returns the pods
+/// deleted.
+pub async fn delete_pods(api: &Api<Pod>, pods: &[Target<'_>]) -> Result<Vec<String>> {
     let mut deleted = Vec::new();
     for pod in pods {
-        match api.delete(pod, &DeleteParams::default()).await {
-            Ok(_) => deleted.push(pod.clone()),
-            Err(e) if api_code(&e) == Some(404) => {}
+        let params = DeleteParams {
+            preconditions: uid_precondition(pod.uid),
+            ..DeleteParams::default()
+        };
+        match api.delete(pod.name, &params).await {
+            Ok(_) => deleted.push(pod.name.to_owned()),
+            Err(e) if matches!(api_code(&e), Some(404 | 409)) => {}
             Err(source) => {
                 return Err(Error::DeletePod {
-                    pod: pod.clone(),
+                    pod: pod.name.to_owned(),
                     source,
                 });
             }

@@ -55,12 +55,22 @@ impl Expectations {
         lock(&self.statefulsets).insert(key, Arc::new(sts));
     }
 
-    /// Records pods we evicted or deleted (their current incarnation in the cache).
-    pub fn pods_deleted(&self, caches: &Caches, namespace: &str, names: &[String]) {
+    /// Records pods we evicted or deleted, each with the uid of the incarnation the plan was made
+    /// from (the one the eviction's uid precondition named).
+    ///
+    /// The uid must not be read back from the cache after the write: by then the pod may already
+    /// be gone and recreated (a fast kubelet, a long batch), and an expectation on the new
+    /// incarnation would never be met — the pod would read as terminating forever and the rollout
+    /// would wait on it until its deadline.
+    pub fn pods_deleted<'p>(
+        &self,
+        namespace: &str,
+        pods: impl IntoIterator<Item = (&'p str, &'p str)>,
+    ) {
         let mut deleted = lock(&self.deleted_pods);
-        for name in names {
-            if let Some(pod) = caches.pods.get(&ObjectRef::new(name).within(namespace)) {
-                deleted.insert(format!("{namespace}/{name}"), pod.uid().unwrap_or_default());
+        for (name, uid) in pods {
+            if !uid.is_empty() {
+                deleted.insert(format!("{namespace}/{name}"), uid.to_owned());
             }
         }
     }
@@ -259,7 +269,7 @@ mod tests {
         let before = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert!(!before.pods[0].terminating);
 
-        exp.pods_deleted(&caches, "ns", &["web-0".into()]);
+        exp.pods_deleted("ns", [("web-0", "p-1")]);
         let pending = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert!(pending.pods[0].terminating, "our eviction is not forgotten");
 
@@ -270,6 +280,33 @@ mod tests {
             lock(&exp.deleted_pods).is_empty(),
             "the expectation is dropped"
         );
+    }
+
+    #[test]
+    fn an_eviction_expectation_names_the_evicted_incarnation_not_a_recreated_one() {
+        // The pod was evicted, deleted and recreated before the batch finished: the cache already
+        // shows the new incarnation (uid p-2) when the expectation is recorded for p-1.
+        let (rollouts, _rw) = writer_with(vec![rollout()]);
+        let (statefulsets, _sw) = writer_with(vec![statefulset()]);
+        let mut recreated = pod(false);
+        recreated.metadata.uid = Some("p-2".into());
+        let (pods, _pw) = writer_with(vec![recreated]);
+        let (pdbs, _dw) = writer_with(Vec::<PodDisruptionBudget>::new());
+        let caches = Caches {
+            rollouts,
+            statefulsets,
+            pods,
+            pdbs,
+        };
+        let exp = Expectations::default();
+        exp.pods_deleted("ns", [("web-0", "p-1")]);
+        let o = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert!(
+            !o.pods[0].terminating,
+            "the new incarnation is not waited on as if it were being deleted"
+        );
+        assert_eq!(o.pods[0].uid, "p-2");
+        assert!(lock(&exp.deleted_pods).is_empty(), "the expectation is met");
     }
 
     #[test]

@@ -114,7 +114,6 @@ async fn percent_25_updates_a_quarter_highest_ordinals_first_then_100_updates_al
 
 /// Scenario 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails against kubesim with its controllers (first run 17:15 UTC); cause not yet investigated"]
 async fn a_50_percent_budget_on_20_pods_rolls_up_to_10_at_once_never_more() {
     let env = Env::start().await;
     let base = Rollout::named("big").replicas(20);
@@ -345,7 +344,6 @@ async fn an_operator_killed_mid_rollout_several_times_finishes_without_extra_evi
 
 /// Scenario 12.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails against kubesim with its controllers (first run 17:15 UTC); cause not yet investigated"]
 async fn a_statefulset_deleted_under_the_rollout_is_recreated_and_recorded() {
     let env = Env::start().await;
     env.apply(&Rollout::named("web").replicas(3)).await;

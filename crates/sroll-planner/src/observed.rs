@@ -164,6 +164,9 @@ pub struct ObservedPod {
     pub terminating: bool,
     /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`; empty if unset).
     pub phase: String,
+    /// `metadata.uid`: which incarnation of the pod was observed (empty if unknown). The operator
+    /// evicts with this uid as a precondition, so a newer incarnation is never evicted by mistake.
+    pub uid: String,
 }
 
 impl ObservedPod {
@@ -197,6 +200,7 @@ impl ObservedPod {
             },
             terminating: pod.metadata.deletion_timestamp.is_some(),
             phase,
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
             name,
         })
     }

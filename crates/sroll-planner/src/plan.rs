@@ -159,7 +159,7 @@ impl Plan {
             });
         }
         self.status.reason = Some(format!(
-            "evicted {} pod{} ({}); {} refused by the disruption budget, retrying",
+            "evicted {} pod{} ({}); {} not evicted (refused by the disruption budget, or recreated since observed), retrying",
             evicted,
             if evicted == 1 { "" } else { "s" },
             crate::planner::name_list(&done),

@@ -288,6 +288,7 @@ impl World {
                         "Pending"
                     }
                     .into(),
+                    uid: String::new(),
                 },
             );
         }

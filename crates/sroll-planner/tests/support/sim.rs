@@ -175,6 +175,7 @@ impl Sim {
                         "Pending"
                     }
                     .into(),
+                    uid: String::new(),
                 })
                 .collect();
         }
