@@ -317,6 +317,27 @@ struct Printer {
     cells: fn(&Value, DateTime<Utc>) -> Row,
 }
 
+impl Printer {
+    /// The common three-column printer: `NAME <column> AGE`, its middle
+    /// cell from `cells` (which builds the row with [`name_value_age`]).
+    fn name_value_age(column: Column, cells: fn(&Value, DateTime<Utc>) -> Row) -> Self {
+        Printer {
+            columns: vec![name_col(), column, age_col()],
+            cells,
+        }
+    }
+}
+
+/// The row of a [`Printer::name_value_age`] printer.
+fn name_value_age(o: &Value, value: Value, now: DateTime<Utc>) -> Row {
+    (vec![name(o), value, age(o, now)], None)
+}
+
+/// The length of the array at `pointer` as a cell.
+fn count_cell(o: &Value, pointer: &str) -> Value {
+    Value::from(arr(o, pointer).len() as i64)
+}
+
 fn s(v: &Value, ptr: &str) -> String {
     v.pointer(ptr)
         .and_then(Value::as_str)
@@ -673,10 +694,7 @@ fn node_cells(o: &Value, now: DateTime<Utc>) -> Row {
 }
 
 fn namespace_cells(o: &Value, now: DateTime<Utc>) -> Row {
-    (
-        vec![name(o), Value::from(s(o, "/status/phase")), age(o, now)],
-        None,
-    )
+    name_value_age(o, Value::from(s(o, "/status/phase")), now)
 }
 
 fn service_cells(o: &Value, now: DateTime<Utc>) -> Row {
@@ -925,7 +943,7 @@ fn endpoints_cells(o: &Value, now: DateTime<Utc>) -> Row {
             list.join(",")
         }
     };
-    (vec![name(o), Value::from(text), age(o, now)], None)
+    name_value_age(o, Value::from(text), now)
 }
 
 fn controller_revision_cells(o: &Value, now: DateTime<Utc>) -> Row {
@@ -960,14 +978,7 @@ fn controller_revision_cells(o: &Value, now: DateTime<Utc>) -> Row {
 
 fn configmap_cells(o: &Value, now: DateTime<Utc>) -> Row {
     let n = |p: &str| o.pointer(p).and_then(Value::as_object).map_or(0, Map::len);
-    (
-        vec![
-            name(o),
-            Value::from((n("/data") + n("/binaryData")) as i64),
-            age(o, now),
-        ],
-        None,
-    )
+    name_value_age(o, Value::from((n("/data") + n("/binaryData")) as i64), now)
 }
 
 fn secret_cells(o: &Value, now: DateTime<Utc>) -> Row {
@@ -987,36 +998,15 @@ fn secret_cells(o: &Value, now: DateTime<Utc>) -> Row {
 }
 
 fn service_account_cells(o: &Value, now: DateTime<Utc>) -> Row {
-    (
-        vec![
-            name(o),
-            Value::from(arr(o, "/secrets").len() as i64),
-            age(o, now),
-        ],
-        None,
-    )
+    name_value_age(o, count_cell(o, "/secrets"), now)
 }
 
 fn lease_cells(o: &Value, now: DateTime<Utc>) -> Row {
-    (
-        vec![
-            name(o),
-            Value::from(s(o, "/spec/holderIdentity")),
-            age(o, now),
-        ],
-        None,
-    )
+    name_value_age(o, Value::from(s(o, "/spec/holderIdentity")), now)
 }
 
 fn webhook_cells(o: &Value, now: DateTime<Utc>) -> Row {
-    (
-        vec![
-            name(o),
-            Value::from(arr(o, "/webhooks").len() as i64),
-            age(o, now),
-        ],
-        None,
-    )
+    name_value_age(o, count_cell(o, "/webhooks"), now)
 }
 
 fn pvc_cells(o: &Value, now: DateTime<Utc>) -> Row {
@@ -1219,14 +1209,10 @@ fn printers() -> HashMap<(&'static str, &'static str), Printer> {
     );
     m.insert(
         ("", "Namespace"),
-        Printer {
-            columns: vec![
-                name_col(),
-                col("Status", "string", "The status of the namespace".into()),
-                age_col(),
-            ],
-            cells: namespace_cells,
-        },
+        Printer::name_value_age(
+            col("Status", "string", "The status of the namespace".into()),
+            namespace_cells,
+        ),
     );
     m.insert(
         ("", "Service"),
@@ -1311,14 +1297,10 @@ fn printers() -> HashMap<(&'static str, &'static str), Printer> {
     );
     m.insert(
         ("", "Endpoints"),
-        Printer {
-            columns: vec![
-                name_col(),
-                col("Endpoints", "string", d(&ENDPOINTS, "subsets")),
-                age_col(),
-            ],
-            cells: endpoints_cells,
-        },
+        Printer::name_value_age(
+            col("Endpoints", "string", d(&ENDPOINTS, "subsets")),
+            endpoints_cells,
+        ),
     );
     m.insert(
         ("apps", "ControllerRevision"),
@@ -1334,14 +1316,10 @@ fn printers() -> HashMap<(&'static str, &'static str), Printer> {
     );
     m.insert(
         ("", "ConfigMap"),
-        Printer {
-            columns: vec![
-                name_col(),
-                col("Data", "string", d(&CONFIG_MAP, "data")),
-                age_col(),
-            ],
-            cells: configmap_cells,
-        },
+        Printer::name_value_age(
+            col("Data", "string", d(&CONFIG_MAP, "data")),
+            configmap_cells,
+        ),
     );
     m.insert(
         ("", "Secret"),
@@ -1357,14 +1335,10 @@ fn printers() -> HashMap<(&'static str, &'static str), Printer> {
     );
     m.insert(
         ("", "ServiceAccount"),
-        Printer {
-            columns: vec![
-                name_col(),
-                col("Secrets", "string", d(&SERVICE_ACCOUNT, "secrets")),
-                age_col(),
-            ],
-            cells: service_account_cells,
-        },
+        Printer::name_value_age(
+            col("Secrets", "string", d(&SERVICE_ACCOUNT, "secrets")),
+            service_account_cells,
+        ),
     );
     m.insert(
         ("", "PersistentVolumeClaim"),
@@ -1389,14 +1363,10 @@ fn printers() -> HashMap<(&'static str, &'static str), Printer> {
     );
     m.insert(
         ("coordination.k8s.io", "Lease"),
-        Printer {
-            columns: vec![
-                name_col(),
-                col("Holder", "string", d(&LEASE_SPEC, "holderIdentity")),
-                age_col(),
-            ],
-            cells: lease_cells,
-        },
+        Printer::name_value_age(
+            col("Holder", "string", d(&LEASE_SPEC, "holderIdentity")),
+            lease_cells,
+        ),
     );
     for kind in [
         "MutatingWebhookConfiguration",
@@ -1404,14 +1374,15 @@ fn printers() -> HashMap<(&'static str, &'static str), Printer> {
     ] {
         m.insert(
             ("admissionregistration.k8s.io", kind),
-            Printer {
-                columns: vec![
-                    name_col(),
-                    col("Webhooks", "integer", "Webhooks indicates the number of webhooks registered in this configuration".into()),
-                    age_col(),
-                ],
-                cells: webhook_cells,
-            },
+            Printer::name_value_age(
+                col(
+                    "Webhooks",
+                    "integer",
+                    "Webhooks indicates the number of webhooks registered in this configuration"
+                        .into(),
+                ),
+                webhook_cells,
+            ),
         );
     }
     for (kind, what) in [

@@ -558,10 +558,13 @@ fn with_warnings(mut r: Response, opts: &WriteOptions) -> Response {
     r
 }
 
-fn parse_body(body: &[u8], headers: &HeaderMap) -> Result<Value> {
+/// 415 for the binary encodings kubesim does not decode. client-go falls
+/// back to JSON after a 415 only for CBOR (`UnsupportedMediaType` in
+/// `rest/client.go`); kubectl's typed clients (`create <generator>`,
+/// `drain`) send protobuf and fail (see docs/kubesim-scale.md, "Limits").
+fn reject_binary(headers: &HeaderMap) -> Result<()> {
     let ct = header_str(headers, header::CONTENT_TYPE);
     if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/cbor") {
-        // Only JSON (and YAML) bodies are decoded; client-go falls back to JSON on 415.
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
@@ -570,6 +573,12 @@ fn parse_body(body: &[u8], headers: &HeaderMap) -> Result<Value> {
             ),
         ));
     }
+    Ok(())
+}
+
+fn parse_body(body: &[u8], headers: &HeaderMap) -> Result<Value> {
+    reject_binary(headers)?;
+    let ct = header_str(headers, header::CONTENT_TYPE);
     let v: Value = if ct.starts_with("application/yaml") {
         serde_yaml_ng::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
@@ -737,6 +746,7 @@ async fn resource_request(
             }
             Method::DELETE => {
                 let opts = list_options(q)?;
+                reject_binary(headers)?;
                 let dopts = delete_options(q, &body)?;
                 let l = api.list(&d, ns, &opts)?;
                 let mut deleted = vec![];
@@ -789,6 +799,7 @@ async fn resource_request(
                 Ok(with_warnings(object_response(&d, code, &out), &opts))
             }
             Method::DELETE => {
+                reject_binary(headers)?;
                 let opts = delete_options(q, &body)?;
                 match api.delete(&d, ns, name, &opts)? {
                     DeleteOutcome::Pending(o) => Ok(object_response(&d, StatusCode::OK, &o)),
