@@ -403,6 +403,14 @@ fn pdb(name: &str, app: &str, spec: Value) -> PodDisruptionBudget {
 }
 
 async fn evict(api: &Api, name: &str) -> Result<(u16, Value), kubesim::ApiError> {
+    evict_with_query(api, name, &[]).await
+}
+
+async fn evict_with_query(
+    api: &Api,
+    name: &str,
+    query: &[(&str, &str)],
+) -> Result<(u16, Value), kubesim::ApiError> {
     let h = api
         .subresource_handler("pods", "eviction")
         .expect("eviction registered");
@@ -411,9 +419,47 @@ async fn evict(api: &Api, name: &str) -> Result<(u16, Value), kubesim::ApiError>
         NS.into(),
         name.into(),
         json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": NS}}),
-        Default::default(),
+        query
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
     )
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_eviction_in_the_query_deletes_nothing_and_spends_no_budget() {
+    let (api, _sim) = start();
+    api.create_typed(
+        Some(NS),
+        &sts(
+            "web",
+            2,
+            "nginx:1",
+            json!({"spec": {"podManagementPolicy": "Parallel"}}),
+        ),
+    )
+    .unwrap();
+    api.create_typed(Some(NS), &pdb("web-pdb", "web", json!({"minAvailable": 1})))
+        .unwrap();
+    wait_for("budget of one", || {
+        settled(&api, "web", 2) && pdb_status(&api, "web-pdb").disruptions_allowed == 1
+    })
+    .await;
+    let (code, body) = evict_with_query(&api, "web-0", &[("dryRun", "All")])
+        .await
+        .unwrap();
+    assert_eq!((code, body["status"].as_str()), (201, Some("Success")));
+    assert!(
+        pod(&api, "web-0")
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
+    let st = pdb_status(&api, "web-pdb");
+    assert_eq!(st.disruptions_allowed, 1);
+    assert!(st.disrupted_pods.is_none_or(|d| d.is_empty()));
 }
 
 fn pdb_status(api: &Api, name: &str) -> k8s_openapi::api::policy::v1::PodDisruptionBudgetStatus {
