@@ -24,6 +24,11 @@ pub struct SimArgs {
     /// Serve HTTPS with a generated CA (written into the kubeconfig).
     #[arg(long, env = "KUBESIM_TLS")]
     pub tls: bool,
+    /// Require bearer tokens and authorize with RBAC (the kubeconfig carries an admin token;
+    /// ServiceAccount tokens come from `kubectl create token`). Implies `--tls`: kubectl only
+    /// sends credentials over HTTPS.
+    #[arg(long, env = "KUBESIM_AUTH")]
+    pub auth: bool,
 }
 
 impl SimArgs {
@@ -31,11 +36,12 @@ impl SimArgs {
     pub fn config(&self) -> ClusterConfig {
         ClusterConfig {
             port: self.port,
-            tls: self.tls,
+            tls: self.tls || self.auth,
             nodes: self.nodes,
             speed: self.speed,
             write_kubeconfig: self.write_kubeconfig.clone(),
             simulate: true,
+            auth: self.auth,
             ..ClusterConfig::default()
         }
     }
@@ -90,9 +96,10 @@ mod tests {
     fn sim_arguments_parse_and_the_command_is_well_formed() {
         Cli::command().debug_assert();
         let c = Cli::parse_from([
-            "sim", "--port", "8080", "--tls", "--nodes", "5", "--speed", "4",
+            "sim", "--port", "8080", "--tls", "--nodes", "5", "--speed", "4", "--auth",
         ]);
         assert_eq!((c.sim.port, c.sim.tls, c.sim.nodes), (8080, true, 5));
+        assert!(c.sim.auth && c.sim.config().auth);
         assert!((c.sim.speed - 4.0).abs() < f64::EPSILON);
     }
 }

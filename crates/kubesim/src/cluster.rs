@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::Api,
+    auth::{Auth, AuthError},
     controllers::runtime::{SimConfig, Simulation},
     faults::{self, Faults},
     server::{self, Metrics, ServerOptions, ServerState},
@@ -65,6 +66,9 @@ pub enum ClusterError {
     /// Rendering the kubeconfig failed.
     #[error("failed to render kubeconfig: {0}")]
     Yaml(#[from] serde_yaml_ng::Error),
+    /// Setting up authentication and authorization failed.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 /// Cluster settings.
@@ -90,6 +94,10 @@ pub struct ClusterConfig {
     /// ([`crate::controllers::runtime::Simulation`]). `sroll sim` and the
     /// scenario tests turn this on; the bare API-server tests leave it off.
     pub simulate: bool,
+    /// Authenticate bearer tokens and authorize with RBAC ([`crate::auth`]); the kubeconfig
+    /// and [`Handle::client`] then carry an administrator token (`system:masters`). Pair it
+    /// with `tls`: kubectl (clientcmd) only sends credentials over HTTPS.
+    pub auth: bool,
 }
 
 impl Default for ClusterConfig {
@@ -104,6 +112,7 @@ impl Default for ClusterConfig {
             bookmark_interval: Duration::from_secs(10),
             faults: None,
             simulate: false,
+            auth: false,
         }
     }
 }
@@ -120,6 +129,7 @@ pub struct Handle {
     ca_pem: Option<String>,
     sim: Option<Simulation>,
     faults: Faults,
+    auth: Option<Auth>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -171,6 +181,15 @@ fn generate_tls() -> Result<Tls, ClusterError> {
 
 /// Renders a kubeconfig for `server` (with `ca_pem` for HTTPS).
 pub fn kubeconfig_yaml(server: &str, ca_pem: Option<&str>) -> Result<String, serde_yaml_ng::Error> {
+    kubeconfig_yaml_with_token(server, ca_pem, "kubesim")
+}
+
+/// Renders a kubeconfig for `server` (with `ca_pem` for HTTPS) whose user sends `token`.
+pub fn kubeconfig_yaml_with_token(
+    server: &str,
+    ca_pem: Option<&str>,
+    token: &str,
+) -> Result<String, serde_yaml_ng::Error> {
     let mut cluster = json!({"server": server});
     if let Some(ca) = ca_pem {
         cluster["certificate-authority-data"] =
@@ -180,7 +199,7 @@ pub fn kubeconfig_yaml(server: &str, ca_pem: Option<&str>) -> Result<String, ser
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "kubesim", "cluster": cluster}],
-        "users": [{"name": "kubesim", "user": {"token": "kubesim"}}],
+        "users": [{"name": "kubesim", "user": {"token": token}}],
         "contexts": [{"name": "kubesim", "context": {"cluster": "kubesim", "user": "kubesim", "namespace": "default"}}],
         "current-context": "kubesim",
         "preferences": {},
@@ -234,6 +253,15 @@ impl Cluster {
             openapi: server::OpenApiCache::default(),
         };
         let router = server::router(state, Some(faults::http::admin_router(faults.clone())));
+        let auth = if config.auth {
+            Some(Auth::start(&api)?)
+        } else {
+            None
+        };
+        let router = match &auth {
+            Some(a) => a.layer(router),
+            None => router,
+        };
         let listener =
             std::net::TcpListener::bind(("127.0.0.1", config.port)).map_err(|source| {
                 ClusterError::Bind {
@@ -293,22 +321,16 @@ impl Cluster {
             (format!("http://127.0.0.1:{}", addr.port()), None)
         };
         tasks.push(tokio::spawn(api.clone().run_gc(shutdown.clone())));
-        let kubeconfig = kubeconfig_yaml(&base_url, ca_pem.as_deref())?;
+        let token = auth.as_ref().map(|a| a.admin_token().to_owned());
+        let kubeconfig = kubeconfig_yaml_with_token(
+            &base_url,
+            ca_pem.as_deref(),
+            token.as_deref().unwrap_or("kubesim"),
+        )?;
         if let Some(p) = &config.write_kubeconfig {
             write_file(p, &kubeconfig)?;
         }
-        let mut kcfg = kube::Config::new(
-            base_url
-                .parse()
-                .map_err(|e| ClusterError::Client(format!("bad url {base_url}: {e}")))?,
-        );
-        kcfg.default_namespace = "default".into();
-        kcfg.read_timeout = None;
-        if let Some(ca) = &ca_pem {
-            kcfg.root_cert = Some(vec![pem_to_der(ca)]);
-        }
-        let client =
-            kube::Client::try_from(kcfg).map_err(|e| ClusterError::Client(e.to_string()))?;
+        let client = client_for(&base_url, ca_pem.as_deref(), token.as_deref())?;
         Ok(Handle {
             base_url,
             client,
@@ -320,8 +342,31 @@ impl Cluster {
             ca_pem,
             sim,
             faults,
+            auth,
         })
     }
+}
+
+/// A client of `base_url` (trusting `ca_pem`), sending `token` when given.
+fn client_for(
+    base_url: &str,
+    ca_pem: Option<&str>,
+    token: Option<&str>,
+) -> Result<kube::Client, ClusterError> {
+    let mut kcfg = kube::Config::new(
+        base_url
+            .parse()
+            .map_err(|e| ClusterError::Client(format!("bad url {base_url}: {e}")))?,
+    );
+    kcfg.default_namespace = "default".into();
+    kcfg.read_timeout = None;
+    if let Some(ca) = ca_pem {
+        kcfg.root_cert = Some(vec![pem_to_der(ca)]);
+    }
+    if let Some(t) = token {
+        kcfg.auth_info.token = Some(t.to_owned().into());
+    }
+    kube::Client::try_from(kcfg).map_err(|e| ClusterError::Client(e.to_string()))
 }
 
 fn write_file(p: &Path, s: &str) -> Result<(), ClusterError> {
@@ -342,9 +387,48 @@ impl Handle {
         self.client.clone()
     }
 
-    /// A client that calls the router in-process (no sockets).
+    /// A client that calls the router in-process (no sockets); with auth on it acts as the
+    /// administrator.
     pub fn in_process_client(&self) -> kube::Client {
-        kube::Client::new(self.router.clone(), "default")
+        match &self.auth {
+            Some(a) => {
+                let value =
+                    axum::http::HeaderValue::from_str(&format!("Bearer {}", a.admin_token())).ok();
+                let router = self.router.clone().layer(axum::middleware::map_request(
+                    move |mut req: axum::extract::Request| {
+                        let value = value.clone();
+                        async move {
+                            if let Some(v) = value {
+                                req.headers_mut()
+                                    .insert(axum::http::header::AUTHORIZATION, v);
+                            }
+                            req
+                        }
+                    },
+                ));
+                kube::Client::new(router, "default")
+            }
+            None => kube::Client::new(self.router.clone(), "default"),
+        }
+    }
+
+    /// A client over HTTP(S) that authenticates with `token` only (e.g. a ServiceAccount's).
+    pub fn client_with_token(&self, token: &str) -> Result<kube::Client, ClusterError> {
+        client_for(&self.base_url, self.ca_pem.as_deref(), Some(token))
+    }
+
+    /// A kubeconfig like [`Handle::kubeconfig`] whose user sends `token`.
+    pub fn kubeconfig_with_token(&self, token: &str) -> Result<String, ClusterError> {
+        Ok(kubeconfig_yaml_with_token(
+            &self.base_url,
+            self.ca_pem.as_deref(),
+            token,
+        )?)
+    }
+
+    /// Authentication and authorization, when [`ClusterConfig::auth`] is on.
+    pub fn auth(&self) -> Option<&Auth> {
+        self.auth.as_ref()
     }
 
     /// The router as a `tower::Service`.
