@@ -10,7 +10,11 @@
 //! | Pod | `spec` (the revision label says which template a pod runs), every annotation, status except `phase`, `conditions`, container `name`/`ready`/`restartCount`/`state` |
 //!
 //! Pods are watched with the label selector `controller-revision-hash` (only pods of a
-//! StatefulSet or DaemonSet carry it), so other pods are never listed at all.
+//! StatefulSet or DaemonSet carry it), so other pods are never listed at all. EndpointSlices are
+//! watched with the label selector `kubernetes.io/service-name` (every slice of a Service carries
+//! it, `pkg/controller/endpointslice` of kubernetes/kubernetes) for Kubernetes-native
+//! service-discovery gating; a change of a gated Service's slice reconciles its rollouts, so a pod
+//! turning healthy releases the next eviction at once.
 //!
 //! Pods are looked up by name (`<set>-<ordinal>`, the StatefulSet naming rule of
 //! `pkg/controller/statefulset/stateful_set_utils.go` `getPodName`), an O(replicas) store lookup
@@ -22,6 +26,7 @@ use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
         core::v1::{ContainerStatus, Pod, PodStatus},
+        discovery::v1::EndpointSlice,
         policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -31,10 +36,14 @@ use kube::{
     core::{Selector, SelectorExt},
     runtime::reflector::{ObjectRef, Store},
 };
-use sroll_api::StatefulsetRollout;
+use sroll_api::{DiscoveryProvider, StatefulsetRollout};
 
 /// The label every StatefulSet pod carries with its revision (ControllerRevision name).
 pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// The label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str =
+    sroll_integrations::discovery::endpointslice::SERVICE_NAME_LABEL;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -49,6 +58,8 @@ pub struct Caches {
     pub pods: Store<Pod>,
     /// PodDisruptionBudgets.
     pub pdbs: Store<PodDisruptionBudget>,
+    /// EndpointSlices of Services (label `kubernetes.io/service-name`).
+    pub endpoint_slices: Store<EndpointSlice>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -58,6 +69,7 @@ impl std::fmt::Debug for Caches {
             .field("statefulsets", &self.statefulsets.len())
             .field("pods", &self.pods.len())
             .field("pdbs", &self.pdbs.len())
+            .field("endpoint_slices", &self.endpoint_slices.len())
             .finish()
     }
 }
@@ -85,6 +97,11 @@ pub fn strip_statefulset(s: &mut StatefulSet) {
 /// Trims a PodDisruptionBudget for the cache.
 pub fn strip_pdb(p: &mut PodDisruptionBudget) {
     strip_meta(&mut p.metadata);
+}
+
+/// Trims an EndpointSlice for the cache.
+pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
+    strip_meta(&mut e.metadata);
 }
 
 /// Trims a pod to what the planner reads.
@@ -198,6 +215,45 @@ pub fn rollouts_of_pdb(
         .filter(|r| pdb_selects(pdb, r))
         .map(|r| ObjectRef::from_obj(&**r))
         .collect()
+}
+
+/// The Services whose EndpointSlices gate a rollout (`serviceDiscovery.provider: Kubernetes`).
+pub fn gating_services(r: &StatefulsetRollout) -> &[String] {
+    match &r.spec.service_discovery {
+        Some(sd) if sd.provider == Some(DiscoveryProvider::Kubernetes) => &sd.services,
+        _ => &[],
+    }
+}
+
+/// Maps an EndpointSlice event to every rollout of its namespace gated on its Service.
+pub fn rollouts_of_endpoint_slice(
+    rollouts: &Store<StatefulsetRollout>,
+    slice: &EndpointSlice,
+) -> Vec<ObjectRef<StatefulsetRollout>> {
+    let Some(service) = slice.labels().get(SERVICE_NAME_LABEL) else {
+        return Vec::new();
+    };
+    let namespace = slice.namespace();
+    rollouts
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == namespace && gating_services(r).contains(service))
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
+/// The cached EndpointSlices of `services` in `namespace`.
+pub fn endpoint_slices_of(
+    caches: &Caches,
+    namespace: &str,
+    services: &[String],
+) -> Vec<Arc<EndpointSlice>> {
+    caches.endpoint_slices.state_filter(|e| {
+        e.metadata.namespace.as_deref() == Some(namespace)
+            && e.labels()
+                .get(SERVICE_NAME_LABEL)
+                .is_some_and(|s| services.contains(s))
+    })
 }
 
 /// The PDBs selecting a rollout's pods (more than one makes evictions fail upstream).
@@ -379,6 +435,58 @@ mod tests {
             ..Pod::default()
         };
         assert_eq!(rollout_of_pod(&rollouts, &without_set, &orphan), want);
+    }
+
+    fn slice(ns: &str, service: &str) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(format!("{service}-abcde")),
+                namespace: Some(ns.into()),
+                labels: Some([(SERVICE_NAME_LABEL.to_owned(), service.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: vec![],
+            ports: None,
+        }
+    }
+
+    #[test]
+    fn an_endpoint_slice_maps_to_the_rollouts_gated_on_its_service() {
+        let gated = |name: &str, ns: &str, provider: DiscoveryProvider| {
+            let mut r = rollout(name, ns, &[("app", name)]);
+            r.spec.service_discovery = Some(sroll_api::ServiceDiscovery {
+                services: vec!["web".into()],
+                provider: Some(provider),
+                ..sroll_api::ServiceDiscovery::default()
+            });
+            r
+        };
+        let web = gated("web", "ns", DiscoveryProvider::Kubernetes);
+        let consul = gated("consul", "ns", DiscoveryProvider::Consul);
+        let elsewhere = gated("web", "other", DiscoveryProvider::Kubernetes);
+        let plain = rollout("plain", "ns", &[]);
+        let store = store_of(vec![web.clone(), consul, elsewhere, plain]);
+        assert_eq!(
+            rollouts_of_endpoint_slice(&store, &slice("ns", "web")),
+            vec![ObjectRef::from_obj(&web)]
+        );
+        assert!(rollouts_of_endpoint_slice(&store, &slice("ns", "db")).is_empty());
+        let slices = store_of(vec![
+            slice("ns", "web"),
+            slice("ns", "db"),
+            slice("other", "web"),
+        ]);
+        let caches = Caches {
+            rollouts: store_of(Vec::new()),
+            statefulsets: store_of(Vec::new()),
+            pods: store_of(Vec::new()),
+            pdbs: store_of(Vec::new()),
+            endpoint_slices: slices,
+        };
+        let found = endpoint_slices_of(&caches, "ns", &["web".to_owned()]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].namespace().as_deref(), Some("ns"));
     }
 
     #[test]

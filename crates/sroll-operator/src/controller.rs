@@ -1,6 +1,8 @@
 //! The reconcile loop: `kube::runtime::Controller` on `StatefulsetRollout`, triggered by changes of
-//! the rollout's spec, its StatefulSet (owned), its pods and the PDBs selecting them, and by
-//! self-requeues for time-based waits.
+//! the rollout's spec, its StatefulSet (owned), its pods, the PDBs selecting them and the
+//! EndpointSlices of the Services gating it, by the integrations' background workers (a Consul
+//! health change, a delivered callback, new Slack message ids) and by self-requeues for time-based
+//! waits.
 //!
 //! One reconcile: observe (caches → [`Observed`](sroll_planner::Observed)) → plan (pure) →
 //! execute one action → write status → record events → requeue. kube-rs never runs two reconciles
@@ -19,7 +21,10 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::{
-    api::{apps::v1::StatefulSet, core::v1::Pod, policy::v1::PodDisruptionBudget},
+    api::{
+        apps::v1::StatefulSet, core::v1::Pod, discovery::v1::EndpointSlice,
+        policy::v1::PodDisruptionBudget,
+    },
     jiff::Timestamp,
 };
 use kube::{
@@ -85,6 +90,9 @@ pub struct Context {
     started: Mutex<HashMap<Key, Instant>>,
     /// Writes the caches may not show yet.
     expectations: Expectations,
+    /// Turns true when the scope shuts down: a reconcile still waiting for the caches gives up
+    /// (the watches are no longer polled, so they would never become ready).
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Context {
@@ -121,6 +129,11 @@ pub async fn run_scope(
 ) {
     let ns = namespace.as_deref();
     let client = &shared.client;
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let stopped = async move {
+        stopped.await;
+        let _ = stop_tx.send(true);
+    };
 
     let (rollouts, rollout_writer) = reflector::store::<StatefulsetRollout>();
     let rollout_stream = watcher(
@@ -165,11 +178,27 @@ pub async fn run_scope(
     .reflect(pdb_writer)
     .touched_objects();
 
+    let (endpoint_slices, slice_writer) = reflector::store::<EndpointSlice>();
+    let slice_stream = watcher(
+        api_in::<EndpointSlice>(client, ns),
+        watcher::Config::default()
+            .labels(cache::SERVICE_NAME_LABEL)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .modify(cache::strip_endpoint_slice)
+    .reflect(slice_writer)
+    .touched_objects();
+
+    // Results of the integrations' background workers concerning rollouts of this scope.
+    let woken = shared.integrations.wakes(ns);
+
     let caches = Caches {
         rollouts: rollouts.clone(),
         statefulsets: statefulsets.clone(),
         pods,
         pdbs,
+        endpoint_slices,
     };
     let ctx = Arc::new(Context {
         shared,
@@ -178,10 +207,12 @@ pub async fn run_scope(
         failures: Mutex::default(),
         started: Mutex::default(),
         expectations: Expectations::default(),
+        stopping,
     });
 
     let (pod_rollouts, pod_sets) = (rollouts.clone(), statefulsets.clone());
     let pdb_rollouts = rollouts.clone();
+    let slice_rollouts = rollouts.clone();
     Controller::for_stream(rollout_stream, rollouts)
         .with_config(ControllerConfig::default())
         .owns_stream(sts_stream)
@@ -191,6 +222,10 @@ pub async fn run_scope(
         .watches_stream(pdb_stream, move |pdb| {
             cache::rollouts_of_pdb(&pdb_rollouts, &pdb)
         })
+        .watches_stream(slice_stream, move |slice| {
+            cache::rollouts_of_endpoint_slice(&slice_rollouts, &slice)
+        })
+        .reconcile_on(woken)
         .graceful_shutdown_on(stopped)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -224,15 +259,22 @@ fn freshest(ctx: &Context, key: &Key, cached: Arc<StatefulsetRollout>) -> Arc<St
     }
 }
 
-async fn wait_for_caches(caches: &Caches) -> Result<()> {
+async fn wait_for_caches(
+    caches: &Caches,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
     let sync = async {
         let _ = caches.statefulsets.wait_until_ready().await;
         let _ = caches.pods.wait_until_ready().await;
         let _ = caches.pdbs.wait_until_ready().await;
+        let _ = caches.endpoint_slices.wait_until_ready().await;
     };
-    tokio::time::timeout(CACHE_SYNC_TIMEOUT, sync)
-        .await
-        .map_err(|_| Error::CacheNotReady(CACHE_SYNC_TIMEOUT))
+    tokio::select! {
+        synced = tokio::time::timeout(CACHE_SYNC_TIMEOUT, sync) => {
+            synced.map_err(|_| Error::CacheNotReady(CACHE_SYNC_TIMEOUT))
+        }
+        _ = stopping.wait_for(|stop| *stop) => Err(Error::CacheNotReady(Duration::ZERO)),
+    }
 }
 
 /// Status fields that change on every write; ignored when deciding whether a write is needed.
@@ -261,14 +303,14 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         .namespace()
         .ok_or_else(|| Error::InvalidObject("the rollout has no namespace".into()))?;
     let name = rollout.name_any();
-    wait_for_caches(&ctx.caches).await?;
+    wait_for_caches(&ctx.caches, ctx.stopping.clone()).await?;
     let rollout = freshest(ctx, &key, rollout);
 
     let mut observed = observe::observe(&ctx.caches, &ctx.expectations, &rollout, Timestamp::now());
     observed.discovery = ctx
         .shared
         .integrations
-        .discovery(&rollout, &observed, &ctx.caches.pods)
+        .discovery(&rollout, &observed, &ctx.caches)
         .await;
     let mut plan = sroll_planner::plan(&observed);
     tracing::debug!(
@@ -373,7 +415,8 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         return Err(err);
     }
     let terminal = plan.status.phase.as_ref().is_some_and(Phase::is_terminal);
-    // Service discovery has no watch: a gated rollout looks again at the discovery poll interval.
+    // Consul has no watch (its poller wakes the rollout on a change; this is the safety net):
+    // a Consul-gated rollout looks again at the discovery poll interval.
     let discovery_poll = (!terminal)
         .then(|| ctx.shared.integrations.discovery_poll(&rollout))
         .flatten();

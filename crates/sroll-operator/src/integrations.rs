@@ -4,42 +4,44 @@
 //! Two hooks, both non-blocking (the integrations run on background tasks):
 //! - [`Integrations::discovery`] before planning: the rollout's service-discovery health as the
 //!   planner's [`sroll_planner::DiscoveryHealth`] (Consul via the background poller, or the
-//!   Kubernetes Service's EndpointSlices);
+//!   Kubernetes Service's EndpointSlices from the watch cache);
 //! - [`Integrations::after_plan`] before the status write: hands a snapshot to the notifier,
 //!   drives the release callback, and fills `status.slackMessage`,
 //!   `status.lastCallbackStageId`/`lastCallbackOutcome` and the `NotificationsDelivered` /
 //!   `CallbackDelivered` conditions. It returns whether a result is still pending, so a terminal
 //!   rollout is looked at again until its callback is settled.
 //!
+//! The background workers (Slack, webhooks, callback, Consul poller) share one
+//! [`sroll_integrations::Waker`]: a result concerning a rollout (new Slack message ids, an error
+//! raised or cleared, a callback settled, a Consul health change) reconciles that rollout at once
+//! through [`Integrations::wakes`], so its status shows the result without waiting for a requeue.
+//!
+//! The old version's image (messages show old → new) is read from the ControllerRevision of the
+//! revision the pods are rolled away from; revisions are immutable, so each is read once.
+//!
 //! Secrets (the Slack bot token, webhook bearer tokens, Consul ACL tokens) are read with GET and
 //! kept for [`SECRET_TTL`]; their values never reach logs, status or events.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use futures::channel::mpsc;
 use k8s_openapi::{
-    api::{
-        core::v1::{Pod, Secret},
-        discovery::v1::EndpointSlice,
-    },
+    api::{apps::v1::ControllerRevision, core::v1::Secret},
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
-use kube::{
-    Api, Client, ResourceExt,
-    api::ListParams,
-    runtime::reflector::{ObjectRef, Store},
-};
+use kube::{Api, Client, ResourceExt, runtime::reflector::ObjectRef};
 use sroll_api::{
     DiscoveryProvider, Phase, StatefulsetRollout, StatefulsetRolloutStatus, condition_types,
 };
 use sroll_integrations::{
     CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks, Discovery,
     DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
-    RolloutSnapshot, Version,
+    RolloutSnapshot, Version, Waker,
     allow::HostAllowlist,
     discovery::{ConsulQuery, ConsulToken, endpointslice},
     reasons,
@@ -49,11 +51,16 @@ use sroll_integrations::{
 };
 use sroll_planner::Observed;
 
+use crate::cache::{self, Caches};
+
 /// How long a Secret value read by the operator is reused before it is read again.
 pub const SECRET_TTL: Duration = Duration::from_secs(60);
 
 /// Longest a reconcile waits for the first Consul answer about a new or changed query.
 const FIRST_POLL_WAIT: Duration = Duration::from_secs(2);
+
+/// Most ControllerRevision images remembered (revisions are immutable; the memo is cleared when full).
+const REVISION_IMAGES: usize = 4096;
 
 /// A key of a Secret: `namespace/name/key`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -99,7 +106,20 @@ pub struct IntegrationSettings {
     pub consul_addr: Option<String>,
     /// Time between two Consul polls of a rollout's services (`None`: 5 s).
     pub discovery_interval: Option<Duration>,
+    /// First retry delay of the release callback, doubled per attempt (`None`: 1 s); tests
+    /// compress it.
+    pub callback_retry_base: Option<Duration>,
 }
+
+/// Receivers of wake-ups, with the namespace scope each serves (`None`: all).
+type Subscribers = Arc<
+    Mutex<
+        Vec<(
+            Option<String>,
+            mpsc::UnboundedSender<ObjectRef<StatefulsetRollout>>,
+        )>,
+    >,
+>;
 
 /// The running integrations, shared by every reconcile.
 pub struct Integrations {
@@ -110,6 +130,9 @@ pub struct Integrations {
     discovery: Discovery,
     secrets: Mutex<HashMap<SecretLocation, (Instant, Option<String>)>>,
     slack_token: Mutex<Option<String>>,
+    subscribers: Subscribers,
+    /// First container image per `(namespace, ControllerRevision)`; `None`: not found.
+    revision_images: Mutex<HashMap<(String, String), Option<String>>>,
 }
 
 impl std::fmt::Debug for Integrations {
@@ -133,21 +156,39 @@ impl Integrations {
         settings: IntegrationSettings,
     ) -> std::result::Result<Self, sroll_integrations::Error> {
         let allow = HostAllowlist::parse(&settings.callback_allow)?;
+        let subscribers: Subscribers = Arc::default();
+        let waker: Waker = {
+            let subscribers = subscribers.clone();
+            Arc::new(move |key: &RolloutKey| {
+                let rollout = ObjectRef::new(&key.name).within(&key.namespace);
+                // Closed receivers (a stopped scope) are dropped.
+                lock(&subscribers).retain(|(scope, tx)| {
+                    scope.as_deref().is_some_and(|ns| ns != key.namespace)
+                        || tx.unbounded_send(rollout.clone()).is_ok()
+                });
+            })
+        };
         let notifier = Notifier::spawn(
             SlackConfig {
                 api_url: settings
                     .slack_api_url
                     .clone()
                     .unwrap_or_else(|| DEFAULT_API_URL.into()),
+                waker: Some(waker.clone()),
                 ..SlackConfig::default()
             },
             WebhookConfig {
                 allow: allow.clone(),
+                waker: Some(waker.clone()),
                 ..WebhookConfig::default()
             },
         )?;
         let callbacks = Callbacks::new(CallbackConfig {
             allow,
+            retry_base: settings
+                .callback_retry_base
+                .unwrap_or(CallbackConfig::default().retry_base),
+            waker: Some(waker.clone()),
             ..CallbackConfig::default()
         })?;
         let discovery = Discovery::spawn(DiscoveryConfig {
@@ -155,6 +196,7 @@ impl Integrations {
             interval: settings
                 .discovery_interval
                 .unwrap_or(DiscoveryConfig::default().interval),
+            waker: Some(waker),
             ..DiscoveryConfig::default()
         })?;
         Ok(Self {
@@ -165,7 +207,50 @@ impl Integrations {
             discovery,
             secrets: Mutex::default(),
             slack_token: Mutex::default(),
+            subscribers,
+            revision_images: Mutex::default(),
         })
+    }
+
+    /// The rollouts of `namespace` (`None`: every namespace) the background workers have news
+    /// about, for `Controller::reconcile_on`.
+    pub fn wakes(
+        &self,
+        namespace: Option<&str>,
+    ) -> mpsc::UnboundedReceiver<ObjectRef<StatefulsetRollout>> {
+        let (tx, rx) = mpsc::unbounded();
+        lock(&self.subscribers).push((namespace.map(str::to_owned), tx));
+        rx
+    }
+
+    /// The first container image of ControllerRevision `revision` (its `data` is the StatefulSet
+    /// patch `{"spec":{"template":…}}`, `pkg/controller/history` and
+    /// `pkg/controller/statefulset/stateful_set_utils.go` `getPatch` of kubernetes/kubernetes);
+    /// read once per revision.
+    async fn revision_image(&self, namespace: &str, revision: &str) -> Option<String> {
+        let key = (namespace.to_owned(), revision.to_owned());
+        if let Some(image) = lock(&self.revision_images).get(&key) {
+            return image.clone();
+        }
+        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), namespace);
+        let image = match api.get_opt(revision).await {
+            Ok(found) => found.and_then(|cr| {
+                cr.data?.0["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .map(str::to_owned)
+            }),
+            Err(e) => {
+                // Not remembered: read again on the next notification.
+                tracing::debug!(%namespace, %revision, error = %e, "failed to read a ControllerRevision");
+                return None;
+            }
+        };
+        let mut memo = lock(&self.revision_images);
+        if memo.len() >= REVISION_IMAGES {
+            memo.clear();
+        }
+        memo.insert(key, image.clone());
+        image
     }
 
     /// The value of a Secret key, cached for [`SECRET_TTL`]; `None` if it cannot be read.
@@ -213,11 +298,14 @@ impl Integrations {
         current.is_some()
     }
 
-    /// How often a rollout gated on service discovery should be looked at again (discovery has no
-    /// watch to trigger reconciles); `None` when it is not gated.
+    /// How often a rollout gated on Consul should be looked at again (Consul has no watch; its
+    /// poller wakes the rollout on a change, this is the safety net); `None` when it is not gated
+    /// on Consul (EndpointSlices are watched).
     pub fn discovery_poll(&self, rollout: &StatefulsetRollout) -> Option<Duration> {
         let sd = rollout.spec.service_discovery.as_ref()?;
-        (!sd.services.is_empty()).then(|| {
+        let consul =
+            sd.provider.clone().unwrap_or(DiscoveryProvider::Consul) == DiscoveryProvider::Consul;
+        (consul && !sd.services.is_empty()).then(|| {
             self.settings
                 .discovery_interval
                 .unwrap_or(DiscoveryConfig::default().interval)
@@ -230,7 +318,7 @@ impl Integrations {
         &self,
         rollout: &StatefulsetRollout,
         observed: &Observed,
-        pods: &Store<Pod>,
+        caches: &Caches,
     ) -> Option<sroll_planner::DiscoveryHealth> {
         let sd = rollout.spec.service_discovery.as_ref()?;
         if sd.services.is_empty() {
@@ -240,24 +328,13 @@ impl Integrations {
         let key = RolloutKey::new(&namespace, rollout.name_any());
         let health = match sd.provider.clone().unwrap_or(DiscoveryProvider::Consul) {
             DiscoveryProvider::Kubernetes => {
-                let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &namespace);
-                let selector = format!(
-                    "{} in ({})",
-                    endpointslice::SERVICE_NAME_LABEL,
-                    sd.services.join(",")
-                );
-                match api.list(&ListParams::default().labels(&selector)).await {
-                    Ok(list) => {
-                        DiscoveryHealth::Reachable(endpointslice::health_from_endpoint_slices(
-                            &namespace,
-                            &sd.services,
-                            &list.items,
-                        ))
-                    }
-                    Err(e) => DiscoveryHealth::Unreachable {
-                        reason: format!("failed to list EndpointSlices: {e}"),
-                    },
-                }
+                // The watch cache (synced before any reconcile runs) holds every Service's slices.
+                let slices = cache::endpoint_slices_of(caches, &namespace, &sd.services);
+                DiscoveryHealth::Reachable(endpointslice::health_from_endpoint_slices(
+                    &namespace,
+                    &sd.services,
+                    slices.iter().map(|s| &**s),
+                ))
             }
             _ => {
                 let token = match &sd.acl_token_secret_ref {
@@ -313,7 +390,8 @@ impl Integrations {
                         // No configured service exists: discovery cannot gate (status shows
                         // `consulServices: []`), so every pod counts as healthy.
                         !h.gates() || {
-                            let ip = pods
+                            let ip = caches
+                                .pods
                                 .get(&ObjectRef::new(&p.name).within(&namespace))
                                 .and_then(|pod| pod.status.as_ref().and_then(|s| s.pod_ip.clone()));
                             h.is_healthy(&p.name, ip.as_deref())
@@ -342,7 +420,19 @@ impl Integrations {
     ) -> bool {
         let namespace = rollout.namespace().unwrap_or_default();
         let key = RolloutKey::new(&namespace, rollout.name_any());
-        let snapshot = self.snapshot(&key, rollout, observed, evicting, status);
+        // Messages, webhook payloads and the callback body show the old image too.
+        let shows_versions = rollout.spec.channel.is_some()
+            || rollout.spec.bapi.is_some()
+            || rollout
+                .spec
+                .notifications
+                .as_ref()
+                .is_some_and(|n| !n.webhooks.is_empty());
+        let from_image = match from_revision(status) {
+            Some(revision) if shows_versions => self.revision_image(&namespace, &revision).await,
+            _ => None,
+        };
+        let snapshot = self.snapshot(&key, rollout, observed, evicting, status, from_image);
         let now = Timestamp::now();
         let generation = rollout.metadata.generation;
         let mut pending = false;
@@ -477,6 +567,7 @@ impl Integrations {
         observed: &Observed,
         evicting: &[String],
         status: &StatefulsetRolloutStatus,
+        from_image: Option<String>,
     ) -> RolloutSnapshot {
         let update = status.update_revision.clone();
         let mut rolling: Vec<(i32, String)> = observed
@@ -490,10 +581,6 @@ impl Integrations {
             .map(|p| (p.ordinal, p.name.clone()))
             .collect();
         rolling.sort();
-        let from_revision = match (&status.current_revision, &update) {
-            (Some(c), Some(u)) if c == u => status.previous_revision.clone(),
-            (c, _) => c.clone(),
-        };
         let image = rollout
             .spec
             .sts
@@ -509,8 +596,8 @@ impl Integrations {
             app: rollout.statefulset_name(),
             rollout_identity: rollout.spec.rollout_identity.clone(),
             from: Version {
-                image: None,
-                revision: from_revision,
+                image: from_image,
+                revision: from_revision(status),
             },
             to: Version {
                 image,
@@ -528,6 +615,15 @@ impl Integrations {
             reason: status.reason.clone(),
             rolling_pods: rolling.into_iter().map(|(_, n)| n).collect(),
         }
+    }
+}
+
+/// The revision the pods are rolled away from: the current revision while the rollout moves,
+/// `previousRevision` once the update revision became current.
+fn from_revision(status: &StatefulsetRolloutStatus) -> Option<String> {
+    match (&status.current_revision, &status.update_revision) {
+        (Some(c), Some(u)) if c == u => status.previous_revision.clone(),
+        (c, _) => c.clone(),
     }
 }
 

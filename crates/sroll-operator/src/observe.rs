@@ -264,6 +264,7 @@ mod tests {
             statefulsets,
             pods,
             pdbs,
+            endpoint_slices: writer_with(Vec::new()).0,
         };
         let exp = Expectations::default();
         let before = observe(&caches, &exp, &rollout(), Timestamp::now());
@@ -297,6 +298,7 @@ mod tests {
             statefulsets,
             pods,
             pdbs,
+            endpoint_slices: writer_with(Vec::new()).0,
         };
         let exp = Expectations::default();
         exp.pods_deleted("ns", [("web-0", "p-1")]);
@@ -320,6 +322,7 @@ mod tests {
             statefulsets,
             pods,
             pdbs,
+            endpoint_slices: writer_with(Vec::new()).0,
         };
         let exp = Expectations::default();
         let mut newer = statefulset();

@@ -11,6 +11,7 @@ use k8s_openapi::api::{
     apps::v1::StatefulSet,
     authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec},
     core::v1::Pod,
+    discovery::v1::EndpointSlice,
     policy::v1::PodDisruptionBudget,
 };
 use kube::{
@@ -42,6 +43,8 @@ pub const NEEDED: &[Permission] = &[
     ("create", "", "pods", "eviction"),
     ("list", "policy", "poddisruptionbudgets", ""),
     ("watch", "policy", "poddisruptionbudgets", ""),
+    ("list", "discovery.k8s.io", "endpointslices", ""),
+    ("watch", "discovery.k8s.io", "endpointslices", ""),
     ("create", "events.k8s.io", "events", ""),
     ("patch", "events.k8s.io", "events", ""),
 ];
@@ -91,6 +94,7 @@ pub async fn check(
         probe_list::<StatefulSet>(client, *ns).await?;
         probe_list::<Pod>(client, *ns).await?;
         probe_list::<PodDisruptionBudget>(client, *ns).await?;
+        probe_list::<EndpointSlice>(client, *ns).await?;
     }
     let mut reviews = Vec::new();
     for ns in &scopes {

@@ -112,6 +112,8 @@ pub mod reasons {
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     /// Pods stayed unhealthy in service discovery past the health timeout.
     pub const DISCOVERY_HEALTH_TIMEOUT: &str = "DiscoveryHealthTimeout";
+    /// Pods Ready in Kubernetes are not (yet) healthy in service discovery: the rollout holds.
+    pub const DISCOVERY_UNHEALTHY: &str = "DiscoveryUnhealthy";
     /// `spec.pauseRequested` is true.
     pub const PAUSE_REQUESTED: &str = "PauseRequested";
     /// `spec.pauseRequested` is false or unset.

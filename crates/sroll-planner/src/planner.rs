@@ -1106,12 +1106,15 @@ impl<'a> Planner<'a> {
             sd.health_timeout_seconds
                 .unwrap_or(sroll_api::defaults::DISCOVERY_HEALTH_TIMEOUT_SECONDS),
         );
-        let stuck: Vec<String> = c
+        let unhealthy: Vec<&ObservedPod> = c
             .slots
             .iter()
             .filter(|s| matches!(s.state, State::Updated { .. }))
             .filter_map(|s| s.pod)
             .filter(|p| p.ready && !healthy.contains(&p.name))
+            .collect();
+        let stuck: Vec<String> = unhealthy
+            .iter()
             .filter(|p| {
                 p.ready_since.is_some_and(|t| {
                     self.now.duration_since(t) >= SignedDuration::from_secs(timeout)
@@ -1120,6 +1123,17 @@ impl<'a> Planner<'a> {
             .map(|p| p.name.clone())
             .collect();
         if stuck.is_empty() {
+            if !unhealthy.is_empty() {
+                let names: Vec<String> = unhealthy.iter().map(|p| p.name.clone()).collect();
+                self.degraded.push((
+                    r::DISCOVERY_UNHEALTHY,
+                    format!(
+                        "pod{} {} Ready in Kubernetes but not healthy in service discovery: holding the next eviction (failing after {timeout}s, serviceDiscovery.healthTimeoutSeconds)",
+                        plural(names.len()),
+                        name_list(&names)
+                    ),
+                ));
+            }
             return None;
         }
         self.failure_reason = r::DISCOVERY_HEALTH_TIMEOUT;

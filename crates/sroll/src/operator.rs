@@ -180,6 +180,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
                 callback_allow: args.callback_allow.clone(),
                 consul_addr: args.consul_addr.clone(),
                 discovery_interval: None,
+                callback_retry_base: None,
             },
         };
         Operator::new(client, settings)

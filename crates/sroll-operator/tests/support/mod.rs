@@ -411,3 +411,46 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---- Operator settings overrides and raw resources (used by tests/integrations.rs) ----------
+
+impl Env {
+    /// Starts the operator (in-process, over HTTP) with `settings`, e.g. [`Env::settings`] with
+    /// integration URLs pointed at local servers.
+    pub fn start_operator_with(&mut self, settings: Settings) {
+        assert!(self.operator.is_none(), "the operator is already running");
+        self.operator = Some(RunningOperator::start(self.client.clone(), settings));
+    }
+
+    /// Applies a rollout built outside the fixture (fields [`Rollout`] has no builder for).
+    pub async fn apply_resource(&self, r: &StatefulsetRollout) -> StatefulsetRollout {
+        self.rollouts()
+            .patch(
+                &r.name_any(),
+                &PatchParams::apply("scenario-user").force(),
+                &Patch::Apply(r),
+            )
+            .await
+            .expect("the rollout is accepted")
+    }
+
+    /// [`Env::wait_rollout`] with its own deadline (for long runs).
+    pub async fn wait_rollout_within(
+        &self,
+        name: &str,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&StatefulsetRollout) -> bool,
+    ) -> StatefulsetRollout {
+        let api = self.rollouts();
+        let pred = &pred;
+        wait_for(what, deadline, || {
+            let api = api.clone();
+            async move {
+                let r = api.get(name).await.ok()?;
+                pred(&r).then_some(r)
+            }
+        })
+        .await
+    }
+}
