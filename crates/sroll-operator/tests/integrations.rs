@@ -560,47 +560,49 @@ async fn slack_follows_a_large_rollout(
     );
     let ts = w.wait_slack_shows("cache", "c2", "RolloutDone").await;
 
-    let s = w.slack.lock().unwrap();
-    let f = figures(&s, &ts);
-    eprintln!("{replicas} pods, {in_flight} in flight, rolled in {rolled_in:?}: {f:?}");
-    // No message duplicated: every message posted is one the status names, each posted once.
-    assert_eq!(s.posts, ts, "messages posted vs status.slackMessage");
-    assert!(
-        f.messages >= usize::try_from(in_flight).unwrap().div_ceil(50),
-        "more than 50 pods in flight continue in further messages: {f:?}"
-    );
-    assert!(f.max_pods_per_message <= 50, "{f:?}");
-    assert!(
-        f.max_pods_per_message > 0,
-        "the pods being rolled are listed"
-    );
-    assert!(f.max_calls_per_second <= 1, "{f:?}");
-    assert!(
-        f.min_gap.is_none_or(|g| g >= Duration::from_millis(990)),
-        "at most one update per message per second: {f:?}"
-    );
-    assert!(f.calls > ts.len(), "the messages were updated in place");
-    for t in &ts {
-        let (_, last) = s.messages[t].last().unwrap();
-        let text = last.to_string();
-        assert!(text.contains("RolloutDone"), "{text}");
-        assert_eq!(pods_listed(last), 0, "nothing is rolling any more: {text}");
-    }
-    // Old → new version, image and revision, on the first message.
-    let first = s.messages[&ts[0]].last().unwrap().1.to_string();
-    let revisions = done.status.as_ref().unwrap();
-    assert!(
-        first.contains("*From:*\\n`cache:1`") && first.contains("*To:*\\n`cache:2`"),
-        "{first}"
-    );
-    for rev in [&revisions.previous_revision, &revisions.update_revision] {
+    let f = {
+        let s = w.slack.lock().unwrap();
+        let f = figures(&s, &ts);
+        eprintln!("{replicas} pods, {in_flight} in flight, rolled in {rolled_in:?}: {f:?}");
+        // No message duplicated: every message posted is one the status names, each posted once.
+        assert_eq!(s.posts, ts, "messages posted vs status.slackMessage");
         assert!(
-            first.contains(rev.as_deref().unwrap()),
-            "{rev:?} in {first}"
+            f.messages >= usize::try_from(in_flight).unwrap().div_ceil(50),
+            "more than 50 pods in flight continue in further messages: {f:?}"
         );
-    }
-    assert!(first.contains("kubesim-e2e"), "{first}");
-    drop(s);
+        assert!(f.max_pods_per_message <= 50, "{f:?}");
+        assert!(
+            f.max_pods_per_message > 0,
+            "the pods being rolled are listed"
+        );
+        assert!(f.max_calls_per_second <= 1, "{f:?}");
+        assert!(
+            f.min_gap.is_none_or(|g| g >= Duration::from_millis(990)),
+            "at most one update per message per second: {f:?}"
+        );
+        assert!(f.calls > ts.len(), "the messages were updated in place");
+        for t in &ts {
+            let (_, last) = s.messages[t].last().unwrap();
+            let text = last.to_string();
+            assert!(text.contains("RolloutDone"), "{text}");
+            assert_eq!(pods_listed(last), 0, "nothing is rolling any more: {text}");
+        }
+        // Old → new version, image and revision, on the first message.
+        let first = s.messages[&ts[0]].last().unwrap().1.to_string();
+        let revisions = done.status.as_ref().unwrap();
+        assert!(
+            first.contains("*From:*\\n`cache:1`") && first.contains("*To:*\\n`cache:2`"),
+            "{first}"
+        );
+        for rev in [&revisions.previous_revision, &revisions.update_revision] {
+            assert!(
+                first.contains(rev.as_deref().unwrap()),
+                "{rev:?} in {first}"
+            );
+        }
+        assert!(first.contains("kubesim-e2e"), "{first}");
+        f
+    };
     w.env.finish(false).await;
     f
 }
@@ -793,36 +795,37 @@ async fn the_callback_reaches_the_receiver_once_across_10_operator_restarts_arou
         condition(&done, ct::CALLBACK_DELIVERED).map(|c| c.0),
         Some("True".into())
     );
-    let r = w.receiver.lock().unwrap();
-    let delivered = r.delivered();
-    let stage2: Vec<_> = delivered
-        .iter()
-        .filter(|c| c.1["stageId"] == "stage-2")
-        .collect();
-    eprintln!(
-        "restarts: {restarts} ({after_done} after Done); stage-2 deliveries answered 200: {}",
-        stage2.len()
-    );
-    assert!(!stage2.is_empty());
-    // A kill between the receiver's 2xx and the status write sends it again: every delivery of
-    // stage-2 is the same callback (same Idempotency-Key, same body but for its `timestamp`), so
-    // the receiver applied it once — and applied exactly one callback per stage.
-    let untimed = |b: &Value| {
-        let mut b = b.clone();
-        b.as_object_mut().unwrap().remove("timestamp");
-        b
-    };
-    assert!(
-        stage2
+    {
+        let r = w.receiver.lock().unwrap();
+        let delivered = r.delivered();
+        let stage2: Vec<_> = delivered
             .iter()
-            .all(|c| c.0 == stage2[0].0 && untimed(&c.1) == untimed(&stage2[0].1)),
-        "{stage2:#?}"
-    );
-    assert_eq!(r.applied.len(), 2, "one callback per stage: {:?}", r.calls);
-    assert_eq!(stage2[0].1["outcome"], "RolloutDone");
-    assert_eq!(stage2[0].1["cluster"], "kubesim-e2e");
-    assert_eq!(stage2[0].1["rolloutIdentity"], "r2");
-    drop(r);
+            .filter(|c| c.1["stageId"] == "stage-2")
+            .collect();
+        eprintln!(
+            "restarts: {restarts} ({after_done} after Done); stage-2 deliveries answered 200: {}",
+            stage2.len()
+        );
+        assert!(!stage2.is_empty());
+        // A kill between the receiver's 2xx and the status write sends it again: every delivery of
+        // stage-2 is the same callback (same Idempotency-Key, same body but for its `timestamp`), so
+        // the receiver applied it once — and applied exactly one callback per stage.
+        let untimed = |b: &Value| {
+            let mut b = b.clone();
+            b.as_object_mut().unwrap().remove("timestamp");
+            b
+        };
+        assert!(
+            stage2
+                .iter()
+                .all(|c| c.0 == stage2[0].0 && untimed(&c.1) == untimed(&stage2[0].1)),
+            "{stage2:#?}"
+        );
+        assert_eq!(r.applied.len(), 2, "one callback per stage: {:?}", r.calls);
+        assert_eq!(stage2[0].1["outcome"], "RolloutDone");
+        assert_eq!(stage2[0].1["cluster"], "kubesim-e2e");
+        assert_eq!(stage2[0].1["rolloutIdentity"], "r2");
+    }
     w.env.finish(false).await;
 }
 
@@ -853,19 +856,20 @@ async fn a_receiver_failing_5_times_then_succeeding_gets_the_callback_once() {
     // Settled: more reconciles (a restart) send nothing more.
     w.restart().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let r = w.receiver.lock().unwrap();
-    let answered: Vec<u16> = r.calls.iter().map(|c| c.2).collect();
-    assert_eq!(
-        answered,
-        vec![503, 503, 503, 503, 503, 200],
-        "{:?}",
-        r.calls
-    );
-    assert!(
-        r.calls.iter().all(|c| c.0 == r.calls[0].0),
-        "one Idempotency-Key"
-    );
-    drop(r);
+    {
+        let r = w.receiver.lock().unwrap();
+        let answered: Vec<u16> = r.calls.iter().map(|c| c.2).collect();
+        assert_eq!(
+            answered,
+            vec![503, 503, 503, 503, 503, 200],
+            "{:?}",
+            r.calls
+        );
+        assert!(
+            r.calls.iter().all(|c| c.0 == r.calls[0].0),
+            "one Idempotency-Key"
+        );
+    }
     w.env.finish(false).await;
 }
 
