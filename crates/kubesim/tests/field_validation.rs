@@ -163,6 +163,30 @@ async fn patches_under_strict_fail_on_the_patch_field_through_kube_api() {
     assert_eq!(out.metadata.labels.unwrap()["a"], "b");
 }
 
+#[tokio::test]
+async fn server_side_apply_of_an_undeclared_field_fails_as_the_field_manager_does() {
+    let h = Cluster::start(ClusterConfig::default()).await.unwrap();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::default_namespaced(h.client());
+    let e = cms
+        .patch(
+            "cfg",
+            &PatchParams::apply("tester"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                                 "metadata": {"name": "cfg"}, "data": {"a": "b"}, "foo": 1})),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = e else {
+        panic!("expected an API error")
+    };
+    assert_eq!(s.code, 500);
+    assert_eq!(
+        s.message,
+        "failed to create typed patch object (/v1, Kind=ConfigMap) cfg: .foo: field not declared in schema"
+    );
+    assert!(cms.get_opt("cfg").await.unwrap().is_none());
+}
+
 const WIDGETS: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
  "metadata":{"name":"widgets.example.com"},
  "spec":{"group":"example.com","scope":"Namespaced",

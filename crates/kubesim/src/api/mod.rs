@@ -1417,6 +1417,23 @@ impl Api {
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
             ));
         }
+        if kind == PatchKind::Apply && d.crd_version.is_none() && opts.field_validation.is_some() {
+            // The field manager converts the configuration to the kind's
+            // type first: an undeclared field fails the apply whatever the
+            // fieldValidation (`structuredmerge.go`: "failed to create typed
+            // patch object"). Simplification: list items are named by index,
+            // not by their merge key.
+            let mut cfg =
+                crate::patch::decode_apply_body(body).map_err(patching::from_patch_error)?;
+            let unknown = strict::drop_unknown_builtin(d, &mut cfg);
+            if !unknown.is_empty() {
+                return Err(patching::from_patch_error(
+                    crate::patch::PatchError::Internal(strict::undeclared_fields_message(
+                        d, name, &unknown,
+                    )),
+                ));
+            }
+        }
         let ns_s = Self::check_namespace(d, ns)?;
         let key = d.storage_key();
         let existing = self.inner.store.read(|t| t.get(&key, &ns_s, name));

@@ -174,6 +174,31 @@ pub fn duplicate_issues(paths: &[String]) -> impl Iterator<Item = String> + '_ {
         .map(|p| format!("duplicate field {}", go_quote(p)))
 }
 
+/// The message of a server-side apply whose configuration has fields the
+/// kind does not declare, as structured-merge-diff's `ValidationErrors`
+/// print them (one: `.foo: field not declared in schema`; several: an
+/// `errors:` list).
+pub fn undeclared_fields_message(d: &ResourceDescriptor, name: &str, paths: &[String]) -> String {
+    let errs: Vec<String> = paths
+        .iter()
+        .map(|p| format!(".{p}: field not declared in schema"))
+        .collect();
+    let body = if errs.len() == 1 {
+        errs[0].clone()
+    } else {
+        format!("errors:\n  {}", errs.join("\n  "))
+    };
+    let gv = if d.group.is_empty() {
+        format!("/{}", d.version)
+    } else {
+        format!("{}/{}", d.group, d.version)
+    };
+    format!(
+        "failed to create typed patch object ({gv}, Kind={}) {name}: {body}",
+        d.kind
+    )
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
@@ -476,6 +501,19 @@ mod tests {
         assert_eq!(
             e.message,
             "UpdateOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"Loose\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+        );
+    }
+
+    #[test]
+    fn undeclared_apply_fields_are_listed_like_structured_merge_diff() {
+        assert_eq!(
+            undeclared_fields_message(&pods(), "p", &["spec.foo".into()]),
+            "failed to create typed patch object (/v1, Kind=Pod) p: .spec.foo: field not declared in schema"
+        );
+        assert!(
+            undeclared_fields_message(&pods(), "p", &["a".into(), "b".into()]).ends_with(
+                "p: errors:\n  .a: field not declared in schema\n  .b: field not declared in schema"
+            )
         );
     }
 
