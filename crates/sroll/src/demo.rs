@@ -365,7 +365,7 @@ impl Embedded {
 }
 
 /// The operator's own client, identified as `sroll-operator` so kubesim counts its calls apart.
-async fn operator_client(kubeconfig: &str) -> anyhow::Result<Client> {
+pub(crate) async fn operator_client(kubeconfig: &str) -> anyhow::Result<Client> {
     let kc =
         Kubeconfig::from_yaml(kubeconfig).context("failed to parse the cluster's kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -374,7 +374,7 @@ async fn operator_client(kubeconfig: &str) -> anyhow::Result<Client> {
     sroll_operator::operator_client(config).context("failed to build the operator's client")
 }
 
-async fn install_crd(client: &Client) -> anyhow::Result<()> {
+pub(crate) async fn install_crd(client: &Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in sroll_api::crd::crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();

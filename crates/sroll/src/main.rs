@@ -9,7 +9,7 @@ use std::{io::Read, path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use sroll::{demo, operator, plugin, render};
+use sroll::{bench, demo, operator, plugin, render};
 
 /// Fast, controlled, leak-proof StatefulSet rollouts.
 #[derive(Parser, Debug)]
@@ -35,6 +35,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve kubesim, the simulated Kubernetes cluster, on 127.0.0.1 (kubectl works against it).
     Sim(kubesim::cli::SimArgs),
+    /// Measure rollout speed against the ideal and native StatefulSets, pause reaction, and the
+    /// operator's cost at scale, on the embedded simulated cluster (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +110,11 @@ fn main() -> anyhow::Result<ExitCode> {
             let runtime =
                 tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
             runtime.block_on(kubesim::cli::run(args))?;
+        }
+        Command::Bench(args) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+            runtime.block_on(bench::run(args))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,1004 @@
+//! `sroll bench`: rollout speed against the physical limit and against native StatefulSets, and
+//! the operator's cost, measured on kubesim in one invocation so machine noise cancels (issue 9).
+//!
+//! Every scenario starts a fresh [`env::Env`] (kubesim over HTTP on 127.0.0.1 with its controllers
+//! and fake kubelets, and the operator) and reports measured time, the ideal time of DESIGN.md's
+//! performance model ([`model`]) and their ratio:
+//!
+//! 1. speed, uniform pods: sroll `Partitioned` and `OnDelete`, native `RollingUpdate` with
+//!    `maxUnavailable` 1 (run on fewer pods and extrapolated) and with `maxUnavailable` = the
+//!    budget;
+//! 2. speed, jittered pods: sroll's streaming against waves computed on the same pod timings;
+//! 3. pacing (`minPodEvictionIntervalSeconds`);
+//! 4. pause reaction, p50 and p99;
+//! 5. scale: many StatefulSets rolling at once, the operator a child process so its peak RSS and
+//!    CPU time are its own;
+//! 6. notifications: Slack messages and updates per rollout, against a local fake Slack API.
+//!
+//! The table goes to standard output and, with `--json PATH`, the same rows as JSON.
+
+pub mod env;
+pub mod model;
+mod report;
+mod slack;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use k8s_openapi::{
+    api::{
+        apps::v1::StatefulSet,
+        core::v1::{Pod, Secret},
+        policy::v1::PodDisruptionBudget,
+    },
+    jiff::SignedDuration,
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use kubesim::kubelet::{Delay, KubeletConfig};
+use serde_json::{Value, json};
+use sroll_api::{Phase, StatefulsetRollout};
+use sroll_operator::integrations::SecretLocation;
+
+pub use report::{Machine, Report, Row, Target};
+
+use env::{Env, EnvConfig, NAMESPACE, OperatorMode};
+
+/// Flags of `sroll bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// A reduced version of every scenario (a minute or two in a debug build); CI's smoke test.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Run only these scenarios (1-6); repeat or separate with commas. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
+    pub only: Vec<u8>,
+    /// Scenario 5: StatefulSets rolling at once (default 100, 2 with --quick).
+    #[arg(long)]
+    pub scale_sets: Option<u32>,
+    /// Scenario 5: pods per StatefulSet (default 1000, 10 with --quick).
+    #[arg(long)]
+    pub scale_pods: Option<u32>,
+    /// Scenario 5: simulated-time speed factor (below 1 slows the pods down so the simulated
+    /// cluster keeps up with many pods on a small machine; default 1).
+    #[arg(long)]
+    pub scale_speed: Option<f64>,
+    /// The `sroll` executable run as the operator child process of scenario 5 (default: this one).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub operator_exe: Option<PathBuf>,
+}
+
+/// Simulated kubelet timing of the uniform scenarios: containers stop in 0.5 s and start in 1.5 s,
+/// a pod cycle of 2 s (simulated).
+const STOP_SECS: f64 = 0.5;
+const START_SECS: f64 = 1.5;
+/// Jittered scenarios: start uniform in [0.5 s, 2.5 s], a pod cycle uniform in [1 s, 3 s].
+const JITTER_START: (f64, f64) = (0.5, 2.5);
+/// The PodDisruptionBudget of every sroll scenario.
+const BUDGET_PERCENT: u32 = 10;
+
+/// Sizes of one run.
+#[derive(Clone, Debug)]
+struct Sizes {
+    quick: bool,
+    /// Speed factor of scenarios 1-4 and 6.
+    speed: f64,
+    nodes: usize,
+    s1_pods: u32,
+    s1_native1_pods: u32,
+    s2_pods: u32,
+    s3_pods: u32,
+    s3_interval: i64,
+    s4_pods: u32,
+    s4_trials: usize,
+    s5_sets: u32,
+    s5_pods: u32,
+    s5_speed: f64,
+    s6_pods: u32,
+}
+
+impl Sizes {
+    fn of(args: &BenchArgs) -> Self {
+        if args.quick {
+            Self {
+                quick: true,
+                speed: 4.0,
+                nodes: 4,
+                s1_pods: 20,
+                s1_native1_pods: 3,
+                s2_pods: 20,
+                s3_pods: 5,
+                s3_interval: 1,
+                s4_pods: 20,
+                s4_trials: 3,
+                s5_sets: args.scale_sets.unwrap_or(2),
+                s5_pods: args.scale_pods.unwrap_or(10),
+                s5_speed: args.scale_speed.unwrap_or(4.0),
+                s6_pods: 20,
+            }
+        } else {
+            Self {
+                quick: false,
+                speed: 1.0,
+                nodes: 12,
+                s1_pods: 1000,
+                s1_native1_pods: 20,
+                s2_pods: 1000,
+                s3_pods: 30,
+                s3_interval: 1,
+                s4_pods: 300,
+                s4_trials: 20,
+                s5_sets: args.scale_sets.unwrap_or(100),
+                s5_pods: args.scale_pods.unwrap_or(1000),
+                s5_speed: args.scale_speed.unwrap_or(1.0),
+                s6_pods: 1000,
+            }
+        }
+    }
+
+    /// Real seconds of a uniform pod cycle at `speed`.
+    fn cycle(speed: f64) -> f64 {
+        (STOP_SECS + START_SECS) / speed
+    }
+}
+
+fn budget_of(pods: u32) -> u32 {
+    (pods * BUDGET_PERCENT).div_ceil(100).max(1)
+}
+
+fn secs(s: f64) -> SignedDuration {
+    SignedDuration::from_secs_f64(s)
+}
+
+fn uniform_kubelet() -> KubeletConfig {
+    KubeletConfig {
+        start_delay: Delay::Fixed(secs(START_SECS)),
+        image_delays: Vec::new(),
+        shutdown_delay: secs(STOP_SECS),
+    }
+}
+
+fn jittered_kubelet() -> KubeletConfig {
+    KubeletConfig {
+        start_delay: Delay::Uniform {
+            min: secs(JITTER_START.0),
+            max: secs(JITTER_START.1),
+        },
+        image_delays: Vec::new(),
+        shutdown_delay: secs(STOP_SECS),
+    }
+}
+
+/// Runs the benchmark, prints the table and writes the JSON.
+pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    let sizes = Sizes::of(&args);
+    if std::env::var_os("RUST_LOG").is_some() {
+        sroll_operator::telemetry::init(sroll_operator::telemetry::LogFormat::Text);
+    }
+    let exe = match &args.operator_exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("failed to find the sroll executable")?,
+    };
+    let wanted = |n: u8| args.only.is_empty() || args.only.contains(&n);
+    let started = Instant::now();
+    let mut report = Report::new(sizes.quick);
+    println!(
+        "sroll bench{}: {} · {}",
+        if sizes.quick { " --quick" } else { "" },
+        report.machine.describe(),
+        report.build
+    );
+    type Scenario = for<'a> fn(
+        &'a Sizes,
+        &'a std::path::Path,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = anyhow::Result<Vec<Row>>> + 'a>,
+    >;
+    let scenarios: [(u8, &str, Scenario); 6] = [
+        (1, "speed, uniform pods", |s, _| Box::pin(speed_uniform(s))),
+        (2, "speed, jittered pods", |s, _| {
+            Box::pin(speed_jittered(s))
+        }),
+        (3, "pacing", |s, _| Box::pin(pacing(s))),
+        (4, "pause reaction", |s, _| Box::pin(pause_reaction(s))),
+        (5, "scale", |s, exe| Box::pin(scale(s, exe))),
+        (6, "notifications", |s, _| Box::pin(notifications(s))),
+    ];
+    for (n, title, f) in scenarios {
+        if !wanted(n) {
+            continue;
+        }
+        println!("▶ scenario {n}: {title}");
+        let t = Instant::now();
+        let rows = f(&sizes, &exe)
+            .await
+            .with_context(|| format!("scenario {n} ({title}) failed"))?;
+        for r in &rows {
+            println!("  {}", r.one_line());
+            let profile: Vec<String> = r
+                .metrics
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some(format!("{} {v:.2}", k.strip_prefix("writes_per_pod: ")?))
+                })
+                .collect();
+            if !profile.is_empty() {
+                println!("    operator writes per pod: {}", profile.join(", "));
+            }
+        }
+        println!("  ({:.1} s)", t.elapsed().as_secs_f64());
+        report.rows.extend(rows);
+    }
+    report.total_seconds = started.elapsed().as_secs_f64();
+    report.evaluate_targets();
+    println!();
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(report)
+}
+
+// ---- objects ------------------------------------------------------------------------------------
+
+fn image(version: u32) -> String {
+    format!("example.com/bench:{version}.0")
+}
+
+fn template(app: &str, version: u32) -> Value {
+    json!({
+        "metadata": {"labels": {"app": app}},
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "app", "image": image(version)}]
+        }
+    })
+}
+
+async fn create_pdb(client: &Client, app: &str, max_unavailable: Value) -> anyhow::Result<()> {
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": app, "namespace": NAMESPACE},
+        "spec": {"maxUnavailable": max_unavailable, "selector": {"matchLabels": {"app": app}}}
+    }))?;
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &pdb)
+        .await
+        .with_context(|| format!("failed to create the PodDisruptionBudget {app}"))?;
+    Ok(())
+}
+
+/// Creates a rollout of `pods` pods at version 1 (and its budget), without waiting.
+async fn create_rollout(
+    client: &Client,
+    app: &str,
+    pods: u32,
+    extra_spec: Value,
+) -> anyhow::Result<()> {
+    create_pdb(client, app, json!(format!("{BUDGET_PERCENT}%"))).await?;
+    let mut spec = json!({
+        "percent": 100,
+        "rolloutIdentity": "release-1",
+        "progressDeadlineSeconds": 600,
+        "sts": {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": app},
+            "spec": {"replicas": pods, "serviceName": app, "podManagementPolicy": "Parallel",
+                     "selector": {"matchLabels": {"app": app}}, "template": template(app, 1)}}
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    let rollout: StatefulsetRollout = serde_json::from_value(json!({
+        "apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+        "metadata": {"name": app, "namespace": NAMESPACE},
+        "spec": spec
+    }))?;
+    Api::<StatefulsetRollout>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &rollout)
+        .await
+        .with_context(|| format!("failed to create the rollout {app}"))?;
+    Ok(())
+}
+
+async fn patch_rollout(client: &Client, app: &str, body: Value) -> anyhow::Result<i64> {
+    let r = Api::<StatefulsetRollout>::namespaced(client.clone(), NAMESPACE)
+        .patch(
+            app,
+            &PatchParams {
+                field_manager: Some("sroll-bench".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(body),
+        )
+        .await
+        .with_context(|| format!("failed to patch the rollout {app}"))?;
+    Ok(r.metadata.generation.unwrap_or_default())
+}
+
+/// The patch that releases `version` of `app`.
+fn release(app: &str, version: u32) -> Value {
+    json!({"spec": {"rolloutIdentity": format!("release-{version}"),
+        "sts": {"spec": {"template": template(app, version)}}}})
+}
+
+fn is_done(r: &StatefulsetRollout, generation: i64) -> bool {
+    r.status.as_ref().is_some_and(|s| {
+        s.phase == Some(Phase::Done) && s.observed_generation.unwrap_or(0) >= generation
+    })
+}
+
+/// Polls `check` every `every` until it returns `Some`, failing after `limit`.
+async fn poll<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("gave up after {} s waiting for {what}", limit.as_secs());
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits until the rollout `app` is done at `generation` or later.
+async fn wait_done(
+    client: &Client,
+    app: &str,
+    generation: i64,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let api = Api::<StatefulsetRollout>::namespaced(client.clone(), NAMESPACE);
+    let deadline = Instant::now() + limit;
+    loop {
+        let r = api.get(app).await.context("failed to read the rollout")?;
+        let s = r.status.clone().unwrap_or_default();
+        if s.phase == Some(Phase::Failed) {
+            bail!("the rollout {app} failed: {}", s.reason.unwrap_or_default());
+        }
+        if is_done(&r, generation) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "gave up after {} s waiting for the rollout {app} to be Done at generation {generation}: generation {:?}, observed {:?}, phase {:?}, {} of {:?} updated, reason {:?}",
+                limit.as_secs(),
+                r.metadata.generation,
+                s.observed_generation,
+                s.phase,
+                s.updated_replicas.unwrap_or(0),
+                s.replicas,
+                s.reason
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Generous limit for a rollout whose ideal time is `ideal` seconds.
+fn limit_for(ideal: f64) -> Duration {
+    Duration::from_secs_f64(120.0 + ideal * 20.0)
+}
+
+/// Measures one release of `app` (created at version 1 and done): the time from the patch to Done,
+/// and the operator's API counters and reconciles over that time.
+struct Measured {
+    seconds: f64,
+    api: env::ApiCounters,
+    reconciles: f64,
+}
+
+async fn measure_release(
+    env: &Env,
+    app: &str,
+    version: u32,
+    ideal: f64,
+) -> anyhow::Result<Measured> {
+    let api0 = env.api_counters().await?;
+    let rec0 = env.reconciles().await?;
+    let t0 = Instant::now();
+    let generation = patch_rollout(&env.client, app, release(app, version)).await?;
+    wait_done(&env.client, app, generation, limit_for(ideal)).await?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let api = env.api_counters().await?.since(&api0);
+    let reconciles = env.reconciles().await? - rec0;
+    Ok(Measured {
+        seconds,
+        api,
+        reconciles,
+    })
+}
+
+/// `writes_per_pod: VERB resource` entries: where the operator's writes go.
+fn write_profile(api: &env::ApiCounters, pods: u32) -> impl Iterator<Item = (String, f64)> + '_ {
+    let p = f64::from(pods.max(1));
+    api.writes_by_target
+        .iter()
+        .map(move |(k, v)| (format!("writes_per_pod: {k}"), v / p))
+}
+
+fn per_pod_metrics(m: &Measured, pods: u32) -> BTreeMap<String, f64> {
+    let p = f64::from(pods.max(1));
+    let mut out = BTreeMap::from([
+        ("api_requests_per_pod".into(), m.api.requests / p),
+        ("api_writes_per_pod".into(), m.api.writes / p),
+        ("event_writes_per_pod".into(), m.api.event_writes / p),
+        ("reconciles_per_pod".into(), m.reconciles / p),
+        ("evictions".into(), m.api.evictions),
+        ("evictions_throttled".into(), m.api.throttled),
+    ]);
+    out.extend(write_profile(&m.api, pods));
+    out
+}
+
+async fn start_env(sizes: &Sizes, kubelet: KubeletConfig) -> anyhow::Result<Env> {
+    Env::start(EnvConfig {
+        speed: sizes.speed,
+        nodes: sizes.nodes,
+        kubelet,
+        operator: OperatorMode::InProcess,
+        slack: None,
+    })
+    .await
+}
+
+/// Creates `app` at version 1 with `pods` pods and waits until it is done.
+async fn setup_rollout(env: &Env, app: &str, pods: u32, extra_spec: Value) -> anyhow::Result<()> {
+    create_rollout(&env.client, app, pods, extra_spec).await?;
+    wait_done(&env.client, app, 1, Duration::from_secs(600)).await
+}
+
+// ---- scenario 1 ---------------------------------------------------------------------------------
+
+async fn speed_uniform(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let pods = sizes.s1_pods;
+    let budget = budget_of(pods);
+    let cycle = Sizes::cycle(sizes.speed);
+    let ideal = model::uniform_ideal(pods as usize, budget as usize, cycle);
+    let basis =
+        format!("ideal ceil({pods}/{budget}) × {cycle:.2} s; PDB maxUnavailable {BUDGET_PERCENT}%");
+    let mut rows = Vec::new();
+    for strategy in ["Partitioned", "OnDelete"] {
+        let env = start_env(sizes, uniform_kubelet()).await?;
+        setup_rollout(&env, "web", pods, json!({"strategy": strategy})).await?;
+        let m = measure_release(&env, "web", 2, ideal).await?;
+        env.shutdown().await;
+        rows.push(Row::new(
+            1,
+            format!("sroll {strategy}"),
+            pods,
+            m.seconds,
+            ideal,
+            format!(
+                "{basis}; {:.2} API writes/pod, {:.2} reconciles/pod",
+                m.api.writes / f64::from(pods),
+                m.reconciles / f64::from(pods)
+            ),
+            per_pod_metrics(&m, pods),
+        ));
+    }
+    // Native maxUnavailable = the budget (the 1.35 beta field).
+    let env = start_env(sizes, uniform_kubelet()).await?;
+    let t = native_rollout(&env, "native", pods, budget, ideal).await?;
+    env.shutdown().await;
+    rows.push(Row::new(
+        1,
+        format!("native RollingUpdate maxUnavailable {budget}"),
+        pods,
+        t,
+        ideal,
+        basis.clone(),
+        BTreeMap::new(),
+    ));
+    // Native maxUnavailable 1 on fewer pods, extrapolated per pod.
+    let small = sizes.s1_native1_pods;
+    let env = start_env(sizes, uniform_kubelet()).await?;
+    let small_ideal = f64::from(small) * cycle;
+    let t = native_rollout(&env, "native1", small, 1, small_ideal).await?;
+    env.shutdown().await;
+    let per_pod = t / f64::from(small);
+    rows.push(Row::new(
+        1,
+        "native RollingUpdate maxUnavailable 1".into(),
+        pods,
+        per_pod * f64::from(pods),
+        ideal,
+        format!(
+            "EXTRAPOLATED: measured {small} pods in {t:.1} s ({per_pod:.2} s/pod) × {pods}; {basis}"
+        ),
+        BTreeMap::from([
+            ("measured_pods".into(), f64::from(small)),
+            ("measured_seconds".into(), t),
+        ]),
+    ));
+    Ok(rows)
+}
+
+/// A plain StatefulSet with `RollingUpdate` and `maxUnavailable`, created at version 1 and rolled to
+/// version 2 by the StatefulSet controller alone; returns the rollout time.
+async fn native_rollout(
+    env: &Env,
+    app: &str,
+    pods: u32,
+    max_unavailable: u32,
+    ideal: f64,
+) -> anyhow::Result<f64> {
+    let api: Api<StatefulSet> = Api::namespaced(env.client.clone(), NAMESPACE);
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": app, "namespace": NAMESPACE},
+        "spec": {"replicas": pods, "serviceName": app, "podManagementPolicy": "Parallel",
+                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable}},
+                 "selector": {"matchLabels": {"app": app}}, "template": template(app, 1)}
+    }))?;
+    api.create(&PostParams::default(), &sts)
+        .await
+        .context("failed to create the native StatefulSet")?;
+    let settled = |s: &StatefulSet, generation: i64| {
+        let st = s.status.clone().unwrap_or_default();
+        st.observed_generation.unwrap_or(0) >= generation
+            && st.updated_replicas.unwrap_or(0) == pods as i32
+            && st.ready_replicas.unwrap_or(0) == pods as i32
+            && st.update_revision.is_some()
+            && st.current_revision == st.update_revision
+    };
+    let wait = |generation: i64, limit: Duration| {
+        let api = api.clone();
+        async move {
+            poll(
+                "the native StatefulSet to settle",
+                limit,
+                Duration::from_millis(20),
+                || async {
+                    let s = api
+                        .get(app)
+                        .await
+                        .context("failed to read the StatefulSet")?;
+                    Ok(settled(&s, generation).then_some(()))
+                },
+            )
+            .await
+        }
+    };
+    wait(1, Duration::from_secs(600)).await?;
+    let t0 = Instant::now();
+    let s = api
+        .patch(
+            app,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": template(app, 2)}})),
+        )
+        .await
+        .context("failed to patch the native StatefulSet")?;
+    wait(s.metadata.generation.unwrap_or(2), limit_for(ideal)).await?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+// ---- scenario 2 ---------------------------------------------------------------------------------
+
+/// The cycle time (real seconds) of every pod of `app` at `version`, highest ordinal first (the
+/// operator's eviction order): the kubelet's shutdown delay plus the start delay it draws for the
+/// pod, exactly as the simulation does ([`KubeletConfig::start_delay_for`]).
+async fn pod_cycles(
+    client: &Client,
+    app: &str,
+    version: u32,
+    kubelet: &KubeletConfig,
+    speed: f64,
+) -> anyhow::Result<Vec<f64>> {
+    let list = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .context("failed to list the pods")?;
+    let img = image(version);
+    let mut timed: Vec<(u32, f64)> = list
+        .items
+        .iter()
+        .map(|p| {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let ordinal = name
+                .rsplit_once('-')
+                .and_then(|(_, o)| o.parse::<u32>().ok())
+                .unwrap_or(0);
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            let start = kubelet.start_delay_for(&img, &uid, 0).as_secs_f64();
+            (
+                ordinal,
+                (kubelet.shutdown_delay.as_secs_f64() + start) / speed,
+            )
+        })
+        .collect();
+    timed.sort_by_key(|t| std::cmp::Reverse(t.0));
+    Ok(timed.into_iter().map(|(_, c)| c).collect())
+}
+
+async fn speed_jittered(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let pods = sizes.s2_pods;
+    let budget = budget_of(pods);
+    let kubelet = jittered_kubelet();
+    let env = start_env(sizes, kubelet.clone()).await?;
+    setup_rollout(&env, "web", pods, json!({})).await?;
+    let rough = model::uniform_ideal(pods as usize, budget as usize, 3.0 / sizes.speed);
+    let m = measure_release(&env, "web", 2, rough).await?;
+    let cycles = pod_cycles(&env.client, "web", 2, &kubelet, sizes.speed).await?;
+    env.shutdown().await;
+    if cycles.len() != pods as usize {
+        bail!("expected {pods} pods at version 2, found {}", cycles.len());
+    }
+    let streaming = model::streaming_ideal(&cycles, budget as usize, 0.0);
+    let waves = model::waves(&cycles, budget as usize, 0.0);
+    let timing = format!(
+        "pod cycle uniform in [{:.2}, {:.2}] s; per-pod timings recomputed from the kubelet's draws",
+        (STOP_SECS + JITTER_START.0) / sizes.speed,
+        (STOP_SECS + JITTER_START.1) / sizes.speed
+    );
+    Ok(vec![
+        Row::new(
+            2,
+            "sroll streaming (measured)".into(),
+            pods,
+            m.seconds,
+            streaming,
+            format!(
+                "ideal = streaming schedule of the same pods with budget {budget}; {timing}; {} than waves",
+                if m.seconds < waves { "FASTER" } else { "SLOWER" }
+            ),
+            per_pod_metrics(&m, pods),
+        ),
+        Row::new(
+            2,
+            format!("waves of {budget} (computed)"),
+            pods,
+            waves,
+            streaming,
+            "evict a batch, wait for its slowest pod; simulated on the same per-pod timings with zero overhead".into(),
+            BTreeMap::from([("waves".into(), f64::from(pods.div_ceil(budget)))]),
+        ),
+    ])
+}
+
+// ---- scenario 3 ---------------------------------------------------------------------------------
+
+async fn pacing(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let pods = sizes.s3_pods;
+    let budget = budget_of(pods);
+    let interval = sizes.s3_interval;
+    let cycle = Sizes::cycle(sizes.speed);
+    let ideal = model::streaming_ideal(
+        &vec![cycle; pods as usize],
+        budget as usize,
+        interval as f64,
+    );
+    let env = start_env(sizes, uniform_kubelet()).await?;
+    setup_rollout(
+        &env,
+        "web",
+        pods,
+        json!({"minPodEvictionIntervalSeconds": interval}),
+    )
+    .await?;
+    let m = measure_release(&env, "web", 2, ideal).await?;
+    env.shutdown().await;
+    Ok(vec![Row::new(
+        3,
+        format!("sroll, minPodEvictionIntervalSeconds {interval}"),
+        pods,
+        m.seconds,
+        ideal,
+        format!(
+            "ideal: evictions {interval} s apart within budget {budget}, pod cycle {cycle:.2} s, last pod back"
+        ),
+        per_pod_metrics(&m, pods),
+    )])
+}
+
+// ---- scenario 4 ---------------------------------------------------------------------------------
+
+async fn pause_reaction(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let pods = sizes.s4_pods;
+    let env = start_env(sizes, jittered_kubelet()).await?;
+    setup_rollout(&env, "web", pods, json!({})).await?;
+    let api = Api::<StatefulsetRollout>::namespaced(env.client.clone(), NAMESPACE);
+    let mut version = 1;
+    let mut reactions = Vec::new();
+    let mut after_pause = 0u64;
+    let quiet =
+        Duration::from_secs_f64((2.0 * (STOP_SECS + JITTER_START.1) / sizes.speed).max(1.0));
+    while reactions.len() < sizes.s4_trials {
+        // A rollout in progress: start the next release when the last one is done.
+        let r = api.get("web").await?;
+        let status = r.status.clone().unwrap_or_default();
+        let remaining = status.replicas.unwrap_or(0) - status.updated_replicas.unwrap_or(0);
+        if status.phase == Some(Phase::Done) || remaining < budget_of(pods) as i32 {
+            if status.phase != Some(Phase::Done) {
+                wait_done(
+                    &env.client,
+                    "web",
+                    r.metadata.generation.unwrap_or(0),
+                    Duration::from_secs(300),
+                )
+                .await?;
+            }
+            version += 1;
+            patch_rollout(&env.client, "web", release("web", version)).await?;
+        }
+        // Pause right after an eviction, when the operator is busiest.
+        let seen = env.evictions.count();
+        poll(
+            "an eviction",
+            Duration::from_secs(120),
+            Duration::from_millis(1),
+            || async { Ok((env.evictions.count() > seen).then_some(())) },
+        )
+        .await?;
+        let before = env.evictions.count();
+        let written = Instant::now();
+        patch_rollout(
+            &env.client,
+            "web",
+            json!({"spec": {"pauseRequested": true}}),
+        )
+        .await?;
+        poll(
+            "the rollout to report Paused",
+            Duration::from_secs(60),
+            Duration::from_millis(10),
+            || async {
+                let r = api.get("web").await?;
+                Ok((r.status.and_then(|s| s.phase) == Some(Phase::Paused)).then_some(()))
+            },
+        )
+        .await?;
+        tokio::time::sleep(quiet).await;
+        let reaction = match env.evictions.last() {
+            Some(last) if last > written => (last - written).as_secs_f64(),
+            _ => 0.0,
+        };
+        after_pause += env.evictions.count() - before;
+        reactions.push(reaction);
+        patch_rollout(
+            &env.client,
+            "web",
+            json!({"spec": {"pauseRequested": false}}),
+        )
+        .await?;
+    }
+    env.shutdown().await;
+    let p50 = model::quantile(&reactions, 0.5);
+    let p99 = model::quantile(&reactions, 0.99);
+    let max = reactions.iter().copied().fold(0.0, f64::max);
+    let notes = format!(
+        "{} trials, each paused right after an eviction; {after_pause} evictions landed after the pause was written; max {max:.3} s; ideal column = the target",
+        reactions.len()
+    );
+    let extra = BTreeMap::from([
+        ("trials".into(), reactions.len() as f64),
+        ("evictions_after_pause".into(), after_pause as f64),
+        ("max_seconds".into(), max),
+    ]);
+    Ok(vec![
+        Row::new(
+            4,
+            "pause → last eviction, p50".into(),
+            pods,
+            p50,
+            0.5,
+            notes.clone(),
+            extra.clone(),
+        ),
+        Row::new(
+            4,
+            "pause → last eviction, p99".into(),
+            pods,
+            p99,
+            0.5,
+            notes,
+            extra,
+        ),
+    ])
+}
+
+// ---- scenario 5 ---------------------------------------------------------------------------------
+
+async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+    let (sets, pods) = (sizes.s5_sets, sizes.s5_pods);
+    let total = sets * pods;
+    let budget = budget_of(pods);
+    let cycle = Sizes::cycle(sizes.s5_speed);
+    let ideal = model::uniform_ideal(pods as usize, budget as usize, cycle);
+    let env = Env::start(EnvConfig {
+        speed: sizes.s5_speed,
+        nodes: (total as usize / 5000).max(sizes.nodes),
+        kubelet: uniform_kubelet(),
+        operator: OperatorMode::Subprocess(exe.to_path_buf()),
+        slack: None,
+    })
+    .await?;
+    let names: Vec<String> = (0..sets).map(|i| format!("set{i:03}")).collect();
+    let setup = Instant::now();
+    for name in &names {
+        create_rollout(&env.client, name, pods, json!({})).await?;
+    }
+    let api = Api::<StatefulsetRollout>::namespaced(env.client.clone(), NAMESPACE);
+    let all_done = |generation: i64| {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await?;
+            Ok::<_, anyhow::Error>(
+                list.items
+                    .iter()
+                    .filter(|r| is_done(r, generation))
+                    .filter_map(|r| r.metadata.name.clone())
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    poll(
+        "every set to be created",
+        Duration::from_secs(1800),
+        Duration::from_millis(500),
+        || async { Ok((all_done(1).await?.len() == names.len()).then_some(())) },
+    )
+    .await?;
+    let setup_seconds = setup.elapsed().as_secs_f64();
+    let before = env.operator_process();
+    let api0 = env.api_counters().await?;
+    let rec0 = env.reconciles().await?;
+    let t0 = Instant::now();
+    for name in &names {
+        patch_rollout(&env.client, name, release(name, 2)).await?;
+    }
+    let mut finished: BTreeMap<String, f64> = BTreeMap::new();
+    let deadline = Instant::now() + limit_for(ideal * f64::from(sets));
+    while finished.len() < names.len() {
+        if Instant::now() > deadline {
+            bail!(
+                "gave up waiting for every set to be rolled: {} of {} done",
+                finished.len(),
+                names.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = t0.elapsed().as_secs_f64();
+        for name in all_done(2).await? {
+            finished.entry(name).or_insert(now);
+        }
+    }
+    let seconds = finished.values().copied().fold(0.0, f64::max);
+    let mean = finished.values().sum::<f64>() / finished.len().max(1) as f64;
+    let api = env.api_counters().await?.since(&api0);
+    let reconciles = env.reconciles().await? - rec0;
+    let after = env.operator_process();
+    env.shutdown().await;
+    let (Some(before), Some(after)) = (before, after) else {
+        bail!("failed to read the operator process's /proc entries");
+    };
+    let p = f64::from(total);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let cpu = after.cpu_seconds - before.cpu_seconds;
+    let mut metrics = BTreeMap::from([
+        ("statefulsets".into(), f64::from(sets)),
+        ("pods_per_set".into(), f64::from(pods)),
+        ("operator_peak_rss_mib".into(), mib(after.peak_rss)),
+        ("operator_rss_mib_at_end".into(), mib(after.rss)),
+        ("operator_cpu_seconds_rollout".into(), cpu),
+        ("operator_cpu_seconds_total".into(), after.cpu_seconds),
+        ("api_requests_per_pod".into(), api.requests / p),
+        ("api_writes_per_pod".into(), api.writes / p),
+        (
+            "api_writes_per_pod_without_events".into(),
+            (api.writes - api.event_writes) / p,
+        ),
+        ("reconciles_per_pod".into(), reconciles / p),
+        ("mean_set_seconds".into(), mean),
+        ("setup_seconds".into(), setup_seconds),
+    ]);
+    metrics.extend(write_profile(&api, total));
+    Ok(vec![Row::new(
+        5,
+        format!("{sets} sets × {pods} pods at once (operator subprocess)"),
+        total,
+        seconds,
+        ideal,
+        format!(
+            "slowest set; peak RSS {:.1} MiB, {cpu:.1} CPU s, {:.2} API req/pod, {:.2} writes/pod ({:.2} without Events), {:.2} reconciles/pod; speed ×{}",
+            mib(after.peak_rss),
+            api.requests / p,
+            api.writes / p,
+            (api.writes - api.event_writes) / p,
+            reconciles / p,
+            sizes.s5_speed
+        ),
+        metrics,
+    )])
+}
+
+// ---- scenario 6 ---------------------------------------------------------------------------------
+
+async fn notifications(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let pods = sizes.s6_pods;
+    let budget = budget_of(pods);
+    let cycle = Sizes::cycle(sizes.speed);
+    let ideal = model::uniform_ideal(pods as usize, budget as usize, cycle);
+    let fake = slack::FakeSlack::start().await?;
+    let env = Env::start(EnvConfig {
+        speed: sizes.speed,
+        nodes: sizes.nodes,
+        kubelet: uniform_kubelet(),
+        operator: OperatorMode::InProcess,
+        slack: Some(env::SlackTarget {
+            api_url: fake.api_url(),
+            token: SecretLocation {
+                namespace: NAMESPACE.into(),
+                name: "slack".into(),
+                key: "token".into(),
+            },
+        }),
+    })
+    .await?;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "slack", "namespace": NAMESPACE},
+        "stringData": {"token": slack::TOKEN}
+    }))?;
+    Api::<Secret>::namespaced(env.client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await
+        .context("failed to create the Slack token Secret")?;
+    setup_rollout(&env, "web", pods, json!({"channel": "#deploys"})).await?;
+    // Let the creation's final message update land before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (posts0, updates0) = fake.counts();
+    let m = measure_release(&env, "web", 2, ideal).await?;
+    // The final update follows the Done status write; give it a moment.
+    let settle = Instant::now();
+    let mut counts = fake.counts();
+    while settle.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        counts = fake.counts();
+    }
+    env.shutdown().await;
+    fake.stop();
+    let (posts, updates) = (counts.0 - posts0, counts.1 - updates0);
+    let per_1000 = 1000.0 / f64::from(pods);
+    Ok(vec![Row::new(
+        6,
+        "sroll with Slack".into(),
+        pods,
+        m.seconds,
+        ideal,
+        format!(
+            "{posts} message(s) posted, {updates} update(s) for this {pods}-pod rollout ({:.1} messages + {:.1} updates per 1,000 pods)",
+            posts as f64 * per_1000,
+            updates as f64 * per_1000
+        ),
+        BTreeMap::from([
+            ("slack_posts".into(), posts as f64),
+            ("slack_updates".into(), updates as f64),
+            (
+                "slack_calls_per_1000_pods".into(),
+                (posts + updates) as f64 * per_1000,
+            ),
+        ]),
+    )])
+}

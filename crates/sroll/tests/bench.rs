@@ -1,0 +1,93 @@
+//! `sroll bench --quick`: CI's smoke test of the benchmark. It runs every scenario in its reduced
+//! form and checks the JSON report is complete and well-formed; it asserts nothing about speed.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn number(row: &Value, field: &str) -> f64 {
+    row[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} is not a number in {row}"))
+}
+
+#[test]
+fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
+    let dir = std::env::temp_dir().join(format!("sroll-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sroll"))
+        .args(["bench", "--quick", "--json"])
+        .arg(&json)
+        .output()
+        .expect("sroll bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON file"))
+            .expect("JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(report["quick"], true);
+    assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1));
+    let rows = report["rows"].as_array().expect("rows");
+    for scenario in 1..=6u64 {
+        let of: Vec<&Value> = rows
+            .iter()
+            .filter(|r| r["scenario"].as_u64() == Some(scenario))
+            .collect();
+        assert!(
+            !of.is_empty(),
+            "scenario {scenario} is missing from {report}"
+        );
+        for row in of {
+            let measured = number(row, "measured_seconds");
+            let ideal = number(row, "ideal_seconds");
+            assert!(ideal.is_finite() && ideal > 0.0, "ideal in {row}");
+            assert!(measured.is_finite(), "measured in {row}");
+            // A pause can take effect before any further eviction: 0 is a valid reaction time.
+            if scenario == 4 {
+                assert!(measured >= 0.0, "measured in {row}");
+            } else {
+                assert!(measured > 0.0, "measured in {row}");
+            }
+            assert!(row["pods"].as_u64().is_some_and(|p| p > 0), "pods in {row}");
+            assert!(number(row, "ratio").is_finite(), "ratio in {row}");
+        }
+    }
+    // The native maxUnavailable 1 line is extrapolated, and says so.
+    assert!(
+        rows.iter().any(|r| r["variant"]
+            .as_str()
+            .is_some_and(|v| v.contains("maxUnavailable 1"))
+            && r["notes"]
+                .as_str()
+                .is_some_and(|n| n.contains("EXTRAPOLATED"))),
+        "{report}"
+    );
+    // Scenario 5 measured the operator child process and kubesim's request counters.
+    let scale = rows
+        .iter()
+        .find(|r| r["scenario"].as_u64() == Some(5))
+        .expect("scenario 5");
+    assert!(
+        number(&scale["metrics"], "operator_peak_rss_mib") > 0.0,
+        "{scale}"
+    );
+    assert!(
+        number(&scale["metrics"], "api_writes_per_pod") > 0.0,
+        "{scale}"
+    );
+    // Scenario 6 saw the Slack message.
+    let slack = rows
+        .iter()
+        .find(|r| r["scenario"].as_u64() == Some(6))
+        .expect("scenario 6");
+    assert!(number(&slack["metrics"], "slack_posts") >= 1.0, "{slack}");
+    // The table and the targets were printed.
+    assert!(
+        stdout.contains("MEASURED") && stdout.contains("Targets:"),
+        "{stdout}"
+    );
+}
