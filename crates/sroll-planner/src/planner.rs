@@ -141,6 +141,13 @@ impl<'a> Planner<'a> {
         status.paused = Some(rollout.spec.paused());
         if new_generation {
             status.deleted = None;
+            // The previous generation's progress says nothing about this one: until the rollout
+            // proper measures it, a status for the new generation must not claim it (a client
+            // reading `observedGeneration == generation && percentDeployed == 100` would think
+            // a template change it just made was already deployed).
+            status.percent_deployed = None;
+            status.updated_replicas = None;
+            status.target_updated_replicas = None;
         }
         Planner {
             obs,

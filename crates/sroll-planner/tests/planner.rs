@@ -703,3 +703,30 @@ fn condition_transition_times_only_move_when_the_status_changes() {
         );
     }
 }
+
+/// Found by the chaos checker (status going backwards): the first status of a new generation
+/// carried the previous generation's `percentDeployed: 100` while the new template was only being
+/// applied, then dropped to 0 at the same `observedGeneration`.
+#[test]
+fn a_new_generation_does_not_inherit_the_previous_generations_progress() {
+    let r = Rollout::test()
+        .image("registry.example.com/app:v3")
+        .status(|s| {
+            s.phase = Some(Phase::Done);
+            s.percent_deployed = Some(100);
+            s.updated_replicas = Some(10);
+            s.target_updated_replicas = Some(10);
+        })
+        .generation(2);
+    let w = World::of(&r)
+        .partition(0)
+        .set(|l| l.template_hash = Some("old".into()));
+    let w = w.set(|l| l.spec_hash = Some("old".into()));
+    let p = plan(&w.observed());
+    assert!(matches!(p.action, Action::Apply { .. }), "{:?}", p.action);
+    assert_eq!(p.status.observed_generation, Some(2));
+    assert_eq!(p.status.phase, Some(Phase::Pending));
+    assert_eq!(p.status.percent_deployed, None);
+    assert_eq!(p.status.updated_replicas, None);
+    assert_eq!(p.status.target_updated_replicas, None);
+}

@@ -12,10 +12,28 @@
 //!
 //! Partitions are judged at the end of the run against everything observed, so the order in which
 //! the pod and StatefulSet watch streams deliver events cannot cause a false alarm.
+//!
+//! It also records
+//!
+//! (c) status going backwards without a spec change: a rollout's `percentDeployed` dropping, or a
+//!     terminal phase (`RolloutDone`, `RolloutFailed`) turning into another phase, while
+//!     `status.observedGeneration` stays the same (its own watch on StatefulsetRollouts). Drops while the
+//!     scenario disturbs pods itself ([`Checker::suspend_availability`], pods declared
+//!     [`Checker::external`]) are the truth being reported, not a regression, and are not judged;
+//! (d) duplicated side effects: the scenario's fake receivers call [`Checker::callback_delivered`]
+//!     and [`Checker::slack_posted`]; a second delivery of the same key is a violation;
+//! (e) the operator panicking or exiting on its own: [`Checker::watch_operator`] follows an
+//!     in-process operator (an exit the harness did not ask for is recorded), and a process-wide
+//!     panic hook records every panic raised outside the test code (`tests/`), including panics in
+//!     tasks the operator spawned, which tokio would otherwise swallow.
+//!
+//! Unavailability caused by the scenario itself (a failed node, pods it kills) can be excluded with
+//! [`Checker::external`]: such pods do not count against the budget until they are Ready again,
+//! so what remains is the unavailability attributable to the operator.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Once},
 };
 
 use futures::StreamExt;
@@ -24,6 +42,51 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
+use sroll_api::{Phase, StatefulsetRollout};
+
+/// Panics raised anywhere in this test process outside the test code (see [`install_panic_hook`]).
+static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static HOOK: Once = Once::new();
+
+/// Installs (once per process) a panic hook that records every panic whose location is not in a
+/// `tests/` file, then runs the previous hook (so test failures still print as usual).
+pub fn install_panic_hook() {
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let in_tests = location.contains("/tests/") || location.starts_with("tests/");
+            if !in_tests {
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let thread = std::thread::current().name().unwrap_or("?").to_owned();
+                if let Ok(mut p) = PANICS.lock() {
+                    p.push(format!("panic at {location} on thread {thread}: {message}"));
+                }
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// The record of one in-process operator's end: filled by the harness's wrapper around
+/// `Operator::run` when the operator returns or panics without having been asked to stop.
+pub type ExitLog = Arc<Mutex<Vec<String>>>;
+
+/// A rollout's status as last seen (for the regression check).
+#[derive(Debug, Clone)]
+struct RolloutSeen {
+    generation: Option<i64>,
+    percent: Option<i32>,
+    phase: Option<Phase>,
+}
 
 /// One pod that changed revision between two incarnations.
 #[derive(Clone, Debug)]
@@ -68,7 +131,21 @@ struct State {
     max_unavailable: HashMap<String, usize>,
     budget: HashMap<String, usize>,
     suspended: bool,
+    /// Pods disrupted by the scenario itself, until Ready again.
+    external: BTreeSet<String>,
+    rollouts: HashMap<String, RolloutSeen>,
+    regressions: Vec<String>,
+    /// Status updates of rollouts seen (for reports).
+    rollout_updates: usize,
+    deliveries: BTreeMap<String, usize>,
+    duplicates: Vec<String>,
+    exit_logs: Vec<ExitLog>,
+    /// When the last scenario-made disturbance ended (status lags the pods by a reconcile).
+    calm_since: Option<std::time::Instant>,
 }
+
+/// How long after a disturbance ends status drops are still its echo.
+const ECHO: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Handle to a running checker.
 #[derive(Clone)]
@@ -90,6 +167,39 @@ pub struct Report {
     pub max_unavailable: HashMap<String, usize>,
     /// Every revision move seen.
     pub moves: Vec<Move>,
+    /// Status going backwards without a spec change (c).
+    pub regressions: Vec<String>,
+    /// Callbacks or Slack messages delivered more than once (d).
+    pub duplicates: Vec<String>,
+    /// Operators that exited or panicked on their own (e).
+    pub exits: Vec<String>,
+    /// Panics outside the test code anywhere in the process (e).
+    pub panics: Vec<String>,
+    /// Rollout status updates the checker saw.
+    pub rollout_updates: usize,
+}
+
+impl Report {
+    /// Everything the checker judges a failure, as one list (empty for a clean run).
+    pub fn problems(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .violations
+            .iter()
+            .map(|v| format!("budget: {v}"))
+            .collect();
+        all.extend(self.leaks.iter().map(|m| format!("leak: {m:?}")));
+        all.extend(self.regressions.iter().map(|r| format!("regression: {r}")));
+        all.extend(self.duplicates.iter().map(|d| format!("duplicate: {d}")));
+        all.extend(self.exits.iter().map(|e| format!("exit: {e}")));
+        all.extend(self.panics.iter().map(|p| format!("panic: {p}")));
+        all
+    }
+
+    /// Fails the test on any problem.
+    pub fn assert_clean(&self) {
+        let problems = self.problems();
+        assert!(problems.is_empty(), "the checker found: {problems:#?}");
+    }
 }
 
 fn set_of(pod: &Pod) -> Option<String> {
@@ -172,6 +282,9 @@ impl State {
             entry.revision = revision;
             entry.ready = is_ready(pod);
             entry.terminating = pod.metadata.deletion_timestamp.is_some();
+            if entry.ready && !entry.terminating && self.external.remove(&name) {
+                self.calm_since = Some(std::time::Instant::now());
+            }
         }
         self.check(&set);
     }
@@ -191,8 +304,18 @@ impl State {
                     && !p.terminating
             })
             .count();
+        let external = self
+            .pods
+            .iter()
+            .filter(|(n, p)| {
+                n.strip_prefix(&prefix)
+                    .is_some_and(|o| o.bytes().all(|b| b.is_ascii_digit()))
+                    && !(p.ready && !p.terminating)
+                    && self.external.contains(*n)
+            })
+            .count();
         let replicas = usize::try_from(s.replicas.max(0)).unwrap_or(0);
-        let unavailable = replicas.saturating_sub(ready);
+        let unavailable = replicas.saturating_sub(ready).saturating_sub(external);
         if unavailable == 0 {
             s.armed = true;
         }
@@ -211,10 +334,67 @@ impl State {
     }
 }
 
+impl State {
+    fn on_rollout(&mut self, r: &StatefulsetRollout) {
+        self.rollout_updates += 1;
+        let name = r.name_any();
+        let status = r.status.clone().unwrap_or_default();
+        // Judged per observed generation: a spec change shows up first as a new
+        // `metadata.generation` with the old status, then as a status for the new generation.
+        let now = RolloutSeen {
+            generation: status.observed_generation,
+            percent: status.percent_deployed,
+            phase: status.phase,
+        };
+        let disturbed = self.suspended
+            || !self.external.is_empty()
+            || self.calm_since.is_some_and(|t| t.elapsed() < ECHO);
+        if let Some(before) = self.rollouts.get(&name)
+            && before.generation == now.generation
+            && now.generation.is_some()
+        {
+            if let (Some(b), Some(n)) = (before.percent, now.percent)
+                && n < b
+                && !disturbed
+            {
+                self.regressions.push(format!(
+                    "{name}: percentDeployed {b} -> {n} at observed generation {:?}",
+                    now.generation
+                ));
+            }
+            if let Some(b) = &before.phase
+                && b.is_terminal()
+                && now.phase.as_ref() != Some(b)
+                && !disturbed
+            {
+                self.regressions.push(format!(
+                    "{name}: phase {b} -> {:?} at observed generation {:?}",
+                    now.phase, now.generation
+                ));
+            }
+        }
+        self.rollouts.insert(name, now);
+    }
+
+    fn delivered(&mut self, key: String) {
+        let n = self.deliveries.entry(key.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            self.duplicates.push(format!("{key} delivered {n} times"));
+        }
+    }
+}
+
 impl Checker {
     /// Starts watching `namespace`.
     pub fn start(client: Client, namespace: &str) -> Self {
+        install_panic_hook();
         let state = Arc::new(Mutex::new(State::default()));
+        let rollouts = watcher(
+            Api::<StatefulsetRollout>::namespaced(client.clone(), namespace),
+            watcher::Config::default(),
+        )
+        .default_backoff();
         let pods = watcher(
             Api::<Pod>::namespaced(client.clone(), namespace),
             watcher::Config::default(),
@@ -230,9 +410,15 @@ impl Checker {
             enum Ev {
                 Pod(watcher::Event<Pod>),
                 Set(watcher::Event<StatefulSet>),
+                Rollout(watcher::Event<StatefulsetRollout>),
             }
-            let merged =
-                futures::stream::select(pods.map(|e| e.map(Ev::Pod)), sets.map(|e| e.map(Ev::Set)));
+            let merged = futures::stream::select(
+                futures::stream::select(
+                    pods.map(|e| e.map(Ev::Pod)),
+                    sets.map(|e| e.map(Ev::Set)),
+                ),
+                rollouts.map(|e| e.map(Ev::Rollout)),
+            );
             futures::pin_mut!(merged);
             while let Some(ev) = merged.next().await {
                 let Ok(ev) = ev else { continue };
@@ -247,6 +433,12 @@ impl Checker {
                         s.on_pod(&p, false)
                     }
                     Ev::Pod(watcher::Event::Delete(p)) => s.on_pod(&p, true),
+                    Ev::Rollout(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) => {
+                        s.on_rollout(&r)
+                    }
+                    Ev::Rollout(watcher::Event::Delete(r)) => {
+                        s.rollouts.remove(&r.name_any());
+                    }
                     _ => {}
                 }
             }
@@ -273,7 +465,9 @@ impl Checker {
 
     /// Judges availability again.
     pub fn resume_availability(&self) {
-        self.state.lock().expect("checker state").suspended = false;
+        let mut s = self.state.lock().expect("checker state");
+        s.suspended = false;
+        s.calm_since = Some(std::time::Instant::now());
     }
 
     /// The highest unavailability seen for `set` so far.
@@ -285,6 +479,74 @@ impl Checker {
             .get(set)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Declares pods the scenario itself disrupts (a failed node, a chaos kill): until each is
+    /// Ready again they do not count against the budget, and status drops are not judged.
+    pub fn external<'a>(&self, pods: impl IntoIterator<Item = &'a str>) {
+        let mut s = self.state.lock().expect("checker state");
+        s.external.extend(pods.into_iter().map(str::to_owned));
+    }
+
+    /// Pods currently declared external and not yet Ready again.
+    pub fn external_pending(&self) -> usize {
+        self.state.lock().expect("checker state").external.len()
+    }
+
+    /// A fake callback receiver reports a delivery it acknowledged (2xx): a second delivery of
+    /// the same `(stage_id, outcome)` is a violation.
+    pub fn callback_delivered(&self, stage_id: &str, outcome: &str) {
+        self.state
+            .lock()
+            .expect("checker state")
+            .delivered(format!("callback ({stage_id}, {outcome})"));
+    }
+
+    /// A fake Slack reports a new message (`chat.postMessage`), keyed by what makes it unique
+    /// (e.g. the rollout and its identity): a second message with the same key is a violation.
+    pub fn slack_posted(&self, key: &str) {
+        self.state
+            .lock()
+            .expect("checker state")
+            .delivered(format!("slack message {key}"));
+    }
+
+    /// How many times `key` was delivered (`callback (stage, outcome)` or `slack message key`).
+    pub fn deliveries(&self, key: &str) -> usize {
+        self.state
+            .lock()
+            .expect("checker state")
+            .deliveries
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every revision move seen so far (the run continues).
+    pub fn moves_so_far(&self) -> Vec<Move> {
+        self.state.lock().expect("checker state").moves.clone()
+    }
+
+    /// Follows an in-process operator: an exit or panic it was not asked for is a violation.
+    pub fn watch_operator(&self, exits: &ExitLog) {
+        self.state
+            .lock()
+            .expect("checker state")
+            .exit_logs
+            .push(exits.clone());
+    }
+
+    /// Budget violations, regressions, duplicates, exits and panics so far (the run continues).
+    pub fn problems_so_far(&self) -> Vec<String> {
+        let s = self.state.lock().expect("checker state");
+        let mut all: Vec<String> = s.violations.clone();
+        all.extend(s.regressions.iter().cloned());
+        all.extend(s.duplicates.iter().cloned());
+        for log in &s.exit_logs {
+            all.extend(log.lock().map(|l| l.clone()).unwrap_or_default());
+        }
+        all.extend(PANICS.lock().map(|p| p.clone()).unwrap_or_default());
+        all
     }
 
     /// Stops watching and judges the run.
@@ -311,12 +573,22 @@ impl Checker {
                 leaks.push(m.clone());
             }
         }
+        let exits = s
+            .exit_logs
+            .iter()
+            .flat_map(|log| log.lock().map(|l| l.clone()).unwrap_or_default())
+            .collect();
         Report {
             violations: s.violations.clone(),
             leaks,
             drift,
             max_unavailable: s.max_unavailable.clone(),
             moves: s.moves.clone(),
+            regressions: s.regressions.clone(),
+            duplicates: s.duplicates.clone(),
+            exits,
+            panics: PANICS.lock().map(|p| p.clone()).unwrap_or_default(),
+            rollout_updates: s.rollout_updates,
         }
     }
 }

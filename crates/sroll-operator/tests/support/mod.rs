@@ -56,26 +56,56 @@ pub struct RunningOperator {
     task: JoinHandle<sroll_operator::Result<()>>,
     /// Its metrics.
     pub metrics: Arc<Metrics>,
+    /// Set when the harness asks it to stop (so its return is not "exiting on its own").
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Exits and panics it was not asked for (see [`Checker::watch_operator`]).
+    pub exits: checker::ExitLog,
 }
 
 impl RunningOperator {
     /// Starts an operator with `settings` over `client`.
     pub fn start(client: Client, settings: Settings) -> Self {
+        use futures::FutureExt;
+        let instance = settings.instance.clone();
         let op = Operator::new(client, settings);
         let metrics = op.metrics();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(op.run(async move {
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let exits = checker::ExitLog::default();
+        let (asked, log) = (stopping.clone(), exits.clone());
+        let run = std::panic::AssertUnwindSafe(op.run(async move {
             let _ = rx.await;
         }));
+        let task = tokio::spawn(async move {
+            let result = run.catch_unwind().await;
+            let unasked = !asked.load(Ordering::SeqCst);
+            match result {
+                Ok(result) => {
+                    if unasked && let Ok(mut l) = log.lock() {
+                        l.push(format!("operator {instance} exited on its own: {result:?}"));
+                    }
+                    result
+                }
+                Err(panic) => {
+                    if let Ok(mut l) = log.lock() {
+                        l.push(format!("operator {instance} panicked"));
+                    }
+                    std::panic::resume_unwind(panic)
+                }
+            }
+        });
         Self {
             stop: Some(tx),
             task,
             metrics,
+            stopping,
+            exits,
         }
     }
 
     /// SIGTERM-like: finish the reconcile in flight, release the lease, return its result.
     pub async fn stop(mut self) -> sroll_operator::Result<()> {
+        self.stopping.store(true, Ordering::SeqCst);
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -111,13 +141,22 @@ pub struct Env {
     pub checker: Checker,
 }
 
-/// Starts a kubesim cluster at [`SPEED`] and returns it with a client.
-async fn start_cluster() -> (kubesim::cluster::Handle, Client) {
-    let config = kubesim::cluster::ClusterConfig {
+/// The cluster configuration of every scenario: simulation on, at [`SPEED`].
+pub fn cluster_config() -> kubesim::cluster::ClusterConfig {
+    kubesim::cluster::ClusterConfig {
         speed: SPEED,
         simulate: true,
         ..kubesim::cluster::ClusterConfig::default()
-    };
+    }
+}
+
+/// Starts a kubesim cluster at [`SPEED`] and returns it with a client.
+async fn start_cluster() -> (kubesim::cluster::Handle, Client) {
+    start_cluster_with(cluster_config()).await
+}
+
+/// Starts a kubesim cluster with `config` and returns it with a client.
+async fn start_cluster_with(config: kubesim::cluster::ClusterConfig) -> (kubesim::cluster::Handle, Client) {
     let handle = kubesim::cluster::Cluster::start(config)
         .await
         .expect("kubesim starts");
@@ -135,7 +174,13 @@ impl Env {
 
     /// The same, without starting the operator.
     pub async fn without_operator() -> Self {
-        let (cluster, client) = start_cluster().await;
+        Self::without_operator_on(cluster_config()).await
+    }
+
+    /// A cluster started with `config` (e.g. more nodes), the CRD, a namespace and the checker;
+    /// no operator.
+    pub async fn without_operator_on(config: kubesim::cluster::ClusterConfig) -> Self {
+        let (cluster, client) = start_cluster_with(config).await;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in sroll_api::crd::crds() {
             crds.create(&PostParams::default(), &crd)
@@ -184,10 +229,12 @@ impl Env {
         }
     }
 
-    /// Starts the operator (in-process, over HTTP).
+    /// Starts the operator (in-process, over HTTP), followed by the checker.
     pub fn start_operator(&mut self) {
         assert!(self.operator.is_none(), "the operator is already running");
-        self.operator = Some(RunningOperator::start(self.client.clone(), self.settings()));
+        let op = RunningOperator::start(self.client.clone(), self.settings());
+        self.checker.watch_operator(&op.exits);
+        self.operator = Some(op);
     }
 
     /// Stops the operator gracefully.
@@ -368,7 +415,8 @@ impl Env {
             .await;
     }
 
-    /// Stops the operator, then judges the run: fails on any budget violation or version leak.
+    /// Stops the operator, then judges the run: fails on any budget violation, version leak,
+    /// status regression, duplicated delivery, operator exit or panic.
     pub async fn finish(mut self, partitioned: bool) -> checker::Report {
         self.stop_operator().await;
         let report = self.checker.report(partitioned);
@@ -382,6 +430,7 @@ impl Env {
             "pods moved to a revision the rollout did not choose: {:#?}",
             report.leaks
         );
+        report.assert_clean();
         report
     }
 }

@@ -1,0 +1,1408 @@
+//! Chaos scenarios (issue 10): the real operator on kubesim while things go wrong — the operator
+//! killed at random moments, API faults, pod churn under a paused partial rollout, a failed node,
+//! a leader killed mid-rollout, hostile input. Every run is watched by the invariant checker
+//! (`support/checker.rs`: budget, version leaks, status regressions, duplicated callbacks and Slack
+//! messages, operator exits and panics).
+//!
+//! Each scenario has a short version that runs in CI and a long version behind
+//! `#[ignore]`: `cargo nextest run -p sroll-operator --test chaos --run-ignored only`.
+//! The figures the long versions printed are in RELIABILITY.md.
+//!
+//! "Killing" the operator here aborts its in-process task: every future, connection, watch and
+//! timer it owns is dropped at whatever await point it had reached, as a SIGKILL would, but the
+//! process (and so the test) survives.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{Json, Router, extract::State, routing::post};
+use k8s_openapi::{
+    ByteString,
+    api::{
+        coordination::v1::Lease,
+        core::v1::{Pod, Secret},
+        policy::v1::PodDisruptionBudget,
+    },
+    apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use sroll_api::{Bapi, NotificationLevel, Notifications, Phase, StatefulsetRollout};
+use sroll_operator::{
+    LeaseSettings, Settings,
+    integrations::{IntegrationSettings, SecretLocation},
+    metrics::EvictionLabels,
+};
+use support::{DEADLINE, Env, Rollout, RunningOperator, checker::Checker, wait_for};
+
+/// Deadline of the long versions' waits.
+const LONG: Duration = Duration::from_secs(900);
+
+// ---- shared pieces --------------------------------------------------------------------------
+
+/// One eviction the API server accepted.
+#[derive(Clone, Debug)]
+struct Accepted {
+    pod: String,
+    uid: String,
+    by: String,
+}
+
+type EvictionLog = Arc<Mutex<Vec<Accepted>>>;
+
+/// A client for an operator replica that calls kubesim's router in-process and records every
+/// eviction the API server accepts (pod name, the uid the pod had just before, which replica).
+fn counting_client(cluster: &kubesim::cluster::Handle, log: EvictionLog, who: &str) -> Client {
+    let router = cluster.service();
+    let lookup = cluster.in_process_client();
+    let who = who.to_owned();
+    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let (router, lookup, log, who) = (router.clone(), lookup.clone(), log.clone(), who.clone());
+        async move {
+            let path = req.uri().path().to_owned();
+            let eviction = (req.method() == http::Method::POST)
+                .then(|| {
+                    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+                    match parts.as_slice() {
+                        ["api", "v1", "namespaces", ns, "pods", pod, "eviction"] => {
+                            Some(((*ns).to_owned(), (*pod).to_owned()))
+                        }
+                        _ => None,
+                    }
+                })
+                .flatten();
+            let uid = match &eviction {
+                Some((ns, pod)) => Api::<Pod>::namespaced(lookup, ns)
+                    .get_opt(pod)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|p| p.metadata.uid)
+                    .unwrap_or_else(|| "?".into()),
+                None => String::new(),
+            };
+            let response = tower::ServiceExt::oneshot(router, req).await?;
+            if let Some((_, pod)) = eviction
+                && response.status().is_success()
+            {
+                log.lock().unwrap().push(Accepted { pod, uid, by: who });
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    Client::new(svc, "default")
+}
+
+/// Accepted evictions per pod uid that happened more than once.
+fn double_evictions(log: &EvictionLog) -> Vec<(String, usize)> {
+    let mut per_uid: HashMap<String, usize> = HashMap::new();
+    for e in log.lock().unwrap().iter() {
+        *per_uid.entry(format!("{}/{}", e.pod, e.uid)).or_default() += 1;
+    }
+    let mut doubles: Vec<(String, usize)> = per_uid.into_iter().filter(|(_, n)| *n > 1).collect();
+    doubles.sort();
+    doubles
+}
+
+/// Starts an operator replica over a counting client, followed by the checker.
+fn start_counted(env: &Env, settings: Settings, log: &EvictionLog) -> RunningOperator {
+    let client = counting_client(&env.cluster, log.clone(), &settings.instance);
+    let op = RunningOperator::start(client, settings);
+    env.checker.watch_operator(&op.exits);
+    op
+}
+
+fn evicted(op: &RunningOperator) -> u64 {
+    op.metrics
+        .evictions
+        .get_or_create(&EvictionLabels {
+            result: "evicted".into(),
+        })
+        .get()
+}
+
+/// Applies a resource as a user would, retrying through injected API errors.
+async fn apply_raw(env: &Env, r: &StatefulsetRollout) {
+    let api = env.rollouts();
+    wait_for("the rollout to be accepted", DEADLINE, || async {
+        api.patch(
+            &r.name_any(),
+            &PatchParams::apply("scenario-user").force(),
+            &Patch::Apply(r),
+        )
+        .await
+        .ok()
+    })
+    .await;
+}
+
+/// Waits (up to `deadline`) until `name` is Done at its current generation; on timeout the
+/// failure shows the last status seen.
+async fn wait_done(env: &Env, name: &str, deadline: Duration) -> StatefulsetRollout {
+    let api = env.rollouts();
+    let started = Instant::now();
+    let mut last = None;
+    loop {
+        if let Ok(r) = api.get(name).await {
+            if r.status.as_ref().is_some_and(|s| {
+                s.phase == Some(Phase::Done) && s.observed_generation == r.metadata.generation
+            }) {
+                return r;
+            }
+            last = Some(r);
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {name} to be Done; last seen: {:#?}",
+            last.map(|r| (r.metadata.generation, r.status))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn update_revision(r: &StatefulsetRollout) -> String {
+    r.status
+        .as_ref()
+        .and_then(|s| s.update_revision.clone())
+        .unwrap_or_default()
+}
+
+fn updated(r: &StatefulsetRollout) -> i32 {
+    r.status
+        .as_ref()
+        .and_then(|s| s.updated_replicas)
+        .unwrap_or(0)
+}
+
+/// Waits until every one of `n` pods of `set` exists, is not terminating and is Ready.
+async fn all_ready(env: &Env, set: &str, n: usize, deadline: Duration) {
+    wait_for(&format!("{n} Ready pods of {set}"), deadline, || async {
+        let pods = env.pods(set).await;
+        let ready = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+            .count();
+        (ready == n).then_some(())
+    })
+    .await;
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// A PDB and the matching checker budget.
+async fn budget(env: &Env, set: &str, n: i32) {
+    env.pdb(set, set, IntOrString::Int(n)).await;
+    env.checker.budget(set, usize::try_from(n).unwrap());
+}
+
+// ---- fake Slack and callback receiver --------------------------------------------------------
+
+const TOKEN: &str = "xoxb-chaos-token";
+
+/// What the fake receivers saw.
+#[derive(Default)]
+struct Received {
+    slack_posts: Vec<String>,
+    slack_updates: usize,
+    callbacks: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+struct Receivers {
+    checker: Checker,
+    seen: Arc<Mutex<Received>>,
+}
+
+/// The `Rollout:` field of a Slack message (the rollout identity), which makes a message unique.
+fn rollout_field(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if s.starts_with("*Rollout:*") => Some(s.clone()),
+        Value::Array(a) => a.iter().find_map(rollout_field),
+        Value::Object(o) => o.values().find_map(rollout_field),
+        _ => None,
+    }
+}
+
+async fn slack_post(State(r): State<Receivers>, Json(body): Json<Value>) -> Json<Value> {
+    let key = rollout_field(&body).unwrap_or_else(|| "(no rollout field)".into());
+    r.checker.slack_posted(&key);
+    let mut seen = r.seen.lock().unwrap();
+    seen.slack_posts.push(key);
+    let ts = format!("1700000000.{:06}", seen.slack_posts.len());
+    Json(json!({"ok": true, "channel": "C0CHAOS", "ts": ts}))
+}
+
+async fn slack_update(State(r): State<Receivers>, Json(body): Json<Value>) -> Json<Value> {
+    r.seen.lock().unwrap().slack_updates += 1;
+    Json(json!({"ok": true, "channel": "C0CHAOS", "ts": body["ts"]}))
+}
+
+async fn callback(State(r): State<Receivers>, Json(body): Json<Value>) -> http::StatusCode {
+    let stage = body["stageId"].as_str().unwrap_or_default().to_owned();
+    let outcome = body["outcome"].as_str().unwrap_or_default().to_owned();
+    r.checker.callback_delivered(&stage, &outcome);
+    r.seen.lock().unwrap().callbacks.push((stage, outcome));
+    http::StatusCode::OK
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// Starts the fake Slack and callback receiver, stores the Slack token, and returns operator
+/// settings pointing at them plus the callback URL.
+async fn with_receivers(env: &Env) -> (Settings, String, Arc<Mutex<Received>>) {
+    let state = Receivers {
+        checker: env.checker.clone(),
+        seen: Arc::default(),
+    };
+    let addr = serve(
+        Router::new()
+            .route("/api/chat.postMessage", post(slack_post))
+            .route("/api/chat.update", post(slack_update))
+            .route("/callback", post(callback))
+            .with_state(state.clone()),
+    )
+    .await;
+    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("slack".into()),
+                    ..ObjectMeta::default()
+                },
+                data: Some(BTreeMap::from([(
+                    "token".to_owned(),
+                    ByteString(TOKEN.as_bytes().to_vec()),
+                )])),
+                ..Secret::default()
+            },
+        )
+        .await
+        .unwrap();
+    let settings = Settings {
+        integrations: IntegrationSettings {
+            cluster_name: "kubesim-chaos".into(),
+            slack_api_url: Some(format!("http://{addr}/api")),
+            slack_token_secret: Some(SecretLocation {
+                namespace: env.ns.clone(),
+                name: "slack".into(),
+                key: "token".into(),
+            }),
+            callback_allow: vec![format!("127.0.0.1:{}", addr.port())],
+            ..IntegrationSettings::default()
+        },
+        ..env.settings()
+    };
+    (settings, format!("http://{addr}/callback"), state.seen)
+}
+
+/// `rollout` with a Slack channel (debug level) and a release callback for `stage`.
+fn notified(rollout: &Rollout, url: &str, stage: &str) -> StatefulsetRollout {
+    let mut r = rollout.build();
+    r.spec.channel = Some("#deploys".into());
+    r.spec.notifications = Some(Notifications {
+        level: Some(NotificationLevel::Debug),
+        webhooks: vec![],
+    });
+    r.spec.bapi = Some(Bapi {
+        url: url.into(),
+        stage_id: stage.into(),
+    });
+    r
+}
+
+// ---- 1. the operator killed at random moments ------------------------------------------------
+
+struct KillRun {
+    replicas: i32,
+    budget: i32,
+    kills: usize,
+    /// Real-time pause between a restart and the next kill (random in this range, ms).
+    gap_ms: (u64, u64),
+    deadline: Duration,
+}
+
+async fn operator_killed_at_random_moments(run: KillRun) {
+    let mut env = Env::without_operator().await;
+    let (settings, url, seen) = with_receivers(&env).await;
+    let log: EvictionLog = Arc::default();
+    let name = "db";
+    budget(&env, name, run.budget).await;
+    let base = Rollout::named(name).replicas(run.replicas);
+    env.operator = Some(start_counted(&env, settings.clone(), &log));
+    apply_raw(&env, &base.build()).await;
+    wait_done(&env, name, run.deadline).await;
+    log.lock().unwrap().clear();
+
+    let v2 = base.image("registry.example/app:v2").identity("release-2");
+    apply_raw(&env, &notified(&v2, &url, "stage-2")).await;
+    let mut rng = fastrand::Rng::with_seed(10);
+    let started = Instant::now();
+    let (mut kills, mut kills_during) = (0usize, 0usize);
+    while kills < run.kills {
+        let gap = rng.u64(run.gap_ms.0..=run.gap_ms.1);
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        let r = env.rollout(name).await;
+        let done = r.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Done) && s.observed_generation == r.metadata.generation
+        });
+        env.kill_operator().await;
+        kills += 1;
+        if !done {
+            kills_during += 1;
+        }
+        assert!(
+            env.checker.problems_so_far().is_empty(),
+            "after kill {kills}: {:#?}",
+            env.checker.problems_so_far()
+        );
+        env.operator = Some(start_counted(&env, settings.clone(), &log));
+    }
+    let done = wait_done(&env, name, run.deadline).await;
+    let elapsed = started.elapsed();
+    let rev2 = update_revision(&done);
+    let status = done.status.clone().unwrap();
+    assert_eq!(status.updated_replicas, Some(run.replicas));
+    assert_eq!(status.ready_replicas, Some(run.replicas));
+    assert_eq!(status.percent_deployed, Some(100));
+    assert!(
+        env.revisions(name).await.iter().all(|(_, r)| *r == rev2),
+        "every pod runs the new revision"
+    );
+    // The callback goes out once the rollout is Done; give it (and any duplicate) time.
+    env.wait_rollout(name, "the stage-2 callback recorded", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.last_callback_stage_id.as_deref() == Some("stage-2"))
+    })
+    .await;
+    // Two more kills after completion: a restarted operator must not call back or post again.
+    for _ in 0..2 {
+        env.kill_operator().await;
+        kills += 1;
+        env.operator = Some(start_counted(&env, settings.clone(), &log));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        env.checker.deliveries("callback (stage-2, RolloutDone)"),
+        1,
+        "the callback was delivered exactly once"
+    );
+    let doubles = double_evictions(&log);
+    assert!(doubles.is_empty(), "pods evicted twice: {doubles:?}");
+    let evictions = log.lock().unwrap().len();
+    let (posts, updates, callbacks) = {
+        let s = seen.lock().unwrap();
+        (s.slack_posts.clone(), s.slack_updates, s.callbacks.clone())
+    };
+    assert_eq!(
+        posts.len(),
+        1,
+        "one Slack message for the rollout: {posts:?}"
+    );
+    let report = env.finish(true).await;
+    eprintln!(
+        "chaos kill: {} pods, {kills} operator kills ({kills_during} before Done), rollout took \
+         {elapsed:.1?}, {evictions} evictions accepted (0 twice), callbacks {callbacks:?}, \
+         {} Slack message(s) + {updates} updates, {} rollout status updates seen, problems: {}",
+        run.replicas,
+        posts.len(),
+        report.rollout_updates,
+        report.problems().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_12_times_mid_rollout_finishes_with_one_callback_and_no_violation() {
+    operator_killed_at_random_moments(KillRun {
+        replicas: 30,
+        budget: 3,
+        kills: 12,
+        gap_ms: (100, 600),
+        deadline: Duration::from_secs(120),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn an_operator_killed_40_times_during_a_300_pod_rollout_finishes_with_one_callback() {
+    operator_killed_at_random_moments(KillRun {
+        replicas: 300,
+        budget: 15,
+        kills: 40,
+        gap_ms: (200, 1500),
+        deadline: LONG,
+    })
+    .await;
+}
+
+// ---- 2. API faults ---------------------------------------------------------------------------
+
+/// 5 % of API requests fail (500, 429 with Retry-After, and 409 on writes), 100 ms added to
+/// every request, every watch cut after `cut` seconds.
+fn api_faults(cut: u64) -> kubesim::faults::FaultConfig {
+    use kubesim::faults::{ApiErrorRule, FaultConfig, InjectedError, LatencyRule};
+    let rule = |verb: Option<&str>, probability: f64, error: InjectedError| ApiErrorRule {
+        verb: verb.map(str::to_owned),
+        resource: None,
+        probability,
+        error,
+    };
+    // Rules are tried in order, each with its own draw: 2.5 % + 2.5 % of reads, and
+    // 5/3 % each of 500, 429 and 409 for writes.
+    let mut api_errors = Vec::new();
+    for verb in ["get", "list", "watch"] {
+        api_errors.push(rule(Some(verb), 0.025, InjectedError::InternalError));
+        api_errors.push(rule(
+            Some(verb),
+            0.025 / 0.975,
+            InjectedError::TooManyRequests {
+                retry_after_seconds: 1,
+            },
+        ));
+    }
+    for verb in ["create", "update", "patch", "delete"] {
+        let third = 0.05 / 3.0;
+        api_errors.push(rule(Some(verb), third, InjectedError::InternalError));
+        api_errors.push(rule(
+            Some(verb),
+            third / (1.0 - third),
+            InjectedError::TooManyRequests {
+                retry_after_seconds: 1,
+            },
+        ));
+        api_errors.push(rule(
+            Some(verb),
+            third / (1.0 - 2.0 * third),
+            InjectedError::Conflict,
+        ));
+    }
+    FaultConfig {
+        api_errors,
+        latency: vec![LatencyRule {
+            verb: None,
+            resource: None,
+            millis: 100,
+        }],
+        watch_cut_seconds: Some(cut),
+        ..FaultConfig::default()
+    }
+}
+
+/// `apiserver_request_total` of the operator's user agent, by code (from kubesim's /metrics).
+async fn operator_requests(env: &Env) -> BTreeMap<String, f64> {
+    let req = http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(env.cluster.service(), req)
+        .await
+        .unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let mut by_code = BTreeMap::new();
+    for line in text.lines() {
+        if !line.starts_with("apiserver_request_total{") || !line.contains("sroll-operator") {
+            continue;
+        }
+        let code = line
+            .split("code=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("?")
+            .to_owned();
+        let n: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *by_code.entry(code).or_insert(0.0) += n;
+    }
+    by_code
+}
+
+fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.0)
+        .collect()
+}
+
+async fn rollout_under_api_faults(replicas: i32, budget_n: i32, cut: u64, deadline: Duration) {
+    if std::env::var_os("CHAOS_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("CHAOS_LOG"))
+            .with_test_writer()
+            .try_init();
+    }
+    let env = Env::start().await;
+    let name = "api";
+    budget(&env, name, budget_n).await;
+    let base = Rollout::named(name).replicas(replicas);
+    apply_raw(&env, &base.build()).await;
+    wait_done(&env, name, deadline).await;
+
+    // A clean rollout, timed.
+    let before = operator_requests(&env).await;
+    let started = Instant::now();
+    apply_raw(&env, &base.clone().image("registry.example/app:v2").build()).await;
+    wait_done(&env, name, deadline).await;
+    let clean = started.elapsed();
+    let clean_requests = delta(&operator_requests(&env).await, &before);
+
+    // The same rollout under faults.
+    let before = operator_requests(&env).await;
+    env.cluster.faults().set(api_faults(cut));
+    let started = Instant::now();
+    apply_raw(&env, &base.clone().image("registry.example/app:v3").build()).await;
+    let done = wait_done(&env, name, deadline).await;
+    let faulted = started.elapsed();
+    env.cluster.faults().clear();
+    let faulted_requests = delta(&operator_requests(&env).await, &before);
+
+    assert_eq!(updated(&done), replicas);
+    let rev3 = update_revision(&done);
+    assert!(env.revisions(name).await.iter().all(|(_, r)| *r == rev3));
+    let total: f64 = faulted_requests.values().sum();
+    let failed: f64 = ["500", "429", "409"]
+        .iter()
+        .filter_map(|c| faulted_requests.get(*c))
+        .sum();
+    let report = env.finish(true).await;
+    eprintln!(
+        "chaos api faults: {replicas} pods; clean rollout {clean:.1?} ({clean_requests:?}); \
+         under faults {faulted:.1?} ({faulted_requests:?}: {failed} of {total} operator requests \
+         failed, {:.1} %); slowdown {:.2}x; watches cut every {cut} s; max unavailable {:?}; \
+         problems: {}",
+        100.0 * failed / total.max(1.0),
+        faulted.as_secs_f64() / clean.as_secs_f64(),
+        report.max_unavailable.get(name),
+        report.problems().len()
+    );
+}
+
+#[ignore = "finds a defect being fixed: under API faults the operator's watches stall and the rollout stops (RELIABILITY.md)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_5_percent_api_errors_latency_and_cut_watches_a_rollout_completes_within_budget() {
+    rollout_under_api_faults(12, 2, 5, Duration::from_secs(80)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn under_5_percent_api_errors_latency_and_cut_watches_a_100_pod_rollout_completes() {
+    rollout_under_api_faults(100, 10, 5, LONG).await;
+}
+
+// ---- 3. version leak under pod churn ---------------------------------------------------------
+
+async fn paused_quarter_rollout_under_pod_kills(on_delete: bool, replicas: i32, kills: usize) {
+    let env = Env::start().await;
+    let name = "leak";
+    budget(&env, name, 2).await;
+    let mut base = Rollout::named(name).replicas(replicas);
+    if on_delete {
+        base = base.on_delete();
+    }
+    apply_raw(&env, &base.build()).await;
+    let v1 = update_revision(&wait_done(&env, name, DEADLINE).await);
+    let quarter = base.image("registry.example/app:v2").percent(25);
+    apply_raw(&env, &quarter.build()).await;
+    let v2 = update_revision(&wait_done(&env, name, DEADLINE).await);
+    apply_raw(&env, &quarter.paused(true).build()).await;
+    env.wait_rollout(name, "the pause recorded", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.observed_generation == r.metadata.generation && s.paused == Some(true)
+        })
+    })
+    .await;
+    let before = env.revisions(name).await;
+    let new_before = before.iter().filter(|(_, r)| *r == v2).count();
+    let op_evictions = evicted(env.operator.as_ref().unwrap());
+    let moves_before = env.checker.moves_so_far().len();
+
+    let mut rng = fastrand::Rng::with_seed(3);
+    let (mut done, mut old_killed, mut new_killed) = (0usize, 0usize, 0usize);
+    let started = Instant::now();
+    while done < kills {
+        let pods = env.pods(name).await;
+        let live: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        if live.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let victim = live[rng.usize(..live.len())];
+        let pod = victim.name_any();
+        env.checker.external([pod.as_str()]);
+        env.kill_pod(&pod).await;
+        if victim.labels().get("controller-revision-hash") == Some(&v2) {
+            new_killed += 1;
+        } else {
+            old_killed += 1;
+        }
+        done += 1;
+        tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
+    }
+    let churn = started.elapsed();
+    all_ready(&env, name, usize::try_from(replicas).unwrap(), LONG).await;
+    let after = env.revisions(name).await;
+    let new_after = after.iter().filter(|(_, r)| *r == v2).count();
+    assert_eq!(
+        evicted(env.operator.as_ref().unwrap()),
+        op_evictions,
+        "a paused rollout evicts nothing"
+    );
+    let report = env.finish(!on_delete).await;
+    // Only the moves of the kill phase (the rollout's own evictions came before).
+    let moves = &report.moves[moves_before..];
+    let to_new = moves.iter().filter(|m| m.to == v2).count();
+    let to_old = moves.iter().filter(|m| m.to == v1).count();
+    eprintln!(
+        "chaos leak ({}): {replicas} pods, {done} kills ({old_killed} old, {new_killed} new) in \
+         {churn:.1?}; pods at the new revision {new_before} -> {new_after}; revision changes \
+         {} ({to_new} to new, {to_old} to old); problems: {}",
+        if on_delete { "OnDelete" } else { "Partitioned" },
+        moves.len(),
+        report.problems().len()
+    );
+    if on_delete {
+        // The documented leak of the reference system's mode: killed old pods come back new.
+        assert!(new_after >= new_before);
+        assert!(moves.iter().all(|m| m.to == v2), "{moves:?}");
+    } else {
+        assert!(moves.is_empty(), "no pod changed revision: {moves:?}");
+        assert_eq!(after, before, "every pod came back at its revision");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_quarter_rollout_under_60_pod_kills_changes_no_pod_revision_when_partitioned() {
+    paused_quarter_rollout_under_pod_kills(false, 12, 60).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_quarter_rollout_under_60_pod_kills_with_on_delete_drifts_and_the_drift_is_measured()
+ {
+    paused_quarter_rollout_under_pod_kills(true, 12, 60).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn a_paused_quarter_rollout_under_600_pod_kills_changes_no_pod_revision_when_partitioned() {
+    paused_quarter_rollout_under_pod_kills(false, 40, 600).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn a_paused_quarter_rollout_under_600_pod_kills_with_on_delete_drifts() {
+    paused_quarter_rollout_under_pod_kills(true, 40, 600).await;
+}
+
+// ---- 4. a node fails mid-rollout -------------------------------------------------------------
+
+async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold: Duration) {
+    let mut env = Env::without_operator_on(kubesim::cluster::ClusterConfig {
+        nodes,
+        ..support::cluster_config()
+    })
+    .await;
+    let log: EvictionLog = Arc::default();
+    let name = "node";
+    budget(&env, name, budget_n).await;
+    let settings = env.settings();
+    env.operator = Some(start_counted(&env, settings, &log));
+    let base = Rollout::named(name).replicas(replicas);
+    apply_raw(&env, &base.build()).await;
+    wait_done(&env, name, DEADLINE).await;
+    apply_raw(&env, &base.image("registry.example/app:v2").build()).await;
+    env.wait_rollout(name, "a fifth of the pods updated", |r| {
+        updated(r) >= replicas / 5
+    })
+    .await;
+
+    // The node with the most Ready pods of the set.
+    let pods = env.pods(name).await;
+    let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in pods.iter().filter(|p| pod_ready(p)) {
+        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            per_node.entry(node).or_default().push(p.name_any());
+        }
+    }
+    let (node, on_node) = per_node
+        .into_iter()
+        .max_by_key(|(_, v)| v.len())
+        .unwrap();
+    env.checker
+        .external(on_node.iter().map(String::as_str).collect::<Vec<_>>());
+    env.cluster.faults().update(|c| {
+        c.failed_nodes.insert(node.clone());
+        c.node_eviction_seconds = 3600;
+    });
+    let failed_at = Instant::now();
+    // The kubelet stops reporting: the node's pods turn NotReady.
+    wait_for("the failed node's pods NotReady", DEADLINE, || async {
+        let pods = env.pods(name).await;
+        pods.iter()
+            .filter(|p| on_node.contains(&p.name_any()))
+            .all(|p| !pod_ready(p))
+            .then_some(())
+    })
+    .await;
+    let not_ready_after = failed_at.elapsed();
+    // Give the disruption controller and an eviction already in flight a moment to settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let accepted_before = log.lock().unwrap().len();
+    let pdb = Api::<PodDisruptionBudget>::namespaced(env.client.clone(), &env.ns)
+        .get(name)
+        .await
+        .unwrap();
+    let allowed = pdb.status.map(|s| s.disruptions_allowed);
+    tokio::time::sleep(hold).await;
+    let accepted_during = log.lock().unwrap().len() - accepted_before;
+    let held = env.rollout(name).await;
+    assert_ne!(
+        held.status.as_ref().and_then(|s| s.phase.clone()),
+        Some(Phase::Done),
+        "the rollout cannot finish while the node is down"
+    );
+    if on_node.len() >= usize::try_from(budget_n).unwrap() {
+        assert_eq!(allowed, Some(0), "the budget counts the node's pods");
+        assert_eq!(
+            accepted_during, 0,
+            "nothing evicted while the failed node's pods use up the budget"
+        );
+    }
+
+    env.cluster.faults().update(|c| {
+        c.failed_nodes.remove(&node);
+    });
+    let done = wait_done(&env, name, DEADLINE).await;
+    assert_eq!(updated(&done), replicas);
+    let doubles = double_evictions(&log);
+    assert!(doubles.is_empty(), "{doubles:?}");
+    let report = env.finish(true).await;
+    eprintln!(
+        "chaos node: {nodes} nodes, {replicas} pods, budget {budget_n}; {node} failed holding {} \
+         pods (NotReady after {not_ready_after:.1?}); PDB disruptionsAllowed {allowed:?}; \
+         evictions accepted in the {hold:?} hold: {accepted_during}; operator-attributable max \
+         unavailable {:?}; problems: {}",
+        on_node.len(),
+        report.max_unavailable.get(name),
+        report.problems().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_node_uses_up_the_budget_nothing_more_is_evicted_and_the_rollout_completes_after()
+{
+    node_fails_mid_rollout(10, 30, 3, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn a_failed_node_holding_10_percent_of_200_pods_evicts_nothing_extra() {
+    node_fails_mid_rollout(10, 200, 20, Duration::from_secs(10)).await;
+}
+
+// ---- 5. leader killed mid-rollout ------------------------------------------------------------
+
+async fn leader_killed_mid_rollout(replicas: i32, lease: Duration) {
+    let env = Env::without_operator().await;
+    let log: EvictionLog = Arc::default();
+    let name = "lead";
+    budget(&env, name, 2).await;
+    let retry = lease / 10;
+    let settings = |identity: &str| Settings {
+        leader_election: Some(LeaseSettings {
+            name: "sroll-operator".into(),
+            namespace: env.ns.clone(),
+            identity: identity.into(),
+            lease_duration: lease,
+            renew_deadline: lease * 3 / 4,
+            retry_period: retry,
+        }),
+        instance: identity.into(),
+        ..env.settings()
+    };
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    let holder = || async {
+        leases
+            .get_opt("sroll-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let a = start_counted(&env, settings("a"), &log);
+    wait_for("a to lead", DEADLINE, || async {
+        (holder().await.as_deref() == Some("a")).then_some(())
+    })
+    .await;
+    let b = start_counted(&env, settings("b"), &log);
+    let base = Rollout::named(name).replicas(replicas);
+    apply_raw(&env, &base.build()).await;
+    wait_done(&env, name, DEADLINE).await;
+    apply_raw(&env, &base.image("registry.example/app:v2").build()).await;
+    env.wait_rollout(name, "a third of the pods updated", |r| {
+        updated(r) >= replicas / 3
+    })
+    .await;
+    assert_eq!(b.metrics.reconciles.get(), 0, "the standby did nothing");
+    let killed_at = Instant::now();
+    a.kill().await;
+    wait_for("b to take over", DEADLINE, || async {
+        (holder().await.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    let done = wait_done(&env, name, DEADLINE).await;
+    assert_eq!(updated(&done), replicas);
+    assert!(b.metrics.reconciles.get() > 0);
+    b.stop().await.expect("b stops cleanly");
+    let doubles = double_evictions(&log);
+    assert!(doubles.is_empty(), "pods evicted twice: {doubles:?}");
+    let by: BTreeMap<String, usize> = log.lock().unwrap().iter().fold(BTreeMap::new(), |mut m, e| {
+        *m.entry(e.by.clone()).or_default() += 1;
+        m
+    });
+    let report = env.checker.report(true);
+    report.assert_clean();
+    // Upstream client-go: a candidate takes over once the lease has not been renewed for
+    // leaseDuration, checking every retryPeriod. The bound allows for a loaded machine.
+    assert!(
+        takeover < lease * 3,
+        "b took over {takeover:?} after the kill (lease {lease:?})"
+    );
+    eprintln!(
+        "chaos leader: {replicas} pods, lease {lease:?} (retry {retry:?}); takeover {takeover:.2?} \
+         after the kill; accepted evictions by replica {by:?}, none twice; problems: {}",
+        report.problems().len()
+    );
+}
+
+#[ignore = "finds a defect being fixed: after a leader is killed mid-rollout one more pod than the budget is unavailable (RELIABILITY.md)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_killed_mid_rollout_is_replaced_within_the_lease_and_no_pod_is_evicted_twice() {
+    leader_killed_mid_rollout(12, Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn the_leader_of_a_100_pod_rollout_killed_mid_rollout_is_replaced_within_the_lease() {
+    leader_killed_mid_rollout(100, Duration::from_secs(4)).await;
+}
+
+// ---- 6. hostile input ------------------------------------------------------------------------
+
+mod hostile {
+    //! Property-based generation of malformed and adversarial StatefulsetRollout documents.
+
+    use proptest::{prelude::*, strategy::ValueTree, test_runner::TestRunner};
+    use serde_json::{Map, Value, json};
+
+    /// The rollout names the documents are applied to (re-applied over and over).
+    pub const NAMES: [&str; 12] = [
+        "h-0", "h-1", "h-2", "h-3", "h-4", "h-5", "h-6", "h-7", "h-8", "h-9", "h-10", "h-11",
+    ];
+
+    /// One request: the rollout name in the URL, the body, and how it is sent.
+    #[derive(Debug, Clone)]
+    pub struct Case {
+        pub name: String,
+        pub body: Vec<u8>,
+        /// `application/apply-patch+yaml` (server-side apply) or `application/merge-patch+json`.
+        pub apply: bool,
+        /// The body is not a well-formed object (truncated, random bytes, …).
+        pub malformed: bool,
+    }
+
+    fn path(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    /// Paths into the document that mutations target.
+    fn paths() -> Vec<Vec<String>> {
+        [
+            &["spec", "percent"][..],
+            &["spec", "maxUnavailable"],
+            &["spec", "strategy"],
+            &["spec", "pauseRequested"],
+            &["spec", "progressDeadlineSeconds"],
+            &["spec", "minPodEvictionIntervalSeconds"],
+            &["spec", "rolloutIdentity"],
+            &["spec", "channel"],
+            &["spec", "bapi"],
+            &["spec", "bapi", "url"],
+            &["spec", "bapi", "stageId"],
+            &["spec", "notifications"],
+            &["spec", "notifications", "webhooks"],
+            &["spec", "serviceDiscovery"],
+            &["spec", "adoptExisting"],
+            &["spec", "recreateOnImmutableChange"],
+            &["spec", "sts"],
+            &["spec", "sts", "apiVersion"],
+            &["spec", "sts", "kind"],
+            &["spec", "sts", "metadata"],
+            &["spec", "sts", "metadata", "name"],
+            &["spec", "sts", "metadata", "labels"],
+            &["spec", "sts", "spec"],
+            &["spec", "sts", "spec", "replicas"],
+            &["spec", "sts", "spec", "selector"],
+            &["spec", "sts", "spec", "selector", "matchLabels"],
+            &["spec", "sts", "spec", "selector", "matchExpressions"],
+            &["spec", "sts", "spec", "serviceName"],
+            &["spec", "sts", "spec", "podManagementPolicy"],
+            &["spec", "sts", "spec", "updateStrategy"],
+            &["spec", "sts", "spec", "minReadySeconds"],
+            &["spec", "sts", "spec", "ordinals"],
+            &["spec", "sts", "spec", "volumeClaimTemplates"],
+            &["spec", "sts", "spec", "template"],
+            &["spec", "sts", "spec", "template", "metadata", "labels"],
+            &["spec", "sts", "spec", "template", "spec"],
+            &["spec", "sts", "spec", "template", "spec", "containers"],
+            &["spec", "sts", "spec", "template", "spec", "terminationGracePeriodSeconds"],
+            &["metadata", "name"],
+            &["metadata", "namespace"],
+            &["metadata", "labels"],
+            &["metadata", "annotations"],
+            &["metadata", "ownerReferences"],
+            &["metadata", "finalizers"],
+            &["metadata", "generation"],
+            &["apiVersion"],
+            &["kind"],
+            &["status"],
+            &["spec"],
+            &["extra"],
+        ]
+        .iter()
+        .map(|p| path(p))
+        .collect()
+    }
+
+    fn strings() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "", " ", "50%", "-1%", "1000%", "%", "0%", "100%", "1e3", "0x10", "true", "null",
+                "Partitioned", "OnDelete", "RollingUpdate", "Parallel", "OrderedReady",
+                "../../etc/passwd", "http://169.254.169.254/latest/meta-data/",
+                "http://127.0.0.1:1/cb", "file:///etc/shadow", "\u{202e}evil\u{202c}", "\u{0}",
+                "a\u{200b}b", "😀🔥", "Ω≈ç√", "DROP TABLE rollouts;--", "${jndi:ldap://x}",
+                "{{.Values}}", "bystander-0", "app=bystander", "-", "a..b", "UPPER",
+                "registry.example/app:v2",
+            ])
+            .prop_map(str::to_owned),
+            "\\PC{0,40}",
+            (1usize..300_000).prop_map(|n| "x".repeat(n)),
+            (1usize..2_000).prop_map(|n| "é🙂".repeat(n)),
+        ]
+    }
+
+    fn numbers() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            prop::sample::select(vec![
+                json!(0),
+                json!(-1),
+                json!(1),
+                json!(101),
+                json!(i32::MAX),
+                json!(i64::from(i32::MAX) + 1),
+                json!(i32::MIN),
+                json!(i64::MAX),
+                json!(i64::MIN),
+                json!(u64::MAX),
+                json!(9_007_199_254_740_993_u64),
+                json!(1.5),
+                json!(-0.0),
+                json!(1e308),
+                json!(-1e308),
+                json!(5e-324),
+            ]),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON numbers are finite", |f| f.is_finite())
+                .prop_map(Value::from),
+        ]
+    }
+
+    /// Deeply nested arrays or objects.
+    fn nested() -> impl Strategy<Value = Value> {
+        (1usize..3_000, any::<bool>()).prop_map(|(depth, arrays)| {
+            let mut v = json!("bottom");
+            for _ in 0..depth {
+                v = if arrays { json!([v]) } else { json!({ "a": v }) };
+            }
+            v
+        })
+    }
+
+    /// Any hostile value.
+    fn values() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            numbers(),
+            strings().prop_map(Value::from),
+        ];
+        let tree = leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-zA-Z$./_-]{0,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            ]
+        });
+        prop_oneof![8 => tree, 1 => nested()]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Set(Vec<String>, Value),
+        Remove(Vec<String>),
+        /// Point the rollout's selector and labels at the bystanders' pods.
+        SelectBystanders,
+        /// A rollout that asks to adopt an existing set.
+        Adopt,
+    }
+
+    fn mutations() -> impl Strategy<Value = Mutation> {
+        let p = prop::sample::select(paths());
+        prop_oneof![
+            6 => (p.clone(), values()).prop_map(|(p, v)| Mutation::Set(p, v)),
+            2 => p.prop_map(Mutation::Remove),
+            1 => Just(Mutation::SelectBystanders),
+            1 => Just(Mutation::Adopt),
+        ]
+    }
+
+    fn set(doc: &mut Value, path: &[String], v: Value) {
+        let Some((last, init)) = path.split_last() else {
+            *doc = v;
+            return;
+        };
+        let mut cur = doc;
+        for k in init {
+            if !cur.is_object() {
+                *cur = json!({});
+            }
+            cur = cur
+                .as_object_mut()
+                .map(|o| o.entry(k.clone()).or_insert_with(|| json!({})))
+                .expect("an object");
+        }
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        if let Some(o) = cur.as_object_mut() {
+            o.insert(last.clone(), v);
+        }
+    }
+
+    fn remove(doc: &mut Value, path: &[String]) {
+        let Some((last, init)) = path.split_last() else {
+            return;
+        };
+        let mut cur = doc;
+        for k in init {
+            match cur.get_mut(k) {
+                Some(next) => cur = next,
+                None => return,
+            }
+        }
+        if let Some(o) = cur.as_object_mut() {
+            o.remove(last);
+        }
+    }
+
+    fn apply(doc: &mut Value, m: &Mutation) {
+        match m {
+            Mutation::Set(p, v) => set(doc, p, v.clone()),
+            Mutation::Remove(p) => remove(doc, p),
+            Mutation::SelectBystanders => {
+                let labels = json!({"app": "bystander"});
+                set(
+                    doc,
+                    &path(&["spec", "sts", "spec", "selector"]),
+                    json!({ "matchLabels": labels }),
+                );
+                set(
+                    doc,
+                    &path(&["spec", "sts", "spec", "template", "metadata", "labels"]),
+                    labels,
+                );
+            }
+            Mutation::Adopt => set(doc, &path(&["spec", "adoptExisting"]), json!(true)),
+        }
+    }
+
+    fn malformed(valid: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+        let len = valid.len();
+        prop_oneof![
+            (1..len).prop_map(move |cut| valid[..cut].to_vec()),
+            prop::collection::vec(any::<u8>(), 0..300),
+            (1usize..20_000).prop_map(|n| "[".repeat(n).into_bytes()),
+            (1usize..20_000).prop_map(|n| "{\"a\":".repeat(n).into_bytes()),
+            prop::sample::select(vec![
+                "".to_owned(),
+                "null".to_owned(),
+                "[]".to_owned(),
+                "42".to_owned(),
+                "\"a string\"".to_owned(),
+                "{\"spec\": 1, \"spec\": {}}".to_owned(),
+                "\u{feff}{}".to_owned(),
+                "{\"apiVersion\": \"sroll.io/v1alpha1\", \"kind\": \"StatefulsetRollout\", \"metadata\": {\"name\": \"h-0\"}, \"spec\": {\"percent\": 1e999}}".to_owned(),
+                "--- !!binary |\n  AAAA\n".to_owned(),
+                "a: &a [*a, *a]\nb: *a\n".to_owned(),
+            ])
+            .prop_map(String::into_bytes),
+        ]
+    }
+
+    /// Generates `n` cases from `base(name)` (a valid document) with a fixed seed.
+    pub fn cases(n: usize, base: impl Fn(&str) -> Value) -> Vec<Case> {
+        let mut runner = TestRunner::deterministic();
+        let mut out = Vec::with_capacity(n);
+        let names = prop::sample::select(NAMES.to_vec());
+        for _ in 0..n {
+            let shape = (
+                names.clone(),
+                0u8..20,
+                prop::collection::vec(mutations(), 0..5),
+                any::<bool>(),
+            );
+            let (name, kind, muts, apply_ssa) = shape
+                .new_tree(&mut runner)
+                .expect("strategy")
+                .current();
+            let mut doc = base(name);
+            if kind < 2 {
+                let valid = serde_json::to_vec(&doc).expect("json");
+                let body = malformed(valid)
+                    .new_tree(&mut runner)
+                    .expect("strategy")
+                    .current();
+                out.push(Case {
+                    name: name.to_owned(),
+                    body,
+                    apply: apply_ssa,
+                    malformed: true,
+                });
+                continue;
+            }
+            for m in &muts {
+                apply(&mut doc, m);
+            }
+            out.push(Case {
+                name: name.to_owned(),
+                body: serde_json::to_vec(&doc).expect("json"),
+                apply: apply_ssa,
+                malformed: false,
+            });
+        }
+        out
+    }
+}
+
+/// Sends one raw request through kubesim's router in-process: (status code, body as JSON).
+async fn send_raw(env: &Env, case: &hostile::Case) -> (u16, Value) {
+    let uri = format!(
+        "/apis/sroll.io/v1alpha1/namespaces/{}/statefulsetrollouts/{}?fieldManager=hostile&force={}",
+        env.ns, case.name, case.apply
+    );
+    let content_type = if case.apply {
+        "application/apply-patch+yaml"
+    } else {
+        "application/merge-patch+json"
+    };
+    let req = http::Request::patch(uri)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(case.body.clone()))
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(env.cluster.service(), req)
+        .await
+        .unwrap();
+    let code = res.status().as_u16();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Whether a 422's `Status` names the offending field.
+fn names_a_field(status: &Value) -> bool {
+    let roots = ["spec", "metadata", "apiVersion", "kind", "status", "<root>", "body"];
+    let in_causes = status["details"]["causes"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["field"].as_str().is_some_and(|f| !f.is_empty())));
+    let message = status["message"].as_str().unwrap_or_default();
+    in_causes || roots.iter().any(|r| message.contains(r))
+}
+
+async fn hostile_documents(n: usize) {
+    let mut env = Env::without_operator_on(kubesim::cluster::ClusterConfig {
+        // Nothing runs pods: a hostile rollout with two billion replicas stays a number.
+        simulate: false,
+        ..support::cluster_config()
+    })
+    .await;
+    // Bystanders: sets no valid rollout names, some selecting the labels hostile documents use.
+    let mut bystanders = BTreeMap::new();
+    for i in 0..3 {
+        let mut sts = Rollout::named(&format!("bystander-{i}")).build().spec.sts;
+        let labels: BTreeMap<String, String> = [("app".to_owned(), "bystander".to_owned())].into();
+        sts.spec.selector.match_labels = Some(labels.clone());
+        if let Some(m) = sts.spec.template.metadata.as_mut() {
+            m.labels = Some(labels);
+        }
+        let created = env
+            .statefulsets()
+            .create(
+                &PostParams::default(),
+                &k8s_openapi::api::apps::v1::StatefulSet {
+                    metadata: ObjectMeta {
+                        name: Some(format!("bystander-{i}")),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(sts.spec),
+                    status: None,
+                },
+            )
+            .await
+            .unwrap();
+        bystanders.insert(created.name_any(), created.resource_version().unwrap());
+    }
+    env.start_operator();
+    let ns = env.ns.clone();
+    let base = |name: &str| {
+        let mut v = serde_json::to_value(Rollout::named(name).replicas(2).build()).unwrap();
+        v["metadata"]["namespace"] = json!(ns);
+        v
+    };
+    let started = Instant::now();
+    let cases = hostile::cases(n, base);
+    let generated = started.elapsed();
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unexpected = Vec::new();
+    let started = Instant::now();
+    for case in &cases {
+        let (code, status) = send_raw(&env, case).await;
+        let outcome = match code {
+            200 | 201 => "accepted".to_owned(),
+            422 if names_a_field(&status) => "422 naming a field".to_owned(),
+            400 => "400 bad request".to_owned(),
+            415 if case.malformed => "415 unsupported body".to_owned(),
+            other => {
+                let body = String::from_utf8_lossy(&case.body);
+                unexpected.push(format!(
+                    "{other} {}: {} (body {}…)",
+                    case.name,
+                    status["message"].as_str().unwrap_or_default(),
+                    body.chars().take(300).collect::<String>()
+                ));
+                format!("unexpected {other}")
+            }
+        };
+        *outcomes
+            .entry(format!(
+                "{}{outcome}",
+                if case.malformed { "malformed: " } else { "" }
+            ))
+            .or_default() += 1;
+        if env.operator.as_ref().is_some_and(RunningOperator::finished) {
+            panic!(
+                "the operator stopped: {:?}",
+                env.checker.problems_so_far()
+            );
+        }
+    }
+    let sent = started.elapsed();
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected answers, first ones: {:#?}",
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(10)]
+    );
+
+    // Every rollout that exists now was handled: a status for its generation with a phase and
+    // conditions.
+    let api = env.rollouts();
+    let (phases, reasons) = wait_for("every accepted rollout handled", Duration::from_secs(120), || async {
+        let list = api.list(&Default::default()).await.ok()?;
+        let mut p = BTreeMap::new();
+        let mut r = BTreeMap::new();
+        for ro in &list.items {
+            let s = ro.status.as_ref()?;
+            if s.observed_generation != ro.metadata.generation || s.conditions.is_empty() {
+                return None;
+            }
+            *p.entry(format!("{:?}", s.phase.clone()?)).or_insert(0usize) += 1;
+            let valid = s.conditions.iter().find(|c| c.type_ == "SpecValid");
+            *r.entry(valid.map(|c| c.reason.clone()).unwrap_or_default())
+                .or_insert(0usize) += 1;
+        }
+        Some((p, r))
+    })
+    .await;
+    // Bystanders untouched; no set other than those the rollouts name.
+    let sets = env.statefulsets().list(&Default::default()).await.unwrap();
+    for sts in &sets.items {
+        let name = sts.name_any();
+        match bystanders.get(&name) {
+            Some(rv) => assert_eq!(
+                sts.resource_version().as_ref(),
+                Some(rv),
+                "bystander {name} was modified"
+            ),
+            None => assert!(
+                hostile::NAMES.contains(&name.as_str()),
+                "a set no rollout names: {name}"
+            ),
+        }
+    }
+    let report = env.finish(true).await;
+    eprintln!(
+        "chaos hostile: {n} documents (generated in {generated:.1?}, sent in {sent:.1?}); \
+         outcomes {outcomes:?}; final rollouts by phase {phases:?}, SpecValid reasons \
+         {reasons:?}; {} sets, bystanders untouched; problems: {}",
+        sets.items.len(),
+        report.problems().len()
+    );
+}
+
+#[ignore = "finds a defect being fixed: a deeply nested document overflows kubesim's stack (RELIABILITY.md)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_hostile_documents_are_rejected_with_a_reason_or_handled_and_touch_no_bystander()
+{
+    hostile_documents(1_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn ten_thousand_hostile_documents_are_rejected_with_a_reason_or_handled() {
+    hostile_documents(10_000).await;
+}
