@@ -755,10 +755,7 @@ async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold
             per_node.entry(node).or_default().push(p.name_any());
         }
     }
-    let (node, on_node) = per_node
-        .into_iter()
-        .max_by_key(|(_, v)| v.len())
-        .unwrap();
+    let (node, on_node) = per_node.into_iter().max_by_key(|(_, v)| v.len()).unwrap();
     env.checker
         .external(on_node.iter().map(String::as_str).collect::<Vec<_>>());
     env.cluster.faults().update(|c| {
@@ -888,10 +885,14 @@ async fn leader_killed_mid_rollout(replicas: i32, lease: Duration) {
     b.stop().await.expect("b stops cleanly");
     let doubles = double_evictions(&log);
     assert!(doubles.is_empty(), "pods evicted twice: {doubles:?}");
-    let by: BTreeMap<String, usize> = log.lock().unwrap().iter().fold(BTreeMap::new(), |mut m, e| {
-        *m.entry(e.by.clone()).or_default() += 1;
-        m
-    });
+    let by: BTreeMap<String, usize> =
+        log.lock()
+            .unwrap()
+            .iter()
+            .fold(BTreeMap::new(), |mut m, e| {
+                *m.entry(e.by.clone()).or_default() += 1;
+                m
+            });
     let report = env.checker.report(true);
     report.assert_clean();
     // Upstream client-go: a candidate takes over once the lease has not been renewed for
@@ -987,7 +988,14 @@ mod hostile {
             &["spec", "sts", "spec", "template", "metadata", "labels"],
             &["spec", "sts", "spec", "template", "spec"],
             &["spec", "sts", "spec", "template", "spec", "containers"],
-            &["spec", "sts", "spec", "template", "spec", "terminationGracePeriodSeconds"],
+            &[
+                "spec",
+                "sts",
+                "spec",
+                "template",
+                "spec",
+                "terminationGracePeriodSeconds",
+            ],
             &["metadata", "name"],
             &["metadata", "namespace"],
             &["metadata", "labels"],
@@ -1009,12 +1017,40 @@ mod hostile {
     fn strings() -> impl Strategy<Value = String> {
         prop_oneof![
             prop::sample::select(vec![
-                "", " ", "50%", "-1%", "1000%", "%", "0%", "100%", "1e3", "0x10", "true", "null",
-                "Partitioned", "OnDelete", "RollingUpdate", "Parallel", "OrderedReady",
-                "../../etc/passwd", "http://169.254.169.254/latest/meta-data/",
-                "http://127.0.0.1:1/cb", "file:///etc/shadow", "\u{202e}evil\u{202c}", "\u{0}",
-                "a\u{200b}b", "😀🔥", "Ω≈ç√", "DROP TABLE rollouts;--", "${jndi:ldap://x}",
-                "{{.Values}}", "bystander-0", "app=bystander", "-", "a..b", "UPPER",
+                "",
+                " ",
+                "50%",
+                "-1%",
+                "1000%",
+                "%",
+                "0%",
+                "100%",
+                "1e3",
+                "0x10",
+                "true",
+                "null",
+                "Partitioned",
+                "OnDelete",
+                "RollingUpdate",
+                "Parallel",
+                "OrderedReady",
+                "../../etc/passwd",
+                "http://169.254.169.254/latest/meta-data/",
+                "http://127.0.0.1:1/cb",
+                "file:///etc/shadow",
+                "\u{202e}evil\u{202c}",
+                "\u{0}",
+                "a\u{200b}b",
+                "😀🔥",
+                "Ω≈ç√",
+                "DROP TABLE rollouts;--",
+                "${jndi:ldap://x}",
+                "{{.Values}}",
+                "bystander-0",
+                "app=bystander",
+                "-",
+                "a..b",
+                "UPPER",
                 "registry.example/app:v2",
             ])
             .prop_map(str::to_owned),
@@ -1056,7 +1092,11 @@ mod hostile {
         (1usize..3_000, any::<bool>()).prop_map(|(depth, arrays)| {
             let mut v = json!("bottom");
             for _ in 0..depth {
-                v = if arrays { json!([v]) } else { json!({ "a": v }) };
+                v = if arrays {
+                    json!([v])
+                } else {
+                    json!({ "a": v })
+                };
             }
             v
         })
@@ -1195,10 +1235,8 @@ mod hostile {
                 prop::collection::vec(mutations(), 0..5),
                 any::<bool>(),
             );
-            let (name, kind, muts, apply_ssa) = shape
-                .new_tree(&mut runner)
-                .expect("strategy")
-                .current();
+            let (name, kind, muts, apply_ssa) =
+                shape.new_tree(&mut runner).expect("strategy").current();
             let mut doc = base(name);
             if kind < 2 {
                 let valid = serde_json::to_vec(&doc).expect("json");
@@ -1255,10 +1293,19 @@ async fn send_raw(env: &Env, case: &hostile::Case) -> (u16, Value) {
 
 /// Whether a 422's `Status` names the offending field.
 fn names_a_field(status: &Value) -> bool {
-    let roots = ["spec", "metadata", "apiVersion", "kind", "status", "<root>", "body"];
-    let in_causes = status["details"]["causes"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["field"].as_str().is_some_and(|f| !f.is_empty())));
+    let roots = [
+        "spec",
+        "metadata",
+        "apiVersion",
+        "kind",
+        "status",
+        "<root>",
+        "body",
+    ];
+    let in_causes = status["details"]["causes"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["field"].as_str().is_some_and(|f| !f.is_empty()))
+    });
     let message = status["message"].as_str().unwrap_or_default();
     in_causes || roots.iter().any(|r| message.contains(r))
 }
@@ -1334,10 +1381,7 @@ async fn hostile_documents(n: usize) {
             ))
             .or_default() += 1;
         if env.operator.as_ref().is_some_and(RunningOperator::finished) {
-            panic!(
-                "the operator stopped: {:?}",
-                env.checker.problems_so_far()
-            );
+            panic!("the operator stopped: {:?}", env.checker.problems_so_far());
         }
     }
     let sent = started.elapsed();
@@ -1351,22 +1395,26 @@ async fn hostile_documents(n: usize) {
     // Every rollout that exists now was handled: a status for its generation with a phase and
     // conditions.
     let api = env.rollouts();
-    let (phases, reasons) = wait_for("every accepted rollout handled", Duration::from_secs(120), || async {
-        let list = api.list(&Default::default()).await.ok()?;
-        let mut p = BTreeMap::new();
-        let mut r = BTreeMap::new();
-        for ro in &list.items {
-            let s = ro.status.as_ref()?;
-            if s.observed_generation != ro.metadata.generation || s.conditions.is_empty() {
-                return None;
+    let (phases, reasons) = wait_for(
+        "every accepted rollout handled",
+        Duration::from_secs(120),
+        || async {
+            let list = api.list(&Default::default()).await.ok()?;
+            let mut p = BTreeMap::new();
+            let mut r = BTreeMap::new();
+            for ro in &list.items {
+                let s = ro.status.as_ref()?;
+                if s.observed_generation != ro.metadata.generation || s.conditions.is_empty() {
+                    return None;
+                }
+                *p.entry(format!("{:?}", s.phase.clone()?)).or_insert(0usize) += 1;
+                let valid = s.conditions.iter().find(|c| c.type_ == "SpecValid");
+                *r.entry(valid.map(|c| c.reason.clone()).unwrap_or_default())
+                    .or_insert(0usize) += 1;
             }
-            *p.entry(format!("{:?}", s.phase.clone()?)).or_insert(0usize) += 1;
-            let valid = s.conditions.iter().find(|c| c.type_ == "SpecValid");
-            *r.entry(valid.map(|c| c.reason.clone()).unwrap_or_default())
-                .or_insert(0usize) += 1;
-        }
-        Some((p, r))
-    })
+            Some((p, r))
+        },
+    )
     .await;
     // Bystanders untouched; no set other than those the rollouts name.
     let sets = env.statefulsets().list(&Default::default()).await.unwrap();

@@ -310,7 +310,7 @@ impl State {
             .filter(|(n, p)| {
                 n.strip_prefix(&prefix)
                     .is_some_and(|o| o.bytes().all(|b| b.is_ascii_digit()))
-                    && !(p.ready && !p.terminating)
+                    && (!p.ready || p.terminating)
                     && self.external.contains(*n)
             })
             .count();
@@ -410,14 +410,11 @@ impl Checker {
             enum Ev {
                 Pod(watcher::Event<Pod>),
                 Set(watcher::Event<StatefulSet>),
-                Rollout(watcher::Event<StatefulsetRollout>),
+                Rollout(Box<watcher::Event<StatefulsetRollout>>),
             }
             let merged = futures::stream::select(
-                futures::stream::select(
-                    pods.map(|e| e.map(Ev::Pod)),
-                    sets.map(|e| e.map(Ev::Set)),
-                ),
-                rollouts.map(|e| e.map(Ev::Rollout)),
+                futures::stream::select(pods.map(|e| e.map(Ev::Pod)), sets.map(|e| e.map(Ev::Set))),
+                rollouts.map(|e| e.map(|r| Ev::Rollout(Box::new(r)))),
             );
             futures::pin_mut!(merged);
             while let Some(ev) = merged.next().await {
@@ -433,12 +430,13 @@ impl Checker {
                         s.on_pod(&p, false)
                     }
                     Ev::Pod(watcher::Event::Delete(p)) => s.on_pod(&p, true),
-                    Ev::Rollout(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) => {
-                        s.on_rollout(&r)
-                    }
-                    Ev::Rollout(watcher::Event::Delete(r)) => {
-                        s.rollouts.remove(&r.name_any());
-                    }
+                    Ev::Rollout(ev) => match *ev {
+                        watcher::Event::Apply(r) | watcher::Event::InitApply(r) => s.on_rollout(&r),
+                        watcher::Event::Delete(r) => {
+                            s.rollouts.remove(&r.name_any());
+                        }
+                        _ => {}
+                    },
                     _ => {}
                 }
             }

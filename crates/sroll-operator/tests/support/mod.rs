@@ -156,7 +156,9 @@ async fn start_cluster() -> (kubesim::cluster::Handle, Client) {
 }
 
 /// Starts a kubesim cluster with `config` and returns it with a client.
-async fn start_cluster_with(config: kubesim::cluster::ClusterConfig) -> (kubesim::cluster::Handle, Client) {
+async fn start_cluster_with(
+    config: kubesim::cluster::ClusterConfig,
+) -> (kubesim::cluster::Handle, Client) {
     let handle = kubesim::cluster::Cluster::start(config)
         .await
         .expect("kubesim starts");
