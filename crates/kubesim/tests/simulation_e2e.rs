@@ -402,6 +402,27 @@ fn pdb(name: &str, app: &str, spec: Value) -> PodDisruptionBudget {
     serde_json::from_value(json!({"metadata": {"name": name, "namespace": NS}, "spec": s})).unwrap()
 }
 
+/// A Parallel set `web` of `replicas` pods guarded by the budget `web-pdb`
+/// (`spec`), once the set is settled and the budget allows one disruption.
+async fn guarded_set(api: &Api, replicas: i32, spec: Value) {
+    api.create_typed(
+        Some(NS),
+        &sts(
+            "web",
+            replicas,
+            "nginx:1",
+            json!({"spec": {"podManagementPolicy": "Parallel"}}),
+        ),
+    )
+    .unwrap();
+    api.create_typed(Some(NS), &pdb("web-pdb", "web", spec))
+        .unwrap();
+    wait_for("budget of one", || {
+        settled(api, "web", replicas) && pdb_status(api, "web-pdb").disruptions_allowed == 1
+    })
+    .await;
+}
+
 async fn evict(api: &Api, name: &str) -> Result<(u16, Value), kubesim::ApiError> {
     evict_with_query(api, name, &[]).await
 }
@@ -430,22 +451,7 @@ async fn evict_with_query(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_eviction_in_the_query_deletes_nothing_and_spends_no_budget() {
     let (api, _sim) = start();
-    api.create_typed(
-        Some(NS),
-        &sts(
-            "web",
-            2,
-            "nginx:1",
-            json!({"spec": {"podManagementPolicy": "Parallel"}}),
-        ),
-    )
-    .unwrap();
-    api.create_typed(Some(NS), &pdb("web-pdb", "web", json!({"minAvailable": 1})))
-        .unwrap();
-    wait_for("budget of one", || {
-        settled(&api, "web", 2) && pdb_status(&api, "web-pdb").disruptions_allowed == 1
-    })
-    .await;
+    guarded_set(&api, 2, json!({"minAvailable": 1})).await;
     let (code, body) = evict_with_query(&api, "web-0", &[("dryRun", "All")])
         .await
         .unwrap();
@@ -472,25 +478,7 @@ fn pdb_status(api: &Api, name: &str) -> k8s_openapi::api::policy::v1::PodDisrupt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_is_refused_with_429_while_the_budget_is_exhausted_and_allowed_after_recovery() {
     let (api, sim) = start();
-    api.create_typed(
-        Some(NS),
-        &sts(
-            "web",
-            3,
-            "nginx:1",
-            json!({"spec": {"podManagementPolicy": "Parallel"}}),
-        ),
-    )
-    .unwrap();
-    api.create_typed(
-        Some(NS),
-        &pdb("web-pdb", "web", json!({"maxUnavailable": 1})),
-    )
-    .unwrap();
-    wait_for("budget of one", || {
-        settled(&api, "web", 3) && pdb_status(&api, "web-pdb").disruptions_allowed == 1
-    })
-    .await;
+    guarded_set(&api, 3, json!({"maxUnavailable": 1})).await;
     // Given web-1 is unready, the budget is exhausted
     sim.faults().update(|c| {
         c.unready_pods.insert(PodRef {
@@ -552,22 +540,7 @@ async fn eviction_is_refused_with_429_while_the_budget_is_exhausted_and_allowed_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_concurrent_evictions_against_a_budget_of_one_let_exactly_one_through() {
     let (api, _sim) = start();
-    api.create_typed(
-        Some(NS),
-        &sts(
-            "web",
-            3,
-            "nginx:1",
-            json!({"spec": {"podManagementPolicy": "Parallel"}}),
-        ),
-    )
-    .unwrap();
-    api.create_typed(Some(NS), &pdb("web-pdb", "web", json!({"minAvailable": 2})))
-        .unwrap();
-    wait_for("budget of one", || {
-        settled(&api, "web", 3) && pdb_status(&api, "web-pdb").disruptions_allowed == 1
-    })
-    .await;
+    guarded_set(&api, 3, json!({"minAvailable": 2})).await;
     let (a, b) = tokio::join!(
         tokio::spawn({
             let api = api.clone();
