@@ -63,6 +63,9 @@ pub struct BenchArgs {
     /// Run only these scenarios (1-6); repeat or separate with commas. Default: all.
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
     pub only: Vec<u8>,
+    /// Pods of the single-set scenarios 1, 2 and 6 (default 1000, 20 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=100_000))]
+    pub pods: Option<u32>,
     /// Scenario 5: StatefulSets rolling at once (default 100, 2 with --quick).
     #[arg(long)]
     pub scale_sets: Option<u32>,
@@ -114,9 +117,9 @@ impl Sizes {
                 quick: true,
                 speed: 4.0,
                 nodes: 4,
-                s1_pods: 20,
+                s1_pods: args.pods.unwrap_or(20),
                 s1_native1_pods: 3,
-                s2_pods: 20,
+                s2_pods: args.pods.unwrap_or(20),
                 s3_pods: 5,
                 s3_interval: 1,
                 s4_pods: 20,
@@ -124,16 +127,16 @@ impl Sizes {
                 s5_sets: args.scale_sets.unwrap_or(2),
                 s5_pods: args.scale_pods.unwrap_or(10),
                 s5_speed: args.scale_speed.unwrap_or(4.0),
-                s6_pods: 20,
+                s6_pods: args.pods.unwrap_or(20),
             }
         } else {
             Self {
                 quick: false,
                 speed: 1.0,
                 nodes: 12,
-                s1_pods: 1000,
+                s1_pods: args.pods.unwrap_or(1000),
                 s1_native1_pods: 20,
-                s2_pods: 1000,
+                s2_pods: args.pods.unwrap_or(1000),
                 s3_pods: 30,
                 s3_interval: 1,
                 s4_pods: 300,
@@ -141,7 +144,7 @@ impl Sizes {
                 s5_sets: args.scale_sets.unwrap_or(100),
                 s5_pods: args.scale_pods.unwrap_or(1000),
                 s5_speed: args.scale_speed.unwrap_or(1.0),
-                s6_pods: 1000,
+                s6_pods: args.pods.unwrap_or(1000),
             }
         }
     }
@@ -220,9 +223,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         }
         println!("▶ scenario {n}: {title}");
         let t = Instant::now();
-        let rows = f(&sizes, &exe)
-            .await
-            .with_context(|| format!("scenario {n} ({title}) failed"))?;
+        let rows = match f(&sizes, &exe).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let message = format!("scenario {n} ({title}) failed: {e:#}");
+                println!("  {message}");
+                report.failures.push(message);
+                continue;
+            }
+        };
         for r in &rows {
             println!("  {}", r.one_line());
             let profile: Vec<String> = r
@@ -248,6 +257,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("failed to write {}", path.display()))?;
         println!("JSON written to {}", path.display());
+    }
+    if !report.failures.is_empty() {
+        bail!("{}", report.failures.join("\n"));
     }
     Ok(report)
 }

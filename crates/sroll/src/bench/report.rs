@@ -150,6 +150,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The targets, met or missed (only those whose scenarios ran).
     pub targets: Vec<Target>,
+    /// Scenarios that failed, with the reason.
+    pub failures: Vec<String>,
 }
 
 impl Report {
@@ -170,6 +172,7 @@ impl Report {
             total_seconds: 0.0,
             rows: Vec::new(),
             targets: Vec::new(),
+            failures: Vec::new(),
         }
     }
 
