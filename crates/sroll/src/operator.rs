@@ -99,6 +99,40 @@ pub struct OperatorArgs {
     pub consul_addr: Option<String>,
 }
 
+impl OperatorArgs {
+    /// The operator settings these flags describe; `default_namespace` is the client's (the pod's
+    /// namespace in-cluster) and holds the Lease unless `--leader-election-namespace` is given.
+    pub fn settings(&self, default_namespace: &str, identity: String) -> Settings {
+        let leader_election = self.leader_elect.then(|| LeaseSettings {
+            name: self.leader_election_lease_name.clone(),
+            namespace: self
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.to_owned()),
+            identity: identity.clone(),
+            lease_duration: Duration::from_secs(self.leader_election_lease_duration),
+            renew_deadline: Duration::from_secs(self.leader_election_renew_deadline),
+            retry_period: Duration::from_millis(self.leader_election_retry_period_ms),
+        });
+        Settings {
+            namespaces: self.namespaces.clone(),
+            metrics_addr: Some(self.metrics_addr),
+            leader_election,
+            instance: identity,
+            skip_preflight: false,
+            integrations: IntegrationSettings {
+                cluster_name: self.cluster_name.clone(),
+                slack_api_url: self.slack_api_url.clone(),
+                slack_token_secret: self.slack_token_secret.clone(),
+                callback_allow: self.callback_allow.clone(),
+                consul_addr: self.consul_addr.clone(),
+                discovery_interval: None,
+                callback_retry_base: None,
+            },
+        }
+    }
+}
+
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -156,33 +190,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         let (client, default_ns) =
             sroll_operator::client_from(args.kubeconfig.as_deref(), args.context.clone()).await?;
         let identity = args.identity.clone().unwrap_or_else(default_identity);
-        let leader_election = args.leader_elect.then(|| LeaseSettings {
-            name: args.leader_election_lease_name.clone(),
-            namespace: args
-                .leader_election_namespace
-                .clone()
-                .unwrap_or_else(|| default_ns.clone()),
-            identity: identity.clone(),
-            lease_duration: Duration::from_secs(args.leader_election_lease_duration),
-            renew_deadline: Duration::from_secs(args.leader_election_renew_deadline),
-            retry_period: Duration::from_millis(args.leader_election_retry_period_ms),
-        });
-        let settings = Settings {
-            namespaces: args.namespaces.clone(),
-            metrics_addr: Some(args.metrics_addr),
-            leader_election,
-            instance: identity,
-            skip_preflight: false,
-            integrations: IntegrationSettings {
-                cluster_name: args.cluster_name.clone(),
-                slack_api_url: args.slack_api_url.clone(),
-                slack_token_secret: args.slack_token_secret.clone(),
-                callback_allow: args.callback_allow.clone(),
-                consul_addr: args.consul_addr.clone(),
-                discovery_interval: None,
-                callback_retry_base: None,
-            },
-        };
+        let settings = args.settings(&default_ns, identity);
         Operator::new(client, settings)
             .run(shutdown_signal())
             .await

@@ -94,12 +94,15 @@ fn namespaced_install_watches_only_its_namespace() {
         args.iter().any(|a| a == "--namespace=sroll-system"),
         "{args:?}"
     );
-    // The only cluster-wide grant is reading the CRD.
-    let cluster_roles: Vec<_> = objs.iter().filter(|o| o["kind"] == "ClusterRole").collect();
-    assert_eq!(cluster_roles.len(), 1);
-    let rules = cluster_roles[0]["rules"].as_array().expect("rules");
-    assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0]["resources"][0], "customresourcedefinitions");
+    // Nothing cluster-wide: the rules are a Role in the operator's namespace.
+    assert!(
+        !objs.iter().any(|o| o["kind"] == "ClusterRole"),
+        "the namespaced install must not grant cluster-wide access"
+    );
+    assert!(
+        objs.iter()
+            .any(|o| o["kind"] == "Role" && o["metadata"]["name"] == "sroll-operator")
+    );
 }
 
 #[test]

@@ -1,0 +1,573 @@
+//! The install manifests, proven on kubesim with authentication and RBAC on: `kubectl apply -k
+//! deploy/` with the administrator's kubeconfig, `kubectl create token` for the operator's
+//! ServiceAccount, then the operator (in-process, with the settings the rendered Deployment's
+//! flags describe) acting with that token only.
+//!
+//! - A full rollout (create, image change, Done) with two replicas under leader election and Slack
+//!   notifications to a local fake, without a single request refused.
+//! - Least privilege: every verb of every rule of the ClusterRole (and of the leader-election Role)
+//!   is removed in turn; the operator then refuses to start with a "not allowed to <verb>
+//!   <resource>" error (its start-up access reviews), or, for the grants only some rollouts use
+//!   (the Slack token Secret, EndpointSlices of Kubernetes service discovery), kubesim's decision
+//!   log shows the operator's request refused with 403 (and, for Slack, no message is sent).
+//!
+//! Without kubectl these tests fail when `CI` is set and otherwise print "skipped".
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Json, Router, extract::State, routing::post};
+use clap::Parser;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{Namespace, Pod, Secret},
+    rbac::v1::{ClusterRole, Role},
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use kubesim::cluster::{Cluster, ClusterConfig, Handle};
+use serde_json::{Value, json};
+use sroll::operator::OperatorArgs;
+use sroll_api::{Phase, StatefulsetRollout};
+use sroll_operator::{Operator, Settings, integrations::SecretLocation};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+const SA_USER: &str = "system:serviceaccount:sroll-system:sroll-operator";
+const SLACK_TOKEN: &str = "xoxb-install-test";
+
+fn kubectl_available() -> bool {
+    let found = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubectl not found (required in CI)"
+        );
+        println!("skipped: kubectl not found");
+    }
+    found
+}
+
+async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    operator: OperatorArgs,
+}
+
+/// A fake Slack Web API: records posts and updates.
+#[derive(Default)]
+struct Slack {
+    calls: Vec<(String, Value)>,
+}
+
+async fn slack_call(
+    State(s): State<Arc<Mutex<Slack>>>,
+    uri: axum::http::Uri,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let mut s = s.lock().unwrap();
+    s.calls.push((uri.path().to_owned(), body));
+    Json(
+        json!({"ok": true, "channel": "C0DEPLOYS", "ts": format!("1700000000.{:06}", s.calls.len())}),
+    )
+}
+
+/// kubesim (auth, TLS, simulation) with `deploy/` applied by kubectl.
+struct Installed {
+    h: Handle,
+    dir: PathBuf,
+    admin: Client,
+    operator_client: Client,
+    settings: Settings,
+    slack: Arc<Mutex<Slack>>,
+}
+
+async fn kubectl(dir: &Path, args: &[&str]) -> String {
+    let out = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", dir.join("admin"))
+            .env("HOME", dir)
+            .output(),
+    )
+    .await
+    .expect("kubectl finishes")
+    .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn install() -> Installed {
+    let h = Cluster::start(ClusterConfig {
+        auth: true,
+        tls: true,
+        simulate: true,
+        speed: 10.0,
+        ..ClusterConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("sroll-install-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    h.write_kubeconfig(&dir.join("admin")).unwrap();
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    kubectl(&dir, &["apply", "-k", deploy]).await;
+    let admin = h.client();
+    let rollouts: Api<StatefulsetRollout> = Api::all(admin.clone());
+    wait_for("the CRD to be served", DEADLINE, || {
+        let rollouts = rollouts.clone();
+        async move { rollouts.list(&ListParams::default()).await.ok() }
+    })
+    .await;
+
+    // The operator's credentials: a token of the ServiceAccount the manifests create, nothing else.
+    let token = kubectl(
+        &dir,
+        &["create", "token", "sroll-operator", "-n", "sroll-system"],
+    )
+    .await;
+    let sa_kubeconfig = dir.join("operator");
+    std::fs::write(
+        &sa_kubeconfig,
+        h.kubeconfig_with_token(token.trim()).unwrap(),
+    )
+    .unwrap();
+    let (operator_client, _) = sroll_operator::client_from(Some(&sa_kubeconfig), None)
+        .await
+        .unwrap();
+
+    // The settings the rendered Deployment's flags describe (in-cluster, the client's namespace is
+    // the pod's: sroll-system); plus what the README's Slack step adds.
+    let deployment: Deployment = Api::namespaced(admin.clone(), "sroll-system")
+        .get("sroll-operator")
+        .await
+        .unwrap();
+    let args = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(args[0], "operator");
+    let cli =
+        Cli::try_parse_from(std::iter::once("sroll".to_owned()).chain(args[1..].iter().cloned()))
+            .expect("the Deployment's flags parse");
+    let mut settings = cli.operator.settings("sroll-system", "replica".into());
+    assert!(
+        settings.leader_election.is_some(),
+        "the Deployment runs with leader election"
+    );
+    settings.metrics_addr = None;
+
+    let slack = Arc::new(Mutex::new(Slack::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/api/{method}", post(slack_call))
+        .with_state(slack.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    settings.integrations.slack_api_url = Some(format!("http://{addr}/api"));
+    settings.integrations.slack_token_secret = Some(SecretLocation {
+        namespace: "sroll-system".into(),
+        name: "sroll-slack".into(),
+        key: "token".into(),
+    });
+    Api::<Secret>::namespaced(admin.clone(), "sroll-system")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "sroll-slack"},
+                                           "stringData": {"token": SLACK_TOKEN}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    Installed {
+        h,
+        dir,
+        admin,
+        operator_client,
+        settings,
+        slack,
+    }
+}
+
+type Running = (oneshot::Sender<()>, JoinHandle<sroll_operator::Result<()>>);
+
+impl Installed {
+    fn start_operator(&self, identity: &str) -> Running {
+        let mut settings = self.settings.clone();
+        settings.instance = identity.into();
+        if let Some(l) = settings.leader_election.as_mut() {
+            l.identity = identity.into();
+        }
+        let (tx, rx) = oneshot::channel::<()>();
+        let op = Operator::new(self.operator_client.clone(), settings);
+        (
+            tx,
+            tokio::spawn(op.run(async move {
+                let _ = rx.await;
+            })),
+        )
+    }
+
+    async fn stop(running: Running) {
+        let _ = running.0.send(());
+        let r = tokio::time::timeout(DEADLINE, running.1)
+            .await
+            .expect("the operator stops")
+            .expect("the operator task does not panic");
+        r.expect("the operator stops cleanly");
+    }
+
+    async fn namespace(&self, name: &str) {
+        Api::<Namespace>::all(self.admin.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A person applies a rollout of `replicas` pods of `image`.
+    async fn apply_rollout(&self, ns: &str, name: &str, image: &str, extra: Value) {
+        let mut spec = json!({
+            "sts": {"apiVersion": "apps/v1", "kind": "StatefulSet", "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": name}},
+                "serviceName": name,
+                "podManagementPolicy": "Parallel",
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "app", "image": image}]}}}},
+            "percent": 100,
+            "rolloutIdentity": image,
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        let body = json!({"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+                          "metadata": {"name": name, "namespace": ns}, "spec": spec});
+        Api::<StatefulsetRollout>::namespaced(self.admin.clone(), ns)
+            .patch(
+                name,
+                &PatchParams::apply("a-person").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .expect("the rollout is accepted");
+    }
+
+    async fn wait_rollout(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&StatefulsetRollout) -> bool,
+    ) -> StatefulsetRollout {
+        let api: Api<StatefulsetRollout> = Api::namespaced(self.admin.clone(), ns);
+        let pred = &pred;
+        wait_for(what, DEADLINE, || {
+            let api = api.clone();
+            async move {
+                let r = api.get(name).await.ok()?;
+                pred(&r).then_some(r)
+            }
+        })
+        .await
+    }
+
+    async fn wait_done(&self, ns: &str, name: &str) -> StatefulsetRollout {
+        self.wait_rollout(ns, name, &format!("{ns}/{name} to be Done"), |r| {
+            let s = r.status.clone().unwrap_or_default();
+            s.phase.as_ref() == Some(&Phase::Done) && s.observed_generation == r.metadata.generation
+        })
+        .await
+    }
+
+    fn denials(&self) -> Vec<kubesim::auth::Attributes> {
+        self.h.auth().unwrap().denials_of(SA_USER)
+    }
+
+    async fn finish(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.h.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installed_operator_completes_a_rollout_with_its_service_account_token_only() {
+    if !kubectl_available() {
+        return;
+    }
+    let env = install().await;
+    env.namespace("shop").await;
+    let a = env.start_operator("sroll-operator-a");
+    let b = env.start_operator("sroll-operator-b");
+    let notify = json!({"channel": "#deploys", "notifications": {"level": "info"}});
+    env.apply_rollout("shop", "web", "web:1.0", notify.clone())
+        .await;
+    env.wait_done("shop", "web").await;
+    env.apply_rollout("shop", "web", "web:2.0", notify).await;
+    let done = env.wait_done("shop", "web").await;
+    assert_eq!(done.metadata.generation, Some(2));
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(env.admin.clone(), "shop")
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pods.len(), 3);
+    for p in &pods {
+        assert_eq!(
+            p.spec.as_ref().unwrap().containers[0].image.as_deref(),
+            Some("web:2.0")
+        );
+    }
+    // One replica leads; the other waits.
+    let lease: Lease = Api::namespaced(env.admin.clone(), "sroll-system")
+        .get("sroll-operator")
+        .await
+        .unwrap();
+    let holder = lease.spec.unwrap().holder_identity.unwrap();
+    assert!(
+        holder == "sroll-operator-a" || holder == "sroll-operator-b",
+        "{holder}"
+    );
+    // Slack heard about it, with the token from the Secret.
+    wait_for("a Slack message", DEADLINE, || async {
+        let s = env.slack.lock().unwrap();
+        s.calls
+            .iter()
+            .any(|(path, _)| path.ends_with("chat.postMessage"))
+            .then_some(())
+    })
+    .await;
+    // Not one request of the operator was refused.
+    assert_eq!(env.denials(), vec![]);
+    Installed::stop(a).await;
+    Installed::stop(b).await;
+    env.finish().await;
+}
+
+/// `resource[/sub][.group]`, as the operator's start-up errors name it.
+fn describe(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The rules with `verb` taken out of rule `i` (and the rule dropped when it has no verb left).
+fn without(rules: &[Value], i: usize, verb: &str) -> Vec<Value> {
+    let mut out = rules.to_vec();
+    let verbs: Vec<String> = strings(&rules[i]["verbs"])
+        .into_iter()
+        .filter(|v| v != verb)
+        .collect();
+    if verbs.is_empty() {
+        out.remove(i);
+    } else {
+        out[i]["verbs"] = json!(verbs);
+    }
+    out
+}
+
+async fn set_cluster_role(env: &Installed, rules: &[Value]) {
+    Api::<ClusterRole>::all(env.admin.clone())
+        .patch(
+            "sroll-operator",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"rules": rules})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn set_role(env: &Installed, rules: &[Value]) {
+    Api::<Role>::namespaced(env.admin.clone(), "sroll-system")
+        .patch(
+            "sroll-operator-leader-election",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"rules": rules})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Starts the operator and expects it to refuse to start, naming `verb` and `resource`.
+async fn expect_start_up_refusal(env: &Installed, verb: &str, resource: &str) {
+    let (tx, task) = env.start_operator("least-privilege");
+    let r = tokio::time::timeout(DEADLINE, task)
+        .await
+        .unwrap_or_else(|_| panic!("without {verb} {resource} the operator still runs"))
+        .unwrap();
+    drop(tx);
+    let err = r.expect_err("the operator must not start").to_string();
+    assert!(
+        err.contains(&format!("not allowed to {verb} {resource} ")),
+        "without {verb} {resource}: {err}"
+    );
+}
+
+/// Runs the operator until kubesim refused it `verb` on `resource` (group, plural) and `check`
+/// holds, then stops it.
+async fn expect_forbidden_in_scenario(
+    env: &Installed,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    scenario: impl AsyncFnOnce(&Installed),
+) {
+    let before = env.denials().len();
+    let running = env.start_operator("least-privilege");
+    scenario(env).await;
+    wait_for(
+        &format!("the operator to be refused {verb} {resource}"),
+        DEADLINE,
+        || async {
+            env.denials()[before..]
+                .iter()
+                .any(|a| a.verb == verb && a.api_group == group && a.resource == resource)
+                .then_some(())
+        },
+    )
+    .await;
+    Installed::stop(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_verb_of_every_rule_is_needed() {
+    if !kubectl_available() {
+        return;
+    }
+    let env = install().await;
+    let cluster_role: Value = serde_json::to_value(
+        Api::<ClusterRole>::all(env.admin.clone())
+            .get("sroll-operator")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let rules: Vec<Value> = cluster_role["rules"].as_array().unwrap().clone();
+    let role: Value = serde_json::to_value(
+        Api::<Role>::namespaced(env.admin.clone(), "sroll-system")
+            .get("sroll-operator-leader-election")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let role_rules: Vec<Value> = role["rules"].as_array().unwrap().clone();
+    let mut shown = Vec::new();
+
+    for (i, rule) in rules.iter().enumerate() {
+        let group = strings(&rule["apiGroups"]).remove(0);
+        for resource in strings(&rule["resources"]) {
+            for verb in strings(&rule["verbs"]) {
+                set_cluster_role(&env, &without(&rules, i, &verb)).await;
+                match resource.as_str() {
+                    // Read only when a rollout's integrations need a token: Slack's here.
+                    "secrets" => {
+                        expect_forbidden_in_scenario(&env, &verb, &group, "secrets", async |env| {
+                            env.namespace("notify").await;
+                            env.apply_rollout(
+                                "notify",
+                                "web",
+                                "web:1.0",
+                                json!({"channel": "#deploys"}),
+                            )
+                            .await;
+                        })
+                        .await;
+                        assert!(
+                            env.slack.lock().unwrap().calls.is_empty(),
+                            "no Slack message without the token"
+                        );
+                    }
+                    // Read only by rollouts gated on Kubernetes service discovery.
+                    "endpointslices" => {
+                        expect_forbidden_in_scenario(
+                            &env,
+                            &verb,
+                            &group,
+                            "endpointslices",
+                            async |env| {
+                                env.namespace("gated").await;
+                                env.apply_rollout(
+                                    "gated",
+                                    "web",
+                                    "web:1.0",
+                                    json!({"serviceDiscovery": {"provider": "Kubernetes",
+                                                                "services": ["web"]}}),
+                                )
+                                .await;
+                            },
+                        )
+                        .await;
+                    }
+                    _ => {
+                        expect_start_up_refusal(&env, &verb, &describe(&group, &resource)).await;
+                    }
+                }
+                shown.push(format!("{verb} {}", describe(&group, &resource)));
+            }
+        }
+    }
+    set_cluster_role(&env, &rules).await;
+
+    for (i, rule) in role_rules.iter().enumerate() {
+        let group = strings(&rule["apiGroups"]).remove(0);
+        for resource in strings(&rule["resources"]) {
+            for verb in strings(&rule["verbs"]) {
+                set_role(&env, &without(&role_rules, i, &verb)).await;
+                expect_start_up_refusal(&env, &verb, &describe(&group, &resource)).await;
+                shown.push(format!("{verb} {}", describe(&group, &resource)));
+            }
+        }
+    }
+    set_role(&env, &role_rules).await;
+    println!("every grant shown needed: {shown:?}");
+    // The cluster-wide rules are the ones of deploy/rbac-cluster.yaml: 10 rules, 19 verbs; the
+    // Lease Role: 3 verbs.
+    assert_eq!(shown.len(), 22, "{shown:?}");
+    env.finish().await;
+}
