@@ -923,12 +923,33 @@ impl<'a> Planner<'a> {
                 );
             }
             [pdb] => {
-                size = usize::try_from(pdb.disruptions_allowed).unwrap_or(0);
+                // The PDB counts a Ready pod as healthy even while service discovery does not: those
+                // pods are still in flight for the rollout, so they use up the allowance too.
+                let discovery_unhealthy = match self.discovery_gate() {
+                    Some(healthy) => c
+                        .slots
+                        .iter()
+                        .filter(|s| matches!(s.state, State::Updated { available: false }))
+                        .filter_map(|s| s.pod)
+                        .filter(|p| p.ready && !healthy.contains(&p.name))
+                        .count(),
+                    None => 0,
+                };
+                size = usize::try_from(pdb.disruptions_allowed)
+                    .unwrap_or(0)
+                    .saturating_sub(discovery_unhealthy);
                 if size == 0 {
-                    why = format!(
-                        "waiting for PodDisruptionBudget {} to allow a disruption",
-                        pdb.name
-                    );
+                    why = if discovery_unhealthy > 0 {
+                        format!(
+                            "PodDisruptionBudget {} allows {}, used by pods not yet healthy in service discovery",
+                            pdb.name, pdb.disruptions_allowed
+                        )
+                    } else {
+                        format!(
+                            "waiting for PodDisruptionBudget {} to allow a disruption",
+                            pdb.name
+                        )
+                    };
                 }
             }
             many => {

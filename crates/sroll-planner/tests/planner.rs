@@ -730,3 +730,38 @@ fn a_new_generation_does_not_inherit_the_previous_generations_progress() {
     assert_eq!(p.status.updated_replicas, None);
     assert_eq!(p.status.target_updated_replicas, None);
 }
+
+#[test]
+fn a_pod_ready_but_unhealthy_in_service_discovery_holds_the_next_eviction_naming_it() {
+    let r = Rollout::test().replicas(4).in_progress();
+    let world = World::of(&r)
+        .partition(3)
+        .pods(3..4, NEW, Ready)
+        .ready_since(3, T0 - 10);
+    let gated = |healthy: &[&str]| {
+        let mut o = world.observed();
+        o.rollout.spec.service_discovery = Some(sroll_api::ServiceDiscovery {
+            services: vec!["web".into()],
+            ..sroll_api::ServiceDiscovery::default()
+        });
+        o.discovery = Some(sroll_planner::DiscoveryHealth {
+            reachable: true,
+            healthy_pods: healthy.iter().map(|p| (*p).to_owned()).collect(),
+            existing_services: vec!["web".into()],
+        });
+        plan(&o)
+    };
+    let held = gated(&["web-0", "web-1", "web-2"]);
+    assert_eq!(held.action, Action::Wait);
+    assert_eq!(held.status.phase, Some(Phase::InProgress));
+    let (status, reason, message) = condition(&held, ct::DEGRADED);
+    assert_eq!((status, reason), ("True", "DiscoveryUnhealthy"));
+    assert!(
+        message.starts_with("pod web-3 Ready in Kubernetes but not healthy in service discovery"),
+        "{message}"
+    );
+    // Healthy: the hold is lifted and the next pod goes.
+    let next = gated(&["web-0", "web-1", "web-2", "web-3"]);
+    assert_eq!(evicted(&next).0, ["web-2"]);
+    assert_eq!(condition(&next, ct::DEGRADED).0, "False");
+}
