@@ -20,8 +20,21 @@ const POD_WITH_UNKNOWN: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"n
 
 /// POSTs `body` to `path` and returns (status, `Warning` headers, body).
 async fn post(h: &Handle, path: &str, body: &str) -> (u16, Vec<String>, Value) {
-    let req = http::Request::post(path)
-        .header("content-type", "application/json")
+    send(h, http::Method::POST, path, "application/json", body).await
+}
+
+/// Sends `body` to `path` and returns (status, `Warning` headers, body).
+async fn send(
+    h: &Handle,
+    method: http::Method,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Vec<String>, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
         .body(kube::client::Body::from(body.as_bytes().to_vec()))
         .unwrap();
     let resp = h.client().send(req).await.unwrap();
@@ -216,6 +229,76 @@ async fn custom_resources_follow_the_directive_too() {
     assert_eq!(code, 201);
     assert_eq!(warnings, [r#"299 - "unknown field \"spec.colour\"""#]);
     assert_eq!(obj["spec"], json!({"size": 1}));
+}
+
+#[tokio::test]
+async fn a_status_write_checks_the_status_schema_and_passes_a_spec_stored_under_an_older_schema() {
+    let h = Cluster::start(ClusterConfig::default()).await.unwrap();
+    let crd: Value = serde_json::from_str(WIDGETS).unwrap();
+    let mut crd_status = crd.clone();
+    crd_status["spec"]["versions"][0]["subresources"] = json!({"status": {}});
+    crd_status["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"] =
+        json!({"type": "object", "properties": {"ready": {"type": "boolean"}}});
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let (code, _, _) = post(&h, crds, &crd_status.to_string()).await;
+    assert_eq!(code, 201);
+    let path = "/apis/example.com/v1/namespaces/default/widgets";
+    let (code, _, _) = post(
+        &h,
+        path,
+        r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"size":0}}"#,
+    )
+    .await;
+    assert_eq!(code, 201);
+    // Given the schema tightens after the object was stored (size >= 1) ...
+    let mut tight = crd_status.clone();
+    tight["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["size"]["minimum"] = json!(1);
+    let (code, _, stored) = send(
+        &h,
+        http::Method::GET,
+        &format!("{crds}/widgets.example.com"),
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    tight["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"].clone();
+    let (code, _, _) = send(
+        &h,
+        http::Method::PUT,
+        &format!("{crds}/widgets.example.com"),
+        "application/json",
+        &tight.to_string(),
+    )
+    .await;
+    assert_eq!(code, 200);
+    // ... a status write still passes (only status is validated) ...
+    let (code, _, out) = send(
+        &h,
+        http::Method::PATCH,
+        &format!("{path}/w/status"),
+        "application/merge-patch+json",
+        r#"{"status":{"ready":true}}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["status"]["ready"], true);
+    // (a main-resource write keeping the old size passes too: upstream's
+    // validation ratcheting), and a bad status value is refused.
+    let (code, _, out) = send(
+        &h,
+        http::Method::PATCH,
+        &format!("{path}/w/status"),
+        "application/merge-patch+json",
+        r#"{"status":{"ready":"yes"}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{out}");
+    assert!(
+        out["message"].as_str().unwrap().contains("status.ready"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
