@@ -91,7 +91,11 @@ fn counting_client(cluster: &kubesim::cluster::Handle, log: EvictionLog, who: &s
                     .unwrap_or_else(|| "?".into()),
                 None => String::new(),
             };
-            let response = tower::ServiceExt::oneshot(router, req).await?;
+            // The server handles the request in its own task, as a real API server would: a
+            // killed client must not abort kubesim half-way through an eviction.
+            let response = tokio::spawn(tower::ServiceExt::oneshot(router, req))
+                .await
+                .expect("kubesim's handler does not panic")?;
             if let Some((_, pod)) = eviction
                 && response.status().is_success()
             {
@@ -1281,8 +1285,10 @@ async fn send_raw(env: &Env, case: &hostile::Case) -> (u16, Value) {
         .header(http::header::CONTENT_TYPE, content_type)
         .body(axum::body::Body::from(case.body.clone()))
         .unwrap();
-    let res = tower::ServiceExt::oneshot(env.cluster.service(), req)
+    // In kubesim's own task (a worker thread), as a real server would handle it.
+    let res = tokio::spawn(tower::ServiceExt::oneshot(env.cluster.service(), req))
         .await
+        .unwrap()
         .unwrap();
     let code = res.status().as_u16();
     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
