@@ -744,7 +744,7 @@ async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold
     env.operator = Some(start_counted(&env, settings, &log));
     let base = Rollout::named(name).replicas(replicas);
     apply_raw(&env, &base.build()).await;
-    wait_done(&env, name, DEADLINE).await;
+    wait_done(&env, name, LONG).await;
     apply_raw(&env, &base.image("registry.example/app:v2").build()).await;
     env.wait_rollout(name, "a fifth of the pods updated", |r| {
         updated(r) >= replicas / 5
@@ -804,7 +804,7 @@ async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold
     env.cluster.faults().update(|c| {
         c.failed_nodes.remove(&node);
     });
-    let done = wait_done(&env, name, DEADLINE).await;
+    let done = wait_done(&env, name, LONG).await;
     assert_eq!(updated(&done), replicas);
     let doubles = double_evictions(&log);
     assert!(doubles.is_empty(), "{doubles:?}");
