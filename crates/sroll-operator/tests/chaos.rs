@@ -912,7 +912,6 @@ async fn leader_killed_mid_rollout(replicas: i32, lease: Duration) {
     );
 }
 
-#[ignore = "finds a defect being fixed: after a leader is killed mid-rollout one more pod than the budget is unavailable (RELIABILITY.md)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_killed_mid_rollout_is_replaced_within_the_lease_and_no_pod_is_evicted_twice() {
     leader_killed_mid_rollout(12, Duration::from_secs(2)).await;
@@ -1091,9 +1090,10 @@ mod hostile {
         ]
     }
 
-    /// Deeply nested arrays or objects.
+    /// Nested arrays or objects (as values; deeper nesting is sent as raw text, see
+    /// `malformed`, since building and dropping a `Value` thousands of levels deep recurses).
     fn nested() -> impl Strategy<Value = Value> {
-        (1usize..3_000, any::<bool>()).prop_map(|(depth, arrays)| {
+        (1usize..120, any::<bool>()).prop_map(|(depth, arrays)| {
             let mut v = json!("bottom");
             for _ in 0..depth {
                 v = if arrays {
@@ -1211,6 +1211,13 @@ mod hostile {
             prop::collection::vec(any::<u8>(), 0..300),
             (1usize..20_000).prop_map(|n| "[".repeat(n).into_bytes()),
             (1usize..20_000).prop_map(|n| "{\"a\":".repeat(n).into_bytes()),
+            // Well-formed but nested far deeper than any decoder should follow.
+            (100usize..20_000).prop_map(|n| format!(
+                "{{\"apiVersion\":\"sroll.io/v1alpha1\",\"kind\":\"StatefulsetRollout\",\"metadata\":{{\"name\":\"h-0\"}},\"spec\":{{\"percent\":{}1{}}}}}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+            .into_bytes()),
             prop::sample::select(vec![
                 "".to_owned(),
                 "null".to_owned(),
@@ -1368,6 +1375,8 @@ async fn hostile_documents(n: usize) {
             200 | 201 => "accepted".to_owned(),
             422 if names_a_field(&status) => "422 naming a field".to_owned(),
             400 => "400 bad request".to_owned(),
+            // A merge patch of a rollout that does not exist (yet): upstream answers 404 too.
+            404 if !case.apply => "404 merge patch of a missing rollout".to_owned(),
             415 if case.malformed => "415 unsupported body".to_owned(),
             other => {
                 let body = String::from_utf8_lossy(&case.body);
@@ -1448,7 +1457,7 @@ async fn hostile_documents(n: usize) {
     );
 }
 
-#[ignore = "finds a defect being fixed: a deeply nested document overflows kubesim's stack (RELIABILITY.md)"]
+#[ignore = "4 of 1,000 documents get kubesim's (upstream-faithful) 500 for server-side apply of malformed metadata.ownerReferences, not yet classified (RELIABILITY.md)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_hostile_documents_are_rejected_with_a_reason_or_handled_and_touch_no_bystander()
 {
