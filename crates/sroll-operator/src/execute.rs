@@ -16,7 +16,7 @@
 use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
 use kube::{
     Api,
-    api::{DeleteParams, EvictParams, Patch, PatchParams, Preconditions, PropagationPolicy},
+    api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy},
 };
 use serde_json::json;
 use sroll_api::{FIELD_MANAGER, StatefulsetRollout, StatefulsetRolloutStatus};
@@ -139,14 +139,24 @@ impl EvictionOutcome {
 pub async fn evict(api: &Api<Pod>, pods: &[Target<'_>], metrics: &Metrics) -> EvictionOutcome {
     let mut out = EvictionOutcome::default();
     for pod in pods {
-        let params = EvictParams {
-            delete_options: Some(DeleteParams {
-                preconditions: uid_precondition(pod.uid),
-                ..DeleteParams::default()
-            }),
-            ..EvictParams::default()
-        };
-        match api.evict(pod.name, &params).await {
+        // A policy/v1 Eviction written here rather than with `Api::evict`: kube 5 serialises the
+        // delete options under `delete_options`, a key the API server ignores as unknown, so the
+        // uid precondition would be silently dropped.
+        let body = json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod.name},
+            "deleteOptions": {"preconditions": uid_precondition(pod.uid)},
+        });
+        let result = api
+            .create_subresource::<_, serde_json::Value>(
+                "eviction",
+                pod.name,
+                &PostParams::default(),
+                &body,
+            )
+            .await;
+        match result {
             Ok(_) => {
                 metrics.eviction("evicted");
                 out.evicted.push(pod.name.to_owned());

@@ -6,11 +6,14 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::{api::coordination::v1::Lease, apimachinery::pkg::util::intstr::IntOrString};
+use k8s_openapi::{
+    api::{coordination::v1::Lease, core::v1::Pod},
+    apimachinery::pkg::util::intstr::IntOrString,
+};
 use kube::{Api, ResourceExt, api::DeleteParams};
 use sroll_api::{Phase, StatefulsetRollout, condition_types as ct};
 use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
-use support::{DEADLINE, Env, Rollout, RunningOperator, wait_for};
+use support::{DEADLINE, Env, Rollout, RunningOperator, evictions::Evictions, wait_for};
 
 fn condition<'a>(
     r: &'a StatefulsetRollout,
@@ -153,6 +156,118 @@ async fn without_a_budget_pods_roll_one_at_a_time_and_a_condition_says_why() {
     assert!(msg.contains("one pod at a time"), "{msg}");
     env.wait_phase("solo", Phase::Done).await;
     assert_eq!(env.checker.max_unavailable("solo"), 1);
+    env.finish(true).await;
+}
+
+/// Scenario 5: `minPodEvictionIntervalSeconds` holds between every two evictions, also across an
+/// operator restart (the status records the last eviction time). Eviction times are read from
+/// kubesim: each evicted pod's `deletionTimestamp`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evictions_are_paced_by_the_minimum_interval_even_across_a_restart() {
+    const INTERVAL: i64 = 2;
+    let mut env = Env::start().await;
+    let base = Rollout::named("web").replicas(5);
+    // The budget alone would let two pods go at once: only the pacing keeps them apart.
+    env.pdb("web", "web", IntOrString::Int(2)).await;
+    env.checker.budget("web", 2);
+    env.apply(&base).await;
+    env.wait_phase("web", Phase::Done).await;
+    let evictions = Evictions::watch(&env);
+
+    env.apply(
+        &base
+            .image("registry.example/app:v2")
+            .min_eviction_interval(INTERVAL),
+    )
+    .await;
+    // Kill the operator right after its status recorded the second eviction; restart it at once.
+    let last_eviction =
+        |r: &StatefulsetRollout| r.status.as_ref().and_then(|s| s.last_eviction_time.clone());
+    let first = env
+        .wait_rollout("web", "a first eviction recorded", |r| {
+            last_eviction(r).is_some()
+        })
+        .await;
+    let first = last_eviction(&first);
+    env.wait_rollout("web", "a second eviction recorded", |r| {
+        last_eviction(r).is_some() && last_eviction(r) != first
+    })
+    .await;
+    env.kill_operator().await;
+    env.start_operator();
+    let done = env.wait_phase("web", Phase::Done).await;
+    assert_eq!(done.status.unwrap().updated_replicas, Some(5));
+
+    let times = evictions.times();
+    assert_eq!(times.len(), 5, "each pod evicted once: {times:?}");
+    // kubesim's API server stamps deletionTimestamp from the wall clock (as the operator paces),
+    // at second precision: the interval less one second of truncation.
+    let min_gap = INTERVAL as f64 - 1.0;
+    for pair in times.windows(2) {
+        let gap = pair[1].1.duration_since(pair[0].1).as_secs_f64();
+        assert!(
+            gap >= min_gap,
+            "{} evicted {gap}s (simulated) after {}, less than the interval ({min_gap}s): {times:?}",
+            pair[1].0,
+            pair[0].0
+        );
+    }
+    env.finish(true).await;
+}
+
+/// Evictions carry the observed pod's uid as a precondition: kubesim (as the upstream eviction
+/// subresource) refuses an eviction naming an older incarnation with 409 Conflict, and the operator
+/// takes that as "observe again" — the batch stops, nothing fails, the new pod is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_naming_an_older_incarnation_is_a_conflict_and_the_new_pod_stays() {
+    let mut env = Env::start().await;
+    env.apply(&Rollout::named("web").replicas(2)).await;
+    env.wait_phase("web", Phase::Done).await;
+    env.stop_operator().await;
+    let old_uid = env.pod_api().get("web-1").await.unwrap().uid().unwrap();
+
+    env.checker.suspend_availability();
+    env.kill_pod("web-1").await;
+    let new_uid = wait_for("web-1 to be recreated", DEADLINE, || async {
+        let pod = env.pod_api().get_opt("web-1").await.ok()??;
+        let uid = pod.uid()?;
+        (uid != old_uid).then_some(uid)
+    })
+    .await;
+    all_ready(&env, "web", 2).await;
+
+    let metrics = sroll_operator::metrics::Metrics::default();
+    let stale = [
+        sroll_operator::execute::Target {
+            name: "web-1",
+            uid: &old_uid,
+        },
+        sroll_operator::execute::Target {
+            name: "web-0",
+            uid: "",
+        },
+    ];
+    let outcome = sroll_operator::execute::evict(&env.pod_api(), &stale, &metrics).await;
+    assert_eq!(outcome.conflicted.as_deref(), Some("web-1"), "{outcome:?}");
+    assert!(
+        outcome.evicted.is_empty(),
+        "the batch stopped at the conflict"
+    );
+    assert!(outcome.error.is_none(), "a conflict is not a failure");
+    let pod: Pod = env.pod_api().get("web-1").await.unwrap();
+    assert_eq!(pod.uid().as_deref(), Some(new_uid.as_str()));
+    assert!(
+        pod.metadata.deletion_timestamp.is_none(),
+        "the new pod stays"
+    );
+
+    let current = [sroll_operator::execute::Target {
+        name: "web-1",
+        uid: &new_uid,
+    }];
+    let outcome = sroll_operator::execute::evict(&env.pod_api(), &current, &metrics).await;
+    assert_eq!(outcome.evicted, vec!["web-1".to_owned()]);
+    env.checker.resume_availability();
     env.finish(true).await;
 }
 
@@ -303,6 +418,50 @@ async fn a_broken_image_fails_within_budget_and_a_fixed_spec_recovers_at_once() 
     let done = env.wait_phase("web", Phase::Done).await;
     let rev3 = update_revision(&done);
     assert!(env.revisions("web").await.iter().all(|(_, r)| *r == rev3));
+    env.finish(true).await;
+}
+
+/// Scenario 9: a rollback to the revision the pods ran just before is not paced, finishes, and the
+/// status keeps the previous revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_to_the_previous_revision_is_fast_and_done() {
+    let env = Env::start().await;
+    let v1 = Rollout::named("web").replicas(4);
+    env.pdb("web", "web", IntOrString::Int(2)).await;
+    env.checker.budget("web", 2);
+    env.apply(&v1).await;
+    let rev1 = update_revision(&env.wait_phase("web", Phase::Done).await);
+
+    env.apply(
+        &v1.clone()
+            .image("registry.example/app:v2")
+            .min_eviction_interval(1),
+    )
+    .await;
+    let at_v2 = env.wait_phase("web", Phase::Done).await;
+    let rev2 = update_revision(&at_v2);
+    assert_ne!(rev2, rev1);
+    assert_eq!(
+        at_v2.status.unwrap().previous_revision.as_deref(),
+        Some(rev1.as_str())
+    );
+    let evictions = Evictions::watch(&env);
+
+    // Back to v1, with a pacing that would take hours if it applied.
+    env.apply(&v1.min_eviction_interval(3600)).await;
+    let back = env
+        .wait_rollout("web", "the rollback to finish", |r| {
+            let s = r.status.clone().unwrap_or_default();
+            s.phase == Some(Phase::Done)
+                && s.observed_generation == r.metadata.generation
+                && s.update_revision.as_deref() == Some(rev1.as_str())
+        })
+        .await;
+    let status = back.status.unwrap();
+    assert_eq!(status.updated_replicas, Some(4));
+    assert_eq!(status.previous_revision.as_deref(), Some(rev1.as_str()));
+    assert!(env.revisions("web").await.iter().all(|(_, r)| *r == rev1));
+    assert_eq!(evictions.times().len(), 4, "every pod rolled back once");
     env.finish(true).await;
 }
 

@@ -11,7 +11,9 @@
 #![allow(dead_code)]
 
 pub mod checker;
+pub mod evictions;
 pub mod fixture;
+pub mod process;
 
 use std::{
     sync::{

@@ -1,0 +1,71 @@
+//! Evictions as kubesim saw them: each evicted pod incarnation's `deletionTimestamp`, stamped by
+//! kubesim's API server (wall clock, second precision). Independent of the operator's own metrics, so it counts across
+//! operator restarts and kills. (A watch on the `DisruptionTarget` condition missed events: the
+//! kubelet's status writes replace it within moments.)
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::Env;
+
+/// A watch on the namespace's pods recording every eviction.
+pub struct Evictions {
+    seen: Arc<Mutex<BTreeMap<String, (String, Timestamp)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Evictions {
+    /// Starts recording in `env`'s namespace: lists its pods every 50 ms (an evicted pod stays
+    /// terminating for its grace period, many polls long) and keeps each incarnation's
+    /// `deletionTimestamp` (deletion time + the pods' common grace period, so the gaps between
+    /// them are the gaps between evictions).
+    pub fn watch(env: &Env) -> Self {
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let record = seen.clone();
+        let pods = env.pod_api();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(list) = pods.list(&Default::default()).await {
+                    let mut seen = record.lock().expect("evictions");
+                    for pod in list.items {
+                        if let Some(at) = pod.metadata.deletion_timestamp.as_ref() {
+                            seen.entry(pod.uid().unwrap_or_default())
+                                .or_insert((pod.name_any(), at.0));
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+        Self { seen, task }
+    }
+
+    /// `(pod, deletionTimestamp)`, oldest first.
+    pub fn times(&self) -> Vec<(String, Timestamp)> {
+        let mut v: Vec<_> = self
+            .seen
+            .lock()
+            .expect("evictions")
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by_key(|(_, t)| *t);
+        v
+    }
+
+    /// How many evictions were seen.
+    pub fn count(&self) -> usize {
+        self.seen.lock().expect("evictions").len()
+    }
+}
+
+impl Drop for Evictions {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
