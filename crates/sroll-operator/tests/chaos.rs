@@ -24,12 +24,7 @@ use std::{
 
 use axum::{Json, Router, extract::State, routing::post};
 use k8s_openapi::{
-    ByteString,
-    api::{
-        coordination::v1::Lease,
-        core::v1::{Pod, Secret},
-        policy::v1::PodDisruptionBudget,
-    },
+    api::{coordination::v1::Lease, core::v1::Pod, policy::v1::PodDisruptionBudget},
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 use kube::{
@@ -39,9 +34,7 @@ use kube::{
 use serde_json::{Value, json};
 use sroll_api::{Bapi, NotificationLevel, Notifications, Phase, StatefulsetRollout};
 use sroll_operator::{
-    LeaseSettings, Settings,
-    integrations::{IntegrationSettings, SecretLocation},
-    metrics::EvictionLabels,
+    LeaseSettings, Settings, integrations::IntegrationSettings, metrics::EvictionLabels,
 };
 use support::{DEADLINE, Env, Rollout, RunningOperator, checker::Checker, wait_for};
 
@@ -226,6 +219,12 @@ struct Received {
     slack_posts: Vec<String>,
     slack_updates: usize,
     callbacks: Vec<(String, String)>,
+    /// `Idempotency-Key`s already applied (a receiver applies each key once, as
+    /// docs/notifications.md asks).
+    applied_keys: std::collections::BTreeSet<String>,
+    /// Deliveries repeating an applied key: an operator killed between the receiver's 2xx and
+    /// its status write sends again, with the same key (at-least-once delivery).
+    redeliveries: usize,
 }
 
 #[derive(Clone)]
@@ -258,11 +257,28 @@ async fn slack_update(State(r): State<Receivers>, Json(body): Json<Value>) -> Js
     Json(json!({"ok": true, "channel": "C0CHAOS", "ts": body["ts"]}))
 }
 
-async fn callback(State(r): State<Receivers>, Json(body): Json<Value>) -> http::StatusCode {
+async fn callback(
+    State(r): State<Receivers>,
+    headers: http::HeaderMap,
+    Json(body): Json<Value>,
+) -> http::StatusCode {
     let stage = body["stageId"].as_str().unwrap_or_default().to_owned();
     let outcome = body["outcome"].as_str().unwrap_or_default().to_owned();
-    r.checker.callback_delivered(&stage, &outcome);
-    r.seen.lock().unwrap().callbacks.push((stage, outcome));
+    let key = headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!key.is_empty(), "every callback carries an Idempotency-Key");
+    let mut seen = r.seen.lock().unwrap();
+    if seen.applied_keys.insert(key) {
+        // A new key: the checker flags a second *applied* delivery of the same
+        // (stage, outcome), i.e. a retry that changed its key.
+        r.checker.callback_delivered(&stage, &outcome);
+        seen.callbacks.push((stage, outcome));
+    } else {
+        seen.redeliveries += 1;
+    }
     http::StatusCode::OK
 }
 
@@ -288,32 +304,12 @@ async fn with_receivers(env: &Env) -> (Settings, String, Arc<Mutex<Received>>) {
             .with_state(state.clone()),
     )
     .await;
-    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
-        .create(
-            &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("slack".into()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(BTreeMap::from([(
-                    "token".to_owned(),
-                    ByteString(TOKEN.as_bytes().to_vec()),
-                )])),
-                ..Secret::default()
-            },
-        )
-        .await
-        .unwrap();
+    let slack_secret = env.slack_token_secret(TOKEN).await;
     let settings = Settings {
         integrations: IntegrationSettings {
             cluster_name: "kubesim-chaos".into(),
             slack_api_url: Some(format!("http://{addr}/api")),
-            slack_token_secret: Some(SecretLocation {
-                namespace: env.ns.clone(),
-                name: "slack".into(),
-                key: "token".into(),
-            }),
+            slack_token_secret: Some(slack_secret),
             callback_allow: vec![format!("127.0.0.1:{}", addr.port())],
             ..IntegrationSettings::default()
         },
@@ -412,14 +408,19 @@ async fn operator_killed_at_random_moments(run: KillRun) {
     assert_eq!(
         env.checker.deliveries("callback (stage-2, RolloutDone)"),
         1,
-        "the callback was delivered exactly once"
+        "the callback was applied exactly once"
     );
     let doubles = double_evictions(&log);
     assert!(doubles.is_empty(), "pods evicted twice: {doubles:?}");
     let evictions = log.lock().unwrap().len();
-    let (posts, updates, callbacks) = {
+    let (posts, updates, callbacks, redeliveries) = {
         let s = seen.lock().unwrap();
-        (s.slack_posts.clone(), s.slack_updates, s.callbacks.clone())
+        (
+            s.slack_posts.clone(),
+            s.slack_updates,
+            s.callbacks.clone(),
+            s.redeliveries,
+        )
     };
     assert_eq!(
         posts.len(),
@@ -429,7 +430,8 @@ async fn operator_killed_at_random_moments(run: KillRun) {
     let report = env.finish(true).await;
     eprintln!(
         "chaos kill: {} pods, {kills} operator kills ({kills_during} before Done), rollout took \
-         {elapsed:.1?}, {evictions} evictions accepted (0 twice), callbacks {callbacks:?}, \
+         {elapsed:.1?}, {evictions} evictions accepted (0 twice), callbacks applied {callbacks:?} \
+         (+{redeliveries} redeliveries with the same key), \
          {} Slack message(s) + {updates} updates, {} rollout status updates seen, problems: {}",
         run.replicas,
         posts.len(),

@@ -21,26 +21,22 @@ use axum::{
     routing::{get, post},
 };
 use k8s_openapi::{
-    ByteString,
     api::{
         apps::v1::StatefulSet,
-        core::v1::{Pod, Secret, Service, ServiceSpec},
+        core::v1::{Pod, Service, ServiceSpec},
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
 use sroll_api::{
     Bapi, DiscoveryProvider, NotificationLevel, Notifications, Phase, ServiceDiscovery,
     StatefulsetRollout, condition_types as ct,
 };
-use sroll_operator::{
-    Settings,
-    integrations::{IntegrationSettings, SecretLocation},
-};
+use sroll_operator::{Settings, integrations::IntegrationSettings};
 use support::{DEADLINE, Env, Rollout, wait_for};
 use tokio::time::Instant;
 
@@ -326,32 +322,12 @@ async fn world() -> World {
             .with_state(receiver.clone()),
     )
     .await;
-    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
-        .create(
-            &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("slack".into()),
-                    ..ObjectMeta::default()
-                },
-                data: Some(BTreeMap::from([(
-                    "token".to_owned(),
-                    ByteString(TOKEN.as_bytes().to_vec()),
-                )])),
-                ..Secret::default()
-            },
-        )
-        .await
-        .unwrap();
+    let slack_secret = env.slack_token_secret(TOKEN).await;
     let settings = Settings {
         integrations: IntegrationSettings {
             cluster_name: "kubesim-e2e".into(),
             slack_api_url: Some(format!("http://{slack_addr}/api")),
-            slack_token_secret: Some(SecretLocation {
-                namespace: env.ns.clone(),
-                name: "slack".into(),
-                key: "token".into(),
-            }),
+            slack_token_secret: Some(slack_secret),
             callback_allow: vec![format!("127.0.0.1:{}", receiver_addr.port())],
             discovery_interval: Some(Duration::from_millis(200)),
             // Compressed time: 50 ms, 100 ms, 200 ms … between callback attempts.

@@ -507,3 +507,36 @@ impl Env {
         .await
     }
 }
+
+impl Env {
+    /// Stores `token` as the Slack bot token in a Secret `slack` (key `token`) of the test
+    /// namespace and returns where the operator finds it (`IntegrationSettings::slack_token_secret`).
+    pub async fn slack_token_secret(
+        &self,
+        token: &str,
+    ) -> sroll_operator::integrations::SecretLocation {
+        use k8s_openapi::{ByteString, api::core::v1::Secret};
+        Api::<Secret>::namespaced(self.client.clone(), &self.ns)
+            .create(
+                &PostParams::default(),
+                &Secret {
+                    metadata: ObjectMeta {
+                        name: Some("slack".into()),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(std::collections::BTreeMap::from([(
+                        "token".to_owned(),
+                        ByteString(token.as_bytes().to_vec()),
+                    )])),
+                    ..Secret::default()
+                },
+            )
+            .await
+            .expect("the Slack token Secret is created");
+        sroll_operator::integrations::SecretLocation {
+            namespace: self.ns.clone(),
+            name: "slack".into(),
+            key: "token".into(),
+        }
+    }
+}
