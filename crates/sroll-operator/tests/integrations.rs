@@ -948,12 +948,14 @@ async fn consul_holds_the_rollout_while_new_pods_fail_and_unreachable_consul_evi
 
     // Consul unreachable: nothing more is evicted, even once the pods would pass.
     *consul.down.lock().unwrap() = true;
-    *consul.new_pods_pass.lock().unwrap() = true;
     w.env
         .wait_rollout("memcached", "a DiscoveryUnreachable condition", |r| {
             condition(r, ct::DEGRADED).is_some_and(|c| c.1 == "DiscoveryUnreachable")
         })
         .await;
+    // Only now would the pods pass: flipping both at once let a health query already past the
+    // fake's `down` check answer "passing", a race in the fake, not an eviction while down.
+    *consul.new_pods_pass.lock().unwrap() = true;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frozen = w.env.rollout("memcached").await.status.unwrap();
     assert_eq!(
