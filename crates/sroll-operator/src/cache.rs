@@ -279,7 +279,7 @@ pub fn pods_of(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use k8s_openapi::{
         api::{
             core::v1::{PodCondition, PodSpec},
@@ -341,7 +341,9 @@ mod tests {
         }
     }
 
-    fn store_of<K>(objs: Vec<K>) -> Store<K>
+    /// A reflector store already holding `objs` (as after a completed initial list), and its
+    /// writer for tests that change it later. Shared with the other modules' tests.
+    pub(crate) fn writer_with<K>(objs: Vec<K>) -> (Store<K>, reflector::store::Writer<K>)
     where
         K: kube::Resource
             + Clone
@@ -358,7 +360,21 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::InitApply(o));
         }
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        reader
+        (reader, writer)
+    }
+
+    fn store_of<K>(objs: Vec<K>) -> Store<K>
+    where
+        K: kube::Resource
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        writer_with(objs).0
     }
 
     #[test]

@@ -180,31 +180,21 @@ mod tests {
         },
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
     };
-    use kube::runtime::{
-        reflector::{self, store::Writer},
-        watcher,
-    };
+    use kube::runtime::{reflector::Store, watcher};
 
     use super::*;
 
-    fn writer_with<K>(objs: Vec<K>) -> (kube::runtime::reflector::Store<K>, Writer<K>)
-    where
-        K: kube::Resource
-            + Clone
-            + std::fmt::Debug
-            + serde::de::DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
-        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-    {
-        let (reader, mut writer) = reflector::store();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for o in objs {
-            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+    use crate::cache::tests::writer_with;
+
+    /// Caches holding the test rollout and its set, and `pods`; no PDB, no EndpointSlices.
+    fn caches_with(pods: Store<Pod>) -> Caches {
+        Caches {
+            rollouts: writer_with(vec![rollout()]).0,
+            statefulsets: writer_with(vec![statefulset()]).0,
+            pods,
+            pdbs: writer_with(Vec::<PodDisruptionBudget>::new()).0,
+            endpoint_slices: writer_with(Vec::new()).0,
         }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        (reader, writer)
     }
 
     fn rollout() -> StatefulsetRollout {
@@ -255,17 +245,8 @@ mod tests {
 
     #[test]
     fn a_pod_we_evicted_is_terminating_until_the_cache_catches_up() {
-        let (rollouts, _rw) = writer_with(vec![rollout()]);
-        let (statefulsets, _sw) = writer_with(vec![statefulset()]);
         let (pods, mut pod_writer) = writer_with(vec![pod(false)]);
-        let (pdbs, _pw) = writer_with(Vec::<PodDisruptionBudget>::new());
-        let caches = Caches {
-            rollouts,
-            statefulsets,
-            pods,
-            pdbs,
-            endpoint_slices: writer_with(Vec::new()).0,
-        };
+        let caches = caches_with(pods);
         let exp = Expectations::default();
         let before = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert!(!before.pods[0].terminating);
@@ -287,19 +268,10 @@ mod tests {
     fn an_eviction_expectation_names_the_evicted_incarnation_not_a_recreated_one() {
         // The pod was evicted, deleted and recreated before the batch finished: the cache already
         // shows the new incarnation (uid p-2) when the expectation is recorded for p-1.
-        let (rollouts, _rw) = writer_with(vec![rollout()]);
-        let (statefulsets, _sw) = writer_with(vec![statefulset()]);
         let mut recreated = pod(false);
         recreated.metadata.uid = Some("p-2".into());
         let (pods, _pw) = writer_with(vec![recreated]);
-        let (pdbs, _dw) = writer_with(Vec::<PodDisruptionBudget>::new());
-        let caches = Caches {
-            rollouts,
-            statefulsets,
-            pods,
-            pdbs,
-            endpoint_slices: writer_with(Vec::new()).0,
-        };
+        let caches = caches_with(pods);
         let exp = Expectations::default();
         exp.pods_deleted("ns", [("web-0", "p-1")]);
         let o = observe(&caches, &exp, &rollout(), Timestamp::now());
@@ -313,17 +285,8 @@ mod tests {
 
     #[test]
     fn the_statefulset_we_applied_wins_over_an_older_cached_one() {
-        let (rollouts, _rw) = writer_with(vec![rollout()]);
-        let (statefulsets, _sw) = writer_with(vec![statefulset()]);
         let (pods, _pw) = writer_with(Vec::<Pod>::new());
-        let (pdbs, _dw) = writer_with(Vec::<PodDisruptionBudget>::new());
-        let caches = Caches {
-            rollouts,
-            statefulsets,
-            pods,
-            pdbs,
-            endpoint_slices: writer_with(Vec::new()).0,
-        };
+        let caches = caches_with(pods);
         let exp = Expectations::default();
         let mut newer = statefulset();
         newer.metadata.resource_version = Some("9".into());
