@@ -20,6 +20,7 @@ use std::{
 };
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet, core::v1::Pod, discovery::v1::EndpointSlice,
@@ -57,6 +58,13 @@ const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 /// How soon a terminal rollout is looked at again while an integration result is pending.
 const INTEGRATIONS_POLL: Duration = Duration::from_secs(2);
 
+/// The shortest time between two status writes of one rollout that only report progress (pod
+/// readiness and revisions, counts, the reason text). Every other change — phase, conditions,
+/// revisions, pacing, callbacks, Slack ids, observedGeneration — and every reconcile that acted is
+/// written at once. Without this, a 1,000-pod rollout writes its 1,000-entry status once per pod
+/// event (thousands of writes of tens of kilobytes each).
+const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What every namespace scope shares.
 #[derive(Clone)]
 pub struct Shared {
@@ -88,6 +96,8 @@ pub struct Context {
     failures: Mutex<HashMap<Key, u32>>,
     /// When this process saw each rollout start moving pods (for the rollout duration metric).
     started: Mutex<HashMap<Key, Instant>>,
+    /// When this process last wrote each rollout's status (progress writes are spaced out).
+    last_write: Mutex<HashMap<Key, Instant>>,
     /// Writes the caches may not show yet.
     expectations: Expectations,
     /// Turns true when the scope shuts down: a reconcile still waiting for the caches gives up
@@ -206,6 +216,7 @@ pub async fn run_scope(
         written: Mutex::default(),
         failures: Mutex::default(),
         started: Mutex::default(),
+        last_write: Mutex::default(),
         expectations: Expectations::default(),
         stopping,
     });
@@ -283,6 +294,54 @@ fn comparable(status: &StatefulsetRolloutStatus) -> StatefulsetRolloutStatus {
         last_updated: None,
         reconcile_after: None,
         ..status.clone()
+    }
+}
+
+/// The status without the fields that only report progress (see [`PROGRESS_WRITE_INTERVAL`]):
+/// two statuses equal here differ at most in progress.
+fn milestones(status: &StatefulsetRolloutStatus) -> StatefulsetRolloutStatus {
+    StatefulsetRolloutStatus {
+        last_updated: None,
+        reconcile_after: None,
+        reason: None,
+        pods: Vec::new(),
+        ready_replicas: None,
+        ready_replicas_service_discovery: None,
+        updated_replicas: None,
+        percent_deployed: None,
+        last_progress_time: None,
+        conditions: status
+            .conditions
+            .iter()
+            .map(|c| Condition {
+                message: String::new(),
+                ..c.clone()
+            })
+            .collect(),
+        ..status.clone()
+    }
+}
+
+/// Whether the status must be written now: `Ok(())` yes, `Err(wait)` not before `wait` (a
+/// progress-only change written less than [`PROGRESS_WRITE_INTERVAL`] ago), `None`: nothing to
+/// write.
+fn status_write_due(
+    acted: bool,
+    previous: &StatefulsetRolloutStatus,
+    planned: &StatefulsetRolloutStatus,
+    since_last_write: Option<Duration>,
+) -> Option<std::result::Result<(), Duration>> {
+    if acted || milestones(planned) != milestones(previous) {
+        return Some(Ok(()));
+    }
+    if comparable(planned) == comparable(previous) {
+        return None;
+    }
+    match since_last_write {
+        Some(since) if since < PROGRESS_WRITE_INTERVAL => {
+            Some(Err(PROGRESS_WRITE_INTERVAL - since))
+        }
+        _ => Some(Ok(())),
     }
 }
 
@@ -403,9 +462,19 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         .await;
 
     let acted = !matches!(plan.action, Action::Wait);
-    if acted || comparable(&plan.status) != comparable(&previous_status) {
-        let written = execute::write_status(&rollout_api, &name, &plan.status).await?;
-        lock(&ctx.written).insert(key.clone(), Arc::new(written));
+    let since_last_write = lock(&ctx.last_write).get(&key).map(Instant::elapsed);
+    let mut deferred_write = None;
+    match status_write_due(acted, &previous_status, &plan.status, since_last_write) {
+        Some(Ok(())) => {
+            let written = execute::write_status(&rollout_api, &name, &plan.status).await?;
+            lock(&ctx.written).insert(key.clone(), Arc::new(written));
+            lock(&ctx.last_write).insert(key.clone(), Instant::now());
+        }
+        Some(Err(wait)) => {
+            tracing::trace!(rollout = %key, ?wait, "progress-only status change: writing it later");
+            deferred_write = Some(wait);
+        }
+        None => {}
     }
     publish_events(ctx, &rollout, &plan).await;
     record_phase_metrics(ctx, &key, &namespace, &name, &previous_status, &plan);
@@ -420,16 +489,18 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let discovery_poll = (!terminal)
         .then(|| ctx.shared.integrations.discovery_poll(&rollout))
         .flatten();
-    Ok(match plan.requeue_after {
-        Some(after) if !terminal => {
-            Requeue::requeue(discovery_poll.map_or(after, |poll| after.min(poll)))
-        }
-        None if discovery_poll.is_some() => {
-            Requeue::requeue(discovery_poll.unwrap_or(INTEGRATIONS_POLL))
-        }
+    let requeue = match plan.requeue_after {
+        Some(after) if !terminal => Some(discovery_poll.map_or(after, |poll| after.min(poll))),
+        None if discovery_poll.is_some() => Some(discovery_poll.unwrap_or(INTEGRATIONS_POLL)),
         // A terminal rollout whose callback or final Slack update is still under way.
-        _ if integrations_pending => Requeue::requeue(INTEGRATIONS_POLL),
-        _ => Requeue::await_change(),
+        _ if integrations_pending => Some(INTEGRATIONS_POLL),
+        _ => None,
+    };
+    // Progress not written yet is written by a requeue at the latest.
+    Ok(match (requeue, deferred_write) {
+        (Some(a), Some(b)) => Requeue::requeue(a.min(b)),
+        (Some(a), None) | (None, Some(a)) => Requeue::requeue(a),
+        (None, None) => Requeue::await_change(),
     })
 }
 
@@ -567,5 +638,91 @@ mod tests {
         assert!(t.len() <= 1024);
         assert!(t.ends_with("..."));
         assert_eq!(truncate("short", 1024), "short");
+    }
+
+    fn status(ready: i32) -> StatefulsetRolloutStatus {
+        StatefulsetRolloutStatus {
+            phase: Some(Phase::InProgress),
+            ready_replicas: Some(ready),
+            reason: Some(format!("{ready} pods ready")),
+            pods: vec![sroll_api::PodVersion {
+                name: "web-0".into(),
+                revision: "web-1".into(),
+                ready: ready > 0,
+            }],
+            ..StatefulsetRolloutStatus::default()
+        }
+    }
+
+    #[test]
+    fn progress_only_changes_are_written_at_most_once_per_interval() {
+        let just_now = Some(Duration::from_millis(200));
+        match status_write_due(false, &status(0), &status(1), just_now) {
+            Some(Err(wait)) => {
+                assert_eq!(wait, PROGRESS_WRITE_INTERVAL - Duration::from_millis(200))
+            }
+            other => panic!("expected a deferred write, got {other:?}"),
+        }
+        assert_eq!(
+            status_write_due(false, &status(0), &status(1), Some(PROGRESS_WRITE_INTERVAL)),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            status_write_due(false, &status(0), &status(1), None),
+            Some(Ok(())),
+            "the first write of this process is never deferred"
+        );
+        assert_eq!(
+            status_write_due(false, &status(1), &status(1), just_now),
+            None
+        );
+    }
+
+    #[test]
+    fn milestones_and_actions_are_written_at_once() {
+        let just_now = Some(Duration::from_millis(10));
+        let mut paused = status(1);
+        paused.phase = Some(Phase::Paused);
+        assert_eq!(
+            status_write_due(false, &status(1), &paused, just_now),
+            Some(Ok(()))
+        );
+        let mut evicted = status(1);
+        evicted.last_eviction_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        ));
+        assert_eq!(
+            status_write_due(false, &status(1), &evicted, just_now),
+            Some(Ok(()))
+        );
+        assert_eq!(
+            status_write_due(true, &status(0), &status(1), just_now),
+            Some(Ok(())),
+            "a reconcile that acted always writes"
+        );
+        let mut condition = status(1);
+        condition.conditions.push(Condition {
+            type_: "Progressing".into(),
+            status: "True".into(),
+            reason: "PodsEvicted".into(),
+            message: "1 pod".into(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::now(),
+            ),
+            observed_generation: None,
+        });
+        assert_eq!(
+            status_write_due(false, &status(1), &condition, just_now),
+            Some(Ok(()))
+        );
+        let mut message_only = condition.clone();
+        message_only.conditions[0].message = "2 pods".into();
+        assert!(
+            matches!(
+                status_write_due(false, &condition, &message_only, just_now),
+                Some(Err(_))
+            ),
+            "a condition message is progress"
+        );
     }
 }

@@ -14,6 +14,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::{api::apps::v1::StatefulSet, jiff::Timestamp};
@@ -27,11 +28,15 @@ use sroll_planner::{LiveStatefulSet, Observed, ObservedPdb, ObservedPod};
 
 use crate::cache::{self, Caches};
 
+/// How long a StatefulSet this process applied is believed to exist while the cache does not show
+/// it at all (the watch round trip after a create).
+const UNSEEN_APPLY_GRACE: Duration = Duration::from_secs(5);
+
 /// Writes of this process that the caches may not show yet.
 #[derive(Debug, Default)]
 pub struct Expectations {
-    /// StatefulSets as returned by our last apply, by `namespace/name`.
-    statefulsets: Mutex<HashMap<String, Arc<StatefulSet>>>,
+    /// StatefulSets as returned by our last apply, by `namespace/name`, with when we applied them.
+    statefulsets: Mutex<HashMap<String, (Arc<StatefulSet>, Instant)>>,
     /// Pods we evicted or deleted, by `namespace/name`, with the uid of the incarnation.
     deleted_pods: Mutex<HashMap<String, String>>,
 }
@@ -52,7 +57,7 @@ impl Expectations {
     /// Records a StatefulSet the API server returned from our write.
     pub fn applied(&self, sts: StatefulSet) {
         let key = format!("{}/{}", sts.namespace().unwrap_or_default(), sts.name_any());
-        lock(&self.statefulsets).insert(key, Arc::new(sts));
+        lock(&self.statefulsets).insert(key, (Arc::new(sts), Instant::now()));
     }
 
     /// Records pods we evicted or deleted, each with the uid of the incarnation the plan was made
@@ -77,12 +82,18 @@ impl Expectations {
 
     /// The newer of the cached StatefulSet and the one we last wrote (a resourceVersion
     /// comparison: kubesim's and etcd's are increasing integers; anything else trusts the cache).
+    ///
+    /// A set we applied within [`UNSEEN_APPLY_GRACE`] that the cache does not show at all yet is
+    /// the one we just created: without this, every reconcile triggered before the watch delivers
+    /// it (its pods' events come in a burst) would plan "create" again. Past the grace period an
+    /// absent set is believed gone (deleted behind our back), as the cache says.
     fn statefulset(&self, key: &str, cached: Option<Arc<StatefulSet>>) -> Option<Arc<StatefulSet>> {
         let mut written = lock(&self.statefulsets);
         match (written.get(key), cached) {
-            (Some(w), Some(c)) if rv(&w.metadata) > rv(&c.metadata) && w.uid() == c.uid() => {
+            (Some((w, _)), Some(c)) if rv(&w.metadata) > rv(&c.metadata) && w.uid() == c.uid() => {
                 Some(w.clone())
             }
+            (Some((w, at)), None) if at.elapsed() < UNSEEN_APPLY_GRACE => Some(w.clone()),
             (_, cached) => {
                 written.remove(key);
                 cached
@@ -294,5 +305,41 @@ mod tests {
         exp.applied(newer);
         let o = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert_eq!(o.statefulset.expect("live").replicas, 3);
+    }
+
+    #[test]
+    fn a_statefulset_we_just_created_is_seen_before_the_cache_shows_it() {
+        let (pods, _pw) = writer_with(Vec::<Pod>::new());
+        let mut caches = caches_with(pods);
+        caches.statefulsets = writer_with(Vec::<StatefulSet>::new()).0;
+        let exp = Expectations::default();
+        assert!(
+            observe(&caches, &exp, &rollout(), Timestamp::now())
+                .statefulset
+                .is_none()
+        );
+        exp.applied(statefulset());
+        let o = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert_eq!(
+            o.statefulset.map(|s| s.name),
+            Some("web".to_owned()),
+            "the set we created is not planned for creation again"
+        );
+    }
+
+    #[test]
+    fn a_created_statefulset_the_cache_never_shows_is_believed_gone_after_the_grace_period() {
+        let exp = Expectations::default();
+        exp.applied(statefulset());
+        if let Some((_, at)) = lock(&exp.statefulsets).get_mut("ns/web") {
+            *at = Instant::now()
+                .checked_sub(UNSEEN_APPLY_GRACE + Duration::from_secs(1))
+                .expect("the clock is past the grace period");
+        }
+        assert!(exp.statefulset("ns/web", None).is_none());
+        assert!(
+            lock(&exp.statefulsets).is_empty(),
+            "the expectation is dropped"
+        );
     }
 }
