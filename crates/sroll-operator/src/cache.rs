@@ -7,7 +7,11 @@
 //! | kind | dropped |
 //! |---|---|
 //! | all | `metadata.managedFields`, the `kubectl.kubernetes.io/last-applied-configuration` annotation |
-//! | Pod | `spec` (the revision label says which template a pod runs), every annotation, status except `phase`, `conditions`, container `name`/`ready`/`restartCount`/`state` |
+//! | StatefulSet | the pod template's `spec` |
+//! | Pod | `spec` (the revision label says which template a pod runs); metadata except name, namespace, uid, resourceVersion, labels, the controller owner reference and deletionTimestamp; status except `phase`, `podIP` and the `Ready` condition's type, status and lastTransitionTime |
+//! | EndpointSlice | metadata as for pods; `ports`; per endpoint everything but `addresses`, `conditions.ready` and the target's kind and name |
+//!
+//! A stripped pod yields the same `sroll_planner::ObservedPod` as the full one (tested below).
 //!
 //! Pods are watched with the label selector `controller-revision-hash` (only pods of a
 //! StatefulSet or DaemonSet carry it), so other pods are never listed at all. EndpointSlices are
@@ -25,8 +29,8 @@ use std::sync::Arc;
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{ContainerStatus, Pod, PodStatus},
-        discovery::v1::EndpointSlice,
+        core::v1::{ObjectReference, Pod, PodCondition, PodStatus},
+        discovery::v1::{Endpoint, EndpointConditions, EndpointSlice},
         policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -84,14 +88,41 @@ fn strip_meta(meta: &mut ObjectMeta) {
     }
 }
 
+/// Keeps the metadata a cached pod or EndpointSlice is read by: name, namespace, uid,
+/// resourceVersion, labels, the controller owner reference, deletionTimestamp.
+fn slim_meta(meta: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        labels: meta.labels,
+        owner_references: meta
+            .owner_references
+            .and_then(|refs| refs.into_iter().find(|o| o.controller == Some(true)))
+            .map(|o| vec![o]),
+        deletion_timestamp: meta.deletion_timestamp,
+        ..ObjectMeta::default()
+    }
+}
+
 /// Trims a rollout for the cache.
 pub fn strip_rollout(r: &mut StatefulsetRollout) {
     strip_meta(&mut r.metadata);
 }
 
-/// Trims a StatefulSet for the cache.
+/// Trims a StatefulSet for the cache: the pod template's `spec` goes (the planner compares the
+/// hashes the operator writes into the set's annotations, never the live template:
+/// `sroll_planner::LiveStatefulSet::from_statefulset`).
 pub fn strip_statefulset(s: &mut StatefulSet) {
     strip_meta(&mut s.metadata);
+    if let Some(spec) = s.spec.as_mut() {
+        spec.template.spec = None;
+        if let Some(meta) = spec.template.metadata.as_mut() {
+            meta.managed_fields = None;
+            meta.annotations = None;
+        }
+    }
 }
 
 /// Trims a PodDisruptionBudget for the cache.
@@ -99,31 +130,48 @@ pub fn strip_pdb(p: &mut PodDisruptionBudget) {
     strip_meta(&mut p.metadata);
 }
 
-/// Trims an EndpointSlice for the cache.
+/// Trims an EndpointSlice to what service-discovery gating reads
+/// (`sroll_integrations::discovery::endpointslice::health_from_endpoint_slices`): per endpoint its
+/// addresses, its `ready` condition and its target's kind and name.
 pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
-    strip_meta(&mut e.metadata);
+    e.metadata = slim_meta(std::mem::take(&mut e.metadata));
+    e.ports = None;
+    for endpoint in &mut e.endpoints {
+        *endpoint = Endpoint {
+            addresses: std::mem::take(&mut endpoint.addresses),
+            conditions: endpoint.conditions.take().map(|c| EndpointConditions {
+                ready: c.ready,
+                ..EndpointConditions::default()
+            }),
+            target_ref: endpoint.target_ref.take().map(|t| ObjectReference {
+                kind: t.kind,
+                name: t.name,
+                ..ObjectReference::default()
+            }),
+            ..Endpoint::default()
+        };
+    }
 }
 
-/// Trims a pod to what the planner reads.
+/// Trims a pod to what the operator reads: the metadata of [`slim_meta`], `status.phase`,
+/// `status.podIP` (service discovery names pods by address) and the `Ready` condition's
+/// `type`, `status` and `lastTransitionTime` (`sroll_planner::ObservedPod::from_pod`). `spec`
+/// goes: the revision label says which template a pod runs.
 pub fn strip_pod(p: &mut Pod) {
-    p.metadata.managed_fields = None;
-    p.metadata.annotations = None;
-    p.metadata.generate_name = None;
+    p.metadata = slim_meta(std::mem::take(&mut p.metadata));
     p.spec = None;
     if let Some(status) = p.status.take() {
         p.status = Some(PodStatus {
             phase: status.phase,
-            // Service discovery (Consul) names pods by address.
             pod_ip: status.pod_ip,
-            conditions: status.conditions,
-            container_statuses: status.container_statuses.map(|cs| {
+            conditions: status.conditions.map(|cs| {
                 cs.into_iter()
-                    .map(|c| ContainerStatus {
-                        name: c.name,
-                        ready: c.ready,
-                        restart_count: c.restart_count,
-                        state: c.state,
-                        ..ContainerStatus::default()
+                    .filter(|c| c.type_ == "Ready")
+                    .map(|c| PodCondition {
+                        type_: c.type_,
+                        status: c.status,
+                        last_transition_time: c.last_transition_time,
+                        ..PodCondition::default()
                     })
                     .collect()
             }),
@@ -281,11 +329,8 @@ pub fn pods_of(
 #[cfg(test)]
 pub(crate) mod tests {
     use k8s_openapi::{
-        api::{
-            core::v1::{PodCondition, PodSpec},
-            policy::v1::PodDisruptionBudgetSpec,
-        },
-        apimachinery::pkg::apis::meta::v1::{LabelSelector, ManagedFieldsEntry, OwnerReference},
+        api::policy::v1::PodDisruptionBudgetSpec,
+        apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference},
     };
     use kube::runtime::{reflector, watcher};
 
@@ -521,38 +566,197 @@ pub(crate) mod tests {
         assert_eq!(rollout_of_pod(&rollouts, &sets, &pod), None);
     }
 
-    #[test]
-    fn stripped_pods_keep_what_the_planner_reads_and_nothing_heavy() {
-        let mut pod = Pod {
-            metadata: ObjectMeta {
-                name: Some("web-0".into()),
-                labels: Some([(REVISION_LABEL.to_owned(), "web-abc".to_owned())].into()),
-                annotations: Some([("big".to_owned(), "x".repeat(10_000))].into()),
-                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
-                ..ObjectMeta::default()
+    /// A pod as the StatefulSet controller and the kubelet leave it: full spec, every condition,
+    /// container statuses, managed fields, annotations, two owner references.
+    fn full_pod(ordinal: u32, ready: bool, terminating: bool) -> Pod {
+        let status = if ready { "True" } else { "False" };
+        let mut v = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": format!("web-{ordinal}"), "namespace": "ns",
+                "uid": format!("pod-uid-{ordinal}"), "resourceVersion": "4242",
+                "generateName": "web-", "creationTimestamp": "2026-11-23T10:00:00Z",
+                "labels": {"app": "web", REVISION_LABEL: "web-abc",
+                    "statefulset.kubernetes.io/pod-name": format!("web-{ordinal}"),
+                    "apps.kubernetes.io/pod-index": ordinal.to_string()},
+                "annotations": {"big": "x".repeat(10_000), LAST_APPLIED: "{}"},
+                "finalizers": ["example.com/hold"],
+                "ownerReferences": [
+                    {"apiVersion": "example.com/v1", "kind": "Other", "name": "o", "uid": "o-uid"},
+                    {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web",
+                     "uid": "sts-uid", "controller": true, "blockOwnerDeletion": true}],
+                "managedFields": [{"manager": "kube-controller-manager", "operation": "Update",
+                    "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]
             },
-            spec: Some(PodSpec::default()),
-            status: Some(PodStatus {
-                phase: Some("Running".into()),
-                pod_ip: Some("10.0.0.1".into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: "True".into(),
-                    ..PodCondition::default()
-                }]),
-                ..PodStatus::default()
-            }),
+            "spec": {"hostname": format!("web-{ordinal}"), "subdomain": "web", "nodeName": "node-1",
+                "containers": [{"name": "app", "image": "app:2",
+                    "env": [{"name": "A", "value": "x".repeat(1_000)}]}]},
+            "status": {
+                "phase": "Running", "podIP": "10.0.0.7", "hostIP": "10.1.0.1",
+                "startTime": "2026-11-23T10:00:01Z", "qosClass": "BestEffort",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-23T10:00:00Z"},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-11-23T10:00:01Z"},
+                    {"type": "ContainersReady", "status": status, "lastTransitionTime": "2026-11-23T10:00:02Z"},
+                    {"type": "Ready", "status": status, "lastTransitionTime": "2026-11-23T10:00:03Z",
+                     "reason": "ContainersNotReady", "message": "x".repeat(500)}],
+                "containerStatuses": [{"name": "app", "image": "app:2", "imageID": "sha256:abc",
+                    "ready": ready, "restartCount": 0, "started": true,
+                    "state": {"running": {"startedAt": "2026-11-23T10:00:02Z"}}}]
+            }
+        });
+        if terminating {
+            v["metadata"]["deletionTimestamp"] = serde_json::json!("2026-11-23T11:00:00Z");
+        }
+        serde_json::from_value(v).expect("a valid pod")
+    }
+
+    fn stripped(pod: &Pod) -> Pod {
+        let mut p = pod.clone();
+        strip_pod(&mut p);
+        p
+    }
+
+    #[test]
+    fn a_stripped_pod_yields_the_same_observed_pod_as_the_full_one() {
+        for (ordinal, ready, terminating) in [(0, true, false), (1, false, false), (2, true, true)]
+        {
+            let full = full_pod(ordinal, ready, terminating);
+            let slim = stripped(&full);
+            let want = sroll_planner::ObservedPod::from_pod(&full, "web").expect("a member");
+            assert_eq!(want.ready, ready, "the fixture is what it says");
+            assert_eq!(want.terminating, terminating);
+            assert_eq!(
+                sroll_planner::ObservedPod::from_pod(&slim, "web"),
+                Some(want)
+            );
+            // Service discovery reads the address; the pod mapper the controller reference.
+            assert_eq!(
+                slim.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
+                Some("10.0.0.7")
+            );
+            assert_eq!(controller_of(&slim.metadata, "StatefulSet"), Some("web"));
+            assert_eq!(slim.metadata.labels, full.metadata.labels);
+        }
+    }
+
+    #[test]
+    fn stripped_pods_give_the_same_snapshot_as_full_ones() {
+        let rollout: StatefulsetRollout = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+            "metadata": {"name": "web", "namespace": "ns", "uid": "r-uid"},
+            "spec": {"replicas": 3, "sts": {"spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "app:2"}]}},
+                "serviceName": "web"}}}
+        }))
+        .expect("a valid rollout");
+        let set: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "sts-uid", "generation": 2,
+                "resourceVersion": "10",
+                "annotations": {"sroll.io/template-hash": "t", "sroll.io/spec-hash": "s"},
+                "ownerReferences": [{"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+                    "name": "web", "uid": "r-uid", "controller": true}]},
+            "spec": {"replicas": 3, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "app:2"}]}}},
+            "status": {"replicas": 3, "observedGeneration": 2, "currentRevision": "web-old",
+                "updateRevision": "web-abc"}
+        }))
+        .expect("a valid set");
+        let pods = vec![
+            full_pod(0, true, false),
+            full_pod(1, false, false),
+            full_pod(2, true, true),
+        ];
+        let caches_of = |set: StatefulSet, pods: Vec<Pod>| Caches {
+            rollouts: store_of(vec![rollout.clone()]),
+            statefulsets: store_of(vec![set]),
+            pods: store_of(pods),
+            pdbs: store_of(Vec::new()),
+            endpoint_slices: store_of(Vec::new()),
         };
-        strip_pod(&mut pod);
-        assert!(pod.spec.is_none());
-        assert!(pod.metadata.annotations.is_none());
-        assert!(pod.metadata.managed_fields.is_none());
-        let status = pod.status.as_ref().expect("status kept");
-        assert_eq!(status.phase.as_deref(), Some("Running"));
-        // Kept: service discovery (Consul) names pods by address.
-        assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
-        let view = sroll_planner::ObservedPod::from_pod(&pod, "web").expect("a member");
-        assert!(view.ready);
-        assert_eq!(view.revision.as_deref(), Some("web-abc"));
+        let now = "2026-11-23T12:00:00Z".parse().expect("a timestamp");
+        let expectations = crate::observe::Expectations::default();
+        let full = crate::observe::observe(
+            &caches_of(set.clone(), pods.clone()),
+            &expectations,
+            &rollout,
+            now,
+        );
+        let mut slim_set = set;
+        strip_statefulset(&mut slim_set);
+        assert!(
+            slim_set
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.template.spec.is_none())
+        );
+        let slim = crate::observe::observe(
+            &caches_of(slim_set, pods.iter().map(stripped).collect()),
+            &expectations,
+            &rollout,
+            now,
+        );
+        assert_eq!(full.pods.len(), 3, "the fixture's pods are members");
+        assert_eq!(slim, full);
+    }
+
+    #[test]
+    fn stripped_pods_drop_what_nothing_reads() {
+        let slim = stripped(&full_pod(0, true, false));
+        assert!(slim.spec.is_none());
+        let meta = &slim.metadata;
+        assert!(meta.annotations.is_none());
+        assert!(meta.managed_fields.is_none());
+        assert!(meta.finalizers.is_none());
+        assert!(meta.generate_name.is_none());
+        assert!(meta.creation_timestamp.is_none());
+        assert_eq!(meta.owner_references.as_ref().map(Vec::len), Some(1));
+        let status = slim.status.as_ref().expect("status kept");
+        assert!(status.container_statuses.is_none());
+        assert!(status.host_ip.is_none());
+        let conditions = status.conditions.as_ref().expect("Ready kept");
+        assert_eq!(conditions.len(), 1);
+        assert!(conditions[0].message.is_none());
+    }
+
+    #[test]
+    fn a_stripped_endpoint_slice_gives_the_same_service_health() {
+        let full: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-abcde", "namespace": "ns",
+                "labels": {SERVICE_NAME_LABEL: "web"},
+                "managedFields": [{"manager": "endpointslice-controller"}],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web",
+                    "uid": "svc-uid", "controller": true}]},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": true, "serving": true},
+                 "hostname": "web-0", "nodeName": "node-1", "zone": "a",
+                 "targetRef": {"kind": "Pod", "name": "web-0", "namespace": "ns", "uid": "u0"}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": false, "terminating": true},
+                 "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "ns", "uid": "u1"}},
+                {"addresses": ["10.0.0.3"],
+                 "targetRef": {"kind": "Pod", "name": "web-2", "namespace": "ns", "uid": "u2"}}]
+        }))
+        .expect("a valid slice");
+        let mut slim = full.clone();
+        strip_endpoint_slice(&mut slim);
+        assert!(slim.metadata.managed_fields.is_none() && slim.ports.is_none());
+        assert!(slim.endpoints.iter().all(|e| e.node_name.is_none()));
+        let services = ["web".to_owned()];
+        let health = |s: &EndpointSlice| {
+            sroll_integrations::discovery::endpointslice::health_from_endpoint_slices(
+                "ns",
+                &services,
+                [s],
+            )
+        };
+        let want = health(&full);
+        assert!(want.is_healthy("web-0", None) && !want.is_healthy("web-1", None));
+        assert_eq!(health(&slim), want);
     }
 }
