@@ -195,7 +195,7 @@ async fn server_side_apply_of_an_undeclared_field_fails_as_the_field_manager_doe
     assert_eq!(s.code, 500);
     assert_eq!(
         s.message,
-        "failed to create typed patch object (/v1, Kind=ConfigMap) cfg: .foo: field not declared in schema"
+        "failed to create typed patch object (/cfg; /v1, Kind=ConfigMap): .foo: field not declared in schema"
     );
     assert!(cms.get_opt("cfg").await.unwrap().is_none());
 }

@@ -181,17 +181,47 @@ fn updated(r: &StatefulsetRollout) -> i32 {
         .unwrap_or(0)
 }
 
-/// Waits until every one of `n` pods of `set` exists, is not terminating and is Ready.
+/// Waits until every one of `n` pods of `set` exists, is not terminating and is Ready; on
+/// timeout the failure lists the pods that are not.
 async fn all_ready(env: &Env, set: &str, n: usize, deadline: Duration) {
-    wait_for(&format!("{n} Ready pods of {set}"), deadline, || async {
+    let started = Instant::now();
+    loop {
         let pods = env.pods(set).await;
         let ready = pods
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
             .count();
-        (ready == n).then_some(())
-    })
-    .await;
+        if ready == n {
+            return;
+        }
+        if started.elapsed() >= deadline {
+            let not_ready: Vec<String> = pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_some() || !pod_ready(p))
+                .map(|p| {
+                    format!(
+                        "{} (terminating: {}, phase {:?}, conditions {:?})",
+                        p.name_any(),
+                        p.metadata.deletion_timestamp.is_some(),
+                        p.status.as_ref().and_then(|s| s.phase.clone()),
+                        p.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .map(|c| c
+                                .iter()
+                                .map(|c| format!("{}={}", c.type_, c.status))
+                                .collect::<Vec<_>>())
+                    )
+                })
+                .collect();
+            panic!(
+                "timed out after {deadline:?} waiting for {n} Ready pods of {set}: {ready} Ready of \
+                 {} pods; not Ready: {not_ready:#?}",
+                pods.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn pod_ready(p: &Pod) -> bool {
@@ -1306,6 +1336,20 @@ async fn send_raw(env: &Env, case: &hostile::Case) -> (u16, Value) {
     (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
+/// Whether a 500's `Status` is upstream's failed typed conversion of a server-side apply
+/// configuration: reason "" (a plain error, not a `Status`) and the field manager's message, which
+/// names the offending path (`failed to create typed patch object (ns/name; gvk): .metadata.…`).
+fn is_typed_patch_failure(status: &Value) -> bool {
+    let message = status["message"].as_str().unwrap_or_default();
+    status["reason"].as_str().unwrap_or_default().is_empty()
+        && message.starts_with("failed to create typed patch object (")
+        && message.contains("): ")
+        && message
+            .split("): ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with("errors:\n  ."))
+}
+
 /// Whether a 422's `Status` names the offending field.
 fn names_a_field(status: &Value) -> bool {
     let roots = [
@@ -1379,6 +1423,16 @@ async fn hostile_documents(n: usize) {
             400 => "400 bad request".to_owned(),
             // A merge patch of a rollout that does not exist (yet): upstream answers 404 too.
             404 if !case.apply => "404 merge patch of a missing rollout".to_owned(),
+            // Server-side apply converts the configuration to the kind's typed schema before
+            // anything else; upstream's field manager returns a failed conversion (here: a list
+            // given a scalar, an `ownerReferences` item that is null, not an object or without a
+            // `uid`) as a plain error, which the API server answers with 500 and reason ""
+            // (`structuredmerge.go`, `responsewriters.ErrorToAPIStatus`;
+            // kubernetes/kubernetes#139253). kubesim answers exactly that, so it counts as a
+            // rejection with a reason, as long as it is that answer and nothing else.
+            500 if case.apply && is_typed_patch_failure(&status) => {
+                "500 typed conversion of an apply configuration (upstream's answer)".to_owned()
+            }
             415 if case.malformed => "415 unsupported body".to_owned(),
             other => {
                 let body = String::from_utf8_lossy(&case.body);
@@ -1459,7 +1513,7 @@ async fn hostile_documents(n: usize) {
     );
 }
 
-#[ignore = "4 of 1,000 documents get kubesim's (upstream-faithful) 500 for server-side apply of malformed metadata.ownerReferences, not yet classified (RELIABILITY.md)"]
+#[ignore = "every answer is now classified, but kubesim still stores custom-resource metadata of the wrong JSON type (upstream's decoder rejects it), which no typed client can list (RELIABILITY.md)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_hostile_documents_are_rejected_with_a_reason_or_handled_and_touch_no_bystander()
 {

@@ -1429,7 +1429,7 @@ impl Api {
             if !unknown.is_empty() {
                 return Err(patching::from_patch_error(
                     crate::patch::PatchError::Internal(strict::undeclared_fields_message(
-                        d, name, &unknown,
+                        d, &cfg, &unknown,
                     )),
                 ));
             }

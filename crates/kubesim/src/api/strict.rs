@@ -177,26 +177,23 @@ pub fn duplicate_issues(paths: &[String]) -> impl Iterator<Item = String> + '_ {
 /// The message of a server-side apply whose configuration has fields the
 /// kind does not declare, as structured-merge-diff's `ValidationErrors`
 /// print them (one: `.foo: field not declared in schema`; several: an
-/// `errors:` list).
-pub fn undeclared_fields_message(d: &ResourceDescriptor, name: &str, paths: &[String]) -> String {
+/// `errors:` list), naming the configuration's namespace and name
+/// ([`crate::patch::typed_patch_message`]).
+pub fn undeclared_fields_message(
+    d: &ResourceDescriptor,
+    config: &Value,
+    paths: &[String],
+) -> String {
     let errs: Vec<String> = paths
         .iter()
         .map(|p| format!(".{p}: field not declared in schema"))
         .collect();
-    let body = if errs.len() == 1 {
-        errs[0].clone()
-    } else {
-        format!("errors:\n  {}", errs.join("\n  "))
-    };
     let gv = if d.group.is_empty() {
         format!("/{}", d.version)
     } else {
         format!("{}/{}", d.group, d.version)
     };
-    format!(
-        "failed to create typed patch object ({gv}, Kind={}) {name}: {body}",
-        d.kind
-    )
+    crate::patch::typed_patch_message(config, &format!("{gv}, Kind={}", d.kind), &errs)
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -507,12 +504,21 @@ mod tests {
     #[test]
     fn undeclared_apply_fields_are_listed_like_structured_merge_diff() {
         assert_eq!(
-            undeclared_fields_message(&pods(), "p", &["spec.foo".into()]),
-            "failed to create typed patch object (/v1, Kind=Pod) p: .spec.foo: field not declared in schema"
+            undeclared_fields_message(
+                &pods(),
+                &serde_json::json!({"metadata": {"name": "p", "namespace": "ns"}}),
+                &["spec.foo".into()]
+            ),
+            "failed to create typed patch object (ns/p; /v1, Kind=Pod): .spec.foo: field not declared in schema"
         );
         assert!(
-            undeclared_fields_message(&pods(), "p", &["a".into(), "b".into()]).ends_with(
-                "p: errors:\n  .a: field not declared in schema\n  .b: field not declared in schema"
+            undeclared_fields_message(
+                &pods(),
+                &serde_json::json!({"metadata": {"name": "p"}}),
+                &["a".into(), "b".into()]
+            )
+            .ends_with(
+                "(/p; /v1, Kind=Pod): errors:\n  .a: field not declared in schema\n  .b: field not declared in schema"
             )
         );
     }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::Cause;
 use crate::registry::{NameRule, ResourceDescriptor};
+use crate::schema::go_quote;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_SUBDOMAIN_FMT: &str =
@@ -115,7 +116,103 @@ fn valid_label_value(v: &str) -> bool {
             && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
-/// `ValidateObjectMeta`: name, labels, annotation keys, finalizers.
+/// `schema.FromAPIVersionAndKind(apiVersion, kind)` as `(group, version)`:
+/// `ParseGroupVersion` fails on more than one `/`, leaving both empty.
+fn group_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        None => ("", api_version),
+        Some((_, v)) if v.contains('/') => ("", ""),
+        Some((g, v)) => (g, v),
+    }
+}
+
+/// Go's `%#v` of a `metav1.OwnerReference`, as `field.Invalid` prints a
+/// struct value. Simplification: upstream prints a set `controller` or
+/// `blockOwnerDeletion` pointer as its heap address (`(*bool)(0xc0001234)`),
+/// which no simulator can reproduce; kubesim prints `(*bool)(true)`.
+fn go_owner_reference(r: &Value) -> String {
+    let s = |k: &str| go_quote(r[k].as_str().unwrap_or_default());
+    let b = |k: &str| match r[k].as_bool() {
+        Some(v) => format!("(*bool)({v})"),
+        None => "(*bool)(nil)".into(),
+    };
+    format!(
+        "v1.OwnerReference{{APIVersion:{}, Kind:{}, Name:{}, UID:{}, Controller:{}, BlockOwnerDeletion:{}}}",
+        s("apiVersion"),
+        s("kind"),
+        s("name"),
+        s("uid"),
+        b("controller"),
+        b("blockOwnerDeletion")
+    )
+}
+
+/// `ValidateOwnerReferences` (`k8s.io/apimachinery/pkg/api/validation/objectmeta.go`,
+/// v1.35): each reference needs an API version with a version, a kind, a
+/// name and a uid (the field paths carry no index, as upstream), `v1 Event`
+/// may not own anything, and only one reference may be the controller.
+/// Entries of the wrong JSON type are read as Go's zero values.
+fn validate_owner_references(meta: &Value, causes: &mut Vec<Cause>) {
+    const FIELD: &str = "metadata.ownerReferences";
+    let Some(refs) = meta["ownerReferences"].as_array() else {
+        return;
+    };
+    let quoted = |field: &str, value: &str, msg: &str| Cause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: {}: {msg}", go_quote(value)),
+        field: field.into(),
+    };
+    let mut first_controller: Option<String> = None;
+    for r in refs {
+        let s = |k: &str| r[k].as_str().unwrap_or_default();
+        let (group, version) = group_version(s("apiVersion"));
+        if version.is_empty() {
+            causes.push(quoted(
+                &format!("{FIELD}.apiVersion"),
+                s("apiVersion"),
+                "version must not be empty",
+            ));
+        }
+        for (k, field) in [("kind", "kind"), ("name", "name"), ("uid", "uid")] {
+            if s(k).is_empty() {
+                causes.push(quoted(
+                    &format!("{FIELD}.{field}"),
+                    s(k),
+                    "must not be empty",
+                ));
+            }
+        }
+        if group.is_empty() && version == "v1" && s("kind") == "Event" {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {}: /v1, Kind=Event is disallowed from being an owner",
+                    go_owner_reference(r)
+                ),
+                field: FIELD.into(),
+            });
+        }
+        if r["controller"].as_bool() == Some(true) {
+            let current = format!("{}/{}", s("kind"), s("name"));
+            match &first_controller {
+                Some(first) => {
+                    let all: Vec<String> = refs.iter().map(go_owner_reference).collect();
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!(
+                            "Invalid value: []v1.OwnerReference{{{}}}: Only one reference can have Controller set to true. Found \"true\" in references for {first} and {current}",
+                            all.join(", ")
+                        ),
+                        field: FIELD.into(),
+                    });
+                }
+                None => first_controller = Some(current),
+            }
+        }
+    }
+}
+
+/// `ValidateObjectMeta`: name, labels, annotation keys, ownerReferences.
 pub fn validate_meta(d: &ResourceDescriptor, obj: &Value) -> Vec<Cause> {
     let meta = &obj["metadata"];
     let mut causes = vec![];
@@ -143,6 +240,7 @@ pub fn validate_meta(d: &ResourceDescriptor, obj: &Value) -> Vec<Cause> {
             }
         }
     }
+    validate_owner_references(meta, &mut causes);
     causes
 }
 
@@ -435,5 +533,94 @@ mod tests {
         let mut b = json!({"spec": {"updateStrategy": {"type": "OnDelete"}}});
         apply_defaults(&d, &mut b);
         assert!(b["spec"]["updateStrategy"].get("rollingUpdate").is_none());
+    }
+
+    fn owner_causes(refs: Value) -> Vec<(String, String)> {
+        let mut causes = Vec::new();
+        validate_owner_references(&json!({ "ownerReferences": refs }), &mut causes);
+        causes.into_iter().map(|c| (c.field, c.message)).collect()
+    }
+
+    #[test]
+    fn owner_references_need_a_version_kind_name_and_uid_as_upstream_words_it() {
+        let c = |f: &str, m: &str| (f.to_owned(), m.to_owned());
+        assert_eq!(
+            owner_causes(json!([{ "uid": "u" }])),
+            vec![
+                c(
+                    "metadata.ownerReferences.apiVersion",
+                    "Invalid value: \"\": version must not be empty"
+                ),
+                c(
+                    "metadata.ownerReferences.kind",
+                    "Invalid value: \"\": must not be empty"
+                ),
+                c(
+                    "metadata.ownerReferences.name",
+                    "Invalid value: \"\": must not be empty"
+                ),
+            ]
+        );
+        // More than one '/' fails ParseGroupVersion; "apps/" has no version; a wrong JSON type
+        // reads as Go's zero value.
+        assert_eq!(
+            owner_causes(json!([
+                { "apiVersion": "a/b/c", "kind": "K", "name": "n", "uid": "1" },
+                { "apiVersion": "apps/", "kind": "K", "name": "n", "uid": "2" },
+                { "apiVersion": "v1", "kind": "K", "name": "n", "uid": 5 },
+            ])),
+            vec![
+                c(
+                    "metadata.ownerReferences.apiVersion",
+                    "Invalid value: \"a/b/c\": version must not be empty"
+                ),
+                c(
+                    "metadata.ownerReferences.apiVersion",
+                    "Invalid value: \"apps/\": version must not be empty"
+                ),
+                c(
+                    "metadata.ownerReferences.uid",
+                    "Invalid value: \"\": must not be empty"
+                ),
+            ]
+        );
+        assert!(
+            owner_causes(
+                json!([{ "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "n", "uid": "u" }])
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn events_cannot_own_and_only_one_owner_is_the_controller() {
+        let r = |kind: &str, name: &str, uid: &str| json!({ "apiVersion": "v1", "kind": kind, "name": name, "uid": uid, "controller": true });
+        let event = owner_causes(json!([r("Event", "e", "1")]));
+        assert_eq!(event.len(), 1);
+        assert_eq!(event[0].0, "metadata.ownerReferences");
+        assert!(
+            event[0]
+                .1
+                .ends_with(": /v1, Kind=Event is disallowed from being an owner"),
+            "{}",
+            event[0].1
+        );
+        let two = owner_causes(json!([
+            r("A", "a", "1"),
+            r("B", "b", "2"),
+            r("C", "c", "3")
+        ]));
+        assert_eq!(two.len(), 2);
+        assert!(
+            two[0].1.starts_with("Invalid value: []v1.OwnerReference{v1.OwnerReference{APIVersion:\"v1\", Kind:\"A\", Name:\"a\", UID:\"1\", Controller:(*bool)(true), BlockOwnerDeletion:(*bool)(nil)}, "),
+            "{}",
+            two[0].1
+        );
+        assert!(two[0].1.ends_with(": Only one reference can have Controller set to true. Found \"true\" in references for A/a and B/b"));
+        assert!(
+            two[1]
+                .1
+                .ends_with("Found \"true\" in references for A/a and C/c")
+        );
     }
 }

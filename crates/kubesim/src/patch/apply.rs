@@ -38,6 +38,11 @@
 //!   kept in sync on apply) is not done.
 //! * List-map items lacking a key field use upstream's only default that
 //!   matters for built-in kinds, `protocol: TCP`.
+//! * The typed conversion of a configuration (upstream: 500 `failed to
+//!   create typed patch object`) checks the shapes of lists and maps and the
+//!   items of associative lists; scalar types (`expected string, got …`),
+//!   atomic lists and undeclared fields of custom resources are left to
+//!   validation, which answers 422 where upstream answers that 500.
 
 use std::collections::HashMap;
 
@@ -323,42 +328,163 @@ fn ignored(path: &[String], key: &str, reset_fields: &[&str]) -> bool {
     }
 }
 
-/// The path element of list item `i`, `None` for atomic lists.
+/// The path element of list item `i` (`i:<i>` when it has none: an item of
+/// an associative list that [`item_key_error`] rejects).
+///
+/// An item of a keyed list is named by the key fields it has (structured-merge-diff
+/// v6.3.0, vendored by Kubernetes 1.35, `keyedAssociativeListItemToPathElement`:
+/// "optional map keys"); a missing key field takes its schema default, and
+/// the only defaulted key among built-in kinds is `protocol`.
 fn item_pe(item: &Value, i: usize, keys: &[&str]) -> String {
     if keys.is_empty() {
         return value_pe(item);
     }
-    if keys.iter().all(|k| item.get(*k).is_some()) {
-        return key_pe(item, keys).unwrap_or_else(|| index_pe(i));
+    let Value::Object(m) = item else {
+        return index_pe(i);
+    };
+    let mut present: Map<String, Value> = Map::new();
+    let mut names: Vec<&str> = Vec::new();
+    for k in keys {
+        match m.get(*k) {
+            Some(v) => present.insert((*k).to_owned(), v.clone()),
+            None if *k == "protocol" => present.insert((*k).to_owned(), json!("TCP")),
+            None => continue,
+        };
+        names.push(k);
     }
-    // Upstream fills missing key fields from their schema default; the only
-    // defaulted key among built-in kinds is `protocol`.
-    if let Value::Object(m) = item {
-        let mut filled = m.clone();
-        for k in keys {
-            if !filled.contains_key(*k) && *k == "protocol" {
-                filled.insert((*k).to_owned(), json!("TCP"));
-            }
-        }
-        if let Some(pe) = key_pe(&Value::Object(filled), keys) {
-            return pe;
-        }
+    if names.is_empty() {
+        return index_pe(i);
     }
-    index_pe(i)
+    key_pe(&Value::Object(present), &names).unwrap_or_else(|| index_pe(i))
 }
 
-/// The fields set by an applied configuration (upstream `ToFieldSet`).
-fn to_set(path: &mut Vec<String>, v: &Value, ty: TypeRef<'_>, set: &mut Set) -> Result<(), String> {
+/// Why an item of an associative list cannot be converted to a typed value,
+/// as structured-merge-diff v6.3.0 words it (`typed/helpers.go`:
+/// `keyedAssociativeListItemToPathElement`, `setItemToPathElement`).
+fn item_key_error(item: &Value, keys: &[&str]) -> Option<String> {
+    if keys.is_empty() {
+        return match item {
+            Value::Object(_) => {
+                Some("associative list without keys has an element that's a map type".into())
+            }
+            Value::Array(_) => {
+                Some("not supported: associative list with lists as elements".into())
+            }
+            Value::Null => {
+                Some("associative list without keys has an element that's an explicit null".into())
+            }
+            _ => None,
+        };
+    }
+    match item {
+        Value::Null => Some("associative list with keys may not have a null element".into()),
+        Value::Object(m) => {
+            let any_key = keys.iter().any(|k| m.contains_key(*k) || *k == "protocol");
+            (!any_key).then(|| {
+                let quoted: Vec<String> = keys.iter().map(|k| crate::schema::go_quote(k)).collect();
+                format!(
+                    "associative list with keys has an element that omits all key fields [{}] (and doesn't have default values for any key fields)",
+                    quoted.join(" ")
+                )
+            })
+        }
+        _ => Some("associative list with keys may not have non-map elements".into()),
+    }
+}
+
+/// Go's `%v` of a decoded JSON value (as `fmt` prints the `interface{}`
+/// structured-merge-diff wraps: numbers are `float64`, since the apply body
+/// is decoded by `sigs.k8s.io/yaml`; map keys sorted).
+fn go_v(v: &Value) -> String {
+    match v {
+        Value::Null => "<nil>".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => go_float(n.as_f64().unwrap_or_default()),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => format!("[{}]", a.iter().map(go_v).collect::<Vec<_>>().join(" ")),
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k}:{}", go_v(&m[*k])))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+    }
+}
+
+/// Go's `%v` of a `float64`: `strconv`'s `'g'` with the shortest digits,
+/// which switches to `d.ddde±XX` for a decimal exponent below -4 or of 6 and
+/// more (`2.147483648e+09`).
+fn go_float(f: f64) -> String {
+    if f == 0.0 {
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    // Shortest round-trip digits and decimal exponent.
+    let e = format!("{f:e}");
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let neg = mant.starts_with('-');
+    let digits: String = mant.chars().filter(char::is_ascii_digit).collect();
+    let sign = if neg { "-" } else { "" };
+    if !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{frac}e{esign}{:02}", exp.abs());
+    }
+    let nd = i32::try_from(digits.len()).unwrap_or(i32::MAX);
+    if exp < 0 {
+        let zeros = "0".repeat(usize::try_from(-exp - 1).unwrap_or(0));
+        format!("{sign}0.{zeros}{digits}")
+    } else if exp + 1 >= nd {
+        let zeros = "0".repeat(usize::try_from(exp + 1 - nd).unwrap_or(0));
+        format!("{sign}{digits}{zeros}")
+    } else {
+        let (int, frac) = digits.split_at(usize::try_from(exp + 1).unwrap_or(0));
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+/// The fields set by an applied configuration (upstream `ToFieldSet`),
+/// collecting the errors structured-merge-diff's typed conversion of the
+/// configuration reports (`typed/validate.go`): a list or map given a value
+/// of another shape, and associative-list items without a usable key
+/// (after which the rest of that list is skipped, as upstream). Scalar types
+/// and undeclared fields are not checked here (see the module docs).
+fn to_set(
+    path: &mut Vec<String>,
+    v: &Value,
+    ty: TypeRef<'_>,
+    set: &mut Set,
+    errs: &mut Vec<String>,
+) {
     match ty.shape(v) {
         Shape::Leaf => set.insert(path),
         Shape::Map => {
             let Value::Object(m) = v else {
+                if !v.is_null() {
+                    errs.push(format!(
+                        "{}: expected map, got &{{{}}}",
+                        path_string(path),
+                        go_v(v)
+                    ));
+                }
                 set.insert(path);
-                return Ok(());
+                return;
             };
             for (k, cv) in m {
                 path.push(field_pe(k));
-                to_set(path, cv, ty.field(k), set)?;
+                to_set(path, cv, ty.field(k), set, errs);
                 let empty_map = cv.as_object().is_some_and(Map::is_empty);
                 if cv.is_null() || empty_map || !ty.is_declared(k) {
                     set.insert(path);
@@ -368,41 +494,41 @@ fn to_set(path: &mut Vec<String>, v: &Value, ty: TypeRef<'_>, set: &mut Set) -> 
         }
         Shape::List => {
             let Value::Array(items) = v else {
+                if !v.is_null() {
+                    errs.push(format!(
+                        "{}: expected list, got &{{{}}}",
+                        path_string(path),
+                        go_v(v)
+                    ));
+                }
                 set.insert(path);
-                return Ok(());
+                return;
             };
             let keys = ty.list_keys().unwrap_or_default();
             let mut seen: Vec<String> = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let pe = item_pe(item, i, &keys);
-                if pe.starts_with("i:") {
-                    return Err(format!(
-                        "{}: associative list with keys has an element that omits key field {:?}",
-                        path_string(path),
-                        keys.iter()
-                            .find(|k| item.get(**k).is_none())
-                            .copied()
-                            .unwrap_or_default()
-                    ));
+                if let Some(e) = item_key_error(item, &keys) {
+                    errs.push(format!("{}: element {i}: {e}", path_string(path)));
+                    return;
                 }
+                let pe = item_pe(item, i, &keys);
                 if seen.contains(&pe) {
                     let mut p = path.clone();
-                    p.push(pe);
-                    return Err(format!(
+                    p.push(pe.clone());
+                    errs.push(format!(
                         "{}: duplicate entries for key {}",
                         path_string(path),
                         path_string(&p[p.len() - 1..])
                     ));
                 }
                 path.push(pe.clone());
-                to_set(path, item, ty.elem(), set)?;
+                to_set(path, item, ty.elem(), set, errs);
                 set.insert(path);
                 path.pop();
                 seen.push(pe);
             }
         }
     }
-    Ok(())
 }
 
 /// Added / modified / removed paths between two objects (upstream `Compare`).
@@ -706,6 +832,33 @@ fn gvk_string(api_version: &str, kind: &str) -> String {
     }
 }
 
+/// The message of upstream's failed typed conversion of an apply
+/// configuration (`structuredmerge.go`: `failed to create typed patch object
+/// (<namespace>/<name>; <gvk>): <errors>`, naming the configuration's own
+/// `metadata.namespace` and `metadata.name`; one error as
+/// `<path>: <message>`, several as structured-merge-diff's `errors:` list).
+/// Upstream returns it as a plain error, which the API server answers with
+/// 500 (`responsewriters.ErrorToAPIStatus`; kubernetes/kubernetes#139253).
+pub(crate) fn typed_patch_message(config: &Value, gvk: &str, errs: &[String]) -> String {
+    let meta_str = |k: &str| {
+        config
+            .get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let body = if errs.len() == 1 {
+        errs[0].clone()
+    } else {
+        format!("errors:\n  {}", errs.join("\n  "))
+    };
+    format!(
+        "failed to create typed patch object ({}/{}; {gvk}): {body}",
+        meta_str("namespace"),
+        meta_str("name")
+    )
+}
+
 fn conflict_error(conflicts: &[(String, Vec<String>)]) -> PatchError {
     let causes: Vec<StatusCause> = conflicts
         .iter()
@@ -747,10 +900,11 @@ fn conflict_error(conflicts: &[(String, Vec<String>)]) -> PatchError {
 /// update processing on the result.
 ///
 /// Errors: 400 when the configuration's `apiVersion`/`kind` differ from the
-/// endpoint's or it carries `metadata.managedFields`; 500 for a list-map
-/// item without its key or with a duplicate key (upstream "failed to create
-/// typed patch object"); 409 for conflicts with other managers unless
-/// `force`.
+/// endpoint's or it carries `metadata.managedFields`; 500 when its typed
+/// conversion fails (see [`typed_patch_message`]: a list or map given
+/// another shape, an associative-list item that is null, not an object, has
+/// none of the key fields, or repeats a key); 409 for conflicts with other
+/// managers unless `force`.
 pub fn apply(
     live: Option<&Value>,
     config: Value,
@@ -776,17 +930,21 @@ pub fn apply(
         ));
     }
     let mut new_set = Set::default();
-    to_set(&mut Vec::new(), &config, opts.schema, &mut new_set).map_err(|e| {
-        let name = config
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        PatchError::Internal(format!(
-            "failed to create typed patch object ({}) {name}: {e}",
-            gvk_string(opts.api_version, opts.kind)
-        ))
-    })?;
+    let mut errs = Vec::new();
+    to_set(
+        &mut Vec::new(),
+        &config,
+        opts.schema,
+        &mut new_set,
+        &mut errs,
+    );
+    if !errs.is_empty() {
+        return Err(PatchError::Internal(typed_patch_message(
+            &config,
+            &gvk_string(opts.api_version, opts.kind),
+            &errs,
+        )));
+    }
     let new_set = without_ignored(&new_set, opts.reset_fields);
 
     let mut entries = live
@@ -1360,6 +1518,96 @@ mod tests {
             "{}",
             e.message()
         );
+    }
+
+    /// The typed-conversion failure of a configuration whose
+    /// `metadata.ownerReferences` (an associative list keyed by `uid`) is `refs`.
+    fn owner_refs_error(refs: Value) -> Option<(u16, String)> {
+        let mut cfg = sts(1, "x");
+        cfg["metadata"]["ownerReferences"] = refs;
+        apply(None, cfg, &sts_opts("kubectl", false, T0))
+            .err()
+            .map(|e| (e.code(), e.message()))
+    }
+
+    #[test]
+    fn list_map_items_that_are_not_objects_fail_as_structured_merge_diff_words_it() {
+        let prefix = "failed to create typed patch object (default/web; apps/v1, Kind=StatefulSet): .metadata.ownerReferences: ";
+        for (refs, want) in [
+            (
+                json!([2_147_483_648_i64]),
+                "element 0: associative list with keys may not have non-map elements",
+            ),
+            (
+                json!(["x"]),
+                "element 0: associative list with keys may not have non-map elements",
+            ),
+            (
+                json!([[1]]),
+                "element 0: associative list with keys may not have non-map elements",
+            ),
+            (
+                json!([null]),
+                "element 0: associative list with keys may not have a null element",
+            ),
+            (
+                json!([{"uid": "a", "name": "a"}, {"name": "b"}, 7]),
+                "element 1: associative list with keys has an element that omits all key fields [\"uid\"] (and doesn't have default values for any key fields)",
+            ),
+            (json!("x"), "expected list, got &{x}"),
+            (
+                json!(2_147_483_648_i64),
+                "expected list, got &{2.147483648e+09}",
+            ),
+            (
+                json!({"b": [1, 2.5], "a": true}),
+                "expected list, got &{map[a:true b:[1 2.5]]}",
+            ),
+        ] {
+            assert_eq!(
+                owner_refs_error(refs.clone()),
+                Some((500, format!("{prefix}{want}"))),
+                "{refs}"
+            );
+        }
+        // Only the first bad item of a list is reported; errors elsewhere are listed too.
+        let mut cfg = sts(1, "x");
+        cfg["metadata"]["ownerReferences"] = json!([1, null]);
+        cfg["metadata"]["finalizers"] = json!([{"a": 1}]);
+        let e = apply(None, cfg, &sts_opts("kubectl", false, T0)).expect_err("two errors");
+        assert_eq!(
+            e.message(),
+            "failed to create typed patch object (default/web; apps/v1, Kind=StatefulSet): errors:\n  \
+             .metadata.finalizers: element 0: associative list without keys has an element that's a map type\n  \
+             .metadata.ownerReferences: element 0: associative list with keys may not have non-map elements"
+        );
+    }
+
+    #[test]
+    fn list_map_items_with_some_key_fields_or_a_null_list_convert() {
+        // Kubernetes 1.35 (structured-merge-diff v6.3.0, "optional map keys") names an item by
+        // the key fields it has; validation judges the rest.
+        assert_eq!(owner_refs_error(json!([{"uid": "u"}])), None);
+        assert_eq!(owner_refs_error(json!(null)), None);
+        assert_eq!(owner_refs_error(json!([])), None);
+    }
+
+    #[test]
+    fn go_prints_floats_with_the_shortest_digits_and_an_exponent_from_1e6() {
+        for (f, want) in [
+            (0.0, "0"),
+            (1.0, "1"),
+            (-1.5, "-1.5"),
+            (100_000.0, "100000"),
+            (1_000_000.0, "1e+06"),
+            (123_456_789.0, "1.23456789e+08"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e308, "1e+308"),
+            (-9.223_372_036_854_776e18, "-9.223372036854776e+18"),
+        ] {
+            assert_eq!(go_float(f), want, "{f}");
+        }
     }
 
     #[test]

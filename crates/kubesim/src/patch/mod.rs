@@ -59,6 +59,7 @@ mod schema;
 mod schema_table;
 mod strategic;
 
+pub(crate) use apply::typed_patch_message;
 pub use apply::{
     ApplyOptions, UpdateOptions, apply, decode_apply_body, manager_from_user_agent,
     update_managed_fields,
