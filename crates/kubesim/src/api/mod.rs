@@ -423,6 +423,20 @@ fn meta_str<'a>(obj: &'a Value, k: &str) -> Option<&'a str> {
     obj["metadata"][k].as_str().filter(|s| !s.is_empty())
 }
 
+/// Whether two objects differ anywhere but `metadata` and `status` (a custom
+/// resource's generation moves on such a change, `customresource/strategy.go`),
+/// compared in place rather than on stripped copies.
+fn differs_outside_metadata_and_status(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let spec_like =
+                |(k, _): &(&String, &Value)| k.as_str() != "metadata" && k.as_str() != "status";
+            !x.iter().filter(spec_like).eq(y.iter().filter(spec_like))
+        }
+        _ => a != b,
+    }
+}
+
 fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.is_object() {
         *obj = json!({});
@@ -1266,21 +1280,37 @@ impl Api {
             Part::Status => {
                 // ResetObjectMetaForStatus + status strategies: only status
                 // (and, for pods, metadata other than the protected fields) changes.
-                let mut new = old.clone();
-                new["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
-                if new["status"].is_null()
+                // The old object is copied without its status (often the bulk
+                // of it) and the parts taken from the request are moved, not
+                // copied: `obj` is replaced below.
+                let mut new = match &old {
+                    Value::Object(m) => Value::Object(
+                        m.iter()
+                            .filter(|(k, _)| k.as_str() != "status")
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                };
+                if let Some(st) = obj
+                    .as_object_mut()
+                    .and_then(|m| m.remove("status"))
+                    .filter(|s| !s.is_null())
                     && let Some(m) = new.as_object_mut()
                 {
-                    m.remove("status");
+                    m.insert("status".into(), st);
                 }
-                if let Some(mf) = obj["metadata"].get("managedFields") {
-                    meta_mut(&mut new).insert("managedFields".into(), mf.clone());
+                if let Some(mf) = obj
+                    .get_mut("metadata")
+                    .and_then(|m| m.get_mut("managedFields"))
+                {
+                    meta_mut(&mut new).insert("managedFields".into(), mf.take());
                 }
                 if d.group.is_empty() && d.kind == "Pod" {
                     for k in ["labels", "annotations", "finalizers"] {
-                        match obj["metadata"].get(k) {
+                        match obj.get_mut("metadata").and_then(|m| m.get_mut(k)) {
                             Some(v) => {
-                                meta_mut(&mut new).insert(k.into(), v.clone());
+                                meta_mut(&mut new).insert(k.into(), v.take());
                             }
                             None => {
                                 meta_mut(&mut new).remove(k);
@@ -1359,15 +1389,7 @@ impl Api {
         )?;
         if d.tracks_generation && part == Part::Main {
             let changed = if d.crd_version.is_some() {
-                let strip = |v: &Value| {
-                    let mut v = v.clone();
-                    if let Some(m) = v.as_object_mut() {
-                        m.remove("metadata");
-                        m.remove("status");
-                    }
-                    v
-                };
-                strip(&obj) != strip(&old)
+                differs_outside_metadata_and_status(&obj, &old)
             } else {
                 obj.get("spec") != old.get("spec")
             };

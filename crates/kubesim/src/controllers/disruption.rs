@@ -9,7 +9,7 @@
 //! disruption controller (`stalePodDisruptionWorker`) is not modelled; the
 //! "NotDeleted" warning events are returned for the driver to record.
 
-use std::collections::BTreeMap;
+use std::{borrow::Borrow, collections::BTreeMap};
 
 use k8s_openapi::{
     api::{
@@ -50,16 +50,17 @@ pub struct PdbOutcome {
 }
 
 /// The pods a PDB selects: a nil selector selects nothing, `{}` everything in
-/// the namespace (policy/v1).
+/// the namespace (policy/v1). `pods` may be owned or shared (`Arc<Pod>` from
+/// an informer cache): only references are kept.
 pub fn selected_pods<'p>(
     pdb: &PodDisruptionBudget,
-    pods: &'p [Pod],
+    pods: &'p [impl Borrow<Pod>],
 ) -> Result<Vec<&'p Pod>, Error> {
     let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for p in pods {
+    for p in pods.iter().map(Borrow::borrow) {
         if p.metadata.namespace == pdb.metadata.namespace
             && selector_matches(sel, p.metadata.labels.as_ref())?
         {
@@ -168,10 +169,11 @@ fn conditions_up_to_date(pdb: &PodDisruptionBudget) -> bool {
     (st.disruptions_allowed > 0) == (c.status == "True")
 }
 
-/// One sync of a PDB over every pod of its namespace.
+/// One sync of a PDB over every pod of its namespace (borrowed: the pods are
+/// only read).
 pub fn sync(
     pdb: &PodDisruptionBudget,
-    pods: &[Pod],
+    pods: &[impl Borrow<Pod>],
     scale_of: &ScaleLookup<'_>,
     now: Timestamp,
 ) -> PdbOutcome {
@@ -202,7 +204,7 @@ pub fn sync(
 
 fn try_sync(
     pdb: &PodDisruptionBudget,
-    pods: &[Pod],
+    pods: &[impl Borrow<Pod>],
     scale_of: &ScaleLookup<'_>,
     now: Timestamp,
 ) -> Result<PdbOutcome, Error> {

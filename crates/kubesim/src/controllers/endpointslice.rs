@@ -13,7 +13,7 @@
 //! upstream's placement heuristics (`reconciler.go`); Endpoints subsets are
 //! grouped by port set without `RepackSubsets`' exact ordering.
 
-use std::collections::BTreeMap;
+use std::{borrow::Borrow, collections::BTreeMap};
 
 use k8s_openapi::{
     api::{
@@ -46,7 +46,7 @@ fn selector_of(svc: &Service) -> Option<&BTreeMap<String, String>> {
 }
 
 /// Pods a Service selects (none when it has no selector).
-pub fn service_pods<'p>(svc: &Service, pods: &'p [Pod]) -> Vec<&'p Pod> {
+pub fn service_pods<'p>(svc: &Service, pods: &'p [impl Borrow<Pod>]) -> Vec<&'p Pod> {
     let Some(sel) = selector_of(svc) else {
         return Vec::new();
     };
@@ -55,7 +55,8 @@ pub fn service_pods<'p>(svc: &Service, pods: &'p [Pod]) -> Vec<&'p Pod> {
         match_expressions: None,
     };
     pods.iter()
-        .filter(|p| p.metadata.namespace == svc.metadata.namespace)
+        .map(Borrow::borrow)
+        .filter(|p: &&Pod| p.metadata.namespace == svc.metadata.namespace)
         .filter(|p| selector_matches(&ls, p.metadata.labels.as_ref()).unwrap_or(false))
         .collect()
 }
@@ -168,7 +169,7 @@ pub fn pod_to_endpoint(pod: &Pod, node: Option<&Node>, svc: &Service) -> Endpoin
 /// [`MAX_ENDPOINTS_PER_SLICE`] per slice, without names (see [`reconcile`]).
 pub fn desired_slices(
     svc: &Service,
-    pods: &[Pod],
+    pods: &[impl Borrow<Pod>],
     nodes: &[Node],
 ) -> Result<Vec<EndpointSlice>, Error> {
     if selector_of(svc).is_none() {
@@ -288,7 +289,7 @@ type SubsetParts = (Vec<CorePort>, Vec<EndpointAddress>, Vec<EndpointAddress>);
 /// The core/v1 Endpoints object of a Service (Endpoints controller): ready
 /// pods in `addresses`, others in `notReadyAddresses`, terminating pods left
 /// out unless `publishNotReadyAddresses`.
-pub fn endpoints(svc: &Service, pods: &[Pod]) -> Option<Endpoints> {
+pub fn endpoints(svc: &Service, pods: &[impl Borrow<Pod>]) -> Option<Endpoints> {
     selector_of(svc)?;
     let publish = svc
         .spec

@@ -362,14 +362,15 @@ pub fn plan_revisions(
 /// limit disables truncation). `sorted` is the list read before this sync.
 pub fn truncate_history(
     limit: i32,
-    pods: &[Pod],
+    pods: &[impl std::borrow::Borrow<Pod>],
     sorted: &[ControllerRevision],
     current: &str,
     update: &str,
 ) -> Vec<String> {
     let mut live: Vec<&str> = vec![current, update];
     live.extend(pods.iter().map(|p| {
-        p.metadata
+        p.borrow()
+            .metadata
             .labels
             .as_ref()
             .and_then(|l| l.get(REVISION_LABEL))

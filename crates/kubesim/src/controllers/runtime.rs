@@ -938,13 +938,9 @@ fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     let Some(pdb) = s.caches.pdbs.get(ns, name) else {
         return Ok(None);
     };
-    let pods: Vec<Pod> = s
-        .caches
-        .pods
-        .list_ns(ns)
-        .iter()
-        .map(|p| (**p).clone())
-        .collect();
+    // The cache's shared pods, read in place (`disruption.go` reads the
+    // informer's pods without copying them either).
+    let pods = s.caches.pods.list_ns(ns);
     let lookup = |r: &OwnerReference, ns: &str| scale_of(s, r, ns);
     let out = disruption::sync(&pdb, &pods, &lookup, s.clock.now());
     for p in &out.not_deleted {
@@ -987,13 +983,7 @@ fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, Ap
         }
         return Ok(None);
     };
-    let pods: Vec<Pod> = s
-        .caches
-        .pods
-        .list_ns(ns)
-        .iter()
-        .map(|p| (**p).clone())
-        .collect();
+    let pods = s.caches.pods.list_ns(ns);
     let nodes: Vec<Node> = s
         .caches
         .nodes

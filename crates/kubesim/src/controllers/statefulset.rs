@@ -24,7 +24,7 @@
 //!   references for the retention policy; PVCs are created here directly with
 //!   the owner references the policy asks for (same end state, one write less).
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use k8s_openapi::{
     api::{
@@ -82,11 +82,13 @@ pub struct SyncOutcome {
     pub requeue_after: Option<SignedDuration>,
 }
 
-/// What a claim of pods by a StatefulSet decided (`ClaimPods`).
+/// What a claim of pods by a StatefulSet decided (`ClaimPods`). Owned pods
+/// are borrowed from the caller's cache; only pods about to be adopted (whose
+/// controller reference is added here) are copies.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct PodClaims {
+pub struct PodClaims<'a> {
     /// Pods the set owns (including ones it is about to adopt).
-    pub owned: Vec<Pod>,
+    pub owned: Vec<Cow<'a, Pod>>,
     /// Orphans to adopt: patch a controller reference in.
     pub adopt: Vec<String>,
     /// Owned pods that no longer match: remove our controller reference.
@@ -185,7 +187,7 @@ fn retention(spec: &StatefulSetSpec) -> (bool, bool) {
 pub fn claim_pods<'a>(
     set: &StatefulSet,
     pods: impl IntoIterator<Item = &'a Pod>,
-) -> Result<PodClaims, Error> {
+) -> Result<PodClaims<'a>, Error> {
     let spec = spec(set)?;
     let uid = set.metadata.uid.as_deref().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
@@ -194,15 +196,15 @@ pub fn claim_pods<'a>(
         if pod.metadata.namespace != set.metadata.namespace {
             continue;
         }
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let member = parent_and_ordinal(&name).is_some_and(|(p, _)| p == set_name(set));
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let member = parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(set));
         let matches = member && selector_matches(&spec.selector, pod.metadata.labels.as_ref())?;
         match controller_of(&pod.metadata) {
             Some(r) if r.uid != uid => {}
-            Some(_) if matches => out.owned.push(pod.clone()),
+            Some(_) if matches => out.owned.push(Cow::Borrowed(pod)),
             Some(_) => {
                 if !deleting {
-                    out.release.push(name);
+                    out.release.push(name.to_owned());
                 }
             }
             None => {
@@ -213,8 +215,8 @@ pub fn claim_pods<'a>(
                         .owner_references
                         .get_or_insert_with(Vec::new)
                         .push(controller_ref("apps/v1", "StatefulSet", &set.metadata)?);
-                    out.owned.push(adopted);
-                    out.adopt.push(name);
+                    out.owned.push(Cow::Owned(adopted));
+                    out.adopt.push(name.to_owned());
                 }
             }
         }
@@ -446,7 +448,13 @@ struct Counts {
 }
 
 /// `computeReplicaStatus` over a list of pods (placeholders have no phase).
-fn count(pods: &[Pod], min_ready: i32, now: Timestamp, current: &str, update: &str) -> Counts {
+fn count<'p>(
+    pods: impl IntoIterator<Item = &'p Pod>,
+    min_ready: i32,
+    now: Timestamp,
+    current: &str,
+    update: &str,
+) -> Counts {
     let mut c = Counts::default();
     for pod in pods {
         let created = !phase(pod).is_empty();
@@ -495,8 +503,9 @@ pub struct SyncInput<'a> {
     pub update: &'a ControllerRevision,
     /// Collision count to carry into status.
     pub collision_count: i32,
-    /// Pods the set owns (see [`claim_pods`]).
-    pub pods: &'a [Pod],
+    /// Pods the set owns (see [`claim_pods`]); read, never copied, except
+    /// for the ones a write changes.
+    pub pods: &'a [Cow<'a, Pod>],
     /// PVCs of the namespace by name.
     pub claims: &'a BTreeMap<String, PersistentVolumeClaim>,
     /// The simulated time.
@@ -541,25 +550,31 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
     };
     apply_counts(
         &mut status,
-        &count(pods, min_ready, now, &current_name, &update_name),
+        &count(
+            pods.iter().map(|p| &**p),
+            min_ready,
+            now,
+            &current_name,
+            &update_name,
+        ),
     );
 
     let replica_count = usize::try_from(replicas(set)).unwrap_or(0);
     let start = start_ordinal(set);
     let end = start + replicas(set) - 1;
-    let mut slots: Vec<Option<Pod>> = vec![None; replica_count];
-    let mut condemned: Vec<Pod> = Vec::new();
-    for pod in pods {
+    let mut slots: Vec<Option<&Pod>> = vec![None; replica_count];
+    let mut condemned: Vec<&Pod> = Vec::new();
+    for pod in pods.iter().map(|p| &**p) {
         let ord = ordinal(pod);
         if ord >= start && ord <= end {
             if let Some(slot) = usize::try_from(ord - start)
                 .ok()
                 .and_then(|i| slots.get_mut(i))
             {
-                *slot = Some(pod.clone());
+                *slot = Some(pod);
             }
         } else if ord >= 0 {
-            condemned.push(pod.clone());
+            condemned.push(pod);
         }
     }
     let (strategy_type, rolling) = strategy(spec);
@@ -570,11 +585,11 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
         .as_ref()
         .and_then(|s| s.current_replicas)
         .unwrap_or(0);
-    let mut replicas_v: Vec<Pod> = Vec::with_capacity(replica_count);
+    let mut replicas_v: Vec<Cow<'_, Pod>> = Vec::with_capacity(replica_count);
     for (i, slot) in slots.into_iter().enumerate() {
         let ord = start + i32::try_from(i).unwrap_or(i32::MAX);
         let pod = match slot {
-            Some(p) => p,
+            Some(p) => Cow::Borrowed(p),
             None => {
                 let at_current = (old_ru_nil && ord < start + stored_current_replicas)
                     || rolling.as_ref().is_some_and(|(p, _)| ord < start + p);
@@ -589,7 +604,7 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
                     .labels
                     .get_or_insert_with(BTreeMap::new)
                     .insert(REVISION_LABEL.into(), rev.clone());
-                p
+                Cow::Owned(p)
             }
         };
         replicas_v.push(pod);
@@ -597,7 +612,11 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
     condemned.sort_by_key(|p| std::cmp::Reverse(ordinal(p)));
 
     let mut first_unavailable: Option<String> = None;
-    for p in replicas_v.iter().chain(condemned.iter().rev()) {
+    for p in replicas_v
+        .iter()
+        .map(|p| &**p)
+        .chain(condemned.iter().rev().copied())
+    {
         if is_unavailable(p, min_ready, now) && first_unavailable.is_none() {
             first_unavailable = p.metadata.name.clone();
         }
@@ -632,11 +651,18 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
                 now,
                 &mut out,
             );
-        let mut all = replicas_v.clone();
-        all.extend(condemned.iter().cloned());
         apply_counts(
             &mut status,
-            &count(&all, min_ready, now, &current_name, &update_name),
+            &count(
+                replicas_v
+                    .iter()
+                    .map(|p| &**p)
+                    .chain(condemned.iter().copied()),
+                min_ready,
+                now,
+                &current_name,
+                &update_name,
+            ),
         );
         if !stopped && out.error.is_none() && strategy_type != "OnDelete" {
             rolling_update(
@@ -669,7 +695,7 @@ fn run_replicas(
     set: &StatefulSet,
     update_set: &StatefulSet,
     monotonic: bool,
-    replicas_v: &[Pod],
+    replicas_v: &[Cow<'_, Pod>],
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     now: Timestamp,
     out: &mut SyncOutcome,
@@ -837,7 +863,7 @@ fn create_claims(
 /// claims follow the retention policy (never stops processing by itself).
 fn run_condemned_claims(
     update_set: &StatefulSet,
-    condemned: &[Pod],
+    condemned: &[&Pod],
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> bool {
@@ -855,7 +881,7 @@ fn run_condemned_claims(
 fn run_condemned(
     set: &StatefulSet,
     monotonic: bool,
-    condemned: &[Pod],
+    condemned: &[&Pod],
     first_unavailable: Option<&str>,
     now: Timestamp,
     out: &mut SyncOutcome,
@@ -891,7 +917,7 @@ fn run_condemned(
 /// `updateStatefulSetAfterInvariantEstablished` (maxUnavailable path).
 fn rolling_update(
     set: &StatefulSet,
-    replicas_v: &[Pod],
+    replicas_v: &[Cow<'_, Pod>],
     rolling: Option<&(i32, IntOrString)>,
     update_name: &str,
     now: Timestamp,

@@ -114,9 +114,18 @@ pub fn manager_from_user_agent(user_agent: &str) -> String {
 
 /// Decodes an `application/apply-patch+yaml` body (YAML or JSON) into an
 /// object; anything else is 400 `error decoding YAML: …` as upstream.
+///
+/// JSON is a subset of YAML and what programmatic clients (client-go,
+/// kube-rs) send, so the body is parsed with `serde_json` first, several
+/// times cheaper than the YAML parser for the same result; only a body that
+/// is not JSON goes to `serde_yaml_ng`, whose error an invalid body gets, as
+/// before.
 pub fn decode_apply_body(body: &[u8]) -> Result<Value, PatchError> {
-    let v: Value = serde_yaml_ng::from_slice(body)
-        .map_err(|e| PatchError::BadRequest(format!("error decoding YAML: {e}")))?;
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => serde_yaml_ng::from_slice(body)
+            .map_err(|e| PatchError::BadRequest(format!("error decoding YAML: {e}")))?,
+    };
     match v {
         Value::Object(_) => Ok(v),
         Value::Null => Ok(Value::Object(Map::new())),
@@ -1676,6 +1685,34 @@ mod tests {
             e.message()
         );
         assert_eq!(decode_apply_body(b"a: [").map_err(|e| e.code()), Err(400));
+    }
+
+    #[test]
+    fn json_apply_bodies_decode_as_the_yaml_decoder_decodes_them() {
+        for body in [
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","labels":{"a":"b"}}}"#,
+            r#"{"spec":{"replicas":3,"ratio":0.5,"big":18446744073709551615,"neg":-7,"on":true,"off":null}}"#,
+            r#"{"data":{"k":"line\nbreak \u00e9 \"quoted\" \\ tab\t"},"list":[1,"two",[3],{"four":4}]}"#,
+            "  {\n \"a\" : [ ] , \"b\" : { } }\n",
+            "null",
+            "",
+        ] {
+            let fast = decode_apply_body(body.as_bytes()).expect("decodes");
+            let yaml: Value = serde_yaml_ng::from_slice(body.as_bytes()).expect("yaml");
+            let yaml = if yaml.is_null() { json!({}) } else { yaml };
+            assert_eq!(fast, yaml, "{body}");
+        }
+        let e = decode_apply_body(b"[1, 2]").expect_err("a JSON array is not an object");
+        assert_eq!(
+            e.message(),
+            "error decoding YAML: cannot unmarshal array into Go value of type map[string]interface {}"
+        );
+        let e = decode_apply_body(br#"{"a": [}"#).expect_err("invalid JSON is invalid YAML");
+        assert!(
+            e.message().starts_with("error decoding YAML: "),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

@@ -279,8 +279,22 @@ fn parse_go_duration(s: &str) -> Option<chrono::Duration> {
     Some(chrono::Duration::nanoseconds(ns as i64))
 }
 
+#[cfg(test)]
+thread_local! {
+    /// JSON values converted to CEL on this thread (tests check that
+    /// subtrees without rules are never converted).
+    pub(crate) static CONVERTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Converts a JSON value to CEL as `UnstructuredToVal` does for schema `s`.
+///
+/// Only the values of nodes that declare rules are converted: [`validate`]
+/// walks the [`CelNode`] tree, which holds no subtree without a rule, as
+/// upstream evaluates rules only where they are declared
+/// (`apiextensions-apiserver/pkg/apiserver/schema/cel/validation.go`).
 fn to_cel(v: &Value, s: Option<&Structural>) -> CelValue {
+    #[cfg(test)]
+    CONVERTED.with(|c| c.set(c.get() + 1));
     match v {
         Value::Null => CelValue::Null,
         Value::Bool(b) => CelValue::Bool(*b),

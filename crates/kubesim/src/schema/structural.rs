@@ -92,6 +92,10 @@ pub struct Structural {
     pub not: Option<Box<Structural>>,
     /// Whether any node at or below this one has `x-kubernetes-validations`.
     pub has_cel_rules: bool,
+    /// Whether any node at or below this one (through `properties`,
+    /// `additionalProperties` or `items`) is an `x-kubernetes-list-type:
+    /// set` or `map` list: the list-type walk skips subtrees without one.
+    pub has_list_types: bool,
 }
 
 impl Structural {
@@ -172,6 +176,7 @@ impl Structural {
                 .is_some_and(|a| !a.is_empty()),
             ..Structural::default()
         };
+        s.has_list_types = matches!(s.list_type.as_deref(), Some("set" | "map"));
         if let Some(p) = o.get("pattern").and_then(Value::as_str) {
             let re = Regex::new(p).map_err(|e| SchemaError::InvalidSchema {
                 path: format!("{path}.pattern"),
@@ -183,6 +188,7 @@ impl Structural {
             for (k, pv) in props {
                 let child = Structural::parse(pv, &format!("{path}.properties[{k}]"))?;
                 s.has_cel_rules |= child.has_cel_rules;
+                s.has_list_types |= child.has_list_types;
                 s.properties.insert(k.clone(), child);
             }
         }
@@ -191,6 +197,7 @@ impl Structural {
             Some(ap @ Value::Object(_)) => {
                 let child = Structural::parse(ap, &format!("{path}.additionalProperties"))?;
                 s.has_cel_rules |= child.has_cel_rules;
+                s.has_list_types |= child.has_list_types;
                 s.additional_properties = Some(Additional::Schema(Box::new(child)));
             }
             _ => {}
@@ -198,6 +205,7 @@ impl Structural {
         if let Some(items) = o.get("items").filter(|i| i.is_object()) {
             let child = Structural::parse(items, &format!("{path}.items"))?;
             s.has_cel_rules |= child.has_cel_rules;
+            s.has_list_types |= child.has_list_types;
             s.items = Some(Box::new(child));
         }
         for (key, dst) in [

@@ -309,3 +309,44 @@ fn status_subresource_splits_main_and_status_writes() {
     assert_eq!(st["spec"], json!({"a": 1}));
     assert_eq!(st["status"], json!({"p": 2}));
 }
+
+#[test]
+fn a_status_write_never_converts_a_large_list_under_a_subtree_without_rules() {
+    let pods: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": format!("web-{i}"), "revision": "r1", "ready": true}))
+        .collect();
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": {
+                "maxUnavailable": {"x-kubernetes-int-or-string": true, "x-kubernetes-validations": [
+                    {"rule": "type(self) == int ? self >= 1 : self.matches('^[1-9][0-9]?%$')",
+                     "message": "bad budget"}]}}},
+            "status": {"type": "object", "properties": {"pods": {"type": "array", "items": {
+                "type": "object", "properties": {
+                    "name": {"type": "string"}, "revision": {"type": "string"},
+                    "ready": {"type": "boolean"}}}}}}
+        }
+    });
+    let big = CompiledSchema::new(&schema).expect("schema compiles");
+    let with = |mu: Value| {
+        json!({"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+               "metadata": {"name": "x", "namespace": "default"},
+               "spec": {"maxUnavailable": mu}, "status": {"pods": pods.clone()}})
+    };
+    cel::CONVERTED.with(|c| c.set(0));
+    assert!(big.validate_status(&with(json!("10%")), None).is_empty());
+    let converted = cel::CONVERTED.with(std::cell::Cell::get);
+    assert!(
+        (1..10).contains(&converted),
+        "only spec.maxUnavailable is converted, not the 1,000 status entries: {converted} values"
+    );
+    // The rule elsewhere still fires on the same kind of write.
+    assert_eq!(
+        messages(&big.validate_status(&with(json!(0)), None)),
+        ["spec.maxUnavailable: Invalid value: 0: bad budget"]
+    );
+}

@@ -532,6 +532,11 @@ pub fn validate_value(s: &Structural, data: &Value, prefix: &str) -> Vec<FieldEr
 /// Validates `x-kubernetes-list-type: set|map` uniqueness as
 /// `pkg/apiserver/schema/listtype/validation.go` does.
 pub fn validate_list_types(s: &Structural, data: &Value, path: &str, out: &mut Vec<FieldError>) {
+    if !s.has_list_types {
+        // No set or map list at or below this node: nothing to check (and no
+        // need to walk, say, a 1,000-entry status list item by item).
+        return;
+    }
     match data {
         Value::Object(map) => {
             for (k, v) in map {

@@ -197,7 +197,7 @@ impl World {
         let claims = claim_pods(&set, &all).unwrap();
         for p in &claims.owned {
             self.pods
-                .insert(p.metadata.name.clone().unwrap(), p.clone());
+                .insert(p.metadata.name.clone().unwrap(), (**p).clone());
         }
         for r in &claims.release {
             if let Some(p) = self.pods.get_mut(r) {
