@@ -8,10 +8,10 @@
 //! |---|---|
 //! | all | `metadata.managedFields`, the `kubectl.kubernetes.io/last-applied-configuration` annotation |
 //! | StatefulSet | the pod template's `spec` |
-//! | Pod | `spec` (the revision label says which template a pod runs); metadata except name, namespace, uid, resourceVersion, labels, the controller owner reference and deletionTimestamp; status except `phase`, `podIP` and the `Ready` condition's type, status and lastTransitionTime |
+//! | Pod | `spec` (the revision label says which template a pod runs); metadata except name, namespace, uid, resourceVersion, labels, the controller owner reference and deletionTimestamp; status except `phase`, `podIP` and the `Ready` condition's type, status and lastTransitionTime. Pods are not even stored as `Pod`s: see [`pod`] |
 //! | EndpointSlice | metadata as for pods; `ports`; per endpoint everything but `addresses`, `conditions.ready` and the target's kind and name |
 //!
-//! A stripped pod yields the same `sroll_planner::ObservedPod` as the full one (tested below).
+//! A cached pod yields the same `sroll_planner::ObservedPod` as the full one (tested below).
 //!
 //! Pods are watched with the label selector `controller-revision-hash` (only pods of a
 //! StatefulSet or DaemonSet carry it), so other pods are never listed at all. EndpointSlices are
@@ -24,23 +24,32 @@
 //! `pkg/controller/statefulset/stateful_set_utils.go` `getPodName`), an O(replicas) store lookup
 //! per reconcile instead of a scan of every pod.
 
+pub mod pod;
+
 use std::sync::Arc;
 
+use futures::{Stream, TryStreamExt};
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{ObjectReference, Pod, PodCondition, PodStatus},
+        core::v1::{ObjectReference, Pod},
         discovery::v1::{Endpoint, EndpointConditions, EndpointSlice},
         policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
-    Resource, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     core::{Selector, SelectorExt},
-    runtime::reflector::{ObjectRef, Store},
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
 };
 use sroll_api::{DiscoveryProvider, StatefulsetRollout};
+
+pub use pod::{CachedPod, PodInterner, WatchedPod};
 
 /// The label every StatefulSet pod carries with its revision (ControllerRevision name).
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -58,8 +67,8 @@ pub struct Caches {
     pub rollouts: Store<StatefulsetRollout>,
     /// StatefulSets.
     pub statefulsets: Store<StatefulSet>,
-    /// StatefulSet pods (trimmed).
-    pub pods: Store<Pod>,
+    /// StatefulSet pods, compact (read them with [`pod`] and [`pods_of`]).
+    pub pods: Store<CachedPod>,
     /// PodDisruptionBudgets.
     pub pdbs: Store<PodDisruptionBudget>,
     /// EndpointSlices of Services (label `kubernetes.io/service-name`).
@@ -153,31 +162,35 @@ pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
     }
 }
 
-/// Trims a pod to what the operator reads: the metadata of [`slim_meta`], `status.phase`,
-/// `status.podIP` (service discovery names pods by address) and the `Ready` condition's
-/// `type`, `status` and `lastTransitionTime` (`sroll_planner::ObservedPod::from_pod`). `spec`
-/// goes: the revision label says which template a pod runs.
-pub fn strip_pod(p: &mut Pod) {
-    p.metadata = slim_meta(std::mem::take(&mut p.metadata));
-    p.spec = None;
-    if let Some(status) = p.status.take() {
-        p.status = Some(PodStatus {
-            phase: status.phase,
-            pod_ip: status.pod_ip,
-            conditions: status.conditions.map(|cs| {
-                cs.into_iter()
-                    .filter(|c| c.type_ == "Ready")
-                    .map(|c| PodCondition {
-                        type_: c.type_,
-                        status: c.status,
-                        last_transition_time: c.last_transition_time,
-                        ..PodCondition::default()
-                    })
-                    .collect()
-            }),
-            ..PodStatus::default()
-        });
-    }
+/// The watch of the pods the operator may manage (those with the `controller-revision-hash`
+/// label) in `namespace` (`None`: all), and the store it fills with [`CachedPod`]s. The stream
+/// yields each changed pod (as a [`WatchedPod`]) for the controller's pod-to-rollout mapper.
+pub fn watch_pods(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<CachedPod>,
+    impl Stream<Item = Result<WatchedPod, watcher::Error>> + Send + 'static,
+) {
+    let api: Api<WatchedPod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, mut writer) = reflector::store::<CachedPod>();
+    let mut interner = PodInterner::default();
+    let stream = watcher(
+        api,
+        watcher::Config::default()
+            .labels(REVISION_LABEL)
+            .any_semantic(),
+    )
+    .default_backoff()
+    .map_ok(move |event| {
+        writer.apply_watcher_event(&interner.event(&event));
+        event
+    })
+    .touched_objects();
+    (store, stream)
 }
 
 fn controller_of<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a str> {
@@ -208,13 +221,13 @@ pub fn rollout_of_statefulset(
 }
 
 /// Maps a pod event to the rollout whose StatefulSet controls the pod.
-pub fn rollout_of_pod(
+pub fn rollout_of_pod<P: Resource>(
     rollouts: &Store<StatefulsetRollout>,
     statefulsets: &Store<StatefulSet>,
-    pod: &Pod,
+    pod: &P,
 ) -> Option<ObjectRef<StatefulsetRollout>> {
     let ns = pod.namespace()?;
-    let sts = controller_of(&pod.metadata, "StatefulSet")
+    let sts = controller_of(pod.meta(), "StatefulSet")
         .map(str::to_owned)
         .or_else(|| {
             // An orphaned pod (StatefulSet deleted with orphan propagation): fall back to the name.
@@ -309,6 +322,15 @@ pub fn pdbs_for(caches: &Caches, r: &StatefulsetRollout) -> Vec<Arc<PodDisruptio
     caches.pdbs.state_filter(|p| pdb_selects(p, r))
 }
 
+/// The cached pod `name` of `namespace`, with the fields the cache keeps
+/// ([`CachedPod::to_pod`]).
+pub fn pod(caches: &Caches, namespace: &str, name: &str) -> Option<Pod> {
+    caches
+        .pods
+        .get(&ObjectRef::new(name).within(namespace))
+        .map(|p| p.to_pod())
+}
+
 /// The pods of StatefulSet `sts_name` with ordinals `start..start+replicas`, from the cache.
 pub fn pods_of(
     caches: &Caches,
@@ -316,13 +338,9 @@ pub fn pods_of(
     sts_name: &str,
     start: i32,
     replicas: i32,
-) -> Vec<Arc<Pod>> {
+) -> Vec<Pod> {
     (start..start.saturating_add(replicas.max(0)))
-        .filter_map(|ordinal| {
-            caches
-                .pods
-                .get(&ObjectRef::new(&format!("{sts_name}-{ordinal}")).within(namespace))
-        })
+        .filter_map(|ordinal| pod(caches, namespace, &format!("{sts_name}-{ordinal}")))
         .collect()
 }
 
@@ -390,13 +408,7 @@ pub(crate) mod tests {
     /// writer for tests that change it later. Shared with the other modules' tests.
     pub(crate) fn writer_with<K>(objs: Vec<K>) -> (Store<K>, reflector::store::Writer<K>)
     where
-        K: kube::Resource
-            + Clone
-            + std::fmt::Debug
-            + serde::de::DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
+        K: reflector::Lookup + Clone + 'static,
         K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     {
         let (reader, mut writer) = reflector::store();
@@ -410,13 +422,7 @@ pub(crate) mod tests {
 
     fn store_of<K>(objs: Vec<K>) -> Store<K>
     where
-        K: kube::Resource
-            + Clone
-            + std::fmt::Debug
-            + serde::de::DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
+        K: reflector::Lookup + Clone + 'static,
         K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     {
         writer_with(objs).0
@@ -611,19 +617,28 @@ pub(crate) mod tests {
         serde_json::from_value(v).expect("a valid pod")
     }
 
+    /// The cache entry of a pod (shared with the other modules' tests).
+    pub(crate) fn cached(pod: Pod) -> CachedPod {
+        CachedPod::new(&WatchedPod::from(pod))
+    }
+
+    /// A pod as the cache gives it back.
     fn stripped(pod: &Pod) -> Pod {
-        let mut p = pod.clone();
-        strip_pod(&mut p);
-        p
+        cached(pod.clone()).to_pod()
     }
 
     #[test]
-    fn a_stripped_pod_yields_the_same_observed_pod_as_the_full_one() {
+    fn a_cached_pod_yields_the_same_observed_pod_as_the_full_one() {
         for (ordinal, ready, terminating) in [(0, true, false), (1, false, false), (2, true, true)]
         {
             let full = full_pod(ordinal, ready, terminating);
             let slim = stripped(&full);
             let want = sroll_planner::ObservedPod::from_pod(&full, "web").expect("a member");
+            let entry = cached(full.clone());
+            assert_eq!(entry.name(), full.metadata.name.as_deref().expect("a name"));
+            assert_eq!(entry.uid(), full.metadata.uid.as_deref());
+            assert_eq!(entry.pod_ip(), Some("10.0.0.7"));
+            assert_eq!(entry.is_terminating(), terminating);
             assert_eq!(want.ready, ready, "the fixture is what it says");
             assert_eq!(want.terminating, terminating);
             assert_eq!(
@@ -641,11 +656,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn stripped_pods_give_the_same_snapshot_as_full_ones() {
+    fn cached_pods_give_the_snapshot_the_full_pods_would() {
         let rollout: StatefulsetRollout = serde_json::from_value(serde_json::json!({
             "apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
             "metadata": {"name": "web", "namespace": "ns", "uid": "r-uid"},
-            "spec": {"replicas": 3, "sts": {"spec": {
+            "spec": {"replicas": 4, "sts": {"spec": {
                 "selector": {"matchLabels": {"app": "web"}},
                 "template": {"metadata": {"labels": {"app": "web"}},
                     "spec": {"containers": [{"name": "app", "image": "app:2"}]}},
@@ -655,37 +670,37 @@ pub(crate) mod tests {
         let set: StatefulSet = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web", "namespace": "ns", "uid": "sts-uid", "generation": 2,
                 "resourceVersion": "10",
-                "annotations": {"sroll.io/template-hash": "t", "sroll.io/spec-hash": "s"},
                 "ownerReferences": [{"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
                     "name": "web", "uid": "r-uid", "controller": true}]},
-            "spec": {"replicas": 3, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
+            "spec": {"replicas": 4, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
                 "template": {"metadata": {"labels": {"app": "web"}},
                     "spec": {"containers": [{"name": "app", "image": "app:2"}]}}},
-            "status": {"replicas": 3, "observedGeneration": 2, "currentRevision": "web-old",
+            "status": {"replicas": 4, "observedGeneration": 2, "currentRevision": "web-old",
                 "updateRevision": "web-abc"}
         }))
         .expect("a valid set");
+        // A pod relabelled out of the set's selector is not a member.
+        let mut relabelled = full_pod(3, true, false);
+        relabelled
+            .metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert("app".into(), "debug".into());
         let pods = vec![
             full_pod(0, true, false),
             full_pod(1, false, false),
             full_pod(2, true, true),
+            relabelled,
         ];
-        let caches_of = |set: StatefulSet, pods: Vec<Pod>| Caches {
-            rollouts: store_of(vec![rollout.clone()]),
-            statefulsets: store_of(vec![set]),
-            pods: store_of(pods),
-            pdbs: store_of(Vec::new()),
-            endpoint_slices: store_of(Vec::new()),
-        };
-        let now = "2026-11-23T12:00:00Z".parse().expect("a timestamp");
-        let expectations = crate::observe::Expectations::default();
-        let full = crate::observe::observe(
-            &caches_of(set.clone(), pods.clone()),
-            &expectations,
-            &rollout,
-            now,
-        );
+        let selector = Selector::try_from(match_labels(&[("app", "web")])).expect("a selector");
+        let want: Vec<_> = pods
+            .iter()
+            .filter(|p| selector.matches(p.metadata.labels.as_ref().expect("labels")))
+            .filter_map(|p| sroll_planner::ObservedPod::from_pod(p, "web"))
+            .collect();
+        assert_eq!(want.len(), 3, "the relabelled pod is left out");
         let mut slim_set = set;
         strip_statefulset(&mut slim_set);
         assert!(
@@ -694,18 +709,54 @@ pub(crate) mod tests {
                 .as_ref()
                 .is_some_and(|s| s.template.spec.is_none())
         );
-        let slim = crate::observe::observe(
-            &caches_of(slim_set, pods.iter().map(stripped).collect()),
-            &expectations,
-            &rollout,
-            now,
+        let caches = Caches {
+            rollouts: store_of(vec![rollout.clone()]),
+            statefulsets: store_of(vec![slim_set]),
+            pods: store_of(pods.into_iter().map(cached).collect()),
+            pdbs: store_of(Vec::new()),
+            endpoint_slices: store_of(Vec::new()),
+        };
+        let now = "2026-11-23T12:00:00Z".parse().expect("a timestamp");
+        let expectations = crate::observe::Expectations::default();
+        let observed = crate::observe::observe(&caches, &expectations, &rollout, now);
+        assert_eq!(observed.pods, want);
+        let live = observed.statefulset.expect("the live set");
+        assert_eq!(
+            (live.partition, live.update_revision.as_deref()),
+            (Some(1), Some("web-abc"))
         );
-        assert_eq!(full.pods.len(), 3, "the fixture's pods are members");
-        assert_eq!(slim, full);
     }
 
     #[test]
-    fn stripped_pods_drop_what_nothing_reads() {
+    fn the_pods_of_a_set_share_their_labels_and_controller_in_the_cache() {
+        let mut interner = PodInterner::default();
+        let a = interner.intern(&WatchedPod::from(full_pod(0, true, false)));
+        let b = interner.intern(&WatchedPod::from(full_pod(1, false, false)));
+        assert!(a.shares_with(&b));
+        // The per-pod identity labels come back from the name.
+        let labels = b.to_pod().metadata.labels.expect("labels");
+        assert_eq!(
+            labels.get(pod::POD_NAME_LABEL).map(String::as_str),
+            Some("web-1")
+        );
+        assert_eq!(
+            labels.get(pod::POD_INDEX_LABEL).map(String::as_str),
+            Some("1")
+        );
+        // An identity label that does not hold what the StatefulSet controller writes is kept as is.
+        let mut odd = full_pod(2, true, false);
+        odd.metadata
+            .labels
+            .as_mut()
+            .expect("labels")
+            .insert(pod::POD_INDEX_LABEL.into(), "7".into());
+        let c = interner.intern(&WatchedPod::from(odd.clone()));
+        assert!(!a.shares_with(&c));
+        assert_eq!(c.to_pod().metadata.labels, odd.metadata.labels);
+    }
+
+    #[test]
+    fn cached_pods_drop_what_nothing_reads() {
         let slim = stripped(&full_pod(0, true, false));
         assert!(slim.spec.is_none());
         let meta = &slim.metadata;

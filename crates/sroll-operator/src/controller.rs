@@ -166,17 +166,7 @@ pub async fn run_scope(
     .reflect(sts_writer)
     .touched_objects();
 
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let pod_stream = watcher(
-        api_in::<Pod>(client, ns),
-        watcher::Config::default()
-            .labels(cache::REVISION_LABEL)
-            .any_semantic(),
-    )
-    .default_backoff()
-    .modify(cache::strip_pod)
-    .reflect(pod_writer)
-    .touched_objects();
+    let (pods, pod_stream) = cache::watch_pods(client, ns);
 
     let (pdbs, pdb_writer) = reflector::store::<PodDisruptionBudget>();
     let pdb_stream = watcher(

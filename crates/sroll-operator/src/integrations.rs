@@ -393,7 +393,7 @@ impl Integrations {
                             let ip = caches
                                 .pods
                                 .get(&ObjectRef::new(&p.name).within(&namespace))
-                                .and_then(|pod| pod.status.as_ref().and_then(|s| s.pod_ip.clone()));
+                                .and_then(|pod| pod.pod_ip().map(str::to_owned));
                             h.is_healthy(&p.name, ip.as_deref())
                         }
                     })

@@ -111,7 +111,7 @@ impl Expectations {
             let Some(name) = key.strip_prefix(&prefix) else {
                 return true;
             };
-            match caches.pods.get(&ObjectRef::new(name).within(namespace)) {
+            match cache::pod(caches, namespace, name) {
                 Some(pod)
                     if pod.uid().as_deref() == Some(uid.as_str())
                         && pod.metadata.deletion_timestamp.is_none() =>
@@ -195,10 +195,13 @@ mod tests {
 
     use super::*;
 
-    use crate::cache::tests::writer_with;
+    use crate::cache::{
+        CachedPod,
+        tests::{cached, writer_with},
+    };
 
     /// Caches holding the test rollout and its set, and `pods`; no PDB, no EndpointSlices.
-    fn caches_with(pods: Store<Pod>) -> Caches {
+    fn caches_with(pods: Store<CachedPod>) -> Caches {
         Caches {
             rollouts: writer_with(vec![rollout()]).0,
             statefulsets: writer_with(vec![statefulset()]).0,
@@ -256,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_pod_we_evicted_is_terminating_until_the_cache_catches_up() {
-        let (pods, mut pod_writer) = writer_with(vec![pod(false)]);
+        let (pods, mut pod_writer) = writer_with(vec![cached(pod(false))]);
         let caches = caches_with(pods);
         let exp = Expectations::default();
         let before = observe(&caches, &exp, &rollout(), Timestamp::now());
@@ -266,7 +269,7 @@ mod tests {
         let pending = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert!(pending.pods[0].terminating, "our eviction is not forgotten");
 
-        pod_writer.apply_watcher_event(&watcher::Event::Apply(pod(true)));
+        pod_writer.apply_watcher_event(&watcher::Event::Apply(cached(pod(true))));
         let caught_up = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert!(caught_up.pods[0].terminating);
         assert!(
@@ -281,7 +284,7 @@ mod tests {
         // shows the new incarnation (uid p-2) when the expectation is recorded for p-1.
         let mut recreated = pod(false);
         recreated.metadata.uid = Some("p-2".into());
-        let (pods, _pw) = writer_with(vec![recreated]);
+        let (pods, _pw) = writer_with(vec![cached(recreated)]);
         let caches = caches_with(pods);
         let exp = Expectations::default();
         exp.pods_deleted("ns", [("web-0", "p-1")]);
@@ -296,7 +299,7 @@ mod tests {
 
     #[test]
     fn the_statefulset_we_applied_wins_over_an_older_cached_one() {
-        let (pods, _pw) = writer_with(Vec::<Pod>::new());
+        let (pods, _pw) = writer_with(Vec::<CachedPod>::new());
         let caches = caches_with(pods);
         let exp = Expectations::default();
         let mut newer = statefulset();
@@ -309,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_statefulset_we_just_created_is_seen_before_the_cache_shows_it() {
-        let (pods, _pw) = writer_with(Vec::<Pod>::new());
+        let (pods, _pw) = writer_with(Vec::<CachedPod>::new());
         let mut caches = caches_with(pods);
         caches.statefulsets = writer_with(Vec::<StatefulSet>::new()).0;
         let exp = Expectations::default();

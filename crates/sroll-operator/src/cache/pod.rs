@@ -1,0 +1,395 @@
+//! The pod cache's compact entry. A `k8s_openapi` [`Pod`] is 2,440 bytes before any of its
+//! strings (its `spec` field alone is 1,512 bytes even when `None`), so a reflector store of
+//! 100,000 of them would take 250 MB however much of each pod were stripped. The pod watch
+//! therefore deserialises a [`WatchedPod`] (metadata and three status fields; the JSON `spec` is
+//! skipped by the parser), and the store keeps a [`CachedPod`] of about 200 bytes plus its own
+//! strings:
+//!
+//! - what every pod of a set and revision has in common (its labels without the two the
+//!   StatefulSet controller sets per pod, and its controller owner reference) is one shared
+//!   [`Arc`], interned by the [`PodInterner`] of the watch;
+//! - the per-pod labels `statefulset.kubernetes.io/pod-name` and `apps.kubernetes.io/pod-index`
+//!   are kept as two flags when they hold what the StatefulSet controller writes there (the pod's
+//!   name, the ordinal of the name: `pkg/controller/statefulset/stateful_set_utils.go`
+//!   `initIdentity`/`updateIdentity` in kubernetes/kubernetes), else in the shared labels;
+//! - namespace, phase and the `Ready` condition's status are interned strings.
+//!
+//! [`CachedPod::to_pod`] rebuilds the pod the rest of the operator reads.
+
+use std::{
+    borrow::{Borrow, Cow},
+    collections::{BTreeMap, HashSet},
+    hash::Hash,
+    sync::Arc,
+};
+
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::core::v1::{Pod, PodCondition, PodStatus},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
+};
+use kube::runtime::{reflector::Lookup, watcher};
+use serde::Deserialize;
+
+/// The label the StatefulSet controller sets to the pod's name.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+/// The label the StatefulSet controller sets to the pod's ordinal.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// A pod as the operator's pod watch deserialises it: metadata, and of the status the phase,
+/// the address and the conditions. Every other field of the JSON (the whole `spec`) is skipped
+/// while parsing, never built.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct WatchedPod {
+    /// `metadata`.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// `status` (three fields of it).
+    #[serde(default)]
+    pub status: Option<WatchedPodStatus>,
+}
+
+/// The part of `PodStatus` a [`WatchedPod`] reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct WatchedPodStatus {
+    /// `status.phase`.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// `status.podIP`.
+    #[serde(default, rename = "podIP")]
+    pub pod_ip: Option<String>,
+    /// `status.conditions`.
+    #[serde(default)]
+    pub conditions: Option<Vec<PodCondition>>,
+}
+
+impl k8s_openapi::Resource for WatchedPod {
+    const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
+    const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
+    const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
+    const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
+    const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+    type Scope = NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for WatchedPod {
+    type Ty = ObjectMeta;
+
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl From<Pod> for WatchedPod {
+    fn from(pod: Pod) -> Self {
+        WatchedPod {
+            metadata: pod.metadata,
+            status: pod.status.map(|s| WatchedPodStatus {
+                phase: s.phase,
+                pod_ip: s.pod_ip,
+                conditions: s.conditions,
+            }),
+        }
+    }
+}
+
+/// The controller owner reference of a pod (`OwnerReference` is neither `Eq` nor `Hash`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ControllerRef {
+    api_version: String,
+    kind: String,
+    name: String,
+    uid: String,
+    block_owner_deletion: Option<bool>,
+}
+
+/// What the pods of one set and revision share.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Shared {
+    labels: Option<BTreeMap<String, String>>,
+    controller: Option<ControllerRef>,
+}
+
+/// The `Ready` condition, the only one read (`sroll_planner::ObservedPod::from_pod`).
+#[derive(Clone, Debug)]
+struct Ready {
+    status: Arc<str>,
+    last_transition_time: Option<Time>,
+}
+
+const HAS_POD_NAME: u8 = 1;
+const HAS_POD_INDEX: u8 = 2;
+
+/// One pod in the operator's pod cache. Read it through [`CachedPod::to_pod`] or the accessors.
+#[derive(Clone, Debug)]
+pub struct CachedPod {
+    name: Box<str>,
+    namespace: Option<Arc<str>>,
+    uid: Option<Box<str>>,
+    resource_version: Option<Box<str>>,
+    deletion_timestamp: Option<Time>,
+    shared: Arc<Shared>,
+    identity: u8,
+    phase: Option<Arc<str>>,
+    pod_ip: Option<Box<str>>,
+    ready: Option<Ready>,
+}
+
+impl CachedPod {
+    /// The compact entry of `pod`, without sharing anything with other entries (tests, one-offs;
+    /// the watch goes through a [`PodInterner`]).
+    pub fn new(pod: &WatchedPod) -> Self {
+        PodInterner::default().intern(pod)
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    /// `status.podIP`.
+    pub fn pod_ip(&self) -> Option<&str> {
+        self.pod_ip.as_deref()
+    }
+
+    /// Whether this entry shares its labels and owner with `other` (from the same interner).
+    pub fn shares_with(&self, other: &CachedPod) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub fn is_terminating(&self) -> bool {
+        self.deletion_timestamp.is_some()
+    }
+
+    /// The pod with every field the cache keeps: name, namespace, uid, resourceVersion, labels,
+    /// the controller owner reference, deletionTimestamp, `status.phase`, `status.podIP` and the
+    /// `Ready` condition's type, status and lastTransitionTime.
+    pub fn to_pod(&self) -> Pod {
+        let mut labels = self.shared.labels.clone();
+        if self.identity != 0 {
+            let l = labels.get_or_insert_with(BTreeMap::new);
+            if self.identity & HAS_POD_NAME != 0 {
+                l.insert(POD_NAME_LABEL.to_owned(), self.name.to_string());
+            }
+            if self.identity & HAS_POD_INDEX != 0
+                && let Some(ordinal) = ordinal_of(&self.name)
+            {
+                l.insert(POD_INDEX_LABEL.to_owned(), ordinal.to_owned());
+            }
+        }
+        let owner_references = self.shared.controller.as_ref().map(|c| {
+            vec![OwnerReference {
+                api_version: c.api_version.clone(),
+                kind: c.kind.clone(),
+                name: c.name.clone(),
+                uid: c.uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: c.block_owner_deletion,
+            }]
+        });
+        let status =
+            (self.phase.is_some() || self.pod_ip.is_some() || self.ready.is_some()).then(|| {
+                PodStatus {
+                    phase: self.phase.as_deref().map(str::to_owned),
+                    pod_ip: self.pod_ip.as_deref().map(str::to_owned),
+                    conditions: self.ready.as_ref().map(|r| {
+                        vec![PodCondition {
+                            type_: "Ready".to_owned(),
+                            status: r.status.to_string(),
+                            last_transition_time: r.last_transition_time.clone(),
+                            ..PodCondition::default()
+                        }]
+                    }),
+                    ..PodStatus::default()
+                }
+            });
+        Pod {
+            metadata: ObjectMeta {
+                name: (!self.name.is_empty()).then(|| self.name.to_string()),
+                namespace: self.namespace.as_deref().map(str::to_owned),
+                uid: self.uid.as_deref().map(str::to_owned),
+                resource_version: self.resource_version.as_deref().map(str::to_owned),
+                labels,
+                owner_references,
+                deletion_timestamp: self.deletion_timestamp.clone(),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+            status,
+        }
+    }
+}
+
+impl Lookup for CachedPod {
+    type DynamicType = ();
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        <Pod as k8s_openapi::Resource>::KIND.into()
+    }
+
+    fn group(_: &()) -> Cow<'_, str> {
+        <Pod as k8s_openapi::Resource>::GROUP.into()
+    }
+
+    fn version(_: &()) -> Cow<'_, str> {
+        <Pod as k8s_openapi::Resource>::VERSION.into()
+    }
+
+    fn plural(_: &()) -> Cow<'_, str> {
+        <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT.into()
+    }
+
+    fn name(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.name))
+    }
+
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        self.namespace.as_deref().map(Cow::Borrowed)
+    }
+
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        self.resource_version.as_deref().map(Cow::Borrowed)
+    }
+
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        self.uid.as_deref().map(Cow::Borrowed)
+    }
+}
+
+/// The digits after the last `-` of a pod name.
+fn ordinal_of(name: &str) -> Option<&str> {
+    let (_, ordinal) = name.rsplit_once('-')?;
+    (!ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit())).then_some(ordinal)
+}
+
+/// Shares the common parts of [`CachedPod`]s: one per pod watch. Entries no pod uses any more are
+/// dropped whenever a table has doubled since its last sweep.
+#[derive(Debug, Default)]
+pub struct PodInterner {
+    shared: Table<Shared>,
+    strings: Table<str>,
+}
+
+#[derive(Debug)]
+struct Table<T: ?Sized> {
+    set: HashSet<Arc<T>>,
+    sweep_at: usize,
+}
+
+impl<T: ?Sized> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            set: HashSet::new(),
+            sweep_at: 1024,
+        }
+    }
+}
+
+impl<T: ?Sized + Eq + Hash> Table<T> {
+    fn find<Q>(&self, value: &Q) -> Option<Arc<T>>
+    where
+        Arc<T>: Borrow<Q>,
+        Q: ?Sized + Eq + Hash,
+    {
+        self.set.get(value).cloned()
+    }
+
+    fn insert(&mut self, value: Arc<T>) -> Arc<T> {
+        if self.set.len() >= self.sweep_at {
+            self.set.retain(|a| Arc::strong_count(a) > 1);
+            self.sweep_at = (self.set.len() * 2).max(1024);
+        }
+        self.set.insert(value.clone());
+        value
+    }
+}
+
+impl PodInterner {
+    fn string(&mut self, s: &str) -> Arc<str> {
+        match self.strings.find(s) {
+            Some(found) => found,
+            None => self.strings.insert(Arc::from(s)),
+        }
+    }
+
+    /// The compact entry of `pod`.
+    pub fn intern(&mut self, pod: &WatchedPod) -> CachedPod {
+        let meta = &pod.metadata;
+        let name = meta.name.as_deref().unwrap_or_default();
+        let mut identity = 0;
+        let labels = meta.labels.as_ref().map(|labels| {
+            let mut labels = labels.clone();
+            if labels.get(POD_NAME_LABEL).map(String::as_str) == Some(name) {
+                labels.remove(POD_NAME_LABEL);
+                identity |= HAS_POD_NAME;
+            }
+            if ordinal_of(name).is_some()
+                && labels.get(POD_INDEX_LABEL).map(String::as_str) == ordinal_of(name)
+            {
+                labels.remove(POD_INDEX_LABEL);
+                identity |= HAS_POD_INDEX;
+            }
+            labels
+        });
+        let controller = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| ControllerRef {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+                block_owner_deletion: o.block_owner_deletion,
+            });
+        let shared = Shared { labels, controller };
+        let shared = match self.shared.find(&shared) {
+            Some(found) => found,
+            None => self.shared.insert(Arc::new(shared)),
+        };
+        let status = pod.status.as_ref();
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| Ready {
+                status: self.string(&c.status),
+                last_transition_time: c.last_transition_time.clone(),
+            });
+        CachedPod {
+            name: name.into(),
+            namespace: meta.namespace.as_deref().map(|n| self.string(n)),
+            uid: meta.uid.as_deref().map(Box::from),
+            resource_version: meta.resource_version.as_deref().map(Box::from),
+            deletion_timestamp: meta.deletion_timestamp.clone(),
+            shared,
+            identity,
+            phase: status
+                .and_then(|s| s.phase.as_deref())
+                .map(|p| self.string(p)),
+            pod_ip: status.and_then(|s| s.pod_ip.as_deref()).map(Box::from),
+            ready,
+        }
+    }
+
+    /// The watch event of the compact entries of `event`'s pods.
+    pub fn event(&mut self, event: &watcher::Event<WatchedPod>) -> watcher::Event<CachedPod> {
+        match event {
+            watcher::Event::Apply(p) => watcher::Event::Apply(self.intern(p)),
+            watcher::Event::Delete(p) => watcher::Event::Delete(self.intern(p)),
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitApply(p) => watcher::Event::InitApply(self.intern(p)),
+            watcher::Event::InitDone => watcher::Event::InitDone,
+        }
+    }
+}
