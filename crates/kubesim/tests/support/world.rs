@@ -196,8 +196,9 @@ impl World {
         let all: Vec<Pod> = self.pods.values().cloned().collect();
         let claims = claim_pods(&set, &all).unwrap();
         for p in &claims.owned {
+            let p: &Pod = p;
             self.pods
-                .insert(p.metadata.name.clone().unwrap(), (**p).clone());
+                .insert(p.metadata.name.clone().unwrap(), p.clone());
         }
         for r in &claims.release {
             if let Some(p) = self.pods.get_mut(r) {
