@@ -90,3 +90,51 @@ fn an_invalid_rollout_gets_the_real_422() {
         "{st}"
     );
 }
+
+#[test]
+fn custom_resource_metadata_of_the_wrong_json_type_is_refused_by_the_decoder_as_upstream() {
+    use kubesim::api::{Part, PatchKind};
+    let api = api_with_crd();
+    let d = api
+        .resource("sroll.io", "v1alpha1", "statefulsetrollouts")
+        .expect("served");
+    let mut r = rollout();
+    r["metadata"]["namespace"] = json!("default");
+    let name = r["metadata"]["name"].as_str().expect("named").to_owned();
+    // Create: 400, as the decoder's error (`transformDecodeError`).
+    let mut bad = r.clone();
+    bad["metadata"]["labels"] = json!({"app": 5});
+    let st = api
+        .create(&d, Some("default"), bad, &WriteOptions::default())
+        .expect_err("refused")
+        .to_status();
+    assert_eq!(st["code"], 400);
+    assert_eq!(
+        st["message"],
+        "StatefulsetRollout in version \"v1alpha1\" cannot be handled as a StatefulsetRollout: json: cannot unmarshal number into Go struct field ObjectMeta.labels of type string"
+    );
+    api.create(&d, Some("default"), r, &WriteOptions::default())
+        .expect("created");
+    // Merge patch: 422 on `patch`, nothing stored.
+    let st = api
+        .patch(
+            &d,
+            Some("default"),
+            &name,
+            PatchKind::Merge,
+            br#"{"metadata":{"ownerReferences":["x"]}}"#,
+            Part::Main,
+            &WriteOptions::default(),
+        )
+        .expect_err("refused")
+        .to_status();
+    assert_eq!(st["code"], 422);
+    assert_eq!(st["details"]["causes"][0]["field"], "patch");
+    assert!(
+        st["message"].as_str().is_some_and(|m| m.starts_with(" \"\" is invalid: patch: Invalid value: \"{")
+            && m.ends_with("\": json: cannot unmarshal string into Go struct field ObjectMeta.ownerReferences of type v1.OwnerReference")),
+        "{st}"
+    );
+    let stored = api.get(&d, Some("default"), &name).expect("still there");
+    assert!(stored["metadata"].get("ownerReferences").is_none());
+}

@@ -1513,7 +1513,6 @@ async fn hostile_documents(n: usize) {
     );
 }
 
-#[ignore = "every answer is now classified, but kubesim still stores custom-resource metadata of the wrong JSON type (upstream's decoder rejects it), which no typed client can list (RELIABILITY.md)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_hostile_documents_are_rejected_with_a_reason_or_handled_and_touch_no_bystander()
 {

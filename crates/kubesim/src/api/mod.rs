@@ -643,6 +643,24 @@ impl Api {
         Ok(())
     }
 
+    /// The decoder's check of a custom resource's `metadata` (see
+    /// [`validation::object_meta_decode_error`]). Built-in kinds are
+    /// written as typed objects in-process and decoded by their clients'
+    /// own types; their metadata is not checked here.
+    fn decode_meta(
+        d: &ResourceDescriptor,
+        obj: &Value,
+        site: impl FnOnce() -> strict::Site,
+    ) -> Result<()> {
+        if d.crd_version.is_none() {
+            return Ok(());
+        }
+        match validation::object_meta_decode_error(obj) {
+            Some(e) => Err(site().decode_error(d, &e)),
+            None => Ok(()),
+        }
+    }
+
     fn check_namespace(d: &ResourceDescriptor, ns: Option<&str>) -> Result<String> {
         match (d.namespaced, ns) {
             (true, Some(ns)) if !ns.is_empty() => Ok(ns.to_string()),
@@ -958,6 +976,7 @@ impl Api {
     ) -> Result<Value> {
         Self::check_type(d, &mut obj)?;
         if track {
+            Self::decode_meta(d, &obj, || strict::Site::Body)?;
             self.decode_fields(d, &mut obj, || strict::Site::Body, opts)?;
         }
         if track && opts.tracks_fields() {
@@ -1203,6 +1222,7 @@ impl Api {
         opts: &WriteOptions,
     ) -> Result<Value> {
         Self::check_type(d, &mut obj)?;
+        Self::decode_meta(d, &obj, || strict::Site::Body)?;
         self.decode_fields(d, &mut obj, || strict::Site::Body, opts)?;
         if let Some(n) = meta_str(&obj, "name")
             && n != name
@@ -1493,6 +1513,7 @@ impl Api {
                 )?,
                 PatchKind::Merge | PatchKind::Json => {
                     let text = patched.to_string();
+                    Self::decode_meta(d, &patched, || strict::Site::JsonPatch(text.clone()))?;
                     self.decode_fields(d, &mut patched, || strict::Site::JsonPatch(text), opts)?
                 }
             }

@@ -138,7 +138,14 @@ impl Site {
     /// The error of `issues` (`unknown field "…"`, `duplicate field "…"`)
     /// under `Strict`.
     pub fn strict_error(&self, d: &ResourceDescriptor, issues: &[String]) -> ApiError {
-        let msg = format!("strict decoding error: {}", issues.join(", "));
+        self.decode_error(d, &format!("strict decoding error: {}", issues.join(", ")))
+    }
+
+    /// The error of a body that does not decode (`msg`: the decoder's
+    /// error): 400 `X in version "v" cannot be handled as a X: <msg>` for a
+    /// POST/PUT body (`transformDecodeError` in `handlers/create.go`), 422
+    /// `Invalid` on `patch` for the object a patch produced (`patch.go`).
+    pub fn decode_error(&self, d: &ResourceDescriptor, msg: &str) -> ApiError {
         let value = match self {
             Site::Body => {
                 return ApiError::bad_request(format!(

@@ -212,6 +212,267 @@ fn validate_owner_references(meta: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// The JSON type of `v` as Go's decoder names it in an `UnmarshalTypeError`.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Go's `encoding/json` text of a number decoded into `interface{}` and
+/// marshalled again (`utiljson` keeps integers as `int64`; others are
+/// `float64`, written with `'f'` unless below 1e-6 or from 1e21 on).
+fn go_json_number(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    let f = n.as_f64().unwrap_or_default();
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let e = format!("{f:e}");
+        let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let sign = if exp < 0 { '-' } else { '+' };
+        // Go writes at least two exponent digits except e-7 style (cleaned to one).
+        return if exp < 0 && exp > -10 {
+            format!("{mant}e-{}", -exp)
+        } else {
+            format!("{mant}e{sign}{:02}", exp.abs())
+        };
+    }
+    // Rust's `Display` of an `f64` is Go's `'f'` with the shortest digits.
+    format!("{f}")
+}
+
+/// One Go type of `metav1.ObjectMeta`'s tree, as the decoder treats it.
+#[derive(Clone, Copy)]
+enum GoTy {
+    /// A string-kinded type, by name (`string`, `types.UID`).
+    Str(&'static str),
+    Int64,
+    Bool,
+    /// `metav1.Time` (its own `UnmarshalJSON`).
+    Time,
+    /// `map[string]string`.
+    MapStr,
+    /// `[]string`.
+    Strings,
+    OwnerRefs,
+    OwnerRef,
+    ManagedFields,
+    ManagedField,
+    /// `*metav1.FieldsV1`: any JSON.
+    Raw,
+}
+
+impl GoTy {
+    fn name(self) -> &'static str {
+        match self {
+            GoTy::Str(n) => n,
+            GoTy::Int64 => "int64",
+            GoTy::Bool => "bool",
+            GoTy::Time => "v1.Time",
+            GoTy::MapStr => "map[string]string",
+            GoTy::Strings => "[]string",
+            GoTy::OwnerRefs => "[]v1.OwnerReference",
+            GoTy::OwnerRef => "v1.OwnerReference",
+            GoTy::ManagedFields => "[]v1.ManagedFieldsEntry",
+            GoTy::ManagedField => "v1.ManagedFieldsEntry",
+            GoTy::Raw => "v1.FieldsV1",
+        }
+    }
+
+    /// The fields of a struct type (json name, type).
+    fn fields(self) -> &'static [(&'static str, GoTy)] {
+        match self {
+            GoTy::OwnerRef => &[
+                ("apiVersion", GoTy::Str("string")),
+                ("blockOwnerDeletion", GoTy::Bool),
+                ("controller", GoTy::Bool),
+                ("kind", GoTy::Str("string")),
+                ("name", GoTy::Str("string")),
+                ("uid", GoTy::Str("types.UID")),
+            ],
+            GoTy::ManagedField => &[
+                ("apiVersion", GoTy::Str("string")),
+                ("fieldsType", GoTy::Str("string")),
+                ("fieldsV1", GoTy::Raw),
+                ("manager", GoTy::Str("string")),
+                ("operation", GoTy::Str("v1.ManagedFieldsOperationType")),
+                ("subresource", GoTy::Str("string")),
+                ("time", GoTy::Time),
+            ],
+            _ => &[],
+        }
+    }
+}
+
+/// The fields of `metav1.ObjectMeta` (json name, type), sorted as Go's
+/// marshaller writes a map's keys.
+const OBJECT_META: &[(&str, GoTy)] = &[
+    ("annotations", GoTy::MapStr),
+    ("creationTimestamp", GoTy::Time),
+    ("deletionGracePeriodSeconds", GoTy::Int64),
+    ("deletionTimestamp", GoTy::Time),
+    ("finalizers", GoTy::Strings),
+    ("generateName", GoTy::Str("string")),
+    ("generation", GoTy::Int64),
+    ("labels", GoTy::MapStr),
+    ("managedFields", GoTy::ManagedFields),
+    ("name", GoTy::Str("string")),
+    ("namespace", GoTy::Str("string")),
+    ("ownerReferences", GoTy::OwnerRefs),
+    ("resourceVersion", GoTy::Str("string")),
+    ("selfLink", GoTy::Str("string")),
+    ("uid", GoTy::Str("types.UID")),
+];
+
+/// What decoding one value found: the first type error (kept, decoding goes
+/// on) or an error of a type's own `UnmarshalJSON`, which ends the decode.
+enum Decoded {
+    Ok,
+    Saved(String),
+    Abort(String),
+}
+
+/// Go's `encoding/json` (sigs.k8s.io/json) decoding `v` into `ty`; `within`
+/// is the innermost struct and `stack` the JSON field names from the root (map
+/// keys and list indexes are not part of it, as upstream).
+fn go_decode(v: &Value, ty: GoTy, within: &str, stack: &mut Vec<&'static str>) -> Decoded {
+    let type_error = |value: String| {
+        Decoded::Saved(format!(
+            "json: cannot unmarshal {value} into Go struct field {within}.{} of type {}",
+            stack.join("."),
+            ty.name()
+        ))
+    };
+    if v.is_null() {
+        return Decoded::Ok;
+    }
+    match ty {
+        GoTy::Raw => Decoded::Ok,
+        GoTy::Str(_) if v.is_string() => Decoded::Ok,
+        GoTy::Bool if v.is_boolean() => Decoded::Ok,
+        GoTy::Int64 => match v {
+            Value::Number(n) if n.as_i64().is_some() => Decoded::Ok,
+            Value::Number(n) => type_error(format!("number {}", go_json_number(n))),
+            other => type_error(json_kind(other).into()),
+        },
+        GoTy::Time => match v {
+            // `metav1.Time.UnmarshalJSON` decodes a string with the standard library (whose
+            // error carries no field context and ends the decode).
+            Value::String(_) => Decoded::Ok,
+            other => Decoded::Abort(format!(
+                "json: cannot unmarshal {} into Go value of type string",
+                json_kind(other)
+            )),
+        },
+        GoTy::MapStr => match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                first_of(
+                    keys.into_iter()
+                        .map(|k| go_decode(&m[k.as_str()], GoTy::Str("string"), within, stack)),
+                )
+            }
+            other => type_error(json_kind(other).into()),
+        },
+        GoTy::Strings | GoTy::OwnerRefs | GoTy::ManagedFields => match v {
+            Value::Array(items) => {
+                let elem = match ty {
+                    GoTy::Strings => GoTy::Str("string"),
+                    GoTy::OwnerRefs => GoTy::OwnerRef,
+                    _ => GoTy::ManagedField,
+                };
+                first_of(items.iter().map(|i| go_decode(i, elem, within, stack)))
+            }
+            other => type_error(json_kind(other).into()),
+        },
+        GoTy::OwnerRef | GoTy::ManagedField => match v {
+            Value::Object(m) => {
+                let inner = ty.name().trim_start_matches("v1.");
+                let mut out = Decoded::Ok;
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                for k in keys {
+                    let Some((name, fty)) = ty.fields().iter().find(|(n, _)| *n == k.as_str())
+                    else {
+                        continue;
+                    };
+                    stack.push(name);
+                    let d = go_decode(&m[k.as_str()], *fty, inner, stack);
+                    stack.pop();
+                    match d {
+                        Decoded::Abort(e) => return Decoded::Abort(e),
+                        Decoded::Saved(e) if matches!(out, Decoded::Ok) => out = Decoded::Saved(e),
+                        _ => {}
+                    }
+                }
+                out
+            }
+            other => type_error(json_kind(other).into()),
+        },
+        GoTy::Str(_) | GoTy::Bool => type_error(json_kind(v).into()),
+    }
+}
+
+fn first_of(results: impl Iterator<Item = Decoded>) -> Decoded {
+    let mut out = Decoded::Ok;
+    for d in results {
+        match d {
+            Decoded::Abort(e) => return Decoded::Abort(e),
+            Decoded::Saved(e) if matches!(out, Decoded::Ok) => out = Decoded::Saved(e),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The error a custom resource's write fails with when its `metadata` does
+/// not decode into `metav1.ObjectMeta`, or `None`.
+///
+/// Upstream: the apiextensions decoder coerces `metadata` by a JSON round
+/// trip into the Go type and, for requests (`dropInvalidMetadata` false),
+/// returns the decoder's error (`objectmeta.GetObjectMetaWithOptions`,
+/// apiextensions-apiserver `pkg/apiserver/schema/objectmeta/coerce.go`,
+/// v1.35, decoding with sigs.k8s.io/json): the first field of the wrong JSON
+/// type, keys in sorted order, e.g. `json: cannot unmarshal number into Go
+/// struct field OwnerReference.ownerReferences.uid of type types.UID`. The
+/// caller answers 400 on create and update, 422 on `patch` for a patch.
+/// Simplification: a timestamp that is a string is not parsed (upstream
+/// fails one that is not RFC 3339 with `time.Parse`'s error); the API server
+/// sets the timestamps that matter itself.
+pub fn object_meta_decode_error(obj: &Value) -> Option<String> {
+    let meta = match obj.get("metadata") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Some(format!(
+                "json: cannot unmarshal {} into Go value of type v1.ObjectMeta",
+                json_kind(other)
+            ));
+        }
+    };
+    let mut stack = Vec::new();
+    let decoded = OBJECT_META.iter().filter_map(|(name, ty)| {
+        let v = meta.get(*name)?;
+        stack.push(*name);
+        let d = go_decode(v, *ty, "ObjectMeta", &mut stack);
+        stack.pop();
+        Some(d)
+    });
+    match first_of(decoded) {
+        Decoded::Ok => None,
+        Decoded::Saved(e) | Decoded::Abort(e) => Some(e),
+    }
+}
+
 /// `ValidateObjectMeta`: name, labels, annotation keys, ownerReferences.
 pub fn validate_meta(d: &ResourceDescriptor, obj: &Value) -> Vec<Cause> {
     let meta = &obj["metadata"];
@@ -622,5 +883,72 @@ mod tests {
                 .1
                 .ends_with("Found \"true\" in references for A/a and C/c")
         );
+    }
+
+    #[test]
+    fn custom_resource_metadata_of_the_wrong_json_type_fails_as_gos_decoder_words_it() {
+        let err = |meta: Value| object_meta_decode_error(&json!({ "metadata": meta }));
+        assert_eq!(
+            err(json!({"name": "a", "labels": {"a": "b"}, "ownerReferences": [{"uid": "u"}]})),
+            None
+        );
+        assert_eq!(err(json!(null)), None);
+        for (meta, want) in [
+            (
+                json!("x"),
+                "json: cannot unmarshal string into Go value of type v1.ObjectMeta",
+            ),
+            (
+                json!({"ownerReferences": [2_147_483_648_i64]}),
+                "json: cannot unmarshal number into Go struct field ObjectMeta.ownerReferences of type v1.OwnerReference",
+            ),
+            (
+                json!({"ownerReferences": "x"}),
+                "json: cannot unmarshal string into Go struct field ObjectMeta.ownerReferences of type []v1.OwnerReference",
+            ),
+            (
+                json!({"ownerReferences": [{"uid": 5}]}),
+                "json: cannot unmarshal number into Go struct field OwnerReference.ownerReferences.uid of type types.UID",
+            ),
+            (
+                json!({"ownerReferences": [{"controller": "yes"}]}),
+                "json: cannot unmarshal string into Go struct field OwnerReference.ownerReferences.controller of type bool",
+            ),
+            (
+                json!({"labels": {"a": 5}}),
+                "json: cannot unmarshal number into Go struct field ObjectMeta.labels of type string",
+            ),
+            (
+                json!({"labels": [1]}),
+                "json: cannot unmarshal array into Go struct field ObjectMeta.labels of type map[string]string",
+            ),
+            (
+                json!({"finalizers": {"a": 1}}),
+                "json: cannot unmarshal object into Go struct field ObjectMeta.finalizers of type []string",
+            ),
+            (
+                json!({"generation": 1.5}),
+                "json: cannot unmarshal number 1.5 into Go struct field ObjectMeta.generation of type int64",
+            ),
+            (
+                json!({"generation": u64::MAX}),
+                "json: cannot unmarshal number 18446744073709552000 into Go struct field ObjectMeta.generation of type int64",
+            ),
+            (
+                json!({"generation": 1e300}),
+                "json: cannot unmarshal number 1e+300 into Go struct field ObjectMeta.generation of type int64",
+            ),
+            (
+                json!({"creationTimestamp": 5}),
+                "json: cannot unmarshal number into Go value of type string",
+            ),
+            // The first error in key order wins ("annotations" before "name").
+            (
+                json!({"name": 5, "annotations": {"a": true}}),
+                "json: cannot unmarshal bool into Go struct field ObjectMeta.annotations of type string",
+            ),
+        ] {
+            assert_eq!(err(meta.clone()).as_deref(), Some(want), "{meta}");
+        }
     }
 }

@@ -401,6 +401,127 @@ fn item_key_error(item: &Value, keys: &[&str]) -> Option<String> {
     }
 }
 
+/// Go's `%#v` of a decoded JSON value (numbers are `float64`).
+fn go_sharp_v(v: &Value) -> String {
+    match v {
+        Value::Null => "interface {}(nil)".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => go_float(n.as_f64().unwrap_or_default()),
+        Value::String(s) => crate::schema::go_quote(s),
+        Value::Array(a) => format!(
+            "[]interface {{}}{{{}}}",
+            a.iter().map(go_sharp_v).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", crate::schema::go_quote(k), go_sharp_v(&m[*k])))
+                .collect();
+            format!("map[string]interface {{}}{{{}}}", parts.join(", "))
+        }
+    }
+}
+
+/// Go's `%T` of a decoded JSON value.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "float64",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
+/// A scalar type of structured-merge-diff's schema.
+#[derive(Clone, Copy)]
+enum Scalar {
+    String,
+    Numeric,
+    Boolean,
+    Untyped,
+}
+
+/// structured-merge-diff's `validateScalar` (`typed/validate.go`) of `v`
+/// at `path`.
+fn scalar_error(path: &str, v: &Value, want: Scalar) -> Option<String> {
+    let msg = match (want, v) {
+        (_, Value::Null)
+        | (Scalar::String, Value::String(_))
+        | (Scalar::Numeric, Value::Number(_))
+        | (Scalar::Boolean, Value::Bool(_))
+        | (Scalar::Untyped, Value::String(_) | Value::Number(_) | Value::Bool(_)) => return None,
+        (Scalar::String, _) => format!(
+            "expected string, got &value.valueUnstructured{{Value:{}}}",
+            go_sharp_v(v)
+        ),
+        (Scalar::Numeric, _) => format!("expected numeric (int or float), got {}", go_type(v)),
+        (Scalar::Boolean, _) => format!("expected boolean, got &{{{}}}", go_v(v)),
+        (Scalar::Untyped, _) => format!("expected any scalar, got &{{{}}}", go_v(v)),
+    };
+    Some(format!("{path}: {msg}"))
+}
+
+/// The scalar checks of structured-merge-diff's typed conversion for
+/// `metadata` (the `ObjectMeta` and `OwnerReference` schemas of the
+/// Kubernetes 1.35 OpenAPI: strings, `generation` and
+/// `deletionGracePeriodSeconds` numeric, timestamps untyped, `controller`
+/// and `blockOwnerDeletion` boolean). Lists whose items [`to_set`] rejected
+/// are skipped, as upstream bails out of them.
+fn metadata_scalar_errors(config: &Value, errs: &mut Vec<String>) {
+    let Some(meta) = config.get("metadata").and_then(Value::as_object) else {
+        return;
+    };
+    for (k, v) in meta {
+        let path = format!(".metadata.{k}");
+        let want = match k.as_str() {
+            "name" | "generateName" | "namespace" | "selfLink" | "uid" | "resourceVersion" => {
+                Scalar::String
+            }
+            "generation" | "deletionGracePeriodSeconds" => Scalar::Numeric,
+            "creationTimestamp" | "deletionTimestamp" => Scalar::Untyped,
+            "labels" | "annotations" => {
+                for (key, value) in v.as_object().into_iter().flatten() {
+                    errs.extend(scalar_error(
+                        &format!("{path}.{key}"),
+                        value,
+                        Scalar::String,
+                    ));
+                }
+                continue;
+            }
+            "finalizers" | "ownerReferences" => {
+                let keys: &[&str] = if k == "finalizers" { &[] } else { &["uid"] };
+                let items = v.as_array().map(Vec::as_slice).unwrap_or_default();
+                if items.iter().any(|i| item_key_error(i, keys).is_some()) {
+                    continue;
+                }
+                for (i, item) in items.iter().enumerate() {
+                    let item_path = format!("{path}{}", path_string(&[item_pe(item, i, keys)]));
+                    if keys.is_empty() {
+                        errs.extend(scalar_error(&item_path, item, Scalar::String));
+                        continue;
+                    }
+                    for (f, fv) in item.as_object().into_iter().flatten() {
+                        let want = match f.as_str() {
+                            "apiVersion" | "kind" | "name" | "uid" => Scalar::String,
+                            "controller" | "blockOwnerDeletion" => Scalar::Boolean,
+                            _ => continue,
+                        };
+                        errs.extend(scalar_error(&format!("{item_path}.{f}"), fv, want));
+                    }
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        errs.extend(scalar_error(&path, v, want));
+    }
+}
+
 /// Go's `%v` of a decoded JSON value (as `fmt` prints the `interface{}`
 /// structured-merge-diff wraps: numbers are `float64`, since the apply body
 /// is decoded by `sigs.k8s.io/yaml`; map keys sorted).
@@ -947,6 +1068,8 @@ pub fn apply(
         &mut new_set,
         &mut errs,
     );
+    metadata_scalar_errors(&config, &mut errs);
+    errs.sort();
     if !errs.is_empty() {
         return Err(PatchError::Internal(typed_patch_message(
             &config,
@@ -1589,6 +1712,26 @@ mod tests {
             "failed to create typed patch object (default/web; apps/v1, Kind=StatefulSet): errors:\n  \
              .metadata.finalizers: element 0: associative list without keys has an element that's a map type\n  \
              .metadata.ownerReferences: element 0: associative list with keys may not have non-map elements"
+        );
+    }
+
+    #[test]
+    fn metadata_scalars_of_the_wrong_type_fail_as_structured_merge_diff_words_it() {
+        let mut cfg = sts(1, "x");
+        cfg["metadata"]["labels"] = json!({"app": 5, "tier": "db"});
+        cfg["metadata"]["generation"] = json!("7");
+        cfg["metadata"]["finalizers"] = json!(["a", 1.5]);
+        cfg["metadata"]["ownerReferences"] = json!([{"uid": "u", "apiVersion": "v1", "kind": "K", "name": ["n"], "controller": "yes"}]);
+        let e = apply(None, cfg, &sts_opts("kubectl", false, T0)).expect_err("four errors");
+        assert_eq!(e.code(), 500);
+        assert_eq!(
+            e.message(),
+            "failed to create typed patch object (default/web; apps/v1, Kind=StatefulSet): errors:\n  \
+             .metadata.finalizers[=1.5]: expected string, got &value.valueUnstructured{Value:1.5}\n  \
+             .metadata.generation: expected numeric (int or float), got string\n  \
+             .metadata.labels.app: expected string, got &value.valueUnstructured{Value:5}\n  \
+             .metadata.ownerReferences[uid=\"u\"].controller: expected boolean, got &{yes}\n  \
+             .metadata.ownerReferences[uid=\"u\"].name: expected string, got &value.valueUnstructured{Value:[]interface {}{\"n\"}}"
         );
     }
 
