@@ -1466,27 +1466,54 @@ async fn hostile_documents(n: usize) {
     // Every rollout that exists now was handled: a status for its generation with a phase and
     // conditions.
     let api = env.rollouts();
-    let (phases, reasons) = wait_for(
-        "every accepted rollout handled",
-        Duration::from_secs(120),
-        || async {
-            let list = api.list(&Default::default()).await.ok()?;
-            let mut p = BTreeMap::new();
-            let mut r = BTreeMap::new();
-            for ro in &list.items {
-                let s = ro.status.as_ref()?;
-                if s.observed_generation != ro.metadata.generation || s.conditions.is_empty() {
-                    return None;
+    let started_wait = Instant::now();
+    let (phases, reasons) = loop {
+        // On timeout the failure names what was last seen: the list error, or the rollouts
+        // without a status for their generation.
+        let last = match api.list(&Default::default()).await {
+            Err(e) => format!("listing rollouts failed: {e}"),
+            Ok(list) => {
+                let mut p = BTreeMap::new();
+                let mut r = BTreeMap::new();
+                let mut unhandled = Vec::new();
+                for ro in &list.items {
+                    match ro.status.as_ref() {
+                        Some(s)
+                            if s.observed_generation == ro.metadata.generation
+                                && !s.conditions.is_empty()
+                                && s.phase.is_some() =>
+                        {
+                            *p.entry(
+                                s.phase
+                                    .as_ref()
+                                    .map(|ph| format!("{ph:?}"))
+                                    .unwrap_or_default(),
+                            )
+                            .or_insert(0usize) += 1;
+                            let valid = s.conditions.iter().find(|c| c.type_ == "SpecValid");
+                            *r.entry(valid.map(|c| c.reason.clone()).unwrap_or_default())
+                                .or_insert(0usize) += 1;
+                        }
+                        other => unhandled.push(format!(
+                            "{} (generation {:?}, status {:?})",
+                            ro.name_any(),
+                            ro.metadata.generation,
+                            other
+                        )),
+                    }
                 }
-                *p.entry(format!("{:?}", s.phase.clone()?)).or_insert(0usize) += 1;
-                let valid = s.conditions.iter().find(|c| c.type_ == "SpecValid");
-                *r.entry(valid.map(|c| c.reason.clone()).unwrap_or_default())
-                    .or_insert(0usize) += 1;
+                if unhandled.is_empty() {
+                    break (p, r);
+                }
+                format!("unhandled: {unhandled:#?}")
             }
-            Some((p, r))
-        },
-    )
-    .await;
+        };
+        assert!(
+            started_wait.elapsed() < Duration::from_secs(120),
+            "timed out after 120s waiting for every accepted rollout handled; {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // Bystanders untouched; no set other than those the rollouts name.
     let sets = env.statefulsets().list(&Default::default()).await.unwrap();
     for sts in &sets.items {
