@@ -91,3 +91,47 @@ fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_scale_watch_only_measures_the_operator_over_stored_ready_pods_and_their_churn() {
+    let dir = std::env::temp_dir().join(format!("sroll-bench-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sroll"))
+        .args([
+            "bench",
+            "--quick",
+            "--only",
+            "5",
+            "--scale-watch-only",
+            "--scale-sets",
+            "2",
+            "--scale-pods",
+            "5",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("sroll bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON file"))
+            .expect("JSON");
+    let _ = std::fs::remove_dir_all(&dir);
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{report}");
+    let row = &rows[0];
+    assert_eq!(row["pods"].as_u64(), Some(10), "{row}");
+    assert!(
+        row["variant"]
+            .as_str()
+            .is_some_and(|v| v.contains("watched, no release")),
+        "{row}"
+    );
+    let metrics = &row["metrics"];
+    assert!(number(metrics, "operator_peak_rss_mib") > 0.0, "{metrics}");
+    // Each pod's status change reaches the operator's watch and reconciles its rollout.
+    assert!(number(metrics, "reconciles_churn") >= 1.0, "{metrics}");
+}

@@ -54,7 +54,6 @@ pub struct SlackTarget {
 }
 
 /// How to start an [`Env`].
-#[derive(Clone, Debug)]
 pub struct EnvConfig {
     /// Simulated-time speed factor of the kubelets.
     pub speed: f64,
@@ -66,6 +65,26 @@ pub struct EnvConfig {
     pub operator: OperatorMode,
     /// Slack integration (in-process operator only).
     pub slack: Option<SlackTarget>,
+    /// Run kubesim's controllers and kubelets (`false`: objects stay as they are written).
+    pub simulate: bool,
+    /// Stores objects in the cluster after the `bench` namespace exists and before the
+    /// operator starts, so the operator lists them at start-up.
+    pub prepare: Option<Prepare>,
+}
+
+/// See [`EnvConfig::prepare`].
+pub type Prepare = Box<dyn FnOnce(&Handle) -> anyhow::Result<()> + Send>;
+
+impl std::fmt::Debug for EnvConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvConfig")
+            .field("speed", &self.speed)
+            .field("nodes", &self.nodes)
+            .field("operator", &self.operator)
+            .field("simulate", &self.simulate)
+            .field("prepare", &self.prepare.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 enum Op {
@@ -105,7 +124,7 @@ impl EvictionClock {
 pub struct Env {
     /// The cluster.
     pub cluster: Handle,
-    _sim: Simulation,
+    _sim: Option<Simulation>,
     /// An administrator's client (its calls are not the operator's).
     pub client: Client,
     /// Eviction times (in-process operator only; always zero for a child process).
@@ -136,16 +155,22 @@ impl Env {
         .context("failed to start kubesim")?;
         // The simulation is started here rather than through `ClusterConfig::simulate` so the
         // kubelets get the scenario's timing.
-        let sim = Simulation::start(
-            cluster.api().clone(),
-            SimConfig {
-                nodes: cfg.nodes,
-                speed: cfg.speed,
-                kubelet: cfg.kubelet.clone(),
-                seed: Some(1),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("failed to start the simulation: {}", e.message))?;
+        let sim = if cfg.simulate {
+            Some(
+                Simulation::start(
+                    cluster.api().clone(),
+                    SimConfig {
+                        nodes: cfg.nodes,
+                        speed: cfg.speed,
+                        kubelet: cfg.kubelet.clone(),
+                        seed: Some(1),
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("failed to start the simulation: {}", e.message))?,
+            )
+        } else {
+            None
+        };
         let client = cluster.client();
         crate::demo::install_crd(&client).await?;
         Api::<Namespace>::all(client.clone())
@@ -155,6 +180,9 @@ impl Env {
             )
             .await
             .context("failed to create the bench namespace")?;
+        if let Some(prepare) = cfg.prepare {
+            prepare(&cluster)?;
+        }
         let evictions = Arc::new(EvictionClock::default());
         let op = match &cfg.operator {
             OperatorMode::InProcess => {

@@ -76,6 +76,13 @@ pub struct BenchArgs {
     /// cluster keeps up with many pods on a small machine; default 1).
     #[arg(long)]
     pub scale_speed: Option<f64>,
+    /// Scenario 5 without kubesim's controllers and without a release: the sets' pods are stored
+    /// Ready (as the StatefulSet controller and the kubelets would leave them) before the operator
+    /// starts, the operator lists and reconciles them, then every pod changes status once; the
+    /// operator's memory and CPU are read after that. For sizes the simulation cannot create in
+    /// reasonable time on a small machine.
+    #[arg(long)]
+    pub scale_watch_only: bool,
     /// The `sroll` executable run as the operator child process of scenario 5 (default: this one).
     #[arg(long, value_name = "PATH", hide = true)]
     pub operator_exe: Option<PathBuf>,
@@ -107,6 +114,7 @@ struct Sizes {
     s5_sets: u32,
     s5_pods: u32,
     s5_speed: f64,
+    s5_watch_only: bool,
     s6_pods: u32,
 }
 
@@ -127,6 +135,7 @@ impl Sizes {
                 s5_sets: args.scale_sets.unwrap_or(2),
                 s5_pods: args.scale_pods.unwrap_or(10),
                 s5_speed: args.scale_speed.unwrap_or(4.0),
+                s5_watch_only: args.scale_watch_only,
                 s6_pods: args.pods.unwrap_or(20),
             }
         } else {
@@ -144,6 +153,7 @@ impl Sizes {
                 s5_sets: args.scale_sets.unwrap_or(100),
                 s5_pods: args.scale_pods.unwrap_or(1000),
                 s5_speed: args.scale_speed.unwrap_or(1.0),
+                s5_watch_only: args.scale_watch_only,
                 s6_pods: args.pods.unwrap_or(1000),
             }
         }
@@ -472,6 +482,8 @@ async fn start_env(sizes: &Sizes, kubelet: KubeletConfig) -> anyhow::Result<Env>
         kubelet,
         operator: OperatorMode::InProcess,
         slack: None,
+        simulate: true,
+        prepare: None,
     })
     .await
 }
@@ -727,6 +739,21 @@ async fn pacing(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
 
 // ---- scenario 4 ---------------------------------------------------------------------------------
 
+/// How long scenario 4 watches for further evictions once the rollout reports Paused.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Returns once no eviction has been counted for `quiet` (at most 30 s).
+async fn settle_evictions(clock: &env::EvictionClock, quiet: Duration) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = clock.count();
+        tokio::time::sleep(quiet).await;
+        if clock.count() == seen || Instant::now() > deadline {
+            return;
+        }
+    }
+}
+
 async fn pause_reaction(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let pods = sizes.s4_pods;
     let env = start_env(sizes, jittered_kubelet()).await?;
@@ -735,8 +762,7 @@ async fn pause_reaction(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let mut version = 1;
     let mut reactions = Vec::new();
     let mut after_pause = 0u64;
-    let quiet =
-        Duration::from_secs_f64((2.0 * (STOP_SECS + JITTER_START.1) / sizes.speed).max(1.0));
+    let trials_started = Instant::now();
     while reactions.len() < sizes.s4_trials {
         // A rollout in progress: start the next release when the last one is done.
         let r = api.get("web").await?;
@@ -782,7 +808,11 @@ async fn pause_reaction(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
             },
         )
         .await?;
-        tokio::time::sleep(quiet).await;
+        // Paused is written by the reconcile that saw the request, after its last eviction, and
+        // every later reconcile plans from the paused spec: an eviction after this point would be
+        // a bug, not a slow reaction. Wait until no eviction has been counted for 0.5 s so the
+        // sampler and any such stray eviction are seen.
+        settle_evictions(&env.evictions, SETTLE).await;
         let reaction = match env.evictions.last() {
             Some(last) if last > written => (last - written).as_secs_f64(),
             _ => 0.0,
@@ -796,18 +826,20 @@ async fn pause_reaction(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         )
         .await?;
     }
+    let trials_seconds = trials_started.elapsed().as_secs_f64();
     env.shutdown().await;
     let p50 = model::quantile(&reactions, 0.5);
     let p99 = model::quantile(&reactions, 0.99);
     let max = reactions.iter().copied().fold(0.0, f64::max);
     let notes = format!(
-        "{} trials, each paused right after an eviction; {after_pause} evictions landed after the pause was written; max {max:.3} s; ideal column = the target",
+        "{} trials in {trials_seconds:.1} s, each paused right after an eviction; {after_pause} evictions landed after the pause was written; max {max:.3} s; ideal column = the target",
         reactions.len()
     );
     let extra = BTreeMap::from([
         ("trials".into(), reactions.len() as f64),
         ("evictions_after_pause".into(), after_pause as f64),
         ("max_seconds".into(), max),
+        ("trials_seconds".into(), trials_seconds),
     ]);
     Ok(vec![
         Row::new(
@@ -834,6 +866,9 @@ async fn pause_reaction(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
 // ---- scenario 5 ---------------------------------------------------------------------------------
 
 async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+    if sizes.s5_watch_only {
+        return scale_watch_only(sizes, exe).await;
+    }
     let (sets, pods) = (sizes.s5_sets, sizes.s5_pods);
     let total = sets * pods;
     let budget = budget_of(pods);
@@ -845,6 +880,8 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
         kubelet: uniform_kubelet(),
         operator: OperatorMode::Subprocess(exe.to_path_buf()),
         slack: None,
+        simulate: true,
+        prepare: None,
     })
     .await?;
     let names: Vec<String> = (0..sets).map(|i| format!("set{i:03}")).collect();
@@ -946,6 +983,229 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
     )])
 }
 
+/// The pod `ordinal` of set `app` as the StatefulSet controller creates it.
+fn seeded_pod(app: &str, set_uid: &str, ordinal: u32) -> Value {
+    let template = template(app, 1);
+    let mut spec = template["spec"].clone();
+    spec["hostname"] = json!(format!("{app}-{ordinal}"));
+    spec["subdomain"] = json!(app);
+    spec["nodeName"] = json!(format!("node-{}", ordinal % 12));
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": format!("{app}-{ordinal}"), "namespace": NAMESPACE,
+            "labels": {"app": app, "controller-revision-hash": format!("{app}-7c9d5b6f4d"),
+                "statefulset.kubernetes.io/pod-name": format!("{app}-{ordinal}"),
+                "apps.kubernetes.io/pod-index": ordinal.to_string()},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": app,
+                "uid": set_uid, "controller": true, "blockOwnerDeletion": true}]
+        },
+        "spec": spec
+    })
+}
+
+/// The status the kubelet reports for a running, ready pod; `generation` varies the times.
+fn seeded_status(app: &str, ordinal: u32, generation: u32) -> Value {
+    let at = format!("2026-11-23T10:{:02}:{:02}Z", generation % 60, ordinal % 60);
+    let condition = |t: &str| json!({"type": t, "status": "True", "lastTransitionTime": at});
+    json!({
+        "phase": "Running",
+        "podIP": format!("10.{}.{}.{}", ordinal / 65_536 % 256, ordinal / 256 % 256, ordinal % 256),
+        "hostIP": format!("192.168.0.{}", ordinal % 12),
+        "startTime": at,
+        "qosClass": "BestEffort",
+        "conditions": [condition("PodReadyToStartContainers"), condition("Initialized"),
+            condition("Ready"), condition("ContainersReady"), condition("PodScheduled")],
+        "containerStatuses": [{"name": "app", "image": image(1),
+            "imageID": format!("{}@sha256:{}", image(1), "0".repeat(64)),
+            "containerID": format!("containerd://{app}-{ordinal}-{generation}"),
+            "ready": true, "started": true, "restartCount": 0,
+            "state": {"running": {"startedAt": at}}}]
+    })
+}
+
+/// Stores `sets` rollouts with their PodDisruptionBudgets and `pods` Ready pods each (see
+/// [`BenchArgs::scale_watch_only`]).
+fn seed_watched(h: &kubesim::cluster::Handle, sets: u32, pods: u32) -> anyhow::Result<()> {
+    let api = h.api();
+    let err = |e: kubesim::api::ApiError| anyhow::anyhow!("failed to seed kubesim: {}", e.message);
+    let opts = kubesim::api::WriteOptions::default();
+    let pod_d = api.resource("", "v1", "pods").map_err(err)?;
+    let pdb_d = api
+        .resource("policy", "v1", "poddisruptionbudgets")
+        .map_err(err)?;
+    let rollout_d = api
+        .resource("sroll.io", "v1alpha1", "statefulsetrollouts")
+        .map_err(err)?;
+    for i in 0..sets {
+        let app = format!("set{i:03}");
+        api.create(
+            &pdb_d,
+            Some(NAMESPACE),
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": app, "namespace": NAMESPACE},
+                "spec": {"maxUnavailable": format!("{BUDGET_PERCENT}%"),
+                    "selector": {"matchLabels": {"app": app}}}}),
+            &opts,
+        )
+        .map_err(err)?;
+        api.create(
+            &rollout_d,
+            Some(NAMESPACE),
+            json!({"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+                "metadata": {"name": app, "namespace": NAMESPACE},
+                "spec": {"percent": 100, "rolloutIdentity": "release-1",
+                    "sts": {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                        "metadata": {"name": app},
+                        "spec": {"replicas": pods, "serviceName": app,
+                            "podManagementPolicy": "Parallel",
+                            "selector": {"matchLabels": {"app": app}},
+                            "template": template(&app, 1)}}}}),
+            &opts,
+        )
+        .map_err(err)?;
+        let set_uid = format!("00000000-0000-4000-8000-{i:012}");
+        for ordinal in 0..pods {
+            let created = api
+                .create(
+                    &pod_d,
+                    Some(NAMESPACE),
+                    seeded_pod(&app, &set_uid, ordinal),
+                    &opts,
+                )
+                .map_err(err)?;
+            let mut with_status = created;
+            with_status["status"] = seeded_status(&app, ordinal, 0);
+            api.update_status(
+                &pod_d,
+                Some(NAMESPACE),
+                &format!("{app}-{ordinal}"),
+                with_status,
+                &opts,
+            )
+            .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new status (new times, a new container id) to every seeded pod: one watch event each.
+fn churn_watched(h: &kubesim::cluster::Handle, sets: u32, pods: u32) -> anyhow::Result<()> {
+    let api = h.api();
+    let err = |e: kubesim::api::ApiError| anyhow::anyhow!("failed to update a pod: {}", e.message);
+    let opts = kubesim::api::WriteOptions::default();
+    let pod_d = api.resource("", "v1", "pods").map_err(err)?;
+    for i in 0..sets {
+        let app = format!("set{i:03}");
+        for ordinal in 0..pods {
+            let name = format!("{app}-{ordinal}");
+            let mut pod = api.get(&pod_d, Some(NAMESPACE), &name).map_err(err)?;
+            pod["status"] = seeded_status(&app, ordinal, 1);
+            api.update_status(&pod_d, Some(NAMESPACE), &name, pod, &opts)
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the operator's reconcile counter has not moved for `quiet` (at most `limit`).
+async fn reconciles_settle(env: &Env, quiet: Duration, limit: Duration) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + limit;
+    let mut last = env.reconciles().await?;
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = env.reconciles().await?;
+        if now == last || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+async fn scale_watch_only(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+    let (sets, pods) = (sizes.s5_sets, sizes.s5_pods);
+    let total = sets * pods;
+    let setup = Instant::now();
+    let env = Env::start(EnvConfig {
+        speed: 1.0,
+        nodes: sizes.nodes,
+        kubelet: uniform_kubelet(),
+        operator: OperatorMode::Subprocess(exe.to_path_buf()),
+        slack: None,
+        simulate: false,
+        prepare: Some(Box::new(move |h| seed_watched(h, sets, pods))),
+    })
+    .await?;
+    let seed_seconds = setup.elapsed().as_secs_f64();
+    // Every rollout reconciled at least once (its status written).
+    let api = Api::<StatefulsetRollout>::namespaced(env.client.clone(), NAMESPACE);
+    poll(
+        "every rollout to be reconciled",
+        Duration::from_secs(1800),
+        Duration::from_millis(500),
+        || async {
+            let list = api.list(&ListParams::default()).await?;
+            Ok(list
+                .items
+                .iter()
+                .all(|r| r.status.as_ref().is_some_and(|s| s.phase.is_some()))
+                .then_some(()))
+        },
+    )
+    .await?;
+    reconciles_settle(&env, Duration::from_secs(2), Duration::from_secs(600)).await?;
+    let synced = env
+        .operator_process()
+        .context("failed to read the operator process's /proc entries")?;
+    let sync_seconds = setup.elapsed().as_secs_f64() - seed_seconds;
+    let rec0 = env.reconciles().await?;
+    let churn = Instant::now();
+    churn_watched(&env.cluster, sets, pods)?;
+    reconciles_settle(&env, Duration::from_secs(2), Duration::from_secs(600)).await?;
+    let churn_seconds = churn.elapsed().as_secs_f64();
+    let reconciles = env.reconciles().await? - rec0;
+    let after = env
+        .operator_process()
+        .context("failed to read the operator process's /proc entries")?;
+    env.shutdown().await;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let metrics = BTreeMap::from([
+        ("statefulsets".into(), f64::from(sets)),
+        ("pods_per_set".into(), f64::from(pods)),
+        ("operator_peak_rss_mib".into(), mib(after.peak_rss)),
+        (
+            "operator_peak_rss_mib_after_start".into(),
+            mib(synced.peak_rss),
+        ),
+        ("operator_rss_mib_at_end".into(), mib(after.rss)),
+        ("operator_cpu_seconds_start".into(), synced.cpu_seconds),
+        (
+            "operator_cpu_seconds_churn".into(),
+            after.cpu_seconds - synced.cpu_seconds,
+        ),
+        ("reconciles_churn".into(), reconciles),
+        ("seed_seconds".into(), seed_seconds),
+        ("sync_seconds".into(), sync_seconds),
+        ("churn_seconds".into(), churn_seconds),
+    ]);
+    Ok(vec![Row::new(
+        5,
+        format!("{sets} sets × {pods} pods watched, no release (operator subprocess)"),
+        total,
+        sync_seconds,
+        0.0,
+        format!(
+            "watch only: pods stored Ready without kubesim's controllers, then one status change each; peak RSS {:.1} MiB after start-up (list + first reconciles, {sync_seconds:.1} s, {:.1} CPU s), {:.1} MiB after the churn ({:.1} CPU s, {reconciles:.0} reconciles), RSS at end {:.1} MiB; measured = start-up seconds, no ideal",
+            mib(synced.peak_rss),
+            synced.cpu_seconds,
+            mib(after.peak_rss),
+            after.cpu_seconds - synced.cpu_seconds,
+            mib(after.rss),
+        ),
+        metrics,
+    )])
+}
+
 // ---- scenario 6 ---------------------------------------------------------------------------------
 
 async fn notifications(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
@@ -967,6 +1227,8 @@ async fn notifications(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
                 key: "token".into(),
             },
         }),
+        simulate: true,
+        prepare: None,
     })
     .await?;
     let secret: Secret = serde_json::from_value(json!({
