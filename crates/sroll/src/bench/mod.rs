@@ -1037,6 +1037,7 @@ fn seed_watched(h: &kubesim::cluster::Handle, sets: u32, pods: u32) -> anyhow::R
     let rollout_d = api
         .resource("sroll.io", "v1alpha1", "statefulsetrollouts")
         .map_err(err)?;
+    let set_d = api.resource("apps", "v1", "statefulsets").map_err(err)?;
     for i in 0..sets {
         let app = format!("set{i:03}");
         api.create(
@@ -1049,10 +1050,11 @@ fn seed_watched(h: &kubesim::cluster::Handle, sets: u32, pods: u32) -> anyhow::R
             &opts,
         )
         .map_err(err)?;
-        api.create(
-            &rollout_d,
-            Some(NAMESPACE),
-            json!({"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+        let rollout = api
+            .create(
+                &rollout_d,
+                Some(NAMESPACE),
+                json!({"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
                 "metadata": {"name": app, "namespace": NAMESPACE},
                 "spec": {"percent": 100, "rolloutIdentity": "release-1",
                     "sts": {"apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -1061,10 +1063,32 @@ fn seed_watched(h: &kubesim::cluster::Handle, sets: u32, pods: u32) -> anyhow::R
                             "podManagementPolicy": "Parallel",
                             "selector": {"matchLabels": {"app": app}},
                             "template": template(&app, 1)}}}}),
-            &opts,
-        )
-        .map_err(err)?;
-        let set_uid = format!("00000000-0000-4000-8000-{i:012}");
+                &opts,
+            )
+            .map_err(err)?;
+        // The set the operator would have created: pods need an owner that exists, or the
+        // garbage collector deletes them.
+        let set = api
+            .create(
+                &set_d,
+                Some(NAMESPACE),
+                json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "metadata": {"name": app, "namespace": NAMESPACE,
+                        "ownerReferences": [{"apiVersion": "sroll.io/v1alpha1",
+                            "kind": "StatefulsetRollout", "name": app,
+                            "uid": rollout["metadata"]["uid"], "controller": true,
+                            "blockOwnerDeletion": true}]},
+                    "spec": {"replicas": pods, "serviceName": app,
+                        "podManagementPolicy": "Parallel",
+                        "selector": {"matchLabels": {"app": app}},
+                        "template": template(&app, 1)}}),
+                &opts,
+            )
+            .map_err(err)?;
+        let set_uid = set["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         for ordinal in 0..pods {
             let created = api
                 .create(
@@ -1076,6 +1100,9 @@ fn seed_watched(h: &kubesim::cluster::Handle, sets: u32, pods: u32) -> anyhow::R
                 .map_err(err)?;
             let mut with_status = created;
             with_status["status"] = seeded_status(&app, ordinal, 0);
+            if let Some(meta) = with_status["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
             api.update_status(
                 &pod_d,
                 Some(NAMESPACE),
@@ -1101,6 +1128,9 @@ fn churn_watched(h: &kubesim::cluster::Handle, sets: u32, pods: u32) -> anyhow::
             let name = format!("{app}-{ordinal}");
             let mut pod = api.get(&pod_d, Some(NAMESPACE), &name).map_err(err)?;
             pod["status"] = seeded_status(&app, ordinal, 1);
+            if let Some(meta) = pod["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
             api.update_status(&pod_d, Some(NAMESPACE), &name, pod, &opts)
                 .map_err(err)?;
         }
