@@ -453,3 +453,57 @@ async fn reflector_stays_consistent_through_410s_and_cut_watches() {
     task.abort();
     h.shutdown().await;
 }
+
+/// A watch opened before the cut is switched on (a client's long-lived watch) is cut too, that
+/// long after the switch; one opened after the cut is switched off again is not cut.
+#[tokio::test]
+async fn a_watch_opened_before_watch_cuts_are_switched_on_is_cut_too() {
+    let faults = kubesim::faults::Faults::new(Some(3));
+    let h = Cluster::start(ClusterConfig {
+        faults: Some(faults.clone()),
+        ..ClusterConfig::default()
+    })
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(h.client());
+    let mut open = pods
+        .watch(&WatchParams::default().timeout(290), "0")
+        .await
+        .unwrap()
+        .boxed();
+    pods.create(&PostParams::default(), &pod("before", json!({})))
+        .await
+        .unwrap();
+    assert!(matches!(
+        open.try_next().await.unwrap(),
+        Some(WatchEvent::Added(_))
+    ));
+
+    faults.update(|c| c.watch_cut_seconds = Some(1));
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while open.try_next().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the open watch was never cut");
+
+    // Switched off: a watch opened now outlives the former cut period and still delivers.
+    faults.update(|c| c.watch_cut_seconds = None);
+    let mut fresh = pods
+        .watch(&WatchParams::default().timeout(290), "0")
+        .await
+        .unwrap()
+        .boxed();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pods.create(&PostParams::default(), &pod("after", json!({})))
+        .await
+        .unwrap();
+    match fresh.try_next().await.unwrap() {
+        Some(WatchEvent::Added(p)) => assert_eq!(p.name_any(), "before"),
+        other => panic!("expected the initial ADDED, got {other:?}"),
+    }
+    match fresh.try_next().await.unwrap() {
+        Some(WatchEvent::Added(p)) => assert_eq!(p.name_any(), "after"),
+        other => panic!("expected ADDED after, got {other:?}"),
+    }
+    h.shutdown().await;
+}

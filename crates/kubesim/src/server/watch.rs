@@ -8,6 +8,12 @@
 //! events with a BOOKMARK annotated `k8s.io/initial-events-end: "true"`, an
 //! expired resourceVersion is a single ERROR event carrying a 410 `Expired`
 //! Status inside the 200 stream.
+//!
+//! Fault injection (`crate::faults`): a watch is cut (its stream ends cleanly, as when an API
+//! server or a load balancer closes it) `watch_cut_seconds` after it opened — and a watch already
+//! open when faults are switched on is cut that long after the switch, so a client's long-lived
+//! watches (290 s for kube-rs, up to an hour upstream) meet the cuts too, not only the watches
+//! opened after the faults were set. Switching the cut off spares the open watches.
 
 use std::{collections::HashMap, convert::Infallible, sync::Arc, time::Duration};
 
@@ -46,6 +52,8 @@ struct StreamState {
     table: Option<table::TableVersion>,
     deadline: Instant,
     cut_at: Option<Instant>,
+    /// Fault configuration changes (`None` without fault injection).
+    faults: Option<tokio::sync::watch::Receiver<u64>>,
     bookmarks: bool,
     interval: Duration,
     next_bookmark: Instant,
@@ -112,6 +120,22 @@ impl StreamState {
         }
     }
 
+    /// Applies a changed fault configuration to this open watch: a cut switched on ends it that
+    /// long from now (or earlier, when one is already due sooner); switched off, it is not cut.
+    fn recut(&mut self) {
+        let cut = self
+            .guard
+            .s
+            .faults
+            .as_ref()
+            .and_then(|f| f.config().watch_cut_seconds)
+            .map(Duration::from_secs);
+        self.cut_at = cut.map(|c| {
+            let at = Instant::now() + c;
+            self.cut_at.map_or(at, |due| due.min(at))
+        });
+    }
+
     async fn step(&mut self) -> Option<Bytes> {
         loop {
             if self.done {
@@ -125,8 +149,22 @@ impl StreamState {
                 wake = wake.min(c);
             }
             let shutdown = self.guard.s.shutdown.clone();
+            let faults = &mut self.faults;
+            let faults_changed = async move {
+                match faults.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
+                live = faults_changed => {
+                    if live {
+                        self.recut();
+                    } else {
+                        self.faults = None;
+                    }
+                }
                 ev = self.w.next_raw() => {
                     let ev = ev?;
                     if matches!(ev, RawEvent::Error(_)) {
@@ -209,6 +247,7 @@ pub(super) fn serve(
         table: table_target,
         deadline: now + timeout,
         cut_at: cut_after.map(|c| now + c),
+        faults: s.faults.as_ref().map(crate::faults::Faults::subscribe),
         bookmarks: get("allowWatchBookmarks") == Some("true"),
         interval: s.options.bookmark_interval,
         next_bookmark: now + s.options.bookmark_interval,
