@@ -133,6 +133,19 @@ async fn a_50_percent_budget_on_20_pods_rolls_up_to_10_at_once_never_more() {
         (2..=10).contains(&max),
         "pods rolled in parallel within the budget (max unavailable {max})"
     );
+    // Eviction batches are recorded as one aggregated Event (an events.k8s.io series), not one
+    // Event per batch.
+    let events = env.events("big", "PodsEvicted").await;
+    let pods_evicted = evicted(env.operator.as_ref().expect("running"));
+    assert_eq!(
+        events.len(),
+        1,
+        "one aggregated PodsEvicted event: {events:?}"
+    );
+    assert!(
+        events[0].0 >= 2 && u64::try_from(events[0].0).is_ok_and(|n| n <= pods_evicted),
+        "the series counts every batch ({events:?}, {pods_evicted} pods evicted)"
+    );
     env.finish(true).await;
 }
 
@@ -705,5 +718,18 @@ async fn a_1000_pod_set_with_a_10_percent_budget_finishes() {
     })
     .await;
     eprintln!("1,000-pod rollout took {:?}", started.elapsed());
+    // Hundreds of eviction batches, a handful of Event objects (kube-runtime aggregates a reason
+    // into one events.k8s.io series per 6-minute window).
+    let events = env.events("huge", "PodsEvicted").await;
+    let occurrences: i32 = events.iter().map(|e| e.0).sum();
+    eprintln!(
+        "PodsEvicted: {} Event objects for {occurrences} batches",
+        events.len()
+    );
+    assert!(
+        (1..=5).contains(&events.len()),
+        "PodsEvicted events are aggregated: {} objects",
+        events.len()
+    );
     env.finish(true).await;
 }

@@ -380,6 +380,29 @@ impl Env {
         self.statefulsets().get_opt(name).await.expect("get")
     }
 
+    /// The events.k8s.io Events the operator recorded about rollout `name` with `reason`, each as
+    /// `(occurrences, note)`: an aggregated Event counts its series.
+    pub async fn events(&self, name: &str, reason: &str) -> Vec<(i32, String)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        api.list(&ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .map(|e| {
+                (
+                    e.series.as_ref().map_or(1, |s| s.count),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     /// Creates a PDB selecting `app=<app>` with `maxUnavailable`.
     pub async fn pdb(&self, name: &str, app: &str, max_unavailable: IntOrString) {
         Api::<PodDisruptionBudget>::namespaced(self.client.clone(), &self.ns)
