@@ -427,6 +427,11 @@ pub struct PodFacts<'a> {
     /// The simulated time at which the kubelet first saw the pod's
     /// `deletionTimestamp` (graceful termination start).
     pub termination_started: Option<Timestamp>,
+    /// The simulated time the kubelet started the pod's sandbox, to the nanosecond. Container
+    /// start delays count from it: `status.startTime` is a `metav1.Time`, serialized in whole
+    /// seconds, and timing from the stored value would start containers up to a second early
+    /// whenever another event synced the pod first. `None`: fall back to `status.startTime`.
+    pub sandbox_started: Option<Timestamp>,
     /// The IP to give the pod if it has none yet.
     pub pod_ip: &'a str,
     /// The node's InternalIP.
@@ -536,7 +541,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
 
     // Sandbox: IPs and start time on first sight.
     if st.start_time.is_none() {
-        st.start_time = Some(Time(now));
+        st.start_time = Some(Time(facts.sandbox_started.unwrap_or(now)));
     }
     if st.pod_ip.as_deref().unwrap_or("").is_empty() {
         st.pod_ip = Some(facts.pod_ip.to_owned());
@@ -550,7 +555,10 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
             ip: facts.host_ip.to_owned(),
         }]);
     }
-    let pod_start = st.start_time.clone();
+    let pod_start = facts
+        .sandbox_started
+        .map(Time)
+        .or_else(|| st.start_time.clone());
 
     let old_statuses: BTreeMap<String, ContainerStatus> = old
         .container_statuses

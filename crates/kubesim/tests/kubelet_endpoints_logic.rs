@@ -358,3 +358,42 @@ fn slices_are_reconciled_in_place_and_split_at_100_endpoints() {
         vec![endpointslice::SliceWrite::Delete("web-fghij".into())]
     );
 }
+
+#[test]
+fn container_start_delays_count_from_the_precise_sandbox_start_not_the_whole_second_start_time() {
+    let cfg = kubelet::KubeletConfig {
+        start_delay: Delay::Fixed(SignedDuration::from_millis(1500)),
+        ..kubelet::KubeletConfig::default()
+    };
+    // status.startTime went through the API: a metav1.Time, whole seconds only.
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-0", "uid": "u1"},
+        "spec": {"nodeName": "node-0", "containers": [{"name": "app", "image": "nginx:1"}]},
+        "status": {"phase": "Pending", "startTime": "2026-01-01T00:00:10Z"}
+    }))
+    .unwrap();
+    let sandbox: k8s_openapi::jiff::Timestamp = "2026-01-01T00:00:10.9Z".parse().unwrap();
+    let now: k8s_openapi::jiff::Timestamp = "2026-01-01T00:00:11.6Z".parse().unwrap();
+    let facts = |sandbox_started| kubelet::PodFacts {
+        termination_started: None,
+        sandbox_started,
+        pod_ip: "10.0.0.1",
+        host_ip: "172.18.0.2",
+        forced_unready: false,
+    };
+    let running = |step: &kubelet::KubeletStep| match &step.action {
+        kubelet::KubeletAction::UpdateStatus(st) => st
+            .container_statuses
+            .as_ref()
+            .is_some_and(|cs| cs[0].state.as_ref().is_some_and(|s| s.running.is_some())),
+        _ => false,
+    };
+
+    // 0.7 s after the sandbox started: not yet; the kubelet wakes when the 1.5 s are up.
+    let step = kubelet::step(&pod, &cfg, facts(Some(sandbox)), now);
+    assert!(!running(&step), "the container does not start early");
+    assert_eq!(step.wake_after, Some(SignedDuration::from_millis(800)));
+
+    // Timed from the stored whole second, it would already run (0.9 s early).
+    assert!(running(&kubelet::step(&pod, &cfg, facts(None), now)));
+}

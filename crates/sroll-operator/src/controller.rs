@@ -33,7 +33,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::{Action as Requeue, Config as ControllerConfig},
-        events::{Event, EventType, Recorder},
+        events::{Event, EventType},
         predicates,
         reflector::{self, ObjectRef},
         watcher,
@@ -45,6 +45,7 @@ use sroll_planner::{Action, Observed, Plan};
 use crate::{
     Error, Result,
     cache::{self, Caches},
+    events::EventSink,
     execute,
     integrations::Integrations,
     metrics::Metrics,
@@ -72,8 +73,8 @@ pub struct Shared {
     pub client: Client,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Event recorder (events.k8s.io/v1).
-    pub recorder: Recorder,
+    /// Events (events.k8s.io/v1), published in the background.
+    pub events: EventSink,
     /// Notifications, release callback and service-discovery health.
     pub integrations: Arc<Integrations>,
 }
@@ -98,6 +99,9 @@ pub struct Context {
     started: Mutex<HashMap<Key, Instant>>,
     /// When this process last wrote each rollout's status (progress writes are spaced out).
     last_write: Mutex<HashMap<Key, Instant>>,
+    /// Statuses planned but not written yet (progress within [`PROGRESS_WRITE_INTERVAL`] of the
+    /// last write); the next reconcile plans from them.
+    deferred: Mutex<HashMap<Key, StatefulsetRolloutStatus>>,
     /// Writes the caches may not show yet.
     expectations: Expectations,
     /// Turns true when the scope shuts down: a reconcile still waiting for the caches gives up
@@ -207,6 +211,7 @@ pub async fn run_scope(
         failures: Mutex::default(),
         started: Mutex::default(),
         last_write: Mutex::default(),
+        deferred: Mutex::default(),
         expectations: Expectations::default(),
         stopping,
     });
@@ -288,9 +293,16 @@ fn comparable(status: &StatefulsetRolloutStatus) -> StatefulsetRolloutStatus {
 }
 
 /// The status without the fields that only report progress (see [`PROGRESS_WRITE_INTERVAL`]):
-/// two statuses equal here differ at most in progress.
-fn milestones(status: &StatefulsetRolloutStatus) -> StatefulsetRolloutStatus {
+/// two statuses equal here differ at most in progress. `lastEvictionTime` is a milestone only for
+/// a `paced` rollout (`minPodEvictionIntervalSeconds` > 0), where the next eviction depends on it
+/// even across a restart; otherwise it only reports progress.
+fn milestones(status: &StatefulsetRolloutStatus, paced: bool) -> StatefulsetRolloutStatus {
     StatefulsetRolloutStatus {
+        last_eviction_time: if paced {
+            status.last_eviction_time.clone()
+        } else {
+            None
+        },
         last_updated: None,
         reconcile_after: None,
         reason: None,
@@ -314,14 +326,17 @@ fn milestones(status: &StatefulsetRolloutStatus) -> StatefulsetRolloutStatus {
 
 /// Whether the status must be written now: `Ok(())` yes, `Err(wait)` not before `wait` (a
 /// progress-only change written less than [`PROGRESS_WRITE_INTERVAL`] ago), `None`: nothing to
-/// write.
+/// write. `acted`: the reconcile changed the StatefulSet or deleted pods (always recorded at once);
+/// evictions of an unpaced rollout are progress (the next reconcile sees them in the pods, and the
+/// Slack message and webhooks are sent from the plan, not from the status).
 fn status_write_due(
     acted: bool,
+    paced: bool,
     previous: &StatefulsetRolloutStatus,
     planned: &StatefulsetRolloutStatus,
     since_last_write: Option<Duration>,
 ) -> Option<std::result::Result<(), Duration>> {
-    if acted || milestones(planned) != milestones(previous) {
+    if acted || milestones(planned, paced) != milestones(previous, paced) {
         return Some(Ok(()));
     }
     if comparable(planned) == comparable(previous) {
@@ -354,6 +369,18 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let name = rollout.name_any();
     wait_for_caches(&ctx.caches, ctx.stopping.clone()).await?;
     let rollout = freshest(ctx, &key, rollout);
+    // What the API server holds (decides whether to write) and what this process planned last
+    // (a deferred progress write): the planner and the notifications continue from the latter, so
+    // a deferred step is neither lost nor announced twice.
+    let written_status = rollout.status.clone().unwrap_or_default();
+    let rollout = match lock(&ctx.deferred).get(&key) {
+        Some(planned) => {
+            let mut newer = (*rollout).clone();
+            newer.status = Some(planned.clone());
+            Arc::new(newer)
+        }
+        None => rollout,
+    };
 
     let mut observed = observe::observe(&ctx.caches, &ctx.expectations, &rollout, Timestamp::now());
     observed.discovery = ctx
@@ -451,22 +478,37 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         )
         .await;
 
-    let acted = !matches!(plan.action, Action::Wait);
+    let paced = rollout.spec.min_pod_eviction_interval_seconds() > 0;
+    let acted = match &plan.action {
+        Action::Wait => false,
+        Action::Evict { .. } => paced,
+        _ => true,
+    };
     let since_last_write = lock(&ctx.last_write).get(&key).map(Instant::elapsed);
     let mut deferred_write = None;
-    match status_write_due(acted, &previous_status, &plan.status, since_last_write) {
+    match status_write_due(
+        acted,
+        paced,
+        &written_status,
+        &plan.status,
+        since_last_write,
+    ) {
         Some(Ok(())) => {
             let written = execute::write_status(&rollout_api, &name, &plan.status).await?;
             lock(&ctx.written).insert(key.clone(), Arc::new(written));
             lock(&ctx.last_write).insert(key.clone(), Instant::now());
+            lock(&ctx.deferred).remove(&key);
         }
         Some(Err(wait)) => {
             tracing::trace!(rollout = %key, ?wait, "progress-only status change: writing it later");
+            lock(&ctx.deferred).insert(key.clone(), plan.status.clone());
             deferred_write = Some(wait);
         }
-        None => {}
+        None => {
+            lock(&ctx.deferred).remove(&key);
+        }
     }
-    publish_events(ctx, &rollout, &plan).await;
+    publish_events(ctx, &rollout, &plan);
     record_phase_metrics(ctx, &key, &namespace, &name, &previous_status, &plan);
 
     lock(&ctx.failures).remove(&key);
@@ -532,7 +574,7 @@ fn action_name(action: &Action) -> &'static str {
     }
 }
 
-async fn publish_events(ctx: &Context, rollout: &StatefulsetRollout, plan: &Plan) {
+fn publish_events(ctx: &Context, rollout: &StatefulsetRollout, plan: &Plan) {
     if plan.events.is_empty() {
         return;
     }
@@ -548,10 +590,7 @@ async fn publish_events(ctx: &Context, rollout: &StatefulsetRollout, plan: &Plan
             action: ev.action.clone(),
             secondary: None,
         };
-        if let Err(e) = ctx.shared.recorder.publish(&event, &reference).await {
-            // Events are best effort: a failure must not undo or repeat the action.
-            tracing::warn!(error = %e, reason = %ev.reason, "failed to record an event");
-        }
+        ctx.shared.events.publish(event, reference.clone());
     }
 }
 
@@ -647,23 +686,29 @@ mod tests {
     #[test]
     fn progress_only_changes_are_written_at_most_once_per_interval() {
         let just_now = Some(Duration::from_millis(200));
-        match status_write_due(false, &status(0), &status(1), just_now) {
+        match status_write_due(false, false, &status(0), &status(1), just_now) {
             Some(Err(wait)) => {
                 assert_eq!(wait, PROGRESS_WRITE_INTERVAL - Duration::from_millis(200))
             }
             other => panic!("expected a deferred write, got {other:?}"),
         }
         assert_eq!(
-            status_write_due(false, &status(0), &status(1), Some(PROGRESS_WRITE_INTERVAL)),
+            status_write_due(
+                false,
+                false,
+                &status(0),
+                &status(1),
+                Some(PROGRESS_WRITE_INTERVAL)
+            ),
             Some(Ok(()))
         );
         assert_eq!(
-            status_write_due(false, &status(0), &status(1), None),
+            status_write_due(false, false, &status(0), &status(1), None),
             Some(Ok(())),
             "the first write of this process is never deferred"
         );
         assert_eq!(
-            status_write_due(false, &status(1), &status(1), just_now),
+            status_write_due(false, false, &status(1), &status(1), just_now),
             None
         );
     }
@@ -674,7 +719,7 @@ mod tests {
         let mut paused = status(1);
         paused.phase = Some(Phase::Paused);
         assert_eq!(
-            status_write_due(false, &status(1), &paused, just_now),
+            status_write_due(false, false, &status(1), &paused, just_now),
             Some(Ok(()))
         );
         let mut evicted = status(1);
@@ -682,11 +727,19 @@ mod tests {
             Timestamp::now(),
         ));
         assert_eq!(
-            status_write_due(false, &status(1), &evicted, just_now),
-            Some(Ok(()))
+            status_write_due(false, true, &status(1), &evicted, just_now),
+            Some(Ok(())),
+            "a paced rollout's lastEvictionTime is written at once"
+        );
+        assert!(
+            matches!(
+                status_write_due(false, false, &status(1), &evicted, just_now),
+                Some(Err(_))
+            ),
+            "an unpaced rollout's lastEvictionTime is progress"
         );
         assert_eq!(
-            status_write_due(true, &status(0), &status(1), just_now),
+            status_write_due(true, false, &status(0), &status(1), just_now),
             Some(Ok(())),
             "a reconcile that acted always writes"
         );
@@ -702,14 +755,14 @@ mod tests {
             observed_generation: None,
         });
         assert_eq!(
-            status_write_due(false, &status(1), &condition, just_now),
+            status_write_due(false, false, &status(1), &condition, just_now),
             Some(Ok(()))
         );
         let mut message_only = condition.clone();
         message_only.conditions[0].message = "2 pods".into();
         assert!(
             matches!(
-                status_write_due(false, &condition, &message_only, just_now),
+                status_write_due(false, false, &condition, &message_only, just_now),
                 Some(Err(_))
             ),
             "a condition message is progress"

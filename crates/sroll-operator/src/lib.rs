@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod controller;
 pub mod error;
+pub mod events;
 pub mod execute;
 pub mod integrations;
 pub mod leader;
@@ -162,6 +163,13 @@ impl Operator {
             }
         }
 
+        let (events, publisher) = events::EventSink::start(kube::runtime::events::Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: sroll_api::FIELD_MANAGER.into(),
+                instance: Some(settings.instance.clone()),
+            },
+        ));
         let ctx = controller::Shared {
             integrations: Arc::new(
                 integrations::Integrations::start(client.clone(), settings.integrations.clone())
@@ -169,13 +177,7 @@ impl Operator {
             ),
             client: client.clone(),
             metrics: metrics.clone(),
-            recorder: kube::runtime::events::Recorder::new(
-                client.clone(),
-                kube::runtime::events::Reporter {
-                    controller: sroll_api::FIELD_MANAGER.into(),
-                    instance: Some(settings.instance.clone()),
-                },
-            ),
+            events,
         };
         let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
             vec![None]
@@ -188,6 +190,7 @@ impl Operator {
                 .map(|ns| controller::run_scope(ctx.clone(), ns, stopped())),
         )
         .map(drop);
+        drop(ctx);
         readiness.set(true);
 
         let result = match elector.as_mut() {
@@ -220,6 +223,8 @@ impl Operator {
         };
         readiness.set(false);
         let _ = stop_tx.send(true);
+        // The controllers are gone with their event sinks: publish what they queued.
+        publisher.flush().await;
         let served = finish(server_task).await;
         result.and(served)
     }

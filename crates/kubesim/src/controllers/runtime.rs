@@ -282,6 +282,9 @@ struct Shared {
     ips: Mutex<HashMap<String, usize>>,
     pod_ips: Mutex<HashMap<String, String>>,
     terminating: Mutex<HashMap<String, Timestamp>>,
+    /// When each pod's sandbox started, by uid, to the nanosecond (`status.startTime` is stored in
+    /// whole seconds, so timing container starts from it would start them up to a second early).
+    sandbox_started: Mutex<HashMap<String, Timestamp>>,
     node_failed_at: Mutex<HashMap<String, Timestamp>>,
 }
 
@@ -348,6 +351,7 @@ impl Simulation {
             ips: Mutex::default(),
             pod_ips: Mutex::default(),
             terminating: Mutex::default(),
+            sandbox_started: Mutex::default(),
             node_failed_at: Mutex::default(),
         });
         register_eviction(&shared);
@@ -1101,8 +1105,14 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         }
     };
     let host = kubelet::host_ip(idx);
+    let sandbox_started = s
+        .sandbox_started
+        .lock()
+        .ok()
+        .map(|mut t| *t.entry(uid.clone()).or_insert(now));
     let facts = PodFacts {
         termination_started: s.terminating.lock().ok().and_then(|t| t.get(&uid).copied()),
+        sandbox_started,
         pod_ip: &ip,
         host_ip: &host,
         forced_unready: s.faults.is_unready(ns, name),
@@ -1128,6 +1138,9 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
                 Err(e) => return Err(e),
             }
             if let Ok(mut t) = s.terminating.lock() {
+                t.remove(&uid);
+            }
+            if let Ok(mut t) = s.sandbox_started.lock() {
                 t.remove(&uid);
             }
             if let Ok(mut ips) = s.pod_ips.lock() {

@@ -334,6 +334,7 @@ impl World {
             let ip = kubelet::pod_ip(0, i + self.seq as usize);
             let facts = PodFacts {
                 termination_started: self.term_started.get(&uid).copied(),
+                sandbox_started: None,
                 pod_ip: &ip,
                 host_ip: "172.18.0.2",
                 forced_unready: self.unready.contains(&name),

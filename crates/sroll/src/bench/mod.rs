@@ -19,6 +19,7 @@
 
 pub mod env;
 pub mod model;
+mod probe;
 mod report;
 mod slack;
 
@@ -430,6 +431,8 @@ struct Measured {
     seconds: f64,
     api: env::ApiCounters,
     reconciles: f64,
+    /// The most pods of the app seen unavailable at once (a pod watch; missing pods count).
+    max_unavailable: usize,
 }
 
 async fn measure_release(
@@ -440,16 +443,19 @@ async fn measure_release(
 ) -> anyhow::Result<Measured> {
     let api0 = env.api_counters().await?;
     let rec0 = env.reconciles().await?;
+    let probe = probe::Unavailability::start(&env.client, app, replicas_of(env, app).await?);
     let t0 = Instant::now();
     let generation = patch_rollout(&env.client, app, release(app, version)).await?;
     wait_done(&env.client, app, generation, limit_for(ideal)).await?;
     let seconds = t0.elapsed().as_secs_f64();
+    let max_unavailable = probe.stop();
     let api = env.api_counters().await?.since(&api0);
     let reconciles = env.reconciles().await? - rec0;
     Ok(Measured {
         seconds,
         api,
         reconciles,
+        max_unavailable,
     })
 }
 
@@ -461,6 +467,15 @@ fn write_profile(api: &env::ApiCounters, pods: u32) -> impl Iterator<Item = (Str
         .map(move |(k, v)| (format!("writes_per_pod: {k}"), v / p))
 }
 
+/// `spec.sts.spec.replicas` of rollout `app`.
+async fn replicas_of(env: &Env, app: &str) -> anyhow::Result<usize> {
+    let r = Api::<StatefulsetRollout>::namespaced(env.client.clone(), NAMESPACE)
+        .get(app)
+        .await
+        .with_context(|| format!("failed to read rollout {app}"))?;
+    Ok(usize::try_from(r.spec.replicas()).unwrap_or(0))
+}
+
 fn per_pod_metrics(m: &Measured, pods: u32) -> BTreeMap<String, f64> {
     let p = f64::from(pods.max(1));
     let mut out = BTreeMap::from([
@@ -470,6 +485,7 @@ fn per_pod_metrics(m: &Measured, pods: u32) -> BTreeMap<String, f64> {
         ("reconciles_per_pod".into(), m.reconciles / p),
         ("evictions".into(), m.api.evictions),
         ("evictions_throttled".into(), m.api.throttled),
+        ("max_unavailable".into(), m.max_unavailable as f64),
     ]);
     out.extend(write_profile(&m.api, pods));
     out
@@ -516,9 +532,10 @@ async fn speed_uniform(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
             m.seconds,
             ideal,
             format!(
-                "{basis}; {:.2} API writes/pod, {:.2} reconciles/pod",
+                "{basis}; {:.2} API writes/pod, {:.2} reconciles/pod; at most {} of {budget} unavailable",
                 m.api.writes / f64::from(pods),
-                m.reconciles / f64::from(pods)
+                m.reconciles / f64::from(pods),
+                m.max_unavailable
             ),
             per_pod_metrics(&m, pods),
         ));
@@ -685,8 +702,9 @@ async fn speed_jittered(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
             m.seconds,
             streaming,
             format!(
-                "ideal = streaming schedule of the same pods with budget {budget}; {timing}; {} than waves",
-                if m.seconds < waves { "FASTER" } else { "SLOWER" }
+                "ideal = streaming schedule of the same pods with budget {budget}; {timing}; {} than waves; at most {} of {budget} unavailable",
+                if m.seconds < waves { "FASTER" } else { "SLOWER" },
+                m.max_unavailable
             ),
             per_pod_metrics(&m, pods),
         ),
