@@ -9,7 +9,7 @@ use std::{
 };
 
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
+use kube::{ResourceExt, runtime::WatchStreamExt};
 
 use super::Env;
 
@@ -28,18 +28,29 @@ impl Evictions {
         let seen = Arc::new(Mutex::new(BTreeMap::new()));
         let record = seen.clone();
         let pods = env.pod_api();
+        // A watch, not a poll: at the scenarios' speed a pod is terminated and gone within tens of
+        // milliseconds, so a polling list can miss a whole eviction.
         let task = tokio::spawn(async move {
-            loop {
-                if let Ok(list) = pods.list(&Default::default()).await {
-                    let mut seen = record.lock().expect("evictions");
-                    for pod in list.items {
-                        if let Some(at) = pod.metadata.deletion_timestamp.as_ref() {
-                            seen.entry(pod.uid().unwrap_or_default())
-                                .or_insert((pod.name_any(), at.0));
-                        }
-                    }
+            let mut events = std::pin::pin!(
+                kube::runtime::watcher(pods, kube::runtime::watcher::Config::default())
+                    .default_backoff()
+            );
+            while let Some(event) = futures::StreamExt::next(&mut events).await {
+                let pod = match event {
+                    Ok(
+                        kube::runtime::watcher::Event::Apply(p)
+                        | kube::runtime::watcher::Event::InitApply(p)
+                        | kube::runtime::watcher::Event::Delete(p),
+                    ) => p,
+                    _ => continue,
+                };
+                if let Some(at) = pod.metadata.deletion_timestamp.as_ref() {
+                    record
+                        .lock()
+                        .expect("evictions")
+                        .entry(pod.uid().unwrap_or_default())
+                        .or_insert((pod.name_any(), at.0));
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         });
         Self { seen, task }
