@@ -11,13 +11,16 @@ fn number(row: &Value, field: &str) -> f64 {
         .unwrap_or_else(|| panic!("{field} is not a number in {row}"))
 }
 
-#[test]
-fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
-    let dir = std::env::temp_dir().join(format!("sroll-bench-test-{}", std::process::id()));
+/// Runs `sroll bench <args> --json <file>` and returns the JSON report and the printed table; fails
+/// on a non-zero exit.
+fn run_bench(tag: &str, args: &[&str]) -> (Value, String) {
+    let dir = std::env::temp_dir().join(format!("sroll-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_sroll"))
-        .args(["bench", "--quick", "--json"])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         .arg(&json)
         .output()
         .expect("sroll bench runs");
@@ -28,6 +31,12 @@ fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON file"))
             .expect("JSON");
     let _ = std::fs::remove_dir_all(&dir);
+    (report, stdout.into_owned())
+}
+
+#[test]
+fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
+    let (report, stdout) = run_bench("test", &["--quick"]);
 
     assert_eq!(report["quick"], true);
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1));
@@ -94,12 +103,9 @@ fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
 
 #[test]
 fn bench_scale_watch_only_measures_the_operator_over_stored_ready_pods_and_their_churn() {
-    let dir = std::env::temp_dir().join(format!("sroll-bench-watch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_sroll"))
-        .args([
-            "bench",
+    let (report, _) = run_bench(
+        "watch",
+        &[
             "--quick",
             "--only",
             "5",
@@ -108,18 +114,8 @@ fn bench_scale_watch_only_measures_the_operator_over_stored_ready_pods_and_their
             "2",
             "--scale-pods",
             "5",
-            "--json",
-        ])
-        .arg(&json)
-        .output()
-        .expect("sroll bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON file"))
-            .expect("JSON");
-    let _ = std::fs::remove_dir_all(&dir);
+        ],
+    );
     let rows = report["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 1, "{report}");
     let row = &rows[0];
