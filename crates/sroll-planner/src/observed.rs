@@ -226,6 +226,9 @@ pub struct ObservedPdb {
     pub current_healthy: i32,
     /// `status.desiredHealthy`.
     pub desired_healthy: i32,
+    /// `status.expectedPods`: the pods the budget counts (the scale of their controllers). Equal
+    /// to the set's replicas when the PDB selects only the set's pods.
+    pub expected_pods: i32,
     /// `status.observedGeneration < metadata.generation`: the disruption controller has not
     /// processed the latest spec, and the eviction API answers 429 until it has
     /// (`pkg/registry/core/pod/storage/eviction.go`, `checkAndDecrement`).
@@ -251,6 +254,7 @@ impl ObservedPdb {
             disruptions_allowed: status.disruptions_allowed,
             current_healthy: status.current_healthy,
             desired_healthy: status.desired_healthy,
+            expected_pods: status.expected_pods,
             stale: status.observed_generation.unwrap_or(0) < pdb.metadata.generation.unwrap_or(0),
         })
     }

@@ -32,8 +32,8 @@ use sroll_api::{
 };
 
 use crate::{
-    Action, ApplyKind, EventType, LiveStatefulSet, Observed, ObservedPod, PartitionMove, Plan,
-    PlannedEvent,
+    Action, ApplyKind, EventType, LiveStatefulSet, Observed, ObservedPdb, ObservedPod,
+    PartitionMove, Plan, PlannedEvent,
     conditions::{self, Status},
     desired::{desired_statefulset, spec_hash, template_hash},
     reasons as r,
@@ -935,7 +935,7 @@ impl<'a> Planner<'a> {
                         .count(),
                     None => 0,
                 };
-                size = usize::try_from(pdb.disruptions_allowed)
+                size = usize::try_from(pdb_allowance(pdb, c))
                     .unwrap_or(0)
                     .saturating_sub(discovery_unhealthy);
                 if size == 0 {
@@ -1479,6 +1479,35 @@ struct RolloutCtx<'a> {
     target: i32,
     fast_rollback: bool,
     slots: Vec<Slot<'a>>,
+}
+
+/// What the PDB allows now: its `status.disruptionsAllowed`, but never more than the pods
+/// themselves leave when the PDB selects only this set's pods (`status.expectedPods` equals the
+/// replicas): Ready, non-terminating pods minus `status.desiredHealthy`, which is how the
+/// disruption controller computes it (`pkg/controller/disruption/disruption.go`,
+/// `countHealthyPods` and `updatePdbStatus`).
+///
+/// The status lags: the eviction API decrements `disruptionsAllowed` for each eviction it grants,
+/// but a pod deleted any other way (by the StatefulSet controller replacing an old pod the
+/// partition just exposed, before the rollout's eviction of it arrived; by a node failure; by a
+/// user) is only counted once the disruption controller resyncs. Until then the status allows one
+/// pod too many for each such deletion, and the eviction API (which reads only the status) would
+/// grant it. The operator sees those pods go and keeps within the budget.
+fn pdb_allowance(pdb: &ObservedPdb, c: &RolloutCtx<'_>) -> i32 {
+    if pdb.expected_pods != c.replicas {
+        // The PDB also counts pods of other workloads: only its own status can say.
+        return pdb.disruptions_allowed;
+    }
+    let healthy = c
+        .slots
+        .iter()
+        .filter_map(|s| s.pod)
+        .filter(|p| p.ready && !p.terminating)
+        .count();
+    let from_pods = i32::try_from(healthy)
+        .unwrap_or(i32::MAX)
+        .saturating_sub(pdb.desired_healthy);
+    pdb.disruptions_allowed.min(from_pods)
 }
 
 /// The lowest partition that keeps every pod the rollout has not chosen below it: one above the

@@ -435,6 +435,44 @@ fn disruptions_allowed_is_not_reduced_again_by_pods_in_flight() {
 }
 
 #[test]
+fn a_lagging_pdb_status_does_not_outrun_the_pods() {
+    // 10 pods, the PDB keeps 8 healthy. Two pods are gone (evicted, or deleted by the StatefulSet
+    // controller, which the eviction API never counted), but the disruption controller has not
+    // resynced: its status still allows 1. The pods leave nothing.
+    let r = Rollout::test().in_progress();
+    let w = World::of(&r)
+        .partition(8)
+        .pods(8..10, NEW, NotReady)
+        .pdb_counting(1, 8);
+    let p = plan(&w.observed());
+    assert_eq!(p.action, Action::Wait);
+    let reason = p.status.reason.unwrap_or_default();
+    assert!(
+        reason.contains("waiting for PodDisruptionBudget web"),
+        "{reason}"
+    );
+    // Once one of them is Ready again the pods allow one more, and the status agrees.
+    let w = World::of(&r)
+        .partition(8)
+        .pods(8..9, NEW, NotReady)
+        .pods(9..10, NEW, Ready)
+        .ready_since(9, T0 - 1)
+        .pdb_counting(1, 8);
+    assert_eq!(evicted(&plan(&w.observed())).0, ["web-7"]);
+    // A status that counts the same pods as the cluster is used as it is.
+    let w = World::of(&r)
+        .partition(8)
+        .pods(8..10, NEW, NotReady)
+        .pdb_counting(0, 6);
+    assert_eq!(plan(&w.observed()).action, Action::Wait);
+    let w = World::of(&r)
+        .partition(8)
+        .pods(8..10, NEW, NotReady)
+        .pdb_counting(2, 6);
+    assert_eq!(evicted(&plan(&w.observed())).0, ["web-7", "web-6"]);
+}
+
+#[test]
 fn pacing_waits_exactly_the_remaining_interval() {
     let r = Rollout::test()
         .interval(10)

@@ -243,6 +243,8 @@ impl World {
                 disruptions_allowed: 1,
                 current_healthy: replicas,
                 desired_healthy: replicas - 1,
+                // Unknown: the budget is the status alone (see `pdb_counting`).
+                expected_pods: 0,
                 stale: false,
             }],
             now: at(T0),
@@ -313,6 +315,22 @@ impl World {
             disruptions_allowed: allowed,
             current_healthy: replicas,
             desired_healthy: replicas - allowed,
+            // Unknown: the budget is the status alone (see `pdb_counting`).
+            expected_pods: 0,
+            stale: false,
+        }];
+        self
+    }
+    /// A PDB selecting exactly the set's pods (`expectedPods` = replicas) whose status says
+    /// `allowed` and `desired_healthy`, whatever the pods say (a status that may lag them).
+    pub fn pdb_counting(mut self, allowed: i32, desired_healthy: i32) -> Self {
+        let replicas = self.rollout.spec.replicas();
+        self.pdbs = vec![ObservedPdb {
+            name: "web".into(),
+            disruptions_allowed: allowed,
+            current_healthy: desired_healthy + allowed,
+            desired_healthy,
+            expected_pods: replicas,
             stale: false,
         }];
         self

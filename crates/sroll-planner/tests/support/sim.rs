@@ -140,6 +140,7 @@ impl Sim {
             disruptions_allowed: (healthy - desired).max(0),
             current_healthy: healthy,
             desired_healthy: desired,
+            expected_pods: self.replicas(),
             stale: false,
         })
     }
