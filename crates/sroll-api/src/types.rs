@@ -8,7 +8,7 @@ use std::{borrow::Cow, collections::BTreeMap, fmt};
 use k8s_openapi::{
     api::apps::v1::StatefulSetSpec,
     apimachinery::pkg::{
-        apis::meta::v1::{Condition, Time},
+        apis::meta::v1::{Condition, MicroTime, Time},
         util::intstr::IntOrString,
     },
 };
@@ -572,9 +572,11 @@ pub struct StatefulsetRolloutStatus {
     /// Pods that must run the update revision for this rollout to be done: ceil(replicas × percent / 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_updated_replicas: Option<i32>,
-    /// When the operator last evicted a pod (pacing survives restarts).
+    /// When the operator last evicted a pod (pacing survives restarts). A `MicroTime`
+    /// (RFC 3339 with microseconds), as a Lease's `renewTime`: a whole-second `Time` would let the
+    /// next eviction come up to a second before `minPodEvictionIntervalSeconds` has passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_eviction_time: Option<Time>,
+    pub last_eviction_time: Option<MicroTime>,
     /// When the rollout last made progress (a pod became Ready at the update revision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_progress_time: Option<Time>,

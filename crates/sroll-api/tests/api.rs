@@ -327,3 +327,32 @@ mod target {
         }
     }
 }
+
+#[test]
+fn last_eviction_time_keeps_sub_second_precision_and_reads_whole_seconds() {
+    // Pacing is measured from lastEvictionTime: a whole-second value would let the next eviction
+    // come up to a second early.
+    let mut r: StatefulsetRollout = serde_json::from_value(minimal()).expect("minimal rollout");
+    let status: sroll_api::StatefulsetRolloutStatus =
+        serde_json::from_value(json!({"lastEvictionTime": "2026-11-23T10:00:00.750000Z"}))
+            .expect("a MicroTime status");
+    r.status = Some(status);
+    let json = serde_json::to_value(&r).expect("serializes");
+    assert_eq!(
+        json["status"]["lastEvictionTime"],
+        "2026-11-23T10:00:00.750000Z"
+    );
+    assert!(
+        schema_errors(&json).is_empty(),
+        "{:?}",
+        schema_errors(&json)
+    );
+    let back: StatefulsetRollout = serde_json::from_value(json).expect("round-trips");
+    assert_eq!(back.status, r.status);
+    // A status written before (whole seconds) still reads.
+    let old: sroll_api::StatefulsetRolloutStatus =
+        serde_json::from_value(json!({"lastEvictionTime": "2026-11-23T10:00:00Z"}))
+            .expect("a whole-second time still reads");
+    let t = old.last_eviction_time.expect("set").0;
+    assert_eq!(t.to_string(), "2026-11-23T10:00:00Z");
+}

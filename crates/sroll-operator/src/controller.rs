@@ -723,9 +723,9 @@ mod tests {
             Some(Ok(()))
         );
         let mut evicted = status(1);
-        evicted.last_eviction_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            Timestamp::now(),
-        ));
+        evicted.last_eviction_time = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(Timestamp::now()),
+        );
         assert_eq!(
             status_write_due(false, true, &status(1), &evicted, just_now),
             Some(Ok(())),

@@ -213,14 +213,17 @@ async fn evictions_are_paced_by_the_minimum_interval_even_across_a_restart() {
 
     let times = evictions.times();
     assert_eq!(times.len(), 5, "each pod evicted once: {times:?}");
-    // kubesim's API server stamps deletionTimestamp from the wall clock (as the operator paces),
-    // at second precision: the interval less one second of truncation.
-    let min_gap = INTERVAL as f64 - 1.0;
-    for pair in times.windows(2) {
+    // kubesim's API server stamps deletionTimestamp from the wall clock (as the operator paces)
+    // at second precision; the watch's receipt times are precise but each late by its delivery
+    // (a few milliseconds; 0.25 s allowed for a loaded machine). A whole-second lastEvictionTime
+    // let the gap after the first eviction shrink by up to a second.
+    let received = evictions.received();
+    let min_gap = INTERVAL as f64 - 0.25;
+    for pair in received.windows(2) {
         let gap = pair[1].1.duration_since(pair[0].1).as_secs_f64();
         assert!(
             gap >= min_gap,
-            "{} evicted {gap}s (simulated) after {}, less than the interval ({min_gap}s): {times:?}",
+            "{} evicted {gap}s after {}, less than the interval ({INTERVAL}s): {received:?}",
             pair[1].0,
             pair[0].0
         );

@@ -23,7 +23,7 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use k8s_openapi::{
-    apimachinery::pkg::apis::meta::v1::Time,
+    apimachinery::pkg::apis::meta::v1::{MicroTime, Time},
     jiff::{SignedDuration, Timestamp},
 };
 use sroll_api::{
@@ -1021,7 +1021,7 @@ impl<'a> Planner<'a> {
         progress: &str,
     ) -> Outcome {
         let names = names(c, batch);
-        self.status.last_eviction_time = Some(Time(self.now));
+        self.status.last_eviction_time = Some(MicroTime(self.now));
         self.event(
             EventType::Normal,
             r::PODS_EVICTED,

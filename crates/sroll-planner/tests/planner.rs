@@ -273,7 +273,7 @@ fn a_quarter_rollout_evicts_the_highest_ordinals_within_the_budget() {
             .count(),
         1
     );
-    assert_eq!(p.status.last_eviction_time, Some(time(T0)));
+    assert_eq!(p.status.last_eviction_time, Some(micro(T0)));
 }
 
 #[test]
@@ -476,7 +476,7 @@ fn a_lagging_pdb_status_does_not_outrun_the_pods() {
 fn pacing_waits_exactly_the_remaining_interval() {
     let r = Rollout::test()
         .interval(10)
-        .status(|s| s.last_eviction_time = Some(time(T0 - 3)));
+        .status(|s| s.last_eviction_time = Some(micro(T0 - 3)));
     let w = World::of(&r).partition(9).pods(9..10, NEW, Ready).pdb(5);
     let p = plan(&w.observed());
     assert_eq!(p.action, Action::Wait);
@@ -488,7 +488,7 @@ fn pacing_waits_exactly_the_remaining_interval() {
 fn pacing_moves_one_pod_per_interval() {
     let r = Rollout::test()
         .interval(10)
-        .status(|s| s.last_eviction_time = Some(time(T0 - 30)));
+        .status(|s| s.last_eviction_time = Some(micro(T0 - 30)));
     let w = World::of(&r).partition(9).pods(9..10, NEW, Ready).pdb(5);
     assert_eq!(evicted(&plan(&w.observed())).0, ["web-8"]);
 }
@@ -499,7 +499,7 @@ fn a_rollback_to_the_previous_revision_is_not_paced() {
     let r = Rollout::test().interval(60).status(|s| {
         s.update_revision = Some(NEW.into());
         s.previous_revision = Some(OLD.into());
-        s.last_eviction_time = Some(time(T0 - 1));
+        s.last_eviction_time = Some(micro(T0 - 1));
     });
     let w = World::of(&r)
         .revisions(OLD, OLD)
@@ -553,7 +553,7 @@ fn no_progress_past_the_deadline_fails_naming_the_stuck_pods() {
     let r = Rollout::test().deadline(600).status(|s| {
         s.phase = Some(Phase::InProgress);
         s.last_progress_time = Some(time(T0 - 700));
-        s.last_eviction_time = Some(time(T0 - 650));
+        s.last_eviction_time = Some(micro(T0 - 650));
     });
     let w = World::of(&r).partition(8).pods(8..10, NEW, NotReady).pdb(0);
     let p = plan(&w.observed());
@@ -632,15 +632,15 @@ fn a_refused_eviction_leaves_the_partition_to_be_realigned() {
 fn a_partial_eviction_keeps_the_pacing_clock_honest() {
     let r = Rollout::test()
         .in_progress()
-        .status(|s| s.last_eviction_time = Some(time(T0 - 99)));
+        .status(|s| s.last_eviction_time = Some(micro(T0 - 99)));
     let obs = World::of(&r).pdb(3).observed();
     let mut p = plan(&obs);
     p.record_evictions(0, &obs);
-    assert_eq!(p.status.last_eviction_time, Some(time(T0 - 99)));
+    assert_eq!(p.status.last_eviction_time, Some(micro(T0 - 99)));
     assert!(!has_event(&p, "PodsEvicted"));
     let mut p = plan(&obs);
     p.record_evictions(1, &obs);
-    assert_eq!(p.status.last_eviction_time, Some(time(T0)));
+    assert_eq!(p.status.last_eviction_time, Some(micro(T0)));
     assert!(
         p.events
             .iter()

@@ -101,7 +101,7 @@ fn observed(c: &Case) -> Observed {
     if let Some((secs, _)) = c.interval {
         r = r.interval(secs);
     }
-    let last = c.interval.map(|(_, ago)| time(T0 - ago));
+    let last = c.interval.map(|(_, ago)| micro(T0 - ago));
     let rollback = c.rollback;
     r = r.status(move |s| {
         s.phase = Some(Phase::InProgress);

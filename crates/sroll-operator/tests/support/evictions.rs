@@ -1,6 +1,7 @@
 //! Evictions as kubesim saw them: each evicted pod incarnation's `deletionTimestamp`, stamped by
-//! kubesim's API server (wall clock, second precision). Independent of the operator's own metrics, so it counts across
-//! operator restarts and kills. (A watch on the `DisruptionTarget` condition missed events: the
+//! kubesim's API server (wall clock, second precision), and the moment this watch received it
+//! (precise, late by the watch's delivery time). Independent of the operator's own metrics, so it
+//! counts across operator restarts and kills. (A watch on the `DisruptionTarget` condition missed events: the
 //! kubelet's status writes replace it within moments.)
 
 use std::{
@@ -15,15 +16,15 @@ use super::Env;
 
 /// A watch on the namespace's pods recording every eviction.
 pub struct Evictions {
-    seen: Arc<Mutex<BTreeMap<String, (String, Timestamp)>>>,
+    /// By pod uid: `(name, deletionTimestamp, received)`.
+    seen: Arc<Mutex<BTreeMap<String, (String, Timestamp, Timestamp)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Evictions {
-    /// Starts recording in `env`'s namespace: lists its pods every 50 ms (an evicted pod stays
-    /// terminating for its grace period, many polls long) and keeps each incarnation's
+    /// Starts recording in `env`'s namespace: watches its pods and keeps each incarnation's
     /// `deletionTimestamp` (deletion time + the pods' common grace period, so the gaps between
-    /// them are the gaps between evictions).
+    /// them are the gaps between evictions) and when the watch delivered it.
     pub fn watch(env: &Env) -> Self {
         let seen = Arc::new(Mutex::new(BTreeMap::new()));
         let record = seen.clone();
@@ -49,7 +50,7 @@ impl Evictions {
                         .lock()
                         .expect("evictions")
                         .entry(pod.uid().unwrap_or_default())
-                        .or_insert((pod.name_any(), at.0));
+                        .or_insert((pod.name_any(), at.0, Timestamp::now()));
                 }
             }
         });
@@ -63,7 +64,21 @@ impl Evictions {
             .lock()
             .expect("evictions")
             .values()
-            .cloned()
+            .map(|(name, at, _)| (name.clone(), *at))
+            .collect();
+        v.sort_by_key(|(_, t)| *t);
+        v
+    }
+
+    /// `(pod, when this watch received its deletion)`, oldest first: sub-second, but each late by
+    /// the watch's delivery time.
+    pub fn received(&self) -> Vec<(String, Timestamp)> {
+        let mut v: Vec<_> = self
+            .seen
+            .lock()
+            .expect("evictions")
+            .values()
+            .map(|(name, _, received)| (name.clone(), *received))
             .collect();
         v.sort_by_key(|(_, t)| *t);
         v

@@ -12,7 +12,7 @@ use k8s_openapi::{
         core::v1::{Container, PodSpec, PodTemplateSpec},
     },
     apimachinery::pkg::{
-        apis::meta::v1::{LabelSelector, ObjectMeta, Time},
+        apis::meta::v1::{LabelSelector, MicroTime, ObjectMeta, Time},
         util::intstr::IntOrString,
     },
     jiff::Timestamp,
@@ -363,4 +363,8 @@ impl World {
 
 pub fn time(secs: i64) -> Time {
     Time(at(secs))
+}
+/// `secs` as a `MicroTime` (the type of `lastEvictionTime`).
+pub fn micro(secs: i64) -> MicroTime {
+    MicroTime(at(secs))
 }

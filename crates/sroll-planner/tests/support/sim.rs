@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
     api::apps::v1::{StatefulSet, StatefulSetStatus},
-    apimachinery::pkg::apis::meta::v1::Time,
+    apimachinery::pkg::apis::meta::v1::MicroTime,
 };
 use sroll_api::{Phase, StatefulsetRollout};
 use sroll_planner::{
@@ -391,7 +391,7 @@ impl Sim {
             .count()
     }
 
-    pub fn last_eviction(&self) -> Option<Time> {
+    pub fn last_eviction(&self) -> Option<MicroTime> {
         self.rollout
             .status
             .as_ref()
