@@ -14,10 +14,13 @@ use kube::{ResourceExt, runtime::WatchStreamExt};
 
 use super::Env;
 
+/// One evicted incarnation: `(pod name, deletionTimestamp, when the watch received it)`.
+type Seen = (String, Timestamp, Timestamp);
+
 /// A watch on the namespace's pods recording every eviction.
 pub struct Evictions {
-    /// By pod uid: `(name, deletionTimestamp, received)`.
-    seen: Arc<Mutex<BTreeMap<String, (String, Timestamp, Timestamp)>>>,
+    /// By pod uid.
+    seen: Arc<Mutex<BTreeMap<String, Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
