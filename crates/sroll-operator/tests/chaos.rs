@@ -17,12 +17,10 @@ mod support;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use axum::{Json, Router, extract::State, routing::post};
 use k8s_openapi::{
     api::{coordination::v1::Lease, core::v1::Pod, policy::v1::PodDisruptionBudget},
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
@@ -32,11 +30,13 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-use sroll_api::{Bapi, NotificationLevel, Notifications, Phase, StatefulsetRollout};
-use sroll_operator::{
-    LeaseSettings, Settings, integrations::IntegrationSettings, metrics::EvictionLabels,
+use sroll_api::{Phase, StatefulsetRollout};
+use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
+use support::{
+    DEADLINE, Env, Rollout, RunningOperator,
+    receivers::{Fakes, notified},
+    wait_for,
 };
-use support::{DEADLINE, Env, Rollout, RunningOperator, checker::Checker, wait_for};
 
 /// Deadline of the long versions' waits.
 const LONG: Duration = Duration::from_secs(900);
@@ -239,130 +239,6 @@ async fn budget(env: &Env, set: &str, n: i32) {
     env.checker.budget(set, usize::try_from(n).unwrap());
 }
 
-// ---- fake Slack and callback receiver --------------------------------------------------------
-
-const TOKEN: &str = "xoxb-chaos-token";
-
-/// What the fake receivers saw.
-#[derive(Default)]
-struct Received {
-    slack_posts: Vec<String>,
-    slack_updates: usize,
-    callbacks: Vec<(String, String)>,
-    /// `Idempotency-Key`s already applied (a receiver applies each key once, as
-    /// docs/notifications.md asks).
-    applied_keys: std::collections::BTreeSet<String>,
-    /// Deliveries repeating an applied key: an operator killed between the receiver's 2xx and
-    /// its status write sends again, with the same key (at-least-once delivery).
-    redeliveries: usize,
-}
-
-#[derive(Clone)]
-struct Receivers {
-    checker: Checker,
-    seen: Arc<Mutex<Received>>,
-}
-
-/// The `Rollout:` field of a Slack message (the rollout identity), which makes a message unique.
-fn rollout_field(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if s.starts_with("*Rollout:*") => Some(s.clone()),
-        Value::Array(a) => a.iter().find_map(rollout_field),
-        Value::Object(o) => o.values().find_map(rollout_field),
-        _ => None,
-    }
-}
-
-async fn slack_post(State(r): State<Receivers>, Json(body): Json<Value>) -> Json<Value> {
-    let key = rollout_field(&body).unwrap_or_else(|| "(no rollout field)".into());
-    r.checker.slack_posted(&key);
-    let mut seen = r.seen.lock().unwrap();
-    seen.slack_posts.push(key);
-    let ts = format!("1700000000.{:06}", seen.slack_posts.len());
-    Json(json!({"ok": true, "channel": "C0CHAOS", "ts": ts}))
-}
-
-async fn slack_update(State(r): State<Receivers>, Json(body): Json<Value>) -> Json<Value> {
-    r.seen.lock().unwrap().slack_updates += 1;
-    Json(json!({"ok": true, "channel": "C0CHAOS", "ts": body["ts"]}))
-}
-
-async fn callback(
-    State(r): State<Receivers>,
-    headers: http::HeaderMap,
-    Json(body): Json<Value>,
-) -> http::StatusCode {
-    let stage = body["stageId"].as_str().unwrap_or_default().to_owned();
-    let outcome = body["outcome"].as_str().unwrap_or_default().to_owned();
-    let key = headers
-        .get("Idempotency-Key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(!key.is_empty(), "every callback carries an Idempotency-Key");
-    let mut seen = r.seen.lock().unwrap();
-    if seen.applied_keys.insert(key) {
-        // A new key: the checker flags a second *applied* delivery of the same
-        // (stage, outcome), i.e. a retry that changed its key.
-        r.checker.callback_delivered(&stage, &outcome);
-        seen.callbacks.push((stage, outcome));
-    } else {
-        seen.redeliveries += 1;
-    }
-    http::StatusCode::OK
-}
-
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
-/// Starts the fake Slack and callback receiver, stores the Slack token, and returns operator
-/// settings pointing at them plus the callback URL.
-async fn with_receivers(env: &Env) -> (Settings, String, Arc<Mutex<Received>>) {
-    let state = Receivers {
-        checker: env.checker.clone(),
-        seen: Arc::default(),
-    };
-    let addr = serve(
-        Router::new()
-            .route("/api/chat.postMessage", post(slack_post))
-            .route("/api/chat.update", post(slack_update))
-            .route("/callback", post(callback))
-            .with_state(state.clone()),
-    )
-    .await;
-    let slack_secret = env.slack_token_secret(TOKEN).await;
-    let settings = Settings {
-        integrations: IntegrationSettings {
-            cluster_name: "kubesim-chaos".into(),
-            slack_api_url: Some(format!("http://{addr}/api")),
-            slack_token_secret: Some(slack_secret),
-            callback_allow: vec![format!("127.0.0.1:{}", addr.port())],
-            ..IntegrationSettings::default()
-        },
-        ..env.settings()
-    };
-    (settings, format!("http://{addr}/callback"), state.seen)
-}
-
-/// `rollout` with a Slack channel (debug level) and a release callback for `stage`.
-fn notified(rollout: &Rollout, url: &str, stage: &str) -> StatefulsetRollout {
-    let mut r = rollout.build();
-    r.spec.channel = Some("#deploys".into());
-    r.spec.notifications = Some(Notifications {
-        level: Some(NotificationLevel::Debug),
-        webhooks: vec![],
-    });
-    r.spec.bapi = Some(Bapi {
-        url: url.into(),
-        stage_id: stage.into(),
-    });
-    r
-}
-
 // ---- 1. the operator killed at random moments ------------------------------------------------
 
 struct KillRun {
@@ -376,7 +252,12 @@ struct KillRun {
 
 async fn operator_killed_at_random_moments(run: KillRun) {
     let mut env = Env::without_operator().await;
-    let (settings, url, seen) = with_receivers(&env).await;
+    let fakes = Fakes::start(&env).await;
+    let (settings, url, seen) = (
+        fakes.settings(&env),
+        fakes.callback_url(),
+        fakes.seen.clone(),
+    );
     let log: EvictionLog = Arc::default();
     let name = "db";
     budget(&env, name, run.budget).await;

@@ -14,6 +14,7 @@ pub mod checker;
 pub mod evictions;
 pub mod fixture;
 pub mod process;
+pub mod receivers;
 
 use std::{
     sync::{
