@@ -62,26 +62,23 @@ impl Evictions {
 
     /// `(pod, deletionTimestamp)`, oldest first.
     pub fn times(&self) -> Vec<(String, Timestamp)> {
-        let mut v: Vec<_> = self
-            .seen
-            .lock()
-            .expect("evictions")
-            .values()
-            .map(|(name, at, _)| (name.clone(), *at))
-            .collect();
-        v.sort_by_key(|(_, t)| *t);
-        v
+        self.sorted(|(_, at, _)| *at)
     }
 
     /// `(pod, when this watch received its deletion)`, oldest first: sub-second, but each late by
     /// the watch's delivery time.
     pub fn received(&self) -> Vec<(String, Timestamp)> {
+        self.sorted(|(_, _, received)| *received)
+    }
+
+    /// `(pod, time)` with the time `when` picks, oldest first.
+    fn sorted(&self, when: impl Fn(&Seen) -> Timestamp) -> Vec<(String, Timestamp)> {
         let mut v: Vec<_> = self
             .seen
             .lock()
             .expect("evictions")
             .values()
-            .map(|(name, _, received)| (name.clone(), *received))
+            .map(|seen| (seen.0.clone(), when(seen)))
             .collect();
         v.sort_by_key(|(_, t)| *t);
         v

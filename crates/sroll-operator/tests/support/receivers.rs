@@ -4,7 +4,7 @@
 //! `Idempotency-Key` once, as docs/notifications.md asks of receivers, and counts redeliveries.
 //!
 //! Usable with the in-process operator ([`Fakes::settings`]) and with the `sroll operator`
-//! process ([`Fakes::flags`]).
+//! process ([`Fakes::flags`], as `crates/sroll/tests/operator_process.rs` does).
 
 use std::{
     collections::BTreeSet,
