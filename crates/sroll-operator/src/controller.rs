@@ -405,12 +405,14 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     // Execute the one action. An eviction error after some evictions still writes the status
     // (the evictions happened) and is returned afterwards.
     let mut deferred = None;
+    // The API server's answer when it rejects the StatefulSet the spec describes (422/400): the
+    // rollout is blocked with that answer as its condition, and nothing else is done.
+    let mut rejected = None;
     match &plan.action {
         Action::Wait => {}
         Action::Apply { statefulset, kind } => {
             tracing::info!(rollout = %key, ?kind, "applying the StatefulSet");
-            let applied = execute::apply_statefulset(&sts_api, statefulset).await?;
-            ctx.expectations.applied(applied);
+            rejected = apply_set(ctx, &sts_api, statefulset).await?;
         }
         Action::RecreateOrphan { name, uid } => {
             tracing::info!(rollout = %key, statefulset = %name, "deleting the StatefulSet (orphaning its pods) to recreate it");
@@ -418,40 +420,43 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         }
         Action::SetPartition(mv) => {
             tracing::info!(rollout = %key, partition = mv.partition, "moving the partition");
-            let applied = execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
-            ctx.expectations.applied(applied);
+            rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
         }
         Action::Evict { partition, pods } => {
             if let Some(mv) = partition {
-                let applied = execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
-                ctx.expectations.applied(applied);
+                rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
             }
-            let targets = targets(&observed, pods);
-            let outcome = execute::evict(&pod_api, &targets, &ctx.shared.metrics).await;
-            ctx.expectations
-                .pods_deleted(&namespace, chosen(&targets, &outcome.evicted));
-            tracing::info!(
-                rollout = %key,
-                evicted = ?outcome.evicted,
-                throttled = ?outcome.throttled,
-                conflicted = ?outcome.conflicted,
-                "evicted pods"
-            );
-            if outcome.done() < pods.len() {
-                plan.record_evictions(outcome.done(), &observed);
+            if rejected.is_some() {
+                // Never evict without the partition that covers the batch.
+            } else {
+                let targets = targets(&observed, pods);
+                let outcome = execute::evict(&pod_api, &targets, &ctx.shared.metrics).await;
+                ctx.expectations
+                    .pods_deleted(&namespace, chosen(&targets, &outcome.evicted));
+                tracing::info!(
+                    rollout = %key,
+                    evicted = ?outcome.evicted,
+                    throttled = ?outcome.throttled,
+                    conflicted = ?outcome.conflicted,
+                    "evicted pods"
+                );
+                if outcome.done() < pods.len() {
+                    plan.record_evictions(outcome.done(), &observed);
+                }
+                deferred = outcome.error;
             }
-            deferred = outcome.error;
         }
         Action::DeletePods { partition, pods } => {
             if let Some(mv) = partition {
-                let applied = execute::apply_statefulset(&sts_api, &mv.statefulset).await?;
-                ctx.expectations.applied(applied);
+                rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
             }
-            let targets = targets(&observed, pods);
-            let deleted = execute::delete_pods(&pod_api, &targets).await?;
-            ctx.expectations
-                .pods_deleted(&namespace, chosen(&targets, &deleted));
-            tracing::info!(rollout = %key, ?deleted, "deleted broken pods");
+            if rejected.is_none() {
+                let targets = targets(&observed, pods);
+                let deleted = execute::delete_pods(&pod_api, &targets).await?;
+                ctx.expectations
+                    .pods_deleted(&namespace, chosen(&targets, &deleted));
+                tracing::info!(rollout = %key, ?deleted, "deleted broken pods");
+            }
         }
         Action::PatchCurrentRevision {
             statefulset,
@@ -459,6 +464,11 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         } => {
             execute::set_current_revision(&sts_api, statefulset, revision).await?;
         }
+    }
+
+    if let Some(message) = rejected {
+        tracing::warn!(rollout = %key, %message, "the StatefulSet was rejected; blocked until the spec changes");
+        plan.statefulset_rejected(&message, rollout.metadata.generation, Timestamp::now());
     }
 
     // Notifications and the release callback: non-blocking; their results land in the status.
@@ -549,6 +559,30 @@ fn targets<'a>(observed: &'a Observed, names: &'a [String]) -> Vec<execute::Targ
                 .map_or("", |p| p.uid.as_str()),
         })
         .collect()
+}
+
+/// Server-side applies `desired` and records the expectation. `Ok(Some(message))` when the API
+/// server rejected it as invalid (422) or malformed (400): the same spec will be rejected again,
+/// which is a state of the rollout to report, not an error to retry.
+async fn apply_set(
+    ctx: &Context,
+    api: &Api<StatefulSet>,
+    desired: &StatefulSet,
+) -> Result<Option<String>> {
+    match execute::apply_statefulset(api, desired).await {
+        Ok(applied) => {
+            ctx.expectations.applied(applied);
+            Ok(None)
+        }
+        Err(Error::ApplyStatefulSet {
+            name,
+            source: kube::Error::Api(status),
+        }) if status.code == 422 || status.code == 400 => Ok(Some(format!(
+            "the API server rejected StatefulSet {name} ({} {}): {}",
+            status.code, status.reason, status.message
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// `(name, uid)` of the targets whose write was accepted.

@@ -1287,10 +1287,15 @@ async fn hostile_documents(n: usize) {
                                 .or_insert(0usize) += 1;
                         }
                         other => unhandled.push(format!(
-                            "{} (generation {:?}, status {:?})",
+                            "{} (generation {:?}, status {:?}); spec: {}",
                             ro.name_any(),
                             ro.metadata.generation,
-                            other
+                            other,
+                            serde_json::to_string(&ro.spec)
+                                .unwrap_or_default()
+                                .chars()
+                                .take(3000)
+                                .collect::<String>()
                         )),
                     }
                 }
@@ -1341,5 +1346,11 @@ async fn a_thousand_hostile_documents_are_rejected_with_a_reason_or_handled_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
 async fn ten_thousand_hostile_documents_are_rejected_with_a_reason_or_handled() {
+    // The operator's warnings (failed reconciles) on stderr: the long run's failure to handle a
+    // rollout must say why.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("sroll_operator=warn"))
+        .with_writer(std::io::stderr)
+        .try_init();
     hostile_documents(10_000).await;
 }

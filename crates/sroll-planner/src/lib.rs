@@ -72,6 +72,8 @@ pub mod reasons {
     pub const IMMUTABLE_FIELD_CHANGED: &str = "ImmutableFieldChanged";
     /// The spec is invalid.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server rejected the StatefulSet the spec describes (422 or 400).
+    pub const STATEFULSET_REJECTED: &str = "StatefulSetRejected";
     /// The spec is valid.
     pub const SPEC_VALID: &str = "Valid";
     /// The partition was moved.

@@ -123,6 +123,34 @@ pub struct PlannedEvent {
 }
 
 impl Plan {
+    /// Replaces the plan's outcome after the API server rejected the StatefulSet it applies (422
+    /// Invalid or 400): the same spec will be rejected again, so the rollout is `Blocked` with
+    /// `SpecValid=False` (reason `StatefulSetRejected`, the server's message) until its spec
+    /// changes, and nothing else is planned. `generation` is the rollout's `metadata.generation`.
+    pub fn statefulset_rejected(
+        &mut self,
+        message: &str,
+        generation: Option<i64>,
+        now: k8s_openapi::jiff::Timestamp,
+    ) {
+        // Condition messages are capped at 32 KiB by the API; a rejection can quote the input.
+        let message: String = message.chars().take(4096).collect();
+        crate::conditions::set(
+            &mut self.status.conditions,
+            sroll_api::condition_types::SPEC_VALID,
+            crate::conditions::Status::False,
+            crate::reasons::STATEFULSET_REJECTED,
+            message.clone(),
+            generation,
+            now,
+        );
+        self.status.phase = Some(sroll_api::Phase::Blocked);
+        self.status.reason = Some(message);
+        self.events.clear();
+        self.requeue_after = None;
+        self.action = Action::Wait;
+    }
+
     /// Adjusts the plan after an [`Action::Evict`] that stopped early: only the first `evicted`
     /// pods were evicted (the next was refused with 429, or failed); `observed` is the snapshot the
     /// plan was made from. With `evicted == 0` the pacing clock (`lastEvictionTime`) is left as it
