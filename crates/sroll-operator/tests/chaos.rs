@@ -412,7 +412,7 @@ async fn under_5_percent_api_errors_latency_and_cut_watches_a_rollout_completes_
 /// each failed resume or re-list goes through kube-runtime's backoff. The caches must still catch
 /// up with every pod turning Ready, or the rollout waits forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky (3 of 7 runs on 2026-11-24): under these faults the test's own checker and waits lose events too; see RELIABILITY.md, scenario 2"]
+#[ignore = "flaky (3 of its last 7 runs failed): under these faults the test's own checker and waits lose events too; see RELIABILITY.md, scenario 2"]
 async fn with_a_third_of_lists_and_watches_failing_and_watches_cut_every_second_a_rollout_completes()
  {
     use kubesim::faults::{ApiErrorRule, FaultConfig, InjectedError};
