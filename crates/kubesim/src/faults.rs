@@ -109,6 +109,14 @@ pub struct FaultConfig {
     /// Cut every watch stream after this many (real) seconds.
     #[serde(default)]
     pub watch_cut_seconds: Option<u64>,
+    /// When not empty, the request-level faults (API errors, latency, watch cuts) hit only the
+    /// clients whose User-Agent product — the part before the first `/`, as in
+    /// `apiserver_request_total{client=…}` — is one of these (`sroll-operator`, `kubectl`).
+    /// Empty: every client. Pod kills, unready pods and failed nodes are not requests and are
+    /// unaffected. This lets a test fault the system under test while its observers see the
+    /// cluster as it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_agents: Vec<String>,
     /// Random pod kills.
     #[serde(default)]
     pub pod_kills: Option<PodKills>,
@@ -127,6 +135,13 @@ pub struct FaultConfig {
 
 fn default_node_eviction() -> u64 {
     300
+}
+
+impl FaultConfig {
+    /// Whether the request-level faults hit `client` (a User-Agent product).
+    pub fn hits(&self, client: &str) -> bool {
+        self.user_agents.is_empty() || self.user_agents.iter().any(|u| u == client)
+    }
 }
 
 /// What the HTTP layer must do with one request.
@@ -334,15 +349,15 @@ impl Faults {
             .is_ok_and(|c| c.failed_nodes.contains(node))
     }
 
-    /// What to do with a request.
-    pub fn decide(&self, info: &RequestInfo) -> Decision {
+    /// What to do with a request from the client whose User-Agent product is `client`.
+    pub fn decide(&self, info: &RequestInfo, client: &str) -> Decision {
         let cfg = self.config();
         let mut decision = Decision {
             delay: Duration::ZERO,
             error: None,
             cut_watch_after: None,
         };
-        if !info.is_resource_request {
+        if !info.is_resource_request || !cfg.hits(client) {
             return decision;
         }
         for l in &cfg.latency {
@@ -560,20 +575,53 @@ mod tests {
             });
         });
         let ev = RequestInfo::parse("POST", "/api/v1/namespaces/d/pods/p/eviction", None);
-        let e = f.decide(&ev).error.unwrap();
+        let e = f.decide(&ev, "test").error.unwrap();
         assert_eq!((e.code, e.retry_after), (429, Some(3)));
         let get = RequestInfo::parse("GET", "/api/v1/namespaces/d/pods/p", None);
-        assert!(f.decide(&get).error.is_none());
+        assert!(f.decide(&get, "test").error.is_none());
         let patch =
             RequestInfo::parse("PATCH", "/apis/apps/v1/namespaces/d/statefulsets/web", None);
         let fired = (0..1000)
-            .filter(|_| f.decide(&patch).error.is_some())
+            .filter(|_| f.decide(&patch, "test").error.is_some())
             .count();
         assert!((400..600).contains(&fired), "about half fire: {fired}");
-        let body = f.decide(&ev).error.unwrap().body;
+        let body = f.decide(&ev, "test").error.unwrap().body;
         assert_eq!(body["reason"], "TooManyRequests");
         f.clear();
-        assert!(f.decide(&ev).error.is_none());
+        assert!(f.decide(&ev, "test").error.is_none());
+    }
+
+    #[test]
+    fn request_faults_can_be_limited_to_some_clients() {
+        let f = Faults::new(Some(1));
+        f.set(
+            serde_json::from_value(json!({
+                "apiErrors": [{"probability": 1.0, "error": {"type": "internalError"}}],
+                "latency": [{"millis": 30}],
+                "watchCutSeconds": 2,
+                "userAgents": ["sroll-operator"]
+            }))
+            .unwrap(),
+        );
+        let watch = RequestInfo::parse("GET", "/api/v1/pods", Some("watch=true"));
+        let hit = f.decide(&watch, "sroll-operator");
+        assert_eq!(hit.error.map(|e| e.code), Some(500));
+        assert_eq!(hit.delay, Duration::from_millis(30));
+        assert_eq!(hit.cut_watch_after, Some(Duration::from_secs(2)));
+        let spared = f.decide(&watch, "kubectl");
+        assert_eq!(
+            spared,
+            Decision {
+                delay: Duration::ZERO,
+                error: None,
+                cut_watch_after: None
+            }
+        );
+        f.update(|c| c.user_agents.clear());
+        assert!(
+            f.decide(&watch, "kubectl").error.is_some(),
+            "empty list: every client"
+        );
     }
 
     #[test]
@@ -592,7 +640,7 @@ mod tests {
         assert!(f.is_unready("d", "web-0"));
         assert!(f.node_failed("kubesim-node-1"));
         let watch = RequestInfo::parse("GET", "/api/v1/pods", Some("watch=1"));
-        let d = f.decide(&watch);
+        let d = f.decide(&watch, "test");
         assert_eq!(d.cut_watch_after, Some(Duration::from_secs(5)));
         assert_eq!(d.delay, Duration::from_millis(20));
         assert_eq!(

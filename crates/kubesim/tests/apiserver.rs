@@ -479,7 +479,21 @@ async fn a_watch_opened_before_watch_cuts_are_switched_on_is_cut_too() {
         Some(WatchEvent::Added(_))
     ));
 
-    faults.update(|c| c.watch_cut_seconds = Some(1));
+    // Cuts limited to another client spare this one's open watch.
+    faults.update(|c| {
+        c.watch_cut_seconds = Some(1);
+        c.user_agents = vec!["sroll-operator".into()];
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pods.create(&PostParams::default(), &pod("spared", json!({})))
+        .await
+        .unwrap();
+    match open.try_next().await.unwrap() {
+        Some(WatchEvent::Added(p)) => assert_eq!(p.name_any(), "spared"),
+        other => panic!("the watch of a client the faults spare was cut: {other:?}"),
+    }
+
+    faults.update(|c| c.user_agents.clear());
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
         while open.try_next().await.unwrap().is_some() {}
     })
@@ -497,9 +511,11 @@ async fn a_watch_opened_before_watch_cuts_are_switched_on_is_cut_too() {
     pods.create(&PostParams::default(), &pod("after", json!({})))
         .await
         .unwrap();
-    match fresh.try_next().await.unwrap() {
-        Some(WatchEvent::Added(p)) => assert_eq!(p.name_any(), "before"),
-        other => panic!("expected the initial ADDED, got {other:?}"),
+    for initial in ["before", "spared"] {
+        match fresh.try_next().await.unwrap() {
+            Some(WatchEvent::Added(p)) => assert_eq!(p.name_any(), initial),
+            other => panic!("expected the initial ADDED, got {other:?}"),
+        }
     }
     match fresh.try_next().await.unwrap() {
         Some(WatchEvent::Added(p)) => assert_eq!(p.name_any(), "after"),

@@ -154,7 +154,7 @@ pub async fn run_scope(
         api_in(client, ns),
         watcher::Config::default().any_semantic(),
     )
-    .default_backoff()
+    .backoff(cache::WatchBackoff::default())
     .modify(cache::strip_rollout)
     .reflect(rollout_writer)
     .applied_objects()
@@ -165,7 +165,7 @@ pub async fn run_scope(
         api_in::<StatefulSet>(client, ns),
         watcher::Config::default().any_semantic(),
     )
-    .default_backoff()
+    .backoff(cache::WatchBackoff::default())
     .modify(cache::strip_statefulset)
     .reflect(sts_writer)
     .touched_objects();
@@ -177,7 +177,7 @@ pub async fn run_scope(
         api_in::<PodDisruptionBudget>(client, ns),
         watcher::Config::default().any_semantic(),
     )
-    .default_backoff()
+    .backoff(cache::WatchBackoff::default())
     .modify(cache::strip_pdb)
     .reflect(pdb_writer)
     .touched_objects();
@@ -189,7 +189,7 @@ pub async fn run_scope(
             .labels(cache::SERVICE_NAME_LABEL)
             .any_semantic(),
     )
-    .default_backoff()
+    .backoff(cache::WatchBackoff::default())
     .modify(cache::strip_endpoint_slice)
     .reflect(slice_writer)
     .touched_objects();

@@ -29,9 +29,9 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
-use sroll_api::{Phase, StatefulsetRollout};
+use sroll_api::{Phase, ServiceDiscovery, StatefulsetRollout, condition_types as ct};
 use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
-use support::{DEADLINE, Env, Rollout, RunningOperator, wait_for};
+use support::{DEADLINE, Env, Rollout, RunningOperator, receivers, wait_for};
 
 /// Deadline of the long versions' waits.
 const LONG: Duration = Duration::from_secs(900);
@@ -337,9 +337,12 @@ fn delta(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>) -> BTree
 async fn rollout_under_api_faults(
     replicas: i32,
     budget_n: i32,
-    faults: kubesim::faults::FaultConfig,
+    mut faults: kubesim::faults::FaultConfig,
     deadline: Duration,
 ) {
+    // The faults hit the operator only: the test's own requests and the checker's watches see
+    // the cluster as it is, so what they report is what happened, not what a faulted watch saw.
+    faults.user_agents = vec!["sroll-operator".to_owned()];
     let cut = faults.watch_cut_seconds.unwrap_or(0);
     if std::env::var_os("CHAOS_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
@@ -746,6 +749,222 @@ async fn the_leader_killed_mid_rollout_is_replaced_within_the_lease_and_no_pod_i
 #[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
 async fn the_leader_of_a_100_pod_rollout_killed_mid_rollout_is_replaced_within_the_lease() {
     leader_killed_mid_rollout(100, Duration::from_secs(4)).await;
+}
+
+// ---- 7. Slack, Consul and the callback receiver hanging --------------------------------------
+
+/// `rollout` gated on the fake Consul's service.
+fn gated(rollout: &Rollout) -> StatefulsetRollout {
+    let mut r = rollout.build();
+    r.spec.service_discovery = Some(ServiceDiscovery {
+        services: vec![receivers::CONSUL_SERVICE.into()],
+        ..ServiceDiscovery::default()
+    });
+    r
+}
+
+/// `(status, reason)` of the rollout's condition `type_`.
+fn condition(r: &StatefulsetRollout, type_: &str) -> Option<(String, String)> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn current(r: &StatefulsetRollout) -> bool {
+    r.status
+        .as_ref()
+        .is_some_and(|s| s.observed_generation == r.metadata.generation)
+}
+
+/// Two rollouts side by side: `notified` (Slack channel, release callback) and `gated` (Consul
+/// service discovery). Created while every receiver answers; then Slack, the callback receiver
+/// and Consul all hang — each request read and never answered — and both are updated.
+/// As specified: `notified` completes (notifications and callbacks never hold a rollout) with its
+/// callback not recorded; `gated` evicts no more than its last Consul answer allowed, then holds
+/// with `Degraded=DiscoveryUnreachable`; a spec change of the held rollout is still observed
+/// (nothing blocks the reconcile loop). Released: `gated` completes, the callback is applied once
+/// per stage, the Slack message of the new rollout is posted once.
+async fn integrations_hanging(replicas: i32, budget_n: i32, deadline: Duration) {
+    let mut env = Env::without_operator().await;
+    let fakes = receivers::Fakes::start(&env).await;
+    env.start_operator_with(fakes.settings(&env));
+    budget(&env, "notified", budget_n).await;
+    budget(&env, "gated", budget_n).await;
+    let url = fakes.callback_url();
+    let notified_at = |image: &str, id: &str, stage: &str| {
+        receivers::notified(
+            &Rollout::named("notified")
+                .replicas(replicas)
+                .image(image)
+                .identity(id),
+            &url,
+            stage,
+        )
+    };
+    let gated_at = |image: &str, id: &str| {
+        Rollout::named("gated")
+            .replicas(replicas)
+            .image(image)
+            .identity(id)
+    };
+
+    // Everything answers.
+    env.apply_resource(&notified_at("registry.example/app:v1", "n1", "stage-1"))
+        .await;
+    env.apply_resource(&gated(&gated_at("registry.example/app:v1", "g1")))
+        .await;
+    wait_done(&env, "notified", deadline).await;
+    let g1 = wait_done(&env, "gated", deadline).await;
+    assert_eq!(
+        g1.status.unwrap().ready_replicas_service_discovery,
+        Some(replicas)
+    );
+    env.wait_rollout_within("notified", "the first callback recorded", deadline, |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.last_callback_stage_id.as_deref() == Some("stage-1"))
+    })
+    .await;
+    let v1 = env.revisions("gated").await;
+
+    // Everything hangs.
+    fakes.hang(true);
+    let hung = Instant::now();
+    env.apply_resource(&notified_at("registry.example/app:v2", "n2", "stage-2"))
+        .await;
+    env.apply_resource(&gated(&gated_at("registry.example/app:v2", "g2")))
+        .await;
+    let n2 = wait_done(&env, "notified", deadline).await;
+    let notified_done = hung.elapsed();
+    assert_eq!(updated(&n2), replicas);
+    let s = n2.status.as_ref().unwrap();
+    assert_eq!(
+        s.last_callback_stage_id.as_deref(),
+        Some("stage-1"),
+        "no callback for stage-2 can have been delivered"
+    );
+    assert_ne!(
+        condition(&n2, ct::CALLBACK_DELIVERED).map(|c| c.0),
+        Some("True".to_owned()),
+        "the callback is not reported delivered"
+    );
+    let held = env
+        .wait_rollout_within(
+            "gated",
+            "Degraded=DiscoveryUnreachable on the new generation",
+            deadline,
+            |r| {
+                current(r)
+                    && condition(r, ct::DEGRADED)
+                        == Some(("True".into(), "DiscoveryUnreachable".into()))
+            },
+        )
+        .await;
+    let unreachable_after = hung.elapsed();
+    let moved_before_hold = updated(&held);
+    // The last answer before the hang said every old pod passed: one batch may go on its word,
+    // no more, since no replacement pod was ever reported passing.
+    assert!(
+        moved_before_hold <= budget_n,
+        "{moved_before_hold} pods moved on a Consul that never answered about them (budget {budget_n})"
+    );
+    // Nothing blocks: the held rollout's spec changes are still observed.
+    let paused = gated(&gated_at("registry.example/app:v2", "g2").paused(true));
+    env.apply_resource(&paused).await;
+    env.wait_rollout_within("gated", "the pause observed while hanging", deadline, |r| {
+        current(r) && r.status.as_ref().is_some_and(|s| s.paused == Some(true))
+    })
+    .await;
+    env.apply_resource(&gated(&gated_at("registry.example/app:v2", "g2")))
+        .await;
+    env.wait_rollout_within(
+        "gated",
+        "the resume observed while hanging",
+        deadline,
+        |r| current(r) && r.status.as_ref().is_some_and(|s| s.paused != Some(true)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = env.rollout("gated").await;
+    assert_eq!(
+        updated(&still),
+        moved_before_hold,
+        "nothing more is evicted while Consul hangs"
+    );
+    let moved: Vec<_> = env
+        .revisions("gated")
+        .await
+        .into_iter()
+        .filter(|p| !v1.contains(p))
+        .collect();
+    assert!(
+        moved.len() <= budget_n as usize,
+        "moved while hanging: {moved:?}"
+    );
+    let unanswered = fakes.unanswered();
+    assert!(unanswered > 0, "the operator called the hanging receivers");
+    let hang = hung.elapsed();
+
+    // Released.
+    fakes.hang(false);
+    let released = Instant::now();
+    let g2 = wait_done(&env, "gated", deadline).await;
+    let gated_done = released.elapsed();
+    assert_eq!(updated(&g2), replicas);
+    env.wait_rollout_within("notified", "the stage-2 callback recorded", deadline, |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.last_callback_stage_id.as_deref() == Some("stage-2"))
+    })
+    .await;
+    let callback_after = released.elapsed();
+    wait_for("the new rollout's Slack message", deadline, || async {
+        (fakes.seen.lock().unwrap().slack_posts.len() == 2).then_some(())
+    })
+    .await;
+    let (callbacks, redeliveries, posts, updates) = {
+        let seen = fakes.seen.lock().unwrap();
+        (
+            seen.callbacks.clone(),
+            seen.redeliveries,
+            seen.slack_posts.len(),
+            seen.slack_updates,
+        )
+    };
+    assert_eq!(
+        callbacks,
+        vec![
+            ("stage-1".to_owned(), "RolloutDone".to_owned()),
+            ("stage-2".to_owned(), "RolloutDone".to_owned())
+        ]
+    );
+    let report = env.finish(true).await;
+    eprintln!(
+        "chaos hanging integrations: {replicas} pods each, budget {budget_n}; hung {hang:.1?}, \
+         {unanswered} requests left unanswered; notified rollout Done {notified_done:.1?} into \
+         the hang (callback not recorded); gated rollout moved {moved_before_hold} pods on the \
+         last answer, DiscoveryUnreachable after {unreachable_after:.1?}, then held; released: \
+         gated Done after {gated_done:.1?}, stage-2 callback recorded after {callback_after:.1?}; \
+         callbacks applied {} (+{redeliveries} redeliveries), Slack {posts} messages + {updates} \
+         updates; max unavailable {:?}; problems: {}",
+        callbacks.len(),
+        report.max_unavailable,
+        report.problems().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_slack_consul_and_the_callback_hanging_rollouts_complete_or_hold_as_specified() {
+    integrations_hanging(12, 2, Duration::from_secs(90)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn with_slack_consul_and_the_callback_hanging_100_pod_rollouts_complete_or_hold() {
+    integrations_hanging(100, 10, LONG).await;
 }
 
 // ---- 6. hostile input ------------------------------------------------------------------------

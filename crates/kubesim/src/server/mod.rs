@@ -327,7 +327,7 @@ async fn handle(State(s): State<ServerState>, req: Request) -> Response {
     if let Some(f) = &s.faults
         && info.is_resource_request
     {
-        let d = f.decide(&info);
+        let d = f.decide(&info, &ua);
         if !d.delay.is_zero() {
             tokio::time::sleep(d.delay).await;
         }
@@ -668,7 +668,8 @@ async fn resource_request(
     match (&t.name, t.subresource.as_deref()) {
         (None, _) => match *method {
             Method::GET if bool_param(q, "watch") => {
-                watch::serve(s, &d, ns, q, table_target, cut_watch_after)
+                let client = metrics::user_agent_product(header_str(headers, header::USER_AGENT));
+                watch::serve(s, &d, ns, q, table_target, cut_watch_after, client)
             }
             Method::GET => {
                 let opts = list_options(q)?;

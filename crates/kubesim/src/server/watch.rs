@@ -54,6 +54,8 @@ struct StreamState {
     cut_at: Option<Instant>,
     /// Fault configuration changes (`None` without fault injection).
     faults: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The watching client's User-Agent product (faults may be limited to some clients).
+    client: String,
     bookmarks: bool,
     interval: Duration,
     next_bookmark: Instant,
@@ -128,7 +130,9 @@ impl StreamState {
             .s
             .faults
             .as_ref()
-            .and_then(|f| f.config().watch_cut_seconds)
+            .map(crate::faults::Faults::config)
+            .filter(|c| c.hits(&self.client))
+            .and_then(|c| c.watch_cut_seconds)
             .map(Duration::from_secs);
         self.cut_at = cut.map(|c| {
             let at = Instant::now() + c;
@@ -208,6 +212,7 @@ pub(super) fn serve(
     q: &HashMap<String, String>,
     table_target: Option<table::TableVersion>,
     cut_after: Option<Duration>,
+    client: String,
 ) -> Result<Response> {
     let get = |k: &str| q.get(k).map(String::as_str).filter(|s| !s.is_empty());
     let send_initial = get("sendInitialEvents") == Some("true");
@@ -248,6 +253,7 @@ pub(super) fn serve(
         deadline: now + timeout,
         cut_at: cut_after.map(|c| now + c),
         faults: s.faults.as_ref().map(crate::faults::Faults::subscribe),
+        client,
         bookmarks: get("allowWatchBookmarks") == Some("true"),
         interval: s.options.bookmark_interval,
         next_bookmark: now + s.options.bookmark_interval,

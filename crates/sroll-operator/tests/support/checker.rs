@@ -105,6 +105,8 @@ pub struct Move {
 
 #[derive(Default, Debug)]
 struct SetState {
+    /// `resourceVersion` of the newest version of the set seen.
+    resource_version: String,
     replicas: i32,
     armed: bool,
     /// Lowest partition seen per update revision (`RollingUpdate` only).
@@ -230,6 +232,7 @@ impl State {
     fn on_set(&mut self, sts: &StatefulSet) {
         let name = sts.name_any();
         let set = self.sets.entry(name).or_default();
+        set.resource_version = sts.resource_version().unwrap_or_default();
         let spec = sts.spec.clone().unwrap_or_default();
         set.replicas = spec.replicas.unwrap_or(1);
         let strategy = spec.update_strategy.unwrap_or_default();
@@ -545,6 +548,17 @@ impl Checker {
         }
         all.extend(PANICS.lock().map(|p| p.clone()).unwrap_or_default());
         all
+    }
+
+    /// Whether the checker has seen `set` at `resource_version` (its watches may lag the
+    /// server; a report judged on an older set than the pods would call chosen moves leaks).
+    pub fn has_seen_set(&self, set: &str, resource_version: &str) -> bool {
+        self.state
+            .lock()
+            .expect("checker state")
+            .sets
+            .get(set)
+            .is_some_and(|s| s.resource_version == resource_version)
     }
 
     /// Stops watching and judges the run.

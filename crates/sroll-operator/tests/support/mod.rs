@@ -243,6 +243,29 @@ impl Env {
     }
 
     /// Stops the operator gracefully.
+    /// Waits until the checker has seen every StatefulSet of the namespace as the server has it
+    /// now, so that its judgement is not made on a lagging view.
+    pub async fn checker_caught_up(&self) {
+        let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.ns);
+        wait_for(
+            "the checker to see the StatefulSets as the server has them",
+            Duration::from_secs(120),
+            || async {
+                let list = sets.list(&Default::default()).await.ok()?;
+                list.items
+                    .iter()
+                    .all(|s| {
+                        self.checker.has_seen_set(
+                            &s.name_any(),
+                            s.metadata.resource_version.as_deref().unwrap_or_default(),
+                        )
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     pub async fn stop_operator(&mut self) {
         if let Some(op) = self.operator.take() {
             op.stop().await.expect("the operator stops cleanly");
@@ -447,6 +470,7 @@ impl Env {
     /// status regression, duplicated delivery, operator exit or panic.
     pub async fn finish(mut self, partitioned: bool) -> checker::Report {
         self.stop_operator().await;
+        self.checker_caught_up().await;
         let report = self.checker.report(partitioned);
         assert!(
             report.violations.is_empty(),
@@ -496,7 +520,9 @@ impl Env {
     /// integration URLs pointed at local servers.
     pub fn start_operator_with(&mut self, settings: Settings) {
         assert!(self.operator.is_none(), "the operator is already running");
-        self.operator = Some(RunningOperator::start(self.client.clone(), settings));
+        let op = RunningOperator::start(self.client.clone(), settings);
+        self.checker.watch_operator(&op.exits);
+        self.operator = Some(op);
     }
 
     /// Applies a rollout built outside the fixture (fields [`Rollout`] has no builder for).

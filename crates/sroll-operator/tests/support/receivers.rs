@@ -3,21 +3,35 @@
 //! Slack message or a callback applied twice is a violation; the callback receiver applies each
 //! `Idempotency-Key` once, as docs/notifications.md asks of receivers, and counts redeliveries.
 //!
+//! The same server is a Consul agent whose service [`CONSUL_SERVICE`] lists every pod of the
+//! test namespace as passing (`/v1/catalog/services`, `/v1/health/service/{name}`).
+//!
+//! [`Fakes::hang`] turns all of them into a tarpit: a request that arrives while hanging is read
+//! and never answered (the connection stays open until the client gives up), as a receiver stuck
+//! behind a dead upstream behaves; requests arriving after [`Fakes::hang`]`(false)` are answered.
+//!
 //! Usable with the in-process operator ([`Fakes::settings`]) and with the `sroll operator`
 //! process ([`Fakes::flags`], as `crates/sroll/tests/operator_process.rs` does).
 
 use std::{
     collections::BTreeSet,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
 };
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Path, Request, State},
     http::{HeaderMap, StatusCode},
-    routing::post,
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
 };
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client};
 use serde_json::{Value, json};
 use sroll_api::{Bapi, NotificationLevel, Notifications, StatefulsetRollout};
 use sroll_operator::{
@@ -29,6 +43,9 @@ use super::{Env, Rollout, checker::Checker};
 
 /// The Slack bot token stored in the test namespace's Secret.
 pub const TOKEN: &str = "xoxb-chaos-token";
+
+/// The Consul service whose instances are the namespace's pods.
+pub const CONSUL_SERVICE: &str = "app";
 
 /// What the fake receivers saw.
 #[derive(Default)]
@@ -50,6 +67,50 @@ pub struct Received {
 struct Receivers {
     checker: Checker,
     seen: Arc<Mutex<Received>>,
+    client: Client,
+    namespace: String,
+    hanging: Arc<AtomicBool>,
+    /// Requests read and never answered.
+    unanswered: Arc<AtomicUsize>,
+    /// Requests answered.
+    answered: Arc<AtomicUsize>,
+}
+
+/// While hanging, a request is read and left without an answer for good.
+async fn tarpit(State(r): State<Receivers>, request: Request, next: Next) -> Response {
+    if r.hanging.load(Ordering::SeqCst) {
+        r.unanswered.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+    }
+    let response = next.run(request).await;
+    r.answered.fetch_add(1, Ordering::SeqCst);
+    response
+}
+
+async fn consul_catalog() -> Json<Value> {
+    Json(json!({"consul": [], CONSUL_SERVICE: ["v1"]}))
+}
+
+/// Every pod of the namespace with an IP, passing.
+async fn consul_health(State(r): State<Receivers>, Path(name): Path<String>) -> Json<Value> {
+    if name != CONSUL_SERVICE {
+        return Json(json!([]));
+    }
+    let pods = Api::<Pod>::namespaced(r.client.clone(), &r.namespace)
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let entries = pods
+        .iter()
+        .filter_map(|p| {
+            let ip = p.status.as_ref()?.pod_ip.clone()?;
+            Some(json!({"Node": {"Address": "192.168.1.1"},
+                        "Service": {"Service": CONSUL_SERVICE, "Address": ip},
+                        "Checks": [{"Status": "passing"}]}))
+        })
+        .collect();
+    Json(Value::Array(entries))
 }
 
 /// The `Rollout:` field of a Slack message (the rollout identity), which makes a message unique.
@@ -109,6 +170,9 @@ pub struct Fakes {
     pub seen: Arc<Mutex<Received>>,
     /// The Secret holding [`TOKEN`] in the test namespace.
     pub slack_secret: SecretLocation,
+    hanging: Arc<AtomicBool>,
+    unanswered: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
 }
 
 impl Fakes {
@@ -118,11 +182,19 @@ impl Fakes {
         let state = Receivers {
             checker: env.checker.clone(),
             seen: Arc::default(),
+            client: env.client.clone(),
+            namespace: env.ns.clone(),
+            hanging: Arc::default(),
+            unanswered: Arc::default(),
+            answered: Arc::default(),
         };
         let router = Router::new()
             .route("/api/chat.postMessage", post(slack_post))
             .route("/api/chat.update", post(slack_update))
             .route("/callback", post(callback))
+            .route("/v1/catalog/services", get(consul_catalog))
+            .route("/v1/health/service/{name}", get(consul_health))
+            .layer(middleware::from_fn_with_state(state.clone(), tarpit))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -132,7 +204,26 @@ impl Fakes {
             addr,
             seen: state.seen,
             slack_secret,
+            hanging: state.hanging,
+            unanswered: state.unanswered,
+            answered: state.answered,
         }
+    }
+
+    /// From now on, every request arriving is read and never answered (`true`), or answered
+    /// again (`false`; requests already left unanswered stay so).
+    pub fn hang(&self, hanging: bool) {
+        self.hanging.store(hanging, Ordering::SeqCst);
+    }
+
+    /// Requests left without an answer so far.
+    pub fn unanswered(&self) -> usize {
+        self.unanswered.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered so far.
+    pub fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
     }
 
     /// The release callback's URL.
@@ -148,6 +239,7 @@ impl Fakes {
                 slack_api_url: Some(format!("http://{}/api", self.addr)),
                 slack_token_secret: Some(self.slack_secret.clone()),
                 callback_allow: vec![format!("127.0.0.1:{}", self.addr.port())],
+                consul_addr: Some(format!("http://{}", self.addr)),
                 ..IntegrationSettings::default()
             },
             ..env.settings()
@@ -162,6 +254,7 @@ impl Fakes {
             format!("--slack-api-url=http://{}/api", self.addr),
             format!("--slack-token-secret={}/{}/{}", s.namespace, s.name, s.key),
             format!("--callback-allow=127.0.0.1:{}", self.addr.port()),
+            format!("--consul-addr=http://{}", self.addr),
         ]
     }
 }
