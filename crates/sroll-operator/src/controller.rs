@@ -219,28 +219,35 @@ pub async fn run_scope(
     let (pod_rollouts, pod_sets) = (rollouts.clone(), statefulsets.clone());
     let pdb_rollouts = rollouts.clone();
     let slice_rollouts = rollouts.clone();
-    Controller::for_stream(rollout_stream, rollouts)
-        .with_config(ControllerConfig::default())
-        .owns_stream(sts_stream)
-        .watches_stream(pod_stream, move |pod| {
-            cache::rollout_of_pod(&pod_rollouts, &pod_sets, &pod)
-        })
-        .watches_stream(pdb_stream, move |pdb| {
-            cache::rollouts_of_pdb(&pdb_rollouts, &pdb)
-        })
-        .watches_stream(slice_stream, move |slice| {
-            cache::rollouts_of_endpoint_slice(&slice_rollouts, &slice)
-        })
-        .reconcile_on(woken)
-        .graceful_shutdown_on(stopped)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::trace!(rollout = %obj, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
-            }
-        })
-        .await;
+    // Each watch backs off on its own; the errors stop here so that the Controller's trigger
+    // back-off never pauses every cache at once (`cache::errors_logged`).
+    Controller::for_stream(
+        cache::errors_logged(rollout_stream, "StatefulsetRollout"),
+        rollouts,
+    )
+    .with_config(ControllerConfig::default())
+    .owns_stream(cache::errors_logged(sts_stream, "StatefulSet"))
+    .watches_stream(cache::errors_logged(pod_stream, "Pod"), move |pod| {
+        cache::rollout_of_pod(&pod_rollouts, &pod_sets, &pod)
+    })
+    .watches_stream(
+        cache::errors_logged(pdb_stream, "PodDisruptionBudget"),
+        move |pdb| cache::rollouts_of_pdb(&pdb_rollouts, &pdb),
+    )
+    .watches_stream(
+        cache::errors_logged(slice_stream, "EndpointSlice"),
+        move |slice| cache::rollouts_of_endpoint_slice(&slice_rollouts, &slice),
+    )
+    .reconcile_on(woken)
+    .graceful_shutdown_on(stopped)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((obj, _)) => tracing::trace!(rollout = %obj, "reconciled"),
+            Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+        }
+    })
+    .await;
     tracing::info!(namespace = ?namespace, "controller stopped");
 }
 

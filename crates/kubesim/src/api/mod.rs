@@ -267,9 +267,19 @@ impl Watch {
         &self.desc
     }
 
-    /// resourceVersion up to which events have been delivered.
+    /// resourceVersion up to which events have been read from the history (some may still wait
+    /// in the queue to be delivered).
     pub fn cursor(&self) -> u64 {
         self.cursor
+    }
+
+    /// The resourceVersion a BOOKMARK may carry now: the cursor once every event read up to it has
+    /// been delivered; `None` while some still wait in the queue. A bookmark promises the client
+    /// that it has seen everything up to its resourceVersion — a client resuming from it never
+    /// gets the events in between again (`k8s.io/apiserver/pkg/storage/cacher`: the cacher sends a
+    /// bookmark only between events, at the resourceVersion of the last one dispatched).
+    pub fn bookmark_rv(&self) -> Option<u64> {
+        self.pending.is_empty().then_some(self.cursor)
     }
 
     fn matches(&self, s: &Stored) -> bool {

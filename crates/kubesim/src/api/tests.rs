@@ -346,6 +346,44 @@ fn exact_list_rebuilds_a_past_state() {
     assert_eq!(r.resource_version, rv);
 }
 
+/// A bookmark may only carry a resourceVersion whose events have all been delivered: with events
+/// still queued, a client resuming from the cursor would never see them.
+#[tokio::test]
+async fn no_bookmark_is_offered_ahead_of_queued_events() {
+    let a = api();
+    let d = pods(&a);
+    let rv = a.store().current_rv();
+    let mut w = a
+        .watch(
+            &d,
+            Some("default"),
+            &WatchOptions {
+                resource_version: Some(rv.to_string()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(w.bookmark_rv(), Some(rv), "nothing read, nothing queued");
+    for name in ["a", "b", "c"] {
+        a.create(&d, Some("default"), pod(name), &WriteOptions::default())
+            .unwrap();
+    }
+    let first = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(&first, WatchEvent::Added(o) if o["metadata"]["name"] == "a"));
+    assert_eq!(w.cursor(), a.store().current_rv(), "all three were read");
+    assert_eq!(w.bookmark_rv(), None, "two are still queued");
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(w.bookmark_rv(), Some(a.store().current_rv()));
+}
+
 #[tokio::test]
 async fn watch_from_a_resource_version_sees_later_changes_and_selector_exits() {
     let a = api();

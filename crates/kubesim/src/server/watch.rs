@@ -187,16 +187,23 @@ impl StreamState {
                     if self.cut_at.is_some_and(|c| now >= c) {
                         return None;
                     }
+                    // A bookmark only when every event read so far has been sent: one carrying
+                    // the cursor ahead of queued events would let a client resuming from it (after
+                    // a cut or the timeout) skip them for good.
                     if now >= self.deadline {
                         self.done = true;
-                        if self.bookmarks {
-                            return Some(bookmark_frame(&self.d, self.w.cursor(), false));
+                        if self.bookmarks
+                            && let Some(rv) = self.w.bookmark_rv()
+                        {
+                            return Some(bookmark_frame(&self.d, rv, false));
                         }
                         return None;
                     }
                     if self.bookmarks && now >= self.next_bookmark {
                         self.next_bookmark = now + self.interval;
-                        return Some(bookmark_frame(&self.d, self.w.cursor(), false));
+                        if let Some(rv) = self.w.bookmark_rv() {
+                            return Some(bookmark_frame(&self.d, rv, false));
+                        }
                     }
                 }
             }
