@@ -787,10 +787,17 @@ fn current(r: &StatefulsetRollout) -> bool {
 /// with `Degraded=DiscoveryUnreachable`; a spec change of the held rollout is still observed
 /// (nothing blocks the reconcile loop). Released: `gated` completes, the callback is applied once
 /// per stage, the Slack message of the new rollout is posted once.
-async fn integrations_hanging(replicas: i32, budget_n: i32, deadline: Duration) {
+async fn integrations_hanging(
+    replicas: i32,
+    budget_n: i32,
+    discovery_interval: Option<Duration>,
+    deadline: Duration,
+) {
     let mut env = Env::without_operator().await;
     let fakes = receivers::Fakes::start(&env).await;
-    env.start_operator_with(fakes.settings(&env));
+    let mut settings = fakes.settings(&env);
+    settings.integrations.discovery_interval = discovery_interval;
+    env.start_operator_with(settings);
     budget(&env, "notified", budget_n).await;
     budget(&env, "gated", budget_n).await;
     let url = fakes.callback_url();
@@ -943,7 +950,8 @@ async fn integrations_hanging(replicas: i32, budget_n: i32, deadline: Duration) 
     );
     let report = env.finish(true).await;
     eprintln!(
-        "chaos hanging integrations: {replicas} pods each, budget {budget_n}; hung {hang:.1?}, \
+        "chaos hanging integrations: {replicas} pods each, budget {budget_n}, Consul polled every \
+         {discovery_interval:?} (None: 5 s); hung {hang:.1?}, \
          {unanswered} requests left unanswered; notified rollout Done {notified_done:.1?} into \
          the hang (callback not recorded); gated rollout moved {moved_before_hold} pods on the \
          last answer, DiscoveryUnreachable after {unreachable_after:.1?}, then held; released: \
@@ -958,13 +966,14 @@ async fn integrations_hanging(replicas: i32, budget_n: i32, deadline: Duration) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_slack_consul_and_the_callback_hanging_rollouts_complete_or_hold_as_specified() {
-    integrations_hanging(12, 2, Duration::from_secs(90)).await;
+    // Consul polled every second (default 5 s) to keep the CI version short.
+    integrations_hanging(12, 2, Some(Duration::from_secs(1)), Duration::from_secs(90)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
 async fn with_slack_consul_and_the_callback_hanging_100_pod_rollouts_complete_or_hold() {
-    integrations_hanging(100, 10, LONG).await;
+    integrations_hanging(100, 10, None, LONG).await;
 }
 
 // ---- 6. hostile input ------------------------------------------------------------------------
