@@ -575,7 +575,7 @@ async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold
     wait_done(&env, name, LONG).await;
     apply_raw(&env, &base.image("registry.example/app:v2").build()).await;
     env.wait_rollout(name, "a fifth of the pods updated", |r| {
-        updated(r) >= replicas / 5
+        current(r) && updated(r) >= replicas / 5
     })
     .await;
 
@@ -699,8 +699,10 @@ async fn leader_killed_mid_rollout(replicas: i32, lease: Duration) {
     apply_raw(&env, &base.build()).await;
     wait_done(&env, name, DEADLINE).await;
     apply_raw(&env, &base.image("registry.example/app:v2").build()).await;
+    // At the new generation: until the operator has observed it, the status still shows the
+    // previous rollout's pods all updated, and a killed before evicting anything proves nothing.
     env.wait_rollout(name, "a third of the pods updated", |r| {
-        updated(r) >= replicas / 3
+        current(r) && updated(r) >= replicas / 3
     })
     .await;
     assert_eq!(b.metrics.reconciles.get(), 0, "the standby did nothing");
@@ -725,6 +727,10 @@ async fn leader_killed_mid_rollout(replicas: i32, lease: Duration) {
                 *m.entry(e.by.clone()).or_default() += 1;
                 m
             });
+    assert!(
+        by.get("a").is_some_and(|n| *n > 0) && by.get("b").is_some_and(|n| *n > 0),
+        "both replicas evicted, one before the kill and one after: {by:?}"
+    );
     let report = env.checker.report(true);
     report.assert_clean();
     // Upstream client-go: a candidate takes over once the lease has not been renewed for
@@ -837,6 +843,7 @@ async fn integrations_hanging(
     .await;
     let v1 = env.revisions("gated").await;
 
+    eprintln!("chaos hanging integrations: both rollouts created and Done; hanging");
     // Everything hangs.
     fakes.hang(true);
     let hung = Instant::now();
@@ -915,6 +922,7 @@ async fn integrations_hanging(
     assert!(unanswered > 0, "the operator called the hanging receivers");
     let hang = hung.elapsed();
 
+    eprintln!("chaos hanging integrations: held as specified after {hang:.1?}; releasing");
     // Released.
     fakes.hang(false);
     let released = Instant::now();
@@ -928,19 +936,22 @@ async fn integrations_hanging(
     })
     .await;
     let callback_after = released.elapsed();
+    eprintln!("chaos hanging integrations: gated Done, callback recorded; waiting for Slack");
     wait_for("the new rollout's Slack message", deadline, || async {
-        (fakes.seen.lock().unwrap().slack_posts.len() == 2).then_some(())
+        (fakes.seen.lock().unwrap().slack_posts.len() >= 2).then_some(())
     })
     .await;
-    let (callbacks, redeliveries, posts, updates) = {
+    let (callbacks, redeliveries, posts, pages, updates) = {
         let seen = fakes.seen.lock().unwrap();
         (
             seen.callbacks.clone(),
             seen.redeliveries,
             seen.slack_posts.len(),
+            seen.slack_more_pages,
             seen.slack_updates,
         )
     };
+    assert_eq!(posts, 2, "one first message per rollout");
     assert_eq!(
         callbacks,
         vec![
@@ -956,8 +967,8 @@ async fn integrations_hanging(
          the hang (callback not recorded); gated rollout moved {moved_before_hold} pods on the \
          last answer, DiscoveryUnreachable after {unreachable_after:.1?}, then held; released: \
          gated Done after {gated_done:.1?}, stage-2 callback recorded after {callback_after:.1?}; \
-         callbacks applied {} (+{redeliveries} redeliveries), Slack {posts} messages + {updates} \
-         updates; max unavailable {:?}; problems: {}",
+         callbacks applied {} (+{redeliveries} redeliveries), Slack {posts} messages (+{pages} \
+         further pages) + {updates} updates; max unavailable {:?}; problems: {}",
         callbacks.len(),
         report.max_unavailable,
         report.problems().len()

@@ -230,7 +230,7 @@ async fn operator_process_sigkilled_at_random_moments(run: KillRun) {
 async fn an_operator_process_sigkilled_6_times_at_random_moments_keeps_every_promise() {
     operator_process_sigkilled_at_random_moments(KillRun {
         replicas: 30,
-        budget: 2,
+        budget: 1,
         kills: 6,
         gap_ms: (200, 800),
         deadline: Duration::from_secs(120),
@@ -243,7 +243,7 @@ async fn an_operator_process_sigkilled_6_times_at_random_moments_keeps_every_pro
 async fn an_operator_process_sigkilled_30_times_during_a_300_pod_rollout_keeps_every_promise() {
     operator_process_sigkilled_at_random_moments(KillRun {
         replicas: 300,
-        budget: 10,
+        budget: 5,
         kills: 30,
         gap_ms: (300, 1200),
         deadline: Duration::from_secs(1200),

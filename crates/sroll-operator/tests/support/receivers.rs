@@ -50,8 +50,10 @@ pub const CONSUL_SERVICE: &str = "app";
 /// What the fake receivers saw.
 #[derive(Default)]
 pub struct Received {
-    /// The `Rollout:` field of every posted message.
+    /// The `Rollout:` field of every posted first message of a rollout.
     pub slack_posts: Vec<String>,
+    /// Further pages posted (messages without a `Rollout:` field).
+    pub slack_more_pages: usize,
     /// `chat.update` calls.
     pub slack_updates: usize,
     /// `(stageId, outcome)` of every applied callback.
@@ -124,11 +126,20 @@ fn rollout_field(v: &Value) -> Option<String> {
 }
 
 async fn slack_post(State(r): State<Receivers>, Json(body): Json<Value>) -> Json<Value> {
-    let key = rollout_field(&body).unwrap_or_else(|| "(no rollout field)".into());
-    r.checker.slack_posted(&key);
     let mut seen = r.seen.lock().unwrap();
-    seen.slack_posts.push(key);
-    let ts = format!("1700000000.{:06}", seen.slack_posts.len());
+    // The first message of a rollout carries its identity; further pages (more than 50 pods in
+    // flight) do not, and are counted apart.
+    match rollout_field(&body) {
+        Some(key) => {
+            r.checker.slack_posted(&key);
+            seen.slack_posts.push(key);
+        }
+        None => seen.slack_more_pages += 1,
+    }
+    let ts = format!(
+        "1700000000.{:06}",
+        seen.slack_posts.len() + seen.slack_more_pages
+    );
     Json(json!({"ok": true, "channel": "C0CHAOS", "ts": ts}))
 }
 
