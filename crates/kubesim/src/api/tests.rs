@@ -346,6 +346,20 @@ fn exact_list_rebuilds_a_past_state() {
     assert_eq!(r.resource_version, rv);
 }
 
+/// A watch of the `app=web` pods of `default` from `rv`.
+fn web_pods_after(a: &Api, d: &Arc<ResourceDescriptor>, rv: u64) -> Watch {
+    a.watch(
+        d,
+        Some("default"),
+        &WatchOptions {
+            resource_version: Some(rv.to_string()),
+            label_selector: LabelSelector::parse("app=web").unwrap(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 /// A bookmark may only carry a resourceVersion whose events have all been delivered: with events
 /// still queued, a client resuming from the cursor would never see them.
 #[tokio::test]
@@ -353,16 +367,7 @@ async fn no_bookmark_is_offered_ahead_of_queued_events() {
     let a = api();
     let d = pods(&a);
     let rv = a.store().current_rv();
-    let mut w = a
-        .watch(
-            &d,
-            Some("default"),
-            &WatchOptions {
-                resource_version: Some(rv.to_string()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let mut w = web_pods_after(&a, &d, rv);
     assert_eq!(w.bookmark_rv(), Some(rv), "nothing read, nothing queued");
     for name in ["a", "b", "c"] {
         a.create(&d, Some("default"), pod(name), &WriteOptions::default())
@@ -391,17 +396,7 @@ async fn watch_from_a_resource_version_sees_later_changes_and_selector_exits() {
     a.create(&d, Some("default"), pod("a"), &WriteOptions::default())
         .unwrap();
     let rv = a.store().current_rv();
-    let mut w = a
-        .watch(
-            &d,
-            Some("default"),
-            &WatchOptions {
-                resource_version: Some(rv.to_string()),
-                label_selector: LabelSelector::parse("app=web").unwrap(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let mut w = web_pods_after(&a, &d, rv);
     a.create(&d, Some("default"), pod("b"), &WriteOptions::default())
         .unwrap();
     let mut p = a.get(&d, Some("default"), "a").unwrap();
