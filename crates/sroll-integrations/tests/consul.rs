@@ -261,6 +261,62 @@ async fn the_poller_follows_pods_from_failing_to_passing_and_wakes_the_operator(
     );
 }
 
+/// A Consul whose queries for datacenter `remote` are read and never answered (a cross-datacenter
+/// forward to an unreachable datacenter hangs like this); the others get an empty service.
+async fn consul_hanging_for_remote() -> String {
+    async fn answer(Query(q): Query<HashMap<String, String>>, body: Value) -> Json<Value> {
+        if q.get("dc").map(String::as_str) == Some("remote") {
+            std::future::pending::<()>().await;
+        }
+        Json(body)
+    }
+    let router = Router::new()
+        .route(
+            "/v1/catalog/services",
+            get(|q| answer(q, json!({"memcached": []}))),
+        )
+        .route("/v1/health/service/{name}", get(|q| answer(q, json!([]))));
+    format!("http://{}", serve(router).await)
+}
+
+#[tokio::test]
+async fn one_rollouts_hanging_query_does_not_hold_back_the_others() {
+    let discovery = Discovery::spawn(DiscoveryConfig {
+        consul_addr: Some(consul_hanging_for_remote().await),
+        interval: Duration::from_millis(50),
+        // Far longer than the test: the hanging poll never ends while it runs.
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            total: Duration::from_secs(120),
+        },
+        ..DiscoveryConfig::default()
+    })
+    .expect("discovery");
+    let (stuck, fine) = (
+        RolloutKey::new("cache", "far"),
+        RolloutKey::new("cache", "near"),
+    );
+    let remote = ConsulQuery {
+        dc: Some("remote".into()),
+        ..query(&["memcached"], None)
+    };
+    assert_eq!(discovery.observe(&stuck, remote.clone()), None);
+    // The local rollout is polled again and again while the remote one's first poll hangs; with
+    // one round of polls joined before the next, it got one answer and then waited with it.
+    let mut answers = std::collections::BTreeSet::new();
+    wait_for("five fresh answers for the local rollout", || {
+        if let Some(o) = discovery.observe(&fine, query(&["memcached"], None)) {
+            assert!(matches!(o.health, DiscoveryHealth::Reachable(_)), "{o:?}");
+            answers.insert(o.at);
+        }
+        let still_hanging = discovery.observe(&stuck, remote.clone()).is_none();
+        assert!(still_hanging, "the remote query was expected to hang");
+        let enough = answers.len() >= 5;
+        async move { enough }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn without_a_consul_address_discovery_is_unreachable_with_a_reason() {
     let discovery = Discovery::spawn(DiscoveryConfig::default()).expect("discovery");

@@ -211,7 +211,16 @@ impl Discovery {
     }
 }
 
+/// Polls every due rollout's query, each on its own: a poll that hangs (up to the client's
+/// timeout) holds back only its own rollout, never the refresh of the others. A rollout's next poll
+/// starts once its previous one has answered and `interval` has passed.
 async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryConfig) {
+    let mut polls = JoinSet::new();
+    let mut in_flight: HashMap<tokio::task::Id, RolloutKey> = HashMap::new();
+    let tick = config
+        .interval
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(10));
     loop {
         let now = Instant::now();
         let due: Vec<(RolloutKey, ConsulQuery)> = {
@@ -222,53 +231,62 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
             entries.retain(|_, e| now.duration_since(e.last_seen) < config.idle_after);
             entries
                 .iter()
-                .filter(|(_, e)| {
-                    e.observation
-                        .as_ref()
-                        .is_none_or(|o| now.duration_since(o.at) >= config.interval)
+                .filter(|(k, e)| {
+                    !in_flight.values().any(|f| f == *k)
+                        && e.observation
+                            .as_ref()
+                            .is_none_or(|o| now.duration_since(o.at) >= config.interval)
                 })
                 .map(|(k, e)| (k.clone(), e.query.clone()))
                 .collect()
         };
-        let mut polls = JoinSet::new();
         for (key, query) in due {
             let client = client.clone();
-            polls.spawn(async move {
+            let poll_key = key.clone();
+            let handle = polls.spawn(async move {
                 let health = client.health(&query).await;
-                (key, query, health)
+                (poll_key, query, health)
             });
-        }
-        while let Some(joined) = polls.join_next().await {
-            let Ok((key, query, health)) = joined else {
-                continue;
-            };
-            let changed = {
-                let mut entries = shared
-                    .entries
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                match entries.get_mut(&key) {
-                    Some(entry) if entry.query == query => {
-                        let changed = entry
-                            .observation
-                            .as_ref()
-                            .is_none_or(|o| o.health != health);
-                        entry.observation = Some(Observation {
-                            health,
-                            at: Instant::now(),
-                        });
-                        changed
-                    }
-                    _ => false,
-                }
-            };
-            if changed && let Some(waker) = &config.waker {
-                waker(&key);
-            }
+            in_flight.insert(handle.id(), key);
         }
         tokio::select! {
+            Some(joined) = polls.join_next_with_id(), if !polls.is_empty() => {
+                let (key, query, health) = match joined {
+                    Ok((id, done)) => {
+                        in_flight.remove(&id);
+                        done
+                    }
+                    Err(e) => {
+                        in_flight.remove(&e.id());
+                        continue;
+                    }
+                };
+                let changed = {
+                    let mut entries = shared
+                        .entries
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match entries.get_mut(&key) {
+                        Some(entry) if entry.query == query => {
+                            let changed = entry
+                                .observation
+                                .as_ref()
+                                .is_none_or(|o| o.health != health);
+                            entry.observation = Some(Observation {
+                                health,
+                                at: Instant::now(),
+                            });
+                            changed
+                        }
+                        _ => false,
+                    }
+                };
+                if changed && let Some(waker) = &config.waker {
+                    waker(&key);
+                }
+            }
             () = shared.wake.notified() => {}
-            () = tokio::time::sleep(config.interval.min(Duration::from_secs(1)).max(Duration::from_millis(10))) => {}
+            () = tokio::time::sleep(tick) => {}
         }
     }
 }
