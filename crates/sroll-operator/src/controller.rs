@@ -433,9 +433,8 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
             if let Some(mv) = partition {
                 rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
             }
-            if rejected.is_some() {
-                // Never evict without the partition that covers the batch.
-            } else {
+            // Never evict without the partition that covers the batch.
+            if rejected.is_none() {
                 let targets = targets(&observed, pods);
                 let outcome = execute::evict(&pod_api, &targets, &ctx.shared.metrics).await;
                 ctx.expectations

@@ -43,7 +43,7 @@ use sroll_integrations::{
     DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
     RolloutSnapshot, Version, Waker,
     allow::HostAllowlist,
-    discovery::{ConsulQuery, ConsulToken, Observation, endpointslice},
+    discovery::{ConsulQuery, ConsulToken, endpointslice},
     reasons,
     slack::{DEFAULT_API_URL, SlackConfig, SlackTarget, SlackToken},
     transition_events,
@@ -58,30 +58,6 @@ pub const SECRET_TTL: Duration = Duration::from_secs(60);
 
 /// Longest a reconcile waits for the first Consul answer about a new or changed query.
 const FIRST_POLL_WAIT: Duration = Duration::from_secs(2);
-
-/// The age past which a Consul answer no longer gates evictions: two poll intervals and a second.
-/// Polls are due every interval and take milliseconds; an older answer means the poll in flight
-/// hangs (each may take up to the client's 15 s timeout), and what Consul says about the pods may
-/// have changed since. Found by chaos scenario 7 (RELIABILITY.md): with Consul accepting
-/// connections and never answering, the operator went on evicting on a 20 s old answer.
-fn max_answer_age(interval: Duration) -> Duration {
-    interval * 2 + Duration::from_secs(1)
-}
-
-/// The health `obs` read, unless it is older than `max_age`: then Consul counts as unreachable.
-fn current_health(obs: Observation, max_age: Duration) -> DiscoveryHealth {
-    let age = obs.at.elapsed();
-    if age > max_age {
-        DiscoveryHealth::Unreachable {
-            reason: format!(
-                "Consul has not answered for {} s; its last answer is too old to gate on",
-                age.as_secs()
-            ),
-        }
-    } else {
-        obs.health
-    }
-}
 
 /// Most ControllerRevision images remembered (revisions are immutable; the memo is cleared when full).
 const REVISION_IMAGES: usize = 4096;
@@ -329,15 +305,12 @@ impl Integrations {
         let sd = rollout.spec.service_discovery.as_ref()?;
         let consul =
             sd.provider.clone().unwrap_or(DiscoveryProvider::Consul) == DiscoveryProvider::Consul;
-        (consul && !sd.services.is_empty()).then(|| self.discovery_interval())
-    }
-
-    /// Time between two Consul polls.
-    fn discovery_interval(&self) -> Duration {
-        self.settings
-            .discovery_interval
-            .unwrap_or(DiscoveryConfig::default().interval)
-            .max(Duration::from_millis(100))
+        (consul && !sd.services.is_empty()).then(|| {
+            self.settings
+                .discovery_interval
+                .unwrap_or(DiscoveryConfig::default().interval)
+                .max(Duration::from_millis(100))
+        })
     }
 
     /// The rollout's service-discovery health for the planner; `None` when not configured.
@@ -380,9 +353,8 @@ impl Integrations {
                     services: sd.services.clone(),
                     token: token.map(ConsulToken::new),
                 };
-                let max_age = max_answer_age(self.discovery_interval());
                 match self.discovery.observe(&key, query.clone()) {
-                    Some(obs) => current_health(obs, max_age),
+                    Some(obs) => obs.health,
                     None => {
                         // A new or changed query: give the first poll a moment (bounded) rather
                         // than holding the rollout for a whole requeue interval.
@@ -390,7 +362,7 @@ impl Integrations {
                         loop {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                             if let Some(obs) = self.discovery.observe(&key, query.clone()) {
-                                break current_health(obs, max_age);
+                                break obs.health;
                             }
                             if Instant::now() >= deadline {
                                 break DiscoveryHealth::Unreachable {
@@ -689,26 +661,6 @@ fn set_condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_consul_answer_older_than_two_intervals_does_not_gate() {
-        let interval = Duration::from_secs(5);
-        let max_age = max_answer_age(interval);
-        assert_eq!(max_age, Duration::from_secs(11));
-        let healthy = DiscoveryHealth::Reachable(Default::default());
-        let at = |ago: u64| Observation {
-            health: healthy.clone(),
-            at: tokio::time::Instant::now() - Duration::from_secs(ago),
-        };
-        assert_eq!(current_health(at(4), max_age), healthy);
-        match current_health(at(20), max_age) {
-            DiscoveryHealth::Unreachable { reason } => assert!(
-                reason.starts_with("Consul has not answered for 20 s"),
-                "{reason}"
-            ),
-            other => panic!("a 20 s old answer gated: {other:?}"),
-        }
-    }
 
     #[test]
     fn secret_locations_parse_namespace_name_and_key() {

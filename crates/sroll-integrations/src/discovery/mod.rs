@@ -99,6 +99,30 @@ pub struct Observation {
     pub at: Instant,
 }
 
+impl Observation {
+    /// This observation, or — when it is older than `max_age` at `now` — the same one with the
+    /// health unreachable. Polls are due every interval and take milliseconds; an older answer
+    /// means the poll in flight hangs (each may take up to the client's 15 s timeout), and what
+    /// Consul says about the pods may have changed since: it must not gate evictions any more.
+    /// Found by chaos scenario 7 (RELIABILITY.md): with Consul accepting connections and never
+    /// answering, the operator went on evicting on a 20 s old answer.
+    pub fn current(self, max_age: Duration, now: Instant) -> Self {
+        let age = now.saturating_duration_since(self.at);
+        if age <= max_age {
+            return self;
+        }
+        Self {
+            health: DiscoveryHealth::Unreachable {
+                reason: format!(
+                    "Consul has not answered for {} s; its last answer is too old to gate on",
+                    age.as_secs()
+                ),
+            },
+            at: self.at,
+        }
+    }
+}
+
 /// Settings of the background poller.
 #[derive(Clone)]
 pub struct DiscoveryConfig {
@@ -143,6 +167,8 @@ struct Shared {
 pub struct Discovery {
     shared: Arc<Shared>,
     configured: bool,
+    /// Answers older than this no longer gate ([`Observation::current`]).
+    max_age: Duration,
 }
 
 impl Discovery {
@@ -158,10 +184,15 @@ impl Discovery {
             wake: Notify::new(),
         });
         let configured = client.is_some();
+        let max_age = config.interval * 2 + Duration::from_secs(1);
         if let Some(client) = client {
             tokio::spawn(poll_loop(shared.clone(), client, config));
         }
-        Ok(Self { shared, configured })
+        Ok(Self {
+            shared,
+            configured,
+            max_age,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RolloutKey, Entry>> {
@@ -172,7 +203,8 @@ impl Discovery {
     }
 
     /// The latest Consul health for the rollout's `query`, polling it from now on; `None` until
-    /// the first poll of a new or changed query completes (the planner waits).
+    /// the first poll of a new or changed query completes (the planner waits). An answer older
+    /// than two poll intervals and a second comes back unreachable ([`Observation::current`]).
     pub fn observe(&self, key: &RolloutKey, query: ConsulQuery) -> Option<Observation> {
         if !self.configured {
             return Some(Observation {
@@ -187,7 +219,10 @@ impl Discovery {
         match entries.get_mut(key) {
             Some(entry) if entry.query == query => {
                 entry.last_seen = now;
-                entry.observation.clone()
+                entry
+                    .observation
+                    .clone()
+                    .map(|o| o.current(self.max_age, now))
             }
             _ => {
                 entries.insert(
@@ -287,6 +322,30 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
             }
             () = shared.wake.notified() => {}
             () = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_older_than_its_bound_is_unreachable() {
+        let now = Instant::now();
+        let healthy = DiscoveryHealth::Reachable(ServiceHealth::default());
+        let answered = |ago: u64| Observation {
+            health: healthy.clone(),
+            at: now - Duration::from_secs(ago),
+        };
+        let bound = Duration::from_secs(11);
+        assert_eq!(answered(4).current(bound, now).health, healthy);
+        match answered(20).current(bound, now).health {
+            DiscoveryHealth::Unreachable { reason } => assert!(
+                reason.starts_with("Consul has not answered for 20 s"),
+                "{reason}"
+            ),
+            other => panic!("a 20 s old answer gated: {other:?}"),
         }
     }
 }
