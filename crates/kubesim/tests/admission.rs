@@ -121,21 +121,20 @@ async fn review(
                 resp["patch"] = json!(patch(&Value::Array(ops)));
             }
         }
-        "label-b" => {
-            if !labels(obj).contains_key("b") {
-                resp["patchType"] = json!("JSONPatch");
-                resp["patch"] = json!(patch(&json!([
-                    {"op": "add", "path": "/metadata/labels/b", "value": "true"}
-                ])));
-            }
+        "label-b" if !labels(obj).contains_key("b") => {
+            resp["patchType"] = json!("JSONPatch");
+            resp["patch"] = json!(patch(&json!([
+                {"op": "add", "path": "/metadata/labels/b", "value": "true"}
+            ])));
         }
-        "deny" => {
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-            if name.starts_with("forbidden") {
-                resp["allowed"] = json!(false);
-                resp["status"] =
-                    json!({"code": 403, "message": "pods named forbidden-* are not allowed"});
-            }
+        "deny"
+            if obj["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("forbidden")) =>
+        {
+            resp["allowed"] = json!(false);
+            resp["status"] =
+                json!({"code": 403, "message": "pods named forbidden-* are not allowed"});
         }
         "warn" => {
             resp["warnings"] = json!(["images should be pinned by digest"]);

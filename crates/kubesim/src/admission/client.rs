@@ -24,10 +24,14 @@ use serde_json::Value;
 use super::config::Target;
 use crate::api::{Api, ListOptions};
 
-/// Cached clients keyed by (caBundle, service host override).
+/// A client's key: its `caBundle` and, for services, the host name pinned
+/// to the resolved endpoint.
+type ClientKey = (Option<Arc<Vec<u8>>>, Option<(String, SocketAddr)>);
+
+/// Cached clients.
 #[derive(Default)]
 pub struct Clients {
-    cache: Mutex<HashMap<(Option<Arc<Vec<u8>>>, Option<(String, SocketAddr)>), reqwest::Client>>,
+    cache: Mutex<HashMap<ClientKey, reqwest::Client>>,
 }
 
 impl std::fmt::Debug for Clients {
