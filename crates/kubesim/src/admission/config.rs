@@ -837,3 +837,87 @@ pub fn compile(obj: &Value, hook_type: HookType) -> Vec<Webhook> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(resources: &[&str], scope: &str) -> Rule {
+        Rule {
+            operations: vec!["CREATE".into(), "UPDATE".into()],
+            groups: vec!["*".into()],
+            versions: vec!["v1".into()],
+            resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+            scope: scope.into(),
+        }
+    }
+
+    #[test]
+    fn resource_forms_match_like_upstream_rules() {
+        let m = |r: &Rule, res: &str, sub: &str| r.matches("CREATE", "", "v1", res, sub, true);
+        let star = rule(&["*"], "*");
+        assert!(m(&star, "pods", ""));
+        assert!(!m(&star, "pods", "status"), "`*` is main resources only");
+        let all = rule(&["*/*"], "*");
+        assert!(m(&all, "pods", "") && m(&all, "pods", "eviction"));
+        let pods_any = rule(&["pods/*"], "*");
+        assert!(m(&pods_any, "pods", "") && m(&pods_any, "pods", "status"));
+        assert!(!m(&pods_any, "services", ""));
+        let any_status = rule(&["*/status"], "*");
+        assert!(m(&any_status, "deployments", "status") && !m(&any_status, "pods", ""));
+        let eviction = rule(&["pods/eviction"], "*");
+        assert!(m(&eviction, "pods", "eviction") && !m(&eviction, "pods", ""));
+        let scale = rule(&["statefulsets/scale"], "*");
+        assert!(m(&scale, "statefulsets", "scale"));
+        assert!(!rule(&["pods"], "*").matches("DELETE", "", "v1", "pods", "", true));
+        assert!(!rule(&["pods"], "*").matches("CREATE", "", "v2", "pods", "", true));
+        assert!(!rule(&["pods"], "Cluster").matches("CREATE", "", "v1", "pods", "", true));
+        assert!(rule(&["nodes"], "Cluster").matches("CREATE", "", "v1", "nodes", "", false));
+        assert!(!rule(&["nodes"], "Namespaced").matches("CREATE", "", "v1", "nodes", "", false));
+    }
+
+    #[test]
+    fn resource_lists_are_validated_like_upstream() {
+        let errs = |r: &[&str]| {
+            let mut out = vec![];
+            let list: Vec<String> = r.iter().map(|s| (*s).to_owned()).collect();
+            validate_resources(&list, "r", &mut out);
+            out.into_iter().map(|c| c.message).collect::<Vec<_>>()
+        };
+        assert!(errs(&["pods", "pods/status", "*/scale"]).is_empty());
+        assert_eq!(
+            errs(&["*", "pods"]),
+            [
+                r#"Invalid value: []string{"*", "pods"}: if '*' is present, must not specify other resources without subresources"#
+            ]
+        );
+        assert_eq!(
+            errs(&["pods/*", "pods/status"]),
+            [
+                r#"Invalid value: "pods/status": if 'pods/*' is present, must not specify pods/status"#
+            ]
+        );
+        assert_eq!(errs(&[]), ["Required value"]);
+    }
+
+    #[test]
+    fn urls_must_be_https_without_credentials_fragments_or_queries() {
+        let errs = |u: &str| {
+            let mut out = vec![];
+            validate_url(u, "url", &mut out);
+            out.into_iter().map(|c| c.message).collect::<Vec<_>>()
+        };
+        assert!(errs("https://hooks.example.com:8443/mutate").is_empty());
+        assert_eq!(
+            errs("https://user@h/x#frag"),
+            [
+                r#"Invalid value: "user": user information is not permitted in the URL"#,
+                r#"Invalid value: "frag": fragments are not permitted in the URL"#
+            ]
+        );
+        assert_eq!(
+            errs("https:///x"),
+            [r#"Invalid value: "": host must be provided; desired format: https://host[/path]"#]
+        );
+    }
+}
