@@ -145,6 +145,13 @@ async fn review(
             resp["status"] =
                 json!({"code": 422, "message": "evictions are paused for maintenance"});
         }
+        "cap-replicas" if obj["spec"]["replicas"].as_i64().is_some_and(|r| r > 3) => {
+            resp["patchType"] = json!("JSONPatch");
+            resp["patch"] = json!(patch(&json!([
+                {"op": "replace", "path": "/spec/replicas", "value": 3}
+            ])));
+            resp["warnings"] = json!(["replicas capped at 3"]);
+        }
         "sleep" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -860,4 +867,66 @@ async fn dry_run_requests_reach_webhooks_flagged_and_store_nothing() {
     assert_eq!(reqs[0]["dryRun"], true);
     let pods: Api<Pod> = Api::namespaced(k.h.client(), "default");
     assert!(pods.get_opt("dry").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_mutating_webhook_on_the_scale_subresource_caps_kubectl_scale() {
+    if !kubectl_available() {
+        return;
+    }
+    let k = Kubectl::start().await;
+    let w = WebhookServer::start().await;
+    let rules = json!([{"operations": ["UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"],
+                        "resources": ["statefulsets/scale"]}]);
+    create_config(
+        &k,
+        &mutating(
+            "cap",
+            vec![hook(
+                "cap.scale.example.com",
+                w.by_url("cap-replicas"),
+                rules,
+            )],
+        ),
+    )
+    .await;
+    let sets: Api<StatefulSet> = Api::namespaced(k.h.client(), "default");
+    sets.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "serviceName": "web",
+                     "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // The StatefulSet write itself is not `statefulsets/scale`.
+    assert_eq!(w.seen.count("cap-replicas"), 0);
+    let o = k
+        .run(&["scale", "statefulset", "web", "--replicas=10"], None)
+        .await;
+    assert!(o.ok, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Warning: replicas capped at 3"),
+        "{}",
+        o.stderr
+    );
+    let set = sets.get("web").await.unwrap();
+    assert_eq!(set.spec.unwrap().replicas, Some(3));
+    let reqs = w.seen.requests("cap-replicas");
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let r = &reqs[0];
+    assert_eq!(r["operation"], "UPDATE");
+    assert_eq!(r["subResource"], "scale");
+    assert_eq!(
+        r["kind"],
+        json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+    );
+    assert_eq!(r["object"]["spec"]["replicas"], 10);
+    assert_eq!(r["oldObject"]["spec"]["replicas"], 1);
 }

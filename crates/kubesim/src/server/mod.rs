@@ -882,9 +882,9 @@ async fn resource_request(
                     q.clone(),
                 )
                 .await?;
-                Ok(json_response(
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
-                    &v,
+                Ok(with_warnings(
+                    json_response(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), &v),
+                    &opts,
                 ))
             }
             Some(_) => Err(ApiError::method_not_allowed(
@@ -1053,5 +1053,8 @@ async fn scale_request(
         }
     }
     let out = api.update(d, ns, name, obj, &opts)?;
-    Ok(json_response(StatusCode::OK, &scale_of(d, &out)))
+    Ok(with_warnings(
+        json_response(StatusCode::OK, &scale_of(d, &out)),
+        &opts,
+    ))
 }
