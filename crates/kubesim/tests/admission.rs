@@ -470,6 +470,55 @@ async fn a_false_match_condition_skips_the_webhook() {
         .unwrap();
     assert_eq!(container_names(&p), ["app", "sidecar"]);
     assert_eq!(w.seen.count("inject"), 1);
+
+    // A condition that cannot be evaluated (kubesim binds no `authorizer`):
+    // `failurePolicy: Fail` refuses the request, `Ignore` skips the webhook.
+    k.ok(&["delete", "mutatingwebhookconfiguration", "conditions"])
+        .await;
+    let cond = json!([{"name": "authz", "expression": "authorizer.serviceAccount('x', 'y').group('').resource('pods').check('create').allowed()"}]);
+    let mut fail = hook(
+        "inject.authz-fail.example.com",
+        w.by_url("inject"),
+        pods_rule(),
+    );
+    fail["matchConditions"] = cond.clone();
+    fail["objectSelector"] = json!({"matchLabels": {"case": "fail"}});
+    let mut ignore = hook(
+        "inject.authz-ignore.example.com",
+        w.by_url("inject"),
+        pods_rule(),
+    );
+    ignore["matchConditions"] = cond;
+    ignore["failurePolicy"] = json!("Ignore");
+    ignore["objectSelector"] = json!({"matchLabels": {"case": "ignore"}});
+    create_config(&k, &mutating("authz", vec![fail, ignore])).await;
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &pod("authz-fail", json!({"case": "fail"})),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(s.code, 403);
+    assert!(
+        s.message.starts_with(
+            "pods \"authz-fail\" is forbidden: expression 'authorizer.serviceAccount('x', 'y')"
+        ),
+        "{}",
+        s.message
+    );
+    let p = pods
+        .create(
+            &PostParams::default(),
+            &pod("authz-ignore", json!({"case": "ignore"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(container_names(&p), ["app"]);
+    assert_eq!(w.seen.count("inject"), 1);
 }
 
 /// A port nothing listens on.

@@ -718,6 +718,8 @@ pub enum Target {
 pub struct MatchCondition {
     /// Its name.
     pub name: String,
+    /// The expression's source.
+    pub expression: String,
     /// The compiled expression.
     pub program: Arc<Program>,
 }
@@ -811,9 +813,11 @@ pub fn compile(obj: &Value, hook_type: HookType) -> Vec<Webhook> {
             .into_iter()
             .flatten()
             .filter_map(|c| {
-                let program = Program::compile(c["expression"].as_str()?).ok()?;
+                let expression = c["expression"].as_str()?;
+                let program = Program::compile(expression).ok()?;
                 Some(MatchCondition {
                     name: c["name"].as_str().unwrap_or_default().to_owned(),
+                    expression: expression.to_owned(),
                     program: Arc::new(program),
                 })
             })

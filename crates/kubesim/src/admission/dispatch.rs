@@ -237,50 +237,49 @@ fn gate(api: &Api, h: &Webhook, a: &Attributes<'_>) -> Gate {
         ("oldObject", a.old_object.as_ref().unwrap_or(&null)),
         ("request", &request),
     ];
-    let mut first_error = None;
+    // `matchconditions/matcher.go`: any false skips the webhook; otherwise
+    // evaluation errors are aggregated and `failurePolicy` decides.
+    let mut errors = vec![];
     for c in &h.match_conditions {
         match crate::schema::cel::evaluate(&c.program, &vars) {
             Ok(kube_cel::cel::Value::Bool(true)) => {}
             Ok(kube_cel::cel::Value::Bool(false)) => return Gate::Skip,
-            Ok(other) => {
-                first_error.get_or_insert_with(|| {
-                    format!(
-                        "matchCondition {:?} evaluated to a non-boolean value: {other:?}",
-                        c.name
-                    )
-                });
-            }
-            Err(e) => {
-                first_error.get_or_insert_with(|| {
-                    format!("matchCondition {:?} failed to evaluate: {e}", c.name)
-                });
-            }
+            Ok(other) => errors.push(format!(
+                "expression '{}' resulted in error: no such overload: result is {other:?}, not a bool",
+                c.expression
+            )),
+            Err(e) => errors.push(format!(
+                "expression '{}' resulted in error: {e}",
+                c.expression
+            )),
         }
     }
-    match first_error {
-        None => Gate::Call,
-        Some(_) if !h.fail_closed => Gate::Skip,
-        Some(e) => {
-            let name = if a.name.is_empty() {
-                "Unknown"
-            } else {
-                &a.name
-            };
-            Gate::Reject(with_details(
-                ApiError::new(
-                    403,
-                    "Forbidden",
-                    format!(
-                        "{} \"{name}\" is forbidden: failed to evaluate the match conditions of webhook {:?}: {e}",
-                        a.group_resource(),
-                        h.name
-                    ),
-                ),
-                a,
-                name,
-            ))
-        }
+    if errors.is_empty() {
+        return Gate::Call;
     }
+    if !h.fail_closed {
+        return Gate::Skip;
+    }
+    // `apierrors.NewForbidden` over the aggregate (`utilerrors.NewAggregate`).
+    let detail = if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        format!("[{}]", errors.join(", "))
+    };
+    let name = if a.name.is_empty() {
+        "Unknown"
+    } else {
+        &a.name
+    };
+    Gate::Reject(with_details(
+        ApiError::new(
+            403,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {detail}", a.group_resource()),
+        ),
+        a,
+        name,
+    ))
 }
 
 /// What one call did.
