@@ -27,9 +27,13 @@ use kubectl_support::{Kubectl, kubectl_available};
 use kubesim::cluster::ClusterConfig;
 use serde_json::{Value, json};
 
-/// What the webhook server saw: requests per path.
+/// What the webhook server saw: requests per path; and a client the
+/// `interfere` webhook writes with (once) while it is being called.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<HashMap<String, Vec<Value>>>>);
+struct Seen(
+    Arc<Mutex<HashMap<String, Vec<Value>>>>,
+    Arc<Mutex<Option<kube::Client>>>,
+);
 
 impl Seen {
     fn count(&self, path: &str) -> usize {
@@ -86,6 +90,7 @@ async fn review(
         .push(req.clone());
     let uid = req["uid"].clone();
     let obj = &req["object"];
+    let calls = seen.count(&path);
     let mut resp = json!({"uid": uid, "allowed": true});
     match path.as_str() {
         "inject" => {
@@ -151,6 +156,27 @@ async fn review(
                 {"op": "replace", "path": "/spec/replicas", "value": 3}
             ])));
             resp["warnings"] = json!(["replicas capped at 3"]);
+        }
+        "interfere" => {
+            // The first call writes the same pod while its update is being admitted.
+            let client = seen.1.lock().unwrap().take();
+            if let Some(c) = client {
+                let pods: Api<Pod> = Api::namespaced(c, "default");
+                let name = req["name"].as_str().unwrap_or_default().to_owned();
+                pods.patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(
+                        json!({"metadata": {"annotations": {"side": "written"}}}),
+                    ),
+                )
+                .await
+                .unwrap();
+            }
+            resp["patchType"] = json!("JSONPatch");
+            resp["patch"] = json!(patch(&json!([
+                {"op": "add", "path": "/metadata/labels/admitted", "value": calls.to_string()}
+            ])));
         }
         "sleep" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -978,4 +1004,53 @@ async fn a_mutating_webhook_on_the_scale_subresource_caps_kubectl_scale() {
     );
     assert_eq!(r["object"]["spec"]["replicas"], 10);
     assert_eq!(r["oldObject"]["spec"]["replicas"], 1);
+}
+
+#[tokio::test]
+async fn an_update_changed_while_being_admitted_is_admitted_again() {
+    if !kubectl_available() {
+        return;
+    }
+    let k = Kubectl::start().await;
+    let w = WebhookServer::start().await;
+    let rules = json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                        "resources": ["pods"]}]);
+    create_config(
+        &k,
+        &mutating(
+            "interfere",
+            vec![hook("interfere.example.com", w.by_url("interfere"), rules)],
+        ),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(k.h.client(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod("contended", json!({"app": "x"})),
+    )
+    .await
+    .unwrap();
+    *w.seen.1.lock().unwrap() = Some(k.h.client());
+    let p = pods
+        .patch(
+            "contended",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"touch": "1"}}})),
+        )
+        .await
+        .unwrap();
+    // Call 1 admits the patch and makes the side write, itself an admitted
+    // UPDATE (call 2). The pod changed under the patch, so the patch is
+    // applied to the new pod and admitted again (call 3): nothing is lost.
+    let l = p.metadata.labels.unwrap();
+    let a = p.metadata.annotations.unwrap();
+    assert_eq!(l.get("touch").map(String::as_str), Some("1"));
+    assert_eq!(a.get("side").map(String::as_str), Some("written"));
+    assert_eq!(
+        w.seen.count("interfere"),
+        3,
+        "{:?}",
+        w.seen.requests("interfere")
+    );
+    assert_eq!(l.get("admitted").map(String::as_str), Some("3"));
 }
