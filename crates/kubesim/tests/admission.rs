@@ -81,7 +81,8 @@ async fn review(
     Path(path): Path<String>,
     Json(review): Json<Value>,
 ) -> Json<Value> {
-    let req = review["request"].clone();
+    let mut req = review["request"].clone();
+    req["reviewApiVersion"] = review["apiVersion"].clone();
     seen.0
         .lock()
         .unwrap()
@@ -178,12 +179,13 @@ async fn review(
                 {"op": "add", "path": "/metadata/labels/admitted", "value": calls.to_string()}
             ])));
         }
+        "wrong-uid" => resp["uid"] = json!("nope"),
         "sleep" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
         _ => {}
     }
-    Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}))
+    Json(json!({"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": resp}))
 }
 
 impl WebhookServer {
@@ -1053,4 +1055,50 @@ async fn an_update_changed_while_being_admitted_is_admitted_again() {
         w.seen.requests("interfere")
     );
     assert_eq!(l.get("admitted").map(String::as_str), Some("3"));
+}
+
+#[tokio::test]
+async fn review_versions_and_response_checks_follow_upstream() {
+    if !kubectl_available() {
+        return;
+    }
+    let k = Kubectl::start().await;
+    let w = WebhookServer::start().await;
+    let mut beta = hook("inject.beta.example.com", w.by_url("inject"), pods_rule());
+    beta["admissionReviewVersions"] = json!(["v1beta1"]);
+    beta["objectSelector"] = json!({"matchLabels": {"case": "beta"}});
+    create_config(&k, &mutating("beta", vec![beta])).await;
+    let mut uid = hook("uid.example.com", w.by_url("wrong-uid"), pods_rule());
+    uid["objectSelector"] = json!({"matchLabels": {"case": "uid"}});
+    create_config(&k, &validating("uid", vec![uid])).await;
+    let pods: Api<Pod> = Api::namespaced(k.h.client(), "default");
+    let p = pods
+        .create(
+            &PostParams::default(),
+            &pod("beta", json!({"case": "beta"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(container_names(&p), ["app", "sidecar"]);
+    assert_eq!(
+        w.seen.requests("inject")[0]["reviewApiVersion"],
+        "admission.k8s.io/v1beta1"
+    );
+    let err = pods
+        .create(&PostParams::default(), &pod("uid", json!({"case": "uid"})))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else {
+        panic!("{err}")
+    };
+    let sent = w.seen.requests("wrong-uid")[0]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        s.message,
+        format!(
+            "Internal error occurred: failed calling webhook \"uid.example.com\": expected response.uid=\"{sent}\", got \"nope\""
+        )
+    );
 }

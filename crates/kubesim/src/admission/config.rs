@@ -753,6 +753,9 @@ pub struct Webhook {
     pub ca_bundle: Option<Arc<Vec<u8>>>,
     /// `matchConditions`.
     pub match_conditions: Vec<MatchCondition>,
+    /// The AdmissionReview version sent: the first of
+    /// `admissionReviewVersions` kubesim speaks (`v1`, `v1beta1`).
+    pub review_version: String,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -837,6 +840,10 @@ pub fn compile(obj: &Value, hook_type: HookType) -> Vec<Webhook> {
             target,
             ca_bundle,
             match_conditions,
+            review_version: strings(&h["admissionReviewVersions"])
+                .into_iter()
+                .find(|v| v == "v1" || v == "v1beta1")
+                .unwrap_or_else(|| "v1".to_owned()),
         });
     }
     out

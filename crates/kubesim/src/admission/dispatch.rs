@@ -354,13 +354,16 @@ fn with_details(mut e: ApiError, a: &Attributes<'_>, name: &str) -> ApiError {
     e
 }
 
-/// `VerifyAdmissionResponse` for v1 reviews.
-fn verify<'b>(uid: &str, body: &'b Value) -> Result<&'b Value, String> {
-    if body["apiVersion"].as_str() != Some("admission.k8s.io/v1")
+/// `VerifyAdmissionResponse`: the response of the version sent, with the
+/// request's `uid` (v1), and a patch type for a patch (v1; v1beta1 assumes
+/// JSONPatch). Returns the response and its patch type.
+fn verify(uid: &str, version: &str, body: &Value) -> Result<(Value, String), String> {
+    let want = format!("admission.k8s.io/{version}");
+    if body["apiVersion"].as_str() != Some(want.as_str())
         || body["kind"].as_str() != Some("AdmissionReview")
     {
         return Err(format!(
-            "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got {}, Kind={}",
+            "expected webhook response of {want}, Kind=AdmissionReview, got {}, Kind={}",
             body["apiVersion"].as_str().unwrap_or_default(),
             body["kind"].as_str().unwrap_or_default()
         ));
@@ -369,11 +372,28 @@ fn verify<'b>(uid: &str, body: &'b Value) -> Result<&'b Value, String> {
     if !resp.is_object() {
         return Err("webhook response was absent".into());
     }
+    let has_patch = resp["patch"].as_str().is_some_and(|p| !p.is_empty());
+    if version == "v1beta1" {
+        let pt = resp["patchType"].as_str().unwrap_or("JSONPatch").to_owned();
+        return Ok((resp.clone(), pt));
+    }
     let got = resp["uid"].as_str().unwrap_or_default();
     if got != uid {
         return Err(format!("expected response.uid={uid:?}, got {got:?}"));
     }
-    Ok(resp)
+    let pt = match resp["patchType"].as_str() {
+        Some(p) => p.to_owned(),
+        None if has_patch => {
+            return Err("webhook returned response.patch but not response.patchType".into());
+        }
+        None => String::new(),
+    };
+    if has_patch && pt != "JSONPatch" {
+        return Err(format!(
+            "webhook returned invalid response.patchType of {pt:?}"
+        ));
+    }
+    Ok((resp.clone(), pt))
 }
 
 async fn call_one(
@@ -391,7 +411,7 @@ async fn call_one(
     }
     let uid = uuid::Uuid::new_v4().to_string();
     let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
+        "apiVersion": format!("admission.k8s.io/{}", h.review_version),
         "kind": "AdmissionReview",
         "request": a.request(&uid),
     });
@@ -405,10 +425,7 @@ async fn call_one(
         &review,
     )
     .await
-    .and_then(|body| {
-        let resp = verify(&uid, &body)?.clone();
-        Ok(resp)
-    });
+    .and_then(|body| verify(&uid, &h.review_version, &body));
     let op = a.operation.as_str();
     let fail = |reason: String| {
         if h.fail_closed {
@@ -429,7 +446,7 @@ async fn call_one(
             Called::Ignored
         }
     };
-    let resp = match result {
+    let (resp, patch_type) = match result {
         Ok(r) => r,
         Err(reason) => return fail(reason),
     };
@@ -457,10 +474,9 @@ async fn call_one(
         adm.metrics.observe(h, op, false, started.elapsed(), None);
         return Called::Allowed(None);
     };
-    if resp["patchType"].as_str() != Some("JSONPatch") {
+    if patch_type != "JSONPatch" {
         return fail(format!(
-            "unsupported patch type {:?}",
-            resp["patchType"].as_str().unwrap_or_default()
+            "webhook returned invalid response.patchType of {patch_type:?}"
         ));
     }
     let ops = match base64::engine::general_purpose::STANDARD
