@@ -1091,6 +1091,27 @@ async fn review_versions_and_response_checks_follow_upstream() {
     let kube::Error::Api(s) = err else {
         panic!("{err}")
     };
+    // A caBundle without a PEM certificate is accepted by validation (as
+    // upstream) and fails each call with client-go's text.
+    let mut bad_ca = hook(
+        "ca.example.com",
+        json!({"url": w.url("inject"),
+               "caBundle": base64::engine::general_purpose::STANDARD.encode("not a certificate")}),
+        pods_rule(),
+    );
+    bad_ca["objectSelector"] = json!({"matchLabels": {"case": "ca"}});
+    create_config(&k, &validating("ca", vec![bad_ca])).await;
+    let err = pods
+        .create(&PostParams::default(), &pod("ca", json!({"case": "ca"})))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(ca) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        ca.message,
+        "Internal error occurred: failed calling webhook \"ca.example.com\": could not get REST client: unable to load root certificates: unable to parse bytes as PEM block"
+    );
     let sent = w.seen.requests("wrong-uid")[0]["uid"]
         .as_str()
         .unwrap()
