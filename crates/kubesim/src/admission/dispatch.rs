@@ -580,3 +580,67 @@ pub async fn run_validating(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::config::{Target, compile};
+
+    fn webhook(side_effects: &str) -> Webhook {
+        let cfg = json!({"metadata": {"name": "c"}, "webhooks": [{
+            "name": "side.effects.example.com",
+            // Nothing listens here: a call would fail, not be refused.
+            "clientConfig": {"url": "https://127.0.0.1:1/"},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "sideEffects": side_effects, "admissionReviewVersions": ["v1"]}]});
+        compile(&cfg, HookType::Validating).remove(0)
+    }
+
+    #[tokio::test]
+    async fn dry_run_is_refused_by_webhooks_with_side_effects_before_any_call() {
+        let api = Api::new(100);
+        let adm = Admission::default();
+        let d = api.resource("", "v1", "pods").unwrap();
+        let user = UserInfo::admin();
+        let a = Attributes {
+            d: &d,
+            subresource: "",
+            kind: ("".into(), "v1".into(), "Pod".into()),
+            namespace: "default".into(),
+            name: "p".into(),
+            operation: Operation::Create,
+            object: Some(json!({"metadata": {"name": "p"}})),
+            old_object: None,
+            dry_run: true,
+            user: &user,
+            field_manager: None,
+        };
+        for se in ["Some", "Unknown"] {
+            let h = webhook(se);
+            assert!(matches!(h.target, Target::Url(_)));
+            let Called::Rejected(e) = call_one(&api, &adm, &h, &a, &Warnings::default()).await
+            else {
+                panic!("{se}: not refused");
+            };
+            assert_eq!(e.code, 400);
+            assert_eq!(
+                e.message,
+                "admission webhook \"side.effects.example.com\" does not support dry run"
+            );
+        }
+        // NoneOnDryRun is called (and here fails to connect, failing closed).
+        let Called::Rejected(e) = call_one(
+            &api,
+            &adm,
+            &webhook("NoneOnDryRun"),
+            &a,
+            &Warnings::default(),
+        )
+        .await
+        else {
+            panic!("NoneOnDryRun: not called");
+        };
+        assert_eq!(e.code, 500, "{}", e.message);
+        assert!(e.message.contains("connection refused"), "{}", e.message);
+    }
+}
