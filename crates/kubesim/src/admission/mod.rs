@@ -415,32 +415,36 @@ pub fn controller_user(controller: &str) -> UserInfo {
 
 impl Api {
     /// Runs an admitted write (see the module docs); `run` is the
-    /// synchronous write.
-    async fn admitted(
+    /// synchronous write of `body` (moved, not copied, when no webhook applies).
+    async fn admitted<B: Clone>(
         &self,
         t: Target<'_>,
+        body: B,
         opts: &WriteOptions,
         user: &UserInfo,
-        run: impl Fn(&WriteOptions) -> Result<Value>,
+        run: impl Fn(B, &WriteOptions) -> Result<Value>,
     ) -> Result<Value> {
         let adm = self.admission();
         let hooks = adm.hooks(self);
         if hooks.is_empty() {
-            return run(opts);
+            return run(body, opts);
         }
         let mutating = rule_candidates(&hooks.mutating, t.ops, t.d, t.sub);
         let validating = rule_candidates(&hooks.validating, t.ops, t.d, t.sub);
         if mutating.is_empty() && validating.is_empty() {
-            return run(opts);
+            return run(body, opts);
         }
         for _ in 0..MAX_ATTEMPTS {
             // (1) capture the request's object and the stored one.
             let slot = Arc::new(Mutex::new(Captured::default()));
-            match run(&capture(opts, slot.clone(), !mutating.is_empty())) {
+            match run(
+                body.clone(),
+                &capture(opts, slot.clone(), !mutating.is_empty()),
+            ) {
                 Err(e) if e.reason == CAPTURED => {}
                 Err(e) => return Err(e),
                 // The write never reached admission (nothing to admit).
-                Ok(_) => return run(opts),
+                Ok(_) => return run(body, opts),
             }
             let Captured {
                 object,
@@ -448,7 +452,7 @@ impl Api {
                 stored,
             } = std::mem::take(&mut *lock(&slot));
             let Some(object) = object else {
-                return run(opts);
+                return run(body, opts);
             };
             let (old_object, expected_rv) = match old {
                 Some((v, rv)) => (Some(v), Some(rv)),
@@ -502,7 +506,7 @@ impl Api {
                         None,
                         Some(slot.clone()),
                     );
-                    match run(&o) {
+                    match run(body.clone(), &o) {
                         Err(e) if e.reason == CAPTURED => stored = lock(&slot).stored.take(),
                         Err(e) if e.reason == RETRY => continue,
                         Err(e) => return Err(e),
@@ -530,7 +534,10 @@ impl Api {
                 run_validating(self, adm, &validating, &attrs, &opts.warnings).await?;
             }
             // (3) the write itself.
-            match run(&replay(opts, replacement, expected_rv, pin_name, None)) {
+            match run(
+                body.clone(),
+                &replay(opts, replacement, expected_rv, pin_name, None),
+            ) {
                 Err(e) if e.reason == RETRY => continue,
                 r => return r,
             }
@@ -554,7 +561,7 @@ impl Api {
             sub: "",
             ops: &[Operation::Create],
         };
-        self.admitted(t, opts, user, |o| self.create(d, ns, obj.clone(), o))
+        self.admitted(t, obj, opts, user, |obj, o| self.create(d, ns, obj, o))
             .await
     }
 
@@ -580,8 +587,8 @@ impl Api {
             sub: if part == Part::Status { "status" } else { "" },
             ops: &[Operation::Update],
         };
-        self.admitted(t, opts, user, |o| {
-            self.update_part(d, ns, name, obj.clone(), part, o)
+        self.admitted(t, obj, opts, user, |obj, o| {
+            self.update_part(d, ns, name, obj, part, o)
         })
         .await
     }
@@ -611,7 +618,7 @@ impl Api {
             sub: if part == Part::Status { "status" } else { "" },
             ops,
         };
-        self.admitted(t, opts, user, |o| {
+        self.admitted(t, (), opts, user, |(), o| {
             self.patch(d, ns, name, kind, body, part, o)
         })
         .await
