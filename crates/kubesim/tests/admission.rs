@@ -454,6 +454,40 @@ async fn selectors_that_miss_keep_the_webhook_uncalled() {
         .unwrap();
     assert_eq!(container_names(&p), ["app", "sidecar"]);
     assert_eq!(w.seen.count("inject"), 1);
+    // NamespaceLifecycle comes first: no webhook call for a missing namespace.
+    let missing: Api<Pod> = Api::namespaced(k.h.client(), "missing");
+    let err = missing
+        .create(
+            &PostParams::default(),
+            &pod("nowhere", json!({"inject": "yes"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err}"
+    );
+    let mut everywhere = hook(
+        "inject.everywhere.example.com",
+        w.by_url("inject"),
+        pods_rule(),
+    );
+    everywhere["objectSelector"] = json!({"matchLabels": {"inject": "yes"}});
+    create_config(&k, &mutating("everywhere", vec![everywhere])).await;
+    let err = missing
+        .create(
+            &PostParams::default(),
+            &pod("nowhere", json!({"inject": "yes"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err}"
+    );
+    assert_eq!(w.seen.count("inject"), 1);
+    k.ok(&["delete", "mutatingwebhookconfiguration", "everywhere"])
+        .await;
     // Deleting the configuration takes effect at once.
     k.ok(&["delete", "mutatingwebhookconfiguration", "selectors"])
         .await;

@@ -463,6 +463,12 @@ impl Api {
             } else {
                 Operation::Create
             };
+            if operation == Operation::Create && t.d.namespaced && !self.namespace_accepts(&object)
+            {
+                // NamespaceLifecycle runs before the webhooks: the write's
+                // own NotFound / Forbidden (terminating) is the answer.
+                return run(body, opts);
+            }
             let name = object["metadata"]["name"]
                 .as_str()
                 .filter(|n| !n.is_empty())
@@ -543,6 +549,14 @@ impl Api {
             }
         }
         Err(conflict(t.d, t.name.unwrap_or_default()))
+    }
+
+    /// Whether the namespace of `obj` exists and is not terminating.
+    fn namespace_accepts(&self, obj: &Value) -> bool {
+        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+        self.resource("", "v1", "namespaces")
+            .and_then(|d| self.get_raw(&d, None, ns))
+            .is_ok_and(|n| !n.terminating)
     }
 
     /// An admitted create (POST).
