@@ -508,6 +508,7 @@ pub fn validate_meta(d: &ResourceDescriptor, obj: &Value) -> Vec<Cause> {
 /// StatefulSet rules clients trip over (`ValidateStatefulSetSpec`, subset).
 pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = vec![];
+    causes.extend(crate::admission::config::validate(d, obj));
     if d.group == "apps" && d.kind == "StatefulSet" {
         let spec = &obj["spec"];
         let sel = &spec["selector"];
@@ -656,6 +657,7 @@ pub fn default_pod_spec(spec: &mut Value) {
 
 /// Applies the defaults of built-in kinds that change controller behaviour.
 pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
+    crate::admission::config::apply_defaults(d, obj);
     match (d.group.as_str(), d.kind.as_str()) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {

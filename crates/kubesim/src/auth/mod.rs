@@ -403,7 +403,7 @@ fn bearer(req: &Request) -> Option<Result<&str, ()>> {
     }
 }
 
-async fn middleware(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+async fn middleware(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let user = match bearer(&req) {
         Some(Ok(token)) => match auth.authenticate_token(token) {
@@ -465,6 +465,8 @@ async fn middleware(State(auth): State<Auth>, req: Request, next: Next) -> Respo
             return status_response(StatusCode::FORBIDDEN, &forbidden_status(&create, &d.reason));
         }
     }
+    // The user travels with the request (admission webhooks' `userInfo`).
+    req.extensions_mut().insert(a.user);
     next.run(req).await
 }
 

@@ -370,7 +370,7 @@ impl Simulation {
             informer::<Endpoints>(shared.clone(), |_, _| {}, |s| &s.caches.endpoints),
             cluster_informer::<Node>(shared.clone(), |s, c| s.on_node(c), |s| &s.caches.nodes),
         ];
-        tasks.push(worker(shared.clone(), sets_rx, |s| &s.sets_q, sync_set));
+        tasks.push(set_worker(shared.clone(), sets_rx));
         tasks.push(worker(shared.clone(), pdbs_rx, |s| &s.pdbs_q, sync_pdb));
         tasks.push(worker(shared.clone(), eps_rx, |s| &s.eps_q, sync_service));
         tasks.push(worker(shared.clone(), pods_rx, |s| &s.pods_q, sync_pod));
@@ -514,21 +514,39 @@ fn worker(
         while let Some(key) = rx.recv().await {
             let q = queue(&shared);
             q.done(&key);
-            match sync(&shared, &key.0, &key.1) {
-                Ok(after) => {
-                    q.forget(&key);
-                    if let Some(d) = after {
-                        q.add_after(&key.0, &key.1, d);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(ns = %key.0, name = %key.1, error = %e.message, "sync failed, requeued");
-                    q.retry(&key.0, &key.1);
-                }
-            }
+            let r = sync(&shared, &key.0, &key.1);
+            requeue(q, &key, r);
             tokio::task::yield_now().await;
         }
     })
+}
+
+/// The StatefulSet worker: like [`worker`], with an async sync whose writes
+/// go through admission (webhooks see the pods the controller creates).
+fn set_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Key>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(key) = rx.recv().await {
+            shared.sets_q.done(&key);
+            let r = sync_set(&shared, &key.0, &key.1).await;
+            requeue(&shared.sets_q, &key, r);
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+fn requeue(q: &Queue, key: &Key, r: Result<Option<Duration>, ApiError>) {
+    match r {
+        Ok(after) => {
+            q.forget(key);
+            if let Some(d) = after {
+                q.add_after(&key.0, &key.1, d);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(ns = %key.0, name = %key.1, error = %e.message, "sync failed, requeued");
+            q.retry(&key.0, &key.1);
+        }
+    }
 }
 
 fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
@@ -644,10 +662,11 @@ fn typed<K: DeserializeOwned>(v: &Value) -> Result<K, ApiError> {
 
 // ------------------------------------------------------------- StatefulSet
 
-fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
     let Some(set) = s.caches.sets.get(ns, name) else {
         return Ok(None);
     };
+    let user = &crate::admission::controller_user("statefulset-controller");
     let set: StatefulSet = (*set).clone();
     let pods = s.caches.pods.list_ns(ns);
     let claims = statefulset::claim_pods(&set, pods.iter().map(|p| &**p))
@@ -664,7 +683,8 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             }});
             let v: Pod = s
                 .api
-                .merge_patch_typed(Some(ns), adopted, &patch, Part::Main)?;
+                .admit_merge_patch_typed(Some(ns), adopted, &patch, Part::Main, user)
+                .await?;
             s.caches.pods.apply(v);
         }
     }
@@ -684,7 +704,8 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             let patch = json!({"metadata": {"ownerReferences": if refs.is_empty() { Value::Null } else { json!(refs) }, "uid": p.metadata.uid}});
             let v: Pod = s
                 .api
-                .merge_patch_typed(Some(ns), released, &patch, Part::Main)?;
+                .admit_merge_patch_typed(Some(ns), released, &patch, Part::Main, user)
+                .await?;
             s.caches.pods.apply(v);
         }
     }
@@ -703,14 +724,17 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     let update = match plan.action.clone() {
         UpdateRevisionAction::Unchanged => plan.update.clone(),
         UpdateRevisionAction::Rollback { revision } => {
-            let r: ControllerRevision = s.api.update_typed(Some(ns), &revision)?;
+            let r: ControllerRevision = s
+                .api
+                .admit_update_typed(Some(ns), &revision, Part::Main, user)
+                .await?;
             s.caches.revisions.apply(r.clone());
             r
         }
         UpdateRevisionAction::Create { revision } => {
             let mut candidate = revision;
             loop {
-                match s.api.create_typed(Some(ns), &candidate) {
+                match s.api.admit_create_typed(Some(ns), &candidate, user).await {
                     Ok(r) => {
                         s.caches.revisions.apply(r.clone());
                         break r;
@@ -754,13 +778,13 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
 
     let mut write_error = None;
     for w in out.writes {
-        if let Err(e) = execute_set_write(s, ns, w) {
+        if let Err(e) = execute_set_write(s, ns, w, user).await {
             write_error = Some(e);
             break;
         }
     }
     if out.write_status {
-        write_set_status(s, ns, name, &set, out.status.clone())?;
+        write_set_status(s, ns, name, &set, out.status.clone(), user).await?;
     }
     let limit = set
         .spec
@@ -776,7 +800,13 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     ) {
         match s
             .api
-            .delete_typed::<ControllerRevision>(Some(ns), &old, &DeleteOptions::default())
+            .admit_delete_typed::<ControllerRevision>(
+                Some(ns),
+                &old,
+                &DeleteOptions::default(),
+                user,
+            )
+            .await
         {
             Ok(_) => {
                 s.caches.revisions.remove(ns, &old, u64::MAX);
@@ -794,9 +824,14 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     Ok(out.requeue_after.map(|d| s.clock.real(d)))
 }
 
-fn execute_set_write(s: &Shared, ns: &str, w: SetWrite) -> Result<(), ApiError> {
+async fn execute_set_write(
+    s: &Shared,
+    ns: &str,
+    w: SetWrite,
+    user: &crate::auth::UserInfo,
+) -> Result<(), ApiError> {
     match w {
-        SetWrite::CreateClaim(c) => match s.api.create_typed(Some(ns), &c) {
+        SetWrite::CreateClaim(c) => match s.api.admit_create_typed(Some(ns), &c, user).await {
             Ok(c) => {
                 s.caches.pvcs.apply(c);
             }
@@ -804,21 +839,28 @@ fn execute_set_write(s: &Shared, ns: &str, w: SetWrite) -> Result<(), ApiError> 
             Err(e) => return Err(e),
         },
         SetWrite::UpdateClaim(c) => {
-            let c = s.api.update_typed(Some(ns), &c)?;
+            let c = s
+                .api
+                .admit_update_typed(Some(ns), &c, Part::Main, user)
+                .await?;
             s.caches.pvcs.apply(c);
         }
         SetWrite::CreatePod(p) => {
-            let p = s.api.create_typed(Some(ns), &p)?;
+            let p = s.api.admit_create_typed(Some(ns), &p, user).await?;
             s.caches.pods.apply(p);
         }
         SetWrite::UpdatePod(p) => {
-            let p = s.api.update_typed(Some(ns), &p)?;
+            let p = s
+                .api
+                .admit_update_typed(Some(ns), &p, Part::Main, user)
+                .await?;
             s.caches.pods.apply(p);
         }
         SetWrite::DeletePod { name } => {
             match s
                 .api
-                .delete_typed::<Pod>(Some(ns), &name, &DeleteOptions::default())
+                .admit_delete_typed::<Pod>(Some(ns), &name, &DeleteOptions::default(), user)
+                .await
             {
                 Ok(outcome) => apply_delete(&s.caches.pods, outcome),
                 Err(e) if e.code == 404 => {}
@@ -849,17 +891,22 @@ fn apply_delete<K: Metadata<Ty = ObjectMeta> + DeserializeOwned>(
 }
 
 /// `UpdateStatefulSetStatus`: PUT status, re-reading on conflict.
-fn write_set_status(
+async fn write_set_status(
     s: &Shared,
     ns: &str,
     name: &str,
     set: &StatefulSet,
     status: k8s_openapi::api::apps::v1::StatefulSetStatus,
+    user: &crate::auth::UserInfo,
 ) -> Result<(), ApiError> {
     let mut target = set.clone();
     for _ in 0..5 {
         target.status = Some(status.clone());
-        match s.api.update_status_typed(Some(ns), &target) {
+        match s
+            .api
+            .admit_update_typed(Some(ns), &target, Part::Status, user)
+            .await
+        {
             Ok(v) => {
                 s.caches.sets.apply(v);
                 return Ok(());

@@ -182,7 +182,9 @@ async fn version() -> Response {
 }
 
 async fn metrics_handler(State(s): State<ServerState>) -> Response {
-    let body = s.metrics.render(s.api.store());
+    let body = s
+        .metrics
+        .render_with(s.api.store(), s.api.admission().metrics().registry());
     (
         [(
             header::CONTENT_TYPE,
@@ -320,6 +322,12 @@ async fn handle(State(s): State<ServerState>, req: Request) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let headers = req.headers().clone();
+    // The authenticated user (auth middleware); without auth, the administrator.
+    let user = req
+        .extensions()
+        .get::<crate::auth::UserInfo>()
+        .cloned()
+        .unwrap_or_else(crate::auth::UserInfo::admin);
     let path = uri.path().to_string();
     let ua = metrics::user_agent_product(header_str(&headers, header::USER_AGENT));
     let info = RequestInfo::parse(method.as_str(), &path, uri.query());
@@ -373,8 +381,17 @@ async fn handle(State(s): State<ServerState>, req: Request) -> Response {
         Route::NotFound => Err(not_found_path()),
         Route::Resource(t) => {
             let is_watch = info.verb == "watch";
-            let r =
-                resource_request(&s, &method, &t, &query, &headers, body, cut_watch_after).await;
+            let r = resource_request(
+                &s,
+                &method,
+                &t,
+                &query,
+                &headers,
+                body,
+                cut_watch_after,
+                &user,
+            )
+            .await;
             if is_watch && r.is_ok() {
                 // watches record themselves when they end (long-running)
                 let code = r.as_ref().map(|x| x.status().as_u16()).unwrap_or(500);
@@ -512,6 +529,7 @@ fn write_options(
         field_validation,
         duplicate_fields,
         warnings: strict::Warnings::default(),
+        admission: None,
     })
 }
 
@@ -653,6 +671,7 @@ async fn resource_request(
     headers: &HeaderMap,
     body: Bytes,
     cut_watch_after: Option<Duration>,
+    user: &crate::auth::UserInfo,
 ) -> Result<Response> {
     let api = &s.api;
     let d = api
@@ -712,7 +731,7 @@ async fn resource_request(
                 }
                 let obj = parse_body(&body, headers)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Create, &body)))?;
-                let out = api.create(&d, ns, obj, &opts)?;
+                let out = api.admit_create(&d, ns, obj, &opts, user).await?;
                 Ok(with_warnings(
                     object_response(&d, StatusCode::CREATED, &out),
                     &opts,
@@ -726,7 +745,7 @@ async fn resource_request(
                 let mut deleted = vec![];
                 for it in &l.items {
                     let ns = Some(&*it.namespace).filter(|n| !n.is_empty());
-                    match api.delete(&d, ns, &it.name, &dopts) {
+                    match api.admit_delete(&d, ns, &it.name, &dopts, user).await {
                         Ok(o) => deleted.push(o.object().clone()),
                         Err(e) if e.code == 404 => {}
                         Err(e) => return Err(e),
@@ -753,7 +772,9 @@ async fn resource_request(
             Method::PUT => {
                 let obj = parse_body(&body, headers)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Update, &body)))?;
-                let out = api.update(&d, ns, name, obj, &opts)?;
+                let out = api
+                    .admit_update(&d, ns, name, obj, Part::Main, &opts, user)
+                    .await?;
                 Ok(with_warnings(
                     object_response(&d, StatusCode::OK, &out),
                     &opts,
@@ -764,7 +785,9 @@ async fn resource_request(
                     .map_err(crate::api::patching::from_patch_error)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Patch, &body)))?;
                 let existed = api.get_raw(&d, ns, name).is_ok();
-                let out = api.patch(&d, ns, name, kind, &body, Part::Main, &opts)?;
+                let out = api
+                    .admit_patch(&d, ns, name, kind, &body, Part::Main, &opts, user)
+                    .await?;
                 let code = if existed {
                     StatusCode::OK
                 } else {
@@ -775,7 +798,7 @@ async fn resource_request(
             Method::DELETE => {
                 reject_binary(headers)?;
                 let opts = delete_options(q, &body)?;
-                match api.delete(&d, ns, name, &opts)? {
+                match api.admit_delete(&d, ns, name, &opts, user).await? {
                     DeleteOutcome::Pending(o) => Ok(object_response(&d, StatusCode::OK, &o)),
                     DeleteOutcome::Deleted(o) if d.return_deleted_object => {
                         Ok(object_response(&d, StatusCode::OK, &o))
@@ -797,7 +820,9 @@ async fn resource_request(
             Method::PUT => {
                 let obj = parse_body(&body, headers)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Update, &body)))?;
-                let out = api.update_status(&d, ns, name, obj, &opts)?;
+                let out = api
+                    .admit_update(&d, ns, name, obj, Part::Status, &opts, user)
+                    .await?;
                 Ok(with_warnings(
                     object_response(&d, StatusCode::OK, &out),
                     &opts,
@@ -807,7 +832,9 @@ async fn resource_request(
                 let kind = PatchKind::from_content_type(header_str(headers, header::CONTENT_TYPE))
                     .map_err(crate::api::patching::from_patch_error)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Patch, &body)))?;
-                let out = api.patch(&d, ns, name, kind, &body, Part::Status, &opts)?;
+                let out = api
+                    .admit_patch(&d, ns, name, kind, &body, Part::Status, &opts, user)
+                    .await?;
                 Ok(with_warnings(
                     object_response(&d, StatusCode::OK, &out),
                     &opts,
@@ -818,11 +845,35 @@ async fn resource_request(
             )),
         },
         (Some(name), Some("scale")) if d.scale.is_some() => {
-            scale_request(s, &d, ns, name, method, q, headers, &body)
+            scale_request(s, &d, ns, name, method, q, headers, &body, user).await
         }
         (Some(name), Some(sub)) => match api.subresource_handler(&d.plural, sub) {
             Some(h) if *method == Method::POST => {
                 let obj = parse_body(&body, headers)?;
+                // Admission of the subresource's object (`pods/eviction` is a
+                // CREATE of an Eviction, as upstream).
+                let opts = write_options(q, headers, None)?;
+                let (g, v, k) = match (d.plural.as_str(), sub) {
+                    ("pods", "eviction") => ("policy", "v1", "Eviction"),
+                    _ => ("", "", ""),
+                };
+                let obj = if k.is_empty() {
+                    obj
+                } else {
+                    api.admit_object(
+                        &d,
+                        sub,
+                        (g, v, k),
+                        crate::admission::Operation::Create,
+                        ns,
+                        name,
+                        obj,
+                        None,
+                        &opts,
+                        user,
+                    )
+                    .await?
+                };
                 let (code, v) = h(
                     api.clone(),
                     ns.unwrap_or_default().to_string(),
@@ -831,9 +882,9 @@ async fn resource_request(
                     q.clone(),
                 )
                 .await?;
-                Ok(json_response(
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
-                    &v,
+                Ok(with_warnings(
+                    json_response(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), &v),
+                    &opts,
                 ))
             }
             Some(_) => Err(ApiError::method_not_allowed(
@@ -918,7 +969,7 @@ fn scale_of(d: &ResourceDescriptor, obj: &Value) -> Value {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn scale_request(
+async fn scale_request(
     s: &ServerState,
     d: &Arc<ResourceDescriptor>,
     ns: Option<&str>,
@@ -927,6 +978,7 @@ fn scale_request(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &[u8],
+    user: &crate::auth::UserInfo,
 ) -> Result<Response> {
     let api = &s.api;
     let Some(sc) = &d.scale else {
@@ -959,6 +1011,22 @@ fn scale_request(
             ));
         }
     };
+    // Webhooks on `<resource>/scale` see the Scale (UPDATE), as upstream.
+    let opts = write_options(q, headers, None)?;
+    let new_scale = api
+        .admit_object(
+            d,
+            "scale",
+            ("autoscaling", "v1", "Scale"),
+            crate::admission::Operation::Update,
+            ns,
+            name,
+            new_scale,
+            Some(scale.clone()),
+            &opts,
+            user,
+        )
+        .await?;
     let replicas = new_scale["spec"]["replicas"].as_i64().unwrap_or(0);
     if replicas < 0 {
         return Err(ApiError::invalid(
@@ -984,7 +1052,9 @@ fn scale_request(
             }
         }
     }
-    let opts = write_options(q, headers, None)?;
     let out = api.update(d, ns, name, obj, &opts)?;
-    Ok(json_response(StatusCode::OK, &scale_of(d, &out)))
+    Ok(with_warnings(
+        json_response(StatusCode::OK, &scale_of(d, &out)),
+        &opts,
+    ))
 }
