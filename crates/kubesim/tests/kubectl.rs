@@ -683,3 +683,200 @@ async fn protobuf_bodies_that_cannot_be_decoded_are_rejected_with_clear_messages
     assert_eq!(code, 415, "{v}");
     assert_eq!(v["reason"], "UnsupportedMediaType", "{v}");
 }
+
+const DRAINED_SET: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 4
+  serviceName: web
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: c, image: "nginx:1.27"}]
+      volumes: [{name: scratch, emptyDir: {}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: shop}
+spec:
+  minAvailable: 3
+  selector: {matchLabels: {app: web}}
+"#;
+
+/// Healthy for the disruption budget: Ready and not being deleted
+/// (`countHealthyPods` in `pkg/controller/disruption/disruption.go`).
+fn healthy(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `kubectl drain` cordons the node, evicts its pods through the eviction
+/// subresource (protobuf bodies), is refused with 429 while the budget is
+/// spent and retries until the replacements are Ready elsewhere. A watch on
+/// the pods shows the budget held all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_evicts_within_the_disruption_budget_and_completes() {
+    if !kubectl_available() {
+        return;
+    }
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let k = Kubectl::start_with(kubesim::cluster::ClusterConfig {
+        simulate: true,
+        speed: 5.0,
+        nodes: 2,
+        ..kubesim::cluster::ClusterConfig::default()
+    })
+    .await;
+    k.ok_in(&["apply", "-f", "-"], Some(DRAINED_SET)).await;
+    k.ok(&[
+        "wait",
+        "--for=jsonpath={.status.currentHealthy}=4",
+        "pdb/web",
+        "-n",
+        "shop",
+        "--timeout=60s",
+    ])
+    .await;
+    let pods: Api<Pod> = Api::namespaced(k.h.client(), "shop");
+    let on = |node: &str, list: &[Pod]| -> Vec<String> {
+        list.iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+            .filter_map(|p| p.metadata.name.clone())
+            .collect()
+    };
+    let list = pods.list(&Default::default()).await.unwrap().items;
+    let nodes = [kubesim::kubelet::node_name(0), kubesim::kubelet::node_name(1)];
+    let node = nodes
+        .iter()
+        .map(String::as_str)
+        .max_by_key(|n| on(n, &list).len())
+        .unwrap();
+    let victims = on(node, &list);
+    assert!(victims.len() >= 2, "{node} runs {victims:?}");
+
+    // Healthy pods of the set, after every change, while the drain runs
+    // (counted outside the watcher's (re)list phases).
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
+    let watch = tokio::spawn({
+        let pods = pods.clone();
+        async move {
+            let mut synced_tx = Some(synced_tx);
+            let mut state: std::collections::BTreeMap<String, bool> = Default::default();
+            let mut listing: std::collections::BTreeMap<String, bool> = Default::default();
+            let mut in_init = false;
+            let mut lowest = usize::MAX;
+            let mut events = 0usize;
+            let mut stream = watcher(pods, watcher::Config::default().labels("app=web")).boxed();
+            loop {
+                let ev = tokio::select! {
+                    _ = &mut stop_rx => break,
+                    ev = stream.next() => ev,
+                };
+                let Some(Ok(ev)) = ev else { continue };
+                match ev {
+                    watcher::Event::Init => {
+                        in_init = true;
+                        listing.clear();
+                        continue;
+                    }
+                    watcher::Event::InitApply(p) => {
+                        listing.insert(p.metadata.name.clone().unwrap(), healthy(&p));
+                        continue;
+                    }
+                    watcher::Event::InitDone => {
+                        in_init = false;
+                        state = std::mem::take(&mut listing);
+                        if let Some(tx) = synced_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    watcher::Event::Apply(p) => {
+                        state.insert(p.metadata.name.clone().unwrap(), healthy(&p));
+                    }
+                    watcher::Event::Delete(p) => {
+                        state.remove(p.metadata.name.as_deref().unwrap());
+                    }
+                }
+                if !in_init {
+                    events += 1;
+                    lowest = lowest.min(state.values().filter(|h| **h).count());
+                }
+            }
+            (lowest, events)
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), synced_rx)
+        .await
+        .expect("pod watch synced")
+        .unwrap();
+
+    let mut c = k.command();
+    c.args([
+        "drain",
+        node,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=150s",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let out = tokio::time::timeout(Duration::from_secs(170), c.output())
+        .await
+        .expect("kubectl drain finished")
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "drain failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("node/{node} cordoned")), "{stdout}");
+    assert!(stdout.contains(&format!("node/{node} drained")), "{stdout}");
+    for v in &victims {
+        assert!(
+            stdout.contains(&format!("pod/{v} evicted")),
+            "{v} not evicted:\n{stdout}"
+        );
+    }
+    // kubectl evicts all pods of the node at once: with one disruption
+    // allowed, the others are refused with 429 and retried.
+    assert!(
+        stderr.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "no 429 was retried:\n{stderr}"
+    );
+
+    let _ = stop_tx.send(());
+    let (lowest, events) = watch.await.unwrap();
+    assert!(events > victims.len(), "the watch saw {events} changes");
+    // Each eviction takes one pod out (4 → 3 healthy); never two at once.
+    assert_eq!(
+        lowest, 3,
+        "minAvailable 3 of 4: the lowest healthy count seen during the drain"
+    );
+
+    let n = k.json(&["get", "node", node, "-o", "json"]).await;
+    assert_eq!(n["spec"]["unschedulable"], true, "{n}");
+    k.ok(&[
+        "wait",
+        "--for=jsonpath={.status.currentHealthy}=4",
+        "pdb/web",
+        "-n",
+        "shop",
+        "--timeout=60s",
+    ])
+    .await;
+    let list = pods.list(&Default::default()).await.unwrap().items;
+    assert!(on(node, &list).is_empty(), "pods left on {node}");
+}
