@@ -90,21 +90,48 @@ const META_KINDS: &[&str] = &[
 /// (`core/v1`, `admissionregistration/v1`; the other vendored groups embed none).
 const INLINE: &[(&str, &str)] = &[
     ("k8s.io.api.core.v1.Volume", "volumeSource"),
-    ("k8s.io.api.core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
+    (
+        "k8s.io.api.core.v1.PersistentVolumeSpec",
+        "persistentVolumeSource",
+    ),
     ("k8s.io.api.core.v1.Probe", "handler"),
-    ("k8s.io.api.core.v1.EphemeralContainer", "ephemeralContainerCommon"),
-    ("k8s.io.api.core.v1.ConfigMapEnvSource", "localObjectReference"),
-    ("k8s.io.api.core.v1.ConfigMapKeySelector", "localObjectReference"),
-    ("k8s.io.api.core.v1.ConfigMapProjection", "localObjectReference"),
-    ("k8s.io.api.core.v1.ConfigMapVolumeSource", "localObjectReference"),
+    (
+        "k8s.io.api.core.v1.EphemeralContainer",
+        "ephemeralContainerCommon",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapEnvSource",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapKeySelector",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapProjection",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapVolumeSource",
+        "localObjectReference",
+    ),
     ("k8s.io.api.core.v1.SecretEnvSource", "localObjectReference"),
-    ("k8s.io.api.core.v1.SecretKeySelector", "localObjectReference"),
-    ("k8s.io.api.core.v1.SecretProjection", "localObjectReference"),
+    (
+        "k8s.io.api.core.v1.SecretKeySelector",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.SecretProjection",
+        "localObjectReference",
+    ),
     (
         "k8s.io.api.admissionregistration.v1.NamedRuleWithOperations",
         "ruleWithOperations",
     ),
-    ("k8s.io.api.admissionregistration.v1.RuleWithOperations", "rule"),
+    (
+        "k8s.io.api.admissionregistration.v1.RuleWithOperations",
+        "rule",
+    ),
 ];
 
 /// Proto field names that differ from the JSON name (the proto name is the Go
@@ -198,8 +225,10 @@ fn pool() -> &'static DescriptorPool {
         // The bytes are protox's own encoding of a descriptor set it just
         // compiled and linked (build.rs fails the build otherwise), so
         // decoding them back cannot fail.
-        DescriptorPool::decode(&include_bytes!(concat!(env!("OUT_DIR"), "/k8s-descriptors.bin"))[..])
-            .expect("build.rs wrote a valid descriptor set")
+        DescriptorPool::decode(
+            &include_bytes!(concat!(env!("OUT_DIR"), "/k8s-descriptors.bin"))[..],
+        )
+        .expect("build.rs wrote a valid descriptor set")
     })
 }
 
@@ -212,7 +241,8 @@ fn kinds() -> &'static HashMap<(String, String, String), MessageDescriptor> {
         let mut m = HashMap::new();
         for d in pool().all_messages() {
             let pkg = d.package_name();
-            if !(pkg.starts_with("k8s.io.api.") || pkg.starts_with("k8s.io.apiextensions_apiserver."))
+            if !(pkg.starts_with("k8s.io.api.")
+                || pkg.starts_with("k8s.io.apiextensions_apiserver."))
             {
                 continue;
             }
@@ -255,7 +285,8 @@ pub fn envelope(body: &[u8]) -> Result<Envelope, DecodeError> {
     let desc = pool()
         .get_message_by_name(UNKNOWN)
         .ok_or_else(|| DecodeError::Envelope("runtime.Unknown missing from the schema".into()))?;
-    let m = DynamicMessage::decode(desc, inner).map_err(|e| DecodeError::Envelope(e.to_string()))?;
+    let m =
+        DynamicMessage::decode(desc, inner).map_err(|e| DecodeError::Envelope(e.to_string()))?;
     let s = |m: &DynamicMessage, f: &str| match m.get_field_by_name(f).as_deref() {
         Some(Pb::String(s)) => s.clone(),
         _ => String::new(),
@@ -286,10 +317,11 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     if !env.content_encoding.is_empty() {
         return Err(DecodeError::ContentEncoding(env.content_encoding));
     }
-    let desc = message_for(&env.api_version, &env.kind).ok_or_else(|| DecodeError::UnknownKind {
-        api_version: env.api_version.clone(),
-        kind: env.kind.clone(),
-    })?;
+    let desc =
+        message_for(&env.api_version, &env.kind).ok_or_else(|| DecodeError::UnknownKind {
+            api_version: env.api_version.clone(),
+            kind: env.kind.clone(),
+        })?;
     let fail = |reason: String| DecodeError::Message {
         kind: env.kind.clone(),
         reason,
@@ -406,7 +438,10 @@ fn message_json(m: &DynamicMessage) -> R {
             if let Some(s) = get(m, "schema") {
                 return value_json(&s);
             }
-            return Ok(json!(matches!(get(m, "allows").as_deref(), Some(Pb::Bool(true)))));
+            return Ok(json!(matches!(
+                get(m, "allows").as_deref(),
+                Some(Pb::Bool(true))
+            )));
         }
         _ if name == format!("{EXT}.JSONSchemaPropsOrStringArray") => {
             if let Some(s) = get(m, "schema") {
@@ -494,7 +529,8 @@ fn raw_json(raw: Option<Cow<'_, Pb>>) -> R {
 }
 
 fn timestamp(seconds: i64, nanos: i64, format: chrono::SecondsFormat) -> R {
-    let nanos = u32::try_from(nanos).map_err(|_| format!("timestamp nanos {nanos} out of range"))?;
+    let nanos =
+        u32::try_from(nanos).map_err(|_| format!("timestamp nanos {nanos} out of range"))?;
     chrono::DateTime::from_timestamp(seconds, nanos)
         .map(|t| json!(t.to_rfc3339_opts(format, true)))
         .ok_or_else(|| format!("timestamp {seconds}s out of range"))

@@ -425,7 +425,13 @@ async fn kubectl_creates_tokens_and_asks_can_i() {
     );
     // kubectl's typed `create clusterrole|rolebinding` send protobuf bodies.
     for args in [
-        &["create", "clusterrole", "pod-reader", "--verb=get,list", "--resource=pods"][..],
+        &[
+            "create",
+            "clusterrole",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ][..],
         &[
             "create",
             "rolebinding",

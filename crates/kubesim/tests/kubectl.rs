@@ -548,7 +548,10 @@ async fn kubectl_create_generators_send_protobuf_that_kubesim_decodes() {
         .json(&["get", "deployment", "web", "-n", "shop", "-o", "json"])
         .await;
     assert_eq!(d["spec"]["replicas"], 0, "an explicit zero is kept: {d}");
-    assert_eq!(d["spec"]["selector"], json!({"matchLabels": {"app": "web"}}));
+    assert_eq!(
+        d["spec"]["selector"],
+        json!({"matchLabels": {"app": "web"}})
+    );
     assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate", "{d}");
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
@@ -562,13 +565,24 @@ async fn kubectl_create_generators_send_protobuf_that_kubesim_decodes() {
         "{d}"
     );
 
-    k.ok(&["create", "service", "clusterip", "web", "-n", "shop", "--tcp=80:8080"])
-        .await;
+    k.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "shop",
+        "--tcp=80:8080",
+    ])
+    .await;
     let svc = k
         .json(&["get", "service", "web", "-n", "shop", "-o", "json"])
         .await;
     assert_eq!(svc["spec"]["type"], "ClusterIP", "{svc}");
-    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080, "IntOrString: {svc}");
+    assert_eq!(
+        svc["spec"]["ports"][0]["targetPort"], 8080,
+        "IntOrString: {svc}"
+    );
 
     // A second create of the same name is the usual 409, not a decode error.
     let o = k.run(&["create", "namespace", "shop"], None).await;
@@ -629,7 +643,11 @@ async fn kubectl_get_watch_prints_a_change_to_a_configmap_created_from_protobuf(
         assert!(n > 0, "watch ended early: {seen:?}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert_eq!(seen.lines().collect::<Vec<_>>(), ["red", "blue"], "{seen:?}");
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["red", "blue"],
+        "{seen:?}"
+    );
     let _ = child.kill().await;
 }
 
@@ -654,10 +672,17 @@ async fn protobuf_bodies_that_cannot_be_decoded_are_rejected_with_clear_messages
             let resp = client.send(req).await.unwrap();
             let code = resp.status().as_u16();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
-            (code, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
+            (
+                code,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
         }
     };
-    let (code, v) = post("/api/v1/namespaces/demo/configmaps", b"{not protobuf".to_vec()).await;
+    let (code, v) = post(
+        "/api/v1/namespaces/demo/configmaps",
+        b"{not protobuf".to_vec(),
+    )
+    .await;
     assert_eq!(code, 400, "{v}");
     assert_eq!(
         v["message"],
@@ -757,7 +782,10 @@ async fn kubectl_drain_evicts_within_the_disruption_budget_and_completes() {
             .collect()
     };
     let list = pods.list(&Default::default()).await.unwrap().items;
-    let nodes = [kubesim::kubelet::node_name(0), kubesim::kubelet::node_name(1)];
+    let nodes = [
+        kubesim::kubelet::node_name(0),
+        kubesim::kubelet::node_name(1),
+    ];
     let node = nodes
         .iter()
         .map(String::as_str)
@@ -842,7 +870,10 @@ async fn kubectl_drain_evicts_within_the_disruption_budget_and_completes() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "drain failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("node/{node} cordoned")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("node/{node} cordoned")),
+        "{stdout}"
+    );
     assert!(stdout.contains(&format!("node/{node} drained")), "{stdout}");
     for v in &victims {
         assert!(

@@ -498,9 +498,8 @@ async fn read_body(req: Request) -> Result<Value, Response> {
         .await
         .map_err(|e| bad_request(&format!("failed to read request body: {e}")))?;
     if protobuf {
-        return crate::protobuf::decode(&body).map_err(|e| {
-            bad_request(&format!("the object provided is unrecognized: {e}"))
-        });
+        return crate::protobuf::decode(&body)
+            .map_err(|e| bad_request(&format!("the object provided is unrecognized: {e}")));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));

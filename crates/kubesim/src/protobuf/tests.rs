@@ -66,7 +66,10 @@ fn int_or_string_is_a_number_or_a_string() {
     };
     let spec = msg(
         "k8s.io.api.policy.v1.PodDisruptionBudgetSpec",
-        vec![("maxUnavailable", ios(1, 0, "25%")), ("minAvailable", ios(0, 2, ""))],
+        vec![
+            ("maxUnavailable", ios(1, 0, "25%")),
+            ("minAvailable", ios(0, 2, "")),
+        ],
     );
     let pdb = msg(
         "k8s.io.api.policy.v1.PodDisruptionBudget",
@@ -163,7 +166,11 @@ fn quantities_are_strings_and_inline_structs_are_flattened() {
             "hostNetwork": false,
         })
     );
-    assert_eq!(v["metadata"], json!({"name": "p"}), "zero ObjectMeta fields are unset");
+    assert_eq!(
+        v["metadata"],
+        json!({"name": "p"}),
+        "zero ObjectMeta fields are unset"
+    );
 }
 
 #[test]
@@ -176,7 +183,10 @@ fn times_are_rfc3339_utc_and_durations_go_strings() {
     };
     let mt = m(msg(
         &format!("{META}.MicroTime"),
-        vec![("seconds", Pb::I64(1_700_000_000)), ("nanos", Pb::I32(123_456_000))],
+        vec![
+            ("seconds", Pb::I64(1_700_000_000)),
+            ("nanos", Pb::I32(123_456_000)),
+        ],
     ));
     let lease = msg(
         "k8s.io.api.coordination.v1.LeaseSpec",
@@ -243,7 +253,10 @@ fn raw_extensions_hold_json_or_a_nested_protobuf_object() {
 
     let nested = msg(
         "k8s.io.api.apps.v1.ControllerRevision",
-        vec![("metadata", meta("r")), ("data", raw(body("v1", "ConfigMap", &cm)))],
+        vec![
+            ("metadata", meta("r")),
+            ("data", raw(body("v1", "ConfigMap", &cm))),
+        ],
     );
     let v = decode(&body("apps/v1", "ControllerRevision", &nested)).unwrap();
     assert_eq!(
@@ -272,7 +285,13 @@ fn secret_bytes_are_base64_and_masked_slices_are_arrays() {
             ("metadata", meta("token")),
             (
                 "data",
-                Pb::Map([(MapKey::String("t".into()), Pb::Bytes(b"xoxb".to_vec().into()))].into()),
+                Pb::Map(
+                    [(
+                        MapKey::String("t".into()),
+                        Pb::Bytes(b"xoxb".to_vec().into()),
+                    )]
+                    .into(),
+                ),
             ),
             ("type", s("")),
         ],
@@ -289,7 +308,10 @@ fn secret_bytes_are_base64_and_masked_slices_are_arrays() {
         "k8s.io.api.authorization.v1.SubjectAccessReviewSpec",
         vec![
             ("user", s("u")),
-            ("extra", Pb::Map([(MapKey::String("k".into()), m(extra))].into())),
+            (
+                "extra",
+                Pb::Map([(MapKey::String("k".into()), m(extra))].into()),
+            ),
         ],
     );
     assert_eq!(
@@ -336,8 +358,15 @@ fn every_kind_kubesim_serves_has_a_message() {
     for d in crate::registry::builtin_resources() {
         let av = d.api_version();
         assert!(message_for(&av, &d.kind).is_some(), "{av} {}", d.kind);
-        assert!(message_for(&av, &d.list_kind).is_some(), "{av} {}", d.list_kind);
-        assert!(message_for(&av, "DeleteOptions").is_some(), "{av} DeleteOptions");
+        assert!(
+            message_for(&av, &d.list_kind).is_some(),
+            "{av} {}",
+            d.list_kind
+        );
+        assert!(
+            message_for(&av, "DeleteOptions").is_some(),
+            "{av} DeleteOptions"
+        );
         for h in &d.hook_subresources {
             let hv = if h.group.is_empty() {
                 h.version.clone()
@@ -370,7 +399,10 @@ fn garbage_and_unknown_kinds_are_named_errors() {
         decode(b"k8s\0\xff\xff\xff"),
         Err(DecodeError::Envelope(_))
     ));
-    let cm = msg("k8s.io.api.core.v1.ConfigMap", vec![("metadata", meta("c"))]);
+    let cm = msg(
+        "k8s.io.api.core.v1.ConfigMap",
+        vec![("metadata", meta("c"))],
+    );
     assert_eq!(
         decode(&body("v1", "Frobnicator", &cm)),
         Err(DecodeError::UnknownKind {

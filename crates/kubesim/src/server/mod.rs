@@ -531,7 +531,10 @@ fn with_warnings(mut r: Response, opts: &WriteOptions) -> Response {
 fn reject_binary(headers: &HeaderMap) -> Result<()> {
     let ct = header_str(headers, header::CONTENT_TYPE);
     if ct.starts_with("application/cbor") {
-        return Err(unsupported_body(ct, "application/json, application/yaml, application/vnd.kubernetes.protobuf"));
+        return Err(unsupported_body(
+            ct,
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        ));
     }
     Ok(())
 }
@@ -559,9 +562,8 @@ fn reject_protobuf_for_custom(d: &ResourceDescriptor, headers: &HeaderMap) -> Re
 /// A protobuf body as JSON; errors are 400s as upstream's decode errors
 /// (`transformDecodeError` in `apiserver/pkg/endpoints/handlers/create.go`).
 fn decode_protobuf(body: &[u8]) -> Result<Value> {
-    crate::protobuf::decode(body).map_err(|e| {
-        ApiError::bad_request(format!("the object provided is unrecognized: {e}"))
-    })
+    crate::protobuf::decode(body)
+        .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
 }
 
 fn parse_body(body: &[u8], headers: &HeaderMap) -> Result<Value> {
