@@ -432,7 +432,7 @@ fn message_json(m: &DynamicMessage) -> R {
             if let Some(s) = get(m, "schema") {
                 return value_json(&s);
             }
-            return Ok(get(m, "jSONSchemas").map_or(Ok(json!([])), |v| value_json(&v))?);
+            return get(m, "jSONSchemas").map_or(Ok(json!([])), |v| value_json(&v));
         }
         _ if name == format!("{EXT}.JSONSchemaPropsOrBool") => {
             if let Some(s) = get(m, "schema") {
@@ -447,10 +447,10 @@ fn message_json(m: &DynamicMessage) -> R {
             if let Some(s) = get(m, "schema") {
                 return value_json(&s);
             }
-            return Ok(get(m, "property").map_or(Ok(json!([])), |v| value_json(&v))?);
+            return get(m, "property").map_or(Ok(json!([])), |v| value_json(&v));
         }
         _ if MASKED_SLICES.contains(&name) => {
-            return Ok(get(m, "items").map_or(Ok(json!([])), |v| value_json(&v))?);
+            return get(m, "items").map_or(Ok(json!([])), |v| value_json(&v));
         }
         _ => {}
     }
