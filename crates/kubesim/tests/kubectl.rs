@@ -911,3 +911,59 @@ async fn kubectl_drain_evicts_within_the_disruption_budget_and_completes() {
     let list = pods.list(&Default::default()).await.unwrap().items;
     assert!(on(node, &list).is_empty(), "pods left on {node}");
 }
+
+/// A DELETE whose `DeleteOptions` body is protobuf (client-go's typed `Delete`, e.g.
+/// `kubectl drain --disable-eviction`) is honoured: `gracePeriodSeconds: 0` removes the pod at
+/// once, where the default grace period leaves it terminating.
+#[tokio::test]
+async fn a_protobuf_delete_options_body_is_honoured() {
+    let k = Kubectl::start().await;
+    let pods: Api<Pod> = Api::namespaced(k.h.client(), "default");
+    for name in ["graceful", "immediate"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            // Scheduled: an unscheduled pod is removed at once whatever the grace period.
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx:1.27"}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    // k8s\0 + Unknown{typeMeta{apiVersion "v1", kind "DeleteOptions"}, raw: DeleteOptions{…}}
+    let delete_options = |raw: &[u8]| -> Vec<u8> {
+        let type_meta = [&[0x0a, 0x02][..], b"v1", &[0x12, 0x0d], b"DeleteOptions"].concat();
+        let mut unknown = vec![0x0a, u8::try_from(type_meta.len()).unwrap()];
+        unknown.extend(type_meta);
+        unknown.extend([0x12, u8::try_from(raw.len()).unwrap()]);
+        unknown.extend(raw);
+        [b"k8s\0".as_slice(), &unknown].concat()
+    };
+    let client = k.h.client();
+    let delete = |name: &str, body: Vec<u8>| {
+        let req = http::Request::delete(format!("/api/v1/namespaces/default/pods/{name}"))
+            .header("content-type", "application/vnd.kubernetes.protobuf")
+            .body(kube::client::Body::from(body))
+            .unwrap();
+        let client = client.clone();
+        async move {
+            use http_body_util::BodyExt;
+            let resp = client.send(req).await.unwrap();
+            let code = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (code, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    // DeleteOptions.gracePeriodSeconds (field 1) = 0
+    let (code, body) = delete("immediate", delete_options(&[0x08, 0x00])).await;
+    assert_eq!(code, 200, "{body}");
+    // DeleteOptions.propagationPolicy (field 4) = "Background": default grace period
+    let background = [&[0x22, 0x0a][..], b"Background"].concat();
+    let (code, body) = delete("graceful", delete_options(&background)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(pods.get_opt("immediate").await.unwrap().is_none());
+    let graceful = pods.get("graceful").await.unwrap();
+    assert!(
+        graceful.metadata.deletion_timestamp.is_some(),
+        "{graceful:?}"
+    );
+    assert_eq!(graceful.metadata.deletion_grace_period_seconds, Some(30));
+}
