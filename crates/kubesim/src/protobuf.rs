@@ -262,6 +262,11 @@ fn kinds() -> &'static HashMap<(String, String, String), MessageDescriptor> {
 /// The message of `kind` in `apiVersion` (`v1`, `apps/v1`), if the schema has it.
 pub fn message_for(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    // Built-in groups are dotless (`apps`) or end in `.k8s.io`; a custom group
+    // (`apps.example.com`) must not borrow a built-in message by its first label.
+    if group.contains('.') && !group.ends_with(".k8s.io") {
+        return None;
+    }
     let label = if group.is_empty() {
         "core"
     } else {

@@ -385,6 +385,8 @@ fn every_kind_kubesim_serves_has_a_message() {
     ] {
         assert!(message_for(av, kind).is_some(), "{av} {kind}");
     }
+    assert!(message_for("apps.example.com/v1", "Deployment").is_none());
+    assert!(message_for("apps/v1", "Widget").is_none());
     assert_ne!(
         message_for("v1", "Event").map(|d| d.full_name().to_owned()),
         message_for("events.k8s.io/v1", "Event").map(|d| d.full_name().to_owned())
