@@ -727,6 +727,14 @@ pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "progressDeadlineSeconds", json!(600));
+            // An empty strategy (protobuf bodies always carry one) defaults
+            // as an absent one (`SetDefaults_Deployment`, apps/v1/defaults.go).
+            if spec
+                .get("strategy")
+                .is_some_and(|s| s.get("type").is_none_or(|t| t.is_null() || t == ""))
+            {
+                spec.remove("strategy");
+            }
             set_default(
                 spec,
                 "strategy",
@@ -734,6 +742,12 @@ pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
             );
             if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
                 default_pod_spec(ps);
+            }
+        }
+        ("", "Secret") => {
+            // `SetDefaults_Secret` (core/v1/defaults.go).
+            if let Some(m) = obj.as_object_mut() {
+                set_default(m, "type", json!("Opaque"));
             }
         }
         _ => {}

@@ -1617,6 +1617,20 @@ fn register_eviction(shared: &Arc<Shared>) {
         },
     );
     shared.api.register_subresource("pods", "eviction", handler);
+    // Advertised as upstream's `/api/v1` lists it: `kubectl drain` evicts only
+    // when discovery shows `pods/eviction` (kind Eviction, policy/v1) and
+    // deletes the pods otherwise (`CheckEvictionSupport`, kubectl/pkg/drain).
+    shared.api.registry().add_hook_subresource(
+        "",
+        "pods",
+        crate::registry::HookSubresource {
+            name: "eviction".into(),
+            group: "policy".into(),
+            version: "v1".into(),
+            kind: "Eviction".into(),
+            verbs: vec!["create".into()],
+        },
+    );
 }
 
 /// Serializable helper for tests and the `/sim` endpoints: a short summary of

@@ -543,28 +543,53 @@ fn with_warnings(mut r: Response, opts: &WriteOptions) -> Response {
     r
 }
 
-/// 415 for the binary encodings kubesim does not decode. client-go falls
-/// back to JSON after a 415 only for CBOR (`UnsupportedMediaType` in
-/// `rest/client.go`); kubectl's typed clients (`create <generator>`,
-/// `drain`) send protobuf and fail (see docs/kubesim-scale.md, "Limits").
+/// 415 for CBOR, which kubesim does not decode. client-go falls back to JSON
+/// after a 415 only for CBOR (`UnsupportedMediaType` in `rest/client.go`).
+/// Protobuf bodies are decoded ([`crate::protobuf`]).
 fn reject_binary(headers: &HeaderMap) -> Result<()> {
     let ct = header_str(headers, header::CONTENT_TYPE);
-    if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/cbor") {
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct:?}"
-            ),
+    if ct.starts_with("application/cbor") {
+        return Err(unsupported_body(
+            ct,
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
         ));
     }
     Ok(())
 }
 
+fn unsupported_body(ct: &str, accepted: &str) -> ApiError {
+    ApiError::new(
+        415,
+        "UnsupportedMediaType",
+        format!(
+            "the body of the request was in an unknown format - accepted media types include: {accepted}; got {ct:?}"
+        ),
+    )
+}
+
+/// Custom resources have no protobuf form: upstream's CRD handler negotiates
+/// JSON and YAML only (`apiextensions-apiserver/pkg/apiserver/customresource_handler.go`).
+fn reject_protobuf_for_custom(d: &ResourceDescriptor, headers: &HeaderMap) -> Result<()> {
+    let ct = header_str(headers, header::CONTENT_TYPE);
+    if d.crd_version.is_some() && crate::protobuf::is_protobuf(ct) {
+        return Err(unsupported_body(ct, "application/json, application/yaml"));
+    }
+    Ok(())
+}
+
+/// A protobuf body as JSON; errors are 400s as upstream's decode errors
+/// (`transformDecodeError` in `apiserver/pkg/endpoints/handlers/create.go`).
+fn decode_protobuf(body: &[u8]) -> Result<Value> {
+    crate::protobuf::decode(body)
+        .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
+}
+
 fn parse_body(body: &[u8], headers: &HeaderMap) -> Result<Value> {
     reject_binary(headers)?;
     let ct = header_str(headers, header::CONTENT_TYPE);
-    let v: Value = if ct.starts_with("application/yaml") {
+    let v: Value = if crate::protobuf::is_protobuf(ct) {
+        decode_protobuf(body)?
+    } else if ct.starts_with("application/yaml") {
         // JSON (a subset of YAML) parses much faster with serde_json; the
         // YAML parser (and its error) only for bodies that are not JSON.
         match serde_json::from_slice(body) {
@@ -682,6 +707,7 @@ async fn resource_request(
         return Err(not_found_path());
     }
     let ns = t.namespace.as_deref();
+    reject_protobuf_for_custom(&d, headers)?;
     let accept = header_str(headers, header::ACCEPT);
     let table_target = table::table_target(accept);
     match (&t.name, t.subresource.as_deref()) {
@@ -739,8 +765,7 @@ async fn resource_request(
             }
             Method::DELETE => {
                 let opts = list_options(q)?;
-                reject_binary(headers)?;
-                let dopts = delete_options(q, &body)?;
+                let dopts = delete_options(q, headers, &body)?;
                 let l = api.list(&d, ns, &opts)?;
                 let mut deleted = vec![];
                 for it in &l.items {
@@ -796,8 +821,7 @@ async fn resource_request(
                 Ok(with_warnings(object_response(&d, code, &out), &opts))
             }
             Method::DELETE => {
-                reject_binary(headers)?;
-                let opts = delete_options(q, &body)?;
+                let opts = delete_options(q, headers, &body)?;
                 match api.admit_delete(&d, ns, name, &opts, user).await? {
                     DeleteOutcome::Pending(o) => Ok(object_response(&d, StatusCode::OK, &o)),
                     DeleteOutcome::Deleted(o) if d.return_deleted_object => {
@@ -895,9 +919,16 @@ async fn resource_request(
     }
 }
 
-fn delete_options(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOptions> {
+fn delete_options(
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DeleteOptions> {
+    reject_binary(headers)?;
     let mut o = if body.iter().all(|b| b.is_ascii_whitespace()) {
         DeleteOptions::default()
+    } else if crate::protobuf::is_protobuf(header_str(headers, header::CONTENT_TYPE)) {
+        DeleteOptions::from_json(&decode_protobuf(body)?)?
     } else {
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
