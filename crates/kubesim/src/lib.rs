@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod binding;
 pub mod cli;
 pub mod cluster;
 pub mod controllers;

@@ -24,7 +24,10 @@ use k8s_openapi::{
     Metadata, NamespaceResourceScope,
     api::{
         apps::v1::{ControllerRevision, StatefulSet},
-        core::v1::{Endpoints, Node, PersistentVolumeClaim, Pod, PodCondition, Service},
+        core::v1::{
+            Binding, Endpoints, Node, ObjectReference, PersistentVolumeClaim, Pod, PodCondition,
+            Service,
+        },
         discovery::v1::EndpointSlice,
         policy::v1::{Eviction, PodDisruptionBudget},
     },
@@ -355,6 +358,7 @@ impl Simulation {
             node_failed_at: Mutex::default(),
         });
         register_eviction(&shared);
+        register_binding(&shared);
         let mut tasks = vec![
             informer::<StatefulSet>(shared.clone(), |s, c| s.on_set(c), |s| &s.caches.sets),
             informer::<Pod>(shared.clone(), |s, c| s.on_pod(c), |s| &s.caches.pods),
@@ -1200,23 +1204,21 @@ fn schedule(
         }
         return Ok(Some(Duration::from_secs(1)));
     };
-    // Binding (pods/binding sets spec.nodeName), then the PodScheduled condition.
-    let bound: Pod = s.api.merge_patch_typed(
-        Some(ns),
-        name,
-        &json!({"metadata": {"uid": pod.metadata.uid}, "spec": {"nodeName": node}}),
-        Part::Main,
-    )?;
-    conds.push(PodCondition {
-        type_: "PodScheduled".into(),
-        status: "True".into(),
-        last_transition_time: Some(Time(now)),
-        ..PodCondition::default()
-    });
-    let mut next = bound;
-    next.status.get_or_insert_with(Default::default).conditions = Some(conds);
-    let v = s.api.update_status_typed(Some(ns), &next)?;
-    s.caches.pods.apply(v);
+    // Binding (pods/binding sets spec.nodeName and PodScheduled=True).
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            uid: pod.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node),
+            ..ObjectReference::default()
+        },
+    };
+    let bound = crate::binding::bind(&s.api, ns, name, &binding, now)?;
+    s.caches.pods.apply(bound);
     Ok(Some(Duration::ZERO))
 }
 
@@ -1570,6 +1572,26 @@ fn register_eviction(shared: &Arc<Shared>) {
         },
     );
     shared.api.register_subresource("pods", "eviction", handler);
+}
+
+/// `POST pods/{name}/binding` ([`crate::binding::bind`]), for schedulers
+/// other than kubesim's own; answers `201` with a `Success` status.
+fn register_binding(shared: &Arc<Shared>) {
+    let clock = shared.clock;
+    let handler: crate::api::SubresourceHandler = Arc::new(
+        move |api: Api, ns: String, name: String, body: Value, _query: HashMap<String, String>| {
+            Box::pin(async move {
+                let binding: Binding = serde_json::from_value(body)
+                    .map_err(|e| ApiError::bad_request(format!("failed to decode Binding: {e}")))?;
+                crate::binding::bind(&api, &ns, &name, &binding, clock.now())?;
+                Ok((
+                    201,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
+            })
+        },
+    );
+    shared.api.register_subresource("pods", "binding", handler);
 }
 
 /// Serializable helper for tests and the `/sim` endpoints: a short summary of
