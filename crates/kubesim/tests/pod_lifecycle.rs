@@ -4,13 +4,28 @@
 //! of a container whose image changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use k8s_openapi::api::core::v1::Pod;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::{
+    api::{
+        core::v1::{ContainerStatus, Pod, Service},
+        discovery::v1::EndpointSlice,
+    },
+    jiff::{SignedDuration, Timestamp},
+};
 use kube::{
     Api,
-    api::{Patch, PatchParams, PostParams},
+    api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams},
 };
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
+use kubesim::{
+    cluster::{Cluster, ClusterConfig, Handle},
+    controllers::runtime::{SimConfig, Simulation},
+    kubelet::{Delay, KubeletConfig, NodePool},
+};
 use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(30);
 
 const ALLOWED: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
@@ -383,4 +398,402 @@ async fn binding_sets_the_node_once_and_a_second_binding_conflicts() {
         s.message,
         "Operation cannot be fulfilled on pods \"web-0\": pod web-0 is already assigned to node \"kubesim-node-1\""
     );
+}
+
+// ---- with the simulation: the kubelet's in-place restart and readiness gates
+
+/// kubesim with its controllers and kubelets at `speed`, timed by `kubelet`.
+async fn simulated(speed: f64, kubelet: KubeletConfig) -> (Handle, Simulation) {
+    let h = start().await;
+    let sim = Simulation::start(
+        h.api().clone(),
+        SimConfig {
+            nodes: 3,
+            speed,
+            kubelet,
+            seed: Some(1),
+        },
+    )
+    .unwrap();
+    (h, sim)
+}
+
+/// Polls `check` until it returns `Some`, failing after [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(t) = check().await {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn condition(pod: &Pod, t: &str) -> Option<k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == t)
+        .cloned()
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    condition(pod, "Ready").is_some_and(|c| c.status == "True")
+}
+
+fn status_of(pod: &Pod, container: &str) -> ContainerStatus {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container))
+        .cloned()
+        .unwrap_or_else(|| panic!("no status for container {container}"))
+}
+
+async fn ready_pod(pods: &Api<Pod>, name: &str) -> Pod {
+    eventually(&format!("{name} to be ready"), || async {
+        pods.get(name).await.ok().filter(is_ready)
+    })
+    .await
+}
+
+/// The `ready` condition of `pod`'s endpoint in the service's EndpointSlices.
+async fn endpoint_ready(client: &kube::Client, service: &str, pod: &str) -> Option<bool> {
+    let slices: Api<EndpointSlice> = Api::default_namespaced(client.clone());
+    let list = slices
+        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}")))
+        .await
+        .ok()?;
+    list.items
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .find(|e| {
+            e.target_ref
+                .as_ref()
+                .is_some_and(|r| r.name.as_deref() == Some(pod))
+        })
+        .and_then(|e| e.conditions.as_ref()?.ready)
+}
+
+async fn create_service(client: &kube::Client) {
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+fn seconds_between(a: &Timestamp, b: &Timestamp) -> i64 {
+    b.duration_since(*a).as_secs()
+}
+
+/// Changes the image of `web`'s container `app` and returns the pod once the
+/// container runs the new image and the pod is Ready again, with whether a
+/// `Ready=False` was seen on the way.
+async fn restart_in_place(pods: &Api<Pod>, name: &str, image: &str) -> (Pod, bool) {
+    let rv = pods
+        .get(name)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut events = pods
+        .watch(
+            &WatchParams::default().fields(&format!("metadata.name={name}")),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let smp = json!({"spec": {"containers": [{"name": "app", "image": image}]}});
+    pods.patch(name, &PatchParams::default(), &Patch::Strategic(&smp))
+        .await
+        .unwrap();
+    let mut saw_unready = false;
+    let done = tokio::time::timeout(DEADLINE, async {
+        while let Some(ev) = events.try_next().await.unwrap() {
+            if let WatchEvent::Modified(p) = ev {
+                saw_unready |= !is_ready(&p);
+                let app = status_of(&p, "app");
+                let running = app.state.as_ref().is_some_and(|s| s.running.is_some());
+                if running && app.image == image && is_ready(&p) {
+                    return p;
+                }
+            }
+        }
+        panic!("the watch ended");
+    })
+    .await
+    .expect("the in-place restart did not complete");
+    (done, saw_unready)
+}
+
+#[tokio::test]
+async fn an_image_update_restarts_exactly_that_container_in_place() {
+    let slow_pulls = KubeletConfig {
+        image_pull_delay: Delay::Fixed(SignedDuration::from_secs(30)),
+        ..KubeletConfig::default()
+    };
+    let kubelet = KubeletConfig {
+        pools: vec![NodePool {
+            name: "slow-registry".into(),
+            node_labels: [(
+                "kubernetes.io/hostname".to_owned(),
+                "kubesim-node-1".to_owned(),
+            )]
+            .into(),
+            kubelet: slow_pulls,
+        }],
+        ..KubeletConfig::default()
+    };
+    let (h, _sim) = simulated(50.0, kubelet).await;
+    let pods: Api<Pod> = Api::default_namespaced(h.client());
+    for (name, node) in [("web-0", "kubesim-node-0"), ("web-1", "kubesim-node-1")] {
+        let mut pod = two_container_pod(name);
+        pod.spec.as_mut().unwrap().node_selector =
+            Some([("kubernetes.io/hostname".to_owned(), node.to_owned())].into());
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    // (pod, expected stop + pull + start in simulated seconds)
+    for (name, cycle) in [("web-0", 1 + 5 + 2), ("web-1", 1 + 30 + 2)] {
+        let before = ready_pod(&pods, name).await;
+        let (after, saw_unready) = restart_in_place(&pods, name, "nginx:1.28").await;
+        assert!(saw_unready, "{name}: Ready went False during the restart");
+        assert_eq!(after.metadata.uid, before.metadata.uid, "{name}: same pod");
+        let (b, a) = (
+            before.status.clone().unwrap(),
+            after.status.clone().unwrap(),
+        );
+        assert_eq!(a.pod_ip, b.pod_ip, "{name}: same sandbox IP");
+        assert_eq!(a.start_time, b.start_time);
+        assert_eq!(
+            after.spec.as_ref().unwrap().node_name,
+            before.spec.as_ref().unwrap().node_name
+        );
+        let (old_app, app) = (status_of(&before, "app"), status_of(&after, "app"));
+        assert_eq!(app.restart_count, 1);
+        assert_ne!(app.container_id, old_app.container_id);
+        assert!(app.image_id.starts_with("docker.io/library/nginx@sha256:"));
+        assert_ne!(app.image_id, old_app.image_id);
+        assert_eq!(app.started, Some(true));
+        let killed = app.last_state.clone().unwrap().terminated.unwrap();
+        assert_eq!(
+            (killed.exit_code, killed.reason.as_deref()),
+            (0, Some("Completed"))
+        );
+        assert_eq!(killed.container_id, old_app.container_id);
+        assert_eq!(
+            killed.started_at,
+            old_app.state.unwrap().running.unwrap().started_at
+        );
+        let started = app.state.unwrap().running.unwrap().started_at.unwrap();
+        let took = seconds_between(&killed.finished_at.unwrap().0, &started.0);
+        assert!(
+            (cycle - 1..=cycle + 1).contains(&took),
+            "{name}: restarted {took} s after the kill, expected stop + pull + start = {cycle} s"
+        );
+        assert_eq!(
+            status_of(&after, "side"),
+            status_of(&before, "side"),
+            "{name}: the other container is untouched"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_readiness_gate_holds_ready_and_the_endpoint_until_a_controller_sets_it() {
+    let (h, _sim) = simulated(20.0, KubeletConfig::default()).await;
+    let client = h.client();
+    create_service(&client).await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let mut pod = two_container_pod("web-0");
+    pod.spec.as_mut().unwrap().readiness_gates = Some(vec![
+        serde_json::from_value(json!({"conditionType": "example.com/lb"})).unwrap(),
+    ]);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+
+    // Containers ready, the gate's condition absent: Ready False, endpoint not ready.
+    let p = eventually("the containers to be ready", || async {
+        pods.get("web-0")
+            .await
+            .ok()
+            .filter(|p| condition(p, "ContainersReady").is_some_and(|c| c.status == "True"))
+    })
+    .await;
+    let ready = condition(&p, "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("corresponding condition of pod readiness gate \"example.com/lb\" does not exist.")
+    );
+    let ep = eventually("a not-ready endpoint", || async {
+        endpoint_ready(&client, "web", "web-0").await
+    })
+    .await;
+    assert!(!ep);
+
+    // Strategic merge patch of pods/status (conditions merge by type): False.
+    let gate = |status: &str| json!({"type": "example.com/lb", "status": status});
+    pods.patch_status(
+        "web-0",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"status": {"conditions": [gate("False")]}})),
+    )
+    .await
+    .unwrap();
+    let p = eventually("the gate's False to be reported", || async {
+        pods.get("web-0").await.ok().filter(|p| {
+            condition(p, "Ready").and_then(|c| c.message).as_deref()
+                == Some("the status of pod readiness gate \"example.com/lb\" is not \"True\", but False")
+        })
+    })
+    .await;
+    assert!(
+        condition(&p, "PodScheduled").is_some(),
+        "the kubelet's conditions stay"
+    );
+
+    // PUT pods/status: True. Ready, and the endpoint follows.
+    let mut p = pods.get("web-0").await.unwrap();
+    let conds = p.status.as_mut().unwrap().conditions.as_mut().unwrap();
+    conds.retain(|c| c.type_ != "example.com/lb");
+    conds.push(serde_json::from_value(gate("True")).unwrap());
+    pods.replace_status("web-0", &PostParams::default(), &p)
+        .await
+        .unwrap();
+    let p = ready_pod(&pods, "web-0").await;
+    assert_eq!(condition(&p, "example.com/lb").unwrap().status, "True");
+    eventually("a ready endpoint", || async {
+        endpoint_ready(&client, "web", "web-0").await.filter(|r| *r)
+    })
+    .await;
+
+    // JSON patch of pods/status: back to False, endpoint not ready.
+    let p = pods.get("web-0").await.unwrap();
+    let idx = p
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .iter()
+        .position(|c| c.type_ == "example.com/lb")
+        .unwrap();
+    pods.patch_status(
+        "web-0",
+        &PatchParams::default(),
+        &json_patch(json!([
+            {"op": "test", "path": format!("/status/conditions/{idx}/type"), "value": "example.com/lb"},
+            {"op": "replace", "path": format!("/status/conditions/{idx}/status"), "value": "False"}
+        ])),
+    )
+    .await
+    .unwrap();
+    eventually("the endpoint to be not ready again", || async {
+        endpoint_ready(&client, "web", "web-0")
+            .await
+            .filter(|r| !*r)
+    })
+    .await;
+    assert!(!is_ready(&pods.get("web-0").await.unwrap()));
+
+    // Merge patch (replaces the whole list): the kubelet puts its own conditions back.
+    pods.patch_status(
+        "web-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": [gate("True")]}})),
+    )
+    .await
+    .unwrap();
+    let p = ready_pod(&pods, "web-0").await;
+    for t in [
+        "PodScheduled",
+        "Initialized",
+        "ContainersReady",
+        "example.com/lb",
+    ] {
+        assert_eq!(
+            condition(&p, t).map(|c| c.status).as_deref(),
+            Some("True"),
+            "{t}"
+        );
+    }
+    eventually("a ready endpoint after the merge patch", || async {
+        endpoint_ready(&client, "web", "web-0").await.filter(|r| *r)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_controllers_ready_false_takes_the_endpoint_out_until_the_kubelets_next_recompute() {
+    let kubelet = KubeletConfig {
+        status_reconcile: SignedDuration::from_secs(60),
+        ..KubeletConfig::default()
+    };
+    let (h, sim) = simulated(20.0, kubelet).await;
+    let client = h.client();
+    create_service(&client).await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.create(&PostParams::default(), &two_container_pod("web-0"))
+        .await
+        .unwrap();
+    ready_pod(&pods, "web-0").await;
+    eventually("a ready endpoint", || async {
+        endpoint_ready(&client, "web", "web-0").await.filter(|r| *r)
+    })
+    .await;
+
+    // An in-place updater marks the pod not ready through pods/status.
+    let written = sim.clock().now();
+    pods.patch_status(
+        "web-0",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"status": {"conditions": [{
+            "type": "Ready", "status": "False", "reason": "StartInPlaceUpdate",
+            "lastTransitionTime": written.to_string()
+        }]}})),
+    )
+    .await
+    .unwrap();
+    eventually("the endpoint to leave the ready set", || async {
+        endpoint_ready(&client, "web", "web-0")
+            .await
+            .filter(|r| !*r)
+    })
+    .await;
+    // The kubelet writes its own Ready again at its reconcile period, not before.
+    let p = ready_pod(&pods, "web-0").await;
+    let back = condition(&p, "Ready")
+        .unwrap()
+        .last_transition_time
+        .unwrap()
+        .0;
+    let floor = Timestamp::from_second(written.as_second()).unwrap();
+    assert!(
+        seconds_between(&floor, &back) >= 60,
+        "the kubelet rewrote Ready {} s after the controller",
+        seconds_between(&floor, &back)
+    );
+    eventually("the endpoint to be ready again", || async {
+        endpoint_ready(&client, "web", "web-0").await.filter(|r| *r)
+    })
+    .await;
 }

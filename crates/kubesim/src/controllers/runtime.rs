@@ -289,6 +289,16 @@ struct Shared {
     /// whole seconds, so timing container starts from it would start them up to a second early).
     sandbox_started: Mutex<HashMap<String, Timestamp>>,
     node_failed_at: Mutex<HashMap<String, Timestamp>>,
+    /// Per pod uid: the `Ready` status the kubelet last computed, and since
+    /// when the stored one differs from it (someone else's write).
+    ready_seen: Mutex<HashMap<String, ReadySeen>>,
+}
+
+/// The kubelet's memory of a pod's `Ready` condition ([`PodFacts::ready_override_since`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadySeen {
+    computed: Option<bool>,
+    overridden_since: Option<Timestamp>,
 }
 
 /// The running simulation (controllers, kubelets, scheduler, fault reactor).
@@ -356,6 +366,7 @@ impl Simulation {
             terminating: Mutex::default(),
             sandbox_started: Mutex::default(),
             node_failed_at: Mutex::default(),
+            ready_seen: Mutex::default(),
         });
         register_eviction(&shared);
         register_binding(&shared);
@@ -1114,14 +1125,40 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         .lock()
         .ok()
         .map(|mut t| *t.entry(uid.clone()).or_insert(now));
+    // Someone else's Ready write: the stored condition differs from what the
+    // kubelet computed last.
+    let ready_override_since = s.ready_seen.lock().ok().and_then(|mut m| {
+        let seen = m.entry(uid.clone()).or_default();
+        match seen.computed {
+            Some(c) if Some(c) != kubelet::stored_ready(&pod) => {
+                Some(*seen.overridden_since.get_or_insert(now))
+            }
+            _ => {
+                seen.overridden_since = None;
+                None
+            }
+        }
+    });
     let facts = PodFacts {
         termination_started: s.terminating.lock().ok().and_then(|t| t.get(&uid).copied()),
         sandbox_started,
         pod_ip: &ip,
         host_ip: &host,
         forced_unready: s.faults.is_unready(ns, name),
+        ready_override_since,
     };
-    let step = kubelet::step(&pod, &s.kubelet, facts, now);
+    let node_labels = s.caches.nodes.get("", &node);
+    let cfg = s.kubelet.for_node(
+        node_labels
+            .as_ref()
+            .and_then(|n| n.metadata.labels.as_ref()),
+    );
+    let step = kubelet::step(&pod, cfg, facts, now);
+    if let Some(ready) = step.ready
+        && let Ok(mut m) = s.ready_seen.lock()
+    {
+        m.entry(uid.clone()).or_default().computed = Some(ready);
+    }
     match step.action {
         KubeletAction::Nothing => {}
         KubeletAction::UpdateStatus(st) => {
@@ -1149,6 +1186,9 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             }
             if let Ok(mut ips) = s.pod_ips.lock() {
                 ips.remove(&uid);
+            }
+            if let Ok(mut m) = s.ready_seen.lock() {
+                m.remove(&uid);
             }
             return Ok(None);
         }
@@ -1204,6 +1244,17 @@ fn schedule(
         }
         return Ok(Some(Duration::from_secs(1)));
     };
+    // The chosen node's pool decides how long scheduling takes.
+    let pool = s
+        .caches
+        .nodes
+        .get("", &node)
+        .and_then(|n| n.metadata.labels.clone());
+    if let Some(at) = s.kubelet.for_node(pool.as_ref()).bind_at(pod)
+        && at > now
+    {
+        return Ok(Some(s.clock.real(at.duration_since(now))));
+    }
     // Binding (pods/binding sets spec.nodeName and PodScheduled=True).
     let binding = Binding {
         metadata: ObjectMeta {
