@@ -1,18 +1,39 @@
 //! The fake nodes, scheduler and kubelet (in the spirit of KWOK): node
-//! objects spread over three zones, a scheduler that binds pods to nodes, and
-//! a per-pod state machine that moves a pod from `Pending` to `Running` and
-//! `Ready`, restarts containers in place when their image changes, and
-//! finishes graceful deletions.
+//! objects spread over three zones, a scheduler that binds pods to nodes
+//! (through `pods/binding`, [`crate::binding`]), and a per-pod state machine
+//! that moves a pod from `Pending` to `Running` and `Ready`, honours
+//! readiness gates, restarts containers in place when their image changes,
+//! and finishes graceful deletions.
 //!
 //! All decisions are pure functions of the pod, the configuration and the
 //! simulated time ([`Clock`]); the async driver only executes them.
 //!
 //! ## Timing
 //! Every delay is *simulated* time; [`Clock`] runs `speed` times faster than
-//! the wall clock, and the driver sleeps `delay / speed`. The start delay of a
-//! container is [`Delay::Fixed`] or [`Delay::Uniform`] (drawn
-//! deterministically from the pod UID and restart count, so a pod's timeline
-//! is reproducible) and may be overridden per image (exact image or prefix).
+//! the wall clock, and the driver sleeps `delay / speed`. A delay is
+//! [`Delay::Fixed`] or [`Delay::Uniform`] (drawn deterministically from the
+//! pod UID, the phase and the restart count, so a pod's timeline is
+//! reproducible). [`KubeletConfig`] holds one figure per phase, and
+//! [`KubeletConfig::pools`] gives nodes with given labels their own:
+//! * new pod: scheduling (0 s) → volume attach (10 s, pods with persistent
+//!   volumes only) → sandbox (0 s; pod IP, `PodReadyToStartContainers`) →
+//!   container start (2 s, may be overridden per image);
+//! * in-place restart after an image change: container stop (1 s, capped by
+//!   the grace period) → image pull (5 s) → container start (2 s);
+//! * deletion: container stop, then the pod is removed.
+//!
+//! ## Readiness
+//! `Ready` is computed as `GeneratePodReadyCondition`
+//! (`pkg/kubelet/status/generate.go`) does: `False` with the
+//! `ContainersReady` reason while a container is not ready, else `False`
+//! (`ReadinessGatesNotReady`) while a `spec.readinessGates` condition is
+//! missing or not `True`. Gate conditions belong to controllers, which write
+//! them through `pods/status`; the kubelet keeps every condition it does not
+//! own. A `Ready` written by someone else stands until
+//! [`KubeletConfig::status_reconcile`] has passed, unless the kubelet's own
+//! view of the pod changes first (then its whole status is written at once),
+//! like the status manager's periodic reconcile
+//! (`pkg/kubelet/status/status_manager.go`).
 //!
 //! ## Failure modes chosen by image tag
 //! * tag ending in `-unready` (e.g. `nginx:1.27-unready`): the container runs
@@ -22,9 +43,18 @@
 //!   5 min); it never becomes ready.
 //!
 //! ## Simplifications (upstream: `pkg/kubelet/status/status_manager.go`,
-//! `pkg/kubelet/kuberuntime`, `pkg/scheduler`)
+//! `pkg/kubelet/kuberuntime/kuberuntime_manager.go`, `pkg/scheduler`)
 //! * Containers become ready as soon as they start (no probes); init
-//!   containers, readiness gates, resources and node capacity are ignored.
+//!   containers, resources and node capacity are ignored.
+//! * In-place restarts (`computePodActions`: a container whose spec hash
+//!   changed is killed and started again in the same sandbox) are detected by
+//!   image only, the one container field an update may change. The killed
+//!   container is recorded at once (`lastState.terminated`, exit code 0,
+//!   `Completed`, `finishedAt` = the kill) and shown waiting
+//!   (`ContainerCreating`) through its stop, pull and start, where the real
+//!   kubelet shows it running until it exits. A process killed after its
+//!   grace period (exit 137) is not modelled. `pods/resize` (in-place
+//!   resource changes) is not served.
 //! * Scheduling honours `nodeSelector`, node readiness and `unschedulable`, and
 //!   spreads pods of one controller across zones, then nodes (like the default
 //!   `PodTopologySpread` soft constraints); affinity and taints are ignored.

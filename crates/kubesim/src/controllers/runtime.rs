@@ -1218,13 +1218,13 @@ fn schedule(
     // namespace are enough (node totals are counted per namespace too).
     let pods = s.caches.pods.list_ns(ns);
     let chosen = kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p));
-    let mut conds = pod
-        .status
-        .as_ref()
-        .and_then(|st| st.conditions.clone())
-        .unwrap_or_default();
-    conds.retain(|c| c.type_ != "PodScheduled");
     let Some(node) = chosen else {
+        let mut conds = pod
+            .status
+            .as_ref()
+            .and_then(|st| st.conditions.clone())
+            .unwrap_or_default();
+        conds.retain(|c| c.type_ != "PodScheduled");
         conds.push(PodCondition {
             type_: "PodScheduled".into(),
             status: "False".into(),
