@@ -4,6 +4,9 @@
 //! of a container whose image changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/kubectl.rs"]
+mod kubectl;
+
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -564,7 +567,7 @@ async fn an_image_update_restarts_exactly_that_container_in_place() {
         }],
         ..KubeletConfig::default()
     };
-    let (h, _sim) = simulated(50.0, kubelet).await;
+    let (h, _sim) = simulated(20.0, kubelet).await;
     let pods: Api<Pod> = Api::default_namespaced(h.client());
     for (name, node) in [("web-0", "kubesim-node-0"), ("web-1", "kubesim-node-1")] {
         let mut pod = two_container_pod(name);
@@ -572,8 +575,10 @@ async fn an_image_update_restarts_exactly_that_container_in_place() {
             Some([("kubernetes.io/hostname".to_owned(), node.to_owned())].into());
         pods.create(&PostParams::default(), &pod).await.unwrap();
     }
-    // (pod, expected stop + pull + start in simulated seconds)
-    for (name, cycle) in [("web-0", 1 + 5 + 2), ("web-1", 1 + 30 + 2)] {
+    // (pod, stop + pull + start in simulated seconds). A loaded machine can
+    // only make the driver wake late, so the bounds are: no earlier than the
+    // cycle, and (default pool) well under the slow pool's.
+    for (name, cycle, under) in [("web-0", 1 + 5 + 2, 28), ("web-1", 1 + 30 + 2, i64::MAX)] {
         let before = ready_pod(&pods, name).await;
         let (after, saw_unready) = restart_in_place(&pods, name, "nginx:1.28").await;
         assert!(saw_unready, "{name}: Ready went False during the restart");
@@ -607,7 +612,7 @@ async fn an_image_update_restarts_exactly_that_container_in_place() {
         let started = app.state.unwrap().running.unwrap().started_at.unwrap();
         let took = seconds_between(&killed.finished_at.unwrap().0, &started.0);
         assert!(
-            (cycle - 1..=cycle + 1).contains(&took),
+            (cycle - 1..under).contains(&took),
             "{name}: restarted {took} s after the kill, expected stop + pull + start = {cycle} s"
         );
         assert_eq!(
@@ -745,7 +750,7 @@ async fn a_readiness_gate_holds_ready_and_the_endpoint_until_a_controller_sets_i
 #[tokio::test]
 async fn a_controllers_ready_false_takes_the_endpoint_out_until_the_kubelets_next_recompute() {
     let kubelet = KubeletConfig {
-        status_reconcile: SignedDuration::from_secs(60),
+        status_reconcile: SignedDuration::from_secs(100),
         ..KubeletConfig::default()
     };
     let (h, sim) = simulated(20.0, kubelet).await;
@@ -788,7 +793,7 @@ async fn a_controllers_ready_false_takes_the_endpoint_out_until_the_kubelets_nex
         .0;
     let floor = Timestamp::from_second(written.as_second()).unwrap();
     assert!(
-        seconds_between(&floor, &back) >= 60,
+        seconds_between(&floor, &back) >= 100,
         "the kubelet rewrote Ready {} s after the controller",
         seconds_between(&floor, &back)
     );
@@ -796,4 +801,68 @@ async fn a_controllers_ready_false_takes_the_endpoint_out_until_the_kubelets_nex
         endpoint_ready(&client, "web", "web-0").await.filter(|r| *r)
     })
     .await;
+}
+
+// ---- kubectl as the client
+
+const POD_YAML: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web-0
+spec:
+  containers:
+  - name: app
+    image: nginx:1.27
+";
+
+#[tokio::test]
+async fn kubectl_apply_of_a_changed_pod_spec_prints_upstreams_error_and_set_image_works() {
+    if !kubectl::kubectl_available() {
+        return;
+    }
+    let k = kubectl::Kubectl::start().await;
+    k.ok_in(&["apply", "-f", "-"], Some(POD_YAML)).await;
+    let changed = format!("{POD_YAML}    env:\n    - name: A\n      value: \"1\"\n");
+    let o = k.run(&["apply", "-f", "-"], Some(&changed)).await;
+    assert!(!o.ok, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "The Pod \"web-0\" is invalid: spec: Forbidden: {ALLOWED}"
+        )),
+        "{}",
+        o.stderr
+    );
+    let out = k.ok(&["set", "image", "pod/web-0", "app=nginx:1.28"]).await;
+    assert!(out.contains("pod/web-0 image updated"), "{out}");
+    let image = k
+        .ok(&[
+            "get",
+            "pod",
+            "web-0",
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(image, "nginx:1.28");
+    // A controller's gate condition through the status subresource.
+    k.ok(&[
+        "patch",
+        "pod",
+        "web-0",
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"example.com/lb","status":"True"}]}}"#,
+    ])
+    .await;
+    let gate = k
+        .ok(&[
+            "get",
+            "pod",
+            "web-0",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="example.com/lb")].status}"#,
+        ])
+        .await;
+    assert_eq!(gate, "True");
 }

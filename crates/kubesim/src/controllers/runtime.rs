@@ -1154,11 +1154,6 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             .and_then(|n| n.metadata.labels.as_ref()),
     );
     let step = kubelet::step(&pod, cfg, facts, now);
-    if let Some(ready) = step.ready
-        && let Ok(mut m) = s.ready_seen.lock()
-    {
-        m.entry(uid.clone()).or_default().computed = Some(ready);
-    }
     match step.action {
         KubeletAction::Nothing => {}
         KubeletAction::UpdateStatus(st) => {
@@ -1192,6 +1187,13 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             }
             return Ok(None);
         }
+    }
+    // What the kubelet now stands by (not after a failed write: its retry
+    // must not mistake its own unwritten value for someone else's).
+    if let Some(ready) = step.ready
+        && let Ok(mut m) = s.ready_seen.lock()
+    {
+        m.entry(uid.clone()).or_default().computed = Some(ready);
     }
     Ok(step.wake_after.map(|d| s.clock.real(d)))
 }
