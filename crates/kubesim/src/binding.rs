@@ -38,9 +38,9 @@ pub fn bind(
     let mut causes = Vec::new();
     if !matches!(target.kind.as_deref(), None | Some("" | "Node")) {
         causes.push(Cause {
-            reason: "FieldValueInvalid".into(),
+            reason: "FieldValueNotSupported".into(),
             message: format!(
-                "Invalid value: {}: must be empty or 'Node'",
+                "Unsupported value: {}: supported values: \"Node\", \"<empty>\"",
                 crate::schema::go_quote(target.kind.as_deref().unwrap_or_default())
             ),
             field: "target.kind".into(),
@@ -54,9 +54,11 @@ pub fn bind(
         });
     }
     if !causes.is_empty() {
-        let bd = api
-            .resource("", "v1", "bindings")
-            .unwrap_or_else(|_| d.clone());
+        // `Binding "name" is invalid: …` (bindings are not served as a
+        // resource of their own here; the pod's descriptor lends the rest).
+        let mut bd = (*d).clone();
+        bd.kind = "Binding".into();
+        bd.plural = "bindings".into();
         return Err(ApiError::invalid(&bd, name, causes));
     }
     let node = target.name.clone().unwrap_or_default();

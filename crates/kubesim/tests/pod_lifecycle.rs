@@ -401,6 +401,22 @@ async fn binding_sets_the_node_once_and_a_second_binding_conflicts() {
         s.message,
         "Operation cannot be fulfilled on pods \"web-0\": pod web-0 is already assigned to node \"kubesim-node-1\""
     );
+    let e = h
+        .client()
+        .request::<Value>(req(json!({
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web-0"},
+            "target": {"kind": "Pod", "name": ""}
+        })))
+        .await
+        .unwrap_err();
+    let s = api_err(e);
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (
+            422,
+            "Binding \"web-0\" is invalid: [target.kind: Unsupported value: \"Pod\": supported values: \"Node\", \"<empty>\", target.name: Required value]"
+        )
+    );
 }
 
 // ---- with the simulation: the kubelet's in-place restart and readiness gates

@@ -1093,6 +1093,11 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         return schedule(s, ns, name, &pod, now);
     };
     if s.faults.node_failed(&node) {
+        // The node's kubelet is gone, and with it its memory of the pods'
+        // status: back, it writes its own at once.
+        if let Ok(mut m) = s.ready_seen.lock() {
+            m.remove(&uid);
+        }
         return failed_node_pod(s, ns, name, &pod, &node, now);
     }
     if pod.metadata.deletion_timestamp.is_some()
