@@ -23,7 +23,6 @@ use kube::{
 };
 use kubesim::{
     cluster::{Cluster, ClusterConfig, Handle},
-    controllers::runtime::{SimConfig, Simulation},
     kubelet::{Delay, KubeletConfig, NodePool},
 };
 use serde_json::{Value, json};
@@ -422,19 +421,15 @@ async fn binding_sets_the_node_once_and_a_second_binding_conflicts() {
 // ---- with the simulation: the kubelet's in-place restart and readiness gates
 
 /// kubesim with its controllers and kubelets at `speed`, timed by `kubelet`.
-async fn simulated(speed: f64, kubelet: KubeletConfig) -> (Handle, Simulation) {
-    let h = start().await;
-    let sim = Simulation::start(
-        h.api().clone(),
-        SimConfig {
-            nodes: 3,
-            speed,
-            kubelet,
-            seed: Some(1),
-        },
-    )
-    .unwrap();
-    (h, sim)
+async fn simulated(speed: f64, kubelet: KubeletConfig) -> Handle {
+    Cluster::start(ClusterConfig {
+        simulate: true,
+        speed,
+        kubelet,
+        ..ClusterConfig::default()
+    })
+    .await
+    .unwrap()
 }
 
 /// Polls `check` until it returns `Some`, failing after [`DEADLINE`].
@@ -583,7 +578,7 @@ async fn an_image_update_restarts_exactly_that_container_in_place() {
         }],
         ..KubeletConfig::default()
     };
-    let (h, _sim) = simulated(20.0, kubelet).await;
+    let h = simulated(20.0, kubelet).await;
     let pods: Api<Pod> = Api::default_namespaced(h.client());
     for (name, node) in [("web-0", "kubesim-node-0"), ("web-1", "kubesim-node-1")] {
         let mut pod = two_container_pod(name);
@@ -641,7 +636,7 @@ async fn an_image_update_restarts_exactly_that_container_in_place() {
 
 #[tokio::test]
 async fn a_readiness_gate_holds_ready_and_the_endpoint_until_a_controller_sets_it() {
-    let (h, _sim) = simulated(20.0, KubeletConfig::default()).await;
+    let h = simulated(20.0, KubeletConfig::default()).await;
     let client = h.client();
     create_service(&client).await;
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
@@ -769,7 +764,7 @@ async fn a_controllers_ready_false_takes_the_endpoint_out_until_the_kubelets_nex
         status_reconcile: SignedDuration::from_secs(100),
         ..KubeletConfig::default()
     };
-    let (h, sim) = simulated(20.0, kubelet).await;
+    let h = simulated(20.0, kubelet).await;
     let client = h.client();
     create_service(&client).await;
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
@@ -783,7 +778,7 @@ async fn a_controllers_ready_false_takes_the_endpoint_out_until_the_kubelets_nex
     .await;
 
     // An in-place updater marks the pod not ready through pods/status.
-    let written = sim.clock().now();
+    let written = h.simulation().unwrap().clock().now();
     pods.patch_status(
         "web-0",
         &PatchParams::default(),
