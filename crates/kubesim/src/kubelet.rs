@@ -55,7 +55,7 @@
 //!   kubelet shows it running until it exits. A process killed after its
 //!   grace period (exit 137) is not modelled. `pods/resize` (in-place
 //!   resource changes) is not served.
-//! * Scheduling honours `nodeSelector`, node readiness and `unschedulable`, and
+//! * Scheduling honours `nodeSelector`, `schedulingGates`, node readiness and `unschedulable`, and
 //!   spreads pods of one controller across zones, then nodes (like the default
 //!   `PodTopologySpread` soft constraints); affinity and taints are ignored.
 //! * A terminating pod is removed (DELETE with grace 0) after

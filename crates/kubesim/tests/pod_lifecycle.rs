@@ -877,3 +877,71 @@ async fn kubectl_apply_of_a_changed_pod_spec_prints_upstreams_error_and_set_imag
         .await;
     assert_eq!(gate, "True");
 }
+
+#[tokio::test]
+async fn a_gated_pod_waits_unscheduled_until_its_last_gate_is_removed() {
+    let h = simulated(20.0, KubeletConfig::default()).await;
+    let pods: Api<Pod> = Api::default_namespaced(h.client());
+    let mut pod = two_container_pod("web-0");
+    pod.spec.as_mut().unwrap().scheduling_gates = Some(vec![
+        serde_json::from_value(json!({"name": "example.com/quota"})).unwrap(),
+        serde_json::from_value(json!({"name": "example.com/arch"})).unwrap(),
+    ]);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let p = eventually("the SchedulingGated condition", || async {
+        pods.get("web-0")
+            .await
+            .ok()
+            .filter(|p| condition(p, "PodScheduled").is_some())
+    })
+    .await;
+    let c = condition(&p, "PodScheduled").unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref(), c.message.as_deref()),
+        (
+            "False",
+            Some("SchedulingGated"),
+            Some("Scheduling is blocked due to non-empty scheduling gates")
+        )
+    );
+    // Adding a gate is refused; removing them is allowed, and the pod runs.
+    let e = pods
+        .patch(
+            "web-0",
+            &PatchParams::default(),
+            &json_patch(
+                json!([{"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": "x"}}]),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_invalid(
+        e,
+        "web-0",
+        "spec.schedulingGates[2].name",
+        "Forbidden: only deletion is allowed, but found new scheduling gate 'x'",
+        "added gate",
+    );
+    pods.patch(
+        "web-0",
+        &PatchParams::default(),
+        &json_patch(json!([{"op": "remove", "path": "/spec/schedulingGates/0"}])),
+    )
+    .await
+    .unwrap();
+    let one_left = pods.get("web-0").await.unwrap();
+    assert!(
+        one_left.spec.unwrap().node_name.is_none(),
+        "one gate still holds it"
+    );
+    pods.patch(
+        "web-0",
+        &PatchParams::default(),
+        &json_patch(json!([{"op": "remove", "path": "/spec/schedulingGates"}])),
+    )
+    .await
+    .unwrap();
+    let p = ready_pod(&pods, "web-0").await;
+    assert!(p.spec.as_ref().unwrap().node_name.is_some());
+    assert_eq!(condition(&p, "PodScheduled").unwrap().status, "True");
+}

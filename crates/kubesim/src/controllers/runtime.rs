@@ -1224,7 +1224,18 @@ fn schedule(
     // Spreading is per controller, which is namespaced: the pods of the
     // namespace are enough (node totals are counted per namespace too).
     let pods = s.caches.pods.list_ns(ns);
-    let chosen = kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p));
+    // A pod with scheduling gates waits for them to be removed
+    // (`SchedulingGated`, `pkg/scheduler/schedule_one.go`).
+    let gated = pod
+        .spec
+        .as_ref()
+        .and_then(|sp| sp.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty());
+    let chosen = if gated {
+        None
+    } else {
+        kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p))
+    };
     let Some(node) = chosen else {
         let mut conds = pod
             .status
@@ -1232,15 +1243,33 @@ fn schedule(
             .and_then(|st| st.conditions.clone())
             .unwrap_or_default();
         conds.retain(|c| c.type_ != "PodScheduled");
+        let (reason, message) = if gated {
+            (
+                "SchedulingGated",
+                "Scheduling is blocked due to non-empty scheduling gates".to_owned(),
+            )
+        } else {
+            (
+                "Unschedulable",
+                format!(
+                    "0/{} nodes are available: no node matches the pod's node selector or is ready.",
+                    s.caches.nodes.list().len()
+                ),
+            )
+        };
+        let previous = pod
+            .status
+            .as_ref()
+            .and_then(|st| st.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+            .filter(|c| c.status == "False" && c.reason.as_deref() == Some(reason))
+            .and_then(|c| c.last_transition_time.clone());
         conds.push(PodCondition {
             type_: "PodScheduled".into(),
             status: "False".into(),
-            reason: Some("Unschedulable".into()),
-            message: Some(format!(
-                "0/{} nodes are available: no node matches the pod's node selector or is ready.",
-                s.caches.nodes.list().len()
-            )),
-            last_transition_time: Some(Time(now)),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_transition_time: previous.or(Some(Time(now))),
             ..PodCondition::default()
         });
         let mut next = pod.clone();
@@ -1249,7 +1278,8 @@ fn schedule(
             let v = s.api.update_status_typed(Some(ns), &next)?;
             s.caches.pods.apply(v);
         }
-        return Ok(Some(Duration::from_secs(1)));
+        // Removing the last gate is a pod update: its event wakes the scheduler.
+        return Ok((!gated).then(|| Duration::from_secs(1)));
     };
     // The chosen node's pool decides how long scheduling takes.
     let pool = s
