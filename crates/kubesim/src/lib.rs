@@ -16,6 +16,7 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod binding;
 pub mod cli;
 pub mod cluster;
 pub mod controllers;

@@ -15,6 +15,8 @@ use super::error::Cause;
 use crate::registry::{NameRule, ResourceDescriptor};
 use crate::schema::go_quote;
 
+pub mod pod_update;
+
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_SUBDOMAIN_FMT: &str =
     "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
@@ -505,7 +507,8 @@ pub fn validate_meta(d: &ResourceDescriptor, obj: &Value) -> Vec<Cause> {
     causes
 }
 
-/// StatefulSet rules clients trip over (`ValidateStatefulSetSpec`, subset).
+/// StatefulSet rules clients trip over (`ValidateStatefulSetSpec`, subset) and
+/// the pod update rules ([`pod_update`]).
 pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = vec![];
     causes.extend(crate::admission::config::validate(d, obj));
@@ -594,6 +597,12 @@ pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -
                 });
             }
         }
+    }
+    if d.group.is_empty()
+        && d.kind == "Pod"
+        && let Some(old) = old
+    {
+        causes.extend(pod_update::validate_pod_update(obj, old));
     }
     if d.group.is_empty() && d.kind == "Pod" && old.is_none() {
         let containers = obj["spec"]["containers"].as_array();

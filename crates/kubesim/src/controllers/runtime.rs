@@ -24,7 +24,10 @@ use k8s_openapi::{
     Metadata, NamespaceResourceScope,
     api::{
         apps::v1::{ControllerRevision, StatefulSet},
-        core::v1::{Endpoints, Node, PersistentVolumeClaim, Pod, PodCondition, Service},
+        core::v1::{
+            Binding, Endpoints, Node, ObjectReference, PersistentVolumeClaim, Pod, PodCondition,
+            Service,
+        },
         discovery::v1::EndpointSlice,
         policy::v1::{Eviction, PodDisruptionBudget},
     },
@@ -286,6 +289,16 @@ struct Shared {
     /// whole seconds, so timing container starts from it would start them up to a second early).
     sandbox_started: Mutex<HashMap<String, Timestamp>>,
     node_failed_at: Mutex<HashMap<String, Timestamp>>,
+    /// Per pod uid: the `Ready` status the kubelet last computed, and since
+    /// when the stored one differs from it (someone else's write).
+    ready_seen: Mutex<HashMap<String, ReadySeen>>,
+}
+
+/// The kubelet's memory of a pod's `Ready` condition ([`PodFacts::ready_override_since`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadySeen {
+    computed: Option<bool>,
+    overridden_since: Option<Timestamp>,
 }
 
 /// The running simulation (controllers, kubelets, scheduler, fault reactor).
@@ -353,8 +366,10 @@ impl Simulation {
             terminating: Mutex::default(),
             sandbox_started: Mutex::default(),
             node_failed_at: Mutex::default(),
+            ready_seen: Mutex::default(),
         });
         register_eviction(&shared);
+        register_binding(&shared);
         let mut tasks = vec![
             informer::<StatefulSet>(shared.clone(), |s, c| s.on_set(c), |s| &s.caches.sets),
             informer::<Pod>(shared.clone(), |s, c| s.on_pod(c), |s| &s.caches.pods),
@@ -1125,6 +1140,11 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         return schedule(s, ns, name, &pod, now);
     };
     if s.faults.node_failed(&node) {
+        // The node's kubelet is gone, and with it its memory of the pods'
+        // status: back, it writes its own at once.
+        if let Ok(mut m) = s.ready_seen.lock() {
+            m.remove(&uid);
+        }
         return failed_node_pod(s, ns, name, &pod, &node, now);
     }
     if pod.metadata.deletion_timestamp.is_some()
@@ -1157,14 +1177,35 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         .lock()
         .ok()
         .map(|mut t| *t.entry(uid.clone()).or_insert(now));
+    // Someone else's Ready write: the stored condition differs from what the
+    // kubelet computed last.
+    let ready_override_since = s.ready_seen.lock().ok().and_then(|mut m| {
+        let seen = m.entry(uid.clone()).or_default();
+        match seen.computed {
+            Some(c) if Some(c) != kubelet::stored_ready(&pod) => {
+                Some(*seen.overridden_since.get_or_insert(now))
+            }
+            _ => {
+                seen.overridden_since = None;
+                None
+            }
+        }
+    });
     let facts = PodFacts {
         termination_started: s.terminating.lock().ok().and_then(|t| t.get(&uid).copied()),
         sandbox_started,
         pod_ip: &ip,
         host_ip: &host,
         forced_unready: s.faults.is_unready(ns, name),
+        ready_override_since,
     };
-    let step = kubelet::step(&pod, &s.kubelet, facts, now);
+    let node_labels = s.caches.nodes.get("", &node);
+    let cfg = s.kubelet.for_node(
+        node_labels
+            .as_ref()
+            .and_then(|n| n.metadata.labels.as_ref()),
+    );
+    let step = kubelet::step(&pod, cfg, facts, now);
     match step.action {
         KubeletAction::Nothing => {}
         KubeletAction::UpdateStatus(st) => {
@@ -1193,8 +1234,18 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             if let Ok(mut ips) = s.pod_ips.lock() {
                 ips.remove(&uid);
             }
+            if let Ok(mut m) = s.ready_seen.lock() {
+                m.remove(&uid);
+            }
             return Ok(None);
         }
+    }
+    // What the kubelet now stands by (not after a failed write: its retry
+    // must not mistake its own unwritten value for someone else's).
+    if let Some(ready) = step.ready
+        && let Ok(mut m) = s.ready_seen.lock()
+    {
+        m.entry(uid.clone()).or_default().computed = Some(ready);
     }
     Ok(step.wake_after.map(|d| s.clock.real(d)))
 }
@@ -1220,23 +1271,52 @@ fn schedule(
     // Spreading is per controller, which is namespaced: the pods of the
     // namespace are enough (node totals are counted per namespace too).
     let pods = s.caches.pods.list_ns(ns);
-    let chosen = kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p));
-    let mut conds = pod
-        .status
+    // A pod with scheduling gates waits for them to be removed
+    // (`SchedulingGated`, `pkg/scheduler/schedule_one.go`).
+    let gated = pod
+        .spec
         .as_ref()
-        .and_then(|st| st.conditions.clone())
-        .unwrap_or_default();
-    conds.retain(|c| c.type_ != "PodScheduled");
+        .and_then(|sp| sp.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty());
+    let chosen = if gated {
+        None
+    } else {
+        kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p))
+    };
     let Some(node) = chosen else {
+        let mut conds = pod
+            .status
+            .as_ref()
+            .and_then(|st| st.conditions.clone())
+            .unwrap_or_default();
+        conds.retain(|c| c.type_ != "PodScheduled");
+        let (reason, message) = if gated {
+            (
+                "SchedulingGated",
+                "Scheduling is blocked due to non-empty scheduling gates".to_owned(),
+            )
+        } else {
+            (
+                "Unschedulable",
+                format!(
+                    "0/{} nodes are available: no node matches the pod's node selector or is ready.",
+                    s.caches.nodes.list().len()
+                ),
+            )
+        };
+        let previous = pod
+            .status
+            .as_ref()
+            .and_then(|st| st.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+            .filter(|c| c.status == "False" && c.reason.as_deref() == Some(reason))
+            .and_then(|c| c.last_transition_time.clone());
         conds.push(PodCondition {
             type_: "PodScheduled".into(),
             status: "False".into(),
-            reason: Some("Unschedulable".into()),
-            message: Some(format!(
-                "0/{} nodes are available: no node matches the pod's node selector or is ready.",
-                s.caches.nodes.list().len()
-            )),
-            last_transition_time: Some(Time(now)),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_transition_time: previous.or(Some(Time(now))),
             ..PodCondition::default()
         });
         let mut next = pod.clone();
@@ -1245,25 +1325,35 @@ fn schedule(
             let v = s.api.update_status_typed(Some(ns), &next)?;
             s.caches.pods.apply(v);
         }
-        return Ok(Some(Duration::from_secs(1)));
+        // Removing the last gate is a pod update: its event wakes the scheduler.
+        return Ok((!gated).then(|| Duration::from_secs(1)));
     };
-    // Binding (pods/binding sets spec.nodeName), then the PodScheduled condition.
-    let bound: Pod = s.api.merge_patch_typed(
-        Some(ns),
-        name,
-        &json!({"metadata": {"uid": pod.metadata.uid}, "spec": {"nodeName": node}}),
-        Part::Main,
-    )?;
-    conds.push(PodCondition {
-        type_: "PodScheduled".into(),
-        status: "True".into(),
-        last_transition_time: Some(Time(now)),
-        ..PodCondition::default()
-    });
-    let mut next = bound;
-    next.status.get_or_insert_with(Default::default).conditions = Some(conds);
-    let v = s.api.update_status_typed(Some(ns), &next)?;
-    s.caches.pods.apply(v);
+    // The chosen node's pool decides how long scheduling takes.
+    let pool = s
+        .caches
+        .nodes
+        .get("", &node)
+        .and_then(|n| n.metadata.labels.clone());
+    if let Some(at) = s.kubelet.for_node(pool.as_ref()).bind_at(pod)
+        && at > now
+    {
+        return Ok(Some(s.clock.real(at.duration_since(now))));
+    }
+    // Binding (pods/binding sets spec.nodeName and PodScheduled=True).
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            uid: pod.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node),
+            ..ObjectReference::default()
+        },
+    };
+    let bound = crate::binding::bind(&s.api, ns, name, &binding, now)?;
+    s.caches.pods.apply(bound);
     Ok(Some(Duration::ZERO))
 }
 
@@ -1631,6 +1721,26 @@ fn register_eviction(shared: &Arc<Shared>) {
             verbs: vec!["create".into()],
         },
     );
+}
+
+/// `POST pods/{name}/binding` ([`crate::binding::bind`]), for schedulers
+/// other than kubesim's own; answers `201` with a `Success` status.
+fn register_binding(shared: &Arc<Shared>) {
+    let clock = shared.clock;
+    let handler: crate::api::SubresourceHandler = Arc::new(
+        move |api: Api, ns: String, name: String, body: Value, _query: HashMap<String, String>| {
+            Box::pin(async move {
+                let binding: Binding = serde_json::from_value(body)
+                    .map_err(|e| ApiError::bad_request(format!("failed to decode Binding: {e}")))?;
+                crate::binding::bind(&api, &ns, &name, &binding, clock.now())?;
+                Ok((
+                    201,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
+            })
+        },
+    );
+    shared.api.register_subresource("pods", "binding", handler);
 }
 
 /// Serializable helper for tests and the `/sim` endpoints: a short summary of
