@@ -16,6 +16,9 @@
 
 pub mod crd;
 pub mod intstr;
+pub mod labels;
+pub mod predicates;
+pub mod sync;
 mod types;
 pub mod validate;
 

@@ -15,7 +15,7 @@ use std::{
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use sroll_api::{BuildMetadata, WebhookTrigger};
+use sroll_api::{BuildMetadata, WebhookTrigger, sync::lock};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::{
@@ -215,9 +215,7 @@ pub struct WebhookSender {
 
 fn record(reports: &Reports, waker: Option<&Waker>, key: &RolloutKey, result: Result<(), String>) {
     let changed = {
-        let mut reports = reports
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut reports = lock(reports);
         let report = reports.entry(key.clone()).or_default();
         let had_error = report.last_error.is_some();
         match result {
@@ -325,11 +323,7 @@ impl WebhookSender {
 
     /// The latest report of a rollout's webhooks.
     pub fn report(&self, key: &RolloutKey) -> Option<WebhookReport> {
-        self.reports
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .cloned()
+        lock(&self.reports).get(key).cloned()
     }
 }
 

@@ -39,7 +39,9 @@ use kube::{
         watcher,
     },
 };
-use sroll_api::{Phase, StatefulsetRollout, StatefulsetRolloutStatus};
+use sroll_api::{
+    Phase, StatefulsetRollout, StatefulsetRolloutStatus, predicates::resource_version, sync::lock,
+};
 use sroll_planner::{Action, Observed, Plan};
 
 use crate::{
@@ -117,12 +119,6 @@ impl std::fmt::Debug for Context {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means another reconcile panicked mid-update of a memo map; the maps
-    // stay structurally valid, so keep using them.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -186,7 +182,7 @@ pub async fn run_scope(
     let slice_stream = watcher(
         api_in::<EndpointSlice>(client, ns),
         watcher::Config::default()
-            .labels(cache::SERVICE_NAME_LABEL)
+            .labels(sroll_api::labels::SERVICE_NAME)
             .any_semantic(),
     )
     .backoff(cache::WatchBackoff::default())
@@ -251,19 +247,11 @@ pub async fn run_scope(
     tracing::info!(namespace = ?namespace, "controller stopped");
 }
 
-fn resource_version(r: &StatefulsetRollout) -> u64 {
-    r.metadata
-        .resource_version
-        .as_deref()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The newest known version of the rollout: the cache's, or the one this process last wrote.
 fn freshest(ctx: &Context, key: &Key, cached: Arc<StatefulsetRollout>) -> Arc<StatefulsetRollout> {
     let mut written = lock(&ctx.written);
     match written.get(key) {
-        Some(w) if resource_version(w) > resource_version(&cached) => w.clone(),
+        Some(w) if resource_version(&w.metadata) > resource_version(&cached.metadata) => w.clone(),
         Some(_) => {
             written.remove(key);
             cached

@@ -37,6 +37,7 @@ use k8s_openapi::{
 use kube::{Api, Client, ResourceExt, runtime::reflector::ObjectRef};
 use sroll_api::{
     DiscoveryProvider, Phase, StatefulsetRollout, StatefulsetRolloutStatus, condition_types,
+    sync::lock,
 };
 use sroll_integrations::{
     CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks, Discovery,
@@ -141,11 +142,6 @@ impl std::fmt::Debug for Integrations {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain caches: a panic elsewhere leaves them valid.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Integrations {

@@ -17,13 +17,9 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::core::{Selector, SelectorExt};
-use sroll_api::StatefulsetRollout;
+use sroll_api::{StatefulsetRollout, predicates};
 
 use crate::desired::{ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH};
-
-/// Label the StatefulSet controller puts on every pod: the name of the pod's ControllerRevision
-/// (`apps.kubernetes.io/v1` `StatefulSetRevisionLabel`).
-pub const LABEL_REVISION: &str = "controller-revision-hash";
 
 /// Everything [`crate::plan`] needs to decide, gathered at one instant.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,19 +174,16 @@ impl ObservedPod {
         let ordinal = parse_ordinal(&name, set_name)?;
         let status = pod.status.clone().unwrap_or_default();
         let phase = status.phase.clone().unwrap_or_default();
-        let ready_condition = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == "Ready" && c.status == "True");
-        let ready = phase == "Running" && ready_condition.is_some();
+        // Upstream `isRunningAndReady` (`pkg/controller/statefulset/stateful_set_utils.go`).
+        let ready = phase == "Running" && predicates::is_pod_ready(pod);
+        let ready_condition = predicates::pod_ready_condition(pod);
         Some(ObservedPod {
             ordinal,
             revision: pod
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(LABEL_REVISION))
+                .and_then(|l| l.get(sroll_api::labels::REVISION))
                 .cloned(),
             ready,
             ready_since: if ready {
@@ -198,7 +191,7 @@ impl ObservedPod {
             } else {
                 None
             },
-            terminating: pod.metadata.deletion_timestamp.is_some(),
+            terminating: predicates::is_terminating(&pod.metadata),
             phase,
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             name,

@@ -40,7 +40,11 @@ use kube::{
 };
 use kubesim::cluster::{Cluster, ClusterConfig, Handle};
 use serde_json::json;
-use sroll_api::{Phase, StatefulsetRollout, intstr::scaled_value};
+use sroll_api::{
+    Phase, StatefulsetRollout,
+    intstr::scaled_value,
+    predicates::{is_pod_ready, is_terminating, resource_version},
+};
 
 /// Flags of `sroll demo`.
 #[derive(Args, Debug, Clone)]
@@ -260,7 +264,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
-    let broken = count_pods(&client, |p| !pod_ready(p)).await?;
+    let broken = count_pods(&client, |p| !is_pod_ready(p) || is_terminating(&p.metadata)).await?;
 
     // 5. Roll back to 1.1: broken pods are replaced at once, without pacing.
     results.push(
@@ -409,14 +413,6 @@ fn status_of(r: &StatefulsetRollout) -> sroll_api::StatefulsetRolloutStatus {
     r.status.clone().unwrap_or_default()
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        && p.metadata.deletion_timestamp.is_none()
-}
-
 async fn count_pods(client: &Client, pred: impl Fn(&Pod) -> bool) -> anyhow::Result<i32> {
     let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
         .list(&ListParams::default().labels(&format!("app={NAME}")))
@@ -444,12 +440,7 @@ async fn wait_for(
                 .into_iter()
                 .filter(|e| e.regarding.as_ref().and_then(|o| o.name.as_deref()) == Some(NAME))
                 .collect();
-            mine.sort_by_key(|e| {
-                e.metadata
-                    .resource_version
-                    .as_ref()
-                    .and_then(|v| v.parse::<u64>().ok())
-            });
+            mine.sort_by_key(|e| resource_version(&e.metadata));
             let last: Vec<String> = mine
                 .iter()
                 .rev()

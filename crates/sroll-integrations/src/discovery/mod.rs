@@ -19,6 +19,7 @@ use std::{
     time::Duration,
 };
 
+use sroll_api::sync::lock;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
 pub use self::consul::{ConsulClient, ConsulQuery, ConsulToken};
@@ -195,11 +196,8 @@ impl Discovery {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RolloutKey, Entry>> {
-        self.shared
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<RolloutKey, Entry>> {
+        lock(&self.shared.entries)
     }
 
     /// The latest Consul health for the rollout's `query`, polling it from now on; `None` until
@@ -214,7 +212,7 @@ impl Discovery {
                 at: Instant::now(),
             });
         }
-        let mut entries = self.lock();
+        let mut entries = self.entries();
         let now = Instant::now();
         match entries.get_mut(key) {
             Some(entry) if entry.query == query => {
@@ -242,7 +240,7 @@ impl Discovery {
 
     /// Stops polling for a rollout.
     pub fn forget(&self, key: &RolloutKey) {
-        self.lock().remove(key);
+        self.entries().remove(key);
     }
 }
 
@@ -259,10 +257,7 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
     loop {
         let now = Instant::now();
         let due: Vec<(RolloutKey, ConsulQuery)> = {
-            let mut entries = shared
-                .entries
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut entries = lock(&shared.entries);
             entries.retain(|_, e| now.duration_since(e.last_seen) < config.idle_after);
             entries
                 .iter()
@@ -297,10 +292,7 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
                     }
                 };
                 let changed = {
-                    let mut entries = shared
-                        .entries
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut entries = lock(&shared.entries);
                     match entries.get_mut(&key) {
                         Some(entry) if entry.query == query => {
                             let changed = entry

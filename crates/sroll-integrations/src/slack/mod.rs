@@ -19,11 +19,11 @@ pub mod client;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use sroll_api::{NotificationLevel, SlackMessage, WebhookTrigger};
+use sroll_api::{NotificationLevel, SlackMessage, WebhookTrigger, sync::lock};
 use tokio::{sync::Notify, time::Instant};
 
 use self::blocks::{MAX_PODS_PER_MESSAGE, Page};
@@ -114,11 +114,6 @@ struct Shared {
     client: Mutex<Option<SlackClient>>,
     wake: Notify,
     max_rollouts: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these short critical sections leaves plain data behind; keep going.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Handle to the Slack worker; cheap to clone.

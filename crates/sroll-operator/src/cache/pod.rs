@@ -30,11 +30,7 @@ use k8s_openapi::{
 };
 use kube::runtime::{reflector::Lookup, watcher};
 use serde::Deserialize;
-
-/// The label the StatefulSet controller sets to the pod's name.
-pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
-/// The label the StatefulSet controller sets to the pod's ordinal.
-pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+use sroll_api::{labels, predicates};
 
 /// A pod as the operator's pod watch deserialises it: metadata, and of the status the phase,
 /// the address and the conditions. Every other field of the JSON (the whole `spec`) is skipped
@@ -179,12 +175,12 @@ impl CachedPod {
         if self.identity != 0 {
             let l = labels.get_or_insert_with(BTreeMap::new);
             if self.identity & HAS_POD_NAME != 0 {
-                l.insert(POD_NAME_LABEL.to_owned(), self.name.to_string());
+                l.insert(labels::POD_NAME.to_owned(), self.name.to_string());
             }
             if self.identity & HAS_POD_INDEX != 0
                 && let Some(ordinal) = ordinal_of(&self.name)
             {
-                l.insert(POD_INDEX_LABEL.to_owned(), ordinal.to_owned());
+                l.insert(labels::POD_INDEX.to_owned(), ordinal.to_owned());
             }
         }
         let owner_references = self.shared.controller.as_ref().map(|c| {
@@ -204,7 +200,7 @@ impl CachedPod {
                     pod_ip: self.pod_ip.as_deref().map(str::to_owned),
                     conditions: self.ready.as_ref().map(|r| {
                         vec![PodCondition {
-                            type_: "Ready".to_owned(),
+                            type_: predicates::POD_READY.to_owned(),
                             status: r.status.to_string(),
                             last_transition_time: r.last_transition_time.clone(),
                             ..PodCondition::default()
@@ -329,14 +325,14 @@ impl PodInterner {
         let mut identity = 0;
         let labels = meta.labels.as_ref().map(|labels| {
             let mut labels = labels.clone();
-            if labels.get(POD_NAME_LABEL).map(String::as_str) == Some(name) {
-                labels.remove(POD_NAME_LABEL);
+            if labels.get(labels::POD_NAME).map(String::as_str) == Some(name) {
+                labels.remove(labels::POD_NAME);
                 identity |= HAS_POD_NAME;
             }
             if ordinal_of(name).is_some()
-                && labels.get(POD_INDEX_LABEL).map(String::as_str) == ordinal_of(name)
+                && labels.get(labels::POD_INDEX).map(String::as_str) == ordinal_of(name)
             {
-                labels.remove(POD_INDEX_LABEL);
+                labels.remove(labels::POD_INDEX);
                 identity |= HAS_POD_INDEX;
             }
             labels
@@ -361,7 +357,7 @@ impl PodInterner {
         let status = pod.status.as_ref();
         let ready = status
             .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .and_then(|cs| cs.iter().find(|c| c.type_ == predicates::POD_READY))
             .map(|c| Ready {
                 status: self.string(&c.status),
                 last_transition_time: c.last_transition_time.clone(),
