@@ -26,6 +26,7 @@ mod error;
 pub mod http;
 mod model;
 mod notifier;
+pub mod secret;
 pub mod slack;
 pub mod webhook;
 
@@ -34,6 +35,7 @@ pub use discovery::{Discovery, DiscoveryConfig, DiscoveryHealth, ServiceHealth};
 pub use error::{Error, Result};
 pub use model::*;
 pub use notifier::{NotificationReport, Notifier, NotifyRequest};
+pub use secret::SecretToken;
 
 /// Condition reasons (PascalCase) for the `NotificationsDelivered` and `CallbackDelivered`
 /// conditions the operator writes from these integrations' results. The `Degraded` condition's

@@ -42,13 +42,13 @@ use sroll_api::{
 use sroll_integrations::{
     CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks, Discovery,
     DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
-    RolloutSnapshot, Version, Waker,
+    RolloutSnapshot, SecretToken, Version, Waker,
     allow::HostAllowlist,
-    discovery::{ConsulQuery, ConsulToken, endpointslice},
+    discovery::{ConsulQuery, endpointslice},
     reasons,
-    slack::{DEFAULT_API_URL, SlackConfig, SlackTarget, SlackToken},
+    slack::{DEFAULT_API_URL, SlackConfig, SlackTarget},
     transition_events,
-    webhook::{BearerToken, WebhookConfig, WebhookTarget},
+    webhook::{WebhookConfig, WebhookTarget},
 };
 use sroll_planner::Observed;
 
@@ -285,7 +285,7 @@ impl Integrations {
             if let Err(e) = self
                 .notifier
                 .slack()
-                .set_token(token.clone().map(SlackToken::new))
+                .set_token(token.clone().map(SecretToken::new))
             {
                 tracing::warn!(error = %e, "failed to configure the Slack client");
             }
@@ -347,7 +347,7 @@ impl Integrations {
                 let query = ConsulQuery {
                     dc: sd.dc.clone(),
                     services: sd.services.clone(),
-                    token: token.map(ConsulToken::new),
+                    token: token.map(SecretToken::new),
                 };
                 match self.discovery.observe(&key, query.clone()) {
                     Some(obs) => obs.health,
@@ -472,7 +472,7 @@ impl Integrations {
                         key: r.key.clone(),
                     })
                     .await
-                    .map(BearerToken::new),
+                    .map(SecretToken::new),
                 None => None,
             };
             webhooks.push(WebhookTarget {

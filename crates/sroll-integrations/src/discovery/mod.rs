@@ -22,7 +22,7 @@ use std::{
 use sroll_api::sync::lock;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
-pub use self::consul::{ConsulClient, ConsulQuery, ConsulToken};
+pub use self::consul::{ConsulClient, ConsulQuery};
 use crate::{Result, RolloutKey, Waker, http::Timeouts};
 
 /// The health of one configured service.

@@ -27,9 +27,9 @@ use sroll_api::{NotificationLevel, SlackMessage, WebhookTrigger, sync::lock};
 use tokio::{sync::Notify, time::Instant};
 
 use self::blocks::{MAX_PODS_PER_MESSAGE, Page};
-pub use self::client::{DEFAULT_API_URL, PostedMessage, SlackClient, SlackToken};
+pub use self::client::{DEFAULT_API_URL, PostedMessage, SlackClient};
 use crate::{
-    Error, Result, RolloutKey, RolloutSnapshot, Waker,
+    Error, Result, RolloutKey, RolloutSnapshot, SecretToken, Waker,
     http::{Timeouts, backoff},
     is_lifecycle,
 };
@@ -40,7 +40,7 @@ pub struct SlackConfig {
     /// Base URL of the Web API (`--slack-api-url`), [`DEFAULT_API_URL`] by default.
     pub api_url: String,
     /// Bot token; without one nothing is sent and reports say so.
-    pub token: Option<SlackToken>,
+    pub token: Option<SecretToken>,
     /// Least time between two updates of one message (1 s).
     pub min_update_interval: Duration,
     /// Pods per message, at most [`MAX_PODS_PER_MESSAGE`] (50).
@@ -156,7 +156,7 @@ impl SlackNotifier {
     }
 
     /// Replaces the bot token (the operator re-read its Secret); `None` stops sending.
-    pub fn set_token(&self, token: Option<SlackToken>) -> Result<()> {
+    pub fn set_token(&self, token: Option<SecretToken>) -> Result<()> {
         let client = token
             .map(|t| SlackClient::new(&self.api_url, t, self.timeouts))
             .transpose()?;
