@@ -158,7 +158,9 @@ struct Entry {
     observation: Option<Observation>,
 }
 
-struct Shared {
+/// What the [`Discovery`] handles and the poll loop both reach: the rollouts' queries with
+/// their latest answers, and the loop's wake-up.
+struct PollerState {
     entries: Mutex<HashMap<RolloutKey, Entry>>,
     wake: Notify,
 }
@@ -166,7 +168,7 @@ struct Shared {
 /// The discovery façade; cheap to clone.
 #[derive(Clone)]
 pub struct Discovery {
-    shared: Arc<Shared>,
+    state: Arc<PollerState>,
     configured: bool,
     /// Answers older than this no longer gate ([`Observation::current`]).
     max_age: Duration,
@@ -180,24 +182,24 @@ impl Discovery {
             .as_deref()
             .map(|addr| ConsulClient::new(addr, config.timeouts))
             .transpose()?;
-        let shared = Arc::new(Shared {
+        let state = Arc::new(PollerState {
             entries: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         });
         let configured = client.is_some();
         let max_age = config.interval * 2 + Duration::from_secs(1);
         if let Some(client) = client {
-            tokio::spawn(poll_loop(shared.clone(), client, config));
+            tokio::spawn(poll_loop(state.clone(), client, config));
         }
         Ok(Self {
-            shared,
+            state,
             configured,
             max_age,
         })
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<RolloutKey, Entry>> {
-        lock(&self.shared.entries)
+        lock(&self.state.entries)
     }
 
     /// The latest Consul health for the rollout's `query`, polling it from now on; `None` until
@@ -232,7 +234,7 @@ impl Discovery {
                     },
                 );
                 drop(entries);
-                self.shared.wake.notify_one();
+                self.state.wake.notify_one();
                 None
             }
         }
@@ -247,7 +249,7 @@ impl Discovery {
 /// Polls every due rollout's query, each on its own: a poll that hangs (up to the client's
 /// timeout) holds back only its own rollout, never the refresh of the others. A rollout's next poll
 /// starts once its previous one has answered and `interval` has passed.
-async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryConfig) {
+async fn poll_loop(state: Arc<PollerState>, client: ConsulClient, config: DiscoveryConfig) {
     let mut polls = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, RolloutKey> = HashMap::new();
     let tick = config
@@ -257,7 +259,7 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
     loop {
         let now = Instant::now();
         let due: Vec<(RolloutKey, ConsulQuery)> = {
-            let mut entries = lock(&shared.entries);
+            let mut entries = lock(&state.entries);
             entries.retain(|_, e| now.duration_since(e.last_seen) < config.idle_after);
             entries
                 .iter()
@@ -292,7 +294,7 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
                     }
                 };
                 let changed = {
-                    let mut entries = lock(&shared.entries);
+                    let mut entries = lock(&state.entries);
                     match entries.get_mut(&key) {
                         Some(entry) if entry.query == query => {
                             let changed = entry
@@ -312,7 +314,7 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
                     waker(&key);
                 }
             }
-            () = shared.wake.notified() => {}
+            () = state.wake.notified() => {}
             () = tokio::time::sleep(tick) => {}
         }
     }

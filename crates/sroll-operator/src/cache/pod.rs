@@ -103,9 +103,10 @@ struct ControllerRef {
     block_owner_deletion: Option<bool>,
 }
 
-/// What the pods of one set and revision share.
+/// The metadata the pods of one set and revision have in common (labels without the per-pod
+/// identity labels, and the controller owner reference): one interned copy per combination.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Shared {
+struct SetRevisionMeta {
     labels: Option<BTreeMap<String, String>>,
     controller: Option<ControllerRef>,
 }
@@ -128,7 +129,7 @@ pub struct CachedPod {
     uid: Option<Box<str>>,
     resource_version: Option<Box<str>>,
     deletion_timestamp: Option<Time>,
-    shared: Arc<Shared>,
+    set_meta: Arc<SetRevisionMeta>,
     identity: u8,
     phase: Option<Arc<str>>,
     pod_ip: Option<Box<str>>,
@@ -159,7 +160,7 @@ impl CachedPod {
 
     /// Whether this entry shares its labels and owner with `other` (from the same interner).
     pub fn shares_with(&self, other: &CachedPod) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+        Arc::ptr_eq(&self.set_meta, &other.set_meta)
     }
 
     /// Whether `metadata.deletionTimestamp` is set.
@@ -171,7 +172,7 @@ impl CachedPod {
     /// the controller owner reference, deletionTimestamp, `status.phase`, `status.podIP` and the
     /// `Ready` condition's type, status and lastTransitionTime.
     pub fn to_pod(&self) -> Pod {
-        let mut labels = self.shared.labels.clone();
+        let mut labels = self.set_meta.labels.clone();
         if self.identity != 0 {
             let l = labels.get_or_insert_with(BTreeMap::new);
             if self.identity & HAS_POD_NAME != 0 {
@@ -183,7 +184,7 @@ impl CachedPod {
                 l.insert(labels::POD_INDEX.to_owned(), ordinal.to_owned());
             }
         }
-        let owner_references = self.shared.controller.as_ref().map(|c| {
+        let owner_references = self.set_meta.controller.as_ref().map(|c| {
             vec![OwnerReference {
                 api_version: c.api_version.clone(),
                 kind: c.kind.clone(),
@@ -272,7 +273,7 @@ fn ordinal_of(name: &str) -> Option<&str> {
 /// dropped whenever a table has doubled since its last sweep.
 #[derive(Debug, Default)]
 pub struct PodInterner {
-    shared: Table<Shared>,
+    set_metas: Table<SetRevisionMeta>,
     strings: Table<str>,
 }
 
@@ -349,10 +350,10 @@ impl PodInterner {
                 uid: o.uid.clone(),
                 block_owner_deletion: o.block_owner_deletion,
             });
-        let shared = Shared { labels, controller };
-        let shared = match self.shared.find(&shared) {
+        let set_meta = SetRevisionMeta { labels, controller };
+        let set_meta = match self.set_metas.find(&set_meta) {
             Some(found) => found,
-            None => self.shared.insert(Arc::new(shared)),
+            None => self.set_metas.insert(Arc::new(set_meta)),
         };
         let status = pod.status.as_ref();
         let ready = status
@@ -368,7 +369,7 @@ impl PodInterner {
             uid: meta.uid.as_deref().map(Box::from),
             resource_version: meta.resource_version.as_deref().map(Box::from),
             deletion_timestamp: meta.deletion_timestamp.clone(),
-            shared,
+            set_meta,
             identity,
             phase: status
                 .and_then(|s| s.phase.as_deref())
