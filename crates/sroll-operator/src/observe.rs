@@ -136,13 +136,9 @@ pub fn observe(
             .statefulsets
             .get(&ObjectRef::new(&set_name).within(&namespace)),
     );
-    let labels = cache::template_labels(rollout);
-    observed.pdbs = caches
-        .pdbs
-        .state()
+    observed.pdbs = cache::pdbs_for(caches, rollout)
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-        .filter_map(|p| ObservedPdb::from_pdb(p, &labels))
+        .map(|p| ObservedPdb::from_pdb(p))
         .collect();
 
     let Some(live) = live else {
