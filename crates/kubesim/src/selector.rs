@@ -362,7 +362,12 @@ mod tests {
     #[test]
     fn selector_keys_follow_the_object_label_key_rules() {
         assert!(LabelSelector::parse("example.com/app=web").is_ok());
-        for bad in ["a..b/app=web", "-x.example/app=web", "example.com./app=web", "/app=web"] {
+        for bad in [
+            "a..b/app=web",
+            "-x.example/app=web",
+            "example.com./app=web",
+            "/app=web",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
     }

@@ -317,18 +317,6 @@ pub fn rollout_of_pod<P: Resource>(
     rollout_of_statefulset(rollouts, statefulsets, &ns, &sts)
 }
 
-/// The labels of the pods a rollout's StatefulSet creates.
-pub fn template_labels(r: &StatefulsetRollout) -> std::collections::BTreeMap<String, String> {
-    r.spec
-        .sts
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default()
-}
-
 /// Whether a PDB selects the pods of a rollout (same namespace, selector matching the template
 /// labels). In policy/v1 a null selector selects nothing and an empty one selects every pod of the
 /// namespace (`pkg/controller/disruption/disruption.go` `getPodsForPdb`).
@@ -340,7 +328,7 @@ pub fn pdb_selects(pdb: &PodDisruptionBudget, r: &StatefulsetRollout) -> bool {
         return false;
     };
     match Selector::try_from(sel) {
-        Ok(selector) => selector.matches(&template_labels(r)),
+        Ok(selector) => selector.matches(&r.spec.template_labels()),
         Err(_) => false,
     }
 }
