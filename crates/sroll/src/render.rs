@@ -344,7 +344,7 @@ fn parse_lenient(config_text: &str) -> Result<Lenient, Vec<ConfigError>> {
                 serde_path_to_error::Segment::Seq { index } => steps.push(Step::Index(*index)),
                 // A non-string key or an enum variant: nothing to repair by path.
                 _ => {
-                    problems.push(problem(&steps, e.inner().to_string()));
+                    problems.push(problem(config_text, &steps, e.inner().to_string()));
                     return Err(problems);
                 }
             }
@@ -373,7 +373,18 @@ fn parse_lenient(config_text: &str) -> Result<Lenient, Vec<ConfigError>> {
             } else {
                 inner
             };
-            problems.push(problem(&steps, message));
+            // A missing field is shown where its mapping starts.
+            let node = if missing.is_some() {
+                &steps[..steps.len() - 1]
+            } else {
+                &steps[..]
+            };
+            let mut p = problem(config_text, node, message);
+            p.path = at.clone();
+            if p.path.is_empty() {
+                p.path = "<config>".to_owned();
+            }
+            problems.push(p);
         }
         let Some((last, parent)) = steps.split_last() else {
             // The whole config has the wrong shape (not a mapping).
@@ -426,12 +437,18 @@ fn parse_lenient(config_text: &str) -> Result<Lenient, Vec<ConfigError>> {
     Err(problems)
 }
 
-/// A shape problem at `steps`, its message without the path serde may have prefixed.
-fn problem(steps: &[Step], message: String) -> ConfigError {
+/// A shape problem at the node `steps` of `text`: its message without the path serde may have
+/// prefixed, and with the node's line and column (none for the whole config).
+fn problem(text: &str, steps: &[Step], message: String) -> ConfigError {
     let path = path_text(steps);
-    let message = message
+    let mut message = message
         .strip_prefix(&format!("{path}: "))
         .map_or(message.clone(), str::to_owned);
+    if !steps.is_empty()
+        && let Some(at) = location(text, steps)
+    {
+        message.push_str(&format!(" (line {}, column {})", at.line(), at.column()));
+    }
     ConfigError {
         path: if path.is_empty() {
             "<config>".to_owned()
@@ -440,6 +457,77 @@ fn problem(steps: &[Step], message: String) -> ConfigError {
         },
         message,
     }
+}
+
+/// Where the node at `steps` starts in `text` (or the innermost node of the path that exists).
+/// The YAML deserializer is walked down the path and stopped at the node with an error, which
+/// carries the node's position.
+fn location(text: &str, steps: &[Step]) -> Option<serde_yaml_ng::Location> {
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct Walk<'a>(&'a [Step]);
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any YAML node")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            if let Some((Step::Key(want), rest)) = self.0.split_first() {
+                while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
+                    if key.as_str() == Some(want.as_str()) {
+                        return map.next_value_seed(Walk(rest));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Err(de::Error::custom("here"))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            if let Some((Step::Index(want), rest)) = self.0.split_first() {
+                for _ in 0..*want {
+                    if seq.next_element::<IgnoredAny>()?.is_none() {
+                        return Err(de::Error::custom("here"));
+                    }
+                }
+                if seq.next_element_seed(Walk(rest))?.is_some() {
+                    return Ok(());
+                }
+            }
+            Err(de::Error::custom("here"))
+        }
+        // Any scalar: the path ends here.
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+    }
+
+    Walk(steps)
+        .deserialize(serde_yaml_ng::Deserializer::from_str(text))
+        .err()
+        .and_then(|e| e.location())
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -1015,6 +1103,37 @@ mod tests {
         );
         assert!(
             got[1].starts_with("rollout_percentages: invalid type"),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn a_shape_problem_names_its_line() {
+        let got = problems(
+            &[
+                ("      port: 8080", "      port: eighty"),
+                ("replicas: 8", "replica: 8"),
+            ],
+            &opts(None),
+        );
+        let line_of = |needle: &str| {
+            EXAMPLE
+                .lines()
+                .position(|l| l.contains(needle))
+                .map(|i| i + 1)
+                .expect("the example has the line")
+        };
+        let port = format!("(line {}, column 13)", line_of("port: 8080"));
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("container.ports[0].port: invalid type")
+                    && p.ends_with(&port)),
+            "{got:#?}"
+        );
+        let replica = format!("(line {}, column 10)", line_of("replicas: 8"));
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("replica: unknown field") && p.ends_with(&replica)),
             "{got:#?}"
         );
     }
