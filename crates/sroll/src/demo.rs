@@ -44,6 +44,7 @@ use sroll_api::{
     Phase, StatefulsetRollout,
     intstr::scaled_value,
     predicates::{is_pod_ready, is_terminating, resource_version},
+    sync::lock,
 };
 
 /// Flags of `sroll demo`.
@@ -677,7 +678,8 @@ impl Ui {
         }
         let s = status_of(r);
         let in_flight = s.pods.iter().filter(|p| !p.ready).count();
-        if let Ok(mut bars) = self.bars.lock() {
+        {
+            let mut bars = lock(&self.bars);
             let known: Vec<String> = bars.keys().cloned().collect();
             for count in revision_bars(&s, &known) {
                 let bar = bars.entry(count.revision.clone()).or_insert_with(|| {
@@ -712,12 +714,10 @@ impl Ui {
     fn finish(&self) {
         self.status.finish_and_clear();
         self.events.finish_and_clear();
-        if let Ok(bars) = self.bars.lock() {
-            for b in bars.values() {
-                // `abandon`, not `finish`: `finish` moves the bar to its length, which would show
-                // every revision at "200/200" in the last frame.
-                b.abandon();
-            }
+        for b in lock(&self.bars).values() {
+            // `abandon`, not `finish`: `finish` moves the bar to its length, which would show
+            // every revision at "200/200" in the last frame.
+            b.abandon();
         }
     }
 }
@@ -807,7 +807,7 @@ mod tests {
         ui.refresh(&rollout(&[("web-1-1", 190, 190), ("web-1-2", 10, 0)]));
         ui.refresh(&rollout(&[("web-1-1", 196, 195), ("web-1-2", 4, 0)]));
         ui.finish();
-        let bars = ui.bars.lock().expect("not poisoned");
+        let bars = lock(&ui.bars);
         let shown: Vec<(u64, String, bool)> = ["web-1-0", "web-1-1", "web-1-2"]
             .iter()
             .map(|rev| {

@@ -582,7 +582,7 @@ mod tests {
         let pod = |i: usize, rev: &str, ready: bool, deleting: bool| -> Pod {
             let mut p = json!({
                 "metadata": {"name": format!("web-{i}"), "namespace": "shop",
-                             "labels": {"app": "web", "controller-revision-hash": rev}},
+                             "labels": {"app": "web", (labels::REVISION): rev}},
                 "status": {"phase": if ready { "Running" } else { "Pending" },
                            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
             });
