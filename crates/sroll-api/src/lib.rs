@@ -69,3 +69,18 @@ pub mod condition_types {
     /// The release callback (`spec.bapi`) was delivered.
     pub const CALLBACK_DELIVERED: &str = "CallbackDelivered";
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::Resource;
+
+    use super::*;
+
+    /// The derive needs literals; these constants are what the rest of sroll reads.
+    #[test]
+    fn group_and_version_constants_are_the_derived_resources() {
+        assert_eq!(StatefulsetRollout::group(&()), GROUP);
+        assert_eq!(StatefulsetRollout::version(&()), VERSION);
+        assert_eq!(StatefulsetRollout::plural(&()), "statefulsetrollouts");
+    }
+}
