@@ -7,6 +7,8 @@
 
 use thiserror::Error;
 
+use crate::api::validation::{valid_label_value, valid_qualified_name};
+
 /// A selector that could not be parsed (the server answers 400 BadRequest).
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SelectorError {
@@ -43,36 +45,6 @@ pub enum LabelRequirement {
 pub struct LabelSelector {
     /// The requirements, all of which must hold.
     pub requirements: Vec<LabelRequirement>,
-}
-
-fn valid_label_key(k: &str) -> bool {
-    let (prefix, name) = match k.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    let prefix_ok = prefix.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 253
-            && p.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-    });
-    name_ok && prefix_ok
-}
-
-fn valid_label_value(v: &str) -> bool {
-    v.is_empty()
-        || (v.len() <= 63
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
 /// Splits on commas that are not inside parentheses.
@@ -137,7 +109,7 @@ impl LabelSelector {
             }
             let key_check = |k: &str| -> Result<String, SelectorError> {
                 let k = k.trim();
-                if valid_label_key(k) {
+                if valid_qualified_name(k) {
                     Ok(k.to_string())
                 } else {
                     Err(SelectorError::Label(format!("invalid label key {k:?}")))
@@ -381,6 +353,21 @@ mod tests {
     #[test]
     fn malformed_label_selectors_are_rejected() {
         for bad in ["app=we b", "in (", "a in (b", "=x", "a,,b", "a in b"] {
+            assert!(LabelSelector::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Upstream `labels.Parse` checks keys with `IsQualifiedName`: the prefix must be a DNS-1123
+    /// subdomain, as for the keys of an object's labels.
+    #[test]
+    fn selector_keys_follow_the_object_label_key_rules() {
+        assert!(LabelSelector::parse("example.com/app=web").is_ok());
+        for bad in [
+            "a..b/app=web",
+            "-x.example/app=web",
+            "example.com./app=web",
+            "/app=web",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
     }

@@ -16,6 +16,9 @@
 
 pub mod crd;
 pub mod intstr;
+pub mod labels;
+pub mod predicates;
+pub mod sync;
 mod types;
 pub mod validate;
 
@@ -65,4 +68,19 @@ pub mod condition_types {
     pub const NOTIFICATIONS_DELIVERED: &str = "NotificationsDelivered";
     /// The release callback (`spec.bapi`) was delivered.
     pub const CALLBACK_DELIVERED: &str = "CallbackDelivered";
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::Resource;
+
+    use super::*;
+
+    /// The derive needs literals; these constants are what the rest of sroll reads.
+    #[test]
+    fn group_and_version_constants_are_the_derived_resources() {
+        assert_eq!(StatefulsetRollout::group(&()), GROUP);
+        assert_eq!(StatefulsetRollout::version(&()), VERSION);
+        assert_eq!(StatefulsetRollout::plural(&()), "statefulsetrollouts");
+    }
 }

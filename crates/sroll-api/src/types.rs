@@ -661,6 +661,18 @@ impl StatefulsetRolloutSpec {
         self.sts.spec.replicas.unwrap_or(1)
     }
 
+    /// The labels of the pods the StatefulSet creates (`sts.spec.template.metadata.labels`;
+    /// empty when unset).
+    pub fn template_labels(&self) -> BTreeMap<String, String> {
+        self.sts
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default()
+    }
+
     /// The number of pods that must run the new revision:
     /// `ceil(replicas × percent / 100)`, so any percent above 0 moves at least one pod.
     pub fn target_updated_replicas(&self) -> i32 {

@@ -60,12 +60,7 @@ pub fn validate(rollout: &StatefulsetRollout) -> Vec<FieldError> {
         err("spec.sts.spec.replicas".into(), "must be 0 or more");
     }
 
-    let template_labels = sts
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
+    let template_labels = rollout.spec.template_labels();
     let selector = &sts.selector;
     let has_selector_terms = selector
         .match_labels

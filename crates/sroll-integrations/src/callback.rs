@@ -22,7 +22,7 @@ use std::{
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
-use sroll_api::BuildMetadata;
+use sroll_api::{BuildMetadata, sync::lock};
 use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
@@ -269,10 +269,8 @@ impl Callbacks {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, CallbackState>> {
-        self.states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<Id, CallbackState>> {
+        lock(&self.states)
     }
 
     /// Starts delivering `request` unless this (rollout, stage id, outcome) is already known;
@@ -283,7 +281,7 @@ impl Callbacks {
             request.body.stage_id.clone(),
             request.body.outcome,
         );
-        let mut states = self.lock();
+        let mut states = self.states();
         if let Some(state) = states.get(&id) {
             return state.clone();
         }
@@ -307,7 +305,7 @@ impl Callbacks {
         let this = self.clone();
         tokio::spawn(async move {
             let final_state = this.run(&id, url, &request).await;
-            this.lock().insert(id.clone(), final_state);
+            this.states().insert(id.clone(), final_state);
             if let Some(waker) = &this.config.waker {
                 waker(&id.0);
             }
@@ -322,7 +320,7 @@ impl Callbacks {
         stage_id: &str,
         outcome: Outcome,
     ) -> Option<CallbackState> {
-        self.lock()
+        self.states()
             .get(&(key.clone(), stage_id.to_owned(), outcome))
             .cloned()
     }
@@ -330,7 +328,8 @@ impl Callbacks {
     /// Forgets the final deliveries of a rollout (its status now records them, or it was deleted).
     /// A pending delivery is kept: it finishes, and its result is read on a later reconcile.
     pub fn acknowledge(&self, key: &RolloutKey) {
-        self.lock().retain(|(k, _, _), s| k != key || !s.is_final());
+        self.states()
+            .retain(|(k, _, _), s| k != key || !s.is_final());
     }
 
     async fn run(&self, id: &Id, url: reqwest::Url, request: &CallbackRequest) -> CallbackState {
@@ -388,7 +387,7 @@ impl Callbacks {
                     attempts,
                 };
             }
-            self.lock().insert(
+            self.states().insert(
                 id.clone(),
                 CallbackState::Pending {
                     attempts,

@@ -26,6 +26,7 @@ mod error;
 pub mod http;
 mod model;
 mod notifier;
+pub mod secret;
 pub mod slack;
 pub mod webhook;
 
@@ -34,9 +35,12 @@ pub use discovery::{Discovery, DiscoveryConfig, DiscoveryHealth, ServiceHealth};
 pub use error::{Error, Result};
 pub use model::*;
 pub use notifier::{NotificationReport, Notifier, NotifyRequest};
+pub use secret::SecretToken;
 
-/// Condition reasons (PascalCase) for the `NotificationsDelivered`, `CallbackDelivered` and
-/// `Degraded` conditions the operator writes from these integrations' results.
+/// Condition reasons (PascalCase) for the `NotificationsDelivered` and `CallbackDelivered`
+/// conditions the operator writes from these integrations' results. The `Degraded` condition's
+/// reasons about service discovery (`DiscoveryUnreachable`, …) are the planner's
+/// (`sroll_planner::reasons`), which writes that condition.
 pub mod reasons {
     /// Every notification was delivered.
     pub const NOTIFICATIONS_DELIVERED: &str = "NotificationsDelivered";
@@ -50,8 +54,4 @@ pub mod reasons {
     pub const CALLBACK_FAILED: &str = "CallbackFailed";
     /// The callback host is not allowed (`--callback-allow`) or the URL is invalid.
     pub const CALLBACK_REFUSED: &str = "CallbackRefused";
-    /// Service discovery could not be read: no new eviction.
-    pub const DISCOVERY_UNREACHABLE: &str = "DiscoveryUnreachable";
-    /// None of the configured services exists in service discovery: it does not gate.
-    pub const DISCOVERY_SERVICES_MISSING: &str = "DiscoveryServicesMissing";
 }

@@ -53,12 +53,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The terminal phase this outcome is.
+    pub fn phase(self) -> &'static Phase {
+        static DONE: Phase = Phase::Done;
+        static FAILED: Phase = Phase::Failed;
+        match self {
+            Self::Done => &DONE,
+            Self::Failed => &FAILED,
+        }
+    }
+
     /// The phase name, as written to `status.lastCallbackOutcome` and sent in callbacks.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Done => "RolloutDone",
-            Self::Failed => "RolloutFailed",
-        }
+        self.phase().as_str()
     }
 
     /// The outcome a phase stands for (`None` for non-terminal phases).

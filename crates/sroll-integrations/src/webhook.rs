@@ -8,42 +8,20 @@
 
 use std::{
     collections::HashMap,
-    fmt,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use sroll_api::{BuildMetadata, WebhookTrigger};
+use sroll_api::{BuildMetadata, WebhookTrigger, sync::lock};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::{
-    Error, Outcome, Result, RolloutKey, RolloutSnapshot, Version, Waker,
+    Error, Outcome, Result, RolloutKey, RolloutSnapshot, SecretToken, Version, Waker,
     allow::HostAllowlist,
     http::{Timeouts, backoff, client},
 };
-
-/// A bearer token (from a Secret). Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(String);
-
-impl BearerToken {
-    /// Wraps a token; surrounding whitespace is trimmed.
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into().trim().to_owned())
-    }
-
-    pub(crate) fn value(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BearerToken(<redacted>)")
-    }
-}
 
 /// One receiver of a rollout (`spec.notifications.webhooks[]`, with its Secret resolved).
 #[derive(Clone, Debug, PartialEq)]
@@ -53,7 +31,7 @@ pub struct WebhookTarget {
     /// Triggers to send; empty means all.
     pub triggers: Vec<WebhookTrigger>,
     /// Sent as `Authorization: Bearer …` when set.
-    pub bearer: Option<BearerToken>,
+    pub bearer: Option<SecretToken>,
 }
 
 /// The JSON body of a webhook (see `docs/notifications.md`).
@@ -198,7 +176,7 @@ pub struct WebhookReport {
 struct Delivery {
     key: RolloutKey,
     url: reqwest::Url,
-    bearer: Option<BearerToken>,
+    bearer: Option<SecretToken>,
     payload: WebhookPayload,
 }
 
@@ -215,9 +193,7 @@ pub struct WebhookSender {
 
 fn record(reports: &Reports, waker: Option<&Waker>, key: &RolloutKey, result: Result<(), String>) {
     let changed = {
-        let mut reports = reports
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut reports = lock(reports);
         let report = reports.entry(key.clone()).or_default();
         let had_error = report.last_error.is_some();
         match result {
@@ -325,11 +301,7 @@ impl WebhookSender {
 
     /// The latest report of a rollout's webhooks.
     pub fn report(&self, key: &RolloutKey) -> Option<WebhookReport> {
-        self.reports
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .cloned()
+        lock(&self.reports).get(key).cloned()
     }
 }
 
@@ -347,7 +319,7 @@ async fn post_with_retries(
             .header("X-Sroll-Trigger", d.payload.trigger.as_str())
             .json(&d.payload);
         if let Some(token) = &d.bearer {
-            request = request.bearer_auth(token.value());
+            request = request.bearer_auth(token.expose());
         }
         let result = match request.send().await {
             Ok(r) if r.status().is_success() => return Ok(()),

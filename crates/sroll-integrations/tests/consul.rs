@@ -18,8 +18,8 @@ use axum::{
 };
 use serde_json::{Value, json};
 use sroll_integrations::{
-    Discovery, DiscoveryConfig, DiscoveryHealth, RolloutKey,
-    discovery::{ConsulClient, ConsulQuery, ConsulToken},
+    Discovery, DiscoveryConfig, DiscoveryHealth, RolloutKey, SecretToken,
+    discovery::{ConsulClient, ConsulQuery},
     http::Timeouts,
 };
 
@@ -123,7 +123,7 @@ fn query(services: &[&str], token: Option<&str>) -> ConsulQuery {
     ConsulQuery {
         dc: Some("us-east-1".into()),
         services: services.iter().map(|s| (*s).to_owned()).collect(),
-        token: token.map(ConsulToken::new),
+        token: token.map(SecretToken::new),
     }
 }
 

@@ -19,8 +19,8 @@ use axum::{
 use serde_json::{Value, json};
 use sroll_api::{NotificationLevel, Phase, SlackMessage, WebhookTrigger};
 use sroll_integrations::{
-    RolloutKey,
-    slack::{SlackConfig, SlackNotifier, SlackTarget, SlackToken},
+    RolloutKey, SecretToken,
+    slack::{SlackConfig, SlackNotifier, SlackTarget},
 };
 use tokio::time::Instant;
 
@@ -128,7 +128,7 @@ async fn fake_slack() -> (Shared, String) {
 fn config(url: &str, interval: Duration) -> SlackConfig {
     SlackConfig {
         api_url: url.to_owned(),
-        token: Some(SlackToken::new(TOKEN)),
+        token: Some(SecretToken::new(TOKEN)),
         min_update_interval: interval,
         retry_base: Duration::from_millis(50),
         retry_cap: Duration::from_millis(400),
@@ -404,7 +404,7 @@ async fn a_new_rollout_identity_starts_new_messages() {
 async fn slack_errors_are_reported_without_the_token() {
     let (_fake, url) = fake_slack().await;
     let mut cfg = config(&url, Duration::from_millis(50));
-    cfg.token = Some(SlackToken::new("xoxb-wrong-secret"));
+    cfg.token = Some(SecretToken::new("xoxb-wrong-secret"));
     let notifier = SlackNotifier::spawn(cfg).expect("notifier");
     notifier
         .notify(

@@ -8,9 +8,9 @@ use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use serde_json::Value;
 use sroll_api::{Phase, WebhookTrigger};
 use sroll_integrations::{
-    RolloutKey,
+    RolloutKey, SecretToken,
     allow::HostAllowlist,
-    webhook::{BearerToken, WebhookConfig, WebhookSender, WebhookTarget},
+    webhook::{WebhookConfig, WebhookSender, WebhookTarget},
 };
 
 use common::{serve, snapshot, wait_for};
@@ -44,7 +44,7 @@ async fn webhooks_post_the_documented_payload_for_subscribed_triggers_only() {
         WebhookTarget {
             url: url.clone(),
             triggers: vec![],
-            bearer: Some(BearerToken::new("hook-secret")),
+            bearer: Some(SecretToken::new("hook-secret")),
         },
         WebhookTarget {
             url: url.clone(),

@@ -47,7 +47,7 @@ use kube::{
         watcher,
     },
 };
-use sroll_api::{DiscoveryProvider, StatefulsetRollout};
+use sroll_api::{DiscoveryProvider, StatefulsetRollout, labels};
 
 pub use pod::{CachedPod, PodInterner, WatchedPod};
 
@@ -137,13 +137,6 @@ where
         })
     })
 }
-
-/// The label every StatefulSet pod carries with its revision (ControllerRevision name).
-pub const REVISION_LABEL: &str = "controller-revision-hash";
-
-/// The label linking an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str =
-    sroll_integrations::discovery::endpointslice::SERVICE_NAME_LABEL;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -268,7 +261,7 @@ pub fn watch_pods(
     let stream = watcher(
         api,
         watcher::Config::default()
-            .labels(REVISION_LABEL)
+            .labels(labels::REVISION)
             .any_semantic(),
     )
     .backoff(WatchBackoff::default())
@@ -324,18 +317,6 @@ pub fn rollout_of_pod<P: Resource>(
     rollout_of_statefulset(rollouts, statefulsets, &ns, &sts)
 }
 
-/// The labels of the pods a rollout's StatefulSet creates.
-pub fn template_labels(r: &StatefulsetRollout) -> std::collections::BTreeMap<String, String> {
-    r.spec
-        .sts
-        .spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default()
-}
-
 /// Whether a PDB selects the pods of a rollout (same namespace, selector matching the template
 /// labels). In policy/v1 a null selector selects nothing and an empty one selects every pod of the
 /// namespace (`pkg/controller/disruption/disruption.go` `getPodsForPdb`).
@@ -347,7 +328,7 @@ pub fn pdb_selects(pdb: &PodDisruptionBudget, r: &StatefulsetRollout) -> bool {
         return false;
     };
     match Selector::try_from(sel) {
-        Ok(selector) => selector.matches(&template_labels(r)),
+        Ok(selector) => selector.matches(&r.spec.template_labels()),
         Err(_) => false,
     }
 }
@@ -378,7 +359,7 @@ pub fn rollouts_of_endpoint_slice(
     rollouts: &Store<StatefulsetRollout>,
     slice: &EndpointSlice,
 ) -> Vec<ObjectRef<StatefulsetRollout>> {
-    let Some(service) = slice.labels().get(SERVICE_NAME_LABEL) else {
+    let Some(service) = slice.labels().get(labels::SERVICE_NAME) else {
         return Vec::new();
     };
     let namespace = slice.namespace();
@@ -399,7 +380,7 @@ pub fn endpoint_slices_of(
     caches.endpoint_slices.state_filter(|e| {
         e.metadata.namespace.as_deref() == Some(namespace)
             && e.labels()
-                .get(SERVICE_NAME_LABEL)
+                .get(labels::SERVICE_NAME)
                 .is_some_and(|s| services.contains(s))
     })
 }
@@ -615,7 +596,7 @@ pub(crate) mod tests {
             metadata: ObjectMeta {
                 name: Some(format!("{service}-abcde")),
                 namespace: Some(ns.into()),
-                labels: Some([(SERVICE_NAME_LABEL.to_owned(), service.to_owned())].into()),
+                labels: Some([(labels::SERVICE_NAME.to_owned(), service.to_owned())].into()),
                 ..ObjectMeta::default()
             },
             address_type: "IPv4".into(),
@@ -688,7 +669,7 @@ pub(crate) mod tests {
                 "name": format!("web-{ordinal}"), "namespace": "ns",
                 "uid": format!("pod-uid-{ordinal}"), "resourceVersion": "4242",
                 "generateName": "web-", "creationTimestamp": "2026-11-23T10:00:00Z",
-                "labels": {"app": "web", REVISION_LABEL: "web-abc",
+                "labels": {"app": "web", (labels::REVISION): "web-abc",
                     "statefulset.kubernetes.io/pod-name": format!("web-{ordinal}"),
                     "apps.kubernetes.io/pod-index": ordinal.to_string()},
                 "annotations": {"big": "x".repeat(10_000), LAST_APPLIED: "{}"},
@@ -842,20 +823,17 @@ pub(crate) mod tests {
         // The per-pod identity labels come back from the name.
         let labels = b.to_pod().metadata.labels.expect("labels");
         assert_eq!(
-            labels.get(pod::POD_NAME_LABEL).map(String::as_str),
+            labels.get(labels::POD_NAME).map(String::as_str),
             Some("web-1")
         );
-        assert_eq!(
-            labels.get(pod::POD_INDEX_LABEL).map(String::as_str),
-            Some("1")
-        );
+        assert_eq!(labels.get(labels::POD_INDEX).map(String::as_str), Some("1"));
         // An identity label that does not hold what the StatefulSet controller writes is kept as is.
         let mut odd = full_pod(2, true, false);
         odd.metadata
             .labels
             .as_mut()
             .expect("labels")
-            .insert(pod::POD_INDEX_LABEL.into(), "7".into());
+            .insert(labels::POD_INDEX.into(), "7".into());
         let c = interner.intern(&WatchedPod::from(odd.clone()));
         assert!(!a.shares_with(&c));
         assert_eq!(c.to_pod().metadata.labels, odd.metadata.labels);
@@ -884,7 +862,7 @@ pub(crate) mod tests {
     fn a_stripped_endpoint_slice_gives_the_same_service_health() {
         let full: EndpointSlice = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-abcde", "namespace": "ns",
-                "labels": {SERVICE_NAME_LABEL: "web"},
+                "labels": {(labels::SERVICE_NAME): "web"},
                 "managedFields": [{"manager": "endpointslice-controller"}],
                 "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web",
                     "uid": "svc-uid", "controller": true}]},

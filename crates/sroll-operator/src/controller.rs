@@ -39,7 +39,9 @@ use kube::{
         watcher,
     },
 };
-use sroll_api::{Phase, StatefulsetRollout, StatefulsetRolloutStatus};
+use sroll_api::{
+    Phase, StatefulsetRollout, StatefulsetRolloutStatus, predicates::resource_version, sync::lock,
+};
 use sroll_planner::{Action, Observed, Plan};
 
 use crate::{
@@ -66,9 +68,10 @@ const INTEGRATIONS_POLL: Duration = Duration::from_secs(2);
 /// event (thousands of writes of tens of kilobytes each).
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What every namespace scope shares.
+/// The process-wide handles every namespace scope's controller works with: the API client,
+/// the metrics, the event sink and the integrations.
 #[derive(Clone)]
-pub struct Shared {
+pub struct OperatorHandles {
     /// The API client.
     pub client: Client,
     /// Metrics.
@@ -79,9 +82,9 @@ pub struct Shared {
     pub integrations: Arc<Integrations>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for OperatorHandles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
+        f.debug_struct("OperatorHandles").finish_non_exhaustive()
     }
 }
 
@@ -89,7 +92,7 @@ type Key = ObjectRef<StatefulsetRollout>;
 
 /// The context of one namespace scope's controller.
 pub struct Context {
-    shared: Shared,
+    handles: OperatorHandles,
     caches: Caches,
     /// Rollouts as returned by this process's last status write, until the cache catches up.
     written: Mutex<HashMap<Key, Arc<StatefulsetRollout>>>,
@@ -117,12 +120,6 @@ impl std::fmt::Debug for Context {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means another reconcile panicked mid-update of a memo map; the maps
-    // stay structurally valid, so keep using them.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -137,12 +134,12 @@ where
 /// Runs the controller for one namespace scope (`None`: all namespaces) until `stopped` resolves;
 /// then reconciles in flight finish and the function returns.
 pub async fn run_scope(
-    shared: Shared,
+    handles: OperatorHandles,
     namespace: Option<String>,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = namespace.as_deref();
-    let client = &shared.client;
+    let client = &handles.client;
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let stopped = async move {
         stopped.await;
@@ -186,7 +183,7 @@ pub async fn run_scope(
     let slice_stream = watcher(
         api_in::<EndpointSlice>(client, ns),
         watcher::Config::default()
-            .labels(cache::SERVICE_NAME_LABEL)
+            .labels(sroll_api::labels::SERVICE_NAME)
             .any_semantic(),
     )
     .backoff(cache::WatchBackoff::default())
@@ -195,7 +192,7 @@ pub async fn run_scope(
     .touched_objects();
 
     // Results of the integrations' background workers concerning rollouts of this scope.
-    let woken = shared.integrations.wakes(ns);
+    let woken = handles.integrations.wakes(ns);
 
     let caches = Caches {
         rollouts: rollouts.clone(),
@@ -205,7 +202,7 @@ pub async fn run_scope(
         endpoint_slices,
     };
     let ctx = Arc::new(Context {
-        shared,
+        handles,
         caches,
         written: Mutex::default(),
         failures: Mutex::default(),
@@ -251,19 +248,11 @@ pub async fn run_scope(
     tracing::info!(namespace = ?namespace, "controller stopped");
 }
 
-fn resource_version(r: &StatefulsetRollout) -> u64 {
-    r.metadata
-        .resource_version
-        .as_deref()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The newest known version of the rollout: the cache's, or the one this process last wrote.
 fn freshest(ctx: &Context, key: &Key, cached: Arc<StatefulsetRollout>) -> Arc<StatefulsetRollout> {
     let mut written = lock(&ctx.written);
     match written.get(key) {
-        Some(w) if resource_version(w) > resource_version(&cached) => w.clone(),
+        Some(w) if resource_version(&w.metadata) > resource_version(&cached.metadata) => w.clone(),
         Some(_) => {
             written.remove(key);
             cached
@@ -359,9 +348,9 @@ fn status_write_due(
 
 async fn reconcile(rollout: Arc<StatefulsetRollout>, ctx: Arc<Context>) -> Result<Requeue> {
     let started = Instant::now();
-    ctx.shared.metrics.reconciles.inc();
+    ctx.handles.metrics.reconciles.inc();
     let result = reconcile_inner(rollout, &ctx).await;
-    ctx.shared
+    ctx.handles
         .metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
@@ -391,7 +380,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
 
     let mut observed = observe::observe(&ctx.caches, &ctx.expectations, &rollout, Timestamp::now());
     observed.discovery = ctx
-        .shared
+        .handles
         .integrations
         .discovery(&rollout, &observed, &ctx.caches)
         .await;
@@ -403,7 +392,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         "planned"
     );
 
-    let client = &ctx.shared.client;
+    let client = &ctx.handles.client;
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let rollout_api: Api<StatefulsetRollout> = Api::namespaced(client.clone(), &namespace);
@@ -436,7 +425,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
             // Never evict without the partition that covers the batch.
             if rejected.is_none() {
                 let targets = targets(&observed, pods);
-                let outcome = execute::evict(&pod_api, &targets, &ctx.shared.metrics).await;
+                let outcome = execute::evict(&pod_api, &targets, &ctx.handles.metrics).await;
                 ctx.expectations
                     .pods_deleted(&namespace, chosen(&targets, &outcome.evicted));
                 tracing::info!(
@@ -483,7 +472,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         _ => Vec::new(),
     };
     let integrations_pending = ctx
-        .shared
+        .handles
         .integrations
         .after_plan(
             &rollout,
@@ -535,7 +524,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     // Consul has no watch (its poller wakes the rollout on a change; this is the safety net):
     // a Consul-gated rollout looks again at the discovery poll interval.
     let discovery_poll = (!terminal)
-        .then(|| ctx.shared.integrations.discovery_poll(&rollout))
+        .then(|| ctx.handles.integrations.discovery_poll(&rollout))
         .flatten();
     let requeue = match plan.requeue_after {
         Some(after) if !terminal => Some(discovery_poll.map_or(after, |poll| after.min(poll))),
@@ -630,7 +619,7 @@ fn publish_events(ctx: &Context, rollout: &StatefulsetRollout, plan: &Plan) {
             action: ev.action.clone(),
             secondary: None,
         };
-        ctx.shared.events.publish(event, reference.clone());
+        ctx.handles.events.publish(event, reference.clone());
     }
 }
 
@@ -654,7 +643,7 @@ fn record_phase_metrics(
     previous: &StatefulsetRolloutStatus,
     plan: &Plan,
 ) {
-    let metrics = &ctx.shared.metrics;
+    let metrics = &ctx.handles.metrics;
     let Some(phase) = plan.status.phase.as_ref() else {
         return;
     };
@@ -680,7 +669,7 @@ fn record_phase_metrics(
 /// An invalid object waits for a change; a transient error retries with per-object exponential
 /// backoff (0.5 s doubling to 5 min).
 fn error_policy(rollout: Arc<StatefulsetRollout>, err: &Error, ctx: Arc<Context>) -> Requeue {
-    ctx.shared.metrics.error(err);
+    ctx.handles.metrics.error(err);
     let key = ObjectRef::from_obj(&*rollout);
     if !err.is_transient() {
         tracing::warn!(rollout = %key, error = %err, "reconcile failed; waiting for the rollout to change");

@@ -37,17 +37,18 @@ use k8s_openapi::{
 use kube::{Api, Client, ResourceExt, runtime::reflector::ObjectRef};
 use sroll_api::{
     DiscoveryProvider, Phase, StatefulsetRollout, StatefulsetRolloutStatus, condition_types,
+    sync::lock,
 };
 use sroll_integrations::{
     CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks, Discovery,
     DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
-    RolloutSnapshot, Version, Waker,
+    RolloutSnapshot, SecretToken, Version, Waker,
     allow::HostAllowlist,
-    discovery::{ConsulQuery, ConsulToken, endpointslice},
+    discovery::{ConsulQuery, endpointslice},
     reasons,
-    slack::{DEFAULT_API_URL, SlackConfig, SlackTarget, SlackToken},
+    slack::{DEFAULT_API_URL, SlackConfig, SlackTarget},
     transition_events,
-    webhook::{BearerToken, WebhookConfig, WebhookTarget},
+    webhook::{WebhookConfig, WebhookTarget},
 };
 use sroll_planner::Observed;
 
@@ -141,11 +142,6 @@ impl std::fmt::Debug for Integrations {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain caches: a panic elsewhere leaves them valid.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Integrations {
@@ -289,7 +285,7 @@ impl Integrations {
             if let Err(e) = self
                 .notifier
                 .slack()
-                .set_token(token.clone().map(SlackToken::new))
+                .set_token(token.clone().map(SecretToken::new))
             {
                 tracing::warn!(error = %e, "failed to configure the Slack client");
             }
@@ -351,7 +347,7 @@ impl Integrations {
                 let query = ConsulQuery {
                     dc: sd.dc.clone(),
                     services: sd.services.clone(),
-                    token: token.map(ConsulToken::new),
+                    token: token.map(SecretToken::new),
                 };
                 match self.discovery.observe(&key, query.clone()) {
                     Some(obs) => obs.health,
@@ -476,7 +472,7 @@ impl Integrations {
                         key: r.key.clone(),
                     })
                     .await
-                    .map(BearerToken::new),
+                    .map(SecretToken::new),
                 None => None,
             };
             webhooks.push(WebhookTarget {

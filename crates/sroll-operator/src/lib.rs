@@ -170,7 +170,7 @@ impl Operator {
                 instance: Some(settings.instance.clone()),
             },
         ));
-        let ctx = controller::Shared {
+        let ctx = controller::OperatorHandles {
             integrations: Arc::new(
                 integrations::Integrations::start(client.clone(), settings.integrations.clone())
                     .map_err(|e| Error::Config(e.to_string()))?,

@@ -23,7 +23,7 @@ use kube::{
     core::{Selector, SelectorExt},
     runtime::reflector::ObjectRef,
 };
-use sroll_api::StatefulsetRollout;
+use sroll_api::{StatefulsetRollout, predicates::resource_version, sync::lock};
 use sroll_planner::{LiveStatefulSet, Observed, ObservedPdb, ObservedPod};
 
 use crate::cache::{self, Caches};
@@ -39,18 +39,6 @@ pub struct Expectations {
     statefulsets: Mutex<HashMap<String, (Arc<StatefulSet>, Instant)>>,
     /// Pods we evicted or deleted, by `namespace/name`, with the uid of the incarnation.
     deleted_pods: Mutex<HashMap<String, String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The maps stay structurally valid even if a holder panicked.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn rv(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
-    meta.resource_version
-        .as_deref()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 impl Expectations {
@@ -90,7 +78,10 @@ impl Expectations {
     fn statefulset(&self, key: &str, cached: Option<Arc<StatefulSet>>) -> Option<Arc<StatefulSet>> {
         let mut written = lock(&self.statefulsets);
         match (written.get(key), cached) {
-            (Some((w, _)), Some(c)) if rv(&w.metadata) > rv(&c.metadata) && w.uid() == c.uid() => {
+            (Some((w, _)), Some(c))
+                if resource_version(&w.metadata) > resource_version(&c.metadata)
+                    && w.uid() == c.uid() =>
+            {
                 Some(w.clone())
             }
             (Some((w, at)), None) if at.elapsed() < UNSEEN_APPLY_GRACE => Some(w.clone()),
@@ -145,13 +136,9 @@ pub fn observe(
             .statefulsets
             .get(&ObjectRef::new(&set_name).within(&namespace)),
     );
-    let labels = cache::template_labels(rollout);
-    observed.pdbs = caches
-        .pdbs
-        .state()
+    observed.pdbs = cache::pdbs_for(caches, rollout)
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-        .filter_map(|p| ObservedPdb::from_pdb(p, &labels))
+        .map(|p| ObservedPdb::from_pdb(p))
         .collect();
 
     let Some(live) = live else {

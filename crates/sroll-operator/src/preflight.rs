@@ -28,9 +28,9 @@ pub type Permission = (&'static str, &'static str, &'static str, &'static str);
 
 /// Every permission the reconcile loop uses, per watched namespace.
 pub const NEEDED: &[Permission] = &[
-    ("list", "sroll.io", "statefulsetrollouts", ""),
-    ("watch", "sroll.io", "statefulsetrollouts", ""),
-    ("patch", "sroll.io", "statefulsetrollouts", "status"),
+    ("list", sroll_api::GROUP, "statefulsetrollouts", ""),
+    ("watch", sroll_api::GROUP, "statefulsetrollouts", ""),
+    ("patch", sroll_api::GROUP, "statefulsetrollouts", "status"),
     ("list", "apps", "statefulsets", ""),
     ("watch", "apps", "statefulsets", ""),
     ("create", "apps", "statefulsets", ""),

@@ -127,3 +127,24 @@ pub mod reasons {
     /// The target is not reached yet.
     pub const TARGET_NOT_REACHED: &str = "TargetNotReached";
 }
+
+#[cfg(test)]
+mod tests {
+    use sroll_api::Phase;
+
+    use super::reasons;
+
+    /// A reason named after a phase is the phase's own wire text (`Phase` in sroll-api is where
+    /// it is spelt); `Blocked` has no constant here, the planner writes `Phase::Blocked`'s text.
+    #[test]
+    fn reasons_named_after_a_phase_spell_it_as_the_phase_does() {
+        for (reason, phase) in [
+            (reasons::ROLLOUT_IN_PROGRESS, Phase::InProgress),
+            (reasons::ROLLOUT_PAUSED, Phase::Paused),
+            (reasons::ROLLOUT_DONE, Phase::Done),
+            (reasons::ROLLOUT_FAILED, Phase::Failed),
+        ] {
+            assert_eq!(reason, phase.as_str());
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! 1,000 small structs, not 1,000 full `Pod` objects), and each has a `from_*` constructor that reads
 //! the corresponding `k8s-openapi` object, so the operator does not re-implement the extraction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::{
     api::{
@@ -16,14 +16,9 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::LabelSelector,
     jiff::Timestamp,
 };
-use kube::core::{Selector, SelectorExt};
-use sroll_api::StatefulsetRollout;
+use sroll_api::{StatefulsetRollout, predicates};
 
 use crate::desired::{ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH};
-
-/// Label the StatefulSet controller puts on every pod: the name of the pod's ControllerRevision
-/// (`apps.kubernetes.io/v1` `StatefulSetRevisionLabel`).
-pub const LABEL_REVISION: &str = "controller-revision-hash";
 
 /// Everything [`crate::plan`] needs to decide, gathered at one instant.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,8 +33,9 @@ pub struct Observed {
     /// The pods of that StatefulSet (pods whose name is `<set>-<ordinal>` and that the set selects),
     /// in any order. Empty when the set does not exist.
     pub pods: Vec<ObservedPod>,
-    /// Every PodDisruptionBudget in the namespace whose selector matches the pods' labels (see
-    /// [`ObservedPdb::from_pdb`]). The eviction API refuses to evict a pod with more than one.
+    /// Every PodDisruptionBudget in the namespace whose selector matches the pods' labels (the
+    /// operator's cache decides which do). The eviction API refuses to evict a pod with more than
+    /// one.
     pub pdbs: Vec<ObservedPdb>,
     /// Service-discovery health of the pods, when `spec.serviceDiscovery` is set and the operator
     /// could look. `None`: not configured or not observed; the rollout is then not gated on it.
@@ -178,19 +174,16 @@ impl ObservedPod {
         let ordinal = parse_ordinal(&name, set_name)?;
         let status = pod.status.clone().unwrap_or_default();
         let phase = status.phase.clone().unwrap_or_default();
-        let ready_condition = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == "Ready" && c.status == "True");
-        let ready = phase == "Running" && ready_condition.is_some();
+        // Upstream `isRunningAndReady` (`pkg/controller/statefulset/stateful_set_utils.go`).
+        let ready = phase == "Running" && predicates::is_pod_ready(pod);
+        let ready_condition = predicates::pod_ready_condition(pod);
         Some(ObservedPod {
             ordinal,
             revision: pod
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(LABEL_REVISION))
+                .and_then(|l| l.get(sroll_api::labels::REVISION))
                 .cloned(),
             ready,
             ready_since: if ready {
@@ -198,7 +191,7 @@ impl ObservedPod {
             } else {
                 None
             },
-            terminating: pod.metadata.deletion_timestamp.is_some(),
+            terminating: predicates::is_terminating(&pod.metadata),
             phase,
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             name,
@@ -236,27 +229,18 @@ pub struct ObservedPdb {
 }
 
 impl ObservedPdb {
-    /// Reads the view from a PDB if its selector matches `pod_labels` (the template labels of the
-    /// set), `None` otherwise. As in policy/v1, a null selector matches nothing and an empty one
-    /// matches every pod.
-    pub fn from_pdb(
-        pdb: &PodDisruptionBudget,
-        pod_labels: &BTreeMap<String, String>,
-    ) -> Option<Self> {
-        let selector = pdb.spec.as_ref()?.selector.clone()?;
-        let selector = Selector::try_from(selector).ok()?;
-        if !selector.matches(pod_labels) {
-            return None;
-        }
+    /// Reads the view from a PDB that selects the set's pods (which PDBs do is the observer's
+    /// question: `sroll_operator::cache::pdb_selects`).
+    pub fn from_pdb(pdb: &PodDisruptionBudget) -> Self {
         let status = pdb.status.clone().unwrap_or_default();
-        Some(ObservedPdb {
+        ObservedPdb {
             name: pdb.metadata.name.clone().unwrap_or_default(),
             disruptions_allowed: status.disruptions_allowed,
             current_healthy: status.current_healthy,
             desired_healthy: status.desired_healthy,
             expected_pods: status.expected_pods,
             stale: status.observed_generation.unwrap_or(0) < pdb.metadata.generation.unwrap_or(0),
-        })
+        }
     }
 }
 

@@ -1273,7 +1273,7 @@ impl<'a> Planner<'a> {
             Phase::Done => (Status::True, r::ROLLOUT_DONE),
             Phase::Failed => (Status::False, self.failure_reason),
             Phase::Paused => (Status::Unknown, r::PAUSE_REQUESTED),
-            Phase::Blocked => (Status::False, "RolloutBlocked"),
+            Phase::Blocked => (Status::False, o.phase.as_str()),
             _ => (Status::True, r::ROLLOUT_IN_PROGRESS),
         };
         conditions::set(
@@ -1418,7 +1418,7 @@ impl<'a> Planner<'a> {
                 .unwrap_or_else(|| {
                     self.degraded
                         .first()
-                        .map_or("RolloutBlocked", |d| d.0)
+                        .map_or(o.phase.as_str(), |d| d.0)
                         .into()
                 });
             self.event(EventType::Warning, &reason, o.reason.clone(), "Reconcile");

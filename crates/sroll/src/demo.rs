@@ -40,7 +40,12 @@ use kube::{
 };
 use kubesim::cluster::{Cluster, ClusterConfig, Handle};
 use serde_json::json;
-use sroll_api::{Phase, StatefulsetRollout, intstr::scaled_value};
+use sroll_api::{
+    Phase, StatefulsetRollout,
+    intstr::scaled_value,
+    predicates::{is_pod_ready, is_terminating, resource_version},
+    sync::lock,
+};
 
 /// Flags of `sroll demo`.
 #[derive(Args, Debug, Clone)]
@@ -260,7 +265,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
-    let broken = count_pods(&client, |p| !pod_ready(p)).await?;
+    let broken = count_pods(&client, |p| !is_pod_ready(p) || is_terminating(&p.metadata)).await?;
 
     // 5. Roll back to 1.1: broken pods are replaced at once, without pacing.
     results.push(
@@ -409,14 +414,6 @@ fn status_of(r: &StatefulsetRollout) -> sroll_api::StatefulsetRolloutStatus {
     r.status.clone().unwrap_or_default()
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        && p.metadata.deletion_timestamp.is_none()
-}
-
 async fn count_pods(client: &Client, pred: impl Fn(&Pod) -> bool) -> anyhow::Result<i32> {
     let pods = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
         .list(&ListParams::default().labels(&format!("app={NAME}")))
@@ -444,12 +441,7 @@ async fn wait_for(
                 .into_iter()
                 .filter(|e| e.regarding.as_ref().and_then(|o| o.name.as_deref()) == Some(NAME))
                 .collect();
-            mine.sort_by_key(|e| {
-                e.metadata
-                    .resource_version
-                    .as_ref()
-                    .and_then(|v| v.parse::<u64>().ok())
-            });
+            mine.sort_by_key(|e| resource_version(&e.metadata));
             let last: Vec<String> = mine
                 .iter()
                 .rev()
@@ -617,11 +609,17 @@ struct Ui {
 
 impl Ui {
     fn new(tty: bool, pods: i32) -> Self {
-        let multi = MultiProgress::with_draw_target(if tty {
+        let target = if tty {
             ProgressDrawTarget::stdout()
         } else {
             ProgressDrawTarget::hidden()
-        });
+        };
+        Self::with_target(tty, target, pods)
+    }
+
+    /// `tty`: show bars (else one line per step on stdout); `target`: where bars are drawn.
+    fn with_target(tty: bool, target: ProgressDrawTarget, pods: i32) -> Self {
+        let multi = MultiProgress::with_draw_target(target);
         let status = multi.add(ProgressBar::new_spinner());
         status.set_style(
             ProgressStyle::with_template("{spinner} {msg}")
@@ -679,18 +677,12 @@ impl Ui {
             return;
         }
         let s = status_of(r);
-        let mut per_rev: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for p in &s.pods {
-            let e = per_rev.entry(p.revision.clone()).or_default();
-            e.0 += 1;
-            if p.ready {
-                e.1 += 1;
-            }
-        }
         let in_flight = s.pods.iter().filter(|p| !p.ready).count();
-        if let Ok(mut bars) = self.bars.lock() {
-            for (rev, (count, ready)) in &per_rev {
-                let bar = bars.entry(rev.clone()).or_insert_with(|| {
+        {
+            let mut bars = lock(&self.bars);
+            let known: Vec<String> = bars.keys().cloned().collect();
+            for count in revision_bars(&s, &known) {
+                let bar = bars.entry(count.revision.clone()).or_insert_with(|| {
                     let b = self.multi.insert_before(
                         &self.status,
                         ProgressBar::new(u64::try_from(self.pods).unwrap_or(0)),
@@ -702,17 +694,11 @@ impl Ui {
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("##."),
                     );
-                    b.set_prefix(rev.clone());
+                    b.set_prefix(count.revision.clone());
                     b
                 });
-                bar.set_position(*count);
-                bar.set_message(format!("{ready} ready"));
-            }
-            for (rev, bar) in bars.iter() {
-                if !per_rev.contains_key(rev) {
-                    bar.set_position(0);
-                    bar.set_message("0 ready");
-                }
+                bar.set_position(count.pods);
+                bar.set_message(format!("{} ready", count.ready));
             }
         }
         self.status.set_message(format!(
@@ -728,10 +714,114 @@ impl Ui {
     fn finish(&self) {
         self.status.finish_and_clear();
         self.events.finish_and_clear();
-        if let Ok(bars) = self.bars.lock() {
-            for b in bars.values() {
-                b.finish();
+        for b in lock(&self.bars).values() {
+            // `abandon`, not `finish`: `finish` moves the bar to its length, which would show
+            // every revision at "200/200" in the last frame.
+            b.abandon();
+        }
+    }
+}
+
+/// One revision's bar in a frame of the live view: how many pods run the revision and how many
+/// of those are Ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RevisionBar {
+    revision: String,
+    pods: u64,
+    ready: u64,
+}
+
+/// The bars of the frame showing `status`: one per revision the pods run, in revision order,
+/// plus a bar at 0 for each revision in `known` (shown before) that no pod runs any more.
+fn revision_bars(
+    status: &sroll_api::StatefulsetRolloutStatus,
+    known: &[String],
+) -> Vec<RevisionBar> {
+    let mut counts: BTreeMap<&str, (u64, u64)> =
+        known.iter().map(|rev| (rev.as_str(), (0, 0))).collect();
+    for p in &status.pods {
+        let c = counts.entry(p.revision.as_str()).or_default();
+        c.0 += 1;
+        c.1 += u64::from(p.ready);
+    }
+    counts
+        .into_iter()
+        .map(|(revision, (pods, ready))| RevisionBar {
+            revision: revision.to_owned(),
+            pods,
+            ready,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use sroll_api::{PodVersion, StatefulsetRolloutSpec, StatefulsetRolloutStatus};
+
+    use super::*;
+
+    /// A rollout whose status lists `pods` as (revision, how many, how many of them Ready).
+    fn rollout(pods: &[(&str, usize, usize)]) -> StatefulsetRollout {
+        let spec: StatefulsetRolloutSpec =
+            serde_json::from_value(json!({"sts": {"spec": {"selector": {}, "template": {}}}}))
+                .expect("a minimal spec deserializes");
+        let mut r = StatefulsetRollout::new(NAME, spec);
+        let mut list = Vec::new();
+        for (revision, count, ready) in pods {
+            for i in 0..*count {
+                list.push(PodVersion {
+                    name: format!("{NAME}-{}", list.len()),
+                    revision: (*revision).to_owned(),
+                    ready: i < *ready,
+                });
             }
         }
+        r.status = Some(StatefulsetRolloutStatus {
+            pods: list,
+            ..StatefulsetRolloutStatus::default()
+        });
+        r
+    }
+
+    #[test]
+    fn a_frame_has_one_bar_per_revision_and_zero_for_a_revision_gone() {
+        let r = rollout(&[("web-b", 3, 1), ("web-a", 2, 2)]);
+        let bars = revision_bars(&status_of(&r), &["web-old".to_owned()]);
+        let bar = |revision: &str, pods, ready| RevisionBar {
+            revision: revision.to_owned(),
+            pods,
+            ready,
+        };
+        assert_eq!(
+            bars,
+            vec![bar("web-a", 2, 2), bar("web-b", 3, 1), bar("web-old", 0, 0)]
+        );
+    }
+
+    /// The demo's last step rolls the broken revision back: its bar and the first revision's must
+    /// end at their real counts, not at the bar length.
+    #[test]
+    fn the_last_frame_shows_each_revisions_real_count() {
+        let ui = Ui::with_target(true, ProgressDrawTarget::hidden(), 200);
+        ui.refresh(&rollout(&[("web-1-0", 200, 200)]));
+        ui.refresh(&rollout(&[("web-1-1", 190, 190), ("web-1-2", 10, 0)]));
+        ui.refresh(&rollout(&[("web-1-1", 196, 195), ("web-1-2", 4, 0)]));
+        ui.finish();
+        let bars = lock(&ui.bars);
+        let shown: Vec<(u64, String, bool)> = ["web-1-0", "web-1-1", "web-1-2"]
+            .iter()
+            .map(|rev| {
+                let b = &bars[*rev];
+                (b.position(), b.message(), b.is_finished())
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (0, "0 ready".to_owned(), true),
+                (196, "195 ready".to_owned(), true),
+                (4, "0 ready".to_owned(), true),
+            ]
+        );
     }
 }

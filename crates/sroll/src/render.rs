@@ -190,9 +190,28 @@ impl std::fmt::Display for ConfigError {
 
 /// Renders `config_text` (YAML) for one release: the PodDisruptionBudget then the
 /// StatefulsetRollout, as one multi-document YAML stream ready for `kubectl apply -f -`.
+///
+/// On a bad config, every problem is returned: those of the config's shape (missing, unknown and
+/// mistyped fields, [`parse`]) together with those of its values and of the options ([`build`]),
+/// except what only follows from a field already reported (a stand-in's value, or a flag checked
+/// against a list that is itself broken).
 pub fn render(config_text: &str, opts: &RenderOptions) -> Result<String, Vec<ConfigError>> {
-    let config = parse(config_text)?;
-    let (pdb, rollout) = build(&config, opts)?;
+    let Lenient {
+        config,
+        mut problems,
+        repaired,
+    } = parse_lenient(config_text)?;
+    let (pdb, rollout) = match (build(&config, opts), problems.is_empty()) {
+        (Ok(objects), true) => objects,
+        (Ok(_), false) => return Err(problems),
+        (Err(more), _) => {
+            problems.extend(
+                more.into_iter()
+                    .filter(|e| !repaired.iter().any(|r| concerns(e, r))),
+            );
+            return Err(problems);
+        }
+    };
     let yaml = serde_yaml_ng::to_string(&pdb)
         .and_then(|a| serde_yaml_ng::to_string(&rollout).map(|b| format!("---\n{a}---\n{b}")));
     yaml.map_err(|e| {
@@ -203,36 +222,312 @@ pub fn render(config_text: &str, opts: &RenderOptions) -> Result<String, Vec<Con
     })
 }
 
-/// Parses the config, reporting a type or unknown-field problem with its path and line.
+/// Parses the config, reporting every problem of its shape (missing, unknown and mistyped fields)
+/// with its path.
 pub fn parse(config_text: &str) -> Result<AppConfig, Vec<ConfigError>> {
-    let de = serde_yaml_ng::Deserializer::from_str(config_text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut path = e.path().to_string();
-        if path == "." {
-            path.clear();
+    let Lenient {
+        config, problems, ..
+    } = parse_lenient(config_text)?;
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A config parsed past its problems: `config` holds a stand-in at each `repaired` path.
+struct Lenient {
+    config: AppConfig,
+    problems: Vec<ConfigError>,
+    /// Paths (as [`ConfigError::path`] writes them; `""` is the whole config) whose value is a
+    /// stand-in.
+    repaired: Vec<String>,
+}
+
+/// Values tried in turn in place of a missing or mistyped field until one has the field's type.
+/// A stand-in struct (`{}`) has its own required fields filled in the same way.
+fn stand_ins() -> [serde_yaml_ng::Value; 5] {
+    use serde_yaml_ng::Value;
+    [
+        Value::String(String::new()),
+        Value::Number(0.into()),
+        Value::Sequence(Vec::new()),
+        Value::Mapping(serde_yaml_ng::Mapping::new()),
+        Value::Bool(false),
+    ]
+}
+
+/// One step of a path into the YAML value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn path_text(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
         }
-        let mut message = e.into_inner().to_string();
-        // serde_yaml_ng prefixes its message with the path already; say it once.
-        if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
-            message = rest.to_owned();
+    }
+    out
+}
+
+fn node_mut<'a>(
+    mut v: &'a mut serde_yaml_ng::Value,
+    steps: &[Step],
+) -> Option<&'a mut serde_yaml_ng::Value> {
+    for step in steps {
+        v = match step {
+            Step::Key(k) => v
+                .as_mapping_mut()?
+                .get_mut(serde_yaml_ng::Value::String(k.clone()))?,
+            Step::Index(i) => v.as_sequence_mut()?.get_mut(*i)?,
+        };
+    }
+    Some(v)
+}
+
+/// Whether `problem` concerns the field at `repaired` (the field itself, a field inside it, or a
+/// flag checked against it), so that it only restates a problem already reported.
+fn concerns(problem: &ConfigError, repaired: &str) -> bool {
+    let path = match problem.path.as_str() {
+        "--cluster" => "clusters",
+        "--percent" => "rollout_percentages",
+        other => other,
+    };
+    repaired.is_empty()
+        || path == repaired
+        || path
+            .strip_prefix(repaired)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// serde stops at the first problem. To list them all, the YAML is read into a value and
+/// deserialized again after each problem, with the offending node repaired: an unknown field is
+/// removed, a missing or mistyped one gets a stand-in ([`stand_ins`]). Problems inside a stand-in
+/// are its own and not reported. A YAML syntax error ends parsing at once (with its line).
+fn parse_lenient(config_text: &str) -> Result<Lenient, Vec<ConfigError>> {
+    // Every round repairs one node; a config has far fewer fields than this.
+    const MAX_ROUNDS: usize = 512;
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(config_text).map_err(|e| {
+        vec![ConfigError {
+            path: "<config>".into(),
+            message: format!("is not valid YAML: {e}"),
+        }]
+    })?;
+    let mut problems = Vec::new();
+    let mut repaired: Vec<String> = Vec::new();
+    // Per repaired path, the index of the next stand-in to try.
+    let mut next_stand_in: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..MAX_ROUNDS {
+        let e = match serde_path_to_error::deserialize::<_, AppConfig>(value.clone()) {
+            Ok(config) => {
+                return Ok(Lenient {
+                    config,
+                    problems,
+                    repaired,
+                });
+            }
+            Err(e) => e,
+        };
+        let mut steps = Vec::new();
+        for segment in e.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Map { key } => steps.push(Step::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => steps.push(Step::Index(*index)),
+                // A non-string key or an enum variant: nothing to repair by path.
+                _ => {
+                    problems.push(problem(config_text, &steps, e.inner().to_string()));
+                    return Err(problems);
+                }
+            }
         }
-        // A missing field is reported at its parent: name the field itself.
-        if let Some(field) = message
+        let inner = e.into_inner().to_string();
+        let missing = inner
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next())
-        {
-            path = if path.is_empty() {
-                field.to_owned()
+            .map(str::to_owned);
+        let unknown = inner.starts_with("unknown field `");
+        if let Some(field) = &missing {
+            steps.push(Step::Key(field.clone()));
+        }
+        let at = path_text(&steps);
+        if !repaired.iter().any(|r| {
+            concerns(
+                &ConfigError {
+                    path: at.clone(),
+                    message: String::new(),
+                },
+                r,
+            )
+        }) {
+            let message = if missing.is_some() {
+                format!("is required ({inner})")
             } else {
-                format!("{path}.{field}")
+                inner
             };
-            message = format!("is required ({message})");
+            // A missing field is shown where its mapping starts.
+            let node = if missing.is_some() {
+                &steps[..steps.len() - 1]
+            } else {
+                &steps[..]
+            };
+            let mut p = problem(config_text, node, message);
+            p.path = at.clone();
+            if p.path.is_empty() {
+                p.path = "<config>".to_owned();
+            }
+            problems.push(p);
         }
-        if path.is_empty() {
-            path = "<config>".to_owned();
+        let Some((last, parent)) = steps.split_last() else {
+            // The whole config has the wrong shape (not a mapping).
+            let tried = next_stand_in.entry(String::new()).or_default();
+            let Some(stand_in) = stand_ins().into_iter().nth(*tried) else {
+                return Err(problems);
+            };
+            *tried += 1;
+            value = stand_in;
+            if !repaired.contains(&at) {
+                repaired.push(at);
+            }
+            continue;
+        };
+        if unknown {
+            let removed = match (node_mut(&mut value, parent), last) {
+                (Some(serde_yaml_ng::Value::Mapping(m)), Step::Key(k)) => {
+                    m.remove(serde_yaml_ng::Value::String(k.clone())).is_some()
+                }
+                _ => false,
+            };
+            if !removed {
+                return Err(problems);
+            }
+            continue;
         }
-        vec![ConfigError { path, message }]
-    })
+        let tried = next_stand_in.entry(at.clone()).or_default();
+        let Some(stand_in) = stand_ins().into_iter().nth(*tried) else {
+            return Err(problems);
+        };
+        *tried += 1;
+        let placed = match (node_mut(&mut value, parent), last) {
+            (Some(serde_yaml_ng::Value::Mapping(m)), Step::Key(k)) => {
+                m.insert(serde_yaml_ng::Value::String(k.clone()), stand_in);
+                true
+            }
+            (Some(serde_yaml_ng::Value::Sequence(items)), Step::Index(i)) if *i < items.len() => {
+                items[*i] = stand_in;
+                true
+            }
+            _ => false,
+        };
+        if !placed {
+            return Err(problems);
+        }
+        if !repaired.contains(&at) {
+            repaired.push(at);
+        }
+    }
+    Err(problems)
+}
+
+/// A shape problem at the node `steps` of `text`: its message without the path serde may have
+/// prefixed, and with the node's line and column (none for the whole config).
+fn problem(text: &str, steps: &[Step], message: String) -> ConfigError {
+    let path = path_text(steps);
+    let mut message = message
+        .strip_prefix(&format!("{path}: "))
+        .map_or(message.clone(), str::to_owned);
+    if !steps.is_empty()
+        && let Some(at) = location(text, steps)
+    {
+        message.push_str(&format!(" (line {}, column {})", at.line(), at.column()));
+    }
+    ConfigError {
+        path: if path.is_empty() {
+            "<config>".to_owned()
+        } else {
+            path
+        },
+        message,
+    }
+}
+
+/// Where the node at `steps` starts in `text` (or the innermost node of the path that exists).
+/// The YAML deserializer is walked down the path and stopped at the node with an error, which
+/// carries the node's position.
+fn location(text: &str, steps: &[Step]) -> Option<serde_yaml_ng::Location> {
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct Walk<'a>(&'a [Step]);
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any YAML node")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            if let Some((Step::Key(want), rest)) = self.0.split_first() {
+                while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
+                    if key.as_str() == Some(want.as_str()) {
+                        return map.next_value_seed(Walk(rest));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Err(de::Error::custom("here"))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            if let Some((Step::Index(want), rest)) = self.0.split_first() {
+                for _ in 0..*want {
+                    if seq.next_element::<IgnoredAny>()?.is_none() {
+                        return Err(de::Error::custom("here"));
+                    }
+                }
+                if seq.next_element_seed(Walk(rest))?.is_some() {
+                    return Ok(());
+                }
+            }
+            Err(de::Error::custom("here"))
+        }
+        // Any scalar: the path ends here.
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            Err(E::custom("here"))
+        }
+    }
+
+    Walk(steps)
+        .deserialize(serde_yaml_ng::Deserializer::from_str(text))
+        .err()
+        .and_then(|e| e.location())
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -693,4 +988,166 @@ pub fn config_schema_json() -> String {
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/bedrock.yaml");
+
+    fn opts(percent: Option<i32>) -> RenderOptions {
+        RenderOptions {
+            cluster: "us-east-1a".into(),
+            percent,
+            ..RenderOptions::default()
+        }
+    }
+
+    /// `render`'s problems as `path: message` lines, for a config edited from the example.
+    fn problems(edits: &[(&str, &str)], opts: &RenderOptions) -> Vec<String> {
+        let mut config = EXAMPLE.to_owned();
+        for (from, to) in edits {
+            assert!(config.contains(from), "the example lacks {from:?}");
+            config = config.replacen(from, to, 1);
+        }
+        render(&config, opts)
+            .expect_err("the config is invalid")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_example_renders() {
+        assert!(render(EXAMPLE, &opts(Some(50))).is_ok());
+    }
+
+    /// The case `docs/app-config.md` shows: a missing field no longer hides the others.
+    #[test]
+    fn a_missing_field_a_bad_value_and_a_bad_flag_are_all_reported() {
+        let got = problems(
+            &[
+                (
+                    "image: registry.example.com/flannel-cache:2026.11.20-9b2d4e7\n",
+                    "",
+                ),
+                ("max_unavailable: 50%", "max_unavailable: 150%"),
+            ],
+            &opts(Some(30)),
+        );
+        assert_eq!(
+            got,
+            vec![
+                "image: is required (missing field `image`)",
+                "disruption_policy.max_unavailable: \"150%\" is not a percentage from 1% to 100% (or a whole number of pods)",
+                "--percent: 30 is not an allowed rollout step: allowed: 1, 50, 100",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_shape_problem_is_reported_once_with_its_path() {
+        let got = problems(
+            &[
+                ("replicas: 8", "replica: 8"),
+                ("kind: StatefulSet", "kind: [StatefulSet]"),
+                ("      port: 8080", "      port: eighty"),
+                ("  max_unavailable: 50%\n", "  max_unavail: 50%\n"),
+            ],
+            &opts(None),
+        );
+        assert_eq!(got.len(), 6, "{got:#?}");
+        let has = |prefix: &str| got.iter().any(|p| p.starts_with(prefix));
+        assert!(
+            has("kind: invalid type: sequence, expected a string"),
+            "{got:#?}"
+        );
+        assert!(has("replica: unknown field `replica`"), "{got:#?}");
+        assert!(has("replicas: is required"), "{got:#?}");
+        assert!(
+            has("disruption_policy.max_unavail: unknown field"),
+            "{got:#?}"
+        );
+        assert!(
+            has("disruption_policy.max_unavailable: is required"),
+            "{got:#?}"
+        );
+        assert!(
+            has("container.ports[0].port: invalid type: string \"eighty\""),
+            "{got:#?}"
+        );
+    }
+
+    /// A field reported as mistyped is not reported again for the stand-in put in its place, nor
+    /// is a flag checked against it.
+    #[test]
+    fn problems_that_only_follow_from_a_reported_one_are_left_out() {
+        let got = problems(
+            &[
+                (
+                    "rollout_percentages: [1, 50, 100]",
+                    "rollout_percentages: all",
+                ),
+                (
+                    "disruption_policy:\n  max_unavailable: 50%",
+                    "disruption_policy: 5",
+                ),
+            ],
+            &opts(Some(30)),
+        );
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(
+            got[0].starts_with("disruption_policy: invalid type"),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].starts_with("rollout_percentages: invalid type"),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn a_shape_problem_names_its_line() {
+        let got = problems(
+            &[
+                ("      port: 8080", "      port: eighty"),
+                ("replicas: 8", "replica: 8"),
+            ],
+            &opts(None),
+        );
+        let line_of = |needle: &str| {
+            EXAMPLE
+                .lines()
+                .position(|l| l.contains(needle))
+                .map(|i| i + 1)
+                .expect("the example has the line")
+        };
+        let port = format!("(line {}, column 13)", line_of("port: 8080"));
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("container.ports[0].port: invalid type")
+                    && p.ends_with(&port)),
+            "{got:#?}"
+        );
+        let replica = format!("(line {}, column 10)", line_of("replicas: 8"));
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("replica: unknown field") && p.ends_with(&replica)),
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn a_config_that_is_not_a_mapping_is_one_problem() {
+        let errs = render("- a\n- b\n", &opts(None)).expect_err("a list is not a config");
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!(errs[0].path, "<config>");
+        let errs = render("name: [", &opts(None)).expect_err("not YAML");
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].message.starts_with("is not valid YAML"),
+            "{errs:#?}"
+        );
+    }
 }

@@ -94,7 +94,11 @@ pub fn validate_name(rule: NameRule, field: &str, name: &str) -> Vec<Cause> {
     }
 }
 
-fn valid_qualified_name(k: &str) -> bool {
+/// A label or annotation key: an optional DNS-1123 subdomain prefix and `/`, then a name of at
+/// most 63 alphanumerics, `-`, `_` or `.` starting and ending alphanumeric (upstream
+/// `IsQualifiedName`, `k8s.io/apimachinery/pkg/util/validation/validation.go`). Label selectors
+/// check their keys with it too.
+pub(crate) fn valid_qualified_name(k: &str) -> bool {
     let (prefix, name) = match k.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
@@ -109,7 +113,9 @@ fn valid_qualified_name(k: &str) -> bool {
     name_ok && prefix.is_none_or(is_subdomain)
 }
 
-fn valid_label_value(v: &str) -> bool {
+/// A label value: empty, or at most 63 alphanumerics, `-`, `_` or `.` starting and ending
+/// alphanumeric (upstream `IsValidLabelValue`).
+pub(crate) fn valid_label_value(v: &str) -> bool {
     v.is_empty()
         || (v.len() <= 63
             && v.chars()

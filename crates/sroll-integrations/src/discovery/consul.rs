@@ -5,33 +5,16 @@
 //! An instance's address is its `Service.Address`, or its node's `Node.Address` when the service
 //! registered none (Consul's own fallback rule for DNS answers).
 
-use std::{collections::BTreeMap, fmt};
+use std::collections::BTreeMap;
 
 use reqwest::Url;
 use serde::Deserialize;
 
 use super::{DiscoveryHealth, ServiceHealth, ServiceState};
 use crate::{
-    Error, Result,
+    Error, Result, SecretToken,
     http::{Timeouts, client},
 };
-
-/// A Consul ACL token. Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ConsulToken(String);
-
-impl ConsulToken {
-    /// Wraps a token; surrounding whitespace is trimmed.
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into().trim().to_owned())
-    }
-}
-
-impl fmt::Debug for ConsulToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ConsulToken(<redacted>)")
-    }
-}
 
 /// What to ask Consul for one rollout (`spec.serviceDiscovery`, with its token Secret resolved).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +24,7 @@ pub struct ConsulQuery {
     /// Service names.
     pub services: Vec<String>,
     /// ACL token.
-    pub token: Option<ConsulToken>,
+    pub token: Option<SecretToken>,
 }
 
 /// Consul HTTP client for one agent/server address.
@@ -122,12 +105,12 @@ impl ConsulClient {
     async fn get<T: for<'de> Deserialize<'de>>(
         &self,
         url: Url,
-        token: Option<&ConsulToken>,
+        token: Option<&SecretToken>,
     ) -> Result<T> {
         let what = format!("Consul {}", url.path());
         let mut request = self.http.get(url);
         if let Some(token) = token {
-            request = request.header("X-Consul-Token", &token.0);
+            request = request.header("X-Consul-Token", token.expose());
         }
         let response = request
             .send()
@@ -214,9 +197,5 @@ mod tests {
             .url(&["v1", "catalog", "services"], None, false)
             .expect("url");
         assert_eq!(u.as_str(), "http://consul.example:8500/v1/catalog/services");
-        assert_eq!(
-            format!("{:?}", ConsulToken::new("s3cr3t")),
-            "ConsulToken(<redacted>)"
-        );
     }
 }

@@ -9,11 +9,9 @@
 //! (pkg/controller/endpointslice reconciler), so an absent slice means no such Service.
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use sroll_api::labels;
 
 use super::{ServiceHealth, ServiceState};
-
-/// Label linking an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Health of `services` in `namespace` from `slices` (any namespace; others are ignored).
 pub fn health_from_endpoint_slices<'a>(
@@ -35,7 +33,7 @@ pub fn health_from_endpoint_slices<'a>(
             .metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            .and_then(|l| l.get(labels::SERVICE_NAME))
         else {
             continue;
         };
@@ -86,7 +84,7 @@ mod tests {
                 name: Some(format!("{service}-abcde")),
                 namespace: Some(ns.into()),
                 labels: Some(BTreeMap::from([(
-                    SERVICE_NAME_LABEL.to_owned(),
+                    labels::SERVICE_NAME.to_owned(),
                     service.to_owned(),
                 )])),
                 ..ObjectMeta::default()

@@ -19,9 +19,10 @@ use std::{
     time::Duration,
 };
 
+use sroll_api::sync::lock;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
-pub use self::consul::{ConsulClient, ConsulQuery, ConsulToken};
+pub use self::consul::{ConsulClient, ConsulQuery};
 use crate::{Result, RolloutKey, Waker, http::Timeouts};
 
 /// The health of one configured service.
@@ -157,7 +158,9 @@ struct Entry {
     observation: Option<Observation>,
 }
 
-struct Shared {
+/// What the [`Discovery`] handles and the poll loop both reach: the rollouts' queries with
+/// their latest answers, and the loop's wake-up.
+struct PollerState {
     entries: Mutex<HashMap<RolloutKey, Entry>>,
     wake: Notify,
 }
@@ -165,7 +168,7 @@ struct Shared {
 /// The discovery façade; cheap to clone.
 #[derive(Clone)]
 pub struct Discovery {
-    shared: Arc<Shared>,
+    state: Arc<PollerState>,
     configured: bool,
     /// Answers older than this no longer gate ([`Observation::current`]).
     max_age: Duration,
@@ -179,27 +182,24 @@ impl Discovery {
             .as_deref()
             .map(|addr| ConsulClient::new(addr, config.timeouts))
             .transpose()?;
-        let shared = Arc::new(Shared {
+        let state = Arc::new(PollerState {
             entries: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         });
         let configured = client.is_some();
         let max_age = config.interval * 2 + Duration::from_secs(1);
         if let Some(client) = client {
-            tokio::spawn(poll_loop(shared.clone(), client, config));
+            tokio::spawn(poll_loop(state.clone(), client, config));
         }
         Ok(Self {
-            shared,
+            state,
             configured,
             max_age,
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RolloutKey, Entry>> {
-        self.shared
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<RolloutKey, Entry>> {
+        lock(&self.state.entries)
     }
 
     /// The latest Consul health for the rollout's `query`, polling it from now on; `None` until
@@ -214,7 +214,7 @@ impl Discovery {
                 at: Instant::now(),
             });
         }
-        let mut entries = self.lock();
+        let mut entries = self.entries();
         let now = Instant::now();
         match entries.get_mut(key) {
             Some(entry) if entry.query == query => {
@@ -234,7 +234,7 @@ impl Discovery {
                     },
                 );
                 drop(entries);
-                self.shared.wake.notify_one();
+                self.state.wake.notify_one();
                 None
             }
         }
@@ -242,14 +242,14 @@ impl Discovery {
 
     /// Stops polling for a rollout.
     pub fn forget(&self, key: &RolloutKey) {
-        self.lock().remove(key);
+        self.entries().remove(key);
     }
 }
 
 /// Polls every due rollout's query, each on its own: a poll that hangs (up to the client's
 /// timeout) holds back only its own rollout, never the refresh of the others. A rollout's next poll
 /// starts once its previous one has answered and `interval` has passed.
-async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryConfig) {
+async fn poll_loop(state: Arc<PollerState>, client: ConsulClient, config: DiscoveryConfig) {
     let mut polls = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, RolloutKey> = HashMap::new();
     let tick = config
@@ -259,10 +259,7 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
     loop {
         let now = Instant::now();
         let due: Vec<(RolloutKey, ConsulQuery)> = {
-            let mut entries = shared
-                .entries
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut entries = lock(&state.entries);
             entries.retain(|_, e| now.duration_since(e.last_seen) < config.idle_after);
             entries
                 .iter()
@@ -297,10 +294,7 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
                     }
                 };
                 let changed = {
-                    let mut entries = shared
-                        .entries
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut entries = lock(&state.entries);
                     match entries.get_mut(&key) {
                         Some(entry) if entry.query == query => {
                             let changed = entry
@@ -320,7 +314,7 @@ async fn poll_loop(shared: Arc<Shared>, client: ConsulClient, config: DiscoveryC
                     waker(&key);
                 }
             }
-            () = shared.wake.notified() => {}
+            () = state.wake.notified() => {}
             () = tokio::time::sleep(tick) => {}
         }
     }

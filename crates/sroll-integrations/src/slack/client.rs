@@ -13,29 +13,12 @@ use serde_json::json;
 
 use super::blocks::Page;
 use crate::{
-    Error, Result,
+    Error, Result, SecretToken,
     http::{Timeouts, client, retry_after},
 };
 
 /// The public Slack Web API.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
-
-/// A Slack bot token. Its `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SlackToken(String);
-
-impl SlackToken {
-    /// Wraps a token (as read from the operator's Secret; surrounding whitespace is trimmed).
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into().trim().to_owned())
-    }
-}
-
-impl fmt::Debug for SlackToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SlackToken(<redacted>)")
-    }
-}
 
 /// A posted message: the channel id Slack resolved and the message timestamp (its id).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +34,7 @@ pub struct PostedMessage {
 pub struct SlackClient {
     http: reqwest::Client,
     base: Url,
-    token: SlackToken,
+    token: SecretToken,
 }
 
 impl fmt::Debug for SlackClient {
@@ -76,7 +59,7 @@ struct Answer {
 
 impl SlackClient {
     /// A client for the API at `base_url` (e.g. [`DEFAULT_API_URL`]; a trailing `/` is added).
-    pub fn new(base_url: &str, token: SlackToken, timeouts: Timeouts) -> Result<Self> {
+    pub fn new(base_url: &str, token: SecretToken, timeouts: Timeouts) -> Result<Self> {
         let mut text = base_url.to_owned();
         if !text.ends_with('/') {
             text.push('/');
@@ -137,7 +120,7 @@ impl SlackClient {
         let response = self
             .http
             .post(url)
-            .bearer_auth(&self.token.0)
+            .bearer_auth(self.token.expose())
             .json(body)
             .send()
             .await
@@ -172,8 +155,7 @@ mod tests {
 
     #[test]
     fn tokens_never_show_in_debug_output() {
-        let token = SlackToken::new(" xoxb-secret-value\n");
-        assert_eq!(token, SlackToken("xoxb-secret-value".into()));
+        let token = SecretToken::new(" xoxb-secret-value\n");
         let client =
             SlackClient::new("http://127.0.0.1:1/api", token, Timeouts::default()).expect("client");
         let shown = format!("{client:?} {:?}", client.token);

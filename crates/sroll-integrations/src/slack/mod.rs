@@ -19,17 +19,17 @@ pub mod client;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use sroll_api::{NotificationLevel, SlackMessage, WebhookTrigger};
+use sroll_api::{NotificationLevel, SlackMessage, WebhookTrigger, sync::lock};
 use tokio::{sync::Notify, time::Instant};
 
 use self::blocks::{MAX_PODS_PER_MESSAGE, Page};
-pub use self::client::{DEFAULT_API_URL, PostedMessage, SlackClient, SlackToken};
+pub use self::client::{DEFAULT_API_URL, PostedMessage, SlackClient};
 use crate::{
-    Error, Result, RolloutKey, RolloutSnapshot, Waker,
+    Error, Result, RolloutKey, RolloutSnapshot, SecretToken, Waker,
     http::{Timeouts, backoff},
     is_lifecycle,
 };
@@ -40,7 +40,7 @@ pub struct SlackConfig {
     /// Base URL of the Web API (`--slack-api-url`), [`DEFAULT_API_URL`] by default.
     pub api_url: String,
     /// Bot token; without one nothing is sent and reports say so.
-    pub token: Option<SlackToken>,
+    pub token: Option<SecretToken>,
     /// Least time between two updates of one message (1 s).
     pub min_update_interval: Duration,
     /// Pods per message, at most [`MAX_PODS_PER_MESSAGE`] (50).
@@ -107,7 +107,9 @@ pub struct SlackReport {
     pub up_to_date: bool,
 }
 
-struct Shared {
+/// What the [`SlackNotifier`] handles and the worker exchange: snapshots to show, rollouts to
+/// forget, the reports back, the client (replaced when the token changes) and the wake-up.
+struct Mailbox {
     pending: Mutex<BTreeMap<RolloutKey, (RolloutSnapshot, SlackTarget)>>,
     forget: Mutex<Vec<RolloutKey>>,
     reports: Mutex<HashMap<RolloutKey, SlackReport>>,
@@ -116,15 +118,10 @@ struct Shared {
     max_rollouts: usize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these short critical sections leaves plain data behind; keep going.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Handle to the Slack worker; cheap to clone.
 #[derive(Clone)]
 pub struct SlackNotifier {
-    shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
     api_url: String,
     timeouts: Timeouts,
 }
@@ -137,7 +134,7 @@ impl SlackNotifier {
             .clone()
             .map(|t| SlackClient::new(&config.api_url, t, config.timeouts))
             .transpose()?;
-        let shared = Arc::new(Shared {
+        let mailbox = Arc::new(Mailbox {
             pending: Mutex::new(BTreeMap::new()),
             forget: Mutex::new(Vec::new()),
             reports: Mutex::new(HashMap::new()),
@@ -146,12 +143,12 @@ impl SlackNotifier {
             max_rollouts: config.max_rollouts.max(1),
         });
         let handle = Self {
-            shared: shared.clone(),
+            mailbox: mailbox.clone(),
             api_url: config.api_url.clone(),
             timeouts: config.timeouts,
         };
         let worker = Worker {
-            shared,
+            mailbox,
             config,
             states: BTreeMap::new(),
             paused_until: None,
@@ -161,12 +158,12 @@ impl SlackNotifier {
     }
 
     /// Replaces the bot token (the operator re-read its Secret); `None` stops sending.
-    pub fn set_token(&self, token: Option<SlackToken>) -> Result<()> {
+    pub fn set_token(&self, token: Option<SecretToken>) -> Result<()> {
         let client = token
             .map(|t| SlackClient::new(&self.api_url, t, self.timeouts))
             .transpose()?;
-        *lock(&self.shared.client) = client;
-        self.shared.wake.notify_one();
+        *lock(&self.mailbox.client) = client;
+        self.mailbox.wake.notify_one();
         Ok(())
     }
 
@@ -189,33 +186,33 @@ impl SlackNotifier {
             return Ok(false);
         }
         {
-            let mut pending = lock(&self.shared.pending);
-            if !pending.contains_key(&snapshot.key) && pending.len() >= self.shared.max_rollouts {
+            let mut pending = lock(&self.mailbox.pending);
+            if !pending.contains_key(&snapshot.key) && pending.len() >= self.mailbox.max_rollouts {
                 return Err(Error::QueueFull {
                     what: "a Slack notification",
                 });
             }
             pending.insert(snapshot.key.clone(), (snapshot.clone(), target.clone()));
             // Until the worker has sent it, the report must not claim the messages are current.
-            let mut reports = lock(&self.shared.reports);
+            let mut reports = lock(&self.mailbox.reports);
             let report = reports.entry(snapshot.key.clone()).or_default();
             report.up_to_date = false;
         }
-        self.shared.wake.notify_one();
+        self.mailbox.wake.notify_one();
         Ok(true)
     }
 
     /// The latest report of a rollout (`None` if nothing was ever accepted for it).
     pub fn report(&self, key: &RolloutKey) -> Option<SlackReport> {
-        lock(&self.shared.reports).get(key).cloned()
+        lock(&self.mailbox.reports).get(key).cloned()
     }
 
     /// Drops everything about a rollout (it was deleted); its messages stay as they are.
     pub fn forget(&self, key: &RolloutKey) {
-        lock(&self.shared.pending).remove(key);
-        lock(&self.shared.reports).remove(key);
-        lock(&self.shared.forget).push(key.clone());
-        self.shared.wake.notify_one();
+        lock(&self.mailbox.pending).remove(key);
+        lock(&self.mailbox.reports).remove(key);
+        lock(&self.mailbox.forget).push(key.clone());
+        self.mailbox.wake.notify_one();
     }
 }
 
@@ -246,7 +243,7 @@ enum Job {
 }
 
 struct Worker {
-    shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
     config: SlackConfig,
     states: BTreeMap<RolloutKey, RolloutState>,
     paused_until: Option<Instant>,
@@ -261,7 +258,7 @@ impl Worker {
                 Some(until) if until > now => (None, Some(until)),
                 _ => self.next_job(now),
             };
-            let client = lock(&self.shared.client).clone();
+            let client = lock(&self.mailbox.client).clone();
             match (job, client) {
                 (Some(job), Some(client)) => self.execute(job, &client).await,
                 (job, client) => {
@@ -271,11 +268,11 @@ impl Worker {
                     match wake_at.filter(|_| client.is_some()) {
                         Some(at) => {
                             tokio::select! {
-                                () = self.shared.wake.notified() => {}
+                                () = self.mailbox.wake.notified() => {}
                                 () = tokio::time::sleep_until(at) => {}
                             }
                         }
-                        None => self.shared.wake.notified().await,
+                        None => self.mailbox.wake.notified().await,
                     }
                 }
             }
@@ -283,10 +280,10 @@ impl Worker {
     }
 
     fn ingest(&mut self) {
-        for key in std::mem::take(&mut *lock(&self.shared.forget)) {
+        for key in std::mem::take(&mut *lock(&self.mailbox.forget)) {
             self.states.remove(&key);
         }
-        let pending = std::mem::take(&mut *lock(&self.shared.pending));
+        let pending = std::mem::take(&mut *lock(&self.mailbox.pending));
         let per_message = self.config.pods_per_message.clamp(1, MAX_PODS_PER_MESSAGE);
         for (key, (snapshot, target)) in pending {
             let fresh = || RolloutState {
@@ -515,10 +512,10 @@ impl Worker {
         let changed = {
             // Lock order pending → reports, as in `notify`: a snapshot handed over while this job
             // ran is not sent yet, whatever the messages show.
-            let pending = lock(&self.shared.pending);
+            let pending = lock(&self.mailbox.pending);
             let mut report = report;
             report.up_to_date &= !pending.contains_key(key);
-            let mut reports = lock(&self.shared.reports);
+            let mut reports = lock(&self.mailbox.reports);
             let old = reports.insert(key.clone(), report.clone());
             old.is_none_or(|o| {
                 o.message != report.message || o.last_error.is_some() != report.last_error.is_some()

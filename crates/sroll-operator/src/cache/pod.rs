@@ -30,11 +30,7 @@ use k8s_openapi::{
 };
 use kube::runtime::{reflector::Lookup, watcher};
 use serde::Deserialize;
-
-/// The label the StatefulSet controller sets to the pod's name.
-pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
-/// The label the StatefulSet controller sets to the pod's ordinal.
-pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+use sroll_api::{labels, predicates};
 
 /// A pod as the operator's pod watch deserialises it: metadata, and of the status the phase,
 /// the address and the conditions. Every other field of the JSON (the whole `spec`) is skipped
@@ -107,9 +103,10 @@ struct ControllerRef {
     block_owner_deletion: Option<bool>,
 }
 
-/// What the pods of one set and revision share.
+/// The metadata the pods of one set and revision have in common (labels without the per-pod
+/// identity labels, and the controller owner reference): one interned copy per combination.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Shared {
+struct SetRevisionMeta {
     labels: Option<BTreeMap<String, String>>,
     controller: Option<ControllerRef>,
 }
@@ -132,7 +129,7 @@ pub struct CachedPod {
     uid: Option<Box<str>>,
     resource_version: Option<Box<str>>,
     deletion_timestamp: Option<Time>,
-    shared: Arc<Shared>,
+    set_meta: Arc<SetRevisionMeta>,
     identity: u8,
     phase: Option<Arc<str>>,
     pod_ip: Option<Box<str>>,
@@ -163,7 +160,7 @@ impl CachedPod {
 
     /// Whether this entry shares its labels and owner with `other` (from the same interner).
     pub fn shares_with(&self, other: &CachedPod) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+        Arc::ptr_eq(&self.set_meta, &other.set_meta)
     }
 
     /// Whether `metadata.deletionTimestamp` is set.
@@ -175,19 +172,19 @@ impl CachedPod {
     /// the controller owner reference, deletionTimestamp, `status.phase`, `status.podIP` and the
     /// `Ready` condition's type, status and lastTransitionTime.
     pub fn to_pod(&self) -> Pod {
-        let mut labels = self.shared.labels.clone();
+        let mut labels = self.set_meta.labels.clone();
         if self.identity != 0 {
             let l = labels.get_or_insert_with(BTreeMap::new);
             if self.identity & HAS_POD_NAME != 0 {
-                l.insert(POD_NAME_LABEL.to_owned(), self.name.to_string());
+                l.insert(labels::POD_NAME.to_owned(), self.name.to_string());
             }
             if self.identity & HAS_POD_INDEX != 0
                 && let Some(ordinal) = ordinal_of(&self.name)
             {
-                l.insert(POD_INDEX_LABEL.to_owned(), ordinal.to_owned());
+                l.insert(labels::POD_INDEX.to_owned(), ordinal.to_owned());
             }
         }
-        let owner_references = self.shared.controller.as_ref().map(|c| {
+        let owner_references = self.set_meta.controller.as_ref().map(|c| {
             vec![OwnerReference {
                 api_version: c.api_version.clone(),
                 kind: c.kind.clone(),
@@ -204,7 +201,7 @@ impl CachedPod {
                     pod_ip: self.pod_ip.as_deref().map(str::to_owned),
                     conditions: self.ready.as_ref().map(|r| {
                         vec![PodCondition {
-                            type_: "Ready".to_owned(),
+                            type_: predicates::POD_READY.to_owned(),
                             status: r.status.to_string(),
                             last_transition_time: r.last_transition_time.clone(),
                             ..PodCondition::default()
@@ -276,7 +273,7 @@ fn ordinal_of(name: &str) -> Option<&str> {
 /// dropped whenever a table has doubled since its last sweep.
 #[derive(Debug, Default)]
 pub struct PodInterner {
-    shared: Table<Shared>,
+    set_metas: Table<SetRevisionMeta>,
     strings: Table<str>,
 }
 
@@ -329,14 +326,14 @@ impl PodInterner {
         let mut identity = 0;
         let labels = meta.labels.as_ref().map(|labels| {
             let mut labels = labels.clone();
-            if labels.get(POD_NAME_LABEL).map(String::as_str) == Some(name) {
-                labels.remove(POD_NAME_LABEL);
+            if labels.get(labels::POD_NAME).map(String::as_str) == Some(name) {
+                labels.remove(labels::POD_NAME);
                 identity |= HAS_POD_NAME;
             }
             if ordinal_of(name).is_some()
-                && labels.get(POD_INDEX_LABEL).map(String::as_str) == ordinal_of(name)
+                && labels.get(labels::POD_INDEX).map(String::as_str) == ordinal_of(name)
             {
-                labels.remove(POD_INDEX_LABEL);
+                labels.remove(labels::POD_INDEX);
                 identity |= HAS_POD_INDEX;
             }
             labels
@@ -353,15 +350,15 @@ impl PodInterner {
                 uid: o.uid.clone(),
                 block_owner_deletion: o.block_owner_deletion,
             });
-        let shared = Shared { labels, controller };
-        let shared = match self.shared.find(&shared) {
+        let set_meta = SetRevisionMeta { labels, controller };
+        let set_meta = match self.set_metas.find(&set_meta) {
             Some(found) => found,
-            None => self.shared.insert(Arc::new(shared)),
+            None => self.set_metas.insert(Arc::new(set_meta)),
         };
         let status = pod.status.as_ref();
         let ready = status
             .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .and_then(|cs| cs.iter().find(|c| c.type_ == predicates::POD_READY))
             .map(|c| Ready {
                 status: self.string(&c.status),
                 last_transition_time: c.last_transition_time.clone(),
@@ -372,7 +369,7 @@ impl PodInterner {
             uid: meta.uid.as_deref().map(Box::from),
             resource_version: meta.resource_version.as_deref().map(Box::from),
             deletion_timestamp: meta.deletion_timestamp.clone(),
-            shared,
+            set_meta,
             identity,
             phase: status
                 .and_then(|s| s.phase.as_deref())

@@ -45,7 +45,7 @@ use kube::{
 };
 use kubesim::kubelet::{Delay, KubeletConfig};
 use serde_json::{Value, json};
-use sroll_api::{Phase, StatefulsetRollout};
+use sroll_api::{Phase, StatefulsetRollout, labels};
 use sroll_operator::integrations::SecretLocation;
 
 pub use report::{Machine, Report, Row, Target};
@@ -1014,9 +1014,9 @@ fn seeded_pod(app: &str, set_uid: &str, ordinal: u32) -> Value {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": format!("{app}-{ordinal}"), "namespace": NAMESPACE,
-            "labels": {"app": app, "controller-revision-hash": format!("{app}-7c9d5b6f4d"),
-                "statefulset.kubernetes.io/pod-name": format!("{app}-{ordinal}"),
-                "apps.kubernetes.io/pod-index": ordinal.to_string()},
+            "labels": {"app": app, (labels::REVISION): format!("{app}-7c9d5b6f4d"),
+                (labels::POD_NAME): format!("{app}-{ordinal}"),
+                (labels::POD_INDEX): ordinal.to_string()},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": app,
                 "uid": set_uid, "controller": true, "blockOwnerDeletion": true}]
         },

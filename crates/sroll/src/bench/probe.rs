@@ -16,17 +16,13 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{WatchStreamExt, watcher},
 };
+use sroll_api::predicates::{is_pod_ready, is_terminating};
 
 use super::env::NAMESPACE;
 
 /// Whether a pod counts as available: Ready and not terminating.
 fn available(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    is_pod_ready(pod) && !is_terminating(&pod.metadata)
 }
 
 /// Tracks `replicas − available pods` of an app (a missing pod is unavailable) and its maximum.

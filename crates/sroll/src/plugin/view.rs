@@ -16,7 +16,10 @@ use kube::{
     api::ListParams,
     runtime::{WatchStreamExt, watcher},
 };
-use sroll_api::StatefulsetRollout;
+use sroll_api::{
+    StatefulsetRollout, labels,
+    predicates::{is_pod_ready, is_terminating},
+};
 
 use super::{Ctx, Output, actions, explain, use_color};
 
@@ -262,18 +265,11 @@ fn images(template: Option<&serde_json::Value>) -> String {
         .unwrap_or_default()
 }
 
-fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn pod_revision(p: &Pod) -> &str {
     p.metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get("controller-revision-hash"))
+        .and_then(|l| l.get(labels::REVISION))
         .map_or("", String::as_str)
 }
 
@@ -415,14 +411,14 @@ pub fn render_tree(view: &View, now: Timestamp, color: bool) -> String {
     let mut in_flight: Vec<&Pod> = view
         .pods
         .iter()
-        .filter(|p| !pod_ready(p) || p.metadata.deletion_timestamp.is_some())
+        .filter(|p| !is_pod_ready(p) || is_terminating(&p.metadata))
         .collect();
     in_flight.sort_by_key(|p| std::cmp::Reverse(ordinal(p.metadata.name.as_deref().unwrap_or(""))));
     let _ = writeln!(
         out,
         "{} {} of {} pods ready",
         bold.apply_to("Pods:"),
-        view.pods.iter().filter(|p| pod_ready(p)).count(),
+        view.pods.iter().filter(|p| is_pod_ready(p)).count(),
         view.pods.len()
     );
     for p in in_flight.iter().take(50) {
@@ -586,7 +582,7 @@ mod tests {
         let pod = |i: usize, rev: &str, ready: bool, deleting: bool| -> Pod {
             let mut p = json!({
                 "metadata": {"name": format!("web-{i}"), "namespace": "shop",
-                             "labels": {"app": "web", "controller-revision-hash": rev}},
+                             "labels": {"app": "web", (labels::REVISION): rev}},
                 "status": {"phase": if ready { "Running" } else { "Pending" },
                            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
             });
