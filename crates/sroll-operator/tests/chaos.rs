@@ -1,6 +1,6 @@
 //! Chaos scenarios (issue 10): the real operator on kubesim while things go wrong — API faults, pod churn under a paused partial rollout, a failed node,
 //! a leader killed mid-rollout, hostile input. Every run is watched by the invariant checker
-//! (`support/checker.rs`: budget, version leaks, status regressions, duplicated callbacks and Slack
+//! (`sroll_testkit::checker`: budget, version leaks, status regressions, duplicated callbacks and Slack
 //! messages, operator exits and panics).
 //!
 //! Each scenario has a short version that runs in CI and a long version behind
@@ -11,8 +11,6 @@
 //! timer it owns is dropped at whatever await point it had reached, as a SIGKILL would, but the
 //! process (and so the test) survives.
 #![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -31,7 +29,7 @@ use kube::{
 use serde_json::{Value, json};
 use sroll_api::{Phase, ServiceDiscovery, StatefulsetRollout, condition_types as ct};
 use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
-use support::{DEADLINE, Env, Rollout, RunningOperator, receivers, wait_for};
+use sroll_testkit::{DEADLINE, Env, Rollout, RunningOperator, receivers, wait_for};
 
 /// Deadline of the long versions' waits.
 const LONG: Duration = Duration::from_secs(900);
@@ -562,7 +560,7 @@ async fn a_paused_quarter_rollout_under_600_pod_kills_with_on_delete_drifts() {
 async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold: Duration) {
     let mut env = Env::without_operator_on(kubesim::cluster::ClusterConfig {
         nodes,
-        ..support::cluster_config()
+        ..sroll_testkit::env::cluster_config()
     })
     .await;
     let log: EvictionLog = Arc::default();
@@ -938,11 +936,11 @@ async fn integrations_hanging(
     let callback_after = released.elapsed();
     eprintln!("chaos hanging integrations: gated Done, callback recorded; waiting for Slack");
     wait_for("the new rollout's Slack message", deadline, || async {
-        (fakes.seen.lock().unwrap().slack_posts.len() >= 2).then_some(())
+        (fakes.received().slack_posts.len() >= 2).then_some(())
     })
     .await;
     let (callbacks, redeliveries, posts, pages, updates) = {
-        let seen = fakes.seen.lock().unwrap();
+        let seen = fakes.received();
         (
             seen.callbacks.clone(),
             seen.redeliveries,
@@ -1405,7 +1403,7 @@ async fn hostile_documents(n: usize) {
     let mut env = Env::without_operator_on(kubesim::cluster::ClusterConfig {
         // Nothing runs pods: a hostile rollout with two billion replicas stays a number.
         simulate: false,
-        ..support::cluster_config()
+        ..sroll_testkit::env::cluster_config()
     })
     .await;
     // Bystanders: sets no valid rollout names, some selecting the labels hostile documents use.

@@ -1,8 +1,6 @@
 //! Scenario tests: the real operator against kubesim over HTTP, each run watched by the invariant
-//! checker (see `support/checker.rs`). Numbers follow issue 5's "Done when" list.
+//! checker (see `sroll_testkit::checker`). Numbers follow issue 5's "Done when" list.
 #![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ use k8s_openapi::{
 use kube::{Api, ResourceExt, api::DeleteParams};
 use sroll_api::{Phase, StatefulsetRollout, condition_types as ct};
 use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
-use support::{DEADLINE, Env, Rollout, RunningOperator, evictions::Evictions, wait_for};
+use sroll_testkit::{DEADLINE, Env, Rollout, RunningOperator, evictions::Evictions, wait_for};
 
 fn condition<'a>(
     r: &'a StatefulsetRollout,

@@ -1,11 +1,10 @@
 //! Runs the real `kubectl` binary against a kubesim cluster: the one
-//! kubectl harness of kubesim's test suites. Without kubectl a test fails
+//! kubectl harness of kubesim's test suites and of the projects built on kubesim. Without kubectl a test fails
 //! when `CI` is set and otherwise prints "skipped: kubectl not found".
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{path::PathBuf, time::Duration};
 
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
+use crate::cluster::{Cluster, ClusterConfig, Handle};
 use serde_json::Value;
 use tokio::{io::AsyncWriteExt, process::Command};
 

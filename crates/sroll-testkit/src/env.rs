@@ -1,5 +1,5 @@
-//! The scenario harness: a kubesim cluster (its simulated delays compressed by a speed factor), the
-//! real operator running in-process against it over HTTP, and an invariant checker watching the
+//! The scenario environment: a kubesim cluster (its simulated delays compressed by [`SPEED`]),
+//! the real operator running in-process against it over HTTP, and an invariant checker watching the
 //! whole run. Scenarios read like prose:
 //!
 //! ```ignore
@@ -8,13 +8,6 @@
 //! env.wait_phase("web", Phase::Done).await;
 //! env.finish().await;
 //! ```
-#![allow(dead_code)]
-
-pub mod checker;
-pub mod evictions;
-pub mod fixture;
-pub mod process;
-pub mod receivers;
 
 use std::{
     sync::{
@@ -27,10 +20,9 @@ use std::{
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{Namespace, Pod},
+        core::v1::Pod,
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::{
         apis::meta::v1::{LabelSelector, ObjectMeta},
         util::intstr::IntOrString,
@@ -41,10 +33,14 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use sroll_api::{Phase, StatefulsetRollout};
-use sroll_operator::{Operator, Settings, metrics::Metrics};
-use tokio::{sync::oneshot, task::JoinHandle};
+use sroll_operator::{Settings, metrics::Metrics};
 
-pub use self::{checker::Checker, fixture::Rollout};
+use crate::{
+    checker::{self, Checker},
+    fixture::Rollout,
+    stack::{RunningOperator, Stack},
+    wait_for,
+};
 
 /// How much faster than real time the simulated cluster runs.
 pub const SPEED: f64 = 10.0;
@@ -52,83 +48,6 @@ pub const SPEED: f64 = 10.0;
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 static NEXT_NS: AtomicUsize = AtomicUsize::new(0);
-
-/// The operator running in-process.
-pub struct RunningOperator {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<sroll_operator::Result<()>>,
-    /// Its metrics.
-    pub metrics: Arc<Metrics>,
-    /// Set when the harness asks it to stop (so its return is not "exiting on its own").
-    stopping: Arc<std::sync::atomic::AtomicBool>,
-    /// Exits and panics it was not asked for (see [`Checker::watch_operator`]).
-    pub exits: checker::ExitLog,
-}
-
-impl RunningOperator {
-    /// Starts an operator with `settings` over `client`.
-    pub fn start(client: Client, settings: Settings) -> Self {
-        use futures::FutureExt;
-        let instance = settings.instance.clone();
-        let op = Operator::new(client, settings);
-        let metrics = op.metrics();
-        let (tx, rx) = oneshot::channel::<()>();
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let exits = checker::ExitLog::default();
-        let (asked, log) = (stopping.clone(), exits.clone());
-        let run = std::panic::AssertUnwindSafe(op.run(async move {
-            let _ = rx.await;
-        }));
-        let task = tokio::spawn(async move {
-            let result = run.catch_unwind().await;
-            let unasked = !asked.load(Ordering::SeqCst);
-            match result {
-                Ok(result) => {
-                    if unasked && let Ok(mut l) = log.lock() {
-                        l.push(format!("operator {instance} exited on its own: {result:?}"));
-                    }
-                    result
-                }
-                Err(panic) => {
-                    if let Ok(mut l) = log.lock() {
-                        l.push(format!("operator {instance} panicked"));
-                    }
-                    std::panic::resume_unwind(panic)
-                }
-            }
-        });
-        Self {
-            stop: Some(tx),
-            task,
-            metrics,
-            stopping,
-            exits,
-        }
-    }
-
-    /// SIGTERM-like: finish the reconcile in flight, release the lease, return its result.
-    pub async fn stop(mut self) -> sroll_operator::Result<()> {
-        self.stopping.store(true, Ordering::SeqCst);
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(DEADLINE, &mut self.task)
-            .await
-            .expect("the operator stops within the deadline")
-            .expect("the operator task does not panic")
-    }
-
-    /// SIGKILL-like: drop everything at once, wherever it is.
-    pub async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    /// Whether the operator task ended (an error or a lost lease).
-    pub fn finished(&self) -> bool {
-        self.task.is_finished()
-    }
-}
 
 /// One scenario's world.
 pub struct Env {
@@ -153,22 +72,6 @@ pub fn cluster_config() -> kubesim::cluster::ClusterConfig {
     }
 }
 
-/// Starts a kubesim cluster at [`SPEED`] and returns it with a client.
-async fn start_cluster() -> (kubesim::cluster::Handle, Client) {
-    start_cluster_with(cluster_config()).await
-}
-
-/// Starts a kubesim cluster with `config` and returns it with a client.
-async fn start_cluster_with(
-    config: kubesim::cluster::ClusterConfig,
-) -> (kubesim::cluster::Handle, Client) {
-    let handle = kubesim::cluster::Cluster::start(config)
-        .await
-        .expect("kubesim starts");
-    let client = handle.client();
-    (handle, client)
-}
-
 impl Env {
     /// A cluster with the CRD installed, a fresh namespace, the checker and the operator running.
     pub async fn start() -> Self {
@@ -185,25 +88,13 @@ impl Env {
     /// A cluster started with `config` (e.g. more nodes), the CRD, a namespace and the checker;
     /// no operator.
     pub async fn without_operator_on(config: kubesim::cluster::ClusterConfig) -> Self {
-        let (cluster, client) = start_cluster_with(config).await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in sroll_api::crd::crds() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("the CRD is accepted");
-        }
+        let Stack {
+            cluster, client, ..
+        } = Stack::start(config)
+            .await
+            .expect("kubesim starts with the CRDs");
         let ns = format!("scenario-{}", NEXT_NS.fetch_add(1, Ordering::SeqCst));
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(ns.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    ..Namespace::default()
-                },
-            )
+        crate::stack::create_namespace(&client, &ns)
             .await
             .expect("namespace created");
         // The CRD is served once established; wait for the list to answer.
@@ -492,25 +383,6 @@ pub fn ordinal(pod: &str) -> i32 {
     pod.rsplit_once('-')
         .and_then(|(_, o)| o.parse().ok())
         .unwrap_or(-1)
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, failing the test after `deadline`.
-pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // ---- Operator settings overrides and raw resources (used by tests/integrations.rs) ----------
