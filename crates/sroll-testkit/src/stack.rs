@@ -203,6 +203,13 @@ impl RunningOperator {
             .expect("the operator task does not panic")
     }
 
+    /// Waits (`timeout` at most) for the operator to end on its own, e.g. refusing to start; `None`
+    /// while it still runs. Fails the test when it panicked.
+    pub async fn exit_within(mut self, timeout: Duration) -> Option<sroll_operator::Result<()>> {
+        let result = tokio::time::timeout(timeout, &mut self.task).await.ok()?;
+        Some(result.expect("the operator task does not panic"))
+    }
+
     /// SIGKILL-like: drop everything at once, wherever it is.
     pub async fn kill(self) {
         self.task.abort();

@@ -120,6 +120,12 @@ impl Kubectl {
         serde_json::from_str(&self.ok(args).await).unwrap()
     }
 
+    /// Stops the cluster: cancels its server (ending open watches) and background tasks, without
+    /// waiting for them ([`Handle::shutdown`] takes the handle, which this type owns).
+    pub fn shutdown(&self) {
+        self.h.shutdown_token().cancel();
+    }
+
     /// A file in the scratch directory with `content`; returns its path.
     pub fn file(&self, name: &str, content: &str) -> String {
         let p = self.dir.join(name);
