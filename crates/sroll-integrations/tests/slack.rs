@@ -142,11 +142,15 @@ async fn slack_rate_limits_and_outages_never_block_the_caller_and_messages_catch
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    wait_for("an error to be reported while Slack fails", DEADLINE, || async {
-        notifier
-            .report(&key())
-            .is_some_and(|r| r.last_error.is_some())
-    })
+    wait_for(
+        "an error to be reported while Slack fails",
+        DEADLINE,
+        || async {
+            notifier
+                .report(&key())
+                .is_some_and(|r| r.last_error.is_some())
+        },
+    )
     .await;
     notifier
         .notify(

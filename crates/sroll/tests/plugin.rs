@@ -12,7 +12,7 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use sroll::demo::Embedded;
+use sroll::demo::start_embedded;
 use sroll_api::{Phase, StatefulsetRollout};
 
 const NS: &str = "shop";
@@ -82,12 +82,12 @@ fn done_at_generation(r: &StatefulsetRollout) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_verbs_change_the_rollout_and_the_operator_follows() {
-    let env = Embedded::start(4, 8.0).await.expect("embedded cluster");
+    let env = start_embedded(4, 8.0).await.expect("embedded cluster");
     let kubeconfig = kubeconfig_path("verbs");
     env.cluster
         .write_kubeconfig(&kubeconfig)
         .expect("kubeconfig written");
-    let client = env.client();
+    let client = env.client.clone();
     Api::<Namespace>::all(client.clone())
         .create(
             &PostParams::default(),
