@@ -19,7 +19,7 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::{coordination::v1::Lease, core::v1::Pod, policy::v1::PodDisruptionBudget},
+    api::{core::v1::Pod, policy::v1::PodDisruptionBudget},
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 use kube::{
@@ -28,7 +28,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use sroll_api::{Phase, ServiceDiscovery, StatefulsetRollout, condition_types as ct};
-use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
+use sroll_operator::{Settings, metrics::EvictionLabels};
 use sroll_testkit::{DEADLINE, Env, Rollout, RunningOperator, receivers, wait_for};
 
 /// Deadline of the long versions' waits.
@@ -666,27 +666,8 @@ async fn leader_killed_mid_rollout(replicas: i32, lease: Duration) {
     let name = "lead";
     budget(&env, name, 2).await;
     let retry = lease / 10;
-    let settings = |identity: &str| Settings {
-        leader_election: Some(LeaseSettings {
-            name: "sroll-operator".into(),
-            namespace: env.ns.clone(),
-            identity: identity.into(),
-            lease_duration: lease,
-            renew_deadline: lease * 3 / 4,
-            retry_period: retry,
-        }),
-        instance: identity.into(),
-        ..env.settings()
-    };
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
-    let holder = || async {
-        leases
-            .get_opt("sroll-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-    };
+    let settings = |identity: &str| env.leader_settings(identity, lease, lease * 3 / 4, retry);
+    let holder = || env.lease_holder();
     let a = start_counted(&env, settings("a"), &log);
     wait_for("a to lead", DEADLINE, || async {
         (holder().await.as_deref() == Some("a")).then_some(())

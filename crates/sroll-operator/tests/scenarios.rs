@@ -4,13 +4,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{
-    api::{coordination::v1::Lease, core::v1::Pod},
-    apimachinery::pkg::util::intstr::IntOrString,
-};
-use kube::{Api, ResourceExt, api::DeleteParams};
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::util::intstr::IntOrString};
+use kube::{ResourceExt, api::DeleteParams};
 use sroll_api::{Phase, StatefulsetRollout, condition_types as ct};
-use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
+use sroll_operator::metrics::EvictionLabels;
 use sroll_testkit::{DEADLINE, Env, Rollout, RunningOperator, evictions::Evictions, wait_for};
 
 fn condition<'a>(
@@ -297,13 +294,7 @@ async fn a_paused_rollout_evicts_nothing_more_and_completes_when_resumed() {
 
     let v2 = base.image("registry.example/app:v2");
     env.apply(&v2).await;
-    env.wait_rollout("web", "two pods updated", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.updated_replicas)
-            .is_some_and(|u| u >= 2)
-    })
-    .await;
+    env.wait_updated("web", 2).await;
     env.apply(&v2.clone().paused(true)).await;
     let paused = env.wait_phase("web", Phase::Paused).await;
     assert_eq!(paused.status.as_ref().unwrap().paused, Some(true));
@@ -492,13 +483,7 @@ async fn an_operator_killed_mid_rollout_several_times_finishes_without_extra_evi
 
     env.apply(&base.image("registry.example/app:v2")).await;
     for round in 1..=3 {
-        env.wait_rollout("web", "progress before the kill", |r| {
-            r.status
-                .as_ref()
-                .and_then(|s| s.updated_replicas)
-                .is_some_and(|u| u >= 2 * round)
-        })
-        .await;
+        env.wait_updated("web", 2 * round).await;
         evictions += evicted(env.operator.as_ref().unwrap());
         env.kill_operator().await;
         env.start_operator();
@@ -673,27 +658,15 @@ async fn a_statefulset_the_api_server_rejects_blocks_the_rollout_with_its_answer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_replicas_only_the_leader_acts_and_killing_it_hands_over() {
     let env = Env::without_operator().await;
-    let lease = |identity: &str| Settings {
-        leader_election: Some(LeaseSettings {
-            name: "sroll-operator".into(),
-            namespace: env.ns.clone(),
-            identity: identity.into(),
-            lease_duration: Duration::from_secs(2),
-            renew_deadline: Duration::from_millis(1500),
-            retry_period: Duration::from_millis(200),
-        }),
-        instance: identity.into(),
-        ..env.settings()
+    let lease = |identity: &str| {
+        env.leader_settings(
+            identity,
+            Duration::from_secs(2),
+            Duration::from_millis(1500),
+            Duration::from_millis(200),
+        )
     };
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
-    let holder = || async {
-        leases
-            .get_opt("sroll-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-    };
+    let holder = || env.lease_holder();
 
     let a = RunningOperator::start(env.client.clone(), lease("a"));
     wait_for("a to lead", DEADLINE, || async {

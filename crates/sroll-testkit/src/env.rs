@@ -125,6 +125,39 @@ impl Env {
         }
     }
 
+    /// [`Env::settings`] of replica `identity` under leader election on the Lease
+    /// `sroll-operator` of the namespace.
+    pub fn leader_settings(
+        &self,
+        identity: &str,
+        lease_duration: Duration,
+        renew_deadline: Duration,
+        retry_period: Duration,
+    ) -> Settings {
+        Settings {
+            leader_election: Some(sroll_operator::LeaseSettings {
+                name: "sroll-operator".into(),
+                namespace: self.ns.clone(),
+                identity: identity.into(),
+                lease_duration,
+                renew_deadline,
+                retry_period,
+            }),
+            instance: identity.into(),
+            ..self.settings()
+        }
+    }
+
+    /// The holder of the namespace's `sroll-operator` Lease.
+    pub async fn lease_holder(&self) -> Option<String> {
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(self.client.clone(), &self.ns)
+            .get_opt("sroll-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    }
+
     /// Starts the operator (in-process, over HTTP), followed by the checker.
     pub fn start_operator(&mut self) {
         assert!(self.operator.is_none(), "the operator is already running");
@@ -231,14 +264,17 @@ impl Env {
         what: &str,
         pred: impl Fn(&StatefulsetRollout) -> bool,
     ) -> StatefulsetRollout {
-        let api = self.rollouts();
-        let pred = &pred;
-        wait_for(what, DEADLINE, || {
-            let api = api.clone();
-            async move {
-                let r = api.get(name).await.ok()?;
-                pred(&r).then_some(r)
-            }
+        wait_rollout(&self.rollouts(), name, what, DEADLINE, pred).await
+    }
+
+    /// Waits until at least `n` pods of the rollout are updated (`status.updatedReplicas`).
+    pub async fn wait_updated(&self, name: &str, n: i32) -> StatefulsetRollout {
+        let what = format!("{n} updated pods of {name}");
+        self.wait_rollout(name, &what, |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.updated_replicas)
+                .is_some_and(|u| u >= n)
         })
         .await
     }
@@ -378,6 +414,37 @@ impl Env {
     }
 }
 
+/// Polls rollout `name` of `api` until `pred` holds and returns it; fails the test after
+/// `deadline`, naming `what` and the rollout's last status.
+pub async fn wait_rollout(
+    api: &Api<StatefulsetRollout>,
+    name: &str,
+    what: &str,
+    deadline: Duration,
+    pred: impl Fn(&StatefulsetRollout) -> bool,
+) -> StatefulsetRollout {
+    let last = std::sync::Mutex::new(None);
+    let (pred, last_seen) = (&pred, &last);
+    let found = tokio::time::timeout(
+        deadline,
+        wait_for(what, Duration::MAX, || async move {
+            let r = api.get(name).await.ok()?;
+            if pred(&r) {
+                return Some(r);
+            }
+            *last_seen.lock().expect("the last status") = Some(r.status);
+            None
+        }),
+    )
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out after {deadline:?} waiting for {what}; last status: {:#?}",
+            last.lock().expect("the last status")
+        )
+    })
+}
+
 /// The ordinal of a StatefulSet pod name.
 pub fn ordinal(pod: &str) -> i32 {
     pod.rsplit_once('-')
@@ -417,16 +484,7 @@ impl Env {
         deadline: Duration,
         pred: impl Fn(&StatefulsetRollout) -> bool,
     ) -> StatefulsetRollout {
-        let api = self.rollouts();
-        let pred = &pred;
-        wait_for(what, deadline, || {
-            let api = api.clone();
-            async move {
-                let r = api.get(name).await.ok()?;
-                pred(&r).then_some(r)
-            }
-        })
-        .await
+        wait_rollout(&self.rollouts(), name, what, deadline, pred).await
     }
 }
 

@@ -35,6 +35,7 @@ use sroll_api::{Phase, StatefulsetRollout};
 use sroll_operator::{Settings, integrations::SecretLocation};
 use sroll_testkit::{
     RunningOperator,
+    env::wait_rollout,
     fakes::{Fake, Server, Slack},
     kubectl::{Kubectl, kubectl_available},
     wait_for,
@@ -204,15 +205,7 @@ impl Installed {
         pred: impl Fn(&StatefulsetRollout) -> bool,
     ) -> StatefulsetRollout {
         let api: Api<StatefulsetRollout> = Api::namespaced(self.admin.clone(), ns);
-        let pred = &pred;
-        wait_for(what, DEADLINE, || {
-            let api = api.clone();
-            async move {
-                let r = api.get(name).await.ok()?;
-                pred(&r).then_some(r)
-            }
-        })
-        .await
+        wait_rollout(&api, name, what, DEADLINE, pred).await
     }
 
     async fn wait_done(&self, ns: &str, name: &str) -> StatefulsetRollout {
