@@ -37,6 +37,7 @@ use sroll_testkit::{
         slack::{SlackFigures, pods_listed},
     },
     receivers::{pod_instances, with_callback, with_slack},
+    status::{self, done_at_generation},
     wait_for,
 };
 use tokio::time::Instant;
@@ -130,12 +131,7 @@ impl World {
 }
 
 fn condition(r: &StatefulsetRollout, type_: &str) -> Option<(String, String, String)> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    status::condition(r, type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 /// `Degraded=True` naming `pod` as Ready but not healthy in service discovery (the reason is
@@ -152,11 +148,10 @@ fn unhealthy_named(r: &StatefulsetRollout, pod: &str) -> bool {
 /// Done at the current generation for rollout identity `identity`.
 fn done_as(identity: &str) -> impl Fn(&StatefulsetRollout) -> bool + '_ {
     move |r| {
-        r.status.as_ref().is_some_and(|s| {
-            s.phase == Some(Phase::Done)
-                && s.observed_generation == r.metadata.generation
-                && s.rollout_identity.as_deref() == Some(identity)
-        })
+        done_at_generation(r)
+            && r.status
+                .as_ref()
+                .is_some_and(|s| s.rollout_identity.as_deref() == Some(identity))
     }
 }
 

@@ -7,33 +7,12 @@ use std::time::Duration;
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::util::intstr::IntOrString};
 use kube::{ResourceExt, api::DeleteParams};
 use sroll_api::{Phase, StatefulsetRollout, condition_types as ct};
-use sroll_operator::metrics::EvictionLabels;
-use sroll_testkit::{DEADLINE, Env, Rollout, RunningOperator, evictions::Evictions, wait_for};
-
-fn condition<'a>(
-    r: &'a StatefulsetRollout,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    r.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-}
-
-fn update_revision(r: &StatefulsetRollout) -> String {
-    r.status
-        .as_ref()
-        .and_then(|s| s.update_revision.clone())
-        .unwrap_or_default()
-}
-
-fn evicted(op: &RunningOperator) -> u64 {
-    op.metrics
-        .evictions
-        .get_or_create(&EvictionLabels {
-            result: "evicted".into(),
-        })
-        .get()
-}
+use sroll_testkit::{
+    DEADLINE, Env, Rollout, RunningOperator,
+    evictions::Evictions,
+    status::{condition, update_revision},
+    wait_for,
+};
 
 async fn all_ready(env: &Env, set: &str, n: usize) {
     wait_for(&format!("{n} Ready pods of {set}"), DEADLINE, || async {
@@ -131,7 +110,7 @@ async fn a_50_percent_budget_on_20_pods_rolls_up_to_10_at_once_never_more() {
     // Eviction batches are recorded as one aggregated Event (an events.k8s.io series), not one
     // Event per batch.
     let events = env.events("big", "PodsEvicted").await;
-    let pods_evicted = evicted(env.operator.as_ref().expect("running"));
+    let pods_evicted = env.operator.as_ref().expect("running").evicted();
     assert_eq!(
         events.len(),
         1,
@@ -299,11 +278,11 @@ async fn a_paused_rollout_evicts_nothing_more_and_completes_when_resumed() {
     let paused = env.wait_phase("web", Phase::Paused).await;
     assert_eq!(paused.status.as_ref().unwrap().paused, Some(true));
     let op = env.operator.as_ref().unwrap();
-    let evictions_at_pause = evicted(op);
+    let evictions_at_pause = op.evicted();
     // Give a running operator ample time to misbehave: pods turning Ready keep triggering it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        evicted(env.operator.as_ref().unwrap()),
+        env.operator.as_ref().unwrap().evicted(),
         evictions_at_pause,
         "no eviction after the pause was observed"
     );
@@ -479,17 +458,17 @@ async fn an_operator_killed_mid_rollout_several_times_finishes_without_extra_evi
     env.checker.budget("web", 2);
     env.apply(&base).await;
     env.wait_phase("web", Phase::Done).await;
-    let mut evictions = evicted(env.operator.as_ref().unwrap());
+    let mut evictions = env.operator.as_ref().unwrap().evicted();
 
     env.apply(&base.image("registry.example/app:v2")).await;
     for round in 1..=3 {
         env.wait_updated("web", 2 * round).await;
-        evictions += evicted(env.operator.as_ref().unwrap());
+        evictions += env.operator.as_ref().unwrap().evicted();
         env.kill_operator().await;
         env.start_operator();
     }
     let done = env.wait_phase("web", Phase::Done).await;
-    evictions += evicted(env.operator.as_ref().unwrap());
+    evictions += env.operator.as_ref().unwrap().evicted();
     let status = done.status.unwrap();
     assert_eq!(status.updated_replicas, Some(10));
     assert_eq!(status.ready_replicas, Some(10));

@@ -14,6 +14,7 @@
 //! - [`fakes`]: one fake of each receiver the operator talks to — Slack Web API, Consul, release
 //!   callback and webhook receivers — recording what they receive and able to fail, rate-limit or
 //!   hang; [`receivers`] serves them together for chaos runs, reporting to the checker.
+//! - [`status`]: predicates and accessors on a rollout's status (`done_at_generation`, …).
 //! - [`wait_for`] (one polling helper) and [`kubectl`] (the real kubectl against kubesim), both
 //!   kubesim's own ([`kubesim::testing`]), re-exported: kubesim's tests use them without depending
 //!   on sroll.
@@ -36,6 +37,7 @@ pub mod fixture;
 pub mod process;
 pub mod receivers;
 pub mod stack;
+pub mod status;
 
 pub use kubesim::testing::{kubectl, wait_for};
 

@@ -216,6 +216,16 @@ impl RunningOperator {
         let _ = self.task.await;
     }
 
+    /// Pods it evicted so far (its `evicted` eviction counter).
+    pub fn evicted(&self) -> u64 {
+        self.metrics
+            .evictions
+            .get_or_create(&sroll_operator::metrics::EvictionLabels {
+                result: "evicted".into(),
+            })
+            .get()
+    }
+
     /// Whether the operator task ended (an error or a lost lease).
     pub fn finished(&self) -> bool {
         self.task.is_finished()

@@ -31,13 +31,14 @@ use kube::{
 use kubesim::cluster::ClusterConfig;
 use serde_json::{Value, json};
 use sroll::operator::OperatorArgs;
-use sroll_api::{Phase, StatefulsetRollout};
+use sroll_api::StatefulsetRollout;
 use sroll_operator::{Settings, integrations::SecretLocation};
 use sroll_testkit::{
     RunningOperator,
     env::wait_rollout,
     fakes::{Fake, Server, Slack},
     kubectl::{Kubectl, kubectl_available},
+    status::done_at_generation,
     wait_for,
 };
 
@@ -209,10 +210,12 @@ impl Installed {
     }
 
     async fn wait_done(&self, ns: &str, name: &str) -> StatefulsetRollout {
-        self.wait_rollout(ns, name, &format!("{ns}/{name} to be Done"), |r| {
-            let s = r.status.clone().unwrap_or_default();
-            s.phase.as_ref() == Some(&Phase::Done) && s.observed_generation == r.metadata.generation
-        })
+        self.wait_rollout(
+            ns,
+            name,
+            &format!("{ns}/{name} to be Done"),
+            done_at_generation,
+        )
         .await
     }
 

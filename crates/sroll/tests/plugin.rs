@@ -14,7 +14,7 @@ use kube::{
 use serde_json::json;
 use sroll::demo::start_embedded;
 use sroll_api::{Phase, StatefulsetRollout};
-use sroll_testkit::env::wait_rollout;
+use sroll_testkit::{env::wait_rollout, status::done_at_generation};
 
 const NS: &str = "shop";
 
@@ -63,11 +63,6 @@ async fn wait_web(
 
 fn status(r: &StatefulsetRollout) -> sroll_api::StatefulsetRolloutStatus {
     r.status.clone().unwrap_or_default()
-}
-
-fn done_at_generation(r: &StatefulsetRollout) -> bool {
-    let s = status(r);
-    s.phase == Some(Phase::Done) && s.observed_generation == r.metadata.generation
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

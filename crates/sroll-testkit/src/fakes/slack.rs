@@ -21,6 +21,7 @@ use axum::{
     routing::post,
 };
 use serde_json::{Value, json};
+use sroll_integrations::slack::blocks::Page;
 use tokio::time::Instant;
 
 use super::Fake;
@@ -189,29 +190,14 @@ pub struct SlackFigures {
     pub min_gap: Option<Duration>,
 }
 
-/// Pod names a message body lists (its `pods-*` sections hold `` `name` `` lists).
+/// Pod names a message body lists (its `pods-*` sections hold `` `name` `` lists), as the
+/// notifier's own [`Page::pods_listed`] counts them.
 pub fn pods_listed(body: &Value) -> usize {
-    body["blocks"]
-        .as_array()
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter(|b| {
-                    b["block_id"]
-                        .as_str()
-                        .is_some_and(|id| id.starts_with("pods-"))
-                })
-                .map(|b| {
-                    b["text"]["text"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .matches('`')
-                        .count()
-                        / 2
-                })
-                .sum()
-        })
-        .unwrap_or(0)
+    Page {
+        text: String::new(),
+        blocks: body["blocks"].clone(),
+    }
+    .pods_listed()
 }
 
 /// The `Rollout:` field of a Slack message (the rollout identity), which makes a message unique.
