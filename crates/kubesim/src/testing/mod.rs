@@ -5,7 +5,8 @@
 //!   against it;
 //! - [`world`]: a deterministic in-memory world driving the pure controller, kubelet and scheduler
 //!   decisions step by step with a manual clock;
-//! - [`wait_for`]: the one "poll until it holds, fail after a deadline" helper.
+//! - [`wait_for`]: the one "poll until it holds, fail after a deadline" helper;
+//! - [`load_yaml_docs`]: the YAML documents of a file of the repository.
 //!
 //! This is test code: a failed expectation panics (the test's failure), so `unwrap`/`expect` are
 //! how it reports rather than a shortcut.
@@ -15,6 +16,8 @@ pub mod kubectl;
 pub mod world;
 
 use std::{future::Future, time::Duration};
+
+use serde_json::Value;
 
 /// What a [`wait_for`] condition returns: `bool` (holds or not) or `Option<T>` (`Some` ends the
 /// wait with the value).
@@ -63,4 +66,15 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The YAML documents of the repository's file `rel` (from the repository root), empty documents
+/// left out.
+pub fn load_yaml_docs(rel: &str) -> Vec<Value> {
+    let path = kubectl::repo_file(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("yaml document parses"))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
 }
