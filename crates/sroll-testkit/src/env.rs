@@ -229,25 +229,24 @@ impl Env {
 
     /// Applies a rollout as a user would (`kubectl apply --server-side`).
     pub async fn apply(&self, rollout: &Rollout) -> StatefulsetRollout {
-        let r = rollout.build();
-        self.rollouts()
-            .patch(
-                &r.name_any(),
-                &PatchParams::apply("scenario-user").force(),
-                &Patch::Apply(&r),
-            )
-            .await
-            .expect("the rollout is accepted")
+        self.apply_resource(&rollout.build()).await
     }
 
     /// Applies a rollout and returns the API server's answer (for invalid input).
     pub async fn try_apply(&self, rollout: &Rollout) -> kube::Result<StatefulsetRollout> {
-        let r = rollout.build();
+        self.try_apply_resource(&rollout.build()).await
+    }
+
+    /// Applies a rollout built outside the fixture and returns the API server's answer.
+    pub async fn try_apply_resource(
+        &self,
+        r: &StatefulsetRollout,
+    ) -> kube::Result<StatefulsetRollout> {
         self.rollouts()
             .patch(
                 &r.name_any(),
                 &PatchParams::apply("scenario-user").force(),
-                &Patch::Apply(&r),
+                &Patch::Apply(r),
             )
             .await
     }
@@ -466,12 +465,7 @@ impl Env {
 
     /// Applies a rollout built outside the fixture (fields [`Rollout`] has no builder for).
     pub async fn apply_resource(&self, r: &StatefulsetRollout) -> StatefulsetRollout {
-        self.rollouts()
-            .patch(
-                &r.name_any(),
-                &PatchParams::apply("scenario-user").force(),
-                &Patch::Apply(r),
-            )
+        self.try_apply_resource(r)
             .await
             .expect("the rollout is accepted")
     }
