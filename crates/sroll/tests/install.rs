@@ -338,11 +338,13 @@ async fn set_role(env: &Installed, rules: &[Value]) {
 
 /// Starts the operator and expects it to refuse to start, naming `verb` and `resource`.
 async fn expect_start_up_refusal(env: &Installed, verb: &str, resource: &str) {
-    let r = env
+    let Some(r) = env
         .start_operator("least-privilege")
         .exit_within(DEADLINE)
         .await
-        .unwrap_or_else(|| panic!("without {verb} {resource} the operator still runs"));
+    else {
+        panic!("without {verb} {resource} the operator still runs");
+    };
     let err = r.expect_err("the operator must not start").to_string();
     assert!(
         err.contains(&format!("not allowed to {verb} {resource} ")),

@@ -48,6 +48,12 @@ pub struct World {
 
 pub const NS: &str = "default";
 
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl World {
     pub fn new() -> Self {
         let now = Timestamp::from_second(1_800_000_000).unwrap();

@@ -148,7 +148,11 @@ impl SlackState {
             if !self.failing {
                 return None;
             }
-            if self.refused % 2 == 0 { 429 } else { 500 }
+            if self.refused.is_multiple_of(2) {
+                429
+            } else {
+                500
+            }
         } else {
             self.failures.remove(0)
         };

@@ -86,7 +86,7 @@ enum Op {
         operator: RunningOperator,
         sampler: tokio::task::JoinHandle<()>,
     },
-    Subprocess(OperatorProcess),
+    Subprocess(Box<OperatorProcess>),
 }
 
 /// Eviction times seen by the sampler of the in-process operator's eviction counter.
@@ -177,7 +177,7 @@ impl Env {
                 ));
                 Op::InProcess { operator, sampler }
             }
-            OperatorMode::Subprocess(exe) => Op::Subprocess(
+            OperatorMode::Subprocess(exe) => Op::Subprocess(Box::new(
                 OperatorProcess::launch(
                     exe,
                     &stack.cluster,
@@ -185,7 +185,7 @@ impl Env {
                     "warn",
                 )
                 .with_context(|| format!("failed to start {} operator", exe.display()))?,
-            ),
+            )),
         };
         let Stack {
             cluster, client, ..
