@@ -15,6 +15,8 @@ use super::error::Cause;
 use crate::registry::{NameRule, ResourceDescriptor};
 use crate::schema::go_quote;
 
+pub mod pod_update;
+
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_SUBDOMAIN_FMT: &str =
     "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
@@ -505,9 +507,11 @@ pub fn validate_meta(d: &ResourceDescriptor, obj: &Value) -> Vec<Cause> {
     causes
 }
 
-/// StatefulSet rules clients trip over (`ValidateStatefulSetSpec`, subset).
+/// StatefulSet rules clients trip over (`ValidateStatefulSetSpec`, subset) and
+/// the pod update rules ([`pod_update`]).
 pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = vec![];
+    causes.extend(crate::admission::config::validate(d, obj));
     if d.group == "apps" && d.kind == "StatefulSet" {
         let spec = &obj["spec"];
         let sel = &spec["selector"];
@@ -594,6 +598,12 @@ pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -
             }
         }
     }
+    if d.group.is_empty()
+        && d.kind == "Pod"
+        && let Some(old) = old
+    {
+        causes.extend(pod_update::validate_pod_update(obj, old));
+    }
     if d.group.is_empty() && d.kind == "Pod" && old.is_none() {
         let containers = obj["spec"]["containers"].as_array();
         if containers.is_none_or(|c| c.is_empty()) {
@@ -656,6 +666,7 @@ pub fn default_pod_spec(spec: &mut Value) {
 
 /// Applies the defaults of built-in kinds that change controller behaviour.
 pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
+    crate::admission::config::apply_defaults(d, obj);
     match (d.group.as_str(), d.kind.as_str()) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
@@ -725,6 +736,14 @@ pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "progressDeadlineSeconds", json!(600));
+            // An empty strategy (protobuf bodies always carry one) defaults
+            // as an absent one (`SetDefaults_Deployment`, apps/v1/defaults.go).
+            if spec
+                .get("strategy")
+                .is_some_and(|s| s.get("type").is_none_or(|t| t.is_null() || t == ""))
+            {
+                spec.remove("strategy");
+            }
             set_default(
                 spec,
                 "strategy",
@@ -732,6 +751,12 @@ pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
             );
             if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
                 default_pod_spec(ps);
+            }
+        }
+        ("", "Secret") => {
+            // `SetDefaults_Secret` (core/v1/defaults.go).
+            if let Some(m) = obj.as_object_mut() {
+                set_default(m, "type", json!("Opaque"));
             }
         }
         _ => {}
