@@ -32,5 +32,7 @@ pub mod selector;
 pub mod server;
 pub mod store;
 pub mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use api::{Api, ApiError};

@@ -90,48 +90,21 @@ const META_KINDS: &[&str] = &[
 /// (`core/v1`, `admissionregistration/v1`; the other vendored groups embed none).
 const INLINE: &[(&str, &str)] = &[
     ("api.core.v1.Volume", "volumeSource"),
-    (
-        "api.core.v1.PersistentVolumeSpec",
-        "persistentVolumeSource",
-    ),
+    ("api.core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
     ("api.core.v1.Probe", "handler"),
-    (
-        "api.core.v1.EphemeralContainer",
-        "ephemeralContainerCommon",
-    ),
-    (
-        "api.core.v1.ConfigMapEnvSource",
-        "localObjectReference",
-    ),
-    (
-        "api.core.v1.ConfigMapKeySelector",
-        "localObjectReference",
-    ),
-    (
-        "api.core.v1.ConfigMapProjection",
-        "localObjectReference",
-    ),
-    (
-        "api.core.v1.ConfigMapVolumeSource",
-        "localObjectReference",
-    ),
+    ("api.core.v1.EphemeralContainer", "ephemeralContainerCommon"),
+    ("api.core.v1.ConfigMapEnvSource", "localObjectReference"),
+    ("api.core.v1.ConfigMapKeySelector", "localObjectReference"),
+    ("api.core.v1.ConfigMapProjection", "localObjectReference"),
+    ("api.core.v1.ConfigMapVolumeSource", "localObjectReference"),
     ("api.core.v1.SecretEnvSource", "localObjectReference"),
-    (
-        "api.core.v1.SecretKeySelector",
-        "localObjectReference",
-    ),
-    (
-        "api.core.v1.SecretProjection",
-        "localObjectReference",
-    ),
+    ("api.core.v1.SecretKeySelector", "localObjectReference"),
+    ("api.core.v1.SecretProjection", "localObjectReference"),
     (
         "api.admissionregistration.v1.NamedRuleWithOperations",
         "ruleWithOperations",
     ),
-    (
-        "api.admissionregistration.v1.RuleWithOperations",
-        "rule",
-    ),
+    ("api.admissionregistration.v1.RuleWithOperations", "rule"),
 ];
 
 /// Proto field names that differ from the JSON name (the proto name is the Go
@@ -242,9 +215,7 @@ fn kinds() -> &'static HashMap<(String, String, String), MessageDescriptor> {
         let mut m = HashMap::new();
         for d in pool().all_messages() {
             let pkg = d.package_name();
-            if !(pkg.starts_with("api.")
-                || pkg.starts_with("apiextensions_apiserver."))
-            {
+            if !(pkg.starts_with("api.") || pkg.starts_with("apiextensions_apiserver.")) {
                 continue;
             }
             let mut segs = pkg.rsplit('.');

@@ -5,8 +5,7 @@
 //! kubectl shows them, `pods/eviction`, configuration validation, metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/kubectl.rs"]
-mod kubectl_support;
+use kubesim::testing::kubectl as kubectl_support;
 
 use std::{
     collections::HashMap,

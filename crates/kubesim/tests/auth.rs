@@ -4,7 +4,7 @@
 //! missing, fails under `CI` and is otherwise skipped).
 #![allow(clippy::unwrap_used)]
 
-use std::{path::PathBuf, time::Duration};
+use std::path::Path;
 
 use http_body_util::BodyExt;
 use k8s_openapi::api::{
@@ -13,7 +13,10 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Pod, ServiceAccount},
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
+use kubesim::{
+    cluster::{Cluster, ClusterConfig, Handle},
+    testing::kubectl::{Kubectl, kubectl_available},
+};
 use serde_json::{Value, json};
 
 async fn start() -> Handle {
@@ -341,42 +344,14 @@ async fn self_subject_access_reviews_answer_for_the_caller() {
     h.shutdown().await;
 }
 
-fn kubectl_available() -> bool {
-    let found = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubectl not found (required in CI)"
-        );
-        println!("skipped: kubectl not found");
-    }
-    found
-}
-
-async fn kubectl(
-    dir: &std::path::Path,
-    kubeconfig: &PathBuf,
-    args: &[&str],
-) -> (bool, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .env("HOME", dir)
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs kubectl against `k`'s cluster as the user of `kubeconfig` (the administrator's, or a
+/// ServiceAccount's): `(success, stdout, stderr)`.
+async fn kubectl(k: &Kubectl, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let kubeconfig = kubeconfig.display().to_string();
+    let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+    all.extend(args);
+    let o = k.run(&all, None).await;
+    (o.ok, o.stdout, o.stderr)
 }
 
 #[tokio::test]
@@ -385,24 +360,21 @@ async fn kubectl_creates_tokens_and_asks_can_i() {
         return;
     }
     // kubectl (clientcmd) only sends credentials over HTTPS.
-    let h = Cluster::start(ClusterConfig {
+    let k = Kubectl::start_with(ClusterConfig {
         auth: true,
         tls: true,
         ..ClusterConfig::default()
     })
-    .await
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("kubesim-auth-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let admin = dir.join("admin");
-    h.write_kubeconfig(&admin).unwrap();
-    service_account(&h, "default", "op").await;
-    let (ok, token, err) = kubectl(&dir, &admin, &["create", "token", "op"]).await;
+    .await;
+    let h = &k.h;
+    let admin = k.kubeconfig.clone();
+    service_account(h, "default", "op").await;
+    let (ok, token, err) = kubectl(&k, &admin, &["create", "token", "op"]).await;
     assert!(ok, "{err}");
-    let sa = dir.join("sa");
+    let sa = k.dir.join("sa");
     std::fs::write(&sa, h.kubeconfig_with_token(token.trim()).unwrap()).unwrap();
     let (ok, out, err) = kubectl(
-        &dir,
+        &k,
         &sa,
         &[
             "auth",
@@ -414,10 +386,10 @@ async fn kubectl_creates_tokens_and_asks_can_i() {
     .await;
     assert!(ok, "{err}");
     assert_eq!(out, "system:serviceaccount:default:op");
-    let (ok, out, _) = kubectl(&dir, &sa, &["auth", "can-i", "list", "pods"]).await;
+    let (ok, out, _) = kubectl(&k, &sa, &["auth", "can-i", "list", "pods"]).await;
     assert!(!ok);
     assert_eq!(out.trim(), "no");
-    let (ok, _, err) = kubectl(&dir, &sa, &["get", "pods"]).await;
+    let (ok, _, err) = kubectl(&k, &sa, &["get", "pods"]).await;
     assert!(!ok);
     assert!(
         err.contains("Error from server (Forbidden): pods is forbidden: User \"system:serviceaccount:default:op\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
@@ -440,11 +412,11 @@ async fn kubectl_creates_tokens_and_asks_can_i() {
             "--serviceaccount=default:op",
         ],
     ] {
-        let (ok, _, err) = kubectl(&dir, &admin, args).await;
+        let (ok, _, err) = kubectl(&k, &admin, args).await;
         assert!(ok, "kubectl {args:?}: {err}");
     }
     let (ok, out, err) = kubectl(
-        &dir,
+        &k,
         &admin,
         &["get", "rolebinding", "op-reads-pods", "-o", "json"],
     )
@@ -458,18 +430,17 @@ async fn kubectl_creates_tokens_and_asks_can_i() {
             json!([{"kind": "ServiceAccount", "name": "op", "namespace": "default"}])
         )
     );
-    let (ok, out, _) = kubectl(&dir, &sa, &["auth", "can-i", "list", "pods"]).await;
+    let (ok, out, _) = kubectl(&k, &sa, &["auth", "can-i", "list", "pods"]).await;
     assert!(ok);
     assert_eq!(out.trim(), "yes");
     let (ok, out, _) = kubectl(
-        &dir,
+        &k,
         &sa,
         &["auth", "can-i", "list", "pods", "-n", "kube-system"],
     )
     .await;
     assert!(!ok, "{out}");
-    let (ok, _, err) = kubectl(&dir, &sa, &["get", "pods"]).await;
+    let (ok, _, err) = kubectl(&k, &sa, &["get", "pods"]).await;
     assert!(ok, "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
-    h.shutdown().await;
+    k.shutdown();
 }

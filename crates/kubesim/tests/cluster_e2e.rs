@@ -9,7 +9,10 @@ use kube::{
     Api,
     api::{EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
+use kubesim::{
+    cluster::{Cluster, ClusterConfig, Handle},
+    testing::wait_for,
+};
 use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -22,21 +25,6 @@ async fn start() -> Handle {
     })
     .await
     .unwrap()
-}
-
-async fn wait_for<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn sts(name: &str, replicas: i32, policy: &str) -> StatefulSet {
@@ -67,7 +55,7 @@ async fn a_kube_client_sees_a_statefulset_roll_out_with_revision_labels_on_pods(
     sets.create(&PostParams::default(), &sts("web", 3, "OrderedReady"))
         .await
         .unwrap();
-    wait_for("ready", || ready(&sets, "web", 3)).await;
+    wait_for("ready", DEADLINE, || ready(&sets, "web", 3)).await;
     let first = sets
         .get("web")
         .await
@@ -80,7 +68,7 @@ async fn a_kube_client_sees_a_statefulset_roll_out_with_revision_labels_on_pods(
     sets.patch("web", &PatchParams::default(), &Patch::Strategic(patch))
         .await
         .unwrap();
-    wait_for("rolled out", || async {
+    wait_for("rolled out", DEADLINE, || async {
         let st = sets.get("web").await.unwrap().status.unwrap();
         st.current_revision.as_deref() != Some(first.as_str()) && ready(&sets, "web", 3).await
     })
@@ -124,7 +112,7 @@ async fn eviction_over_http_answers_429_with_the_budget_exhausted_and_201_after_
     }))
     .unwrap();
     pdbs.create(&PostParams::default(), &pdb).await.unwrap();
-    wait_for("ready and observed", || async {
+    wait_for("ready and observed", DEADLINE, || async {
         ready(&sets, "db", 2).await
             && pdbs
                 .get("db")
@@ -155,7 +143,7 @@ async fn eviction_over_http_answers_429_with_the_budget_exhausted_and_201_after_
     )
     .await
     .unwrap();
-    wait_for("budget allows one", || async {
+    wait_for("budget allows one", DEADLINE, || async {
         pdbs.get("db")
             .await
             .unwrap()

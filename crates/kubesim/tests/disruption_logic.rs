@@ -2,8 +2,7 @@
 //! written from `pkg/controller/disruption/disruption.go`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/world.rs"]
-mod world;
+use kubesim::testing::world;
 
 use k8s_openapi::{
     api::{core::v1::Pod, policy::v1::PodDisruptionBudget},

@@ -3,8 +3,7 @@
 //! see the `Warning` headers) and the real `kubectl`.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/kubectl.rs"]
-mod kubectl_support;
+use kubesim::testing::kubectl as kubectl_support;
 
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Pod;

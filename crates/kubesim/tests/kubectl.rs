@@ -2,8 +2,7 @@
 //! tests fail when `CI` is set and otherwise print "skipped: kubectl not found".
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/kubectl.rs"]
-mod kubectl_support;
+use kubesim::testing::kubectl as kubectl_support;
 
 use std::time::Duration;
 

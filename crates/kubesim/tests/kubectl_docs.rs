@@ -3,8 +3,7 @@
 //! these tests fail when `CI` is set and otherwise say they were skipped.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/kubectl.rs"]
-mod kubectl_support;
+use kubesim::testing::kubectl as kubectl_support;
 
 use kubectl_support::{Kubectl, kubectl_available, repo_file};
 

@@ -2,8 +2,7 @@
 //! EndpointSlice/Endpoints computation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/world.rs"]
-mod world;
+use kubesim::testing::world;
 
 use std::collections::BTreeMap;
 

@@ -3,8 +3,7 @@
 //! kubectl fails; elsewhere those tests say they were skipped).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/kubectl.rs"]
-mod kubectl_support;
+use kubesim::testing::kubectl as kubectl_support;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::{

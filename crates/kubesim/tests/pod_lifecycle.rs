@@ -4,8 +4,7 @@
 //! of a container whose image changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/kubectl.rs"]
-mod kubectl;
+use kubesim::testing::kubectl;
 
 use std::time::Duration;
 

@@ -2,19 +2,8 @@
 //! validated against their CRD (schema + CEL), with the real 422 Status.
 
 use kubesim::api::{Api, WriteOptions};
+use kubesim::testing::load_yaml_docs;
 use serde_json::{Value, json};
-
-fn load_yaml_docs(rel: &str) -> Vec<Value> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml document parses"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
 
 fn api_with_crd() -> Api {
     let api = Api::new(1000);

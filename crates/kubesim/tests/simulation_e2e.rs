@@ -24,6 +24,7 @@ use kubesim::{
     },
     faults::PodRef,
     kubelet::{Delay, KubeletConfig},
+    testing::wait_for,
 };
 use serde_json::{Value, json};
 
@@ -50,17 +51,6 @@ fn start() -> (Api, Simulation) {
     )
     .unwrap();
     (api, sim)
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn sts(name: &str, replicas: i32, image: &str, extra: Value) -> StatefulSet {
@@ -145,7 +135,10 @@ async fn a_parallel_set_becomes_ready_with_scheduled_pods_and_observable_writes(
         ),
     )
     .unwrap();
-    wait_for("5 ready replicas", || settled(&api, "web", 5)).await;
+    wait_for("5 ready replicas", DEADLINE, || {
+        std::future::ready(settled(&api, "web", 5))
+    })
+    .await;
     let all = pods(&api);
     assert_eq!(all.len(), 5);
     for p in &all {
@@ -188,8 +181,8 @@ async fn ordered_ready_recreates_deleted_pods_one_at_a_time_while_parallel_recre
         ),
     )
     .unwrap();
-    wait_for("both sets ready", || {
-        settled(&api, "ord", 3) && settled(&api, "par", 3)
+    wait_for("both sets ready", DEADLINE, || {
+        std::future::ready(settled(&api, "ord", 3) && settled(&api, "par", 3))
     })
     .await;
     let rv = api
@@ -266,8 +259,8 @@ async fn ordered_ready_recreates_deleted_pods_one_at_a_time_while_parallel_recre
         ready["ord-0"] < added["ord-1"] && ready["ord-1"] < added["ord-2"],
         "ordered pods were re-created one at a time"
     );
-    wait_for("settled", || {
-        settled(&api, "ord", 3) && settled(&api, "par", 3)
+    wait_for("settled", DEADLINE, || {
+        std::future::ready(settled(&api, "ord", 3) && settled(&api, "par", 3))
     })
     .await;
 }
@@ -285,18 +278,23 @@ async fn a_rolling_update_completes_and_only_then_advances_the_current_revision(
         ),
     )
     .unwrap();
-    wait_for("ready", || settled(&api, "web", 3)).await;
+    wait_for("ready", DEADLINE, || {
+        std::future::ready(settled(&api, "web", 3))
+    })
+    .await;
     let first = set(&api, "web").status.unwrap().current_revision.unwrap();
     set_image(&api, "web", "nginx:2");
     let mut premature = false;
-    wait_for("rollout done", || {
-        let st = set(&api, "web").status.unwrap();
-        if st.current_revision.as_deref() != Some(first.as_str())
-            && st.updated_replicas.unwrap_or(0) < 3
-        {
-            premature = true;
-        }
-        st.current_revision != Some(first.clone()) && settled(&api, "web", 3)
+    wait_for("rollout done", DEADLINE, || {
+        std::future::ready({
+            let st = set(&api, "web").status.unwrap();
+            if st.current_revision.as_deref() != Some(first.as_str())
+                && st.updated_replicas.unwrap_or(0) < 3
+            {
+                premature = true;
+            }
+            st.current_revision != Some(first.clone()) && settled(&api, "web", 3)
+        })
     })
     .await;
     assert!(!premature);
@@ -333,8 +331,8 @@ async fn deleting_the_set_garbage_collects_its_pods_and_orphaning_keeps_them_for
         ),
     )
     .unwrap();
-    wait_for("ready", || {
-        settled(&api, "gc", 2) && settled(&api, "orph", 2)
+    wait_for("ready", DEADLINE, || {
+        std::future::ready(settled(&api, "gc", 2) && settled(&api, "orph", 2))
     })
     .await;
     api.delete_typed::<StatefulSet>(
@@ -355,11 +353,13 @@ async fn deleting_the_set_garbage_collects_its_pods_and_orphaning_keeps_them_for
         },
     )
     .unwrap();
-    wait_for("gc pods gone", || {
-        let ps = pods(&api);
-        !ps.iter()
-            .any(|p| p.metadata.name.as_deref().unwrap().starts_with("gc-"))
-            && api.get_typed::<StatefulSet>(Some(NS), "orph").is_err()
+    wait_for("gc pods gone", DEADLINE, || {
+        std::future::ready({
+            let ps = pods(&api);
+            !ps.iter()
+                .any(|p| p.metadata.name.as_deref().unwrap().starts_with("gc-"))
+                && api.get_typed::<StatefulSet>(Some(NS), "orph").is_err()
+        })
     })
     .await;
     let orphans: Vec<Pod> = pods(&api);
@@ -383,13 +383,15 @@ async fn deleting_the_set_garbage_collects_its_pods_and_orphaning_keeps_them_for
             ),
         )
         .unwrap();
-    wait_for("adopted", || {
-        pods(&api).iter().all(|p| {
-            p.metadata.owner_references.as_ref().is_some_and(|o| {
-                o.iter()
-                    .any(|r| Some(&r.uid) == created.metadata.uid.as_ref())
-            })
-        }) && ready_replicas(&api, "orph") == 2
+    wait_for("adopted", DEADLINE, || {
+        std::future::ready({
+            pods(&api).iter().all(|p| {
+                p.metadata.owner_references.as_ref().is_some_and(|o| {
+                    o.iter()
+                        .any(|r| Some(&r.uid) == created.metadata.uid.as_ref())
+                })
+            }) && ready_replicas(&api, "orph") == 2
+        })
     })
     .await;
     let after: Vec<_> = pods(&api).iter().map(|p| p.metadata.uid.clone()).collect();
@@ -417,8 +419,10 @@ async fn guarded_set(api: &Api, replicas: i32, spec: Value) {
     .unwrap();
     api.create_typed(Some(NS), &pdb("web-pdb", "web", spec))
         .unwrap();
-    wait_for("budget of one", || {
-        settled(api, "web", replicas) && pdb_status(api, "web-pdb").disruptions_allowed == 1
+    wait_for("budget of one", DEADLINE, || {
+        std::future::ready({
+            settled(api, "web", replicas) && pdb_status(api, "web-pdb").disruptions_allowed == 1
+        })
     })
     .await;
 }
@@ -486,8 +490,8 @@ async fn eviction_is_refused_with_429_while_the_budget_is_exhausted_and_allowed_
             name: "web-1".into(),
         });
     });
-    wait_for("budget exhausted", || {
-        pdb_status(&api, "web-pdb").disruptions_allowed == 0
+    wait_for("budget exhausted", DEADLINE, || {
+        std::future::ready(pdb_status(&api, "web-pdb").disruptions_allowed == 0)
     })
     .await;
     let err = evict(&api, "web-0").await.unwrap_err();
@@ -500,8 +504,8 @@ async fn eviction_is_refused_with_429_while_the_budget_is_exhausted_and_allowed_
     );
     // When web-1 recovers, the same eviction succeeds
     sim.faults().update(|c| c.unready_pods.clear());
-    wait_for("budget restored", || {
-        pdb_status(&api, "web-pdb").disruptions_allowed == 1
+    wait_for("budget restored", DEADLINE, || {
+        std::future::ready(pdb_status(&api, "web-pdb").disruptions_allowed == 1)
     })
     .await;
     let (code, body) = evict(&api, "web-0").await.unwrap();
@@ -528,11 +532,13 @@ async fn eviction_is_refused_with_429_while_the_budget_is_exhausted_and_allowed_
             || pdb_status(&api, "web-pdb").disruptions_allowed == 0
     );
     // And the set heals
-    wait_for("healed", || {
-        settled(&api, "web", 3)
-            && pods(&api)
-                .iter()
-                .all(|p| p.metadata.deletion_timestamp.is_none())
+    wait_for("healed", DEADLINE, || {
+        std::future::ready({
+            settled(&api, "web", 3)
+                && pods(&api)
+                    .iter()
+                    .all(|p| p.metadata.deletion_timestamp.is_none())
+        })
     })
     .await;
 }
@@ -588,8 +594,10 @@ async fn endpoint_slice_readiness_follows_pod_readiness() {
             .find(|e| e.target_ref.as_ref().and_then(|t| t.name.as_deref()) == Some(pod))
             .and_then(|e| e.conditions.as_ref().and_then(|c| c.ready))
     };
-    wait_for("both endpoints ready", || {
-        ready_of(&api, "web-0") == Some(true) && ready_of(&api, "web-1") == Some(true)
+    wait_for("both endpoints ready", DEADLINE, || {
+        std::future::ready({
+            ready_of(&api, "web-0") == Some(true) && ready_of(&api, "web-1") == Some(true)
+        })
     })
     .await;
     sim.faults().update(|c| {
@@ -598,14 +606,14 @@ async fn endpoint_slice_readiness_follows_pod_readiness() {
             name: "web-1".into(),
         });
     });
-    wait_for("web-1 endpoint not ready", || {
-        ready_of(&api, "web-1") == Some(false)
+    wait_for("web-1 endpoint not ready", DEADLINE, || {
+        std::future::ready(ready_of(&api, "web-1") == Some(false))
     })
     .await;
     assert_eq!(ready_of(&api, "web-0"), Some(true));
     sim.faults().update(|c| c.unready_pods.clear());
-    wait_for("web-1 endpoint ready again", || {
-        ready_of(&api, "web-1") == Some(true)
+    wait_for("web-1 endpoint ready again", DEADLINE, || {
+        std::future::ready(ready_of(&api, "web-1") == Some(true))
     })
     .await;
     let slices: Vec<EndpointSlice> = api.list_typed(Some(NS), &ListOptions::default()).unwrap();
@@ -634,35 +642,42 @@ async fn a_failed_node_makes_its_pods_not_ready_then_deleted_and_replaced_elsewh
         ),
     )
     .unwrap();
-    wait_for("ready", || settled(&api, "web", 3)).await;
+    wait_for("ready", DEADLINE, || {
+        std::future::ready(settled(&api, "web", 3))
+    })
+    .await;
     let victim = pod(&api, "web-0").unwrap();
     let node = victim.spec.unwrap().node_name.unwrap();
     sim.faults().update(|c| {
         c.failed_nodes.insert(node.clone());
     });
-    wait_for("node not ready", || {
-        let n: Node = api.get_typed(None, &node).unwrap();
-        n.status
-            .unwrap()
-            .conditions
-            .unwrap()
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "Unknown")
+    wait_for("node not ready", DEADLINE, || {
+        std::future::ready({
+            let n: Node = api.get_typed(None, &node).unwrap();
+            n.status
+                .unwrap()
+                .conditions
+                .unwrap()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "Unknown")
+        })
     })
     .await;
     let mut saw_not_ready = false;
-    wait_for("replaced on another node", || match pod(&api, "web-0") {
-        Some(p) if p.metadata.uid == victim.metadata.uid => {
-            if !is_pod_ready(&p) {
-                saw_not_ready = true;
+    wait_for("replaced on another node", DEADLINE, || {
+        std::future::ready(match pod(&api, "web-0") {
+            Some(p) if p.metadata.uid == victim.metadata.uid => {
+                if !is_pod_ready(&p) {
+                    saw_not_ready = true;
+                }
+                false
             }
-            false
-        }
-        Some(p) => {
-            p.spec.unwrap().node_name.as_deref() != Some(node.as_str())
-                && ready_replicas(&api, "web") == 3
-        }
-        None => false,
+            Some(p) => {
+                p.spec.unwrap().node_name.as_deref() != Some(node.as_str())
+                    && ready_replicas(&api, "web") == 3
+            }
+            None => false,
+        })
     })
     .await;
     assert!(saw_not_ready);
@@ -681,19 +696,26 @@ async fn an_on_delete_set_leaks_the_update_revision_into_a_killed_pod() {
         ),
     )
     .unwrap();
-    wait_for("ready", || settled(&api, "web", 2)).await;
+    wait_for("ready", DEADLINE, || {
+        std::future::ready(settled(&api, "web", 2))
+    })
+    .await;
     set_image(&api, "web", "nginx:2");
-    wait_for("new revision observed", || {
-        let st = set(&api, "web").status.unwrap();
-        st.update_revision != st.current_revision
+    wait_for("new revision observed", DEADLINE, || {
+        std::future::ready({
+            let st = set(&api, "web").status.unwrap();
+            st.update_revision != st.current_revision
+        })
     })
     .await;
     let old_uid = pod(&api, "web-1").unwrap().metadata.uid;
     api.delete_typed::<Pod>(Some(NS), "web-1", &DeleteOptions::default())
         .unwrap();
-    wait_for("web-1 back and ready", || {
-        pod(&api, "web-1").is_some_and(|p| p.metadata.uid != old_uid && is_pod_ready(&p))
-            && ready_replicas(&api, "web") == 2
+    wait_for("web-1 back and ready", DEADLINE, || {
+        std::future::ready({
+            pod(&api, "web-1").is_some_and(|p| p.metadata.uid != old_uid && is_pod_ready(&p))
+                && ready_replicas(&api, "web") == 2
+        })
     })
     .await;
     let image = |n: &str| {

@@ -3,8 +3,7 @@
 //! and driven through a deterministic in-memory world (manual clock).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/world.rs"]
-mod world;
+use kubesim::testing::world;
 
 use serde_json::json;
 use world::{World, sts, with};

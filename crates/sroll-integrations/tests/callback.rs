@@ -3,68 +3,27 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    routing::post,
-};
-use serde_json::Value;
 use sroll_api::Phase;
 use sroll_integrations::{
     CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks, Outcome, RolloutKey,
     allow::HostAllowlist,
 };
 
-use common::{serve, snapshot, wait_for};
+use common::{DEADLINE, snapshot};
+use sroll_testkit::{
+    fakes::{Fake, Receiver, Server},
+    wait_for,
+};
 
-#[derive(Default)]
-struct Receiver {
-    /// Status codes to answer before answering 200.
-    fail_with: Vec<u16>,
-    /// Every request: (idempotency key, body, answered status).
-    seen: Vec<(String, Value, u16)>,
-}
-
-type Shared = Arc<Mutex<Receiver>>;
-
-async fn receive(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> StatusCode {
-    let mut r = s.lock().expect("lock");
-    let status = if r.fail_with.is_empty() {
-        200
-    } else {
-        r.fail_with.remove(0)
-    };
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    r.seen.push((key, body, status));
-    StatusCode::from_u16(status).expect("status")
-}
-
-async fn receiver(fail_with: Vec<u16>) -> (Shared, std::net::SocketAddr) {
-    let shared: Shared = Arc::new(Mutex::new(Receiver {
-        fail_with,
-        seen: Vec::new(),
-    }));
-    let addr = serve(
-        Router::new()
-            .route("/callback", post(receive))
-            .with_state(shared.clone()),
-    )
-    .await;
-    (shared, addr)
+/// A callback receiver answering `fail_with` first, its server (serving while it lives) and
+/// address.
+async fn receiver(fail_with: Vec<u16>) -> (Receiver, Server, std::net::SocketAddr) {
+    let receiver = Receiver::new("/callback").failing_with(fail_with);
+    let server = receiver.serve().await.expect("the receiver serves");
+    let addr = server.addr;
+    (receiver, server, addr)
 }
 
 fn callbacks(allow: &str, deadline: Duration) -> Callbacks {
@@ -90,7 +49,7 @@ fn request(url: String, phase: Phase) -> CallbackRequest {
 
 #[tokio::test]
 async fn a_receiver_failing_five_times_then_succeeding_gets_exactly_one_delivery() {
-    let (rx, addr) = receiver(vec![500, 503, 502, 429, 500]).await;
+    let (rx, _server, addr) = receiver(vec![500, 503, 502, 429, 500]).await;
     let cb = callbacks(
         &format!("127.0.0.1:{}", addr.port()),
         Duration::from_secs(60),
@@ -102,7 +61,7 @@ async fn a_receiver_failing_five_times_then_succeeding_gets_exactly_one_delivery
     let first = cb.deliver(req.clone());
     assert!(matches!(first, CallbackState::Pending { .. }), "{first:?}");
     // The operator calls again on every reconcile: no second delivery starts.
-    wait_for("the delivery", || {
+    wait_for("the delivery", DEADLINE, || {
         let state = cb.deliver(req.clone());
         async move { state.is_final() }
     })
@@ -115,13 +74,13 @@ async fn a_receiver_failing_five_times_then_succeeding_gets_exactly_one_delivery
         })
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rx = rx.lock().expect("lock");
-    let delivered: Vec<_> = rx.seen.iter().filter(|(_, _, s)| *s == 200).collect();
-    assert_eq!(rx.seen.len(), 6);
+    let rx = rx.state();
+    let delivered: Vec<_> = rx.calls.iter().filter(|c| c.status == 200).collect();
+    assert_eq!(rx.calls.len(), 6);
     assert_eq!(delivered.len(), 1, "exactly one successful delivery");
     // Same idempotency key on every attempt; the documented body.
-    assert!(rx.seen.iter().all(|(k, _, _)| *k == req.idempotency_key()));
-    let body = &delivered[0].1;
+    assert!(rx.calls.iter().all(|c| c.key == req.idempotency_key()));
+    let body = &delivered[0].body;
     assert_eq!(body["stageId"], "stage-7");
     assert_eq!(body["rolloutIdentity"], "release-42");
     assert_eq!(body["outcome"], "RolloutDone");
@@ -134,7 +93,7 @@ async fn a_receiver_failing_five_times_then_succeeding_gets_exactly_one_delivery
 
 #[tokio::test]
 async fn a_restarted_sender_repeats_the_idempotency_key_and_acknowledge_forgets() {
-    let (rx, addr) = receiver(vec![]).await;
+    let (rx, _server, addr) = receiver(vec![]).await;
     let allow = format!("127.0.0.1:{}", addr.port());
     let req = request(
         format!("http://127.0.0.1:{}/callback", addr.port()),
@@ -144,7 +103,7 @@ async fn a_restarted_sender_repeats_the_idempotency_key_and_acknowledge_forgets(
         // Two processes (the second after a crash before the status write) send the same key.
         let cb = callbacks(&allow, Duration::from_secs(60));
         cb.deliver(req.clone());
-        wait_for("delivery", || {
+        wait_for("delivery", DEADLINE, || {
             let s = cb.state(&req.key, "stage-7", Outcome::Failed);
             async move { matches!(s, Some(CallbackState::Delivered { .. })) }
         })
@@ -152,15 +111,15 @@ async fn a_restarted_sender_repeats_the_idempotency_key_and_acknowledge_forgets(
         cb.acknowledge(&req.key);
         assert_eq!(cb.state(&req.key, "stage-7", Outcome::Failed), None);
     }
-    let rx = rx.lock().expect("lock");
-    assert_eq!(rx.seen.len(), 2);
-    assert_eq!(rx.seen[0].0, rx.seen[1].0);
-    assert_eq!(rx.seen[0].1["outcome"], "RolloutFailed");
+    let rx = rx.state();
+    assert_eq!(rx.calls.len(), 2);
+    assert_eq!(rx.calls[0].key, rx.calls[1].key);
+    assert_eq!(rx.calls[0].body["outcome"], "RolloutFailed");
 }
 
 #[tokio::test]
 async fn a_disallowed_host_is_refused_and_never_called() {
-    let (rx, addr) = receiver(vec![]).await;
+    let (rx, _server, addr) = receiver(vec![]).await;
     let cb = callbacks(
         "bapi.example.com,*.corp.example.org",
         Duration::from_secs(60),
@@ -185,12 +144,12 @@ async fn a_disallowed_host_is_refused_and_never_called() {
         "{metadata:?}"
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(rx.lock().expect("lock").seen.is_empty());
+    assert!(rx.state().calls.is_empty());
 }
 
 #[tokio::test]
 async fn a_receiver_down_past_the_deadline_yields_a_failure() {
-    let (rx, addr) = receiver(vec![500; 1000]).await;
+    let (rx, _server, addr) = receiver(vec![500; 1000]).await;
     let cb = callbacks(
         &format!("127.0.0.1:{}", addr.port()),
         Duration::from_millis(500),
@@ -200,7 +159,7 @@ async fn a_receiver_down_past_the_deadline_yields_a_failure() {
         Phase::Done,
     );
     cb.deliver(req.clone());
-    wait_for("the failure", || {
+    wait_for("the failure", DEADLINE, || {
         let s = cb.state(&req.key, "stage-7", Outcome::Done);
         async move { s.is_some_and(|s| s.is_final()) }
     })
@@ -215,12 +174,12 @@ async fn a_receiver_down_past_the_deadline_yields_a_failure() {
         reason.contains("gave up") && reason.contains("HTTP 500"),
         "{reason}"
     );
-    assert_eq!(rx.lock().expect("lock").seen.len() as u32, attempts);
+    assert_eq!(rx.state().calls.len() as u32, attempts);
 }
 
 #[tokio::test]
 async fn a_client_error_is_not_retried() {
-    let (rx, addr) = receiver(vec![400]).await;
+    let (rx, _server, addr) = receiver(vec![400]).await;
     let cb = callbacks(
         &format!("127.0.0.1:{}", addr.port()),
         Duration::from_secs(60),
@@ -230,7 +189,7 @@ async fn a_client_error_is_not_retried() {
         Phase::Done,
     );
     cb.deliver(req.clone());
-    wait_for("the failure", || {
+    wait_for("the failure", DEADLINE, || {
         let s = cb.state(&req.key, "stage-7", Outcome::Done);
         async move { s.is_some_and(|s| s.is_final()) }
     })
@@ -239,5 +198,5 @@ async fn a_client_error_is_not_retried() {
         cb.state(&req.key, "stage-7", Outcome::Done),
         Some(CallbackState::Failed { attempts: 1, .. })
     ));
-    assert_eq!(rx.lock().expect("lock").seen.len(), 1);
+    assert_eq!(rx.state().calls.len(), 1);
 }

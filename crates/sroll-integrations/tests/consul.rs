@@ -4,119 +4,36 @@
 mod common;
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
-    routing::get,
-};
-use serde_json::{Value, json};
 use sroll_integrations::{
     Discovery, DiscoveryConfig, DiscoveryHealth, RolloutKey, SecretToken,
     discovery::{ConsulClient, ConsulQuery},
     http::Timeouts,
 };
+use sroll_testkit::fakes::{Consul, Fake, Server};
 
-use common::{serve, wait_for};
+use common::DEADLINE;
+use sroll_testkit::wait_for;
 
-/// service → [(pod IP, check status)].
-#[derive(Default)]
-struct Consul {
-    services: HashMap<String, Vec<(String, &'static str)>>,
-    token: Option<String>,
-    queries: Vec<String>,
-}
-
-type Shared = Arc<Mutex<Consul>>;
-
-fn denied(c: &Consul, headers: &HeaderMap) -> Option<Response> {
-    let sent = headers.get("x-consul-token").and_then(|v| v.to_str().ok());
-    match &c.token {
-        Some(t) if sent != Some(t.as_str()) => {
-            Some((StatusCode::FORBIDDEN, "ACL not found").into_response())
-        }
-        _ => None,
-    }
-}
-
-async fn catalog(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let mut c = s.lock().expect("lock");
-    if let Some(r) = denied(&c, &headers) {
-        return r;
-    }
-    c.queries.push(format!("catalog dc={:?}", q.get("dc")));
-    let map: serde_json::Map<String, Value> =
-        c.services.keys().map(|k| (k.clone(), json!([]))).collect();
-    Json(Value::Object(map)).into_response()
-}
-
-async fn health(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let mut c = s.lock().expect("lock");
-    if let Some(r) = denied(&c, &headers) {
-        return r;
-    }
-    c.queries.push(format!(
-        "health {name} dc={:?} passing={}",
-        q.get("dc"),
-        q.contains_key("passing")
-    ));
-    let passing_only = q.contains_key("passing");
-    let entries: Vec<Value> = c
-        .services
-        .get(&name)
-        .into_iter()
-        .flatten()
-        .filter(|(_, status)| !passing_only || *status == "passing")
-        .enumerate()
-        .map(|(i, (ip, status))| {
-            json!({
-                "Node": {"Node": format!("node-{i}"), "Address": "192.168.0.1"},
-                "Service": {"ID": format!("{name}-{i}"), "Service": name, "Address": ip, "Port": 11211},
-                "Checks": [{"CheckID": "serfHealth", "Status": "passing"}, {"CheckID": "app", "Status": status}]
-            })
-        })
-        .collect();
-    Json(Value::Array(entries)).into_response()
-}
-
+/// A fake Consul serving `services` (`(pod IP, check status)` each), requiring `token` if given,
+/// its server (serving while it lives) and its address.
 async fn fake_consul(
-    services: &[(&str, &[(&str, &'static str)])],
+    services: &[(&str, &[(&str, &str)])],
     token: Option<&str>,
-) -> (Shared, String) {
-    let shared: Shared = Arc::new(Mutex::new(Consul {
-        services: services
-            .iter()
-            .map(|(n, e)| {
-                (
-                    (*n).to_owned(),
-                    e.iter().map(|(ip, s)| ((*ip).to_owned(), *s)).collect(),
-                )
-            })
-            .collect(),
-        token: token.map(str::to_owned),
-        queries: Vec::new(),
-    }));
-    let router = Router::new()
-        .route("/v1/catalog/services", get(catalog))
-        .route("/v1/health/service/{name}", get(health))
-        .with_state(shared.clone());
-    let addr = serve(router).await;
-    (shared, format!("http://{addr}"))
+) -> (Consul, Server, String) {
+    let mut consul = Consul::new();
+    for (name, instances) in services {
+        consul = consul.service(name, instances);
+    }
+    if let Some(token) = token {
+        consul = consul.token(token);
+    }
+    let server = consul.serve().await.expect("the fake Consul serves");
+    let addr = server.url("");
+    (consul, server, addr)
 }
 
 fn query(services: &[&str], token: Option<&str>) -> ConsulQuery {
@@ -136,7 +53,7 @@ fn short() -> Timeouts {
 
 #[tokio::test]
 async fn consul_reports_failing_and_passing_pods_and_which_services_exist() {
-    let (consul, addr) = fake_consul(
+    let (consul, _server, addr) = fake_consul(
         &[(
             "memcached",
             &[
@@ -167,7 +84,7 @@ async fn consul_reports_failing_and_passing_pods_and_which_services_exist() {
     );
     assert!(!h.is_healthy("memcached-3", None));
     assert_eq!(
-        consul.lock().expect("lock").queries,
+        consul.state().queries,
         vec![
             "catalog dc=Some(\"us-east-1\")".to_owned(),
             "health memcached dc=Some(\"us-east-1\") passing=true".to_owned(),
@@ -177,7 +94,7 @@ async fn consul_reports_failing_and_passing_pods_and_which_services_exist() {
 
 #[tokio::test]
 async fn a_bad_token_or_a_dead_agent_is_unreachable_not_unhealthy() {
-    let (_consul, addr) = fake_consul(
+    let (_consul, _server, addr) = fake_consul(
         &[("memcached", &[("10.0.0.1", "passing")])],
         Some("acl-secret"),
     )
@@ -209,7 +126,7 @@ async fn a_bad_token_or_a_dead_agent_is_unreachable_not_unhealthy() {
 
 #[tokio::test]
 async fn the_poller_follows_pods_from_failing_to_passing_and_wakes_the_operator() {
-    let (consul, addr) = fake_consul(
+    let (consul, _server, addr) = fake_consul(
         &[(
             "memcached",
             &[("10.0.0.1", "passing"), ("10.0.0.2", "critical")],
@@ -245,16 +162,16 @@ async fn the_poller_follows_pods_from_failing_to_passing_and_wakes_the_operator(
         None,
         "nothing polled yet"
     );
-    wait_for("the first poll", healthy("10.0.0.1")).await;
+    wait_for("the first poll", DEADLINE, healthy("10.0.0.1")).await;
     assert!(!healthy("10.0.0.2")().await);
-    consul.lock().expect("lock").services.insert(
+    consul.state().services.insert(
         "memcached".into(),
         vec![
-            ("10.0.0.1".into(), "passing"),
-            ("10.0.0.2".into(), "passing"),
+            ("10.0.0.1".into(), "passing".into()),
+            ("10.0.0.2".into(), "passing".into()),
         ],
     );
-    wait_for("the pod to pass", healthy("10.0.0.2")).await;
+    wait_for("the pod to pass", DEADLINE, healthy("10.0.0.2")).await;
     assert!(
         woken.lock().expect("lock").len() >= 2,
         "woken on each change"
@@ -263,26 +180,17 @@ async fn the_poller_follows_pods_from_failing_to_passing_and_wakes_the_operator(
 
 /// A Consul whose queries for datacenter `remote` are read and never answered (a cross-datacenter
 /// forward to an unreachable datacenter hangs like this); the others get an empty service.
-async fn consul_hanging_for_remote() -> String {
-    async fn answer(Query(q): Query<HashMap<String, String>>, body: Value) -> Json<Value> {
-        if q.get("dc").map(String::as_str) == Some("remote") {
-            std::future::pending::<()>().await;
-        }
-        Json(body)
-    }
-    let router = Router::new()
-        .route(
-            "/v1/catalog/services",
-            get(|q| answer(q, json!({"memcached": []}))),
-        )
-        .route("/v1/health/service/{name}", get(|q| answer(q, json!([]))));
-    format!("http://{}", serve(router).await)
+async fn consul_hanging_for_remote() -> (Consul, Server, String) {
+    let (consul, server, addr) = fake_consul(&[("memcached", &[])], None).await;
+    consul.state().hanging_dcs.insert("remote".into());
+    (consul, server, addr)
 }
 
 #[tokio::test]
 async fn one_rollouts_hanging_query_does_not_hold_back_the_others() {
+    let (_consul, _server, addr) = consul_hanging_for_remote().await;
     let discovery = Discovery::spawn(DiscoveryConfig {
-        consul_addr: Some(consul_hanging_for_remote().await),
+        consul_addr: Some(addr),
         interval: Duration::from_millis(50),
         // Far longer than the test: the hanging poll never ends while it runs.
         timeouts: Timeouts {
@@ -304,7 +212,7 @@ async fn one_rollouts_hanging_query_does_not_hold_back_the_others() {
     // The local rollout is polled again and again while the remote one's first poll hangs; with
     // one round of polls joined before the next, it got one answer and then waited with it.
     let mut answers = std::collections::BTreeSet::new();
-    wait_for("five fresh answers for the local rollout", || {
+    wait_for("five fresh answers for the local rollout", DEADLINE, || {
         if let Some(o) = discovery.observe(&fine, query(&["memcached"], None)) {
             assert!(matches!(o.health, DiscoveryHealth::Reachable(_)), "{o:?}");
             answers.insert(o.at);

@@ -3,126 +3,29 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
-    routing::post,
-};
-use serde_json::{Value, json};
 use sroll_api::{NotificationLevel, Phase, SlackMessage, WebhookTrigger};
 use sroll_integrations::{
     RolloutKey, SecretToken,
     slack::{SlackConfig, SlackNotifier, SlackTarget},
 };
-use tokio::time::Instant;
+use sroll_testkit::fakes::{
+    Fake, Server, Slack,
+    slack::{CHANNEL, CHANNEL_ID, pods_listed},
+};
 
-use common::{serve, snapshot, wait_for};
+use common::{DEADLINE, snapshot};
+use sroll_testkit::wait_for;
 
 const TOKEN: &str = "xoxb-test-token";
-const CHANNEL_ID: &str = "C0123456789";
 
-#[derive(Default)]
-struct Fake {
-    next_ts: u64,
-    posts: Vec<String>,
-    /// ts → (receipt time, body) of every accepted post and update, in order.
-    messages: HashMap<String, Vec<(Instant, Value)>>,
-    /// Answers to give before behaving: 429 or 500.
-    failures: Vec<u16>,
-    /// When the last 429 was answered, and when the next request arrived.
-    rate_limited_at: Option<Instant>,
-    first_after_rate_limit: Option<Instant>,
-    requests: usize,
-}
-
-type Shared = Arc<Mutex<Fake>>;
-
-fn gate(fake: &mut Fake, headers: &HeaderMap) -> Option<Response> {
-    let now = Instant::now();
-    fake.requests += 1;
-    if fake.rate_limited_at.is_some() && fake.first_after_rate_limit.is_none() {
-        fake.first_after_rate_limit = Some(now);
-    }
-    if !fake.failures.is_empty() {
-        let status = fake.failures.remove(0);
-        if status == 429 {
-            fake.rate_limited_at = Some(now);
-            fake.first_after_rate_limit = None;
-            return Some(
-                (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", "1")], "").into_response(),
-            );
-        }
-        return Some(
-            (
-                StatusCode::from_u16(status).expect("status"),
-                "upstream trouble",
-            )
-                .into_response(),
-        );
-    }
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(&format!("Bearer {TOKEN}")) {
-        return Some(Json(json!({"ok": false, "error": "invalid_auth"})).into_response());
-    }
-    None
-}
-
-async fn post_message(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    let mut fake = s.lock().expect("lock");
-    if let Some(r) = gate(&mut fake, &headers) {
-        return r;
-    }
-    if body["channel"] != "#deploys" {
-        return Json(json!({"ok": false, "error": "channel_not_found"})).into_response();
-    }
-    fake.next_ts += 1;
-    let ts = format!("1700000000.{:06}", fake.next_ts);
-    fake.posts.push(ts.clone());
-    fake.messages
-        .entry(ts.clone())
-        .or_default()
-        .push((Instant::now(), body));
-    Json(json!({"ok": true, "channel": CHANNEL_ID, "ts": ts, "message": {}})).into_response()
-}
-
-async fn update(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
-    let mut fake = s.lock().expect("lock");
-    if let Some(r) = gate(&mut fake, &headers) {
-        return r;
-    }
-    if body["channel"] != CHANNEL_ID {
-        return Json(json!({"ok": false, "error": "channel_not_found"})).into_response();
-    }
-    let ts = body["ts"].as_str().unwrap_or_default().to_owned();
-    match fake.messages.get_mut(&ts) {
-        Some(history) => {
-            history.push((Instant::now(), body));
-            Json(json!({"ok": true, "channel": CHANNEL_ID, "ts": ts})).into_response()
-        }
-        None => Json(json!({"ok": false, "error": "message_not_found"})).into_response(),
-    }
-}
-
-async fn fake_slack() -> (Shared, String) {
-    let shared: Shared = Arc::default();
-    let router = Router::new()
-        .route("/api/chat.postMessage", post(post_message))
-        .route("/api/chat.update", post(update))
-        .with_state(shared.clone());
-    let addr = serve(router).await;
-    (shared, format!("http://{addr}/api"))
+/// The fake Slack, its server (serving while it lives) and its API URL.
+async fn fake_slack() -> (Slack, Server, String) {
+    let fake = Slack::new(TOKEN);
+    let server = fake.serve().await.expect("the fake Slack serves");
+    let url = server.url("/api");
+    (fake, server, url)
 }
 
 fn config(url: &str, interval: Duration) -> SlackConfig {
@@ -138,32 +41,10 @@ fn config(url: &str, interval: Duration) -> SlackConfig {
 
 fn target(level: NotificationLevel, existing: Option<SlackMessage>) -> SlackTarget {
     SlackTarget {
-        channel: "#deploys".into(),
+        channel: CHANNEL.into(),
         level,
         existing,
     }
-}
-
-/// Pods listed in a received body: backtick-quoted names in the `pods-*` sections.
-fn pods_listed(body: &Value) -> usize {
-    body["blocks"]
-        .as_array()
-        .expect("blocks")
-        .iter()
-        .filter(|b| {
-            b["block_id"]
-                .as_str()
-                .is_some_and(|id| id.starts_with("pods-"))
-        })
-        .map(|b| {
-            b["text"]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .matches('`')
-                .count()
-                / 2
-        })
-        .sum()
 }
 
 fn key() -> RolloutKey {
@@ -172,7 +53,7 @@ fn key() -> RolloutKey {
 
 #[tokio::test]
 async fn a_thousand_pod_rollout_with_a_hundred_in_flight_pages_and_paces_its_messages() {
-    let (fake, url) = fake_slack().await;
+    let (fake, _server, url) = fake_slack().await;
     let interval = Duration::from_millis(200);
     let notifier = SlackNotifier::spawn(config(&url, interval)).expect("notifier");
     let t = target(NotificationLevel::Debug, None);
@@ -199,13 +80,13 @@ async fn a_thousand_pod_rollout_with_a_hundred_in_flight_pages_and_paces_its_mes
     notifier
         .notify(&done, &[WebhookTrigger::Completed], &t)
         .expect("accepted");
-    wait_for("the final state to reach Slack", || async {
+    wait_for("the final state to reach Slack", DEADLINE, || async {
         notifier.report(&key()).is_some_and(|r| r.up_to_date)
     })
     .await;
 
     let report = notifier.report(&key()).expect("report");
-    let fake = fake.lock().expect("lock");
+    let fake = fake.state();
     // Two pages for 100 pods in flight, each posted exactly once, then only updated.
     assert_eq!(fake.posts.len(), 2, "posts: {:?}", fake.posts);
     assert_eq!(
@@ -246,8 +127,8 @@ async fn a_thousand_pod_rollout_with_a_hundred_in_flight_pages_and_paces_its_mes
 
 #[tokio::test]
 async fn slack_rate_limits_and_outages_never_block_the_caller_and_messages_catch_up() {
-    let (fake, url) = fake_slack().await;
-    fake.lock().expect("lock").failures = vec![500, 429, 500, 502, 429, 503];
+    let (fake, _server, url) = fake_slack().await;
+    fake.state().failures = vec![500, 429, 500, 502, 429, 503];
     let notifier =
         SlackNotifier::spawn(config(&url, Duration::from_millis(100))).expect("notifier");
     let t = target(NotificationLevel::Debug, None);
@@ -261,11 +142,15 @@ async fn slack_rate_limits_and_outages_never_block_the_caller_and_messages_catch
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    wait_for("an error to be reported while Slack fails", || async {
-        notifier
-            .report(&key())
-            .is_some_and(|r| r.last_error.is_some())
-    })
+    wait_for(
+        "an error to be reported while Slack fails",
+        DEADLINE,
+        || async {
+            notifier
+                .report(&key())
+                .is_some_and(|r| r.last_error.is_some())
+        },
+    )
     .await;
     notifier
         .notify(
@@ -274,13 +159,13 @@ async fn slack_rate_limits_and_outages_never_block_the_caller_and_messages_catch
             &t,
         )
         .expect("accepted");
-    wait_for("messages to catch up", || async {
+    wait_for("messages to catch up", DEADLINE, || async {
         notifier
             .report(&key())
             .is_some_and(|r| r.up_to_date && r.last_error.is_none())
     })
     .await;
-    let fake = fake.lock().expect("lock");
+    let fake = fake.state();
     assert!(fake.failures.is_empty());
     assert_eq!(
         fake.posts.len(),
@@ -309,7 +194,7 @@ async fn slack_rate_limits_and_outages_never_block_the_caller_and_messages_catch
 
 #[tokio::test]
 async fn a_restarted_operator_updates_the_existing_messages_instead_of_posting() {
-    let (fake, url) = fake_slack().await;
+    let (fake, _server, url) = fake_slack().await;
     let first = SlackNotifier::spawn(config(&url, Duration::from_millis(50))).expect("notifier");
     let t = target(NotificationLevel::Info, None);
     first
@@ -319,7 +204,7 @@ async fn a_restarted_operator_updates_the_existing_messages_instead_of_posting()
             &t,
         )
         .expect("accepted");
-    wait_for("two pages", || async {
+    wait_for("two pages", DEADLINE, || async {
         first.report(&key()).is_some_and(|r| r.up_to_date)
     })
     .await;
@@ -347,7 +232,7 @@ async fn a_restarted_operator_updates_the_existing_messages_instead_of_posting()
             &t,
         )
         .expect("accepted");
-    wait_for("the pause to show", || async {
+    wait_for("the pause to show", DEADLINE, || async {
         second.report(&key()).is_some_and(|r| r.up_to_date)
     })
     .await;
@@ -355,7 +240,7 @@ async fn a_restarted_operator_updates_the_existing_messages_instead_of_posting()
         second.report(&key()).and_then(|r| r.message),
         Some(stored.clone())
     );
-    let fake = fake.lock().expect("lock");
+    let fake = fake.state();
     assert_eq!(fake.posts.len(), 2, "no new message after the restart");
     for ts in &stored.ts {
         assert!(
@@ -371,7 +256,7 @@ async fn a_restarted_operator_updates_the_existing_messages_instead_of_posting()
 
 #[tokio::test]
 async fn a_new_rollout_identity_starts_new_messages() {
-    let (fake, url) = fake_slack().await;
+    let (fake, _server, url) = fake_slack().await;
     let notifier = SlackNotifier::spawn(config(&url, Duration::from_millis(50))).expect("notifier");
     let t = target(NotificationLevel::Info, None);
     notifier
@@ -381,7 +266,7 @@ async fn a_new_rollout_identity_starts_new_messages() {
             &t,
         )
         .expect("accepted");
-    wait_for("the first message", || async {
+    wait_for("the first message", DEADLINE, || async {
         notifier.report(&key()).is_some_and(|r| r.up_to_date)
     })
     .await;
@@ -390,19 +275,19 @@ async fn a_new_rollout_identity_starts_new_messages() {
     notifier
         .notify(&next, &[WebhookTrigger::Started], &t)
         .expect("accepted");
-    wait_for("the second message", || async {
+    wait_for("the second message", DEADLINE, || async {
         notifier
             .report(&key())
             .and_then(|r| r.message)
             .is_some_and(|m| m.rollout_identity.as_deref() == Some("release-43"))
     })
     .await;
-    assert_eq!(fake.lock().expect("lock").posts.len(), 2);
+    assert_eq!(fake.state().posts.len(), 2);
 }
 
 #[tokio::test]
 async fn slack_errors_are_reported_without_the_token() {
-    let (_fake, url) = fake_slack().await;
+    let (_fake, _server, url) = fake_slack().await;
     let mut cfg = config(&url, Duration::from_millis(50));
     cfg.token = Some(SecretToken::new("xoxb-wrong-secret"));
     let notifier = SlackNotifier::spawn(cfg).expect("notifier");
@@ -413,7 +298,7 @@ async fn slack_errors_are_reported_without_the_token() {
             &target(NotificationLevel::Info, None),
         )
         .expect("accepted");
-    wait_for("the auth error", || async {
+    wait_for("the auth error", DEADLINE, || async {
         notifier
             .report(&key())
             .is_some_and(|r| r.last_error.is_some())

@@ -2,10 +2,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
-use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
-use serde_json::Value;
 use sroll_api::{Phase, WebhookTrigger};
 use sroll_integrations::{
     RolloutKey, SecretToken,
@@ -13,27 +9,17 @@ use sroll_integrations::{
     webhook::{WebhookConfig, WebhookSender, WebhookTarget},
 };
 
-use common::{serve, snapshot, wait_for};
-
-type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
-
-async fn receive(State(s): State<Seen>, headers: HeaderMap, Json(body): Json<Value>) {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    s.lock().expect("lock").push((auth, body));
-}
+use common::{DEADLINE, snapshot};
+use sroll_testkit::{
+    fakes::{Fake, Receiver},
+    wait_for,
+};
 
 #[tokio::test]
 async fn webhooks_post_the_documented_payload_for_subscribed_triggers_only() {
-    let seen: Seen = Arc::default();
-    let addr = serve(
-        Router::new()
-            .route("/hook", post(receive))
-            .with_state(seen.clone()),
-    )
-    .await;
+    let receiver = Receiver::new("/hook");
+    let server = receiver.serve().await.expect("the receiver serves");
+    let addr = server.addr;
     let sender = WebhookSender::spawn(WebhookConfig {
         allow: HostAllowlist::parse([format!("127.0.0.1:{}", addr.port())]).expect("allow"),
         ..WebhookConfig::default()
@@ -67,23 +53,25 @@ async fn webhooks_post_the_documented_payload_for_subscribed_triggers_only() {
         queued, 3,
         "two events to the catch-all, one to the completed-only target"
     );
-    wait_for("three deliveries", || {
-        let n = seen.lock().expect("lock").len();
+    wait_for("three deliveries", DEADLINE, || {
+        let n = receiver.state().calls.len();
         async move { n == 3 }
     })
     .await;
-    let seen = seen.lock().expect("lock");
+    let seen = receiver.state();
     let completed: Vec<_> = seen
+        .calls
         .iter()
-        .filter(|(_, b)| b["trigger"] == "on-rollout-completed")
+        .filter(|c| c.body["trigger"] == "on-rollout-completed")
         .collect();
     assert_eq!(completed.len(), 2);
     let with_token = seen
+        .calls
         .iter()
-        .filter(|(a, _)| a.as_deref() == Some("Bearer hook-secret"))
+        .filter(|c| c.authorization.as_deref() == Some("Bearer hook-secret"))
         .count();
     assert_eq!(with_token, 2);
-    let body = &completed[0].1;
+    let body = &completed[0].body;
     assert_eq!(body["rollout"]["namespace"], "cache");
     assert_eq!(body["rollout"]["cluster"], "us-east-1a");
     assert_eq!(body["outcome"], "RolloutDone");

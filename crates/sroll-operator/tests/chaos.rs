@@ -1,6 +1,6 @@
 //! Chaos scenarios (issue 10): the real operator on kubesim while things go wrong — API faults, pod churn under a paused partial rollout, a failed node,
 //! a leader killed mid-rollout, hostile input. Every run is watched by the invariant checker
-//! (`support/checker.rs`: budget, version leaks, status regressions, duplicated callbacks and Slack
+//! (`sroll_testkit::checker`: budget, version leaks, status regressions, duplicated callbacks and Slack
 //! messages, operator exits and panics).
 //!
 //! Each scenario has a short version that runs in CI and a long version behind
@@ -12,8 +12,6 @@
 //! process (and so the test) survives.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
@@ -21,17 +19,20 @@ use std::{
 };
 
 use k8s_openapi::{
-    api::{coordination::v1::Lease, core::v1::Pod, policy::v1::PodDisruptionBudget},
+    api::{core::v1::Pod, policy::v1::PodDisruptionBudget},
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
-use kube::{
-    Api, Client, ResourceExt,
-    api::{Patch, PatchParams, PostParams},
-};
+use kube::{Api, Client, ResourceExt, api::PostParams};
 use serde_json::{Value, json};
 use sroll_api::{Phase, ServiceDiscovery, StatefulsetRollout, condition_types as ct};
-use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
-use support::{DEADLINE, Env, Rollout, RunningOperator, receivers, wait_for};
+use sroll_operator::Settings;
+use sroll_testkit::{
+    DEADLINE, Env, Rollout, RunningOperator,
+    env::wait_rollout,
+    receivers,
+    status::{self, current, done_at_generation, update_revision},
+    wait_for,
+};
 
 /// Deadline of the long versions' waits.
 const LONG: Duration = Duration::from_secs(900);
@@ -114,26 +115,10 @@ fn start_counted(env: &Env, settings: Settings, log: &EvictionLog) -> RunningOpe
     op
 }
 
-fn evicted(op: &RunningOperator) -> u64 {
-    op.metrics
-        .evictions
-        .get_or_create(&EvictionLabels {
-            result: "evicted".into(),
-        })
-        .get()
-}
-
 /// Applies a resource as a user would, retrying through injected API errors.
 async fn apply_raw(env: &Env, r: &StatefulsetRollout) {
-    let api = env.rollouts();
     wait_for("the rollout to be accepted", DEADLINE, || async {
-        api.patch(
-            &r.name_any(),
-            &PatchParams::apply("scenario-user").force(),
-            &Patch::Apply(r),
-        )
-        .await
-        .ok()
+        env.try_apply_resource(r).await.ok()
     })
     .await;
 }
@@ -141,32 +126,8 @@ async fn apply_raw(env: &Env, r: &StatefulsetRollout) {
 /// Waits (up to `deadline`) until `name` is Done at its current generation; on timeout the
 /// failure shows the last status seen.
 async fn wait_done(env: &Env, name: &str, deadline: Duration) -> StatefulsetRollout {
-    let api = env.rollouts();
-    let started = Instant::now();
-    let mut last = None;
-    loop {
-        if let Ok(r) = api.get(name).await {
-            if r.status.as_ref().is_some_and(|s| {
-                s.phase == Some(Phase::Done) && s.observed_generation == r.metadata.generation
-            }) {
-                return r;
-            }
-            last = Some(r);
-        }
-        assert!(
-            started.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {name} to be Done; last seen: {:#?}",
-            last.map(|r| (r.metadata.generation, r.status))
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn update_revision(r: &StatefulsetRollout) -> String {
-    r.status
-        .as_ref()
-        .and_then(|s| s.update_revision.clone())
-        .unwrap_or_default()
+    let what = format!("{name} to be Done");
+    wait_rollout(&env.rollouts(), name, &what, deadline, done_at_generation).await
 }
 
 fn updated(r: &StatefulsetRollout) -> i32 {
@@ -474,7 +435,7 @@ async fn paused_quarter_rollout_under_pod_kills(on_delete: bool, replicas: i32, 
     .await;
     let before = env.revisions(name).await;
     let new_before = before.iter().filter(|(_, r)| *r == v2).count();
-    let op_evictions = evicted(env.operator.as_ref().unwrap());
+    let op_evictions = env.operator.as_ref().unwrap().evicted();
     let moves_before = env.checker.moves_so_far().len();
 
     let mut rng = fastrand::Rng::with_seed(3);
@@ -507,7 +468,7 @@ async fn paused_quarter_rollout_under_pod_kills(on_delete: bool, replicas: i32, 
     let after = env.revisions(name).await;
     let new_after = after.iter().filter(|(_, r)| *r == v2).count();
     assert_eq!(
-        evicted(env.operator.as_ref().unwrap()),
+        env.operator.as_ref().unwrap().evicted(),
         op_evictions,
         "a paused rollout evicts nothing"
     );
@@ -562,7 +523,7 @@ async fn a_paused_quarter_rollout_under_600_pod_kills_with_on_delete_drifts() {
 async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold: Duration) {
     let mut env = Env::without_operator_on(kubesim::cluster::ClusterConfig {
         nodes,
-        ..support::cluster_config()
+        ..sroll_testkit::env::cluster_config()
     })
     .await;
     let log: EvictionLog = Arc::default();
@@ -668,27 +629,8 @@ async fn leader_killed_mid_rollout(replicas: i32, lease: Duration) {
     let name = "lead";
     budget(&env, name, 2).await;
     let retry = lease / 10;
-    let settings = |identity: &str| Settings {
-        leader_election: Some(LeaseSettings {
-            name: "sroll-operator".into(),
-            namespace: env.ns.clone(),
-            identity: identity.into(),
-            lease_duration: lease,
-            renew_deadline: lease * 3 / 4,
-            retry_period: retry,
-        }),
-        instance: identity.into(),
-        ..env.settings()
-    };
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
-    let holder = || async {
-        leases
-            .get_opt("sroll-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-    };
+    let settings = |identity: &str| env.leader_settings(identity, lease, lease * 3 / 4, retry);
+    let holder = || env.lease_holder();
     let a = start_counted(&env, settings("a"), &log);
     wait_for("a to lead", DEADLINE, || async {
         (holder().await.as_deref() == Some("a")).then_some(())
@@ -771,18 +713,7 @@ fn gated(rollout: &Rollout) -> StatefulsetRollout {
 
 /// `(status, reason)` of the rollout's condition `type_`.
 fn condition(r: &StatefulsetRollout, type_: &str) -> Option<(String, String)> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
-}
-
-fn current(r: &StatefulsetRollout) -> bool {
-    r.status
-        .as_ref()
-        .is_some_and(|s| s.observed_generation == r.metadata.generation)
+    status::condition(r, type_).map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 /// Two rollouts side by side: `notified` (Slack channel, release callback) and `gated` (Consul
@@ -938,11 +869,11 @@ async fn integrations_hanging(
     let callback_after = released.elapsed();
     eprintln!("chaos hanging integrations: gated Done, callback recorded; waiting for Slack");
     wait_for("the new rollout's Slack message", deadline, || async {
-        (fakes.seen.lock().unwrap().slack_posts.len() >= 2).then_some(())
+        (fakes.received().slack_posts.len() >= 2).then_some(())
     })
     .await;
     let (callbacks, redeliveries, posts, pages, updates) = {
-        let seen = fakes.seen.lock().unwrap();
+        let seen = fakes.received();
         (
             seen.callbacks.clone(),
             seen.redeliveries,
@@ -1405,7 +1336,7 @@ async fn hostile_documents(n: usize) {
     let mut env = Env::without_operator_on(kubesim::cluster::ClusterConfig {
         // Nothing runs pods: a hostile rollout with two billion replicas stays a number.
         simulate: false,
-        ..support::cluster_config()
+        ..sroll_testkit::env::cluster_config()
     })
     .await;
     // Bystanders: sets no valid rollout names, some selecting the labels hostile documents use.

@@ -1,334 +1,76 @@
-//! The real operator on kubesim (the shared scenario harness in `support`) with its integrations
+//! The real operator on kubesim (the scenario environment of `sroll_testkit`) with its integrations
 //! pointed at local servers implementing the documented shapes of the Slack Web API, a
 //! release-callback receiver and Consul's health and catalog endpoints, plus kubesim's own
 //! EndpointSlice controller (issue 6's "Done when").
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    net::SocketAddr,
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
-use axum::{
-    Json, Router,
-    extract::{Path, State},
-    http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
-    routing::{get, post},
-};
+use futures::FutureExt;
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{Pod, Service, ServiceSpec},
+        core::v1::{Service, ServiceSpec},
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use sroll_api::{
-    Bapi, DiscoveryProvider, NotificationLevel, Notifications, Phase, ServiceDiscovery,
-    StatefulsetRollout, condition_types as ct,
+    DiscoveryProvider, Phase, ServiceDiscovery, StatefulsetRollout, condition_types as ct,
 };
 use sroll_operator::{Settings, integrations::IntegrationSettings};
-use support::{DEADLINE, Env, Rollout, wait_for};
+use sroll_testkit::{
+    DEADLINE, Env, Rollout,
+    fakes::{
+        Consul, Fake, Receiver, Server, Slack,
+        slack::{SlackFigures, pods_listed},
+    },
+    receivers::{pod_instances, with_callback, with_slack},
+    status::{self, done_at_generation},
+    wait_for,
+};
 use tokio::time::Instant;
 
 const TOKEN: &str = "xoxb-e2e-token";
-const CHANNEL_ID: &str = "C0DEPLOYS";
-
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
-// ---- Slack ----------------------------------------------------------------------------------
-
-/// A Slack Web API double: `chat.postMessage` and `chat.update` with bearer auth, `ok`/`error`
-/// bodies and, while `failing`, alternating 429 (`Retry-After: 1`) and 500 answers.
-#[derive(Default)]
-struct Slack {
-    /// `ts` of every message posted, in order.
-    posts: Vec<String>,
-    /// Every accepted body of each message (post first, then updates), with its arrival time.
-    messages: HashMap<String, Vec<(Instant, Value)>>,
-    failing: bool,
-    /// Calls answered with 429 or 500.
-    refused: usize,
-}
-
-fn authorized(headers: &HeaderMap) -> bool {
-    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
-}
-
-fn slack_failure(s: &mut Slack) -> Option<Response> {
-    if !s.failing {
-        return None;
-    }
-    s.refused += 1;
-    Some(if s.refused % 2 == 1 {
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", "1")],
-            Json(json!({"ok": false, "error": "ratelimited"})),
-        )
-            .into_response()
-    } else {
-        (StatusCode::INTERNAL_SERVER_ERROR, "upstream connect error").into_response()
-    })
-}
-
-async fn slack_post(
-    State(s): State<Arc<Mutex<Slack>>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    if !authorized(&headers) {
-        return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
-    }
-    let mut s = s.lock().unwrap();
-    if let Some(failure) = slack_failure(&mut s) {
-        return failure;
-    }
-    if body["channel"] != "#deploys" {
-        return Json(json!({"ok": false, "error": "channel_not_found"})).into_response();
-    }
-    let ts = format!("1700000000.{:06}", s.posts.len() + 1);
-    s.posts.push(ts.clone());
-    s.messages
-        .entry(ts.clone())
-        .or_default()
-        .push((Instant::now(), body));
-    Json(json!({"ok": true, "channel": CHANNEL_ID, "ts": ts})).into_response()
-}
-
-async fn slack_update(
-    State(s): State<Arc<Mutex<Slack>>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    if !authorized(&headers) {
-        return Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
-    }
-    let mut s = s.lock().unwrap();
-    if let Some(failure) = slack_failure(&mut s) {
-        return failure;
-    }
-    let ts = body["ts"].as_str().unwrap_or_default().to_owned();
-    match s.messages.get_mut(&ts) {
-        Some(history) if body["channel"] == CHANNEL_ID => {
-            history.push((Instant::now(), body));
-            Json(json!({"ok": true, "channel": CHANNEL_ID, "ts": ts})).into_response()
-        }
-        _ => Json(json!({"ok": false, "error": "message_not_found"})).into_response(),
-    }
-}
-
-/// Pod names a message body lists (its `pods-*` sections hold `` `name` `` lists).
-fn pods_listed(body: &Value) -> usize {
-    body["blocks"]
-        .as_array()
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter(|b| {
-                    b["block_id"]
-                        .as_str()
-                        .is_some_and(|id| id.starts_with("pods-"))
-                })
-                .map(|b| {
-                    b["text"]["text"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .matches('`')
-                        .count()
-                        / 2
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-/// What Slack saw of a set of messages.
-#[derive(Debug)]
-struct SlackFigures {
-    messages: usize,
-    /// `chat.postMessage` + `chat.update` calls accepted.
-    calls: usize,
-    max_pods_per_message: usize,
-    /// Most calls on one message within any one-second window.
-    max_calls_per_second: usize,
-    /// Shortest time between two calls on one message.
-    min_gap: Option<Duration>,
-}
-
-fn figures(s: &Slack, messages: &[String]) -> SlackFigures {
-    let mut f = SlackFigures {
-        messages: messages.len(),
-        calls: 0,
-        max_pods_per_message: 0,
-        max_calls_per_second: 0,
-        min_gap: None,
-    };
-    for ts in messages {
-        let history = &s.messages[ts];
-        f.calls += history.len();
-        for (i, (at, body)) in history.iter().enumerate() {
-            f.max_pods_per_message = f.max_pods_per_message.max(pods_listed(body));
-            let in_window = history[i..]
-                .iter()
-                .take_while(|(t, _)| t.duration_since(*at) < Duration::from_secs(1))
-                .count();
-            f.max_calls_per_second = f.max_calls_per_second.max(in_window);
-            if let Some((next, _)) = history.get(i + 1) {
-                let gap = next.duration_since(*at);
-                f.min_gap = Some(f.min_gap.map_or(gap, |g| g.min(gap)));
-            }
-        }
-    }
-    f
-}
-
-// ---- Callback receiver -----------------------------------------------------------------------
-
-/// A release-callback receiver: fails the first `fail_first` calls with 503, then answers 200;
-/// like a real receiver it applies each `Idempotency-Key` once.
-#[derive(Default)]
-struct Receiver {
-    fail_first: usize,
-    /// Every call: (Idempotency-Key, body, status answered).
-    calls: Vec<(String, Value, u16)>,
-    /// Keys applied (a repeated key is a no-op).
-    applied: Vec<String>,
-}
-
-async fn receive(
-    State(s): State<Arc<Mutex<Receiver>>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> StatusCode {
-    let mut r = s.lock().unwrap();
-    let status = if r.fail_first > 0 {
-        r.fail_first -= 1;
-        503
-    } else {
-        200
-    };
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    if status == 200 && !r.applied.contains(&key) {
-        r.applied.push(key.clone());
-    }
-    r.calls.push((key, body, status));
-    StatusCode::from_u16(status).unwrap()
-}
-
-impl Receiver {
-    fn delivered(&self) -> Vec<&(String, Value, u16)> {
-        self.calls.iter().filter(|c| c.2 == 200).collect()
-    }
-}
-
-// ---- Consul ---------------------------------------------------------------------------------
-
-/// Consul whose `memcached` service reports the set's pods: pods at the update revision pass only
-/// once `new_pods_pass` is set.
-struct Consul {
-    client: kube::Client,
-    ns: String,
-    set: String,
-    new_pods_pass: Mutex<bool>,
-    down: Mutex<bool>,
-}
-
-async fn consul_catalog(State(c): State<Arc<Consul>>) -> Response {
-    if *c.down.lock().unwrap() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    Json(json!({"consul": [], "memcached": ["v1"]})).into_response()
-}
-
-async fn consul_health(State(c): State<Arc<Consul>>, Path(name): Path<String>) -> Response {
-    if *c.down.lock().unwrap() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    if name != "memcached" {
-        return Json(json!([])).into_response();
-    }
-    let update = Api::<StatefulSet>::namespaced(c.client.clone(), &c.ns)
-        .get_opt(&c.set)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|s| s.status.and_then(|s| s.update_revision));
-    let pass_new = *c.new_pods_pass.lock().unwrap();
-    let pods = Api::<Pod>::namespaced(c.client.clone(), &c.ns)
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    let entries: Vec<Value> = pods
-        .iter()
-        .filter_map(|p| {
-            let ip = p.status.as_ref()?.pod_ip.clone()?;
-            let rev = p.labels().get("controller-revision-hash").cloned();
-            let new = rev.is_some() && rev == update;
-            (!new || pass_new).then(|| {
-                json!({"Node": {"Address": "192.168.1.1"}, "Service": {"Service": "memcached", "Address": ip},
-                       "Checks": [{"Status": "passing"}]})
-            })
-        })
-        .collect();
-    Json(Value::Array(entries)).into_response()
-}
 
 // ---- the world ------------------------------------------------------------------------------
 
-/// The harness's [`Env`] plus the Slack double, the callback receiver and operator settings
+/// The harness's [`Env`] plus the Slack fake, the callback receiver and operator settings
 /// pointing at them.
 struct World {
     env: Env,
-    slack: Arc<Mutex<Slack>>,
-    receiver: Arc<Mutex<Receiver>>,
-    receiver_addr: SocketAddr,
+    slack: Slack,
+    receiver: Receiver,
+    /// Their servers (serving while the world lives).
+    _slack_server: Server,
+    receiver_server: Server,
     settings: Settings,
 }
 
 async fn world() -> World {
     let env = Env::without_operator().await;
-    let slack: Arc<Mutex<Slack>> = Arc::default();
-    let slack_addr = serve(
-        Router::new()
-            .route("/api/chat.postMessage", post(slack_post))
-            .route("/api/chat.update", post(slack_update))
-            .with_state(slack.clone()),
-    )
-    .await;
-    let receiver: Arc<Mutex<Receiver>> = Arc::default();
-    let receiver_addr = serve(
-        Router::new()
-            .route("/callback", post(receive))
-            .with_state(receiver.clone()),
-    )
-    .await;
+    let slack = Slack::new(TOKEN);
+    let slack_server = slack.serve().await.unwrap();
+    let receiver = Receiver::new("/callback");
+    let receiver_server = receiver.serve().await.unwrap();
     let slack_secret = env.slack_token_secret(TOKEN).await;
     let settings = Settings {
         integrations: IntegrationSettings {
             cluster_name: "kubesim-e2e".into(),
-            slack_api_url: Some(format!("http://{slack_addr}/api")),
+            slack_api_url: Some(slack_server.url("/api")),
             slack_token_secret: Some(slack_secret),
-            callback_allow: vec![format!("127.0.0.1:{}", receiver_addr.port())],
+            callback_allow: vec![format!("127.0.0.1:{}", receiver_server.addr.port())],
             discovery_interval: Some(Duration::from_millis(200)),
             // Compressed time: 50 ms, 100 ms, 200 ms … between callback attempts.
             callback_retry_base: Some(Duration::from_millis(50)),
@@ -340,7 +82,8 @@ async fn world() -> World {
         env,
         slack,
         receiver,
-        receiver_addr,
+        _slack_server: slack_server,
+        receiver_server,
         settings,
     }
 }
@@ -357,7 +100,7 @@ impl World {
     }
 
     fn callback_url(&self) -> String {
-        format!("http://127.0.0.1:{}/callback", self.receiver_addr.port())
+        self.receiver_server.url("/callback")
     }
 
     /// `status.slackMessage.ts` once every message of rollout identity `identity` shows `text`.
@@ -371,7 +114,7 @@ impl World {
                 if message.rollout_identity.as_deref() != Some(identity) {
                     return None;
                 }
-                let s = self.slack.lock().unwrap();
+                let s = self.slack.state();
                 message
                     .ts
                     .iter()
@@ -387,31 +130,8 @@ impl World {
     }
 }
 
-/// `spec.channel: "#deploys"` at level `debug` (an update on every batch).
-fn with_slack(mut r: StatefulsetRollout) -> StatefulsetRollout {
-    r.spec.channel = Some("#deploys".into());
-    r.spec.notifications = Some(Notifications {
-        level: Some(NotificationLevel::Debug),
-        webhooks: vec![],
-    });
-    r
-}
-
-fn with_callback(mut r: StatefulsetRollout, url: String, stage: &str) -> StatefulsetRollout {
-    r.spec.bapi = Some(Bapi {
-        url,
-        stage_id: stage.into(),
-    });
-    r
-}
-
 fn condition(r: &StatefulsetRollout, type_: &str) -> Option<(String, String, String)> {
-    r.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    status::condition(r, type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 /// `Degraded=True` naming `pod` as Ready but not healthy in service discovery (the reason is
@@ -428,11 +148,10 @@ fn unhealthy_named(r: &StatefulsetRollout, pod: &str) -> bool {
 /// Done at the current generation for rollout identity `identity`.
 fn done_as(identity: &str) -> impl Fn(&StatefulsetRollout) -> bool + '_ {
     move |r| {
-        r.status.as_ref().is_some_and(|s| {
-            s.phase == Some(Phase::Done)
-                && s.observed_generation == r.metadata.generation
-                && s.rollout_identity.as_deref() == Some(identity)
-        })
+        done_at_generation(r)
+            && r.status
+                .as_ref()
+                .is_some_and(|s| s.rollout_identity.as_deref() == Some(identity))
     }
 }
 
@@ -537,8 +256,8 @@ async fn slack_follows_a_large_rollout(
     let ts = w.wait_slack_shows("cache", "c2", "RolloutDone").await;
 
     let f = {
-        let s = w.slack.lock().unwrap();
-        let f = figures(&s, &ts);
+        let s = w.slack.state();
+        let f = s.figures(&ts);
         eprintln!("{replicas} pods, {in_flight} in flight, rolled in {rolled_in:?}: {f:?}");
         // No message duplicated: every message posted is one the status names, each posted once.
         assert_eq!(s.posts, ts, "messages posted vs status.slackMessage");
@@ -621,10 +340,10 @@ async fn slack_answering_429s_and_500s_neither_blocks_the_rollout_nor_loses_its_
         .await;
     let clean = clean_start.elapsed();
     w.wait_slack_shows("web", "w2", "RolloutDone").await;
-    let posted_before = w.slack.lock().unwrap().posts.len();
+    let posted_before = w.slack.state().posts.len();
 
     // The same rollout with Slack refusing every call (429 Retry-After: 1, then 500, …).
-    w.slack.lock().unwrap().failing = true;
+    w.slack.state().failing = true;
     let failing_start = Instant::now();
     w.env
         .apply_resource(&with_slack(
@@ -645,7 +364,7 @@ async fn slack_answering_429s_and_500s_neither_blocks_the_rollout_nor_loses_its_
         .await;
     let failing = failing_start.elapsed();
     {
-        let s = w.slack.lock().unwrap();
+        let s = w.slack.state();
         assert!(
             s.failing,
             "the rollout finished while Slack was still failing"
@@ -655,7 +374,7 @@ async fn slack_answering_429s_and_500s_neither_blocks_the_rollout_nor_loses_its_
     }
     eprintln!(
         "clean run {clean:?}, run with Slack failing {failing:?}, {} calls refused, condition reason {reason}",
-        w.slack.lock().unwrap().refused
+        w.slack.state().refused
     );
     // Not blocked by Slack: the same order of time as the clean run (generous: shared CI cores).
     assert!(
@@ -665,7 +384,7 @@ async fn slack_answering_429s_and_500s_neither_blocks_the_rollout_nor_loses_its_
     assert_eq!(done.status.unwrap().updated_replicas, Some(12));
 
     // Slack recovers: the messages catch up and show the outcome; the condition clears.
-    w.slack.lock().unwrap().failing = false;
+    w.slack.state().failing = false;
     let ts = w.wait_slack_shows("web", "w3", "RolloutDone").await;
     w.env
         .wait_rollout("web", "NotificationsDelivered=True", |r| {
@@ -673,7 +392,7 @@ async fn slack_answering_429s_and_500s_neither_blocks_the_rollout_nor_loses_its_
         })
         .await;
     {
-        let s = w.slack.lock().unwrap();
+        let s = w.slack.state();
         assert_eq!(
             s.posts[posted_before..],
             ts[..],
@@ -699,7 +418,7 @@ async fn the_callback_reaches_the_receiver_once_across_10_operator_restarts_arou
                 .image("memcached:1.6.20")
                 .identity("r1")
                 .build(),
-            w.callback_url(),
+            &w.callback_url(),
             "stage-1",
         ))
         .await;
@@ -723,7 +442,7 @@ async fn the_callback_reaches_the_receiver_once_across_10_operator_restarts_arou
                 .image("memcached:1.6.21")
                 .identity("r2")
                 .build(),
-            w.callback_url(),
+            &w.callback_url(),
             "stage-2",
         ))
         .await;
@@ -772,11 +491,11 @@ async fn the_callback_reaches_the_receiver_once_across_10_operator_restarts_arou
         Some("True".into())
     );
     {
-        let r = w.receiver.lock().unwrap();
+        let r = w.receiver.state();
         let delivered = r.delivered();
         let stage2: Vec<_> = delivered
             .iter()
-            .filter(|c| c.1["stageId"] == "stage-2")
+            .filter(|c| c.body["stageId"] == "stage-2")
             .collect();
         eprintln!(
             "restarts: {restarts} ({after_done} after Done); stage-2 deliveries answered 200: {}",
@@ -794,13 +513,13 @@ async fn the_callback_reaches_the_receiver_once_across_10_operator_restarts_arou
         assert!(
             stage2
                 .iter()
-                .all(|c| c.0 == stage2[0].0 && untimed(&c.1) == untimed(&stage2[0].1)),
+                .all(|c| c.key == stage2[0].key && untimed(&c.body) == untimed(&stage2[0].body)),
             "{stage2:#?}"
         );
         assert_eq!(r.applied.len(), 2, "one callback per stage: {:?}", r.calls);
-        assert_eq!(stage2[0].1["outcome"], "RolloutDone");
-        assert_eq!(stage2[0].1["cluster"], "kubesim-e2e");
-        assert_eq!(stage2[0].1["rolloutIdentity"], "r2");
+        assert_eq!(stage2[0].body["outcome"], "RolloutDone");
+        assert_eq!(stage2[0].body["cluster"], "kubesim-e2e");
+        assert_eq!(stage2[0].body["rolloutIdentity"], "r2");
     }
     w.env.finish(false).await;
 }
@@ -808,12 +527,12 @@ async fn the_callback_reaches_the_receiver_once_across_10_operator_restarts_arou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_5_times_then_succeeding_gets_the_callback_once() {
     let mut w = world().await;
-    w.receiver.lock().unwrap().fail_first = 5;
+    w.receiver.state().fail_with = vec![503; 5];
     w.start();
     w.env
         .apply_resource(&with_callback(
             Rollout::named("web").replicas(2).identity("w1").build(),
-            w.callback_url(),
+            &w.callback_url(),
             "stage-9",
         ))
         .await;
@@ -833,8 +552,8 @@ async fn a_receiver_failing_5_times_then_succeeding_gets_the_callback_once() {
     w.restart().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     {
-        let r = w.receiver.lock().unwrap();
-        let answered: Vec<u16> = r.calls.iter().map(|c| c.2).collect();
+        let r = w.receiver.state();
+        let answered: Vec<u16> = r.calls.iter().map(|c| c.status).collect();
         assert_eq!(
             answered,
             vec![503, 503, 503, 503, 503, 200],
@@ -842,7 +561,7 @@ async fn a_receiver_failing_5_times_then_succeeding_gets_the_callback_once() {
             r.calls
         );
         assert!(
-            r.calls.iter().all(|c| c.0 == r.calls[0].0),
+            r.calls.iter().all(|c| c.key == r.calls[0].key),
             "one Idempotency-Key"
         );
     }
@@ -856,7 +575,7 @@ async fn a_callback_to_a_host_not_allowed_is_refused_with_a_condition() {
     w.env
         .apply_resource(&with_callback(
             Rollout::named("web").replicas(2).identity("w1").build(),
-            "http://bapi.internal.example:8080/cb".into(),
+            "http://bapi.internal.example:8080/cb",
             "s",
         ))
         .await;
@@ -873,7 +592,7 @@ async fn a_callback_to_a_host_not_allowed_is_refused_with_a_condition() {
         "{message}"
     );
     assert_eq!(refused.status.unwrap().last_callback_stage_id, None);
-    assert!(w.receiver.lock().unwrap().calls.is_empty());
+    assert!(w.receiver.state().calls.is_empty());
     w.env.finish(false).await;
 }
 
@@ -882,21 +601,38 @@ async fn a_callback_to_a_host_not_allowed_is_refused_with_a_condition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_holds_the_rollout_while_new_pods_fail_and_unreachable_consul_evicts_nothing() {
     let mut w = world().await;
-    let consul = Arc::new(Consul {
-        client: w.env.client.clone(),
-        ns: w.env.ns.clone(),
-        set: "memcached".into(),
-        new_pods_pass: Mutex::new(true),
-        down: Mutex::new(false),
-    });
-    let addr = serve(
-        Router::new()
-            .route("/v1/catalog/services", get(consul_catalog))
-            .route("/v1/health/service/{name}", get(consul_health))
-            .with_state(consul.clone()),
-    )
-    .await;
-    w.settings.integrations.consul_addr = Some(format!("http://{addr}"));
+    // Consul whose `memcached` service reports the set's pods: pods at the update revision pass
+    // only while `new_pods_pass` is set.
+    let new_pods_pass = Arc::new(AtomicBool::new(true));
+    let (client, ns, pass) = (
+        w.env.client.clone(),
+        w.env.ns.clone(),
+        new_pods_pass.clone(),
+    );
+    let consul = Consul::new().computed(
+        "memcached",
+        Arc::new(move || {
+            let (client, ns, pass) = (client.clone(), ns.clone(), pass.clone());
+            async move {
+                let update = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+                    .get_opt("memcached")
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.status.and_then(|s| s.update_revision));
+                let pass_new = pass.load(Ordering::SeqCst);
+                pod_instances(Api::namespaced(client, &ns), |p| {
+                    let rev = p.labels().get("controller-revision-hash").cloned();
+                    let new = rev.is_some() && rev == update;
+                    !new || pass_new
+                })
+                .await
+            }
+            .boxed()
+        }),
+    );
+    let consul_server = consul.serve().await.unwrap();
+    w.settings.integrations.consul_addr = Some(consul_server.url(""));
     w.start();
     let gated = |image: &str, id: &str| {
         let mut r = Rollout::named("memcached")
@@ -917,7 +653,7 @@ async fn consul_holds_the_rollout_while_new_pods_fail_and_unreachable_consul_evi
     assert_eq!(status.ready_replicas_service_discovery, Some(4));
 
     // New pods fail their checks: the rollout holds after the first pod, naming it.
-    *consul.new_pods_pass.lock().unwrap() = false;
+    new_pods_pass.store(false, Ordering::SeqCst);
     w.env.apply_resource(&gated("memcached:2", "g2")).await;
     let held = w
         .env
@@ -947,7 +683,7 @@ async fn consul_holds_the_rollout_while_new_pods_fail_and_unreachable_consul_evi
     assert_eq!(w.env.revisions("memcached").await.len(), 4);
 
     // Consul unreachable: nothing more is evicted, even once the pods would pass.
-    *consul.down.lock().unwrap() = true;
+    consul.state().down = true;
     w.env
         .wait_rollout("memcached", "a DiscoveryUnreachable condition", |r| {
             condition(r, ct::DEGRADED).is_some_and(|c| c.1 == "DiscoveryUnreachable")
@@ -955,7 +691,7 @@ async fn consul_holds_the_rollout_while_new_pods_fail_and_unreachable_consul_evi
         .await;
     // Only now would the pods pass: flipping both at once let a health query already past the
     // fake's `down` check answer "passing", a race in the fake, not an eviction while down.
-    *consul.new_pods_pass.lock().unwrap() = true;
+    new_pods_pass.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frozen = w.env.rollout("memcached").await.status.unwrap();
     assert_eq!(
@@ -965,7 +701,7 @@ async fn consul_holds_the_rollout_while_new_pods_fail_and_unreachable_consul_evi
     );
 
     // Consul back, pods passing: the rollout finishes.
-    *consul.down.lock().unwrap() = false;
+    consul.state().down = false;
     let done = w
         .env
         .wait_rollout("memcached", "the gated rollout to finish", done_as("g2"))

@@ -1,44 +1,18 @@
 //! Scenario tests: the real operator against kubesim over HTTP, each run watched by the invariant
-//! checker (see `support/checker.rs`). Numbers follow issue 5's "Done when" list.
+//! checker (see `sroll_testkit::checker`). Numbers follow issue 5's "Done when" list.
 #![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::{
-    api::{coordination::v1::Lease, core::v1::Pod},
-    apimachinery::pkg::util::intstr::IntOrString,
-};
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::util::intstr::IntOrString};
 use kube::{Api, ResourceExt, api::DeleteParams};
 use sroll_api::{Phase, StatefulsetRollout, condition_types as ct};
-use sroll_operator::{LeaseSettings, Settings, metrics::EvictionLabels};
-use support::{DEADLINE, Env, Rollout, RunningOperator, evictions::Evictions, wait_for};
-
-fn condition<'a>(
-    r: &'a StatefulsetRollout,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    r.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
-}
-
-fn update_revision(r: &StatefulsetRollout) -> String {
-    r.status
-        .as_ref()
-        .and_then(|s| s.update_revision.clone())
-        .unwrap_or_default()
-}
-
-fn evicted(op: &RunningOperator) -> u64 {
-    op.metrics
-        .evictions
-        .get_or_create(&EvictionLabels {
-            result: "evicted".into(),
-        })
-        .get()
-}
+use sroll_testkit::{
+    DEADLINE, Env, Rollout, RunningOperator,
+    evictions::Evictions,
+    status::{condition, update_revision},
+    wait_for,
+};
 
 async fn all_ready(env: &Env, set: &str, n: usize) {
     wait_for(&format!("{n} Ready pods of {set}"), DEADLINE, || async {
@@ -136,7 +110,7 @@ async fn a_50_percent_budget_on_20_pods_rolls_up_to_10_at_once_never_more() {
     // Eviction batches are recorded as one aggregated Event (an events.k8s.io series), not one
     // Event per batch.
     let events = env.events("big", "PodsEvicted").await;
-    let pods_evicted = evicted(env.operator.as_ref().expect("running"));
+    let pods_evicted = env.operator.as_ref().expect("running").evicted();
     assert_eq!(
         events.len(),
         1,
@@ -299,22 +273,16 @@ async fn a_paused_rollout_evicts_nothing_more_and_completes_when_resumed() {
 
     let v2 = base.image("registry.example/app:v2");
     env.apply(&v2).await;
-    env.wait_rollout("web", "two pods updated", |r| {
-        r.status
-            .as_ref()
-            .and_then(|s| s.updated_replicas)
-            .is_some_and(|u| u >= 2)
-    })
-    .await;
+    env.wait_updated("web", 2).await;
     env.apply(&v2.clone().paused(true)).await;
     let paused = env.wait_phase("web", Phase::Paused).await;
     assert_eq!(paused.status.as_ref().unwrap().paused, Some(true));
     let op = env.operator.as_ref().unwrap();
-    let evictions_at_pause = evicted(op);
+    let evictions_at_pause = op.evicted();
     // Give a running operator ample time to misbehave: pods turning Ready keep triggering it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        evicted(env.operator.as_ref().unwrap()),
+        env.operator.as_ref().unwrap().evicted(),
         evictions_at_pause,
         "no eviction after the pause was observed"
     );
@@ -490,23 +458,17 @@ async fn an_operator_killed_mid_rollout_several_times_finishes_without_extra_evi
     env.checker.budget("web", 2);
     env.apply(&base).await;
     env.wait_phase("web", Phase::Done).await;
-    let mut evictions = evicted(env.operator.as_ref().unwrap());
+    let mut evictions = env.operator.as_ref().unwrap().evicted();
 
     env.apply(&base.image("registry.example/app:v2")).await;
     for round in 1..=3 {
-        env.wait_rollout("web", "progress before the kill", |r| {
-            r.status
-                .as_ref()
-                .and_then(|s| s.updated_replicas)
-                .is_some_and(|u| u >= 2 * round)
-        })
-        .await;
-        evictions += evicted(env.operator.as_ref().unwrap());
+        env.wait_updated("web", 2 * round).await;
+        evictions += env.operator.as_ref().unwrap().evicted();
         env.kill_operator().await;
         env.start_operator();
     }
     let done = env.wait_phase("web", Phase::Done).await;
-    evictions += evicted(env.operator.as_ref().unwrap());
+    evictions += env.operator.as_ref().unwrap().evicted();
     let status = done.status.unwrap();
     assert_eq!(status.updated_replicas, Some(10));
     assert_eq!(status.ready_replicas, Some(10));
@@ -675,27 +637,15 @@ async fn a_statefulset_the_api_server_rejects_blocks_the_rollout_with_its_answer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_replicas_only_the_leader_acts_and_killing_it_hands_over() {
     let env = Env::without_operator().await;
-    let lease = |identity: &str| Settings {
-        leader_election: Some(LeaseSettings {
-            name: "sroll-operator".into(),
-            namespace: env.ns.clone(),
-            identity: identity.into(),
-            lease_duration: Duration::from_secs(2),
-            renew_deadline: Duration::from_millis(1500),
-            retry_period: Duration::from_millis(200),
-        }),
-        instance: identity.into(),
-        ..env.settings()
+    let lease = |identity: &str| {
+        env.leader_settings(
+            identity,
+            Duration::from_secs(2),
+            Duration::from_millis(1500),
+            Duration::from_millis(200),
+        )
     };
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
-    let holder = || async {
-        leases
-            .get_opt("sroll-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-    };
+    let holder = || env.lease_holder();
 
     let a = RunningOperator::start(env.client.clone(), lease("a"));
     wait_for("a to lead", DEADLINE, || async {
@@ -815,7 +765,7 @@ async fn a_node_drain_and_a_rollout_share_one_budget_and_neither_exceeds_it() {
     use kube::api::{Patch, PatchParams};
     let mut env = Env::without_operator_on(kubesim::cluster::ClusterConfig {
         nodes: 2,
-        ..support::cluster_config()
+        ..sroll_testkit::env::cluster_config()
     })
     .await;
     env.start_operator();

@@ -29,16 +29,13 @@ use k8s_openapi::{
         core::v1::{Namespace, Pod},
         policy::v1::PodDisruptionBudget,
     },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use kube::{
     Api, Client,
     api::{ListParams, Patch, PatchParams, PostParams},
-    config::{KubeConfigOptions, Kubeconfig},
-    runtime::wait::{await_condition, conditions},
 };
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
+use kubesim::cluster::{ClusterConfig, Handle};
 use serde_json::json;
 use sroll_api::{
     Phase, StatefulsetRollout,
@@ -131,9 +128,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "Starting kubesim ({} nodes, speed ×{}) and the sroll operator in this process…",
         args.nodes, args.speed
     );
-    let embedded = Embedded::start(usize::try_from(args.nodes).unwrap_or(12), args.speed).await?;
+    let embedded = start_embedded(usize::try_from(args.nodes).unwrap_or(12), args.speed).await?;
     let cluster = &embedded.cluster;
-    let client = embedded.client();
+    let client = embedded.client.clone();
 
     Api::<Namespace>::all(client.clone())
         .create(
@@ -316,84 +313,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// kubesim (API server, controllers, fake kubelets), the StatefulsetRollout CRD and the real
-/// operator, all in this process: the cluster of `sroll demo` and of the CLI's end-to-end tests.
-pub struct Embedded {
-    /// The running cluster (base URL, kubeconfig, clients).
-    pub cluster: Handle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    operator: tokio::task::JoinHandle<sroll_operator::Result<()>>,
-}
+/// operator, all in this process: the cluster of `sroll demo` and of the CLI's end-to-end tests
+/// (sroll-testkit's environment, the one tests and `sroll bench` run on too).
+pub type Embedded = sroll_testkit::Stack;
 
-impl Embedded {
-    /// Starts a cluster of `nodes` fake nodes whose pods start and stop `speed` times faster than
-    /// the simulated kubelet's defaults, installs the CRD and starts the operator.
-    pub async fn start(nodes: usize, speed: f64) -> anyhow::Result<Self> {
-        // `simulate` runs the controllers, scheduler and fake kubelets that make pods come and go.
-        let cluster = Cluster::start(ClusterConfig {
-            nodes,
-            speed,
-            simulate: true,
+/// Starts [`Embedded`]: a cluster of `nodes` fake nodes whose pods start and stop `speed` times
+/// faster than the simulated kubelet's defaults, the CRD and the operator.
+pub async fn start_embedded(nodes: usize, speed: f64) -> anyhow::Result<Embedded> {
+    // `simulate` runs the controllers, scheduler and fake kubelets that make pods come and go.
+    let mut embedded = Embedded::start(ClusterConfig {
+        nodes,
+        speed,
+        simulate: true,
+        ..Default::default()
+    })
+    .await
+    .context("failed to start the embedded cluster")?;
+    embedded
+        .start_operator(sroll_operator::Settings {
+            instance: "sroll-embedded".into(),
             ..Default::default()
         })
-        .await
-        .context("failed to start the embedded cluster")?;
-        install_crd(&cluster.client()).await?;
-        let operator = sroll_operator::Operator::new(
-            operator_client(cluster.kubeconfig()).await?,
-            sroll_operator::Settings {
-                instance: "sroll-embedded".into(),
-                ..Default::default()
-            },
-        );
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let operator = tokio::spawn(operator.run(async move {
-            let _ = stop_rx.await;
-        }));
-        Ok(Self {
-            cluster,
-            stop,
-            operator,
-        })
-    }
-
-    /// A client of the cluster (not the operator's).
-    pub fn client(&self) -> Client {
-        self.cluster.client()
-    }
-
-    /// Stops the operator (gracefully, 10 s at most) and the cluster.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.operator).await;
-        self.cluster.shutdown().await;
-    }
-}
-
-/// The operator's own client, identified as `sroll-operator` so kubesim counts its calls apart.
-pub(crate) async fn operator_client(kubeconfig: &str) -> anyhow::Result<Client> {
-    let kc =
-        Kubeconfig::from_yaml(kubeconfig).context("failed to parse the cluster's kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .context("failed to load the cluster's kubeconfig")?;
-    sroll_operator::operator_client(config).context("failed to build the operator's client")
-}
-
-pub(crate) async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in sroll_api::crd::crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .with_context(|| format!("failed to install the CRD {name}"))?;
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .with_context(|| format!("the CRD {name} was not Established within 30 s"))??;
-    }
-    Ok(())
+        .await?;
+    Ok(embedded)
 }
 
 async fn patch(api: &Api<StatefulsetRollout>, body: serde_json::Value) -> anyhow::Result<()> {

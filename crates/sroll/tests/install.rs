@@ -15,13 +15,8 @@
 //! Without kubectl these tests fail when `CI` is set and otherwise print "skipped".
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use axum::{Json, Router, extract::State, routing::post};
 use clap::Parser;
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -33,49 +28,23 @@ use kube::{
     Api, Client,
     api::{ListParams, Patch, PatchParams, PostParams},
 };
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
+use kubesim::cluster::ClusterConfig;
 use serde_json::{Value, json};
 use sroll::operator::OperatorArgs;
-use sroll_api::{Phase, StatefulsetRollout};
-use sroll_operator::{Operator, Settings, integrations::SecretLocation};
-use tokio::{sync::oneshot, task::JoinHandle};
+use sroll_api::StatefulsetRollout;
+use sroll_operator::{Settings, integrations::SecretLocation};
+use sroll_testkit::{
+    RunningOperator,
+    env::wait_rollout,
+    fakes::{Fake, Server, Slack},
+    kubectl::{Kubectl, kubectl_available},
+    status::done_at_generation,
+    wait_for,
+};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 const SA_USER: &str = "system:serviceaccount:sroll-system:sroll-operator";
 const SLACK_TOKEN: &str = "xoxb-install-test";
-
-fn kubectl_available() -> bool {
-    let found = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubectl not found (required in CI)"
-        );
-        println!("skipped: kubectl not found");
-    }
-    found
-}
-
-async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[derive(Parser)]
 struct Cli {
@@ -83,70 +52,30 @@ struct Cli {
     operator: OperatorArgs,
 }
 
-/// A fake Slack Web API: records posts and updates.
-#[derive(Default)]
-struct Slack {
-    calls: Vec<(String, Value)>,
-}
-
-async fn slack_call(
-    State(s): State<Arc<Mutex<Slack>>>,
-    uri: axum::http::Uri,
-    Json(body): Json<Value>,
-) -> Json<Value> {
-    let mut s = s.lock().unwrap();
-    s.calls.push((uri.path().to_owned(), body));
-    Json(
-        json!({"ok": true, "channel": "C0DEPLOYS", "ts": format!("1700000000.{:06}", s.calls.len())}),
-    )
-}
-
 /// kubesim (auth, TLS, simulation) with `deploy/` applied by kubectl.
 struct Installed {
-    h: Handle,
-    dir: PathBuf,
+    /// The cluster and kubectl's kubeconfig (the administrator's) in a scratch directory.
+    k: Kubectl,
     admin: Client,
     operator_client: Client,
     settings: Settings,
-    slack: Arc<Mutex<Slack>>,
-}
-
-async fn kubectl(dir: &Path, args: &[&str]) -> String {
-    let out = tokio::time::timeout(
-        DEADLINE,
-        tokio::process::Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", dir.join("admin"))
-            .env("HOME", dir)
-            .output(),
-    )
-    .await
-    .expect("kubectl finishes")
-    .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    slack: Slack,
+    /// The fake Slack's server (serving while the installation lives).
+    _slack_server: Server,
 }
 
 async fn install() -> Installed {
-    let h = Cluster::start(ClusterConfig {
+    let k = Kubectl::start_with(ClusterConfig {
         auth: true,
         tls: true,
         simulate: true,
         speed: 10.0,
         ..ClusterConfig::default()
     })
-    .await
-    .unwrap();
-    let dir = std::env::temp_dir().join(format!("sroll-install-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    h.write_kubeconfig(&dir.join("admin")).unwrap();
+    .await;
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
-    kubectl(&dir, &["apply", "-k", deploy]).await;
-    let admin = h.client();
+    k.ok(&["apply", "-k", deploy]).await;
+    let admin = k.h.client();
     let rollouts: Api<StatefulsetRollout> = Api::all(admin.clone());
     wait_for("the CRD to be served", DEADLINE, || {
         let rollouts = rollouts.clone();
@@ -155,15 +84,13 @@ async fn install() -> Installed {
     .await;
 
     // The operator's credentials: a token of the ServiceAccount the manifests create, nothing else.
-    let token = kubectl(
-        &dir,
-        &["create", "token", "sroll-operator", "-n", "sroll-system"],
-    )
-    .await;
-    let sa_kubeconfig = dir.join("operator");
+    let token = k
+        .ok(&["create", "token", "sroll-operator", "-n", "sroll-system"])
+        .await;
+    let sa_kubeconfig = k.dir.join("operator");
     std::fs::write(
         &sa_kubeconfig,
-        h.kubeconfig_with_token(token.trim()).unwrap(),
+        k.h.kubeconfig_with_token(token.trim()).unwrap(),
     )
     .unwrap();
     let (operator_client, _) = sroll_operator::client_from(Some(&sa_kubeconfig), None)
@@ -191,14 +118,9 @@ async fn install() -> Installed {
     );
     settings.metrics_addr = None;
 
-    let slack = Arc::new(Mutex::new(Slack::default()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/api/{method}", post(slack_call))
-        .with_state(slack.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    settings.integrations.slack_api_url = Some(format!("http://{addr}/api"));
+    let slack = Slack::new(SLACK_TOKEN);
+    let slack_server = slack.serve().await.unwrap();
+    settings.integrations.slack_api_url = Some(slack_server.url("/api"));
     settings.integrations.slack_token_secret = Some(SecretLocation {
         namespace: "sroll-system".into(),
         name: "sroll-slack".into(),
@@ -214,41 +136,27 @@ async fn install() -> Installed {
         .await
         .unwrap();
     Installed {
-        h,
-        dir,
+        k,
         admin,
         operator_client,
         settings,
         slack,
+        _slack_server: slack_server,
     }
 }
 
-type Running = (oneshot::Sender<()>, JoinHandle<sroll_operator::Result<()>>);
-
 impl Installed {
-    fn start_operator(&self, identity: &str) -> Running {
+    fn start_operator(&self, identity: &str) -> RunningOperator {
         let mut settings = self.settings.clone();
         settings.instance = identity.into();
         if let Some(l) = settings.leader_election.as_mut() {
             l.identity = identity.into();
         }
-        let (tx, rx) = oneshot::channel::<()>();
-        let op = Operator::new(self.operator_client.clone(), settings);
-        (
-            tx,
-            tokio::spawn(op.run(async move {
-                let _ = rx.await;
-            })),
-        )
+        RunningOperator::start(self.operator_client.clone(), settings)
     }
 
-    async fn stop(running: Running) {
-        let _ = running.0.send(());
-        let r = tokio::time::timeout(DEADLINE, running.1)
-            .await
-            .expect("the operator stops")
-            .expect("the operator task does not panic");
-        r.expect("the operator stops cleanly");
+    async fn stop(running: RunningOperator) {
+        running.stop().await.expect("the operator stops cleanly");
     }
 
     async fn namespace(&self, name: &str) {
@@ -298,32 +206,25 @@ impl Installed {
         pred: impl Fn(&StatefulsetRollout) -> bool,
     ) -> StatefulsetRollout {
         let api: Api<StatefulsetRollout> = Api::namespaced(self.admin.clone(), ns);
-        let pred = &pred;
-        wait_for(what, DEADLINE, || {
-            let api = api.clone();
-            async move {
-                let r = api.get(name).await.ok()?;
-                pred(&r).then_some(r)
-            }
-        })
-        .await
+        wait_rollout(&api, name, what, DEADLINE, pred).await
     }
 
     async fn wait_done(&self, ns: &str, name: &str) -> StatefulsetRollout {
-        self.wait_rollout(ns, name, &format!("{ns}/{name} to be Done"), |r| {
-            let s = r.status.clone().unwrap_or_default();
-            s.phase.as_ref() == Some(&Phase::Done) && s.observed_generation == r.metadata.generation
-        })
+        self.wait_rollout(
+            ns,
+            name,
+            &format!("{ns}/{name} to be Done"),
+            done_at_generation,
+        )
         .await
     }
 
     fn denials(&self) -> Vec<kubesim::auth::Attributes> {
-        self.h.auth().unwrap().denials_of(SA_USER)
+        self.k.h.auth().unwrap().denials_of(SA_USER)
     }
 
     async fn finish(self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        self.h.shutdown().await;
+        self.k.shutdown();
     }
 }
 
@@ -367,7 +268,7 @@ async fn the_installed_operator_completes_a_rollout_with_its_service_account_tok
     );
     // Slack heard about it, with the token from the Secret.
     wait_for("a Slack message", DEADLINE, || async {
-        let s = env.slack.lock().unwrap();
+        let s = env.slack.state();
         s.calls
             .iter()
             .any(|(path, _)| path.ends_with("chat.postMessage"))
@@ -437,12 +338,13 @@ async fn set_role(env: &Installed, rules: &[Value]) {
 
 /// Starts the operator and expects it to refuse to start, naming `verb` and `resource`.
 async fn expect_start_up_refusal(env: &Installed, verb: &str, resource: &str) {
-    let (tx, task) = env.start_operator("least-privilege");
-    let r = tokio::time::timeout(DEADLINE, task)
+    let Some(r) = env
+        .start_operator("least-privilege")
+        .exit_within(DEADLINE)
         .await
-        .unwrap_or_else(|_| panic!("without {verb} {resource} the operator still runs"))
-        .unwrap();
-    drop(tx);
+    else {
+        panic!("without {verb} {resource} the operator still runs");
+    };
     let err = r.expect_err("the operator must not start").to_string();
     assert!(
         err.contains(&format!("not allowed to {verb} {resource} ")),
@@ -508,7 +410,7 @@ async fn every_verb_of_every_rule_is_needed() {
                 match resource.as_str() {
                     // Read only when a rollout's integrations need a token: Slack's here.
                     "secrets" => {
-                        let slack_before = env.slack.lock().unwrap().calls.len();
+                        let slack_before = env.slack.state().calls.len();
                         expect_forbidden_in_scenario(&env, &verb, &group, "secrets", async |env| {
                             env.namespace("notify").await;
                             env.apply_rollout(
@@ -521,7 +423,7 @@ async fn every_verb_of_every_rule_is_needed() {
                         })
                         .await;
                         assert_eq!(
-                            env.slack.lock().unwrap().calls.len(),
+                            env.slack.state().calls.len(),
                             slack_before,
                             "no Slack message without the token"
                         );

@@ -4,12 +4,9 @@
 //! with Slack notifications and a release callback under the invariant checker (issue 10, chaos
 //! scenario 1: a short version here, the long one — 300 pods, 30 kills — behind `--ignored`).
 //!
-//! The scenario harness lives in `sroll-operator`'s tests; it is included here by path because
-//! only this package's integration tests get `CARGO_BIN_EXE_sroll`.
+//! The scenario environment is `sroll_testkit`'s; the binary under test is this package's
+//! (`CARGO_BIN_EXE_sroll`, which Cargo sets only for this package's integration tests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "../../sroll-operator/tests/support/mod.rs"]
-mod support;
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +15,7 @@ use std::{
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sroll_api::Phase;
-use support::{
+use sroll_testkit::{
     Env, Rollout,
     evictions::Evictions,
     process::OperatorProcess,
@@ -42,13 +39,7 @@ async fn an_operator_process_sigkilled_mid_rollout_several_times_finishes_withou
 
     env.apply(&base.image("registry.example/app:v2")).await;
     for round in 1..=3 {
-        env.wait_rollout("web", "progress before the kill", |r| {
-            r.status
-                .as_ref()
-                .and_then(|s| s.updated_replicas)
-                .is_some_and(|u| u >= 2 * round)
-        })
-        .await;
+        env.wait_updated("web", 2 * round).await;
         op.kill().await;
         op = op.restart();
     }
@@ -194,7 +185,7 @@ async fn operator_process_sigkilled_at_random_moments(run: KillRun) {
         "every pod evicted once"
     );
     let (posts, updates, callbacks, redeliveries) = {
-        let s = fakes.seen.lock().unwrap();
+        let s = fakes.received();
         (
             s.slack_posts.clone(),
             s.slack_updates,

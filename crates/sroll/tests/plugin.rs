@@ -3,7 +3,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use k8s_openapi::api::{core::v1::Namespace, policy::v1::PodDisruptionBudget};
@@ -12,8 +12,9 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-use sroll::demo::Embedded;
+use sroll::demo::start_embedded;
 use sroll_api::{Phase, StatefulsetRollout};
+use sroll_testkit::{env::wait_rollout, status::done_at_generation};
 
 const NS: &str = "shop";
 
@@ -51,43 +52,27 @@ fn template(image: &str) -> serde_json::Value {
            "spec": {"containers": [{"name": "web", "image": image}]}})
 }
 
-async fn wait_for(
+/// Waits (2 minutes at most) until rollout `web` satisfies `cond`.
+async fn wait_web(
     api: &Api<StatefulsetRollout>,
     what: &str,
     cond: impl Fn(&StatefulsetRollout) -> bool,
 ) -> StatefulsetRollout {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = api.get("web").await.expect("rollout readable");
-        if cond(&r) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; status: {:?}",
-            r.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_rollout(api, "web", what, Duration::from_secs(120), cond).await
 }
 
 fn status(r: &StatefulsetRollout) -> sroll_api::StatefulsetRolloutStatus {
     r.status.clone().unwrap_or_default()
 }
 
-fn done_at_generation(r: &StatefulsetRollout) -> bool {
-    let s = status(r);
-    s.phase == Some(Phase::Done) && s.observed_generation == r.metadata.generation
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_verbs_change_the_rollout_and_the_operator_follows() {
-    let env = Embedded::start(4, 8.0).await.expect("embedded cluster");
+    let env = start_embedded(4, 8.0).await.expect("embedded cluster");
     let kubeconfig = kubeconfig_path("verbs");
     env.cluster
         .write_kubeconfig(&kubeconfig)
         .expect("kubeconfig written");
-    let client = env.client();
+    let client = env.client.clone();
     Api::<Namespace>::all(client.clone())
         .create(
             &PostParams::default(),
@@ -116,7 +101,7 @@ async fn plugin_verbs_change_the_rollout_and_the_operator_follows() {
     api.create(&PostParams::default(), &rollout)
         .await
         .expect("rollout created");
-    wait_for(&api, "the first rollout", done_at_generation).await;
+    wait_web(&api, "the first rollout", done_at_generation).await;
 
     // A release at 25%: 2 of 8 pods move.
     api.patch(
@@ -127,7 +112,7 @@ async fn plugin_verbs_change_the_rollout_and_the_operator_follows() {
     )
     .await
     .expect("release patched");
-    let r = wait_for(&api, "25% of web:2", done_at_generation).await;
+    let r = wait_web(&api, "25% of web:2", done_at_generation).await;
     assert_eq!(status(&r).updated_replicas, Some(2));
     let v2 = status(&r).update_revision.expect("update revision");
 
@@ -179,7 +164,7 @@ async fn plugin_verbs_change_the_rollout_and_the_operator_follows() {
         "{}",
         promoted.stdout
     );
-    let r = wait_for(&api, "the paused phase", |r| {
+    let r = wait_web(&api, "the paused phase", |r| {
         status(r).phase == Some(Phase::Paused)
             && status(r).observed_generation == r.metadata.generation
     })
@@ -196,7 +181,7 @@ async fn plugin_verbs_change_the_rollout_and_the_operator_follows() {
     // resume: the rollout finishes at 100%.
     let resumed = sroll(&kubeconfig, &["resume", "web", "-n", NS]).await;
     assert!(resumed.ok, "{}", resumed.stderr);
-    let r = wait_for(&api, "100% of web:2", done_at_generation).await;
+    let r = wait_web(&api, "100% of web:2", done_at_generation).await;
     assert_eq!(status(&r).updated_replicas, Some(8));
 
     // history shows both revisions; rollback goes back to web:1 with a new identity.
@@ -211,7 +196,7 @@ async fn plugin_verbs_change_the_rollout_and_the_operator_follows() {
         "{}",
         rolled.stdout
     );
-    let r = wait_for(&api, "the rollback", done_at_generation).await;
+    let r = wait_web(&api, "the rollback", done_at_generation).await;
     let image = r
         .spec
         .sts

@@ -94,10 +94,7 @@ fn quantities_are_strings_and_inline_structs_are_flattened() {
         ]
         .into(),
     );
-    let resources = msg(
-        "api.core.v1.ResourceRequirements",
-        vec![("limits", limits)],
-    );
+    let resources = msg("api.core.v1.ResourceRequirements", vec![("limits", limits)]);
     let probe = msg(
         "api.core.v1.Probe",
         vec![
@@ -401,10 +398,7 @@ fn garbage_and_unknown_kinds_are_named_errors() {
         decode(b"k8s\0\xff\xff\xff"),
         Err(DecodeError::Envelope(_))
     ));
-    let cm = msg(
-        "api.core.v1.ConfigMap",
-        vec![("metadata", meta("c"))],
-    );
+    let cm = msg("api.core.v1.ConfigMap", vec![("metadata", meta("c"))]);
     assert_eq!(
         decode(&body("v1", "Frobnicator", &cm)),
         Err(DecodeError::UnknownKind {

@@ -1,38 +1,13 @@
-//! Shared helpers of the integration tests: local HTTP servers and condition waits.
+//! Shared data of the integration tests (the fakes and `wait_for` are `sroll_testkit`'s).
 #![allow(dead_code)]
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use sroll_api::{BuildMetadata, Phase};
 use sroll_integrations::{RolloutKey, RolloutSnapshot, Version};
 
-/// Serves `router` on an ephemeral local port.
-pub async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("serve");
-    });
-    addr
-}
-
-/// Waits until `cond` holds, polling; panics with `what` after a generous deadline.
-pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// Generous deadline for anything a test waits for.
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A snapshot of a 1,000-pod rollout.
 pub fn snapshot(updated: i32, rolling: std::ops::Range<usize>, phase: Phase) -> RolloutSnapshot {

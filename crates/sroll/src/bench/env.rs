@@ -6,9 +6,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
     path::PathBuf,
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -17,23 +15,19 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{
-    Api, Client,
-    api::{ListParams, PostParams},
-};
+use kube::{Api, Client, api::ListParams};
 use kubesim::{
-    cluster::{Cluster, ClusterConfig, Handle},
+    cluster::{ClusterConfig, Handle},
     controllers::runtime::{SimConfig, Simulation},
     kubelet::KubeletConfig,
 };
-use serde_json::json;
 use sroll_api::StatefulsetRollout;
 use sroll_operator::{
-    Operator, Settings,
+    Settings,
     integrations::{IntegrationSettings, SecretLocation},
     metrics::{EvictionLabels, Metrics},
 };
+use sroll_testkit::{OperatorProcess, RunningOperator, Stack};
 
 /// Where the operator runs.
 #[derive(Clone, Debug)]
@@ -89,16 +83,10 @@ impl std::fmt::Debug for EnvConfig {
 
 enum Op {
     InProcess {
-        stop: tokio::sync::oneshot::Sender<()>,
-        join: tokio::task::JoinHandle<sroll_operator::Result<()>>,
-        metrics: Arc<Metrics>,
+        operator: RunningOperator,
         sampler: tokio::task::JoinHandle<()>,
     },
-    Subprocess {
-        child: std::process::Child,
-        metrics_url: String,
-        dir: PathBuf,
-    },
+    Subprocess(Box<OperatorProcess>),
 }
 
 /// Eviction times seen by the sampler of the in-process operator's eviction counter.
@@ -135,30 +123,22 @@ pub struct Env {
 /// The namespace every scenario works in.
 pub const NAMESPACE: &str = "bench";
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
 impl Env {
     /// Starts kubesim, the simulation, the CRD, the `bench` namespace and the operator.
     pub async fn start(cfg: EnvConfig) -> anyhow::Result<Self> {
-        let cluster = Cluster::start(ClusterConfig {
+        let stack = Stack::start(ClusterConfig {
             nodes: cfg.nodes,
             speed: cfg.speed,
             history_limit: 200_000,
             ..ClusterConfig::default()
         })
-        .await
-        .context("failed to start kubesim")?;
+        .await?;
         // The simulation is started here rather than through `ClusterConfig::simulate` so the
         // kubelets get the scenario's timing.
         let sim = if cfg.simulate {
             Some(
                 Simulation::start(
-                    cluster.api().clone(),
+                    stack.cluster.api().clone(),
                     SimConfig {
                         nodes: cfg.nodes,
                         speed: cfg.speed,
@@ -171,17 +151,9 @@ impl Env {
         } else {
             None
         };
-        let client = cluster.client();
-        crate::demo::install_crd(&client).await?;
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?,
-            )
-            .await
-            .context("failed to create the bench namespace")?;
+        stack.namespace(NAMESPACE).await?;
         if let Some(prepare) = cfg.prepare {
-            prepare(&cluster)?;
+            prepare(&stack.cluster)?;
         }
         let evictions = Arc::new(EvictionClock::default());
         let op = match &cfg.operator {
@@ -191,61 +163,33 @@ impl Env {
                     integrations.slack_api_url = Some(slack.api_url.clone());
                     integrations.slack_token_secret = Some(slack.token.clone());
                 }
-                let operator = Operator::new(
-                    crate::demo::operator_client(cluster.kubeconfig()).await?,
+                let operator = RunningOperator::start(
+                    stack.operator_client().await?,
                     Settings {
                         instance: "sroll-bench".into(),
                         integrations,
                         ..Settings::default()
                     },
                 );
-                let metrics = operator.metrics();
-                let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-                let join = tokio::spawn(operator.run(async move {
-                    let _ = stop_rx.await;
-                }));
-                let sampler = tokio::spawn(sample_evictions(metrics.clone(), evictions.clone()));
-                Op::InProcess {
-                    stop,
-                    join,
-                    metrics,
-                    sampler,
-                }
-            }
-            OperatorMode::Subprocess(exe) => {
-                let dir = std::env::temp_dir().join(format!(
-                    "sroll-bench-{}-{}",
-                    std::process::id(),
-                    SEQ.fetch_add(1, Ordering::SeqCst)
+                let sampler = tokio::spawn(sample_evictions(
+                    operator.metrics.clone(),
+                    evictions.clone(),
                 ));
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("failed to create {}", dir.display()))?;
-                let kubeconfig = dir.join("kubeconfig");
-                cluster
-                    .write_kubeconfig(&kubeconfig)
-                    .context("failed to write the kubeconfig")?;
-                let log = std::fs::File::create(dir.join("operator.log"))
-                    .context("failed to create the operator log")?;
-                let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-                let child = std::process::Command::new(exe)
-                    .arg("operator")
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .arg("--leader-elect=false")
-                    .arg("--metrics-addr")
-                    .arg(addr.to_string())
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .with_context(|| format!("failed to start {} operator", exe.display()))?;
-                Op::Subprocess {
-                    child,
-                    metrics_url: format!("http://{addr}/metrics"),
-                    dir,
-                }
+                Op::InProcess { operator, sampler }
             }
+            OperatorMode::Subprocess(exe) => Op::Subprocess(Box::new(
+                OperatorProcess::launch(
+                    exe,
+                    &stack.cluster,
+                    vec!["--leader-elect=false".into()],
+                    "warn",
+                )
+                .with_context(|| format!("failed to start {} operator", exe.display()))?,
+            )),
         };
+        let Stack {
+            cluster, client, ..
+        } = stack;
         let env = Self {
             cluster,
             _sim: sim,
@@ -265,7 +209,7 @@ impl Env {
             let api_ok = rollouts.list(&ListParams::default().limit(1)).await.is_ok();
             let op_ok = match &self.op {
                 Op::InProcess { .. } => true,
-                Op::Subprocess { .. } => self.operator_metrics_text().await.is_ok(),
+                Op::Subprocess(_) => self.operator_metrics_text().await.is_ok(),
             };
             if api_ok && op_ok {
                 return Ok(());
@@ -282,9 +226,7 @@ impl Env {
 
     fn log_hint(&self) -> String {
         match &self.op {
-            Op::Subprocess { dir, .. } => {
-                format!(" (its log: {})", dir.join("operator.log").display())
-            }
+            Op::Subprocess(op) => format!(" (its log: {})", op.log_path().display()),
             Op::InProcess { .. } => String::new(),
         }
     }
@@ -292,10 +234,10 @@ impl Env {
     /// The operator's `/metrics` text.
     pub async fn operator_metrics_text(&self) -> anyhow::Result<String> {
         match &self.op {
-            Op::InProcess { metrics, .. } => Ok(metrics.encode()),
-            Op::Subprocess { metrics_url, .. } => {
+            Op::InProcess { operator, .. } => Ok(operator.metrics.encode()),
+            Op::Subprocess(op) => {
                 let text = reqwest::Client::new()
-                    .get(metrics_url)
+                    .get(op.metrics_url())
                     .timeout(Duration::from_secs(10))
                     .send()
                     .await
@@ -317,7 +259,7 @@ impl Env {
     /// Peak RSS (bytes) and CPU seconds (user + system) of the child operator process.
     pub fn operator_process(&self) -> Option<ProcessStats> {
         match &self.op {
-            Op::Subprocess { child, .. } => process_stats(child.id()),
+            Op::Subprocess(op) => process_stats(op.pid()?),
             Op::InProcess { .. } => None,
         }
     }
@@ -336,22 +278,12 @@ impl Env {
     /// Stops the operator and the cluster.
     pub async fn shutdown(self) {
         match self.op {
-            Op::InProcess {
-                stop,
-                join,
-                sampler,
-                ..
-            } => {
-                let _ = stop.send(());
-                let _ = tokio::time::timeout(Duration::from_secs(10), join).await;
+            Op::InProcess { operator, sampler } => {
+                let _ = operator.stop_within(Duration::from_secs(10)).await;
                 sampler.abort();
             }
-            Op::Subprocess { mut child, dir, .. } => {
-                // The child we started, by its handle.
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            // The child we started, by its handle.
+            Op::Subprocess(op) => op.kill_and_clean_up().await,
         }
         self.cluster.shutdown().await;
     }

@@ -24,7 +24,7 @@
 //!     and [`Checker::slack_posted`]; a second delivery of the same key is a violation;
 //! (e) the operator panicking or exiting on its own: [`Checker::watch_operator`] follows an
 //!     in-process operator (an exit the harness did not ask for is recorded), and a process-wide
-//!     panic hook records every panic raised outside the test code (`tests/`), including panics in
+//!     panic hook records every panic raised outside the test code (`tests/`, this kit), including panics in
 //!     tasks the operator spawned, which tokio would otherwise swallow.
 //!
 //! Unavailability caused by the scenario itself (a failed node, pods it kills) can be excluded with
@@ -48,8 +48,9 @@ use sroll_api::{Phase, StatefulsetRollout};
 static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static HOOK: Once = Once::new();
 
-/// Installs (once per process) a panic hook that records every panic whose location is not in a
-/// `tests/` file, then runs the previous hook (so test failures still print as usual).
+/// Installs (once per process) a panic hook that records every panic whose location is not test
+/// code (a `tests/` file or this kit), then runs the previous hook (so test failures still print as
+/// usual).
 pub fn install_panic_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
@@ -58,7 +59,10 @@ pub fn install_panic_hook() {
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            let in_tests = location.contains("/tests/") || location.starts_with("tests/");
+            let in_tests = location.contains("/tests/")
+                || location.starts_with("tests/")
+                || location.contains("sroll-testkit/")
+                || location.contains("kubesim/src/testing/");
             if !in_tests {
                 let message = info
                     .payload()

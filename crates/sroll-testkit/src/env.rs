@@ -1,5 +1,5 @@
-//! The scenario harness: a kubesim cluster (its simulated delays compressed by a speed factor), the
-//! real operator running in-process against it over HTTP, and an invariant checker watching the
+//! The scenario environment: a kubesim cluster (its simulated delays compressed by [`SPEED`]),
+//! the real operator running in-process against it over HTTP, and an invariant checker watching the
 //! whole run. Scenarios read like prose:
 //!
 //! ```ignore
@@ -8,13 +8,6 @@
 //! env.wait_phase("web", Phase::Done).await;
 //! env.finish().await;
 //! ```
-#![allow(dead_code)]
-
-pub mod checker;
-pub mod evictions;
-pub mod fixture;
-pub mod process;
-pub mod receivers;
 
 use std::{
     sync::{
@@ -27,10 +20,9 @@ use std::{
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{Namespace, Pod},
+        core::v1::Pod,
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::{
         apis::meta::v1::{LabelSelector, ObjectMeta},
         util::intstr::IntOrString,
@@ -41,10 +33,14 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use sroll_api::{Phase, StatefulsetRollout};
-use sroll_operator::{Operator, Settings, metrics::Metrics};
-use tokio::{sync::oneshot, task::JoinHandle};
+use sroll_operator::{Settings, metrics::Metrics};
 
-pub use self::{checker::Checker, fixture::Rollout};
+use crate::{
+    checker::{self, Checker},
+    fixture::Rollout,
+    stack::{RunningOperator, Stack},
+    wait_for,
+};
 
 /// How much faster than real time the simulated cluster runs.
 pub const SPEED: f64 = 10.0;
@@ -52,83 +48,6 @@ pub const SPEED: f64 = 10.0;
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
 static NEXT_NS: AtomicUsize = AtomicUsize::new(0);
-
-/// The operator running in-process.
-pub struct RunningOperator {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<sroll_operator::Result<()>>,
-    /// Its metrics.
-    pub metrics: Arc<Metrics>,
-    /// Set when the harness asks it to stop (so its return is not "exiting on its own").
-    stopping: Arc<std::sync::atomic::AtomicBool>,
-    /// Exits and panics it was not asked for (see [`Checker::watch_operator`]).
-    pub exits: checker::ExitLog,
-}
-
-impl RunningOperator {
-    /// Starts an operator with `settings` over `client`.
-    pub fn start(client: Client, settings: Settings) -> Self {
-        use futures::FutureExt;
-        let instance = settings.instance.clone();
-        let op = Operator::new(client, settings);
-        let metrics = op.metrics();
-        let (tx, rx) = oneshot::channel::<()>();
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let exits = checker::ExitLog::default();
-        let (asked, log) = (stopping.clone(), exits.clone());
-        let run = std::panic::AssertUnwindSafe(op.run(async move {
-            let _ = rx.await;
-        }));
-        let task = tokio::spawn(async move {
-            let result = run.catch_unwind().await;
-            let unasked = !asked.load(Ordering::SeqCst);
-            match result {
-                Ok(result) => {
-                    if unasked && let Ok(mut l) = log.lock() {
-                        l.push(format!("operator {instance} exited on its own: {result:?}"));
-                    }
-                    result
-                }
-                Err(panic) => {
-                    if let Ok(mut l) = log.lock() {
-                        l.push(format!("operator {instance} panicked"));
-                    }
-                    std::panic::resume_unwind(panic)
-                }
-            }
-        });
-        Self {
-            stop: Some(tx),
-            task,
-            metrics,
-            stopping,
-            exits,
-        }
-    }
-
-    /// SIGTERM-like: finish the reconcile in flight, release the lease, return its result.
-    pub async fn stop(mut self) -> sroll_operator::Result<()> {
-        self.stopping.store(true, Ordering::SeqCst);
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(DEADLINE, &mut self.task)
-            .await
-            .expect("the operator stops within the deadline")
-            .expect("the operator task does not panic")
-    }
-
-    /// SIGKILL-like: drop everything at once, wherever it is.
-    pub async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    /// Whether the operator task ended (an error or a lost lease).
-    pub fn finished(&self) -> bool {
-        self.task.is_finished()
-    }
-}
 
 /// One scenario's world.
 pub struct Env {
@@ -153,22 +72,6 @@ pub fn cluster_config() -> kubesim::cluster::ClusterConfig {
     }
 }
 
-/// Starts a kubesim cluster at [`SPEED`] and returns it with a client.
-async fn start_cluster() -> (kubesim::cluster::Handle, Client) {
-    start_cluster_with(cluster_config()).await
-}
-
-/// Starts a kubesim cluster with `config` and returns it with a client.
-async fn start_cluster_with(
-    config: kubesim::cluster::ClusterConfig,
-) -> (kubesim::cluster::Handle, Client) {
-    let handle = kubesim::cluster::Cluster::start(config)
-        .await
-        .expect("kubesim starts");
-    let client = handle.client();
-    (handle, client)
-}
-
 impl Env {
     /// A cluster with the CRD installed, a fresh namespace, the checker and the operator running.
     pub async fn start() -> Self {
@@ -185,25 +88,13 @@ impl Env {
     /// A cluster started with `config` (e.g. more nodes), the CRD, a namespace and the checker;
     /// no operator.
     pub async fn without_operator_on(config: kubesim::cluster::ClusterConfig) -> Self {
-        let (cluster, client) = start_cluster_with(config).await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in sroll_api::crd::crds() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("the CRD is accepted");
-        }
+        let Stack {
+            cluster, client, ..
+        } = Stack::start(config)
+            .await
+            .expect("kubesim starts with the CRDs");
         let ns = format!("scenario-{}", NEXT_NS.fetch_add(1, Ordering::SeqCst));
-        Api::<Namespace>::all(client.clone())
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(ns.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    ..Namespace::default()
-                },
-            )
+        crate::stack::create_namespace(&client, &ns)
             .await
             .expect("namespace created");
         // The CRD is served once established; wait for the list to answer.
@@ -232,6 +123,39 @@ impl Env {
             instance: "scenario".into(),
             ..Settings::default()
         }
+    }
+
+    /// [`Env::settings`] of replica `identity` under leader election on the Lease
+    /// `sroll-operator` of the namespace.
+    pub fn leader_settings(
+        &self,
+        identity: &str,
+        lease_duration: Duration,
+        renew_deadline: Duration,
+        retry_period: Duration,
+    ) -> Settings {
+        Settings {
+            leader_election: Some(sroll_operator::LeaseSettings {
+                name: "sroll-operator".into(),
+                namespace: self.ns.clone(),
+                identity: identity.into(),
+                lease_duration,
+                renew_deadline,
+                retry_period,
+            }),
+            instance: identity.into(),
+            ..self.settings()
+        }
+    }
+
+    /// The holder of the namespace's `sroll-operator` Lease.
+    pub async fn lease_holder(&self) -> Option<String> {
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(self.client.clone(), &self.ns)
+            .get_opt("sroll-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
     }
 
     /// Starts the operator (in-process, over HTTP), followed by the checker.
@@ -305,25 +229,24 @@ impl Env {
 
     /// Applies a rollout as a user would (`kubectl apply --server-side`).
     pub async fn apply(&self, rollout: &Rollout) -> StatefulsetRollout {
-        let r = rollout.build();
-        self.rollouts()
-            .patch(
-                &r.name_any(),
-                &PatchParams::apply("scenario-user").force(),
-                &Patch::Apply(&r),
-            )
-            .await
-            .expect("the rollout is accepted")
+        self.apply_resource(&rollout.build()).await
     }
 
     /// Applies a rollout and returns the API server's answer (for invalid input).
     pub async fn try_apply(&self, rollout: &Rollout) -> kube::Result<StatefulsetRollout> {
-        let r = rollout.build();
+        self.try_apply_resource(&rollout.build()).await
+    }
+
+    /// Applies a rollout built outside the fixture and returns the API server's answer.
+    pub async fn try_apply_resource(
+        &self,
+        r: &StatefulsetRollout,
+    ) -> kube::Result<StatefulsetRollout> {
         self.rollouts()
             .patch(
                 &r.name_any(),
                 &PatchParams::apply("scenario-user").force(),
-                &Patch::Apply(&r),
+                &Patch::Apply(r),
             )
             .await
     }
@@ -340,14 +263,17 @@ impl Env {
         what: &str,
         pred: impl Fn(&StatefulsetRollout) -> bool,
     ) -> StatefulsetRollout {
-        let api = self.rollouts();
-        let pred = &pred;
-        wait_for(what, DEADLINE, || {
-            let api = api.clone();
-            async move {
-                let r = api.get(name).await.ok()?;
-                pred(&r).then_some(r)
-            }
+        wait_rollout(&self.rollouts(), name, what, DEADLINE, pred).await
+    }
+
+    /// Waits until at least `n` pods of the rollout are updated (`status.updatedReplicas`).
+    pub async fn wait_updated(&self, name: &str, n: i32) -> StatefulsetRollout {
+        let what = format!("{n} updated pods of {name}");
+        self.wait_rollout(name, &what, |r| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.updated_replicas)
+                .is_some_and(|u| u >= n)
         })
         .await
     }
@@ -487,30 +413,42 @@ impl Env {
     }
 }
 
+/// Polls rollout `name` of `api` until `pred` holds and returns it; fails the test after
+/// `deadline`, naming `what` and the rollout's last status.
+pub async fn wait_rollout(
+    api: &Api<StatefulsetRollout>,
+    name: &str,
+    what: &str,
+    deadline: Duration,
+    pred: impl Fn(&StatefulsetRollout) -> bool,
+) -> StatefulsetRollout {
+    let last = std::sync::Mutex::new(None);
+    let (pred, last_seen) = (&pred, &last);
+    let found = tokio::time::timeout(
+        deadline,
+        wait_for(what, Duration::MAX, || async move {
+            let r = api.get(name).await.ok()?;
+            if pred(&r) {
+                return Some(r);
+            }
+            *last_seen.lock().expect("the last status") = Some(r.status);
+            None
+        }),
+    )
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out after {deadline:?} waiting for {what}; last status: {:#?}",
+            last.lock().expect("the last status")
+        )
+    })
+}
+
 /// The ordinal of a StatefulSet pod name.
 pub fn ordinal(pod: &str) -> i32 {
     pod.rsplit_once('-')
         .and_then(|(_, o)| o.parse().ok())
         .unwrap_or(-1)
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, failing the test after `deadline`.
-pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // ---- Operator settings overrides and raw resources (used by tests/integrations.rs) ----------
@@ -527,12 +465,7 @@ impl Env {
 
     /// Applies a rollout built outside the fixture (fields [`Rollout`] has no builder for).
     pub async fn apply_resource(&self, r: &StatefulsetRollout) -> StatefulsetRollout {
-        self.rollouts()
-            .patch(
-                &r.name_any(),
-                &PatchParams::apply("scenario-user").force(),
-                &Patch::Apply(r),
-            )
+        self.try_apply_resource(r)
             .await
             .expect("the rollout is accepted")
     }
@@ -545,16 +478,7 @@ impl Env {
         deadline: Duration,
         pred: impl Fn(&StatefulsetRollout) -> bool,
     ) -> StatefulsetRollout {
-        let api = self.rollouts();
-        let pred = &pred;
-        wait_for(what, deadline, || {
-            let api = api.clone();
-            async move {
-                let r = api.get(name).await.ok()?;
-                pred(&r).then_some(r)
-            }
-        })
-        .await
+        wait_rollout(&self.rollouts(), name, what, deadline, pred).await
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The binary's path comes from the caller: integration tests of the `sroll` package get it from
 //! `env!("CARGO_BIN_EXE_sroll")` (Cargo only sets that for the package owning the binary), and
-//! include this harness with `#[path = "../../sroll-operator/tests/support/mod.rs"] mod support;`.
+//! `sroll bench` from `std::env::current_exe()`.
 //!
 //! ```ignore
 //! let env = Env::without_operator().await;
@@ -22,7 +22,9 @@ use std::{
 
 use tokio::process::{Child, Command};
 
-use super::Env;
+use kubesim::cluster::Handle;
+
+use crate::Env;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -33,6 +35,7 @@ pub struct OperatorProcess {
     args: Vec<String>,
     dir: PathBuf,
     log: PathBuf,
+    rust_log: String,
     /// Where it serves `/metrics`, `/healthz` and `/readyz`.
     pub metrics_addr: SocketAddr,
     /// How many processes this handle has started (1 for the first).
@@ -40,10 +43,8 @@ pub struct OperatorProcess {
 }
 
 /// A free local port (bound then released: a small window another process could take it in).
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
+fn free_addr() -> std::io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())
 }
 
 impl OperatorProcess {
@@ -52,56 +53,80 @@ impl OperatorProcess {
     /// would hold its successor back), logging JSON at debug level for `sroll_operator` to a file.
     /// `extra` flags are appended (e.g. `--leader-elect=true`).
     pub fn start(bin: impl AsRef<Path>, env: &Env, extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "sroll-operator-process-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let kubeconfig = dir.join("kubeconfig");
-        env.cluster
-            .write_kubeconfig(&kubeconfig)
-            .expect("the kubeconfig is written");
-        let mut args: Vec<String> = vec![
-            "operator".into(),
-            "--kubeconfig".into(),
-            kubeconfig.display().to_string(),
+        let mut flags: Vec<String> = vec![
             "--namespace".into(),
             env.ns.clone(),
             "--leader-elect=false".into(),
             "--log-format".into(),
             "json".into(),
         ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        Self::spawn(bin.as_ref().to_owned(), args, dir, 1)
+        flags.extend(extra.iter().map(|s| (*s).to_owned()));
+        Self::launch(bin, &env.cluster, flags, "info,sroll_operator=debug")
+            .unwrap_or_else(|e| panic!("the operator process starts: {e}"))
     }
 
-    fn spawn(bin: PathBuf, args: Vec<String>, dir: PathBuf, generation: usize) -> Self {
-        let metrics_addr = free_addr();
+    /// Starts `bin operator --kubeconfig <a kubeconfig of cluster> <flags…> --metrics-addr <a free
+    /// port>` with `RUST_LOG=rust_log`, its output going to a log file in [`Self::dir`].
+    pub fn launch(
+        bin: impl AsRef<Path>,
+        cluster: &Handle,
+        flags: Vec<String>,
+        rust_log: &str,
+    ) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "sroll-operator-process-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join("kubeconfig");
+        cluster
+            .write_kubeconfig(&kubeconfig)
+            .map_err(|e| std::io::Error::other(format!("failed to write the kubeconfig: {e}")))?;
+        let mut args: Vec<String> = vec![
+            "operator".into(),
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+        ];
+        args.extend(flags);
+        Self::spawn(bin.as_ref().to_owned(), args, dir, rust_log.to_owned(), 1)
+    }
+
+    fn spawn(
+        bin: PathBuf,
+        args: Vec<String>,
+        dir: PathBuf,
+        rust_log: String,
+        generation: usize,
+    ) -> std::io::Result<Self> {
+        let metrics_addr = free_addr()?;
         let log = dir.join(format!("operator-{generation}.log"));
-        let out = std::fs::File::create(&log).expect("the log file");
-        let err = out.try_clone().expect("the log file");
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
         let child = Command::new(&bin)
             .args(&args)
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
-            .env("RUST_LOG", "info,sroll_operator=debug")
+            .env("RUST_LOG", &rust_log)
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("failed to start {}: {e}", bin.display()));
-        Self {
+            .map_err(|e| {
+                std::io::Error::other(format!("failed to start {}: {e}", bin.display()))
+            })?;
+        Ok(Self {
             child,
             bin,
             args,
             dir,
             log,
+            rust_log,
             metrics_addr,
             generation,
-        }
+        })
     }
 
     /// The process id.
@@ -121,10 +146,12 @@ impl OperatorProcess {
             bin,
             args,
             dir,
+            rust_log,
             generation,
             ..
         } = self;
-        Self::spawn(bin, args, dir, generation + 1)
+        Self::spawn(bin, args, dir, rust_log, generation + 1)
+            .unwrap_or_else(|e| panic!("the operator process restarts: {e}"))
     }
 
     /// SIGTERM (a graceful stop: the reconcile in flight finishes, the lease is released) and waits
@@ -147,9 +174,25 @@ impl OperatorProcess {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
+    /// Where the current process's log is.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The current process's log (stdout and stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where it serves `/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
+    }
+
+    /// SIGKILL, then removes [`Self::dir`] (the kubeconfig and the logs).
+    pub async fn kill_and_clean_up(mut self) {
+        self.kill().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// The directory holding the kubeconfig and every process's log.

@@ -3,20 +3,10 @@
 //! the API server's part only where the decisions need it (uids, `Pending` on
 //! pod create, graceful pod deletion as `podStrategy.CheckGracefulDelete`
 //! does it).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{
-    api::{
-        apps::v1::{ControllerRevision, StatefulSet},
-        core::v1::{Node, PersistentVolumeClaim, Pod, PodStatus},
-        policy::v1::PodDisruptionBudget,
-    },
-    apimachinery::pkg::apis::meta::v1::{OwnerReference, Time},
-    jiff::{SignedDuration, Timestamp},
-};
-use kubesim::{
+use crate::{
     controllers::{
         disruption,
         history::{
@@ -26,6 +16,15 @@ use kubesim::{
         statefulset::{self, SetWrite, SyncInput, SyncOutcome, claim_pods},
     },
     kubelet::{self, KubeletAction, KubeletConfig, PodFacts},
+};
+use k8s_openapi::{
+    api::{
+        apps::v1::{ControllerRevision, StatefulSet},
+        core::v1::{Node, PersistentVolumeClaim, Pod, PodStatus},
+        policy::v1::PodDisruptionBudget,
+    },
+    apimachinery::pkg::apis::meta::v1::{OwnerReference, Time},
+    jiff::{SignedDuration, Timestamp},
 };
 
 pub struct World {
@@ -48,6 +47,12 @@ pub struct World {
 }
 
 pub const NS: &str = "default";
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl World {
     pub fn new() -> Self {
@@ -159,7 +164,7 @@ impl World {
             .as_ref()
             .and_then(|s| s.node_name.as_ref())
             .is_none();
-        let phase = kubesim::controllers::phase(pod).to_owned();
+        let phase = crate::controllers::phase(pod).to_owned();
         if unscheduled || phase == "Failed" || phase == "Succeeded" || grace == 0 {
             self.pods.remove(name);
             return;
@@ -409,7 +414,7 @@ impl World {
 
     pub fn ready(&self, pod: &str) -> bool {
         self.pods.get(pod).is_some_and(|p| {
-            kubesim::controllers::is_pod_ready(p) && kubesim::controllers::phase(p) == "Running"
+            crate::controllers::is_pod_ready(p) && crate::controllers::phase(p) == "Running"
         })
     }
 

@@ -12,7 +12,7 @@ use std::{
 use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, runtime::WatchStreamExt};
 
-use super::Env;
+use crate::Env;
 
 /// One evicted incarnation: `(pod name, deletionTimestamp, when the watch received it)`.
 type Seen = (String, Timestamp, Timestamp);

@@ -1,11 +1,10 @@
 //! Runs the real `kubectl` binary against a kubesim cluster: the one
-//! kubectl harness of kubesim's test suites. Without kubectl a test fails
+//! kubectl harness of kubesim's test suites and of the projects built on kubesim. Without kubectl a test fails
 //! when `CI` is set and otherwise prints "skipped: kubectl not found".
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{path::PathBuf, time::Duration};
 
-use kubesim::cluster::{Cluster, ClusterConfig, Handle};
+use crate::cluster::{Cluster, ClusterConfig, Handle};
 use serde_json::Value;
 use tokio::{io::AsyncWriteExt, process::Command};
 
@@ -119,6 +118,12 @@ impl Kubectl {
     /// Runs kubectl, asserts success and parses stdout as JSON.
     pub async fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args).await).unwrap()
+    }
+
+    /// Stops the cluster: cancels its server (ending open watches) and background tasks, without
+    /// waiting for them ([`Handle::shutdown`] takes the handle, which this type owns).
+    pub fn shutdown(&self) {
+        self.h.shutdown_token().cancel();
     }
 
     /// A file in the scratch directory with `content`; returns its path.
