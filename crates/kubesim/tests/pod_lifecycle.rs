@@ -4,6 +4,7 @@
 //! of a container whose image changed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use kubesim::controllers::is_pod_ready;
 use kubesim::testing::kubectl;
 
 use std::time::Duration;
@@ -460,10 +461,6 @@ fn condition(pod: &Pod, t: &str) -> Option<k8s_openapi::api::core::v1::PodCondit
         .cloned()
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    condition(pod, "Ready").is_some_and(|c| c.status == "True")
-}
-
 fn status_of(pod: &Pod, container: &str) -> ContainerStatus {
     pod.status
         .as_ref()
@@ -475,7 +472,7 @@ fn status_of(pod: &Pod, container: &str) -> ContainerStatus {
 
 async fn ready_pod(pods: &Api<Pod>, name: &str) -> Pod {
     eventually(&format!("{name} to be ready"), || async {
-        pods.get(name).await.ok().filter(is_ready)
+        pods.get(name).await.ok().filter(is_pod_ready)
     })
     .await
 }
@@ -544,10 +541,10 @@ async fn restart_in_place(pods: &Api<Pod>, name: &str, image: &str) -> (Pod, boo
     let done = tokio::time::timeout(DEADLINE, async {
         while let Some(ev) = events.try_next().await.unwrap() {
             if let WatchEvent::Modified(p) = ev {
-                saw_unready |= !is_ready(&p);
+                saw_unready |= !is_pod_ready(&p);
                 let app = status_of(&p, "app");
                 let running = app.state.as_ref().is_some_and(|s| s.running.is_some());
-                if running && app.image == image && is_ready(&p) {
+                if running && app.image == image && is_pod_ready(&p) {
                     return p;
                 }
             }
@@ -728,7 +725,7 @@ async fn a_readiness_gate_holds_ready_and_the_endpoint_until_a_controller_sets_i
             .filter(|r| !*r)
     })
     .await;
-    assert!(!is_ready(&pods.get("web-0").await.unwrap()));
+    assert!(!is_pod_ready(&pods.get("web-0").await.unwrap()));
 
     // Merge patch (replaces the whole list): the kubelet puts its own conditions back.
     pods.patch_status(

@@ -24,6 +24,7 @@ use k8s_openapi::{
 };
 use kube::{Api, Client, ResourceExt, api::PostParams};
 use serde_json::{Value, json};
+use sroll_api::predicates::is_pod_ready;
 use sroll_api::{Phase, ServiceDiscovery, StatefulsetRollout, condition_types as ct};
 use sroll_operator::Settings;
 use sroll_testkit::{
@@ -145,7 +146,7 @@ async fn all_ready(env: &Env, set: &str, n: usize, deadline: Duration) {
         let pods = env.pods(set).await;
         let ready = pods
             .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_pod_ready(p))
             .count();
         if ready == n {
             return;
@@ -153,7 +154,7 @@ async fn all_ready(env: &Env, set: &str, n: usize, deadline: Duration) {
         if started.elapsed() >= deadline {
             let not_ready: Vec<String> = pods
                 .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_some() || !pod_ready(p))
+                .filter(|p| p.metadata.deletion_timestamp.is_some() || !is_pod_ready(p))
                 .map(|p| {
                     format!(
                         "{} (terminating: {}, phase {:?}, conditions {:?})",
@@ -178,15 +179,6 @@ async fn all_ready(env: &Env, set: &str, n: usize, deadline: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn pod_ready(p: &Pod) -> bool {
-    p.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
 }
 
 /// A PDB and the matching checker budget.
@@ -543,7 +535,7 @@ async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold
     // The node with the most Ready pods of the set.
     let pods = env.pods(name).await;
     let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for p in pods.iter().filter(|p| pod_ready(p)) {
+    for p in pods.iter().filter(|p| is_pod_ready(p)) {
         if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
             per_node.entry(node).or_default().push(p.name_any());
         }
@@ -561,7 +553,7 @@ async fn node_fails_mid_rollout(nodes: usize, replicas: i32, budget_n: i32, hold
         let pods = env.pods(name).await;
         pods.iter()
             .filter(|p| on_node.contains(&p.name_any()))
-            .all(|p| !pod_ready(p))
+            .all(|p| !is_pod_ready(p))
             .then_some(())
     })
     .await;

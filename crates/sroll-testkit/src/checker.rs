@@ -222,14 +222,10 @@ fn ordinal(pod: &str) -> i32 {
         .unwrap_or(-1)
 }
 
+/// Running and Ready (the StatefulSet controller's `isRunningAndReady`).
 fn is_ready(pod: &Pod) -> bool {
-    pod.status.as_ref().is_some_and(|s| {
-        s.phase.as_deref() == Some("Running")
-            && s.conditions
-                .iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
+    sroll_api::predicates::is_pod_ready(pod)
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
 impl State {
