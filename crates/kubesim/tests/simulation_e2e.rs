@@ -705,3 +705,73 @@ async fn an_on_delete_set_leaks_the_update_revision_into_a_killed_pod() {
     assert_eq!(image("web-1"), "nginx:2");
     assert_eq!(image("web-0"), "nginx:1");
 }
+
+/// kubernetes#42639: the collector strips the set's ownerReference from each
+/// pod; a controller that re-adopted from its (stale) cache would put it back
+/// and the pods would then be collected with the set. The race is timing
+/// dependent, so the orphaning delete is repeated on fresh sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaning_a_set_never_loses_its_pods_to_a_re_adoption_from_the_cache() {
+    let (api, _sim) = start();
+    for round in 0..20 {
+        let name = format!("keep{round}");
+        api.create_typed(
+            Some(NS),
+            &sts(
+                &name,
+                6,
+                "nginx:1",
+                json!({"spec": {"podManagementPolicy": "Parallel"}}),
+            ),
+        )
+        .unwrap();
+        wait_for("ready", || settled(&api, &name, 6)).await;
+        let mine = |api: &Api| -> Vec<Pod> {
+            pods(api)
+                .into_iter()
+                .filter(|p| {
+                    p.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with(&format!("{name}-")))
+                })
+                .collect()
+        };
+        let before: Vec<_> = mine(&api).iter().map(|p| p.metadata.uid.clone()).collect();
+        assert_eq!(before.len(), 6);
+        api.delete_typed::<StatefulSet>(
+            Some(NS),
+            &name,
+            &DeleteOptions {
+                propagation: Some(Propagation::Orphan),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        wait_for("set gone", || {
+            api.get_typed::<StatefulSet>(Some(NS), &name).is_err()
+        })
+        .await;
+        // Give the collector time to act on any re-adopted pod.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = mine(&api);
+        let uids: Vec<_> = after.iter().map(|p| p.metadata.uid.clone()).collect();
+        assert_eq!(
+            uids,
+            before,
+            "round {round}: the orphaning delete lost pods (left: {:?})",
+            after
+                .iter()
+                .map(|p| (&p.metadata.name, &p.metadata.deletion_timestamp))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            after.iter().all(|p| p.metadata.deletion_timestamp.is_none()
+                && p.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(Vec::is_empty)),
+            "round {round}: orphans keep no reference and are not terminating"
+        );
+    }
+}

@@ -62,6 +62,10 @@ pub enum Error {
     /// (`getExpectedScale`: "found no controllers for pod").
     #[error("found no controllers for pod {0:?}")]
     NoControllerForPod(String),
+    /// A controller may not adopt: the live (uncached) owner is gone, was
+    /// replaced (another uid), or is being deleted (`RecheckDeletionTimestamp`).
+    #[error("{0}")]
+    CannotAdopt(String),
 }
 
 /// Label key of the pod's revision (`apps.StatefulSetRevisionLabel`), holding the

@@ -652,6 +652,16 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     let pods = s.caches.pods.list_ns(ns);
     let claims = statefulset::claim_pods(&set, pods.iter().map(|p| &**p))
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    if !claims.adopt.is_empty() {
+        // `CanAdopt`: a live read, never the cache (kubernetes#42639).
+        let fresh = match s.api.get_typed::<StatefulSet>(Some(ns), name) {
+            Ok(f) => Some(f),
+            Err(e) if e.code == 404 => None,
+            Err(e) => return Err(e),
+        };
+        statefulset::can_adopt(&set, fresh.as_ref())
+            .map_err(|e| ApiError::new(409, "Conflict", e.to_string()))?;
+    }
     for adopted in &claims.adopt {
         if let Some(p) = claims
             .owned
