@@ -19,6 +19,7 @@
 //! the store lock and must not call back into the `Api`.
 
 pub mod crd_schema;
+pub mod defaults;
 pub mod error;
 pub mod gc;
 pub mod patching;
@@ -786,8 +787,10 @@ impl Api {
             if exact && let Some(r) = requested_rv && r != cur {
                 return self.list_exact(t, d, ns, r, opts, &keep);
             }
-            let (items, more) = t.list(&key, ns, after.as_ref(), opts.limit, keep);
+            // Continued pages are served at the first page's resourceVersion
+            // (the token carries it), never at the current state.
             let list_rv = token_rv.unwrap_or(cur);
+            let (items, more) = t.list_at(&key, ns, after.as_ref(), opts.limit, list_rv, keep);
             let continue_token = if more {
                 items.last().map(|s| encode_continue(list_rv, &s.key()))
             } else {
@@ -819,33 +822,7 @@ impl Api {
             )));
         }
         let key = d.storage_key();
-        let (items, _) = t.list(&key, None, None, 0, |_| true);
-        let mut state: std::collections::BTreeMap<ObjKey, Arc<Stored>> =
-            items.into_iter().map(|s| (s.key(), s)).collect();
-        let evs = t.events_since(&key, rv);
-        for e in evs.iter().rev() {
-            match e.kind {
-                EventType::Added => {
-                    state.remove(&e.obj.key());
-                }
-                EventType::Modified | EventType::Deleted => {
-                    if let Some(p) = &e.prev {
-                        state.insert(p.key(), p.clone());
-                    }
-                }
-            }
-        }
-        let items: Vec<_> = state
-            .into_values()
-            .filter(|s| ns.is_none_or(|n| *s.namespace == *n) && keep(s))
-            .collect();
-        let limit = if opts.limit == 0 {
-            items.len()
-        } else {
-            opts.limit
-        };
-        let more = items.len() > limit;
-        let items: Vec<_> = items.into_iter().take(limit).collect();
+        let (items, more) = t.list_at(&key, ns, None, opts.limit, rv, keep);
         let continue_token = if more {
             items.last().map(|s| encode_continue(rv, &s.key()))
         } else {
@@ -1048,7 +1025,7 @@ impl Api {
             }
         }
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-        validation::apply_defaults(d, &mut obj);
+        defaults::apply_defaults(d, &mut obj);
         self.prepare_for_create(d, &mut obj);
         let mut causes = validation::validate_meta(d, &obj);
         causes.extend(validation::validate_kind(d, &obj, None));
@@ -1125,10 +1102,9 @@ impl Api {
                 }
             }
             ("", "Service") => {
-                if obj["spec"]["type"].is_null() {
-                    obj["spec"]["type"] = json!("ClusterIP");
-                }
-                if obj["spec"]["clusterIP"].is_null() {
+                // Allocation (`pkg/registry/core/service/storage`), not defaulting:
+                // a cluster IP of the IPv4 family for every type but ExternalName.
+                if obj["spec"]["type"] != "ExternalName" && obj["spec"]["clusterIP"].is_null() {
                     let n = self
                         .inner
                         .next_cluster_ip
@@ -1137,8 +1113,13 @@ impl Api {
                     obj["spec"]["clusterIP"] = json!(ip);
                     obj["spec"]["clusterIPs"] = json!([ip]);
                 }
-                if obj["spec"]["sessionAffinity"].is_null() {
-                    obj["spec"]["sessionAffinity"] = json!("None");
+                if obj["spec"]["type"] != "ExternalName" {
+                    if obj["spec"]["ipFamilyPolicy"].is_null() {
+                        obj["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+                    }
+                    if obj["spec"]["ipFamilies"].is_null() {
+                        obj["spec"]["ipFamilies"] = json!(["IPv4"]);
+                    }
                 }
                 obj["status"] = json!({"loadBalancer": {}});
             }
@@ -1385,7 +1366,7 @@ impl Api {
                 if !d.namespaced {
                     m.remove("namespace");
                 }
-                validation::apply_defaults(d, &mut obj);
+                defaults::apply_defaults(d, &mut obj);
             }
         }
         // Finalizers may not be added to an object being deleted.
