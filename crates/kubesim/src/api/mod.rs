@@ -21,6 +21,7 @@
 pub mod crd_schema;
 pub mod defaults;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod patching;
 pub mod strict;

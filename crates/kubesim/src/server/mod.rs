@@ -10,6 +10,7 @@
 //! events are written from the stored JSON without re-serializing.
 
 pub mod discovery;
+mod events_v1;
 pub mod metrics;
 mod watch;
 
@@ -654,6 +655,9 @@ async fn resource_request(
     body: Bytes,
     cut_watch_after: Option<Duration>,
 ) -> Result<Response> {
+    if events_v1::is_events_v1(t) {
+        return events_v1::request(s, method, t, q, headers, body, cut_watch_after).await;
+    }
     let api = &s.api;
     let d = api
         .registry()

@@ -164,6 +164,7 @@ impl Env {
                         speed: cfg.speed,
                         kubelet: cfg.kubelet.clone(),
                         seed: Some(1),
+                        ..SimConfig::default()
                     },
                 )
                 .map_err(|e| anyhow::anyhow!("failed to start the simulation: {}", e.message))?,
