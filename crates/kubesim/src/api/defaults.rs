@@ -314,6 +314,30 @@ fn default_claim_spec(spec: Option<&mut Value>) {
     }
 }
 
+/// `stringData` is write-only: its entries are merged into `data`
+/// (base64-encoded, overriding) and it is never stored
+/// (`Convert_v1_Secret_To_core_Secret`; decoding, not defaulting, upstream,
+/// but done at the same point of every write).
+fn merge_string_data(m: &mut Map<String, Value>) {
+    use base64::Engine;
+    let Some(Value::Object(sd)) = m.remove("stringData") else {
+        return;
+    };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if data.is_null() {
+        *data = json!({});
+    }
+    if let Some(d) = data.as_object_mut() {
+        for (k, v) in sd {
+            let s = v.as_str().unwrap_or_default();
+            d.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(s.as_bytes())),
+            );
+        }
+    }
+}
+
 /// Applies upstream's defaults for the built-in kind `d` to `obj` (every
 /// write: create, update, patch result).
 pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
@@ -323,6 +347,7 @@ pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
         ("", "Secret") => {
             if let Some(m) = obj.as_object_mut() {
                 set_default(m, "type", json!("Opaque"));
+                merge_string_data(m);
             }
         }
         ("", "PersistentVolumeClaim") => {
@@ -415,6 +440,10 @@ mod tests {
         let mut t = json!({"type": "kubernetes.io/tls"});
         apply_defaults(&desc("secrets"), &mut t);
         assert_eq!(t["type"], "kubernetes.io/tls");
+        let mut u = json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "hunter2"}});
+        apply_defaults(&desc("secrets"), &mut u);
+        assert_eq!(u["data"], json!({"a": "eA==", "b": "aHVudGVyMg=="}));
+        assert!(u.get("stringData").is_none());
     }
 
     #[test]

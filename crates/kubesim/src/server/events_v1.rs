@@ -12,11 +12,10 @@
 use std::collections::HashMap;
 
 use axum::{
-    body::{Body, Bytes},
+    body::Bytes,
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::Response,
 };
-use futures::StreamExt;
 use serde_json::Value;
 
 use super::{ServerState, Target, parse_body, resource_request};
@@ -73,50 +72,6 @@ fn convert_answer(v: &mut Value) {
             }
         }
     }
-}
-
-async fn convert_response(r: Response, watch: bool) -> Result<Response> {
-    let is_json = r
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c == "application/json");
-    if !is_json {
-        return Ok(r);
-    }
-    let (parts, body) = r.into_parts();
-    if watch {
-        // One frame per line; buffer partial lines across chunks.
-        let mut pending: Vec<u8> = Vec::new();
-        let stream = body.into_data_stream().map(move |chunk| {
-            let chunk = chunk.unwrap_or_default();
-            pending.extend_from_slice(&chunk);
-            let mut out = Vec::with_capacity(pending.len());
-            while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=i).collect();
-                match serde_json::from_slice::<Value>(&line) {
-                    Ok(mut v) => {
-                        convert_answer(&mut v);
-                        out.extend_from_slice(v.to_string().as_bytes());
-                        out.push(b'\n');
-                    }
-                    Err(_) => out.extend_from_slice(&line),
-                }
-            }
-            Ok::<Bytes, std::convert::Infallible>(Bytes::from(out))
-        });
-        return Ok(Response::from_parts(parts, Body::from_stream(stream)));
-    }
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|e| ApiError::internal(format!("failed to read response: {e}")))?;
-    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
-        return Ok(Response::from_parts(parts, Body::from(bytes)));
-    };
-    convert_answer(&mut v);
-    let mut parts = parts;
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Ok(Response::from_parts(parts, Body::from(v.to_string())))
 }
 
 /// Serves one `events.k8s.io/v1` request through the `core/v1` resource.
@@ -199,7 +154,7 @@ pub(super) async fn request(
     if r.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(r);
     }
-    convert_response(r, watch).await
+    super::reshape::reshape(r, watch, convert_answer).await
 }
 
 fn check_kind(ev: &Value) -> Result<()> {
