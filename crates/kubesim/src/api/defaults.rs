@@ -17,6 +17,12 @@
 //! Service's cluster IP and other allocations are not defaults: they are
 //! create-time strategy (`PrepareForCreate`) in `Api::prepare_for_create`.
 //!
+//! Timestamps are normalized here too ([`normalize_times`]): upstream decodes
+//! `metav1.Time` and `metav1.MicroTime` fields into Go times and encodes them
+//! back, so whatever RFC 3339 form a client sends (`+00:00`, fractions) is
+//! stored and returned as UTC `Z`, whole seconds for `Time` and microseconds
+//! for `MicroTime`; a value that is not RFC 3339 is a 400.
+//!
 //! Simplifications: resource quantities are not rounded to milli-units
 //! (`SetDefaults_ResourceList`); feature-gated pod-level resources and
 //! image volumes are not defaulted.
@@ -380,6 +386,98 @@ pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
     }
 }
 
+/// Fields of the built-in kinds typed `metav1.Time` (by name: no built-in
+/// kind kubesim serves uses these names for anything else).
+const TIME_FIELDS: &[&str] = &[
+    "creationTimestamp",
+    "deletionTimestamp",
+    "firstTimestamp",
+    "lastTimestamp",
+    "lastTransitionTime",
+    "lastProbeTime",
+    "lastHeartbeatTime",
+    "lastUpdateTime",
+    "startTime",
+    "startedAt",
+    "finishedAt",
+    "completionTime",
+];
+
+/// Fields of the built-in kinds typed `metav1.MicroTime`.
+const MICRO_TIME_FIELDS: &[&str] = &["eventTime", "lastObservedTime", "renewTime", "acquireTime"];
+
+fn normalize_time(
+    d: &ResourceDescriptor,
+    v: &mut Value,
+    micro: bool,
+) -> Result<(), super::ApiError> {
+    let Some(s) = v.as_str() else {
+        return Ok(());
+    };
+    let t: k8s_openapi::jiff::Timestamp = s.parse().map_err(|_| {
+        super::ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: parsing time \"{s}\" as \"2006-01-02T15:04:05Z07:00\": cannot parse \"{s}\" as an RFC 3339 time",
+            kind = d.kind,
+            version = d.version,
+        ))
+    })?;
+    let out = if micro {
+        t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+    } else {
+        t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    };
+    if out != s {
+        *v = Value::String(out);
+    }
+    Ok(())
+}
+
+fn walk_times(d: &ResourceDescriptor, v: &mut Value) -> Result<(), super::ApiError> {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if TIME_FIELDS.contains(&k.as_str()) {
+                    normalize_time(d, x, false)?;
+                } else if MICRO_TIME_FIELDS.contains(&k.as_str()) {
+                    normalize_time(d, x, true)?;
+                } else if k == "managedFields" {
+                    for e in each_object(Some(x)) {
+                        if let Some(t) = e.get_mut("time") {
+                            normalize_time(d, t, false)?;
+                        }
+                    }
+                } else if k == "disruptedPods" {
+                    // PodDisruptionBudget: a map of pod name to `metav1.Time`.
+                    if let Some(pods) = x.as_object_mut() {
+                        for t in pods.values_mut() {
+                            normalize_time(d, t, false)?;
+                        }
+                    }
+                } else if x.is_object() || x.is_array() {
+                    walk_times(d, x)?;
+                }
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                walk_times(d, x)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Normalizes the `metav1.Time`/`metav1.MicroTime` fields of a built-in
+/// kind's object as upstream's decode/encode round trip does (custom
+/// resources keep their strings: upstream stores them as JSON).
+pub fn normalize_times(d: &ResourceDescriptor, obj: &mut Value) -> Result<(), super::ApiError> {
+    if d.crd_version.is_some() {
+        return Ok(());
+    }
+    walk_times(d, obj)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +528,29 @@ mod tests {
         assert_eq!(s["spec"]["sessionAffinity"], "None");
         assert_eq!(s["spec"]["internalTrafficPolicy"], "Cluster");
         assert!(s["spec"].get("externalTrafficPolicy").is_none());
+    }
+
+    #[test]
+    fn times_come_back_in_utc_at_the_precision_of_their_go_type() {
+        let d = desc("events");
+        let mut e = json!({"firstTimestamp": "2026-12-06T18:11:27.284622+01:00",
+            "eventTime": "2026-12-06T17:11:27.284622901+00:00",
+            "metadata": {"managedFields": [{"time": "2026-12-06T17:11:27.5Z"}]}});
+        normalize_times(&d, &mut e).unwrap();
+        assert_eq!(e["firstTimestamp"], "2026-12-06T17:11:27Z");
+        assert_eq!(e["eventTime"], "2026-12-06T17:11:27.284622Z");
+        assert_eq!(
+            e["metadata"]["managedFields"][0]["time"],
+            "2026-12-06T17:11:27Z"
+        );
+        let mut bad = json!({"lastTimestamp": "yesterday"});
+        let err = normalize_times(&d, &mut bad).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(
+            err.message.contains("parsing time \"yesterday\""),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

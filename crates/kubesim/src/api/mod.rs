@@ -1027,6 +1027,7 @@ impl Api {
         }
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         defaults::apply_defaults(d, &mut obj);
+        defaults::normalize_times(d, &mut obj)?;
         self.prepare_for_create(d, &mut obj);
         let mut causes = validation::validate_meta(d, &obj);
         causes.extend(validation::validate_kind(d, &obj, None));
@@ -1370,6 +1371,7 @@ impl Api {
                 defaults::apply_defaults(d, &mut obj);
             }
         }
+        defaults::normalize_times(d, &mut obj)?;
         // Finalizers may not be added to an object being deleted.
         if old_s.terminating {
             let of = finalizers(&old);

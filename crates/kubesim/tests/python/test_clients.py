@@ -262,6 +262,9 @@ def test_events_written_through_events_k8s_io_are_read_through_core_v1(api_clien
     assert legacy.reporting_component == "fidelity.kubesim.io/pytest"
     assert legacy.reporting_instance == "pytest-1"
     assert legacy.action == "Testing" and legacy.reason == "Checked"
+    # Times are stored as Go encodes them: UTC "Z", microseconds for MicroTime.
+    _, _, raw = raw_get(api_client, f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/e1")
+    assert raw["eventTime"] == now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), raw["eventTime"]
     # And the other way: a core/v1 event is listed by events.k8s.io/v1.
     core.create_namespaced_event(
         namespace,
@@ -273,8 +276,11 @@ def test_events_written_through_events_k8s_io_are_read_through_core_v1(api_clien
             count=3,
             source=client.V1EventSource(component="old-style"),
             type="Warning",
+            first_timestamp=datetime.datetime(2026, 1, 2, 4, 4, 5, 123456, tzinfo=datetime.timezone(datetime.timedelta(hours=1))),
         ),
     )
+    _, _, raw2 = raw_get(api_client, f"/api/v1/namespaces/{namespace}/events/e2")
+    assert raw2["firstTimestamp"] == "2026-01-02T03:04:05Z"
     # (Read raw: a core/v1 Event has no eventTime, which this client's
     # EventsV1Event model requires, against a real cluster too.)
     status, _, listed = raw_get(api_client, f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
