@@ -37,7 +37,7 @@ fn set_default(m: &mut Map<String, Value>, k: &str, v: Value) {
     }
 }
 
-fn each_object<'a>(v: Option<&'a mut Value>) -> impl Iterator<Item = &'a mut Map<String, Value>> {
+fn each_object(v: Option<&mut Value>) -> impl Iterator<Item = &mut Map<String, Value>> {
     v.and_then(Value::as_array_mut)
         .into_iter()
         .flatten()
@@ -182,18 +182,17 @@ fn default_service(obj: &mut Value) {
         Some("None") => {
             spec.remove("sessionAffinityConfig");
         }
-        Some("ClientIP") => {
+        Some("ClientIP")
             if spec
                 .get("sessionAffinityConfig")
                 .and_then(|c| c.get("clientIP"))
                 .and_then(|c| c.get("timeoutSeconds"))
-                .is_none_or(Value::is_null)
-            {
-                spec.insert(
-                    "sessionAffinityConfig".into(),
-                    json!({"clientIP": {"timeoutSeconds": 10800}}),
-                );
-            }
+                .is_none_or(Value::is_null) =>
+        {
+            spec.insert(
+                "sessionAffinityConfig".into(),
+                json!({"clientIP": {"timeoutSeconds": 10800}}),
+            );
         }
         _ => {}
     }

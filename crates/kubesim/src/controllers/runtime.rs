@@ -1415,6 +1415,7 @@ fn scheduler_event(
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 fn kubelet_event(
     s: &Shared,
     pod: &Pod,
