@@ -184,6 +184,10 @@ pub struct ListResult {
     pub resource_version: u64,
     /// `metadata.continue` when more items follow.
     pub continue_token: Option<String>,
+    /// `metadata.remainingItemCount`: how many items follow this page, when
+    /// it is limited and has no label or field selector (upstream's etcd
+    /// store leaves it unset for selectors, whose count it cannot know).
+    pub remaining_item_count: Option<u64>,
 }
 
 impl ListResult {
@@ -792,6 +796,17 @@ impl Api {
             // (the token carries it), never at the current state.
             let list_rv = token_rv.unwrap_or(cur);
             let (items, more) = t.list_at(&key, ns, after.as_ref(), opts.limit, list_rv, keep);
+            let remaining_item_count = match items.last() {
+                Some(last) if more && opts.label_selector.is_empty() && opts.field_selector.is_empty() => {
+                    let mut n = 0u64;
+                    t.list_at(&key, ns, Some(&last.key()), 0, list_rv, |_| {
+                        n += 1;
+                        false
+                    });
+                    Some(n)
+                }
+                _ => None,
+            };
             let continue_token = if more {
                 items.last().map(|s| encode_continue(list_rv, &s.key()))
             } else {
@@ -801,6 +816,7 @@ impl Api {
                 items,
                 resource_version: list_rv,
                 continue_token,
+                remaining_item_count,
             })
         })
     }
@@ -833,6 +849,7 @@ impl Api {
             items,
             resource_version: rv,
             continue_token,
+            remaining_item_count: None,
         })
     }
 

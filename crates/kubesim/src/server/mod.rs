@@ -688,6 +688,9 @@ async fn resource_request(
                 if let Some(c) = &l.continue_token {
                     meta["continue"] = json!(c);
                 }
+                if let Some(n) = l.remaining_item_count {
+                    meta["remainingItemCount"] = json!(n);
+                }
                 if let Some(tt) = table_target {
                     return table_response(&d, tt, &l.values(), Some(&meta), q);
                 }

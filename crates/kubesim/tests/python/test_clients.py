@@ -109,7 +109,11 @@ def test_continued_list_pages_are_one_snapshot(core, namespace):
     first = core.list_namespaced_config_map(namespace, label_selector="page=y", limit=3)
     assert [c.metadata.name for c in first.items] == ["c0", "c1", "c2"]
     assert first.metadata._continue
-    assert first.metadata.remaining_item_count is None or first.metadata.remaining_item_count == 4
+    # With a selector upstream cannot count what follows; without one it does.
+    assert first.metadata.remaining_item_count is None
+    unfiltered = core.list_namespaced_config_map(namespace, limit=3)
+    assert unfiltered.metadata.remaining_item_count == 4
+
     # Changes between pages must not show up in the later pages.
     core.delete_namespaced_config_map("c5", namespace)
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "c3a", "labels": {"page": "y"}}})
