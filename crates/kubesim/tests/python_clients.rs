@@ -103,6 +103,7 @@ async fn the_python_client_and_a_kopf_operator_work_against_kubesim() {
         "the Python client conformance suite failed (exit {:?}):\n{stdout}\n{stderr}",
         out.status.code()
     );
+    println!("{stdout}");
     // The suite really ran (an empty collection exits 5, but check the count too).
     assert!(
         stdout.contains(" passed"),

@@ -125,3 +125,69 @@ def test_kopf_handles_create_update_and_delete_with_its_finalizer(api_client, co
     log = log_path.read_text()
     for bad in ("Traceback", "Unprocessable", "Unsupported", "ERROR"):
         assert bad not in log, f"kopf logged {bad!r}:" + show_log(log_path)
+
+
+PEERING_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "kopfpeerings.kopf.dev"},
+    "spec": {
+        "scope": "Namespaced",
+        "group": "kopf.dev",
+        "names": {"kind": "KopfPeering", "plural": "kopfpeerings", "singular": "kopfpeering"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_kopf_peering_announces_the_operator_and_withdraws_it_on_exit(api_client, core, operator):
+    # The Widget CRD exists (the operator fixture installed it); kopf without
+    # --standalone finds the peering CRD and the namespace's "default" peering.
+    client.ApiextensionsV1Api(api_client).create_custom_resource_definition(PEERING_CRD)
+    ns = "kopf-peering"
+    core.create_namespace({"metadata": {"name": ns}})
+    co = client.CustomObjectsApi(api_client)
+    co.create_namespaced_custom_object(
+        "kopf.dev", "v1", ns, "kopfpeerings", {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "default"}}
+    )
+    log_path = pathlib.Path(os.environ.get("KUBESIM_SCRATCH", "/tmp")) / "kopf-peering.log"
+    kopf = pathlib.Path(os.environ.get("KUBESIM_VENV_BIN", pathlib.Path(sys.executable).parent)) / "kopf"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(kopf), "run", "--namespace", ns, "--verbose", str(HERE / "widget_operator.py")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(HERE.parent),
+        )
+        try:
+            def peers():
+                st = co.get_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", "default").get("status") or {}
+                return st or None
+
+            try:
+                announced = wait_for("kopf to announce itself in the peering", peers, timeout=60)
+            except BaseException:
+                print(show_log(log_path))
+                raise
+            (ident, info), = announced.items()
+            assert {"priority", "lifetime", "lastseen"} <= set(info), info
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    st = co.get_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", "default").get("status") or {}
+    assert ident not in st, f"kopf left its peering entry behind: {st}" + show_log(log_path)
+    text = log_path.read_text()
+    for bad in ("Traceback", "Unprocessable"):
+        assert bad not in text, f"kopf logged {bad!r}:" + show_log(log_path)
