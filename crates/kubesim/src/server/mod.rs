@@ -658,6 +658,11 @@ async fn resource_request(
     body: Bytes,
     cut_watch_after: Option<Duration>,
 ) -> Result<Response> {
+    let watching = bool_param(q, "watch");
+    if reshape::negotiate(header_str(headers, header::ACCEPT))? == reshape::Media::Yaml && !watching
+    {
+        return reshape::yaml_request(s, method, t, q, headers, body, cut_watch_after).await;
+    }
     if events_v1::is_events_v1(t) {
         return events_v1::request(s, method, t, q, headers, body, cut_watch_after).await;
     }

@@ -181,3 +181,90 @@ pub(super) async fn partial_request(
     }
     Ok(Response::from_parts(parts, body))
 }
+
+/// What a resource request's answer is encoded as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Media {
+    /// `application/json` (also for `as=Table`/`PartialObjectMetadata…`,
+    /// served by their own paths, and for a protobuf `Accept`: kubesim
+    /// encodes no protobuf answers).
+    Json,
+    /// `application/yaml`.
+    Yaml,
+}
+
+/// Content negotiation of a resource request's `Accept`
+/// (`k8s.io/apiserver/pkg/endpoints/handlers/negotiation`): the first media
+/// range the server can encode wins; none is `406 NotAcceptable`.
+pub(super) fn negotiate(accept: &str) -> Result<Media> {
+    if accept.trim().is_empty() {
+        return Ok(Media::Json);
+    }
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let params: HashMap<&str, &str> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        let as_kind = params.get("as").copied();
+        let meta_version = params.get("g") == Some(&"meta.k8s.io")
+            && matches!(params.get("v"), Some(&("v1" | "v1beta1")));
+        match media.as_str() {
+            "application/json" | "*/*" | "application/*" => match as_kind {
+                None => return Ok(Media::Json),
+                Some("Table" | "PartialObjectMetadata" | "PartialObjectMetadataList")
+                    if meta_version =>
+                {
+                    return Ok(Media::Json);
+                }
+                Some(_) => {}
+            },
+            "application/yaml" if as_kind.is_none() => return Ok(Media::Yaml),
+            "application/vnd.kubernetes.protobuf" if as_kind.is_none() => return Ok(Media::Json),
+            _ => {}
+        }
+    }
+    Err(ApiError::new(
+        406,
+        "NotAcceptable",
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+    ))
+}
+
+/// Serves a request whose client asked for YAML: the JSON answer, re-encoded.
+pub(super) async fn yaml_request(
+    s: &ServerState,
+    method: &Method,
+    t: &Target,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Bytes,
+    cut_watch_after: Option<std::time::Duration>,
+) -> Result<Response> {
+    let mut h = headers.clone();
+    h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    let r = Box::pin(resource_request(s, method, t, q, &h, body, cut_watch_after)).await?;
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c == "application/json");
+    if !is_json {
+        return Ok(r);
+    }
+    let (mut parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::internal(format!("failed to read response: {e}")))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::internal(format!("failed to re-encode the answer: {e}")))?;
+    let yaml = serde_yaml_ng::to_string(&v)
+        .map_err(|e| ApiError::internal(format!("failed to encode YAML: {e}")))?;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
+    );
+    Ok(Response::from_parts(parts, Body::from(yaml)))
+}

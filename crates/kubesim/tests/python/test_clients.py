@@ -357,3 +357,21 @@ def test_an_orphaning_delete_keeps_the_pods(apps, core, namespace):
     pods = core.list_namespaced_pod(namespace).items
     assert {p.metadata.name: p.metadata.uid for p in pods} == before
     assert all(not p.metadata.owner_references and p.metadata.deletion_timestamp is None for p in pods)
+
+
+def test_content_negotiation_serves_yaml_and_refuses_what_it_cannot_encode(api_client, core, namespace):
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "neg"}, "data": {"k": "v"}})
+    path = f"/api/v1/namespaces/{namespace}/configmaps/neg"
+    r = api_client.call_api("GET", api_client.configuration.host + path, header_params={"Accept": "application/yaml"})
+    r.read()
+    assert r.status == 200 and r.headers["Content-Type"] == "application/yaml"
+    text = r.data.decode()
+    assert "kind: ConfigMap" in text and "k: v" in text
+    for accept in ("text/html", "application/json;as=Foo;g=meta.k8s.io;v=v1"):
+        r = api_client.call_api("GET", api_client.configuration.host + path, header_params={"Accept": accept})
+        r.read()
+        body = json.loads(r.data)
+        assert (r.status, body["reason"]) == (406, "NotAcceptable"), (accept, r.status, body)
+    # The first range the server can encode wins.
+    status, headers, obj = raw_get(api_client, path, "text/html, application/json")
+    assert status == 200 and obj["data"] == {"k": "v"}
