@@ -296,6 +296,13 @@ def test_events_written_through_events_k8s_io_are_read_through_core_v1(api_clien
     assert e2["note"] == "from core" and e2["deprecatedCount"] == 3
     assert e2["deprecatedSource"] == {"component": "old-style"} and e2["regarding"]["kind"] == "Pod"
     assert "message" not in e2 and "involvedObject" not in e2
+    # A watch through events.k8s.io streams the events.k8s.io form.
+    status, _, frames = raw_get_lines(
+        api_client, f"/apis/events.k8s.io/v1/namespaces/{namespace}/events?watch=true&timeoutSeconds=1", "application/json"
+    )
+    assert status == 200
+    watched = {f["object"]["metadata"]["name"]: f["object"] for f in frames if f["type"] == "ADDED"}
+    assert watched["e2"]["apiVersion"] == "events.k8s.io/v1" and watched["e2"]["note"] == "from core"
     # A patch through events.k8s.io changes what core/v1 reads.
     ev_api.patch_namespaced_event("e1", namespace, {"note": "patched"})
     assert core.read_namespaced_event("e1", namespace).message == "patched"
