@@ -82,6 +82,9 @@ pub struct ClusterConfig {
     pub nodes: usize,
     /// Simulated-time speed factor (used by the kubelet simulation).
     pub speed: f64,
+    /// The fake kubelets' timing, node pools included (used by the kubelet
+    /// simulation; see [`crate::kubelet::KubeletConfig`]).
+    pub kubelet: crate::kubelet::KubeletConfig,
     /// Write the kubeconfig to this path.
     pub write_kubeconfig: Option<PathBuf>,
     /// Watch history window (events).
@@ -107,6 +110,7 @@ impl Default for ClusterConfig {
             tls: false,
             nodes: 3,
             speed: 1.0,
+            kubelet: crate::kubelet::KubeletConfig::default(),
             write_kubeconfig: None,
             history_limit: 50_000,
             bookmark_interval: Duration::from_secs(10),
@@ -231,6 +235,7 @@ impl Cluster {
             let cfg = SimConfig {
                 nodes: config.nodes,
                 speed: config.speed,
+                kubelet: config.kubelet.clone(),
                 ..SimConfig::default()
             };
             Some(

@@ -1,18 +1,39 @@
 //! The fake nodes, scheduler and kubelet (in the spirit of KWOK): node
-//! objects spread over three zones, a scheduler that binds pods to nodes, and
-//! a per-pod state machine that moves a pod from `Pending` to `Running` and
-//! `Ready`, restarts containers in place when their image changes, and
-//! finishes graceful deletions.
+//! objects spread over three zones, a scheduler that binds pods to nodes
+//! (through `pods/binding`, [`crate::binding`]), and a per-pod state machine
+//! that moves a pod from `Pending` to `Running` and `Ready`, honours
+//! readiness gates, restarts containers in place when their image changes,
+//! and finishes graceful deletions.
 //!
 //! All decisions are pure functions of the pod, the configuration and the
 //! simulated time ([`Clock`]); the async driver only executes them.
 //!
 //! ## Timing
 //! Every delay is *simulated* time; [`Clock`] runs `speed` times faster than
-//! the wall clock, and the driver sleeps `delay / speed`. The start delay of a
-//! container is [`Delay::Fixed`] or [`Delay::Uniform`] (drawn
-//! deterministically from the pod UID and restart count, so a pod's timeline
-//! is reproducible) and may be overridden per image (exact image or prefix).
+//! the wall clock, and the driver sleeps `delay / speed`. A delay is
+//! [`Delay::Fixed`] or [`Delay::Uniform`] (drawn deterministically from the
+//! pod UID, the phase and the restart count, so a pod's timeline is
+//! reproducible). [`KubeletConfig`] holds one figure per phase, and
+//! [`KubeletConfig::pools`] gives nodes with given labels their own:
+//! * new pod: scheduling (0 s) → volume attach (10 s, pods with persistent
+//!   volumes only) → sandbox (0 s; pod IP, `PodReadyToStartContainers`) →
+//!   container start (2 s, may be overridden per image);
+//! * in-place restart after an image change: container stop (1 s, capped by
+//!   the grace period) → image pull (5 s) → container start (2 s);
+//! * deletion: container stop, then the pod is removed.
+//!
+//! ## Readiness
+//! `Ready` is computed as `GeneratePodReadyCondition`
+//! (`pkg/kubelet/status/generate.go`) does: `False` with the
+//! `ContainersReady` reason while a container is not ready, else `False`
+//! (`ReadinessGatesNotReady`) while a `spec.readinessGates` condition is
+//! missing or not `True`. Gate conditions belong to controllers, which write
+//! them through `pods/status`; the kubelet keeps every condition it does not
+//! own. A `Ready` written by someone else stands until
+//! [`KubeletConfig::status_reconcile`] has passed, unless the kubelet's own
+//! view of the pod changes first (then its whole status is written at once),
+//! like the status manager's periodic reconcile
+//! (`pkg/kubelet/status/status_manager.go`).
 //!
 //! ## Failure modes chosen by image tag
 //! * tag ending in `-unready` (e.g. `nginx:1.27-unready`): the container runs
@@ -22,10 +43,19 @@
 //!   5 min); it never becomes ready.
 //!
 //! ## Simplifications (upstream: `pkg/kubelet/status/status_manager.go`,
-//! `pkg/kubelet/kuberuntime`, `pkg/scheduler`)
+//! `pkg/kubelet/kuberuntime/kuberuntime_manager.go`, `pkg/scheduler`)
 //! * Containers become ready as soon as they start (no probes); init
-//!   containers, readiness gates, resources and node capacity are ignored.
-//! * Scheduling honours `nodeSelector`, node readiness and `unschedulable`, and
+//!   containers, resources and node capacity are ignored.
+//! * In-place restarts (`computePodActions`: a container whose spec hash
+//!   changed is killed and started again in the same sandbox) are detected by
+//!   image only, the one container field an update may change. The killed
+//!   container is recorded at once (`lastState.terminated`, exit code 0,
+//!   `Completed`, `finishedAt` = the kill) and shown waiting
+//!   (`ContainerCreating`) through its stop, pull and start, where the real
+//!   kubelet shows it running until it exits. A process killed after its
+//!   grace period (exit 137) is not modelled. `pods/resize` (in-place
+//!   resource changes) is not served.
+//! * Scheduling honours `nodeSelector`, `schedulingGates`, node readiness and `unschedulable`, and
 //!   spreads pods of one controller across zones, then nodes (like the default
 //!   `PodTopologySpread` soft constraints); affinity and taints are ignored.
 //! * A terminating pod is removed (DELETE with grace 0) after
@@ -41,7 +71,7 @@ use k8s_openapi::{
     api::core::v1::{
         ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
         ContainerStatus, HostIP, Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus,
-        NodeSystemInfo, Pod, PodCondition, PodIP, PodStatus,
+        NodeSystemInfo, Pod, PodCondition, PodIP, PodSpec, PodStatus,
     },
     apimachinery::pkg::{
         api::resource::Quantity,
@@ -146,17 +176,66 @@ impl Delay {
     }
 }
 
-/// Configuration of the fake kubelets.
+/// Configuration of the fake kubelets: the simulated duration of each phase
+/// of a pod's life (see the module docs, "Timing").
+///
+/// A new pod's cycle is `scheduling_delay` (creation to binding) +
+/// `volume_attach_delay` (only pods with `persistentVolumeClaim` or
+/// `ephemeral` volumes) + `sandbox_delay` (pod IP) + the container's start
+/// delay ([`KubeletConfig::start_delay_for`]). An in-place restart after an
+/// image change is the stop (`shutdown_delay`, capped by the pod's
+/// `terminationGracePeriodSeconds`) + `image_pull_delay` + the start delay.
+/// [`KubeletConfig::pools`] gives nodes with given labels their own figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KubeletConfig {
-    /// Delay from the pod reaching the kubelet (or a container restart) to
-    /// the container running and ready.
+    /// Container start: from the sandbox being ready (or the new image being
+    /// pulled) to the container running and ready. Default 2 s, which also
+    /// covers the sandbox while `sandbox_delay` is 0.
     pub start_delay: Delay,
-    /// Per-image overrides: the first entry whose key equals the image or is
-    /// a prefix of it wins.
+    /// Per-image overrides of `start_delay`: the first entry whose key equals
+    /// the image or is a prefix of it wins.
     pub image_delays: Vec<(String, Delay)>,
-    /// How long containers take to stop after SIGTERM (capped by the grace period).
+    /// Container stop: how long containers take to exit after SIGTERM
+    /// (capped by the grace period), for pod deletion and in-place
+    /// restarts. Default 1 s.
     pub shutdown_delay: SignedDuration,
+    /// kube-scheduler: pod creation to binding. Default 0 (the real scheduler
+    /// binds within milliseconds; raise it to model, e.g., a pool whose nodes
+    /// must be provisioned first).
+    pub scheduling_delay: Delay,
+    /// Pod sandbox (pause container, CNI): from the volumes being ready to the
+    /// pod having its IP. Default 0, counted inside `start_delay`.
+    pub sandbox_delay: Delay,
+    /// Attaching and mounting the pod's persistent volumes (CSI attach +
+    /// mount), for pods with `persistentVolumeClaim` or `ephemeral` volumes
+    /// only. Default 10 s.
+    pub volume_attach_delay: Delay,
+    /// Pulling the new image of a container restarted in place. Default 5 s.
+    /// (New pods' images are taken as already present, within `start_delay`.)
+    pub image_pull_delay: Delay,
+    /// How long a `Ready` condition written by someone else (a controller
+    /// taking the pod out of endpoints) stands before the kubelet writes its
+    /// own again when nothing else changed: the status manager's reconcile
+    /// period (`syncPeriod` in `pkg/kubelet/status/status_manager.go`).
+    /// Default 10 s.
+    pub status_reconcile: SignedDuration,
+    /// Node pools: the first pool whose `node_labels` all match a node's
+    /// labels gives the kubelet of that node (and the scheduling of pods onto
+    /// it) its timing. Nodes of no pool use this configuration.
+    pub pools: Vec<NodePool>,
+}
+
+/// Nodes that carry all of `node_labels` and the timing of their kubelets
+/// (its own `pools` are ignored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePool {
+    /// A name for messages and docs.
+    pub name: String,
+    /// The labels a node must carry (e.g. `topology.kubernetes.io/zone`, or
+    /// a label set with `kubectl label node`).
+    pub node_labels: BTreeMap<String, String>,
+    /// The pool's timing.
+    pub kubelet: KubeletConfig,
 }
 
 impl Default for KubeletConfig {
@@ -165,6 +244,12 @@ impl Default for KubeletConfig {
             start_delay: Delay::Fixed(SignedDuration::from_secs(2)),
             image_delays: Vec::new(),
             shutdown_delay: SignedDuration::from_secs(1),
+            scheduling_delay: Delay::Fixed(SignedDuration::ZERO),
+            sandbox_delay: Delay::Fixed(SignedDuration::ZERO),
+            volume_attach_delay: Delay::Fixed(SignedDuration::from_secs(10)),
+            image_pull_delay: Delay::Fixed(SignedDuration::from_secs(5)),
+            status_reconcile: SignedDuration::from_secs(10),
+            pools: Vec::new(),
         }
     }
 }
@@ -179,6 +264,75 @@ impl KubeletConfig {
             .map_or(self.start_delay, |(_, d)| *d);
         delay.pick(fnv1_32(format!("{uid}/{restarts}").as_bytes()))
     }
+
+    /// The configuration of the kubelet of a node with these labels: the
+    /// first matching pool's, else this one.
+    pub fn for_node(&self, labels: Option<&BTreeMap<String, String>>) -> &KubeletConfig {
+        self.pools
+            .iter()
+            .find(|p| {
+                p.node_labels
+                    .iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            })
+            .map_or(self, |p| &p.kubelet)
+    }
+
+    /// A draw of `delay` for one phase (`what`) of pod `uid`.
+    fn draw(delay: Delay, uid: &str, what: &str) -> SignedDuration {
+        delay.pick(fnv1_32(format!("{uid}/{what}").as_bytes()))
+    }
+
+    /// How long after the pod reached the kubelet its sandbox is ready (pod
+    /// IP): volume attach (pods with persistent volumes) then the sandbox, in
+    /// the kubelet's order (`WaitForAttachAndMount` before `SyncPod`).
+    pub fn sandbox_ready_after(&self, pod: &Pod) -> SignedDuration {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let volumes = if has_persistent_volumes(pod) {
+            Self::draw(self.volume_attach_delay, uid, "volumes")
+        } else {
+            SignedDuration::ZERO
+        };
+        volumes + Self::draw(self.sandbox_delay, uid, "sandbox")
+    }
+
+    /// The earliest time the scheduler binds `pod` onto a node of this
+    /// configuration (its creation plus `scheduling_delay`).
+    pub fn bind_at(&self, pod: &Pod) -> Option<Timestamp> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let created = pod.metadata.creation_timestamp.as_ref()?.0;
+        created
+            .checked_add(Self::draw(self.scheduling_delay, uid, "scheduling"))
+            .ok()
+    }
+
+    /// The time from killing a container (for an image change) to its
+    /// replacement running: stop (capped by the grace period), image pull,
+    /// start.
+    pub fn in_place_restart_after(&self, pod: &Pod, image: &str, restarts: i32) -> SignedDuration {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let stop = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .map_or(self.shutdown_delay, |g| {
+                self.shutdown_delay.min(SignedDuration::from_secs(g.max(0)))
+            });
+        stop + Self::draw(self.image_pull_delay, uid, &format!("pull/{restarts}"))
+            + self.start_delay_for(image, uid, restarts)
+    }
+}
+
+/// Whether the pod mounts persistent volumes (which the kubelet waits for
+/// before creating the sandbox).
+pub fn has_persistent_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vs| {
+            vs.iter()
+                .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
+        })
 }
 
 /// The failure mode an image asks for (see the module docs).
@@ -419,10 +573,15 @@ pub struct KubeletStep {
     /// Look at the pod again after this much simulated time (if nothing else
     /// changes it before).
     pub wake_after: Option<SignedDuration>,
+    /// The `Ready` status the kubelet computed (`None` when it did not look
+    /// at the containers: terminal or terminating pods). The driver compares
+    /// it with the stored condition to notice someone else's `Ready` write
+    /// ([`PodFacts::ready_override_since`]).
+    pub ready: Option<bool>,
 }
 
 /// Facts about the pod the driver tracks outside the pod object.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PodFacts<'a> {
     /// The simulated time at which the kubelet first saw the pod's
     /// `deletionTimestamp` (graceful termination start).
@@ -438,6 +597,13 @@ pub struct PodFacts<'a> {
     pub host_ip: &'a str,
     /// Fault injection: keep the pod's Ready condition False.
     pub forced_unready: bool,
+    /// Since when the stored `Ready` condition differs from the one the
+    /// kubelet last computed, i.e. someone else wrote it (an in-place updater
+    /// taking the pod out of endpoints). The kubelet leaves that write alone
+    /// for [`KubeletConfig::status_reconcile`] unless its own view of the pod
+    /// changes, as the status manager only rewrites an unchanged status at
+    /// its reconcile period.
+    pub ready_override_since: Option<Timestamp>,
 }
 
 fn hex_id(seed: &str, len: usize) -> String {
@@ -501,6 +667,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
     let nothing = |wake| KubeletStep {
         action: KubeletAction::Nothing,
         wake_after: wake,
+        ready: None,
     };
     let phase = pod
         .status
@@ -522,6 +689,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
             KubeletStep {
                 action: KubeletAction::Remove,
                 wake_after: None,
+                ready: None,
             }
         } else {
             nothing(Some(done.duration_since(now)))
@@ -539,15 +707,10 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         wake = Some(wake.map_or(d, |w: SignedDuration| w.min(d)));
     };
 
-    // Sandbox: IPs and start time on first sight.
+    // The pod reached the kubelet: start time at once (hostIP with it);
+    // volumes, then the sandbox and its IP.
     if st.start_time.is_none() {
         st.start_time = Some(Time(facts.sandbox_started.unwrap_or(now)));
-    }
-    if st.pod_ip.as_deref().unwrap_or("").is_empty() {
-        st.pod_ip = Some(facts.pod_ip.to_owned());
-        st.pod_ips = Some(vec![PodIP {
-            ip: facts.pod_ip.to_owned(),
-        }]);
     }
     if st.host_ip.as_deref().unwrap_or("").is_empty() {
         st.host_ip = Some(facts.host_ip.to_owned());
@@ -557,8 +720,20 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
     }
     let pod_start = facts
         .sandbox_started
-        .map(Time)
-        .or_else(|| st.start_time.clone());
+        .or_else(|| st.start_time.as_ref().map(|t| t.0))
+        .unwrap_or(now);
+    let sandbox_at = pod_start
+        .checked_add(cfg.sandbox_ready_after(pod))
+        .unwrap_or(pod_start);
+    let sandbox_ready = now >= sandbox_at || !st.pod_ip.as_deref().unwrap_or("").is_empty();
+    if !sandbox_ready {
+        soon(sandbox_at);
+    } else if st.pod_ip.as_deref().unwrap_or("").is_empty() {
+        st.pod_ip = Some(facts.pod_ip.to_owned());
+        st.pod_ips = Some(vec![PodIP {
+            ip: facts.pod_ip.to_owned(),
+        }]);
+    }
 
     let old_statuses: BTreeMap<String, ContainerStatus> = old
         .container_statuses
@@ -587,7 +762,10 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         let state = cs.state.clone().unwrap_or_default();
         if let Some(running) = &state.running {
             if cs.image != image {
-                // In-place restart for a new image.
+                // computePodActions: the container's spec (hash) changed, so
+                // the kubelet kills it and starts it again with the new image,
+                // leaving the sandbox (uid, IP, volumes) and the other
+                // containers alone.
                 cs.last_state = Some(ContainerState {
                     terminated: Some(ContainerStateTerminated {
                         exit_code: 0,
@@ -608,7 +786,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
                 cs.container_id = None;
                 if let Some(at) = since(
                     Some(&Time(now)),
-                    cfg.start_delay_for(&image, uid, cs.restart_count),
+                    cfg.in_place_restart_after(pod, &image, cs.restart_count),
                 ) {
                     soon(at);
                 }
@@ -654,11 +832,16 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
                 .and_then(|t| t.finished_at.clone());
             let start_at = if w.reason.as_deref() == Some("CrashLoopBackOff") {
                 since(finished.as_ref(), backoff(cs.restart_count))
-            } else {
+            } else if let Some(killed) = &finished {
+                // Killed for an image change: stop, pull, start.
                 since(
-                    finished.as_ref().or(pod_start.as_ref()),
-                    cfg.start_delay_for(&image, uid, cs.restart_count),
+                    Some(killed),
+                    cfg.in_place_restart_after(pod, &image, cs.restart_count),
                 )
+            } else {
+                sandbox_at
+                    .checked_add(cfg.start_delay_for(&image, uid, cs.restart_count))
+                    .ok()
             }
             .unwrap_or(now);
             if now >= start_at {
@@ -708,7 +891,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
     set_condition(
         &mut conds,
         "PodReadyToStartContainers",
-        true,
+        sandbox_ready,
         None,
         None,
         now,
@@ -722,20 +905,47 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         not_ready_msg.clone(),
         now,
     );
-    let ready = containers_ready && !facts.forced_unready;
-    let (ready_reason, ready_msg) = if facts.forced_unready && containers_ready {
+    let (ready, ready_reason, ready_msg) = if !containers_ready {
+        (false, reason, not_ready_msg)
+    } else if let Some(gates) = readiness_gates_message(spec, &conds) {
+        (false, Some("ReadinessGatesNotReady"), Some(gates))
+    } else if facts.forced_unready {
         (
+            false,
             Some("ReadinessGatesNotReady"),
             Some("marked unready by kubesim fault injection".to_owned()),
         )
     } else {
-        (reason, not_ready_msg)
+        (true, None, None)
     };
     set_condition(&mut conds, "Ready", ready, ready_reason, ready_msg, now);
     set_condition(&mut conds, "PodScheduled", true, None, None, now);
     conds.sort_by_key(|c| condition_rank(&c.type_));
     st.conditions = Some(conds);
     st.container_statuses = Some(statuses);
+
+    // Someone else's Ready stands until the reconcile period when it is the
+    // only thing the kubelet would change.
+    if let Some(since) = facts.ready_override_since {
+        let deadline = since.checked_add(cfg.status_reconcile).unwrap_or(since);
+        if now < deadline {
+            let mut kept = st.clone();
+            let stored_ready = ready_of(&old).cloned();
+            if let (Some(conds), Some(stored)) = (kept.conditions.as_mut(), stored_ready) {
+                for c in conds.iter_mut().filter(|c| c.type_ == "Ready") {
+                    *c = stored.clone();
+                }
+            }
+            let mut old_sorted = old.clone();
+            if let Some(c) = old_sorted.conditions.as_mut() {
+                c.sort_by_key(|c| condition_rank(&c.type_));
+            }
+            if kept == old_sorted {
+                st = old.clone();
+                soon(deadline);
+            }
+        }
+    }
 
     KubeletStep {
         action: if st == old {
@@ -744,7 +954,50 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
             KubeletAction::UpdateStatus(Box::new(st))
         },
         wake_after: wake,
+        ready: Some(ready),
     }
+}
+
+/// The stored `Ready` condition of a status.
+fn ready_of(st: &PodStatus) -> Option<&PodCondition> {
+    st.conditions
+        .as_ref()
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+}
+
+/// Why the readiness gates hold the pod back, as `GeneratePodReadyCondition`
+/// (`pkg/kubelet/status/generate.go`) words it; `None` when every gate's
+/// condition is `True`. The gates' conditions are owned by controllers
+/// (written through `pods/status`); the kubelet only reads them.
+pub fn readiness_gates_message(spec: &PodSpec, conds: &[PodCondition]) -> Option<String> {
+    let messages: Vec<String> = spec
+        .readiness_gates
+        .iter()
+        .flatten()
+        .filter_map(|g| {
+            let t = &g.condition_type;
+            match conds.iter().find(|c| &c.type_ == t) {
+                None => Some(format!(
+                    "corresponding condition of pod readiness gate \"{t}\" does not exist."
+                )),
+                Some(c) if c.status != "True" => Some(format!(
+                    "the status of pod readiness gate \"{t}\" is not \"True\", but {}",
+                    c.status
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    (!messages.is_empty()).then(|| messages.join(", "))
+}
+
+/// The stored `Ready` status of a pod (`Some(true)` for `True`), for the
+/// driver's [`PodFacts::ready_override_since`] bookkeeping.
+pub fn stored_ready(pod: &Pod) -> Option<bool> {
+    pod.status
+        .as_ref()
+        .and_then(ready_of)
+        .map(|c| c.status == "True")
 }
 
 fn condition_rank(t: &str) -> u8 {

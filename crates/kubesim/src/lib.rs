@@ -13,8 +13,10 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod binding;
 pub mod cli;
 pub mod cluster;
 pub mod controllers;
@@ -23,6 +25,7 @@ pub mod faults;
 pub mod kubelet;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod selector;

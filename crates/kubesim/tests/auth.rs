@@ -423,22 +423,41 @@ async fn kubectl_creates_tokens_and_asks_can_i() {
         err.contains("Error from server (Forbidden): pods is forbidden: User \"system:serviceaccount:default:op\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
         "{err}"
     );
-    // (kubectl create rolebinding sends protobuf, which kubesim does not decode.)
-    apply(
-        &h,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-               "metadata": {"name": "pod-reader"},
-               "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+    // kubectl's typed `create clusterrole|rolebinding` send protobuf bodies.
+    for args in [
+        &[
+            "create",
+            "clusterrole",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ][..],
+        &[
+            "create",
+            "rolebinding",
+            "op-reads-pods",
+            "--clusterrole=pod-reader",
+            "--serviceaccount=default:op",
+        ],
+    ] {
+        let (ok, _, err) = kubectl(&dir, &admin, args).await;
+        assert!(ok, "kubectl {args:?}: {err}");
+    }
+    let (ok, out, err) = kubectl(
+        &dir,
+        &admin,
+        &["get", "rolebinding", "op-reads-pods", "-o", "json"],
     )
     .await;
-    apply(
-        &h,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "op-reads-pods", "namespace": "default"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-reader"},
-               "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]}),
-    )
-    .await;
+    assert!(ok, "{err}");
+    let rb: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (rb["roleRef"].clone(), rb["subjects"].clone()),
+        (
+            json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-reader"}),
+            json!([{"kind": "ServiceAccount", "name": "op", "namespace": "default"}])
+        )
+    );
     let (ok, out, _) = kubectl(&dir, &sa, &["auth", "can-i", "list", "pods"]).await;
     assert!(ok);
     assert_eq!(out.trim(), "yes");

@@ -380,6 +380,7 @@ fn container_start_delays_count_from_the_precise_sandbox_start_not_the_whole_sec
         pod_ip: "10.0.0.1",
         host_ip: "172.18.0.2",
         forced_unready: false,
+        ready_override_since: None,
     };
     let running = |step: &kubelet::KubeletStep| match &step.action {
         kubelet::KubeletAction::UpdateStatus(st) => st
@@ -396,4 +397,376 @@ fn container_start_delays_count_from_the_precise_sandbox_start_not_the_whole_sec
 
     // Timed from the stored whole second, it would already run (0.9 s early).
     assert!(running(&kubelet::step(&pod, &cfg, facts(None), now)));
+}
+
+// ---- the pod's own lifecycle: readiness gates, foreign Ready writes, in-place restarts, timing
+
+/// A bound pod driven by `kubelet::step` alone, with a manual clock.
+struct Kubelet {
+    pod: k8s_openapi::api::core::v1::Pod,
+    cfg: kubelet::KubeletConfig,
+    now: k8s_openapi::jiff::Timestamp,
+    started: k8s_openapi::jiff::Timestamp,
+    override_since: Option<k8s_openapi::jiff::Timestamp>,
+    last_wake: Option<SignedDuration>,
+}
+
+impl Kubelet {
+    fn new(spec: serde_json::Value) -> Self {
+        let now: k8s_openapi::jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut spec = spec;
+        spec["nodeName"] = json!("kubesim-node-0");
+        Self {
+            pod: serde_json::from_value(json!({
+                "metadata": {"name": "web-0", "namespace": "default", "uid": "u1",
+                    "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": spec,
+                "status": {"phase": "Pending"}
+            }))
+            .unwrap(),
+            cfg: kubelet::KubeletConfig::default(),
+            now,
+            started: now,
+            override_since: None,
+            last_wake: None,
+        }
+    }
+
+    /// One kubelet sync; applies its status write. Returns whether it wrote.
+    fn sync(&mut self) -> bool {
+        let facts = kubelet::PodFacts {
+            sandbox_started: Some(self.started),
+            pod_ip: "10.244.0.2",
+            host_ip: "172.18.0.2",
+            ready_override_since: self.override_since,
+            ..kubelet::PodFacts::default()
+        };
+        let step = kubelet::step(&self.pod, &self.cfg, facts, self.now);
+        self.last_wake = step.wake_after;
+        match step.action {
+            kubelet::KubeletAction::UpdateStatus(st) => {
+                self.pod.status = Some(*st);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Advances the clock to the kubelet's requested wake-up and syncs.
+    fn wake(&mut self) -> bool {
+        let d = self.last_wake.expect("the kubelet asked to be woken");
+        self.now = self.now.checked_add(d).unwrap();
+        self.sync()
+    }
+
+    fn at(&self) -> i64 {
+        self.now.duration_since(self.started).as_secs()
+    }
+
+    fn condition(&self, t: &str) -> Option<k8s_openapi::api::core::v1::PodCondition> {
+        self.pod
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == t)
+            .cloned()
+    }
+
+    fn ready(&self) -> (String, Option<String>, Option<String>) {
+        let c = self.condition("Ready").unwrap();
+        (c.status, c.reason, c.message)
+    }
+
+    /// A controller writes a condition through `pods/status`.
+    fn set_condition(&mut self, t: &str, status: &str) {
+        let conds = self
+            .pod
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .get_or_insert_with(Vec::new);
+        conds.retain(|c| c.type_ != t);
+        conds.push(k8s_openapi::api::core::v1::PodCondition {
+            type_: t.into(),
+            status: status.into(),
+            reason: Some("ByController".into()),
+            ..Default::default()
+        });
+    }
+
+    fn container(&self, name: &str) -> k8s_openapi::api::core::v1::ContainerStatus {
+        self.pod
+            .status
+            .clone()
+            .unwrap()
+            .container_statuses
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap()
+    }
+
+    fn run_until_ready(&mut self) {
+        self.sync();
+        for _ in 0..10 {
+            if self.ready().0 == "True" {
+                return;
+            }
+            self.wake();
+        }
+        panic!("not ready: {:?}", self.ready());
+    }
+}
+
+#[test]
+fn a_readiness_gate_holds_ready_false_with_upstreams_reason_until_its_condition_is_true() {
+    let mut k = Kubelet::new(json!({
+        "containers": [{"name": "app", "image": "nginx:1"}],
+        "readinessGates": [{"conditionType": "example.com/lb"}]
+    }));
+    k.sync();
+    k.wake();
+    assert!(k.container("app").ready, "the container runs and is ready");
+    assert_eq!(k.condition("ContainersReady").unwrap().status, "True");
+    assert_eq!(
+        k.ready(),
+        (
+            "False".into(),
+            Some("ReadinessGatesNotReady".into()),
+            Some(
+                "corresponding condition of pod readiness gate \"example.com/lb\" does not exist."
+                    .into()
+            )
+        )
+    );
+    // The controller reports the gate False: the message says so.
+    k.set_condition("example.com/lb", "False");
+    assert!(k.sync());
+    assert_eq!(
+        k.ready().2.as_deref(),
+        Some("the status of pod readiness gate \"example.com/lb\" is not \"True\", but False")
+    );
+    // True: Ready at once, and the kubelet leaves the gate condition as written.
+    k.set_condition("example.com/lb", "True");
+    assert!(k.sync());
+    assert_eq!(k.ready(), ("True".into(), None, None));
+    let gate = k.condition("example.com/lb").unwrap();
+    assert_eq!(
+        (gate.status.as_str(), gate.reason.as_deref()),
+        ("True", Some("ByController"))
+    );
+    assert!(!k.sync(), "nothing more to write");
+}
+
+#[test]
+fn unready_containers_take_precedence_over_gates_in_the_ready_reason() {
+    let mut k = Kubelet::new(json!({
+        "containers": [{"name": "app", "image": "nginx:1"}],
+        "readinessGates": [{"conditionType": "example.com/lb"}]
+    }));
+    k.sync();
+    assert_eq!(
+        k.ready(),
+        (
+            "False".into(),
+            Some("ContainersNotReady".into()),
+            Some("containers with unready status: [app]".into())
+        )
+    );
+}
+
+#[test]
+fn a_ready_false_written_by_a_controller_stands_until_the_status_reconcile_period() {
+    let mut k = Kubelet::new(json!({"containers": [{"name": "app", "image": "nginx:1"}]}));
+    k.run_until_ready();
+    // An in-place updater takes the pod out of endpoints.
+    k.set_condition("Ready", "False");
+    k.override_since = Some(k.now);
+    let since = k.now;
+    assert!(!k.sync(), "the kubelet leaves it alone at first");
+    assert_eq!(k.last_wake, Some(SignedDuration::from_secs(10)));
+    assert_eq!(k.ready().0, "False");
+    // At the reconcile period it writes its own again.
+    assert!(k.wake());
+    assert_eq!(k.now.duration_since(since), SignedDuration::from_secs(10));
+    assert_eq!(k.ready(), ("True".into(), None, None));
+}
+
+#[test]
+fn the_kubelet_overwrites_a_foreign_ready_at_once_when_its_own_view_changes() {
+    let mut k = Kubelet::new(json!({"containers": [{"name": "app", "image": "nginx:1"}]}));
+    k.run_until_ready();
+    k.set_condition("Ready", "False");
+    k.override_since = Some(k.now);
+    // The image changes: the kubelet kills the container and writes its
+    // whole status, Ready (False, ContainersNotReady) included.
+    k.pod.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
+    assert!(k.sync());
+    assert_eq!(
+        k.ready().1.as_deref(),
+        Some("ContainersNotReady"),
+        "the kubelet's own Ready replaced the controller's"
+    );
+}
+
+#[test]
+fn an_image_change_restarts_only_that_container_after_stop_pull_and_start() {
+    let mut k = Kubelet::new(json!({
+        "terminationGracePeriodSeconds": 30,
+        "containers": [{"name": "app", "image": "nginx:1"}, {"name": "side", "image": "busybox:1"}]
+    }));
+    k.run_until_ready();
+    let (app, side) = (k.container("app"), k.container("side"));
+    let ip = k.pod.status.as_ref().unwrap().pod_ip.clone();
+    k.pod.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
+    let killed_at = k.now;
+    assert!(k.sync());
+    let waiting = k.container("app");
+    assert!(!waiting.ready);
+    assert_eq!(waiting.restart_count, 1);
+    assert_eq!(waiting.container_id, None);
+    assert_eq!(
+        waiting
+            .state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("ContainerCreating")
+    );
+    let last = waiting.last_state.unwrap().terminated.unwrap();
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (0, Some("Completed"))
+    );
+    assert_eq!(last.container_id, app.container_id);
+    assert_eq!(
+        last.started_at,
+        app.state.unwrap().running.unwrap().started_at
+    );
+    assert_eq!(k.ready().1.as_deref(), Some("ContainersNotReady"));
+    assert_eq!(
+        k.container("side"),
+        side,
+        "the other container is untouched"
+    );
+    // Defaults: stop 1 s + pull 5 s + start 2 s.
+    assert_eq!(k.last_wake, Some(SignedDuration::from_secs(8)));
+    assert!(k.wake());
+    assert_eq!(
+        k.now.duration_since(killed_at),
+        SignedDuration::from_secs(8)
+    );
+    let restarted = k.container("app");
+    assert!(restarted.ready);
+    assert_eq!(restarted.image, "nginx:2");
+    assert_ne!(restarted.container_id, app.container_id);
+    assert_ne!(restarted.image_id, app.image_id);
+    assert!(restarted.image_id.contains("nginx@sha256:"));
+    assert_eq!(k.ready().0, "True");
+    assert_eq!(k.pod.status.as_ref().unwrap().pod_ip, ip, "same sandbox");
+    assert_eq!(k.container("side"), side);
+}
+
+#[test]
+fn the_stop_of_an_in_place_restart_is_capped_by_the_grace_period() {
+    let mut k = Kubelet::new(json!({
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{"name": "app", "image": "nginx:1"}]
+    }));
+    k.cfg.shutdown_delay = SignedDuration::from_secs(20);
+    k.run_until_ready();
+    k.pod.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
+    k.sync();
+    // stop min(20, 2) + pull 5 + start 2
+    assert_eq!(k.last_wake, Some(SignedDuration::from_secs(9)));
+}
+
+#[test]
+fn a_new_pod_waits_for_its_volumes_and_sandbox_before_its_ip_and_containers() {
+    let spec = json!({
+        "containers": [{"name": "app", "image": "nginx:1"}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-web-0"}}]
+    });
+    let mut k = Kubelet::new(spec.clone());
+    k.cfg.sandbox_delay = Delay::Fixed(SignedDuration::from_secs(1));
+    k.sync();
+    let st = k.pod.status.clone().unwrap();
+    assert!(st.start_time.is_some() && st.host_ip.is_some());
+    assert_eq!(st.pod_ip, None, "no sandbox yet");
+    assert_eq!(
+        k.condition("PodReadyToStartContainers").unwrap().status,
+        "False"
+    );
+    // volumes 10 s + sandbox 1 s
+    k.wake();
+    assert_eq!(k.at(), 11);
+    assert_eq!(
+        k.pod.status.as_ref().unwrap().pod_ip.as_deref(),
+        Some("10.244.0.2")
+    );
+    assert_eq!(
+        k.condition("PodReadyToStartContainers").unwrap().status,
+        "True"
+    );
+    // + start 2 s
+    k.wake();
+    assert_eq!((k.at(), k.ready().0.as_str()), (13, "True"));
+
+    // Without persistent volumes: no attach.
+    let mut k = Kubelet::new(json!({"containers": [{"name": "app", "image": "nginx:1"}],
+        "volumes": [{"name": "tmp", "emptyDir": {}}]}));
+    k.run_until_ready();
+    assert_eq!(k.at(), 2);
+}
+
+#[test]
+fn node_pools_give_matching_nodes_their_own_timing() {
+    let slow = kubelet::KubeletConfig {
+        image_pull_delay: Delay::Fixed(SignedDuration::from_secs(60)),
+        scheduling_delay: Delay::Fixed(SignedDuration::from_secs(30)),
+        ..kubelet::KubeletConfig::default()
+    };
+    let cfg = kubelet::KubeletConfig {
+        pools: vec![kubelet::NodePool {
+            name: "spot".into(),
+            node_labels: BTreeMap::from([("pool".to_owned(), "spot".to_owned())]),
+            kubelet: slow.clone(),
+        }],
+        ..kubelet::KubeletConfig::default()
+    };
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        cfg.for_node(Some(&labels(&[("pool", "spot"), ("a", "b")]))),
+        &slow
+    );
+    assert_eq!(
+        cfg.for_node(Some(&labels(&[("pool", "on-demand")])))
+            .image_pull_delay,
+        Delay::Fixed(SignedDuration::from_secs(5))
+    );
+    assert_eq!(
+        cfg.for_node(None).pools.len(),
+        1,
+        "no labels: the default config"
+    );
+    // The pool's scheduling delay counts from the pod's creation.
+    let k = Kubelet::new(json!({"containers": [{"name": "app", "image": "nginx:1"}]}));
+    let created = k.now;
+    assert_eq!(
+        slow.bind_at(&k.pod).unwrap().duration_since(created),
+        SignedDuration::from_secs(30)
+    );
+    assert_eq!(cfg.bind_at(&k.pod), Some(created));
 }

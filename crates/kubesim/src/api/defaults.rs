@@ -346,6 +346,8 @@ fn merge_string_data(m: &mut Map<String, Value>) {
 /// Applies upstream's defaults for the built-in kind `d` to `obj` (every
 /// write: create, update, patch result).
 pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
+    // Webhook configurations (`pkg/apis/admissionregistration/v1/defaults.go`).
+    crate::admission::config::apply_defaults(d, obj);
     match (d.group.as_str(), d.kind.as_str()) {
         ("", "Pod") => default_pod(obj),
         ("", "Service") => default_service(obj),

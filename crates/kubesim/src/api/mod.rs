@@ -68,6 +68,9 @@ pub struct WriteOptions {
     pub duplicate_fields: Vec<String>,
     /// Where `Warn` puts its warnings (the server sends them as headers).
     pub warnings: strict::Warnings,
+    /// Admission webhooks' view into this write, set only by the admitted
+    /// write methods of [`crate::admission`] (`None` otherwise).
+    pub admission: Option<crate::admission::Intercept>,
 }
 
 impl WriteOptions {
@@ -398,6 +401,7 @@ struct Inner {
     hooks: RwLock<HashMap<(String, String), SubresourceHandler>>,
     validators: RwLock<Vec<Arc<dyn ObjectValidator>>>,
     next_cluster_ip: std::sync::atomic::AtomicU32,
+    admission: crate::admission::Admission,
 }
 
 /// The in-process API. Cheap to clone.
@@ -516,6 +520,7 @@ impl Api {
                 hooks: RwLock::default(),
                 validators: RwLock::default(),
                 next_cluster_ip: std::sync::atomic::AtomicU32::new(1),
+                admission: crate::admission::Admission::default(),
             }),
         };
         api.add_validator(Arc::new(crd_schema::CrdSchemaValidator::default()));
@@ -540,6 +545,11 @@ impl Api {
     /// The resource registry.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// The admission webhooks' state (configuration cache, clients, metrics).
+    pub fn admission(&self) -> &crate::admission::Admission {
+        &self.inner.admission
     }
 
     /// Resolves a resource by group, version and plural or fails with 404.
@@ -1000,6 +1010,13 @@ impl Api {
             }
             (false, _, _) => String::new(),
         };
+        // Mutating admission sees the object before generateName, defaults and validation.
+        if let Some(a) = &opts.admission {
+            if d.namespaced {
+                meta_mut(&mut obj).insert("namespace".into(), json!(ns));
+            }
+            a.mutate(&mut obj, None)?;
+        }
         {
             let m = meta_mut(&mut obj);
             if d.namespaced {
@@ -1060,6 +1077,9 @@ impl Api {
                 m.insert("generation".into(), json!(1));
             }
         }
+        if let Some(a) = &opts.admission {
+            a.validate(&obj)?;
+        }
         let key = d.storage_key();
         let out = self.inner.store.write(|t| -> Result<Value> {
             if d.namespaced {
@@ -1097,6 +1117,9 @@ impl Api {
             && !opts.dry_run
         {
             self.sync_crd(&out);
+        }
+        if !opts.dry_run {
+            self.inner.admission.note_write(d);
         }
         Ok(out)
     }
@@ -1293,6 +1316,9 @@ impl Api {
         part: Part,
         opts: &WriteOptions,
     ) -> Result<Value> {
+        if let Some(a) = &opts.admission {
+            a.mutate(&mut obj, Some(old_s))?;
+        }
         let old = old_s.value();
         if let Some(u) = meta_str(&obj, "uid")
             && u != &*old_s.uid
@@ -1427,6 +1453,9 @@ impl Api {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
             meta_mut(&mut obj).insert("generation".into(), json!(if changed { g + 1 } else { g }));
         }
+        if let Some(a) = &opts.admission {
+            a.validate(&obj)?;
+        }
         // A write that changes nothing is a no-op: no new resourceVersion, no event.
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(old_s.rv.to_string()));
         if obj == old {
@@ -1444,6 +1473,7 @@ impl Api {
         } else {
             t.put(d, &obj).map_err(enc_err)?;
         }
+        self.inner.admission.note_write(d);
         Ok(obj)
     }
 
@@ -1642,6 +1672,9 @@ impl Api {
             && !opts.dry_run
         {
             self.drop_crd(o);
+        }
+        if !opts.dry_run {
+            self.inner.admission.note_write(d);
         }
         Ok(out)
     }

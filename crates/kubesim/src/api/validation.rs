@@ -12,6 +12,8 @@ use super::error::Cause;
 use crate::registry::{NameRule, ResourceDescriptor};
 use crate::schema::go_quote;
 
+pub mod pod_update;
+
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_SUBDOMAIN_FMT: &str =
     "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
@@ -502,9 +504,11 @@ pub fn validate_meta(d: &ResourceDescriptor, obj: &Value) -> Vec<Cause> {
     causes
 }
 
-/// StatefulSet rules clients trip over (`ValidateStatefulSetSpec`, subset).
+/// StatefulSet rules clients trip over (`ValidateStatefulSetSpec`, subset) and
+/// the pod update rules ([`pod_update`]).
 pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = vec![];
+    causes.extend(crate::admission::config::validate(d, obj));
     if d.group == "apps" && d.kind == "StatefulSet" {
         let spec = &obj["spec"];
         let sel = &spec["selector"];
@@ -590,6 +594,12 @@ pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -
                 });
             }
         }
+    }
+    if d.group.is_empty()
+        && d.kind == "Pod"
+        && let Some(old) = old
+    {
+        causes.extend(pod_update::validate_pod_update(obj, old));
     }
     if d.group.is_empty() && d.kind == "Pod" && old.is_none() {
         let containers = obj["spec"]["containers"].as_array();

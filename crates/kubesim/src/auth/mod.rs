@@ -26,7 +26,6 @@
 //! - Every decision is kept in a bounded log ([`Auth::decisions`]) so tests can see what a
 //!   client was refused (an audit log in miniature).
 
-pub mod protobuf;
 pub mod rbac;
 pub mod requestinfo;
 pub mod user;
@@ -403,7 +402,7 @@ fn bearer(req: &Request) -> Option<Result<&str, ()>> {
     }
 }
 
-async fn middleware(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+async fn middleware(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let user = match bearer(&req) {
         Some(Ok(token)) => match auth.authenticate_token(token) {
@@ -442,7 +441,7 @@ async fn middleware(State(auth): State<Auth>, req: Request, next: Next) -> Respo
         && a.resource == "serviceaccounts"
         && a.subresource == "token"
     {
-        let body = match read_body(req, protobuf::token_request).await {
+        let body = match read_body(req).await {
             Ok(v) => v,
             Err(r) => return r,
         };
@@ -465,6 +464,8 @@ async fn middleware(State(auth): State<Auth>, req: Request, next: Next) -> Respo
             return status_response(StatusCode::FORBIDDEN, &forbidden_status(&create, &d.reason));
         }
     }
+    // The user travels with the request (admission webhooks' `userInfo`).
+    req.extensions_mut().insert(a.user);
     next.run(req).await
 }
 
@@ -487,22 +488,20 @@ fn object_exists(api: &Api, a: &Attributes) -> bool {
     api.get_raw(&d, ns, &a.name).is_ok()
 }
 
-/// The request body as JSON, decoding a protobuf body with `from_protobuf`.
-async fn read_body(
-    req: Request,
-    from_protobuf: fn(&[u8]) -> Option<Value>,
-) -> Result<Value, Response> {
+/// The request body as JSON; a protobuf body (kubectl's `create token`,
+/// `auth can-i`) through [`crate::protobuf`].
+async fn read_body(req: Request) -> Result<Value, Response> {
     let protobuf = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with(protobuf::CONTENT_TYPE));
+        .is_some_and(crate::protobuf::is_protobuf);
     let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
         .await
         .map_err(|e| bad_request(&format!("failed to read request body: {e}")))?;
     if protobuf {
-        return from_protobuf(&body)
-            .ok_or_else(|| bad_request("failed to decode the protobuf request body"));
+        return crate::protobuf::decode(&body)
+            .map_err(|e| bad_request(&format!("the object provided is unrecognized: {e}")));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
@@ -522,7 +521,7 @@ fn bad_request(msg: &str) -> Response {
 /// (`pkg/registry/authorization/selfsubjectaccessreview/rest.go`, `ResourceAttributesFrom` /
 /// `NonResourceAttributesFrom` in `pkg/registry/authorization/util/helpers.go`).
 async fn self_subject_access_review(auth: &Auth, user: &UserInfo, req: Request) -> Response {
-    let mut review = match read_body(req, protobuf::self_subject_access_review).await {
+    let mut review = match read_body(req).await {
         Ok(v) => v,
         Err(r) => return r,
     };

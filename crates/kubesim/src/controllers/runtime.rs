@@ -24,7 +24,10 @@ use k8s_openapi::{
     Metadata, NamespaceResourceScope,
     api::{
         apps::v1::{ControllerRevision, StatefulSet},
-        core::v1::{Endpoints, Node, PersistentVolumeClaim, Pod, PodCondition, Service},
+        core::v1::{
+            Binding, Endpoints, Node, ObjectReference, PersistentVolumeClaim, Pod, PodCondition,
+            Service,
+        },
         discovery::v1::EndpointSlice,
         policy::v1::{Eviction, PodDisruptionBudget},
     },
@@ -293,6 +296,16 @@ struct Shared {
     /// whole seconds, so timing container starts from it would start them up to a second early).
     sandbox_started: Mutex<HashMap<String, Timestamp>>,
     node_failed_at: Mutex<HashMap<String, Timestamp>>,
+    /// Per pod uid: the `Ready` status the kubelet last computed, and since
+    /// when the stored one differs from it (someone else's write).
+    ready_seen: Mutex<HashMap<String, ReadySeen>>,
+}
+
+/// The kubelet's memory of a pod's `Ready` condition ([`PodFacts::ready_override_since`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadySeen {
+    computed: Option<bool>,
+    overridden_since: Option<Timestamp>,
 }
 
 /// The running simulation (controllers, kubelets, scheduler, fault reactor).
@@ -367,8 +380,10 @@ impl Simulation {
             terminating: Mutex::default(),
             sandbox_started: Mutex::default(),
             node_failed_at: Mutex::default(),
+            ready_seen: Mutex::default(),
         });
         register_eviction(&shared);
+        register_binding(&shared);
         let mut tasks = vec![
             informer::<StatefulSet>(shared.clone(), |s, c| s.on_set(c), |s| &s.caches.sets),
             informer::<Pod>(shared.clone(), |s, c| s.on_pod(c), |s| &s.caches.pods),
@@ -384,7 +399,7 @@ impl Simulation {
             informer::<Endpoints>(shared.clone(), |_, _| {}, |s| &s.caches.endpoints),
             cluster_informer::<Node>(shared.clone(), |s, c| s.on_node(c), |s| &s.caches.nodes),
         ];
-        tasks.push(worker(shared.clone(), sets_rx, |s| &s.sets_q, sync_set));
+        tasks.push(set_worker(shared.clone(), sets_rx));
         tasks.push(worker(shared.clone(), pdbs_rx, |s| &s.pdbs_q, sync_pdb));
         tasks.push(worker(shared.clone(), eps_rx, |s| &s.eps_q, sync_service));
         tasks.push(worker(shared.clone(), pods_rx, |s| &s.pods_q, sync_pod));
@@ -529,21 +544,39 @@ fn worker(
         while let Some(key) = rx.recv().await {
             let q = queue(&shared);
             q.done(&key);
-            match sync(&shared, &key.0, &key.1) {
-                Ok(after) => {
-                    q.forget(&key);
-                    if let Some(d) = after {
-                        q.add_after(&key.0, &key.1, d);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(ns = %key.0, name = %key.1, error = %e.message, "sync failed, requeued");
-                    q.retry(&key.0, &key.1);
-                }
-            }
+            let r = sync(&shared, &key.0, &key.1);
+            requeue(q, &key, r);
             tokio::task::yield_now().await;
         }
     })
+}
+
+/// The StatefulSet worker: like [`worker`], with an async sync whose writes
+/// go through admission (webhooks see the pods the controller creates).
+fn set_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Key>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(key) = rx.recv().await {
+            shared.sets_q.done(&key);
+            let r = sync_set(&shared, &key.0, &key.1).await;
+            requeue(&shared.sets_q, &key, r);
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+fn requeue(q: &Queue, key: &Key, r: Result<Option<Duration>, ApiError>) {
+    match r {
+        Ok(after) => {
+            q.forget(key);
+            if let Some(d) = after {
+                q.add_after(&key.0, &key.1, d);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(ns = %key.0, name = %key.1, error = %e.message, "sync failed, requeued");
+            q.retry(&key.0, &key.1);
+        }
+    }
 }
 
 fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
@@ -659,10 +692,11 @@ fn typed<K: DeserializeOwned>(v: &Value) -> Result<K, ApiError> {
 
 // ------------------------------------------------------------- StatefulSet
 
-fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
     let Some(set) = s.caches.sets.get(ns, name) else {
         return Ok(None);
     };
+    let user = &crate::admission::controller_user("statefulset-controller");
     let set: StatefulSet = (*set).clone();
     let pods = s.caches.pods.list_ns(ns);
     let claims = statefulset::claim_pods(&set, pods.iter().map(|p| &**p))
@@ -689,7 +723,8 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             }});
             let v: Pod = s
                 .api
-                .merge_patch_typed(Some(ns), adopted, &patch, Part::Main)?;
+                .admit_merge_patch_typed(Some(ns), adopted, &patch, Part::Main, user)
+                .await?;
             s.caches.pods.apply(v);
         }
     }
@@ -709,7 +744,8 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             let patch = json!({"metadata": {"ownerReferences": if refs.is_empty() { Value::Null } else { json!(refs) }, "uid": p.metadata.uid}});
             let v: Pod = s
                 .api
-                .merge_patch_typed(Some(ns), released, &patch, Part::Main)?;
+                .admit_merge_patch_typed(Some(ns), released, &patch, Part::Main, user)
+                .await?;
             s.caches.pods.apply(v);
         }
     }
@@ -728,14 +764,17 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     let update = match plan.action.clone() {
         UpdateRevisionAction::Unchanged => plan.update.clone(),
         UpdateRevisionAction::Rollback { revision } => {
-            let r: ControllerRevision = s.api.update_typed(Some(ns), &revision)?;
+            let r: ControllerRevision = s
+                .api
+                .admit_update_typed(Some(ns), &revision, Part::Main, user)
+                .await?;
             s.caches.revisions.apply(r.clone());
             r
         }
         UpdateRevisionAction::Create { revision } => {
             let mut candidate = revision;
             loop {
-                match s.api.create_typed(Some(ns), &candidate) {
+                match s.api.admit_create_typed(Some(ns), &candidate, user).await {
                     Ok(r) => {
                         s.caches.revisions.apply(r.clone());
                         break r;
@@ -779,13 +818,13 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
 
     let mut write_error = None;
     for w in out.writes {
-        if let Err(e) = execute_set_write(s, ns, &set, w) {
+        if let Err(e) = execute_set_write(s, ns, &set, w, user).await {
             write_error = Some(e);
             break;
         }
     }
     if out.write_status {
-        write_set_status(s, ns, name, &set, out.status.clone())?;
+        write_set_status(s, ns, name, &set, out.status.clone(), user).await?;
     }
     let limit = set
         .spec
@@ -801,7 +840,13 @@ fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     ) {
         match s
             .api
-            .delete_typed::<ControllerRevision>(Some(ns), &old, &DeleteOptions::default())
+            .admit_delete_typed::<ControllerRevision>(
+                Some(ns),
+                &old,
+                &DeleteOptions::default(),
+                user,
+            )
+            .await
         {
             Ok(_) => {
                 s.caches.revisions.remove(ns, &old, u64::MAX);
@@ -881,7 +926,13 @@ fn set_event(
     });
 }
 
-fn execute_set_write(s: &Shared, ns: &str, set: &StatefulSet, w: SetWrite) -> Result<(), ApiError> {
+async fn execute_set_write(
+    s: &Shared,
+    ns: &str,
+    set: &StatefulSet,
+    w: SetWrite,
+    user: &crate::auth::UserInfo,
+) -> Result<(), ApiError> {
     let set_name = set.metadata.name.as_deref().unwrap_or_default();
     match w {
         SetWrite::CreateClaim(c) => {
@@ -890,7 +941,7 @@ fn execute_set_write(s: &Shared, ns: &str, set: &StatefulSet, w: SetWrite) -> Re
                 .rsplit_once('-')
                 .map(|(_, ord)| format!("{set_name}-{ord}"))
                 .unwrap_or_default();
-            match s.api.create_typed(Some(ns), &c) {
+            match s.api.admit_create_typed(Some(ns), &c, user).await {
                 Ok(c) => {
                     s.caches.pvcs.apply(c);
                     set_event(s, set, "create", &Subject::Claim { claim, pod }, None);
@@ -903,12 +954,15 @@ fn execute_set_write(s: &Shared, ns: &str, set: &StatefulSet, w: SetWrite) -> Re
             }
         }
         SetWrite::UpdateClaim(c) => {
-            let c = s.api.update_typed(Some(ns), &c)?;
+            let c = s
+                .api
+                .admit_update_typed(Some(ns), &c, Part::Main, user)
+                .await?;
             s.caches.pvcs.apply(c);
         }
         SetWrite::CreatePod(p) => {
             let name = p.metadata.name.clone().unwrap_or_default();
-            match s.api.create_typed(Some(ns), &p) {
+            match s.api.admit_create_typed(Some(ns), &p, user).await {
                 Ok(p) => {
                     s.caches.pods.apply(p);
                     set_event(s, set, "create", &Subject::Pod(name), None);
@@ -921,7 +975,11 @@ fn execute_set_write(s: &Shared, ns: &str, set: &StatefulSet, w: SetWrite) -> Re
         }
         SetWrite::UpdatePod(p) => {
             let name = p.metadata.name.clone().unwrap_or_default();
-            match s.api.update_typed(Some(ns), &p) {
+            match s
+                .api
+                .admit_update_typed(Some(ns), &p, Part::Main, user)
+                .await
+            {
                 Ok(p) => {
                     s.caches.pods.apply(p);
                     set_event(s, set, "update", &Subject::Pod(name), None);
@@ -935,7 +993,8 @@ fn execute_set_write(s: &Shared, ns: &str, set: &StatefulSet, w: SetWrite) -> Re
         SetWrite::DeletePod { name } => {
             match s
                 .api
-                .delete_typed::<Pod>(Some(ns), &name, &DeleteOptions::default())
+                .admit_delete_typed::<Pod>(Some(ns), &name, &DeleteOptions::default(), user)
+                .await
             {
                 Ok(outcome) => {
                     apply_delete(&s.caches.pods, outcome);
@@ -972,17 +1031,22 @@ fn apply_delete<K: Metadata<Ty = ObjectMeta> + DeserializeOwned>(
 }
 
 /// `UpdateStatefulSetStatus`: PUT status, re-reading on conflict.
-fn write_set_status(
+async fn write_set_status(
     s: &Shared,
     ns: &str,
     name: &str,
     set: &StatefulSet,
     status: k8s_openapi::api::apps::v1::StatefulSetStatus,
+    user: &crate::auth::UserInfo,
 ) -> Result<(), ApiError> {
     let mut target = set.clone();
     for _ in 0..5 {
         target.status = Some(status.clone());
-        match s.api.update_status_typed(Some(ns), &target) {
+        match s
+            .api
+            .admit_update_typed(Some(ns), &target, Part::Status, user)
+            .await
+        {
             Ok(v) => {
                 s.caches.sets.apply(v);
                 return Ok(());
@@ -1219,6 +1283,11 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         return schedule(s, ns, name, &pod, now);
     };
     if s.faults.node_failed(&node) {
+        // The node's kubelet is gone, and with it its memory of the pods'
+        // status: back, it writes its own at once.
+        if let Ok(mut m) = s.ready_seen.lock() {
+            m.remove(&uid);
+        }
         return failed_node_pod(s, ns, name, &pod, &node, now);
     }
     if pod.metadata.deletion_timestamp.is_some()
@@ -1253,14 +1322,35 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         .lock()
         .ok()
         .map(|mut t| *t.entry(uid.clone()).or_insert(now));
+    // Someone else's Ready write: the stored condition differs from what the
+    // kubelet computed last.
+    let ready_override_since = s.ready_seen.lock().ok().and_then(|mut m| {
+        let seen = m.entry(uid.clone()).or_default();
+        match seen.computed {
+            Some(c) if Some(c) != kubelet::stored_ready(&pod) => {
+                Some(*seen.overridden_since.get_or_insert(now))
+            }
+            _ => {
+                seen.overridden_since = None;
+                None
+            }
+        }
+    });
     let facts = PodFacts {
         termination_started: s.terminating.lock().ok().and_then(|t| t.get(&uid).copied()),
         sandbox_started,
         pod_ip: &ip,
         host_ip: &host,
         forced_unready: s.faults.is_unready(ns, name),
+        ready_override_since,
     };
-    let step = kubelet::step(&pod, &s.kubelet, facts, now);
+    let node_labels = s.caches.nodes.get("", &node);
+    let cfg = s.kubelet.for_node(
+        node_labels
+            .as_ref()
+            .and_then(|n| n.metadata.labels.as_ref()),
+    );
+    let step = kubelet::step(&pod, cfg, facts, now);
     match step.action {
         KubeletAction::Nothing => {}
         KubeletAction::UpdateStatus(st) => {
@@ -1290,8 +1380,18 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             if let Ok(mut ips) = s.pod_ips.lock() {
                 ips.remove(&uid);
             }
+            if let Ok(mut m) = s.ready_seen.lock() {
+                m.remove(&uid);
+            }
             return Ok(None);
         }
+    }
+    // What the kubelet now stands by (not after a failed write: its retry
+    // must not mistake its own unwritten value for someone else's).
+    if let Some(ready) = step.ready
+        && let Ok(mut m) = s.ready_seen.lock()
+    {
+        m.entry(uid.clone()).or_default().computed = Some(ready);
     }
     Ok(step.wake_after.map(|d| s.clock.real(d)))
 }
@@ -1317,23 +1417,52 @@ fn schedule(
     // Spreading is per controller, which is namespaced: the pods of the
     // namespace are enough (node totals are counted per namespace too).
     let pods = s.caches.pods.list_ns(ns);
-    let chosen = kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p));
-    let mut conds = pod
-        .status
+    // A pod with scheduling gates waits for them to be removed
+    // (`SchedulingGated`, `pkg/scheduler/schedule_one.go`).
+    let gated = pod
+        .spec
         .as_ref()
-        .and_then(|st| st.conditions.clone())
-        .unwrap_or_default();
-    conds.retain(|c| c.type_ != "PodScheduled");
+        .and_then(|sp| sp.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty());
+    let chosen = if gated {
+        None
+    } else {
+        kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p))
+    };
     let Some(node) = chosen else {
+        let mut conds = pod
+            .status
+            .as_ref()
+            .and_then(|st| st.conditions.clone())
+            .unwrap_or_default();
+        conds.retain(|c| c.type_ != "PodScheduled");
+        let (reason, message) = if gated {
+            (
+                "SchedulingGated",
+                "Scheduling is blocked due to non-empty scheduling gates".to_owned(),
+            )
+        } else {
+            (
+                "Unschedulable",
+                format!(
+                    "0/{} nodes are available: no node matches the pod's node selector or is ready.",
+                    s.caches.nodes.list().len()
+                ),
+            )
+        };
+        let previous = pod
+            .status
+            .as_ref()
+            .and_then(|st| st.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+            .filter(|c| c.status == "False" && c.reason.as_deref() == Some(reason))
+            .and_then(|c| c.last_transition_time.clone());
         conds.push(PodCondition {
             type_: "PodScheduled".into(),
             status: "False".into(),
-            reason: Some("Unschedulable".into()),
-            message: Some(format!(
-                "0/{} nodes are available: no node matches the pod's node selector or is ready.",
-                s.caches.nodes.list().len()
-            )),
-            last_transition_time: Some(Time(now)),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_transition_time: previous.or(Some(Time(now))),
             ..PodCondition::default()
         });
         let mut next = pod.clone();
@@ -1342,41 +1471,54 @@ fn schedule(
             let v = s.api.update_status_typed(Some(ns), &next)?;
             s.caches.pods.apply(v);
         }
-        let message = next
-            .status
-            .as_ref()
-            .and_then(|st| st.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
-            .and_then(|c| c.message.clone())
-            .unwrap_or_default();
-        scheduler_event(
-            s,
-            pod,
-            EventKind::Warning,
-            "FailedScheduling",
-            "Scheduling",
-            message,
-            now,
-        );
-        return Ok(Some(Duration::from_secs(1)));
+        // Gated pods are not attempted, so they get no FailedScheduling.
+        if !gated {
+            let message = next
+                .status
+                .as_ref()
+                .and_then(|st| st.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default();
+            scheduler_event(
+                s,
+                pod,
+                EventKind::Warning,
+                "FailedScheduling",
+                "Scheduling",
+                message,
+                now,
+            );
+        }
+        // Removing the last gate is a pod update: its event wakes the scheduler.
+        return Ok((!gated).then(|| Duration::from_secs(1)));
     };
-    // Binding (pods/binding sets spec.nodeName), then the PodScheduled condition.
-    let bound: Pod = s.api.merge_patch_typed(
-        Some(ns),
-        name,
-        &json!({"metadata": {"uid": pod.metadata.uid}, "spec": {"nodeName": node}}),
-        Part::Main,
-    )?;
-    conds.push(PodCondition {
-        type_: "PodScheduled".into(),
-        status: "True".into(),
-        last_transition_time: Some(Time(now)),
-        ..PodCondition::default()
-    });
-    let mut next = bound;
-    next.status.get_or_insert_with(Default::default).conditions = Some(conds);
-    let v = s.api.update_status_typed(Some(ns), &next)?;
-    s.caches.pods.apply(v);
+    // The chosen node's pool decides how long scheduling takes.
+    let pool = s
+        .caches
+        .nodes
+        .get("", &node)
+        .and_then(|n| n.metadata.labels.clone());
+    if let Some(at) = s.kubelet.for_node(pool.as_ref()).bind_at(pod)
+        && at > now
+    {
+        return Ok(Some(s.clock.real(at.duration_since(now))));
+    }
+    // Binding (pods/binding sets spec.nodeName and PodScheduled=True).
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            uid: pod.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.clone()),
+            ..ObjectReference::default()
+        },
+    };
+    let bound = crate::binding::bind(&s.api, ns, name, &binding, now)?;
+    s.caches.pods.apply(bound);
     scheduler_event(
         s,
         pod,
@@ -1902,6 +2044,40 @@ fn register_eviction(shared: &Arc<Shared>) {
         },
     );
     shared.api.register_subresource("pods", "eviction", handler);
+    // Advertised as upstream's `/api/v1` lists it: `kubectl drain` evicts only
+    // when discovery shows `pods/eviction` (kind Eviction, policy/v1) and
+    // deletes the pods otherwise (`CheckEvictionSupport`, kubectl/pkg/drain).
+    shared.api.registry().add_hook_subresource(
+        "",
+        "pods",
+        crate::registry::HookSubresource {
+            name: "eviction".into(),
+            group: "policy".into(),
+            version: "v1".into(),
+            kind: "Eviction".into(),
+            verbs: vec!["create".into()],
+        },
+    );
+}
+
+/// `POST pods/{name}/binding` ([`crate::binding::bind`]), for schedulers
+/// other than kubesim's own; answers `201` with a `Success` status.
+fn register_binding(shared: &Arc<Shared>) {
+    let clock = shared.clock;
+    let handler: crate::api::SubresourceHandler = Arc::new(
+        move |api: Api, ns: String, name: String, body: Value, _query: HashMap<String, String>| {
+            Box::pin(async move {
+                let binding: Binding = serde_json::from_value(body)
+                    .map_err(|e| ApiError::bad_request(format!("failed to decode Binding: {e}")))?;
+                crate::binding::bind(&api, &ns, &name, &binding, clock.now())?;
+                Ok((
+                    201,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
+            })
+        },
+    );
+    shared.api.register_subresource("pods", "binding", handler);
 }
 
 /// Serializable helper for tests and the `/sim` endpoints: a short summary of

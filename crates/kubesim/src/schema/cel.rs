@@ -358,6 +358,19 @@ fn to_cel(v: &Value, s: Option<&Structural>) -> CelValue {
     }
 }
 
+/// Evaluates `program` with JSON `vars` bound, with the libraries of the
+/// CRD rules (used for admission webhooks' `matchConditions`: `object`,
+/// `oldObject`, `request`). Returns the value or the evaluation error's text.
+pub(crate) fn evaluate(program: &Program, vars: &[(&str, &Value)]) -> Result<CelValue, String> {
+    BASE.with(|base| {
+        let mut ctx = base.new_inner_scope();
+        for (k, v) in vars {
+            ctx.add_variable_from_value(*k, to_cel(v, None));
+        }
+        program.execute(&ctx).map_err(|e| e.to_string())
+    })
+}
+
 /// `self` at the resource root: the object with `metadata` reduced to
 /// `name` and `generateName` (`model.WithTypeAndObjectMeta`).
 fn root_self(obj: &Value) -> Value {

@@ -32,7 +32,7 @@
 //! not enforced; CEL rules are evaluated by the `cel` crate with kube-cel's
 //! Kubernetes libraries (see `cel.rs` for what that implies).
 
-mod cel;
+pub(crate) mod cel;
 mod field;
 pub mod formats;
 mod jsonpath;

@@ -42,6 +42,20 @@ fn json_headers(headers: &HeaderMap) -> HeaderMap {
     h
 }
 
+/// The request's headers asking for a JSON answer (a protobuf `Accept`
+/// becomes `application/json`; tables and metadata-only forms stay).
+fn json_answers(headers: &HeaderMap) -> HeaderMap {
+    let mut h = headers.clone();
+    let accept = h
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if accept.contains("protobuf") {
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    }
+    h
+}
+
 /// Converts a `core/v1` answer (object, list, watch frame) to `events.k8s.io/v1`.
 fn convert_answer(v: &mut Value) {
     match v["kind"].as_str() {
@@ -74,7 +88,9 @@ fn convert_answer(v: &mut Value) {
     }
 }
 
-/// Serves one `events.k8s.io/v1` request through the `core/v1` resource.
+/// Serves one `events.k8s.io/v1` request through the `core/v1` resource
+/// (answered in JSON: the conversion works on JSON).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn request(
     s: &ServerState,
     method: &Method,
@@ -83,6 +99,7 @@ pub(super) async fn request(
     headers: &HeaderMap,
     body: Bytes,
     cut_watch_after: Option<std::time::Duration>,
+    user: &crate::auth::UserInfo,
 ) -> Result<Response> {
     let core = Target {
         group: String::new(),
@@ -146,9 +163,10 @@ pub(super) async fn request(
         &method,
         &core,
         q,
-        &headers,
+        &json_answers(&headers),
         body,
         cut_watch_after,
+        user,
     ))
     .await?;
     if r.status() == StatusCode::SWITCHING_PROTOCOLS {

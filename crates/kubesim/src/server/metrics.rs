@@ -163,6 +163,20 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// [`Metrics::render`] followed by the metrics of `extra` (the
+    /// admission webhooks' registry), in one exposition.
+    pub fn render_with(&self, store: &Store, extra: &Registry) -> String {
+        let mut out = self.render(store);
+        if let Some(head) = out.strip_suffix("# EOF\n") {
+            out = head.to_owned();
+        }
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, extra);
+        out
+    }
+}
+
 /// The product token of a `User-Agent` (`kubectl/v1.32.0 (linux/amd64)` → `kubectl`).
 pub fn user_agent_product(ua: &str) -> String {
     let first = ua.split_whitespace().next().unwrap_or_default();

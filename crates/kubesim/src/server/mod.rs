@@ -186,7 +186,9 @@ async fn version() -> Response {
 }
 
 async fn metrics_handler(State(s): State<ServerState>) -> Response {
-    let body = s.metrics.render(s.api.store());
+    let body = s
+        .metrics
+        .render_with(s.api.store(), s.api.admission().metrics().registry());
     (
         [(
             header::CONTENT_TYPE,
@@ -324,6 +326,12 @@ async fn handle(State(s): State<ServerState>, req: Request) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let headers = req.headers().clone();
+    // The authenticated user (auth middleware); without auth, the administrator.
+    let user = req
+        .extensions()
+        .get::<crate::auth::UserInfo>()
+        .cloned()
+        .unwrap_or_else(crate::auth::UserInfo::admin);
     let path = uri.path().to_string();
     let ua = metrics::user_agent_product(header_str(&headers, header::USER_AGENT));
     let info = RequestInfo::parse(method.as_str(), &path, uri.query());
@@ -377,8 +385,17 @@ async fn handle(State(s): State<ServerState>, req: Request) -> Response {
         Route::NotFound => Err(not_found_path()),
         Route::Resource(t) => {
             let is_watch = info.verb == "watch";
-            let r =
-                resource_request(&s, &method, &t, &query, &headers, body, cut_watch_after).await;
+            let r = resource_request(
+                &s,
+                &method,
+                &t,
+                &query,
+                &headers,
+                body,
+                cut_watch_after,
+                &user,
+            )
+            .await;
             if is_watch && r.is_ok() {
                 // watches record themselves when they end (long-running)
                 let code = r.as_ref().map(|x| x.status().as_u16()).unwrap_or(500);
@@ -516,6 +533,7 @@ fn write_options(
         field_validation,
         duplicate_fields,
         warnings: strict::Warnings::default(),
+        admission: None,
     })
 }
 
@@ -529,28 +547,53 @@ fn with_warnings(mut r: Response, opts: &WriteOptions) -> Response {
     r
 }
 
-/// 415 for the binary encodings kubesim does not decode. client-go falls
-/// back to JSON after a 415 only for CBOR (`UnsupportedMediaType` in
-/// `rest/client.go`); kubectl's typed clients (`create <generator>`,
-/// `drain`) send protobuf and fail (see docs/kubesim-scale.md, "Limits").
+/// 415 for CBOR, which kubesim does not decode. client-go falls back to JSON
+/// after a 415 only for CBOR (`UnsupportedMediaType` in `rest/client.go`).
+/// Protobuf bodies are decoded ([`crate::protobuf`]).
 fn reject_binary(headers: &HeaderMap) -> Result<()> {
     let ct = header_str(headers, header::CONTENT_TYPE);
-    if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/cbor") {
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct:?}"
-            ),
+    if ct.starts_with("application/cbor") {
+        return Err(unsupported_body(
+            ct,
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
         ));
     }
     Ok(())
 }
 
+fn unsupported_body(ct: &str, accepted: &str) -> ApiError {
+    ApiError::new(
+        415,
+        "UnsupportedMediaType",
+        format!(
+            "the body of the request was in an unknown format - accepted media types include: {accepted}; got {ct:?}"
+        ),
+    )
+}
+
+/// Custom resources have no protobuf form: upstream's CRD handler negotiates
+/// JSON and YAML only (`apiextensions-apiserver/pkg/apiserver/customresource_handler.go`).
+fn reject_protobuf_for_custom(d: &ResourceDescriptor, headers: &HeaderMap) -> Result<()> {
+    let ct = header_str(headers, header::CONTENT_TYPE);
+    if d.crd_version.is_some() && crate::protobuf::is_protobuf(ct) {
+        return Err(unsupported_body(ct, "application/json, application/yaml"));
+    }
+    Ok(())
+}
+
+/// A protobuf body as JSON; errors are 400s as upstream's decode errors
+/// (`transformDecodeError` in `apiserver/pkg/endpoints/handlers/create.go`).
+fn decode_protobuf(body: &[u8]) -> Result<Value> {
+    crate::protobuf::decode(body)
+        .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
+}
+
 fn parse_body(body: &[u8], headers: &HeaderMap) -> Result<Value> {
     reject_binary(headers)?;
     let ct = header_str(headers, header::CONTENT_TYPE);
-    let v: Value = if ct.starts_with("application/yaml") {
+    let v: Value = if crate::protobuf::is_protobuf(ct) {
+        decode_protobuf(body)?
+    } else if ct.starts_with("application/yaml") {
         // JSON (a subset of YAML) parses much faster with serde_json; the
         // YAML parser (and its error) only for bodies that are not JSON.
         match serde_json::from_slice(body) {
@@ -657,17 +700,19 @@ async fn resource_request(
     headers: &HeaderMap,
     body: Bytes,
     cut_watch_after: Option<Duration>,
+    user: &crate::auth::UserInfo,
 ) -> Result<Response> {
     let watching = bool_param(q, "watch");
     if reshape::negotiate(header_str(headers, header::ACCEPT))? == reshape::Media::Yaml && !watching
     {
-        return reshape::yaml_request(s, method, t, q, headers, body, cut_watch_after).await;
+        return reshape::yaml_request(s, method, t, q, headers, body, cut_watch_after, user).await;
     }
     if events_v1::is_events_v1(t) {
-        return events_v1::request(s, method, t, q, headers, body, cut_watch_after).await;
+        return events_v1::request(s, method, t, q, headers, body, cut_watch_after, user).await;
     }
     if let Some(v) = reshape::partial_target(header_str(headers, header::ACCEPT)) {
-        return reshape::partial_request(s, method, t, q, headers, body, cut_watch_after, v).await;
+        return reshape::partial_request(s, method, t, q, headers, body, cut_watch_after, v, user)
+            .await;
     }
     let api = &s.api;
     let d = api
@@ -678,6 +723,7 @@ async fn resource_request(
         return Err(not_found_path());
     }
     let ns = t.namespace.as_deref();
+    reject_protobuf_for_custom(&d, headers)?;
     let accept = header_str(headers, header::ACCEPT);
     let table_target = table::table_target(accept);
     match (&t.name, t.subresource.as_deref()) {
@@ -730,7 +776,7 @@ async fn resource_request(
                 }
                 let obj = parse_body(&body, headers)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Create, &body)))?;
-                let out = api.create(&d, ns, obj, &opts)?;
+                let out = api.admit_create(&d, ns, obj, &opts, user).await?;
                 Ok(with_warnings(
                     object_response(&d, StatusCode::CREATED, &out),
                     &opts,
@@ -738,13 +784,12 @@ async fn resource_request(
             }
             Method::DELETE => {
                 let opts = list_options(q)?;
-                reject_binary(headers)?;
-                let dopts = delete_options(q, &body)?;
+                let dopts = delete_options(q, headers, &body)?;
                 let l = api.list(&d, ns, &opts)?;
                 let mut deleted = vec![];
                 for it in &l.items {
                     let ns = Some(&*it.namespace).filter(|n| !n.is_empty());
-                    match api.delete(&d, ns, &it.name, &dopts) {
+                    match api.admit_delete(&d, ns, &it.name, &dopts, user).await {
                         Ok(o) => deleted.push(o.object().clone()),
                         Err(e) if e.code == 404 => {}
                         Err(e) => return Err(e),
@@ -771,7 +816,9 @@ async fn resource_request(
             Method::PUT => {
                 let obj = parse_body(&body, headers)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Update, &body)))?;
-                let out = api.update(&d, ns, name, obj, &opts)?;
+                let out = api
+                    .admit_update(&d, ns, name, obj, Part::Main, &opts, user)
+                    .await?;
                 Ok(with_warnings(
                     object_response(&d, StatusCode::OK, &out),
                     &opts,
@@ -782,7 +829,9 @@ async fn resource_request(
                     .map_err(crate::api::patching::from_patch_error)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Patch, &body)))?;
                 let existed = api.get_raw(&d, ns, name).is_ok();
-                let out = api.patch(&d, ns, name, kind, &body, Part::Main, &opts)?;
+                let out = api
+                    .admit_patch(&d, ns, name, kind, &body, Part::Main, &opts, user)
+                    .await?;
                 let code = if existed {
                     StatusCode::OK
                 } else {
@@ -791,9 +840,8 @@ async fn resource_request(
                 Ok(with_warnings(object_response(&d, code, &out), &opts))
             }
             Method::DELETE => {
-                reject_binary(headers)?;
-                let opts = delete_options(q, &body)?;
-                match api.delete(&d, ns, name, &opts)? {
+                let opts = delete_options(q, headers, &body)?;
+                match api.admit_delete(&d, ns, name, &opts, user).await? {
                     DeleteOutcome::Pending(o) => Ok(object_response(&d, StatusCode::OK, &o)),
                     DeleteOutcome::Deleted(o) if d.return_deleted_object => {
                         Ok(object_response(&d, StatusCode::OK, &o))
@@ -822,7 +870,9 @@ async fn resource_request(
             Method::PUT => {
                 let obj = parse_body(&body, headers)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Update, &body)))?;
-                let out = api.update_status(&d, ns, name, obj, &opts)?;
+                let out = api
+                    .admit_update(&d, ns, name, obj, Part::Status, &opts, user)
+                    .await?;
                 Ok(with_warnings(
                     object_response(&d, StatusCode::OK, &out),
                     &opts,
@@ -832,7 +882,9 @@ async fn resource_request(
                 let kind = PatchKind::from_content_type(header_str(headers, header::CONTENT_TYPE))
                     .map_err(crate::api::patching::from_patch_error)?;
                 let opts = write_options(q, headers, Some((strict::Verb::Patch, &body)))?;
-                let out = api.patch(&d, ns, name, kind, &body, Part::Status, &opts)?;
+                let out = api
+                    .admit_patch(&d, ns, name, kind, &body, Part::Status, &opts, user)
+                    .await?;
                 Ok(with_warnings(
                     object_response(&d, StatusCode::OK, &out),
                     &opts,
@@ -843,11 +895,35 @@ async fn resource_request(
             )),
         },
         (Some(name), Some("scale")) if d.scale.is_some() => {
-            scale_request(s, &d, ns, name, method, q, headers, &body)
+            scale_request(s, &d, ns, name, method, q, headers, &body, user).await
         }
         (Some(name), Some(sub)) => match api.subresource_handler(&d.plural, sub) {
             Some(h) if *method == Method::POST => {
                 let obj = parse_body(&body, headers)?;
+                // Admission of the subresource's object (`pods/eviction` is a
+                // CREATE of an Eviction, as upstream).
+                let opts = write_options(q, headers, None)?;
+                let (g, v, k) = match (d.plural.as_str(), sub) {
+                    ("pods", "eviction") => ("policy", "v1", "Eviction"),
+                    _ => ("", "", ""),
+                };
+                let obj = if k.is_empty() {
+                    obj
+                } else {
+                    api.admit_object(
+                        &d,
+                        sub,
+                        (g, v, k),
+                        crate::admission::Operation::Create,
+                        ns,
+                        name,
+                        obj,
+                        None,
+                        &opts,
+                        user,
+                    )
+                    .await?
+                };
                 let (code, v) = h(
                     api.clone(),
                     ns.unwrap_or_default().to_string(),
@@ -856,9 +932,9 @@ async fn resource_request(
                     q.clone(),
                 )
                 .await?;
-                Ok(json_response(
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
-                    &v,
+                Ok(with_warnings(
+                    json_response(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), &v),
+                    &opts,
                 ))
             }
             Some(_) => Err(ApiError::method_not_allowed(
@@ -869,9 +945,16 @@ async fn resource_request(
     }
 }
 
-fn delete_options(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOptions> {
+fn delete_options(
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DeleteOptions> {
+    reject_binary(headers)?;
     let mut o = if body.iter().all(|b| b.is_ascii_whitespace()) {
         DeleteOptions::default()
+    } else if crate::protobuf::is_protobuf(header_str(headers, header::CONTENT_TYPE)) {
+        DeleteOptions::from_json(&decode_protobuf(body)?)?
     } else {
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
@@ -943,7 +1026,7 @@ fn scale_of(d: &ResourceDescriptor, obj: &Value) -> Value {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn scale_request(
+async fn scale_request(
     s: &ServerState,
     d: &Arc<ResourceDescriptor>,
     ns: Option<&str>,
@@ -952,6 +1035,7 @@ fn scale_request(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &[u8],
+    user: &crate::auth::UserInfo,
 ) -> Result<Response> {
     let api = &s.api;
     let Some(sc) = &d.scale else {
@@ -984,6 +1068,22 @@ fn scale_request(
             ));
         }
     };
+    // Webhooks on `<resource>/scale` see the Scale (UPDATE), as upstream.
+    let opts = write_options(q, headers, None)?;
+    let new_scale = api
+        .admit_object(
+            d,
+            "scale",
+            ("autoscaling", "v1", "Scale"),
+            crate::admission::Operation::Update,
+            ns,
+            name,
+            new_scale,
+            Some(scale.clone()),
+            &opts,
+            user,
+        )
+        .await?;
     let replicas = new_scale["spec"]["replicas"].as_i64().unwrap_or(0);
     if replicas < 0 {
         return Err(ApiError::invalid(
@@ -1009,7 +1109,9 @@ fn scale_request(
             }
         }
     }
-    let opts = write_options(q, headers, None)?;
     let out = api.update(d, ns, name, obj, &opts)?;
-    Ok(json_response(StatusCode::OK, &scale_of(d, &out)))
+    Ok(with_warnings(
+        json_response(StatusCode::OK, &scale_of(d, &out)),
+        &opts,
+    ))
 }

@@ -141,11 +141,22 @@ pub(super) async fn partial_request(
     body: Bytes,
     cut_watch_after: Option<std::time::Duration>,
     version: &'static str,
+    user: &crate::auth::UserInfo,
 ) -> Result<Response> {
     let mut h = headers.clone();
     h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
-    let r = Box::pin(resource_request(s, method, t, q, &h, body, cut_watch_after)).await?;
+    let r = Box::pin(resource_request(
+        s,
+        method,
+        t,
+        q,
+        &h,
+        body,
+        cut_watch_after,
+        user,
+    ))
+    .await?;
     if *method != Method::GET {
         return Ok(r);
     }
@@ -233,6 +244,7 @@ pub(super) fn negotiate(accept: &str) -> Result<Media> {
 }
 
 /// Serves a request whose client asked for YAML: the JSON answer, re-encoded.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn yaml_request(
     s: &ServerState,
     method: &Method,
@@ -241,10 +253,21 @@ pub(super) async fn yaml_request(
     headers: &HeaderMap,
     body: Bytes,
     cut_watch_after: Option<std::time::Duration>,
+    user: &crate::auth::UserInfo,
 ) -> Result<Response> {
     let mut h = headers.clone();
     h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    let r = Box::pin(resource_request(s, method, t, q, &h, body, cut_watch_after)).await?;
+    let r = Box::pin(resource_request(
+        s,
+        method,
+        t,
+        q,
+        &h,
+        body,
+        cut_watch_after,
+        user,
+    ))
+    .await?;
     let is_json = r
         .headers()
         .get(header::CONTENT_TYPE)

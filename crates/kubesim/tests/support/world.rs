@@ -338,6 +338,7 @@ impl World {
                 pod_ip: &ip,
                 host_ip: "172.18.0.2",
                 forced_unready: self.unready.contains(&name),
+                ..PodFacts::default()
             };
             match kubelet::step(&pod, &self.cfg, facts, self.now).action {
                 KubeletAction::Nothing => {}

@@ -179,6 +179,7 @@ fn uniform_kubelet() -> KubeletConfig {
         start_delay: Delay::Fixed(secs(START_SECS)),
         image_delays: Vec::new(),
         shutdown_delay: secs(STOP_SECS),
+        ..KubeletConfig::default()
     }
 }
 
@@ -190,6 +191,7 @@ fn jittered_kubelet() -> KubeletConfig {
         },
         image_delays: Vec::new(),
         shutdown_delay: secs(STOP_SECS),
+        ..KubeletConfig::default()
     }
 }
 
