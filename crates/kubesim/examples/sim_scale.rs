@@ -2,7 +2,7 @@
 //! time for Parallel StatefulSets to become Ready, and the resident memory
 //! of the process holding them.
 //!
-//! `cargo run -p kubesim --example sim_scale -- <sets> <replicas> [speed]`
+//! `cargo run -p kubesim --example sim_scale -- <sets> <replicas> [speed] [no-events]`
 //! creates `<sets>` Parallel StatefulSets of `<replicas>` pods (one namespace
 //! each), waits until every set reports all replicas ready, and prints the
 //! elapsed wall time and the process's VmRSS before and after.
@@ -38,6 +38,7 @@ async fn main() {
     let sets: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1);
     let replicas: i32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let speed: f64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(100.0);
+    let record_events = args.get(4).map(String::as_str) != Some("no-events");
     let api = Api::new(10_000);
     let sim = Simulation::start(
         api.clone(),
@@ -49,6 +50,7 @@ async fn main() {
                 ..KubeletConfig::default()
             },
             seed: Some(1),
+            record_events,
         },
     )
     .unwrap();
@@ -83,7 +85,7 @@ async fn main() {
     let elapsed = start.elapsed();
     let after = rss_kib();
     println!(
-        "sets={sets} replicas={replicas} speed={speed} all_ready_after={:.2}s (simulated start delay 2 s = {:.3}s real) rss_before={}MiB rss_after={}MiB pods_cached={}",
+        "sets={sets} replicas={replicas} speed={speed} events={record_events} all_ready_after={:.2}s (simulated start delay 2 s = {:.3}s real) rss_before={}MiB rss_after={}MiB pods_cached={}",
         elapsed.as_secs_f64(),
         2.0 / speed,
         before / 1024,

@@ -425,6 +425,83 @@ impl Txn<'_> {
         (out, false)
     }
 
+    /// Like [`Txn::list`], but as the store was at resourceVersion `at`
+    /// (a consistent snapshot for every page of a paginated list, as etcd
+    /// serves continued pages at the first page's revision). Objects changed
+    /// since `at` are read back from the history window: the first event of a
+    /// key after `at` holds its state at `at` (`prev`; none when it was
+    /// added later). The caller checks `at >= floor()` first (else 410).
+    pub fn list_at(
+        &self,
+        resource: &str,
+        ns: Option<&str>,
+        after: Option<&ObjKey>,
+        limit: usize,
+        at: u64,
+        mut keep: impl FnMut(&Stored) -> bool,
+    ) -> (Vec<Arc<Stored>>, bool) {
+        if at >= self.inner.rv {
+            return self.list(resource, ns, after, limit, keep);
+        }
+        // State at `at` of every key written since.
+        let mut then: BTreeMap<ObjKey, Option<Arc<Stored>>> = BTreeMap::new();
+        for e in self.events_since(resource, at) {
+            then.entry(e.obj.key()).or_insert_with(|| match e.kind {
+                EventType::Added => None,
+                EventType::Modified | EventType::Deleted => e.prev.clone(),
+            });
+        }
+        let empty = BTreeMap::new();
+        let now = self.inner.resources.get(resource).unwrap_or(&empty);
+        let lower = match (after, ns) {
+            (Some(k), _) => Bound::Excluded(k.clone()),
+            (None, Some(ns)) => Bound::Included((Box::from(ns), Box::from(""))),
+            (None, None) => Bound::Unbounded,
+        };
+        let mut cur = now.range((lower.clone(), Bound::Unbounded)).peekable();
+        let mut old = then.range((lower, Bound::Unbounded)).peekable();
+        let mut out = vec![];
+        loop {
+            // Merge the two key-ordered streams; a key changed since `at`
+            // takes its old state (or is skipped when it did not exist).
+            let (key, item): (&ObjKey, Option<&Arc<Stored>>) = match (cur.peek(), old.peek()) {
+                (None, None) => break,
+                (Some((ck, _)), Some((ok, _))) if ok <= ck => {
+                    let (k, v) = old.next().unwrap_or_else(|| unreachable!("peeked"));
+                    if *ck == k {
+                        cur.next();
+                    }
+                    (k, v.as_ref())
+                }
+                (Some(_), _) => {
+                    let (k, v) = cur.next().unwrap_or_else(|| unreachable!("peeked"));
+                    (k, Some(v))
+                }
+                (None, Some(_)) => {
+                    let (k, v) = old.next().unwrap_or_else(|| unreachable!("peeked"));
+                    (k, v.as_ref())
+                }
+            };
+            if let Some(ns) = ns
+                && &*key.0 != ns
+            {
+                if &*key.0 > ns {
+                    break;
+                }
+                continue;
+            }
+            if let Some(v) = item
+                && keep(v)
+            {
+                if limit > 0 && out.len() == limit {
+                    return (out, true);
+                }
+                out.push(v.clone());
+            }
+        }
+        (out, false)
+    }
+
     /// Every stored object with its storage key (full scans: GC resync).
     pub fn all_objects(&self) -> Vec<(Arc<str>, Arc<Stored>)> {
         self.inner

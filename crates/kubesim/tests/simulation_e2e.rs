@@ -47,6 +47,7 @@ fn start() -> (Api, Simulation) {
                 ..KubeletConfig::default()
             },
             seed: Some(1),
+            ..SimConfig::default()
         },
     )
     .unwrap();
@@ -726,4 +727,199 @@ async fn an_on_delete_set_leaks_the_update_revision_into_a_killed_pod() {
     };
     assert_eq!(image("web-1"), "nginx:2");
     assert_eq!(image("web-0"), "nginx:1");
+}
+
+/// kubernetes#42639: the collector strips the set's ownerReference from each
+/// pod; a controller that re-adopted from its (stale) cache would put it back
+/// and the pods would then be collected with the set. The race is timing
+/// dependent, so the orphaning delete is repeated on fresh sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaning_a_set_never_loses_its_pods_to_a_re_adoption_from_the_cache() {
+    let (api, _sim) = start();
+    for round in 0..20 {
+        let name = format!("keep{round}");
+        api.create_typed(
+            Some(NS),
+            &sts(
+                &name,
+                6,
+                "nginx:1",
+                json!({"spec": {"podManagementPolicy": "Parallel"}}),
+            ),
+        )
+        .unwrap();
+        wait_for("ready", || settled(&api, &name, 6)).await;
+        let mine = |api: &Api| -> Vec<Pod> {
+            pods(api)
+                .into_iter()
+                .filter(|p| {
+                    p.metadata
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with(&format!("{name}-")))
+                })
+                .collect()
+        };
+        let before: Vec<_> = mine(&api).iter().map(|p| p.metadata.uid.clone()).collect();
+        assert_eq!(before.len(), 6);
+        api.delete_typed::<StatefulSet>(
+            Some(NS),
+            &name,
+            &DeleteOptions {
+                propagation: Some(Propagation::Orphan),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        wait_for("set gone", || {
+            api.get_typed::<StatefulSet>(Some(NS), &name).is_err()
+        })
+        .await;
+        // Give the collector time to act on any re-adopted pod.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = mine(&api);
+        let uids: Vec<_> = after.iter().map(|p| p.metadata.uid.clone()).collect();
+        assert_eq!(
+            uids,
+            before,
+            "round {round}: the orphaning delete lost pods (left: {:?})",
+            after
+                .iter()
+                .map(|p| (&p.metadata.name, &p.metadata.deletion_timestamp))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            after.iter().all(|p| p.metadata.deletion_timestamp.is_none()
+                && p.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(Vec::is_empty)),
+            "round {round}: orphans keep no reference and are not terminating"
+        );
+    }
+}
+
+fn events(api: &Api) -> Vec<k8s_openapi::api::core::v1::Event> {
+    api.list_typed(Some(NS), &ListOptions::default()).unwrap()
+}
+
+fn find_event<'a>(
+    evs: &'a [k8s_openapi::api::core::v1::Event],
+    reason: &str,
+    message: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::Event> {
+    evs.iter()
+        .find(|e| e.reason.as_deref() == Some(reason) && e.message.as_deref() == Some(message))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_scheduler_and_kubelets_record_upstreams_events_and_count_repeats() {
+    let (api, _sim) = start();
+    api.create_typed(Some(NS), &sts("ev", 1, "nginx:1", json!({})))
+        .unwrap();
+    wait_for("ready", || settled(&api, "ev", 1)).await;
+    let node = pod(&api, "ev-0")
+        .and_then(|p| p.spec.and_then(|s| s.node_name))
+        .unwrap();
+    wait_for("the pod's events", || {
+        let evs = events(&api);
+        find_event(
+            &evs,
+            "SuccessfulCreate",
+            "create Pod ev-0 in StatefulSet ev successful",
+        )
+        .is_some()
+            && find_event(
+                &evs,
+                "Scheduled",
+                &format!("Successfully assigned {NS}/ev-0 to {node}"),
+            )
+            .is_some()
+            && find_event(&evs, "Started", "Started container app").is_some()
+    })
+    .await;
+    let evs = events(&api);
+    let created = find_event(
+        &evs,
+        "SuccessfulCreate",
+        "create Pod ev-0 in StatefulSet ev successful",
+    )
+    .unwrap();
+    assert_eq!(created.type_.as_deref(), Some("Normal"));
+    assert_eq!(created.count, Some(1));
+    assert_eq!(created.involved_object.kind.as_deref(), Some("StatefulSet"));
+    assert_eq!(created.involved_object.name.as_deref(), Some("ev"));
+    assert_eq!(
+        created.source.as_ref().and_then(|s| s.component.as_deref()),
+        Some("statefulset-controller")
+    );
+    assert_eq!(
+        created.reporting_component.as_deref(),
+        Some("statefulset-controller")
+    );
+    assert!(created.metadata.name.as_deref().unwrap().starts_with("ev."));
+    let started = find_event(&evs, "Started", "Started container app").unwrap();
+    assert_eq!(
+        started.involved_object.field_path.as_deref(),
+        Some("spec.containers{app}")
+    );
+    assert_eq!(
+        started.source.as_ref().and_then(|s| s.host.as_deref()),
+        Some(node.as_str())
+    );
+    assert!(
+        find_event(
+            &evs,
+            "Pulled",
+            "Container image \"nginx:1\" already present on machine"
+        )
+        .is_some()
+    );
+    assert!(find_event(&evs, "Created", "Created container: app").is_some());
+    let scheduled = find_event(
+        &evs,
+        "Scheduled",
+        &format!("Successfully assigned {NS}/ev-0 to {node}"),
+    )
+    .unwrap();
+    assert_eq!(scheduled.action.as_deref(), Some("Binding"));
+    assert_eq!(
+        scheduled.reporting_component.as_deref(),
+        Some("default-scheduler")
+    );
+    // A repeat of the same event updates the first one's count and lastTimestamp.
+    let first_uid = pod(&api, "ev-0").unwrap().metadata.uid;
+    api.delete_typed::<Pod>(Some(NS), "ev-0", &DeleteOptions::default())
+        .unwrap();
+    wait_for("recreated", || {
+        pod(&api, "ev-0").is_some_and(|p| p.metadata.uid != first_uid) && settled(&api, "ev", 1)
+    })
+    .await;
+    wait_for("the create counted twice", || {
+        find_event(
+            &events(&api),
+            "SuccessfulCreate",
+            "create Pod ev-0 in StatefulSet ev successful",
+        )
+        .is_some_and(|e| e.count == Some(2))
+    })
+    .await;
+    let evs = events(&api);
+    assert_eq!(
+        evs.iter()
+            .filter(|e| e.reason.as_deref() == Some("SuccessfulCreate"))
+            .count(),
+        1,
+        "one Event, counted twice"
+    );
+    assert!(find_event(&evs, "Killing", "Stopping container app").is_some());
+    assert!(
+        find_event(
+            &evs,
+            "SuccessfulDelete",
+            "delete Pod ev-0 in StatefulSet ev successful"
+        )
+        .is_none(),
+        "the pod was deleted by the test, not the controller"
+    );
 }

@@ -596,3 +596,27 @@ fn orphaned_pods_are_adopted_by_a_new_set_with_the_same_name() {
         assert_eq!(p.metadata.owner_references.clone().unwrap()[0].uid, uid);
     }
 }
+
+#[test]
+fn a_set_adopts_only_when_its_live_copy_is_the_same_set_and_not_being_deleted() {
+    // Given a cached set that has not seen its own deletion yet
+    let mut w = World::new();
+    w.add_set(sts("web", 2, "nginx:1"));
+    let cached = w.sets["web"].clone();
+    // Then adoption is allowed against an identical live copy
+    assert!(kubesim::controllers::statefulset::can_adopt(&cached, Some(&cached)).is_ok());
+    // And refused when the live copy carries a deletionTimestamp (orphaning delete)
+    let mut deleting = cached.clone();
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+    let e = kubesim::controllers::statefulset::can_adopt(&cached, Some(&deleting)).unwrap_err();
+    assert!(e.to_string().contains("has just been deleted at"), "{e}");
+    // And refused when the set was replaced by another with the same name, or is gone
+    let mut replaced = cached.clone();
+    replaced.metadata.uid = Some("another".into());
+    let e = kubesim::controllers::statefulset::can_adopt(&cached, Some(&replaced)).unwrap_err();
+    assert!(e.to_string().contains("is gone: got uid another"), "{e}");
+    assert!(kubesim::controllers::statefulset::can_adopt(&cached, None).is_err());
+}

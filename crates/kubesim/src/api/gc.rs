@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Api, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Part, Propagation, WriteOptions,
-    finalizers,
+    finalizers, set_finalizers,
 };
 use crate::{
     registry::ResourceDescriptor,
@@ -159,13 +159,78 @@ impl Api {
         }
     }
 
+    /// `attemptToOrphanWorker`: removes the owner's reference from every
+    /// dependent, then the `orphan` finalizer.
+    ///
+    /// The finalizer is removed in the same store transaction that finds no
+    /// dependent naming the owner any more; a dependent re-adopted in between
+    /// (an adopter that skipped `RecheckDeletionTimestamp`) is orphaned again
+    /// first. Upstream removes the finalizer after its pass and relies on every
+    /// adopter re-checking the owner live (kubernetes#42639); kubesim closes that
+    /// window in the collector as well, so an orphaning delete never loses a
+    /// dependent to a concurrent adoption.
     fn gc_process_orphan(&self, res: &str, key: &ObjKey, owner: &Stored) {
-        let deps = self.store().read(|t| t.dependents_of(&owner.uid));
-        for (dres, dkey) in deps {
-            let uid = owner.uid.clone();
-            self.gc_edit_owner_refs(&dres, &dkey, move |r| r["uid"].as_str() != Some(&uid));
+        // Bounded: each round strips every adopter seen; adopters that
+        // re-check the owner stop once they see its deletionTimestamp.
+        for _ in 0..16 {
+            let deps = self.store().read(|t| t.dependents_of(&owner.uid));
+            for (dres, dkey) in deps {
+                let uid = owner.uid.clone();
+                self.gc_edit_owner_refs(&dres, &dkey, move |r| r["uid"].as_str() != Some(&uid));
+            }
+            if self.gc_remove_orphan_finalizer_if_no_dependents(res, key, &owner.uid) {
+                return;
+            }
         }
-        self.gc_remove_finalizer(res, key, ORPHAN_FINALIZER);
+        tracing::debug!(
+            resource = res,
+            name = &*key.1,
+            "gc: dependents kept being re-adopted; orphaning retried on the owner's next event"
+        );
+    }
+
+    /// Removes the `orphan` finalizer unless a dependent still names `uid`
+    /// (checked under the same write lock); `true` when nothing is left to do.
+    fn gc_remove_orphan_finalizer_if_no_dependents(
+        &self,
+        res: &str,
+        key: &ObjKey,
+        uid: &str,
+    ) -> bool {
+        let Some(d) = self.descriptor_for_key(res) else {
+            return true;
+        };
+        let r = self.store().write(|t| {
+            if !t.dependents_of(uid).is_empty() {
+                return Ok(false);
+            }
+            let Some(old) = t.get(res, &key.0, &key.1) else {
+                return Ok(true);
+            };
+            let mut obj = old.value();
+            let mut f = finalizers(&obj);
+            let before = f.len();
+            f.retain(|x| x != ORPHAN_FINALIZER);
+            if f.len() == before {
+                return Ok(true);
+            }
+            set_finalizers(&mut obj, &f);
+            self.write_locked(
+                t,
+                &d,
+                &key.0,
+                &key.1,
+                &old,
+                obj,
+                Part::Main,
+                &WriteOptions::default(),
+            )
+            .map(|_| true)
+        });
+        r.unwrap_or_else(|e| {
+            tracing::debug!(resource = res, name = &*key.1, error = %e, "gc: failed to remove the orphan finalizer");
+            true
+        })
     }
 
     fn gc_remove_finalizer(&self, res: &str, key: &ObjKey, f: &str) {

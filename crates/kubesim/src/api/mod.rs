@@ -19,7 +19,9 @@
 //! the store lock and must not call back into the `Api`.
 
 pub mod crd_schema;
+pub mod defaults;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod patching;
 pub mod strict;
@@ -185,6 +187,10 @@ pub struct ListResult {
     pub resource_version: u64,
     /// `metadata.continue` when more items follow.
     pub continue_token: Option<String>,
+    /// `metadata.remainingItemCount`: how many items follow this page, when
+    /// it is limited and has no label or field selector (upstream's etcd
+    /// store leaves it unset for selectors, whose count it cannot know).
+    pub remaining_item_count: Option<u64>,
 }
 
 impl ListResult {
@@ -796,8 +802,21 @@ impl Api {
             if exact && let Some(r) = requested_rv && r != cur {
                 return self.list_exact(t, d, ns, r, opts, &keep);
             }
-            let (items, more) = t.list(&key, ns, after.as_ref(), opts.limit, keep);
+            // Continued pages are served at the first page's resourceVersion
+            // (the token carries it), never at the current state.
             let list_rv = token_rv.unwrap_or(cur);
+            let (items, more) = t.list_at(&key, ns, after.as_ref(), opts.limit, list_rv, keep);
+            let remaining_item_count = match items.last() {
+                Some(last) if more && opts.label_selector.is_empty() && opts.field_selector.is_empty() => {
+                    let mut n = 0u64;
+                    t.list_at(&key, ns, Some(&last.key()), 0, list_rv, |_| {
+                        n += 1;
+                        false
+                    });
+                    Some(n)
+                }
+                _ => None,
+            };
             let continue_token = if more {
                 items.last().map(|s| encode_continue(list_rv, &s.key()))
             } else {
@@ -807,6 +826,7 @@ impl Api {
                 items,
                 resource_version: list_rv,
                 continue_token,
+                remaining_item_count,
             })
         })
     }
@@ -829,33 +849,7 @@ impl Api {
             )));
         }
         let key = d.storage_key();
-        let (items, _) = t.list(&key, None, None, 0, |_| true);
-        let mut state: std::collections::BTreeMap<ObjKey, Arc<Stored>> =
-            items.into_iter().map(|s| (s.key(), s)).collect();
-        let evs = t.events_since(&key, rv);
-        for e in evs.iter().rev() {
-            match e.kind {
-                EventType::Added => {
-                    state.remove(&e.obj.key());
-                }
-                EventType::Modified | EventType::Deleted => {
-                    if let Some(p) = &e.prev {
-                        state.insert(p.key(), p.clone());
-                    }
-                }
-            }
-        }
-        let items: Vec<_> = state
-            .into_values()
-            .filter(|s| ns.is_none_or(|n| *s.namespace == *n) && keep(s))
-            .collect();
-        let limit = if opts.limit == 0 {
-            items.len()
-        } else {
-            opts.limit
-        };
-        let more = items.len() > limit;
-        let items: Vec<_> = items.into_iter().take(limit).collect();
+        let (items, more) = t.list_at(&key, ns, None, opts.limit, rv, keep);
         let continue_token = if more {
             items.last().map(|s| encode_continue(rv, &s.key()))
         } else {
@@ -865,6 +859,7 @@ impl Api {
             items,
             resource_version: rv,
             continue_token,
+            remaining_item_count: None,
         })
     }
 
@@ -1065,7 +1060,8 @@ impl Api {
             }
         }
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-        validation::apply_defaults(d, &mut obj);
+        defaults::apply_defaults(d, &mut obj);
+        defaults::normalize_times(d, &mut obj)?;
         self.prepare_for_create(d, &mut obj);
         let mut causes = validation::validate_meta(d, &obj);
         causes.extend(validation::validate_kind(d, &obj, None));
@@ -1148,10 +1144,9 @@ impl Api {
                 }
             }
             ("", "Service") => {
-                if obj["spec"]["type"].is_null() {
-                    obj["spec"]["type"] = json!("ClusterIP");
-                }
-                if obj["spec"]["clusterIP"].is_null() {
+                // Allocation (`pkg/registry/core/service/storage`), not defaulting:
+                // a cluster IP of the IPv4 family for every type but ExternalName.
+                if obj["spec"]["type"] != "ExternalName" && obj["spec"]["clusterIP"].is_null() {
                     let n = self
                         .inner
                         .next_cluster_ip
@@ -1160,8 +1155,13 @@ impl Api {
                     obj["spec"]["clusterIP"] = json!(ip);
                     obj["spec"]["clusterIPs"] = json!([ip]);
                 }
-                if obj["spec"]["sessionAffinity"].is_null() {
-                    obj["spec"]["sessionAffinity"] = json!("None");
+                if obj["spec"]["type"] != "ExternalName" {
+                    if obj["spec"]["ipFamilyPolicy"].is_null() {
+                        obj["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+                    }
+                    if obj["spec"]["ipFamilies"].is_null() {
+                        obj["spec"]["ipFamilies"] = json!(["IPv4"]);
+                    }
                 }
                 obj["status"] = json!({"loadBalancer": {}});
             }
@@ -1411,9 +1411,10 @@ impl Api {
                 if !d.namespaced {
                     m.remove("namespace");
                 }
-                validation::apply_defaults(d, &mut obj);
+                defaults::apply_defaults(d, &mut obj);
             }
         }
+        defaults::normalize_times(d, &mut obj)?;
         // Finalizers may not be added to an object being deleted.
         if old_s.terminating {
             let of = finalizers(&old);

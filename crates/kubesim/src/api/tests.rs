@@ -320,6 +320,117 @@ fn lists_page_with_continue_tokens_and_filter_by_selectors() {
 }
 
 #[test]
+fn continued_pages_show_the_first_pages_snapshot_and_expire_with_410() {
+    let a = Api::new(8);
+    let d = pods(&a);
+    for i in 0..6 {
+        a.create(
+            &d,
+            Some("default"),
+            pod(&format!("p{i}")),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    }
+    let first = a
+        .list(
+            &d,
+            Some("default"),
+            &ListOptions {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let snapshot_rv = first.resource_version;
+    // Between pages: one pod after the cursor is deleted, one is added, one is changed.
+    a.delete(
+        &d,
+        Some("default"),
+        "p3",
+        &DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    a.create(&d, Some("default"), pod("p2a"), &WriteOptions::default())
+        .unwrap();
+    a.patch(
+        &d,
+        Some("default"),
+        "p4",
+        PatchKind::Merge,
+        br#"{"metadata":{"labels":{"changed":"yes"}}}"#,
+        Part::Main,
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let mut names: Vec<String> = first.items.iter().map(|s| s.name.to_string()).collect();
+    let mut token = first.continue_token.clone();
+    while let Some(c) = token {
+        let page = a
+            .list(
+                &d,
+                Some("default"),
+                &ListOptions {
+                    limit: 2,
+                    continue_token: Some(c),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            page.resource_version, snapshot_rv,
+            "every page is served at the first page's resourceVersion"
+        );
+        for it in &page.items {
+            names.push(it.name.to_string());
+            if &*it.name == "p4" {
+                assert!(
+                    it.value()["metadata"]["labels"].get("changed").is_none(),
+                    "p4 as it was then"
+                );
+            }
+        }
+        token = page.continue_token;
+    }
+    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4", "p5"]);
+    // Once the history window has moved past the snapshot, the token is 410 Expired.
+    let again = a
+        .list(
+            &d,
+            Some("default"),
+            &ListOptions {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    for i in 0..10 {
+        a.create(
+            &d,
+            Some("default"),
+            pod(&format!("q{i}")),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    }
+    let e = a
+        .list(
+            &d,
+            Some("default"),
+            &ListOptions {
+                limit: 2,
+                continue_token: again.continue_token,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!((e.code, e.reason.as_str()), (410, "Expired"));
+}
+
+#[test]
 fn exact_list_rebuilds_a_past_state() {
     let a = api();
     let d = pods(&a);

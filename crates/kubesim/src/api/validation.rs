@@ -1,15 +1,12 @@
-//! Object-meta validation and the few built-in defaulting and validation
-//! rules clients depend on.
+//! Object-meta validation and the built-in validation rules clients depend on.
 //!
 //! Upstream: `k8s.io/apimachinery/pkg/api/validation/objectmeta.go`
 //! (`ValidateObjectMeta`), `k8s.io/apimachinery/pkg/util/validation/validation.go`
-//! (the DNS-1123 / DNS-1035 messages), `pkg/apis/core/v1/defaults.go` and
-//! `pkg/apis/apps/v1/defaults.go` (defaulting). Only the defaults that change
-//! controller behaviour or `kubectl` output are applied; full per-kind
-//! validation is a simplification (the rules that matter for StatefulSets
-//! are enforced).
+//! (the DNS-1123 / DNS-1035 messages). Defaulting lives in
+//! [`super::defaults`]. Full per-kind validation is a simplification (the
+//! rules that matter for StatefulSets are enforced).
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::error::Cause;
 use crate::registry::{NameRule, ResourceDescriptor};
@@ -623,152 +620,6 @@ pub fn validate_kind(d: &ResourceDescriptor, obj: &Value, old: Option<&Value>) -
     causes
 }
 
-fn set_default(m: &mut Map<String, Value>, k: &str, v: Value) {
-    if m.get(k).is_none_or(|x| x.is_null()) {
-        m.insert(k.into(), v);
-    }
-}
-
-/// Pod spec defaults (`SetDefaults_PodSpec`, `SetDefaults_Container`).
-pub fn default_pod_spec(spec: &mut Value) {
-    let Some(m) = spec.as_object_mut() else {
-        return;
-    };
-    set_default(m, "restartPolicy", json!("Always"));
-    set_default(m, "terminationGracePeriodSeconds", json!(30));
-    set_default(m, "dnsPolicy", json!("ClusterFirst"));
-    set_default(m, "securityContext", json!({}));
-    set_default(m, "schedulerName", json!("default-scheduler"));
-    for key in ["containers", "initContainers"] {
-        if let Some(cs) = m.get_mut(key).and_then(|c| c.as_array_mut()) {
-            for c in cs {
-                let Some(cm) = c.as_object_mut() else {
-                    continue;
-                };
-                set_default(cm, "terminationMessagePath", json!("/dev/termination-log"));
-                set_default(cm, "terminationMessagePolicy", json!("File"));
-                let image = cm.get("image").and_then(|i| i.as_str()).unwrap_or_default();
-                let last = image.rsplit('/').next().unwrap_or_default();
-                let policy = if image.contains('@') {
-                    "IfNotPresent"
-                } else if !last.contains(':') || last.ends_with(":latest") {
-                    "Always"
-                } else {
-                    "IfNotPresent"
-                };
-                set_default(cm, "imagePullPolicy", json!(policy));
-                set_default(cm, "resources", json!({}));
-                if let Some(ports) = cm.get_mut("ports").and_then(|p| p.as_array_mut()) {
-                    for p in ports {
-                        if let Some(pm) = p.as_object_mut() {
-                            set_default(pm, "protocol", json!("TCP"));
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Applies the defaults of built-in kinds that change controller behaviour.
-pub fn apply_defaults(d: &ResourceDescriptor, obj: &mut Value) {
-    crate::admission::config::apply_defaults(d, obj);
-    match (d.group.as_str(), d.kind.as_str()) {
-        ("", "Pod") => {
-            if let Some(spec) = obj.get_mut("spec") {
-                default_pod_spec(spec);
-                let sm = spec.as_object_mut();
-                if let Some(sm) = sm {
-                    set_default(sm, "enableServiceLinks", json!(true));
-                    set_default(sm, "preemptionPolicy", json!("PreemptLowerPriority"));
-                    set_default(sm, "priority", json!(0));
-                    let tolerations = sm.entry("tolerations").or_insert_with(|| json!([]));
-                    if let Some(t) = tolerations.as_array_mut() {
-                        for key in [
-                            "node.kubernetes.io/not-ready",
-                            "node.kubernetes.io/unreachable",
-                        ] {
-                            if !t.iter().any(|x| x["key"] == key) {
-                                t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        ("apps", "StatefulSet") => {
-            let Some(spec) = obj.get_mut("spec").and_then(|s| s.as_object_mut()) else {
-                return;
-            };
-            set_default(spec, "replicas", json!(1));
-            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
-            set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}}),
-            );
-            if let Some(us) = spec
-                .get_mut("updateStrategy")
-                .and_then(|u| u.as_object_mut())
-            {
-                if us.get("type").is_none_or(|t| t.is_null() || t == "") {
-                    us.insert("type".into(), json!("RollingUpdate"));
-                    set_default(us, "rollingUpdate", json!({}));
-                }
-                let rolling = us.get("type").is_some_and(|t| t == "RollingUpdate");
-                if let Some(ru) = us
-                    .get_mut("rollingUpdate")
-                    .filter(|_| rolling)
-                    .and_then(|r| r.as_object_mut())
-                {
-                    set_default(ru, "partition", json!(0));
-                    set_default(ru, "maxUnavailable", json!(1));
-                }
-            }
-            set_default(
-                spec,
-                "persistentVolumeClaimRetentionPolicy",
-                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
-            );
-            if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
-                default_pod_spec(ps);
-            }
-        }
-        ("apps", "Deployment") => {
-            let Some(spec) = obj.get_mut("spec").and_then(|s| s.as_object_mut()) else {
-                return;
-            };
-            set_default(spec, "replicas", json!(1));
-            set_default(spec, "revisionHistoryLimit", json!(10));
-            set_default(spec, "progressDeadlineSeconds", json!(600));
-            // An empty strategy (protobuf bodies always carry one) defaults
-            // as an absent one (`SetDefaults_Deployment`, apps/v1/defaults.go).
-            if spec
-                .get("strategy")
-                .is_some_and(|s| s.get("type").is_none_or(|t| t.is_null() || t == ""))
-            {
-                spec.remove("strategy");
-            }
-            set_default(
-                spec,
-                "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-            );
-            if let Some(ps) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
-                default_pod_spec(ps);
-            }
-        }
-        ("", "Secret") => {
-            // `SetDefaults_Secret` (core/v1/defaults.go).
-            if let Some(m) = obj.as_object_mut() {
-                set_default(m, "type", json!("Opaque"));
-            }
-        }
-        _ => {}
-    }
-}
-
 /// `qosClass` of a pod spec (`pkg/apis/core/helper/qos/qos.go`, simplified to
 /// cpu and memory).
 pub fn pod_qos_class(spec: &Value) -> &'static str {
@@ -799,6 +650,7 @@ pub fn pod_qos_class(spec: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn names_are_checked_against_the_dns_rules() {
@@ -807,24 +659,6 @@ mod tests {
         assert!(!validate_name(NameRule::Label, "metadata.name", "a.b").is_empty());
         assert!(!validate_name(NameRule::Rfc1035Label, "metadata.name", "0abc").is_empty());
         assert!(validate_name(NameRule::PathSegment, "metadata.name", "system:admin").is_empty());
-    }
-
-    #[test]
-    fn statefulset_gets_rolling_update_defaults_only_when_strategy_is_omitted() {
-        let d = crate::registry::builtin_resources()
-            .into_iter()
-            .find(|d| d.plural == "statefulsets")
-            .unwrap();
-        let mut a = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
-        apply_defaults(&d, &mut a);
-        assert_eq!(a["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
-        assert_eq!(
-            a["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
-            "Always"
-        );
-        let mut b = json!({"spec": {"updateStrategy": {"type": "OnDelete"}}});
-        apply_defaults(&d, &mut b);
-        assert!(b["spec"]["updateStrategy"].get("rollingUpdate").is_none());
     }
 
     fn owner_causes(refs: Value) -> Vec<(String, String)> {

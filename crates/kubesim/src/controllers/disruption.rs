@@ -39,6 +39,9 @@ pub type ScaleLookup<'a> =
 /// Result of one PDB sync.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PdbOutcome {
+    /// Events upstream records on the budget (`NoPods`,
+    /// `CalculateExpectedPodCountFailed`), as (warning, reason, message).
+    pub events: Vec<(bool, &'static str, String)>,
     /// The status to PUT, or `None` when the stored one is up to date.
     pub status: Option<PodDisruptionBudgetStatus>,
     /// Sync again after this long (earliest `disruptedPods` expiry).
@@ -192,7 +195,17 @@ pub fn sync(
                 last_transition_time: Time(now),
             };
             set_condition(status.conditions.get_or_insert_with(Vec::new), cond, now);
+            // `trySync`: a selector that cannot be parsed fails `getPodsForPdb`.
+            let event = match &e {
+                Error::InvalidSelector(_) => (true, "NoPods", format!("Failed to get pods: {e}")),
+                _ => (
+                    true,
+                    "CalculateExpectedPodCountFailed",
+                    format!("Failed to calculate the number of expected pods: {e}"),
+                ),
+            };
             PdbOutcome {
+                events: vec![event],
                 status: Some(status),
                 recheck_after: None,
                 not_deleted: Vec::new(),
@@ -209,6 +222,10 @@ fn try_sync(
     now: Timestamp,
 ) -> Result<PdbOutcome, Error> {
     let pods = selected_pods(pdb, pods)?;
+    let mut events = Vec::new();
+    if pods.is_empty() {
+        events.push((false, "NoPods", "No matching pods found".to_owned()));
+    }
     let (expected, desired) = expected_and_desired(pdb, &pods, scale_of)?;
 
     // buildDisruptedPodMap
@@ -271,6 +288,7 @@ fn try_sync(
     let recheck_after = recheck.map(|r| r.duration_since(now));
     if unchanged {
         return Ok(PdbOutcome {
+            events,
             status: None,
             recheck_after,
             not_deleted,
@@ -288,6 +306,7 @@ fn try_sync(
     };
     update_disruption_allowed_condition(&mut status, now);
     Ok(PdbOutcome {
+        events,
         status: Some(status),
         recheck_after,
         not_deleted,

@@ -27,6 +27,7 @@ use k8s_openapi::{
 pub mod disruption;
 pub mod endpointslice;
 pub mod history;
+pub mod recorder;
 pub mod runtime;
 pub mod statefulset;
 
@@ -62,6 +63,10 @@ pub enum Error {
     /// (`getExpectedScale`: "found no controllers for pod").
     #[error("found no controllers for pod {0:?}")]
     NoControllerForPod(String),
+    /// A controller may not adopt: the live (uncached) owner is gone, was
+    /// replaced (another uid), or is being deleted (`RecheckDeletionTimestamp`).
+    #[error("{0}")]
+    CannotAdopt(String),
 }
 
 /// Label key of the pod's revision (`apps.StatefulSetRevisionLabel`), holding the

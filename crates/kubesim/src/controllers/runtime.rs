@@ -47,7 +47,9 @@ use super::{
         UpdateRevisionAction, plan_revisions, rename_for_collision, same_data, sort_revisions,
         truncate_history,
     },
-    is_pod_ready, selector_matches,
+    is_pod_ready,
+    recorder::{EventKind, Record, Recorder, Reporter, reference},
+    selector_matches,
     statefulset::{self, SetWrite, SyncInput},
 };
 use crate::{
@@ -69,6 +71,9 @@ pub struct SimConfig {
     pub kubelet: KubeletConfig,
     /// Seed of the fault-injection random draws (random when absent).
     pub seed: Option<u64>,
+    /// Record Events (`SuccessfulCreate`, `Scheduled`, `Started`, …) as the
+    /// controllers, scheduler and kubelets upstream do ([`super::recorder`]).
+    pub record_events: bool,
 }
 
 impl Default for SimConfig {
@@ -78,6 +83,7 @@ impl Default for SimConfig {
             speed: 1.0,
             kubelet: KubeletConfig::default(),
             seed: None,
+            record_events: true,
         }
     }
 }
@@ -278,6 +284,7 @@ struct Shared {
     faults: Faults,
     caches: Caches,
     kubelet: KubeletConfig,
+    events: Recorder,
     sets_q: Queue,
     pdbs_q: Queue,
     eps_q: Queue,
@@ -351,12 +358,19 @@ impl Simulation {
                 Err(e) => return Err(e),
             }
         }
+        let (events, events_task) = if config.record_events {
+            let (r, t) = Recorder::start(api.clone());
+            (r, Some(t))
+        } else {
+            (Recorder::disabled(), None)
+        };
         let shared = Arc::new(Shared {
             api: api.clone(),
             clock,
             faults,
             caches: Caches::default(),
             kubelet: config.kubelet,
+            events,
             sets_q,
             pdbs_q,
             eps_q,
@@ -391,6 +405,7 @@ impl Simulation {
         tasks.push(worker(shared.clone(), pods_rx, |s| &s.pods_q, sync_pod));
         tasks.push(tokio::spawn(fault_reactor(shared.clone())));
         tasks.push(tokio::spawn(pod_killer(shared.clone())));
+        tasks.extend(events_task);
         Ok(Self { shared, tasks })
     }
 
@@ -686,6 +701,16 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     let pods = s.caches.pods.list_ns(ns);
     let claims = statefulset::claim_pods(&set, pods.iter().map(|p| &**p))
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    if !claims.adopt.is_empty() {
+        // `CanAdopt`: a live read, never the cache (kubernetes#42639).
+        let fresh = match s.api.get_typed::<StatefulSet>(Some(ns), name) {
+            Ok(f) => Some(f),
+            Err(e) if e.code == 404 => None,
+            Err(e) => return Err(e),
+        };
+        statefulset::can_adopt(&set, fresh.as_ref())
+            .map_err(|e| ApiError::new(409, "Conflict", e.to_string()))?;
+    }
     for adopted in &claims.adopt {
         if let Some(p) = claims
             .owned
@@ -793,7 +818,7 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
 
     let mut write_error = None;
     for w in out.writes {
-        if let Err(e) = execute_set_write(s, ns, w, user).await {
+        if let Err(e) = execute_set_write(s, ns, &set, w, user).await {
             write_error = Some(e);
             break;
         }
@@ -839,20 +864,95 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     Ok(out.requeue_after.map(|d| s.clock.real(d)))
 }
 
+/// What a StatefulSet event is about: a pod, or a claim of a pod.
+enum Subject {
+    Pod(String),
+    Claim { claim: String, pod: String },
+}
+
+/// `recordPodEvent` / `recordClaimEvent` of `stateful_pod_control.go`.
+fn set_event(
+    s: &Shared,
+    set: &StatefulSet,
+    verb: &'static str,
+    what: &Subject,
+    err: Option<&ApiError>,
+) {
+    s.events.record(|| {
+        let set_name = set.metadata.name.as_deref().unwrap_or_default();
+        let reason = match (verb, err.is_none()) {
+            ("create", true) => "SuccessfulCreate",
+            ("update", true) => "SuccessfulUpdate",
+            (_, true) => "SuccessfulDelete",
+            ("create", false) => "FailedCreate",
+            ("update", false) => "FailedUpdate",
+            (_, false) => "FailedDelete",
+        };
+        let (kind, message) = match (what, err) {
+            (Subject::Pod(pod), None) => (
+                EventKind::Normal,
+                format!("{verb} Pod {pod} in StatefulSet {set_name} successful"),
+            ),
+            (Subject::Pod(pod), Some(e)) => (
+                EventKind::Warning,
+                format!(
+                    "{verb} Pod {pod} in StatefulSet {set_name} failed error: {}",
+                    e.message
+                ),
+            ),
+            (Subject::Claim { claim, pod }, None) => (
+                EventKind::Normal,
+                format!("{verb} Claim {claim} Pod {pod} in StatefulSet {set_name} success"),
+            ),
+            (Subject::Claim { claim, pod }, Some(e)) => (
+                EventKind::Warning,
+                format!(
+                    "{verb} Claim {claim} for Pod {pod} in StatefulSet {set_name} failed error: {}",
+                    e.message
+                ),
+            ),
+        };
+        Record {
+            involved: reference("apps/v1", "StatefulSet", &set.metadata, None),
+            kind,
+            reason,
+            message,
+            reporter: Reporter::Legacy {
+                component: "statefulset-controller",
+                host: None,
+            },
+            at: s.clock.now(),
+        }
+    });
+}
+
 async fn execute_set_write(
     s: &Shared,
     ns: &str,
+    set: &StatefulSet,
     w: SetWrite,
     user: &crate::auth::UserInfo,
 ) -> Result<(), ApiError> {
+    let set_name = set.metadata.name.as_deref().unwrap_or_default();
     match w {
-        SetWrite::CreateClaim(c) => match s.api.admit_create_typed(Some(ns), &c, user).await {
-            Ok(c) => {
-                s.caches.pvcs.apply(c);
+        SetWrite::CreateClaim(c) => {
+            let claim = c.metadata.name.clone().unwrap_or_default();
+            let pod = claim
+                .rsplit_once('-')
+                .map(|(_, ord)| format!("{set_name}-{ord}"))
+                .unwrap_or_default();
+            match s.api.admit_create_typed(Some(ns), &c, user).await {
+                Ok(c) => {
+                    s.caches.pvcs.apply(c);
+                    set_event(s, set, "create", &Subject::Claim { claim, pod }, None);
+                }
+                Err(e) if e.reason == "AlreadyExists" => {}
+                Err(e) => {
+                    set_event(s, set, "create", &Subject::Claim { claim, pod }, Some(&e));
+                    return Err(e);
+                }
             }
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => return Err(e),
-        },
+        }
         SetWrite::UpdateClaim(c) => {
             let c = s
                 .api
@@ -861,15 +961,34 @@ async fn execute_set_write(
             s.caches.pvcs.apply(c);
         }
         SetWrite::CreatePod(p) => {
-            let p = s.api.admit_create_typed(Some(ns), &p, user).await?;
-            s.caches.pods.apply(p);
+            let name = p.metadata.name.clone().unwrap_or_default();
+            match s.api.admit_create_typed(Some(ns), &p, user).await {
+                Ok(p) => {
+                    s.caches.pods.apply(p);
+                    set_event(s, set, "create", &Subject::Pod(name), None);
+                }
+                Err(e) => {
+                    set_event(s, set, "create", &Subject::Pod(name), Some(&e));
+                    return Err(e);
+                }
+            }
         }
         SetWrite::UpdatePod(p) => {
-            let p = s
+            let name = p.metadata.name.clone().unwrap_or_default();
+            match s
                 .api
                 .admit_update_typed(Some(ns), &p, Part::Main, user)
-                .await?;
-            s.caches.pods.apply(p);
+                .await
+            {
+                Ok(p) => {
+                    s.caches.pods.apply(p);
+                    set_event(s, set, "update", &Subject::Pod(name), None);
+                }
+                Err(e) => {
+                    set_event(s, set, "update", &Subject::Pod(name), Some(&e));
+                    return Err(e);
+                }
+            }
         }
         SetWrite::DeletePod { name } => {
             match s
@@ -877,9 +996,15 @@ async fn execute_set_write(
                 .admit_delete_typed::<Pod>(Some(ns), &name, &DeleteOptions::default(), user)
                 .await
             {
-                Ok(outcome) => apply_delete(&s.caches.pods, outcome),
+                Ok(outcome) => {
+                    apply_delete(&s.caches.pods, outcome);
+                    set_event(s, set, "delete", &Subject::Pod(name), None);
+                }
                 Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    set_event(s, set, "delete", &Subject::Pod(name), Some(&e));
+                    return Err(e);
+                }
             }
         }
     }
@@ -1009,6 +1134,24 @@ fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     let pods = s.caches.pods.list_ns(ns);
     let lookup = |r: &OwnerReference, ns: &str| scale_of(s, r, ns);
     let out = disruption::sync(&pdb, &pods, &lookup, s.clock.now());
+    for (warning, reason, message) in &out.events {
+        s.events.record(|| Record {
+            involved: reference("policy/v1", "PodDisruptionBudget", &pdb.metadata, None),
+            kind: if *warning {
+                EventKind::Warning
+            } else {
+                EventKind::Normal
+            },
+            reason,
+            message: message.clone(),
+            // `NewDisruptionController`'s recorder source.
+            reporter: Reporter::Legacy {
+                component: "controllermanager",
+                host: None,
+            },
+            at: s.clock.now(),
+        });
+    }
     for p in &out.not_deleted {
         tracing::warn!(pod = %p, pdb = %name, "NotDeleted: pod was expected by the PDB to be deleted but it wasn't");
     }
@@ -1149,8 +1292,10 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     }
     if pod.metadata.deletion_timestamp.is_some()
         && let Ok(mut t) = s.terminating.lock()
+        && !t.contains_key(&uid)
     {
-        t.entry(uid.clone()).or_insert(now);
+        t.insert(uid.clone(), now);
+        kubelet_killing_events(s, &pod, &node, now);
     }
     let idx = node_index(&node);
     let ip = {
@@ -1212,6 +1357,7 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
             let mut next = (*pod).clone();
             next.status = Some(*st);
             let v = s.api.update_status_typed(Some(ns), &next)?;
+            kubelet_container_events(s, &pod, &v, &node, now);
             s.caches.pods.apply(v);
         }
         KubeletAction::Remove => {
@@ -1325,6 +1471,25 @@ fn schedule(
             let v = s.api.update_status_typed(Some(ns), &next)?;
             s.caches.pods.apply(v);
         }
+        // Gated pods are not attempted, so they get no FailedScheduling.
+        if !gated {
+            let message = next
+                .status
+                .as_ref()
+                .and_then(|st| st.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default();
+            scheduler_event(
+                s,
+                pod,
+                EventKind::Warning,
+                "FailedScheduling",
+                "Scheduling",
+                message,
+                now,
+            );
+        }
         // Removing the last gate is a pod update: its event wakes the scheduler.
         return Ok((!gated).then(|| Duration::from_secs(1)));
     };
@@ -1348,13 +1513,185 @@ fn schedule(
         },
         target: ObjectReference {
             kind: Some("Node".into()),
-            name: Some(node),
+            name: Some(node.clone()),
             ..ObjectReference::default()
         },
     };
     let bound = crate::binding::bind(&s.api, ns, name, &binding, now)?;
     s.caches.pods.apply(bound);
+    scheduler_event(
+        s,
+        pod,
+        EventKind::Normal,
+        "Scheduled",
+        "Binding",
+        format!("Successfully assigned {ns}/{name} to {node}"),
+        now,
+    );
     Ok(Some(Duration::ZERO))
+}
+
+/// The scheduler's Events (`pkg/scheduler/schedule_one.go`, written with
+/// the `events.k8s.io` recorder: `action`, `reportingController`, a series
+/// on repeats).
+fn scheduler_event(
+    s: &Shared,
+    pod: &Pod,
+    kind: EventKind,
+    reason: &'static str,
+    action: &'static str,
+    message: String,
+    now: Timestamp,
+) {
+    s.events.record(|| Record {
+        involved: reference("v1", "Pod", &pod.metadata, None),
+        kind,
+        reason,
+        message,
+        reporter: Reporter::Series {
+            controller: "default-scheduler",
+            instance: "default-scheduler-kubesim",
+            action,
+        },
+        at: now,
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn kubelet_event(
+    s: &Shared,
+    pod: &Pod,
+    container: &str,
+    node: &str,
+    kind: EventKind,
+    reason: &'static str,
+    message: String,
+    now: Timestamp,
+) {
+    s.events.record(|| Record {
+        involved: reference(
+            "v1",
+            "Pod",
+            &pod.metadata,
+            Some(format!("spec.containers{{{container}}}")),
+        ),
+        kind,
+        reason,
+        message,
+        reporter: Reporter::Legacy {
+            component: "kubelet",
+            host: Some(node.to_owned()),
+        },
+        at: now,
+    });
+}
+
+/// `Killing` ("Stopping container app", `kuberuntime_container.go`
+/// `killContainer`) for each running container once termination starts.
+fn kubelet_killing_events(s: &Shared, pod: &Pod, node: &str, now: Timestamp) {
+    if !s.events.enabled() {
+        return;
+    }
+    for c in pod
+        .status
+        .as_ref()
+        .and_then(|st| st.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+    {
+        kubelet_event(
+            s,
+            pod,
+            &c.name,
+            node,
+            EventKind::Normal,
+            "Killing",
+            format!("Stopping container {}", c.name),
+            now,
+        );
+    }
+}
+
+/// The container Events of a status change, derived from the old and new
+/// status: a container that (re)started gets `Pulled` ("already present on
+/// machine": kubesim has no registry, every image counts as cached),
+/// `Created` and `Started` (`kuberuntime_container.go` `startContainer`); one
+/// that entered `CrashLoopBackOff` gets `BackOff` (`pod_workers`/`kuberuntime_manager.go`).
+fn kubelet_container_events(s: &Shared, old: &Pod, new: &Pod, node: &str, now: Timestamp) {
+    if !s.events.enabled() {
+        return;
+    }
+    let statuses = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|st| st.container_statuses.clone())
+            .unwrap_or_default()
+    };
+    let before = statuses(old);
+    for c in statuses(new) {
+        let prev = before.iter().find(|b| b.name == c.name);
+        let started = |x: &k8s_openapi::api::core::v1::ContainerStatus| {
+            x.state
+                .as_ref()
+                .and_then(|st| st.running.as_ref())
+                .and_then(|r| r.started_at.clone())
+        };
+        let now_started = started(&c);
+        if now_started.is_some() && prev.and_then(started) != now_started {
+            let image = new
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.containers.iter().find(|x| x.name == c.name))
+                .and_then(|x| x.image.clone())
+                .unwrap_or_else(|| c.image.clone());
+            for (reason, message) in [
+                (
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                ),
+                ("Created", format!("Created container: {}", c.name)),
+                ("Started", format!("Started container {}", c.name)),
+            ] {
+                kubelet_event(
+                    s,
+                    new,
+                    &c.name,
+                    node,
+                    EventKind::Normal,
+                    reason,
+                    message,
+                    now,
+                );
+            }
+        }
+        let waiting = |x: &k8s_openapi::api::core::v1::ContainerStatus| {
+            x.state
+                .as_ref()
+                .and_then(|st| st.waiting.as_ref())
+                .and_then(|w| w.reason.clone())
+        };
+        if waiting(&c).as_deref() == Some("CrashLoopBackOff")
+            && prev.and_then(waiting).as_deref() != Some("CrashLoopBackOff")
+        {
+            let pod_name = new.metadata.name.as_deref().unwrap_or_default();
+            let pod_ns = new.metadata.namespace.as_deref().unwrap_or_default();
+            let uid = new.metadata.uid.as_deref().unwrap_or_default();
+            kubelet_event(
+                s,
+                new,
+                &c.name,
+                node,
+                EventKind::Warning,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {pod_name}_{pod_ns}({uid})",
+                    c.name
+                ),
+                now,
+            );
+        }
+    }
 }
 
 /// Pods of a failed node: `MarkPodsNotReady` at once, deleted (grace 0) after

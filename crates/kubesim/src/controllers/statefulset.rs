@@ -224,6 +224,39 @@ pub fn claim_pods<'a>(
     Ok(out)
 }
 
+/// `canAdoptFunc` + `RecheckDeletionTimestamp`
+/// (`pkg/controller/statefulset/stateful_set.go`,
+/// `pkg/controller/controller_ref_manager.go`): before adopting orphans, the
+/// controller re-reads its set *live* (uncached) and refuses to adopt when the
+/// set is gone, was replaced by another of the same name, or is being deleted.
+/// `fresh` is that live read (`None`: not found). Without it a set deleted with
+/// `propagationPolicy: Orphan` re-adopts the pods the garbage collector just
+/// orphaned (its cache has not seen the deletion yet), and the collector then
+/// deletes them with the set (kubernetes#42639).
+pub fn can_adopt(cached: &StatefulSet, fresh: Option<&StatefulSet>) -> Result<(), Error> {
+    let ns = cached.metadata.namespace.as_deref().unwrap_or_default();
+    let name = set_name(cached);
+    let Some(fresh) = fresh else {
+        return Err(Error::CannotAdopt(format!(
+            "statefulsets.apps \"{name}\" not found"
+        )));
+    };
+    let want = cached.metadata.uid.as_deref().unwrap_or_default();
+    let got = fresh.metadata.uid.as_deref().unwrap_or_default();
+    if got != want {
+        return Err(Error::CannotAdopt(format!(
+            "original StatefulSet {ns}/{name} is gone: got uid {got}, wanted {want}"
+        )));
+    }
+    if let Some(t) = &fresh.metadata.deletion_timestamp {
+        return Err(Error::CannotAdopt(format!(
+            "{ns}/{name} has just been deleted at {}",
+            t.0
+        )));
+    }
+    Ok(())
+}
+
 /// `getPersistentVolumeClaimName`: `<template>-<set>-<ordinal>`.
 pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
     format!("{template}-{set}-{ordinal}")

@@ -10,7 +10,9 @@
 //! events are written from the stored JSON without re-serializing.
 
 pub mod discovery;
+mod events_v1;
 pub mod metrics;
+mod reshape;
 mod watch;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -161,6 +163,8 @@ impl std::fmt::Debug for ServerState {
 pub fn router(state: ServerState, extra: Option<Router>) -> Router {
     let mut r = Router::new()
         .route("/version", get(version))
+        // The Python client (and go-restful upstream) asks for `/version/`.
+        .route("/version/", get(version))
         .route("/healthz", get(ok))
         .route("/readyz", get(ok))
         .route("/livez", get(ok))
@@ -698,6 +702,18 @@ async fn resource_request(
     cut_watch_after: Option<Duration>,
     user: &crate::auth::UserInfo,
 ) -> Result<Response> {
+    let watching = bool_param(q, "watch");
+    if reshape::negotiate(header_str(headers, header::ACCEPT))? == reshape::Media::Yaml && !watching
+    {
+        return reshape::yaml_request(s, method, t, q, headers, body, cut_watch_after, user).await;
+    }
+    if events_v1::is_events_v1(t) {
+        return events_v1::request(s, method, t, q, headers, body, cut_watch_after, user).await;
+    }
+    if let Some(v) = reshape::partial_target(header_str(headers, header::ACCEPT)) {
+        return reshape::partial_request(s, method, t, q, headers, body, cut_watch_after, v, user)
+            .await;
+    }
     let api = &s.api;
     let d = api
         .registry()
@@ -722,6 +738,9 @@ async fn resource_request(
                 let mut meta = json!({"resourceVersion": l.resource_version.to_string()});
                 if let Some(c) = &l.continue_token {
                     meta["continue"] = json!(c);
+                }
+                if let Some(n) = l.remaining_item_count {
+                    meta["remainingItemCount"] = json!(n);
                 }
                 if let Some(tt) = table_target {
                     return table_response(&d, tt, &l.values(), Some(&meta), q);
@@ -827,12 +846,19 @@ async fn resource_request(
                     DeleteOutcome::Deleted(o) if d.return_deleted_object => {
                         Ok(object_response(&d, StatusCode::OK, &o))
                     }
-                    DeleteOutcome::Deleted(o) => Ok(json_response(
-                        StatusCode::OK,
-                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                            "details": {"name": name, "group": d.group, "kind": d.plural,
-                                        "uid": o["metadata"]["uid"]}}),
-                    )),
+                    DeleteOutcome::Deleted(o) => {
+                        let mut details =
+                            json!({"name": name, "kind": d.plural, "uid": o["metadata"]["uid"]});
+                        // `StatusDetails.group` is `omitempty` (core kinds have none).
+                        if !d.group.is_empty() {
+                            details["group"] = json!(d.group);
+                        }
+                        Ok(json_response(
+                            StatusCode::OK,
+                            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                "details": details}),
+                        ))
+                    }
                 }
             }
             _ => Err(ApiError::method_not_allowed(
