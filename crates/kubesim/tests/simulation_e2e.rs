@@ -748,7 +748,10 @@ async fn orphaning_a_set_never_loses_its_pods_to_a_re_adoption_from_the_cache() 
             ),
         )
         .unwrap();
-        wait_for("ready", || settled(&api, &name, 6)).await;
+        wait_for("ready", DEADLINE, || {
+            std::future::ready(settled(&api, &name, 6))
+        })
+        .await;
         let mine = |api: &Api| -> Vec<Pod> {
             pods(api)
                 .into_iter()
@@ -771,8 +774,8 @@ async fn orphaning_a_set_never_loses_its_pods_to_a_re_adoption_from_the_cache() 
             },
         )
         .unwrap();
-        wait_for("set gone", || {
-            api.get_typed::<StatefulSet>(Some(NS), &name).is_err()
+        wait_for("set gone", DEADLINE, || {
+            std::future::ready(api.get_typed::<StatefulSet>(Some(NS), &name).is_err())
         })
         .await;
         // Give the collector time to act on any re-adopted pod.
@@ -817,25 +820,30 @@ async fn controllers_scheduler_and_kubelets_record_upstreams_events_and_count_re
     let (api, _sim) = start();
     api.create_typed(Some(NS), &sts("ev", 1, "nginx:1", json!({})))
         .unwrap();
-    wait_for("ready", || settled(&api, "ev", 1)).await;
+    wait_for("ready", DEADLINE, || {
+        std::future::ready(settled(&api, "ev", 1))
+    })
+    .await;
     let node = pod(&api, "ev-0")
         .and_then(|p| p.spec.and_then(|s| s.node_name))
         .unwrap();
-    wait_for("the pod's events", || {
-        let evs = events(&api);
-        find_event(
-            &evs,
-            "SuccessfulCreate",
-            "create Pod ev-0 in StatefulSet ev successful",
-        )
-        .is_some()
-            && find_event(
+    wait_for("the pod's events", DEADLINE, || {
+        std::future::ready({
+            let evs = events(&api);
+            find_event(
                 &evs,
-                "Scheduled",
-                &format!("Successfully assigned {NS}/ev-0 to {node}"),
+                "SuccessfulCreate",
+                "create Pod ev-0 in StatefulSet ev successful",
             )
             .is_some()
-            && find_event(&evs, "Started", "Started container app").is_some()
+                && find_event(
+                    &evs,
+                    "Scheduled",
+                    &format!("Successfully assigned {NS}/ev-0 to {node}"),
+                )
+                .is_some()
+                && find_event(&evs, "Started", "Started container app").is_some()
+        })
     })
     .await;
     let evs = events(&api);
@@ -891,17 +899,21 @@ async fn controllers_scheduler_and_kubelets_record_upstreams_events_and_count_re
     let first_uid = pod(&api, "ev-0").unwrap().metadata.uid;
     api.delete_typed::<Pod>(Some(NS), "ev-0", &DeleteOptions::default())
         .unwrap();
-    wait_for("recreated", || {
-        pod(&api, "ev-0").is_some_and(|p| p.metadata.uid != first_uid) && settled(&api, "ev", 1)
+    wait_for("recreated", DEADLINE, || {
+        std::future::ready({
+            pod(&api, "ev-0").is_some_and(|p| p.metadata.uid != first_uid) && settled(&api, "ev", 1)
+        })
     })
     .await;
-    wait_for("the create counted twice", || {
-        find_event(
-            &events(&api),
-            "SuccessfulCreate",
-            "create Pod ev-0 in StatefulSet ev successful",
-        )
-        .is_some_and(|e| e.count == Some(2))
+    wait_for("the create counted twice", DEADLINE, || {
+        std::future::ready({
+            find_event(
+                &events(&api),
+                "SuccessfulCreate",
+                "create Pod ev-0 in StatefulSet ev successful",
+            )
+            .is_some_and(|e| e.count == Some(2))
+        })
     })
     .await;
     let evs = events(&api);
