@@ -96,6 +96,22 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
+/// Parses a base URL taken from configuration (`what` names it in the error: "the Slack API URL"),
+/// which must be http or https.
+pub(crate) fn http_base_url(url: &str, text: &str, what: &str) -> Result<url::Url> {
+    let base = url::Url::parse(text).map_err(|e| Error::InvalidUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: format!("{what} must be http or https"),
+        });
+    }
+    Ok(base)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,8 @@ const DNS1123_SUBDOMAIN_FMT: &str =
     "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 
-fn is_label(s: &str) -> bool {
+/// A DNS-1123 label (upstream `IsDNS1123Label`).
+pub(crate) fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -28,7 +29,8 @@ fn is_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn is_subdomain(s: &str) -> bool {
+/// A DNS-1123 subdomain (upstream `IsDNS1123Subdomain`).
+pub(crate) fn is_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
 }
 

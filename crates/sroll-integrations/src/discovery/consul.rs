@@ -62,16 +62,7 @@ impl ConsulClient {
         } else {
             format!("http://{addr}")
         };
-        let base = Url::parse(&text).map_err(|e| Error::InvalidUrl {
-            url: addr.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::InvalidUrl {
-                url: addr.to_owned(),
-                reason: "the Consul address must be http or https".into(),
-            });
-        }
+        let base = crate::http::http_base_url(addr, &text, "the Consul address")?;
         Ok(Self {
             http: client(timeouts, false)?,
             base,

@@ -64,16 +64,7 @@ impl SlackClient {
         if !text.ends_with('/') {
             text.push('/');
         }
-        let base = Url::parse(&text).map_err(|e| Error::InvalidUrl {
-            url: base_url.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(Error::InvalidUrl {
-                url: base_url.to_owned(),
-                reason: "the Slack API URL must be http or https".into(),
-            });
-        }
+        let base = crate::http::http_base_url(base_url, &text, "the Slack API URL")?;
         Ok(Self {
             http: client(timeouts, false)?,
             base,
