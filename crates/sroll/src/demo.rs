@@ -223,12 +223,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ideal(rest).map(|d| d + paused_for),
         || async {
             patch(&rollouts, json!({"spec": {"percent": 100}})).await?;
-            wait_for(&rollouts, &ui, |r| {
+            follow_until(&rollouts, &ui, |r| {
                 status_of(r).updated_replicas.unwrap_or(0) >= pause_at
             })
             .await?;
             patch(&rollouts, json!({"spec": {"pauseRequested": true}})).await?;
-            wait_for(&rollouts, &ui, |r| {
+            follow_until(&rollouts, &ui, |r| {
                 status_of(r).phase == Some(Phase::Paused)
             })
             .await?;
@@ -364,7 +364,7 @@ async fn count_pods(client: &Client, pred: impl Fn(&Pod) -> bool) -> anyhow::Res
 }
 
 /// Polls the rollout (and redraws the view) until `done` holds; gives up after 5 minutes.
-async fn wait_for(
+async fn follow_until(
     api: &Api<StatefulsetRollout>,
     ui: &Ui,
     done: impl Fn(&StatefulsetRollout) -> bool,
@@ -468,7 +468,7 @@ where
     let t0 = Instant::now();
     act().await?;
     let generation = api.get(NAME).await?.metadata.generation.unwrap_or_default();
-    let last = wait_for(&api, ui, |r| {
+    let last = follow_until(&api, ui, |r| {
         let s = status_of(r);
         s.observed_generation == Some(generation)
             && match expect {
