@@ -145,6 +145,10 @@ async fn review(
             resp["warnings"] = json!(["images should be pinned by digest"]);
             resp["auditAnnotations"] = json!({"checked": "yes"});
         }
+        "deny-status" => {
+            resp["allowed"] = json!(false);
+            resp["status"] = json!({"code": 403, "message": "status frozen"});
+        }
         "deny-eviction" => {
             resp["allowed"] = json!(false);
             resp["status"] =
@@ -1154,5 +1158,143 @@ async fn review_versions_and_response_checks_follow_upstream() {
         format!(
             "Internal error occurred: failed calling webhook \"uid.example.com\": expected response.uid=\"{sent}\", got \"nope\""
         )
+    );
+}
+
+#[tokio::test]
+async fn the_kubelets_and_the_endpointslice_controllers_writes_are_admitted() {
+    let k = kubesim::cluster::Cluster::start(ClusterConfig {
+        simulate: true,
+        speed: 20.0,
+        ..ClusterConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = k.client();
+    let w = WebhookServer::start().await;
+    let configs: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+        )),
+    );
+    let mut frozen = hook(
+        "status.freeze.example.com",
+        w.by_url("deny-status"),
+        json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                "resources": ["pods/status"]}]),
+    );
+    frozen["objectSelector"] = json!({"matchLabels": {"hold": "true"}});
+    configs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(validating("freeze", vec![frozen])).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mutating_configs: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+        )),
+    );
+    mutating_configs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(mutating(
+                "slices",
+                vec![hook(
+                    "slices.label.example.com",
+                    w.by_url("label-b"),
+                    json!([{"operations": ["CREATE", "UPDATE"], "apiGroups": ["discovery.k8s.io"],
+                            "apiVersions": ["v1"], "resources": ["endpointslices"]}]),
+                )],
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("free", json!({"app": "web"})))
+        .await
+        .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("held", json!({"app": "web", "hold": "true"})),
+    )
+    .await
+    .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // The free pod's kubelet writes go through: it runs and turns Ready.
+    eventually("free to be Ready", || async {
+        pods.get("free")
+            .await
+            .ok()
+            .is_some_and(|p| kubesim::controllers::is_pod_ready(&p))
+    })
+    .await;
+    // The held pod's kubelet is refused each status write: it never runs.
+    eventually(
+        "the kubelet's status write for held to be refused",
+        || async { w.seen.count("deny-status") > 0 },
+    )
+    .await;
+    let held = pods.get("held").await.unwrap();
+    let phase = held.status.as_ref().and_then(|s| s.phase.clone());
+    assert_ne!(phase.as_deref(), Some("Running"), "{held:?}");
+    assert!(!kubesim::controllers::is_pod_ready(&held));
+    let reqs = w.seen.requests("deny-status");
+    assert!(
+        reqs.iter().all(|r| r["name"] == "held"
+            && r["subResource"] == "status"
+            && r["userInfo"]["username"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("system:node:"))
+            && r["userInfo"]["groups"]
+                .as_array()
+                .is_some_and(|g| g.contains(&json!("system:nodes")))),
+        "{reqs:?}"
+    );
+
+    // The EndpointSlice controller's slice was admitted and mutated.
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    eventually(
+        "the service's slice to carry the webhook's label",
+        || async {
+            slices
+                .list(&kube::api::ListParams::default().labels("kubernetes.io/service-name=web"))
+                .await
+                .ok()
+                .is_some_and(|l| {
+                    l.items.iter().any(|e| {
+                        e.metadata
+                            .labels
+                            .as_ref()
+                            .is_some_and(|m| m.get("b").map(String::as_str) == Some("true"))
+                    })
+                })
+        },
+    )
+    .await;
+    let slice_reqs = w.seen.requests("label-b");
+    assert!(
+        slice_reqs.iter().any(|r| r["userInfo"]["username"]
+            == "system:serviceaccount:kube-system:endpointslice-controller"),
+        "{slice_reqs:?}"
     );
 }

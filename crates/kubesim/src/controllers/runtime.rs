@@ -52,8 +52,12 @@ use super::{
     selector_matches,
     statefulset::{self, SetWrite, SyncInput},
 };
+use futures::future::BoxFuture;
+
 use crate::{
+    admission::controller_user,
     api::{Api, ApiError, DeleteOptions, DeleteOutcome, Part, WatchOptions, error::ErrorDetails},
+    auth::UserInfo,
     eviction::{self, EvictionBackend, StatusError},
     faults::Faults,
     kubelet::{self, Clock, KubeletAction, KubeletConfig, PodFacts},
@@ -400,9 +404,24 @@ impl Simulation {
             cluster_informer::<Node>(shared.clone(), |s, c| s.on_node(c), |s| &s.caches.nodes),
         ];
         tasks.push(set_worker(shared.clone(), sets_rx));
-        tasks.push(worker(shared.clone(), pdbs_rx, |s| &s.pdbs_q, sync_pdb));
-        tasks.push(worker(shared.clone(), eps_rx, |s| &s.eps_q, sync_service));
-        tasks.push(worker(shared.clone(), pods_rx, |s| &s.pods_q, sync_pod));
+        tasks.push(worker(
+            shared.clone(),
+            pdbs_rx,
+            |s| &s.pdbs_q,
+            |s, ns, n| Box::pin(sync_pdb(s, ns, n)),
+        ));
+        tasks.push(worker(
+            shared.clone(),
+            eps_rx,
+            |s| &s.eps_q,
+            |s, ns, n| Box::pin(sync_service(s, ns, n)),
+        ));
+        tasks.push(worker(
+            shared.clone(),
+            pods_rx,
+            |s| &s.pods_q,
+            |s, ns, n| Box::pin(sync_pod(s, ns, n)),
+        ));
         tasks.push(tokio::spawn(fault_reactor(shared.clone())));
         tasks.push(tokio::spawn(pod_killer(shared.clone())));
         tasks.extend(events_task);
@@ -532,7 +551,10 @@ async fn run_informer<K>(
     }
 }
 
-type SyncFn = fn(&Shared, &str, &str) -> Result<Option<Duration>, ApiError>;
+/// A sync: its writes go through admission (webhooks see the controllers' and the kubelets'
+/// writes, as on a cluster where they talk to kube-apiserver), so it is async.
+type SyncFn =
+    for<'a> fn(&'a Shared, &'a str, &'a str) -> BoxFuture<'a, Result<Option<Duration>, ApiError>>;
 
 fn worker(
     shared: Arc<Shared>,
@@ -544,7 +566,7 @@ fn worker(
         while let Some(key) = rx.recv().await {
             let q = queue(&shared);
             q.done(&key);
-            let r = sync(&shared, &key.0, &key.1);
+            let r = sync(&shared, &key.0, &key.1).await;
             requeue(q, &key, r);
             tokio::task::yield_now().await;
         }
@@ -696,7 +718,7 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     let Some(set) = s.caches.sets.get(ns, name) else {
         return Ok(None);
     };
-    let user = &crate::admission::controller_user("statefulset-controller");
+    let user = &controller_user("statefulset-controller");
     let set: StatefulSet = (*set).clone();
     let pods = s.caches.pods.list_ns(ns);
     let claims = statefulset::claim_pods(&set, pods.iter().map(|p| &**p))
@@ -1125,7 +1147,7 @@ fn scale_of(
     }
 }
 
-fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+async fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
     let Some(pdb) = s.caches.pdbs.get(ns, name) else {
         return Ok(None);
     };
@@ -1158,7 +1180,11 @@ fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     if let Some(status) = out.status {
         let mut target = (*pdb).clone();
         target.status = Some(status);
-        let v = s.api.update_status_typed(Some(ns), &target)?;
+        let user = controller_user("disruption-controller");
+        let v = s
+            .api
+            .admit_update_typed(Some(ns), &target, Part::Status, &user)
+            .await?;
         s.caches.pdbs.apply(v);
     }
     Ok(out.recheck_after.map(|d| s.clock.real(d)))
@@ -1166,7 +1192,9 @@ fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
 
 // ------------------------------------------------------------- Services
 
-fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+async fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+    let slices_user = controller_user("endpointslice-controller");
+    let endpoints_user = controller_user("endpoint-controller");
     let existing: Vec<EndpointSlice> = s
         .caches
         .slices
@@ -1183,7 +1211,13 @@ fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, Ap
         if s.caches.endpoints.get(ns, name).is_some() {
             match s
                 .api
-                .delete_typed::<Endpoints>(Some(ns), name, &DeleteOptions::default())
+                .admit_delete_typed::<Endpoints>(
+                    Some(ns),
+                    name,
+                    &DeleteOptions::default(),
+                    &endpoints_user,
+                )
+                .await
             {
                 Ok(o) => apply_delete(&s.caches.endpoints, o),
                 Err(e) if e.code == 404 => {}
@@ -1213,17 +1247,26 @@ fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, Ap
     for w in endpointslice::reconcile(desired, &existing) {
         match w {
             SliceWrite::Create(e) => {
-                let v = s.api.create_typed(Some(ns), &e)?;
+                let v = s.api.admit_create_typed(Some(ns), &e, &slices_user).await?;
                 s.caches.slices.apply(v);
             }
             SliceWrite::Update(e) => {
-                let v = s.api.update_typed(Some(ns), &e)?;
+                let v = s
+                    .api
+                    .admit_update_typed(Some(ns), &e, Part::Main, &slices_user)
+                    .await?;
                 s.caches.slices.apply(v);
             }
             SliceWrite::Delete(n) => {
                 match s
                     .api
-                    .delete_typed::<EndpointSlice>(Some(ns), &n, &DeleteOptions::default())
+                    .admit_delete_typed::<EndpointSlice>(
+                        Some(ns),
+                        &n,
+                        &DeleteOptions::default(),
+                        &slices_user,
+                    )
+                    .await
                 {
                     Ok(o) => apply_delete(&s.caches.slices, o),
                     Err(e) if e.code == 404 => {}
@@ -1234,7 +1277,11 @@ fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, Ap
     }
     if let Some(want) = endpointslice::endpoints(&svc, &pods) {
         match s.caches.endpoints.get(ns, name) {
-            None => match s.api.create_typed(Some(ns), &want) {
+            None => match s
+                .api
+                .admit_create_typed(Some(ns), &want, &endpoints_user)
+                .await
+            {
                 Ok(v) => {
                     s.caches.endpoints.apply(v);
                 }
@@ -1247,7 +1294,10 @@ fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, Ap
                 let mut next = (*have).clone();
                 next.subsets = want.subsets;
                 next.metadata.labels = want.metadata.labels;
-                let v = s.api.update_typed(Some(ns), &next)?;
+                let v = s
+                    .api
+                    .admit_update_typed(Some(ns), &next, Part::Main, &endpoints_user)
+                    .await?;
                 s.caches.endpoints.apply(v);
             }
             Some(_) => {}
@@ -1258,6 +1308,23 @@ fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, Ap
 
 // ------------------------------------------------------- kubelet, scheduler
 
+/// The kubelet of `node` as kube-apiserver knows it (`system:node:<name>` in `system:nodes`,
+/// `pkg/kubelet/certificate/bootstrap`), for admission.
+fn node_user(node: &str) -> UserInfo {
+    UserInfo {
+        name: format!("system:node:{node}"),
+        groups: vec!["system:nodes".into(), "system:authenticated".into()],
+    }
+}
+
+/// kube-scheduler's user (`system:kube-scheduler`), for admission.
+fn scheduler_user() -> UserInfo {
+    UserInfo {
+        name: "system:kube-scheduler".into(),
+        groups: vec!["system:authenticated".into()],
+    }
+}
+
 fn node_index(node: &str) -> usize {
     node.rsplit('-')
         .next()
@@ -1265,7 +1332,7 @@ fn node_index(node: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
+async fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
     let Some(pod) = s.caches.pods.get(ns, name) else {
         return Ok(None);
     };
@@ -1280,7 +1347,7 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         if pod.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
-        return schedule(s, ns, name, &pod, now);
+        return schedule(s, ns, name, &pod, now).await;
     };
     if s.faults.node_failed(&node) {
         // The node's kubelet is gone, and with it its memory of the pods'
@@ -1288,7 +1355,7 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         if let Ok(mut m) = s.ready_seen.lock() {
             m.remove(&uid);
         }
-        return failed_node_pod(s, ns, name, &pod, &node, now);
+        return failed_node_pod(s, ns, name, &pod, &node, now).await;
     }
     if pod.metadata.deletion_timestamp.is_some()
         && let Ok(mut t) = s.terminating.lock()
@@ -1356,7 +1423,10 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
         KubeletAction::UpdateStatus(st) => {
             let mut next = (*pod).clone();
             next.status = Some(*st);
-            let v = s.api.update_status_typed(Some(ns), &next)?;
+            let v = s
+                .api
+                .admit_update_typed(Some(ns), &next, Part::Status, &node_user(&node))
+                .await?;
             kubelet_container_events(s, &pod, &v, &node, now);
             s.caches.pods.apply(v);
         }
@@ -1366,7 +1436,11 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
                 precondition_uid: Some(uid.clone()),
                 ..DeleteOptions::default()
             };
-            match s.api.delete_typed::<Pod>(Some(ns), name, &opts) {
+            match s
+                .api
+                .admit_delete_typed::<Pod>(Some(ns), name, &opts, &node_user(&node))
+                .await
+            {
                 Ok(o) => apply_delete(&s.caches.pods, o),
                 Err(e) if e.code == 404 || e.code == 409 => {}
                 Err(e) => return Err(e),
@@ -1396,7 +1470,7 @@ fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiErr
     Ok(step.wake_after.map(|d| s.clock.real(d)))
 }
 
-fn schedule(
+async fn schedule(
     s: &Shared,
     ns: &str,
     name: &str,
@@ -1468,7 +1542,10 @@ fn schedule(
         let mut next = pod.clone();
         next.status.get_or_insert_with(Default::default).conditions = Some(conds);
         if next.status != pod.status {
-            let v = s.api.update_status_typed(Some(ns), &next)?;
+            let v = s
+                .api
+                .admit_update_typed(Some(ns), &next, Part::Status, &scheduler_user())
+                .await?;
             s.caches.pods.apply(v);
         }
         // Gated pods are not attempted, so they get no FailedScheduling.
@@ -1698,7 +1775,7 @@ fn kubelet_container_events(s: &Shared, old: &Pod, new: &Pod, node: &str, now: T
 /// the configured eviction delay (upstream taint eviction deletes them
 /// gracefully and they stay Terminating while the kubelet is gone; kubesim
 /// removes them so the set can recover — see `pkg/controller/nodelifecycle`).
-fn failed_node_pod(
+async fn failed_node_pod(
     s: &Shared,
     ns: &str,
     name: &str,
@@ -1720,7 +1797,12 @@ fn failed_node_pod(
             precondition_uid: pod.metadata.uid.clone(),
             ..DeleteOptions::default()
         };
-        match s.api.delete_typed::<Pod>(Some(ns), name, &opts) {
+        let user = controller_user("node-controller");
+        match s
+            .api
+            .admit_delete_typed::<Pod>(Some(ns), name, &opts, &user)
+            .await
+        {
             Ok(o) => apply_delete(&s.caches.pods, o),
             Err(e) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e),
@@ -1739,7 +1821,11 @@ fn failed_node_pod(
             c.reason = Some("NodeNotReady".into());
             c.last_transition_time = Some(Time(now));
         }
-        let v = s.api.update_status_typed(Some(ns), &next)?;
+        let user = controller_user("node-controller");
+        let v = s
+            .api
+            .admit_update_typed(Some(ns), &next, Part::Status, &user)
+            .await?;
         s.caches.pods.apply(v);
     }
     Ok(Some(s.clock.real(evict_at.duration_since(now))))
