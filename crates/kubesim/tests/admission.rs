@@ -311,6 +311,32 @@ async fn eventually<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(wha
     panic!("timed out waiting for {what}");
 }
 
+/// A one-container pod named `name`, as YAML for `kubectl apply`.
+fn pod_manifest(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: app\n    image: app:1\n"
+    )
+}
+
+/// kubesim with one validating webhook `hook_name` (configuration `config`) on pod CREATE served
+/// at `path`, and the result of `kubectl apply` of a pod named `pod`.
+async fn kubectl_apply_pod_under(
+    config: &str,
+    hook_name: &str,
+    path: &str,
+    pod: &str,
+) -> (Kubectl, WebhookServer, kubectl_support::Output) {
+    let k = Kubectl::start().await;
+    let w = WebhookServer::start().await;
+    create_config(
+        &k,
+        &validating(config, vec![hook(hook_name, w.by_url(path), pods_rule())]),
+    )
+    .await;
+    let o = k.run(&["apply", "-f", "-"], Some(&pod_manifest(pod))).await;
+    (k, w, o)
+}
+
 fn container_names(p: &Pod) -> Vec<String> {
     p.spec
         .as_ref()
@@ -678,22 +704,8 @@ async fn kubectl_apply_shows_the_webhooks_denial_and_metrics_count_it() {
     if !kubectl_available() {
         return;
     }
-    let k = Kubectl::start().await;
-    let w = WebhookServer::start().await;
-    create_config(
-        &k,
-        &validating(
-            "deny",
-            vec![hook(
-                "deny.names.example.com",
-                w.by_url("deny"),
-                pods_rule(),
-            )],
-        ),
-    )
-    .await;
-    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: forbidden-1\nspec:\n  containers:\n  - name: app\n    image: app:1\n";
-    let o = k.run(&["apply", "-f", "-"], Some(manifest)).await;
+    let (k, w, o) =
+        kubectl_apply_pod_under("deny", "deny.names.example.com", "deny", "forbidden-1").await;
     assert!(!o.ok);
     assert!(
         o.stderr.contains(
@@ -707,11 +719,8 @@ async fn kubectl_apply_shows_the_webhooks_denial_and_metrics_count_it() {
         "{}",
         o.stderr
     );
-    k.ok_in(
-        &["apply", "-f", "-"],
-        Some(&manifest.replace("forbidden-1", "fine")),
-    )
-    .await;
+    k.ok_in(&["apply", "-f", "-"], Some(&pod_manifest("fine")))
+        .await;
     // The webhook saw the validated object: defaults applied, uid set.
     let reqs = w.seen.requests("deny");
     let fine = reqs.iter().find(|r| r["name"] == "fine").unwrap();
@@ -797,22 +806,8 @@ async fn kubectl_prints_the_webhooks_warnings() {
     if !kubectl_available() {
         return;
     }
-    let k = Kubectl::start().await;
-    let w = WebhookServer::start().await;
-    create_config(
-        &k,
-        &validating(
-            "warn",
-            vec![hook(
-                "warn.images.example.com",
-                w.by_url("warn"),
-                pods_rule(),
-            )],
-        ),
-    )
-    .await;
-    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: warned\nspec:\n  containers:\n  - name: app\n    image: app:1\n";
-    let o = k.run(&["apply", "-f", "-"], Some(manifest)).await;
+    let (_k, w, o) =
+        kubectl_apply_pod_under("warn", "warn.images.example.com", "warn", "warned").await;
     assert!(o.ok, "{}", o.stderr);
     assert!(
         o.stderr
