@@ -29,7 +29,7 @@ pub mod preflight;
 pub mod server;
 pub mod telemetry;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 pub use error::{Error, Result};
 use futures::{FutureExt, future::join_all};
@@ -184,12 +184,15 @@ impl Operator {
         } else {
             settings.namespaces.iter().cloned().map(Some).collect()
         };
-        let controllers = join_all(
-            scopes
-                .into_iter()
-                .map(|ns| controller::run_scope(ctx.clone(), ns, stopped())),
-        )
-        .map(drop);
+        let controllers = bounded_after_stop(
+            join_all(
+                scopes
+                    .into_iter()
+                    .map(|ns| controller::run_scope(ctx.clone(), ns, stopped())),
+            )
+            .map(drop),
+            stop_rx.clone(),
+        );
         drop(ctx);
         readiness.set(true);
 
@@ -212,7 +215,18 @@ impl Operator {
                 };
                 match outcome {
                     // Graceful stop: reconciles in flight finished; hand the lease over.
-                    Ok(()) => elector.release().await,
+                    Ok(()) => {
+                        match tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await {
+                            Ok(released) => released,
+                            Err(_) => {
+                                // The lease then expires on its own after its duration.
+                                tracing::warn!(
+                                    "the lease was not released within {RELEASE_TIMEOUT:?}: leaving it to expire"
+                                );
+                                Ok(())
+                            }
+                        }
+                    }
                     Err(e) => {
                         // Lost the lease: stop acting at once, whatever is in flight.
                         let _ = stop_tx.send(true);
@@ -227,6 +241,37 @@ impl Operator {
         publisher.flush().await;
         let served = finish(server_task).await;
         result.and(served)
+    }
+}
+
+/// How long releasing the lease at a graceful stop may take.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the reconciles in flight may take to finish once a stop is requested. Kubernetes sends
+/// SIGKILL 30 s after SIGTERM by default (`terminationGracePeriodSeconds`); this leaves time to
+/// release the lease and flush the Events after it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Runs `controllers` to the end, but no longer than [`SHUTDOWN_GRACE`] after `stop` turns true: a
+/// reconcile stuck on a request that never answers must not keep the lease (and the process) for
+/// the client's read timeout of several minutes. Whatever is abandoned is safe to abandon: every
+/// decision is re-derived from the cluster by the next leader.
+async fn bounded_after_stop(
+    controllers: impl Future<Output = ()>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::pin!(controllers);
+    tokio::select! {
+        () = &mut controllers => return,
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, controllers)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "reconciles still in flight {SHUTDOWN_GRACE:?} after the stop was requested: abandoning them"
+        );
     }
 }
 
@@ -287,4 +332,39 @@ pub fn operator_client(mut config: kube::Config) -> kube::Result<Client> {
         http::HeaderValue::from_static(concat!("sroll-operator/", env!("CARGO_PKG_VERSION"))),
     ));
     Client::try_from(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Virtual time (`start_paused`): the durations below are exact and cost nothing.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_that_never_ends_is_abandoned_a_grace_period_after_the_stop() {
+        let (stop, stopping) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        let run = tokio::spawn(bounded_after_stop(std::future::pending(), stopping));
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert!(!run.is_finished(), "without a stop the controllers run on");
+        stop.send(true).expect("the controllers still listen");
+        run.await.expect("the run does not panic");
+        assert_eq!(started.elapsed(), Duration::from_secs(100) + SHUTDOWN_GRACE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconciles_that_finish_within_the_grace_period_are_waited_for() {
+        let (stop, stopping) = watch::channel(false);
+        let (finished_tx, finished) = tokio::sync::oneshot::channel();
+        let mut stopped = stopping.clone();
+        let controllers = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = finished_tx.send(());
+        };
+        let run = tokio::spawn(bounded_after_stop(controllers, stopping));
+        stop.send(true).expect("the controllers still listen");
+        run.await.expect("the run does not panic");
+        assert!(finished.await.is_ok(), "the controllers ran to their end");
+    }
 }
