@@ -232,14 +232,12 @@ impl Running {
 
 /// Starts the watchers and the server with `client` (the caller's identity).
 pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> {
-    let listener = TcpListener::bind(options.address)
-        .await
-        .with_context(|| {
-            format!(
-                "failed to listen on {} (is another dashboard running? pick another with --address)",
-                options.address
-            )
-        })?;
+    let listener = TcpListener::bind(options.address).await.with_context(|| {
+        format!(
+            "failed to listen on {} (is another dashboard running? pick another with --address)",
+            options.address
+        )
+    })?;
     let addr = listener
         .local_addr()
         .context("failed to read the listening address")?;
@@ -402,7 +400,10 @@ where
 
 fn router(shared: AppState, addr: SocketAddr) -> Router {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
@@ -461,7 +462,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
             (
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(
-                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
                 ),
             ),
         ],
@@ -532,7 +533,13 @@ async fn next_change(
 }
 
 async fn list_stream(State(s): State<AppState>) -> SseStream {
-    let state = (s.changed.subscribe(), s.stop.clone(), s, String::new(), true);
+    let state = (
+        s.changed.subscribe(),
+        s.stop.clone(),
+        s,
+        String::new(),
+        true,
+    );
     sse(futures::stream::unfold(
         state,
         |(mut changed, mut stop, s, mut last, mut first)| async move {
@@ -648,7 +655,9 @@ async fn action(
         if origin != format!("http://{host}") {
             return refuse(
                 StatusCode::FORBIDDEN,
-                format!("cross-origin action refused: Origin {origin} is not this dashboard (http://{host})"),
+                format!(
+                    "cross-origin action refused: Origin {origin} is not this dashboard (http://{host})"
+                ),
             );
         }
     }

@@ -78,7 +78,10 @@ pub fn pod_state(pod: &Pod, now: Timestamp) -> (PodState, String) {
     let status = pod.status.as_ref();
     if status.and_then(|s| s.phase.as_deref()) == Some("Failed") {
         let reason = status.and_then(|s| s.reason.clone()).unwrap_or_default();
-        return (PodState::Broken, format!("pod Failed {reason}").trim().into());
+        return (
+            PodState::Broken,
+            format!("pod Failed {reason}").trim().into(),
+        );
     }
     for cs in status
         .and_then(|s| s.container_statuses.as_ref())
@@ -113,9 +116,7 @@ pub fn pod_state(pod: &Pod, now: Timestamp) -> (PodState, String) {
                 .and_then(|s| s.phase.clone())
                 .unwrap_or_else(|| "Pending".into())
         });
-    if running
-        && since.is_some_and(|t| now.duration_since(t).as_secs() >= BROKEN_AFTER_SECS)
-    {
+    if running && since.is_some_and(|t| now.duration_since(t).as_secs() >= BROKEN_AFTER_SECS) {
         return (PodState::Broken, format!("not Ready: {message}"));
     }
     (PodState::Updating, message)
@@ -433,16 +434,20 @@ pub fn detail(inp: Inputs<'_>) -> Detail {
         slack_links: st
             .slack_message
             .as_ref()
-            .map(|m| {
-                m.ts.iter()
-                    .map(|ts| slack_link(&m.channel, ts))
-                    .collect()
-            })
+            .map(|m| m.ts.iter().map(|ts| slack_link(&m.channel, ts)).collect())
             .unwrap_or_default(),
         callback_stage_id: st.last_callback_stage_id.clone().unwrap_or_default(),
         callback_outcome: st.last_callback_outcome.clone().unwrap_or_default(),
-        callback_url: r.spec.bapi.as_ref().map(|b| b.url.clone()).unwrap_or_default(),
-        build_branch: build.as_ref().and_then(|b| b.branch.clone()).unwrap_or_default(),
+        callback_url: r
+            .spec
+            .bapi
+            .as_ref()
+            .map(|b| b.url.clone())
+            .unwrap_or_default(),
+        build_branch: build
+            .as_ref()
+            .and_then(|b| b.branch.clone())
+            .unwrap_or_default(),
         build_commit: build.and_then(|b| b.commit).unwrap_or_default(),
         history: inp.history,
         cells: by_ordinal.into_values().collect(),
@@ -584,8 +589,11 @@ mod tests {
             history: Vec::new(),
             now: now(),
         });
-        let cells: Vec<(i64, i64, PodState)> =
-            d.cells.iter().map(|c| (c.ordinal, c.revision, c.state)).collect();
+        let cells: Vec<(i64, i64, PodState)> = d
+            .cells
+            .iter()
+            .map(|c| (c.ordinal, c.revision, c.state))
+            .collect();
         assert_eq!(
             cells,
             [

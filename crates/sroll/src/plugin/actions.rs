@@ -76,7 +76,8 @@ pub async fn retry(ctx: &Ctx, name: &str) -> anyhow::Result<String> {
     let phase = rollout.status.as_ref().and_then(|s| s.phase.clone());
     let identity = uuid::Uuid::new_v4().to_string();
     merge_patch(ctx, name, json!({"spec": {"rolloutIdentity": identity}})).await?;
-    let mut out = format!("statefulsetrollout.sroll.io/{name} retried with rolloutIdentity {identity}");
+    let mut out =
+        format!("statefulsetrollout.sroll.io/{name} retried with rolloutIdentity {identity}");
     if phase != Some(Phase::Failed) {
         out.push_str(&format!(
             "\nnote: the rollout was {}, not RolloutFailed",

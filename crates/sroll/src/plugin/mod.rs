@@ -184,9 +184,7 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
         } => view::get(&ctx, &name, watch, output).await,
         PluginCommand::History { name, output, .. } => view::history(&ctx, &name, output).await,
         PluginCommand::Pause { name, .. } => print(actions::set_paused(&ctx, &name, true).await),
-        PluginCommand::Resume { name, .. } => {
-            print(actions::set_paused(&ctx, &name, false).await)
-        }
+        PluginCommand::Resume { name, .. } => print(actions::set_paused(&ctx, &name, false).await),
         PluginCommand::SetPercent { name, percent, .. } => {
             print(actions::set_percent(&ctx, &name, percent).await)
         }
