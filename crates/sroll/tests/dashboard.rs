@@ -547,7 +547,7 @@ async fn screenshot_of_a_1000_pod_rollout_mid_flight() {
         chrome
             .wait_js(
                 "pods in flight on the page",
-                "return window.sroll.cells().filter(c => c.state !== 'R').length > 20;",
+                "return window.sroll.detail.phase === 'RolloutInProgress' && window.sroll.cells().filter(c => c.state !== 'R').length > 20;",
             )
             .await;
         let png = chrome.browser.screenshot().await.unwrap();

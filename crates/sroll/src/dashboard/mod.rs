@@ -183,7 +183,12 @@ impl Shared {
             e.metadata.namespace.as_deref() == Some(ns)
                 && match o.kind.as_deref() {
                     Some("StatefulsetRollout") => o.name.as_deref() == Some(name),
-                    Some("StatefulSet") => o.name.as_deref() == Some(sts.as_str()),
+                    // The StatefulSet's warnings only: its `SuccessfulCreate`/`SuccessfulDelete`
+                    // for every pod would bury the rollout's own events.
+                    Some("StatefulSet") => {
+                        o.name.as_deref() == Some(sts.as_str())
+                            && e.type_.as_deref() == Some("Warning")
+                    }
                     _ => false,
                 }
         });

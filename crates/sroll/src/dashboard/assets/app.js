@@ -283,7 +283,7 @@ function renderRollout() {
       ? '<span class="muted">release callback not sent yet</span>'
       : '<span class="muted">no release callback</span>';
   const build = d.buildBranch || d.buildCommit ? `<div class="mono">${esc(d.buildBranch)} ${esc(d.buildCommit)}</div>` : "";
-  $("notify").innerHTML = `<div>${slack}</div><div>${callback}</div>${build}<div class="muted mono">identity ${esc(d.rolloutIdentity)}</div>`;
+  $("notify").innerHTML = `<div>${slack}</div><div>${callback}</div>${build}${d.rolloutIdentity ? `<div class="muted mono">rolloutIdentity ${esc(d.rolloutIdentity)}</div>` : ""}`;
 }
 
 const kv = (k, v) => `<div><div class="k">${k}</div><div class="v">${v}</div></div>`;
