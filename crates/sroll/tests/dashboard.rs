@@ -127,6 +127,12 @@ async fn start_dashboard(env: &Env, address: SocketAddr, allow_actions: bool) ->
     .expect("the dashboard starts")
 }
 
+/// An HTTP client (the project's: ring as rustls' provider, as kube's client).
+fn http() -> reqwest::Client {
+    sroll_integrations::http::client(sroll_integrations::http::Timeouts::default(), false)
+        .expect("an HTTP client")
+}
+
 fn loopback_any_port() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -255,7 +261,7 @@ async fn a_pause_clicked_with_allow_actions_stops_evictions() {
     let d = start_dashboard(&env, loopback_any_port(), true).await;
 
     // Writes need the dashboard's header and, from a browser, its own origin.
-    let http = reqwest::Client::new();
+    let http = http();
     let url = format!("http://{}/api/rollouts/{ns}/web/pause", d.addr);
     let r = http.post(&url).send().await.unwrap();
     assert_eq!(r.status(), 403, "no custom header");
@@ -362,7 +368,7 @@ async fn read_only_mode_shows_no_action_buttons_and_refuses_writes() {
     assert!(note.as_str().unwrap().contains("--allow-actions"), "{note}");
 
     // Even with the header, from the page's own origin, every write is refused.
-    let http = reqwest::Client::new();
+    let http = http();
     for action in ["pause", "resume", "set-percent", "rollback", "retry"] {
         let r = http
             .post(format!("http://{}/api/rollouts/{ns}/web/{action}", d.addr))
@@ -557,4 +563,65 @@ async fn screenshot_of_a_1000_pod_rollout_mid_flight() {
         println!("wrote {} ({} bytes)", path.display(), png.len());
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sroll_demo_with_dashboard_prints_its_url_and_serves_the_demo_rollout() {
+    use tokio::io::AsyncBufReadExt;
+    let kubeconfig =
+        std::env::temp_dir().join(format!("sroll-demo-{}.kubeconfig", std::process::id()));
+    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_sroll"))
+        .args(["demo", "--dashboard", "--dashboard-address", "127.0.0.1:0"])
+        .args([
+            "--pods",
+            "6",
+            "--speed",
+            "8",
+            "--nodes",
+            "3",
+            "--kubeconfig-out",
+        ])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sroll demo starts");
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("Dashboard: ") {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("sroll demo ended without printing the dashboard's URL")
+    })
+    .await
+    .expect("the dashboard's URL within the deadline");
+    assert!(url.ends_with("/#/r/demo/web"), "{url}");
+    // Keep reading the demo's output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = url.trim_end_matches("#/r/demo/web");
+    let http = http();
+    let list = wait_for(
+        "the demo's rollout in the dashboard's list",
+        DEADLINE,
+        || async {
+            let v: Value = http
+                .get(format!("{base}api/rollouts"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["items"][0]["name"] == "web").then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(list["items"][0]["namespace"], "demo");
+    let page = http.get(base).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<script src=\"/app.js\"></script>"), "{page}");
+    demo.kill().await.unwrap();
+    let _ = std::fs::remove_file(&kubeconfig);
 }
