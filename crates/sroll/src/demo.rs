@@ -144,6 +144,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             crate::dashboard::Options {
                 address: args.dashboard_address,
                 allow_actions: true,
+                namespace: None,
             },
         )
         .await?;

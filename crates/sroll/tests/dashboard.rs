@@ -121,6 +121,7 @@ async fn start_dashboard(env: &Env, address: SocketAddr, allow_actions: bool) ->
         Options {
             address,
             allow_actions,
+            namespace: None,
         },
     )
     .await
@@ -186,6 +187,19 @@ async fn the_list_shows_the_rollout_and_the_grid_follows_it_to_100_percent() {
         )
         .await;
     assert_eq!(row, json!("RolloutDone"));
+    // The filter hides rows that do not match, and shows them again.
+    let filter = chrome.browser.find(Locator::Id("filter")).await.unwrap();
+    filter.send_keys("no-such-rollout").await.unwrap();
+    let shown = chrome
+        .js("return document.querySelectorAll('tr[data-rollout]').length;")
+        .await;
+    assert_eq!(shown, json!(0));
+    filter.clear().await.unwrap();
+    filter.send_keys("web").await.unwrap();
+    let shown = chrome
+        .js("return document.querySelectorAll('tr[data-rollout]').length;")
+        .await;
+    assert_eq!(shown, json!(1));
     // Its link opens the rollout's page.
     chrome
         .browser
@@ -201,6 +215,17 @@ async fn the_list_shows_the_rollout_and_the_grid_follows_it_to_100_percent() {
             "return window.sroll.view === 'rollout' && window.sroll.detail && document.getElementById('grid').dataset.cells === '8';",
         )
         .await;
+    // Hovering a cell shows its pod.
+    let tip = chrome
+        .js("const g = document.getElementById('grid'); const r = g.getBoundingClientRect(); \
+             g.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 5, clientY: r.top + 5, bubbles: true})); \
+             const t = document.getElementById('tip'); return t.hidden ? null : t.textContent;")
+        .await;
+    let tip = tip.as_str().expect("a hover card");
+    assert!(
+        tip.starts_with("web-0  (ordinal 0)\nReady") && tip.contains("registry.example/app:v1"),
+        "{tip}"
+    );
     let before = cells(&chrome).await;
     assert_eq!(before.len(), 8, "one cell per pod: {before:?}");
     assert!(
@@ -349,7 +374,17 @@ async fn read_only_mode_shows_no_action_buttons_and_refuses_writes() {
     let ns = env.ns.clone();
     env.apply(&Rollout::named("web").replicas(3)).await;
     env.wait_phase("web", Phase::Done).await;
-    let d = start_dashboard(&env, loopback_any_port(), false).await;
+    // Watching the one namespace (credentials that may not list cluster-wide).
+    let d = dashboard::start(
+        env.client.clone(),
+        Options {
+            address: loopback_any_port(),
+            allow_actions: false,
+            namespace: Some(ns.clone()),
+        },
+    )
+    .await
+    .expect("the dashboard starts");
     let chrome = Chromium::start().await;
     chrome.browser.goto(&page(&d, &ns, "web")).await.unwrap();
     chrome

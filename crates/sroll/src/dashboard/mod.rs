@@ -72,6 +72,9 @@ pub struct DashboardArgs {
     /// Show and accept pause, resume, set percent, rollback and retry (as your kubeconfig's user).
     #[arg(long)]
     pub allow_actions: bool,
+    /// Watch one namespace only (for credentials that may not list cluster-wide); default: all.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
 }
 
 /// How often a page is sent at most, per connection: bursts of changes (a 1,000-pod set's pods
@@ -97,6 +100,8 @@ pub struct Options {
     pub address: SocketAddr,
     /// Whether writes are allowed.
     pub allow_actions: bool,
+    /// Watch this namespace only (`None`: every namespace).
+    pub namespace: Option<String>,
 }
 
 struct Shared {
@@ -118,6 +123,18 @@ type AppState = Arc<Shared>;
 impl Shared {
     fn bump(&self) {
         self.changed.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Waits (10 s at most) until every watcher has listed once, so a first page is not drawn from
+    /// half-filled caches (every pod "missing").
+    async fn caches_filled(&self) {
+        let all = async {
+            let _ = self.rollouts.wait_until_ready().await;
+            let _ = self.pods.wait_until_ready().await;
+            let _ = self.revisions.wait_until_ready().await;
+            let _ = self.events.wait_until_ready().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
     }
 
     fn api_error(&self) -> String {
@@ -267,7 +284,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
     let pod_config = watcher::Config::default().labels(labels::REVISION);
     let watchers = vec![
         spawn_watch(
-            Api::<StatefulsetRollout>::all(client.clone()),
+            scoped::<StatefulsetRollout>(&client, options.namespace.as_deref()),
             watcher::Config::default(),
             rollouts_w,
             "statefulsetrollouts",
@@ -275,7 +292,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
             |s, r| s.record_progress(r),
         ),
         spawn_watch(
-            Api::<Pod>::all(client.clone()),
+            scoped::<Pod>(&client, options.namespace.as_deref()),
             pod_config,
             pods_w,
             "pods",
@@ -283,7 +300,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
             |_, _| {},
         ),
         spawn_watch(
-            Api::<ControllerRevision>::all(client.clone()),
+            scoped::<ControllerRevision>(&client, options.namespace.as_deref()),
             watcher::Config::default(),
             revisions_w,
             "controllerrevisions",
@@ -291,7 +308,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
             |_, _| {},
         ),
         spawn_watch(
-            Api::<Event>::all(client),
+            scoped::<Event>(&client, options.namespace.as_deref()),
             watcher::Config::default(),
             events_w,
             "events",
@@ -316,6 +333,17 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
     })
 }
 
+/// An API of every namespace, or of `ns`.
+fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Runs `sroll dashboard` until Ctrl-C.
 pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
     let (client, _) = args.cluster.client().await?;
@@ -336,6 +364,7 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
         Options {
             address: args.address,
             allow_actions: args.allow_actions,
+            namespace: args.namespace,
         },
     )
     .await?;
@@ -514,6 +543,7 @@ fn sse(stream: impl Stream<Item = SseEvent> + Send + 'static) -> SseStream {
 
 /// Waits for the next change worth sending (coalescing a burst), or `None` at shutdown.
 async fn next_change(
+    s: &Shared,
     changed: &mut watch::Receiver<u64>,
     stop: &mut watch::Receiver<bool>,
     first: bool,
@@ -522,6 +552,7 @@ async fn next_change(
         return None;
     }
     if first {
+        s.caches_filled().await;
         return Some(());
     }
     tokio::select! {
@@ -549,7 +580,7 @@ async fn list_stream(State(s): State<AppState>) -> SseStream {
         state,
         |(mut changed, mut stop, s, mut last, mut first)| async move {
             loop {
-                next_change(&mut changed, &mut stop, first).await?;
+                next_change(&s, &mut changed, &mut stop, first).await?;
                 first = false;
                 let body = json!({"items": s.summaries(), "apiError": s.api_error()}).to_string();
                 if body != last {
@@ -583,7 +614,7 @@ async fn one_stream(
         state,
         |(mut changed, mut stop, s, mut sent, ns, name)| async move {
             loop {
-                next_change(&mut changed, &mut stop, sent.first).await?;
+                next_change(&s, &mut changed, &mut stop, sent.first).await?;
                 let event = match s.detail(&ns, &name) {
                     None => {
                         let gone = json!({"error": format!("no StatefulsetRollout {name:?} in namespace {ns:?}"), "apiError": s.api_error()});
