@@ -521,10 +521,25 @@ async fn thousand_pods(then: impl AsyncFnOnce(&Env, &Chromium)) {
         )
         .await;
     assert_eq!(n, json!("1000"));
+    let snapshot = http()
+        .get(format!("http://{}/api/rollouts/{ns}/cache", d.addr))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    println!(
+        "1,000-pod page: its whole model is {} bytes of JSON",
+        snapshot.len()
+    );
     let render = chrome
         .js("return window.sroll.timings.firstRenderMs;")
         .await;
-    println!("1,000-pod page: first render {render} ms after navigation start (headless Chromium)");
+    let first = chrome.js("return window.sroll.timings.firstApplyMs;").await;
+    println!(
+        "1,000-pod page: drawn {render} ms after navigation start (headless Chromium), of which {first} ms to apply the first message and draw the page"
+    );
 
     // One event: the time from the API write to the page showing it (includes the 200 ms
     // coalescing), and the browser's own time to apply one message and redraw.

@@ -541,52 +541,63 @@ fn sse(stream: impl Stream<Item = SseEvent> + Send + 'static) -> SseStream {
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// Waits for the next change worth sending (coalescing a burst), or `None` at shutdown.
-async fn next_change(
-    s: &Shared,
-    changed: &mut watch::Receiver<u64>,
-    stop: &mut watch::Receiver<bool>,
-    first: bool,
-) -> Option<()> {
-    if *stop.borrow() {
-        return None;
+/// One connection's pace: the first page at once (once the caches are filled), then one
+/// evaluation per change, at most one per [`COALESCE`] — a lone change goes out at once, a burst
+/// waits out the rest of the 200 ms and goes out as one message.
+struct Pacer {
+    shared: AppState,
+    changed: watch::Receiver<u64>,
+    stop: watch::Receiver<bool>,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(shared: AppState) -> Self {
+        Self {
+            changed: shared.changed.subscribe(),
+            stop: shared.stop.clone(),
+            shared,
+            last: None,
+        }
     }
-    if first {
-        s.caches_filled().await;
-        return Some(());
+
+    /// Waits until the page should be evaluated again; `None` at shutdown.
+    async fn next(&mut self) -> Option<()> {
+        if *self.stop.borrow() {
+            return None;
+        }
+        let Some(last) = self.last else {
+            self.shared.caches_filled().await;
+            self.last = Some(tokio::time::Instant::now());
+            return Some(());
+        };
+        tokio::select! {
+            r = self.changed.changed() => r.ok()?,
+            () = tokio::time::sleep(REEVALUATE) => {}
+            _ = self.stop.wait_for(|s| *s) => return None,
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(last + COALESCE) => {}
+            _ = self.stop.wait_for(|s| *s) => return None,
+        }
+        self.changed.borrow_and_update();
+        self.last = Some(tokio::time::Instant::now());
+        Some(())
     }
-    tokio::select! {
-        r = changed.changed() => r.ok()?,
-        _ = tokio::time::sleep(REEVALUATE) => {}
-        _ = stop.wait_for(|s| *s) => return None,
-    }
-    tokio::select! {
-        () = tokio::time::sleep(COALESCE) => {}
-        _ = stop.wait_for(|s| *s) => return None,
-    }
-    changed.borrow_and_update();
-    Some(())
 }
 
 async fn list_stream(State(s): State<AppState>) -> SseStream {
-    let state = (
-        s.changed.subscribe(),
-        s.stop.clone(),
-        s,
-        String::new(),
-        true,
-    );
     sse(futures::stream::unfold(
-        state,
-        |(mut changed, mut stop, s, mut last, mut first)| async move {
+        (Pacer::new(s), String::new()),
+        |(mut pacer, mut last)| async move {
             loop {
-                next_change(&s, &mut changed, &mut stop, first).await?;
-                first = false;
+                pacer.next().await?;
+                let s = &pacer.shared;
                 let body = json!({"items": s.summaries(), "apiError": s.api_error()}).to_string();
                 if body != last {
                     last.clone_from(&body);
                     let event = SseEvent::default().event("list").data(body);
-                    return Some((event, (changed, stop, s, last, first)));
+                    return Some((event, (pacer, last)));
                 }
             }
         },
@@ -609,12 +620,12 @@ async fn one_stream(
         rest: Value::Null,
         first: true,
     };
-    let state = (s.changed.subscribe(), s.stop.clone(), s, sent, ns, name);
     sse(futures::stream::unfold(
-        state,
-        |(mut changed, mut stop, s, mut sent, ns, name)| async move {
+        (Pacer::new(s), sent, ns, name),
+        |(mut pacer, mut sent, ns, name)| async move {
             loop {
-                next_change(&s, &mut changed, &mut stop, sent.first).await?;
+                pacer.next().await?;
+                let s = &pacer.shared;
                 let event = match s.detail(&ns, &name) {
                     None => {
                         let gone = json!({"error": format!("no StatefulsetRollout {name:?} in namespace {ns:?}"), "apiError": s.api_error()});
@@ -646,7 +657,7 @@ async fn one_stream(
                         SseEvent::default().event("rollout").data(body.to_string())
                     }
                 };
-                return Some((event, (changed, stop, s, sent, ns, name)));
+                return Some((event, (pacer, sent, ns, name)));
             }
         },
     ))

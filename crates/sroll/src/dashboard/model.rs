@@ -3,8 +3,8 @@
 //!
 //! The browser receives one [`Detail`] per rollout page: the rollout's status, its revisions with
 //! images, conditions, the last events and its progress history, and one compact [`Cell`] per pod
-//! (a 1,000-pod set is about 40 kB as a first snapshot; later updates carry only the cells that
-//! changed, see [`diff_cells`]).
+//! (a 1,000-pod set is about 55 kB of JSON as a first snapshot; later updates carry only the
+//! cells that changed, see [`diff_cells`]).
 
 use std::collections::BTreeMap;
 

@@ -20,7 +20,7 @@ const S = (window.sroll = {
   config: null,
   list: [],
   detail: null, // the rollout page's model; detail.cells: [ordinal, revision, state, name, node, why]
-  timings: { firstRenderMs: null, lastUpdateMs: null, updates: 0, lastMessageAt: null },
+  timings: { firstRenderMs: null, firstApplyMs: null, lastUpdateMs: null, updates: 0, lastMessageAt: null },
   // The grid as drawn: one entry per cell, in drawing order.
   cells() {
     const d = S.detail;
@@ -223,7 +223,10 @@ function applyUpdate(msg) {
   const took = performance.now() - t0;
   S.timings.lastUpdateMs = took;
   S.timings.updates += 1;
-  if (S.timings.firstRenderMs === null) S.timings.firstRenderMs = performance.now();
+  if (S.timings.firstRenderMs === null) {
+    S.timings.firstRenderMs = performance.now();
+    S.timings.firstApplyMs = took;
+  }
 }
 
 function renderRollout() {
