@@ -38,10 +38,30 @@ fn find_program(env: &str, names: &[&str]) -> Option<String> {
     })
 }
 
-/// chromedriver (its own process, killed on drop) and a headless Chromium session.
+/// chromedriver (killed on drop) and a headless Chromium session. Dropping it also ends the
+/// session with a plain blocking `DELETE /session/ID` to chromedriver, which quits its Chromium:
+/// a failing test leaves no browser behind (killing chromedriver alone would orphan it).
 struct Chromium {
     browser: Browser,
+    port: u16,
+    session: String,
     _driver: tokio::process::Child,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = write!(
+            s,
+            "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.session, self.port
+        );
+        let _ = s.read_to_end(&mut Vec::new());
+    }
 }
 
 impl Chromium {
@@ -82,8 +102,15 @@ impl Chromium {
             }
         })
         .await;
+        let session = browser
+            .session_id()
+            .await
+            .expect("the session's id")
+            .expect("a session");
         Self {
             browser,
+            port,
+            session,
             _driver: child,
         }
     }
@@ -111,7 +138,7 @@ impl Chromium {
     }
 
     async fn close(self) {
-        let _ = self.browser.close().await;
+        let _ = self.browser.clone().close().await;
     }
 }
 
@@ -492,6 +519,9 @@ async fn the_page_recovers_after_its_watches_are_cut_and_after_the_dashboard_res
     d.shutdown().await;
 }
 
+/// The deadline of the 1,000-pod tests' waits.
+const LONG: Duration = Duration::from_secs(300);
+
 /// A 1,000-pod rollout mid-flight: prints the page's render time and one event's update time
 /// (printed, not asserted), checks one cell per pod, and returns the browser for a screenshot.
 async fn thousand_pods(then: impl AsyncFnOnce(&Env, &Chromium)) {
@@ -502,13 +532,18 @@ async fn thousand_pods(then: impl AsyncFnOnce(&Env, &Chromium)) {
     let ns = env.ns.clone();
     let fixture = Rollout::named("cache").replicas(1000).max_unavailable(50);
     env.apply(&fixture).await;
-    env.wait_phase("cache", Phase::Done).await;
+    // 1,000 pods take a while on a busy machine: a longer deadline than the scenarios' 60 s.
+    env.wait_rollout_within("cache", "1,000 pods Done", LONG, |r| {
+        let s = r.status.clone().unwrap_or_default();
+        s.phase == Some(Phase::Done) && s.observed_generation == r.metadata.generation
+    })
+    .await;
     let d = start_dashboard(&env, loopback_any_port(), true).await;
     let chrome = Chromium::start().await;
     env.apply(&fixture.clone().percent(60).image("registry.example/app:v2"))
         .await;
     // 300 pods at the new revision (of this generation: the status of the last one said 1,000).
-    env.wait_rollout("cache", "300 pods at v2", |r| {
+    env.wait_rollout_within("cache", "300 pods at v2", LONG, |r| {
         let s = r.status.clone().unwrap_or_default();
         s.observed_generation == r.metadata.generation && s.updated_replicas.unwrap_or(0) >= 300
     })
