@@ -363,7 +363,9 @@ async fn a_pause_clicked_with_allow_actions_stops_evictions() {
             "return window.sroll.detail.phase === 'RolloutPaused';",
         )
         .await;
-    // No eviction once paused (an eviction already in flight lands before the phase is Paused).
+    // No eviction once paused (an eviction already in flight lands before the phase is Paused;
+    // a second lets the eviction watch deliver it on a busy machine).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let at_pause = evictions.count();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
@@ -452,6 +454,20 @@ async fn read_only_mode_shows_no_action_buttons_and_refuses_writes() {
     let r = env.rollout("web").await;
     assert!(!r.spec.paused());
     assert_eq!(r.spec.percent, 100);
+    // A page of another site whose name now resolves to 127.0.0.1 (DNS rebinding) reads nothing.
+    let r = http
+        .get(format!("http://{}/api/rollouts", d.addr))
+        .header("Host", format!("rebind.example:{}", d.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("answers only requests for a loopback host")
+    );
     chrome.close().await;
     d.shutdown().await;
 }
