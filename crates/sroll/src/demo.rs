@@ -66,6 +66,13 @@ pub struct DemoArgs {
     /// Where to write the kubeconfig of the embedded cluster (with --keep-running).
     #[arg(long, default_value = "sroll-demo.kubeconfig")]
     pub kubeconfig_out: PathBuf,
+    /// Serve `sroll dashboard` on the embedded cluster while the release plays (actions allowed:
+    /// the cluster is this process's own), and keep running afterwards (implies --keep-running).
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Where the dashboard listens (with --dashboard).
+    #[arg(long, default_value = "127.0.0.1:3100", requires = "dashboard")]
+    pub dashboard_address: std::net::SocketAddr,
 }
 
 const NAMESPACE: &str = "demo";
@@ -131,6 +138,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let embedded = start_embedded(usize::try_from(args.nodes).unwrap_or(12), args.speed).await?;
     let cluster = &embedded.cluster;
     let client = embedded.client.clone();
+    let dashboard = if args.dashboard {
+        let running = crate::dashboard::start(
+            client.clone(),
+            crate::dashboard::Options {
+                address: args.dashboard_address,
+                allow_actions: true,
+                namespace: None,
+            },
+        )
+        .await?;
+        println!(
+            "Dashboard: http://{}/#/r/{NAMESPACE}/{NAME} (open it in a browser; actions allowed)",
+            running.addr
+        );
+        Some(running)
+    } else {
+        None
+    };
 
     Api::<Namespace>::all(client.clone())
         .create(
@@ -294,7 +319,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         started.elapsed(),
     );
 
-    if args.keep_running {
+    if args.keep_running || dashboard.is_some() {
         embedded
             .cluster
             .write_kubeconfig(&args.kubeconfig_out)
@@ -304,9 +329,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  export KUBECONFIG={}", args.kubeconfig_out.display());
         println!("  kubectl get sroll,statefulsets,pods -n {NAMESPACE}");
         println!("  sroll get {NAME} -n {NAMESPACE} -w");
+        if let Some(d) = &dashboard {
+            println!("  the dashboard: http://{}/", d.addr);
+        }
         tokio::signal::ctrl_c()
             .await
             .context("failed to wait for Ctrl-C")?;
+    }
+    if let Some(d) = dashboard {
+        d.shutdown().await;
     }
     embedded.shutdown().await;
     Ok(())

@@ -2,6 +2,7 @@
 //! can drive them without a process (thin binary, fat library).
 //!
 //! - [`bench`]: `sroll bench`, rollout speed and operator cost on the simulated cluster.
+//! - [`dashboard`]: `sroll dashboard`, the live web view of rollouts (and its actions).
 //! - [`demo`]: kubesim + the operator in one process ([`demo::Embedded`]) and the scripted release.
 //! - [`plugin`]: the kubectl plugin verbs.
 //! - [`render`]: the app config → PodDisruptionBudget + StatefulsetRollout renderer.
@@ -9,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod dashboard;
 pub mod demo;
 pub mod operator;
 pub mod plugin;

@@ -9,7 +9,7 @@ use std::{io::Read, path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use sroll::{bench, demo, operator, plugin, render};
+use sroll::{bench, dashboard, demo, operator, plugin, render};
 
 /// Fast, controlled, leak-proof StatefulSet rollouts.
 #[derive(Parser, Debug)]
@@ -28,6 +28,9 @@ enum Command {
     Render(RenderArgs),
     #[command(flatten)]
     Plugin(plugin::PluginCommand),
+    /// Serve a live web view of the cluster's rollouts on 127.0.0.1:3100, with your kubeconfig
+    /// (read-only unless --allow-actions).
+    Dashboard(dashboard::DashboardArgs),
     /// Run the operator: reconcile StatefulsetRollouts in the cluster of the current kubeconfig.
     Operator(Box<operator::OperatorArgs>),
     /// Run a release on the embedded simulated cluster: kubesim and the operator in this process,
@@ -101,6 +104,11 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Render(args) => return run_render(args),
         Command::Operator(args) => operator::run(*args)?,
+        Command::Dashboard(args) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+            runtime.block_on(dashboard::run(args))?;
+        }
         Command::Demo(args) => {
             let runtime =
                 tokio::runtime::Runtime::new().context("failed to start the async runtime")?;

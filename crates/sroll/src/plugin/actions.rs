@@ -1,5 +1,8 @@
 //! The plugin's write verbs: each is one patch of the StatefulsetRollout (never of the StatefulSet
 //! or its pods — the operator does the rest, so every change goes through the same machinery).
+//!
+//! Each verb returns what it did as text (one line, then `note:` lines) instead of printing it, so
+//! the plugin prints it and `sroll dashboard` shows it after the same call.
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
@@ -30,25 +33,23 @@ async fn merge_patch(ctx: &Ctx, name: &str, patch: Value) -> anyhow::Result<Stat
 }
 
 /// `pause` / `resume`.
-pub async fn set_paused(ctx: &Ctx, name: &str, paused: bool) -> anyhow::Result<()> {
+pub async fn set_paused(ctx: &Ctx, name: &str, paused: bool) -> anyhow::Result<String> {
     let rollout = ctx.rollout(name).await?;
     if rollout.spec.paused() == paused {
-        println!(
+        return Ok(format!(
             "statefulsetrollout.sroll.io/{name} already {}",
             if paused { "paused" } else { "running" }
-        );
-        return Ok(());
+        ));
     }
     merge_patch(ctx, name, json!({"spec": {"pauseRequested": paused}})).await?;
-    println!(
+    Ok(format!(
         "statefulsetrollout.sroll.io/{name} {}",
         if paused { "paused" } else { "resumed" }
-    );
-    Ok(())
+    ))
 }
 
 /// `set-percent`.
-pub async fn set_percent(ctx: &Ctx, name: &str, percent: i32) -> anyhow::Result<()> {
+pub async fn set_percent(ctx: &Ctx, name: &str, percent: i32) -> anyhow::Result<String> {
     let rollout = ctx.rollout(name).await?;
     let deployed = rollout
         .status
@@ -56,33 +57,34 @@ pub async fn set_percent(ctx: &Ctx, name: &str, percent: i32) -> anyhow::Result<
         .and_then(|s| s.percent_deployed)
         .unwrap_or(0);
     merge_patch(ctx, name, json!({"spec": {"percent": percent}})).await?;
-    println!(
+    let mut out = format!(
         "statefulsetrollout.sroll.io/{name} percent set to {percent} ({} of {} pods)",
         sroll_api::target_updated_replicas(rollout.spec.replicas(), percent),
         rollout.spec.replicas()
     );
     if percent < deployed {
-        println!(
-            "note: {deployed}% already run the new version; lowering percent never moves pods back — use `sroll rollback {name}` for that"
-        );
+        out.push_str(&format!(
+            "\nnote: {deployed}% already run the new version; lowering percent never moves pods back — use `sroll rollback {name}` for that"
+        ));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `retry`: a new `rolloutIdentity` re-runs a rollout that failed.
-pub async fn retry(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+pub async fn retry(ctx: &Ctx, name: &str) -> anyhow::Result<String> {
     let rollout = ctx.rollout(name).await?;
     let phase = rollout.status.as_ref().and_then(|s| s.phase.clone());
     let identity = uuid::Uuid::new_v4().to_string();
     merge_patch(ctx, name, json!({"spec": {"rolloutIdentity": identity}})).await?;
-    println!("statefulsetrollout.sroll.io/{name} retried with rolloutIdentity {identity}");
+    let mut out =
+        format!("statefulsetrollout.sroll.io/{name} retried with rolloutIdentity {identity}");
     if phase != Some(Phase::Failed) {
-        println!(
-            "note: the rollout was {}, not RolloutFailed",
+        out.push_str(&format!(
+            "\nnote: the rollout was {}, not RolloutFailed",
             phase.map_or_else(|| "not started".to_owned(), |p| p.to_string())
-        );
+        ));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The StatefulSet's ControllerRevisions, oldest first.
@@ -136,7 +138,7 @@ pub async fn rollback(
     name: &str,
     to_revision: Option<i64>,
     percent: i32,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let rollout = ctx.rollout(name).await?;
     let (sts, revs) = revisions(ctx, &rollout).await?;
     let Some(sts) = sts else {
@@ -217,13 +219,15 @@ pub async fn rollback(
         )
         .await
         .map_err(explain)?;
-    println!(
+    let mut out = format!(
         "statefulsetrollout.sroll.io/{name} rolling back to revision {} ({}) at {percent}%",
         target.revision,
         target.metadata.name.as_deref().unwrap_or_default()
     );
     if rollout.spec.paused() {
-        println!("note: the rollout is paused; `sroll resume {name}` lets the rollback proceed");
+        out.push_str(&format!(
+            "\nnote: the rollout is paused; `sroll resume {name}` lets the rollback proceed"
+        ));
     }
-    Ok(())
+    Ok(out)
 }

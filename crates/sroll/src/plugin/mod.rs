@@ -8,8 +8,8 @@
 //! rollback | retry              apply an earlier template / a new rolloutIdentity
 //! ```
 
-mod actions;
-mod view;
+pub mod actions;
+pub(crate) mod view;
 
 use std::{io::IsTerminal, path::PathBuf};
 
@@ -183,19 +183,25 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             ..
         } => view::get(&ctx, &name, watch, output).await,
         PluginCommand::History { name, output, .. } => view::history(&ctx, &name, output).await,
-        PluginCommand::Pause { name, .. } => actions::set_paused(&ctx, &name, true).await,
-        PluginCommand::Resume { name, .. } => actions::set_paused(&ctx, &name, false).await,
+        PluginCommand::Pause { name, .. } => print(actions::set_paused(&ctx, &name, true).await),
+        PluginCommand::Resume { name, .. } => print(actions::set_paused(&ctx, &name, false).await),
         PluginCommand::SetPercent { name, percent, .. } => {
-            actions::set_percent(&ctx, &name, percent).await
+            print(actions::set_percent(&ctx, &name, percent).await)
         }
         PluginCommand::Rollback {
             name,
             to_revision,
             percent,
             ..
-        } => actions::rollback(&ctx, &name, to_revision, percent).await,
-        PluginCommand::Retry { name, .. } => actions::retry(&ctx, &name).await,
+        } => print(actions::rollback(&ctx, &name, to_revision, percent).await),
+        PluginCommand::Retry { name, .. } => print(actions::retry(&ctx, &name).await),
     }
+}
+
+/// Prints what a write verb did.
+fn print(done: anyhow::Result<String>) -> anyhow::Result<()> {
+    println!("{}", done?);
+    Ok(())
 }
 
 /// A client and the namespace the verb works in.

@@ -265,7 +265,7 @@ fn images(template: Option<&serde_json::Value>) -> String {
         .unwrap_or_default()
 }
 
-fn pod_revision(p: &Pod) -> &str {
+pub(crate) fn pod_revision(p: &Pod) -> &str {
     p.metadata
         .labels
         .as_ref()
@@ -273,7 +273,7 @@ fn pod_revision(p: &Pod) -> &str {
         .map_or("", String::as_str)
 }
 
-fn ordinal(name: &str) -> i64 {
+pub(crate) fn ordinal(name: &str) -> i64 {
     name.rsplit('-')
         .next()
         .and_then(|n| n.parse().ok())
@@ -477,7 +477,7 @@ pub fn render_tree(view: &View, now: Timestamp, color: bool) -> String {
     out
 }
 
-fn event_time(e: &Event) -> Option<Timestamp> {
+pub(crate) fn event_time(e: &Event) -> Option<Timestamp> {
     e.last_timestamp
         .as_ref()
         .map(|t| t.0)

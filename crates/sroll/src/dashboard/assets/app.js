@@ -1,0 +1,544 @@
+// sroll dashboard front end: plain JS, no build step, no external resources.
+// Pages: "#/" (every rollout) and "#/r/NAMESPACE/NAME" (one rollout). Data arrives as
+// server-sent events (EventSource reconnects by itself; a closed stream is reopened here).
+// window.sroll exposes the page's model (cells, colours, timings) for tests and curious users.
+"use strict";
+
+const ROLE_COLOURS = { update: "#0072b2", current: "#e69f00", previous: "#cc79a7", other: "#8c8c8c" };
+const UNKNOWN = "#bbbbbb";
+const STATES = {
+  R: "Ready",
+  U: "updating (not Ready yet)",
+  T: "evicted / terminating",
+  B: "broken",
+  M: "missing (evicted, not recreated yet)",
+};
+
+const S = (window.sroll = {
+  view: "none",
+  connected: false,
+  config: null,
+  list: [],
+  detail: null, // the rollout page's model; detail.cells: [ordinal, revision, state, name, node, why]
+  timings: { firstRenderMs: null, firstApplyMs: null, lastUpdateMs: null, updates: 0, lastMessageAt: null },
+  // The grid as drawn: one entry per cell, in drawing order.
+  cells() {
+    const d = S.detail;
+    if (!d) return [];
+    return d.cells.map((c) => ({
+      ordinal: c[0],
+      revision: c[1] >= 0 ? d.revisions[c[1]].name : "",
+      role: roleOf(c),
+      state: c[2],
+      name: c[3],
+      colour: colourOf(c),
+    }));
+  },
+});
+
+let source = null;
+let filter = "";
+
+const $ = (id) => document.getElementById(id);
+const esc = (s) =>
+  String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+function age(iso) {
+  if (!iso) return "";
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 120) return Math.round(s) + "s";
+  if (s < 7200) return Math.round(s / 60) + "m";
+  if (s < 172800) return Math.round(s / 3600) + "h";
+  return Math.round(s / 86400) + "d";
+}
+
+function roleOf(c) {
+  const d = S.detail;
+  return c[1] >= 0 && d.revisions[c[1]] ? d.revisions[c[1]].role : "";
+}
+function colourOf(c) {
+  if (c[2] === "M") return "#ffffff";
+  return ROLE_COLOURS[roleOf(c)] || UNKNOWN;
+}
+
+// ---- connection -------------------------------------------------------------------------------
+
+function connect(url, handlers) {
+  if (source) source.close();
+  setConn("connecting");
+  const es = new EventSource(url);
+  source = es;
+  es.onopen = () => setConn("live");
+  es.onerror = () => {
+    setConn("reconnecting");
+    // The browser retries by itself unless the server answered with an error: then reopen.
+    if (es.readyState === EventSource.CLOSED && source === es) {
+      setTimeout(() => source === es && connect(url, handlers), 2000);
+    }
+  };
+  for (const [name, fn] of Object.entries(handlers)) {
+    es.addEventListener(name, (ev) => {
+      setConn("live");
+      S.timings.lastMessageAt = Date.now();
+      fn(JSON.parse(ev.data));
+    });
+  }
+}
+
+function setConn(state) {
+  S.connected = state === "live";
+  const el = $("conn");
+  el.dataset.state = state;
+  el.textContent = { live: "live", connecting: "connecting…", reconnecting: "reconnecting…" }[state];
+}
+
+function apiError(msg) {
+  const el = $("apierror");
+  el.hidden = !msg;
+  el.textContent = msg ? "The API server is not answering every watch (the dashboard retries): " + msg : "";
+}
+
+// ---- routing ----------------------------------------------------------------------------------
+
+function route() {
+  const m = location.hash.match(/^#\/r\/([^/]+)\/([^/]+)$/);
+  S.detail = null;
+  if (m) {
+    showRollout(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
+  } else {
+    showList();
+  }
+}
+
+// ---- the list ---------------------------------------------------------------------------------
+
+function showList() {
+  S.view = "list";
+  $("crumb").textContent = "rollouts";
+  $("main").innerHTML =
+    '<h1>StatefulsetRollouts</h1>' +
+    '<p><input type="search" id="filter" placeholder="filter by namespace, name or phase" aria-label="filter"></p>' +
+    '<table id="rollouts"><thead><tr><th>Namespace</th><th>Name</th><th>Phase</th><th>Progress</th><th>Pods</th><th>Age</th><th>Reason</th></tr></thead><tbody></tbody></table>' +
+    '<div id="nolist" class="empty" hidden>No StatefulsetRollouts visible with your credentials yet.</div>';
+  const f = $("filter");
+  f.value = filter;
+  f.addEventListener("input", () => {
+    filter = f.value;
+    renderList();
+  });
+  connect("/api/stream", {
+    list: (msg) => {
+      S.list = msg.items;
+      apiError(msg.apiError);
+      renderList();
+    },
+  });
+}
+
+function bar(updated, replicas, target) {
+  const pct = replicas ? (100 * updated) / replicas : 0;
+  const tgt = replicas ? (100 * target) / replicas : 0;
+  return `<div class="bar" title="${updated} of ${replicas} pods updated, target ${target}"><div class="fill" style="width:${pct}%"></div><div class="target" style="left:calc(${tgt}% - 1px)"></div></div>`;
+}
+
+function renderList() {
+  const body = document.querySelector("#rollouts tbody");
+  if (!body) return;
+  const q = filter.trim().toLowerCase();
+  const rows = S.list.filter((r) => !q || `${r.namespace}/${r.name} ${r.phase}`.toLowerCase().includes(q));
+  body.innerHTML = rows
+    .map(
+      (r) =>
+        `<tr data-rollout="${esc(r.namespace)}/${esc(r.name)}" data-phase="${esc(r.phase)}">` +
+        `<td>${esc(r.namespace)}</td><td><a href="#/r/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>` +
+        `<td><span class="phase ${esc(r.phase)}">${esc(r.phase.replace(/^Rollout/, ""))}${r.paused && r.phase !== "RolloutPaused" ? " (pausing)" : ""}</span></td>` +
+        `<td>${bar(r.updated, r.replicas, r.target)}<span class="bar-label">${r.percentDeployed}% of ${r.percent}%</span></td>` +
+        `<td class="num">${r.updated}/${r.replicas} updated, ${r.ready} Ready</td><td>${age(r.created)}</td><td class="muted">${esc(r.reason)}</td></tr>`,
+    )
+    .join("");
+  $("nolist").hidden = S.list.length > 0;
+}
+
+// ---- one rollout ------------------------------------------------------------------------------
+
+function showRollout(ns, name) {
+  S.view = "rollout";
+  $("crumb").innerHTML = `<a href="#/">rollouts</a> / ${esc(ns)} / ${esc(name)}`;
+  const actions = S.config && S.config.allowActions;
+  $("main").innerHTML =
+    `<h1>${esc(name)} <span id="phase" class="phase"></span></h1><div id="reason" class="muted"></div>` +
+    `<div class="summary" id="summary"></div>` +
+    (actions
+      ? `<div class="actions" id="actions">` +
+        `<button data-action="pause">Pause</button><button data-action="resume">Resume</button>` +
+        `<label>Percent <input type="number" id="percent" min="0" max="100" step="1"></label><button data-action="set-percent">Set percent</button>` +
+        `<button data-action="rollback">Roll back</button><button data-action="retry">Retry</button>` +
+        `<span id="actionmsg" class="actionmsg" role="status"></span></div>`
+      : `<div class="readonly">Read-only: restart with <code>sroll dashboard --allow-actions</code> to pause, resume, set percent, roll back or retry from here.</div>`) +
+    `<h2>Pods</h2><div class="legend" id="legend"></div>` +
+    `<div class="gridwrap"><canvas class="grid" id="grid" role="img" aria-label="pods by revision and state"></canvas></div>` +
+    `<h2>Progress over time</h2><canvas class="chart" id="chart" aria-label="pods updated and Ready over time"></canvas>` +
+    `<div class="legend"><span><b style="color:#0072b2">━</b> updated</span><span><b style="color:#009e73">┅</b> Ready</span><span><b>┄</b> target</span></div>` +
+    `<div class="cols"><div><h2>Revisions</h2><table id="revisions"></table><h2>Conditions</h2><table id="conditions"></table></div>` +
+    `<div><h2>Notifications</h2><div id="notify"></div><h2>Events</h2><table id="events"></table></div></div>`;
+  if (actions) {
+    for (const b of document.querySelectorAll("#actions button")) {
+      b.addEventListener("click", () => act(ns, name, b.dataset.action));
+    }
+  }
+  const grid = $("grid");
+  grid.addEventListener("mousemove", (e) => hover(e));
+  grid.addEventListener("mouseleave", () => ($("tip").hidden = true));
+  connect(`/api/rollouts/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/stream`, {
+    rollout: (msg) => applyUpdate(msg),
+    gone: (msg) => {
+      S.detail = null;
+      apiError(msg.apiError);
+      $("reason").textContent = msg.error;
+    },
+  });
+  window.onresize = () => S.detail && drawGrid();
+}
+
+function applyUpdate(msg) {
+  const t0 = performance.now();
+  const cells = msg.cells;
+  delete msg.cells;
+  if (msg.full || !S.detail) {
+    msg.cells = cells;
+  } else {
+    const old = S.detail.cells;
+    const index = S.index;
+    for (const c of cells) {
+      const i = index.get(c[0]);
+      if (i === undefined) continue;
+      old[i] = c;
+    }
+    msg.cells = old;
+  }
+  S.index = new Map(msg.cells.map((c, i) => [c[0], i]));
+  S.detail = msg;
+  apiError(msg.apiError);
+  renderRollout();
+  const took = performance.now() - t0;
+  S.timings.lastUpdateMs = took;
+  S.timings.updates += 1;
+  if (S.timings.firstRenderMs === null) {
+    S.timings.firstRenderMs = performance.now();
+    S.timings.firstApplyMs = took;
+  }
+}
+
+function renderRollout() {
+  const d = S.detail;
+  const phase = $("phase");
+  phase.className = "phase " + d.phase;
+  phase.textContent = d.phase.replace(/^Rollout/, "");
+  $("main").dataset.phase = d.phase;
+  $("reason").textContent = d.reason;
+  const pi = $("percent");
+  if (pi && document.activeElement !== pi) pi.value = d.percent;
+  $("summary").innerHTML =
+    kv("Updated", `${d.updated} / ${d.replicas}`) +
+    kv("Target", `${d.target} (${d.percent}%)`) +
+    kv("Ready", d.ready) +
+    kv("Deployed", d.percentDeployed + "%") +
+    kv("Paused", d.pauseRequested ? (d.paused ? "yes" : "requested") : "no") +
+    kv("StatefulSet", esc(d.statefulset)) +
+    kv("Age", age(d.created)) +
+    `<div style="flex:1">${bar(d.updated, d.replicas, d.target)}</div>`;
+  drawLegend();
+  drawGrid();
+  drawChart();
+  $("revisions").innerHTML =
+    "<tr><th></th><th>Revision</th><th>Images</th><th>Pods</th></tr>" +
+    d.revisions
+      .slice()
+      .reverse()
+      .map(
+        (r) =>
+          `<tr data-revision="${esc(r.name)}"><td><span style="display:inline-block;width:12px;height:12px;background:${ROLE_COLOURS[r.role]}"></span></td>` +
+          `<td>#${r.number} <span class="mono">${esc(r.name)}</span> <span class="muted">${esc(r.role)}</span></td>` +
+          `<td class="mono">${r.images.map(esc).join("<br>")}</td><td class="num">${r.pods}</td></tr>`,
+      )
+      .join("");
+  $("conditions").innerHTML =
+    "<tr><th>Type</th><th>Status</th><th>Reason</th><th>Message</th></tr>" +
+    d.conditions
+      .map((c) => `<tr><td>${esc(c.type)}</td><td>${esc(c.status)}</td><td>${esc(c.reason)}</td><td>${esc(c.message)}</td></tr>`)
+      .join("");
+  $("events").innerHTML =
+    "<tr><th>Age</th><th>Type</th><th>Reason</th><th>Message</th></tr>" +
+    d.events
+      .slice()
+      .reverse()
+      .map(
+        (e) =>
+          `<tr><td>${age(e.time)}</td><td>${esc(e.type)}</td><td>${esc(e.reason)}${e.count > 1 ? " ×" + e.count : ""}</td><td>${esc(e.message)}</td></tr>`,
+      )
+      .join("");
+  const slack = d.slackLinks.length
+    ? d.slackLinks.map((l, i) => `<a href="${esc(l)}" rel="noreferrer" target="_blank">Slack message${d.slackLinks.length > 1 ? " " + (i + 1) : ""}</a>`).join(" · ")
+    : '<span class="muted">no Slack message</span>';
+  const callback = d.callbackOutcome
+    ? `release callback: <b>${esc(d.callbackOutcome)}</b> (stage ${esc(d.callbackStageId)})`
+    : d.callbackUrl
+      ? '<span class="muted">release callback not sent yet</span>'
+      : '<span class="muted">no release callback</span>';
+  const build = d.buildBranch || d.buildCommit ? `<div class="mono">${esc(d.buildBranch)} ${esc(d.buildCommit)}</div>` : "";
+  $("notify").innerHTML = `<div>${slack}</div><div>${callback}</div>${build}${d.rolloutIdentity ? `<div class="muted mono">rolloutIdentity ${esc(d.rolloutIdentity)}</div>` : ""}`;
+}
+
+const kv = (k, v) => `<div><div class="k">${k}</div><div class="v">${v}</div></div>`;
+
+// ---- the pod grid -----------------------------------------------------------------------------
+
+let layout = null;
+
+function cellSize(n) {
+  if (n <= 60) return 34;
+  if (n <= 200) return 26;
+  if (n <= 600) return 20;
+  return 16;
+}
+
+function drawCell(ctx, x, y, s, c) {
+  const colour = colourOf(c);
+  const st = c[2];
+  const inner = s - 3;
+  ctx.save();
+  ctx.translate(x, y);
+  if (st === "R") {
+    ctx.fillStyle = colour;
+    ctx.fillRect(0, 0, inner, inner);
+  } else if (st === "U") {
+    // Updating: the revision's colour, striped.
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, inner, inner);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(1, 1, inner - 2, inner - 2);
+    ctx.beginPath();
+    for (let k = -inner; k < inner; k += 5) {
+      ctx.moveTo(k, inner);
+      ctx.lineTo(k + inner, 0);
+    }
+    ctx.save();
+    ctx.rect(0, 0, inner, inner);
+    ctx.clip();
+    ctx.lineWidth = 1.5;
+    ctx.stroke();
+    ctx.restore();
+  } else if (st === "T") {
+    // Evicted / terminating: an outline with a cross.
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, inner, inner);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(1, 1, inner - 2, inner - 2);
+    ctx.strokeStyle = "#1b1f24";
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    ctx.moveTo(3, 3);
+    ctx.lineTo(inner - 3, inner - 3);
+    ctx.moveTo(inner - 3, 3);
+    ctx.lineTo(3, inner - 3);
+    ctx.stroke();
+  } else if (st === "B") {
+    // Broken: filled, with a black border and a black triangle (not colour alone).
+    ctx.fillStyle = colour;
+    ctx.fillRect(0, 0, inner, inner);
+    ctx.strokeStyle = "#000000";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(1, 1, inner - 2, inner - 2);
+    ctx.fillStyle = "#000000";
+    ctx.beginPath();
+    ctx.moveTo(inner / 2, 2);
+    ctx.lineTo(inner - 2, inner - 2);
+    ctx.lineTo(2, inner - 2);
+    ctx.closePath();
+    ctx.fill();
+  } else {
+    // Missing: a dashed outline.
+    ctx.setLineDash([3, 2]);
+    ctx.strokeStyle = "#5b6570";
+    ctx.lineWidth = 1;
+    ctx.strokeRect(0.5, 0.5, inner - 1, inner - 1);
+  }
+  ctx.restore();
+}
+
+function drawGrid() {
+  const d = S.detail;
+  const canvas = $("grid");
+  if (!d || !canvas) return;
+  const n = d.cells.length;
+  const s = cellSize(n);
+  const width = canvas.clientWidth || 800;
+  const cols = Math.max(1, Math.floor(width / s));
+  const rows = Math.ceil(n / cols);
+  const dpr = window.devicePixelRatio || 1;
+  const height = Math.max(s, rows * s);
+  if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+    canvas.width = Math.round(width * dpr);
+    canvas.height = Math.round(height * dpr);
+    canvas.style.height = height + "px";
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  layout = { s, cols };
+  canvas.dataset.cells = String(n);
+  const showOrdinal = s >= 26;
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  for (let i = 0; i < n; i++) {
+    const c = d.cells[i];
+    const x = (i % cols) * s;
+    const y = Math.floor(i / cols) * s;
+    drawCell(ctx, x, y, s, c);
+    if (showOrdinal && c[2] !== "B") {
+      ctx.fillStyle = c[2] === "R" ? "#ffffff" : "#1b1f24";
+      ctx.fillText(String(c[0]), x + (s - 3) / 2, y + (s - 3) / 2);
+    }
+  }
+}
+
+function drawLegend() {
+  const d = S.detail;
+  const parts = [];
+  for (const r of d.revisions.slice().reverse()) {
+    if (r.pods === 0 && r.role === "other") continue;
+    parts.push(
+      `<span><span style="display:inline-block;width:12px;height:12px;background:${ROLE_COLOURS[r.role]};vertical-align:middle"></span> #${r.number} ${esc(r.role)} <span class="mono">${esc(r.images.join(", "))}</span> (${r.pods})</span>`,
+    );
+  }
+  const counts = {};
+  for (const c of d.cells) counts[c[2]] = (counts[c[2]] || 0) + 1;
+  const legend = $("legend");
+  legend.innerHTML =
+    parts.join("") +
+    Object.keys(STATES)
+      .map((k) => `<span data-state="${k}"><canvas width="16" height="16" data-swatch="${k}"></canvas>${STATES[k]} (${counts[k] || 0})</span>`)
+      .join("");
+  for (const sw of legend.querySelectorAll("canvas[data-swatch]")) {
+    const ctx = sw.getContext("2d");
+    drawCell(ctx, 0, 0, 16, [0, -1, sw.dataset.swatch]);
+  }
+}
+
+function hover(e) {
+  const d = S.detail;
+  const tip = $("tip");
+  if (!d || !layout) return;
+  const rect = e.target.getBoundingClientRect();
+  const col = Math.floor((e.clientX - rect.left) / layout.s);
+  const row = Math.floor((e.clientY - rect.top) / layout.s);
+  const i = row * layout.cols + col;
+  const c = col < layout.cols ? d.cells[i] : undefined;
+  if (!c) {
+    tip.hidden = true;
+    return;
+  }
+  const rev = c[1] >= 0 ? d.revisions[c[1]] : null;
+  tip.textContent =
+    `${c[3]}  (ordinal ${c[0]})\n${STATES[c[2]]}: ${c[5]}\n` +
+    (rev ? `revision #${rev.number} ${rev.name} (${rev.role})\n${rev.images.join(", ")}\n` : "") +
+    (c[4] ? `node ${c[4]}` : "");
+  tip.hidden = false;
+  tip.style.left = e.clientX + 14 + "px";
+  tip.style.top = e.clientY + 14 + "px";
+}
+
+// ---- progress over time -----------------------------------------------------------------------
+
+function drawChart() {
+  const d = S.detail;
+  const canvas = $("chart");
+  if (!canvas) return;
+  const w = canvas.clientWidth || 800;
+  const h = canvas.clientHeight || 160;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(w * dpr);
+  canvas.height = Math.round(h * dpr);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const pts = d.history;
+  if (pts.length === 0) return;
+  const t0 = pts[0][0];
+  const t1 = Math.max(Date.now(), t0 + 1000);
+  const ymax = Math.max(1, d.replicas);
+  const X = (t) => 40 + ((w - 50) * (t - t0)) / (t1 - t0);
+  const Y = (v) => h - 18 - ((h - 28) * v) / ymax;
+  ctx.fillStyle = "#5b6570";
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.fillText(String(ymax), 4, Y(ymax) + 4);
+  ctx.fillText("0", 4, Y(0) + 4);
+  ctx.fillText(`${Math.round((t1 - t0) / 1000)} s`, w - 40, h - 4);
+  const line = (k, colour, dash) => {
+    ctx.strokeStyle = colour;
+    ctx.setLineDash(dash);
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    pts.forEach((p, i) => {
+      // Step lines: a value holds until the next point.
+      if (i === 0) ctx.moveTo(X(p[0]), Y(p[k]));
+      else {
+        ctx.lineTo(X(p[0]), Y(pts[i - 1][k]));
+        ctx.lineTo(X(p[0]), Y(p[k]));
+      }
+    });
+    ctx.lineTo(X(t1), Y(pts[pts.length - 1][k]));
+    ctx.stroke();
+  };
+  line(3, "#1b1f24", [3, 3]);
+  line(2, "#009e73", [6, 3]);
+  line(1, "#0072b2", []);
+  ctx.setLineDash([]);
+}
+
+// ---- actions ----------------------------------------------------------------------------------
+
+async function act(ns, name, action) {
+  const msg = $("actionmsg");
+  const body = {};
+  if (action === "set-percent") body.percent = Number($("percent").value);
+  if (action === "rollback" && !confirm(`Roll ${name} back to its previous revision?`)) return;
+  msg.className = "actionmsg";
+  msg.textContent = `${action}…`;
+  try {
+    const r = await fetch(`/api/rollouts/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/${action}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Sroll-Dashboard": "1" },
+      body: JSON.stringify(body),
+    });
+    const j = await r.json();
+    msg.className = r.ok ? "actionmsg" : "actionmsg error";
+    msg.textContent = r.ok ? j.message : j.error;
+  } catch (e) {
+    msg.className = "actionmsg error";
+    msg.textContent = `${action} failed: ${e}`;
+  }
+}
+
+// ---- start ------------------------------------------------------------------------------------
+
+async function start() {
+  for (;;) {
+    try {
+      const r = await fetch("/api/config");
+      S.config = await r.json();
+      break;
+    } catch (e) {
+      setConn("reconnecting");
+      await new Promise((ok) => setTimeout(ok, 1000));
+    }
+  }
+  $("mode").textContent = S.config.allowActions ? "actions allowed" : "read-only";
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start();

@@ -1,0 +1,728 @@
+//! `sroll dashboard` in a real headless Chromium, against kubesim with the operator running.
+//!
+//! The browser is driven over WebDriver (fantoccini + Debian's `chromium-driver`, which ships
+//! `chromedriver` matched to the `chromium` package). The page exposes its model as
+//! `window.sroll` (the grid's cells with the colour each is drawn in, the connection state, the
+//! timings), which the tests read with JavaScript; everything they check about the cluster they
+//! check through the API.
+//!
+//! Chromium missing outside CI fails the tests with the Debian package names; `.ci/run` installs
+//! them, so in CI they always run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    net::SocketAddr,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use sroll::dashboard::{self, Options, Running};
+use sroll_api::Phase;
+use sroll_testkit::{DEADLINE, Env, Rollout, evictions::Evictions, wait_for};
+
+/// The first of `names` on the PATH (or the file named by `env`).
+fn find_program(env: &str, names: &[&str]) -> Option<String> {
+    if let Some(p) = std::env::var_os(env) {
+        return Some(p.to_string_lossy().into_owned());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| {
+        names
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+            .map(|p| p.to_string_lossy().into_owned())
+    })
+}
+
+/// chromedriver (killed on drop) and a headless Chromium session. Dropping it also ends the
+/// session with a plain blocking `DELETE /session/ID` to chromedriver, which quits its Chromium:
+/// a failing test leaves no browser behind (killing chromedriver alone would orphan it).
+struct Chromium {
+    browser: Browser,
+    port: u16,
+    session: String,
+    _driver: tokio::process::Child,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = write!(
+            s,
+            "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.session, self.port
+        );
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+}
+
+impl Chromium {
+    async fn start() -> Self {
+        let missing = "install Chromium and its WebDriver: `apt-get install -y chromium chromium-driver` (Debian packages `chromium`, `chromium-driver`), or set CHROME and CHROMEDRIVER";
+        let chrome = find_program("CHROME", &["chromium", "chromium-browser", "google-chrome"])
+            .unwrap_or_else(|| panic!("no Chromium found: {missing}"));
+        let driver = find_program("CHROMEDRIVER", &["chromedriver"])
+            .unwrap_or_else(|| panic!("no chromedriver found: {missing}"));
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start {driver}: {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "goog:chromeOptions": {
+                "binary": chrome,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1400,1000", "--hide-scrollbars"]
+            }
+        }))
+        .unwrap();
+        let browser = wait_for("chromedriver to start a Chromium session", DEADLINE, || {
+            let (url, caps) = (url.clone(), caps.clone());
+            async move {
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(caps)
+                    .connect(&url)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        let session = browser
+            .session_id()
+            .await
+            .expect("the session's id")
+            .expect("a session");
+        Self {
+            browser,
+            port,
+            session,
+            _driver: child,
+        }
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.browser
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("script {script:?} failed: {e}"))
+    }
+
+    /// Waits until `script` returns something truthy; returns it.
+    async fn wait_js(&self, what: &str, script: &str) -> Value {
+        wait_for(what, DEADLINE, || async {
+            let v = self.browser.execute(script, Vec::new()).await.ok()?;
+            let truthy = match &v {
+                Value::Null | Value::Bool(false) => false,
+                Value::Array(a) => !a.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            truthy.then_some(v)
+        })
+        .await
+    }
+
+    async fn close(self) {
+        let _ = self.browser.clone().close().await;
+    }
+}
+
+async fn start_dashboard(env: &Env, address: SocketAddr, allow_actions: bool) -> Running {
+    dashboard::start(
+        env.client.clone(),
+        Options {
+            address,
+            allow_actions,
+            namespace: None,
+        },
+    )
+    .await
+    .expect("the dashboard starts")
+}
+
+/// An HTTP client (the project's: ring as rustls' provider, as kube's client).
+fn http() -> reqwest::Client {
+    sroll_integrations::http::client(sroll_integrations::http::Timeouts::default(), false)
+        .expect("an HTTP client")
+}
+
+fn loopback_any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn page(d: &Running, ns: &str, name: &str) -> String {
+    format!("http://{}/#/r/{ns}/{name}", d.addr)
+}
+
+/// The grid as the page drew it: `[(ordinal, role, state, colour)]`.
+async fn cells(chrome: &Chromium) -> Vec<(i64, String, String, String)> {
+    let v = chrome.js("return window.sroll.cells();").await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["ordinal"].as_i64().unwrap(),
+                c["role"].as_str().unwrap().to_owned(),
+                c["state"].as_str().unwrap().to_owned(),
+                c["colour"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+const UPDATE_COLOUR: &str = "#0072b2";
+const CURRENT_COLOUR: &str = "#e69f00";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_list_shows_the_rollout_and_the_grid_follows_it_to_100_percent() {
+    let env = Env::start().await;
+    let ns = env.ns.clone();
+    env.apply(&Rollout::named("web").replicas(8).max_unavailable(1))
+        .await;
+    env.wait_phase("web", Phase::Done).await;
+    let d = start_dashboard(&env, loopback_any_port(), false).await;
+    let chrome = Chromium::start().await;
+
+    // The list.
+    chrome
+        .browser
+        .goto(&format!("http://{}/", d.addr))
+        .await
+        .unwrap();
+    let row = chrome
+        .wait_js(
+            "the list to show the rollout",
+            &format!(
+                "const r = document.querySelector('tr[data-rollout=\"{ns}/web\"]'); return r && r.dataset.phase;"
+            ),
+        )
+        .await;
+    assert_eq!(row, json!("RolloutDone"));
+    // The filter hides rows that do not match, and shows them again.
+    let filter = chrome.browser.find(Locator::Id("filter")).await.unwrap();
+    filter.send_keys("no-such-rollout").await.unwrap();
+    let shown = chrome
+        .js("return document.querySelectorAll('tr[data-rollout]').length;")
+        .await;
+    assert_eq!(shown, json!(0));
+    filter.clear().await.unwrap();
+    filter.send_keys("web").await.unwrap();
+    let shown = chrome
+        .js("return document.querySelectorAll('tr[data-rollout]').length;")
+        .await;
+    assert_eq!(shown, json!(1));
+    // Its link opens the rollout's page.
+    chrome
+        .browser
+        .find(Locator::Css(&format!("tr[data-rollout=\"{ns}/web\"] a")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_js(
+            "the rollout page with its grid",
+            "return window.sroll.view === 'rollout' && window.sroll.detail && document.getElementById('grid').dataset.cells === '8';",
+        )
+        .await;
+    // Hovering a cell shows its pod.
+    let tip = chrome
+        .js("const g = document.getElementById('grid'); const r = g.getBoundingClientRect(); \
+             g.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 5, clientY: r.top + 5, bubbles: true})); \
+             const t = document.getElementById('tip'); return t.hidden ? null : t.textContent;")
+        .await;
+    let tip = tip.as_str().expect("a hover card");
+    assert!(
+        tip.starts_with("web-0  (ordinal 0)\nReady") && tip.contains("registry.example/app:v1"),
+        "{tip}"
+    );
+    let before = cells(&chrome).await;
+    assert_eq!(before.len(), 8, "one cell per pod: {before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|(_, role, state, colour)| role == "update"
+                && state == "R"
+                && colour == UPDATE_COLOUR),
+        "a finished rollout is all Ready at its update revision: {before:?}"
+    );
+
+    // A new image to 100 %: the grid goes through old and new colours and ends all new and Ready.
+    env.apply(
+        &Rollout::named("web")
+            .replicas(8)
+            .max_unavailable(1)
+            .min_eviction_interval(1)
+            .image("registry.example/app:v2"),
+    )
+    .await;
+    let mixed = chrome
+        .wait_js(
+            "the grid to show pods of both revisions",
+            &format!(
+                "const c = window.sroll.cells(); return c.some(x => x.colour === '{CURRENT_COLOUR}') && c.some(x => x.colour === '{UPDATE_COLOUR}' && x.revision === window.sroll.detail.updateRevision) && c.length;"
+            ),
+        )
+        .await;
+    assert_eq!(mixed, json!(8));
+    let done = env.wait_phase("web", Phase::Done).await;
+    let update = done.status.unwrap().update_revision.unwrap();
+    chrome
+        .wait_js(
+            "the grid to be all new and Ready",
+            &format!(
+                "const c = window.sroll.cells(); return c.length === 8 && c.every(x => x.revision === '{update}' && x.state === 'R' && x.colour === '{UPDATE_COLOUR}');"
+            ),
+        )
+        .await;
+    let phase = chrome
+        .js("return document.getElementById('main').dataset.phase;")
+        .await;
+    assert_eq!(phase, json!("RolloutDone"));
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_clicked_with_allow_actions_stops_evictions() {
+    let env = Env::start().await;
+    let ns = env.ns.clone();
+    let fixture = Rollout::named("web")
+        .replicas(10)
+        .max_unavailable(1)
+        .min_eviction_interval(1);
+    env.apply(&fixture).await;
+    env.wait_phase("web", Phase::Done).await;
+    let d = start_dashboard(&env, loopback_any_port(), true).await;
+
+    // Writes need the dashboard's header and, from a browser, its own origin.
+    let http = http();
+    let url = format!("http://{}/api/rollouts/{ns}/web/pause", d.addr);
+    let r = http.post(&url).send().await.unwrap();
+    assert_eq!(r.status(), 403, "no custom header");
+    let r = http
+        .post(&url)
+        .header("X-Sroll-Dashboard", "1")
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "cross-origin");
+    assert!(!env.rollout("web").await.spec.paused());
+
+    let chrome = Chromium::start().await;
+    chrome.browser.goto(&page(&d, &ns, "web")).await.unwrap();
+    chrome
+        .wait_js(
+            "the pause button",
+            "return document.querySelector('button[data-action=pause]') && window.sroll.detail;",
+        )
+        .await;
+    let evictions = Evictions::watch(&env);
+    env.apply(&fixture.clone().image("registry.example/app:v2"))
+        .await;
+    env.wait_updated("web", 2).await;
+    chrome
+        .browser
+        .find(Locator::Css("button[data-action=pause]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let message = chrome
+        .wait_js(
+            "the action's answer",
+            "const m = document.getElementById('actionmsg').textContent; return m.includes('paused') && m;",
+        )
+        .await;
+    assert_eq!(message, json!("statefulsetrollout.sroll.io/web paused"));
+    let paused = env.wait_phase("web", Phase::Paused).await;
+    assert!(paused.spec.paused());
+    // The page says so too.
+    chrome
+        .wait_js(
+            "the page to show the pause",
+            "return window.sroll.detail.phase === 'RolloutPaused';",
+        )
+        .await;
+    // No eviction once paused (an eviction already in flight lands before the phase is Paused;
+    // a second lets the eviction watch deliver it on a busy machine).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_pause = evictions.count();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        evictions.count(),
+        at_pause,
+        "evictions after the pause: {:?}",
+        evictions.times()
+    );
+    let updated = env
+        .rollout("web")
+        .await
+        .status
+        .unwrap()
+        .updated_replicas
+        .unwrap();
+    assert!(updated < 10, "the rollout stopped short: {updated} of 10");
+
+    // Resume from the page: it completes.
+    chrome
+        .browser
+        .find(Locator::Css("button[data-action=resume]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    env.wait_phase("web", Phase::Done).await;
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_only_mode_shows_no_action_buttons_and_refuses_writes() {
+    let env = Env::start().await;
+    let ns = env.ns.clone();
+    env.apply(&Rollout::named("web").replicas(3)).await;
+    env.wait_phase("web", Phase::Done).await;
+    // Watching the one namespace (credentials that may not list cluster-wide).
+    let d = dashboard::start(
+        env.client.clone(),
+        Options {
+            address: loopback_any_port(),
+            allow_actions: false,
+            namespace: Some(ns.clone()),
+        },
+    )
+    .await
+    .expect("the dashboard starts");
+    let chrome = Chromium::start().await;
+    chrome.browser.goto(&page(&d, &ns, "web")).await.unwrap();
+    chrome
+        .wait_js(
+            "the rollout page",
+            "return window.sroll.detail && window.sroll.detail.name === 'web';",
+        )
+        .await;
+    let buttons = chrome
+        .js("return document.querySelectorAll('button[data-action], #actions').length;")
+        .await;
+    assert_eq!(buttons, json!(0), "no action buttons in read-only mode");
+    let note = chrome
+        .js("return document.querySelector('.readonly').textContent;")
+        .await;
+    assert!(note.as_str().unwrap().contains("--allow-actions"), "{note}");
+
+    // Even with the header, from the page's own origin, every write is refused.
+    let http = http();
+    for action in ["pause", "resume", "set-percent", "rollback", "retry"] {
+        let r = http
+            .post(format!("http://{}/api/rollouts/{ns}/web/{action}", d.addr))
+            .header("X-Sroll-Dashboard", "1")
+            .json(&json!({"percent": 50}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{action}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("restart it with `sroll dashboard --allow-actions`"),
+            "{body}"
+        );
+    }
+    let r = env.rollout("web").await;
+    assert!(!r.spec.paused());
+    assert_eq!(r.spec.percent, 100);
+    // A page of another site whose name now resolves to 127.0.0.1 (DNS rebinding) reads nothing.
+    let r = http
+        .get(format!("http://{}/api/rollouts", d.addr))
+        .header("Host", format!("rebind.example:{}", d.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("answers only requests for a loopback host")
+    );
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+async fn set_paused(env: &Env, paused: bool) {
+    env.rollouts()
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"pauseRequested": paused}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_page_recovers_after_its_watches_are_cut_and_after_the_dashboard_restarts() {
+    let env = Env::start().await;
+    let ns = env.ns.clone();
+    env.apply(&Rollout::named("web").replicas(3)).await;
+    env.wait_phase("web", Phase::Done).await;
+    let d = start_dashboard(&env, loopback_any_port(), false).await;
+    let addr = d.addr;
+    let chrome = Chromium::start().await;
+    chrome.browser.goto(&page(&d, &ns, "web")).await.unwrap();
+    chrome
+        .wait_js(
+            "the rollout page, live",
+            "return window.sroll.connected && window.sroll.detail && window.sroll.detail.pauseRequested === false;",
+        )
+        .await;
+
+    // kubesim cuts every watch each second: the dashboard's watchers resume, the page follows.
+    env.cluster
+        .faults()
+        .update(|f| f.watch_cut_seconds = Some(1));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    set_paused(&env, true).await;
+    chrome
+        .wait_js(
+            "the page to show the pause made while watches are being cut",
+            "return window.sroll.detail.pauseRequested === true;",
+        )
+        .await;
+    env.cluster.faults().update(|f| f.watch_cut_seconds = None);
+
+    // The dashboard stops: the page says it is reconnecting; a change meanwhile shows once a new
+    // dashboard serves the same address.
+    d.shutdown().await;
+    chrome
+        .wait_js(
+            "the page to notice the dashboard is gone",
+            "return !window.sroll.connected && document.getElementById('conn').dataset.state;",
+        )
+        .await;
+    set_paused(&env, false).await;
+    let d = start_dashboard(&env, addr, false).await;
+    chrome
+        .wait_js(
+            "the page to reconnect and show the resume",
+            "return window.sroll.connected && window.sroll.detail.pauseRequested === false;",
+        )
+        .await;
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+/// The deadline of the 1,000-pod tests' waits.
+const LONG: Duration = Duration::from_secs(300);
+
+/// A 1,000-pod rollout mid-flight: prints the page's render time and one event's update time
+/// (printed, not asserted), checks one cell per pod, and returns the browser for a screenshot.
+async fn thousand_pods(then: impl AsyncFnOnce(&Env, &Chromium)) {
+    let mut config = sroll_testkit::env::cluster_config();
+    config.nodes = 40;
+    let mut env = Env::without_operator_on(config).await;
+    env.start_operator();
+    let ns = env.ns.clone();
+    let fixture = Rollout::named("cache").replicas(1000).max_unavailable(50);
+    env.apply(&fixture).await;
+    // 1,000 pods take a while on a busy machine: a longer deadline than the scenarios' 60 s.
+    env.wait_rollout_within("cache", "1,000 pods Done", LONG, |r| {
+        let s = r.status.clone().unwrap_or_default();
+        s.phase == Some(Phase::Done) && s.observed_generation == r.metadata.generation
+    })
+    .await;
+    let d = start_dashboard(&env, loopback_any_port(), true).await;
+    let chrome = Chromium::start().await;
+    env.apply(&fixture.clone().percent(60).image("registry.example/app:v2"))
+        .await;
+    // 300 pods at the new revision (of this generation: the status of the last one said 1,000).
+    env.wait_rollout_within("cache", "300 pods at v2", LONG, |r| {
+        let s = r.status.clone().unwrap_or_default();
+        s.observed_generation == r.metadata.generation && s.updated_replicas.unwrap_or(0) >= 300
+    })
+    .await;
+    chrome.browser.goto(&page(&d, &ns, "cache")).await.unwrap();
+    let n = chrome
+        .wait_js(
+            "the 1,000-pod grid",
+            "return window.sroll.timings.firstRenderMs !== null && document.getElementById('grid').dataset.cells;",
+        )
+        .await;
+    assert_eq!(n, json!("1000"));
+    let snapshot = http()
+        .get(format!("http://{}/api/rollouts/{ns}/cache", d.addr))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    println!(
+        "1,000-pod page: its whole model is {} bytes of JSON",
+        snapshot.len()
+    );
+    let render = chrome
+        .js("return window.sroll.timings.firstRenderMs;")
+        .await;
+    let first = chrome.js("return window.sroll.timings.firstApplyMs;").await;
+    println!(
+        "1,000-pod page: drawn {render} ms after navigation start (headless Chromium), of which {first} ms to apply the first message and draw the page"
+    );
+
+    // One event: the time from the API write to the page showing it (includes the 200 ms
+    // coalescing), and the browser's own time to apply one message and redraw.
+    let started = Instant::now();
+    env.rollouts()
+        .patch(
+            "cache",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"pauseRequested": true}})),
+        )
+        .await
+        .unwrap();
+    chrome
+        .wait_js(
+            "the page to show the pause",
+            "return window.sroll.detail.pauseRequested === true;",
+        )
+        .await;
+    let took = started.elapsed();
+    let apply = chrome.js("return window.sroll.timings.lastUpdateMs;").await;
+    println!(
+        "1,000-pod page: one change reached the page {} ms after the API write; applying one message and redrawing took {apply} ms in the browser",
+        took.as_millis()
+    );
+    then(&env, &chrome).await;
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_1000_pod_page_has_one_cell_per_pod_and_prints_its_timings() {
+    thousand_pods(async |_, chrome| {
+        let c = cells(chrome).await;
+        assert_eq!(c.len(), 1000);
+        let ordinals: std::collections::BTreeSet<i64> = c.iter().map(|x| x.0).collect();
+        assert_eq!(ordinals, (0..1000).collect());
+        let detail = chrome.js("const d = window.sroll.detail; return [d.updateRevision, d.currentRevision, d.revisions];").await;
+        assert!(
+            c.iter().any(|x| x.3 == UPDATE_COLOUR) && c.iter().any(|x| x.3 == CURRENT_COLOUR),
+            "{detail}"
+        );
+    })
+    .await;
+}
+
+/// Writes `docs/dashboard.png`: `cargo nextest run -p sroll --test dashboard --run-ignored only`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "writes docs/dashboard.png"]
+async fn screenshot_of_a_1000_pod_rollout_mid_flight() {
+    thousand_pods(async |env, chrome| {
+        // Resume so pods are in flight in the picture, then take it.
+        env.rollouts()
+            .patch(
+                "cache",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"pauseRequested": false}})),
+            )
+            .await
+            .unwrap();
+        chrome.browser.set_window_size(1400, 1300).await.unwrap();
+        chrome
+            .wait_js(
+                "pods in flight on the page",
+                "return window.sroll.detail.phase === 'RolloutInProgress' && window.sroll.cells().filter(c => c.state !== 'R').length > 20;",
+            )
+            .await;
+        let png = chrome.browser.screenshot().await.unwrap();
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dashboard.png");
+        std::fs::write(&path, &png).unwrap();
+        println!("wrote {} ({} bytes)", path.display(), png.len());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sroll_demo_with_dashboard_prints_its_url_and_serves_the_demo_rollout() {
+    use tokio::io::AsyncBufReadExt;
+    let kubeconfig =
+        std::env::temp_dir().join(format!("sroll-demo-{}.kubeconfig", std::process::id()));
+    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_sroll"))
+        .args(["demo", "--dashboard", "--dashboard-address", "127.0.0.1:0"])
+        .args([
+            "--pods",
+            "6",
+            "--speed",
+            "8",
+            "--nodes",
+            "3",
+            "--kubeconfig-out",
+        ])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sroll demo starts");
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("Dashboard: ") {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("sroll demo ended without printing the dashboard's URL")
+    })
+    .await
+    .expect("the dashboard's URL within the deadline");
+    assert!(url.ends_with("/#/r/demo/web"), "{url}");
+    // Keep reading the demo's output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = url.trim_end_matches("#/r/demo/web");
+    let http = http();
+    let list = wait_for(
+        "the demo's rollout in the dashboard's list",
+        DEADLINE,
+        || async {
+            let v: Value = http
+                .get(format!("{base}api/rollouts"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["items"][0]["name"] == "web").then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(list["items"][0]["namespace"], "demo");
+    let page = http.get(base).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<script src=\"/app.js\"></script>"), "{page}");
+    demo.kill().await.unwrap();
+    let _ = std::fs::remove_file(&kubeconfig);
+}
