@@ -511,3 +511,115 @@ pub fn validate(spec: &crate::StatefulsetRolloutSpec) -> Vec<crate::validate::Fi
     }
     errs
 }
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+    use crate::{StatefulsetRolloutSpec, validate::FieldError};
+
+    fn spec(analysis: Option<RolloutAnalysis>, steps: Vec<RolloutStep>) -> StatefulsetRolloutSpec {
+        serde_json::from_value::<StatefulsetRolloutSpec>(serde_json::json!({
+            "sts": {"spec": {"selector": {}, "serviceName": "web", "template": {}}},
+        }))
+        .map(|mut s| {
+            s.analysis = analysis;
+            s.steps = steps;
+            s
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn prometheus() -> MetricProvider {
+        MetricProvider {
+            prometheus: Some(PrometheusMetric {
+                address: "http://prometheus:9090".into(),
+                query: "up".into(),
+                ..PrometheusMetric::default()
+            }),
+            web: None,
+        }
+    }
+
+    fn paths(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn each_analysis_problem_names_its_field() {
+        let bad = Metric {
+            name: "m".into(),
+            interval: Some("5x".into()),
+            initial_delay: Some("ten".into()),
+            success_condition: Some("result[0] <".into()),
+            provider: MetricProvider::default(),
+            ..Metric::default()
+        };
+        let both = Metric {
+            name: "m".into(),
+            provider: MetricProvider {
+                web: Some(WebMetric {
+                    url: "http://x".into(),
+                    ..WebMetric::default()
+                }),
+                ..prometheus()
+            },
+            ..Metric::default()
+        };
+        let errs = validate(&spec(
+            Some(RolloutAnalysis {
+                metrics: vec![bad, both],
+                abort_policy: None,
+            }),
+            vec![
+                RolloutStep::default(),
+                RolloutStep {
+                    pause: Some(StepPause {
+                        duration: Some("1d".into()),
+                    }),
+                    ..RolloutStep::default()
+                },
+            ],
+        ));
+        let text = paths(&errs).join("\n");
+        for expected in [
+            "spec.analysis.metrics[0].interval: \"5x\" has the unknown unit \"x\"",
+            "spec.analysis.metrics[0].initialDelay: \"ten\" is not a duration",
+            "spec.analysis.metrics[0].successCondition: is not a valid CEL expression",
+            "spec.analysis.metrics[0].provider: must set a provider",
+            "spec.analysis.metrics[1].name: \"m\" is used by another metric",
+            "spec.analysis.metrics[1].provider: sets both prometheus and web",
+            "spec.steps[0]: must set exactly one of percent, analysis and pause",
+            "spec.steps[1].pause.duration: \"1d\" has the unknown unit \"d\"",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_valid_analysis_passes_and_an_analysis_step_needs_metrics() {
+        let good = Metric {
+            name: "errors".into(),
+            interval: Some("30s".into()),
+            success_condition: Some("result[0] < 0.05".into()),
+            provider: prometheus(),
+            ..Metric::default()
+        };
+        let step = RolloutStep {
+            analysis: Some(StepAnalysis {}),
+            ..RolloutStep::default()
+        };
+        let ok = spec(
+            Some(RolloutAnalysis {
+                metrics: vec![good],
+                abort_policy: Some(AbortPolicy::Hold),
+            }),
+            vec![step.clone()],
+        );
+        assert!(validate(&ok).is_empty(), "{:?}", validate(&ok));
+        let errs = paths(&validate(&spec(None, vec![step])));
+        assert_eq!(
+            errs,
+            ["spec.steps[0].analysis: needs spec.analysis (the metrics to measure)"]
+        );
+    }
+}

@@ -39,6 +39,10 @@ pub struct ObservedMeasurement {
     pub run: String,
     /// The metric's name.
     pub metric: String,
+    /// Its 1-based position among the metric's measurements in the run (errors included): the
+    /// planner records a measurement once, when `seq` is past the metric's recorded `count`
+    /// (`finishedAt` is stored in whole seconds, too coarse to tell two apart).
+    pub seq: i32,
     /// When it finished.
     pub finished_at: Timestamp,
     /// The value (a Prometheus instant vector as a list of numbers, a scalar as a number, the web
@@ -401,7 +405,7 @@ pub fn gate(
         }
         let mut fresh: Vec<&ObservedMeasurement> =
             observed.iter().filter(|m| m.run == run).collect();
-        fresh.sort_by_key(|m| m.finished_at);
+        fresh.sort_by_key(|m| m.seq);
         let mut worst = (AnalysisPhase::Successful, String::new());
         let mut running = Vec::new();
         for metric in &analysis.metrics {
@@ -410,9 +414,8 @@ pub fn gate(
             };
             let (phase, _) = metric_phase(metric, r);
             if phase == AnalysisPhase::Running {
-                let last = r.measurements.last().and_then(|m| m.finished_at.clone());
                 for m in fresh.iter().filter(|m| m.metric == metric.name) {
-                    if last.as_ref().is_some_and(|l| m.finished_at <= l.0) {
+                    if m.seq <= r.count {
                         continue;
                     }
                     record(metric, r, m);
@@ -542,6 +545,7 @@ mod tests {
         ObservedMeasurement {
             run: run.into(),
             metric: "errors".into(),
+            seq: i32::try_from(secs).unwrap() + 1,
             finished_at: at(secs),
             result,
         }

@@ -477,13 +477,21 @@ impl<'a> Planner<'a> {
         } else {
             target_updated_replicas(replicas, spec.percent)
         };
-        // Analysis gates and steps (analysis.rs): the current step caps the target.
-        let gate = (update != current)
+        // Analysis gates and steps (analysis.rs): the current step caps the target. After the
+        // last pod moved, the set's current revision is the update revision: the steps of the
+        // release under way (a final analysis) still run.
+        let release = format!(
+            "{update}/{}",
+            spec.rollout_identity.as_deref().unwrap_or("")
+        );
+        let tracked = self
+            .prev
+            .analysis
+            .as_ref()
+            .and_then(|a| a.release.as_deref())
+            == Some(release.as_str());
+        let gate = (update != current || tracked)
             .then(|| {
-                let release = format!(
-                    "{update}/{}",
-                    spec.rollout_identity.as_deref().unwrap_or("")
-                );
                 crate::analysis::gate(
                     spec,
                     &mut self.status.analysis,
@@ -495,7 +503,7 @@ impl<'a> Planner<'a> {
             })
             .flatten();
         let target = match &gate {
-            Some(Gate::Percent { percent, .. }) => {
+            Some(Gate::Percent { percent, .. }) if update != current => {
                 target.min(target_updated_replicas(replicas, *percent))
             }
             _ => target,
@@ -584,14 +592,17 @@ impl<'a> Planner<'a> {
             }
             Gate::Aborted { policy, reason } => {
                 let rollback = policy == AbortPolicy::Rollback
-                    && self.spec().strategy() != RolloutStrategy::OnDelete;
+                    && self.spec().strategy() != RolloutStrategy::OnDelete
+                    && c.live.current_revision.as_deref() != Some(c.update.as_str());
                 if rollback && let Some(o) = self.roll_back(c, &reason) {
                     return o;
                 }
                 let done = if rollback {
                     "the updated pods are back at the previous revision"
-                } else {
+                } else if policy == AbortPolicy::Hold {
                     "abortPolicy Hold: the pods stay where they are"
+                } else {
+                    "every pod already runs this revision (or the strategy is OnDelete): apply the previous spec.sts to roll back"
                 };
                 Outcome::wait(Phase::Aborted, format!("{reason}; {done}"), None)
             }

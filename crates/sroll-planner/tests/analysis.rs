@@ -66,6 +66,7 @@ fn measurement(p: &Plan, secs: i64, value: f64) -> ObservedMeasurement {
             .and_then(|a| a.run.clone())
             .expect("an analysis run"),
         metric: "error-ratio".into(),
+        seq: 1,
         finished_at: at(secs),
         result: Ok(json!([value])),
     }
