@@ -3,10 +3,10 @@
 //! team's metrics carry over under the same field names and defaults.
 //!
 //! One difference from Argo: conditions are CEL (as in Kubernetes' `x-kubernetes-validations`),
-//! not expr-lang. The expressions users write for Prometheus read the same (`result[0] < 0.05`,
-//! `result.all(x, x < 0.05)` for expr's `all(result, # < 0.05)`), but CEL does not mix integers
-//! and doubles in a comparison: a Prometheus value is always a double, so compare it with a
-//! double literal (`result[0] < 1.0`, not `result[0] < 1`).
+//! not expr-lang. Comparisons read the same (`result[0] < 0.05`), but functions and macros are
+//! CEL's (`size(result)` for `len(result)`, `result.all(x, x < 0.05)` for
+//! `all(result, # < 0.05)`), and arithmetic does not mix a double (every number of `result` is
+//! one) with an int: `result[0] * 100.0`, not `result[0] * 100`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::JsonSchema;
@@ -369,6 +369,8 @@ pub fn parse_duration(text: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -593,6 +595,18 @@ mod validation_tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
+    }
+
+    /// The example of README.md and docs/analysis.md is valid.
+    #[test]
+    fn the_documented_example_is_valid() {
+        let r: crate::StatefulsetRollout =
+            serde_yaml_ng::from_str(include_str!("../../../docs/analysis-example.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.spec.steps.len(), 6);
+        assert_eq!(r.spec.analysis.as_ref().map(|a| a.metrics.len()), Some(2));
+        let errs = paths(&crate::validate::validate(&r));
+        assert!(errs.is_empty(), "{errs:?}");
     }
 
     #[test]

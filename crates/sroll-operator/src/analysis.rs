@@ -148,7 +148,7 @@ impl Analysis {
             .collect();
         let namespace = rollout.namespace().unwrap_or_default();
         let task = tokio::spawn(measure_run(
-            self.inner.clone(),
+            Arc::downgrade(&self.inner),
             key.clone(),
             namespace,
             run.clone(),
@@ -177,8 +177,10 @@ struct Schedule {
     taken: i32,
 }
 
+/// Measures one run; holds the scope's state only weakly, so that the task ends with its scope
+/// (dropping the state aborts every task).
 async fn measure_run(
-    inner: Arc<Inner>,
+    inner: std::sync::Weak<Inner>,
     key: Key,
     namespace: String,
     run: String,
@@ -211,6 +213,9 @@ async fn measure_run(
             )
             .await;
         }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
         let result = measure(&inner, &namespace, &next.metric).await;
         let interval = next.metric.interval_seconds();
         let retry = interval.map_or(ERROR_RETRY_INTERVAL_SECONDS as f64, |i| {

@@ -403,3 +403,45 @@ async fn a_web_provider_value_is_selected_by_json_path() {
     server.abort();
     env.finish(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_during_an_analysis_resumes_it_and_aborts_once() {
+    let (mut env, prom, v1, old) = world().await;
+    let mut metric = error_metric(&prom.url);
+    metric.initial_delay = Some("10s".into());
+    let v2 = v1
+        .clone()
+        .image("app:v2-errors20")
+        .steps(vec![percent(25), analysis_step(), percent(100)])
+        .analysis(analysis(metric, AbortPolicy::Rollback));
+    env.apply(&v2).await;
+    env.wait_rollout("web", "the analysis to start", |r| {
+        analysis_status(r).phase.as_deref() == Some("Running")
+    })
+    .await;
+    env.kill_operator().await;
+    env.start_operator();
+    let aborted = env
+        .wait_rollout("web", "the resumed analysis to abort and roll back", |r| {
+            let s = r.status.clone().unwrap_or_default();
+            s.phase == Some(Phase::Aborted) && s.pods.iter().all(|p| p.revision == old && p.ready)
+        })
+        .await;
+    assert_eq!(
+        analysis_status(&aborted).step_index,
+        Some(1),
+        "still the first analysis"
+    );
+    // Killed again once aborted: the abort is not decided or announced again.
+    env.kill_operator().await;
+    env.start_operator();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = env.rollout("web").await;
+    assert_eq!(after.status.as_ref().unwrap().phase, Some(Phase::Aborted));
+    assert_eq!(
+        env.events("web", "RolloutAborted").await.len(),
+        1,
+        "one abort event across two operator restarts"
+    );
+    env.finish(true).await;
+}

@@ -578,6 +578,17 @@ mod tests {
                 .unwrap_err()
                 .contains("not a bool")
         );
+        // The one difference from Argo's expr: CEL's own functions and macros.
+        assert_eq!(condition("result[0] < 1", &json!([0.5])), Ok(true));
+        assert_eq!(condition("size(result) == 2", &json!([0.5, 1.0])), Ok(true));
+        assert!(condition("len(result) == 2", &json!([0.5, 1.0])).is_err());
+        assert!(condition("all(result, # < 0.05)", &json!([0.01])).is_err());
+        assert_eq!(condition("result[0] == null", &json!([null])), Ok(true));
+        assert!(condition("result[0] * 100 < 5.0", &json!([0.01])).is_err());
+        assert_eq!(
+            condition("result[0] * 100.0 < 5.0", &json!([0.01])),
+            Ok(true)
+        );
     }
 
     /// Argo's `evaluateResult` table.

@@ -2,6 +2,8 @@
 //! step holds it until its measurements (observations) decide, and a failed analysis aborts it and
 //! rolls the updated pods back through the eviction path.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use serde_json::json;
