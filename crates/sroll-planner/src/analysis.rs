@@ -184,10 +184,14 @@ pub fn metric_phase(metric: &Metric, r: &MetricResult) -> (AnalysisPhase, String
         return (
             AnalysisPhase::Failed,
             format!(
-                "metric {} failed: {} failed measurement{} exceed failureLimit {} (last values: {})",
+                "metric {} failed: {} failed {} failureLimit {} (last values: {})",
                 metric.name,
                 r.failed,
-                if r.failed == 1 { "" } else { "s" },
+                if r.failed == 1 {
+                    "measurement exceeds"
+                } else {
+                    "measurements exceed"
+                },
                 failure_limit,
                 values()
             ),
@@ -197,10 +201,14 @@ pub fn metric_phase(metric: &Metric, r: &MetricResult) -> (AnalysisPhase, String
         return (
             AnalysisPhase::Inconclusive,
             format!(
-                "metric {} is inconclusive: {} inconclusive measurement{} exceed inconclusiveLimit {} (last values: {})",
+                "metric {} is inconclusive: {} inconclusive {} inconclusiveLimit {} (last values: {})",
                 metric.name,
                 r.inconclusive,
-                if r.inconclusive == 1 { "" } else { "s" },
+                if r.inconclusive == 1 {
+                    "measurement exceeds"
+                } else {
+                    "measurements exceed"
+                },
                 metric.inconclusive_limit(),
                 values()
             ),

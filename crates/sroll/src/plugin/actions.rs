@@ -69,16 +69,16 @@ pub async fn set_percent(ctx: &Ctx, name: &str, percent: i32) -> anyhow::Result<
     Ok(())
 }
 
-/// `retry`: a new `rolloutIdentity` re-runs a rollout that failed.
+/// `retry`: a new `rolloutIdentity` re-runs a rollout that failed (or an analysis aborted).
 pub async fn retry(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
     let rollout = ctx.rollout(name).await?;
     let phase = rollout.status.as_ref().and_then(|s| s.phase.clone());
     let identity = uuid::Uuid::new_v4().to_string();
     merge_patch(ctx, name, json!({"spec": {"rolloutIdentity": identity}})).await?;
     println!("statefulsetrollout.sroll.io/{name} retried with rolloutIdentity {identity}");
-    if phase != Some(Phase::Failed) {
+    if phase != Some(Phase::Failed) && phase != Some(Phase::Aborted) {
         println!(
-            "note: the rollout was {}, not RolloutFailed",
+            "note: the rollout was {}, not RolloutFailed or RolloutAborted",
             phase.map_or_else(|| "not started".to_owned(), |p| p.to_string())
         );
     }
