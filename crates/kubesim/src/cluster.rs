@@ -257,7 +257,12 @@ impl Cluster {
             shutdown: shutdown.clone(),
             openapi: server::OpenApiCache::default(),
         };
-        let router = server::router(state, Some(faults::http::admin_router(faults.clone())));
+        let clock = sim
+            .as_ref()
+            .map_or_else(|| crate::kubelet::Clock::new(config.speed), |s| s.clock());
+        let extra = faults::http::admin_router(faults.clone())
+            .merge(crate::app_metrics::router(api.clone(), clock));
+        let router = server::router(state, Some(extra));
         let auth = if config.auth {
             Some(Auth::start(&api)?)
         } else {

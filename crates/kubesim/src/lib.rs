@@ -15,6 +15,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod app_metrics;
 pub mod auth;
 pub mod binding;
 pub mod cli;

@@ -131,6 +131,19 @@ pub struct StatefulsetRolloutSpec {
     /// `SpecValid=False` naming the field and applies nothing. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recreate_on_immutable_change: Option<bool>,
+
+    /// Analysis of the service's own metrics (Prometheus, HTTP) after each `analysis` step, or,
+    /// without `steps`, while the rollout progresses and once it reaches `percent`. A failed
+    /// analysis aborts the rollout (`RolloutAborted`) and, by default, rolls the updated pods back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::RolloutAnalysis>,
+
+    /// Ordered steps of the release, e.g. `[{percent: 10}, {analysis: {}}, {pause: {duration: 5m}},
+    /// {percent: 50}, {analysis: {}}]`. Each step holds until it is done; `percent` then caps them
+    /// all. Unset: one step to `percent`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub steps: Vec<crate::analysis::RolloutStep>,
 }
 
 fn default_percent() -> i32 {
@@ -476,12 +489,16 @@ string_enum! {
         Done = "RolloutDone",
         /// No progress within the deadline, or discovery health timed out (terminal).
         Failed = "RolloutFailed",
+        /// An analysis failed or erred: the rollout stopped (and, with `abortPolicy: Rollback`,
+        /// returned its updated pods to the previous revision) until the spec or
+        /// `rolloutIdentity` changes.
+        Aborted = "RolloutAborted",
     }
 }
 enum_schema!(
     Phase,
     open,
-    "RolloutPending, RolloutInProgress, RolloutPaused, RolloutBlocked, RolloutDone (terminal) or RolloutFailed (terminal). Clients must accept values added later."
+    "RolloutPending, RolloutInProgress, RolloutPaused, RolloutBlocked, RolloutDone (terminal), RolloutFailed (terminal) or RolloutAborted (an analysis failed). Clients must accept values added later."
 );
 
 impl Phase {
@@ -583,6 +600,9 @@ pub struct StatefulsetRolloutStatus {
     /// Latest observations of the rollout's state, per Kubernetes API conventions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The current step of `spec.steps` and the measurements of the current analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::AnalysisStatus>,
 }
 
 /// One pod of the managed StatefulSet and the revision it runs.

@@ -137,5 +137,6 @@ pub fn validate(rollout: &StatefulsetRollout) -> Vec<FieldError> {
     {
         err("spec.bapi.url".into(), "must be an http:// or https:// URL");
     }
+    errs.extend(crate::analysis::validate(spec));
     errs
 }

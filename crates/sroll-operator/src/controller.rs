@@ -110,6 +110,8 @@ pub struct Context {
     /// Turns true when the scope shuts down: a reconcile still waiting for the caches gives up
     /// (the watches are no longer polled, so they would never become ready).
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Measures `spec.analysis` outside reconcile (`analysis.rs`).
+    analysis: crate::analysis::Analysis,
 }
 
 impl std::fmt::Debug for Context {
@@ -193,6 +195,7 @@ pub async fn run_scope(
 
     // Results of the integrations' background workers concerning rollouts of this scope.
     let woken = handles.integrations.wakes(ns);
+    let (analysis, measured) = crate::analysis::Analysis::new(client.clone());
 
     let caches = Caches {
         rollouts: rollouts.clone(),
@@ -211,6 +214,7 @@ pub async fn run_scope(
         deferred: Mutex::default(),
         expectations: Expectations::default(),
         stopping,
+        analysis,
     });
 
     let (pod_rollouts, pod_sets) = (rollouts.clone(), statefulsets.clone());
@@ -235,7 +239,7 @@ pub async fn run_scope(
         cache::errors_logged(slice_stream, "EndpointSlice"),
         move |slice| cache::rollouts_of_endpoint_slice(&slice_rollouts, &slice),
     )
-    .reconcile_on(woken)
+    .reconcile_on(futures::stream::select(woken, measured))
     .graceful_shutdown_on(stopped)
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {
@@ -384,7 +388,9 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         .integrations
         .discovery(&rollout, &observed, &ctx.caches)
         .await;
+    observed.analysis = ctx.analysis.measurements(&rollout);
     let mut plan = sroll_planner::plan(&observed);
+    ctx.analysis.after_plan(&rollout, &plan.status);
     tracing::debug!(
         rollout = %key,
         action = ?action_name(&plan.action),

@@ -16,6 +16,7 @@
 //! wrapper that resolves the kubeconfig and installs the SIGTERM handler.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod cache;
 pub mod controller;
 pub mod error;

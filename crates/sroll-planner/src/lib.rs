@@ -19,12 +19,14 @@
 //! [`desired_statefulset`] is the pure builder of the StatefulSet the rollout wants.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 mod conditions;
 pub mod desired;
 pub mod observed;
 pub mod plan;
 mod planner;
 
+pub use analysis::ObservedMeasurement;
 pub use desired::{
     ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH, desired_statefulset, spec_hash, template_hash,
 };
@@ -108,6 +110,12 @@ pub mod reasons {
     pub const ORDERED_READY: &str = "OrderedReadyPodManagement";
     /// Service discovery could not be reached.
     pub const DISCOVERY_UNREACHABLE: &str = "DiscoveryUnreachable";
+    /// An analysis failed or erred: the rollout is aborted.
+    pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
+    /// An analysis was inconclusive: the rollout waits for the user.
+    pub const ANALYSIS_INCONCLUSIVE: &str = "AnalysisInconclusive";
+    /// A step (an analysis, a pause) holds the rollout.
+    pub const STEP_HOLD: &str = "StepHold";
     /// Nothing slows the rollout down.
     pub const AS_EXPECTED: &str = "AsExpected";
     /// No progress within `progressDeadlineSeconds`.

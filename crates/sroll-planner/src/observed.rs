@@ -42,6 +42,8 @@ pub struct Observed {
     pub discovery: Option<DiscoveryHealth>,
     /// The instant of the observation. The planner never reads a clock.
     pub now: Timestamp,
+    /// Analysis measurements the operator took (any not yet in `status.analysis` are recorded).
+    pub analysis: Vec<crate::analysis::ObservedMeasurement>,
 }
 
 /// The parts of the live StatefulSet the planner decides on.
@@ -266,6 +268,7 @@ impl Observed {
             pdbs: Vec::new(),
             discovery: None,
             now,
+            analysis: Vec::new(),
         }
     }
 }

@@ -27,13 +27,14 @@ use k8s_openapi::{
     jiff::{SignedDuration, Timestamp},
 };
 use sroll_api::{
-    Phase, PodVersion, RolloutStrategy, StatefulsetRolloutStatus, condition_types as ct,
-    intstr::scaled_value, target_updated_replicas,
+    Phase, PodVersion, RolloutStrategy, StatefulsetRolloutStatus, analysis::AbortPolicy,
+    condition_types as ct, intstr::scaled_value, target_updated_replicas,
 };
 
 use crate::{
     Action, ApplyKind, EventType, LiveStatefulSet, Observed, ObservedPdb, ObservedPod,
     PartitionMove, Plan, PlannedEvent,
+    analysis::Gate,
     conditions::{self, Status},
     desired::{desired_statefulset, spec_hash, template_hash},
     reasons as r,
@@ -105,6 +106,8 @@ struct Planner<'a> {
     /// When the next pod Ready at the update revision becomes available (`minReadySeconds`): no
     /// watch event marks that instant, so the requeue must.
     next_available: Option<Duration>,
+    /// A step holds for the user (an inconclusive analysis): the `Paused` condition's message.
+    analysis_paused: Option<String>,
 }
 
 /// What the rollout proper decided, before the common status bookkeeping.
@@ -162,6 +165,7 @@ impl<'a> Planner<'a> {
             spec_invalid: false,
             failure_reason: r::PROGRESS_DEADLINE_EXCEEDED,
             next_available: None,
+            analysis_paused: None,
         }
     }
 
@@ -473,6 +477,37 @@ impl<'a> Planner<'a> {
         } else {
             target_updated_replicas(replicas, spec.percent)
         };
+        // Analysis gates and steps (analysis.rs): the current step caps the target. After the
+        // last pod moved, the set's current revision is the update revision: the steps of the
+        // release under way (a final analysis) still run.
+        let release = format!(
+            "{update}/{}",
+            spec.rollout_identity.as_deref().unwrap_or("")
+        );
+        let tracked = self
+            .prev
+            .analysis
+            .as_ref()
+            .and_then(|a| a.release.as_deref())
+            == Some(release.as_str());
+        let gate = (update != current || tracked)
+            .then(|| {
+                crate::analysis::gate(
+                    spec,
+                    &mut self.status.analysis,
+                    &release,
+                    &self.obs.analysis,
+                    spec.paused(),
+                    self.now,
+                )
+            })
+            .flatten();
+        let target = match &gate {
+            Some(Gate::Percent { percent, .. }) if update != current => {
+                target.min(target_updated_replicas(replicas, *percent))
+            }
+            _ => target,
+        };
         self.target = Some(target);
         self.track_revisions(&update, &current);
         let fast_rollback = self.status.previous_revision.as_deref() == Some(update.as_str())
@@ -514,10 +549,171 @@ impl<'a> Planner<'a> {
             fast_rollback,
             slots,
         };
-        match spec.strategy() {
+        match gate {
+            Some(Gate::Percent { last: false, .. }) => {}
+            Some(Gate::Percent { last: true, .. }) | None => {
+                return match spec.strategy() {
+                    RolloutStrategy::OnDelete => self.on_delete(&ctx),
+                    _ => self.partitioned(&ctx),
+                };
+            }
+            Some(hold) => return self.analysis_hold(&ctx, hold),
+        }
+        let outcome = match spec.strategy() {
             RolloutStrategy::OnDelete => self.on_delete(&ctx),
             _ => self.partitioned(&ctx),
+        };
+        if outcome.phase != Phase::Done {
+            return outcome;
         }
+        // A percent step reached its target: the next step starts.
+        crate::analysis::percent_step_done(&mut self.status.analysis, self.now);
+        Outcome::wait(
+            Phase::InProgress,
+            format!("{}; next step", outcome.reason),
+            Some(Duration::from_millis(200)),
+        )
+    }
+
+    /// A step holds the rollout (analysis running, pause, inconclusive) or an analysis aborted
+    /// it; with `abortPolicy: Rollback` the updated pods go back to the current revision through
+    /// the eviction path, unpaced (as a rollback to the previous revision is).
+    fn analysis_hold(&mut self, c: &RolloutCtx<'_>, gate: Gate) -> Outcome {
+        // The progress deadline does not run while a step holds.
+        self.status.last_progress_time = Some(Time(self.now));
+        let progress = self.progress_text(c);
+        match gate {
+            Gate::Hold { reason, requeue } => {
+                Outcome::wait(Phase::InProgress, format!("{reason}; {progress}"), requeue)
+            }
+            Gate::Paused { reason } => {
+                self.analysis_paused = Some(reason.clone());
+                Outcome::wait(Phase::Paused, format!("{reason}; {progress}"), None)
+            }
+            Gate::Aborted { policy, reason } => {
+                let rollback = policy == AbortPolicy::Rollback
+                    && self.spec().strategy() != RolloutStrategy::OnDelete
+                    && c.live.current_revision.as_deref() != Some(c.update.as_str());
+                if rollback && let Some(o) = self.roll_back(c, &reason) {
+                    return o;
+                }
+                let done = if rollback {
+                    "the updated pods are back at the previous revision"
+                } else if policy == AbortPolicy::Hold {
+                    "abortPolicy Hold: the pods stay where they are"
+                } else {
+                    "every pod already runs this revision (or the strategy is OnDelete): apply the previous spec.sts to roll back"
+                };
+                Outcome::wait(Phase::Aborted, format!("{reason}; {done}"), None)
+            }
+            Gate::Percent { .. } => Outcome::wait(Phase::InProgress, progress, Some(REQUEUE_SOON)),
+        }
+    }
+
+    /// One batch of the abort's rollback, or `None` once no pod runs the update revision and the
+    /// partition holds every pod at the current revision.
+    fn roll_back(&mut self, c: &RolloutCtx<'_>, reason: &str) -> Option<Outcome> {
+        let replicas = usize::try_from(c.replicas).unwrap_or(0);
+        let partition = usize::try_from(c.live.partition.unwrap_or(0).max(0)).unwrap_or(0);
+        let partition_move = match self.partition_move(replicas, partition) {
+            Ok(m) => m,
+            Err(e) => return Some(self.spec_invalid(r::INVALID_SPEC, e)),
+        };
+        let updated: Vec<usize> = (0..replicas)
+            .rev()
+            .filter(|&i| matches!(c.slots[i].state, State::Updated { .. }))
+            .collect();
+        let in_flight = (0..replicas)
+            .filter(|&i| c.slots[i].state.unavailable())
+            .count();
+        let reason = format!(
+            "{reason}; rolling back to revision {}",
+            c.live.current_revision.as_deref().unwrap_or("")
+        );
+        // Updated pods that are not Ready are replaced without spending budget.
+        let broken: Vec<usize> = updated
+            .iter()
+            .copied()
+            .filter(|&i| c.slots[i].pod.is_some_and(|p| !p.ready && !p.terminating))
+            .collect();
+        if !broken.is_empty() {
+            return Some(Outcome {
+                phase: Phase::Aborted,
+                reason,
+                action: Action::DeletePods {
+                    partition: partition_move,
+                    pods: names(c, &broken),
+                },
+                requeue: Some(REQUEUE_SOON),
+            });
+        }
+        let candidates: Vec<usize> = updated
+            .iter()
+            .copied()
+            .filter(|&i| c.slots[i].pod.is_some_and(|p| !p.terminating))
+            .collect();
+        if candidates.is_empty() && in_flight == 0 && partition_move.is_none() {
+            return None;
+        }
+        // A rollback is not paced (as a rollback to the previous revision is not).
+        let unpaced = RolloutCtx {
+            live: c.live,
+            update: c.update.clone(),
+            replicas: c.replicas,
+            target: 0,
+            fast_rollback: true,
+            slots: c
+                .slots
+                .iter()
+                .map(|s| Slot {
+                    name: s.name.clone(),
+                    pod: s.pod,
+                    state: s.state,
+                })
+                .collect(),
+        };
+        let size = match self.budget(&unpaced, in_flight, in_flight) {
+            Ok((size, _, _)) => size.min(candidates.len()),
+            Err(blocked) => return Some(blocked),
+        };
+        if size == 0 && partition_move.is_none() {
+            return Some(Outcome::wait(
+                Phase::Aborted,
+                format!("{reason}; waiting for the disruption budget"),
+                Some(REQUEUE_WAITING),
+            ));
+        }
+        let pods = names(c, &candidates[..size]);
+        if !pods.is_empty() {
+            self.status.last_eviction_time = Some(MicroTime(self.now));
+            self.event(
+                EventType::Normal,
+                r::ROLLBACK_STARTED,
+                format!(
+                    "analysis abort: evicting {} pod{} back to the current revision: {}",
+                    pods.len(),
+                    plural(pods.len()),
+                    name_list(&pods)
+                ),
+                "Evict",
+            );
+        }
+        Some(Outcome {
+            phase: Phase::Aborted,
+            reason,
+            action: if pods.is_empty() {
+                match partition_move {
+                    Some(m) => Action::SetPartition(m),
+                    None => Action::Wait,
+                }
+            } else {
+                Action::Evict {
+                    partition: partition_move,
+                    pods,
+                }
+            },
+            requeue: Some(REQUEUE_SOON),
+        })
     }
 
     /// Revisions: a new update revision starts a rollout (or a rollback to the previous one).
@@ -1274,6 +1470,7 @@ impl<'a> Planner<'a> {
             Phase::Failed => (Status::False, self.failure_reason),
             Phase::Paused => (Status::Unknown, r::PAUSE_REQUESTED),
             Phase::Blocked => (Status::False, o.phase.as_str()),
+            Phase::Aborted => (Status::False, r::ROLLOUT_ABORTED),
             _ => (Status::True, r::ROLLOUT_IN_PROGRESS),
         };
         conditions::set(
@@ -1303,6 +1500,17 @@ impl<'a> Planner<'a> {
             self.generation,
             self.now,
         );
+        if let Some(message) = self.analysis_paused.clone() {
+            conditions::set(
+                &mut self.status.conditions,
+                ct::PAUSED,
+                Status::True,
+                r::ANALYSIS_INCONCLUSIVE,
+                message,
+                self.generation,
+                self.now,
+            );
+        }
         let (available, a_msg) = self.availability();
         conditions::set(
             &mut self.status.conditions,
@@ -1393,6 +1601,14 @@ impl<'a> Planner<'a> {
             self.event(
                 EventType::Normal,
                 r::ROLLOUT_DONE,
+                o.reason.clone(),
+                "Reconcile",
+            );
+        }
+        if entered(&Phase::Aborted) {
+            self.event(
+                EventType::Warning,
+                r::ROLLOUT_ABORTED,
                 o.reason.clone(),
                 "Reconcile",
             );

@@ -356,9 +356,11 @@ impl State {
             && before.generation == now.generation
             && now.generation.is_some()
         {
+            // An analysis abort's rollback (`RolloutAborted`) lowers it by design.
             if let (Some(b), Some(n)) = (before.percent, now.percent)
                 && n < b
                 && !disturbed
+                && now.phase != Some(Phase::Aborted)
             {
                 self.regressions.push(format!(
                     "{name}: percentDeployed {b} -> {n} at observed generation {:?}",

@@ -29,6 +29,8 @@ pub struct Rollout {
     service_name: Option<String>,
     selector_app: Option<String>,
     recreate_on_immutable_change: Option<bool>,
+    analysis: Option<sroll_api::analysis::RolloutAnalysis>,
+    steps: Vec<sroll_api::analysis::RolloutStep>,
 }
 
 impl Rollout {
@@ -49,6 +51,8 @@ impl Rollout {
             service_name: None,
             selector_app: None,
             recreate_on_immutable_change: None,
+            analysis: None,
+            steps: Vec::new(),
         }
     }
 
@@ -130,6 +134,18 @@ impl Rollout {
         self
     }
 
+    /// `spec.analysis`.
+    pub fn analysis(mut self, a: sroll_api::analysis::RolloutAnalysis) -> Self {
+        self.analysis = Some(a);
+        self
+    }
+
+    /// `spec.steps`.
+    pub fn steps(mut self, steps: Vec<sroll_api::analysis::RolloutStep>) -> Self {
+        self.steps = steps;
+        self
+    }
+
     /// The pods' `app` label.
     pub fn app_label(&self) -> &str {
         &self.name
@@ -199,6 +215,8 @@ impl Rollout {
                 notifications: None,
                 adopt_existing: None,
                 recreate_on_immutable_change: self.recreate_on_immutable_change,
+                analysis: self.analysis.clone(),
+                steps: self.steps.clone(),
             },
         );
         r.metadata.namespace = None;

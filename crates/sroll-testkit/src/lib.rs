@@ -8,6 +8,8 @@
 //!   namespace, the [`Checker`] and the operator in-process ([`RunningOperator`]).
 //! - [`process`]: the real `sroll operator` binary as a subprocess ([`OperatorProcess`]): start,
 //!   SIGKILL, SIGTERM, restart, its log.
+//! - [`prometheus`]: a real Prometheus server (Debian's `prometheus` binary) scraping kubesim's
+//!   simulated application metrics, for the analysis tests.
 //! - [`checker`] and [`evictions`]: the invariant checker (availability budget, version leaks,
 //!   status regressions, duplicated side effects, operator exits and panics) and an eviction watch.
 //! - [`fixture`]: fluent rollouts, `Rollout::named("web").replicas(8).image("app:v2")`.
@@ -35,6 +37,7 @@ pub mod evictions;
 pub mod fakes;
 pub mod fixture;
 pub mod process;
+pub mod prometheus;
 pub mod receivers;
 pub mod stack;
 pub mod status;

@@ -945,6 +945,8 @@ pub fn build(
         }),
         adopt_existing: None,
         recreate_on_immutable_change: None,
+        analysis: None,
+        steps: Vec::new(),
     };
     let mut rollout = StatefulsetRollout::new(&c.name, spec);
     rollout.metadata.namespace = Some(namespace);

@@ -97,6 +97,8 @@ impl Rollout {
             notifications: None,
             adopt_existing: None,
             recreate_on_immutable_change: None,
+            analysis: None,
+            steps: Vec::new(),
         };
         let mut r = StatefulsetRollout::new("web", spec);
         r.metadata.namespace = Some("default".into());
@@ -357,6 +359,7 @@ impl World {
             pdbs: self.pdbs.clone(),
             discovery: None,
             now: self.now,
+            analysis: Vec::new(),
         }
     }
 }

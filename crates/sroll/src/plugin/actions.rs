@@ -70,7 +70,7 @@ pub async fn set_percent(ctx: &Ctx, name: &str, percent: i32) -> anyhow::Result<
     Ok(out)
 }
 
-/// `retry`: a new `rolloutIdentity` re-runs a rollout that failed.
+/// `retry`: a new `rolloutIdentity` re-runs a rollout that failed (or an analysis aborted).
 pub async fn retry(ctx: &Ctx, name: &str) -> anyhow::Result<String> {
     let rollout = ctx.rollout(name).await?;
     let phase = rollout.status.as_ref().and_then(|s| s.phase.clone());
@@ -78,9 +78,9 @@ pub async fn retry(ctx: &Ctx, name: &str) -> anyhow::Result<String> {
     merge_patch(ctx, name, json!({"spec": {"rolloutIdentity": identity}})).await?;
     let mut out =
         format!("statefulsetrollout.sroll.io/{name} retried with rolloutIdentity {identity}");
-    if phase != Some(Phase::Failed) {
+    if phase != Some(Phase::Failed) && phase != Some(Phase::Aborted) {
         out.push_str(&format!(
-            "\nnote: the rollout was {}, not RolloutFailed",
+            "\nnote: the rollout was {}, not RolloutFailed or RolloutAborted",
             phase.map_or_else(|| "not started".to_owned(), |p| p.to_string())
         ));
     }

@@ -295,7 +295,9 @@ pub fn render_tree(view: &View, now: Timestamp, color: bool) -> String {
     let phase = s.phase.clone();
     let (icon, phase_style) = match &phase {
         Some(sroll_api::Phase::Done) => ("✔", &green),
-        Some(sroll_api::Phase::Failed) | Some(sroll_api::Phase::Blocked) => ("✖", &red),
+        Some(sroll_api::Phase::Failed)
+        | Some(sroll_api::Phase::Blocked)
+        | Some(sroll_api::Phase::Aborted) => ("✖", &red),
         Some(sroll_api::Phase::Paused) => ("॥", &yellow),
         _ => ("◌", &yellow),
     };
@@ -360,6 +362,9 @@ pub fn render_tree(view: &View, now: Timestamp, color: bool) -> String {
     );
     if let Some(id) = &r.spec.rollout_identity {
         let _ = writeln!(out, "{} {id}", bold.apply_to("Identity:    "));
+    }
+    if let Some(a) = &s.analysis {
+        analysis_lines(&mut out, r, a, &bold, &dim);
     }
 
     // Revisions, newest first, with pod counts.
@@ -475,6 +480,51 @@ pub fn render_tree(view: &View, now: Timestamp, color: bool) -> String {
         }
     }
     out
+}
+
+/// The analysis block: the step, the run's phase, and each metric's counts and last values.
+fn analysis_lines(
+    out: &mut String,
+    r: &StatefulsetRollout,
+    a: &sroll_api::analysis::AnalysisStatus,
+    bold: &Style,
+    dim: &Style,
+) {
+    let steps = if r.spec.steps.is_empty() {
+        2
+    } else {
+        r.spec.steps.len()
+    };
+    let step = usize::try_from(a.step_index.unwrap_or(0)).unwrap_or(0) + 1;
+    let _ = writeln!(
+        out,
+        "{} step {} of {steps}; {}{}",
+        bold.apply_to("Analysis:    "),
+        step.min(steps),
+        a.phase.as_deref().unwrap_or("-"),
+        a.message
+            .as_deref()
+            .map_or_else(String::new, |m| format!(" — {m}"))
+    );
+    for m in &a.metrics {
+        let values: Vec<String> = m
+            .measurements
+            .iter()
+            .map(|x| x.value.clone().unwrap_or_else(|| x.phase.clone()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {}  {}  {} measured: {} ok, {} failed, {} inconclusive, {} errors  {}",
+            m.name,
+            m.phase.as_deref().unwrap_or("-"),
+            m.count,
+            m.successful,
+            m.failed,
+            m.inconclusive,
+            m.error,
+            dim.apply_to(format!("last: {}", values.join(" ")))
+        );
+    }
 }
 
 pub(crate) fn event_time(e: &Event) -> Option<Timestamp> {
@@ -617,6 +667,30 @@ mod tests {
     #[test]
     fn tree_shows_phase_progress_revisions_pods_in_flight_and_events() {
         let out = render_tree(&fixture(), ts("2026-11-23T10:05:10Z"), false);
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn tree_shows_an_aborted_analysis_with_its_measurements() {
+        let mut view = fixture();
+        let status = view.rollout.status.get_or_insert_with(Default::default);
+        status.phase = Some(sroll_api::Phase::Aborted);
+        status.reason = Some("metric error-ratio failed: 1 failed measurement exceeds failureLimit 0 (last values: [0.2]); rolling back to revision web-1111".into());
+        status.analysis = Some(
+            serde_json::from_value(json!({
+                "release": "web-2222/rel-7", "stepIndex": 1, "phase": "Failed",
+                "message": "metric error-ratio failed: 1 failed measurement exceeds failureLimit 0 (last values: [0.2])",
+                "run": "web-2222/rel-7/step-1",
+                "metrics": [{"name": "error-ratio", "phase": "Failed", "count": 3, "successful": 0,
+                    "failed": 1, "inconclusive": 0, "error": 2, "consecutiveError": 0,
+                    "measurements": [
+                        {"phase": "Error", "message": "connection refused", "finishedAt": "2026-11-23T10:05:00Z"},
+                        {"phase": "Error", "message": "connection refused", "finishedAt": "2026-11-23T10:05:01Z"},
+                        {"phase": "Failed", "value": "[0.2]", "finishedAt": "2026-11-23T10:05:02Z"}]}]
+            }))
+            .expect("analysis fixture"),
+        );
+        let out = render_tree(&view, ts("2026-11-23T10:05:10Z"), false);
         insta::assert_snapshot!(out);
     }
 
