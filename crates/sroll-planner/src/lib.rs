@@ -21,6 +21,7 @@
 
 mod conditions;
 pub mod desired;
+pub mod inplace;
 pub mod observed;
 pub mod plan;
 mod planner;

@@ -199,6 +199,8 @@ impl Rollout {
                 notifications: None,
                 adopt_existing: None,
                 recreate_on_immutable_change: self.recreate_on_immutable_change,
+                pod_update_policy: None,
+                in_place_update_strategy: None,
             },
         );
         r.metadata.namespace = None;

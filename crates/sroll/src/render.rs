@@ -945,6 +945,8 @@ pub fn build(
         }),
         adopt_existing: None,
         recreate_on_immutable_change: None,
+        pod_update_policy: None,
+        in_place_update_strategy: None,
     };
     let mut rollout = StatefulsetRollout::new(&c.name, spec);
     rollout.metadata.namespace = Some(namespace);

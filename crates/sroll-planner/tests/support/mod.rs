@@ -97,6 +97,8 @@ impl Rollout {
             notifications: None,
             adopt_existing: None,
             recreate_on_immutable_change: None,
+            pod_update_policy: None,
+            in_place_update_strategy: None,
         };
         let mut r = StatefulsetRollout::new("web", spec);
         r.metadata.namespace = Some("default".into());
