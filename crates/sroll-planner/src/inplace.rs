@@ -481,6 +481,78 @@ fn pending_containers(pod: &Pod, state: &InPlaceState) -> Vec<String> {
     pending
 }
 
+/// One write of an in-place update to one pod, as a plan carries it to the executor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodWrite {
+    /// The pod's name.
+    pub pod: String,
+    /// The pod's uid when the write was planned: the executor writes only that incarnation.
+    pub uid: String,
+    /// What to write.
+    pub op: Op,
+}
+
+/// The three writes of an in-place update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// pods/status: [`out_of_traffic`] towards `target`.
+    TakeOutOfTraffic {
+        /// The revision the pod is moving to.
+        target: String,
+    },
+    /// The pod itself: [`patched`] from revision `from` (the executor refuses a pod whose
+    /// revision label is no longer `from`) to `target`.
+    PatchImages {
+        /// The pod's revision when planned.
+        from: String,
+        /// The revision the pod moves to.
+        target: String,
+        /// Images and metadata to change.
+        change: InPlaceChange,
+    },
+    /// pods/status: [`marked_ready`].
+    MarkReady,
+}
+
+impl Op {
+    /// PascalCase name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::TakeOutOfTraffic { .. } => "TakeOutOfTraffic",
+            Op::PatchImages { .. } => "PatchImages",
+            Op::MarkReady => "MarkReady",
+        }
+    }
+
+    /// The pod `pod` becomes with this write, or `None` when the write no longer applies to it
+    /// (re-checked by the executor on a fresh copy of the pod: another revision than planned, or
+    /// nothing to change), so a stale plan never updates a pod twice.
+    pub fn apply(&self, pod: &Pod, now: Timestamp) -> Option<Pod> {
+        let view = PodInPlace::from_pod(pod);
+        let revision = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::REVISION))
+            .map(String::as_str);
+        match self {
+            Op::TakeOutOfTraffic { target } => (revision != Some(target.as_str())
+                && view.gate_ready != Some(false))
+            .then(|| out_of_traffic(pod, target, now)),
+            Op::PatchImages {
+                from,
+                target,
+                change,
+            } => (revision == Some(from.as_str()) && view.gate_ready == Some(false))
+                .then(|| patched(pod, change, target, now)),
+            Op::MarkReady => (view.has_gate
+                && view.gate_ready != Some(true)
+                && view.containers_pending.is_empty())
+            .then(|| marked_ready(pod, now)),
+        }
+    }
+}
+
 /// `pod` with `type_` set to `status` (its `lastTransitionTime` moves only when the status does).
 fn with_condition(
     pod: &Pod,

@@ -5,7 +5,7 @@
 //! 1,000 small structs, not 1,000 full `Pod` objects), and each has a `from_*` constructor that reads
 //! the corresponding `k8s-openapi` object, so the operator does not re-implement the extraction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
     api::{
@@ -18,7 +18,10 @@ use k8s_openapi::{
 };
 use sroll_api::{StatefulsetRollout, predicates};
 
-use crate::desired::{ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH};
+use crate::{
+    desired::{ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH},
+    inplace::{InPlaceChange, NotInPlace, PodInPlace},
+};
 
 /// Everything [`crate::plan`] needs to decide, gathered at one instant.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +45,19 @@ pub struct Observed {
     pub discovery: Option<DiscoveryHealth>,
     /// The instant of the observation. The planner never reads a clock.
     pub now: Timestamp,
+    /// In-place updates: which revision changes can be made in place (empty unless
+    /// `spec.podUpdatePolicy` allows them).
+    pub in_place: InPlaceObserved,
+}
+
+/// What the operator knows about in-place updates: for each revision a pod of the set carries
+/// (other than the update revision), whether moving it to the update revision can be done in place,
+/// decided by [`crate::inplace::qualifies`] on the two ControllerRevisions' templates. A revision
+/// missing here is one whose ControllerRevision the operator has not seen (yet).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct InPlaceObserved {
+    /// From-revision → the change to the update revision, or why it cannot be made in place.
+    pub changes: BTreeMap<String, Result<InPlaceChange, NotInPlace>>,
 }
 
 /// The parts of the live StatefulSet the planner decides on.
@@ -163,6 +179,8 @@ pub struct ObservedPod {
     /// `metadata.uid`: which incarnation of the pod was observed (empty if unknown). The operator
     /// evicts with this uid as a precondition, so a newer incarnation is never evicted by mistake.
     pub uid: String,
+    /// Where the pod stands in an in-place update (its gate condition and state annotation).
+    pub in_place: PodInPlace,
 }
 
 impl ObservedPod {
@@ -194,6 +212,7 @@ impl ObservedPod {
             terminating: predicates::is_terminating(&pod.metadata),
             phase,
             uid: pod.metadata.uid.clone().unwrap_or_default(),
+            in_place: PodInPlace::from_pod(pod),
             name,
         })
     }
@@ -266,6 +285,7 @@ impl Observed {
             pdbs: Vec::new(),
             discovery: None,
             now,
+            in_place: InPlaceObserved::default(),
         }
     }
 }

@@ -293,6 +293,7 @@ impl World {
                     }
                     .into(),
                     uid: String::new(),
+                    in_place: Default::default(),
                 },
             );
         }
@@ -359,6 +360,7 @@ impl World {
             pdbs: self.pdbs.clone(),
             discovery: None,
             now: self.now,
+            in_place: Default::default(),
         }
     }
 }
