@@ -653,12 +653,16 @@ impl<'a> Planner<'a> {
         let partition = usize::try_from(c.live.partition.unwrap_or(0).max(0))
             .unwrap_or(0)
             .min(replicas);
-        // In-place pods wait below the partition until their patch: in flight all the same.
+        // In-place pods wait below the partition until their patch, and restart their containers
+        // there until the partition follows them: in flight all the same.
         let in_flight: Vec<usize> = (0..replicas)
             .rev()
             .filter(|&i| {
                 (i >= partition && c.slots[i].state.unavailable())
-                    || c.slots[i].state == State::InPlace
+                    || matches!(
+                        c.slots[i].state,
+                        State::InPlace | State::Updated { available: false }
+                    )
             })
             .collect();
         let progress = self.progress_text(c);

@@ -30,7 +30,8 @@
 //! each pod: a pod whose grace period ended is patched, a pod whose changed containers run the new
 //! image and are ready is marked `InPlaceUpdateReady=True`, a pod created from a template with the
 //! gate gets the condition (otherwise it would never be Ready), and a pod taken out of traffic for
-//! a change that no longer applies (a rollback during the grace period) is put back. These are not
+//! a change that no longer applies (a rollback during the grace period, a lower `percent`, a failed
+//! or finished rollout) is put back. These are not
 //! new disruptions, so they also run while paused; the partition is never moved while paused.
 //!
 //! **The first rollout with the gate.** [`crate::desired_statefulset`] adds the readiness gate to
@@ -226,6 +227,20 @@ impl<'a> Planner<'a> {
         let mut writes = Vec::new();
         let mut updating = Vec::new();
         let mut wake: Option<Duration> = None;
+        // A pod out of traffic is patched only while the rollout is live and still wants it (it is
+        // in the target range); otherwise its pending change is dropped (back into traffic).
+        let terminal = o.phase.is_terminal();
+        let first_target = self
+            .obs
+            .statefulset
+            .as_ref()
+            .zip(self.target)
+            .map(|(live, target)| {
+                i64::from(live.ordinals_start) + i64::from(live.replicas.max(0) - target.max(0))
+            });
+        let wanted = |pod: &ObservedPod| {
+            !terminal && first_target.is_some_and(|first| i64::from(pod.ordinal) >= first)
+        };
         for pod in pods {
             if planned.contains(&pod.name) {
                 updating.push(pod.name.clone());
@@ -239,6 +254,11 @@ impl<'a> Planner<'a> {
                 op: Op::MarkReady,
             };
             match update.as_deref() {
+                Some(update)
+                    if revision != Some(update) && self.out_for_in_place(pod) && !wanted(pod) =>
+                {
+                    writes.push(mark());
+                }
                 Some(update) if revision != Some(update) && self.out_for_in_place(pod) => {
                     updating.push(pod.name.clone());
                     match inplace::next_step(view, revision, update, grace, self.now) {

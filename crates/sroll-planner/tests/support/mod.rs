@@ -156,6 +156,14 @@ impl Rollout {
         self.0.spec.recreate_on_immutable_change = Some(true);
         self
     }
+    /// `spec.podUpdatePolicy` and `spec.inPlaceUpdateStrategy.gracePeriodSeconds`.
+    pub fn in_place(mut self, policy: sroll_api::PodUpdatePolicy, grace: i32) -> Self {
+        self.0.spec.pod_update_policy = Some(policy);
+        self.0.spec.in_place_update_strategy = Some(sroll_api::InPlaceUpdateStrategy {
+            grace_period_seconds: Some(grace),
+        });
+        self
+    }
     /// Edits the status as the previous reconcile left it; `observedGeneration` and
     /// `rolloutIdentity` default to the current ones and revisions to OLD → NEW.
     pub fn status(mut self, f: impl FnOnce(&mut StatefulsetRolloutStatus)) -> Self {
