@@ -362,7 +362,9 @@ pub enum Step {
     /// One pods/status write: `InPlaceUpdateReady=False` and `Ready=False`
     /// ([`out_of_traffic`]).
     TakeOutOfTraffic,
-    /// Out of traffic; the images change at `until` (the grace period).
+    /// Out of traffic; the images change at `until`: the gate condition's `lastTransitionTime` plus
+    /// the grace period plus one second (the time has whole seconds, truncated), so the pod is
+    /// out of traffic at least the grace period.
     WaitGrace {
         /// When the grace period ends.
         until: Timestamp,
@@ -408,8 +410,14 @@ pub fn next_step(
         return Step::TakeOutOfTraffic;
     }
     let since = view.gate_since.unwrap_or(now);
+    // A condition's lastTransitionTime has whole seconds (truncated): one more second makes the
+    // grace period at least as long as asked.
+    let grace = match grace_seconds.max(0) {
+        0 => 0,
+        g => g + 1,
+    };
     let until = since
-        .checked_add(SignedDuration::from_secs(grace_seconds.max(0)))
+        .checked_add(SignedDuration::from_secs(grace))
         .unwrap_or(since);
     if until > now {
         Step::WaitGrace { until }
@@ -998,11 +1006,11 @@ mod tests {
             !predicates::is_pod_ready(&out),
             "Ready=False in the same write"
         );
-        assert_eq!(step(&out, 100), Step::WaitGrace { until: at(110) });
-        assert_eq!(step(&out, 109), Step::WaitGrace { until: at(110) });
-        assert_eq!(step(&out, 110), Step::PatchImages);
+        assert_eq!(step(&out, 100), Step::WaitGrace { until: at(111) });
+        assert_eq!(step(&out, 110), Step::WaitGrace { until: at(111) });
+        assert_eq!(step(&out, 111), Step::PatchImages);
 
-        let patched = patched(&out, &change, "rev-2", at(110));
+        let patched = patched(&out, &change, "rev-2", at(111));
         let spec = patched.spec.as_ref().expect("spec");
         assert_eq!(spec.containers[0].image.as_deref(), Some("app:2"));
         assert_eq!(

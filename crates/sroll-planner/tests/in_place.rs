@@ -267,7 +267,7 @@ fn the_grace_period_holds_each_pod_out_of_traffic_before_its_images_change() {
     assert_eq!(writes.len(), 2);
     assert_eq!(p.status.in_place_updating, ["web-3", "web-2"]);
     assert!(
-        p.requeue_after.is_some_and(|d| d.as_secs() <= 20),
+        p.requeue_after.is_some_and(|d| d.as_secs() <= 21),
         "wakes for the end of the grace period: {:?}",
         p.requeue_after
     );
