@@ -49,6 +49,9 @@ pub mod defaults {
     pub const MIN_POD_EVICTION_INTERVAL_SECONDS: i64 = 0;
     /// `spec.serviceDiscovery.healthTimeoutSeconds` when omitted.
     pub const DISCOVERY_HEALTH_TIMEOUT_SECONDS: i32 = 600;
+    /// `spec.inPlaceUpdateStrategy.gracePeriodSeconds` when omitted: the images change as soon as
+    /// the pod is out of traffic.
+    pub const IN_PLACE_GRACE_PERIOD_SECONDS: i32 = 0;
 }
 
 /// Condition types written to `status.conditions` (PascalCase, per API conventions).

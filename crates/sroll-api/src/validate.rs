@@ -56,6 +56,23 @@ pub fn validate(rollout: &StatefulsetRollout) -> Vec<FieldError> {
             Err(e) => err("spec.maxUnavailable".into(), &e.to_string()),
         }
     }
+    if let Some(crate::PodUpdatePolicy::Unknown(v)) = &spec.pod_update_policy {
+        err(
+            "spec.podUpdatePolicy".into(),
+            &format!("unknown value {v:?}: must be ReCreate, InPlaceIfPossible or InPlaceOnly"),
+        );
+    }
+    if let Some(g) = spec
+        .in_place_update_strategy
+        .as_ref()
+        .and_then(|s| s.grace_period_seconds)
+        && !(0..=3600).contains(&g)
+    {
+        err(
+            "spec.inPlaceUpdateStrategy.gracePeriodSeconds".into(),
+            "must be between 0 and 3600 seconds",
+        );
+    }
     if sts.replicas.is_some_and(|r| r < 0) {
         err("spec.sts.spec.replicas".into(), "must be 0 or more");
     }

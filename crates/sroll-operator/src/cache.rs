@@ -10,6 +10,7 @@
 //! | StatefulSet | the pod template's `spec` |
 //! | Pod | `spec` (the revision label says which template a pod runs); metadata except name, namespace, uid, resourceVersion, labels, the controller owner reference and deletionTimestamp; status except `phase`, `podIP` and the `Ready` condition's type, status and lastTransitionTime. Pods are not even stored as `Pod`s: see [`pod`] |
 //! | EndpointSlice | metadata as for pods; `ports`; per endpoint everything but `addresses`, `conditions.ready` and the target's kind and name |
+//! | ControllerRevision | metadata as for pods (the `data`, the pod template of a StatefulSet revision, is what in-place updates compare) |
 //!
 //! A cached pod yields the same `sroll_planner::ObservedPod` as the full one (tested below).
 //!
@@ -31,8 +32,8 @@ use std::sync::Arc;
 use futures::{Stream, TryStreamExt};
 use k8s_openapi::{
     api::{
-        apps::v1::StatefulSet,
-        core::v1::{ObjectReference, Pod},
+        apps::v1::{ControllerRevision, StatefulSet},
+        core::v1::{ObjectReference, Pod, PodTemplateSpec},
         discovery::v1::{Endpoint, EndpointConditions, EndpointSlice},
         policy::v1::PodDisruptionBudget,
     },
@@ -153,6 +154,9 @@ pub struct Caches {
     pub pdbs: Store<PodDisruptionBudget>,
     /// EndpointSlices of Services (label `kubernetes.io/service-name`).
     pub endpoint_slices: Store<EndpointSlice>,
+    /// ControllerRevisions (their templates decide whether a revision change can be made in
+    /// place: [`revision_template`]).
+    pub controller_revisions: Store<ControllerRevision>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -163,6 +167,7 @@ impl std::fmt::Debug for Caches {
             .field("pods", &self.pods.len())
             .field("pdbs", &self.pdbs.len())
             .field("endpoint_slices", &self.endpoint_slices.len())
+            .field("controller_revisions", &self.controller_revisions.len())
             .finish()
     }
 }
@@ -212,6 +217,31 @@ pub fn strip_statefulset(s: &mut StatefulSet) {
             meta.annotations = None;
         }
     }
+}
+
+/// Trims a ControllerRevision for the cache: its metadata as for pods; `data` stays.
+pub fn strip_controller_revision(r: &mut ControllerRevision) {
+    r.metadata = slim_meta(std::mem::take(&mut r.metadata));
+}
+
+/// The pod template ControllerRevision `name` of `namespace` records, from the cache.
+pub fn revision_template(caches: &Caches, namespace: &str, name: &str) -> Option<PodTemplateSpec> {
+    let revision = caches
+        .controller_revisions
+        .get(&ObjectRef::new(name).within(namespace))?;
+    sroll_planner::inplace::template_from_revision(&revision)
+}
+
+/// Maps a ControllerRevision event to the rollout of the StatefulSet that owns it (a new revision
+/// may arrive after the set's status names it: the rollout waiting on it looks again at once).
+pub fn rollout_of_controller_revision(
+    rollouts: &Store<StatefulsetRollout>,
+    statefulsets: &Store<StatefulSet>,
+    revision: &ControllerRevision,
+) -> Option<ObjectRef<StatefulsetRollout>> {
+    let namespace = revision.namespace()?;
+    let set = controller_of(&revision.metadata, "StatefulSet")?;
+    rollout_of_statefulset(rollouts, statefulsets, &namespace, set)
 }
 
 /// Trims a PodDisruptionBudget for the cache.
@@ -397,6 +427,20 @@ pub fn pod(caches: &Caches, namespace: &str, name: &str) -> Option<Pod> {
         .pods
         .get(&ObjectRef::new(name).within(namespace))
         .map(|p| p.to_pod())
+}
+
+/// Where the cached pod `name` of `namespace` stands in an in-place update
+/// ([`CachedPod::in_place`]; the default when the pod is not cached).
+pub fn pod_in_place(
+    caches: &Caches,
+    namespace: &str,
+    name: &str,
+) -> sroll_planner::inplace::PodInPlace {
+    caches
+        .pods
+        .get(&ObjectRef::new(name).within(namespace))
+        .map(|p| p.in_place())
+        .unwrap_or_default()
 }
 
 /// The pods of StatefulSet `sts_name` with ordinals `start..start+replicas`, from the cache.
@@ -637,6 +681,7 @@ pub(crate) mod tests {
             pods: store_of(Vec::new()),
             pdbs: store_of(Vec::new()),
             endpoint_slices: slices,
+            controller_revisions: store_of(Vec::new()),
         };
         let found = endpoint_slices_of(&caches, "ns", &["web".to_owned()]);
         assert_eq!(found.len(), 1);
@@ -802,6 +847,7 @@ pub(crate) mod tests {
             pods: store_of(pods.into_iter().map(cached).collect()),
             pdbs: store_of(Vec::new()),
             endpoint_slices: store_of(Vec::new()),
+            controller_revisions: store_of(Vec::new()),
         };
         let now = "2026-11-23T12:00:00Z".parse().expect("a timestamp");
         let expectations = crate::observe::Expectations::default();

@@ -23,7 +23,9 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::{
     api::{
-        apps::v1::StatefulSet, core::v1::Pod, discovery::v1::EndpointSlice,
+        apps::v1::{ControllerRevision, StatefulSet},
+        core::v1::Pod,
+        discovery::v1::EndpointSlice,
         policy::v1::PodDisruptionBudget,
     },
     jiff::Timestamp,
@@ -193,6 +195,16 @@ pub async fn run_scope(
     .reflect(slice_writer)
     .touched_objects();
 
+    let (controller_revisions, revision_writer) = reflector::store::<ControllerRevision>();
+    let revision_stream = watcher(
+        api_in::<ControllerRevision>(client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .backoff(cache::WatchBackoff::default())
+    .modify(cache::strip_controller_revision)
+    .reflect(revision_writer)
+    .touched_objects();
+
     // Results of the integrations' background workers concerning rollouts of this scope.
     let woken = handles.integrations.wakes(ns);
     let (analysis, measured) = crate::analysis::Analysis::new(client.clone());
@@ -203,6 +215,7 @@ pub async fn run_scope(
         pods,
         pdbs,
         endpoint_slices,
+        controller_revisions,
     };
     let ctx = Arc::new(Context {
         handles,
@@ -220,6 +233,7 @@ pub async fn run_scope(
     let (pod_rollouts, pod_sets) = (rollouts.clone(), statefulsets.clone());
     let pdb_rollouts = rollouts.clone();
     let slice_rollouts = rollouts.clone();
+    let (revision_rollouts, revision_sets) = (rollouts.clone(), statefulsets.clone());
     // Each watch backs off on its own; the errors stop here so that the Controller's trigger
     // back-off never pauses every cache at once (`cache::errors_logged`).
     Controller::for_stream(
@@ -238,6 +252,12 @@ pub async fn run_scope(
     .watches_stream(
         cache::errors_logged(slice_stream, "EndpointSlice"),
         move |slice| cache::rollouts_of_endpoint_slice(&slice_rollouts, &slice),
+    )
+    .watches_stream(
+        cache::errors_logged(revision_stream, "ControllerRevision"),
+        move |revision| {
+            cache::rollout_of_controller_revision(&revision_rollouts, &revision_sets, &revision)
+        },
     )
     .reconcile_on(futures::stream::select(woken, measured))
     .graceful_shutdown_on(stopped)
@@ -274,6 +294,7 @@ async fn wait_for_caches(
         let _ = caches.pods.wait_until_ready().await;
         let _ = caches.pdbs.wait_until_ready().await;
         let _ = caches.endpoint_slices.wait_until_ready().await;
+        let _ = caches.controller_revisions.wait_until_ready().await;
     };
     tokio::select! {
         synced = tokio::time::timeout(CACHE_SYNC_TIMEOUT, sync) => {
@@ -307,6 +328,7 @@ fn milestones(status: &StatefulsetRolloutStatus, paced: bool) -> StatefulsetRoll
         reconcile_after: None,
         reason: None,
         pods: Vec::new(),
+        in_place_updating: Vec::new(),
         ready_replicas: None,
         ready_replicas_service_discovery: None,
         updated_replicas: None,
@@ -465,6 +487,20 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         } => {
             execute::set_current_revision(&sts_api, statefulset, revision).await?;
         }
+        Action::InPlace { partition, writes } => {
+            if let Some(mv) = partition {
+                rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
+            }
+            if rejected.is_none() {
+                let outcome = crate::inplace::execute(&pod_api, writes).await;
+                let names: Vec<String> = outcome.written.iter().map(|p| p.name_any()).collect();
+                tracing::info!(rollout = %key, written = ?names, skipped = outcome.skipped, "in-place writes");
+                for pod in outcome.written {
+                    ctx.expectations.pod_written(pod);
+                }
+                deferred = outcome.error;
+            }
+        }
     }
 
     if let Some(message) = rejected {
@@ -492,7 +528,8 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let paced = rollout.spec.min_pod_eviction_interval_seconds() > 0;
     let acted = match &plan.action {
         Action::Wait => false,
-        Action::Evict { .. } => paced,
+        // In-place writes, like evictions, are progress: the next reconcile sees them in the pods.
+        Action::Evict { .. } | Action::InPlace { .. } => paced,
         _ => true,
     };
     let since_last_write = lock(&ctx.last_write).get(&key).map(Instant::elapsed);
@@ -606,6 +643,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::Evict { .. } => "Evict",
         Action::DeletePods { .. } => "DeletePods",
         Action::PatchCurrentRevision { .. } => "PatchCurrentRevision",
+        Action::InPlace { .. } => "InPlace",
     }
 }
 

@@ -128,6 +128,18 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A write of an in-place update (a pod or pods/status update) failed.
+    #[error("failed to write {op} on pod {pod} (in-place update)")]
+    InPlaceWrite {
+        /// Pod name.
+        pod: String,
+        /// The write (`TakeOutOfTraffic`, `PatchImages`, `MarkReady`).
+        op: &'static str,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+
     /// Deleting a broken pod failed.
     #[error("failed to delete pod {pod}")]
     DeletePod {
@@ -171,6 +183,7 @@ impl Error {
             Self::DeleteStatefulSet { .. } => "delete_statefulset",
             Self::PatchStatefulSetStatus { .. } => "patch_statefulset_status",
             Self::Evict { .. } => "evict",
+            Self::InPlaceWrite { .. } => "in_place_write",
             Self::DeletePod { .. } => "delete_pod",
             Self::PatchStatus { .. } => "patch_status",
         }

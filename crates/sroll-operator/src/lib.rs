@@ -22,6 +22,7 @@ pub mod controller;
 pub mod error;
 pub mod events;
 pub mod execute;
+pub mod inplace;
 pub mod integrations;
 pub mod leader;
 pub mod metrics;

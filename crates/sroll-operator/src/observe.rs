@@ -17,14 +17,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{api::apps::v1::StatefulSet, jiff::Timestamp};
+use k8s_openapi::{
+    api::{apps::v1::StatefulSet, core::v1::Pod},
+    jiff::Timestamp,
+};
 use kube::{
     ResourceExt,
     core::{Selector, SelectorExt},
     runtime::reflector::ObjectRef,
 };
 use sroll_api::{StatefulsetRollout, predicates::resource_version, sync::lock};
-use sroll_planner::{LiveStatefulSet, Observed, ObservedPdb, ObservedPod};
+use sroll_planner::{
+    InPlaceObserved, LiveStatefulSet, Observed, ObservedPdb, ObservedPod, inplace,
+};
 
 use crate::cache::{self, Caches};
 
@@ -39,6 +44,10 @@ pub struct Expectations {
     statefulsets: Mutex<HashMap<String, (Arc<StatefulSet>, Instant)>>,
     /// Pods we evicted or deleted, by `namespace/name`, with the uid of the incarnation.
     deleted_pods: Mutex<HashMap<String, String>>,
+    /// Pods as returned by our last in-place write (a pods/status update or a pod update), by
+    /// `namespace/name`: until the cache shows that resourceVersion, the pod is observed as
+    /// written (a pod just taken out of traffic must count against the budget at once).
+    written_pods: Mutex<HashMap<String, Arc<Pod>>>,
 }
 
 impl Expectations {
@@ -65,6 +74,32 @@ impl Expectations {
             if !uid.is_empty() {
                 deleted.insert(format!("{namespace}/{name}"), uid.to_owned());
             }
+        }
+    }
+
+    /// Records a pod the API server returned from our in-place write.
+    pub fn pod_written(&self, pod: Pod) {
+        let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+        lock(&self.written_pods).insert(key, Arc::new(pod));
+    }
+
+    /// The pod we last wrote when it is newer than the cached one (same incarnation, higher
+    /// resourceVersion); forgets the expectation once the cache caught up.
+    fn written_pod(&self, namespace: &str, cached: &Pod) -> Option<Arc<Pod>> {
+        let key = format!("{namespace}/{}", cached.name_any());
+        let mut written = lock(&self.written_pods);
+        match written.get(&key) {
+            Some(w)
+                if w.uid() == cached.uid()
+                    && resource_version(&w.metadata) > resource_version(&cached.metadata) =>
+            {
+                Some(w.clone())
+            }
+            Some(_) => {
+                written.remove(&key);
+                None
+            }
+            None => None,
         }
     }
 
@@ -159,14 +194,53 @@ pub fn observe(
             let labels = pod.metadata.labels.clone().unwrap_or_default();
             selector.as_ref().is_some_and(|s| s.matches(&labels))
         })
-        .filter_map(|pod| ObservedPod::from_pod(pod, &set_name))
+        .filter_map(|pod| match expectations.written_pod(&namespace, pod) {
+            // Our own in-place write, which the cache does not show yet.
+            Some(written) => ObservedPod::from_pod(&written, &set_name),
+            None => ObservedPod::from_pod(pod, &set_name).map(|mut observed| {
+                observed.in_place = cache::pod_in_place(caches, &namespace, &observed.name);
+                observed
+            }),
+        })
         .map(|mut pod| {
             pod.terminating |= pending.contains(&pod.name);
             pod
         })
         .collect();
+    if rollout.spec.in_place_allowed()
+        && let Some(update) = view.update_revision.as_deref()
+    {
+        observed.in_place = in_place_changes(caches, &namespace, update, &observed.pods);
+    }
     observed.statefulset = Some(view);
     observed
+}
+
+/// For each revision the pods carry other than `update`, whether moving to `update` can be done
+/// in place, from the two ControllerRevisions' templates in the cache (a revision whose
+/// ControllerRevision is not cached is left out: the planner waits for it).
+fn in_place_changes(
+    caches: &Caches,
+    namespace: &str,
+    update: &str,
+    pods: &[ObservedPod],
+) -> InPlaceObserved {
+    let mut out = InPlaceObserved::default();
+    let Some(new) = cache::revision_template(caches, namespace, update) else {
+        return out;
+    };
+    let revisions: std::collections::BTreeSet<&str> = pods
+        .iter()
+        .filter_map(|p| p.revision.as_deref())
+        .filter(|r| *r != update)
+        .collect();
+    for revision in revisions {
+        if let Some(old) = cache::revision_template(caches, namespace, revision) {
+            out.changes
+                .insert(revision.to_owned(), inplace::qualifies(&old, &new));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -195,6 +269,7 @@ mod tests {
             pods,
             pdbs: writer_with(Vec::<PodDisruptionBudget>::new()).0,
             endpoint_slices: writer_with(Vec::new()).0,
+            controller_revisions: writer_with(Vec::new()).0,
         }
     }
 

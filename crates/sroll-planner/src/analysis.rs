@@ -794,6 +794,8 @@ mod tests {
             notifications: None,
             adopt_existing: None,
             recreate_on_immutable_change: None,
+            pod_update_policy: None,
+            in_place_update_strategy: None,
             analysis: Some(sroll_api::analysis::RolloutAnalysis {
                 metrics: vec![metric(Some("result[0] < 0.1"), None)],
                 abort_policy: None,

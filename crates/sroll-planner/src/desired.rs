@@ -15,8 +15,9 @@
 
 use std::{collections::BTreeMap, hash::Hasher};
 
-use k8s_openapi::api::apps::v1::{
-    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetUpdateStrategy,
+use k8s_openapi::api::{
+    apps::v1::{RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetUpdateStrategy},
+    core::v1::{PodReadinessGate, PodTemplateSpec},
 };
 use kube::{Resource, ResourceExt, api::ObjectMeta};
 use serde::Serialize;
@@ -41,6 +42,8 @@ pub const ANNOTATION_TEMPLATE_HASH: &str = "sroll.io/template-hash";
 /// - `spec`: the user's, with `updateStrategy` replaced: `Partitioned` → `RollingUpdate` with
 ///   `rollingUpdate.partition = partition`; `OnDelete` → `OnDelete` (no `rollingUpdate` block, which
 ///   upstream validation forbids with OnDelete);
+/// - the pod template is [`pod_template`]: the user's, plus the `InPlaceUpdateReady` readiness gate
+///   when `spec.podUpdatePolicy` allows in-place updates;
 /// - `podManagementPolicy` defaults to `Parallel` when the user leaves it unset (with
 ///   `OrderedReady`, the upstream default, the StatefulSet controller recreates evicted pods one at
 ///   a time and parallel evictions gain little).
@@ -56,6 +59,7 @@ pub fn desired_statefulset(
     annotations.insert(ANNOTATION_SPEC_HASH.into(), spec_hash(rollout)?);
     annotations.insert(ANNOTATION_TEMPLATE_HASH.into(), template_hash(rollout)?);
     let mut spec = user.spec.clone();
+    spec.template = pod_template(rollout);
     spec.update_strategy = Some(match rollout.spec.strategy() {
         RolloutStrategy::OnDelete => StatefulSetUpdateStrategy {
             type_: Some("OnDelete".into()),
@@ -88,22 +92,53 @@ pub fn desired_statefulset(
 }
 
 /// Hash of everything in the rollout that [`desired_statefulset`] reads, except the partition:
-/// `spec.sts` (whole) and the effective `spec.strategy`.
+/// `spec.sts` (whole), the effective `spec.strategy`, and whether `spec.podUpdatePolicy` allows
+/// in-place updates (left out of the hashed JSON when it does not, so the hashes of rollouts
+/// written before the field existed do not change).
 pub fn spec_hash(rollout: &StatefulsetRollout) -> Result<String, Error> {
     #[derive(Serialize)]
     struct Hashed<'a> {
         sts: &'a sroll_api::EmbeddedStatefulSet,
         strategy: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        in_place: bool,
     }
     hash_json(&Hashed {
         sts: &rollout.spec.sts,
         strategy: rollout.spec.strategy().to_string(),
+        in_place: rollout.spec.in_place_allowed(),
     })
 }
 
-/// Hash of `spec.sts.spec.template`: changes exactly when the StatefulSet gets a new revision.
+/// Hash of the pod template the set gets ([`pod_template`]): changes exactly when the StatefulSet
+/// gets a new revision.
 pub fn template_hash(rollout: &StatefulsetRollout) -> Result<String, Error> {
-    hash_json(&rollout.spec.sts.spec.template)
+    hash_json(&pod_template(rollout))
+}
+
+/// The pod template of the managed StatefulSet: `spec.sts.spec.template`, plus the readiness gate
+/// [`crate::inplace::READINESS_GATE`] when `spec.podUpdatePolicy` allows in-place updates (the
+/// gate lets sroll take a pod out of traffic before its images change). Adding the gate to a
+/// running set is itself a template change, which no pod can take in place (readiness gates are
+/// immutable on a pod): the first rollout after switching to an in-place policy recreates the pods.
+pub fn pod_template(rollout: &StatefulsetRollout) -> PodTemplateSpec {
+    let mut template = rollout.spec.sts.spec.template.clone();
+    if rollout.spec.in_place_allowed() {
+        let gates = template
+            .spec
+            .get_or_insert_with(Default::default)
+            .readiness_gates
+            .get_or_insert_with(Vec::new);
+        if !gates
+            .iter()
+            .any(|g| g.condition_type == crate::inplace::READINESS_GATE)
+        {
+            gates.push(PodReadinessGate {
+                condition_type: crate::inplace::READINESS_GATE.into(),
+            });
+        }
+    }
+    template
 }
 
 fn hash_json<T: Serialize>(value: &T) -> Result<String, Error> {

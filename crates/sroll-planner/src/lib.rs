@@ -22,6 +22,7 @@
 pub mod analysis;
 mod conditions;
 pub mod desired;
+pub mod inplace;
 pub mod observed;
 pub mod plan;
 mod planner;
@@ -30,7 +31,9 @@ pub use analysis::ObservedMeasurement;
 pub use desired::{
     ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH, desired_statefulset, spec_hash, template_hash,
 };
-pub use observed::{DiscoveryHealth, LiveStatefulSet, Observed, ObservedPdb, ObservedPod};
+pub use observed::{
+    DiscoveryHealth, InPlaceObserved, LiveStatefulSet, Observed, ObservedPdb, ObservedPod,
+};
 pub use plan::{Action, ApplyKind, EventType, PartitionMove, Plan, PlannedEvent};
 pub use planner::{REQUEUE_BACKPRESSURE, REQUEUE_SOON, REQUEUE_WAITING, plan};
 
@@ -82,6 +85,10 @@ pub mod reasons {
     pub const PARTITION_MOVED: &str = "PartitionMoved";
     /// A batch of pods was evicted.
     pub const PODS_EVICTED: &str = "PodsEvicted";
+    /// A batch of pods is being updated in place.
+    pub const PODS_UPDATING_IN_PLACE: &str = "PodsUpdatingInPlace";
+    /// `podUpdatePolicy: InPlaceOnly` and the revision change cannot be made in place.
+    pub const IN_PLACE_UPDATE_IMPOSSIBLE: &str = "InPlaceUpdateImpossible";
     /// Pods that were not Ready and not at their target revision were replaced.
     pub const BROKEN_PODS_REPLACED: &str = "BrokenPodsReplaced";
     /// `status.currentRevision` of an OnDelete set was advanced.

@@ -5,7 +5,7 @@
 //! 1,000 small structs, not 1,000 full `Pod` objects), and each has a `from_*` constructor that reads
 //! the corresponding `k8s-openapi` object, so the operator does not re-implement the extraction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
     api::{
@@ -18,7 +18,10 @@ use k8s_openapi::{
 };
 use sroll_api::{StatefulsetRollout, predicates};
 
-use crate::desired::{ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH};
+use crate::{
+    desired::{ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH},
+    inplace::{InPlaceChange, NotInPlace, PodInPlace},
+};
 
 /// Everything [`crate::plan`] needs to decide, gathered at one instant.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +47,19 @@ pub struct Observed {
     pub now: Timestamp,
     /// Analysis measurements the operator took (any not yet in `status.analysis` are recorded).
     pub analysis: Vec<crate::analysis::ObservedMeasurement>,
+    /// In-place updates: which revision changes can be made in place (empty unless
+    /// `spec.podUpdatePolicy` allows them).
+    pub in_place: InPlaceObserved,
+}
+
+/// What the operator knows about in-place updates: for each revision a pod of the set carries
+/// (other than the update revision), whether moving it to the update revision can be done in place,
+/// decided by [`crate::inplace::qualifies`] on the two ControllerRevisions' templates. A revision
+/// missing here is one whose ControllerRevision the operator has not seen (yet).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct InPlaceObserved {
+    /// From-revision → the change to the update revision, or why it cannot be made in place.
+    pub changes: BTreeMap<String, Result<InPlaceChange, NotInPlace>>,
 }
 
 /// The parts of the live StatefulSet the planner decides on.
@@ -165,6 +181,8 @@ pub struct ObservedPod {
     /// `metadata.uid`: which incarnation of the pod was observed (empty if unknown). The operator
     /// evicts with this uid as a precondition, so a newer incarnation is never evicted by mistake.
     pub uid: String,
+    /// Where the pod stands in an in-place update (its gate condition and state annotation).
+    pub in_place: PodInPlace,
 }
 
 impl ObservedPod {
@@ -196,6 +214,7 @@ impl ObservedPod {
             terminating: predicates::is_terminating(&pod.metadata),
             phase,
             uid: pod.metadata.uid.clone().unwrap_or_default(),
+            in_place: PodInPlace::from_pod(pod),
             name,
         })
     }
@@ -269,6 +288,7 @@ impl Observed {
             discovery: None,
             now,
             analysis: Vec::new(),
+            in_place: InPlaceObserved::default(),
         }
     }
 }

@@ -65,6 +65,18 @@ pub enum Action {
         /// Pod names, highest ordinal first.
         pods: Vec<String>,
     },
+    /// Writes of in-place updates ([`crate::inplace`]), in order, each re-checked by the executor on
+    /// a fresh copy of its pod ([`crate::inplace::Op::apply`]); a pod's later writes are skipped
+    /// when one of its writes fails. When `partition` is set, apply it first: it only moves past
+    /// pods already at the update revision (a pod keeps its old revision label until its images
+    /// are patched, and the StatefulSet controller deletes a pod at or above the partition whose
+    /// revision is not the update revision).
+    InPlace {
+        /// Partition to apply before the writes (`Partitioned` only, when it changes).
+        partition: Option<PartitionMove>,
+        /// The writes, highest ordinal first.
+        writes: Vec<crate::inplace::PodWrite>,
+    },
     /// `OnDelete`: every pod runs the update revision but the StatefulSet controller never advances
     /// `status.currentRevision` under OnDelete (≤ v1.36, kubernetes#73492): set it, through the
     /// status subresource, to `revision` (a merge patch `{"status":{"currentRevision":…}}`), as

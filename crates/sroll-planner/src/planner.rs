@@ -40,6 +40,8 @@ use crate::{
     reasons as r,
 };
 
+mod in_place;
+
 /// Requeue after an action: the watches normally trigger the next reconcile sooner.
 pub const REQUEUE_SOON: Duration = Duration::from_secs(2);
 /// Requeue while waiting on pods (a pod turning Ready triggers a reconcile through the watch; this
@@ -68,6 +70,9 @@ enum State {
     Updated { available: bool },
     /// At another revision; `ready` when Running and Ready.
     Old { ready: bool },
+    /// At another revision, out of traffic for an in-place update whose images are not patched
+    /// yet (see `in_place`): unavailable, and kept below the partition like an unchosen old pod.
+    InPlace,
 }
 
 impl State {
@@ -76,6 +81,7 @@ impl State {
             State::Missing | State::Terminating => true,
             State::Updated { available } => !available,
             State::Old { ready } => !ready,
+            State::InPlace => true,
         }
     }
 }
@@ -172,6 +178,7 @@ impl<'a> Planner<'a> {
     fn run(mut self) -> Plan {
         self.observe_pods();
         let outcome = self.decide();
+        let outcome = self.with_in_place(outcome);
         self.finish(outcome)
     }
 
@@ -778,6 +785,8 @@ impl<'a> Planner<'a> {
             };
             slot.state = if pod.terminating {
                 State::Terminating
+            } else if pod.revision.as_deref() != Some(update) && self.out_for_in_place(pod) {
+                State::InPlace
             } else if pod.revision.as_deref() == Some(update) {
                 State::Updated {
                     available: self.available(pod, live.min_ready_seconds)
@@ -840,9 +849,17 @@ impl<'a> Planner<'a> {
         let partition = usize::try_from(c.live.partition.unwrap_or(0).max(0))
             .unwrap_or(0)
             .min(replicas);
-        let in_flight: Vec<usize> = (partition..replicas)
+        // In-place pods wait below the partition until their patch, and restart their containers
+        // there until the partition follows them: in flight all the same.
+        let in_flight: Vec<usize> = (0..replicas)
             .rev()
-            .filter(|&i| c.slots[i].state.unavailable())
+            .filter(|&i| {
+                (i >= partition && c.slots[i].state.unavailable())
+                    || matches!(
+                        c.slots[i].state,
+                        State::InPlace | State::Updated { available: false }
+                    )
+            })
             .collect();
         let progress = self.progress_text(c);
 
@@ -883,9 +900,12 @@ impl<'a> Planner<'a> {
 
         // Self-healing: broken pods in the target range above every healthy old pod are replaced
         // at once, without budget (they are already unavailable).
-        let highest_healthy_old = (0..replicas)
-            .rev()
-            .find(|&i| c.slots[i].state == State::Old { ready: true });
+        let highest_healthy_old = (0..replicas).rev().find(|&i| {
+            matches!(
+                c.slots[i].state,
+                State::Old { ready: true } | State::InPlace
+            )
+        });
         let broken: Vec<usize> = (range_start..replicas)
             .rev()
             .filter(|&i| {
@@ -942,6 +962,13 @@ impl<'a> Planner<'a> {
         };
         let size = size.min(candidates.len());
         if size > 0 {
+            let realign = match self.partition_move(aligned, partition) {
+                Ok(m) => m,
+                Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+            };
+            if let Some(o) = self.in_place_batch(c, &candidates, size, realign, &progress) {
+                return o;
+            }
             let batch: Vec<usize> = candidates[..size].to_vec();
             let selected: BTreeSet<usize> = batch.iter().copied().collect();
             let new_partition = aligned_partition(&c.slots, &selected, partition, range_start);
@@ -986,7 +1013,7 @@ impl<'a> Planner<'a> {
         let coming = count(c.slots.iter().filter(|s| {
             matches!(
                 s.state,
-                State::Updated { .. } | State::Missing | State::Terminating
+                State::Updated { .. } | State::Missing | State::Terminating | State::InPlace
             )
         }));
         let needed = usize::try_from(c.target - coming).unwrap_or(0).min(target);
@@ -995,7 +1022,10 @@ impl<'a> Planner<'a> {
             .filter(|&i| {
                 matches!(
                     c.slots[i].state,
-                    State::Missing | State::Terminating | State::Updated { available: false }
+                    State::Missing
+                        | State::Terminating
+                        | State::Updated { available: false }
+                        | State::InPlace
                 )
             })
             .collect();
@@ -1081,6 +1111,9 @@ impl<'a> Planner<'a> {
         };
         let size = size.min(chosen.len());
         if size > 0 {
+            if let Some(o) = self.in_place_batch(c, &chosen, size, None, &progress) {
+                return o;
+            }
             let batch = chosen[..size].to_vec();
             return self.evict(c, &batch, None, &progress);
         }
@@ -1742,7 +1775,7 @@ fn aligned_partition(
         .filter(|(i, s)| {
             !selected.contains(i)
                 && match s.state {
-                    State::Old { .. } => true,
+                    State::Old { .. } | State::InPlace => true,
                     State::Missing | State::Terminating => *i < partition && *i < range_start,
                     State::Updated { .. } => false,
                 }

@@ -27,6 +27,12 @@
 //!     panic hook records every panic raised outside the test code (`tests/`, this kit), including panics in
 //!     tasks the operator spawned, which tokio would otherwise swallow.
 //!
+//! In-place updates (`spec.podUpdatePolicy`) change a pod's revision label without a new
+//! incarnation: they are recorded as in-place moves ([`Report::in_place`]), not as version moves,
+//! and one to a revision the set never reported as its update revision is a leak all the same. A
+//! pod being updated in place is not Ready (its `InPlaceUpdateReady` gate holds it out of traffic),
+//! so it counts against the budget like an evicted pod, with no special case.
+//!
 //! Unavailability caused by the scenario itself (a failed node, pods it kills) can be excluded with
 //! [`Checker::external`]: such pods do not count against the budget until they are Ready again,
 //! so what remains is the unavailability attributable to the operator.
@@ -133,6 +139,8 @@ struct State {
     sets: HashMap<String, SetState>,
     pods: BTreeMap<String, PodState>,
     moves: Vec<Move>,
+    /// Revision changes of one incarnation (in-place updates).
+    in_place: Vec<Move>,
     violations: Vec<String>,
     max_unavailable: HashMap<String, usize>,
     budget: HashMap<String, usize>,
@@ -173,6 +181,8 @@ pub struct Report {
     pub max_unavailable: HashMap<String, usize>,
     /// Every revision move seen.
     pub moves: Vec<Move>,
+    /// Every in-place update seen: a pod whose revision label changed within one incarnation.
+    pub in_place: Vec<Move>,
     /// Status going backwards without a spec change (c).
     pub regressions: Vec<String>,
     /// Callbacks or Slack messages delivered more than once (d).
@@ -272,6 +282,15 @@ impl State {
                 .cloned()
                 .unwrap_or_default();
             let entry = self.pods.entry(name.clone()).or_default();
+            if entry.uid == uid && !entry.revision.is_empty() && entry.revision != revision {
+                self.in_place.push(Move {
+                    set: set.clone(),
+                    pod: name.clone(),
+                    ordinal: ordinal(&name),
+                    from: entry.revision.clone(),
+                    to: revision.clone(),
+                });
+            }
             if !entry.uid.is_empty() && entry.uid != uid && entry.revision != revision {
                 self.moves.push(Move {
                     set: set.clone(),
@@ -587,6 +606,15 @@ impl Checker {
                 leaks.push(m.clone());
             }
         }
+        // An in-place update may only go to an update revision of the set.
+        for m in &s.in_place {
+            if s.sets
+                .get(&m.set)
+                .is_some_and(|set| !set.update_revisions.contains(&m.to))
+            {
+                leaks.push(m.clone());
+            }
+        }
         let exits = s
             .exit_logs
             .iter()
@@ -598,6 +626,7 @@ impl Checker {
             drift,
             max_unavailable: s.max_unavailable.clone(),
             moves: s.moves.clone(),
+            in_place: s.in_place.clone(),
             regressions: s.regressions.clone(),
             duplicates: s.duplicates.clone(),
             exits,

@@ -3,14 +3,17 @@
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSetSpec,
-        core::v1::{Container, PodSpec, PodTemplateSpec},
+        core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec},
     },
     apimachinery::pkg::{
         apis::meta::v1::{LabelSelector, ObjectMeta},
         util::intstr::IntOrString,
     },
 };
-use sroll_api::{EmbeddedStatefulSet, RolloutStrategy, StatefulsetRollout, StatefulsetRolloutSpec};
+use sroll_api::{
+    EmbeddedStatefulSet, InPlaceUpdateStrategy, PodUpdatePolicy, RolloutStrategy,
+    StatefulsetRollout, StatefulsetRolloutSpec,
+};
 
 /// A rollout under construction.
 #[derive(Clone, Debug)]
@@ -31,6 +34,9 @@ pub struct Rollout {
     recreate_on_immutable_change: Option<bool>,
     analysis: Option<sroll_api::analysis::RolloutAnalysis>,
     steps: Vec<sroll_api::analysis::RolloutStep>,
+    pod_update_policy: Option<PodUpdatePolicy>,
+    in_place_grace: Option<i32>,
+    env: Vec<(String, String)>,
 }
 
 impl Rollout {
@@ -53,7 +59,28 @@ impl Rollout {
             recreate_on_immutable_change: None,
             analysis: None,
             steps: Vec::new(),
+            pod_update_policy: None,
+            in_place_grace: None,
+            env: Vec::new(),
         }
+    }
+
+    /// `spec.podUpdatePolicy`.
+    pub fn pod_update_policy(mut self, policy: PodUpdatePolicy) -> Self {
+        self.pod_update_policy = Some(policy);
+        self
+    }
+
+    /// `spec.inPlaceUpdateStrategy.gracePeriodSeconds`.
+    pub fn in_place_grace(mut self, seconds: i32) -> Self {
+        self.in_place_grace = Some(seconds);
+        self
+    }
+
+    /// An environment variable of the container (a change that cannot be made in place).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
     }
 
     /// Replicas of the set.
@@ -193,6 +220,16 @@ impl Rollout {
                                 containers: vec![Container {
                                     name: "app".into(),
                                     image: Some(self.image.clone()),
+                                    env: (!self.env.is_empty()).then(|| {
+                                        self.env
+                                            .iter()
+                                            .map(|(name, value)| EnvVar {
+                                                name: name.clone(),
+                                                value: Some(value.clone()),
+                                                value_from: None,
+                                            })
+                                            .collect()
+                                    }),
                                     ..Container::default()
                                 }],
                                 termination_grace_period_seconds: Some(1),
@@ -217,6 +254,10 @@ impl Rollout {
                 recreate_on_immutable_change: self.recreate_on_immutable_change,
                 analysis: self.analysis.clone(),
                 steps: self.steps.clone(),
+                pod_update_policy: self.pod_update_policy.clone(),
+                in_place_update_strategy: self.in_place_grace.map(|g| InPlaceUpdateStrategy {
+                    grace_period_seconds: Some(g),
+                }),
             },
         );
         r.metadata.namespace = None;

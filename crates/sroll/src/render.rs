@@ -947,6 +947,8 @@ pub fn build(
         recreate_on_immutable_change: None,
         analysis: None,
         steps: Vec::new(),
+        pod_update_policy: None,
+        in_place_update_strategy: None,
     };
     let mut rollout = StatefulsetRollout::new(&c.name, spec);
     rollout.metadata.namespace = Some(namespace);

@@ -12,7 +12,12 @@
 //!   are kept as two flags when they hold what the StatefulSet controller writes there (the pod's
 //!   name, the ordinal of the name: `pkg/controller/statefulset/stateful_set_utils.go`
 //!   `initIdentity`/`updateIdentity` in kubernetes/kubernetes), else in the shared labels;
-//! - namespace, phase and the `Ready` condition's status are interned strings.
+//! - namespace, phase and the `Ready` condition's status are interned strings;
+//! - where the pod stands in an in-place update (`sroll_planner::inplace::PodInPlace`: the
+//!   `InPlaceUpdateReady` gate and condition, the state annotation's revision, the containers
+//!   still restarting) is computed once per event from the parts of the pod that say it (the
+//!   readiness gates, container names and images, container statuses and that annotation, parsed
+//!   but not kept) and stored boxed only for pods that have any of it.
 //!
 //! [`CachedPod::to_pod`] rebuilds the pod the rest of the operator reads.
 
@@ -25,24 +30,56 @@ use std::{
 
 use k8s_openapi::{
     NamespaceResourceScope,
-    api::core::v1::{Pod, PodCondition, PodStatus},
+    api::core::v1::{
+        Container, ContainerStatus, Pod, PodCondition, PodReadinessGate, PodSpec, PodStatus,
+    },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
 };
 use kube::runtime::{reflector::Lookup, watcher};
 use serde::Deserialize;
 use sroll_api::{labels, predicates};
+use sroll_planner::inplace::{self, PodInPlace};
 
-/// A pod as the operator's pod watch deserialises it: metadata, and of the status the phase,
-/// the address and the conditions. Every other field of the JSON (the whole `spec`) is skipped
-/// while parsing, never built.
+/// A pod as the operator's pod watch deserialises it: metadata, of the spec what in-place updates
+/// read, and of the status the phase, the address, the conditions and the container statuses.
+/// Every other field of the JSON is skipped while parsing, never built.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct WatchedPod {
     /// `metadata`.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// `status` (three fields of it).
+    /// `spec` (the readiness gates and each container's name and image).
+    #[serde(default)]
+    pub spec: Option<WatchedPodSpec>,
+    /// `status` (five fields of it).
     #[serde(default)]
     pub status: Option<WatchedPodStatus>,
+}
+
+/// The part of `PodSpec` a [`WatchedPod`] reads (for in-place updates).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchedPodSpec {
+    /// `spec.readinessGates`.
+    #[serde(default)]
+    pub readiness_gates: Option<Vec<PodReadinessGate>>,
+    /// `spec.containers[*].{name,image}`.
+    #[serde(default)]
+    pub containers: Vec<WatchedContainer>,
+    /// `spec.initContainers[*].{name,image}`.
+    #[serde(default)]
+    pub init_containers: Option<Vec<WatchedContainer>>,
+}
+
+/// A container's name and image.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct WatchedContainer {
+    /// `name`.
+    #[serde(default)]
+    pub name: String,
+    /// `image`.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// The part of `PodStatus` a [`WatchedPod`] reads.
@@ -57,6 +94,53 @@ pub struct WatchedPodStatus {
     /// `status.conditions`.
     #[serde(default)]
     pub conditions: Option<Vec<PodCondition>>,
+    /// `status.containerStatuses`.
+    #[serde(default, rename = "containerStatuses")]
+    pub container_statuses: Option<Vec<ContainerStatus>>,
+    /// `status.initContainerStatuses`.
+    #[serde(default, rename = "initContainerStatuses")]
+    pub init_container_statuses: Option<Vec<ContainerStatus>>,
+}
+
+impl WatchedPod {
+    /// Where the pod stands in an in-place update, from the parts of it this type keeps.
+    pub fn in_place(&self) -> PodInPlace {
+        let containers = |list: &[WatchedContainer]| -> Vec<Container> {
+            list.iter()
+                .map(|c| Container {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    ..Container::default()
+                })
+                .collect()
+        };
+        let spec = self.spec.as_ref().map(|s| PodSpec {
+            readiness_gates: s.readiness_gates.clone(),
+            containers: containers(&s.containers),
+            init_containers: s.init_containers.as_deref().map(containers),
+            ..PodSpec::default()
+        });
+        let status = self.status.as_ref().map(|s| PodStatus {
+            conditions: s.conditions.clone(),
+            container_statuses: s.container_statuses.clone(),
+            init_container_statuses: s.init_container_statuses.clone(),
+            ..PodStatus::default()
+        });
+        let annotations = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(inplace::STATE_ANNOTATION))
+            .map(|v| BTreeMap::from([(inplace::STATE_ANNOTATION.to_owned(), v.clone())]));
+        PodInPlace::from_pod(&Pod {
+            metadata: ObjectMeta {
+                annotations,
+                ..ObjectMeta::default()
+            },
+            spec,
+            status,
+        })
+    }
 }
 
 impl k8s_openapi::Resource for WatchedPod {
@@ -82,12 +166,27 @@ impl k8s_openapi::Metadata for WatchedPod {
 
 impl From<Pod> for WatchedPod {
     fn from(pod: Pod) -> Self {
+        let containers = |list: Vec<Container>| -> Vec<WatchedContainer> {
+            list.into_iter()
+                .map(|c| WatchedContainer {
+                    name: c.name,
+                    image: c.image,
+                })
+                .collect()
+        };
         WatchedPod {
             metadata: pod.metadata,
+            spec: pod.spec.map(|s| WatchedPodSpec {
+                readiness_gates: s.readiness_gates,
+                containers: containers(s.containers),
+                init_containers: s.init_containers.map(containers),
+            }),
             status: pod.status.map(|s| WatchedPodStatus {
                 phase: s.phase,
                 pod_ip: s.pod_ip,
                 conditions: s.conditions,
+                container_statuses: s.container_statuses,
+                init_container_statuses: s.init_container_statuses,
             }),
         }
     }
@@ -134,6 +233,9 @@ pub struct CachedPod {
     phase: Option<Arc<str>>,
     pod_ip: Option<Box<str>>,
     ready: Option<Ready>,
+    /// Where the pod stands in an in-place update; `None` for a pod with none of it (no gate,
+    /// no gate condition, no state annotation).
+    in_place: Option<Box<PodInPlace>>,
 }
 
 impl CachedPod {
@@ -161,6 +263,11 @@ impl CachedPod {
     /// Whether this entry shares its labels and owner with `other` (from the same interner).
     pub fn shares_with(&self, other: &CachedPod) -> bool {
         Arc::ptr_eq(&self.set_meta, &other.set_meta)
+    }
+
+    /// Where the pod stands in an in-place update (the planner's `ObservedPod::in_place`).
+    pub fn in_place(&self) -> PodInPlace {
+        self.in_place.as_deref().cloned().unwrap_or_default()
     }
 
     /// Whether `metadata.deletionTimestamp` is set.
@@ -363,7 +470,9 @@ impl PodInterner {
                 status: self.string(&c.status),
                 last_transition_time: c.last_transition_time.clone(),
             });
+        let in_place = pod.in_place();
         CachedPod {
+            in_place: (in_place != PodInPlace::default()).then(|| Box::new(in_place)),
             name: name.into(),
             namespace: meta.namespace.as_deref().map(|n| self.string(n)),
             uid: meta.uid.as_deref().map(Box::from),
@@ -388,5 +497,97 @@ impl PodInterner {
             watcher::Event::InitApply(p) => watcher::Event::InitApply(self.intern(p)),
             watcher::Event::InitDone => watcher::Event::InitDone,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{
+        api::core::v1::{ContainerState, ContainerStateRunning},
+        jiff::Timestamp,
+    };
+    use serde_json::json;
+
+    use super::*;
+
+    /// A pod of an in-place set, as the API server sends it, mid-update: its state annotation
+    /// recorded, its container restarted with the new image but not ready yet.
+    fn updating_pod() -> Pod {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "web-0", "namespace": "ns", "uid": "u0", "resourceVersion": "7",
+                "labels": {"app": "web", "controller-revision-hash": "web-2"},
+                "annotations": {
+                    "sroll.io/inplace-update-state": "{\"revision\":\"web-2\",\"updateTimestamp\":\"2026-01-01T00:00:00Z\",\"lastContainerStatuses\":{\"app\":{\"imageID\":\"sha-1\"}}}",
+                    "other": "x"
+                }
+            },
+            "spec": {
+                "containers": [{"name": "app", "image": "app:2", "env": [{"name": "A", "value": "1"}]}],
+                "readinessGates": [{"conditionType": "InPlaceUpdateReady"}]
+            },
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "InPlaceUpdateReady", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                    {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                ],
+                "containerStatuses": [{
+                    "name": "app", "image": "app:2", "imageID": "sha-2", "ready": false,
+                    "restartCount": 1, "state": {"running": {}}
+                }]
+            }
+        }))
+        .expect("a valid pod")
+    }
+
+    #[test]
+    fn the_cache_keeps_where_a_pod_stands_in_an_in_place_update() {
+        let full = updating_pod();
+        let want = PodInPlace::from_pod(&full);
+        assert_eq!(want.containers_pending, ["app"], "not ready yet");
+        assert_eq!(want.gate_ready, Some(false));
+        assert_eq!(want.state_revision.as_deref(), Some("web-2"));
+        // Through the watch's own parser, from the JSON, as the reflector receives it.
+        let watched: WatchedPod =
+            serde_json::from_value(serde_json::to_value(&full).expect("serializes"))
+                .expect("parses");
+        assert_eq!(CachedPod::new(&watched).in_place(), want);
+        assert_eq!(
+            CachedPod::new(&WatchedPod::from(full.clone())).in_place(),
+            want
+        );
+
+        // The container turns ready: the next event says so.
+        let mut ready = full;
+        if let Some(cs) = ready
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+        {
+            cs[0].ready = true;
+            cs[0].state = Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(Time(Timestamp::UNIX_EPOCH)),
+                }),
+                ..ContainerState::default()
+            });
+        }
+        let cached = CachedPod::new(&WatchedPod::from(ready));
+        assert!(cached.in_place().containers_pending.is_empty());
+    }
+
+    #[test]
+    fn a_pod_without_in_place_state_stores_none_of_it() {
+        let plain: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0", "labels": {"controller-revision-hash": "web-1"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .expect("a valid pod");
+        let cached = CachedPod::new(&WatchedPod::from(plain));
+        assert!(cached.in_place.is_none());
+        assert_eq!(cached.in_place(), PodInPlace::default());
     }
 }

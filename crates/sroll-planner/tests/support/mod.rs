@@ -99,6 +99,8 @@ impl Rollout {
             recreate_on_immutable_change: None,
             analysis: None,
             steps: Vec::new(),
+            pod_update_policy: None,
+            in_place_update_strategy: None,
         };
         let mut r = StatefulsetRollout::new("web", spec);
         r.metadata.namespace = Some("default".into());
@@ -154,6 +156,14 @@ impl Rollout {
     }
     pub fn recreate_on_immutable_change(mut self) -> Self {
         self.0.spec.recreate_on_immutable_change = Some(true);
+        self
+    }
+    /// `spec.podUpdatePolicy` and `spec.inPlaceUpdateStrategy.gracePeriodSeconds`.
+    pub fn in_place(mut self, policy: sroll_api::PodUpdatePolicy, grace: i32) -> Self {
+        self.0.spec.pod_update_policy = Some(policy);
+        self.0.spec.in_place_update_strategy = Some(sroll_api::InPlaceUpdateStrategy {
+            grace_period_seconds: Some(grace),
+        });
         self
     }
     /// Edits the status as the previous reconcile left it; `observedGeneration` and
@@ -293,6 +303,7 @@ impl World {
                     }
                     .into(),
                     uid: String::new(),
+                    in_place: Default::default(),
                 },
             );
         }
@@ -360,6 +371,7 @@ impl World {
             discovery: None,
             now: self.now,
             analysis: Vec::new(),
+            in_place: Default::default(),
         }
     }
 }

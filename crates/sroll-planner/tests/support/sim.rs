@@ -11,18 +11,26 @@
 //! - a PDB with `maxUnavailable` gives `disruptionsAllowed = healthy − (replicas − maxUnavailable)`
 //!   and the eviction API refuses with 429 at 0 (§7.2, §8.2);
 //! - the kubelet makes a pod Ready `ready_delay` seconds after creation unless its revision is
-//!   broken, and removes a terminating pod after `terminate_delay` seconds.
+//!   broken, and removes a terminating pod after `terminate_delay` seconds;
+//! - in-place updates: a pod created from a template with the `InPlaceUpdateReady` gate is Ready
+//!   only once that condition is `True`; an image patch restarts its container, which is ready
+//!   again `restart_delay` seconds later. Every revision change is qualified by the real
+//!   `sroll_planner::inplace::qualifies` on the templates the set had at each revision.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
-    api::apps::v1::{StatefulSet, StatefulSetStatus},
+    api::{
+        apps::v1::{StatefulSet, StatefulSetStatus},
+        core::v1::PodTemplateSpec,
+    },
     apimachinery::pkg::apis::meta::v1::MicroTime,
 };
 use sroll_api::{Phase, StatefulsetRollout};
 use sroll_planner::{
     ANNOTATION_TEMPLATE_HASH, Action, LiveStatefulSet, Observed, ObservedPdb, ObservedPod, Plan,
+    inplace::{self, Op, PodInPlace},
     plan,
 };
 
@@ -35,6 +43,18 @@ pub struct SimPod {
     pub ready_since: Option<i64>,
     pub created_at: i64,
     pub terminating_since: Option<i64>,
+    /// The incarnation (a new uid for every pod the controller creates).
+    pub uid: String,
+    /// The pod's spec lists the `InPlaceUpdateReady` gate.
+    pub has_gate: bool,
+    /// The gate condition (`None`: absent) and its last transition.
+    pub gate: Option<bool>,
+    pub gate_since: i64,
+    /// The revision of the last in-place patch, and when its container restarted.
+    pub state_revision: Option<String>,
+    pub restarted_at: Option<i64>,
+    /// In-place image patches this incarnation received.
+    pub patches: usize,
 }
 
 /// The simulated world.
@@ -63,6 +83,18 @@ pub struct Sim {
     /// Simulated instants of every successful eviction.
     pub eviction_times: Vec<i64>,
     pub trace: Vec<String>,
+    /// The pod template of every revision the set had.
+    pub templates: BTreeMap<String, PodTemplateSpec>,
+    pub restart_delay: i64,
+    pub created: usize,
+    /// Pods taken out of traffic, and image patches, over the whole run.
+    pub out_of_traffic: usize,
+    pub patches: usize,
+    /// Shortest time a patched pod had been out of traffic when its images changed.
+    pub min_grace_seen: Option<i64>,
+    /// Times a pod out of traffic for an in-place update sat at or above the partition with its old
+    /// revision (the StatefulSet controller would delete it): the design says never.
+    pub in_place_exposed: usize,
 }
 
 impl Sim {
@@ -89,6 +121,13 @@ impl Sim {
             max_unavailable_seen: 0,
             eviction_times: Vec::new(),
             trace: Vec::new(),
+            templates: BTreeMap::new(),
+            restart_delay: 2,
+            created: 0,
+            out_of_traffic: 0,
+            patches: 0,
+            min_grace_seen: None,
+            in_place_exposed: 0,
         }
     }
 
@@ -124,7 +163,33 @@ impl Sim {
     }
 
     fn ready(&self, p: &SimPod) -> bool {
-        p.ready_since.is_some() && p.terminating_since.is_none()
+        p.ready_since.is_some() && p.terminating_since.is_none() && self.serving(p)
+    }
+
+    /// The gate (when the pod has it) is `True` and no container is restarting.
+    fn serving(&self, p: &SimPod) -> bool {
+        (!p.has_gate || p.gate == Some(true)) && self.containers_done(p)
+    }
+
+    fn containers_done(&self, p: &SimPod) -> bool {
+        p.restarted_at
+            .is_none_or(|t| self.now - t >= self.restart_delay)
+    }
+
+    fn view(&self, p: &SimPod) -> PodInPlace {
+        PodInPlace {
+            has_gate: p.has_gate,
+            gate_ready: p.gate,
+            gate_since: p.gate.map(|_| at(p.gate_since)),
+            state_revision: p.state_revision.clone(),
+            containers_pending: if p.state_revision.as_ref() == Some(&p.revision)
+                && !self.containers_done(p)
+            {
+                vec!["app".into()]
+            } else {
+                vec![]
+            },
+        }
     }
 
     fn healthy(&self) -> i32 {
@@ -176,9 +241,23 @@ impl Sim {
                         "Pending"
                     }
                     .into(),
-                    uid: String::new(),
+                    uid: p.uid.clone(),
+                    in_place: self.view(p),
                 })
                 .collect();
+            if let Some(update) = &self.update
+                && let Some(new) = self.templates.get(update)
+            {
+                for p in self.pods.values() {
+                    if &p.revision != update
+                        && let Some(old) = self.templates.get(&p.revision)
+                    {
+                        o.in_place
+                            .changes
+                            .insert(p.revision.clone(), inplace::qualifies(old, new));
+                    }
+                }
+            }
         }
         o
     }
@@ -247,13 +326,96 @@ impl Sim {
             Action::PatchCurrentRevision { revision, .. } => {
                 self.current = Some(revision.clone());
             }
+            Action::InPlace { partition, writes } => {
+                if let Some(m) = partition {
+                    self.apply(&m.statefulset);
+                }
+                let now = self.now;
+                for w in writes {
+                    let done = self.containers_done_of(&w.pod);
+                    let Some(p) = self.pods.get_mut(&ordinal(&w.pod)) else {
+                        continue;
+                    };
+                    if p.uid != w.uid || p.terminating_since.is_some() {
+                        continue;
+                    }
+                    match &w.op {
+                        Op::TakeOutOfTraffic { target } => {
+                            if &p.revision != target && p.gate != Some(false) {
+                                p.gate = Some(false);
+                                p.gate_since = now;
+                                p.ready_since = None;
+                                self.out_of_traffic += 1;
+                            }
+                        }
+                        Op::PatchImages { from, target, .. } => {
+                            if &p.revision == from && p.gate == Some(false) {
+                                p.revision = target.clone();
+                                p.state_revision = Some(target.clone());
+                                p.restarted_at = Some(now);
+                                p.patches += 1;
+                                self.patches += 1;
+                                let waited = now - p.gate_since;
+                                self.min_grace_seen =
+                                    Some(self.min_grace_seen.map_or(waited, |m| m.min(waited)));
+                            }
+                        }
+                        Op::MarkReady => {
+                            if p.has_gate && p.gate != Some(true) && done {
+                                p.gate = Some(true);
+                                p.gate_since = now;
+                            }
+                        }
+                    }
+                }
+                self.trace.push(format!(
+                    "t+{} in place {:?}",
+                    self.now - T0,
+                    writes
+                        .iter()
+                        .map(|w| format!("{}:{}", w.pod, w.op.name()))
+                        .collect::<Vec<_>>()
+                ));
+            }
         }
         if let Some(done) = evicted_partially {
             p.record_evictions(done, &observed);
         }
+        self.check_in_place_exposure();
         self.rollout.status = Some(p.status.clone());
         self.controllers();
         p
+    }
+
+    fn containers_done_of(&self, name: &str) -> bool {
+        self.pods
+            .get(&ordinal(name))
+            .is_some_and(|p| self.containers_done(p))
+    }
+
+    fn check_in_place_exposure(&mut self) {
+        let (Some(update), Some(partition)) = (self.update.clone(), self.partition()) else {
+            return;
+        };
+        if self.on_delete() {
+            return;
+        }
+        self.in_place_exposed += self
+            .pods
+            .iter()
+            .filter(|(o, p)| **o >= partition && p.revision != update && p.gate == Some(false))
+            .count();
+    }
+
+    fn has_gate(&self, revision: &str) -> bool {
+        self.templates
+            .get(revision)
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|s| s.readiness_gates.as_ref())
+            .is_some_and(|g| {
+                g.iter()
+                    .any(|g| g.condition_type == inplace::READINESS_GATE)
+            })
     }
 
     fn apply(&mut self, sts: &StatefulSet) {
@@ -281,6 +443,9 @@ impl Sim {
             .unwrap_or_default();
         self.observed_generation = self.generation;
         let update = Self::revision_of(&thash);
+        if let Some(t) = applied.spec.as_ref().map(|s| s.template.clone()) {
+            self.templates.entry(update.clone()).or_insert(t);
+        }
         self.update = Some(update.clone());
         let current = self.current.get_or_insert_with(|| update.clone()).clone();
         let replicas = self.replicas();
@@ -290,16 +455,29 @@ impl Sim {
         self.pods.retain(|&o, _| o < replicas);
         // Missing pods are created.
         for o in 0..replicas {
-            self.pods.entry(o).or_insert_with(|| SimPod {
-                revision: if !on_delete && o < partition {
-                    current.clone()
-                } else {
-                    update.clone()
-                },
+            if self.pods.contains_key(&o) {
+                continue;
+            }
+            let revision = if !on_delete && o < partition {
+                current.clone()
+            } else {
+                update.clone()
+            };
+            self.created += 1;
+            let pod = SimPod {
+                has_gate: self.has_gate(&revision),
+                revision,
                 ready_since: None,
                 created_at: self.now,
                 terminating_since: None,
-            });
+                uid: format!("uid-{}", self.created),
+                gate: None,
+                gate_since: self.now,
+                state_revision: None,
+                restarted_at: None,
+                patches: 0,
+            };
+            self.pods.insert(o, pod);
         }
         // The controller's own rolling update (RollingUpdate only).
         if !on_delete && self.unavailable() == 0 {
@@ -338,11 +516,18 @@ impl Sim {
                     .is_none_or(|t| now - t < terminate_delay)
             });
             let broken = self.broken_revisions.clone();
-            for p in self.pods.values_mut() {
+            let serving: BTreeSet<i32> = self
+                .pods
+                .iter()
+                .filter(|(_, p)| self.serving(p))
+                .map(|(&o, _)| o)
+                .collect();
+            for (o, p) in self.pods.iter_mut() {
                 if p.ready_since.is_none()
                     && p.terminating_since.is_none()
                     && now - p.created_at >= ready_delay
                     && !broken.contains(&p.revision)
+                    && serving.contains(o)
                 {
                     p.ready_since = Some(now);
                 }
