@@ -14,6 +14,7 @@
 //! committed under `deploy/crds/`; a test fails when the two drift.
 #![forbid(unsafe_code)]
 
+pub mod clone_set;
 pub mod crd;
 pub mod intstr;
 pub mod labels;
