@@ -765,7 +765,8 @@ spec:
             f(&mut s);
             CloneSet::new("web", s)
         };
-        let cases: Vec<(&str, Box<dyn Fn(&mut CloneSetSpec)>)> = vec![
+        type Edit = Box<dyn Fn(&mut CloneSetSpec)>;
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "spec.updateStrategy.maxUnavailable",
                 Box::new(|s| s.update_strategy.max_unavailable = Some(IntOrString::Int(0))),

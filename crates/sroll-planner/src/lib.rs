@@ -19,6 +19,7 @@
 //! [`desired_statefulset`] is the pure builder of the StatefulSet the rollout wants.
 #![forbid(unsafe_code)]
 
+pub mod clone_set;
 mod conditions;
 pub mod desired;
 pub mod inplace;
