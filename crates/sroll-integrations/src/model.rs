@@ -128,6 +128,9 @@ pub struct RolloutSnapshot {
     pub reason: Option<String>,
     /// The pods being rolled right now (evicted or not yet Ready at the new revision).
     pub rolling_pods: Vec<String>,
+    /// Of `rolling_pods`, those being updated in place (`spec.podUpdatePolicy`): their containers
+    /// restart inside the running pod.
+    pub in_place_pods: Vec<String>,
 }
 
 impl RolloutSnapshot {

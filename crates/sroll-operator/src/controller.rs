@@ -324,6 +324,7 @@ fn milestones(status: &StatefulsetRolloutStatus, paced: bool) -> StatefulsetRoll
         reconcile_after: None,
         reason: None,
         pods: Vec::new(),
+        in_place_updating: Vec::new(),
         ready_replicas: None,
         ready_replicas_service_discovery: None,
         updated_replicas: None,
@@ -521,7 +522,8 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let paced = rollout.spec.min_pod_eviction_interval_seconds() > 0;
     let acted = match &plan.action {
         Action::Wait => false,
-        Action::Evict { .. } => paced,
+        // In-place writes, like evictions, are progress: the next reconcile sees them in the pods.
+        Action::Evict { .. } | Action::InPlace { .. } => paced,
         _ => true,
     };
     let since_last_write = lock(&ctx.last_write).get(&key).map(Instant::elapsed);

@@ -572,6 +572,7 @@ impl Integrations {
             .filter(|p| {
                 p.terminating
                     || evicting.contains(&p.name)
+                    || status.in_place_updating.contains(&p.name)
                     || (update.is_some() && p.revision == update && !p.ready)
             })
             .map(|p| (p.ordinal, p.name.clone()))
@@ -609,6 +610,11 @@ impl Integrations {
             percent_deployed: status.percent_deployed.unwrap_or(0),
             phase: status.phase.clone().unwrap_or(Phase::Pending),
             reason: status.reason.clone(),
+            in_place_pods: rolling
+                .iter()
+                .filter(|(_, n)| status.in_place_updating.contains(n))
+                .map(|(_, n)| n.clone())
+                .collect(),
             rolling_pods: rolling.into_iter().map(|(_, n)| n).collect(),
         }
     }

@@ -7,6 +7,7 @@
 //! ```text
 //! create → new image at 25% → promote to 100% with a pause half-way → resume
 //!        → a broken image that fails at its progress deadline → rollback
+//!        → switch to in-place updates (the readiness gate: one recreate) → a new image in place
 //! ```
 //!
 //! On a terminal it shows a live view (indicatif: one bar per revision, pods in flight, phase, the
@@ -73,6 +74,9 @@ const NAME: &str = "web";
 /// Simulated kubelet timing (kubesim defaults): container start, and stop after SIGTERM.
 const START_SECS: f64 = 2.0;
 const STOP_SECS: f64 = 1.0;
+/// Simulated kubelet timing (kubesim default): pulling the new image of a container restarted in
+/// place (a new pod's image is taken as present).
+const PULL_SECS: f64 = 5.0;
 
 /// What a step expects at its end.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -283,6 +287,60 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         )
         .await?,
     );
+    // 6. Switch to in-place updates: the template gains the InPlaceUpdateReady readiness gate,
+    //    itself a template change no pod can take in place, so this one release recreates.
+    results.push(
+        step(
+            cluster,
+            &client,
+            &ui,
+            "podUpdatePolicy InPlaceIfPossible",
+            Expect::Done,
+            ideal(args.pods),
+            || {
+                patch(
+                    &rollouts,
+                    json!({"spec": {"rolloutIdentity": "release-5", "podUpdatePolicy": "InPlaceIfPossible"}}),
+                )
+            },
+        )
+        .await?,
+    );
+    // 7. An image-only release in place: the same pods restart their container.
+    let in_place_cycle = (STOP_SECS + PULL_SECS + START_SECS) / args.speed;
+    let uids = |pods: Vec<Pod>| -> Vec<String> {
+        pods.into_iter()
+            .filter_map(|p| p.metadata.uid)
+            .collect::<Vec<_>>()
+    };
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let before = uids(pod_api.list(&ListParams::default()).await?.items);
+    let mut r = step(
+        cluster,
+        &client,
+        &ui,
+        "1.3 in place",
+        Expect::Done,
+        Some(Duration::from_secs_f64(
+            f64::from((args.pods + per_batch - 1) / per_batch) * in_place_cycle,
+        )),
+        || {
+            patch(
+                &rollouts,
+                json!({"spec": {"rolloutIdentity": "release-6",
+            "sts": {"spec": {"template": template("example.com/web:1.3")}}}}),
+            )
+        },
+    )
+    .await?;
+    let after = uids(pod_api.list(&ListParams::default()).await?.items);
+    let kept = after.iter().filter(|u| before.contains(u)).count();
+    r.outcome = format!(
+        "{}; {kept} of {} pods kept their uid (containers restarted in place, in-place cycle {in_place_cycle:.2} s)",
+        r.outcome,
+        after.len()
+    );
+    results.push(r);
     ui.finish();
 
     print_summary(

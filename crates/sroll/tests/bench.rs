@@ -41,7 +41,7 @@ fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
     assert_eq!(report["quick"], true);
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1));
     let rows = report["rows"].as_array().expect("rows");
-    for scenario in 1..=6u64 {
+    for scenario in 1..=7u64 {
         let of: Vec<&Value> = rows
             .iter()
             .filter(|r| r["scenario"].as_u64() == Some(scenario))

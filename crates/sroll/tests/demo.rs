@@ -18,6 +18,8 @@ fn demo_plays_every_step_and_prints_its_summary() {
         "✔ 1.1 to 100% (paused 3 s mid-way)",
         "✔ 1.2-unready (broken)",
         "✔ rollback to 1.1",
+        "✔ podUpdatePolicy InPlaceIfPossible",
+        "✔ 1.3 in place",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
@@ -41,6 +43,22 @@ fn demo_plays_every_step_and_prints_its_summary() {
         stdout.contains("The broken image left 2 pods unready (the budget allows 2)"),
         "{stdout}"
     );
+    // The policy switch recreates once (the readiness gate); the next image goes in place.
+    let switch = stdout
+        .lines()
+        .find(|l| l.starts_with("✔ podUpdatePolicy InPlaceIfPossible"))
+        .expect("policy switch line");
+    assert!(switch.contains("(12 evictions"), "{switch}");
+    assert!(
+        stdout.contains("1.3 in place: RolloutDone")
+            && stdout.contains("12 of 12 pods kept their uid"),
+        "{stdout}"
+    );
+    let in_place = stdout
+        .lines()
+        .find(|l| l.starts_with("✔ 1.3 in place"))
+        .expect("in-place step line");
+    assert!(in_place.contains("(0 evictions"), "{in_place}");
     // No terminal: no progress-bar escape codes.
     assert!(
         !stdout.contains('\x1b'),

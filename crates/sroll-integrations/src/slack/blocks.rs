@@ -191,10 +191,14 @@ fn render_page(s: &RolloutSnapshot, per_message: usize, index: usize, pages: usi
         }
     } else {
         format!(
-            "*Rolling now:* pods {}–{} of {}",
+            "*Rolling now:* pods {}–{} of {}{}",
             start + 1,
             end,
-            s.rolling_pods.len()
+            s.rolling_pods.len(),
+            match s.in_place_pods.len() {
+                0 => String::new(),
+                n => format!(" ({n} in place)"),
+            }
         )
     };
     blocks.push(json!({
@@ -205,7 +209,14 @@ fn render_page(s: &RolloutSnapshot, per_message: usize, index: usize, pages: usi
     for (n, chunk) in pods.chunks(PODS_PER_SECTION).enumerate() {
         let list: Vec<String> = chunk
             .iter()
-            .map(|p| format!("`{}`", truncate(&p.replace('`', "'"), 63)))
+            .map(|p| {
+                let name = format!("`{}`", truncate(&p.replace('`', "'"), 63));
+                if s.in_place_pods.contains(p) {
+                    format!("{name} (in place)")
+                } else {
+                    name
+                }
+            })
             .collect();
         blocks.push(json!({
             "type": "section",
@@ -269,7 +280,20 @@ mod tests {
             phase,
             reason: Some("evicting".into()),
             rolling_pods: (0..in_flight).map(|i| format!("memcached-{i}")).collect(),
+            in_place_pods: Vec::new(),
         }
+    }
+
+    #[test]
+    fn pods_updated_in_place_say_so() {
+        let mut s = snapshot(3, Phase::InProgress);
+        s.in_place_pods = vec!["memcached-1".into(), "memcached-2".into()];
+        let page = &render(&s, 50, 1)[0];
+        let text = all_text(page);
+        assert!(text.contains("pods 1–3 of 3 (2 in place)"), "{text}");
+        assert!(text.contains("`memcached-2` (in place)"), "{text}");
+        assert!(!text.contains("`memcached-0` (in place)"), "{text}");
+        assert_eq!(page.pods_listed(), 3);
     }
 
     fn all_text(page: &Page) -> String {

@@ -36,5 +36,6 @@ pub fn snapshot(updated: i32, rolling: std::ops::Range<usize>, phase: Phase) -> 
         phase,
         reason: None,
         rolling_pods: rolling.map(|i| format!("memcached-{i}")).collect(),
+        in_place_pods: Vec::new(),
     }
 }

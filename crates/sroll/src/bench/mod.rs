@@ -13,7 +13,9 @@
 //! 4. pause reaction, p50 and p99;
 //! 5. scale: many StatefulSets rolling at once, the operator a child process so its peak RSS and
 //!    CPU time are its own;
-//! 6. notifications: Slack messages and updates per rollout, against a local fake Slack API.
+//! 6. notifications: Slack messages and updates per rollout, against a local fake Slack API;
+//! 7. in place: the same pods, budget and image-only release under `podUpdatePolicy: ReCreate`
+//!    and `InPlaceIfPossible`, each against its own ideal from kubesim's timing model.
 //!
 //! The table goes to standard output and, with `--json PATH`, the same rows as JSON.
 
@@ -61,10 +63,10 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Run only these scenarios (1-6); repeat or separate with commas. Default: all.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
+    /// Run only these scenarios (1-7); repeat or separate with commas. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
     pub only: Vec<u8>,
-    /// Pods of the single-set scenarios 1, 2 and 6 (default 1000, 20 with --quick).
+    /// Pods of the single-set scenarios 1, 2, 6 and 7 (default 1000, 20 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(10..=100_000))]
     pub pods: Option<u32>,
     /// Scenario 5: StatefulSets rolling at once (default 100, 2 with --quick).
@@ -117,6 +119,7 @@ struct Sizes {
     s5_speed: f64,
     s5_watch_only: bool,
     s6_pods: u32,
+    s7_pods: u32,
 }
 
 impl Sizes {
@@ -138,6 +141,7 @@ impl Sizes {
                 s5_speed: args.scale_speed.unwrap_or(4.0),
                 s5_watch_only: args.scale_watch_only,
                 s6_pods: args.pods.unwrap_or(20),
+                s7_pods: args.pods.unwrap_or(20),
             }
         } else {
             Self {
@@ -156,6 +160,7 @@ impl Sizes {
                 s5_speed: args.scale_speed.unwrap_or(1.0),
                 s5_watch_only: args.scale_watch_only,
                 s6_pods: args.pods.unwrap_or(1000),
+                s7_pods: args.pods.unwrap_or(1000),
             }
         }
     }
@@ -220,7 +225,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = anyhow::Result<Vec<Row>>> + 'a>,
     >;
-    let scenarios: [(u8, &str, Scenario); 6] = [
+    let scenarios: [(u8, &str, Scenario); 7] = [
         (1, "speed, uniform pods", |s, _| Box::pin(speed_uniform(s))),
         (2, "speed, jittered pods", |s, _| {
             Box::pin(speed_jittered(s))
@@ -229,6 +234,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         (4, "pause reaction", |s, _| Box::pin(pause_reaction(s))),
         (5, "scale", |s, exe| Box::pin(scale(s, exe))),
         (6, "notifications", |s, _| Box::pin(notifications(s))),
+        (7, "in place vs recreate", |s, _| Box::pin(in_place(s))),
     ];
     for (n, title, f) in scenarios {
         if !wanted(n) {
@@ -1328,4 +1334,84 @@ async fn notifications(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
             ),
         ]),
     )])
+}
+
+// ---- scenario 7 ---------------------------------------------------------------------------------
+
+/// Scenario 7's kubelet (simulated seconds): a recreated pod costs the stop, scheduling, the sandbox
+/// and the start; an in-place restart costs the stop, the new image's pull and the start
+/// (`KubeletConfig::in_place_restart_after`).
+const S7_SCHEDULING: f64 = 0.5;
+const S7_SANDBOX: f64 = 1.0;
+const S7_PULL: f64 = 0.5;
+
+fn in_place_kubelet() -> KubeletConfig {
+    KubeletConfig {
+        start_delay: Delay::Fixed(secs(START_SECS)),
+        image_delays: Vec::new(),
+        shutdown_delay: secs(STOP_SECS),
+        scheduling_delay: Delay::Fixed(secs(S7_SCHEDULING)),
+        sandbox_delay: Delay::Fixed(secs(S7_SANDBOX)),
+        image_pull_delay: Delay::Fixed(secs(S7_PULL)),
+        ..KubeletConfig::default()
+    }
+}
+
+async fn in_place(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let pods = sizes.s7_pods;
+    let budget = budget_of(pods);
+    let recreate_cycle = (STOP_SECS + S7_SCHEDULING + S7_SANDBOX + START_SECS) / sizes.speed;
+    let in_place_cycle = (STOP_SECS + S7_PULL + START_SECS) / sizes.speed;
+    let timings = format!(
+        "kubesim: stop {STOP_SECS} s, scheduling {S7_SCHEDULING} s, sandbox {S7_SANDBOX} s, image pull {S7_PULL} s, start {START_SECS} s (simulated, speed {}); recreate cycle {recreate_cycle:.2} s, in-place cycle {in_place_cycle:.2} s; PDB maxUnavailable {BUDGET_PERCENT}%",
+        sizes.speed
+    );
+    println!("  {timings}");
+    let mut rows = Vec::new();
+    for (policy, cycle) in [
+        ("ReCreate", recreate_cycle),
+        ("InPlaceIfPossible", in_place_cycle),
+    ] {
+        let ideal = model::uniform_ideal(pods as usize, budget as usize, cycle);
+        let env = start_env(sizes, in_place_kubelet()).await?;
+        setup_rollout(&env, "web", pods, json!({"podUpdatePolicy": policy})).await?;
+        let m = measure_release(&env, "web", 2, ideal).await?;
+        let restarted = Api::<Pod>::namespaced(env.client.clone(), NAMESPACE)
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .context("failed to list the pods")?
+            .items
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.restart_count > 0))
+            })
+            .count();
+        env.shutdown().await;
+        if policy == "InPlaceIfPossible" && (m.api.evictions > 0.0 || restarted != pods as usize) {
+            bail!(
+                "the in-place release evicted {} pods and restarted containers in {restarted} of {pods}",
+                m.api.evictions
+            );
+        }
+        let mut metrics = per_pod_metrics(&m, pods);
+        metrics.insert("pods_restarted_in_place".into(), restarted as f64);
+        metrics.insert("cycle_seconds".into(), cycle);
+        rows.push(Row::new(
+            7,
+            format!("sroll {policy}"),
+            pods,
+            m.seconds,
+            ideal,
+            format!(
+                "ideal ceil({pods}/{budget}) × {cycle:.2} s ({} cycle); {timings}; at most {} of {budget} unavailable; {restarted} pods restarted in place",
+                if policy == "ReCreate" { "recreate" } else { "in-place" },
+                m.max_unavailable
+            ),
+            metrics,
+        ));
+    }
+    Ok(rows)
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 /// One measured line.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
-    /// Scenario number (1-6).
+    /// Scenario number (1-7).
     pub scenario: u8,
     /// What ran.
     pub variant: String,
@@ -203,6 +203,13 @@ impl Report {
                 goal: "scenario 2: streaming strictly faster than waves".into(),
                 measured: format!("{s:.2} s vs {w:.2} s"),
                 met: s < w,
+            });
+        }
+        for r in self.rows_of(7) {
+            targets.push(Target {
+                goal: format!("scenario 7, {}: measured/ideal ≤ 1.05", r.variant),
+                measured: format!("{:.3}", r.ratio),
+                met: r.ratio <= 1.05,
             });
         }
         if let Some(r) = self.rows_of(4).find(|r| r.variant.contains("p99")) {

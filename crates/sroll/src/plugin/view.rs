@@ -326,9 +326,18 @@ pub fn render_tree(view: &View, now: Timestamp, color: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "{} {}{}",
+        "{} {}{}{}",
         bold.apply_to("Strategy:    "),
         r.spec.strategy(),
+        if r.spec.in_place_allowed() {
+            format!(
+                ", pods {} (grace {}s)",
+                r.spec.pod_update_policy(),
+                r.spec.in_place_grace_period_seconds()
+            )
+        } else {
+            String::new()
+        },
         if r.spec.paused() {
             yellow.apply_to(" (pause requested)").to_string()
         } else {
@@ -422,8 +431,11 @@ pub fn render_tree(view: &View, now: Timestamp, color: bool) -> String {
         view.pods.len()
     );
     for p in in_flight.iter().take(50) {
+        let name = p.metadata.name.as_deref().unwrap_or_default();
         let state = if p.metadata.deletion_timestamp.is_some() {
             red.apply_to("terminating".to_owned())
+        } else if s.in_place_updating.iter().any(|n| n == name) {
+            yellow.apply_to("updating in place, not ready".to_owned())
         } else {
             yellow.apply_to(
                 p.status
@@ -432,12 +444,7 @@ pub fn render_tree(view: &View, now: Timestamp, color: bool) -> String {
                     .map_or_else(|| "Pending".into(), |ph| format!("{ph}, not ready")),
             )
         };
-        let _ = writeln!(
-            out,
-            "  ⟳ {:<24} {:<12} {state}",
-            p.metadata.name.as_deref().unwrap_or_default(),
-            pod_revision(p)
-        );
+        let _ = writeln!(out, "  ⟳ {name:<24} {:<12} {state}", pod_revision(p));
     }
     if in_flight.len() > 50 {
         let _ = writeln!(out, "  … and {} more", in_flight.len() - 50);
@@ -617,6 +624,28 @@ mod tests {
     #[test]
     fn tree_shows_phase_progress_revisions_pods_in_flight_and_events() {
         let out = render_tree(&fixture(), ts("2026-11-23T10:05:10Z"), false);
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn tree_shows_pods_updating_in_place() {
+        let mut view = fixture();
+        view.rollout.spec.pod_update_policy = Some(sroll_api::PodUpdatePolicy::InPlaceIfPossible);
+        view.rollout.spec.in_place_update_strategy = Some(sroll_api::InPlaceUpdateStrategy {
+            grace_period_seconds: Some(5),
+        });
+        if let Some(s) = view.rollout.status.as_mut() {
+            s.reason = Some("updating 1 pod in place (web-4); 2 of 3 target pods updated".into());
+            s.in_place_updating = vec!["web-4".into()];
+        }
+        view.pods
+            .retain(|p| p.metadata.name.as_deref() != Some("web-3"));
+        let out = render_tree(&view, ts("2026-11-23T10:05:10Z"), false);
+        assert!(
+            out.contains("Partitioned, pods InPlaceIfPossible (grace 5s)"),
+            "{out}"
+        );
+        assert!(out.contains("updating in place"), "{out}");
         insta::assert_snapshot!(out);
     }
 
