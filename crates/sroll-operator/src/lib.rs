@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod clone_set;
 pub mod controller;
 pub mod error;
 pub mod events;
@@ -187,10 +188,17 @@ impl Operator {
         };
         let controllers = join_all(
             scopes
+                .iter()
+                .cloned()
+                .map(|ns| controller::run_scope(ctx.clone(), ns, stopped()).boxed()),
+        );
+        // The CloneSet controller, beside the rollout controller in every scope.
+        let clone_sets = join_all(
+            scopes
                 .into_iter()
-                .map(|ns| controller::run_scope(ctx.clone(), ns, stopped())),
-        )
-        .map(drop);
+                .map(|ns| clone_set::run_scope(ctx.clone(), ns, stopped()).boxed()),
+        );
+        let controllers = futures::future::join(controllers, clone_sets).map(drop);
         drop(ctx);
         readiness.set(true);
 

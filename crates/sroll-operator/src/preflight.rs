@@ -49,6 +49,18 @@ pub const NEEDED: &[Permission] = &[
     ("watch", "policy", "poddisruptionbudgets", ""),
     ("list", "discovery.k8s.io", "endpointslices", ""),
     ("watch", "discovery.k8s.io", "endpointslices", ""),
+    // The CloneSet controller (clone_set.rs).
+    ("list", sroll_api::GROUP, "clonesets", ""),
+    ("watch", sroll_api::GROUP, "clonesets", ""),
+    ("patch", sroll_api::GROUP, "clonesets", ""),
+    ("patch", sroll_api::GROUP, "clonesets", "status"),
+    ("create", "", "pods", ""),
+    ("patch", "", "pods", ""),
+    ("create", "apps", "controllerrevisions", ""),
+    ("list", "", "persistentvolumeclaims", ""),
+    ("watch", "", "persistentvolumeclaims", ""),
+    ("create", "", "persistentvolumeclaims", ""),
+    ("delete", "", "persistentvolumeclaims", ""),
     ("create", "events.k8s.io", "events", ""),
     ("patch", "events.k8s.io", "events", ""),
 ];

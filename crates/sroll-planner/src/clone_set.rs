@@ -717,3 +717,63 @@ pub fn status(o: &CloneSetObserved) -> sroll_api::clone_set::CloneSetStatus {
     }
     s
 }
+
+/// The template a CloneSet's pods get: the spec's, with the [`inplace::READINESS_GATE`] readiness
+/// gate added (Kruise's CloneSet injects it into every pod it creates, `cloneset_core.go`), so
+/// any later in-place update can take a pod out of traffic first.
+pub fn pod_template(spec: &CloneSetSpec) -> k8s_openapi::api::core::v1::PodTemplateSpec {
+    let mut template = spec.template.clone();
+    let pod = template.spec.get_or_insert_with(Default::default);
+    let gates = pod.readiness_gates.get_or_insert_with(Vec::new);
+    if !gates
+        .iter()
+        .any(|g| g.condition_type == inplace::READINESS_GATE)
+    {
+        gates.push(k8s_openapi::api::core::v1::PodReadinessGate {
+            condition_type: inplace::READINESS_GATE.into(),
+        });
+    }
+    template
+}
+
+/// The ControllerRevision data of a template: the StatefulSet controller's shape,
+/// `{"spec":{"template":{…,"$patch":"replace"}}}`, which [`inplace::template_from_revision`] reads.
+pub fn revision_data(
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> k8s_openapi::apimachinery::pkg::runtime::RawExtension {
+    let mut t = serde_json::to_value(template).unwrap_or_default();
+    if let Some(m) = t.as_object_mut() {
+        m.insert("$patch".into(), "replace".into());
+    }
+    k8s_openapi::apimachinery::pkg::runtime::RawExtension(
+        serde_json::json!({"spec": {"template": t}}),
+    )
+}
+
+/// The name of the ControllerRevision of `template`: `<set>-<hash>`, the hash over the template's
+/// canonical JSON and the collision count (upstream `controller.ComputeHash`, with FNV-64 over
+/// sorted-key JSON instead of Go's `DeepHashObject`; rendered with the vowel-free alphabet of
+/// `rand.SafeEncodeString`, so it reads like a Kubernetes hash).
+pub fn revision_name(
+    set: &str,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    collision_count: i32,
+) -> String {
+    use std::hash::Hasher;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let value = serde_json::to_value(template).unwrap_or_default();
+    let mut bytes = Vec::new();
+    crate::desired::write_canonical(&value, &mut bytes);
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(&bytes);
+    if collision_count > 0 {
+        hasher.write(&collision_count.to_le_bytes());
+    }
+    let mut n = hasher.finish();
+    let mut hash = String::new();
+    for _ in 0..10 {
+        hash.push(char::from(ALPHABET[(n % ALPHABET.len() as u64) as usize]));
+        n /= ALPHABET.len() as u64;
+    }
+    format!("{set}-{hash}")
+}
