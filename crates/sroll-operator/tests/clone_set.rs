@@ -364,6 +364,26 @@ async fn kubectl_scale_resizes_a_clone_set_through_the_scale_subresource() {
         table.contains("DESIRED") && table.contains("UPDATED_READY"),
         "Kruise's columns: {table}"
     );
+    let out = tokio::process::Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", &dir)
+        .args(["explain", "clonesets.spec.updateStrategy"])
+        .output()
+        .await
+        .unwrap();
+    let explain = String::from_utf8_lossy(&out.stdout);
+    for field in [
+        "maxSurge",
+        "maxUnavailable",
+        "partition",
+        "paused",
+        "priorityStrategy",
+    ] {
+        assert!(
+            explain.contains(field),
+            "kubectl explain shows {field}: {explain}"
+        );
+    }
     env.stop_operator().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
