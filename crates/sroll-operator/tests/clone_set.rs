@@ -384,6 +384,39 @@ async fn kubectl_scale_resizes_a_clone_set_through_the_scale_subresource() {
             "kubectl explain shows {field}: {explain}"
         );
     }
+
+    // The example of the README and docs/clone-set.md: a Kruise manifest with only its
+    // apiVersion changed, applied with kubectl, with one claim per pod.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/clone-set.yaml");
+    let out = tokio::process::Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", &dir)
+        .args(["-n", &env.ns, "apply", "-f", example])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_settled(&env, "sample", 5, 5).await;
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    let names: BTreeSet<String> = claims
+        .list(&ListParams::default().labels(INSTANCE_ID_LABEL))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
+    for p in pods(&env, "sample").await {
+        assert!(
+            names.contains(&format!("data-vol-{}", p.name_any())),
+            "{names:?}"
+        );
+    }
     env.stop_operator().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

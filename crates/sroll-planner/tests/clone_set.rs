@@ -572,3 +572,33 @@ proptest! {
         prop_assert!(false, "did not complete: {:?}", sim.counts());
     }
 }
+
+#[test]
+fn a_pre_delete_hook_holds_a_pod_until_its_label_is_removed() {
+    let mut s = spec(3);
+    s.lifecycle = Some(sroll_api::clone_set::Lifecycle {
+        pre_delete: Some(sroll_api::clone_set::LifecycleHook {
+            labels_handler: [("example.io/block".to_owned(), "true".to_owned())].into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut sim = Sim::new(s);
+    for p in &mut sim.pods {
+        p.labels.insert("example.io/block".into(), "true".into());
+    }
+    let victim = sim.pods[2].name.clone();
+    sim.spec.scale_strategy.pods_to_delete = vec![victim.clone()];
+    let p = sim.reconcile();
+    assert_eq!(p.prepare_delete, [victim.clone()]);
+    assert!(p.delete.is_empty());
+    // Held: nothing is deleted and no replacement is created while the hook label stays.
+    let p = sim.reconcile();
+    assert!(p.delete.is_empty() && p.create.is_empty(), "{p:?}");
+    // The hook released: the pod goes.
+    if let Some(x) = sim.pods.iter_mut().find(|x| x.name == victim) {
+        x.labels.remove("example.io/block");
+    }
+    let p = sim.reconcile();
+    assert_eq!(p.delete, [victim]);
+}
