@@ -590,7 +590,7 @@ fn a_pre_delete_hook_holds_a_pod_until_its_label_is_removed() {
     let victim = sim.pods[2].name.clone();
     sim.spec.scale_strategy.pods_to_delete = vec![victim.clone()];
     let p = sim.reconcile();
-    assert_eq!(p.prepare_delete, [victim.clone()]);
+    assert_eq!(p.prepare_delete, std::slice::from_ref(&victim));
     assert!(p.delete.is_empty());
     // Held: nothing is deleted and no replacement is created while the hook label stays.
     let p = sim.reconcile();
