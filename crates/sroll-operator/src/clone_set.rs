@@ -536,7 +536,8 @@ async fn reconcile(cs: Arc<CloneSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
         None => status.conditions.retain(|c| c.type_ != FAILED_SCALE),
     }
     write_status(&sets, &cs, status).await?;
-    if let Some(e) = scale_error {
+    let history_error = prune_history(&ctx, &cs, &revisions, &observed).await;
+    if let Some(e) = scale_error.or(history_error) {
         return Err(e);
     }
     let mut after = if plan.is_idle() {
@@ -552,6 +553,43 @@ async fn reconcile(cs: Arc<CloneSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
         after = after.min(Duration::from_secs(1));
     }
     Ok(Requeue::requeue(after))
+}
+
+/// Deletes the oldest ControllerRevisions beyond `revisionHistoryLimit`, never the current or the
+/// update revision nor one a pod still runs (upstream `truncateHistory`).
+async fn prune_history(
+    ctx: &Ctx,
+    cs: &CloneSet,
+    revisions: &[Arc<ControllerRevision>],
+    observed: &CloneSetObserved,
+) -> Option<Error> {
+    let live: std::collections::BTreeSet<&str> = observed
+        .pods
+        .iter()
+        .map(|p| p.revision.as_str())
+        .chain([
+            observed.update_revision.as_str(),
+            observed.current_revision.as_str(),
+        ])
+        .collect();
+    // `revisions` is newest first.
+    let old: Vec<&Arc<ControllerRevision>> = revisions
+        .iter()
+        .filter(|r| !live.contains(r.name_any().as_str()))
+        .collect();
+    let limit = usize::try_from(cs.spec.revision_history_limit()).unwrap_or(0);
+    let api: Api<ControllerRevision> = Api::namespaced(
+        ctx.handles.client.clone(),
+        &cs.namespace().unwrap_or_default(),
+    );
+    for r in old.into_iter().skip(limit) {
+        match api.delete(&r.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if api_code(&e) == Some(404) => {}
+            Err(source) => return Some(write_err(cs, "delete ControllerRevision", source)),
+        }
+    }
+    None
 }
 
 fn set_condition(status: &mut CloneSetStatus, type_: &str, reason: &str, message: &str) {

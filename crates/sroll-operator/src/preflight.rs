@@ -57,6 +57,7 @@ pub const NEEDED: &[Permission] = &[
     ("create", "", "pods", ""),
     ("patch", "", "pods", ""),
     ("create", "apps", "controllerrevisions", ""),
+    ("delete", "apps", "controllerrevisions", ""),
     ("list", "", "persistentvolumeclaims", ""),
     ("watch", "", "persistentvolumeclaims", ""),
     ("create", "", "persistentvolumeclaims", ""),

@@ -458,3 +458,29 @@ impl StopAnd for Env {
         checker.assert_clean();
     }
 }
+
+/// `revisionHistoryLimit: 1`: after three templates, the update revision and one older one remain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_revisions_beyond_the_history_limit_are_deleted() {
+    let mut env = Env::start().await;
+    let spec = json!({"revisionHistoryLimit": 1, "updateStrategy": {"maxUnavailable": 2}});
+    create(&env, &clone_set("web", 2, "app:1", spec)).await;
+    wait_settled(&env, "web", 2, 2).await;
+    patch_spec(&env, "web", image("web", "app:2")).await;
+    wait_settled(&env, "web", 2, 2).await;
+    patch_spec(&env, "web", image("web", "app:3")).await;
+    let cs = wait_settled(&env, "web", 2, 2).await;
+    let update = cs.status.unwrap().update_revision;
+    let revisions: Api<k8s_openapi::api::apps::v1::ControllerRevision> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    wait_for("two revisions left", DEADLINE, || async {
+        let list = revisions
+            .list(&ListParams::default().labels("sroll.io/cloneset=web"))
+            .await
+            .ok()?;
+        let names: Vec<String> = list.items.iter().map(|r| r.name_any()).collect();
+        (names.len() == 2 && names.contains(&update)).then_some(())
+    })
+    .await;
+    env.stop_operator().await;
+}
