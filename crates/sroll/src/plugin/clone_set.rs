@@ -209,6 +209,7 @@ pub fn render(v: &CloneView, now: Timestamp) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use k8s_openapi::{
         api::core::v1::{PodCondition, PodStatus},
