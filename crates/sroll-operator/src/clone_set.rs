@@ -535,6 +535,14 @@ async fn reconcile(cs: Arc<CloneSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
         Some(e) => set_condition(&mut status, FAILED_SCALE, "WriteFailed", &e.to_string()),
         None => status.conditions.retain(|c| c.type_ != FAILED_SCALE),
     }
+    let previous = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .cloned();
+    let (progress, deadline) = planner::progressing(&cs.spec, &status, previous.as_ref(), now);
+    status.conditions.retain(|c| c.type_ != "Progressing");
+    status.conditions.extend(progress);
     write_status(&sets, &cs, status).await?;
     let history_error = prune_history(&ctx, &cs, &revisions, &observed).await;
     if let Some(e) = scale_error.or(history_error) {
@@ -545,7 +553,7 @@ async fn reconcile(cs: Arc<CloneSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
     } else {
         REQUEUE_ACTING
     };
-    if let Some(at) = plan.requeue_at {
+    if let Some(at) = plan.requeue_at.into_iter().chain(deadline).min() {
         let wait = Duration::try_from(at.duration_since(now)).unwrap_or_default();
         after = after.min(wait.max(Duration::from_millis(100)));
     }

@@ -484,3 +484,45 @@ async fn old_revisions_beyond_the_history_limit_are_deleted() {
     .await;
     env.stop_operator().await;
 }
+
+/// `progressDeadlineSeconds`: an update whose pods never become Ready turns `Progressing` False
+/// with `ProgressDeadlineExceeded`; the previous pods stay (maxUnavailable 0, surge 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_update_exceeds_the_progress_deadline() {
+    let mut env = Env::start().await;
+    let spec = json!({
+        "progressDeadlineSeconds": 2,
+        "updateStrategy": {"maxSurge": 1, "maxUnavailable": 0},
+    });
+    create(&env, &clone_set("web", 2, "app:1", spec)).await;
+    let cs = wait_settled(&env, "web", 2, 2).await;
+    let ok = cs.status.unwrap().conditions;
+    assert!(
+        ok.iter()
+            .any(|c| c.type_ == "Progressing" && c.reason == "CloneSetAvailable"),
+        "{ok:?}"
+    );
+    patch_spec(&env, "web", image("web", "app:2-crashloop")).await;
+    let stuck = wait_for("ProgressDeadlineExceeded", DEADLINE, || async {
+        let cs = sets(&env).get("web").await.ok()?;
+        let c = cs
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Progressing")?;
+        (c.status == "False" && c.reason == "ProgressDeadlineExceeded").then_some(c)
+    })
+    .await;
+    assert!(
+        stuck.message.contains("timed out progressing"),
+        "{}",
+        stuck.message
+    );
+    let ready = pods(&env, "web")
+        .await
+        .iter()
+        .filter(|p| predicates::is_pod_ready(p))
+        .count();
+    assert_eq!(ready, 2, "the old pods keep serving");
+    env.stop_operator().await;
+}

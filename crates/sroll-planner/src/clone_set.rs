@@ -777,3 +777,117 @@ pub fn revision_name(
     }
     format!("{set}-{hash}")
 }
+
+/// Reasons of the `Progressing` condition (Kruise v1.9's `CloneSetConditionReason`s).
+pub mod progress_reasons {
+    /// Every pod runs the update revision and is available.
+    pub const AVAILABLE: &str = "CloneSetAvailable";
+    /// `updateStrategy.paused`.
+    pub const PAUSED: &str = "CloneSetProgressPaused";
+    /// The pods above the partition are updated and available.
+    pub const PARTITION_AVAILABLE: &str = "ProgressPartitionAvailable";
+    /// No such state within `progressDeadlineSeconds`.
+    pub const DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    /// The update is under way.
+    pub const UPDATED: &str = "CloneSetUpdated";
+}
+
+/// The `Progressing` condition for `status` (already computed by [`status`]), from the previous
+/// one (Kruise's `calculateProgressingStatus`, `pkg/controller/cloneset/cloneset_status.go`):
+/// `None` without `progressDeadlineSeconds`. The deadline runs from when the update started
+/// progressing (the condition's `lastUpdateTime` under reason `CloneSetUpdated`); time paused does
+/// not count, because pausing changes the reason and resuming starts the clock again. Once
+/// exceeded it stays so until the set is available, partition-available or paused. Also returns
+/// when the deadline falls, to look again then.
+pub fn progressing(
+    spec: &CloneSetSpec,
+    status: &sroll_api::clone_set::CloneSetStatus,
+    previous: Option<&sroll_api::clone_set::CloneSetCondition>,
+    now: Timestamp,
+) -> (
+    Option<sroll_api::clone_set::CloneSetCondition>,
+    Option<Timestamp>,
+) {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use progress_reasons as r;
+    let Some(deadline) = spec.progress_deadline_seconds else {
+        return (None, None);
+    };
+    let replicas = spec.replicas();
+    let make = |ok: bool, reason: &str, message: String| {
+        let same = previous.is_some_and(|p| p.reason == reason && (p.status == "True") == ok);
+        let kept = |t: Option<&Time>| t.cloned().unwrap_or(Time(now));
+        sroll_api::clone_set::CloneSetCondition {
+            type_: "Progressing".into(),
+            status: if ok { "True" } else { "False" }.into(),
+            last_update_time: Some(if same {
+                kept(previous.and_then(|p| p.last_update_time.as_ref()))
+            } else {
+                Time(now)
+            }),
+            last_transition_time: Some(match previous {
+                Some(p) if (p.status == "True") == ok => kept(p.last_transition_time.as_ref()),
+                _ => Time(now),
+            }),
+            reason: reason.into(),
+            message,
+        }
+    };
+    let available = status.current_revision == status.update_revision
+        && status.replicas == replicas
+        && status.updated_replicas == replicas
+        && status.updated_available_replicas == replicas;
+    if available {
+        return (
+            Some(make(true, r::AVAILABLE, "CloneSet is available".into())),
+            None,
+        );
+    }
+    if spec.update_strategy.paused {
+        return (
+            Some(make(true, r::PAUSED, "CloneSet is paused".into())),
+            None,
+        );
+    }
+    if status.expected_updated_replicas < replicas
+        && status.expected_updated_replicas <= status.updated_available_replicas
+    {
+        return (
+            Some(make(
+                true,
+                r::PARTITION_AVAILABLE,
+                "the pods above the partition are updated and available".into(),
+            )),
+            None,
+        );
+    }
+    let exceeded_message = format!(
+        "CloneSet revision {} has timed out progressing (progressDeadlineSeconds {deadline})",
+        status.update_revision
+    );
+    if previous.is_some_and(|p| p.reason == r::DEADLINE_EXCEEDED) {
+        return (
+            Some(make(false, r::DEADLINE_EXCEEDED, exceeded_message)),
+            None,
+        );
+    }
+    let started = match previous {
+        Some(p) if p.reason == r::UPDATED => p.last_update_time.as_ref().map_or(now, |t| t.0),
+        _ => now,
+    };
+    let due = started
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(i64::from(
+            deadline,
+        )))
+        .unwrap_or(started);
+    if due < now {
+        return (
+            Some(make(false, r::DEADLINE_EXCEEDED, exceeded_message)),
+            None,
+        );
+    }
+    (
+        Some(make(true, r::UPDATED, "CloneSet is progressing".into())),
+        Some(due),
+    )
+}

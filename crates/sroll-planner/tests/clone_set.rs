@@ -602,3 +602,71 @@ fn a_pre_delete_hook_holds_a_pod_until_its_label_is_removed() {
     let p = sim.reconcile();
     assert_eq!(p.delete, [victim]);
 }
+
+#[test]
+fn progressing_runs_out_at_the_deadline_and_pausing_restarts_the_clock() {
+    use sroll_planner::clone_set::{progress_reasons as r, progressing};
+    let at = |s: i64| Timestamp::from_second(1_700_000_000 + s).expect("in range");
+    let mut s = spec(4);
+    let mid = sroll_api::clone_set::CloneSetStatus {
+        replicas: 4,
+        updated_replicas: 1,
+        expected_updated_replicas: 4,
+        update_revision: "v2".into(),
+        current_revision: "v1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        progressing(&s, &mid, None, at(0)),
+        (None, None),
+        "no deadline"
+    );
+    s.progress_deadline_seconds = Some(60);
+    let (c, due) = progressing(&s, &mid, None, at(0));
+    let c = c.expect("a condition");
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", r::UPDATED));
+    assert_eq!(due, Some(at(60)));
+    // Still progressing at 59 s: the clock is not reset by the next reconcile.
+    let (c2, _) = progressing(&s, &mid, Some(&c), at(59));
+    assert_eq!(c2.as_ref().map(|c| c.reason.as_str()), Some(r::UPDATED));
+    let (late, _) = progressing(&s, &mid, c2.as_ref(), at(61));
+    let late = late.expect("a condition");
+    assert_eq!(
+        (late.status.as_str(), late.reason.as_str()),
+        ("False", r::DEADLINE_EXCEEDED)
+    );
+    assert!(late.message.contains("v2"), "{}", late.message);
+    // Exceeded stays exceeded while nothing is reached…
+    let (still, _) = progressing(&s, &mid, Some(&late), at(62));
+    assert_eq!(
+        still.map(|c| c.reason),
+        Some(r::DEADLINE_EXCEEDED.to_owned())
+    );
+    // …pausing excludes the paused time: resuming starts the clock again.
+    s.update_strategy.paused = true;
+    let (paused, _) = progressing(&s, &mid, Some(&late), at(100));
+    assert_eq!(paused.as_ref().map(|c| c.reason.as_str()), Some(r::PAUSED));
+    s.update_strategy.paused = false;
+    let (resumed, due) = progressing(&s, &mid, paused.as_ref(), at(500));
+    assert_eq!(resumed.map(|c| c.reason), Some(r::UPDATED.to_owned()));
+    assert_eq!(due, Some(at(560)));
+    // Done: available.
+    let done = sroll_api::clone_set::CloneSetStatus {
+        updated_replicas: 4,
+        updated_available_replicas: 4,
+        current_revision: "v2".into(),
+        ..mid.clone()
+    };
+    let (ok, due) = progressing(&s, &done, None, at(600));
+    assert_eq!(ok.map(|c| c.reason), Some(r::AVAILABLE.to_owned()));
+    assert_eq!(due, None);
+    // Partition reached.
+    let part = sroll_api::clone_set::CloneSetStatus {
+        expected_updated_replicas: 2,
+        updated_replicas: 2,
+        updated_available_replicas: 2,
+        ..mid
+    };
+    let (p, _) = progressing(&s, &part, None, at(600));
+    assert_eq!(p.map(|c| c.reason), Some(r::PARTITION_AVAILABLE.to_owned()));
+}
