@@ -689,6 +689,7 @@ async fn execute(
     } else {
         let mut ids: Vec<String> = claims
             .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
             .filter_map(|c| c.labels().get(INSTANCE_ID_LABEL).cloned())
             .filter(|id| !live_ids.contains(id))
             .collect();
@@ -711,7 +712,20 @@ async fn execute(
             continue;
         };
         for _ in 0..create.count {
-            let id = free_ids.pop().unwrap_or_else(random_id);
+            let id = free_ids.pop().unwrap_or_else(|| {
+                // Kruise's getOrGenInstanceID: a new id no pod or claim has.
+                let taken = |id: &str| {
+                    live_ids.iter().any(|l| l == id)
+                        || claims.iter().any(|c| {
+                            c.labels().get(INSTANCE_ID_LABEL).map(String::as_str) == Some(id)
+                        })
+                };
+                let mut id = random_id();
+                while taken(&id) {
+                    id = random_id();
+                }
+                id
+            });
             let pod = new_pod(cs, &template, &create.revision, &id);
             let pod_name = pod.name_any();
             for claim in new_claims(cs, &pod_name, &id) {
