@@ -526,3 +526,61 @@ async fn a_stuck_update_exceeds_the_progress_deadline() {
     assert_eq!(ready, 2, "the old pods keep serving");
     env.stop_operator().await;
 }
+
+/// A release walked down by the partition with surge: at each step exactly `replicas − partition`
+/// pods are updated, the surge pods are gone again, and the bounds hold throughout.
+async fn surge_partition_walk(replicas: i32, surge: i32, steps: &[i32]) {
+    let env = Env::start().await;
+    let spec =
+        json!({"updateStrategy": {"maxSurge": surge, "maxUnavailable": 0, "partition": replicas}});
+    create(&env, &clone_set("web", replicas, "app:1", spec)).await;
+    let v1 = wait_settled(&env, "web", replicas, replicas)
+        .await
+        .status
+        .unwrap()
+        .update_revision;
+    let checker = CloneSetChecker::start(env.client.clone(), &env.ns, "web");
+    checker.arm(Bounds {
+        max_pods: (replicas + surge) as usize,
+        min_ready: replicas as usize,
+        min_at_revision: Some((v1.clone(), replicas as usize)),
+    });
+    // The new template under partition = replicas updates nothing.
+    patch_spec(&env, "web", image_and_env("web", "app:2", "fast")).await;
+    wait_settled(&env, "web", replicas, 0).await;
+    for &partition in steps {
+        checker.arm(Bounds {
+            max_pods: (replicas + surge) as usize,
+            min_ready: replicas as usize,
+            min_at_revision: Some((v1.clone(), partition as usize)),
+        });
+        patch_spec(
+            &env,
+            "web",
+            json!({"updateStrategy": {"partition": partition}}),
+        )
+        .await;
+        let cs = wait_settled(&env, "web", replicas, replicas - partition).await;
+        let s = cs.status.unwrap();
+        assert_eq!(s.expected_updated_replicas, replicas - partition);
+        let old = pods(&env, "web")
+            .await
+            .iter()
+            .filter(|p| revision(p) == v1)
+            .count();
+        assert_eq!(old, partition as usize, "partition {partition}");
+    }
+    env.stop_operator_and(checker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surge_release_walked_down_by_the_partition_updates_exactly_the_pods_above_it() {
+    surge_partition_walk(6, 2, &[4, 1, 0]).await;
+}
+
+/// The same walk on 60 pods with a surge of 6 (about a minute in a debug build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: 60 pods; run with --run-ignored only"]
+async fn a_sixty_pod_surge_release_walked_down_by_the_partition_holds_the_bounds() {
+    surge_partition_walk(60, 6, &[45, 20, 0]).await;
+}
