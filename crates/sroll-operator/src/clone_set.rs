@@ -61,6 +61,8 @@ use crate::{Error, Result, cache, controller::OperatorHandles, error::api_code};
 /// How long an expected create or delete may stay unseen before it is given up (upstream's
 /// `ExpectationsTimeout` is 5 minutes; a watch that lost an event re-lists well before that).
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most writes of one kind one reconcile has in flight at once.
+const MAX_CONCURRENT_WRITES: usize = 32;
 /// How soon a CloneSet that acted is looked at again without a watch event.
 const REQUEUE_ACTING: Duration = Duration::from_secs(2);
 /// How soon an idle CloneSet is looked at again.
@@ -698,6 +700,8 @@ async fn execute(
         ids
     };
 
+    // The pods to create, each with its claims; ids and names are chosen first.
+    let mut planned: Vec<(Pod, Vec<PersistentVolumeClaim>, String)> = Vec::new();
     for create in &plan.create {
         let Some(template) = templates
             .get(&create.revision)
@@ -727,31 +731,39 @@ async fn execute(
                 id
             });
             let pod = new_pod(cs, &template, &create.revision, &id);
-            let pod_name = pod.name_any();
-            for claim in new_claims(cs, &pod_name, &id) {
-                let claim_name = claim.name_any();
-                if claims.iter().any(|c| c.name_any() == claim_name) {
-                    continue;
-                }
+            let new = new_claims(cs, &pod.name_any(), &id)
+                .into_iter()
+                .filter(|c| !claims.iter().any(|x| x.name_any() == c.name_any()))
+                .collect();
+            planned.push((pod, new, create.revision.clone()));
+        }
+    }
+    // Kruise's slow start (`DoItSlowly`): batches of 1, 2, 4, … created concurrently, stopping
+    // after a batch with a failure, so a quota or admission error costs one request, not hundreds.
+    let create_one = |(pod, new_claims, revision): (Pod, Vec<PersistentVolumeClaim>, String)| {
+        let (pods, claims_api) = (pods.clone(), claims_api.clone());
+        let event = &event;
+        async move {
+            for claim in new_claims {
                 match claims_api.create(&PostParams::default(), &claim).await {
                     Ok(_) => {}
                     Err(e) if api_code(&e) == Some(409) => {}
                     Err(source) => {
-                        failure.get_or_insert(write_err(
-                            cs,
-                            "create PersistentVolumeClaim",
-                            source,
-                        ));
+                        return Some(write_err(cs, "create PersistentVolumeClaim", source));
                     }
                 }
             }
+            let pod_name = pod.name_any();
             ctx.expectations.created(key, &pod_name);
             match pods.create(&PostParams::default(), &pod).await {
-                Ok(_) => event(
-                    "SuccessfulCreate",
-                    format!("created pod {pod_name} at revision {}", create.revision),
-                    EventType::Normal,
-                ),
+                Ok(_) => {
+                    event(
+                        "SuccessfulCreate",
+                        format!("created pod {pod_name} at revision {revision}"),
+                        EventType::Normal,
+                    );
+                    None
+                }
                 Err(source) => {
                     ctx.expectations.create_failed(key, &pod_name);
                     event(
@@ -759,11 +771,28 @@ async fn execute(
                         format!("failed to create pod {pod_name}: {source}"),
                         EventType::Warning,
                     );
-                    failure.get_or_insert(write_err(cs, "create pod", source));
-                    break;
+                    Some(write_err(cs, "create pod", source))
                 }
             }
         }
+    };
+    let mut batch = 1;
+    let mut planned = planned.into_iter();
+    loop {
+        let chunk: Vec<_> = planned.by_ref().take(batch).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let errors: Vec<Error> = futures::future::join_all(chunk.into_iter().map(create_one))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Some(e) = errors.into_iter().next() {
+            failure.get_or_insert(e);
+            break;
+        }
+        batch = (batch * 2).min(MAX_CONCURRENT_WRITES);
     }
 
     let cached: HashMap<String, Arc<Pod>> = ctx
@@ -773,51 +802,62 @@ async fn execute(
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && owned_by(&p.metadata, &uid))
         .map(|p| (p.name_any(), p))
         .collect();
-    for name in &plan.delete {
-        let Some(pod) = cached.get(name) else {
-            continue;
-        };
-        let pod_uid = pod.uid().unwrap_or_default();
-        ctx.expectations.deleted(key, name, &pod_uid);
-        let params = DeleteParams {
-            preconditions: Some(kube::api::Preconditions {
-                uid: Some(pod_uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match pods.delete(name, &params).await {
-            Ok(_) => {
-                event(
-                    "SuccessfulDelete",
-                    format!("deleted pod {name}"),
-                    EventType::Normal,
-                );
-                let id = pod
-                    .labels()
-                    .get(INSTANCE_ID_LABEL)
-                    .cloned()
-                    .unwrap_or_default();
-                for c in claims
-                    .iter()
-                    .filter(|c| c.labels().get(INSTANCE_ID_LABEL) == Some(&id))
-                {
-                    if let Err(e) = claims_api
-                        .delete(&c.name_any(), &DeleteParams::default())
-                        .await
-                        && api_code(&e) != Some(404)
+    let delete_one = |name: &String| {
+        let (pods, claims_api) = (pods.clone(), claims_api.clone());
+        let (cached, claims, event) = (&cached, &claims, &event);
+        let name = name.clone();
+        async move {
+            let pod = cached.get(&name)?;
+            let pod_uid = pod.uid().unwrap_or_default();
+            ctx.expectations.deleted(key, &name, &pod_uid);
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some(pod_uid.clone()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match pods.delete(&name, &params).await {
+                Ok(_) => {
+                    event(
+                        "SuccessfulDelete",
+                        format!("deleted pod {name}"),
+                        EventType::Normal,
+                    );
+                    let id = pod
+                        .labels()
+                        .get(INSTANCE_ID_LABEL)
+                        .cloned()
+                        .unwrap_or_default();
+                    for c in claims
+                        .iter()
+                        .filter(|c| c.labels().get(INSTANCE_ID_LABEL) == Some(&id))
                     {
-                        failure.get_or_insert(write_err(cs, "delete PersistentVolumeClaim", e));
+                        if let Err(e) = claims_api
+                            .delete(&c.name_any(), &DeleteParams::default())
+                            .await
+                            && api_code(&e) != Some(404)
+                        {
+                            return Some(write_err(cs, "delete PersistentVolumeClaim", e));
+                        }
                     }
+                    None
+                }
+                Err(e) if matches!(api_code(&e), Some(404 | 409)) => {
+                    ctx.expectations.delete_failed(key, &name);
+                    None
+                }
+                Err(source) => {
+                    ctx.expectations.delete_failed(key, &name);
+                    Some(write_err(cs, "delete pod", source))
                 }
             }
-            Err(e) if matches!(api_code(&e), Some(404 | 409)) => {
-                ctx.expectations.delete_failed(key, name);
-            }
-            Err(source) => {
-                ctx.expectations.delete_failed(key, name);
-                failure.get_or_insert(write_err(cs, "delete pod", source));
-            }
+        }
+    };
+    for chunk in plan.delete.chunks(MAX_CONCURRENT_WRITES) {
+        let errors = futures::future::join_all(chunk.iter().map(delete_one)).await;
+        if let Some(e) = errors.into_iter().flatten().next() {
+            failure.get_or_insert(e);
         }
     }
 
@@ -830,28 +870,47 @@ async fn execute(
                 .iter()
                 .map(|n| (n, LIFECYCLE_STATE_LABEL, "PreparingDelete")),
         );
-    for (name, label, value) in labelled {
-        let patch = json!({"metadata": {"labels": {label: value}}});
-        match pods
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(pod) => ctx.expectations.written(pod),
-            Err(e) if api_code(&e) == Some(404) => {}
-            Err(source) => {
-                failure.get_or_insert(write_err(cs, "label pod", source));
+    let labelled: Vec<(&String, &str, &str)> = labelled.collect();
+    for chunk in labelled.chunks(MAX_CONCURRENT_WRITES) {
+        let results = futures::future::join_all(chunk.iter().map(|(name, label, value)| {
+            let patch = json!({"metadata": {"labels": {*label: *value}}});
+            let pods = pods.clone();
+            async move {
+                pods.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+            }
+        }))
+        .await;
+        for r in results {
+            match r {
+                Ok(pod) => ctx.expectations.written(pod),
+                Err(e) if api_code(&e) == Some(404) => {}
+                Err(source) => {
+                    failure.get_or_insert(write_err(cs, "label pod", source));
+                }
             }
         }
     }
 
-    if !plan.in_place.is_empty() {
-        let writes: Vec<PodWrite> = plan.in_place.clone();
-        let outcome = crate::inplace::execute(&pods, &writes).await;
-        for pod in outcome.written {
-            ctx.expectations.written(pod);
+    // In-place writes, each pod's in order through the shared executor, pods concurrently.
+    let mut by_pod: Vec<Vec<PodWrite>> = Vec::new();
+    for w in &plan.in_place {
+        match by_pod.iter_mut().find(|g| g[0].pod == w.pod) {
+            Some(g) => g.push(w.clone()),
+            None => by_pod.push(vec![w.clone()]),
         }
-        if let Some(e) = outcome.error {
-            failure.get_or_insert(e);
+    }
+    for chunk in by_pod.chunks(MAX_CONCURRENT_WRITES) {
+        let outcomes =
+            futures::future::join_all(chunk.iter().map(|w| crate::inplace::execute(&pods, w)))
+                .await;
+        for outcome in outcomes {
+            for pod in outcome.written {
+                ctx.expectations.written(pod);
+            }
+            if let Some(e) = outcome.error {
+                failure.get_or_insert(e);
+            }
         }
     }
 
