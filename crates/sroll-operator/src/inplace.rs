@@ -13,8 +13,9 @@
 //!   API server's pod update validation allows.
 //!
 //! A pod's later writes in the same batch start from the object the previous write returned and
-//! are skipped when it failed.
+//! are skipped when it failed; different pods are written concurrently.
 
+use futures::StreamExt;
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::{Api, ResourceExt, api::PostParams};
 use sroll_planner::inplace::{Op, PodWrite};
@@ -28,46 +29,60 @@ pub struct InPlaceOutcome {
     pub written: Vec<Pod>,
     /// Writes skipped because they no longer applied (already done, another incarnation, gone).
     pub skipped: usize,
-    /// The first error that was not a conflict or a missing pod; the batch stopped there.
+    /// The first error that was not a conflict or a missing pod (that pod's later writes were
+    /// skipped; other pods went on).
     pub error: Option<Error>,
 }
 
-/// Performs `writes` in order.
+/// How many pods are written at once. The planner already bounded the batch by the budget; the
+/// writes of different pods are independent, so a 100-pod batch costs a few round trips, not 300.
+const CONCURRENCY: usize = 16;
+
+/// Performs `writes`: each pod's writes in order, different pods concurrently (at most
+/// [`CONCURRENCY`] at once). A pod's later writes start from the object its previous write returned
+/// and are skipped when one fails or no longer applies; other pods go on.
 pub async fn execute(api: &Api<Pod>, writes: &[PodWrite]) -> InPlaceOutcome {
-    let mut out = InPlaceOutcome::default();
-    let mut failed: Vec<&str> = Vec::new();
-    let mut last: Option<Pod> = None;
+    let mut pods: Vec<Vec<PodWrite>> = Vec::new();
     for write in writes {
-        if failed.contains(&write.pod.as_str()) {
-            out.skipped += 1;
-            continue;
+        match pods.iter_mut().find(|list| list[0].pod == write.pod) {
+            Some(list) => list.push(write.clone()),
+            None => pods.push(vec![write.clone()]),
         }
-        let previous = last
-            .take()
-            .filter(|p| p.metadata.name.as_deref() == Some(write.pod.as_str()));
-        if let Some(p) = &previous
-            && out.written.last().and_then(|w| w.metadata.name.as_deref())
-                == p.metadata.name.as_deref()
-        {
-            // Replaced below by the newer object of this pod.
-            out.written.pop();
-        }
-        match write_one(api, write, previous).await {
-            Ok(Some(pod)) => {
-                out.written.push(pod.clone());
-                last = Some(pod);
-            }
-            Ok(None) => {
-                out.skipped += 1;
-                failed.push(&write.pod);
-            }
-            Err(e) => {
-                out.error = Some(e);
-                break;
-            }
+    }
+    // Owned futures, built before the first await (a closure borrowing across it would not be
+    // `Send` for every lifetime the controller's executor asks of it).
+    let futures: Vec<_> = pods
+        .into_iter()
+        .map(|list| write_pod(api.clone(), list))
+        .collect();
+    let results: Vec<(Option<Pod>, usize, Option<Error>)> = futures::stream::iter(futures)
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = InPlaceOutcome::default();
+    for (written, skipped, error) in results {
+        out.written.extend(written);
+        out.skipped += skipped;
+        if out.error.is_none() {
+            out.error = error;
         }
     }
     out
+}
+
+/// One pod's writes, in order: the pod as last written, the writes skipped, the error that
+/// stopped them.
+async fn write_pod(api: Api<Pod>, writes: Vec<PodWrite>) -> (Option<Pod>, usize, Option<Error>) {
+    let mut last: Option<Pod> = None;
+    let total = writes.len();
+    for (i, write) in writes.iter().enumerate() {
+        match write_one(&api, write, last.clone()).await {
+            Ok(Some(pod)) => last = Some(pod),
+            Ok(None) => return (last, total - i, None),
+            Err(e) => return (last, total - i - 1, Some(e)),
+        }
+    }
+    (last, 0, None)
 }
 
 /// One write, retried once on a conflict. `Ok(None)`: it no longer applies (or the pod is gone
