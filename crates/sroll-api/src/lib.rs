@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod clone_set;
 pub mod crd;
 pub mod intstr;
 pub mod labels;

@@ -150,6 +150,18 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A write of the CloneSet controller failed.
+    #[error("CloneSet {name}: failed to write {what}")]
+    CloneSetWrite {
+        /// CloneSet name.
+        name: String,
+        /// What was written (`create pod`, `status`, …).
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+
     /// Writing the rollout's status failed.
     #[error("failed to write the status of rollout {name}")]
     PatchStatus {
@@ -186,6 +198,7 @@ impl Error {
             Self::InPlaceWrite { .. } => "in_place_write",
             Self::DeletePod { .. } => "delete_pod",
             Self::PatchStatus { .. } => "patch_status",
+            Self::CloneSetWrite { .. } => "cloneset_write",
         }
     }
 

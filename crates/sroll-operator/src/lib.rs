@@ -18,6 +18,7 @@
 
 pub mod analysis;
 pub mod cache;
+pub mod clone_set;
 pub mod controller;
 pub mod error;
 pub mod events;
@@ -186,13 +187,20 @@ impl Operator {
         } else {
             settings.namespaces.iter().cloned().map(Some).collect()
         };
+        let controllers = join_all(
+            scopes
+                .iter()
+                .cloned()
+                .map(|ns| controller::run_scope(ctx.clone(), ns, stopped()).boxed()),
+        );
+        // The CloneSet controller, beside the rollout controller in every scope.
+        let clone_sets = join_all(
+            scopes
+                .into_iter()
+                .map(|ns| clone_set::run_scope(ctx.clone(), ns, stopped()).boxed()),
+        );
         let controllers = bounded_after_stop(
-            join_all(
-                scopes
-                    .into_iter()
-                    .map(|ns| controller::run_scope(ctx.clone(), ns, stopped())),
-            )
-            .map(drop),
+            futures::future::join(controllers, clone_sets).map(drop),
             stop_rx.clone(),
         );
         drop(ctx);

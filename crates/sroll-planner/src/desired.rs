@@ -152,7 +152,7 @@ fn hash_json<T: Serialize>(value: &T) -> Result<String, Error> {
 
 /// Writes `value` as JSON with object keys sorted at every level (independent of whether
 /// serde_json's `preserve_order` feature is enabled somewhere in the build).
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let sorted: BTreeMap<&String, &Value> = map.iter().collect();

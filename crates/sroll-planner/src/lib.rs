@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analysis;
+pub mod clone_set;
 mod conditions;
 pub mod desired;
 pub mod inplace;

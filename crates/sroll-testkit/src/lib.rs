@@ -12,6 +12,8 @@
 //!   simulated application metrics, for the analysis tests.
 //! - [`checker`] and [`evictions`]: the invariant checker (availability budget, version leaks,
 //!   status regressions, duplicated side effects, operator exits and panics) and an eviction watch.
+//! - [`clone_set`]: a CloneSet fixture and the CloneSet invariant checker (surge, availability,
+//!   partition bounds, judged on every pod event).
 //! - [`fixture`]: fluent rollouts, `Rollout::named("web").replicas(8).image("app:v2")`.
 //! - [`fakes`]: one fake of each receiver the operator talks to — Slack Web API, Consul, release
 //!   callback and webhook receivers — recording what they receive and able to fail, rate-limit or
@@ -32,6 +34,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod checker;
+pub mod clone_set;
 pub mod env;
 pub mod evictions;
 pub mod fakes;

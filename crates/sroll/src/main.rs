@@ -22,7 +22,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the CustomResourceDefinitions sroll serves, as YAML (pipe to `kubectl apply -f -`).
-    Crd,
+    Crd {
+        /// Print only this CRD (`statefulsetrollouts.sroll.io`, `clonesets.sroll.io`).
+        name: Option<String>,
+    },
     /// Render an application's rollout config (bedrock.yaml) into a PodDisruptionBudget and a
     /// StatefulsetRollout, as YAML for `kubectl apply -f -`.
     Render(RenderArgs),
@@ -98,8 +101,17 @@ fn main() -> anyhow::Result<ExitCode> {
                 tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
             runtime.block_on(plugin::run(cmd))?;
         }
-        Command::Crd => {
-            let yaml = sroll_api::crd::crd_yaml().context("failed to render the CRD as YAML")?;
+        Command::Crd { name } => {
+            let yaml = match name {
+                None => sroll_api::crd::crd_yaml(),
+                Some(name) => sroll_api::crd::crd_yaml_named(&name).with_context(|| {
+                    format!(
+                        "no CRD named {name:?}: sroll serves {}",
+                        sroll_api::crd::crd_names().join(", ")
+                    )
+                })?,
+            }
+            .context("failed to render the CRD as YAML")?;
             write_stdout(&yaml)?;
         }
         Command::Render(args) => return run_render(args),

@@ -41,7 +41,7 @@ fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
     assert_eq!(report["quick"], true);
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1));
     let rows = report["rows"].as_array().expect("rows");
-    for scenario in 1..=7u64 {
+    for scenario in 1..=8u64 {
         let of: Vec<&Value> = rows
             .iter()
             .filter(|r| r["scenario"].as_u64() == Some(scenario))
@@ -94,6 +94,23 @@ fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
         .find(|r| r["scenario"].as_u64() == Some(6))
         .expect("scenario 6");
     assert!(number(&slack["metrics"], "slack_posts") >= 1.0, "{slack}");
+    // Scenario 8: the CloneSet surge release stayed within replicas + maxSurge with every pod
+    // Ready (maxUnavailable 0).
+    let surge = rows
+        .iter()
+        .find(|r| {
+            r["scenario"].as_u64() == Some(8)
+                && r["variant"]
+                    .as_str()
+                    .is_some_and(|v| v.contains("maxSurge"))
+        })
+        .expect("scenario 8, surge");
+    let pods = number(surge, "pods");
+    assert!(
+        number(&surge["metrics"], "max_pods") <= pods + (pods * 0.1).ceil(),
+        "{surge}"
+    );
+    assert!(number(&surge["metrics"], "min_ready") >= pods, "{surge}");
     // The table and the targets were printed.
     assert!(
         stdout.contains("MEASURED") && stdout.contains("Targets:"),

@@ -10,34 +10,53 @@ fn sroll(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn committed_crd_matches_sroll_crd() {
-    let out = sroll(&["crd"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let generated = String::from_utf8(out.stdout).expect("UTF-8");
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/crds/statefulsetrollouts.sroll.io.yaml"
-    );
-    let committed = std::fs::read_to_string(path).expect("deploy/crds file exists");
-    assert!(
-        generated == committed,
-        "deploy/crds/statefulsetrollouts.sroll.io.yaml is out of date with the Rust types.\n\
-         Regenerate it with:\n  cargo run -p sroll -- crd > deploy/crds/statefulsetrollouts.sroll.io.yaml"
-    );
+fn committed_crds_match_sroll_crd() {
+    for name in ["statefulsetrollouts.sroll.io", "clonesets.sroll.io"] {
+        let out = sroll(&["crd", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let generated = String::from_utf8(out.stdout).expect("UTF-8");
+        let path = format!(
+            "{}/../../deploy/crds/{name}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let committed = std::fs::read_to_string(&path).expect("deploy/crds file exists");
+        assert!(
+            generated == committed,
+            "deploy/crds/{name}.yaml is out of date with the Rust types.\n\
+             Regenerate it with:\n  cargo run -p sroll -- crd {name} > deploy/crds/{name}.yaml"
+        );
+    }
 }
 
 #[test]
-fn crd_output_is_a_parseable_custom_resource_definition() {
+fn crd_output_is_every_custom_resource_definition() {
     let out = sroll(&["crd"]);
     let text = String::from_utf8(out.stdout).expect("UTF-8");
-    let doc: serde_json::Value = serde_yaml_ng::from_str(&text).expect("YAML");
-    assert_eq!(doc["kind"], "CustomResourceDefinition");
-    assert_eq!(doc["metadata"]["name"], "statefulsetrollouts.sroll.io");
-    assert_eq!(doc["spec"]["versions"][0]["name"], "v1alpha1");
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .collect();
+    let names: Vec<&str> = docs
+        .iter()
+        .map(|d| {
+            assert_eq!(d["kind"], "CustomResourceDefinition");
+            assert_eq!(d["spec"]["versions"][0]["name"], "v1alpha1");
+            d["metadata"]["name"].as_str().expect("a name")
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["statefulsetrollouts.sroll.io", "clonesets.sroll.io"]
+    );
+    let unknown = sroll(&["crd", "widgets.sroll.io"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("clonesets.sroll.io"),
+        "names the CRDs it serves"
+    );
 }
 
 #[test]

@@ -50,6 +50,7 @@ fn cluster_install_renders_every_piece() {
             "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
             "Namespace",
             "PodDisruptionBudget",

@@ -256,3 +256,62 @@ async fn a_cluster_without_the_crd_gets_install_advice() {
     let _ = std::fs::remove_file(&kubeconfig);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_shows_a_clone_sets_revisions_surge_and_pods() {
+    use sroll_api::clone_set::CloneSet;
+    let env = start_embedded(2, 8.0).await.expect("embedded cluster");
+    let kubeconfig = kubeconfig_path("clone");
+    env.cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig written");
+    let client = env.client.clone();
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "clones"}})).expect("namespace"),
+        )
+        .await
+        .expect("namespace created");
+    let sets: Api<CloneSet> = Api::namespaced(client.clone(), "clones");
+    let cs = sroll_testkit::clone_set::clone_set(
+        "web",
+        3,
+        "web:1",
+        json!({"updateStrategy": {"maxSurge": 1, "maxUnavailable": 0}}),
+    );
+    sets.create(&PostParams::default(), &cs)
+        .await
+        .expect("CloneSet created");
+    sroll_testkit::wait_for("3 Ready pods", Duration::from_secs(120), || async {
+        let s = sets.get("web").await.ok()?.status?;
+        (s.ready_replicas == 3 && s.updated_replicas == 3).then_some(())
+    })
+    .await;
+    let run = sroll(&kubeconfig, &["clone", "web", "-n", "clones"]).await;
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("3 desired, 3 pods, 3 ready, 3 updated (3 expected), partition 0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("surge       0 of maxSurge 1"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("web:1  3 pods  [update, current]"),
+        "{}",
+        run.stdout
+    );
+    let missing = sroll(&kubeconfig, &["clone", "nope", "-n", "clones"]).await;
+    assert!(!missing.ok);
+    assert!(
+        missing.stderr.contains("no CloneSet named \"nope\""),
+        "{}",
+        missing.stderr
+    );
+    let _ = std::fs::remove_file(&kubeconfig);
+}

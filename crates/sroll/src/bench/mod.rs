@@ -63,10 +63,10 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Run only these scenarios (1-7); repeat or separate with commas. Default: all.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
+    /// Run only these scenarios (1-8); repeat or separate with commas. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
     pub only: Vec<u8>,
-    /// Pods of the single-set scenarios 1, 2, 6 and 7 (default 1000, 20 with --quick).
+    /// Pods of the single-set scenarios 1, 2, 6, 7 and 8 (default 1000, 20 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(10..=100_000))]
     pub pods: Option<u32>,
     /// Scenario 5: StatefulSets rolling at once (default 100, 2 with --quick).
@@ -225,7 +225,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = anyhow::Result<Vec<Row>>> + 'a>,
     >;
-    let scenarios: [(u8, &str, Scenario); 7] = [
+    let scenarios: [(u8, &str, Scenario); 8] = [
         (1, "speed, uniform pods", |s, _| Box::pin(speed_uniform(s))),
         (2, "speed, jittered pods", |s, _| {
             Box::pin(speed_jittered(s))
@@ -235,6 +235,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         (5, "scale", |s, exe| Box::pin(scale(s, exe))),
         (6, "notifications", |s, _| Box::pin(notifications(s))),
         (7, "in place vs recreate", |s, _| Box::pin(in_place(s))),
+        (8, "CloneSet: surge vs in place", |s, _| {
+            Box::pin(clone_sets(s))
+        }),
     ];
     for (n, title, f) in scenarios {
         if !wanted(n) {
@@ -1409,6 +1412,140 @@ async fn in_place(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
                 "ideal ceil({pods}/{budget}) × {cycle:.2} s ({} cycle); {timings}; at most {} of {budget} unavailable; {restarted} pods restarted in place",
                 if policy == "ReCreate" { "recreate" } else { "in-place" },
                 m.max_unavailable
+            ),
+            metrics,
+        ));
+    }
+    Ok(rows)
+}
+
+// ---- scenario 8 ---------------------------------------------------------------------------------
+
+/// Scenario 8: a CloneSet of `s7_pods` pods released two ways on scenario 7's kubelet: recreated
+/// through `maxSurge: 10%` with `maxUnavailable: 0` (each batch is a pod creation: scheduling,
+/// sandbox, start; the old pods go once their replacements are Ready), and in place with
+/// `maxUnavailable: 10%` (each batch is a container restart: stop, pull, start). The ideal is
+/// `ceil(pods / batch) × cycle`; the most pods and the fewest Ready pods seen are reported.
+async fn clone_sets(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    use sroll_api::clone_set::CloneSet;
+    let pods = sizes.s7_pods;
+    let batch = budget_of(pods);
+    let create_cycle = (S7_SCHEDULING + S7_SANDBOX + START_SECS) / sizes.speed;
+    let in_place_cycle = (STOP_SECS + S7_PULL + START_SECS) / sizes.speed;
+    let mut rows = Vec::new();
+    for (variant, strategy, cycle) in [
+        (
+            "CloneSet ReCreate, maxSurge 10%, maxUnavailable 0",
+            json!({"maxSurge": format!("{BUDGET_PERCENT}%"), "maxUnavailable": 0}),
+            create_cycle,
+        ),
+        (
+            "CloneSet InPlaceIfPossible, maxUnavailable 10%",
+            json!({"type": "InPlaceIfPossible", "maxUnavailable": format!("{BUDGET_PERCENT}%")}),
+            in_place_cycle,
+        ),
+    ] {
+        let ideal = model::uniform_ideal(pods as usize, batch as usize, cycle);
+        let env = start_env(sizes, in_place_kubelet()).await?;
+        let api: Api<CloneSet> = Api::namespaced(env.client.clone(), NAMESPACE);
+        let set: CloneSet = serde_json::from_value(json!({
+            "apiVersion": "sroll.io/v1alpha1", "kind": "CloneSet",
+            "metadata": {"name": "web", "namespace": NAMESPACE},
+            "spec": {
+                "replicas": pods,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": template("web", 1),
+                "updateStrategy": strategy,
+            },
+        }))
+        .context("the CloneSet")?;
+        api.create(&PostParams::default(), &set)
+            .await
+            .context("failed to create the CloneSet")?;
+        let settled = |generation: i64| {
+            let api = api.clone();
+            move || {
+                let api = api.clone();
+                async move {
+                    let cs = api
+                        .get("web")
+                        .await
+                        .context("failed to read the CloneSet")?;
+                    let s = cs.status.unwrap_or_default();
+                    let n = i32::try_from(pods).unwrap_or(i32::MAX);
+                    Ok((s.observed_generation >= generation
+                        && s.replicas == n
+                        && s.ready_replicas == n
+                        && s.updated_replicas == n)
+                        .then_some(()))
+                }
+            }
+        };
+        poll(
+            "the CloneSet's first pods",
+            Duration::from_secs(600),
+            Duration::from_millis(50),
+            settled(1),
+        )
+        .await?;
+        let pod_api: Api<Pod> = Api::namespaced(env.client.clone(), NAMESPACE);
+        let extremes = std::sync::Arc::new(std::sync::Mutex::new((0usize, usize::MAX)));
+        let watch = {
+            let extremes = extremes.clone();
+            let pod_api = pod_api.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Ok(list) = pod_api.list(&ListParams::default().labels("app=web")).await {
+                        let active: Vec<&Pod> = list
+                            .items
+                            .iter()
+                            .filter(|p| !sroll_api::predicates::is_terminating(&p.metadata))
+                            .collect();
+                        let ready = active
+                            .iter()
+                            .filter(|p| sroll_api::predicates::is_pod_ready(p))
+                            .count();
+                        let mut e = sroll_api::sync::lock(&extremes);
+                        e.0 = e.0.max(active.len());
+                        e.1 = e.1.min(ready);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        let t0 = Instant::now();
+        let patched = api
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"template": template("web", 2)}})),
+            )
+            .await
+            .context("failed to release the CloneSet")?;
+        poll(
+            "the CloneSet's release",
+            limit_for(ideal),
+            Duration::from_millis(20),
+            settled(patched.metadata.generation.unwrap_or(2)),
+        )
+        .await?;
+        let seconds = t0.elapsed().as_secs_f64();
+        watch.abort();
+        let (max_pods, min_ready) = *sroll_api::sync::lock(&extremes);
+        env.shutdown().await;
+        let metrics = BTreeMap::from([
+            ("max_pods".to_owned(), max_pods as f64),
+            ("min_ready".to_owned(), min_ready as f64),
+            ("cycle_seconds".to_owned(), cycle),
+        ]);
+        rows.push(Row::new(
+            8,
+            variant.to_owned(),
+            pods,
+            seconds,
+            ideal,
+            format!(
+                "ideal ceil({pods}/{batch}) × {cycle:.2} s; at most {max_pods} pods, at least {min_ready} Ready (sampled every 0.1 s)"
             ),
             metrics,
         ));

@@ -6,9 +6,11 @@
 //! list | get [-w] | history     read the rollout, its StatefulSet, pods, revisions and events
 //! pause | resume | set-percent  merge-patch the rollout's spec
 //! rollback | retry              apply an earlier template / a new rolloutIdentity
+//! clone NAME [-w]               a CloneSet: replicas, surge, unavailable pods, revisions, pods
 //! ```
 
 pub mod actions;
+mod clone_set;
 pub(crate) mod view;
 
 use std::{io::IsTerminal, path::PathBuf};
@@ -88,6 +90,16 @@ pub enum PluginCommand {
         #[arg(short, long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Show one CloneSet as a tree: replicas, surge and unavailable pods, revisions, pods.
+    Clone {
+        /// The CloneSet's name.
+        name: String,
+        #[command(flatten)]
+        common: Common,
+        /// Keep redrawing every second (Ctrl-C to stop).
+        #[arg(short, long)]
+        watch: bool,
+    },
     /// Pause a rollout: no pod is evicted until it is resumed.
     Pause {
         /// The rollout's name.
@@ -154,6 +166,7 @@ impl PluginCommand {
         match self {
             Self::List { common, .. }
             | Self::Get { common, .. }
+            | Self::Clone { common, .. }
             | Self::Pause { common, .. }
             | Self::Resume { common, .. }
             | Self::SetPercent { common, .. }
@@ -182,6 +195,7 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             output,
             ..
         } => view::get(&ctx, &name, watch, output).await,
+        PluginCommand::Clone { name, watch, .. } => clone_set::show(&ctx, &name, watch).await,
         PluginCommand::History { name, output, .. } => view::history(&ctx, &name, output).await,
         PluginCommand::Pause { name, .. } => print(actions::set_paused(&ctx, &name, true).await),
         PluginCommand::Resume { name, .. } => print(actions::set_paused(&ctx, &name, false).await),
