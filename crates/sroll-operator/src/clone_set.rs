@@ -30,7 +30,7 @@ use k8s_openapi::{
     jiff::Timestamp,
 };
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Resource, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
     core::Selector,
     runtime::{
@@ -56,7 +56,11 @@ use sroll_planner::{
     inplace::{self, PodInPlace, PodWrite},
 };
 
-use crate::{Error, Result, cache, controller::OperatorHandles, error::api_code};
+use crate::{
+    Error, Result, cache,
+    controller::{OperatorHandles, api_in},
+    error::api_code,
+};
 
 /// How long an expected create or delete may stay unseen before it is given up (upstream's
 /// `ExpectationsTimeout` is 5 minutes; a watch that lost an event re-lists well before that).
@@ -182,17 +186,6 @@ struct Ctx {
     revisions: Store<ControllerRevision>,
     claims: Store<PersistentVolumeClaim>,
     expectations: Expectations,
-}
-
-fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Runs the CloneSet controller for one namespace scope (`None`: all namespaces) until `stopped`

@@ -124,7 +124,8 @@ impl std::fmt::Debug for Context {
     }
 }
 
-fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+/// `Api` over one namespace, or all namespaces for `None` (a controller scope).
+pub(crate) fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,
