@@ -584,3 +584,19 @@ async fn a_surge_release_walked_down_by_the_partition_updates_exactly_the_pods_a
 async fn a_sixty_pod_surge_release_walked_down_by_the_partition_holds_the_bounds() {
     surge_partition_walk(60, 6, &[45, 20, 0]).await;
 }
+
+/// Two CloneSets created at once while the operator's caches still list: both reconciles wait
+/// for the caches, and kube-runtime's store readiness wakes only one waiter
+/// (`sroll_operator::cache::Synced`); the other used to wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clone_sets_created_at_once_both_settle() {
+    let mut env = Env::start().await;
+    let (a, b) = (
+        clone_set("alpha", 2, "app:1", json!({})),
+        clone_set("beta", 2, "app:1", json!({})),
+    );
+    tokio::join!(create(&env, &a), create(&env, &b));
+    wait_settled(&env, "alpha", 2, 2).await;
+    wait_settled(&env, "beta", 2, 2).await;
+    env.stop_operator().await;
+}
