@@ -139,6 +139,30 @@ where
     })
 }
 
+/// The first list of a scope's watch caches, awaited by any number of reconciles at once.
+///
+/// kube-runtime's `Store::wait_until_ready` (5.0, `utils/delayed_init.rs` `DelayedInit::get`)
+/// polls one `futures::channel::oneshot::Receiver` shared by every caller of a store, and that
+/// receiver keeps a single waker: each poll replaces the previous caller's. When two reconciles
+/// wait at once (two rollouts created before the caches finished their first list), the list
+/// wakes only the one polled last; the other sleeps until something else polls it — its 60 s
+/// timeout (`controller::CACHE_SYNC_TIMEOUT`), whose expiry polls the wait once more and finds the
+/// stores ready. That rollout got its first status a minute late.
+///
+/// Here one caller at a time waits on the stores (a `tokio::sync::OnceCell`: the others queue on
+/// its semaphore, which wakes each of them), and once they are ready nobody waits again.
+#[derive(Debug, Default)]
+pub struct Synced(tokio::sync::OnceCell<()>);
+
+impl Synced {
+    /// Resolves once `ready` (the wait on every store) has completed, in this call or an earlier
+    /// one. A caller dropped while it waits on the stores (its timeout) hands the wait on to the
+    /// next one.
+    pub async fn wait<F: Future<Output = ()>>(&self, ready: impl FnOnce() -> F) {
+        self.0.get_or_init(ready).await;
+    }
+}
+
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The reader side of one namespace scope's caches.
@@ -939,5 +963,79 @@ pub(crate) mod tests {
         let want = health(&full);
         assert!(want.is_healthy("web-0", None) && !want.is_healthy("web-1", None));
         assert_eq!(health(&slim), want);
+    }
+
+    /// A waker that records whether it was woken.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicBool);
+
+    impl futures::task::ArcWake for Woken {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Woken {
+        fn take(&self) -> bool {
+            self.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn poll<F: Future + ?Sized>(
+        f: std::pin::Pin<&mut F>,
+        woken: &Arc<Woken>,
+    ) -> std::task::Poll<F::Output> {
+        let waker = futures::task::waker(woken.clone());
+        f.poll(&mut std::task::Context::from_waker(&waker))
+    }
+
+    fn ready(writer: &mut reflector::store::Writer<StatefulSet>) {
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    /// Why [`Synced`] exists: when this fails, kube-runtime wakes every waiter of a store and the
+    /// gate may go.
+    #[test]
+    fn kube_runtime_wakes_only_the_last_of_two_waiters_on_a_store() {
+        let (store, mut writer) = reflector::store::<StatefulSet>();
+        let (a, b) = (Arc::new(Woken::default()), Arc::new(Woken::default()));
+        let mut first = std::pin::pin!(store.wait_until_ready());
+        let mut second = std::pin::pin!(store.wait_until_ready());
+        assert!(poll(first.as_mut(), &a).is_pending());
+        assert!(poll(second.as_mut(), &b).is_pending());
+        ready(&mut writer);
+        assert!(b.take(), "the waiter polled last is woken");
+        assert!(!a.take(), "the first waiter's wake-up is lost");
+        assert!(poll(first.as_mut(), &a).is_ready(), "ready when polled");
+    }
+
+    #[test]
+    fn every_reconcile_waiting_for_the_caches_is_woken_when_they_are_ready() {
+        let (store, mut writer) = reflector::store::<StatefulSet>();
+        let synced = Synced::default();
+        let wait = || async {
+            let _ = store.wait_until_ready().await;
+        };
+        let wakers: Vec<Arc<Woken>> = (0..3).map(|_| Arc::default()).collect();
+        let mut waits: Vec<_> = (0..3).map(|_| Box::pin(synced.wait(wait))).collect();
+        for (w, woken) in waits.iter_mut().zip(&wakers) {
+            assert!(poll(w.as_mut(), woken).is_pending());
+        }
+        ready(&mut writer);
+        // Each waiter is woken in turn (the one waiting on the stores first, then each queued one
+        // when the one before it finishes), never left to its timeout.
+        let mut done = vec![false; 3];
+        for _ in 0..3 {
+            for (i, (w, woken)) in waits.iter_mut().zip(&wakers).enumerate() {
+                if woken.take() && poll(w.as_mut(), woken).is_ready() {
+                    done[i] = true;
+                }
+            }
+        }
+        assert_eq!(done, vec![true; 3], "every waiter was woken and finished");
+        // Once ready, a new waiter does not wait at all.
+        let fresh = Arc::new(Woken::default());
+        assert!(poll(std::pin::pin!(synced.wait(wait)), &fresh).is_ready());
     }
 }

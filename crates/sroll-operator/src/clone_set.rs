@@ -185,6 +185,10 @@ struct Ctx {
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
     claims: Store<PersistentVolumeClaim>,
+    /// The caches' first list, awaited once for every reconcile ([`cache::Synced`]: awaited
+    /// directly, a store wakes only one of the CloneSets waiting at once, and the others would
+    /// wait forever).
+    synced: cache::Synced,
     expectations: Expectations,
 }
 
@@ -232,6 +236,7 @@ pub async fn run_scope(
         pods,
         revisions,
         claims,
+        synced: cache::Synced::default(),
         expectations: Expectations::default(),
     });
     Controller::for_stream(cache::errors_logged(set_stream, "CloneSet"), sets)
@@ -422,9 +427,13 @@ fn write_err(cs: &CloneSet, what: &str, source: kube::Error) -> Error {
 }
 
 async fn reconcile(cs: Arc<CloneSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
-    let _ = ctx.pods.wait_until_ready().await;
-    let _ = ctx.revisions.wait_until_ready().await;
-    let _ = ctx.claims.wait_until_ready().await;
+    ctx.synced
+        .wait(|| async {
+            let _ = ctx.pods.wait_until_ready().await;
+            let _ = ctx.revisions.wait_until_ready().await;
+            let _ = ctx.claims.wait_until_ready().await;
+        })
+        .await;
     if cs.metadata.deletion_timestamp.is_some() {
         return Ok(Requeue::await_change());
     }

@@ -96,6 +96,8 @@ type Key = ObjectRef<StatefulsetRollout>;
 pub struct Context {
     handles: OperatorHandles,
     caches: Caches,
+    /// The caches' first list, awaited once for every reconcile ([`cache::Synced`]).
+    synced: cache::Synced,
     /// Rollouts as returned by this process's last status write, until the cache catches up.
     written: Mutex<HashMap<Key, Arc<StatefulsetRollout>>>,
     /// Consecutive transient failures per rollout (per-object backoff).
@@ -221,6 +223,7 @@ pub async fn run_scope(
     let ctx = Arc::new(Context {
         handles,
         caches,
+        synced: cache::Synced::default(),
         written: Mutex::default(),
         failures: Mutex::default(),
         started: Mutex::default(),
@@ -286,17 +289,20 @@ fn freshest(ctx: &Context, key: &Key, cached: Arc<StatefulsetRollout>) -> Arc<St
     }
 }
 
+/// Waits until every cache has its first list. Only through `synced`: kube-runtime's readiness
+/// wakes one waiter per store, and reconciles of several rollouts wait at once.
 async fn wait_for_caches(
     caches: &Caches,
+    synced: &cache::Synced,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    let sync = async {
+    let sync = synced.wait(|| async {
         let _ = caches.statefulsets.wait_until_ready().await;
         let _ = caches.pods.wait_until_ready().await;
         let _ = caches.pdbs.wait_until_ready().await;
         let _ = caches.endpoint_slices.wait_until_ready().await;
         let _ = caches.controller_revisions.wait_until_ready().await;
-    };
+    });
     tokio::select! {
         synced = tokio::time::timeout(CACHE_SYNC_TIMEOUT, sync) => {
             synced.map_err(|_| Error::CacheNotReady(CACHE_SYNC_TIMEOUT))
@@ -390,7 +396,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         .namespace()
         .ok_or_else(|| Error::InvalidObject("the rollout has no namespace".into()))?;
     let name = rollout.name_any();
-    wait_for_caches(&ctx.caches, ctx.stopping.clone()).await?;
+    wait_for_caches(&ctx.caches, &ctx.synced, ctx.stopping.clone()).await?;
     let rollout = freshest(ctx, &key, rollout);
     // What the API server holds (decides whether to write) and what this process planned last
     // (a deferred progress write): the planner and the notifications continue from the latter, so

@@ -584,3 +584,20 @@ async fn a_surge_release_walked_down_by_the_partition_updates_exactly_the_pods_a
 async fn a_sixty_pod_surge_release_walked_down_by_the_partition_holds_the_bounds() {
     surge_partition_walk(60, 6, &[45, 20, 0]).await;
 }
+
+/// Two CloneSets created at once: both settle. Their reconciles may wait for the caches' first
+/// list together, which goes through `sroll_operator::cache::Synced` (kube-runtime's store
+/// readiness wakes only one waiter, and a CloneSet reconcile has no timeout). This run did not
+/// hit that race in 4 runs without the gate; the unit tests of `Synced` pin it down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clone_sets_created_at_once_both_settle() {
+    let mut env = Env::start().await;
+    let (a, b) = (
+        clone_set("alpha", 2, "app:1", json!({})),
+        clone_set("beta", 2, "app:1", json!({})),
+    );
+    tokio::join!(create(&env, &a), create(&env, &b));
+    wait_settled(&env, "alpha", 2, 2).await;
+    wait_settled(&env, "beta", 2, 2).await;
+    env.stop_operator().await;
+}

@@ -853,3 +853,50 @@ async fn a_node_drain_and_a_rollout_share_one_budget_and_neither_exceeds_it() {
     );
     env.finish(true).await;
 }
+
+/// Waits until every rollout of `names` is Done for its generation, all within one scenario
+/// deadline.
+async fn all_done(env: &Env, names: &[&str]) {
+    let what = format!("{names:?} to reach Done");
+    wait_for(&what, DEADLINE, || async {
+        for name in names {
+            let r = env.rollouts().get(name).await.ok()?;
+            let s = r.status.clone().unwrap_or_default();
+            if s.phase != Some(Phase::Done) || s.observed_generation != r.metadata.generation {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+/// Two rollouts created while the operator's caches still list: both reconciles wait for the
+/// caches at once, and kube-runtime's store readiness wakes only one of them
+/// (`sroll_operator::cache::Synced`). The other's first reconcile used to resume only at its 60 s
+/// timeout, so it had no status for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rollouts_applied_back_to_back_in_one_namespace_both_finish() {
+    let env = Env::start().await;
+    env.apply(&Rollout::named("alpha").replicas(3)).await;
+    env.apply(&Rollout::named("beta").replicas(3)).await;
+    all_done(&env, &["alpha", "beta"]).await;
+    env.finish(true).await;
+}
+
+/// The same, created at the same instant, each with its PodDisruptionBudget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rollouts_created_at_once_with_their_budgets_both_finish() {
+    let env = Env::start().await;
+    env.pdb("alpha", "alpha", IntOrString::Int(1)).await;
+    env.pdb("beta", "beta", IntOrString::Int(1)).await;
+    env.checker.budget("alpha", 1);
+    env.checker.budget("beta", 1);
+    let (alpha, beta) = (
+        Rollout::named("alpha").replicas(3),
+        Rollout::named("beta").replicas(3),
+    );
+    tokio::join!(env.apply(&alpha), env.apply(&beta));
+    all_done(&env, &["alpha", "beta"]).await;
+    env.finish(true).await;
+}
