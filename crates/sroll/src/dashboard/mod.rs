@@ -116,6 +116,9 @@ struct Shared {
     history: Mutex<HashMap<(String, String), Vec<Point>>>,
     /// The last error of each watcher (absent once it works again).
     api_errors: Mutex<HashMap<&'static str, String>>,
+    /// The watchers' first list, awaited by any number of page loads at once (a store's own
+    /// readiness wakes only one waiter: `sroll_operator::cache::Synced`).
+    synced: sroll_operator::cache::Synced,
 }
 
 type AppState = Arc<Shared>;
@@ -128,12 +131,12 @@ impl Shared {
     /// Waits (10 s at most) until every watcher has listed once, so a first page is not drawn from
     /// half-filled caches (every pod "missing").
     async fn caches_filled(&self) {
-        let all = async {
+        let all = self.synced.wait(|| async {
             let _ = self.rollouts.wait_until_ready().await;
             let _ = self.pods.wait_until_ready().await;
             let _ = self.revisions.wait_until_ready().await;
             let _ = self.events.wait_until_ready().await;
-        };
+        });
         let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
     }
 
@@ -279,6 +282,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         stop,
         history: Mutex::new(HashMap::new()),
         api_errors: Mutex::new(HashMap::new()),
+        synced: Default::default(),
     });
     // Pods of StatefulSets only: the StatefulSet controller labels each with its revision.
     let pod_config = watcher::Config::default().labels(labels::REVISION);
