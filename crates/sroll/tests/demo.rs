@@ -86,7 +86,7 @@ fn without_prometheus_the_demo_says_it_skips_the_analysis_step_and_why() {
     let empty = std::env::temp_dir().join(format!("sroll-demo-no-path-{}", std::process::id()));
     std::fs::create_dir_all(&empty).expect("a scratch directory");
     let out = Command::new(env!("CARGO_BIN_EXE_sroll"))
-        .args(["demo", "--pods", "4", "--speed", "8", "--nodes", "2"])
+        .args(["demo", "--pods", "12", "--speed", "8", "--nodes", "4"])
         .env("PATH", &empty)
         .output()
         .expect("sroll demo runs");
