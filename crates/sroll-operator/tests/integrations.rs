@@ -957,6 +957,10 @@ async fn an_analysis_abort_updates_slack_naming_the_metric_and_calls_back_once_w
             "rolled back: every pod runs the previous revision",
         )
         .await;
+    let before_restart: Vec<Value> = w.slack.state().messages[&ts[0]]
+        .iter()
+        .map(|(_, m)| m.clone())
+        .collect();
     // An operator restart after the abort: nothing is announced again.
     w.restart().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1006,7 +1010,16 @@ async fn an_analysis_abort_updates_slack_naming_the_metric_and_calls_back_once_w
                 && first.contains("*Pods:* rolling back to the previous revision"),
             "{first}"
         );
-        // After the restart the message only ever shows the same abort (no second abort state).
+        // After the restart the message shows nothing new: at most the same content again (the
+        // restarted operator does not know the message's last content; never a new message).
+        let last_before = before_restart.last().unwrap();
+        assert!(
+            history[before_restart.len()..]
+                .iter()
+                .all(|(_, m)| m == last_before),
+            "a restart changed the message: {:?}",
+            &history[before_restart.len()..]
+        );
         let last = naming.last().unwrap();
         assert!(
             last.contains("rolled back: every pod runs the previous revision"),
