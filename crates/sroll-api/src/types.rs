@@ -518,12 +518,14 @@ string_enum! {
         Failed = "on-rollout-failed",
         /// The rollout is going back to the previous revision.
         Rollback = "on-rollout-rollback",
+        /// An analysis failed or erred: the rollout aborted (`RolloutAborted`).
+        Aborted = "on-rollout-aborted",
     }
 }
 enum_schema!(
     WebhookTrigger,
     closed,
-    "on-rollout-started, on-rollout-step-completed, on-rollout-paused, on-rollout-resumed, on-rollout-completed, on-rollout-failed or on-rollout-rollback."
+    "on-rollout-started, on-rollout-step-completed, on-rollout-paused, on-rollout-resumed, on-rollout-completed, on-rollout-failed, on-rollout-rollback or on-rollout-aborted."
 );
 
 string_enum! {
@@ -598,7 +600,8 @@ pub struct StatefulsetRolloutStatus {
     /// Stage id of the last release callback delivered (no duplicate callbacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_callback_stage_id: Option<String>,
-    /// Outcome (`RolloutDone` or `RolloutFailed`) of the last release callback delivered.
+    /// Outcome (`RolloutDone`, `RolloutFailed` or `RolloutAborted`) of the last release callback
+    /// delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_callback_outcome: Option<String>,
     /// Build metadata (branch, commit), from the rollout's annotations.

@@ -26,7 +26,7 @@ use sroll_api::{BuildMetadata, sync::lock};
 use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
-    Error, Outcome, Result, RolloutKey, RolloutSnapshot, Waker,
+    AnalysisSnapshot, Error, Outcome, Result, RolloutKey, RolloutSnapshot, Waker,
     allow::HostAllowlist,
     http::{Timeouts, backoff, client, retry_after},
 };
@@ -43,11 +43,15 @@ pub struct CallbackBody {
     /// `spec.rolloutIdentity`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout_identity: Option<String>,
-    /// `RolloutDone` or `RolloutFailed`.
+    /// `RolloutDone`, `RolloutFailed` or `RolloutAborted`.
     pub outcome: Outcome,
-    /// Why (the status reason).
+    /// Why: the status reason; for `RolloutAborted`, the analysis' message (metric, last values,
+    /// limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The analysis and its measurements, when the rollout has analysis steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSnapshot>,
     /// `status.percentDeployed`.
     pub percent_deployed: i32,
     /// `spec.percent`.
@@ -88,13 +92,25 @@ pub struct Images {
 }
 
 impl CallbackBody {
-    /// The body for a terminal snapshot; `None` if the snapshot is not terminal.
+    /// The body for a terminal or aborted snapshot; `None` otherwise.
     pub fn new(stage_id: &str, snapshot: &RolloutSnapshot) -> Option<Self> {
+        let outcome = snapshot.outcome()?;
+        // An abort's status reason also tells how far its rollback got, which changes while it
+        // runs; the analysis' message does not.
+        let reason = match outcome {
+            Outcome::Aborted => snapshot
+                .analysis
+                .as_ref()
+                .and_then(|a| a.message.clone())
+                .or_else(|| snapshot.reason.clone()),
+            Outcome::Done | Outcome::Failed => snapshot.reason.clone(),
+        };
         Some(Self {
             stage_id: stage_id.to_owned(),
             rollout_identity: snapshot.rollout_identity.clone(),
-            outcome: snapshot.outcome()?,
-            reason: snapshot.reason.clone(),
+            outcome,
+            reason,
+            analysis: snapshot.analysis.clone(),
             percent_deployed: snapshot.percent_deployed,
             percent: snapshot.percent,
             revisions: Revisions {

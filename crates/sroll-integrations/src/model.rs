@@ -4,7 +4,10 @@
 use std::{fmt, sync::Arc};
 
 use serde::Serialize;
-use sroll_api::{BuildMetadata, Phase, WebhookTrigger};
+use sroll_api::{
+    BuildMetadata, Phase, WebhookTrigger,
+    analysis::{AbortPolicy, AnalysisStatus},
+};
 
 /// Identifies one `StatefulsetRollout` object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -50,6 +53,9 @@ pub enum Outcome {
     Done,
     /// `RolloutFailed`: no progress within the deadline, or discovery health timed out.
     Failed,
+    /// `RolloutAborted`: an analysis failed or erred (the rollout stays aborted until its release
+    /// changes; the pods roll back or are held).
+    Aborted,
 }
 
 impl Outcome {
@@ -57,9 +63,11 @@ impl Outcome {
     pub fn phase(self) -> &'static Phase {
         static DONE: Phase = Phase::Done;
         static FAILED: Phase = Phase::Failed;
+        static ABORTED: Phase = Phase::Aborted;
         match self {
             Self::Done => &DONE,
             Self::Failed => &FAILED,
+            Self::Aborted => &ABORTED,
         }
     }
 
@@ -68,11 +76,13 @@ impl Outcome {
         self.phase().as_str()
     }
 
-    /// The outcome a phase stands for (`None` for non-terminal phases).
+    /// The outcome a phase stands for (`None` for phases that are neither terminal nor
+    /// `RolloutAborted`).
     pub fn from_phase(phase: &Phase) -> Option<Self> {
         match phase {
             Phase::Done => Some(Self::Done),
             Phase::Failed => Some(Self::Failed),
+            Phase::Aborted => Some(Self::Aborted),
             _ => None,
         }
     }
@@ -131,12 +141,122 @@ pub struct RolloutSnapshot {
     /// Of `rolling_pods`, those being updated in place (`spec.podUpdatePolicy`): their containers
     /// restart inside the running pod.
     pub in_place_pods: Vec<String>,
+    /// The current (or last) analysis and its measurements (`status.analysis`), when the rollout
+    /// has analysis steps.
+    pub analysis: Option<AnalysisSnapshot>,
 }
 
 impl RolloutSnapshot {
-    /// The terminal outcome, if the phase is terminal.
+    /// The outcome, once the rollout is done, failed or aborted by an analysis.
     pub fn outcome(&self) -> Option<Outcome> {
         Outcome::from_phase(&self.phase)
+    }
+
+    /// What an analysis abort does to the pods; `None` unless the rollout is aborted.
+    pub fn abort_action(&self) -> Option<AbortAction> {
+        if self.outcome() != Some(Outcome::Aborted) {
+            return None;
+        }
+        let policy = self
+            .analysis
+            .as_ref()
+            .and_then(|a| a.abort_policy)
+            .unwrap_or_default();
+        Some(match policy {
+            AbortPolicy::Hold => AbortAction::Held,
+            AbortPolicy::Rollback if self.updated == 0 => AbortAction::RolledBack,
+            // The StatefulSet no longer knows the previous revision (the planner's reason says to
+            // apply the previous `spec.sts`).
+            AbortPolicy::Rollback if self.updated >= self.total => AbortAction::CannotRollBack,
+            AbortPolicy::Rollback => AbortAction::RollingBack,
+        })
+    }
+}
+
+/// What happens to the pods of an aborted rollout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortAction {
+    /// `abortPolicy: Rollback`: updated pods are going back to the previous revision.
+    RollingBack,
+    /// `abortPolicy: Rollback`: every pod is back at the previous revision.
+    RolledBack,
+    /// `abortPolicy: Rollback`, but every pod runs the new revision: nothing to roll back to.
+    CannotRollBack,
+    /// `abortPolicy: Hold`: every pod stays where it is.
+    Held,
+}
+
+impl AbortAction {
+    /// How messages say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::RollingBack => "rolling back to the previous revision (abortPolicy Rollback)",
+            Self::RolledBack => {
+                "rolled back: every pod runs the previous revision (abortPolicy Rollback)"
+            }
+            Self::CannotRollBack => {
+                "not rolled back: every pod runs the new revision; apply the previous spec.sts"
+            }
+            Self::Held => "held where they are (abortPolicy Hold)",
+        }
+    }
+}
+
+/// An analysis as notifications show it: the run's phase and message (naming the metric, its last
+/// values and the limit) and each metric's last measured values.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSnapshot {
+    /// Running, Successful, Inconclusive, Failed or Error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Why the run is in its phase (`status.analysis.message`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `spec.analysis.abortPolicy` (`None`: the default, Rollback).
+    #[serde(skip)]
+    pub abort_policy: Option<AbortPolicy>,
+    /// One entry per metric.
+    pub metrics: Vec<MetricValues>,
+}
+
+/// A metric's phase and last measured values (oldest first, at most 10).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricValues {
+    /// The metric's name.
+    pub name: String,
+    /// Its phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The measured values (`[0.2]` for an instant vector); an erred measurement shows its phase.
+    pub values: Vec<String>,
+}
+
+impl AnalysisSnapshot {
+    /// The snapshot of `status.analysis` (`None` when it has no run yet).
+    pub fn from_status(status: &AnalysisStatus, abort_policy: Option<AbortPolicy>) -> Option<Self> {
+        if status.metrics.is_empty() && status.phase.is_none() {
+            return None;
+        }
+        Some(Self {
+            phase: status.phase.clone(),
+            message: status.message.clone(),
+            abort_policy,
+            metrics: status
+                .metrics
+                .iter()
+                .map(|m| MetricValues {
+                    name: m.name.clone(),
+                    phase: m.phase.clone(),
+                    values: m
+                        .measurements
+                        .iter()
+                        .map(|x| x.value.clone().unwrap_or_else(|| x.phase.clone()))
+                        .collect(),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -169,7 +289,10 @@ pub fn transition_events(
     let moving = |p: &Phase| matches!(p, Phase::InProgress);
     let fresh = matches!(
         prev_phase,
-        None | Some(Phase::Pending) | Some(Phase::Done) | Some(Phase::Failed)
+        None | Some(Phase::Pending)
+            | Some(Phase::Done)
+            | Some(Phase::Failed)
+            | Some(Phase::Aborted)
     );
     if fresh && (moving(next_phase) || next_phase.is_terminal()) && prev_phase != Some(next_phase) {
         events.push(WebhookTrigger::Started);
@@ -193,6 +316,7 @@ pub fn transition_events(
         match next_phase {
             Phase::Done => events.push(WebhookTrigger::Completed),
             Phase::Failed => events.push(WebhookTrigger::Failed),
+            Phase::Aborted => events.push(WebhookTrigger::Aborted),
             _ => {}
         }
     }
@@ -244,8 +368,27 @@ mod tests {
     }
 
     #[test]
+    fn an_analysis_abort_is_reported_once_and_a_new_release_after_it_starts_again() {
+        let ip = Phase::InProgress;
+        assert_eq!(
+            transition_events(Some(&ip), Some(1), &Phase::Aborted, 1, false),
+            vec![WebhookTrigger::Aborted]
+        );
+        // The rollback's progress, and an operator restart (the status says aborted), are not a
+        // second abort.
+        assert!(
+            transition_events(Some(&Phase::Aborted), Some(1), &Phase::Aborted, 0, false).is_empty()
+        );
+        assert_eq!(
+            transition_events(Some(&Phase::Aborted), Some(0), &ip, 0, false),
+            vec![WebhookTrigger::Started]
+        );
+        assert!(is_lifecycle(&WebhookTrigger::Aborted));
+    }
+
+    #[test]
     fn outcome_round_trips_through_its_status_text() {
-        for o in [Outcome::Done, Outcome::Failed] {
+        for o in [Outcome::Done, Outcome::Failed, Outcome::Aborted] {
             assert_eq!(Outcome::parse(o.as_str()), Some(o));
         }
         assert_eq!(Outcome::parse("RolloutInProgress"), None);

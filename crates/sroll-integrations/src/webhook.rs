@@ -18,7 +18,8 @@ use sroll_api::{BuildMetadata, WebhookTrigger, sync::lock};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::{
-    Error, Outcome, Result, RolloutKey, RolloutSnapshot, SecretToken, Version, Waker,
+    AnalysisSnapshot, Error, Outcome, Result, RolloutKey, RolloutSnapshot, SecretToken, Version,
+    Waker,
     allow::HostAllowlist,
     http::{Timeouts, backoff, client},
 };
@@ -49,7 +50,7 @@ pub struct WebhookPayload {
     /// Reason of the phase.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `RolloutDone` / `RolloutFailed` once terminal.
+    /// `RolloutDone` / `RolloutFailed` once terminal, `RolloutAborted` once aborted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
     /// The version pods are rolled away from.
@@ -63,6 +64,9 @@ pub struct WebhookPayload {
     pub progress: Progress,
     /// Pods being rolled now.
     pub rolling_pods: Vec<String>,
+    /// The analysis and its measurements, when the rollout has analysis steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSnapshot>,
 }
 
 /// Identifies the rollout in payloads.
@@ -125,6 +129,7 @@ impl WebhookPayload {
                 percent_deployed: snapshot.percent_deployed,
             },
             rolling_pods: snapshot.rolling_pods.clone(),
+            analysis: snapshot.analysis.clone(),
         }
     }
 }

@@ -40,8 +40,8 @@ use sroll_api::{
     sync::lock,
 };
 use sroll_integrations::{
-    CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks, Discovery,
-    DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
+    AnalysisSnapshot, CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks,
+    Discovery, DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
     RolloutSnapshot, SecretToken, Version, Waker,
     allow::HostAllowlist,
     discovery::{ConsulQuery, endpointslice},
@@ -616,6 +616,12 @@ impl Integrations {
                 .map(|(_, n)| n.clone())
                 .collect(),
             rolling_pods: rolling.into_iter().map(|(_, n)| n).collect(),
+            analysis: status.analysis.as_ref().and_then(|a| {
+                AnalysisSnapshot::from_status(
+                    a,
+                    rollout.spec.analysis.as_ref().and_then(|x| x.abort_policy),
+                )
+            }),
         }
     }
 }

@@ -27,7 +27,12 @@ use kube::{
 };
 use serde_json::Value;
 use sroll_api::{
-    DiscoveryProvider, Phase, ServiceDiscovery, StatefulsetRollout, condition_types as ct,
+    DiscoveryProvider, Phase, ServiceDiscovery, StatefulsetRollout,
+    analysis::{
+        AbortPolicy, Metric, MetricProvider, PrometheusMetric, RolloutAnalysis, RolloutStep,
+        StepAnalysis,
+    },
+    condition_types as ct,
 };
 use sroll_operator::{Settings, integrations::IntegrationSettings};
 use sroll_testkit::{
@@ -36,6 +41,7 @@ use sroll_testkit::{
         Consul, Fake, Receiver, Server, Slack,
         slack::{SlackFigures, pods_listed},
     },
+    prometheus::Prometheus,
     receivers::{pod_instances, with_callback, with_slack},
     status::{self, done_at_generation},
     wait_for,
@@ -857,5 +863,169 @@ async fn endpointslice_health_holds_the_rollout_until_the_service_serves_the_new
         done.status.unwrap().ready_replicas_service_discovery,
         Some(4)
     );
+    w.env.finish(false).await;
+}
+
+// ---- an analysis abort, against a real Prometheus -------------------------------------------
+
+/// The worst pod's error ratio over the last 10 s (kubesim's simulated application metrics,
+/// docs/kubesim-metrics.md), passing under 5 %: three measurements 1 s apart after 8 s.
+fn error_ratio_metric(prometheus: &str) -> Metric {
+    Metric {
+        name: "error-ratio".into(),
+        initial_delay: Some("8s".into()),
+        interval: Some("1s".into()),
+        count: Some(3),
+        consecutive_error_limit: Some(30),
+        success_condition: Some("result[0] < 0.05".into()),
+        provider: MetricProvider {
+            prometheus: Some(PrometheusMetric {
+                address: prometheus.into(),
+                query: "max(rate(http_errors_total{app=\"web\"}[10s]) / rate(http_requests_total{app=\"web\"}[10s]))".into(),
+                ..PrometheusMetric::default()
+            }),
+            web: None,
+        },
+        ..Metric::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_abort_updates_slack_naming_the_metric_and_calls_back_once_with_the_failure() {
+    let mut w = world().await;
+    w.start();
+    let v1 = Rollout::named("web").replicas(4).image("app:v1");
+    w.env.apply(&v1.clone().identity("a1")).await;
+    let old = status::update_revision(
+        &w.env
+            .wait_rollout("web", "app:v1 done", done_as("a1"))
+            .await,
+    );
+    let prom = Prometheus::start(w.env.cluster.base_url(), DEADLINE)
+        .await
+        .unwrap();
+    // A bad image (20 % of requests fail), Slack at level info, a release callback.
+    let mut bad = with_callback(
+        with_slack(
+            v1.clone()
+                .image("app:v2-errors20")
+                .identity("a2")
+                .steps(vec![
+                    RolloutStep {
+                        percent: Some(25),
+                        ..RolloutStep::default()
+                    },
+                    RolloutStep {
+                        analysis: Some(StepAnalysis {}),
+                        ..RolloutStep::default()
+                    },
+                    RolloutStep {
+                        percent: Some(100),
+                        ..RolloutStep::default()
+                    },
+                ])
+                .analysis(RolloutAnalysis {
+                    metrics: vec![error_ratio_metric(&prom.url)],
+                    abort_policy: Some(AbortPolicy::Rollback),
+                })
+                .build(),
+        ),
+        &w.callback_url(),
+        "stage-a2",
+    );
+    bad.spec.notifications = None;
+    w.env.apply_resource(&bad).await;
+    let rolled_back = |r: &StatefulsetRollout| {
+        let s = r.status.clone().unwrap_or_default();
+        s.phase == Some(Phase::Aborted)
+            && s.rollout_identity.as_deref() == Some("a2")
+            && s.pods.len() == 4
+            && s.pods.iter().all(|p| p.revision == old && p.ready)
+            && s.last_callback_outcome.as_deref() == Some("RolloutAborted")
+    };
+    w.env
+        .wait_rollout(
+            "web",
+            "the abort, its rollback and its callback",
+            rolled_back,
+        )
+        .await;
+    let ts = w
+        .wait_slack_shows(
+            "web",
+            "a2",
+            "rolled back: every pod runs the previous revision",
+        )
+        .await;
+    let before_restart: Vec<Value> = w.slack.state().messages[&ts[0]]
+        .iter()
+        .map(|(_, m)| m.clone())
+        .collect();
+    // An operator restart after the abort: nothing is announced again.
+    w.restart().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = w.env.rollout("web").await;
+    assert!(rolled_back(&after), "{:?}", after.status);
+
+    {
+        let r = w.receiver.state();
+        let applied = r.applied_calls();
+        assert_eq!(applied.len(), 1, "one callback: {:?}", r.calls);
+        let body = &applied[0].body;
+        assert_eq!(body["outcome"], "RolloutAborted", "{body}");
+        assert_eq!(body["stageId"], "stage-a2");
+        let reason = body["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("metric error-ratio failed") && reason.contains("failureLimit 0"),
+            "{reason}"
+        );
+        let values = body["analysis"]["metrics"][0]["values"].as_array().unwrap();
+        assert!(!values.is_empty(), "{body}");
+        assert!(
+            r.calls.iter().all(|c| c.key == applied[0].key),
+            "every delivery is the same callback: {:?}",
+            r.calls
+        );
+    }
+    {
+        let s = w.slack.state();
+        assert_eq!(s.posts, ts, "one message for the release, updated in place");
+        let history = &s.messages[&ts[0]];
+        let naming: Vec<String> = history
+            .iter()
+            .map(|(_, m)| m.to_string())
+            .filter(|t| t.contains("`error-ratio` Failed"))
+            .collect();
+        eprintln!(
+            "Slack: {} bodies accepted for the message, {} naming the failed metric",
+            history.len(),
+            naming.len()
+        );
+        assert!(!naming.is_empty());
+        let first = &naming[0];
+        assert!(
+            first.contains("rollout aborted")
+                && first.contains("RolloutAborted")
+                && first.contains("failureLimit 0")
+                && first.contains("*Pods:* rolling back to the previous revision"),
+            "{first}"
+        );
+        // After the restart the message shows nothing new: at most the same content again (the
+        // restarted operator does not know the message's last content; never a new message).
+        let last_before = before_restart.last().unwrap();
+        assert!(
+            history[before_restart.len()..]
+                .iter()
+                .all(|(_, m)| m == last_before),
+            "a restart changed the message: {:?}",
+            &history[before_restart.len()..]
+        );
+        let last = naming.last().unwrap();
+        assert!(
+            last.contains("rolled back: every pod runs the previous revision"),
+            "{last}"
+        );
+        assert!(naming.iter().all(|t| t.contains("rollout aborted")));
+    }
     w.env.finish(false).await;
 }

@@ -8,6 +8,8 @@
 //! create → new image at 25% → promote to 100% with a pause half-way → resume
 //!        → a broken image that fails at its progress deadline → rollback
 //!        → switch to in-place updates (the readiness gate: one recreate) → a new image in place
+//!        → (with `prometheus` on the PATH) a bad image gated by an analysis step: aborted at the
+//!          first analysis and rolled back automatically
 //! ```
 //!
 //! On a terminal it shows a live view (indicatif: one bar per revision, pods in flight, phase, the
@@ -90,6 +92,8 @@ const PULL_SECS: f64 = 5.0;
 enum Expect {
     Done,
     Failed,
+    /// `RolloutAborted` by an analysis, with every pod back at the previous revision and Ready.
+    RolledBack,
 }
 
 /// One measured step of the demo.
@@ -366,6 +370,43 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         after.len()
     );
     results.push(r);
+    // 8. Optional: a release whose pods fail 20 % of their requests, gated by an analysis step
+    //    against a real Prometheus scraping kubesim's simulated metrics; it aborts at the first
+    //    analysis and rolls back by itself.
+    match analysis_unavailable() {
+        Some(why) => ui.note(&format!("analysis step skipped: {why}")),
+        None => {
+            let prometheus = sroll_testkit::prometheus::Prometheus::start(
+                cluster.base_url(),
+                Duration::from_secs(60),
+            )
+            .await
+            .context("failed to start prometheus for the analysis step")?;
+            ui.note(&format!(
+                "prometheus at {} scrapes kubesim's simulated pod metrics every second",
+                prometheus.url
+            ));
+            let r = step(
+                cluster,
+                &client,
+                &ui,
+                "1.4-errors20, analysis rollback",
+                Expect::RolledBack,
+                None,
+                || {
+                    patch(
+                        &rollouts,
+                        json!({"spec": {"rolloutIdentity": "release-7",
+                            "steps": [{"percent": 25}, {"analysis": {}}, {"percent": 100}],
+                            "analysis": {"abortPolicy": "Rollback", "metrics": [analysis_metric(&prometheus.url)]},
+                            "sts": {"spec": {"template": template("example.com/web:1.4-errors20")}}}}),
+                    )
+                },
+            )
+            .await?;
+            results.push(r);
+        }
+    }
     ui.finish();
 
     print_summary(
@@ -399,6 +440,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     embedded.shutdown().await;
     Ok(())
+}
+
+/// Why the analysis step cannot run (`None`: it can): it needs the `prometheus` binary (Debian's
+/// `prometheus` package) on the `PATH`.
+fn analysis_unavailable() -> Option<String> {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("prometheus").is_file())
+    });
+    (!found).then(|| {
+        "`prometheus` is not on the PATH (install Debian's `prometheus` package to see a bad release \
+         rolled back by its analysis)"
+            .to_owned()
+    })
+}
+
+/// The analysis metric of step 8: the worst pod's error ratio over 10 s, under 5 %, measured three
+/// times 1 s apart after 8 s (Prometheus scrapes every second; `rate` needs two samples of the
+/// new pods' series).
+fn analysis_metric(prometheus: &str) -> serde_json::Value {
+    json!({
+        "name": "error-ratio",
+        "initialDelay": "8s",
+        "interval": "1s",
+        "count": 3,
+        "consecutiveErrorLimit": 30,
+        "successCondition": "result[0] < 0.05",
+        "provider": {"prometheus": {
+            "address": prometheus,
+            "query": format!("max(rate(http_errors_total{{namespace=\"{NAMESPACE}\",app=\"{NAME}\"}}[10s]) / rate(http_requests_total{{namespace=\"{NAMESPACE}\",app=\"{NAME}\"}}[10s]))"),
+        }}
+    })
 }
 
 /// kubesim (API server, controllers, fake kubelets), the StatefulsetRollout CRD and the real
@@ -563,6 +635,11 @@ where
             && match expect {
                 Expect::Done => s.phase == Some(Phase::Done),
                 Expect::Failed => s.phase == Some(Phase::Failed),
+                Expect::RolledBack => {
+                    s.phase == Some(Phase::Aborted)
+                        && s.updated_replicas == Some(0)
+                        && s.pods.iter().all(|p| p.ready)
+                }
             }
     })
     .await?;

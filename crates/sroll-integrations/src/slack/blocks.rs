@@ -97,13 +97,46 @@ fn outcome_line(snapshot: &RolloutSnapshot) -> Option<String> {
     Some(match outcome {
         Outcome::Done => format!(":white_check_mark: *{}*{reason}", outcome.as_str()),
         Outcome::Failed => format!(":x: *{}*{reason}", outcome.as_str()),
+        Outcome::Aborted => format!(":no_entry: *{}*{reason}", outcome.as_str()),
     })
+}
+
+/// The analysis section: the run's phase and message (metric, values, limit), each metric's last
+/// values and, once aborted, what happens to the pods.
+fn analysis_text(s: &RolloutSnapshot) -> Option<String> {
+    let a = s.analysis.as_ref()?;
+    let mut lines = vec![format!(
+        "*Analysis:* `{}`{}",
+        a.phase.as_deref().unwrap_or("Running"),
+        a.message
+            .as_deref()
+            .map(|m| format!(" · {}", mrkdwn_escape(&truncate(m, 1000))))
+            .unwrap_or_default()
+    )];
+    for m in a.metrics.iter().take(16) {
+        let values = if m.values.is_empty() {
+            "no measurement yet".to_owned()
+        } else {
+            m.values.join(", ")
+        };
+        lines.push(format!(
+            "• `{}` {}: {}",
+            truncate(&m.name, 63),
+            m.phase.as_deref().unwrap_or("Running"),
+            mrkdwn_escape(&truncate(&values, 100))
+        ));
+    }
+    if let Some(action) = s.abort_action() {
+        lines.push(format!("*Pods:* {}", action.describe()));
+    }
+    Some(truncate(&lines.join("\n"), 3000))
 }
 
 fn title(snapshot: &RolloutSnapshot) -> &'static str {
     match snapshot.outcome() {
         Some(Outcome::Done) => "rolled out",
         Some(Outcome::Failed) => "rollout failed",
+        Some(Outcome::Aborted) => "rollout aborted",
         None => "rolling out",
     }
 }
@@ -172,6 +205,13 @@ fn render_page(s: &RolloutSnapshot, per_message: usize, index: usize, pages: usi
             "block_id": "progress",
             "text": {"type": "mrkdwn", "text": progress_line(s)}
         }));
+        if let Some(text) = analysis_text(s) {
+            blocks.push(json!({
+                "type": "section",
+                "block_id": "analysis",
+                "text": {"type": "mrkdwn", "text": text}
+            }));
+        }
     } else {
         blocks.push(json!({
             "type": "context",
@@ -281,7 +321,53 @@ mod tests {
             reason: Some("evicting".into()),
             rolling_pods: (0..in_flight).map(|i| format!("memcached-{i}")).collect(),
             in_place_pods: Vec::new(),
+            analysis: None,
         }
+    }
+
+    #[test]
+    fn an_analysis_abort_shows_the_metric_its_values_the_limit_and_the_pods_fate() {
+        use sroll_api::analysis::AbortPolicy;
+
+        use crate::{AnalysisSnapshot, MetricValues};
+        let message = "metric error-ratio failed: 1 failed measurement exceeds failureLimit 0 (last values: [0.2])";
+        let mut s = snapshot(1, Phase::Aborted);
+        s.reason = Some(format!(
+            "{message}; rolling back to revision memcached-6f7d"
+        ));
+        s.analysis = Some(AnalysisSnapshot {
+            phase: Some("Failed".into()),
+            message: Some(message.into()),
+            abort_policy: None,
+            metrics: vec![MetricValues {
+                name: "error-ratio".into(),
+                phase: Some("Failed".into()),
+                values: vec!["[0.2]".into()],
+            }],
+        });
+        let text = all_text(&render(&s, 50, 1)[0]);
+        for needle in [
+            "memcached rollout aborted",
+            "RolloutAborted",
+            "`error-ratio` Failed: [0.2]",
+            "failureLimit 0",
+            "*Pods:* rolling back to the previous revision",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in {text}");
+        }
+        s.updated = 0;
+        let text = all_text(&render(&s, 50, 1)[0]);
+        assert!(text.contains("*Pods:* rolled back"), "{text}");
+        s.analysis.as_mut().expect("set").abort_policy = Some(AbortPolicy::Hold);
+        let text = all_text(&render(&s, 50, 1)[0]);
+        assert!(text.contains("*Pods:* held where they are"), "{text}");
+        // Not aborted: the measurements show, the pods' fate does not.
+        s.phase = Phase::InProgress;
+        let text = all_text(&render(&s, 50, 1)[0]);
+        assert!(
+            text.contains("`error-ratio` Failed") && !text.contains("*Pods:*"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -37,5 +37,6 @@ pub fn snapshot(updated: i32, rolling: std::ops::Range<usize>, phase: Phase) -> 
         reason: None,
         rolling_pods: rolling.map(|i| format!("memcached-{i}")).collect(),
         in_place_pods: Vec::new(),
+        analysis: None,
     }
 }
