@@ -1194,6 +1194,45 @@ mod tests {
         assert_eq!(p.status, pod("rev-1").status);
     }
 
+    /// `gracePeriodSeconds: 0` (the default): the images are patched as soon as the pod is out of
+    /// traffic, in the same instant, even though the stored `lastTransitionTime` has whole seconds
+    /// (truncated: here 0.9 s earlier than the write) — no rounding up to the next second, as
+    /// OpenKruise updates at once with a zero grace period.
+    #[test]
+    fn with_a_zero_grace_period_the_images_are_patched_the_instant_the_pod_leaves_traffic() {
+        let written = at(100)
+            .checked_add(SignedDuration::from_millis(900))
+            .expect("in range");
+        let out = out_of_traffic(&pod("rev-1"), "rev-2", written);
+        // What the operator reads back: the condition time serialized in whole seconds.
+        let out: Pod = serde_json::from_value(serde_json::to_value(&out).expect("serializes"))
+            .expect("deserializes");
+        let view = PodInPlace::from_pod(&out);
+        assert_eq!(view.gate_since, Some(at(100)), "stored truncated");
+        for now in [written, at(100)] {
+            assert_eq!(
+                next_step(&view, Some("rev-1"), "rev-2", 0, now),
+                Step::PatchImages,
+                "no wait at {now}"
+            );
+        }
+        assert!(
+            Op::PatchImages {
+                from: "rev-1".into(),
+                target: "rev-2".into(),
+                change: image_change(),
+            }
+            .apply(&out, written)
+            .is_some(),
+            "the executor patches the pod it just took out of traffic"
+        );
+        // A grace period of one second still holds the pod at least one second.
+        assert_eq!(
+            next_step(&view, Some("rev-1"), "rev-2", 1, written),
+            Step::WaitGrace { until: at(102) }
+        );
+    }
+
     #[test]
     fn the_out_of_traffic_write_moves_transition_times_only_on_change() {
         let out = out_of_traffic(&pod("rev-1"), "rev-2", at(50));

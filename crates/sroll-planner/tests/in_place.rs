@@ -433,3 +433,30 @@ fn on_delete_sets_update_in_place_too() {
     assert_eq!(sim.patches, 5);
     assert!(sim.max_unavailable_seen <= 2);
 }
+
+/// `gracePeriodSeconds: 0`: one plan takes each chosen pod out of traffic and patches its images
+/// right after (the executor writes a pod's writes in order), so no pod waits a reconcile, a
+/// requeue or the next second of its condition's `lastTransitionTime` before its restart.
+#[test]
+fn with_a_zero_grace_period_one_plan_takes_each_pod_out_and_patches_it() {
+    let mut sim = settled(10, 3, PodUpdatePolicy::InPlaceIfPossible, 0);
+    set_image(&mut sim, "registry.example.com/app:v3");
+    let plan = first_in_place(&mut sim);
+    let Action::InPlace { writes, .. } = &plan.action else {
+        unreachable!("first_in_place returns an in-place plan")
+    };
+    let ops: Vec<(String, &str)> = writes
+        .iter()
+        .map(|w| (w.pod.clone(), w.op.name()))
+        .collect();
+    let expected: Vec<(String, &str)> = ["web-9", "web-8", "web-7"]
+        .into_iter()
+        .flat_map(|p| {
+            [
+                (p.to_owned(), "TakeOutOfTraffic"),
+                (p.to_owned(), "PatchImages"),
+            ]
+        })
+        .collect();
+    assert_eq!(ops, expected, "{:?}", sim.trace);
+}
