@@ -460,3 +460,37 @@ fn with_a_zero_grace_period_one_plan_takes_each_pod_out_and_patches_it() {
         .collect();
     assert_eq!(ops, expected, "{:?}", sim.trace);
 }
+
+#[test]
+fn a_pod_out_of_traffic_stays_out_while_the_statefulset_controller_has_not_seen_the_partition() {
+    let mut sim = settled(6, 2, PodUpdatePolicy::InPlaceIfPossible, 20);
+    let before = uids(&sim);
+    set_image(&mut sim, "registry.example.com/app:v3");
+    let p = first_in_place(&mut sim);
+    assert_eq!(p.status.in_place_updating, ["web-5", "web-4"]);
+    // A partition write the StatefulSet controller has not observed yet (a loaded machine): the
+    // planner waits for it, and must not drop the pending in-place changes meanwhile. (`step`
+    // runs the controller after each plan, so the write is repeated before each one.)
+    for _ in 0..3 {
+        sim.generation += 1;
+        let p = sim.step();
+        assert_eq!(
+            p.status.phase,
+            Some(Phase::Pending),
+            "{:?}",
+            p.status.reason
+        );
+        assert_eq!(p.action, Action::Wait, "nothing is written while waiting");
+        assert_eq!(p.status.in_place_updating, ["web-5", "web-4"]);
+    }
+    assert!(
+        [4, 5].iter().all(|o| sim.pods[o].gate == Some(false)),
+        "{:?}",
+        sim.trace
+    );
+    done(&mut sim);
+    assert_eq!(uids(&sim), before, "no pod recreated");
+    assert_eq!((sim.evictions, sim.deletes), (0, 0));
+    assert_eq!(sim.out_of_traffic, 6, "each pod taken out of traffic once");
+    assert_eq!(sim.patches, 6);
+}

@@ -241,6 +241,13 @@ impl<'a> Planner<'a> {
         let wanted = |pod: &ObservedPod| {
             !terminal && first_target.is_some_and(|first| i64::from(pod.ordinal) >= first)
         };
+        // No target this reconcile: the planner returned before computing it because it waits
+        // (for the StatefulSet controller to observe the partition just written, or for a spec
+        // change to be applied). That is no decision to drop a pending change: a pod out of
+        // traffic stays as it is, neither patched nor put back, until a plan knows the target.
+        // Putting it back here made it an old pod that is not Ready (the kubelet recomputes
+        // `Ready` after the gate turns `True`), which the next plan replaced as broken.
+        let undecided = !terminal && self.target.is_none() && o.phase != Phase::Blocked;
         for pod in pods {
             if planned.contains(&pod.name) {
                 updating.push(pod.name.clone());
@@ -254,6 +261,11 @@ impl<'a> Planner<'a> {
                 op: Op::MarkReady,
             };
             match update.as_deref() {
+                Some(update)
+                    if revision != Some(update) && self.out_for_in_place(pod) && undecided =>
+                {
+                    updating.push(pod.name.clone());
+                }
                 Some(update)
                     if revision != Some(update) && self.out_for_in_place(pod) && !wanted(pod) =>
                 {
