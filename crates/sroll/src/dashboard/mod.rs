@@ -1,19 +1,20 @@
 //! `sroll dashboard` (and `kubectl sroll dashboard`): a live web view of the cluster's
-//! StatefulsetRollouts, served on `127.0.0.1:3100` with the caller's kubeconfig and permissions.
+//! StatefulsetRollouts and CloneSets, served on `127.0.0.1:3100` with the caller's kubeconfig and permissions.
 //!
 //! ```text
-//! kube-rs watchers ──► reflector stores (rollouts, pods, ControllerRevisions, Events)
+//! kube-rs watchers ──► reflector stores (rollouts, CloneSets, pods, ControllerRevisions, Events)
 //!        │ every change bumps one counter (tokio watch)
 //!        ▼
 //! per browser connection: wait for a change, coalesce 200 ms, compute the page's model
 //! (model.rs, pure), send it as a server-sent event (the first whole, then only what changed)
 //! ```
 //!
-//! The front end (`assets/`, embedded with `include_str!`) is plain JS and CSS: the rollout list,
-//! and one rollout's page with every pod drawn on a canvas. Writes (pause, resume, set percent,
-//! rollback, retry) exist only with `--allow-actions` and call the kubectl plugin's own
-//! functions ([`crate::plugin::actions`]) with the caller's client, so RBAC applies as for
-//! `kubectl sroll pause`.
+//! The front end (`assets/`, embedded with `include_str!`) is plain JS and CSS: the list of
+//! rollouts and CloneSets, and one object's page with every pod drawn on a canvas (the same page
+//! for both kinds). Writes (pause, resume, set percent, rollback, retry) exist only for rollouts,
+//! only with `--allow-actions`, and call the kubectl plugin's own functions
+//! ([`crate::plugin::actions`]) with the caller's client, so RBAC applies as for
+//! `kubectl sroll pause`. CloneSet pages are read-only (the plugin has no CloneSet actions).
 
 pub mod model;
 
@@ -54,10 +55,10 @@ use kube::{
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
-use sroll_api::{StatefulsetRollout, labels};
+use sroll_api::{StatefulsetRollout, clone_set::CloneSet, labels};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use self::model::{Cell, Detail, Point};
+use self::model::{Cell, Detail, Kind, Point};
 use crate::plugin::{ClusterArgs, Ctx, actions};
 
 /// Flags of `sroll dashboard`.
@@ -108,12 +109,16 @@ struct Shared {
     client: Client,
     allow_actions: bool,
     rollouts: Store<StatefulsetRollout>,
+    clone_sets: Store<CloneSet>,
+    /// Set when the API server does not serve CloneSets (their CRD is not installed): the list
+    /// then shows rollouts only, without an error banner and without waiting for that cache.
+    clone_sets_absent: watch::Sender<bool>,
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
     events: Store<Event>,
     changed: watch::Sender<u64>,
     stop: watch::Receiver<bool>,
-    history: Mutex<HashMap<(String, String), Vec<Point>>>,
+    history: Mutex<HashMap<(Kind, String, String), Vec<Point>>>,
     /// The last error of each watcher (absent once it works again).
     api_errors: Mutex<HashMap<&'static str, String>>,
     /// The watchers' first list, awaited by any number of page loads at once (a store's own
@@ -133,6 +138,11 @@ impl Shared {
     async fn caches_filled(&self) {
         let all = self.synced.wait(|| async {
             let _ = self.rollouts.wait_until_ready().await;
+            let mut absent = self.clone_sets_absent.subscribe();
+            tokio::select! {
+                _ = self.clone_sets.wait_until_ready() => {}
+                _ = absent.wait_for(|a| *a) => {}
+            }
             let _ = self.pods.wait_until_ready().await;
             let _ = self.revisions.wait_until_ready().await;
             let _ = self.events.wait_until_ready().await;
@@ -151,8 +161,7 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    fn record_progress(&self, r: &StatefulsetRollout) {
-        let s = model::summary(r);
+    fn record_progress(&self, s: model::Summary) {
         let point = Point(
             Timestamp::now().as_millisecond(),
             s.updated,
@@ -160,7 +169,7 @@ impl Shared {
             s.target,
         );
         if let Ok(mut h) = self.history.lock() {
-            let points = h.entry((s.namespace, s.name)).or_default();
+            let points = h.entry((s.kind, s.namespace, s.name)).or_default();
             if points
                 .last()
                 .is_some_and(|p| (p.1, p.2, p.3) == (point.1, point.2, point.3))
@@ -180,23 +189,70 @@ impl Shared {
             .state()
             .iter()
             .map(|r| model::summary(r))
+            .chain(
+                self.clone_sets
+                    .state()
+                    .iter()
+                    .map(|c| model::clone_set_summary(c)),
+            )
             .collect();
-        rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        rows.sort_by(|a, b| (&a.namespace, &a.name, a.kind).cmp(&(&b.namespace, &b.name, b.kind)));
         rows
     }
 
-    fn detail(&self, ns: &str, name: &str) -> Option<Detail> {
+    fn history(&self, kind: Kind, ns: &str, name: &str) -> Vec<Point> {
+        self.history
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&(kind, ns.to_owned(), name.to_owned())).cloned())
+            .unwrap_or_default()
+    }
+
+    /// The page of the `kind` object `ns/name`.
+    fn detail(&self, kind: Kind, ns: &str, name: &str) -> Option<Detail> {
+        match kind {
+            Kind::StatefulsetRollout => self.rollout_detail(ns, name),
+            Kind::CloneSet => self.clone_set_detail(ns, name),
+        }
+    }
+
+    fn clone_set_detail(&self, ns: &str, name: &str) -> Option<Detail> {
+        let cs = self
+            .clone_sets
+            .get(&reflector::ObjectRef::new(name).within(ns))?;
+        let mine = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            meta.namespace.as_deref() == Some(ns) && model::owned_by(meta, "CloneSet", name)
+        };
+        let pods = self.pods.state_filter(|p| mine(&p.metadata));
+        let revisions = self.revisions.state_filter(|r| mine(&r.metadata));
+        let events = self.events.state_filter(|e| {
+            let o = &e.involved_object;
+            e.metadata.namespace.as_deref() == Some(ns)
+                && o.kind.as_deref() == Some("CloneSet")
+                && o.name.as_deref() == Some(name)
+        });
+        Some(model::clone_set_detail(model::CloneSetInputs {
+            clone_set: &cs,
+            pods: pods.iter().map(AsRef::as_ref).collect(),
+            revisions: revisions.iter().map(AsRef::as_ref).collect(),
+            events: events.iter().map(AsRef::as_ref).collect(),
+            history: self.history(Kind::CloneSet, ns, name),
+            now: Timestamp::now(),
+        }))
+    }
+
+    fn rollout_detail(&self, ns: &str, name: &str) -> Option<Detail> {
         let rollout = self
             .rollouts
             .get(&reflector::ObjectRef::new(name).within(ns))?;
         let sts = model::statefulset_of(&rollout);
         let pods = self.pods.state_filter(|p| {
             p.metadata.namespace.as_deref() == Some(ns)
-                && model::owned_by_statefulset(&p.metadata, &sts)
+                && model::owned_by(&p.metadata, "StatefulSet", &sts)
         });
         let revisions = self.revisions.state_filter(|r| {
             r.metadata.namespace.as_deref() == Some(ns)
-                && model::owned_by_statefulset(&r.metadata, &sts)
+                && model::owned_by(&r.metadata, "StatefulSet", &sts)
         });
         let events = self.events.state_filter(|e| {
             let o = &e.involved_object;
@@ -212,12 +268,7 @@ impl Shared {
                     _ => false,
                 }
         });
-        let history = self
-            .history
-            .lock()
-            .ok()
-            .and_then(|h| h.get(&(ns.to_owned(), name.to_owned())).cloned())
-            .unwrap_or_default();
+        let history = self.history(Kind::StatefulsetRollout, ns, name);
         Some(model::detail(model::Inputs {
             rollout: &rollout,
             pods: pods.iter().map(AsRef::as_ref).collect(),
@@ -267,6 +318,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         .local_addr()
         .context("failed to read the listening address")?;
     let (rollouts, rollouts_w) = reflector::store();
+    let (clone_sets, clone_sets_w) = reflector::store();
     let (pods, pods_w) = reflector::store();
     let (revisions, revisions_w) = reflector::store();
     let (events, events_w) = reflector::store();
@@ -275,6 +327,8 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         client: client.clone(),
         allow_actions: options.allow_actions,
         rollouts,
+        clone_sets,
+        clone_sets_absent: watch::Sender::new(false),
         pods,
         revisions,
         events,
@@ -284,7 +338,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         api_errors: Mutex::new(HashMap::new()),
         synced: Default::default(),
     });
-    // Pods of StatefulSets only: the StatefulSet controller labels each with its revision.
+    // Pods of StatefulSets and CloneSets only: their controllers label each with its revision.
     let pod_config = watcher::Config::default().labels(labels::REVISION);
     let watchers = vec![
         spawn_watch(
@@ -293,7 +347,15 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
             rollouts_w,
             "statefulsetrollouts",
             shared.clone(),
-            |s, r| s.record_progress(r),
+            |s, r| s.record_progress(model::summary(r)),
+        ),
+        spawn_watch(
+            scoped::<CloneSet>(&client, options.namespace.as_deref()),
+            watcher::Config::default(),
+            clone_sets_w,
+            "clonesets",
+            shared.clone(),
+            |s, c| s.record_progress(model::clone_set_summary(c)),
         ),
         spawn_watch(
             scoped::<Pod>(&client, options.namespace.as_deref()),
@@ -424,6 +486,12 @@ where
                         shared.bump();
                     }
                 }
+                Err(e) if what == "clonesets" && not_served(&e) => {
+                    // No CloneSet CRD (an operator older than CloneSets): nothing to show, no
+                    // banner; the watcher keeps retrying with backoff in case it is installed.
+                    tracing::debug!(error = %e, "CloneSets are not served; retrying");
+                    shared.clone_sets_absent.send_replace(true);
+                }
                 Err(e) => {
                     tracing::debug!(resource = what, error = %e, "watch interrupted; retrying");
                     if let Ok(mut errors) = shared.api_errors.lock() {
@@ -434,6 +502,16 @@ where
             }
         }
     })
+}
+
+/// Whether a watch failed because the API server does not serve the resource (404).
+fn not_served(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        _ => false,
+    }
 }
 
 fn router(shared: AppState, addr: SocketAddr) -> Router {
@@ -453,8 +531,22 @@ fn router(shared: AppState, addr: SocketAddr) -> Router {
         .route("/api/config", get(config))
         .route("/api/rollouts", get(list))
         .route("/api/stream", get(list_stream))
-        .route("/api/rollouts/{ns}/{name}", get(one))
-        .route("/api/rollouts/{ns}/{name}/stream", get(one_stream))
+        .route(
+            "/api/rollouts/{ns}/{name}",
+            get(|s, p| one(s, Kind::StatefulsetRollout, p)),
+        )
+        .route(
+            "/api/rollouts/{ns}/{name}/stream",
+            get(|s, p| one_stream(s, Kind::StatefulsetRollout, p)),
+        )
+        .route(
+            "/api/clonesets/{ns}/{name}",
+            get(|s, p| one(s, Kind::CloneSet, p)),
+        )
+        .route(
+            "/api/clonesets/{ns}/{name}/stream",
+            get(|s, p| one_stream(s, Kind::CloneSet, p)),
+        )
         .route("/api/rollouts/{ns}/{name}/{action}", post(action))
         .with_state(shared)
         .layer(middleware::from_fn(move |req: Request, next: Next| {
@@ -517,19 +609,19 @@ async fn list(State(s): State<AppState>) -> Json<Value> {
     Json(json!({"items": s.summaries(), "apiError": s.api_error()}))
 }
 
-async fn one(State(s): State<AppState>, Path((ns, name)): Path<(String, String)>) -> Response {
-    match s.detail(&ns, &name) {
+async fn one(
+    State(s): State<AppState>,
+    kind: Kind,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    match s.detail(kind, &ns, &name) {
         Some(d) => Json(d).into_response(),
-        None => not_found(&ns, &name),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no {kind:?} {name:?} in namespace {ns:?} (yet)")})),
+        )
+            .into_response(),
     }
-}
-
-fn not_found(ns: &str, name: &str) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": format!("no StatefulsetRollout {name:?} in namespace {ns:?} (yet)")})),
-    )
-        .into_response()
 }
 
 type SseStream = Sse<
@@ -617,6 +709,7 @@ struct Sent {
 
 async fn one_stream(
     State(s): State<AppState>,
+    kind: Kind,
     Path((ns, name)): Path<(String, String)>,
 ) -> SseStream {
     let sent = Sent {
@@ -626,13 +719,13 @@ async fn one_stream(
     };
     sse(futures::stream::unfold(
         (Pacer::new(s), sent, ns, name),
-        |(mut pacer, mut sent, ns, name)| async move {
+        move |(mut pacer, mut sent, ns, name)| async move {
             loop {
                 pacer.next().await?;
                 let s = &pacer.shared;
-                let event = match s.detail(&ns, &name) {
+                let event = match s.detail(kind, &ns, &name) {
                     None => {
-                        let gone = json!({"error": format!("no StatefulsetRollout {name:?} in namespace {ns:?}"), "apiError": s.api_error()});
+                        let gone = json!({"error": format!("no {kind:?} {name:?} in namespace {ns:?}"), "apiError": s.api_error()});
                         if sent.rest == gone {
                             sent.first = false;
                             continue;

@@ -1,10 +1,13 @@
 //! What the dashboard shows, computed from the watched objects: pure functions (no I/O), so the
 //! classification of a pod and the shape of the JSON are table-tested without a cluster.
 //!
-//! The browser receives one [`Detail`] per rollout page: the rollout's status, its revisions with
-//! images, conditions, the last events and its progress history, and one compact [`Cell`] per pod
-//! (a 1,000-pod set is about 55 kB of JSON as a first snapshot; later updates carry only the
-//! cells that changed, see [`diff_cells`]).
+//! The browser receives one [`Detail`] per page — a StatefulsetRollout's ([`detail`]) or a
+//! CloneSet's ([`clone_set_detail`]): the object's status, its revisions with images, conditions,
+//! the last events, its progress history, the rollout's analysis measurements ([`analysis_chart`])
+//! and one compact [`Cell`] per pod (a 1,000-pod set is about 55 kB of JSON as a first snapshot;
+//! later updates carry only the cells that changed, see [`diff_cells`]). Both kinds share the
+//! grid ([`grid`]), the pod classification ([`pod_state`]) and the event rows; a new kind adds a
+//! [`Kind`], a summary and a detail function.
 
 use std::collections::BTreeMap;
 
@@ -17,8 +20,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sroll_api::{
     StatefulsetRollout,
+    analysis::Measurement,
+    clone_set::CloneSet,
     predicates::{is_pod_ready, is_terminating},
 };
+use sroll_planner::inplace::PodInPlace;
 
 use crate::plugin::{
     actions::revision_template,
@@ -51,6 +57,9 @@ pub enum PodState {
     Updating,
     /// Being deleted (evicted or terminating).
     Terminating,
+    /// In an in-place update (out of traffic by the `InPlaceUpdateReady` gate, or restarting the
+    /// containers whose image changed): `sroll_planner::inplace::PodInPlace::in_progress`.
+    InPlace,
     /// Failed, crash-looping, unpullable, or not Ready for [`BROKEN_AFTER_SECS`] while running.
     Broken,
     /// No pod object for this ordinal (evicted and not yet recreated).
@@ -64,13 +73,15 @@ impl PodState {
             Self::Ready => "R",
             Self::Updating => "U",
             Self::Terminating => "T",
+            Self::InPlace => "I",
             Self::Broken => "B",
             Self::Missing => "M",
         }
     }
 }
 
-/// Classifies a pod (terminating wins over everything; then broken, Ready, updating).
+/// Classifies a pod (terminating wins over everything; then failed or crash-looping, in place,
+/// Ready, and not Ready: updating, or broken once unready for [`BROKEN_AFTER_SECS`]).
 pub fn pod_state(pod: &Pod, now: Timestamp) -> (PodState, String) {
     if is_terminating(&pod.metadata) {
         return (PodState::Terminating, "terminating".into());
@@ -98,6 +109,18 @@ pub fn pod_state(pod: &Pod, now: Timestamp) -> (PodState, String) {
             return (PodState::Broken, format!("{}: {reason}", cs.name));
         }
     }
+    let in_place = PodInPlace::from_pod(pod);
+    if in_place.in_progress(Some(pod_revision(pod))) {
+        let why = if in_place.gate_ready == Some(false) {
+            "in-place update: out of traffic (InPlaceUpdateReady False)".to_owned()
+        } else {
+            format!(
+                "in-place update: restarting {}",
+                in_place.containers_pending.join(", ")
+            )
+        };
+        return (PodState::InPlace, why);
+    }
     if is_pod_ready(pod) {
         return (PodState::Ready, "Ready".into());
     }
@@ -122,11 +145,12 @@ pub fn pod_state(pod: &Pod, now: Timestamp) -> (PodState, String) {
     (PodState::Updating, message)
 }
 
-/// One pod of the grid: `[ordinal, revision index, state code, name, node, detail]` on the wire.
+/// One pod of the grid: `[key, revision index, state code, name, node, detail]` on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cell {
-    /// The pod's ordinal.
-    pub ordinal: i64,
+    /// The pod's ordinal (a StatefulSet's pods), or its place in the grid (a CloneSet's pods,
+    /// which have no ordinals: they are ordered by name).
+    pub key: i64,
     /// Index into [`Detail::revisions`]; -1 when the pod's revision is unknown.
     pub revision: i64,
     /// Its state.
@@ -142,7 +166,7 @@ pub struct Cell {
 impl Serialize for Cell {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         (
-            self.ordinal,
+            self.key,
             self.revision,
             self.state.code(),
             &self.name,
@@ -153,7 +177,7 @@ impl Serialize for Cell {
     }
 }
 
-/// A revision of the StatefulSet.
+/// A revision of the StatefulSet or CloneSet.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Revision {
@@ -169,10 +193,41 @@ pub struct Revision {
     pub pods: usize,
 }
 
-/// One row of the rollout list.
+/// The kinds of object the dashboard shows. Each has its page (`#/PATH/NS/NAME`) and its API
+/// (`/api/API/NS/NAME`); adding a kind means a variant here, a summary and a detail function.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `sroll.io/v1alpha1` StatefulsetRollout.
+    StatefulsetRollout,
+    /// `sroll.io/v1alpha1` CloneSet.
+    CloneSet,
+}
+
+impl Kind {
+    /// The page's path segment (`#/r/…`, `#/c/…`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::StatefulsetRollout => "r",
+            Self::CloneSet => "c",
+        }
+    }
+
+    /// The API's path segment (`/api/rollouts/…`, `/api/clonesets/…`).
+    pub fn api(self) -> &'static str {
+        match self {
+            Self::StatefulsetRollout => "rollouts",
+            Self::CloneSet => "clonesets",
+        }
+    }
+}
+
+/// One row of the list.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    pub kind: Kind,
+    /// [`Kind::path`]: the page is `#/PATH/NAMESPACE/NAME`.
+    pub path: &'static str,
     pub namespace: String,
     pub name: String,
     pub phase: String,
@@ -237,8 +292,75 @@ pub struct Detail {
     pub callback_url: String,
     pub build_branch: String,
     pub build_commit: String,
+    /// A CloneSet's strategy and counts (absent for a rollout).
+    pub clone_set: Option<CloneSetFacts>,
+    /// The rollout's analysis measurements (absent without analysis).
+    pub analysis: Option<AnalysisChart>,
     pub history: Vec<Point>,
     pub cells: Vec<Cell>,
+}
+
+/// What a CloneSet's page shows beyond the common summary.
+#[derive(Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneSetFacts {
+    /// `updateStrategy.type`.
+    pub update_type: String,
+    /// `partition`, `maxSurge`, `maxUnavailable` resolved for the current replicas.
+    pub partition: i32,
+    pub max_surge: i32,
+    pub max_unavailable: i32,
+    pub updated_ready: i32,
+    pub available: i32,
+    /// Pods owned (`status.replicas`: surge pods included).
+    pub pods: i32,
+    pub generation: i64,
+    pub observed_generation: i64,
+}
+
+/// `status.analysis` for the rollout page's chart.
+#[derive(Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisChart {
+    /// Running, Successful, Inconclusive, Failed, Error (empty before the first analysis).
+    pub phase: String,
+    pub message: String,
+    /// `step N of M` while `spec.steps` runs, else empty.
+    pub step: String,
+    pub metrics: Vec<MetricChart>,
+}
+
+/// One metric: its conditions, counts and recent measurements.
+#[derive(Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricChart {
+    pub name: String,
+    pub phase: String,
+    pub success_condition: String,
+    pub failure_condition: String,
+    pub count: i32,
+    pub successful: i32,
+    pub failed: i32,
+    pub inconclusive: i32,
+    pub error: i32,
+    /// Oldest first, as `status.analysis` keeps them.
+    pub points: Vec<MeasurementPoint>,
+}
+
+/// One measurement as the chart draws it.
+#[derive(Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasurementPoint {
+    /// `finishedAt` in Unix milliseconds (absent: drawn after the previous point).
+    pub at: Option<i64>,
+    /// The number drawn ([`measured_value`]); absent for an error or a non-numeric value, which
+    /// are drawn on the baseline.
+    pub value: Option<f64>,
+    /// The value as the status holds it.
+    pub text: String,
+    /// Successful, Failed, Inconclusive or Error.
+    pub phase: String,
+    pub message: String,
 }
 
 fn ts(t: Option<Timestamp>) -> String {
@@ -249,6 +371,8 @@ fn ts(t: Option<Timestamp>) -> String {
 pub fn summary(r: &StatefulsetRollout) -> Summary {
     let st = r.status.clone().unwrap_or_default();
     Summary {
+        kind: Kind::StatefulsetRollout,
+        path: Kind::StatefulsetRollout.path(),
         namespace: r.metadata.namespace.clone().unwrap_or_default(),
         name: r.metadata.name.clone().unwrap_or_default(),
         phase: st
@@ -268,6 +392,133 @@ pub fn summary(r: &StatefulsetRollout) -> Summary {
     }
 }
 
+/// A CloneSet's state, derived from its spec and status (a CloneSet has no phase of its own), in
+/// this order:
+///
+/// | state | when |
+/// |---|---|
+/// | `Pending` | no status yet, or `observedGeneration` behind `metadata.generation` |
+/// | `Blocked` | a `FailedUpdate` or `FailedScale` condition is True |
+/// | `Failed` | `Progressing` is False with `ProgressDeadlineExceeded` |
+/// | `Paused` | `updateStrategy.paused` while fewer pods are updated than `replicas − partition` |
+/// | `Updating` | fewer pods updated (or updated and Ready) than `replicas − partition` |
+/// | `Scaling` | `status.replicas` differs from `spec.replicas` (surge pods, scaling) |
+/// | `NotReady` | fewer pods Ready than `spec.replicas` |
+/// | `Done` | otherwise: `replicas − partition` pods updated and every pod Ready |
+pub fn clone_set_state(cs: &CloneSet) -> (String, String) {
+    let r = cs.spec.resolved();
+    let target = r.replicas - r.partition;
+    let generation = cs.metadata.generation.unwrap_or(0);
+    let Some(st) = cs.status.as_ref() else {
+        return (
+            "Pending".into(),
+            "the operator has not written a status yet".into(),
+        );
+    };
+    if st.observed_generation < generation {
+        return (
+            "Pending".into(),
+            format!(
+                "the operator has observed generation {} of {generation}",
+                st.observed_generation
+            ),
+        );
+    }
+    let condition = |type_: &str| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    if let Some(c) = condition("FailedUpdate").or_else(|| condition("FailedScale")) {
+        return ("Blocked".into(), format!("{}: {}", c.type_, c.message));
+    }
+    if let Some(c) = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing" && c.status == "False")
+        .filter(|c| c.reason == "ProgressDeadlineExceeded")
+    {
+        return ("Failed".into(), c.message.clone());
+    }
+    let partition = if r.partition > 0 {
+        format!(" (partition {} keeps the rest)", r.partition)
+    } else {
+        String::new()
+    };
+    if st.updated_replicas < target {
+        let progress = format!(
+            "{} of {target} pods updated{partition}",
+            st.updated_replicas
+        );
+        if cs.spec.update_strategy.paused {
+            return ("Paused".into(), format!("paused: {progress}"));
+        }
+        return ("Updating".into(), progress);
+    }
+    if st.updated_ready_replicas < target {
+        return (
+            "Updating".into(),
+            format!(
+                "{} of {target} updated pods Ready{partition}",
+                st.updated_ready_replicas
+            ),
+        );
+    }
+    if st.replicas != r.replicas {
+        return (
+            "Scaling".into(),
+            format!("{} pods, {} desired", st.replicas, r.replicas),
+        );
+    }
+    if st.ready_replicas < r.replicas {
+        return (
+            "NotReady".into(),
+            format!("{} of {} pods Ready", st.ready_replicas, r.replicas),
+        );
+    }
+    let done = if r.partition > 0 {
+        format!(
+            "{target} of {} pods updated; partition {} keeps the rest",
+            r.replicas, r.partition
+        )
+    } else {
+        format!("all {} pods updated and Ready", r.replicas)
+    };
+    ("Done".into(), done)
+}
+
+/// Percentage of `part` in `whole`, rounded down (100 for an empty whole).
+fn percent_of(part: i32, whole: i32) -> i32 {
+    if whole <= 0 {
+        return 100;
+    }
+    i32::try_from(i64::from(part.max(0)) * 100 / i64::from(whole)).unwrap_or(100)
+}
+
+/// The list row of a CloneSet: target `replicas − partition`, phase from [`clone_set_state`].
+pub fn clone_set_summary(cs: &CloneSet) -> Summary {
+    let r = cs.spec.resolved();
+    let st = cs.status.clone().unwrap_or_default();
+    let target = r.replicas - r.partition;
+    let (phase, reason) = clone_set_state(cs);
+    Summary {
+        kind: Kind::CloneSet,
+        path: Kind::CloneSet.path(),
+        namespace: cs.metadata.namespace.clone().unwrap_or_default(),
+        name: cs.metadata.name.clone().unwrap_or_default(),
+        phase,
+        reason,
+        percent: percent_of(target, r.replicas),
+        percent_deployed: percent_of(st.updated_replicas, r.replicas),
+        replicas: r.replicas,
+        updated: st.updated_replicas,
+        ready: st.ready_replicas,
+        target,
+        paused: cs.spec.update_strategy.paused,
+        created: ts(cs.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+    }
+}
+
 /// The name of the StatefulSet a rollout manages (the status's, else the spec's).
 pub fn statefulset_of(r: &StatefulsetRollout) -> String {
     r.status
@@ -277,15 +528,16 @@ pub fn statefulset_of(r: &StatefulsetRollout) -> String {
         .unwrap_or_else(|| r.statefulset_name())
 }
 
-/// Whether `owner_refs` name the StatefulSet `sts`.
-pub fn owned_by_statefulset(
+/// Whether `owner_refs` name the `kind` object `name` (a StatefulSet, a CloneSet).
+pub fn owned_by(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    sts: &str,
+    kind: &str,
+    name: &str,
 ) -> bool {
     meta.owner_references
         .iter()
         .flatten()
-        .any(|o| o.kind == "StatefulSet" && o.name == sts)
+        .any(|o| o.kind == kind && o.name == name)
 }
 
 fn images(rev: &ControllerRevision) -> Vec<String> {
@@ -311,34 +563,61 @@ pub struct Inputs<'a> {
     pub now: Timestamp,
 }
 
+/// The inputs of [`clone_set_detail`]: the CloneSet and its objects.
+pub struct CloneSetInputs<'a> {
+    pub clone_set: &'a CloneSet,
+    pub pods: Vec<&'a Pod>,
+    pub revisions: Vec<&'a ControllerRevision>,
+    pub events: Vec<&'a Event>,
+    pub history: Vec<Point>,
+    pub now: Timestamp,
+}
+
 /// How many events a page shows.
 pub const EVENTS_SHOWN: usize = 20;
 
-/// One rollout's page.
-pub fn detail(inp: Inputs<'_>) -> Detail {
-    let r = inp.rollout;
-    let summary = summary(r);
-    let st = r.status.clone().unwrap_or_default();
-    let update = st.update_revision.clone().unwrap_or_default();
-    let current = st.current_revision.clone().unwrap_or_default();
-    let previous = st.previous_revision.clone().unwrap_or_default();
+/// How a grid places its pods.
+pub enum Placement<'a> {
+    /// A StatefulSet's: by ordinal, with a missing cell for each ordinal below `replicas` without
+    /// a pod (named `<statefulset>-<ordinal>`).
+    Ordinals { statefulset: &'a str },
+    /// A CloneSet's (pods without ordinals): by name, then a missing cell for each pod short of
+    /// `replicas` (counting pods not being deleted).
+    ByName,
+}
 
+/// The revision roles of a grid: which revision is `update`, `current`, `previous`.
+pub struct Roles<'a> {
+    pub update: &'a str,
+    pub current: &'a str,
+    pub previous: &'a str,
+}
+
+/// The revisions (oldest first, with images, role and pod counts) and the cells of a pod grid:
+/// one implementation for every kind.
+pub fn grid(
+    pods: &[&Pod],
+    revisions: &[&ControllerRevision],
+    roles: &Roles<'_>,
+    replicas: i32,
+    placement: &Placement<'_>,
+    now: Timestamp,
+) -> (Vec<Revision>, Vec<Cell>) {
     let mut pod_counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in &inp.pods {
+    for p in pods {
         *pod_counts.entry(pod_revision(p)).or_default() += 1;
     }
-    let mut revs: Vec<&ControllerRevision> = inp.revisions.clone();
+    let mut revs: Vec<&ControllerRevision> = revisions.to_vec();
     revs.sort_by_key(|r| r.revision);
-    // Revisions no pod runs and that are neither update nor current are history: keep the last few.
     let revisions: Vec<Revision> = revs
         .iter()
         .map(|rev| {
             let name = rev.metadata.name.clone().unwrap_or_default();
-            let role = if name == update {
+            let role = if name == roles.update {
                 "update"
-            } else if name == current {
+            } else if name == roles.current {
                 "current"
-            } else if name == previous {
+            } else if !roles.previous.is_empty() && name == roles.previous {
                 "previous"
             } else {
                 "other"
@@ -359,45 +638,73 @@ pub fn detail(inp: Inputs<'_>) -> Detail {
             .and_then(|i| i64::try_from(i).ok())
             .unwrap_or(-1)
     };
+    let cell = |key: i64, p: &Pod| {
+        let (state, why) = pod_state(p, now);
+        Cell {
+            key,
+            revision: rev_index(pod_revision(p)),
+            state,
+            name: p.metadata.name.clone().unwrap_or_default(),
+            node: p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default(),
+            detail: why,
+        }
+    };
+    let missing = |key: i64, name: String, why: &str| Cell {
+        key,
+        revision: -1,
+        state: PodState::Missing,
+        name,
+        node: String::new(),
+        detail: why.into(),
+    };
+    let cells = match placement {
+        Placement::Ordinals { statefulset } => {
+            let mut by_ordinal: BTreeMap<i64, Cell> = BTreeMap::new();
+            for p in pods {
+                let ord = ordinal(p.metadata.name.as_deref().unwrap_or_default());
+                by_ordinal.insert(ord, cell(ord, p));
+            }
+            for ord in 0..i64::from(replicas.max(0)) {
+                by_ordinal.entry(ord).or_insert_with(|| {
+                    missing(
+                        ord,
+                        format!("{statefulset}-{ord}"),
+                        "no pod (evicted, being recreated)",
+                    )
+                });
+            }
+            by_ordinal.into_values().collect()
+        }
+        Placement::ByName => {
+            let mut sorted: Vec<&Pod> = pods.to_vec();
+            sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            let mut cells: Vec<Cell> = Vec::with_capacity(sorted.len());
+            for p in sorted {
+                let key = i64::try_from(cells.len()).unwrap_or(i64::MAX);
+                cells.push(cell(key, p));
+            }
+            let active = pods.iter().filter(|p| !is_terminating(&p.metadata)).count();
+            let short = usize::try_from(replicas)
+                .unwrap_or(0)
+                .saturating_sub(active);
+            for _ in 0..short {
+                let key = i64::try_from(cells.len()).unwrap_or(i64::MAX);
+                cells.push(missing(key, String::new(), "no pod yet (being created)"));
+            }
+            cells
+        }
+    };
+    (revisions, cells)
+}
 
-    let mut by_ordinal: BTreeMap<i64, Cell> = BTreeMap::new();
-    for p in &inp.pods {
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let (state, why) = pod_state(p, inp.now);
-        let ord = ordinal(&name);
-        let node = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_default();
-        let revision = pod_revision(p);
-        by_ordinal.insert(
-            ord,
-            Cell {
-                ordinal: ord,
-                revision: rev_index(revision),
-                state,
-                name,
-                node,
-                detail: why,
-            },
-        );
-    }
-    let sts = statefulset_of(r);
-    for ord in 0..i64::from(summary.replicas.max(0)) {
-        by_ordinal.entry(ord).or_insert_with(|| Cell {
-            ordinal: ord,
-            revision: -1,
-            state: PodState::Missing,
-            name: format!("{sts}-{ord}"),
-            node: String::new(),
-            detail: "no pod (evicted, being recreated)".into(),
-        });
-    }
-
-    let mut events: Vec<&Event> = inp.events.clone();
+fn event_rows(events: &[&Event]) -> Vec<EventRow> {
+    let mut events: Vec<&Event> = events.to_vec();
     events.sort_by_key(|e| event_time(e));
-    let events = events
+    events
         .iter()
         .rev()
         .take(EVENTS_SHOWN)
@@ -409,8 +716,30 @@ pub fn detail(inp: Inputs<'_>) -> Detail {
             message: e.message.clone().unwrap_or_default(),
             count: e.count.unwrap_or(1),
         })
-        .collect();
+        .collect()
+}
 
+/// One rollout's page.
+pub fn detail(inp: Inputs<'_>) -> Detail {
+    let r = inp.rollout;
+    let summary = summary(r);
+    let st = r.status.clone().unwrap_or_default();
+    let update = st.update_revision.clone().unwrap_or_default();
+    let current = st.current_revision.clone().unwrap_or_default();
+    let previous = st.previous_revision.clone().unwrap_or_default();
+    let sts = statefulset_of(r);
+    let (revisions, cells) = grid(
+        &inp.pods,
+        &inp.revisions,
+        &Roles {
+            update: &update,
+            current: &current,
+            previous: &previous,
+        },
+        summary.replicas,
+        &Placement::Ordinals { statefulset: &sts },
+        inp.now,
+    );
     let build = r.build_metadata().or(st.build_metadata.clone());
     Detail {
         statefulset: sts,
@@ -430,7 +759,7 @@ pub fn detail(inp: Inputs<'_>) -> Detail {
                 since: c.last_transition_time.0.to_string(),
             })
             .collect(),
-        events,
+        events: event_rows(&inp.events),
         slack_links: st
             .slack_message
             .as_ref()
@@ -449,10 +778,166 @@ pub fn detail(inp: Inputs<'_>) -> Detail {
             .and_then(|b| b.branch.clone())
             .unwrap_or_default(),
         build_commit: build.and_then(|b| b.commit).unwrap_or_default(),
+        clone_set: None,
+        analysis: analysis_chart(r),
         history: inp.history,
-        cells: by_ordinal.into_values().collect(),
+        cells,
         summary,
     }
+}
+
+/// One CloneSet's page (read-only: the kubectl plugin has no CloneSet actions).
+pub fn clone_set_detail(inp: CloneSetInputs<'_>) -> Detail {
+    let cs = inp.clone_set;
+    let summary = clone_set_summary(cs);
+    let st = cs.status.clone().unwrap_or_default();
+    let r = cs.spec.resolved();
+    let (revisions, cells) = grid(
+        &inp.pods,
+        &inp.revisions,
+        &Roles {
+            update: &st.update_revision,
+            current: &st.current_revision,
+            previous: "",
+        },
+        r.replicas,
+        &Placement::ByName,
+        inp.now,
+    );
+    Detail {
+        statefulset: String::new(),
+        pause_requested: cs.spec.update_strategy.paused,
+        rollout_identity: String::new(),
+        update_revision: st.update_revision.clone(),
+        current_revision: st.current_revision.clone(),
+        revisions,
+        conditions: st
+            .conditions
+            .iter()
+            .map(|c| ConditionRow {
+                type_: c.type_.clone(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                since: ts(c.last_transition_time.as_ref().map(|t| t.0)),
+            })
+            .collect(),
+        events: event_rows(&inp.events),
+        slack_links: Vec::new(),
+        callback_stage_id: String::new(),
+        callback_outcome: String::new(),
+        callback_url: String::new(),
+        build_branch: String::new(),
+        build_commit: String::new(),
+        clone_set: Some(CloneSetFacts {
+            update_type: cs.spec.update_type().to_string(),
+            partition: r.partition,
+            max_surge: r.max_surge,
+            max_unavailable: r.max_unavailable,
+            updated_ready: st.updated_ready_replicas,
+            available: st.available_replicas,
+            pods: st.replicas,
+            generation: cs.metadata.generation.unwrap_or(0),
+            observed_generation: st.observed_generation,
+        }),
+        analysis: None,
+        history: inp.history,
+        cells,
+        summary,
+    }
+}
+
+/// The number a measurement's value draws as: the value itself when it is a number (the web
+/// provider's `0.01`), else the first number of a JSON list (a Prometheus instant vector's
+/// `[0.02]`, as the operator records it); `None` for anything else (no value, an error, text).
+pub fn measured_value(text: &str) -> Option<f64> {
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    let n = match &v {
+        Value::Array(items) => items.first()?.as_f64()?,
+        other => other.as_f64()?,
+    };
+    n.is_finite().then_some(n)
+}
+
+fn point(m: &Measurement) -> MeasurementPoint {
+    let text = m.value.clone().unwrap_or_default();
+    MeasurementPoint {
+        at: m.finished_at.as_ref().map(|t| t.0.as_millisecond()),
+        value: measured_value(&text),
+        text,
+        phase: m.phase.clone(),
+        message: m.message.clone().unwrap_or_default(),
+    }
+}
+
+/// The analysis chart of a rollout: every metric of `status.analysis` (with its conditions from
+/// `spec.analysis`), then the spec's metrics not measured yet. `None` when the rollout has no
+/// `spec.analysis` and no measurements.
+pub fn analysis_chart(r: &StatefulsetRollout) -> Option<AnalysisChart> {
+    let spec = r.spec.analysis.as_ref();
+    let status = r
+        .status
+        .as_ref()
+        .and_then(|s| s.analysis.clone())
+        .unwrap_or_default();
+    if spec.is_none() && status.metrics.is_empty() {
+        return None;
+    }
+    let spec_metrics = spec.map(|a| a.metrics.as_slice()).unwrap_or_default();
+    let conditions = |name: &str| {
+        spec_metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| {
+                (
+                    m.success_condition.clone().unwrap_or_default(),
+                    m.failure_condition.clone().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_default()
+    };
+    let mut metrics: Vec<MetricChart> = status
+        .metrics
+        .iter()
+        .map(|m| {
+            let (success_condition, failure_condition) = conditions(&m.name);
+            MetricChart {
+                name: m.name.clone(),
+                phase: m.phase.clone().unwrap_or_default(),
+                success_condition,
+                failure_condition,
+                count: m.count,
+                successful: m.successful,
+                failed: m.failed,
+                inconclusive: m.inconclusive,
+                error: m.error,
+                points: m.measurements.iter().map(point).collect(),
+            }
+        })
+        .collect();
+    for m in spec_metrics {
+        if !metrics.iter().any(|c| c.name == m.name) {
+            let (success_condition, failure_condition) = conditions(&m.name);
+            metrics.push(MetricChart {
+                name: m.name.clone(),
+                success_condition,
+                failure_condition,
+                ..MetricChart::default()
+            });
+        }
+    }
+    let steps = r.spec.steps.len();
+    let step = match status.step_index.and_then(|i| usize::try_from(i).ok()) {
+        Some(i) if steps > 0 && i >= steps => format!("all {steps} steps done"),
+        Some(i) if steps > 0 => format!("step {} of {steps}", i + 1),
+        _ => String::new(),
+    };
+    Some(AnalysisChart {
+        phase: status.phase.unwrap_or_default(),
+        message: status.message.unwrap_or_default(),
+        step,
+        metrics,
+    })
 }
 
 /// Slack's permalink form: `https://slack.com/archives/<channel>/p<ts without the dot>` (Slack
@@ -537,6 +1022,37 @@ mod tests {
                 json!({"metadata": {"name": "w-0"}, "status": {"phase": "Failed"}}),
                 PodState::Broken,
             ),
+            (
+                "out of traffic by the in-place gate is in place, even unready for a minute",
+                json!({"metadata": {"name": "w-0", "labels": {"controller-revision-hash": "w-2"}},
+                       "spec": {"containers": [], "readinessGates": [{"conditionType": "InPlaceUpdateReady"}]},
+                       "status": {"phase": "Running", "conditions": [
+                           {"type": "InPlaceUpdateReady", "status": "False"},
+                           {"type": "Ready", "status": "False", "lastTransitionTime": "2026-12-06T11:59:00Z"}]}}),
+                PodState::InPlace,
+            ),
+            (
+                "restarting a container of a recorded in-place update is in place",
+                json!({"metadata": {"name": "w-0", "labels": {"controller-revision-hash": "w-2"},
+                         "annotations": {"sroll.io/inplace-update-state":
+                           "{\"revision\":\"w-2\",\"updateTimestamp\":\"2026-12-06T11:59:58Z\",\"lastContainerStatuses\":{\"app\":{\"imageID\":\"sha-1\"}}}"}},
+                       "spec": {"containers": [{"name": "app", "image": "app:v2"}]},
+                       "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                          "containerStatuses": [{"name": "app", "image": "app:v1", "imageID": "sha-1", "ready": false, "restartCount": 0,
+                             "state": {"running": {}}}]}}),
+                PodState::InPlace,
+            ),
+            (
+                "a finished in-place update is Ready",
+                json!({"metadata": {"name": "w-0", "labels": {"controller-revision-hash": "w-2"},
+                         "annotations": {"sroll.io/inplace-update-state":
+                           "{\"revision\":\"w-2\",\"updateTimestamp\":\"2026-12-06T11:59:58Z\",\"lastContainerStatuses\":{\"app\":{\"imageID\":\"sha-1\"}}}"}},
+                       "spec": {"containers": [{"name": "app", "image": "app:v2"}]},
+                       "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                          "containerStatuses": [{"name": "app", "image": "app:v2", "imageID": "sha-2", "ready": true, "restartCount": 1,
+                             "state": {"running": {}}}]}}),
+                PodState::Ready,
+            ),
         ];
         for (what, p, want) in cases {
             assert_eq!(pod_state(&pod(p), now()).0, want, "{what}");
@@ -592,7 +1108,7 @@ mod tests {
         let cells: Vec<(i64, i64, PodState)> = d
             .cells
             .iter()
-            .map(|c| (c.ordinal, c.revision, c.state))
+            .map(|c| (c.key, c.revision, c.state))
             .collect();
         assert_eq!(
             cells,
@@ -620,7 +1136,7 @@ mod tests {
     #[test]
     fn a_diff_carries_only_the_cells_that_changed() {
         let cell = |ord, state| Cell {
-            ordinal: ord,
+            key: ord,
             revision: 0,
             state,
             name: format!("w-{ord}"),
@@ -631,5 +1147,345 @@ mod tests {
         let new = [cell(0, PodState::Ready), cell(1, PodState::Terminating)];
         assert_eq!(diff_cells(&old, &new), [&new[1]]);
         assert_eq!(diff_cells(&old[..1], &new).len(), 2);
+    }
+
+    fn clone_set(spec: Value, status: Value, generation: i64) -> CloneSet {
+        let mut base = json!({
+            "apiVersion": "sroll.io/v1alpha1", "kind": "CloneSet",
+            "metadata": {"name": "api", "namespace": "shop", "generation": generation},
+            "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "api"}},
+                     "template": {"metadata": {"labels": {"app": "api"}},
+                                  "spec": {"containers": [{"name": "app", "image": "app:v2"}]}}},
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            base["spec"][k] = v.clone();
+        }
+        if !status.is_null() {
+            base["status"] = status;
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn a_clone_sets_state_is_derived_from_its_generation_conditions_counts_and_partition() {
+        let st = |updated: i32, updated_ready: i32, replicas: i32, ready: i32| {
+            json!({"observedGeneration": 2, "replicas": replicas, "readyReplicas": ready,
+                   "updatedReplicas": updated, "updatedReadyReplicas": updated_ready,
+                   "updateRevision": "api-b", "currentRevision": "api-a"})
+        };
+        let cases = [
+            ("no status", json!({}), Value::Null, 1, "Pending"),
+            (
+                "status of an older generation",
+                json!({}),
+                st(5, 5, 5, 5),
+                3,
+                "Pending",
+            ),
+            (
+                "fewer updated than replicas",
+                json!({}),
+                st(2, 2, 5, 5),
+                2,
+                "Updating",
+            ),
+            (
+                "paused short of the target",
+                json!({"updateStrategy": {"paused": true}}),
+                st(2, 2, 5, 5),
+                2,
+                "Paused",
+            ),
+            (
+                "paused once every pod is updated is done",
+                json!({"updateStrategy": {"paused": true}}),
+                st(5, 5, 5, 5),
+                2,
+                "Done",
+            ),
+            (
+                "updated pods not Ready yet",
+                json!({}),
+                st(5, 3, 5, 3),
+                2,
+                "Updating",
+            ),
+            ("a surge pod left", json!({}), st(5, 5, 6, 6), 2, "Scaling"),
+            ("a pod not Ready", json!({}), st(5, 5, 5, 4), 2, "NotReady"),
+            (
+                "at the partition",
+                json!({"updateStrategy": {"partition": 3}}),
+                st(2, 2, 5, 5),
+                2,
+                "Done",
+            ),
+            (
+                "short of the partition's target",
+                json!({"updateStrategy": {"partition": 3}}),
+                st(1, 1, 5, 5),
+                2,
+                "Updating",
+            ),
+            (
+                "an impossible in-place update",
+                json!({}),
+                {
+                    let mut s = st(2, 2, 5, 5);
+                    s["conditions"] = json!([{"type": "FailedUpdate", "status": "True",
+                        "reason": "InPlaceImpossible", "message": "spec.template.spec.containers[0].env changed"}]);
+                    s
+                },
+                2,
+                "Blocked",
+            ),
+            (
+                "past its progress deadline",
+                json!({}),
+                {
+                    let mut s = st(2, 2, 5, 5);
+                    s["conditions"] = json!([{"type": "Progressing", "status": "False",
+                        "reason": "ProgressDeadlineExceeded", "message": "timed out"}]);
+                    s
+                },
+                2,
+                "Failed",
+            ),
+        ];
+        for (what, spec, status, generation, want) in cases {
+            let cs = clone_set(spec, status, generation);
+            assert_eq!(
+                clone_set_state(&cs).0,
+                want,
+                "{what}: {:?}",
+                clone_set_state(&cs)
+            );
+        }
+        let cs = clone_set(
+            json!({"updateStrategy": {"partition": 3}}),
+            st(2, 2, 5, 5),
+            2,
+        );
+        let row = clone_set_summary(&cs);
+        assert_eq!(
+            (
+                row.kind,
+                row.path,
+                row.target,
+                row.percent,
+                row.percent_deployed
+            ),
+            (Kind::CloneSet, "c", 2, 40, 40)
+        );
+        assert_eq!(
+            clone_set_state(&cs).1,
+            "2 of 5 pods updated; partition 3 keeps the rest"
+        );
+        let blocked = clone_set(
+            json!({}),
+            {
+                let mut s = st(2, 2, 5, 5);
+                s["conditions"] =
+                    json!([{"type": "FailedUpdate", "status": "True", "message": "env changed"}]);
+                s
+            },
+            2,
+        );
+        assert_eq!(clone_set_state(&blocked).1, "FailedUpdate: env changed");
+    }
+
+    #[test]
+    fn a_clone_sets_grid_orders_pods_by_name_colours_by_revision_and_counts_pods_to_create() {
+        let cs = clone_set(
+            json!({"updateStrategy": {"type": "InPlaceIfPossible", "maxSurge": 1}}),
+            json!({"observedGeneration": 2, "replicas": 4, "readyReplicas": 2, "updatedReplicas": 2,
+                   "updatedReadyReplicas": 1, "updateRevision": "api-b", "currentRevision": "api-a"}),
+            2,
+        );
+        let owned = json!([{"apiVersion": "sroll.io/v1alpha1", "kind": "CloneSet", "name": "api", "uid": "u1", "controller": true}]);
+        let pods = [
+            pod(
+                json!({"metadata": {"name": "api-zzzzz", "ownerReferences": owned, "labels": {"controller-revision-hash": "api-a"}},
+                       "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            pod(
+                json!({"metadata": {"name": "api-aaaaa", "ownerReferences": owned, "labels": {"controller-revision-hash": "api-b"}},
+                       "spec": {"nodeName": "n2", "containers": [], "readinessGates": [{"conditionType": "InPlaceUpdateReady"}]},
+                       "status": {"phase": "Running", "conditions": [{"type": "InPlaceUpdateReady", "status": "False"}]}}),
+            ),
+            pod(
+                json!({"metadata": {"name": "api-mmmmm", "ownerReferences": owned, "labels": {"controller-revision-hash": "api-b"}},
+                       "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            pod(
+                json!({"metadata": {"name": "api-ccccc", "ownerReferences": owned, "deletionTimestamp": "2026-12-06T11:59:59Z",
+                                    "labels": {"controller-revision-hash": "api-a"}},
+                       "status": {"phase": "Running"}}),
+            ),
+        ];
+        let revs = [
+            revision("api-b", 2, "app:v2"),
+            revision("api-a", 1, "app:v1"),
+        ];
+        let d = clone_set_detail(CloneSetInputs {
+            clone_set: &cs,
+            pods: pods.iter().collect(),
+            revisions: revs.iter().collect(),
+            events: Vec::new(),
+            history: Vec::new(),
+            now: now(),
+        });
+        let cells: Vec<(i64, &str, i64, PodState)> = d
+            .cells
+            .iter()
+            .map(|c| (c.key, c.name.as_str(), c.revision, c.state))
+            .collect();
+        // Four pods by name (the terminating one included), then the two pods of the five
+        // replicas that do not exist yet (three are not being deleted).
+        assert_eq!(
+            cells,
+            [
+                (0, "api-aaaaa", 1, PodState::InPlace),
+                (1, "api-ccccc", 0, PodState::Terminating),
+                (2, "api-mmmmm", 1, PodState::Ready),
+                (3, "api-zzzzz", 0, PodState::Ready),
+                (4, "", -1, PodState::Missing),
+                (5, "", -1, PodState::Missing),
+            ]
+        );
+        assert_eq!(
+            d.revisions
+                .iter()
+                .map(|r| (r.name.as_str(), r.role, r.pods, r.images.clone()))
+                .collect::<Vec<_>>(),
+            [
+                ("api-a", "current", 2, vec!["app:v1".to_owned()]),
+                ("api-b", "update", 2, vec!["app:v2".to_owned()]),
+            ]
+        );
+        let facts = d.clone_set.unwrap();
+        assert_eq!(
+            (
+                facts.update_type.as_str(),
+                facts.max_surge,
+                facts.updated_ready,
+                facts.pods
+            ),
+            ("InPlaceIfPossible", 1, 1, 4)
+        );
+        assert_eq!(d.summary.kind, Kind::CloneSet);
+        assert!(d.analysis.is_none());
+        assert!(d.statefulset.is_empty() && d.slack_links.is_empty());
+    }
+
+    #[test]
+    fn measurement_values_draw_as_the_number_or_the_first_of_a_vector() {
+        assert_eq!(measured_value("0.01"), Some(0.01));
+        assert_eq!(measured_value("[0.02]"), Some(0.02));
+        assert_eq!(measured_value("[0.5, 0.7]"), Some(0.5));
+        assert_eq!(measured_value("3"), Some(3.0));
+        assert_eq!(measured_value(""), None);
+        assert_eq!(measured_value("[]"), None);
+        assert_eq!(measured_value("\"ok\""), None);
+        assert_eq!(measured_value("{\"a\": 1}"), None);
+    }
+
+    #[test]
+    fn the_analysis_chart_has_every_metrics_measurements_conditions_and_counts() {
+        let mut r = rollout(4);
+        assert_eq!(analysis_chart(&r), None, "no analysis, no chart");
+        r = serde_json::from_value(json!({
+            "apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"percent": 100, "sts": {"spec": {"replicas": 4, "serviceName": "web",
+                "selector": {"matchLabels": {"app": "web"}}, "template": {}}},
+                "steps": [{"percent": 50}, {"analysis": {}}, {"percent": 100}],
+                "analysis": {"metrics": [
+                    {"name": "errors", "successCondition": "result[0] < 0.05", "failureCondition": "result[0] > 0.1",
+                     "provider": {"prometheus": {"address": "http://p:9090", "query": "q"}}},
+                    {"name": "latency", "successCondition": "result < 300",
+                     "provider": {"web": {"url": "http://w/latency"}}}]}},
+            "status": {"phase": "RolloutInProgress", "analysis": {
+                "stepIndex": 1, "phase": "Running", "message": "measuring",
+                "metrics": [{"name": "errors", "phase": "Running", "count": 3, "successful": 1, "failed": 0,
+                             "inconclusive": 1, "error": 1, "consecutiveError": 1,
+                             "measurements": [
+                                 {"phase": "Successful", "value": "[0.01]", "finishedAt": "2026-12-06T12:00:00Z"},
+                                 {"phase": "Inconclusive", "value": "[0.07]", "finishedAt": "2026-12-06T12:00:10Z"},
+                                 {"phase": "Error", "message": "connection refused", "finishedAt": "2026-12-06T12:00:20Z"}]}]}}
+        }))
+        .unwrap();
+        let chart = analysis_chart(&r).expect("a chart");
+        assert_eq!(
+            (
+                chart.phase.as_str(),
+                chart.message.as_str(),
+                chart.step.as_str()
+            ),
+            ("Running", "measuring", "step 2 of 3")
+        );
+        assert_eq!(
+            chart.metrics.len(),
+            2,
+            "the measured metric and the one not measured yet"
+        );
+        let errors = &chart.metrics[0];
+        assert_eq!(
+            (
+                errors.success_condition.as_str(),
+                errors.failure_condition.as_str()
+            ),
+            ("result[0] < 0.05", "result[0] > 0.1")
+        );
+        assert_eq!(
+            (
+                errors.count,
+                errors.successful,
+                errors.failed,
+                errors.inconclusive,
+                errors.error
+            ),
+            (3, 1, 0, 1, 1)
+        );
+        let t0 = "2026-12-06T12:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        assert_eq!(
+            errors
+                .points
+                .iter()
+                .map(|p| (
+                    p.at,
+                    p.value,
+                    p.phase.as_str(),
+                    p.text.as_str(),
+                    p.message.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [
+                (Some(t0), Some(0.01), "Successful", "[0.01]", ""),
+                (Some(t0 + 10_000), Some(0.07), "Inconclusive", "[0.07]", ""),
+                (Some(t0 + 20_000), None, "Error", "", "connection refused"),
+            ]
+        );
+        let latency = &chart.metrics[1];
+        assert_eq!(
+            (
+                latency.name.as_str(),
+                latency.success_condition.as_str(),
+                latency.points.len()
+            ),
+            ("latency", "result < 300", 0)
+        );
+        // The page carries it.
+        let d = detail(Inputs {
+            rollout: &r,
+            pods: Vec::new(),
+            revisions: Vec::new(),
+            events: Vec::new(),
+            history: Vec::new(),
+            now: now(),
+        });
+        assert_eq!(d.analysis, Some(chart));
     }
 }
