@@ -17,11 +17,22 @@ use std::{
 };
 
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, ResourceExt,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
 use serde_json::{Value, json};
 use sroll::dashboard::{self, Options, Running};
-use sroll_api::Phase;
-use sroll_testkit::{DEADLINE, Env, Rollout, evictions::Evictions, wait_for};
+use sroll_api::{
+    Phase,
+    analysis::{
+        AbortPolicy, Metric, MetricProvider, RolloutAnalysis, RolloutStep, StepAnalysis, WebMetric,
+    },
+    clone_set::{CloneSet, INSTANCE_ID_LABEL},
+    labels,
+};
+use sroll_testkit::{DEADLINE, Env, Rollout, clone_set::clone_set, evictions::Evictions, wait_for};
 
 /// The first of `names` on the PATH (or the file named by `env`).
 fn find_program(env: &str, names: &[&str]) -> Option<String> {
@@ -534,6 +545,393 @@ async fn the_page_recovers_after_its_watches_are_cut_and_after_the_dashboard_res
             "return window.sroll.connected && window.sroll.detail.pauseRequested === false;",
         )
         .await;
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+/// The pod names of CloneSet `name` (by name, as the grid orders them) and their revisions.
+async fn clone_set_pods(env: &Env, name: &str) -> Vec<(String, String)> {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
+    let mut v: Vec<(String, String)> = pods
+        .list(&ListParams::default().labels(&format!("app={name},{INSTANCE_ID_LABEL}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            let rev = p
+                .labels()
+                .get(labels::REVISION)
+                .cloned()
+                .unwrap_or_default();
+            (p.name_any(), rev)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits until CloneSet `name`'s status, of its current generation, has every one of `replicas`
+/// pods updated and Ready, and returns it.
+async fn clone_set_settled(env: &Env, name: &str, replicas: i32) -> CloneSet {
+    let sets: Api<CloneSet> = Api::namespaced(env.client.clone(), &env.ns);
+    wait_for(
+        &format!("CloneSet {name}: {replicas} pods updated and Ready"),
+        DEADLINE * 2,
+        || async {
+            let cs = sets.get(name).await.ok()?;
+            let s = cs.status.clone()?;
+            (s.observed_generation == cs.metadata.generation.unwrap_or(0)
+                && s.replicas == replicas
+                && s.ready_replicas == replicas
+                && s.updated_ready_replicas == replicas)
+                .then_some(cs)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clone_set_is_listed_beside_rollouts_and_its_grid_follows_a_release_to_all_updated() {
+    let env = Env::start().await;
+    let ns = env.ns.clone();
+    let sets: Api<CloneSet> = Api::namespaced(env.client.clone(), &ns);
+    let spec = json!({"updateStrategy": {"maxUnavailable": 1}});
+    sets.create(
+        &PostParams::default(),
+        &clone_set("api", 8, "registry.example/app:v1", spec.clone()),
+    )
+    .await
+    .unwrap();
+    env.apply(&Rollout::named("web").replicas(2)).await;
+    env.wait_phase("web", Phase::Done).await;
+    let v1 = clone_set_settled(&env, "api", 8).await;
+    let d = start_dashboard(&env, loopback_any_port(), true).await;
+    let chrome = Chromium::start().await;
+
+    // The list: the CloneSet beside the rollout, its state derived from its status.
+    chrome
+        .browser
+        .goto(&format!("http://{}/", d.addr))
+        .await
+        .unwrap();
+    let row = chrome
+        .wait_js(
+            "the list to show the CloneSet as Done",
+            &format!(
+                "const r = document.querySelector('tr[data-kind=CloneSet][data-rollout=\"{ns}/api\"]'); return r && r.dataset.phase === 'Done' && r.textContent;"
+            ),
+        )
+        .await;
+    assert!(
+        row.as_str().unwrap().contains("8/8 updated, 8 Ready"),
+        "{row}"
+    );
+    let rollout_row = chrome
+        .js(&format!(
+            "const r = document.querySelector('tr[data-kind=StatefulsetRollout][data-rollout=\"{ns}/web\"]'); return r && r.dataset.phase;"
+        ))
+        .await;
+    assert_eq!(rollout_row, json!("RolloutDone"));
+    // The filter works on the kind too.
+    let filter = chrome.browser.find(Locator::Id("filter")).await.unwrap();
+    filter.send_keys("cloneset").await.unwrap();
+    let shown = chrome
+        .js("return [...document.querySelectorAll('tr[data-rollout]')].map(r => r.dataset.kind);")
+        .await;
+    assert_eq!(shown, json!(["CloneSet"]));
+    chrome
+        .browser
+        .find(Locator::Css(&format!(
+            "tr[data-kind=CloneSet][data-rollout=\"{ns}/api\"] a"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    chrome
+        .wait_js(
+            "the CloneSet page with its grid",
+            "return window.sroll.detail && window.sroll.detail.kind === 'CloneSet' && document.getElementById('grid').dataset.cells === '8';",
+        )
+        .await;
+    // Read-only: no action buttons even with --allow-actions, and a note saying why.
+    let buttons = chrome
+        .js("return document.querySelectorAll('button[data-action], #actions').length;")
+        .await;
+    assert_eq!(buttons, json!(0));
+    // No analysis on a CloneSet.
+    assert_eq!(
+        chrome
+            .js("return document.getElementById('analysis').hidden;")
+            .await,
+        json!(true)
+    );
+    // One cell per pod, ordered by name, all Ready at the update revision.
+    let update = v1.status.unwrap().update_revision;
+    let grid = chrome
+        .js("return window.sroll.cells().map(c => [c.name, c.revision, c.state, c.colour]);")
+        .await;
+    let want: Vec<Value> = clone_set_pods(&env, "api")
+        .await
+        .into_iter()
+        .map(|(name, rev)| {
+            assert_eq!(rev, update);
+            json!([name, update, "R", UPDATE_COLOUR])
+        })
+        .collect();
+    assert_eq!(grid, json!(want));
+    // Hovering a cell shows its pod (no ordinal: CloneSet pods have none).
+    let tip = chrome
+        .js("const g = document.getElementById('grid'); const r = g.getBoundingClientRect(); \
+             g.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 5, clientY: r.top + 5, bubbles: true})); \
+             const t = document.getElementById('tip'); return t.hidden ? null : t.textContent;")
+        .await;
+    let tip = tip.as_str().expect("a hover card");
+    assert!(
+        tip.starts_with(&format!("{}\nReady", want[0][0].as_str().unwrap()))
+            && tip.contains("registry.example/app:v1"),
+        "{tip}"
+    );
+
+    // A release: new pods of the new revision replace the old ones one at a time; the grid shows
+    // both revisions, then every cell Ready at the new one.
+    sets.patch(
+        "api",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": "registry.example/app:v2"}]}}}})),
+    )
+    .await
+    .unwrap();
+    chrome
+        .wait_js(
+            "the grid to show pods of both revisions",
+            &format!(
+                "const c = window.sroll.cells(); const u = window.sroll.detail.updateRevision; return u !== '{update}' && c.some(x => x.colour === '{CURRENT_COLOUR}') && c.some(x => x.colour === '{UPDATE_COLOUR}' && x.revision === u);"
+            ),
+        )
+        .await;
+    let v2 = clone_set_settled(&env, "api", 8).await;
+    let update = v2.status.unwrap().update_revision;
+    let pods = clone_set_pods(&env, "api").await;
+    assert!(pods.iter().all(|(_, rev)| *rev == update), "{pods:?}");
+    let names: Vec<&str> = pods.iter().map(|(n, _)| n.as_str()).collect();
+    let names = serde_json::to_string(&names).unwrap();
+    chrome
+        .wait_js(
+            "the grid to be the new pods, all Ready at the new revision",
+            &format!(
+                "const c = window.sroll.cells(); return JSON.stringify(c.map(x => x.name)) === JSON.stringify({names}) && c.every(x => x.revision === '{update}' && x.state === 'R' && x.colour === '{UPDATE_COLOUR}');"
+            ),
+        )
+        .await;
+    chrome
+        .wait_js(
+            "the page to show Done",
+            "return document.getElementById('main').dataset.phase === 'Done';",
+        )
+        .await;
+    let revisions = chrome
+        .js("return window.sroll.detail.revisions.map(r => [r.role, r.images, r.pods]);")
+        .await;
+    // Once every pod runs it, the update revision is also the current one; v1 is history.
+    assert_eq!(
+        revisions,
+        json!([
+            ["other", ["registry.example/app:v1"], 0],
+            ["update", ["registry.example/app:v2"], 8]
+        ])
+    );
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+/// A web metric's endpoint answering, request after request, 0.01 (successful), 0.07
+/// (inconclusive), 0.2 (failed), an HTTP 500 (an error), then 0.02 (successful) for ever.
+async fn measured_endpoint() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let served = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/error-rate",
+        axum::routing::get(move || {
+            let n = served.fetch_add(1, Ordering::SeqCst);
+            async move {
+                use axum::response::IntoResponse;
+                match n {
+                    0 => axum::Json(json!({"errorRate": 0.01})).into_response(),
+                    1 => axum::Json(json!({"errorRate": 0.07})).into_response(),
+                    2 => axum::Json(json!({"errorRate": 0.2})).into_response(),
+                    3 => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down").into_response(),
+                    _ => axum::Json(json!({"errorRate": 0.02})).into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_analysis_chart_draws_the_measurements_of_the_rollouts_status() {
+    let env = Env::start().await;
+    let ns = env.ns.clone();
+    let v1 = Rollout::named("web")
+        .replicas(4)
+        .image("registry.example/app:v1");
+    env.apply(&v1).await;
+    env.wait_phase("web", Phase::Done).await;
+    let d = start_dashboard(&env, loopback_any_port(), false).await;
+    let chrome = Chromium::start().await;
+    chrome.browser.goto(&page(&d, &ns, "web")).await.unwrap();
+    chrome
+        .wait_js(
+            "the rollout page",
+            "return window.sroll.detail && window.sroll.detail.name === 'web';",
+        )
+        .await;
+    // No analysis, no chart.
+    assert_eq!(
+        chrome
+            .js(
+                "return [document.getElementById('analysis').hidden, window.sroll.detail.analysis];"
+            )
+            .await,
+        json!([true, null])
+    );
+
+    // A release with an analysis step: five measurements of a web metric, one of each kind, with
+    // limits high enough that the analysis passes.
+    let (addr, server) = measured_endpoint().await;
+    let metric = Metric {
+        name: "error-rate".into(),
+        interval: Some("1s".into()),
+        count: Some(5),
+        success_condition: Some("result < 0.05".into()),
+        failure_condition: Some("result > 0.1".into()),
+        failure_limit: Some(1),
+        inconclusive_limit: Some(1),
+        consecutive_error_limit: Some(2),
+        provider: MetricProvider {
+            prometheus: None,
+            web: Some(WebMetric {
+                url: format!("http://{addr}/error-rate"),
+                json_path: Some("$.errorRate".into()),
+                ..WebMetric::default()
+            }),
+        },
+        ..Metric::default()
+    };
+    let step = |percent: Option<i32>| RolloutStep {
+        percent,
+        analysis: percent.is_none().then_some(StepAnalysis {}),
+        ..RolloutStep::default()
+    };
+    env.apply(
+        &v1.clone()
+            .image("registry.example/app:v2")
+            .steps(vec![step(Some(50)), step(None), step(Some(100))])
+            .analysis(RolloutAnalysis {
+                metrics: vec![metric],
+                abort_policy: Some(AbortPolicy::Hold),
+            }),
+    )
+    .await;
+    // The chart appears while the analysis runs (live, through the page's stream).
+    chrome
+        .wait_js(
+            "the chart to show a first measurement",
+            "const a = window.sroll.analysis(); return a.length === 1 && a[0].points.length > 0;",
+        )
+        .await;
+    let done = env.wait_phase("web", Phase::Done).await;
+    let analysis = done.status.unwrap().analysis.unwrap();
+    let m = &analysis.metrics[0];
+    assert!(m.measurements.len() >= 5, "{m:?}");
+    // The chart's points are the status's measurements, in order, each with its phase, value and
+    // time.
+    let want: Vec<Value> = m
+        .measurements
+        .iter()
+        .map(|x| {
+            json!({
+                "phase": x.phase,
+                "text": x.value.clone().unwrap_or_default(),
+                "at": x.finished_at.as_ref().map(|t| t.0.as_millisecond()),
+            })
+        })
+        .collect();
+    let counts = format!(
+        "{} measured: {} successful, {} failed, {} inconclusive, {} errors",
+        m.count, m.successful, m.failed, m.inconclusive, m.error
+    );
+    let drawn = chrome
+        .wait_js(
+            "the chart to show as many measurements as the status",
+            &format!(
+                "const a = window.sroll.analysis(); return a.length === 1 && a[0].points.length === {} && a;",
+                want.len()
+            ),
+        )
+        .await;
+    let points: Vec<Value> = drawn[0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| json!({"phase": p["phase"], "text": p["text"], "at": p["at"]}))
+        .collect();
+    assert_eq!(points, want);
+    assert_eq!(drawn[0]["counts"], json!(counts));
+    let drawn = &drawn[0];
+    assert_eq!(drawn["name"], "error-rate");
+    assert_eq!(drawn["phase"], json!(m.phase));
+    let phases: std::collections::BTreeSet<&str> =
+        m.measurements.iter().map(|x| x.phase.as_str()).collect();
+    assert_eq!(
+        phases,
+        ["Error", "Failed", "Inconclusive", "Successful"].into(),
+        "one measurement of each kind: {m:?}"
+    );
+    // Higher values are drawn higher (smaller y), the error on the baseline below them all, and
+    // time runs left to right.
+    let points = drawn["points"].as_array().unwrap();
+    let y = |text: &str| {
+        points
+            .iter()
+            .find(|p| p["text"] == text)
+            .unwrap_or_else(|| panic!("no point {text}: {points:?}"))["y"]
+            .as_f64()
+            .unwrap()
+    };
+    let error_y = points.iter().find(|p| p["phase"] == "Error").unwrap()["y"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        y("0.2") < y("0.07") && y("0.07") < y("0.01") && y("0.01") <= error_y,
+        "{points:?}"
+    );
+    let xs: Vec<f64> = points.iter().map(|p| p["x"].as_f64().unwrap()).collect();
+    assert!(xs.windows(2).all(|w| w[0] <= w[1]), "{xs:?}");
+    // The conditions and the analysis phase are shown.
+    let text = chrome
+        .js("return document.getElementById('analysis').textContent;")
+        .await;
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("success: result < 0.05")
+            && text.contains("failure: result > 0.1")
+            && text.contains(analysis.phase.as_deref().unwrap()),
+        "{text}"
+    );
+    server.abort();
     chrome.close().await;
     d.shutdown().await;
 }

@@ -1,5 +1,6 @@
 // sroll dashboard front end: plain JS, no build step, no external resources.
-// Pages: "#/" (every rollout) and "#/r/NAMESPACE/NAME" (one rollout). Data arrives as
+// Pages: "#/" (every rollout and CloneSet), "#/r/NAMESPACE/NAME" (one StatefulsetRollout) and
+// "#/c/NAMESPACE/NAME" (one CloneSet: the same page, read-only). Data arrives as
 // server-sent events (EventSource reconnects by itself; a closed stream is reopened here).
 // window.sroll exposes the page's model (cells, colours, timings) for tests and curious users.
 "use strict";
@@ -10,6 +11,7 @@ const STATES = {
   R: "Ready",
   U: "updating (not Ready yet)",
   T: "evicted / terminating",
+  I: "updating in place",
   B: "broken",
   M: "missing (evicted, not recreated yet)",
 };
@@ -19,14 +21,15 @@ const S = (window.sroll = {
   connected: false,
   config: null,
   list: [],
-  detail: null, // the rollout page's model; detail.cells: [ordinal, revision, state, name, node, why]
+  detail: null, // the page's model; detail.cells: [key (ordinal), revision, state, name, node, why]
   timings: { firstRenderMs: null, firstApplyMs: null, lastUpdateMs: null, updates: 0, lastMessageAt: null },
   // The grid as drawn: one entry per cell, in drawing order.
   cells() {
     const d = S.detail;
     if (!d) return [];
     return d.cells.map((c) => ({
-      ordinal: c[0],
+      key: c[0],
+      ordinal: isClone() ? null : c[0],
       revision: c[1] >= 0 ? d.revisions[c[1]].name : "",
       role: roleOf(c),
       state: c[2],
@@ -34,7 +37,24 @@ const S = (window.sroll = {
       colour: colourOf(c),
     }));
   },
+  // The analysis chart as drawn: one entry per metric, its markers read back from the SVG.
+  analysis() {
+    return [...document.querySelectorAll("#analysis .metric")].map((m) => ({
+      name: m.dataset.metric,
+      phase: m.dataset.phase,
+      counts: m.querySelector(".counts").textContent,
+      points: [...m.querySelectorAll("svg .m")].map((g) => ({
+        phase: g.dataset.phase,
+        text: g.dataset.text,
+        at: g.dataset.at ? Number(g.dataset.at) : null,
+        x: Number(g.dataset.x),
+        y: Number(g.dataset.y),
+      })),
+    }));
+  },
 });
+
+const isClone = () => !!(S.detail && S.detail.kind === "CloneSet");
 
 let source = null;
 let filter = "";
@@ -100,11 +120,14 @@ function apiError(msg) {
 
 // ---- routing ----------------------------------------------------------------------------------
 
+// The kinds of page: the path segment of "#/PATH/NS/NAME" → the API's segment.
+const KINDS = { r: { api: "rollouts", name: "StatefulsetRollout" }, c: { api: "clonesets", name: "CloneSet" } };
+
 function route() {
-  const m = location.hash.match(/^#\/r\/([^/]+)\/([^/]+)$/);
+  const m = location.hash.match(/^#\/([a-z])\/([^/]+)\/([^/]+)$/);
   S.detail = null;
-  if (m) {
-    showRollout(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
+  if (m && KINDS[m[1]]) {
+    showRollout(m[1], decodeURIComponent(m[2]), decodeURIComponent(m[3]));
   } else {
     showList();
   }
@@ -116,10 +139,10 @@ function showList() {
   S.view = "list";
   $("crumb").textContent = "rollouts";
   $("main").innerHTML =
-    '<h1>StatefulsetRollouts</h1>' +
-    '<p><input type="search" id="filter" placeholder="filter by namespace, name or phase" aria-label="filter"></p>' +
-    '<table id="rollouts"><thead><tr><th>Namespace</th><th>Name</th><th>Phase</th><th>Progress</th><th>Pods</th><th>Age</th><th>Reason</th></tr></thead><tbody></tbody></table>' +
-    '<div id="nolist" class="empty" hidden>No StatefulsetRollouts visible with your credentials yet.</div>';
+    '<h1>Rollouts and CloneSets</h1>' +
+    '<p><input type="search" id="filter" placeholder="filter by kind, namespace, name or phase" aria-label="filter"></p>' +
+    '<table id="rollouts"><thead><tr><th>Kind</th><th>Namespace</th><th>Name</th><th>Phase</th><th>Progress</th><th>Pods</th><th>Age</th><th>Reason</th></tr></thead><tbody></tbody></table>' +
+    '<div id="nolist" class="empty" hidden>No StatefulsetRollouts or CloneSets visible with your credentials yet.</div>';
   const f = $("filter");
   f.value = filter;
   f.addEventListener("input", () => {
@@ -145,13 +168,14 @@ function renderList() {
   const body = document.querySelector("#rollouts tbody");
   if (!body) return;
   const q = filter.trim().toLowerCase();
-  const rows = S.list.filter((r) => !q || `${r.namespace}/${r.name} ${r.phase}`.toLowerCase().includes(q));
+  const rows = S.list.filter((r) => !q || `${r.kind} ${r.namespace}/${r.name} ${r.phase}`.toLowerCase().includes(q));
   body.innerHTML = rows
     .map(
       (r) =>
-        `<tr data-rollout="${esc(r.namespace)}/${esc(r.name)}" data-phase="${esc(r.phase)}">` +
-        `<td>${esc(r.namespace)}</td><td><a href="#/r/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>` +
-        `<td><span class="phase ${esc(r.phase)}">${esc(r.phase.replace(/^Rollout/, ""))}${r.paused && r.phase !== "RolloutPaused" ? " (pausing)" : ""}</span></td>` +
+        `<tr data-kind="${esc(r.kind)}" data-rollout="${esc(r.namespace)}/${esc(r.name)}" data-phase="${esc(r.phase)}">` +
+        `<td><span class="kind ${esc(r.kind)}">${esc(r.kind)}</span></td>` +
+        `<td>${esc(r.namespace)}</td><td><a href="#/${esc(r.path)}/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>` +
+        `<td><span class="phase ${esc(r.phase)}">${esc(r.phase.replace(/^Rollout/, ""))}${pausedNote(r)}</span></td>` +
         `<td>${bar(r.updated, r.replicas, r.target)}<span class="bar-label">${r.percentDeployed}% of ${r.percent}%</span></td>` +
         `<td class="num">${r.updated}/${r.replicas} updated, ${r.ready} Ready</td><td>${age(r.created)}</td><td class="muted">${esc(r.reason)}</td></tr>`,
     )
@@ -159,28 +183,41 @@ function renderList() {
   $("nolist").hidden = S.list.length > 0;
 }
 
-// ---- one rollout ------------------------------------------------------------------------------
+// A rollout asked to pause is "pausing" until its phase says Paused; a CloneSet's pause only
+// holds updates, so a paused CloneSet that has nothing to update is still Done ("paused").
+function pausedNote(r) {
+  if (!r.paused) return "";
+  if (r.kind === "CloneSet") return r.phase === "Paused" ? "" : " (paused)";
+  return r.phase === "RolloutPaused" ? "" : " (pausing)";
+}
 
-function showRollout(ns, name) {
+// ---- one rollout or CloneSet ------------------------------------------------------------------
+
+function showRollout(path, ns, name) {
+  const kind = KINDS[path];
   S.view = "rollout";
-  $("crumb").innerHTML = `<a href="#/">rollouts</a> / ${esc(ns)} / ${esc(name)}`;
-  const actions = S.config && S.config.allowActions;
+  $("crumb").innerHTML = `<a href="#/">rollouts</a> / ${esc(kind.name)} / ${esc(ns)} / ${esc(name)}`;
+  const clone = kind.name === "CloneSet";
+  const actions = S.config && S.config.allowActions && !clone;
   $("main").innerHTML =
-    `<h1>${esc(name)} <span id="phase" class="phase"></span></h1><div id="reason" class="muted"></div>` +
+    `<h1><span class="kind ${esc(kind.name)}">${esc(kind.name)}</span> ${esc(name)} <span id="phase" class="phase"></span></h1><div id="reason" class="muted"></div>` +
     `<div class="summary" id="summary"></div>` +
-    (actions
+    (clone
+      ? `<div class="readonly">CloneSet pages are read-only: the kubectl plugin has no CloneSet actions (pause and partition are <code>spec.updateStrategy</code> fields; <code>kubectl sroll clone ${esc(name)}</code> shows the same set in a terminal).</div>`
+      : actions
       ? `<div class="actions" id="actions">` +
         `<button data-action="pause">Pause</button><button data-action="resume">Resume</button>` +
         `<label>Percent <input type="number" id="percent" min="0" max="100" step="1"></label><button data-action="set-percent">Set percent</button>` +
         `<button data-action="rollback">Roll back</button><button data-action="retry">Retry</button>` +
         `<span id="actionmsg" class="actionmsg" role="status"></span></div>`
       : `<div class="readonly">Read-only: restart with <code>sroll dashboard --allow-actions</code> to pause, resume, set percent, roll back or retry from here.</div>`) +
+    `<div id="analysis" hidden></div>` +
     `<h2>Pods</h2><div class="legend" id="legend"></div>` +
     `<div class="gridwrap"><canvas class="grid" id="grid" role="img" aria-label="pods by revision and state"></canvas></div>` +
     `<h2>Progress over time</h2><canvas class="chart" id="chart" aria-label="pods updated and Ready over time"></canvas>` +
     `<div class="legend"><span><b style="color:#0072b2">━</b> updated</span><span><b style="color:#009e73">┅</b> Ready</span><span><b>┄</b> target</span></div>` +
     `<div class="cols"><div><h2>Revisions</h2><table id="revisions"></table><h2>Conditions</h2><table id="conditions"></table></div>` +
-    `<div><h2>Notifications</h2><div id="notify"></div><h2>Events</h2><table id="events"></table></div></div>`;
+    `<div>${clone ? "" : `<h2>Notifications</h2><div id="notify"></div>`}<h2>Events</h2><table id="events"></table></div></div>`;
   if (actions) {
     for (const b of document.querySelectorAll("#actions button")) {
       b.addEventListener("click", () => act(ns, name, b.dataset.action));
@@ -189,7 +226,7 @@ function showRollout(ns, name) {
   const grid = $("grid");
   grid.addEventListener("mousemove", (e) => hover(e));
   grid.addEventListener("mouseleave", () => ($("tip").hidden = true));
-  connect(`/api/rollouts/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/stream`, {
+  connect(`/api/${kind.api}/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/stream`, {
     rollout: (msg) => applyUpdate(msg),
     gone: (msg) => {
       S.detail = null;
@@ -238,18 +275,30 @@ function renderRollout() {
   $("reason").textContent = d.reason;
   const pi = $("percent");
   if (pi && document.activeElement !== pi) pi.value = d.percent;
-  $("summary").innerHTML =
-    kv("Updated", `${d.updated} / ${d.replicas}`) +
-    kv("Target", `${d.target} (${d.percent}%)`) +
-    kv("Ready", d.ready) +
-    kv("Deployed", d.percentDeployed + "%") +
-    kv("Paused", d.pauseRequested ? (d.paused ? "yes" : "requested") : "no") +
-    kv("StatefulSet", esc(d.statefulset)) +
-    kv("Age", age(d.created)) +
-    `<div style="flex:1">${bar(d.updated, d.replicas, d.target)}</div>`;
+  const cs = d.cloneSet;
+  $("summary").innerHTML = cs
+    ? kv("Updated", `${d.updated} / ${d.replicas}`) +
+      kv("Target", `${d.target}${cs.partition ? ` (partition ${cs.partition})` : ""}`) +
+      kv("Updated Ready", cs.updatedReady) +
+      kv("Ready", d.ready) +
+      kv("Pods", cs.pods) +
+      kv("Strategy", `${esc(cs.updateType)}, surge ${cs.maxSurge}, unavailable ${cs.maxUnavailable}`) +
+      kv("Paused", d.paused ? "yes" : "no") +
+      kv("Generation", `${cs.observedGeneration} / ${cs.generation}`) +
+      kv("Age", age(d.created)) +
+      `<div style="flex:1">${bar(d.updated, d.replicas, d.target)}</div>`
+    : kv("Updated", `${d.updated} / ${d.replicas}`) +
+      kv("Target", `${d.target} (${d.percent}%)`) +
+      kv("Ready", d.ready) +
+      kv("Deployed", d.percentDeployed + "%") +
+      kv("Paused", d.pauseRequested ? (d.paused ? "yes" : "requested") : "no") +
+      kv("StatefulSet", esc(d.statefulset)) +
+      kv("Age", age(d.created)) +
+      `<div style="flex:1">${bar(d.updated, d.replicas, d.target)}</div>`;
   drawLegend();
   drawGrid();
   drawChart();
+  drawAnalysis();
   $("revisions").innerHTML =
     "<tr><th></th><th>Revision</th><th>Images</th><th>Pods</th></tr>" +
     d.revisions
@@ -277,6 +326,7 @@ function renderRollout() {
           `<tr><td>${age(e.time)}</td><td>${esc(e.type)}</td><td>${esc(e.reason)}${e.count > 1 ? " ×" + e.count : ""}</td><td>${esc(e.message)}</td></tr>`,
       )
       .join("");
+  if (!$("notify")) return;
   const slack = d.slackLinks.length
     ? d.slackLinks.map((l, i) => `<a href="${esc(l)}" rel="noreferrer" target="_blank">Slack message${d.slackLinks.length > 1 ? " " + (i + 1) : ""}</a>`).join(" · ")
     : '<span class="muted">no Slack message</span>';
@@ -344,6 +394,17 @@ function drawCell(ctx, x, y, s, c) {
     ctx.moveTo(inner - 3, 3);
     ctx.lineTo(3, inner - 3);
     ctx.stroke();
+  } else if (st === "I") {
+    // Updating in place: the revision's outline around a dot of its colour (the pod stays).
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, inner, inner);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 2;
+    ctx.strokeRect(1, 1, inner - 2, inner - 2);
+    ctx.fillStyle = colour === "#ffffff" ? "#5b6570" : colour;
+    ctx.beginPath();
+    ctx.arc(inner / 2, inner / 2, Math.max(2, inner / 4), 0, 2 * Math.PI);
+    ctx.fill();
   } else if (st === "B") {
     // Broken: filled, with a black border and a black triangle (not colour alone).
     ctx.fillStyle = colour;
@@ -389,7 +450,7 @@ function drawGrid() {
   ctx.clearRect(0, 0, width, height);
   layout = { s, cols };
   canvas.dataset.cells = String(n);
-  const showOrdinal = s >= 26;
+  const showOrdinal = s >= 26 && !isClone();
   ctx.font = "10px system-ui, sans-serif";
   ctx.textAlign = "center";
   ctx.textBaseline = "middle";
@@ -442,8 +503,9 @@ function hover(e) {
     return;
   }
   const rev = c[1] >= 0 ? d.revisions[c[1]] : null;
+  const title = isClone() ? c[3] || "(no pod yet)" : `${c[3]}  (ordinal ${c[0]})`;
   tip.textContent =
-    `${c[3]}  (ordinal ${c[0]})\n${STATES[c[2]]}: ${c[5]}\n` +
+    `${title}\n${STATES[c[2]]}: ${c[5]}\n` +
     (rev ? `revision #${rev.number} ${rev.name} (${rev.role})\n${rev.images.join(", ")}\n` : "") +
     (c[4] ? `node ${c[4]}` : "");
   tip.hidden = false;
@@ -497,6 +559,105 @@ function drawChart() {
   line(2, "#009e73", [6, 3]);
   line(1, "#0072b2", []);
   ctx.setLineDash([]);
+}
+
+// ---- analysis measurements ---------------------------------------------------------------------
+
+// Marker per measurement phase: colour (Okabe–Ito) and shape, so neither carries it alone.
+const MEASUREMENT = {
+  Successful: { colour: "#0072b2", shape: "circle", label: "successful" },
+  Failed: { colour: "#d55e00", shape: "triangle", label: "failed" },
+  Inconclusive: { colour: "#e69f00", shape: "diamond", label: "inconclusive" },
+  Error: { colour: "#5b6570", shape: "cross", label: "error (drawn on the baseline)" },
+};
+
+function marker(shape, x, y, colour) {
+  const r = 4.5;
+  switch (shape) {
+    case "circle":
+      return `<circle cx="${x}" cy="${y}" r="${r}" fill="${colour}" stroke="#1b1f24" stroke-width="0.8"/>`;
+    case "triangle":
+      return `<path d="M${x} ${y - r - 1}L${x + r + 1} ${y + r}L${x - r - 1} ${y + r}Z" fill="${colour}" stroke="#1b1f24" stroke-width="1"/>`;
+    case "diamond":
+      return `<path d="M${x} ${y - r - 1}L${x + r + 1} ${y}L${x} ${y + r + 1}L${x - r - 1} ${y}Z" fill="#ffffff" stroke="${colour}" stroke-width="2.2"/>`;
+    default:
+      return `<path d="M${x - r} ${y - r}L${x + r} ${y + r}M${x + r} ${y - r}L${x - r} ${y + r}" stroke="${colour}" stroke-width="2.4"/>`;
+  }
+}
+
+function sparkline(m) {
+  const W = 360,
+    H = 84,
+    L = 44,
+    R = 10,
+    T = 10,
+    B = 16;
+  const pts = m.points;
+  const values = pts.map((p) => p.value).filter((v) => v !== null && v !== undefined);
+  let lo = Math.min(0, ...values),
+    hi = Math.max(...values, lo);
+  if (hi === lo) hi = lo + 1;
+  const timed = pts.length > 1 && pts.every((p) => p.at !== null && p.at !== undefined) && pts[pts.length - 1].at > pts[0].at;
+  const X = (p, i) =>
+    pts.length === 1
+      ? L + (W - L - R) / 2
+      : timed
+        ? L + ((W - L - R) * (p.at - pts[0].at)) / (pts[pts.length - 1].at - pts[0].at)
+        : L + ((W - L - R) * i) / (pts.length - 1);
+  const Y = (v) => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
+  const fmt = (v) => String(Number(v.toPrecision(3)));
+  let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(m.name)}: ${pts.length} recent measurements">`;
+  svg += `<line x1="${L}" y1="${Y(lo)}" x2="${W - R}" y2="${Y(lo)}" stroke="#d8dce1"/><line x1="${L}" y1="${Y(hi)}" x2="${W - R}" y2="${Y(hi)}" stroke="#eef0f2"/>`;
+  svg += `<text x="${L - 4}" y="${Y(hi) + 4}" text-anchor="end" class="axis">${fmt(hi)}</text><text x="${L - 4}" y="${Y(lo) + 4}" text-anchor="end" class="axis">${fmt(lo)}</text>`;
+  const line = pts
+    .map((p, i) => [p, i])
+    .filter(([p]) => p.value !== null && p.value !== undefined)
+    .map(([p, i]) => `${X(p, i).toFixed(1)},${Y(p.value).toFixed(1)}`);
+  if (line.length > 1) svg += `<polyline points="${line.join(" ")}" fill="none" stroke="#1b1f24" stroke-width="1.2"/>`;
+  pts.forEach((p, i) => {
+    const kind = MEASUREMENT[p.phase] || MEASUREMENT.Error;
+    const x = X(p, i),
+      y = p.value !== null && p.value !== undefined ? Y(p.value) : Y(lo);
+    const when = p.at ? new Date(p.at).toISOString().replace(".000Z", "Z") : "";
+    const title = `${p.phase}${p.text ? " " + p.text : ""}${when ? " at " + when : ""}${p.message ? ": " + p.message : ""}`;
+    svg +=
+      `<g class="m" data-phase="${esc(p.phase)}" data-text="${esc(p.text)}" data-at="${p.at ?? ""}" data-x="${x.toFixed(1)}" data-y="${y.toFixed(1)}">` +
+      `<title>${esc(title)}</title>${marker(kind.shape, x, y, kind.colour)}</g>`;
+  });
+  if (pts.length === 0) svg += `<text x="${L + 8}" y="${H / 2}" class="axis">no measurements yet</text>`;
+  return svg + "</svg>";
+}
+
+function drawAnalysis() {
+  const el = $("analysis");
+  const a = S.detail && S.detail.analysis;
+  if (!el) return;
+  el.hidden = !a;
+  if (!a) {
+    el.innerHTML = "";
+    return;
+  }
+  const cond = (m) =>
+    [m.successCondition && `success: <code>${esc(m.successCondition)}</code>`, m.failureCondition && `failure: <code>${esc(m.failureCondition)}</code>`]
+      .filter(Boolean)
+      .join(" · ");
+  el.innerHTML =
+    `<h2>Analysis <span class="phase analysis-${esc(a.phase)}" id="analysisphase">${esc(a.phase || "not run yet")}</span> <span class="muted">${esc(a.step)}</span></h2>` +
+    (a.message ? `<div class="muted">${esc(a.message)}</div>` : "") +
+    `<div class="metrics">` +
+    a.metrics
+      .map(
+        (m) =>
+          `<div class="metric" data-metric="${esc(m.name)}" data-phase="${esc(m.phase)}"><div><b>${esc(m.name)}</b> <span class="muted">${esc(m.phase)}</span></div>` +
+          `<div class="cond">${cond(m)}</div>${sparkline(m)}` +
+          `<div class="counts">${m.count} measured: ${m.successful} successful, ${m.failed} failed, ${m.inconclusive} inconclusive, ${m.error} errors</div></div>`,
+      )
+      .join("") +
+    `</div><div class="legend">` +
+    Object.entries(MEASUREMENT)
+      .map(([, k]) => `<span><svg width="14" height="14" viewBox="0 0 14 14" aria-hidden="true">${marker(k.shape, 7, 7, k.colour)}</svg> ${k.label}</span>`)
+      .join("") +
+    `</div>`;
 }
 
 // ---- actions ----------------------------------------------------------------------------------
