@@ -2,7 +2,8 @@
 //! can drive them without a process (thin binary, fat library).
 //!
 //! - [`bench`]: `sroll bench`, rollout speed and operator cost on the simulated cluster.
-//! - [`dashboard`]: `sroll dashboard`, the live web view of rollouts (and its actions).
+//! - [`dashboard`]: `sroll dashboard`, the live web view of rollouts and CloneSets (and the
+//!   rollouts' actions).
 //! - [`demo`]: kubesim + the operator in one process ([`demo::Embedded`]) and the scripted release.
 //! - [`plugin`]: the kubectl plugin verbs.
 //! - [`render`]: the app config → PodDisruptionBudget + StatefulsetRollout renderer.

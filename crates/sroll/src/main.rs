@@ -31,8 +31,8 @@ enum Command {
     Render(RenderArgs),
     #[command(flatten)]
     Plugin(plugin::PluginCommand),
-    /// Serve a live web view of the cluster's rollouts on 127.0.0.1:3100, with your kubeconfig
-    /// (read-only unless --allow-actions).
+    /// Serve a live web view of the cluster's rollouts and CloneSets on 127.0.0.1:3100, with your
+    /// kubeconfig (read-only unless --allow-actions).
     Dashboard(dashboard::DashboardArgs),
     /// Run the operator: reconcile StatefulsetRollouts in the cluster of the current kubeconfig.
     Operator(Box<operator::OperatorArgs>),
