@@ -748,6 +748,76 @@ async fn a_clone_set_is_listed_beside_rollouts_and_its_grid_follows_a_release_to
     d.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clone_sets_in_place_update_shows_cells_updating_in_place_and_keeps_every_pod() {
+    let env = Env::start().await;
+    let ns = env.ns.clone();
+    let sets: Api<CloneSet> = Api::namespaced(env.client.clone(), &ns);
+    // Each pod stays out of traffic for 2 s before its image changes: long enough to be seen.
+    let spec = json!({"updateStrategy": {"type": "InPlaceIfPossible", "maxUnavailable": 1,
+        "inPlaceUpdateStrategy": {"gracePeriodSeconds": 2}}});
+    sets.create(
+        &PostParams::default(),
+        &clone_set("cache", 4, "registry.example/app:v1", spec),
+    )
+    .await
+    .unwrap();
+    clone_set_settled(&env, "cache", 4).await;
+    let before = clone_set_pods(&env, "cache").await;
+    let d = start_dashboard(&env, loopback_any_port(), false).await;
+    let chrome = Chromium::start().await;
+    chrome
+        .browser
+        .goto(&format!("http://{}/#/c/{ns}/cache", d.addr))
+        .await
+        .unwrap();
+    chrome
+        .wait_js(
+            "the CloneSet page",
+            "return window.sroll.detail && document.getElementById('grid').dataset.cells === '4';",
+        )
+        .await;
+    sets.patch(
+        "cache",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": "registry.example/app:v2"}]}}}})),
+    )
+    .await
+    .unwrap();
+    let in_place = chrome
+        .wait_js(
+            "a cell updating in place",
+            "const c = window.sroll.cells().find(x => x.state === 'I'); \
+             return c && [c.name, window.sroll.detail.cells.find(x => x[3] === c.name)[5]];",
+        )
+        .await;
+    assert!(
+        before.iter().any(|(n, _)| *n == in_place[0]),
+        "an existing pod is updated in place: {in_place}"
+    );
+    assert!(
+        in_place[1].as_str().unwrap().starts_with("in-place update"),
+        "{in_place}"
+    );
+    let after = clone_set_settled(&env, "cache", 4).await;
+    let update = after.status.unwrap().update_revision;
+    let pods = clone_set_pods(&env, "cache").await;
+    let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&pods), names(&before), "in place: the same pods");
+    chrome
+        .wait_js(
+            "the same cells, all Ready at the new revision",
+            &format!(
+                "const c = window.sroll.cells(); return JSON.stringify(c.map(x => x.name)) === JSON.stringify({}) && c.every(x => x.revision === '{update}' && x.state === 'R');",
+                serde_json::to_string(&names(&pods)).unwrap()
+            ),
+        )
+        .await;
+    chrome.close().await;
+    d.shutdown().await;
+}
+
 /// A web metric's endpoint answering, request after request, 0.01 (successful), 0.07
 /// (inconclusive), 0.2 (failed), an HTTP 500 (an error), then 0.02 (successful) for ever.
 async fn measured_endpoint() -> (SocketAddr, tokio::task::JoinHandle<()>) {
