@@ -1,5 +1,6 @@
 //! `sroll dashboard` (and `kubectl sroll dashboard`): a live web view of the cluster's
-//! StatefulsetRollouts and CloneSets, served on `127.0.0.1:3100` with the caller's kubeconfig and permissions.
+//! StatefulsetRollouts and CloneSets, served on `127.0.0.1:3100` with the caller's kubeconfig and
+//! permissions.
 //!
 //! ```text
 //! kube-rs watchers ──► reflector stores (rollouts, CloneSets, pods, ControllerRevisions, Events)
