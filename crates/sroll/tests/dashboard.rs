@@ -818,6 +818,48 @@ async fn a_clone_sets_in_place_update_shows_cells_updating_in_place_and_keeps_ev
     d.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_the_clone_set_crd_the_list_shows_rollouts_and_no_error() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let env = Env::without_operator().await;
+    let ns = env.ns.clone();
+    // A cluster whose sroll predates CloneSets.
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    crds.delete("clonesets.sroll.io", &Default::default())
+        .await
+        .unwrap();
+    let sets: Api<CloneSet> = Api::namespaced(env.client.clone(), &ns);
+    wait_for("CloneSets to be no longer served", DEADLINE, || async {
+        match sets.list(&ListParams::default()).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    env.apply(&Rollout::named("web").replicas(2)).await;
+    let d = start_dashboard(&env, loopback_any_port(), false).await;
+    let chrome = Chromium::start().await;
+    chrome
+        .browser
+        .goto(&format!("http://{}/", d.addr))
+        .await
+        .unwrap();
+    chrome
+        .wait_js(
+            "the list to show the rollout",
+            &format!("return document.querySelector('tr[data-rollout=\"{ns}/web\"]');"),
+        )
+        .await;
+    // The CloneSet watch keeps failing (with backoff) meanwhile: no error banner for it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let banner = chrome
+        .js("const b = document.getElementById('apierror'); return [b.hidden, b.textContent, window.sroll.list.map(r => r.kind)];")
+        .await;
+    assert_eq!(banner, json!([true, "", ["StatefulsetRollout"]]));
+    chrome.close().await;
+    d.shutdown().await;
+}
+
 /// A web metric's endpoint answering, request after request, 0.01 (successful), 0.07
 /// (inconclusive), 0.2 (failed), an HTTP 500 (an error), then 0.02 (successful) for ever.
 async fn measured_endpoint() -> (SocketAddr, tokio::task::JoinHandle<()>) {

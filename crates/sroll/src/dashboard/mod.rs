@@ -111,8 +111,9 @@ struct Shared {
     allow_actions: bool,
     rollouts: Store<StatefulsetRollout>,
     clone_sets: Store<CloneSet>,
-    /// Set when the API server does not serve CloneSets (their CRD is not installed): the list
-    /// then shows rollouts only, without an error banner and without waiting for that cache.
+    /// Set when the API server does not serve CloneSets (their CRD is not installed) or the
+    /// credentials may not list them: the list then shows rollouts only, without an error banner
+    /// and without waiting for that cache.
     clone_sets_absent: watch::Sender<bool>,
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
@@ -487,9 +488,10 @@ where
                         shared.bump();
                     }
                 }
-                Err(e) if what == "clonesets" && not_served(&e) => {
-                    // No CloneSet CRD (an operator older than CloneSets): nothing to show, no
-                    // banner; the watcher keeps retrying with backoff in case it is installed.
+                Err(e) if what == "clonesets" && not_visible(&e) => {
+                    // No CloneSet CRD (an operator older than CloneSets) or no RBAC for them:
+                    // nothing to show, no banner; the watcher keeps retrying with backoff in case
+                    // they appear.
                     tracing::debug!(error = %e, "CloneSets are not served; retrying");
                     shared.clone_sets_absent.send_replace(true);
                 }
@@ -505,12 +507,13 @@ where
     })
 }
 
-/// Whether a watch failed because the API server does not serve the resource (404).
-fn not_served(e: &watcher::Error) -> bool {
+/// Whether a watch failed because the API server does not serve the resource (404) or the
+/// credentials may not list it (403).
+fn not_visible(e: &watcher::Error) -> bool {
     match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => matches!(s.code, 403 | 404),
         _ => false,
     }
 }
