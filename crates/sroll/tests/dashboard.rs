@@ -736,6 +736,13 @@ async fn a_clone_set_is_listed_beside_rollouts_and_its_grid_follows_a_release_to
     let revisions = chrome
         .js("return window.sroll.detail.revisions.map(r => [r.role, r.images, r.pods]);")
         .await;
+    // The CloneSet's own Events (the operator's pod creations and deletions).
+    chrome
+        .wait_js(
+            "the CloneSet's events",
+            "const e = window.sroll.detail.events; return e.some(x => x.reason === 'SuccessfulCreate') && e.some(x => x.reason === 'SuccessfulDelete') && document.querySelectorAll('#events tr').length > 1;",
+        )
+        .await;
     // Once every pod runs it, the update revision is also the current one; v1 is history.
     assert_eq!(
         revisions,
