@@ -989,7 +989,7 @@ async fn the_analysis_chart_draws_the_measurements_of_the_rollouts_status() {
         })
         .collect();
     let counts = format!(
-        "{} measured: {} successful, {} failed, {} inconclusive, {} errors",
+        "{} measured: {} successful, {} failed, {} inconclusive, {} erred",
         m.count, m.successful, m.failed, m.inconclusive, m.error
     );
     let drawn = chrome

@@ -650,7 +650,7 @@ function drawAnalysis() {
         (m) =>
           `<div class="metric" data-metric="${esc(m.name)}" data-phase="${esc(m.phase)}"><div><b>${esc(m.name)}</b> <span class="muted">${esc(m.phase)}</span></div>` +
           `<div class="cond">${cond(m)}</div>${sparkline(m)}` +
-          `<div class="counts">${m.count} measured: ${m.successful} successful, ${m.failed} failed, ${m.inconclusive} inconclusive, ${m.error} errors</div></div>`,
+          `<div class="counts">${m.count} measured: ${m.successful} successful, ${m.failed} failed, ${m.inconclusive} inconclusive, ${m.error} erred</div></div>`,
       )
       .join("") +
     `</div><div class="legend">` +
