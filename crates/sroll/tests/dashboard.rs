@@ -867,6 +867,50 @@ async fn without_the_clone_set_crd_the_list_shows_rollouts_and_no_error() {
     d.shutdown().await;
 }
 
+/// Waits until the page's analysis chart draws as many points as `m` has measurements, checks
+/// that they are `m`'s (phase, value, `finishedAt`, in order) and its counts, and returns the
+/// drawn metric (`window.sroll.analysis()[0]`).
+async fn chart_of(chrome: &Chromium, m: &sroll_api::analysis::MetricResult) -> Value {
+    // The chart's points are the status's measurements, in order, each with its phase, value and
+    // time.
+    let want: Vec<Value> = m
+        .measurements
+        .iter()
+        .map(|x| {
+            json!({
+                "phase": x.phase,
+                "text": x.value.clone().unwrap_or_default(),
+                "at": x.finished_at.as_ref().map(|t| t.0.as_millisecond()),
+            })
+        })
+        .collect();
+    let counts = format!(
+        "{} measured: {} successful, {} failed, {} inconclusive, {} erred",
+        m.count, m.successful, m.failed, m.inconclusive, m.error
+    );
+    let drawn = chrome
+        .wait_js(
+            "the chart to show the measurements of the status",
+            &format!(
+                "const a = window.sroll.analysis(); const want = {}; const p = a.length === 1 ? a[0].points : []; \
+                 return p.length === want.length && want.every((w, i) => p[i].phase === w.phase && p[i].text === w.text && p[i].at === w.at) \
+                   && a[0].counts === {} && a;",
+                serde_json::to_string(&want).unwrap(),
+                serde_json::to_string(&counts).unwrap()
+            ),
+        )
+        .await;
+    let points: Vec<Value> = drawn[0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| json!({"phase": p["phase"], "text": p["text"], "at": p["at"]}))
+        .collect();
+    assert_eq!(points, want);
+    assert_eq!(drawn[0]["counts"], json!(counts));
+    drawn[0].clone()
+}
+
 /// A web metric's endpoint answering, request after request, 0.01 (successful), 0.07
 /// (inconclusive), 0.2 (failed), an HTTP 500 (an error), then 0.02 (successful) for ever.
 async fn measured_endpoint() -> (SocketAddr, tokio::task::JoinHandle<()>) {
@@ -975,41 +1019,7 @@ async fn the_analysis_chart_draws_the_measurements_of_the_rollouts_status() {
     let analysis = done.status.unwrap().analysis.unwrap();
     let m = &analysis.metrics[0];
     assert!(m.measurements.len() >= 5, "{m:?}");
-    // The chart's points are the status's measurements, in order, each with its phase, value and
-    // time.
-    let want: Vec<Value> = m
-        .measurements
-        .iter()
-        .map(|x| {
-            json!({
-                "phase": x.phase,
-                "text": x.value.clone().unwrap_or_default(),
-                "at": x.finished_at.as_ref().map(|t| t.0.as_millisecond()),
-            })
-        })
-        .collect();
-    let counts = format!(
-        "{} measured: {} successful, {} failed, {} inconclusive, {} erred",
-        m.count, m.successful, m.failed, m.inconclusive, m.error
-    );
-    let drawn = chrome
-        .wait_js(
-            "the chart to show as many measurements as the status",
-            &format!(
-                "const a = window.sroll.analysis(); return a.length === 1 && a[0].points.length === {} && a;",
-                want.len()
-            ),
-        )
-        .await;
-    let points: Vec<Value> = drawn[0]["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| json!({"phase": p["phase"], "text": p["text"], "at": p["at"]}))
-        .collect();
-    assert_eq!(points, want);
-    assert_eq!(drawn[0]["counts"], json!(counts));
-    let drawn = &drawn[0];
+    let drawn = chart_of(&chrome, m).await;
     assert_eq!(drawn["name"], "error-rate");
     assert_eq!(drawn["phase"], json!(m.phase));
     let phases: std::collections::BTreeSet<&str> =
@@ -1034,9 +1044,10 @@ async fn the_analysis_chart_draws_the_measurements_of_the_rollouts_status() {
         .as_f64()
         .unwrap();
     assert!(
-        y("0.2") < y("0.07") && y("0.07") < y("0.01") && y("0.01") <= error_y,
+        y("0.2") < y("0.07") && y("0.07") < y("0.01") && y("0.01") < error_y,
         "{points:?}"
     );
+    assert_eq!(error_y, drawn["baseline"].as_f64().unwrap());
     let xs: Vec<f64> = points.iter().map(|p| p["x"].as_f64().unwrap()).collect();
     assert!(xs.windows(2).all(|w| w[0] <= w[1]), "{xs:?}");
     // The conditions and the analysis phase are shown.
@@ -1051,6 +1062,88 @@ async fn the_analysis_chart_draws_the_measurements_of_the_rollouts_status() {
         "{text}"
     );
     server.abort();
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_analysis_chart_draws_a_real_prometheus_analysis() {
+    let env = Env::start().await;
+    let ns = env.ns.clone();
+    let v1 = Rollout::named("web")
+        .replicas(4)
+        .image("registry.example/app:v1");
+    env.apply(&v1).await;
+    env.wait_phase("web", Phase::Done).await;
+    // Debian's prometheus, scraping kubesim's simulated application metrics.
+    let prom = sroll_testkit::prometheus::Prometheus::start(env.cluster.base_url(), DEADLINE)
+        .await
+        .unwrap();
+    let d = start_dashboard(&env, loopback_any_port(), false).await;
+    let chrome = Chromium::start().await;
+    chrome.browser.goto(&page(&d, &ns, "web")).await.unwrap();
+    chrome
+        .wait_js(
+            "the rollout page",
+            "return window.sroll.detail && window.sroll.detail.name === 'web';",
+        )
+        .await;
+    // The new image fails 3 % of its requests: the worst pod's error ratio, three times, 1 s
+    // apart, after 8 s (until Prometheus has two samples of a series, `rate` is empty and the
+    // measurement errs and is retried).
+    let metric = Metric {
+        name: "worst-pod-error-ratio".into(),
+        initial_delay: Some("8s".into()),
+        interval: Some("1s".into()),
+        count: Some(3),
+        consecutive_error_limit: Some(30),
+        success_condition: Some("result[0] < 0.05".into()),
+        provider: MetricProvider {
+            prometheus: Some(sroll_api::analysis::PrometheusMetric {
+                address: prom.url.clone(),
+                query: "max(rate(http_errors_total{app=\"web\"}[10s]) / rate(http_requests_total{app=\"web\"}[10s]))".into(),
+                ..Default::default()
+            }),
+            web: None,
+        },
+        ..Metric::default()
+    };
+    let step = |percent: Option<i32>| RolloutStep {
+        percent,
+        analysis: percent.is_none().then_some(StepAnalysis {}),
+        ..RolloutStep::default()
+    };
+    env.apply(
+        &v1.clone()
+            .image("registry.example/app:v2-errors3")
+            .steps(vec![step(Some(50)), step(None), step(Some(100))])
+            .analysis(RolloutAnalysis {
+                metrics: vec![metric],
+                abort_policy: Some(AbortPolicy::Hold),
+            }),
+    )
+    .await;
+    let done = env.wait_phase("web", Phase::Done).await;
+    let analysis = done.status.unwrap().analysis.unwrap();
+    let m = &analysis.metrics[0];
+    assert_eq!(m.successful, 3, "{m:?}");
+    let drawn = chart_of(&chrome, m).await;
+    // Every successful measurement is a one-element vector of about 0.03, drawn above the
+    // chart's zero line.
+    let points = drawn["points"].as_array().unwrap();
+    let baseline = drawn["baseline"].as_f64().unwrap();
+    for (p, x) in points.iter().zip(&m.measurements) {
+        if x.phase == "Successful" {
+            let v: Vec<f64> = serde_json::from_str(x.value.as_deref().unwrap()).unwrap();
+            assert!(v.len() == 1 && v[0] > 0.0 && v[0] < 0.05, "{x:?}");
+            assert!(
+                p["y"].as_f64().unwrap() < baseline,
+                "{points:?} (zero at y {baseline})"
+            );
+        }
+    }
+    println!("Prometheus analysis on the page: {}", drawn["counts"]);
+    drop(prom);
     chrome.close().await;
     d.shutdown().await;
 }

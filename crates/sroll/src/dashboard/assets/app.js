@@ -43,6 +43,8 @@ const S = (window.sroll = {
       name: m.dataset.metric,
       phase: m.dataset.phase,
       counts: m.querySelector(".counts").textContent,
+      // The y of the chart's lowest value (0, or the lowest value when negative): errors sit on it.
+      baseline: Number(m.querySelector("svg").dataset.baseline),
       points: [...m.querySelectorAll("svg .m")].map((g) => ({
         phase: g.dataset.phase,
         text: g.dataset.text,
@@ -606,7 +608,7 @@ function sparkline(m) {
         : L + ((W - L - R) * i) / (pts.length - 1);
   const Y = (v) => T + (H - T - B) * (1 - (v - lo) / (hi - lo));
   const fmt = (v) => String(Number(v.toPrecision(3)));
-  let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(m.name)}: ${pts.length} recent measurements">`;
+  let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(m.name)}: ${pts.length} recent measurements" data-baseline="${Y(lo).toFixed(1)}">`;
   svg += `<line x1="${L}" y1="${Y(lo)}" x2="${W - R}" y2="${Y(lo)}" stroke="#d8dce1"/><line x1="${L}" y1="${Y(hi)}" x2="${W - R}" y2="${Y(hi)}" stroke="#eef0f2"/>`;
   svg += `<text x="${L - 4}" y="${Y(hi) + 4}" text-anchor="end" class="axis">${fmt(hi)}</text><text x="${L - 4}" y="${Y(lo) + 4}" text-anchor="end" class="axis">${fmt(lo)}</text>`;
   const line = pts
