@@ -161,9 +161,23 @@ pub(crate) fn between(
     t.rolled_back = phase == &Phase::Aborted
         && before == Some(&Phase::Aborted)
         && !new_release
-        && prev.updated_replicas.unwrap_or(0) > 0
-        && next.updated_replicas == Some(0);
+        && all_back(obs, next)
+        && !all_back(obs, prev);
     t
+}
+
+/// Every pod of the set is Ready at another revision than `s`'s update revision: an aborted
+/// release's rollback is over (a pod still terminating, or missing, is not back yet).
+fn all_back(obs: &Observed, s: &StatefulsetRolloutStatus) -> bool {
+    let replicas = obs
+        .statefulset
+        .as_ref()
+        .map_or(obs.rollout.spec.replicas(), |l| l.replicas);
+    let Some(update) = s.update_revision.as_deref() else {
+        return false;
+    };
+    i32::try_from(s.pods.len()).is_ok_and(|n| n >= replicas)
+        && s.pods.iter().all(|p| p.ready && p.revision != update)
 }
 
 /// The Kubernetes Events of the phase transitions of `t` (a release's start is recorded by the
