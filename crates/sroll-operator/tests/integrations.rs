@@ -1038,8 +1038,10 @@ async fn an_analysis_abort_updates_slack_naming_the_metric_and_calls_back_once_w
 
 /// Every `(rolloutIdentity, phase)` the rollout's status took, in order, consecutive repeats
 /// dropped: a watch, so no status write is missed between two polls.
-fn watch_phases(env: &Env, name: &str) -> (Arc<Mutex<Vec<(String, Phase)>>>, JoinHandle<()>) {
-    let seen: Arc<Mutex<Vec<(String, Phase)>>> = Arc::default();
+type Phases = Arc<Mutex<Vec<(String, Phase)>>>;
+
+fn watch_phases(env: &Env, name: &str) -> (Phases, JoinHandle<()>) {
+    let seen: Phases = Arc::default();
     let (api, out) = (env.rollouts(), seen.clone());
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let task = tokio::spawn(async move {
@@ -1132,12 +1134,17 @@ async fn a_120_pod_rollout_at_a_20_percent_budget_starts_completes_and_announces
         "one per batch of 24 pods: {t:?}"
     );
     assert_eq!(t.len(), 7, "nothing else: {t:?}");
-    let s = w.slack.state();
-    assert_eq!(s.posts, ts, "one message");
-    let bodies: Vec<String> = s.messages[&ts[0]]
-        .iter()
-        .map(|(_, m)| m.to_string())
-        .collect();
+    let (posts, bodies): (Vec<String>, Vec<String>) = {
+        let s = w.slack.state();
+        (
+            s.posts.clone(),
+            s.messages[&ts[0]]
+                .iter()
+                .map(|(_, m)| m.to_string())
+                .collect(),
+        )
+    };
+    assert_eq!(posts, ts, "one message");
     assert_eq!(
         bodies.len(),
         2,
@@ -1145,7 +1152,6 @@ async fn a_120_pod_rollout_at_a_20_percent_budget_starts_completes_and_announces
     );
     assert!(bodies[0].contains("RolloutInProgress"), "{}", bodies[0]);
     assert!(bodies[1].contains("RolloutDone"), "{}", bodies[1]);
-    drop(s);
     w.env.finish(true).await;
 }
 
