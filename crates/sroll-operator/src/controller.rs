@@ -278,12 +278,36 @@ struct RolloutMemo {
     failures: u32,
     /// When this process saw the rollout start moving pods (the rollout duration metric).
     started: Option<Instant>,
+    /// What the last plan was made from (when it completed): a reconcile observing the same
+    /// inputs before [`Self::due`] plans nothing.
+    planned_from: Option<Observed>,
+    /// When the last plan asked to be looked at again (its time-based waits come due).
+    due: Option<Instant>,
 }
 
 impl Context {
     /// Runs `f` on the memo of `key` (created empty if missing).
     fn memo<T>(&self, key: &Key, f: impl FnOnce(&mut RolloutMemo) -> T) -> T {
         f(lock(&self.memos).entry(key.clone()).or_default())
+    }
+
+    /// `Some(requeue)` when `observed` holds the inputs of the rollout's last plan, no timer of
+    /// that plan is due and no progress write is deferred: there is nothing to plan, and the next
+    /// look is at that timer (`None`: when something changes).
+    fn unchanged(&self, key: &Key, observed: &Observed) -> Option<Option<Duration>> {
+        self.memo_read(key, |m| {
+            if m.deferred.is_some() {
+                return None;
+            }
+            let wait = match m.due {
+                Some(due) => Some(due.checked_duration_since(Instant::now())?),
+                None => None,
+            };
+            m.planned_from
+                .as_ref()
+                .filter(|p| p.same_inputs(observed))
+                .map(|_| wait)
+        })
     }
 
     /// Reads the memo of `key` (`f` of an empty memo when there is none).
@@ -438,7 +462,19 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     // Observe: the rollout as this process last knew it, the caches, the integrations' reports.
     let (rollout, written_status) = ctx.memo_view(&key, rollout);
     let observed = observe_all(ctx, &rollout).await;
+    // Nothing the rollout depends on changed since its last plan, and no timer of that plan is
+    // due: that plan stands (a plan is a pure function of what was observed).
+    if let Some(wait) = ctx.unchanged(&key, &observed) {
+        ctx.handles.metrics.plans_skipped.inc();
+        tracing::trace!(rollout = %key, ?wait, "nothing changed since the last plan");
+        return Ok(wait.map_or_else(Requeue::await_change, Requeue::requeue));
+    }
+    ctx.memo(&key, |m| m.planned_from = None);
     // Plan.
+    ctx.handles
+        .metrics
+        .planner_pods
+        .inc_by(u64::try_from(observed.pods.len()).unwrap_or(u64::MAX));
     let plan = sroll_planner::plan(&observed);
     tracing::debug!(
         rollout = %key,
@@ -471,7 +507,12 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     if let Some(err) = deferred_error {
         return Err(err);
     }
-    Ok(requeue(ctx, &rollout, &settled, deferred_write))
+    let after = requeue_after(ctx, &rollout, &settled, deferred_write);
+    ctx.memo(&key, |m| {
+        m.due = after.map(|a| Instant::now() + a);
+        m.planned_from = Some(observed);
+    });
+    Ok(after.map_or_else(Requeue::await_change, Requeue::requeue))
 }
 
 /// The planner's snapshot: the caches (with this process's pending writes), the analysis
@@ -630,15 +671,15 @@ async fn write_status(
     }
 }
 
-/// When to look again: the settled plan's requeue (a Consul-gated rollout at least every poll
+/// How soon to look again: the settled plan's requeue (a Consul-gated rollout at least every poll
 /// interval, Consul having no watch: its poller wakes the rollout on a change, this is the safety
 /// net), and a deferred progress write at the latest.
-fn requeue(
+fn requeue_after(
     ctx: &Context,
     rollout: &StatefulsetRollout,
     settled: &Settled,
     deferred_write: Option<Duration>,
-) -> Requeue {
+) -> Option<Duration> {
     let terminal = settled
         .status
         .phase
@@ -652,9 +693,8 @@ fn requeue(
         (a, b) => a.or(b),
     };
     match (after, deferred_write) {
-        (Some(a), Some(b)) => Requeue::requeue(a.min(b)),
-        (Some(a), None) | (None, Some(a)) => Requeue::requeue(a),
-        (None, None) => Requeue::await_change(),
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

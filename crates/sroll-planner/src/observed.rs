@@ -318,6 +318,31 @@ pub struct DiscoveryHealth {
 }
 
 impl Observed {
+    /// Whether `self` and `other` hold the same inputs, their instants aside: a plan of one would
+    /// decide what a plan of the other did, as long as no time-based wait of that plan (its
+    /// `requeue_after`: pacing, `minReadySeconds`, deadlines, analysis schedules) came due.
+    pub fn same_inputs(&self, other: &Observed) -> bool {
+        let Observed {
+            rollout,
+            statefulset,
+            pods,
+            pdbs,
+            discovery,
+            now: _,
+            analysis,
+            in_place,
+            integrations,
+        } = self;
+        *rollout == other.rollout
+            && *statefulset == other.statefulset
+            && *pods == other.pods
+            && *pdbs == other.pdbs
+            && *discovery == other.discovery
+            && *analysis == other.analysis
+            && *in_place == other.in_place
+            && *integrations == other.integrations
+    }
+
     /// A snapshot with no StatefulSet, pods, PDB or discovery view.
     pub fn new(rollout: StatefulsetRollout, now: Timestamp) -> Self {
         Observed {

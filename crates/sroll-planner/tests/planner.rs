@@ -1007,3 +1007,19 @@ fn notification_results_land_in_the_status_through_the_plan() {
     assert_eq!((status, reason), ("False", "NotificationFailed"));
     assert!(message.contains("500"), "{message}");
 }
+
+#[test]
+fn observations_differing_only_in_their_instant_hold_the_same_inputs() {
+    let r = Rollout::test().in_progress();
+    let w = World::of(&r).pdb(1);
+    let a = w.observed();
+    assert!(a.same_inputs(&w.clone().now(T0 + 30).observed()));
+    assert!(!a.same_inputs(&w.clone().pods(9..10, NEW, Ready).observed()));
+    assert!(!a.same_inputs(&w.clone().pdb(2).observed()));
+    let mut reported = w.observed();
+    reported.integrations.notifications = Some(sroll_planner::NotificationsObserved::default());
+    assert!(!a.same_inputs(&reported));
+    let mut healthier = w.observed();
+    healthier.discovery = Some(sroll_planner::DiscoveryHealth::default());
+    assert!(!a.same_inputs(&healthier));
+}
