@@ -37,15 +37,10 @@ pub use model::*;
 pub use notifier::{NotificationReport, Notifier, NotifyRequest};
 pub use secret::SecretToken;
 
-/// Condition reasons (PascalCase) for the `NotificationsDelivered` and `CallbackDelivered`
-/// conditions the operator writes from these integrations' results. The `Degraded` condition's
-/// reasons about service discovery (`DiscoveryUnreachable`, …) are the planner's
-/// (`sroll_planner::reasons`), which writes that condition.
+/// Condition reasons (PascalCase) of the `CallbackDelivered` condition, reported by
+/// [`CallbackState::condition`]. The planner (`sroll_planner::reasons`) writes every condition,
+/// `NotificationsDelivered` and the `Degraded` reasons about service discovery included.
 pub mod reasons {
-    /// Every notification was delivered.
-    pub const NOTIFICATIONS_DELIVERED: &str = "NotificationsDelivered";
-    /// A Slack call or a webhook failed (the message has the error).
-    pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
     /// The release callback was answered with a 2xx.
     pub const CALLBACK_DELIVERED: &str = "CallbackDelivered";
     /// The release callback is being delivered or retried.

@@ -15,7 +15,7 @@ use crate::{
 pub struct NotifyRequest {
     /// The rollout now.
     pub snapshot: RolloutSnapshot,
-    /// Lifecycle events of this reconcile ([`crate::transition_events`]); may be empty.
+    /// Lifecycle events of this reconcile (the planner's `Notify::triggers`); may be empty.
     pub events: Vec<WebhookTrigger>,
     /// Slack target (`spec.channel` set and a token configured), if any.
     pub slack: Option<SlackTarget>,

@@ -4,9 +4,13 @@
 //! health change, a delivered callback, new Slack message ids) and by self-requeues for time-based
 //! waits.
 //!
-//! One reconcile: observe (caches → [`Observed`](sroll_planner::Observed)) → plan (pure) →
-//! execute one action → write status → record events → requeue. kube-rs never runs two reconciles
-//! of one rollout at once.
+//! One reconcile reads as its five steps: **observe** (caches and the integrations' reports →
+//! [`Observed`](sroll_planner::Observed)) → **plan** (pure: one action, the status, the events,
+//! the announcements) → **execute** the one action → **settle** (pure: the status of what really
+//! happened, [`sroll_planner::settle`]) → **write** the status, then announce (webhooks, Slack, the
+//! release callback), record the events and requeue. Nothing after `plan` edits a status but
+//! `settle`. kube-rs never runs two reconciles of one rollout at once; what this process keeps of
+//! a rollout between reconciles is one [`RolloutMemo`].
 //!
 //! The rollout's own trigger stream passes only spec changes (`predicates::generation`): the
 //! status the operator writes must not wake the operator up again. A status this process wrote is
@@ -44,7 +48,7 @@ use kube::{
 use sroll_api::{
     Phase, StatefulsetRollout, StatefulsetRolloutStatus, predicates::resource_version, sync::lock,
 };
-use sroll_planner::{Action, Observed, Plan};
+use sroll_planner::{Action, Executed, Observed, Plan, PlannedEvent, Settled};
 
 use crate::{
     Error, Result,
@@ -59,9 +63,6 @@ use crate::{
 /// How long a reconcile waits for the watch caches' initial list before it gives up (and is
 /// retried with backoff).
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How soon a terminal rollout is looked at again while an integration result is pending.
-const INTEGRATIONS_POLL: Duration = Duration::from_secs(2);
 
 /// The shortest time between two status writes of one rollout that only report progress (pod
 /// readiness and revisions, counts, the reason text). Every other change — phase, conditions,
@@ -98,17 +99,8 @@ pub struct Context {
     caches: Caches,
     /// The caches' first list, awaited once for every reconcile ([`cache::Synced`]).
     synced: cache::Synced,
-    /// Rollouts as returned by this process's last status write, until the cache catches up.
-    written: Mutex<HashMap<Key, Arc<StatefulsetRollout>>>,
-    /// Consecutive transient failures per rollout (per-object backoff).
-    failures: Mutex<HashMap<Key, u32>>,
-    /// When this process saw each rollout start moving pods (for the rollout duration metric).
-    started: Mutex<HashMap<Key, Instant>>,
-    /// When this process last wrote each rollout's status (progress writes are spaced out).
-    last_write: Mutex<HashMap<Key, Instant>>,
-    /// Statuses planned but not written yet (progress within [`PROGRESS_WRITE_INTERVAL`] of the
-    /// last write); the next reconcile plans from them.
-    deferred: Mutex<HashMap<Key, StatefulsetRolloutStatus>>,
+    /// What this process remembers of each rollout between reconciles.
+    memos: Mutex<HashMap<Key, RolloutMemo>>,
     /// Writes the caches may not show yet.
     expectations: Expectations,
     /// Turns true when the scope shuts down: a reconcile still waiting for the caches gives up
@@ -224,11 +216,7 @@ pub async fn run_scope(
         handles,
         caches,
         synced: cache::Synced::default(),
-        written: Mutex::default(),
-        failures: Mutex::default(),
-        started: Mutex::default(),
-        last_write: Mutex::default(),
-        deferred: Mutex::default(),
+        memos: Mutex::default(),
         expectations: Expectations::default(),
         stopping,
         analysis,
@@ -276,16 +264,90 @@ pub async fn run_scope(
     tracing::info!(namespace = ?namespace, "controller stopped");
 }
 
-/// The newest known version of the rollout: the cache's, or the one this process last wrote.
-fn freshest(ctx: &Context, key: &Key, cached: Arc<StatefulsetRollout>) -> Arc<StatefulsetRollout> {
-    let mut written = lock(&ctx.written);
-    match written.get(key) {
-        Some(w) if resource_version(&w.metadata) > resource_version(&cached.metadata) => w.clone(),
-        Some(_) => {
-            written.remove(key);
-            cached
+/// What this process remembers of one rollout between reconciles (one entry per rollout key).
+#[derive(Debug, Default)]
+struct RolloutMemo {
+    /// The rollout as returned by this process's last status write, until the cache catches up.
+    written: Option<Arc<StatefulsetRollout>>,
+    /// A status planned but not written yet (progress within [`PROGRESS_WRITE_INTERVAL`] of the
+    /// last write): the next reconcile plans from it.
+    deferred: Option<StatefulsetRolloutStatus>,
+    /// When this process last wrote the status (progress writes are spaced out).
+    last_write: Option<Instant>,
+    /// Consecutive transient failures (per-object backoff).
+    failures: u32,
+    /// When this process saw the rollout start moving pods (the rollout duration metric).
+    started: Option<Instant>,
+    /// What the last plan was made from (when it completed): a reconcile observing the same
+    /// inputs before [`Self::due`] plans nothing.
+    planned_from: Option<Observed>,
+    /// When the last plan asked to be looked at again (its time-based waits come due).
+    due: Option<Instant>,
+}
+
+impl Context {
+    /// Runs `f` on the memo of `key` (created empty if missing).
+    fn memo<T>(&self, key: &Key, f: impl FnOnce(&mut RolloutMemo) -> T) -> T {
+        f(lock(&self.memos).entry(key.clone()).or_default())
+    }
+
+    /// `Some(requeue)` when `observed` holds the inputs of the rollout's last plan, no timer of
+    /// that plan is due and no progress write is deferred: there is nothing to plan, and the next
+    /// look is at that timer (`None`: when something changes).
+    fn unchanged(&self, key: &Key, observed: &Observed) -> Option<Option<Duration>> {
+        self.memo_read(key, |m| {
+            if m.deferred.is_some() {
+                return None;
+            }
+            let wait = match m.due {
+                Some(due) => Some(due.checked_duration_since(Instant::now())?),
+                None => None,
+            };
+            m.planned_from
+                .as_ref()
+                .filter(|p| p.same_inputs(observed))
+                .map(|_| wait)
+        })
+    }
+
+    /// Reads the memo of `key` (`f` of an empty memo when there is none).
+    fn memo_read<T>(&self, key: &Key, f: impl FnOnce(&RolloutMemo) -> T) -> T {
+        match lock(&self.memos).get(key) {
+            Some(m) => f(m),
+            None => f(&RolloutMemo::default()),
         }
-        None => cached,
+    }
+
+    /// The rollout to plan from, and the status the API server holds: the newer of `cached` and
+    /// the rollout this process last wrote (forgotten once the cache caught up), with the status
+    /// this process planned but deferred, if any (so a deferred step is neither lost nor
+    /// announced twice).
+    fn memo_view(
+        &self,
+        key: &Key,
+        cached: Arc<StatefulsetRollout>,
+    ) -> (Arc<StatefulsetRollout>, StatefulsetRolloutStatus) {
+        self.memo(key, |m| {
+            let freshest = match &m.written {
+                Some(w) if resource_version(&w.metadata) > resource_version(&cached.metadata) => {
+                    w.clone()
+                }
+                _ => {
+                    m.written = None;
+                    cached
+                }
+            };
+            let written_status = freshest.status.clone().unwrap_or_default();
+            let rollout = match &m.deferred {
+                Some(planned) => {
+                    let mut newer = (*freshest).clone();
+                    newer.status = Some(planned.clone());
+                    Arc::new(newer)
+                }
+                None => freshest,
+            };
+            (rollout, written_status)
+        })
     }
 }
 
@@ -395,55 +457,98 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let namespace = rollout
         .namespace()
         .ok_or_else(|| Error::InvalidObject("the rollout has no namespace".into()))?;
-    let name = rollout.name_any();
     wait_for_caches(&ctx.caches, &ctx.synced, ctx.stopping.clone()).await?;
-    let rollout = freshest(ctx, &key, rollout);
-    // What the API server holds (decides whether to write) and what this process planned last
-    // (a deferred progress write): the planner and the notifications continue from the latter, so
-    // a deferred step is neither lost nor announced twice.
-    let written_status = rollout.status.clone().unwrap_or_default();
-    let rollout = match lock(&ctx.deferred).get(&key) {
-        Some(planned) => {
-            let mut newer = (*rollout).clone();
-            newer.status = Some(planned.clone());
-            Arc::new(newer)
-        }
-        None => rollout,
-    };
 
-    let mut observed = observe::observe(&ctx.caches, &ctx.expectations, &rollout, Timestamp::now());
-    observed.discovery = ctx
-        .handles
-        .integrations
-        .discovery(&rollout, &observed, &ctx.caches)
-        .await;
-    observed.analysis = ctx.analysis.measurements(&rollout);
-    let mut plan = sroll_planner::plan(&observed);
-    ctx.analysis.after_plan(&rollout, &plan.status);
+    // Observe: the rollout as this process last knew it, the caches, the integrations' reports.
+    let (rollout, written_status) = ctx.memo_view(&key, rollout);
+    let observed = observe_all(ctx, &rollout).await;
+    // Nothing the rollout depends on changed since its last plan, and no timer of that plan is
+    // due: that plan stands (a plan is a pure function of what was observed).
+    if let Some(wait) = ctx.unchanged(&key, &observed) {
+        ctx.handles.metrics.plans_skipped.inc();
+        tracing::trace!(rollout = %key, ?wait, "nothing changed since the last plan");
+        return Ok(wait.map_or_else(Requeue::await_change, Requeue::requeue));
+    }
+    ctx.memo(&key, |m| m.planned_from = None);
+    // Plan.
+    ctx.handles
+        .metrics
+        .planner_pods
+        .inc_by(u64::try_from(observed.pods.len()).unwrap_or(u64::MAX));
+    let plan = sroll_planner::plan(&observed);
     tracing::debug!(
         rollout = %key,
         action = ?action_name(&plan.action),
         reason = plan.status.reason.as_deref().unwrap_or(""),
         "planned"
     );
+    // Execute the one action. An eviction error after some evictions still settles and writes
+    // the status (the evictions happened) and is returned afterwards.
+    let (executed, deferred_error) =
+        execute_action(ctx, &key, &namespace, &observed, &plan).await?;
+    // Settle: the status of what really happened.
+    let settled = sroll_planner::settle(&observed, &plan, &executed);
+    ctx.analysis.after_plan(&rollout, &settled.status);
+    // Write, then announce and record.
+    let deferred_write =
+        write_status(ctx, &key, &rollout, &plan.action, &written_status, &settled).await?;
+    let evicting: &[String] = match &plan.action {
+        Action::Evict { pods, .. } if executed.rejected.is_none() => pods,
+        _ => &[],
+    };
+    ctx.handles
+        .integrations
+        .announce(&rollout, &observed, &settled, evicting)
+        .await;
+    publish_events(ctx, &rollout, &settled.events);
+    record_phase_metrics(ctx, &key, &rollout, &settled);
 
+    ctx.memo(&key, |m| m.failures = 0);
+    if let Some(err) = deferred_error {
+        return Err(err);
+    }
+    let after = requeue_after(ctx, &rollout, &settled, deferred_write);
+    ctx.memo(&key, |m| {
+        m.due = after.map(|a| Instant::now() + a);
+        m.planned_from = Some(observed);
+    });
+    Ok(after.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+/// The planner's snapshot: the caches (with this process's pending writes), the analysis
+/// measurements, service-discovery health and the integrations' reports.
+async fn observe_all(ctx: &Context, rollout: &StatefulsetRollout) -> Observed {
+    let mut observed = observe::observe(&ctx.caches, &ctx.expectations, rollout, Timestamp::now());
+    observed.discovery = ctx
+        .handles
+        .integrations
+        .discovery(rollout, &observed, &ctx.caches)
+        .await;
+    observed.analysis = ctx.analysis.measurements(rollout);
+    observed.integrations = ctx.handles.integrations.observe(rollout);
+    observed
+}
+
+/// Executes the plan's one action and reports what it achieved for [`sroll_planner::settle`],
+/// with an error to return once the status is written (evictions or in-place writes that stopped
+/// on an error after some were done).
+async fn execute_action(
+    ctx: &Context,
+    key: &Key,
+    namespace: &str,
+    observed: &Observed,
+    plan: &Plan,
+) -> Result<(Executed, Option<Error>)> {
     let client = &ctx.handles.client;
-    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
-    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let rollout_api: Api<StatefulsetRollout> = Api::namespaced(client.clone(), &namespace);
-    let previous_status = rollout.status.clone().unwrap_or_default();
-
-    // Execute the one action. An eviction error after some evictions still writes the status
-    // (the evictions happened) and is returned afterwards.
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut executed = Executed::default();
     let mut deferred = None;
-    // The API server's answer when it rejects the StatefulSet the spec describes (422/400): the
-    // rollout is blocked with that answer as its condition, and nothing else is done.
-    let mut rejected = None;
     match &plan.action {
         Action::Wait => {}
         Action::Apply { statefulset, kind } => {
             tracing::info!(rollout = %key, ?kind, "applying the StatefulSet");
-            rejected = apply_set(ctx, &sts_api, statefulset).await?;
+            executed.rejected = apply_set(ctx, &sts_api, statefulset).await?;
         }
         Action::RecreateOrphan { name, uid } => {
             tracing::info!(rollout = %key, statefulset = %name, "deleting the StatefulSet (orphaning its pods) to recreate it");
@@ -451,18 +556,18 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         }
         Action::SetPartition(mv) => {
             tracing::info!(rollout = %key, partition = mv.partition, "moving the partition");
-            rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
+            executed.rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
         }
         Action::Evict { partition, pods } => {
             if let Some(mv) = partition {
-                rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
+                executed.rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
             }
             // Never evict without the partition that covers the batch.
-            if rejected.is_none() {
-                let targets = targets(&observed, pods);
+            if executed.rejected.is_none() {
+                let targets = targets(observed, pods);
                 let outcome = execute::evict(&pod_api, &targets, &ctx.handles.metrics).await;
                 ctx.expectations
-                    .pods_deleted(&namespace, chosen(&targets, &outcome.evicted));
+                    .pods_deleted(namespace, chosen(&targets, &outcome.evicted));
                 tracing::info!(
                     rollout = %key,
                     evicted = ?outcome.evicted,
@@ -471,20 +576,20 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
                     "evicted pods"
                 );
                 if outcome.done() < pods.len() {
-                    plan.record_evictions(outcome.done(), &observed);
+                    executed.evicted = Some(outcome.done());
                 }
                 deferred = outcome.error;
             }
         }
         Action::DeletePods { partition, pods } => {
             if let Some(mv) = partition {
-                rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
+                executed.rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
             }
-            if rejected.is_none() {
-                let targets = targets(&observed, pods);
+            if executed.rejected.is_none() {
+                let targets = targets(observed, pods);
                 let deleted = execute::delete_pods(&pod_api, &targets).await?;
                 ctx.expectations
-                    .pods_deleted(&namespace, chosen(&targets, &deleted));
+                    .pods_deleted(namespace, chosen(&targets, &deleted));
                 tracing::info!(rollout = %key, ?deleted, "deleted broken pods");
             }
         }
@@ -496,9 +601,9 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         }
         Action::InPlace { partition, writes } => {
             if let Some(mv) = partition {
-                rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
+                executed.rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
             }
-            if rejected.is_none() {
+            if executed.rejected.is_none() {
                 let outcome = crate::inplace::execute(&pod_api, writes).await;
                 let names: Vec<String> = outcome.written.iter().map(|p| p.name_any()).collect();
                 tracing::info!(rollout = %key, written = ?names, skipped = outcome.skipped, "in-place writes");
@@ -509,86 +614,88 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
             }
         }
     }
-
-    if let Some(message) = rejected {
+    if let Some(message) = &executed.rejected {
         tracing::warn!(rollout = %key, %message, "the StatefulSet was rejected; blocked until the spec changes");
-        plan.statefulset_rejected(&message, rollout.metadata.generation, Timestamp::now());
     }
+    Ok((executed, deferred))
+}
 
-    // Notifications and the release callback: non-blocking; their results land in the status.
-    let evicting: Vec<String> = match &plan.action {
-        Action::Evict { pods, .. } => pods.clone(),
-        _ => Vec::new(),
-    };
-    let integrations_pending = ctx
-        .handles
-        .integrations
-        .after_plan(
-            &rollout,
-            &observed,
-            &evicting,
-            &previous_status,
-            &mut plan.status,
-        )
-        .await;
-
+/// Writes the settled status when it must be written now ([`status_write_due`]), or keeps it in
+/// the rollout's memo for the next reconcile (a progress-only change); returns how long a
+/// deferred write may wait.
+async fn write_status(
+    ctx: &Context,
+    key: &Key,
+    rollout: &StatefulsetRollout,
+    action: &Action,
+    written_status: &StatefulsetRolloutStatus,
+    settled: &Settled,
+) -> Result<Option<Duration>> {
     let paced = rollout.spec.min_pod_eviction_interval_seconds() > 0;
-    let acted = match &plan.action {
+    let acted = match action {
         Action::Wait => false,
         // In-place writes, like evictions, are progress: the next reconcile sees them in the pods.
         Action::Evict { .. } | Action::InPlace { .. } => paced,
         _ => true,
     };
-    let since_last_write = lock(&ctx.last_write).get(&key).map(Instant::elapsed);
-    let mut deferred_write = None;
+    let since_last_write = ctx.memo_read(key, |m| m.last_write.map(|t| t.elapsed()));
     match status_write_due(
         acted,
         paced,
-        &written_status,
-        &plan.status,
+        written_status,
+        &settled.status,
         since_last_write,
     ) {
         Some(Ok(())) => {
-            let written = execute::write_status(&rollout_api, &name, &plan.status).await?;
-            lock(&ctx.written).insert(key.clone(), Arc::new(written));
-            lock(&ctx.last_write).insert(key.clone(), Instant::now());
-            lock(&ctx.deferred).remove(&key);
+            let api: Api<StatefulsetRollout> = Api::namespaced(
+                ctx.handles.client.clone(),
+                &rollout.namespace().unwrap_or_default(),
+            );
+            let written = execute::write_status(&api, &rollout.name_any(), &settled.status).await?;
+            ctx.memo(key, |m| {
+                m.written = Some(Arc::new(written));
+                m.last_write = Some(Instant::now());
+                m.deferred = None;
+            });
+            Ok(None)
         }
         Some(Err(wait)) => {
             tracing::trace!(rollout = %key, ?wait, "progress-only status change: writing it later");
-            lock(&ctx.deferred).insert(key.clone(), plan.status.clone());
-            deferred_write = Some(wait);
+            ctx.memo(key, |m| m.deferred = Some(settled.status.clone()));
+            Ok(Some(wait))
         }
         None => {
-            lock(&ctx.deferred).remove(&key);
+            ctx.memo(key, |m| m.deferred = None);
+            Ok(None)
         }
     }
-    publish_events(ctx, &rollout, &plan);
-    record_phase_metrics(ctx, &key, &namespace, &name, &previous_status, &plan);
+}
 
-    lock(&ctx.failures).remove(&key);
-    if let Some(err) = deferred {
-        return Err(err);
-    }
-    let terminal = plan.status.phase.as_ref().is_some_and(Phase::is_terminal);
-    // Consul has no watch (its poller wakes the rollout on a change; this is the safety net):
-    // a Consul-gated rollout looks again at the discovery poll interval.
+/// How soon to look again: the settled plan's requeue (a Consul-gated rollout at least every poll
+/// interval, Consul having no watch: its poller wakes the rollout on a change, this is the safety
+/// net), and a deferred progress write at the latest.
+fn requeue_after(
+    ctx: &Context,
+    rollout: &StatefulsetRollout,
+    settled: &Settled,
+    deferred_write: Option<Duration>,
+) -> Option<Duration> {
+    let terminal = settled
+        .status
+        .phase
+        .as_ref()
+        .is_some_and(Phase::is_terminal);
     let discovery_poll = (!terminal)
-        .then(|| ctx.handles.integrations.discovery_poll(&rollout))
+        .then(|| ctx.handles.integrations.discovery_poll(rollout))
         .flatten();
-    let requeue = match plan.requeue_after {
-        Some(after) if !terminal => Some(discovery_poll.map_or(after, |poll| after.min(poll))),
-        None if discovery_poll.is_some() => Some(discovery_poll.unwrap_or(INTEGRATIONS_POLL)),
-        // A terminal rollout whose callback or final Slack update is still under way.
-        _ if integrations_pending => Some(INTEGRATIONS_POLL),
-        _ => None,
+    let after = match (settled.requeue_after, discovery_poll) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     };
-    // Progress not written yet is written by a requeue at the latest.
-    Ok(match (requeue, deferred_write) {
-        (Some(a), Some(b)) => Requeue::requeue(a.min(b)),
-        (Some(a), None) | (None, Some(a)) => Requeue::requeue(a),
-        (None, None) => Requeue::await_change(),
-    })
+    match (after, deferred_write) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The pods the plan names, each with the uid of the incarnation it was planned from.
@@ -654,12 +761,12 @@ fn action_name(action: &Action) -> &'static str {
     }
 }
 
-fn publish_events(ctx: &Context, rollout: &StatefulsetRollout, plan: &Plan) {
-    if plan.events.is_empty() {
+fn publish_events(ctx: &Context, rollout: &StatefulsetRollout, events: &[PlannedEvent]) {
+    if events.is_empty() {
         return;
     }
     let reference = rollout.object_ref(&());
-    for ev in &plan.events {
+    for ev in events {
         let event = Event {
             type_: match ev.type_ {
                 sroll_planner::EventType::Normal => EventType::Normal,
@@ -686,30 +793,29 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
-fn record_phase_metrics(
-    ctx: &Context,
-    key: &Key,
-    namespace: &str,
-    name: &str,
-    previous: &StatefulsetRolloutStatus,
-    plan: &Plan,
-) {
+/// The phase gauge, and on reaching `RolloutDone` or `RolloutFailed` the rollout's duration (from
+/// when this process saw it start moving pods) and the pods it moved.
+fn record_phase_metrics(ctx: &Context, key: &Key, rollout: &StatefulsetRollout, settled: &Settled) {
     let metrics = &ctx.handles.metrics;
-    let Some(phase) = plan.status.phase.as_ref() else {
+    let Some(phase) = settled.status.phase.as_ref() else {
         return;
     };
-    metrics.set_phase(namespace, name, phase.as_str());
-    let mut started = lock(&ctx.started);
+    let previous = rollout.status.as_ref().and_then(|s| s.phase.as_ref());
+    metrics.set_phase(
+        &rollout.namespace().unwrap_or_default(),
+        &rollout.name_any(),
+        phase.as_str(),
+    );
     match phase {
-        Phase::InProgress => {
-            started.entry(key.clone()).or_insert_with(Instant::now);
-        }
-        Phase::Done | Phase::Failed if previous.phase.as_ref() != Some(phase) => {
-            if let Some(t) = started.remove(key) {
+        Phase::InProgress => ctx.memo(key, |m| {
+            m.started.get_or_insert_with(Instant::now);
+        }),
+        Phase::Done | Phase::Failed if previous != Some(phase) => {
+            if let Some(t) = ctx.memo(key, |m| m.started.take()) {
                 metrics.rollout_duration.observe(t.elapsed().as_secs_f64());
             }
             if *phase == Phase::Done {
-                let moved = plan.status.updated_replicas.unwrap_or(0);
+                let moved = settled.status.updated_replicas.unwrap_or(0);
                 metrics.pods_updated.observe(f64::from(moved.max(0)));
             }
         }
@@ -726,11 +832,12 @@ fn error_policy(rollout: Arc<StatefulsetRollout>, err: &Error, ctx: Arc<Context>
         tracing::warn!(rollout = %key, error = %err, "reconcile failed; waiting for the rollout to change");
         return Requeue::await_change();
     }
-    let mut failures = lock(&ctx.failures);
-    let n = failures.entry(key.clone()).or_insert(0);
-    *n = n.saturating_add(1);
+    let n = ctx.memo(&key, |m| {
+        m.failures = m.failures.saturating_add(1);
+        m.failures
+    });
     let delay = Duration::from_millis(500)
-        .saturating_mul(1u32 << (*n - 1).min(10))
+        .saturating_mul(1u32 << (n - 1).min(10))
         .min(Duration::from_secs(300));
     tracing::warn!(rollout = %key, error = %err, retry_in = ?delay, "reconcile failed; retrying");
     Requeue::requeue(delay)

@@ -1,15 +1,18 @@
 //! Wiring of `sroll-integrations` into the reconcile loop: Slack and webhook notifications, the
 //! release callback and service-discovery health.
 //!
-//! Two hooks, both non-blocking (the integrations run on background tasks):
+//! Three hooks, all non-blocking (the integrations run on background tasks), none of which edits
+//! a status (the planner owns every status field):
 //! - [`Integrations::discovery`] before planning: the rollout's service-discovery health as the
 //!   planner's [`sroll_planner::DiscoveryHealth`] (Consul via the background poller, or the
 //!   Kubernetes Service's EndpointSlices from the watch cache);
-//! - [`Integrations::after_plan`] before the status write: hands a snapshot to the notifier,
-//!   drives the release callback, and fills `status.slackMessage`,
-//!   `status.lastCallbackStageId`/`lastCallbackOutcome` and the `NotificationsDelivered` /
-//!   `CallbackDelivered` conditions. It returns whether a result is still pending, so a terminal
-//!   rollout is looked at again until its callback is settled.
+//! - [`Integrations::observe`] before planning: what the workers reported (Slack message ids,
+//!   delivery errors, the release callback's delivery) as [`IntegrationsObserved`], which the
+//!   planner records in `status.slackMessage`, `status.lastCallbackStageId`/`lastCallbackOutcome`
+//!   and the `NotificationsDelivered` / `CallbackDelivered` conditions;
+//! - [`Integrations::announce`] after the status write: hands the settled plan's announcements
+//!   ([`sroll_planner::Notify`]: webhook triggers, the Slack update, the callback due) to the
+//!   workers.
 //!
 //! The background workers (Slack, webhooks, callback, Consul poller) share one
 //! [`sroll_integrations::Waker`]: a result concerning a rollout (new Slack message ids, an error
@@ -29,28 +32,23 @@ use std::{
 };
 
 use futures::channel::mpsc;
-use k8s_openapi::{
-    api::{apps::v1::ControllerRevision, core::v1::Secret},
-    apimachinery::pkg::apis::meta::v1::{Condition, Time},
-    jiff::Timestamp,
-};
+use k8s_openapi::api::{apps::v1::ControllerRevision, core::v1::Secret};
 use kube::{Api, Client, ResourceExt, runtime::reflector::ObjectRef};
 use sroll_api::{
-    DiscoveryProvider, Phase, StatefulsetRollout, StatefulsetRolloutStatus, condition_types,
-    sync::lock,
+    DiscoveryProvider, Phase, StatefulsetRollout, StatefulsetRolloutStatus, sync::lock,
 };
 use sroll_integrations::{
-    AnalysisSnapshot, CallbackBody, CallbackConfig, CallbackRequest, CallbackState, Callbacks,
-    Discovery, DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
+    AnalysisSnapshot, CallbackBody, CallbackConfig, CallbackRequest, Callbacks, Discovery,
+    DiscoveryConfig, DiscoveryHealth, Notifier, NotifyRequest, Outcome, RolloutKey,
     RolloutSnapshot, SecretToken, Version, Waker,
     allow::HostAllowlist,
     discovery::{ConsulQuery, endpointslice},
-    reasons,
     slack::{DEFAULT_API_URL, SlackConfig, SlackTarget},
-    transition_events,
     webhook::{WebhookConfig, WebhookTarget},
 };
-use sroll_planner::Observed;
+use sroll_planner::{
+    CallbackObserved, IntegrationsObserved, NotificationsObserved, Observed, Settled,
+};
 
 use crate::cache::{self, Caches};
 
@@ -404,66 +402,102 @@ impl Integrations {
         })
     }
 
-    /// Notifies, drives the callback and records their results in `status` (the plan's status,
-    /// about to be written). Returns `true` while a result is pending (requeue soon).
-    pub async fn after_plan(
-        &self,
-        rollout: &StatefulsetRollout,
-        observed: &Observed,
-        evicting: &[String],
-        previous: &StatefulsetRolloutStatus,
-        status: &mut StatefulsetRolloutStatus,
-    ) -> bool {
+    /// What the background workers reported about `rollout` (its status is the one the plan
+    /// starts from): the notifier's report when Slack or webhooks are configured, and the delivery
+    /// of the release callback of the rollout's current outcome. The planner records them.
+    pub fn observe(&self, rollout: &StatefulsetRollout) -> IntegrationsObserved {
         let namespace = rollout.namespace().unwrap_or_default();
         let key = RolloutKey::new(&namespace, rollout.name_any());
-        // Messages, webhook payloads and the callback body show the old image too.
-        let shows_versions = rollout.spec.channel.is_some()
-            || rollout.spec.bapi.is_some()
+        let notifying = (rollout.spec.channel.is_some()
+            && self.settings.slack_token_secret.is_some())
             || rollout
                 .spec
                 .notifications
                 .as_ref()
                 .is_some_and(|n| !n.webhooks.is_empty());
-        let from_image = match from_revision(status) {
-            Some(revision) if shows_versions => self.revision_image(&namespace, &revision).await,
-            _ => None,
-        };
-        let snapshot = self.snapshot(&key, rollout, observed, evicting, status, from_image);
-        let now = Timestamp::now();
-        let generation = rollout.metadata.generation;
-        let mut pending = false;
+        let notifications = notifying.then(|| {
+            let report = self.notifier.report(&key);
+            NotificationsObserved {
+                slack_message: report.slack.as_ref().and_then(|s| s.message.clone()),
+                pending: report.slack.as_ref().is_some_and(|s| !s.up_to_date),
+                error: report.error(),
+            }
+        });
+        let phase = rollout.status.as_ref().and_then(|s| s.phase.clone());
+        let callback = rollout
+            .spec
+            .bapi
+            .as_ref()
+            .zip(phase.as_ref().and_then(Outcome::from_phase))
+            .and_then(|(bapi, outcome)| {
+                let state = self.callbacks.state(&key, &bapi.stage_id, outcome)?;
+                let (status, reason, message) = state.condition();
+                Some(CallbackObserved {
+                    stage_id: bapi.stage_id.clone(),
+                    outcome: outcome.phase().clone(),
+                    delivered: match status {
+                        "True" => Some(true),
+                        "False" => Some(false),
+                        _ => None,
+                    },
+                    reason: reason.to_owned(),
+                    message,
+                })
+            });
+        IntegrationsObserved {
+            notifications,
+            callback,
+        }
+    }
 
-        // Events: derived from the status before and after this reconcile.
-        let same_rollout = previous.rollout_identity == rollout.spec.rollout_identity;
-        let prev_phase = previous.phase.as_ref().filter(|_| same_rollout);
-        let rollback = status.update_revision.is_some()
-            && status.update_revision == previous.previous_revision
-            && status.update_revision != previous.update_revision;
-        let events = transition_events(
-            prev_phase,
-            previous.updated_replicas.filter(|_| same_rollout),
-            &snapshot.phase,
-            snapshot.updated,
-            rollback,
-        );
-
-        // Notifications.
-        let slack = match &rollout.spec.channel {
-            Some(channel) if self.refresh_slack_token().await => Some(SlackTarget {
-                channel: channel.clone(),
-                level: rollout.spec.notification_level(),
-                existing: previous.slack_message.clone(),
-            }),
-            _ => None,
-        };
-        let mut webhooks = Vec::new();
-        for hook in rollout
+    /// Announces what the settled plan says (`settled.notify`): the webhook triggers, the Slack
+    /// update, the release callback. Every call returns at once (the workers deliver in the
+    /// background and report through [`Self::observe`] on a later reconcile); nothing here
+    /// touches the status. `evicting`: the pods the plan evicted (shown as rolling).
+    pub async fn announce(
+        &self,
+        rollout: &StatefulsetRollout,
+        observed: &Observed,
+        settled: &Settled,
+        evicting: &[String],
+    ) {
+        let namespace = rollout.namespace().unwrap_or_default();
+        let key = RolloutKey::new(&namespace, rollout.name_any());
+        let notify = &settled.notify;
+        let status = &settled.status;
+        if notify.callback.is_none() && rollout.spec.bapi.is_some() {
+            // Recorded (or no outcome): the sender may forget its final deliveries.
+            self.callbacks.acknowledge(&key);
+        }
+        let hooks = rollout
             .spec
             .notifications
             .as_ref()
             .map(|n| n.webhooks.as_slice())
-            .unwrap_or_default()
-        {
+            .unwrap_or_default();
+        let webhook_due = !notify.triggers.is_empty() && !hooks.is_empty();
+        if !notify.slack && !webhook_due && notify.callback.is_none() {
+            return;
+        }
+        // Messages, webhook payloads and the callback body show the old image too.
+        let from_image = match from_revision(status) {
+            Some(revision) => self.revision_image(&namespace, &revision).await,
+            None => None,
+        };
+        let snapshot = self.snapshot(&key, rollout, observed, evicting, status, from_image);
+
+        let slack = match &rollout.spec.channel {
+            Some(channel) if notify.slack && self.refresh_slack_token().await => {
+                Some(SlackTarget {
+                    channel: channel.clone(),
+                    level: rollout.spec.notification_level(),
+                    existing: status.slack_message.clone(),
+                })
+            }
+            _ => None,
+        };
+        let mut webhooks = Vec::new();
+        for hook in hooks.iter().filter(|_| webhook_due) {
             let bearer = match &hook.auth_secret_ref {
                 Some(r) => self
                     .secret(&SecretLocation {
@@ -481,79 +515,30 @@ impl Integrations {
                 bearer,
             });
         }
-        let notifying = slack.is_some() || !webhooks.is_empty();
-        if notifying {
+        if slack.is_some() || !webhooks.is_empty() {
             let request = NotifyRequest {
                 snapshot: snapshot.clone(),
-                events,
+                events: notify.triggers.clone(),
                 slack,
                 webhooks,
             };
             if let Err(e) = self.notifier.notify(&request) {
                 tracing::warn!(rollout = %key, error = %e, "failed to queue a notification");
             }
-            let report = self.notifier.report(&key);
-            if let Some(message) = report.slack.as_ref().and_then(|s| s.message.clone()) {
-                status.slack_message = Some(message);
-            }
-            pending |= report.slack.as_ref().is_some_and(|s| !s.up_to_date);
-            match report.error() {
-                Some(error) => set_condition(
-                    &mut status.conditions,
-                    condition_types::NOTIFICATIONS_DELIVERED,
-                    "False",
-                    reasons::NOTIFICATION_FAILED,
-                    error,
-                    generation,
-                    now,
-                ),
-                None => set_condition(
-                    &mut status.conditions,
-                    condition_types::NOTIFICATIONS_DELIVERED,
-                    "True",
-                    reasons::NOTIFICATIONS_DELIVERED,
-                    "notifications are delivered".into(),
-                    generation,
-                    now,
-                ),
-            }
         }
-
-        // The release callback, once per (stageId, outcome).
-        if let (Some(bapi), Some(outcome)) = (&rollout.spec.bapi, snapshot.outcome()) {
-            let recorded = status.last_callback_stage_id.as_deref() == Some(bapi.stage_id.as_str())
-                && status
-                    .last_callback_outcome
-                    .as_deref()
-                    .and_then(Outcome::parse)
-                    == Some(outcome);
-            if recorded {
-                self.callbacks.acknowledge(&key);
-            } else if let Some(body) = CallbackBody::new(&bapi.stage_id, &snapshot) {
-                let state = self.callbacks.deliver(CallbackRequest {
-                    key: key.clone(),
-                    url: bapi.url.clone(),
-                    body,
-                });
-                if let CallbackState::Delivered { .. } = state {
-                    // Written only after a 2xx: the next reconcile sees it and never calls again.
-                    status.last_callback_stage_id = Some(bapi.stage_id.clone());
-                    status.last_callback_outcome = Some(outcome.as_str().to_owned());
-                }
-                pending |= !state.is_final();
-                let (cstatus, reason, message) = state.condition();
-                set_condition(
-                    &mut status.conditions,
-                    condition_types::CALLBACK_DELIVERED,
-                    cstatus,
-                    reason,
-                    message,
-                    generation,
-                    now,
-                );
-            }
+        // The release callback, once per (stageId, outcome): the sender starts it once and
+        // answers its state to every later hand-over.
+        if let Some(due) = &notify.callback
+            && let Some(bapi) = &rollout.spec.bapi
+            && snapshot.outcome().map(Outcome::phase) == Some(&due.outcome)
+            && let Some(body) = CallbackBody::new(&due.stage_id, &snapshot)
+        {
+            self.callbacks.deliver(CallbackRequest {
+                key: key.clone(),
+                url: bapi.url.clone(),
+                body,
+            });
         }
-        pending
     }
 
     fn snapshot(
@@ -635,37 +620,6 @@ fn from_revision(status: &StatefulsetRolloutStatus) -> Option<String> {
     }
 }
 
-/// Sets the condition `type_`, keeping `lastTransitionTime` unless the status changed (as
-/// `meta.SetStatusCondition`, k8s.io/apimachinery/pkg/api/meta/conditions.go).
-fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: &str,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: Timestamp,
-) {
-    if let Some(c) = conditions.iter_mut().find(|c| c.type_ == type_) {
-        if c.status != status {
-            c.status = status.into();
-            c.last_transition_time = Time(now);
-        }
-        c.reason = reason.into();
-        c.message = message;
-        c.observed_generation = generation;
-    } else {
-        conditions.push(Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            observed_generation: generation,
-            last_transition_time: Time(now),
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,43 +631,5 @@ mod tests {
         assert_eq!(loc.key, "token");
         assert!("slack/token".parse::<SecretLocation>().is_err());
         assert!("a//b".parse::<SecretLocation>().is_err());
-    }
-
-    #[test]
-    fn conditions_keep_their_transition_time_while_the_status_holds() {
-        let t0 = Timestamp::from_second(1_000).expect("time");
-        let t1 = Timestamp::from_second(2_000).expect("time");
-        let mut c = Vec::new();
-        set_condition(
-            &mut c,
-            "CallbackDelivered",
-            "Unknown",
-            "CallbackPending",
-            "a".into(),
-            Some(1),
-            t0,
-        );
-        set_condition(
-            &mut c,
-            "CallbackDelivered",
-            "Unknown",
-            "CallbackPending",
-            "b".into(),
-            Some(1),
-            t1,
-        );
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].last_transition_time, Time(t0));
-        assert_eq!(c[0].message, "b");
-        set_condition(
-            &mut c,
-            "CallbackDelivered",
-            "True",
-            "CallbackDelivered",
-            "ok".into(),
-            Some(1),
-            t1,
-        );
-        assert_eq!(c[0].last_transition_time, Time(t1));
     }
 }

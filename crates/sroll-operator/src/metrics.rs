@@ -5,6 +5,8 @@
 //! | `sroll_reconcile_total` | counter | — |
 //! | `sroll_reconcile_errors_total` | counter | `reason` ([`crate::Error::metric_label`]) |
 //! | `sroll_reconcile_duration_seconds` | histogram | — |
+//! | `sroll_planner_pods_total` | counter | — (pods handed to the planner: one plan of n pods counts n) |
+//! | `sroll_plans_skipped_total` | counter | — (reconciles that observed nothing new and planned nothing) |
 //! | `sroll_evictions_total` | counter | `result` (`evicted`, `throttled`, `gone`, `error`) |
 //! | `sroll_rollout_duration_seconds` | histogram | — (first pod moved → done) |
 //! | `sroll_rollout_pods_updated` | histogram | — (pods moved by a finished rollout) |
@@ -52,6 +54,10 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Reconcile duration.
     pub reconcile_duration: Histogram,
+    /// Pods handed to the planner, summed over plans: the planner's work.
+    pub planner_pods: Counter,
+    /// Reconciles that observed nothing new since the rollout's last plan, with no timer due.
+    pub plans_skipped: Counter,
     /// Eviction attempts by result.
     pub evictions: Family<EvictionLabels, Counter>,
     /// Duration of finished rollouts.
@@ -84,6 +90,8 @@ impl Metrics {
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ]);
         let evictions = Family::<EvictionLabels, Counter>::default();
+        let planner_pods = Counter::default();
+        let plans_skipped = Counter::default();
         let rollout_duration = Histogram::new([
             10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
             43200.0, 86400.0,
@@ -102,6 +110,16 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Duration of one reconcile, in seconds",
             reconcile_duration.clone(),
+        );
+        registry.register(
+            "planner_pods",
+            "Pods handed to the planner, summed over plans",
+            planner_pods.clone(),
+        );
+        registry.register(
+            "plans_skipped",
+            "Reconciles that observed nothing new since the last plan and planned nothing",
+            plans_skipped.clone(),
         );
         registry.register(
             "evictions",
@@ -128,6 +146,8 @@ impl Metrics {
             reconciles,
             errors,
             reconcile_duration,
+            planner_pods,
+            plans_skipped,
             evictions,
             rollout_duration,
             pods_updated,

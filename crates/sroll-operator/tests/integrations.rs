@@ -7,13 +7,13 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
@@ -24,10 +24,11 @@ use k8s_openapi::{
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
+    runtime::{WatchStreamExt, watcher},
 };
 use serde_json::Value;
 use sroll_api::{
-    DiscoveryProvider, Phase, ServiceDiscovery, StatefulsetRollout,
+    DiscoveryProvider, Notifications, Phase, ServiceDiscovery, StatefulsetRollout, Webhook,
     analysis::{
         AbortPolicy, Metric, MetricProvider, PrometheusMetric, RolloutAnalysis, RolloutStep,
         StepAnalysis,
@@ -46,7 +47,7 @@ use sroll_testkit::{
     status::{self, done_at_generation},
     wait_for,
 };
-use tokio::time::Instant;
+use tokio::{task::JoinHandle, time::Instant};
 
 const TOKEN: &str = "xoxb-e2e-token";
 
@@ -1010,14 +1011,17 @@ async fn an_analysis_abort_updates_slack_naming_the_metric_and_calls_back_once_w
                 && first.contains("*Pods:* rolling back to the previous revision"),
             "{first}"
         );
-        // After the restart the message shows nothing new: at most the same content again (the
-        // restarted operator does not know the message's last content; never a new message).
-        let last_before = before_restart.last().unwrap();
-        assert!(
-            history[before_restart.len()..]
-                .iter()
-                .all(|(_, m)| m == last_before),
-            "a restart changed the message: {:?}",
+        // One update per transition: the abort (rolling back) and its rollback done; after the
+        // restart nothing (the restarted operator plans from the written status: no transition).
+        assert_eq!(
+            naming.len(),
+            2,
+            "the abort and its rollback done, once each: {naming:#?}"
+        );
+        assert_eq!(
+            history.len(),
+            before_restart.len(),
+            "a restart updated the message: {:?}",
             &history[before_restart.len()..]
         );
         let last = naming.last().unwrap();
@@ -1027,5 +1031,226 @@ async fn an_analysis_abort_updates_slack_naming_the_metric_and_calls_back_once_w
         );
         assert!(naming.iter().all(|t| t.contains("rollout aborted")));
     }
+    w.env.finish(false).await;
+}
+
+// ---- one announcement per transition (issue 16) ---------------------------------------------
+
+/// Every `(rolloutIdentity, phase)` the rollout's status took, in order, consecutive repeats
+/// dropped: a watch, so no status write is missed between two polls.
+type Phases = Arc<Mutex<Vec<(String, Phase)>>>;
+
+fn watch_phases(env: &Env, name: &str) -> (Phases, JoinHandle<()>) {
+    let seen: Phases = Arc::default();
+    let (api, out) = (env.rollouts(), seen.clone());
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher(api, config).applied_objects());
+        while let Some(next) = stream.next().await {
+            let Ok(r) = next else { continue };
+            let Some(s) = r.status else { continue };
+            let (Some(id), Some(phase)) = (s.rollout_identity, s.phase) else {
+                continue;
+            };
+            let mut seen = out.lock().unwrap();
+            if seen.last() != Some(&(id.clone(), phase.clone())) {
+                seen.push((id, phase));
+            }
+        }
+    });
+    (seen, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_120_pod_rollout_at_a_20_percent_budget_starts_completes_and_announces_each_batch_once() {
+    let mut w = world().await;
+    let hooks = Receiver::new("/hooks");
+    let hooks_server = hooks.serve().await.unwrap();
+    w.settings
+        .integrations
+        .callback_allow
+        .push(format!("127.0.0.1:{}", hooks_server.addr.port()));
+    w.env
+        .pdb("web", "web", IntOrString::String("20%".into()))
+        .await;
+    w.start();
+    let fixture = Rollout::named("web").replicas(120).progress_deadline(3600);
+    w.env
+        .apply(&fixture.clone().image("app:v1").identity("p1"))
+        .await;
+    wait_reporting(&w.env, "web", Duration::from_secs(300), done_as("p1")).await;
+
+    let (phases, watching) = watch_phases(&w.env, "web");
+    // Slack at level info and a webhook receiving every trigger.
+    let mut v2 = fixture.clone().image("app:v2").identity("p2").build();
+    v2.spec.channel = Some(sroll_testkit::fakes::slack::CHANNEL.into());
+    v2.spec.notifications = Some(Notifications {
+        level: None,
+        webhooks: vec![Webhook {
+            url: hooks_server.url("/hooks"),
+            ..Webhook::default()
+        }],
+    });
+    w.env.apply_resource(&v2).await;
+    wait_reporting(&w.env, "web", Duration::from_secs(300), done_as("p2")).await;
+    let triggers = |h: &Receiver| -> Vec<String> {
+        h.state()
+            .calls
+            .iter()
+            .map(|c| c.body["trigger"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    wait_for("the completion webhook", DEADLINE, || async {
+        triggers(&hooks)
+            .iter()
+            .any(|t| t == "on-rollout-completed")
+            .then_some(())
+    })
+    .await;
+    let ts = w.wait_slack_shows("web", "p2", "RolloutDone").await;
+    // Anything late would have arrived by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    watching.abort();
+
+    let p2: Vec<Phase> = phases
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| id == "p2")
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(
+        p2,
+        [Phase::Pending, Phase::InProgress, Phase::Done],
+        "no step back while waiting for the StatefulSet controller"
+    );
+    let t = triggers(&hooks);
+    let count = |name: &str| t.iter().filter(|x| *x == name).count();
+    assert_eq!(count("on-rollout-started"), 1, "{t:?}");
+    assert_eq!(count("on-rollout-completed"), 1, "{t:?}");
+    assert_eq!(
+        count("on-rollout-step-completed"),
+        5,
+        "one per batch of 24 pods: {t:?}"
+    );
+    assert_eq!(t.len(), 7, "nothing else: {t:?}");
+    let (posts, bodies): (Vec<String>, Vec<String>) = {
+        let s = w.slack.state();
+        (
+            s.posts.clone(),
+            s.messages[&ts[0]]
+                .iter()
+                .map(|(_, m)| m.to_string())
+                .collect(),
+        )
+    };
+    assert_eq!(posts, ts, "one message");
+    assert_eq!(
+        bodies.len(),
+        2,
+        "level info: the start and the end only: {bodies:#?}"
+    );
+    assert!(bodies[0].contains("RolloutInProgress"), "{}", bodies[0]);
+    assert!(bodies[1].contains("RolloutDone"), "{}", bodies[1]);
+    w.env.finish(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_critical_in_consul_holds_the_next_eviction_although_the_pdb_allows_two() {
+    let mut w = world().await;
+    // Consul passes every pod of `memcached` but memcached-5 at the update revision while
+    // `critical` is set.
+    let critical = Arc::new(AtomicBool::new(false));
+    let (client, ns, flag) = (w.env.client.clone(), w.env.ns.clone(), critical.clone());
+    let consul = Consul::new().computed(
+        "memcached",
+        Arc::new(move || {
+            let (client, ns, flag) = (client.clone(), ns.clone(), flag.clone());
+            async move {
+                let update = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+                    .get_opt("memcached")
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.status.and_then(|s| s.update_revision));
+                let held = flag.load(Ordering::SeqCst);
+                pod_instances(Api::namespaced(client, &ns), |p| {
+                    let rev = p.labels().get("controller-revision-hash").cloned();
+                    !(held && p.name_any() == "memcached-5" && rev.is_some() && rev == update)
+                })
+                .await
+            }
+            .boxed()
+        }),
+    );
+    let consul_server = consul.serve().await.unwrap();
+    w.settings.integrations.consul_addr = Some(consul_server.url(""));
+    w.env
+        .pdb("memcached", "memcached", IntOrString::Int(2))
+        .await;
+    w.start();
+    let gated = |image: &str, id: &str| {
+        let mut r = Rollout::named("memcached")
+            .replicas(6)
+            .image(image)
+            .identity(id)
+            .build();
+        r.spec.service_discovery = Some(ServiceDiscovery {
+            services: vec!["memcached".into()],
+            ..ServiceDiscovery::default()
+        });
+        r
+    };
+    w.env.apply_resource(&gated("memcached:1", "h1")).await;
+    w.env
+        .wait_rollout("memcached", "h1 rolled out", done_as("h1"))
+        .await;
+
+    critical.store(true, Ordering::SeqCst);
+    w.env.apply_resource(&gated("memcached:2", "h2")).await;
+    let held = w
+        .env
+        .wait_rollout(
+            "memcached",
+            "memcached-5 Ready but critical in Consul, holding",
+            |r| {
+                r.status
+                    .as_ref()
+                    .is_some_and(|s| s.rollout_identity.as_deref() == Some("h2"))
+                    && unhealthy_named(r, "memcached-5")
+                    && r.status.as_ref().is_some_and(|s| {
+                        s.pods.iter().any(|p| {
+                            p.name == "memcached-5"
+                                && p.ready
+                                && p.revision == s.update_revision.clone().unwrap_or_default()
+                        })
+                    })
+            },
+        )
+        .await;
+    let update = held.status.unwrap().update_revision.unwrap();
+    // The first batch (memcached-5 and -4, the PDB's two) is all that moves while it is held.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let moved: Vec<String> = w
+        .env
+        .revisions("memcached")
+        .await
+        .iter()
+        .filter(|(_, r)| *r == update)
+        .map(|(o, _)| format!("memcached-{o}"))
+        .collect();
+    assert!(
+        moved.len() <= 2,
+        "held until memcached-5 is healthy, yet moved {moved:?}"
+    );
+    let still = w.env.rollout("memcached").await;
+    assert!(unhealthy_named(&still, "memcached-5"), "{:?}", still.status);
+    assert_eq!(still.status.unwrap().phase, Some(Phase::InProgress));
+
+    // Healthy: the rollout goes on and finishes.
+    critical.store(false, Ordering::SeqCst);
+    w.env
+        .wait_rollout("memcached", "h2 rolled out", done_as("h2"))
+        .await;
     w.env.finish(false).await;
 }

@@ -900,3 +900,77 @@ async fn two_rollouts_created_at_once_with_their_budgets_both_finish() {
     all_done(&env, &["alpha", "beta"]).await;
     env.finish(true).await;
 }
+
+/// Issue 16: a reconcile of a rollout nothing changed for plans nothing. Pod events that change
+/// nothing the planner reads (an annotation) still wake the rollout; the planner's work (pods
+/// handed to it) must not grow with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciles_of_an_unchanged_1000_pod_rollout_hand_the_planner_no_pod() {
+    let env = Env::start().await;
+    env.apply(&Rollout::named("web").replicas(1000).progress_deadline(3600))
+        .await;
+    env.wait_rollout_within(
+        "web",
+        "1,000 pods rolled out",
+        Duration::from_secs(600),
+        |r| r.status.as_ref().and_then(|s| s.phase.clone()) == Some(Phase::Done),
+    )
+    .await;
+    let metrics = env.metrics();
+    let pods = env.pod_api();
+    let touch = |i: usize| {
+        let pods = pods.clone();
+        async move {
+            let patch = serde_json::json!({"metadata": {"annotations": {"test.sroll.io/touched": i.to_string()}}});
+            pods.patch(
+                &format!("web-{}", i % 1000),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    // Settle: the last status write is one more input (the rollout's resourceVersion) to plan.
+    let reconciles = || metrics.reconciles.get();
+    for round in 0..3 {
+        let before = reconciles();
+        touch(round).await;
+        wait_for("a reconcile after a pod event", DEADLINE, || async {
+            (reconciles() > before).then_some(())
+        })
+        .await;
+    }
+    let (planned, skipped, before) = (
+        metrics.planner_pods.get(),
+        metrics.plans_skipped.get(),
+        reconciles(),
+    );
+    for i in 0..20 {
+        touch(100 + i * 37).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for("reconciles after 20 pod events", DEADLINE, || async {
+        (reconciles() >= before + 5).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ran = reconciles() - before;
+    assert!(ran >= 5, "{ran} reconciles");
+    assert_eq!(
+        metrics.planner_pods.get() - planned,
+        0,
+        "an unchanged rollout is not planned again ({ran} reconciles)"
+    );
+    assert!(
+        metrics.plans_skipped.get() - skipped >= ran,
+        "every one of them skipped its plan"
+    );
+    // A change is planned at once: a pod deleted.
+    env.kill_pod("web-999").await;
+    wait_for("the planner to see the deleted pod", DEADLINE, || async {
+        (metrics.planner_pods.get() > planned).then_some(())
+    })
+    .await;
+    env.finish(true).await;
+}

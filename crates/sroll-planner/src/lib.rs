@@ -1,12 +1,19 @@
 //! The pure decision core of the sroll operator.
 //!
 //! ```text
-//!  reflector caches ─▶ Observed ─▶ plan() ─▶ Plan { action, status, events, requeue_after }
-//!   (sroll-operator)   (observed)  (planner)   (plan)          │
-//!                                                              ▼
-//!                                   sroll-operator executes the action, writes the status,
-//!                                   records the events, requeues
+//!  reflector caches ─▶ Observed ─▶ plan() ─▶ Plan { action, status, events, notify, requeue_after }
+//!   + integrations'    (observed)  (planner)   (plan)          │
+//!     reports                                                  ▼ sroll-operator executes the action
+//!                                  settle(observed, plan, executed) ─▶ Settled { status, events,
+//!                                   (settle)                            notify, requeue_after }
+//!                                   sroll-operator writes the status, records the events,
+//!                                   announces (webhooks, Slack, callback), requeues
 //! ```
+//!
+//! Transitions (a release started, a batch completed, paused, resumed, done, failed, aborted) are
+//! detected in one place, `transitions`, from the status before and after a plan; the
+//! announcements a plan makes ([`Notify`]) are derived from them, so every event fires once per
+//! transition.
 //!
 //! [`plan`] is a function from an [`Observed`] snapshot (the rollout with its previous status, the
 //! live StatefulSet, its pods, the PodDisruptionBudgets selecting them, service-discovery health and
@@ -27,16 +34,24 @@ pub mod inplace;
 pub mod observed;
 pub mod plan;
 mod planner;
+pub mod settle;
+mod transitions;
 
 pub use analysis::ObservedMeasurement;
 pub use desired::{
     ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH, desired_statefulset, spec_hash, template_hash,
 };
 pub use observed::{
-    DiscoveryHealth, InPlaceObserved, LiveStatefulSet, Observed, ObservedPdb, ObservedPod,
+    CallbackObserved, DiscoveryHealth, InPlaceObserved, IntegrationsObserved, LiveStatefulSet,
+    NotificationsObserved, Observed, ObservedPdb, ObservedPod,
 };
-pub use plan::{Action, ApplyKind, EventType, PartitionMove, Plan, PlannedEvent};
-pub use planner::{REQUEUE_BACKPRESSURE, REQUEUE_SOON, REQUEUE_WAITING, plan};
+pub use plan::{
+    Action, ApplyKind, CallbackDue, EventType, Notify, PartitionMove, Plan, PlannedEvent,
+};
+pub use planner::{
+    REQUEUE_BACKPRESSURE, REQUEUE_INTEGRATIONS, REQUEUE_SOON, REQUEUE_WAITING, plan,
+};
+pub use settle::{Executed, Settled, settle};
 
 /// Why a pure step could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +157,13 @@ pub mod reasons {
     pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
     /// The target is not reached yet.
     pub const TARGET_NOT_REACHED: &str = "TargetNotReached";
+    /// Every notification (Slack, webhooks) was delivered.
+    pub const NOTIFICATIONS_DELIVERED: &str = "NotificationsDelivered";
+    /// A Slack call or a webhook failed (the message has the error).
+    pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
+    /// The release callback is being delivered (the text of
+    /// `sroll_integrations::reasons::CALLBACK_PENDING`, which reports the delivery itself).
+    pub const CALLBACK_PENDING: &str = "CallbackPending";
 }
 
 #[cfg(test)]

@@ -50,6 +50,46 @@ pub struct Observed {
     /// In-place updates: which revision changes can be made in place (empty unless
     /// `spec.podUpdatePolicy` allows them).
     pub in_place: InPlaceObserved,
+    /// What the integrations' background workers reported (Slack message ids, delivery errors,
+    /// the release callback's delivery): the planner records them in the status.
+    pub integrations: IntegrationsObserved,
+}
+
+/// The integrations' results, as last reported by their background workers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct IntegrationsObserved {
+    /// Slack or webhooks are configured for the rollout (`None`: neither is): their report.
+    pub notifications: Option<NotificationsObserved>,
+    /// The delivery of the release callback of the outcome the rollout had when observed (`None`:
+    /// no callback configured, no outcome, or never handed to the sender by this process).
+    pub callback: Option<CallbackObserved>,
+}
+
+/// What the notifier reported for one rollout.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NotificationsObserved {
+    /// The Slack messages' ids (`status.slackMessage`), once posted.
+    pub slack_message: Option<sroll_api::SlackMessage>,
+    /// The last delivery error of Slack or a webhook (cleared by the next success).
+    pub error: Option<String>,
+    /// The Slack messages do not show the latest state handed over yet.
+    pub pending: bool,
+}
+
+/// Where the delivery of one release callback stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackObserved {
+    /// Its `stageId`.
+    pub stage_id: String,
+    /// The outcome it reports.
+    pub outcome: sroll_api::Phase,
+    /// `Some(true)`: answered with a 2xx; `Some(false)`: given up or refused; `None`: under way.
+    pub delivered: Option<bool>,
+    /// The `CallbackDelivered` condition's reason (`CallbackDelivered`, `CallbackPending`,
+    /// `CallbackFailed`, `CallbackRefused`).
+    pub reason: String,
+    /// Its message.
+    pub message: String,
 }
 
 /// What the operator knows about in-place updates: for each revision a pod of the set carries
@@ -278,6 +318,31 @@ pub struct DiscoveryHealth {
 }
 
 impl Observed {
+    /// Whether `self` and `other` hold the same inputs, their instants aside: a plan of one would
+    /// decide what a plan of the other did, as long as no time-based wait of that plan (its
+    /// `requeue_after`: pacing, `minReadySeconds`, deadlines, analysis schedules) came due.
+    pub fn same_inputs(&self, other: &Observed) -> bool {
+        let Observed {
+            rollout,
+            statefulset,
+            pods,
+            pdbs,
+            discovery,
+            now: _,
+            analysis,
+            in_place,
+            integrations,
+        } = self;
+        *rollout == other.rollout
+            && *statefulset == other.statefulset
+            && *pods == other.pods
+            && *pdbs == other.pdbs
+            && *discovery == other.discovery
+            && *analysis == other.analysis
+            && *in_place == other.in_place
+            && *integrations == other.integrations
+    }
+
     /// A snapshot with no StatefulSet, pods, PDB or discovery view.
     pub fn new(rollout: StatefulsetRollout, now: Timestamp) -> Self {
         Observed {
@@ -289,6 +354,7 @@ impl Observed {
             now,
             analysis: Vec::new(),
             in_place: InPlaceObserved::default(),
+            integrations: IntegrationsObserved::default(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use sroll_api::StatefulsetRolloutStatus;
+use sroll_api::{StatefulsetRolloutStatus, WebhookTrigger};
 
 /// The decision of one reconcile.
 #[derive(Clone, Debug, PartialEq)]
@@ -11,7 +11,7 @@ pub struct Plan {
     /// The one thing to do to the cluster.
     pub action: Action,
     /// The whole status to write (status subresource) once the action has been executed. It assumes
-    /// the action succeeds; after a partial eviction call [`Plan::record_evictions`].
+    /// the action succeeds; [`crate::settle`] turns it into the status of what really happened.
     pub status: StatefulsetRolloutStatus,
     /// Events to record on the rollout after the action succeeded (one per decision, not per pod).
     pub events: Vec<PlannedEvent>,
@@ -20,6 +20,34 @@ pub struct Plan {
     /// time for time-based waits (pacing, `minReadySeconds`, progress deadline); a short interval
     /// while change is expected.
     pub requeue_after: Option<Duration>,
+    /// What to announce (webhooks, Slack, the release callback), derived from the status before
+    /// and after this plan (`transitions`): every event once per transition.
+    pub notify: Notify,
+}
+
+/// What a plan (or its settled outcome) announces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// Webhook triggers, in the order they happened (`spec.notifications.webhooks` receive those
+    /// they subscribe to).
+    pub triggers: Vec<WebhookTrigger>,
+    /// Update the Slack messages (`spec.channel`) with the rollout as it is now: at level `info`
+    /// on lifecycle transitions only, at `debug` also on every batch.
+    pub slack: bool,
+    /// The release callback to deliver (`spec.bapi`), while the outcome is not recorded in
+    /// `status.lastCallbackStageId`/`lastCallbackOutcome`. Delivering the same one again is a
+    /// no-op for the sender (it is identified by rollout, stage id and outcome).
+    pub callback: Option<CallbackDue>,
+}
+
+/// A release callback due: the stage and the outcome (`RolloutDone`, `RolloutFailed` or
+/// `RolloutAborted`) to report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackDue {
+    /// `spec.bapi.stageId`.
+    pub stage_id: String,
+    /// The phase reported as the outcome.
+    pub outcome: sroll_api::Phase,
 }
 
 /// What the operator does to the cluster in this reconcile.
@@ -132,79 +160,4 @@ pub struct PlannedEvent {
     pub note: String,
     /// The action taken, PascalCase (`Apply`, `Evict`, `Delete`, `Reconcile`, …).
     pub action: String,
-}
-
-impl Plan {
-    /// Replaces the plan's outcome after the API server rejected the StatefulSet it applies (422
-    /// Invalid or 400): the same spec will be rejected again, so the rollout is `Blocked` with
-    /// `SpecValid=False` (reason `StatefulSetRejected`, the server's message) until its spec
-    /// changes, and nothing else is planned. `generation` is the rollout's `metadata.generation`.
-    pub fn statefulset_rejected(
-        &mut self,
-        message: &str,
-        generation: Option<i64>,
-        now: k8s_openapi::jiff::Timestamp,
-    ) {
-        // Condition messages are capped at 32 KiB by the API; a rejection can quote the input.
-        let message: String = message.chars().take(4096).collect();
-        crate::conditions::set(
-            &mut self.status.conditions,
-            sroll_api::condition_types::SPEC_VALID,
-            crate::conditions::Status::False,
-            crate::reasons::STATEFULSET_REJECTED,
-            message.clone(),
-            generation,
-            now,
-        );
-        self.status.phase = Some(sroll_api::Phase::Blocked);
-        self.status.reason = Some(message);
-        self.events.clear();
-        self.requeue_after = None;
-        self.action = Action::Wait;
-    }
-
-    /// Adjusts the plan after an [`Action::Evict`] that stopped early: only the first `evicted`
-    /// pods were evicted (the next was refused with 429, or failed); `observed` is the snapshot the
-    /// plan was made from. With `evicted == 0` the pacing clock (`lastEvictionTime`) is left as it
-    /// was and no `PodsEvicted` event is recorded. A no-op when every pod was evicted.
-    pub fn record_evictions(&mut self, evicted: usize, observed: &crate::Observed) {
-        let Action::Evict { pods, .. } = &self.action else {
-            return;
-        };
-        if evicted >= pods.len() {
-            return;
-        }
-        let done: Vec<String> = pods.iter().take(evicted).cloned().collect();
-        let refused = pods.len() - evicted;
-        if evicted == 0 {
-            self.status.last_eviction_time = observed
-                .rollout
-                .status
-                .as_ref()
-                .and_then(|s| s.last_eviction_time.clone());
-        }
-        self.events
-            .retain(|e| e.reason != crate::reasons::PODS_EVICTED);
-        if evicted > 0 {
-            self.events.push(PlannedEvent {
-                type_: EventType::Normal,
-                reason: crate::reasons::PODS_EVICTED.into(),
-                note: format!(
-                    "evicted {} of {} pods ({}); the disruption budget refused the rest",
-                    evicted,
-                    pods.len(),
-                    crate::planner::name_list(&done)
-                ),
-                action: "Evict".into(),
-            });
-        }
-        self.status.reason = Some(format!(
-            "evicted {} pod{} ({}); {} not evicted (refused by the disruption budget, or recreated since observed), retrying",
-            evicted,
-            if evicted == 1 { "" } else { "s" },
-            crate::planner::name_list(&done),
-            refused
-        ));
-        self.requeue_after = Some(crate::planner::REQUEUE_BACKPRESSURE);
-    }
 }

@@ -37,7 +37,7 @@ use crate::{
     analysis::Gate,
     conditions::{self, Status},
     desired::{desired_statefulset, spec_hash, template_hash},
-    reasons as r,
+    reasons as r, transitions,
 };
 
 mod in_place;
@@ -49,6 +49,10 @@ pub const REQUEUE_SOON: Duration = Duration::from_secs(2);
 pub const REQUEUE_WAITING: Duration = Duration::from_secs(10);
 /// Requeue after an eviction was refused with 429.
 pub const REQUEUE_BACKPRESSURE: Duration = Duration::from_secs(5);
+/// Requeue while an integration's result is pending (a release callback under way, Slack messages
+/// not showing the latest state yet): the workers wake the rollout when it arrives; this is the
+/// safety net, and what keeps a terminal rollout looked at until then.
+pub const REQUEUE_INTEGRATIONS: Duration = Duration::from_secs(2);
 
 /// How many pod names a reason or event lists before "and N more".
 const NAMES_SHOWN: usize = 10;
@@ -114,6 +118,9 @@ struct Planner<'a> {
     next_available: Option<Duration>,
     /// A step holds for the user (an inconclusive analysis): the `Paused` condition's message.
     analysis_paused: Option<String>,
+    /// The `Progressing` condition's reason when the rollout waits within `RolloutInProgress`
+    /// for something other than its pods (the StatefulSet controller).
+    progress_reason: Option<&'static str>,
 }
 
 /// What the rollout proper decided, before the common status bookkeeping.
@@ -172,6 +179,7 @@ impl<'a> Planner<'a> {
             failure_reason: r::PROGRESS_DEADLINE_EXCEEDED,
             next_available: None,
             analysis_paused: None,
+            progress_reason: None,
         }
     }
 
@@ -276,7 +284,7 @@ impl<'a> Planner<'a> {
             // A recreate in progress (statefulsetName cleared) must not read as a deletion under us.
             self.status.statefulset_name = self.prev.statefulset_name.clone();
             return Outcome::wait(
-                Phase::Pending,
+                self.between_steps(),
                 format!("waiting for StatefulSet {} to finish deleting", live.name),
                 Some(REQUEUE_SOON),
             );
@@ -302,10 +310,13 @@ impl<'a> Planner<'a> {
             return self.apply(live, &thash);
         }
 
-        // 6. The StatefulSet controller must have computed the revisions of this spec.
+        // 6. The StatefulSet controller must have computed the revisions of this spec. Within a
+        //    release (after each partition move) that is a wait of `RolloutInProgress`, with its
+        //    own `Progressing` reason, never a step back to `RolloutPending`.
         if live.observed_generation.unwrap_or(0) < live.generation {
+            self.progress_reason = Some(r::WAITING_FOR_STATEFULSET);
             return Outcome::wait(
-                Phase::Pending,
+                self.between_steps(),
                 format!(
                     "waiting for the StatefulSet controller to observe generation {} of {}",
                     live.generation, live.name
@@ -314,8 +325,9 @@ impl<'a> Planner<'a> {
             );
         }
         let Some(update) = live.update_revision.clone() else {
+            self.progress_reason = Some(r::WAITING_FOR_STATEFULSET);
             return Outcome::wait(
-                Phase::Pending,
+                self.between_steps(),
                 format!(
                     "waiting for the StatefulSet controller to compute the revisions of {}",
                     live.name
@@ -324,6 +336,17 @@ impl<'a> Planner<'a> {
             );
         };
         self.rollout(live, update)
+    }
+
+    /// The phase while the rollout waits between two steps (the StatefulSet controller has not
+    /// observed the partition just written, a spec change that keeps the pod template is being
+    /// applied, the set is being deleted to be recreated): the phase of the release under way —
+    /// `RolloutPending` is only the phase of a release that has not started moving.
+    fn between_steps(&self) -> Phase {
+        match &self.prev.phase {
+            Some(p @ (Phase::InProgress | Phase::Paused | Phase::Aborted)) => p.clone(),
+            _ => Phase::Pending,
+        }
     }
 
     fn spec_invalid(&mut self, reason: &str, message: String) -> Outcome {
@@ -459,7 +482,13 @@ impl<'a> Planner<'a> {
             "Apply",
         );
         Outcome {
-            phase: Phase::Pending,
+            // A new pod template is a new release, which starts from `RolloutPending`; any other
+            // change is a step within the release under way.
+            phase: if template_changed {
+                Phase::Pending
+            } else {
+                self.between_steps()
+            },
             reason: format!("{what} StatefulSet {}", live.name),
             action: Action::Apply {
                 statefulset: sts,
@@ -517,8 +546,7 @@ impl<'a> Planner<'a> {
         };
         self.target = Some(target);
         self.track_revisions(&update, &current);
-        let fast_rollback = self.status.previous_revision.as_deref() == Some(update.as_str())
-            && self.prev.update_revision.is_some();
+        let fast_rollback = transitions::rolling_back(&self.prev, &self.status, &update);
 
         let slots = self.slots(live, &update);
         self.next_available = slots
@@ -554,6 +582,7 @@ impl<'a> Planner<'a> {
             replicas,
             target,
             fast_rollback,
+            hold_for_discovery: true,
             slots,
         };
         match gate {
@@ -669,6 +698,8 @@ impl<'a> Planner<'a> {
             replicas: c.replicas,
             target: 0,
             fast_rollback: true,
+            // The pods going back are the ones that failed: their health holds nothing.
+            hold_for_discovery: false,
             slots: c
                 .slots
                 .iter()
@@ -728,8 +759,7 @@ impl<'a> Planner<'a> {
         let started = self.prev.update_revision.as_deref() != Some(update);
         if started {
             if let Some(old_update) = self.prev.update_revision.clone() {
-                let rollback = self.prev.previous_revision.as_deref() == Some(update);
-                if rollback {
+                if transitions::rollback_starts(&self.prev, update) {
                     // Keep previousRevision: the rollback stays unpaced until it completes.
                     self.event(
                         EventType::Normal,
@@ -1152,33 +1182,12 @@ impl<'a> Planner<'a> {
                 );
             }
             [pdb] => {
-                // The PDB counts a Ready pod as healthy even while service discovery does not: those
-                // pods are still in flight for the rollout, so they use up the allowance too.
-                let discovery_unhealthy = match self.discovery_gate() {
-                    Some(healthy) => c
-                        .slots
-                        .iter()
-                        .filter(|s| matches!(s.state, State::Updated { available: false }))
-                        .filter_map(|s| s.pod)
-                        .filter(|p| p.ready && !healthy.contains(&p.name))
-                        .count(),
-                    None => 0,
-                };
-                size = usize::try_from(pdb_allowance(pdb, c))
-                    .unwrap_or(0)
-                    .saturating_sub(discovery_unhealthy);
+                size = usize::try_from(pdb_allowance(pdb, c)).unwrap_or(0);
                 if size == 0 {
-                    why = if discovery_unhealthy > 0 {
-                        format!(
-                            "PodDisruptionBudget {} allows {}, used by pods not yet healthy in service discovery",
-                            pdb.name, pdb.disruptions_allowed
-                        )
-                    } else {
-                        format!(
-                            "waiting for PodDisruptionBudget {} to allow a disruption",
-                            pdb.name
-                        )
-                    };
+                    why = format!(
+                        "waiting for PodDisruptionBudget {} to allow a disruption",
+                        pdb.name
+                    );
                 }
             }
             many => {
@@ -1190,6 +1199,35 @@ impl<'a> Planner<'a> {
                 self.degraded
                     .push((r::MULTIPLE_DISRUPTION_BUDGETS, msg.clone()));
                 return Err(Outcome::wait(Phase::Blocked, msg, None));
+            }
+        }
+        // A pod at the update revision Ready in Kubernetes but not healthy in service discovery
+        // holds the next eviction until it is healthy (or `healthTimeoutSeconds` fails the
+        // rollout): the PDB counts it healthy, so its allowance would let the rollout go on
+        // moving pods that nobody serves.
+        if c.hold_for_discovery && size > 0 {
+            let unhealthy: Vec<String> = match self.discovery_gate() {
+                Some(healthy) => c
+                    .slots
+                    .iter()
+                    .filter(|s| matches!(s.state, State::Updated { available: false }))
+                    .filter_map(|s| s.pod)
+                    .filter(|p| p.ready && !healthy.contains(&p.name))
+                    .map(|p| p.name.clone())
+                    .collect(),
+                None => Vec::new(),
+            };
+            if !unhealthy.is_empty() {
+                return Ok((
+                    0,
+                    format!(
+                        "holding the next eviction until pod{} {} {} healthy in service discovery",
+                        plural(unhealthy.len()),
+                        name_list(&unhealthy),
+                        if unhealthy.len() == 1 { "is" } else { "are" }
+                    ),
+                    requeue,
+                ));
             }
         }
         // The rollout's own concurrency cap: spec.maxUnavailable, or one pod when no PDB.
@@ -1486,7 +1524,6 @@ impl<'a> Planner<'a> {
 
     /// Phase, reason, conditions, transition events and the requeue.
     fn finish(mut self, o: Outcome) -> Plan {
-        let prev_phase = self.prev.phase.clone();
         if !self.spec_invalid {
             conditions::set(
                 &mut self.status.conditions,
@@ -1504,7 +1541,10 @@ impl<'a> Planner<'a> {
             Phase::Paused => (Status::Unknown, r::PAUSE_REQUESTED),
             Phase::Blocked => (Status::False, o.phase.as_str()),
             Phase::Aborted => (Status::False, r::ROLLOUT_ABORTED),
-            _ => (Status::True, r::ROLLOUT_IN_PROGRESS),
+            _ => (
+                Status::True,
+                self.progress_reason.unwrap_or(r::ROLLOUT_IN_PROGRESS),
+            ),
         };
         conditions::set(
             &mut self.status.conditions,
@@ -1612,81 +1652,111 @@ impl<'a> Planner<'a> {
             );
         }
 
-        // Transition events.
-        let entered = |p: &Phase| prev_phase.as_ref() != Some(p) && &o.phase == p;
-        if entered(&Phase::Paused) {
-            self.event(
-                EventType::Normal,
-                r::ROLLOUT_PAUSED,
-                o.reason.clone(),
-                "Pause",
-            );
-        }
-        if prev_phase == Some(Phase::Paused) && o.phase != Phase::Paused && !paused {
-            self.event(
-                EventType::Normal,
-                r::ROLLOUT_RESUMED,
-                "the rollout was resumed".into(),
-                "Resume",
-            );
-        }
-        if entered(&Phase::Done) {
-            self.event(
-                EventType::Normal,
-                r::ROLLOUT_DONE,
-                o.reason.clone(),
-                "Reconcile",
-            );
-        }
-        if entered(&Phase::Aborted) {
-            self.event(
-                EventType::Warning,
-                r::ROLLOUT_ABORTED,
-                o.reason.clone(),
-                "Reconcile",
-            );
-        }
-        if entered(&Phase::Failed) {
-            self.event(
-                EventType::Warning,
-                r::ROLLOUT_FAILED,
-                o.reason.clone(),
-                "Reconcile",
-            );
-        }
-        if o.phase == Phase::Blocked
-            && (prev_phase != Some(Phase::Blocked)
-                || self.prev.reason.as_deref() != Some(&o.reason))
-        {
-            let reason = self
-                .status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == ct::SPEC_VALID && c.status == "False")
-                .map(|c| c.reason.clone())
-                .unwrap_or_else(|| {
-                    self.degraded
-                        .first()
-                        .map_or(o.phase.as_str(), |d| d.0)
-                        .into()
-                });
-            self.event(EventType::Warning, &reason, o.reason.clone(), "Reconcile");
-        }
-
+        let pending = self.record_integrations(&o.phase);
         self.status.phase = Some(o.phase);
         self.status.reason = Some(o.reason);
-        self.status.reconcile_after = o.requeue.and_then(|d| {
+        let requeue = match o.requeue {
+            None if pending => Some(REQUEUE_INTEGRATIONS),
+            r => r,
+        };
+        self.status.reconcile_after = requeue.and_then(|d| {
             SignedDuration::try_from(d)
                 .ok()
                 .and_then(|d| self.now.checked_add(d).ok())
                 .map(Time)
         });
+        let t = transitions::between(self.obs, &self.prev, &self.status);
+        let first_degraded = self.degraded.first().map(|d| d.0);
+        let events = transitions::events(&t, &self.prev, &self.status, || {
+            blocked_reason(&self.status, first_degraded)
+        });
+        self.events.extend(events);
+        let notify = transitions::notify(self.obs, &t, &o.action, &self.status);
         Plan {
             action: o.action,
             status: self.status,
             events: self.events,
-            requeue_after: o.requeue,
+            requeue_after: requeue,
+            notify,
         }
+    }
+
+    /// Records what the integrations reported (`Observed::integrations`): the Slack messages'
+    /// ids, the `NotificationsDelivered` condition, the release callback's delivery (its outcome is
+    /// recorded in `lastCallbackStageId`/`lastCallbackOutcome` only after a 2xx) and the
+    /// `CallbackDelivered` condition. Returns whether a result is still pending.
+    fn record_integrations(&mut self, phase: &Phase) -> bool {
+        let observed = &self.obs.integrations;
+        let mut pending = false;
+        if let Some(n) = &observed.notifications {
+            if let Some(message) = &n.slack_message {
+                self.status.slack_message = Some(message.clone());
+            }
+            pending |= n.pending;
+            let (status, reason, message) = match &n.error {
+                Some(e) => (Status::False, r::NOTIFICATION_FAILED, e.clone()),
+                None => (
+                    Status::True,
+                    r::NOTIFICATIONS_DELIVERED,
+                    "notifications are delivered".to_owned(),
+                ),
+            };
+            conditions::set(
+                &mut self.status.conditions,
+                ct::NOTIFICATIONS_DELIVERED,
+                status,
+                reason,
+                message,
+                self.generation,
+                self.now,
+            );
+        }
+        let Some(bapi) = &self.spec().bapi else {
+            return pending;
+        };
+        if !matches!(phase, Phase::Done | Phase::Failed | Phase::Aborted) {
+            return pending;
+        }
+        let recorded = self.status.last_callback_stage_id.as_deref()
+            == Some(bapi.stage_id.as_str())
+            && self.status.last_callback_outcome.as_deref() == Some(phase.as_str());
+        if recorded {
+            return pending;
+        }
+        let (status, reason, message) = match &observed.callback {
+            Some(c) if c.stage_id == bapi.stage_id && &c.outcome == phase => {
+                if c.delivered == Some(true) {
+                    // Recorded only after a 2xx: the next plan never asks for it again.
+                    self.status.last_callback_stage_id = Some(bapi.stage_id.clone());
+                    self.status.last_callback_outcome = Some(phase.as_str().to_owned());
+                }
+                pending |= c.delivered.is_none();
+                let status = match c.delivered {
+                    Some(true) => Status::True,
+                    Some(false) => Status::False,
+                    None => Status::Unknown,
+                };
+                (status, c.reason.clone(), c.message.clone())
+            }
+            _ => {
+                pending = true;
+                (
+                    Status::Unknown,
+                    r::CALLBACK_PENDING.to_owned(),
+                    "delivering the release callback".to_owned(),
+                )
+            }
+        };
+        conditions::set(
+            &mut self.status.conditions,
+            ct::CALLBACK_DELIVERED,
+            status,
+            &reason,
+            message,
+            self.generation,
+            self.now,
+        );
+        pending
     }
 
     fn availability(&self) -> (bool, String) {
@@ -1721,12 +1791,25 @@ impl<'a> Planner<'a> {
     }
 }
 
+/// The reason of a `RolloutBlocked` event: the `SpecValid=False` condition's reason, else the
+/// first cause of `Degraded`, else the phase.
+fn blocked_reason(status: &StatefulsetRolloutStatus, first_degraded: Option<&str>) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ct::SPEC_VALID && c.status == "False")
+        .map(|c| c.reason.clone())
+        .unwrap_or_else(|| first_degraded.unwrap_or(Phase::Blocked.as_str()).to_owned())
+}
+
 struct RolloutCtx<'a> {
     live: &'a LiveStatefulSet,
     update: String,
     replicas: i32,
     target: i32,
     fast_rollback: bool,
+    /// Pods Ready but not healthy in service discovery hold the next eviction.
+    hold_for_discovery: bool,
     slots: Vec<Slot<'a>>,
 }
 

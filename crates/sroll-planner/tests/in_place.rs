@@ -476,7 +476,7 @@ fn a_pod_out_of_traffic_stays_out_while_the_statefulset_controller_has_not_seen_
         let p = sim.step();
         assert_eq!(
             p.status.phase,
-            Some(Phase::Pending),
+            Some(Phase::InProgress),
             "{:?}",
             p.status.reason
         );

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sroll_api::{Phase, condition_types as ct};
-use sroll_planner::{Action, ApplyKind, Plan, plan};
+use sroll_planner::{Action, ApplyKind, Executed, Plan, plan, settle};
 use support::*;
 
 fn condition<'a>(p: &'a Plan, type_: &str) -> (&'a str, &'a str, &'a str) {
@@ -242,15 +242,24 @@ fn a_change_outside_the_template_keeps_the_partition() {
 
 #[test]
 fn nothing_moves_until_the_statefulset_controller_observed_the_generation() {
-    let r = Rollout::test().in_progress();
+    let r = Rollout::test().status(|s| s.phase = Some(Phase::InProgress));
     let p = plan(
         &World::of(&r)
             .set(|l| l.observed_generation = Some(2))
             .observed(),
     );
     assert_eq!(p.action, Action::Wait);
-    assert_eq!(p.status.phase, Some(Phase::Pending));
+    assert_eq!(
+        p.status.phase,
+        Some(Phase::InProgress),
+        "waiting for the StatefulSet controller is no step back to RolloutPending"
+    );
+    assert_eq!(
+        condition(&p, ct::PROGRESSING).1,
+        "WaitingForStatefulSetController"
+    );
     assert_eq!(p.requeue_after, Some(sroll_planner::REQUEUE_SOON));
+    assert!(p.notify.triggers.is_empty(), "{:?}", p.notify);
 }
 
 #[test]
@@ -634,19 +643,36 @@ fn a_partial_eviction_keeps_the_pacing_clock_honest() {
         .in_progress()
         .status(|s| s.last_eviction_time = Some(micro(T0 - 99)));
     let obs = World::of(&r).pdb(3).observed();
-    let mut p = plan(&obs);
-    p.record_evictions(0, &obs);
-    assert_eq!(p.status.last_eviction_time, Some(micro(T0 - 99)));
-    assert!(!has_event(&p, "PodsEvicted"));
-    let mut p = plan(&obs);
-    p.record_evictions(1, &obs);
-    assert_eq!(p.status.last_eviction_time, Some(micro(T0)));
+    let p = plan(&obs);
+    let evicted = |n| Executed {
+        evicted: Some(n),
+        ..Executed::default()
+    };
+    let s = settle(&obs, &p, &evicted(0));
+    assert_eq!(s.status.last_eviction_time, Some(micro(T0 - 99)));
+    assert!(!s.events.iter().any(|e| e.reason == "PodsEvicted"));
+    let s = settle(&obs, &p, &evicted(1));
+    assert_eq!(s.status.last_eviction_time, Some(micro(T0)));
     assert!(
-        p.events
+        s.events
             .iter()
             .any(|e| e.reason == "PodsEvicted" && e.note.contains("web-9"))
     );
-    assert_eq!(p.requeue_after, Some(sroll_planner::REQUEUE_BACKPRESSURE));
+    assert_eq!(s.requeue_after, Some(sroll_planner::REQUEUE_BACKPRESSURE));
+    assert!(
+        s.status
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("2 not evicted")),
+        "{:?}",
+        s.status.reason
+    );
+    // Every pod evicted: the plan stands as planned.
+    let all = settle(&obs, &p, &Executed::default());
+    assert_eq!(
+        (all.status, all.events, all.requeue_after),
+        (p.status.clone(), p.events.clone(), p.requeue_after)
+    );
 }
 
 #[test]
@@ -802,4 +828,198 @@ fn a_pod_ready_but_unhealthy_in_service_discovery_holds_the_next_eviction_naming
     let next = gated(&["web-0", "web-1", "web-2", "web-3"]);
     assert_eq!(evicted(&next).0, ["web-2"]);
     assert_eq!(condition(&next, ct::DEGRADED).0, "False");
+}
+
+#[test]
+fn a_pod_unhealthy_in_service_discovery_holds_the_next_eviction_even_when_the_pdb_allows_more() {
+    // The PDB allows 2; web-9 is updated and Ready in Kubernetes, but critical in discovery.
+    let r = Rollout::test().in_progress();
+    let world = World::of(&r)
+        .partition(9)
+        .pods(9..10, NEW, Ready)
+        .ready_since(9, T0 - 10)
+        .pdb(2);
+    let gated = |healthy: &[&str]| {
+        let mut o = world.observed();
+        o.rollout.spec.service_discovery = Some(sroll_api::ServiceDiscovery {
+            services: vec!["web".into()],
+            ..sroll_api::ServiceDiscovery::default()
+        });
+        let mut all: Vec<String> = (0..9).map(|i| format!("web-{i}")).collect();
+        all.extend(healthy.iter().map(|p| (*p).to_owned()));
+        o.discovery = Some(sroll_planner::DiscoveryHealth {
+            reachable: true,
+            healthy_pods: all.into_iter().collect(),
+            existing_services: vec!["web".into()],
+        });
+        plan(&o)
+    };
+    let held = gated(&[]);
+    assert_eq!(held.action, Action::Wait, "{:?}", held.status.reason);
+    let reason = held.status.reason.clone().unwrap_or_default();
+    assert!(
+        reason
+            .contains("holding the next eviction until pod web-9 is healthy in service discovery"),
+        "{reason}"
+    );
+    assert_eq!(condition(&held, ct::DEGRADED).1, "DiscoveryUnhealthy");
+    // Healthy: the PDB's two disruptions are used again.
+    let next = gated(&["web-9"]);
+    assert_eq!(evicted(&next).0, ["web-8", "web-7"]);
+    // Past healthTimeoutSeconds the rollout fails.
+    let mut late = world.clone().now(T0 + 600).observed();
+    late.rollout.spec.service_discovery = Some(sroll_api::ServiceDiscovery {
+        services: vec!["web".into()],
+        ..sroll_api::ServiceDiscovery::default()
+    });
+    late.discovery = Some(sroll_planner::DiscoveryHealth {
+        reachable: true,
+        healthy_pods: (0..9).map(|i| format!("web-{i}")).collect(),
+        existing_services: vec!["web".into()],
+    });
+    let failed = plan(&late);
+    assert_eq!(failed.status.phase, Some(Phase::Failed));
+    assert_eq!(
+        condition(&failed, ct::PROGRESSING).1,
+        "DiscoveryHealthTimeout"
+    );
+}
+
+#[test]
+fn a_rejected_statefulset_settles_as_blocked_and_announces_no_start() {
+    let r = Rollout::test()
+        .in_progress()
+        .status(|s| s.phase = Some(Phase::Pending));
+    let obs = World::of(&r).pdb(3).observed();
+    let p = plan(&obs);
+    assert!(matches!(p.action, Action::Evict { .. }), "{:?}", p.action);
+    let s = settle(
+        &obs,
+        &p,
+        &Executed {
+            rejected: Some("the API server rejected StatefulSet web (422 Invalid): bad".into()),
+            ..Executed::default()
+        },
+    );
+    assert_eq!(s.status.phase, Some(Phase::Blocked));
+    let c = s
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ct::SPEC_VALID)
+        .expect("SpecValid");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "StatefulSetRejected")
+    );
+    assert!(
+        s.status
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("422"))
+    );
+    assert_eq!(s.requeue_after, None);
+    assert!(s.notify.triggers.is_empty(), "{:?}", s.notify);
+    assert!(
+        s.events.iter().any(|e| e.reason == "StatefulSetRejected"),
+        "{:?}",
+        s.events
+    );
+    assert!(!s.events.iter().any(|e| e.reason == "PodsEvicted"));
+}
+
+#[test]
+fn the_callback_outcome_is_recorded_only_once_the_sender_reports_a_2xx() {
+    let r = Rollout::test().status(|s| {
+        s.phase = Some(Phase::Done);
+        s.current_revision = Some(NEW.into());
+    });
+    let w = World::of(&r)
+        .set(|l| {
+            l.current_revision = Some(NEW.into());
+            l.partition = Some(0);
+        })
+        .pods(0..10, NEW, Ready);
+    let with = |callback: Option<sroll_planner::CallbackObserved>| {
+        let mut o = w.observed();
+        o.rollout.spec.bapi = Some(sroll_api::Bapi {
+            url: "https://bapi.example.com/cb".into(),
+            stage_id: "s1".into(),
+        });
+        o.integrations.callback = callback;
+        plan(&o)
+    };
+    // Not handed to the sender yet: due, pending, looked at again.
+    let p = with(None);
+    assert_eq!(p.status.phase, Some(Phase::Done));
+    let due = p.notify.callback.clone().expect("a callback due");
+    assert_eq!((due.stage_id.as_str(), due.outcome), ("s1", Phase::Done));
+    assert_eq!(condition(&p, ct::CALLBACK_DELIVERED).0, "Unknown");
+    assert_eq!(p.requeue_after, Some(sroll_planner::REQUEUE_INTEGRATIONS));
+    assert_eq!(p.status.last_callback_outcome, None);
+    // Delivered: recorded, and never due again.
+    let p = with(Some(sroll_planner::CallbackObserved {
+        stage_id: "s1".into(),
+        outcome: Phase::Done,
+        delivered: Some(true),
+        reason: "CallbackDelivered".into(),
+        message: "answered with HTTP 200".into(),
+    }));
+    assert_eq!(p.status.last_callback_stage_id.as_deref(), Some("s1"));
+    assert_eq!(
+        p.status.last_callback_outcome.as_deref(),
+        Some("RolloutDone")
+    );
+    assert_eq!(condition(&p, ct::CALLBACK_DELIVERED).0, "True");
+    assert_eq!(p.notify.callback, None);
+    assert_eq!(p.requeue_after, None);
+    // A delivery of another outcome says nothing about this one.
+    let p = with(Some(sroll_planner::CallbackObserved {
+        stage_id: "s1".into(),
+        outcome: Phase::Failed,
+        delivered: Some(true),
+        reason: "CallbackDelivered".into(),
+        message: "answered with HTTP 200".into(),
+    }));
+    assert_eq!(p.status.last_callback_outcome, None);
+    assert!(p.notify.callback.is_some());
+}
+
+#[test]
+fn notification_results_land_in_the_status_through_the_plan() {
+    let r = Rollout::test().in_progress();
+    let mut o = World::of(&r).pdb(1).observed();
+    o.integrations.notifications = Some(sroll_planner::NotificationsObserved {
+        slack_message: Some(sroll_api::SlackMessage {
+            channel: "C1".into(),
+            ts: vec!["1.1".into()],
+            rollout_identity: None,
+        }),
+        error: Some("chat.update answered 500".into()),
+        pending: true,
+    });
+    let p = plan(&o);
+    assert_eq!(
+        p.status.slack_message.as_ref().map(|m| m.ts.clone()),
+        Some(vec!["1.1".to_owned()])
+    );
+    let (status, reason, message) = condition(&p, ct::NOTIFICATIONS_DELIVERED);
+    assert_eq!((status, reason), ("False", "NotificationFailed"));
+    assert!(message.contains("500"), "{message}");
+}
+
+#[test]
+fn observations_differing_only_in_their_instant_hold_the_same_inputs() {
+    let r = Rollout::test().in_progress();
+    let w = World::of(&r).pdb(1);
+    let a = w.observed();
+    assert!(a.same_inputs(&w.clone().now(T0 + 30).observed()));
+    assert!(!a.same_inputs(&w.clone().pods(9..10, NEW, Ready).observed()));
+    assert!(!a.same_inputs(&w.clone().pdb(2).observed()));
+    let mut reported = w.observed();
+    reported.integrations.notifications = Some(sroll_planner::NotificationsObserved::default());
+    assert!(!a.same_inputs(&reported));
+    let mut healthier = w.observed();
+    healthier.discovery = Some(sroll_planner::DiscoveryHealth::default());
+    assert!(!a.same_inputs(&healthier));
 }

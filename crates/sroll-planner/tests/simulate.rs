@@ -383,3 +383,53 @@ fn a_thousand_pods_with_a_ten_percent_budget_finish_in_ten_batches() {
         started.elapsed() / u32::try_from(sim.plans).unwrap_or(1)
     );
 }
+
+#[test]
+fn a_120_pod_rollout_at_a_20_percent_budget_announces_its_start_each_batch_and_its_end_once() {
+    let mut sim = settled(120, Some(24));
+    sim.rollout.spec.channel = Some("#deploys".into());
+    set_image(&mut sim, "registry.example.com/app:v3");
+    let mut phases: Vec<Phase> = Vec::new();
+    let mut triggers = Vec::new();
+    let mut slack_updates = 0;
+    let mut last = sim.step();
+    for i in 0..3000 {
+        let phase = last.status.phase.clone().expect("a phase");
+        if phases.last() != Some(&phase) {
+            phases.push(phase.clone());
+        }
+        triggers.extend(last.notify.triggers.iter().cloned());
+        slack_updates += usize::from(last.notify.slack);
+        if phase.is_terminal() && last.action == sroll_planner::Action::Wait {
+            break;
+        }
+        // A loaded machine: the StatefulSet controller often has not observed the last write.
+        if i % 2 == 0 {
+            sim.generation += 1;
+        }
+        if last.action == sroll_planner::Action::Wait {
+            sim.advance(1);
+        }
+        last = sim.step();
+    }
+    assert_eq!(
+        phases,
+        [Phase::Pending, Phase::InProgress, Phase::Done],
+        "no step back while waiting for the StatefulSet controller"
+    );
+    assert_eq!(sim.count_at(sim.update.as_deref().expect("update")), 120);
+    use sroll_api::WebhookTrigger as T;
+    let count = |t: T| triggers.iter().filter(|x| **x == t).count();
+    assert_eq!(count(T::Started), 1, "{triggers:?}");
+    assert_eq!(count(T::Completed), 1, "{triggers:?}");
+    assert_eq!(
+        count(T::StepCompleted),
+        5,
+        "one per batch of 24: {triggers:?}"
+    );
+    assert_eq!(triggers.len(), 7, "{triggers:?}");
+    assert_eq!(
+        slack_updates, 2,
+        "Slack at level info: the start and the end"
+    );
+}

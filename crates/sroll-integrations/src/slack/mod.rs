@@ -169,7 +169,7 @@ impl SlackNotifier {
 
     /// Hands the latest snapshot of a rollout to the worker; returns at once.
     ///
-    /// `events` are the lifecycle events of this reconcile ([`crate::transition_events`]). At level
+    /// `events` are the lifecycle events of this reconcile (the planner's `Notify::triggers`). At level
     /// `info` a snapshot is taken only with a lifecycle event or when terminal; at `debug`, always
     /// (so every batch shows). `Ok(false)`: filtered out by the level. [`Error::QueueFull`]: more than
     /// `max_rollouts` rollouts are waiting; the operator retries on its next reconcile.

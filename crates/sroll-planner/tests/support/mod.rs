@@ -372,6 +372,7 @@ impl World {
             now: self.now,
             analysis: Vec::new(),
             in_place: Default::default(),
+            integrations: Default::default(),
         }
     }
 }

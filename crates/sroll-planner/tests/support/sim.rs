@@ -378,9 +378,19 @@ impl Sim {
                 ));
             }
         }
-        if let Some(done) = evicted_partially {
-            p.record_evictions(done, &observed);
-        }
+        // What the operator writes: the plan settled with what its action achieved.
+        let settled = sroll_planner::settle(
+            &observed,
+            &p,
+            &sroll_planner::Executed {
+                evicted: evicted_partially,
+                ..Default::default()
+            },
+        );
+        p.status = settled.status;
+        p.events = settled.events;
+        p.requeue_after = settled.requeue_after;
+        p.notify = settled.notify;
         self.check_in_place_exposure();
         self.rollout.status = Some(p.status.clone());
         self.controllers();
