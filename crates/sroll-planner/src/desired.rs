@@ -141,7 +141,7 @@ pub fn pod_template(rollout: &StatefulsetRollout) -> PodTemplateSpec {
     template
 }
 
-fn hash_json<T: Serialize>(value: &T) -> Result<String, Error> {
+pub(crate) fn hash_json<T: Serialize>(value: &T) -> Result<String, Error> {
     let value = serde_json::to_value(value).map_err(Error::Serialize)?;
     let mut bytes = Vec::new();
     write_canonical(&value, &mut bytes);

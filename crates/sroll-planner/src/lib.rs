@@ -27,6 +27,7 @@ pub mod inplace;
 pub mod observed;
 pub mod plan;
 mod planner;
+pub mod sidecar_set;
 
 pub use analysis::ObservedMeasurement;
 pub use desired::{
