@@ -66,6 +66,16 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// The admission webhook server could not read or write its Secret or configurations.
+    #[error("failed to {action} for the admission webhooks")]
+    Webhook {
+        /// What was being done (`read the certificate Secret`, `update sroll-mutating-webhooks`).
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+
     /// This replica lost the lease while leading; it stops acting at once.
     #[error("failed to keep leadership: the lease was not renewed within {0:?}")]
     LeadershipLost(Duration),
@@ -187,6 +197,7 @@ impl Error {
             Self::Preflight { .. } => "preflight",
             Self::Server { .. } => "server",
             Self::Lease { .. } => "lease",
+            Self::Webhook { .. } => "webhook",
             Self::LeadershipLost(_) => "leadership_lost",
             Self::InvalidObject(_) => "invalid_object",
             Self::Serialize { .. } => "serialize",

@@ -31,6 +31,7 @@ pub mod observe;
 pub mod preflight;
 pub mod server;
 pub mod telemetry;
+pub mod webhook;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
