@@ -172,6 +172,18 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A write of the SidecarSet controller failed.
+    #[error("SidecarSet {name}: failed to write {what}")]
+    SidecarSetWrite {
+        /// SidecarSet name.
+        name: String,
+        /// What was written (`status`, `pod condition`, …).
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+
     /// Writing the rollout's status failed.
     #[error("failed to write the status of rollout {name}")]
     PatchStatus {
@@ -210,6 +222,7 @@ impl Error {
             Self::DeletePod { .. } => "delete_pod",
             Self::PatchStatus { .. } => "patch_status",
             Self::CloneSetWrite { .. } => "cloneset_write",
+            Self::SidecarSetWrite { .. } => "sidecarset_write",
         }
     }
 

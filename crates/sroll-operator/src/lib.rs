@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod observe;
 pub mod preflight;
 pub mod server;
+pub mod sidecar_set;
 pub mod telemetry;
 pub mod webhook;
 
@@ -197,11 +198,14 @@ impl Operator {
         // The CloneSet controller, beside the rollout controller in every scope.
         let clone_sets = join_all(
             scopes
-                .into_iter()
+                .iter()
+                .cloned()
                 .map(|ns| clone_set::run_scope(ctx.clone(), ns, stopped()).boxed()),
         );
+        // The SidecarSet controller: one for every scope (SidecarSets are cluster-scoped).
+        let sidecar_sets = sidecar_set::run(ctx.clone(), scopes, stopped());
         let controllers = bounded_after_stop(
-            futures::future::join(controllers, clone_sets).map(drop),
+            futures::future::join3(controllers, clone_sets, sidecar_sets).map(drop),
             stop_rx.clone(),
         );
         drop(ctx);

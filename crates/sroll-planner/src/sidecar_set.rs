@@ -201,17 +201,24 @@ pub struct Injected {
 /// 5. `imagePullSecrets` not already listed;
 /// 6. [`HASH_ANNOTATION`], [`HASH_WITHOUT_IMAGE_ANNOTATION`], [`INJECTED_LIST_ANNOTATION`].
 ///
-/// A container (or init container) whose name the pod already has is not injected again.
+/// A SidecarSet the pod already records ([`HASH_ANNOTATION`]) is not injected again (a
+/// reinvoked webhook changes nothing), and a container (or init container) whose name the pod
+/// already has is not injected.
 pub fn inject(
     pod: &mut Pod,
     namespace: &str,
     namespace_labels: Option<&BTreeMap<String, String>>,
     sets: &[&SidecarSet],
 ) -> Injected {
+    let already: BTreeMap<String, HashEntry> = read_map(pod, HASH_ANNOTATION);
     let mut chosen: Vec<&SidecarSet> = sets
         .iter()
         .copied()
-        .filter(|s| !s.spec.injection_strategy.paused && matches(s, pod, namespace, namespace_labels))
+        .filter(|s| {
+            !s.spec.injection_strategy.paused
+                && !already.contains_key(&set_name(s))
+                && matches(s, pod, namespace, namespace_labels)
+        })
         .collect();
     chosen.sort_by_key(|s| set_name(s));
     if chosen.is_empty() {
