@@ -202,8 +202,14 @@ impl Operator {
                 .cloned()
                 .map(|ns| clone_set::run_scope(ctx.clone(), ns, stopped()).boxed()),
         );
-        // The SidecarSet controller: one for every scope (SidecarSets are cluster-scoped).
-        let sidecar_sets = sidecar_set::run(ctx.clone(), scopes, stopped());
+        // The SidecarSet controller, over every scope's pods; SidecarSets are cluster-scoped, so it
+        // runs only when the operator watches every namespace (its ClusterRole grants them).
+        let sidecar_sets = if settings.namespaces.is_empty() {
+            sidecar_set::run(ctx.clone(), scopes, stopped()).boxed()
+        } else {
+            tracing::info!("SidecarSets are not served: the operator watches only some namespaces");
+            futures::future::ready(()).boxed()
+        };
         let controllers = bounded_after_stop(
             futures::future::join3(controllers, clone_sets, sidecar_sets).map(drop),
             stop_rx.clone(),

@@ -244,10 +244,17 @@ async fn reconcile(set: Arc<SidecarSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
         );
     };
 
-    // The pods' SidecarSetUpgradable conditions.
+    // The pods' SidecarSetUpgradable conditions, written on the cached pods (a stale copy is
+    // refused by its resourceVersion and written again by the next reconcile).
     for c in &plan.conditions {
         let api: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
-        write_condition(&api, &name, c).await;
+        let cached = observed.pods.iter().find(|p| {
+            p.pod.metadata.name.as_deref() == Some(c.pod.as_str())
+                && p.pod.metadata.namespace.as_deref() == Some(c.namespace.as_str())
+        });
+        if let Some(p) = cached {
+            write_condition(&api, &name, &p.pod, c).await;
+        }
     }
 
     // In-place writes, by namespace.
@@ -333,21 +340,14 @@ async fn reconcile(set: Arc<SidecarSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
     })
 }
 
-/// Writes one pod's `SidecarSetUpgradable` condition (pods/status) on a fresh read, once; a gone
-/// pod or a conflict is left to the next reconcile.
-async fn write_condition(api: &Api<Pod>, set: &str, c: &sidecar_set::ConditionWrite) {
-    let pod = match api.get(&c.pod).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(pod = %c.pod, error = %e, "pod condition: read failed");
-            return;
-        }
-    };
+/// Writes one pod's `SidecarSetUpgradable` condition (pods/status) from `pod` as cached, once; a
+/// gone pod or a conflict is left to the next reconcile.
+async fn write_condition(api: &Api<Pod>, set: &str, pod: &Pod, c: &sidecar_set::ConditionWrite) {
     if pod.uid().as_deref() != Some(c.uid.as_str()) {
         return;
     }
     let Some(next) =
-        sidecar_set::with_upgradable_condition(&pod, set, c.upgradable, Timestamp::now())
+        sidecar_set::with_upgradable_condition(pod, set, c.upgradable, Timestamp::now())
     else {
         return;
     };
@@ -388,8 +388,13 @@ impl SidecarSetCache {
     }
 }
 
-/// Registers the SidecarSet plug-ins: the injector (a pod mutator) and the validator.
+/// Registers the SidecarSet plug-ins: the injector (a pod mutator) and the validator — only when
+/// the operator watches every namespace (SidecarSets are cluster-scoped; the namespaced install
+/// has no ClusterRole to read them).
 pub fn register(ctx: &PluginContext, plugins: &mut Plugins) {
+    if !ctx.namespaces.is_empty() {
+        return;
+    }
     let cache = SidecarSetCache::start(&ctx.client, plugins);
     plugins.mutator(Injector {
         cache: cache.clone(),
