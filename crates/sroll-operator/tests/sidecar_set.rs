@@ -111,6 +111,28 @@ impl World {
             .await
     }
 
+    /// Waits until the injector's cache holds SidecarSet `name`: probe pods (label `app=probe`,
+    /// which every SidecarSet of these tests selects) are created until one comes back injected.
+    async fn injector_sees(&self, name: &str) {
+        let api = self.env.pod_api();
+        let n = AtomicUsize::new(0);
+        wait_for(&format!("the injector to see {name}"), DEADLINE, || async {
+            let probe: Pod = serde_json::from_value(json!({
+                "metadata": {"name": format!("probe-{}", n.fetch_add(1, Ordering::SeqCst)), "labels": {"app": "probe"}},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+            }))
+            .unwrap();
+            let created = api.create(&PostParams::default(), &probe).await.ok()?;
+            let _ = api.delete(&created.name_any(), &Default::default()).await;
+            created
+                .annotations()
+                .get(INJECTED_LIST_ANNOTATION)
+                .is_some_and(|l| l.split(',').any(|s| s == name))
+                .then_some(())
+        })
+        .await;
+    }
+
     async fn patch_set(&self, name: &str, spec: Value) {
         self.sets()
             .patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec})))
@@ -173,7 +195,7 @@ fn log_agent(name: &str, image: &str, extra: Value) -> Value {
         "kind": "SidecarSet",
         "metadata": {"name": name},
         "spec": {
-            "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "web"]}]},
+            "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "web", "probe"]}]},
             "containers": [{
                 "name": "log-agent",
                 "image": image,
@@ -224,6 +246,7 @@ async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_me
     w.create_set(log_agent("logging", "agent:1", json!({})))
         .await
         .expect("the SidecarSet is accepted");
+    w.injector_sees("logging").await;
     let pod_spec = json!({
         "containers": [{
             "name": "app", "image": "app:1",
@@ -413,6 +436,7 @@ async fn a_sidecar_image_upgrade_goes_in_place_bounded_with_partition_and_pause(
     ))
     .await
     .unwrap();
+    w.injector_sees("logging").await;
     let cs: CloneSet = clone_set("web", 4, "app:1", json!({}));
     Api::<CloneSet>::namespaced(w.env.client.clone(), &ns)
         .create(&PostParams::default(), &cs)
