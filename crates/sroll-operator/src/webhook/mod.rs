@@ -29,6 +29,7 @@
 
 pub mod certs;
 pub mod configs;
+pub mod pinning;
 pub mod server;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -307,12 +308,10 @@ impl Plugins {
 
 /// The one place plug-ins are registered, in the order kube-apiserver calls them.
 pub fn register(ctx: &PluginContext) -> Plugins {
-    #[allow(unused_mut)] // the plug-ins below register through it
     let mut plugins = Plugins::default();
-    let _ = ctx;
-    // 1. Revision pinning (pinning.rs) registers here: the pod's template and revision label
-    //    come from the rollout.
-    // 2. Sidecar injection and SidecarSet validation register here, e.g.
-    //    `plugins.mutator(crate::sidecar_set::Injector::new(ctx, &mut plugins));`
+    // 1. Revision pinning: the pod's template and revision label come from the rollout.
+    pinning::RevisionPinning::register(ctx, &mut plugins);
+    // 2. Sidecar injection and SidecarSet validation register here, one line each, e.g.
+    //    `crate::sidecar_set::Injector::register(ctx, &mut plugins);`
     plugins
 }

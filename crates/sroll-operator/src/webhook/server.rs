@@ -119,10 +119,6 @@ impl WebhookServer {
             mutating,
             validating,
         );
-        let material = settle(&store, &registrar, &names, material, &mut stop).await?;
-        let Some(material) = material else {
-            return Ok(());
-        };
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(material.server_config()?);
 
         tokio::select! {
@@ -135,36 +131,43 @@ impl WebhookServer {
         let server = axum_server::from_tcp_rustls(listener, tls.clone()).handle(handle.clone());
         let serving = tokio::spawn(async move { server.serve(app.into_make_service()).await });
         tracing::info!(addr = %local, "serving the admission webhooks");
-        readiness.set_webhook_waiting(false);
 
-        // Renewal: re-read the Secret every check interval; reload the TLS configuration when the
-        // serving certificate changed.
-        let mut current = material;
+        // Serving first, then the configurations (so kube-apiserver is never sent to a server that
+        // does not answer yet); then every check interval: re-read the Secret, publish its bundle,
+        // reload the TLS configuration when the serving certificate changed.
+        let mut current = material.clone();
+        let mut next = Some(material);
         loop {
-            if wait_or_stop(&mut stop, settings.certs.check_interval).await {
-                break;
-            }
-            let next = match store.ensure(&names).await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook certificate check failed; keeping the current one");
-                    continue;
+            let candidate = match next.take() {
+                Some(m) => m,
+                None => {
+                    if wait_or_stop(&mut stop, settings.certs.check_interval).await {
+                        break;
+                    }
+                    match store.ensure(&names).await {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "webhook certificate check failed; keeping the current one");
+                            continue;
+                        }
+                    }
                 }
             };
-            match settle(&store, &registrar, &names, next, &mut stop).await {
-                Ok(Some(next)) => {
-                    if next.cert_pem != current.cert_pem {
-                        match next.server_config() {
+            match settle(&store, &registrar, &names, candidate, &mut stop).await {
+                Ok(Some(settled)) => {
+                    if settled.cert_pem != current.cert_pem {
+                        match settled.server_config() {
                             Ok(config) => {
                                 tls.reload_from_config(config);
                                 tracing::info!("webhook serving certificate reloaded");
-                                current = next;
+                                current = settled;
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "new webhook certificate unusable")
                             }
                         }
                     }
+                    readiness.set_webhook_waiting(false);
                 }
                 Ok(None) => break,
                 Err(e) => tracing::warn!(error = %e, "webhook configurations not updated"),
@@ -265,13 +268,27 @@ pub fn router(mutators: Vec<Arc<dyn PodMutator>>, validators: Vec<Arc<dyn Valida
 async fn mutate_handler(
     State(mutator): State<Arc<dyn PodMutator>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
-) -> Json<AdmissionReview<DynamicObject>> {
-    Json(
-        match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
-            Ok(request) => admit_pod(mutator.as_ref(), &request).into_review(),
-            Err(e) => AdmissionResponse::invalid(e).into_review(),
-        },
-    )
+) -> Json<serde_json::Value> {
+    let review = match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
+        Ok(request) => admit_pod(mutator.as_ref(), &request).into_review(),
+        Err(e) => AdmissionResponse::invalid(e).into_review(),
+    };
+    Json(wire(&review))
+}
+
+/// The review as sent: kube-core serializes `response.patch` (a `Vec<u8>`) as an array of numbers;
+/// the API's `[]byte` is a base64 string (Go's decoder accepts both, but the string is the
+/// documented form, and kubesim reads only it).
+pub fn wire(review: &AdmissionReview<DynamicObject>) -> serde_json::Value {
+    use base64::Engine as _;
+    let mut value = serde_json::to_value(review).unwrap_or_default();
+    if let Some(response) = value.get_mut("response")
+        && let Some(patch) = response.get_mut("patch")
+        && let Ok(bytes) = serde_json::from_value::<Vec<u8>>(patch.clone())
+    {
+        *patch = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    value
 }
 
 async fn validate_handler(
@@ -412,8 +429,16 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "web:1"}]}});
         let response = admit_pod(&AddLabel, &review("apps", pod));
         assert!(response.allowed);
-        let patch: serde_json::Value =
-            serde_json::from_slice(response.patch.as_deref().expect("a patch")).expect("json");
+        let sent = wire(&response.clone().into_review());
+        assert_eq!(sent["response"]["patchType"], "JSONPatch");
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            sent["response"]["patch"]
+                .as_str()
+                .expect("the patch is a base64 string"),
+        )
+        .expect("base64");
+        let patch: serde_json::Value = serde_json::from_slice(&decoded).expect("json");
         assert_eq!(
             patch,
             json!([{"op": "add", "path": "/metadata/labels/seen", "value": "yes"}])
