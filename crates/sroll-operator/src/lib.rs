@@ -59,6 +59,9 @@ pub struct Settings {
     pub skip_preflight: bool,
     /// Slack, webhooks, release callback and service discovery.
     pub integrations: integrations::IntegrationSettings,
+    /// The admission webhook server (revision pinning, sidecar injection), served by every
+    /// replica; `None` serves none (and registers no webhook configuration).
+    pub webhook: Option<webhook::WebhookSettings>,
 }
 
 /// A configured operator, ready to [`run`](Operator::run).
@@ -68,6 +71,7 @@ pub struct Operator {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     bound: Option<watch::Sender<Option<SocketAddr>>>,
+    webhook_bound: Option<watch::Sender<Option<SocketAddr>>>,
 }
 
 impl std::fmt::Debug for Operator {
@@ -87,7 +91,15 @@ impl Operator {
             metrics: Arc::new(Metrics::new()),
             readiness: Arc::new(Readiness::default()),
             bound: None,
+            webhook_bound: None,
         }
+    }
+
+    /// The address the webhook server bound, once it has (useful with port 0).
+    pub fn webhook_addr(&mut self) -> watch::Receiver<Option<SocketAddr>> {
+        let (tx, rx) = watch::channel(None);
+        self.webhook_bound = Some(tx);
+        rx
     }
 
     /// The operator's metrics (shared with the `/metrics` endpoint).
@@ -111,6 +123,7 @@ impl Operator {
             metrics,
             readiness,
             bound,
+            webhook_bound,
         } = self;
         if !settings.skip_preflight {
             preflight::check(
@@ -155,6 +168,27 @@ impl Operator {
             server_task = Some(tokio::spawn(serve));
         }
 
+        // The admission webhooks: served by every replica, leader or not.
+        let mut webhook_task = None;
+        if let Some(webhook_settings) = settings.webhook.clone() {
+            let server = webhook::WebhookServer::bind(webhook_settings.addr)?;
+            if let Some(tx) = &webhook_bound {
+                let _ = tx.send(Some(server.local_addr()));
+            }
+            let plugins = webhook::register(&webhook::PluginContext {
+                client: client.clone(),
+                namespaces: settings.namespaces.clone(),
+            });
+            readiness.set_webhook_waiting(true);
+            webhook_task = Some(tokio::spawn(server.run(
+                client.clone(),
+                webhook_settings,
+                plugins,
+                readiness.clone(),
+                stop_rx.clone(),
+            )));
+        }
+
         let mut elector = settings
             .leader_election
             .clone()
@@ -164,7 +198,8 @@ impl Operator {
             readiness.set(true);
             let mut rx = stop_rx.clone();
             if !elector.acquire(&mut rx).await? {
-                return finish(server_task).await;
+                let webhook = finish_webhook(webhook_task).await;
+                return finish(server_task).await.and(webhook);
             }
         }
 
@@ -260,8 +295,9 @@ impl Operator {
         let _ = stop_tx.send(true);
         // The controllers are gone with their event sinks: publish what they queued.
         publisher.flush().await;
+        let webhook = finish_webhook(webhook_task).await;
         let served = finish(server_task).await;
-        result.and(served)
+        result.and(webhook).and(served)
     }
 }
 
@@ -293,6 +329,19 @@ async fn bounded_after_stop(
         tracing::warn!(
             "reconciles still in flight {SHUTDOWN_GRACE:?} after the stop was requested: abandoning them"
         );
+    }
+}
+
+async fn finish_webhook(server: Option<tokio::task::JoinHandle<Result<()>>>) -> Result<()> {
+    match server {
+        Some(task) => match task.await {
+            Ok(r) => r,
+            Err(join) => {
+                tracing::error!(error = %join, "the webhook server task failed");
+                Ok(())
+            }
+        },
+        None => Ok(()),
     }
 }
 

@@ -25,6 +25,7 @@ mod conditions;
 pub mod desired;
 pub mod inplace;
 pub mod observed;
+pub mod pinning;
 pub mod plan;
 mod planner;
 pub mod sidecar_set;

@@ -29,6 +29,7 @@
 
 pub mod certs;
 pub mod configs;
+pub mod pinning;
 pub mod server;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -308,8 +309,8 @@ impl Plugins {
 /// The one place plug-ins are registered, in the order kube-apiserver calls them.
 pub fn register(ctx: &PluginContext) -> Plugins {
     let mut plugins = Plugins::default();
-    // 1. Revision pinning (pinning.rs) registers here: the pod's template and revision label
-    //    come from the rollout.
+    // 1. Revision pinning: the pod's template and revision label come from the rollout.
+    pinning::RevisionPinning::register(ctx, &mut plugins);
     // 2. Sidecar injection and SidecarSet validation.
     crate::sidecar_set::register(ctx, &mut plugins);
     plugins

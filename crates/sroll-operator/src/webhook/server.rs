@@ -3,14 +3,7 @@
 //! place on renewal: connections opened after a reload use the new certificate, open ones finish
 //! with the old).
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Json, Router, extract::State, routing::post};
 use futures::future::join_all;
@@ -29,7 +22,7 @@ use super::{
     certs::{self, CertSettings, Material},
     configs::{self, ClientConfigMode},
 };
-use crate::{Error, Result};
+use crate::{Error, Result, server::Readiness};
 
 /// How the webhook server runs.
 #[derive(Clone, Debug)]
@@ -46,38 +39,52 @@ pub struct WebhookSettings {
     pub certs: CertSettings,
 }
 
-/// Whether the webhook server answers (for `/readyz`): its certificate is loaded, the webhook
-/// configurations carry its CA, and the plug-ins' caches are synced.
-#[derive(Debug, Default)]
-pub struct WebhookReadiness(AtomicBool);
-
-impl WebhookReadiness {
-    /// Whether the server answers.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
-    }
+/// The webhook server, its port bound.
+pub struct WebhookServer {
+    listener: std::net::TcpListener,
+    local: SocketAddr,
 }
 
-/// The running webhook server.
-pub struct WebhookServer;
-
 impl WebhookServer {
+    /// Binds `addr` (port 0 picks a free port): a port in use fails the operator's start.
+    pub fn bind(addr: SocketAddr) -> Result<Self> {
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::Server {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let local = listener.local_addr().map_err(|source| Error::Server {
+            addr: addr.to_string(),
+            source,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Server {
+                addr: local.to_string(),
+                source,
+            })?;
+        Ok(Self { listener, local })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
     /// Serves `plugins` until `stop` turns true: keeps the certificate Secret (creating, adopting
     /// or rotating it), registers the webhook configurations with the CA bundle, waits for the
-    /// plug-ins' caches, then answers on `settings.addr`. `bound` receives the listening address.
+    /// plug-ins' caches, then answers. `readiness` reports the server waiting until then.
     pub async fn run(
+        self,
         client: Client,
         settings: WebhookSettings,
         plugins: Plugins,
-        readiness: Arc<WebhookReadiness>,
-        bound: Option<watch::Sender<Option<SocketAddr>>>,
+        readiness: Arc<Readiness>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<()> {
+        let Self { listener, local } = self;
+        readiness.set_webhook_waiting(true);
         plugins.check().map_err(Error::Config)?;
+        settings.certs.check().map_err(Error::Config)?;
         let Plugins {
             mutators,
             validators,
@@ -89,23 +96,9 @@ impl WebhookServer {
         let background = tokio::spawn(join_all(background));
         let _abort = AbortOnDrop(background);
 
-        let listener =
-            std::net::TcpListener::bind(settings.addr).map_err(|source| Error::Server {
-                addr: settings.addr.to_string(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| Error::Server {
-            addr: settings.addr.to_string(),
-            source,
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| Error::Server {
-                addr: local.to_string(),
-                source,
-            })?;
         let client_config = settings.client_config.resolve(local);
         let names = client_config.serving_names(&settings.namespace);
+        let client_config_for_registrar = client_config.clone();
 
         // The certificate first: nothing can be served without it.
         let store = certs::Store::new(client.clone(), &settings.namespace, settings.certs.clone());
@@ -120,60 +113,67 @@ impl WebhookServer {
                 }
             }
         };
-        let registrar =
-            configs::Registrar::new(client.clone(), client_config, mutating, validating);
-        let material = settle(&store, &registrar, &names, material, &mut stop).await?;
-        let Some(material) = material else {
-            return Ok(());
-        };
+        let registrar = configs::Registrar::new(
+            client.clone(),
+            client_config_for_registrar,
+            mutating,
+            validating,
+        );
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(material.server_config()?);
 
-        join_all(ready).await;
+        tokio::select! {
+            _ = join_all(ready) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
 
         let app = router(mutators, validators);
         let handle = axum_server::Handle::new();
         let server = axum_server::from_tcp_rustls(listener, tls.clone()).handle(handle.clone());
         let serving = tokio::spawn(async move { server.serve(app.into_make_service()).await });
         tracing::info!(addr = %local, "serving the admission webhooks");
-        if let Some(tx) = &bound {
-            let _ = tx.send(Some(local));
-        }
-        readiness.set(true);
 
-        // Renewal: re-read the Secret every check interval; reload the TLS configuration when the
-        // serving certificate changed.
-        let mut current = material;
+        // Serving first, then the configurations (so kube-apiserver is never sent to a server that
+        // does not answer yet); then every check interval: re-read the Secret, publish its bundle,
+        // reload the TLS configuration when the serving certificate changed.
+        let mut current = material.clone();
+        let mut next = Some(material);
         loop {
-            if wait_or_stop(&mut stop, settings.certs.check_interval).await {
-                break;
-            }
-            let next = match store.ensure(&names).await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook certificate check failed; keeping the current one");
-                    continue;
+            let candidate = match next.take() {
+                Some(m) => m,
+                None => {
+                    if wait_or_stop(&mut stop, settings.certs.check_interval).await {
+                        break;
+                    }
+                    match store.ensure(&names).await {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "webhook certificate check failed; keeping the current one");
+                            continue;
+                        }
+                    }
                 }
             };
-            match settle(&store, &registrar, &names, next, &mut stop).await {
-                Ok(Some(next)) => {
-                    if next.cert_pem != current.cert_pem {
-                        match next.server_config() {
+            match settle(&store, &registrar, &names, candidate, &mut stop).await {
+                Ok(Some(settled)) => {
+                    if settled.cert_pem != current.cert_pem {
+                        match settled.server_config() {
                             Ok(config) => {
                                 tls.reload_from_config(config);
                                 tracing::info!("webhook serving certificate reloaded");
-                                current = next;
+                                current = settled;
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "new webhook certificate unusable")
                             }
                         }
                     }
+                    readiness.set_webhook_waiting(false);
                 }
                 Ok(None) => break,
                 Err(e) => tracing::warn!(error = %e, "webhook configurations not updated"),
             }
         }
-        readiness.set(false);
+        readiness.set_webhook_waiting(true);
         handle.graceful_shutdown(Some(Duration::from_secs(5)));
         match serving.await {
             Ok(Ok(())) => Ok(()),
@@ -268,13 +268,27 @@ pub fn router(mutators: Vec<Arc<dyn PodMutator>>, validators: Vec<Arc<dyn Valida
 async fn mutate_handler(
     State(mutator): State<Arc<dyn PodMutator>>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
-) -> Json<AdmissionReview<DynamicObject>> {
-    Json(
-        match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
-            Ok(request) => admit_pod(mutator.as_ref(), &request).into_review(),
-            Err(e) => AdmissionResponse::invalid(e).into_review(),
-        },
-    )
+) -> Json<serde_json::Value> {
+    let review = match TryInto::<AdmissionRequest<DynamicObject>>::try_into(review) {
+        Ok(request) => admit_pod(mutator.as_ref(), &request).into_review(),
+        Err(e) => AdmissionResponse::invalid(e).into_review(),
+    };
+    Json(wire(&review))
+}
+
+/// The review as sent: kube-core serializes `response.patch` (a `Vec<u8>`) as an array of numbers;
+/// the API's `[]byte` is a base64 string (Go's decoder accepts both, but the string is the
+/// documented form, and kubesim reads only it).
+pub fn wire(review: &AdmissionReview<DynamicObject>) -> serde_json::Value {
+    use base64::Engine as _;
+    let mut value = serde_json::to_value(review).unwrap_or_default();
+    if let Some(response) = value.get_mut("response")
+        && let Some(patch) = response.get_mut("patch")
+        && let Ok(bytes) = serde_json::from_value::<Vec<u8>>(patch.clone())
+    {
+        *patch = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    }
+    value
 }
 
 async fn validate_handler(
@@ -415,8 +429,16 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "web:1"}]}});
         let response = admit_pod(&AddLabel, &review("apps", pod));
         assert!(response.allowed);
-        let patch: serde_json::Value =
-            serde_json::from_slice(response.patch.as_deref().expect("a patch")).expect("json");
+        let sent = wire(&response.clone().into_review());
+        assert_eq!(sent["response"]["patchType"], "JSONPatch");
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            sent["response"]["patch"]
+                .as_str()
+                .expect("the patch is a base64 string"),
+        )
+        .expect("base64");
+        let patch: serde_json::Value = serde_json::from_slice(&decoded).expect("json");
         assert_eq!(
             patch,
             json!([{"op": "add", "path": "/metadata/labels/seen", "value": "yes"}])
