@@ -12,31 +12,22 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{
-    admissionregistration::v1::MutatingWebhookConfiguration, apps::v1::StatefulSet, core::v1::Pod,
-};
+use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
 use sroll_api::{clone_set::CloneSet, predicates, sidecar_set::SidecarSet};
-use sroll_operator::webhook::{
-    self, CertSettings, ClientConfigMode, PluginContext, WebhookServer, WebhookSettings,
-    server::WebhookReadiness,
-};
 use sroll_planner::sidecar_set::{INJECTED_LIST_ANNOTATION, UPGRADABLE_CONDITION, condition_says};
 use sroll_testkit::{DEADLINE, Env, clone_set::clone_set, wait_for};
-use tokio::sync::watch;
 
 /// The scenario's world: kubesim, the operator watching every namespace (SidecarSets are
-/// cluster-scoped), and the webhook server on a free local port, registered by URL.
+/// cluster-scoped) and serving its webhooks over HTTPS on a free local port, registered by URL.
 struct World {
     env: Env,
     kubeconfig: PathBuf,
     home: PathBuf,
-    stop_webhook: watch::Sender<bool>,
-    webhook: tokio::task::JoinHandle<()>,
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -54,49 +45,18 @@ async fn world() -> World {
         ..sroll_testkit::env::cluster_config()
     })
     .await;
+    // The operator itself serves the webhook (every replica does), registered by URL.
     let settings = sroll_operator::Settings {
         namespaces: vec![],
+        webhook: Some(env.webhook_settings()),
         ..env.settings()
     };
     env.start_operator_with(settings);
-    let (stop_webhook, stop_rx) = watch::channel(false);
-    let client = env.client.clone();
-    let plugins = webhook::register(&PluginContext {
-        client: client.clone(),
-        namespaces: vec![],
-    });
-    let settings = WebhookSettings {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        client_config: ClientConfigMode::Url { host: None },
-        namespace: env.ns.clone(),
-        certs: CertSettings::default(),
-    };
-    let readiness = Arc::new(WebhookReadiness::default());
-    let ready = readiness.clone();
-    let webhook = tokio::spawn(async move {
-        if let Err(e) =
-            WebhookServer::run(client, settings, plugins, ready, None, stop_rx).await
-        {
-            panic!("the webhook server failed: {e}");
-        }
-    });
-    wait_for("the webhook to be ready", DEADLINE, || {
-        let readiness = readiness.clone();
-        async move { readiness.get().then_some(()) }
-    })
-    .await;
-    let configs: Api<MutatingWebhookConfiguration> = Api::all(env.client.clone());
-    wait_for("the mutating configuration", DEADLINE, || {
-        let configs = configs.clone();
-        async move { configs.get(webhook::configs::MUTATING).await.ok() }
-    })
-    .await;
+    env.webhook_registered().await;
     World {
         env,
         kubeconfig,
         home,
-        stop_webhook,
-        webhook,
     }
 }
 
@@ -182,8 +142,6 @@ impl World {
     }
 
     async fn finish(mut self) {
-        let _ = self.stop_webhook.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.webhook).await;
         self.env.stop_operator().await;
         let _ = std::fs::remove_dir_all(&self.home);
     }
@@ -337,7 +295,7 @@ async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_me
             "updateStrategy",
             "injectionStrategy",
             "patchPodMetadata",
-            "the pod's own wins",
+            "volumes",
         ] {
             assert!(explain.contains(field), "kubectl explain shows {field}: {explain}");
         }
