@@ -155,8 +155,10 @@ pub fn namespace_matches(
     match ns.label_selector() {
         None => true,
         Some(sel) => {
-            let fallback =
-                BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), namespace.to_owned())]);
+            let fallback = BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                namespace.to_owned(),
+            )]);
             selects(Some(&sel), namespace_labels.unwrap_or(&fallback))
         }
     }
@@ -245,8 +247,7 @@ pub fn inject(
     let mut inits = Vec::new();
     let mut mounted: BTreeSet<String> = BTreeSet::new();
     let mut hashes: BTreeMap<String, HashEntry> = read_map(&*pod, HASH_ANNOTATION);
-    let mut hashes_wo: BTreeMap<String, HashEntry> =
-        read_map(&*pod, HASH_WITHOUT_IMAGE_ANNOTATION);
+    let mut hashes_wo: BTreeMap<String, HashEntry> = read_map(&*pod, HASH_WITHOUT_IMAGE_ANNOTATION);
     let mut names = Vec::new();
     for set in &chosen {
         let name = set_name(set);
@@ -325,22 +326,27 @@ pub fn inject(
         .annotations
         .as_ref()
         .and_then(|a| a.get(INJECTED_LIST_ANNOTATION))
-        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     list.extend(names.iter().cloned());
-    pod.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(
-        INJECTED_LIST_ANNOTATION.to_owned(),
-        list.into_iter().collect::<Vec<_>>().join(","),
-    );
+    pod.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            INJECTED_LIST_ANNOTATION.to_owned(),
+            list.into_iter().collect::<Vec<_>>().join(","),
+        );
     Injected { sets: names }
 }
 
 /// Whether a container was injected by a SidecarSet (env `IS_INJECTED`).
 pub fn is_injected(c: &Container) -> bool {
-    c.env
-        .iter()
-        .flatten()
-        .any(|e| e.name == INJECTED_ENV)
+    c.env.iter().flatten().any(|e| e.name == INJECTED_ENV)
 }
 
 /// Kruise's `MergeVolumes`: `additions` appended to `original` when no volume of the name is there
@@ -358,7 +364,11 @@ pub fn merge_volumes(original: Vec<Volume>, additions: Vec<Volume>) -> Vec<Volum
 /// Kruise's shared-mount rule: `own` mounts plus every mount of `app` containers whose mount path
 /// is not taken (by the sidecar's own mounts, or an earlier shared one; device paths count as
 /// taken).
-pub fn merge_mounts(own: &[VolumeMount], taken_devices: &[String], app: &[Container]) -> Vec<VolumeMount> {
+pub fn merge_mounts(
+    own: &[VolumeMount],
+    taken_devices: &[String],
+    app: &[Container],
+) -> Vec<VolumeMount> {
     let mut out = own.to_vec();
     let mut paths: BTreeSet<String> = own.iter().map(|m| m.mount_path.clone()).collect();
     paths.extend(taken_devices.iter().cloned());
@@ -411,7 +421,11 @@ fn build_sidecar(sc: &SidecarContainer, app: &[Container], pod: &Pod) -> Contain
             .flatten()
             .map(|d| d.device_path.clone())
             .collect();
-        let merged = merge_mounts(c.volume_mounts.as_deref().unwrap_or_default(), &devices, app);
+        let merged = merge_mounts(
+            c.volume_mounts.as_deref().unwrap_or_default(),
+            &devices,
+            app,
+        );
         c.volume_mounts = (!merged.is_empty()).then_some(merged);
     }
     c
@@ -493,7 +507,11 @@ pub struct Conflict {
 
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} (SidecarSet {:?})", self.field, self.message, self.other)
+        write!(
+            f,
+            "{}: {} (SidecarSet {:?})",
+            self.field, self.message, self.other
+        )
     }
 }
 
@@ -787,7 +805,11 @@ fn key(pod: &Pod) -> String {
 
 /// The image changes that take `pod`'s sidecars of `set` to `spec`'s images.
 fn image_changes(pod: &Pod, spec: &SidecarSetSpec) -> InPlaceChange {
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
     let images = spec
         .containers
         .iter()
@@ -941,7 +963,10 @@ pub fn plan_upgrade(o: &SidecarSetObserved<'_>) -> SidecarSetPlan {
                 && !v.in_place.in_progress(None)
                 && v.in_place.containers_pending.is_empty()
                 && set.spec.update_strategy.selector.as_ref().is_none_or(|s| {
-                    selects(Some(s), p.pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+                    selects(
+                        Some(s),
+                        p.pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+                    )
                 })
         })
         .collect();
@@ -1015,14 +1040,21 @@ pub fn condition_says(pod: &Pod, set: &str) -> Option<bool> {
 /// `pod` with its [`UPGRADABLE_CONDITION`] saying `upgradable` for `set` (Kruise's shape: the
 /// message is a JSON map of the SidecarSets that are not upgradable, `{"<set>": false}`; the
 /// condition is `False` while that map is not empty). `None` when nothing changes.
-pub fn with_upgradable_condition(pod: &Pod, set: &str, upgradable: bool, now: Timestamp) -> Option<Pod> {
+pub fn with_upgradable_condition(
+    pod: &Pod,
+    set: &str,
+    upgradable: bool,
+    now: Timestamp,
+) -> Option<Pod> {
     let mut pod = pod.clone();
     let conditions = pod
         .status
         .get_or_insert_with(Default::default)
         .conditions
         .get_or_insert_with(Vec::new);
-    let existing = conditions.iter().position(|c| c.type_ == UPGRADABLE_CONDITION);
+    let existing = conditions
+        .iter()
+        .position(|c| c.type_ == UPGRADABLE_CONDITION);
     let mut map: BTreeMap<String, bool> = existing
         .and_then(|i| conditions[i].message.as_deref())
         .and_then(|m| serde_json::from_str(m).ok())
