@@ -406,6 +406,17 @@ async fn conflicting_sidecar_sets_are_rejected_naming_both_and_the_field() {
     );
 
     if kubesim::testing::kubectl::kubectl_available() {
+        // The example of docs/sidecar-set.md, a Kruise manifest with only its apiVersion changed.
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/sidecar-set.yaml"
+        );
+        let out = w.kubectl(&["apply", "-f", example]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let file = w.home.join("conflict.yaml");
         std::fs::write(
             &file,
@@ -415,6 +426,7 @@ async fn conflicting_sidecar_sets_are_rejected_naming_both_and_the_field() {
         let out = w.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("kubectl apply said: {stderr}");
         assert!(
             stderr.contains("denied the request")
                 && stderr.contains("\"logging-v3\"")

@@ -759,9 +759,9 @@ pub struct PodSidecarView {
     pub state_revision: Option<String>,
     /// The pod's view in the in-place machinery (gate, pending containers of every update).
     pub in_place: PodInPlace,
-    /// The gate condition is `False` because of this SidecarSet's upgrade to `hash`-like target
-    /// (its message names the target).
-    pub gate_target: Option<String>,
+    /// The pod is out of traffic (gate condition `False`) for an upgrade of this SidecarSet: the
+    /// version it was taken out for (the gate's message names [`traffic_target`]).
+    pub out_for: Option<String>,
     /// The pod's `Ready` condition is `True`.
     pub ready: bool,
     /// The pod is being deleted.
@@ -774,7 +774,8 @@ impl PodSidecarView {
         let hashes: BTreeMap<String, HashEntry> = read_map(pod, HASH_ANNOTATION);
         let wo: BTreeMap<String, HashEntry> = read_map(pod, HASH_WITHOUT_IMAGE_ANNOTATION);
         let states: BTreeMap<String, InPlaceState> = read_map(pod, STATE_ANNOTATION);
-        let gate_target = pod
+        let ours = traffic_target(set, "");
+        let out_for = pod
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
@@ -782,17 +783,25 @@ impl PodSidecarView {
             .filter(|c| c.status == "False")
             .and_then(|c| c.message.as_deref())
             .and_then(|m| m.strip_prefix(inplace::OUT_OF_TRAFFIC_MESSAGE_PREFIX))
+            .and_then(|t| t.strip_prefix(ours.as_str()))
             .map(str::to_owned);
         PodSidecarView {
             hash: hashes.get(set).map(|h| h.hash.clone()),
             hash_without_image: wo.get(set).map(|h| h.hash.clone()),
             state_revision: states.get(set).map(|s| s.revision.clone()),
             in_place: PodInPlace::from_pod(pod),
-            gate_target,
+            out_for,
             ready: predicates::is_pod_ready(pod),
             terminating: predicates::is_terminating(&pod.metadata),
         }
     }
+}
+
+/// The target an out-of-traffic write of SidecarSet `set` names (`sidecarset/<set>/<version>`):
+/// it tells this SidecarSet's upgrades from the workload's (whose targets are revision names),
+/// so each puts back in traffic only the pods it took out.
+pub fn traffic_target(set: &str, version: &str) -> String {
+    format!("sidecarset/{set}/{version}")
 }
 
 fn key(pod: &Pod) -> String {
@@ -896,11 +905,9 @@ pub fn plan_upgrade(o: &SidecarSetObserved<'_>) -> SidecarSetPlan {
                 upgradable: true,
             });
         }
-        // Our own upgrade in flight: out of traffic towards some version of ours, or sidecars
-        // restarting.
-        let ours_out = v.gate_target.as_ref().is_some_and(|t| {
-            v.state_revision.as_deref() == Some(t.as_str()) || !at_latest || t == &latest
-        }) && v.in_place.gate_ready == Some(false);
+        // This SidecarSet's own upgrade in flight: out of traffic for it (towards any of its
+        // versions: the latest may have moved since), or its sidecars restarting.
+        let ours_out = v.out_for.is_some() && v.in_place.gate_ready == Some(false);
         let restarting = v.state_revision.as_deref() == v.hash.as_deref()
             && v.state_revision.is_some()
             && !v.in_place.containers_pending.is_empty();
@@ -911,7 +918,7 @@ pub fn plan_upgrade(o: &SidecarSetObserved<'_>) -> SidecarSetPlan {
             if restarting {
                 unavailable += 1;
                 plan.in_progress = true;
-            } else if ours_out && v.gate_target.as_deref() == Some(latest.as_str()) {
+            } else if ours_out {
                 unavailable += 1;
                 plan.in_progress = true;
                 plan.writes.push((
@@ -999,7 +1006,7 @@ pub fn plan_upgrade(o: &SidecarSetObserved<'_>) -> SidecarSetPlan {
                     pod: pod_name.clone(),
                     uid: uid.clone(),
                     op: Op::TakeOutOfTraffic {
-                        target: latest.clone(),
+                        target: traffic_target(&name, &latest),
                     },
                 },
             ));

@@ -636,3 +636,44 @@ proptest! {
         );
     }
 }
+
+/// The readiness gate is shared with the workload's own in-place updates: a SidecarSet neither
+/// patches nor puts back a pod its workload took out of traffic, and puts back the pods it took
+/// out even when its latest version moved on in between.
+#[test]
+fn a_sidecar_set_only_puts_back_the_pods_it_took_out_of_traffic() {
+    let v1 = set(LOG_AGENT);
+    let v2 = set(&LOG_AGENT.replace("agent:1", "agent:2"));
+    let v3 = set(&LOG_AGENT.replace("agent:1", "agent:3"));
+    let p = injected(&v1, "web-0", true, true);
+    // Out of traffic for the workload (its target is a revision name).
+    let workloads = inplace::out_of_traffic(&p, "web-7d9f", at(0));
+    let plan = sidecar_set::plan_upgrade(&observed(&v2, std::slice::from_ref(&workloads)));
+    assert!(plan.writes.is_empty(), "{:?}", plan.writes);
+    // Out of traffic for v2, then v3 arrives before the images are patched: patched to v3 …
+    let plan = sidecar_set::plan_upgrade(&observed(&v2, std::slice::from_ref(&p)));
+    let out = plan.writes[0]
+        .1
+        .op
+        .apply(&p, at(1))
+        .expect("out of traffic");
+    let plan = sidecar_set::plan_upgrade(&observed(&v3, std::slice::from_ref(&out)));
+    assert_eq!(plan.writes.len(), 1);
+    let patched = plan.writes[0].1.op.apply(&out, at(2)).expect("patched");
+    assert_eq!(
+        patched.spec.as_ref().expect("spec").containers[0]
+            .image
+            .as_deref(),
+        Some("agent:3")
+    );
+    // … and put back once the sidecar runs it.
+    let mut done = patched.clone();
+    done.status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+        .expect("statuses")[0] = running("agent", "agent:3", true);
+    let plan = sidecar_set::plan_upgrade(&observed(&v3, std::slice::from_ref(&done)));
+    let ops: Vec<&str> = plan.writes.iter().map(|(_, w)| w.op.name()).collect();
+    assert_eq!(ops, ["MarkReady"]);
+    assert!(plan.writes[0].1.op.apply(&done, at(3)).is_some());
+}
