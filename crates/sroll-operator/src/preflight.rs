@@ -66,11 +66,81 @@ pub const NEEDED: &[Permission] = &[
     ("patch", "events.k8s.io", "events", ""),
 ];
 
+/// Permissions on cluster-scoped resources, needed when the operator watches every namespace
+/// (the SidecarSet controller and the webhook's SidecarSet cache run only then).
+pub const NEEDED_CLUSTER_WIDE: &[Permission] = &[
+    ("list", sroll_api::GROUP, "sidecarsets", ""),
+    ("watch", sroll_api::GROUP, "sidecarsets", ""),
+    ("patch", sroll_api::GROUP, "sidecarsets", "status"),
+];
+
 /// Permissions on the leader-election Lease, in its namespace.
 pub const NEEDED_LEASE: &[Permission] = &[
     ("get", "coordination.k8s.io", "leases", ""),
     ("create", "coordination.k8s.io", "leases", ""),
     ("update", "coordination.k8s.io", "leases", ""),
+];
+
+/// Permissions of the webhook server (when it runs): its certificate Secret, by name, in its
+/// namespace (`create` cannot be limited to a name), and its mutating configuration by name
+/// (cluster-scoped; `deploy/` ships it, so no `create`).
+pub const NEEDED_WEBHOOK: &[(Permission, Option<&str>, bool)] = &[
+    (("create", "", "secrets", ""), None, true),
+    (
+        ("get", "", "secrets", ""),
+        Some(crate::webhook::certs::SECRET_NAME),
+        true,
+    ),
+    (
+        ("update", "", "secrets", ""),
+        Some(crate::webhook::certs::SECRET_NAME),
+        true,
+    ),
+    (
+        (
+            "get",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "",
+        ),
+        Some(crate::webhook::configs::MUTATING),
+        false,
+    ),
+    (
+        (
+            "update",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "",
+        ),
+        Some(crate::webhook::configs::MUTATING),
+        false,
+    ),
+];
+
+/// Permissions of the webhook server when the operator watches every namespace: the SidecarSet
+/// validator's configuration by name (`deploy/` ships it).
+pub const NEEDED_WEBHOOK_CLUSTER_WIDE: &[(Permission, Option<&str>, bool)] = &[
+    (
+        (
+            "get",
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "",
+        ),
+        Some(crate::webhook::configs::VALIDATING),
+        false,
+    ),
+    (
+        (
+            "update",
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "",
+        ),
+        Some(crate::webhook::configs::VALIDATING),
+        false,
+    ),
 ];
 
 fn describe(group: &str, resource: &str, subresource: &str) -> String {
@@ -94,11 +164,13 @@ fn scope(namespace: Option<&str>) -> String {
 }
 
 /// Runs every check. `namespaces` empty means all namespaces; `lease_namespace` is checked for the
-/// Lease verbs when leader election is on.
+/// Lease verbs when leader election is on, `webhook_namespace` for [`NEEDED_WEBHOOK`] when the
+/// webhook server runs.
 pub async fn check(
     client: &Client,
     namespaces: &[String],
     lease_namespace: Option<&str>,
+    webhook_namespace: Option<&str>,
 ) -> Result<()> {
     let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
         vec![None]
@@ -119,6 +191,11 @@ pub async fn check(
             reviews.push((*ns, *p));
         }
     }
+    if namespaces.is_empty() {
+        for p in NEEDED_CLUSTER_WIDE {
+            reviews.push((None, *p));
+        }
+    }
     if let Some(ns) = lease_namespace {
         for p in NEEDED_LEASE {
             reviews.push((Some(ns), *p));
@@ -127,7 +204,7 @@ pub async fn check(
     let results = try_join_all(
         reviews
             .iter()
-            .map(|(ns, p)| review(client.clone(), *ns, *p)),
+            .map(|(ns, p)| review(client.clone(), *ns, *p, None)),
     )
     .await?;
     for ((ns, (verb, group, resource, sub)), allowed) in reviews.iter().zip(results) {
@@ -138,6 +215,33 @@ pub async fn check(
                 resource: describe(group, resource, sub),
                 scope: scope(*ns),
             });
+        }
+    }
+    if let Some(webhook_ns) = webhook_namespace {
+        let cluster_wide: &[_] = if namespaces.is_empty() {
+            NEEDED_WEBHOOK_CLUSTER_WIDE
+        } else {
+            &[]
+        };
+        for ((verb, group, resource, sub), name, namespaced) in
+            NEEDED_WEBHOOK.iter().chain(cluster_wide)
+        {
+            let ns = namespaced.then_some(webhook_ns);
+            if review(client.clone(), ns, (verb, group, resource, sub), *name).await? == Some(false)
+            {
+                return Err(Error::Forbidden {
+                    verb: (*verb).to_owned(),
+                    resource: match name {
+                        Some(n) => format!("{} {n}", describe(group, resource, sub)),
+                        None => describe(group, resource, sub),
+                    },
+                    scope: if *namespaced {
+                        scope(ns)
+                    } else {
+                        String::new()
+                    },
+                });
+            }
         }
     }
     Ok(())
@@ -177,7 +281,12 @@ where
 }
 
 /// `Some(allowed)`, or `None` when the cluster does not serve access reviews.
-async fn review(client: Client, namespace: Option<&str>, p: Permission) -> Result<Option<bool>> {
+async fn review(
+    client: Client,
+    namespace: Option<&str>,
+    p: Permission,
+    name: Option<&str>,
+) -> Result<Option<bool>> {
     let (verb, group, resource, subresource) = p;
     let ssar = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
@@ -187,6 +296,7 @@ async fn review(client: Client, namespace: Option<&str>, p: Permission) -> Resul
                 group: Some(group.into()),
                 resource: Some(resource.into()),
                 subresource: (!subresource.is_empty()).then(|| subresource.into()),
+                name: name.map(str::to_owned),
                 ..ResourceAttributes::default()
             }),
             ..SelfSubjectAccessReviewSpec::default()
@@ -269,7 +379,9 @@ mod tests {
             },
             |_| Some(true),
         );
-        let err = check(&client, &[], None).await.expect_err("must fail");
+        let err = check(&client, &[], None, None)
+            .await
+            .expect_err("must fail");
         assert!(matches!(err, Error::CrdMissing));
         assert_eq!(
             err.to_string(),
@@ -289,7 +401,7 @@ mod tests {
             },
             |_| None,
         );
-        let err = check(&client, &["team-a".into()], None)
+        let err = check(&client, &["team-a".into()], None, None)
             .await
             .expect_err("must fail");
         assert_eq!(
@@ -307,7 +419,9 @@ mod tests {
                 Some(!(attrs["verb"] == "create" && attrs["subresource"] == "eviction"))
             },
         );
-        let err = check(&client, &[], None).await.expect_err("must fail");
+        let err = check(&client, &[], None, None)
+            .await
+            .expect_err("must fail");
         assert_eq!(
             err.to_string(),
             "the operator is not allowed to create pods/eviction in all namespaces: grant it in the operator's (Cluster)Role"
@@ -317,7 +431,7 @@ mod tests {
     #[tokio::test]
     async fn every_check_passing_starts_the_operator() {
         let client = fake(|_| empty_list(), |_| Some(true));
-        check(&client, &["a".into(), "b".into()], Some("ops"))
+        check(&client, &["a".into(), "b".into()], Some("ops"), None)
             .await
             .expect("all allowed");
     }

@@ -32,9 +32,11 @@ mod conditions;
 pub mod desired;
 pub mod inplace;
 pub mod observed;
+pub mod pinning;
 pub mod plan;
 mod planner;
 pub mod settle;
+pub mod sidecar_set;
 mod transitions;
 
 pub use analysis::ObservedMeasurement;
