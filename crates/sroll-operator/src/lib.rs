@@ -171,7 +171,12 @@ impl Operator {
         // The admission webhooks: served by every replica, leader or not.
         let mut webhook_task = None;
         if let Some(webhook_settings) = settings.webhook.clone() {
-            let server = webhook::WebhookServer::bind(webhook_settings.addr)?;
+            let server = webhook::WebhookServer::bind(webhook_settings.addr).map_err(|source| {
+                Error::Server {
+                    addr: webhook_settings.addr.to_string(),
+                    source,
+                }
+            })?;
             if let Some(tx) = &webhook_bound {
                 let _ = tx.send(Some(server.local_addr()));
             }

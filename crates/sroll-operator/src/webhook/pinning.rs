@@ -261,10 +261,7 @@ fn pin(
     }
     new_labels.insert(labels::REVISION.to_owned(), revision.to_owned());
     pod.metadata.labels = Some(new_labels);
-    pod.metadata.annotations = template_meta
-        .annotations
-        .filter(|a| !a.is_empty())
-        .or_else(|| None);
+    pod.metadata.annotations = template_meta.annotations.filter(|a| !a.is_empty());
 
     let received_spec = received.spec.clone().unwrap_or_default();
     let mut spec: PodSpec = template.spec.unwrap_or_default();
