@@ -9,7 +9,8 @@
 //!                     └────────────── controller.rs ◀── requeue ◀── execute.rs (apply / partition /
 //!                                                                   evict / delete / status / events)
 //!  lib.rs: start-up checks (preflight.rs), leader election (leader.rs), /metrics /healthz /readyz
-//!  (server.rs, metrics.rs), graceful shutdown.
+//!  (server.rs, metrics.rs), graceful shutdown; webhook/: the admission webhook server every
+//!  replica runs (revision pinning; docs/webhook.md).
 //! ```
 //!
 //! Embed it with [`Operator::new`] + [`Operator::run`]; the `sroll operator` subcommand is a thin
@@ -172,7 +173,12 @@ impl Operator {
         // The admission webhooks: served by every replica, leader or not.
         let mut webhook_task = None;
         if let Some(webhook_settings) = settings.webhook.clone() {
-            let server = webhook::WebhookServer::bind(webhook_settings.addr)?;
+            let server = webhook::WebhookServer::bind(webhook_settings.addr).map_err(|source| {
+                Error::Server {
+                    addr: webhook_settings.addr.to_string(),
+                    source,
+                }
+            })?;
             if let Some(tx) = &webhook_bound {
                 let _ = tx.send(Some(server.local_addr()));
             }
@@ -198,7 +204,15 @@ impl Operator {
             // A standby is healthy and ready: it serves its purpose by waiting.
             readiness.set(true);
             let mut rx = stop_rx.clone();
-            if !elector.acquire(&mut rx).await? {
+            let acquired = match elector.acquire(&mut rx).await {
+                Ok(acquired) => acquired,
+                Err(e) => {
+                    // Stop the webhook server with the rest.
+                    let _ = stop_tx.send(true);
+                    return Err(e);
+                }
+            };
+            if !acquired {
                 let webhook = finish_webhook(webhook_task).await;
                 return finish(server_task).await.and(webhook);
             }

@@ -244,3 +244,82 @@ async fn certificates_rotate_without_a_failed_admission() {
     assert_eq!(max_bundle, 2, "old and new CA were trusted together");
     env.finish(false).await;
 }
+
+/// Two replicas starting together against an empty namespace: both create-or-adopt the certificate
+/// Secret, and converge on one CA — each serves a certificate the one CA in the configuration's
+/// bundle verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_converge_on_one_ca() {
+    let env = Env::without_operator().await;
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        })
+        .collect();
+    let replicas: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut webhook = env.webhook_settings();
+            webhook.addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
+            let settings = Settings {
+                webhook: Some(webhook),
+                instance: format!("replica-{i}"),
+                ..env.settings()
+            };
+            sroll_testkit::RunningOperator::start(env.client.clone(), settings)
+        })
+        .collect();
+    env.webhook_registered().await;
+    let secret: Secret = wait_for("the certificate Secret", DEADLINE, || async {
+        Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+            .get_opt("sroll-webhook-certs")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let ca = secret.data.unwrap_or_default()["ca.crt"].0.clone();
+    let bundle = Api::<MutatingWebhookConfiguration>::all(env.client.clone())
+        .get(MUTATING)
+        .await
+        .expect("the configuration")
+        .webhooks
+        .unwrap_or_default()[0]
+        .client_config
+        .ca_bundle
+        .clone()
+        .expect("a bundle")
+        .0;
+    assert_eq!(bundle, ca, "the bundle is the one CA of the Secret");
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("a PEM certificate"))
+        .build()
+        .expect("a client");
+    for port in &ports {
+        let answered = wait_for(
+            &format!("replica on {port} to answer"),
+            DEADLINE,
+            || async {
+                client
+                    .post(format!("https://127.0.0.1:{port}/mutate/pods/pinning"))
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+        // Any HTTP answer proves the TLS handshake verified against the one CA.
+        assert!(answered.status().is_client_error(), "{answered:?}");
+    }
+    for replica in replicas {
+        replica.stop().await.expect("the replica stops cleanly");
+    }
+}

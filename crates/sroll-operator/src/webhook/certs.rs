@@ -193,9 +193,9 @@ impl Material {
     }
 
     /// The rustls server configuration serving this certificate.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+    pub fn server_config(&self) -> std::result::Result<Arc<rustls::ServerConfig>, String> {
         let bad = |what: &str, e: &dyn std::fmt::Display| {
-            Error::Config(format!("webhook certificate Secret: {what}: {e}"))
+            format!("webhook certificate Secret: {what}: {e}")
         };
         let cert = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
             .map_err(|e| bad(TLS_CERT, &e))?;
@@ -312,8 +312,11 @@ fn kube_err(action: &str, source: kube::Error) -> Error {
     }
 }
 
-fn cert_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Config(format!("generating the webhook {what}: {e}"))
+/// Certificate generation fails only on a broken key or parameters: a message.
+type Generated<T> = std::result::Result<T, String>;
+
+fn cert_err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("generating the webhook {what}: {e}")
 }
 
 fn window(now: SystemTime, validity: Duration) -> (time::OffsetDateTime, time::OffsetDateTime) {
@@ -327,7 +330,7 @@ fn window(now: SystemTime, validity: Duration) -> (time::OffsetDateTime, time::O
 
 /// A new self-signed CA: (certificate PEM, key PEM). Its common name carries the issue time and a
 /// random tag, so two CAs never share a subject (the serving certificate's issuer tells them apart).
-fn new_ca(now: SystemTime, validity: Duration) -> Result<(String, String)> {
+fn new_ca(now: SystemTime, validity: Duration) -> Generated<(String, String)> {
     let key = KeyPair::generate().map_err(|e| cert_err("CA key", e))?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| cert_err("CA", e))?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -356,7 +359,7 @@ fn new_serving(
     names: &[String],
     now: SystemTime,
     validity: Duration,
-) -> Result<(String, String)> {
+) -> Generated<(String, String)> {
     let ca_key = KeyPair::from_pem(ca_key).map_err(|e| cert_err("CA key", e))?;
     let issuer = Issuer::from_ca_cert_pem(ca_cert, ca_key).map_err(|e| cert_err("CA", e))?;
     let key = KeyPair::generate().map_err(|e| cert_err("serving key", e))?;
@@ -382,7 +385,7 @@ fn new_serving(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn fresh(names: &[String], now: SystemTime, settings: &CertSettings) -> Result<Contents> {
+fn fresh(names: &[String], now: SystemTime, settings: &CertSettings) -> Generated<Contents> {
     let (ca_cert, ca_key) = new_ca(now, settings.ca_validity)?;
     let (tls_cert, tls_key) =
         new_serving(&ca_cert, &ca_key, names, now, settings.serving_validity)?;
@@ -427,7 +430,7 @@ impl Store {
                 .await
                 .map_err(|e| kube_err("read the certificate Secret", e))?
             else {
-                let contents = fresh(names, now, &self.settings)?;
+                let contents = fresh(names, now, &self.settings).map_err(Error::Config)?;
                 match self
                     .api
                     .create(&PostParams::default(), &self.secret(&contents, None))
@@ -448,12 +451,13 @@ impl Store {
                 Err(problem) => {
                     tracing::warn!(secret = %self.settings.secret_name, %problem,
                         "the webhook certificate Secret is unusable; replacing its contents");
-                    fresh(names, now, &self.settings)?
+                    fresh(names, now, &self.settings).map_err(Error::Config)?
                 }
                 Ok((contents, observed)) => match decide(now, &observed, names, &self.settings) {
                     Renewal::Keep => return Ok(contents.material()),
                     Renewal::RotateCa => {
-                        let (ca_cert, ca_key) = new_ca(now, self.settings.ca_validity)?;
+                        let (ca_cert, ca_key) =
+                            new_ca(now, self.settings.ca_validity).map_err(Error::Config)?;
                         tracing::info!("rotating the webhook CA (phase 1: new CA in the bundle)");
                         Contents {
                             ca_previous: Some(contents.ca_cert.clone()),
@@ -464,7 +468,7 @@ impl Store {
                     }
                     Renewal::NewServing => {
                         tracing::info!("renewing the webhook serving certificate");
-                        self.reissued(contents, names, now)?
+                        self.reissued(contents, names, now).map_err(Error::Config)?
                     }
                     Renewal::DropPreviousCa => Contents {
                         ca_previous: None,
@@ -500,7 +504,9 @@ impl Store {
             tracing::info!(
                 "rotating the webhook CA (phase 2: serving certificate under the new CA)"
             );
-            let next = self.reissued(contents, names, SystemTime::now())?;
+            let next = self
+                .reissued(contents, names, SystemTime::now())
+                .map_err(Error::Config)?;
             match self.write(&secret, &next).await {
                 Ok(()) => return Ok(next.material()),
                 Err(kube::Error::Api(e)) if e.code == 409 => continue,
@@ -513,7 +519,12 @@ impl Store {
         )))
     }
 
-    fn reissued(&self, contents: Contents, names: &[String], now: SystemTime) -> Result<Contents> {
+    fn reissued(
+        &self,
+        contents: Contents,
+        names: &[String],
+        now: SystemTime,
+    ) -> Generated<Contents> {
         let (tls_cert, tls_key) = new_serving(
             &contents.ca_cert,
             &contents.ca_key,
@@ -645,10 +656,14 @@ mod tests {
         let mut s = settings();
         assert_eq!(s.check(), Ok(()));
         s.ca_renew_before = s.ca_validity;
-        assert!(s.check().unwrap_err().contains("CA: renew-before"));
+        assert!(s.check().expect_err("refused").contains("CA: renew-before"));
         let mut s = settings();
         s.ca_renew_before = Duration::from_secs(10);
-        assert!(s.check().unwrap_err().contains("at least the serving"));
+        assert!(
+            s.check()
+                .expect_err("refused")
+                .contains("at least the serving")
+        );
     }
 
     #[test]

@@ -315,3 +315,52 @@ pub fn register(ctx: &PluginContext) -> Plugins {
     crate::sidecar_set::register(ctx, &mut plugins);
     plugins
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named(&'static str, &'static str);
+
+    impl PodMutator for Named {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn webhook(&self) -> WebhookEntry {
+            WebhookEntry::pod_create(format!("{}.pods.sroll.io", self.0), self.1)
+        }
+        fn mutate(&self, _: &str, _: &mut Pod) -> Result<(), Denial> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn entries_keep_the_registration_order_and_must_not_share_a_path() {
+        let mut plugins = Plugins::default();
+        plugins
+            .mutator(Named("pinning", "/a"))
+            .mutator(Named("inject", "/b"));
+        assert_eq!(plugins.check(), Ok(()));
+        let names: Vec<_> = plugins
+            .mutating_entries()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["pinning.pods.sroll.io", "inject.pods.sroll.io"]);
+        plugins.mutator(Named("other", "/a"));
+        assert!(
+            plugins
+                .check()
+                .expect_err("refused")
+                .contains("share the path")
+        );
+        let mut plugins = Plugins::default();
+        plugins.mutator(Named("x", "no-slash"));
+        assert!(
+            plugins
+                .check()
+                .expect_err("refused")
+                .contains("must start with '/'")
+        );
+    }
+}

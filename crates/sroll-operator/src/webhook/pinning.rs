@@ -19,9 +19,12 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::{
-    apps::v1::{ControllerRevision, StatefulSet},
-    core::v1::{Pod, PodSpec},
+use k8s_openapi::{
+    api::{
+        apps::v1::{ControllerRevision, StatefulSet},
+        core::v1::{Pod, PodSpec},
+    },
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement},
 };
 use kube::{
     Api, Client, Resource,
@@ -44,6 +47,9 @@ pub const PATH: &str = "/mutate/pods/pinning";
 
 /// The revision-pinning mutator.
 pub struct RevisionPinning {
+    /// The watched namespaces (empty: all): the entry's `namespaceSelector` names them, so pods
+    /// of namespaces this operator does not manage are never sent (nor refused).
+    namespaces: Vec<String>,
     rollouts: Vec<Store<StatefulsetRollout>>,
     sets: Vec<Store<StatefulSet>>,
     revisions: Vec<Store<ControllerRevision>>,
@@ -93,6 +99,7 @@ impl RevisionPinning {
             ctx.namespaces.iter().map(|n| Some(n.as_str())).collect()
         };
         let mut pinning = Self {
+            namespaces: ctx.namespaces.clone(),
             rollouts: Vec::new(),
             sets: Vec::new(),
             revisions: Vec::new(),
@@ -139,6 +146,16 @@ impl PodMutator for RevisionPinning {
             .match_labels
             .get_or_insert_default()
             .insert(PINNING_LABEL.into(), "true".into());
+        if !self.namespaces.is_empty() {
+            entry.namespace_selector = Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "kubernetes.io/metadata.name".into(),
+                    operator: "In".into(),
+                    values: Some(self.namespaces.clone()),
+                }]),
+                match_labels: None,
+            });
+        }
         entry
     }
 
@@ -261,10 +278,7 @@ fn pin(
     }
     new_labels.insert(labels::REVISION.to_owned(), revision.to_owned());
     pod.metadata.labels = Some(new_labels);
-    pod.metadata.annotations = template_meta
-        .annotations
-        .filter(|a| !a.is_empty())
-        .or_else(|| None);
+    pod.metadata.annotations = template_meta.annotations.filter(|a| !a.is_empty());
 
     let received_spec = received.spec.clone().unwrap_or_default();
     let mut spec: PodSpec = template.spec.unwrap_or_default();

@@ -47,21 +47,10 @@ pub struct WebhookServer {
 
 impl WebhookServer {
     /// Binds `addr` (port 0 picks a free port): a port in use fails the operator's start.
-    pub fn bind(addr: SocketAddr) -> Result<Self> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::Server {
-            addr: addr.to_string(),
-            source,
-        })?;
-        let local = listener.local_addr().map_err(|source| Error::Server {
-            addr: addr.to_string(),
-            source,
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| Error::Server {
-                addr: local.to_string(),
-                source,
-            })?;
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
         Ok(Self { listener, local })
     }
 
@@ -119,7 +108,9 @@ impl WebhookServer {
             mutating,
             validating,
         );
-        let tls = axum_server::tls_rustls::RustlsConfig::from_config(material.server_config()?);
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(
+            material.server_config().map_err(Error::Config)?,
+        );
 
         tokio::select! {
             _ = join_all(ready) => {}
