@@ -98,8 +98,8 @@ pub struct OperatorArgs {
     /// Consul HTTP address for service-discovery health, e.g. http://consul-server.consul:8500.
     #[arg(long, value_name = "URL", env = "SROLL_CONSUL_ADDR")]
     pub consul_addr: Option<String>,
-    /// Serve the admission webhooks (revision pinning) over HTTPS on this address, from every
-    /// replica. Out of the cluster (`127.0.0.1:PORT`) the webhook configurations get
+    /// Serve the admission webhooks (revision pinning, SidecarSet injection and validation) over
+    /// HTTPS on this address, from every replica. Out of the cluster (`127.0.0.1:PORT`) the webhook configurations get
     /// `clientConfig.url: https://HOST:PORT/…`; in the cluster add `--webhook-service` (deploy/
     /// does). Unset: no webhook server, and no configuration is registered.
     #[arg(long, value_name = "ADDR", env = "SROLL_WEBHOOK_ADDR")]
