@@ -99,9 +99,10 @@ pub struct OperatorArgs {
     #[arg(long, value_name = "URL", env = "SROLL_CONSUL_ADDR")]
     pub consul_addr: Option<String>,
     /// Serve the admission webhooks (revision pinning, SidecarSet injection and validation) over
-    /// HTTPS on this address, from every replica. Out of the cluster (`127.0.0.1:PORT`) the webhook configurations get
-    /// `clientConfig.url: https://HOST:PORT/…`; in the cluster add `--webhook-service` (deploy/
-    /// does). Unset: no webhook server, and no configuration is registered.
+    /// HTTPS on this address, from every replica. Out of the cluster (`127.0.0.1:PORT`) the webhook
+    /// configurations get `clientConfig.url: https://HOST:PORT/…`; in the cluster add
+    /// `--webhook-service` (deploy/ does). Unset: no webhook server, and no configuration is
+    /// registered.
     #[arg(long, value_name = "ADDR", env = "SROLL_WEBHOOK_ADDR")]
     pub webhook_addr: Option<SocketAddr>,
     /// In the cluster: the Service in front of the webhook port, in the operator's namespace; the
