@@ -372,7 +372,7 @@ fn verify(uid: &str, version: &str, body: &Value) -> Result<(Value, String), Str
     if !resp.is_object() {
         return Err("webhook response was absent".into());
     }
-    let has_patch = resp["patch"].as_str().is_some_and(|p| !p.is_empty());
+    let has_patch = patch_bytes(&resp["patch"])?.is_some();
     if version == "v1beta1" {
         let pt = resp["patchType"].as_str().unwrap_or("JSONPatch").to_owned();
         return Ok((resp.clone(), pt));
@@ -394,6 +394,39 @@ fn verify(uid: &str, version: &str, body: &Value) -> Result<(Value, String), Str
         ));
     }
     Ok((resp.clone(), pt))
+}
+
+/// `response.patch` as bytes: upstream decodes the field (a Go `[]byte`) with
+/// `encoding/json`, which takes the documented base64 string and also a JSON
+/// array of numbers 0–255 (what some clients, e.g. kube-rs's `AdmissionResponse`,
+/// send). An absent, null or empty patch is no patch.
+fn patch_bytes(v: &Value) -> Result<Option<Vec<u8>>, String> {
+    let bytes = match v {
+        Value::Null => return Ok(None),
+        Value::String(s) => base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| format!("failed to decode the patch: {e}"))?,
+        Value::Array(items) => items
+            .iter()
+            .map(|n| {
+                n.as_u64()
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "json: cannot unmarshal {n} into Go struct field \
+                             AdmissionResponse.response.patch of type uint8"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<u8>, String>>()?,
+        other => {
+            return Err(format!(
+                "json: cannot unmarshal {other} into Go struct field \
+                 AdmissionResponse.response.patch of type []uint8"
+            ));
+        }
+    };
+    Ok((!bytes.is_empty()).then_some(bytes))
 }
 
 async fn call_one(
@@ -469,7 +502,10 @@ async fn call_one(
         );
         return Called::Rejected(e);
     }
-    let patch = resp["patch"].as_str().filter(|p| !p.is_empty());
+    let patch = match patch_bytes(&resp["patch"]) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
     let Some(patch) = patch.filter(|_| h.hook_type == HookType::Mutating) else {
         adm.metrics.observe(h, op, false, started.elapsed(), None);
         return Called::Allowed(None);
@@ -479,11 +515,7 @@ async fn call_one(
             "webhook returned invalid response.patchType of {patch_type:?}"
         ));
     }
-    let ops = match base64::engine::general_purpose::STANDARD
-        .decode(patch)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice::<json_patch::Patch>(&b).map_err(|e| e.to_string()))
-    {
+    let ops = match serde_json::from_slice::<json_patch::Patch>(&patch) {
         Ok(p) => p,
         Err(e) => return fail(format!("failed to decode the patch: {e}")),
     };
@@ -585,6 +617,22 @@ pub async fn run_validating(
 mod tests {
     use super::*;
     use crate::admission::config::{Target, compile};
+
+    #[test]
+    fn a_patch_is_read_from_base64_or_from_an_array_of_bytes_as_go_decodes_a_byte_slice() {
+        let ops = br#"[{"op":"add","path":"/a","value":1}]"#;
+        let b64 = json!(base64::engine::general_purpose::STANDARD.encode(ops));
+        let array = json!(ops.to_vec());
+        assert_eq!(patch_bytes(&b64).unwrap().as_deref(), Some(&ops[..]));
+        assert_eq!(patch_bytes(&array).unwrap().as_deref(), Some(&ops[..]));
+        for none in [json!(null), json!(""), json!([])] {
+            assert_eq!(patch_bytes(&none).unwrap(), None, "{none}");
+        }
+        let e = patch_bytes(&json!([1, 256])).unwrap_err();
+        assert!(e.contains("cannot unmarshal 256"), "{e}");
+        assert!(patch_bytes(&json!({"op": "add"})).is_err());
+        assert!(patch_bytes(&json!("not base64!")).is_err());
+    }
 
     fn webhook(side_effects: &str) -> Webhook {
         let cfg = json!({"metadata": {"name": "c"}, "webhooks": [{
