@@ -4,11 +4,15 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::{StatefulsetRollout, clone_set::CloneSet};
+use crate::{StatefulsetRollout, clone_set::CloneSet, sidecar_set::SidecarSet};
 
 /// Every CRD sroll serves, in install order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![finish(StatefulsetRollout::crd()), finish(CloneSet::crd())]
+    vec![
+        finish(StatefulsetRollout::crd()),
+        finish(CloneSet::crd()),
+        finish(SidecarSet::crd()),
+    ]
 }
 
 /// Post-processes a derived CRD so its schema says what the API server should enforce and reads
@@ -130,7 +134,7 @@ pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     Ok(out)
 }
 
-/// One CRD by name (`statefulsetrollouts.sroll.io`, `clonesets.sroll.io`), exactly what
+/// One CRD by name (`statefulsetrollouts.sroll.io`, `clonesets.sroll.io`, `sidecarsets.sroll.io`), exactly what
 /// `sroll crd NAME` prints and what `deploy/crds/NAME.yaml` holds; `None` for an unknown name.
 pub fn crd_yaml_named(name: &str) -> Option<Result<String, serde_yaml_ng::Error>> {
     crds()

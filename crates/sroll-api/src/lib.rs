@@ -20,6 +20,7 @@ pub mod crd;
 pub mod intstr;
 pub mod labels;
 pub mod predicates;
+pub mod sidecar_set;
 pub mod sync;
 mod types;
 pub mod validate;

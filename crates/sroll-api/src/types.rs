@@ -160,6 +160,15 @@ pub struct StatefulsetRolloutSpec {
     /// `InPlaceOnly`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_place_update_strategy: Option<InPlaceUpdateStrategy>,
+
+    /// `true` pins every pod the StatefulSet controller creates to the revision the rollout assigns
+    /// to its ordinal, through sroll's admission webhook (`docs/webhook.md`): a pod that dies comes
+    /// back at its own revision unless the rollout chose to move it, under both strategies (no
+    /// `OnDelete` leak, no drift with three revisions in flight). The pod template then carries the
+    /// label `sroll.io/revision-pinning: "true"` (switching pinning on or off is a template change),
+    /// and those pods are refused while the webhook is down (`failurePolicy: Fail`). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_pinning: Option<bool>,
 }
 
 /// Settings of in-place updates.
@@ -725,6 +734,11 @@ impl StatefulsetRolloutSpec {
     /// The effective `podUpdatePolicy` (`ReCreate` when unset).
     pub fn pod_update_policy(&self) -> PodUpdatePolicy {
         self.pod_update_policy.clone().unwrap_or_default()
+    }
+
+    /// Revision pinning is on (`spec.revisionPinning: true`).
+    pub fn revision_pinning(&self) -> bool {
+        self.revision_pinning == Some(true)
     }
 
     /// The policy allows in-place updates (`InPlaceIfPossible` or `InPlaceOnly`).

@@ -66,6 +66,16 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// The admission webhook server could not read or write its Secret or configurations.
+    #[error("failed to {action} for the admission webhooks")]
+    Webhook {
+        /// What was being done (`read the certificate Secret`, `update sroll-mutating-webhooks`).
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+
     /// This replica lost the lease while leading; it stops acting at once.
     #[error("failed to keep leadership: the lease was not renewed within {0:?}")]
     LeadershipLost(Duration),
@@ -162,6 +172,18 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A write of the SidecarSet controller failed.
+    #[error("SidecarSet {name}: failed to write {what}")]
+    SidecarSetWrite {
+        /// SidecarSet name.
+        name: String,
+        /// What was written (`status`, `pod condition`, …).
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+
     /// Writing the rollout's status failed.
     #[error("failed to write the status of rollout {name}")]
     PatchStatus {
@@ -187,6 +209,7 @@ impl Error {
             Self::Preflight { .. } => "preflight",
             Self::Server { .. } => "server",
             Self::Lease { .. } => "lease",
+            Self::Webhook { .. } => "webhook",
             Self::LeadershipLost(_) => "leadership_lost",
             Self::InvalidObject(_) => "invalid_object",
             Self::Serialize { .. } => "serialize",
@@ -199,6 +222,7 @@ impl Error {
             Self::DeletePod { .. } => "delete_pod",
             Self::PatchStatus { .. } => "patch_status",
             Self::CloneSetWrite { .. } => "cloneset_write",
+            Self::SidecarSetWrite { .. } => "sidecarset_write",
         }
     }
 

@@ -30,7 +30,9 @@ pub mod metrics;
 pub mod observe;
 pub mod preflight;
 pub mod server;
+pub mod sidecar_set;
 pub mod telemetry;
+pub mod webhook;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -57,6 +59,9 @@ pub struct Settings {
     pub skip_preflight: bool,
     /// Slack, webhooks, release callback and service discovery.
     pub integrations: integrations::IntegrationSettings,
+    /// The admission webhook server (revision pinning, sidecar injection), served by every
+    /// replica; `None` serves none (and registers no webhook configuration).
+    pub webhook: Option<webhook::WebhookSettings>,
 }
 
 /// A configured operator, ready to [`run`](Operator::run).
@@ -66,6 +71,7 @@ pub struct Operator {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     bound: Option<watch::Sender<Option<SocketAddr>>>,
+    webhook_bound: Option<watch::Sender<Option<SocketAddr>>>,
 }
 
 impl std::fmt::Debug for Operator {
@@ -85,7 +91,15 @@ impl Operator {
             metrics: Arc::new(Metrics::new()),
             readiness: Arc::new(Readiness::default()),
             bound: None,
+            webhook_bound: None,
         }
+    }
+
+    /// The address the webhook server bound, once it has (useful with port 0).
+    pub fn webhook_addr(&mut self) -> watch::Receiver<Option<SocketAddr>> {
+        let (tx, rx) = watch::channel(None);
+        self.webhook_bound = Some(tx);
+        rx
     }
 
     /// The operator's metrics (shared with the `/metrics` endpoint).
@@ -109,6 +123,7 @@ impl Operator {
             metrics,
             readiness,
             bound,
+            webhook_bound,
         } = self;
         if !settings.skip_preflight {
             preflight::check(
@@ -153,6 +168,27 @@ impl Operator {
             server_task = Some(tokio::spawn(serve));
         }
 
+        // The admission webhooks: served by every replica, leader or not.
+        let mut webhook_task = None;
+        if let Some(webhook_settings) = settings.webhook.clone() {
+            let server = webhook::WebhookServer::bind(webhook_settings.addr)?;
+            if let Some(tx) = &webhook_bound {
+                let _ = tx.send(Some(server.local_addr()));
+            }
+            let plugins = webhook::register(&webhook::PluginContext {
+                client: client.clone(),
+                namespaces: settings.namespaces.clone(),
+            });
+            readiness.set_webhook_waiting(true);
+            webhook_task = Some(tokio::spawn(server.run(
+                client.clone(),
+                webhook_settings,
+                plugins,
+                readiness.clone(),
+                stop_rx.clone(),
+            )));
+        }
+
         let mut elector = settings
             .leader_election
             .clone()
@@ -162,7 +198,8 @@ impl Operator {
             readiness.set(true);
             let mut rx = stop_rx.clone();
             if !elector.acquire(&mut rx).await? {
-                return finish(server_task).await;
+                let webhook = finish_webhook(webhook_task).await;
+                return finish(server_task).await.and(webhook);
             }
         }
 
@@ -196,11 +233,20 @@ impl Operator {
         // The CloneSet controller, beside the rollout controller in every scope.
         let clone_sets = join_all(
             scopes
-                .into_iter()
+                .iter()
+                .cloned()
                 .map(|ns| clone_set::run_scope(ctx.clone(), ns, stopped()).boxed()),
         );
+        // The SidecarSet controller, over every scope's pods; SidecarSets are cluster-scoped, so it
+        // runs only when the operator watches every namespace (its ClusterRole grants them).
+        let sidecar_sets = if settings.namespaces.is_empty() {
+            sidecar_set::run(ctx.clone(), scopes, stopped()).boxed()
+        } else {
+            tracing::info!("SidecarSets are not served: the operator watches only some namespaces");
+            futures::future::ready(()).boxed()
+        };
         let controllers = bounded_after_stop(
-            futures::future::join(controllers, clone_sets).map(drop),
+            futures::future::join3(controllers, clone_sets, sidecar_sets).map(drop),
             stop_rx.clone(),
         );
         drop(ctx);
@@ -249,8 +295,9 @@ impl Operator {
         let _ = stop_tx.send(true);
         // The controllers are gone with their event sinks: publish what they queued.
         publisher.flush().await;
+        let webhook = finish_webhook(webhook_task).await;
         let served = finish(server_task).await;
-        result.and(served)
+        result.and(webhook).and(served)
     }
 }
 
@@ -282,6 +329,19 @@ async fn bounded_after_stop(
         tracing::warn!(
             "reconciles still in flight {SHUTDOWN_GRACE:?} after the stop was requested: abandoning them"
         );
+    }
+}
+
+async fn finish_webhook(server: Option<tokio::task::JoinHandle<Result<()>>>) -> Result<()> {
+    match server {
+        Some(task) => match task.await {
+            Ok(r) => r,
+            Err(join) => {
+                tracing::error!(error = %join, "the webhook server task failed");
+                Ok(())
+            }
+        },
+        None => Ok(()),
     }
 }
 

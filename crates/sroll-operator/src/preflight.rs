@@ -66,6 +66,14 @@ pub const NEEDED: &[Permission] = &[
     ("patch", "events.k8s.io", "events", ""),
 ];
 
+/// Permissions on cluster-scoped resources, needed when the operator watches every namespace
+/// (the SidecarSet controller and the webhook's SidecarSet cache run only then).
+pub const NEEDED_CLUSTER_WIDE: &[Permission] = &[
+    ("list", sroll_api::GROUP, "sidecarsets", ""),
+    ("watch", sroll_api::GROUP, "sidecarsets", ""),
+    ("patch", sroll_api::GROUP, "sidecarsets", "status"),
+];
+
 /// Permissions on the leader-election Lease, in its namespace.
 pub const NEEDED_LEASE: &[Permission] = &[
     ("get", "coordination.k8s.io", "leases", ""),
@@ -117,6 +125,11 @@ pub async fn check(
     for ns in &scopes {
         for p in NEEDED {
             reviews.push((*ns, *p));
+        }
+    }
+    if namespaces.is_empty() {
+        for p in NEEDED_CLUSTER_WIDE {
+            reviews.push((None, *p));
         }
     }
     if let Some(ns) = lease_namespace {

@@ -17,10 +17,13 @@ use tokio::net::TcpListener;
 
 use crate::{Error, Result, metrics::Metrics};
 
-/// Readiness shared between the operator and the HTTP server.
+/// Readiness shared between the operator and the HTTP server: the controllers' (or the standby's)
+/// and, when the operator serves admission webhooks, the webhook server's (its certificate loaded,
+/// its configurations registered, its caches synced).
 #[derive(Debug, Default)]
 pub struct Readiness {
     ready: AtomicBool,
+    webhook_waiting: AtomicBool,
 }
 
 impl Readiness {
@@ -29,9 +32,19 @@ impl Readiness {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Marks the webhook server as not answering yet (`true`) or answering (`false`).
+    pub fn set_webhook_waiting(&self, waiting: bool) {
+        self.webhook_waiting.store(waiting, Ordering::SeqCst);
+    }
+
+    /// Whether the webhook server answers (always, when there is none).
+    pub fn webhook_ready(&self) -> bool {
+        !self.webhook_waiting.load(Ordering::SeqCst)
+    }
+
     /// Whether the operator is ready.
     pub fn get(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && self.webhook_ready()
     }
 }
 

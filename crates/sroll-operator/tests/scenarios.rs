@@ -342,9 +342,11 @@ async fn killed_pods_of_a_paused_partial_rollout_return_at_their_revision() {
     env.finish(true).await;
 }
 
-/// Scenario 7 (OnDelete): the reference system's mode leaks, and this test documents it.
+/// Scenario 7 (OnDelete) without pinning: the reference system's mode leaks, and this test
+/// documents it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_on_delete_killed_old_pods_come_back_at_the_new_revision_the_documented_leak() {
+async fn with_on_delete_and_no_pinning_killed_old_pods_come_back_at_the_new_revision_the_documented_leak()
+ {
     let env = Env::start().await;
     let (before, rev2) =
         partial_rollout_then_kills(&env, &Rollout::named("web").replicas(6).on_delete()).await;
@@ -365,6 +367,39 @@ async fn with_on_delete_killed_old_pods_come_back_at_the_new_revision_the_docume
             .moves
             .iter()
             .any(|m| m.pod == "web-0" && m.to == rev2)
+    );
+}
+
+/// Scenario 7 (OnDelete) with revision pinning: the webhook (real HTTPS, kubesim calling it on
+/// every pod CREATE) creates each killed pod at its own revision: no leak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_delete_and_pinning_killed_pods_of_a_paused_partial_rollout_return_at_their_own_revision()
+ {
+    let env = Env::start_with_webhook().await;
+    let (before, rev2) = partial_rollout_then_kills(
+        &env,
+        &Rollout::named("web")
+            .replicas(6)
+            .on_delete()
+            .revision_pinning(),
+    )
+    .await;
+    let after = env.revisions("web").await;
+    assert_eq!(
+        after, before,
+        "every pod came back at the revision it had (no version leak under OnDelete)"
+    );
+    assert_eq!(after.iter().filter(|(_, r)| *r == rev2).count(), 3);
+    env.checker.resume_availability();
+    let report = env.finish(false).await;
+    assert!(report.leaks.is_empty(), "no leak: {:?}", report.leaks);
+    assert!(
+        !report
+            .moves
+            .iter()
+            .any(|m| m.pod == "web-0" && m.to == rev2),
+        "web-0 never moved to the new revision: {:?}",
+        report.moves
     );
 }
 

@@ -796,6 +796,7 @@ mod tests {
             recreate_on_immutable_change: None,
             pod_update_policy: None,
             in_place_update_strategy: None,
+            revision_pinning: None,
             analysis: Some(sroll_api::analysis::RolloutAnalysis {
                 metrics: vec![metric(Some("result[0] < 0.1"), None)],
                 abort_policy: None,

@@ -102,11 +102,14 @@ pub fn spec_hash(rollout: &StatefulsetRollout) -> Result<String, Error> {
         strategy: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         in_place: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        pinning: bool,
     }
     hash_json(&Hashed {
         sts: &rollout.spec.sts,
         strategy: rollout.spec.strategy().to_string(),
         in_place: rollout.spec.in_place_allowed(),
+        pinning: rollout.spec.revision_pinning(),
     })
 }
 
@@ -121,8 +124,19 @@ pub fn template_hash(rollout: &StatefulsetRollout) -> Result<String, Error> {
 /// gate lets sroll take a pod out of traffic before its images change). Adding the gate to a
 /// running set is itself a template change, which no pod can take in place (readiness gates are
 /// immutable on a pod): the first rollout after switching to an in-place policy recreates the pods.
+///
+/// With `spec.revisionPinning: true` the template also carries the label
+/// [`crate::pinning::PINNING_LABEL`]`: "true"`, which sends its pods to the pinning webhook.
 pub fn pod_template(rollout: &StatefulsetRollout) -> PodTemplateSpec {
     let mut template = rollout.spec.sts.spec.template.clone();
+    if rollout.spec.revision_pinning() {
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(crate::pinning::PINNING_LABEL.into(), "true".into());
+    }
     if rollout.spec.in_place_allowed() {
         let gates = template
             .spec
@@ -141,7 +155,7 @@ pub fn pod_template(rollout: &StatefulsetRollout) -> PodTemplateSpec {
     template
 }
 
-fn hash_json<T: Serialize>(value: &T) -> Result<String, Error> {
+pub(crate) fn hash_json<T: Serialize>(value: &T) -> Result<String, Error> {
     let value = serde_json::to_value(value).map_err(Error::Serialize)?;
     let mut bytes = Vec::new();
     write_canonical(&value, &mut bytes);

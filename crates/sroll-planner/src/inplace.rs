@@ -46,6 +46,14 @@ use sroll_api::{labels, predicates};
 pub const READINESS_GATE: &str = "InPlaceUpdateReady";
 /// The pod annotation recording an in-place update: [`InPlaceState`] as JSON.
 pub const STATE_ANNOTATION: &str = "sroll.io/inplace-update-state";
+/// The pod annotation recording the in-place updates of SidecarSets' sidecars: a JSON map from
+/// SidecarSet name to its [`InPlaceState`] (`crate::sidecar_set`). Its containers count in
+/// [`PodInPlace::containers_pending`] like the workload's own, so no update puts the pod back in
+/// traffic while any in-place restarted container is not Ready.
+pub const SIDECAR_STATE_ANNOTATION: &str = "sroll.io/sidecarset-inplace-update-state";
+/// How the message of the [`READINESS_GATE`] condition written by [`out_of_traffic`] starts; the
+/// target revision follows.
+pub const OUT_OF_TRAFFIC_MESSAGE_PREFIX: &str = "updating in place to revision ";
 /// Reason of the [`READINESS_GATE`] condition while the pod is taken out of traffic.
 pub const REASON_STARTED: &str = "StartInPlaceUpdate";
 /// Reason of the [`READINESS_GATE`] condition once the pod may serve again.
@@ -313,7 +321,8 @@ pub struct PodInPlace {
     /// The revision recorded in [`STATE_ANNOTATION`], if the pod was ever patched in place.
     pub state_revision: Option<String>,
     /// Containers the recorded update changed that do not yet run their new image and are not yet
-    /// ready (empty when no update is recorded).
+    /// ready (empty when no update is recorded), the workload's ([`STATE_ANNOTATION`]) and the
+    /// SidecarSets' ([`SIDECAR_STATE_ANNOTATION`]) together.
     pub containers_pending: Vec<String>,
 }
 
@@ -327,10 +336,19 @@ impl PodInPlace {
             .is_some_and(|g| g.iter().any(|g| g.condition_type == READINESS_GATE));
         let gate = gate_condition(pod);
         let state = state(pod);
-        let containers_pending = state
+        let mut containers_pending = state
             .as_ref()
             .map(|s| pending_containers(pod, s))
             .unwrap_or_default();
+        let sidecars: BTreeMap<String, InPlaceState> =
+            crate::sidecar_set::read_map(pod, SIDECAR_STATE_ANNOTATION);
+        for s in sidecars.values() {
+            for name in pending_containers(pod, s) {
+                if !containers_pending.contains(&name) {
+                    containers_pending.push(name);
+                }
+            }
+        }
         PodInPlace {
             has_gate,
             gate_ready: gate.and_then(|c| match c.status.as_str() {
@@ -520,6 +538,20 @@ pub enum Op {
     },
     /// pods/status: [`marked_ready`].
     MarkReady,
+    /// The pod itself: a SidecarSet's sidecars from version `from` to `target`
+    /// (`crate::sidecar_set`; the executor refuses a pod whose recorded version of the SidecarSet
+    /// is no longer `from`, or that has the [`READINESS_GATE`] and is not out of traffic yet).
+    /// The workload's revision label is not touched.
+    PatchSidecars {
+        /// The SidecarSet.
+        sidecar_set: String,
+        /// The pod's version of the SidecarSet when planned.
+        from: String,
+        /// The version it moves to.
+        target: String,
+        /// The sidecars' new images.
+        change: InPlaceChange,
+    },
 }
 
 impl Op {
@@ -529,6 +561,7 @@ impl Op {
             Op::TakeOutOfTraffic { .. } => "TakeOutOfTraffic",
             Op::PatchImages { .. } => "PatchImages",
             Op::MarkReady => "MarkReady",
+            Op::PatchSidecars { .. } => "PatchSidecars",
         }
     }
 
@@ -557,6 +590,14 @@ impl Op {
                 && view.gate_ready != Some(true)
                 && view.containers_pending.is_empty())
             .then(|| marked_ready(pod, now)),
+            Op::PatchSidecars {
+                sidecar_set,
+                from,
+                target,
+                change,
+            } => (crate::sidecar_set::pod_hash(pod, sidecar_set).as_deref() == Some(from.as_str())
+                && (!view.has_gate || view.gate_ready == Some(false)))
+            .then(|| crate::sidecar_set::patched_sidecars(pod, sidecar_set, change, target, now)),
         }
     }
 }
@@ -606,7 +647,7 @@ pub fn out_of_traffic(pod: &Pod, target: &str, now: Timestamp) -> Pod {
         READINESS_GATE,
         "False",
         REASON_STARTED,
-        &format!("updating in place to revision {target}"),
+        &format!("{OUT_OF_TRAFFIC_MESSAGE_PREFIX}{target}"),
         now,
     );
     with_condition(

@@ -25,8 +25,10 @@ mod conditions;
 pub mod desired;
 pub mod inplace;
 pub mod observed;
+pub mod pinning;
 pub mod plan;
 mod planner;
+pub mod sidecar_set;
 
 pub use analysis::ObservedMeasurement;
 pub use desired::{

@@ -108,6 +108,9 @@ pub struct LiveStatefulSet {
     pub spec_hash: Option<String>,
     /// The `sroll.io/template-hash` annotation: the hash of the pod template last applied.
     pub template_hash: Option<String>,
+    /// `OnDelete` with revision pinning: the annotation
+    /// [`crate::pinning::ANNOTATION_PINNED_UPDATE`] (`<updateRevision>/<ordinal>`), as written.
+    pub pinned_update: Option<String>,
 }
 
 impl LiveStatefulSet {
@@ -156,6 +159,9 @@ impl LiveStatefulSet {
             volume_claim_templates: spec.volume_claim_templates.clone().unwrap_or_default(),
             spec_hash: annotations.get(ANNOTATION_SPEC_HASH).cloned(),
             template_hash: annotations.get(ANNOTATION_TEMPLATE_HASH).cloned(),
+            pinned_update: annotations
+                .get(crate::pinning::ANNOTATION_PINNED_UPDATE)
+                .cloned(),
         }
     }
 }

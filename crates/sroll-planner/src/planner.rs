@@ -344,9 +344,66 @@ impl<'a> Planner<'a> {
         &self,
         partition: i32,
     ) -> Result<Box<k8s_openapi::api::apps::v1::StatefulSet>, String> {
-        desired_statefulset(&self.obs.rollout, partition)
-            .map(Box::new)
-            .map_err(|e| e.to_string())
+        let mut sts =
+            desired_statefulset(&self.obs.rollout, partition).map_err(|e| e.to_string())?;
+        // OnDelete with pinning: keep the record of the pods moved (it lives in the set's
+        // annotations, which every apply rewrites).
+        if self.spec().strategy() == RolloutStrategy::OnDelete
+            && self.spec().revision_pinning()
+            && let Some(record) = self
+                .obs
+                .statefulset
+                .as_ref()
+                .and_then(|l| l.pinned_update.clone())
+        {
+            sts.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(crate::pinning::ANNOTATION_PINNED_UPDATE.into(), record);
+        }
+        Ok(Box::new(sts))
+    }
+
+    /// `OnDelete` with revision pinning: before `batch` is evicted or deleted, record on the set
+    /// that the ordinals from the batch's lowest up are moved to the update revision (the pinning
+    /// webhook creates them there, and every other pod at its own revision). `None` when the record
+    /// already covers the batch.
+    fn pin_record(
+        &self,
+        c: &RolloutCtx<'_>,
+        batch: &[usize],
+    ) -> Result<Option<PartitionMove>, String> {
+        if self.spec().strategy() != RolloutStrategy::OnDelete || !self.spec().revision_pinning() {
+            return Ok(None);
+        }
+        let Some(lowest) = batch.iter().min() else {
+            return Ok(None);
+        };
+        let ordinal = c.live.ordinals_start + i32::try_from(*lowest).unwrap_or(i32::MAX);
+        let recorded = crate::pinning::pinned_update_from(
+            c.live.pinned_update.as_deref(),
+            c.live.update_revision.as_deref(),
+        );
+        if recorded.is_some_and(|r| r <= ordinal) {
+            return Ok(None);
+        }
+        let mut sts = self.desired(c.replicas)?;
+        sts.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                crate::pinning::ANNOTATION_PINNED_UPDATE.into(),
+                crate::pinning::pinned_update_value(&c.update, ordinal),
+            );
+        if self.spec().sts.spec.pod_management_policy.is_none()
+            && let Some(spec) = sts.spec.as_mut()
+        {
+            spec.pod_management_policy = Some(c.live.pod_management_policy.clone());
+        }
+        Ok(Some(PartitionMove {
+            partition: ordinal,
+            statefulset: sts,
+        }))
     }
 
     fn create(&mut self, _thash: &str) -> Outcome {
@@ -1077,6 +1134,10 @@ impl<'a> Planner<'a> {
             .collect();
         if !broken.is_empty() {
             let names = names(c, &broken);
+            let record = match self.pin_record(c, &broken) {
+                Ok(r) => r,
+                Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+            };
             self.event(
                 EventType::Normal,
                 r::BROKEN_PODS_REPLACED,
@@ -1097,7 +1158,7 @@ impl<'a> Planner<'a> {
                     name_list(&names)
                 ),
                 action: Action::DeletePods {
-                    partition: None,
+                    partition: record,
                     pods: names,
                 },
                 requeue: Some(REQUEUE_SOON),
@@ -1115,7 +1176,11 @@ impl<'a> Planner<'a> {
                 return o;
             }
             let batch = chosen[..size].to_vec();
-            return self.evict(c, &batch, None, &progress);
+            let record = match self.pin_record(c, &batch) {
+                Ok(r) => r,
+                Err(e) => return self.spec_invalid(r::INVALID_SPEC, e),
+            };
+            return self.evict(c, &batch, record, &progress);
         }
         let in_flight_names = names(c, &in_flight);
         self.waiting(&in_flight_names, limit_reason, requeue, &progress)

@@ -185,6 +185,7 @@ impl Sim {
                     x.in_place.containers_pending = vec!["app".into()];
                 }
                 Op::MarkReady => x.in_place.gate_ready = Some(true),
+                Op::PatchSidecars { .. } => unreachable!("the CloneSet planner never upgrades sidecars"),
             }
         }
         p

@@ -8,7 +8,9 @@
 //!     only when the new revision is an update revision of the set and the pod's ordinal is at or
 //!     above the lowest partition the set had for that revision. A move back to a revision the set
 //!     reported as its current revision is the one drift DESIGN.md allows (three revisions in
-//!     flight) and is reported separately.
+//!     flight) and is reported separately — except for sets with revision pinning on, where it is
+//!     a leak, and whose `OnDelete` moves are judged too (allowed only to the update revision, at
+//!     or above the lowest ordinal the rollout recorded in `sroll.io/pinned-update`).
 //!
 //! Partitions are judged at the end of the run against everything observed, so the order in which
 //! the pod and StatefulSet watch streams deliver events cannot cause a false alarm.
@@ -124,6 +126,10 @@ struct SetState {
     update_revisions: BTreeSet<String>,
     current_revisions: BTreeSet<String>,
     on_delete: bool,
+    /// Revision pinning is on (the template carries `sroll.io/revision-pinning: "true"`): no drift
+    /// is allowed, and under `OnDelete` the moves chosen are those at or above the ordinal the
+    /// rollout recorded on the set (`sroll.io/pinned-update`).
+    pinned: bool,
 }
 
 #[derive(Default, Debug)]
@@ -247,6 +253,19 @@ impl State {
         set.replicas = spec.replicas.unwrap_or(1);
         let strategy = spec.update_strategy.unwrap_or_default();
         set.on_delete = strategy.type_.as_deref() == Some("OnDelete");
+        set.pinned = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref())
+            .and_then(|l| l.get(sroll_planner::pinning::PINNING_LABEL))
+            .is_some_and(|v| v == "true");
+        let pinned_from = sts
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(sroll_planner::pinning::ANNOTATION_PINNED_UPDATE))
+            .cloned();
         let status = sts.status.clone().unwrap_or_default();
         if let Some(cur) = status.current_revision.filter(|s| !s.is_empty()) {
             set.current_revisions.insert(cur);
@@ -257,7 +276,15 @@ impl State {
                 .rolling_update
                 .and_then(|r| r.partition)
                 .unwrap_or(0);
-            let p = if set.on_delete { 0 } else { partition };
+            let p = match (set.on_delete, set.pinned) {
+                (true, true) => sroll_planner::pinning::pinned_update_from(
+                    pinned_from.as_deref(),
+                    Some(upd.as_str()),
+                )
+                .unwrap_or(i32::MAX),
+                (true, false) => 0,
+                (false, _) => partition,
+            };
             let e = set.min_partition.entry(upd).or_insert(p);
             *e = (*e).min(p);
         }
@@ -597,10 +624,10 @@ impl Checker {
                     .min_partition
                     .get(&m.to)
                     .is_some_and(|p| m.ordinal >= *p);
-            if chosen || !partitioned {
+            if chosen || (!partitioned && !set.pinned) {
                 continue;
             }
-            if set.current_revisions.contains(&m.to) {
+            if set.current_revisions.contains(&m.to) && !set.pinned {
                 drift.push(m.clone());
             } else {
                 leaks.push(m.clone());

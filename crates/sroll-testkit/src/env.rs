@@ -80,6 +80,54 @@ impl Env {
         env
     }
 
+    /// [`Env::start`] with the operator serving its admission webhooks (revision pinning) over
+    /// real HTTPS, out-of-cluster mode (`clientConfig.url` on 127.0.0.1 and a free port); returns
+    /// once kube-apiserver (kubesim) is sent pods through them.
+    pub async fn start_with_webhook() -> Self {
+        let mut env = Self::without_operator().await;
+        let settings = Settings {
+            webhook: Some(env.webhook_settings()),
+            ..env.settings()
+        };
+        env.start_operator_with(settings);
+        env.webhook_registered().await;
+        env
+    }
+
+    /// The webhook server of this scenario: 127.0.0.1 on a free port, `clientConfig.url`, the
+    /// certificate Secret in the scenario's namespace, the default certificate lifetimes.
+    pub fn webhook_settings(&self) -> sroll_operator::webhook::WebhookSettings {
+        sroll_operator::webhook::WebhookSettings {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            client_config: sroll_operator::webhook::ClientConfigMode::Url { host: None },
+            namespace: self.ns.clone(),
+            certs: sroll_operator::webhook::CertSettings::default(),
+        }
+    }
+
+    /// Waits until the operator's mutating webhook configuration is registered (the server
+    /// answers before it registers).
+    pub async fn webhook_registered(&self) {
+        let configs: Api<
+            k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration,
+        > = Api::all(self.client.clone());
+        wait_for(
+            "the webhook configuration to be registered",
+            DEADLINE,
+            || {
+                let configs = configs.clone();
+                async move {
+                    configs
+                        .get_opt(sroll_operator::webhook::configs::MUTATING)
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            },
+        )
+        .await;
+    }
+
     /// The same, without starting the operator.
     pub async fn without_operator() -> Self {
         Self::without_operator_on(cluster_config()).await
@@ -160,10 +208,7 @@ impl Env {
 
     /// Starts the operator (in-process, over HTTP), followed by the checker.
     pub fn start_operator(&mut self) {
-        assert!(self.operator.is_none(), "the operator is already running");
-        let op = RunningOperator::start(self.client.clone(), self.settings());
-        self.checker.watch_operator(&op.exits);
-        self.operator = Some(op);
+        self.start_operator_with(self.settings());
     }
 
     /// Stops the operator gracefully.

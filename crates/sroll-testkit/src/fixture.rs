@@ -35,6 +35,7 @@ pub struct Rollout {
     analysis: Option<sroll_api::analysis::RolloutAnalysis>,
     steps: Vec<sroll_api::analysis::RolloutStep>,
     pod_update_policy: Option<PodUpdatePolicy>,
+    revision_pinning: bool,
     in_place_grace: Option<i32>,
     env: Vec<(String, String)>,
 }
@@ -60,9 +61,16 @@ impl Rollout {
             analysis: None,
             steps: Vec::new(),
             pod_update_policy: None,
+            revision_pinning: false,
             in_place_grace: None,
             env: Vec::new(),
         }
+    }
+
+    /// `spec.revisionPinning: true` (the scenario must run the webhook: `Env::start_with_webhook`).
+    pub fn revision_pinning(mut self) -> Self {
+        self.revision_pinning = true;
+        self
     }
 
     /// `spec.podUpdatePolicy`.
@@ -258,6 +266,7 @@ impl Rollout {
                 in_place_update_strategy: self.in_place_grace.map(|g| InPlaceUpdateStrategy {
                     grace_period_seconds: Some(g),
                 }),
+                revision_pinning: self.revision_pinning.then_some(true),
             },
         );
         r.metadata.namespace = None;

@@ -23,7 +23,8 @@ struct Cli {
 enum Command {
     /// Print the CustomResourceDefinitions sroll serves, as YAML (pipe to `kubectl apply -f -`).
     Crd {
-        /// Print only this CRD (`statefulsetrollouts.sroll.io`, `clonesets.sroll.io`).
+        /// Print only this CRD (`statefulsetrollouts.sroll.io`, `clonesets.sroll.io`,
+        /// `sidecarsets.sroll.io`).
         name: Option<String>,
     },
     /// Render an application's rollout config (bedrock.yaml) into a PodDisruptionBudget and a

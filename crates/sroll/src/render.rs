@@ -949,6 +949,7 @@ pub fn build(
         steps: Vec::new(),
         pod_update_policy: None,
         in_place_update_strategy: None,
+        revision_pinning: None,
     };
     let mut rollout = StatefulsetRollout::new(&c.name, spec);
     rollout.metadata.namespace = Some(namespace);

@@ -11,7 +11,11 @@ fn sroll(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn committed_crds_match_sroll_crd() {
-    for name in ["statefulsetrollouts.sroll.io", "clonesets.sroll.io"] {
+    for name in [
+        "statefulsetrollouts.sroll.io",
+        "clonesets.sroll.io",
+        "sidecarsets.sroll.io",
+    ] {
         let out = sroll(&["crd", name]);
         assert!(
             out.status.success(),
@@ -49,7 +53,11 @@ fn crd_output_is_every_custom_resource_definition() {
         .collect();
     assert_eq!(
         names,
-        ["statefulsetrollouts.sroll.io", "clonesets.sroll.io"]
+        [
+            "statefulsetrollouts.sroll.io",
+            "clonesets.sroll.io",
+            "sidecarsets.sroll.io"
+        ]
     );
     let unknown = sroll(&["crd", "widgets.sroll.io"]);
     assert!(!unknown.status.success());

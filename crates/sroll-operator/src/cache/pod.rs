@@ -126,12 +126,12 @@ impl WatchedPod {
             init_container_statuses: s.init_container_statuses.clone(),
             ..PodStatus::default()
         });
-        let annotations = self
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(inplace::STATE_ANNOTATION))
-            .map(|v| BTreeMap::from([(inplace::STATE_ANNOTATION.to_owned(), v.clone())]));
+        let annotations = self.metadata.annotations.as_ref().map(|a| {
+            [inplace::STATE_ANNOTATION, inplace::SIDECAR_STATE_ANNOTATION]
+                .into_iter()
+                .filter_map(|k| a.get(k).map(|v| (k.to_owned(), v.clone())))
+                .collect::<BTreeMap<_, _>>()
+        });
         PodInPlace::from_pod(&Pod {
             metadata: ObjectMeta {
                 annotations,

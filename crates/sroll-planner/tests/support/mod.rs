@@ -101,6 +101,7 @@ impl Rollout {
             steps: Vec::new(),
             pod_update_policy: None,
             in_place_update_strategy: None,
+            revision_pinning: None,
         };
         let mut r = StatefulsetRollout::new("web", spec);
         r.metadata.namespace = Some("default".into());
@@ -245,6 +246,7 @@ impl World {
             volume_claim_templates: vec![],
             spec_hash: Some(spec_hash(&rollout).expect("hash")),
             template_hash: Some(template_hash(&rollout).expect("hash")),
+            pinned_update: None,
         };
         let mut w = World {
             rollout,

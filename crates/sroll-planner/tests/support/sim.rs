@@ -360,6 +360,9 @@ impl Sim {
                                     Some(self.min_grace_seen.map_or(waited, |m| m.min(waited)));
                             }
                         }
+                        Op::PatchSidecars { .. } => {
+                            unreachable!("the rollout planner never upgrades sidecars")
+                        }
                         Op::MarkReady => {
                             if p.has_gate && p.gate != Some(true) && done {
                                 p.gate = Some(true);
