@@ -133,6 +133,7 @@ impl Operator {
                     .leader_election
                     .as_ref()
                     .map(|l| l.namespace.as_str()),
+                settings.webhook.as_ref().map(|w| w.namespace.as_str()),
             )
             .await?;
             tracing::info!("start-up checks passed");

@@ -81,6 +81,43 @@ pub const NEEDED_LEASE: &[Permission] = &[
     ("update", "coordination.k8s.io", "leases", ""),
 ];
 
+/// Permissions of the webhook server (when it runs): its certificate Secret, by name, in its
+/// namespace (`create` cannot be limited to a name), and its mutating configuration by name
+/// (cluster-scoped; `deploy/` ships it, so no `create`).
+pub const NEEDED_WEBHOOK: &[(Permission, Option<&str>, bool)] = &[
+    (("create", "", "secrets", ""), None, true),
+    (
+        ("get", "", "secrets", ""),
+        Some(crate::webhook::certs::SECRET_NAME),
+        true,
+    ),
+    (
+        ("update", "", "secrets", ""),
+        Some(crate::webhook::certs::SECRET_NAME),
+        true,
+    ),
+    (
+        (
+            "get",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "",
+        ),
+        Some(crate::webhook::configs::MUTATING),
+        false,
+    ),
+    (
+        (
+            "update",
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            "",
+        ),
+        Some(crate::webhook::configs::MUTATING),
+        false,
+    ),
+];
+
 fn describe(group: &str, resource: &str, subresource: &str) -> String {
     let mut r = resource.to_owned();
     if !subresource.is_empty() {
@@ -102,11 +139,13 @@ fn scope(namespace: Option<&str>) -> String {
 }
 
 /// Runs every check. `namespaces` empty means all namespaces; `lease_namespace` is checked for the
-/// Lease verbs when leader election is on.
+/// Lease verbs when leader election is on, `webhook_namespace` for [`NEEDED_WEBHOOK`] when the
+/// webhook server runs.
 pub async fn check(
     client: &Client,
     namespaces: &[String],
     lease_namespace: Option<&str>,
+    webhook_namespace: Option<&str>,
 ) -> Result<()> {
     let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
         vec![None]
@@ -140,7 +179,7 @@ pub async fn check(
     let results = try_join_all(
         reviews
             .iter()
-            .map(|(ns, p)| review(client.clone(), *ns, *p)),
+            .map(|(ns, p)| review(client.clone(), *ns, *p, None)),
     )
     .await?;
     for ((ns, (verb, group, resource, sub)), allowed) in reviews.iter().zip(results) {
@@ -151,6 +190,26 @@ pub async fn check(
                 resource: describe(group, resource, sub),
                 scope: scope(*ns),
             });
+        }
+    }
+    if let Some(webhook_ns) = webhook_namespace {
+        for ((verb, group, resource, sub), name, namespaced) in NEEDED_WEBHOOK {
+            let ns = namespaced.then_some(webhook_ns);
+            if review(client.clone(), ns, (verb, group, resource, sub), *name).await? == Some(false)
+            {
+                return Err(Error::Forbidden {
+                    verb: (*verb).to_owned(),
+                    resource: match name {
+                        Some(n) => format!("{} {n}", describe(group, resource, sub)),
+                        None => describe(group, resource, sub),
+                    },
+                    scope: if *namespaced {
+                        scope(ns)
+                    } else {
+                        String::new()
+                    },
+                });
+            }
         }
     }
     Ok(())
@@ -190,7 +249,12 @@ where
 }
 
 /// `Some(allowed)`, or `None` when the cluster does not serve access reviews.
-async fn review(client: Client, namespace: Option<&str>, p: Permission) -> Result<Option<bool>> {
+async fn review(
+    client: Client,
+    namespace: Option<&str>,
+    p: Permission,
+    name: Option<&str>,
+) -> Result<Option<bool>> {
     let (verb, group, resource, subresource) = p;
     let ssar = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
@@ -200,6 +264,7 @@ async fn review(client: Client, namespace: Option<&str>, p: Permission) -> Resul
                 group: Some(group.into()),
                 resource: Some(resource.into()),
                 subresource: (!subresource.is_empty()).then(|| subresource.into()),
+                name: name.map(str::to_owned),
                 ..ResourceAttributes::default()
             }),
             ..SelfSubjectAccessReviewSpec::default()
@@ -282,7 +347,9 @@ mod tests {
             },
             |_| Some(true),
         );
-        let err = check(&client, &[], None).await.expect_err("must fail");
+        let err = check(&client, &[], None, None)
+            .await
+            .expect_err("must fail");
         assert!(matches!(err, Error::CrdMissing));
         assert_eq!(
             err.to_string(),
@@ -302,7 +369,7 @@ mod tests {
             },
             |_| None,
         );
-        let err = check(&client, &["team-a".into()], None)
+        let err = check(&client, &["team-a".into()], None, None)
             .await
             .expect_err("must fail");
         assert_eq!(
@@ -320,7 +387,9 @@ mod tests {
                 Some(!(attrs["verb"] == "create" && attrs["subresource"] == "eviction"))
             },
         );
-        let err = check(&client, &[], None).await.expect_err("must fail");
+        let err = check(&client, &[], None, None)
+            .await
+            .expect_err("must fail");
         assert_eq!(
             err.to_string(),
             "the operator is not allowed to create pods/eviction in all namespaces: grant it in the operator's (Cluster)Role"
@@ -330,7 +399,7 @@ mod tests {
     #[tokio::test]
     async fn every_check_passing_starts_the_operator() {
         let client = fake(|_| empty_list(), |_| Some(true));
-        check(&client, &["a".into(), "b".into()], Some("ops"))
+        check(&client, &["a".into(), "b".into()], Some("ops"), None)
             .await
             .expect("all allowed");
     }

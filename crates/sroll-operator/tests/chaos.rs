@@ -405,13 +405,26 @@ async fn under_5_percent_api_errors_latency_and_cut_watches_a_100_pod_rollout_co
 
 // ---- 3. version leak under pod churn ---------------------------------------------------------
 
-async fn paused_quarter_rollout_under_pod_kills(on_delete: bool, replicas: i32, kills: usize) {
-    let env = Env::start().await;
+/// `pinning`: `spec.revisionPinning` with the operator's webhook served over HTTPS.
+async fn paused_quarter_rollout_under_pod_kills(
+    on_delete: bool,
+    pinning: bool,
+    replicas: i32,
+    kills: usize,
+) {
+    let env = if pinning {
+        Env::start_with_webhook().await
+    } else {
+        Env::start().await
+    };
     let name = "leak";
     budget(&env, name, 2).await;
     let mut base = Rollout::named(name).replicas(replicas);
     if on_delete {
         base = base.on_delete();
+    }
+    if pinning {
+        base = base.revision_pinning();
     }
     apply_raw(&env, &base.build()).await;
     let v1 = update_revision(&wait_done(&env, name, DEADLINE).await);
@@ -464,20 +477,21 @@ async fn paused_quarter_rollout_under_pod_kills(on_delete: bool, replicas: i32, 
         op_evictions,
         "a paused rollout evicts nothing"
     );
-    let report = env.finish(!on_delete).await;
+    let report = env.finish(!on_delete || pinning).await;
     // Only the moves of the kill phase (the rollout's own evictions came before).
     let moves = &report.moves[moves_before..];
     let to_new = moves.iter().filter(|m| m.to == v2).count();
     let to_old = moves.iter().filter(|m| m.to == v1).count();
     eprintln!(
-        "chaos leak ({}): {replicas} pods, {done} kills ({old_killed} old, {new_killed} new) in \
+        "chaos leak ({}{}): {replicas} pods, {done} kills ({old_killed} old, {new_killed} new) in \
          {churn:.1?}; pods at the new revision {new_before} -> {new_after}; revision changes \
          {} ({to_new} to new, {to_old} to old); problems: {}",
         if on_delete { "OnDelete" } else { "Partitioned" },
+        if pinning { ", pinned" } else { "" },
         moves.len(),
         report.problems().len()
     );
-    if on_delete {
+    if on_delete && !pinning {
         // The documented leak of the reference system's mode: killed old pods come back new.
         assert!(new_after >= new_before);
         assert!(moves.iter().all(|m| m.to == v2), "{moves:?}");
@@ -489,25 +503,38 @@ async fn paused_quarter_rollout_under_pod_kills(on_delete: bool, replicas: i32, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_quarter_rollout_under_60_pod_kills_changes_no_pod_revision_when_partitioned() {
-    paused_quarter_rollout_under_pod_kills(false, 12, 60).await;
+    paused_quarter_rollout_under_pod_kills(false, false, 12, 60).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_quarter_rollout_under_60_pod_kills_with_on_delete_drifts_and_the_drift_is_measured()
  {
-    paused_quarter_rollout_under_pod_kills(true, 12, 60).await;
+    paused_quarter_rollout_under_pod_kills(true, false, 12, 60).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_quarter_rollout_under_60_pod_kills_with_on_delete_and_pinning_changes_no_pod_revision()
+ {
+    paused_quarter_rollout_under_pod_kills(true, true, 12, 60).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
 async fn a_paused_quarter_rollout_under_600_pod_kills_changes_no_pod_revision_when_partitioned() {
-    paused_quarter_rollout_under_pod_kills(false, 40, 600).await;
+    paused_quarter_rollout_under_pod_kills(false, false, 40, 600).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
 async fn a_paused_quarter_rollout_under_600_pod_kills_with_on_delete_drifts() {
-    paused_quarter_rollout_under_pod_kills(true, 40, 600).await;
+    paused_quarter_rollout_under_pod_kills(true, false, 40, 600).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long chaos run: cargo nextest run -p sroll-operator --test chaos --run-ignored only"]
+async fn a_paused_quarter_rollout_under_600_pod_kills_with_on_delete_and_pinning_changes_no_pod_revision()
+ {
+    paused_quarter_rollout_under_pod_kills(true, true, 40, 600).await;
 }
 
 // ---- 4. a node fails mid-rollout -------------------------------------------------------------

@@ -12,10 +12,12 @@
 //!    those pods; a record naming another revision than the set's update revision is stale and
 //!    ignored. (`OnDelete` moves pods highest ordinal first, so the moved pods are the ordinals at
 //!    or above the lowest one moved.)
-//! 2. **Otherwise → the pod's own last recorded revision** (`status.pods` of the rollout): a pod
-//!    that dies comes back as it was.
-//! 3. **A pod the rollout never recorded** (a scale-up, a set the rollout has not reported yet) is
-//!    left as the StatefulSet controller made it.
+//! 2. **Otherwise → the pod's own last recorded revision** (`status.pods` of the rollout, which
+//!    keeps the entry of a pod that is missing while pinning is on): a pod that dies comes back as
+//!    it was.
+//! 3. **Otherwise → the set's current revision** (a pod the rollout never recorded: a scale-up, a
+//!    set the rollout has not reported yet), as the StatefulSet controller does below a partition;
+//!    left as created when the set reports no current revision.
 
 use sroll_api::RolloutStrategy;
 
@@ -56,6 +58,8 @@ pub struct PinningInput<'a> {
     pub moved_from: Option<i32>,
     /// The revision the rollout last recorded for this pod (`status.pods`).
     pub recorded: Option<&'a str>,
+    /// The StatefulSet's `status.currentRevision`.
+    pub current_revision: Option<&'a str>,
 }
 
 /// The revision the rollout assigns to the pod, or `None` to leave it as created.
@@ -82,6 +86,7 @@ mod tests {
             partition: None,
             moved_from: None,
             recorded: None,
+            current_revision: None,
         }
     }
 

@@ -198,6 +198,46 @@ impl<'a> Planner<'a> {
                 ready: p.ready,
             })
             .collect();
+        // With revision pinning the entries are the pinning webhook's record of each pod's
+        // revision: a pod missing now (killed, being recreated) keeps its entry, not Ready, while
+        // its ordinal is within the replicas.
+        if self.spec().revision_pinning() {
+            let replicas = self.spec().replicas();
+            let previous = self
+                .obs
+                .rollout
+                .status
+                .as_ref()
+                .map(|s| s.pods.clone())
+                .unwrap_or_default();
+            let start = self
+                .obs
+                .statefulset
+                .as_ref()
+                .map_or(0, |l| l.ordinals_start);
+            for old in previous {
+                let Some(ordinal) = old
+                    .name
+                    .rsplit_once('-')
+                    .and_then(|(_, o)| o.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                let kept = ordinal >= start && ordinal - start < replicas;
+                if kept && !self.status.pods.iter().any(|p| p.name == old.name) {
+                    self.status.pods.push(PodVersion {
+                        ready: false,
+                        ..old
+                    });
+                }
+            }
+            self.status.pods.sort_by_key(|p| {
+                p.name
+                    .rsplit_once('-')
+                    .and_then(|(_, o)| o.parse::<i32>().ok())
+                    .unwrap_or(i32::MAX)
+            });
+        }
         self.status.ready_replicas = Some(count(pods.iter().filter(|p| p.ready)));
         if let Some(d) = &self.obs.discovery {
             self.status.consul_services = d.existing_services.clone();

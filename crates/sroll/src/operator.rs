@@ -9,6 +9,7 @@ use sroll_operator::{
     LeaseSettings, Operator, Settings,
     integrations::{IntegrationSettings, SecretLocation},
     telemetry,
+    webhook::{CertSettings, ClientConfigMode, WebhookSettings},
 };
 
 /// Log line format.
@@ -97,6 +98,40 @@ pub struct OperatorArgs {
     /// Consul HTTP address for service-discovery health, e.g. http://consul-server.consul:8500.
     #[arg(long, value_name = "URL", env = "SROLL_CONSUL_ADDR")]
     pub consul_addr: Option<String>,
+    /// Serve the admission webhooks (revision pinning) over HTTPS on this address, from every
+    /// replica. Out of the cluster (`127.0.0.1:PORT`) the webhook configurations get
+    /// `clientConfig.url: https://HOST:PORT/…`; in the cluster add `--webhook-service` (deploy/
+    /// does). Unset: no webhook server, and no configuration is registered.
+    #[arg(long, value_name = "ADDR", env = "SROLL_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// In the cluster: the Service in front of the webhook port, in the operator's namespace; the
+    /// configurations then get `clientConfig.service` (port 443) instead of a URL.
+    #[arg(long, value_name = "NAME", env = "SROLL_WEBHOOK_SERVICE")]
+    pub webhook_service: Option<String>,
+    /// Out of the cluster: the host kube-apiserver dials in `clientConfig.url` (default: the
+    /// `--webhook-addr` IP, 127.0.0.1 for 0.0.0.0); the serving certificate names it.
+    #[arg(long, value_name = "HOST", env = "SROLL_WEBHOOK_HOST")]
+    pub webhook_host: Option<String>,
+    /// Namespace of the webhook's certificate Secret `sroll-webhook-certs` and of the Service
+    /// (default: the pod's namespace in-cluster, else the kubeconfig context's).
+    #[arg(long, value_name = "NAMESPACE", env = "SROLL_WEBHOOK_NAMESPACE")]
+    pub webhook_namespace: Option<String>,
+    /// Seconds a new webhook CA is valid (default 5 years).
+    #[arg(long, default_value_t = 5 * 365 * 86400, value_parser = clap::value_parser!(u64).range(60..), env = "SROLL_WEBHOOK_CA_VALIDITY")]
+    pub webhook_ca_validity: u64,
+    /// Rotate the webhook CA when fewer seconds than this remain (default 1 year; the old CA stays
+    /// in the bundle until it expires).
+    #[arg(long, default_value_t = 365 * 86400, env = "SROLL_WEBHOOK_CA_RENEW_BEFORE")]
+    pub webhook_ca_renew_before: u64,
+    /// Seconds a new serving certificate is valid (default 1 year, never beyond its CA).
+    #[arg(long, default_value_t = 365 * 86400, value_parser = clap::value_parser!(u64).range(60..), env = "SROLL_WEBHOOK_CERT_VALIDITY")]
+    pub webhook_cert_validity: u64,
+    /// Renew the serving certificate when fewer seconds than this remain (default 60 days).
+    #[arg(long, default_value_t = 60 * 86400, env = "SROLL_WEBHOOK_CERT_RENEW_BEFORE")]
+    pub webhook_cert_renew_before: u64,
+    /// Seconds between two reads of the certificate Secret by each replica (default 300).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..), env = "SROLL_WEBHOOK_CERT_CHECK_INTERVAL")]
+    pub webhook_cert_check_interval: u64,
 }
 
 impl OperatorArgs {
@@ -114,7 +149,36 @@ impl OperatorArgs {
             renew_deadline: Duration::from_secs(self.leader_election_renew_deadline),
             retry_period: Duration::from_millis(self.leader_election_retry_period_ms),
         });
+        let webhook = self.webhook_addr.map(|addr| {
+            let namespace = self
+                .webhook_namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.to_owned());
+            WebhookSettings {
+                addr,
+                client_config: match &self.webhook_service {
+                    Some(name) => ClientConfigMode::Service {
+                        name: name.clone(),
+                        namespace: namespace.clone(),
+                        port: 443,
+                    },
+                    None => ClientConfigMode::Url {
+                        host: self.webhook_host.clone(),
+                    },
+                },
+                namespace,
+                certs: CertSettings {
+                    ca_validity: Duration::from_secs(self.webhook_ca_validity),
+                    ca_renew_before: Duration::from_secs(self.webhook_ca_renew_before),
+                    serving_validity: Duration::from_secs(self.webhook_cert_validity),
+                    serving_renew_before: Duration::from_secs(self.webhook_cert_renew_before),
+                    check_interval: Duration::from_secs(self.webhook_cert_check_interval),
+                    ..CertSettings::default()
+                },
+            }
+        });
         Settings {
+            webhook,
             namespaces: self.namespaces.clone(),
             metrics_addr: Some(self.metrics_addr),
             leader_election,
@@ -184,6 +248,18 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
             args.leader_election_renew_deadline,
             args.leader_election_lease_duration
         );
+    }
+    if args.webhook_addr.is_some() {
+        let certs = CertSettings {
+            ca_validity: Duration::from_secs(args.webhook_ca_validity),
+            ca_renew_before: Duration::from_secs(args.webhook_ca_renew_before),
+            serving_validity: Duration::from_secs(args.webhook_cert_validity),
+            serving_renew_before: Duration::from_secs(args.webhook_cert_renew_before),
+            ..CertSettings::default()
+        };
+        if let Err(e) = certs.check() {
+            anyhow::bail!("--webhook-*: {e}");
+        }
     }
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {

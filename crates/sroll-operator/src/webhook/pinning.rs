@@ -213,6 +213,7 @@ impl PodMutator for RevisionPinning {
                 update_revision,
             ),
             recorded: recorded.as_deref(),
+            current_revision: status.current_revision.as_deref().filter(|r| !r.is_empty()),
         };
         let Some(assigned) = assigned_revision(&input) else {
             return Ok(());
