@@ -828,22 +828,27 @@ async fn a_clone_sets_in_place_update_shows_cells_updating_in_place_and_keeps_ev
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn without_the_clone_set_crd_the_list_shows_rollouts_and_no_error() {
+async fn without_the_clone_set_and_sidecar_set_crds_the_list_shows_rollouts_and_no_error() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let env = Env::without_operator().await;
     let ns = env.ns.clone();
-    // A cluster whose sroll predates CloneSets.
+    // A cluster whose sroll predates CloneSets and SidecarSets.
     let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    crds.delete("clonesets.sroll.io", &Default::default())
-        .await
-        .unwrap();
-    let sets: Api<CloneSet> = Api::namespaced(env.client.clone(), &ns);
-    wait_for("CloneSets to be no longer served", DEADLINE, || async {
-        match sets.list(&ListParams::default()).await {
-            Err(kube::Error::Api(s)) if s.code == 404 => Some(()),
-            _ => None,
-        }
-    })
+    for crd in ["clonesets.sroll.io", "sidecarsets.sroll.io"] {
+        crds.delete(crd, &Default::default()).await.unwrap();
+    }
+    let clone_sets: Api<CloneSet> = Api::namespaced(env.client.clone(), &ns);
+    let sidecar_sets: Api<SidecarSet> = Api::all(env.client.clone());
+    wait_for(
+        "CloneSets and SidecarSets to be no longer served",
+        DEADLINE,
+        || async {
+            let gone = |r: kube::Result<_>| matches!(r, Err(kube::Error::Api(s)) if s.code == 404);
+            (gone(clone_sets.list(&ListParams::default()).await.map(drop))
+                && gone(sidecar_sets.list(&ListParams::default()).await.map(drop)))
+            .then_some(())
+        },
+    )
     .await;
     env.apply(&Rollout::named("web").replicas(2)).await;
     let d = start_dashboard(&env, loopback_any_port(), false).await;
@@ -859,7 +864,8 @@ async fn without_the_clone_set_crd_the_list_shows_rollouts_and_no_error() {
             &format!("return document.querySelector('tr[data-rollout=\"{ns}/web\"]');"),
         )
         .await;
-    // The CloneSet watch keeps failing (with backoff) meanwhile: no error banner for it.
+    // The CloneSet and SidecarSet watches keep failing (with backoff) meanwhile: no error banner
+    // for them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let banner = chrome
         .js("const b = document.getElementById('apierror'); return [b.hidden, b.textContent, window.sroll.list.map(r => r.kind)];")
