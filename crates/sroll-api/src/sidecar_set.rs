@@ -33,6 +33,8 @@ pub const DEFAULT_MAX_UNAVAILABLE: i32 = 1;
 /// Desired state of a SidecarSet: what is injected into the pods `selector` matches (in the
 /// namespaces `namespace`/`namespaceSelector` allow) when they are created, and how a changed
 /// sidecar image reaches the pods already running (`updateStrategy`).
+// Each `printcolumn(...)` repeats the same keys, which clippy takes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "sroll.io",
@@ -45,10 +47,29 @@ pub const DEFAULT_MAX_UNAVAILABLE: i32 = 1;
     derive = "PartialEq",
     derive = "Default",
     doc = "SidecarSet injects sidecar containers, volumes and annotations into the pods it selects when they are created, and upgrades a changed sidecar image in place (OpenKruise's SidecarSet).",
-    printcolumn(name = "MATCHED", type_ = "integer", json_path = ".status.matchedPods", description = "The number of pods matched."),
-    printcolumn(name = "UPDATED", type_ = "integer", json_path = ".status.updatedPods", description = "The number of pods matched and updated."),
-    printcolumn(name = "READY", type_ = "integer", json_path = ".status.readyPods", description = "The number of pods matched and ready."),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "MATCHED",
+        type_ = "integer",
+        json_path = ".status.matchedPods",
+        description = "The number of pods matched."
+    ),
+    printcolumn(
+        name = "UPDATED",
+        type_ = "integer",
+        json_path = ".status.updatedPods",
+        description = "The number of pods matched and updated."
+    ),
+    printcolumn(
+        name = "READY",
+        type_ = "integer",
+        json_path = ".status.readyPods",
+        description = "The number of pods matched and ready."
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SidecarSetSpec {
@@ -488,11 +509,10 @@ fn sidecar_containers_schema(generator: &mut SchemaGenerator) -> Schema {
             "A container as in a pod (see `kubectl explain pod.spec.containers`) plus podInjectPolicy, upgradeStrategy, shareVolumePolicy and transferEnv.".into(),
         );
     }
-    Schema::try_from(json_schema!({
+    json_schema!({
         "type": "array",
         "items": container,
-    }))
-    .unwrap_or_default()
+    })
 }
 
 fn volumes_schema(generator: &mut SchemaGenerator) -> Schema {
@@ -568,7 +588,10 @@ pub fn validate(set: &SidecarSet) -> Vec<FieldError> {
     if let Some(s) = &spec.selector
         && let Err(e) = kube::core::Selector::try_from(s.clone())
     {
-        err("spec.selector".into(), format!("is not a valid selector: {e}"));
+        err(
+            "spec.selector".into(),
+            format!("is not a valid selector: {e}"),
+        );
     }
     if let Some(ns) = &spec.namespace_selector {
         if !spec.namespace.is_empty() {
@@ -742,7 +765,9 @@ pub fn validate(set: &SidecarSet) -> Vec<FieldError> {
             {
                 err(
                     format!("spec.patchPodMetadata[{i}].annotations"),
-                    format!("{k:?}: with patchPolicy MergePatchJson the value must be a JSON object"),
+                    format!(
+                        "{k:?}: with patchPolicy MergePatchJson the value must be a JSON object"
+                    ),
                 );
             }
         }
@@ -842,7 +867,11 @@ spec:
         let base: SidecarSet = serde_yaml_ng::from_str(KRUISE_SAMPLE).expect("parses");
         type Edit = Box<dyn Fn(&mut SidecarSetSpec)>;
         let cases: Vec<(&str, &str, Edit)> = vec![
-            ("spec.selector", "set matchLabels", Box::new(|s| s.selector = None)),
+            (
+                "spec.selector",
+                "set matchLabels",
+                Box::new(|s| s.selector = None),
+            ),
             (
                 "spec.namespaceSelector",
                 "only one of spec.namespace",
@@ -876,7 +905,11 @@ spec:
             (
                 "spec.containers[0].transferEnv[0]",
                 "set sourceContainerName",
-                Box::new(|s| s.containers[0].transfer_env[0].source_container_name.clear()),
+                Box::new(|s| {
+                    s.containers[0].transfer_env[0]
+                        .source_container_name
+                        .clear()
+                }),
             ),
             (
                 "spec.updateStrategy.maxUnavailable",

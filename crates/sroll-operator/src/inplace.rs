@@ -111,7 +111,9 @@ async fn write_one(api: &Api<Pod>, write: &PodWrite, fresh: Option<Pod>) -> Resu
             return Ok(None);
         };
         let result = match write.op {
-            Op::PatchImages { .. } | Op::PatchSidecars { .. } => api.replace(&write.pod, &PostParams::default(), &next).await,
+            Op::PatchImages { .. } | Op::PatchSidecars { .. } => {
+                api.replace(&write.pod, &PostParams::default(), &next).await
+            }
             Op::TakeOutOfTraffic { .. } | Op::MarkReady => {
                 api.replace_status(&write.pod, &PostParams::default(), &next)
                     .await

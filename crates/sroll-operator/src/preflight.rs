@@ -118,6 +118,31 @@ pub const NEEDED_WEBHOOK: &[(Permission, Option<&str>, bool)] = &[
     ),
 ];
 
+/// Permissions of the webhook server when the operator watches every namespace: the SidecarSet
+/// validator's configuration by name (`deploy/` ships it).
+pub const NEEDED_WEBHOOK_CLUSTER_WIDE: &[(Permission, Option<&str>, bool)] = &[
+    (
+        (
+            "get",
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "",
+        ),
+        Some(crate::webhook::configs::VALIDATING),
+        false,
+    ),
+    (
+        (
+            "update",
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations",
+            "",
+        ),
+        Some(crate::webhook::configs::VALIDATING),
+        false,
+    ),
+];
+
 fn describe(group: &str, resource: &str, subresource: &str) -> String {
     let mut r = resource.to_owned();
     if !subresource.is_empty() {
@@ -193,7 +218,14 @@ pub async fn check(
         }
     }
     if let Some(webhook_ns) = webhook_namespace {
-        for ((verb, group, resource, sub), name, namespaced) in NEEDED_WEBHOOK {
+        let cluster_wide: &[_] = if namespaces.is_empty() {
+            NEEDED_WEBHOOK_CLUSTER_WIDE
+        } else {
+            &[]
+        };
+        for ((verb, group, resource, sub), name, namespaced) in
+            NEEDED_WEBHOOK.iter().chain(cluster_wide)
+        {
             let ns = namespaced.then_some(webhook_ns);
             if review(client.clone(), ns, (verb, group, resource, sub), *name).await? == Some(false)
             {

@@ -52,7 +52,7 @@ use crate::{
     controller::{OperatorHandles, api_in},
     error::api_code,
     webhook::{
-        Denial, FailurePolicy, PluginContext, PodMutator, Plugins, Validator, WebhookEntry, rule,
+        Denial, FailurePolicy, PluginContext, Plugins, PodMutator, Validator, WebhookEntry, rule,
     },
 };
 
@@ -78,24 +78,31 @@ pub async fn run(
 ) {
     let client = handles.client.clone();
     let (sets, set_writer) = reflector::store::<SidecarSet>();
-    let set_stream = watcher(Api::<SidecarSet>::all(client.clone()), watcher::Config::default())
-        .backoff(cache::WatchBackoff::default())
-        .reflect(set_writer)
-        .applied_objects();
+    let set_stream = watcher(
+        Api::<SidecarSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .backoff(cache::WatchBackoff::default())
+    .reflect(set_writer)
+    .applied_objects();
     let mut pods = Vec::new();
     let mut pdbs = Vec::new();
-    let mut controller = Controller::for_stream(cache::errors_logged(set_stream, "SidecarSet"), sets.clone());
+    let mut controller =
+        Controller::for_stream(cache::errors_logged(set_stream, "SidecarSet"), sets.clone());
     for ns in &scopes {
         let (store, writer) = reflector::store::<Pod>();
-        let stream = watcher(api_in::<Pod>(&client, ns.as_deref()), watcher::Config::default())
-            .backoff(cache::WatchBackoff::default())
-            .reflect(writer)
-            .touched_objects();
+        let stream = watcher(
+            api_in::<Pod>(&client, ns.as_deref()),
+            watcher::Config::default(),
+        )
+        .backoff(cache::WatchBackoff::default())
+        .reflect(writer)
+        .touched_objects();
         let mapped_sets = sets.clone();
-        controller = controller.watches_stream(
-            cache::errors_logged(stream, "Pod"),
-            move |pod: Pod| sets_of(&mapped_sets, &pod),
-        );
+        controller = controller
+            .watches_stream(cache::errors_logged(stream, "Pod"), move |pod: Pod| {
+                sets_of(&mapped_sets, &pod)
+            });
         pods.push(store);
         let (store, writer) = reflector::store::<PodDisruptionBudget>();
         let stream = watcher(
@@ -310,7 +317,11 @@ async fn reconcile(set: Arc<SidecarSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
         .and_then(|c| c.last_transition_time.clone())
         .unwrap_or(Time(now));
     if not_upgradable && was.is_none_or(|c| c.status != "True" || c.message != message) {
-        event(EventType::Warning, REASON_NOT_UPGRADABLE_PODS, message.clone());
+        event(
+            EventType::Warning,
+            REASON_NOT_UPGRADABLE_PODS,
+            message.clone(),
+        );
     }
     status.conditions = vec![SidecarSetCondition {
         type_: CONDITION_NOT_UPGRADABLE.into(),
@@ -351,7 +362,10 @@ async fn write_condition(api: &Api<Pod>, set: &str, pod: &Pod, c: &sidecar_set::
     else {
         return;
     };
-    match api.replace_status(&c.pod, &PostParams::default(), &next).await {
+    match api
+        .replace_status(&c.pod, &PostParams::default(), &next)
+        .await
+    {
         Ok(_) => {}
         Err(e) if matches!(api_code(&e), Some(404 | 409)) => {}
         Err(e) => tracing::warn!(pod = %c.pod, error = %e, "pod condition: write failed"),
@@ -367,10 +381,13 @@ impl SidecarSetCache {
     /// `plugins` (the server answers once they are synced).
     pub fn start(client: &Client, plugins: &mut Plugins) -> Self {
         let (store, writer) = reflector::store::<SidecarSet>();
-        let stream = watcher(Api::<SidecarSet>::all(client.clone()), watcher::Config::default())
-            .backoff(cache::WatchBackoff::default())
-            .reflect(writer)
-            .applied_objects();
+        let stream = watcher(
+            Api::<SidecarSet>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .backoff(cache::WatchBackoff::default())
+        .reflect(writer)
+        .applied_objects();
         plugins.spawn(async move {
             cache::errors_logged(stream, "SidecarSet")
                 .for_each(|_| async {})
@@ -449,7 +466,12 @@ impl Validator for SidecarSetValidator {
         WebhookEntry {
             name: "validation.sidecarsets.sroll.io".into(),
             path: "/validate/sidecarsets",
-            rules: vec![rule(&["CREATE", "UPDATE"], "sroll.io", "v1alpha1", "sidecarsets")],
+            rules: vec![rule(
+                &["CREATE", "UPDATE"],
+                "sroll.io",
+                "v1alpha1",
+                "sidecarsets",
+            )],
             failure_policy: FailurePolicy::Fail,
             namespace_selector: None,
             object_selector: None,

@@ -67,7 +67,10 @@ impl World {
 
     async fn create_set(&self, value: Value) -> kube::Result<SidecarSet> {
         self.sets()
-            .create(&PostParams::default(), &serde_json::from_value(value).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(value).unwrap(),
+            )
             .await
     }
 
@@ -95,7 +98,11 @@ impl World {
 
     async fn patch_set(&self, name: &str, spec: Value) {
         self.sets()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec})))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
             .await
             .expect("the SidecarSet patch is accepted");
     }
@@ -241,9 +248,16 @@ async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_me
         for p in &pods {
             let spec = p.spec.as_ref().unwrap();
             let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
-            assert_eq!(names, ["log-agent", "app"], "{}: BeforeAppContainer", p.name_any());
             assert_eq!(
-                p.annotations().get(INJECTED_LIST_ANNOTATION).map(String::as_str),
+                names,
+                ["log-agent", "app"],
+                "{}: BeforeAppContainer",
+                p.name_any()
+            );
+            assert_eq!(
+                p.annotations()
+                    .get(INJECTED_LIST_ANNOTATION)
+                    .map(String::as_str),
                 Some("logging")
             );
             let volumes: BTreeMap<&str, &k8s_openapi::api::core::v1::Volume> = spec
@@ -252,7 +266,10 @@ async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_me
                 .flatten()
                 .map(|v| (v.name.as_str(), v))
                 .collect();
-            assert!(volumes["data"].empty_dir.is_some(), "the pod's own data volume wins");
+            assert!(
+                volumes["data"].empty_dir.is_some(),
+                "the pod's own data volume wins"
+            );
             assert!(volumes["data"].host_path.is_none());
             assert!(volumes["logs"].empty_dir.is_some(), "logs is injected");
             let agent = container(p, "log-agent");
@@ -264,7 +281,11 @@ async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_me
                 .collect();
             assert_eq!(
                 mounts,
-                [("logs", "/var/log/agent"), ("data", "/agent-data"), ("data", "/data")],
+                [
+                    ("logs", "/var/log/agent"),
+                    ("data", "/agent-data"),
+                    ("data", "/data")
+                ],
                 "shared by mount path: the app's /var/log/agent loses to the sidecar's own"
             );
             let env: Vec<(&str, Option<&str>)> = agent
@@ -273,7 +294,10 @@ async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_me
                 .flatten()
                 .map(|e| (e.name.as_str(), e.value.as_deref()))
                 .collect();
-            assert_eq!(env, [("IS_INJECTED", Some("true")), ("LOG_LEVEL", Some("debug"))]);
+            assert_eq!(
+                env,
+                [("IS_INJECTED", Some("true")), ("LOG_LEVEL", Some("debug"))]
+            );
         }
     }
     let s = w
@@ -297,12 +321,20 @@ async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_me
             "patchPodMetadata",
             "volumes",
         ] {
-            assert!(explain.contains(field), "kubectl explain shows {field}: {explain}");
+            assert!(
+                explain.contains(field),
+                "kubectl explain shows {field}: {explain}"
+            );
         }
-        let out = w.kubectl(&["explain", "sidecarsets.spec.updateStrategy"]).await;
+        let out = w
+            .kubectl(&["explain", "sidecarsets.spec.updateStrategy"])
+            .await;
         let explain = String::from_utf8_lossy(&out.stdout);
         for field in ["maxUnavailable", "partition", "paused", "selector"] {
-            assert!(explain.contains(field), "kubectl explain shows {field}: {explain}");
+            assert!(
+                explain.contains(field),
+                "kubectl explain shows {field}: {explain}"
+            );
         }
     }
     w.finish().await;
@@ -318,26 +350,38 @@ async fn conflicting_sidecar_sets_are_rejected_naming_both_and_the_field() {
         .await
         .expect("the first SidecarSet is accepted");
     // The validator's cache sees it before the next write is judged.
-    wait_for("the validator to see the first SidecarSet", DEADLINE, || async {
-        match w
-            .create_set(log_agent("logging-v2", "agent:2", json!({})))
-            .await
-        {
-            Err(kube::Error::Api(e)) => Some(e),
-            Ok(_) => {
-                let _ = w.sets().delete("logging-v2", &Default::default()).await;
-                None
+    wait_for(
+        "the validator to see the first SidecarSet",
+        DEADLINE,
+        || async {
+            match w
+                .create_set(log_agent("logging-v2", "agent:2", json!({})))
+                .await
+            {
+                Err(kube::Error::Api(e)) => Some(e),
+                Ok(_) => {
+                    let _ = w.sets().delete("logging-v2", &Default::default()).await;
+                    None
+                }
+                Err(_) => None,
             }
-            Err(_) => None,
-        }
-    })
+        },
+    )
     .await;
-    let err = match w.create_set(log_agent("logging-v2", "agent:2", json!({}))).await {
+    let err = match w
+        .create_set(log_agent("logging-v2", "agent:2", json!({})))
+        .await
+    {
         Err(kube::Error::Api(e)) => e,
         other => panic!("expected a denial, got {other:?}"),
     };
     assert_eq!(err.code, 403, "{err:?}");
-    for part in ["\"logging-v2\"", "\"logging\"", "spec.containers[0].name", "log-agent"] {
+    for part in [
+        "\"logging-v2\"",
+        "\"logging\"",
+        "spec.containers[0].name",
+        "log-agent",
+    ] {
         assert!(err.message.contains(part), "{part}: {}", err.message);
     }
     w.create_set(log_agent("copy", "agent:1", json!({})))
@@ -355,11 +399,24 @@ async fn conflicting_sidecar_sets_are_rejected_naming_both_and_the_field() {
         .await
         .expect_err("maxUnavailable 0 is refused");
     assert!(
-        invalid.to_string().contains("spec.updateStrategy.maxUnavailable"),
+        invalid
+            .to_string()
+            .contains("spec.updateStrategy.maxUnavailable"),
         "{invalid}"
     );
 
     if kubesim::testing::kubectl::kubectl_available() {
+        // The example of docs/sidecar-set.md, a Kruise manifest with only its apiVersion changed.
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/sidecar-set.yaml"
+        );
+        let out = w.kubectl(&["apply", "-f", example]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let file = w.home.join("conflict.yaml");
         std::fs::write(
             &file,
@@ -369,6 +426,7 @@ async fn conflicting_sidecar_sets_are_rejected_naming_both_and_the_field() {
         let out = w.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("kubectl apply said: {stderr}");
         assert!(
             stderr.contains("denied the request")
                 && stderr.contains("\"logging-v3\"")
@@ -458,8 +516,18 @@ async fn a_sidecar_image_upgrade_goes_in_place_bounded_with_partition_and_pause(
         .collect();
     assert_eq!(upgraded.len(), 3, "one pod is kept back by the partition");
     for p in &upgraded {
-        assert_eq!(restarts(p, "log-agent"), 1, "{}: the sidecar restarted", p.name_any());
-        assert_eq!(restarts(p, "app"), 0, "{}: the app kept running", p.name_any());
+        assert_eq!(
+            restarts(p, "log-agent"),
+            1,
+            "{}: the sidecar restarted",
+            p.name_any()
+        );
+        assert_eq!(
+            restarts(p, "app"),
+            0,
+            "{}: the app kept running",
+            p.name_any()
+        );
     }
     let latest = s.status.unwrap().latest_revision;
 
@@ -523,10 +591,11 @@ async fn a_sidecar_image_upgrade_goes_in_place_bounded_with_partition_and_pause(
     assert_eq!(c.status, "False");
     assert_eq!(c.reason.as_deref(), Some("UpdateImmutableField"));
     assert!(
-        w.pods("web")
-            .await
+        w.pods("web").await.iter().all(|p| container(p, "log-agent")
+            .env
             .iter()
-            .all(|p| container(p, "log-agent").env.iter().flatten().all(|e| e.name != "MODE")),
+            .flatten()
+            .all(|e| e.name != "MODE")),
         "running pods keep their sidecar"
     );
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(w.env.client.clone());

@@ -155,8 +155,10 @@ pub fn namespace_matches(
     match ns.label_selector() {
         None => true,
         Some(sel) => {
-            let fallback =
-                BTreeMap::from([("kubernetes.io/metadata.name".to_owned(), namespace.to_owned())]);
+            let fallback = BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                namespace.to_owned(),
+            )]);
             selects(Some(&sel), namespace_labels.unwrap_or(&fallback))
         }
     }
@@ -245,8 +247,7 @@ pub fn inject(
     let mut inits = Vec::new();
     let mut mounted: BTreeSet<String> = BTreeSet::new();
     let mut hashes: BTreeMap<String, HashEntry> = read_map(&*pod, HASH_ANNOTATION);
-    let mut hashes_wo: BTreeMap<String, HashEntry> =
-        read_map(&*pod, HASH_WITHOUT_IMAGE_ANNOTATION);
+    let mut hashes_wo: BTreeMap<String, HashEntry> = read_map(&*pod, HASH_WITHOUT_IMAGE_ANNOTATION);
     let mut names = Vec::new();
     for set in &chosen {
         let name = set_name(set);
@@ -325,22 +326,27 @@ pub fn inject(
         .annotations
         .as_ref()
         .and_then(|a| a.get(INJECTED_LIST_ANNOTATION))
-        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     list.extend(names.iter().cloned());
-    pod.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(
-        INJECTED_LIST_ANNOTATION.to_owned(),
-        list.into_iter().collect::<Vec<_>>().join(","),
-    );
+    pod.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            INJECTED_LIST_ANNOTATION.to_owned(),
+            list.into_iter().collect::<Vec<_>>().join(","),
+        );
     Injected { sets: names }
 }
 
 /// Whether a container was injected by a SidecarSet (env `IS_INJECTED`).
 pub fn is_injected(c: &Container) -> bool {
-    c.env
-        .iter()
-        .flatten()
-        .any(|e| e.name == INJECTED_ENV)
+    c.env.iter().flatten().any(|e| e.name == INJECTED_ENV)
 }
 
 /// Kruise's `MergeVolumes`: `additions` appended to `original` when no volume of the name is there
@@ -358,7 +364,11 @@ pub fn merge_volumes(original: Vec<Volume>, additions: Vec<Volume>) -> Vec<Volum
 /// Kruise's shared-mount rule: `own` mounts plus every mount of `app` containers whose mount path
 /// is not taken (by the sidecar's own mounts, or an earlier shared one; device paths count as
 /// taken).
-pub fn merge_mounts(own: &[VolumeMount], taken_devices: &[String], app: &[Container]) -> Vec<VolumeMount> {
+pub fn merge_mounts(
+    own: &[VolumeMount],
+    taken_devices: &[String],
+    app: &[Container],
+) -> Vec<VolumeMount> {
     let mut out = own.to_vec();
     let mut paths: BTreeSet<String> = own.iter().map(|m| m.mount_path.clone()).collect();
     paths.extend(taken_devices.iter().cloned());
@@ -411,7 +421,11 @@ fn build_sidecar(sc: &SidecarContainer, app: &[Container], pod: &Pod) -> Contain
             .flatten()
             .map(|d| d.device_path.clone())
             .collect();
-        let merged = merge_mounts(c.volume_mounts.as_deref().unwrap_or_default(), &devices, app);
+        let merged = merge_mounts(
+            c.volume_mounts.as_deref().unwrap_or_default(),
+            &devices,
+            app,
+        );
         c.volume_mounts = (!merged.is_empty()).then_some(merged);
     }
     c
@@ -493,7 +507,11 @@ pub struct Conflict {
 
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} (SidecarSet {:?})", self.field, self.message, self.other)
+        write!(
+            f,
+            "{}: {} (SidecarSet {:?})",
+            self.field, self.message, self.other
+        )
     }
 }
 
@@ -741,9 +759,9 @@ pub struct PodSidecarView {
     pub state_revision: Option<String>,
     /// The pod's view in the in-place machinery (gate, pending containers of every update).
     pub in_place: PodInPlace,
-    /// The gate condition is `False` because of this SidecarSet's upgrade to `hash`-like target
-    /// (its message names the target).
-    pub gate_target: Option<String>,
+    /// The pod is out of traffic (gate condition `False`) for an upgrade of this SidecarSet: the
+    /// version it was taken out for (the gate's message names [`traffic_target`]).
+    pub out_for: Option<String>,
     /// The pod's `Ready` condition is `True`.
     pub ready: bool,
     /// The pod is being deleted.
@@ -756,7 +774,8 @@ impl PodSidecarView {
         let hashes: BTreeMap<String, HashEntry> = read_map(pod, HASH_ANNOTATION);
         let wo: BTreeMap<String, HashEntry> = read_map(pod, HASH_WITHOUT_IMAGE_ANNOTATION);
         let states: BTreeMap<String, InPlaceState> = read_map(pod, STATE_ANNOTATION);
-        let gate_target = pod
+        let ours = traffic_target(set, "");
+        let out_for = pod
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
@@ -764,17 +783,25 @@ impl PodSidecarView {
             .filter(|c| c.status == "False")
             .and_then(|c| c.message.as_deref())
             .and_then(|m| m.strip_prefix(inplace::OUT_OF_TRAFFIC_MESSAGE_PREFIX))
+            .and_then(|t| t.strip_prefix(ours.as_str()))
             .map(str::to_owned);
         PodSidecarView {
             hash: hashes.get(set).map(|h| h.hash.clone()),
             hash_without_image: wo.get(set).map(|h| h.hash.clone()),
             state_revision: states.get(set).map(|s| s.revision.clone()),
             in_place: PodInPlace::from_pod(pod),
-            gate_target,
+            out_for,
             ready: predicates::is_pod_ready(pod),
             terminating: predicates::is_terminating(&pod.metadata),
         }
     }
+}
+
+/// The target an out-of-traffic write of SidecarSet `set` names (`sidecarset/<set>/<version>`):
+/// it tells this SidecarSet's upgrades from the workload's (whose targets are revision names),
+/// so each puts back in traffic only the pods it took out.
+pub fn traffic_target(set: &str, version: &str) -> String {
+    format!("sidecarset/{set}/{version}")
 }
 
 fn key(pod: &Pod) -> String {
@@ -787,7 +814,11 @@ fn key(pod: &Pod) -> String {
 
 /// The image changes that take `pod`'s sidecars of `set` to `spec`'s images.
 fn image_changes(pod: &Pod, spec: &SidecarSetSpec) -> InPlaceChange {
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
     let images = spec
         .containers
         .iter()
@@ -874,11 +905,9 @@ pub fn plan_upgrade(o: &SidecarSetObserved<'_>) -> SidecarSetPlan {
                 upgradable: true,
             });
         }
-        // Our own upgrade in flight: out of traffic towards some version of ours, or sidecars
-        // restarting.
-        let ours_out = v.gate_target.as_ref().is_some_and(|t| {
-            v.state_revision.as_deref() == Some(t.as_str()) || !at_latest || t == &latest
-        }) && v.in_place.gate_ready == Some(false);
+        // This SidecarSet's own upgrade in flight: out of traffic for it (towards any of its
+        // versions: the latest may have moved since), or its sidecars restarting.
+        let ours_out = v.out_for.is_some() && v.in_place.gate_ready == Some(false);
         let restarting = v.state_revision.as_deref() == v.hash.as_deref()
             && v.state_revision.is_some()
             && !v.in_place.containers_pending.is_empty();
@@ -889,7 +918,7 @@ pub fn plan_upgrade(o: &SidecarSetObserved<'_>) -> SidecarSetPlan {
             if restarting {
                 unavailable += 1;
                 plan.in_progress = true;
-            } else if ours_out && v.gate_target.as_deref() == Some(latest.as_str()) {
+            } else if ours_out {
                 unavailable += 1;
                 plan.in_progress = true;
                 plan.writes.push((
@@ -941,7 +970,10 @@ pub fn plan_upgrade(o: &SidecarSetObserved<'_>) -> SidecarSetPlan {
                 && !v.in_place.in_progress(None)
                 && v.in_place.containers_pending.is_empty()
                 && set.spec.update_strategy.selector.as_ref().is_none_or(|s| {
-                    selects(Some(s), p.pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+                    selects(
+                        Some(s),
+                        p.pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+                    )
                 })
         })
         .collect();
@@ -974,7 +1006,7 @@ pub fn plan_upgrade(o: &SidecarSetObserved<'_>) -> SidecarSetPlan {
                     pod: pod_name.clone(),
                     uid: uid.clone(),
                     op: Op::TakeOutOfTraffic {
-                        target: latest.clone(),
+                        target: traffic_target(&name, &latest),
                     },
                 },
             ));
@@ -1015,14 +1047,21 @@ pub fn condition_says(pod: &Pod, set: &str) -> Option<bool> {
 /// `pod` with its [`UPGRADABLE_CONDITION`] saying `upgradable` for `set` (Kruise's shape: the
 /// message is a JSON map of the SidecarSets that are not upgradable, `{"<set>": false}`; the
 /// condition is `False` while that map is not empty). `None` when nothing changes.
-pub fn with_upgradable_condition(pod: &Pod, set: &str, upgradable: bool, now: Timestamp) -> Option<Pod> {
+pub fn with_upgradable_condition(
+    pod: &Pod,
+    set: &str,
+    upgradable: bool,
+    now: Timestamp,
+) -> Option<Pod> {
     let mut pod = pod.clone();
     let conditions = pod
         .status
         .get_or_insert_with(Default::default)
         .conditions
         .get_or_insert_with(Vec::new);
-    let existing = conditions.iter().position(|c| c.type_ == UPGRADABLE_CONDITION);
+    let existing = conditions
+        .iter()
+        .position(|c| c.type_ == UPGRADABLE_CONDITION);
     let mut map: BTreeMap<String, bool> = existing
         .and_then(|i| conditions[i].message.as_deref())
         .and_then(|m| serde_json::from_str(m).ok())

@@ -185,7 +185,9 @@ impl Sim {
                     x.in_place.containers_pending = vec!["app".into()];
                 }
                 Op::MarkReady => x.in_place.gate_ready = Some(true),
-                Op::PatchSidecars { .. } => unreachable!("the CloneSet planner never upgrades sidecars"),
+                Op::PatchSidecars { .. } => {
+                    unreachable!("the CloneSet planner never upgrades sidecars")
+                }
             }
         }
         p

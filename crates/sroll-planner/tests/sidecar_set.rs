@@ -70,12 +70,16 @@ fn a_sidecar_set_matches_by_selector_and_namespace_rules() {
     assert!(!sidecar_set::matches(&s, &p, "shop", None));
     assert!(sidecar_set::matches(&s, &p, "prod", None));
     s.spec.namespace.clear();
-    s.spec.namespace_selector = Some(
-        serde_yaml_ng::from_str("{matchLabels: {team: a}}").expect("a namespace selector"),
-    );
+    s.spec.namespace_selector =
+        Some(serde_yaml_ng::from_str("{matchLabels: {team: a}}").expect("a namespace selector"));
     let team_a = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
     assert!(sidecar_set::matches(&s, &p, "shop", Some(&team_a)));
-    assert!(!sidecar_set::matches(&s, &p, "shop", Some(&BTreeMap::new())));
+    assert!(!sidecar_set::matches(
+        &s,
+        &p,
+        "shop",
+        Some(&BTreeMap::new())
+    ));
     s.spec.namespace_selector =
         Some(serde_yaml_ng::from_str("{namespaces: [shop, prod]}").expect("names"));
     assert!(sidecar_set::matches(&s, &p, "shop", None));
@@ -119,11 +123,19 @@ fn injection_merges_volumes_secrets_and_records_the_version() {
         .flatten()
         .map(|s| s.name.as_str())
         .collect();
-    assert_eq!(secrets, ["registry"], "a secret already listed is not repeated");
+    assert_eq!(
+        secrets,
+        ["registry"],
+        "a secret already listed is not repeated"
+    );
     let ann = p.metadata.annotations.clone().expect("annotations");
     assert_eq!(ann[INJECTED_LIST_ANNOTATION], "log-agent");
-    let hashes: BTreeMap<String, sidecar_set::HashEntry> = sidecar_set::read_map(&p, HASH_ANNOTATION);
-    assert_eq!(hashes["log-agent"].hash, sidecar_set::revision_hash(&s.spec));
+    let hashes: BTreeMap<String, sidecar_set::HashEntry> =
+        sidecar_set::read_map(&p, HASH_ANNOTATION);
+    assert_eq!(
+        hashes["log-agent"].hash,
+        sidecar_set::revision_hash(&s.spec)
+    );
     assert_eq!(hashes["log-agent"].sidecar_list, ["agent"]);
 }
 
@@ -131,14 +143,15 @@ fn injection_merges_volumes_secrets_and_records_the_version() {
 /// injected, whatever the SidecarSet's says.
 #[test]
 fn a_volume_the_pod_already_has_wins_over_the_sidecar_sets() {
-    let s = set(&LOG_AGENT.replace(
-        "- {name: logs, emptyDir: {}}",
-        "- {name: data, hostPath: {path: /var/log}}\n    - {name: logs, emptyDir: {}}",
-    )
-    .replace(
-        "volumeMounts: [{name: logs, mountPath: /var/log/app}]",
-        "volumeMounts: [{name: logs, mountPath: /var/log/app}, {name: data, mountPath: /d}]",
-    ));
+    let s = set(&LOG_AGENT
+        .replace(
+            "- {name: logs, emptyDir: {}}",
+            "- {name: data, hostPath: {path: /var/log}}\n    - {name: logs, emptyDir: {}}",
+        )
+        .replace(
+            "volumeMounts: [{name: logs, mountPath: /var/log/app}]",
+            "volumeMounts: [{name: logs, mountPath: /var/log/app}, {name: data, mountPath: /d}]",
+        ));
     let mut p = pod(WEB_POD);
     sidecar_set::inject(&mut p, "shop", None, &[&s]);
     let vols = p.spec.expect("spec").volumes.expect("volumes");
@@ -157,7 +170,11 @@ fn shared_mounts_merge_by_mount_path_and_the_sidecars_own_wins() {
     let mut p = pod(WEB_POD);
     sidecar_set::inject(&mut p, "shop", None, &[&s]);
     let spec = p.spec.expect("spec");
-    assert_eq!(names(&spec.containers), ["app", "agent"], "AfterAppContainer");
+    assert_eq!(
+        names(&spec.containers),
+        ["app", "agent"],
+        "AfterAppContainer"
+    );
     let mounts: Vec<(String, String)> = spec.containers[1]
         .volume_mounts
         .iter()
@@ -209,14 +226,23 @@ fn init_containers_sorted_by_name_go_after_the_pods_own_and_metadata_is_patched(
     )
     .replace("spec:\n", "spec:\n  initContainers: [{name: own, image: o:1}]\n"));
     sidecar_set::inject(&mut p, "shop", None, &[&s]);
-    let inits = p.spec.clone().expect("spec").init_containers.expect("inits");
+    let inits = p
+        .spec
+        .clone()
+        .expect("spec")
+        .init_containers
+        .expect("inits");
     assert_eq!(names(&inits), ["own", "a-init", "z-init"]);
     let ann = p.metadata.annotations.expect("annotations");
     assert_eq!(ann["keep"], "pod", "Retain");
     assert_eq!(ann["fresh"], "v");
     assert_eq!(ann["over"], "sidecar", "Overwrite");
     let merged: serde_json::Value = serde_json::from_str(&ann["merged"]).expect("JSON");
-    assert_eq!(merged, serde_json::json!({"app": 2, "agent": 1}), "MergePatchJson");
+    assert_eq!(
+        merged,
+        serde_json::json!({"app": 2, "agent": 1}),
+        "MergePatchJson"
+    );
 }
 
 #[test]
@@ -224,7 +250,11 @@ fn paused_injection_and_containers_already_present_are_skipped() {
     let mut s = set(LOG_AGENT);
     s.spec.injection_strategy.paused = true;
     let mut p = pod(WEB_POD);
-    assert!(sidecar_set::inject(&mut p, "shop", None, &[&s]).sets.is_empty());
+    assert!(
+        sidecar_set::inject(&mut p, "shop", None, &[&s])
+            .sets
+            .is_empty()
+    );
     assert_eq!(p, pod(WEB_POD), "untouched");
     s.spec.injection_strategy.paused = false;
     sidecar_set::inject(&mut p, "shop", None, &[&s]);
@@ -245,18 +275,21 @@ fn conflicting_sidecar_sets_are_named_with_the_field() {
         sidecar_set::conflicts(&a, &[&same]).is_empty(),
         "identical containers and volumes do not conflict"
     );
-    let other_image = set(&LOG_AGENT.replace("log-agent", "proxy").replace("agent:1", "agent:2"));
+    let other_image = set(&LOG_AGENT
+        .replace("log-agent", "proxy")
+        .replace("agent:1", "agent:2"));
     let c = sidecar_set::conflicts(&a, &[&other_image]);
     assert_eq!(c.len(), 1, "{c:?}");
     assert_eq!(c[0].other, "proxy");
     assert_eq!(c[0].field, "spec.containers[0].name");
     assert!(c[0].to_string().contains("\"agent\""), "{}", c[0]);
-    let other_volume = set(
-        &LOG_AGENT
-            .replace("log-agent", "vol")
-            .replace("- {name: logs, emptyDir: {}}", "- {name: logs, hostPath: {path: /l}}")
-            .replace("name: agent", "name: agent2"),
-    );
+    let other_volume = set(&LOG_AGENT
+        .replace("log-agent", "vol")
+        .replace(
+            "- {name: logs, emptyDir: {}}",
+            "- {name: logs, hostPath: {path: /l}}",
+        )
+        .replace("name: agent", "name: agent2"));
     let c = sidecar_set::conflicts(&a, &[&other_volume]);
     assert_eq!(c.len(), 1, "{c:?}");
     assert_eq!(c[0].field, "spec.volumes[0]");
@@ -364,9 +397,8 @@ fn an_image_change_upgrades_pods_in_place_bounded_by_max_unavailable_traffic_fir
         .map(|i| injected(&v1, &format!("web-{i}"), true, true))
         .collect();
     let mut v2 = set(&LOG_AGENT.replace("agent:1", "agent:2"));
-    v2.spec.update_strategy.max_unavailable = Some(
-        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("40%".into()),
-    );
+    v2.spec.update_strategy.max_unavailable =
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("40%".into()));
     let plan = sidecar_set::plan_upgrade(&observed(&v2, &pods));
     assert_eq!(plan.status.matched_pods, 5);
     assert_eq!(plan.status.updated_pods, 0);
@@ -396,7 +428,11 @@ fn an_image_change_upgrades_pods_in_place_bounded_by_max_unavailable_traffic_fir
     let p0 = &pods[0];
     let spec = p0.spec.as_ref().expect("spec");
     assert_eq!(spec.containers[0].image.as_deref(), Some("agent:2"));
-    assert_eq!(spec.containers[1].image.as_deref(), Some("app:1"), "app untouched");
+    assert_eq!(
+        spec.containers[1].image.as_deref(),
+        Some("app:1"),
+        "app untouched"
+    );
     assert!(!sroll_api::predicates::is_pod_ready(p0), "out of traffic");
     // The sidecar has not restarted: the two pods are unavailable, nothing else starts.
     let plan = sidecar_set::plan_upgrade(&observed(&v2, &pods));
@@ -508,7 +544,10 @@ fn a_change_beyond_the_image_marks_pods_not_upgradable() {
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == sidecar_set::UPGRADABLE_CONDITION))
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c.type_ == sidecar_set::UPGRADABLE_CONDITION)
+        })
         .expect("condition");
     assert_eq!(c.status, "False");
     assert_eq!(
@@ -516,7 +555,10 @@ fn a_change_beyond_the_image_marks_pods_not_upgradable() {
         Some(sidecar_set::REASON_UPDATE_IMMUTABLE_FIELD)
     );
     assert_eq!(c.message.as_deref(), Some(r#"{"log-agent":false}"#));
-    assert_eq!(sidecar_set::condition_says(&marked, "log-agent"), Some(false));
+    assert_eq!(
+        sidecar_set::condition_says(&marked, "log-agent"),
+        Some(false)
+    );
     assert!(
         sidecar_set::with_upgradable_condition(&marked, "log-agent", false, at(1)).is_none(),
         "written once"
@@ -538,7 +580,10 @@ fn a_stale_patch_never_applies_twice() {
     let plan = sidecar_set::plan_upgrade(&observed(&v2, std::slice::from_ref(&p)));
     let op = &plan.writes[0].1.op;
     let once = op.apply(&p, at(1)).expect("applies");
-    assert!(op.apply(&once, at(2)).is_none(), "the recorded version moved");
+    assert!(
+        op.apply(&once, at(2)).is_none(),
+        "the recorded version moved"
+    );
     // The restarting sidecar is pending for every in-place user of the pod.
     let view = inplace::PodInPlace::from_pod(&once);
     assert_eq!(view.containers_pending, ["agent"]);
@@ -590,4 +635,45 @@ proptest! {
             states.iter().filter(|(_, _, e)| *e).count()
         );
     }
+}
+
+/// The readiness gate is shared with the workload's own in-place updates: a SidecarSet neither
+/// patches nor puts back a pod its workload took out of traffic, and puts back the pods it took
+/// out even when its latest version moved on in between.
+#[test]
+fn a_sidecar_set_only_puts_back_the_pods_it_took_out_of_traffic() {
+    let v1 = set(LOG_AGENT);
+    let v2 = set(&LOG_AGENT.replace("agent:1", "agent:2"));
+    let v3 = set(&LOG_AGENT.replace("agent:1", "agent:3"));
+    let p = injected(&v1, "web-0", true, true);
+    // Out of traffic for the workload (its target is a revision name).
+    let workloads = inplace::out_of_traffic(&p, "web-7d9f", at(0));
+    let plan = sidecar_set::plan_upgrade(&observed(&v2, std::slice::from_ref(&workloads)));
+    assert!(plan.writes.is_empty(), "{:?}", plan.writes);
+    // Out of traffic for v2, then v3 arrives before the images are patched: patched to v3 …
+    let plan = sidecar_set::plan_upgrade(&observed(&v2, std::slice::from_ref(&p)));
+    let out = plan.writes[0]
+        .1
+        .op
+        .apply(&p, at(1))
+        .expect("out of traffic");
+    let plan = sidecar_set::plan_upgrade(&observed(&v3, std::slice::from_ref(&out)));
+    assert_eq!(plan.writes.len(), 1);
+    let patched = plan.writes[0].1.op.apply(&out, at(2)).expect("patched");
+    assert_eq!(
+        patched.spec.as_ref().expect("spec").containers[0]
+            .image
+            .as_deref(),
+        Some("agent:3")
+    );
+    // … and put back once the sidecar runs it.
+    let mut done = patched.clone();
+    done.status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+        .expect("statuses")[0] = running("agent", "agent:3", true);
+    let plan = sidecar_set::plan_upgrade(&observed(&v3, std::slice::from_ref(&done)));
+    let ops: Vec<&str> = plan.writes.iter().map(|(_, w)| w.op.name()).collect();
+    assert_eq!(ops, ["MarkReady"]);
+    assert!(plan.writes[0].1.op.apply(&done, at(3)).is_some());
 }

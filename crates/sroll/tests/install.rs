@@ -117,6 +117,19 @@ async fn install() -> Installed {
         "the Deployment runs with leader election"
     );
     settings.metrics_addr = None;
+    // The webhook server as deployed (--webhook-addr, --webhook-service), but reached the way
+    // kubesim can reach a process of this test: on 127.0.0.1 through clientConfig.url.
+    let webhook = settings
+        .webhook
+        .as_mut()
+        .expect("the Deployment serves the admission webhooks");
+    assert_eq!(
+        webhook.client_config,
+        sroll_operator::webhook::ClientConfigMode::service("sroll-system"),
+        "in the cluster the configurations name the sroll-webhook Service"
+    );
+    webhook.addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    webhook.client_config = sroll_operator::webhook::ClientConfigMode::Url { host: None };
 
     let slack = Slack::new(SLACK_TOKEN);
     let slack_server = slack.serve().await.unwrap();
@@ -237,7 +250,10 @@ async fn the_installed_operator_completes_a_rollout_with_its_service_account_tok
     env.namespace("shop").await;
     let a = env.start_operator("sroll-operator-a");
     let b = env.start_operator("sroll-operator-b");
-    let notify = json!({"channel": "#deploys", "notifications": {"level": "info"}});
+    // Revision pinning on: every pod goes through the webhook the operator registered, over HTTPS
+    // with the CA it keeps in its Secret, all with the ServiceAccount's token.
+    let notify = json!({"channel": "#deploys", "notifications": {"level": "info"},
+                        "revisionPinning": true});
     env.apply_rollout("shop", "web", "web:1.0", notify.clone())
         .await;
     env.wait_done("shop", "web").await;
@@ -275,6 +291,27 @@ async fn the_installed_operator_completes_a_rollout_with_its_service_account_tok
             .then_some(())
     })
     .await;
+    // The webhook configuration carries the CA of the operator's Secret.
+    let secret: Secret = Api::namespaced(env.admin.clone(), "sroll-system")
+        .get("sroll-webhook-certs")
+        .await
+        .unwrap();
+    let ca = secret.data.unwrap()["ca.crt"].0.clone();
+    let config: k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration =
+        Api::all(env.admin.clone())
+            .get("sroll-mutating-webhooks")
+            .await
+            .unwrap();
+    let bundle = config.webhooks.unwrap()[0]
+        .client_config
+        .ca_bundle
+        .clone()
+        .unwrap()
+        .0;
+    assert!(
+        bundle.windows(ca.len()).any(|w| w == ca.as_slice()),
+        "the caBundle holds the Secret's CA"
+    );
     // Not one request of the operator was refused.
     assert_eq!(env.denials(), vec![]);
     Installed::stop(a).await;
@@ -334,6 +371,21 @@ async fn set_role(env: &Installed, rules: &[Value]) {
         )
         .await
         .unwrap();
+}
+
+async fn set_webhook_rules(env: &Installed, cluster: bool, name: &str, rules: &[Value]) {
+    let patch = Patch::Merge(json!({"rules": rules}));
+    if cluster {
+        Api::<ClusterRole>::all(env.admin.clone())
+            .patch(name, &PatchParams::default(), &patch)
+            .await
+            .unwrap();
+    } else {
+        Api::<Role>::namespaced(env.admin.clone(), "sroll-system")
+            .patch(name, &PatchParams::default(), &patch)
+            .await
+            .unwrap();
+    }
 }
 
 /// Starts the operator and expects it to refuse to start, naming `verb` and `resource`.
@@ -408,26 +460,8 @@ async fn every_verb_of_every_rule_is_needed() {
             for verb in strings(&rule["verbs"]) {
                 set_cluster_role(&env, &without(&rules, i, &verb)).await;
                 match resource.as_str() {
-                    // Read only when a rollout's integrations need a token: Slack's here.
-                    "secrets" => {
-                        let slack_before = env.slack.state().calls.len();
-                        expect_forbidden_in_scenario(&env, &verb, &group, "secrets", async |env| {
-                            env.namespace("notify").await;
-                            env.apply_rollout(
-                                "notify",
-                                "web",
-                                "web:1.0",
-                                json!({"channel": "#deploys"}),
-                            )
-                            .await;
-                        })
-                        .await;
-                        assert_eq!(
-                            env.slack.state().calls.len(),
-                            slack_before,
-                            "no Slack message without the token"
-                        );
-                    }
+                    // Read at start-up: the webhook's certificate Secret (and later the
+                    // integrations' tokens, e.g. Slack's).
                     // Read only when a notification shows the old version's image (list and
                     // watch feed the cache in-place updates read: checked at start-up).
                     "controllerrevisions" if verb == "get" => {
@@ -469,9 +503,50 @@ async fn every_verb_of_every_rule_is_needed() {
         }
     }
     set_role(&env, &role_rules).await;
+
+    // The webhook's grants (deploy/base/webhook.yaml): its Secret and its configuration, by name.
+    for (cluster, name) in [
+        (false, "sroll-operator-webhook"),
+        (true, "sroll-operator-webhook"),
+    ] {
+        let rules: Vec<Value> = if cluster {
+            serde_json::to_value(
+                Api::<ClusterRole>::all(env.admin.clone())
+                    .get(name)
+                    .await
+                    .unwrap(),
+            )
+            .unwrap()["rules"]
+                .as_array()
+                .unwrap()
+                .clone()
+        } else {
+            serde_json::to_value(
+                Api::<Role>::namespaced(env.admin.clone(), "sroll-system")
+                    .get(name)
+                    .await
+                    .unwrap(),
+            )
+            .unwrap()["rules"]
+                .as_array()
+                .unwrap()
+                .clone()
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let group = strings(&rule["apiGroups"]).remove(0);
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    set_webhook_rules(&env, cluster, name, &without(&rules, i, &verb)).await;
+                    expect_start_up_refusal(&env, &verb, &describe(&group, &resource)).await;
+                    shown.push(format!("{verb} {}", describe(&group, &resource)));
+                }
+            }
+        }
+        set_webhook_rules(&env, cluster, name, &rules).await;
+    }
     println!("every grant shown needed: {shown:?}");
     // The cluster-wide rules are the ones of deploy/rbac-cluster.yaml: 17 rules, 40 verbs; the
-    // Lease Role: 3 verbs.
-    assert_eq!(shown.len(), 43, "{shown:?}");
+    // Lease Role: 3 verbs; the webhook's Role (Secret) 2 and ClusterRole (configurations) 4.
+    assert_eq!(shown.len(), 49, "{shown:?}");
     env.finish().await;
 }
