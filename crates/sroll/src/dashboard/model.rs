@@ -1143,7 +1143,7 @@ pub fn sidecar_pod_state(
             ),
         );
     }
-    if view.in_place.gate_ready == Some(false) && view.gate_target.is_some() {
+    if view.in_place.gate_ready == Some(false) && view.out_for.is_some() {
         return (
             PodState::InPlace,
             "sidecar upgrade in place: out of traffic (InPlaceUpdateReady False)".into(),
@@ -2169,6 +2169,20 @@ mod tests {
                             {"name": "log-agent", "image": "agent:1", "imageID": "id-agent:1", "ready": false, "restartCount": 0, "state": {"running": {}}},
                             {"name": "app", "image": "app:1", "imageID": "id-app", "ready": true, "restartCount": 0, "state": {"running": {}}}]}}),
             ),
+            // Out of traffic for this SidecarSet's upgrade (its images not patched yet).
+            injected(
+                "shop",
+                "web-4",
+                on.clone(),
+                (&o1.0, &o1.1),
+                "agent:1",
+                json!({"spec": {"readinessGates": [{"conditionType": "InPlaceUpdateReady"}]},
+                       "status": {"conditions": [
+                           {"type": "InPlaceUpdateReady", "status": "False", "message": format!(
+                               "{}{}", sroll_planner::inplace::OUT_OF_TRAFFIC_MESSAGE_PREFIX,
+                               sidecar::traffic_target("logging", &l.0))},
+                           {"type": "Ready", "status": "False"}]}}),
+            ),
             // Recorded, but the selector no longer matches it: not a matched pod.
             injected(
                 "shop",
@@ -2213,11 +2227,16 @@ mod tests {
                 (2, "shop/web-1", "current", PodState::Ready),
                 (3, "shop/web-2", "previous", PodState::NotUpgradable),
                 (4, "shop/web-3", "update", PodState::InPlace),
+                (5, "shop/web-4", "current", PodState::InPlace),
             ]
         );
         assert_eq!(
             d.cells[4].detail,
             "sidecar upgrade in place: restarting log-agent"
+        );
+        assert_eq!(
+            d.cells[5].detail,
+            "sidecar upgrade in place: out of traffic (InPlaceUpdateReady False)"
         );
         assert_eq!(
             d.revisions
@@ -2226,7 +2245,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 (o0.0.as_str(), "previous", 1, vec!["agent:0".to_owned()]),
-                (o1.0.as_str(), "current", 2, vec!["agent:1".to_owned()]),
+                (o1.0.as_str(), "current", 3, vec!["agent:1".to_owned()]),
                 (l.0.as_str(), "update", 2, vec!["agent:2".to_owned()]),
             ]
         );
@@ -2240,7 +2259,7 @@ mod tests {
                 facts.partition,
                 facts.pods_shown
             ),
-            ("logs=on", "every namespace", "RollingUpdate", 1, 5)
+            ("logs=on", "every namespace", "RollingUpdate", 1, 6)
         );
         assert_eq!(
             facts
