@@ -203,7 +203,7 @@ fn restarts(pod: &Pod, name: &str) -> i32 {
 /// by the real HTTPS webhook): the sidecar before the app, the pod's own `data` volume kept (the
 /// SidecarSet's hostPath of the same name is not injected), `logs` injected, the app's mounts
 /// shared by mount path, env transferred; the status counts them; `kubectl explain` documents
-/// the spec.
+/// the spec; with the webhook down, pods are still created, without sidecars.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_merge_rules() {
     let w = world().await;
@@ -337,6 +337,31 @@ async fn sidecars_are_injected_into_statefulset_and_clone_set_pods_by_kruises_me
             );
         }
     }
+
+    // The webhook down (the operator stopped, its configuration still registered): injection fails
+    // open (failurePolicy Ignore, Kruise's default): the pod is created, without the sidecar.
+    let mut w = w;
+    w.env.stop_operator().await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "while-down", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+    }))
+    .unwrap();
+    let created = w
+        .env
+        .pod_api()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("a pod is created while the webhook is down");
+    let names: Vec<&str> = created
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["app"], "no sidecar while the webhook is down");
     w.finish().await;
 }
 
