@@ -1217,6 +1217,26 @@ async fn a_sidecar_set_is_listed_and_its_grid_follows_an_in_place_sidecar_upgrad
             .starts_with("NotUpgradablePods: 3 pod(s)"),
         "{blocked}"
     );
+
+    // A matched pod the dashboard does not watch (a bare pod: no controller-revision-hash) is
+    // counted, not drawn, and the page says so.
+    let bare: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "db-extra", "labels": {"app": "db"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/db:1"}]}
+    }))
+    .unwrap();
+    env.pod_api()
+        .create(&PostParams::default(), &bare)
+        .await
+        .unwrap();
+    sidecar_set_status(&env, "logging", "4 matched pods", |s| s.matched_pods == 4).await;
+    chrome
+        .wait_js(
+            "the page to say 3 of 4 matched pods are drawn",
+            "return window.sroll.detail.replicas === 4 && document.getElementById('grid').dataset.cells === '3' \
+               && document.getElementById('summary').textContent.includes('Pods shown3 of 4 (only watched pods)');",
+        )
+        .await;
     chrome.close().await;
     d.shutdown().await;
 }
