@@ -114,7 +114,7 @@ struct Shared {
     rollouts: Store<StatefulsetRollout>,
     clone_sets: Store<CloneSet>,
     sidecar_sets: Store<SidecarSet>,
-    /// Per optional kind's watcher ([`OPTIONAL`]): set when the API server does not serve the
+    /// Per optional kind's watcher ([`OPTIONAL`], by [`Kind::api`]): set when the API server does not serve the
     /// kind (its CRD is not installed) or the credentials may not list it. The list then shows
     /// the other kinds, without an error banner and without waiting for that cache.
     absent: HashMap<&'static str, watch::Sender<bool>>,
@@ -143,8 +143,9 @@ impl Shared {
     async fn caches_filled(&self) {
         let all = self.synced.wait(|| async {
             let _ = self.rollouts.wait_until_ready().await;
-            self.filled_or_absent(&self.clone_sets, "clonesets").await;
-            self.filled_or_absent(&self.sidecar_sets, "sidecarsets")
+            self.filled_or_absent(&self.clone_sets, Kind::CloneSet)
+                .await;
+            self.filled_or_absent(&self.sidecar_sets, Kind::SidecarSet)
                 .await;
             let _ = self.pods.wait_until_ready().await;
             let _ = self.revisions.wait_until_ready().await;
@@ -154,11 +155,11 @@ impl Shared {
     }
 
     /// Waits until an optional kind's cache is filled, or the kind is found not served.
-    async fn filled_or_absent<K>(&self, store: &Store<K>, what: &'static str)
+    async fn filled_or_absent<K>(&self, store: &Store<K>, kind: Kind)
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
-        let Some(absent) = self.absent.get(what) else {
+        let Some(absent) = self.absent.get(kind.api()) else {
             let _ = store.wait_until_ready().await;
             return;
         };
@@ -248,17 +249,11 @@ impl Shared {
     fn sidecar_set_detail(&self, name: &str) -> Option<Detail> {
         let set = self.sidecar_sets.get(&reflector::ObjectRef::new(name))?;
         let pods = self.pods.state_filter(|p| {
-            p.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(sroll_planner::sidecar_set::HASH_ANNOTATION))
-                .is_some_and(|_| {
-                    sroll_planner::sidecar_set::read_map::<serde_json::Value>(
-                        p,
-                        sroll_planner::sidecar_set::HASH_ANNOTATION,
-                    )
-                    .contains_key(name)
-                })
+            sroll_planner::sidecar_set::read_map::<Value>(
+                p,
+                sroll_planner::sidecar_set::HASH_ANNOTATION,
+            )
+            .contains_key(name)
         });
         let events = self.events.state_filter(|e| {
             let o = &e.involved_object;
@@ -389,7 +384,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         sidecar_sets,
         absent: OPTIONAL
             .iter()
-            .map(|w| (*w, watch::Sender::new(false)))
+            .map(|k| (k.api(), watch::Sender::new(false)))
             .collect(),
         pods,
         revisions,
@@ -418,7 +413,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
             scoped::<CloneSet>(&client, options.namespace.as_deref()),
             watcher::Config::default(),
             clone_sets_w,
-            "clonesets",
+            Kind::CloneSet.api(),
             shared.clone(),
             |s, c| s.record_progress(model::clone_set_summary(c)),
         ),
@@ -428,7 +423,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
             Api::<SidecarSet>::all(client.clone()),
             watcher::Config::default(),
             sidecar_sets_w,
-            "sidecarsets",
+            Kind::SidecarSet.api(),
             shared.clone(),
             |s, c| s.record_progress(model::sidecar_set_summary(c)),
         ),
@@ -593,8 +588,9 @@ fn not_visible(e: &watcher::Error) -> bool {
     }
 }
 
-/// The watchers of kinds a cluster may not serve (a 404 or 403 hides them without a banner).
-const OPTIONAL: [&str; 2] = ["clonesets", "sidecarsets"];
+/// The kinds a cluster may not serve (a 404 or 403 on their watch hides them without a banner);
+/// their watchers are named by [`Kind::api`].
+const OPTIONAL: [Kind; 2] = [Kind::CloneSet, Kind::SidecarSet];
 
 /// `/api/API/NS/NAME`, or `/api/API/NAME` for a cluster-scoped kind.
 fn object_path(kind: Kind) -> String {
