@@ -237,11 +237,11 @@ function showRollout(path, ns, name) {
         `<span id="actionmsg" class="actionmsg" role="status"></span></div>`
       : `<div class="readonly">Read-only: restart with <code>sroll dashboard --allow-actions</code> to pause, resume, set percent, roll back or retry from here.</div>`) +
     `<div id="analysis" hidden></div>` +
-    `<h2>Pods</h2><div class="legend" id="legend"></div>` +
+    `<h2>${kind.namespaced ? "Pods" : "Matched pods"}</h2><div class="legend" id="legend"></div>` +
     `<div class="gridwrap"><canvas class="grid" id="grid" role="img" aria-label="pods by revision and state"></canvas></div>` +
     `<h2>Progress over time</h2><canvas class="chart" id="chart" aria-label="pods updated and Ready over time"></canvas>` +
     `<div class="legend"><span><b style="color:#0072b2">━</b> updated</span><span><b style="color:#009e73">┅</b> Ready</span><span><b>┄</b> target</span></div>` +
-    `<div class="cols"><div><h2>Revisions</h2><table id="revisions"></table><h2>Conditions</h2><table id="conditions"></table></div>` +
+    `<div class="cols"><div><h2>${kind.name === "SidecarSet" ? "Sidecar versions" : "Revisions"}</h2><table id="revisions"></table><h2>Conditions</h2><table id="conditions"></table></div>` +
     `<div>${kind.name === "SidecarSet" ? `<h2>Sidecars</h2><table id="sidecars"></table>` : ""}` +
     `${kind.actions ? `<h2>Notifications</h2><div id="notify"></div>` : ""}<h2>Events</h2><table id="events"></table></div></div>`;
   if (actions) {
