@@ -31,7 +31,9 @@ use sroll_api::{
     },
     clone_set::{CloneSet, INSTANCE_ID_LABEL},
     labels,
+    sidecar_set::SidecarSet,
 };
+use sroll_planner::sidecar_set::INJECTED_LIST_ANNOTATION;
 use sroll_testkit::{DEADLINE, Env, Rollout, clone_set::clone_set, evictions::Evictions, wait_for};
 
 /// The first of `names` on the PATH (or the file named by `env`).
@@ -826,22 +828,27 @@ async fn a_clone_sets_in_place_update_shows_cells_updating_in_place_and_keeps_ev
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn without_the_clone_set_crd_the_list_shows_rollouts_and_no_error() {
+async fn without_the_clone_set_and_sidecar_set_crds_the_list_shows_rollouts_and_no_error() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let env = Env::without_operator().await;
     let ns = env.ns.clone();
-    // A cluster whose sroll predates CloneSets.
+    // A cluster whose sroll predates CloneSets and SidecarSets.
     let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    crds.delete("clonesets.sroll.io", &Default::default())
-        .await
-        .unwrap();
-    let sets: Api<CloneSet> = Api::namespaced(env.client.clone(), &ns);
-    wait_for("CloneSets to be no longer served", DEADLINE, || async {
-        match sets.list(&ListParams::default()).await {
-            Err(kube::Error::Api(s)) if s.code == 404 => Some(()),
-            _ => None,
-        }
-    })
+    for crd in ["clonesets.sroll.io", "sidecarsets.sroll.io"] {
+        crds.delete(crd, &Default::default()).await.unwrap();
+    }
+    let clone_sets: Api<CloneSet> = Api::namespaced(env.client.clone(), &ns);
+    let sidecar_sets: Api<SidecarSet> = Api::all(env.client.clone());
+    wait_for(
+        "CloneSets and SidecarSets to be no longer served",
+        DEADLINE,
+        || async {
+            let gone = |r: kube::Result<_>| matches!(r, Err(kube::Error::Api(s)) if s.code == 404);
+            (gone(clone_sets.list(&ListParams::default()).await.map(drop))
+                && gone(sidecar_sets.list(&ListParams::default()).await.map(drop)))
+            .then_some(())
+        },
+    )
     .await;
     env.apply(&Rollout::named("web").replicas(2)).await;
     let d = start_dashboard(&env, loopback_any_port(), false).await;
@@ -857,12 +864,379 @@ async fn without_the_clone_set_crd_the_list_shows_rollouts_and_no_error() {
             &format!("return document.querySelector('tr[data-rollout=\"{ns}/web\"]');"),
         )
         .await;
-    // The CloneSet watch keeps failing (with backoff) meanwhile: no error banner for it.
+    // The CloneSet and SidecarSet watches keep failing (with backoff) meanwhile: no error banner
+    // for them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let banner = chrome
         .js("const b = document.getElementById('apierror'); return [b.hidden, b.textContent, window.sroll.list.map(r => r.kind)];")
         .await;
     assert_eq!(banner, json!([true, "", ["StatefulsetRollout"]]));
+    chrome.close().await;
+    d.shutdown().await;
+}
+
+/// The operator watching every namespace (SidecarSets are cluster-scoped) and serving its
+/// admission webhooks over HTTPS, registered by URL: the pod mutator injects SidecarSets.
+async fn env_with_sidecar_injection() -> Env {
+    let mut env = Env::without_operator().await;
+    let settings = sroll_operator::Settings {
+        namespaces: vec![],
+        webhook: Some(env.webhook_settings()),
+        ..env.settings()
+    };
+    env.start_operator_with(settings);
+    env.webhook_registered().await;
+    env
+}
+
+/// Waits until the injector's cache holds SidecarSet `name`: probe pods (label `app=probe`, which
+/// the SidecarSet selects; no `controller-revision-hash`, so the dashboard does not draw them)
+/// are created until one comes back injected.
+async fn injector_sees(env: &Env, name: &str) {
+    let api = env.pod_api();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    wait_for(&format!("the injector to see {name}"), DEADLINE, || async {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let probe: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("probe-{i}"), "labels": {"app": "probe"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+        }))
+        .unwrap();
+        let created = api.create(&PostParams::default(), &probe).await.ok()?;
+        let _ = api.delete(&created.name_any(), &Default::default()).await;
+        created
+            .annotations()
+            .get(INJECTED_LIST_ANNOTATION)
+            .is_some_and(|l| l.split(',').any(|s| s == name))
+            .then_some(())
+    })
+    .await;
+}
+
+/// Waits until SidecarSet `name`'s status, of its current generation, satisfies `ok`.
+async fn sidecar_set_status(
+    env: &Env,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&sroll_api::sidecar_set::SidecarSetStatus) -> bool,
+) -> SidecarSet {
+    let sets: Api<SidecarSet> = Api::all(env.client.clone());
+    wait_for(
+        &format!("SidecarSet {name}: {what}"),
+        DEADLINE * 2,
+        || async {
+            let s = sets.get(name).await.ok()?;
+            let st = s.status.as_ref()?;
+            (st.observed_generation == s.metadata.generation.unwrap_or(0) && ok(st)).then_some(s)
+        },
+    )
+    .await
+}
+
+/// `(namespace/name, uid, log-agent image, log-agent restarts)` of the StatefulSet `db`'s pods.
+async fn db_pods(env: &Env) -> Vec<(String, String, String, i32)> {
+    let mut v: Vec<(String, String, String, i32)> = env
+        .pod_api()
+        .list(&ListParams::default().labels("app=db"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| {
+            let image = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == "log-agent"))
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let restarts = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|s| s.iter().find(|c| c.name == "log-agent"))
+                .map_or(-1, |c| c.restart_count);
+            (
+                format!("{}/{}", env.ns, p.name_any()),
+                p.uid().unwrap_or_default(),
+                image,
+                restarts,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sidecar_set_is_listed_and_its_grid_follows_an_in_place_sidecar_upgrade() {
+    let env = env_with_sidecar_injection().await;
+    let ns = env.ns.clone();
+    let sets: Api<SidecarSet> = Api::all(env.client.clone());
+    let spec = |image: &str, env_vars: Value| json!({"containers": [{"name": "log-agent", "image": image, "env": env_vars}]});
+    let set: SidecarSet = serde_json::from_value(json!({
+        "apiVersion": "sroll.io/v1alpha1", "kind": "SidecarSet",
+        "metadata": {"name": "logging"},
+        "spec": {
+            "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "probe"]}]},
+            "namespace": ns,
+            "updateStrategy": {"partition": 1},
+            "containers": [{"name": "log-agent", "image": "registry.example/agent:1", "env": []}]
+        }
+    }))
+    .unwrap();
+    sets.create(&PostParams::default(), &set).await.unwrap();
+    injector_sees(&env, "logging").await;
+    let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 3, "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}},
+                         "spec": {"containers": [{"name": "app", "image": "registry.example/db:1"}]}}
+        }
+    }))
+    .unwrap();
+    env.statefulsets()
+        .create(&PostParams::default(), &sts)
+        .await
+        .unwrap();
+    let v1 = sidecar_set_status(&env, "logging", "3 matched pods updated and Ready", |s| {
+        s.matched_pods == 3 && s.updated_ready_pods == 3
+    })
+    .await;
+    let latest = v1.status.unwrap().latest_revision;
+    let before = db_pods(&env).await;
+    assert!(
+        before
+            .iter()
+            .all(|(_, _, image, _)| image == "registry.example/agent:1"),
+        "every pod injected: {before:?}"
+    );
+    let d = start_dashboard(&env, loopback_any_port(), true).await;
+    let chrome = Chromium::start().await;
+
+    // The list: the SidecarSet, without a namespace, its state derived from its status.
+    chrome
+        .browser
+        .goto(&format!("http://{}/", d.addr))
+        .await
+        .unwrap();
+    let row = chrome
+        .wait_js(
+            "the list to show the SidecarSet as Done",
+            "const r = document.querySelector('tr[data-kind=SidecarSet][data-rollout=\"logging\"]'); \
+             return r && r.dataset.phase === 'Done' && [r.children[1].textContent, r.textContent];",
+        )
+        .await;
+    assert_eq!(row[0], json!("—"), "cluster-scoped: no namespace");
+    assert!(
+        row[1].as_str().unwrap().contains("3/3 updated, 3 Ready"),
+        "{row}"
+    );
+    chrome
+        .browser
+        .find(Locator::Css("tr[data-kind=SidecarSet] a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        chrome
+            .browser
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("#/s/logging")
+    );
+    chrome
+        .wait_js(
+            "the SidecarSet page with its grid",
+            "return window.sroll.detail && window.sroll.detail.kind === 'SidecarSet' && document.getElementById('grid').dataset.cells === '3';",
+        )
+        .await;
+    // Read-only even with --allow-actions; its sidecar listed.
+    assert_eq!(
+        chrome
+            .js("return document.querySelectorAll('button[data-action], #actions').length;")
+            .await,
+        json!(0)
+    );
+    assert_eq!(
+        chrome
+            .js("return [...document.querySelectorAll('#sidecars tr[data-sidecar]')].map(r => r.textContent);")
+            .await,
+        json!(["log-agentregistry.example/agent:1BeforeAppContainer"])
+    );
+    // One cell per matched pod, by namespace and name, all Ready at the latest version.
+    let grid = |pods: &[(String, String, String, i32)], revision: &str, state: &str| {
+        json!(
+            pods.iter()
+                .map(|(n, ..)| json!([n, revision, state, UPDATE_COLOUR]))
+                .collect::<Vec<_>>()
+        )
+    };
+    assert_eq!(
+        chrome
+            .js("return window.sroll.cells().map(c => [c.name, c.revision, c.state, c.colour]);")
+            .await,
+        grid(&before, &latest, "R")
+    );
+
+    // A new sidecar image, held at partition 1: two pods upgraded in place, one kept back.
+    sets.patch(
+        "logging",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": spec("registry.example/agent:2", json!([]))})),
+    )
+    .await
+    .unwrap();
+    let v2 = sidecar_set_status(&env, "logging", "2 updated and Ready (partition 1)", |s| {
+        s.updated_ready_pods == 2 && s.ready_pods == 3
+    })
+    .await;
+    let latest2 = v2.status.unwrap().latest_revision;
+    assert_ne!(latest2, latest);
+    let held = chrome
+        .wait_js(
+            "two cells at the new version and one at the old",
+            &format!(
+                "const c = window.sroll.cells(); \
+                 return c.length === 3 && c.every(x => x.state === 'R') \
+                   && c.filter(x => x.revision === '{latest2}' && x.colour === '{UPDATE_COLOUR}').length === 2 \
+                   && c.filter(x => x.revision === '{latest}' && x.colour === '{CURRENT_COLOUR}').length === 1 \
+                   && document.getElementById('main').dataset.phase === 'Done' && c.map(x => x.name);"
+            ),
+        )
+        .await;
+    assert_eq!(
+        held,
+        json!(before.iter().map(|p| &p.0).collect::<Vec<_>>()),
+        "the same pods"
+    );
+
+    // Released: the last pod follows, in place (same uids, the sidecar restarted once).
+    sets.patch(
+        "logging",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"updateStrategy": {"partition": 0}}})),
+    )
+    .await
+    .unwrap();
+    let states_seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    wait_for(
+        "every cell Ready at the new version",
+        DEADLINE * 2,
+        || async {
+            let c = chrome
+                .js("return window.sroll.cells().map(c => [c.revision, c.state]);")
+                .await;
+            let c = c.as_array().unwrap().clone();
+            for x in &c {
+                states_seen
+                    .lock()
+                    .unwrap()
+                    .insert(x[1].as_str().unwrap().to_owned());
+            }
+            (c.len() == 3
+                && c.iter()
+                    .all(|x| x[0] == json!(latest2) && x[1] == json!("R")))
+            .then_some(())
+        },
+    )
+    .await;
+    println!(
+        "cell states seen while the last pod was upgraded: {:?}",
+        states_seen.lock().unwrap()
+    );
+    sidecar_set_status(&env, "logging", "3 updated and Ready", |s| {
+        s.updated_ready_pods == 3
+    })
+    .await;
+    let after = db_pods(&env).await;
+    assert_eq!(
+        after
+            .iter()
+            .map(|(n, uid, image, restarts)| (n.clone(), uid.clone(), image.clone(), *restarts))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|(n, uid, ..)| (
+                n.clone(),
+                uid.clone(),
+                "registry.example/agent:2".to_owned(),
+                1
+            ))
+            .collect::<Vec<_>>(),
+        "in place: the same pods, the sidecar restarted once with the new image"
+    );
+    assert_eq!(
+        chrome
+            .js("return window.sroll.cells().map(c => [c.name, c.revision, c.state, c.colour]);")
+            .await,
+        grid(&after, &latest2, "R")
+    );
+    chrome
+        .wait_js(
+            "the page to show Done and the operator's UpgradingPods Events",
+            "return document.getElementById('main').dataset.phase === 'Done' && window.sroll.detail.events.some(e => e.reason === 'UpgradingPods');",
+        )
+        .await;
+    let revisions = chrome
+        .js("return window.sroll.detail.revisions.map(r => [r.role, r.images, r.pods]);")
+        .await;
+    assert_eq!(
+        revisions,
+        json!([["update", ["registry.example/agent:2"], 3]])
+    );
+
+    // A change that cannot be made in place (an env): every cell not upgradable, the set
+    // Blocked by the operator's NotUpgradable condition.
+    sets.patch(
+        "logging",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": spec("registry.example/agent:2", json!([{"name": "MODE", "value": "verbose"}]))})),
+    )
+    .await
+    .unwrap();
+    let blocked = chrome
+        .wait_js(
+            "every cell not upgradable and the page Blocked",
+            &format!(
+                "const c = window.sroll.cells(); const d = window.sroll.detail; \
+                 return c.length === 3 && c.every(x => x.state === 'N' && x.revision === '{latest2}') \
+                   && d.phase === 'Blocked' && d.conditions.find(x => x.type === 'NotUpgradable' && x.status === 'True') && d.reason;"
+            ),
+        )
+        .await;
+    assert!(
+        blocked
+            .as_str()
+            .unwrap()
+            .starts_with("NotUpgradablePods: 3 pod(s)"),
+        "{blocked}"
+    );
+
+    // A matched pod the dashboard does not watch (a bare pod: no controller-revision-hash) is
+    // counted, not drawn, and the page says so.
+    let bare: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "db-extra", "labels": {"app": "db"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/db:1"}]}
+    }))
+    .unwrap();
+    env.pod_api()
+        .create(&PostParams::default(), &bare)
+        .await
+        .unwrap();
+    sidecar_set_status(&env, "logging", "4 matched pods", |s| s.matched_pods == 4).await;
+    chrome
+        .wait_js(
+            "the page to say 3 of 4 matched pods are drawn",
+            "return window.sroll.detail.replicas === 4 && document.getElementById('grid').dataset.cells === '3' \
+               && document.getElementById('summary').textContent.includes('Pods shown3 of 4 (only watched pods)');",
+        )
+        .await;
     chrome.close().await;
     d.shutdown().await;
 }

@@ -1,9 +1,10 @@
 //! `sroll dashboard` (and `kubectl sroll dashboard`): a live web view of the cluster's
-//! StatefulsetRollouts and CloneSets, served on `127.0.0.1:3100` with the caller's kubeconfig and
+//! StatefulsetRollouts, CloneSets and SidecarSets, served on `127.0.0.1:3100` with the caller's kubeconfig and
 //! permissions.
 //!
 //! ```text
-//! kube-rs watchers ──► reflector stores (rollouts, CloneSets, pods, ControllerRevisions, Events)
+//! kube-rs watchers ──► reflector stores (rollouts, CloneSets, SidecarSets, pods,
+//!                      ControllerRevisions, Events)
 //!        │ every change bumps one counter (tokio watch)
 //!        ▼
 //! per browser connection: wait for a change, coalesce 200 ms, compute the page's model
@@ -11,11 +12,12 @@
 //! ```
 //!
 //! The front end (`assets/`, embedded with `include_str!`) is plain JS and CSS: the list of
-//! rollouts and CloneSets, and one object's page with every pod drawn on a canvas (the same page
-//! for both kinds). Writes (pause, resume, set percent, rollback, retry) exist only for rollouts,
-//! only with `--allow-actions`, and call the kubectl plugin's own functions
+//! rollouts, CloneSets and SidecarSets, and one object's page with every pod drawn on a canvas
+//! (the same page for every kind). Writes (pause, resume, set percent, rollback, retry) exist only
+//! for rollouts, only with `--allow-actions`, and call the kubectl plugin's own functions
 //! ([`crate::plugin::actions`]) with the caller's client, so RBAC applies as for
-//! `kubectl sroll pause`. CloneSet pages are read-only (the plugin has no CloneSet actions).
+//! `kubectl sroll pause`. CloneSet and SidecarSet pages are read-only (the plugin has no actions
+//! for them).
 
 pub mod model;
 
@@ -56,7 +58,7 @@ use kube::{
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
-use sroll_api::{StatefulsetRollout, clone_set::CloneSet, labels};
+use sroll_api::{StatefulsetRollout, clone_set::CloneSet, labels, sidecar_set::SidecarSet};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use self::model::{Cell, Detail, Kind, Point};
@@ -111,10 +113,11 @@ struct Shared {
     allow_actions: bool,
     rollouts: Store<StatefulsetRollout>,
     clone_sets: Store<CloneSet>,
-    /// Set when the API server does not serve CloneSets (their CRD is not installed) or the
-    /// credentials may not list them: the list then shows rollouts only, without an error banner
-    /// and without waiting for that cache.
-    clone_sets_absent: watch::Sender<bool>,
+    sidecar_sets: Store<SidecarSet>,
+    /// Per optional kind's watcher ([`OPTIONAL`], by [`Kind::api`]): set when the API server does not serve the
+    /// kind (its CRD is not installed) or the credentials may not list it. The list then shows
+    /// the other kinds, without an error banner and without waiting for that cache.
+    absent: HashMap<&'static str, watch::Sender<bool>>,
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
     events: Store<Event>,
@@ -140,16 +143,31 @@ impl Shared {
     async fn caches_filled(&self) {
         let all = self.synced.wait(|| async {
             let _ = self.rollouts.wait_until_ready().await;
-            let mut absent = self.clone_sets_absent.subscribe();
-            tokio::select! {
-                _ = self.clone_sets.wait_until_ready() => {}
-                _ = absent.wait_for(|a| *a) => {}
-            }
+            self.filled_or_absent(&self.clone_sets, Kind::CloneSet)
+                .await;
+            self.filled_or_absent(&self.sidecar_sets, Kind::SidecarSet)
+                .await;
             let _ = self.pods.wait_until_ready().await;
             let _ = self.revisions.wait_until_ready().await;
             let _ = self.events.wait_until_ready().await;
         });
         let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
+    }
+
+    /// Waits until an optional kind's cache is filled, or the kind is found not served.
+    async fn filled_or_absent<K>(&self, store: &Store<K>, kind: Kind)
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let Some(absent) = self.absent.get(kind.api()) else {
+            let _ = store.wait_until_ready().await;
+            return;
+        };
+        let mut absent = absent.subscribe();
+        tokio::select! {
+            _ = store.wait_until_ready() => {}
+            _ = absent.wait_for(|a| *a) => {}
+        }
     }
 
     fn api_error(&self) -> String {
@@ -197,6 +215,12 @@ impl Shared {
                     .iter()
                     .map(|c| model::clone_set_summary(c)),
             )
+            .chain(
+                self.sidecar_sets
+                    .state()
+                    .iter()
+                    .map(|s| model::sidecar_set_summary(s)),
+            )
             .collect();
         rows.sort_by(|a, b| (&a.namespace, &a.name, a.kind).cmp(&(&b.namespace, &b.name, b.kind)));
         rows
@@ -210,12 +234,38 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// The page of the `kind` object `ns/name`.
+    /// The page of the `kind` object `ns/name` (`ns` empty for a cluster-scoped kind).
     fn detail(&self, kind: Kind, ns: &str, name: &str) -> Option<Detail> {
         match kind {
             Kind::StatefulsetRollout => self.rollout_detail(ns, name),
             Kind::CloneSet => self.clone_set_detail(ns, name),
+            Kind::SidecarSet => self.sidecar_set_detail(name),
         }
+    }
+
+    /// A SidecarSet's page: its matched pods among the watched ones (those recording it in their
+    /// `sroll.io/sidecarset-hash` annotation), and its Events (recorded in the `default`
+    /// namespace, as for every cluster-scoped object).
+    fn sidecar_set_detail(&self, name: &str) -> Option<Detail> {
+        let set = self.sidecar_sets.get(&reflector::ObjectRef::new(name))?;
+        let pods = self.pods.state_filter(|p| {
+            sroll_planner::sidecar_set::read_map::<Value>(
+                p,
+                sroll_planner::sidecar_set::HASH_ANNOTATION,
+            )
+            .contains_key(name)
+        });
+        let events = self.events.state_filter(|e| {
+            let o = &e.involved_object;
+            o.kind.as_deref() == Some("SidecarSet") && o.name.as_deref() == Some(name)
+        });
+        Some(model::sidecar_set_detail(model::SidecarSetInputs {
+            sidecar_set: &set,
+            pods: pods.iter().map(AsRef::as_ref).collect(),
+            events: events.iter().map(AsRef::as_ref).collect(),
+            history: self.history(Kind::SidecarSet, "", name),
+            now: Timestamp::now(),
+        }))
     }
 
     fn clone_set_detail(&self, ns: &str, name: &str) -> Option<Detail> {
@@ -321,6 +371,7 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         .context("failed to read the listening address")?;
     let (rollouts, rollouts_w) = reflector::store();
     let (clone_sets, clone_sets_w) = reflector::store();
+    let (sidecar_sets, sidecar_sets_w) = reflector::store();
     let (pods, pods_w) = reflector::store();
     let (revisions, revisions_w) = reflector::store();
     let (events, events_w) = reflector::store();
@@ -330,7 +381,11 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         allow_actions: options.allow_actions,
         rollouts,
         clone_sets,
-        clone_sets_absent: watch::Sender::new(false),
+        sidecar_sets,
+        absent: OPTIONAL
+            .iter()
+            .map(|k| (k.api(), watch::Sender::new(false)))
+            .collect(),
         pods,
         revisions,
         events,
@@ -341,6 +396,9 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
         synced: Default::default(),
     });
     // Pods of StatefulSets and CloneSets only: their controllers label each with its revision.
+    // A SidecarSet's page draws the matched pods among these (the pods of a StatefulSet, a
+    // CloneSet or a DaemonSet): watching every pod of the cluster for a Deployment's or a bare
+    // pod's sidecars would cost every user of the dashboard a copy of every pod.
     let pod_config = watcher::Config::default().labels(labels::REVISION);
     let watchers = vec![
         spawn_watch(
@@ -355,9 +413,19 @@ pub async fn start(client: Client, options: Options) -> anyhow::Result<Running> 
             scoped::<CloneSet>(&client, options.namespace.as_deref()),
             watcher::Config::default(),
             clone_sets_w,
-            "clonesets",
+            Kind::CloneSet.api(),
             shared.clone(),
             |s, c| s.record_progress(model::clone_set_summary(c)),
+        ),
+        // Cluster-scoped: every SidecarSet, whatever `--namespace` says (the pods drawn are
+        // those of the watched namespaces).
+        spawn_watch(
+            Api::<SidecarSet>::all(client.clone()),
+            watcher::Config::default(),
+            sidecar_sets_w,
+            Kind::SidecarSet.api(),
+            shared.clone(),
+            |s, c| s.record_progress(model::sidecar_set_summary(c)),
         ),
         spawn_watch(
             scoped::<Pod>(&client, options.namespace.as_deref()),
@@ -488,12 +556,14 @@ where
                         shared.bump();
                     }
                 }
-                Err(e) if what == "clonesets" && not_visible(&e) => {
-                    // No CloneSet CRD (an operator older than CloneSets) or no RBAC for them:
-                    // nothing to show, no banner; the watcher keeps retrying with backoff in case
-                    // they appear.
-                    tracing::debug!(error = %e, "CloneSets are not served; retrying");
-                    shared.clone_sets_absent.send_replace(true);
+                Err(e) if not_visible(&e) && shared.absent.contains_key(what) => {
+                    // No CRD for an optional kind (an operator older than it) or no RBAC for
+                    // it: nothing to show, no banner; the watcher keeps retrying with backoff in
+                    // case it appears.
+                    tracing::debug!(resource = what, error = %e, "not served; retrying");
+                    if let Some(absent) = shared.absent.get(what) {
+                        absent.send_replace(true);
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(resource = what, error = %e, "watch interrupted; retrying");
@@ -518,8 +588,41 @@ fn not_visible(e: &watcher::Error) -> bool {
     }
 }
 
+/// The kinds a cluster may not serve (a 404 or 403 on their watch hides them without a banner);
+/// their watchers are named by [`Kind::api`].
+const OPTIONAL: [Kind; 2] = [Kind::CloneSet, Kind::SidecarSet];
+
+/// `/api/API/NS/NAME`, or `/api/API/NAME` for a cluster-scoped kind.
+fn object_path(kind: Kind) -> String {
+    if kind.namespaced() {
+        format!("/api/{}/{{ns}}/{{name}}", kind.api())
+    } else {
+        format!("/api/{}/{{name}}", kind.api())
+    }
+}
+
+/// The namespace and name of an object route's path (no namespace for a cluster-scoped kind).
+type ObjectPath = Path<HashMap<String, String>>;
+
+fn ns_name(Path(mut p): ObjectPath) -> (String, String) {
+    (
+        p.remove("ns").unwrap_or_default(),
+        p.remove("name").unwrap_or_default(),
+    )
+}
+
 fn router(shared: AppState, addr: SocketAddr) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for kind in Kind::ALL {
+        let path = object_path(kind);
+        router = router
+            .route(&path, get(move |s, p| one(s, kind, ns_name(p))))
+            .route(
+                &format!("{path}/stream"),
+                get(move |s, p| one_stream(s, kind, ns_name(p))),
+            );
+    }
+    router
         .route(
             "/",
             get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
@@ -535,22 +638,6 @@ fn router(shared: AppState, addr: SocketAddr) -> Router {
         .route("/api/config", get(config))
         .route("/api/rollouts", get(list))
         .route("/api/stream", get(list_stream))
-        .route(
-            "/api/rollouts/{ns}/{name}",
-            get(|s, p| one(s, Kind::StatefulsetRollout, p)),
-        )
-        .route(
-            "/api/rollouts/{ns}/{name}/stream",
-            get(|s, p| one_stream(s, Kind::StatefulsetRollout, p)),
-        )
-        .route(
-            "/api/clonesets/{ns}/{name}",
-            get(|s, p| one(s, Kind::CloneSet, p)),
-        )
-        .route(
-            "/api/clonesets/{ns}/{name}/stream",
-            get(|s, p| one_stream(s, Kind::CloneSet, p)),
-        )
         .route("/api/rollouts/{ns}/{name}/{action}", post(action))
         .with_state(shared)
         .layer(middleware::from_fn(move |req: Request, next: Next| {
@@ -613,16 +700,21 @@ async fn list(State(s): State<AppState>) -> Json<Value> {
     Json(json!({"items": s.summaries(), "apiError": s.api_error()}))
 }
 
-async fn one(
-    State(s): State<AppState>,
-    kind: Kind,
-    Path((ns, name)): Path<(String, String)>,
-) -> Response {
+/// "no CloneSet "api" in namespace "shop"", "no SidecarSet "logging"".
+fn no_such(kind: Kind, ns: &str, name: &str) -> String {
+    if kind.namespaced() {
+        format!("no {kind:?} {name:?} in namespace {ns:?}")
+    } else {
+        format!("no {kind:?} {name:?}")
+    }
+}
+
+async fn one(State(s): State<AppState>, kind: Kind, (ns, name): (String, String)) -> Response {
     match s.detail(kind, &ns, &name) {
         Some(d) => Json(d).into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no {kind:?} {name:?} in namespace {ns:?} (yet)")})),
+            Json(json!({"error": format!("{} (yet)", no_such(kind, &ns, &name))})),
         )
             .into_response(),
     }
@@ -714,7 +806,7 @@ struct Sent {
 async fn one_stream(
     State(s): State<AppState>,
     kind: Kind,
-    Path((ns, name)): Path<(String, String)>,
+    (ns, name): (String, String),
 ) -> SseStream {
     let sent = Sent {
         cells: Vec::new(),
@@ -729,7 +821,8 @@ async fn one_stream(
                 let s = &pacer.shared;
                 let event = match s.detail(kind, &ns, &name) {
                     None => {
-                        let gone = json!({"error": format!("no {kind:?} {name:?} in namespace {ns:?}"), "apiError": s.api_error()});
+                        let gone =
+                            json!({"error": no_such(kind, &ns, &name), "apiError": s.api_error()});
                         if sent.rest == gone {
                             sent.first = false;
                             continue;

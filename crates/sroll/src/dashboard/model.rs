@@ -1,13 +1,14 @@
 //! What the dashboard shows, computed from the watched objects: pure functions (no I/O), so the
 //! classification of a pod and the shape of the JSON are table-tested without a cluster.
 //!
-//! The browser receives one [`Detail`] per page — a StatefulsetRollout's ([`detail`]) or a
-//! CloneSet's ([`clone_set_detail`]): the object's status, its revisions with images, conditions,
-//! the last events, its progress history, the rollout's analysis measurements ([`analysis_chart`])
-//! and one compact [`Cell`] per pod (a 1,000-pod set is about 55 kB of JSON as a first snapshot;
-//! later updates carry only the cells that changed, see [`diff_cells`]). Both kinds share the
-//! grid ([`grid`]), the pod classification ([`pod_state`]) and the event rows; a new kind adds a
-//! [`Kind`], a summary and a detail function.
+//! The browser receives one [`Detail`] per page — a StatefulsetRollout's ([`detail`]), a
+//! CloneSet's ([`clone_set_detail`]) or a SidecarSet's ([`sidecar_set_detail`]): the object's
+//! status, its revisions with images, conditions, the last events, its progress history, the
+//! rollout's analysis measurements ([`analysis_chart`]) and one compact [`Cell`] per pod (a
+//! 1,000-pod set is about 55 kB of JSON as a first snapshot; later updates carry only the cells
+//! that changed, see [`diff_cells`]). Every kind shares the grid ([`cells`]), the pod
+//! classification ([`pod_state`]) and the event and condition rows; a new kind adds a [`Kind`], a
+//! summary and a detail function.
 
 use std::collections::BTreeMap;
 
@@ -23,8 +24,12 @@ use sroll_api::{
     analysis::Measurement,
     clone_set::CloneSet,
     predicates::{is_pod_ready, is_terminating},
+    sidecar_set::{SidecarSet, SidecarSetUpdateType},
 };
-use sroll_planner::inplace::PodInPlace;
+use sroll_planner::{
+    inplace::PodInPlace,
+    sidecar_set::{self as sidecar, HashEntry, PodSidecarView},
+};
 
 use crate::plugin::{
     actions::revision_template,
@@ -64,6 +69,9 @@ pub enum PodState {
     Broken,
     /// No pod object for this ordinal (evicted and not yet recreated).
     Missing,
+    /// Running an old version of a SidecarSet's sidecars that cannot be upgraded in place (a
+    /// sidecar field other than its image changed): it gets the new version when recreated.
+    NotUpgradable,
 }
 
 impl PodState {
@@ -76,6 +84,7 @@ impl PodState {
             Self::InPlace => "I",
             Self::Broken => "B",
             Self::Missing => "M",
+            Self::NotUpgradable => "N",
         }
     }
 }
@@ -193,31 +202,45 @@ pub struct Revision {
     pub pods: usize,
 }
 
-/// The kinds of object the dashboard shows. Each has its page (`#/PATH/NS/NAME`) and its API
-/// (`/api/API/NS/NAME`); adding a kind means a variant here, a summary and a detail function.
+/// The kinds of object the dashboard shows. Each has its page (`#/PATH/NS/NAME`, or
+/// `#/PATH/NAME` when cluster-scoped) and its API (`/api/API/NS/NAME`, `/api/API/NAME`); adding a
+/// kind means a variant here, a summary and a detail function, a watcher, and its entry in
+/// `app.js`'s `KINDS`.
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// `sroll.io/v1alpha1` StatefulsetRollout.
     StatefulsetRollout,
     /// `sroll.io/v1alpha1` CloneSet.
     CloneSet,
+    /// `sroll.io/v1alpha1` SidecarSet (cluster-scoped).
+    SidecarSet,
 }
 
 impl Kind {
-    /// The page's path segment (`#/r/…`, `#/c/…`).
+    /// Every kind, for the routes.
+    pub const ALL: [Kind; 3] = [Self::StatefulsetRollout, Self::CloneSet, Self::SidecarSet];
+
+    /// The page's path segment (`#/r/…`, `#/c/…`, `#/s/…`).
     pub fn path(self) -> &'static str {
         match self {
             Self::StatefulsetRollout => "r",
             Self::CloneSet => "c",
+            Self::SidecarSet => "s",
         }
     }
 
-    /// The API's path segment (`/api/rollouts/…`, `/api/clonesets/…`).
+    /// The API's path segment (`/api/rollouts/…`, `/api/clonesets/…`, `/api/sidecarsets/…`).
     pub fn api(self) -> &'static str {
         match self {
             Self::StatefulsetRollout => "rollouts",
             Self::CloneSet => "clonesets",
+            Self::SidecarSet => "sidecarsets",
         }
+    }
+
+    /// Whether its objects live in a namespace (its paths then name one).
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Self::SidecarSet)
     }
 }
 
@@ -271,20 +294,37 @@ pub struct ConditionRow {
     pub since: String,
 }
 
-/// Everything one rollout's page shows.
+/// Everything one object's page shows: what every kind has, and the facts of its own kind.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Detail {
     #[serde(flatten)]
     pub summary: Summary,
-    pub statefulset: String,
-    pub pause_requested: bool,
-    pub rollout_identity: String,
     pub update_revision: String,
     pub current_revision: String,
     pub revisions: Vec<Revision>,
     pub conditions: Vec<ConditionRow>,
     pub events: Vec<EventRow>,
+    /// A rollout's StatefulSet, pause request and notifications (flattened; absent otherwise).
+    #[serde(flatten)]
+    pub rollout: Option<RolloutFacts>,
+    /// A CloneSet's strategy and counts (absent for other kinds).
+    pub clone_set: Option<CloneSetFacts>,
+    /// A SidecarSet's strategy, sidecars and counts (absent for other kinds).
+    pub sidecar_set: Option<SidecarSetFacts>,
+    /// The rollout's analysis measurements (absent without analysis).
+    pub analysis: Option<AnalysisChart>,
+    pub history: Vec<Point>,
+    pub cells: Vec<Cell>,
+}
+
+/// What a rollout's page shows beyond the common summary.
+#[derive(Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutFacts {
+    pub statefulset: String,
+    pub pause_requested: bool,
+    pub rollout_identity: String,
     /// Links to the rollout's Slack messages (`https://slack.com/archives/CHANNEL/pTS`).
     pub slack_links: Vec<String>,
     pub callback_stage_id: String,
@@ -292,12 +332,47 @@ pub struct Detail {
     pub callback_url: String,
     pub build_branch: String,
     pub build_commit: String,
-    /// A CloneSet's strategy and counts (absent for a rollout).
-    pub clone_set: Option<CloneSetFacts>,
-    /// The rollout's analysis measurements (absent without analysis).
-    pub analysis: Option<AnalysisChart>,
-    pub history: Vec<Point>,
-    pub cells: Vec<Cell>,
+}
+
+/// What a SidecarSet's page shows beyond the common summary (whose `replicas` are its matched
+/// pods, `updated` those at the latest version, `target` the matched pods less the partition).
+#[derive(Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarSetFacts {
+    /// `spec.selector` (`app in (db,web)`).
+    pub selector: String,
+    /// The namespaces it applies to (`every namespace`, `namespace shop`, …).
+    pub namespaces: String,
+    /// `updateStrategy.type`: `RollingUpdate` or `NotUpdate`.
+    pub update_type: String,
+    /// `partition` and `maxUnavailable` resolved for the matched pods.
+    pub partition: i32,
+    pub max_unavailable: i32,
+    /// `updateStrategy.selector` (the canary's pods), empty when unset.
+    pub update_selector: String,
+    /// `injectionStrategy.paused`: new pods are not injected.
+    pub injection_paused: bool,
+    pub updated_ready: i32,
+    /// The version (hash of the sidecars) new pods get and the upgrade goes to.
+    pub latest_revision: String,
+    pub generation: i64,
+    pub observed_generation: i64,
+    /// The containers and init containers it injects.
+    pub containers: Vec<SidecarRow>,
+    /// Matched pods the dashboard watches (drawn in the grid); fewer than `status.matchedPods`
+    /// when some are not labelled `controller-revision-hash` (a Deployment's or a bare pod) or
+    /// lie outside the dashboard's namespace.
+    pub pods_shown: i32,
+}
+
+/// One container a SidecarSet injects.
+#[derive(Serialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarRow {
+    pub name: String,
+    pub image: String,
+    /// `init`, `BeforeAppContainer` or `AfterAppContainer`.
+    pub placement: String,
 }
 
 /// What a CloneSet's page shows beyond the common summary.
@@ -584,6 +659,9 @@ pub enum Placement<'a> {
     /// A CloneSet's (pods without ordinals): by name, then a missing cell for each pod short of
     /// `replicas` (counting pods not being deleted).
     ByName,
+    /// A SidecarSet's matched pods, of any namespace and workload: by namespace, then name, each
+    /// cell named `namespace/name`; no missing cells (a SidecarSet wants no number of pods).
+    AcrossNamespaces,
 }
 
 /// The revision roles of a grid: which revision is `update`, `current`, `previous`.
@@ -593,44 +671,56 @@ pub struct Roles<'a> {
     pub previous: &'a str,
 }
 
-/// The revisions (oldest first, with images, role and pod counts) and the cells of a pod grid:
-/// one implementation for every kind.
-pub fn grid(
+impl Roles<'_> {
+    fn of(&self, name: &str) -> &'static str {
+        if name == self.update {
+            "update"
+        } else if name == self.current {
+            "current"
+        } else if !self.previous.is_empty() && name == self.previous {
+            "previous"
+        } else {
+            "other"
+        }
+    }
+}
+
+/// The revision rows of a StatefulSet's or CloneSet's ControllerRevisions (oldest first, with
+/// images, role and how many of `pods` run each).
+pub fn controller_revisions(
     pods: &[&Pod],
     revisions: &[&ControllerRevision],
     roles: &Roles<'_>,
-    replicas: i32,
-    placement: &Placement<'_>,
-    now: Timestamp,
-) -> (Vec<Revision>, Vec<Cell>) {
+) -> Vec<Revision> {
     let mut pod_counts: BTreeMap<&str, usize> = BTreeMap::new();
     for p in pods {
         *pod_counts.entry(pod_revision(p)).or_default() += 1;
     }
     let mut revs: Vec<&ControllerRevision> = revisions.to_vec();
     revs.sort_by_key(|r| r.revision);
-    let revisions: Vec<Revision> = revs
-        .iter()
+    revs.iter()
         .map(|rev| {
             let name = rev.metadata.name.clone().unwrap_or_default();
-            let role = if name == roles.update {
-                "update"
-            } else if name == roles.current {
-                "current"
-            } else if !roles.previous.is_empty() && name == roles.previous {
-                "previous"
-            } else {
-                "other"
-            };
             Revision {
                 pods: pod_counts.get(name.as_str()).copied().unwrap_or(0),
                 number: rev.revision,
                 images: images(rev),
-                role,
+                role: roles.of(&name),
                 name,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The cells of a pod grid, one implementation for every kind: `view` says each pod's revision
+/// (a name of `revisions`) and state.
+pub fn cells(
+    pods: &[&Pod],
+    revisions: &[Revision],
+    replicas: i32,
+    placement: &Placement<'_>,
+    view: impl Fn(&Pod) -> (String, PodState, String),
+) -> Vec<Cell> {
     let rev_index = |name: &str| {
         revisions
             .iter()
@@ -639,12 +729,19 @@ pub fn grid(
             .unwrap_or(-1)
     };
     let cell = |key: i64, p: &Pod| {
-        let (state, why) = pod_state(p, now);
+        let (revision, state, why) = view(p);
+        let name = p.metadata.name.clone().unwrap_or_default();
         Cell {
             key,
-            revision: rev_index(pod_revision(p)),
+            revision: rev_index(&revision),
             state,
-            name: p.metadata.name.clone().unwrap_or_default(),
+            name: match placement {
+                Placement::AcrossNamespaces => format!(
+                    "{}/{name}",
+                    p.metadata.namespace.as_deref().unwrap_or_default()
+                ),
+                _ => name,
+            },
             node: p
                 .spec
                 .as_ref()
@@ -661,7 +758,8 @@ pub fn grid(
         node: String::new(),
         detail: why.into(),
     };
-    let cells = match placement {
+    let place = |cells: &Vec<Cell>| i64::try_from(cells.len()).unwrap_or(i64::MAX);
+    match placement {
         Placement::Ordinals { statefulset } => {
             let mut by_ordinal: BTreeMap<i64, Cell> = BTreeMap::new();
             for p in pods {
@@ -679,26 +777,66 @@ pub fn grid(
             }
             by_ordinal.into_values().collect()
         }
-        Placement::ByName => {
+        Placement::ByName | Placement::AcrossNamespaces => {
             let mut sorted: Vec<&Pod> = pods.to_vec();
-            sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            sorted.sort_by(|a, b| {
+                (&a.metadata.namespace, &a.metadata.name)
+                    .cmp(&(&b.metadata.namespace, &b.metadata.name))
+            });
             let mut cells: Vec<Cell> = Vec::with_capacity(sorted.len());
             for p in sorted {
-                let key = i64::try_from(cells.len()).unwrap_or(i64::MAX);
-                cells.push(cell(key, p));
+                cells.push(cell(place(&cells), p));
             }
-            let active = pods.iter().filter(|p| !is_terminating(&p.metadata)).count();
-            let short = usize::try_from(replicas)
-                .unwrap_or(0)
-                .saturating_sub(active);
-            for _ in 0..short {
-                let key = i64::try_from(cells.len()).unwrap_or(i64::MAX);
-                cells.push(missing(key, String::new(), "no pod yet (being created)"));
+            if matches!(placement, Placement::ByName) {
+                let active = pods.iter().filter(|p| !is_terminating(&p.metadata)).count();
+                let short = usize::try_from(replicas)
+                    .unwrap_or(0)
+                    .saturating_sub(active);
+                for _ in 0..short {
+                    cells.push(missing(
+                        place(&cells),
+                        String::new(),
+                        "no pod yet (being created)",
+                    ));
+                }
             }
             cells
         }
-    };
+    }
+}
+
+/// The revisions and cells of a StatefulSet's or CloneSet's grid: pods coloured by their
+/// `controller-revision-hash`, classified by [`pod_state`].
+pub fn grid(
+    pods: &[&Pod],
+    revisions: &[&ControllerRevision],
+    roles: &Roles<'_>,
+    replicas: i32,
+    placement: &Placement<'_>,
+    now: Timestamp,
+) -> (Vec<Revision>, Vec<Cell>) {
+    let revisions = controller_revisions(pods, revisions, roles);
+    let cells = cells(pods, &revisions, replicas, placement, |p| {
+        let (state, why) = pod_state(p, now);
+        (pod_revision(p).to_owned(), state, why)
+    });
     (revisions, cells)
+}
+
+fn condition_row(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    since: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+) -> ConditionRow {
+    ConditionRow {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        since: ts(since.map(|t| t.0)),
+    }
 }
 
 fn event_rows(events: &[&Event]) -> Vec<EventRow> {
@@ -742,9 +880,6 @@ pub fn detail(inp: Inputs<'_>) -> Detail {
     );
     let build = r.build_metadata().or(st.build_metadata.clone());
     Detail {
-        statefulset: sts,
-        pause_requested: r.spec.paused(),
-        rollout_identity: r.spec.rollout_identity.clone().unwrap_or_default(),
         update_revision: update,
         current_revision: current,
         revisions,
@@ -760,25 +895,31 @@ pub fn detail(inp: Inputs<'_>) -> Detail {
             })
             .collect(),
         events: event_rows(&inp.events),
-        slack_links: st
-            .slack_message
-            .as_ref()
-            .map(|m| m.ts.iter().map(|ts| slack_link(&m.channel, ts)).collect())
-            .unwrap_or_default(),
-        callback_stage_id: st.last_callback_stage_id.clone().unwrap_or_default(),
-        callback_outcome: st.last_callback_outcome.clone().unwrap_or_default(),
-        callback_url: r
-            .spec
-            .bapi
-            .as_ref()
-            .map(|b| b.url.clone())
-            .unwrap_or_default(),
-        build_branch: build
-            .as_ref()
-            .and_then(|b| b.branch.clone())
-            .unwrap_or_default(),
-        build_commit: build.and_then(|b| b.commit).unwrap_or_default(),
+        rollout: Some(RolloutFacts {
+            statefulset: sts,
+            pause_requested: r.spec.paused(),
+            rollout_identity: r.spec.rollout_identity.clone().unwrap_or_default(),
+            slack_links: st
+                .slack_message
+                .as_ref()
+                .map(|m| m.ts.iter().map(|ts| slack_link(&m.channel, ts)).collect())
+                .unwrap_or_default(),
+            callback_stage_id: st.last_callback_stage_id.clone().unwrap_or_default(),
+            callback_outcome: st.last_callback_outcome.clone().unwrap_or_default(),
+            callback_url: r
+                .spec
+                .bapi
+                .as_ref()
+                .map(|b| b.url.clone())
+                .unwrap_or_default(),
+            build_branch: build
+                .as_ref()
+                .and_then(|b| b.branch.clone())
+                .unwrap_or_default(),
+            build_commit: build.and_then(|b| b.commit).unwrap_or_default(),
+        }),
         clone_set: None,
+        sidecar_set: None,
         analysis: analysis_chart(r),
         history: inp.history,
         cells,
@@ -805,30 +946,24 @@ pub fn clone_set_detail(inp: CloneSetInputs<'_>) -> Detail {
         inp.now,
     );
     Detail {
-        statefulset: String::new(),
-        pause_requested: cs.spec.update_strategy.paused,
-        rollout_identity: String::new(),
         update_revision: st.update_revision.clone(),
         current_revision: st.current_revision.clone(),
         revisions,
         conditions: st
             .conditions
             .iter()
-            .map(|c| ConditionRow {
-                type_: c.type_.clone(),
-                status: c.status.clone(),
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-                since: ts(c.last_transition_time.as_ref().map(|t| t.0)),
+            .map(|c| {
+                condition_row(
+                    &c.type_,
+                    &c.status,
+                    &c.reason,
+                    &c.message,
+                    c.last_transition_time.as_ref(),
+                )
             })
             .collect(),
         events: event_rows(&inp.events),
-        slack_links: Vec::new(),
-        callback_stage_id: String::new(),
-        callback_outcome: String::new(),
-        callback_url: String::new(),
-        build_branch: String::new(),
-        build_commit: String::new(),
+        rollout: None,
         clone_set: Some(CloneSetFacts {
             update_type: cs.spec.update_type().to_string(),
             partition: r.partition,
@@ -840,8 +975,386 @@ pub fn clone_set_detail(inp: CloneSetInputs<'_>) -> Detail {
             generation: cs.metadata.generation.unwrap_or(0),
             observed_generation: st.observed_generation,
         }),
+        sidecar_set: None,
         analysis: None,
         history: inp.history,
+        cells,
+        summary,
+    }
+}
+
+/// A SidecarSet's state, derived from its spec and status (a SidecarSet has no phase of its own),
+/// the first that applies:
+///
+/// | state | when |
+/// |---|---|
+/// | `Pending` | no status yet, or `observedGeneration` behind `metadata.generation` |
+/// | `Blocked` | the `NotUpgradable` condition is True (matched pods cannot take the latest version in place) |
+/// | `NotUpdate` | `updateStrategy.type: NotUpdate` with pods not at the latest version |
+/// | `Paused` | `updateStrategy.paused` with fewer pods updated than matched − partition |
+/// | `Updating` | fewer pods updated (or updated and Ready) than matched − partition |
+/// | `NotReady` | fewer matched pods Ready than matched |
+/// | `Done` | otherwise |
+pub fn sidecar_set_state(set: &SidecarSet) -> (String, String) {
+    let generation = set.metadata.generation.unwrap_or(0);
+    let Some(st) = set.status.as_ref() else {
+        return (
+            "Pending".into(),
+            "the operator has not written a status yet".into(),
+        );
+    };
+    if st.observed_generation < generation {
+        return (
+            "Pending".into(),
+            format!(
+                "the operator has observed generation {} of {generation}",
+                st.observed_generation
+            ),
+        );
+    }
+    if let Some(c) = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == sidecar::CONDITION_NOT_UPGRADABLE && c.status == "True")
+    {
+        return ("Blocked".into(), format!("{}: {}", c.reason, c.message));
+    }
+    let matched = st.matched_pods;
+    let r = set.spec.resolved(matched);
+    let target = matched - r.partition;
+    let strategy = &set.spec.update_strategy;
+    if st.updated_pods < matched && set.spec.update_type() == SidecarSetUpdateType::NotUpdate {
+        return (
+            "NotUpdate".into(),
+            format!(
+                "updateStrategy.type NotUpdate: {} of {matched} matched pods at the latest version; running pods keep theirs, new pods get it",
+                st.updated_pods
+            ),
+        );
+    }
+    let mut limits = String::new();
+    if r.partition > 0 {
+        limits.push_str(&format!(" (partition {} keeps the rest)", r.partition));
+    }
+    if strategy.selector.is_some() {
+        limits.push_str(" (updateStrategy.selector: only the pods it matches)");
+    }
+    if st.updated_pods < target {
+        let progress = format!(
+            "{} of {target} matched pods at the latest version{limits}",
+            st.updated_pods
+        );
+        if strategy.paused {
+            return ("Paused".into(), format!("paused: {progress}"));
+        }
+        return ("Updating".into(), progress);
+    }
+    if st.updated_ready_pods < target {
+        return (
+            "Updating".into(),
+            format!(
+                "{} of {target} updated pods Ready{limits}",
+                st.updated_ready_pods
+            ),
+        );
+    }
+    if st.ready_pods < matched {
+        return (
+            "NotReady".into(),
+            format!("{} of {matched} matched pods Ready", st.ready_pods),
+        );
+    }
+    let done = if matched == 0 {
+        "no pods matched".to_owned()
+    } else if r.partition > 0 {
+        format!(
+            "{target} of {matched} matched pods at the latest version; partition {} keeps the rest",
+            r.partition
+        )
+    } else {
+        format!("all {matched} matched pods at the latest version and Ready")
+    };
+    ("Done".into(), done)
+}
+
+/// The list row of a SidecarSet: no namespace (cluster-scoped); its pods are the matched pods,
+/// progress `updatedPods / matchedPods`, target the matched pods less the partition, phase from
+/// [`sidecar_set_state`].
+pub fn sidecar_set_summary(set: &SidecarSet) -> Summary {
+    let st = set.status.clone().unwrap_or_default();
+    let matched = st.matched_pods;
+    let target = matched - set.spec.resolved(matched).partition;
+    let (phase, reason) = sidecar_set_state(set);
+    Summary {
+        kind: Kind::SidecarSet,
+        path: Kind::SidecarSet.path(),
+        namespace: String::new(),
+        name: set.metadata.name.clone().unwrap_or_default(),
+        phase,
+        reason,
+        percent: percent_of(target, matched),
+        percent_deployed: percent_of(st.updated_pods, matched),
+        replicas: matched,
+        updated: st.updated_pods,
+        ready: st.ready_pods,
+        target,
+        paused: set.spec.update_strategy.paused,
+        created: ts(set.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+    }
+}
+
+/// The inputs of [`sidecar_set_detail`]: the SidecarSet and the objects around it.
+pub struct SidecarSetInputs<'a> {
+    pub sidecar_set: &'a SidecarSet,
+    /// Candidate pods (those recording the SidecarSet in their `sroll.io/sidecarset-hash`); the
+    /// ones its selector and namespace rules no longer match are left out, as the operator
+    /// leaves them out of `matchedPods`.
+    pub pods: Vec<&'a Pod>,
+    pub events: Vec<&'a Event>,
+    pub history: Vec<Point>,
+    pub now: Timestamp,
+}
+
+/// One matched pod's state as a SidecarSet's grid draws it: terminating or broken first (as
+/// [`pod_state`] says), then a sidecar upgrade in place (out of traffic for it, or its sidecars
+/// restarting), the workload's own in-place update, not upgradable (an old version whose hash
+/// without images differs from the latest's: `sroll_planner::sidecar_set::plan_upgrade`'s rule),
+/// and otherwise Ready or updating as [`pod_state`] says.
+pub fn sidecar_pod_state(
+    pod: &Pod,
+    view: &PodSidecarView,
+    latest: &str,
+    latest_without_image: &str,
+    now: Timestamp,
+) -> (PodState, String) {
+    let (state, why) = pod_state(pod, now);
+    if matches!(state, PodState::Terminating | PodState::Broken) {
+        return (state, why);
+    }
+    if view.state_revision.is_some()
+        && view.state_revision == view.hash
+        && !view.in_place.containers_pending.is_empty()
+    {
+        return (
+            PodState::InPlace,
+            format!(
+                "sidecar upgrade in place: restarting {}",
+                view.in_place.containers_pending.join(", ")
+            ),
+        );
+    }
+    if view.in_place.gate_ready == Some(false) && view.out_for.is_some() {
+        return (
+            PodState::InPlace,
+            "sidecar upgrade in place: out of traffic (InPlaceUpdateReady False)".into(),
+        );
+    }
+    if state == PodState::InPlace {
+        return (state, why);
+    }
+    if view.hash.as_deref() != Some(latest)
+        && view.hash_without_image.as_deref() != Some(latest_without_image)
+    {
+        return (
+            PodState::NotUpgradable,
+            "not upgradable in place: a sidecar field other than its image changed; the pod gets the latest version when it is recreated".into(),
+        );
+    }
+    (state, why)
+}
+
+/// A label selector as `kubectl get -l` reads it.
+fn selector_text(
+    s: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+) -> String {
+    s.and_then(|s| kube::core::Selector::try_from(s.clone()).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+/// The namespaces a SidecarSet applies to, in words.
+fn namespaces_text(set: &SidecarSet) -> String {
+    let spec = &set.spec;
+    if !spec.namespace.is_empty() {
+        return format!("namespace {}", spec.namespace);
+    }
+    match &spec.namespace_selector {
+        Some(ns) if !ns.namespaces.is_empty() => format!("namespaces {}", ns.namespaces.join(", ")),
+        Some(ns) => match ns.label_selector() {
+            Some(sel) => format!("namespaces labelled {}", selector_text(Some(&sel))),
+            None => "every namespace".into(),
+        },
+        None => "every namespace".into(),
+    }
+}
+
+/// One SidecarSet's page (read-only: the kubectl plugin has no SidecarSet actions). Its revisions
+/// are the versions (hashes of its sidecars) the matched pods record: the latest is `update`, the
+/// old version most pods run `current`, the next `previous`, any other `other`; a version's
+/// images are its sidecars' images in a pod running it (the spec's for the latest).
+pub fn sidecar_set_detail(inp: SidecarSetInputs<'_>) -> Detail {
+    let set = inp.sidecar_set;
+    let name = set.metadata.name.clone().unwrap_or_default();
+    let summary = sidecar_set_summary(set);
+    let st = set.status.clone().unwrap_or_default();
+    let latest = sidecar::revision_hash(&set.spec);
+    let latest_wo = sidecar::hash_without_image(&set.spec);
+    let pods: Vec<(&Pod, PodSidecarView)> = inp
+        .pods
+        .iter()
+        .filter(|p| {
+            sidecar::matches(
+                set,
+                p,
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                None,
+            )
+        })
+        .map(|p| (*p, PodSidecarView::from_pod(p, &name)))
+        .filter(|(_, v)| v.hash.is_some())
+        .collect();
+    // Versions by pods running them; the latest first whether or not any pod runs it.
+    let mut counts: BTreeMap<&str, (usize, &Pod)> = BTreeMap::new();
+    for (p, v) in &pods {
+        if let Some(h) = v.hash.as_deref() {
+            counts.entry(h).or_insert((0, p)).0 += 1;
+        }
+    }
+    let mut old: Vec<(&str, usize, &Pod)> = counts
+        .iter()
+        .filter(|(h, _)| **h != latest)
+        .map(|(h, (n, p))| (*h, *n, *p))
+        .collect();
+    old.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let roles = ["current", "previous"];
+    let mut revisions: Vec<Revision> = old
+        .iter()
+        .enumerate()
+        .map(|(i, (hash, n, pod))| {
+            let list = sidecar::read_map::<HashEntry>(pod, sidecar::HASH_ANNOTATION)
+                .remove(&name)
+                .map(|e| e.sidecar_list)
+                .unwrap_or_default();
+            let images = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .filter(|c| list.contains(&c.name))
+                .filter_map(|c| c.image.clone())
+                .collect();
+            Revision {
+                name: (*hash).to_owned(),
+                number: 0,
+                images,
+                role: roles.get(i).copied().unwrap_or("other"),
+                pods: *n,
+            }
+        })
+        .collect();
+    // Oldest first, as the other kinds' revisions: the least-run versions, then the latest.
+    revisions.reverse();
+    revisions.push(Revision {
+        name: latest.clone(),
+        number: 0,
+        images: set
+            .spec
+            .containers
+            .iter()
+            .filter_map(|c| c.container.image.clone())
+            .collect(),
+        role: "update",
+        pods: counts.get(latest.as_str()).map_or(0, |c| c.0),
+    });
+    let pod_refs: Vec<&Pod> = pods.iter().map(|(p, _)| *p).collect();
+    let views: BTreeMap<(String, String), &PodSidecarView> = pods
+        .iter()
+        .map(|(p, v)| {
+            (
+                (
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                ),
+                v,
+            )
+        })
+        .collect();
+    let cells = cells(
+        &pod_refs,
+        &revisions,
+        0,
+        &Placement::AcrossNamespaces,
+        |p| {
+            let key = (
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+            );
+            match views.get(&key) {
+                Some(v) => {
+                    let (state, why) = sidecar_pod_state(p, v, &latest, &latest_wo, inp.now);
+                    (v.hash.clone().unwrap_or_default(), state, why)
+                }
+                None => {
+                    let (state, why) = pod_state(p, inp.now);
+                    (String::new(), state, why)
+                }
+            }
+        },
+    );
+    let r = set.spec.resolved(st.matched_pods);
+    let containers = set
+        .spec
+        .init_containers
+        .iter()
+        .map(|c| (c, "init".to_owned()))
+        .chain(
+            set.spec
+                .containers
+                .iter()
+                .map(|c| (c, format!("{:?}", c.inject_policy()))),
+        )
+        .map(|(c, placement)| SidecarRow {
+            name: c.container.name.clone(),
+            image: c.container.image.clone().unwrap_or_default(),
+            placement,
+        })
+        .collect();
+    Detail {
+        update_revision: latest.clone(),
+        current_revision: String::new(),
+        conditions: st
+            .conditions
+            .iter()
+            .map(|c| {
+                condition_row(
+                    &c.type_,
+                    &c.status,
+                    &c.reason,
+                    &c.message,
+                    c.last_transition_time.as_ref(),
+                )
+            })
+            .collect(),
+        events: event_rows(&inp.events),
+        rollout: None,
+        clone_set: None,
+        sidecar_set: Some(SidecarSetFacts {
+            selector: selector_text(set.spec.selector.as_ref()),
+            namespaces: namespaces_text(set),
+            update_type: format!("{:?}", set.spec.update_type()),
+            partition: r.partition,
+            max_unavailable: r.max_unavailable,
+            update_selector: selector_text(set.spec.update_strategy.selector.as_ref()),
+            injection_paused: set.spec.injection_strategy.paused,
+            updated_ready: st.updated_ready_pods,
+            latest_revision: latest,
+            generation: set.metadata.generation.unwrap_or(0),
+            observed_generation: st.observed_generation,
+            containers,
+            pods_shown: i32::try_from(cells.len()).unwrap_or(i32::MAX),
+        }),
+        analysis: None,
+        history: inp.history,
+        revisions,
         cells,
         summary,
     }
@@ -1124,7 +1637,7 @@ mod tests {
         assert_eq!(d.revisions[1].images, ["app:v2"]);
         assert_eq!(d.revisions[1].pods, 1);
         assert_eq!(
-            d.slack_links,
+            d.rollout.as_ref().unwrap().slack_links,
             ["https://slack.com/archives/C1/p1700000000000100"]
         );
         assert_eq!(
@@ -1362,7 +1875,7 @@ mod tests {
                 ("api-b", "update", 2, vec!["app:v2".to_owned()]),
             ]
         );
-        let facts = d.clone_set.unwrap();
+        let facts = d.clone_set.clone().unwrap();
         assert_eq!(
             (
                 facts.update_type.as_str(),
@@ -1374,7 +1887,396 @@ mod tests {
         );
         assert_eq!(d.summary.kind, Kind::CloneSet);
         assert!(d.analysis.is_none());
-        assert!(d.statefulset.is_empty() && d.slack_links.is_empty());
+        assert!(d.rollout.is_none() && d.sidecar_set.is_none());
+        let page = serde_json::to_value(&d).unwrap();
+        assert!(page.get("slackLinks").is_none() && page["cloneSet"].is_object());
+    }
+
+    fn sidecar_set(spec: Value, status: Value, generation: i64) -> SidecarSet {
+        let mut base = json!({
+            "apiVersion": "sroll.io/v1alpha1", "kind": "SidecarSet",
+            "metadata": {"name": "logging", "generation": generation},
+            "spec": {"selector": {"matchLabels": {"logs": "on"}},
+                     "containers": [{"name": "log-agent", "image": "agent:2"}]},
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            base["spec"][k] = v.clone();
+        }
+        if !status.is_null() {
+            base["status"] = status;
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn a_sidecar_sets_state_is_derived_from_its_generation_condition_counts_and_strategy() {
+        let st = |matched: i32, updated: i32, updated_ready: i32, ready: i32| {
+            json!({"observedGeneration": 2, "matchedPods": matched, "updatedPods": updated,
+                   "updatedReadyPods": updated_ready, "readyPods": ready, "latestRevision": "h2"})
+        };
+        let not_upgradable = {
+            let mut s = st(4, 2, 2, 4);
+            s["conditions"] = json!([{"type": "NotUpgradable", "status": "True", "reason": "NotUpgradablePods",
+                "message": "2 pod(s) cannot take version h2 in place"}]);
+            s
+        };
+        let upgradable = {
+            let mut s = st(4, 4, 4, 4);
+            s["conditions"] =
+                json!([{"type": "NotUpgradable", "status": "False", "reason": "AllUpgradable"}]);
+            s
+        };
+        let cases = [
+            ("no status", json!({}), Value::Null, 1, "Pending"),
+            (
+                "an older generation observed",
+                json!({}),
+                st(4, 4, 4, 4),
+                3,
+                "Pending",
+            ),
+            (
+                "pods not upgradable",
+                json!({}),
+                not_upgradable,
+                2,
+                "Blocked",
+            ),
+            (
+                "every pod upgradable and updated",
+                json!({}),
+                upgradable,
+                2,
+                "Done",
+            ),
+            ("pods behind", json!({}), st(4, 1, 1, 4), 2, "Updating"),
+            (
+                "updated pods not Ready yet",
+                json!({}),
+                st(4, 4, 3, 3),
+                2,
+                "Updating",
+            ),
+            (
+                "paused short of the target",
+                json!({"updateStrategy": {"paused": true}}),
+                st(4, 1, 1, 4),
+                2,
+                "Paused",
+            ),
+            (
+                "inject-only keeps running pods",
+                json!({"updateStrategy": {"type": "NotUpdate"}}),
+                st(4, 1, 1, 4),
+                2,
+                "NotUpdate",
+            ),
+            (
+                "at the partition",
+                json!({"updateStrategy": {"partition": "50%"}}),
+                st(4, 2, 2, 4),
+                2,
+                "Done",
+            ),
+            (
+                "short of the partition's target",
+                json!({"updateStrategy": {"partition": 1}}),
+                st(4, 2, 2, 4),
+                2,
+                "Updating",
+            ),
+            (
+                "a matched pod not Ready",
+                json!({}),
+                st(4, 4, 4, 3),
+                2,
+                "NotReady",
+            ),
+            ("nothing matched", json!({}), st(0, 0, 0, 0), 2, "Done"),
+        ];
+        for (what, spec, status, generation, want) in cases {
+            let s = sidecar_set(spec, status, generation);
+            assert_eq!(
+                sidecar_set_state(&s).0,
+                want,
+                "{what}: {:?}",
+                sidecar_set_state(&s)
+            );
+        }
+        let blocked = sidecar_set(json!({}), not_upgradable_status(), 2);
+        assert_eq!(
+            sidecar_set_state(&blocked).1,
+            "NotUpgradablePods: 2 pod(s) cannot take version h2 in place"
+        );
+        // The row: no namespace, progress updatedPods / matchedPods, target less the partition.
+        let s = sidecar_set(
+            json!({"updateStrategy": {"partition": 1}}),
+            st(4, 2, 2, 3),
+            2,
+        );
+        let row = sidecar_set_summary(&s);
+        assert_eq!(
+            (
+                row.kind,
+                row.path,
+                row.namespace.as_str(),
+                row.replicas,
+                row.updated,
+                row.ready,
+                row.target,
+                row.percent,
+                row.percent_deployed
+            ),
+            (Kind::SidecarSet, "s", "", 4, 2, 3, 3, 75, 50)
+        );
+        assert_eq!(
+            sidecar_set_state(&s).1,
+            "2 of 3 matched pods at the latest version (partition 1 keeps the rest)"
+        );
+    }
+
+    fn not_upgradable_status() -> Value {
+        json!({"observedGeneration": 2, "matchedPods": 4, "updatedPods": 2, "updatedReadyPods": 2,
+               "readyPods": 4, "conditions": [{"type": "NotUpgradable", "status": "True",
+               "reason": "NotUpgradablePods", "message": "2 pod(s) cannot take version h2 in place"}]})
+    }
+
+    /// A pod of `ns` recording `hashes` (`(hash, hash without image)`) for SidecarSet `logging`.
+    fn injected(
+        ns: &str,
+        name: &str,
+        labels: Value,
+        hash: (&str, &str),
+        image: &str,
+        extra: Value,
+    ) -> Pod {
+        let entry =
+            |h: &str| json!({"logging": {"hash": h, "sidecarList": ["log-agent"]}}).to_string();
+        let mut v = json!({
+            "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": {
+                sidecar::HASH_ANNOTATION: entry(hash.0),
+                sidecar::HASH_WITHOUT_IMAGE_ANNOTATION: entry(hash.1)}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "log-agent", "image": image}, {"name": "app", "image": "app:1"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [
+                    {"name": "log-agent", "image": image, "imageID": format!("id-{image}"), "ready": true, "restartCount": 0, "state": {"running": {}}},
+                    {"name": "app", "image": "app:1", "imageID": "id-app", "ready": true, "restartCount": 0, "state": {"running": {}}}]}
+        });
+        merge_json(&mut v, extra);
+        pod(v)
+    }
+
+    /// JSON merge of `extra` into `v` (objects merged, everything else replaced).
+    fn merge_json(v: &mut Value, extra: Value) {
+        match (v, extra) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, x) in b {
+                    merge_json(a.entry(k).or_insert(Value::Null), x);
+                }
+            }
+            (v, x) => *v = x,
+        }
+    }
+
+    #[test]
+    fn a_sidecar_sets_grid_has_its_matched_pods_across_namespaces_coloured_by_version_and_shaped_by_upgrade()
+     {
+        let set = sidecar_set(
+            json!({"updateStrategy": {"partition": 1}}),
+            json!({"observedGeneration": 2, "matchedPods": 5, "updatedPods": 2,
+                   "updatedReadyPods": 1, "readyPods": 4}),
+            2,
+        );
+        let latest = (
+            sidecar::revision_hash(&set.spec),
+            sidecar::hash_without_image(&set.spec),
+        );
+        // The version before (only the image differs) and an older one with an env (a field
+        // that cannot change in place).
+        let v1 = sidecar_set(
+            json!({"containers": [{"name": "log-agent", "image": "agent:1"}]}),
+            Value::Null,
+            1,
+        );
+        let v1 = (
+            sidecar::revision_hash(&v1.spec),
+            sidecar::hash_without_image(&v1.spec),
+        );
+        let v0 = sidecar_set(
+            json!({"containers": [{"name": "log-agent", "image": "agent:0", "env": [{"name": "A", "value": "1"}]}]}),
+            Value::Null,
+            1,
+        );
+        let v0 = (
+            sidecar::revision_hash(&v0.spec),
+            sidecar::hash_without_image(&v0.spec),
+        );
+        assert_eq!(
+            v1.1, latest.1,
+            "an image-only change keeps the hash without images"
+        );
+        assert_ne!(v0.1, latest.1);
+        let on = json!({"logs": "on", "controller-revision-hash": "x"});
+        let pair = |h: &(String, String)| (h.0.clone(), h.1.clone());
+        let (l, o1, o0) = (pair(&latest), pair(&v1), pair(&v0));
+        let restart_state =
+            json!({"logging": {"revision": l.0, "updateTimestamp": "2026-12-06T11:59:58Z",
+            "lastContainerStatuses": {"log-agent": {"imageID": "id-agent:1"}}}})
+            .to_string();
+        let pods = [
+            injected(
+                "shop",
+                "web-1",
+                on.clone(),
+                (&o1.0, &o1.1),
+                "agent:1",
+                json!({}),
+            ),
+            injected(
+                "billing",
+                "db-0",
+                on.clone(),
+                (&l.0, &l.1),
+                "agent:2",
+                json!({}),
+            ),
+            injected(
+                "shop",
+                "web-0",
+                on.clone(),
+                (&o1.0, &o1.1),
+                "agent:1",
+                json!({}),
+            ),
+            injected(
+                "shop",
+                "web-2",
+                on.clone(),
+                (&o0.0, &o0.1),
+                "agent:0",
+                json!({}),
+            ),
+            // Its images patched, the sidecar not restarted yet.
+            injected(
+                "shop",
+                "web-3",
+                on.clone(),
+                (&l.0, &l.1),
+                "agent:2",
+                json!({"metadata": {"annotations": {sidecar::STATE_ANNOTATION: restart_state}},
+                       "status": {"conditions": [{"type": "Ready", "status": "False"}],
+                          "containerStatuses": [
+                            {"name": "log-agent", "image": "agent:1", "imageID": "id-agent:1", "ready": false, "restartCount": 0, "state": {"running": {}}},
+                            {"name": "app", "image": "app:1", "imageID": "id-app", "ready": true, "restartCount": 0, "state": {"running": {}}}]}}),
+            ),
+            // Out of traffic for this SidecarSet's upgrade (its images not patched yet).
+            injected(
+                "shop",
+                "web-4",
+                on.clone(),
+                (&o1.0, &o1.1),
+                "agent:1",
+                json!({"spec": {"readinessGates": [{"conditionType": "InPlaceUpdateReady"}]},
+                       "status": {"conditions": [
+                           {"type": "InPlaceUpdateReady", "status": "False", "message": format!(
+                               "{}{}", sroll_planner::inplace::OUT_OF_TRAFFIC_MESSAGE_PREFIX,
+                               sidecar::traffic_target("logging", &l.0))},
+                           {"type": "Ready", "status": "False"}]}}),
+            ),
+            // Recorded, but the selector no longer matches it: not a matched pod.
+            injected(
+                "shop",
+                "cache-0",
+                json!({"logs": "off"}),
+                (&o1.0, &o1.1),
+                "agent:1",
+                json!({}),
+            ),
+        ];
+        let events: [Event; 1] = [serde_json::from_value(json!({
+            "metadata": {"name": "logging.1", "namespace": "default"},
+            "involvedObject": {"kind": "SidecarSet", "name": "logging"},
+            "type": "Warning", "reason": "NotUpgradablePods", "message": "1 pod(s) cannot take version",
+            "lastTimestamp": "2026-12-06T11:59:00Z"
+        }))
+        .unwrap()];
+        let d = sidecar_set_detail(SidecarSetInputs {
+            sidecar_set: &set,
+            pods: pods.iter().collect(),
+            events: events.iter().collect(),
+            history: Vec::new(),
+            now: now(),
+        });
+        let cells: Vec<(i64, &str, &str, PodState)> = d
+            .cells
+            .iter()
+            .map(|c| {
+                (
+                    c.key,
+                    c.name.as_str(),
+                    d.revisions[usize::try_from(c.revision).unwrap()].role,
+                    c.state,
+                )
+            })
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                (0, "billing/db-0", "update", PodState::Ready),
+                (1, "shop/web-0", "current", PodState::Ready),
+                (2, "shop/web-1", "current", PodState::Ready),
+                (3, "shop/web-2", "previous", PodState::NotUpgradable),
+                (4, "shop/web-3", "update", PodState::InPlace),
+                (5, "shop/web-4", "current", PodState::InPlace),
+            ]
+        );
+        assert_eq!(
+            d.cells[4].detail,
+            "sidecar upgrade in place: restarting log-agent"
+        );
+        assert_eq!(
+            d.cells[5].detail,
+            "sidecar upgrade in place: out of traffic (InPlaceUpdateReady False)"
+        );
+        assert_eq!(
+            d.revisions
+                .iter()
+                .map(|r| (r.name.as_str(), r.role, r.pods, r.images.clone()))
+                .collect::<Vec<_>>(),
+            [
+                (o0.0.as_str(), "previous", 1, vec!["agent:0".to_owned()]),
+                (o1.0.as_str(), "current", 3, vec!["agent:1".to_owned()]),
+                (l.0.as_str(), "update", 2, vec!["agent:2".to_owned()]),
+            ]
+        );
+        assert_eq!(d.update_revision, l.0);
+        let facts = d.sidecar_set.as_ref().unwrap();
+        assert_eq!(
+            (
+                facts.selector.as_str(),
+                facts.namespaces.as_str(),
+                facts.update_type.as_str(),
+                facts.partition,
+                facts.pods_shown
+            ),
+            ("logs=on", "every namespace", "RollingUpdate", 1, 6)
+        );
+        assert_eq!(
+            facts
+                .containers
+                .iter()
+                .map(|c| (c.name.as_str(), c.image.as_str(), c.placement.as_str()))
+                .collect::<Vec<_>>(),
+            [("log-agent", "agent:2", "BeforeAppContainer")]
+        );
+        assert_eq!(d.events.len(), 1);
+        assert_eq!(d.summary.kind, Kind::SidecarSet);
+        assert!(d.rollout.is_none() && d.clone_set.is_none() && d.analysis.is_none());
+        assert_eq!(
+            serde_json::to_value(&d.cells[3]).unwrap()[2],
+            json!("N"),
+            "the wire code of not upgradable"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 // sroll dashboard front end: plain JS, no build step, no external resources.
-// Pages: "#/" (every rollout and CloneSet), "#/r/NAMESPACE/NAME" (one StatefulsetRollout) and
-// "#/c/NAMESPACE/NAME" (one CloneSet: the same page, read-only). Data arrives as
+// Pages: "#/" (every rollout, CloneSet and SidecarSet), "#/r/NAMESPACE/NAME" (one
+// StatefulsetRollout), "#/c/NAMESPACE/NAME" (one CloneSet) and "#/s/NAME" (one SidecarSet,
+// cluster-scoped): the same page for every kind (KINDS below). Data arrives as
 // server-sent events (EventSource reconnects by itself; a closed stream is reopened here).
 // window.sroll exposes the page's model (cells, colours, timings) for tests and curious users.
 "use strict";
@@ -14,6 +15,7 @@ const STATES = {
   I: "updating in place",
   B: "broken",
   M: "missing (evicted, not recreated yet)",
+  N: "not upgradable in place",
 };
 
 const S = (window.sroll = {
@@ -29,7 +31,7 @@ const S = (window.sroll = {
     if (!d) return [];
     return d.cells.map((c) => ({
       key: c[0],
-      ordinal: isClone() ? null : c[0],
+      ordinal: kindOf().ordinals ? c[0] : null,
       revision: c[1] >= 0 ? d.revisions[c[1]].name : "",
       role: roleOf(c),
       state: c[2],
@@ -56,7 +58,31 @@ const S = (window.sroll = {
   },
 });
 
-const isClone = () => !!(S.detail && S.detail.kind === "CloneSet");
+// The kinds of page: the path segment of "#/PATH/NS/NAME" (or "#/PATH/NAME" for a cluster-scoped
+// kind) → the API's segment, whether its objects have a namespace, pod ordinals and actions, and
+// why its page is read-only.
+const KINDS = {
+  r: { api: "rollouts", name: "StatefulsetRollout", namespaced: true, ordinals: true, actions: true },
+  c: {
+    api: "clonesets",
+    name: "CloneSet",
+    namespaced: true,
+    readOnly: (name) =>
+      `CloneSet pages are read-only: the kubectl plugin has no CloneSet actions (pause and partition are <code>spec.updateStrategy</code> fields; <code>kubectl sroll clone ${esc(name)}</code> shows the same set in a terminal).`,
+  },
+  s: {
+    api: "sidecarsets",
+    name: "SidecarSet",
+    namespaced: false,
+    readOnly: () =>
+      "SidecarSet pages are read-only: the kubectl plugin has no SidecarSet actions (pause, partition and a canary selector are <code>spec.updateStrategy</code> fields, changed with <code>kubectl patch sidecarset</code>).",
+  },
+};
+// The kind of the page shown (by its name, as the model says it).
+const kindOf = (name) => Object.values(KINDS).find((k) => k.name === (name || (S.detail && S.detail.kind))) || {};
+// A page's hash: "#/r/NS/NAME", "#/s/NAME".
+const hrefOf = (r) =>
+  `#/${r.path}/${r.namespace ? encodeURIComponent(r.namespace) + "/" : ""}${encodeURIComponent(r.name)}`;
 
 let source = null;
 let filter = "";
@@ -122,14 +148,12 @@ function apiError(msg) {
 
 // ---- routing ----------------------------------------------------------------------------------
 
-// The kinds of page: the path segment of "#/PATH/NS/NAME" → the API's segment.
-const KINDS = { r: { api: "rollouts", name: "StatefulsetRollout" }, c: { api: "clonesets", name: "CloneSet" } };
-
 function route() {
-  const m = location.hash.match(/^#\/([a-z])\/([^/]+)\/([^/]+)$/);
+  const m = location.hash.match(/^#\/([a-z])\/(?:([^/]+)\/)?([^/]+)$/);
   S.detail = null;
-  if (m && KINDS[m[1]]) {
-    showRollout(m[1], decodeURIComponent(m[2]), decodeURIComponent(m[3]));
+  const kind = m && KINDS[m[1]];
+  if (kind && kind.namespaced === (m[2] !== undefined)) {
+    showRollout(m[1], m[2] === undefined ? "" : decodeURIComponent(m[2]), decodeURIComponent(m[3]));
   } else {
     showList();
   }
@@ -141,10 +165,10 @@ function showList() {
   S.view = "list";
   $("crumb").textContent = "rollouts";
   $("main").innerHTML =
-    '<h1>Rollouts and CloneSets</h1>' +
+    '<h1>Rollouts, CloneSets and SidecarSets</h1>' +
     '<p><input type="search" id="filter" placeholder="filter by kind, namespace, name or phase" aria-label="filter"></p>' +
     '<table id="rollouts"><thead><tr><th>Kind</th><th>Namespace</th><th>Name</th><th>Phase</th><th>Progress</th><th>Pods</th><th>Age</th><th>Reason</th></tr></thead><tbody></tbody></table>' +
-    '<div id="nolist" class="empty" hidden>No StatefulsetRollouts or CloneSets visible with your credentials yet.</div>';
+    '<div id="nolist" class="empty" hidden>No StatefulsetRollouts, CloneSets or SidecarSets visible with your credentials yet.</div>';
   const f = $("filter");
   f.value = filter;
   f.addEventListener("input", () => {
@@ -174,9 +198,9 @@ function renderList() {
   body.innerHTML = rows
     .map(
       (r) =>
-        `<tr data-kind="${esc(r.kind)}" data-rollout="${esc(r.namespace)}/${esc(r.name)}" data-phase="${esc(r.phase)}">` +
+        `<tr data-kind="${esc(r.kind)}" data-rollout="${r.namespace ? esc(r.namespace) + "/" : ""}${esc(r.name)}" data-phase="${esc(r.phase)}">` +
         `<td><span class="kind ${esc(r.kind)}">${esc(r.kind)}</span></td>` +
-        `<td>${esc(r.namespace)}</td><td><a href="#/${esc(r.path)}/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}">${esc(r.name)}</a></td>` +
+        `<td>${r.namespace ? esc(r.namespace) : '<span class="muted" title="cluster-scoped">—</span>'}</td><td><a href="${esc(hrefOf(r))}">${esc(r.name)}</a></td>` +
         `<td><span class="phase ${esc(r.phase)}">${esc(r.phase.replace(/^Rollout/, ""))}${pausedNote(r)}</span></td>` +
         `<td>${bar(r.updated, r.replicas, r.target)}<span class="bar-label">${r.percentDeployed}% of ${r.percent}%</span></td>` +
         `<td class="num">${r.updated}/${r.replicas} updated, ${r.ready} Ready</td><td>${age(r.created)}</td><td class="muted">${esc(r.reason)}</td></tr>`,
@@ -185,11 +209,11 @@ function renderList() {
   $("nolist").hidden = S.list.length > 0;
 }
 
-// A rollout asked to pause is "pausing" until its phase says Paused; a CloneSet's pause only
-// holds updates, so a paused CloneSet that has nothing to update is still Done ("paused").
+// A rollout asked to pause is "pausing" until its phase says Paused; a CloneSet's or SidecarSet's
+// pause only holds updates, so a paused set that has nothing to update is still Done ("paused").
 function pausedNote(r) {
   if (!r.paused) return "";
-  if (r.kind === "CloneSet") return r.phase === "Paused" ? "" : " (paused)";
+  if (r.kind !== "StatefulsetRollout") return r.phase === "Paused" ? "" : " (paused)";
   return r.phase === "RolloutPaused" ? "" : " (pausing)";
 }
 
@@ -198,14 +222,13 @@ function pausedNote(r) {
 function showRollout(path, ns, name) {
   const kind = KINDS[path];
   S.view = "rollout";
-  $("crumb").innerHTML = `<a href="#/">rollouts</a> / ${esc(kind.name)} / ${esc(ns)} / ${esc(name)}`;
-  const clone = kind.name === "CloneSet";
-  const actions = S.config && S.config.allowActions && !clone;
+  $("crumb").innerHTML = `<a href="#/">rollouts</a> / ${esc(kind.name)} / ${ns ? esc(ns) + " / " : ""}${esc(name)}`;
+  const actions = S.config && S.config.allowActions && kind.actions;
   $("main").innerHTML =
     `<h1><span class="kind ${esc(kind.name)}">${esc(kind.name)}</span> ${esc(name)} <span id="phase" class="phase"></span></h1><div id="reason" class="muted"></div>` +
     `<div class="summary" id="summary"></div>` +
-    (clone
-      ? `<div class="readonly">CloneSet pages are read-only: the kubectl plugin has no CloneSet actions (pause and partition are <code>spec.updateStrategy</code> fields; <code>kubectl sroll clone ${esc(name)}</code> shows the same set in a terminal).</div>`
+    (kind.readOnly
+      ? `<div class="readonly">${kind.readOnly(name)}</div>`
       : actions
       ? `<div class="actions" id="actions">` +
         `<button data-action="pause">Pause</button><button data-action="resume">Resume</button>` +
@@ -214,12 +237,13 @@ function showRollout(path, ns, name) {
         `<span id="actionmsg" class="actionmsg" role="status"></span></div>`
       : `<div class="readonly">Read-only: restart with <code>sroll dashboard --allow-actions</code> to pause, resume, set percent, roll back or retry from here.</div>`) +
     `<div id="analysis" hidden></div>` +
-    `<h2>Pods</h2><div class="legend" id="legend"></div>` +
+    `<h2>${kind.namespaced ? "Pods" : "Matched pods"}</h2><div class="legend" id="legend"></div>` +
     `<div class="gridwrap"><canvas class="grid" id="grid" role="img" aria-label="pods by revision and state"></canvas></div>` +
     `<h2>Progress over time</h2><canvas class="chart" id="chart" aria-label="pods updated and Ready over time"></canvas>` +
     `<div class="legend"><span><b style="color:#0072b2">━</b> updated</span><span><b style="color:#009e73">┅</b> Ready</span><span><b>┄</b> target</span></div>` +
-    `<div class="cols"><div><h2>Revisions</h2><table id="revisions"></table><h2>Conditions</h2><table id="conditions"></table></div>` +
-    `<div>${clone ? "" : `<h2>Notifications</h2><div id="notify"></div>`}<h2>Events</h2><table id="events"></table></div></div>`;
+    `<div class="cols"><div><h2>${kind.name === "SidecarSet" ? "Sidecar versions" : "Revisions"}</h2><table id="revisions"></table><h2>Conditions</h2><table id="conditions"></table></div>` +
+    `<div>${kind.name === "SidecarSet" ? `<h2>Sidecars</h2><table id="sidecars"></table>` : ""}` +
+    `${kind.actions ? `<h2>Notifications</h2><div id="notify"></div>` : ""}<h2>Events</h2><table id="events"></table></div></div>`;
   if (actions) {
     for (const b of document.querySelectorAll("#actions button")) {
       b.addEventListener("click", () => act(ns, name, b.dataset.action));
@@ -228,7 +252,7 @@ function showRollout(path, ns, name) {
   const grid = $("grid");
   grid.addEventListener("mousemove", (e) => hover(e));
   grid.addEventListener("mouseleave", () => ($("tip").hidden = true));
-  connect(`/api/${kind.api}/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/stream`, {
+  connect(`/api/${kind.api}/${ns ? encodeURIComponent(ns) + "/" : ""}${encodeURIComponent(name)}/stream`, {
     rollout: (msg) => applyUpdate(msg),
     gone: (msg) => {
       S.detail = null;
@@ -278,7 +302,30 @@ function renderRollout() {
   const pi = $("percent");
   if (pi && document.activeElement !== pi) pi.value = d.percent;
   const cs = d.cloneSet;
-  $("summary").innerHTML = cs
+  const ss = d.sidecarSet;
+  $("summary").innerHTML = ss
+    ? kv("Updated", `${d.updated} / ${d.replicas} matched`) +
+      kv("Target", `${d.target}${ss.partition ? ` (partition ${ss.partition})` : ""}`) +
+      kv("Updated Ready", ss.updatedReady) +
+      kv("Ready", d.ready) +
+      kv(
+        "Pods shown",
+        ss.podsShown < d.replicas
+          ? `${ss.podsShown} of ${d.replicas} <span class="muted" title="the dashboard watches pods labelled controller-revision-hash (StatefulSet, CloneSet, DaemonSet pods) in its namespaces">(only watched pods)</span>`
+          : ss.podsShown,
+      ) +
+      kv(
+        "Strategy",
+        `${esc(ss.updateType)}, unavailable ${ss.maxUnavailable}${ss.updateSelector ? `, only <code>${esc(ss.updateSelector)}</code>` : ""}`,
+      ) +
+      kv("Paused", d.paused ? "yes" : "no") +
+      kv("Injection", ss.injectionPaused ? "paused" : "on") +
+      kv("Selects", `<code>${esc(ss.selector)}</code> in ${esc(ss.namespaces)}`) +
+      kv("Latest version", `<span class="mono">${esc(ss.latestRevision)}</span>`) +
+      kv("Generation", `${ss.observedGeneration} / ${ss.generation}`) +
+      kv("Age", age(d.created)) +
+      `<div style="flex:1">${bar(d.updated, d.replicas, d.target)}</div>`
+    : cs
     ? kv("Updated", `${d.updated} / ${d.replicas}`) +
       kv("Target", `${d.target}${cs.partition ? ` (partition ${cs.partition})` : ""}`) +
       kv("Updated Ready", cs.updatedReady) +
@@ -309,7 +356,7 @@ function renderRollout() {
       .map(
         (r) =>
           `<tr data-revision="${esc(r.name)}"><td><span style="display:inline-block;width:12px;height:12px;background:${ROLE_COLOURS[r.role]}"></span></td>` +
-          `<td>#${r.number} <span class="mono">${esc(r.name)}</span> <span class="muted">${esc(r.role)}</span></td>` +
+          `<td>${r.number ? `#${r.number} ` : ""}<span class="mono">${esc(r.name)}</span> <span class="muted">${esc(r.role)}</span></td>` +
           `<td class="mono">${r.images.map(esc).join("<br>")}</td><td class="num">${r.pods}</td></tr>`,
       )
       .join("");
@@ -328,6 +375,13 @@ function renderRollout() {
           `<tr><td>${age(e.time)}</td><td>${esc(e.type)}</td><td>${esc(e.reason)}${e.count > 1 ? " ×" + e.count : ""}</td><td>${esc(e.message)}</td></tr>`,
       )
       .join("");
+  if ($("sidecars") && ss) {
+    $("sidecars").innerHTML =
+      "<tr><th>Container</th><th>Image</th><th>Injected</th></tr>" +
+      ss.containers
+        .map((c) => `<tr data-sidecar="${esc(c.name)}"><td>${esc(c.name)}</td><td class="mono">${esc(c.image)}</td><td>${esc(c.placement)}</td></tr>`)
+        .join("");
+  }
   if (!$("notify")) return;
   const slack = d.slackLinks.length
     ? d.slackLinks.map((l, i) => `<a href="${esc(l)}" rel="noreferrer" target="_blank">Slack message${d.slackLinks.length > 1 ? " " + (i + 1) : ""}</a>`).join(" · ")
@@ -407,6 +461,15 @@ function drawCell(ctx, x, y, s, c) {
     ctx.beginPath();
     ctx.arc(inner / 2, inner / 2, Math.max(2, inner / 4), 0, 2 * Math.PI);
     ctx.fill();
+  } else if (st === "N") {
+    // Not upgradable in place: filled (it runs), black border and a white bar (a "no entry").
+    ctx.fillStyle = colour;
+    ctx.fillRect(0, 0, inner, inner);
+    ctx.strokeStyle = "#000000";
+    ctx.lineWidth = 2;
+    ctx.strokeRect(1, 1, inner - 2, inner - 2);
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(3, inner / 2 - 2, inner - 6, 4);
   } else if (st === "B") {
     // Broken: filled, with a black border and a black triangle (not colour alone).
     ctx.fillStyle = colour;
@@ -452,7 +515,7 @@ function drawGrid() {
   ctx.clearRect(0, 0, width, height);
   layout = { s, cols };
   canvas.dataset.cells = String(n);
-  const showOrdinal = s >= 26 && !isClone();
+  const showOrdinal = s >= 26 && kindOf().ordinals;
   ctx.font = "10px system-ui, sans-serif";
   ctx.textAlign = "center";
   ctx.textBaseline = "middle";
@@ -461,7 +524,7 @@ function drawGrid() {
     const x = (i % cols) * s;
     const y = Math.floor(i / cols) * s;
     drawCell(ctx, x, y, s, c);
-    if (showOrdinal && c[2] !== "B") {
+    if (showOrdinal && c[2] !== "B" && c[2] !== "N") {
       ctx.fillStyle = c[2] === "R" ? "#ffffff" : "#1b1f24";
       ctx.fillText(String(c[0]), x + (s - 3) / 2, y + (s - 3) / 2);
     }
@@ -474,7 +537,7 @@ function drawLegend() {
   for (const r of d.revisions.slice().reverse()) {
     if (r.pods === 0 && r.role === "other") continue;
     parts.push(
-      `<span><span style="display:inline-block;width:12px;height:12px;background:${ROLE_COLOURS[r.role]};vertical-align:middle"></span> #${r.number} ${esc(r.role)} <span class="mono">${esc(r.images.join(", "))}</span> (${r.pods})</span>`,
+      `<span><span style="display:inline-block;width:12px;height:12px;background:${ROLE_COLOURS[r.role]};vertical-align:middle"></span> ${r.number ? `#${r.number} ` : ""}${esc(r.role)} <span class="mono">${esc(r.images.join(", "))}</span> (${r.pods})</span>`,
     );
   }
   const counts = {};
@@ -483,6 +546,7 @@ function drawLegend() {
   legend.innerHTML =
     parts.join("") +
     Object.keys(STATES)
+      .filter((k) => k !== "N" || kindOf().name === "SidecarSet")
       .map((k) => `<span data-state="${k}"><canvas width="16" height="16" data-swatch="${k}"></canvas>${STATES[k]} (${counts[k] || 0})</span>`)
       .join("");
   for (const sw of legend.querySelectorAll("canvas[data-swatch]")) {
@@ -505,10 +569,10 @@ function hover(e) {
     return;
   }
   const rev = c[1] >= 0 ? d.revisions[c[1]] : null;
-  const title = isClone() ? c[3] || "(no pod yet)" : `${c[3]}  (ordinal ${c[0]})`;
+  const title = kindOf().ordinals ? `${c[3]}  (ordinal ${c[0]})` : c[3] || "(no pod yet)";
   tip.textContent =
     `${title}\n${STATES[c[2]]}: ${c[5]}\n` +
-    (rev ? `revision #${rev.number} ${rev.name} (${rev.role})\n${rev.images.join(", ")}\n` : "") +
+    (rev ? `revision ${rev.number ? `#${rev.number} ` : ""}${rev.name} (${rev.role})\n${rev.images.join(", ")}\n` : "") +
     (c[4] ? `node ${c[4]}` : "");
   tip.hidden = false;
   tip.style.left = e.clientX + 14 + "px";
