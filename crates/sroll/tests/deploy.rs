@@ -48,16 +48,24 @@ fn cluster_install_renders_every_piece() {
         kinds(&objs),
         [
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Deployment",
+            "MutatingWebhookConfiguration",
             "Namespace",
             "PodDisruptionBudget",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "Service",
-            "ServiceAccount"
+            "Service",
+            "ServiceAccount",
+            "ValidatingWebhookConfiguration"
         ]
     );
     let deployment = objs
@@ -95,10 +103,27 @@ fn namespaced_install_watches_only_its_namespace() {
         args.iter().any(|a| a == "--namespace=sroll-system"),
         "{args:?}"
     );
-    // Nothing cluster-wide: the rules are a Role in the operator's namespace.
+    // Nothing cluster-wide for the workloads: their rules are a Role in the operator's namespace.
+    // The one ClusterRole is the webhook's, and every rule of it names its objects.
+    let cluster_roles: Vec<_> = objs.iter().filter(|o| o["kind"] == "ClusterRole").collect();
+    assert_eq!(
+        cluster_roles
+            .iter()
+            .map(|r| r["metadata"]["name"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["sroll-operator-webhook"],
+        "the namespaced install must not grant cluster-wide access beyond its webhook configuration"
+    );
+    let rules = cluster_roles[0]["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["resources"], serde_json::json!(["mutatingwebhookconfigurations"]));
+    assert_eq!(rules[0]["resourceNames"], serde_json::json!(["sroll-mutating-webhooks"]));
+    // SidecarSets are not served by a namespaced install: no configuration refuses their writes.
     assert!(
-        !objs.iter().any(|o| o["kind"] == "ClusterRole"),
-        "the namespaced install must not grant cluster-wide access"
+        !objs
+            .iter()
+            .any(|o| o["kind"] == "ValidatingWebhookConfiguration"),
+        "the namespaced install must not ship the SidecarSet validating webhook"
     );
     assert!(
         objs.iter()
