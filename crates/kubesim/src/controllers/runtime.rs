@@ -428,11 +428,26 @@ pub enum Change<K> {
 }
 
 /// A de-duplicating work queue of keys with delayed adds.
+///
+/// Like client-go's `workqueue` (`util/workqueue/queue.go`, `delaying_queue.go`):
+/// a key waiting to be processed is queued once however often it is added,
+/// and delayed adds wait in one timer per queue (a heap ordered by time,
+/// `waitingLoop`) — a key already waiting keeps the earlier of its two times —
+/// instead of a task and a timer per add.
 #[derive(Clone)]
 pub struct Queue {
     tx: mpsc::UnboundedSender<Key>,
     pending: Arc<Mutex<HashSet<Key>>>,
     failures: Arc<Mutex<HashMap<Key, u32>>>,
+    delayed: Arc<Mutex<Delayed>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// Keys waiting for their time to be added, earliest first.
+#[derive(Default)]
+struct Delayed {
+    by_time: BTreeSet<(tokio::time::Instant, Key)>,
+    by_key: HashMap<Key, tokio::time::Instant>,
 }
 
 impl Queue {
@@ -443,6 +458,8 @@ impl Queue {
                 tx,
                 pending: Arc::default(),
                 failures: Arc::default(),
+                delayed: Arc::default(),
+                wake: Arc::default(),
             },
             rx,
         )
@@ -451,19 +468,78 @@ impl Queue {
     /// Adds a key (no-op when already queued).
     pub fn add(&self, ns: &str, name: &str) {
         let key = (ns.to_owned(), name.to_owned());
+        self.add_key(key);
+    }
+
+    fn add_key(&self, key: Key) {
         if self.pending.lock().is_ok_and(|mut p| p.insert(key.clone())) {
             let _ = self.tx.send(key);
         }
     }
 
-    /// Adds a key after a (real-time) delay.
+    /// Adds a key after a (real-time) delay; a key already waiting keeps the
+    /// earlier time (`AddAfter` of `delaying_queue.go`).
     pub fn add_after(&self, ns: &str, name: &str, delay: Duration) {
-        let q = self.clone();
-        let (ns, name) = (ns.to_owned(), name.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            q.add(&ns, &name);
-        });
+        if delay.is_zero() {
+            return self.add(ns, name);
+        }
+        let at = tokio::time::Instant::now() + delay;
+        let key = (ns.to_owned(), name.to_owned());
+        let Ok(mut d) = self.delayed.lock() else {
+            return;
+        };
+        match d.by_key.get(&key) {
+            Some(cur) if *cur <= at => return,
+            Some(cur) => {
+                let cur = *cur;
+                d.by_time.remove(&(cur, key.clone()));
+            }
+            None => {}
+        }
+        let earliest = d.by_time.first().is_none_or(|(first, _)| at < *first);
+        d.by_key.insert(key.clone(), at);
+        d.by_time.insert((at, key));
+        drop(d);
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The queue's timer: adds each delayed key when its time comes.
+    async fn run_timer(self) {
+        loop {
+            let next = self
+                .delayed
+                .lock()
+                .ok()
+                .and_then(|d| d.by_time.first().map(|(at, _)| *at));
+            match next {
+                None => self.wake.notified().await,
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.wake.notified() => continue,
+                    }
+                }
+            }
+            let now = tokio::time::Instant::now();
+            let due: Vec<Key> = match self.delayed.lock() {
+                Ok(mut d) => {
+                    let mut due = Vec::new();
+                    while d.by_time.first().is_some_and(|(at, _)| *at <= now) {
+                        if let Some((_, key)) = d.by_time.pop_first() {
+                            d.by_key.remove(&key);
+                            due.push(key);
+                        }
+                    }
+                    due
+                }
+                Err(_) => return,
+            };
+            for key in due {
+                self.add_key(key);
+            }
+        }
     }
 
     /// Requeues after a failure with per-key exponential back-off.
@@ -635,6 +711,14 @@ impl Simulation {
             informer::<Endpoints>(shared.clone(), |_, _| {}, |s| &s.caches.endpoints),
             cluster_informer::<Node>(shared.clone(), |s, c| s.on_node(c), |s| &s.caches.nodes),
         ];
+        for q in [
+            &shared.sets_q,
+            &shared.pdbs_q,
+            &shared.eps_q,
+            &shared.pods_q,
+        ] {
+            tasks.push(tokio::spawn(q.clone().run_timer()));
+        }
         tasks.push(set_worker(shared.clone(), sets_rx));
         tasks.push(worker(
             shared.clone(),
