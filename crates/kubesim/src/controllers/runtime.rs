@@ -1125,9 +1125,8 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     let mut revisions: Vec<ControllerRevision> = s
         .caches
         .revisions
-        .list_ns(ns)
+        .controlled_by(ns, &uid)
         .iter()
-        .filter(|r| controller_of(&r.metadata).is_some_and(|c| c.uid == uid))
         .map(|r| (**r).clone())
         .collect();
     sort_revisions(&mut revisions);
