@@ -2563,3 +2563,102 @@ impl Simulation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(
+        name: &str,
+        rv: u64,
+        owner: Option<&str>,
+        labels: &[(&str, &str)],
+        node: Option<&str>,
+    ) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": name, "namespace": "ns", "resourceVersion": rv.to_string(),
+                "labels": labels.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "ownerReferences": owner.map(|u| vec![json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "name": "s", "uid": u, "controller": true})]).unwrap_or_default(),
+            },
+            "spec": {"containers": [], "nodeName": node},
+        }))
+        .unwrap_or_else(|e| panic!("pod fixture: {e}"))
+    }
+
+    fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
+        pods.iter()
+            .map(|p| p.metadata.name.as_deref().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn the_pod_cache_indexes_follow_every_write_and_delete() {
+        let c: Cache<Pod> = Cache::default();
+        c.apply(pod("a-0", 1, Some("u1"), &[("app", "a")], Some("n1")));
+        c.apply(pod("a-1", 2, Some("u1"), &[("app", "a")], None));
+        c.apply(pod("b-0", 3, Some("u2"), &[("app", "b")], Some("n1")));
+        c.apply(pod("orphan", 4, None, &[("app", "a")], Some("n2")));
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1", "orphan"]);
+        assert_eq!(names(&c.controlled_by("ns", "u2")), ["b-0"]);
+        let app_a = BTreeMap::from([("app".to_owned(), "a".to_owned())]);
+        assert_eq!(
+            names(&c.with_labels("ns", &app_a)),
+            ["a-0", "a-1", "orphan"]
+        );
+        assert_eq!(c.count_on_node("ns", "n1"), 2);
+        // A relabelled, rebound, adopted pod moves between the indexes.
+        c.apply(pod("orphan", 5, Some("u2"), &[("app", "b")], Some("n1")));
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1"]);
+        assert_eq!(names(&c.controlled_by("ns", "u2")), ["b-0", "orphan"]);
+        assert_eq!(names(&c.with_labels("ns", &app_a)), ["a-0", "a-1"]);
+        assert_eq!(c.count_on_node("ns", "n1"), 3);
+        assert_eq!(c.count_on_node("ns", "n2"), 0);
+        // An older version does not replace a newer one, nor its index entries.
+        c.apply(pod("orphan", 4, None, &[("app", "a")], Some("n2")));
+        assert_eq!(names(&c.controlled_by("ns", "u2")), ["b-0", "orphan"]);
+        c.remove("ns", "a-0", 6);
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-1"]);
+        assert_eq!(c.count_on_node("ns", "n1"), 2);
+        // No required label: the whole namespace; a label nobody carries: nothing.
+        assert_eq!(c.with_labels("ns", &BTreeMap::new()).len(), 3);
+        let none = BTreeMap::from([("app".to_owned(), "zzz".to_owned())]);
+        assert!(c.with_labels("ns", &none).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_delayed_key_waits_for_its_earliest_time_and_is_queued_once() {
+        let (q, mut rx) = Queue::new();
+        let timer = tokio::spawn(q.clone().run_timer());
+        let start = tokio::time::Instant::now();
+        q.add_after("ns", "k", Duration::from_millis(1000));
+        q.add_after("ns", "k", Duration::from_millis(300));
+        q.add_after("ns", "k", Duration::from_millis(500));
+        q.add_after("ns", "other", Duration::from_millis(600));
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Some(("ns".to_owned(), "k".to_owned()))
+        );
+        assert!(start.elapsed() >= Duration::from_millis(300), "never early");
+        q.done(&("ns".to_owned(), "k".to_owned()));
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Some(("ns".to_owned(), "other".to_owned()))
+        );
+        assert!(start.elapsed() >= Duration::from_millis(600), "never early");
+        // Past the later times given for `k`: they were dropped, not queued again.
+        tokio::time::sleep_until(start + Duration::from_millis(1500)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "the later times of `k` were dropped"
+        );
+        timer.abort();
+    }
+}
