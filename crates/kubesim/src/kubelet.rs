@@ -494,12 +494,36 @@ pub fn schedule<'a>(
     nodes: &[Node],
     pods: impl IntoIterator<Item = &'a Pod>,
 ) -> Option<String> {
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut owned = Vec::new();
+    let owner = controller_of(&pod.metadata).map(|r| r.uid.as_str());
+    for p in pods {
+        let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
+        *per_node.entry(n).or_default() += 1;
+        if owner.is_some() && controller_of(&p.metadata).map(|r| r.uid.as_str()) == owner {
+            owned.push(p);
+        }
+    }
+    schedule_counted(pod, nodes, owned, |n| per_node.get(n).copied().unwrap_or(0))
+}
+
+/// [`schedule`] from the pods of `pod`'s controller (`owned`; others are
+/// ignored) and the number of pods bound to each node (`bound`), as a
+/// simulation keeps them indexed instead of walking every pod per decision.
+pub fn schedule_counted<'a>(
+    pod: &Pod,
+    nodes: &[Node],
+    owned: impl IntoIterator<Item = &'a Pod>,
+    bound: impl Fn(&str) -> usize,
+) -> Option<String> {
     let selector = pod
         .spec
         .as_ref()
         .and_then(|s| s.node_selector.clone())
         .unwrap_or_default();
-    let owner = controller_of(&pod.metadata).map(|r| r.uid.clone());
+    let owner = controller_of(&pod.metadata).map(|r| r.uid.as_str());
     let zone_of = |n: &Node| -> String {
         n.metadata
             .labels
@@ -514,13 +538,11 @@ pub fn schedule<'a>(
         .collect();
     let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_node_owned: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in pods {
+    for p in owned {
         let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
             continue;
         };
-        *per_node.entry(n).or_default() += 1;
-        if owner.is_some() && controller_of(&p.metadata).map(|r| r.uid.clone()) == owner {
+        if owner.is_some() && controller_of(&p.metadata).map(|r| r.uid.as_str()) == owner {
             *per_node_owned.entry(n).or_default() += 1;
             if let Some(z) = node_zone.get(n) {
                 *per_zone.entry(z.clone()).or_default() += 1;
@@ -545,7 +567,7 @@ pub fn schedule<'a>(
             let key = (
                 per_zone.get(&zone_of(n)).copied().unwrap_or(0),
                 per_node_owned.get(name).copied().unwrap_or(0),
-                per_node.get(name).copied().unwrap_or(0),
+                bound(name),
                 name.to_owned(),
             );
             Some(key)

@@ -15,7 +15,7 @@
 //! because the in-process store recovers at once).
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex, RwLock},
     time::Duration,
 };
@@ -94,9 +94,148 @@ impl Default for SimConfig {
 
 type Key = (String, String);
 
-/// An informer cache of one kind, keyed by (namespace, name).
+/// What an informer cache indexes besides the key: upstream's informers carry
+/// indexers (`cache.Indexers`, e.g. `NamespaceIndex`, and the controllers'
+/// own `controllerUIDIndex`); these are the ones kubesim's controllers use.
+pub trait Indexed: Metadata<Ty = ObjectMeta> {
+    /// The node the object is bound to (pods' `spec.nodeName`), counted per
+    /// namespace for the scheduler's spreading.
+    fn node_name(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Indexed for StatefulSet {}
+impl Indexed for ControllerRevision {}
+impl Indexed for PersistentVolumeClaim {}
+impl Indexed for PodDisruptionBudget {}
+impl Indexed for Service {}
+impl Indexed for EndpointSlice {}
+impl Indexed for Endpoints {}
+impl Indexed for Node {}
+impl Indexed for Pod {
+    fn node_name(&self) -> Option<&str> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+/// The items of a cache and their indexes, under one lock.
+struct CacheInner<K> {
+    items: BTreeMap<Key, (u64, Arc<K>)>,
+    /// Keys by the uid of their controller (`ownerReferences[controller=true]`).
+    by_controller: HashMap<String, BTreeSet<Key>>,
+    /// Keys of objects without a controller (candidates for adoption).
+    orphans: BTreeSet<Key>,
+    /// Names by (namespace, label key, label value).
+    by_label: HashMap<(String, String, String), BTreeSet<String>>,
+    /// Objects per (namespace, node).
+    per_node: HashMap<(String, String), usize>,
+}
+
+impl<K> Default for CacheInner<K> {
+    fn default() -> Self {
+        Self {
+            items: BTreeMap::new(),
+            by_controller: HashMap::new(),
+            orphans: BTreeSet::new(),
+            by_label: HashMap::new(),
+            per_node: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Indexed> CacheInner<K> {
+    fn index(&mut self, key: &Key, obj: &K) {
+        let meta = obj.metadata();
+        match controller_of(meta) {
+            Some(r) => {
+                self.by_controller
+                    .entry(r.uid.clone())
+                    .or_default()
+                    .insert(key.clone());
+            }
+            None => {
+                self.orphans.insert(key.clone());
+            }
+        }
+        for (k, v) in meta.labels.iter().flatten() {
+            self.by_label
+                .entry((key.0.clone(), k.clone(), v.clone()))
+                .or_default()
+                .insert(key.1.clone());
+        }
+        if let Some(n) = obj.node_name() {
+            *self
+                .per_node
+                .entry((key.0.clone(), n.to_owned()))
+                .or_default() += 1;
+        }
+    }
+
+    fn unindex(&mut self, key: &Key, obj: &K) {
+        let meta = obj.metadata();
+        match controller_of(meta) {
+            Some(r) => {
+                if let Some(set) = self.by_controller.get_mut(&r.uid) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.by_controller.remove(&r.uid);
+                    }
+                }
+            }
+            None => {
+                self.orphans.remove(key);
+            }
+        }
+        for (k, v) in meta.labels.iter().flatten() {
+            let lk = (key.0.clone(), k.clone(), v.clone());
+            if let Some(set) = self.by_label.get_mut(&lk) {
+                set.remove(&key.1);
+                if set.is_empty() {
+                    self.by_label.remove(&lk);
+                }
+            }
+        }
+        if let Some(n) = obj.node_name() {
+            let nk = (key.0.clone(), n.to_owned());
+            if let Some(c) = self.per_node.get_mut(&nk) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    self.per_node.remove(&nk);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, key: Key, rv: u64, obj: Arc<K>) -> Option<Arc<K>> {
+        let old = self.take(&key);
+        self.index(&key, &obj);
+        self.items.insert(key, (rv, obj));
+        old
+    }
+
+    fn take(&mut self, key: &Key) -> Option<Arc<K>> {
+        let old = self.items.remove(key).map(|(_, k)| k);
+        if let Some(o) = &old {
+            self.unindex(key, o);
+        }
+        old
+    }
+
+    fn values_of<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Vec<Arc<K>> {
+        keys.into_iter()
+            .filter_map(|k| self.items.get(k).map(|(_, o)| o.clone()))
+            .collect()
+    }
+}
+
+/// An informer cache of one kind, keyed by (namespace, name), with the
+/// indexes of [`CacheInner`].
 pub struct Cache<K> {
-    items: RwLock<BTreeMap<Key, (u64, Arc<K>)>>,
+    items: RwLock<CacheInner<K>>,
 }
 
 impl<K> Default for Cache<K> {
@@ -121,12 +260,13 @@ fn key_of(meta: &ObjectMeta) -> Key {
     )
 }
 
-impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
+impl<K: Indexed> Cache<K> {
     /// One object.
     pub fn get(&self, ns: &str, name: &str) -> Option<Arc<K>> {
         self.items
             .read()
             .ok()?
+            .items
             .get(&(ns.to_owned(), name.to_owned()))
             .map(|(_, k)| k.clone())
     }
@@ -136,7 +276,8 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
         self.items.read().map_or_else(
             |_| Vec::new(),
             |m| {
-                m.range((ns.to_owned(), String::new())..)
+                m.items
+                    .range((ns.to_owned(), String::new())..)
                     .take_while(|((n, _), _)| n == ns)
                     .map(|(_, (_, k))| k.clone())
                     .collect()
@@ -148,19 +289,106 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
     pub fn list(&self) -> Vec<Arc<K>> {
         self.items.read().map_or_else(
             |_| Vec::new(),
-            |m| m.values().map(|(_, k)| k.clone()).collect(),
+            |m| m.items.values().map(|(_, k)| k.clone()).collect(),
         )
+    }
+
+    /// The objects of namespace `ns` a controller with uid `uid` may claim:
+    /// those it controls and those no one controls, in key order (what
+    /// `ClaimPods` of `controller_ref_manager.go` can act on; objects of
+    /// other controllers are ignored by it).
+    pub fn claimable(&self, ns: &str, uid: &str) -> Vec<Arc<K>> {
+        let Ok(m) = self.items.read() else {
+            return Vec::new();
+        };
+        let mut keys: BTreeSet<&Key> = m
+            .orphans
+            .range((ns.to_owned(), String::new())..)
+            .take_while(|(n, _)| n == ns)
+            .collect();
+        if let Some(owned) = m.by_controller.get(uid) {
+            keys.extend(owned.iter().filter(|(n, _)| n == ns));
+        }
+        m.values_of(keys)
+    }
+
+    /// The objects of `ns` controlled by `uid`, in key order.
+    pub fn controlled_by(&self, ns: &str, uid: &str) -> Vec<Arc<K>> {
+        let Ok(m) = self.items.read() else {
+            return Vec::new();
+        };
+        m.by_controller.get(uid).map_or_else(Vec::new, |owned| {
+            m.values_of(owned.iter().filter(|(n, _)| n == ns))
+        })
+    }
+
+    /// A superset of the objects of `ns` whose labels carry every pair of
+    /// `required` (in key order): the objects of the smallest of the pairs'
+    /// label indexes, or the whole namespace when `required` is empty. The
+    /// caller still applies its full selector.
+    pub fn with_labels<'a>(
+        &self,
+        ns: &str,
+        required: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Vec<Arc<K>> {
+        let Ok(m) = self.items.read() else {
+            return Vec::new();
+        };
+        let mut best: Option<&BTreeSet<String>> = None;
+        let mut any = false;
+        for (k, v) in required {
+            any = true;
+            let names = m.by_label.get(&(ns.to_owned(), k.clone(), v.clone()));
+            let Some(names) = names else {
+                return Vec::new();
+            };
+            if best.is_none_or(|b| names.len() < b.len()) {
+                best = Some(names);
+            }
+        }
+        match best {
+            Some(names) => names
+                .iter()
+                .filter_map(|n| {
+                    m.items
+                        .get(&(ns.to_owned(), n.clone()))
+                        .map(|(_, o)| o.clone())
+                })
+                .collect(),
+            None if !any => m
+                .items
+                .range((ns.to_owned(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .map(|(_, (_, k))| k.clone())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// How many objects of `ns` are bound to `node` ([`Indexed::node_name`]).
+    pub fn count_on_node(&self, ns: &str, node: &str) -> usize {
+        self.items.read().map_or(0, |m| {
+            m.per_node
+                .get(&(ns.to_owned(), node.to_owned()))
+                .copied()
+                .unwrap_or(0)
+        })
     }
 
     /// Stores `obj` unless the cache already holds a newer version; returns
     /// the previous version when it was replaced.
     pub fn apply(&self, obj: K) -> Option<Arc<K>> {
+        self.apply_arc(Arc::new(obj))
+    }
+
+    /// [`Cache::apply`] of a shared object.
+    pub fn apply_arc(&self, obj: Arc<K>) -> Option<Arc<K>> {
         let key = key_of(obj.metadata());
         let rv = rv_of(obj.metadata());
         let mut m = self.items.write().ok()?;
-        match m.get(&key) {
+        match m.items.get(&key) {
             Some((old_rv, _)) if *old_rv > rv => None,
-            _ => m.insert(key, (rv, Arc::new(obj))).map(|(_, k)| k),
+            _ => m.insert(key, rv, obj),
         }
     }
 
@@ -168,16 +396,20 @@ impl<K: Metadata<Ty = ObjectMeta>> Cache<K> {
     pub fn remove(&self, ns: &str, name: &str, rv: u64) -> Option<Arc<K>> {
         let mut m = self.items.write().ok()?;
         let key = (ns.to_owned(), name.to_owned());
-        match m.get(&key) {
+        match m.items.get(&key) {
             Some((cur, _)) if *cur > rv => None,
-            Some(_) => m.remove(&key).map(|(_, k)| k),
+            Some(_) => m.take(&key),
             None => None,
         }
     }
 
     fn replace_all(&self, items: BTreeMap<Key, (u64, Arc<K>)>) {
+        let mut inner = CacheInner::default();
+        for (k, (rv, o)) in items {
+            inner.insert(k, rv, o);
+        }
         if let Ok(mut m) = self.items.write() {
-            *m = items;
+            *m = inner;
         }
     }
 }
@@ -196,11 +428,26 @@ pub enum Change<K> {
 }
 
 /// A de-duplicating work queue of keys with delayed adds.
+///
+/// Like client-go's `workqueue` (`util/workqueue/queue.go`, `delaying_queue.go`):
+/// a key waiting to be processed is queued once however often it is added,
+/// and delayed adds wait in one timer per queue (a heap ordered by time,
+/// `waitingLoop`) — a key already waiting keeps the earlier of its two times —
+/// instead of a task and a timer per add.
 #[derive(Clone)]
 pub struct Queue {
     tx: mpsc::UnboundedSender<Key>,
     pending: Arc<Mutex<HashSet<Key>>>,
     failures: Arc<Mutex<HashMap<Key, u32>>>,
+    delayed: Arc<Mutex<Delayed>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// Keys waiting for their time to be added, earliest first.
+#[derive(Default)]
+struct Delayed {
+    by_time: BTreeSet<(tokio::time::Instant, Key)>,
+    by_key: HashMap<Key, tokio::time::Instant>,
 }
 
 impl Queue {
@@ -211,6 +458,8 @@ impl Queue {
                 tx,
                 pending: Arc::default(),
                 failures: Arc::default(),
+                delayed: Arc::default(),
+                wake: Arc::default(),
             },
             rx,
         )
@@ -219,19 +468,78 @@ impl Queue {
     /// Adds a key (no-op when already queued).
     pub fn add(&self, ns: &str, name: &str) {
         let key = (ns.to_owned(), name.to_owned());
+        self.add_key(key);
+    }
+
+    fn add_key(&self, key: Key) {
         if self.pending.lock().is_ok_and(|mut p| p.insert(key.clone())) {
             let _ = self.tx.send(key);
         }
     }
 
-    /// Adds a key after a (real-time) delay.
+    /// Adds a key after a (real-time) delay; a key already waiting keeps the
+    /// earlier time (`AddAfter` of `delaying_queue.go`).
     pub fn add_after(&self, ns: &str, name: &str, delay: Duration) {
-        let q = self.clone();
-        let (ns, name) = (ns.to_owned(), name.to_owned());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            q.add(&ns, &name);
-        });
+        if delay.is_zero() {
+            return self.add(ns, name);
+        }
+        let at = tokio::time::Instant::now() + delay;
+        let key = (ns.to_owned(), name.to_owned());
+        let Ok(mut d) = self.delayed.lock() else {
+            return;
+        };
+        match d.by_key.get(&key) {
+            Some(cur) if *cur <= at => return,
+            Some(cur) => {
+                let cur = *cur;
+                d.by_time.remove(&(cur, key.clone()));
+            }
+            None => {}
+        }
+        let earliest = d.by_time.first().is_none_or(|(first, _)| at < *first);
+        d.by_key.insert(key.clone(), at);
+        d.by_time.insert((at, key));
+        drop(d);
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The queue's timer: adds each delayed key when its time comes.
+    async fn run_timer(self) {
+        loop {
+            let next = self
+                .delayed
+                .lock()
+                .ok()
+                .and_then(|d| d.by_time.first().map(|(at, _)| *at));
+            match next {
+                None => self.wake.notified().await,
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.wake.notified() => continue,
+                    }
+                }
+            }
+            let now = tokio::time::Instant::now();
+            let due: Vec<Key> = match self.delayed.lock() {
+                Ok(mut d) => {
+                    let mut due = Vec::new();
+                    while d.by_time.first().is_some_and(|(at, _)| *at <= now) {
+                        if let Some((_, key)) = d.by_time.pop_first() {
+                            d.by_key.remove(&key);
+                            due.push(key);
+                        }
+                    }
+                    due
+                }
+                Err(_) => return,
+            };
+            for key in due {
+                self.add_key(key);
+            }
+        }
     }
 
     /// Requeues after a failure with per-key exponential back-off.
@@ -403,6 +711,14 @@ impl Simulation {
             informer::<Endpoints>(shared.clone(), |_, _| {}, |s| &s.caches.endpoints),
             cluster_informer::<Node>(shared.clone(), |s, c| s.on_node(c), |s| &s.caches.nodes),
         ];
+        for q in [
+            &shared.sets_q,
+            &shared.pdbs_q,
+            &shared.eps_q,
+            &shared.pods_q,
+        ] {
+            tasks.push(tokio::spawn(q.clone().run_timer()));
+        }
         tasks.push(set_worker(shared.clone(), sets_rx));
         tasks.push(worker(
             shared.clone(),
@@ -456,7 +772,7 @@ fn informer<K>(
 ) -> JoinHandle<()>
 where
     K: kube::Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Metadata<Ty = ObjectMeta>
+        + Indexed
         + DeserializeOwned
         + Clone
         + Send
@@ -473,7 +789,7 @@ fn cluster_informer<K>(
 ) -> JoinHandle<()>
 where
     K: kube::Resource<DynamicType = ()>
-        + Metadata<Ty = ObjectMeta>
+        + Indexed
         + DeserializeOwned
         + Clone
         + Send
@@ -489,7 +805,7 @@ async fn run_informer<K>(
     cache: fn(&Shared) -> &Cache<K>,
 ) where
     K: kube::Resource<DynamicType = ()>
-        + Metadata<Ty = ObjectMeta>
+        + Indexed
         + DeserializeOwned
         + Clone
         + Send
@@ -528,8 +844,8 @@ async fn run_informer<K>(
                             on_change(&shared, Change::Delete(Arc::new(obj)));
                         }
                         _ => {
-                            let new = Arc::new(obj.clone());
-                            let old = c.apply(obj);
+                            let new = Arc::new(obj);
+                            let old = c.apply_arc(new.clone());
                             on_change(&shared, Change::Upsert { old, new });
                         }
                     }
@@ -610,12 +926,18 @@ fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
 
 impl Shared {
     fn on_set(&self, c: Change<StatefulSet>) {
-        if let Change::Upsert { new, .. } = c {
+        if let Change::Upsert { new, old } = c {
             let (ns, name) = ns_name(&new.metadata);
             self.sets_q.add(ns, name);
-            for p in self.caches.pdbs.list_ns(ns) {
-                let (pns, pname) = ns_name(&p.metadata);
-                self.pdbs_q.add(pns, pname);
+            // A budget reads a set only for its uid and scale (`getScaleController`), so
+            // only a change of those re-syncs the namespace's budgets (status writes,
+            // one per pod transition, do not).
+            let scale = |s: &StatefulSet| (s.metadata.uid.clone(), statefulset::replicas(s));
+            if old.as_deref().is_none_or(|o| scale(o) != scale(&new)) {
+                for p in self.caches.pdbs.list_ns(ns) {
+                    let (pns, pname) = ns_name(&p.metadata);
+                    self.pdbs_q.add(pns, pname);
+                }
             }
         }
     }
@@ -689,16 +1011,39 @@ impl Shared {
                 .real(SignedDuration::from_secs(i64::from(mrs) + 1));
             self.sets_q.add_after(ns, &r.name, d);
         }
-        // Disruption budgets and services of the namespace.
+        // The disruption budgets selecting the pod, before or after the change
+        // (`getPdbForPod`, `disruption.go`; a budget whose selector does not parse
+        // is synced to report it), and likewise the services
+        // (`GetPodServiceMemberships` of the old and new labels, `endpointslice_controller.go`).
+        let label_sets = [Some(&pod), old.as_ref()];
+        let label_sets = label_sets
+            .iter()
+            .flatten()
+            .map(|p| p.metadata.labels.as_ref());
         for p in self.caches.pdbs.list_ns(ns) {
-            let (pns, pname) = ns_name(&p.metadata);
-            self.pdbs_q.add(pns, pname);
+            let Some(sel) = p.spec.as_ref().and_then(|sp| sp.selector.as_ref()) else {
+                continue;
+            };
+            if label_sets
+                .clone()
+                .any(|l| selector_matches(sel, l).unwrap_or(true))
+            {
+                let (pns, pname) = ns_name(&p.metadata);
+                self.pdbs_q.add(pns, pname);
+            }
         }
         for s in self.caches.services.list_ns(ns) {
-            if s.spec
+            let Some(sel) = s
+                .spec
                 .as_ref()
                 .and_then(|sp| sp.selector.as_ref())
-                .is_some_and(|m| !m.is_empty())
+                .filter(|m| !m.is_empty())
+            else {
+                continue;
+            };
+            if label_sets
+                .clone()
+                .any(|l| sel.iter().all(|(k, v)| l.and_then(|l| l.get(k)) == Some(v)))
             {
                 let (sns, sname) = ns_name(&s.metadata);
                 self.eps_q.add(sns, sname);
@@ -720,7 +1065,12 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     };
     let user = &controller_user("statefulset-controller");
     let set: StatefulSet = (*set).clone();
-    let pods = s.caches.pods.list_ns(ns);
+    // The pods it controls and the orphans of the namespace (`getPodsForStatefulSet`
+    // lists the namespace by selector; pods of other controllers are ignored by the claim).
+    let pods = s
+        .caches
+        .pods
+        .claimable(ns, set.metadata.uid.as_deref().unwrap_or_default());
     let claims = statefulset::claim_pods(&set, pods.iter().map(|p| &**p))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     if !claims.adopt.is_empty() {
@@ -775,9 +1125,8 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     let mut revisions: Vec<ControllerRevision> = s
         .caches
         .revisions
-        .list_ns(ns)
+        .controlled_by(ns, &uid)
         .iter()
-        .filter(|r| controller_of(&r.metadata).is_some_and(|c| c.uid == uid))
         .map(|r| (**r).clone())
         .collect();
     sort_revisions(&mut revisions);
@@ -1033,10 +1382,7 @@ async fn execute_set_write(
     Ok(())
 }
 
-fn apply_delete<K: Metadata<Ty = ObjectMeta> + DeserializeOwned>(
-    cache: &Cache<K>,
-    outcome: DeleteOutcome,
-) {
+fn apply_delete<K: Indexed + DeserializeOwned>(cache: &Cache<K>, outcome: DeleteOutcome) {
     match outcome {
         DeleteOutcome::Pending(v) => {
             if let Ok(k) = typed::<K>(&v) {
@@ -1152,8 +1498,16 @@ async fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         return Ok(None);
     };
     // The cache's shared pods, read in place (`disruption.go` reads the
-    // informer's pods without copying them either).
-    let pods = s.caches.pods.list_ns(ns);
+    // informer's pods without copying them either): those carrying the
+    // selector's `matchLabels` (the label index), the selector applied by the sync.
+    let sel = pdb.spec.as_ref().and_then(|sp| sp.selector.as_ref());
+    let pods = match sel {
+        Some(sel) => s
+            .caches
+            .pods
+            .with_labels(ns, sel.match_labels.iter().flatten()),
+        None => Vec::new(),
+    };
     let lookup = |r: &OwnerReference, ns: &str| scale_of(s, r, ns);
     let out = disruption::sync(&pdb, &pods, &lookup, s.clock.now());
     for (warning, reason, message) in &out.events {
@@ -1226,7 +1580,14 @@ async fn sync_service(s: &Shared, ns: &str, name: &str) -> Result<Option<Duratio
         }
         return Ok(None);
     };
-    let pods = s.caches.pods.list_ns(ns);
+    let pods = s.caches.pods.with_labels(
+        ns,
+        svc.spec
+            .as_ref()
+            .and_then(|sp| sp.selector.as_ref())
+            .into_iter()
+            .flatten(),
+    );
     let nodes: Vec<Node> = s
         .caches
         .nodes
@@ -1489,8 +1850,10 @@ async fn schedule(
         .map(|n| (**n).clone())
         .collect();
     // Spreading is per controller, which is namespaced: the pods of the
-    // namespace are enough (node totals are counted per namespace too).
-    let pods = s.caches.pods.list_ns(ns);
+    // pod's controller (the owner index) and the namespace's count per node.
+    let owned = controller_of(&pod.metadata)
+        .map(|r| s.caches.pods.controlled_by(ns, &r.uid))
+        .unwrap_or_default();
     // A pod with scheduling gates waits for them to be removed
     // (`SchedulingGated`, `pkg/scheduler/schedule_one.go`).
     let gated = pod
@@ -1501,7 +1864,9 @@ async fn schedule(
     let chosen = if gated {
         None
     } else {
-        kubelet::schedule(pod, &nodes, pods.iter().map(|p| &**p))
+        kubelet::schedule_counted(pod, &nodes, owned.iter().map(|p| &**p), |n| {
+            s.caches.pods.count_on_node(ns, n)
+        })
     };
     let Some(node) = chosen else {
         let mut conds = pod
@@ -2196,5 +2561,104 @@ impl Simulation {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(
+        name: &str,
+        rv: u64,
+        owner: Option<&str>,
+        labels: &[(&str, &str)],
+        node: Option<&str>,
+    ) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": name, "namespace": "ns", "resourceVersion": rv.to_string(),
+                "labels": labels.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "ownerReferences": owner.map(|u| vec![json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "name": "s", "uid": u, "controller": true})]).unwrap_or_default(),
+            },
+            "spec": {"containers": [], "nodeName": node},
+        }))
+        .unwrap_or_else(|e| panic!("pod fixture: {e}"))
+    }
+
+    fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
+        pods.iter()
+            .map(|p| p.metadata.name.as_deref().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn the_pod_cache_indexes_follow_every_write_and_delete() {
+        let c: Cache<Pod> = Cache::default();
+        c.apply(pod("a-0", 1, Some("u1"), &[("app", "a")], Some("n1")));
+        c.apply(pod("a-1", 2, Some("u1"), &[("app", "a")], None));
+        c.apply(pod("b-0", 3, Some("u2"), &[("app", "b")], Some("n1")));
+        c.apply(pod("orphan", 4, None, &[("app", "a")], Some("n2")));
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1", "orphan"]);
+        assert_eq!(names(&c.controlled_by("ns", "u2")), ["b-0"]);
+        let app_a = BTreeMap::from([("app".to_owned(), "a".to_owned())]);
+        assert_eq!(
+            names(&c.with_labels("ns", &app_a)),
+            ["a-0", "a-1", "orphan"]
+        );
+        assert_eq!(c.count_on_node("ns", "n1"), 2);
+        // A relabelled, rebound, adopted pod moves between the indexes.
+        c.apply(pod("orphan", 5, Some("u2"), &[("app", "b")], Some("n1")));
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1"]);
+        assert_eq!(names(&c.controlled_by("ns", "u2")), ["b-0", "orphan"]);
+        assert_eq!(names(&c.with_labels("ns", &app_a)), ["a-0", "a-1"]);
+        assert_eq!(c.count_on_node("ns", "n1"), 3);
+        assert_eq!(c.count_on_node("ns", "n2"), 0);
+        // An older version does not replace a newer one, nor its index entries.
+        c.apply(pod("orphan", 4, None, &[("app", "a")], Some("n2")));
+        assert_eq!(names(&c.controlled_by("ns", "u2")), ["b-0", "orphan"]);
+        c.remove("ns", "a-0", 6);
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-1"]);
+        assert_eq!(c.count_on_node("ns", "n1"), 2);
+        // No required label: the whole namespace; a label nobody carries: nothing.
+        assert_eq!(c.with_labels("ns", &BTreeMap::new()).len(), 3);
+        let none = BTreeMap::from([("app".to_owned(), "zzz".to_owned())]);
+        assert!(c.with_labels("ns", &none).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_delayed_key_waits_for_its_earliest_time_and_is_queued_once() {
+        let (q, mut rx) = Queue::new();
+        let timer = tokio::spawn(q.clone().run_timer());
+        let start = tokio::time::Instant::now();
+        q.add_after("ns", "k", Duration::from_millis(1000));
+        q.add_after("ns", "k", Duration::from_millis(300));
+        q.add_after("ns", "k", Duration::from_millis(500));
+        q.add_after("ns", "other", Duration::from_millis(600));
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Some(("ns".to_owned(), "k".to_owned()))
+        );
+        assert!(start.elapsed() >= Duration::from_millis(300), "never early");
+        q.done(&("ns".to_owned(), "k".to_owned()));
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            Some(("ns".to_owned(), "other".to_owned()))
+        );
+        assert!(start.elapsed() >= Duration::from_millis(600), "never early");
+        // Past the later times given for `k`: they were dropped, not queued again.
+        tokio::time::sleep_until(start + Duration::from_millis(1500)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "the later times of `k` were dropped"
+        );
+        timer.abort();
     }
 }

@@ -493,6 +493,13 @@ fn evaluate_rules(
     root: bool,
     errs: &mut Vec<FieldError>,
 ) {
+    // `oldSelf` is converted only when a rule can read it (a root object with a
+    // 1,000-entry status costs as much to convert as the write itself).
+    let needs_old = node
+        .rules
+        .iter()
+        .any(|r| r.uses_old_self || r.optional_old_self);
+    let old = old.filter(|_| needs_old);
     let self_json;
     let (self_v, old_v) = if root {
         self_json = root_self(obj);

@@ -941,6 +941,9 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
     .await?;
     let setup_seconds = setup.elapsed().as_secs_f64();
     let before = env.operator_process();
+    // The bench process is the simulated cluster (kubesim's API server, controllers and
+    // kubelets; the operator is the child process): its own CPU and memory.
+    let sim_before = env::process_stats(std::process::id());
     let api0 = env.api_counters().await?;
     let rec0 = env.reconciles().await?;
     let t0 = Instant::now();
@@ -968,13 +971,17 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
     let api = env.api_counters().await?.since(&api0);
     let reconciles = env.reconciles().await? - rec0;
     let after = env.operator_process();
+    let sim_after = env::process_stats(std::process::id());
     env.shutdown().await;
-    let (Some(before), Some(after)) = (before, after) else {
-        bail!("failed to read the operator process's /proc entries");
+    let (Some(before), Some(after), Some(sim_before), Some(sim_after)) =
+        (before, after, sim_before, sim_after)
+    else {
+        bail!("failed to read the operator's or the bench's /proc entries");
     };
     let p = f64::from(total);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let cpu = after.cpu_seconds - before.cpu_seconds;
+    let sim_cpu = sim_after.cpu_seconds - sim_before.cpu_seconds;
     let mut metrics = BTreeMap::from([
         ("statefulsets".into(), f64::from(sets)),
         ("pods_per_set".into(), f64::from(pods)),
@@ -991,6 +998,10 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
         ("reconciles_per_pod".into(), reconciles / p),
         ("mean_set_seconds".into(), mean),
         ("setup_seconds".into(), setup_seconds),
+        ("kubesim_cpu_seconds_rollout".into(), sim_cpu),
+        ("kubesim_cpu_ms_per_pod".into(), sim_cpu * 1000.0 / p),
+        ("kubesim_peak_rss_mib".into(), mib(sim_after.peak_rss)),
+        ("kubesim_rss_mib_at_end".into(), mib(sim_after.rss)),
     ]);
     metrics.extend(write_profile(&api, total));
     Ok(vec![Row::new(
@@ -1000,12 +1011,15 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
         seconds,
         ideal,
         format!(
-            "slowest set; peak RSS {:.1} MiB, {cpu:.1} CPU s, {:.2} API req/pod, {:.2} writes/pod ({:.2} without Events), {:.2} reconciles/pod; speed ×{}",
+            "slowest set; operator: peak RSS {:.1} MiB, {cpu:.1} CPU s, {:.2} API req/pod, {:.2} writes/pod ({:.2} without Events), {:.2} reconciles/pod; kubesim (bench process): {sim_cpu:.1} CPU s ({:.3} ms/pod), peak RSS {:.1} MiB, RSS at end {:.1} MiB; speed ×{}",
             mib(after.peak_rss),
             api.requests / p,
             api.writes / p,
             (api.writes - api.event_writes) / p,
             reconciles / p,
+            sim_cpu * 1000.0 / p,
+            mib(sim_after.peak_rss),
+            mib(sim_after.rss),
             sizes.s5_speed
         ),
         metrics,
