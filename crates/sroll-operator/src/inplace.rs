@@ -135,7 +135,11 @@ async fn patch_seen(api: &Api<Pod>, write: &PodWrite, seen: &SeenPod) -> Result<
         return Ok(None);
     };
     match api
-        .patch_status(&write.pod, &PatchParams::default(), &Patch::Strategic(patch))
+        .patch_status(
+            &write.pod,
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
         .await
     {
         Ok(written) => {

@@ -1363,7 +1363,10 @@ mod tests {
         let conditions = v["status"]["conditions"]
             .as_array_mut()
             .expect("a list of conditions");
-        for c in patch["status"]["conditions"].as_array().expect("conditions") {
+        for c in patch["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+        {
             match conditions.iter_mut().find(|x| x["type"] == c["type"]) {
                 Some(x) => {
                     for (k, val) in c.as_object().expect("an object") {
@@ -1378,7 +1381,8 @@ mod tests {
 
     /// Through JSON, as the API server stores it (whole-second times).
     fn stored(pod: &Pod) -> Pod {
-        serde_json::from_value(serde_json::to_value(pod).expect("serializes")).expect("deserializes")
+        serde_json::from_value(serde_json::to_value(pod).expect("serializes"))
+            .expect("deserializes")
     }
 
     #[test]
@@ -1475,16 +1479,29 @@ mod tests {
             ("already out of traffic", &take_out, SeenPod::from_pod(&out)),
             ("already at the target", &take_out, {
                 let mut p = idle.clone();
-                p.metadata.labels = Some([(labels::REVISION.to_owned(), "rev-2".to_owned())].into());
+                p.metadata.labels =
+                    Some([(labels::REVISION.to_owned(), "rev-2".to_owned())].into());
                 SeenPod::from_pod(&p)
             }),
-            ("containers still restarting", &Op::MarkReady, SeenPod::from_pod(&restarting)),
+            (
+                "containers still restarting",
+                &Op::MarkReady,
+                SeenPod::from_pod(&restarting),
+            ),
             ("already marked", &Op::MarkReady, SeenPod::from_pod(&idle)),
-            ("a pod update, not a status write", &patching, SeenPod::from_pod(&out)),
+            (
+                "a pod update, not a status write",
+                &patching,
+                SeenPod::from_pod(&out),
+            ),
             ("resourceVersion unknown", &take_out, unknown_version),
         ] {
             assert_eq!(op.status_patch(&seen, at(2)), None, "{what}");
         }
-        assert!(take_out.status_patch(&SeenPod::from_pod(&idle), at(2)).is_some());
+        assert!(
+            take_out
+                .status_patch(&SeenPod::from_pod(&idle), at(2))
+                .is_some()
+        );
     }
 }
