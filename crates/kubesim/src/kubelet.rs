@@ -44,7 +44,9 @@
 //!   but never becomes ready;
 //! * tag ending in `-crashloop`: the container runs for one second, exits with
 //!   code 1, and is restarted with the kubelet's back-off (10 s doubling to
-//!   5 min); it never becomes ready.
+//!   5 min); it never becomes ready. (Its one-second run is timed from the
+//!   stored, whole-second `state.running.startedAt`; the back-off from the
+//!   exit kept to the nanosecond.)
 //!
 //! ## Simplifications (upstream: `pkg/kubelet/status/status_manager.go`,
 //! `pkg/kubelet/kuberuntime/kuberuntime_manager.go`, `pkg/scheduler`)
