@@ -897,7 +897,7 @@ async fn execute(
     // In-place writes through the shared executor: each pod's in order, pods concurrently, status
     // writes from the cached pod without a read.
     if !plan.in_place.is_empty() {
-        let outcome = crate::inplace::execute(&pods, &plan.in_place, |name| {
+        let outcome = crate::inplace::execute_seen(&pods, &plan.in_place, |name| {
             ctx.pods
                 .get(&ObjectRef::new(name).within(&ns))
                 .map(|p| SeenPod::from_pod(&p))

@@ -499,7 +499,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
                 rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
             }
             if rejected.is_none() {
-                let outcome = crate::inplace::execute(&pod_api, writes, |pod| {
+                let outcome = crate::inplace::execute_seen(&pod_api, writes, |pod| {
                     cache::pod_seen(&ctx.caches, &namespace, pod)
                 })
                 .await;
