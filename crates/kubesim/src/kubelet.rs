@@ -13,7 +13,11 @@
 //! the wall clock, and the driver sleeps `delay / speed`. A delay is
 //! [`Delay::Fixed`] or [`Delay::Uniform`] (drawn deterministically from the
 //! pod UID, the phase and the restart count, so a pod's timeline is
-//! reproducible). [`KubeletConfig`] holds one figure per phase, and
+//! reproducible). Delays count from instants the driver keeps in memory to the
+//! nanosecond — the scheduler's first sight of a pod, the sandbox start, each
+//! container's exit ([`PodFacts`]) — as the real scheduler, kubelet and
+//! runtime keep their own; the API's `metav1.Time` fields hold whole seconds
+//! and are only the fallback. [`KubeletConfig`] holds one figure per phase, and
 //! [`KubeletConfig::pools`] gives nodes with given labels their own:
 //! * new pod: scheduling (0 s) → volume attach (10 s, pods with persistent
 //!   volumes only) → sandbox (0 s; pod IP, `PodReadyToStartContainers`) →
@@ -40,7 +44,9 @@
 //!   but never becomes ready;
 //! * tag ending in `-crashloop`: the container runs for one second, exits with
 //!   code 1, and is restarted with the kubelet's back-off (10 s doubling to
-//!   5 min); it never becomes ready.
+//!   5 min); it never becomes ready. (Its one-second run is timed from the
+//!   stored, whole-second `state.running.startedAt`; the back-off from the
+//!   exit kept to the nanosecond.)
 //!
 //! ## Simplifications (upstream: `pkg/kubelet/status/status_manager.go`,
 //! `pkg/kubelet/kuberuntime/kuberuntime_manager.go`, `pkg/scheduler`)
@@ -297,11 +303,18 @@ impl KubeletConfig {
     }
 
     /// The earliest time the scheduler binds `pod` onto a node of this
-    /// configuration (its creation plus `scheduling_delay`).
-    pub fn bind_at(&self, pod: &Pod) -> Option<Timestamp> {
+    /// configuration: `scheduling_delay` after `queued`, when the scheduler
+    /// first saw the pod, to the nanosecond (`QueuedPodInfo.Timestamp` in
+    /// upstream's `pkg/scheduler/framework/types.go`). `None` falls back to
+    /// `metadata.creationTimestamp`, which the API stores in whole seconds
+    /// (up to a second early).
+    pub fn bind_at(&self, pod: &Pod, queued: Option<Timestamp>) -> Option<Timestamp> {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let created = pod.metadata.creation_timestamp.as_ref()?.0;
-        created
+        let since = match queued {
+            Some(t) => t,
+            None => pod.metadata.creation_timestamp.as_ref()?.0,
+        };
+        since
             .checked_add(Self::draw(self.scheduling_delay, uid, "scheduling"))
             .ok()
     }
@@ -600,6 +613,27 @@ pub struct KubeletStep {
     /// it with the stored condition to notice someone else's `Ready` write
     /// ([`PodFacts::ready_override_since`]).
     pub ready: Option<bool>,
+    /// The containers this step stopped, at `now`: the driver remembers them
+    /// and passes them back in [`PodFacts::exits`].
+    pub exits: Vec<ContainerExit>,
+}
+
+/// A container the kubelet stopped (for an image change, or a crash), as the
+/// container runtime remembers it: to the nanosecond.
+///
+/// The pod's `lastState.terminated.finishedAt` is a `metav1.Time`, stored in
+/// whole seconds; the real kubelet times restarts from the runtime's own
+/// record (CRI `ContainerStatus.finished_at`, nanoseconds, read by
+/// `toKubeContainerStatus` in `pkg/kubelet/kuberuntime/kuberuntime_container.go`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerExit {
+    /// The container's name.
+    pub container: String,
+    /// Its `restartCount` once the exit was recorded: an exit whose count is
+    /// not the container's current one is an older exit, and is ignored.
+    pub restart_count: i32,
+    /// When it stopped (simulated time).
+    pub at: Timestamp,
 }
 
 /// Facts about the pod the driver tracks outside the pod object.
@@ -613,6 +647,10 @@ pub struct PodFacts<'a> {
     /// seconds, and timing from the stored value would start containers up to a second early
     /// whenever another event synced the pod first. `None`: fall back to `status.startTime`.
     pub sandbox_started: Option<Timestamp>,
+    /// The latest exit of each of the pod's containers, to the nanosecond
+    /// ([`KubeletStep::exits`], kept by the driver). A container with none
+    /// falls back to its whole-second `lastState.terminated.finishedAt`.
+    pub exits: &'a [ContainerExit],
     /// The IP to give the pod if it has none yet.
     pub pod_ip: &'a str,
     /// The node's InternalIP.
@@ -690,6 +728,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         action: KubeletAction::Nothing,
         wake_after: wake,
         ready: None,
+        exits: Vec::new(),
     };
     let phase = pod
         .status
@@ -712,6 +751,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
                 action: KubeletAction::Remove,
                 wake_after: None,
                 ready: None,
+                exits: Vec::new(),
             }
         } else {
             nothing(Some(done.duration_since(now)))
@@ -724,6 +764,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
     let old = pod.status.clone().unwrap_or_default();
     let mut st = old.clone();
     let mut wake: Option<SignedDuration> = None;
+    let mut exits = Vec::new();
     let mut soon = |at: Timestamp| {
         let d = at.duration_since(now).max(SignedDuration::ZERO);
         wake = Some(wake.map_or(d, |w: SignedDuration| w.min(d)));
@@ -801,6 +842,11 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
                 });
                 cs.state = Some(waiting("ContainerCreating"));
                 cs.restart_count += 1;
+                exits.push(ContainerExit {
+                    container: c.name.clone(),
+                    restart_count: cs.restart_count,
+                    at: now,
+                });
                 cs.ready = false;
                 cs.started = Some(false);
                 cs.image = image.clone();
@@ -827,6 +873,11 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
                         ..ContainerState::default()
                     });
                     cs.restart_count += 1;
+                    exits.push(ContainerExit {
+                        container: c.name.clone(),
+                        restart_count: cs.restart_count,
+                        at: now,
+                    });
                     cs.ready = false;
                     cs.started = Some(false);
                     cs.state = Some(ContainerState {
@@ -847,11 +898,19 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
                 }
             }
         } else if let Some(w) = &state.waiting {
-            let finished = cs
-                .last_state
-                .as_ref()
-                .and_then(|l| l.terminated.as_ref())
-                .and_then(|t| t.finished_at.clone());
+            // The runtime's own record of the exit, else the stored
+            // whole-second `finishedAt`.
+            let finished = facts
+                .exits
+                .iter()
+                .find(|e| e.container == c.name && e.restart_count == cs.restart_count)
+                .map(|e| Time(e.at))
+                .or_else(|| {
+                    cs.last_state
+                        .as_ref()
+                        .and_then(|l| l.terminated.as_ref())
+                        .and_then(|t| t.finished_at.clone())
+                });
             let start_at = if w.reason.as_deref() == Some("CrashLoopBackOff") {
                 since(finished.as_ref(), backoff(cs.restart_count))
             } else if let Some(killed) = &finished {
@@ -977,6 +1036,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         },
         wake_after: wake,
         ready: Some(ready),
+        exits,
     }
 }
 

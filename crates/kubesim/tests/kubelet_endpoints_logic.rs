@@ -376,6 +376,7 @@ fn container_start_delays_count_from_the_precise_sandbox_start_not_the_whole_sec
     let facts = |sandbox_started| kubelet::PodFacts {
         termination_started: None,
         sandbox_started,
+        exits: &[],
         pod_ip: "10.0.0.1",
         host_ip: "172.18.0.2",
         forced_unready: false,
@@ -408,6 +409,8 @@ struct Kubelet {
     started: k8s_openapi::jiff::Timestamp,
     override_since: Option<k8s_openapi::jiff::Timestamp>,
     last_wake: Option<SignedDuration>,
+    /// The containers' exits, kept as the driver keeps them.
+    exits: Vec<kubelet::ContainerExit>,
 }
 
 impl Kubelet {
@@ -428,6 +431,7 @@ impl Kubelet {
             started: now,
             override_since: None,
             last_wake: None,
+            exits: Vec::new(),
         }
     }
 
@@ -438,10 +442,15 @@ impl Kubelet {
             pod_ip: "10.244.0.2",
             host_ip: "172.18.0.2",
             ready_override_since: self.override_since,
+            exits: &self.exits,
             ..kubelet::PodFacts::default()
         };
         let step = kubelet::step(&self.pod, &self.cfg, facts, self.now);
         self.last_wake = step.wake_after;
+        for exit in step.exits {
+            self.exits.retain(|e| e.container != exit.container);
+            self.exits.push(exit);
+        }
         match step.action {
             kubelet::KubeletAction::UpdateStatus(st) => {
                 self.pod.status = Some(*st);
@@ -764,8 +773,90 @@ fn node_pools_give_matching_nodes_their_own_timing() {
     let k = Kubelet::new(json!({"containers": [{"name": "app", "image": "nginx:1"}]}));
     let created = k.now;
     assert_eq!(
-        slow.bind_at(&k.pod).unwrap().duration_since(created),
+        slow.bind_at(&k.pod, None).unwrap().duration_since(created),
         SignedDuration::from_secs(30)
     );
-    assert_eq!(cfg.bind_at(&k.pod), Some(created));
+    assert_eq!(cfg.bind_at(&k.pod, None), Some(created));
+}
+
+#[test]
+fn the_scheduling_delay_counts_from_the_schedulers_first_sight_not_the_whole_second_creation() {
+    let cfg = kubelet::KubeletConfig {
+        scheduling_delay: Delay::Fixed(SignedDuration::from_millis(500)),
+        ..kubelet::KubeletConfig::default()
+    };
+    // creationTimestamp went through the API: whole seconds. The pod was created (and first seen
+    // by the scheduler) 0.7 s into that second.
+    let k = Kubelet::new(json!({"containers": [{"name": "app", "image": "nginx:1"}]}));
+    let created = k.now;
+    let seen = created
+        .checked_add(SignedDuration::from_millis(700))
+        .unwrap();
+    assert_eq!(
+        cfg.bind_at(&k.pod, Some(seen)),
+        Some(seen.checked_add(SignedDuration::from_millis(500)).unwrap())
+    );
+    // From the stored second, the delay would already be over when the scheduler first looks.
+    assert!(cfg.bind_at(&k.pod, None).unwrap() < seen);
+}
+
+#[test]
+fn an_in_place_restart_counts_from_the_precise_kill_not_the_whole_second_finished_at() {
+    let mut k = Kubelet::new(json!({"containers": [{"name": "app", "image": "nginx:1"}]}));
+    k.run_until_ready();
+    // The image changes 0.7 s into a second.
+    k.now = k.now.checked_add(SignedDuration::from_millis(700)).unwrap();
+    let killed_at = k.now;
+    k.pod.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
+    assert!(k.sync());
+    assert_eq!(
+        k.exits,
+        vec![kubelet::ContainerExit {
+            container: "app".into(),
+            restart_count: 1,
+            at: killed_at,
+        }],
+        "the step reports the kill to the driver, to the nanosecond"
+    );
+    // The status goes through the API: finishedAt loses its fraction.
+    k.pod = serde_json::from_value(serde_json::to_value(&k.pod).unwrap()).unwrap();
+    let finished = k.container("app").last_state.unwrap().terminated.unwrap();
+    assert_eq!(
+        killed_at.duration_since(finished.finished_at.unwrap().0),
+        SignedDuration::from_millis(700),
+        "the API keeps whole seconds"
+    );
+    // Defaults: stop 1 s + pull 5 s + start 2 s = 8 s after the kill. At 7.9 s: not yet.
+    k.now = killed_at
+        .checked_add(SignedDuration::from_millis(7900))
+        .unwrap();
+    assert!(!k.sync(), "the container does not start early");
+    assert_eq!(k.last_wake, Some(SignedDuration::from_millis(100)));
+    assert!(k.wake());
+    assert_eq!(
+        k.now.duration_since(killed_at),
+        SignedDuration::from_secs(8)
+    );
+    assert!(k.container("app").ready);
+
+    // Without the kubelet's own record, the stored second would start it 0.7 s early.
+    let mut early = Kubelet::new(json!({"containers": [{"name": "app", "image": "nginx:1"}]}));
+    early.run_until_ready();
+    early.now = early
+        .now
+        .checked_add(SignedDuration::from_millis(700))
+        .unwrap();
+    let early_kill = early.now;
+    early.pod.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
+    early.sync();
+    early.pod = serde_json::from_value(serde_json::to_value(&early.pod).unwrap()).unwrap();
+    early.exits.clear();
+    early.now = early_kill
+        .checked_add(SignedDuration::from_millis(7400))
+        .unwrap();
+    assert!(early.sync());
+    assert!(
+        early.container("app").ready,
+        "started from the truncated finishedAt"
+    );
 }

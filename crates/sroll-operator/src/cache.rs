@@ -467,6 +467,22 @@ pub fn pod_in_place(
         .unwrap_or_default()
 }
 
+/// The cached pod `name` of `namespace` as the in-place executor reads it
+/// ([`sroll_planner::inplace::SeenPod`]: uid, resourceVersion, revision, `Ready`, in-place view).
+pub fn pod_seen(
+    caches: &Caches,
+    namespace: &str,
+    name: &str,
+) -> Option<sroll_planner::inplace::SeenPod> {
+    caches
+        .pods
+        .get(&ObjectRef::new(name).within(namespace))
+        .map(|p| sroll_planner::inplace::SeenPod {
+            in_place: p.in_place(),
+            ..sroll_planner::inplace::SeenPod::from_pod(&p.to_pod())
+        })
+}
+
 /// The pods of StatefulSet `sts_name` with ordinals `start..start+replicas`, from the cache.
 pub fn pods_of(
     caches: &Caches,

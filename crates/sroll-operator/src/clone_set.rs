@@ -38,7 +38,7 @@ use kube::{
         controller::Action as Requeue,
         events::{Event, EventType},
         predicates,
-        reflector::{self, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -53,7 +53,7 @@ use sroll_api::{
 };
 use sroll_planner::{
     clone_set::{self as planner, CloneSetObserved, CloneSetPlan, PodPhase, PodView},
-    inplace::{self, PodInPlace, PodWrite},
+    inplace::{self, PodInPlace, SeenPod},
 };
 
 use crate::{
@@ -894,25 +894,20 @@ async fn execute(
         }
     }
 
-    // In-place writes, each pod's in order through the shared executor, pods concurrently.
-    let mut by_pod: Vec<Vec<PodWrite>> = Vec::new();
-    for w in &plan.in_place {
-        match by_pod.iter_mut().find(|g| g[0].pod == w.pod) {
-            Some(g) => g.push(w.clone()),
-            None => by_pod.push(vec![w.clone()]),
+    // In-place writes through the shared executor: each pod's in order, pods concurrently, status
+    // writes from the cached pod without a read.
+    if !plan.in_place.is_empty() {
+        let outcome = crate::inplace::execute_seen(&pods, &plan.in_place, |name| {
+            ctx.pods
+                .get(&ObjectRef::new(name).within(&ns))
+                .map(|p| SeenPod::from_pod(&p))
+        })
+        .await;
+        for pod in outcome.written {
+            ctx.expectations.written(pod);
         }
-    }
-    for chunk in by_pod.chunks(MAX_CONCURRENT_WRITES) {
-        let outcomes =
-            futures::future::join_all(chunk.iter().map(|w| crate::inplace::execute(&pods, w)))
-                .await;
-        for outcome in outcomes {
-            for pod in outcome.written {
-                ctx.expectations.written(pod);
-            }
-            if let Some(e) = outcome.error {
-                failure.get_or_insert(e);
-            }
+        if let Some(e) = outcome.error {
+            failure.get_or_insert(e);
         }
     }
 

@@ -604,7 +604,10 @@ async fn execute_action(
                 executed.rejected = apply_set(ctx, &sts_api, &mv.statefulset).await?;
             }
             if executed.rejected.is_none() {
-                let outcome = crate::inplace::execute(&pod_api, writes).await;
+                let outcome = crate::inplace::execute_seen(&pod_api, writes, |pod| {
+                    cache::pod_seen(&ctx.caches, namespace, pod)
+                })
+                .await;
                 let names: Vec<String> = outcome.written.iter().map(|p| p.name_any()).collect();
                 tracing::info!(rollout = %key, written = ?names, skipped = outcome.skipped, "in-place writes");
                 for pod in outcome.written {

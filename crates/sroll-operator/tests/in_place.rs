@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use sroll_api::{Phase, PodUpdatePolicy, condition_types as ct};
 use sroll_planner::inplace::{READINESS_GATE, STATE_ANNOTATION};
 use sroll_testkit::{
-    DEADLINE, Env, Rollout,
+    DEADLINE, Env, Rollout, RunningOperator,
     evictions::Evictions,
     status::{condition, update_revision},
     wait_for,
@@ -131,6 +131,96 @@ async fn an_image_only_change_updates_every_pod_in_place_within_the_budget() {
         "no pod recreated: {:?}",
         report.moves
     );
+}
+
+/// The operator's requests on pods, by `VERB subresource code` (kubesim's `/metrics`).
+async fn pod_requests(env: &Env) -> BTreeMap<String, f64> {
+    let req = http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(env.cluster.service(), req)
+        .await
+        .unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let label = |line: &str, name: &str| {
+        line.split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut out = BTreeMap::new();
+    for line in String::from_utf8_lossy(&bytes).lines() {
+        if !line.starts_with("apiserver_request_total{")
+            || label(line, "user_agent") != "sroll-operator"
+            || label(line, "resource") != "pods"
+        {
+            continue;
+        }
+        let key = format!(
+            "{} {} {}",
+            label(line, "verb"),
+            label(line, "subresource"),
+            label(line, "code")
+        );
+        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *out.entry(key).or_insert(0.0) += n;
+    }
+    out
+}
+
+/// With the default grace period an in-place update is three writes per pod and no read: the
+/// out-of-traffic and ready steps are status patches on the cached pod, under its resourceVersion,
+/// and the image update starts from the object the first patch returned. A patch refused because
+/// the cache was behind (409) costs one read, never a second write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_pod_updated_in_place_costs_three_writes_and_a_read_only_after_a_conflict() {
+    // The operator with its production client (its own User-Agent), so kubesim counts its
+    // requests apart from the test's and the checker's.
+    let mut env = Env::without_operator().await;
+    let mut config = kube::Config::new(env.cluster.base_url().parse().unwrap());
+    config.default_namespace = env.ns.clone();
+    let client = sroll_operator::operator_client(config).unwrap();
+    let op = RunningOperator::start(client, env.settings());
+    env.checker.watch_operator(&op.exits);
+    env.operator = Some(op);
+    let base = in_place("cheap", 3);
+    settled(&env, &base, 1).await;
+    let before = pod_requests(&env).await;
+    env.apply(&base.clone().image("registry.example/app:v2"))
+        .await;
+    env.wait_phase("cheap", Phase::Done).await;
+    let after = pod_requests(&env).await;
+    let count = |key: &str| {
+        after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+    };
+    let diff: BTreeMap<&String, f64> = after
+        .keys()
+        .map(|k| (k, count(k)))
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    assert_eq!(
+        count("PATCH status 200") + count("UPDATE status 200"),
+        6.0,
+        "out of traffic and ready, once per pod: {diff:?}"
+    );
+    assert_eq!(
+        count("UPDATE  200"),
+        3.0,
+        "one image update per pod: {diff:?}"
+    );
+    assert_eq!(
+        count("GET  200"),
+        count("PATCH status 409"),
+        "a read only after a refused patch: {diff:?}"
+    );
+    assert!(
+        count("PATCH status 200") >= 3.0,
+        "the status steps go without a read: {diff:?}"
+    );
+    env.finish(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

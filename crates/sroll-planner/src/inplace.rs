@@ -565,31 +565,33 @@ impl Op {
         }
     }
 
+    /// Whether this write still applies to a pod at `revision` standing at `view`: not at the
+    /// target and not out of traffic yet (take out of traffic), still at the planned revision and
+    /// out of traffic (patch), every recorded container done and the gate not `True` (mark).
+    fn applies(&self, view: &PodInPlace, revision: Option<&str>) -> bool {
+        match self {
+            Op::TakeOutOfTraffic { target } => {
+                revision != Some(target.as_str()) && view.gate_ready != Some(false)
+            }
+            Op::PatchImages { from, .. } => {
+                revision == Some(from.as_str()) && view.gate_ready == Some(false)
+            }
+            Op::MarkReady => {
+                view.has_gate && view.gate_ready != Some(true) && view.containers_pending.is_empty()
+            }
+            // Needs the pod's SidecarSet hash: judged by `apply` on the pod itself, never offered
+            // as a status patch.
+            Op::PatchSidecars { .. } => false,
+        }
+    }
+
     /// The pod `pod` becomes with this write, or `None` when the write no longer applies to it
     /// (re-checked by the executor on a fresh copy of the pod: another revision than planned, or
     /// nothing to change), so a stale plan never updates a pod twice.
     pub fn apply(&self, pod: &Pod, now: Timestamp) -> Option<Pod> {
         let view = PodInPlace::from_pod(pod);
-        let revision = pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(labels::REVISION))
-            .map(String::as_str);
         match self {
-            Op::TakeOutOfTraffic { target } => (revision != Some(target.as_str())
-                && view.gate_ready != Some(false))
-            .then(|| out_of_traffic(pod, target, now)),
-            Op::PatchImages {
-                from,
-                target,
-                change,
-            } => (revision == Some(from.as_str()) && view.gate_ready == Some(false))
-                .then(|| patched(pod, change, target, now)),
-            Op::MarkReady => (view.has_gate
-                && view.gate_ready != Some(true)
-                && view.containers_pending.is_empty())
-            .then(|| marked_ready(pod, now)),
+            // A sidecar write is judged on the pod's SidecarSet hash, which the view lacks.
             Op::PatchSidecars {
                 sidecar_set,
                 from,
@@ -598,8 +600,116 @@ impl Op {
             } => (crate::sidecar_set::pod_hash(pod, sidecar_set).as_deref() == Some(from.as_str())
                 && (!view.has_gate || view.gate_ready == Some(false)))
             .then(|| crate::sidecar_set::patched_sidecars(pod, sidecar_set, change, target, now)),
+            _ if !self.applies(&view, revision_of(pod)) => None,
+            Op::TakeOutOfTraffic { target } => Some(out_of_traffic(pod, target, now)),
+            Op::PatchImages { target, change, .. } => Some(patched(pod, change, target, now)),
+            Op::MarkReady => Some(marked_ready(pod, now)),
         }
     }
+
+    /// The `pods/status` write of this step as a strategic merge patch on the pod as `seen` (the
+    /// operator's watch cache), so the executor writes without reading the pod first. The patch
+    /// carries `metadata.resourceVersion`: the API server applies it only to that exact version of
+    /// the pod (else 409 Conflict, and the executor falls back to a fresh read and [`Op::apply`]),
+    /// so the write is re-checked on the object it changes, as with a read. Its conditions are
+    /// those [`Op::apply`] would write, merged by `type`: the other conditions are left alone, and
+    /// a `lastTransitionTime` is sent only for a condition whose status changes.
+    ///
+    /// `None`: not a status write ([`Op::PatchImages`] needs the pod's container statuses), the
+    /// write does not apply to the pod as seen, or its resourceVersion is unknown.
+    pub fn status_patch(&self, seen: &SeenPod, now: Timestamp) -> Option<Value> {
+        if seen.resource_version.is_empty()
+            || !self.applies(&seen.in_place, seen.revision.as_deref())
+        {
+            return None;
+        }
+        let condition = |type_: &str, status: &str, reason: &str, message: &str, moved: bool| {
+            let mut c = serde_json::json!({
+                "type": type_, "status": status, "reason": reason, "message": message,
+            });
+            if moved {
+                c["lastTransitionTime"] = serde_json::json!(Time(now));
+            }
+            c
+        };
+        // The gate changes status in both writes (`applies` checked it is not there yet).
+        let conditions = match self {
+            Op::TakeOutOfTraffic { target } => vec![
+                condition(
+                    READINESS_GATE,
+                    "False",
+                    REASON_STARTED,
+                    &started_message(target),
+                    true,
+                ),
+                condition(
+                    predicates::POD_READY,
+                    "False",
+                    REASON_GATES_NOT_READY,
+                    &gates_not_ready_message(),
+                    seen.ready != Some(false),
+                ),
+            ],
+            Op::MarkReady => vec![condition(READINESS_GATE, "True", REASON_READY, "", true)],
+            Op::PatchImages { .. } | Op::PatchSidecars { .. } => return None,
+        };
+        Some(serde_json::json!({
+            "metadata": {"resourceVersion": seen.resource_version},
+            "status": {"conditions": conditions},
+        }))
+    }
+}
+
+/// What the operator's watch cache says of a pod: enough to write the status steps of an in-place
+/// update ([`Op::status_patch`]) without reading the pod first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenPod {
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.resourceVersion` (empty: unknown).
+    pub resource_version: String,
+    /// The `controller-revision-hash` label.
+    pub revision: Option<String>,
+    /// The `Ready` condition: `Some(true)` True, `Some(false)` False, `None` absent (or Unknown).
+    pub ready: Option<bool>,
+    /// Where the pod stands in an in-place update.
+    pub in_place: PodInPlace,
+}
+
+impl SeenPod {
+    /// Reads the view from a whole pod.
+    pub fn from_pod(pod: &Pod) -> Self {
+        SeenPod {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            resource_version: pod.metadata.resource_version.clone().unwrap_or_default(),
+            revision: revision_of(pod).map(str::to_owned),
+            ready: predicates::pod_ready_condition(pod).and_then(|c| match c.status.as_str() {
+                "True" => Some(true),
+                "False" => Some(false),
+                _ => None,
+            }),
+            in_place: PodInPlace::from_pod(pod),
+        }
+    }
+}
+
+/// The pod's `controller-revision-hash` label.
+fn revision_of(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::REVISION))
+        .map(String::as_str)
+}
+
+/// The gate condition's message while the pod is out of traffic for `target`.
+fn started_message(target: &str) -> String {
+    format!("{OUT_OF_TRAFFIC_MESSAGE_PREFIX}{target}")
+}
+
+/// The `Ready` condition's message while the gate holds the pod (the kubelet's own wording).
+fn gates_not_ready_message() -> String {
+    format!("the status of pod readiness gate \"{READINESS_GATE}\" is not \"True\", but False")
 }
 
 /// `pod` with `type_` set to `status` (its `lastTransitionTime` moves only when the status does).
@@ -647,7 +757,7 @@ pub fn out_of_traffic(pod: &Pod, target: &str, now: Timestamp) -> Pod {
         READINESS_GATE,
         "False",
         REASON_STARTED,
-        &format!("{OUT_OF_TRAFFIC_MESSAGE_PREFIX}{target}"),
+        &started_message(target),
         now,
     );
     with_condition(
@@ -655,9 +765,7 @@ pub fn out_of_traffic(pod: &Pod, target: &str, now: Timestamp) -> Pod {
         predicates::POD_READY,
         "False",
         REASON_GATES_NOT_READY,
-        &format!(
-            "the status of pod readiness gate \"{READINESS_GATE}\" is not \"True\", but False"
-        ),
+        &gates_not_ready_message(),
         now,
     )
 }
@@ -1285,6 +1393,158 @@ mod tests {
             gate.last_transition_time,
             Some(Time(at(50))),
             "the grace period starts once"
+        );
+    }
+
+    /// `pod` after the API server applies `patch` to its status: a strategic merge of
+    /// `status.conditions` by `type`, field by field (the patch strategy of `PodStatus.conditions`).
+    fn merged(pod: &Pod, patch: &Value) -> Pod {
+        let mut v = serde_json::to_value(pod).expect("serializes");
+        if v["status"]["conditions"].is_null() {
+            v["status"]["conditions"] = json!([]);
+        }
+        let conditions = v["status"]["conditions"]
+            .as_array_mut()
+            .expect("a list of conditions");
+        for c in patch["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+        {
+            match conditions.iter_mut().find(|x| x["type"] == c["type"]) {
+                Some(x) => {
+                    for (k, val) in c.as_object().expect("an object") {
+                        x[k] = val.clone();
+                    }
+                }
+                None => conditions.push(c.clone()),
+            }
+        }
+        serde_json::from_value(v).expect("deserializes")
+    }
+
+    /// Through JSON, as the API server stores it (whole-second times).
+    fn stored(pod: &Pod) -> Pod {
+        serde_json::from_value(serde_json::to_value(pod).expect("serializes"))
+            .expect("deserializes")
+    }
+
+    #[test]
+    fn each_status_patch_writes_what_a_read_and_replace_would_write() {
+        let with_rv = |mut p: Pod| {
+            p.metadata.resource_version = Some("7".into());
+            p
+        };
+        let idle = with_rv(pod("rev-1"));
+        // Already not Ready (a container restarted on its own): Ready's transition time stays.
+        let mut unready = idle.clone();
+        for c in unready
+            .status
+            .as_mut()
+            .and_then(|s| s.conditions.as_mut())
+            .expect("conditions")
+            .iter_mut()
+            .filter(|c| c.type_ == "Ready")
+        {
+            c.status = "False".into();
+        }
+        // Patched, its containers done: to be marked ready.
+        let change = image_change();
+        let mut restarted = patched(
+            &out_of_traffic(&idle, "rev-2", at(10)),
+            &change,
+            "rev-2",
+            at(10),
+        );
+        set_status(
+            &mut restarted,
+            "app",
+            running("app", "app:2", "sha-app2", true),
+        );
+        // Created from a template with the gate: no gate condition yet.
+        let mut fresh = with_rv(pod("rev-2"));
+        if let Some(c) = fresh.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            c.retain(|c| c.type_ != READINESS_GATE);
+        }
+        let take_out = Op::TakeOutOfTraffic {
+            target: "rev-2".into(),
+        };
+        for (what, op, p) in [
+            ("take a Ready pod out", &take_out, &idle),
+            ("take an unready pod out", &take_out, &unready),
+            ("mark a restarted pod ready", &Op::MarkReady, &restarted),
+            ("give a new pod its condition", &Op::MarkReady, &fresh),
+        ] {
+            let now = at(20);
+            let patch = op
+                .status_patch(&SeenPod::from_pod(p), now)
+                .unwrap_or_else(|| panic!("{what}: a patch"));
+            assert_eq!(patch["metadata"], json!({"resourceVersion": "7"}), "{what}");
+            assert_eq!(
+                patch.as_object().map(|o| o.len()),
+                Some(2),
+                "{what}: metadata and status only"
+            );
+            let replaced = op.apply(p, now).expect("applies");
+            assert_eq!(
+                stored(&merged(p, &patch)).status,
+                stored(&replaced).status,
+                "{what}"
+            );
+        }
+        // The transition times the patches carry: the gate's always, Ready's only when it moves.
+        let patch = take_out
+            .status_patch(&SeenPod::from_pod(&unready), at(20))
+            .expect("a patch");
+        assert!(patch["status"]["conditions"][1]["lastTransitionTime"].is_null());
+        assert_eq!(
+            patch["status"]["conditions"][0]["lastTransitionTime"],
+            json!(Time(at(20)))
+        );
+    }
+
+    #[test]
+    fn a_status_patch_is_offered_only_where_the_write_applies_on_the_pod_as_seen() {
+        let mut idle = pod("rev-1");
+        idle.metadata.resource_version = Some("7".into());
+        let take_out = Op::TakeOutOfTraffic {
+            target: "rev-2".into(),
+        };
+        let out = out_of_traffic(&idle, "rev-2", at(1));
+        let patching = Op::PatchImages {
+            from: "rev-1".into(),
+            target: "rev-2".into(),
+            change: image_change(),
+        };
+        let restarting = patched(&out, &image_change(), "rev-2", at(1));
+        let mut unknown_version = SeenPod::from_pod(&idle);
+        unknown_version.resource_version.clear();
+        for (what, op, seen) in [
+            ("already out of traffic", &take_out, SeenPod::from_pod(&out)),
+            ("already at the target", &take_out, {
+                let mut p = idle.clone();
+                p.metadata.labels =
+                    Some([(labels::REVISION.to_owned(), "rev-2".to_owned())].into());
+                SeenPod::from_pod(&p)
+            }),
+            (
+                "containers still restarting",
+                &Op::MarkReady,
+                SeenPod::from_pod(&restarting),
+            ),
+            ("already marked", &Op::MarkReady, SeenPod::from_pod(&idle)),
+            (
+                "a pod update, not a status write",
+                &patching,
+                SeenPod::from_pod(&out),
+            ),
+            ("resourceVersion unknown", &take_out, unknown_version),
+        ] {
+            assert_eq!(op.status_patch(&seen, at(2)), None, "{what}");
+        }
+        assert!(
+            take_out
+                .status_patch(&SeenPod::from_pod(&idle), at(2))
+                .is_some()
         );
     }
 }

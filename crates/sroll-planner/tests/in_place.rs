@@ -494,3 +494,123 @@ fn a_pod_out_of_traffic_stays_out_while_the_statefulset_controller_has_not_seen_
     assert_eq!(sim.out_of_traffic, 6, "each pod taken out of traffic once");
     assert_eq!(sim.patches, 6);
 }
+
+/// The kubelet has not recomputed `Ready` yet after the gate turned `True`: the pods are still
+/// `Ready=False` (the out-of-traffic write's reason) for a moment.
+fn ready_lags(sim: &mut Sim, ordinals: &[i32]) {
+    for o in ordinals {
+        if let Some(p) = sim.pods.get_mut(o) {
+            p.ready_since = None;
+        }
+    }
+}
+
+/// Plans `n` times without time passing; panics if a plan evicts or deletes one of `pods`.
+fn no_replacement_of(sim: &mut Sim, pods: &[&str], n: usize) {
+    for _ in 0..n {
+        let p = sim.step();
+        if let Action::Evict { pods: chosen, .. } | Action::DeletePods { pods: chosen, .. } =
+            &p.action
+        {
+            assert!(
+                chosen.iter().all(|c| !pods.contains(&c.as_str())),
+                "{chosen:?} replaced while put back into traffic: {:?}\n{:#?}",
+                p.status.reason,
+                sim.trace
+            );
+        }
+    }
+}
+
+/// A pod legitimately put back into traffic (its pending change dropped) is Ready=False until the
+/// kubelet recomputes `Ready` from its gate: an old pod that is not Ready, like a broken one. The
+/// broken-pod rules (replace for free) must not take it. After a lowered `percent` it is below the
+/// target range the Partitioned rule scans, the OnDelete rule only chooses among the highest old
+/// pods (every pod above it is at the update revision or on its way), and a rollout whose target is
+/// reached is done (no rule runs); after a rollback it is at the update revision (in flight, not
+/// old).
+#[test]
+fn a_pod_put_back_into_traffic_is_not_replaced_as_broken_while_its_ready_catches_up() {
+    // Lowered percent: web-5 is updated, web-4 falls out of the target range during its grace
+    // period.
+    let mut sim = settled(6, 1, PodUpdatePolicy::InPlaceIfPossible, 20);
+    let before = uids(&sim);
+    set_image(&mut sim, "registry.example.com/app:v3");
+    let v2 = sim.pods[&4].revision.clone();
+    for _ in 0..500 {
+        if sim.pods[&4].gate == Some(false) {
+            break;
+        }
+        if sim.step().action == Action::Wait {
+            sim.advance(1);
+        }
+    }
+    assert_eq!(sim.pods[&4].gate, Some(false), "{:?}", sim.trace);
+    assert_ne!(sim.pods[&5].revision, v2, "web-5 updated");
+    sim.edit(|r| r.spec.percent = 16); // ceil(6 × 16%) = 1: web-5 only
+    for _ in 0..10 {
+        sim.step();
+        if sim.pods[&4].gate == Some(true) {
+            break;
+        }
+    }
+    assert_eq!(sim.pods[&4].gate, Some(true), "put back: {:?}", sim.trace);
+    assert_eq!(sim.pods[&4].patches, 0, "its change dropped");
+    ready_lags(&mut sim, &[4]);
+    no_replacement_of(&mut sim, &["web-4"], 3);
+    let last = done(&mut sim);
+    assert_eq!(last.status.updated_replicas, Some(1));
+    assert_eq!(uids(&sim), before, "no pod recreated: {:?}", sim.trace);
+    assert_eq!((sim.evictions, sim.deletes), (0, 0));
+
+    // A rollback during the grace period: both pods are at the target again.
+    let mut sim = settled(6, 2, PodUpdatePolicy::InPlaceIfPossible, 20);
+    let before = uids(&sim);
+    set_image(&mut sim, "registry.example.com/app:v3");
+    first_in_place(&mut sim);
+    set_image(&mut sim, "registry.example.com/app:v2");
+    for _ in 0..10 {
+        sim.step();
+        if [4, 5].iter().all(|o| sim.pods[o].gate == Some(true)) {
+            break;
+        }
+    }
+    assert!(
+        [4, 5].iter().all(|o| sim.pods[o].gate == Some(true)),
+        "{:?}",
+        sim.trace
+    );
+    ready_lags(&mut sim, &[4, 5]);
+    no_replacement_of(&mut sim, &["web-4", "web-5"], 3);
+    done(&mut sim);
+    assert_eq!(uids(&sim), before, "no pod recreated: {:?}", sim.trace);
+    assert_eq!((sim.evictions, sim.deletes, sim.patches), (0, 0, 0));
+
+    // OnDelete, lowered percent: the highest old pods it would choose are above web-4.
+    let r = Rollout::test()
+        .replicas(6)
+        .on_delete()
+        .in_place(PodUpdatePolicy::InPlaceIfPossible, 20)
+        .build();
+    let mut sim = Sim::new(r);
+    sim.pdb_max_unavailable = Some(2);
+    done(&mut sim);
+    reset(&mut sim);
+    let before = uids(&sim);
+    set_image(&mut sim, "registry.example.com/app:v3");
+    let p = first_in_place(&mut sim);
+    assert_eq!(p.status.in_place_updating, ["web-5", "web-4"]);
+    sim.edit(|r| r.spec.percent = 16);
+    for _ in 0..10 {
+        sim.step();
+        if sim.pods[&4].gate == Some(true) {
+            break;
+        }
+    }
+    assert_eq!(sim.pods[&4].gate, Some(true), "put back: {:?}", sim.trace);
+    ready_lags(&mut sim, &[4]);
+    no_replacement_of(&mut sim, &["web-4"], 3);
+    done(&mut sim);
+    assert_eq!(uids(&sim), before, "no pod recreated: {:?}", sim.trace);
+    assert_eq!((sim.evictions, sim.deletes, sim.patches), (0, 0, 1));
+}

@@ -111,6 +111,16 @@ fn bench_quick_reports_every_scenario_with_finite_measured_and_ideal_times() {
         "{surge}"
     );
     assert!(number(&surge["metrics"], "min_ready") >= pods, "{surge}");
+    // Scenario 7 measures the pods' span (first pod out of service to the last back), inside the
+    // time from the release to Done, which it reports beside it.
+    for row in rows.iter().filter(|r| r["scenario"].as_u64() == Some(7)) {
+        let total = number(&row["metrics"], "release_to_done_seconds");
+        assert!(total >= number(row, "measured_seconds"), "{row}");
+        assert!(
+            number(&row["metrics"], "release_to_first_pod_out_seconds") >= 0.0,
+            "{row}"
+        );
+    }
     // The table and the targets were printed.
     assert!(
         stdout.contains("MEASURED") && stdout.contains("Targets:"),

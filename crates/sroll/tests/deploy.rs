@@ -116,8 +116,14 @@ fn namespaced_install_watches_only_its_namespace() {
     );
     let rules = cluster_roles[0]["rules"].as_array().expect("rules");
     assert_eq!(rules.len(), 1, "{rules:?}");
-    assert_eq!(rules[0]["resources"], serde_json::json!(["mutatingwebhookconfigurations"]));
-    assert_eq!(rules[0]["resourceNames"], serde_json::json!(["sroll-mutating-webhooks"]));
+    assert_eq!(
+        rules[0]["resources"],
+        serde_json::json!(["mutatingwebhookconfigurations"])
+    );
+    assert_eq!(
+        rules[0]["resourceNames"],
+        serde_json::json!(["sroll-mutating-webhooks"])
+    );
     // SidecarSets are not served by a namespaced install: no configuration refuses their writes.
     assert!(
         !objs

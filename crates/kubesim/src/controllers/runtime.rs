@@ -60,7 +60,7 @@ use crate::{
     auth::UserInfo,
     eviction::{self, EvictionBackend, StatusError},
     faults::Faults,
-    kubelet::{self, Clock, KubeletAction, KubeletConfig, PodFacts},
+    kubelet::{self, Clock, ContainerExit, KubeletAction, KubeletConfig, PodFacts},
     store::EventType,
 };
 
@@ -607,6 +607,12 @@ struct Shared {
     /// When each pod's sandbox started, by uid, to the nanosecond (`status.startTime` is stored in
     /// whole seconds, so timing container starts from it would start them up to a second early).
     sandbox_started: Mutex<HashMap<String, Timestamp>>,
+    /// Per pod uid: the latest exit of each container, to the nanosecond (the container runtime's
+    /// record; `lastState.terminated.finishedAt` is stored in whole seconds).
+    exits: Mutex<HashMap<String, Vec<ContainerExit>>>,
+    /// When the scheduler first saw each unbound pod, by uid, to the nanosecond (its queue's
+    /// timestamp; `creationTimestamp` is stored in whole seconds).
+    queued: Mutex<HashMap<String, Timestamp>>,
     node_failed_at: Mutex<HashMap<String, Timestamp>>,
     /// Per pod uid: the `Ready` status the kubelet last computed, and since
     /// when the stored one differs from it (someone else's write).
@@ -691,6 +697,8 @@ impl Simulation {
             pod_ips: Mutex::default(),
             terminating: Mutex::default(),
             sandbox_started: Mutex::default(),
+            exits: Mutex::default(),
+            queued: Mutex::default(),
             node_failed_at: Mutex::default(),
             ready_seen: Mutex::default(),
         });
@@ -973,7 +981,17 @@ impl Shared {
     fn on_pod(&self, c: Change<Pod>) {
         let (pod, old) = match &c {
             Change::Upsert { new, old } => (new.clone(), old.clone()),
-            Change::Delete(o) => (o.clone(), None),
+            Change::Delete(o) => {
+                // A pod deleted before the scheduler or the kubelet finished with it.
+                let uid = o.metadata.uid.as_deref().unwrap_or_default();
+                if let Ok(mut q) = self.queued.lock() {
+                    q.remove(uid);
+                }
+                if let Ok(mut m) = self.exits.lock() {
+                    m.remove(uid);
+                }
+                (o.clone(), None)
+            }
         };
         let (ns, name) = ns_name(&pod.metadata);
         // kubelet + scheduler
@@ -1706,6 +1724,9 @@ async fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         .filter(|n| !n.is_empty());
     let Some(node) = node else {
         if pod.metadata.deletion_timestamp.is_some() {
+            if let Ok(mut q) = s.queued.lock() {
+                q.remove(&uid);
+            }
             return Ok(None);
         }
         return schedule(s, ns, name, &pod, now).await;
@@ -1764,9 +1785,16 @@ async fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
             }
         }
     });
+    let exits = s
+        .exits
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&uid).cloned())
+        .unwrap_or_default();
     let facts = PodFacts {
         termination_started: s.terminating.lock().ok().and_then(|t| t.get(&uid).copied()),
         sandbox_started,
+        exits: &exits,
         pod_ip: &ip,
         host_ip: &host,
         forced_unready: s.faults.is_unready(ns, name),
@@ -1790,6 +1818,17 @@ async fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
                 .await?;
             kubelet_container_events(s, &pod, &v, &node, now);
             s.caches.pods.apply(v);
+            // The runtime stopped these containers (only once the status saying so is written: a
+            // failed write is redone by the next sync, which records its own instant).
+            if !step.exits.is_empty()
+                && let Ok(mut m) = s.exits.lock()
+            {
+                let kept = m.entry(uid.clone()).or_default();
+                for exit in step.exits {
+                    kept.retain(|e| e.container != exit.container);
+                    kept.push(exit);
+                }
+            }
         }
         KubeletAction::Remove => {
             let opts = DeleteOptions {
@@ -1811,6 +1850,9 @@ async fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
             }
             if let Ok(mut t) = s.sandbox_started.lock() {
                 t.remove(&uid);
+            }
+            if let Ok(mut m) = s.exits.lock() {
+                m.remove(&uid);
             }
             if let Ok(mut ips) = s.pod_ips.lock() {
                 ips.remove(&uid);
@@ -1838,6 +1880,13 @@ async fn schedule(
     pod: &Pod,
     now: Timestamp,
 ) -> Result<Option<Duration>, ApiError> {
+    // The scheduling delay counts from the scheduler's first sight of the pod.
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let queued = s
+        .queued
+        .lock()
+        .ok()
+        .map(|mut q| *q.entry(uid.clone()).or_insert(now));
     let nodes: Vec<Node> = s
         .caches
         .nodes
@@ -1941,7 +1990,7 @@ async fn schedule(
         .nodes
         .get("", &node)
         .and_then(|n| n.metadata.labels.clone());
-    if let Some(at) = s.kubelet.for_node(pool.as_ref()).bind_at(pod)
+    if let Some(at) = s.kubelet.for_node(pool.as_ref()).bind_at(pod, queued)
         && at > now
     {
         return Ok(Some(s.clock.real(at.duration_since(now))));
@@ -1960,6 +2009,9 @@ async fn schedule(
         },
     };
     let bound = crate::binding::bind(&s.api, ns, name, &binding, now)?;
+    if let Ok(mut q) = s.queued.lock() {
+        q.remove(&uid);
+    }
     s.caches.pods.apply(bound);
     scheduler_event(
         s,

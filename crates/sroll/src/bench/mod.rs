@@ -444,6 +444,21 @@ struct Measured {
     reconciles: f64,
     /// The most pods of the app seen unavailable at once (a pod watch; missing pods count).
     max_unavailable: usize,
+    /// When the release was written, the first pod went out of service and the last came back.
+    started: Instant,
+    span: probe::Span,
+}
+
+impl Measured {
+    /// Seconds from the first pod out of service to the last one back (the span the ideal's pod
+    /// cycles describe), and from the release's write to the first pod out and from the last pod
+    /// back to `Done`; `None` when the watch saw no pod leave.
+    fn pod_span(&self) -> Option<(f64, f64, f64)> {
+        let (out, back) = (self.span.first_out?, self.span.last_back?);
+        let before = out.checked_duration_since(self.started)?.as_secs_f64();
+        let after = self.seconds - back.checked_duration_since(self.started)?.as_secs_f64();
+        Some((self.span.seconds()?, before, after))
+    }
 }
 
 async fn measure_release(
@@ -454,19 +469,22 @@ async fn measure_release(
 ) -> anyhow::Result<Measured> {
     let api0 = env.api_counters().await?;
     let rec0 = env.reconciles().await?;
-    let probe = probe::Unavailability::start(&env.client, app, replicas_of(env, app).await?);
+    let mut probe = probe::Unavailability::start(&env.client, app, replicas_of(env, app).await?);
+    probe.synced(Duration::from_secs(30)).await;
     let t0 = Instant::now();
     let generation = patch_rollout(&env.client, app, release(app, version)).await?;
     wait_done(&env.client, app, generation, limit_for(ideal)).await?;
     let seconds = t0.elapsed().as_secs_f64();
-    let max_unavailable = probe.stop();
+    let seen = probe.stop();
     let api = env.api_counters().await?.since(&api0);
     let reconciles = env.reconciles().await? - rec0;
     Ok(Measured {
         seconds,
         api,
         reconciles,
-        max_unavailable,
+        max_unavailable: seen.max_unavailable,
+        started: t0,
+        span: seen.span,
     })
 }
 
@@ -1416,14 +1434,36 @@ async fn in_place(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         let mut metrics = per_pod_metrics(&m, pods);
         metrics.insert("pods_restarted_in_place".into(), restarted as f64);
         metrics.insert("cycle_seconds".into(), cycle);
+        // The ideal is `ceil(k/B)` pod cycles: it starts when the first pod goes out of service
+        // and ends when the last one is back, so that is what is measured against it. The time
+        // before (the operator applies the release, the StatefulSet controller makes the
+        // revision) and after (the operator records Done) is reported beside it.
+        let (measured, span_note) = match m.pod_span() {
+            Some((span, before, after)) => {
+                metrics.insert("release_to_done_seconds".into(), m.seconds);
+                metrics.insert("release_to_first_pod_out_seconds".into(), before);
+                metrics.insert("last_pod_back_to_done_seconds".into(), after);
+                (
+                    span,
+                    format!(
+                        "measured = first pod out of service → last pod back ({:.2} s from the release to Done: {before:.2} s before the first pod out, {after:.2} s after the last pod back)",
+                        m.seconds
+                    ),
+                )
+            }
+            None => (
+                m.seconds,
+                "measured = release to Done (no pod seen leaving)".to_owned(),
+            ),
+        };
         rows.push(Row::new(
             7,
             format!("sroll {policy}"),
             pods,
-            m.seconds,
+            measured,
             ideal,
             format!(
-                "ideal ceil({pods}/{budget}) × {cycle:.2} s ({} cycle); {timings}; at most {} of {budget} unavailable; {restarted} pods restarted in place",
+                "{span_note}; ideal ceil({pods}/{budget}) × {cycle:.2} s ({} cycle); {timings}; at most {} of {budget} unavailable; {restarted} pods restarted in place",
                 if policy == "ReCreate" { "recreate" } else { "in-place" },
                 m.max_unavailable
             ),

@@ -1,13 +1,16 @@
 //! A watch on one app's pods that records the most pods unavailable at once during a measurement:
 //! the check that a fast result did not come from breaking the disruption budget (a measured time
-//! below the ideal can only be honest if the budget held).
+//! below the ideal can only be honest if the budget held). It also records when the first pod
+//! went out of service and when the last one came back: the span the performance model's ideal
+//! (`ceil(k/B)` pod cycles) describes.
 
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt;
@@ -55,10 +58,52 @@ impl Tally {
     }
 }
 
+/// When the app's pods left and came back, as the watch saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    /// The first event after the initial list that made more pods unavailable.
+    pub first_out: Option<Instant>,
+    /// The last event that made fewer pods unavailable (a pod became available).
+    pub last_back: Option<Instant>,
+}
+
+impl Span {
+    /// Records the unavailability going from `before` to `after` at `now`.
+    fn record(&mut self, before: Option<usize>, after: usize, now: Instant) {
+        let Some(before) = before else { return };
+        if after > before && self.first_out.is_none() {
+            self.first_out = Some(now);
+        }
+        if after < before {
+            self.last_back = Some(now);
+        }
+    }
+
+    /// Seconds from the first pod out to the last pod back.
+    pub fn seconds(&self) -> Option<f64> {
+        Some(
+            self.last_back?
+                .checked_duration_since(self.first_out?)?
+                .as_secs_f64(),
+        )
+    }
+}
+
+/// What the probe saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Seen {
+    /// The most pods unavailable at once.
+    pub max_unavailable: usize,
+    /// When the first pod left and the last came back.
+    pub span: Span,
+}
+
 /// The running probe.
 #[derive(Debug)]
 pub struct Unavailability {
     max: Arc<AtomicUsize>,
+    span: Arc<Mutex<Span>>,
+    synced: tokio::sync::watch::Receiver<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -68,28 +113,51 @@ impl Unavailability {
         let api = Api::<Pod>::namespaced(client.clone(), NAMESPACE);
         let max = Arc::new(AtomicUsize::new(0));
         let seen = max.clone();
+        let span = Arc::new(Mutex::new(Span::default()));
+        let spans = span.clone();
+        let (synced_tx, synced) = tokio::sync::watch::channel(false);
         let config = watcher::Config::default().labels(&format!("app={app}"));
         let task = tokio::spawn(async move {
             let mut tally = Tally {
                 replicas,
                 ..Tally::default()
             };
+            let mut last: Option<usize> = None;
             let mut events = std::pin::pin!(watcher(api, config).default_backoff());
             while let Some(event) = events.next().await {
                 if let Ok(event) = event
                     && let Some(now) = tally.apply(event)
                 {
                     seen.fetch_max(now, Ordering::Relaxed);
+                    if let Ok(mut s) = spans.lock() {
+                        s.record(last, now, Instant::now());
+                    }
+                    last = Some(now);
+                    let _ = synced_tx.send(true);
                 }
             }
         });
-        Self { max, task }
+        Self {
+            max,
+            span,
+            synced,
+            task,
+        }
     }
 
-    /// Stops the watch and returns the most pods seen unavailable at once.
-    pub fn stop(self) -> usize {
+    /// Waits (at most `limit`) until the initial list is in, so the first pod to leave is seen
+    /// leaving.
+    pub async fn synced(&mut self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.synced.wait_for(|s| *s)).await;
+    }
+
+    /// Stops the watch and returns what it saw.
+    pub fn stop(self) -> Seen {
         self.task.abort();
-        self.max.load(Ordering::Relaxed)
+        Seen {
+            max_unavailable: self.max.load(Ordering::Relaxed),
+            span: self.span.lock().map(|s| *s).unwrap_or_default(),
+        }
     }
 }
 
@@ -134,5 +202,23 @@ mod tests {
         assert_eq!(t.apply(watcher::Event::Delete(pod("a-0", true))), Some(2));
         assert_eq!(t.apply(watcher::Event::Apply(pod("a-0", true))), Some(1));
         assert_eq!(t.apply(watcher::Event::Apply(pod("a-2", true))), Some(0));
+    }
+
+    #[test]
+    fn the_span_runs_from_the_first_pod_out_to_the_last_pod_back() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut s = Span::default();
+        s.record(None, 1, at(0));
+        assert_eq!(s, Span::default(), "the initial list is no change");
+        s.record(Some(0), 0, at(5));
+        s.record(Some(0), 2, at(10));
+        s.record(Some(2), 1, at(20));
+        s.record(Some(1), 2, at(30));
+        s.record(Some(2), 0, at(45));
+        s.record(Some(0), 0, at(60));
+        assert_eq!(s.first_out, Some(at(10)));
+        assert_eq!(s.last_back, Some(at(45)));
+        assert_eq!(s.seconds(), Some(0.035));
     }
 }
