@@ -72,6 +72,8 @@ pub const NEEDED_CLUSTER_WIDE: &[Permission] = &[
     ("list", sroll_api::GROUP, "sidecarsets", ""),
     ("watch", sroll_api::GROUP, "sidecarsets", ""),
     ("patch", sroll_api::GROUP, "sidecarsets", "status"),
+    ("list", "", "namespaces", ""),
+    ("watch", "", "namespaces", ""),
 ];
 
 /// Permissions on the leader-election Lease, in its namespace.

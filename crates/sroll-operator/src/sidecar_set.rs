@@ -13,15 +13,21 @@
 //! [`crate::inplace::execute`] (the one in-place executor), Events → status through the status
 //! subresource.
 //!
-//! Simplified: a `namespaceSelector` with labels is matched against the namespace's
-//! `kubernetes.io/metadata.name` label only (the operator does not watch Namespaces), in the
-//! controller and the injector alike.
+//! A `namespaceSelector` with labels is matched against the labels of the pod's Namespace, as
+//! Kruise does (`pkg/control/sidecarcontrol/util.go`, the namespace's labels against the
+//! selector): the controller and the injector each keep a Namespace reflector ([`NamespaceLabels`];
+//! SidecarSets run only in cluster-wide installs, which may list and watch Namespaces). A
+//! namespace not yet in the cache is matched by its `kubernetes.io/metadata.name` label alone, as
+//! Kruise's webhook, which reads an informer cache too, would not find it either.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use k8s_openapi::{
-    api::{core::v1::Pod, policy::v1::PodDisruptionBudget},
+    api::{
+        core::v1::{Namespace, Pod},
+        policy::v1::PodDisruptionBudget,
+    },
     apimachinery::pkg::apis::meta::v1::Time,
     jiff::Timestamp,
 };
@@ -61,8 +67,54 @@ const REQUEUE_ACTING: Duration = Duration::from_secs(2);
 /// How soon an idle SidecarSet is looked at again.
 const REQUEUE_IDLE: Duration = Duration::from_secs(60);
 
+/// The labels of every Namespace, from a reflector (cluster-wide installs only: SidecarSets are
+/// served only there).
+#[derive(Clone)]
+pub struct NamespaceLabels(Store<Namespace>);
+
+impl NamespaceLabels {
+    /// Starts watching Namespaces; the returned stream drives the cache and yields each Namespace
+    /// that changed.
+    fn watch(
+        client: &Client,
+    ) -> (
+        Self,
+        impl futures::Stream<Item = std::result::Result<Namespace, watcher::Error>> + Send + 'static,
+    ) {
+        let (store, writer) = reflector::store::<Namespace>();
+        let stream = watcher(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .backoff(cache::WatchBackoff::default())
+        .reflect(writer)
+        .touched_objects();
+        (Self(store), stream)
+    }
+
+    /// The labels of namespace `name`, `None` while it is not in the cache.
+    fn of(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.0
+            .get(&ObjectRef::new(name))
+            .map(|n| n.labels().clone())
+    }
+
+    /// Whether `set` applies to pods of namespace `ns` (`sidecar_set::namespace_matches` given the
+    /// namespace's labels).
+    fn set_applies(&self, set: &SidecarSet, ns: &str) -> bool {
+        sidecar_set::namespace_matches(&set.spec, ns, self.of(ns).as_ref())
+    }
+
+    /// Whether `set` matches `pod` (`sidecar_set::matches` given its namespace's labels).
+    fn set_matches(&self, set: &SidecarSet, pod: &Pod) -> bool {
+        let ns = pod.namespace().unwrap_or_default();
+        sidecar_set::matches(set, pod, &ns, self.of(&ns).as_ref())
+    }
+}
+
 struct Ctx {
     handles: OperatorHandles,
+    namespaces: NamespaceLabels,
     /// Pods, one store per namespace scope.
     pods: Vec<Store<Pod>>,
     /// PodDisruptionBudgets, one store per namespace scope.
@@ -89,6 +141,21 @@ pub async fn run(
     let mut pdbs = Vec::new();
     let mut controller =
         Controller::for_stream(cache::errors_logged(set_stream, "SidecarSet"), sets.clone());
+    // A Namespace's labels changing can change which pods a SidecarSet with a label
+    // namespaceSelector matches: those SidecarSets are looked at again.
+    let (namespaces, ns_stream) = NamespaceLabels::watch(&client);
+    let mapped_sets = sets.clone();
+    controller = controller.watches_stream(
+        cache::errors_logged(ns_stream, "Namespace"),
+        move |_: Namespace| {
+            mapped_sets
+                .state()
+                .iter()
+                .filter(|s| sidecar_set::selects_namespaces_by_label(&s.spec))
+                .map(|s| ObjectRef::from_obj(&**s))
+                .collect::<Vec<_>>()
+        },
+    );
     for ns in &scopes {
         let (store, writer) = reflector::store::<Pod>();
         let stream = watcher(
@@ -99,9 +166,10 @@ pub async fn run(
         .reflect(writer)
         .touched_objects();
         let mapped_sets = sets.clone();
+        let mapped_namespaces = namespaces.clone();
         controller = controller
             .watches_stream(cache::errors_logged(stream, "Pod"), move |pod: Pod| {
-                sets_of(&mapped_sets, &pod)
+                sets_of(&mapped_sets, &mapped_namespaces, &pod)
             });
         pods.push(store);
         let (store, writer) = reflector::store::<PodDisruptionBudget>();
@@ -113,6 +181,7 @@ pub async fn run(
         .reflect(writer)
         .touched_objects();
         let mapped_sets = sets.clone();
+        let mapped_namespaces = namespaces.clone();
         controller = controller.watches_stream(
             cache::errors_logged(stream, "PodDisruptionBudget"),
             move |pdb: PodDisruptionBudget| {
@@ -120,7 +189,7 @@ pub async fn run(
                 mapped_sets
                     .state()
                     .iter()
-                    .filter(|s| sidecar_set::namespace_matches(&s.spec, &ns, None))
+                    .filter(|s| mapped_namespaces.set_applies(s, &ns))
                     .map(|s| ObjectRef::from_obj(&**s))
                     .collect::<Vec<_>>()
             },
@@ -129,6 +198,7 @@ pub async fn run(
     }
     let ctx = Arc::new(Ctx {
         handles,
+        namespaces,
         pods,
         pdbs,
         synced: cache::Synced::default(),
@@ -146,11 +216,14 @@ pub async fn run(
 }
 
 /// The SidecarSets that match `pod` (a pod event reconciles them).
-fn sets_of(sets: &Store<SidecarSet>, pod: &Pod) -> Vec<ObjectRef<SidecarSet>> {
-    let ns = pod.namespace().unwrap_or_default();
+fn sets_of(
+    sets: &Store<SidecarSet>,
+    namespaces: &NamespaceLabels,
+    pod: &Pod,
+) -> Vec<ObjectRef<SidecarSet>> {
     sets.state()
         .iter()
-        .filter(|s| sidecar_set::matches(s, pod, &ns, None))
+        .filter(|s| namespaces.set_matches(s, pod))
         .map(|s| ObjectRef::from_obj(&**s))
         .collect()
 }
@@ -193,6 +266,7 @@ fn pdb_of(pdbs: &[Store<PodDisruptionBudget>], pod: &Pod) -> Option<(String, i32
 async fn reconcile(set: Arc<SidecarSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
     ctx.synced
         .wait(|| async {
+            let _ = ctx.namespaces.0.wait_until_ready().await;
             for s in &ctx.pods {
                 let _ = s.wait_until_ready().await;
             }
@@ -211,7 +285,7 @@ async fn reconcile(set: Arc<SidecarSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
         .pods
         .iter()
         .flat_map(Store::state)
-        .filter(|p| sidecar_set::matches(&set, p, &p.namespace().unwrap_or_default(), None))
+        .filter(|p| ctx.namespaces.set_matches(&set, p))
         .map(|p| {
             let pdb = pdb_of(&ctx.pdbs, &p).map(|(key, allowed)| {
                 pdb_allowed.insert(key.clone(), allowed);
@@ -372,13 +446,16 @@ async fn write_condition(api: &Api<Pod>, set: &str, pod: &Pod, c: &sidecar_set::
     }
 }
 
-/// The SidecarSet cache the admission plug-ins share.
+/// The SidecarSet and Namespace caches the admission plug-ins share.
 #[derive(Clone)]
-pub struct SidecarSetCache(Store<SidecarSet>);
+pub struct SidecarSetCache {
+    sets: Store<SidecarSet>,
+    namespaces: NamespaceLabels,
+}
 
 impl SidecarSetCache {
-    /// Watches SidecarSets for the webhook server: the driver and the first list are handed to
-    /// `plugins` (the server answers once they are synced).
+    /// Watches SidecarSets and Namespaces for the webhook server: the drivers and the first lists
+    /// are handed to `plugins` (the server answers once they are synced).
     pub fn start(client: &Client, plugins: &mut Plugins) -> Self {
         let (store, writer) = reflector::store::<SidecarSet>();
         let stream = watcher(
@@ -393,15 +470,26 @@ impl SidecarSetCache {
                 .for_each(|_| async {})
                 .await;
         });
+        let (namespaces, ns_stream) = NamespaceLabels::watch(client);
+        plugins.spawn(async move {
+            cache::errors_logged(ns_stream, "Namespace")
+                .for_each(|_| async {})
+                .await;
+        });
         let ready = store.clone();
+        let ns_ready = namespaces.0.clone();
         plugins.wait_ready(async move {
             let _ = ready.wait_until_ready().await;
+            let _ = ns_ready.wait_until_ready().await;
         });
-        Self(store)
+        Self {
+            sets: store,
+            namespaces,
+        }
     }
 
     fn sets(&self) -> Vec<Arc<SidecarSet>> {
-        self.0.state()
+        self.sets.state()
     }
 }
 
@@ -438,7 +526,8 @@ impl PodMutator for Injector {
     fn mutate(&self, namespace: &str, pod: &mut Pod) -> Result<(), Denial> {
         let sets = self.cache.sets();
         let refs: Vec<&SidecarSet> = sets.iter().map(|s| &**s).collect();
-        let injected = sidecar_set::inject(pod, namespace, None, &refs);
+        let labels = self.cache.namespaces.of(namespace);
+        let injected = sidecar_set::inject(pod, namespace, labels.as_ref(), &refs);
         if !injected.sets.is_empty() {
             tracing::debug!(
                 namespace,

@@ -12,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{Namespace, Pod},
+};
 use kube::{
     Api, ResourceExt,
     api::{ListParams, Patch, PatchParams, PostParams},
@@ -635,6 +638,119 @@ async fn a_sidecar_image_upgrade_goes_in_place_bounded_with_partition_and_pause(
                 e.reason.as_deref() == Some("NotUpgradablePods")
                     && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("logging")
             })
+    })
+    .await;
+    w.finish().await;
+}
+
+/// A label `namespaceSelector` is matched against the pod's Namespace's labels (the operator
+/// watches Namespaces): pods in the namespace labelled `team=a` get the sidecar, pods in the one
+/// labelled `team=b` do not; relabelling `team-b` to `team=a` makes its new pods injected and its
+/// injected pod counted by the controller, and relabelling it back uncounts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_selector_matches_the_namespaces_labels() {
+    let w = world().await;
+    let namespaces: Api<Namespace> = Api::all(w.env.client.clone());
+    // team-b first: once a pod in team-a comes back injected, the caches hold team-b too.
+    for (name, team) in [("team-b", "b"), ("team-a", "a")] {
+        let ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"team": team}}
+        }))
+        .unwrap();
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+    w.create_set(json!({
+        "apiVersion": "sroll.io/v1alpha1",
+        "kind": "SidecarSet",
+        "metadata": {"name": "team-a-logging"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "teamed"}},
+            "namespaceSelector": {"matchLabels": {"team": "a"}},
+            "containers": [{"name": "log-agent", "image": "agent:1"}]
+        }
+    }))
+    .await
+    .expect("the SidecarSet is admitted");
+    let create = |ns: &'static str| {
+        let api: Api<Pod> = Api::namespaced(w.env.client.clone(), ns);
+        async move {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"generateName": "teamed-", "labels": {"app": "teamed"}},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+            }))
+            .unwrap();
+            api.create(&PostParams::default(), &pod).await.unwrap()
+        }
+    };
+    let injected = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .any(|c| c.name == "log-agent")
+    };
+    // The injector's caches fill asynchronously: pods are created in team-a until one is injected
+    // (the ones created before are deleted).
+    wait_for("a pod in team-a injected", DEADLINE, || async {
+        let p = create("team-a").await;
+        if injected(&p) {
+            return Some(());
+        }
+        let api: Api<Pod> = Api::namespaced(w.env.client.clone(), "team-a");
+        let _ = api.delete(&p.name_any(), &Default::default()).await;
+        None
+    })
+    .await;
+    let in_b = create("team-b").await;
+    assert!(
+        !injected(&in_b),
+        "a pod in the namespace labelled team=b is not injected: {:?}",
+        in_b.spec
+    );
+    assert!(!in_b.annotations().contains_key(INJECTED_LIST_ANNOTATION));
+    w.wait_status("team-a-logging", "matchedPods 1", |s| {
+        s.status.as_ref().is_some_and(|s| s.matched_pods == 1)
+    })
+    .await;
+
+    // Relabelled team=a: team-b's new pods are injected, and the controller counts them.
+    namespaces
+        .patch(
+            "team-b",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("a pod in relabelled team-b injected", DEADLINE, || async {
+        let p = create("team-b").await;
+        if injected(&p) {
+            return Some(());
+        }
+        let api: Api<Pod> = Api::namespaced(w.env.client.clone(), "team-b");
+        let _ = api.delete(&p.name_any(), &Default::default()).await;
+        None
+    })
+    .await;
+    w.wait_status("team-a-logging", "matchedPods 2", |s| {
+        s.status.as_ref().is_some_and(|s| s.matched_pods == 2)
+    })
+    .await;
+    // Back to team=b: the controller no longer matches team-b's injected pod.
+    namespaces
+        .patch(
+            "team-b",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"team": "b"}}})),
+        )
+        .await
+        .unwrap();
+    w.wait_status("team-a-logging", "matchedPods back to 1", |s| {
+        s.status.as_ref().is_some_and(|s| s.matched_pods == 1)
     })
     .await;
     w.finish().await;

@@ -136,8 +136,10 @@ fn selects(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) 
 }
 
 /// Whether `set` applies to pods of `namespace` (with its labels, when known): `spec.namespace`,
-/// else `namespaceSelector.namespaces`, else its label selector. Labels unknown (`None`) and a
-/// label selector set: the namespace's only sure label, `kubernetes.io/metadata.name`, is used.
+/// else `namespaceSelector.namespaces`, else its label selector against the namespace's labels
+/// (Kruise's `pkg/control/sidecarcontrol/util.go`). Labels unknown (`None`: the namespace is not
+/// in the caller's cache yet) and a label selector set: the namespace's only sure label,
+/// `kubernetes.io/metadata.name`, is used.
 pub fn namespace_matches(
     spec: &SidecarSetSpec,
     namespace: &str,
@@ -162,6 +164,16 @@ pub fn namespace_matches(
             selects(Some(&sel), namespace_labels.unwrap_or(&fallback))
         }
     }
+}
+
+/// Whether `spec` picks namespaces by their labels (a `namespaceSelector` with
+/// `matchLabels`/`matchExpressions`): a Namespace's labels changing may change the pods it matches.
+pub fn selects_namespaces_by_label(spec: &SidecarSetSpec) -> bool {
+    spec.namespace.is_empty()
+        && spec
+            .namespace_selector
+            .as_ref()
+            .is_some_and(|n| n.namespaces.is_empty() && n.label_selector().is_some())
 }
 
 /// Whether `set` matches `pod` (its selector and namespace rules).

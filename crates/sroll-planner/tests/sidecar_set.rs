@@ -92,6 +92,79 @@ fn a_sidecar_set_matches_by_selector_and_namespace_rules() {
 }
 
 #[test]
+fn a_sidecar_sets_label_namespace_selector_is_matched_against_the_namespaces_labels() {
+    type Labels = BTreeMap<String, String>;
+    let labels = |pairs: &[(&str, &str)]| -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let team_a = labels(&[("team", "a"), ("kubernetes.io/metadata.name", "shop")]);
+    let team_b = labels(&[("team", "b"), ("kubernetes.io/metadata.name", "shop")]);
+    let by_name = labels(&[("kubernetes.io/metadata.name", "shop")]);
+    // (namespaceSelector, namespace labels known?, expected)
+    let cases: &[(&str, Option<&Labels>, bool)] = &[
+        ("{matchLabels: {team: a}}", Some(&team_a), true),
+        ("{matchLabels: {team: a}}", Some(&team_b), false),
+        ("{matchLabels: {team: a}}", Some(&by_name), false),
+        // Not in the cache yet: only the namespace's name label is sure.
+        ("{matchLabels: {team: a}}", None, false),
+        (
+            "{matchLabels: {kubernetes.io/metadata.name: shop}}",
+            None,
+            true,
+        ),
+        (
+            "{matchLabels: {kubernetes.io/metadata.name: shop}}",
+            Some(&team_b),
+            true,
+        ),
+        (
+            "{matchExpressions: [{key: team, operator: In, values: [a, c]}]}",
+            Some(&team_a),
+            true,
+        ),
+        (
+            "{matchExpressions: [{key: team, operator: NotIn, values: [a]}]}",
+            Some(&team_b),
+            true,
+        ),
+        (
+            "{matchExpressions: [{key: team, operator: Exists}]}",
+            Some(&by_name),
+            false,
+        ),
+        (
+            "{matchExpressions: [{key: team, operator: DoesNotExist}]}",
+            Some(&by_name),
+            true,
+        ),
+        ("{namespaces: [shop]}", Some(&team_b), true),
+        ("{namespaces: [prod]}", Some(&team_a), false),
+    ];
+    let p = pod(WEB_POD);
+    for (selector, ns_labels, expected) in cases {
+        let mut s = set(LOG_AGENT);
+        s.spec.namespace_selector =
+            Some(serde_yaml_ng::from_str(selector).expect("a namespace selector"));
+        assert_eq!(
+            sidecar_set::matches(&s, &p, "shop", *ns_labels),
+            *expected,
+            "{selector} with namespace labels {ns_labels:?}"
+        );
+        assert_eq!(
+            sidecar_set::selects_namespaces_by_label(&s.spec),
+            !selector.starts_with("{namespaces"),
+            "{selector}"
+        );
+    }
+    assert!(!sidecar_set::selects_namespaces_by_label(
+        &set(LOG_AGENT).spec
+    ));
+}
+
+#[test]
 fn injection_merges_volumes_secrets_and_records_the_version() {
     let s = set(LOG_AGENT);
     let mut p = pod(WEB_POD);
