@@ -36,7 +36,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action as Requeue,
-        events::{Event, EventType},
+        events::EventType,
         predicates,
         reflector::{self, ObjectRef, Store},
         watcher,
@@ -661,16 +661,9 @@ async fn execute(
     let mut failure = None;
     let reference = cs.object_ref(&());
     let event = |reason: &str, note: String, type_: EventType| {
-        ctx.handles.events.publish(
-            Event {
-                type_,
-                reason: reason.into(),
-                note: Some(note),
-                action: reason.into(),
-                secondary: None,
-            },
-            reference.clone(),
-        );
+        ctx.handles
+            .events
+            .publish_reason(type_, reason, note, &reference);
     };
 
     // Claims left without a pod, by instance id (reused unless disablePVCReuse).

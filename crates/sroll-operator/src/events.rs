@@ -9,7 +9,7 @@
 //! never undoes or repeats the action it describes.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::sync::mpsc;
 
 /// The sending half; cheap to clone.
@@ -44,6 +44,27 @@ impl EventSink {
         if self.tx.send((event, reference)).is_err() {
             tracing::debug!("the event publisher has stopped; event dropped");
         }
+    }
+
+    /// Queues an Event whose action is its reason, with no related object (the workload
+    /// controllers' Events: `SuccessfulCreate`, `UpgradingPods`, …).
+    pub fn publish_reason(
+        &self,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        reference: &ObjectReference,
+    ) {
+        self.publish(
+            Event {
+                type_,
+                reason: reason.into(),
+                note: Some(note),
+                action: reason.into(),
+                secondary: None,
+            },
+            reference.clone(),
+        );
     }
 }
 

@@ -38,7 +38,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action as Requeue,
-        events::{Event, EventType},
+        events::EventType,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -313,16 +313,9 @@ async fn reconcile(set: Arc<SidecarSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
     let client = ctx.handles.client.clone();
     let reference = set.object_ref(&());
     let event = |type_: EventType, reason: &str, note: String| {
-        ctx.handles.events.publish(
-            Event {
-                type_,
-                reason: reason.into(),
-                note: Some(note),
-                action: reason.into(),
-                secondary: None,
-            },
-            reference.clone(),
-        );
+        ctx.handles
+            .events
+            .publish_reason(type_, reason, note, &reference);
     };
 
     // The pods' SidecarSetUpgradable conditions, written on the cached pods (a stale copy is
