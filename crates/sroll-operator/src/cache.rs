@@ -25,6 +25,7 @@
 //! `pkg/controller/statefulset/stateful_set_utils.go` `getPodName`), an O(replicas) store lookup
 //! per reconcile instead of a scan of every pod.
 
+mod index;
 pub mod pod;
 
 use std::sync::Arc;
@@ -50,7 +51,8 @@ use kube::{
 };
 use sroll_api::{DiscoveryProvider, StatefulsetRollout, labels};
 
-pub use pod::{CachedPod, PodInterner, WatchedPod};
+pub use index::SharedPodIndex;
+pub use pod::{CachedPod, PodInterner, PodLabels, WatchedPod};
 
 /// Back-off between the failed (re)starts of the caches' watches and re-lists.
 ///
@@ -174,6 +176,9 @@ pub struct Caches {
     pub statefulsets: Store<StatefulSet>,
     /// StatefulSet pods, compact (read them with [`pod`] and [`pods_of`]).
     pub pods: Store<CachedPod>,
+    /// The same pods indexed per set and ordinal, with each set's aggregates (what the observer
+    /// reads: [`SharedPodIndex::pods`]).
+    pub pod_index: SharedPodIndex,
     /// PodDisruptionBudgets.
     pub pdbs: Store<PodDisruptionBudget>,
     /// EndpointSlices of Services (label `kubernetes.io/service-name`).
@@ -297,13 +302,15 @@ pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
 }
 
 /// The watch of the pods the operator may manage (those with the `controller-revision-hash`
-/// label) in `namespace` (`None`: all), and the store it fills with [`CachedPod`]s. The stream
-/// yields each changed pod (as a [`WatchedPod`]) for the controller's pod-to-rollout mapper.
+/// label) in `namespace` (`None`: all), the store it fills with [`CachedPod`]s and the index it
+/// keeps of them. The stream yields each changed pod (as a [`WatchedPod`]) for the controller's
+/// pod-to-rollout mapper.
 pub fn watch_pods(
     client: &Client,
     namespace: Option<&str>,
 ) -> (
     Store<CachedPod>,
+    SharedPodIndex,
     impl Stream<Item = Result<WatchedPod, watcher::Error>> + Send + 'static,
 ) {
     let api: Api<WatchedPod> = match namespace {
@@ -311,6 +318,8 @@ pub fn watch_pods(
         None => Api::all(client.clone()),
     };
     let (store, mut writer) = reflector::store::<CachedPod>();
+    let index = SharedPodIndex::default();
+    let indexer = index.clone();
     let mut interner = PodInterner::default();
     let stream = watcher(
         api,
@@ -320,11 +329,13 @@ pub fn watch_pods(
     )
     .backoff(WatchBackoff::default())
     .map_ok(move |event| {
-        writer.apply_watcher_event(&interner.event(&event));
+        let cached = interner.event(&event);
+        writer.apply_watcher_event(&cached);
+        indexer.event(&cached);
         event
     })
     .touched_objects();
-    (store, stream)
+    (store, index, stream)
 }
 
 fn controller_of<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a str> {
@@ -591,6 +602,36 @@ pub(crate) mod tests {
         (reader, writer)
     }
 
+    /// A pod store and pod index holding `pods` (after a completed initial list), fed together as
+    /// the pod watch feeds them.
+    pub(crate) struct PodFeed {
+        pub store: Store<CachedPod>,
+        pub index: SharedPodIndex,
+        writer: reflector::store::Writer<CachedPod>,
+    }
+
+    impl PodFeed {
+        pub(crate) fn new(pods: Vec<CachedPod>) -> Self {
+            let (store, writer) = reflector::store();
+            let mut feed = PodFeed {
+                store,
+                index: SharedPodIndex::default(),
+                writer,
+            };
+            feed.event(&watcher::Event::Init);
+            for p in pods {
+                feed.event(&watcher::Event::InitApply(p));
+            }
+            feed.event(&watcher::Event::InitDone);
+            feed
+        }
+
+        pub(crate) fn event(&mut self, event: &watcher::Event<CachedPod>) {
+            self.writer.apply_watcher_event(event);
+            self.index.event(event);
+        }
+    }
+
     fn store_of<K>(objs: Vec<K>) -> Store<K>
     where
         K: reflector::Lookup + Clone + 'static,
@@ -719,6 +760,7 @@ pub(crate) mod tests {
             rollouts: store_of(Vec::new()),
             statefulsets: store_of(Vec::new()),
             pods: store_of(Vec::new()),
+            pod_index: SharedPodIndex::default(),
             pdbs: store_of(Vec::new()),
             endpoint_slices: slices,
             controller_revisions: store_of(Vec::new()),
@@ -881,10 +923,12 @@ pub(crate) mod tests {
                 .as_ref()
                 .is_some_and(|s| s.template.spec.is_none())
         );
+        let feed = PodFeed::new(pods.into_iter().map(cached).collect());
         let caches = Caches {
             rollouts: store_of(vec![rollout.clone()]),
             statefulsets: store_of(vec![slim_set]),
-            pods: store_of(pods.into_iter().map(cached).collect()),
+            pods: feed.store.clone(),
+            pod_index: feed.index.clone(),
             pdbs: store_of(Vec::new()),
             endpoint_slices: store_of(Vec::new()),
             controller_revisions: store_of(Vec::new()),
@@ -892,7 +936,7 @@ pub(crate) mod tests {
         let now = "2026-11-23T12:00:00Z".parse().expect("a timestamp");
         let expectations = crate::observe::Expectations::default();
         let observed = crate::observe::observe(&caches, &expectations, &rollout, now);
-        assert_eq!(observed.pods, want);
+        assert_eq!(*observed.pods, want);
         let live = observed.statefulset.expect("the live set");
         assert_eq!(
             (live.partition, live.update_revision.as_deref()),

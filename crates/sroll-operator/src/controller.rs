@@ -166,7 +166,7 @@ pub async fn run_scope(
     .reflect(sts_writer)
     .touched_objects();
 
-    let (pods, pod_stream) = cache::watch_pods(client, ns);
+    let (pods, pod_index, pod_stream) = cache::watch_pods(client, ns);
 
     let (pdbs, pdb_writer) = reflector::store::<PodDisruptionBudget>();
     let pdb_stream = watcher(
@@ -208,6 +208,7 @@ pub async fn run_scope(
         rollouts: rollouts.clone(),
         statefulsets: statefulsets.clone(),
         pods,
+        pod_index,
         pdbs,
         endpoint_slices,
         controller_revisions,

@@ -1,9 +1,11 @@
 //! Builds the planner's [`Observed`] snapshot from the watch caches — never from live GETs, so a
 //! reconcile costs no API round-trip until it acts.
 //!
-//! Pods are fetched by name from the cache (`<set>-<ordinal>` for every ordinal the desired or
-//! the live set may have), an O(replicas) lookup, and kept only when the set's selector matches
-//! them (upstream `isMemberOf` plus selector matching in `pkg/controller/statefulset`).
+//! Pods come from the pod index (`cache::SharedPodIndex`): the set's pods with an ordinal the
+//! desired or the live set may have that the set's selector matches (upstream `isMemberOf` plus
+//! selector matching in `pkg/controller/statefulset`), as a list shared with the previous
+//! observation of the set as long as none of its pods changed — observing an unchanged set costs
+//! O(1), not O(replicas).
 //!
 //! Caches lag the operator's own writes by a watch round-trip. [`Expectations`] bridges that gap
 //! the way upstream controllers do (`pkg/controller/controller_utils.go`,
@@ -12,7 +14,7 @@
 //! evicts the same pod twice or plans from a partition it already moved.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -21,14 +23,10 @@ use k8s_openapi::{
     api::{apps::v1::StatefulSet, core::v1::Pod},
     jiff::Timestamp,
 };
-use kube::{
-    ResourceExt,
-    core::{Selector, SelectorExt},
-    runtime::reflector::ObjectRef,
-};
+use kube::{ResourceExt, runtime::reflector::ObjectRef};
 use sroll_api::{StatefulsetRollout, predicates::resource_version, sync::lock};
 use sroll_planner::{
-    InPlaceObserved, LiveStatefulSet, Observed, ObservedPdb, ObservedPod, inplace,
+    InPlaceObserved, LiveStatefulSet, Observed, ObservedPdb, ObservedPod, index::set_of, inplace,
 };
 
 use crate::cache::{self, Caches};
@@ -83,24 +81,35 @@ impl Expectations {
         lock(&self.written_pods).insert(key, Arc::new(pod));
     }
 
-    /// The pod we last wrote when it is newer than the cached one (same incarnation, higher
-    /// resourceVersion); forgets the expectation once the cache caught up.
-    fn written_pod(&self, namespace: &str, cached: &Pod) -> Option<Arc<Pod>> {
-        let key = format!("{namespace}/{}", cached.name_any());
+    /// The pods of set `set_name` in `namespace` we last wrote that are newer than the cached
+    /// ones (same incarnation, higher resourceVersion); forgets the expectations the cache caught
+    /// up with. O(expectations of the namespace), not O(pods).
+    fn written_pods(&self, caches: &Caches, namespace: &str, set_name: &str) -> Vec<Arc<Pod>> {
+        let prefix = format!("{namespace}/");
         let mut written = lock(&self.written_pods);
-        match written.get(&key) {
-            Some(w)
-                if w.uid() == cached.uid()
-                    && resource_version(&w.metadata) > resource_version(&cached.metadata) =>
-            {
-                Some(w.clone())
+        let mut newer = Vec::new();
+        written.retain(|key, w| {
+            let Some(name) = key.strip_prefix(&prefix) else {
+                return true;
+            };
+            if set_of(name).is_none_or(|(set, _)| set != set_name) {
+                return true;
             }
-            Some(_) => {
-                written.remove(&key);
-                None
+            match cache::pod(caches, namespace, name) {
+                Some(cached)
+                    if w.uid() == cached.uid()
+                        && resource_version(&w.metadata) > resource_version(&cached.metadata) =>
+                {
+                    newer.push(w.clone());
+                    true
+                }
+                Some(_) => false,
+                // Not cached (yet, or any more): left as it is, as a reconcile that does not see
+                // the pod never reads it.
+                None => true,
             }
-            None => None,
-        }
+        });
+        newer
     }
 
     /// The newer of the cached StatefulSet and the one we last wrote (a resourceVersion
@@ -186,58 +195,70 @@ pub fn observe(
         .replicas
         .max(rollout.spec.replicas())
         .max(status_replicas);
-    let selector = Selector::try_from(view.selector.clone()).ok();
-    let pending = expectations.pending_deletions(caches, &namespace);
-    observed.pods = cache::pods_of(caches, &namespace, &set_name, view.ordinals_start, count)
-        .iter()
-        .filter(|pod| {
-            let labels = pod.metadata.labels.clone().unwrap_or_default();
-            selector.as_ref().is_some_and(|s| s.matches(&labels))
-        })
-        .filter_map(|pod| match expectations.written_pod(&namespace, pod) {
-            // Our own in-place write, which the cache does not show yet.
-            Some(written) => ObservedPod::from_pod(&written, &set_name),
-            None => ObservedPod::from_pod(pod, &set_name).map(|mut observed| {
-                observed.in_place = cache::pod_in_place(caches, &namespace, &observed.name);
-                observed
-            }),
-        })
-        .map(|mut pod| {
-            pod.terminating |= pending.contains(&pod.name);
-            pod
-        })
-        .collect();
+    observed.pods = caches.pod_index.pods(
+        &namespace,
+        &set_name,
+        view.ordinals_start,
+        count,
+        &view.selector,
+    );
+    // This process's writes the cache does not show yet: transient, so the shared list is copied
+    // (by `Pods`' `DerefMut`) only while there are some.
+    let mut extra_revisions = Vec::new();
+    for written in expectations.written_pods(caches, &namespace, &set_name) {
+        if let Some(pod) = ObservedPod::from_pod(&written, &set_name)
+            && let Some(i) = position(&observed.pods, pod.ordinal)
+        {
+            extra_revisions.extend(pod.revision.clone());
+            observed.pods[i] = pod;
+        }
+    }
+    for name in expectations.pending_deletions(caches, &namespace) {
+        if let Some((set, ordinal)) = set_of(&name)
+            && set == set_name
+            && let Some(i) = position(&observed.pods, ordinal)
+            && !observed.pods[i].terminating
+        {
+            observed.pods[i].terminating = true;
+        }
+    }
     if rollout.spec.in_place_allowed()
         && let Some(update) = view.update_revision.as_deref()
     {
-        observed.in_place = in_place_changes(caches, &namespace, update, &observed.pods);
+        let mut revisions: BTreeSet<String> = caches
+            .pod_index
+            .counts(&namespace, &set_name)
+            .map(|(counts, _)| counts.by_revision.into_keys().flatten().collect())
+            .unwrap_or_default();
+        revisions.extend(extra_revisions);
+        observed.in_place = in_place_changes(caches, &namespace, update, revisions);
     }
     observed.statefulset = Some(view);
     observed
 }
 
-/// For each revision the pods carry other than `update`, whether moving to `update` can be done
-/// in place, from the two ControllerRevisions' templates in the cache (a revision whose
-/// ControllerRevision is not cached is left out: the planner waits for it).
+/// The index of the pod with `ordinal` in `pods` (sorted by ordinal, as the index gives them).
+fn position(pods: &[ObservedPod], ordinal: i32) -> Option<usize> {
+    pods.binary_search_by_key(&ordinal, |p| p.ordinal).ok()
+}
+
+/// For each of `revisions` (those the set's pods carry, from the pod index's aggregates) other
+/// than `update`, whether moving to `update` can be done in place, from the two
+/// ControllerRevisions' templates in the cache (a revision whose ControllerRevision is not cached
+/// is left out: the planner waits for it).
 fn in_place_changes(
     caches: &Caches,
     namespace: &str,
     update: &str,
-    pods: &[ObservedPod],
+    revisions: BTreeSet<String>,
 ) -> InPlaceObserved {
     let mut out = InPlaceObserved::default();
     let Some(new) = cache::revision_template(caches, namespace, update) else {
         return out;
     };
-    let revisions: std::collections::BTreeSet<&str> = pods
-        .iter()
-        .filter_map(|p| p.revision.as_deref())
-        .filter(|r| *r != update)
-        .collect();
-    for revision in revisions {
-        if let Some(old) = cache::revision_template(caches, namespace, revision) {
-            out.changes
-                .insert(revision.to_owned(), inplace::qualifies(&old, &new));
+    for revision in revisions.into_iter().filter(|r| r != update) {
+        if let Some(old) = cache::revision_template(caches, namespace, &revision) {
+            out.changes.insert(revision, inplace::qualifies(&old, &new));
         }
     }
     out
@@ -252,21 +273,19 @@ mod tests {
         },
         apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
     };
-    use kube::runtime::{reflector::Store, watcher};
+    use kube::runtime::watcher;
 
     use super::*;
 
-    use crate::cache::{
-        CachedPod,
-        tests::{cached, writer_with},
-    };
+    use crate::cache::tests::{PodFeed, cached, writer_with};
 
     /// Caches holding the test rollout and its set, and `pods`; no PDB, no EndpointSlices.
-    fn caches_with(pods: Store<CachedPod>) -> Caches {
+    fn caches_with(pods: &PodFeed) -> Caches {
         Caches {
             rollouts: writer_with(vec![rollout()]).0,
             statefulsets: writer_with(vec![statefulset()]).0,
-            pods,
+            pods: pods.store.clone(),
+            pod_index: pods.index.clone(),
             pdbs: writer_with(Vec::<PodDisruptionBudget>::new()).0,
             endpoint_slices: writer_with(Vec::new()).0,
             controller_revisions: writer_with(Vec::new()).0,
@@ -321,8 +340,8 @@ mod tests {
 
     #[test]
     fn a_pod_we_evicted_is_terminating_until_the_cache_catches_up() {
-        let (pods, mut pod_writer) = writer_with(vec![cached(pod(false))]);
-        let caches = caches_with(pods);
+        let mut feed = PodFeed::new(vec![cached(pod(false))]);
+        let caches = caches_with(&feed);
         let exp = Expectations::default();
         let before = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert!(!before.pods[0].terminating);
@@ -331,11 +350,83 @@ mod tests {
         let pending = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert!(pending.pods[0].terminating, "our eviction is not forgotten");
 
-        pod_writer.apply_watcher_event(&watcher::Event::Apply(cached(pod(true))));
+        feed.event(&watcher::Event::Apply(cached(pod(true))));
         let caught_up = observe(&caches, &exp, &rollout(), Timestamp::now());
         assert!(caught_up.pods[0].terminating);
         assert!(
             lock(&exp.deleted_pods).is_empty(),
+            "the expectation is dropped"
+        );
+    }
+
+    /// A pod `name` of the test set's selector, Ready, at resourceVersion `rv`.
+    fn pod_named(name: &str, uid: &str, rv: u64) -> Pod {
+        let mut p = pod(false);
+        p.metadata.name = Some(name.into());
+        p.metadata.uid = Some(uid.into());
+        p.metadata.resource_version = Some(rv.to_string());
+        p
+    }
+
+    #[test]
+    fn observing_an_unchanged_set_shares_the_last_list_of_pods() {
+        let mut feed = PodFeed::new(vec![
+            cached(pod_named("web-0", "p-1", 1)),
+            cached(pod_named("other-0", "o-1", 2)),
+        ]);
+        let caches = caches_with(&feed);
+        let exp = Expectations::default();
+        let first = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert_eq!(first.pods.len(), 1);
+        let again = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert!(again.pods.same_list(&first.pods), "no copy, no rebuild");
+        assert!(again.same_inputs(&first));
+
+        // A duplicated event, and an event of another set's pod: still the same list.
+        feed.event(&watcher::Event::Apply(cached(pod_named("web-0", "p-1", 1))));
+        feed.event(&watcher::Event::Apply(cached(pod_named(
+            "other-0", "o-1", 3,
+        ))));
+        let unrelated = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert!(unrelated.pods.same_list(&first.pods));
+
+        // The set's pod changes: a new list, with the change.
+        let mut not_ready = pod_named("web-0", "p-1", 4);
+        not_ready.status = None;
+        feed.event(&watcher::Event::Apply(cached(not_ready)));
+        let changed = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert!(!changed.pods.same_list(&first.pods));
+        assert!(!changed.pods[0].ready);
+        assert!(!changed.same_inputs(&first));
+    }
+
+    #[test]
+    fn a_pod_we_wrote_in_place_is_observed_as_written_until_the_cache_catches_up() {
+        let mut feed = PodFeed::new(vec![cached(pod_named("web-0", "p-1", 1))]);
+        let caches = caches_with(&feed);
+        let exp = Expectations::default();
+        let before = observe(&caches, &exp, &rollout(), Timestamp::now());
+        let mut written = pod_named("web-0", "p-1", 7);
+        written.metadata.labels = Some(
+            [
+                ("app".to_owned(), "web".to_owned()),
+                (sroll_api::labels::REVISION.to_owned(), "web-2".to_owned()),
+            ]
+            .into(),
+        );
+        exp.pod_written(written.clone());
+        let pending = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert_eq!(pending.pods[0].revision.as_deref(), Some("web-2"));
+        assert_eq!(
+            before.pods[0].revision, None,
+            "the index's list is not edited"
+        );
+
+        feed.event(&watcher::Event::Apply(cached(written)));
+        let caught_up = observe(&caches, &exp, &rollout(), Timestamp::now());
+        assert_eq!(caught_up.pods[0].revision.as_deref(), Some("web-2"));
+        assert!(
+            lock(&exp.written_pods).is_empty(),
             "the expectation is dropped"
         );
     }
@@ -346,8 +437,8 @@ mod tests {
         // shows the new incarnation (uid p-2) when the expectation is recorded for p-1.
         let mut recreated = pod(false);
         recreated.metadata.uid = Some("p-2".into());
-        let (pods, _pw) = writer_with(vec![cached(recreated)]);
-        let caches = caches_with(pods);
+        let feed = PodFeed::new(vec![cached(recreated)]);
+        let caches = caches_with(&feed);
         let exp = Expectations::default();
         exp.pods_deleted("ns", [("web-0", "p-1")]);
         let o = observe(&caches, &exp, &rollout(), Timestamp::now());
@@ -361,8 +452,7 @@ mod tests {
 
     #[test]
     fn the_statefulset_we_applied_wins_over_an_older_cached_one() {
-        let (pods, _pw) = writer_with(Vec::<CachedPod>::new());
-        let caches = caches_with(pods);
+        let caches = caches_with(&PodFeed::new(Vec::new()));
         let exp = Expectations::default();
         let mut newer = statefulset();
         newer.metadata.resource_version = Some("9".into());
@@ -374,8 +464,7 @@ mod tests {
 
     #[test]
     fn a_statefulset_we_just_created_is_seen_before_the_cache_shows_it() {
-        let (pods, _pw) = writer_with(Vec::<CachedPod>::new());
-        let mut caches = caches_with(pods);
+        let mut caches = caches_with(&PodFeed::new(Vec::new()));
         caches.statefulsets = writer_with(Vec::<StatefulSet>::new()).0;
         let exp = Expectations::default();
         assert!(

@@ -30,6 +30,7 @@ pub mod analysis;
 pub mod clone_set;
 mod conditions;
 pub mod desired;
+pub mod index;
 pub mod inplace;
 pub mod observed;
 pub mod pinning;
@@ -45,7 +46,7 @@ pub use desired::{
 };
 pub use observed::{
     CallbackObserved, DiscoveryHealth, InPlaceObserved, IntegrationsObserved, LiveStatefulSet,
-    NotificationsObserved, Observed, ObservedPdb, ObservedPod,
+    NotificationsObserved, Observed, ObservedPdb, ObservedPod, Pods,
 };
 pub use plan::{
     Action, ApplyKind, CallbackDue, EventType, Notify, PartitionMove, Plan, PlannedEvent,

@@ -5,7 +5,11 @@
 //! 1,000 small structs, not 1,000 full `Pod` objects), and each has a `from_*` constructor that reads
 //! the corresponding `k8s-openapi` object, so the operator does not re-implement the extraction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::{Deref, DerefMut},
+    sync::Arc,
+};
 
 use k8s_openapi::{
     api::{
@@ -34,8 +38,9 @@ pub struct Observed {
     /// namespace), or `None` if it does not exist.
     pub statefulset: Option<LiveStatefulSet>,
     /// The pods of that StatefulSet (pods whose name is `<set>-<ordinal>` and that the set selects),
-    /// in any order. Empty when the set does not exist.
-    pub pods: Vec<ObservedPod>,
+    /// in any order. Empty when the set does not exist. Shared with the operator's pod index
+    /// ([`crate::index`]), which hands out the same list until a pod of the set changes.
+    pub pods: Pods,
     /// Every PodDisruptionBudget in the namespace whose selector matches the pods' labels (the
     /// operator's cache decides which do). The eviction API refuses to evict a pod with more than
     /// one.
@@ -266,6 +271,63 @@ impl ObservedPod {
     }
 }
 
+/// The pods of a snapshot: a list shared between snapshots (and with the pod index that built it)
+/// until one of them is changed ([`DerefMut`] copies the list when it is shared, as
+/// [`Arc::make_mut`] does). Two snapshots of an unchanged set hold the same list, so comparing
+/// them ([`Observed::same_inputs`]) is a pointer comparison.
+#[derive(Clone, Debug, Default)]
+pub struct Pods(Arc<Vec<ObservedPod>>);
+
+impl Pods {
+    /// Whether `self` and `other` are the same shared list (not only equal ones).
+    pub fn same_list(&self, other: &Pods) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl PartialEq for Pods {
+    fn eq(&self, other: &Pods) -> bool {
+        self.same_list(other) || self.0 == other.0
+    }
+}
+
+impl Eq for Pods {}
+
+impl Deref for Pods {
+    type Target = Vec<ObservedPod>;
+
+    fn deref(&self) -> &Vec<ObservedPod> {
+        &self.0
+    }
+}
+
+impl DerefMut for Pods {
+    fn deref_mut(&mut self) -> &mut Vec<ObservedPod> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Vec<ObservedPod>> for Pods {
+    fn from(pods: Vec<ObservedPod>) -> Self {
+        Pods(Arc::new(pods))
+    }
+}
+
+impl FromIterator<ObservedPod> for Pods {
+    fn from_iter<I: IntoIterator<Item = ObservedPod>>(iter: I) -> Self {
+        Pods(Arc::new(iter.into_iter().collect()))
+    }
+}
+
+impl<'a> IntoIterator for &'a Pods {
+    type Item = &'a ObservedPod;
+    type IntoIter = std::slice::Iter<'a, ObservedPod>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// The ordinal of a pod named `<set_name>-<ordinal>`, if it is one.
 pub fn parse_ordinal(pod_name: &str, set_name: &str) -> Option<i32> {
     let rest = pod_name.strip_prefix(set_name)?.strip_prefix('-')?;
@@ -354,7 +416,7 @@ impl Observed {
         Observed {
             rollout,
             statefulset: None,
-            pods: Vec::new(),
+            pods: Pods::default(),
             pdbs: Vec::new(),
             discovery: None,
             now,

@@ -23,7 +23,7 @@
 
 use std::{
     borrow::{Borrow, Cow},
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     hash::Hash,
     sync::Arc,
 };
@@ -33,9 +33,12 @@ use k8s_openapi::{
     api::core::v1::{
         Container, ContainerStatus, Pod, PodCondition, PodReadinessGate, PodSpec, PodStatus,
     },
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time},
 };
-use kube::runtime::{reflector::Lookup, watcher};
+use kube::{
+    core::{Selector, SelectorExt},
+    runtime::{reflector::Lookup, watcher},
+};
 use serde::Deserialize;
 use sroll_api::{labels, predicates};
 use sroll_planner::inplace::{self, PodInPlace};
@@ -265,6 +268,28 @@ impl CachedPod {
         Arc::ptr_eq(&self.set_meta, &other.set_meta)
     }
 
+    /// `metadata.resourceVersion`.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
+    /// A handle on the pod's labels (shared with the other pods of its set and revision), to match
+    /// selectors without rebuilding them ([`PodLabels::matches`]).
+    pub fn labels(&self) -> PodLabels {
+        PodLabels {
+            set_meta: self.set_meta.clone(),
+            identity: self.identity,
+        }
+    }
+
+    /// The planner's view of the pod as a member of the set `set_name` (`None` if its name is not
+    /// `<set_name>-<ordinal>`).
+    pub fn observed(&self, set_name: &str) -> Option<sroll_planner::ObservedPod> {
+        let mut observed = sroll_planner::ObservedPod::from_pod(&self.to_pod(), set_name)?;
+        observed.in_place = self.in_place();
+        Some(observed)
+    }
+
     /// Where the pod stands in an in-place update (the planner's `ObservedPod::in_place`).
     pub fn in_place(&self) -> PodInPlace {
         self.in_place.as_deref().cloned().unwrap_or_default()
@@ -331,6 +356,69 @@ impl CachedPod {
             spec: None,
             status,
         }
+    }
+}
+
+/// The labels of a [`CachedPod`], as a handle on the interned part the pods of a set and
+/// revision share, plus which of the two per-pod identity labels it has.
+#[derive(Clone, Debug)]
+pub struct PodLabels {
+    set_meta: Arc<SetRevisionMeta>,
+    identity: u8,
+}
+
+impl PodLabels {
+    /// Whether `selector` selects the pod `pod_name` with these labels. `memo` remembers the
+    /// answer per shared label set for selectors that do not read the per-pod identity labels
+    /// (`per_pod == false`), so a set's pods cost one selector match per revision.
+    pub fn matches(
+        &self,
+        pod_name: &str,
+        selector: &Selector,
+        per_pod: bool,
+        memo: &mut HashMap<usize, bool>,
+    ) -> bool {
+        let shared_only = self.identity == 0 || !per_pod;
+        let key = Arc::as_ptr(&self.set_meta) as usize;
+        if shared_only && let Some(&m) = memo.get(&key) {
+            return m;
+        }
+        let empty = BTreeMap::new();
+        let shared = self.set_meta.labels.as_ref().unwrap_or(&empty);
+        let matched = if shared_only {
+            selector.matches(shared)
+        } else {
+            let mut labels = shared.clone();
+            if self.identity & HAS_POD_NAME != 0 {
+                labels.insert(labels::POD_NAME.to_owned(), pod_name.to_owned());
+            }
+            if self.identity & HAS_POD_INDEX != 0
+                && let Some(ordinal) = ordinal_of(pod_name)
+            {
+                labels.insert(labels::POD_INDEX.to_owned(), ordinal.to_owned());
+            }
+            selector.matches(&labels)
+        };
+        if shared_only {
+            memo.insert(key, matched);
+        }
+        matched
+    }
+
+    /// Whether `selector` reads one of the per-pod identity labels (then [`Self::matches`] cannot
+    /// answer for all the pods sharing a label set at once).
+    pub fn per_pod(selector: &LabelSelector) -> bool {
+        let identity = |k: &str| k == labels::POD_NAME || k == labels::POD_INDEX;
+        selector
+            .match_labels
+            .iter()
+            .flatten()
+            .any(|(k, _)| identity(k))
+            || selector
+                .match_expressions
+                .iter()
+                .flatten()
+                .any(|e| identity(&e.key))
     }
 }
 

@@ -1,0 +1,570 @@
+//! The pod index: per StatefulSet, a slot per ordinal and the aggregates the planner decides on,
+//! kept up to date by the pod watch's events instead of being recomputed from every pod on every
+//! reconcile.
+//!
+//! This is the pure half of the index (the operator feeds it from its pod watch:
+//! `sroll_operator::cache::index`). It follows the linkerd policy-controller's
+//! `IndexNamespacedResource` pattern (one `apply`/`delete`/`reset` per watch event, the index
+//! owning the derived state) with the three event kinds `kube-runtime`'s watcher delivers:
+//!
+//! - [`PodIndex::apply`] for an added or modified pod (idempotent: a duplicated event changes
+//!   nothing, not even the [`SetIndex::generation`]);
+//! - [`PodIndex::delete`] for a deleted pod (ignored when the slot already holds a newer
+//!   incarnation, i.e. another uid);
+//! - [`PodIndex::relist_begin`], [`PodIndex::relist_item`], [`PodIndex::relist_end`] for a relist
+//!   (`Init`, `InitApply`, `InitDone`): the listed pods replace the index at `relist_end`, as they
+//!   replace the reflector store at `InitDone`, and only the slots that differ are touched — a
+//!   relist after a missed event repairs exactly what was missed.
+//!
+//! Every change updates the [`SetCounts`] of its set in O(log n) and bumps the set's
+//! [`SetIndex::generation`]; [`SetCounts::recount`] is the full recount the property tests hold
+//! the incremental aggregates to. [`SetIndex::snapshot`] hands out the set's pods as a shared
+//! [`Pods`] that is rebuilt only when the generation (or the filter) changed, so observing an
+//! unchanged set costs O(1) and comparing two observations of it is a pointer comparison.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
+
+use crate::observed::{ObservedPod, Pods};
+
+/// What a pod of a set contributes to its set's aggregates, summed over the set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetCounts {
+    /// Pods in the index (whatever their state).
+    pub pods: usize,
+    /// Pods `Running` with condition `Ready` (`ObservedPod::ready`).
+    pub ready: usize,
+    /// Pods with a `deletionTimestamp`.
+    pub terminating: usize,
+    /// Per `controller-revision-hash` label (`None`: no label), the pods and the ready pods.
+    pub by_revision: BTreeMap<Option<String>, RevisionCount>,
+    /// Ordinals of the pods not ready or terminating: the pods an update is in flight on, or that
+    /// are broken — the only pods besides the next batch a decision can touch.
+    pub unavailable: BTreeSet<i32>,
+    /// Ordinals of the pods with any in-place state (gate, gate condition, state annotation).
+    pub in_place: BTreeSet<i32>,
+}
+
+/// The pods of one revision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevisionCount {
+    /// Pods carrying the revision.
+    pub pods: usize,
+    /// Of them, the ready ones.
+    pub ready: usize,
+}
+
+impl SetCounts {
+    fn add(&mut self, pod: &ObservedPod) {
+        self.pods += 1;
+        self.ready += usize::from(pod.ready);
+        self.terminating += usize::from(pod.terminating);
+        let r = self.by_revision.entry(pod.revision.clone()).or_default();
+        r.pods += 1;
+        r.ready += usize::from(pod.ready);
+        if !pod.ready || pod.terminating {
+            self.unavailable.insert(pod.ordinal);
+        }
+        if pod.in_place != crate::inplace::PodInPlace::default() {
+            self.in_place.insert(pod.ordinal);
+        }
+    }
+
+    fn remove(&mut self, pod: &ObservedPod) {
+        self.pods -= 1;
+        self.ready -= usize::from(pod.ready);
+        self.terminating -= usize::from(pod.terminating);
+        if let Some(r) = self.by_revision.get_mut(&pod.revision) {
+            r.pods -= 1;
+            r.ready -= usize::from(pod.ready);
+            if r.pods == 0 {
+                self.by_revision.remove(&pod.revision);
+            }
+        }
+        self.unavailable.remove(&pod.ordinal);
+        self.in_place.remove(&pod.ordinal);
+    }
+
+    /// The aggregates of `pods`, counted from scratch.
+    pub fn recount<'a>(pods: impl IntoIterator<Item = &'a ObservedPod>) -> Self {
+        let mut counts = SetCounts::default();
+        for pod in pods {
+            counts.add(pod);
+        }
+        counts
+    }
+}
+
+/// One ordinal's pod as indexed: its planner view, the `resourceVersion` it was read at, and
+/// whatever the feeder keeps beside it (`T`: the operator keeps a handle on the pod's interned
+/// labels, to match the set's selector without rebuilding them).
+#[derive(Clone, Debug)]
+pub struct Slot<T> {
+    /// The planner's view of the pod.
+    pub pod: ObservedPod,
+    /// `metadata.resourceVersion` (empty if unknown).
+    pub resource_version: String,
+    /// The feeder's extra.
+    pub extra: T,
+}
+
+impl<T> Slot<T> {
+    /// Whether two slots read the same incarnation at the same version into the same view (what a
+    /// duplicated event looks like).
+    fn same(&self, other: &Slot<T>) -> bool {
+        self.resource_version == other.resource_version && self.pod == other.pod
+    }
+}
+
+/// The index of one StatefulSet's pods: a slot per ordinal and the set's aggregates.
+#[derive(Debug)]
+pub struct SetIndex<T> {
+    slots: BTreeMap<i32, Slot<T>>,
+    counts: SetCounts,
+    generation: u64,
+    snapshot: Option<(u64, u64, Pods)>,
+}
+
+impl<T> Default for SetIndex<T> {
+    fn default() -> Self {
+        SetIndex {
+            slots: BTreeMap::new(),
+            counts: SetCounts::default(),
+            generation: 0,
+            snapshot: None,
+        }
+    }
+}
+
+impl<T> SetIndex<T> {
+    /// The slots, by ordinal.
+    pub fn slots(&self) -> &BTreeMap<i32, Slot<T>> {
+        &self.slots
+    }
+
+    /// The aggregates, as maintained event by event.
+    pub fn counts(&self) -> &SetCounts {
+        &self.counts
+    }
+
+    /// A counter bumped by every change of a slot (never by a duplicated event).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Puts `slot` at its ordinal; whether anything changed.
+    fn put(&mut self, slot: Slot<T>) -> bool {
+        let ordinal = slot.pod.ordinal;
+        if let Some(old) = self.slots.get(&ordinal) {
+            if old.same(&slot) {
+                return false;
+            }
+            self.counts.remove(&old.pod);
+        }
+        self.counts.add(&slot.pod);
+        self.slots.insert(ordinal, slot);
+        self.generation += 1;
+        true
+    }
+
+    /// Empties the ordinal when it holds the incarnation `uid` (any, when `uid` is empty).
+    fn take(&mut self, ordinal: i32, uid: &str) -> bool {
+        match self.slots.get(&ordinal) {
+            Some(old) if uid.is_empty() || old.pod.uid.is_empty() || old.pod.uid == uid => {
+                self.counts.remove(&old.pod);
+                self.slots.remove(&ordinal);
+                self.generation += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The pods of the slots `keep` accepts, in ordinal order, shared: rebuilt only when the set
+    /// changed since the last call or `key` (which must identify `keep`: the operator hashes the
+    /// selector and the ordinal range into it) differs from the last call's.
+    pub fn snapshot(&mut self, key: u64, mut keep: impl FnMut(&Slot<T>) -> bool) -> Pods {
+        if let Some((generation, k, pods)) = &self.snapshot
+            && *generation == self.generation
+            && *k == key
+        {
+            return pods.clone();
+        }
+        let pods: Pods = self
+            .slots
+            .values()
+            .filter(|s| keep(s))
+            .map(|s| s.pod.clone())
+            .collect();
+        self.snapshot = Some((self.generation, key, pods.clone()));
+        pods
+    }
+}
+
+/// Where a pod belongs in the index: its namespace, its set (the name without `-<ordinal>`) and
+/// its ordinal. `None` for a name that is not `<set>-<ordinal>` (upstream
+/// `getParentNameAndOrdinal`, `pkg/controller/statefulset/stateful_set_utils.go`).
+pub fn set_of(pod_name: &str) -> Option<(&str, i32)> {
+    let (set, ordinal) = pod_name.rsplit_once('-')?;
+    if set.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((set, ordinal.parse().ok()?))
+}
+
+/// `(namespace, set name)`.
+pub type SetKey = (Arc<str>, Arc<str>);
+
+/// The index of every set's pods in the scope of one pod watch.
+#[derive(Debug)]
+pub struct PodIndex<T> {
+    sets: HashMap<SetKey, SetIndex<T>>,
+    relist: Option<Vec<(String, Slot<T>)>>,
+}
+
+impl<T> Default for PodIndex<T> {
+    fn default() -> Self {
+        PodIndex {
+            sets: HashMap::new(),
+            relist: None,
+        }
+    }
+}
+
+impl<T> PodIndex<T> {
+    /// The index of the set `name` in `namespace`, if it has any pod.
+    pub fn set(&self, namespace: &str, name: &str) -> Option<&SetIndex<T>> {
+        self.sets.get(&key(namespace, name))
+    }
+
+    /// Mutable access (for [`SetIndex::snapshot`]).
+    pub fn set_mut(&mut self, namespace: &str, name: &str) -> Option<&mut SetIndex<T>> {
+        self.sets.get_mut(&key(namespace, name))
+    }
+
+    /// Every indexed set.
+    pub fn sets(&self) -> impl Iterator<Item = (&SetKey, &SetIndex<T>)> {
+        self.sets.iter()
+    }
+
+    /// An added or modified pod `slot.pod` of `namespace`; whether its set's index changed.
+    pub fn apply(&mut self, namespace: &str, slot: Slot<T>) -> bool {
+        let Some((set, _)) = set_of(&slot.pod.name) else {
+            return false;
+        };
+        let k = key(namespace, set);
+        self.sets.entry(k).or_default().put(slot)
+    }
+
+    /// A deleted pod (`uid`: the incarnation deleted; empty if unknown); whether its set's index
+    /// changed.
+    pub fn delete(&mut self, namespace: &str, pod_name: &str, uid: &str) -> bool {
+        let Some((set, ordinal)) = set_of(pod_name) else {
+            return false;
+        };
+        let k = key(namespace, set);
+        let Some(index) = self.sets.get_mut(&k) else {
+            return false;
+        };
+        let changed = index.take(ordinal, uid);
+        if index.slots.is_empty() {
+            self.sets.remove(&k);
+        }
+        changed
+    }
+
+    /// A relist starts (`Init`): the pods listed until [`Self::relist_end`] replace the index.
+    pub fn relist_begin(&mut self) {
+        self.relist = Some(Vec::new());
+    }
+
+    /// A pod of the relist (`InitApply`).
+    pub fn relist_item(&mut self, namespace: &str, slot: Slot<T>) {
+        self.relist
+            .get_or_insert_with(Vec::new)
+            .push((namespace.to_owned(), slot));
+    }
+
+    /// The relist is complete (`InitDone`): pods not listed are removed, listed ones applied.
+    /// Returns the sets that changed.
+    pub fn relist_end(&mut self) -> Vec<SetKey> {
+        let listed = self.relist.take().unwrap_or_default();
+        let mut seen: HashMap<SetKey, BTreeSet<i32>> = HashMap::new();
+        let mut changed: BTreeSet<SetKey> = BTreeSet::new();
+        for (namespace, slot) in listed {
+            let Some((set, ordinal)) = set_of(&slot.pod.name) else {
+                continue;
+            };
+            let k = key(&namespace, set);
+            seen.entry(k.clone()).or_default().insert(ordinal);
+            if self.sets.entry(k.clone()).or_default().put(slot) {
+                changed.insert(k);
+            }
+        }
+        for (k, index) in &mut self.sets {
+            let keep = seen.get(k);
+            let gone: Vec<i32> = index
+                .slots
+                .keys()
+                .filter(|o| keep.is_none_or(|s| !s.contains(o)))
+                .copied()
+                .collect();
+            for ordinal in gone {
+                index.take(ordinal, "");
+                changed.insert(k.clone());
+            }
+        }
+        self.sets.retain(|_, index| !index.slots.is_empty());
+        changed.into_iter().collect()
+    }
+}
+
+fn key(namespace: &str, set: &str) -> SetKey {
+    (Arc::from(namespace), Arc::from(set))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One pod's state in the world the watch reports on.
+    #[derive(Clone, Debug, PartialEq)]
+    struct PodState {
+        uid: u8,
+        revision: Option<u8>,
+        ready: bool,
+        terminating: bool,
+        gate: Option<bool>,
+    }
+
+    fn pod_state() -> impl Strategy<Value = PodState> {
+        (
+            0u8..3,
+            proptest::option::of(0u8..3),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of(any::<bool>()),
+        )
+            .prop_map(|(uid, revision, ready, terminating, gate)| PodState {
+                uid,
+                revision,
+                ready,
+                terminating,
+                gate,
+            })
+    }
+
+    /// What happens in the world: a pod (set, ordinal) is written or deleted.
+    #[derive(Clone, Debug)]
+    enum Change {
+        Write(u8, i32, PodState),
+        Delete(u8, i32),
+    }
+
+    /// How the watch delivers a change: normally, twice, or not at all (a missed event, repaired
+    /// by the next relist only).
+    #[derive(Clone, Copy, Debug)]
+    enum Delivery {
+        Once,
+        Twice,
+        Missed,
+    }
+
+    fn step() -> impl Strategy<Value = (Change, Delivery, bool)> {
+        let change = prop_oneof![
+            4 => (0u8..2, 0i32..6, pod_state()).prop_map(|(s, o, p)| Change::Write(s, o, p)),
+            1 => (0u8..2, 0i32..6).prop_map(|(s, o)| Change::Delete(s, o)),
+        ];
+        let delivery = prop_oneof![
+            6 => Just(Delivery::Once),
+            1 => Just(Delivery::Twice),
+            1 => Just(Delivery::Missed),
+        ];
+        // The bool: a relist happens after this step.
+        (change, delivery, proptest::bool::weighted(0.1))
+    }
+
+    fn name(set: u8, ordinal: i32) -> String {
+        format!("set{set}-{ordinal}")
+    }
+
+    fn slot(set: u8, ordinal: i32, p: &PodState, version: u64) -> Slot<()> {
+        Slot {
+            pod: ObservedPod {
+                name: name(set, ordinal),
+                ordinal,
+                revision: p.revision.map(|r| format!("rev-{r}")),
+                ready: p.ready,
+                ready_since: None,
+                terminating: p.terminating,
+                phase: if p.ready { "Running" } else { "Pending" }.into(),
+                uid: format!("uid-{}", p.uid),
+                in_place: crate::inplace::PodInPlace {
+                    has_gate: p.gate.is_some(),
+                    gate_ready: p.gate,
+                    ..Default::default()
+                },
+            },
+            resource_version: version.to_string(),
+            extra: (),
+        }
+    }
+
+    type World = BTreeMap<(u8, i32), (PodState, u64)>;
+
+    fn relist(index: &mut PodIndex<()>, world: &World) {
+        index.relist_begin();
+        for ((s, o), (p, v)) in world {
+            index.relist_item("ns", slot(*s, *o, p, *v));
+        }
+        index.relist_end();
+    }
+
+    /// The index's incremental aggregates equal a recount of its own slots, set by set.
+    fn assert_consistent(index: &PodIndex<()>) -> Result<(), TestCaseError> {
+        for (k, set) in index.sets() {
+            prop_assert!(!set.slots().is_empty(), "empty set {k:?} kept");
+            let recount = SetCounts::recount(set.slots().values().map(|s| &s.pod));
+            prop_assert_eq!(set.counts(), &recount, "set {:?}", k);
+            for (o, s) in set.slots() {
+                prop_assert_eq!(*o, s.pod.ordinal);
+            }
+        }
+        Ok(())
+    }
+
+    /// The index holds exactly the world's pods, with the aggregates a recount of the world gives.
+    fn assert_mirrors(index: &PodIndex<()>, world: &World) -> Result<(), TestCaseError> {
+        for set in 0u8..2 {
+            let want: Vec<ObservedPod> = world
+                .iter()
+                .filter(|((s, _), _)| *s == set)
+                .map(|((s, o), (p, v))| slot(*s, *o, p, *v).pod)
+                .collect();
+            let got: Vec<ObservedPod> = index
+                .set("ns", &format!("set{set}"))
+                .map(|i| i.slots().values().map(|s| s.pod.clone()).collect())
+                .unwrap_or_default();
+            prop_assert_eq!(&got, &want);
+            let counts = index
+                .set("ns", &format!("set{set}"))
+                .map(|i| i.counts().clone())
+                .unwrap_or_default();
+            prop_assert_eq!(counts, SetCounts::recount(&want));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the order of events, duplicated and missed ones included: the aggregates
+        /// always equal a recount of the slots; while no event was missed since the last relist
+        /// the index mirrors the world; after a relist it mirrors the world again.
+        #[test]
+        fn the_aggregates_equal_a_recount_whatever_the_events(
+            steps in proptest::collection::vec(step(), 0..60),
+        ) {
+            let mut index = PodIndex::<()>::default();
+            let mut world = World::new();
+            let mut version = 0u64;
+            let mut missed = false;
+            for (change, delivery, relist_after) in steps {
+                version += 1;
+                let times = match delivery {
+                    Delivery::Once => 1,
+                    Delivery::Twice => 2,
+                    Delivery::Missed => 0,
+                };
+                match change {
+                    Change::Write(s, o, p) => {
+                        world.insert((s, o), (p.clone(), version));
+                        for _ in 0..times {
+                            index.apply("ns", slot(s, o, &p, version));
+                        }
+                    }
+                    Change::Delete(s, o) => {
+                        if let Some((p, _)) = world.remove(&(s, o)) {
+                            for _ in 0..times {
+                                index.delete("ns", &name(s, o), &format!("uid-{}", p.uid));
+                            }
+                        } else {
+                            continue;
+                        }
+                    }
+                }
+                missed |= times == 0;
+                assert_consistent(&index)?;
+                if relist_after {
+                    relist(&mut index, &world);
+                    missed = false;
+                }
+                if !missed {
+                    assert_mirrors(&index, &world)?;
+                }
+            }
+            relist(&mut index, &world);
+            assert_consistent(&index)?;
+            assert_mirrors(&index, &world)?;
+        }
+
+        /// A duplicated event changes nothing, not even the generation; a snapshot of an unchanged
+        /// set is the same shared list.
+        #[test]
+        fn a_duplicated_event_is_not_a_change(
+            pods in proptest::collection::vec((0i32..8, pod_state()), 1..12),
+        ) {
+            let mut index = PodIndex::<()>::default();
+            for (v, (o, p)) in pods.iter().enumerate() {
+                index.apply("ns", slot(0, *o, p, v as u64));
+            }
+            let set = index.set_mut("ns", "set0").expect("indexed");
+            let generation = set.generation();
+            let first = set.snapshot(1, |_| true);
+            let (v, (o, p)) = pods.iter().enumerate().next_back().expect("one pod");
+            prop_assert!(!index.apply("ns", slot(0, *o, p, v as u64)));
+            let set = index.set_mut("ns", "set0").expect("indexed");
+            prop_assert_eq!(set.generation(), generation);
+            prop_assert!(first.same_list(&set.snapshot(1, |_| true)));
+            prop_assert!(!first.same_list(&set.snapshot(2, |_| true)), "another filter");
+        }
+    }
+
+    #[test]
+    fn a_delete_of_an_older_incarnation_keeps_the_newer_one() {
+        let mut index = PodIndex::<()>::default();
+        let old = PodState {
+            uid: 1,
+            revision: Some(1),
+            ready: true,
+            terminating: false,
+            gate: None,
+        };
+        let new = PodState {
+            uid: 2,
+            ..old.clone()
+        };
+        index.apply("ns", slot(0, 3, &old, 1));
+        // The delete of uid-1 was missed; the recreated pod (uid-2) arrives, then a stale delete.
+        index.apply("ns", slot(0, 3, &new, 2));
+        assert!(!index.delete("ns", "set0-3", "uid-1"));
+        let set = index.set("ns", "set0").expect("indexed");
+        assert_eq!(set.slots()[&3].pod.uid, "uid-2");
+        assert!(index.delete("ns", "set0-3", "uid-2"));
+        assert!(index.set("ns", "set0").is_none(), "an empty set is dropped");
+    }
+
+    #[test]
+    fn names_map_to_their_set_and_ordinal() {
+        assert_eq!(set_of("web-0"), Some(("web", 0)));
+        assert_eq!(set_of("web-1-12"), Some(("web-1", 12)));
+        assert_eq!(set_of("web"), None);
+        assert_eq!(set_of("web-"), None);
+        assert_eq!(set_of("-3"), None);
+        assert_eq!(set_of("web-x1"), None);
+    }
+}
