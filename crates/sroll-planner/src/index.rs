@@ -110,11 +110,11 @@ pub struct Slot<T> {
     pub extra: T,
 }
 
-impl<T> Slot<T> {
-    /// Whether two slots read the same incarnation at the same version into the same view (what a
-    /// duplicated event looks like).
-    fn same(&self, other: &Slot<T>) -> bool {
-        self.resource_version == other.resource_version && self.pod == other.pod
+impl<T: PartialEq> Slot<T> {
+    /// Whether two slots give the same view (what a duplicated event looks like, and an event
+    /// changing only what the planner does not read, such as an annotation).
+    fn same_view(&self, other: &Slot<T>) -> bool {
+        self.pod == other.pod && self.extra == other.extra
     }
 }
 
@@ -149,16 +149,22 @@ impl<T> SetIndex<T> {
         &self.counts
     }
 
-    /// A counter bumped by every change of a slot (never by a duplicated event).
+    /// A counter bumped by every change of a slot's view (never by a duplicated event, nor by one
+    /// that changed only what the view leaves out).
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
-    /// Puts `slot` at its ordinal; whether anything changed.
-    fn put(&mut self, slot: Slot<T>) -> bool {
+    /// Puts `slot` at its ordinal; whether the view changed (a slot that differs only in its
+    /// `resourceVersion` is updated in place without counting as a change).
+    fn put(&mut self, slot: Slot<T>) -> bool
+    where
+        T: PartialEq,
+    {
         let ordinal = slot.pod.ordinal;
-        if let Some(old) = self.slots.get(&ordinal) {
-            if old.same(&slot) {
+        if let Some(old) = self.slots.get_mut(&ordinal) {
+            if old.same_view(&slot) {
+                old.resource_version = slot.resource_version;
                 return false;
             }
             self.counts.remove(&old.pod);
@@ -233,7 +239,7 @@ impl<T> Default for PodIndex<T> {
     }
 }
 
-impl<T> PodIndex<T> {
+impl<T: PartialEq> PodIndex<T> {
     /// The index of the set `name` in `namespace`, if it has any pod.
     pub fn set(&self, namespace: &str, name: &str) -> Option<&SetIndex<T>> {
         self.sets.get(&key(namespace, name))
@@ -532,6 +538,27 @@ mod tests {
             prop_assert!(first.same_list(&set.snapshot(1, |_| true)));
             prop_assert!(!first.same_list(&set.snapshot(2, |_| true)), "another filter");
         }
+    }
+
+    #[test]
+    fn a_new_resource_version_with_the_same_view_is_not_a_change() {
+        let mut index = PodIndex::<()>::default();
+        let p = PodState {
+            uid: 1,
+            revision: Some(1),
+            ready: true,
+            terminating: false,
+            gate: None,
+        };
+        assert!(index.apply("ns", slot(0, 0, &p, 1)));
+        let generation = index.set("ns", "set0").expect("indexed").generation();
+        assert!(
+            !index.apply("ns", slot(0, 0, &p, 2)),
+            "an annotation changed"
+        );
+        let set = index.set("ns", "set0").expect("indexed");
+        assert_eq!(set.generation(), generation);
+        assert_eq!(set.slots()[&0].resource_version, "2");
     }
 
     #[test]

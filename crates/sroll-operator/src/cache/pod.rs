@@ -367,6 +367,15 @@ pub struct PodLabels {
     identity: u8,
 }
 
+/// Same labels and controller (the watch's interner shares equal ones, so this is mostly a
+/// pointer comparison).
+impl PartialEq for PodLabels {
+    fn eq(&self, other: &PodLabels) -> bool {
+        self.identity == other.identity
+            && (Arc::ptr_eq(&self.set_meta, &other.set_meta) || self.set_meta == other.set_meta)
+    }
+}
+
 impl PodLabels {
     /// Whether `selector` selects the pod `pod_name` with these labels. `memo` remembers the
     /// answer per shared label set for selectors that do not read the per-pod identity labels
