@@ -18,9 +18,10 @@
 //!
 //! Every change updates the [`SetCounts`] of its set in O(log n) and bumps the set's
 //! [`SetIndex::generation`]; [`SetCounts::recount`] is the full recount the property tests hold
-//! the incremental aggregates to. [`SetIndex::snapshot`] hands out the set's pods as a shared
-//! [`Pods`] that is rebuilt only when the generation (or the filter) changed, so observing an
-//! unchanged set costs O(1) and comparing two observations of it is a pointer comparison.
+//! the incremental aggregates to. [`SetIndex::snapshot`] hands out the set's pods as the shared
+//! [`Pods`] list the index itself keeps (copied only when an event changes it while an
+//! observation still holds it), so observing an unchanged set costs O(1) and comparing two
+//! observations of it is a pointer comparison.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -110,38 +111,52 @@ pub struct Slot<T> {
     pub extra: T,
 }
 
-impl<T: PartialEq> Slot<T> {
-    /// Whether two slots give the same view (what a duplicated event looks like, and an event
-    /// changing only what the planner does not read, such as an annotation).
-    fn same_view(&self, other: &Slot<T>) -> bool {
-        self.pod == other.pod && self.extra == other.extra
-    }
-}
-
 /// The index of one StatefulSet's pods: a slot per ordinal and the set's aggregates.
+///
+/// The pods' views are kept as the very list observations are handed ([`Pods`], sorted by
+/// ordinal), with the slots' other parts in a parallel list: one copy of each view, changed in
+/// place while no observation holds the list, copied once (by `Pods`' copy-on-write) when one
+/// does.
 #[derive(Debug)]
 pub struct SetIndex<T> {
-    slots: BTreeMap<i32, Slot<T>>,
+    pods: Pods,
+    /// `(resourceVersion, extra)` of `pods[i]`.
+    rest: Vec<(String, T)>,
     counts: SetCounts,
     generation: u64,
-    snapshot: Option<(u64, u64, Pods)>,
+    /// The last [`Self::snapshot`]: generation, filter key, and the filtered list (`None`: the
+    /// filter kept every pod, the snapshot is `pods` itself).
+    filtered: Option<(u64, u64, Option<Pods>)>,
 }
 
 impl<T> Default for SetIndex<T> {
     fn default() -> Self {
         SetIndex {
-            slots: BTreeMap::new(),
+            pods: Pods::default(),
+            rest: Vec::new(),
             counts: SetCounts::default(),
             generation: 0,
-            snapshot: None,
+            filtered: None,
         }
     }
 }
 
 impl<T> SetIndex<T> {
-    /// The slots, by ordinal.
-    pub fn slots(&self) -> &BTreeMap<i32, Slot<T>> {
-        &self.slots
+    /// The pods, in ordinal order.
+    pub fn pods(&self) -> &[ObservedPod] {
+        &self.pods
+    }
+
+    /// The slot of `ordinal`: the pod's view, its `resourceVersion` and the feeder's extra.
+    pub fn slot(&self, ordinal: i32) -> Option<(&ObservedPod, &str, &T)> {
+        let i = self.find(ordinal).ok()?;
+        let (rv, extra) = &self.rest[i];
+        Some((&self.pods[i], rv, extra))
+    }
+
+    /// Whether no pod is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
     }
 
     /// The aggregates, as maintained event by event.
@@ -155,57 +170,85 @@ impl<T> SetIndex<T> {
         self.generation
     }
 
+    fn find(&self, ordinal: i32) -> Result<usize, usize> {
+        self.pods.binary_search_by_key(&ordinal, |p| p.ordinal)
+    }
+
     /// Puts `slot` at its ordinal; whether the view changed (a slot that differs only in its
     /// `resourceVersion` is updated in place without counting as a change).
     fn put(&mut self, slot: Slot<T>) -> bool
     where
         T: PartialEq,
     {
-        let ordinal = slot.pod.ordinal;
-        if let Some(old) = self.slots.get_mut(&ordinal) {
-            if old.same_view(&slot) {
-                old.resource_version = slot.resource_version;
-                return false;
+        let Slot {
+            pod,
+            resource_version,
+            extra,
+        } = slot;
+        match self.find(pod.ordinal) {
+            Ok(i) => {
+                if self.pods[i] == pod && self.rest[i].1 == extra {
+                    self.rest[i].0 = resource_version;
+                    return false;
+                }
+                self.counts.remove(&self.pods[i]);
+                self.counts.add(&pod);
+                self.pods[i] = pod;
+                self.rest[i] = (resource_version, extra);
             }
-            self.counts.remove(&old.pod);
+            Err(i) => {
+                self.counts.add(&pod);
+                self.pods.insert(i, pod);
+                self.rest.insert(i, (resource_version, extra));
+            }
         }
-        self.counts.add(&slot.pod);
-        self.slots.insert(ordinal, slot);
         self.generation += 1;
         true
     }
 
     /// Empties the ordinal when it holds the incarnation `uid` (any, when `uid` is empty).
     fn take(&mut self, ordinal: i32, uid: &str) -> bool {
-        match self.slots.get(&ordinal) {
-            Some(old) if uid.is_empty() || old.pod.uid.is_empty() || old.pod.uid == uid => {
-                self.counts.remove(&old.pod);
-                self.slots.remove(&ordinal);
-                self.generation += 1;
-                true
-            }
-            _ => false,
+        let Ok(i) = self.find(ordinal) else {
+            return false;
+        };
+        let old = &self.pods[i];
+        if !(uid.is_empty() || old.uid.is_empty() || old.uid == uid) {
+            return false;
         }
+        self.counts.remove(old);
+        self.pods.remove(i);
+        self.rest.remove(i);
+        self.generation += 1;
+        true
     }
 
-    /// The pods of the slots `keep` accepts, in ordinal order, shared: rebuilt only when the set
-    /// changed since the last call or `key` (which must identify `keep`: the operator hashes the
-    /// selector and the ordinal range into it) differs from the last call's.
-    pub fn snapshot(&mut self, key: u64, mut keep: impl FnMut(&Slot<T>) -> bool) -> Pods {
-        if let Some((generation, k, pods)) = &self.snapshot
+    /// The pods `keep` accepts, in ordinal order, shared: the index's own list when `keep`
+    /// accepts them all, else a filtered copy. `keep` is run again only when the set changed since
+    /// the last call or `key` (which must identify `keep`: the operator hashes the selector and
+    /// the ordinal range into it) differs from the last call's: an unchanged set costs O(1).
+    pub fn snapshot(&mut self, key: u64, mut keep: impl FnMut(&ObservedPod, &T) -> bool) -> Pods {
+        if let Some((generation, k, filtered)) = &self.filtered
             && *generation == self.generation
             && *k == key
         {
-            return pods.clone();
+            return filtered.clone().unwrap_or_else(|| self.pods.clone());
         }
-        let pods: Pods = self
-            .slots
-            .values()
-            .filter(|s| keep(s))
-            .map(|s| s.pod.clone())
+        let kept: Vec<bool> = self
+            .pods
+            .iter()
+            .zip(&self.rest)
+            .map(|(p, (_, extra))| keep(p, extra))
             .collect();
-        self.snapshot = Some((self.generation, key, pods.clone()));
-        pods
+        let filtered = (!kept.iter().all(|k| *k)).then(|| {
+            self.pods
+                .iter()
+                .zip(&kept)
+                .filter(|(_, k)| **k)
+                .map(|(p, _)| p.clone())
+                .collect::<Pods>()
+        });
+        self.filtered = Some((self.generation, key, filtered.clone()));
+        filtered.unwrap_or_else(|| self.pods.clone())
     }
 }
 
@@ -275,7 +318,7 @@ impl<T: PartialEq> PodIndex<T> {
             return false;
         };
         let changed = index.take(ordinal, uid);
-        if index.slots.is_empty() {
+        if index.is_empty() {
             self.sets.remove(&k);
         }
         changed
@@ -312,17 +355,17 @@ impl<T: PartialEq> PodIndex<T> {
         for (k, index) in &mut self.sets {
             let keep = seen.get(k);
             let gone: Vec<i32> = index
-                .slots
-                .keys()
+                .pods()
+                .iter()
+                .map(|p| p.ordinal)
                 .filter(|o| keep.is_none_or(|s| !s.contains(o)))
-                .copied()
                 .collect();
             for ordinal in gone {
                 index.take(ordinal, "");
                 changed.insert(k.clone());
             }
         }
-        self.sets.retain(|_, index| !index.slots.is_empty());
+        self.sets.retain(|_, index| !index.is_empty());
         changed.into_iter().collect()
     }
 }
@@ -433,12 +476,13 @@ mod tests {
     /// The index's incremental aggregates equal a recount of its own slots, set by set.
     fn assert_consistent(index: &PodIndex<()>) -> Result<(), TestCaseError> {
         for (k, set) in index.sets() {
-            prop_assert!(!set.slots().is_empty(), "empty set {k:?} kept");
-            let recount = SetCounts::recount(set.slots().values().map(|s| &s.pod));
+            prop_assert!(!set.is_empty(), "empty set {k:?} kept");
+            let recount = SetCounts::recount(set.pods());
             prop_assert_eq!(set.counts(), &recount, "set {:?}", k);
-            for (o, s) in set.slots() {
-                prop_assert_eq!(*o, s.pod.ordinal);
-            }
+            prop_assert!(
+                set.pods().windows(2).all(|w| w[0].ordinal < w[1].ordinal),
+                "sorted by ordinal, one pod per ordinal"
+            );
         }
         Ok(())
     }
@@ -453,7 +497,7 @@ mod tests {
                 .collect();
             let got: Vec<ObservedPod> = index
                 .set("ns", &format!("set{set}"))
-                .map(|i| i.slots().values().map(|s| s.pod.clone()).collect())
+                .map(|i| i.pods().to_vec())
                 .unwrap_or_default();
             prop_assert_eq!(&got, &want);
             let counts = index
@@ -530,13 +574,15 @@ mod tests {
             }
             let set = index.set_mut("ns", "set0").expect("indexed");
             let generation = set.generation();
-            let first = set.snapshot(1, |_| true);
+            let first = set.snapshot(1, |_, _| true);
             let (v, (o, p)) = pods.iter().enumerate().next_back().expect("one pod");
             prop_assert!(!index.apply("ns", slot(0, *o, p, v as u64)));
             let set = index.set_mut("ns", "set0").expect("indexed");
             prop_assert_eq!(set.generation(), generation);
-            prop_assert!(first.same_list(&set.snapshot(1, |_| true)));
-            prop_assert!(!first.same_list(&set.snapshot(2, |_| true)), "another filter");
+            prop_assert!(first.same_list(&set.snapshot(1, |_, _| true)));
+            let odd = set.snapshot(2, |p, _| p.ordinal % 2 == 1);
+            prop_assert!(odd.iter().all(|p| p.ordinal % 2 == 1), "another filter");
+            prop_assert!(odd.same_list(&set.snapshot(2, |_, _| unreachable!("cached"))));
         }
     }
 
@@ -558,7 +604,7 @@ mod tests {
         );
         let set = index.set("ns", "set0").expect("indexed");
         assert_eq!(set.generation(), generation);
-        assert_eq!(set.slots()[&0].resource_version, "2");
+        assert_eq!(set.slot(0).map(|(_, rv, _)| rv), Some("2"));
     }
 
     #[test]
@@ -580,7 +626,7 @@ mod tests {
         index.apply("ns", slot(0, 3, &new, 2));
         assert!(!index.delete("ns", "set0-3", "uid-1"));
         let set = index.set("ns", "set0").expect("indexed");
-        assert_eq!(set.slots()[&3].pod.uid, "uid-2");
+        assert_eq!(set.slot(3).map(|(p, _, _)| p.uid.as_str()), Some("uid-2"));
         assert!(index.delete("ns", "set0-3", "uid-2"));
         assert!(index.set("ns", "set0").is_none(), "an empty set is dropped");
     }

@@ -100,11 +100,9 @@ impl SharedPodIndex {
         let Some(set_index) = index.set_mut(namespace, set) else {
             return Pods::default();
         };
-        set_index.snapshot(key, |slot| {
-            (start..end).contains(&slot.pod.ordinal)
-                && slot
-                    .extra
-                    .matches(&slot.pod.name, &parsed, per_pod, &mut memo)
+        set_index.snapshot(key, |pod, labels| {
+            (start..end).contains(&pod.ordinal)
+                && labels.matches(&pod.name, &parsed, per_pod, &mut memo)
         })
     }
 
