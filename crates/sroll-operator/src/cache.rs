@@ -22,8 +22,10 @@
 //! turning healthy releases the next eviction at once.
 //!
 //! Pods are looked up by name (`<set>-<ordinal>`, the StatefulSet naming rule of
-//! `pkg/controller/statefulset/stateful_set_utils.go` `getPodName`), an O(replicas) store lookup
-//! per reconcile instead of a scan of every pod.
+//! `pkg/controller/statefulset/stateful_set_utils.go` `getPodName`) where one pod is needed, and
+//! observed per set from the pod index the pod watch keeps beside the store ([`SharedPodIndex`],
+//! a slot per ordinal and the set's aggregates, updated per event): observing an unchanged set
+//! costs O(1).
 
 mod index;
 pub mod pod;
