@@ -13,7 +13,6 @@
 
 use std::time::Instant;
 
-use futures::StreamExt;
 use kubesim::{
     api::WriteOptions,
     cluster::{Cluster, ClusterConfig},
@@ -115,15 +114,14 @@ async fn main() {
     let coll = format!("{base}/apis/sroll.io/v1alpha1/namespaces/default/statefulsetrollouts");
     let mut watch_tasks = Vec::new();
     for _ in 0..watchers {
-        let resp = http
+        let mut resp = http
             .get(format!("{coll}?watch=true&allowWatchBookmarks=true"))
             .send()
             .await
             .unwrap();
         watch_tasks.push(tokio::spawn(async move {
-            let mut body = resp.bytes_stream();
             let mut bytes = 0usize;
-            while let Some(Ok(chunk)) = body.next().await {
+            while let Ok(Some(chunk)) = resp.chunk().await {
                 bytes += chunk.len();
             }
             bytes
