@@ -204,6 +204,9 @@ struct Inner {
     /// Events with rv <= floor are no longer available.
     floor: u64,
     history_limit: usize,
+    /// Bytes of the objects the history holds (their stored JSON).
+    history_bytes: usize,
+    history_bytes_limit: usize,
     interned: HashMap<String, Arc<str>>,
 }
 
@@ -217,13 +220,20 @@ impl Inner {
         k
     }
 
+    /// Appends an event, compacting the oldest ones while the window holds
+    /// more than `history_limit` events or more than `history_bytes_limit`
+    /// bytes of objects (the newest event always stays).
     fn push_event(&mut self, ev: Event) {
-        if self.history.len() >= self.history_limit
+        self.history_bytes += ev.obj.json.len();
+        self.history.push_back(Arc::new(ev));
+        while (self.history.len() > self.history_limit
+            || self.history_bytes > self.history_bytes_limit)
+            && self.history.len() > 1
             && let Some(old) = self.history.pop_front()
         {
+            self.history_bytes -= old.obj.json.len();
             self.floor = old.rv;
         }
-        self.history.push_back(Arc::new(ev));
     }
 
     fn unindex(&mut self, res: &Arc<str>, s: &Stored) {
@@ -550,17 +560,37 @@ pub struct StoreStats {
     pub objects: Vec<(String, usize)>,
     /// Events in the history window.
     pub history_len: usize,
+    /// Bytes of the objects of the history window (their stored JSON).
+    pub history_bytes: usize,
     /// Current resourceVersion.
     pub resource_version: u64,
 }
 
+/// The default bound of the watch history in bytes of stored objects.
+pub const DEFAULT_HISTORY_BYTES: usize = 128 << 20;
+
 impl Store {
-    /// An empty store keeping at most `history_limit` events for watches.
+    /// An empty store keeping at most `history_limit` events for watches,
+    /// and at most [`DEFAULT_HISTORY_BYTES`] of their objects.
     pub fn new(history_limit: usize) -> Self {
+        Self::with_limits(history_limit, DEFAULT_HISTORY_BYTES)
+    }
+
+    /// An empty store whose watch history keeps at most `history_limit`
+    /// events and at most `history_bytes` bytes of their objects' JSON.
+    ///
+    /// Upstream bounds history by time (etcd compacts revisions older than
+    /// `--etcd-compaction-interval`, 5 minutes) and the watch cache by
+    /// events; the byte bound is ours, so a window of 50,000 events can not
+    /// hold 50,000 versions of a 200 KB custom resource. A watch from a
+    /// resourceVersion the bound compacted gets `410 Expired` exactly as
+    /// one the event bound compacted (see [`Store::events_after`]).
+    pub fn with_limits(history_limit: usize, history_bytes: usize) -> Self {
         let (notify, _) = watch::channel(0);
         Store {
             inner: Mutex::new(Inner {
                 history_limit: history_limit.max(1),
+                history_bytes_limit: history_bytes,
                 ..Inner::default()
             }),
             notify,
@@ -638,6 +668,7 @@ impl Store {
     pub fn compact(&self) {
         let mut g = self.lock();
         g.history.clear();
+        g.history_bytes = 0;
         g.floor = g.rv;
     }
 
@@ -651,7 +682,73 @@ impl Store {
                 .map(|(k, m)| (k.to_string(), m.len()))
                 .collect(),
             history_len: g.history.len(),
+            history_bytes: g.history_bytes,
             resource_version: g.rv,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pods() -> ResourceDescriptor {
+        crate::registry::builtin_resources()
+            .into_iter()
+            .find(|d| d.group.is_empty() && d.plural == "pods")
+            .expect("pods are built in")
+    }
+
+    fn write(store: &Store, d: &ResourceDescriptor, name: &str, pad: usize) -> u64 {
+        store.write(|t| {
+            let rv = t.next_rv();
+            let obj = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "ns", "uid": name, "resourceVersion": rv.to_string()},
+                "spec": {"pad": "x".repeat(pad)}});
+            t.put(d, &obj).expect("stores");
+            rv
+        })
+    }
+
+    #[test]
+    fn the_history_is_bounded_by_bytes_and_a_watch_from_before_it_expires() {
+        let d = pods();
+        let store = Store::with_limits(1_000, 10_000);
+        let first = write(&store, &d, "a", 3_000);
+        let second = write(&store, &d, "a", 3_000);
+        let third = write(&store, &d, "b", 3_000);
+        assert!(store.events_after(None, 0).is_ok(), "3 × ~3.1 KB fit");
+        assert_eq!(store.stats().history_len, 3);
+        let fourth = write(&store, &d, "b", 3_000);
+        // The oldest event was compacted: from its rv on is still servable,
+        // from before it is 410 (etcd's "required revision has been compacted").
+        assert_eq!(
+            store.events_after(None, 0).map(|_| ()),
+            Err(Expired {
+                requested: 0,
+                floor: first
+            })
+        );
+        let (evs, upto) = store.events_after(None, first).expect("servable");
+        assert_eq!(
+            evs.iter().map(|e| e.rv).collect::<Vec<_>>(),
+            [second, third, fourth]
+        );
+        assert_eq!(upto, fourth);
+        let stats = store.stats();
+        assert_eq!(stats.history_len, 3);
+        assert!(stats.history_bytes <= 10_000, "{stats:?}");
+        // One object larger than the bound still makes an event (the newest stays).
+        let huge = write(&store, &d, "c", 20_000);
+        let (evs, _) = store.events_after(None, fourth).expect("servable");
+        assert_eq!(evs.iter().map(|e| e.rv).collect::<Vec<_>>(), [huge]);
+        // The event bound is unchanged.
+        let small = Store::with_limits(2, usize::MAX);
+        let a = write(&small, &d, "a", 1);
+        write(&small, &d, "a", 1);
+        write(&small, &d, "a", 1);
+        assert!(small.events_after(None, a - 1).is_err());
+        assert!(small.events_after(None, a).is_ok());
     }
 }

@@ -1294,16 +1294,20 @@ impl Api {
                 _ => {}
             }
             let mut obj = obj;
+            let mut parsed = None;
             if opts.tracks_fields() {
-                patching::track_update(d, Some(&old.value()), &mut obj, part, opts);
+                let live = parsed.insert(old.value());
+                patching::track_update(d, Some(live), &mut obj, part, opts);
             }
-            self.write_locked(t, d, &ns, name, &old, obj, part, opts)
+            self.write_locked(t, d, &ns, name, &old, parsed, obj, part, opts)
         })
     }
 
     /// The shared tail of update, update_status and patch: merges the parts
     /// the write may not change, validates, bumps generation, detects no-ops,
-    /// completes deletion when the last finalizer goes.
+    /// completes deletion when the last finalizer goes. `old` is `old_s`
+    /// parsed, when the caller has it already (a large object costs as much
+    /// to parse as the rest of the write).
     #[allow(clippy::too_many_arguments)]
     fn write_locked(
         &self,
@@ -1312,6 +1316,7 @@ impl Api {
         ns: &str,
         name: &str,
         old_s: &Stored,
+        old: Option<Value>,
         mut obj: Value,
         part: Part,
         opts: &WriteOptions,
@@ -1319,7 +1324,7 @@ impl Api {
         if let Some(a) = &opts.admission {
             a.mutate(&mut obj, Some(old_s))?;
         }
-        let old = old_s.value();
+        let old = old.unwrap_or_else(|| old_s.value());
         if let Some(u) = meta_str(&obj, "uid")
             && u != &*old_s.uid
         {
@@ -1553,9 +1558,19 @@ impl Api {
                     opts,
                 )?,
                 PatchKind::Merge | PatchKind::Json => {
-                    let text = patched.to_string();
-                    Self::decode_meta(d, &patched, || strict::Site::JsonPatch(text.clone()))?;
-                    self.decode_fields(d, &mut patched, || strict::Site::JsonPatch(text), opts)?
+                    Self::decode_meta(d, &patched, || {
+                        strict::Site::JsonPatch(patched.to_string())
+                    })?;
+                    // The patched object as sent, for a strict error's text
+                    // only (serialized only when the request is strict).
+                    let text = (opts.field_validation == Some(strict::FieldValidation::Strict))
+                        .then(|| patched.to_string());
+                    self.decode_fields(
+                        d,
+                        &mut patched,
+                        || strict::Site::JsonPatch(text.unwrap_or_default()),
+                        opts,
+                    )?
                 }
             }
             let rv_in_patch = meta_str(&patched, "resourceVersion").map(String::from);
@@ -1564,7 +1579,7 @@ impl Api {
             {
                 return Err(ApiError::stale(d, name));
             }
-            self.write_locked(t, d, &ns_s, name, &old, patched, part, opts)
+            self.write_locked(t, d, &ns_s, name, &old, Some(current), patched, part, opts)
         })
     }
 
@@ -1717,6 +1732,7 @@ impl Api {
                 &ns,
                 name,
                 &old,
+                None,
                 obj,
                 Part::Main,
                 &WriteOptions::default(),

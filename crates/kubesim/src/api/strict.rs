@@ -302,19 +302,49 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
     let _ = Dups {
-        path: String::new(),
+        path: &mut Vec::new(),
         out: &mut out,
     }
     .deserialize(&mut de);
     out
 }
 
-struct Dups<'a> {
-    path: String,
-    out: &'a mut Vec<String>,
+/// One step of the path of a JSON node: an object key or a list index.
+enum Seg<'de> {
+    Key(std::borrow::Cow<'de, str>),
+    Index(usize),
 }
 
-impl<'de> DeserializeSeed<'de> for Dups<'_> {
+/// Renders a path as [`join`] and `[i]` would have built it.
+fn render(path: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// Walks a body without building it, keeping the path of the node it is in
+/// (rendered only for a repeated key) and borrowing keys from the body when
+/// they have no escapes.
+struct Dups<'p, 'de> {
+    path: &'p mut Vec<Seg<'de>>,
+    out: &'p mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Dups<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -322,7 +352,34 @@ impl<'de> DeserializeSeed<'de> for Dups<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Dups<'_> {
+/// An object key, borrowed from the body when possible.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+}
+
+impl<'de> Visitor<'de> for Dups<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -354,32 +411,48 @@ impl<'de> Visitor<'de> for Dups<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let out = self.out;
+        let (path, out) = (self.path, self.out);
         let mut i = 0usize;
-        while seq
-            .next_element_seed(Dups {
-                path: format!("{}[{i}]", self.path),
+        loop {
+            path.push(Seg::Index(i));
+            let more = seq.next_element_seed(Dups {
+                path: &mut *path,
                 out: &mut *out,
-            })?
-            .is_some()
-        {
+            });
+            path.pop();
+            if more?.is_none() {
+                return Ok(());
+            }
             i += 1;
         }
-        Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let out = self.out;
-        let mut seen = HashSet::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let p = join(&self.path, &k);
-            if !seen.insert(k) {
-                out.push(p.clone());
+        let (path, out) = (self.path, self.out);
+        // Objects are small: a list scan beats hashing until they are not.
+        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut seen_set: HashSet<std::borrow::Cow<'de, str>> = HashSet::new();
+        while let Some(k) = map.next_key_seed(Key)? {
+            let repeated = if seen_set.is_empty() && seen.len() < 16 {
+                let r = seen.contains(&k);
+                if !r {
+                    seen.push(k.clone());
+                }
+                r
+            } else {
+                seen_set.extend(seen.drain(..));
+                !seen_set.insert(k.clone())
+            };
+            path.push(Seg::Key(k));
+            if repeated {
+                out.push(render(path));
             }
-            map.next_value_seed(Dups {
-                path: p,
+            let r = map.next_value_seed(Dups {
+                path: &mut *path,
                 out: &mut *out,
-            })?;
+            });
+            path.pop();
+            r?;
         }
         Ok(())
     }

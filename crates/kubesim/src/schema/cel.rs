@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kube_cel::KubeCelExt;
+use kube_cel::cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use kube_cel::cel::objects::{Key, Map as CelMap, OptionalValue};
 use kube_cel::cel::{Context, ExecutionError, Program, Value as CelValue, extractors::This};
 use serde_json::Value;
@@ -49,6 +50,123 @@ pub(crate) struct CelNode {
     additional: Option<Box<CelNode>>,
     items: Option<Box<CelNode>>,
     all_of: Vec<CelNode>,
+    /// The parts of `self` the rules (and message expressions) of this node read.
+    self_reads: Projection,
+    /// The parts of `oldSelf` they read.
+    old_reads: Projection,
+}
+
+/// The parts of a variable (`self`, `oldSelf`) that a set of expressions can
+/// read: the variable whole, or some of its object fields, each whole or in
+/// part. Collected from the compiled expressions ([`Projection::collect`]),
+/// so a rule such as `self.metadata.name.size() <= 63` on a custom
+/// resource's root converts `metadata.name` to CEL, not the object's spec
+/// and 1,000-entry status (upstream gets the same effect by wrapping the
+/// object lazily: `UnstructuredToVal` in
+/// `apiextensions-apiserver/pkg/apiserver/schema/cel/model`, whose fields are
+/// converted only when a rule selects them).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Projection {
+    whole: bool,
+    fields: BTreeMap<String, Projection>,
+}
+
+/// The projection that keeps everything.
+static WHOLE: Projection = Projection {
+    whole: true,
+    fields: BTreeMap::new(),
+};
+
+impl Projection {
+    /// Records that the expression reads `path` (field names) of the variable, whole.
+    fn add(&mut self, path: &[&str]) {
+        if self.whole {
+            return;
+        }
+        match path.split_first() {
+            None => {
+                self.whole = true;
+                self.fields.clear();
+            }
+            Some((f, rest)) => self.fields.entry((*f).to_owned()).or_default().add(rest),
+        }
+    }
+
+    /// The fields of `var` that `e` can read. A chain of field selections
+    /// from the variable (`var.a.b`, `has(var.a.b)`) reads that field; any
+    /// other use of the variable (`var`, `var[k]`, `var.?a`, `size(var)`,
+    /// a comprehension over it) reads it whole. A comprehension variable
+    /// named like `var` only makes the result larger (its fields are
+    /// counted as the variable's), never smaller.
+    fn collect(&mut self, e: &IdedExpr, var: &str) {
+        let mut chain = Vec::new();
+        if select_chain(e, var, &mut chain) {
+            chain.reverse();
+            self.add(&chain);
+            return;
+        }
+        match &e.expr {
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+            Expr::Select(sel) => self.collect(&sel.operand, var),
+            Expr::Call(c) => {
+                if let Some(t) = &c.target {
+                    self.collect(t, var);
+                }
+                for a in &c.args {
+                    self.collect(a, var);
+                }
+            }
+            Expr::Comprehension(c) => {
+                for x in [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ] {
+                    self.collect(x, var);
+                }
+            }
+            Expr::List(l) => {
+                for x in &l.elements {
+                    self.collect(x, var);
+                }
+            }
+            Expr::Map(m) => {
+                for en in &m.entries {
+                    self.collect_entry(&en.expr, var);
+                }
+            }
+            Expr::Struct(st) => {
+                for en in &st.entries {
+                    self.collect_entry(&en.expr, var);
+                }
+            }
+        }
+    }
+
+    fn collect_entry(&mut self, en: &EntryExpr, var: &str) {
+        match en {
+            EntryExpr::StructField(f) => self.collect(&f.value, var),
+            EntryExpr::MapEntry(m) => {
+                self.collect(&m.key, var);
+                self.collect(&m.value, var);
+            }
+        }
+    }
+}
+
+/// Whether `e` is `var` followed by field selections; pushes the field
+/// names, innermost last.
+fn select_chain<'e>(e: &'e IdedExpr, var: &str, out: &mut Vec<&'e str>) -> bool {
+    match &e.expr {
+        Expr::Ident(name) => name == var,
+        Expr::Select(sel) => {
+            out.push(&sel.field);
+            select_chain(&sel.operand, var, out)
+        }
+        _ => false,
+    }
 }
 
 impl CelNode {
@@ -78,6 +196,10 @@ impl CelNode {
                 _ => None,
             };
             let uses_old_self = program.references().has_variable("oldSelf");
+            for p in std::iter::once(&program).chain(message_expression.as_ref()) {
+                node.self_reads.collect(p.expression(), "self");
+                node.old_reads.collect(p.expression(), "oldSelf");
+            }
             node.rules.push(Rule {
                 message: r
                     .get("message")
@@ -335,26 +457,82 @@ fn to_cel(v: &Value, s: Option<&Structural>) -> CelValue {
                 items.iter().map(|i| to_cel(i, item_schema)).collect(),
             ))
         }
-        Value::Object(m) => {
-            let mut out: HashMap<Key, CelValue> = HashMap::with_capacity(m.len());
-            for (k, val) in m {
-                match s.and_then(|s| s.properties.get(k)) {
-                    Some(ps) => {
-                        if let Some(name) = escape(k) {
-                            out.insert(Key::String(Arc::new(name)), to_cel(val, Some(ps)));
-                        }
-                    }
-                    None => {
-                        let ap = s.and_then(|s| match &s.additional_properties {
-                            Some(Additional::Schema(a)) => Some(a.as_ref()),
-                            _ => None,
-                        });
-                        out.insert(Key::String(Arc::new(k.clone())), to_cel(val, ap));
-                    }
-                }
-            }
-            CelValue::Map(CelMap { map: Arc::new(out) })
+        Value::Object(m) => object_to_cel(m, s, &WHOLE, false),
+    }
+}
+
+/// The CEL name and schema of property `k` of an object of schema `s`;
+/// `None` when CEL cannot access it (see [`escape`]).
+fn property<'s>(k: &str, s: Option<&'s Structural>) -> Option<(String, Option<&'s Structural>)> {
+    match s.and_then(|s| s.properties.get(k)) {
+        Some(ps) => escape(k).map(|name| (name, Some(ps))),
+        None => {
+            let ap = s.and_then(|s| match &s.additional_properties {
+                Some(Additional::Schema(a)) => Some(a.as_ref()),
+                _ => None,
+            });
+            Some((k.to_owned(), ap))
         }
+    }
+}
+
+/// [`to_cel`] of the part `p` of `v`: the fields `p` does not name are left
+/// out of objects (a rule reading them does not exist, see [`Projection`]).
+fn to_cel_projected(v: &Value, s: Option<&Structural>, p: &Projection) -> CelValue {
+    match v {
+        Value::Object(m) if !p.whole => {
+            #[cfg(test)]
+            CONVERTED.with(|c| c.set(c.get() + 1));
+            object_to_cel(m, s, p, false)
+        }
+        _ => to_cel(v, s),
+    }
+}
+
+/// An object of schema `s` as a CEL map, keeping the fields `p` names. At
+/// the resource `root`, `metadata` is reduced to `name` and `generateName`
+/// (`model.WithTypeAndObjectMeta`).
+fn object_to_cel(
+    m: &serde_json::Map<String, Value>,
+    s: Option<&Structural>,
+    p: &Projection,
+    root: bool,
+) -> CelValue {
+    let mut out: HashMap<Key, CelValue> =
+        HashMap::with_capacity(if p.whole { m.len() } else { p.fields.len() });
+    for (k, val) in m {
+        let Some((name, child_schema)) = property(k, s) else {
+            continue;
+        };
+        let child = if p.whole {
+            &WHOLE
+        } else {
+            match p.fields.get(&name) {
+                Some(c) => c,
+                None => continue,
+            }
+        };
+        let converted = match val {
+            Value::Object(meta) if root && k == "metadata" => {
+                let reduced: serde_json::Map<String, Value> = meta
+                    .iter()
+                    .filter(|(k, _)| *k == "name" || *k == "generateName")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                object_to_cel(&reduced, child_schema, child, false)
+            }
+            _ => to_cel_projected(val, child_schema, child),
+        };
+        out.insert(Key::String(Arc::new(name)), converted);
+    }
+    CelValue::Map(CelMap { map: Arc::new(out) })
+}
+
+/// `self` (or `oldSelf`) of a node: the part `p` of `v`, converted.
+fn node_to_cel(v: &Value, s: &Structural, p: &Projection, root: bool) -> CelValue {
+    match v {
+        Value::Object(m) if root => object_to_cel(m, Some(s), p, true),
+        _ => to_cel_projected(v, Some(s), p),
     }
 }
 
@@ -369,16 +547,6 @@ pub(crate) fn evaluate(program: &Program, vars: &[(&str, &Value)]) -> Result<Cel
         }
         program.execute(&ctx).map_err(|e| e.to_string())
     })
-}
-
-/// `self` at the resource root: the object with `metadata` reduced to
-/// `name` and `generateName` (`model.WithTypeAndObjectMeta`).
-fn root_self(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.retain(|k, _| k == "name" || k == "generateName");
-    }
-    o
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -500,16 +668,8 @@ fn evaluate_rules(
         .iter()
         .any(|r| r.uses_old_self || r.optional_old_self);
     let old = old.filter(|_| needs_old);
-    let self_json;
-    let (self_v, old_v) = if root {
-        self_json = root_self(obj);
-        (
-            to_cel(&self_json, Some(s)),
-            old.map(|o| to_cel(&root_self(o), Some(s))),
-        )
-    } else {
-        (to_cel(obj, Some(s)), old.map(|o| to_cel(o, Some(s))))
-    };
+    let self_v = node_to_cel(obj, s, &node.self_reads, root);
+    let old_v = old.map(|o| node_to_cel(o, s, &node.old_reads, root));
     let mut ctx = base.new_inner_scope();
     ctx.add_variable_from_value("self", self_v);
     if let Some(o) = &old_v {
@@ -649,6 +809,70 @@ mod tests {
             Some(chrono::Duration::milliseconds(300))
         );
         assert_eq!(parse_go_duration("soon"), None);
+    }
+
+    fn reads(rule: &str, var: &str) -> Projection {
+        let mut p = Projection::default();
+        p.collect(Program::compile(rule).expect("compiles").expression(), var);
+        p
+    }
+
+    fn paths(p: &Projection) -> Vec<String> {
+        if p.whole {
+            return vec![String::new()];
+        }
+        p.fields
+            .iter()
+            .flat_map(|(k, c)| {
+                paths(c).into_iter().map(move |rest| {
+                    if rest.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{k}.{rest}")
+                    }
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rule_reads_the_fields_it_selects_and_the_variable_whole_otherwise() {
+        assert_eq!(
+            paths(&reads("self.metadata.name.size() <= 63", "self")),
+            ["metadata.name"]
+        );
+        assert_eq!(
+            paths(&reads(
+                "!has(self.spec.a) || self.spec.a.all(k, k in self.spec.b) && self.status.x == 1",
+                "self"
+            )),
+            ["spec.a", "spec.b", "status.x"]
+        );
+        // The whole variable: bare, indexed, a function argument, a comprehension's range.
+        for rule in [
+            "self == oldSelf",
+            "self['spec'].a == 1",
+            "size(self) > 1",
+            "self.all(k, k != 'x')",
+        ] {
+            assert_eq!(paths(&reads(rule, "self")), [""], "{rule}");
+        }
+        // A field read whole and in part is read whole.
+        assert_eq!(
+            paths(&reads(
+                "self.spec.a == 1 && self.spec != oldSelf.spec",
+                "self"
+            )),
+            ["spec"]
+        );
+        assert_eq!(
+            paths(&reads(
+                "self.spec.a == 1 && self.spec != oldSelf.spec",
+                "oldSelf"
+            )),
+            ["spec"]
+        );
+        assert!(paths(&reads("self.spec.a == 1", "oldSelf")).is_empty());
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl CompiledSchema {
     /// (`defaulting/prunenulls.go`), as the decoder does before defaulting.
     pub fn prune(&self, obj: &mut Value) -> Vec<String> {
         let mut unknown = Vec::new();
-        prune_node(obj, Some(&self.root), true, "", &mut unknown);
+        prune_node(obj, Some(&self.root), true, &Path::Root(""), &mut unknown);
         prune_nulls(obj, Some(&self.root));
         unknown.sort();
         unknown
@@ -231,6 +231,24 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
+/// A field path, rendered only when an unknown field names it (a write of a
+/// large object prunes thousands of nodes and drops none).
+enum Path<'a> {
+    Root(&'a str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root(p) => (*p).to_owned(),
+            Path::Key(parent, k) => join(&parent.render(), k),
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
 /// `pruning/algorithm.go`: `embedded` marks a resource root (the object
 /// itself or an `x-kubernetes-embedded-resource` node), where `apiVersion`,
 /// `kind` and `metadata` are kept and `metadata` is coerced to `ObjectMeta`.
@@ -238,52 +256,48 @@ fn prune_node(
     x: &mut Value,
     s: Option<&Structural>,
     embedded: bool,
-    path: &str,
+    path: &Path<'_>,
     unknown: &mut Vec<String>,
 ) {
     let embedded = embedded || s.is_some_and(|s| s.embedded_resource);
     match x {
         Value::Object(map) => {
             if embedded && let Some(Value::Object(meta)) = map.get_mut("metadata") {
-                let drop: Vec<String> = meta
-                    .keys()
-                    .filter(|k| !OBJECT_META_FIELDS.contains(&k.as_str()))
-                    .cloned()
-                    .collect();
-                for k in drop {
-                    meta.remove(&k);
-                    unknown.push(join(&join(path, "metadata"), &k));
-                }
+                meta.retain(|k, _| {
+                    let keep = OBJECT_META_FIELDS.contains(&k.as_str());
+                    if !keep {
+                        unknown.push(Path::Key(&Path::Key(path, "metadata"), k).render());
+                    }
+                    keep
+                });
             }
             let Some(s) = s else {
                 for k in std::mem::take(map).keys() {
-                    unknown.push(join(path, k));
+                    unknown.push(Path::Key(path, k).render());
                 }
                 return;
             };
             let preserve = s.preserve_unknown_fields || s.additional_allows_any();
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
+            map.retain(|k, v| {
                 if embedded && META_FIELDS.contains(&k.as_str()) {
-                    continue;
+                    return true;
                 }
-                let child = s.properties.get(&k).or(match &s.additional_properties {
+                let child = s.properties.get(k).or(match &s.additional_properties {
                     Some(Additional::Schema(a)) => Some(a),
                     _ => None,
                 });
                 match child {
                     Some(c) => {
-                        if let Some(v) = map.get_mut(&k) {
-                            prune_node(v, Some(c), false, &join(path, &k), unknown);
-                        }
+                        prune_node(v, Some(c), false, &Path::Key(path, k), unknown);
+                        true
                     }
-                    None if preserve => {}
+                    None if preserve => true,
                     None => {
-                        map.remove(&k);
-                        unknown.push(join(path, &k));
+                        unknown.push(Path::Key(path, k).render());
+                        false
                     }
                 }
-            }
+            });
         }
         Value::Array(items) => {
             let item_schema = s.and_then(|s| s.items.as_deref());
@@ -292,7 +306,7 @@ fn prune_node(
                 if item_schema.is_none() && preserve {
                     continue;
                 }
-                prune_node(v, item_schema, false, &format!("{path}[{i}]"), unknown);
+                prune_node(v, item_schema, false, &Path::Index(path, i), unknown);
             }
         }
         _ => {}
@@ -303,17 +317,14 @@ fn prune_node(
 fn prune_nulls(x: &mut Value, s: Option<&Structural>) {
     match x {
         Value::Object(map) => {
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                let child = s.and_then(|s| s.field(&k));
-                let drop = map.get(&k).is_some_and(Value::is_null)
-                    && child.is_some_and(|c| !c.nullable && c.default.is_none());
-                if drop {
-                    map.remove(&k);
-                } else if let Some(v) = map.get_mut(&k) {
+            map.retain(|k, v| {
+                let child = s.and_then(|s| s.field(k));
+                let drop = v.is_null() && child.is_some_and(|c| !c.nullable && c.default.is_none());
+                if !drop {
                     prune_nulls(v, child);
                 }
-            }
+                !drop
+            });
         }
         Value::Array(items) => {
             let item_schema = s.and_then(|s| s.items.as_deref());
@@ -338,21 +349,16 @@ fn default_node(x: &mut Value, s: &Structural) {
                     map.insert(k.clone(), d.clone());
                 }
             }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                if let Some(prop) = s.properties.get(&k) {
-                    if let Some(v) = map.get_mut(&k) {
-                        default_node(v, prop);
-                    }
+            for (k, v) in map.iter_mut() {
+                if let Some(prop) = s.properties.get(k) {
+                    default_node(v, prop);
                 } else if let Some(Additional::Schema(ap)) = &s.additional_properties {
                     if let Some(d) = &ap.default
-                        && non_nullable_null(map.get(&k), ap)
+                        && non_nullable_null(Some(v), ap)
                     {
-                        map.insert(k.clone(), d.clone());
+                        *v = d.clone();
                     }
-                    if let Some(v) = map.get_mut(&k) {
-                        default_node(v, ap);
-                    }
+                    default_node(v, ap);
                 }
             }
         }

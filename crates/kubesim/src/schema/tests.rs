@@ -192,10 +192,7 @@ fn cel_runtime_errors_name_the_rule_and_the_node_type() {
     let o = obj(json!({"targetRef": "web", "maxSurge": 1}));
     let got = messages(&s.validate(&o, None));
     assert_eq!(got.len(), 1, "{got:?}");
-    assert!(
-        got[0].starts_with("spec: Invalid value: \"object\": "),
-        "{got:?}"
-    );
+    assert!(got[0].starts_with("spec: Invalid value: "), "{got:?}");
     assert!(
         got[0].ends_with(" evaluating rule: maxSurge must not exceed percent"),
         "{got:?}"
@@ -348,5 +345,70 @@ fn a_status_write_never_converts_a_large_list_under_a_subtree_without_rules() {
     assert_eq!(
         messages(&big.validate_status(&with(json!(0)), None)),
         ["spec.maxUnavailable: Invalid value: 0: bad budget"]
+    );
+}
+
+#[test]
+fn a_root_rule_converts_only_the_fields_it_reads() {
+    let pods: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": format!("web-{i}"), "revision": "r1", "ready": true}))
+        .collect();
+    let schema = |rules: Value| {
+        json!({
+            "type": "object",
+            "x-kubernetes-validations": rules,
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                "spec": {"type": "object", "properties": {
+                    "max-surge": {"type": "integer"}, "replicas": {"type": "integer"}}},
+                "status": {"type": "object", "properties": {"pods": {"type": "array", "items": {
+                    "type": "object", "properties": {
+                        "name": {"type": "string"}, "revision": {"type": "string"},
+                        "ready": {"type": "boolean"}}}}}}
+            }
+        })
+    };
+    let obj = |name: &str, surge: i64| {
+        json!({"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+               "metadata": {"name": name, "namespace": "default", "labels": {"a": "b"}},
+               "spec": {"max-surge": surge, "replicas": 3}, "status": {"pods": pods.clone()}})
+    };
+    let name_rule = CompiledSchema::new(&schema(json!([
+        {"rule": "self.metadata.name.size() <= 5", "message": "name too long"}])))
+    .expect("schema compiles");
+    cel::CONVERTED.with(|c| c.set(0));
+    assert!(
+        name_rule
+            .validate_status(&obj("x", 1), Some(&obj("x", 1)))
+            .is_empty()
+    );
+    let converted = cel::CONVERTED.with(std::cell::Cell::get);
+    assert!(
+        (1..10).contains(&converted),
+        "only metadata.name is converted, not the 1,000 status entries: {converted} values"
+    );
+    assert_eq!(
+        messages(&name_rule.validate(&obj("toolong", 1), None)),
+        ["<nil>: Invalid value: name too long"]
+    );
+    // Escaped names, has() and transition rules read through the projection
+    // as through the whole object; metadata is still reduced to the name.
+    let rules = CompiledSchema::new(&schema(json!([
+        {"rule": "self.spec.max__dash__surge <= self.spec.replicas", "message": "surge"},
+        {"rule": "!has(self.metadata.labels)", "message": "labels visible"},
+        {"rule": "self.spec.replicas == oldSelf.spec.replicas", "message": "replicas changed"},
+        {"rule": "size(self.status.pods) == 1000", "message": "pods"}])))
+    .expect("schema compiles");
+    assert!(rules.validate(&obj("x", 2), Some(&obj("x", 1))).is_empty());
+    let mut changed = obj("x", 9);
+    changed["spec"]["replicas"] = json!(4);
+    assert_eq!(
+        messages(&rules.validate(&changed, Some(&obj("x", 1)))),
+        [
+            "<nil>: Invalid value: surge",
+            "<nil>: Invalid value: replicas changed"
+        ]
     );
 }

@@ -68,13 +68,71 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn types_of(s: &Structural) -> Vec<&str> {
+/// The types a node accepts (at most two: int-or-string), without allocating.
+fn types_of(s: &Structural) -> ([&str; 2], usize) {
     if s.int_or_string {
-        vec!["integer", "string"]
+        (["integer", "string"], 2)
     } else if s.type_.is_empty() {
-        vec![]
+        (["", ""], 0)
     } else {
-        vec![s.type_.as_str()]
+        ([s.type_.as_str(), ""], 1)
+    }
+}
+
+/// The path of the node being validated, rendered only when a result names
+/// it (a large object has thousands of valid nodes).
+struct Name<'a> {
+    parent: Option<&'a Name<'a>>,
+    seg: Seg<'a>,
+    rendered: std::cell::OnceCell<String>,
+}
+
+enum Seg<'a> {
+    /// The start (`""`).
+    Root,
+    /// `parent.key`, or `key` under an empty parent.
+    Key(&'a str),
+    /// `parent.key` always (`.key` under an empty parent).
+    Dot(&'a str),
+    /// `parent[i]`.
+    Index(usize),
+}
+
+impl<'a> Name<'a> {
+    fn new(parent: Option<&'a Name<'a>>, seg: Seg<'a>) -> Self {
+        Name {
+            parent,
+            seg,
+            rendered: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn root() -> Self {
+        Name::new(None, Seg::Root)
+    }
+
+    fn key(parent: &'a Name<'a>, k: &'a str) -> Self {
+        Name::new(Some(parent), Seg::Key(k))
+    }
+
+    fn dot(parent: &'a Name<'a>, k: &'a str) -> Self {
+        Name::new(Some(parent), Seg::Dot(k))
+    }
+
+    fn index(parent: &'a Name<'a>, i: usize) -> Self {
+        Name::new(Some(parent), Seg::Index(i))
+    }
+
+    fn get(&self) -> &str {
+        self.rendered.get_or_init(|| {
+            let parent = self.parent.map(Name::get).unwrap_or_default();
+            match self.seg {
+                Seg::Root => String::new(),
+                Seg::Key(k) => child_name(parent, k),
+                Seg::Dot(k) => format!("{parent}.{k}"),
+                Seg::Index(i) => format!("{parent}[{i}]"),
+            }
+        })
     }
 }
 
@@ -87,22 +145,23 @@ fn in_body(name: &str, rest: &str) -> String {
 }
 
 /// Validates `data` at path `name` against `s`, appending raw results.
-fn validate_node(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>) {
-    let types = types_of(s);
+fn validate_node(s: &Structural, data: &Value, name: &Name<'_>, out: &mut Vec<Raw>) {
+    let (types, n_types) = types_of(s);
+    let types = &types[..n_types];
     // typeValidator
     if data.is_null() {
         if !types.is_empty() && !s.nullable {
             let t = types.join(",");
             out.push(Raw::InvalidType {
-                name: name.into(),
+                name: name.get().into(),
                 value: Value::from("null"),
-                msg: in_body(name, &format!("must be of type {t}: \"null\"")),
+                msg: in_body(name.get(), &format!("must be of type {t}: \"null\"")),
             });
         }
         // upstream runs only the type and common (enum) validators on null.
         if !s.enum_.is_empty() && !enum_contains(&s.enum_, data) {
             out.push(Raw::Enum {
-                name: name.into(),
+                name: name.get().into(),
                 value: data.clone(),
                 values: s.enum_.clone(),
             });
@@ -117,9 +176,12 @@ fn validate_node(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>) {
     if !(types.is_empty() || types.contains(&actual) || float_int || int_float) {
         let t = types.join(",");
         out.push(Raw::InvalidType {
-            name: name.into(),
+            name: name.get().into(),
             value: Value::from(actual),
-            msg: in_body(name, &format!("must be of type {t}: {}", go_quote(actual))),
+            msg: in_body(
+                name.get(),
+                &format!("must be of type {t}: {}", go_quote(actual)),
+            ),
         });
     }
     // schemaPropsValidator
@@ -132,10 +194,10 @@ fn validate_node(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>) {
                 && !formats::validates(&s.format, str_)
             {
                 out.push(Raw::InvalidType {
-                    name: name.into(),
+                    name: name.get().into(),
                     value: data.clone(),
                     msg: in_body(
-                        name,
+                        name.get(),
                         &format!("must be of type {}: {}", s.format, go_quote(str_)),
                     ),
                 });
@@ -148,7 +210,7 @@ fn validate_node(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>) {
     // commonValidator (enum)
     if !s.enum_.is_empty() && !enum_contains(&s.enum_, data) {
         out.push(Raw::Enum {
-            name: name.into(),
+            name: name.get().into(),
             value: data.clone(),
             values: s.enum_.clone(),
         });
@@ -173,7 +235,7 @@ fn child_name(parent: &str, key: &str) -> String {
     }
 }
 
-fn validate_schema_props(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>) {
+fn validate_schema_props(s: &Structural, data: &Value, name: &Name<'_>, out: &mut Vec<Raw>) {
     if !s.any_of.is_empty() {
         let mut first_failure: Option<Vec<Raw>> = None;
         let mut ok = false;
@@ -190,7 +252,7 @@ fn validate_schema_props(s: &Structural, data: &Value, name: &str, out: &mut Vec
             out.push(Raw::Composite {
                 msg: format!(
                     "{} must validate at least one schema (anyOf)",
-                    go_quote(name)
+                    go_quote(name.get())
                 ),
             });
             out.extend(first_failure.unwrap_or_default());
@@ -217,7 +279,7 @@ fn validate_schema_props(s: &Structural, data: &Value, name: &str, out: &mut Vec
             out.push(Raw::Composite {
                 msg: format!(
                     "{} must validate one and only one schema (oneOf). {extra}",
-                    go_quote(name)
+                    go_quote(name.get())
                 ),
             });
             if valid == 0 {
@@ -244,7 +306,7 @@ fn validate_schema_props(s: &Structural, data: &Value, name: &str, out: &mut Vec
             out.push(Raw::Composite {
                 msg: format!(
                     "{} must validate all the schemas (allOf){extra}",
-                    go_quote(name)
+                    go_quote(name.get())
                 ),
             });
         }
@@ -254,19 +316,22 @@ fn validate_schema_props(s: &Structural, data: &Value, name: &str, out: &mut Vec
         validate_node(not, data, name, &mut r);
         if r.is_empty() {
             out.push(Raw::Composite {
-                msg: format!("{} must not validate the schema (not)", go_quote(name)),
+                msg: format!(
+                    "{} must not validate the schema (not)",
+                    go_quote(name.get())
+                ),
             });
         }
     }
 }
 
-fn validate_string(s: &Structural, data: &str, name: &str, out: &mut Vec<Raw>) {
+fn validate_string(s: &Structural, data: &str, name: &Name<'_>, out: &mut Vec<Raw>) {
     let len = data.chars().count() as i64;
     if let Some(max) = s.max_length
         && len > max
     {
         out.push(Raw::TooLong {
-            name: name.into(),
+            name: name.get().into(),
             max,
         });
         return;
@@ -275,9 +340,9 @@ fn validate_string(s: &Structural, data: &str, name: &str, out: &mut Vec<Raw>) {
         && len < min
     {
         out.push(Raw::Other {
-            name: name.into(),
+            name: name.get().into(),
             value: Value::from(data),
-            msg: in_body(name, &format!("should be at least {min} chars long")),
+            msg: in_body(name.get(), &format!("should be at least {min} chars long")),
         });
         return;
     }
@@ -285,9 +350,9 @@ fn validate_string(s: &Structural, data: &str, name: &str, out: &mut Vec<Raw>) {
         && !re.is_match(data)
     {
         out.push(Raw::Other {
-            name: name.into(),
+            name: name.get().into(),
             value: Value::from(data),
-            msg: in_body(name, &format!("should match '{src}'")),
+            msg: in_body(name.get(), &format!("should match '{src}'")),
         });
     }
 }
@@ -302,7 +367,7 @@ fn bound(data: &Value, b: f64) -> String {
     }
 }
 
-fn validate_number(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>) {
+fn validate_number(s: &Structural, data: &Value, name: &Name<'_>, out: &mut Vec<Raw>) {
     let Some(v) = data.as_f64() else { return };
     let is_int = data.is_i64() || data.is_u64();
     if let Some(m) = s.multiple_of
@@ -311,9 +376,12 @@ fn validate_number(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>)
         let q = v / m;
         if q.fract() != 0.0 {
             out.push(Raw::Other {
-                name: name.into(),
+                name: name.get().into(),
                 value: data.clone(),
-                msg: in_body(name, &format!("should be a multiple of {}", go_float(m))),
+                msg: in_body(
+                    name.get(),
+                    &format!("should be a multiple of {}", go_float(m)),
+                ),
             });
         }
     }
@@ -337,9 +405,9 @@ fn validate_number(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>)
                 "greater than or equal to"
             };
             out.push(Raw::Other {
-                name: name.into(),
+                name: name.get().into(),
                 value: data.clone(),
-                msg: in_body(name, &format!("should be {rel} {}", bound(data, min))),
+                msg: in_body(name.get(), &format!("should be {rel} {}", bound(data, min))),
             });
         }
     }
@@ -363,18 +431,18 @@ fn validate_number(s: &Structural, data: &Value, name: &str, out: &mut Vec<Raw>)
                 "less than or equal to"
             };
             out.push(Raw::Other {
-                name: name.into(),
+                name: name.get().into(),
                 value: data.clone(),
-                msg: in_body(name, &format!("should be {rel} {}", bound(data, max))),
+                msg: in_body(name.get(), &format!("should be {rel} {}", bound(data, max))),
             });
         }
     }
 }
 
-fn validate_slice(s: &Structural, items: &[Value], name: &str, out: &mut Vec<Raw>) {
+fn validate_slice(s: &Structural, items: &[Value], name: &Name<'_>, out: &mut Vec<Raw>) {
     if let Some(item_schema) = &s.items {
         for (i, item) in items.iter().enumerate() {
-            validate_node(item_schema, item, &format!("{name}[{i}]"), out);
+            validate_node(item_schema, item, &Name::index(name, i), out);
         }
     }
     let size = items.len() as i64;
@@ -382,16 +450,16 @@ fn validate_slice(s: &Structural, items: &[Value], name: &str, out: &mut Vec<Raw
         && size < min
     {
         out.push(Raw::Other {
-            name: name.into(),
+            name: name.get().into(),
             value: Value::from(size),
-            msg: in_body(name, &format!("should have at least {min} items")),
+            msg: in_body(name.get(), &format!("should have at least {min} items")),
         });
     }
     if let Some(max) = s.max_items
         && size > max
     {
         out.push(Raw::MaxItems {
-            name: name.into(),
+            name: name.get().into(),
             actual: size,
             max,
         });
@@ -404,30 +472,33 @@ fn validate_slice(s: &Structural, items: &[Value], name: &str, out: &mut Vec<Raw
             dup
         }) {
             out.push(Raw::Other {
-                name: name.into(),
+                name: name.get().into(),
                 value: Value::from(""),
-                msg: in_body(name, "shouldn't contain duplicates"),
+                msg: in_body(name.get(), "shouldn't contain duplicates"),
             });
         }
     }
 }
 
-fn validate_object(s: &Structural, map: &Map<String, Value>, name: &str, out: &mut Vec<Raw>) {
+fn validate_object(s: &Structural, map: &Map<String, Value>, name: &Name<'_>, out: &mut Vec<Raw>) {
     let n = map.len() as i64;
     if let Some(min) = s.min_properties
         && n < min
     {
         out.push(Raw::Other {
-            name: name.into(),
+            name: name.get().into(),
             value: Value::from(n),
-            msg: in_body(name, &format!("should have at least {min} properties")),
+            msg: in_body(
+                name.get(),
+                &format!("should have at least {min} properties"),
+            ),
         });
     }
     if let Some(max) = s.max_properties
         && n > max
     {
         out.push(Raw::TooManyProps {
-            name: name.into(),
+            name: name.get().into(),
             actual: n,
             max,
         });
@@ -441,7 +512,7 @@ fn validate_object(s: &Structural, map: &Map<String, Value>, name: &str, out: &m
             keys.sort();
             for k in keys {
                 out.push(Raw::Composite {
-                    msg: format!("{name}.{k} in body is a forbidden property"),
+                    msg: format!("{}.{k} in body is a forbidden property", name.get()),
                 });
             }
         }
@@ -452,20 +523,20 @@ fn validate_object(s: &Structural, map: &Map<String, Value>, name: &str, out: &m
                 .collect();
             keys.sort();
             for k in keys {
-                validate_node(ap, &map[k.as_str()], &format!("{name}.{k}"), out);
+                validate_node(ap, &map[k.as_str()], &Name::dot(name, k), out);
             }
         }
         _ => {}
     }
     for (k, ps) in &s.properties {
         if let Some(v) = map.get(k) {
-            validate_node(ps, v, &child_name(name, k), out);
+            validate_node(ps, v, &Name::key(name, k), out);
         }
     }
     for k in &s.required {
         if !map.contains_key(k) {
             out.push(Raw::Required {
-                name: format!("{name}.{k}"),
+                name: format!("{}.{k}", name.get()),
             });
         }
     }
@@ -503,7 +574,7 @@ fn err_path(prefix: &str, name: &str) -> String {
 /// `status` for status updates).
 pub fn validate_value(s: &Structural, data: &Value, prefix: &str) -> Vec<FieldError> {
     let mut raw = Vec::new();
-    validate_node(s, data, "", &mut raw);
+    validate_node(s, data, &Name::root(), &mut raw);
     raw.into_iter()
         .map(|r| match r {
             Raw::Required { name } => FieldError::required(&err_path(prefix, &name), ""),

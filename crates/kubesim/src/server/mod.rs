@@ -650,7 +650,7 @@ fn list_options(q: &HashMap<String, String>) -> Result<ListOptions> {
 fn item_json<'a>(d: &ResourceDescriptor, s: &'a Stored) -> std::borrow::Cow<'a, [u8]> {
     // Objects of another served version of the same resource only differ in apiVersion.
     let av = d.api_version();
-    if d.crd_version.is_some() {
+    if d.crd_version.is_some() && !has_api_version(&s.json, &av) {
         let mut v = s.value();
         if v["apiVersion"].as_str() != Some(av.as_str()) {
             v["apiVersion"] = json!(av);
@@ -660,12 +660,27 @@ fn item_json<'a>(d: &ResourceDescriptor, s: &'a Stored) -> std::borrow::Cow<'a, 
     std::borrow::Cow::Borrowed(&s.json[..])
 }
 
+/// Whether the stored JSON of an object says `apiVersion: av`, read without
+/// parsing the object: stored objects are compact JSON written by
+/// `serde_json` from a `Value`, whose keys are sorted, so `apiVersion` is the
+/// first key unless a key sorting before it exists (then this answers
+/// `false` and the caller parses).
+fn has_api_version(json: &[u8], av: &str) -> bool {
+    json.strip_prefix(br#"{"apiVersion":""#)
+        .and_then(|rest| rest.strip_prefix(av.as_bytes()))
+        .is_some_and(|rest| rest.starts_with(b"\","))
+}
+
 fn object_response(d: &ResourceDescriptor, code: StatusCode, v: &Value) -> Response {
-    let mut v = v.clone();
     if d.crd_version.is_some() {
-        v["apiVersion"] = json!(d.api_version());
+        let av = d.api_version();
+        if v["apiVersion"].as_str() != Some(av.as_str()) {
+            let mut v = v.clone();
+            v["apiVersion"] = json!(av);
+            return json_response(code, &v);
+        }
     }
-    json_response(code, &v)
+    json_response(code, v)
 }
 
 fn table_response(
@@ -1114,4 +1129,22 @@ async fn scale_request(
         json_response(StatusCode::OK, &scale_of(d, &out)),
         &opts,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_api_version;
+
+    #[test]
+    fn the_stored_api_version_is_read_from_the_first_key_only() {
+        let stored = serde_json::to_vec(&serde_json::json!({
+            "kind": "X", "apiVersion": "sroll.io/v1alpha1", "metadata": {"name": "a"}}))
+        .expect("serializes");
+        assert!(has_api_version(&stored, "sroll.io/v1alpha1"));
+        assert!(!has_api_version(&stored, "sroll.io/v1"));
+        assert!(!has_api_version(&stored, "sroll.io/v1alpha"));
+        // Another first key, or no apiVersion at all: not known without parsing.
+        assert!(!has_api_version(br#"{"Zed":1,"apiVersion":"v1"}"#, "v1"));
+        assert!(!has_api_version(br#"{"kind":"X"}"#, "v1"));
+    }
 }
