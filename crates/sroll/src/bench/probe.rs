@@ -92,15 +92,20 @@ impl Span {
 /// `SROLL_BENCH_POD_TRACE=FILE`: every pod event the probe sees after its initial list is appended
 /// to `FILE`, one line each (wall-clock seconds, name, resourceVersion, `Ready`, the
 /// `InPlaceUpdateReady` gate, containers ready, restart count, revision label), to build a per-pod
-/// timeline of a measurement beside the operator's debug log. A diagnostic: off by default.
+/// timeline of a measurement beside the operator's debug log, each measurement after a `# probe
+/// started` line. A diagnostic: off by default.
 fn trace_file() -> Option<std::io::BufWriter<std::fs::File>> {
+    use std::io::Write as _;
     let path = std::env::var_os("SROLL_BENCH_POD_TRACE")?;
-    std::fs::OpenOptions::new()
+    let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .ok()
-        .map(std::io::BufWriter::new)
+        .map(std::io::BufWriter::new)?;
+    // One measurement per section.
+    writeln!(out, "# probe started").ok()?;
+    Some(out)
 }
 
 fn trace_line(out: &mut impl std::io::Write, pod: &Pod) {
