@@ -9,7 +9,7 @@
 //! older revision has the same template: a rollback) → the pods as [`PodView`]s (overlaid with the
 //! pods this process just wrote) → [`sroll_planner::clone_set::plan`] → execute (create pods and
 //! their claims, delete pods and their claims, label pods for recreation, in-place writes through
-//! [`crate::inplace::execute`], drop gone names from `scaleStrategy.podsToDelete`) → status
+//! [`crate::inplace::execute_seen`], drop gone names from `scaleStrategy.podsToDelete`) → status
 //! through the status subresource.
 
 use std::{

@@ -52,11 +52,6 @@ pub struct InPlaceOutcome {
 /// writes of different pods are independent, so a 100-pod batch costs a few round trips, not 300.
 const CONCURRENCY: usize = 16;
 
-/// [`execute_seen`] without a cache: every write reads its pod first.
-pub async fn execute(api: &Api<Pod>, writes: &[PodWrite]) -> InPlaceOutcome {
-    execute_seen(api, writes, |_| None).await
-}
-
 /// Performs `writes`: each pod's writes in order, different pods concurrently (at most
 /// [`CONCURRENCY`] at once). A pod's later writes start from the object its previous write returned
 /// and are skipped when one fails or no longer applies; other pods go on. `seen` gives the pod of

@@ -10,8 +10,8 @@
 //! pod), full objects: the planner reads annotations, containers and statuses. One reconcile:
 //! the pods the SidecarSet matches → [`sidecar_set::plan_upgrade`] → the pods'
 //! `SidecarSetUpgradable` conditions (pods/status), the in-place writes through
-//! [`crate::inplace::execute`] (the one in-place executor), Events → status through the status
-//! subresource.
+//! [`crate::inplace::execute_seen`] (the one in-place executor; its status steps are patches on the
+//! cached pod), Events → status through the status subresource.
 //!
 //! A `namespaceSelector` with labels is matched against the labels of the pod's Namespace, as
 //! Kruise does (`pkg/control/sidecarcontrol/util.go`, the namespace's labels against the
@@ -46,7 +46,7 @@ use kube::{
 use serde_json::json;
 use sroll_api::sidecar_set::{SidecarSet, SidecarSetCondition, validate};
 use sroll_planner::{
-    inplace::PodWrite,
+    inplace::{PodWrite, SeenPod},
     sidecar_set::{
         self, CONDITION_NOT_UPGRADABLE, REASON_NOT_UPGRADABLE_PODS, REASON_UPGRADING, SidecarPod,
         SidecarSetObserved,
@@ -336,9 +336,23 @@ async fn reconcile(set: Arc<SidecarSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
     for (ns, w) in &plan.writes {
         by_ns.entry(ns.clone()).or_default().push(w.clone());
     }
+    // The status steps are patches on the pod as cached (no read; a stale copy gets 409 and the
+    // executor reads it), as for rollouts and CloneSets.
     let mut failure = None;
     for (ns, writes) in by_ns {
-        let outcome = crate::inplace::execute(&Api::namespaced(client.clone(), &ns), &writes).await;
+        let seen = |pod: &str| {
+            observed
+                .pods
+                .iter()
+                .find(|p| {
+                    p.pod.metadata.name.as_deref() == Some(pod)
+                        && p.pod.metadata.namespace.as_deref() == Some(ns.as_str())
+                })
+                .map(|p| SeenPod::from_pod(&p.pod))
+        };
+        let outcome =
+            crate::inplace::execute_seen(&Api::namespaced(client.clone(), &ns), &writes, seen)
+                .await;
         if let Some(e) = outcome.error {
             failure.get_or_insert(e);
         }

@@ -14,10 +14,13 @@ use k8s_openapi::{
 };
 use kube::ResourceExt;
 use sroll_api::{Phase, PodUpdatePolicy, condition_types as ct};
+use sroll_operator::{Settings, integrations::IntegrationSettings};
 use sroll_planner::inplace::{READINESS_GATE, STATE_ANNOTATION};
 use sroll_testkit::{
     DEADLINE, Env, Rollout, RunningOperator,
     evictions::Evictions,
+    fakes::{Fake, Slack},
+    receivers::with_slack,
     status::{condition, update_revision},
     wait_for,
 };
@@ -432,6 +435,60 @@ async fn pods_killed_during_an_in_place_rollout_come_back_without_a_leak() {
             .await
             .iter()
             .all(|(_, r)| *r == update)
+    );
+    env.finish(true).await;
+}
+
+/// Slack and Events say "in place": during an in-place release the rollout's Slack message counts
+/// the pods updating in place (`pods 1–1 of 1 (1 in place)`) and marks each one (`` `web-5` (in
+/// place) ``), as the operator fills the snapshot from `status.inPlaceUpdating`; each batch's
+/// Event says "in place" too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_messages_and_events_say_in_place_for_pods_updated_in_place() {
+    const TOKEN: &str = "xoxb-in-place";
+    let mut env = Env::without_operator().await;
+    let slack = Slack::new(TOKEN);
+    let server = slack.serve().await.unwrap();
+    let secret = env.slack_token_secret(TOKEN).await;
+    let settings = Settings {
+        integrations: IntegrationSettings {
+            cluster_name: "kubesim-e2e".into(),
+            slack_api_url: Some(server.url("/api")),
+            slack_token_secret: Some(secret),
+            ..IntegrationSettings::default()
+        },
+        ..env.settings()
+    };
+    env.start_operator_with(settings);
+    let base = in_place("web", 6);
+    settled(&env, &base, 1).await;
+
+    env.apply_resource(&with_slack(
+        base.clone().image("registry.example/app:v2").build(),
+    ))
+    .await;
+    env.wait_phase("web", Phase::Done).await;
+    let in_place_bodies = || {
+        slack
+            .state()
+            .messages
+            .values()
+            .flatten()
+            .map(|(_, body)| body.to_string())
+            .filter(|b| b.contains(" in place)") && b.contains("` (in place)"))
+            .collect::<Vec<_>>()
+    };
+    let bodies = wait_for(
+        "a Slack message listing pods in place",
+        DEADLINE,
+        || async { Some(in_place_bodies()).filter(|b| !b.is_empty()) },
+    )
+    .await;
+    eprintln!("{} Slack bodies name pods in place", bodies.len());
+    let events = env.events("web", "PodsUpdatingInPlace").await;
+    assert!(
+        !events.is_empty() && events.iter().all(|(_, note)| note.contains("in place")),
+        "{events:?}"
     );
     env.finish(true).await;
 }

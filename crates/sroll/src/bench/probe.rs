@@ -89,6 +89,56 @@ impl Span {
     }
 }
 
+/// `SROLL_BENCH_POD_TRACE=FILE`: every pod event the probe sees after its initial list is appended
+/// to `FILE`, one line each (wall-clock seconds, name, resourceVersion, `Ready`, the
+/// `InPlaceUpdateReady` gate, containers ready, restart count, revision label), to build a per-pod
+/// timeline of a measurement beside the operator's debug log, each measurement after a `# probe
+/// started` line. A diagnostic: off by default.
+fn trace_file() -> Option<std::io::BufWriter<std::fs::File>> {
+    use std::io::Write as _;
+    let path = std::env::var_os("SROLL_BENCH_POD_TRACE")?;
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .ok()
+        .map(std::io::BufWriter::new)?;
+    // One measurement per section.
+    writeln!(out, "# probe started").ok()?;
+    Some(out)
+}
+
+fn trace_line(out: &mut impl std::io::Write, pod: &Pod) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let status = pod.status.as_ref();
+    let condition = |t: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == t))
+            .map_or("-", |c| c.status.as_str())
+    };
+    let containers = status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{now:.6} {} {} ready={} gate={} containers_ready={}/{} restarts={} rev={}",
+        pod.name_any(),
+        pod.resource_version().unwrap_or_default(),
+        condition("Ready"),
+        condition("InPlaceUpdateReady"),
+        containers.iter().filter(|c| c.ready).count(),
+        containers.len(),
+        containers.iter().map(|c| c.restart_count).sum::<i32>(),
+        pod.labels()
+            .get("controller-revision-hash")
+            .map_or("-", String::as_str),
+    );
+    let _ = out.flush();
+}
+
 /// What the probe saw.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Seen {
@@ -123,8 +173,12 @@ impl Unavailability {
                 ..Tally::default()
             };
             let mut last: Option<usize> = None;
+            let mut trace = trace_file();
             let mut events = std::pin::pin!(watcher(api, config).default_backoff());
             while let Some(event) = events.next().await {
+                if let (Some(out), Ok(watcher::Event::Apply(pod))) = (trace.as_mut(), &event) {
+                    trace_line(out, pod);
+                }
                 if let Ok(event) = event
                     && let Some(now) = tally.apply(event)
                 {
