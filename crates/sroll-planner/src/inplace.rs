@@ -650,20 +650,6 @@ impl Op {
                     seen.ready != Some(false),
                 ),
             ],
-            Op::MarkReady if seen.ready_once_marked => vec![
-                condition(READINESS_GATE, "True", REASON_READY, "", true),
-                // The kubelet's `Ready=True` carries neither reason nor message (null deletes).
-                {
-                    let mut c = serde_json::json!({
-                        "type": predicates::POD_READY, "status": "True",
-                        "reason": null, "message": null,
-                    });
-                    if seen.ready != Some(true) {
-                        c["lastTransitionTime"] = serde_json::json!(Time(now));
-                    }
-                    c
-                },
-            ],
             Op::MarkReady => vec![condition(READINESS_GATE, "True", REASON_READY, "", true)],
             Op::PatchImages { .. } | Op::PatchSidecars { .. } => return None,
         };
@@ -688,8 +674,6 @@ pub struct SeenPod {
     pub ready: Option<bool>,
     /// Where the pod stands in an in-place update.
     pub in_place: PodInPlace,
-    /// The kubelet would compute `Ready=True` once the gate is `True` ([`ready_once_marked`]).
-    pub ready_once_marked: bool,
 }
 
 impl SeenPod {
@@ -705,39 +689,8 @@ impl SeenPod {
                 _ => None,
             }),
             in_place: PodInPlace::from_pod(pod),
-            ready_once_marked: ready_once_marked(pod),
         }
     }
-}
-
-/// Whether the kubelet computes `Ready=True` for `pod` once its [`READINESS_GATE`] condition is
-/// `True`: as `GeneratePodReadyCondition` (`pkg/kubelet/status/generate.go`) does, every container
-/// of the spec has a status and is ready, and every other readiness gate's condition is `True`.
-/// [`Op::MarkReady`] then writes `Ready=True` with the gate, as the take-out writes `Ready=False`
-/// with it: the pod rejoins the EndpointSlices and counts as available (for the budget, the PDB
-/// and the next pods) at the mark, not after the kubelet's next sync; the kubelet, recomputing
-/// the same value, leaves it as written.
-pub fn ready_once_marked(pod: &Pod) -> bool {
-    let (Some(spec), Some(status)) = (pod.spec.as_ref(), pod.status.as_ref()) else {
-        return false;
-    };
-    let statuses = status.container_statuses.as_deref().unwrap_or_default();
-    let containers_ready = !spec.containers.is_empty()
-        && spec.containers.iter().all(|c| {
-            statuses.iter().any(|s| {
-                s.name == c.name
-                    && s.ready
-                    && s.state.as_ref().is_some_and(|st| st.running.is_some())
-            })
-        });
-    let conditions = status.conditions.as_deref().unwrap_or_default();
-    let other_gates = spec.readiness_gates.iter().flatten().all(|g| {
-        g.condition_type == READINESS_GATE
-            || conditions
-                .iter()
-                .any(|c| c.type_ == g.condition_type && c.status == "True")
-    });
-    containers_ready && other_gates
 }
 
 /// The pod's `controller-revision-hash` label.
@@ -817,28 +770,10 @@ pub fn out_of_traffic(pod: &Pod, target: &str, now: Timestamp) -> Pod {
     )
 }
 
-/// The pod for the [`Step::MarkReady`] status write: `InPlaceUpdateReady=True`, and `Ready=True`
-/// (without reason or message, as the kubelet writes it) when the kubelet would compute it from
-/// the containers and the other gates ([`ready_once_marked`]), so the pod is back in traffic with
-/// this one write; otherwise `Ready` is left to the kubelet.
+/// The pod for the [`Step::MarkReady`] status write: `InPlaceUpdateReady=True`. `Ready` is left to
+/// the kubelet, which recomputes it from the containers and every gate.
 pub fn marked_ready(pod: &Pod, now: Timestamp) -> Pod {
-    let ready = ready_once_marked(pod);
-    let mut pod = with_condition(pod, READINESS_GATE, "True", REASON_READY, "", now);
-    if ready {
-        pod = with_condition(&pod, predicates::POD_READY, "True", "", "", now);
-        for c in pod
-            .status
-            .as_mut()
-            .and_then(|s| s.conditions.as_mut())
-            .into_iter()
-            .flatten()
-            .filter(|c| c.type_ == predicates::POD_READY)
-        {
-            c.reason = None;
-            c.message = None;
-        }
-    }
-    pod
+    with_condition(pod, READINESS_GATE, "True", REASON_READY, "", now)
 }
 
 /// The pod for the [`Step::PatchImages`] update: every changed container's image, `change`'s label
@@ -1478,11 +1413,7 @@ mod tests {
             match conditions.iter_mut().find(|x| x["type"] == c["type"]) {
                 Some(x) => {
                     for (k, val) in c.as_object().expect("an object") {
-                        if val.is_null() {
-                            x.as_object_mut().expect("an object").remove(k);
-                        } else {
-                            x[k] = val.clone();
-                        }
+                        x[k] = val.clone();
                     }
                 }
                 None => conditions.push(c.clone()),
@@ -1569,87 +1500,6 @@ mod tests {
             patch["status"]["conditions"][0]["lastTransitionTime"],
             json!(Time(at(20)))
         );
-    }
-
-    #[test]
-    fn the_mark_writes_ready_true_with_the_gate_exactly_when_the_kubelet_would() {
-        let idle = pod("rev-1");
-        let change = image_change();
-        let mut restarted = patched(
-            &out_of_traffic(&idle, "rev-2", at(10)),
-            &change,
-            "rev-2",
-            at(10),
-        );
-        restarted.metadata.resource_version = Some("8".into());
-        set_status(
-            &mut restarted,
-            "app",
-            running("app", "app:2", "sha-app2", true),
-        );
-        let ready = |p: &Pod| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-        };
-        // Containers ready, no other gate: Ready=True as the kubelet writes it, in the same write.
-        assert!(ready_once_marked(&restarted));
-        let marked = Op::MarkReady.apply(&restarted, at(20)).expect("applies");
-        assert_eq!(ready(&marked), Some(("True".into(), None, None)));
-        let patch = Op::MarkReady
-            .status_patch(&SeenPod::from_pod(&restarted), at(20))
-            .expect("a patch");
-        assert_eq!(patch["status"]["conditions"][1]["type"], "Ready");
-        assert_eq!(patch["status"]["conditions"][1]["status"], "True");
-        assert_eq!(
-            patch["status"]["conditions"][1]["lastTransitionTime"],
-            json!(Time(at(20)))
-        );
-        assert_eq!(ready(&merged(&restarted, &patch)), ready(&marked));
-
-        // Another readiness gate not True: the kubelet keeps Ready=False, so the mark leaves it.
-        let mut other_gate = restarted.clone();
-        if let Some(spec) = other_gate.spec.as_mut() {
-            spec.readiness_gates
-                .get_or_insert_with(Vec::new)
-                .push(PodReadinessGate {
-                    condition_type: "example.com/lb".into(),
-                });
-        }
-        assert!(!ready_once_marked(&other_gate));
-        let marked = Op::MarkReady.apply(&other_gate, at(20)).expect("applies");
-        assert_eq!(ready(&marked).map(|r| r.0), Some("False".into()));
-        let patch = Op::MarkReady
-            .status_patch(&SeenPod::from_pod(&other_gate), at(20))
-            .expect("a patch");
-        assert_eq!(
-            patch["status"]["conditions"].as_array().map(Vec::len),
-            Some(1)
-        );
-        // ... until that gate is True too.
-        if let Some(c) = other_gate
-            .status
-            .as_mut()
-            .and_then(|s| s.conditions.as_mut())
-        {
-            c.push(PodCondition {
-                type_: "example.com/lb".into(),
-                status: "True".into(),
-                ..PodCondition::default()
-            });
-        }
-        assert!(ready_once_marked(&other_gate));
-
-        // A container not ready (a pod given its first condition while still starting): no Ready.
-        let mut starting = restarted.clone();
-        set_status(
-            &mut starting,
-            "app",
-            running("app", "app:2", "sha-app2", false),
-        );
-        assert!(!ready_once_marked(&starting));
     }
 
     #[test]
