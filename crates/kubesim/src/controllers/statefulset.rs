@@ -765,11 +765,13 @@ fn process_replica(
     min_ready: i32,
     out: &mut SyncOutcome,
 ) -> Step {
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
     let ph = phase(pod);
     if ph == "Failed" || ph == "Succeeded" {
         if !is_terminating(pod) {
-            out.writes.push(SetWrite::DeletePod { name });
+            out.writes.push(SetWrite::DeletePod {
+                name: name.to_owned(),
+            });
         }
         return Step::Stop;
     }
@@ -816,7 +818,7 @@ fn process_replica(
         .metadata
         .labels
         .get_or_insert_with(BTreeMap::new)
-        .insert(POD_NAME_LABEL.into(), name.clone());
+        .insert(POD_NAME_LABEL.into(), name.to_owned());
     fixed
         .metadata
         .labels
@@ -925,8 +927,8 @@ fn run_condemned(
         .and_then(|s| s.min_ready_seconds)
         .unwrap_or(0);
     for pod in condemned {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let is_first = first_unavailable == Some(name.as_str());
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let is_first = first_unavailable == Some(name);
         if is_terminating(pod) {
             if monotonic {
                 return true;
@@ -939,7 +941,9 @@ fn run_condemned(
         if monotonic && !is_pod_available(pod, min_ready, now) && !is_first {
             return true;
         }
-        out.writes.push(SetWrite::DeletePod { name });
+        out.writes.push(SetWrite::DeletePod {
+            name: name.to_owned(),
+        });
         if monotonic {
             return true;
         }
