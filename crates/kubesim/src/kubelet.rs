@@ -760,7 +760,8 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         return nothing(None);
     };
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-    let old = pod.status.clone().unwrap_or_default();
+    let no_status = PodStatus::default();
+    let old: &PodStatus = pod.status.as_ref().unwrap_or(&no_status);
     let mut st = old.clone();
     let mut wake: Option<SignedDuration> = None;
     let mut exits = Vec::new();
@@ -797,20 +798,19 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         }]);
     }
 
-    let old_statuses: BTreeMap<String, ContainerStatus> = old
+    let old_statuses: BTreeMap<&str, &ContainerStatus> = old
         .container_statuses
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| (c.name.clone(), c))
+        .iter()
+        .flatten()
+        .map(|c| (c.name.as_str(), c))
         .collect();
     let mut statuses = Vec::new();
     for c in &spec.containers {
         let image = c.image.clone().unwrap_or_default();
         let mode = failure_mode(&image);
         let mut cs = old_statuses
-            .get(&c.name)
-            .cloned()
+            .get(c.name.as_str())
+            .map(|c| (*c).clone())
             .unwrap_or_else(|| ContainerStatus {
                 name: c.name.clone(),
                 image: image.clone(),
@@ -1010,7 +1010,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         let deadline = since.checked_add(cfg.status_reconcile).unwrap_or(since);
         if now < deadline {
             let mut kept = st.clone();
-            let stored_ready = ready_of(&old).cloned();
+            let stored_ready = ready_of(old).cloned();
             if let (Some(conds), Some(stored)) = (kept.conditions.as_mut(), stored_ready) {
                 for c in conds.iter_mut().filter(|c| c.type_ == "Ready") {
                     *c = stored.clone();
@@ -1028,7 +1028,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
     }
 
     KubeletStep {
-        action: if st == old {
+        action: if st == *old {
             KubeletAction::Nothing
         } else {
             KubeletAction::UpdateStatus(Box::new(st))

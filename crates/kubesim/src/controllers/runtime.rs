@@ -1342,7 +1342,8 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         return Ok(None);
     };
     let user = &controller_user("statefulset-controller");
-    let set: StatefulSet = (*set).clone();
+    // Read in place, as upstream's sync reads the informer's object.
+    let set: &StatefulSet = &set;
     // The pods it controls and the orphans of the namespace (`getPodsForStatefulSet`
     // lists the namespace by selector; pods of other controllers are ignored by the claim).
     let pods = s
@@ -1408,10 +1409,12 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         .map(|r| (**r).clone())
         .collect();
     sort_revisions(&mut revisions);
-    let plan = plan_revisions(&set, &revisions).map_err(|e| ApiError::internal(e.to_string()))?;
+    let plan = plan_revisions(set, &revisions).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut collision_count = plan.collision_count;
-    let update = match plan.action.clone() {
-        UpdateRevisionAction::Unchanged => plan.update.clone(),
+    let same_revision = plan.current.metadata.name == plan.update.metadata.name;
+    let planned_current = plan.current;
+    let update = match plan.action {
+        UpdateRevisionAction::Unchanged => plan.update,
         UpdateRevisionAction::Rollback { revision } => {
             let r: ControllerRevision = s
                 .api
@@ -1442,10 +1445,10 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
             }
         }
     };
-    let current = if plan.current.metadata.name == plan.update.metadata.name {
+    let current = if same_revision {
         update.clone()
     } else {
-        plan.current.clone()
+        planned_current
     };
     let claims_map: BTreeMap<String, PersistentVolumeClaim> = s
         .caches

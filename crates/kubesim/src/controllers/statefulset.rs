@@ -264,7 +264,11 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
 
 /// `getPersistentVolumeClaims`: the claims a pod of this ordinal uses.
 fn pod_claims(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
-    let Some(spec) = set.spec.as_ref() else {
+    let Some(spec) = set
+        .spec
+        .as_ref()
+        .filter(|s| s.volume_claim_templates.as_ref().is_some_and(|t| !t.is_empty()))
+    else {
         return Vec::new();
     };
     spec.volume_claim_templates
@@ -440,6 +444,9 @@ fn claim_refs_update(
     in_range: bool,
 ) -> Vec<PersistentVolumeClaim> {
     let mut out = Vec::new();
+    if claims.is_empty() {
+        return out;
+    }
     for c in pod_claims(set, ordinal(pod)) {
         let Some(existing) = c.metadata.name.as_ref().and_then(|n| claims.get(n)) else {
             continue;
@@ -650,7 +657,7 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
         .map(|p| &**p)
         .chain(condemned.iter().rev().copied())
     {
-        if is_unavailable(p, min_ready, now) && first_unavailable.is_none() {
+        if first_unavailable.is_none() && is_unavailable(p, min_ready, now) {
             first_unavailable = p.metadata.name.clone();
         }
     }
