@@ -391,8 +391,7 @@ pub async fn evict<B: EvictionBackend + Sync>(
                 .status
                 .as_ref()
                 .map_or((0, 0), |st| (st.current_healthy, st.desired_healthy));
-            if policy == Some("AlwaysAllow") || (healthy >= desired && desired > 0)
-            {
+            if policy == Some("AlwaysAllow") || (healthy >= desired && desired > 0) {
                 update_deletion_options = true;
                 skip_decrement = true;
             }

@@ -372,7 +372,9 @@ impl<K: Indexed> CacheInner<K> {
     }
 
     fn rv_of_key(&self, ns: &str, name: &str) -> Option<u64> {
-        self.id_of(ns, name).and_then(|id| self.slot(id)).map(|s| s.rv)
+        self.id_of(ns, name)
+            .and_then(|id| self.slot(id))
+            .map(|s| s.rv)
     }
 
     fn insert(&mut self, ns: &str, name: &str, rv: u64, obj: Arc<K>) -> Option<Arc<K>> {
@@ -435,7 +437,10 @@ impl<K: Indexed> CacheInner<K> {
     }
 
     fn ns_ids(&self, ns: &str) -> impl Iterator<Item = usize> + '_ {
-        self.ids.get(ns).into_iter().flat_map(|m| m.values().copied())
+        self.ids
+            .get(ns)
+            .into_iter()
+            .flat_map(|m| m.values().copied())
     }
 }
 

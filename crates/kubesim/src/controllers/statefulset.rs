@@ -264,11 +264,11 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
 
 /// `getPersistentVolumeClaims`: the claims a pod of this ordinal uses.
 fn pod_claims(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
-    let Some(spec) = set
-        .spec
-        .as_ref()
-        .filter(|s| s.volume_claim_templates.as_ref().is_some_and(|t| !t.is_empty()))
-    else {
+    let Some(spec) = set.spec.as_ref().filter(|s| {
+        s.volume_claim_templates
+            .as_ref()
+            .is_some_and(|t| !t.is_empty())
+    }) else {
         return Vec::new();
     };
     spec.volume_claim_templates
