@@ -17,7 +17,7 @@
 //! of 500 ms); here 20 steps of [`RETRY_DELAY`] — conflicts in the in-process
 //! store are resolved by the next read, no need to wait half a second.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::{
@@ -132,17 +132,18 @@ pub fn success() -> Status {
 /// optimistic concurrency: `update_pdb_status` with a stale
 /// `metadata.resourceVersion` fails with a 409 Conflict.
 pub trait EvictionBackend {
-    /// GET a pod.
+    /// GET a pod (shared: the handler only reads it).
     fn get_pod(
         &self,
         ns: &str,
         name: &str,
-    ) -> impl Future<Output = Result<Pod, StatusError>> + Send;
-    /// LIST the PDBs of a namespace.
+    ) -> impl Future<Output = Result<Arc<Pod>, StatusError>> + Send;
+    /// LIST the PDBs of a namespace (shared: the handler reads them and copies the one it
+    /// decrements).
     fn list_pdbs(
         &self,
         ns: &str,
-    ) -> impl Future<Output = Result<Vec<PodDisruptionBudget>, StatusError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Arc<PodDisruptionBudget>>, StatusError>> + Send;
     /// GET a PDB.
     fn get_pdb(
         &self,
@@ -228,7 +229,10 @@ fn is_dry_run(opts: &DeleteOptions) -> bool {
 }
 
 /// `getPodDisruptionBudgets`: budgets whose (non-empty) selector matches the pod.
-pub fn matching_pdbs(pod: &Pod, pdbs: Vec<PodDisruptionBudget>) -> Vec<PodDisruptionBudget> {
+pub fn matching_pdbs(
+    pod: &Pod,
+    pdbs: Vec<Arc<PodDisruptionBudget>>,
+) -> Vec<Arc<PodDisruptionBudget>> {
     pdbs.into_iter()
         .filter(|pdb| pdb.metadata.namespace == pod.metadata.namespace)
         .filter(|pdb| {
@@ -383,17 +387,18 @@ pub async fn evict<B: EvictionBackend + Sync>(
                 .spec
                 .as_ref()
                 .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref());
-            let st = first.status.clone().unwrap_or_default();
-            if policy == Some("AlwaysAllow")
-                || (st.current_healthy >= st.desired_healthy && st.desired_healthy > 0)
-            {
+            let (healthy, desired) = first
+                .status
+                .as_ref()
+                .map_or((0, 0), |st| (st.current_healthy, st.desired_healthy));
+            if policy == Some("AlwaysAllow") || (healthy >= desired && desired > 0) {
                 update_deletion_options = true;
                 skip_decrement = true;
             }
         }
         if !skip_decrement {
             let dry = is_dry_run(&original);
-            let mut current = Some(first);
+            let mut current = Some(Arc::unwrap_or_clone(first));
             retry_on(StatusError::is_conflict, || {
                 let cached = current.take();
                 let pdb_name = pdb_name.clone();

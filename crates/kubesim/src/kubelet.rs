@@ -69,6 +69,7 @@
 //!   containers have stopped.
 
 use std::{
+    borrow::Borrow,
     collections::BTreeMap,
     time::{Duration, Instant},
 };
@@ -508,7 +509,7 @@ pub fn schedule<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
 ) -> Option<String> {
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut owned = Vec::new();
+    let mut owned_per_node: BTreeMap<&str, usize> = BTreeMap::new();
     let owner = controller_of(&pod.metadata).map(|r| r.uid.as_str());
     for p in pods {
         let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
@@ -516,54 +517,49 @@ pub fn schedule<'a>(
         };
         *per_node.entry(n).or_default() += 1;
         if owner.is_some() && controller_of(&p.metadata).map(|r| r.uid.as_str()) == owner {
-            owned.push(p);
+            *owned_per_node.entry(n).or_default() += 1;
         }
     }
-    schedule_counted(pod, nodes, owned, |n| per_node.get(n).copied().unwrap_or(0))
+    schedule_counted(
+        pod,
+        nodes,
+        |n| owned_per_node.get(n).copied().unwrap_or(0),
+        |n| per_node.get(n).copied().unwrap_or(0),
+    )
 }
 
-/// [`schedule`] from the pods of `pod`'s controller (`owned`; others are
-/// ignored) and the number of pods bound to each node (`bound`), as a
-/// simulation keeps them indexed instead of walking every pod per decision.
-pub fn schedule_counted<'a>(
+/// [`schedule`] from counts: `owned(node)`, the pods of `pod`'s controller bound to the node
+/// (0 for a pod without controller), and `bound(node)`, every pod bound to it — as a
+/// simulation keeps them indexed instead of walking the pods per decision.
+///
+/// The decision: among the ready, schedulable nodes matching the pod's `nodeSelector`, the
+/// one with the fewest pods of the controller in its zone, then on itself, then in all, then
+/// by name (a deterministic stand-in for `PodTopologySpread` + `NodeResourcesBalancedAllocation`).
+pub fn schedule_counted<N: Borrow<Node>>(
     pod: &Pod,
-    nodes: &[Node],
-    owned: impl IntoIterator<Item = &'a Pod>,
+    nodes: &[N],
+    owned: impl Fn(&str) -> usize,
     bound: impl Fn(&str) -> usize,
 ) -> Option<String> {
-    let selector = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_selector.clone())
-        .unwrap_or_default();
-    let owner = controller_of(&pod.metadata).map(|r| r.uid.as_str());
-    let zone_of = |n: &Node| -> String {
+    let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
+    let has_owner = controller_of(&pod.metadata).is_some();
+    let owned = |n: &str| if has_owner { owned(n) } else { 0 };
+    fn zone_of(n: &Node) -> &str {
         n.metadata
             .labels
             .as_ref()
             .and_then(|l| l.get(ZONE_LABEL))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let node_zone: BTreeMap<&str, String> = nodes
-        .iter()
-        .filter_map(|n| n.metadata.name.as_deref().map(|name| (name, zone_of(n))))
-        .collect();
-    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
-    let mut per_node_owned: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in owned {
-        let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
-            continue;
-        };
-        if owner.is_some() && controller_of(&p.metadata).map(|r| r.uid.as_str()) == owner {
-            *per_node_owned.entry(n).or_default() += 1;
-            if let Some(z) = node_zone.get(n) {
-                *per_zone.entry(z.clone()).or_default() += 1;
-            }
+            .map_or("", String::as_str)
+    }
+    let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in nodes.iter().map(Borrow::borrow) {
+        if let Some(name) = n.metadata.name.as_deref() {
+            *per_zone.entry(zone_of(n)).or_default() += owned(name);
         }
     }
     nodes
         .iter()
+        .map(Borrow::borrow)
         .filter(|n| node_is_ready(n))
         .filter(|n| {
             !n.spec
@@ -572,21 +568,24 @@ pub fn schedule_counted<'a>(
                 .unwrap_or(false)
         })
         .filter(|n| {
-            let labels = n.metadata.labels.clone().unwrap_or_default();
-            selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            let labels = n.metadata.labels.as_ref();
+            selector
+                .into_iter()
+                .flatten()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
         })
         .filter_map(|n| {
             let name = n.metadata.name.as_deref()?;
             let key = (
-                per_zone.get(&zone_of(n)).copied().unwrap_or(0),
-                per_node_owned.get(name).copied().unwrap_or(0),
+                per_zone.get(zone_of(n)).copied().unwrap_or(0),
+                owned(name),
                 bound(name),
-                name.to_owned(),
+                name,
             );
             Some(key)
         })
         .min()
-        .map(|k| k.3)
+        .map(|k| k.3.to_owned())
 }
 
 /// What the kubelet does next for a pod.
@@ -761,7 +760,8 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         return nothing(None);
     };
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-    let old = pod.status.clone().unwrap_or_default();
+    let no_status = PodStatus::default();
+    let old: &PodStatus = pod.status.as_ref().unwrap_or(&no_status);
     let mut st = old.clone();
     let mut wake: Option<SignedDuration> = None;
     let mut exits = Vec::new();
@@ -798,20 +798,19 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         }]);
     }
 
-    let old_statuses: BTreeMap<String, ContainerStatus> = old
+    let old_statuses: BTreeMap<&str, &ContainerStatus> = old
         .container_statuses
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| (c.name.clone(), c))
+        .iter()
+        .flatten()
+        .map(|c| (c.name.as_str(), c))
         .collect();
     let mut statuses = Vec::new();
     for c in &spec.containers {
         let image = c.image.clone().unwrap_or_default();
         let mode = failure_mode(&image);
         let mut cs = old_statuses
-            .get(&c.name)
-            .cloned()
+            .get(c.name.as_str())
+            .map(|c| (*c).clone())
             .unwrap_or_else(|| ContainerStatus {
                 name: c.name.clone(),
                 image: image.clone(),
@@ -1011,7 +1010,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
         let deadline = since.checked_add(cfg.status_reconcile).unwrap_or(since);
         if now < deadline {
             let mut kept = st.clone();
-            let stored_ready = ready_of(&old).cloned();
+            let stored_ready = ready_of(old).cloned();
             if let (Some(conds), Some(stored)) = (kept.conditions.as_mut(), stored_ready) {
                 for c in conds.iter_mut().filter(|c| c.type_ == "Ready") {
                     *c = stored.clone();
@@ -1029,7 +1028,7 @@ pub fn step(pod: &Pod, cfg: &KubeletConfig, facts: PodFacts<'_>, now: Timestamp)
     }
 
     KubeletStep {
-        action: if st == old {
+        action: if st == *old {
             KubeletAction::Nothing
         } else {
             KubeletAction::UpdateStatus(Box::new(st))

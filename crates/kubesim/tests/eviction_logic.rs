@@ -115,13 +115,22 @@ fn check_pre(pod: &Pod, pre: Option<&Preconditions>) -> Result<(), StatusError> 
 }
 
 impl EvictionBackend for Mock {
-    async fn get_pod(&self, _ns: &str, name: &str) -> Result<Pod, StatusError> {
+    async fn get_pod(&self, _ns: &str, name: &str) -> Result<Arc<Pod>, StatusError> {
         self.pod(name)
+            .map(Arc::new)
             .ok_or_else(|| StatusError::new(404, "NotFound", format!("pods \"{name}\" not found")))
     }
 
-    async fn list_pdbs(&self, _ns: &str) -> Result<Vec<PodDisruptionBudget>, StatusError> {
-        let list = self.state.lock().unwrap().pdbs.values().cloned().collect();
+    async fn list_pdbs(&self, _ns: &str) -> Result<Vec<Arc<PodDisruptionBudget>>, StatusError> {
+        let list = self
+            .state
+            .lock()
+            .unwrap()
+            .pdbs
+            .values()
+            .cloned()
+            .map(Arc::new)
+            .collect();
         if let Some(b) = &self.barrier {
             b.wait().await;
         }

@@ -14,7 +14,7 @@ use std::{borrow::Borrow, collections::BTreeMap};
 use k8s_openapi::{
     api::{
         core::v1::Pod,
-        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus},
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec, PodDisruptionBudgetStatus},
     },
     apimachinery::pkg::{
         apis::meta::v1::{Condition, OwnerReference, Time},
@@ -103,7 +103,8 @@ pub fn expected_and_desired(
     pods: &[&Pod],
     scale_of: &ScaleLookup<'_>,
 ) -> Result<(i32, i32), Error> {
-    let spec = pdb.spec.clone().unwrap_or_default();
+    let no_spec = PodDisruptionBudgetSpec::default();
+    let spec = pdb.spec.as_ref().unwrap_or(&no_spec);
     if let Some(mu) = &spec.max_unavailable {
         let expected = expected_scale(pods, scale_of)?;
         let max_unavailable = scaled_value(mu, expected, true)?;
@@ -229,28 +230,29 @@ fn try_sync(
     let (expected, desired) = expected_and_desired(pdb, &pods, scale_of)?;
 
     // buildDisruptedPodMap
+    let none = BTreeMap::new();
     let stored = pdb
         .status
         .as_ref()
-        .and_then(|s| s.disrupted_pods.clone())
-        .unwrap_or_default();
+        .and_then(|s| s.disrupted_pods.as_ref())
+        .unwrap_or(&none);
     let mut disrupted: BTreeMap<String, Time> = BTreeMap::new();
     let mut recheck: Option<Timestamp> = None;
     let mut not_deleted = Vec::new();
-    for pod in &pods {
+    for pod in pods.iter().filter(|_| !stored.is_empty()) {
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let Some(t) = stored.get(&name) else {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let Some(t) = stored.get(name) else {
             continue;
         };
         let expiry = t.0.checked_add(DELETION_TIMEOUT).unwrap_or(t.0);
         if expiry < now {
-            not_deleted.push(name);
+            not_deleted.push(name.to_owned());
         } else {
             recheck = Some(recheck.map_or(expiry, |r| r.min(expiry)));
-            disrupted.insert(name, t.clone());
+            disrupted.insert(name.to_owned(), t.clone());
         }
     }
 
@@ -275,14 +277,14 @@ fn try_sync(
     if expected <= 0 || allowed <= 0 {
         allowed = 0;
     }
-    let old = pdb.status.clone().unwrap_or_default();
+    let no_status = PodDisruptionBudgetStatus::default();
+    let old = pdb.status.as_ref().unwrap_or(&no_status);
     let disrupted_opt = (!disrupted.is_empty()).then_some(disrupted);
     let unchanged = old.current_healthy == current_healthy
         && old.desired_healthy == desired
         && old.expected_pods == expected
         && old.disruptions_allowed == allowed
-        && old.disrupted_pods.clone().unwrap_or_default()
-            == disrupted_opt.clone().unwrap_or_default()
+        && old.disrupted_pods.as_ref().unwrap_or(&none) == disrupted_opt.as_ref().unwrap_or(&none)
         && old.observed_generation == pdb.metadata.generation
         && conditions_up_to_date(pdb);
     let recheck_after = recheck.map(|r| r.duration_since(now));
@@ -302,7 +304,7 @@ fn try_sync(
         disruptions_allowed: allowed,
         disrupted_pods: disrupted_opt,
         observed_generation: pdb.metadata.generation,
-        conditions: old.conditions,
+        conditions: old.conditions.clone(),
     };
     update_disruption_allowed_condition(&mut status, now);
     Ok(PdbOutcome {

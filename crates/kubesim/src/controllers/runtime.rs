@@ -16,7 +16,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, RwLock, Weak},
     time::Duration,
 };
 
@@ -61,7 +61,7 @@ use crate::{
     eviction::{self, EvictionBackend, StatusError},
     faults::Faults,
     kubelet::{self, Clock, ContainerExit, KubeletAction, KubeletConfig, PodFacts},
-    store::EventType,
+    store::{EventType, Stored},
 };
 
 /// Configuration of the simulated control plane and nodes.
@@ -103,13 +103,53 @@ pub trait Indexed: Metadata<Ty = ObjectMeta> {
     fn node_name(&self) -> Option<&str> {
         None
     }
+
+    /// Which pods the object's label selector may select, for finding the
+    /// selectors of a pod's labels without matching every one of the namespace.
+    fn selects(&self) -> Selects<'_> {
+        Selects::Nothing
+    }
+}
+
+/// What a selector requires of a pod's labels ([`Indexed::selects`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selects<'a> {
+    /// No selector: the object selects no pod.
+    Nothing,
+    /// Only pods carrying this label (one pair of the selector's `matchLabels`; the
+    /// full selector is applied by the caller).
+    Pair(&'a str, &'a str),
+    /// Any pod may match (no `matchLabels`: expressions only, or `{}`).
+    Any,
 }
 
 impl Indexed for StatefulSet {}
 impl Indexed for ControllerRevision {}
 impl Indexed for PersistentVolumeClaim {}
-impl Indexed for PodDisruptionBudget {}
-impl Indexed for Service {}
+impl Indexed for PodDisruptionBudget {
+    fn selects(&self) -> Selects<'_> {
+        let Some(sel) = self.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+            return Selects::Nothing;
+        };
+        match sel.match_labels.iter().flatten().next() {
+            Some((k, v)) => Selects::Pair(k, v),
+            None => Selects::Any,
+        }
+    }
+}
+impl Indexed for Service {
+    fn selects(&self) -> Selects<'_> {
+        match self
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|m| m.iter().next())
+        {
+            Some((k, v)) => Selects::Pair(k, v),
+            None => Selects::Nothing,
+        }
+    }
+}
 impl Indexed for EndpointSlice {}
 impl Indexed for Endpoints {}
 impl Indexed for Node {}
@@ -122,113 +162,285 @@ impl Indexed for Pod {
     }
 }
 
+/// One cached object and the resourceVersion it was stored at.
+struct Slot<K> {
+    rv: u64,
+    obj: Arc<K>,
+}
+
 /// The items of a cache and their indexes, under one lock.
+///
+/// The objects live in slots; the key map and the indexes hold slot ids, so a
+/// read walks an index straight to its objects (no key look-ups, no string
+/// compares per object), and a new version whose indexed attributes (its
+/// controller, labels and node) did not change — a status write — only
+/// replaces its slot, leaving the indexes alone.
 struct CacheInner<K> {
-    items: BTreeMap<Key, (u64, Arc<K>)>,
-    /// Keys by the uid of their controller (`ownerReferences[controller=true]`).
-    by_controller: HashMap<String, BTreeSet<Key>>,
-    /// Keys of objects without a controller (candidates for adoption).
-    orphans: BTreeSet<Key>,
-    /// Names by (namespace, label key, label value).
-    by_label: HashMap<(String, String, String), BTreeSet<String>>,
-    /// Objects per (namespace, node).
-    per_node: HashMap<(String, String), usize>,
+    /// Slot ids by namespace, then name (both ordered: lists are in key order).
+    ids: BTreeMap<String, BTreeMap<String, usize>>,
+    slots: Vec<Option<Slot<K>>>,
+    /// Empty slots, reused first.
+    free: Vec<usize>,
+    /// Slot ids by the uid of their controller (`ownerReferences[controller=true]`), in key order.
+    by_controller: HashMap<String, BTreeMap<Key, usize>>,
+    /// Slot ids of objects without a controller (candidates for adoption), in key order.
+    orphans: BTreeMap<Key, usize>,
+    /// Slot ids by (namespace, label key, label value), in name order.
+    by_label: HashMap<(String, String, String), BTreeMap<String, usize>>,
+    /// Objects per namespace and node.
+    per_node: HashMap<String, HashMap<String, usize>>,
+    /// Objects per controller uid and node (the scheduler's spreading counts).
+    per_owner_node: HashMap<String, HashMap<String, usize>>,
+    /// Slot ids of selectors ([`Selects::Pair`]) by namespace, label key and value.
+    by_selector: HashMap<String, HashMap<String, HashMap<String, BTreeSet<usize>>>>,
+    /// Slot ids of selectors that may select any pod ([`Selects::Any`]), by namespace.
+    selects_any: HashMap<String, BTreeSet<usize>>,
 }
 
 impl<K> Default for CacheInner<K> {
     fn default() -> Self {
         Self {
-            items: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             by_controller: HashMap::new(),
-            orphans: BTreeSet::new(),
+            orphans: BTreeMap::new(),
             by_label: HashMap::new(),
             per_node: HashMap::new(),
+            per_owner_node: HashMap::new(),
+            by_selector: HashMap::new(),
+            selects_any: HashMap::new(),
         }
     }
 }
 
+fn count_up(m: &mut HashMap<String, HashMap<String, usize>>, a: &str, b: &str) {
+    if !m.contains_key(a) {
+        m.insert(a.to_owned(), HashMap::new());
+    }
+    if let Some(inner) = m.get_mut(a) {
+        match inner.get_mut(b) {
+            Some(c) => *c += 1,
+            None => {
+                inner.insert(b.to_owned(), 1);
+            }
+        }
+    }
+}
+
+fn count_down(m: &mut HashMap<String, HashMap<String, usize>>, a: &str, b: &str) {
+    if let Some(inner) = m.get_mut(a) {
+        if let Some(c) = inner.get_mut(b) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                inner.remove(b);
+            }
+        }
+        if inner.is_empty() {
+            m.remove(a);
+        }
+    }
+}
+
+/// Whether two versions of an object sit in the same index entries.
+fn same_index_entries<K: Indexed>(a: &K, b: &K) -> bool {
+    let (ma, mb) = (a.metadata(), b.metadata());
+    controller_of(ma).map(|r| &r.uid) == controller_of(mb).map(|r| &r.uid)
+        && ma.labels == mb.labels
+        && a.node_name() == b.node_name()
+        && a.selects() == b.selects()
+}
+
 impl<K: Indexed> CacheInner<K> {
-    fn index(&mut self, key: &Key, obj: &K) {
+    fn index(&mut self, ns: &str, name: &str, id: usize, obj: &K) {
         let meta = obj.metadata();
-        match controller_of(meta) {
-            Some(r) => {
+        let key = || (ns.to_owned(), name.to_owned());
+        let owner = controller_of(meta).map(|r| r.uid.as_str());
+        match owner {
+            Some(uid) => {
                 self.by_controller
-                    .entry(r.uid.clone())
+                    .entry(uid.to_owned())
                     .or_default()
-                    .insert(key.clone());
+                    .insert(key(), id);
             }
             None => {
-                self.orphans.insert(key.clone());
+                self.orphans.insert(key(), id);
             }
         }
         for (k, v) in meta.labels.iter().flatten() {
             self.by_label
-                .entry((key.0.clone(), k.clone(), v.clone()))
+                .entry((ns.to_owned(), k.clone(), v.clone()))
                 .or_default()
-                .insert(key.1.clone());
+                .insert(name.to_owned(), id);
         }
         if let Some(n) = obj.node_name() {
-            *self
-                .per_node
-                .entry((key.0.clone(), n.to_owned()))
-                .or_default() += 1;
+            count_up(&mut self.per_node, ns, n);
+            if let Some(uid) = owner {
+                count_up(&mut self.per_owner_node, uid, n);
+            }
+        }
+        match obj.selects() {
+            Selects::Nothing => {}
+            Selects::Pair(k, v) => {
+                self.by_selector
+                    .entry(ns.to_owned())
+                    .or_default()
+                    .entry(k.to_owned())
+                    .or_default()
+                    .entry(v.to_owned())
+                    .or_default()
+                    .insert(id);
+            }
+            Selects::Any => {
+                self.selects_any
+                    .entry(ns.to_owned())
+                    .or_default()
+                    .insert(id);
+            }
         }
     }
 
-    fn unindex(&mut self, key: &Key, obj: &K) {
+    fn unindex(&mut self, ns: &str, name: &str, id: usize, obj: &K) {
         let meta = obj.metadata();
-        match controller_of(meta) {
-            Some(r) => {
-                if let Some(set) = self.by_controller.get_mut(&r.uid) {
-                    set.remove(key);
+        let key = (ns.to_owned(), name.to_owned());
+        let owner = controller_of(meta).map(|r| r.uid.as_str());
+        match owner {
+            Some(uid) => {
+                if let Some(set) = self.by_controller.get_mut(uid) {
+                    set.remove(&key);
                     if set.is_empty() {
-                        self.by_controller.remove(&r.uid);
+                        self.by_controller.remove(uid);
                     }
                 }
             }
             None => {
-                self.orphans.remove(key);
+                self.orphans.remove(&key);
             }
         }
         for (k, v) in meta.labels.iter().flatten() {
             let lk = (key.0.clone(), k.clone(), v.clone());
             if let Some(set) = self.by_label.get_mut(&lk) {
-                set.remove(&key.1);
+                set.remove(name);
                 if set.is_empty() {
                     self.by_label.remove(&lk);
                 }
             }
         }
         if let Some(n) = obj.node_name() {
-            let nk = (key.0.clone(), n.to_owned());
-            if let Some(c) = self.per_node.get_mut(&nk) {
-                *c = c.saturating_sub(1);
-                if *c == 0 {
-                    self.per_node.remove(&nk);
+            count_down(&mut self.per_node, ns, n);
+            if let Some(uid) = owner {
+                count_down(&mut self.per_owner_node, uid, n);
+            }
+        }
+        match obj.selects() {
+            Selects::Nothing => {}
+            Selects::Pair(k, v) => {
+                if let Some(by_key) = self.by_selector.get_mut(ns) {
+                    if let Some(by_value) = by_key.get_mut(k) {
+                        if let Some(ids) = by_value.get_mut(v) {
+                            ids.remove(&id);
+                            if ids.is_empty() {
+                                by_value.remove(v);
+                            }
+                        }
+                        if by_value.is_empty() {
+                            by_key.remove(k);
+                        }
+                    }
+                    if by_key.is_empty() {
+                        self.by_selector.remove(ns);
+                    }
+                }
+            }
+            Selects::Any => {
+                if let Some(ids) = self.selects_any.get_mut(ns) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.selects_any.remove(ns);
+                    }
                 }
             }
         }
     }
 
-    fn insert(&mut self, key: Key, rv: u64, obj: Arc<K>) -> Option<Arc<K>> {
-        let old = self.take(&key);
-        self.index(&key, &obj);
-        self.items.insert(key, (rv, obj));
-        old
+    fn id_of(&self, ns: &str, name: &str) -> Option<usize> {
+        self.ids.get(ns).and_then(|m| m.get(name)).copied()
     }
 
-    fn take(&mut self, key: &Key) -> Option<Arc<K>> {
-        let old = self.items.remove(key).map(|(_, k)| k);
-        if let Some(o) = &old {
-            self.unindex(key, o);
+    fn slot(&self, id: usize) -> Option<&Slot<K>> {
+        self.slots.get(id).and_then(Option::as_ref)
+    }
+
+    fn rv_of_key(&self, ns: &str, name: &str) -> Option<u64> {
+        self.id_of(ns, name)
+            .and_then(|id| self.slot(id))
+            .map(|s| s.rv)
+    }
+
+    fn insert(&mut self, ns: &str, name: &str, rv: u64, obj: Arc<K>) -> Option<Arc<K>> {
+        if let Some(id) = self.id_of(ns, name) {
+            let old = self.slots.get_mut(id).and_then(Option::take).map(|s| s.obj);
+            match &old {
+                Some(o) if same_index_entries(&**o, &*obj) => {}
+                Some(o) => {
+                    self.unindex(ns, name, id, o);
+                    self.index(ns, name, id, &obj);
+                }
+                None => self.index(ns, name, id, &obj),
+            }
+            if let Some(s) = self.slots.get_mut(id) {
+                *s = Some(Slot { rv, obj });
+            }
+            return old;
         }
-        old
+        let slot = Some(Slot {
+            rv,
+            obj: obj.clone(),
+        });
+        let id = match self.free.pop() {
+            Some(id) => {
+                if let Some(s) = self.slots.get_mut(id) {
+                    *s = slot;
+                }
+                id
+            }
+            None => {
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.ids
+            .entry(ns.to_owned())
+            .or_default()
+            .insert(name.to_owned(), id);
+        self.index(ns, name, id, &obj);
+        None
     }
 
-    fn values_of<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Vec<Arc<K>> {
-        keys.into_iter()
-            .filter_map(|k| self.items.get(k).map(|(_, o)| o.clone()))
+    fn take(&mut self, ns: &str, name: &str) -> Option<Arc<K>> {
+        let names = self.ids.get_mut(ns)?;
+        let id = names.remove(name)?;
+        if names.is_empty() {
+            self.ids.remove(ns);
+        }
+        let slot = self.slots.get_mut(id).and_then(Option::take)?;
+        self.free.push(id);
+        self.unindex(ns, name, id, &slot.obj);
+        Some(slot.obj)
+    }
+
+    /// The objects of slots `ids`, in that order.
+    fn objs(&self, ids: impl IntoIterator<Item = usize>) -> Vec<Arc<K>> {
+        ids.into_iter()
+            .filter_map(|id| self.slot(id).map(|s| s.obj.clone()))
             .collect()
+    }
+
+    fn ns_ids(&self, ns: &str) -> impl Iterator<Item = usize> + '_ {
+        self.ids
+            .get(ns)
+            .into_iter()
+            .flat_map(|m| m.values().copied())
     }
 }
 
@@ -263,33 +475,34 @@ fn key_of(meta: &ObjectMeta) -> Key {
 impl<K: Indexed> Cache<K> {
     /// One object.
     pub fn get(&self, ns: &str, name: &str) -> Option<Arc<K>> {
+        let m = self.items.read().ok()?;
+        m.id_of(ns, name)
+            .and_then(|id| m.slot(id))
+            .map(|s| s.obj.clone())
+    }
+
+    /// The object stored at exactly resourceVersion `rv`, if that is the cached version
+    /// (objects are immutable per resourceVersion, so it is the one the store holds).
+    pub fn get_at(&self, ns: &str, name: &str, rv: u64) -> Option<Arc<K>> {
+        let m = self.items.read().ok()?;
+        m.id_of(ns, name)
+            .and_then(|id| m.slot(id))
+            .filter(|s| s.rv == rv)
+            .map(|s| s.obj.clone())
+    }
+
+    /// All objects of a namespace, in name order.
+    pub fn list_ns(&self, ns: &str) -> Vec<Arc<K>> {
         self.items
             .read()
-            .ok()?
-            .items
-            .get(&(ns.to_owned(), name.to_owned()))
-            .map(|(_, k)| k.clone())
+            .map_or_else(|_| Vec::new(), |m| m.objs(m.ns_ids(ns)))
     }
 
-    /// All objects of a namespace.
-    pub fn list_ns(&self, ns: &str) -> Vec<Arc<K>> {
-        self.items.read().map_or_else(
-            |_| Vec::new(),
-            |m| {
-                m.items
-                    .range((ns.to_owned(), String::new())..)
-                    .take_while(|((n, _), _)| n == ns)
-                    .map(|(_, (_, k))| k.clone())
-                    .collect()
-            },
-        )
-    }
-
-    /// Every object.
+    /// Every object, in key order.
     pub fn list(&self) -> Vec<Arc<K>> {
         self.items.read().map_or_else(
             |_| Vec::new(),
-            |m| m.items.values().map(|(_, k)| k.clone()).collect(),
+            |m| m.objs(m.ids.values().flat_map(|n| n.values().copied())),
         )
     }
 
@@ -301,15 +514,24 @@ impl<K: Indexed> Cache<K> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
-        let mut keys: BTreeSet<&Key> = m
+        let owned = m
+            .by_controller
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter(|((n, _), _)| n == ns);
+        let mut ids: Vec<(&Key, usize)> = m
             .orphans
             .range((ns.to_owned(), String::new())..)
-            .take_while(|(n, _)| n == ns)
+            .take_while(|((n, _), _)| n == ns)
+            .map(|(k, id)| (k, *id))
             .collect();
-        if let Some(owned) = m.by_controller.get(uid) {
-            keys.extend(owned.iter().filter(|(n, _)| n == ns));
+        if ids.is_empty() {
+            return m.objs(owned.map(|(_, id)| *id));
         }
-        m.values_of(keys)
+        ids.extend(owned.map(|(k, id)| (k, *id)));
+        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        m.objs(ids.into_iter().map(|(_, id)| id))
     }
 
     /// The objects of `ns` controlled by `uid`, in key order.
@@ -318,7 +540,12 @@ impl<K: Indexed> Cache<K> {
             return Vec::new();
         };
         m.by_controller.get(uid).map_or_else(Vec::new, |owned| {
-            m.values_of(owned.iter().filter(|(n, _)| n == ns))
+            m.objs(
+                owned
+                    .iter()
+                    .filter(|((n, _), _)| n == ns)
+                    .map(|(_, id)| *id),
+            )
         })
     }
 
@@ -334,7 +561,7 @@ impl<K: Indexed> Cache<K> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
-        let mut best: Option<&BTreeSet<String>> = None;
+        let mut best: Option<&BTreeMap<String, usize>> = None;
         let mut any = false;
         for (k, v) in required {
             any = true;
@@ -347,20 +574,8 @@ impl<K: Indexed> Cache<K> {
             }
         }
         match best {
-            Some(names) => names
-                .iter()
-                .filter_map(|n| {
-                    m.items
-                        .get(&(ns.to_owned(), n.clone()))
-                        .map(|(_, o)| o.clone())
-                })
-                .collect(),
-            None if !any => m
-                .items
-                .range((ns.to_owned(), String::new())..)
-                .take_while(|((n, _), _)| n == ns)
-                .map(|(_, (_, k))| k.clone())
-                .collect(),
+            Some(names) => m.objs(names.values().copied()),
+            None if !any => m.objs(m.ns_ids(ns)),
             None => Vec::new(),
         }
     }
@@ -369,10 +584,43 @@ impl<K: Indexed> Cache<K> {
     pub fn count_on_node(&self, ns: &str, node: &str) -> usize {
         self.items.read().map_or(0, |m| {
             m.per_node
-                .get(&(ns.to_owned(), node.to_owned()))
+                .get(ns)
+                .and_then(|n| n.get(node))
                 .copied()
                 .unwrap_or(0)
         })
+    }
+
+    /// How many objects controlled by `uid` are bound to `node`.
+    pub fn count_owned_on_node(&self, uid: &str, node: &str) -> usize {
+        self.items.read().map_or(0, |m| {
+            m.per_owner_node
+                .get(uid)
+                .and_then(|n| n.get(node))
+                .copied()
+                .unwrap_or(0)
+        })
+    }
+
+    /// A superset of the objects of `ns` whose selector ([`Indexed::selects`]) may select a pod
+    /// with any of `label_sets`, in slot order; the caller still applies the full selector.
+    pub fn selecting(
+        &self,
+        ns: &str,
+        label_sets: &[Option<&BTreeMap<String, String>>],
+    ) -> Vec<Arc<K>> {
+        let Ok(m) = self.items.read() else {
+            return Vec::new();
+        };
+        let mut ids: BTreeSet<usize> = m.selects_any.get(ns).cloned().unwrap_or_default();
+        if let Some(by_key) = m.by_selector.get(ns) {
+            for (k, v) in label_sets.iter().flatten().flat_map(|l| l.iter()) {
+                if let Some(found) = by_key.get(k).and_then(|by_value| by_value.get(v)) {
+                    ids.extend(found);
+                }
+            }
+        }
+        m.objs(ids)
     }
 
     /// Stores `obj` unless the cache already holds a newer version; returns
@@ -383,30 +631,32 @@ impl<K: Indexed> Cache<K> {
 
     /// [`Cache::apply`] of a shared object.
     pub fn apply_arc(&self, obj: Arc<K>) -> Option<Arc<K>> {
-        let key = key_of(obj.metadata());
-        let rv = rv_of(obj.metadata());
+        let keyed = obj.clone();
+        let meta = keyed.metadata();
+        let rv = rv_of(meta);
+        let ns = meta.namespace.as_deref().unwrap_or_default();
+        let name = meta.name.as_deref().unwrap_or_default();
         let mut m = self.items.write().ok()?;
-        match m.items.get(&key) {
-            Some((old_rv, _)) if *old_rv > rv => None,
-            _ => m.insert(key, rv, obj),
+        match m.rv_of_key(ns, name) {
+            Some(old_rv) if old_rv > rv => None,
+            _ => m.insert(ns, name, rv, obj),
         }
     }
 
     /// Forgets an object deleted at `rv`.
     pub fn remove(&self, ns: &str, name: &str, rv: u64) -> Option<Arc<K>> {
         let mut m = self.items.write().ok()?;
-        let key = (ns.to_owned(), name.to_owned());
-        match m.items.get(&key) {
-            Some((cur, _)) if *cur > rv => None,
-            Some(_) => m.take(&key),
+        match m.rv_of_key(ns, name) {
+            Some(cur) if cur > rv => None,
+            Some(_) => m.take(ns, name),
             None => None,
         }
     }
 
     fn replace_all(&self, items: BTreeMap<Key, (u64, Arc<K>)>) {
         let mut inner = CacheInner::default();
-        for (k, (rv, o)) in items {
-            inner.insert(k, rv, o);
+        for ((ns, name), (rv, o)) in items {
+            inner.insert(&ns, &name, rv, o);
         }
         if let Ok(mut m) = self.items.write() {
             *m = inner;
@@ -837,24 +1087,34 @@ async fn run_informer<K>(
         while let Some(ev) = watch.next_raw().await {
             match ev {
                 crate::api::RawEvent::Object(kind, stored) => {
-                    let Ok(obj) = serde_json::from_slice::<K>(&stored.json) else {
-                        continue;
+                    let c = cache(&shared);
+                    // A version this process wrote is in the cache already (the writes are
+                    // applied as the API answers): the same object, as a resourceVersion
+                    // names one content, so it is not decoded again.
+                    let written = match kind {
+                        EventType::Deleted => None,
+                        _ => c.get_at(&stored.namespace, &stored.name, stored.rv),
+                    };
+                    let obj = match written {
+                        Some(o) => o,
+                        None => match serde_json::from_slice::<K>(&stored.json) {
+                            Ok(o) => Arc::new(o),
+                            Err(_) => continue,
+                        },
                     };
                     if let Some(init) = initial.as_mut() {
-                        init.insert(key_of(obj.metadata()), (stored.rv, Arc::new(obj)));
+                        init.insert(key_of(obj.metadata()), (stored.rv, obj));
                         continue;
                     }
-                    let c = cache(&shared);
                     match kind {
                         EventType::Deleted => {
-                            let (ns, name) = key_of(obj.metadata());
-                            c.remove(&ns, &name, stored.rv);
-                            on_change(&shared, Change::Delete(Arc::new(obj)));
+                            let (ns, name) = ns_name(obj.metadata());
+                            c.remove(ns, name, stored.rv);
+                            on_change(&shared, Change::Delete(obj));
                         }
                         _ => {
-                            let new = Arc::new(obj);
-                            let old = c.apply_arc(new.clone());
-                            on_change(&shared, Change::Upsert { old, new });
+                            let old = c.apply_arc(obj.clone());
+                            on_change(&shared, Change::Upsert { old, new: obj });
                         }
                     }
                 }
@@ -1033,12 +1293,17 @@ impl Shared {
         // (`getPdbForPod`, `disruption.go`; a budget whose selector does not parse
         // is synced to report it), and likewise the services
         // (`GetPodServiceMemberships` of the old and new labels, `endpointslice_controller.go`).
+        let labels = [
+            pod.metadata.labels.as_ref(),
+            old.as_ref().and_then(|o| o.metadata.labels.as_ref()),
+        ];
         let label_sets = [Some(&pod), old.as_ref()];
         let label_sets = label_sets
             .iter()
             .flatten()
             .map(|p| p.metadata.labels.as_ref());
-        for p in self.caches.pdbs.list_ns(ns) {
+        // Only the selectors the labels can satisfy (the selector index), each then matched.
+        for p in self.caches.pdbs.selecting(ns, &labels) {
             let Some(sel) = p.spec.as_ref().and_then(|sp| sp.selector.as_ref()) else {
                 continue;
             };
@@ -1050,7 +1315,7 @@ impl Shared {
                 self.pdbs_q.add(pns, pname);
             }
         }
-        for s in self.caches.services.list_ns(ns) {
+        for s in self.caches.services.selecting(ns, &labels) {
             let Some(sel) = s
                 .spec
                 .as_ref()
@@ -1082,7 +1347,8 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         return Ok(None);
     };
     let user = &controller_user("statefulset-controller");
-    let set: StatefulSet = (*set).clone();
+    // Read in place, as upstream's sync reads the informer's object.
+    let set: &StatefulSet = &set;
     // The pods it controls and the orphans of the namespace (`getPodsForStatefulSet`
     // lists the namespace by selector; pods of other controllers are ignored by the claim).
     let pods = s
@@ -1148,10 +1414,12 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         .map(|r| (**r).clone())
         .collect();
     sort_revisions(&mut revisions);
-    let plan = plan_revisions(&set, &revisions).map_err(|e| ApiError::internal(e.to_string()))?;
+    let plan = plan_revisions(set, &revisions).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut collision_count = plan.collision_count;
-    let update = match plan.action.clone() {
-        UpdateRevisionAction::Unchanged => plan.update.clone(),
+    let same_revision = plan.current.metadata.name == plan.update.metadata.name;
+    let planned_current = plan.current;
+    let update = match plan.action {
+        UpdateRevisionAction::Unchanged => plan.update,
         UpdateRevisionAction::Rollback { revision } => {
             let r: ControllerRevision = s
                 .api
@@ -1182,10 +1450,10 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
             }
         }
     };
-    let current = if plan.current.metadata.name == plan.update.metadata.name {
+    let current = if same_revision {
         update.clone()
     } else {
-        plan.current.clone()
+        planned_current
     };
     let claims_map: BTreeMap<String, PersistentVolumeClaim> = s
         .caches
@@ -1887,22 +2155,19 @@ async fn schedule(
         .lock()
         .ok()
         .map(|mut q| *q.entry(uid.clone()).or_insert(now));
-    let nodes: Vec<Node> = s
+    let nodes: Vec<Arc<Node>> = s
         .caches
         .nodes
         .list()
-        .iter()
+        .into_iter()
         .filter(|n| {
             !s.faults
                 .node_failed(n.metadata.name.as_deref().unwrap_or_default())
         })
-        .map(|n| (**n).clone())
         .collect();
     // Spreading is per controller, which is namespaced: the pods of the
-    // pod's controller (the owner index) and the namespace's count per node.
-    let owned = controller_of(&pod.metadata)
-        .map(|r| s.caches.pods.controlled_by(ns, &r.uid))
-        .unwrap_or_default();
+    // pod's controller per node and the namespace's pods per node (both indexed).
+    let owner = controller_of(&pod.metadata).map(|r| r.uid.as_str());
     // A pod with scheduling gates waits for them to be removed
     // (`SchedulingGated`, `pkg/scheduler/schedule_one.go`).
     let gated = pod
@@ -1913,9 +2178,12 @@ async fn schedule(
     let chosen = if gated {
         None
     } else {
-        kubelet::schedule_counted(pod, &nodes, owned.iter().map(|p| &**p), |n| {
-            s.caches.pods.count_on_node(ns, n)
-        })
+        kubelet::schedule_counted(
+            pod,
+            &nodes,
+            |n| owner.map_or(0, |uid| s.caches.pods.count_owned_on_node(uid, n)),
+            |n| s.caches.pods.count_on_node(ns, n),
+        )
     };
     let Some(node) = chosen else {
         let mut conds = pod
@@ -1985,12 +2253,11 @@ async fn schedule(
         return Ok((!gated).then(|| Duration::from_secs(1)));
     };
     // The chosen node's pool decides how long scheduling takes.
-    let pool = s
-        .caches
-        .nodes
-        .get("", &node)
-        .and_then(|n| n.metadata.labels.clone());
-    if let Some(at) = s.kubelet.for_node(pool.as_ref()).bind_at(pod, queued)
+    let pool = s.caches.nodes.get("", &node);
+    if let Some(at) = s
+        .kubelet
+        .for_node(pool.as_ref().and_then(|n| n.metadata.labels.as_ref()))
+        .bind_at(pod, queued)
         && at > now
     {
         return Ok(Some(s.clock.real(at.duration_since(now))));
@@ -2359,9 +2626,27 @@ async fn pod_killer(s: Arc<Shared>) {
 // ---------------------------------------------------------------- eviction
 
 /// [`EvictionBackend`] over the in-process API.
+///
+/// Its reads are the API's (live, as `EvictionREST` reads storage, never an informer);
+/// a version the simulation's caches hold at the same resourceVersion is taken from them
+/// instead of being decoded again (one resourceVersion names one content).
 struct ApiBackend {
     api: Api,
     clock: Clock,
+    shared: Weak<Shared>,
+}
+
+/// The object `stored` holds: the cache's copy of that very version, or decoded.
+fn decoded<K: Indexed + DeserializeOwned>(
+    cache: Option<&Cache<K>>,
+    stored: &Stored,
+) -> Result<Arc<K>, ApiError> {
+    if let Some(o) = cache.and_then(|c| c.get_at(&stored.namespace, &stored.name, stored.rv)) {
+        return Ok(o);
+    }
+    serde_json::from_slice(&stored.json)
+        .map(Arc::new)
+        .map_err(|e| ApiError::internal(format!("failed to decode stored object: {e}")))
 }
 
 fn to_status_error(e: ApiError) -> StatusError {
@@ -2430,13 +2715,30 @@ fn check_preconditions(pod: &Pod, pre: Option<&Preconditions>) -> Result<(), Sta
 }
 
 impl EvictionBackend for ApiBackend {
-    async fn get_pod(&self, ns: &str, name: &str) -> Result<Pod, StatusError> {
-        self.api.get_typed(Some(ns), name).map_err(to_status_error)
+    async fn get_pod(&self, ns: &str, name: &str) -> Result<Arc<Pod>, StatusError> {
+        let shared = self.shared.upgrade();
+        let d = self.api.resource_of::<Pod>().map_err(to_status_error)?;
+        let stored = self
+            .api
+            .get_raw(&d, Some(ns), name)
+            .map_err(to_status_error)?;
+        decoded(shared.as_ref().map(|s| &s.caches.pods), &stored).map_err(to_status_error)
     }
 
-    async fn list_pdbs(&self, ns: &str) -> Result<Vec<PodDisruptionBudget>, StatusError> {
-        self.api
-            .list_typed(Some(ns), &crate::api::ListOptions::default())
+    async fn list_pdbs(&self, ns: &str) -> Result<Vec<Arc<PodDisruptionBudget>>, StatusError> {
+        let shared = self.shared.upgrade();
+        let d = self
+            .api
+            .resource_of::<PodDisruptionBudget>()
+            .map_err(to_status_error)?;
+        let list = self
+            .api
+            .list(&d, Some(ns), &crate::api::ListOptions::default())
+            .map_err(to_status_error)?;
+        list.items
+            .iter()
+            .map(|st| decoded(shared.as_ref().map(|s| &s.caches.pdbs), st))
+            .collect::<Result<_, _>>()
             .map_err(to_status_error)
     }
 
@@ -2462,10 +2764,7 @@ impl EvictionBackend for ApiBackend {
     ) -> Result<Pod, StatusError> {
         // GuaranteedUpdate: retry on conflict against the latest pod.
         for _ in 0..10 {
-            let mut pod: Pod = self
-                .api
-                .get_typed(Some(ns), name)
-                .map_err(to_status_error)?;
+            let mut pod = Arc::unwrap_or_clone(self.get_pod(ns, name).await?);
             check_preconditions(&pod, preconditions.as_ref())?;
             let now = self.clock.now();
             let conds = pod
@@ -2526,8 +2825,11 @@ impl EvictionBackend for ApiBackend {
 /// `EvictionREST.Create` does (`propagateDryRun`).
 fn register_eviction(shared: &Arc<Shared>) {
     let clock = shared.clock;
+    // Weak: the API holds the handler, and the simulation holds the API.
+    let weak = Arc::downgrade(shared);
     let handler: crate::api::SubresourceHandler = Arc::new(
         move |api: Api, ns: String, name: String, body: Value, query: HashMap<String, String>| {
+            let weak = weak.clone();
             Box::pin(async move {
                 let ev: Eviction = serde_json::from_value(body).map_err(|e| {
                     ApiError::bad_request(format!("failed to decode Eviction: {e}"))
@@ -2538,7 +2840,11 @@ fn register_eviction(shared: &Arc<Shared>) {
                     .cloned()
                     .into_iter()
                     .collect();
-                let backend = ApiBackend { api, clock };
+                let backend = ApiBackend {
+                    api,
+                    clock,
+                    shared: weak,
+                };
                 match eviction::evict(&backend, &ns, &name, &ev, &dry_run).await {
                     Ok(status) => Ok((201, serde_json::to_value(status).unwrap_or(Value::Null))),
                     Err(e) => Err(to_api_error(&e)),

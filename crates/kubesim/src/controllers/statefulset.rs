@@ -264,7 +264,11 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
 
 /// `getPersistentVolumeClaims`: the claims a pod of this ordinal uses.
 fn pod_claims(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
-    let Some(spec) = set.spec.as_ref() else {
+    let Some(spec) = set.spec.as_ref().filter(|s| {
+        s.volume_claim_templates
+            .as_ref()
+            .is_some_and(|t| !t.is_empty())
+    }) else {
         return Vec::new();
     };
     spec.volume_claim_templates
@@ -440,6 +444,9 @@ fn claim_refs_update(
     in_range: bool,
 ) -> Vec<PersistentVolumeClaim> {
     let mut out = Vec::new();
+    if claims.is_empty() {
+        return out;
+    }
     for c in pod_claims(set, ordinal(pod)) {
         let Some(existing) = c.metadata.name.as_ref().and_then(|n| claims.get(n)) else {
             continue;
@@ -650,7 +657,7 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
         .map(|p| &**p)
         .chain(condemned.iter().rev().copied())
     {
-        if is_unavailable(p, min_ready, now) && first_unavailable.is_none() {
+        if first_unavailable.is_none() && is_unavailable(p, min_ready, now) {
             first_unavailable = p.metadata.name.clone();
         }
     }
@@ -765,11 +772,13 @@ fn process_replica(
     min_ready: i32,
     out: &mut SyncOutcome,
 ) -> Step {
-    let name = pod.metadata.name.clone().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
     let ph = phase(pod);
     if ph == "Failed" || ph == "Succeeded" {
         if !is_terminating(pod) {
-            out.writes.push(SetWrite::DeletePod { name });
+            out.writes.push(SetWrite::DeletePod {
+                name: name.to_owned(),
+            });
         }
         return Step::Stop;
     }
@@ -816,7 +825,7 @@ fn process_replica(
         .metadata
         .labels
         .get_or_insert_with(BTreeMap::new)
-        .insert(POD_NAME_LABEL.into(), name.clone());
+        .insert(POD_NAME_LABEL.into(), name.to_owned());
     fixed
         .metadata
         .labels
@@ -925,8 +934,8 @@ fn run_condemned(
         .and_then(|s| s.min_ready_seconds)
         .unwrap_or(0);
     for pod in condemned {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let is_first = first_unavailable == Some(name.as_str());
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let is_first = first_unavailable == Some(name);
         if is_terminating(pod) {
             if monotonic {
                 return true;
@@ -939,7 +948,9 @@ fn run_condemned(
         if monotonic && !is_pod_available(pod, min_ready, now) && !is_first {
             return true;
         }
-        out.writes.push(SetWrite::DeletePod { name });
+        out.writes.push(SetWrite::DeletePod {
+            name: name.to_owned(),
+        });
         if monotonic {
             return true;
         }
