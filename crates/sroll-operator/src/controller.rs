@@ -619,7 +619,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
 
     // Observe: the rollout as this process last knew it, the caches, the integrations' reports.
     let (rollout, held) = ctx.memo_view(&key, rollout);
-    let observed = observe_all(ctx, &rollout).await;
+    let observed = observe_all(ctx, &rollout);
     // Nothing the rollout depends on changed since its last plan, and no timer of that plan is
     // due: that plan stands (a plan is a pure function of what was observed).
     if let Some(wait) = ctx.unchanged(&key, &observed) {
@@ -656,7 +656,7 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     };
     ctx.handles
         .integrations
-        .announce(&rollout, &observed, &settled, evicting)
+        .announce(&rollout, &observed, &settled, evicting, &ctx.caches)
         .await;
     publish_events(ctx, &rollout, &settled.events);
     record_phase_metrics(ctx, &key, &rollout, &settled);
@@ -675,13 +675,12 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
 
 /// The planner's snapshot: the caches (with this process's pending writes), the analysis
 /// measurements, service-discovery health and the integrations' reports.
-async fn observe_all(ctx: &Context, rollout: &StatefulsetRollout) -> Observed {
+fn observe_all(ctx: &Context, rollout: &StatefulsetRollout) -> Observed {
     let mut observed = observe::observe(&ctx.caches, &ctx.expectations, rollout, Timestamp::now());
     observed.discovery = ctx
         .handles
         .integrations
-        .discovery(rollout, &observed, &ctx.caches)
-        .await;
+        .discovery(rollout, &observed, &ctx.caches);
     observed.analysis = ctx.analysis.measurements(rollout);
     observed.integrations = ctx.handles.integrations.observe(rollout);
     observed
@@ -816,7 +815,11 @@ async fn write_status(
                 ctx.handles.client.clone(),
                 &rollout.namespace().unwrap_or_default(),
             );
-            let body = execute::status_body(&settled.status)?;
+            let body =
+                execute::status_body(&settled.status).map_err(|source| Error::Serialize {
+                    what: "the rollout status",
+                    source,
+                })?;
             let version = execute::write_status(&ctx.handles.client, &api, &name, body).await?;
             let status = Arc::new(settled.status.clone());
             ctx.memo(key, |m| {

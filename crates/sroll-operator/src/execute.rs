@@ -241,15 +241,11 @@ struct StatusApply<'a> {
 /// The bytes of the server-side apply patch that writes `status`, serialized straight from the
 /// typed status (no intermediate `serde_json::Value`: a 1,000-pod status is about 60 KB of JSON
 /// and tens of thousands of small allocations as a `Value`).
-pub fn status_body(status: &StatefulsetRolloutStatus) -> Result<Vec<u8>> {
+pub fn status_body(status: &StatefulsetRolloutStatus) -> serde_json::Result<Vec<u8>> {
     serde_json::to_vec(&StatusApply {
         api_version: ROLLOUT_API_VERSION,
         kind: "StatefulsetRollout",
         status,
-    })
-    .map_err(|source| Error::Serialize {
-        what: "the rollout status",
-        source,
     })
 }
 
