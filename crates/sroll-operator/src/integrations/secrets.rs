@@ -133,9 +133,11 @@ impl Secrets {
         self.state.wake.notify_one();
     }
 
+    /// The value in memory, if `loc` was read (an unknown key is not registered: the caller reads
+    /// it, and [`read_into`] records it).
     fn known(&self, loc: &SecretLocation) -> Option<Option<String>> {
         let mut entries = lock(&self.state.entries);
-        let entry = entries.entry(loc.clone()).or_default();
+        let entry = entries.get_mut(loc)?;
         entry.last_used = Some(Instant::now());
         entry.read.as_ref().map(|(_, value)| value.clone())
     }
@@ -149,6 +151,7 @@ async fn read_into(state: &State, loc: &SecretLocation) -> Option<String> {
         let entry = entries.entry(loc.clone()).or_default();
         let changed = entry.read.as_ref().is_none_or(|(_, v)| *v != value);
         entry.read = Some((Instant::now(), value.clone()));
+        entry.last_used.get_or_insert_with(Instant::now);
         let waiting = std::mem::take(&mut entry.waiting);
         if changed { waiting } else { HashSet::new() }
     };
@@ -222,5 +225,90 @@ async fn refresh_loop(state: Weak<State>) {
             () = wake.notified() => {}
             () = tokio::time::sleep(sleep.max(Duration::from_millis(10))) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::{Json, Router, extract::State, routing::get};
+    use serde_json::json;
+
+    use super::*;
+
+    /// An API server with one Secret `ns/tokens` (key `slack` = `xoxb-1`), counting its reads.
+    fn api(reads: Arc<AtomicUsize>) -> Client {
+        let router = Router::new()
+            .route(
+                "/api/v1/namespaces/ns/secrets/tokens",
+                get(|State(reads): State<Arc<AtomicUsize>>| async move {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    Json(json!({
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": "tokens", "namespace": "ns"},
+                        "data": {"slack": "eG94Yi0x"},
+                    }))
+                }),
+            )
+            .with_state(reads);
+        Client::new(router, "ns")
+    }
+
+    fn loc(key: &str) -> SecretLocation {
+        SecretLocation {
+            namespace: "ns".into(),
+            name: "tokens".into(),
+            key: key.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_never_read_is_pending_until_the_background_read_wakes_the_rollout() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let (tx, mut woken) = tokio::sync::mpsc::unbounded_channel();
+        let waker: Waker = Arc::new(move |key: &RolloutKey| {
+            let _ = tx.send(key.clone());
+        });
+        let secrets = Secrets::spawn(api(reads.clone()), Some(waker));
+        let rollout = RolloutKey::new("ns", "web");
+        assert_eq!(secrets.peek(&loc("slack"), &rollout), Peek::Pending);
+        let key = tokio::time::timeout(Duration::from_secs(5), woken.recv())
+            .await
+            .expect("woken within 5 s");
+        assert_eq!(key, Some(rollout.clone()));
+        assert_eq!(
+            secrets.peek(&loc("slack"), &rollout),
+            Peek::Known(Some("xoxb-1".into()))
+        );
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "read once, in the background"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_reads_a_new_key_once_then_from_memory() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let secrets = Secrets::spawn(api(reads.clone()), None);
+        let slack = loc("slack");
+        let (a, b) = tokio::join!(secrets.get(&slack), secrets.get(&slack));
+        assert_eq!(
+            (a.as_deref(), b.as_deref()),
+            (Some("xoxb-1"), Some("xoxb-1"))
+        );
+        assert_eq!(secrets.get(&loc("missing")).await, None, "no such key");
+        let before = reads.load(Ordering::SeqCst);
+        for _ in 0..10 {
+            assert_eq!(secrets.get(&loc("slack")).await.as_deref(), Some("xoxb-1"));
+        }
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            before,
+            "later uses within the TTL come from memory"
+        );
+        assert_eq!(before, 2, "one read per key");
     }
 }
