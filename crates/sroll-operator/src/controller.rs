@@ -65,11 +65,30 @@ use crate::{
 const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The shortest time between two status writes of one rollout that only report progress (pod
-/// readiness and revisions, counts, the reason text). Every other change — phase, conditions,
-/// revisions, pacing, callbacks, Slack ids, observedGeneration — and every reconcile that acted is
-/// written at once. Without this, a 1,000-pod rollout writes its 1,000-entry status once per pod
-/// event (thousands of writes of tens of kilobytes each).
+/// readiness and revisions, counts, the reason text, a condition's reason or message): for
+/// statuses of up to [`PROGRESS_PODS_PER_SECOND`] pods; a larger status waits proportionally
+/// longer, up to [`PROGRESS_WRITE_INTERVAL_MAX`] ([`progress_write_interval`]). Every other change
+/// — phase, a condition's status, revisions, pacing, callbacks, Slack ids, observedGeneration — is
+/// written at once, and so is any change made by a reconcile that acted. Without this, a 1,000-pod
+/// rollout writes its 1,000-entry status once per pod event (thousands of writes of tens of
+/// kilobytes each).
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `status.pods` entries per second of [`PROGRESS_WRITE_INTERVAL`]: every write of a rollout's
+/// status costs the operator, the API server and every watcher of rollouts a parse and a copy of
+/// the whole list, so progress-only writes of a big set are spaced so that they carry at most
+/// about this many entries per second (1,000 pods: one progress write per 5 s).
+const PROGRESS_PODS_PER_SECOND: u32 = 200;
+
+/// The longest wait of a progress-only write, whatever the size of the status.
+const PROGRESS_WRITE_INTERVAL_MAX: Duration = Duration::from_secs(10);
+
+/// At most this many rollouts have their first reconcile in this process at once. At start-up
+/// (or on taking the lead) every rollout is reconciled at the same moment; each holds its
+/// observation, plan and status patch (about 1 MB for a 1,000-pod rollout) until its write
+/// returns, so 100 rollouts at once would hold 100 of them. Later reconciles are not limited: a
+/// rollout's reconcile mostly waits on its own API requests (evictions one by one).
+const FIRST_RECONCILES_AT_ONCE: usize = 8;
 
 /// The process-wide handles every namespace scope's controller works with: the API client,
 /// the metrics, the event sink and the integrations.
@@ -101,6 +120,8 @@ pub struct Context {
     synced: cache::Synced,
     /// What this process remembers of each rollout between reconciles.
     memos: Mutex<HashMap<Key, RolloutMemo>>,
+    /// Permits for a rollout's first reconcile ([`FIRST_RECONCILES_AT_ONCE`]).
+    first_reconciles: tokio::sync::Semaphore,
     /// Writes the caches may not show yet.
     expectations: Expectations,
     /// Turns true when the scope shuts down: a reconcile still waiting for the caches gives up
@@ -218,6 +239,7 @@ pub async fn run_scope(
         caches,
         synced: cache::Synced::default(),
         memos: Mutex::default(),
+        first_reconciles: tokio::sync::Semaphore::new(FIRST_RECONCILES_AT_ONCE),
         expectations: Expectations::default(),
         stopping,
         analysis,
@@ -265,14 +287,25 @@ pub async fn run_scope(
     tracing::info!(namespace = ?namespace, "controller stopped");
 }
 
+/// A status this process wrote, kept until the rollout cache shows a version at least as new.
+#[derive(Debug)]
+struct Written {
+    /// `metadata.resourceVersion` the API server answered.
+    resource_version: u64,
+    /// The status sent (the API server stores it as sent: the operator owns every status field).
+    status: Arc<StatefulsetRolloutStatus>,
+}
+
 /// What this process remembers of one rollout between reconciles (one entry per rollout key).
 #[derive(Debug, Default)]
 struct RolloutMemo {
-    /// The rollout as returned by this process's last status write, until the cache catches up.
-    written: Option<Arc<StatefulsetRollout>>,
-    /// A status planned but not written yet (progress within [`PROGRESS_WRITE_INTERVAL`] of the
+    /// This process's last status write, until the cache catches up.
+    written: Option<Written>,
+    /// A status planned but not written yet (progress within [`progress_write_interval`] of the
     /// last write): the next reconcile plans from it.
-    deferred: Option<StatefulsetRolloutStatus>,
+    deferred: Option<Arc<StatefulsetRolloutStatus>>,
+    /// The rollout had a reconcile in this process that got as far as its status decision.
+    reconciled: bool,
     /// When this process last wrote the status (progress writes are spaced out).
     last_write: Option<Instant>,
     /// Consecutive transient failures (per-object backoff).
@@ -319,36 +352,80 @@ impl Context {
         }
     }
 
-    /// The rollout to plan from, and the status the API server holds: the newer of `cached` and
-    /// the rollout this process last wrote (forgotten once the cache caught up), with the status
-    /// this process planned but deferred, if any (so a deferred step is neither lost nor
-    /// announced twice).
+    /// The rollout to plan from, and the status the API server holds: the spec and metadata of
+    /// `cached`, with the newer of `cached`'s status and the status this process last wrote
+    /// (forgotten once the cache caught up), or the status this process planned but deferred, if
+    /// any (so a deferred step is neither lost nor announced twice). The spec always comes from
+    /// the cache: a spec change reconciles the rollout when the cache shows it.
     fn memo_view(
         &self,
         key: &Key,
         cached: Arc<StatefulsetRollout>,
-    ) -> (Arc<StatefulsetRollout>, StatefulsetRolloutStatus) {
-        self.memo(key, |m| {
-            let freshest = match &m.written {
-                Some(w) if resource_version(&w.metadata) > resource_version(&cached.metadata) => {
-                    w.clone()
+    ) -> (Arc<StatefulsetRollout>, Held) {
+        self.memo(key, |m| m.view(cached))
+    }
+}
+
+impl RolloutMemo {
+    /// [`Context::memo_view`] of this memo.
+    fn view(&mut self, cached: Arc<StatefulsetRollout>) -> (Arc<StatefulsetRollout>, Held) {
+        let m = self;
+        {
+            let cached_version = resource_version(&cached.metadata);
+            let written = match &m.written {
+                Some(w) if w.resource_version > cached_version => {
+                    Some((w.resource_version, w.status.clone()))
                 }
                 _ => {
                     m.written = None;
-                    cached
+                    None
                 }
             };
-            let written_status = freshest.status.clone().unwrap_or_default();
-            let rollout = match &m.deferred {
-                Some(planned) => {
-                    let mut newer = (*freshest).clone();
-                    newer.status = Some(planned.clone());
-                    Arc::new(newer)
-                }
-                None => freshest,
+            let held = match &written {
+                Some((_, status)) => Held::Written(status.clone()),
+                None => Held::Cached(cached.clone()),
             };
-            (rollout, written_status)
-        })
+            let status = match (&m.deferred, written) {
+                (Some(planned), w) => Some((w.map(|(v, _)| v), planned.clone())),
+                (None, Some((v, status))) => Some((Some(v), status)),
+                (None, None) => None,
+            };
+            let rollout = match status {
+                None => cached,
+                Some((version, status)) => {
+                    let mut metadata = cached.metadata.clone();
+                    if let Some(v) = version {
+                        metadata.resource_version = Some(v.to_string());
+                    }
+                    Arc::new(StatefulsetRollout {
+                        metadata,
+                        spec: cached.spec.clone(),
+                        status: Some((*status).clone()),
+                    })
+                }
+            };
+            (rollout, held)
+        }
+    }
+}
+
+/// The status the API server holds for a rollout, as far as this process knows.
+#[derive(Debug)]
+enum Held {
+    /// The cached rollout's.
+    Cached(Arc<StatefulsetRollout>),
+    /// The one this process wrote last (the cache is behind).
+    Written(Arc<StatefulsetRolloutStatus>),
+}
+
+impl Held {
+    fn status(&self) -> &StatefulsetRolloutStatus {
+        static NONE: std::sync::LazyLock<StatefulsetRolloutStatus> =
+            std::sync::LazyLock::new(StatefulsetRolloutStatus::default);
+        match self {
+            Held::Cached(rollout) => rollout.status.as_ref().unwrap_or(&NONE),
+            Held::Written(status) => status,
+        }
     }
 }
 
@@ -374,71 +451,146 @@ async fn wait_for_caches(
     }
 }
 
-/// Status fields that change on every write; ignored when deciding whether a write is needed.
-fn comparable(status: &StatefulsetRolloutStatus) -> StatefulsetRolloutStatus {
-    StatefulsetRolloutStatus {
-        last_updated: None,
-        reconcile_after: None,
-        ..status.clone()
+/// How a planned status differs from the one the API server holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Change {
+    /// Not at all, clocks aside (`lastUpdated`, `reconcileAfter` change on every plan).
+    None,
+    /// Only in what reports progress: pod readiness and revisions (`pods`, `inPlaceUpdating`),
+    /// the counts, `percentDeployed`, the reason text, `lastProgressTime`, a condition's reason or
+    /// message, and `lastEvictionTime` of an unpaced rollout.
+    Progress,
+    /// In anything else: the phase, a condition's status (or the set of conditions), revisions,
+    /// pacing (`lastEvictionTime` of a `paced` rollout, `minPodEvictionIntervalSeconds` > 0, where
+    /// the next eviction depends on it even across a restart), callbacks, Slack ids, analysis,
+    /// observedGeneration.
+    Milestone,
+}
+
+/// How `planned` differs from `held`, field by field without copying either (a status carries
+/// one entry per pod). Every field is named, so a new status field must be classified here.
+fn change(
+    held: &StatefulsetRolloutStatus,
+    planned: &StatefulsetRolloutStatus,
+    paced: bool,
+) -> Change {
+    let StatefulsetRolloutStatus {
+        phase,
+        percent_deployed,
+        reason,
+        ready_replicas,
+        ready_replicas_service_discovery,
+        paused,
+        deleted,
+        pods,
+        reconcile_after: _,
+        last_updated: _,
+        last_callback_stage_id,
+        last_callback_outcome,
+        build_metadata,
+        slack_message,
+        consul_services,
+        statefulset_name,
+        statefulset_spec_current,
+        rollout_identity,
+        observed_generation,
+        current_revision,
+        update_revision,
+        previous_revision,
+        replicas,
+        updated_replicas,
+        target_updated_replicas,
+        last_eviction_time,
+        last_progress_time,
+        conditions,
+        analysis,
+        in_place_updating,
+    } = held;
+    let same_conditions = |by: fn(&Condition, &Condition) -> bool| {
+        conditions.len() == planned.conditions.len()
+            && conditions
+                .iter()
+                .zip(&planned.conditions)
+                .all(|(a, b)| by(a, b))
+    };
+    let milestone = *phase != planned.phase
+        || *paused != planned.paused
+        || *deleted != planned.deleted
+        || *last_callback_stage_id != planned.last_callback_stage_id
+        || *last_callback_outcome != planned.last_callback_outcome
+        || *build_metadata != planned.build_metadata
+        || *slack_message != planned.slack_message
+        || *consul_services != planned.consul_services
+        || *statefulset_name != planned.statefulset_name
+        || *statefulset_spec_current != planned.statefulset_spec_current
+        || *rollout_identity != planned.rollout_identity
+        || *observed_generation != planned.observed_generation
+        || *current_revision != planned.current_revision
+        || *update_revision != planned.update_revision
+        || *previous_revision != planned.previous_revision
+        || *replicas != planned.replicas
+        || *target_updated_replicas != planned.target_updated_replicas
+        || (paced && *last_eviction_time != planned.last_eviction_time)
+        || *analysis != planned.analysis
+        || !same_conditions(|a, b| {
+            a.type_ == b.type_
+                && a.status == b.status
+                && a.observed_generation == b.observed_generation
+                && a.last_transition_time == b.last_transition_time
+        });
+    if milestone {
+        return Change::Milestone;
+    }
+    let progress = *percent_deployed != planned.percent_deployed
+        || *reason != planned.reason
+        || *ready_replicas != planned.ready_replicas
+        || *ready_replicas_service_discovery != planned.ready_replicas_service_discovery
+        || *pods != planned.pods
+        || *updated_replicas != planned.updated_replicas
+        || *last_eviction_time != planned.last_eviction_time
+        || *last_progress_time != planned.last_progress_time
+        || *in_place_updating != planned.in_place_updating
+        || !same_conditions(|a, b| a.reason == b.reason && a.message == b.message);
+    if progress {
+        Change::Progress
+    } else {
+        Change::None
     }
 }
 
-/// The status without the fields that only report progress (see [`PROGRESS_WRITE_INTERVAL`]):
-/// two statuses equal here differ at most in progress. `lastEvictionTime` is a milestone only for
-/// a `paced` rollout (`minPodEvictionIntervalSeconds` > 0), where the next eviction depends on it
-/// even across a restart; otherwise it only reports progress.
-fn milestones(status: &StatefulsetRolloutStatus, paced: bool) -> StatefulsetRolloutStatus {
-    StatefulsetRolloutStatus {
-        last_eviction_time: if paced {
-            status.last_eviction_time.clone()
-        } else {
-            None
-        },
-        last_updated: None,
-        reconcile_after: None,
-        reason: None,
-        pods: Vec::new(),
-        in_place_updating: Vec::new(),
-        ready_replicas: None,
-        ready_replicas_service_discovery: None,
-        updated_replicas: None,
-        percent_deployed: None,
-        last_progress_time: None,
-        conditions: status
-            .conditions
-            .iter()
-            .map(|c| Condition {
-                message: String::new(),
-                ..c.clone()
-            })
-            .collect(),
-        ..status.clone()
-    }
+/// The shortest time between two progress-only writes of a status of `pods` entries:
+/// [`PROGRESS_WRITE_INTERVAL`] per [`PROGRESS_PODS_PER_SECOND`] entries, at least
+/// [`PROGRESS_WRITE_INTERVAL`] and at most [`PROGRESS_WRITE_INTERVAL_MAX`].
+fn progress_write_interval(pods: usize) -> Duration {
+    let scaled = PROGRESS_WRITE_INTERVAL
+        .saturating_mul(u32::try_from(pods).unwrap_or(u32::MAX) / PROGRESS_PODS_PER_SECOND);
+    scaled.clamp(PROGRESS_WRITE_INTERVAL, PROGRESS_WRITE_INTERVAL_MAX)
 }
 
 /// Whether the status must be written now: `Ok(())` yes, `Err(wait)` not before `wait` (a
-/// progress-only change written less than [`PROGRESS_WRITE_INTERVAL`] ago), `None`: nothing to
-/// write. `acted`: the reconcile changed the StatefulSet or deleted pods (always recorded at once);
-/// evictions of an unpaced rollout are progress (the next reconcile sees them in the pods, and the
-/// Slack message and webhooks are sent from the plan, not from the status).
+/// progress-only change written less than [`progress_write_interval`] ago), `None`: nothing to
+/// write (the planned status is the one the API server holds, clocks aside: nothing is sent).
+/// `acted`: the reconcile changed the StatefulSet or deleted pods (what changed is recorded at
+/// once); evictions of an unpaced rollout are progress (the next reconcile sees them in the pods,
+/// and the Slack message and webhooks are sent from the plan, not from the status).
 fn status_write_due(
     acted: bool,
     paced: bool,
-    previous: &StatefulsetRolloutStatus,
+    held: &StatefulsetRolloutStatus,
     planned: &StatefulsetRolloutStatus,
     since_last_write: Option<Duration>,
 ) -> Option<std::result::Result<(), Duration>> {
-    if acted || milestones(planned, paced) != milestones(previous, paced) {
-        return Some(Ok(()));
-    }
-    if comparable(planned) == comparable(previous) {
-        return None;
-    }
-    match since_last_write {
-        Some(since) if since < PROGRESS_WRITE_INTERVAL => {
-            Some(Err(PROGRESS_WRITE_INTERVAL - since))
+    match change(held, planned, paced) {
+        Change::None => None,
+        Change::Milestone => Some(Ok(())),
+        Change::Progress if acted => Some(Ok(())),
+        Change::Progress => {
+            let interval = progress_write_interval(planned.pods.len());
+            match since_last_write {
+                Some(since) if since < interval => Some(Err(interval - since)),
+                _ => Some(Ok(())),
+            }
         }
-        _ => Some(Ok(())),
     }
 }
 
@@ -460,9 +612,15 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         .ok_or_else(|| Error::InvalidObject("the rollout has no namespace".into()))?;
     wait_for_caches(&ctx.caches, &ctx.synced, ctx.stopping.clone()).await?;
 
+    // A rollout's first reconcile in this process waits for one of a few permits (start-up).
+    let _first = match ctx.memo_read(&key, |m| m.reconciled) {
+        true => None,
+        false => ctx.first_reconciles.acquire().await.ok(),
+    };
+
     // Observe: the rollout as this process last knew it, the caches, the integrations' reports.
-    let (rollout, written_status) = ctx.memo_view(&key, rollout);
-    let observed = observe_all(ctx, &rollout).await;
+    let (rollout, held) = ctx.memo_view(&key, rollout);
+    let observed = observe_all(ctx, &rollout);
     // Nothing the rollout depends on changed since its last plan, and no timer of that plan is
     // due: that plan stands (a plan is a pure function of what was observed).
     if let Some(wait) = ctx.unchanged(&key, &observed) {
@@ -491,15 +649,15 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let settled = sroll_planner::settle(&observed, &plan, &executed);
     ctx.analysis.after_plan(&rollout, &settled.status);
     // Write, then announce and record.
-    let deferred_write =
-        write_status(ctx, &key, &rollout, &plan.action, &written_status, &settled).await?;
+    let deferred_write = write_status(ctx, &key, &rollout, &plan.action, &held, &settled).await?;
+    drop(held);
     let evicting: &[String] = match &plan.action {
         Action::Evict { pods, .. } if executed.rejected.is_none() => pods,
         _ => &[],
     };
     ctx.handles
         .integrations
-        .announce(&rollout, &observed, &settled, evicting)
+        .announce(&rollout, &observed, &settled, evicting, &ctx.caches)
         .await;
     publish_events(ctx, &rollout, &settled.events);
     record_phase_metrics(ctx, &key, &rollout, &settled);
@@ -518,13 +676,12 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
 
 /// The planner's snapshot: the caches (with this process's pending writes), the analysis
 /// measurements, service-discovery health and the integrations' reports.
-async fn observe_all(ctx: &Context, rollout: &StatefulsetRollout) -> Observed {
+fn observe_all(ctx: &Context, rollout: &StatefulsetRollout) -> Observed {
     let mut observed = observe::observe(&ctx.caches, &ctx.expectations, rollout, Timestamp::now());
     observed.discovery = ctx
         .handles
         .integrations
-        .discovery(rollout, &observed, &ctx.caches)
-        .await;
+        .discovery(rollout, &observed, &ctx.caches);
     observed.analysis = ctx.analysis.measurements(rollout);
     observed.integrations = ctx.handles.integrations.observe(rollout);
     observed
@@ -632,7 +789,7 @@ async fn write_status(
     key: &Key,
     rollout: &StatefulsetRollout,
     action: &Action,
-    written_status: &StatefulsetRolloutStatus,
+    held: &Held,
     settled: &Settled,
 ) -> Result<Option<Duration>> {
     let paced = rollout.spec.min_pod_eviction_interval_seconds() > 0;
@@ -642,22 +799,35 @@ async fn write_status(
         Action::Evict { .. } | Action::InPlace { .. } => paced,
         _ => true,
     };
-    let since_last_write = ctx.memo_read(key, |m| m.last_write.map(|t| t.elapsed()));
+    let since_last_write = ctx.memo(key, |m| {
+        m.reconciled = true;
+        m.last_write.map(|t| t.elapsed())
+    });
     match status_write_due(
         acted,
         paced,
-        written_status,
+        held.status(),
         &settled.status,
         since_last_write,
     ) {
         Some(Ok(())) => {
+            let name = rollout.name_any();
             let api: Api<StatefulsetRollout> = Api::namespaced(
                 ctx.handles.client.clone(),
                 &rollout.namespace().unwrap_or_default(),
             );
-            let written = execute::write_status(&api, &rollout.name_any(), &settled.status).await?;
+            let body =
+                execute::status_body(&settled.status).map_err(|source| Error::Serialize {
+                    what: "the rollout status",
+                    source,
+                })?;
+            let version = execute::write_status(&ctx.handles.client, &api, &name, body).await?;
+            let status = Arc::new(settled.status.clone());
             ctx.memo(key, |m| {
-                m.written = Some(Arc::new(written));
+                m.written = Some(Written {
+                    resource_version: version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0),
+                    status,
+                });
                 m.last_write = Some(Instant::now());
                 m.deferred = None;
             });
@@ -665,7 +835,8 @@ async fn write_status(
         }
         Some(Err(wait)) => {
             tracing::trace!(rollout = %key, ?wait, "progress-only status change: writing it later");
-            ctx.memo(key, |m| m.deferred = Some(settled.status.clone()));
+            let status = Arc::new(settled.status.clone());
+            ctx.memo(key, |m| m.deferred = Some(status));
             Ok(Some(wait))
         }
         None => {
@@ -958,5 +1129,161 @@ mod tests {
             ),
             "a condition message is progress"
         );
+    }
+
+    #[test]
+    fn an_unchanged_status_is_not_sent_even_after_an_action() {
+        let mut later = status(1);
+        later.last_updated = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        ));
+        later.reconcile_after = later.last_updated.clone();
+        assert_eq!(change(&status(1), &later, false), Change::None);
+        assert_eq!(
+            status_write_due(true, false, &status(1), &later, None),
+            None,
+            "only the clocks differ: nothing to send"
+        );
+    }
+
+    fn progressing(condition: &str, reason: &str) -> StatefulsetRolloutStatus {
+        let mut s = status(1);
+        s.conditions.push(Condition {
+            type_: "Progressing".into(),
+            status: condition.into(),
+            reason: reason.into(),
+            message: "waiting".into(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: Some(1),
+        });
+        s
+    }
+
+    #[test]
+    fn a_condition_reason_within_the_same_status_is_progress() {
+        // After each partition move the planner says `WaitingForStatefulSet`, then
+        // `RolloutInProgress` again: both `Progressing=True`, neither worth a write of its own.
+        let waiting = progressing("True", "WaitingForStatefulSet");
+        let moving = progressing("True", "RolloutInProgress");
+        assert_eq!(change(&moving, &waiting, false), Change::Progress);
+        assert!(matches!(
+            status_write_due(false, false, &moving, &waiting, Some(Duration::ZERO)),
+            Some(Err(_))
+        ));
+        let failed = progressing("False", "ProgressDeadlineExceeded");
+        assert_eq!(change(&moving, &failed, false), Change::Milestone);
+        let mut next_generation = progressing("True", "RolloutInProgress");
+        next_generation.conditions[0].observed_generation = Some(2);
+        assert_eq!(change(&moving, &next_generation, false), Change::Milestone);
+        assert_eq!(
+            change(&status(1), &moving, false),
+            Change::Milestone,
+            "a new condition"
+        );
+    }
+
+    #[test]
+    fn progress_writes_of_a_big_status_are_spaced_by_its_size() {
+        assert_eq!(progress_write_interval(0), PROGRESS_WRITE_INTERVAL);
+        assert_eq!(progress_write_interval(200), PROGRESS_WRITE_INTERVAL);
+        assert_eq!(progress_write_interval(1_000), Duration::from_secs(5));
+        assert_eq!(
+            progress_write_interval(100_000),
+            PROGRESS_WRITE_INTERVAL_MAX
+        );
+        let big = |ready: bool| StatefulsetRolloutStatus {
+            phase: Some(Phase::InProgress),
+            pods: (0..1_000)
+                .map(|i| sroll_api::PodVersion {
+                    name: format!("web-{i}"),
+                    revision: "web-1".into(),
+                    ready: ready || i > 0,
+                })
+                .collect(),
+            ..StatefulsetRolloutStatus::default()
+        };
+        assert_eq!(change(&big(false), &big(true), false), Change::Progress);
+        assert_eq!(
+            status_write_due(
+                false,
+                false,
+                &big(false),
+                &big(true),
+                Some(Duration::from_secs(2))
+            ),
+            Some(Err(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            status_write_due(
+                false,
+                false,
+                &big(false),
+                &big(true),
+                Some(Duration::from_secs(5))
+            ),
+            Some(Ok(()))
+        );
+    }
+
+    fn rollout(
+        version: u64,
+        generation: i64,
+        status: Option<StatefulsetRolloutStatus>,
+    ) -> Arc<StatefulsetRollout> {
+        let mut r: StatefulsetRollout = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sroll.io/v1alpha1",
+            "kind": "StatefulsetRollout",
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"sts": {"spec": {
+                "selector": {"matchLabels": {}},
+                "template": {"spec": {"containers": [{"name": "app", "image": "app:1"}]}},
+                "serviceName": "web"
+            }}}
+        }))
+        .expect("valid rollout");
+        r.metadata.resource_version = Some(version.to_string());
+        r.metadata.generation = Some(generation);
+        r.status = status;
+        Arc::new(r)
+    }
+
+    #[test]
+    fn the_memo_plans_from_the_cached_spec_and_the_newest_status() {
+        let mut memo = RolloutMemo::default();
+        // Nothing written by this process: the cached rollout as it is.
+        let cached = rollout(5, 1, Some(status(0)));
+        let (view, held) = memo.view(cached.clone());
+        assert!(Arc::ptr_eq(&view, &cached));
+        assert_eq!(held.status(), &status(0));
+
+        // Written at version 7; the cache still shows version 6 with a newer spec.
+        memo.written = Some(Written {
+            resource_version: 7,
+            status: Arc::new(status(1)),
+        });
+        let (view, held) = memo.view(rollout(6, 2, Some(status(0))));
+        assert_eq!(
+            view.metadata.generation,
+            Some(2),
+            "the spec comes from the cache"
+        );
+        assert_eq!(view.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(view.status.as_ref(), Some(&status(1)));
+        assert_eq!(held.status(), &status(1));
+
+        // A deferred status is planned from; the API server still holds the written one.
+        memo.deferred = Some(Arc::new(status(2)));
+        let (view, held) = memo.view(rollout(6, 2, Some(status(0))));
+        assert_eq!(view.status.as_ref(), Some(&status(2)));
+        assert_eq!(held.status(), &status(1));
+
+        // The cache caught up: the written status is forgotten.
+        memo.deferred = None;
+        let caught_up = rollout(7, 2, Some(status(1)));
+        let (view, _) = memo.view(caught_up.clone());
+        assert!(Arc::ptr_eq(&view, &caught_up));
+        assert!(memo.written.is_none());
     }
 }

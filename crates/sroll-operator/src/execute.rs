@@ -11,13 +11,16 @@
 //!   from, so a pod recreated since then is never evicted by mistake; the API server answers 409
 //!   Conflict, which means "the world moved: observe again", not a failure.
 //! - The rollout's status is written by server-side apply on the status subresource, so fields the
-//!   new status omits are removed rather than left stale (a merge patch cannot remove them).
+//!   new status omits are removed rather than left stale (a merge patch cannot remove them). The
+//!   patch is serialized straight from the typed status, and only the answer's resourceVersion is
+//!   read back ([`write_status`]).
 
 use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
 use kube::{
-    Api,
+    Api, Client,
     api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy},
 };
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sroll_api::{FIELD_MANAGER, StatefulsetRollout, StatefulsetRolloutStatus};
 
@@ -222,25 +225,132 @@ pub async fn delete_pods(api: &Api<Pod>, pods: &[Target<'_>]) -> Result<Vec<Stri
     Ok(deleted)
 }
 
-/// Writes the rollout's status through the status subresource (server-side apply, forced).
+/// `apiVersion` of the rollout resource, as sent in a status patch.
+const ROLLOUT_API_VERSION: &str = "sroll.io/v1alpha1";
+
+/// The body of a status write: server-side apply needs `apiVersion` and `kind`; the name comes
+/// from the URL.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    status: &'a StatefulsetRolloutStatus,
+}
+
+/// The bytes of the server-side apply patch that writes `status`, serialized straight from the
+/// typed status (no intermediate `serde_json::Value`: a 1,000-pod status is about 60 KB of JSON
+/// and tens of thousands of small allocations as a `Value`).
+pub fn status_body(status: &StatefulsetRolloutStatus) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&StatusApply {
+        api_version: ROLLOUT_API_VERSION,
+        kind: "StatefulsetRollout",
+        status,
+    })
+}
+
+/// What the operator reads of the API server's answer to a status write: the new
+/// `metadata.resourceVersion`. The answer is the whole rollout (spec and the status just sent);
+/// deserializing it into a `StatefulsetRollout` would rebuild the status the caller already holds,
+/// so every other field is skipped unparsed.
+#[derive(Deserialize)]
+struct StatusAnswer {
+    metadata: AnswerMeta,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerMeta {
+    #[serde(default)]
+    resource_version: Option<String>,
+}
+
+/// Writes the rollout's status through the status subresource (server-side apply, forced) with
+/// `body` from [`status_body`]; returns the rollout's new resourceVersion (`None` if the answer
+/// carries none).
 pub async fn write_status(
+    client: &Client,
     api: &Api<StatefulsetRollout>,
     name: &str,
-    status: &StatefulsetRolloutStatus,
-) -> Result<StatefulsetRollout> {
-    let body = json!({
-        "apiVersion": format!("{}/{}", sroll_api::GROUP, sroll_api::VERSION),
-        "kind": "StatefulsetRollout",
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| Error::PatchStatus {
+    body: Vec<u8>,
+) -> Result<Option<String>> {
+    let failed = |source| Error::PatchStatus {
         name: name.to_owned(),
         source,
-    })
+    };
+    // kube builds the URL, query and content type; the body is the bytes already serialized
+    // (`Patch::Apply(())` only stands in for them).
+    let mut request = kube::core::Request::new(api.resource_url())
+        .patch_subresource(
+            "status",
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(()),
+        )
+        .map_err(|e| failed(kube::Error::BuildRequest(e)))?;
+    *request.body_mut() = body;
+    request.extensions_mut().insert("patch_status");
+    let answer: StatusAnswer = client.request(request).await.map_err(failed)?;
+    Ok(answer.metadata.resource_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> StatefulsetRolloutStatus {
+        StatefulsetRolloutStatus {
+            phase: Some(sroll_api::Phase::InProgress),
+            reason: Some("1 of 2 pods updated".into()),
+            pods: vec![
+                sroll_api::PodVersion {
+                    name: "web-0".into(),
+                    revision: "web-2".into(),
+                    ready: true,
+                },
+                sroll_api::PodVersion {
+                    name: "web-1".into(),
+                    revision: "web-1".into(),
+                    ready: false,
+                },
+            ],
+            ..StatefulsetRolloutStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_status_body_is_the_apply_patch_of_the_status() {
+        let body = status_body(&status()).expect("serializes");
+        let parsed: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            parsed,
+            json!({
+                "apiVersion": format!("{}/{}", sroll_api::GROUP, sroll_api::VERSION),
+                "kind": "StatefulsetRollout",
+                "status": serde_json::to_value(status()).expect("serializes"),
+            })
+        );
+        assert_eq!(
+            parsed["status"]["pods"][1],
+            json!({"name": "web-1", "revision": "web-1", "ready": false})
+        );
+        assert_eq!(
+            status_body(&status()).expect("serializes"),
+            body,
+            "the same status gives the same bytes"
+        );
+    }
+
+    #[test]
+    fn only_the_resource_version_is_read_from_the_answer() {
+        let answer = json!({
+            "apiVersion": "sroll.io/v1alpha1",
+            "kind": "StatefulsetRollout",
+            "metadata": {"name": "web", "namespace": "ns", "resourceVersion": "42", "generation": 3},
+            "spec": {"anything": [1, 2, 3]},
+            "status": serde_json::to_value(status()).expect("serializes"),
+        });
+        let read: StatusAnswer = serde_json::from_value(answer).expect("decodes");
+        assert_eq!(read.metadata.resource_version.as_deref(), Some("42"));
+    }
 }

@@ -4,8 +4,10 @@
 //! Three hooks, all non-blocking (the integrations run on background tasks), none of which edits
 //! a status (the planner owns every status field):
 //! - [`Integrations::discovery`] before planning: the rollout's service-discovery health as the
-//!   planner's [`sroll_planner::DiscoveryHealth`] (Consul via the background poller, or the
-//!   Kubernetes Service's EndpointSlices from the watch cache);
+//!   planner's [`sroll_planner::DiscoveryHealth`] (Consul from the snapshot the background poller
+//!   keeps — a new or changed query is "not known yet" until its first answer, which reconciles
+//!   the rollout; the Kubernetes Service's EndpointSlices from the watch cache). Nothing here
+//!   waits or reads the API;
 //! - [`Integrations::observe`] before planning: what the workers reported (Slack message ids,
 //!   delivery errors, the release callback's delivery) as [`IntegrationsObserved`], which the
 //!   planner records in `status.slackMessage`, `status.lastCallbackStageId`/`lastCallbackOutcome`
@@ -19,21 +21,24 @@
 //! raised or cleared, a callback settled, a Consul health change) reconciles that rollout at once
 //! through [`Integrations::wakes`], so its status shows the result without waiting for a requeue.
 //!
-//! The old version's image (messages show old → new) is read from the ControllerRevision of the
-//! revision the pods are rolled away from; revisions are immutable, so each is read once.
+//! The old version's image (messages show old → new) comes from the ControllerRevision of the
+//! revision the pods are rolled away from, in the operator's ControllerRevision watch cache.
 //!
-//! Secrets (the Slack bot token, webhook bearer tokens, Consul ACL tokens) are read with GET and
-//! kept for [`SECRET_TTL`]; their values never reach logs, status or events.
+//! Secrets (the Slack bot token, webhook bearer tokens, Consul ACL tokens) come from
+//! [`secrets::Secrets`]: kept in memory, read with GET and refreshed every [`SECRET_TTL`] in the
+//! background (why not a watch: see that module); their values never reach logs, status or events.
+
+mod secrets;
+
+pub use secrets::SECRET_TTL;
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::channel::mpsc;
-use k8s_openapi::api::{apps::v1::ControllerRevision, core::v1::Secret};
-use kube::{Api, Client, ResourceExt, runtime::reflector::ObjectRef};
+use kube::{Client, ResourceExt, runtime::reflector::ObjectRef};
 use sroll_api::{
     DiscoveryProvider, Phase, StatefulsetRollout, StatefulsetRolloutStatus, sync::lock,
 };
@@ -51,15 +56,6 @@ use sroll_planner::{
 };
 
 use crate::cache::{self, Caches};
-
-/// How long a Secret value read by the operator is reused before it is read again.
-pub const SECRET_TTL: Duration = Duration::from_secs(60);
-
-/// Longest a reconcile waits for the first Consul answer about a new or changed query.
-const FIRST_POLL_WAIT: Duration = Duration::from_secs(2);
-
-/// Most ControllerRevision images remembered (revisions are immutable; the memo is cleared when full).
-const REVISION_IMAGES: usize = 4096;
 
 /// A key of a Secret: `namespace/name/key`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -122,16 +118,13 @@ type Subscribers = Arc<
 
 /// The running integrations, shared by every reconcile.
 pub struct Integrations {
-    client: Client,
     settings: IntegrationSettings,
     notifier: Notifier,
     callbacks: Callbacks,
     discovery: Discovery,
-    secrets: Mutex<HashMap<SecretLocation, (Instant, Option<String>)>>,
+    secrets: secrets::Secrets,
     slack_token: Mutex<Option<String>>,
     subscribers: Subscribers,
-    /// First container image per `(namespace, ControllerRevision)`; `None`: not found.
-    revision_images: Mutex<HashMap<(String, String), Option<String>>>,
 }
 
 impl std::fmt::Debug for Integrations {
@@ -190,19 +183,21 @@ impl Integrations {
             interval: settings
                 .discovery_interval
                 .unwrap_or(DiscoveryConfig::default().interval),
-            waker: Some(waker),
+            waker: Some(waker.clone()),
             ..DiscoveryConfig::default()
         })?;
+        let secrets = secrets::Secrets::spawn(client, Some(waker));
+        if let Some(loc) = &settings.slack_token_secret {
+            secrets.prefetch(loc);
+        }
         Ok(Self {
-            client,
             settings,
             notifier,
             callbacks,
             discovery,
-            secrets: Mutex::default(),
+            secrets,
             slack_token: Mutex::default(),
             subscribers,
-            revision_images: Mutex::default(),
         })
     }
 
@@ -217,67 +212,11 @@ impl Integrations {
         rx
     }
 
-    /// The first container image of ControllerRevision `revision` (its `data` is the StatefulSet
-    /// patch `{"spec":{"template":…}}`, `pkg/controller/history` and
-    /// `pkg/controller/statefulset/stateful_set_utils.go` `getPatch` of kubernetes/kubernetes);
-    /// read once per revision.
-    async fn revision_image(&self, namespace: &str, revision: &str) -> Option<String> {
-        let key = (namespace.to_owned(), revision.to_owned());
-        if let Some(image) = lock(&self.revision_images).get(&key) {
-            return image.clone();
-        }
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), namespace);
-        let image = match api.get_opt(revision).await {
-            Ok(found) => found.and_then(|cr| {
-                cr.data?.0["spec"]["template"]["spec"]["containers"][0]["image"]
-                    .as_str()
-                    .map(str::to_owned)
-            }),
-            Err(e) => {
-                // Not remembered: read again on the next notification.
-                tracing::debug!(%namespace, %revision, error = %e, "failed to read a ControllerRevision");
-                return None;
-            }
-        };
-        let mut memo = lock(&self.revision_images);
-        if memo.len() >= REVISION_IMAGES {
-            memo.clear();
-        }
-        memo.insert(key, image.clone());
-        image
-    }
-
-    /// The value of a Secret key, cached for [`SECRET_TTL`]; `None` if it cannot be read.
-    async fn secret(&self, loc: &SecretLocation) -> Option<String> {
-        if let Some((at, value)) = lock(&self.secrets).get(loc)
-            && at.elapsed() < SECRET_TTL
-        {
-            return value.clone();
-        }
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &loc.namespace);
-        let value = match api.get_opt(&loc.name).await {
-            Ok(secret) => secret.and_then(|s| {
-                s.data
-                    .and_then(|d| {
-                        d.get(&loc.key)
-                            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                    })
-                    .or_else(|| s.string_data.and_then(|d| d.get(&loc.key).cloned()))
-            }),
-            Err(e) => {
-                tracing::warn!(namespace = %loc.namespace, secret = %loc.name, error = %e, "failed to read a Secret");
-                None
-            }
-        };
-        lock(&self.secrets).insert(loc.clone(), (Instant::now(), value.clone()));
-        value
-    }
-
     async fn refresh_slack_token(&self) -> bool {
         let Some(loc) = &self.settings.slack_token_secret else {
             return false;
         };
-        let token = self.secret(loc).await.filter(|t| !t.trim().is_empty());
+        let token = self.secrets.get(loc).await.filter(|t| !t.trim().is_empty());
         let mut current = lock(&self.slack_token);
         if *current != token {
             if let Err(e) = self
@@ -307,8 +246,11 @@ impl Integrations {
         })
     }
 
-    /// The rollout's service-discovery health for the planner; `None` when not configured.
-    pub async fn discovery(
+    /// The rollout's service-discovery health for the planner; `None` when not configured. Never
+    /// waits: Consul's answer comes from the poller's snapshot, and a query with no answer yet (or
+    /// whose ACL token's Secret was never read) is `pending` — the planner holds the rollout, and
+    /// the answer (or the token) reconciles it.
+    pub fn discovery(
         &self,
         rollout: &StatefulsetRollout,
         observed: &Observed,
@@ -333,12 +275,15 @@ impl Integrations {
             _ => {
                 let token = match &sd.acl_token_secret_ref {
                     Some(r) => {
-                        self.secret(&SecretLocation {
+                        let loc = SecretLocation {
                             namespace: namespace.clone(),
                             name: r.name.clone(),
                             key: r.key.clone(),
-                        })
-                        .await
+                        };
+                        match self.secrets.peek(&loc, &key) {
+                            secrets::Peek::Known(token) => token,
+                            secrets::Peek::Pending => return Some(pending_discovery()),
+                        }
                     }
                     None => None,
                 };
@@ -347,24 +292,9 @@ impl Integrations {
                     services: sd.services.clone(),
                     token: token.map(SecretToken::new),
                 };
-                match self.discovery.observe(&key, query.clone()) {
+                match self.discovery.observe(&key, query) {
                     Some(obs) => obs.health,
-                    None => {
-                        // A new or changed query: give the first poll a moment (bounded) rather
-                        // than holding the rollout for a whole requeue interval.
-                        let deadline = Instant::now() + FIRST_POLL_WAIT;
-                        loop {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            if let Some(obs) = self.discovery.observe(&key, query.clone()) {
-                                break obs.health;
-                            }
-                            if Instant::now() >= deadline {
-                                break DiscoveryHealth::Unreachable {
-                                    reason: "no answer from Consul yet".into(),
-                                };
-                            }
-                        }
-                    }
+                    None => return Some(pending_discovery()),
                 }
             }
         };
@@ -397,6 +327,7 @@ impl Integrations {
                     reachable: true,
                     healthy_pods,
                     existing_services: h.existing_services(),
+                    pending: false,
                 }
             }
         })
@@ -460,6 +391,7 @@ impl Integrations {
         observed: &Observed,
         settled: &Settled,
         evicting: &[String],
+        caches: &Caches,
     ) {
         let namespace = rollout.namespace().unwrap_or_default();
         let key = RolloutKey::new(&namespace, rollout.name_any());
@@ -480,10 +412,10 @@ impl Integrations {
             return;
         }
         // Messages, webhook payloads and the callback body show the old image too.
-        let from_image = match from_revision(status) {
-            Some(revision) => self.revision_image(&namespace, &revision).await,
-            None => None,
-        };
+        let from_image = from_revision(status).and_then(|revision| {
+            let template = cache::revision_template(caches, &namespace, &revision)?;
+            template.spec?.containers.into_iter().next()?.image
+        });
         let snapshot = self.snapshot(&key, rollout, observed, evicting, status, from_image);
 
         let slack = match &rollout.spec.channel {
@@ -500,7 +432,8 @@ impl Integrations {
         for hook in hooks.iter().filter(|_| webhook_due) {
             let bearer = match &hook.auth_secret_ref {
                 Some(r) => self
-                    .secret(&SecretLocation {
+                    .secrets
+                    .get(&SecretLocation {
                         namespace: namespace.clone(),
                         name: r.name.clone(),
                         key: r.key.clone(),
@@ -608,6 +541,14 @@ impl Integrations {
                 )
             }),
         }
+    }
+}
+
+/// What the planner is told while service discovery has not answered the rollout's query yet.
+fn pending_discovery() -> sroll_planner::DiscoveryHealth {
+    sroll_planner::DiscoveryHealth {
+        pending: true,
+        ..sroll_planner::DiscoveryHealth::default()
     }
 }
 

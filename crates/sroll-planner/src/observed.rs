@@ -383,6 +383,12 @@ pub struct DiscoveryHealth {
     pub healthy_pods: BTreeSet<String>,
     /// Which of `spec.serviceDiscovery.services` exist in service discovery.
     pub existing_services: Vec<String>,
+    /// Not known yet: service discovery has not answered the rollout's current query (a new or
+    /// changed query, or a restart of the operator; the operator never waits for the answer, the
+    /// poller reconciles the rollout when it comes). The rollout holds — no eviction — without a
+    /// `Degraded` condition, and keeps the discovery fields of its status; the other fields are
+    /// empty.
+    pub pending: bool,
 }
 
 impl Observed {

@@ -247,7 +247,7 @@ impl<'a> Planner<'a> {
             });
         }
         self.status.ready_replicas = Some(count(pods.iter().filter(|p| p.ready)));
-        if let Some(d) = &self.obs.discovery {
+        if let Some(d) = self.obs.discovery.as_ref().filter(|d| !d.pending) {
             self.status.consul_services = d.existing_services.clone();
             self.status.ready_replicas_service_discovery = Some(count(
                 pods.iter().filter(|p| d.healthy_pods.contains(&p.name)),
@@ -1553,6 +1553,15 @@ impl<'a> Planner<'a> {
         let d = self.obs.discovery.as_ref()?;
         if d.reachable {
             return None;
+        }
+        if d.pending {
+            return Some(Outcome::wait(
+                Phase::InProgress,
+                format!(
+                    "waiting for the first answer from service discovery: no eviction until the health of moved pods can be checked; {progress}"
+                ),
+                Some(REQUEUE_WAITING),
+            ));
         }
         let msg = "service discovery is unreachable: no eviction until the health of moved pods can be checked".to_owned();
         self.degraded.push((r::DISCOVERY_UNREACHABLE, msg.clone()));

@@ -812,6 +812,7 @@ fn a_pod_ready_but_unhealthy_in_service_discovery_holds_the_next_eviction_naming
             reachable: true,
             healthy_pods: healthy.iter().map(|p| (*p).to_owned()).collect(),
             existing_services: vec!["web".into()],
+            pending: false,
         });
         plan(&o)
     };
@@ -851,6 +852,7 @@ fn a_pod_unhealthy_in_service_discovery_holds_the_next_eviction_even_when_the_pd
             reachable: true,
             healthy_pods: all.into_iter().collect(),
             existing_services: vec!["web".into()],
+            pending: false,
         });
         plan(&o)
     };
@@ -876,6 +878,7 @@ fn a_pod_unhealthy_in_service_discovery_holds_the_next_eviction_even_when_the_pd
         reachable: true,
         healthy_pods: (0..9).map(|i| format!("web-{i}")).collect(),
         existing_services: vec!["web".into()],
+        pending: false,
     });
     let failed = plan(&late);
     assert_eq!(failed.status.phase, Some(Phase::Failed));
@@ -883,6 +886,49 @@ fn a_pod_unhealthy_in_service_discovery_holds_the_next_eviction_even_when_the_pd
         condition(&failed, ct::PROGRESSING).1,
         "DiscoveryHealthTimeout"
     );
+}
+
+#[test]
+fn a_rollout_whose_service_discovery_has_not_answered_yet_holds_without_degrading() {
+    let r = Rollout::test().in_progress();
+    let world = World::of(&r)
+        .partition(9)
+        .pods(9..10, NEW, Ready)
+        .ready_since(9, T0 - 10)
+        .pdb(2);
+    let mut o = world.observed();
+    o.rollout.spec.service_discovery = Some(sroll_api::ServiceDiscovery {
+        services: vec!["web".into()],
+        ..sroll_api::ServiceDiscovery::default()
+    });
+    o.discovery = Some(sroll_planner::DiscoveryHealth {
+        pending: true,
+        ..sroll_planner::DiscoveryHealth::default()
+    });
+    let held = plan(&o);
+    assert_eq!(held.action, Action::Wait);
+    assert_eq!(held.status.phase, Some(Phase::InProgress));
+    let reason = held.status.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("waiting for the first answer from service discovery"),
+        "{reason}"
+    );
+    assert!(
+        held.status
+            .conditions
+            .iter()
+            .all(|c| c.type_ != ct::DEGRADED || c.status == "False"),
+        "not known yet is not degraded: {:?}",
+        held.status.conditions
+    );
+    // The answer comes: every pod healthy, the PDB's two disruptions are used.
+    o.discovery = Some(sroll_planner::DiscoveryHealth {
+        reachable: true,
+        healthy_pods: (0..10).map(|i| format!("web-{i}")).collect(),
+        existing_services: vec!["web".into()],
+        pending: false,
+    });
+    assert_eq!(evicted(&plan(&o)).0, ["web-8", "web-7"]);
 }
 
 #[test]
