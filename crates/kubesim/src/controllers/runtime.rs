@@ -1355,7 +1355,7 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         .caches
         .pods
         .claimable(ns, set.metadata.uid.as_deref().unwrap_or_default());
-    let claims = statefulset::claim_pods(&set, pods.iter().map(|p| &**p))
+    let claims = statefulset::claim_pods(set, pods.iter().map(|p| &**p))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     if !claims.adopt.is_empty() {
         // `CanAdopt`: a live read, never the cache (kubernetes#42639).
@@ -1364,7 +1364,7 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
             Err(e) if e.code == 404 => None,
             Err(e) => return Err(e),
         };
-        statefulset::can_adopt(&set, fresh.as_ref())
+        statefulset::can_adopt(set, fresh.as_ref())
             .map_err(|e| ApiError::new(409, "Conflict", e.to_string()))?;
     }
     for adopted in &claims.adopt {
@@ -1443,7 +1443,7 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
                             break existing;
                         }
                         collision_count += 1;
-                        candidate = rename_for_collision(&set, &candidate, collision_count);
+                        candidate = rename_for_collision(set, &candidate, collision_count);
                     }
                     Err(e) => return Err(e),
                 }
@@ -1463,7 +1463,7 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         .map(|c| (c.metadata.name.clone().unwrap_or_default(), (**c).clone()))
         .collect();
     let out = statefulset::sync(SyncInput {
-        set: &set,
+        set,
         current: &current,
         update: &update,
         collision_count,
@@ -1475,13 +1475,13 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
 
     let mut write_error = None;
     for w in out.writes {
-        if let Err(e) = execute_set_write(s, ns, &set, w, user).await {
+        if let Err(e) = execute_set_write(s, ns, set, w, user).await {
             write_error = Some(e);
             break;
         }
     }
     if out.write_status {
-        write_set_status(s, ns, name, &set, out.status.clone(), user).await?;
+        write_set_status(s, ns, name, set, out.status.clone(), user).await?;
     }
     let limit = set
         .spec
