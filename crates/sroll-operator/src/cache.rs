@@ -332,8 +332,10 @@ pub fn watch_pods(
     .backoff(WatchBackoff::default())
     .map_ok(move |event| {
         let cached = interner.event(&event);
-        writer.apply_watcher_event(&cached);
+        // The index first: the store's first `InitDone` wakes the reconciles (see
+        // `SharedPodIndex::event`).
         indexer.event(&cached);
+        writer.apply_watcher_event(&cached);
         event
     })
     .touched_objects();
@@ -629,8 +631,8 @@ pub(crate) mod tests {
         }
 
         pub(crate) fn event(&mut self, event: &watcher::Event<CachedPod>) {
-            self.writer.apply_watcher_event(event);
             self.index.event(event);
+            self.writer.apply_watcher_event(event);
         }
     }
 

@@ -43,8 +43,12 @@ fn namespace_of(pod: &CachedPod) -> String {
 }
 
 impl SharedPodIndex {
-    /// Applies one event of the pod watch (after the reflector store has: the index never shows
-    /// a pod the store does not).
+    /// Applies one event of the pod watch, *before* the reflector store does: the store's first
+    /// `InitDone` is what wakes the reconciles waiting for the caches (`cache::Synced`), so the
+    /// index must hold that list by then — fed after the store, a reconcile woken in between
+    /// observed a set without pods (a restarted operator wrote `percentDeployed` 0, caught by
+    /// the kill tests' invariant checker). The index may run an event ahead of the store; readers
+    /// of the store treat it as the possibly stale cache it always is.
     pub fn event(&self, event: &watcher::Event<CachedPod>) {
         let mut index = lock(&self.0);
         match event {
