@@ -203,43 +203,43 @@ pub fn observe(
         &view.selector,
     );
     // This process's writes the cache does not show yet: transient, so the shared list is copied
-    // (by `Pods`' `DerefMut`) only while there are some.
+    // (by `Pods::put`, which keeps its aggregates) only while there are some.
     let mut extra_revisions = Vec::new();
     for written in expectations.written_pods(caches, &namespace, &set_name) {
         if let Some(pod) = ObservedPod::from_pod(&written, &set_name)
-            && let Some(i) = position(&observed.pods, pod.ordinal)
+            && observed.pods.get(pod.ordinal).is_some()
         {
             extra_revisions.extend(pod.revision.clone());
-            observed.pods[i] = pod;
+            observed.pods.put(pod);
         }
     }
     for name in expectations.pending_deletions(caches, &namespace) {
         if let Some((set, ordinal)) = set_of(&name)
             && set == set_name
-            && let Some(i) = position(&observed.pods, ordinal)
-            && !observed.pods[i].terminating
+            && let Some(pod) = observed.pods.get(ordinal)
+            && !pod.terminating
         {
-            observed.pods[i].terminating = true;
+            let mut pod = pod.clone();
+            pod.terminating = true;
+            observed.pods.put(pod);
         }
     }
     if rollout.spec.in_place_allowed()
         && let Some(update) = view.update_revision.as_deref()
     {
-        let mut revisions: BTreeSet<String> = caches
-            .pod_index
-            .counts(&namespace, &set_name)
-            .map(|(counts, _)| counts.by_revision.into_keys().flatten().collect())
-            .unwrap_or_default();
+        let mut revisions: BTreeSet<String> = observed
+            .pods
+            .counts()
+            .by_revision
+            .keys()
+            .flatten()
+            .cloned()
+            .collect();
         revisions.extend(extra_revisions);
         observed.in_place = in_place_changes(caches, &namespace, update, revisions);
     }
     observed.statefulset = Some(view);
     observed
-}
-
-/// The index of the pod with `ordinal` in `pods` (sorted by ordinal, as the index gives them).
-fn position(pods: &[ObservedPod], ordinal: i32) -> Option<usize> {
-    pods.binary_search_by_key(&ordinal, |p| p.ordinal).ok()
 }
 
 /// For each of `revisions` (those the set's pods carry, from the pod index's aggregates) other

@@ -28,7 +28,12 @@ use std::{
     sync::Arc,
 };
 
-use crate::observed::{ObservedPod, Pods};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::{
+    inplace::PodInPlace,
+    observed::{ObservedPod, Pods},
+};
 
 /// What a pod of a set contributes to its set's aggregates, summed over the set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,42 +49,70 @@ pub struct SetCounts {
     /// Ordinals of the pods not ready or terminating: the pods an update is in flight on, or that
     /// are broken — the only pods besides the next batch a decision can touch.
     pub unavailable: BTreeSet<i32>,
-    /// Ordinals of the pods with any in-place state (gate, gate condition, state annotation).
+    /// Ordinals of the pods an in-place update still has to act on ([`in_place_active`]): out of
+    /// traffic, containers not yet at their new image, or a gate not `True`.
     pub in_place: BTreeSet<i32>,
 }
 
 /// The pods of one revision.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RevisionCount {
     /// Pods carrying the revision.
     pub pods: usize,
     /// Of them, the ready ones.
     pub ready: usize,
+    /// Their ordinals: the highest old pod, the next batch (old pods, highest ordinal first) and
+    /// the pods of a revision in an ordinal range are found from it without visiting the others.
+    pub ordinals: BTreeSet<i32>,
+    /// The ready ones by `ready_since` (an unknown instant sorts last, as [`Timestamp::MAX`]):
+    /// the pods not yet available for `minReadySeconds`, and the latest to become available,
+    /// are its last entries.
+    pub ready_since: BTreeSet<(Timestamp, i32)>,
+}
+
+/// Whether an in-place update still has to act on a pod with `view`: containers of a recorded
+/// update not ready yet, or the readiness gate present and not `True` (out of traffic, or created
+/// with the gate and never marked). Every other pod is one the planner's in-place continuation
+/// (`planner::in_place`) leaves alone.
+pub fn in_place_active(view: &PodInPlace) -> bool {
+    !view.containers_pending.is_empty() || (view.has_gate && view.gate_ready != Some(true))
+}
+
+fn ready_key(pod: &ObservedPod) -> (Timestamp, i32) {
+    (pod.ready_since.unwrap_or(Timestamp::MAX), pod.ordinal)
 }
 
 impl SetCounts {
-    fn add(&mut self, pod: &ObservedPod) {
+    pub(crate) fn add(&mut self, pod: &ObservedPod) {
         self.pods += 1;
         self.ready += usize::from(pod.ready);
         self.terminating += usize::from(pod.terminating);
         let r = self.by_revision.entry(pod.revision.clone()).or_default();
         r.pods += 1;
         r.ready += usize::from(pod.ready);
+        r.ordinals.insert(pod.ordinal);
+        if pod.ready {
+            r.ready_since.insert(ready_key(pod));
+        }
         if !pod.ready || pod.terminating {
             self.unavailable.insert(pod.ordinal);
         }
-        if pod.in_place != crate::inplace::PodInPlace::default() {
+        if in_place_active(&pod.in_place) {
             self.in_place.insert(pod.ordinal);
         }
     }
 
-    fn remove(&mut self, pod: &ObservedPod) {
+    pub(crate) fn remove(&mut self, pod: &ObservedPod) {
         self.pods -= 1;
         self.ready -= usize::from(pod.ready);
         self.terminating -= usize::from(pod.terminating);
         if let Some(r) = self.by_revision.get_mut(&pod.revision) {
             r.pods -= 1;
             r.ready -= usize::from(pod.ready);
+            r.ordinals.remove(&pod.ordinal);
+            if pod.ready {
+                r.ready_since.remove(&ready_key(pod));
+            }
             if r.pods == 0 {
                 self.by_revision.remove(&pod.revision);
             }
@@ -119,10 +152,10 @@ pub struct Slot<T> {
 /// does.
 #[derive(Debug)]
 pub struct SetIndex<T> {
+    /// The views, with their aggregates.
     pods: Pods,
     /// `(resourceVersion, extra)` of `pods[i]`.
     rest: Vec<(String, T)>,
-    counts: SetCounts,
     generation: u64,
     /// The last [`Self::snapshot`]: generation, filter key, and the filtered list (`None`: the
     /// filter kept every pod, the snapshot is `pods` itself).
@@ -134,7 +167,6 @@ impl<T> Default for SetIndex<T> {
         SetIndex {
             pods: Pods::default(),
             rest: Vec::new(),
-            counts: SetCounts::default(),
             generation: 0,
             filtered: None,
         }
@@ -161,7 +193,7 @@ impl<T> SetIndex<T> {
 
     /// The aggregates, as maintained event by event.
     pub fn counts(&self) -> &SetCounts {
-        &self.counts
+        self.pods.counts()
     }
 
     /// A counter bumped by every change of a slot's view (never by a duplicated event, nor by one
@@ -171,7 +203,7 @@ impl<T> SetIndex<T> {
     }
 
     fn find(&self, ordinal: i32) -> Result<usize, usize> {
-        self.pods.binary_search_by_key(&ordinal, |p| p.ordinal)
+        self.pods.position(ordinal)
     }
 
     /// Puts `slot` at its ordinal; whether the view changed (a slot that differs only in its
@@ -191,14 +223,11 @@ impl<T> SetIndex<T> {
                     self.rest[i].0 = resource_version;
                     return false;
                 }
-                self.counts.remove(&self.pods[i]);
-                self.counts.add(&pod);
-                self.pods[i] = pod;
+                self.pods.put(pod);
                 self.rest[i] = (resource_version, extra);
             }
             Err(i) => {
-                self.counts.add(&pod);
-                self.pods.insert(i, pod);
+                self.pods.put(pod);
                 self.rest.insert(i, (resource_version, extra));
             }
         }
@@ -215,8 +244,7 @@ impl<T> SetIndex<T> {
         if !(uid.is_empty() || old.uid.is_empty() || old.uid == uid) {
             return false;
         }
-        self.counts.remove(old);
-        self.pods.remove(i);
+        self.pods.take(ordinal);
         self.rest.remove(i);
         self.generation += 1;
         true

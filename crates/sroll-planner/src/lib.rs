@@ -49,7 +49,7 @@ pub use observed::{
     NotificationsObserved, Observed, ObservedPdb, ObservedPod, Pods,
 };
 pub use plan::{
-    Action, ApplyKind, CallbackDue, EventType, Notify, PartitionMove, Plan, PlannedEvent,
+    Action, ApplyKind, CallbackDue, EventType, Notify, PartitionMove, Plan, PlanCost, PlannedEvent,
 };
 pub use planner::{
     REQUEUE_BACKPRESSURE, REQUEUE_INTEGRATIONS, REQUEUE_SOON, REQUEUE_WAITING, plan,

@@ -7,7 +7,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    ops::{Deref, DerefMut},
+    ops::Deref,
     sync::Arc,
 };
 
@@ -24,6 +24,7 @@ use sroll_api::{StatefulsetRollout, predicates};
 
 use crate::{
     desired::{ANNOTATION_SPEC_HASH, ANNOTATION_TEMPLATE_HASH},
+    index::SetCounts,
     inplace::{InPlaceChange, NotInPlace, PodInPlace},
 };
 
@@ -38,7 +39,7 @@ pub struct Observed {
     /// namespace), or `None` if it does not exist.
     pub statefulset: Option<LiveStatefulSet>,
     /// The pods of that StatefulSet (pods whose name is `<set>-<ordinal>` and that the set selects),
-    /// in any order. Empty when the set does not exist. Shared with the operator's pod index
+    /// sorted by ordinal, with their aggregates. Empty when the set does not exist. Shared with the operator's pod index
     /// ([`crate::index`]), which hands out the same list until a pod of the set changes.
     pub pods: Pods,
     /// Every PodDisruptionBudget in the namespace whose selector matches the pods' labels (the
@@ -271,51 +272,107 @@ impl ObservedPod {
     }
 }
 
-/// The pods of a snapshot: a list shared between snapshots (and with the pod index that built it)
-/// until one of them is changed ([`DerefMut`] copies the list when it is shared, as
+/// The pods of a snapshot, sorted by ordinal (one pod per ordinal), with their aggregates
+/// ([`SetCounts`]): a list shared between snapshots (and with the pod index that built it) until
+/// one of them is changed ([`Pods::put`], [`Pods::take`] copy the list when it is shared, as
 /// [`Arc::make_mut`] does). Two snapshots of an unchanged set hold the same list, so comparing
 /// them ([`Observed::same_inputs`]) is a pointer comparison.
+///
+/// The aggregates are kept with the list (every change goes through `put`/`take`, which update
+/// them in O(log n)): the planner decides from them and from the few pods a decision can touch,
+/// not by walking every pod.
 #[derive(Clone, Debug, Default)]
-pub struct Pods(Arc<Vec<ObservedPod>>);
+pub struct Pods(Arc<PodList>);
+
+#[derive(Clone, Debug, Default)]
+struct PodList {
+    pods: Vec<ObservedPod>,
+    counts: SetCounts,
+}
 
 impl Pods {
     /// Whether `self` and `other` are the same shared list (not only equal ones).
     pub fn same_list(&self, other: &Pods) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+
+    /// The aggregates of the pods (always equal to [`SetCounts::recount`] of them).
+    pub fn counts(&self) -> &SetCounts {
+        &self.0.counts
+    }
+
+    /// The pod with `ordinal`, found by binary search.
+    pub fn get(&self, ordinal: i32) -> Option<&ObservedPod> {
+        self.position(ordinal).ok().map(|i| &self.0.pods[i])
+    }
+
+    /// Where the pod with `ordinal` is (`Ok`), or would be inserted (`Err`).
+    pub fn position(&self, ordinal: i32) -> Result<usize, usize> {
+        self.0.pods.binary_search_by_key(&ordinal, |p| p.ordinal)
+    }
+
+    /// Puts `pod` at its ordinal (replacing the pod there); whether anything changed. Copies the
+    /// list first if it is shared and the pod differs.
+    pub fn put(&mut self, pod: ObservedPod) -> bool {
+        match self.position(pod.ordinal) {
+            Ok(i) if self.0.pods[i] == pod => false,
+            Ok(i) => {
+                let list = Arc::make_mut(&mut self.0);
+                list.counts.remove(&list.pods[i]);
+                list.counts.add(&pod);
+                list.pods[i] = pod;
+                true
+            }
+            Err(i) => {
+                let list = Arc::make_mut(&mut self.0);
+                list.counts.add(&pod);
+                list.pods.insert(i, pod);
+                true
+            }
+        }
+    }
+
+    /// Removes the pod with `ordinal` (copying the list first if it is shared).
+    pub fn take(&mut self, ordinal: i32) -> Option<ObservedPod> {
+        let i = self.position(ordinal).ok()?;
+        let list = Arc::make_mut(&mut self.0);
+        let pod = list.pods.remove(i);
+        list.counts.remove(&pod);
+        Some(pod)
+    }
 }
 
 impl PartialEq for Pods {
     fn eq(&self, other: &Pods) -> bool {
-        self.same_list(other) || self.0 == other.0
+        self.same_list(other) || self.0.pods == other.0.pods
     }
 }
 
 impl Eq for Pods {}
 
 impl Deref for Pods {
-    type Target = Vec<ObservedPod>;
+    type Target = [ObservedPod];
 
-    fn deref(&self) -> &Vec<ObservedPod> {
-        &self.0
-    }
-}
-
-impl DerefMut for Pods {
-    fn deref_mut(&mut self) -> &mut Vec<ObservedPod> {
-        Arc::make_mut(&mut self.0)
+    fn deref(&self) -> &[ObservedPod] {
+        &self.0.pods
     }
 }
 
 impl From<Vec<ObservedPod>> for Pods {
-    fn from(pods: Vec<ObservedPod>) -> Self {
-        Pods(Arc::new(pods))
+    /// Sorts `pods` by ordinal; of two pods with the same ordinal the later one is kept.
+    fn from(mut pods: Vec<ObservedPod>) -> Self {
+        pods.reverse();
+        // Stable: of equal ordinals the later pod (now first) survives the dedup.
+        pods.sort_by_key(|p| p.ordinal);
+        pods.dedup_by_key(|p| p.ordinal);
+        let counts = SetCounts::recount(&pods);
+        Pods(Arc::new(PodList { pods, counts }))
     }
 }
 
 impl FromIterator<ObservedPod> for Pods {
     fn from_iter<I: IntoIterator<Item = ObservedPod>>(iter: I) -> Self {
-        Pods(Arc::new(iter.into_iter().collect()))
+        Pods::from(iter.into_iter().collect::<Vec<_>>())
     }
 }
 
@@ -324,7 +381,7 @@ impl<'a> IntoIterator for &'a Pods {
     type IntoIter = std::slice::Iter<'a, ObservedPod>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.0.pods.iter()
     }
 }
 

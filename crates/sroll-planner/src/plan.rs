@@ -23,6 +23,24 @@ pub struct Plan {
     /// What to announce (webhooks, Slack, the release callback), derived from the status before
     /// and after this plan (`transitions`): every event once per transition.
     pub notify: Notify,
+    /// What deciding cost, in pods read (the operator exports it as
+    /// `sroll_planner_pod_visits_total` and `sroll_planner_status_pods_total`).
+    pub cost: PlanCost,
+}
+
+/// The planner's work for one plan, counted as it runs (no clock: the same observation always
+/// costs the same).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanCost {
+    /// Pods (slots of the set's ordinal range) the decision looked at: the special slots (missing,
+    /// unavailable, in flight, in-place steps pending, not yet available), the next batch, the
+    /// highest old pod, and the pods outside the set's range. O(batch + in flight), not
+    /// O(replicas), except under a service-discovery gate (the update revision's pods are checked
+    /// against the healthy set) and while an analysis abort rolls back (every slot is read).
+    pub pods_visited: u64,
+    /// Entries of `status.pods` written: the status lists every pod (a reference field), so this
+    /// part of a plan is O(replicas) by design; it is counted apart.
+    pub status_pods: u64,
 }
 
 /// What a plan (or its settled outcome) announces.

@@ -41,6 +41,9 @@ use crate::{
 };
 
 mod in_place;
+mod slots;
+
+use slots::Slots;
 
 /// Requeue after an action: the watches normally trigger the next reconcile sooner.
 pub const REQUEUE_SOON: Duration = Duration::from_secs(2);
@@ -90,13 +93,6 @@ impl State {
     }
 }
 
-/// One ordinal of the set, in index space (`ordinal - ordinals.start`).
-struct Slot<'a> {
-    name: String,
-    pod: Option<&'a ObservedPod>,
-    state: State,
-}
-
 struct Planner<'a> {
     obs: &'a Observed,
     prev: StatefulsetRolloutStatus,
@@ -121,6 +117,10 @@ struct Planner<'a> {
     /// The `Progressing` condition's reason when the rollout waits within `RolloutInProgress`
     /// for something other than its pods (the StatefulSet controller).
     progress_reason: Option<&'static str>,
+    /// Pods read outside [`Slots`] (its own visits are added when the rollout proper returns).
+    visits: u64,
+    /// Entries of `status.pods` written.
+    status_pods: u64,
 }
 
 /// What the rollout proper decided, before the common status bookkeeping.
@@ -180,6 +180,8 @@ impl<'a> Planner<'a> {
             next_available: None,
             analysis_paused: None,
             progress_reason: None,
+            visits: 0,
+            status_pods: 0,
         }
     }
 
@@ -196,9 +198,10 @@ impl<'a> Planner<'a> {
 
     /// Status fields that only describe the pods and discovery.
     fn observe_pods(&mut self) {
-        let mut pods: Vec<&ObservedPod> = self.obs.pods.iter().collect();
-        pods.sort_by_key(|p| p.ordinal);
-        self.status.pods = pods
+        // `status.pods` lists every pod (a reference field): O(pods), counted apart.
+        self.status.pods = self
+            .obs
+            .pods
             .iter()
             .map(|p| PodVersion {
                 name: p.name.clone(),
@@ -246,12 +249,19 @@ impl<'a> Planner<'a> {
                     .unwrap_or(i32::MAX)
             });
         }
-        self.status.ready_replicas = Some(count(pods.iter().filter(|p| p.ready)));
+        self.status_pods += self.status.pods.len() as u64;
+        let counts = self.obs.pods.counts();
+        self.status.ready_replicas = Some(i32::try_from(counts.ready).unwrap_or(i32::MAX));
         if let Some(d) = self.obs.discovery.as_ref().filter(|d| !d.pending) {
             self.status.consul_services = d.existing_services.clone();
-            self.status.ready_replicas_service_discovery = Some(count(
-                pods.iter().filter(|p| d.healthy_pods.contains(&p.name)),
-            ));
+            // The healthy names that are pods of the set (O(healthy pods)).
+            self.visits += d.healthy_pods.len() as u64;
+            self.status.ready_replicas_service_discovery =
+                Some(count(d.healthy_pods.iter().filter(|n| {
+                    crate::index::set_of(n)
+                        .and_then(|(_, o)| self.obs.pods.get(o))
+                        .is_some_and(|p| p.name == **n)
+                })));
         }
         self.status.statefulset_name = self.obs.statefulset.as_ref().map(|s| s.name.clone());
         let policy = self
@@ -646,24 +656,8 @@ impl<'a> Planner<'a> {
         let fast_rollback = transitions::rolling_back(&self.prev, &self.status, &update);
 
         let slots = self.slots(live, &update);
-        self.next_available = slots
-            .iter()
-            .filter(|s| s.state == State::Updated { available: false })
-            .filter_map(|s| s.pod)
-            .filter(|p| p.ready)
-            .filter_map(|p| {
-                p.ready_since?
-                    .checked_add(SignedDuration::from_secs(i64::from(live.min_ready_seconds)))
-                    .ok()
-            })
-            .filter(|at| *at > self.now)
-            .map(|at| to_std(at.duration_since(self.now)))
-            .min();
-        let updated = count(
-            slots
-                .iter()
-                .filter(|s| matches!(s.state, State::Updated { .. })),
-        );
+        self.next_available = slots.next_available();
+        let updated = i32::try_from(slots.updated_in(0, slots.len())).unwrap_or(i32::MAX);
         self.status.updated_replicas = Some(updated);
         self.status.target_updated_replicas = Some(target);
         self.status.percent_deployed = Some(if replicas == 0 {
@@ -671,7 +665,7 @@ impl<'a> Planner<'a> {
         } else {
             i32::try_from(i64::from(updated) * 100 / i64::from(replicas)).unwrap_or(100)
         });
-        self.track_progress(&slots, live.min_ready_seconds);
+        self.track_progress(&slots);
 
         let ctx = RolloutCtx {
             live,
@@ -682,19 +676,26 @@ impl<'a> Planner<'a> {
             hold_for_discovery: true,
             slots,
         };
+        let outcome = self.rollout_step(&ctx, gate);
+        self.visits += ctx.slots.visits();
+        outcome
+    }
+
+    fn rollout_step(&mut self, ctx: &RolloutCtx<'_>, gate: Option<Gate>) -> Outcome {
+        let spec = self.spec();
         match gate {
             Some(Gate::Percent { last: false, .. }) => {}
             Some(Gate::Percent { last: true, .. }) | None => {
                 return match spec.strategy() {
-                    RolloutStrategy::OnDelete => self.on_delete(&ctx),
-                    _ => self.partitioned(&ctx),
+                    RolloutStrategy::OnDelete => self.on_delete(ctx),
+                    _ => self.partitioned(ctx),
                 };
             }
-            Some(hold) => return self.analysis_hold(&ctx, hold),
+            Some(hold) => return self.analysis_hold(ctx, hold),
         }
         let outcome = match spec.strategy() {
-            RolloutStrategy::OnDelete => self.on_delete(&ctx),
-            _ => self.partitioned(&ctx),
+            RolloutStrategy::OnDelete => self.on_delete(ctx),
+            _ => self.partitioned(ctx),
         };
         if outcome.phase != Phase::Done {
             return outcome;
@@ -752,13 +753,12 @@ impl<'a> Planner<'a> {
             Ok(m) => m,
             Err(e) => return Some(self.spec_invalid(r::INVALID_SPEC, e)),
         };
+        // An abort's rollback reads every slot (a rare path; the pods going back are most of them).
         let updated: Vec<usize> = (0..replicas)
             .rev()
-            .filter(|&i| matches!(c.slots[i].state, State::Updated { .. }))
+            .filter(|&i| matches!(c.slots.state(i), State::Updated { .. }))
             .collect();
-        let in_flight = (0..replicas)
-            .filter(|&i| c.slots[i].state.unavailable())
-            .count();
+        let in_flight = unavailable_total(&c.slots);
         let reason = format!(
             "{reason}; rolling back to revision {}",
             c.live.current_revision.as_deref().unwrap_or("")
@@ -767,7 +767,7 @@ impl<'a> Planner<'a> {
         let broken: Vec<usize> = updated
             .iter()
             .copied()
-            .filter(|&i| c.slots[i].pod.is_some_and(|p| !p.ready && !p.terminating))
+            .filter(|&i| c.slots.pod(i).is_some_and(|p| !p.ready && !p.terminating))
             .collect();
         if !broken.is_empty() {
             return Some(Outcome {
@@ -783,7 +783,7 @@ impl<'a> Planner<'a> {
         let candidates: Vec<usize> = updated
             .iter()
             .copied()
-            .filter(|&i| c.slots[i].pod.is_some_and(|p| !p.terminating))
+            .filter(|&i| c.slots.pod(i).is_some_and(|p| !p.terminating))
             .collect();
         if candidates.is_empty() && in_flight == 0 && partition_move.is_none() {
             return None;
@@ -797,17 +797,12 @@ impl<'a> Planner<'a> {
             fast_rollback: true,
             // The pods going back are the ones that failed: their health holds nothing.
             hold_for_discovery: false,
-            slots: c
-                .slots
-                .iter()
-                .map(|s| Slot {
-                    name: s.name.clone(),
-                    pod: s.pod,
-                    state: s.state,
-                })
-                .collect(),
+            slots: c.slots.again(),
         };
-        let size = match self.budget(&unpaced, in_flight, in_flight) {
+        let budget = self.budget(&unpaced, in_flight, in_flight);
+        c.slots
+            .visit(usize::try_from(unpaced.slots.visits()).unwrap_or(usize::MAX));
+        let size = match budget {
             Ok((size, _, _)) => size.min(candidates.len()),
             Err(blocked) => return Some(blocked),
         };
@@ -888,43 +883,18 @@ impl<'a> Planner<'a> {
         self.status.current_revision = Some(current.to_owned());
     }
 
-    fn slots(&self, live: &LiveStatefulSet, update: &str) -> Vec<Slot<'a>> {
-        let replicas = usize::try_from(live.replicas.max(0)).unwrap_or(0);
-        let mut slots: Vec<Slot<'a>> = (0..replicas)
-            .map(|i| Slot {
-                name: format!(
-                    "{}-{}",
-                    live.name,
-                    i64::from(live.ordinals_start) + i as i64
-                ),
-                pod: None,
-                state: State::Missing,
-            })
-            .collect();
-        let gate = self.discovery_gate();
-        for pod in &self.obs.pods {
-            let Ok(i) = usize::try_from(i64::from(pod.ordinal) - i64::from(live.ordinals_start))
-            else {
-                continue;
-            };
-            let Some(slot) = slots.get_mut(i) else {
-                continue;
-            };
-            slot.state = if pod.terminating {
-                State::Terminating
-            } else if pod.revision.as_deref() != Some(update) && self.out_for_in_place(pod) {
-                State::InPlace
-            } else if pod.revision.as_deref() == Some(update) {
-                State::Updated {
-                    available: self.available(pod, live.min_ready_seconds)
-                        && gate.is_none_or(|healthy| healthy.contains(&pod.name)),
-                }
-            } else {
-                State::Old { ready: pod.ready }
-            };
-            slot.pod = Some(pod);
-        }
-        slots
+    fn slots(&self, live: &'a LiveStatefulSet, update: &str) -> Slots<'a> {
+        Slots::new(
+            &self.obs.pods,
+            &live.name,
+            live.ordinals_start,
+            usize::try_from(live.replicas.max(0)).unwrap_or(0),
+            update.to_owned(),
+            self.discovery_gate(),
+            live.min_ready_seconds,
+            self.now,
+            self.in_place_mode(),
+        )
     }
 
     /// `Some(healthy pods)` when the rollout is gated on service discovery.
@@ -934,30 +904,9 @@ impl<'a> Planner<'a> {
         d.reachable.then_some(&d.healthy_pods)
     }
 
-    /// Ready for `minReadySeconds` (upstream `IsPodAvailable`, pkg/api/v1/pod/util.go).
-    fn available(&self, pod: &ObservedPod, min_ready_seconds: i32) -> bool {
-        pod.ready
-            && (min_ready_seconds <= 0
-                || pod.ready_since.is_some_and(|t| {
-                    t.checked_add(SignedDuration::from_secs(i64::from(min_ready_seconds)))
-                        .is_ok_and(|at| at <= self.now)
-                }))
-    }
-
     /// `lastProgressTime`: the latest instant a pod became available at the update revision.
-    fn track_progress(&mut self, slots: &[Slot<'_>], min_ready_seconds: i32) {
-        let latest = slots
-            .iter()
-            .filter(|s| matches!(s.state, State::Updated { available: true }))
-            .filter_map(|s| s.pod.and_then(|p| p.ready_since))
-            .filter_map(|t| {
-                t.checked_add(SignedDuration::from_secs(i64::from(
-                    min_ready_seconds.max(0),
-                )))
-                .ok()
-            })
-            .filter(|t| *t <= self.now)
-            .max();
+    fn track_progress(&mut self, slots: &Slots<'_>) {
+        let latest = slots.latest_available();
         if let Some(latest) = latest
             && self
                 .status
@@ -978,22 +927,24 @@ impl<'a> Planner<'a> {
             .min(replicas);
         // In-place pods wait below the partition until their patch, and restart their containers
         // there until the partition follows them: in flight all the same.
-        let in_flight: Vec<usize> = (0..replicas)
-            .rev()
-            .filter(|&i| {
-                (i >= partition && c.slots[i].state.unavailable())
+        let in_flight: Vec<usize> = c
+            .slots
+            .special()
+            .iter()
+            .filter(|s| {
+                (s.i >= partition && s.state.unavailable())
                     || matches!(
-                        c.slots[i].state,
+                        s.state,
                         State::InPlace | State::Updated { available: false }
                     )
             })
+            .map(|s| s.i)
             .collect();
         let progress = self.progress_text(c);
 
         // Done: every target pod is available at the update revision and the partition is aligned.
         let aligned = aligned_partition(&c.slots, &BTreeSet::new(), partition, range_start);
-        let target_done =
-            (range_start..replicas).all(|i| c.slots[i].state == State::Updated { available: true });
+        let target_done = all_available(&c.slots, range_start, replicas);
         if target_done && aligned == partition {
             return self.done(c);
         }
@@ -1027,18 +978,20 @@ impl<'a> Planner<'a> {
 
         // Self-healing: broken pods in the target range above every healthy old pod are replaced
         // at once, without budget (they are already unavailable).
-        let highest_healthy_old = (0..replicas).rev().find(|&i| {
+        let highest_healthy_old = c.slots.not_updated_desc(0, replicas).find(|&i| {
             matches!(
-                c.slots[i].state,
+                c.slots.state(i),
                 State::Old { ready: true } | State::InPlace
             )
         });
-        let broken: Vec<usize> = (range_start..replicas)
-            .rev()
-            .filter(|&i| {
-                c.slots[i].state == State::Old { ready: false }
-                    && highest_healthy_old.is_none_or(|h| i > h)
+        let broken: Vec<usize> = c
+            .slots
+            .special_in(range_start, replicas)
+            .filter(|s| {
+                s.state == State::Old { ready: false }
+                    && highest_healthy_old.is_none_or(|h| s.i > h)
             })
+            .map(|s| s.i)
             .collect();
         if !broken.is_empty() {
             let selected: BTreeSet<usize> = broken.iter().copied().collect();
@@ -1076,17 +1029,19 @@ impl<'a> Planner<'a> {
             };
         }
 
-        // The batch: old pods of the target range, highest ordinal first.
-        let candidates: Vec<usize> = (range_start..replicas)
-            .rev()
-            .filter(|&i| matches!(c.slots[i].state, State::Old { .. }))
-            .collect();
-        let unavailable_total = c.slots.iter().filter(|s| s.state.unavailable()).count();
+        let unavailable_total = unavailable_total(&c.slots);
         let budget = self.budget(c, in_flight.len(), unavailable_total);
         let (size, limit_reason, requeue) = match budget {
             Ok(b) => b,
             Err(blocked) => return blocked,
         };
+        // The batch: old pods of the target range, highest ordinal first (only as many as fit).
+        let candidates: Vec<usize> = c
+            .slots
+            .not_updated_desc(range_start, replicas)
+            .filter(|&i| matches!(c.slots.state(i), State::Old { .. }))
+            .take(size)
+            .collect();
         let size = size.min(candidates.len());
         if size > 0 {
             let realign = match self.partition_move(aligned, partition) {
@@ -1137,29 +1092,24 @@ impl<'a> Planner<'a> {
         let progress = self.progress_text(c);
         // Under OnDelete every recreated pod gets the update revision: missing and terminating pods
         // are on their way there.
-        let coming = count(c.slots.iter().filter(|s| {
-            matches!(
-                s.state,
-                State::Updated { .. } | State::Missing | State::Terminating | State::InPlace
-            )
-        }));
+        let coming = i32::try_from(replicas - old_count(&c.slots)).unwrap_or(i32::MAX);
         let needed = usize::try_from(c.target - coming).unwrap_or(0).min(target);
-        let in_flight: Vec<usize> = (0..replicas)
-            .rev()
-            .filter(|&i| {
+        let in_flight: Vec<usize> = c
+            .slots
+            .special()
+            .iter()
+            .filter(|s| {
                 matches!(
-                    c.slots[i].state,
+                    s.state,
                     State::Missing
                         | State::Terminating
                         | State::Updated { available: false }
                         | State::InPlace
                 )
             })
+            .map(|s| s.i)
             .collect();
-        let all_updated = c
-            .slots
-            .iter()
-            .all(|s| s.state == State::Updated { available: true });
+        let all_updated = all_available(&c.slots, 0, replicas);
         if all_updated && c.live.current_revision.as_deref() != Some(c.update.as_str()) {
             self.event(
                 EventType::Normal,
@@ -1192,16 +1142,19 @@ impl<'a> Planner<'a> {
         if let Some(wait) = self.discovery_unreachable(&progress) {
             return wait;
         }
-        let chosen: Vec<usize> = (0..replicas)
-            .rev()
-            .filter(|&i| matches!(c.slots[i].state, State::Old { .. }))
+        let chosen: Vec<(usize, State)> = c
+            .slots
+            .not_updated_desc(0, replicas)
+            .map(|i| (i, c.slots.state(i)))
+            .filter(|(_, s)| matches!(s, State::Old { .. }))
             .take(needed)
             .collect();
         let broken: Vec<usize> = chosen
             .iter()
-            .copied()
-            .filter(|&i| c.slots[i].state == State::Old { ready: false })
+            .filter(|(_, s)| *s == State::Old { ready: false })
+            .map(|(i, _)| *i)
             .collect();
+        let chosen: Vec<usize> = chosen.into_iter().map(|(i, _)| i).collect();
         if !broken.is_empty() {
             let names = names(c, &broken);
             let record = match self.pin_record(c, &broken) {
@@ -1234,7 +1187,7 @@ impl<'a> Planner<'a> {
                 requeue: Some(REQUEUE_SOON),
             };
         }
-        let unavailable_total = c.slots.iter().filter(|s| s.state.unavailable()).count();
+        let unavailable_total = unavailable_total(&c.slots);
         let (size, limit_reason, requeue) = match self.budget(c, in_flight.len(), unavailable_total)
         {
             Ok(b) => b,
@@ -1314,8 +1267,9 @@ impl<'a> Planner<'a> {
             let unhealthy: Vec<String> = match self.discovery_gate() {
                 Some(healthy) => c
                     .slots
+                    .special()
                     .iter()
-                    .filter(|s| matches!(s.state, State::Updated { available: false }))
+                    .filter(|s| s.state == State::Updated { available: false })
                     .filter_map(|s| s.pod)
                     .filter(|p| p.ready && !healthy.contains(&p.name))
                     .map(|p| p.name.clone())
@@ -1506,8 +1460,10 @@ impl<'a> Planner<'a> {
             sd.health_timeout_seconds
                 .unwrap_or(sroll_api::defaults::DISCOVERY_HEALTH_TIMEOUT_SECONDS),
         );
+        // Every pod at the update revision not healthy in service discovery is special.
         let unhealthy: Vec<&ObservedPod> = c
             .slots
+            .special()
             .iter()
             .filter(|s| matches!(s.state, State::Updated { .. }))
             .filter_map(|s| s.pod)
@@ -1599,19 +1555,11 @@ impl<'a> Planner<'a> {
 
     fn progress_text(&self, c: &RolloutCtx<'_>) -> String {
         let target = usize::try_from(c.target).unwrap_or(0);
+        let len = c.slots.len();
         let updated_in_target = if self.spec().strategy() == RolloutStrategy::OnDelete {
-            c.slots
-                .iter()
-                .filter(|s| matches!(s.state, State::Updated { .. }))
-                .count()
-                .min(target)
+            c.slots.updated_in(0, len).min(target)
         } else {
-            c.slots
-                .iter()
-                .rev()
-                .take(target)
-                .filter(|s| matches!(s.state, State::Updated { .. }))
-                .count()
+            c.slots.updated_in(len.saturating_sub(target), len)
         };
         format!("{updated_in_target} of {} target pods updated", c.target)
     }
@@ -1792,6 +1740,10 @@ impl<'a> Planner<'a> {
             events: self.events,
             requeue_after: requeue,
             notify,
+            cost: crate::PlanCost {
+                pods_visited: self.visits,
+                status_pods: self.status_pods,
+            },
         }
     }
 
@@ -1924,7 +1876,7 @@ struct RolloutCtx<'a> {
     fast_rollback: bool,
     /// Pods Ready but not healthy in service discovery hold the next eviction.
     hold_for_discovery: bool,
-    slots: Vec<Slot<'a>>,
+    slots: Slots<'a>,
 }
 
 /// What the PDB allows now: its `status.disruptionsAllowed`, but never more than the pods
@@ -1944,12 +1896,7 @@ fn pdb_allowance(pdb: &ObservedPdb, c: &RolloutCtx<'_>) -> i32 {
         // The PDB also counts pods of other workloads: only its own status can say.
         return pdb.disruptions_allowed;
     }
-    let healthy = c
-        .slots
-        .iter()
-        .filter_map(|s| s.pod)
-        .filter(|p| p.ready && !p.terminating)
-        .count();
+    let healthy = c.slots.healthy();
     let from_pods = i32::try_from(healthy)
         .unwrap_or(i32::MAX)
         .saturating_sub(pdb.desired_healthy);
@@ -1961,25 +1908,51 @@ fn pdb_allowance(pdb: &ObservedPdb, c: &RolloutCtx<'_>) -> i32 {
 /// own below the partition outside the target range, which must come back at the current
 /// revision). Pods at or above it are updated, on their way, or `selected`.
 fn aligned_partition(
-    slots: &[Slot<'_>],
+    slots: &Slots<'_>,
     selected: &BTreeSet<usize>,
     partition: usize,
     range_start: usize,
 ) -> usize {
-    slots
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| {
-            !selected.contains(i)
-                && match s.state {
-                    State::Old { .. } | State::InPlace => true,
-                    State::Missing | State::Terminating => *i < partition && *i < range_start,
-                    State::Updated { .. } => false,
-                }
+    let kept = slots.not_updated_desc(0, slots.len()).find(|i| {
+        !selected.contains(i) && matches!(slots.state(*i), State::Old { .. } | State::InPlace)
+    });
+    let gone = slots
+        .special_in(0, partition.min(range_start))
+        .find(|s| {
+            !selected.contains(&s.i) && matches!(s.state, State::Missing | State::Terminating)
         })
-        .map(|(i, _)| i + 1)
-        .max()
-        .unwrap_or(0)
+        .map(|s| s.i);
+    kept.max(gone).map_or(0, |i| i + 1)
+}
+
+/// Every slot of `lo..hi` is `Updated { available: true }`: no pod of another revision there,
+/// and no special slot that is not.
+fn all_available(slots: &Slots<'_>, lo: usize, hi: usize) -> bool {
+    slots.not_updated_desc(lo, hi).next().is_none()
+        && slots
+            .special_in(lo, hi)
+            .all(|s| s.state == State::Updated { available: true })
+}
+
+/// Slots unavailable (all special).
+fn unavailable_total(slots: &Slots<'_>) -> usize {
+    slots
+        .special()
+        .iter()
+        .filter(|s| s.state.unavailable())
+        .count()
+}
+
+/// Slots in state `Old`: the pods of the range minus the updated ones and the special ones
+/// terminating or out for an in-place update.
+fn old_count(slots: &Slots<'_>) -> usize {
+    let len = slots.len();
+    let other = slots
+        .special()
+        .iter()
+        .filter(|s| matches!(s.state, State::Terminating | State::InPlace))
+        .count();
+    slots.present() - slots.updated_in(0, len) - other
 }
 
 /// Which immutable StatefulSet fields the spec changes relative to the live set
@@ -2044,7 +2017,7 @@ fn immutable_changes(
 }
 
 fn names(c: &RolloutCtx<'_>, idx: &[usize]) -> Vec<String> {
-    idx.iter().map(|&i| c.slots[i].name.clone()).collect()
+    idx.iter().map(|&i| c.slots.name(i)).collect()
 }
 
 /// `a, b, c` — or the first ten and "and N more".

@@ -153,8 +153,8 @@ fn observed(c: &Case) -> Observed {
         };
     }
     let mut o = w.observed();
-    for (pod, s) in o
-        .pods
+    let mut pods: Vec<_> = o.pods.to_vec();
+    for (pod, s) in pods
         .iter_mut()
         .zip(c.pods.iter().filter(|s| **s != PodState::Missing))
     {
@@ -178,6 +178,7 @@ fn observed(c: &Case) -> Observed {
             _ => {}
         }
     }
+    o.pods = pods.into();
     let change = InPlaceChange {
         images: vec![ImageChange {
             container: "app".into(),

@@ -108,7 +108,7 @@ impl<'a> Planner<'a> {
         if !self.in_place_mode() {
             return None;
         }
-        let first = c.slots.get(*candidates.first()?)?.pod?;
+        let first = c.slots.pod(*candidates.first()?)?;
         match self.route(first) {
             Route::Impossible(e) => {
                 let message = format!(
@@ -128,9 +128,12 @@ impl<'a> Planner<'a> {
                 ));
             }
             Route::Recreate => {
-                let waiting: Vec<usize> = (0..c.slots.len())
-                    .rev()
-                    .filter(|&i| c.slots[i].state == State::InPlace)
+                let waiting: Vec<usize> = c
+                    .slots
+                    .special()
+                    .iter()
+                    .filter(|s| s.state == State::InPlace)
+                    .map(|s| s.i)
                     .collect();
                 if waiting.is_empty() {
                     return None;
@@ -149,7 +152,7 @@ impl<'a> Planner<'a> {
         }
         let mut batch = Vec::new();
         for &i in candidates.iter().take(size) {
-            let Some(pod) = c.slots[i].pod else { break };
+            let Some(pod) = c.slots.pod(i) else { break };
             match self.route(pod) {
                 Route::InPlace(change) => batch.push((pod, change)),
                 _ => break,
@@ -222,8 +225,21 @@ impl<'a> Planner<'a> {
             Action::InPlace { writes, .. } => writes.iter().map(|w| w.pod.clone()).collect(),
             _ => BTreeSet::new(),
         };
-        let mut pods: Vec<&ObservedPod> = self.obs.pods.iter().filter(|p| !p.terminating).collect();
-        pods.sort_by_key(|p| std::cmp::Reverse(p.ordinal));
+        // Only pods an in-place step is pending on (`index::in_place_active`) and the ones this
+        // plan takes out of traffic can need a write; every other pod falls through the match.
+        let mut ordinals: BTreeSet<i32> = self.obs.pods.counts().in_place.clone();
+        ordinals.extend(
+            planned
+                .iter()
+                .filter_map(|n| crate::index::set_of(n).map(|(_, o)| o)),
+        );
+        self.visits += ordinals.len() as u64;
+        let pods: Vec<&ObservedPod> = ordinals
+            .iter()
+            .rev()
+            .filter_map(|&o| self.obs.pods.get(o))
+            .filter(|p| !p.terminating)
+            .collect();
         let mut writes = Vec::new();
         let mut updating = Vec::new();
         let mut wake: Option<Duration> = None;
