@@ -635,6 +635,14 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
         .planner_pods
         .inc_by(u64::try_from(observed.pods.len()).unwrap_or(u64::MAX));
     let plan = sroll_planner::plan(&observed);
+    ctx.handles
+        .metrics
+        .planner_pod_visits
+        .inc_by(plan.cost.pods_visited);
+    ctx.handles
+        .metrics
+        .planner_status_pods
+        .inc_by(plan.cost.status_pods);
     tracing::debug!(
         rollout = %key,
         action = ?action_name(&plan.action),

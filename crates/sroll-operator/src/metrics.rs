@@ -6,6 +6,8 @@
 //! | `sroll_reconcile_errors_total` | counter | `reason` ([`crate::Error::metric_label`]) |
 //! | `sroll_reconcile_duration_seconds` | histogram | — |
 //! | `sroll_planner_pods_total` | counter | — (pods handed to the planner: one plan of n pods counts n) |
+//! | `sroll_planner_pod_visits_total` | counter | — (pods the planner's decisions looked at, summed over plans: O(batch + in flight) per plan, not O(pods); `Plan::cost`) |
+//! | `sroll_planner_status_pods_total` | counter | — (`status.pods` entries written by plans: that reference field lists every pod, so it is O(pods) per plan by design) |
 //! | `sroll_plans_skipped_total` | counter | — (reconciles that observed nothing new and planned nothing) |
 //! | `sroll_evictions_total` | counter | `result` (`evicted`, `throttled`, `gone`, `error`) |
 //! | `sroll_rollout_duration_seconds` | histogram | — (first pod moved → done) |
@@ -56,6 +58,10 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Pods handed to the planner, summed over plans: the planner's work.
     pub planner_pods: Counter,
+    /// Pods the planner's decisions looked at (`PlanCost::pods_visited`), summed over plans.
+    pub planner_pod_visits: Counter,
+    /// `status.pods` entries written by plans (`PlanCost::status_pods`).
+    pub planner_status_pods: Counter,
     /// Reconciles that observed nothing new since the rollout's last plan, with no timer due.
     pub plans_skipped: Counter,
     /// Eviction attempts by result.
@@ -91,6 +97,8 @@ impl Metrics {
         ]);
         let evictions = Family::<EvictionLabels, Counter>::default();
         let planner_pods = Counter::default();
+        let planner_pod_visits = Counter::default();
+        let planner_status_pods = Counter::default();
         let plans_skipped = Counter::default();
         let rollout_duration = Histogram::new([
             10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
@@ -115,6 +123,16 @@ impl Metrics {
             "planner_pods",
             "Pods handed to the planner, summed over plans",
             planner_pods.clone(),
+        );
+        registry.register(
+            "planner_pod_visits",
+            "Pods the planner's decisions looked at, summed over plans (O(batch + in flight) per plan)",
+            planner_pod_visits.clone(),
+        );
+        registry.register(
+            "planner_status_pods",
+            "status.pods entries written by plans (the field lists every pod)",
+            planner_status_pods.clone(),
         );
         registry.register(
             "plans_skipped",
@@ -147,6 +165,8 @@ impl Metrics {
             errors,
             reconcile_duration,
             planner_pods,
+            planner_pod_visits,
+            planner_status_pods,
             plans_skipped,
             evictions,
             rollout_duration,

@@ -938,7 +938,8 @@ async fn two_rollouts_created_at_once_with_their_budgets_both_finish() {
 
 /// Issue 16: a reconcile of a rollout nothing changed for plans nothing. Pod events that change
 /// nothing the planner reads (an annotation) still wake the rollout; the planner's work (pods
-/// handed to it) must not grow with them.
+/// handed to it, pods its decisions visit) must not grow with them; a plan made when one pod went
+/// away visits a few pods, not the 1,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciles_of_an_unchanged_1000_pod_rollout_hand_the_planner_no_pod() {
     let env = Env::start().await;
@@ -976,8 +977,9 @@ async fn reconciles_of_an_unchanged_1000_pod_rollout_hand_the_planner_no_pod() {
         })
         .await;
     }
-    let (planned, skipped, before) = (
+    let (planned, visits, skipped, before) = (
         metrics.planner_pods.get(),
+        metrics.planner_pod_visits.get(),
         metrics.plans_skipped.get(),
         reconciles(),
     );
@@ -997,6 +999,11 @@ async fn reconciles_of_an_unchanged_1000_pod_rollout_hand_the_planner_no_pod() {
         0,
         "an unchanged rollout is not planned again ({ran} reconciles)"
     );
+    assert_eq!(
+        metrics.planner_pod_visits.get() - visits,
+        0,
+        "no planner work for an unchanged rollout ({ran} reconciles)"
+    );
     assert!(
         metrics.plans_skipped.get() - skipped >= ran,
         "every one of them skipped its plan"
@@ -1007,5 +1014,12 @@ async fn reconciles_of_an_unchanged_1000_pod_rollout_hand_the_planner_no_pod() {
         (metrics.planner_pods.get() > planned).then_some(())
     })
     .await;
+    // Each plan of the 1,000-pod rollout with one pod missing visits a few pods, not 1,000.
+    let plans = (metrics.planner_pods.get() - planned).div_ceil(1000);
+    let visited = metrics.planner_pod_visits.get() - visits;
+    assert!(
+        visited <= 10 * plans,
+        "{visited} pods visited over {plans} plans"
+    );
     env.finish(true).await;
 }
