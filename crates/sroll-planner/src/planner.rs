@@ -19,6 +19,16 @@
 //! evicted; every pod the rollout has not chosen is below it. So the StatefulSet controller never
 //! moves a pod on its own, and a pod that dies anywhere comes back at the revision the rollout chose
 //! for it (`newVersionedStatefulSetPod`, pkg/controller/statefulset/stateful_set_utils.go).
+//!
+//! Cost: a plan does not walk the set. `Observed::pods` is sorted by ordinal and carries its
+//! aggregates (`index::SetCounts`: counts, per-revision ordinals and ready-since instants, the
+//! unavailable and in-place ordinals); `planner::slots` answers the decisions' questions from them and
+//! from the few special slots (missing, unavailable, in flight, in-place steps pending, not yet
+//! available), so a plan visits O(batch + in flight) pods — `Plan::cost.pods_visited`, which a CI
+//! test bounds at 1,000 pods. `status.pods` lists every pod (a reference field): writing it is
+//! O(pods) and counted apart (`Plan::cost.status_pods`). Still O(pods): a service-discovery gate
+//! (the update revision's pods are checked against the healthy set) and an analysis abort's
+//! rollback (it reads every slot).
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -1142,19 +1152,31 @@ impl<'a> Planner<'a> {
         if let Some(wait) = self.discovery_unreachable(&progress) {
             return wait;
         }
-        let chosen: Vec<(usize, State)> = c
+        // The pods to move: the `needed` highest old pods. Only as many as the budget allows are
+        // read, except to find whether a broken old pod (special) is among the `needed`: the walk
+        // stops at the lowest of those.
+        let old_desc = || {
+            c.slots
+                .not_updated_desc(0, replicas)
+                .map(|i| (i, c.slots.state(i)))
+                .filter(|(_, s)| matches!(s, State::Old { .. }))
+                .take(needed)
+        };
+        let lowest_broken = c
             .slots
-            .not_updated_desc(0, replicas)
-            .map(|i| (i, c.slots.state(i)))
-            .filter(|(_, s)| matches!(s, State::Old { .. }))
-            .take(needed)
-            .collect();
-        let broken: Vec<usize> = chosen
+            .special()
             .iter()
-            .filter(|(_, s)| *s == State::Old { ready: false })
-            .map(|(i, _)| *i)
-            .collect();
-        let chosen: Vec<usize> = chosen.into_iter().map(|(i, _)| i).collect();
+            .filter(|s| s.state == State::Old { ready: false })
+            .map(|s| s.i)
+            .min();
+        let broken: Vec<usize> = match lowest_broken {
+            Some(lowest) => old_desc()
+                .take_while(|(i, _)| *i >= lowest)
+                .filter(|(_, s)| *s == State::Old { ready: false })
+                .map(|(i, _)| i)
+                .collect(),
+            None => Vec::new(),
+        };
         if !broken.is_empty() {
             let names = names(c, &broken);
             let record = match self.pin_record(c, &broken) {
@@ -1193,6 +1215,7 @@ impl<'a> Planner<'a> {
             Ok(b) => b,
             Err(blocked) => return blocked,
         };
+        let chosen: Vec<usize> = old_desc().take(size).map(|(i, _)| i).collect();
         let size = size.min(chosen.len());
         if size > 0 {
             if let Some(o) = self.in_place_batch(c, &chosen, size, None, &progress) {

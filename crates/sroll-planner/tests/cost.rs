@@ -123,9 +123,31 @@ fn a_done_rollout_visits_almost_nothing() {
         .pdb(100);
     let p = plan(&w.observed());
     assert!(matches!(p.action, Action::Wait), "{:?}", p.action);
+    eprintln!("visited {} pods", p.cost.pods_visited);
     assert!(
         p.cost.pods_visited <= 10,
         "visited {} pods",
+        p.cost.pods_visited
+    );
+}
+
+/// OnDelete: the next batch is the budget's worth of the highest old pods, read without walking
+/// the set.
+#[test]
+fn an_on_delete_batch_visits_about_the_batch() {
+    let r = rollout().on_delete();
+    let w = World::of(&r)
+        .pods(0..500, OLD, Ready)
+        .pods(500..1000, NEW, Ready)
+        .pdb(100);
+    let p = plan(&w.observed());
+    let pods = evicted(&p);
+    assert_eq!(pods.len(), 100);
+    assert_eq!(pods[0], "web-499");
+    eprintln!("visited {} pods", p.cost.pods_visited);
+    assert!(
+        p.cost.pods_visited <= BOUND,
+        "visited {} pods (bound {BOUND})",
         p.cost.pods_visited
     );
 }
