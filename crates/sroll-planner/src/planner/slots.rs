@@ -361,3 +361,156 @@ impl<'a> Slots<'a> {
             .map(|at| super::to_std(at.duration_since(self.now)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The aggregate-driven answers equal a walk over every slot, for arbitrary sets: pods
+    //! missing, outside the range, of several revisions (or none), Ready or not, terminating,
+    //! Ready for a while or just now (or at an unknown instant), out of traffic for an in-place
+    //! update, and healthy in service discovery or not.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::inplace::PodInPlace;
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[derive(Clone, Debug)]
+    struct P {
+        ordinal: i32,
+        revision: Option<u8>,
+        ready: bool,
+        since: Option<i64>,
+        terminating: bool,
+        out: bool,
+        healthy: bool,
+    }
+
+    fn pod() -> impl Strategy<Value = P> {
+        (
+            -3..30i32,
+            prop::option::weighted(0.9, 0..3u8),
+            any::<bool>(),
+            prop::option::weighted(0.9, -100..5i64),
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.8),
+        )
+            .prop_map(
+                |(ordinal, revision, ready, since, terminating, out, healthy)| P {
+                    ordinal,
+                    revision,
+                    ready,
+                    since,
+                    terminating,
+                    out,
+                    healthy,
+                },
+            )
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(NOW + secs).expect("valid")
+    }
+
+    fn observed(p: &P) -> ObservedPod {
+        ObservedPod {
+            name: format!("web-{}", p.ordinal),
+            ordinal: p.ordinal,
+            revision: p.revision.map(|r| format!("rev-{r}")),
+            ready: p.ready,
+            ready_since: p.ready.then(|| p.since.map(at)).flatten(),
+            terminating: p.terminating,
+            phase: "Running".into(),
+            uid: String::new(),
+            in_place: PodInPlace {
+                has_gate: p.out,
+                gate_ready: p.out.then_some(false),
+                ..PodInPlace::default()
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn the_answers_equal_a_walk_over_every_slot(
+            pods in prop::collection::vec(pod(), 0..40),
+            start in 0..3i32,
+            len in 0..25usize,
+            min_ready in -1..20i32,
+            gated in any::<bool>(),
+            in_place_mode in any::<bool>(),
+            lo in 0..25usize,
+            span in 0..25usize,
+        ) {
+            let list: Pods = pods.iter().map(observed).collect();
+            let healthy: BTreeSet<String> = pods
+                .iter()
+                .filter(|p| p.healthy)
+                .map(|p| format!("web-{}", p.ordinal))
+                .collect();
+            let gate = gated.then_some(&healthy);
+            let slots = Slots::new(
+                &list, "web", start, len, "rev-0".into(), gate, min_ready, at(0), in_place_mode,
+            );
+            let walk = Slots::new(
+                &list, "web", start, len, "rev-0".into(), gate, min_ready, at(0), in_place_mode,
+            );
+            let states: Vec<State> = (0..len).map(|i| walk.state(i)).collect();
+            let (lo, hi) = (lo.min(len), (lo + span).min(len));
+
+            // Every slot left out of the special ones is surely fine.
+            let special: BTreeSet<usize> = slots.special().iter().map(|s| s.i).collect();
+            for (i, state) in states.iter().enumerate() {
+                if !matches!(state, State::Updated { available: true } | State::Old { ready: true }) {
+                    prop_assert!(special.contains(&i), "slot {} ({:?}) not special", i, state);
+                }
+            }
+            for s in slots.special() {
+                prop_assert_eq!(s.state, states[s.i]);
+            }
+            // Pods of another revision, highest first.
+            let not_updated: Vec<usize> = (lo..hi)
+                .rev()
+                .filter(|&i| {
+                    walk.pod(i).is_some_and(|p| p.revision.as_deref() != Some("rev-0"))
+                })
+                .collect();
+            prop_assert_eq!(slots.not_updated_desc(lo, hi).collect::<Vec<_>>(), not_updated);
+            let updated = states[lo..hi]
+                .iter()
+                .filter(|s| matches!(s, State::Updated { .. }))
+                .count();
+            prop_assert_eq!(slots.updated_in(lo, hi), updated);
+            let healthy_pods = (0..len)
+                .filter_map(|i| walk.pod(i))
+                .filter(|p| p.ready && !p.terminating)
+                .count();
+            prop_assert_eq!(slots.healthy(), healthy_pods);
+            prop_assert_eq!(slots.present(), (0..len).filter(|&i| walk.pod(i).is_some()).count());
+            let mrs = SignedDuration::from_secs(i64::from(min_ready.max(0)));
+            let latest = (0..len)
+                .filter(|&i| states[i] == State::Updated { available: true })
+                .filter_map(|i| walk.pod(i).and_then(|p| p.ready_since))
+                .filter_map(|t| t.checked_add(mrs).ok())
+                .filter(|t| *t <= at(0))
+                .max();
+            prop_assert_eq!(slots.latest_available(), latest);
+            let next = (0..len)
+                .filter(|&i| states[i] == State::Updated { available: false })
+                .filter_map(|i| walk.pod(i))
+                .filter(|p| p.ready)
+                .filter_map(|p| {
+                    p.ready_since?
+                        .checked_add(SignedDuration::from_secs(i64::from(min_ready)))
+                        .ok()
+                })
+                .filter(|t| *t > at(0))
+                .map(|t| super::super::to_std(t.duration_since(at(0))))
+                .min();
+            prop_assert_eq!(slots.next_available(), next);
+        }
+    }
+}
