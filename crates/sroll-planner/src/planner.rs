@@ -22,13 +22,13 @@
 //!
 //! Cost: a plan does not walk the set. `Observed::pods` is sorted by ordinal and carries its
 //! aggregates (`index::SetCounts`: counts, per-revision ordinals and ready-since instants, the
-//! unavailable and in-place ordinals); `planner::slots` answers the decisions' questions from them and
-//! from the few special slots (missing, unavailable, in flight, in-place steps pending, not yet
-//! available), so a plan visits O(batch + in flight) pods — `Plan::cost.pods_visited`, which a CI
-//! test bounds at 1,000 pods. `status.pods` lists every pod (a reference field): writing it is
-//! O(pods) and counted apart (`Plan::cost.status_pods`). Still O(pods): a service-discovery gate
-//! (the update revision's pods are checked against the healthy set) and an analysis abort's
-//! rollback (it reads every slot).
+//! unavailable and in-place ordinals); `planner::slots` answers the decisions' questions from
+//! them and from the few special slots (missing, unavailable, in flight, in-place steps pending,
+//! not yet available), so a plan visits O(batch + in flight) pods — `Plan::cost.pods_visited`,
+//! which a CI test (`tests/cost.rs`) bounds at 1,000 pods. `status.pods` lists every pod (a
+//! reference field): writing it is O(pods) and counted apart (`Plan::cost.status_pods`). Still
+//! O(pods): a service-discovery gate (the update revision's pods are checked against the healthy
+//! set) and an analysis abort's rollback (it reads every slot).
 
 use std::{collections::BTreeSet, time::Duration};
 
