@@ -681,16 +681,28 @@ pub enum Change<K> {
 ///
 /// Like client-go's `workqueue` (`util/workqueue/queue.go`, `delaying_queue.go`):
 /// a key waiting to be processed is queued once however often it is added,
-/// and delayed adds wait in one timer per queue (a heap ordered by time,
-/// `waitingLoop`) — a key already waiting keeps the earlier of its two times —
-/// instead of a task and a timer per add.
+/// a key is never processed by two workers at once (a key added while a worker
+/// processes it waits, marked dirty, and is queued again when that worker is
+/// done: `queue.go`'s `dirty` and `processing` sets), and delayed adds wait in
+/// one timer per queue (a heap ordered by time, `waitingLoop`) — a key already
+/// waiting keeps the earlier of its two times — instead of a task and a timer
+/// per add.
 #[derive(Clone)]
 pub struct Queue {
     tx: mpsc::UnboundedSender<Key>,
-    pending: Arc<Mutex<HashSet<Key>>>,
+    keys: Arc<Mutex<QueueKeys>>,
     failures: Arc<Mutex<HashMap<Key, u32>>>,
     delayed: Arc<Mutex<Delayed>>,
     wake: Arc<tokio::sync::Notify>,
+}
+
+/// The keys a [`Queue`] knows of: `dirty` ones are waiting to be processed (each
+/// sent to the workers once, unless it is being processed), `processing` ones
+/// are with a worker.
+#[derive(Default)]
+struct QueueKeys {
+    dirty: HashSet<Key>,
+    processing: HashSet<Key>,
 }
 
 /// Keys waiting for their time to be added, earliest first.
@@ -706,7 +718,7 @@ impl Queue {
         (
             Self {
                 tx,
-                pending: Arc::default(),
+                keys: Arc::default(),
                 failures: Arc::default(),
                 delayed: Arc::default(),
                 wake: Arc::default(),
@@ -722,7 +734,11 @@ impl Queue {
     }
 
     fn add_key(&self, key: Key) {
-        if self.pending.lock().is_ok_and(|mut p| p.insert(key.clone())) {
+        let Ok(mut k) = self.keys.lock() else {
+            return;
+        };
+        // Queued once; a key being processed is sent again by `finish`.
+        if k.dirty.insert(key.clone()) && !k.processing.contains(&key) {
             let _ = self.tx.send(key);
         }
     }
@@ -810,9 +826,21 @@ impl Queue {
         }
     }
 
-    fn done(&self, key: &Key) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.remove(key);
+    /// A worker takes `key`: adds from now on queue it again (after `finish`).
+    fn start(&self, key: &Key) {
+        if let Ok(mut k) = self.keys.lock() {
+            k.dirty.remove(key);
+            k.processing.insert(key.clone());
+        }
+    }
+
+    /// The worker is done with `key`: if it was added meanwhile, it is queued now.
+    fn finish(&self, key: &Key) {
+        if let Ok(mut k) = self.keys.lock() {
+            k.processing.remove(key);
+            if k.dirty.contains(key) {
+                let _ = self.tx.send(key.clone());
+            }
         }
     }
 }
@@ -867,6 +895,10 @@ struct Shared {
     /// Per pod uid: the `Ready` status the kubelet last computed, and since
     /// when the stored one differs from it (someone else's write).
     ready_seen: Mutex<HashMap<String, ReadySeen>>,
+    /// Held while a pod is scheduled: the scheduler places one pod at a time, each
+    /// seeing the ones placed before it (`schedule_one.go`), while the pod workers
+    /// run concurrently ([`POD_WORKERS`]).
+    scheduling: tokio::sync::Mutex<()>,
 }
 
 /// The kubelet's memory of a pod's `Ready` condition ([`PodFacts::ready_override_since`]).
@@ -951,6 +983,7 @@ impl Simulation {
             queued: Mutex::default(),
             node_failed_at: Mutex::default(),
             ready_seen: Mutex::default(),
+            scheduling: tokio::sync::Mutex::default(),
         });
         register_eviction(&shared);
         register_binding(&shared);
@@ -978,23 +1011,29 @@ impl Simulation {
             tasks.push(tokio::spawn(q.clone().run_timer()));
         }
         tasks.push(set_worker(shared.clone(), sets_rx));
-        tasks.push(worker(
-            shared.clone(),
+        // The disruption controller runs one worker (`disruption.go` `Run`); the
+        // EndpointSlice controller's default is five (`ConcurrentServiceEndpointSyncs`)
+        // but one keeps the simulation's slices in the order of its pod events.
+        tasks.extend(workers(
+            &shared,
             pdbs_rx,
             |s| &s.pdbs_q,
             |s, ns, n| Box::pin(sync_pdb(s, ns, n)),
+            1,
         ));
-        tasks.push(worker(
-            shared.clone(),
+        tasks.extend(workers(
+            &shared,
             eps_rx,
             |s| &s.eps_q,
             |s, ns, n| Box::pin(sync_service(s, ns, n)),
+            1,
         ));
-        tasks.push(worker(
-            shared.clone(),
+        tasks.extend(workers(
+            &shared,
             pods_rx,
             |s| &s.pods_q,
             |s, ns, n| Box::pin(sync_pod(s, ns, n)),
+            POD_WORKERS,
         ));
         tasks.push(tokio::spawn(fault_reactor(shared.clone())));
         tasks.push(tokio::spawn(pod_killer(shared.clone())));
@@ -1140,31 +1179,53 @@ async fn run_informer<K>(
 type SyncFn =
     for<'a> fn(&'a Shared, &'a str, &'a str) -> BoxFuture<'a, Result<Option<Duration>, ApiError>>;
 
-fn worker(
-    shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<Key>,
+/// How many pods the kubelets and the scheduler sync at once. On a cluster every
+/// node's kubelet works on its pods at the same time, each pod in its own
+/// goroutine (`pod_workers.go` `managePodLoop`), so a batch of pods restarting
+/// together is not served one after the other; the scheduler stays serial
+/// (`Shared::scheduling`, `schedule_one.go` schedules one pod at a time).
+const POD_WORKERS: usize = 8;
+
+/// `n` workers taking keys from one queue (`rx`), each key synced by one
+/// worker at a time ([`Queue::start`], [`Queue::finish`]).
+fn workers(
+    shared: &Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Key>,
     queue: fn(&Shared) -> &Queue,
     sync: SyncFn,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(key) = rx.recv().await {
-            let q = queue(&shared);
-            q.done(&key);
-            let r = sync(&shared, &key.0, &key.1).await;
-            requeue(q, &key, r);
-            tokio::task::yield_now().await;
-        }
-    })
+    n: usize,
+) -> Vec<JoinHandle<()>> {
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    (0..n.max(1))
+        .map(|_| {
+            let shared = shared.clone();
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Some(key) = rx.lock().await.recv().await else {
+                        return;
+                    };
+                    let q = queue(&shared);
+                    q.start(&key);
+                    let r = sync(&shared, &key.0, &key.1).await;
+                    requeue(q, &key, r);
+                    q.finish(&key);
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect()
 }
 
-/// The StatefulSet worker: like [`worker`], with an async sync whose writes
+/// The StatefulSet worker: like [`workers`], with an async sync whose writes
 /// go through admission (webhooks see the pods the controller creates).
 fn set_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Key>) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(key) = rx.recv().await {
-            shared.sets_q.done(&key);
+            shared.sets_q.start(&key);
             let r = sync_set(&shared, &key.0, &key.1).await;
             requeue(&shared.sets_q, &key, r);
+            shared.sets_q.finish(&key);
             tokio::task::yield_now().await;
         }
     })
@@ -2148,6 +2209,7 @@ async fn schedule(
     pod: &Pod,
     now: Timestamp,
 ) -> Result<Option<Duration>, ApiError> {
+    let _one_at_a_time = s.scheduling.lock().await;
     // The scheduling delay counts from the scheduler's first sight of the pod.
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let queued = s
@@ -2986,6 +3048,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_added_while_a_worker_has_it_is_queued_again_only_when_that_worker_is_done() {
+        let (q, mut rx) = Queue::new();
+        let key = ("ns".to_owned(), "k".to_owned());
+        q.add("ns", "k");
+        q.add("ns", "k");
+        assert_eq!(rx.try_recv().ok(), Some(key.clone()));
+        assert!(rx.try_recv().is_err(), "queued once however often added");
+        q.start(&key);
+        // Added twice while a worker syncs it: no second worker may take it now.
+        q.add("ns", "k");
+        q.add("ns", "k");
+        q.add("ns", "other");
+        assert_eq!(rx.try_recv().ok(), Some(("ns".to_owned(), "other".to_owned())));
+        assert!(rx.try_recv().is_err(), "a key is never with two workers at once");
+        q.finish(&key);
+        assert_eq!(rx.try_recv().ok(), Some(key.clone()), "queued again, once");
+        assert!(rx.try_recv().is_err());
+        // Not added while processed: finishing queues nothing.
+        q.start(&key);
+        q.finish(&key);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
     async fn a_delayed_key_waits_for_its_earliest_time_and_is_queued_once() {
         let (q, mut rx) = Queue::new();
         let timer = tokio::spawn(q.clone().run_timer());
@@ -3002,7 +3088,7 @@ mod tests {
             Some(("ns".to_owned(), "k".to_owned()))
         );
         assert!(start.elapsed() >= Duration::from_millis(300), "never early");
-        q.done(&("ns".to_owned(), "k".to_owned()));
+        q.start(&("ns".to_owned(), "k".to_owned()));
         assert_eq!(
             tokio::time::timeout(Duration::from_secs(30), rx.recv())
                 .await
