@@ -44,8 +44,8 @@ use super::{
     controller_of, disruption,
     endpointslice::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, SliceWrite},
     history::{
-        UpdateRevisionAction, plan_revisions, rename_for_collision, same_data, sort_revisions,
-        truncate_history,
+        CandidateMemo, UpdateRevisionAction, plan_revisions_memo, rename_for_collision, same_data,
+        sort_revisions, truncate_history,
     },
     is_pod_ready,
     recorder::{EventKind, Record, Recorder, Reporter, reference},
@@ -867,6 +867,9 @@ struct Shared {
     /// Per pod uid: the `Ready` status the kubelet last computed, and since
     /// when the stored one differs from it (someone else's write).
     ready_seen: Mutex<HashMap<String, ReadySeen>>,
+    /// Per StatefulSet (namespace, name): its last candidate revision's data
+    /// and hash ([`CandidateMemo`]; dropped when a sync finds the set gone).
+    candidates: Mutex<HashMap<(String, String), CandidateMemo>>,
 }
 
 /// The kubelet's memory of a pod's `Ready` condition ([`PodFacts::ready_override_since`]).
@@ -951,6 +954,7 @@ impl Simulation {
             queued: Mutex::default(),
             node_failed_at: Mutex::default(),
             ready_seen: Mutex::default(),
+            candidates: Mutex::default(),
         });
         register_eviction(&shared);
         register_binding(&shared);
@@ -1344,6 +1348,9 @@ fn typed<K: DeserializeOwned>(v: &Value) -> Result<K, ApiError> {
 
 async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
     let Some(set) = s.caches.sets.get(ns, name) else {
+        if let Ok(mut all) = s.candidates.lock() {
+            all.remove(&(ns.to_owned(), name.to_owned()));
+        }
         return Ok(None);
     };
     let user = &controller_user("statefulset-controller");
@@ -1406,15 +1413,16 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         }
     }
 
-    let mut revisions: Vec<ControllerRevision> = s
-        .caches
-        .revisions
-        .controlled_by(ns, &uid)
-        .iter()
-        .map(|r| (**r).clone())
-        .collect();
+    // Read in place (the cache's `Arc`s), as upstream lists its informer.
+    let mut revisions: Vec<Arc<ControllerRevision>> = s.caches.revisions.controlled_by(ns, &uid);
     sort_revisions(&mut revisions);
-    let plan = plan_revisions(set, &revisions).map_err(|e| ApiError::internal(e.to_string()))?;
+    let key = (ns.to_owned(), name.to_owned());
+    let mut memo = s.candidates.lock().ok().and_then(|mut m| m.remove(&key));
+    let plan = plan_revisions_memo(set, &revisions, &mut memo)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if let (Some(m), Ok(mut all)) = (memo, s.candidates.lock()) {
+        all.insert(key, m);
+    }
     let mut collision_count = plan.collision_count;
     let same_revision = plan.current.metadata.name == plan.update.metadata.name;
     let planned_current = plan.current;
