@@ -463,11 +463,20 @@ pub fn plan_revisions_memo(
 /// limit disables truncation). `sorted` is the list read before this sync.
 pub fn truncate_history(
     limit: i32,
-    pods: &[impl std::borrow::Borrow<Pod>],
+    pods: &[impl Borrow<Pod>],
     sorted: &[impl Borrow<ControllerRevision>],
     current: &str,
     update: &str,
 ) -> Vec<String> {
+    // The non-live revisions are a subset of `sorted`: when even all of them
+    // fit under the limit nothing goes, and the pods need not be read (every
+    // sync of a set with a short history, i.e. almost every sync).
+    let Ok(limit) = usize::try_from(limit) else {
+        return Vec::new();
+    };
+    if sorted.len() <= limit {
+        return Vec::new();
+    }
     let mut live: HashSet<&str> = HashSet::from([current, update]);
     live.extend(pods.iter().map(|p| {
         p.borrow()
@@ -482,9 +491,6 @@ pub fn truncate_history(
         .map(Borrow::borrow)
         .filter(|r| !live.contains(r.metadata.name.as_deref().unwrap_or("")))
         .collect();
-    let Ok(limit) = usize::try_from(limit) else {
-        return Vec::new();
-    };
     if history.len() <= limit {
         return Vec::new();
     }
