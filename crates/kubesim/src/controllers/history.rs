@@ -17,7 +17,12 @@
 //! `StatefulSetSemanticRevisionComparison` behaviour, on by default since
 //! v1.34): two revisions are equal when their decoded templates are equal.
 
-use std::{cmp::Ordering, collections::BTreeMap, fmt::Write as _};
+use std::{
+    borrow::Borrow,
+    cmp::Ordering,
+    collections::{BTreeMap, HashSet},
+    fmt::Write as _,
+};
 
 use k8s_openapi::{
     api::{
@@ -170,16 +175,27 @@ pub fn new_revision(
     let template = set_template(set)?;
     let data = get_patch(template)?;
     let hash = hash_revision_data(go_json(&data).as_bytes(), Some(collision_count));
+    revision_of(set, template, revision, data, &hash)
+}
+
+/// `history.NewControllerRevision` with the patch and its hash computed.
+fn revision_of(
+    set: &StatefulSet,
+    template: &PodTemplateSpec,
+    revision: i64,
+    data: Value,
+    hash: &str,
+) -> Result<ControllerRevision, Error> {
     let (name, namespace) = set_meta(set);
     let mut labels = template
         .metadata
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    labels.insert(CONTROLLER_REVISION_HASH_LABEL.into(), hash.clone());
+    labels.insert(CONTROLLER_REVISION_HASH_LABEL.into(), hash.to_owned());
     Ok(ControllerRevision {
         metadata: ObjectMeta {
-            name: Some(revision_name(name, &hash)),
+            name: Some(revision_name(name, hash)),
             namespace: Some(namespace.to_owned()),
             labels: Some(labels),
             annotations: Some(set.metadata.annotations.clone().unwrap_or_default()),
@@ -193,6 +209,63 @@ pub fn new_revision(
         data: Some(RawExtension(data)),
         revision,
     })
+}
+
+/// A set's last candidate revision data (`getPatch` of its template) and its
+/// hash, kept between syncs. Upstream computes both on every sync
+/// (`newRevision` in `getStatefulSetRevisions`); they are pure functions of
+/// the template and the collision count, so while both are unchanged (every
+/// sync but the first after a template edit) one template comparison replaces
+/// an encode, a Go-ordered write and an FNV hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateMemo {
+    template: PodTemplateSpec,
+    collision_count: i32,
+    data: Value,
+    hash: String,
+}
+
+impl CandidateMemo {
+    /// The memo of `template` at `collision_count`, computed afresh.
+    pub fn compute(template: &PodTemplateSpec, collision_count: i32) -> Result<Self, Error> {
+        let data = get_patch(template)?;
+        let hash = hash_revision_data(go_json(&data).as_bytes(), Some(collision_count));
+        Ok(Self {
+            template: template.clone(),
+            collision_count,
+            data,
+            hash,
+        })
+    }
+
+    /// `memo` when it was computed from this template and count, else a
+    /// fresh one stored in `memo`.
+    pub fn refresh<'m>(
+        memo: &'m mut Option<Self>,
+        template: &PodTemplateSpec,
+        collision_count: i32,
+    ) -> Result<&'m Self, Error> {
+        let fresh = memo
+            .as_ref()
+            .is_some_and(|m| m.collision_count == collision_count && m.template == *template);
+        if !fresh {
+            *memo = Some(Self::compute(template, collision_count)?);
+        }
+        memo.as_ref().ok_or(Error::MissingField {
+            what: "StatefulSet".into(),
+            field: "spec.template",
+        })
+    }
+
+    /// The revision data (`getPatch`).
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+
+    /// The hash of the data and the collision count.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
 }
 
 /// Name a candidate revision gets after `collision_count` collisions
@@ -223,8 +296,9 @@ pub fn same_data(existing: &ControllerRevision, candidate: &ControllerRevision) 
 }
 
 /// `history.SortControllerRevisions`: by `.revision`, then creation time, then name.
-pub fn sort_revisions(revisions: &mut [ControllerRevision]) {
+pub fn sort_revisions(revisions: &mut [impl Borrow<ControllerRevision>]) {
     revisions.sort_by(|a, b| {
+        let (a, b) = (a.borrow(), b.borrow());
         a.revision
             .cmp(&b.revision)
             .then_with(|| {
@@ -265,8 +339,8 @@ pub fn equal_revision(a: &ControllerRevision, b: &ControllerRevision) -> bool {
 }
 
 /// `nextRevision`: one more than the highest revision number (1 when none).
-pub fn next_revision(sorted: &[ControllerRevision]) -> i64 {
-    sorted.last().map_or(1, |r| r.revision + 1)
+pub fn next_revision(sorted: &[impl Borrow<ControllerRevision>]) -> i64 {
+    sorted.last().map_or(1, |r| r.borrow().revision + 1)
 }
 
 /// What `getStatefulSetRevisions` does to the update revision.
@@ -305,25 +379,42 @@ pub struct RevisionPlan {
 /// with [`sort_revisions`].
 pub fn plan_revisions(
     set: &StatefulSet,
-    sorted: &[ControllerRevision],
+    sorted: &[impl Borrow<ControllerRevision>],
+) -> Result<RevisionPlan, Error> {
+    plan_revisions_memo(set, sorted, &mut None)
+}
+
+/// [`plan_revisions`] with the candidate's data and hash taken from `memo`
+/// when the set's template and collision count are the ones it was computed
+/// from (see [`CandidateMemo`]); `memo` is refreshed otherwise. The plan is
+/// the same as without the memo.
+pub fn plan_revisions_memo(
+    set: &StatefulSet,
+    sorted: &[impl Borrow<ControllerRevision>],
+    memo: &mut Option<CandidateMemo>,
 ) -> Result<RevisionPlan, Error> {
     let collision_count = set
         .status
         .as_ref()
         .and_then(|s| s.collision_count)
         .unwrap_or(0);
-    let candidate = new_revision(set, next_revision(sorted), collision_count)?;
-    let equal: Vec<&ControllerRevision> = sorted
+    let template = set_template(set)?;
+    let candidate = CandidateMemo::refresh(memo, template, collision_count)?;
+    // `history.EqualRevision` against the candidate: its data is the memo's.
+    let equal_candidate =
+        |r: &ControllerRevision| r.data.as_ref().is_some_and(|d| d.0 == candidate.data);
+    let last = sorted.last().map(Borrow::borrow);
+    let equal_last = sorted
         .iter()
-        .filter(|r| equal_revision(r, &candidate))
-        .collect();
-    let (action, update) = match (equal.last(), sorted.last()) {
+        .map(Borrow::borrow)
+        .rfind(|r| equal_candidate(r));
+    let (action, update) = match (equal_last, last) {
         (Some(eq), Some(last)) if equal_revision(last, eq) => {
             (UpdateRevisionAction::Unchanged, last.clone())
         }
         (Some(eq), _) => {
-            let mut bumped = (*eq).clone();
-            bumped.revision = candidate.revision;
+            let mut bumped = eq.clone();
+            bumped.revision = next_revision(sorted);
             (
                 UpdateRevisionAction::Rollback {
                     revision: bumped.clone(),
@@ -331,12 +422,21 @@ pub fn plan_revisions(
                 bumped,
             )
         }
-        (None, _) => (
-            UpdateRevisionAction::Create {
-                revision: candidate.clone(),
-            },
-            candidate,
-        ),
+        (None, _) => {
+            let revision = revision_of(
+                set,
+                template,
+                next_revision(sorted),
+                candidate.data.clone(),
+                &candidate.hash,
+            )?;
+            (
+                UpdateRevisionAction::Create {
+                    revision: revision.clone(),
+                },
+                revision,
+            )
+        }
     };
     let status_current = set
         .status
@@ -345,6 +445,7 @@ pub fn plan_revisions(
         .unwrap_or("");
     let current = sorted
         .iter()
+        .map(Borrow::borrow)
         .find(|r| r.metadata.name.as_deref() == Some(status_current))
         .cloned()
         .unwrap_or_else(|| update.clone());
@@ -362,12 +463,21 @@ pub fn plan_revisions(
 /// limit disables truncation). `sorted` is the list read before this sync.
 pub fn truncate_history(
     limit: i32,
-    pods: &[impl std::borrow::Borrow<Pod>],
-    sorted: &[ControllerRevision],
+    pods: &[impl Borrow<Pod>],
+    sorted: &[impl Borrow<ControllerRevision>],
     current: &str,
     update: &str,
 ) -> Vec<String> {
-    let mut live: Vec<&str> = vec![current, update];
+    // The non-live revisions are a subset of `sorted`: when even all of them
+    // fit under the limit nothing goes, and the pods need not be read (every
+    // sync of a set with a short history, i.e. almost every sync).
+    let Ok(limit) = usize::try_from(limit) else {
+        return Vec::new();
+    };
+    if sorted.len() <= limit {
+        return Vec::new();
+    }
+    let mut live: HashSet<&str> = HashSet::from([current, update]);
     live.extend(pods.iter().map(|p| {
         p.borrow()
             .metadata
@@ -378,11 +488,9 @@ pub fn truncate_history(
     }));
     let history: Vec<&ControllerRevision> = sorted
         .iter()
-        .filter(|r| !live.contains(&r.metadata.name.as_deref().unwrap_or("")))
+        .map(Borrow::borrow)
+        .filter(|r| !live.contains(r.metadata.name.as_deref().unwrap_or("")))
         .collect();
-    let Ok(limit) = usize::try_from(limit) else {
-        return Vec::new();
-    };
     if history.len() <= limit {
         return Vec::new();
     }
@@ -448,5 +556,78 @@ mod tests {
         let long = "x".repeat(300);
         assert_eq!(revision_name(&long, "h").len(), 225);
         assert_eq!(revision_name("web", "abc"), "web-abc");
+    }
+    fn set_with(image: &str, label: &str, collision_count: i32) -> StatefulSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u-1"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web", "tier": label}},
+                    "spec": {"containers": [{"name": "c", "image": image}]}
+                }
+            },
+            "status": {"replicas": 0, "collisionCount": collision_count}
+        }))
+        .expect("set decodes")
+    }
+
+    /// Applies a plan's write to the stored revisions, as the controller does.
+    fn apply(sorted: &mut Vec<ControllerRevision>, plan: &RevisionPlan) {
+        match &plan.action {
+            UpdateRevisionAction::Unchanged => {}
+            UpdateRevisionAction::Rollback { revision } => {
+                for r in sorted.iter_mut() {
+                    if r.metadata.name == revision.metadata.name {
+                        *r = revision.clone();
+                    }
+                }
+            }
+            UpdateRevisionAction::Create { revision } => {
+                if !sorted
+                    .iter()
+                    .any(|r| r.metadata.name == revision.metadata.name)
+                {
+                    sorted.push(revision.clone());
+                }
+            }
+        }
+        sort_revisions(sorted);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The memoized candidate never changes a plan: over arbitrary
+        /// sequences of template edits, collision counts, rollbacks and
+        /// truncations, the plan with the memo kept across syncs equals the
+        /// plan computed afresh.
+        #[test]
+        fn the_candidate_memo_plans_as_a_fresh_computation(
+            steps in prop::collection::vec(
+                (0..3usize, 0..2usize, 0..3i32, any::<bool>()),
+                1..40,
+            ),
+        ) {
+            let images = ["nginx:1", "nginx:2", "nginx:3"];
+            let labels = ["a", "b"];
+            let mut sorted: Vec<ControllerRevision> = Vec::new();
+            let mut memo = None;
+            for (image, label, cc, truncate) in steps {
+                let set = set_with(images[image], labels[label], cc);
+                let fresh = plan_revisions(&set, &sorted).expect("fresh plan");
+                let memoized = plan_revisions_memo(&set, &sorted, &mut memo).expect("memo plan");
+                prop_assert_eq!(&memoized, &fresh);
+                let template = set.spec.as_ref().map(|s| &s.template).expect("template");
+                prop_assert_eq!(
+                    memo.as_ref(),
+                    Some(&CandidateMemo::compute(template, cc).expect("memo"))
+                );
+                apply(&mut sorted, &fresh);
+                if truncate && sorted.len() > 1 {
+                    sorted.remove(0);
+                }
+            }
+        }
     }
 }

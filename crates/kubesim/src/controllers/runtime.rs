@@ -44,8 +44,8 @@ use super::{
     controller_of, disruption,
     endpointslice::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, SliceWrite},
     history::{
-        UpdateRevisionAction, plan_revisions, rename_for_collision, same_data, sort_revisions,
-        truncate_history,
+        CandidateMemo, UpdateRevisionAction, plan_revisions_memo, rename_for_collision, same_data,
+        sort_revisions, truncate_history,
     },
     is_pod_ready,
     recorder::{EventKind, Record, Recorder, Reporter, reference},
@@ -899,6 +899,9 @@ struct Shared {
     /// seeing the ones placed before it (`schedule_one.go`), while the pod workers
     /// run concurrently ([`POD_WORKERS`]).
     scheduling: tokio::sync::Mutex<()>,
+    /// Per StatefulSet (namespace, name): its last candidate revision's data
+    /// and hash ([`CandidateMemo`]; dropped when a sync finds the set gone).
+    candidates: Mutex<HashMap<(String, String), CandidateMemo>>,
 }
 
 /// The kubelet's memory of a pod's `Ready` condition ([`PodFacts::ready_override_since`]).
@@ -984,6 +987,7 @@ impl Simulation {
             node_failed_at: Mutex::default(),
             ready_seen: Mutex::default(),
             scheduling: tokio::sync::Mutex::default(),
+            candidates: Mutex::default(),
         });
         register_eviction(&shared);
         register_binding(&shared);
@@ -1405,6 +1409,9 @@ fn typed<K: DeserializeOwned>(v: &Value) -> Result<K, ApiError> {
 
 async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
     let Some(set) = s.caches.sets.get(ns, name) else {
+        if let Ok(mut all) = s.candidates.lock() {
+            all.remove(&(ns.to_owned(), name.to_owned()));
+        }
         return Ok(None);
     };
     let user = &controller_user("statefulset-controller");
@@ -1467,15 +1474,16 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         }
     }
 
-    let mut revisions: Vec<ControllerRevision> = s
-        .caches
-        .revisions
-        .controlled_by(ns, &uid)
-        .iter()
-        .map(|r| (**r).clone())
-        .collect();
+    // Read in place (the cache's `Arc`s), as upstream lists its informer.
+    let mut revisions: Vec<Arc<ControllerRevision>> = s.caches.revisions.controlled_by(ns, &uid);
     sort_revisions(&mut revisions);
-    let plan = plan_revisions(set, &revisions).map_err(|e| ApiError::internal(e.to_string()))?;
+    let key = (ns.to_owned(), name.to_owned());
+    let mut memo = s.candidates.lock().ok().and_then(|mut m| m.remove(&key));
+    let plan = plan_revisions_memo(set, &revisions, &mut memo)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if let (Some(m), Ok(mut all)) = (memo, s.candidates.lock()) {
+        all.insert(key, m);
+    }
     let mut collision_count = plan.collision_count;
     let same_revision = plan.current.metadata.name == plan.update.metadata.name;
     let planned_current = plan.current;
@@ -1516,13 +1524,24 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     } else {
         planned_current
     };
-    let claims_map: BTreeMap<String, PersistentVolumeClaim> = s
-        .caches
-        .pvcs
-        .list_ns(ns)
-        .iter()
-        .map(|c| (c.metadata.name.clone().unwrap_or_default(), (**c).clone()))
-        .collect();
+    // The sync reads claims only through the set's `volumeClaimTemplates`
+    // (`getPersistentVolumeClaims`): a set without templates reads none, so
+    // the namespace's claims are not copied for it.
+    let has_templates = set
+        .spec
+        .as_ref()
+        .and_then(|sp| sp.volume_claim_templates.as_ref())
+        .is_some_and(|t| !t.is_empty());
+    let claims_map: BTreeMap<String, PersistentVolumeClaim> = if has_templates {
+        s.caches
+            .pvcs
+            .list_ns(ns)
+            .iter()
+            .map(|c| (c.metadata.name.clone().unwrap_or_default(), (**c).clone()))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let out = statefulset::sync(SyncInput {
         set,
         current: &current,

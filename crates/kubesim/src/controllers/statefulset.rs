@@ -191,13 +191,14 @@ pub fn claim_pods<'a>(
     let spec = spec(set)?;
     let uid = set.metadata.uid.as_deref().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
+    let set_name = set_name(set);
     let mut out = PodClaims::default();
     for pod in pods {
         if pod.metadata.namespace != set.metadata.namespace {
             continue;
         }
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let member = parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(set));
+        let member = parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name);
         let matches = member && selector_matches(&spec.selector, pod.metadata.labels.as_ref())?;
         match controller_of(&pod.metadata) {
             Some(r) if r.uid != uid => {}
@@ -371,8 +372,7 @@ fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
             .is_some_and(|v| v == name)
 }
 
-fn storage_matches(set: &StatefulSet, pod: &Pod) -> bool {
-    let ord = ordinal(pod);
+fn storage_matches(set: &StatefulSet, pod: &Pod, ord: i32) -> bool {
     if ord < 0 {
         return false;
     }
@@ -469,13 +469,59 @@ fn claim_refs_update(
     out
 }
 
-/// `isUnavailable`: not available for `minReadySeconds`, or terminating.
-fn is_unavailable(pod: &Pod, min_ready: i32, now: Timestamp) -> bool {
-    !is_pod_available(pod, min_ready, now) || is_terminating(pod)
-}
-
 fn is_running_and_ready(pod: &Pod) -> bool {
     phase(pod) == "Running" && is_pod_ready(pod)
+}
+
+/// What one sync reads of a pod, computed once per pod per sync. Upstream
+/// recomputes `getOrdinal`, `getPodRevision`, `isRunningAndReady`,
+/// `isHealthy`/`isUnavailable` at each use (`stateful_set_control.go`); none
+/// can change within one sync (the pods and `now` are fixed), so each is
+/// read once here instead of at every comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaFacts {
+    /// `getOrdinal` (-1 when the name has no ordinal).
+    pub ordinal: i32,
+    /// The phase is set (the pod exists; placeholders have none).
+    pub created: bool,
+    /// Phase `Failed` or `Succeeded`.
+    pub finished: bool,
+    /// Phase `Pending`.
+    pub pending: bool,
+    /// `deletionTimestamp` set.
+    pub terminating: bool,
+    /// `isRunningAndReady`.
+    pub running_ready: bool,
+    /// `podutil.IsPodAvailable(pod, minReadySeconds, now)`.
+    pub available: bool,
+    /// The revision label names the current revision.
+    pub at_current: bool,
+    /// The revision label names the update revision.
+    pub at_update: bool,
+}
+
+impl ReplicaFacts {
+    /// The facts of `pod` for a sync at `now` with these revision names.
+    pub fn of(pod: &Pod, min_ready: i32, now: Timestamp, current: &str, update: &str) -> Self {
+        let ph = phase(pod);
+        let rev = pod_revision(pod);
+        Self {
+            ordinal: ordinal(pod),
+            created: !ph.is_empty(),
+            finished: ph == "Failed" || ph == "Succeeded",
+            pending: ph == "Pending",
+            terminating: is_terminating(pod),
+            running_ready: is_running_and_ready(pod),
+            available: is_pod_available(pod, min_ready, now),
+            at_current: rev == current,
+            at_update: rev == update,
+        }
+    }
+
+    /// `isUnavailable`: not available for `minReadySeconds`, or terminating.
+    fn unavailable(self) -> bool {
+        !self.available || self.terminating
+    }
 }
 
 #[derive(Default)]
@@ -487,32 +533,24 @@ struct Counts {
     updated: i32,
 }
 
-/// `computeReplicaStatus` over a list of pods (placeholders have no phase).
-fn count<'p>(
-    pods: impl IntoIterator<Item = &'p Pod>,
-    min_ready: i32,
-    now: Timestamp,
-    current: &str,
-    update: &str,
-) -> Counts {
+/// `computeReplicaStatus` over the pods' facts (placeholders have no phase).
+fn count(facts: impl IntoIterator<Item = ReplicaFacts>) -> Counts {
     let mut c = Counts::default();
-    for pod in pods {
-        let created = !phase(pod).is_empty();
-        if created {
+    for f in facts {
+        if f.created {
             c.replicas += 1;
         }
-        if is_running_and_ready(pod) {
+        if f.running_ready {
             c.ready += 1;
-            if is_pod_available(pod, min_ready, now) {
+            if f.available {
                 c.available += 1;
             }
         }
-        if created && !is_terminating(pod) {
-            let rev = pod_revision(pod);
-            if rev == current {
+        if f.created && !f.terminating {
+            if f.at_current {
                 c.current += 1;
             }
-            if rev == update {
+            if f.at_update {
                 c.updated += 1;
             }
         }
@@ -572,15 +610,14 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let current_name = current.metadata.name.clone().unwrap_or_default();
     let update_name = update.metadata.name.clone().unwrap_or_default();
-    let mut current_set = set.clone();
-    let mut update_set = set.clone();
-    if let Some(s) = current_set.spec.as_mut() {
-        s.template = revision_template(current)?;
-    }
-    if let Some(s) = update_set.spec.as_mut() {
-        s.template = revision_template(update)?;
-    }
+    // `ApplyRevision` for the current and update sets: only the template
+    // differs from `set`, and only new pods read it, so the templates are
+    // decoded (errors as upstream's) and the set itself is not copied.
+    let current_template = revision_template(current)?;
+    let update_template = revision_template(update)?;
+    let facts_of = |pod: &Pod| ReplicaFacts::of(pod, min_ready, now, &current_name, &update_name);
 
+    let pods: Vec<(&Pod, ReplicaFacts)> = pods.iter().map(|p| (&**p, facts_of(p))).collect();
     let mut status = StatefulSetStatus {
         observed_generation: set.metadata.generation,
         current_revision: Some(current_name.clone()),
@@ -588,33 +625,24 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
         collision_count: Some(collision_count),
         ..StatefulSetStatus::default()
     };
-    apply_counts(
-        &mut status,
-        &count(
-            pods.iter().map(|p| &**p),
-            min_ready,
-            now,
-            &current_name,
-            &update_name,
-        ),
-    );
+    apply_counts(&mut status, &count(pods.iter().map(|(_, f)| *f)));
 
     let replica_count = usize::try_from(replicas(set)).unwrap_or(0);
     let start = start_ordinal(set);
     let end = start + replicas(set) - 1;
-    let mut slots: Vec<Option<&Pod>> = vec![None; replica_count];
-    let mut condemned: Vec<&Pod> = Vec::new();
-    for pod in pods.iter().map(|p| &**p) {
-        let ord = ordinal(pod);
+    let mut slots: Vec<Option<(&Pod, ReplicaFacts)>> = vec![None; replica_count];
+    let mut condemned: Vec<(&Pod, ReplicaFacts)> = Vec::new();
+    for &(pod, f) in &pods {
+        let ord = f.ordinal;
         if ord >= start && ord <= end {
             if let Some(slot) = usize::try_from(ord - start)
                 .ok()
                 .and_then(|i| slots.get_mut(i))
             {
-                *slot = Some(pod);
+                *slot = Some((pod, f));
             }
         } else if ord >= 0 {
-            condemned.push(pod);
+            condemned.push((pod, f));
         }
     }
     let (strategy_type, rolling) = strategy(spec);
@@ -625,42 +653,38 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
         .as_ref()
         .and_then(|s| s.current_replicas)
         .unwrap_or(0);
-    let mut replicas_v: Vec<Cow<'_, Pod>> = Vec::with_capacity(replica_count);
+    let mut replicas_v: Vec<(Cow<'_, Pod>, ReplicaFacts)> = Vec::with_capacity(replica_count);
     for (i, slot) in slots.into_iter().enumerate() {
         let ord = start + i32::try_from(i).unwrap_or(i32::MAX);
         let pod = match slot {
-            Some(p) => Cow::Borrowed(p),
+            Some((p, f)) => (Cow::Borrowed(p), f),
             None => {
                 let at_current = (old_ru_nil && ord < start + stored_current_replicas)
                     || rolling.as_ref().is_some_and(|(p, _)| ord < start + p);
-                let (tset, rev) = if at_current {
-                    (&current_set, &current_name)
+                let (tmpl, rev) = if at_current {
+                    (&current_template, &current_name)
                 } else {
-                    (&update_set, &update_name)
+                    (&update_template, &update_name)
                 };
-                let tmpl = &spec_of(tset)?.template;
-                let mut p = new_pod(tset, tmpl, ord)?;
+                let mut p = new_pod(set, tmpl, ord)?;
                 p.metadata
                     .labels
                     .get_or_insert_with(BTreeMap::new)
                     .insert(REVISION_LABEL.into(), rev.clone());
-                Cow::Owned(p)
+                let f = facts_of(&p);
+                (Cow::Owned(p), f)
             }
         };
         replicas_v.push(pod);
     }
-    condemned.sort_by_key(|p| std::cmp::Reverse(ordinal(p)));
+    condemned.sort_by_key(|(_, f)| std::cmp::Reverse(f.ordinal));
 
-    let mut first_unavailable: Option<String> = None;
-    for p in replicas_v
+    let first_unavailable: Option<&str> = replicas_v
         .iter()
-        .map(|p| &**p)
+        .map(|(p, f)| (&**p, *f))
         .chain(condemned.iter().rev().copied())
-    {
-        if first_unavailable.is_none() && is_unavailable(p, min_ready, now) {
-            first_unavailable = p.metadata.name.clone();
-        }
-    }
+        .filter(|(_, f)| f.unavailable())
+        .find_map(|(p, _)| p.metadata.name.as_deref());
 
     let mut out = SyncOutcome {
         writes: Vec::new(),
@@ -672,48 +696,21 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
 
     if set.metadata.deletion_timestamp.is_none() {
         let monotonic = spec.pod_management_policy.as_deref() != Some("Parallel");
-        let stopped = run_replicas(
-            set,
-            &update_set,
-            monotonic,
-            &replicas_v,
-            claims,
-            now,
-            &mut out,
-        );
+        let stopped = run_replicas(set, monotonic, &replicas_v, claims, &mut out);
         let stopped = stopped
-            || run_condemned_claims(&update_set, &condemned, claims, &mut out)
-            || run_condemned(
-                set,
-                monotonic,
-                &condemned,
-                first_unavailable.as_deref(),
-                now,
-                &mut out,
-            );
+            || run_condemned_claims(set, &condemned, claims, &mut out)
+            || run_condemned(monotonic, &condemned, first_unavailable, &mut out);
         apply_counts(
             &mut status,
             &count(
                 replicas_v
                     .iter()
-                    .map(|p| &**p)
-                    .chain(condemned.iter().copied()),
-                min_ready,
-                now,
-                &current_name,
-                &update_name,
+                    .map(|(_, f)| *f)
+                    .chain(condemned.iter().map(|(_, f)| *f)),
             ),
         );
         if !stopped && out.error.is_none() && strategy_type != "OnDelete" {
-            rolling_update(
-                set,
-                &replicas_v,
-                rolling.as_ref(),
-                &update_name,
-                now,
-                &mut status,
-                &mut out,
-            )?;
+            rolling_update(set, &replicas_v, rolling.as_ref(), &mut status, &mut out)?;
         }
     }
 
@@ -726,28 +723,17 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
     Ok(out)
 }
 
-fn spec_of(set: &StatefulSet) -> Result<&StatefulSetSpec, Error> {
-    spec(set)
-}
-
 /// `runForAll(replicas, processReplica)`. Returns whether processing stopped.
 fn run_replicas(
     set: &StatefulSet,
-    update_set: &StatefulSet,
     monotonic: bool,
-    replicas_v: &[Cow<'_, Pod>],
+    replicas_v: &[(Cow<'_, Pod>, ReplicaFacts)],
     claims: &BTreeMap<String, PersistentVolumeClaim>,
-    now: Timestamp,
     out: &mut SyncOutcome,
 ) -> bool {
-    let min_ready = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.min_ready_seconds)
-        .unwrap_or(0);
     let mut stopped = false;
-    for pod in replicas_v {
-        match process_replica(set, update_set, monotonic, pod, claims, now, min_ready, out) {
+    for (pod, facts) in replicas_v {
+        match process_replica(set, monotonic, pod, *facts, claims, out) {
             Step::Continue => {}
             Step::Stop => {
                 stopped = true;
@@ -761,28 +747,26 @@ fn run_replicas(
     stopped && (monotonic || out.error.is_some())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `processReplica`. The update set of upstream differs from `set` only in
+/// its template, which nothing here reads (new pods were built already).
 fn process_replica(
     set: &StatefulSet,
-    update_set: &StatefulSet,
     monotonic: bool,
     pod: &Pod,
+    facts: ReplicaFacts,
     claims: &BTreeMap<String, PersistentVolumeClaim>,
-    now: Timestamp,
-    min_ready: i32,
     out: &mut SyncOutcome,
 ) -> Step {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let ph = phase(pod);
-    if ph == "Failed" || ph == "Succeeded" {
-        if !is_terminating(pod) {
+    if facts.finished {
+        if !facts.terminating {
             out.writes.push(SetWrite::DeletePod {
                 name: name.to_owned(),
             });
         }
         return Step::Stop;
     }
-    if ph.is_empty() {
+    if !facts.created {
         if claim_is_stale(set, pod, claims) {
             return Step::Stop;
         }
@@ -794,32 +778,32 @@ fn process_replica(
             return Step::Stop;
         }
     }
-    if ph == "Pending" && !create_claims(set, pod, claims, true, out) {
+    if facts.pending && !create_claims(set, pod, claims, true, out) {
         return Step::Stop;
     }
-    if ph.is_empty() {
+    if !facts.created {
         // A pod created in this sync is still a placeholder locally: upstream
         // goes on with the checks below on the unchanged (phase "") object,
         // which only matter for monotonic sets (already returned above).
         return Step::Continue;
     }
-    if monotonic && is_terminating(pod) {
+    if monotonic && facts.terminating {
         return Step::Stop;
     }
-    if monotonic && !is_running_and_ready(pod) {
+    if monotonic && !facts.running_ready {
         return Step::Stop;
     }
-    if monotonic && !is_pod_available(pod, min_ready, now) {
+    if monotonic && !facts.available {
         return Step::Stop;
     }
-    let claim_updates = claim_refs_update(update_set, pod, claims, true);
-    if identity_matches(set, pod) && storage_matches(set, pod) && claim_updates.is_empty() {
+    let claim_updates = claim_refs_update(set, pod, claims, true);
+    let ord = facts.ordinal;
+    if identity_matches(set, pod) && storage_matches(set, pod, ord) && claim_updates.is_empty() {
         return Step::Continue;
     }
     // UpdateStatefulPod: fix identity and storage, create missing claims,
     // fix claim owner references, then PUT the pod if it changed.
     let mut fixed = pod.clone();
-    let ord = ordinal(pod);
     fixed.metadata.namespace = set.metadata.namespace.clone();
     fixed
         .metadata
@@ -832,7 +816,7 @@ fn process_replica(
         .get_or_insert_with(BTreeMap::new)
         .insert(POD_INDEX_LABEL.into(), ord.to_string());
     update_storage(set, &mut fixed, ord);
-    if !storage_matches(set, pod) && !create_claims(set, pod, claims, true, out) {
+    if !storage_matches(set, pod, ord) && !create_claims(set, pod, claims, true, out) {
         return Step::Stop;
     }
     out.writes
@@ -904,14 +888,14 @@ fn create_claims(
 /// `runForAll(condemned, fixPodClaim)`: owner references of condemned pods'
 /// claims follow the retention policy (never stops processing by itself).
 fn run_condemned_claims(
-    update_set: &StatefulSet,
-    condemned: &[&Pod],
+    set: &StatefulSet,
+    condemned: &[(&Pod, ReplicaFacts)],
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> bool {
-    for pod in condemned {
+    for (pod, _) in condemned {
         out.writes.extend(
-            claim_refs_update(update_set, pod, claims, false)
+            claim_refs_update(set, pod, claims, false)
                 .into_iter()
                 .map(SetWrite::UpdateClaim),
         );
@@ -921,31 +905,24 @@ fn run_condemned_claims(
 
 /// `runForAll(condemned, processCondemned)`.
 fn run_condemned(
-    set: &StatefulSet,
     monotonic: bool,
-    condemned: &[&Pod],
+    condemned: &[(&Pod, ReplicaFacts)],
     first_unavailable: Option<&str>,
-    now: Timestamp,
     out: &mut SyncOutcome,
 ) -> bool {
-    let min_ready = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.min_ready_seconds)
-        .unwrap_or(0);
-    for pod in condemned {
+    for (pod, facts) in condemned {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let is_first = first_unavailable == Some(name);
-        if is_terminating(pod) {
+        if facts.terminating {
             if monotonic {
                 return true;
             }
             continue;
         }
-        if monotonic && !is_running_and_ready(pod) && !is_first {
+        if monotonic && !facts.running_ready && !is_first {
             return true;
         }
-        if monotonic && !is_pod_available(pod, min_ready, now) && !is_first {
+        if monotonic && !facts.available && !is_first {
             return true;
         }
         out.writes.push(SetWrite::DeletePod {
@@ -961,41 +938,29 @@ fn run_condemned(
 /// `updateStatefulSetAfterInvariantEstablished` (maxUnavailable path).
 fn rolling_update(
     set: &StatefulSet,
-    replicas_v: &[Cow<'_, Pod>],
+    replicas_v: &[(Cow<'_, Pod>, ReplicaFacts)],
     rolling: Option<&(i32, IntOrString)>,
-    update_name: &str,
-    now: Timestamp,
     status: &mut StatefulSetStatus,
     out: &mut SyncOutcome,
 ) -> Result<(), Error> {
-    let min_ready = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.min_ready_seconds)
-        .unwrap_or(0);
     let mut update_min = 0usize;
     let mut max_unavailable = 1i32;
     if let Some((partition, mu)) = rolling {
         update_min = usize::try_from(*partition).unwrap_or(0);
         max_unavailable = scaled_value(mu, replicas(set), false)?.max(1);
     }
-    let unavailable = i32::try_from(
-        replicas_v
-            .iter()
-            .filter(|p| is_unavailable(p, min_ready, now))
-            .count(),
-    )
-    .unwrap_or(i32::MAX);
+    let unavailable = i32::try_from(replicas_v.iter().filter(|(_, f)| f.unavailable()).count())
+        .unwrap_or(i32::MAX);
     if unavailable > max_unavailable {
         return Ok(());
     }
     let to_delete = max_unavailable - unavailable;
     let mut deleted = 0;
-    for pod in replicas_v.iter().skip(update_min).rev() {
+    for (pod, facts) in replicas_v.iter().skip(update_min).rev() {
         if deleted >= to_delete {
             break;
         }
-        if pod_revision(pod) != update_name && !is_terminating(pod) {
+        if !facts.at_update && !facts.terminating {
             out.writes.push(SetWrite::DeletePod {
                 name: pod.metadata.name.clone().unwrap_or_default(),
             });

@@ -10,8 +10,8 @@ use crate::{
     controllers::{
         disruption,
         history::{
-            UpdateRevisionAction, plan_revisions, rename_for_collision, same_data, sort_revisions,
-            truncate_history,
+            CandidateMemo, UpdateRevisionAction, plan_revisions_memo, rename_for_collision,
+            same_data, sort_revisions, truncate_history,
         },
         statefulset::{self, SetWrite, SyncInput, SyncOutcome, claim_pods},
     },
@@ -44,6 +44,9 @@ pub struct World {
     /// Every pod delete issued by the StatefulSet controller, in order.
     pub deleted: Vec<String>,
     pub kubelet_enabled: bool,
+    /// Per set name: the candidate revision memo kept across syncs, as the
+    /// runtime keeps it.
+    pub candidates: BTreeMap<String, CandidateMemo>,
 }
 
 pub const NS: &str = "default";
@@ -72,6 +75,7 @@ impl World {
             created: Vec::new(),
             deleted: Vec::new(),
             kubelet_enabled: true,
+            candidates: BTreeMap::new(),
         }
     }
 
@@ -211,7 +215,11 @@ impl World {
             }
         }
         let revs = self.owned_revisions(&set);
-        let plan = plan_revisions(&set, &revs).unwrap();
+        let mut memo = self.candidates.remove(name);
+        let plan = plan_revisions_memo(&set, &revs, &mut memo).unwrap();
+        if let Some(m) = memo {
+            self.candidates.insert(name.to_owned(), m);
+        }
         let mut cc = plan.collision_count;
         let update = match plan.action.clone() {
             UpdateRevisionAction::Unchanged => plan.update.clone(),
