@@ -3079,8 +3079,14 @@ mod tests {
         q.add("ns", "k");
         q.add("ns", "k");
         q.add("ns", "other");
-        assert_eq!(rx.try_recv().ok(), Some(("ns".to_owned(), "other".to_owned())));
-        assert!(rx.try_recv().is_err(), "a key is never with two workers at once");
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(("ns".to_owned(), "other".to_owned()))
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "a key is never with two workers at once"
+        );
         q.finish(&key);
         assert_eq!(rx.try_recv().ok(), Some(key.clone()), "queued again, once");
         assert!(rx.try_recv().is_err());
