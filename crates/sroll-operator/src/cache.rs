@@ -27,6 +27,7 @@
 //! a slot per ordinal and the set's aggregates, updated per event): observing an unchanged set
 //! costs O(1).
 
+mod gated;
 mod index;
 pub mod pod;
 
@@ -53,6 +54,7 @@ use kube::{
 };
 use sroll_api::{DiscoveryProvider, StatefulsetRollout, labels};
 
+pub use gated::{WatchGate, gated_reflector};
 pub use index::SharedPodIndex;
 pub use pod::{CachedPod, PodInterner, PodLabels, WatchedPod};
 
