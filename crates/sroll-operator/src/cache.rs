@@ -794,7 +794,7 @@ pub(crate) mod tests {
 
     /// A pod as the StatefulSet controller and the kubelet leave it: full spec, every condition,
     /// container statuses, managed fields, annotations, two owner references.
-    fn full_pod(ordinal: u32, ready: bool, terminating: bool) -> Pod {
+    pub(crate) fn full_pod(ordinal: u32, ready: bool, terminating: bool) -> Pod {
         let status = if ready { "True" } else { "False" };
         let mut v = serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
