@@ -7,7 +7,9 @@
 //! The controller is one `kube::runtime::Controller` on the cluster-scoped `SidecarSet`, started by
 //! `sroll operator` under the same leader election as the rollout and CloneSet controllers. Its pod
 //! cache holds every pod of the operator's namespace scopes (a SidecarSet's selector can match any
-//! pod), full objects: the planner reads annotations, containers and statuses. One reconcile:
+//! pod), full objects: the planner reads annotations, containers and statuses; that cache and the
+//! PodDisruptionBudget one are filled only while at least one SidecarSet exists
+//! ([`cache::gated_reflector`]). One reconcile:
 //! the pods the SidecarSet matches → [`sidecar_set::plan_upgrade`] → the pods'
 //! `SidecarSetUpgradable` conditions (pods/status), the in-place writes through
 //! [`crate::inplace::execute_seen`] (the one in-place executor; its status steps are patches on the
