@@ -27,6 +27,7 @@
 //! a slot per ordinal and the set's aggregates, updated per event): observing an unchanged set
 //! costs O(1).
 
+mod gated;
 mod index;
 pub mod pod;
 
@@ -53,6 +54,7 @@ use kube::{
 };
 use sroll_api::{DiscoveryProvider, StatefulsetRollout, labels};
 
+pub use gated::{WatchGate, gated_reflector};
 pub use index::SharedPodIndex;
 pub use pod::{CachedPod, PodInterner, PodLabels, WatchedPod};
 
@@ -792,7 +794,7 @@ pub(crate) mod tests {
 
     /// A pod as the StatefulSet controller and the kubelet leave it: full spec, every condition,
     /// container statuses, managed fields, annotations, two owner references.
-    fn full_pod(ordinal: u32, ready: bool, terminating: bool) -> Pod {
+    pub(crate) fn full_pod(ordinal: u32, ready: bool, terminating: bool) -> Pod {
         let status = if ready { "True" } else { "False" };
         let mut v = serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",

@@ -7,7 +7,9 @@
 //! The controller is one `kube::runtime::Controller` on the cluster-scoped `SidecarSet`, started by
 //! `sroll operator` under the same leader election as the rollout and CloneSet controllers. Its pod
 //! cache holds every pod of the operator's namespace scopes (a SidecarSet's selector can match any
-//! pod), full objects: the planner reads annotations, containers and statuses. One reconcile:
+//! pod), full objects: the planner reads annotations, containers and statuses; that cache and the
+//! PodDisruptionBudget one are filled only while at least one SidecarSet exists
+//! ([`cache::gated_reflector`]). One reconcile:
 //! the pods the SidecarSet matches → [`sidecar_set::plan_upgrade`] → the pods'
 //! `SidecarSetUpgradable` conditions (pods/status), the in-place writes through
 //! [`crate::inplace::execute_seen`] (the one in-place executor; its status steps are patches on the
@@ -119,23 +121,44 @@ struct Ctx {
     pods: Vec<Store<Pod>>,
     /// PodDisruptionBudgets, one store per namespace scope.
     pdbs: Vec<Store<PodDisruptionBudget>>,
+    /// Open while at least one SidecarSet exists: the pod and PodDisruptionBudget watches run
+    /// only then (see [`run`]).
+    gate: cache::WatchGate,
     synced: cache::Synced,
 }
 
 /// Runs the SidecarSet controller over `scopes` (`None`: every namespace) until `stopped`.
+///
+/// The pod and PodDisruptionBudget watches (every pod of the scopes, as full objects) run only
+/// while at least one SidecarSet exists ([`cache::gated_reflector`]): they start with the first
+/// SidecarSet and stop, their stores emptied, when the last one is deleted. A cluster-wide
+/// operator without SidecarSets holds no copy of the cluster's pods for them.
 pub async fn run(
     handles: OperatorHandles,
     scopes: Vec<Option<String>>,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = handles.client.clone();
+    let gate = cache::WatchGate::default();
     let (sets, set_writer) = reflector::store::<SidecarSet>();
+    let gated_sets = sets.clone();
+    let opener = gate.clone();
     let set_stream = watcher(
         Api::<SidecarSet>::all(client.clone()),
         watcher::Config::default(),
     )
     .backoff(cache::WatchBackoff::default())
     .reflect(set_writer)
+    .inspect(move |event| {
+        // The store is complete after `InitDone` and after each change: open the gate before
+        // the controller is handed the SidecarSet, so its reconcile waits for the pods' list.
+        if matches!(
+            event,
+            Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_))
+        ) {
+            opener.set_open(!gated_sets.is_empty());
+        }
+    })
     .applied_objects();
     let mut pods = Vec::new();
     let mut pdbs = Vec::new();
@@ -158,13 +181,12 @@ pub async fn run(
     );
     for ns in &scopes {
         let (store, writer) = reflector::store::<Pod>();
-        let stream = watcher(
+        let stream = cache::gated_reflector(
             api_in::<Pod>(&client, ns.as_deref()),
             watcher::Config::default(),
-        )
-        .backoff(cache::WatchBackoff::default())
-        .reflect(writer)
-        .touched_objects();
+            writer,
+            gate.clone(),
+        );
         let mapped_sets = sets.clone();
         let mapped_namespaces = namespaces.clone();
         controller = controller
@@ -173,13 +195,12 @@ pub async fn run(
             });
         pods.push(store);
         let (store, writer) = reflector::store::<PodDisruptionBudget>();
-        let stream = watcher(
+        let stream = cache::gated_reflector(
             api_in::<PodDisruptionBudget>(&client, ns.as_deref()),
             watcher::Config::default(),
-        )
-        .backoff(cache::WatchBackoff::default())
-        .reflect(writer)
-        .touched_objects();
+            writer,
+            gate.clone(),
+        );
         let mapped_sets = sets.clone();
         let mapped_namespaces = namespaces.clone();
         controller = controller.watches_stream(
@@ -201,6 +222,7 @@ pub async fn run(
         namespaces,
         pods,
         pdbs,
+        gate,
         synced: cache::Synced::default(),
     });
     controller
@@ -267,14 +289,13 @@ async fn reconcile(set: Arc<SidecarSet>, ctx: Arc<Ctx>) -> Result<Requeue> {
     ctx.synced
         .wait(|| async {
             let _ = ctx.namespaces.0.wait_until_ready().await;
-            for s in &ctx.pods {
-                let _ = s.wait_until_ready().await;
-            }
-            for s in &ctx.pdbs {
-                let _ = s.wait_until_ready().await;
-            }
         })
         .await;
+    // Every gated watch (pods, PodDisruptionBudgets) listed since the gate opened; a closed gate
+    // means no SidecarSet is left (this one is gone).
+    if !ctx.gate.synced().await {
+        return Ok(Requeue::await_change());
+    }
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Requeue::await_change());
     }

@@ -6,7 +6,7 @@ use std::{
     collections::BTreeMap,
     path::PathBuf,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -35,7 +35,15 @@ struct World {
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
+/// The requests the operator sent, path and query each, when they are recorded.
+type Requests = Arc<Mutex<Vec<String>>>;
+
 async fn world() -> World {
+    world_recording(None).await
+}
+
+/// [`world`], with every request of the operator's client noted in `requests` when given.
+async fn world_recording(requests: Option<Requests>) -> World {
     let home = std::env::temp_dir().join(format!(
         "sroll-sidecarset-{}-{}",
         std::process::id(),
@@ -54,7 +62,22 @@ async fn world() -> World {
         webhook: Some(env.webhook_settings()),
         ..env.settings()
     };
-    env.start_operator_with(settings);
+    match requests {
+        None => env.start_operator_with(settings),
+        Some(log) => {
+            // The operator's client calls kubesim's router in process, through a layer that notes
+            // each request; the test's own client stays the HTTP one.
+            let router = env.cluster.service().layer(axum::middleware::map_request(
+                move |req: axum::extract::Request| {
+                    log.lock().unwrap().push(req.uri().to_string());
+                    async move { req }
+                },
+            ));
+            let own = std::mem::replace(&mut env.client, kube::Client::new(router, "default"));
+            env.start_operator_with(settings);
+            env.client = own;
+        }
+    }
     env.webhook_registered().await;
     World {
         env,
@@ -753,5 +776,104 @@ async fn a_namespace_selector_matches_the_namespaces_labels() {
         s.status.as_ref().is_some_and(|s| s.matched_pods == 1)
     })
     .await;
+    w.finish().await;
+}
+
+/// Lists of every pod of the cluster (no label selector) among `requests`: the SidecarSet
+/// controller's pod cache (the rollout controller lists pods by the `controller-revision-hash`
+/// label, the CloneSet controller by its instance label; the start-up permission check reads one
+/// pod, `limit=1`).
+fn unfiltered_pod_lists(requests: &Requests) -> usize {
+    requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|uri| {
+            let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
+            path == "/api/v1/pods"
+                && !query.split('&').any(|p| {
+                    p.starts_with("labelSelector=") || p.starts_with("watch=") || p == "limit=1"
+                })
+        })
+        .count()
+}
+
+/// A cluster-wide operator watches every pod for SidecarSets only while one exists: none is
+/// listed before the first SidecarSet; the first one starts the watch and its status counts the
+/// pods it injected; deleting it stops the watch, and a SidecarSet created again lists the pods
+/// anew and counts them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_watched_for_sidecar_sets_only_while_one_exists() {
+    let requests = Requests::default();
+    let w = world_recording(Some(requests.clone())).await;
+    let sent = |what: &str| {
+        requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|uri| uri.contains(what) && uri.contains("watch=true"))
+    };
+    // The SidecarSet controller and the rollout controller have listed and watch (the pod watch,
+    // were it unconditional, starts with them).
+    wait_for("the operator's watches", DEADLINE, || async {
+        (sent("/apis/sroll.io/v1alpha1/sidecarsets?") && sent("/api/v1/namespaces?")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        unfiltered_pod_lists(&requests),
+        0,
+        "no SidecarSet: the pods are not listed; requests: {:#?}",
+        requests.lock().unwrap()
+    );
+
+    w.create_set(log_agent("logging", "agent:1", json!({})))
+        .await
+        .expect("the SidecarSet is accepted");
+    w.injector_sees("logging").await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-0", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+    }))
+    .unwrap();
+    w.env
+        .pod_api()
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let counted = |s: &SidecarSet| {
+        s.status.as_ref().is_some_and(|st| {
+            st.matched_pods >= 1 && st.observed_generation == s.metadata.generation.unwrap_or(0)
+        })
+    };
+    w.wait_status("logging", "the injected pod counted", counted)
+        .await;
+    assert_eq!(unfiltered_pod_lists(&requests), 1, "one list of the pods");
+
+    // The last SidecarSet deleted: the watch stops. Created again: the pods are listed again and
+    // counted (the emptied cache is not read as "no pods").
+    w.sets()
+        .delete("logging", &Default::default())
+        .await
+        .unwrap();
+    wait_for("the SidecarSet to be gone", DEADLINE, || async {
+        w.sets()
+            .get_opt("logging")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    w.create_set(log_agent("logging", "agent:1", json!({})))
+        .await
+        .expect("the SidecarSet is accepted again");
+    w.wait_status("logging", "the injected pod counted again", counted)
+        .await;
+    assert_eq!(
+        unfiltered_pod_lists(&requests),
+        2,
+        "the pods listed again after the watch stopped"
+    );
     w.finish().await;
 }

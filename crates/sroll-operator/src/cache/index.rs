@@ -24,7 +24,24 @@ use super::{CachedPod, PodLabels};
 
 /// The pod index of one pod watch, shared by the watch (writer) and the reconciles (readers).
 #[derive(Clone, Debug, Default)]
-pub struct SharedPodIndex(Arc<Mutex<PodIndex<PodLabels>>>);
+pub struct SharedPodIndex(Arc<Mutex<PodIndex<PodLabels>>>, Arc<Mutex<Feed>>);
+
+/// How the watch's lists reach the index.
+///
+/// A relist is buffered until it is complete (`PodIndex::relist_item`, then `relist_end` replaces
+/// the index), so readers never see half of one. The first list into an empty index goes straight
+/// in instead (`PodIndex::apply` per pod, which a complete relist into an empty index amounts
+/// to): nothing reads the index before the store's first `InitDone` (reconciles wait for it,
+/// `cache::Synced`), and the buffer of 100,000 listed pods beside the index they build was the
+/// largest part of the operator's peak heap (heaptrack, 100 × 1,000 watched pods: 61 of 121 MiB;
+/// BENCHMARKS.md, branch sidemem).
+#[derive(Debug, Default)]
+struct Feed {
+    /// A pod was put into the index (by an event or a list).
+    fed: bool,
+    /// The list under way goes straight into the index.
+    direct: bool,
+}
 
 /// A pod's slot: its planner view as a member of the set its name says, and its labels.
 fn slot(pod: &CachedPod) -> Option<Slot<PodLabels>> {
@@ -49,11 +66,16 @@ impl SharedPodIndex {
     /// observed a set without pods (a restarted operator wrote `percentDeployed` 0, caught by
     /// the kill tests' invariant checker). The index may run an event ahead of the store; readers
     /// of the store treat it as the possibly stale cache it always is.
+    ///
+    /// The first list into an empty index is applied pod by pod as it comes ([`Feed`]); a list
+    /// started again before it completed, and every later one, is a buffered relist.
     pub fn event(&self, event: &watcher::Event<CachedPod>) {
+        let mut feed = lock(&self.1);
         let mut index = lock(&self.0);
         match event {
             watcher::Event::Apply(pod) => {
                 if let Some(slot) = slot(pod) {
+                    feed.fed = true;
                     index.apply(&namespace_of(pod), slot);
                 }
             }
@@ -64,14 +86,28 @@ impl SharedPodIndex {
                     pod.uid().unwrap_or_default(),
                 );
             }
-            watcher::Event::Init => index.relist_begin(),
+            watcher::Event::Init => {
+                feed.direct = !feed.fed;
+                if !feed.direct {
+                    index.relist_begin();
+                }
+            }
             watcher::Event::InitApply(pod) => {
                 if let Some(slot) = slot(pod) {
-                    index.relist_item(&namespace_of(pod), slot);
+                    if feed.direct {
+                        feed.fed = true;
+                        index.apply(&namespace_of(pod), slot);
+                    } else {
+                        index.relist_item(&namespace_of(pod), slot);
+                    }
                 }
             }
             watcher::Event::InitDone => {
-                index.relist_end();
+                if feed.direct {
+                    feed.direct = false;
+                } else {
+                    index.relist_end();
+                }
             }
         }
     }
@@ -117,5 +153,74 @@ impl SharedPodIndex {
         index
             .set(namespace, set)
             .map(|s| (s.counts().clone(), s.generation()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+    use crate::cache::tests::{cached, full_pod};
+
+    fn pod(ordinal: u32, ready: bool) -> CachedPod {
+        cached(full_pod(ordinal, ready, false))
+    }
+
+    fn feed(events: Vec<Event<CachedPod>>) -> SharedPodIndex {
+        let index = SharedPodIndex::default();
+        for e in &events {
+            index.event(e);
+        }
+        index
+    }
+
+    fn list(pods: Vec<CachedPod>) -> Vec<Event<CachedPod>> {
+        let mut events = vec![Event::Init];
+        events.extend(pods.into_iter().map(Event::InitApply));
+        events.push(Event::InitDone);
+        events
+    }
+
+    /// The set's pods and aggregates as a reconcile reads them.
+    fn view(index: &SharedPodIndex) -> (Vec<sroll_planner::ObservedPod>, Option<SetCounts>) {
+        let all = LabelSelector::default();
+        let pods = index.pods("ns", "web", 0, 10, &all);
+        (
+            pods.iter().cloned().collect(),
+            index.counts("ns", "web").map(|(c, _)| c),
+        )
+    }
+
+    /// The first list, applied pod by pod into the empty index, gives what a buffered relist
+    /// gives; a first list started again before it completed, and every later list, is a relist
+    /// (pods it no longer holds are dropped).
+    #[test]
+    fn the_first_list_applied_directly_indexes_as_a_relist() {
+        let listed = || vec![pod(0, true), pod(1, false), pod(2, true)];
+        let direct = feed(list(listed()));
+        let (pods, counts) = view(&direct);
+        assert_eq!(pods.len(), 3);
+        assert_eq!(counts.as_ref().map(|c| c.ready), Some(2));
+
+        // Relisted after a first list that also held web-3: web-3 is gone.
+        let mut events = list(vec![pod(3, true)]);
+        events.extend(list(listed()));
+        assert_eq!(view(&feed(events)), (pods.clone(), counts.clone()));
+
+        // The first list restarted after web-3 (a watch error mid-list): web-3 is gone.
+        let mut events = vec![Event::Init, Event::InitApply(pod(3, true))];
+        events.extend(list(listed()));
+        assert_eq!(view(&feed(events)), (pods.clone(), counts.clone()));
+
+        // Events after the first list go on updating the index; a later relist still replaces it.
+        let later = feed({
+            let mut events = list(listed());
+            events.push(Event::Apply(pod(3, true)));
+            events.extend(list(listed()));
+            events
+        });
+        assert_eq!(view(&later), (pods, counts));
     }
 }

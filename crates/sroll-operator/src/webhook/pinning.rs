@@ -15,16 +15,22 @@
 //! idempotent).
 //!
 //! The caches (rollouts, StatefulSets, ControllerRevisions) are reflectors every replica runs.
+//! They keep only what [`RevisionPinning::mutate`] reads ([`Trim`]): of a rollout its
+//! `strategy`, `revisionPinning` and, when pinning is on, the name and revision of each pod its
+//! status records; of a StatefulSet its owner references, the pinned-update annotation, its
+//! update strategy and its two revisions; of a ControllerRevision its `data`. Before, the webhook
+//! held a second full copy of each beside the controller's caches (a rollout of 1,000 pods
+//! carries its 1,000-entry status and its whole StatefulSet spec).
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{
-        apps::v1::{ControllerRevision, StatefulSet},
+        apps::v1::{ControllerRevision, StatefulSet, StatefulSetSpec, StatefulSetStatus},
         core::v1::{Pod, PodSpec},
     },
-    apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement},
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta},
 };
 use kube::{
     Api, Client, Resource,
@@ -34,8 +40,12 @@ use kube::{
         watcher,
     },
 };
-use sroll_api::{StatefulsetRollout, labels};
-use sroll_planner::pinning::{PINNING_LABEL, PinningInput, assigned_revision, pinned_update_from};
+use sroll_api::{
+    EmbeddedStatefulSet, PodVersion, StatefulsetRollout, StatefulsetRolloutStatus, labels,
+};
+use sroll_planner::pinning::{
+    ANNOTATION_PINNED_UPDATE, PINNING_LABEL, PinningInput, assigned_revision, pinned_update_from,
+};
 
 use super::{Denial, FailurePolicy, PluginContext, Plugins, PodMutator, WebhookEntry};
 use crate::cache::{WatchBackoff, errors_logged};
@@ -55,6 +65,77 @@ pub struct RevisionPinning {
     revisions: Vec<Store<ControllerRevision>>,
 }
 
+/// Drops the fields of a cached object that [`RevisionPinning::mutate`] does not read.
+trait Trim {
+    fn trim(&mut self);
+}
+
+impl Trim for StatefulsetRollout {
+    fn trim(&mut self) {
+        self.metadata = trimmed_meta(&self.metadata, false);
+        self.spec.sts = EmbeddedStatefulSet::default();
+        let pinning = self.spec.revision_pinning();
+        self.status = self
+            .status
+            .take()
+            .filter(|_| pinning)
+            .map(|s| StatefulsetRolloutStatus {
+                pods: s
+                    .pods
+                    .into_iter()
+                    .map(|p| PodVersion {
+                        name: p.name,
+                        revision: p.revision,
+                        ready: false,
+                    })
+                    .collect(),
+                ..StatefulsetRolloutStatus::default()
+            });
+    }
+}
+
+impl Trim for StatefulSet {
+    fn trim(&mut self) {
+        let mut meta = trimmed_meta(&self.metadata, true);
+        meta.annotations = self.metadata.annotations.take().and_then(|a| {
+            let kept: BTreeMap<String, String> = a
+                .into_iter()
+                .filter(|(k, _)| k == ANNOTATION_PINNED_UPDATE)
+                .collect();
+            (!kept.is_empty()).then_some(kept)
+        });
+        self.metadata = meta;
+        self.spec = self.spec.take().map(|s| StatefulSetSpec {
+            update_strategy: s.update_strategy,
+            ..StatefulSetSpec::default()
+        });
+        self.status = self.status.take().map(|s| StatefulSetStatus {
+            update_revision: s.update_revision,
+            current_revision: s.current_revision,
+            ..StatefulSetStatus::default()
+        });
+    }
+}
+
+impl Trim for ControllerRevision {
+    fn trim(&mut self) {
+        self.metadata = trimmed_meta(&self.metadata, false);
+    }
+}
+
+/// The metadata the caches key and read objects by: name, namespace, uid, resourceVersion and,
+/// when `owners`, the owner references.
+fn trimmed_meta(meta: &ObjectMeta, owners: bool) -> ObjectMeta {
+    ObjectMeta {
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        owner_references: meta.owner_references.clone().filter(|_| owners),
+        ..ObjectMeta::default()
+    }
+}
+
 fn reflect<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -63,6 +144,7 @@ fn reflect<K>(
 ) -> Store<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Trim
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -77,7 +159,8 @@ where
     let (store, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .backoff(WatchBackoff::default());
+        .backoff(WatchBackoff::default())
+        .map_ok(|event| event.modify(Trim::trim));
     let stream = errors_logged(reflector::reflector(writer, stream), kind);
     plugins.spawn(async move {
         stream.for_each(|_| std::future::ready(())).await;
@@ -225,7 +308,7 @@ impl PodMutator for RevisionPinning {
                 .map(|r| r.partition.unwrap_or(0)),
             moved_from: pinned_update_from(
                 annotations
-                    .get(sroll_planner::pinning::ANNOTATION_PINNED_UPDATE)
+                    .get(ANNOTATION_PINNED_UPDATE)
                     .map(String::as_str),
                 update_revision,
             ),
@@ -368,6 +451,101 @@ mod tests {
         assert_eq!(spec.hostname.as_deref(), Some("web-3"));
         assert_eq!(spec.volumes.expect("volumes")[0].name, "data");
         assert_eq!(pod.metadata.name.as_deref(), Some("web-3"));
+    }
+
+    fn store_of<K>(objs: Vec<K>) -> Vec<Store<K>>
+    where
+        K: kube::runtime::reflector::Lookup + Clone + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        vec![crate::cache::tests::writer_with(objs).0]
+    }
+
+    fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).expect("a valid object")
+    }
+
+    /// The webhook decides the same on its trimmed caches as on the full objects: every pod of a
+    /// pinned set mid-rollout (pods recorded at both revisions) comes out the same, and some are
+    /// pinned (rebuilt from their revision's template).
+    #[test]
+    fn trimmed_caches_pin_as_the_full_objects() {
+        let template_json = |image: &str| {
+            serde_json::json!({
+                "metadata": {"labels": {"app": "web", PINNING_LABEL: "true"}},
+                "spec": {"containers": [{"name": "app", "image": image}]}
+            })
+        };
+        let rollout: StatefulsetRollout = from_json(serde_json::json!({
+            "apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+            "metadata": {"name": "web", "namespace": "ns", "uid": "r-uid",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"revisionPinning": true, "percent": 50,
+                "sts": {"spec": {"replicas": 4, "serviceName": "web",
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": template_json("web:2")}}},
+            "status": {"phase": "RolloutInProgress", "percentDeployed": 50, "pods": [
+                {"name": "web-0", "revision": "web-1", "ready": true},
+                {"name": "web-1", "revision": "web-2", "ready": true},
+                {"name": "web-2", "revision": "web-1", "ready": true},
+                {"name": "web-3", "revision": "web-2", "ready": false}
+            ]}
+        }));
+        let set: StatefulSet = from_json(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "s-uid",
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "other": "x"},
+                "ownerReferences": [{"apiVersion": "sroll.io/v1alpha1", "kind": "StatefulsetRollout",
+                    "name": "web", "uid": "r-uid", "controller": true}]},
+            "spec": {"replicas": 4, "serviceName": "web",
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": template_json("web:2"),
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}},
+            "status": {"replicas": 4, "updateRevision": "web-2", "currentRevision": "web-1"}
+        }));
+        let revision = |name: &str, image: &str| -> ControllerRevision {
+            from_json(serde_json::json!({
+                "metadata": {"name": name, "namespace": "ns", "uid": format!("{name}-uid"),
+                    "annotations": {"a": "b"}},
+                "revision": 1,
+                "data": {"spec": {"template": template_json(image)}}
+            }))
+        };
+        let revisions = vec![revision("web-1", "web:1"), revision("web-2", "web:2")];
+        let pinning = |trim: bool| {
+            let mut rollout = rollout.clone();
+            let mut set = set.clone();
+            let mut revisions = revisions.clone();
+            if trim {
+                rollout.trim();
+                set.trim();
+                revisions.iter_mut().for_each(Trim::trim);
+            }
+            RevisionPinning {
+                namespaces: Vec::new(),
+                rollouts: store_of(vec![rollout]),
+                sets: store_of(vec![set]),
+                revisions: store_of(revisions),
+            }
+        };
+        let (full, trimmed) = (pinning(false), pinning(true));
+        let mut pinned = 0;
+        for ordinal in 0..4 {
+            let pod: Pod = from_json(serde_json::json!({
+                "metadata": {"name": format!("web-{ordinal}"), "namespace": "ns",
+                    "labels": {"app": "web", PINNING_LABEL: "true", labels::REVISION: "web-2"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                        "name": "web", "uid": "s-uid", "controller": true}]},
+                "spec": {"containers": [{"name": "app", "image": "web:2"}]}
+            }));
+            let (mut a, mut b) = (pod.clone(), pod.clone());
+            assert_eq!(
+                full.mutate("ns", &mut a).is_ok(),
+                trimmed.mutate("ns", &mut b).is_ok()
+            );
+            assert_eq!(a, b, "web-{ordinal}");
+            pinned += usize::from(a != pod);
+        }
+        assert!(pinned > 0, "some pod is pinned to the old revision");
     }
 
     #[test]
