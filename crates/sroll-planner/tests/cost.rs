@@ -13,6 +13,16 @@ const PODS: i32 = 1000;
 const BUDGET: u64 = 100;
 const BOUND: u64 = 3 * BUDGET;
 
+/// Fails unless planning `p` read at most `bound` pods.
+fn assert_visits_at_most(p: &sroll_planner::Plan, bound: u64) {
+    eprintln!("visited {} pods", p.cost.pods_visited);
+    assert!(
+        p.cost.pods_visited <= bound,
+        "visited {} pods (bound {bound})",
+        p.cost.pods_visited
+    );
+}
+
 fn rollout() -> Rollout {
     Rollout::test()
         .replicas(PODS)
@@ -44,12 +54,7 @@ fn one_pod_ready_mid_rollout_visits_the_batch_and_the_pods_in_flight_not_the_set
     assert_eq!(evicted(&p), ["web-400"]);
     assert_eq!(p.status.updated_replicas, Some(599));
     assert_eq!(p.status.ready_replicas, Some(901));
-    eprintln!("visited {} pods", p.cost.pods_visited);
-    assert!(
-        p.cost.pods_visited <= BOUND,
-        "visited {} pods (bound {BOUND})",
-        p.cost.pods_visited
-    );
+    assert_visits_at_most(&p, BOUND);
     assert_eq!(p.cost.status_pods, 1000, "status.pods lists every pod");
 }
 
@@ -61,12 +66,7 @@ fn the_first_batch_visits_about_the_batch() {
     let p = plan(&w.observed());
     assert_eq!(evicted(&p).len(), 100);
     assert_eq!(evicted(&p)[0], "web-999");
-    eprintln!("visited {} pods", p.cost.pods_visited);
-    assert!(
-        p.cost.pods_visited <= BOUND,
-        "visited {} pods (bound {BOUND})",
-        p.cost.pods_visited
-    );
+    assert_visits_at_most(&p, BOUND);
 }
 
 /// Waiting with a full batch in flight, some pods missing and some terminating, `minReadySeconds`
@@ -105,12 +105,7 @@ fn waiting_on_a_full_batch_visits_the_pods_in_flight() {
         "{:?}",
         p.status.reason
     );
-    eprintln!("visited {} pods", p.cost.pods_visited);
-    assert!(
-        p.cost.pods_visited <= BOUND,
-        "visited {} pods (bound {BOUND})",
-        p.cost.pods_visited
-    );
+    assert_visits_at_most(&p, BOUND);
 }
 
 /// A finished rollout of 1,000 pods costs next to nothing to plan again.
@@ -123,12 +118,7 @@ fn a_done_rollout_visits_almost_nothing() {
         .pdb(100);
     let p = plan(&w.observed());
     assert!(matches!(p.action, Action::Wait), "{:?}", p.action);
-    eprintln!("visited {} pods", p.cost.pods_visited);
-    assert!(
-        p.cost.pods_visited <= 10,
-        "visited {} pods",
-        p.cost.pods_visited
-    );
+    assert_visits_at_most(&p, 10);
 }
 
 /// OnDelete: the next batch is the budget's worth of the highest old pods, read without walking
@@ -144,10 +134,5 @@ fn an_on_delete_batch_visits_about_the_batch() {
     let pods = evicted(&p);
     assert_eq!(pods.len(), 100);
     assert_eq!(pods[0], "web-499");
-    eprintln!("visited {} pods", p.cost.pods_visited);
-    assert!(
-        p.cost.pods_visited <= BOUND,
-        "visited {} pods (bound {BOUND})",
-        p.cost.pods_visited
-    );
+    assert_visits_at_most(&p, BOUND);
 }
