@@ -9,7 +9,11 @@
 //! disruption controller (`stalePodDisruptionWorker`) is not modelled; the
 //! "NotDeleted" warning events are returned for the driver to record.
 
-use std::{borrow::Borrow, collections::BTreeMap};
+use std::{
+    borrow::Borrow,
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use k8s_openapi::{
     api::{
@@ -52,68 +56,151 @@ pub struct PdbOutcome {
     pub error: Option<Error>,
 }
 
-/// The pods a PDB selects: a nil selector selects nothing, `{}` everything in
-/// the namespace (policy/v1). `pods` may be owned or shared (`Arc<Pod>` from
-/// an informer cache): only references are kept.
-pub fn selected_pods<'p>(
-    pdb: &PodDisruptionBudget,
-    pods: &'p [impl Borrow<Pod>],
-) -> Result<Vec<&'p Pod>, Error> {
-    let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for p in pods.iter().map(Borrow::borrow) {
-        if p.metadata.namespace == pdb.metadata.namespace
-            && selector_matches(sel, p.metadata.labels.as_ref())?
-        {
-            out.push(p);
-        }
-    }
-    Ok(out)
+/// What a budget's status is computed from, kept per budget and updated one
+/// pod at a time ([`Tally::update`]) so that a sync costs what changed, not
+/// the pods the budget selects: the selected pods, the healthy ones
+/// (`countHealthyPods` before the `disruptedPods` exclusion: ready and not
+/// being deleted), the pods of each controller (`getExpectedScale` asks each
+/// controller once) and the pods whose selector evaluation fails.
+///
+/// Upstream lists the budget's pods on every sync (`getPodsForPdb`); the
+/// figures here are the ones that list yields, so the status is the same
+/// ([`Tally::recount`] is the list, and the tests check the two agree).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    selected: BTreeMap<String, Arc<Pod>>,
+    healthy: BTreeSet<String>,
+    by_controller: BTreeMap<String, BTreeSet<String>>,
+    /// Pods whose evaluation of the selector failed, with the error.
+    invalid: BTreeMap<String, Error>,
 }
 
-fn expected_scale(pods: &[&Pod], scale_of: &ScaleLookup<'_>) -> Result<i32, Error> {
-    let mut scales: BTreeMap<String, i32> = BTreeMap::new();
-    for pod in pods {
-        let Some(r) = controller_of(&pod.metadata) else {
-            continue; // unmanaged pod
-        };
-        if scales.contains_key(&r.uid) {
-            continue;
+impl Tally {
+    /// The tally of `pods` (any pods: those of another namespace or not
+    /// selected are left out) for `pdb`'s selector.
+    pub fn recount(pdb: &PodDisruptionBudget, pods: impl IntoIterator<Item = Arc<Pod>>) -> Self {
+        let mut t = Self::default();
+        for p in pods {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            t.update(pdb, &name, Some(p));
         }
-        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        match scale_of(r, ns)? {
-            Some((uid, scale)) => {
-                scales.insert(uid, scale);
+        t
+    }
+
+    /// Pod `name` is now `pod` (`None`: gone from the cache).
+    pub fn update(&mut self, pdb: &PodDisruptionBudget, name: &str, pod: Option<Arc<Pod>>) {
+        if let Some(old) = self.selected.remove(name) {
+            self.healthy.remove(name);
+            if let Some(r) = controller_of(&old.metadata)
+                && let Some(names) = self.by_controller.get_mut(&r.uid)
+            {
+                names.remove(name);
+                if names.is_empty() {
+                    self.by_controller.remove(&r.uid);
+                }
             }
-            None => {
-                return Err(Error::NoControllerForPod(
-                    pod.metadata.name.clone().unwrap_or_default(),
-                ));
+        }
+        self.invalid.remove(name);
+        let Some(pod) = pod else {
+            return;
+        };
+        let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+            return; // a nil selector selects nothing (policy/v1)
+        };
+        if pod.metadata.namespace != pdb.metadata.namespace {
+            return;
+        }
+        match selector_matches(sel, pod.metadata.labels.as_ref()) {
+            Err(e) => {
+                self.invalid.insert(name.to_owned(), e);
+            }
+            Ok(false) => {}
+            Ok(true) => {
+                if pod.metadata.deletion_timestamp.is_none() && is_pod_ready(&pod) {
+                    self.healthy.insert(name.to_owned());
+                }
+                if let Some(r) = controller_of(&pod.metadata) {
+                    self.by_controller
+                        .entry(r.uid.clone())
+                        .or_default()
+                        .insert(name.to_owned());
+                }
+                self.selected.insert(name.to_owned(), pod);
             }
         }
     }
-    Ok(scales.values().sum())
+
+    /// How many pods are selected.
+    pub fn len(&self) -> usize {
+        self.selected.len()
+    }
+
+    /// Whether no pod is selected.
+    pub fn is_empty(&self) -> bool {
+        self.selected.is_empty()
+    }
+
+    /// The selected pod `name`.
+    pub fn pod(&self, name: &str) -> Option<&Pod> {
+        self.selected.get(name).map(|p| &**p)
+    }
+
+    /// `getPodsForPdb` of the full list: the selector's error, as evaluated
+    /// on the first pod (in name order) it fails on.
+    fn check(&self) -> Result<(), Error> {
+        match self.invalid.values().next() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// `getExpectedScale`: each controller asked once, in the order of its
+    /// first pod by name (as the walk over the name-ordered list asks them),
+    /// with that pod's reference.
+    fn expected_scale(&self, scale_of: &ScaleLookup<'_>) -> Result<i32, Error> {
+        let mut firsts: Vec<&str> = self
+            .by_controller
+            .values()
+            .filter_map(|names| names.first().map(String::as_str))
+            .collect();
+        firsts.sort_unstable();
+        let mut scales: BTreeMap<String, i32> = BTreeMap::new();
+        for name in firsts {
+            let Some(pod) = self.pod(name) else {
+                continue;
+            };
+            let Some(r) = controller_of(&pod.metadata) else {
+                continue;
+            };
+            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+            match scale_of(r, ns)? {
+                Some((uid, scale)) => {
+                    scales.insert(uid, scale);
+                }
+                None => return Err(Error::NoControllerForPod(name.to_owned())),
+            }
+        }
+        Ok(scales.values().sum())
+    }
 }
 
 /// `getExpectedPodCount`: `(expectedPods, desiredHealthy)`.
 pub fn expected_and_desired(
     pdb: &PodDisruptionBudget,
-    pods: &[&Pod],
+    pods: &Tally,
     scale_of: &ScaleLookup<'_>,
 ) -> Result<(i32, i32), Error> {
     let no_spec = PodDisruptionBudgetSpec::default();
     let spec = pdb.spec.as_ref().unwrap_or(&no_spec);
     if let Some(mu) = &spec.max_unavailable {
-        let expected = expected_scale(pods, scale_of)?;
+        let expected = pods.expected_scale(scale_of)?;
         let max_unavailable = scaled_value(mu, expected, true)?;
         return Ok((expected, (expected - max_unavailable).max(0)));
     }
     match &spec.min_available {
         Some(IntOrString::Int(n)) => Ok((i32::try_from(pods.len()).unwrap_or(i32::MAX), *n)),
         Some(pct @ IntOrString::String(_)) => {
-            let expected = expected_scale(pods, scale_of)?;
+            let expected = pods.expected_scale(scale_of)?;
             Ok((expected, scaled_value(pct, expected, true)?))
         }
         None => Ok((0, 0)),
@@ -173,11 +260,24 @@ fn conditions_up_to_date(pdb: &PodDisruptionBudget) -> bool {
     (st.disruptions_allowed > 0) == (c.status == "True")
 }
 
-/// One sync of a PDB over every pod of its namespace (borrowed: the pods are
-/// only read).
+/// One sync of a PDB over every pod of its namespace: [`sync_tally`] of
+/// their [`Tally::recount`].
 pub fn sync(
     pdb: &PodDisruptionBudget,
     pods: &[impl Borrow<Pod>],
+    scale_of: &ScaleLookup<'_>,
+    now: Timestamp,
+) -> PdbOutcome {
+    let tally = Tally::recount(pdb, pods.iter().map(|p| Arc::new(p.borrow().clone())));
+    sync_tally(pdb, &tally, scale_of, now)
+}
+
+/// One sync of a PDB from the [`Tally`] of the pods it selects: the work is
+/// that of the budget's controllers and `status.disruptedPods` entries, not
+/// of its pods.
+pub fn sync_tally(
+    pdb: &PodDisruptionBudget,
+    pods: &Tally,
     scale_of: &ScaleLookup<'_>,
     now: Timestamp,
 ) -> PdbOutcome {
@@ -218,18 +318,19 @@ pub fn sync(
 
 fn try_sync(
     pdb: &PodDisruptionBudget,
-    pods: &[impl Borrow<Pod>],
+    pods: &Tally,
     scale_of: &ScaleLookup<'_>,
     now: Timestamp,
 ) -> Result<PdbOutcome, Error> {
-    let pods = selected_pods(pdb, pods)?;
+    pods.check()?;
     let mut events = Vec::new();
     if pods.is_empty() {
         events.push((false, "NoPods", "No matching pods found".to_owned()));
     }
-    let (expected, desired) = expected_and_desired(pdb, &pods, scale_of)?;
+    let (expected, desired) = expected_and_desired(pdb, pods, scale_of)?;
 
-    // buildDisruptedPodMap
+    // buildDisruptedPodMap: the stored entries naming a selected pod not being
+    // deleted (in name order, as the walk over the pods finds them).
     let none = BTreeMap::new();
     let stored = pdb
         .status
@@ -239,38 +340,32 @@ fn try_sync(
     let mut disrupted: BTreeMap<String, Time> = BTreeMap::new();
     let mut recheck: Option<Timestamp> = None;
     let mut not_deleted = Vec::new();
-    for pod in pods.iter().filter(|_| !stored.is_empty()) {
-        if pod.metadata.deletion_timestamp.is_some() {
+    for (name, t) in stored {
+        if pods
+            .pod(name)
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+        {
             continue;
         }
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let Some(t) = stored.get(name) else {
-            continue;
-        };
         let expiry = t.0.checked_add(DELETION_TIMEOUT).unwrap_or(t.0);
         if expiry < now {
-            not_deleted.push(name.to_owned());
+            not_deleted.push(name.clone());
         } else {
             recheck = Some(recheck.map_or(expiry, |r| r.min(expiry)));
-            disrupted.insert(name.to_owned(), t.clone());
+            disrupted.insert(name.clone(), t.clone());
         }
     }
 
-    // countHealthyPods
-    let current_healthy = i32::try_from(
-        pods.iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| {
-                !p.metadata
-                    .name
-                    .as_ref()
-                    .and_then(|n| disrupted.get(n))
-                    .is_some_and(|t| t.0.checked_add(DELETION_TIMEOUT).is_ok_and(|e| e > now))
-            })
-            .filter(|p| is_pod_ready(p))
-            .count(),
-    )
-    .unwrap_or(i32::MAX);
+    // countHealthyPods: the ready pods not being deleted, less those disrupted
+    // and not yet expired.
+    let still_disrupted = disrupted
+        .iter()
+        .filter(|(n, t)| {
+            pods.healthy.contains(*n) && t.0.checked_add(DELETION_TIMEOUT).is_ok_and(|e| e > now)
+        })
+        .count();
+    let current_healthy =
+        i32::try_from(pods.healthy.len() - still_disrupted).unwrap_or(i32::MAX);
 
     // updatePdbStatus
     let mut allowed = current_healthy - desired;
