@@ -32,8 +32,8 @@ use k8s_openapi::{
         policy::v1::{Eviction, PodDisruptionBudget},
     },
     apimachinery::pkg::apis::meta::v1::{
-        DeleteOptions as K8sDeleteOptions, LabelSelector, ObjectMeta, OwnerReference, Preconditions,
-        Status, Time,
+        DeleteOptions as K8sDeleteOptions, LabelSelector, ObjectMeta, OwnerReference,
+        Preconditions, Status, Time,
     },
     jiff::{SignedDuration, Timestamp},
 };
@@ -3151,8 +3151,14 @@ mod tests {
         q.add("ns", "k");
         q.add("ns", "k");
         q.add("ns", "other");
-        assert_eq!(rx.try_recv().ok(), Some(("ns".to_owned(), "other".to_owned())));
-        assert!(rx.try_recv().is_err(), "a key is never with two workers at once");
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(("ns".to_owned(), "other".to_owned()))
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "a key is never with two workers at once"
+        );
         q.finish(&key);
         assert_eq!(rx.try_recv().ok(), Some(key.clone()), "queued again, once");
         assert!(rx.try_recv().is_err());
