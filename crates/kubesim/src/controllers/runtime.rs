@@ -680,7 +680,7 @@ impl<K: Indexed> Cache<K> {
 
     /// How many times a relist replaced the contents: a relist drops objects
     /// without a delete notification, so state kept from the notifications
-    /// ([`PdbTally`]) is rebuilt when this moves.
+    /// (the disruption budgets' tallies) is rebuilt when this moves.
     pub fn generation(&self) -> u64 {
         self.items.read().map_or(0, |m| m.relists)
     }
