@@ -32,7 +32,8 @@ use k8s_openapi::{
         policy::v1::{Eviction, PodDisruptionBudget},
     },
     apimachinery::pkg::apis::meta::v1::{
-        DeleteOptions as K8sDeleteOptions, ObjectMeta, OwnerReference, Preconditions, Status, Time,
+        DeleteOptions as K8sDeleteOptions, LabelSelector, ObjectMeta, OwnerReference,
+        Preconditions, Status, Time,
     },
     jiff::{SignedDuration, Timestamp},
 };
@@ -195,6 +196,8 @@ struct CacheInner<K> {
     by_selector: HashMap<String, HashMap<String, HashMap<String, BTreeSet<usize>>>>,
     /// Slot ids of selectors that may select any pod ([`Selects::Any`]), by namespace.
     selects_any: HashMap<String, BTreeSet<usize>>,
+    /// How many times the contents were replaced by a relist ([`Cache::generation`]).
+    relists: u64,
 }
 
 impl<K> Default for CacheInner<K> {
@@ -210,6 +213,7 @@ impl<K> Default for CacheInner<K> {
             per_owner_node: HashMap::new(),
             by_selector: HashMap::new(),
             selects_any: HashMap::new(),
+            relists: 0,
         }
     }
 }
@@ -558,8 +562,17 @@ impl<K: Indexed> Cache<K> {
         ns: &str,
         required: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Vec<Arc<K>> {
+        self.with_labels_at(ns, required).1
+    }
+
+    /// [`Cache::with_labels`], with the [`Cache::generation`] it was read at.
+    pub fn with_labels_at<'a>(
+        &self,
+        ns: &str,
+        required: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> (u64, Vec<Arc<K>>) {
         let Ok(m) = self.items.read() else {
-            return Vec::new();
+            return (0, Vec::new());
         };
         let mut best: Option<&BTreeMap<String, usize>> = None;
         let mut any = false;
@@ -567,17 +580,18 @@ impl<K: Indexed> Cache<K> {
             any = true;
             let names = m.by_label.get(&(ns.to_owned(), k.clone(), v.clone()));
             let Some(names) = names else {
-                return Vec::new();
+                return (m.relists, Vec::new());
             };
             if best.is_none_or(|b| names.len() < b.len()) {
                 best = Some(names);
             }
         }
-        match best {
+        let objs = match best {
             Some(names) => m.objs(names.values().copied()),
             None if !any => m.objs(m.ns_ids(ns)),
             None => Vec::new(),
-        }
+        };
+        (m.relists, objs)
     }
 
     /// How many objects of `ns` are bound to `node` ([`Indexed::node_name`]).
@@ -659,8 +673,16 @@ impl<K: Indexed> Cache<K> {
             inner.insert(&ns, &name, rv, o);
         }
         if let Ok(mut m) = self.items.write() {
+            inner.relists = m.relists + 1;
             *m = inner;
         }
+    }
+
+    /// How many times a relist replaced the contents: a relist drops objects
+    /// without a delete notification, so state kept from the notifications
+    /// (the disruption budgets' tallies) is rebuilt when this moves.
+    pub fn generation(&self) -> u64 {
+        self.items.read().map_or(0, |m| m.relists)
     }
 }
 
@@ -902,6 +924,28 @@ struct Shared {
     /// Per StatefulSet (namespace, name): its last candidate revision's data
     /// and hash ([`CandidateMemo`]; dropped when a sync finds the set gone).
     candidates: Mutex<HashMap<(String, String), CandidateMemo>>,
+    /// Per disruption budget: the tally of the pods it selects, kept from the pod
+    /// notifications so that a sync reads what changed ([`PdbTally`]).
+    pdb_tallies: Mutex<HashMap<Key, PdbTally>>,
+}
+
+/// A budget's [`disruption::Tally`] and what it was counted for: rebuilt from the
+/// pod cache when the budget (uid), its selector or the cache's relist
+/// generation differ, else brought up to date by re-reading the pods marked
+/// `dirty` by the pod informer ([`Shared::on_pod`] marks the pods it syncs the
+/// budget for, before it queues the budget).
+///
+/// Upstream lists the budget's pods from the informer on every sync
+/// (`getPodsForPdb`, `disruption.go`); the tally holds the same pods, read from
+/// the same cache when they last changed, so the status and when it is written
+/// are the same.
+#[derive(Debug)]
+struct PdbTally {
+    uid: Option<String>,
+    selector: Option<LabelSelector>,
+    generation: u64,
+    tally: disruption::Tally,
+    dirty: BTreeSet<String>,
 }
 
 /// The kubelet's memory of a pod's `Ready` condition ([`PodFacts::ready_override_since`]).
@@ -988,6 +1032,7 @@ impl Simulation {
             ready_seen: Mutex::default(),
             scheduling: tokio::sync::Mutex::default(),
             candidates: Mutex::default(),
+            pdb_tallies: Mutex::default(),
         });
         register_eviction(&shared);
         register_binding(&shared);
@@ -1276,9 +1321,17 @@ impl Shared {
     }
 
     fn on_pdb(&self, c: Change<PodDisruptionBudget>) {
-        if let Change::Upsert { new, .. } = c {
-            let (ns, name) = ns_name(&new.metadata);
-            self.pdbs_q.add(ns, name);
+        match c {
+            Change::Upsert { new, .. } => {
+                let (ns, name) = ns_name(&new.metadata);
+                self.pdbs_q.add(ns, name);
+            }
+            Change::Delete(old) => {
+                let (ns, name) = ns_name(&old.metadata);
+                if let Ok(mut t) = self.pdb_tallies.lock() {
+                    t.remove(&(ns.to_owned(), name.to_owned()));
+                }
+            }
         }
     }
 
@@ -1377,6 +1430,12 @@ impl Shared {
                 .any(|l| selector_matches(sel, l).unwrap_or(true))
             {
                 let (pns, pname) = ns_name(&p.metadata);
+                // Marked before it is queued, so the sync that follows re-reads the pod.
+                if let Ok(mut t) = self.pdb_tallies.lock()
+                    && let Some(t) = t.get_mut(&(pns.to_owned(), pname.to_owned()))
+                {
+                    t.dirty.insert(name.to_owned());
+                }
                 self.pdbs_q.add(pns, pname);
             }
         }
@@ -1861,21 +1920,53 @@ fn scale_of(
 
 async fn sync_pdb(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
     let Some(pdb) = s.caches.pdbs.get(ns, name) else {
+        if let Ok(mut t) = s.pdb_tallies.lock() {
+            t.remove(&(ns.to_owned(), name.to_owned()));
+        }
         return Ok(None);
     };
-    // The cache's shared pods, read in place (`disruption.go` reads the
-    // informer's pods without copying them either): those carrying the
-    // selector's `matchLabels` (the label index), the selector applied by the sync.
-    let sel = pdb.spec.as_ref().and_then(|sp| sp.selector.as_ref());
-    let pods = match sel {
-        Some(sel) => s
-            .caches
-            .pods
-            .with_labels(ns, sel.match_labels.iter().flatten()),
-        None => Vec::new(),
+    let out = {
+        let Ok(mut tallies) = s.pdb_tallies.lock() else {
+            return Ok(None);
+        };
+        let key = (ns.to_owned(), name.to_owned());
+        let sel = pdb.spec.as_ref().and_then(|sp| sp.selector.as_ref());
+        let generation = s.caches.pods.generation();
+        let current = tallies.get(&key).is_some_and(|t| {
+            t.uid == pdb.metadata.uid && t.selector.as_ref() == sel && t.generation == generation
+        });
+        if !current {
+            // Counted afresh (new budget, new selector, relist), under the lock so
+            // that no pod notification falls between the read and the tally: the
+            // cache's shared pods carrying the selector's `matchLabels` (the label
+            // index), the selector applied by the tally.
+            let (generation, pods) = match sel {
+                Some(sel) => s
+                    .caches
+                    .pods
+                    .with_labels_at(ns, sel.match_labels.iter().flatten()),
+                None => (generation, Vec::new()),
+            };
+            let t = PdbTally {
+                uid: pdb.metadata.uid.clone(),
+                selector: sel.cloned(),
+                generation,
+                tally: disruption::Tally::recount(&pdb, pods),
+                dirty: BTreeSet::new(),
+            };
+            tallies.insert(key.clone(), t);
+        }
+        let Some(t) = tallies.get_mut(&key) else {
+            return Ok(None);
+        };
+        // The pods that changed since the last sync, as the cache holds them now.
+        for pod in std::mem::take(&mut t.dirty) {
+            let cur = s.caches.pods.get(ns, &pod);
+            t.tally.update(&pdb, &pod, cur);
+        }
+        let lookup = |r: &OwnerReference, ns: &str| scale_of(s, r, ns);
+        disruption::sync_tally(&pdb, &t.tally, &lookup, s.clock.now())
     };
-    let lookup = |r: &OwnerReference, ns: &str| scale_of(s, r, ns);
-    let out = disruption::sync(&pdb, &pods, &lookup, s.clock.now());
     for (warning, reason, message) in &out.events {
         s.events.record(|| Record {
             involved: reference("policy/v1", "PodDisruptionBudget", &pdb.metadata, None),
