@@ -17,7 +17,7 @@ use kube::{core::Selector, runtime::watcher};
 use sroll_api::sync::lock;
 use sroll_planner::{
     Pods,
-    index::{PodIndex, SetCounts, Slot, set_of},
+    index::{PodIndex, Slot, set_of},
 };
 
 use super::{CachedPod, PodLabels};
@@ -145,15 +145,6 @@ impl SharedPodIndex {
                 && labels.matches(&pod.name, &parsed, per_pod, &mut memo)
         })
     }
-
-    /// The aggregates of set `set` in `namespace` over all its indexed pods (selector aside), and
-    /// the index's generation for it; `None` when no pod of it is indexed.
-    pub fn counts(&self, namespace: &str, set: &str) -> Option<(SetCounts, u64)> {
-        let index = lock(&self.0);
-        index
-            .set(namespace, set)
-            .map(|s| (s.counts().clone(), s.generation()))
-    }
 }
 
 #[cfg(test)]
@@ -163,6 +154,15 @@ mod tests {
 
     use super::*;
     use crate::cache::tests::{cached, full_pod};
+    use sroll_planner::index::SetCounts;
+
+    /// The aggregates of set `set` in `namespace` over all its indexed pods (selector aside), and
+    /// the index's generation for it (observation reads them from the `Pods` list it takes).
+    fn counts(index: &SharedPodIndex, namespace: &str, set: &str) -> Option<(SetCounts, u64)> {
+        lock(&index.0)
+            .set(namespace, set)
+            .map(|s| (s.counts().clone(), s.generation()))
+    }
 
     fn pod(ordinal: u32, ready: bool) -> CachedPod {
         cached(full_pod(ordinal, ready, false))
@@ -189,7 +189,7 @@ mod tests {
         let pods = index.pods("ns", "web", 0, 10, &all);
         (
             pods.iter().cloned().collect(),
-            index.counts("ns", "web").map(|(c, _)| c),
+            counts(index, "ns", "web").map(|(c, _)| c),
         )
     }
 
