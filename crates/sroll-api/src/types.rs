@@ -598,8 +598,8 @@ pub struct StatefulsetRolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<bool>,
     /// The pods of the managed StatefulSet, with the revision each runs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pods: Vec<PodVersion>,
+    #[serde(default, skip_serializing_if = "PodVersions::is_empty")]
+    pub pods: PodVersions,
     /// When the operator plans to look at this rollout again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile_after: Option<Time>,
@@ -671,6 +671,101 @@ pub struct StatefulsetRolloutStatus {
     /// period, or restarting their containers), highest ordinal first. Absent when none is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_place_updating: Vec<String>,
+}
+
+/// `status.pods`: one entry per pod of the set, in a shared list. A status is cloned several times
+/// per reconcile (the operator's memo of what it wrote, the settled plan, the view it plans from),
+/// and at 1,000 pods copying this list was most of that cost; sharing it makes a clone O(1). It
+/// reads as a slice (`Deref`), is built from a `Vec` (`From`), and is (de)serialized and described
+/// in the CRD's schema exactly as a `Vec<PodVersion>` (a JSON array).
+#[derive(Clone, Debug, Default, Eq)]
+pub struct PodVersions(std::sync::Arc<Vec<PodVersion>>);
+
+impl PodVersions {
+    /// Whether the list has no entries (the field is then left out of the JSON).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `self` and `other` are the same shared list (not only equal ones).
+    pub fn same_list(&self, other: &PodVersions) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The entries, copied only if the list is shared.
+    pub fn into_vec(self) -> Vec<PodVersion> {
+        std::sync::Arc::unwrap_or_clone(self.0)
+    }
+
+    /// The list to change, copied first if it is shared.
+    pub fn make_mut(&mut self) -> &mut Vec<PodVersion> {
+        std::sync::Arc::make_mut(&mut self.0)
+    }
+}
+
+impl PartialEq for PodVersions {
+    fn eq(&self, other: &PodVersions) -> bool {
+        self.same_list(other) || self.0 == other.0
+    }
+}
+
+impl std::ops::Deref for PodVersions {
+    type Target = [PodVersion];
+
+    fn deref(&self) -> &[PodVersion] {
+        &self.0
+    }
+}
+
+impl From<Vec<PodVersion>> for PodVersions {
+    fn from(pods: Vec<PodVersion>) -> Self {
+        PodVersions(std::sync::Arc::new(pods))
+    }
+}
+
+impl FromIterator<PodVersion> for PodVersions {
+    fn from_iter<I: IntoIterator<Item = PodVersion>>(iter: I) -> Self {
+        PodVersions::from(iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl<'a> IntoIterator for &'a PodVersions {
+    type Item = &'a PodVersion;
+    type IntoIter = std::slice::Iter<'a, PodVersion>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl Serialize for PodVersions {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PodVersions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<PodVersion>::deserialize(deserializer).map(PodVersions::from)
+    }
+}
+
+impl JsonSchema for PodVersions {
+    fn inline_schema() -> bool {
+        <Vec<PodVersion> as JsonSchema>::inline_schema()
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        <Vec<PodVersion> as JsonSchema>::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        <Vec<PodVersion> as JsonSchema>::schema_id()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        <Vec<PodVersion> as JsonSchema>::json_schema(generator)
+    }
 }
 
 /// One pod of the managed StatefulSet and the revision it runs.

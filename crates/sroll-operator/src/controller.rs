@@ -312,8 +312,9 @@ struct RolloutMemo {
     failures: u32,
     /// When this process saw the rollout start moving pods (the rollout duration metric).
     started: Option<Instant>,
-    /// What the last plan was made from (when it completed): a reconcile observing the same
-    /// inputs before [`Self::due`] plans nothing.
+    /// What the last plan was made from (when it completed), its pod list
+    /// [detached](sroll_planner::Observed::detached): a reconcile observing the same inputs
+    /// before [`Self::due`] plans nothing.
     planned_from: Option<Observed>,
     /// When the last plan asked to be looked at again (its time-based waits come due).
     due: Option<Instant>,
@@ -677,7 +678,8 @@ async fn reconcile_inner(rollout: Arc<StatefulsetRollout>, ctx: &Context) -> Res
     let after = requeue_after(ctx, &rollout, &settled, deferred_write);
     ctx.memo(&key, |m| {
         m.due = after.map(|a| Instant::now() + a);
-        m.planned_from = Some(observed);
+        // Without the pod list: a held list would make the pod index copy it on the next event.
+        m.planned_from = Some(observed.detached());
     });
     Ok(after.map_or_else(Requeue::await_change, Requeue::requeue))
 }
@@ -1048,7 +1050,8 @@ mod tests {
                 name: "web-0".into(),
                 revision: "web-1".into(),
                 ready: ready > 0,
-            }],
+            }]
+            .into(),
             ..StatefulsetRolloutStatus::default()
         }
     }

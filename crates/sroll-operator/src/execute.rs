@@ -313,7 +313,8 @@ mod tests {
                     revision: "web-1".into(),
                     ready: false,
                 },
-            ],
+            ]
+            .into(),
             ..StatefulsetRolloutStatus::default()
         }
     }

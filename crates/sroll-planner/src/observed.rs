@@ -8,7 +8,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     ops::Deref,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use k8s_openapi::{
@@ -281,6 +284,10 @@ impl ObservedPod {
 /// The aggregates are kept with the list (every change goes through `put`/`take`, which update
 /// them in O(log n)): the planner decides from them and from the few pods a decision can touch,
 /// not by walking every pod.
+///
+/// Every version of a list has a process-unique id (given when a list is built and on every
+/// change), so what a plan was made from can be remembered without holding the list
+/// ([`Pods::detached`]): a held list would make the pod index copy it on the next pod event.
 #[derive(Clone, Debug, Default)]
 pub struct Pods(Arc<PodList>);
 
@@ -288,12 +295,31 @@ pub struct Pods(Arc<PodList>);
 struct PodList {
     pods: Vec<ObservedPod>,
     counts: SetCounts,
+    /// This version's id (0: the empty default list; ids of built or changed lists start at 1).
+    version: u64,
+}
+
+/// A new list version id.
+fn next_version() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Pods {
     /// Whether `self` and `other` are the same shared list (not only equal ones).
     pub fn same_list(&self, other: &Pods) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// A handle that compares equal ([`PartialEq`]) to this version of the list and to nothing
+    /// else non-empty, holding none of its pods (its own view is empty): for remembering what a
+    /// plan was made from ([`Observed::detached`]) without keeping the list shared.
+    pub fn detached(&self) -> Pods {
+        Pods(Arc::new(PodList {
+            pods: Vec::new(),
+            counts: SetCounts::default(),
+            version: self.0.version,
+        }))
     }
 
     /// The aggregates of the pods (always equal to [`SetCounts::recount`] of them).
@@ -321,12 +347,14 @@ impl Pods {
                 list.counts.remove(&list.pods[i]);
                 list.counts.add(&pod);
                 list.pods[i] = pod;
+                list.version = next_version();
                 true
             }
             Err(i) => {
                 let list = Arc::make_mut(&mut self.0);
                 list.counts.add(&pod);
                 list.pods.insert(i, pod);
+                list.version = next_version();
                 true
             }
         }
@@ -338,13 +366,18 @@ impl Pods {
         let list = Arc::make_mut(&mut self.0);
         let pod = list.pods.remove(i);
         list.counts.remove(&pod);
+        list.version = next_version();
         Some(pod)
     }
 }
 
 impl PartialEq for Pods {
+    /// The same shared list, the same version of a list (one of them may be
+    /// [`detached`](Pods::detached)), or equal pods.
     fn eq(&self, other: &Pods) -> bool {
-        self.same_list(other) || self.0.pods == other.0.pods
+        self.same_list(other)
+            || (self.0.version != 0 && self.0.version == other.0.version)
+            || self.0.pods == other.0.pods
     }
 }
 
@@ -366,7 +399,11 @@ impl From<Vec<ObservedPod>> for Pods {
         pods.sort_by_key(|p| p.ordinal);
         pods.dedup_by_key(|p| p.ordinal);
         let counts = SetCounts::recount(&pods);
-        Pods(Arc::new(PodList { pods, counts }))
+        Pods(Arc::new(PodList {
+            pods,
+            counts,
+            version: next_version(),
+        }))
     }
 }
 
@@ -472,6 +509,13 @@ impl Observed {
             && *analysis == other.analysis
             && *in_place == other.in_place
             && *integrations == other.integrations
+    }
+
+    /// This snapshot as a memory of what a plan was made from: equal under [`Self::same_inputs`]
+    /// to every snapshot this one is, but holding no pod list ([`Pods::detached`]).
+    pub fn detached(mut self) -> Observed {
+        self.pods = self.pods.detached();
+        self
     }
 
     /// A snapshot with no StatefulSet, pods, PDB or discovery view.

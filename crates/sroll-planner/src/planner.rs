@@ -206,10 +206,10 @@ impl<'a> Planner<'a> {
         &self.obs.rollout.spec
     }
 
-    /// Status fields that only describe the pods and discovery.
-    fn observe_pods(&mut self) {
-        // `status.pods` lists every pod (a reference field): O(pods), counted apart.
-        self.status.pods = self
+    /// `status.pods` built afresh from the observed pods (and, with revision pinning, the
+    /// entries the pinning webhook recorded for pods missing now).
+    fn status_pod_list(&self) -> sroll_api::PodVersions {
+        let mut list: Vec<PodVersion> = self
             .obs
             .pods
             .iter()
@@ -224,19 +224,13 @@ impl<'a> Planner<'a> {
         // its ordinal is within the replicas.
         if self.spec().revision_pinning() {
             let replicas = self.spec().replicas();
-            let previous = self
-                .obs
-                .rollout
-                .status
-                .as_ref()
-                .map(|s| s.pods.clone())
-                .unwrap_or_default();
             let start = self
                 .obs
                 .statefulset
                 .as_ref()
                 .map_or(0, |l| l.ordinals_start);
-            for old in previous {
+            let previous = self.obs.rollout.status.as_ref().map(|s| &s.pods);
+            for old in previous.into_iter().flatten() {
                 let Some(ordinal) = old
                     .name
                     .rsplit_once('-')
@@ -245,19 +239,42 @@ impl<'a> Planner<'a> {
                     continue;
                 };
                 let kept = ordinal >= start && ordinal - start < replicas;
-                if kept && !self.status.pods.iter().any(|p| p.name == old.name) {
-                    self.status.pods.push(PodVersion {
+                if kept && !list.iter().any(|p| p.name == old.name) {
+                    list.push(PodVersion {
                         ready: false,
-                        ..old
+                        ..old.clone()
                     });
                 }
             }
-            self.status.pods.sort_by_key(|p| {
+            list.sort_by_key(|p| {
                 p.name
                     .rsplit_once('-')
                     .and_then(|(_, o)| o.parse::<i32>().ok())
                     .unwrap_or(i32::MAX)
             });
+        }
+        list.into()
+    }
+
+    /// Status fields that only describe the pods and discovery.
+    fn observe_pods(&mut self) {
+        // `status.pods` lists every pod (a reference field): O(pods), counted apart. The list
+        // is shared: when the pods still read as the status the rollout holds says, that list is
+        // kept (compared without allocating; no copy).
+        let held = self.obs.rollout.status.as_ref().map(|s| &s.pods);
+        let same = |held: &sroll_api::PodVersions| {
+            held.len() == self.obs.pods.len()
+                && held.iter().zip(self.obs.pods.iter()).all(|(h, p)| {
+                    h.ready == p.ready
+                        && h.name == p.name
+                        && h.revision == p.revision.as_deref().unwrap_or_default()
+                })
+        };
+        match held {
+            Some(held) if !self.spec().revision_pinning() && same(held) => {
+                self.status.pods = held.clone();
+            }
+            _ => self.status.pods = self.status_pod_list(),
         }
         self.status_pods += self.status.pods.len() as u64;
         let counts = self.obs.pods.counts();

@@ -885,7 +885,7 @@ mod tests {
             }
         }
         r.status = Some(StatefulsetRolloutStatus {
-            pods: list,
+            pods: list.into(),
             ..StatefulsetRolloutStatus::default()
         });
         r

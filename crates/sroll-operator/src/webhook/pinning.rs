@@ -82,6 +82,7 @@ impl Trim for StatefulsetRollout {
             .map(|s| StatefulsetRolloutStatus {
                 pods: s
                     .pods
+                    .into_vec()
                     .into_iter()
                     .map(|p| PodVersion {
                         name: p.name,
