@@ -30,6 +30,7 @@
 mod gated;
 mod index;
 pub mod pod;
+pub mod triggers;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ use kube::{
     },
 };
 use sroll_api::{DiscoveryProvider, StatefulsetRollout, labels};
+use sroll_planner::index::SetKey;
 
 pub use gated::{WatchGate, gated_reflector};
 pub use index::SharedPodIndex;
@@ -307,15 +309,20 @@ pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
 
 /// The watch of the pods the operator may manage (those with the `controller-revision-hash`
 /// label) in `namespace` (`None`: all), the store it fills with [`CachedPod`]s and the index it
-/// keeps of them. The stream yields each changed pod (as a [`WatchedPod`]) for the controller's
-/// pod-to-rollout mapper.
+/// keeps of them. The stream yields the sets (`(namespace, set)`) whose pods an event changed as
+/// the planner sees them ([`SharedPodIndex::event`]), or whose pod got a new `status.podIP`
+/// (service-discovery health matches pods by address: `Integrations::discovery`), for the
+/// controller's set-to-rollout mapper ([`rollout_of_set`]). Every other pod event — scheduling,
+/// container states, conditions the planner does not read, a duplicated event — wakes nothing:
+/// a reconcile after it would observe what the last one did and plan nothing
+/// (`Observed::same_inputs`).
 pub fn watch_pods(
     client: &Client,
     namespace: Option<&str>,
 ) -> (
     Store<CachedPod>,
     SharedPodIndex,
-    impl Stream<Item = Result<WatchedPod, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<SetKey, watcher::Error>> + Send + 'static,
 ) {
     let api: Api<WatchedPod> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -324,6 +331,7 @@ pub fn watch_pods(
     let (store, mut writer) = reflector::store::<CachedPod>();
     let index = SharedPodIndex::default();
     let indexer = index.clone();
+    let before = store.clone();
     let mut interner = PodInterner::default();
     let stream = watcher(
         api,
@@ -336,12 +344,31 @@ pub fn watch_pods(
         let cached = interner.event(&event);
         // The index first: the store's first `InitDone` wakes the reconciles (see
         // `SharedPodIndex::event`).
-        indexer.event(&cached);
+        let mut changed = indexer.event(&cached);
+        if let watcher::Event::Apply(pod) = &cached
+            && changed.is_empty()
+            && let Some(namespace) = reflector::Lookup::namespace(pod)
+            && let Some((set, _)) = sroll_planner::index::set_of(pod.name())
+            && before
+                .get(&ObjectRef::new(pod.name()).within(&namespace))
+                .is_some_and(|old| old.pod_ip() != pod.pod_ip())
+        {
+            changed.push((namespace.as_ref().into(), set.into()));
+        }
         writer.apply_watcher_event(&cached);
-        event
+        futures::stream::iter(changed.into_iter().map(Ok::<_, watcher::Error>))
     })
-    .touched_objects();
+    .try_flatten();
     (store, index, stream)
+}
+
+/// Maps a set whose pods changed ([`watch_pods`]) to its rollout.
+pub fn rollout_of_set(
+    rollouts: &Store<StatefulsetRollout>,
+    statefulsets: &Store<StatefulSet>,
+    (namespace, set): &SetKey,
+) -> Option<ObjectRef<StatefulsetRollout>> {
+    rollout_of_statefulset(rollouts, statefulsets, namespace, set)
 }
 
 fn controller_of<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a str> {

@@ -7,7 +7,7 @@
 //! changed. Now that conversion happens once per watch event.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     hash::{Hash, Hasher},
     sync::{Arc, Mutex},
 };
@@ -17,7 +17,7 @@ use kube::{core::Selector, runtime::watcher};
 use sroll_api::sync::lock;
 use sroll_planner::{
     Pods,
-    index::{PodIndex, Slot, set_of},
+    index::{PodIndex, SetKey, Slot, set_of},
 };
 
 use super::{CachedPod, PodLabels};
@@ -41,6 +41,8 @@ struct Feed {
     fed: bool,
     /// The list under way goes straight into the index.
     direct: bool,
+    /// The sets the list under way holds pods of (reported when it completes).
+    listed: HashSet<SetKey>,
 }
 
 /// A pod's slot: its planner view as a member of the set its name says, and its labels.
@@ -51,6 +53,12 @@ fn slot(pod: &CachedPod) -> Option<Slot<PodLabels>> {
         resource_version: pod.resource_version().unwrap_or_default().to_owned(),
         extra: pod.labels(),
     })
+}
+
+/// `(namespace, set)` of a pod named `<set>-<ordinal>`.
+fn set_key(namespace: &str, pod: &CachedPod) -> Option<SetKey> {
+    let (set, _) = set_of(pod.name())?;
+    Some((namespace.into(), set.into()))
 }
 
 fn namespace_of(pod: &CachedPod) -> String {
@@ -69,45 +77,72 @@ impl SharedPodIndex {
     ///
     /// The first list into an empty index is applied pod by pod as it comes ([`Feed`]); a list
     /// started again before it completed, and every later one, is a buffered relist.
-    pub fn event(&self, event: &watcher::Event<CachedPod>) {
+    ///
+    /// Returns the sets (`(namespace, set)`) whose pods this event changed *as the planner sees
+    /// them* — the pod triggers of the reconcile loop (`cache::watch_pods`):
+    ///
+    /// - `Apply`: the pod's set when its slot changed: its [`sroll_planner::ObservedPod`] view
+    ///   (revision, readiness and since when, phase, terminating, uid, in-place state) or its
+    ///   labels (selector matching). A duplicated event, or one that changed only what the view
+    ///   leaves out (scheduling, container states, other conditions, `resourceVersion`), reports
+    ///   nothing: a reconcile would observe exactly what the last one did;
+    /// - `Delete`: the pod's set when the slot held that incarnation;
+    /// - `InitDone`: every set the list held pods of, and every set the index lost pods of (a
+    ///   relist repairs missed events, and a reconcile of a listed set is cheap); reported when
+    ///   the list is complete, so the reconcile it triggers observes the whole of it;
+    /// - `Init`, `InitApply`: nothing (the list reports at its end).
+    pub fn event(&self, event: &watcher::Event<CachedPod>) -> Vec<SetKey> {
         let mut feed = lock(&self.1);
         let mut index = lock(&self.0);
         match event {
             watcher::Event::Apply(pod) => {
                 if let Some(slot) = slot(pod) {
                     feed.fed = true;
-                    index.apply(&namespace_of(pod), slot);
+                    let namespace = namespace_of(pod);
+                    if index.apply(&namespace, slot) {
+                        return set_key(&namespace, pod).into_iter().collect();
+                    }
                 }
+                Vec::new()
             }
             watcher::Event::Delete(pod) => {
-                index.delete(
-                    &namespace_of(pod),
-                    pod.name(),
-                    pod.uid().unwrap_or_default(),
-                );
+                let namespace = namespace_of(pod);
+                if index.delete(&namespace, pod.name(), pod.uid().unwrap_or_default()) {
+                    return set_key(&namespace, pod).into_iter().collect();
+                }
+                Vec::new()
             }
             watcher::Event::Init => {
                 feed.direct = !feed.fed;
+                feed.listed.clear();
                 if !feed.direct {
                     index.relist_begin();
                 }
+                Vec::new()
             }
             watcher::Event::InitApply(pod) => {
                 if let Some(slot) = slot(pod) {
+                    let namespace = namespace_of(pod);
+                    feed.listed.extend(set_key(&namespace, pod));
                     if feed.direct {
                         feed.fed = true;
-                        index.apply(&namespace_of(pod), slot);
+                        index.apply(&namespace, slot);
                     } else {
-                        index.relist_item(&namespace_of(pod), slot);
+                        index.relist_item(&namespace, slot);
                     }
                 }
+                Vec::new()
             }
             watcher::Event::InitDone => {
+                let mut sets = std::mem::take(&mut feed.listed);
                 if feed.direct {
                     feed.direct = false;
                 } else {
-                    index.relist_end();
+                    sets.extend(index.relist_end());
                 }
+                let mut sets: Vec<SetKey> = sets.into_iter().collect();
+                sets.sort();
+                sets
             }
         }
     }
