@@ -309,20 +309,19 @@ pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
 
 /// The watch of the pods the operator may manage (those with the `controller-revision-hash`
 /// label) in `namespace` (`None`: all), the store it fills with [`CachedPod`]s and the index it
-/// keeps of them. The stream yields the sets (`(namespace, set)`) whose pods an event changed as
-/// the planner sees them ([`SharedPodIndex::event`]), or whose pod got a new `status.podIP`
-/// (service-discovery health matches pods by address: `Integrations::discovery`), for the
-/// controller's set-to-rollout mapper ([`rollout_of_set`]). Every other pod event — scheduling,
-/// container states, conditions the planner does not read, a duplicated event — wakes nothing:
-/// a reconcile after it would observe what the last one did and plan nothing
-/// (`Observed::same_inputs`).
+/// keeps of them. The stream yields the sets whose pods an event changed as the planner sees them
+/// ([`SharedPodIndex::event`]), or whose pod got a new `status.podIP` (service-discovery health
+/// matches pods by address: `Integrations::discovery`), for the controller's set-to-rollout
+/// mapper ([`rollout_of_set`]). Every other pod event — scheduling, container states, conditions
+/// the planner does not read, a duplicated event — wakes nothing: a reconcile after it would
+/// observe what the last one did and plan nothing (`Observed::same_inputs`).
 pub fn watch_pods(
     client: &Client,
     namespace: Option<&str>,
 ) -> (
     Store<CachedPod>,
     SharedPodIndex,
-    impl Stream<Item = Result<SetKey, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<PodsChanged, watcher::Error>> + Send + 'static,
 ) {
     let api: Api<WatchedPod> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -344,7 +343,11 @@ pub fn watch_pods(
         let cached = interner.event(&event);
         // The index first: the store's first `InitDone` wakes the reconciles (see
         // `SharedPodIndex::event`).
-        let mut changed = indexer.event(&cached);
+        let mut changed: Vec<PodsChanged> = indexer
+            .event(&cached)
+            .into_iter()
+            .map(|set| PodsChanged { set, view: true })
+            .collect();
         if let watcher::Event::Apply(pod) = &cached
             && changed.is_empty()
             && let Some(namespace) = reflector::Lookup::namespace(pod)
@@ -353,7 +356,10 @@ pub fn watch_pods(
                 .get(&ObjectRef::new(pod.name()).within(&namespace))
                 .is_some_and(|old| old.pod_ip() != pod.pod_ip())
         {
-            changed.push((namespace.as_ref().into(), set.into()));
+            changed.push(PodsChanged {
+                set: (namespace.as_ref().into(), set.into()),
+                view: false,
+            });
         }
         writer.apply_watcher_event(&cached);
         futures::stream::iter(changed.into_iter().map(Ok::<_, watcher::Error>))
@@ -362,13 +368,37 @@ pub fn watch_pods(
     (store, index, stream)
 }
 
-/// Maps a set whose pods changed ([`watch_pods`]) to its rollout.
+/// A pod trigger of [`watch_pods`]: a set whose pods changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodsChanged {
+    /// `(namespace, set name)`.
+    pub set: SetKey,
+    /// The planner's view of the set's pods changed; `false`: only a pod's `status.podIP` did.
+    pub view: bool,
+}
+
+/// Maps a set whose pods changed ([`watch_pods`]) to its rollout: always when the planner's view
+/// of the pods changed; for a new pod address only when the rollout is gated on service
+/// discovery (the one reader of pod addresses, `Integrations::discovery`).
 pub fn rollout_of_set(
     rollouts: &Store<StatefulsetRollout>,
     statefulsets: &Store<StatefulSet>,
-    (namespace, set): &SetKey,
+    changed: &PodsChanged,
 ) -> Option<ObjectRef<StatefulsetRollout>> {
-    rollout_of_statefulset(rollouts, statefulsets, namespace, set)
+    let (namespace, set) = &changed.set;
+    let rollout = rollout_of_statefulset(rollouts, statefulsets, namespace, set)?;
+    if changed.view {
+        return Some(rollout);
+    }
+    rollouts
+        .get(&rollout)
+        .filter(|r| {
+            r.spec
+                .service_discovery
+                .as_ref()
+                .is_some_and(|sd| !sd.services.is_empty())
+        })
+        .map(|_| rollout)
 }
 
 fn controller_of<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a str> {

@@ -329,3 +329,358 @@ pub fn endpoint_slice_stub(e: &EndpointSlice) -> EndpointSlice {
         ..EndpointSlice::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::{
+        apps::v1::{RollingUpdateStatefulSetStrategy, StatefulSetSpec, StatefulSetStatus},
+        policy::v1::PodDisruptionBudgetStatus,
+    };
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn statefulset() -> StatefulSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "s-1", "generation": 2,
+                "resourceVersion": "10",
+                "annotations": {"sroll.io/spec-hash": "a", "sroll.io/template-hash": "b"},
+                "ownerReferences": [{"apiVersion": "sroll.io/v1alpha1",
+                    "kind": "StatefulsetRollout", "name": "web", "uid": "r-1", "controller": true}]},
+            "spec": {"replicas": 4, "serviceName": "web",
+                "selector": {"matchLabels": {"app": "web"}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
+                "template": {"metadata": {"labels": {"app": "web"}}}},
+            "status": {"replicas": 4, "readyReplicas": 3, "availableReplicas": 3,
+                "currentReplicas": 2, "updatedReplicas": 2, "observedGeneration": 2,
+                "currentRevision": "web-1", "updateRevision": "web-2"}
+        }))
+        .expect("a valid set")
+    }
+
+    fn spec(s: &mut StatefulSet) -> &mut StatefulSetSpec {
+        s.spec.get_or_insert_with(Default::default)
+    }
+
+    fn status(s: &mut StatefulSet) -> &mut StatefulSetStatus {
+        s.status.get_or_insert_with(Default::default)
+    }
+
+    /// What the observer reads of a set: the planner's view and the replicas the status counts.
+    fn observed(s: &StatefulSet) -> (sroll_planner::LiveStatefulSet, i32) {
+        (
+            sroll_planner::LiveStatefulSet::from_statefulset(s, "r-1"),
+            s.status.as_ref().map_or(0, |st| st.replicas),
+        )
+    }
+
+    /// Every field `LiveStatefulSet::from_statefulset` reads changes the fingerprint; the status
+    /// counts the StatefulSet controller rewrites after each pod change, and the
+    /// resourceVersion, change neither the view nor the fingerprint.
+    #[test]
+    fn the_statefulset_fingerprint_changes_exactly_with_what_the_observer_reads() {
+        type Edit = fn(&mut StatefulSet);
+        let read: Vec<(&str, Edit)> = vec![
+            ("uid", |s| s.metadata.uid = Some("s-2".into())),
+            ("owner", |s| s.metadata.owner_references = None),
+            ("deleting", |s| {
+                s.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        "2026-11-23T10:00:00Z".parse().expect("a timestamp"),
+                    ))
+            }),
+            ("generation", |s| s.metadata.generation = Some(3)),
+            ("spec hash", |s| {
+                s.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(sroll_planner::ANNOTATION_SPEC_HASH.into(), "c".into());
+            }),
+            ("template hash", |s| {
+                s.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(sroll_planner::ANNOTATION_TEMPLATE_HASH.into(), "c".into());
+            }),
+            ("pinned", |s| {
+                s.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(
+                        sroll_planner::pinning::ANNOTATION_PINNED_UPDATE.into(),
+                        "web-2/3".into(),
+                    );
+            }),
+            ("partition", |s| {
+                spec(s)
+                    .update_strategy
+                    .get_or_insert_with(Default::default)
+                    .rolling_update = Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(1),
+                    ..Default::default()
+                })
+            }),
+            ("strategy", |s| {
+                spec(s)
+                    .update_strategy
+                    .get_or_insert_with(Default::default)
+                    .type_ = Some("OnDelete".into())
+            }),
+            ("replicas", |s| spec(s).replicas = Some(5)),
+            ("ordinals", |s| {
+                spec(s).ordinals =
+                    Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(1) })
+            }),
+            ("minReadySeconds", |s| spec(s).min_ready_seconds = Some(5)),
+            ("policy", |s| {
+                spec(s).pod_management_policy = Some("Parallel".into())
+            }),
+            ("selector", |s| {
+                spec(s).selector.match_labels = Some([("app".into(), "x".into())].into())
+            }),
+            ("serviceName", |s| {
+                spec(s).service_name = Some("other".into())
+            }),
+            ("volumeClaimTemplates", |s| {
+                spec(s).volume_claim_templates = Some(vec![Default::default()])
+            }),
+            ("observedGeneration", |s| {
+                status(s).observed_generation = Some(1)
+            }),
+            ("currentRevision", |s| {
+                status(s).current_revision = Some("web-2".into())
+            }),
+            ("updateRevision", |s| {
+                status(s).update_revision = Some("web-3".into())
+            }),
+            ("status.replicas", |s| status(s).replicas = 5),
+        ];
+        let base = statefulset();
+        for (name, edit) in read {
+            let mut changed = base.clone();
+            edit(&mut changed);
+            assert_ne!(
+                observed(&changed),
+                observed(&base),
+                "{name}: the view reads it"
+            );
+            assert_ne!(
+                statefulset_fingerprint(&changed),
+                statefulset_fingerprint(&base),
+                "{name}"
+            );
+        }
+        let unread: Vec<(&str, Edit)> = vec![
+            ("resourceVersion", |s| {
+                s.metadata.resource_version = Some("11".into())
+            }),
+            ("readyReplicas", |s| status(s).ready_replicas = Some(4)),
+            ("availableReplicas", |s| {
+                status(s).available_replicas = Some(4)
+            }),
+            ("currentReplicas", |s| status(s).current_replicas = Some(3)),
+            ("updatedReplicas", |s| status(s).updated_replicas = Some(3)),
+            ("collisionCount", |s| status(s).collision_count = Some(1)),
+        ];
+        for (name, edit) in unread {
+            let mut changed = base.clone();
+            edit(&mut changed);
+            assert_eq!(
+                observed(&changed),
+                observed(&base),
+                "{name}: the view ignores it"
+            );
+            assert_eq!(
+                statefulset_fingerprint(&changed),
+                statefulset_fingerprint(&base),
+                "{name}"
+            );
+        }
+    }
+
+    fn pdb() -> PodDisruptionBudget {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "p-1", "generation": 1,
+                "resourceVersion": "3"},
+            "spec": {"maxUnavailable": 2, "selector": {"matchLabels": {"app": "web"}}},
+            "status": {"disruptionsAllowed": 2, "currentHealthy": 4, "desiredHealthy": 2,
+                "expectedPods": 4, "observedGeneration": 1}
+        }))
+        .expect("a valid PDB")
+    }
+
+    fn pdb_status(p: &mut PodDisruptionBudget) -> &mut PodDisruptionBudgetStatus {
+        p.status.get_or_insert_with(Default::default)
+    }
+
+    #[test]
+    fn the_pdb_fingerprint_changes_exactly_with_what_the_observer_reads() {
+        type Edit = fn(&mut PodDisruptionBudget);
+        let read: Vec<(&str, Edit)> = vec![
+            ("disruptionsAllowed", |p| {
+                pdb_status(p).disruptions_allowed = 1
+            }),
+            ("currentHealthy", |p| pdb_status(p).current_healthy = 3),
+            ("desiredHealthy", |p| pdb_status(p).desired_healthy = 3),
+            ("expectedPods", |p| pdb_status(p).expected_pods = 5),
+            ("stale", |p| p.metadata.generation = Some(2)),
+        ];
+        let base = pdb();
+        for (name, edit) in read {
+            let mut changed = base.clone();
+            edit(&mut changed);
+            assert_ne!(
+                sroll_planner::ObservedPdb::from_pdb(&changed),
+                sroll_planner::ObservedPdb::from_pdb(&base),
+                "{name}: the view reads it"
+            );
+            assert_ne!(pdb_fingerprint(&changed), pdb_fingerprint(&base), "{name}");
+        }
+        // The selector decides which rollouts the PDB counts for.
+        let mut moved = base.clone();
+        moved
+            .spec
+            .as_mut()
+            .and_then(|s| s.selector.as_mut())
+            .expect("a selector")
+            .match_labels = Some([("app".into(), "db".into())].into());
+        assert_ne!(pdb_fingerprint(&moved), pdb_fingerprint(&base));
+        // Evictions in flight and the resourceVersion are not read.
+        let mut evicting = base.clone();
+        evicting.metadata.resource_version = Some("4".into());
+        pdb_status(&mut evicting).disrupted_pods = Some(
+            [(
+                "web-1".into(),
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    "2026-11-23T10:00:00Z".parse().expect("a timestamp"),
+                ),
+            )]
+            .into(),
+        );
+        assert_eq!(pdb_fingerprint(&evicting), pdb_fingerprint(&base));
+    }
+
+    fn sts_filter() -> Fingerprints<StatefulSet> {
+        Fingerprints::new(statefulset_fingerprint, statefulset_stub)
+    }
+
+    fn names(objects: &[StatefulSet]) -> Vec<(Option<&str>, Option<&str>)> {
+        objects
+            .iter()
+            .map(|s| {
+                (
+                    s.metadata.name.as_deref(),
+                    s.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .next()
+                        .map(|o| o.name.as_str()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_statefulset_wakes_its_rollout_only_when_what_the_planner_reads_changes() {
+        let mut filter = sts_filter();
+        let base = statefulset();
+        assert_eq!(
+            names(&filter.event(Event::Apply(base.clone()))).len(),
+            1,
+            "new"
+        );
+        assert!(
+            filter.event(Event::Apply(base.clone())).is_empty(),
+            "duplicate"
+        );
+        let mut counted = base.clone();
+        status(&mut counted).ready_replicas = Some(4);
+        counted.metadata.resource_version = Some("11".into());
+        assert!(
+            filter.event(Event::Apply(counted.clone())).is_empty(),
+            "status counts"
+        );
+        let mut observed_generation = counted.clone();
+        status(&mut observed_generation).observed_generation = Some(3);
+        assert_eq!(
+            filter
+                .event(Event::Apply(observed_generation.clone()))
+                .len(),
+            1
+        );
+        // A deletion always wakes it (a predicate on the hash would drop it: it hashes the same).
+        assert_eq!(
+            filter
+                .event(Event::Delete(observed_generation.clone()))
+                .len(),
+            1
+        );
+        assert_eq!(
+            filter.event(Event::Apply(base.clone())).len(),
+            1,
+            "created again"
+        );
+        // Adopted by another rollout: both the new and the former owner look again.
+        let mut adopted = base.clone();
+        adopted.metadata.owner_references.as_mut().expect("owners")[0].name = "other".into();
+        assert_eq!(
+            names(&filter.event(Event::Apply(adopted.clone()))),
+            vec![(Some("web"), Some("other")), (Some("web"), Some("web"))]
+        );
+    }
+
+    #[test]
+    fn a_relist_wakes_every_listed_object_and_the_ones_it_no_longer_holds() {
+        let mut filter = sts_filter();
+        let web = statefulset();
+        let mut db = statefulset();
+        db.metadata.name = Some("db".into());
+        db.metadata.owner_references.as_mut().expect("owners")[0].name = "db".into();
+        assert!(filter.event(Event::Init).is_empty());
+        assert_eq!(filter.event(Event::InitApply(web.clone())).len(), 1);
+        assert_eq!(filter.event(Event::InitApply(db.clone())).len(), 1);
+        assert!(filter.event(Event::InitDone).is_empty());
+        // `db` was deleted while the watch was down: the relist reports it by its stub.
+        assert!(filter.event(Event::Init).is_empty());
+        assert_eq!(filter.event(Event::InitApply(web.clone())).len(), 1);
+        assert_eq!(
+            names(&filter.event(Event::InitDone)),
+            vec![(Some("db"), Some("db"))]
+        );
+        // And it is forgotten: created again, it is new.
+        assert_eq!(filter.event(Event::Apply(db)).len(), 1);
+        assert!(filter.event(Event::Apply(web)).is_empty());
+    }
+
+    #[test]
+    fn an_endpoint_slice_wakes_its_rollouts_when_an_endpoint_it_gates_on_changes() {
+        let slice = |ready: bool, rv: &str| -> EndpointSlice {
+            let mut e: EndpointSlice = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-abc", "namespace": "ns", "resourceVersion": rv,
+                    "labels": {(labels::SERVICE_NAME): "web"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": ready,
+                    "serving": ready},
+                    "targetRef": {"kind": "Pod", "name": "web-0"}}]
+            }))
+            .expect("a valid slice");
+            crate::cache::strip_endpoint_slice(&mut e);
+            e
+        };
+        let mut filter = Fingerprints::new(endpoint_slice_fingerprint, endpoint_slice_stub);
+        assert_eq!(filter.event(Event::Apply(slice(false, "1"))).len(), 1);
+        assert!(filter.event(Event::Apply(slice(false, "2"))).is_empty());
+        let woken = filter.event(Event::Apply(slice(true, "3")));
+        assert_eq!(woken.len(), 1);
+        assert_eq!(
+            woken[0]
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::SERVICE_NAME))
+                .map(String::as_str),
+            Some("web")
+        );
+    }
+}
