@@ -30,6 +30,7 @@
 mod gated;
 mod index;
 pub mod pod;
+pub mod triggers;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ use kube::{
     },
 };
 use sroll_api::{DiscoveryProvider, StatefulsetRollout, labels};
+use sroll_planner::index::SetKey;
 
 pub use gated::{WatchGate, gated_reflector};
 pub use index::SharedPodIndex;
@@ -307,15 +309,19 @@ pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
 
 /// The watch of the pods the operator may manage (those with the `controller-revision-hash`
 /// label) in `namespace` (`None`: all), the store it fills with [`CachedPod`]s and the index it
-/// keeps of them. The stream yields each changed pod (as a [`WatchedPod`]) for the controller's
-/// pod-to-rollout mapper.
+/// keeps of them. The stream yields the sets whose pods an event changed as the planner sees them
+/// ([`SharedPodIndex::event`]), or whose pod got a new `status.podIP` (service-discovery health
+/// matches pods by address: `Integrations::discovery`), for the controller's set-to-rollout
+/// mapper ([`rollout_of_set`]). Every other pod event — scheduling, container states, conditions
+/// the planner does not read, a duplicated event — wakes nothing: a reconcile after it would
+/// observe what the last one did and plan nothing (`Observed::same_inputs`).
 pub fn watch_pods(
     client: &Client,
     namespace: Option<&str>,
 ) -> (
     Store<CachedPod>,
     SharedPodIndex,
-    impl Stream<Item = Result<WatchedPod, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<PodsChanged, watcher::Error>> + Send + 'static,
 ) {
     let api: Api<WatchedPod> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -324,6 +330,7 @@ pub fn watch_pods(
     let (store, mut writer) = reflector::store::<CachedPod>();
     let index = SharedPodIndex::default();
     let indexer = index.clone();
+    let before = store.clone();
     let mut interner = PodInterner::default();
     let stream = watcher(
         api,
@@ -336,12 +343,62 @@ pub fn watch_pods(
         let cached = interner.event(&event);
         // The index first: the store's first `InitDone` wakes the reconciles (see
         // `SharedPodIndex::event`).
-        indexer.event(&cached);
+        let mut changed: Vec<PodsChanged> = indexer
+            .event(&cached)
+            .into_iter()
+            .map(|set| PodsChanged { set, view: true })
+            .collect();
+        if let watcher::Event::Apply(pod) = &cached
+            && changed.is_empty()
+            && let Some(namespace) = reflector::Lookup::namespace(pod)
+            && let Some((set, _)) = sroll_planner::index::set_of(pod.name())
+            && before
+                .get(&ObjectRef::new(pod.name()).within(&namespace))
+                .is_some_and(|old| old.pod_ip() != pod.pod_ip())
+        {
+            changed.push(PodsChanged {
+                set: (namespace.as_ref().into(), set.into()),
+                view: false,
+            });
+        }
         writer.apply_watcher_event(&cached);
-        event
+        futures::stream::iter(changed.into_iter().map(Ok::<_, watcher::Error>))
     })
-    .touched_objects();
+    .try_flatten();
     (store, index, stream)
+}
+
+/// A pod trigger of [`watch_pods`]: a set whose pods changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodsChanged {
+    /// `(namespace, set name)`.
+    pub set: SetKey,
+    /// The planner's view of the set's pods changed; `false`: only a pod's `status.podIP` did.
+    pub view: bool,
+}
+
+/// Maps a set whose pods changed ([`watch_pods`]) to its rollout: always when the planner's view
+/// of the pods changed; for a new pod address only when the rollout is gated on service
+/// discovery (the one reader of pod addresses, `Integrations::discovery`).
+pub fn rollout_of_set(
+    rollouts: &Store<StatefulsetRollout>,
+    statefulsets: &Store<StatefulSet>,
+    changed: &PodsChanged,
+) -> Option<ObjectRef<StatefulsetRollout>> {
+    let (namespace, set) = &changed.set;
+    let rollout = rollout_of_statefulset(rollouts, statefulsets, namespace, set)?;
+    if changed.view {
+        return Some(rollout);
+    }
+    rollouts
+        .get(&rollout)
+        .filter(|r| {
+            r.spec
+                .service_discovery
+                .as_ref()
+                .is_some_and(|sd| !sd.services.is_empty())
+        })
+        .map(|_| rollout)
 }
 
 fn controller_of<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a str> {

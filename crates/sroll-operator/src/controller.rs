@@ -184,8 +184,14 @@ pub async fn run_scope(
     )
     .backoff(cache::WatchBackoff::default())
     .modify(cache::strip_statefulset)
-    .reflect(sts_writer)
-    .touched_objects();
+    .reflect(sts_writer);
+    // Only changes of what the planner reads of a set wake its rollout, not the StatefulSet
+    // controller's status counts after each pod change (`cache::triggers`).
+    let sts_stream = cache::triggers::changed_objects(
+        sts_stream,
+        cache::triggers::statefulset_fingerprint,
+        cache::triggers::statefulset_stub,
+    );
 
     let (pods, pod_index, pod_stream) = cache::watch_pods(client, ns);
 
@@ -196,8 +202,12 @@ pub async fn run_scope(
     )
     .backoff(cache::WatchBackoff::default())
     .modify(cache::strip_pdb)
-    .reflect(pdb_writer)
-    .touched_objects();
+    .reflect(pdb_writer);
+    let pdb_stream = cache::triggers::changed_objects(
+        pdb_stream,
+        cache::triggers::pdb_fingerprint,
+        cache::triggers::pdb_stub,
+    );
 
     let (endpoint_slices, slice_writer) = reflector::store::<EndpointSlice>();
     let slice_stream = watcher(
@@ -208,8 +218,12 @@ pub async fn run_scope(
     )
     .backoff(cache::WatchBackoff::default())
     .modify(cache::strip_endpoint_slice)
-    .reflect(slice_writer)
-    .touched_objects();
+    .reflect(slice_writer);
+    let slice_stream = cache::triggers::changed_objects(
+        slice_stream,
+        cache::triggers::endpoint_slice_fingerprint,
+        cache::triggers::endpoint_slice_stub,
+    );
 
     let (controller_revisions, revision_writer) = reflector::store::<ControllerRevision>();
     let revision_stream = watcher(
@@ -257,9 +271,6 @@ pub async fn run_scope(
     )
     .with_config(ControllerConfig::default())
     .owns_stream(cache::errors_logged(sts_stream, "StatefulSet"))
-    .watches_stream(cache::errors_logged(pod_stream, "Pod"), move |pod| {
-        cache::rollout_of_pod(&pod_rollouts, &pod_sets, &pod)
-    })
     .watches_stream(
         cache::errors_logged(pdb_stream, "PodDisruptionBudget"),
         move |pdb| cache::rollouts_of_pdb(&pdb_rollouts, &pdb),
@@ -273,6 +284,16 @@ pub async fn run_scope(
         move |revision| {
             cache::rollout_of_controller_revision(&revision_rollouts, &revision_sets, &revision)
         },
+    )
+    // Pods wake their rollout per set, only when the planner's view of the set changed
+    // (`cache::watch_pods`).
+    .reconcile_on(
+        cache::errors_logged(pod_stream, "Pod").filter_map(move |set| {
+            std::future::ready(
+                set.ok()
+                    .and_then(|set| cache::rollout_of_set(&pod_rollouts, &pod_sets, &set)),
+            )
+        }),
     )
     .reconcile_on(futures::stream::select(woken, measured))
     .graceful_shutdown_on(stopped)

@@ -954,10 +954,13 @@ async fn reconciles_of_an_unchanged_1000_pod_rollout_hand_the_planner_no_pod() {
     .await;
     let metrics = env.metrics();
     let pods = env.pod_api();
-    let touch = |i: usize| {
+    // A pod event that changes what the operator reads of the pod (its labels: selector
+    // matching) without changing the plan's inputs; an annotation would not even reconcile.
+    let touch_with = |i: usize, field: &'static str| {
         let pods = pods.clone();
         async move {
-            let patch = serde_json::json!({"metadata": {"annotations": {"test.sroll.io/touched": i.to_string()}}});
+            let patch =
+                serde_json::json!({"metadata": {field: {"test.sroll.io/touched": i.to_string()}}});
             pods.patch(
                 &format!("web-{}", i % 1000),
                 &kube::api::PatchParams::default(),
@@ -967,6 +970,7 @@ async fn reconciles_of_an_unchanged_1000_pod_rollout_hand_the_planner_no_pod() {
             .unwrap();
         }
     };
+    let touch = |i: usize| touch_with(i, "labels");
     // Settle: the last status write is one more input (the rollout's resourceVersion) to plan.
     let reconciles = || metrics.reconciles.get();
     for round in 0..3 {
@@ -977,6 +981,24 @@ async fn reconciles_of_an_unchanged_1000_pod_rollout_hand_the_planner_no_pod() {
         })
         .await;
     }
+    // Pod events the planner cannot see (an annotation) wake nothing: once a later label change
+    // has been reconciled, the watch has delivered all of them.
+    let before = reconciles();
+    for i in 0..20 {
+        touch_with(200 + i * 37, "annotations").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    touch(3).await;
+    wait_for("a reconcile after a label change", DEADLINE, || async {
+        (reconciles() > before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ran = reconciles() - before;
+    assert!(
+        ran <= 3,
+        "{ran} reconciles after 20 annotation changes and one label change"
+    );
     let (planned, visits, skipped, before) = (
         metrics.planner_pods.get(),
         metrics.planner_pod_visits.get(),

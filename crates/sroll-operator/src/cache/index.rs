@@ -7,7 +7,7 @@
 //! changed. Now that conversion happens once per watch event.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     hash::{Hash, Hasher},
     sync::{Arc, Mutex},
 };
@@ -17,7 +17,7 @@ use kube::{core::Selector, runtime::watcher};
 use sroll_api::sync::lock;
 use sroll_planner::{
     Pods,
-    index::{PodIndex, Slot, set_of},
+    index::{PodIndex, SetKey, Slot, set_of},
 };
 
 use super::{CachedPod, PodLabels};
@@ -41,6 +41,8 @@ struct Feed {
     fed: bool,
     /// The list under way goes straight into the index.
     direct: bool,
+    /// The sets the list under way holds pods of (reported when it completes).
+    listed: HashSet<SetKey>,
 }
 
 /// A pod's slot: its planner view as a member of the set its name says, and its labels.
@@ -51,6 +53,12 @@ fn slot(pod: &CachedPod) -> Option<Slot<PodLabels>> {
         resource_version: pod.resource_version().unwrap_or_default().to_owned(),
         extra: pod.labels(),
     })
+}
+
+/// `(namespace, set)` of a pod named `<set>-<ordinal>`.
+fn set_key(namespace: &str, pod: &CachedPod) -> Option<SetKey> {
+    let (set, _) = set_of(pod.name())?;
+    Some((namespace.into(), set.into()))
 }
 
 fn namespace_of(pod: &CachedPod) -> String {
@@ -69,45 +77,72 @@ impl SharedPodIndex {
     ///
     /// The first list into an empty index is applied pod by pod as it comes ([`Feed`]); a list
     /// started again before it completed, and every later one, is a buffered relist.
-    pub fn event(&self, event: &watcher::Event<CachedPod>) {
+    ///
+    /// Returns the sets (`(namespace, set)`) whose pods this event changed *as the planner sees
+    /// them* — the pod triggers of the reconcile loop (`cache::watch_pods`):
+    ///
+    /// - `Apply`: the pod's set when its slot changed: its [`sroll_planner::ObservedPod`] view
+    ///   (revision, readiness and since when, phase, terminating, uid, in-place state) or its
+    ///   labels (selector matching). A duplicated event, or one that changed only what the view
+    ///   leaves out (scheduling, container states, other conditions, `resourceVersion`), reports
+    ///   nothing: a reconcile would observe exactly what the last one did;
+    /// - `Delete`: the pod's set when the slot held that incarnation;
+    /// - `InitDone`: every set the list held pods of, and every set the index lost pods of (a
+    ///   relist repairs missed events, and a reconcile of a listed set is cheap); reported when
+    ///   the list is complete, so the reconcile it triggers observes the whole of it;
+    /// - `Init`, `InitApply`: nothing (the list reports at its end).
+    pub fn event(&self, event: &watcher::Event<CachedPod>) -> Vec<SetKey> {
         let mut feed = lock(&self.1);
         let mut index = lock(&self.0);
         match event {
             watcher::Event::Apply(pod) => {
                 if let Some(slot) = slot(pod) {
                     feed.fed = true;
-                    index.apply(&namespace_of(pod), slot);
+                    let namespace = namespace_of(pod);
+                    if index.apply(&namespace, slot) {
+                        return set_key(&namespace, pod).into_iter().collect();
+                    }
                 }
+                Vec::new()
             }
             watcher::Event::Delete(pod) => {
-                index.delete(
-                    &namespace_of(pod),
-                    pod.name(),
-                    pod.uid().unwrap_or_default(),
-                );
+                let namespace = namespace_of(pod);
+                if index.delete(&namespace, pod.name(), pod.uid().unwrap_or_default()) {
+                    return set_key(&namespace, pod).into_iter().collect();
+                }
+                Vec::new()
             }
             watcher::Event::Init => {
                 feed.direct = !feed.fed;
+                feed.listed.clear();
                 if !feed.direct {
                     index.relist_begin();
                 }
+                Vec::new()
             }
             watcher::Event::InitApply(pod) => {
                 if let Some(slot) = slot(pod) {
+                    let namespace = namespace_of(pod);
+                    feed.listed.extend(set_key(&namespace, pod));
                     if feed.direct {
                         feed.fed = true;
-                        index.apply(&namespace_of(pod), slot);
+                        index.apply(&namespace, slot);
                     } else {
-                        index.relist_item(&namespace_of(pod), slot);
+                        index.relist_item(&namespace, slot);
                     }
                 }
+                Vec::new()
             }
             watcher::Event::InitDone => {
+                let mut sets = std::mem::take(&mut feed.listed);
                 if feed.direct {
                     feed.direct = false;
                 } else {
-                    index.relist_end();
+                    sets.extend(index.relist_end());
                 }
+                let mut sets: Vec<SetKey> = sets.into_iter().collect();
+                sets.sort();
+                sets
             }
         }
     }
@@ -222,5 +257,145 @@ mod tests {
             events
         });
         assert_eq!(view(&later), (pods, counts));
+    }
+
+    /// One pod as the watch may deliver it: `incarnation` picks the uid, `revision` the
+    /// `controller-revision-hash`, and `noise` changes only what the planner's view leaves out
+    /// (resourceVersion, node, container restarts, the `Ready` condition's message).
+    fn variant(
+        ordinal: u32,
+        ready: bool,
+        terminating: bool,
+        incarnation: bool,
+        revision: bool,
+        noise: u8,
+    ) -> CachedPod {
+        let mut p = full_pod(ordinal, ready, terminating);
+        if incarnation {
+            p.metadata.uid = Some(format!("pod-uid-{ordinal}-b"));
+        }
+        if revision {
+            p.metadata
+                .labels
+                .as_mut()
+                .expect("labels")
+                .insert(sroll_api::labels::REVISION.into(), "web-def".into());
+        }
+        p.metadata.resource_version = Some(format!("{}", 5000 + u32::from(noise)));
+        if let Some(spec) = p.spec.as_mut() {
+            spec.node_name = Some(format!("node-{}", noise % 3));
+        }
+        if let Some(status) = p.status.as_mut() {
+            for c in status.container_statuses.iter_mut().flatten() {
+                c.restart_count = i32::from(noise % 4);
+            }
+            for c in status.conditions.iter_mut().flatten() {
+                c.message = Some(format!("noise {noise}"));
+            }
+        }
+        cached(p)
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Apply(CachedPod),
+        Delete(CachedPod),
+        Relist(Vec<CachedPod>),
+    }
+
+    fn arb_pod() -> impl proptest::strategy::Strategy<Value = CachedPod> {
+        use proptest::prelude::*;
+        (
+            0u32..4,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            0u8..6,
+        )
+            .prop_map(
+                |(ordinal, ready, terminating, incarnation, revision, noise)| {
+                    variant(ordinal, ready, terminating, incarnation, revision, noise)
+                },
+            )
+    }
+
+    fn arb_op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => arb_pod().prop_map(Op::Apply),
+            2 => arb_pod().prop_map(Op::Delete),
+            1 => proptest::collection::vec(arb_pod(), 0..5).prop_map(Op::Relist),
+        ]
+    }
+
+    fn web() -> SetKey {
+        ("ns".into(), "web".into())
+    }
+
+    proptest::proptest! {
+        /// The pod trigger: an `Apply` or `Delete` reports the set exactly when the planner's view
+        /// of its pods (as a reconcile observes them) changed — never for a duplicated event or one
+        /// that changed only what the view leaves out; a list reports, when it completes, every set
+        /// it holds pods of and every set whose view it changed, and nothing before.
+        #[test]
+        fn the_pod_trigger_fires_exactly_when_the_planners_view_changes(
+            ops in proptest::collection::vec(arb_op(), 1..40),
+        ) {
+            let index = SharedPodIndex::default();
+            for op in ops {
+                let before = view(&index);
+                match op {
+                    Op::Apply(pod) => {
+                        let fired = index.event(&Event::Apply(pod));
+                        let after = view(&index);
+                        let want = if after == before { Vec::new() } else { vec![web()] };
+                        proptest::prop_assert_eq!(fired, want);
+                    }
+                    Op::Delete(pod) => {
+                        let fired = index.event(&Event::Delete(pod));
+                        let after = view(&index);
+                        let want = if after == before { Vec::new() } else { vec![web()] };
+                        proptest::prop_assert_eq!(fired, want);
+                    }
+                    Op::Relist(pods) => {
+                        let listed = !pods.is_empty();
+                        proptest::prop_assert!(index.event(&Event::Init).is_empty());
+                        for pod in pods {
+                            proptest::prop_assert!(index.event(&Event::InitApply(pod)).is_empty());
+                        }
+                        let fired = index.event(&Event::InitDone);
+                        let after = view(&index);
+                        let want = if listed || after != before { vec![web()] } else { Vec::new() };
+                        proptest::prop_assert_eq!(fired, want);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a reconcile's observation cannot see does not fire the trigger; what it can, does.
+    #[test]
+    fn pod_events_the_planner_cannot_see_do_not_fire_the_trigger() {
+        let index = feed(list(vec![pod(0, false)]));
+        let apply = |p| index.event(&Event::Apply(p));
+        // Scheduled, a container restarted, a new resourceVersion: the same view.
+        assert!(apply(variant(0, false, false, false, false, 1)).is_empty());
+        assert!(apply(variant(0, false, false, false, false, 2)).is_empty());
+        // Ready: the view changed.
+        assert_eq!(apply(variant(0, true, false, false, false, 2)), vec![web()]);
+        // Terminating, then deleted: both change it; a stale delete of another incarnation not.
+        assert_eq!(apply(variant(0, true, true, false, false, 2)), vec![web()]);
+        assert!(
+            index
+                .event(&Event::Delete(variant(0, true, true, true, false, 2)))
+                .is_empty()
+        );
+        assert_eq!(
+            index.event(&Event::Delete(variant(0, true, true, false, false, 2))),
+            vec![web()]
+        );
+        // Recreated at the new revision.
+        assert_eq!(apply(variant(0, false, false, true, true, 0)), vec![web()]);
     }
 }
