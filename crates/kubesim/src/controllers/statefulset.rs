@@ -24,7 +24,11 @@
 //!   references for the retention policy; PVCs are created here directly with
 //!   the owner references the policy asks for (same end state, one write less).
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{
+    borrow::{Borrow, Cow},
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use k8s_openapi::{
     api::{
@@ -35,7 +39,7 @@ use k8s_openapi::{
         },
     },
     apimachinery::pkg::{
-        apis::meta::v1::{ObjectMeta, OwnerReference},
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
         util::intstr::IntOrString,
     },
     jiff::{SignedDuration, Timestamp},
@@ -43,8 +47,7 @@ use k8s_openapi::{
 
 use super::{
     Error, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, controller_of, controller_ref,
-    history::revision_template, is_pod_available, is_pod_ready, is_terminating, phase,
-    scaled_value, selector_matches,
+    history::revision_template, phase, ready_condition, scaled_value, selector_matches,
 };
 
 /// A write the StatefulSet controller issues during one sync, in order.
@@ -87,12 +90,168 @@ pub struct SyncOutcome {
 /// controller reference is added here) are copies.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodClaims<'a> {
-    /// Pods the set owns (including ones it is about to adopt).
-    pub owned: Vec<Cow<'a, Pod>>,
+    /// Pods the set owns (including ones it is about to adopt), each with its
+    /// [`MemberFacts`].
+    pub owned: Vec<Member<'a>>,
     /// Orphans to adopt: patch a controller reference in.
     pub adopt: Vec<String>,
     /// Owned pods that no longer match: remove our controller reference.
     pub release: Vec<String>,
+}
+
+/// A pod the set owns, as a sync reads it: the pod (the cache's version, or a
+/// copy about to be adopted) and its [`MemberFacts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member<'a> {
+    /// The pod.
+    pub pod: Cow<'a, Pod>,
+    /// What the controller reads of it.
+    pub facts: Arc<MemberFacts>,
+}
+
+impl Borrow<Pod> for Member<'_> {
+    fn borrow(&self) -> &Pod {
+        &self.pod
+    }
+}
+
+/// The pod's phase, as the controller tells phases apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PhaseClass {
+    /// No phase (`""`: the API server has not set one).
+    #[default]
+    Unset,
+    /// `Pending`.
+    Pending,
+    /// `Running`.
+    Running,
+    /// `Succeeded` or `Failed`.
+    Finished,
+    /// Any other value.
+    Other,
+}
+
+impl PhaseClass {
+    fn of(phase: &str) -> Self {
+        match phase {
+            "" => Self::Unset,
+            "Pending" => Self::Pending,
+            "Running" => Self::Running,
+            "Succeeded" | "Failed" => Self::Finished,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// What the StatefulSet controller reads of one pod version that depends on
+/// neither the set nor the instant: computed once per stored version (the
+/// runtime's pod cache keeps it beside the pod, keyed by the version's
+/// resourceVersion, `runtime::Cache::claimable_members`), so that a sync,
+/// which upstream makes over every pod of the set at each pod event
+/// (`getPodsForStatefulSet`, `ClaimPods`, then `getOrdinal`,
+/// `getPodRevision`, `isRunningAndReady`, `IsPodAvailable` at each use),
+/// reads small structs instead of the pods' maps. What depends on the set
+/// (its revisions) or on `now` (availability) is derived per sync in
+/// [`ReplicaFacts::of_member`].
+#[derive(Debug, Default)]
+pub struct MemberFacts {
+    /// `getParentNameAndOrdinal`: the byte length of the parent name, when
+    /// the name ends in `-<digits>` that parse as an ordinal.
+    parent_len: Option<usize>,
+    /// `getOrdinal` (-1 when the name has no ordinal).
+    pub ordinal: i32,
+    /// The phase.
+    pub phase: PhaseClass,
+    /// `deletionTimestamp` set.
+    pub terminating: bool,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// The `Ready` condition's `lastTransitionTime` (read only when ready).
+    pub ready_since: Option<Timestamp>,
+    /// The revision label (`""` when absent).
+    pub revision: String,
+    /// The uid of the controller owner reference.
+    pub controller: Option<String>,
+    /// The claim's selector match for this version (`selector_matches` of the
+    /// selector held here against the version's labels): a memo, not a fact
+    /// of the pod, so [`PartialEq`] ignores it.
+    selected: Mutex<Option<(Arc<LabelSelector>, bool)>>,
+}
+
+impl PartialEq for MemberFacts {
+    fn eq(&self, o: &Self) -> bool {
+        self.parent_len == o.parent_len
+            && self.ordinal == o.ordinal
+            && self.phase == o.phase
+            && self.terminating == o.terminating
+            && self.ready == o.ready
+            && self.ready_since == o.ready_since
+            && self.revision == o.revision
+            && self.controller == o.controller
+    }
+}
+
+impl MemberFacts {
+    /// The facts of one pod version.
+    pub fn of(pod: &Pod) -> Self {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let parsed = parent_and_ordinal(name);
+        let ready = ready_condition(pod);
+        Self {
+            parent_len: parsed.map(|(p, _)| p.len()),
+            ordinal: parsed.map_or(-1, |(_, o)| o),
+            phase: PhaseClass::of(phase(pod)),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+            ready: ready.is_some_and(|c| c.status == "True"),
+            ready_since: ready.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)),
+            revision: pod_revision(pod).to_owned(),
+            controller: controller_of(&pod.metadata).map(|r| r.uid.clone()),
+            selected: Mutex::new(None),
+        }
+    }
+
+    /// Whether the pod `name` (the version these facts are of) is a member
+    /// of the set `set_name` by name (`isMemberOf`: the parent name equals
+    /// the set's).
+    fn member_of(&self, name: &str, set_name: &str) -> bool {
+        self.parent_len
+            .is_some_and(|n| name.get(..n) == Some(set_name))
+    }
+
+    /// `selector_matches(selector, labels)` for this version's `labels`,
+    /// memoized per selector (compared by identity: the caller keeps one
+    /// `Arc` per set while its selector is unchanged). Errors are not kept.
+    pub fn selected_by(
+        &self,
+        selector: &Arc<LabelSelector>,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<bool, Error> {
+        if let Ok(m) = self.selected.lock()
+            && let Some((s, hit)) = m.as_ref()
+            && Arc::ptr_eq(s, selector)
+        {
+            return Ok(*hit);
+        }
+        let hit = selector_matches(selector, labels)?;
+        if let Ok(mut m) = self.selected.lock() {
+            *m = Some((selector.clone(), hit));
+        }
+        Ok(hit)
+    }
+
+    /// `podutil.IsPodAvailable` at `now` (see [`super::is_pod_available`]).
+    fn available(&self, min_ready_seconds: i32, now: Timestamp) -> bool {
+        if !self.ready {
+            return false;
+        }
+        if min_ready_seconds <= 0 {
+            return true;
+        }
+        self.ready_since.is_some_and(|t| {
+            t.checked_add(SignedDuration::from_secs(i64::from(min_ready_seconds)))
+                .is_ok_and(|ready_at| ready_at <= now)
+        })
+    }
 }
 
 fn set_name(set: &StatefulSet) -> &str {
@@ -184,39 +343,64 @@ fn retention(spec: &StatefulSetSpec) -> (bool, bool) {
 /// `ClaimPods` for a StatefulSet over every pod of its namespace: owned pods
 /// matching selector and name pattern are kept, matching orphans adopted,
 /// owned non-matching pods released; pods of other controllers are ignored.
+/// Each pod's facts are computed here; the runtime keeps them per pod version
+/// and calls [`claim_members`].
 pub fn claim_pods<'a>(
     set: &StatefulSet,
     pods: impl IntoIterator<Item = &'a Pod>,
 ) -> Result<PodClaims<'a>, Error> {
-    let spec = spec(set)?;
+    let selector = Arc::new(spec(set)?.selector.clone());
+    claim_members(
+        set,
+        &selector,
+        pods.into_iter().map(|p| (p, Arc::new(MemberFacts::of(p)))),
+    )
+}
+
+/// [`claim_pods`] over pods with their [`MemberFacts`] (each must be the
+/// facts of that very pod version). `selector` must equal the set's
+/// `spec.selector`; the selector match is memoized in the facts per
+/// `selector` (by identity).
+pub fn claim_members<'a>(
+    set: &StatefulSet,
+    selector: &Arc<LabelSelector>,
+    pods: impl IntoIterator<Item = (&'a Pod, Arc<MemberFacts>)>,
+) -> Result<PodClaims<'a>, Error> {
     let uid = set.metadata.uid.as_deref().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
     let set_name = set_name(set);
     let mut out = PodClaims::default();
-    for pod in pods {
+    for (pod, facts) in pods {
         if pod.metadata.namespace != set.metadata.namespace {
             continue;
         }
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let member = parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name);
-        let matches = member && selector_matches(&spec.selector, pod.metadata.labels.as_ref())?;
-        match controller_of(&pod.metadata) {
-            Some(r) if r.uid != uid => {}
-            Some(_) if matches => out.owned.push(Cow::Borrowed(pod)),
+        let matches = facts.member_of(name, set_name)
+            && facts.selected_by(selector, pod.metadata.labels.as_ref())?;
+        match facts.controller.as_deref() {
+            Some(c) if c != uid => {}
+            Some(_) if matches => out.owned.push(Member {
+                pod: Cow::Borrowed(pod),
+                facts,
+            }),
             Some(_) => {
                 if !deleting {
                     out.release.push(name.to_owned());
                 }
             }
             None => {
-                if !deleting && matches && !is_terminating(pod) {
+                if !deleting && matches && !facts.terminating {
                     let mut adopted = pod.clone();
                     adopted
                         .metadata
                         .owner_references
                         .get_or_insert_with(Vec::new)
                         .push(controller_ref("apps/v1", "StatefulSet", &set.metadata)?);
-                    out.owned.push(Cow::Owned(adopted));
+                    let facts = Arc::new(MemberFacts::of(&adopted));
+                    out.owned.push(Member {
+                        pod: Cow::Owned(adopted),
+                        facts,
+                    });
                     out.adopt.push(name.to_owned());
                 }
             }
@@ -469,12 +653,9 @@ fn claim_refs_update(
     out
 }
 
-fn is_running_and_ready(pod: &Pod) -> bool {
-    phase(pod) == "Running" && is_pod_ready(pod)
-}
-
-/// What one sync reads of a pod, computed once per pod per sync. Upstream
-/// recomputes `getOrdinal`, `getPodRevision`, `isRunningAndReady`,
+/// What one sync reads of a pod, derived once per pod per sync from its
+/// [`MemberFacts`] (kept per pod version), the set's revisions and `now`.
+/// Upstream recomputes `getOrdinal`, `getPodRevision`, `isRunningAndReady`,
 /// `isHealthy`/`isUnavailable` at each use (`stateful_set_control.go`); none
 /// can change within one sync (the pods and `now` are fixed), so each is
 /// read once here instead of at every comparison.
@@ -503,18 +684,29 @@ pub struct ReplicaFacts {
 impl ReplicaFacts {
     /// The facts of `pod` for a sync at `now` with these revision names.
     pub fn of(pod: &Pod, min_ready: i32, now: Timestamp, current: &str, update: &str) -> Self {
-        let ph = phase(pod);
-        let rev = pod_revision(pod);
+        Self::of_member(&MemberFacts::of(pod), min_ready, now, current, update)
+    }
+
+    /// The facts of a pod version with facts `m`, for a sync at `now` with
+    /// these revision names.
+    pub fn of_member(
+        m: &MemberFacts,
+        min_ready: i32,
+        now: Timestamp,
+        current: &str,
+        update: &str,
+    ) -> Self {
+        let ph = m.phase;
         Self {
-            ordinal: ordinal(pod),
-            created: !ph.is_empty(),
-            finished: ph == "Failed" || ph == "Succeeded",
-            pending: ph == "Pending",
-            terminating: is_terminating(pod),
-            running_ready: is_running_and_ready(pod),
-            available: is_pod_available(pod, min_ready, now),
-            at_current: rev == current,
-            at_update: rev == update,
+            ordinal: m.ordinal,
+            created: ph != PhaseClass::Unset,
+            finished: ph == PhaseClass::Finished,
+            pending: ph == PhaseClass::Pending,
+            terminating: m.terminating,
+            running_ready: ph == PhaseClass::Running && m.ready,
+            available: m.available(min_ready, now),
+            at_current: m.revision == current,
+            at_update: m.revision == update,
         }
     }
 
@@ -581,9 +773,9 @@ pub struct SyncInput<'a> {
     pub update: &'a ControllerRevision,
     /// Collision count to carry into status.
     pub collision_count: i32,
-    /// Pods the set owns (see [`claim_pods`]); read, never copied, except
-    /// for the ones a write changes.
-    pub pods: &'a [Cow<'a, Pod>],
+    /// Pods the set owns with their facts (see [`claim_members`]); read,
+    /// never copied, except for the ones a write changes.
+    pub pods: &'a [Member<'a>],
     /// PVCs of the namespace by name.
     pub claims: &'a BTreeMap<String, PersistentVolumeClaim>,
     /// The simulated time.
@@ -617,7 +809,13 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
     let update_template = revision_template(update)?;
     let facts_of = |pod: &Pod| ReplicaFacts::of(pod, min_ready, now, &current_name, &update_name);
 
-    let pods: Vec<(&Pod, ReplicaFacts)> = pods.iter().map(|p| (&**p, facts_of(p))).collect();
+    let pods: Vec<(&Pod, ReplicaFacts)> = pods
+        .iter()
+        .map(|m| {
+            let f = ReplicaFacts::of_member(&m.facts, min_ready, now, &current_name, &update_name);
+            (&*m.pod, f)
+        })
+        .collect();
     let mut status = StatefulSetStatus {
         observed_generation: set.metadata.generation,
         current_revision: Some(current_name.clone()),
