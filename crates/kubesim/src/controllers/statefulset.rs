@@ -1198,3 +1198,244 @@ fn inconsistent_status(set: &StatefulSet, status: &StatefulSetStatus) -> bool {
         || status.available_replicas.unwrap_or(0) != old.available_replicas.unwrap_or(0)
         || status.update_revision != old.update_revision
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::controllers::{is_pod_available, is_pod_ready, is_terminating};
+
+    const SET_UID: &str = "uid-web";
+
+    /// `ReplicaFacts` as computed before the facts were kept: straight from
+    /// the pod's maps at each sync (the oracle).
+    fn oracle_facts(
+        pod: &Pod,
+        min_ready: i32,
+        now: Timestamp,
+        cur: &str,
+        upd: &str,
+    ) -> ReplicaFacts {
+        let ph = phase(pod);
+        let rev = pod_revision(pod);
+        ReplicaFacts {
+            ordinal: pod
+                .metadata
+                .name
+                .as_deref()
+                .and_then(parent_and_ordinal)
+                .map_or(-1, |(_, o)| o),
+            created: !ph.is_empty(),
+            finished: ph == "Failed" || ph == "Succeeded",
+            pending: ph == "Pending",
+            terminating: is_terminating(pod),
+            running_ready: ph == "Running" && is_pod_ready(pod),
+            available: is_pod_available(pod, min_ready, now),
+            at_current: rev == cur,
+            at_update: rev == upd,
+        }
+    }
+
+    /// `ClaimPods` as computed before the facts were kept: name parse,
+    /// selector and controller reference read from every pod (the oracle).
+    /// Returns (owned names, adopt, release).
+    fn oracle_claim(
+        set: &StatefulSet,
+        pods: &[Pod],
+    ) -> Result<(Vec<String>, Vec<String>, Vec<String>), Error> {
+        let spec = spec(set)?;
+        let uid = set.metadata.uid.as_deref().unwrap_or_default();
+        let deleting = set.metadata.deletion_timestamp.is_some();
+        let set_name = set_name(set);
+        let (mut owned, mut adopt, mut release) = (vec![], vec![], vec![]);
+        for pod in pods {
+            if pod.metadata.namespace != set.metadata.namespace {
+                continue;
+            }
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let member = parent_and_ordinal(&name).is_some_and(|(p, _)| p == set_name);
+            let matches = member && selector_matches(&spec.selector, pod.metadata.labels.as_ref())?;
+            match controller_of(&pod.metadata) {
+                Some(r) if r.uid != uid => {}
+                Some(_) if matches => owned.push(name),
+                Some(_) => {
+                    if !deleting {
+                        release.push(name);
+                    }
+                }
+                None => {
+                    if !deleting && matches && !is_terminating(pod) {
+                        owned.push(name.clone());
+                        adopt.push(name);
+                    }
+                }
+            }
+        }
+        Ok((owned, adopt, release))
+    }
+
+    fn selector(i: usize) -> Value {
+        match i % 6 {
+            0 => json!({"matchLabels": {"app": "web"}}),
+            1 => json!({"matchLabels": {"app": "web", "tier": "a"}}),
+            2 => {
+                json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]})
+            }
+            3 => {
+                json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]})
+            }
+            4 => json!({"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}),
+            _ => json!({}),
+        }
+    }
+
+    fn set(sel: usize, deleting: bool) -> StatefulSet {
+        let mut v = json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": SET_UID},
+            "spec": {"selector": selector(sel), "serviceName": "web",
+                     "template": {"metadata": {}, "spec": {"containers": []}}},
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// An arbitrary pod version: name (with and without an ordinal, of this
+    /// set, of a set whose name has this one as a prefix), namespace,
+    /// labels, phase, Ready condition and its time, deletion, owners.
+    fn arb_pod() -> impl Strategy<Value = Pod> {
+        (
+            (0usize..9, 0usize..4, any::<bool>()),
+            (0usize..3, 0usize..3, 0usize..4),
+            (0usize..7, 0usize..5, 0i64..40),
+            0usize..5,
+        )
+            .prop_map(|((name, ns, deleting), (app, tier, rev), (phase, ready, at), owner)| {
+                let name = [
+                    "web-0", "web-7", "web-12", "web-", "web-x1", "webx-3", "web-01", "web-2-3",
+                    "other-2",
+                ][name];
+                let ns = ["ns", "ns", "ns", "other"][ns];
+                let mut labels = serde_json::Map::new();
+                if let Some(a) = [Some("web"), Some("other"), None][app] {
+                    labels.insert("app".into(), json!(a));
+                }
+                if let Some(t) = [Some("a"), Some("b"), None][tier] {
+                    labels.insert("tier".into(), json!(t));
+                }
+                if let Some(r) = [Some("web-r1"), Some("web-r2"), Some(""), None][rev] {
+                    labels.insert(REVISION_LABEL.into(), json!(r));
+                }
+                let mut v = json!({"metadata": {"name": name, "namespace": ns, "labels": labels}});
+                if deleting {
+                    v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:10Z");
+                }
+                let owners = match owner {
+                    0 => None,
+                    1 => Some(json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": SET_UID, "controller": true}])),
+                    2 => Some(json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "uid-other", "controller": true}])),
+                    3 => Some(json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": SET_UID}])),
+                    _ => Some(json!([
+                        {"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "uid-c"},
+                        {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": SET_UID, "controller": true},
+                    ])),
+                };
+                if let Some(o) = owners {
+                    v["metadata"]["ownerReferences"] = o;
+                }
+                let mut status = serde_json::Map::new();
+                if let Some(p) = [None, Some(""), Some("Pending"), Some("Running"), Some("Succeeded"), Some("Failed"), Some("Unknown")][phase] {
+                    status.insert("phase".into(), json!(p));
+                }
+                let time = format!("2026-01-01T00:00:{at:02}Z");
+                let cond = match ready {
+                    0 => None,
+                    1 => Some(json!({"type": "Ready", "status": "True", "lastTransitionTime": time})),
+                    2 => Some(json!({"type": "Ready", "status": "True"})),
+                    3 => Some(json!({"type": "Ready", "status": "False", "lastTransitionTime": time})),
+                    _ => Some(json!({"type": "Ready", "status": "Unknown"})),
+                };
+                if let Some(c) = cond {
+                    status.insert(
+                        "conditions".into(),
+                        json!([{"type": "PodScheduled", "status": "True"}, c]),
+                    );
+                }
+                v["status"] = Value::Object(status);
+                serde_json::from_value(v).unwrap()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The facts kept per pod version and the claim memoized per (version,
+        /// selector) give, over arbitrary pod versions, selectors and syncs,
+        /// what the former per-sync computation from the pods gave.
+        #[test]
+        fn kept_facts_and_memoized_claims_equal_a_fresh_computation(
+            pods in proptest::collection::vec(arb_pod(), 0..12),
+            syncs in proptest::collection::vec(
+                (0usize..6, any::<bool>(), 0i32..20, 0i64..60, 0usize..3, 0usize..3),
+                1..8,
+            ),
+        ) {
+            // Facts computed once per version, as the pod cache keeps them.
+            let kept: Vec<Arc<MemberFacts>> =
+                pods.iter().map(|p| Arc::new(MemberFacts::of(p))).collect();
+            // One `Arc` per selector value while it is unchanged, as the runtime keeps it.
+            let mut arcs: HashMap<usize, Arc<LabelSelector>> = HashMap::new();
+            for (sel, deleting, min_ready, now_s, cur, upd) in syncs {
+                let set = set(sel, deleting);
+                let selector = arcs
+                    .entry(sel)
+                    .or_insert_with(|| Arc::new(set.spec.as_ref().unwrap().selector.clone()))
+                    .clone();
+                let got = claim_members(
+                    &set,
+                    &selector,
+                    pods.iter().zip(&kept).map(|(p, f)| (p, f.clone())),
+                );
+                let want = oracle_claim(&set, &pods);
+                match (got, want) {
+                    (Err(g), Err(w)) => prop_assert_eq!(g.to_string(), w.to_string()),
+                    (Ok(g), Ok((owned, adopt, release))) => {
+                        let names: Vec<String> = g
+                            .owned
+                            .iter()
+                            .map(|m| m.pod.metadata.name.clone().unwrap_or_default())
+                            .collect();
+                        prop_assert_eq!(names, owned);
+                        prop_assert_eq!(&g.adopt, &adopt);
+                        prop_assert_eq!(&g.release, &release);
+                        let now = Timestamp::from_second(1_767_225_600 + now_s).unwrap();
+                        let (cur, upd) = (["web-r1", "web-r2", ""][cur], ["web-r1", "web-r2", ""][upd]);
+                        for m in &g.owned {
+                            // Each member's facts are those of its very version
+                            // (an adopted copy's are its own).
+                            prop_assert_eq!(&*m.facts, &MemberFacts::of(&m.pod));
+                            prop_assert_eq!(
+                                ReplicaFacts::of_member(&m.facts, min_ready, now, cur, upd),
+                                oracle_facts(&m.pod, min_ready, now, cur, upd)
+                            );
+                        }
+                    }
+                    (g, w) => prop_assert!(false, "claim {:?} vs oracle {:?}", g.map(|c| c.adopt), w),
+                }
+            }
+            // Every pod's derived facts equal the oracle, whether claimed or not.
+            for (p, f) in pods.iter().zip(&kept) {
+                let now = Timestamp::from_second(1_767_225_620).unwrap();
+                prop_assert_eq!(
+                    ReplicaFacts::of_member(f, 10, now, "web-r1", "web-r2"),
+                    oracle_facts(p, 10, now, "web-r1", "web-r2")
+                );
+            }
+        }
+    }
+}
