@@ -3216,6 +3216,70 @@ mod tests {
             .collect()
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// The facts the pod cache keeps per slot are those of the version the
+        /// slot holds, over arbitrary applies (newer, stale, the same version
+        /// again), deletes and relists; `claimable_members` lists what
+        /// `claimable` lists.
+        #[test]
+        fn the_kept_member_facts_are_those_of_the_cached_version(
+            steps in proptest::collection::vec(
+                (0usize..4, 0usize..3, 0usize..3, 0usize..3, 0u64..4), 1..40),
+        ) {
+            let c: Cache<Pod> = Cache::default();
+            let mut rv = 10;
+            for (op, name, owner, label, back) in steps {
+                let name = ["web-0", "web-1", "web-2"][name];
+                let owner = [Some("u1"), Some("u2"), None][owner];
+                let labels = [[("app", "web"), (crate::controllers::REVISION_LABEL, "r1")], [("app", "web"), (crate::controllers::REVISION_LABEL, "r2")], [("app", "x"), ("t", "a")]][label];
+                match op {
+                    0 => {
+                        rv += 1;
+                        c.apply(pod(name, rv, owner, &labels, None));
+                    }
+                    // The cached version applied again (a controller's own write,
+                    // then its watch event: the same object at the same version),
+                    // or a stale version (ignored).
+                    1 => match c.get("ns", name) {
+                        Some(cur) if back == 0 => {
+                            c.apply((*cur).clone());
+                        }
+                        Some(cur) => {
+                            let stale = rv_of(&cur.metadata).saturating_sub(back).max(1);
+                            if stale < rv_of(&cur.metadata) {
+                                c.apply(pod(name, stale, owner, &labels, None));
+                            }
+                        }
+                        None => {}
+                    },
+                    2 => {
+                        rv += 1;
+                        c.remove("ns", name, rv);
+                    }
+                    _ => {
+                        let items = c
+                            .list()
+                            .into_iter()
+                            .map(|p| ((String::from("ns"), p.metadata.name.clone().unwrap_or_default()), (rv_of(&p.metadata), p)))
+                            .collect();
+                        c.replace_all(items);
+                    }
+                }
+                for uid in ["u1", "u2"] {
+                    let members = c.claimable_members("ns", uid);
+                    let plain = c.claimable("ns", uid);
+                    proptest::prop_assert_eq!(members.len(), plain.len());
+                    for ((p, f), q) in members.iter().zip(&plain) {
+                        proptest::prop_assert!(Arc::ptr_eq(p, q));
+                        proptest::prop_assert_eq!(&**f, &MemberFacts::of(p));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_pod_cache_indexes_follow_every_write_and_delete() {
         let c: Cache<Pod> = Cache::default();
