@@ -25,8 +25,9 @@
 //!   the owner references the policy asks for (same end state, one write less).
 
 use std::{
-    borrow::{Borrow, Cow},
+    borrow::Borrow,
     collections::BTreeMap,
+    ops::Deref,
     sync::{Arc, Mutex},
 };
 
@@ -99,12 +100,35 @@ pub struct PodClaims<'a> {
     pub release: Vec<String>,
 }
 
+/// A pod a sync reads: the cache's version, or a copy made in this sync (a
+/// pod about to be adopted, a placeholder to create), boxed so that the lists
+/// of a sync's pods stay small (a `Pod` is over a kilobyte, and a `Cow` of
+/// one is as large: the lists were copied and moved at that size).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodRef<'a> {
+    /// The cached version, read in place.
+    Cached(&'a Pod),
+    /// A copy.
+    New(Box<Pod>),
+}
+
+impl Deref for PodRef<'_> {
+    type Target = Pod;
+
+    fn deref(&self) -> &Pod {
+        match self {
+            Self::Cached(p) => p,
+            Self::New(p) => p,
+        }
+    }
+}
+
 /// A pod the set owns, as a sync reads it: the pod (the cache's version, or a
 /// copy about to be adopted) and its [`MemberFacts`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member<'a> {
     /// The pod.
-    pub pod: Cow<'a, Pod>,
+    pub pod: PodRef<'a>,
     /// What the controller reads of it.
     pub facts: Arc<MemberFacts>,
 }
@@ -170,6 +194,8 @@ pub struct MemberFacts {
     pub ready_since: Option<Timestamp>,
     /// The revision label (`""` when absent).
     pub revision: String,
+    /// The pod-name label equals the pod's name (part of `identityMatches`).
+    pub named: bool,
     /// The uid of the controller owner reference.
     pub controller: Option<String>,
     /// The claim's selector match for this version (`selector_matches` of the
@@ -187,6 +213,7 @@ impl PartialEq for MemberFacts {
             && self.ready == o.ready
             && self.ready_since == o.ready_since
             && self.revision == o.revision
+            && self.named == o.named
             && self.controller == o.controller
     }
 }
@@ -205,6 +232,12 @@ impl MemberFacts {
             ready: ready.is_some_and(|c| c.status == "True"),
             ready_since: ready.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)),
             revision: pod_revision(pod).to_owned(),
+            named: pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(POD_NAME_LABEL))
+                .is_some_and(|v| v == name),
             controller: controller_of(&pod.metadata).map(|r| r.uid.clone()),
             selected: Mutex::new(None),
         }
@@ -380,7 +413,7 @@ pub fn claim_members<'a>(
         match facts.controller.as_deref() {
             Some(c) if c != uid => {}
             Some(_) if matches => out.owned.push(Member {
-                pod: Cow::Borrowed(pod),
+                pod: PodRef::Cached(pod),
                 facts,
             }),
             Some(_) => {
@@ -398,7 +431,7 @@ pub fn claim_members<'a>(
                         .push(controller_ref("apps/v1", "StatefulSet", &set.metadata)?);
                     let facts = Arc::new(MemberFacts::of(&adopted));
                     out.owned.push(Member {
-                        pod: Cow::Owned(adopted),
+                        pod: PodRef::New(Box::new(adopted)),
                         facts,
                     });
                     out.adopt.push(name.to_owned());
@@ -544,16 +577,13 @@ fn update_storage(set: &StatefulSet, pod: &mut Pod, ordinal: i32) {
     spec.volumes = Some(volumes);
 }
 
-fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
+/// `identityMatches`: a member of the set by name, in its namespace, with
+/// the pod-name label (`facts.named`, read from the pod's facts) equal to its name.
+fn identity_matches(set: &StatefulSet, pod: &Pod, facts: ReplicaFacts) -> bool {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(set))
         && pod.metadata.namespace == set.metadata.namespace
-        && pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(POD_NAME_LABEL))
-            .is_some_and(|v| v == name)
+        && facts.named
 }
 
 fn storage_matches(set: &StatefulSet, pod: &Pod, ord: i32) -> bool {
@@ -679,6 +709,9 @@ pub struct ReplicaFacts {
     pub at_current: bool,
     /// The revision label names the update revision.
     pub at_update: bool,
+    /// The pod-name label equals the pod's name (the label part of
+    /// `identityMatches`).
+    pub named: bool,
 }
 
 impl ReplicaFacts {
@@ -707,6 +740,7 @@ impl ReplicaFacts {
             available: m.available(min_ready, now),
             at_current: m.revision == current,
             at_update: m.revision == update,
+            named: m.named,
         }
     }
 
@@ -851,11 +885,11 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
         .as_ref()
         .and_then(|s| s.current_replicas)
         .unwrap_or(0);
-    let mut replicas_v: Vec<(Cow<'_, Pod>, ReplicaFacts)> = Vec::with_capacity(replica_count);
+    let mut replicas_v: Vec<(PodRef<'_>, ReplicaFacts)> = Vec::with_capacity(replica_count);
     for (i, slot) in slots.into_iter().enumerate() {
         let ord = start + i32::try_from(i).unwrap_or(i32::MAX);
         let pod = match slot {
-            Some((p, f)) => (Cow::Borrowed(p), f),
+            Some((p, f)) => (PodRef::Cached(p), f),
             None => {
                 let at_current = (old_ru_nil && ord < start + stored_current_replicas)
                     || rolling.as_ref().is_some_and(|(p, _)| ord < start + p);
@@ -870,7 +904,7 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
                     .get_or_insert_with(BTreeMap::new)
                     .insert(REVISION_LABEL.into(), rev.clone());
                 let f = facts_of(&p);
-                (Cow::Owned(p), f)
+                (PodRef::New(Box::new(p)), f)
             }
         };
         replicas_v.push(pod);
@@ -925,7 +959,7 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
 fn run_replicas(
     set: &StatefulSet,
     monotonic: bool,
-    replicas_v: &[(Cow<'_, Pod>, ReplicaFacts)],
+    replicas_v: &[(PodRef<'_>, ReplicaFacts)],
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> bool {
@@ -996,7 +1030,10 @@ fn process_replica(
     }
     let claim_updates = claim_refs_update(set, pod, claims, true);
     let ord = facts.ordinal;
-    if identity_matches(set, pod) && storage_matches(set, pod, ord) && claim_updates.is_empty() {
+    if identity_matches(set, pod, facts)
+        && storage_matches(set, pod, ord)
+        && claim_updates.is_empty()
+    {
         return Step::Continue;
     }
     // UpdateStatefulPod: fix identity and storage, create missing claims,
@@ -1136,7 +1173,7 @@ fn run_condemned(
 /// `updateStatefulSetAfterInvariantEstablished` (maxUnavailable path).
 fn rolling_update(
     set: &StatefulSet,
-    replicas_v: &[(Cow<'_, Pod>, ReplicaFacts)],
+    replicas_v: &[(PodRef<'_>, ReplicaFacts)],
     rolling: Option<&(i32, IntOrString)>,
     status: &mut StatefulSetStatus,
     out: &mut SyncOutcome,
@@ -1237,16 +1274,21 @@ mod tests {
             available: is_pod_available(pod, min_ready, now),
             at_current: rev == cur,
             at_update: rev == upd,
+            named: pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(POD_NAME_LABEL))
+                .is_some_and(|v| Some(v) == pod.metadata.name.as_ref()),
         }
     }
 
+    /// Owned pod names, pods to adopt, pods to release.
+    type Claimed = (Vec<String>, Vec<String>, Vec<String>);
+
     /// `ClaimPods` as computed before the facts were kept: name parse,
     /// selector and controller reference read from every pod (the oracle).
-    /// Returns (owned names, adopt, release).
-    fn oracle_claim(
-        set: &StatefulSet,
-        pods: &[Pod],
-    ) -> Result<(Vec<String>, Vec<String>, Vec<String>), Error> {
+    fn oracle_claim(set: &StatefulSet, pods: &[Pod]) -> Result<Claimed, Error> {
         let spec = spec(set)?;
         let uid = set.metadata.uid.as_deref().unwrap_or_default();
         let deleting = set.metadata.deletion_timestamp.is_some();
@@ -1327,6 +1369,10 @@ mod tests {
                 }
                 if let Some(t) = [Some("a"), Some("b"), None][tier] {
                     labels.insert("tier".into(), json!(t));
+                }
+                // The pod-name label: right, wrong or absent.
+                if let Some(n) = [Some(name), Some("web-9"), None][(tier + app) % 3] {
+                    labels.insert(POD_NAME_LABEL.into(), json!(n));
                 }
                 if let Some(r) = [Some("web-r1"), Some("web-r2"), Some(""), None][rev] {
                     labels.insert(REVISION_LABEL.into(), json!(r));
