@@ -91,6 +91,24 @@ async fn a_kube_client_sees_a_statefulset_roll_out_with_revision_labels_on_pods(
             update
         );
     }
+    // The controllers' syncs are counted on `/metrics`: the set was synced at
+    // least once per pod it created, the pods by the kubelet and scheduler.
+    let text = reqwest::get(format!("{}/metrics", h.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let syncs = |controller: &str| -> u64 {
+        let series = format!("kubesim_controller_syncs_total{{controller=\"{controller}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(syncs("statefulset") >= 6, "{text}");
+    assert!(syncs("pod") >= 6, "{text}");
     h.shutdown().await;
 }
 

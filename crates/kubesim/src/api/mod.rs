@@ -402,6 +402,7 @@ struct Inner {
     validators: RwLock<Vec<Arc<dyn ObjectValidator>>>,
     next_cluster_ip: std::sync::atomic::AtomicU32,
     admission: crate::admission::Admission,
+    controller_metrics: crate::server::ControllerMetrics,
 }
 
 /// The in-process API. Cheap to clone.
@@ -521,6 +522,7 @@ impl Api {
                 validators: RwLock::default(),
                 next_cluster_ip: std::sync::atomic::AtomicU32::new(1),
                 admission: crate::admission::Admission::default(),
+                controller_metrics: crate::server::ControllerMetrics::default(),
             }),
         };
         api.add_validator(Arc::new(crd_schema::CrdSchemaValidator::default()));
@@ -550,6 +552,11 @@ impl Api {
     /// The admission webhooks' state (configuration cache, clients, metrics).
     pub fn admission(&self) -> &crate::admission::Admission {
         &self.inner.admission
+    }
+
+    /// The simulated controllers' metrics (their sync counts), served on `/metrics`.
+    pub fn controller_metrics(&self) -> &crate::server::ControllerMetrics {
+        &self.inner.controller_metrics
     }
 
     /// Resolves a resource by group, version and plural or fails with 404.

@@ -51,7 +51,7 @@ use super::{
     is_pod_ready,
     recorder::{EventKind, Record, Recorder, Reporter, reference},
     selector_matches,
-    statefulset::{self, SetWrite, SyncInput},
+    statefulset::{self, MemberFacts, SetWrite, SyncInput},
 };
 use futures::future::BoxFuture;
 
@@ -110,6 +110,12 @@ pub trait Indexed: Metadata<Ty = ObjectMeta> {
     fn selects(&self) -> Selects<'_> {
         Selects::Nothing
     }
+
+    /// What the StatefulSet controller reads of this version (pods only),
+    /// computed once when the version is stored and kept in its slot.
+    fn member_facts(&self) -> Option<Arc<MemberFacts>> {
+        None
+    }
 }
 
 /// What a selector requires of a pod's labels ([`Indexed::selects`]).
@@ -155,6 +161,10 @@ impl Indexed for EndpointSlice {}
 impl Indexed for Endpoints {}
 impl Indexed for Node {}
 impl Indexed for Pod {
+    fn member_facts(&self) -> Option<Arc<MemberFacts>> {
+        Some(Arc::new(MemberFacts::of(self)))
+    }
+
     fn node_name(&self) -> Option<&str> {
         self.spec
             .as_ref()
@@ -167,6 +177,11 @@ impl Indexed for Pod {
 struct Slot<K> {
     rv: u64,
     obj: Arc<K>,
+    /// [`Indexed::member_facts`] of `obj`, computed when this version was
+    /// first stored (a version applied again at the same resourceVersion —
+    /// a controller's own write, then its watch event — keeps them: objects
+    /// are immutable per resourceVersion).
+    facts: Option<Arc<MemberFacts>>,
 }
 
 /// The items of a cache and their indexes, under one lock.
@@ -383,7 +398,12 @@ impl<K: Indexed> CacheInner<K> {
 
     fn insert(&mut self, ns: &str, name: &str, rv: u64, obj: Arc<K>) -> Option<Arc<K>> {
         if let Some(id) = self.id_of(ns, name) {
-            let old = self.slots.get_mut(id).and_then(Option::take).map(|s| s.obj);
+            let old = self.slots.get_mut(id).and_then(Option::take);
+            let facts = match &old {
+                Some(o) if o.rv == rv && rv != 0 => o.facts.clone(),
+                _ => obj.member_facts(),
+            };
+            let old = old.map(|s| s.obj);
             match &old {
                 Some(o) if same_index_entries(&**o, &*obj) => {}
                 Some(o) => {
@@ -393,13 +413,14 @@ impl<K: Indexed> CacheInner<K> {
                 None => self.index(ns, name, id, &obj),
             }
             if let Some(s) = self.slots.get_mut(id) {
-                *s = Some(Slot { rv, obj });
+                *s = Some(Slot { rv, obj, facts });
             }
             return old;
         }
         let slot = Some(Slot {
             rv,
             obj: obj.clone(),
+            facts: obj.member_facts(),
         });
         let id = match self.free.pop() {
             Some(id) => {
@@ -431,6 +452,28 @@ impl<K: Indexed> CacheInner<K> {
         self.free.push(id);
         self.unindex(ns, name, id, &slot.obj);
         Some(slot.obj)
+    }
+
+    /// The slot ids of [`Cache::claimable`], in key order.
+    fn claimable_ids(&self, ns: &str, uid: &str) -> Vec<usize> {
+        let owned = self
+            .by_controller
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter(|((n, _), _)| n == ns);
+        let mut ids: Vec<(&Key, usize)> = self
+            .orphans
+            .range((ns.to_owned(), String::new())..)
+            .take_while(|((n, _), _)| n == ns)
+            .map(|(k, id)| (k, *id))
+            .collect();
+        if ids.is_empty() {
+            return owned.map(|(_, id)| *id).collect();
+        }
+        ids.extend(owned.map(|(k, id)| (k, *id)));
+        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        ids.into_iter().map(|(_, id)| id).collect()
     }
 
     /// The objects of slots `ids`, in that order.
@@ -518,24 +561,7 @@ impl<K: Indexed> Cache<K> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
-        let owned = m
-            .by_controller
-            .get(uid)
-            .into_iter()
-            .flatten()
-            .filter(|((n, _), _)| n == ns);
-        let mut ids: Vec<(&Key, usize)> = m
-            .orphans
-            .range((ns.to_owned(), String::new())..)
-            .take_while(|((n, _), _)| n == ns)
-            .map(|(k, id)| (k, *id))
-            .collect();
-        if ids.is_empty() {
-            return m.objs(owned.map(|(_, id)| *id));
-        }
-        ids.extend(owned.map(|(k, id)| (k, *id)));
-        ids.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        m.objs(ids.into_iter().map(|(_, id)| id))
+        m.objs(m.claimable_ids(ns, uid))
     }
 
     /// The objects of `ns` controlled by `uid`, in key order.
@@ -683,6 +709,28 @@ impl<K: Indexed> Cache<K> {
     /// (the disruption budgets' tallies) is rebuilt when this moves.
     pub fn generation(&self) -> u64 {
         self.items.read().map_or(0, |m| m.relists)
+    }
+}
+
+impl Cache<Pod> {
+    /// [`Cache::claimable`] with each pod's [`MemberFacts`], kept per stored
+    /// version (computed afresh for a slot without them, which the pod cache
+    /// never has: [`Indexed::member_facts`] of a pod is always some).
+    pub fn claimable_members(&self, ns: &str, uid: &str) -> Vec<(Arc<Pod>, Arc<MemberFacts>)> {
+        let Ok(m) = self.items.read() else {
+            return Vec::new();
+        };
+        m.claimable_ids(ns, uid)
+            .into_iter()
+            .filter_map(|id| m.slot(id))
+            .map(|s| {
+                let facts = s
+                    .facts
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(MemberFacts::of(&s.obj)));
+                (s.obj.clone(), facts)
+            })
+            .collect()
     }
 }
 
@@ -924,6 +972,10 @@ struct Shared {
     /// Per StatefulSet (namespace, name): its last candidate revision's data
     /// and hash ([`CandidateMemo`]; dropped when a sync finds the set gone).
     candidates: Mutex<HashMap<(String, String), CandidateMemo>>,
+    /// Per StatefulSet (namespace, name): its `spec.selector` as one shared
+    /// value while it is unchanged, the key of the selector matches kept in
+    /// the pods' [`MemberFacts`] (dropped when a sync finds the set gone).
+    selectors: Mutex<HashMap<Key, Arc<LabelSelector>>>,
     /// Per disruption budget: the tally of the pods it selects, kept from the pod
     /// notifications so that a sync reads what changed ([`PdbTally`]).
     pdb_tallies: Mutex<HashMap<Key, PdbTally>>,
@@ -1032,6 +1084,7 @@ impl Simulation {
             ready_seen: Mutex::default(),
             scheduling: tokio::sync::Mutex::default(),
             candidates: Mutex::default(),
+            selectors: Mutex::default(),
             pdb_tallies: Mutex::default(),
         });
         register_eviction(&shared);
@@ -1066,21 +1119,21 @@ impl Simulation {
         tasks.extend(workers(
             &shared,
             pdbs_rx,
-            |s| &s.pdbs_q,
+            ("disruption", |s| &s.pdbs_q),
             |s, ns, n| Box::pin(sync_pdb(s, ns, n)),
             1,
         ));
         tasks.extend(workers(
             &shared,
             eps_rx,
-            |s| &s.eps_q,
+            ("endpointslice", |s| &s.eps_q),
             |s, ns, n| Box::pin(sync_service(s, ns, n)),
             1,
         ));
         tasks.extend(workers(
             &shared,
             pods_rx,
-            |s| &s.pods_q,
+            ("pod", |s| &s.pods_q),
             |s, ns, n| Box::pin(sync_pod(s, ns, n)),
             POD_WORKERS,
         ));
@@ -1237,24 +1290,28 @@ const POD_WORKERS: usize = 8;
 
 /// `n` workers taking keys from one queue (`rx`), each key synced by one
 /// worker at a time ([`Queue::start`], [`Queue::finish`]).
+/// `controller` names the syncs' counter (`kubesim_controller_syncs_total`).
 fn workers(
     shared: &Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Key>,
-    queue: fn(&Shared) -> &Queue,
+    (controller, queue): (&str, fn(&Shared) -> &Queue),
     sync: SyncFn,
     n: usize,
 ) -> Vec<JoinHandle<()>> {
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let syncs = shared.api.controller_metrics().syncs(controller);
     (0..n.max(1))
         .map(|_| {
             let shared = shared.clone();
             let rx = rx.clone();
+            let syncs = syncs.clone();
             tokio::spawn(async move {
                 loop {
                     let Some(key) = rx.lock().await.recv().await else {
                         return;
                     };
                     let q = queue(&shared);
+                    syncs.inc();
                     q.start(&key);
                     let r = sync(&shared, &key.0, &key.1).await;
                     requeue(q, &key, r);
@@ -1269,8 +1326,10 @@ fn workers(
 /// The StatefulSet worker: like [`workers`], with an async sync whose writes
 /// go through admission (webhooks see the pods the controller creates).
 fn set_worker(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Key>) -> JoinHandle<()> {
+    let syncs = shared.api.controller_metrics().syncs("statefulset");
     tokio::spawn(async move {
         while let Some(key) = rx.recv().await {
+            syncs.inc();
             shared.sets_q.start(&key);
             let r = sync_set(&shared, &key.0, &key.1).await;
             requeue(&shared.sets_q, &key, r);
@@ -1303,6 +1362,34 @@ fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
 }
 
 impl Shared {
+    /// The set's selector as the `Arc` kept for it ([`Shared::selectors`]):
+    /// the same one while the selector is equal, a new one when it changed.
+    fn set_selector(
+        &self,
+        ns: &str,
+        name: &str,
+        set: &StatefulSet,
+    ) -> Result<Arc<LabelSelector>, ApiError> {
+        let want = &set
+            .spec
+            .as_ref()
+            .ok_or_else(|| ApiError::internal(format!("StatefulSet {name} has no spec")))?
+            .selector;
+        let mut all = self
+            .selectors
+            .lock()
+            .map_err(|_| ApiError::internal("selector memo poisoned"))?;
+        let key = (ns.to_owned(), name.to_owned());
+        match all.get(&key) {
+            Some(kept) if **kept == *want => Ok(kept.clone()),
+            _ => {
+                let fresh = Arc::new(want.clone());
+                all.insert(key, fresh.clone());
+                Ok(fresh)
+            }
+        }
+    }
+
     fn on_set(&self, c: Change<StatefulSet>) {
         if let Change::Upsert { new, old } = c {
             let (ns, name) = ns_name(&new.metadata);
@@ -1471,6 +1558,9 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         if let Ok(mut all) = s.candidates.lock() {
             all.remove(&(ns.to_owned(), name.to_owned()));
         }
+        if let Ok(mut all) = s.selectors.lock() {
+            all.remove(&(ns.to_owned(), name.to_owned()));
+        }
         return Ok(None);
     };
     let user = &controller_user("statefulset-controller");
@@ -1481,9 +1571,11 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     let pods = s
         .caches
         .pods
-        .claimable(ns, set.metadata.uid.as_deref().unwrap_or_default());
-    let claims = statefulset::claim_pods(set, pods.iter().map(|p| &**p))
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .claimable_members(ns, set.metadata.uid.as_deref().unwrap_or_default());
+    let selector = s.set_selector(ns, name, set)?;
+    let claims =
+        statefulset::claim_members(set, &selector, pods.iter().map(|(p, f)| (&**p, f.clone())))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
     if !claims.adopt.is_empty() {
         // `CanAdopt`: a live read, never the cache (kubernetes#42639).
         let fresh = match s.api.get_typed::<StatefulSet>(Some(ns), name) {
@@ -1498,6 +1590,7 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         if let Some(p) = claims
             .owned
             .iter()
+            .map(|m| &m.pod)
             .find(|p| p.metadata.name.as_deref() == Some(adopted))
         {
             let patch = json!({"metadata": {
@@ -1513,9 +1606,9 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     }
     let uid = set.metadata.uid.clone().unwrap_or_default();
     for released in &claims.release {
-        if let Some(p) = pods
+        if let Some((p, _)) = pods
             .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(released))
+            .find(|(p, _)| p.metadata.name.as_deref() == Some(released))
         {
             let refs: Vec<&OwnerReference> = p
                 .metadata
@@ -3121,6 +3214,70 @@ mod tests {
         pods.iter()
             .map(|p| p.metadata.name.as_deref().unwrap_or_default())
             .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// The facts the pod cache keeps per slot are those of the version the
+        /// slot holds, over arbitrary applies (newer, stale, the same version
+        /// again), deletes and relists; `claimable_members` lists what
+        /// `claimable` lists.
+        #[test]
+        fn the_kept_member_facts_are_those_of_the_cached_version(
+            steps in proptest::collection::vec(
+                (0usize..4, 0usize..3, 0usize..3, 0usize..3, 0u64..4), 1..40),
+        ) {
+            let c: Cache<Pod> = Cache::default();
+            let mut rv = 10;
+            for (op, name, owner, label, back) in steps {
+                let name = ["web-0", "web-1", "web-2"][name];
+                let owner = [Some("u1"), Some("u2"), None][owner];
+                let labels = [[("app", "web"), (crate::controllers::REVISION_LABEL, "r1")], [("app", "web"), (crate::controllers::REVISION_LABEL, "r2")], [("app", "x"), ("t", "a")]][label];
+                match op {
+                    0 => {
+                        rv += 1;
+                        c.apply(pod(name, rv, owner, &labels, None));
+                    }
+                    // The cached version applied again (a controller's own write,
+                    // then its watch event: the same object at the same version),
+                    // or a stale version (ignored).
+                    1 => match c.get("ns", name) {
+                        Some(cur) if back == 0 => {
+                            c.apply((*cur).clone());
+                        }
+                        Some(cur) => {
+                            let stale = rv_of(&cur.metadata).saturating_sub(back).max(1);
+                            if stale < rv_of(&cur.metadata) {
+                                c.apply(pod(name, stale, owner, &labels, None));
+                            }
+                        }
+                        None => {}
+                    },
+                    2 => {
+                        rv += 1;
+                        c.remove("ns", name, rv);
+                    }
+                    _ => {
+                        let items = c
+                            .list()
+                            .into_iter()
+                            .map(|p| ((String::from("ns"), p.metadata.name.clone().unwrap_or_default()), (rv_of(&p.metadata), p)))
+                            .collect();
+                        c.replace_all(items);
+                    }
+                }
+                for uid in ["u1", "u2"] {
+                    let members = c.claimable_members("ns", uid);
+                    let plain = c.claimable("ns", uid);
+                    proptest::prop_assert_eq!(members.len(), plain.len());
+                    for ((p, f), q) in members.iter().zip(&plain) {
+                        proptest::prop_assert!(Arc::ptr_eq(p, q));
+                        proptest::prop_assert_eq!(&**f, &MemberFacts::of(p));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

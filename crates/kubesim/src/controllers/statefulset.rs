@@ -24,7 +24,12 @@
 //!   references for the retention policy; PVCs are created here directly with
 //!   the owner references the policy asks for (same end state, one write less).
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{
+    borrow::Borrow,
+    collections::BTreeMap,
+    ops::Deref,
+    sync::{Arc, Mutex},
+};
 
 use k8s_openapi::{
     api::{
@@ -35,7 +40,7 @@ use k8s_openapi::{
         },
     },
     apimachinery::pkg::{
-        apis::meta::v1::{ObjectMeta, OwnerReference},
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
         util::intstr::IntOrString,
     },
     jiff::{SignedDuration, Timestamp},
@@ -43,8 +48,7 @@ use k8s_openapi::{
 
 use super::{
     Error, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, controller_of, controller_ref,
-    history::revision_template, is_pod_available, is_pod_ready, is_terminating, phase,
-    scaled_value, selector_matches,
+    history::revision_template, phase, ready_condition, scaled_value, selector_matches,
 };
 
 /// A write the StatefulSet controller issues during one sync, in order.
@@ -87,12 +91,200 @@ pub struct SyncOutcome {
 /// controller reference is added here) are copies.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodClaims<'a> {
-    /// Pods the set owns (including ones it is about to adopt).
-    pub owned: Vec<Cow<'a, Pod>>,
+    /// Pods the set owns (including ones it is about to adopt), each with its
+    /// [`MemberFacts`].
+    pub owned: Vec<Member<'a>>,
     /// Orphans to adopt: patch a controller reference in.
     pub adopt: Vec<String>,
     /// Owned pods that no longer match: remove our controller reference.
     pub release: Vec<String>,
+}
+
+/// A pod a sync reads: the cache's version, or a copy made in this sync (a
+/// pod about to be adopted, a placeholder to create), boxed so that the lists
+/// of a sync's pods stay small (a `Pod` is over a kilobyte, and a `Cow` of
+/// one is as large: the lists were copied and moved at that size).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodRef<'a> {
+    /// The cached version, read in place.
+    Cached(&'a Pod),
+    /// A copy.
+    New(Box<Pod>),
+}
+
+impl Deref for PodRef<'_> {
+    type Target = Pod;
+
+    fn deref(&self) -> &Pod {
+        match self {
+            Self::Cached(p) => p,
+            Self::New(p) => p,
+        }
+    }
+}
+
+/// A pod the set owns, as a sync reads it: the pod (the cache's version, or a
+/// copy about to be adopted) and its [`MemberFacts`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member<'a> {
+    /// The pod.
+    pub pod: PodRef<'a>,
+    /// What the controller reads of it.
+    pub facts: Arc<MemberFacts>,
+}
+
+impl Borrow<Pod> for Member<'_> {
+    fn borrow(&self) -> &Pod {
+        &self.pod
+    }
+}
+
+/// The pod's phase, as the controller tells phases apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PhaseClass {
+    /// No phase (`""`: the API server has not set one).
+    #[default]
+    Unset,
+    /// `Pending`.
+    Pending,
+    /// `Running`.
+    Running,
+    /// `Succeeded` or `Failed`.
+    Finished,
+    /// Any other value.
+    Other,
+}
+
+impl PhaseClass {
+    fn of(phase: &str) -> Self {
+        match phase {
+            "" => Self::Unset,
+            "Pending" => Self::Pending,
+            "Running" => Self::Running,
+            "Succeeded" | "Failed" => Self::Finished,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// What the StatefulSet controller reads of one pod version that depends on
+/// neither the set nor the instant: computed once per stored version (the
+/// runtime's pod cache keeps it beside the pod, keyed by the version's
+/// resourceVersion, `runtime::Cache::claimable_members`), so that a sync,
+/// which upstream makes over every pod of the set at each pod event
+/// (`getPodsForStatefulSet`, `ClaimPods`, then `getOrdinal`,
+/// `getPodRevision`, `isRunningAndReady`, `IsPodAvailable` at each use),
+/// reads small structs instead of the pods' maps. What depends on the set
+/// (its revisions) or on `now` (availability) is derived per sync in
+/// [`ReplicaFacts::of_member`].
+#[derive(Debug, Default)]
+pub struct MemberFacts {
+    /// `getParentNameAndOrdinal`: the byte length of the parent name, when
+    /// the name ends in `-<digits>` that parse as an ordinal.
+    parent_len: Option<usize>,
+    /// `getOrdinal` (-1 when the name has no ordinal).
+    pub ordinal: i32,
+    /// The phase.
+    pub phase: PhaseClass,
+    /// `deletionTimestamp` set.
+    pub terminating: bool,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// The `Ready` condition's `lastTransitionTime` (read only when ready).
+    pub ready_since: Option<Timestamp>,
+    /// The revision label (`""` when absent).
+    pub revision: String,
+    /// The pod-name label equals the pod's name (part of `identityMatches`).
+    pub named: bool,
+    /// The uid of the controller owner reference.
+    pub controller: Option<String>,
+    /// The claim's selector match for this version (`selector_matches` of the
+    /// selector held here against the version's labels): a memo, not a fact
+    /// of the pod, so [`PartialEq`] ignores it.
+    selected: Mutex<Option<(Arc<LabelSelector>, bool)>>,
+}
+
+impl PartialEq for MemberFacts {
+    fn eq(&self, o: &Self) -> bool {
+        self.parent_len == o.parent_len
+            && self.ordinal == o.ordinal
+            && self.phase == o.phase
+            && self.terminating == o.terminating
+            && self.ready == o.ready
+            && self.ready_since == o.ready_since
+            && self.revision == o.revision
+            && self.named == o.named
+            && self.controller == o.controller
+    }
+}
+
+impl MemberFacts {
+    /// The facts of one pod version.
+    pub fn of(pod: &Pod) -> Self {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let parsed = parent_and_ordinal(name);
+        let ready = ready_condition(pod);
+        Self {
+            parent_len: parsed.map(|(p, _)| p.len()),
+            ordinal: parsed.map_or(-1, |(_, o)| o),
+            phase: PhaseClass::of(phase(pod)),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+            ready: ready.is_some_and(|c| c.status == "True"),
+            ready_since: ready.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)),
+            revision: pod_revision(pod).to_owned(),
+            named: pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(POD_NAME_LABEL))
+                .is_some_and(|v| v == name),
+            controller: controller_of(&pod.metadata).map(|r| r.uid.clone()),
+            selected: Mutex::new(None),
+        }
+    }
+
+    /// Whether the pod `name` (the version these facts are of) is a member
+    /// of the set `set_name` by name (`isMemberOf`: the parent name equals
+    /// the set's).
+    fn member_of(&self, name: &str, set_name: &str) -> bool {
+        self.parent_len
+            .is_some_and(|n| name.get(..n) == Some(set_name))
+    }
+
+    /// `selector_matches(selector, labels)` for this version's `labels`,
+    /// memoized per selector (compared by identity: the caller keeps one
+    /// `Arc` per set while its selector is unchanged). Errors are not kept.
+    pub fn selected_by(
+        &self,
+        selector: &Arc<LabelSelector>,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<bool, Error> {
+        if let Ok(m) = self.selected.lock()
+            && let Some((s, hit)) = m.as_ref()
+            && Arc::ptr_eq(s, selector)
+        {
+            return Ok(*hit);
+        }
+        let hit = selector_matches(selector, labels)?;
+        if let Ok(mut m) = self.selected.lock() {
+            *m = Some((selector.clone(), hit));
+        }
+        Ok(hit)
+    }
+
+    /// `podutil.IsPodAvailable` at `now` (see [`super::is_pod_available`]).
+    fn available(&self, min_ready_seconds: i32, now: Timestamp) -> bool {
+        if !self.ready {
+            return false;
+        }
+        if min_ready_seconds <= 0 {
+            return true;
+        }
+        self.ready_since.is_some_and(|t| {
+            t.checked_add(SignedDuration::from_secs(i64::from(min_ready_seconds)))
+                .is_ok_and(|ready_at| ready_at <= now)
+        })
+    }
 }
 
 fn set_name(set: &StatefulSet) -> &str {
@@ -184,39 +376,64 @@ fn retention(spec: &StatefulSetSpec) -> (bool, bool) {
 /// `ClaimPods` for a StatefulSet over every pod of its namespace: owned pods
 /// matching selector and name pattern are kept, matching orphans adopted,
 /// owned non-matching pods released; pods of other controllers are ignored.
+/// Each pod's facts are computed here; the runtime keeps them per pod version
+/// and calls [`claim_members`].
 pub fn claim_pods<'a>(
     set: &StatefulSet,
     pods: impl IntoIterator<Item = &'a Pod>,
 ) -> Result<PodClaims<'a>, Error> {
-    let spec = spec(set)?;
+    let selector = Arc::new(spec(set)?.selector.clone());
+    claim_members(
+        set,
+        &selector,
+        pods.into_iter().map(|p| (p, Arc::new(MemberFacts::of(p)))),
+    )
+}
+
+/// [`claim_pods`] over pods with their [`MemberFacts`] (each must be the
+/// facts of that very pod version). `selector` must equal the set's
+/// `spec.selector`; the selector match is memoized in the facts per
+/// `selector` (by identity).
+pub fn claim_members<'a>(
+    set: &StatefulSet,
+    selector: &Arc<LabelSelector>,
+    pods: impl IntoIterator<Item = (&'a Pod, Arc<MemberFacts>)>,
+) -> Result<PodClaims<'a>, Error> {
     let uid = set.metadata.uid.as_deref().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
     let set_name = set_name(set);
     let mut out = PodClaims::default();
-    for pod in pods {
+    for (pod, facts) in pods {
         if pod.metadata.namespace != set.metadata.namespace {
             continue;
         }
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let member = parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name);
-        let matches = member && selector_matches(&spec.selector, pod.metadata.labels.as_ref())?;
-        match controller_of(&pod.metadata) {
-            Some(r) if r.uid != uid => {}
-            Some(_) if matches => out.owned.push(Cow::Borrowed(pod)),
+        let matches = facts.member_of(name, set_name)
+            && facts.selected_by(selector, pod.metadata.labels.as_ref())?;
+        match facts.controller.as_deref() {
+            Some(c) if c != uid => {}
+            Some(_) if matches => out.owned.push(Member {
+                pod: PodRef::Cached(pod),
+                facts,
+            }),
             Some(_) => {
                 if !deleting {
                     out.release.push(name.to_owned());
                 }
             }
             None => {
-                if !deleting && matches && !is_terminating(pod) {
+                if !deleting && matches && !facts.terminating {
                     let mut adopted = pod.clone();
                     adopted
                         .metadata
                         .owner_references
                         .get_or_insert_with(Vec::new)
                         .push(controller_ref("apps/v1", "StatefulSet", &set.metadata)?);
-                    out.owned.push(Cow::Owned(adopted));
+                    let facts = Arc::new(MemberFacts::of(&adopted));
+                    out.owned.push(Member {
+                        pod: PodRef::New(Box::new(adopted)),
+                        facts,
+                    });
                     out.adopt.push(name.to_owned());
                 }
             }
@@ -360,16 +577,13 @@ fn update_storage(set: &StatefulSet, pod: &mut Pod, ordinal: i32) {
     spec.volumes = Some(volumes);
 }
 
-fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
+/// `identityMatches`: a member of the set by name, in its namespace, with
+/// the pod-name label (`facts.named`, read from the pod's facts) equal to its name.
+fn identity_matches(set: &StatefulSet, pod: &Pod, facts: ReplicaFacts) -> bool {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(set))
         && pod.metadata.namespace == set.metadata.namespace
-        && pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(POD_NAME_LABEL))
-            .is_some_and(|v| v == name)
+        && facts.named
 }
 
 fn storage_matches(set: &StatefulSet, pod: &Pod, ord: i32) -> bool {
@@ -469,12 +683,9 @@ fn claim_refs_update(
     out
 }
 
-fn is_running_and_ready(pod: &Pod) -> bool {
-    phase(pod) == "Running" && is_pod_ready(pod)
-}
-
-/// What one sync reads of a pod, computed once per pod per sync. Upstream
-/// recomputes `getOrdinal`, `getPodRevision`, `isRunningAndReady`,
+/// What one sync reads of a pod, derived once per pod per sync from its
+/// [`MemberFacts`] (kept per pod version), the set's revisions and `now`.
+/// Upstream recomputes `getOrdinal`, `getPodRevision`, `isRunningAndReady`,
 /// `isHealthy`/`isUnavailable` at each use (`stateful_set_control.go`); none
 /// can change within one sync (the pods and `now` are fixed), so each is
 /// read once here instead of at every comparison.
@@ -498,23 +709,38 @@ pub struct ReplicaFacts {
     pub at_current: bool,
     /// The revision label names the update revision.
     pub at_update: bool,
+    /// The pod-name label equals the pod's name (the label part of
+    /// `identityMatches`).
+    pub named: bool,
 }
 
 impl ReplicaFacts {
     /// The facts of `pod` for a sync at `now` with these revision names.
     pub fn of(pod: &Pod, min_ready: i32, now: Timestamp, current: &str, update: &str) -> Self {
-        let ph = phase(pod);
-        let rev = pod_revision(pod);
+        Self::of_member(&MemberFacts::of(pod), min_ready, now, current, update)
+    }
+
+    /// The facts of a pod version with facts `m`, for a sync at `now` with
+    /// these revision names.
+    pub fn of_member(
+        m: &MemberFacts,
+        min_ready: i32,
+        now: Timestamp,
+        current: &str,
+        update: &str,
+    ) -> Self {
+        let ph = m.phase;
         Self {
-            ordinal: ordinal(pod),
-            created: !ph.is_empty(),
-            finished: ph == "Failed" || ph == "Succeeded",
-            pending: ph == "Pending",
-            terminating: is_terminating(pod),
-            running_ready: is_running_and_ready(pod),
-            available: is_pod_available(pod, min_ready, now),
-            at_current: rev == current,
-            at_update: rev == update,
+            ordinal: m.ordinal,
+            created: ph != PhaseClass::Unset,
+            finished: ph == PhaseClass::Finished,
+            pending: ph == PhaseClass::Pending,
+            terminating: m.terminating,
+            running_ready: ph == PhaseClass::Running && m.ready,
+            available: m.available(min_ready, now),
+            at_current: m.revision == current,
+            at_update: m.revision == update,
+            named: m.named,
         }
     }
 
@@ -581,9 +807,9 @@ pub struct SyncInput<'a> {
     pub update: &'a ControllerRevision,
     /// Collision count to carry into status.
     pub collision_count: i32,
-    /// Pods the set owns (see [`claim_pods`]); read, never copied, except
-    /// for the ones a write changes.
-    pub pods: &'a [Cow<'a, Pod>],
+    /// Pods the set owns with their facts (see [`claim_members`]); read,
+    /// never copied, except for the ones a write changes.
+    pub pods: &'a [Member<'a>],
     /// PVCs of the namespace by name.
     pub claims: &'a BTreeMap<String, PersistentVolumeClaim>,
     /// The simulated time.
@@ -617,7 +843,13 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
     let update_template = revision_template(update)?;
     let facts_of = |pod: &Pod| ReplicaFacts::of(pod, min_ready, now, &current_name, &update_name);
 
-    let pods: Vec<(&Pod, ReplicaFacts)> = pods.iter().map(|p| (&**p, facts_of(p))).collect();
+    let pods: Vec<(&Pod, ReplicaFacts)> = pods
+        .iter()
+        .map(|m| {
+            let f = ReplicaFacts::of_member(&m.facts, min_ready, now, &current_name, &update_name);
+            (&*m.pod, f)
+        })
+        .collect();
     let mut status = StatefulSetStatus {
         observed_generation: set.metadata.generation,
         current_revision: Some(current_name.clone()),
@@ -653,11 +885,11 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
         .as_ref()
         .and_then(|s| s.current_replicas)
         .unwrap_or(0);
-    let mut replicas_v: Vec<(Cow<'_, Pod>, ReplicaFacts)> = Vec::with_capacity(replica_count);
+    let mut replicas_v: Vec<(PodRef<'_>, ReplicaFacts)> = Vec::with_capacity(replica_count);
     for (i, slot) in slots.into_iter().enumerate() {
         let ord = start + i32::try_from(i).unwrap_or(i32::MAX);
         let pod = match slot {
-            Some((p, f)) => (Cow::Borrowed(p), f),
+            Some((p, f)) => (PodRef::Cached(p), f),
             None => {
                 let at_current = (old_ru_nil && ord < start + stored_current_replicas)
                     || rolling.as_ref().is_some_and(|(p, _)| ord < start + p);
@@ -672,7 +904,7 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
                     .get_or_insert_with(BTreeMap::new)
                     .insert(REVISION_LABEL.into(), rev.clone());
                 let f = facts_of(&p);
-                (Cow::Owned(p), f)
+                (PodRef::New(Box::new(p)), f)
             }
         };
         replicas_v.push(pod);
@@ -727,7 +959,7 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
 fn run_replicas(
     set: &StatefulSet,
     monotonic: bool,
-    replicas_v: &[(Cow<'_, Pod>, ReplicaFacts)],
+    replicas_v: &[(PodRef<'_>, ReplicaFacts)],
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> bool {
@@ -798,7 +1030,10 @@ fn process_replica(
     }
     let claim_updates = claim_refs_update(set, pod, claims, true);
     let ord = facts.ordinal;
-    if identity_matches(set, pod) && storage_matches(set, pod, ord) && claim_updates.is_empty() {
+    if identity_matches(set, pod, facts)
+        && storage_matches(set, pod, ord)
+        && claim_updates.is_empty()
+    {
         return Step::Continue;
     }
     // UpdateStatefulPod: fix identity and storage, create missing claims,
@@ -938,7 +1173,7 @@ fn run_condemned(
 /// `updateStatefulSetAfterInvariantEstablished` (maxUnavailable path).
 fn rolling_update(
     set: &StatefulSet,
-    replicas_v: &[(Cow<'_, Pod>, ReplicaFacts)],
+    replicas_v: &[(PodRef<'_>, ReplicaFacts)],
     rolling: Option<&(i32, IntOrString)>,
     status: &mut StatefulSetStatus,
     out: &mut SyncOutcome,
@@ -999,4 +1234,254 @@ fn inconsistent_status(set: &StatefulSet, status: &StatefulSetStatus) -> bool {
         || status.current_revision != old.current_revision
         || status.available_replicas.unwrap_or(0) != old.available_replicas.unwrap_or(0)
         || status.update_revision != old.update_revision
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::controllers::{is_pod_available, is_pod_ready, is_terminating};
+
+    const SET_UID: &str = "uid-web";
+
+    /// `ReplicaFacts` as computed before the facts were kept: straight from
+    /// the pod's maps at each sync (the oracle).
+    fn oracle_facts(
+        pod: &Pod,
+        min_ready: i32,
+        now: Timestamp,
+        cur: &str,
+        upd: &str,
+    ) -> ReplicaFacts {
+        let ph = phase(pod);
+        let rev = pod_revision(pod);
+        ReplicaFacts {
+            ordinal: pod
+                .metadata
+                .name
+                .as_deref()
+                .and_then(parent_and_ordinal)
+                .map_or(-1, |(_, o)| o),
+            created: !ph.is_empty(),
+            finished: ph == "Failed" || ph == "Succeeded",
+            pending: ph == "Pending",
+            terminating: is_terminating(pod),
+            running_ready: ph == "Running" && is_pod_ready(pod),
+            available: is_pod_available(pod, min_ready, now),
+            at_current: rev == cur,
+            at_update: rev == upd,
+            named: pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(POD_NAME_LABEL))
+                .is_some_and(|v| Some(v) == pod.metadata.name.as_ref()),
+        }
+    }
+
+    /// Owned pod names, pods to adopt, pods to release.
+    type Claimed = (Vec<String>, Vec<String>, Vec<String>);
+
+    /// `ClaimPods` as computed before the facts were kept: name parse,
+    /// selector and controller reference read from every pod (the oracle).
+    fn oracle_claim(set: &StatefulSet, pods: &[Pod]) -> Result<Claimed, Error> {
+        let spec = spec(set)?;
+        let uid = set.metadata.uid.as_deref().unwrap_or_default();
+        let deleting = set.metadata.deletion_timestamp.is_some();
+        let set_name = set_name(set);
+        let (mut owned, mut adopt, mut release) = (vec![], vec![], vec![]);
+        for pod in pods {
+            if pod.metadata.namespace != set.metadata.namespace {
+                continue;
+            }
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let member = parent_and_ordinal(&name).is_some_and(|(p, _)| p == set_name);
+            let matches = member && selector_matches(&spec.selector, pod.metadata.labels.as_ref())?;
+            match controller_of(&pod.metadata) {
+                Some(r) if r.uid != uid => {}
+                Some(_) if matches => owned.push(name),
+                Some(_) => {
+                    if !deleting {
+                        release.push(name);
+                    }
+                }
+                None => {
+                    if !deleting && matches && !is_terminating(pod) {
+                        owned.push(name.clone());
+                        adopt.push(name);
+                    }
+                }
+            }
+        }
+        Ok((owned, adopt, release))
+    }
+
+    fn selector(i: usize) -> Value {
+        match i % 6 {
+            0 => json!({"matchLabels": {"app": "web"}}),
+            1 => json!({"matchLabels": {"app": "web", "tier": "a"}}),
+            2 => {
+                json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]})
+            }
+            3 => {
+                json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]})
+            }
+            4 => json!({"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}),
+            _ => json!({}),
+        }
+    }
+
+    fn set(sel: usize, deleting: bool) -> StatefulSet {
+        let mut v = json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": SET_UID},
+            "spec": {"selector": selector(sel), "serviceName": "web",
+                     "template": {"metadata": {}, "spec": {"containers": []}}},
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// An arbitrary pod version: name (with and without an ordinal, of this
+    /// set, of a set whose name has this one as a prefix), namespace,
+    /// labels, phase, Ready condition and its time, deletion, owners.
+    fn arb_pod() -> impl Strategy<Value = Pod> {
+        (
+            (0usize..9, 0usize..4, any::<bool>()),
+            (0usize..3, 0usize..3, 0usize..4),
+            (0usize..7, 0usize..5, 0i64..40),
+            0usize..5,
+        )
+            .prop_map(|((name, ns, deleting), (app, tier, rev), (phase, ready, at), owner)| {
+                let name = [
+                    "web-0", "web-7", "web-12", "web-", "web-x1", "webx-3", "web-01", "web-2-3",
+                    "other-2",
+                ][name];
+                let ns = ["ns", "ns", "ns", "other"][ns];
+                let mut labels = serde_json::Map::new();
+                if let Some(a) = [Some("web"), Some("other"), None][app] {
+                    labels.insert("app".into(), json!(a));
+                }
+                if let Some(t) = [Some("a"), Some("b"), None][tier] {
+                    labels.insert("tier".into(), json!(t));
+                }
+                // The pod-name label: right, wrong or absent.
+                if let Some(n) = [Some(name), Some("web-9"), None][(tier + app) % 3] {
+                    labels.insert(POD_NAME_LABEL.into(), json!(n));
+                }
+                if let Some(r) = [Some("web-r1"), Some("web-r2"), Some(""), None][rev] {
+                    labels.insert(REVISION_LABEL.into(), json!(r));
+                }
+                let mut v = json!({"metadata": {"name": name, "namespace": ns, "labels": labels}});
+                if deleting {
+                    v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:10Z");
+                }
+                let owners = match owner {
+                    0 => None,
+                    1 => Some(json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": SET_UID, "controller": true}])),
+                    2 => Some(json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "uid-other", "controller": true}])),
+                    3 => Some(json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": SET_UID}])),
+                    _ => Some(json!([
+                        {"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "uid-c"},
+                        {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": SET_UID, "controller": true},
+                    ])),
+                };
+                if let Some(o) = owners {
+                    v["metadata"]["ownerReferences"] = o;
+                }
+                let mut status = serde_json::Map::new();
+                if let Some(p) = [None, Some(""), Some("Pending"), Some("Running"), Some("Succeeded"), Some("Failed"), Some("Unknown")][phase] {
+                    status.insert("phase".into(), json!(p));
+                }
+                let time = format!("2026-01-01T00:00:{at:02}Z");
+                let cond = match ready {
+                    0 => None,
+                    1 => Some(json!({"type": "Ready", "status": "True", "lastTransitionTime": time})),
+                    2 => Some(json!({"type": "Ready", "status": "True"})),
+                    3 => Some(json!({"type": "Ready", "status": "False", "lastTransitionTime": time})),
+                    _ => Some(json!({"type": "Ready", "status": "Unknown"})),
+                };
+                if let Some(c) = cond {
+                    status.insert(
+                        "conditions".into(),
+                        json!([{"type": "PodScheduled", "status": "True"}, c]),
+                    );
+                }
+                v["status"] = Value::Object(status);
+                serde_json::from_value(v).unwrap()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The facts kept per pod version and the claim memoized per (version,
+        /// selector) give, over arbitrary pod versions, selectors and syncs,
+        /// what the former per-sync computation from the pods gave.
+        #[test]
+        fn kept_facts_and_memoized_claims_equal_a_fresh_computation(
+            pods in proptest::collection::vec(arb_pod(), 0..12),
+            syncs in proptest::collection::vec(
+                (0usize..6, any::<bool>(), 0i32..20, 0i64..60, 0usize..3, 0usize..3),
+                1..8,
+            ),
+        ) {
+            // Facts computed once per version, as the pod cache keeps them.
+            let kept: Vec<Arc<MemberFacts>> =
+                pods.iter().map(|p| Arc::new(MemberFacts::of(p))).collect();
+            // One `Arc` per selector value while it is unchanged, as the runtime keeps it.
+            let mut arcs: HashMap<usize, Arc<LabelSelector>> = HashMap::new();
+            for (sel, deleting, min_ready, now_s, cur, upd) in syncs {
+                let set = set(sel, deleting);
+                let selector = arcs
+                    .entry(sel)
+                    .or_insert_with(|| Arc::new(set.spec.as_ref().unwrap().selector.clone()))
+                    .clone();
+                let got = claim_members(
+                    &set,
+                    &selector,
+                    pods.iter().zip(&kept).map(|(p, f)| (p, f.clone())),
+                );
+                let want = oracle_claim(&set, &pods);
+                match (got, want) {
+                    (Err(g), Err(w)) => prop_assert_eq!(g.to_string(), w.to_string()),
+                    (Ok(g), Ok((owned, adopt, release))) => {
+                        let names: Vec<String> = g
+                            .owned
+                            .iter()
+                            .map(|m| m.pod.metadata.name.clone().unwrap_or_default())
+                            .collect();
+                        prop_assert_eq!(names, owned);
+                        prop_assert_eq!(&g.adopt, &adopt);
+                        prop_assert_eq!(&g.release, &release);
+                        let now = Timestamp::from_second(1_767_225_600 + now_s).unwrap();
+                        let (cur, upd) = (["web-r1", "web-r2", ""][cur], ["web-r1", "web-r2", ""][upd]);
+                        for m in &g.owned {
+                            // Each member's facts are those of its very version
+                            // (an adopted copy's are its own).
+                            prop_assert_eq!(&*m.facts, &MemberFacts::of(&m.pod));
+                            prop_assert_eq!(
+                                ReplicaFacts::of_member(&m.facts, min_ready, now, cur, upd),
+                                oracle_facts(&m.pod, min_ready, now, cur, upd)
+                            );
+                        }
+                    }
+                    (g, w) => prop_assert!(false, "claim {:?} vs oracle {:?}", g.map(|c| c.adopt), w),
+                }
+            }
+            // Every pod's derived facts equal the oracle, whether claimed or not.
+            for (p, f) in pods.iter().zip(&kept) {
+                let now = Timestamp::from_second(1_767_225_620).unwrap();
+                prop_assert_eq!(
+                    ReplicaFacts::of_member(f, 10, now, "web-r1", "web-r2"),
+                    oracle_facts(p, 10, now, "web-r1", "web-r2")
+                );
+            }
+        }
+    }
 }

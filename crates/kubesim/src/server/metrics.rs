@@ -164,16 +164,74 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// [`Metrics::render`] followed by the metrics of `extra` (the
-    /// admission webhooks' registry), in one exposition.
-    pub fn render_with(&self, store: &Store, extra: &Registry) -> String {
+    /// [`Metrics::render`] followed by the metrics of each of `extra` (the
+    /// admission webhooks' registry, the controllers'), in one exposition.
+    pub fn render_with(&self, store: &Store, extra: &[&Registry]) -> String {
         let mut out = self.render(store);
-        if let Some(head) = out.strip_suffix("# EOF\n") {
-            out = head.to_owned();
+        for registry in extra {
+            if let Some(head) = out.strip_suffix("# EOF\n") {
+                out.truncate(head.len());
+            }
+            // Writing into a String cannot fail.
+            let _ = encode(&mut out, registry);
         }
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, extra);
         out
+    }
+}
+
+/// Labels of `kubesim_controller_syncs_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    /// `statefulset`, `disruption`, `endpointslice`, or `pod` (the kubelet
+    /// and scheduler's per-pod sync).
+    pub controller: String,
+}
+
+/// The simulated controllers' metrics, held by the [`crate::api::Api`] so
+/// that a simulation started on it (`controllers::runtime::Simulation`)
+/// counts into the `/metrics` of the server serving it.
+///
+/// `kubesim_controller_syncs_total{controller}`: syncs run (one per key a
+/// worker takes from its work queue, whatever the outcome). kube-controller-
+/// manager has no such series under this name; its work queues'
+/// `workqueue_adds_total` counts additions, not syncs.
+pub struct ControllerMetrics {
+    registry: Registry,
+    syncs: Family<ControllerLabels, Counter>,
+}
+
+impl std::fmt::Debug for ControllerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let syncs = Family::<ControllerLabels, Counter>::default();
+        registry.register(
+            "kubesim_controller_syncs",
+            "Counter of syncs run by the simulated controllers (one per key taken from a work queue), by controller.",
+            syncs.clone(),
+        );
+        Self { registry, syncs }
+    }
+}
+
+impl ControllerMetrics {
+    /// The sync counter of `controller` (a handle sharing the count).
+    pub fn syncs(&self, controller: &str) -> Counter {
+        self.syncs
+            .get_or_create(&ControllerLabels {
+                controller: controller.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The registry (the server appends it to `/metrics`).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 

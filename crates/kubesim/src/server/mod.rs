@@ -27,7 +27,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-pub use self::metrics::Metrics;
+pub use self::metrics::{ControllerMetrics, Metrics};
 use crate::{
     api::{
         Api, ApiError, DeleteOptions, DeleteOutcome, ListOptions, Part, PatchKind, Result,
@@ -186,9 +186,13 @@ async fn version() -> Response {
 }
 
 async fn metrics_handler(State(s): State<ServerState>) -> Response {
-    let body = s
-        .metrics
-        .render_with(s.api.store(), s.api.admission().metrics().registry());
+    let body = s.metrics.render_with(
+        s.api.store(),
+        &[
+            s.api.admission().metrics().registry(),
+            s.api.controller_metrics().registry(),
+        ],
+    );
     (
         [(
             header::CONTENT_TYPE,

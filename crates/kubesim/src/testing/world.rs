@@ -205,7 +205,7 @@ impl World {
         let all: Vec<Pod> = self.pods.values().cloned().collect();
         let claims = claim_pods(&set, &all).unwrap();
         for p in &claims.owned {
-            let p: &Pod = p;
+            let p: &Pod = &p.pod;
             self.pods
                 .insert(p.metadata.name.clone().unwrap(), p.clone());
         }
