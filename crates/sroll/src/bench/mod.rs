@@ -374,6 +374,57 @@ fn is_done(r: &StatefulsetRollout, generation: i64) -> bool {
     })
 }
 
+/// The rollouts of the bench namespace as a watch keeps them (a reflector store), for reading
+/// progress without listing them.
+struct RolloutWatch {
+    store: kube::runtime::reflector::Store<StatefulsetRollout>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RolloutWatch {
+    /// Starts the watch and waits for its first list.
+    async fn start(client: &Client) -> anyhow::Result<Self> {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        let api = Api::<StatefulsetRollout>::namespaced(client.clone(), NAMESPACE);
+        let (store, writer) = reflector::store();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects();
+        let task = tokio::spawn(stream.for_each(|_| async {}));
+        tokio::time::timeout(Duration::from_secs(60), store.wait_until_ready())
+            .await
+            .context("the bench's rollout watch did not list the rollouts within 60 s")?
+            .context("the bench's rollout watch stopped before its first list")?;
+        Ok(RolloutWatch { store, task })
+    }
+
+    /// Whether every rollout has a status with a phase (was reconciled at least once).
+    fn all_have_a_phase(&self) -> bool {
+        self.store
+            .state()
+            .iter()
+            .all(|r| r.status.as_ref().is_some_and(|s| s.phase.is_some()))
+    }
+
+    /// The names of the rollouts [`is_done`] at `generation`.
+    fn done(&self, generation: i64) -> Vec<String> {
+        self.store
+            .state()
+            .iter()
+            .filter(|r| is_done(r, generation))
+            .filter_map(|r| r.metadata.name.clone())
+            .collect()
+    }
+}
+
+impl Drop for RolloutWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Polls `check` every `every` until it returns `Some`, failing after `limit`.
 async fn poll<T, F, Fut>(
     what: &str,
@@ -936,25 +987,15 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
     for name in &names {
         create_rollout(&env.client, name, pods, json!({})).await?;
     }
-    let api = Api::<StatefulsetRollout>::namespaced(env.client.clone(), NAMESPACE);
-    let all_done = |generation: i64| {
-        let api = api.clone();
-        async move {
-            let list = api.list(&ListParams::default()).await?;
-            Ok::<_, anyhow::Error>(
-                list.items
-                    .iter()
-                    .filter(|r| is_done(r, generation))
-                    .filter_map(|r| r.metadata.name.clone())
-                    .collect::<Vec<_>>(),
-            )
-        }
-    };
+    // Progress is read from a watch's copy of the rollouts, not by listing them: a list carries
+    // every rollout's `status.pods` (one entry per pod), and listing 100 of them every 250 ms
+    // would be a large part of what this process (the simulated cluster) serves.
+    let rollouts = RolloutWatch::start(&env.client).await?;
     poll(
         "every set to be created",
         Duration::from_secs(1800),
         Duration::from_millis(500),
-        || async { Ok((all_done(1).await?.len() == names.len()).then_some(())) },
+        || async { Ok((rollouts.done(1).len() == names.len()).then_some(())) },
     )
     .await?;
     let setup_seconds = setup.elapsed().as_secs_f64();
@@ -980,7 +1021,7 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = t0.elapsed().as_secs_f64();
-        for name in all_done(2).await? {
+        for name in rollouts.done(2) {
             finished.entry(name).or_insert(now);
         }
     }
@@ -990,6 +1031,7 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
     let reconciles = env.reconciles().await? - rec0;
     let after = env.operator_process();
     let sim_after = env::process_stats(std::process::id());
+    drop(rollouts);
     env.shutdown().await;
     let (Some(before), Some(after), Some(sim_before), Some(sim_after)) =
         (before, after, sim_before, sim_after)
@@ -1232,21 +1274,15 @@ async fn scale_watch_only(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Resul
     // reconcile counter may never stand still: bounded.
     let settle_limit = Duration::from_secs(if sizes.quick { 4 } else { 30 });
     // Every rollout reconciled at least once (its status written).
-    let api = Api::<StatefulsetRollout>::namespaced(env.client.clone(), NAMESPACE);
+    let rollouts = RolloutWatch::start(&env.client).await?;
     poll(
         "every rollout to be reconciled",
         Duration::from_secs(1800),
         Duration::from_millis(500),
-        || async {
-            let list = api.list(&ListParams::default()).await?;
-            Ok(list
-                .items
-                .iter()
-                .all(|r| r.status.as_ref().is_some_and(|s| s.phase.is_some()))
-                .then_some(()))
-        },
+        || async { Ok(rollouts.all_have_a_phase().then_some(())) },
     )
     .await?;
+    drop(rollouts);
     reconciles_settle(&env, Duration::from_secs(2), settle_limit).await?;
     let synced = env
         .operator_process()
