@@ -999,7 +999,7 @@ pub(crate) mod tests {
         let now = "2026-11-23T12:00:00Z".parse().expect("a timestamp");
         let expectations = crate::observe::Expectations::default();
         let observed = crate::observe::observe(&caches, &expectations, &rollout, now);
-        assert_eq!(*observed.pods, want);
+        assert_eq!(observed.pods.iter().cloned().collect::<Vec<_>>(), want);
         let live = observed.statefulset.expect("the live set");
         assert_eq!(
             (live.partition, live.update_revision.as_deref()),

@@ -175,7 +175,7 @@ impl<T> Default for SetIndex<T> {
 
 impl<T> SetIndex<T> {
     /// The pods, in ordinal order.
-    pub fn pods(&self) -> &[ObservedPod] {
+    pub fn pods(&self) -> &Pods {
         &self.pods
     }
 
@@ -219,7 +219,7 @@ impl<T> SetIndex<T> {
         } = slot;
         match self.find(pod.ordinal) {
             Ok(i) => {
-                if self.pods[i] == pod && self.rest[i].1 == extra {
+                if *self.pods[i] == pod && self.rest[i].1 == extra {
                     self.rest[i].0 = resource_version;
                     return false;
                 }
@@ -525,7 +525,7 @@ mod tests {
                 .collect();
             let got: Vec<ObservedPod> = index
                 .set("ns", &format!("set{set}"))
-                .map(|i| i.pods().to_vec())
+                .map(|i| i.pods().iter().cloned().collect())
                 .unwrap_or_default();
             prop_assert_eq!(&got, &want);
             let counts = index

@@ -293,7 +293,9 @@ pub struct Pods(Arc<PodList>);
 
 #[derive(Clone, Debug, Default)]
 struct PodList {
-    pods: Vec<ObservedPod>,
+    /// Each pod shared: copying a shared list to change it (`Arc::make_mut`, e.g. to overlay the
+    /// operator's pending evictions on the index's list) copies pointers, not pods.
+    pods: Vec<Arc<ObservedPod>>,
     counts: SetCounts,
     /// This version's id (0: the empty default list; ids of built or changed lists start at 1).
     version: u64,
@@ -329,7 +331,12 @@ impl Pods {
 
     /// The pod with `ordinal`, found by binary search.
     pub fn get(&self, ordinal: i32) -> Option<&ObservedPod> {
-        self.position(ordinal).ok().map(|i| &self.0.pods[i])
+        self.position(ordinal).ok().map(|i| &*self.0.pods[i])
+    }
+
+    /// The pods in ordinal order.
+    pub fn iter(&self) -> PodsIter<'_> {
+        self.0.pods.iter().map(|p| &**p)
     }
 
     /// Where the pod with `ordinal` is (`Ok`), or would be inserted (`Err`).
@@ -341,19 +348,19 @@ impl Pods {
     /// list first if it is shared and the pod differs.
     pub fn put(&mut self, pod: ObservedPod) -> bool {
         match self.position(pod.ordinal) {
-            Ok(i) if self.0.pods[i] == pod => false,
+            Ok(i) if *self.0.pods[i] == pod => false,
             Ok(i) => {
                 let list = Arc::make_mut(&mut self.0);
                 list.counts.remove(&list.pods[i]);
                 list.counts.add(&pod);
-                list.pods[i] = pod;
+                list.pods[i] = Arc::new(pod);
                 list.version = next_version();
                 true
             }
             Err(i) => {
                 let list = Arc::make_mut(&mut self.0);
                 list.counts.add(&pod);
-                list.pods.insert(i, pod);
+                list.pods.insert(i, Arc::new(pod));
                 list.version = next_version();
                 true
             }
@@ -367,7 +374,7 @@ impl Pods {
         let pod = list.pods.remove(i);
         list.counts.remove(&pod);
         list.version = next_version();
-        Some(pod)
+        Some(Arc::unwrap_or_clone(pod))
     }
 }
 
@@ -384,12 +391,18 @@ impl PartialEq for Pods {
 impl Eq for Pods {}
 
 impl Deref for Pods {
-    type Target = [ObservedPod];
+    type Target = [Arc<ObservedPod>];
 
-    fn deref(&self) -> &[ObservedPod] {
+    fn deref(&self) -> &[Arc<ObservedPod>] {
         &self.0.pods
     }
 }
+
+/// [`Pods::iter`].
+pub type PodsIter<'a> = std::iter::Map<
+    std::slice::Iter<'a, Arc<ObservedPod>>,
+    fn(&'a Arc<ObservedPod>) -> &'a ObservedPod,
+>;
 
 impl From<Vec<ObservedPod>> for Pods {
     /// Sorts `pods` by ordinal; of two pods with the same ordinal the later one is kept.
@@ -400,7 +413,7 @@ impl From<Vec<ObservedPod>> for Pods {
         pods.dedup_by_key(|p| p.ordinal);
         let counts = SetCounts::recount(&pods);
         Pods(Arc::new(PodList {
-            pods,
+            pods: pods.into_iter().map(Arc::new).collect(),
             counts,
             version: next_version(),
         }))
@@ -415,10 +428,10 @@ impl FromIterator<ObservedPod> for Pods {
 
 impl<'a> IntoIterator for &'a Pods {
     type Item = &'a ObservedPod;
-    type IntoIter = std::slice::Iter<'a, ObservedPod>;
+    type IntoIter = PodsIter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.pods.iter()
+        self.iter()
     }
 }
 

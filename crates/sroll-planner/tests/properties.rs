@@ -153,7 +153,7 @@ fn observed(c: &Case) -> Observed {
         };
     }
     let mut o = w.observed();
-    let mut pods: Vec<_> = o.pods.to_vec();
+    let mut pods: Vec<_> = o.pods.iter().cloned().collect();
     for (pod, s) in pods
         .iter_mut()
         .zip(c.pods.iter().filter(|s| **s != PodState::Missing))
