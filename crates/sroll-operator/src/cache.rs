@@ -428,23 +428,6 @@ pub fn rollout_of_statefulset(
         .map(|r| ObjectRef::from_obj(&*r))
 }
 
-/// Maps a pod event to the rollout whose StatefulSet controls the pod.
-pub fn rollout_of_pod<P: Resource>(
-    rollouts: &Store<StatefulsetRollout>,
-    statefulsets: &Store<StatefulSet>,
-    pod: &P,
-) -> Option<ObjectRef<StatefulsetRollout>> {
-    let ns = pod.namespace()?;
-    let sts = controller_of(pod.meta(), "StatefulSet")
-        .map(str::to_owned)
-        .or_else(|| {
-            // An orphaned pod (StatefulSet deleted with orphan propagation): fall back to the name.
-            let name = pod.name_any();
-            name.rsplit_once('-').map(|(set, _)| set.to_owned())
-        })?;
-    rollout_of_statefulset(rollouts, statefulsets, &ns, &sts)
-}
-
 /// Whether a PDB selects the pods of a rollout (same namespace, selector matching the template
 /// labels). In policy/v1 a null selector selects nothing and an empty one selects every pod of the
 /// namespace (`pkg/controller/disruption/disruption.go` `getPodsForPdb`).
@@ -736,6 +719,22 @@ pub(crate) mod tests {
             controller: Some(true),
             block_owner_deletion: None,
         }])
+    }
+
+    /// The rollout a change of `pod` wakes: the pod index keys a pod by its namespace and the set
+    /// name of `<set>-<ordinal>` (`sroll_planner::index::set_of`), then [`rollout_of_set`].
+    fn rollout_of_pod(
+        rollouts: &Store<StatefulsetRollout>,
+        statefulsets: &Store<StatefulSet>,
+        pod: &Pod,
+    ) -> Option<ObjectRef<StatefulsetRollout>> {
+        let name = pod.name_any();
+        let (set, _) = sroll_planner::index::set_of(&name)?;
+        let changed = PodsChanged {
+            set: (pod.namespace()?.into(), set.into()),
+            view: true,
+        };
+        rollout_of_set(rollouts, statefulsets, &changed)
     }
 
     #[test]
