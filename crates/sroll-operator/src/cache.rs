@@ -54,7 +54,7 @@ use kube::{
     },
 };
 use sroll_api::{DiscoveryProvider, StatefulsetRollout, labels};
-use sroll_planner::index::SetKey;
+use sroll_planner::index::{SetKey, Wake};
 
 pub use gated::{WatchGate, gated_reflector};
 pub use index::SharedPodIndex;
@@ -344,9 +344,13 @@ pub fn watch_pods(
         // The index first: the store's first `InitDone` wakes the reconciles (see
         // `SharedPodIndex::event`).
         let mut changed: Vec<PodsChanged> = indexer
-            .event(&cached)
+            .event_waking(&cached)
             .into_iter()
-            .map(|set| PodsChanged { set, view: true })
+            .map(|(set, wake)| PodsChanged {
+                set,
+                view: true,
+                wake,
+            })
             .collect();
         if let watcher::Event::Apply(pod) = &cached
             && changed.is_empty()
@@ -359,6 +363,7 @@ pub fn watch_pods(
             changed.push(PodsChanged {
                 set: (namespace.as_ref().into(), set.into()),
                 view: false,
+                wake: Wake::Now,
             });
         }
         writer.apply_watcher_event(&cached);
@@ -375,6 +380,8 @@ pub struct PodsChanged {
     pub set: SetKey,
     /// The planner's view of the set's pods changed; `false`: only a pod's `status.podIP` did.
     pub view: bool,
+    /// How soon the rollout must plan on it ([`Wake::of_change`]; a new address: at once).
+    pub wake: Wake,
 }
 
 /// Maps a set whose pods changed ([`watch_pods`]) to its rollout: always when the planner's view
@@ -733,6 +740,7 @@ pub(crate) mod tests {
         let changed = PodsChanged {
             set: (pod.namespace()?.into(), set.into()),
             view: true,
+            wake: Wake::Now,
         };
         rollout_of_set(rollouts, statefulsets, &changed)
     }

@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::{
     api::{
@@ -42,13 +42,14 @@ use kube::{
         events::{Event, EventType},
         predicates,
         reflector::{self, ObjectRef},
+        scheduler::{ScheduleRequest, scheduler},
         watcher,
     },
 };
 use sroll_api::{
     Phase, StatefulsetRollout, StatefulsetRolloutStatus, predicates::resource_version, sync::lock,
 };
-use sroll_planner::{Action, Executed, Observed, Plan, PlannedEvent, Settled};
+use sroll_planner::{Action, Executed, Observed, Plan, PlannedEvent, Settled, index::Wake};
 
 use crate::{
     Error, Result,
@@ -73,6 +74,13 @@ const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 /// rollout writes its 1,000-entry status once per pod event (thousands of writes of tens of
 /// kilobytes each).
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a change that can only make a rollout wait may wait for its plan
+/// ([`sroll_planner::index::Wake::Later`]: a pod of the rollout went not Ready, terminating or
+/// away, or its PDB's budget fell), unless a change that may let it act wakes it first: as long
+/// as the shortest wait of a progress write, the one thing such a change alters being the
+/// progress the status reports.
+const LATER_WAKE: Duration = PROGRESS_WRITE_INTERVAL;
 
 /// `status.pods` entries per second of [`PROGRESS_WRITE_INTERVAL`]: every write of a rollout's
 /// status costs the operator, the API server and every watcher of rollouts a parse and a copy of
@@ -203,10 +211,13 @@ pub async fn run_scope(
     .backoff(cache::WatchBackoff::default())
     .modify(cache::strip_pdb)
     .reflect(pdb_writer);
-    let pdb_stream = cache::triggers::changed_objects(
+    let pdb_stream = cache::triggers::changed_objects_waking(
         pdb_stream,
-        cache::triggers::pdb_fingerprint,
-        cache::triggers::pdb_stub,
+        cache::triggers::Fingerprints::new(
+            cache::triggers::pdb_fingerprint,
+            cache::triggers::pdb_stub,
+        )
+        .with_levels(cache::triggers::pdb_levels),
     );
 
     let (endpoint_slices, slice_writer) = reflector::store::<EndpointSlice>();
@@ -272,10 +283,6 @@ pub async fn run_scope(
     .with_config(ControllerConfig::default())
     .owns_stream(cache::errors_logged(sts_stream, "StatefulSet"))
     .watches_stream(
-        cache::errors_logged(pdb_stream, "PodDisruptionBudget"),
-        move |pdb| cache::rollouts_of_pdb(&pdb_rollouts, &pdb),
-    )
-    .watches_stream(
         cache::errors_logged(slice_stream, "EndpointSlice"),
         move |slice| cache::rollouts_of_endpoint_slice(&slice_rollouts, &slice),
     )
@@ -286,15 +293,25 @@ pub async fn run_scope(
         },
     )
     // Pods wake their rollout per set, only when the planner's view of the set changed
-    // (`cache::watch_pods`).
-    .reconcile_on(
+    // (`cache::watch_pods`); PDBs when what the planner reads of them did. A change that can only
+    // make the rollout wait wakes it within `LATER_WAKE`, unless another wakes it before.
+    .reconcile_on(wakes_in_time(
         cache::errors_logged(pod_stream, "Pod").filter_map(move |set| {
-            std::future::ready(
-                set.ok()
-                    .and_then(|set| cache::rollout_of_set(&pod_rollouts, &pod_sets, &set)),
-            )
+            std::future::ready(set.ok().and_then(|set| {
+                cache::rollout_of_set(&pod_rollouts, &pod_sets, &set).map(|r| (r, set.wake))
+            }))
         }),
-    )
+        cache::errors_logged(pdb_stream, "PodDisruptionBudget").flat_map(move |changed| {
+            let wakes = match changed {
+                Ok((pdb, wake)) => cache::rollouts_of_pdb(&pdb_rollouts, &pdb)
+                    .into_iter()
+                    .map(|r| (r, wake))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            futures::stream::iter(wakes)
+        }),
+    ))
     .reconcile_on(futures::stream::select(woken, measured))
     .graceful_shutdown_on(stopped)
     .run(reconcile, error_policy, ctx)
@@ -306,6 +323,26 @@ pub async fn run_scope(
     })
     .await;
     tracing::info!(namespace = ?namespace, "controller stopped");
+}
+
+/// The rollouts to reconcile, from the pod and PDB triggers: each at once for a
+/// [`Wake::Now`], [`LATER_WAKE`] after a [`Wake::Later`]; a rollout waiting to be woken is
+/// woken once, at the earliest of its times (kube-runtime's `scheduler`: a `Now` for a rollout
+/// waiting on a `Later` wakes it at once, and that wake serves both).
+fn wakes_in_time(
+    pods: impl Stream<Item = (Key, Wake)> + Send + 'static,
+    pdbs: impl Stream<Item = (Key, Wake)> + Send + 'static,
+) -> impl Stream<Item = Key> + Send + 'static {
+    scheduler(
+        futures::stream::select(pods, pdbs).map(|(rollout, wake)| ScheduleRequest {
+            message: rollout,
+            run_at: tokio::time::Instant::now()
+                + match wake {
+                    Wake::Now => Duration::ZERO,
+                    Wake::Later => LATER_WAKE,
+                },
+        }),
+    )
 }
 
 /// A status this process wrote, kept until the rollout cache shows a version at least as new.

@@ -35,6 +35,53 @@ use crate::{
     observed::{ObservedPod, Pods},
 };
 
+/// How soon a change of a set's pods must reach its rollout's planner: the operator's pod and PDB
+/// triggers wake the rollout at once for [`Wake::Now`] and within a short delay for
+/// [`Wake::Later`] (unless something wakes it at once before then).
+///
+/// Why a change may wait: a plan reads the whole cache when it runs, so a plan made later never
+/// decides on less than one made at once — it can only act later. And a change that leaves the
+/// pod not Ready (or gone, or terminating) can only make the planner *wait*: it takes a pod out
+/// of the budget, it never frees one. During a rollout most pod events are of that kind and are
+/// the rollout's own doing — an evicted pod turning terminating, then deleted, then recreated not
+/// Ready — and each woke a plan that found nothing to do but report it (issue #16: 1.55–1.72
+/// reconciles per pod updated at 10 × 1,000). What such a change does alter is the status
+/// (`status.pods`, the counts), and the status reports progress at most once a second anyway
+/// (the operator's progress-write interval). The changes that can let the planner act — a pod
+/// becoming Ready (budget freed, a batch complete), an in-place update moving on, new labels
+/// (selector membership) — wake it at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Wake {
+    /// Within the short delay (the change can only make the planner wait).
+    Later,
+    /// At once.
+    Now,
+}
+
+impl Wake {
+    /// How soon a pod slot that held `old` (`None`: empty) and now holds `new` (`None`: emptied)
+    /// must be planned on; `labels_changed`: the feeder's extra (the pod's labels) changed.
+    ///
+    /// [`Wake::Now`] when the new pod is Ready and not terminating (it may complete a batch or
+    /// free budget), when the pod's in-place state changed (an in-place update waits on each of
+    /// its steps) or when its labels did; [`Wake::Later`] otherwise.
+    pub fn of_change(
+        old: Option<&ObservedPod>,
+        new: Option<&ObservedPod>,
+        labels_changed: bool,
+    ) -> Wake {
+        let ready = new.is_some_and(|p| p.ready && !p.terminating);
+        let in_place = old.map(|p| &p.in_place) != new.map(|p| &p.in_place)
+            && (old.is_some_and(|p| p.in_place != PodInPlace::default())
+                || new.is_some_and(|p| p.in_place != PodInPlace::default()));
+        if ready || in_place || labels_changed {
+            Wake::Now
+        } else {
+            Wake::Later
+        }
+    }
+}
+
 /// What a pod of a set contributes to its set's aggregates, summed over the set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetCounts {
@@ -206,9 +253,10 @@ impl<T> SetIndex<T> {
         self.pods.position(ordinal)
     }
 
-    /// Puts `slot` at its ordinal; whether the view changed (a slot that differs only in its
-    /// `resourceVersion` is updated in place without counting as a change).
-    fn put(&mut self, slot: Slot<T>) -> bool
+    /// Puts `slot` at its ordinal; how soon the change must be planned on, `None` when the view
+    /// did not change (a slot that differs only in its `resourceVersion` is updated in place
+    /// without counting as a change).
+    fn put(&mut self, slot: Slot<T>) -> Option<Wake>
     where
         T: PartialEq,
     {
@@ -217,37 +265,42 @@ impl<T> SetIndex<T> {
             resource_version,
             extra,
         } = slot;
-        match self.find(pod.ordinal) {
+        let wake = match self.find(pod.ordinal) {
             Ok(i) => {
-                if *self.pods[i] == pod && self.rest[i].1 == extra {
+                let labels_changed = self.rest[i].1 != extra;
+                if *self.pods[i] == pod && !labels_changed {
                     self.rest[i].0 = resource_version;
-                    return false;
+                    return None;
                 }
+                let wake = Wake::of_change(Some(&*self.pods[i]), Some(&pod), labels_changed);
                 self.pods.put(pod);
                 self.rest[i] = (resource_version, extra);
+                wake
             }
             Err(i) => {
+                let wake = Wake::of_change(None, Some(&pod), false);
                 self.pods.put(pod);
                 self.rest.insert(i, (resource_version, extra));
+                wake
             }
-        }
+        };
         self.generation += 1;
-        true
+        Some(wake)
     }
 
-    /// Empties the ordinal when it holds the incarnation `uid` (any, when `uid` is empty).
-    fn take(&mut self, ordinal: i32, uid: &str) -> bool {
-        let Ok(i) = self.find(ordinal) else {
-            return false;
-        };
+    /// Empties the ordinal when it holds the incarnation `uid` (any, when `uid` is empty); how
+    /// soon that must be planned on ([`Wake::of_change`]), `None` when nothing was taken.
+    fn take(&mut self, ordinal: i32, uid: &str) -> Option<Wake> {
+        let i = self.find(ordinal).ok()?;
         let old = &self.pods[i];
         if !(uid.is_empty() || old.uid.is_empty() || old.uid == uid) {
-            return false;
+            return None;
         }
+        let wake = Wake::of_change(Some(&**old), None, false);
         self.pods.take(ordinal);
         self.rest.remove(i);
         self.generation += 1;
-        true
+        Some(wake)
     }
 
     /// The pods `keep` accepts, in ordinal order, shared: the index's own list when `keep`
@@ -328,9 +381,12 @@ impl<T: PartialEq> PodIndex<T> {
 
     /// An added or modified pod `slot.pod` of `namespace`; whether its set's index changed.
     pub fn apply(&mut self, namespace: &str, slot: Slot<T>) -> bool {
-        let Some((set, _)) = set_of(&slot.pod.name) else {
-            return false;
-        };
+        self.apply_waking(namespace, slot).is_some()
+    }
+
+    /// [`Self::apply`], telling how soon the change must be planned on (`None`: no change).
+    pub fn apply_waking(&mut self, namespace: &str, slot: Slot<T>) -> Option<Wake> {
+        let (set, _) = set_of(&slot.pod.name)?;
         let k = key(namespace, set);
         self.sets.entry(k).or_default().put(slot)
     }
@@ -338,13 +394,14 @@ impl<T: PartialEq> PodIndex<T> {
     /// A deleted pod (`uid`: the incarnation deleted; empty if unknown); whether its set's index
     /// changed.
     pub fn delete(&mut self, namespace: &str, pod_name: &str, uid: &str) -> bool {
-        let Some((set, ordinal)) = set_of(pod_name) else {
-            return false;
-        };
+        self.delete_waking(namespace, pod_name, uid).is_some()
+    }
+
+    /// [`Self::delete`], telling how soon the change must be planned on (`None`: no change).
+    pub fn delete_waking(&mut self, namespace: &str, pod_name: &str, uid: &str) -> Option<Wake> {
+        let (set, ordinal) = set_of(pod_name)?;
         let k = key(namespace, set);
-        let Some(index) = self.sets.get_mut(&k) else {
-            return false;
-        };
+        let index = self.sets.get_mut(&k)?;
         let changed = index.take(ordinal, uid);
         if index.is_empty() {
             self.sets.remove(&k);
@@ -376,7 +433,7 @@ impl<T: PartialEq> PodIndex<T> {
             };
             let k = key(&namespace, set);
             seen.entry(k.clone()).or_default().insert(ordinal);
-            if self.sets.entry(k.clone()).or_default().put(slot) {
+            if self.sets.entry(k.clone()).or_default().put(slot).is_some() {
                 changed.insert(k);
             }
         }
@@ -389,7 +446,7 @@ impl<T: PartialEq> PodIndex<T> {
                 .filter(|o| keep.is_none_or(|s| !s.contains(o)))
                 .collect();
             for ordinal in gone {
-                index.take(ordinal, "");
+                let _ = index.take(ordinal, "");
                 changed.insert(k.clone());
             }
         }
@@ -667,5 +724,46 @@ mod tests {
         assert_eq!(set_of("web-"), None);
         assert_eq!(set_of("-3"), None);
         assert_eq!(set_of("web-x1"), None);
+    }
+
+    /// Only a pod that can free budget or move an in-place update on, or new labels, wake the
+    /// planner at once.
+    #[test]
+    fn a_change_wakes_the_planner_at_once_only_when_it_may_let_it_act() {
+        let pod = |ready: bool, terminating: bool| ObservedPod {
+            name: "web-0".into(),
+            ready,
+            terminating,
+            phase: "Running".into(),
+            uid: "u".into(),
+            ..ObservedPod::default()
+        };
+        let (ready, down, going) = (pod(true, false), pod(false, false), pod(true, true));
+        assert_eq!(Wake::of_change(Some(&down), Some(&ready), false), Wake::Now);
+        assert_eq!(Wake::of_change(None, Some(&ready), false), Wake::Now);
+        assert_eq!(
+            Wake::of_change(Some(&ready), Some(&going), false),
+            Wake::Later
+        );
+        assert_eq!(
+            Wake::of_change(Some(&ready), Some(&down), false),
+            Wake::Later
+        );
+        assert_eq!(Wake::of_change(Some(&ready), None, false), Wake::Later);
+        assert_eq!(Wake::of_change(None, Some(&down), false), Wake::Later);
+        // New labels may move the pod in or out of the selector.
+        assert_eq!(Wake::of_change(Some(&ready), Some(&down), true), Wake::Now);
+        // An in-place update's step, Ready or not.
+        let mut gated = down.clone();
+        gated.in_place.has_gate = true;
+        gated.in_place.gate_ready = Some(false);
+        assert_eq!(Wake::of_change(Some(&down), Some(&gated), false), Wake::Now);
+        let mut patched = gated.clone();
+        patched.in_place.state_revision = Some("web-2".into());
+        assert_eq!(
+            Wake::of_change(Some(&gated), Some(&patched), false),
+            Wake::Now
+        );
+        assert_eq!(Wake::of_change(Some(&patched), None, false), Wake::Now);
     }
 }

@@ -17,7 +17,7 @@ use kube::{core::Selector, runtime::watcher};
 use sroll_api::sync::lock;
 use sroll_planner::{
     Pods,
-    index::{PodIndex, SetKey, Slot, set_of},
+    index::{PodIndex, SetKey, Slot, Wake, set_of},
 };
 
 use super::{CachedPod, PodLabels};
@@ -92,6 +92,15 @@ impl SharedPodIndex {
     ///   the list is complete, so the reconcile it triggers observes the whole of it;
     /// - `Init`, `InitApply`: nothing (the list reports at its end).
     pub fn event(&self, event: &watcher::Event<CachedPod>) -> Vec<SetKey> {
+        self.event_waking(event)
+            .into_iter()
+            .map(|(set, _)| set)
+            .collect()
+    }
+
+    /// [`Self::event`], with how soon each set's rollout must plan on the change
+    /// ([`Wake::of_change`] of the pod's slot; a relist's sets [`Wake::Now`]).
+    pub fn event_waking(&self, event: &watcher::Event<CachedPod>) -> Vec<(SetKey, Wake)> {
         let mut feed = lock(&self.1);
         let mut index = lock(&self.0);
         match event {
@@ -99,16 +108,24 @@ impl SharedPodIndex {
                 if let Some(slot) = slot(pod) {
                     feed.fed = true;
                     let namespace = namespace_of(pod);
-                    if index.apply(&namespace, slot) {
-                        return set_key(&namespace, pod).into_iter().collect();
+                    if let Some(wake) = index.apply_waking(&namespace, slot) {
+                        return set_key(&namespace, pod)
+                            .map(|set| (set, wake))
+                            .into_iter()
+                            .collect();
                     }
                 }
                 Vec::new()
             }
             watcher::Event::Delete(pod) => {
                 let namespace = namespace_of(pod);
-                if index.delete(&namespace, pod.name(), pod.uid().unwrap_or_default()) {
-                    return set_key(&namespace, pod).into_iter().collect();
+                if let Some(wake) =
+                    index.delete_waking(&namespace, pod.name(), pod.uid().unwrap_or_default())
+                {
+                    return set_key(&namespace, pod)
+                        .map(|set| (set, wake))
+                        .into_iter()
+                        .collect();
                 }
                 Vec::new()
             }
@@ -142,7 +159,7 @@ impl SharedPodIndex {
                 }
                 let mut sets: Vec<SetKey> = sets.into_iter().collect();
                 sets.sort();
-                sets
+                sets.into_iter().map(|set| (set, Wake::Now)).collect()
             }
         }
     }
@@ -189,7 +206,7 @@ mod tests {
 
     use super::*;
     use crate::cache::tests::{cached, full_pod};
-    use sroll_planner::index::SetCounts;
+    use sroll_planner::index::{SetCounts, Wake};
 
     /// The aggregates of set `set` in `namespace` over all its indexed pods (selector aside), and
     /// the index's generation for it (observation reads them from the `Pods` list it takes).
@@ -345,17 +362,39 @@ mod tests {
             let index = SharedPodIndex::default();
             for op in ops {
                 let before = view(&index);
+                // The wake: at once exactly when the pod is Ready (and not terminating) after the
+                // change, or its labels changed (in the variants: the revision label of a pod
+                // that stays in its slot); the in-place state is the same in every variant.
+                let ready_after = |pod: &CachedPod, after: &(Vec<sroll_planner::ObservedPod>, _)| {
+                    let ready = after
+                        .0
+                        .iter()
+                        .any(|p| p.name == pod.name() && p.ready && !p.terminating);
+                    let relabelled = before.0.iter().any(|p| {
+                        p.name == pod.name()
+                            && after.0.iter().any(|a| a.name == p.name && a.revision != p.revision)
+                    });
+                    if ready || relabelled { Wake::Now } else { Wake::Later }
+                };
                 match op {
                     Op::Apply(pod) => {
-                        let fired = index.event(&Event::Apply(pod));
+                        let fired = index.event_waking(&Event::Apply(pod.clone()));
                         let after = view(&index);
-                        let want = if after == before { Vec::new() } else { vec![web()] };
+                        let want = if after == before {
+                            Vec::new()
+                        } else {
+                            vec![(web(), ready_after(&pod, &after))]
+                        };
                         proptest::prop_assert_eq!(fired, want);
                     }
                     Op::Delete(pod) => {
-                        let fired = index.event(&Event::Delete(pod));
+                        let fired = index.event_waking(&Event::Delete(pod));
                         let after = view(&index);
-                        let want = if after == before { Vec::new() } else { vec![web()] };
+                        let want = if after == before {
+                            Vec::new()
+                        } else {
+                            vec![(web(), Wake::Later)]
+                        };
                         proptest::prop_assert_eq!(fired, want);
                     }
                     Op::Relist(pods) => {
@@ -364,9 +403,13 @@ mod tests {
                         for pod in pods {
                             proptest::prop_assert!(index.event(&Event::InitApply(pod)).is_empty());
                         }
-                        let fired = index.event(&Event::InitDone);
+                        let fired = index.event_waking(&Event::InitDone);
                         let after = view(&index);
-                        let want = if listed || after != before { vec![web()] } else { Vec::new() };
+                        let want = if listed || after != before {
+                            vec![(web(), Wake::Now)]
+                        } else {
+                            Vec::new()
+                        };
                         proptest::prop_assert_eq!(fired, want);
                     }
                 }
@@ -397,5 +440,36 @@ mod tests {
         );
         // Recreated at the new revision.
         assert_eq!(apply(variant(0, false, false, true, true, 0)), vec![web()]);
+    }
+
+    /// The pod cycle of an eviction wakes the rollout at once only when the pod is back Ready:
+    /// going terminating, not Ready, away, and coming back not Ready can only make it wait.
+    #[test]
+    fn an_evicted_pods_cycle_wakes_its_rollout_at_once_only_when_it_is_ready_again() {
+        let index = feed(list(vec![pod(0, true)]));
+        let apply = |p| index.event_waking(&Event::Apply(p));
+        let later = vec![(web(), Wake::Later)];
+        // Evicted: terminating while still Ready, then not Ready.
+        assert_eq!(apply(variant(0, true, true, false, false, 1)), later);
+        assert_eq!(apply(variant(0, false, true, false, false, 1)), later);
+        // Deleted, recreated at the new revision, scheduled.
+        assert_eq!(
+            index.event_waking(&Event::Delete(variant(0, false, true, false, false, 1))),
+            later
+        );
+        assert_eq!(apply(variant(0, false, false, true, true, 0)), later);
+        assert!(apply(variant(0, false, false, true, true, 2)).is_empty());
+        // Ready at the new revision: the budget it held is free.
+        assert_eq!(
+            apply(variant(0, true, false, true, true, 2)),
+            vec![(web(), Wake::Now)]
+        );
+        // A relist reports at once whatever it holds.
+        index.event_waking(&Event::Init);
+        index.event_waking(&Event::InitApply(variant(0, false, false, true, true, 3)));
+        assert_eq!(
+            index.event_waking(&Event::InitDone),
+            vec![(web(), Wake::Now)]
+        );
     }
 }

@@ -35,6 +35,7 @@ use k8s_openapi::{
 };
 use kube::{Resource, runtime::watcher};
 use sroll_api::labels;
+use sroll_planner::index::Wake;
 
 /// `(namespace, name)` of a watched object.
 type Key = (Option<String>, String);
@@ -52,11 +53,22 @@ fn key_of<K: Resource>(object: &K) -> Key {
 /// Service) to report it by when it has changed owner or selector, or when a relist no longer
 /// holds it.
 pub struct Fingerprints<K> {
-    seen: HashMap<Key, (u64, K)>,
+    seen: HashMap<Key, (u64, Levels, K)>,
     /// The keys listed by the relist under way.
     listing: Option<HashSet<Key>>,
     fingerprint: fn(&K) -> u64,
+    levels: fn(&K) -> Levels,
     stub: fn(&K) -> K,
+}
+
+/// Counts read of an object whose fall can only make a rollout wait (a PDB's
+/// `disruptionsAllowed` and `currentHealthy`): left out of its fingerprint, they make a change
+/// that lowers them and changes nothing else a [`Wake::Later`] one (see [`Wake`]).
+pub type Levels = [i32; 2];
+
+/// No levels: every change of the fingerprint wakes at once.
+fn no_levels<K>(_: &K) -> Levels {
+    [0, 0]
 }
 
 impl<K> std::fmt::Debug for Fingerprints<K> {
@@ -74,8 +86,14 @@ impl<K: Resource + Clone + PartialEq> Fingerprints<K> {
             seen: HashMap::new(),
             listing: None,
             fingerprint,
+            levels: no_levels::<K>,
             stub,
         }
+    }
+
+    /// The filter with `levels` read beside the fingerprint ([`Levels`]).
+    pub fn with_levels(self, levels: fn(&K) -> Levels) -> Self {
+        Fingerprints { levels, ..self }
     }
 
     /// The objects one watch event reconciles the rollouts of:
@@ -87,33 +105,48 @@ impl<K: Resource + Clone + PartialEq> Fingerprints<K> {
     /// - `InitApply`: the object, always (a relist may follow missed events);
     /// - `InitDone`: the stubs of the objects seen before that the relist did not list.
     pub fn event(&mut self, event: watcher::Event<K>) -> Vec<K> {
+        self.event_waking(event)
+            .into_iter()
+            .map(|(object, _)| object)
+            .collect()
+    }
+
+    /// [`Self::event`], with how soon each object's rollouts must plan on it: [`Wake::Later`]
+    /// for an `Apply` that changed only [`Levels`], none of them up; [`Wake::Now`] for the rest.
+    pub fn event_waking(&mut self, event: watcher::Event<K>) -> Vec<(K, Wake)> {
         match event {
             watcher::Event::Apply(object) => {
                 let fingerprint = (self.fingerprint)(&object);
+                let levels = (self.levels)(&object);
                 let stub = (self.stub)(&object);
                 match self.seen.entry(key_of(&object)) {
                     Entry::Occupied(mut seen) => {
-                        let (old, old_stub) = seen.get_mut();
-                        if *old == fingerprint && *old_stub == stub {
+                        let (old, old_levels, old_stub) = seen.get_mut();
+                        if *old == fingerprint && *old_levels == levels && *old_stub == stub {
                             return Vec::new();
                         }
+                        let fell = *old == fingerprint
+                            && *old_stub == stub
+                            && levels.iter().zip(old_levels.iter()).all(|(n, o)| n <= o);
+                        let wake = if fell { Wake::Later } else { Wake::Now };
                         *old = fingerprint;
+                        *old_levels = levels;
                         let left = std::mem::replace(old_stub, stub);
                         if left == *old_stub {
-                            vec![object]
+                            vec![(object, wake)]
                         } else {
-                            vec![object, left]
+                            vec![(object, wake), (left, Wake::Now)]
                         }
                     }
                     Entry::Vacant(v) => {
-                        v.insert((fingerprint, stub));
-                        vec![object]
+                        v.insert((fingerprint, levels, stub));
+                        vec![(object, Wake::Now)]
                     }
                 }
             }
             watcher::Event::Delete(object) => {
                 self.seen.remove(&key_of(&object));
-                vec![object]
+                vec![(object, Wake::Now)]
             }
             watcher::Event::Init => {
                 self.listing = Some(HashSet::new());
@@ -124,17 +157,21 @@ impl<K: Resource + Clone + PartialEq> Fingerprints<K> {
                 self.listing
                     .get_or_insert_with(HashSet::new)
                     .insert(key.clone());
-                self.seen
-                    .insert(key, ((self.fingerprint)(&object), (self.stub)(&object)));
-                vec![object]
+                let read = (
+                    (self.fingerprint)(&object),
+                    (self.levels)(&object),
+                    (self.stub)(&object),
+                );
+                self.seen.insert(key, read);
+                vec![(object, Wake::Now)]
             }
             watcher::Event::InitDone => {
                 let listed = self.listing.take().unwrap_or_default();
                 let mut gone = Vec::new();
-                self.seen.retain(|key, (_, stub)| {
+                self.seen.retain(|key, (_, _, stub)| {
                     let keep = listed.contains(key);
                     if !keep {
-                        gone.push(stub.clone());
+                        gone.push((stub.clone(), Wake::Now));
                     }
                     keep
                 });
@@ -154,10 +191,27 @@ pub fn changed_objects<K>(
 where
     K: Resource + Clone + PartialEq + Send + 'static,
 {
-    let mut filter = Fingerprints::new(fingerprint, stub);
+    changed_objects_waking(events, Fingerprints::new(fingerprint, stub))
+        .map_ok(|(object, _)| object)
+}
+
+/// [`changed_objects`] through `filter`, with how soon each object's rollouts must plan on it
+/// ([`Fingerprints::event_waking`]).
+pub fn changed_objects_waking<K>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    mut filter: Fingerprints<K>,
+) -> impl Stream<Item = Result<(K, Wake), watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + PartialEq + Send + 'static,
+{
     events
         .map_ok(move |event| {
-            futures::stream::iter(filter.event(event).into_iter().map(Ok::<_, watcher::Error>))
+            futures::stream::iter(
+                filter
+                    .event_waking(event)
+                    .into_iter()
+                    .map(Ok::<_, watcher::Error>),
+            )
         })
         .try_flatten()
 }
@@ -257,10 +311,9 @@ pub fn pdb_fingerprint(p: &PodDisruptionBudget) -> u64 {
     hash_of(|h| {
         (&p.metadata.name, &p.metadata.uid, p.metadata.generation).hash(h);
         hash_json(&p.spec.as_ref().map(|s| &s.selector), h);
+        p.status.is_some().hash(h);
         if let Some(status) = &p.status {
             (
-                status.disruptions_allowed,
-                status.current_healthy,
                 status.desired_healthy,
                 status.expected_pods,
                 status.observed_generation,
@@ -268,6 +321,17 @@ pub fn pdb_fingerprint(p: &PodDisruptionBudget) -> u64 {
                 .hash(h);
         }
     })
+}
+
+/// The rest of what the observer reads of a PDB (`sroll_planner::ObservedPdb`): its
+/// `status.disruptionsAllowed` and `status.currentHealthy`. When they fall and nothing else
+/// changed, a pod of the PDB went (an eviction the rollout made, most often): the rollout can
+/// only wait on it, [`Wake::Later`]. When either rises the budget may allow the next eviction:
+/// [`Wake::Now`].
+pub fn pdb_levels(p: &PodDisruptionBudget) -> Levels {
+    p.status
+        .as_ref()
+        .map_or([0, 0], |s| [s.disruptions_allowed, s.current_healthy])
 }
 
 /// What the PDB mapper reads: namespace, name and `spec.selector`.
@@ -534,7 +598,7 @@ mod tests {
                 sroll_planner::ObservedPdb::from_pdb(&base),
                 "{name}: the view reads it"
             );
-            assert_ne!(pdb_fingerprint(&changed), pdb_fingerprint(&base), "{name}");
+            assert_ne!(pdb_reading(&changed), pdb_reading(&base), "{name}");
         }
         // The selector decides which rollouts the PDB counts for.
         let mut moved = base.clone();
@@ -544,7 +608,7 @@ mod tests {
             .and_then(|s| s.selector.as_mut())
             .expect("a selector")
             .match_labels = Some([("app".into(), "db".into())].into());
-        assert_ne!(pdb_fingerprint(&moved), pdb_fingerprint(&base));
+        assert_ne!(pdb_reading(&moved), pdb_reading(&base));
         // Evictions in flight and the resourceVersion are not read.
         let mut evicting = base.clone();
         evicting.metadata.resource_version = Some("4".into());
@@ -557,7 +621,54 @@ mod tests {
             )]
             .into(),
         );
-        assert_eq!(pdb_fingerprint(&evicting), pdb_fingerprint(&base));
+        assert_eq!(pdb_reading(&evicting), pdb_reading(&base));
+    }
+
+    /// What the PDB trigger compares: the fingerprint and the levels.
+    fn pdb_reading(p: &PodDisruptionBudget) -> (u64, Levels) {
+        (pdb_fingerprint(p), pdb_levels(p))
+    }
+
+    #[test]
+    fn a_pdb_whose_budget_only_fell_wakes_its_rollouts_later_and_one_that_rose_at_once() {
+        let mut filter = Fingerprints::new(pdb_fingerprint, pdb_stub).with_levels(pdb_levels);
+        let with = |allowed: i32, healthy: i32, desired: i32| {
+            let mut p = pdb();
+            let status = pdb_status(&mut p);
+            status.disruptions_allowed = allowed;
+            status.current_healthy = healthy;
+            status.desired_healthy = desired;
+            p
+        };
+        let wakes = |filter: &mut Fingerprints<PodDisruptionBudget>, p: &PodDisruptionBudget| {
+            filter
+                .event_waking(Event::Apply(p.clone()))
+                .into_iter()
+                .map(|(_, wake)| wake)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(wakes(&mut filter, &with(2, 10, 8)), [Wake::Now], "new");
+        assert_eq!(wakes(&mut filter, &with(2, 10, 8)), [], "the same");
+        // An eviction granted, then its pod gone from the healthy count.
+        assert_eq!(wakes(&mut filter, &with(1, 10, 8)), [Wake::Later]);
+        assert_eq!(wakes(&mut filter, &with(1, 9, 8)), [Wake::Later]);
+        // A pod back healthy: the budget may allow the next eviction.
+        assert_eq!(wakes(&mut filter, &with(2, 10, 8)), [Wake::Now]);
+        // One count up and one down is not only a fall.
+        assert_eq!(wakes(&mut filter, &with(1, 11, 8)), [Wake::Now]);
+        // A fall along with another change (the desired count) is read at once.
+        assert_eq!(wakes(&mut filter, &with(0, 10, 9)), [Wake::Now]);
+        let mut stale = with(0, 10, 9);
+        stale.metadata.generation = Some(2);
+        assert_eq!(wakes(&mut filter, &stale), [Wake::Now]);
+        assert_eq!(
+            filter
+                .event_waking(Event::Delete(stale))
+                .into_iter()
+                .map(|(_, wake)| wake)
+                .collect::<Vec<_>>(),
+            [Wake::Now]
+        );
     }
 
     fn sts_filter() -> Fingerprints<StatefulSet> {
