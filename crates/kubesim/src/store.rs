@@ -70,6 +70,31 @@ fn field_string(v: &Value, path: &str) -> Box<str> {
     }
 }
 
+/// `obj` as compact JSON in an allocation of exactly its length.
+///
+/// `serde_json::to_vec` grows its buffer by doubling from 128 bytes, and `Bytes::from(Vec)` keeps
+/// the whole capacity: a 2.3 KB pod held 4 KiB, and a store of 100,000 pods plus its history
+/// carried about 40 % of dead capacity (heaptrack, `docs/kubesim-scale.md`, simmem). The object
+/// is written into a per-thread scratch buffer that keeps its capacity, then copied once.
+fn exact_json(obj: &Value) -> Result<Bytes, serde_json::Error> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| {
+        // A re-entrant call (none today) gets a fresh buffer instead of a borrow panic.
+        let mut fresh = Vec::new();
+        let mut guard = cell.try_borrow_mut().ok();
+        let buf = guard.as_deref_mut().unwrap_or(&mut fresh);
+        buf.clear();
+        let r = serde_json::to_writer(&mut *buf, obj).map(|()| Bytes::copy_from_slice(buf));
+        // Do not keep a huge buffer (a large ConfigMap) alive on the thread for good.
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
+        r
+    })
+}
+
 impl Stored {
     /// Builds a stored version from an object whose metadata (name,
     /// namespace, uid, resourceVersion) is already final.
@@ -105,7 +130,7 @@ impl Stored {
             name: s(&meta["name"]),
             uid: s(&meta["uid"]),
             rv,
-            json: Bytes::from(serde_json::to_vec(obj)?),
+            json: exact_json(obj)?,
             labels,
             fields,
             owners,
@@ -750,5 +775,23 @@ mod tests {
         write(&small, &d, "a", 1);
         assert!(small.events_after(None, a - 1).is_err());
         assert!(small.events_after(None, a).is_ok());
+    }
+
+    #[test]
+    fn stored_json_is_the_compact_serialization_whatever_came_before() {
+        let d = pods();
+        let store = Store::new(100);
+        // A large object (past the scratch buffer's kept capacity), then smaller ones: each
+        // version's bytes are its own serialization, nothing of the previous one left over.
+        for (name, pad) in [("big", 2 << 20), ("a", 3_000), ("b", 10), ("c", 0)] {
+            store.write(|t| {
+                let obj = json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "ns", "uid": name, "resourceVersion": "1"},
+                    "spec": {"pad": "é".repeat(pad)}});
+                let s = t.put(&d, &obj).expect("stores");
+                assert_eq!(&s.json[..], &serde_json::to_vec(&obj).expect("serializes")[..]);
+                assert_eq!(s.value(), obj);
+            });
+        }
     }
 }
