@@ -45,6 +45,12 @@ pub struct OperatorArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "SROLL_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Threads running the operator's tasks. 1 (the default) runs every watch, reconcile and
+    /// server on one thread: the operator mostly waits on the API server, and one thread spares
+    /// the wake-ups between threads (a third of its CPU at 10 × 1,000 pods rolling, BENCHMARKS.md);
+    /// more may help an operator whose reconciles are CPU-bound.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), env = "SROLL_WORKER_THREADS")]
+    pub worker_threads: u16,
     /// Elect a leader through a coordination.k8s.io Lease, so several replicas can run with only one
     /// acting (`--leader-elect=false` acts at once).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "SROLL_LEADER_ELECT")]
@@ -262,7 +268,17 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
             anyhow::bail!("--webhook-*: {e}");
         }
     }
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    let runtime = match args.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(n));
+            builder
+        }
+    }
+    .enable_all()
+    .build()
+    .context("failed to start the async runtime")?;
     runtime.block_on(async move {
         let (client, default_ns) =
             sroll_operator::client_from(args.kubeconfig.as_deref(), args.context.clone()).await?;
