@@ -47,8 +47,8 @@ pub struct OperatorArgs {
     pub log_format: LogFormat,
     /// Threads running the operator's tasks. 1 (the default) runs every watch, reconcile and
     /// server on one thread: the operator mostly waits on the API server, and one thread spares
-    /// the wake-ups between threads (a third of its CPU at 10 × 1,000 pods rolling, BENCHMARKS.md);
-    /// more may help an operator whose reconciles are CPU-bound.
+    /// the wake-ups between threads (about a fifth of its CPU at 10 × 1,000 pods rolling,
+    /// BENCHMARKS.md); more may help an operator whose reconciles are CPU-bound.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), env = "SROLL_WORKER_THREADS")]
     pub worker_threads: u16,
     /// Elect a leader through a coordination.k8s.io Lease, so several replicas can run with only one
