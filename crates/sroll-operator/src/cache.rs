@@ -310,7 +310,7 @@ pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
 /// The watch of the pods the operator may manage (those with the `controller-revision-hash`
 /// label) in `namespace` (`None`: all), the store it fills with [`CachedPod`]s and the index it
 /// keeps of them. The stream yields the sets whose pods an event changed as the planner sees them
-/// ([`SharedPodIndex::event`]), or whose pod got a new `status.podIP` (service-discovery health
+/// ([`SharedPodIndex::event_waking`]), or whose pod got a new `status.podIP` (service-discovery health
 /// matches pods by address: `Integrations::discovery`), for the controller's set-to-rollout
 /// mapper ([`rollout_of_set`]). Every other pod event — scheduling, container states, conditions
 /// the planner does not read, a duplicated event — wakes nothing: a reconcile after it would
@@ -342,7 +342,7 @@ pub fn watch_pods(
     .map_ok(move |event| {
         let cached = interner.event(&event);
         // The index first: the store's first `InitDone` wakes the reconciles (see
-        // `SharedPodIndex::event`).
+        // `SharedPodIndex::event_waking`).
         let mut changed: Vec<PodsChanged> = indexer
             .event_waking(&cached)
             .into_iter()

@@ -68,6 +68,15 @@ fn namespace_of(pod: &CachedPod) -> String {
 }
 
 impl SharedPodIndex {
+    /// The sets of [`Self::event_waking`], without how soon (what most tests read).
+    #[cfg(test)]
+    pub fn event(&self, event: &watcher::Event<CachedPod>) -> Vec<SetKey> {
+        self.event_waking(event)
+            .into_iter()
+            .map(|(set, _)| set)
+            .collect()
+    }
+
     /// Applies one event of the pod watch, *before* the reflector store does: the store's first
     /// `InitDone` is what wakes the reconciles waiting for the caches (`cache::Synced`), so the
     /// index must hold that list by then — fed after the store, a reconcile woken in between
@@ -91,15 +100,9 @@ impl SharedPodIndex {
     ///   relist repairs missed events, and a reconcile of a listed set is cheap); reported when
     ///   the list is complete, so the reconcile it triggers observes the whole of it;
     /// - `Init`, `InitApply`: nothing (the list reports at its end).
-    pub fn event(&self, event: &watcher::Event<CachedPod>) -> Vec<SetKey> {
-        self.event_waking(event)
-            .into_iter()
-            .map(|(set, _)| set)
-            .collect()
-    }
-
-    /// [`Self::event`], with how soon each set's rollout must plan on the change
-    /// ([`Wake::of_change`] of the pod's slot; a relist's sets [`Wake::Now`]).
+    ///
+    /// Each set comes with how soon its rollout must plan on the change ([`Wake::of_change`] of
+    /// the pod's slot; a relist's sets [`Wake::Now`]).
     pub fn event_waking(&self, event: &watcher::Event<CachedPod>) -> Vec<(SetKey, Wake)> {
         let mut feed = lock(&self.1);
         let mut index = lock(&self.0);

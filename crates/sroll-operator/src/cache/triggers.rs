@@ -96,6 +96,15 @@ impl<K: Resource + Clone + PartialEq> Fingerprints<K> {
         Fingerprints { levels, ..self }
     }
 
+    /// The objects of [`Self::event_waking`], without how soon (what most tests read).
+    #[cfg(test)]
+    pub fn event(&mut self, event: watcher::Event<K>) -> Vec<K> {
+        self.event_waking(event)
+            .into_iter()
+            .map(|(object, _)| object)
+            .collect()
+    }
+
     /// The objects one watch event reconciles the rollouts of:
     ///
     /// - `Apply`: the object, when its fingerprint differs from the last one seen (or it is new);
@@ -104,15 +113,9 @@ impl<K: Resource + Clone + PartialEq> Fingerprints<K> {
     /// - `Delete`: the object, always;
     /// - `InitApply`: the object, always (a relist may follow missed events);
     /// - `InitDone`: the stubs of the objects seen before that the relist did not list.
-    pub fn event(&mut self, event: watcher::Event<K>) -> Vec<K> {
-        self.event_waking(event)
-            .into_iter()
-            .map(|(object, _)| object)
-            .collect()
-    }
-
-    /// [`Self::event`], with how soon each object's rollouts must plan on it: [`Wake::Later`]
-    /// for an `Apply` that changed only [`Levels`], none of them up; [`Wake::Now`] for the rest.
+    ///
+    /// Each object comes with how soon its rollouts must plan on it: [`Wake::Later`] for an
+    /// `Apply` that changed only [`Levels`], none of them up; [`Wake::Now`] for the rest.
     pub fn event_waking(&mut self, event: watcher::Event<K>) -> Vec<(K, Wake)> {
         match event {
             watcher::Event::Apply(object) => {
