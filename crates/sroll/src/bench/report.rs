@@ -219,28 +219,8 @@ impl Report {
                 met: r.measured_seconds <= 0.5,
             });
         }
-        if let Some(r) = self.rows_of(5).next() {
-            let rss = r
-                .metrics
-                .get("operator_peak_rss_mib")
-                .copied()
-                .unwrap_or(f64::NAN);
-            targets.push(Target {
-                goal: format!(
-                    "scenario 5: operator peak RSS ≤ 128 MiB (goal at 100,000 pods; ran {} pods)",
-                    r.pods
-                ),
-                measured: format!("{rss:.1} MiB"),
-                met: rss <= 128.0,
-            });
-            // A watch-only run updates no pod: the writes target does not apply to it.
-            if let Some(writes) = r.metrics.get("api_writes_per_pod").copied() {
-                targets.push(Target {
-                    goal: "scenario 5: ≤ 3 API writes per pod updated".into(),
-                    measured: format!("{writes:.2}"),
-                    met: writes <= 3.0,
-                });
-            }
+        for r in self.rows_of(5) {
+            targets.extend(scale_targets(r));
         }
         self.targets = targets;
     }
@@ -283,5 +263,228 @@ impl Report {
             self.total_seconds
         ));
         out
+    }
+}
+/// Scenario 5's targets for one row, as issues #16 (the operator at fleet scale) and #22 (kubesim
+/// at fleet scale) set them: each target is checked at the size it was set for, and a row of
+/// another size gets none of it (a 10 × 200 smoke run is not evidence either way).
+fn scale_targets(r: &Row) -> Vec<Target> {
+    let metric = |name: &str| r.metrics.get(name).copied();
+    let sets = metric("statefulsets").unwrap_or(0.0);
+    let per_set = metric("pods_per_set").unwrap_or(0.0);
+    let size = format!("{sets:.0} × {per_set:.0}");
+    let mut targets = Vec::new();
+    let mut target = |goal: String, measured: String, met: bool| {
+        targets.push(Target {
+            goal,
+            measured,
+            met,
+        });
+    };
+    let Some(writes) = metric("api_writes_per_pod") else {
+        // The watch-only row (`--scale-watch-only`): no pod is updated.
+        if r.pods >= 100_000 {
+            let rss = metric("operator_peak_rss_mib").unwrap_or(f64::NAN);
+            target(
+                format!("#16 scenario 5 watch-only {size}: operator peak RSS ≤ 100 MiB"),
+                format!("{rss:.1} MiB"),
+                rss <= 100.0,
+            );
+            target(
+                format!(
+                    "#16 scenario 5 watch-only {size}: start-up to every rollout's first reconcile ≤ 30 s"
+                ),
+                format!("{:.2} s", r.measured_seconds),
+                r.measured_seconds <= 30.0,
+            );
+        }
+        return targets;
+    };
+    let pods = f64::from(r.pods.max(1));
+    let operator_ms = metric("operator_cpu_seconds_rollout").unwrap_or(f64::NAN) * 1000.0 / pods;
+    let reconciles = metric("reconciles_per_pod").unwrap_or(f64::NAN);
+    let sim_ms = metric("kubesim_cpu_ms_per_pod").unwrap_or(f64::NAN);
+    let sim_rss = metric("kubesim_peak_rss_mib").unwrap_or(f64::NAN);
+    if r.pods == 10_000 && sets >= 10.0 {
+        target(
+            format!("#16 scenario 5 {size}: operator CPU ≤ 1 ms per pod updated"),
+            format!("{operator_ms:.2} ms"),
+            operator_ms <= 1.0,
+        );
+        target(
+            format!("#16 scenario 5 {size}: ≤ 1.2 reconciles per pod updated"),
+            format!("{reconciles:.2}"),
+            reconciles <= 1.2,
+        );
+        target(
+            format!("#16 scenario 5 {size}: ≤ 2.0 API writes per pod"),
+            format!("{writes:.2}"),
+            writes <= 2.0,
+        );
+        target(
+            format!("#22 scenario 5 {size}: measured/ideal ≤ 1.5"),
+            format!("{:.3}", r.ratio),
+            r.ratio <= 1.5,
+        );
+    }
+    if r.pods >= 100_000 {
+        target(
+            format!("#22 scenario 5 {size}: measured/ideal ≤ 3"),
+            format!("{:.2}", r.ratio),
+            r.ratio <= 3.0,
+        );
+        target(
+            format!("#22 scenario 5 {size}: kubesim CPU ≤ 0.5 ms per pod cycle"),
+            format!("{sim_ms:.3} ms"),
+            sim_ms <= 0.5,
+        );
+        target(
+            format!("#22 scenario 5 {size}: kubesim peak RSS ≤ 1 GiB"),
+            format!("{sim_rss:.1} MiB"),
+            sim_rss <= 1024.0,
+        );
+    }
+    targets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pods: u32, measured: f64, ideal: f64, metrics: &[(&str, f64)]) -> Row {
+        Row::new(
+            5,
+            "scale".into(),
+            pods,
+            measured,
+            ideal,
+            String::new(),
+            metrics.iter().map(|(k, v)| ((*k).into(), *v)).collect(),
+        )
+    }
+
+    fn verdicts(rows: Vec<Row>) -> Vec<(String, bool)> {
+        let mut report = Report::new(false);
+        report.rows = rows;
+        report.evaluate_targets();
+        report
+            .targets
+            .into_iter()
+            .map(|t| (t.goal, t.met))
+            .collect()
+    }
+
+    #[test]
+    fn the_fleet_targets_are_checked_at_the_size_they_were_set_for() {
+        let rolling = |sets: f64, per_set: f64, cpu: f64, reconciles: f64| {
+            vec![
+                ("statefulsets", sets),
+                ("pods_per_set", per_set),
+                ("operator_cpu_seconds_rollout", cpu),
+                ("reconciles_per_pod", reconciles),
+                ("api_writes_per_pod", 1.34),
+                ("kubesim_cpu_ms_per_pod", 1.5),
+                ("kubesim_peak_rss_mib", 450.0),
+            ]
+        };
+        // 10 × 1,000: 9.3 CPU s over 10,000 pods is 0.93 ms per pod (met); 1.3 reconciles
+        // per pod is over 1.2 (missed); 30 s against 20 s ideal is 1.5 × (met, at the bound).
+        let got = verdicts(vec![row(
+            10_000,
+            30.0,
+            20.0,
+            &rolling(10.0, 1000.0, 9.3, 1.3),
+        )]);
+        assert_eq!(
+            got,
+            [
+                (
+                    "#16 scenario 5 10 × 1000: operator CPU ≤ 1 ms per pod updated".into(),
+                    true
+                ),
+                (
+                    "#16 scenario 5 10 × 1000: ≤ 1.2 reconciles per pod updated".into(),
+                    false
+                ),
+                (
+                    "#16 scenario 5 10 × 1000: ≤ 2.0 API writes per pod".into(),
+                    true
+                ),
+                (
+                    "#22 scenario 5 10 × 1000: measured/ideal ≤ 1.5".into(),
+                    true
+                ),
+            ]
+        );
+        // 100 × 1,000: #22's full-size targets; 1.5 ms of kubesim CPU per pod misses 0.5.
+        let got = verdicts(vec![row(
+            100_000,
+            50.0,
+            20.0,
+            &rolling(100.0, 1000.0, 90.0, 1.0),
+        )]);
+        assert_eq!(
+            got,
+            [
+                ("#22 scenario 5 100 × 1000: measured/ideal ≤ 3".into(), true),
+                (
+                    "#22 scenario 5 100 × 1000: kubesim CPU ≤ 0.5 ms per pod cycle".into(),
+                    false
+                ),
+                (
+                    "#22 scenario 5 100 × 1000: kubesim peak RSS ≤ 1 GiB".into(),
+                    true
+                ),
+            ]
+        );
+        // A smoke size and the 1 × 10,000 variant are evidence of neither.
+        assert!(
+            verdicts(vec![row(
+                2_000,
+                25.0,
+                20.0,
+                &rolling(10.0, 200.0, 2.0, 1.0)
+            )])
+            .is_empty()
+        );
+        assert!(
+            verdicts(vec![row(
+                10_000,
+                25.0,
+                20.0,
+                &rolling(1.0, 10_000.0, 9.0, 1.0)
+            )])
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_watch_only_row_is_held_to_memory_and_start_up() {
+        let watch = |rss: f64| {
+            vec![
+                ("statefulsets", 100.0),
+                ("pods_per_set", 1000.0),
+                ("operator_peak_rss_mib", rss),
+            ]
+        };
+        assert_eq!(
+            verdicts(vec![row(100_000, 9.9, 0.0, &watch(170.6))]),
+            [
+                ("#16 scenario 5 watch-only 100 × 1000: operator peak RSS ≤ 100 MiB".into(), false),
+                (
+                    "#16 scenario 5 watch-only 100 × 1000: start-up to every rollout's first reconcile ≤ 30 s"
+                        .into(),
+                    true
+                ),
+            ]
+        );
+        assert_eq!(
+            verdicts(vec![row(100_000, 31.0, 0.0, &watch(99.0))])
+                .into_iter()
+                .map(|(_, met)| met)
+                .collect::<Vec<_>>(),
+            [true, false]
+        );
+        assert!(verdicts(vec![row(2_000, 3.0, 0.0, &watch(40.0))]).is_empty());
     }
 }
