@@ -11,6 +11,17 @@ use clap::{Args, Parser, Subcommand};
 
 use sroll::{bench, dashboard, demo, operator, plugin, render};
 
+/// jemalloc, not glibc's malloc, for every process of the binary (the operator, kubesim under
+/// `sroll sim`/`demo`/`bench`, the plugin). Both the operator and kubesim allocate and free many
+/// small objects per watch event (decoded objects, `serde_json::Value` maps, strings), and glibc's
+/// slow path (`_int_malloc`, `malloc_consolidate`) grew to about a third of kubesim's CPU at
+/// 30 × 1,000 pods (docs/kubesim-scale.md "simmem"). Measured with `sroll bench --only 5
+/// --scale-sets 10 --scale-pods 1000`, back to back against the same code on glibc (BENCHMARKS.md
+/// "Session 14"): about 30 % less operator CPU and a quarter less kubesim CPU per pod, and lower
+/// peak RSS, where mimalloc gave the same CPU for 10–16 MiB more operator RSS.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Fast, controlled, leak-proof StatefulSet rollouts.
 #[derive(Parser, Debug)]
 #[command(name = "sroll", version, about, long_about = None, propagate_version = true)]
