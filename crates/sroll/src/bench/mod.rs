@@ -408,6 +408,22 @@ impl RolloutWatch {
             .all(|r| r.status.as_ref().is_some_and(|s| s.phase.is_some()))
     }
 
+    /// A rollout that failed at `generation` (`RolloutFailed`, a terminal phase): its name and
+    /// the status's reason. The bench gives up at once rather than waiting for a Done that cannot
+    /// come.
+    fn failed(&self, generation: i64) -> Option<(String, String)> {
+        self.store.state().iter().find_map(|r| {
+            let s = r.status.as_ref()?;
+            (s.phase == Some(Phase::Failed) && s.observed_generation.unwrap_or(0) >= generation)
+                .then(|| {
+                    (
+                        r.metadata.name.clone().unwrap_or_default(),
+                        s.reason.clone().unwrap_or_default(),
+                    )
+                })
+        })
+    }
+
     /// The names of the rollouts [`is_done`] at `generation`.
     fn done(&self, generation: i64) -> Vec<String> {
         self.store
@@ -1020,6 +1036,14 @@ async fn scale(sizes: &Sizes, exe: &std::path::Path) -> anyhow::Result<Vec<Row>>
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some((name, reason)) = rollouts.failed(2) {
+            bail!(
+                "rollout {name} failed after {:.1} s ({} of {} done): {reason}",
+                t0.elapsed().as_secs_f64(),
+                finished.len(),
+                names.len()
+            );
+        }
         let now = t0.elapsed().as_secs_f64();
         for name in rollouts.done(2) {
             finished.entry(name).or_insert(now);
