@@ -14,9 +14,9 @@
 //! | `metadata` (all but `managedFields`) | every reader: keys, labels (selectors), owners (claims, tallies), `deletionTimestamp`, uid (endpoints' `targetRef`), the revision label |
 //! | `spec.nodeName` | the cache's node indexes (scheduler's spreading), the fault reactor's "pods of this node", endpoints |
 //! | `spec.hostname`, `spec.subdomain` | endpoints' hostnames (`podToEndpoint`) |
-//! | `spec.containers[].name`, `.ports` | endpoints' named target ports (`podutil.FindPort`) |
+//! | `spec.containers[].name`, `.ports` of the containers that declare ports | endpoints' named target ports (`podutil.FindPort`) |
 //! | `spec.volumes[].name`, `.persistentVolumeClaim` | the StatefulSet controller's `storageMatches` |
-//! | `status.phase`, `status.conditions` | `MemberFacts`, the budgets' tallies (`IsPodReady`), endpoints (serving, terminal), the kubelet-readiness re-sync of `on_pod` |
+//! | `status.phase`, the first `Ready` condition | `MemberFacts`, the budgets' tallies (`IsPodReady`), endpoints (serving, terminal), the kubelet-readiness re-sync of `on_pod` |
 //! | `status.podIP`, `status.podIPs` | endpoints' addresses |
 //!
 //! Everything else (the rest of the spec, the containers' statuses, …) is read
@@ -32,10 +32,17 @@
 //! still a `Pod`, so the readers are unchanged, but it keeps the `Pod`'s
 //! inline size (~2.2 KiB, `PodSpec`'s many inline `Option`s).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::{
-    api::core::v1::{Container, Pod, PodSpec, PodStatus, Volume},
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    Resource,
+    api::core::v1::{
+        Container, ContainerPort, PersistentVolumeClaimVolumeSource, Pod, PodCondition, PodIP,
+        PodSpec, PodStatus, Volume,
+    },
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
 };
+use serde::{Deserialize, de::IgnoredAny};
 
 /// The cache's projection of `pod` (see the module documentation).
 pub fn project_pod(pod: &Pod) -> Pod {
@@ -63,6 +70,7 @@ pub fn project_pod(pod: &Pod) -> Pod {
         containers: s
             .containers
             .iter()
+            .filter(|c| has_ports(c.ports.as_ref()))
             .map(|c| Container {
                 name: c.name.clone(),
                 ports: c.ports.clone(),
@@ -84,7 +92,7 @@ pub fn project_pod(pod: &Pod) -> Pod {
         ..PodSpec::default()
     });
     let status = pod.status.as_ref().map(|s| PodStatus {
-        conditions: s.conditions.clone(),
+        conditions: ready_only(s.conditions.as_deref()),
         phase: s.phase.clone(),
         pod_ip: s.pod_ip.clone(),
         pod_ips: s.pod_ips.clone(),
@@ -95,6 +103,197 @@ pub fn project_pod(pod: &Pod) -> Pod {
         spec,
         status,
     }
+}
+
+/// Whether a container declares ports: the projection keeps only those
+/// containers (`podutil.FindPort` walks the containers' ports in order, so the
+/// others change nothing it finds; a `Container` is over a kilobyte inline).
+fn has_ports(ports: Option<&Vec<ContainerPort>>) -> bool {
+    ports.is_some_and(|p| !p.is_empty())
+}
+
+/// The conditions the projection keeps: the first `Ready` one, the one
+/// `podutil.GetPodReadyCondition` (and so `IsPodReady`, `MemberFacts`) reads.
+fn ready_only(conditions: Option<&[PodCondition]>) -> Option<Vec<PodCondition>> {
+    conditions?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| vec![c.clone()])
+}
+
+/// [`project_pod`] of the pod whose JSON is `json`, decoded without building
+/// the whole pod: the dropped fields are skipped by the parser, never
+/// allocated (the informer's decode of every pod version it does not hold).
+///
+/// Decodes as `k8s_openapi`'s `Pod` does: unknown fields ignored, a missing or
+/// `null` required field (`containers`, a container's or volume's `name`) is
+/// its default, `apiVersion` and `kind` must be `v1` and `Pod` when present.
+/// Unlike the whole decode, a dropped field of the wrong type is not an
+/// error: the store only holds pods that passed validation, which the whole
+/// decode of every one of them ([`super::runtime::Cache::full`]) relies on too.
+pub fn decode_projection(json: &[u8]) -> Result<Pod, serde_json::Error> {
+    let p: PodShadow = serde_json::from_slice(json)?;
+    if let Some(v) = p.api_version.as_deref().filter(|v| *v != Pod::API_VERSION) {
+        return Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Str(v),
+            &Pod::API_VERSION,
+        ));
+    }
+    if let Some(k) = p.kind.as_deref().filter(|k| *k != Pod::KIND) {
+        return Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Str(k),
+            &Pod::KIND,
+        ));
+    }
+    let m = p.metadata.unwrap_or_default();
+    Ok(Pod {
+        metadata: ObjectMeta {
+            annotations: m.annotations,
+            creation_timestamp: m.creation_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            deletion_timestamp: m.deletion_timestamp,
+            finalizers: m.finalizers,
+            generate_name: m.generate_name,
+            generation: m.generation,
+            labels: m.labels,
+            managed_fields: None,
+            name: m.name,
+            namespace: m.namespace,
+            owner_references: m.owner_references,
+            resource_version: m.resource_version,
+            self_link: m.self_link,
+            uid: m.uid,
+        },
+        spec: p.spec.map(|s| PodSpec {
+            containers: s
+                .containers
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| has_ports(c.ports.as_ref()))
+                .map(|c| Container {
+                    name: c.name.unwrap_or_default(),
+                    ports: c.ports,
+                    ..Container::default()
+                })
+                .collect(),
+            hostname: s.hostname,
+            node_name: s.node_name,
+            subdomain: s.subdomain,
+            volumes: s.volumes.map(|vs| {
+                vs.into_iter()
+                    .map(|v| Volume {
+                        name: v.name.unwrap_or_default(),
+                        persistent_volume_claim: v.persistent_volume_claim,
+                        ..Volume::default()
+                    })
+                    .collect()
+            }),
+            ..PodSpec::default()
+        }),
+        status: p.status.map(|s| PodStatus {
+            conditions: ready_only(s.conditions.as_deref()),
+            phase: s.phase,
+            pod_ip: s.pod_ip,
+            pod_ips: s.pod_ips,
+            ..PodStatus::default()
+        }),
+    })
+}
+
+/// The fields of a pod's JSON [`decode_projection`] reads (the others are skipped).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodShadow {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<MetaShadow>,
+    #[serde(default)]
+    spec: Option<SpecShadow>,
+    #[serde(default)]
+    status: Option<StatusShadow>,
+}
+
+/// `ObjectMeta` without `managedFields` (skipped, not decoded).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MetaShadow {
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    creation_timestamp: Option<Time>,
+    #[serde(default)]
+    deletion_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    deletion_timestamp: Option<Time>,
+    #[serde(default)]
+    finalizers: Option<Vec<String>>,
+    #[serde(default)]
+    generate_name: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, rename = "managedFields")]
+    _managed_fields: Option<IgnoredAny>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    owner_references: Option<Vec<OwnerReference>>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    self_link: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecShadow {
+    #[serde(default)]
+    containers: Option<Vec<ContainerShadow>>,
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    node_name: Option<String>,
+    #[serde(default)]
+    subdomain: Option<String>,
+    #[serde(default)]
+    volumes: Option<Vec<VolumeShadow>>,
+}
+
+#[derive(Deserialize)]
+struct ContainerShadow {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    ports: Option<Vec<ContainerPort>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VolumeShadow {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
+}
+
+#[derive(Deserialize)]
+struct StatusShadow {
+    #[serde(default)]
+    conditions: Option<Vec<PodCondition>>,
+    #[serde(default)]
+    phase: Option<String>,
+    #[serde(default, rename = "podIP")]
+    pod_ip: Option<String>,
+    #[serde(default, rename = "podIPs")]
+    pod_ips: Option<Vec<PodIP>>,
 }
 
 #[cfg(test)]
@@ -186,8 +385,13 @@ mod tests {
                         2 => json!([{"name": "cfg", "configMap": {"name": "c"}}, claim("data-web-9")]),
                         _ => json!([{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}]),
                     };
+                    let mut side = json!({"name": "side", "image": "busybox", "command": ["sleep"]});
+                    if ports == 3 {
+                        // Ports on the second container only (the first declares none).
+                        side["ports"] = json!([{"name": "http", "containerPort": 7070}]);
+                    }
                     let mut spec = json!({
-                        "containers": [c0, {"name": "side", "image": "busybox", "command": ["sleep"]}],
+                        "containers": [c0, side],
                         "serviceAccountName": "default", "restartPolicy": "Always",
                         "tolerations": [{"key": "k", "operator": "Exists"}],
                     });
@@ -216,7 +420,12 @@ mod tests {
                         _ => Some(json!({"type": "Ready", "status": "Unknown"})),
                     };
                     if let Some(r) = ready {
-                        status["conditions"] = json!([{"type": "PodScheduled", "status": "True"}, r]);
+                        let mut conds = vec![json!({"type": "PodScheduled", "status": "True"}), r];
+                        if noise {
+                            // A second `Ready` entry: the first one is the one read.
+                            conds.push(json!({"type": "Ready", "status": "True", "reason": "second"}));
+                        }
+                        status["conditions"] = Value::Array(conds);
                     }
                     if let Some(ip) = [Some("10.0.0.7"), Some(""), None][ip] {
                         status["podIP"] = json!(ip);
@@ -320,6 +529,40 @@ mod tests {
         })
     }
 
+    /// The straight decode reads what `k8s_openapi`'s decode reads: absent or
+    /// `null` required fields are their defaults, a wrong `kind` or
+    /// `apiVersion` fails, unknown fields are ignored.
+    #[test]
+    fn the_projection_decodes_as_the_whole_pod_does() {
+        let mut failed = 0;
+        for v in [
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": null}}),
+            json!({"spec": {"containers": [{"ports": null}, {"name": null, "ports": [{"containerPort": 1}]}]}}),
+            json!({"spec": {"volumes": [{"persistentVolumeClaim": {"claimName": "c"}}]}}),
+            json!({"metadata": null, "status": {"podIP": "1.2.3.4", "podIPs": null}, "extra": [1]}),
+            json!({"metadata": {"managedFields": null, "name": "a"}, "spec": null}),
+            json!({"status": {"conditions": null}}),
+            json!({}),
+            json!({"apiVersion": "v2", "kind": "Pod"}),
+            json!({"apiVersion": "v1", "kind": "Service"}),
+            json!({"metadata": {"name": 7}}),
+            json!({"status": {"conditions": [{"type": "Ready"}]}}),
+            json!("pod"),
+        ] {
+            let json = serde_json::to_vec(&v).unwrap();
+            match (
+                serde_json::from_slice::<Pod>(&json),
+                decode_projection(&json),
+            ) {
+                (Ok(whole), Ok(kept)) => assert_eq!(kept, project_pod(&whole), "{v}"),
+                (Err(_), Err(_)) => failed += 1,
+                (whole, kept) => panic!("{v}: whole {whole:?}, projection {kept:?}"),
+            }
+        }
+        // The wrong apiVersion, kind and name type, and a string, fail both ways.
+        assert_eq!(failed, 4);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -359,6 +602,9 @@ mod tests {
                 // The projection of a projection is itself (a version written
                 // back into the cache is kept as it was).
                 prop_assert_eq!(&project_pod(k), k);
+                // Decoded straight from the JSON, as the informer does.
+                let json = serde_json::to_vec(w).unwrap();
+                prop_assert_eq!(&decode_projection(&json).unwrap(), k);
             }
             let svc = service(ports, publish);
             prop_assert_eq!(

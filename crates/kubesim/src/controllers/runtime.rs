@@ -134,6 +134,17 @@ pub trait Indexed: Metadata<Ty = ObjectMeta> {
     {
         None
     }
+
+    /// What the cache keeps of the version whose stored JSON is `json`: the
+    /// decoded object, or its [`Indexed::projection`] (pods: decoded straight
+    /// into it, [`projection::decode_projection`]).
+    fn decode_kept(json: &[u8]) -> Result<Self, serde_json::Error>
+    where
+        Self: DeserializeOwned + Sized,
+    {
+        let o: Self = serde_json::from_slice(json)?;
+        Ok(o.projection().unwrap_or(o))
+    }
 }
 
 /// What a selector requires of a pod's labels ([`Indexed::selects`]).
@@ -187,6 +198,10 @@ impl Indexed for Pod {
 
     fn projection(&self) -> Option<Self> {
         Some(projection::project_pod(self))
+    }
+
+    fn decode_kept(json: &[u8]) -> Result<Self, serde_json::Error> {
+        projection::decode_projection(json)
     }
 
     fn node_name(&self) -> Option<&str> {
@@ -1050,7 +1065,8 @@ impl Queue {
 pub struct Caches {
     /// StatefulSets.
     pub sets: Cache<StatefulSet>,
-    /// Pods.
+    /// Pods, as their projections ([`projection::project_pod`]); the whole pod of a
+    /// cached version is [`Cache::full`].
     pub pods: Cache<Pod>,
     /// ControllerRevisions.
     pub revisions: Cache<ControllerRevision>,
@@ -1283,7 +1299,8 @@ impl Simulation {
         self.shared.clock
     }
 
-    /// The informer caches (read-only view of what the controllers see).
+    /// The informer caches (read-only view of what the controllers see; pods are
+    /// kept as projections, [`Caches::pods`]).
     pub fn caches(&self) -> &Caches {
         &self.shared.caches
     }
@@ -1370,8 +1387,8 @@ async fn run_informer<K>(
                     // object is then decoded from `stored.json` when needed, `Cache::full`).
                     let obj = match written {
                         Some(o) => o,
-                        None => match serde_json::from_slice::<K>(&stored.json) {
-                            Ok(o) => Arc::new(o.projection().unwrap_or(o)),
+                        None => match K::decode_kept(&stored.json) {
+                            Ok(o) => Arc::new(o),
                             Err(_) => continue,
                         },
                     };
