@@ -27,6 +27,7 @@ use k8s_openapi::{
 pub mod disruption;
 pub mod endpointslice;
 pub mod history;
+pub mod projection;
 pub mod recorder;
 pub mod runtime;
 pub mod statefulset;

@@ -48,11 +48,12 @@ use super::{
         CandidateMemo, UpdateRevisionAction, plan_revisions_memo, rename_for_collision, same_data,
         sort_revisions, truncate_history,
     },
-    is_pod_ready,
+    is_pod_ready, projection,
     recorder::{EventKind, Record, Recorder, Reporter, reference},
     selector_matches,
     statefulset::{self, MemberFacts, SetWrite, SyncInput},
 };
+use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use crate::{
@@ -95,6 +96,10 @@ impl Default for SimConfig {
 
 type Key = (String, String);
 
+/// A relist's versions by key: resourceVersion, what the cache keeps of the
+/// version ([`Indexed::projection`]) and its stored JSON.
+type Listed<K> = BTreeMap<Key, (u64, Arc<K>, Bytes)>;
+
 /// What an informer cache indexes besides the key: upstream's informers carry
 /// indexers (`cache.Indexers`, e.g. `NamespaceIndex`, and the controllers'
 /// own `controllerUIDIndex`); these are the ones kubesim's controllers use.
@@ -115,6 +120,30 @@ pub trait Indexed: Metadata<Ty = ObjectMeta> {
     /// computed once when the version is stored and kept in its slot.
     fn member_facts(&self) -> Option<Arc<MemberFacts>> {
         None
+    }
+
+    /// Whether the cache keeps a projection of each version ([`Indexed::projection`])
+    /// and reaches the whole object through the version's stored JSON ([`Cache::full`]).
+    const PROJECTED: bool = false;
+
+    /// What the cache keeps of this version, when not the object itself
+    /// ([`Indexed::PROJECTED`]; pods: [`projection::project_pod`]).
+    fn projection(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
+    /// What the cache keeps of the version whose stored JSON is `json`: the
+    /// decoded object, or its [`Indexed::projection`] (pods: decoded straight
+    /// into it, [`projection::decode_projection`]).
+    fn decode_kept(json: &[u8]) -> Result<Self, serde_json::Error>
+    where
+        Self: DeserializeOwned + Sized,
+    {
+        let o: Self = serde_json::from_slice(json)?;
+        Ok(o.projection().unwrap_or(o))
     }
 }
 
@@ -165,6 +194,16 @@ impl Indexed for Pod {
         Some(Arc::new(MemberFacts::of(self)))
     }
 
+    const PROJECTED: bool = true;
+
+    fn projection(&self) -> Option<Self> {
+        Some(projection::project_pod(self))
+    }
+
+    fn decode_kept(json: &[u8]) -> Result<Self, serde_json::Error> {
+        projection::decode_projection(json)
+    }
+
     fn node_name(&self) -> Option<&str> {
         self.spec
             .as_ref()
@@ -176,12 +215,42 @@ impl Indexed for Pod {
 /// One cached object and the resourceVersion it was stored at.
 struct Slot<K> {
     rv: u64,
+    /// The object, or its projection for a kind that keeps one ([`Indexed::PROJECTED`]).
     obj: Arc<K>,
     /// [`Indexed::member_facts`] of `obj`, computed when this version was
     /// first stored (a version applied again at the same resourceVersion —
     /// a controller's own write, then its watch event — keeps them: objects
     /// are immutable per resourceVersion).
     facts: Option<Arc<MemberFacts>>,
+    /// The whole object of a projected kind ([`Cache::full`]); `None` otherwise.
+    full: Option<Full<K>>,
+}
+
+/// How a slot of a projected kind reaches the whole object of its version.
+enum Full<K> {
+    /// The version's stored JSON (`Stored::json`: the store's bytes, shared).
+    Json(Bytes),
+    /// The whole object as this process's write returned it, kept until the
+    /// watch delivers the version's JSON (then dropped for it).
+    Obj(Arc<K>),
+}
+
+impl<K> Clone for Full<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Json(j) => Self::Json(j.clone()),
+            Self::Obj(o) => Self::Obj(o.clone()),
+        }
+    }
+}
+
+/// The whole object of a version applied twice at one resourceVersion (its
+/// write, then its watch event): the stored JSON when either has it.
+fn merge_full<K>(kept: Option<Full<K>>, new: Option<Full<K>>) -> Option<Full<K>> {
+    match (kept, new) {
+        (Some(Full::Json(j)), _) | (_, Some(Full::Json(j))) => Some(Full::Json(j)),
+        (kept, new) => new.or(kept),
+    }
 }
 
 /// The items of a cache and their indexes, under one lock.
@@ -396,12 +465,21 @@ impl<K: Indexed> CacheInner<K> {
             .map(|s| s.rv)
     }
 
-    fn insert(&mut self, ns: &str, name: &str, rv: u64, obj: Arc<K>) -> Option<Arc<K>> {
+    fn insert(
+        &mut self,
+        ns: &str,
+        name: &str,
+        rv: u64,
+        obj: Arc<K>,
+        full: Option<Full<K>>,
+    ) -> Option<Arc<K>> {
         if let Some(id) = self.id_of(ns, name) {
             let old = self.slots.get_mut(id).and_then(Option::take);
-            let facts = match &old {
-                Some(o) if o.rv == rv && rv != 0 => o.facts.clone(),
-                _ => obj.member_facts(),
+            let (facts, full) = match old {
+                Some(ref o) if o.rv == rv && rv != 0 => {
+                    (o.facts.clone(), merge_full(o.full.clone(), full))
+                }
+                _ => (obj.member_facts(), full),
             };
             let old = old.map(|s| s.obj);
             match &old {
@@ -413,7 +491,12 @@ impl<K: Indexed> CacheInner<K> {
                 None => self.index(ns, name, id, &obj),
             }
             if let Some(s) = self.slots.get_mut(id) {
-                *s = Some(Slot { rv, obj, facts });
+                *s = Some(Slot {
+                    rv,
+                    obj,
+                    facts,
+                    full,
+                });
             }
             return old;
         }
@@ -421,6 +504,7 @@ impl<K: Indexed> CacheInner<K> {
             rv,
             obj: obj.clone(),
             facts: obj.member_facts(),
+            full,
         });
         let id = match self.free.pop() {
             Some(id) => {
@@ -669,8 +753,25 @@ impl<K: Indexed> Cache<K> {
         self.apply_arc(Arc::new(obj))
     }
 
-    /// [`Cache::apply`] of a shared object.
+    /// [`Cache::apply`] of a shared object (a whole object: a kind that keeps
+    /// a projection keeps this one as the version's whole object until its
+    /// stored JSON arrives, [`Cache::apply_version`]).
     pub fn apply_arc(&self, obj: Arc<K>) -> Option<Arc<K>> {
+        match obj.projection() {
+            Some(p) => self.put(Arc::new(p), Some(Full::Obj(obj))),
+            None => self.put(obj, None),
+        }
+    }
+
+    /// Stores a version as the watch delivered it: `obj` is what the cache keeps
+    /// of it (its [`Indexed::projection`] for a projected kind), `json` its stored
+    /// bytes (kept for a projected kind only).
+    pub fn apply_version(&self, obj: Arc<K>, json: &Bytes) -> Option<Arc<K>> {
+        let full = K::PROJECTED.then(|| Full::Json(json.clone()));
+        self.put(obj, full)
+    }
+
+    fn put(&self, obj: Arc<K>, full: Option<Full<K>>) -> Option<Arc<K>> {
         let keyed = obj.clone();
         let meta = keyed.metadata();
         let rv = rv_of(meta);
@@ -679,7 +780,7 @@ impl<K: Indexed> Cache<K> {
         let mut m = self.items.write().ok()?;
         match m.rv_of_key(ns, name) {
             Some(old_rv) if old_rv > rv => None,
-            _ => m.insert(ns, name, rv, obj),
+            _ => m.insert(ns, name, rv, obj, full),
         }
     }
 
@@ -693,10 +794,11 @@ impl<K: Indexed> Cache<K> {
         }
     }
 
-    fn replace_all(&self, items: BTreeMap<Key, (u64, Arc<K>)>) {
+    fn replace_all(&self, items: Listed<K>) {
         let mut inner = CacheInner::default();
-        for ((ns, name), (rv, o)) in items {
-            inner.insert(&ns, &name, rv, o);
+        for ((ns, name), (rv, o, json)) in items {
+            let full = K::PROJECTED.then_some(Full::Json(json));
+            inner.insert(&ns, &name, rv, o, full);
         }
         if let Ok(mut m) = self.items.write() {
             inner.relists = m.relists + 1;
@@ -709,6 +811,49 @@ impl<K: Indexed> Cache<K> {
     /// (the disruption budgets' tallies) is rebuilt when this moves.
     pub fn generation(&self) -> u64 {
         self.items.read().map_or(0, |m| m.relists)
+    }
+}
+
+impl<K: Indexed + DeserializeOwned> Cache<K> {
+    /// The whole object `ns/name` as cached (`None`: not cached): for a kind the
+    /// cache keeps a projection of ([`Indexed::PROJECTED`]), decoded from the
+    /// cached version's stored JSON, the very object that version is (a
+    /// resourceVersion names one content); else the cached object.
+    pub fn full(&self, ns: &str, name: &str) -> Option<Result<Arc<K>, ApiError>> {
+        self.full_where(ns, name, |_| true)
+    }
+
+    /// [`Cache::full`] of the version stored at exactly `rv` (`None`: the cache
+    /// holds another version, or none).
+    pub fn full_at(&self, ns: &str, name: &str, rv: u64) -> Option<Result<Arc<K>, ApiError>> {
+        self.full_where(ns, name, |r| r == rv)
+    }
+
+    fn full_where(
+        &self,
+        ns: &str,
+        name: &str,
+        rv_ok: impl Fn(u64) -> bool,
+    ) -> Option<Result<Arc<K>, ApiError>> {
+        let (obj, full) = {
+            let m = self.items.read().ok()?;
+            let s = m.id_of(ns, name).and_then(|id| m.slot(id))?;
+            if !rv_ok(s.rv) {
+                return None;
+            }
+            (s.obj.clone(), s.full.clone())
+        };
+        // Decoded outside the lock.
+        Some(match full {
+            Some(Full::Obj(o)) => Ok(o),
+            Some(Full::Json(j)) => serde_json::from_slice::<K>(&j)
+                .map(Arc::new)
+                .map_err(|e| ApiError::internal(format!("failed to decode cached object: {e}"))),
+            None if K::PROJECTED => Err(ApiError::internal(format!(
+                "the cache holds no whole object of {ns}/{name}"
+            ))),
+            None => Ok(obj),
+        })
     }
 }
 
@@ -920,7 +1065,8 @@ impl Queue {
 pub struct Caches {
     /// StatefulSets.
     pub sets: Cache<StatefulSet>,
-    /// Pods.
+    /// Pods, as their projections ([`projection::project_pod`]); the whole pod of a
+    /// cached version is [`Cache::full`].
     pub pods: Cache<Pod>,
     /// ControllerRevisions.
     pub revisions: Cache<ControllerRevision>,
@@ -1153,7 +1299,8 @@ impl Simulation {
         self.shared.clock
     }
 
-    /// The informer caches (read-only view of what the controllers see).
+    /// The informer caches (read-only view of what the controllers see; pods are
+    /// kept as projections, [`Caches::pods`]).
     pub fn caches(&self) -> &Caches {
         &self.shared.caches
     }
@@ -1224,7 +1371,7 @@ async fn run_informer<K>(
                 continue;
             }
         };
-        let mut initial: Option<BTreeMap<Key, (u64, Arc<K>)>> = Some(BTreeMap::new());
+        let mut initial: Option<Listed<K>> = Some(BTreeMap::new());
         while let Some(ev) = watch.next_raw().await {
             match ev {
                 crate::api::RawEvent::Object(kind, stored) => {
@@ -1236,15 +1383,20 @@ async fn run_informer<K>(
                         EventType::Deleted => None,
                         _ => c.get_at(&stored.namespace, &stored.name, stored.rv),
                     };
+                    // What the cache keeps: the object, or its projection (the whole
+                    // object is then decoded from `stored.json` when needed, `Cache::full`).
                     let obj = match written {
                         Some(o) => o,
-                        None => match serde_json::from_slice::<K>(&stored.json) {
+                        None => match K::decode_kept(&stored.json) {
                             Ok(o) => Arc::new(o),
                             Err(_) => continue,
                         },
                     };
                     if let Some(init) = initial.as_mut() {
-                        init.insert(key_of(obj.metadata()), (stored.rv, obj));
+                        init.insert(
+                            key_of(obj.metadata()),
+                            (stored.rv, obj, stored.json.clone()),
+                        );
                         continue;
                     }
                     match kind {
@@ -1254,7 +1406,7 @@ async fn run_informer<K>(
                             on_change(&shared, Change::Delete(obj));
                         }
                         _ => {
-                            let old = c.apply_arc(obj.clone());
+                            let old = c.apply_version(obj.clone(), &stored.json);
                             on_change(&shared, Change::Upsert { old, new: obj });
                         }
                     }
@@ -1262,7 +1414,7 @@ async fn run_informer<K>(
                 crate::api::RawEvent::Bookmark { initial_end, .. } => {
                     if initial_end && let Some(init) = initial.take() {
                         let c = cache(&shared);
-                        let items: Vec<Arc<K>> = init.values().map(|(_, k)| k.clone()).collect();
+                        let items: Vec<Arc<K>> = init.values().map(|(_, k, _)| k.clone()).collect();
                         c.replace_all(init);
                         for k in items {
                             on_change(&shared, Change::Upsert { old: None, new: k });
@@ -1815,6 +1967,19 @@ fn set_event(
     });
 }
 
+/// A sync's pod write whose version the pod cache no longer holds (a newer one
+/// arrived since the sync read it): the whole pod of that version cannot be
+/// rebuilt from the cache's projection, so the write is not sent and the set is
+/// synced again (with the newer version), as after the conflict the API would
+/// answer a write at a stale resourceVersion.
+fn stale_version(name: &str) -> ApiError {
+    ApiError::new(
+        409,
+        "Conflict",
+        format!("pod {name} changed since the sync read it"),
+    )
+}
+
 async fn execute_set_write(
     s: &Shared,
     ns: &str,
@@ -1851,7 +2016,26 @@ async fn execute_set_write(
         }
         SetWrite::CreatePod(p) => {
             let name = p.metadata.name.clone().unwrap_or_default();
-            match s.api.admit_create_typed(Some(ns), &p, user).await {
+            // A cached pod without a phase is created again as it is (`isCreated`
+            // is the phase; the API sets `Pending` on create, so this is a pod
+            // written with an empty phase): the whole pod of that version, not the
+            // cache's projection. A new pod (no resourceVersion) is sent as built.
+            // Simplification: when the cache moved on from that version (an adopted
+            // copy: the adoption's patch made a new one), the create is answered with
+            // a conflict without being sent; upstream's POST of the stale copy would
+            // fail too (AlreadyExists), unless the pod was deleted meanwhile.
+            let p = match p.metadata.resource_version.as_ref() {
+                None => Ok(p),
+                Some(_) => match s.caches.pods.full_at(ns, &name, rv_of(&p.metadata)) {
+                    Some(full) => full.map(Arc::unwrap_or_clone),
+                    None => Err(stale_version(&name)),
+                },
+            };
+            let created = match p {
+                Ok(p) => s.api.admit_create_typed(Some(ns), &p, user).await,
+                Err(e) => Err(e),
+            };
+            match created {
                 Ok(p) => {
                     s.caches.pods.apply(p);
                     set_event(s, set, "create", &Subject::Pod(name), None);
@@ -1864,6 +2048,18 @@ async fn execute_set_write(
         }
         SetWrite::UpdatePod(p) => {
             let name = p.metadata.name.clone().unwrap_or_default();
+            // The sync fixed the cache's projection of the pod; the PUT carries the
+            // whole pod of that version with the same fix (`UpdateStatefulPod`).
+            let p = match s.caches.pods.full_at(ns, &name, rv_of(&p.metadata)) {
+                Some(full) => {
+                    let mut whole = Arc::unwrap_or_clone(full?);
+                    statefulset::update_stateful_pod(set, &mut whole);
+                    whole
+                }
+                // The cache moved on since the sync read it: the PUT of that version
+                // would conflict (its resourceVersion is stale), so it is not sent.
+                None => return Err(stale_version(&name)),
+            };
             match s
                 .api
                 .admit_update_typed(Some(ns), &p, Part::Main, user)
@@ -2244,8 +2440,11 @@ fn node_index(node: &str) -> usize {
 }
 
 async fn sync_pod(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, ApiError> {
-    let Some(pod) = s.caches.pods.get(ns, name) else {
-        return Ok(None);
+    // The kubelet and the scheduler read (and write) the whole pod: decoded from
+    // the cached version's stored JSON (the cache keeps a projection).
+    let pod = match s.caches.pods.full(ns, name) {
+        None => return Ok(None),
+        Some(p) => p?,
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let now = s.clock.now();
@@ -2981,13 +3180,17 @@ fn check_preconditions(pod: &Pod, pre: Option<&Preconditions>) -> Result<(), Sta
 
 impl EvictionBackend for ApiBackend {
     async fn get_pod(&self, ns: &str, name: &str) -> Result<Arc<Pod>, StatusError> {
-        let shared = self.shared.upgrade();
         let d = self.api.resource_of::<Pod>().map_err(to_status_error)?;
         let stored = self
             .api
             .get_raw(&d, Some(ns), name)
             .map_err(to_status_error)?;
-        decoded(shared.as_ref().map(|s| &s.caches.pods), &stored).map_err(to_status_error)
+        // The whole pod (its status is written back): decoded from the stored
+        // version, never the pod cache's projection.
+        serde_json::from_slice(&stored.json)
+            .map(Arc::new)
+            .map_err(|e| ApiError::internal(format!("failed to decode stored object: {e}")))
+            .map_err(to_status_error)
     }
 
     async fn list_pdbs(&self, ns: &str) -> Result<Vec<Arc<PodDisruptionBudget>>, StatusError> {
@@ -3229,6 +3432,8 @@ mod tests {
                 (0usize..4, 0usize..3, 0usize..3, 0usize..3, 0u64..4), 1..40),
         ) {
             let c: Cache<Pod> = Cache::default();
+            // The whole pod of each cached version, as the API returned it.
+            let mut whole: BTreeMap<String, Pod> = BTreeMap::new();
             let mut rv = 10;
             for (op, name, owner, label, back) in steps {
                 let name = ["web-0", "web-1", "web-2"][name];
@@ -3237,14 +3442,24 @@ mod tests {
                 match op {
                     0 => {
                         rv += 1;
-                        c.apply(pod(name, rv, owner, &labels, None));
+                        let mut p = pod(name, rv, owner, &labels, None);
+                        // Fields the projection drops, so that whole and projection differ.
+                        if let Some(spec) = p.spec.as_mut() {
+                            spec.service_account_name = Some(format!("sa-{rv}"));
+                        }
+                        whole.insert(name.to_owned(), p.clone());
+                        c.apply(p);
                     }
                     // The cached version applied again (a controller's own write,
-                    // then its watch event: the same object at the same version),
-                    // or a stale version (ignored).
+                    // then its watch event: the same object at the same version,
+                    // once whole, once as the watch delivers it: projection and
+                    // JSON), or a stale version (ignored).
                     1 => match c.get("ns", name) {
                         Some(cur) if back == 0 => {
-                            c.apply((*cur).clone());
+                            let full = c.full("ns", name).unwrap().unwrap();
+                            let json = Bytes::from(serde_json::to_vec(&*full).unwrap());
+                            c.apply_version(cur.clone(), &json);
+                            c.apply_arc(full);
                         }
                         Some(cur) => {
                             let stale = rv_of(&cur.metadata).saturating_sub(back).max(1);
@@ -3257,15 +3472,32 @@ mod tests {
                     2 => {
                         rv += 1;
                         c.remove("ns", name, rv);
+                        whole.remove(name);
                     }
                     _ => {
                         let items = c
                             .list()
                             .into_iter()
-                            .map(|p| ((String::from("ns"), p.metadata.name.clone().unwrap_or_default()), (rv_of(&p.metadata), p)))
+                            .map(|p| {
+                                let name = p.metadata.name.clone().unwrap_or_default();
+                                let json = Bytes::from(serde_json::to_vec(&whole[&name]).unwrap());
+                                ((String::from("ns"), name), (rv_of(&p.metadata), p, json))
+                            })
                             .collect();
                         c.replace_all(items);
                     }
+                }
+                // The cache keeps the projection of each version and gives back its whole pod.
+                proptest::prop_assert_eq!(c.list().len(), whole.len());
+                for (name, w) in &whole {
+                    let kept = c.get("ns", name).unwrap();
+                    proptest::prop_assert_eq!(&*kept, &projection::project_pod(w));
+                    proptest::prop_assert!(*kept != *w);
+                    let full = c.full("ns", name).unwrap().unwrap();
+                    proptest::prop_assert_eq!(&*full, w);
+                    let at = c.full_at("ns", name, rv_of(&w.metadata)).unwrap().unwrap();
+                    proptest::prop_assert_eq!(&*at, w);
+                    proptest::prop_assert!(c.full_at("ns", name, rv_of(&w.metadata) + 1).is_none());
                 }
                 for uid in ["u1", "u2"] {
                     let members = c.claimable_members("ns", uid);

@@ -1039,18 +1039,7 @@ fn process_replica(
     // UpdateStatefulPod: fix identity and storage, create missing claims,
     // fix claim owner references, then PUT the pod if it changed.
     let mut fixed = pod.clone();
-    fixed.metadata.namespace = set.metadata.namespace.clone();
-    fixed
-        .metadata
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(POD_NAME_LABEL.into(), name.to_owned());
-    fixed
-        .metadata
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(POD_INDEX_LABEL.into(), ord.to_string());
-    update_storage(set, &mut fixed, ord);
+    update_stateful_pod(set, &mut fixed);
     if !storage_matches(set, pod, ord) && !create_claims(set, pod, claims, true, out) {
         return Step::Stop;
     }
@@ -1060,6 +1049,21 @@ fn process_replica(
         out.writes.push(SetWrite::UpdatePod(fixed));
     }
     Step::Continue
+}
+
+/// The fix of `UpdateStatefulPod` (`updateIdentity`, `updateStorage`): the set's
+/// namespace, the pod-name and pod-index labels, the claims' volumes. The
+/// ordinal is the one of the pod's name (-1 without one, as `getOrdinal`).
+/// The runtime applies it again to the whole pod when the sync fixed the pod
+/// cache's projection of it ([`super::projection`]).
+pub fn update_stateful_pod(set: &StatefulSet, pod: &mut Pod) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ord = ordinal(pod);
+    pod.metadata.namespace = set.metadata.namespace.clone();
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(POD_NAME_LABEL.into(), name);
+    labels.insert(POD_INDEX_LABEL.into(), ord.to_string());
+    update_storage(set, pod, ord);
 }
 
 /// `PodClaimIsStale`: with `whenScaled: Delete`, an existing claim that points
