@@ -201,7 +201,7 @@ pub async fn run_scope(
         cache::triggers::statefulset_stub,
     );
 
-    let (pods, pod_index, pod_stream) = cache::watch_pods(client, ns);
+    let (pod_index, pod_stream) = cache::watch_pods(client, ns);
 
     let (pdbs, pdb_writer) = reflector::store::<PodDisruptionBudget>();
     let pdb_stream = watcher(
@@ -253,7 +253,6 @@ pub async fn run_scope(
     let caches = Caches {
         rollouts: rollouts.clone(),
         statefulsets: statefulsets.clone(),
-        pods,
         pod_index,
         pdbs,
         endpoint_slices,
@@ -497,7 +496,7 @@ async fn wait_for_caches(
 ) -> Result<()> {
     let sync = synced.wait(|| async {
         let _ = caches.statefulsets.wait_until_ready().await;
-        let _ = caches.pods.wait_until_ready().await;
+        caches.pod_index.wait_until_ready().await;
         let _ = caches.pdbs.wait_until_ready().await;
         let _ = caches.endpoint_slices.wait_until_ready().await;
         let _ = caches.controller_revisions.wait_until_ready().await;

@@ -314,10 +314,7 @@ impl Integrations {
                         // No configured service exists: discovery cannot gate (status shows
                         // `consulServices: []`), so every pod counts as healthy.
                         !h.gates() || {
-                            let ip = caches
-                                .pods
-                                .get(&ObjectRef::new(&p.name).within(&namespace))
-                                .and_then(|pod| pod.pod_ip().map(str::to_owned));
+                            let ip = crate::cache::pod_ip(caches, &namespace, &p.name);
                             h.is_healthy(&p.name, ip.as_deref())
                         }
                     })

@@ -95,10 +95,10 @@ impl Expectations {
             if set_of(name).is_none_or(|(set, _)| set != set_name) {
                 return true;
             }
-            match cache::pod(caches, namespace, name) {
+            match cache::pod_meta(caches, namespace, name) {
                 Some(cached)
-                    if w.uid() == cached.uid()
-                        && resource_version(&w.metadata) > resource_version(&cached.metadata) =>
+                    if w.uid().unwrap_or_default() == cached.uid
+                        && resource_version(&w.metadata) > cached.resource_version =>
                 {
                     newer.push(w.clone());
                     true
@@ -146,11 +146,8 @@ impl Expectations {
             let Some(name) = key.strip_prefix(&prefix) else {
                 return true;
             };
-            match cache::pod(caches, namespace, name) {
-                Some(pod)
-                    if pod.uid().as_deref() == Some(uid.as_str())
-                        && pod.metadata.deletion_timestamp.is_none() =>
-                {
+            match cache::pod_meta(caches, namespace, name) {
+                Some(pod) if pod.uid == *uid && !pod.terminating => {
                     pending.insert(name.to_owned());
                     true
                 }
@@ -284,7 +281,6 @@ mod tests {
         Caches {
             rollouts: writer_with(vec![rollout()]).0,
             statefulsets: writer_with(vec![statefulset()]).0,
-            pods: pods.store.clone(),
             pod_index: pods.index.clone(),
             pdbs: writer_with(Vec::<PodDisruptionBudget>::new()).0,
             endpoint_slices: writer_with(Vec::new()).0,

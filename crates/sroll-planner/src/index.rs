@@ -180,15 +180,34 @@ impl SetCounts {
 
 /// One ordinal's pod as indexed: its planner view, the `resourceVersion` it was read at, and
 /// whatever the feeder keeps beside it (`T`: the operator keeps a handle on the pod's interned
-/// labels, to match the set's selector without rebuilding them).
+/// labels, to match the set's selector without rebuilding them, and what its other readers need
+/// of the pod: the index is the operator's only copy of its pods).
 #[derive(Clone, Debug)]
 pub struct Slot<T> {
     /// The planner's view of the pod.
     pub pod: ObservedPod,
     /// `metadata.resourceVersion` (empty if unknown).
-    pub resource_version: String,
+    pub resource_version: Box<str>,
     /// The feeder's extra.
     pub extra: T,
+}
+
+/// What a feeder keeps beside a pod's view ([`Slot::extra`]). Part of it may decide which pods an
+/// observation selects (the operator's: the pod's labels, matched against the set's selector): a
+/// change of that part is a change of the set (it bumps the [`SetIndex::generation`] and wakes
+/// the planner at once, [`Wake::of_change`]); the rest is carried along as the `resourceVersion`
+/// is, without counting as a change.
+pub trait SlotExtra {
+    /// Whether `self` and `other` select alike (a change from one to the other is no change of
+    /// the set as observed).
+    fn selects_alike(&self, other: &Self) -> bool;
+}
+
+/// Nothing kept beside the view (the tests' feeder).
+impl SlotExtra for () {
+    fn selects_alike(&self, _: &()) -> bool {
+        true
+    }
 }
 
 /// The index of one StatefulSet's pods: a slot per ordinal and the set's aggregates.
@@ -202,7 +221,7 @@ pub struct SetIndex<T> {
     /// The views, with their aggregates.
     pods: Pods,
     /// `(resourceVersion, extra)` of `pods[i]`.
-    rest: Vec<(String, T)>,
+    rest: Vec<(Box<str>, T)>,
     generation: u64,
     /// The last [`Self::snapshot`]: generation, filter key, and the filtered list (`None`: the
     /// filter kept every pod, the snapshot is `pods` itself).
@@ -254,11 +273,11 @@ impl<T> SetIndex<T> {
     }
 
     /// Puts `slot` at its ordinal; how soon the change must be planned on, `None` when the view
-    /// did not change (a slot that differs only in its `resourceVersion` is updated in place
-    /// without counting as a change).
+    /// did not change (a slot that differs only in its `resourceVersion`, or in a part of its
+    /// extra that selects alike, is updated in place without counting as a change).
     fn put(&mut self, slot: Slot<T>) -> Option<Wake>
     where
-        T: PartialEq,
+        T: SlotExtra,
     {
         let Slot {
             pod,
@@ -267,9 +286,9 @@ impl<T> SetIndex<T> {
         } = slot;
         let wake = match self.find(pod.ordinal) {
             Ok(i) => {
-                let labels_changed = self.rest[i].1 != extra;
+                let labels_changed = !self.rest[i].1.selects_alike(&extra);
                 if *self.pods[i] == pod && !labels_changed {
-                    self.rest[i].0 = resource_version;
+                    self.rest[i] = (resource_version, extra);
                     return None;
                 }
                 let wake = Wake::of_change(Some(&*self.pods[i]), Some(&pod), labels_changed);
@@ -363,10 +382,30 @@ impl<T> Default for PodIndex<T> {
     }
 }
 
-impl<T: PartialEq> PodIndex<T> {
+impl<T: SlotExtra> PodIndex<T> {
     /// The index of the set `name` in `namespace`, if it has any pod.
     pub fn set(&self, namespace: &str, name: &str) -> Option<&SetIndex<T>> {
         self.sets.get(&key(namespace, name))
+    }
+
+    /// The slot of the pod `pod_name` of `namespace` (its view, `resourceVersion` and extra), if
+    /// the index holds a pod of that name: the pods are looked up by name here, as in a reflector
+    /// store keyed by name.
+    pub fn pod(&self, namespace: &str, pod_name: &str) -> Option<(&ObservedPod, &str, &T)> {
+        let (set, ordinal) = set_of(pod_name)?;
+        self.set(namespace, set)?
+            .slot(ordinal)
+            .filter(|(pod, _, _)| pod.name == pod_name)
+    }
+
+    /// How many pods are indexed (O(sets)).
+    pub fn len(&self) -> usize {
+        self.sets.values().map(|s| s.pods.len()).sum()
+    }
+
+    /// Whether no pod is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
     }
 
     /// Mutable access (for [`SetIndex::snapshot`]).
@@ -543,7 +582,7 @@ mod tests {
                     ..Default::default()
                 },
             },
-            resource_version: version.to_string(),
+            resource_version: version.to_string().into(),
             extra: (),
         }
     }

@@ -263,6 +263,17 @@ impl CachedPod {
         self.pod_ip.as_deref()
     }
 
+    /// The `Ready` condition's status as the in-place executor reads it
+    /// ([`sroll_planner::inplace::SeenPod::ready`]): `Some(true)` True, `Some(false)` False,
+    /// `None` absent (or Unknown).
+    pub fn ready_condition(&self) -> Option<bool> {
+        self.ready.as_ref().and_then(|r| match &*r.status {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        })
+    }
+
     /// Whether this entry shares its labels and owner with `other` (from the same interner).
     pub fn shares_with(&self, other: &CachedPod) -> bool {
         Arc::ptr_eq(&self.set_meta, &other.set_meta)
