@@ -550,7 +550,7 @@ pub fn pod_seen(
             resource_version: rv.to_owned(),
             revision: pod.revision.as_deref().map(str::to_owned),
             ready: extra.ready_condition,
-            in_place: pod.in_place.clone(),
+            in_place: (*pod.in_place).clone(),
         }
     })
 }
@@ -907,6 +907,26 @@ pub(crate) mod tests {
     /// A pod as the cache gives it back.
     fn stripped(pod: &Pod) -> Pod {
         cached(pod.clone()).to_pod()
+    }
+
+    /// The watch's parser skips what nothing reads (`managedFields` among it) and keeps the rest:
+    /// a pod parsed from its JSON caches as the full pod does.
+    #[test]
+    fn a_pod_parsed_by_the_watch_caches_as_the_full_pod() {
+        for (ordinal, ready, terminating) in [(0, true, false), (2, true, true)] {
+            let full = full_pod(ordinal, ready, terminating);
+            let json = serde_json::to_value(&full).expect("serializes");
+            assert!(
+                json["metadata"]["managedFields"].is_array(),
+                "the fixture has them"
+            );
+            let watched: WatchedPod = serde_json::from_value(json).expect("parses");
+            assert!(watched.metadata.managed_fields.is_none());
+            assert!(watched.metadata.creation_timestamp.is_none());
+            let parsed = CachedPod::new(&watched);
+            assert_eq!(parsed.to_pod(), cached(full.clone()).to_pod());
+            assert_eq!(parsed.observed("web"), cached(full).observed("web"));
+        }
     }
 
     /// The readers of single pods get from the index what they read from the full pod.

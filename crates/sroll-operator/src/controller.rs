@@ -949,8 +949,8 @@ fn targets<'a>(observed: &'a Observed, names: &'a [String]) -> Vec<execute::Targ
             uid: observed
                 .pods
                 .iter()
-                .find(|p| &p.name == name)
-                .map_or("", |p| p.uid.as_str()),
+                .find(|p| *p.name == **name)
+                .map_or("", |p| &*p.uid),
         })
         .collect()
 }
@@ -1265,7 +1265,7 @@ mod tests {
             phase: Some(Phase::InProgress),
             pods: (0..1_000)
                 .map(|i| sroll_api::PodVersion {
-                    name: format!("web-{i}"),
+                    name: format!("web-{i}").into(),
                     revision: "web-1".into(),
                     ready: ready || i > 0,
                 })

@@ -318,7 +318,7 @@ impl Integrations {
                             h.is_healthy(&p.name, ip.as_deref())
                         }
                     })
-                    .map(|p| p.name.clone())
+                    .map(|p| p.name.to_string())
                     .collect();
                 sroll_planner::DiscoveryHealth {
                     reachable: true,
@@ -486,11 +486,11 @@ impl Integrations {
             .iter()
             .filter(|p| {
                 p.terminating
-                    || evicting.contains(&p.name)
-                    || status.in_place_updating.contains(&p.name)
-                    || (update.is_some() && p.revision == update && !p.ready)
+                    || evicting.iter().any(|e| **e == *p.name)
+                    || status.in_place_updating.iter().any(|e| **e == *p.name)
+                    || (update.is_some() && p.revision.as_deref() == update.as_deref() && !p.ready)
             })
-            .map(|p| (p.ordinal, p.name.clone()))
+            .map(|p| (p.ordinal, p.name.to_string()))
             .collect();
         rolling.sort();
         let image = rollout

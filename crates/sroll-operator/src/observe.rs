@@ -206,7 +206,7 @@ pub fn observe(
         if let Some(pod) = ObservedPod::from_pod(&written, &set_name)
             && observed.pods.get(pod.ordinal).is_some()
         {
-            extra_revisions.extend(pod.revision.clone());
+            extra_revisions.extend(pod.revision.as_deref().map(str::to_owned));
             observed.pods.put(pod);
         }
     }
@@ -230,7 +230,7 @@ pub fn observe(
             .by_revision
             .keys()
             .flatten()
-            .cloned()
+            .map(|r| r.to_string())
             .collect();
         revisions.extend(extra_revisions);
         observed.in_place = in_place_changes(caches, &namespace, update, revisions);
@@ -442,7 +442,7 @@ mod tests {
             !o.pods[0].terminating,
             "the new incarnation is not waited on as if it were being deleted"
         );
-        assert_eq!(o.pods[0].uid, "p-2");
+        assert_eq!(&*o.pods[0].uid, "p-2");
         assert!(lock(&exp.deleted_pods).is_empty(), "the expectation is met");
     }
 

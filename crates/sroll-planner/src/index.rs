@@ -72,8 +72,8 @@ impl Wake {
     ) -> Wake {
         let ready = new.is_some_and(|p| p.ready && !p.terminating);
         let in_place = old.map(|p| &p.in_place) != new.map(|p| &p.in_place)
-            && (old.is_some_and(|p| p.in_place != PodInPlace::default())
-                || new.is_some_and(|p| p.in_place != PodInPlace::default()));
+            && (old.is_some_and(|p| *p.in_place != PodInPlace::default())
+                || new.is_some_and(|p| *p.in_place != PodInPlace::default()));
         if ready || in_place || labels_changed {
             Wake::Now
         } else {
@@ -92,7 +92,7 @@ pub struct SetCounts {
     /// Pods with a `deletionTimestamp`.
     pub terminating: usize,
     /// Per `controller-revision-hash` label (`None`: no label), the pods and the ready pods.
-    pub by_revision: BTreeMap<Option<String>, RevisionCount>,
+    pub by_revision: BTreeMap<Option<Arc<str>>, RevisionCount>,
     /// Ordinals of the pods not ready or terminating: the pods an update is in flight on, or that
     /// are broken — the only pods besides the next batch a decision can touch.
     pub unavailable: BTreeSet<i32>,
@@ -312,7 +312,7 @@ impl<T> SetIndex<T> {
     fn take(&mut self, ordinal: i32, uid: &str) -> Option<Wake> {
         let i = self.find(ordinal).ok()?;
         let old = &self.pods[i];
-        if !(uid.is_empty() || old.uid.is_empty() || old.uid == uid) {
+        if !(uid.is_empty() || old.uid.is_empty() || *old.uid == *uid) {
             return None;
         }
         let wake = Wake::of_change(Some(&**old), None, false);
@@ -395,7 +395,7 @@ impl<T: SlotExtra> PodIndex<T> {
         let (set, ordinal) = set_of(pod_name)?;
         self.set(namespace, set)?
             .slot(ordinal)
-            .filter(|(pod, _, _)| pod.name == pod_name)
+            .filter(|(pod, _, _)| *pod.name == *pod_name)
     }
 
     /// How many pods are indexed (O(sets)).
@@ -568,19 +568,19 @@ mod tests {
     fn slot(set: u8, ordinal: i32, p: &PodState, version: u64) -> Slot<()> {
         Slot {
             pod: ObservedPod {
-                name: name(set, ordinal),
+                name: name(set, ordinal).into(),
                 ordinal,
-                revision: p.revision.map(|r| format!("rev-{r}")),
+                revision: p.revision.map(|r| format!("rev-{r}").into()),
                 ready: p.ready,
                 ready_since: None,
                 terminating: p.terminating,
                 phase: if p.ready { "Running" } else { "Pending" }.into(),
-                uid: format!("uid-{}", p.uid),
-                in_place: crate::inplace::PodInPlace {
+                uid: format!("uid-{}", p.uid).into(),
+                in_place: Arc::new(crate::inplace::PodInPlace {
                     has_gate: p.gate.is_some(),
                     gate_ready: p.gate,
                     ..Default::default()
-                },
+                }),
             },
             resource_version: version.to_string().into(),
             extra: (),
@@ -750,7 +750,7 @@ mod tests {
         index.apply("ns", slot(0, 3, &new, 2));
         assert!(!index.delete("ns", "set0-3", "uid-1"));
         let set = index.set("ns", "set0").expect("indexed");
-        assert_eq!(set.slot(3).map(|(p, _, _)| p.uid.as_str()), Some("uid-2"));
+        assert_eq!(set.slot(3).map(|(p, _, _)| &*p.uid), Some("uid-2"));
         assert!(index.delete("ns", "set0-3", "uid-2"));
         assert!(index.set("ns", "set0").is_none(), "an empty set is dropped");
     }
@@ -794,11 +794,11 @@ mod tests {
         assert_eq!(Wake::of_change(Some(&ready), Some(&down), true), Wake::Now);
         // An in-place update's step, Ready or not.
         let mut gated = down.clone();
-        gated.in_place.has_gate = true;
-        gated.in_place.gate_ready = Some(false);
+        Arc::make_mut(&mut gated.in_place).has_gate = true;
+        Arc::make_mut(&mut gated.in_place).gate_ready = Some(false);
         assert_eq!(Wake::of_change(Some(&down), Some(&gated), false), Wake::Now);
         let mut patched = gated.clone();
-        patched.in_place.state_revision = Some("web-2".into());
+        Arc::make_mut(&mut patched.in_place).state_revision = Some("web-2".into());
         assert_eq!(
             Wake::of_change(Some(&gated), Some(&patched), false),
             Wake::Now

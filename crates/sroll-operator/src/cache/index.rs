@@ -458,9 +458,9 @@ mod tests {
                     let ready = after
                         .0
                         .iter()
-                        .any(|p| p.name == pod.name() && p.ready && !p.terminating);
+                        .any(|p| *p.name == *pod.name() && p.ready && !p.terminating);
                     let relabelled = before.0.iter().any(|p| {
-                        p.name == pod.name()
+                        *p.name == *pod.name()
                             && after.0.iter().any(|a| a.name == p.name && a.revision != p.revision)
                     });
                     if ready || relabelled { Wake::Now } else { Wake::Later }
