@@ -768,11 +768,11 @@ impl JsonSchema for PodVersions {
     }
 }
 
+// The strings are shared (`Arc<str>`, (de)serialized as plain strings and described in the schema
+// as the `String`s they were): the operator builds the list from its pod index's views and shares
+// their name and revision instead of copying them for every status it writes. (Not a doc comment:
+// the struct's doc is its description in the CRD.)
 /// One pod of the managed StatefulSet and the revision it runs.
-///
-/// The strings are shared (`Arc<str>`, (de)serialized as plain strings and described in the
-/// schema as the `String`s they were): the operator builds the list from its pod index's views and
-/// shares their name and revision instead of copying them for every status it writes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodVersion {
