@@ -3,7 +3,7 @@
 //! Field docs (`///`) become the CRD's descriptions, which `kubectl explain`
 //! shows: write them for the user of the resource.
 
-use std::{borrow::Cow, collections::BTreeMap, fmt};
+use std::{borrow::Cow, collections::BTreeMap, fmt, sync::Arc};
 
 use k8s_openapi::{
     api::apps::v1::StatefulSetSpec,
@@ -768,18 +768,45 @@ impl JsonSchema for PodVersions {
     }
 }
 
+// The strings are shared (`Arc<str>`, (de)serialized as plain strings and described in the schema
+// as the `String`s they were): the operator builds the list from its pod index's views and shares
+// their name and revision instead of copying them for every status it writes. (Not a doc comment:
+// the struct's doc is its description in the CRD.)
 /// One pod of the managed StatefulSet and the revision it runs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodVersion {
     /// Pod name.
-    pub name: String,
+    #[serde(with = "shared_str")]
+    #[schemars(with = "String")]
+    pub name: Arc<str>,
     /// The pod's `controller-revision-hash` label (its StatefulSet revision).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub revision: String,
+    #[serde(default, skip_serializing_if = "str_is_empty", with = "shared_str")]
+    #[schemars(with = "String")]
+    pub revision: Arc<str>,
     /// The pod is Ready.
     #[serde(default)]
     pub ready: bool,
+}
+
+fn str_is_empty(s: &Arc<str>) -> bool {
+    s.is_empty()
+}
+
+/// An `Arc<str>` as a plain JSON string (serde's own impls for `Arc` need its `rc` feature, which
+/// would rebuild every crate depending on serde).
+mod shared_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
+    }
 }
 
 /// Build metadata of the release, from the rollout's annotations.

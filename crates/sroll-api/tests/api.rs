@@ -356,3 +356,16 @@ fn last_eviction_time_keeps_sub_second_precision_and_reads_whole_seconds() {
     let t = old.last_eviction_time.expect("set").0;
     assert_eq!(t.to_string(), "2026-11-23T10:00:00Z");
 }
+
+/// `status.pods` entries share their strings in memory and read and write as plain strings on the
+/// wire, an empty revision left out as before.
+#[test]
+fn status_pods_entries_are_plain_strings_on_the_wire() {
+    let wire =
+        r#"[{"name":"web-0","revision":"web-1","ready":true},{"name":"web-1","ready":false}]"#;
+    let pods: Vec<sroll_api::PodVersion> = serde_json::from_str(wire).expect("parses");
+    assert_eq!(&*pods[0].name, "web-0");
+    assert_eq!(&*pods[0].revision, "web-1");
+    assert_eq!(&*pods[1].revision, "", "absent: empty");
+    assert_eq!(serde_json::to_string(&pods).expect("serializes"), wire);
+}

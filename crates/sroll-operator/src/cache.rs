@@ -8,7 +8,7 @@
 //! |---|---|
 //! | all | `metadata.managedFields`, the `kubectl.kubernetes.io/last-applied-configuration` annotation |
 //! | StatefulSet | the pod template's `spec` |
-//! | Pod | `spec` (the revision label says which template a pod runs); metadata except name, namespace, uid, resourceVersion, labels, the controller owner reference and deletionTimestamp; status except `phase`, `podIP` and the `Ready` condition's type, status and lastTransitionTime. Pods are not even stored as `Pod`s: see [`pod`] |
+//! | Pod | Pods have no reflector store: the pod index is their only copy ([`SharedPodIndex`]: per pod the planner's view, the resourceVersion, the interned labels, `status.podIP` and the `Ready` condition's status), built from a compact entry per event ([`pod`]) that reads `spec` only for in-place updates and metadata only for name, namespace, uid, resourceVersion, labels, the controller owner reference and deletionTimestamp |
 //! | EndpointSlice | metadata as for pods; `ports`; per endpoint everything but `addresses`, `conditions.ready` and the target's kind and name |
 //! | ControllerRevision | metadata as for pods (the `data`, the pod template of a StatefulSet revision, is what in-place updates compare) |
 //!
@@ -21,11 +21,11 @@
 //! service-discovery gating; a change of a gated Service's slice reconciles its rollouts, so a pod
 //! turning healthy releases the next eviction at once.
 //!
-//! Pods are looked up by name (`<set>-<ordinal>`, the StatefulSet naming rule of
-//! `pkg/controller/statefulset/stateful_set_utils.go` `getPodName`) where one pod is needed, and
-//! observed per set from the pod index the pod watch keeps beside the store ([`SharedPodIndex`],
-//! a slot per ordinal and the set's aggregates, updated per event): observing an unchanged set
-//! costs O(1).
+//! Pods are observed per set from the pod index the pod watch keeps ([`SharedPodIndex`], a slot
+//! per ordinal and the set's aggregates, updated per event): observing an unchanged set costs
+//! O(1). Where one pod is needed it is looked up by name in the same index (`<set>-<ordinal>`,
+//! the StatefulSet naming rule of `pkg/controller/statefulset/stateful_set_utils.go`
+//! `getPodName`: [`pod_meta`], [`pod_seen`], [`pod_ip`]).
 
 mod gated;
 mod index;
@@ -38,7 +38,7 @@ use futures::{Stream, TryStreamExt};
 use k8s_openapi::{
     api::{
         apps::v1::{ControllerRevision, StatefulSet},
-        core::v1::{ObjectReference, Pod, PodTemplateSpec},
+        core::v1::{ObjectReference, PodTemplateSpec},
         discovery::v1::{Endpoint, EndpointConditions, EndpointSlice},
         policy::v1::PodDisruptionBudget,
     },
@@ -180,10 +180,9 @@ pub struct Caches {
     pub rollouts: Store<StatefulsetRollout>,
     /// StatefulSets.
     pub statefulsets: Store<StatefulSet>,
-    /// StatefulSet pods, compact (read them with [`pod`] and [`pods_of`]).
-    pub pods: Store<CachedPod>,
-    /// The same pods indexed per set and ordinal, with each set's aggregates (what the observer
-    /// reads: [`SharedPodIndex::pods`]).
+    /// StatefulSet pods, indexed per set and ordinal, with each set's aggregates (what the
+    /// observer reads: [`SharedPodIndex::pods`]; single pods: [`pod_meta`], [`pod_seen`],
+    /// [`pod_ip`]). The operator's only copy of its pods: no reflector store holds them.
     pub pod_index: SharedPodIndex,
     /// PodDisruptionBudgets.
     pub pdbs: Store<PodDisruptionBudget>,
@@ -199,7 +198,7 @@ impl std::fmt::Debug for Caches {
         f.debug_struct("Caches")
             .field("rollouts", &self.rollouts.len())
             .field("statefulsets", &self.statefulsets.len())
-            .field("pods", &self.pods.len())
+            .field("pods", &self.pod_index.len())
             .field("pdbs", &self.pdbs.len())
             .field("endpoint_slices", &self.endpoint_slices.len())
             .field("controller_revisions", &self.controller_revisions.len())
@@ -308,10 +307,10 @@ pub fn strip_endpoint_slice(e: &mut EndpointSlice) {
 }
 
 /// The watch of the pods the operator may manage (those with the `controller-revision-hash`
-/// label) in `namespace` (`None`: all), the store it fills with [`CachedPod`]s and the index it
-/// keeps of them. The stream yields the sets whose pods an event changed as the planner sees them
-/// ([`SharedPodIndex::event_waking`]), or whose pod got a new `status.podIP` (service-discovery health
-/// matches pods by address: `Integrations::discovery`), for the controller's set-to-rollout
+/// label) in `namespace` (`None`: all), and the index it keeps of them (the only copy: no
+/// reflector store). The stream yields the sets whose pods an event changed as the planner sees
+/// them ([`SharedPodIndex::event_waking`]), or whose pod got a new `status.podIP` (service-discovery
+/// health matches pods by address: `Integrations::discovery`), for the controller's set-to-rollout
 /// mapper ([`rollout_of_set`]). Every other pod event — scheduling, container states, conditions
 /// the planner does not read, a duplicated event — wakes nothing: a reconcile after it would
 /// observe what the last one did and plan nothing (`Observed::same_inputs`).
@@ -319,7 +318,6 @@ pub fn watch_pods(
     client: &Client,
     namespace: Option<&str>,
 ) -> (
-    Store<CachedPod>,
     SharedPodIndex,
     impl Stream<Item = Result<PodsChanged, watcher::Error>> + Send + 'static,
 ) {
@@ -327,10 +325,8 @@ pub fn watch_pods(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (store, mut writer) = reflector::store::<CachedPod>();
     let index = SharedPodIndex::default();
     let indexer = index.clone();
-    let before = store.clone();
     let mut interner = PodInterner::default();
     let stream = watcher(
         api,
@@ -341,36 +337,49 @@ pub fn watch_pods(
     .backoff(WatchBackoff::default())
     .map_ok(move |event| {
         let cached = interner.event(&event);
-        // The index first: the store's first `InitDone` wakes the reconciles (see
-        // `SharedPodIndex::event_waking`).
-        let mut changed: Vec<PodsChanged> = indexer
-            .event_waking(&cached)
-            .into_iter()
-            .map(|(set, wake)| PodsChanged {
-                set,
-                view: true,
-                wake,
-            })
-            .collect();
-        if let watcher::Event::Apply(pod) = &cached
-            && changed.is_empty()
-            && let Some(namespace) = reflector::Lookup::namespace(pod)
-            && let Some((set, _)) = sroll_planner::index::set_of(pod.name())
-            && before
-                .get(&ObjectRef::new(pod.name()).within(&namespace))
-                .is_some_and(|old| old.pod_ip() != pod.pod_ip())
-        {
-            changed.push(PodsChanged {
-                set: (namespace.as_ref().into(), set.into()),
-                view: false,
-                wake: Wake::Now,
-            });
-        }
-        writer.apply_watcher_event(&cached);
-        futures::stream::iter(changed.into_iter().map(Ok::<_, watcher::Error>))
+        futures::stream::iter(
+            pod_triggers(&indexer, &cached)
+                .into_iter()
+                .map(Ok::<_, watcher::Error>),
+        )
     })
     .try_flatten();
-    (store, index, stream)
+    (index, stream)
+}
+
+/// Applies one pod event to `index`; the triggers it yields ([`watch_pods`]): the sets whose
+/// pods changed as the planner sees them, else (an `Apply` that changed no view) the pod's set
+/// when the pod's `status.podIP` changed.
+pub fn pod_triggers(index: &SharedPodIndex, event: &watcher::Event<CachedPod>) -> Vec<PodsChanged> {
+    let old_ip = match event {
+        watcher::Event::Apply(pod) => reflector::Lookup::namespace(pod).and_then(|namespace| {
+            index.pod(&namespace, pod.name(), |_, _, extra| extra.pod_ip.clone())
+        }),
+        _ => None,
+    };
+    let mut changed: Vec<PodsChanged> = index
+        .event_waking(event)
+        .into_iter()
+        .map(|(set, wake)| PodsChanged {
+            set,
+            view: true,
+            wake,
+        })
+        .collect();
+    if let watcher::Event::Apply(pod) = event
+        && changed.is_empty()
+        && let Some(old_ip) = old_ip
+        && old_ip.as_deref() != pod.pod_ip()
+        && let Some(namespace) = reflector::Lookup::namespace(pod)
+        && let Some((set, _)) = sroll_planner::index::set_of(pod.name())
+    {
+        changed.push(PodsChanged {
+            set: (namespace.as_ref().into(), set.into()),
+            view: false,
+            wake: Wake::Now,
+        });
+    }
+    changed
 }
 
 /// A pod trigger of [`watch_pods`]: a set whose pods changed.
@@ -508,27 +517,24 @@ pub fn pdbs_for(caches: &Caches, r: &StatefulsetRollout) -> Vec<Arc<PodDisruptio
     caches.pdbs.state_filter(|p| pdb_selects(p, r))
 }
 
-/// The cached pod `name` of `namespace`, with the fields the cache keeps
-/// ([`CachedPod::to_pod`]).
-pub fn pod(caches: &Caches, namespace: &str, name: &str) -> Option<Pod> {
-    caches
-        .pods
-        .get(&ObjectRef::new(name).within(namespace))
-        .map(|p| p.to_pod())
+/// What the expectations read of a cached pod ([`pod_meta`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodMeta {
+    /// `metadata.uid` (empty if unknown).
+    pub uid: String,
+    /// `metadata.resourceVersion` as a number (`sroll_api::predicates::resource_version`).
+    pub resource_version: u64,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
 }
 
-/// Where the cached pod `name` of `namespace` stands in an in-place update
-/// ([`CachedPod::in_place`]; the default when the pod is not cached).
-pub fn pod_in_place(
-    caches: &Caches,
-    namespace: &str,
-    name: &str,
-) -> sroll_planner::inplace::PodInPlace {
-    caches
-        .pods
-        .get(&ObjectRef::new(name).within(namespace))
-        .map(|p| p.in_place())
-        .unwrap_or_default()
+/// The uid, resourceVersion and deletion state of the cached pod `name` of `namespace`.
+pub fn pod_meta(caches: &Caches, namespace: &str, name: &str) -> Option<PodMeta> {
+    caches.pod_index.pod(namespace, name, |pod, rv, _| PodMeta {
+        uid: pod.uid.to_string(),
+        resource_version: rv.parse().unwrap_or(0),
+        terminating: pod.terminating,
+    })
 }
 
 /// The cached pod `name` of `namespace` as the in-place executor reads it
@@ -538,32 +544,31 @@ pub fn pod_seen(
     namespace: &str,
     name: &str,
 ) -> Option<sroll_planner::inplace::SeenPod> {
-    caches
-        .pods
-        .get(&ObjectRef::new(name).within(namespace))
-        .map(|p| sroll_planner::inplace::SeenPod {
-            in_place: p.in_place(),
-            ..sroll_planner::inplace::SeenPod::from_pod(&p.to_pod())
-        })
+    caches.pod_index.pod(namespace, name, |pod, rv, extra| {
+        sroll_planner::inplace::SeenPod {
+            uid: pod.uid.to_string(),
+            resource_version: rv.to_owned(),
+            revision: pod.revision.as_deref().map(str::to_owned),
+            ready: extra.ready_condition,
+            in_place: (*pod.in_place).clone(),
+        }
+    })
 }
 
-/// The pods of StatefulSet `sts_name` with ordinals `start..start+replicas`, from the cache.
-pub fn pods_of(
-    caches: &Caches,
-    namespace: &str,
-    sts_name: &str,
-    start: i32,
-    replicas: i32,
-) -> Vec<Pod> {
-    (start..start.saturating_add(replicas.max(0)))
-        .filter_map(|ordinal| pod(caches, namespace, &format!("{sts_name}-{ordinal}")))
-        .collect()
+/// `status.podIP` of the cached pod `name` of `namespace` (`None`: no address, or not cached).
+pub fn pod_ip(caches: &Caches, namespace: &str, name: &str) -> Option<String> {
+    caches
+        .pod_index
+        .pod(namespace, name, |_, _, extra| {
+            extra.pod_ip.as_deref().map(str::to_owned)
+        })
+        .flatten()
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use k8s_openapi::{
-        api::policy::v1::PodDisruptionBudgetSpec,
+        api::{core::v1::Pod, policy::v1::PodDisruptionBudgetSpec},
         apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference},
     };
     use kube::runtime::{reflector, watcher};
@@ -655,21 +660,16 @@ pub(crate) mod tests {
         (reader, writer)
     }
 
-    /// A pod store and pod index holding `pods` (after a completed initial list), fed together as
-    /// the pod watch feeds them.
+    /// A pod index holding `pods` (after a completed initial list), fed as the pod watch feeds
+    /// it.
     pub(crate) struct PodFeed {
-        pub store: Store<CachedPod>,
         pub index: SharedPodIndex,
-        writer: reflector::store::Writer<CachedPod>,
     }
 
     impl PodFeed {
         pub(crate) fn new(pods: Vec<CachedPod>) -> Self {
-            let (store, writer) = reflector::store();
             let mut feed = PodFeed {
-                store,
                 index: SharedPodIndex::default(),
-                writer,
             };
             feed.event(&watcher::Event::Init);
             for p in pods {
@@ -679,9 +679,8 @@ pub(crate) mod tests {
             feed
         }
 
-        pub(crate) fn event(&mut self, event: &watcher::Event<CachedPod>) {
-            self.index.event(event);
-            self.writer.apply_watcher_event(event);
+        pub(crate) fn event(&mut self, event: &watcher::Event<CachedPod>) -> Vec<PodsChanged> {
+            pod_triggers(&self.index, event)
         }
     }
 
@@ -829,7 +828,6 @@ pub(crate) mod tests {
         let caches = Caches {
             rollouts: store_of(Vec::new()),
             statefulsets: store_of(Vec::new()),
-            pods: store_of(Vec::new()),
             pod_index: SharedPodIndex::default(),
             pdbs: store_of(Vec::new()),
             endpoint_slices: slices,
@@ -909,6 +907,138 @@ pub(crate) mod tests {
     /// A pod as the cache gives it back.
     fn stripped(pod: &Pod) -> Pod {
         cached(pod.clone()).to_pod()
+    }
+
+    /// The watch's parser skips what nothing reads (`managedFields` among it) and keeps the rest:
+    /// a pod parsed from its JSON caches as the full pod does.
+    #[test]
+    fn a_pod_parsed_by_the_watch_caches_as_the_full_pod() {
+        for (ordinal, ready, terminating) in [(0, true, false), (2, true, true)] {
+            let full = full_pod(ordinal, ready, terminating);
+            let json = serde_json::to_value(&full).expect("serializes");
+            assert!(
+                json["metadata"]["managedFields"].is_array(),
+                "the fixture has them"
+            );
+            let watched: WatchedPod = serde_json::from_value(json).expect("parses");
+            assert!(watched.metadata.managed_fields.is_none());
+            assert!(watched.metadata.creation_timestamp.is_none());
+            let parsed = CachedPod::new(&watched);
+            assert_eq!(parsed.to_pod(), cached(full.clone()).to_pod());
+            assert_eq!(parsed.observed("web"), cached(full).observed("web"));
+        }
+    }
+
+    /// The readers of single pods get from the index what they read from the full pod.
+    #[test]
+    fn single_pods_read_from_the_index_what_the_full_pod_says() {
+        let pods: Vec<Pod> = [(0, true, false), (1, false, false), (2, true, true)]
+            .into_iter()
+            .map(|(o, ready, terminating)| full_pod(o, ready, terminating))
+            .collect();
+        let feed = PodFeed::new(pods.iter().cloned().map(cached).collect());
+        let caches = Caches {
+            rollouts: store_of(Vec::new()),
+            statefulsets: store_of(Vec::new()),
+            pod_index: feed.index.clone(),
+            pdbs: store_of(Vec::new()),
+            endpoint_slices: store_of(Vec::new()),
+            controller_revisions: store_of(Vec::new()),
+        };
+        for full in &pods {
+            let name = full.metadata.name.as_deref().expect("a name");
+            let want = sroll_planner::inplace::SeenPod::from_pod(full);
+            assert_eq!(pod_seen(&caches, "ns", name), Some(want));
+            assert_eq!(
+                pod_meta(&caches, "ns", name),
+                Some(PodMeta {
+                    uid: full.metadata.uid.clone().expect("a uid"),
+                    resource_version: 4242,
+                    terminating: full.metadata.deletion_timestamp.is_some(),
+                })
+            );
+            assert_eq!(pod_ip(&caches, "ns", name).as_deref(), Some("10.0.0.7"));
+        }
+        // Not held: another namespace, another name for the same ordinal, no ordinal.
+        assert_eq!(pod_meta(&caches, "other", "web-0"), None);
+        assert_eq!(pod_meta(&caches, "ns", "web-00"), None);
+        assert_eq!(pod_seen(&caches, "ns", "web"), None);
+        assert_eq!(pod_ip(&caches, "ns", "web-7"), None);
+    }
+
+    /// A pod whose address alone changed wakes its set for service discovery (`view: false`);
+    /// the same address, or a pod the index does not hold yet, does not.
+    #[test]
+    fn a_new_pod_address_alone_is_a_discovery_trigger() {
+        let mut feed = PodFeed::new(vec![cached(full_pod(0, true, false))]);
+        let with_ip = |ip: Option<&str>, rv: &str| {
+            let mut p = full_pod(0, true, false);
+            p.metadata.resource_version = Some(rv.into());
+            p.status.as_mut().expect("status").pod_ip = ip.map(str::to_owned);
+            cached(p)
+        };
+        assert!(
+            feed.event(&watcher::Event::Apply(with_ip(Some("10.0.0.7"), "5000")))
+                .is_empty()
+        );
+        let moved = feed.event(&watcher::Event::Apply(with_ip(Some("10.0.0.8"), "5001")));
+        assert_eq!(
+            moved,
+            vec![PodsChanged {
+                set: ("ns".into(), "web".into()),
+                view: false,
+                wake: Wake::Now,
+            }]
+        );
+        assert_eq!(pod_ip_of(&feed, "web-0").as_deref(), Some("10.0.0.8"));
+        assert_eq!(
+            feed.event(&watcher::Event::Apply(with_ip(None, "5002")))
+                .len(),
+            1,
+            "the address is gone"
+        );
+        assert_eq!(pod_ip_of(&feed, "web-0"), None);
+        // A view change reports the view (whatever the address did).
+        let mut not_ready = full_pod(0, false, false);
+        not_ready.status.as_mut().expect("status").pod_ip = Some("10.0.0.9".into());
+        let changed = feed.event(&watcher::Event::Apply(cached(not_ready)));
+        assert_eq!(changed.len(), 1);
+        assert!(changed[0].view);
+        // A new pod is a view change of its set.
+        assert!(feed.event(&watcher::Event::Apply(cached(full_pod(1, false, false))))[0].view);
+    }
+
+    fn pod_ip_of(feed: &PodFeed, name: &str) -> Option<String> {
+        feed.index
+            .pod("ns", name, |_, _, extra| {
+                extra.pod_ip.as_deref().map(str::to_owned)
+            })
+            .flatten()
+    }
+
+    /// The reconciles wait for the index's first complete list, each of them woken by it.
+    #[test]
+    fn the_pod_index_is_ready_at_its_first_complete_list() {
+        let index = SharedPodIndex::default();
+        let (a, b) = (Arc::new(Woken::default()), Arc::new(Woken::default()));
+        let mut first = std::pin::pin!(index.wait_until_ready());
+        let mut second = std::pin::pin!(index.wait_until_ready());
+        assert!(poll(first.as_mut(), &a).is_pending());
+        assert!(poll(second.as_mut(), &b).is_pending());
+        index.event(&watcher::Event::Init);
+        index.event(&watcher::Event::InitApply(cached(full_pod(0, true, false))));
+        assert!(!index.is_ready(), "not before the list is complete");
+        assert!(!a.take() && !b.take());
+        index.event(&watcher::Event::InitDone);
+        assert!(index.is_ready());
+        assert!(a.take() && b.take(), "every waiter is woken");
+        assert!(poll(first.as_mut(), &a).is_ready());
+        assert!(poll(second.as_mut(), &b).is_ready());
+        assert_eq!(index.len(), 1, "the list is in the index by then");
+        // A relist does not make it unready.
+        index.event(&watcher::Event::Init);
+        assert!(index.is_ready());
+        assert!(poll(std::pin::pin!(index.wait_until_ready()), &a).is_ready());
     }
 
     #[test]
@@ -997,7 +1127,6 @@ pub(crate) mod tests {
         let caches = Caches {
             rollouts: store_of(vec![rollout.clone()]),
             statefulsets: store_of(vec![slim_set]),
-            pods: feed.store.clone(),
             pod_index: feed.index.clone(),
             pdbs: store_of(Vec::new()),
             endpoint_slices: store_of(Vec::new()),

@@ -201,7 +201,7 @@ pub async fn run_scope(
         cache::triggers::statefulset_stub,
     );
 
-    let (pods, pod_index, pod_stream) = cache::watch_pods(client, ns);
+    let (pod_index, pod_stream) = cache::watch_pods(client, ns);
 
     let (pdbs, pdb_writer) = reflector::store::<PodDisruptionBudget>();
     let pdb_stream = watcher(
@@ -253,7 +253,6 @@ pub async fn run_scope(
     let caches = Caches {
         rollouts: rollouts.clone(),
         statefulsets: statefulsets.clone(),
-        pods,
         pod_index,
         pdbs,
         endpoint_slices,
@@ -497,7 +496,7 @@ async fn wait_for_caches(
 ) -> Result<()> {
     let sync = synced.wait(|| async {
         let _ = caches.statefulsets.wait_until_ready().await;
-        let _ = caches.pods.wait_until_ready().await;
+        caches.pod_index.wait_until_ready().await;
         let _ = caches.pdbs.wait_until_ready().await;
         let _ = caches.endpoint_slices.wait_until_ready().await;
         let _ = caches.controller_revisions.wait_until_ready().await;
@@ -950,8 +949,8 @@ fn targets<'a>(observed: &'a Observed, names: &'a [String]) -> Vec<execute::Targ
             uid: observed
                 .pods
                 .iter()
-                .find(|p| &p.name == name)
-                .map_or("", |p| p.uid.as_str()),
+                .find(|p| *p.name == **name)
+                .map_or("", |p| &*p.uid),
         })
         .collect()
 }
@@ -1266,7 +1265,7 @@ mod tests {
             phase: Some(Phase::InProgress),
             pods: (0..1_000)
                 .map(|i| sroll_api::PodVersion {
-                    name: format!("web-{i}"),
+                    name: format!("web-{i}").into(),
                     revision: "web-1".into(),
                     ready: ready || i > 0,
                 })

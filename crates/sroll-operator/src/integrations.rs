@@ -314,14 +314,11 @@ impl Integrations {
                         // No configured service exists: discovery cannot gate (status shows
                         // `consulServices: []`), so every pod counts as healthy.
                         !h.gates() || {
-                            let ip = caches
-                                .pods
-                                .get(&ObjectRef::new(&p.name).within(&namespace))
-                                .and_then(|pod| pod.pod_ip().map(str::to_owned));
+                            let ip = crate::cache::pod_ip(caches, &namespace, &p.name);
                             h.is_healthy(&p.name, ip.as_deref())
                         }
                     })
-                    .map(|p| p.name.clone())
+                    .map(|p| p.name.to_string())
                     .collect();
                 sroll_planner::DiscoveryHealth {
                     reachable: true,
@@ -489,11 +486,11 @@ impl Integrations {
             .iter()
             .filter(|p| {
                 p.terminating
-                    || evicting.contains(&p.name)
-                    || status.in_place_updating.contains(&p.name)
-                    || (update.is_some() && p.revision == update && !p.ready)
+                    || evicting.iter().any(|e| **e == *p.name)
+                    || status.in_place_updating.iter().any(|e| **e == *p.name)
+                    || (update.is_some() && p.revision.as_deref() == update.as_deref() && !p.ready)
             })
-            .map(|p| (p.ordinal, p.name.clone()))
+            .map(|p| (p.ordinal, p.name.to_string()))
             .collect();
         rolling.sort();
         let image = rollout

@@ -95,10 +95,10 @@ impl Expectations {
             if set_of(name).is_none_or(|(set, _)| set != set_name) {
                 return true;
             }
-            match cache::pod(caches, namespace, name) {
+            match cache::pod_meta(caches, namespace, name) {
                 Some(cached)
-                    if w.uid() == cached.uid()
-                        && resource_version(&w.metadata) > resource_version(&cached.metadata) =>
+                    if w.uid().unwrap_or_default() == cached.uid
+                        && resource_version(&w.metadata) > cached.resource_version =>
                 {
                     newer.push(w.clone());
                     true
@@ -146,11 +146,8 @@ impl Expectations {
             let Some(name) = key.strip_prefix(&prefix) else {
                 return true;
             };
-            match cache::pod(caches, namespace, name) {
-                Some(pod)
-                    if pod.uid().as_deref() == Some(uid.as_str())
-                        && pod.metadata.deletion_timestamp.is_none() =>
-                {
+            match cache::pod_meta(caches, namespace, name) {
+                Some(pod) if pod.uid == *uid && !pod.terminating => {
                     pending.insert(name.to_owned());
                     true
                 }
@@ -209,7 +206,7 @@ pub fn observe(
         if let Some(pod) = ObservedPod::from_pod(&written, &set_name)
             && observed.pods.get(pod.ordinal).is_some()
         {
-            extra_revisions.extend(pod.revision.clone());
+            extra_revisions.extend(pod.revision.as_deref().map(str::to_owned));
             observed.pods.put(pod);
         }
     }
@@ -233,7 +230,7 @@ pub fn observe(
             .by_revision
             .keys()
             .flatten()
-            .cloned()
+            .map(|r| r.to_string())
             .collect();
         revisions.extend(extra_revisions);
         observed.in_place = in_place_changes(caches, &namespace, update, revisions);
@@ -284,7 +281,6 @@ mod tests {
         Caches {
             rollouts: writer_with(vec![rollout()]).0,
             statefulsets: writer_with(vec![statefulset()]).0,
-            pods: pods.store.clone(),
             pod_index: pods.index.clone(),
             pdbs: writer_with(Vec::<PodDisruptionBudget>::new()).0,
             endpoint_slices: writer_with(Vec::new()).0,
@@ -446,7 +442,7 @@ mod tests {
             !o.pods[0].terminating,
             "the new incarnation is not waited on as if it were being deleted"
         );
-        assert_eq!(o.pods[0].uid, "p-2");
+        assert_eq!(&*o.pods[0].uid, "p-2");
         assert!(lock(&exp.deleted_pods).is_empty(), "the expectation is met");
     }
 

@@ -217,7 +217,7 @@ async fn a_bad_image_aborts_at_the_first_analysis_and_rolls_back_without_passing
             let s = r.status.clone().unwrap_or_default();
             s.phase == Some(Phase::Aborted)
                 && s.pods.len() == 4
-                && s.pods.iter().all(|p| p.revision == old && p.ready)
+                && s.pods.iter().all(|p| *p.revision == *old && p.ready)
         })
         .await;
     watcher.abort();
@@ -424,7 +424,7 @@ async fn an_operator_killed_during_an_analysis_resumes_it_and_aborts_once() {
     let aborted = env
         .wait_rollout("web", "the resumed analysis to abort and roll back", |r| {
             let s = r.status.clone().unwrap_or_default();
-            s.phase == Some(Phase::Aborted) && s.pods.iter().all(|p| p.revision == old && p.ready)
+            s.phase == Some(Phase::Aborted) && s.pods.iter().all(|p| *p.revision == *old && p.ready)
         })
         .await;
     assert_eq!(

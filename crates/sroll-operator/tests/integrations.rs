@@ -941,7 +941,7 @@ async fn an_analysis_abort_updates_slack_naming_the_metric_and_calls_back_once_w
         s.phase == Some(Phase::Aborted)
             && s.rollout_identity.as_deref() == Some("a2")
             && s.pods.len() == 4
-            && s.pods.iter().all(|p| p.revision == old && p.ready)
+            && s.pods.iter().all(|p| *p.revision == *old && p.ready)
             && s.last_callback_outcome.as_deref() == Some("RolloutAborted")
     };
     w.env
@@ -1220,9 +1220,9 @@ async fn a_pod_critical_in_consul_holds_the_next_eviction_although_the_pdb_allow
                     && unhealthy_named(r, "memcached-5")
                     && r.status.as_ref().is_some_and(|s| {
                         s.pods.iter().any(|p| {
-                            p.name == "memcached-5"
+                            &*p.name == "memcached-5"
                                 && p.ready
-                                && p.revision == s.update_revision.clone().unwrap_or_default()
+                                && *p.revision == *s.update_revision.clone().unwrap_or_default()
                         })
                     })
             },

@@ -72,8 +72,8 @@ impl Wake {
     ) -> Wake {
         let ready = new.is_some_and(|p| p.ready && !p.terminating);
         let in_place = old.map(|p| &p.in_place) != new.map(|p| &p.in_place)
-            && (old.is_some_and(|p| p.in_place != PodInPlace::default())
-                || new.is_some_and(|p| p.in_place != PodInPlace::default()));
+            && (old.is_some_and(|p| *p.in_place != PodInPlace::default())
+                || new.is_some_and(|p| *p.in_place != PodInPlace::default()));
         if ready || in_place || labels_changed {
             Wake::Now
         } else {
@@ -92,7 +92,7 @@ pub struct SetCounts {
     /// Pods with a `deletionTimestamp`.
     pub terminating: usize,
     /// Per `controller-revision-hash` label (`None`: no label), the pods and the ready pods.
-    pub by_revision: BTreeMap<Option<String>, RevisionCount>,
+    pub by_revision: BTreeMap<Option<Arc<str>>, RevisionCount>,
     /// Ordinals of the pods not ready or terminating: the pods an update is in flight on, or that
     /// are broken — the only pods besides the next batch a decision can touch.
     pub unavailable: BTreeSet<i32>,
@@ -180,15 +180,34 @@ impl SetCounts {
 
 /// One ordinal's pod as indexed: its planner view, the `resourceVersion` it was read at, and
 /// whatever the feeder keeps beside it (`T`: the operator keeps a handle on the pod's interned
-/// labels, to match the set's selector without rebuilding them).
+/// labels, to match the set's selector without rebuilding them, and what its other readers need
+/// of the pod: the index is the operator's only copy of its pods).
 #[derive(Clone, Debug)]
 pub struct Slot<T> {
     /// The planner's view of the pod.
     pub pod: ObservedPod,
     /// `metadata.resourceVersion` (empty if unknown).
-    pub resource_version: String,
+    pub resource_version: Box<str>,
     /// The feeder's extra.
     pub extra: T,
+}
+
+/// What a feeder keeps beside a pod's view ([`Slot::extra`]). Part of it may decide which pods an
+/// observation selects (the operator's: the pod's labels, matched against the set's selector): a
+/// change of that part is a change of the set (it bumps the [`SetIndex::generation`] and wakes
+/// the planner at once, [`Wake::of_change`]); the rest is carried along as the `resourceVersion`
+/// is, without counting as a change.
+pub trait SlotExtra {
+    /// Whether `self` and `other` select alike (a change from one to the other is no change of
+    /// the set as observed).
+    fn selects_alike(&self, other: &Self) -> bool;
+}
+
+/// Nothing kept beside the view (the tests' feeder).
+impl SlotExtra for () {
+    fn selects_alike(&self, _: &()) -> bool {
+        true
+    }
 }
 
 /// The index of one StatefulSet's pods: a slot per ordinal and the set's aggregates.
@@ -202,7 +221,7 @@ pub struct SetIndex<T> {
     /// The views, with their aggregates.
     pods: Pods,
     /// `(resourceVersion, extra)` of `pods[i]`.
-    rest: Vec<(String, T)>,
+    rest: Vec<(Box<str>, T)>,
     generation: u64,
     /// The last [`Self::snapshot`]: generation, filter key, and the filtered list (`None`: the
     /// filter kept every pod, the snapshot is `pods` itself).
@@ -254,11 +273,11 @@ impl<T> SetIndex<T> {
     }
 
     /// Puts `slot` at its ordinal; how soon the change must be planned on, `None` when the view
-    /// did not change (a slot that differs only in its `resourceVersion` is updated in place
-    /// without counting as a change).
+    /// did not change (a slot that differs only in its `resourceVersion`, or in a part of its
+    /// extra that selects alike, is updated in place without counting as a change).
     fn put(&mut self, slot: Slot<T>) -> Option<Wake>
     where
-        T: PartialEq,
+        T: SlotExtra,
     {
         let Slot {
             pod,
@@ -267,9 +286,9 @@ impl<T> SetIndex<T> {
         } = slot;
         let wake = match self.find(pod.ordinal) {
             Ok(i) => {
-                let labels_changed = self.rest[i].1 != extra;
+                let labels_changed = !self.rest[i].1.selects_alike(&extra);
                 if *self.pods[i] == pod && !labels_changed {
-                    self.rest[i].0 = resource_version;
+                    self.rest[i] = (resource_version, extra);
                     return None;
                 }
                 let wake = Wake::of_change(Some(&*self.pods[i]), Some(&pod), labels_changed);
@@ -293,7 +312,7 @@ impl<T> SetIndex<T> {
     fn take(&mut self, ordinal: i32, uid: &str) -> Option<Wake> {
         let i = self.find(ordinal).ok()?;
         let old = &self.pods[i];
-        if !(uid.is_empty() || old.uid.is_empty() || old.uid == uid) {
+        if !(uid.is_empty() || old.uid.is_empty() || *old.uid == *uid) {
             return None;
         }
         let wake = Wake::of_change(Some(&**old), None, false);
@@ -363,10 +382,30 @@ impl<T> Default for PodIndex<T> {
     }
 }
 
-impl<T: PartialEq> PodIndex<T> {
+impl<T: SlotExtra> PodIndex<T> {
     /// The index of the set `name` in `namespace`, if it has any pod.
     pub fn set(&self, namespace: &str, name: &str) -> Option<&SetIndex<T>> {
         self.sets.get(&key(namespace, name))
+    }
+
+    /// The slot of the pod `pod_name` of `namespace` (its view, `resourceVersion` and extra), if
+    /// the index holds a pod of that name: the pods are looked up by name here, as in a reflector
+    /// store keyed by name.
+    pub fn pod(&self, namespace: &str, pod_name: &str) -> Option<(&ObservedPod, &str, &T)> {
+        let (set, ordinal) = set_of(pod_name)?;
+        self.set(namespace, set)?
+            .slot(ordinal)
+            .filter(|(pod, _, _)| *pod.name == *pod_name)
+    }
+
+    /// How many pods are indexed (O(sets)).
+    pub fn len(&self) -> usize {
+        self.sets.values().map(|s| s.pods.len()).sum()
+    }
+
+    /// Whether no pod is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
     }
 
     /// Mutable access (for [`SetIndex::snapshot`]).
@@ -529,21 +568,21 @@ mod tests {
     fn slot(set: u8, ordinal: i32, p: &PodState, version: u64) -> Slot<()> {
         Slot {
             pod: ObservedPod {
-                name: name(set, ordinal),
+                name: name(set, ordinal).into(),
                 ordinal,
-                revision: p.revision.map(|r| format!("rev-{r}")),
+                revision: p.revision.map(|r| format!("rev-{r}").into()),
                 ready: p.ready,
                 ready_since: None,
                 terminating: p.terminating,
                 phase: if p.ready { "Running" } else { "Pending" }.into(),
-                uid: format!("uid-{}", p.uid),
-                in_place: crate::inplace::PodInPlace {
+                uid: format!("uid-{}", p.uid).into(),
+                in_place: Arc::new(crate::inplace::PodInPlace {
                     has_gate: p.gate.is_some(),
                     gate_ready: p.gate,
                     ..Default::default()
-                },
+                }),
             },
-            resource_version: version.to_string(),
+            resource_version: version.to_string().into(),
             extra: (),
         }
     }
@@ -711,7 +750,7 @@ mod tests {
         index.apply("ns", slot(0, 3, &new, 2));
         assert!(!index.delete("ns", "set0-3", "uid-1"));
         let set = index.set("ns", "set0").expect("indexed");
-        assert_eq!(set.slot(3).map(|(p, _, _)| p.uid.as_str()), Some("uid-2"));
+        assert_eq!(set.slot(3).map(|(p, _, _)| &*p.uid), Some("uid-2"));
         assert!(index.delete("ns", "set0-3", "uid-2"));
         assert!(index.set("ns", "set0").is_none(), "an empty set is dropped");
     }
@@ -755,11 +794,11 @@ mod tests {
         assert_eq!(Wake::of_change(Some(&ready), Some(&down), true), Wake::Now);
         // An in-place update's step, Ready or not.
         let mut gated = down.clone();
-        gated.in_place.has_gate = true;
-        gated.in_place.gate_ready = Some(false);
+        Arc::make_mut(&mut gated.in_place).has_gate = true;
+        Arc::make_mut(&mut gated.in_place).gate_ready = Some(false);
         assert_eq!(Wake::of_change(Some(&down), Some(&gated), false), Wake::Now);
         let mut patched = gated.clone();
-        patched.in_place.state_revision = Some("web-2".into());
+        Arc::make_mut(&mut patched.in_place).state_revision = Some("web-2".into());
         assert_eq!(
             Wake::of_change(Some(&gated), Some(&patched), false),
             Wake::Now

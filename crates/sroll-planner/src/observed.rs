@@ -216,14 +216,20 @@ impl LiveStatefulSet {
 }
 
 /// One pod of the managed StatefulSet.
+///
+/// Compact, as the operator's pod index holds one per watched pod (100,000 at fleet scale) and
+/// it is the only copy the operator keeps: the strings are shared (`Arc<str>`), the revision and
+/// the phase with every pod that has the same one (the operator's pod watch interns them), and
+/// the name and revision with the `status.pods` lists built from them
+/// (`sroll_api::PodVersion`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ObservedPod {
     /// `metadata.name` (`<set>-<ordinal>`).
-    pub name: String,
+    pub name: Arc<str>,
     /// The ordinal parsed from the name.
     pub ordinal: i32,
     /// The `controller-revision-hash` label (a ControllerRevision name), if any.
-    pub revision: Option<String>,
+    pub revision: Option<Arc<str>>,
     /// Condition `Ready` is `True` and the phase is `Running` (the StatefulSet controller's
     /// `isRunningAndReady`).
     pub ready: bool,
@@ -232,12 +238,24 @@ pub struct ObservedPod {
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
     /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`; empty if unset).
-    pub phase: String,
+    pub phase: Arc<str>,
     /// `metadata.uid`: which incarnation of the pod was observed (empty if unknown). The operator
     /// evicts with this uid as a precondition, so a newer incarnation is never evicted by mistake.
-    pub uid: String,
-    /// Where the pod stands in an in-place update (its gate condition and state annotation).
-    pub in_place: PodInPlace,
+    pub uid: Arc<str>,
+    /// Where the pod stands in an in-place update (its gate condition and state annotation);
+    /// shared, most pods having none of it ([`shared_in_place`]).
+    pub in_place: Arc<PodInPlace>,
+}
+
+/// `view` behind an `Arc`; the default view (a pod with no in-place state, most of them) is one
+/// allocation shared by every pod.
+pub fn shared_in_place(view: PodInPlace) -> Arc<PodInPlace> {
+    static NONE: std::sync::LazyLock<Arc<PodInPlace>> = std::sync::LazyLock::new(Arc::default);
+    if view == PodInPlace::default() {
+        NONE.clone()
+    } else {
+        Arc::new(view)
+    }
 }
 
 impl ObservedPod {
@@ -245,10 +263,13 @@ impl ObservedPod {
     /// `<set_name>-<ordinal>` (upstream `isMemberOf` / `getParentNameAndOrdinal` in
     /// `pkg/controller/statefulset/stateful_set_utils.go`).
     pub fn from_pod(pod: &Pod, set_name: &str) -> Option<Self> {
-        let name = pod.metadata.name.clone()?;
-        let ordinal = parse_ordinal(&name, set_name)?;
-        let status = pod.status.clone().unwrap_or_default();
-        let phase = status.phase.clone().unwrap_or_default();
+        let name = pod.metadata.name.as_deref()?;
+        let ordinal = parse_ordinal(name, set_name)?;
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or_default();
         // Upstream `isRunningAndReady` (`pkg/controller/statefulset/stateful_set_utils.go`).
         let ready = phase == "Running" && predicates::is_pod_ready(pod);
         let ready_condition = predicates::pod_ready_condition(pod);
@@ -259,7 +280,7 @@ impl ObservedPod {
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(sroll_api::labels::REVISION))
-                .cloned(),
+                .map(|r| Arc::from(r.as_str())),
             ready,
             ready_since: if ready {
                 ready_condition.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
@@ -267,10 +288,10 @@ impl ObservedPod {
                 None
             },
             terminating: predicates::is_terminating(&pod.metadata),
-            phase,
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-            in_place: PodInPlace::from_pod(pod),
-            name,
+            phase: phase.into(),
+            uid: pod.metadata.uid.as_deref().unwrap_or_default().into(),
+            in_place: shared_in_place(PodInPlace::from_pod(pod)),
+            name: name.into(),
         })
     }
 }

@@ -267,7 +267,7 @@ impl<'a> Planner<'a> {
                 && held.iter().zip(self.obs.pods.iter()).all(|(h, p)| {
                     h.ready == p.ready
                         && h.name == p.name
-                        && h.revision == p.revision.as_deref().unwrap_or_default()
+                        && *h.revision == *p.revision.as_deref().unwrap_or_default()
                 })
         };
         match held {
@@ -287,7 +287,7 @@ impl<'a> Planner<'a> {
                 Some(count(d.healthy_pods.iter().filter(|n| {
                     crate::index::set_of(n)
                         .and_then(|(_, o)| self.obs.pods.get(o))
-                        .is_some_and(|p| p.name == **n)
+                        .is_some_and(|p| &*p.name == n.as_str())
                 })));
         }
         self.status.statefulset_name = self.obs.statefulset.as_ref().map(|s| s.name.clone());
@@ -1311,8 +1311,8 @@ impl<'a> Planner<'a> {
                     .iter()
                     .filter(|s| s.state == State::Updated { available: false })
                     .filter_map(|s| s.pod)
-                    .filter(|p| p.ready && !healthy.contains(&p.name))
-                    .map(|p| p.name.clone())
+                    .filter(|p| p.ready && !healthy.contains(&*p.name))
+                    .map(|p| p.name.to_string())
                     .collect(),
                 None => Vec::new(),
             };
@@ -1507,7 +1507,7 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|s| matches!(s.state, State::Updated { .. }))
             .filter_map(|s| s.pod)
-            .filter(|p| p.ready && !healthy.contains(&p.name))
+            .filter(|p| p.ready && !healthy.contains(&*p.name))
             .collect();
         let stuck: Vec<String> = unhealthy
             .iter()
@@ -1516,11 +1516,11 @@ impl<'a> Planner<'a> {
                     self.now.duration_since(t) >= SignedDuration::from_secs(timeout)
                 })
             })
-            .map(|p| p.name.clone())
+            .map(|p| p.name.to_string())
             .collect();
         if stuck.is_empty() {
             if !unhealthy.is_empty() {
-                let names: Vec<String> = unhealthy.iter().map(|p| p.name.clone()).collect();
+                let names: Vec<String> = unhealthy.iter().map(|p| p.name.to_string()).collect();
                 self.degraded.push((
                     r::DISCOVERY_UNHEALTHY,
                     format!(

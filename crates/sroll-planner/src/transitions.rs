@@ -52,7 +52,7 @@ fn release(s: &StatefulsetRolloutStatus) -> (Option<&str>, Option<&str>) {
 fn ready_at(s: &StatefulsetRolloutStatus, update: &str) -> usize {
     s.pods
         .iter()
-        .filter(|p| p.ready && p.revision == update)
+        .filter(|p| p.ready && &*p.revision == update)
         .count()
 }
 
@@ -177,7 +177,7 @@ fn all_back(obs: &Observed, s: &StatefulsetRolloutStatus) -> bool {
         return false;
     };
     i32::try_from(s.pods.len()).is_ok_and(|n| n >= replicas)
-        && s.pods.iter().all(|p| p.ready && p.revision != update)
+        && s.pods.iter().all(|p| p.ready && *p.revision != *update)
 }
 
 /// The Kubernetes Events of the phase transitions of `t` (a release's start is recorded by the
@@ -322,7 +322,7 @@ mod tests {
             updated_replicas: i32::try_from(ready).ok(),
             pods: (0..4)
                 .map(|i| PodVersion {
-                    name: format!("web-{i}"),
+                    name: format!("web-{i}").into(),
                     revision: if 4 - i <= ready { "v2" } else { "v1" }.into(),
                     ready: true,
                 })

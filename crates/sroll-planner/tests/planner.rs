@@ -721,8 +721,8 @@ fn status_describes_the_pods_revisions_and_identity() {
     let p = plan(&w.observed());
     let s = &p.status;
     assert_eq!(s.pods.len(), 10);
-    assert_eq!(s.pods[0].name, "web-0");
-    assert_eq!(s.pods[9].revision, NEW);
+    assert_eq!(&*s.pods[0].name, "web-0");
+    assert_eq!(&*s.pods[9].revision, NEW);
     assert!(!s.pods[9].ready);
     assert_eq!(s.ready_replicas, Some(9));
     assert_eq!(s.updated_replicas, Some(2));

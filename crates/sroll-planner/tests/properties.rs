@@ -158,7 +158,7 @@ fn observed(c: &Case) -> Observed {
         .iter_mut()
         .zip(c.pods.iter().filter(|s| **s != PodState::Missing))
     {
-        pod.in_place = PodInPlace {
+        let mut view = PodInPlace {
             has_gate: true,
             gate_ready: Some(true),
             gate_since: Some(at(T0 - 3600)),
@@ -167,16 +167,17 @@ fn observed(c: &Case) -> Observed {
         };
         match s {
             PodState::InPlaceOut => {
-                pod.in_place.gate_ready = Some(false);
-                pod.in_place.gate_since = Some(at(T0 - 10));
+                view.gate_ready = Some(false);
+                view.gate_since = Some(at(T0 - 10));
             }
             PodState::InPlaceRestarting => {
-                pod.in_place.gate_ready = Some(false);
-                pod.in_place.state_revision = Some(NEW.into());
-                pod.in_place.containers_pending = vec!["app".into()];
+                view.gate_ready = Some(false);
+                view.state_revision = Some(NEW.into());
+                view.containers_pending = vec!["app".into()];
             }
             _ => {}
         }
+        pod.in_place = view.into();
     }
     o.pods = pods.into();
     let change = InPlaceChange {

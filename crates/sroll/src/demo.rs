@@ -848,7 +848,7 @@ fn revision_bars(
     let mut counts: BTreeMap<&str, (u64, u64)> =
         known.iter().map(|rev| (rev.as_str(), (0, 0))).collect();
     for p in &status.pods {
-        let c = counts.entry(p.revision.as_str()).or_default();
+        let c = counts.entry(&*p.revision).or_default();
         c.0 += 1;
         c.1 += u64::from(p.ready);
     }
@@ -878,8 +878,8 @@ mod tests {
         for (revision, count, ready) in pods {
             for i in 0..*count {
                 list.push(PodVersion {
-                    name: format!("{NAME}-{}", list.len()),
-                    revision: (*revision).to_owned(),
+                    name: format!("{NAME}-{}", list.len()).into(),
+                    revision: (*revision).into(),
                     ready: i < *ready,
                 });
             }

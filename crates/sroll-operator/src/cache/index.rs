@@ -1,10 +1,17 @@
-//! The operator's pod index ([`sroll_planner::index::PodIndex`]), fed by the pod watch beside the
-//! reflector store: each event updates the slot of one ordinal of one set and that set's
-//! aggregates, and [`SharedPodIndex::pods`] hands the observer the set's pods as a shared list
-//! rebuilt only when one of them changed. Before it, every reconcile rebuilt a `Pod` from every
-//! cached entry of the set and read the planner's view out of it again (`CachedPod::to_pod`, then
+//! The operator's pod index ([`sroll_planner::index::PodIndex`]), fed by the pod watch: each event
+//! updates the slot of one ordinal of one set and that set's aggregates, and
+//! [`SharedPodIndex::pods`] hands the observer the set's pods as a shared list rebuilt only when
+//! one of them changed. Before it, every reconcile rebuilt a `Pod` from every cached entry of the
+//! set and read the planner's view out of it again (`CachedPod::to_pod`, then
 //! `ObservedPod::from_pod`): O(replicas) allocations per reconcile whether or not anything
 //! changed. Now that conversion happens once per watch event.
+//!
+//! The index is the operator's only copy of the pods it watches: the few readers that look a pod
+//! up by name (the expectations, the in-place executor, service discovery's address match) read
+//! its slot ([`SharedPodIndex::pod`]: the planner's view, the `resourceVersion` and a [`PodExtra`]
+//! with what they need beyond the view). It used to sit beside a reflector store of the same pods,
+//! which held each of them a second time (heaptrack, 100 × 1,000 watched pods: the store 44.8 MiB,
+//! the index 38.9 MiB of a 113 MiB peak heap; issue #16).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,22 +23,58 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{core::Selector, runtime::watcher};
 use sroll_api::sync::lock;
 use sroll_planner::{
-    Pods,
-    index::{PodIndex, SetKey, Slot, Wake, set_of},
+    ObservedPod, Pods,
+    index::{PodIndex, SetKey, Slot, SlotExtra, Wake, set_of},
 };
 
 use super::{CachedPod, PodLabels};
 
-/// The pod index of one pod watch, shared by the watch (writer) and the reconciles (readers).
-#[derive(Clone, Debug, Default)]
-pub struct SharedPodIndex(Arc<Mutex<PodIndex<PodLabels>>>, Arc<Mutex<Feed>>);
+/// The pod index of one pod watch, shared by the watch (writer) and the reconciles (readers),
+/// with the signal of its first complete list ([`SharedPodIndex::wait_until_ready`]).
+#[derive(Clone, Debug)]
+pub struct SharedPodIndex(
+    Arc<Mutex<PodIndex<PodExtra>>>,
+    Arc<Mutex<Feed>>,
+    Arc<tokio::sync::watch::Sender<bool>>,
+);
+
+impl Default for SharedPodIndex {
+    fn default() -> Self {
+        SharedPodIndex(
+            Arc::default(),
+            Arc::default(),
+            Arc::new(tokio::sync::watch::channel(false).0),
+        )
+    }
+}
+
+/// What the operator keeps of a pod beside its planner view and `resourceVersion` (the slot's
+/// extra): its labels, for selector matching (a change of them is a change of the set), and,
+/// carried along without counting as a change, what the readers of single pods need —
+/// `status.podIP` (service-discovery health matches pods by address) and the `Ready` condition's
+/// status as the in-place executor reads it ([`sroll_planner::inplace::SeenPod::ready`]).
+#[derive(Clone, Debug)]
+pub struct PodExtra {
+    /// The pod's labels (shared with the other pods of its set and revision).
+    pub labels: PodLabels,
+    /// `status.podIP`.
+    pub pod_ip: Option<Box<str>>,
+    /// The `Ready` condition: `Some(true)` True, `Some(false)` False, `None` absent (or Unknown).
+    pub ready_condition: Option<bool>,
+}
+
+impl SlotExtra for PodExtra {
+    fn selects_alike(&self, other: &PodExtra) -> bool {
+        self.labels == other.labels
+    }
+}
 
 /// How the watch's lists reach the index.
 ///
 /// A relist is buffered until it is complete (`PodIndex::relist_item`, then `relist_end` replaces
 /// the index), so readers never see half of one. The first list into an empty index goes straight
 /// in instead (`PodIndex::apply` per pod, which a complete relist into an empty index amounts
-/// to): nothing reads the index before the store's first `InitDone` (reconciles wait for it,
+/// to): nothing reads the index before its first `InitDone` (reconciles wait for it,
 /// `cache::Synced`), and the buffer of 100,000 listed pods beside the index they build was the
 /// largest part of the operator's peak heap (heaptrack, 100 × 1,000 watched pods: 61 of 121 MiB;
 /// BENCHMARKS.md, branch sidemem).
@@ -45,13 +88,17 @@ struct Feed {
     listed: HashSet<SetKey>,
 }
 
-/// A pod's slot: its planner view as a member of the set its name says, and its labels.
-fn slot(pod: &CachedPod) -> Option<Slot<PodLabels>> {
+/// A pod's slot: its planner view as a member of the set its name says, and its [`PodExtra`].
+fn slot(pod: &CachedPod) -> Option<Slot<PodExtra>> {
     let (set, _) = set_of(pod.name())?;
     Some(Slot {
         pod: pod.observed(set)?,
-        resource_version: pod.resource_version().unwrap_or_default().to_owned(),
-        extra: pod.labels(),
+        resource_version: pod.resource_version().unwrap_or_default().into(),
+        extra: PodExtra {
+            labels: pod.labels(),
+            pod_ip: pod.pod_ip().map(Box::from),
+            ready_condition: pod.ready_condition(),
+        },
     })
 }
 
@@ -77,12 +124,12 @@ impl SharedPodIndex {
             .collect()
     }
 
-    /// Applies one event of the pod watch, *before* the reflector store does: the store's first
-    /// `InitDone` is what wakes the reconciles waiting for the caches (`cache::Synced`), so the
-    /// index must hold that list by then — fed after the store, a reconcile woken in between
-    /// observed a set without pods (a restarted operator wrote `percentDeployed` 0, caught by
-    /// the kill tests' invariant checker). The index may run an event ahead of the store; readers
-    /// of the store treat it as the possibly stale cache it always is.
+    /// Applies one event of the pod watch. The first `InitDone` is what wakes the reconciles
+    /// waiting for the caches ([`Self::wait_until_ready`], `cache::Synced`), and it is signalled
+    /// only once that list is in the index: a reconcile woken before would observe a set without
+    /// pods (a restarted operator wrote `percentDeployed` 0 when the index was fed after the
+    /// reflector store that then signalled readiness, caught by the kill tests' invariant
+    /// checker).
     ///
     /// The first list into an empty index is applied pod by pod as it comes ([`Feed`]); a list
     /// started again before it completed, and every later one, is a buffered relist.
@@ -160,11 +207,50 @@ impl SharedPodIndex {
                 } else {
                     sets.extend(index.relist_end());
                 }
+                self.2.send_replace(true);
                 let mut sets: Vec<SetKey> = sets.into_iter().collect();
                 sets.sort();
                 sets.into_iter().map(|set| (set, Wake::Now)).collect()
             }
         }
+    }
+
+    /// Resolves once the index holds the watch's first complete list (its first `InitDone`):
+    /// what the reconciles wait for before they observe (`cache::Synced`), as they waited for the
+    /// reflector store's readiness when there was one. Every waiter is woken.
+    pub async fn wait_until_ready(&self) {
+        let mut ready = self.2.subscribe();
+        // The sender lives in `self`: the wait cannot fail.
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// Whether the index holds the watch's first complete list.
+    pub fn is_ready(&self) -> bool {
+        *self.2.borrow()
+    }
+
+    /// How many pods the index holds.
+    pub fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+
+    /// Whether the index holds no pod.
+    pub fn is_empty(&self) -> bool {
+        lock(&self.0).is_empty()
+    }
+
+    /// `read` of the slot of the pod `name` of `namespace` (its planner view, `resourceVersion`
+    /// and [`PodExtra`]), if the index holds it. The index is locked while `read` runs.
+    pub fn pod<R>(
+        &self,
+        namespace: &str,
+        name: &str,
+        read: impl FnOnce(&ObservedPod, &str, &PodExtra) -> R,
+    ) -> Option<R> {
+        let index = lock(&self.0);
+        index
+            .pod(namespace, name)
+            .map(|(pod, rv, extra)| read(pod, rv, extra))
     }
 
     /// The pods of set `set` in `namespace` with ordinals `start..start+count` that `selector`
@@ -195,9 +281,9 @@ impl SharedPodIndex {
         let Some(set_index) = index.set_mut(namespace, set) else {
             return Pods::default();
         };
-        set_index.snapshot(key, |pod, labels| {
+        set_index.snapshot(key, |pod, extra| {
             (start..end).contains(&pod.ordinal)
-                && labels.matches(&pod.name, &parsed, per_pod, &mut memo)
+                && extra.labels.matches(&pod.name, &parsed, per_pod, &mut memo)
         })
     }
 }
@@ -372,9 +458,9 @@ mod tests {
                     let ready = after
                         .0
                         .iter()
-                        .any(|p| p.name == pod.name() && p.ready && !p.terminating);
+                        .any(|p| *p.name == *pod.name() && p.ready && !p.terminating);
                     let relabelled = before.0.iter().any(|p| {
-                        p.name == pod.name()
+                        *p.name == *pod.name()
                             && after.0.iter().any(|a| a.name == p.name && a.revision != p.revision)
                     });
                     if ready || relabelled { Wake::Now } else { Wake::Later }

@@ -1,25 +1,30 @@
-//! The pod cache's compact entry. A `k8s_openapi` [`Pod`] is 2,440 bytes before any of its
+//! The pod watch's compact entry. A `k8s_openapi` [`Pod`] is 2,440 bytes before any of its
 //! strings (its `spec` field alone is 1,512 bytes even when `None`), so a reflector store of
 //! 100,000 of them would take 250 MB however much of each pod were stripped. The pod watch
-//! therefore deserialises a [`WatchedPod`] (metadata and three status fields; the JSON `spec` is
-//! skipped by the parser), and the store keeps a [`CachedPod`] of about 200 bytes plus its own
-//! strings:
+//! therefore deserialises a [`WatchedPod`] (of the metadata what is read, `managedFields` skipped;
+//! of the spec and status what is read), and turns each event's pod into a [`CachedPod`], from
+//! which the pod index builds the pod's slot (`super::index`; no store keeps the entries: the
+//! index is the operator's only copy of its pods). The entry shares what it can with the other
+//! pods, and the slot shares it on:
 //!
 //! - what every pod of a set and revision has in common (its labels without the two the
-//!   StatefulSet controller sets per pod, and its controller owner reference) is one shared
-//!   [`Arc`], interned by the [`PodInterner`] of the watch;
+//!   StatefulSet controller sets per pod, its controller owner reference and its revision label)
+//!   is one shared [`Arc`], interned by the [`PodInterner`] of the watch;
 //! - the per-pod labels `statefulset.kubernetes.io/pod-name` and `apps.kubernetes.io/pod-index`
 //!   are kept as two flags when they hold what the StatefulSet controller writes there (the pod's
 //!   name, the ordinal of the name: `pkg/controller/statefulset/stateful_set_utils.go`
 //!   `initIdentity`/`updateIdentity` in kubernetes/kubernetes), else in the shared labels;
-//! - namespace, phase and the `Ready` condition's status are interned strings;
+//! - namespace, phase, revision and the `Ready` condition's status are interned strings (the
+//!   planner's view, `sroll_planner::ObservedPod`, holds the same `Arc`s, and its name and uid
+//!   are the entry's);
 //! - where the pod stands in an in-place update (`sroll_planner::inplace::PodInPlace`: the
 //!   `InPlaceUpdateReady` gate and condition, the state annotation's revision, the containers
 //!   still restarting) is computed once per event from the parts of the pod that say it (the
 //!   readiness gates, container names and images, container statuses and that annotation, parsed
-//!   but not kept) and stored boxed only for pods that have any of it.
+//!   but not kept) and stored only for pods that have any of it.
 //!
-//! [`CachedPod::to_pod`] rebuilds the pod the rest of the operator reads.
+//! [`CachedPod::to_pod`] rebuilds the pod (tests compare it with the full one);
+//! [`CachedPod::observed`] reads the planner's view straight from the entry.
 
 use std::{
     borrow::{Borrow, Cow},
@@ -48,8 +53,9 @@ use sroll_planner::inplace::{self, PodInPlace};
 /// Every other field of the JSON is skipped while parsing, never built.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct WatchedPod {
-    /// `metadata`.
-    #[serde(default)]
+    /// `metadata` (parsed by [`slim_meta`]: `managedFields` and the other fields nothing reads are
+    /// skipped, never built).
+    #[serde(default, deserialize_with = "slim_meta")]
     pub metadata: ObjectMeta,
     /// `spec` (the readiness gates and each container's name and image).
     #[serde(default)]
@@ -57,6 +63,46 @@ pub struct WatchedPod {
     /// `status` (five fields of it).
     #[serde(default)]
     pub status: Option<WatchedPodStatus>,
+}
+
+/// The metadata fields a [`WatchedPod`] reads (what [`PodInterner::intern`] and
+/// [`WatchedPod::in_place`] read). Parsing `ObjectMeta` itself built every pod's `managedFields`
+/// (a JSON tree per field manager) only to drop it, in the pages of the initial list of 100,000
+/// pods among other places.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    owner_references: Option<Vec<OwnerReference>>,
+    #[serde(default)]
+    deletion_timestamp: Option<Time>,
+}
+
+fn slim_meta<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
+    let m = SlimMeta::deserialize(deserializer)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        labels: m.labels,
+        annotations: m.annotations,
+        owner_references: m.owner_references,
+        deletion_timestamp: m.deletion_timestamp,
+        ..ObjectMeta::default()
+    })
 }
 
 /// The part of `PodSpec` a [`WatchedPod`] reads (for in-place updates).
@@ -211,6 +257,9 @@ struct ControllerRef {
 struct SetRevisionMeta {
     labels: Option<BTreeMap<String, String>>,
     controller: Option<ControllerRef>,
+    /// The `controller-revision-hash` label of `labels`, interned (shared by every pod view of
+    /// the revision: `sroll_planner::ObservedPod::revision`).
+    revision: Option<Arc<str>>,
 }
 
 /// The `Ready` condition, the only one read (`sroll_planner::ObservedPod::from_pod`).
@@ -226,9 +275,9 @@ const HAS_POD_INDEX: u8 = 2;
 /// One pod in the operator's pod cache. Read it through [`CachedPod::to_pod`] or the accessors.
 #[derive(Clone, Debug)]
 pub struct CachedPod {
-    name: Box<str>,
+    name: Arc<str>,
     namespace: Option<Arc<str>>,
-    uid: Option<Box<str>>,
+    uid: Option<Arc<str>>,
     resource_version: Option<Box<str>>,
     deletion_timestamp: Option<Time>,
     set_meta: Arc<SetRevisionMeta>,
@@ -238,7 +287,7 @@ pub struct CachedPod {
     ready: Option<Ready>,
     /// Where the pod stands in an in-place update; `None` for a pod with none of it (no gate,
     /// no gate condition, no state annotation).
-    in_place: Option<Box<PodInPlace>>,
+    in_place: Option<Arc<PodInPlace>>,
 }
 
 impl CachedPod {
@@ -263,6 +312,17 @@ impl CachedPod {
         self.pod_ip.as_deref()
     }
 
+    /// The `Ready` condition's status as the in-place executor reads it
+    /// ([`sroll_planner::inplace::SeenPod::ready`]): `Some(true)` True, `Some(false)` False,
+    /// `None` absent (or Unknown).
+    pub fn ready_condition(&self) -> Option<bool> {
+        self.ready.as_ref().and_then(|r| match &*r.status {
+            "True" => Some(true),
+            "False" => Some(false),
+            _ => None,
+        })
+    }
+
     /// Whether this entry shares its labels and owner with `other` (from the same interner).
     pub fn shares_with(&self, other: &CachedPod) -> bool {
         Arc::ptr_eq(&self.set_meta, &other.set_meta)
@@ -284,10 +344,34 @@ impl CachedPod {
 
     /// The planner's view of the pod as a member of the set `set_name` (`None` if its name is not
     /// `<set_name>-<ordinal>`).
+    ///
+    /// Read straight from the entry (what `ObservedPod::from_pod` reads of the pod
+    /// [`Self::to_pod`] rebuilds, tested equal), sharing its strings: the name and uid with this
+    /// entry, the revision and phase with every pod that has the same (interned by the watch).
     pub fn observed(&self, set_name: &str) -> Option<sroll_planner::ObservedPod> {
-        let mut observed = sroll_planner::ObservedPod::from_pod(&self.to_pod(), set_name)?;
-        observed.in_place = self.in_place();
-        Some(observed)
+        let ordinal = sroll_planner::observed::parse_ordinal(&self.name, set_name)?;
+        let phase = self.phase.clone().unwrap_or_default();
+        // Upstream `isRunningAndReady` (`pkg/controller/statefulset/stateful_set_utils.go`).
+        let ready_condition = self.ready.as_ref();
+        let ready = &*phase == "Running" && ready_condition.is_some_and(|r| &*r.status == "True");
+        Some(sroll_planner::ObservedPod {
+            name: self.name.clone(),
+            ordinal,
+            revision: self.set_meta.revision.clone(),
+            ready,
+            ready_since: if ready {
+                ready_condition.and_then(|r| r.last_transition_time.as_ref().map(|t| t.0))
+            } else {
+                None
+            },
+            terminating: self.is_terminating(),
+            phase,
+            uid: self.uid.clone().unwrap_or_default(),
+            in_place: self
+                .in_place
+                .clone()
+                .unwrap_or_else(|| sroll_planner::observed::shared_in_place(PodInPlace::default())),
+        })
     }
 
     /// Where the pod stands in an in-place update (the planner's `ObservedPod::in_place`).
@@ -554,7 +638,15 @@ impl PodInterner {
                 uid: o.uid.clone(),
                 block_owner_deletion: o.block_owner_deletion,
             });
-        let set_meta = SetRevisionMeta { labels, controller };
+        let revision = labels
+            .as_ref()
+            .and_then(|l| l.get(labels::REVISION))
+            .map(|r| self.string(r));
+        let set_meta = SetRevisionMeta {
+            labels,
+            controller,
+            revision,
+        };
         let set_meta = match self.set_metas.find(&set_meta) {
             Some(found) => found,
             None => self.set_metas.insert(Arc::new(set_meta)),
@@ -569,10 +661,10 @@ impl PodInterner {
             });
         let in_place = pod.in_place();
         CachedPod {
-            in_place: (in_place != PodInPlace::default()).then(|| Box::new(in_place)),
+            in_place: (in_place != PodInPlace::default()).then(|| Arc::new(in_place)),
             name: name.into(),
             namespace: meta.namespace.as_deref().map(|n| self.string(n)),
-            uid: meta.uid.as_deref().map(Box::from),
+            uid: meta.uid.as_deref().map(Arc::from),
             resource_version: meta.resource_version.as_deref().map(Box::from),
             deletion_timestamp: meta.deletion_timestamp.clone(),
             set_meta,

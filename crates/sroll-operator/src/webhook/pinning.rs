@@ -296,7 +296,7 @@ impl PodMutator for RevisionPinning {
         let recorded = rollout
             .status
             .as_ref()
-            .and_then(|s| s.pods.iter().find(|p| p.name == name))
+            .and_then(|s| s.pods.iter().find(|p| *p.name == *name))
             .map(|p| p.revision.clone());
         let input = PinningInput {
             strategy: rollout.spec.strategy(),

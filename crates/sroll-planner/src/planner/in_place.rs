@@ -162,25 +162,25 @@ impl<'a> Planner<'a> {
         let mut writes = Vec::new();
         for (pod, change) in &batch {
             writes.push(PodWrite {
-                pod: pod.name.clone(),
-                uid: pod.uid.clone(),
+                pod: pod.name.to_string(),
+                uid: pod.uid.to_string(),
                 op: Op::TakeOutOfTraffic {
                     target: c.update.clone(),
                 },
             });
             if grace == 0 {
                 writes.push(PodWrite {
-                    pod: pod.name.clone(),
-                    uid: pod.uid.clone(),
+                    pod: pod.name.to_string(),
+                    uid: pod.uid.to_string(),
                     op: Op::PatchImages {
-                        from: pod.revision.clone().unwrap_or_default(),
+                        from: pod.revision.as_deref().unwrap_or_default().to_owned(),
                         target: c.update.clone(),
                         change: change.clone(),
                     },
                 });
             }
         }
-        let names: Vec<String> = batch.iter().map(|(p, _)| p.name.clone()).collect();
+        let names: Vec<String> = batch.iter().map(|(p, _)| p.name.to_string()).collect();
         self.status.last_eviction_time = Some(MicroTime(self.now));
         self.event(
             EventType::Normal,
@@ -265,22 +265,22 @@ impl<'a> Planner<'a> {
         // `Ready` after the gate turns `True`), which the next plan replaced as broken.
         let undecided = !terminal && self.target.is_none() && o.phase != Phase::Blocked;
         for pod in pods {
-            if planned.contains(&pod.name) {
-                updating.push(pod.name.clone());
+            if planned.contains(&*pod.name) {
+                updating.push(pod.name.to_string());
                 continue;
             }
             let view = &pod.in_place;
             let revision = pod.revision.as_deref();
             let mark = || PodWrite {
-                pod: pod.name.clone(),
-                uid: pod.uid.clone(),
+                pod: pod.name.to_string(),
+                uid: pod.uid.to_string(),
                 op: Op::MarkReady,
             };
             match update.as_deref() {
                 Some(update)
                     if revision != Some(update) && self.out_for_in_place(pod) && undecided =>
                 {
-                    updating.push(pod.name.clone());
+                    updating.push(pod.name.to_string());
                 }
                 Some(update)
                     if revision != Some(update) && self.out_for_in_place(pod) && !wanted(pod) =>
@@ -288,7 +288,7 @@ impl<'a> Planner<'a> {
                     writes.push(mark());
                 }
                 Some(update) if revision != Some(update) && self.out_for_in_place(pod) => {
-                    updating.push(pod.name.clone());
+                    updating.push(pod.name.to_string());
                     match inplace::next_step(view, revision, update, grace, self.now) {
                         Step::WaitGrace { until } => {
                             let left = to_std(until.duration_since(self.now));
@@ -296,8 +296,8 @@ impl<'a> Planner<'a> {
                         }
                         Step::PatchImages => writes.push(match self.route(pod) {
                             Route::InPlace(change) => PodWrite {
-                                pod: pod.name.clone(),
-                                uid: pod.uid.clone(),
+                                pod: pod.name.to_string(),
+                                uid: pod.uid.to_string(),
                                 op: Op::PatchImages {
                                     from: revision.unwrap_or_default().to_owned(),
                                     target: update.to_owned(),
@@ -313,10 +313,10 @@ impl<'a> Planner<'a> {
                 }
                 Some(update) if revision == Some(update) => {
                     match inplace::next_step(view, revision, update, grace, self.now) {
-                        Step::WaitContainers { .. } => updating.push(pod.name.clone()),
+                        Step::WaitContainers { .. } => updating.push(pod.name.to_string()),
                         Step::MarkReady => {
                             if view.state_revision.as_deref() == Some(update) {
-                                updating.push(pod.name.clone());
+                                updating.push(pod.name.to_string());
                             }
                             writes.push(mark());
                         }

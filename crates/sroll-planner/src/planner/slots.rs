@@ -16,6 +16,7 @@
 use std::{
     cell::{Cell, OnceCell},
     collections::BTreeSet,
+    sync::Arc,
 };
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -141,7 +142,7 @@ impl<'a> Slots<'a> {
         } else if at_update {
             State::Updated {
                 available: self.available(pod)
-                    && self.gate.is_none_or(|healthy| healthy.contains(&pod.name)),
+                    && self.gate.is_none_or(|healthy| healthy.contains(&*pod.name)),
             }
         } else {
             State::Old { ready: pod.ready }
@@ -184,7 +185,9 @@ impl<'a> Slots<'a> {
             for set in [&counts.unavailable, &counts.in_place] {
                 found.extend(set.range(lo..hi).filter_map(|&o| self.index(o)));
             }
-            let update = counts.by_revision.get(&Some(self.update.clone()));
+            let update = counts
+                .by_revision
+                .get(&Some(Arc::from(self.update.as_str())));
             if let (Some(r), Some(before)) = (update, self.available_before()) {
                 // Ready at or after `before`: not available yet (an unknown instant sorts last).
                 found.extend(
@@ -198,7 +201,11 @@ impl<'a> Slots<'a> {
                 found.extend(
                     r.ordinals
                         .range(lo..hi)
-                        .filter(|&&o| self.pods.get(o).is_some_and(|p| !healthy.contains(&p.name)))
+                        .filter(|&&o| {
+                            self.pods
+                                .get(o)
+                                .is_some_and(|p| !healthy.contains(&*p.name))
+                        })
                         .filter_map(|&o| self.index(o)),
                 );
             }
@@ -286,7 +293,11 @@ impl<'a> Slots<'a> {
     /// minus those outside the range (read one by one: the pods below the target range and
     /// outside the set's range, normally none) and the terminating ones (special).
     pub(super) fn updated_in(&self, lo: usize, hi: usize) -> usize {
-        let Some(r) = self.counts().by_revision.get(&Some(self.update.clone())) else {
+        let Some(r) = self
+            .counts()
+            .by_revision
+            .get(&Some(Arc::from(self.update.as_str())))
+        else {
             return 0;
         };
         let (olo, ohi) = (self.ordinal(lo), self.ordinal(hi));
@@ -331,7 +342,10 @@ impl<'a> Slots<'a> {
     /// The latest instant a pod of the range at the update revision became available (Ready for
     /// `minReadySeconds`, healthy when gated), not after now.
     pub(super) fn latest_available(&self) -> Option<Timestamp> {
-        let r = self.counts().by_revision.get(&Some(self.update.clone()))?;
+        let r = self
+            .counts()
+            .by_revision
+            .get(&Some(Arc::from(self.update.as_str())))?;
         let mrs = SignedDuration::from_secs(i64::from(self.min_ready_seconds.max(0)));
         let bound = self.now.checked_sub(mrs).ok()?;
         r.ready_since
@@ -348,7 +362,10 @@ impl<'a> Slots<'a> {
     /// (`minReadySeconds`): no watch event marks that instant.
     pub(super) fn next_available(&self) -> Option<std::time::Duration> {
         let before = self.available_before()?;
-        let r = self.counts().by_revision.get(&Some(self.update.clone()))?;
+        let r = self
+            .counts()
+            .by_revision
+            .get(&Some(Arc::from(self.update.as_str())))?;
         let mrs = SignedDuration::from_secs(i64::from(self.min_ready_seconds));
         r.ready_since
             .range((before, i32::MIN)..)
@@ -416,19 +433,19 @@ mod tests {
 
     fn observed(p: &P) -> ObservedPod {
         ObservedPod {
-            name: format!("web-{}", p.ordinal),
+            name: format!("web-{}", p.ordinal).into(),
             ordinal: p.ordinal,
-            revision: p.revision.map(|r| format!("rev-{r}")),
+            revision: p.revision.map(|r| format!("rev-{r}").into()),
             ready: p.ready,
             ready_since: p.ready.then(|| p.since.map(at)).flatten(),
             terminating: p.terminating,
             phase: "Running".into(),
-            uid: String::new(),
-            in_place: PodInPlace {
+            uid: "".into(),
+            in_place: Arc::new(PodInPlace {
                 has_gate: p.out,
                 gate_ready: p.out.then_some(false),
                 ..PodInPlace::default()
-            },
+            }),
         }
     }
 

@@ -292,7 +292,7 @@ impl World {
             self.pods.insert(
                 o,
                 ObservedPod {
-                    name: format!("web-{o}"),
+                    name: format!("web-{o}").into(),
                     ordinal: o,
                     revision: Some(revision.into()),
                     ready: health == Ready,
@@ -304,7 +304,7 @@ impl World {
                         "Pending"
                     }
                     .into(),
-                    uid: String::new(),
+                    uid: "".into(),
                     in_place: Default::default(),
                 },
             );

@@ -229,9 +229,9 @@ impl Sim {
                 .pods
                 .iter()
                 .map(|(&ordinal, p)| ObservedPod {
-                    name: format!("web-{ordinal}"),
+                    name: format!("web-{ordinal}").into(),
                     ordinal,
-                    revision: Some(p.revision.clone()),
+                    revision: Some(p.revision.as_str().into()),
                     ready: self.ready(p),
                     ready_since: p.ready_since.map(at),
                     terminating: p.terminating_since.is_some(),
@@ -241,8 +241,8 @@ impl Sim {
                         "Pending"
                     }
                     .into(),
-                    uid: p.uid.clone(),
-                    in_place: self.view(p),
+                    uid: p.uid.as_str().into(),
+                    in_place: self.view(p).into(),
                 })
                 .collect();
             if let Some(update) = &self.update
