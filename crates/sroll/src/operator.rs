@@ -45,12 +45,14 @@ pub struct OperatorArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "SROLL_LOG_FORMAT")]
     pub log_format: LogFormat,
-    /// Threads running the operator's tasks. 1 (the default) runs every watch, reconcile and
-    /// server on one thread: the operator mostly waits on the API server, and one thread spares
-    /// the wake-ups between threads (about a fifth of its CPU at 10 × 1,000 pods rolling,
-    /// BENCHMARKS.md); more may help an operator whose reconciles are CPU-bound.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), env = "SROLL_WORKER_THREADS")]
-    pub worker_threads: u16,
+    /// Threads running the operator's tasks (default: one per CPU core). 1 runs every watch,
+    /// reconcile and server on one thread, which spares the wake-ups between threads (about a
+    /// fifth less CPU at 10 × 1,000 pods rolling, BENCHMARKS.md) but caps the operator at one
+    /// core: at 100 × 1,000 pods rolling at once its pod watch fell behind until the API server
+    /// expired it, and rollouts failed their progress deadline on a stale view (BENCHMARKS.md
+    /// "Session 14"). Use 1 only for small installs.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..), env = "SROLL_WORKER_THREADS")]
+    pub worker_threads: Option<u16>,
     /// Elect a leader through a coordination.k8s.io Lease, so several replicas can run with only one
     /// acting (`--leader-elect=false` acts at once).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "SROLL_LEADER_ELECT")]
@@ -269,10 +271,13 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         }
     }
     let runtime = match args.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            // Without `worker_threads`, tokio starts one worker per CPU core.
             let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(usize::from(n));
+            if let Some(n) = threads {
+                builder.worker_threads(usize::from(n));
+            }
             builder
         }
     }
