@@ -59,6 +59,7 @@ use crate::{
     integrations::Integrations,
     metrics::Metrics,
     observe::{self, Expectations},
+    watches::detached,
 };
 
 /// How long a reconcile waits for the watch caches' initial list before it gives up (and is
@@ -104,6 +105,8 @@ const FIRST_RECONCILES_AT_ONCE: usize = 8;
 pub struct OperatorHandles {
     /// The API client.
     pub client: Client,
+    /// The watch threads, if the rollout controller's watches run on threads of their own.
+    pub watches: Option<crate::watches::WatchRuntime>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Events (events.k8s.io/v1), published in the background.
@@ -174,9 +177,14 @@ pub async fn run_scope(
         let _ = stop_tx.send(true);
     };
 
+    // The watches run on the watch threads when the operator has some (`watches.rs`): through
+    // their client, and each stream up to the triggers it yields.
+    let watches = handles.watches.clone();
+    let watch_client = watches.as_ref().map_or(client, |w| w.client());
+
     let (rollouts, rollout_writer) = reflector::store::<StatefulsetRollout>();
     let rollout_stream = watcher(
-        api_in(client, ns),
+        api_in(watch_client, ns),
         watcher::Config::default().any_semantic(),
     )
     .backoff(cache::WatchBackoff::default())
@@ -187,7 +195,7 @@ pub async fn run_scope(
 
     let (statefulsets, sts_writer) = reflector::store::<StatefulSet>();
     let sts_stream = watcher(
-        api_in::<StatefulSet>(client, ns),
+        api_in::<StatefulSet>(watch_client, ns),
         watcher::Config::default().any_semantic(),
     )
     .backoff(cache::WatchBackoff::default())
@@ -201,11 +209,11 @@ pub async fn run_scope(
         cache::triggers::statefulset_stub,
     );
 
-    let (pod_index, pod_stream) = cache::watch_pods(client, ns);
+    let (pod_index, pod_stream) = cache::watch_pods(watch_client, ns);
 
     let (pdbs, pdb_writer) = reflector::store::<PodDisruptionBudget>();
     let pdb_stream = watcher(
-        api_in::<PodDisruptionBudget>(client, ns),
+        api_in::<PodDisruptionBudget>(watch_client, ns),
         watcher::Config::default().any_semantic(),
     )
     .backoff(cache::WatchBackoff::default())
@@ -222,7 +230,7 @@ pub async fn run_scope(
 
     let (endpoint_slices, slice_writer) = reflector::store::<EndpointSlice>();
     let slice_stream = watcher(
-        api_in::<EndpointSlice>(client, ns),
+        api_in::<EndpointSlice>(watch_client, ns),
         watcher::Config::default()
             .labels(sroll_api::labels::SERVICE_NAME)
             .any_semantic(),
@@ -238,7 +246,7 @@ pub async fn run_scope(
 
     let (controller_revisions, revision_writer) = reflector::store::<ControllerRevision>();
     let revision_stream = watcher(
-        api_in::<ControllerRevision>(client, ns),
+        api_in::<ControllerRevision>(watch_client, ns),
         watcher::Config::default().any_semantic(),
     )
     .backoff(cache::WatchBackoff::default())
@@ -275,18 +283,28 @@ pub async fn run_scope(
     let (revision_rollouts, revision_sets) = (rollouts.clone(), statefulsets.clone());
     // Each watch backs off on its own; the errors stop here so that the Controller's trigger
     // back-off never pauses every cache at once (`cache::errors_logged`).
+    let watches = watches.as_ref();
     Controller::for_stream(
-        cache::errors_logged(rollout_stream, "StatefulsetRollout"),
+        detached(
+            watches,
+            cache::errors_logged(rollout_stream, "StatefulsetRollout"),
+        ),
         rollouts,
     )
     .with_config(ControllerConfig::default())
-    .owns_stream(cache::errors_logged(sts_stream, "StatefulSet"))
+    .owns_stream(detached(
+        watches,
+        cache::errors_logged(sts_stream, "StatefulSet"),
+    ))
     .watches_stream(
-        cache::errors_logged(slice_stream, "EndpointSlice"),
+        detached(watches, cache::errors_logged(slice_stream, "EndpointSlice")),
         move |slice| cache::rollouts_of_endpoint_slice(&slice_rollouts, &slice),
     )
     .watches_stream(
-        cache::errors_logged(revision_stream, "ControllerRevision"),
+        detached(
+            watches,
+            cache::errors_logged(revision_stream, "ControllerRevision"),
+        ),
         move |revision| {
             cache::rollout_of_controller_revision(&revision_rollouts, &revision_sets, &revision)
         },
@@ -295,21 +313,27 @@ pub async fn run_scope(
     // (`cache::watch_pods`); PDBs when what the planner reads of them did. A change that can only
     // make the rollout wait wakes it within `LATER_WAKE`, unless another wakes it before.
     .reconcile_on(wakes_in_time(
-        cache::errors_logged(pod_stream, "Pod").filter_map(move |set| {
-            std::future::ready(set.ok().and_then(|set| {
-                cache::rollout_of_set(&pod_rollouts, &pod_sets, &set).map(|r| (r, set.wake))
-            }))
-        }),
-        cache::errors_logged(pdb_stream, "PodDisruptionBudget").flat_map(move |changed| {
-            let wakes = match changed {
-                Ok((pdb, wake)) => cache::rollouts_of_pdb(&pdb_rollouts, &pdb)
-                    .into_iter()
-                    .map(|r| (r, wake))
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            futures::stream::iter(wakes)
-        }),
+        detached(
+            watches,
+            cache::errors_logged(pod_stream, "Pod").filter_map(move |set| {
+                std::future::ready(set.ok().and_then(|set| {
+                    cache::rollout_of_set(&pod_rollouts, &pod_sets, &set).map(|r| (r, set.wake))
+                }))
+            }),
+        ),
+        detached(
+            watches,
+            cache::errors_logged(pdb_stream, "PodDisruptionBudget").flat_map(move |changed| {
+                let wakes = match changed {
+                    Ok((pdb, wake)) => cache::rollouts_of_pdb(&pdb_rollouts, &pdb)
+                        .into_iter()
+                        .map(|r| (r, wake))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                futures::stream::iter(wakes)
+            }),
+        ),
     ))
     .reconcile_on(futures::stream::select(woken, measured))
     .graceful_shutdown_on(stopped)

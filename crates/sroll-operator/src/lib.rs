@@ -33,6 +33,7 @@ pub mod preflight;
 pub mod server;
 pub mod sidecar_set;
 pub mod telemetry;
+pub mod watches;
 pub mod webhook;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -63,6 +64,9 @@ pub struct Settings {
     /// The admission webhook server (revision pinning, sidecar injection), served by every
     /// replica; `None` serves none (and registers no webhook configuration).
     pub webhook: Option<webhook::WebhookSettings>,
+    /// Where the rollout controller's watches run: `None` on the runtime that runs the operator
+    /// (polled between reconciles), else on threads of their own (`watches.rs`).
+    pub watches: Option<watches::WatchRuntime>,
 }
 
 /// A configured operator, ready to [`run`](Operator::run).
@@ -231,6 +235,7 @@ impl Operator {
                     .map_err(|e| Error::Config(e.to_string()))?,
             ),
             client: client.clone(),
+            watches: settings.watches.clone(),
             metrics: metrics.clone(),
             events,
         };
@@ -381,6 +386,18 @@ pub async fn client_from(
     kubeconfig: Option<&std::path::Path>,
     context: Option<String>,
 ) -> Result<(Client, String)> {
+    let config = config_from(kubeconfig, context).await?;
+    let namespace = config.default_namespace.clone();
+    let client = operator_client(config).map_err(Error::Client)?;
+    Ok((client, namespace))
+}
+
+/// The client configuration [`client_from`] builds its client of: the kubeconfig at `kubeconfig`
+/// (its `context`, or its current one), else the in-cluster or default one.
+pub async fn config_from(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<String>,
+) -> Result<kube::Config> {
     use kube::config::{Config, KubeConfigOptions, Kubeconfig};
     let options = KubeConfigOptions {
         context,
@@ -401,9 +418,7 @@ pub async fn client_from(
             .await
             .map_err(|e| Error::Config(e.to_string()))?,
     };
-    let namespace = config.default_namespace.clone();
-    let client = operator_client(config).map_err(Error::Client)?;
-    Ok((client, namespace))
+    Ok(config)
 }
 
 /// Builds the operator's client from a loaded `config`: kube's default retry layer off (an

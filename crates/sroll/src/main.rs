@@ -146,7 +146,16 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let runtime =
                 tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-            runtime.block_on(bench::run(args))?;
+            // On SIGTERM or Ctrl-C the bench is dropped, not abandoned: its operator child
+            // (`kill_on_drop`) and simulated cluster go with it.
+            runtime.block_on(async {
+                tokio::select! {
+                    report = bench::run(args) => report.map(drop),
+                    () = operator::termination_signal() => {
+                        anyhow::bail!("sroll bench: interrupted; its operator process was stopped")
+                    }
+                }
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)

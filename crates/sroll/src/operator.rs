@@ -9,6 +9,7 @@ use sroll_operator::{
     LeaseSettings, Operator, Settings,
     integrations::{IntegrationSettings, SecretLocation},
     telemetry,
+    watches::WatchRuntime,
     webhook::{CertSettings, ClientConfigMode, WebhookSettings},
 };
 
@@ -45,14 +46,18 @@ pub struct OperatorArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "SROLL_LOG_FORMAT")]
     pub log_format: LogFormat,
-    /// Threads running the operator's tasks (default: one per CPU core). 1 runs every watch,
-    /// reconcile and server on one thread, which spares the wake-ups between threads (about a
-    /// fifth less CPU at 10 × 1,000 pods rolling, BENCHMARKS.md) but caps the operator at one
-    /// core: at 100 × 1,000 pods rolling at once its pod watch fell behind until the API server
-    /// expired it, and rollouts failed their progress deadline on a stale view (BENCHMARKS.md
-    /// "Session 14"). Use 1 only for small installs.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..), env = "SROLL_WORKER_THREADS")]
-    pub worker_threads: Option<u16>,
+    /// Threads running the reconciles, the webhook and metrics servers and the integrations.
+    /// 1 (the default) runs them on one thread: kube-runtime polls a controller's reconciles in
+    /// one task anyway, and one thread spares the wake-ups between threads (about as much CPU as
+    /// everything else at 10 × 1,000 pods rolling, BENCHMARKS.md "Session 15").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), env = "SROLL_WORKER_THREADS")]
+    pub worker_threads: u16,
+    /// Threads of their own for the rollout controller's watches (the HTTP streams, their
+    /// decoding, the caches and pod index they update); 0 runs the watches on the worker threads,
+    /// between reconciles. At 100 × 1,000 pods rolling at once one thread for everything let the
+    /// pod watch fall behind until the API server expired it (BENCHMARKS.md "Session 14").
+    #[arg(long, default_value_t = 1, env = "SROLL_WATCH_THREADS")]
+    pub watch_threads: u16,
     /// Elect a leader through a coordination.k8s.io Lease, so several replicas can run with only one
     /// acting (`--leader-elect=false` acts at once).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "SROLL_LEADER_ELECT")]
@@ -202,6 +207,7 @@ impl OperatorArgs {
                 discovery_interval: None,
                 callback_retry_base: None,
             },
+            watches: None,
         }
     }
 }
@@ -221,6 +227,12 @@ fn default_identity() -> String {
 
 /// Waits for SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
+    termination_signal().await;
+    tracing::info!("shutdown requested: finishing the current reconciles");
+}
+
+/// Resolves at the first SIGTERM or Ctrl-C (SIGINT).
+pub async fn termination_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -240,7 +252,6 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    tracing::info!("shutdown requested: finishing the current reconciles");
 }
 
 /// Runs the operator until SIGTERM / Ctrl-C.
@@ -271,27 +282,38 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         }
     }
     let runtime = match args.worker_threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        threads => {
-            // Without `worker_threads`, tokio starts one worker per CPU core.
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if let Some(n) = threads {
-                builder.worker_threads(usize::from(n));
-            }
+            builder.worker_threads(usize::from(n));
             builder
         }
     }
     .enable_all()
     .build()
     .context("failed to start the async runtime")?;
-    runtime.block_on(async move {
-        let (client, default_ns) =
-            sroll_operator::client_from(args.kubeconfig.as_deref(), args.context.clone()).await?;
+    let mut watch_threads = None;
+    let result = runtime.block_on(async {
+        let config =
+            sroll_operator::config_from(args.kubeconfig.as_deref(), args.context.clone()).await?;
+        let default_ns = config.default_namespace.clone();
         let identity = args.identity.clone().unwrap_or_else(default_identity);
-        let settings = args.settings(&default_ns, identity);
+        let mut settings = args.settings(&default_ns, identity);
+        if args.watch_threads > 0 {
+            let (watches, threads) = WatchRuntime::start(config.clone(), args.watch_threads)?;
+            settings.watches = Some(watches);
+            watch_threads = Some(threads);
+        }
+        let client =
+            sroll_operator::operator_client(config).context("failed to build the API client")?;
         Operator::new(client, settings)
             .run(shutdown_signal())
             .await
             .map_err(anyhow::Error::from)
-    })
+    });
+    // Outside the async context: a runtime may not be dropped inside another.
+    if let Some(threads) = watch_threads {
+        threads.shutdown(Duration::from_secs(1));
+    }
+    result
 }
