@@ -97,7 +97,7 @@ impl Default for SimConfig {
 type Key = (String, String);
 
 /// A relist's versions by key: resourceVersion, what the cache keeps of the
-/// version ([`Indexed::projection`]) and its stored JSON.
+/// version ([`Indexed::Kept`]) and its stored JSON.
 type Listed<K> = BTreeMap<Key, (u64, Arc<<K as Indexed>::Kept>, Bytes)>;
 
 /// What an informer cache holds of one version ([`Indexed::Kept`]) and
@@ -1136,8 +1136,8 @@ impl Queue {
 pub struct Caches {
     /// StatefulSets.
     pub sets: Cache<StatefulSet>,
-    /// Pods, as their projections ([`projection::project_pod`]); the whole pod of a
-    /// cached version is [`Cache::full`].
+    /// Pods, as their projections ([`CachedPod`], read through [`PodView`]); the
+    /// whole pod of a cached version is [`Cache::full`].
     pub pods: Cache<Pod>,
     /// ControllerRevisions.
     pub revisions: Cache<ControllerRevision>,
