@@ -10,7 +10,6 @@
 //! "NotDeleted" warning events are returned for the driver to record.
 
 use std::{
-    borrow::Borrow,
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
 };
@@ -27,7 +26,7 @@ use k8s_openapi::{
     jiff::{SignedDuration, Timestamp},
 };
 
-use super::{Error, controller_of, is_pod_ready, scaled_value, selector_matches};
+use super::{Error, PodView, controller_of, is_pod_ready, scaled_value, selector_matches};
 
 /// How long an entry of `status.disruptedPods` is trusted (`DeletionTimeout`).
 pub const DELETION_TIMEOUT: SignedDuration = SignedDuration::from_secs(120);
@@ -66,22 +65,36 @@ pub struct PdbOutcome {
 /// Upstream lists the budget's pods on every sync (`getPodsForPdb`); the
 /// figures here are the ones that list yields, so the status is the same
 /// ([`Tally::recount`] is the list, and the tests check the two agree).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Tally {
-    selected: BTreeMap<String, Arc<Pod>>,
+///
+/// Generic over how a pod is read ([`PodView`]): the runtime's tallies hold
+/// the pod cache's [`super::CachedPod`]s, the tests whole pods.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally<P = Pod> {
+    selected: BTreeMap<String, Arc<P>>,
     healthy: BTreeSet<String>,
     by_controller: BTreeMap<String, BTreeSet<String>>,
     /// Pods whose evaluation of the selector failed, with the error.
     invalid: BTreeMap<String, Error>,
 }
 
-impl Tally {
+impl<P> Default for Tally<P> {
+    fn default() -> Self {
+        Self {
+            selected: BTreeMap::new(),
+            healthy: BTreeSet::new(),
+            by_controller: BTreeMap::new(),
+            invalid: BTreeMap::new(),
+        }
+    }
+}
+
+impl<P: PodView> Tally<P> {
     /// The tally of `pods` (any pods: those of another namespace or not
     /// selected are left out) for `pdb`'s selector.
-    pub fn recount(pdb: &PodDisruptionBudget, pods: impl IntoIterator<Item = Arc<Pod>>) -> Self {
+    pub fn recount(pdb: &PodDisruptionBudget, pods: impl IntoIterator<Item = Arc<P>>) -> Self {
         let mut t = Self::default();
         for p in pods {
-            let name = p.metadata.name.clone().unwrap_or_default();
+            let name = p.meta().name.clone().unwrap_or_default();
             t.update(pdb, &name, Some(p));
         }
         t
@@ -89,16 +102,16 @@ impl Tally {
 
     /// Pod `name` of the budget's namespace is now `pod` (`None`: gone from
     /// the cache); a pod of another namespace is not counted and changes nothing.
-    pub fn update(&mut self, pdb: &PodDisruptionBudget, name: &str, pod: Option<Arc<Pod>>) {
+    pub fn update(&mut self, pdb: &PodDisruptionBudget, name: &str, pod: Option<Arc<P>>) {
         if pod
             .as_ref()
-            .is_some_and(|p| p.metadata.namespace != pdb.metadata.namespace)
+            .is_some_and(|p| p.meta().namespace != pdb.metadata.namespace)
         {
             return;
         }
         if let Some(old) = self.selected.remove(name) {
             self.healthy.remove(name);
-            if let Some(r) = controller_of(&old.metadata)
+            if let Some(r) = controller_of(old.meta())
                 && let Some(names) = self.by_controller.get_mut(&r.uid)
             {
                 names.remove(name);
@@ -114,16 +127,16 @@ impl Tally {
         let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
             return; // a nil selector selects nothing (policy/v1)
         };
-        match selector_matches(sel, pod.metadata.labels.as_ref()) {
+        match selector_matches(sel, pod.meta().labels.as_ref()) {
             Err(e) => {
                 self.invalid.insert(name.to_owned(), e);
             }
             Ok(false) => {}
             Ok(true) => {
-                if pod.metadata.deletion_timestamp.is_none() && is_pod_ready(&pod) {
+                if pod.meta().deletion_timestamp.is_none() && is_pod_ready(&*pod) {
                     self.healthy.insert(name.to_owned());
                 }
-                if let Some(r) = controller_of(&pod.metadata) {
+                if let Some(r) = controller_of(pod.meta()) {
                     self.by_controller
                         .entry(r.uid.clone())
                         .or_default()
@@ -145,7 +158,7 @@ impl Tally {
     }
 
     /// The selected pod `name`.
-    pub fn pod(&self, name: &str) -> Option<&Pod> {
+    pub fn pod(&self, name: &str) -> Option<&P> {
         self.selected.get(name).map(|p| &**p)
     }
 
@@ -173,10 +186,10 @@ impl Tally {
             let Some(pod) = self.pod(name) else {
                 continue;
             };
-            let Some(r) = controller_of(&pod.metadata) else {
+            let Some(r) = controller_of(pod.meta()) else {
                 continue;
             };
-            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+            let ns = pod.meta().namespace.as_deref().unwrap_or_default();
             match scale_of(r, ns)? {
                 Some((uid, scale)) => {
                     scales.insert(uid, scale);
@@ -189,9 +202,9 @@ impl Tally {
 }
 
 /// `getExpectedPodCount`: `(expectedPods, desiredHealthy)`.
-pub fn expected_and_desired(
+pub fn expected_and_desired<P: PodView>(
     pdb: &PodDisruptionBudget,
-    pods: &Tally,
+    pods: &Tally<P>,
     scale_of: &ScaleLookup<'_>,
 ) -> Result<(i32, i32), Error> {
     let no_spec = PodDisruptionBudgetSpec::default();
@@ -266,22 +279,22 @@ fn conditions_up_to_date(pdb: &PodDisruptionBudget) -> bool {
 
 /// One sync of a PDB over every pod of its namespace: [`sync_tally`] of
 /// their [`Tally::recount`].
-pub fn sync(
+pub fn sync<P: PodView + Clone>(
     pdb: &PodDisruptionBudget,
-    pods: &[impl Borrow<Pod>],
+    pods: &[P],
     scale_of: &ScaleLookup<'_>,
     now: Timestamp,
 ) -> PdbOutcome {
-    let tally = Tally::recount(pdb, pods.iter().map(|p| Arc::new(p.borrow().clone())));
+    let tally = Tally::recount(pdb, pods.iter().map(|p| Arc::new(p.clone())));
     sync_tally(pdb, &tally, scale_of, now)
 }
 
 /// One sync of a PDB from the [`Tally`] of the pods it selects: the work is
 /// that of the budget's controllers and `status.disruptedPods` entries, not
 /// of its pods.
-pub fn sync_tally(
+pub fn sync_tally<P: PodView>(
     pdb: &PodDisruptionBudget,
-    pods: &Tally,
+    pods: &Tally<P>,
     scale_of: &ScaleLookup<'_>,
     now: Timestamp,
 ) -> PdbOutcome {
@@ -320,9 +333,9 @@ pub fn sync_tally(
     }
 }
 
-fn try_sync(
+fn try_sync<P: PodView>(
     pdb: &PodDisruptionBudget,
-    pods: &Tally,
+    pods: &Tally<P>,
     scale_of: &ScaleLookup<'_>,
     now: Timestamp,
 ) -> Result<PdbOutcome, Error> {
@@ -347,7 +360,7 @@ fn try_sync(
     for (name, t) in stored {
         if pods
             .pod(name)
-            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+            .is_none_or(|p| p.meta().deletion_timestamp.is_some())
         {
             continue;
         }
@@ -747,7 +760,7 @@ mod tests {
                     .and_then(|n| disrupted.get(n))
                     .is_some_and(|t| t.0.checked_add(DELETION_TIMEOUT).is_ok_and(|e| e > now))
             })
-            .filter(|p| is_pod_ready(p))
+            .filter(is_pod_ready)
             .count();
         let current_healthy = i32::try_from(healthy).unwrap();
         let mut allowed = current_healthy - desired;

@@ -13,20 +13,20 @@
 //! upstream's placement heuristics (`reconciler.go`); Endpoints subsets are
 //! grouped by port set without `RepackSubsets`' exact ordering.
 
-use std::{borrow::Borrow, collections::BTreeMap};
+use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::{
         core::v1::{
             EndpointAddress, EndpointPort as CorePort, EndpointSubset, Endpoints, Node,
-            ObjectReference, Pod, Service, ServicePort,
+            ObjectReference, Service, ServicePort,
         },
         discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice},
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 
-use super::{Error, ZONE_LABEL, controller_ref, is_pod_ready, phase, selector_matches};
+use super::{Error, PodView, ZONE_LABEL, controller_ref, is_pod_ready, phase, selector_matches};
 
 /// Label naming the Service of a slice.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -46,7 +46,7 @@ fn selector_of(svc: &Service) -> Option<&BTreeMap<String, String>> {
 }
 
 /// Pods a Service selects (none when it has no selector).
-pub fn service_pods<'p>(svc: &Service, pods: &'p [impl Borrow<Pod>]) -> Vec<&'p Pod> {
+pub fn service_pods<'p, P: PodView>(svc: &Service, pods: &'p [P]) -> Vec<&'p P> {
     let Some(sel) = selector_of(svc) else {
         return Vec::new();
     };
@@ -55,45 +55,35 @@ pub fn service_pods<'p>(svc: &Service, pods: &'p [impl Borrow<Pod>]) -> Vec<&'p 
         match_expressions: None,
     };
     pods.iter()
-        .map(Borrow::borrow)
-        .filter(|p: &&Pod| p.metadata.namespace == svc.metadata.namespace)
-        .filter(|p| selector_matches(&ls, p.metadata.labels.as_ref()).unwrap_or(false))
+        .filter(|p| p.meta().namespace == svc.metadata.namespace)
+        .filter(|p| selector_matches(&ls, p.meta().labels.as_ref()).unwrap_or(false))
         .collect()
 }
 
-fn pod_ip(pod: &Pod) -> Option<&str> {
-    pod.status
-        .as_ref()?
-        .pod_ip
-        .as_deref()
-        .filter(|s| !s.is_empty())
+fn pod_ip(pod: &impl PodView) -> Option<&str> {
+    pod.status_pod_ip().filter(|s| !s.is_empty())
 }
 
 /// `ShouldPodBeInEndpoints`: has an IP, not terminal, and (unless
 /// `include_terminating`) not terminating.
-pub fn should_pod_be_in_endpoints(pod: &Pod, include_terminating: bool) -> bool {
+pub fn should_pod_be_in_endpoints(pod: &impl PodView, include_terminating: bool) -> bool {
     if pod_ip(pod).is_none() {
         return false;
     }
-    if !include_terminating && pod.metadata.deletion_timestamp.is_some() {
+    if !include_terminating && pod.meta().deletion_timestamp.is_some() {
         return false;
     }
     !matches!(phase(pod), "Failed" | "Succeeded")
 }
 
 /// `podutil.FindPort`: the container port a service port targets.
-fn find_port(pod: &Pod, sp: &ServicePort) -> Option<i32> {
+fn find_port(pod: &impl PodView, sp: &ServicePort) -> Option<i32> {
     let protocol = sp.protocol.as_deref().unwrap_or("TCP");
     match sp.target_port.as_ref() {
         None => Some(sp.port),
         Some(IntOrString::Int(i)) => Some(*i),
         Some(IntOrString::String(name)) => pod
-            .spec
-            .as_ref()?
-            .containers
-            .iter()
-            .flat_map(|c| c.ports.iter().flatten())
-            .find(|p| {
+            .find_container_port(&|p| {
                 p.name.as_deref() == Some(name.as_str())
                     && p.protocol.as_deref().unwrap_or("TCP") == protocol
             })
@@ -101,7 +91,7 @@ fn find_port(pod: &Pod, sp: &ServicePort) -> Option<i32> {
     }
 }
 
-fn endpoint_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
+fn endpoint_ports(svc: &Service, pod: &impl PodView) -> Vec<EndpointPort> {
     svc.spec
         .iter()
         .flat_map(|s| s.ports.iter().flatten())
@@ -116,18 +106,16 @@ fn endpoint_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
         .collect()
 }
 
-fn should_set_hostname(pod: &Pod, svc: &Service) -> bool {
-    let spec = pod.spec.as_ref();
-    spec.and_then(|s| s.hostname.as_deref())
-        .is_some_and(|h| !h.is_empty())
-        && spec.and_then(|s| s.subdomain.as_deref()) == svc.metadata.name.as_deref()
-        && pod.metadata.namespace == svc.metadata.namespace
+fn should_set_hostname(pod: &impl PodView, svc: &Service) -> bool {
+    pod.spec_hostname().is_some_and(|h| !h.is_empty())
+        && pod.spec_subdomain() == svc.metadata.name.as_deref()
+        && pod.meta().namespace == svc.metadata.namespace
 }
 
 /// `podToEndpoint`.
-pub fn pod_to_endpoint(pod: &Pod, node: Option<&Node>, svc: &Service) -> Endpoint {
+pub fn pod_to_endpoint(pod: &impl PodView, node: Option<&Node>, svc: &Service) -> Endpoint {
     let serving = is_pod_ready(pod);
-    let terminating = pod.metadata.deletion_timestamp.is_some();
+    let terminating = pod.meta().deletion_timestamp.is_some();
     let publish = svc
         .spec
         .as_ref()
@@ -143,23 +131,22 @@ pub fn pod_to_endpoint(pod: &Pod, node: Option<&Node>, svc: &Service) -> Endpoin
         }),
         target_ref: Some(ObjectReference {
             kind: Some("Pod".into()),
-            namespace: pod.metadata.namespace.clone(),
-            name: pod.metadata.name.clone(),
-            uid: pod.metadata.uid.clone(),
+            namespace: pod.meta().namespace.clone(),
+            name: pod.meta().name.clone(),
+            uid: pod.meta().uid.clone(),
             ..ObjectReference::default()
         }),
         node_name: pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .filter(|n| !n.is_empty()),
+            .spec_node_name()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
         zone: node
             .and_then(|n| n.metadata.labels.as_ref())
             .and_then(|l| l.get(ZONE_LABEL))
             .filter(|z| !z.is_empty())
             .cloned(),
         hostname: should_set_hostname(pod, svc)
-            .then(|| pod.spec.as_ref().and_then(|s| s.hostname.clone()))
+            .then(|| pod.spec_hostname().map(str::to_owned))
             .flatten(),
         ..Endpoint::default()
     }
@@ -169,7 +156,7 @@ pub fn pod_to_endpoint(pod: &Pod, node: Option<&Node>, svc: &Service) -> Endpoin
 /// [`MAX_ENDPOINTS_PER_SLICE`] per slice, without names (see [`reconcile`]).
 pub fn desired_slices(
     svc: &Service,
-    pods: &[impl Borrow<Pod>],
+    pods: &[impl PodView],
     nodes: &[Node],
 ) -> Result<Vec<EndpointSlice>, Error> {
     if selector_of(svc).is_none() {
@@ -181,7 +168,7 @@ pub fn desired_slices(
         .collect();
     let mut by_ports: BTreeMap<String, (Vec<EndpointPort>, Vec<Endpoint>)> = BTreeMap::new();
     let mut selected = service_pods(svc, pods);
-    selected.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    selected.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
     for pod in selected {
         if !should_pod_be_in_endpoints(pod, true) {
             continue;
@@ -189,9 +176,7 @@ pub fn desired_slices(
         let ports = endpoint_ports(svc, pod);
         let key = serde_json::to_string(&ports).unwrap_or_default();
         let node = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
+            .spec_node_name()
             .and_then(|n| node_by_name.get(n).copied());
         by_ports
             .entry(key)
@@ -289,7 +274,7 @@ type SubsetParts = (Vec<CorePort>, Vec<EndpointAddress>, Vec<EndpointAddress>);
 /// The core/v1 Endpoints object of a Service (Endpoints controller): ready
 /// pods in `addresses`, others in `notReadyAddresses`, terminating pods left
 /// out unless `publishNotReadyAddresses`.
-pub fn endpoints(svc: &Service, pods: &[impl Borrow<Pod>]) -> Option<Endpoints> {
+pub fn endpoints(svc: &Service, pods: &[impl PodView]) -> Option<Endpoints> {
     selector_of(svc)?;
     let publish = svc
         .spec
@@ -298,7 +283,7 @@ pub fn endpoints(svc: &Service, pods: &[impl Borrow<Pod>]) -> Option<Endpoints> 
         .unwrap_or(false);
     let mut groups: BTreeMap<String, SubsetParts> = BTreeMap::new();
     let mut selected = service_pods(svc, pods);
-    selected.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    selected.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
     for pod in selected {
         if !should_pod_be_in_endpoints(pod, publish) {
             continue;
@@ -316,14 +301,14 @@ pub fn endpoints(svc: &Service, pods: &[impl Borrow<Pod>]) -> Option<Endpoints> 
         let addr = EndpointAddress {
             ip: pod_ip(pod).unwrap_or_default().to_owned(),
             hostname: should_set_hostname(pod, svc)
-                .then(|| pod.spec.as_ref().and_then(|s| s.hostname.clone()))
+                .then(|| pod.spec_hostname().map(str::to_owned))
                 .flatten(),
-            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            node_name: pod.spec_node_name().map(str::to_owned),
             target_ref: Some(ObjectReference {
                 kind: Some("Pod".into()),
-                namespace: pod.metadata.namespace.clone(),
-                name: pod.metadata.name.clone(),
-                uid: pod.metadata.uid.clone(),
+                namespace: pod.meta().namespace.clone(),
+                name: pod.meta().name.clone(),
+                uid: pod.meta().uid.clone(),
                 ..ObjectReference::default()
             }),
         };

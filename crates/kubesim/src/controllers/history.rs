@@ -27,13 +27,13 @@ use std::{
 use k8s_openapi::{
     api::{
         apps::v1::{ControllerRevision, StatefulSet},
-        core::v1::{Pod, PodTemplateSpec},
+        core::v1::PodTemplateSpec,
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, runtime::RawExtension},
 };
 use serde_json::Value;
 
-use super::{CONTROLLER_REVISION_HASH_LABEL, Error, REVISION_LABEL, controller_ref};
+use super::{CONTROLLER_REVISION_HASH_LABEL, Error, PodView, REVISION_LABEL, controller_ref};
 
 /// Alphabet of `k8s.io/apimachinery/pkg/util/rand.SafeEncodeString`.
 const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -463,7 +463,7 @@ pub fn plan_revisions_memo(
 /// limit disables truncation). `sorted` is the list read before this sync.
 pub fn truncate_history(
     limit: i32,
-    pods: &[impl Borrow<Pod>],
+    pods: &[impl PodView],
     sorted: &[impl Borrow<ControllerRevision>],
     current: &str,
     update: &str,
@@ -479,8 +479,7 @@ pub fn truncate_history(
     }
     let mut live: HashSet<&str> = HashSet::from([current, update]);
     live.extend(pods.iter().map(|p| {
-        p.borrow()
-            .metadata
+        p.meta()
             .labels
             .as_ref()
             .and_then(|l| l.get(REVISION_LABEL))

@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::core::v1::Pod,
     apimachinery::pkg::{
         apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
         util::intstr::IntOrString,
@@ -31,6 +30,8 @@ pub mod projection;
 pub mod recorder;
 pub mod runtime;
 pub mod statefulset;
+
+pub use projection::{CachedPod, PodView};
 
 /// Errors of the controllers' decision code.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -159,25 +160,26 @@ pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> Result<i
 }
 
 /// The pod's `Ready` condition, if any (`podutil.GetPodReadyCondition`).
-pub fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
+pub fn ready_condition<P: PodView + ?Sized>(
+    pod: &P,
+) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    pod.ready_condition()
 }
 
 /// `podutil.IsPodReady`: condition `Ready` is `True` (phase not checked).
-pub fn is_pod_ready(pod: &Pod) -> bool {
-    ready_condition(pod).is_some_and(|c| c.status == "True")
+pub fn is_pod_ready<P: PodView + ?Sized>(pod: &P) -> bool {
+    pod.ready_condition().is_some_and(|c| c.status == "True")
 }
 
 /// `podutil.IsPodAvailable`: ready, and ready for at least `min_ready_seconds`
 /// (`lastTransitionTime + minReadySeconds <= now`, the newest upstream
 /// comparison in `pkg/api/v1/pod/util.go`).
-pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
-    let Some(cond) = ready_condition(pod) else {
+pub fn is_pod_available<P: PodView + ?Sized>(
+    pod: &P,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> bool {
+    let Some(cond) = pod.ready_condition() else {
         return false;
     };
     if cond.status != "True" {
@@ -196,16 +198,13 @@ pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bo
 }
 
 /// The pod's phase (`""` when the API server has not set one).
-pub fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
+pub fn phase<P: PodView + ?Sized>(pod: &P) -> &str {
+    pod.status_phase().unwrap_or("")
 }
 
 /// Whether the pod has a `deletionTimestamp`.
-pub fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
+pub fn is_terminating<P: PodView + ?Sized>(pod: &P) -> bool {
+    pod.meta().deletion_timestamp.is_some()
 }
 
 /// The controller owner reference of an object (`metav1.GetControllerOf`).

@@ -28,11 +28,18 @@
 //! tests below check that every per-pod reader gives the same answer on the
 //! projection as on the whole pod.
 //!
-//! Simplification against a hand-written compact struct: the projection is
-//! still a `Pod`, so the readers are unchanged, but it keeps the `Pod`'s
-//! inline size (~2.2 KiB, `PodSpec`'s many inline `Option`s).
+//! The cache holds the projection as a [`CachedPod`]: a hand-written struct of
+//! exactly those fields (the metadata, then a few strings and vectors), whose
+//! inline size is about a quarter of a `Pod`'s (~2.2 KiB: `PodSpec` and
+//! `PodStatus` are structs of many inline `Option`s, nearly all `None` in a
+//! projection; `tests::the_cached_pod_is_small` measures both). Every reader
+//! of the cache reads pods through [`PodView`], implemented for the whole
+//! [`Pod`] and for [`CachedPod`]: one implementation per reader, tested on
+//! whole pods and, by the property test below, on the cached form.
 
 use std::collections::BTreeMap;
+
+use std::sync::Arc;
 
 use k8s_openapi::{
     Resource,
@@ -44,12 +51,296 @@ use k8s_openapi::{
 };
 use serde::{Deserialize, de::IgnoredAny};
 
-/// The cache's projection of `pod` (see the module documentation).
-pub fn project_pod(pod: &Pod) -> Pod {
+/// What the readers of the pod cache read of a pod (see the module
+/// documentation's table): implemented for the whole [`Pod`] and for the
+/// cache's [`CachedPod`], which answers every method as the whole pod it was
+/// made from does.
+pub trait PodView {
+    /// The metadata (a [`CachedPod`]'s has no `managedFields`).
+    fn meta(&self) -> &ObjectMeta;
+    /// `spec.nodeName` as set (possibly `""`).
+    fn spec_node_name(&self) -> Option<&str>;
+    /// `spec.hostname`.
+    fn spec_hostname(&self) -> Option<&str>;
+    /// `spec.subdomain`.
+    fn spec_subdomain(&self) -> Option<&str>;
+    /// The first port of the containers' declared ports (containers in
+    /// order, then their ports) that `found` accepts (`podutil.FindPort`).
+    fn find_container_port(&self, found: &dyn Fn(&ContainerPort) -> bool)
+    -> Option<&ContainerPort>;
+    /// The `persistentVolumeClaim` of the first volume named `volume`
+    /// (`None`: no such volume, or it is not a claim).
+    fn volume_claim(&self, volume: &str) -> Option<&PersistentVolumeClaimVolumeSource>;
+    /// `status.phase`.
+    fn status_phase(&self) -> Option<&str>;
+    /// The first `Ready` condition (`podutil.GetPodReadyCondition`).
+    fn ready_condition(&self) -> Option<&PodCondition>;
+    /// `status.podIP`.
+    fn status_pod_ip(&self) -> Option<&str>;
+    /// The pod as a `Pod` (for the writes a controller builds from what it
+    /// read): the whole pod, or for a [`CachedPod`] its projection
+    /// ([`project_pod`] of the pod it was made from). A write built from a
+    /// projection is rebuilt by the runtime from the whole pod of that very
+    /// version (`runtime::execute_set_write`).
+    fn to_pod(&self) -> Pod;
+}
+
+impl PodView for Pod {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn spec_node_name(&self) -> Option<&str> {
+        self.spec.as_ref()?.node_name.as_deref()
+    }
+
+    fn spec_hostname(&self) -> Option<&str> {
+        self.spec.as_ref()?.hostname.as_deref()
+    }
+
+    fn spec_subdomain(&self) -> Option<&str> {
+        self.spec.as_ref()?.subdomain.as_deref()
+    }
+
+    fn find_container_port(
+        &self,
+        found: &dyn Fn(&ContainerPort) -> bool,
+    ) -> Option<&ContainerPort> {
+        self.spec
+            .as_ref()?
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| found(p))
+    }
+
+    fn volume_claim(&self, volume: &str) -> Option<&PersistentVolumeClaimVolumeSource> {
+        self.spec
+            .as_ref()?
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == volume)?
+            .persistent_volume_claim
+            .as_ref()
+    }
+
+    fn status_phase(&self) -> Option<&str> {
+        self.status.as_ref()?.phase.as_deref()
+    }
+
+    fn ready_condition(&self) -> Option<&PodCondition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "Ready")
+    }
+
+    fn status_pod_ip(&self) -> Option<&str> {
+        self.status.as_ref()?.pod_ip.as_deref()
+    }
+
+    fn to_pod(&self) -> Pod {
+        self.clone()
+    }
+}
+
+macro_rules! forward_pod_view {
+    ($($t:ty),*) => {$(
+        impl<P: PodView + ?Sized> PodView for $t {
+            fn meta(&self) -> &ObjectMeta {
+                (**self).meta()
+            }
+            fn spec_node_name(&self) -> Option<&str> {
+                (**self).spec_node_name()
+            }
+            fn spec_hostname(&self) -> Option<&str> {
+                (**self).spec_hostname()
+            }
+            fn spec_subdomain(&self) -> Option<&str> {
+                (**self).spec_subdomain()
+            }
+            fn find_container_port(
+                &self,
+                found: &dyn Fn(&ContainerPort) -> bool,
+            ) -> Option<&ContainerPort> {
+                (**self).find_container_port(found)
+            }
+            fn volume_claim(&self, volume: &str) -> Option<&PersistentVolumeClaimVolumeSource> {
+                (**self).volume_claim(volume)
+            }
+            fn status_phase(&self) -> Option<&str> {
+                (**self).status_phase()
+            }
+            fn ready_condition(&self) -> Option<&PodCondition> {
+                (**self).ready_condition()
+            }
+            fn status_pod_ip(&self) -> Option<&str> {
+                (**self).status_pod_ip()
+            }
+            fn to_pod(&self) -> Pod {
+                (**self).to_pod()
+            }
+        }
+    )*};
+}
+
+forward_pod_view!(&P, Arc<P>, Box<P>);
+
+/// What the pod cache keeps of a pod version: the fields of [`project_pod`]
+/// (see the module documentation), without the `Pod`'s inline size. The
+/// rare parts (declared container ports, volumes, the `Ready` condition,
+/// `podIPs`) are vectors or boxes, empty or `None` when absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CachedPod {
+    /// The metadata without `managedFields`.
+    pub metadata: ObjectMeta,
+    /// Whether the pod has a `spec` (every pod the API stores has one).
+    has_spec: bool,
+    /// Whether the pod has a `status`.
+    has_status: bool,
+    node_name: Option<String>,
+    hostname: Option<String>,
+    subdomain: Option<String>,
+    /// The containers that declare ports: name and ports, in order.
+    containers: Vec<(String, Vec<ContainerPort>)>,
+    /// `spec.volumes`: name and `persistentVolumeClaim` of each, in order.
+    volumes: Option<Vec<(String, Option<PersistentVolumeClaimVolumeSource>)>>,
+    phase: Option<String>,
+    /// The first `Ready` condition.
+    ready: Option<Box<PodCondition>>,
+    pod_ip: Option<String>,
+    pod_ips: Option<Vec<PodIP>>,
+}
+
+impl CachedPod {
+    /// What the cache keeps of `pod`.
+    pub fn of(pod: &Pod) -> Self {
+        let spec = pod.spec.as_ref();
+        let status = pod.status.as_ref();
+        Self {
+            metadata: project_meta(&pod.metadata),
+            has_spec: spec.is_some(),
+            has_status: status.is_some(),
+            node_name: spec.and_then(|s| s.node_name.clone()),
+            hostname: spec.and_then(|s| s.hostname.clone()),
+            subdomain: spec.and_then(|s| s.subdomain.clone()),
+            containers: spec
+                .into_iter()
+                .flat_map(|s| &s.containers)
+                .filter(|c| has_ports(c.ports.as_ref()))
+                .map(|c| (c.name.clone(), c.ports.clone().unwrap_or_default()))
+                .collect(),
+            volumes: spec.and_then(|s| s.volumes.as_ref()).map(|vs| {
+                vs.iter()
+                    .map(|v| (v.name.clone(), v.persistent_volume_claim.clone()))
+                    .collect()
+            }),
+            phase: status.and_then(|s| s.phase.clone()),
+            ready: status
+                .and_then(|s| ready_of(s.conditions.as_deref()))
+                .map(|c| Box::new(c.clone())),
+            pod_ip: status.and_then(|s| s.pod_ip.clone()),
+            pod_ips: status.and_then(|s| s.pod_ips.clone()),
+        }
+    }
+}
+
+impl PodView for CachedPod {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn spec_node_name(&self) -> Option<&str> {
+        self.node_name.as_deref()
+    }
+
+    fn spec_hostname(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+
+    fn spec_subdomain(&self) -> Option<&str> {
+        self.subdomain.as_deref()
+    }
+
+    fn find_container_port(
+        &self,
+        found: &dyn Fn(&ContainerPort) -> bool,
+    ) -> Option<&ContainerPort> {
+        self.containers
+            .iter()
+            .flat_map(|(_, ports)| ports)
+            .find(|p| found(p))
+    }
+
+    fn volume_claim(&self, volume: &str) -> Option<&PersistentVolumeClaimVolumeSource> {
+        self.volumes
+            .iter()
+            .flatten()
+            .find(|(name, _)| name == volume)?
+            .1
+            .as_ref()
+    }
+
+    fn status_phase(&self) -> Option<&str> {
+        self.phase.as_deref()
+    }
+
+    fn ready_condition(&self) -> Option<&PodCondition> {
+        self.ready.as_deref()
+    }
+
+    fn status_pod_ip(&self) -> Option<&str> {
+        self.pod_ip.as_deref()
+    }
+
+    fn to_pod(&self) -> Pod {
+        let spec = self.has_spec.then(|| PodSpec {
+            containers: self
+                .containers
+                .iter()
+                .map(|(name, ports)| Container {
+                    name: name.clone(),
+                    ports: Some(ports.clone()),
+                    ..Container::default()
+                })
+                .collect(),
+            hostname: self.hostname.clone(),
+            node_name: self.node_name.clone(),
+            subdomain: self.subdomain.clone(),
+            volumes: self.volumes.as_ref().map(|vs| {
+                vs.iter()
+                    .map(|(name, claim)| Volume {
+                        name: name.clone(),
+                        persistent_volume_claim: claim.clone(),
+                        ..Volume::default()
+                    })
+                    .collect()
+            }),
+            ..PodSpec::default()
+        });
+        let status = self.has_status.then(|| PodStatus {
+            conditions: self.ready.as_ref().map(|c| vec![(**c).clone()]),
+            phase: self.phase.clone(),
+            pod_ip: self.pod_ip.clone(),
+            pod_ips: self.pod_ips.clone(),
+            ..PodStatus::default()
+        });
+        Pod {
+            metadata: self.metadata.clone(),
+            spec,
+            status,
+        }
+    }
+}
+
+/// The metadata the projection keeps: all but `managedFields`.
+fn project_meta(m: &ObjectMeta) -> ObjectMeta {
     // Every field named (no `..Default::default()`): a field added to
     // `ObjectMeta` fails to compile here instead of being dropped unseen.
-    let m = &pod.metadata;
-    let metadata = ObjectMeta {
+    ObjectMeta {
         annotations: m.annotations.clone(),
         creation_timestamp: m.creation_timestamp.clone(),
         deletion_grace_period_seconds: m.deletion_grace_period_seconds,
@@ -65,7 +356,13 @@ pub fn project_pod(pod: &Pod) -> Pod {
         resource_version: m.resource_version.clone(),
         self_link: m.self_link.clone(),
         uid: m.uid.clone(),
-    };
+    }
+}
+
+/// The cache's projection of `pod` as a `Pod` (see the module documentation):
+/// what [`CachedPod::of`] keeps, and [`PodView::to_pod`] of it gives back.
+pub fn project_pod(pod: &Pod) -> Pod {
+    let metadata = project_meta(&pod.metadata);
     let spec = pod.spec.as_ref().map(|s| PodSpec {
         containers: s
             .containers
@@ -112,16 +409,18 @@ fn has_ports(ports: Option<&Vec<ContainerPort>>) -> bool {
     ports.is_some_and(|p| !p.is_empty())
 }
 
-/// The conditions the projection keeps: the first `Ready` one, the one
+/// The condition the projection keeps: the first `Ready` one, the one
 /// `podutil.GetPodReadyCondition` (and so `IsPodReady`, `MemberFacts`) reads.
-fn ready_only(conditions: Option<&[PodCondition]>) -> Option<Vec<PodCondition>> {
-    conditions?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| vec![c.clone()])
+fn ready_of(conditions: Option<&[PodCondition]>) -> Option<&PodCondition> {
+    conditions?.iter().find(|c| c.type_ == "Ready")
 }
 
-/// [`project_pod`] of the pod whose JSON is `json`, decoded without building
+/// The conditions the projection keeps as a `Pod` ([`ready_of`]).
+fn ready_only(conditions: Option<&[PodCondition]>) -> Option<Vec<PodCondition>> {
+    ready_of(conditions).map(|c| vec![c.clone()])
+}
+
+/// [`CachedPod::of`] the pod whose JSON is `json`, decoded without building
 /// the whole pod: the dropped fields are skipped by the parser, never
 /// allocated (the informer's decode of every pod version it does not hold).
 ///
@@ -131,7 +430,7 @@ fn ready_only(conditions: Option<&[PodCondition]>) -> Option<Vec<PodCondition>> 
 /// Unlike the whole decode, a dropped field of the wrong type is not an
 /// error: the store only holds pods that passed validation, which the whole
 /// decode of every one of them ([`super::runtime::Cache::full`]) relies on too.
-pub fn decode_projection(json: &[u8]) -> Result<Pod, serde_json::Error> {
+pub fn decode_projection(json: &[u8]) -> Result<CachedPod, serde_json::Error> {
     let p: PodShadow = serde_json::from_slice(json)?;
     if let Some(v) = p.api_version.as_deref().filter(|v| *v != Pod::API_VERSION) {
         return Err(serde::de::Error::invalid_value(
@@ -146,58 +445,56 @@ pub fn decode_projection(json: &[u8]) -> Result<Pod, serde_json::Error> {
         ));
     }
     let m = p.metadata.unwrap_or_default();
-    Ok(Pod {
-        metadata: ObjectMeta {
-            annotations: m.annotations,
-            creation_timestamp: m.creation_timestamp,
-            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
-            deletion_timestamp: m.deletion_timestamp,
-            finalizers: m.finalizers,
-            generate_name: m.generate_name,
-            generation: m.generation,
-            labels: m.labels,
-            managed_fields: None,
-            name: m.name,
-            namespace: m.namespace,
-            owner_references: m.owner_references,
-            resource_version: m.resource_version,
-            self_link: m.self_link,
-            uid: m.uid,
-        },
-        spec: p.spec.map(|s| PodSpec {
-            containers: s
-                .containers
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| has_ports(c.ports.as_ref()))
-                .map(|c| Container {
-                    name: c.name.unwrap_or_default(),
-                    ports: c.ports,
-                    ..Container::default()
-                })
-                .collect(),
-            hostname: s.hostname,
-            node_name: s.node_name,
-            subdomain: s.subdomain,
-            volumes: s.volumes.map(|vs| {
-                vs.into_iter()
-                    .map(|v| Volume {
-                        name: v.name.unwrap_or_default(),
-                        persistent_volume_claim: v.persistent_volume_claim,
-                        ..Volume::default()
-                    })
-                    .collect()
-            }),
-            ..PodSpec::default()
-        }),
-        status: p.status.map(|s| PodStatus {
-            conditions: ready_only(s.conditions.as_deref()),
-            phase: s.phase,
-            pod_ip: s.pod_ip,
-            pod_ips: s.pod_ips,
-            ..PodStatus::default()
-        }),
-    })
+    let metadata = ObjectMeta {
+        annotations: m.annotations,
+        creation_timestamp: m.creation_timestamp,
+        deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+        deletion_timestamp: m.deletion_timestamp,
+        finalizers: m.finalizers,
+        generate_name: m.generate_name,
+        generation: m.generation,
+        labels: m.labels,
+        managed_fields: None,
+        name: m.name,
+        namespace: m.namespace,
+        owner_references: m.owner_references,
+        resource_version: m.resource_version,
+        self_link: m.self_link,
+        uid: m.uid,
+    };
+    let mut kept = CachedPod {
+        metadata,
+        has_spec: p.spec.is_some(),
+        has_status: p.status.is_some(),
+        ..CachedPod::default()
+    };
+    if let Some(s) = p.spec {
+        kept.containers = s
+            .containers
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| has_ports(c.ports.as_ref()))
+            .map(|c| (c.name.unwrap_or_default(), c.ports.unwrap_or_default()))
+            .collect();
+        kept.hostname = s.hostname;
+        kept.node_name = s.node_name;
+        kept.subdomain = s.subdomain;
+        kept.volumes = s.volumes.map(|vs| {
+            vs.into_iter()
+                .map(|v| (v.name.unwrap_or_default(), v.persistent_volume_claim))
+                .collect()
+        });
+    }
+    if let Some(s) = p.status {
+        kept.ready = s
+            .conditions
+            .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"))
+            .map(Box::new);
+        kept.phase = s.phase;
+        kept.pod_ip = s.pod_ip;
+        kept.pod_ips = s.pod_ips;
+    }
+    Ok(kept)
 }
 
 /// The fields of a pod's JSON [`decode_projection`] reads (the others are skipped).
@@ -510,9 +807,9 @@ mod tests {
     }
 
     /// The StatefulSet sync over `pods` (claimed, then synced at `now`).
-    fn set_sync(
+    fn set_sync<P: PodView>(
         set: &StatefulSet,
-        pods: &[Pod],
+        pods: &[P],
         now: Timestamp,
     ) -> Result<statefulset::SyncOutcome, Error> {
         let plan = history::plan_revisions(set, &[] as &[ControllerRevision])?;
@@ -554,13 +851,33 @@ mod tests {
                 serde_json::from_slice::<Pod>(&json),
                 decode_projection(&json),
             ) {
-                (Ok(whole), Ok(kept)) => assert_eq!(kept, project_pod(&whole), "{v}"),
+                (Ok(whole), Ok(kept)) => {
+                    assert_eq!(kept, CachedPod::of(&whole), "{v}");
+                    assert_eq!(kept.to_pod(), project_pod(&whole), "{v}");
+                }
                 (Err(_), Err(_)) => failed += 1,
                 (whole, kept) => panic!("{v}: whole {whole:?}, projection {kept:?}"),
             }
         }
         // The wrong apiVersion, kind and name type, and a string, fail both ways.
         assert_eq!(failed, 4);
+    }
+
+    /// What the cache keeps per pod beside the heap behind it: the inline
+    /// size of a cached pod against the `Pod` it replaced (the figures are in
+    /// `docs/kubesim-scale.md`, "simcompact").
+    #[test]
+    fn the_cached_pod_is_small() {
+        let pod = std::mem::size_of::<Pod>();
+        let kept = std::mem::size_of::<CachedPod>();
+        let meta = std::mem::size_of::<ObjectMeta>();
+        eprintln!("size_of: Pod {pod} B, CachedPod {kept} B (ObjectMeta {meta} B)");
+        assert!(kept * 3 < pod, "CachedPod {kept} B against Pod {pod} B");
+        // Beyond the metadata: a few strings, vectors and a box.
+        assert!(
+            kept <= meta + 256,
+            "CachedPod {kept} B, ObjectMeta {meta} B"
+        );
     }
 
     proptest! {
@@ -578,7 +895,7 @@ mod tests {
             (templates, parallel) in (any::<bool>(), any::<bool>()),
         ) {
             let pods = by_name(pods);
-            let kept: Vec<Pod> = pods.iter().map(project_pod).collect();
+            let kept: Vec<CachedPod> = pods.iter().map(CachedPod::of).collect();
             let now = Timestamp::from_second(1_767_225_600 + now_s).unwrap();
             for (w, k) in pods.iter().zip(&kept) {
                 prop_assert_eq!(MemberFacts::of(w), MemberFacts::of(k));
@@ -589,9 +906,29 @@ mod tests {
                 prop_assert_eq!(is_terminating(w), is_terminating(k));
                 prop_assert_eq!(controller_of(&w.metadata), controller_of(&k.metadata));
                 prop_assert_eq!(&w.metadata.labels, &k.metadata.labels);
+                // Every method of the view, as the readers call them.
+                let mut meta = w.metadata.clone();
+                meta.managed_fields = None;
+                prop_assert_eq!(&meta, k.meta());
+                prop_assert_eq!(w.spec_node_name(), k.spec_node_name());
+                prop_assert_eq!(w.spec_hostname(), k.spec_hostname());
+                prop_assert_eq!(w.spec_subdomain(), k.spec_subdomain());
+                prop_assert_eq!(w.status_phase(), k.status_phase());
+                prop_assert_eq!(PodView::ready_condition(w), PodView::ready_condition(k));
+                prop_assert_eq!(w.status_pod_ip(), k.status_pod_ip());
+                for v in ["data", "cfg", "other", ""] {
+                    prop_assert_eq!(w.volume_claim(v), k.volume_claim(v));
+                }
+                for (port, protocol) in [("http", "TCP"), ("http", "UDP"), ("metrics", "TCP"), ("", "TCP")] {
+                    let found = |p: &ContainerPort| {
+                        p.name.as_deref() == Some(port)
+                            && p.protocol.as_deref().unwrap_or("TCP") == protocol
+                    };
+                    prop_assert_eq!(w.find_container_port(&found), k.find_container_port(&found));
+                }
                 prop_assert_eq!(
-                    w.spec.as_ref().and_then(|s| s.node_name.as_ref()),
-                    k.spec.as_ref().and_then(|s| s.node_name.as_ref())
+                    statefulset::pod_revision(w),
+                    statefulset::pod_revision(k)
                 );
                 for include in [false, true] {
                     prop_assert_eq!(
@@ -599,9 +936,12 @@ mod tests {
                         endpointslice::should_pod_be_in_endpoints(k, include)
                     );
                 }
-                // The projection of a projection is itself (a version written
+                // As a `Pod`, the cached pod is the projection, and the
+                // projection of a projection is itself (a version written
                 // back into the cache is kept as it was).
-                prop_assert_eq!(&project_pod(k), k);
+                prop_assert_eq!(&k.to_pod(), &project_pod(w));
+                prop_assert_eq!(&CachedPod::of(&k.to_pod()), k);
+                prop_assert_eq!(&project_pod(&k.to_pod()), &k.to_pod());
                 // Decoded straight from the JSON, as the informer does.
                 let json = serde_json::to_vec(w).unwrap();
                 prop_assert_eq!(&decode_projection(&json).unwrap(), k);

@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    controller_of, disruption,
+    CachedPod, PodView, controller_of, disruption,
     endpointslice::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, SliceWrite},
     history::{
         CandidateMemo, UpdateRevisionAction, plan_revisions_memo, rename_for_collision, same_data,
@@ -97,13 +97,17 @@ impl Default for SimConfig {
 type Key = (String, String);
 
 /// A relist's versions by key: resourceVersion, what the cache keeps of the
-/// version ([`Indexed::projection`]) and its stored JSON.
-type Listed<K> = BTreeMap<Key, (u64, Arc<K>, Bytes)>;
+/// version ([`Indexed::Kept`]) and its stored JSON.
+type Listed<K> = BTreeMap<Key, (u64, Arc<<K as Indexed>::Kept>, Bytes)>;
 
-/// What an informer cache indexes besides the key: upstream's informers carry
-/// indexers (`cache.Indexers`, e.g. `NamespaceIndex`, and the controllers'
-/// own `controllerUIDIndex`); these are the ones kubesim's controllers use.
-pub trait Indexed: Metadata<Ty = ObjectMeta> {
+/// What an informer cache holds of one version ([`Indexed::Kept`]) and
+/// indexes besides the key: upstream's informers carry indexers
+/// (`cache.Indexers`, e.g. `NamespaceIndex`, and the controllers' own
+/// `controllerUIDIndex`); these are the ones kubesim's controllers use.
+pub trait Kept: Send + Sync + 'static {
+    /// The object's metadata (keys, controller, labels).
+    fn kept_meta(&self) -> &ObjectMeta;
+
     /// The node the object is bound to (pods' `spec.nodeName`), counted per
     /// namespace for the scheduler's spreading.
     fn node_name(&self) -> Option<&str> {
@@ -121,33 +125,33 @@ pub trait Indexed: Metadata<Ty = ObjectMeta> {
     fn member_facts(&self) -> Option<Arc<MemberFacts>> {
         None
     }
-
-    /// Whether the cache keeps a projection of each version ([`Indexed::projection`])
-    /// and reaches the whole object through the version's stored JSON ([`Cache::full`]).
-    const PROJECTED: bool = false;
-
-    /// What the cache keeps of this version, when not the object itself
-    /// ([`Indexed::PROJECTED`]; pods: [`projection::project_pod`]).
-    fn projection(&self) -> Option<Self>
-    where
-        Self: Sized,
-    {
-        None
-    }
-
-    /// What the cache keeps of the version whose stored JSON is `json`: the
-    /// decoded object, or its [`Indexed::projection`] (pods: decoded straight
-    /// into it, [`projection::decode_projection`]).
-    fn decode_kept(json: &[u8]) -> Result<Self, serde_json::Error>
-    where
-        Self: DeserializeOwned + Sized,
-    {
-        let o: Self = serde_json::from_slice(json)?;
-        Ok(o.projection().unwrap_or(o))
-    }
 }
 
-/// What a selector requires of a pod's labels ([`Indexed::selects`]).
+/// A kind an informer caches: what its cache keeps of each version
+/// ([`Indexed::Kept`]: the object itself, or for pods the compact
+/// [`CachedPod`]) and how the whole object is reached.
+pub trait Indexed: Metadata<Ty = ObjectMeta> + Sized + Send + Sync + 'static {
+    /// What the cache keeps of a version.
+    type Kept: Kept;
+
+    /// Whether the cache keeps a projection of each version ([`Indexed::Kept`]
+    /// is not the object) and reaches the whole object through the version's
+    /// stored JSON ([`Cache::full`]).
+    const PROJECTED: bool;
+
+    /// What the cache keeps of the whole object `obj`, and `obj` itself when
+    /// the kept object is a projection (kept as the version's whole object).
+    fn keep(obj: Arc<Self>) -> (Arc<Self::Kept>, Option<Arc<Self>>);
+
+    /// The whole object, when the kept object is it (`None` for a projected kind).
+    fn whole(kept: Arc<Self::Kept>) -> Option<Arc<Self>>;
+
+    /// What the cache keeps of the version whose stored JSON is `json` (pods:
+    /// decoded straight into the projection, [`projection::decode_projection`]).
+    fn decode_kept(json: &[u8]) -> Result<Self::Kept, serde_json::Error>;
+}
+
+/// What a selector requires of a pod's labels ([`Kept::selects`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selects<'a> {
     /// No selector: the object selects no pod.
@@ -159,10 +163,64 @@ pub enum Selects<'a> {
     Any,
 }
 
-impl Indexed for StatefulSet {}
-impl Indexed for ControllerRevision {}
-impl Indexed for PersistentVolumeClaim {}
-impl Indexed for PodDisruptionBudget {
+/// A kind whose cache keeps the object itself.
+macro_rules! kept_whole {
+    ($($t:ty),*) => {$(
+        impl Indexed for $t {
+            type Kept = Self;
+
+            const PROJECTED: bool = false;
+
+            fn keep(obj: Arc<Self>) -> (Arc<Self>, Option<Arc<Self>>) {
+                (obj, None)
+            }
+
+            fn whole(kept: Arc<Self>) -> Option<Arc<Self>> {
+                Some(kept)
+            }
+
+            fn decode_kept(json: &[u8]) -> Result<Self, serde_json::Error> {
+                serde_json::from_slice(json)
+            }
+        }
+    )*};
+}
+
+kept_whole!(
+    StatefulSet,
+    ControllerRevision,
+    PersistentVolumeClaim,
+    PodDisruptionBudget,
+    Service,
+    EndpointSlice,
+    Endpoints,
+    Node
+);
+
+macro_rules! kept_meta {
+    ($($t:ty),*) => {$(
+        impl Kept for $t {
+            fn kept_meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+        }
+    )*};
+}
+
+kept_meta!(
+    StatefulSet,
+    ControllerRevision,
+    PersistentVolumeClaim,
+    EndpointSlice,
+    Endpoints,
+    Node
+);
+
+impl Kept for PodDisruptionBudget {
+    fn kept_meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
     fn selects(&self) -> Selects<'_> {
         let Some(sel) = self.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
             return Selects::Nothing;
@@ -173,7 +231,12 @@ impl Indexed for PodDisruptionBudget {
         }
     }
 }
-impl Indexed for Service {
+
+impl Kept for Service {
+    fn kept_meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
     fn selects(&self) -> Selects<'_> {
         match self
             .spec
@@ -186,38 +249,45 @@ impl Indexed for Service {
         }
     }
 }
-impl Indexed for EndpointSlice {}
-impl Indexed for Endpoints {}
-impl Indexed for Node {}
+
 impl Indexed for Pod {
+    type Kept = CachedPod;
+
+    const PROJECTED: bool = true;
+
+    fn keep(obj: Arc<Self>) -> (Arc<CachedPod>, Option<Arc<Self>>) {
+        (Arc::new(CachedPod::of(&obj)), Some(obj))
+    }
+
+    fn whole(_: Arc<CachedPod>) -> Option<Arc<Self>> {
+        None
+    }
+
+    fn decode_kept(json: &[u8]) -> Result<CachedPod, serde_json::Error> {
+        projection::decode_projection(json)
+    }
+}
+
+impl Kept for CachedPod {
+    fn kept_meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
     fn member_facts(&self) -> Option<Arc<MemberFacts>> {
         Some(Arc::new(MemberFacts::of(self)))
     }
 
-    const PROJECTED: bool = true;
-
-    fn projection(&self) -> Option<Self> {
-        Some(projection::project_pod(self))
-    }
-
-    fn decode_kept(json: &[u8]) -> Result<Self, serde_json::Error> {
-        projection::decode_projection(json)
-    }
-
     fn node_name(&self) -> Option<&str> {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.node_name.as_deref())
-            .filter(|n| !n.is_empty())
+        self.spec_node_name().filter(|n| !n.is_empty())
     }
 }
 
 /// One cached object and the resourceVersion it was stored at.
-struct Slot<K> {
+struct Slot<K: Indexed> {
     rv: u64,
     /// The object, or its projection for a kind that keeps one ([`Indexed::PROJECTED`]).
-    obj: Arc<K>,
-    /// [`Indexed::member_facts`] of `obj`, computed when this version was
+    obj: Arc<K::Kept>,
+    /// [`Kept::member_facts`] of `obj`, computed when this version was
     /// first stored (a version applied again at the same resourceVersion —
     /// a controller's own write, then its watch event — keeps them: objects
     /// are immutable per resourceVersion).
@@ -260,7 +330,7 @@ fn merge_full<K>(kept: Option<Full<K>>, new: Option<Full<K>>) -> Option<Full<K>>
 /// compares per object), and a new version whose indexed attributes (its
 /// controller, labels and node) did not change — a status write — only
 /// replaces its slot, leaving the indexes alone.
-struct CacheInner<K> {
+struct CacheInner<K: Indexed> {
     /// Slot ids by namespace, then name (both ordered: lists are in key order).
     ids: BTreeMap<String, BTreeMap<String, usize>>,
     slots: Vec<Option<Slot<K>>>,
@@ -284,7 +354,7 @@ struct CacheInner<K> {
     relists: u64,
 }
 
-impl<K> Default for CacheInner<K> {
+impl<K: Indexed> Default for CacheInner<K> {
     fn default() -> Self {
         Self {
             ids: BTreeMap::new(),
@@ -331,8 +401,8 @@ fn count_down(m: &mut HashMap<String, HashMap<String, usize>>, a: &str, b: &str)
 }
 
 /// Whether two versions of an object sit in the same index entries.
-fn same_index_entries<K: Indexed>(a: &K, b: &K) -> bool {
-    let (ma, mb) = (a.metadata(), b.metadata());
+fn same_index_entries<K: Kept>(a: &K, b: &K) -> bool {
+    let (ma, mb) = (a.kept_meta(), b.kept_meta());
     controller_of(ma).map(|r| &r.uid) == controller_of(mb).map(|r| &r.uid)
         && ma.labels == mb.labels
         && a.node_name() == b.node_name()
@@ -340,8 +410,8 @@ fn same_index_entries<K: Indexed>(a: &K, b: &K) -> bool {
 }
 
 impl<K: Indexed> CacheInner<K> {
-    fn index(&mut self, ns: &str, name: &str, id: usize, obj: &K) {
-        let meta = obj.metadata();
+    fn index(&mut self, ns: &str, name: &str, id: usize, obj: &K::Kept) {
+        let meta = obj.kept_meta();
         let key = || (ns.to_owned(), name.to_owned());
         let owner = controller_of(meta).map(|r| r.uid.as_str());
         match owner {
@@ -388,8 +458,8 @@ impl<K: Indexed> CacheInner<K> {
         }
     }
 
-    fn unindex(&mut self, ns: &str, name: &str, id: usize, obj: &K) {
-        let meta = obj.metadata();
+    fn unindex(&mut self, ns: &str, name: &str, id: usize, obj: &K::Kept) {
+        let meta = obj.kept_meta();
         let key = (ns.to_owned(), name.to_owned());
         let owner = controller_of(meta).map(|r| r.uid.as_str());
         match owner {
@@ -470,9 +540,9 @@ impl<K: Indexed> CacheInner<K> {
         ns: &str,
         name: &str,
         rv: u64,
-        obj: Arc<K>,
+        obj: Arc<K::Kept>,
         full: Option<Full<K>>,
-    ) -> Option<Arc<K>> {
+    ) -> Option<Arc<K::Kept>> {
         if let Some(id) = self.id_of(ns, name) {
             let old = self.slots.get_mut(id).and_then(Option::take);
             let (facts, full) = match old {
@@ -526,7 +596,7 @@ impl<K: Indexed> CacheInner<K> {
         None
     }
 
-    fn take(&mut self, ns: &str, name: &str) -> Option<Arc<K>> {
+    fn take(&mut self, ns: &str, name: &str) -> Option<Arc<K::Kept>> {
         let names = self.ids.get_mut(ns)?;
         let id = names.remove(name)?;
         if names.is_empty() {
@@ -561,7 +631,7 @@ impl<K: Indexed> CacheInner<K> {
     }
 
     /// The objects of slots `ids`, in that order.
-    fn objs(&self, ids: impl IntoIterator<Item = usize>) -> Vec<Arc<K>> {
+    fn objs(&self, ids: impl IntoIterator<Item = usize>) -> Vec<Arc<K::Kept>> {
         ids.into_iter()
             .filter_map(|id| self.slot(id).map(|s| s.obj.clone()))
             .collect()
@@ -577,11 +647,11 @@ impl<K: Indexed> CacheInner<K> {
 
 /// An informer cache of one kind, keyed by (namespace, name), with the
 /// indexes of [`CacheInner`].
-pub struct Cache<K> {
+pub struct Cache<K: Indexed> {
     items: RwLock<CacheInner<K>>,
 }
 
-impl<K> Default for Cache<K> {
+impl<K: Indexed> Default for Cache<K> {
     fn default() -> Self {
         Self {
             items: RwLock::default(),
@@ -605,7 +675,7 @@ fn key_of(meta: &ObjectMeta) -> Key {
 
 impl<K: Indexed> Cache<K> {
     /// One object.
-    pub fn get(&self, ns: &str, name: &str) -> Option<Arc<K>> {
+    pub fn get(&self, ns: &str, name: &str) -> Option<Arc<K::Kept>> {
         let m = self.items.read().ok()?;
         m.id_of(ns, name)
             .and_then(|id| m.slot(id))
@@ -614,7 +684,7 @@ impl<K: Indexed> Cache<K> {
 
     /// The object stored at exactly resourceVersion `rv`, if that is the cached version
     /// (objects are immutable per resourceVersion, so it is the one the store holds).
-    pub fn get_at(&self, ns: &str, name: &str, rv: u64) -> Option<Arc<K>> {
+    pub fn get_at(&self, ns: &str, name: &str, rv: u64) -> Option<Arc<K::Kept>> {
         let m = self.items.read().ok()?;
         m.id_of(ns, name)
             .and_then(|id| m.slot(id))
@@ -623,14 +693,14 @@ impl<K: Indexed> Cache<K> {
     }
 
     /// All objects of a namespace, in name order.
-    pub fn list_ns(&self, ns: &str) -> Vec<Arc<K>> {
+    pub fn list_ns(&self, ns: &str) -> Vec<Arc<K::Kept>> {
         self.items
             .read()
             .map_or_else(|_| Vec::new(), |m| m.objs(m.ns_ids(ns)))
     }
 
     /// Every object, in key order.
-    pub fn list(&self) -> Vec<Arc<K>> {
+    pub fn list(&self) -> Vec<Arc<K::Kept>> {
         self.items.read().map_or_else(
             |_| Vec::new(),
             |m| m.objs(m.ids.values().flat_map(|n| n.values().copied())),
@@ -641,7 +711,7 @@ impl<K: Indexed> Cache<K> {
     /// those it controls and those no one controls, in key order (what
     /// `ClaimPods` of `controller_ref_manager.go` can act on; objects of
     /// other controllers are ignored by it).
-    pub fn claimable(&self, ns: &str, uid: &str) -> Vec<Arc<K>> {
+    pub fn claimable(&self, ns: &str, uid: &str) -> Vec<Arc<K::Kept>> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
@@ -649,7 +719,7 @@ impl<K: Indexed> Cache<K> {
     }
 
     /// The objects of `ns` controlled by `uid`, in key order.
-    pub fn controlled_by(&self, ns: &str, uid: &str) -> Vec<Arc<K>> {
+    pub fn controlled_by(&self, ns: &str, uid: &str) -> Vec<Arc<K::Kept>> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
@@ -671,7 +741,7 @@ impl<K: Indexed> Cache<K> {
         &self,
         ns: &str,
         required: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> Vec<Arc<K>> {
+    ) -> Vec<Arc<K::Kept>> {
         self.with_labels_at(ns, required).1
     }
 
@@ -680,7 +750,7 @@ impl<K: Indexed> Cache<K> {
         &self,
         ns: &str,
         required: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> (u64, Vec<Arc<K>>) {
+    ) -> (u64, Vec<Arc<K::Kept>>) {
         let Ok(m) = self.items.read() else {
             return (0, Vec::new());
         };
@@ -732,7 +802,7 @@ impl<K: Indexed> Cache<K> {
         &self,
         ns: &str,
         label_sets: &[Option<&BTreeMap<String, String>>],
-    ) -> Vec<Arc<K>> {
+    ) -> Vec<Arc<K::Kept>> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
@@ -749,31 +819,29 @@ impl<K: Indexed> Cache<K> {
 
     /// Stores `obj` unless the cache already holds a newer version; returns
     /// the previous version when it was replaced.
-    pub fn apply(&self, obj: K) -> Option<Arc<K>> {
+    pub fn apply(&self, obj: K) -> Option<Arc<K::Kept>> {
         self.apply_arc(Arc::new(obj))
     }
 
     /// [`Cache::apply`] of a shared object (a whole object: a kind that keeps
     /// a projection keeps this one as the version's whole object until its
     /// stored JSON arrives, [`Cache::apply_version`]).
-    pub fn apply_arc(&self, obj: Arc<K>) -> Option<Arc<K>> {
-        match obj.projection() {
-            Some(p) => self.put(Arc::new(p), Some(Full::Obj(obj))),
-            None => self.put(obj, None),
-        }
+    pub fn apply_arc(&self, obj: Arc<K>) -> Option<Arc<K::Kept>> {
+        let (kept, whole) = K::keep(obj);
+        self.put(kept, whole.map(Full::Obj))
     }
 
     /// Stores a version as the watch delivered it: `obj` is what the cache keeps
     /// of it (its [`Indexed::projection`] for a projected kind), `json` its stored
     /// bytes (kept for a projected kind only).
-    pub fn apply_version(&self, obj: Arc<K>, json: &Bytes) -> Option<Arc<K>> {
+    pub fn apply_version(&self, obj: Arc<K::Kept>, json: &Bytes) -> Option<Arc<K::Kept>> {
         let full = K::PROJECTED.then(|| Full::Json(json.clone()));
         self.put(obj, full)
     }
 
-    fn put(&self, obj: Arc<K>, full: Option<Full<K>>) -> Option<Arc<K>> {
+    fn put(&self, obj: Arc<K::Kept>, full: Option<Full<K>>) -> Option<Arc<K::Kept>> {
         let keyed = obj.clone();
-        let meta = keyed.metadata();
+        let meta = keyed.kept_meta();
         let rv = rv_of(meta);
         let ns = meta.namespace.as_deref().unwrap_or_default();
         let name = meta.name.as_deref().unwrap_or_default();
@@ -785,7 +853,7 @@ impl<K: Indexed> Cache<K> {
     }
 
     /// Forgets an object deleted at `rv`.
-    pub fn remove(&self, ns: &str, name: &str, rv: u64) -> Option<Arc<K>> {
+    pub fn remove(&self, ns: &str, name: &str, rv: u64) -> Option<Arc<K::Kept>> {
         let mut m = self.items.write().ok()?;
         match m.rv_of_key(ns, name) {
             Some(cur) if cur > rv => None,
@@ -849,10 +917,9 @@ impl<K: Indexed + DeserializeOwned> Cache<K> {
             Some(Full::Json(j)) => serde_json::from_slice::<K>(&j)
                 .map(Arc::new)
                 .map_err(|e| ApiError::internal(format!("failed to decode cached object: {e}"))),
-            None if K::PROJECTED => Err(ApiError::internal(format!(
-                "the cache holds no whole object of {ns}/{name}"
-            ))),
-            None => Ok(obj),
+            None => K::whole(obj).ok_or_else(|| {
+                ApiError::internal(format!("the cache holds no whole object of {ns}/{name}"))
+            }),
         })
     }
 }
@@ -860,8 +927,12 @@ impl<K: Indexed + DeserializeOwned> Cache<K> {
 impl Cache<Pod> {
     /// [`Cache::claimable`] with each pod's [`MemberFacts`], kept per stored
     /// version (computed afresh for a slot without them, which the pod cache
-    /// never has: [`Indexed::member_facts`] of a pod is always some).
-    pub fn claimable_members(&self, ns: &str, uid: &str) -> Vec<(Arc<Pod>, Arc<MemberFacts>)> {
+    /// never has: [`Kept::member_facts`] of a pod is always some).
+    pub fn claimable_members(
+        &self,
+        ns: &str,
+        uid: &str,
+    ) -> Vec<(Arc<CachedPod>, Arc<MemberFacts>)> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
@@ -879,17 +950,17 @@ impl Cache<Pod> {
     }
 }
 
-/// A change seen by an informer.
-pub enum Change<K> {
+/// A change seen by an informer (of what the cache keeps, [`Indexed::Kept`]).
+pub enum Change<K: Indexed> {
     /// Added or modified (with the previous version if cached).
     Upsert {
         /// Previous version.
-        old: Option<Arc<K>>,
+        old: Option<Arc<K::Kept>>,
         /// New version.
-        new: Arc<K>,
+        new: Arc<K::Kept>,
     },
     /// Deleted.
-    Delete(Arc<K>),
+    Delete(Arc<K::Kept>),
 }
 
 /// A de-duplicating work queue of keys with delayed adds.
@@ -1065,8 +1136,8 @@ impl Queue {
 pub struct Caches {
     /// StatefulSets.
     pub sets: Cache<StatefulSet>,
-    /// Pods, as their projections ([`projection::project_pod`]); the whole pod of a
-    /// cached version is [`Cache::full`].
+    /// Pods, as their projections ([`CachedPod`], read through [`PodView`]); the
+    /// whole pod of a cached version is [`Cache::full`].
     pub pods: Cache<Pod>,
     /// ControllerRevisions.
     pub revisions: Cache<ControllerRevision>,
@@ -1142,7 +1213,7 @@ struct PdbTally {
     uid: Option<String>,
     selector: Option<LabelSelector>,
     generation: u64,
-    tally: disruption::Tally,
+    tally: disruption::Tally<CachedPod>,
     dirty: BTreeSet<String>,
 }
 
@@ -1394,14 +1465,14 @@ async fn run_informer<K>(
                     };
                     if let Some(init) = initial.as_mut() {
                         init.insert(
-                            key_of(obj.metadata()),
+                            key_of(obj.kept_meta()),
                             (stored.rv, obj, stored.json.clone()),
                         );
                         continue;
                     }
                     match kind {
                         EventType::Deleted => {
-                            let (ns, name) = ns_name(obj.metadata());
+                            let (ns, name) = ns_name(obj.kept_meta());
                             c.remove(ns, name, stored.rv);
                             on_change(&shared, Change::Delete(obj));
                         }
@@ -1414,7 +1485,8 @@ async fn run_informer<K>(
                 crate::api::RawEvent::Bookmark { initial_end, .. } => {
                     if initial_end && let Some(init) = initial.take() {
                         let c = cache(&shared);
-                        let items: Vec<Arc<K>> = init.values().map(|(_, k, _)| k.clone()).collect();
+                        let items: Vec<Arc<K::Kept>> =
+                            init.values().map(|(_, k, _)| k.clone()).collect();
                         c.replace_all(init);
                         for k in items {
                             on_change(&shared, Change::Upsert { old: None, new: k });
@@ -1587,7 +1659,7 @@ impl Shared {
         if let Change::Upsert { new, .. } = c {
             let node = new.metadata.name.clone().unwrap_or_default();
             for p in self.caches.pods.list() {
-                if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()) {
+                if p.spec_node_name() == Some(node.as_str()) {
                     let (ns, name) = ns_name(&p.metadata);
                     self.pods_q.add(ns, name);
                 }
@@ -1743,11 +1815,11 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
             .owned
             .iter()
             .map(|m| &m.pod)
-            .find(|p| p.metadata.name.as_deref() == Some(adopted))
+            .find(|p| p.meta().name.as_deref() == Some(adopted))
         {
             let patch = json!({"metadata": {
-                "ownerReferences": p.metadata.owner_references,
-                "uid": p.metadata.uid,
+                "ownerReferences": p.meta().owner_references,
+                "uid": p.meta().uid,
             }});
             let v: Pod = s
                 .api
@@ -3017,8 +3089,7 @@ async fn fault_reactor(s: Arc<Shared>) {
                     }
                 }
                 for p in s.caches.pods.list() {
-                    if p.spec.as_ref().and_then(|sp| sp.node_name.as_deref()) == Some(name.as_str())
-                    {
+                    if p.spec_node_name() == Some(name.as_str()) {
                         let (ns, pname) = ns_name(&p.metadata);
                         s.pods_q.add(ns, pname);
                     }
@@ -3055,7 +3126,7 @@ async fn pod_killer(s: Arc<Shared>) {
         if s.faults.draw() >= kills.per_minute / 60.0 {
             continue;
         }
-        let candidates: Vec<Arc<Pod>> = s
+        let candidates: Vec<Arc<CachedPod>> = s
             .caches
             .pods
             .list()
@@ -3105,7 +3176,10 @@ fn decoded<K: Indexed + DeserializeOwned>(
     cache: Option<&Cache<K>>,
     stored: &Stored,
 ) -> Result<Arc<K>, ApiError> {
-    if let Some(o) = cache.and_then(|c| c.get_at(&stored.namespace, &stored.name, stored.rv)) {
+    if let Some(o) = cache
+        .and_then(|c| c.get_at(&stored.namespace, &stored.name, stored.rv))
+        .and_then(K::whole)
+    {
         return Ok(o);
     }
     serde_json::from_slice(&stored.json)
@@ -3413,7 +3487,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("pod fixture: {e}"))
     }
 
-    fn names(pods: &[Arc<Pod>]) -> Vec<&str> {
+    fn names(pods: &[Arc<CachedPod>]) -> Vec<&str> {
         pods.iter()
             .map(|p| p.metadata.name.as_deref().unwrap_or_default())
             .collect()
@@ -3491,8 +3565,9 @@ mod tests {
                 proptest::prop_assert_eq!(c.list().len(), whole.len());
                 for (name, w) in &whole {
                     let kept = c.get("ns", name).unwrap();
-                    proptest::prop_assert_eq!(&*kept, &projection::project_pod(w));
-                    proptest::prop_assert!(*kept != *w);
+                    proptest::prop_assert_eq!(&*kept, &CachedPod::of(w));
+                    proptest::prop_assert_eq!(kept.to_pod(), projection::project_pod(w));
+                    proptest::prop_assert!(kept.to_pod() != *w);
                     let full = c.full("ns", name).unwrap().unwrap();
                     proptest::prop_assert_eq!(&*full, w);
                     let at = c.full_at("ns", name, rv_of(&w.metadata)).unwrap().unwrap();

@@ -25,9 +25,7 @@
 //!   the owner references the policy asks for (same end state, one write less).
 
 use std::{
-    borrow::Borrow,
     collections::BTreeMap,
-    ops::Deref,
     sync::{Arc, Mutex},
 };
 
@@ -47,7 +45,7 @@ use k8s_openapi::{
 };
 
 use super::{
-    Error, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, controller_of, controller_ref,
+    Error, POD_INDEX_LABEL, POD_NAME_LABEL, PodView, REVISION_LABEL, controller_of, controller_ref,
     history::revision_template, phase, ready_condition, scaled_value, selector_matches,
 };
 
@@ -89,53 +87,194 @@ pub struct SyncOutcome {
 /// What a claim of pods by a StatefulSet decided (`ClaimPods`). Owned pods
 /// are borrowed from the caller's cache; only pods about to be adopted (whose
 /// controller reference is added here) are copies.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PodClaims<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodClaims<'a, P = Pod> {
     /// Pods the set owns (including ones it is about to adopt), each with its
     /// [`MemberFacts`].
-    pub owned: Vec<Member<'a>>,
+    pub owned: Vec<Member<'a, P>>,
     /// Orphans to adopt: patch a controller reference in.
     pub adopt: Vec<String>,
     /// Owned pods that no longer match: remove our controller reference.
     pub release: Vec<String>,
 }
 
-/// A pod a sync reads: the cache's version, or a copy made in this sync (a
-/// pod about to be adopted, a placeholder to create), boxed so that the lists
-/// of a sync's pods stay small (a `Pod` is over a kilobyte, and a `Cow` of
-/// one is as large: the lists were copied and moved at that size).
-#[derive(Debug, Clone, PartialEq)]
-pub enum PodRef<'a> {
+impl<P> Default for PodClaims<'_, P> {
+    fn default() -> Self {
+        Self {
+            owned: Vec::new(),
+            adopt: Vec::new(),
+            release: Vec::new(),
+        }
+    }
+}
+
+/// A pod a sync reads: the cache's version (a `Pod`, or the pod cache's
+/// [`super::CachedPod`]), the cache's version with the metadata of an
+/// adoption, or a placeholder made in this sync; boxed so that the lists of
+/// a sync's pods stay small (a `Pod` is over a kilobyte: the lists were
+/// copied and moved at that size).
+#[derive(Debug, PartialEq)]
+pub enum PodRef<'a, P = Pod> {
     /// The cached version, read in place.
-    Cached(&'a Pod),
-    /// A copy.
+    Cached(&'a P),
+    /// The cached version with this metadata (its new controller reference):
+    /// a pod about to be adopted.
+    Adopted(&'a P, Box<ObjectMeta>),
+    /// A placeholder of a pod to create.
     New(Box<Pod>),
 }
 
-impl Deref for PodRef<'_> {
-    type Target = Pod;
-
-    fn deref(&self) -> &Pod {
+impl<P> Clone for PodRef<'_, P> {
+    fn clone(&self) -> Self {
         match self {
-            Self::Cached(p) => p,
-            Self::New(p) => p,
+            Self::Cached(p) => Self::Cached(p),
+            Self::Adopted(p, m) => Self::Adopted(p, m.clone()),
+            Self::New(p) => Self::New(p.clone()),
+        }
+    }
+}
+
+impl<P: PodView> PodView for PodRef<'_, P> {
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Cached(p) => p.meta(),
+            Self::Adopted(_, m) => m,
+            Self::New(p) => &p.metadata,
+        }
+    }
+
+    fn spec_node_name(&self) -> Option<&str> {
+        match self {
+            Self::Cached(p) | Self::Adopted(p, _) => p.spec_node_name(),
+            Self::New(p) => p.spec_node_name(),
+        }
+    }
+
+    fn spec_hostname(&self) -> Option<&str> {
+        match self {
+            Self::Cached(p) | Self::Adopted(p, _) => p.spec_hostname(),
+            Self::New(p) => p.spec_hostname(),
+        }
+    }
+
+    fn spec_subdomain(&self) -> Option<&str> {
+        match self {
+            Self::Cached(p) | Self::Adopted(p, _) => p.spec_subdomain(),
+            Self::New(p) => p.spec_subdomain(),
+        }
+    }
+
+    fn find_container_port(
+        &self,
+        found: &dyn Fn(&k8s_openapi::api::core::v1::ContainerPort) -> bool,
+    ) -> Option<&k8s_openapi::api::core::v1::ContainerPort> {
+        match self {
+            Self::Cached(p) | Self::Adopted(p, _) => p.find_container_port(found),
+            Self::New(p) => p.find_container_port(found),
+        }
+    }
+
+    fn volume_claim(&self, volume: &str) -> Option<&PersistentVolumeClaimVolumeSource> {
+        match self {
+            Self::Cached(p) | Self::Adopted(p, _) => p.volume_claim(volume),
+            Self::New(p) => p.volume_claim(volume),
+        }
+    }
+
+    fn status_phase(&self) -> Option<&str> {
+        match self {
+            Self::Cached(p) | Self::Adopted(p, _) => p.status_phase(),
+            Self::New(p) => p.status_phase(),
+        }
+    }
+
+    fn ready_condition(&self) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+        match self {
+            Self::Cached(p) | Self::Adopted(p, _) => p.ready_condition(),
+            Self::New(p) => p.ready_condition(),
+        }
+    }
+
+    fn status_pod_ip(&self) -> Option<&str> {
+        match self {
+            Self::Cached(p) | Self::Adopted(p, _) => p.status_pod_ip(),
+            Self::New(p) => p.status_pod_ip(),
+        }
+    }
+
+    fn to_pod(&self) -> Pod {
+        match self {
+            Self::Cached(p) => p.to_pod(),
+            Self::Adopted(p, m) => Pod {
+                metadata: (**m).clone(),
+                ..p.to_pod()
+            },
+            Self::New(p) => (**p).clone(),
         }
     }
 }
 
 /// A pod the set owns, as a sync reads it: the pod (the cache's version, or a
 /// copy about to be adopted) and its [`MemberFacts`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Member<'a> {
+#[derive(Debug, PartialEq)]
+pub struct Member<'a, P = Pod> {
     /// The pod.
-    pub pod: PodRef<'a>,
+    pub pod: PodRef<'a, P>,
     /// What the controller reads of it.
     pub facts: Arc<MemberFacts>,
 }
 
-impl Borrow<Pod> for Member<'_> {
-    fn borrow(&self) -> &Pod {
-        &self.pod
+impl<P: PodView> PodView for Member<'_, P> {
+    fn meta(&self) -> &ObjectMeta {
+        self.pod.meta()
+    }
+
+    fn spec_node_name(&self) -> Option<&str> {
+        self.pod.spec_node_name()
+    }
+
+    fn spec_hostname(&self) -> Option<&str> {
+        self.pod.spec_hostname()
+    }
+
+    fn spec_subdomain(&self) -> Option<&str> {
+        self.pod.spec_subdomain()
+    }
+
+    fn find_container_port(
+        &self,
+        found: &dyn Fn(&k8s_openapi::api::core::v1::ContainerPort) -> bool,
+    ) -> Option<&k8s_openapi::api::core::v1::ContainerPort> {
+        self.pod.find_container_port(found)
+    }
+
+    fn volume_claim(&self, volume: &str) -> Option<&PersistentVolumeClaimVolumeSource> {
+        self.pod.volume_claim(volume)
+    }
+
+    fn status_phase(&self) -> Option<&str> {
+        self.pod.status_phase()
+    }
+
+    fn ready_condition(&self) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+        self.pod.ready_condition()
+    }
+
+    fn status_pod_ip(&self) -> Option<&str> {
+        self.pod.status_pod_ip()
+    }
+
+    fn to_pod(&self) -> Pod {
+        self.pod.to_pod()
+    }
+}
+
+impl<P> Clone for Member<'_, P> {
+    fn clone(&self) -> Self {
+        Self {
+            pod: self.pod.clone(),
+            facts: self.facts.clone(),
+        }
     }
 }
 
@@ -220,25 +359,25 @@ impl PartialEq for MemberFacts {
 
 impl MemberFacts {
     /// The facts of one pod version.
-    pub fn of(pod: &Pod) -> Self {
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
+    pub fn of(pod: &(impl PodView + ?Sized)) -> Self {
+        let meta = pod.meta();
+        let name = meta.name.as_deref().unwrap_or_default();
         let parsed = parent_and_ordinal(name);
         let ready = ready_condition(pod);
         Self {
             parent_len: parsed.map(|(p, _)| p.len()),
             ordinal: parsed.map_or(-1, |(_, o)| o),
             phase: PhaseClass::of(phase(pod)),
-            terminating: pod.metadata.deletion_timestamp.is_some(),
+            terminating: meta.deletion_timestamp.is_some(),
             ready: ready.is_some_and(|c| c.status == "True"),
             ready_since: ready.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)),
             revision: pod_revision(pod).to_owned(),
-            named: pod
-                .metadata
+            named: meta
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(POD_NAME_LABEL))
                 .is_some_and(|v| v == name),
-            controller: controller_of(&pod.metadata).map(|r| r.uid.clone()),
+            controller: controller_of(meta).map(|r| r.uid.clone()),
             selected: Mutex::new(None),
         }
     }
@@ -321,8 +460,8 @@ pub fn parent_and_ordinal(pod_name: &str) -> Option<(&str, i32)> {
     Some((parent, ord.parse().ok()?))
 }
 
-fn ordinal(pod: &Pod) -> i32 {
-    pod.metadata
+fn ordinal(pod: &(impl PodView + ?Sized)) -> i32 {
+    pod.meta()
         .name
         .as_deref()
         .and_then(parent_and_ordinal)
@@ -330,8 +469,8 @@ fn ordinal(pod: &Pod) -> i32 {
 }
 
 /// The revision name on a pod (`getPodRevision`).
-pub fn pod_revision(pod: &Pod) -> &str {
-    pod.metadata
+pub fn pod_revision(pod: &(impl PodView + ?Sized)) -> &str {
+    pod.meta()
         .labels
         .as_ref()
         .and_then(|l| l.get(REVISION_LABEL))
@@ -378,10 +517,10 @@ fn retention(spec: &StatefulSetSpec) -> (bool, bool) {
 /// owned non-matching pods released; pods of other controllers are ignored.
 /// Each pod's facts are computed here; the runtime keeps them per pod version
 /// and calls [`claim_members`].
-pub fn claim_pods<'a>(
+pub fn claim_pods<'a, P: PodView>(
     set: &StatefulSet,
-    pods: impl IntoIterator<Item = &'a Pod>,
-) -> Result<PodClaims<'a>, Error> {
+    pods: impl IntoIterator<Item = &'a P>,
+) -> Result<PodClaims<'a, P>, Error> {
     let selector = Arc::new(spec(set)?.selector.clone());
     claim_members(
         set,
@@ -394,22 +533,23 @@ pub fn claim_pods<'a>(
 /// facts of that very pod version). `selector` must equal the set's
 /// `spec.selector`; the selector match is memoized in the facts per
 /// `selector` (by identity).
-pub fn claim_members<'a>(
+pub fn claim_members<'a, P: PodView>(
     set: &StatefulSet,
     selector: &Arc<LabelSelector>,
-    pods: impl IntoIterator<Item = (&'a Pod, Arc<MemberFacts>)>,
-) -> Result<PodClaims<'a>, Error> {
+    pods: impl IntoIterator<Item = (&'a P, Arc<MemberFacts>)>,
+) -> Result<PodClaims<'a, P>, Error> {
     let uid = set.metadata.uid.as_deref().unwrap_or_default();
     let deleting = set.metadata.deletion_timestamp.is_some();
     let set_name = set_name(set);
     let mut out = PodClaims::default();
     for (pod, facts) in pods {
-        if pod.metadata.namespace != set.metadata.namespace {
+        let meta = pod.meta();
+        if meta.namespace != set.metadata.namespace {
             continue;
         }
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let matches = facts.member_of(name, set_name)
-            && facts.selected_by(selector, pod.metadata.labels.as_ref())?;
+        let name = meta.name.as_deref().unwrap_or_default();
+        let matches =
+            facts.member_of(name, set_name) && facts.selected_by(selector, meta.labels.as_ref())?;
         match facts.controller.as_deref() {
             Some(c) if c != uid => {}
             Some(_) if matches => out.owned.push(Member {
@@ -423,15 +563,15 @@ pub fn claim_members<'a>(
             }
             None => {
                 if !deleting && matches && !facts.terminating {
-                    let mut adopted = pod.clone();
+                    let mut adopted = Box::new(meta.clone());
                     adopted
-                        .metadata
                         .owner_references
                         .get_or_insert_with(Vec::new)
                         .push(controller_ref("apps/v1", "StatefulSet", &set.metadata)?);
+                    let adopted = PodRef::Adopted(pod, adopted);
                     let facts = Arc::new(MemberFacts::of(&adopted));
                     out.owned.push(Member {
-                        pod: PodRef::New(Box::new(adopted)),
+                        pod: adopted,
                         facts,
                     });
                     out.adopt.push(name.to_owned());
@@ -579,28 +719,23 @@ fn update_storage(set: &StatefulSet, pod: &mut Pod, ordinal: i32) {
 
 /// `identityMatches`: a member of the set by name, in its namespace, with
 /// the pod-name label (`facts.named`, read from the pod's facts) equal to its name.
-fn identity_matches(set: &StatefulSet, pod: &Pod, facts: ReplicaFacts) -> bool {
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
+fn identity_matches(set: &StatefulSet, pod: &impl PodView, facts: ReplicaFacts) -> bool {
+    let name = pod.meta().name.as_deref().unwrap_or_default();
     parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(set))
-        && pod.metadata.namespace == set.metadata.namespace
+        && pod.meta().namespace == set.metadata.namespace
         && facts.named
 }
 
-fn storage_matches(set: &StatefulSet, pod: &Pod, ord: i32) -> bool {
+fn storage_matches(set: &StatefulSet, pod: &impl PodView, ord: i32) -> bool {
     if ord < 0 {
         return false;
     }
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
     set.spec
         .iter()
         .flat_map(|s| s.volume_claim_templates.iter().flatten())
         .all(|t| {
             let tname = t.metadata.name.as_deref().unwrap_or_default();
-            volumes
-                .into_iter()
-                .flatten()
-                .find(|v| v.name == tname)
-                .and_then(|v| v.persistent_volume_claim.as_ref())
+            pod.volume_claim(tname)
                 .is_some_and(|c| c.claim_name == claim_name(tname, set_name(set), ord))
         })
 }
@@ -614,14 +749,14 @@ fn matches_ref(r: &OwnerReference, api_version: &str, kind: &str, name: &str) ->
 /// (`hasStaleOwnerRef` — references to a previous set or pod of that name).
 fn desired_claim_refs(
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &impl PodView,
     claim: &PersistentVolumeClaim,
     in_range: bool,
 ) -> Option<Vec<OwnerReference>> {
     let spec = set.spec.as_ref()?;
     let set_uid = set.metadata.uid.as_deref().unwrap_or_default();
-    let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
-    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let pod_uid = pod.meta().uid.as_deref().unwrap_or_default();
+    let pod_name = pod.meta().name.as_deref().unwrap_or_default();
     let refs = claim.metadata.owner_references.clone().unwrap_or_default();
     for r in &refs {
         let stale_set = matches_ref(r, "apps/v1", "StatefulSet", set_name(set)) && r.uid != set_uid;
@@ -643,7 +778,7 @@ fn desired_claim_refs(
     }
     let (when_deleted, when_scaled) = retention(spec);
     if when_scaled && !in_range && !pod_uid.is_empty() {
-        out.extend(controller_ref("v1", "Pod", &pod.metadata).ok());
+        out.extend(controller_ref("v1", "Pod", pod.meta()).ok());
     }
     if when_deleted && (in_range || !when_scaled) {
         out.extend(controller_ref("apps/v1", "StatefulSet", &set.metadata).ok());
@@ -653,7 +788,7 @@ fn desired_claim_refs(
 
 fn claim_refs_update(
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &impl PodView,
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     in_range: bool,
 ) -> Vec<PersistentVolumeClaim> {
@@ -716,7 +851,13 @@ pub struct ReplicaFacts {
 
 impl ReplicaFacts {
     /// The facts of `pod` for a sync at `now` with these revision names.
-    pub fn of(pod: &Pod, min_ready: i32, now: Timestamp, current: &str, update: &str) -> Self {
+    pub fn of(
+        pod: &(impl PodView + ?Sized),
+        min_ready: i32,
+        now: Timestamp,
+        current: &str,
+        update: &str,
+    ) -> Self {
         Self::of_member(&MemberFacts::of(pod), min_ready, now, current, update)
     }
 
@@ -797,8 +938,8 @@ fn apply_counts(status: &mut StatefulSetStatus, c: &Counts) {
 }
 
 /// Inputs of one sync.
-#[derive(Debug, Clone, Copy)]
-pub struct SyncInput<'a> {
+#[derive(Debug)]
+pub struct SyncInput<'a, P = Pod> {
     /// The StatefulSet as read.
     pub set: &'a StatefulSet,
     /// The current revision (`status.currentRevision` or the update revision).
@@ -809,12 +950,20 @@ pub struct SyncInput<'a> {
     pub collision_count: i32,
     /// Pods the set owns with their facts (see [`claim_members`]); read,
     /// never copied, except for the ones a write changes.
-    pub pods: &'a [Member<'a>],
+    pub pods: &'a [Member<'a, P>],
     /// PVCs of the namespace by name.
     pub claims: &'a BTreeMap<String, PersistentVolumeClaim>,
     /// The simulated time.
     pub now: Timestamp,
 }
+
+impl<P> Clone for SyncInput<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for SyncInput<'_, P> {}
 
 enum Step {
     Continue,
@@ -822,7 +971,7 @@ enum Step {
 }
 
 /// `updateStatefulSet` + `updateStatefulSetStatus`'s decision.
-pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
+pub fn sync<P: PodView>(input: SyncInput<'_, P>) -> Result<SyncOutcome, Error> {
     let SyncInput {
         set,
         current,
@@ -843,11 +992,11 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
     let update_template = revision_template(update)?;
     let facts_of = |pod: &Pod| ReplicaFacts::of(pod, min_ready, now, &current_name, &update_name);
 
-    let pods: Vec<(&Pod, ReplicaFacts)> = pods
+    let pods: Vec<(&PodRef<'_, P>, ReplicaFacts)> = pods
         .iter()
         .map(|m| {
             let f = ReplicaFacts::of_member(&m.facts, min_ready, now, &current_name, &update_name);
-            (&*m.pod, f)
+            (&m.pod, f)
         })
         .collect();
     let mut status = StatefulSetStatus {
@@ -862,8 +1011,8 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
     let replica_count = usize::try_from(replicas(set)).unwrap_or(0);
     let start = start_ordinal(set);
     let end = start + replicas(set) - 1;
-    let mut slots: Vec<Option<(&Pod, ReplicaFacts)>> = vec![None; replica_count];
-    let mut condemned: Vec<(&Pod, ReplicaFacts)> = Vec::new();
+    let mut slots: Vec<Option<(&PodRef<'_, P>, ReplicaFacts)>> = vec![None; replica_count];
+    let mut condemned: Vec<(&PodRef<'_, P>, ReplicaFacts)> = Vec::new();
     for &(pod, f) in &pods {
         let ord = f.ordinal;
         if ord >= start && ord <= end {
@@ -885,11 +1034,11 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
         .as_ref()
         .and_then(|s| s.current_replicas)
         .unwrap_or(0);
-    let mut replicas_v: Vec<(PodRef<'_>, ReplicaFacts)> = Vec::with_capacity(replica_count);
+    let mut replicas_v: Vec<(PodRef<'_, P>, ReplicaFacts)> = Vec::with_capacity(replica_count);
     for (i, slot) in slots.into_iter().enumerate() {
         let ord = start + i32::try_from(i).unwrap_or(i32::MAX);
         let pod = match slot {
-            Some((p, f)) => (PodRef::Cached(p), f),
+            Some((p, f)) => (p.clone(), f),
             None => {
                 let at_current = (old_ru_nil && ord < start + stored_current_replicas)
                     || rolling.as_ref().is_some_and(|(p, _)| ord < start + p);
@@ -913,10 +1062,10 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
 
     let first_unavailable: Option<&str> = replicas_v
         .iter()
-        .map(|(p, f)| (&**p, *f))
+        .map(|(p, f)| (p, *f))
         .chain(condemned.iter().rev().copied())
         .filter(|(_, f)| f.unavailable())
-        .find_map(|(p, _)| p.metadata.name.as_deref());
+        .find_map(|(p, _)| p.meta().name.as_deref());
 
     let mut out = SyncOutcome {
         writes: Vec::new(),
@@ -956,10 +1105,10 @@ pub fn sync(input: SyncInput<'_>) -> Result<SyncOutcome, Error> {
 }
 
 /// `runForAll(replicas, processReplica)`. Returns whether processing stopped.
-fn run_replicas(
+fn run_replicas<P: PodView>(
     set: &StatefulSet,
     monotonic: bool,
-    replicas_v: &[(PodRef<'_>, ReplicaFacts)],
+    replicas_v: &[(PodRef<'_, P>, ReplicaFacts)],
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> bool {
@@ -984,12 +1133,12 @@ fn run_replicas(
 fn process_replica(
     set: &StatefulSet,
     monotonic: bool,
-    pod: &Pod,
+    pod: &impl PodView,
     facts: ReplicaFacts,
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> Step {
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let name = pod.meta().name.as_deref().unwrap_or_default();
     if facts.finished {
         if !facts.terminating {
             out.writes.push(SetWrite::DeletePod {
@@ -1005,7 +1154,7 @@ fn process_replica(
         if !create_claims(set, pod, claims, true, out) {
             return Step::Stop;
         }
-        out.writes.push(SetWrite::CreatePod(pod.clone()));
+        out.writes.push(SetWrite::CreatePod(pod.to_pod()));
         if monotonic {
             return Step::Stop;
         }
@@ -1038,14 +1187,15 @@ fn process_replica(
     }
     // UpdateStatefulPod: fix identity and storage, create missing claims,
     // fix claim owner references, then PUT the pod if it changed.
-    let mut fixed = pod.clone();
+    let read = pod.to_pod();
+    let mut fixed = read.clone();
     update_stateful_pod(set, &mut fixed);
     if !storage_matches(set, pod, ord) && !create_claims(set, pod, claims, true, out) {
         return Step::Stop;
     }
     out.writes
         .extend(claim_updates.into_iter().map(SetWrite::UpdateClaim));
-    if fixed != *pod {
+    if fixed != read {
         out.writes.push(SetWrite::UpdatePod(fixed));
     }
     Step::Continue
@@ -1070,15 +1220,15 @@ pub fn update_stateful_pod(set: &StatefulSet, pod: &mut Pod) {
 /// to another pod of this name blocks creation until it is gone.
 fn claim_is_stale(
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &impl PodView,
     claims: &BTreeMap<String, PersistentVolumeClaim>,
 ) -> bool {
     let when_scaled = set.spec.as_ref().is_some_and(|s| retention(s).1);
     if !when_scaled {
         return false;
     }
-    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-    let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let pod_name = pod.meta().name.as_deref().unwrap_or_default();
+    let pod_uid = pod.meta().uid.as_deref().unwrap_or_default();
     pod_claims(set, ordinal(pod)).iter().any(|c| {
         c.metadata
             .name
@@ -1095,7 +1245,7 @@ fn claim_is_stale(
 /// claim is being deleted.
 fn create_claims(
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &impl PodView,
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     in_range: bool,
     out: &mut SyncOutcome,
@@ -1128,7 +1278,7 @@ fn create_claims(
 /// claims follow the retention policy (never stops processing by itself).
 fn run_condemned_claims(
     set: &StatefulSet,
-    condemned: &[(&Pod, ReplicaFacts)],
+    condemned: &[(&impl PodView, ReplicaFacts)],
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> bool {
@@ -1145,12 +1295,12 @@ fn run_condemned_claims(
 /// `runForAll(condemned, processCondemned)`.
 fn run_condemned(
     monotonic: bool,
-    condemned: &[(&Pod, ReplicaFacts)],
+    condemned: &[(&impl PodView, ReplicaFacts)],
     first_unavailable: Option<&str>,
     out: &mut SyncOutcome,
 ) -> bool {
     for (pod, facts) in condemned {
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let name = pod.meta().name.as_deref().unwrap_or_default();
         let is_first = first_unavailable == Some(name);
         if facts.terminating {
             if monotonic {
@@ -1175,9 +1325,9 @@ fn run_condemned(
 }
 
 /// `updateStatefulSetAfterInvariantEstablished` (maxUnavailable path).
-fn rolling_update(
+fn rolling_update<P: PodView>(
     set: &StatefulSet,
-    replicas_v: &[(PodRef<'_>, ReplicaFacts)],
+    replicas_v: &[(PodRef<'_, P>, ReplicaFacts)],
     rolling: Option<&(i32, IntOrString)>,
     status: &mut StatefulSetStatus,
     out: &mut SyncOutcome,
@@ -1201,7 +1351,7 @@ fn rolling_update(
         }
         if !facts.at_update && !facts.terminating {
             out.writes.push(SetWrite::DeletePod {
-                name: pod.metadata.name.clone().unwrap_or_default(),
+                name: pod.meta().name.clone().unwrap_or_default(),
             });
             deleted += 1;
             status.current_replicas = nz(status.current_replicas.unwrap_or(0) - 1);
@@ -1458,7 +1608,7 @@ mod tests {
                         let names: Vec<String> = g
                             .owned
                             .iter()
-                            .map(|m| m.pod.metadata.name.clone().unwrap_or_default())
+                            .map(|m| m.pod.meta().name.clone().unwrap_or_default())
                             .collect();
                         prop_assert_eq!(names, owned);
                         prop_assert_eq!(&g.adopt, &adopt);
@@ -1471,7 +1621,7 @@ mod tests {
                             prop_assert_eq!(&*m.facts, &MemberFacts::of(&m.pod));
                             prop_assert_eq!(
                                 ReplicaFacts::of_member(&m.facts, min_ready, now, cur, upd),
-                                oracle_facts(&m.pod, min_ready, now, cur, upd)
+                                oracle_facts(&m.pod.to_pod(), min_ready, now, cur, upd)
                             );
                         }
                     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     controllers::{
-        disruption,
+        PodView, disruption,
         history::{
             CandidateMemo, UpdateRevisionAction, plan_revisions_memo, rename_for_collision,
             same_data, sort_revisions, truncate_history,
@@ -205,9 +205,8 @@ impl World {
         let all: Vec<Pod> = self.pods.values().cloned().collect();
         let claims = claim_pods(&set, &all).unwrap();
         for p in &claims.owned {
-            let p: &Pod = &p.pod;
-            self.pods
-                .insert(p.metadata.name.clone().unwrap(), p.clone());
+            let p: Pod = p.pod.to_pod();
+            self.pods.insert(p.metadata.name.clone().unwrap(), p);
         }
         for r in &claims.release {
             if let Some(p) = self.pods.get_mut(r) {
