@@ -96,8 +96,10 @@ const PROGRESS_WRITE_INTERVAL_MAX: Duration = Duration::from_secs(10);
 /// (or on taking the lead) every rollout is reconciled at the same moment; each holds its
 /// observation, plan and status patch (about 1 MB for a 1,000-pod rollout) until its write
 /// returns, so 100 rollouts at once would hold 100 of them. Later reconciles are not limited: a
-/// rollout's reconcile mostly waits on its own API requests (evictions one by one).
-const FIRST_RECONCILES_AT_ONCE: usize = 8;
+/// rollout's reconcile mostly waits on its own API requests (evictions one by one). Two: with 8,
+/// watching 100 × 1,000 pods peaked 7–8 MiB above where it settled (102.6 against 94.2 MiB,
+/// BENCHMARKS.md "Session 15"), and the first reconciles of 100 rollouts still take seconds.
+const FIRST_RECONCILES_AT_ONCE: usize = 2;
 
 /// The process-wide handles every namespace scope's controller works with: the API client,
 /// the metrics, the event sink and the integrations.
