@@ -239,6 +239,15 @@ pub fn strip_rollout(r: &mut StatefulsetRollout) {
     strip_meta(&mut r.metadata);
 }
 
+/// [`strip_rollout`], and the rollout's `status.pods` takes the pod index's strings where they
+/// are equal ([`SharedPodIndex::share_strings`]): what the rollout cache keeps of a rollout.
+pub fn cache_rollout(index: &SharedPodIndex, r: &mut StatefulsetRollout) {
+    strip_rollout(r);
+    if let (Some(namespace), Some(status)) = (r.metadata.namespace.as_deref(), r.status.as_mut()) {
+        index.share_strings(namespace, &mut status.pods);
+    }
+}
+
 /// Trims a StatefulSet for the cache: the pod template's `spec` goes (the planner compares the
 /// hashes the operator writes into the set's annotations, never the live template:
 /// `sroll_planner::LiveStatefulSet::from_statefulset`).

@@ -184,13 +184,16 @@ pub async fn run_scope(
     let watches = handles.watches.clone();
     let watch_client = watches.as_ref().map_or(client, |w| w.client());
 
+    let (pod_index, pod_stream) = cache::watch_pods(watch_client, ns);
+
     let (rollouts, rollout_writer) = reflector::store::<StatefulsetRollout>();
+    let rollout_index = pod_index.clone();
     let rollout_stream = watcher(
         api_in(watch_client, ns),
         watcher::Config::default().any_semantic(),
     )
     .backoff(cache::WatchBackoff::default())
-    .modify(cache::strip_rollout)
+    .modify(move |rollout| cache::cache_rollout(&rollout_index, rollout))
     .reflect(rollout_writer)
     .applied_objects()
     .predicate_filter(predicates::generation, Default::default());
@@ -210,8 +213,6 @@ pub async fn run_scope(
         cache::triggers::statefulset_fingerprint,
         cache::triggers::statefulset_stub,
     );
-
-    let (pod_index, pod_stream) = cache::watch_pods(watch_client, ns);
 
     let (pdbs, pdb_writer) = reflector::store::<PodDisruptionBudget>();
     let pdb_stream = watcher(

@@ -241,6 +241,30 @@ impl SharedPodIndex {
 
     /// `read` of the slot of the pod `name` of `namespace` (its planner view, `resourceVersion`
     /// and [`PodExtra`]), if the index holds it. The index is locked while `read` runs.
+    /// Replaces the names and revisions of `pods` — a rollout's `status.pods` as the rollout
+    /// watch decoded it — by the index's own strings where they are equal, so that the rollout
+    /// cache holds no second copy of them (issue #16: about 80 bytes per entry, 8 MB for 100
+    /// rollouts of 1,000 pods). The strings are equal, so no reader sees a difference; entries of
+    /// pods the index does not hold (yet), or at another revision, keep their own.
+    pub fn share_strings(&self, namespace: &str, pods: &mut sroll_api::PodVersions) {
+        if pods.is_empty() {
+            return;
+        }
+        let index = lock(&self.0);
+        for entry in pods.make_mut() {
+            let Some((pod, _, _)) = index.pod(namespace, &entry.name) else {
+                continue;
+            };
+            // `pod` holds the view of the pod of that very name.
+            entry.name = pod.name.clone();
+            if let Some(revision) = &pod.revision
+                && **revision == *entry.revision
+            {
+                entry.revision = revision.clone();
+            }
+        }
+    }
+
     pub fn pod<R>(
         &self,
         namespace: &str,
@@ -332,6 +356,52 @@ mod tests {
             pods.iter().cloned().collect(),
             counts(index, "ns", "web").map(|(c, _)| c),
         )
+    }
+
+    /// A rollout's decoded `status.pods` takes the index's strings where they are equal, and
+    /// reads the same before and after.
+    #[test]
+    fn status_pods_share_the_index_strings_where_equal() {
+        let index = feed(list(vec![pod(0, true), pod(1, false)]));
+        let decoded: sroll_api::PodVersions = serde_json::from_value(serde_json::json!([
+            {"name": "web-0", "revision": "web-abc", "ready": true},
+            {"name": "web-1", "revision": "web-old", "ready": false},
+            {"name": "web-7", "revision": "web-abc", "ready": true},
+        ]))
+        .expect("parses");
+        let mut shared = decoded.clone().into_vec().into();
+        index.share_strings("ns", &mut shared);
+        assert_eq!(shared, decoded, "the entries read the same");
+        let (name0, revision0) = index
+            .pod("ns", "web-0", |pod, _, _| {
+                (pod.name.clone(), pod.revision.clone().expect("labelled"))
+            })
+            .expect("indexed");
+        assert!(
+            Arc::ptr_eq(&shared[0].name, &name0),
+            "web-0's name is the index's"
+        );
+        assert!(
+            Arc::ptr_eq(&shared[0].revision, &revision0),
+            "web-0's revision is the index's"
+        );
+        let name1 = index
+            .pod("ns", "web-1", |pod, _, _| pod.name.clone())
+            .expect("indexed");
+        assert!(
+            Arc::ptr_eq(&shared[1].name, &name1),
+            "web-1's name is the index's"
+        );
+        assert!(
+            !Arc::ptr_eq(&shared[1].revision, &revision0),
+            "a revision the pod does not carry keeps its own string"
+        );
+        assert_eq!(&*shared[1].revision, "web-old");
+        // web-7 is not indexed: its entry is untouched; in another namespace nothing is shared.
+        assert_eq!(&*shared[2].name, "web-7");
+        let mut elsewhere = decoded.clone().into_vec().into();
+        index.share_strings("other", &mut elsewhere);
+        assert!(!Arc::ptr_eq(&elsewhere[0].name, &name0));
     }
 
     /// The first list, applied pod by pod into the empty index, gives what a buffered relist
