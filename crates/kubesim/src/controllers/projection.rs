@@ -147,47 +147,65 @@ impl PodView for Pod {
     }
 }
 
+/// Implements [`PodView`] for a type that reads as another pod view: `$to`
+/// maps `&self` (bound to `$s`) to the view every method is forwarded to.
 macro_rules! forward_pod_view {
-    ($($t:ty),*) => {$(
-        impl<P: PodView + ?Sized> PodView for $t {
-            fn meta(&self) -> &ObjectMeta {
-                (**self).meta()
+    (impl[$($g:tt)*] for $t:ty => |$s:ident| $to:expr) => {
+        impl<$($g)*> $crate::controllers::projection::PodView for $t {
+            fn meta(&self) -> &::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                let $s = self;
+                $to.meta()
             }
             fn spec_node_name(&self) -> Option<&str> {
-                (**self).spec_node_name()
+                let $s = self;
+                $to.spec_node_name()
             }
             fn spec_hostname(&self) -> Option<&str> {
-                (**self).spec_hostname()
+                let $s = self;
+                $to.spec_hostname()
             }
             fn spec_subdomain(&self) -> Option<&str> {
-                (**self).spec_subdomain()
+                let $s = self;
+                $to.spec_subdomain()
             }
             fn find_container_port(
                 &self,
-                found: &dyn Fn(&ContainerPort) -> bool,
-            ) -> Option<&ContainerPort> {
-                (**self).find_container_port(found)
+                found: &dyn Fn(&::k8s_openapi::api::core::v1::ContainerPort) -> bool,
+            ) -> Option<&::k8s_openapi::api::core::v1::ContainerPort> {
+                let $s = self;
+                $to.find_container_port(found)
             }
-            fn volume_claim(&self, volume: &str) -> Option<&PersistentVolumeClaimVolumeSource> {
-                (**self).volume_claim(volume)
+            fn volume_claim(
+                &self,
+                volume: &str,
+            ) -> Option<&::k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource> {
+                let $s = self;
+                $to.volume_claim(volume)
             }
             fn status_phase(&self) -> Option<&str> {
-                (**self).status_phase()
+                let $s = self;
+                $to.status_phase()
             }
-            fn ready_condition(&self) -> Option<&PodCondition> {
-                (**self).ready_condition()
+            fn ready_condition(&self) -> Option<&::k8s_openapi::api::core::v1::PodCondition> {
+                let $s = self;
+                $to.ready_condition()
             }
             fn status_pod_ip(&self) -> Option<&str> {
-                (**self).status_pod_ip()
+                let $s = self;
+                $to.status_pod_ip()
             }
-            fn to_pod(&self) -> Pod {
-                (**self).to_pod()
+            fn to_pod(&self) -> ::k8s_openapi::api::core::v1::Pod {
+                let $s = self;
+                $to.to_pod()
             }
         }
-    )*};
+    };
 }
+pub(crate) use forward_pod_view;
 
-forward_pod_view!(&P, Arc<P>, Box<P>);
+forward_pod_view!(impl[P: PodView + ?Sized] for &P => |s| (**s));
+forward_pod_view!(impl[P: PodView + ?Sized] for Arc<P> => |s| (**s));
+forward_pod_view!(impl[P: PodView + ?Sized] for Box<P> => |s| (**s));
 
 /// What the pod cache keeps of a pod version: the fields of [`project_pod`]
 /// (see the module documentation), without the `Pod`'s inline size. The

@@ -224,50 +224,7 @@ pub struct Member<'a, P = Pod> {
     pub facts: Arc<MemberFacts>,
 }
 
-impl<P: PodView> PodView for Member<'_, P> {
-    fn meta(&self) -> &ObjectMeta {
-        self.pod.meta()
-    }
-
-    fn spec_node_name(&self) -> Option<&str> {
-        self.pod.spec_node_name()
-    }
-
-    fn spec_hostname(&self) -> Option<&str> {
-        self.pod.spec_hostname()
-    }
-
-    fn spec_subdomain(&self) -> Option<&str> {
-        self.pod.spec_subdomain()
-    }
-
-    fn find_container_port(
-        &self,
-        found: &dyn Fn(&k8s_openapi::api::core::v1::ContainerPort) -> bool,
-    ) -> Option<&k8s_openapi::api::core::v1::ContainerPort> {
-        self.pod.find_container_port(found)
-    }
-
-    fn volume_claim(&self, volume: &str) -> Option<&PersistentVolumeClaimVolumeSource> {
-        self.pod.volume_claim(volume)
-    }
-
-    fn status_phase(&self) -> Option<&str> {
-        self.pod.status_phase()
-    }
-
-    fn ready_condition(&self) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-        self.pod.ready_condition()
-    }
-
-    fn status_pod_ip(&self) -> Option<&str> {
-        self.pod.status_pod_ip()
-    }
-
-    fn to_pod(&self) -> Pod {
-        self.pod.to_pod()
-    }
-}
+super::projection::forward_pod_view!(impl['a, P: PodView] for Member<'a, P> => |s| s.pod);
 
 impl<P> Clone for Member<'_, P> {
     fn clone(&self) -> Self {
