@@ -238,6 +238,36 @@ pub fn controller_ref(
     })
 }
 
+/// What the controllers' property tests generate pods from.
+#[cfg(test)]
+pub(crate) mod test_pods {
+    use serde_json::{Value, json};
+
+    /// A pod's `status.phase` by index: unset, empty, then each phase upstream defines.
+    pub const PHASES: [Option<&str>; 7] = [
+        None,
+        Some(""),
+        Some("Pending"),
+        Some("Running"),
+        Some("Succeeded"),
+        Some("Failed"),
+        Some("Unknown"),
+    ];
+
+    /// A `Ready` condition by `kind` (0: none; 1: `True` since second `at`; 2: `True` without a
+    /// time; 3: `False` since second `at`; else `Unknown`).
+    pub fn ready_condition(kind: usize, at: i64) -> Option<Value> {
+        let time = format!("2026-01-01T00:00:{at:02}Z");
+        match kind {
+            0 => None,
+            1 => Some(json!({"type": "Ready", "status": "True", "lastTransitionTime": time})),
+            2 => Some(json!({"type": "Ready", "status": "True"})),
+            3 => Some(json!({"type": "Ready", "status": "False", "lastTransitionTime": time})),
+            _ => Some(json!({"type": "Ready", "status": "Unknown"})),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;

@@ -632,6 +632,7 @@ mod tests {
         Error, POD_NAME_LABEL, REVISION_LABEL, controller_of, disruption, endpointslice, history,
         is_pod_available, is_pod_ready, is_terminating, phase, ready_condition,
         statefulset::{self, MemberFacts, SetWrite, SyncInput},
+        test_pods,
     };
 
     const SET_UID: &str = "uid-web";
@@ -722,18 +723,11 @@ mod tests {
                     if !vols.is_null() {
                         spec["volumes"] = vols;
                     }
-                    let time = format!("2026-01-01T00:00:{at:02}Z");
                     let mut status = json!({});
-                    if let Some(p) = [None, Some(""), Some("Pending"), Some("Running"), Some("Succeeded"), Some("Failed")][ph] {
+                    if let Some(p) = test_pods::PHASES[ph] {
                         status["phase"] = json!(p);
                     }
-                    let ready = match ready {
-                        0 => None,
-                        1 => Some(json!({"type": "Ready", "status": "True", "lastTransitionTime": time})),
-                        2 => Some(json!({"type": "Ready", "status": "True"})),
-                        3 => Some(json!({"type": "Ready", "status": "False", "lastTransitionTime": time})),
-                        _ => Some(json!({"type": "Ready", "status": "Unknown"})),
-                    };
+                    let ready = test_pods::ready_condition(ready, at);
                     if let Some(r) = ready {
                         let mut conds = vec![json!({"type": "PodScheduled", "status": "True"}), r];
                         if noise {

@@ -1506,17 +1506,10 @@ mod tests {
                     v["metadata"]["ownerReferences"] = o;
                 }
                 let mut status = serde_json::Map::new();
-                if let Some(p) = [None, Some(""), Some("Pending"), Some("Running"), Some("Succeeded"), Some("Failed"), Some("Unknown")][phase] {
+                if let Some(p) = crate::controllers::test_pods::PHASES[phase] {
                     status.insert("phase".into(), json!(p));
                 }
-                let time = format!("2026-01-01T00:00:{at:02}Z");
-                let cond = match ready {
-                    0 => None,
-                    1 => Some(json!({"type": "Ready", "status": "True", "lastTransitionTime": time})),
-                    2 => Some(json!({"type": "Ready", "status": "True"})),
-                    3 => Some(json!({"type": "Ready", "status": "False", "lastTransitionTime": time})),
-                    _ => Some(json!({"type": "Ready", "status": "Unknown"})),
-                };
+                let cond = crate::controllers::test_pods::ready_condition(ready, at);
                 if let Some(c) = cond {
                     status.insert(
                         "conditions".into(),
