@@ -5,9 +5,9 @@
 //! kube-runtime's `Controller` polls its trigger streams and its reconciles in one task, so on
 //! any runtime the watches decode events only between reconciles. At 100 sets × 1,000 pods
 //! rolling at once that starved the pod watch on one thread until the API server expired it
-//! (BENCHMARKS.md "Session 14"); a multi-thread runtime kept up but spent about as much CPU
-//! waking its worker threads for each other as on everything else. A watch runtime of its own
-//! gives the watches — the HTTP connections, the JSON decoding, the caches and the pod index
+//! (BENCHMARKS.md "Session 14"); a multi-thread runtime kept up but spent half to two thirds
+//! more CPU per pod than one thread in the same runs, waking its worker threads for each other
+//! (session 15). A watch runtime of its own gives the watches — the HTTP connections, the JSON decoding, the caches and the pod index
 //! they update, and the trigger filters — a thread of their own, and hands the controller only
 //! the triggers, through one channel per watch ([`WatchRuntime::detach`]).
 

@@ -48,8 +48,9 @@ pub struct OperatorArgs {
     pub log_format: LogFormat,
     /// Threads running the reconciles, the webhook and metrics servers and the integrations.
     /// 1 (the default) runs them on one thread: kube-runtime polls a controller's reconciles in
-    /// one task anyway, and one thread spares the wake-ups between threads (about as much CPU as
-    /// everything else at 10 × 1,000 pods rolling, BENCHMARKS.md "Session 15").
+    /// one task anyway, and one thread spares the wake-ups between threads (two worker threads
+    /// cost 0.72–1.21 ms of CPU per pod at 10 × 1,000 pods rolling, one 0.65–0.72 ms,
+    /// BENCHMARKS.md "Sessions 14 and 15").
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), env = "SROLL_WORKER_THREADS")]
     pub worker_threads: u16,
     /// Threads of their own for the rollout controller's watches (the HTTP streams, their
