@@ -7,9 +7,10 @@
 //! rolling at once that starved the pod watch on one thread until the API server expired it
 //! (BENCHMARKS.md "Session 14"); a multi-thread runtime kept up but spent half to two thirds
 //! more CPU per pod than one thread in the same runs, waking its worker threads for each other
-//! (session 15). A watch runtime of its own gives the watches — the HTTP connections, the JSON decoding, the caches and the pod index
-//! they update, and the trigger filters — a thread of their own, and hands the controller only
-//! the triggers, through one channel per watch ([`WatchRuntime::detach`]).
+//! (session 15). A watch runtime of its own gives the watches — the HTTP connections, the JSON
+//! decoding, the caches and the pod index they update, and the trigger filters — a thread of
+//! their own, and hands the controller only the triggers, through one channel per watch
+//! ([`WatchRuntime::detach`]).
 
 use std::{fmt, time::Duration};
 
