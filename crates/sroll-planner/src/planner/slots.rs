@@ -515,7 +515,12 @@ mod tests {
                 .filter(|t| *t <= at(0))
                 .max();
             prop_assert_eq!(slots.latest_available(), latest);
+            // Only `minReadySeconds` makes a Ready pod wait for a time: with 0 (or less) a pod
+            // at the update revision that is still unavailable (out of traffic, unhealthy in
+            // service discovery) waits for an event, not an instant, even if its `Ready` time
+            // lies ahead of `now` (clock skew).
             let next = (0..len)
+                .filter(|_| min_ready > 0)
                 .filter(|&i| states[i] == State::Updated { available: false })
                 .filter_map(|i| walk.pod(i))
                 .filter(|p| p.ready)
