@@ -17,7 +17,8 @@ use kubesim::{registry::builtin_resources, store::Store};
 use serde_json::{Value, json};
 
 /// A pod as kubesim's StatefulSet controller, scheduler and kubelet leave it (the bench's pods:
-/// four labels, one owner, the selectable fields set), at version `v` of `set`'s pod `i`.
+/// four labels, one owner, the selectable fields set), at version `v` of `set`'s pod `i`: as
+/// between the versions of a pod, labels and owners stay, the spec and status change.
 fn pod(set: usize, i: usize, v: u64) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -28,7 +29,7 @@ fn pod(set: usize, i: usize, v: u64) -> Value {
             "resourceVersion": v.to_string(),
             "labels": {
                 "app": format!("web-{set}"),
-                "controller-revision-hash": format!("web-{set}-6d5f9c7b8{}", v % 2),
+                "controller-revision-hash": format!("web-{set}-6d5f9c7b8"),
                 "statefulset.kubernetes.io/pod-name": format!("web-{set}-{i}"),
                 "apps.kubernetes.io/pod-index": i.to_string(),
             },

@@ -133,18 +133,74 @@ impl std::fmt::Debug for ObjKey {
     }
 }
 
-/// A version's labels, selectable field values and owner uids in one string: three counts
-/// (labels, fields, owners), then each string as its length and its bytes — label keys and
-/// values alternating, the fields in the descriptor's order, the owner uids. Lengths are written
-/// as chars of 14-bit digits, least significant first (a digit below `0x4000` ends the number,
-/// `0x4000 + d` continues it; every such char is a valid scalar value, so the whole is a `str`
-/// and reading it needs no `unsafe`): one byte for a length below 128. A version with no labels,
-/// fields or owners holds the empty string, which allocates nothing.
+/// Strings packed in one string: counts, then each string as its length and its bytes. Lengths
+/// (and counts) are written as chars of 14-bit digits, least significant first (a digit below
+/// `0x4000` ends the number, `0x4000 + d` continues it; every such char is a valid scalar value,
+/// so the whole is a `str` and reading it needs no `unsafe`): one byte for a length below 128.
+/// Nothing to pack packs as the empty string, which allocates nothing.
 ///
-/// Before it each of these strings was its own `Box<str>` in boxed slices: ~25 allocations for a
-/// pod with four labels (`docs/kubesim-scale.md`, simstore).
-#[derive(Clone, PartialEq, Eq)]
-struct Meta(Box<str>);
+/// A version's labels and owner uids are one packed string ([`Stored::shared`]: the label
+/// count, the owner count, label keys and values alternating, the owner uids), shared with the
+/// object's previous version when they are the same (a pod's labels and owners rarely change
+/// between its versions); its selectable field values are another ([`Stored::fields`]: the count,
+/// the values in the descriptor's order). Before, each of these strings was its own `Box<str>` in
+/// boxed slices: ~25 allocations for a pod with four labels (`docs/kubesim-scale.md`, simstore).
+fn pack<'a>(counts: &[usize], strings: impl Iterator<Item = &'a str> + Clone) -> String {
+    let mut out =
+        String::with_capacity(counts.len() + strings.clone().map(|s| 1 + s.len()).sum::<usize>());
+    pack_into(&mut out, counts, strings);
+    out
+}
+
+/// [`pack`] into `out` (cleared first).
+fn pack_into<'a>(out: &mut String, counts: &[usize], strings: impl Iterator<Item = &'a str>) {
+    out.clear();
+    if counts.iter().all(|n| *n == 0) {
+        return;
+    }
+    for n in counts {
+        push_len(out, *n);
+    }
+    for s in strings {
+        push_len(out, s.len());
+        out.push_str(s);
+    }
+}
+
+/// Labels and owner uids packed into an `Arc<str>` of exactly their length (through a per-thread
+/// scratch buffer: `Arc<str>::from(String)` would allocate twice); `None` when there are neither.
+fn pack_shared(labels: &[(&str, &str)], owners: &[&str]) -> Option<Arc<str>> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    let strings = labels
+        .iter()
+        .flat_map(|(k, v)| [*k, *v])
+        .chain(owners.iter().copied());
+    let counts = [labels.len(), owners.len()];
+    SCRATCH.with(|cell| {
+        // A re-entrant call (none today) gets a fresh buffer instead of a borrow panic.
+        let mut fresh = String::new();
+        let mut guard = cell.try_borrow_mut().ok();
+        let buf = guard.as_deref_mut().unwrap_or(&mut fresh);
+        pack_into(buf, &counts, strings);
+        let packed = (!buf.is_empty()).then(|| Arc::from(buf.as_str()));
+        if buf.capacity() > 1 << 16 {
+            *buf = String::new();
+        }
+        packed
+    })
+}
+
+/// The `N` counts of a packed string and a cursor at its first string.
+fn unpack<const N: usize>(packed: &str) -> ([usize; N], Cursor<'_>) {
+    let mut c = Cursor(packed);
+    let mut counts = [0; N];
+    if !packed.is_empty() {
+        counts.iter_mut().for_each(|n| *n = c.len());
+    }
+    (counts, c)
+}
 
 const DIGIT: u32 = 0x4000;
 
@@ -192,71 +248,12 @@ impl<'a> Cursor<'a> {
     }
 }
 
-impl Meta {
-    fn new<'a>(
-        labels: &[(&'a str, &'a str)],
-        fields: &[std::borrow::Cow<'a, str>],
-        owners: &[&'a str],
-    ) -> Self {
-        if labels.is_empty() && fields.is_empty() && owners.is_empty() {
-            return Meta("".into());
-        }
-        let strings = labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-            + fields.iter().map(|f| f.len()).sum::<usize>()
-            + owners.iter().map(|o| o.len()).sum::<usize>();
-        let mut out =
-            String::with_capacity(3 + 2 * labels.len() + fields.len() + owners.len() + strings);
-        push_len(&mut out, labels.len());
-        push_len(&mut out, fields.len());
-        push_len(&mut out, owners.len());
-        let mut put = |s: &str| {
-            push_len(&mut out, s.len());
-            out.push_str(s);
-        };
-        for (k, v) in labels {
-            put(k);
-            put(v);
-        }
-        fields.iter().for_each(|f| put(f));
-        owners.iter().for_each(|o| put(o));
-        Meta(out.into_boxed_str())
-    }
-
-    /// (labels, fields, owners) and a cursor at the first label key.
-    fn header(&self) -> (usize, usize, usize, Cursor<'_>) {
-        let mut c = Cursor(&self.0);
-        if self.0.is_empty() {
-            return (0, 0, 0, c);
-        }
-        let (l, f, o) = (c.len(), c.len(), c.len());
-        (l, f, o, c)
-    }
-
-    fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        let (n, _, _, mut c) = self.header();
-        (0..n).map(move |_| (c.string(), c.string()))
-    }
-
-    fn field(&self, i: usize) -> Option<&str> {
-        let (l, f, _, mut c) = self.header();
-        (i < f).then(|| {
-            c.skip(2 * l + i);
-            c.string()
-        })
-    }
-
-    fn owners(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        let (l, f, o, mut c) = self.header();
-        c.skip(2 * l + f);
-        (0..o).map(move |_| c.string())
-    }
-}
-
 /// One stored object version.
 ///
 /// What the store keeps besides the JSON is compact: the key and the uid are shared with the
-/// object's other versions and with the store's indexes, and the labels, selectable fields and
-/// owner uids are one string ([`Meta`]). Readers see them through the accessors.
+/// object's other versions and with the store's indexes, the labels and owner uids are one
+/// packed string shared with the previous version when unchanged, the selectable fields another
+/// ([`pack`]). Readers see them through the accessors.
 pub struct Stored {
     key: ObjKey,
     uid: Arc<str>,
@@ -264,7 +261,10 @@ pub struct Stored {
     pub rv: u64,
     /// The full object as compact JSON.
     pub json: Bytes,
-    meta: Meta,
+    /// Labels and owner uids, packed; `None` when there are neither.
+    shared: Option<Arc<str>>,
+    /// Selectable field values, packed.
+    fields: Box<str>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub terminating: bool,
 }
@@ -278,10 +278,8 @@ impl std::fmt::Debug for Stored {
             .field("rv", &self.rv)
             .field("labels", &self.labels().collect::<Vec<_>>())
             .field("fields", &{
-                let (_, n, _, _) = self.meta.header();
-                (0..n)
-                    .filter_map(|i| self.meta.field(i))
-                    .collect::<Vec<_>>()
+                let ([n], mut c) = unpack::<1>(&self.fields);
+                (0..n).map(|_| c.string()).collect::<Vec<_>>()
             })
             .field("owners", &self.owners().collect::<Vec<_>>())
             .field("terminating", &self.terminating)
@@ -380,12 +378,22 @@ impl Stored {
             Some(p) if *p.uid == *uid => p.uid.clone(),
             _ => uid.into(),
         };
+        let shared = match prev {
+            Some(p)
+                if p.labels().eq(labels.iter().copied())
+                    && p.owners().eq(owners.iter().copied()) =>
+            {
+                p.shared.clone()
+            }
+            _ => pack_shared(&labels, &owners),
+        };
         Ok(Stored {
             key,
             uid,
             rv,
             json: exact_json(obj)?,
-            meta: Meta::new(&labels, &fields, &owners),
+            shared,
+            fields: pack(&[fields.len()], fields.iter().map(|f| &**f)).into_boxed_str(),
             terminating: !meta["deletionTimestamp"].is_null(),
         })
     }
@@ -413,7 +421,8 @@ impl Stored {
 
     /// `metadata.labels` (key, value), in the object's order.
     pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        self.meta.labels()
+        let ([n, _], mut c) = unpack::<2>(self.shared.as_deref().unwrap_or_default());
+        (0..n).map(move |_| (c.string(), c.string()))
     }
 
     /// Label lookup.
@@ -423,7 +432,9 @@ impl Stored {
 
     /// uids of `metadata.ownerReferences`, in order.
     pub fn owners(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.meta.owners()
+        let ([l, o], mut c) = unpack::<2>(self.shared.as_deref().unwrap_or_default());
+        c.skip(2 * l);
+        (0..o).map(move |_| c.string())
     }
 
     /// Field lookup for field selectors (`metadata.name`, `metadata.namespace`
@@ -436,7 +447,13 @@ impl Stored {
                 .selectable_fields
                 .iter()
                 .position(|f| f == path)
-                .and_then(|i| self.meta.field(i)),
+                .and_then(|i| {
+                    let ([n], mut c) = unpack::<1>(&self.fields);
+                    (i < n).then(|| {
+                        c.skip(i);
+                        c.string()
+                    })
+                }),
         }
     }
 
@@ -1234,7 +1251,10 @@ mod tests {
         /// objects and selectable fields (strings of every length, non-string label values,
         /// owner references without a uid, fields of every JSON type or missing).
         #[test]
-        fn the_compact_version_reads_as_the_plain_fields_did((obj, paths) in object()) {
+        fn the_compact_version_reads_as_the_plain_fields_did(
+            (obj, paths) in object(),
+            (other, _) in object(),
+        ) {
             let mut d = pods();
             d.selectable_fields = paths;
             let st = Stored::from_value(&obj, &d, 9).expect("stores");
@@ -1253,6 +1273,13 @@ mod tests {
             prop_assert_eq!(read_back(&next, &d), plain(&obj, &d));
             prop_assert!(Arc::ptr_eq(&next.key.text, &st.key.text));
             prop_assert!(Arc::ptr_eq(&next.uid, &st.uid));
+            match (&next.shared, &st.shared) {
+                (Some(a), Some(b)) => prop_assert!(Arc::ptr_eq(a, b)),
+                (a, b) => prop_assert!(a.is_none() && b.is_none()),
+            }
+            // A version built on another object's (or a changed one's) reads as its own.
+            let after_other = Stored::from_value_after(&other, &d, 11, Some(&st)).expect("stores");
+            prop_assert_eq!(read_back(&after_other, &d), plain(&other, &d));
         }
 
         /// Lengths of every size read back, each digit a valid char (none replaced).
@@ -1322,13 +1349,14 @@ mod tests {
         d.selectable_fields.clear();
         let obj = json!({"metadata": {"name": "a", "namespace": "ns", "uid": "u"}});
         let st = Stored::from_value(&obj, &d, 1).expect("stores");
-        assert!(st.meta.0.is_empty());
+        assert!(st.shared.is_none());
+        assert!(st.fields.is_empty());
         assert_eq!(st.labels().len(), 0);
         assert_eq!(st.owners().len(), 0);
         // Empty field values take one byte each (their length), not an allocation each.
         let d = pods();
         let st = Stored::from_value(&obj, &d, 1).expect("stores");
-        assert_eq!(st.meta.0.len(), 3 + d.selectable_fields.len());
+        assert_eq!(st.fields.len(), 1 + d.selectable_fields.len());
     }
 
     /// Every version of an object and the store's indexes share one key and one uid; a new
