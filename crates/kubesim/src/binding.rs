@@ -68,14 +68,14 @@ pub fn bind(
             .ok_or_else(|| ApiError::not_found_in(&d, name))?;
         let mut pod = old.value();
         if let Some(uid) = binding.metadata.uid.as_deref()
-            && uid != &*old.uid
+            && uid != old.uid()
         {
             return Err(ApiError::conflict(
                 &d,
                 name,
                 &format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    old.uid
+                    old.uid()
                 ),
             ));
         }

@@ -27,49 +27,283 @@ use crate::registry::ResourceDescriptor;
 
 /// Key of an object inside one resource: (namespace, name); namespace is
 /// empty for cluster-scoped resources. Ordered like etcd keys
-/// (`/registry/<resource>/<namespace>/<name>`).
-pub type ObjKey = (Box<str>, Box<str>);
+/// (`/registry/<resource>/<namespace>/<name>`), i.e. by namespace, then name.
+///
+/// One allocation holding both strings, shared (cloned as an `Arc`) by the
+/// resource map, the uid and dependents indexes and every stored version of
+/// the object, instead of two boxed strings cloned into each of them.
+#[derive(Clone)]
+pub struct ObjKey {
+    /// The namespace followed by the name.
+    text: Arc<str>,
+    /// Where the name starts in `text`.
+    split: u32,
+}
+
+impl ObjKey {
+    /// The key of `name` in namespace `ns` ("" for cluster-scoped).
+    pub fn new(ns: &str, name: &str) -> Self {
+        let mut text = String::with_capacity(ns.len() + name.len());
+        text.push_str(ns);
+        text.push_str(name);
+        ObjKey {
+            text: text.into(),
+            // Object metadata is far below 4 GiB: the API's request bodies are bounded.
+            split: u32::try_from(ns.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The namespace ("" for cluster-scoped).
+    pub fn namespace(&self) -> &str {
+        &self.text[..self.split as usize]
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.text[self.split as usize..]
+    }
+}
+
+/// A key's (namespace, name), borrowed: what the store's maps are searched by, so a lookup
+/// by `&str`s allocates no key ([`ObjKey`] borrows as `dyn KeyParts`).
+pub trait KeyParts {
+    /// (namespace, name).
+    fn parts(&self) -> (&str, &str);
+}
+
+impl KeyParts for ObjKey {
+    fn parts(&self) -> (&str, &str) {
+        (self.namespace(), self.name())
+    }
+}
+
+impl KeyParts for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn KeyParts + 'a> for ObjKey {
+    fn borrow(&self) -> &(dyn KeyParts + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn KeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+impl Eq for dyn KeyParts + '_ {}
+impl PartialOrd for dyn KeyParts + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for dyn KeyParts + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl PartialEq for ObjKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+impl Eq for ObjKey {}
+impl PartialOrd for ObjKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ObjKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+impl std::hash::Hash for ObjKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+impl std::fmt::Debug for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.parts().fmt(f)
+    }
+}
+
+/// Strings packed in one string: counts, then each string as its length and its bytes. Lengths
+/// (and counts) are written as chars of 14-bit digits, least significant first (a digit below
+/// `0x4000` ends the number, `0x4000 + d` continues it; every such char is a valid scalar value,
+/// so the whole is a `str` and reading it needs no `unsafe`): one byte for a length below 128.
+/// Nothing to pack packs as the empty string, which allocates nothing.
+///
+/// A version's labels and owner uids are one packed string ([`Stored::shared`]: the label
+/// count, the owner count, label keys and values alternating, the owner uids), shared with the
+/// object's previous version when they are the same (a pod's labels and owners rarely change
+/// between its versions); its selectable field values are another ([`Stored::fields`]: the count,
+/// the values in the descriptor's order). Before, each of these strings was its own `Box<str>` in
+/// boxed slices: ~25 allocations for a pod with four labels (`docs/kubesim-scale.md`, simstore).
+fn pack<'a>(counts: &[usize], strings: impl Iterator<Item = &'a str> + Clone) -> String {
+    let mut out =
+        String::with_capacity(counts.len() + strings.clone().map(|s| 1 + s.len()).sum::<usize>());
+    pack_into(&mut out, counts, strings);
+    out
+}
+
+/// [`pack`] into `out` (cleared first).
+fn pack_into<'a>(out: &mut String, counts: &[usize], strings: impl Iterator<Item = &'a str>) {
+    out.clear();
+    if counts.iter().all(|n| *n == 0) {
+        return;
+    }
+    for n in counts {
+        push_len(out, *n);
+    }
+    for s in strings {
+        push_len(out, s.len());
+        out.push_str(s);
+    }
+}
+
+/// Labels and owner uids packed into an `Arc<str>` of exactly their length (through a per-thread
+/// scratch buffer: `Arc<str>::from(String)` would allocate twice); `None` when there are neither.
+fn pack_shared(labels: &[(&str, &str)], owners: &[&str]) -> Option<Arc<str>> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    let strings = labels
+        .iter()
+        .flat_map(|(k, v)| [*k, *v])
+        .chain(owners.iter().copied());
+    let counts = [labels.len(), owners.len()];
+    SCRATCH.with(|cell| {
+        // A re-entrant call (none today) gets a fresh buffer instead of a borrow panic.
+        let mut fresh = String::new();
+        let mut guard = cell.try_borrow_mut().ok();
+        let buf = guard.as_deref_mut().unwrap_or(&mut fresh);
+        pack_into(buf, &counts, strings);
+        let packed = (!buf.is_empty()).then(|| Arc::from(buf.as_str()));
+        if buf.capacity() > 1 << 16 {
+            *buf = String::new();
+        }
+        packed
+    })
+}
+
+/// The `N` counts of a packed string and a cursor at its first string.
+fn unpack<const N: usize>(packed: &str) -> ([usize; N], Cursor<'_>) {
+    let mut c = Cursor(packed);
+    let mut counts = [0; N];
+    if !packed.is_empty() {
+        counts.iter_mut().for_each(|n| *n = c.len());
+    }
+    (counts, c)
+}
+
+const DIGIT: u32 = 0x4000;
+
+fn push_len(out: &mut String, mut n: usize) {
+    while n >= DIGIT as usize {
+        // Below 0x8000: never a surrogate, so always a char.
+        out.push(char::from_u32(DIGIT + (n % DIGIT as usize) as u32).unwrap_or_default());
+        n /= DIGIT as usize;
+    }
+    out.push(char::from_u32(n as u32).unwrap_or_default());
+}
+
+/// Reads [`Meta`]'s encoding front to back.
+#[derive(Clone)]
+struct Cursor<'a>(&'a str);
+
+impl<'a> Cursor<'a> {
+    fn len(&mut self) -> usize {
+        let (mut n, mut shift) = (0usize, 0u32);
+        let mut chars = self.0.chars();
+        for c in chars.by_ref() {
+            let c = c as u32;
+            if c < DIGIT {
+                n += (c as usize) << shift;
+                break;
+            }
+            n += ((c - DIGIT) as usize) << shift;
+            shift += 14;
+        }
+        self.0 = chars.as_str();
+        n
+    }
+
+    fn string(&mut self) -> &'a str {
+        let n = self.len();
+        let (s, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        s
+    }
+
+    fn skip(&mut self, strings: usize) {
+        for _ in 0..strings {
+            self.string();
+        }
+    }
+}
 
 /// One stored object version.
-#[derive(Debug)]
+///
+/// What the store keeps besides the JSON is compact: the key and the uid are shared with the
+/// object's other versions and with the store's indexes, the labels and owner uids are one
+/// packed string shared with the previous version when unchanged, the selectable fields another
+/// ([`pack`]). Readers see them through the accessors.
 pub struct Stored {
-    /// Namespace ("" for cluster-scoped).
-    pub namespace: Box<str>,
-    /// Name.
-    pub name: Box<str>,
-    /// `metadata.uid`.
-    pub uid: Box<str>,
+    key: ObjKey,
+    uid: Arc<str>,
     /// `metadata.resourceVersion` as a number.
     pub rv: u64,
     /// The full object as compact JSON.
     pub json: Bytes,
-    /// `metadata.labels`.
-    pub labels: Box<[(Box<str>, Box<str>)]>,
-    /// Values of the descriptor's `selectable_fields`, in the same order.
-    pub fields: Box<[Box<str>]>,
-    /// uids of `metadata.ownerReferences`.
-    pub owners: Box<[Box<str>]>,
+    /// Labels and owner uids, packed; `None` when there are neither.
+    shared: Option<Arc<str>>,
+    /// Selectable field values, packed.
+    fields: Box<str>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub terminating: bool,
 }
 
-fn field_string(v: &Value, path: &str) -> Box<str> {
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("namespace", &self.namespace())
+            .field("name", &self.name())
+            .field("uid", &self.uid())
+            .field("rv", &self.rv)
+            .field("labels", &self.labels().collect::<Vec<_>>())
+            .field("fields", &{
+                let ([n], mut c) = unpack::<1>(&self.fields);
+                (0..n).map(|_| c.string()).collect::<Vec<_>>()
+            })
+            .field("owners", &self.owners().collect::<Vec<_>>())
+            .field("terminating", &self.terminating)
+            .finish_non_exhaustive()
+    }
+}
+
+fn field_string<'a>(v: &'a Value, path: &str) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
     let mut cur = v;
     for seg in path.split('.') {
         match cur.get(seg) {
             Some(n) => cur = n,
-            None => return "".into(),
+            None => return Cow::Borrowed(""),
         }
     }
     match cur {
-        Value::String(s) => s.as_str().into(),
-        Value::Null => "".into(),
-        Value::Bool(b) => b.to_string().into(),
-        Value::Number(n) => n.to_string().into(),
-        other => other.to_string().into(),
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Null => Cow::Borrowed(""),
+        Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        Value::Number(n) => Cow::Owned(n.to_string()),
+        other => Cow::Owned(other.to_string()),
     }
 }
-
 /// `obj` as compact JSON in an allocation of exactly its length.
 ///
 /// `serde_json::to_vec` grows its buffer by doubling from 128 bytes, and `Bytes::from(Vec)` keeps
@@ -103,37 +337,63 @@ impl Stored {
         d: &ResourceDescriptor,
         rv: u64,
     ) -> Result<Self, serde_json::Error> {
+        Self::from_value_after(obj, d, rv, None)
+    }
+
+    /// Like [`Stored::from_value`], sharing the key and the uid of `prev` (the object's
+    /// previous version) when they are the same.
+    pub fn from_value_after(
+        obj: &Value,
+        d: &ResourceDescriptor,
+        rv: u64,
+        prev: Option<&Stored>,
+    ) -> Result<Self, serde_json::Error> {
         let meta = &obj["metadata"];
-        let s = |v: &Value| -> Box<str> { v.as_str().unwrap_or_default().into() };
+        fn s(v: &Value) -> &str {
+            v.as_str().unwrap_or_default()
+        }
         let labels = meta["labels"]
             .as_object()
             .map(|m| {
                 m.iter()
-                    .map(|(k, v)| (k.as_str().into(), s(v)))
+                    .map(|(k, v)| (k.as_str(), s(v)))
                     .collect::<Vec<_>>()
             })
-            .unwrap_or_default()
-            .into_boxed_slice();
+            .unwrap_or_default();
         let fields = d
             .selectable_fields
             .iter()
             .map(|f| field_string(obj, f))
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
+            .collect::<Vec<_>>();
         let owners = meta["ownerReferences"]
             .as_array()
             .map(|a| a.iter().map(|o| s(&o["uid"])).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_boxed_slice();
+            .unwrap_or_default();
+        let (ns, name, uid) = (s(&meta["namespace"]), s(&meta["name"]), s(&meta["uid"]));
+        let key = match prev {
+            Some(p) if p.namespace() == ns && p.name() == name => p.key.clone(),
+            _ => ObjKey::new(ns, name),
+        };
+        let uid = match prev {
+            Some(p) if *p.uid == *uid => p.uid.clone(),
+            _ => uid.into(),
+        };
+        let shared = match prev {
+            Some(p)
+                if p.labels().eq(labels.iter().copied())
+                    && p.owners().eq(owners.iter().copied()) =>
+            {
+                p.shared.clone()
+            }
+            _ => pack_shared(&labels, &owners),
+        };
         Ok(Stored {
-            namespace: s(&meta["namespace"]),
-            name: s(&meta["name"]),
-            uid: s(&meta["uid"]),
+            key,
+            uid,
             rv,
             json: exact_json(obj)?,
-            labels,
-            fields,
-            owners,
+            shared,
+            fields: pack(&[fields.len()], fields.iter().map(|f| &**f)).into_boxed_str(),
             terminating: !meta["deletionTimestamp"].is_null(),
         })
     }
@@ -144,32 +404,62 @@ impl Stored {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 
+    /// `metadata.namespace` ("" for cluster-scoped).
+    pub fn namespace(&self) -> &str {
+        self.key.namespace()
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.key.name()
+    }
+
+    /// `metadata.uid`.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// `metadata.labels` (key, value), in the object's order.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        let ([n, _], mut c) = unpack::<2>(self.shared.as_deref().unwrap_or_default());
+        (0..n).map(move |_| (c.string(), c.string()))
+    }
+
     /// Label lookup.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, v)| &**v)
+        self.labels().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// uids of `metadata.ownerReferences`, in order.
+    pub fn owners(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        let ([l, o], mut c) = unpack::<2>(self.shared.as_deref().unwrap_or_default());
+        c.skip(2 * l);
+        (0..o).map(move |_| c.string())
     }
 
     /// Field lookup for field selectors (`metadata.name`, `metadata.namespace`
     /// or a selectable field of `d`).
     pub fn field<'a>(&'a self, d: &ResourceDescriptor, path: &str) -> Option<&'a str> {
         match path {
-            "metadata.name" => Some(&self.name),
-            "metadata.namespace" => Some(&self.namespace),
+            "metadata.name" => Some(self.name()),
+            "metadata.namespace" => Some(self.namespace()),
             _ => d
                 .selectable_fields
                 .iter()
                 .position(|f| f == path)
-                .and_then(|i| self.fields.get(i))
-                .map(|v| &**v),
+                .and_then(|i| {
+                    let ([n], mut c) = unpack::<1>(&self.fields);
+                    (i < n).then(|| {
+                        c.skip(i);
+                        c.string()
+                    })
+                }),
         }
     }
 
-    /// The object key.
+    /// The object key (shared: an `Arc` clone).
     pub fn key(&self) -> ObjKey {
-        (self.namespace.clone(), self.name.clone())
+        self.key.clone()
     }
 }
 
@@ -223,7 +513,8 @@ pub struct Expired {
 struct Inner {
     rv: u64,
     resources: HashMap<Arc<str>, BTreeMap<ObjKey, Arc<Stored>>>,
-    uids: HashMap<Box<str>, (Arc<str>, ObjKey)>,
+    /// Keyed by the uid its versions share.
+    uids: HashMap<Arc<str>, (Arc<str>, ObjKey)>,
     dependents: HashMap<Box<str>, HashSet<(Arc<str>, ObjKey)>>,
     history: VecDeque<Arc<Event>>,
     /// Events with rv <= floor are no longer available.
@@ -262,8 +553,8 @@ impl Inner {
     }
 
     fn unindex(&mut self, res: &Arc<str>, s: &Stored) {
-        self.uids.remove(&s.uid);
-        for o in s.owners.iter() {
+        self.uids.remove(s.uid());
+        for o in s.owners() {
             if let Some(set) = self.dependents.get_mut(o) {
                 set.remove(&(res.clone(), s.key()));
                 if set.is_empty() {
@@ -275,11 +566,17 @@ impl Inner {
 
     fn index(&mut self, res: &Arc<str>, s: &Stored) {
         self.uids.insert(s.uid.clone(), (res.clone(), s.key()));
-        for o in s.owners.iter() {
-            self.dependents
-                .entry(o.clone())
-                .or_default()
-                .insert((res.clone(), s.key()));
+        for o in s.owners() {
+            let entry = (res.clone(), s.key());
+            // Allocate the owner's uid only for its first dependent.
+            match self.dependents.get_mut(o) {
+                Some(set) => {
+                    set.insert(entry);
+                }
+                None => {
+                    self.dependents.insert(o.into(), HashSet::from([entry]));
+                }
+            }
         }
     }
 }
@@ -315,7 +612,7 @@ impl Txn<'_> {
         self.inner
             .resources
             .get(resource)?
-            .get(&(Box::from(ns), Box::from(name)))
+            .get(&(ns, name) as &dyn KeyParts)
             .cloned()
     }
 
@@ -336,10 +633,11 @@ impl Txn<'_> {
     /// Whether any object of any resource lives in namespace `ns`.
     pub fn namespace_objects(&self, ns: &str) -> Vec<(Arc<str>, ObjKey)> {
         let mut out = vec![];
+        let lo = (ns, "");
         for (res, m) in &self.inner.resources {
-            let lo = (Box::from(ns), Box::from(""));
-            for (k, _) in m.range((Bound::Included(lo), Bound::Unbounded)) {
-                if &*k.0 != ns {
+            let lower = Bound::Included(&lo as &dyn KeyParts);
+            for (k, _) in m.range::<dyn KeyParts, _>((lower, Bound::Unbounded)) {
+                if k.namespace() != ns {
                     break;
                 }
                 out.push((res.clone(), k.clone()));
@@ -353,6 +651,20 @@ impl Txn<'_> {
         self.inner.rv + 1
     }
 
+    /// The current version of `obj`'s key (its namespace and name), if stored.
+    fn current(&self, res: &str, obj: &Value) -> Option<Arc<Stored>> {
+        let meta = &obj["metadata"];
+        let key = (
+            meta["namespace"].as_str().unwrap_or_default(),
+            meta["name"].as_str().unwrap_or_default(),
+        );
+        self.inner
+            .resources
+            .get(res)?
+            .get(&key as &dyn KeyParts)
+            .cloned()
+    }
+
     /// Stores `obj` (already carrying resourceVersion `next_rv()`), emitting ADDED or MODIFIED.
     pub fn put(
         &mut self,
@@ -360,10 +672,11 @@ impl Txn<'_> {
         obj: &Value,
     ) -> Result<Arc<Stored>, serde_json::Error> {
         let rv = self.inner.rv + 1;
-        let s = Arc::new(Stored::from_value(obj, d, rv)?);
+        let res = self.inner.intern(&d.storage_key());
+        let cur = self.current(&res, obj);
+        let s = Arc::new(Stored::from_value_after(obj, d, rv, cur.as_deref())?);
         self.inner.rv = rv;
         self.wrote = true;
-        let res = self.inner.intern(&d.storage_key());
         let key = s.key();
         let prev = self
             .inner
@@ -398,13 +711,14 @@ impl Txn<'_> {
         obj: &Value,
     ) -> Result<Option<Arc<Stored>>, serde_json::Error> {
         let rv = self.inner.rv + 1;
-        let s = Arc::new(Stored::from_value(obj, d, rv)?);
         let res = self.inner.intern(&d.storage_key());
+        let cur = self.current(&res, obj);
+        let s = Arc::new(Stored::from_value_after(obj, d, rv, cur.as_deref())?);
         let Some(prev) = self
             .inner
             .resources
             .get_mut(&res)
-            .and_then(|m| m.remove(&s.key()))
+            .and_then(|m| m.remove(&s.key as &dyn KeyParts))
         else {
             return Ok(None);
         };
@@ -435,17 +749,18 @@ impl Txn<'_> {
         let Some(m) = self.inner.resources.get(resource) else {
             return (vec![], false);
         };
-        let lower = match (after, ns) {
-            (Some(k), _) => Bound::Excluded(k.clone()),
-            (None, Some(ns)) => Bound::Included((Box::from(ns), Box::from(""))),
+        let lo = (ns.unwrap_or_default(), "");
+        let lower: Bound<&dyn KeyParts> = match (after, ns) {
+            (Some(k), _) => Bound::Excluded(k),
+            (None, Some(_)) => Bound::Included(&lo),
             (None, None) => Bound::Unbounded,
         };
         let mut out = vec![];
-        for (k, v) in m.range((lower, Bound::Unbounded)) {
+        for (k, v) in m.range::<dyn KeyParts, _>((lower, Bound::Unbounded)) {
             if let Some(ns) = ns
-                && &*k.0 != ns
+                && k.namespace() != ns
             {
-                if &*k.0 > ns {
+                if k.namespace() > ns {
                     break;
                 }
                 continue;
@@ -488,13 +803,18 @@ impl Txn<'_> {
         }
         let empty = BTreeMap::new();
         let now = self.inner.resources.get(resource).unwrap_or(&empty);
-        let lower = match (after, ns) {
-            (Some(k), _) => Bound::Excluded(k.clone()),
-            (None, Some(ns)) => Bound::Included((Box::from(ns), Box::from(""))),
+        let lo = (ns.unwrap_or_default(), "");
+        let lower: Bound<&dyn KeyParts> = match (after, ns) {
+            (Some(k), _) => Bound::Excluded(k),
+            (None, Some(_)) => Bound::Included(&lo),
             (None, None) => Bound::Unbounded,
         };
-        let mut cur = now.range((lower.clone(), Bound::Unbounded)).peekable();
-        let mut old = then.range((lower, Bound::Unbounded)).peekable();
+        let mut cur = now
+            .range::<dyn KeyParts, _>((lower, Bound::Unbounded))
+            .peekable();
+        let mut old = then
+            .range::<dyn KeyParts, _>((lower, Bound::Unbounded))
+            .peekable();
         let mut out = vec![];
         loop {
             // Merge the two key-ordered streams; a key changed since `at`
@@ -518,9 +838,9 @@ impl Txn<'_> {
                 }
             };
             if let Some(ns) = ns
-                && &*key.0 != ns
+                && key.namespace() != ns
             {
-                if &*key.0 > ns {
+                if key.namespace() > ns {
                     break;
                 }
                 continue;
@@ -793,5 +1113,296 @@ mod tests {
                 assert_eq!(s.value(), obj);
             });
         }
+    }
+
+    /// What `Stored` held before the compact representation, read the way it read it (the
+    /// fields of `main` at `54fc47d`): the oracle of the accessors.
+    #[derive(Debug, PartialEq)]
+    struct Plain {
+        namespace: String,
+        name: String,
+        uid: String,
+        labels: Vec<(String, String)>,
+        fields: Vec<String>,
+        owners: Vec<String>,
+    }
+
+    fn plain(obj: &Value, d: &ResourceDescriptor) -> Plain {
+        fn field(v: &Value, path: &str) -> String {
+            let mut cur = v;
+            for seg in path.split('.') {
+                match cur.get(seg) {
+                    Some(n) => cur = n,
+                    None => return String::new(),
+                }
+            }
+            match cur {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                other => other.to_string(),
+            }
+        }
+        let meta = &obj["metadata"];
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Plain {
+            namespace: s(&meta["namespace"]),
+            name: s(&meta["name"]),
+            uid: s(&meta["uid"]),
+            labels: meta["labels"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), s(v))).collect())
+                .unwrap_or_default(),
+            fields: d.selectable_fields.iter().map(|f| field(obj, f)).collect(),
+            owners: meta["ownerReferences"]
+                .as_array()
+                .map(|a| a.iter().map(|o| s(&o["uid"])).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn read_back(st: &Stored, d: &ResourceDescriptor) -> Plain {
+        Plain {
+            namespace: st.namespace().to_string(),
+            name: st.name().to_string(),
+            uid: st.uid().to_string(),
+            labels: st
+                .labels()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            fields: d
+                .selectable_fields
+                .iter()
+                .map(|f| st.field(d, f).expect("a selectable field").to_string())
+                .collect(),
+            owners: st.owners().map(str::to_string).collect(),
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// Short strings of any chars, and now and then one long enough to need a length of two or
+    /// three digits (≥ 0x4000 bytes).
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => ".{0,12}",
+            1 => (any::<bool>(), 0x3ff0usize..0x4010, any::<char>()).prop_map(|(ascii, n, c)| if ascii {
+                "a".repeat(n)
+            } else {
+                c.to_string().repeat(n / c.len_utf8() + 1)
+            }),
+        ]
+    }
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => text().prop_map(Value::from),
+            1 => Just(Value::Null),
+            1 => any::<bool>().prop_map(Value::from),
+            1 => any::<i64>().prop_map(Value::from),
+            1 => any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            1 => prop::collection::vec(".{0,4}", 0..3).prop_map(|v| json!(v)),
+            1 => (".{0,4}", any::<u8>()).prop_map(|(k, v)| json!({k: v})),
+        ]
+    }
+
+    prop_compose! {
+        fn object()(
+            ns in prop_oneof![Just(None), text().prop_map(Some)],
+            name in text(),
+            uid in prop_oneof![Just(None), text().prop_map(Some)],
+            labels in prop::option::of(prop::collection::btree_map(text(), json_leaf(), 0..6)),
+            owners in prop::option::of(prop::collection::vec(prop::option::of(json_leaf()), 0..4)),
+            paths in prop::collection::vec(
+                prop::sample::select(vec!["spec.nodeName", "status.phase", "spec.hostNetwork", "a.b.c", "x", "spec"]),
+                0..5,
+            ),
+            values in prop::collection::vec(json_leaf(), 0..5),
+            terminating in any::<bool>(),
+        ) -> (Value, Vec<String>) {
+            let mut meta = json!({"name": name});
+            if let Some(ns) = ns { meta["namespace"] = json!(ns); }
+            if let Some(uid) = uid { meta["uid"] = json!(uid); }
+            if let Some(l) = labels { meta["labels"] = json!(l); }
+            if let Some(o) = owners {
+                meta["ownerReferences"] = o.into_iter()
+                    .map(|u| u.map_or_else(|| json!({"kind": "X"}), |u| json!({"uid": u})))
+                    .collect();
+            }
+            if terminating { meta["deletionTimestamp"] = json!("2026-12-07T21:00:00Z"); }
+            let mut obj = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta});
+            for (p, v) in paths.iter().zip(values) {
+                let mut cur = &mut obj;
+                for seg in p.split('.') {
+                    if !cur.is_object() { *cur = json!({}); }
+                    cur = &mut cur[seg];
+                }
+                *cur = v;
+            }
+            (obj, paths.iter().map(|p| p.to_string()).collect())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The compact version reads back exactly what the plain fields held, for arbitrary
+        /// objects and selectable fields (strings of every length, non-string label values,
+        /// owner references without a uid, fields of every JSON type or missing).
+        #[test]
+        fn the_compact_version_reads_as_the_plain_fields_did(
+            (obj, paths) in object(),
+            (other, _) in object(),
+        ) {
+            let mut d = pods();
+            d.selectable_fields = paths;
+            let st = Stored::from_value(&obj, &d, 9).expect("stores");
+            let want = plain(&obj, &d);
+            prop_assert_eq!(read_back(&st, &d), want);
+            prop_assert_eq!(st.terminating, !obj["metadata"]["deletionTimestamp"].is_null());
+            for (k, v) in st.labels() {
+                prop_assert_eq!(st.label(k), Some(v));
+            }
+            prop_assert_eq!(st.label("no such label, never generated: \u{1}\u{2}"), None);
+            prop_assert_eq!(st.field(&d, "metadata.name"), Some(st.name()));
+            prop_assert_eq!(st.field(&d, "metadata.namespace"), Some(st.namespace()));
+            prop_assert_eq!(st.field(&d, "not.selectable"), None);
+            // A later version built on this one reads the same and shares its key and uid.
+            let next = Stored::from_value_after(&obj, &d, 10, Some(&st)).expect("stores");
+            prop_assert_eq!(read_back(&next, &d), plain(&obj, &d));
+            prop_assert!(Arc::ptr_eq(&next.key.text, &st.key.text));
+            prop_assert!(Arc::ptr_eq(&next.uid, &st.uid));
+            match (&next.shared, &st.shared) {
+                (Some(a), Some(b)) => prop_assert!(Arc::ptr_eq(a, b)),
+                (a, b) => prop_assert!(a.is_none() && b.is_none()),
+            }
+            // A version built on another object's (or a changed one's) reads as its own.
+            let after_other = Stored::from_value_after(&other, &d, 11, Some(&st)).expect("stores");
+            prop_assert_eq!(read_back(&after_other, &d), plain(&other, &d));
+        }
+
+        /// Lengths of every size read back, each digit a valid char (none replaced).
+        #[test]
+        fn lengths_read_back(n in prop_oneof![0usize..0x8000, any::<u32>().prop_map(|n| n as usize), any::<usize>()]) {
+            let mut out = String::new();
+            push_len(&mut out, n);
+            out.push_str("rest");
+            prop_assert_eq!(out.chars().count(), 4 + 1 + (usize::BITS - n.leading_zeros()).saturating_sub(1) as usize / 14);
+            prop_assert!(!out.starts_with('\0') || n == 0);
+            let mut c = Cursor(&out);
+            prop_assert_eq!(c.len(), n);
+            prop_assert_eq!(c.0, "rest");
+        }
+
+        /// Keys order, compare and hash as (namespace, name) tuples, and a map of keys is
+        /// searched by borrowed `(&str, &str)` exactly as by keys.
+        #[test]
+        fn keys_behave_as_namespace_name_tuples(
+            keys in prop::collection::vec(("[ab]{0,3}", "[ab]{0,3}"), 1..12),
+        ) {
+            use std::hash::{BuildHasher, RandomState};
+            let h = RandomState::new();
+            let map: BTreeMap<ObjKey, usize> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, (ns, n))| (ObjKey::new(ns, n), i))
+                .collect();
+            let tuples: BTreeMap<(String, String), usize> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.clone(), i))
+                .collect();
+            prop_assert_eq!(
+                map.iter().map(|(k, i)| ((k.namespace().to_string(), k.name().to_string()), *i)).collect::<Vec<_>>(),
+                tuples.clone().into_iter().collect::<Vec<_>>()
+            );
+            for (a_ns, a_n) in &keys {
+                let a = ObjKey::new(a_ns, a_n);
+                prop_assert_eq!(map.get(&(a_ns.as_str(), a_n.as_str()) as &dyn KeyParts), tuples.get(&(a_ns.clone(), a_n.clone())));
+                // A namespace's keys start at (ns, "").
+                let lo = (a_ns.as_str(), "");
+                let from: Vec<_> = map
+                    .range::<dyn KeyParts, _>((Bound::Included(&lo as &dyn KeyParts), Bound::Unbounded))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let want: Vec<_> = tuples
+                    .range((a_ns.clone(), String::new())..)
+                    .map(|((ns, n), _)| ObjKey::new(ns, n))
+                    .collect();
+                prop_assert_eq!(from, want);
+                for (b_ns, b_n) in &keys {
+                    let b = ObjKey::new(b_ns, b_n);
+                    prop_assert_eq!(a.cmp(&b), (a_ns, a_n).cmp(&(b_ns, b_n)));
+                    prop_assert_eq!(a == b, (a_ns, a_n) == (b_ns, b_n));
+                    if a == b {
+                        prop_assert_eq!(h.hash_one(&a), h.hash_one(&b));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_version_without_labels_fields_or_owners_allocates_no_metadata() {
+        let mut d = pods();
+        d.selectable_fields.clear();
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns", "uid": "u"}});
+        let st = Stored::from_value(&obj, &d, 1).expect("stores");
+        assert!(st.shared.is_none());
+        assert!(st.fields.is_empty());
+        assert_eq!(st.labels().len(), 0);
+        assert_eq!(st.owners().len(), 0);
+        // Empty field values take one byte each (their length), not an allocation each.
+        let d = pods();
+        let st = Stored::from_value(&obj, &d, 1).expect("stores");
+        assert_eq!(st.fields.len(), 1 + d.selectable_fields.len());
+    }
+
+    /// Every version of an object and the store's indexes share one key and one uid; a new
+    /// object under the same name (a new uid) gets its own.
+    #[test]
+    fn versions_and_indexes_share_the_key_and_the_uid() {
+        let d = pods();
+        let store = Store::new(100);
+        let put = |uid: &str, owner: &str| {
+            store.write(|t| {
+                let obj = json!({"metadata": {"name": "a", "namespace": "ns", "uid": uid,
+                    "ownerReferences": [{"uid": owner}]}});
+                t.put(&d, &obj).expect("stores")
+            })
+        };
+        let v1 = put("u1", "o");
+        let v2 = put("u1", "o");
+        assert!(Arc::ptr_eq(&v1.key.text, &v2.key.text));
+        assert!(Arc::ptr_eq(&v1.uid, &v2.uid));
+        store.read(|t| {
+            let (k, (res, key)) = t.inner.uids.get_key_value("u1").expect("indexed");
+            assert!(Arc::ptr_eq(k, &v2.uid));
+            assert_eq!(&**res, "pods");
+            assert!(Arc::ptr_eq(&key.text, &v2.key.text));
+            let (stored_key, _) = t.inner.resources["pods"].iter().next().expect("stored");
+            assert!(Arc::ptr_eq(&stored_key.text, &v2.key.text));
+            let deps = t.dependents_of("o");
+            assert_eq!(deps.len(), 1);
+            assert!(Arc::ptr_eq(&deps[0].1.text, &v2.key.text));
+        });
+        // Deleted, then created again under the same name: a new uid.
+        store.write(|t| {
+            let obj = json!({"metadata": {"name": "a", "namespace": "ns", "uid": "u1"}});
+            t.remove(&d, &obj).expect("removes").expect("was stored")
+        });
+        let v3 = put("u2", "p");
+        assert_eq!(v3.uid(), "u2");
+        assert!(!Arc::ptr_eq(&v3.uid, &v2.uid));
+        store.read(|t| {
+            assert!(t.by_uid("u1").is_none());
+            assert_eq!(t.by_uid("u2").map(|(_, k)| k), Some(ObjKey::new("ns", "a")));
+            assert!(t.dependents_of("o").is_empty());
+            assert_eq!(t.dependents_of("p").len(), 1);
+            assert_eq!(t.get("pods", "ns", "a").map(|s| s.rv), Some(v3.rv));
+            assert_eq!(t.namespace_objects("ns").len(), 1);
+            assert!(t.namespace_objects("n").is_empty());
+        });
     }
 }

@@ -666,7 +666,7 @@ impl Api {
                 d,
                 subresource: "",
                 kind: (d.group.clone(), d.version.clone(), d.kind.clone()),
-                namespace: cur.namespace.to_string(),
+                namespace: cur.namespace().to_string(),
                 name: name.to_owned(),
                 operation: Operation::Delete,
                 object: None,

@@ -42,11 +42,12 @@ impl Api {
     }
 
     fn stored_at(&self, res: &str, key: &ObjKey) -> Option<Arc<Stored>> {
-        self.store().read(|t| t.get(res, &key.0, &key.1))
+        self.store()
+            .read(|t| t.get(res, key.namespace(), key.name()))
     }
 
     fn ns_opt(key: &ObjKey) -> Option<&str> {
-        Some(&*key.0).filter(|s| !s.is_empty())
+        Some(key.namespace()).filter(|s| !s.is_empty())
     }
 
     fn gc_delete(&self, res: &str, key: &ObjKey, policy: Propagation) {
@@ -57,10 +58,10 @@ impl Api {
             propagation: Some(policy),
             ..DeleteOptions::default()
         };
-        if let Err(e) = self.delete(&d, Self::ns_opt(key), &key.1, &opts)
+        if let Err(e) = self.delete(&d, Self::ns_opt(key), key.name(), &opts)
             && e.code != 404
         {
-            tracing::debug!(resource = res, name = &*key.1, error = %e, "gc: failed to delete dependent");
+            tracing::debug!(resource = res, name = key.name(), error = %e, "gc: failed to delete dependent");
         }
     }
 
@@ -70,7 +71,7 @@ impl Api {
             return;
         };
         let r = self.store().write(|t| {
-            let Some(old) = t.get(res, &key.0, &key.1) else {
+            let Some(old) = t.get(res, key.namespace(), key.name()) else {
                 return Ok(());
             };
             let mut obj = old.value();
@@ -88,8 +89,8 @@ impl Api {
             self.write_locked(
                 t,
                 &d,
-                &key.0,
-                &key.1,
+                key.namespace(),
+                key.name(),
                 &old,
                 None,
                 obj,
@@ -99,7 +100,7 @@ impl Api {
             .map(|_| ())
         });
         if let Err(e) = r {
-            tracing::debug!(resource = res, name = &*key.1, error = %e, "gc: failed to edit ownerReferences");
+            tracing::debug!(resource = res, name = key.name(), error = %e, "gc: failed to edit ownerReferences");
         }
     }
 
@@ -108,23 +109,22 @@ impl Api {
         let Some(s) = self.stored_at(res, key) else {
             return;
         };
-        if s.owners.is_empty() {
+        if s.owners().next().is_none() {
             return;
         }
         let live: Vec<bool> = self
             .store()
-            .read(|t| s.owners.iter().map(|u| t.by_uid(u).is_some()).collect());
+            .read(|t| s.owners().map(|u| t.by_uid(u).is_some()).collect());
         if live.iter().all(|l| !l) {
             if !s.terminating {
                 self.gc_delete(res, key, Propagation::Background);
             }
         } else if live.iter().any(|l| !l) {
             let present: Vec<Box<str>> = s
-                .owners
-                .iter()
+                .owners()
                 .zip(&live)
                 .filter(|(_, l)| **l)
-                .map(|(u, _)| u.clone())
+                .map(|(u, _)| Box::<str>::from(u))
                 .collect();
             self.gc_edit_owner_refs(res, key, |r| {
                 present.iter().any(|u| r["uid"].as_str() == Some(u))
@@ -133,7 +133,7 @@ impl Api {
     }
 
     fn gc_process_foreground(&self, res: &str, key: &ObjKey, owner: &Stored) {
-        let deps = self.store().read(|t| t.dependents_of(&owner.uid));
+        let deps = self.store().read(|t| t.dependents_of(owner.uid()));
         let mut blocking = 0;
         for (dres, dkey) in deps {
             let Some(ds) = self.stored_at(&dres, &dkey) else {
@@ -150,7 +150,7 @@ impl Api {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|r| r["uid"].as_str() == Some(&owner.uid) && r["blockOwnerDeletion"] == true);
+                .any(|r| r["uid"].as_str() == Some(owner.uid()) && r["blockOwnerDeletion"] == true);
             if blocks {
                 blocking += 1;
             }
@@ -174,18 +174,18 @@ impl Api {
         // Bounded: each round strips every adopter seen; adopters that
         // re-check the owner stop once they see its deletionTimestamp.
         for _ in 0..16 {
-            let deps = self.store().read(|t| t.dependents_of(&owner.uid));
+            let deps = self.store().read(|t| t.dependents_of(owner.uid()));
             for (dres, dkey) in deps {
-                let uid = owner.uid.clone();
+                let uid = owner.uid().to_owned();
                 self.gc_edit_owner_refs(&dres, &dkey, move |r| r["uid"].as_str() != Some(&uid));
             }
-            if self.gc_remove_orphan_finalizer_if_no_dependents(res, key, &owner.uid) {
+            if self.gc_remove_orphan_finalizer_if_no_dependents(res, key, owner.uid()) {
                 return;
             }
         }
         tracing::debug!(
             resource = res,
-            name = &*key.1,
+            name = key.name(),
             "gc: dependents kept being re-adopted; orphaning retried on the owner's next event"
         );
     }
@@ -205,7 +205,7 @@ impl Api {
             if !t.dependents_of(uid).is_empty() {
                 return Ok(false);
             }
-            let Some(old) = t.get(res, &key.0, &key.1) else {
+            let Some(old) = t.get(res, key.namespace(), key.name()) else {
                 return Ok(true);
             };
             let mut obj = old.value();
@@ -219,8 +219,8 @@ impl Api {
             self.write_locked(
                 t,
                 &d,
-                &key.0,
-                &key.1,
+                key.namespace(),
+                key.name(),
                 &old,
                 None,
                 obj,
@@ -230,16 +230,16 @@ impl Api {
             .map(|_| true)
         });
         r.unwrap_or_else(|e| {
-            tracing::debug!(resource = res, name = &*key.1, error = %e, "gc: failed to remove the orphan finalizer");
+            tracing::debug!(resource = res, name = key.name(), error = %e, "gc: failed to remove the orphan finalizer");
             true
         })
     }
 
     fn gc_remove_finalizer(&self, res: &str, key: &ObjKey, f: &str) {
         if let Some(d) = self.descriptor_for_key(res)
-            && let Err(e) = self.remove_finalizer(&d, Self::ns_opt(key), &key.1, f)
+            && let Err(e) = self.remove_finalizer(&d, Self::ns_opt(key), key.name(), f)
         {
-            tracing::debug!(resource = res, name = &*key.1, error = %e, "gc: failed to remove finalizer");
+            tracing::debug!(resource = res, name = key.name(), error = %e, "gc: failed to remove finalizer");
         }
     }
 
@@ -308,10 +308,10 @@ impl Api {
     fn gc_handle_object(&self, res: &str, s: &Stored, kind: EventType) {
         let key = s.key();
         if kind == EventType::Deleted {
-            for (dres, dkey) in self.store().read(|t| t.dependents_of(&s.uid)) {
+            for (dres, dkey) in self.store().read(|t| t.dependents_of(s.uid())) {
                 self.gc_check_dependent(&dres, &dkey);
             }
-            for o in s.owners.iter() {
+            for o in s.owners() {
                 if let Some((ores, okey)) = self.store().read(|t| t.by_uid(o))
                     && let Some(os) = self.stored_at(&ores, &okey)
                     && os.terminating
@@ -319,24 +319,24 @@ impl Api {
                     self.gc_handle_terminating(&ores, &okey, &os);
                 }
             }
-            if !s.namespace.is_empty() {
-                self.gc_finalize_namespace(&s.namespace);
+            if !s.namespace().is_empty() {
+                self.gc_finalize_namespace(s.namespace());
             }
             return;
         }
         if s.terminating {
             self.gc_handle_terminating(res, &key, s);
-        } else if !s.owners.is_empty() {
+        } else if s.owners().next().is_some() {
             self.gc_check_dependent(res, &key);
         }
-        if s.terminating && !s.namespace.is_empty() {
-            self.gc_finalize_namespace(&s.namespace);
+        if s.terminating && !s.namespace().is_empty() {
+            self.gc_finalize_namespace(s.namespace());
         }
     }
 
     fn gc_handle_terminating(&self, res: &str, key: &ObjKey, s: &Stored) {
         if res == "namespaces" {
-            self.gc_finalize_namespace(&s.name);
+            self.gc_finalize_namespace(s.name());
             return;
         }
         let f = finalizers(&s.value());
@@ -352,7 +352,7 @@ impl Api {
     fn gc_resync(&self) {
         let all: Vec<(Arc<str>, Arc<Stored>)> = self.store().read(|t| t.all_objects());
         for (res, s) in all {
-            if s.terminating || !s.owners.is_empty() {
+            if s.terminating || s.owners().next().is_some() {
                 self.gc_handle_object(&res, &s, EventType::Modified);
             }
         }

@@ -293,11 +293,12 @@ impl Watch {
 
     fn matches(&self, s: &Stored) -> bool {
         if let Some(ns) = &self.namespace
-            && *s.namespace != **ns
+            && s.namespace() != &**ns
         {
             return false;
         }
-        self.labels.matches_pairs(&s.labels) && self.fields.matches_with(|f| s.field(&self.desc, f))
+        self.labels.matches_with(|k| s.label(k))
+            && self.fields.matches_with(|f| s.field(&self.desc, f))
     }
 
     /// Next raw event; `None` when the watch has ended or the server shuts down.
@@ -776,7 +777,7 @@ impl Api {
         let exact = opts.resource_version_match.as_deref() == Some("Exact");
         let key = d.storage_key();
         let keep = |s: &Stored| {
-            opts.label_selector.matches_pairs(&s.labels)
+            opts.label_selector.matches_with(|k| s.label(k))
                 && opts.field_selector.matches_with(|f| s.field(d, f))
         };
         let (after, token_rv) = match opts.continue_token.as_deref().filter(|s| !s.is_empty()) {
@@ -912,7 +913,7 @@ impl Api {
                 let key = d.storage_key();
                 let (items, cur) = self.inner.store.read(|t| {
                     let (items, _) = t.list(&key, w.namespace.as_deref(), None, 0, |s| {
-                        w.labels.matches_pairs(&s.labels)
+                        w.labels.matches_with(|k| s.label(k))
                             && w.fields.matches_with(|f| s.field(d, f))
                     });
                     (items, t.current_rv())
@@ -1333,14 +1334,14 @@ impl Api {
         }
         let old = old.unwrap_or_else(|| old_s.value());
         if let Some(u) = meta_str(&obj, "uid")
-            && u != &*old_s.uid
+            && u != old_s.uid()
         {
             return Err(ApiError::conflict(
                 d,
                 name,
                 &format!(
                     "Precondition failed: UID in precondition: {u}, UID in object meta: {}",
-                    old_s.uid
+                    old_s.uid()
                 ),
             ));
         }
@@ -1607,9 +1608,9 @@ impl Api {
                 .get(&key, &ns, name)
                 .ok_or_else(|| ApiError::not_found_in(d, name))?;
             if let Some(u) = &opts.precondition_uid
-                && **u != *old_s.uid
+                && **u != *old_s.uid()
             {
-                return Err(ApiError::conflict(d, name, &format!("Precondition failed: UID in precondition: {u}, UID in object meta: {}", old_s.uid)));
+                return Err(ApiError::conflict(d, name, &format!("Precondition failed: UID in precondition: {u}, UID in object meta: {}", old_s.uid())));
             }
             if let Some(rv) = &opts.precondition_resource_version
                 && *rv != old_s.rv.to_string()
@@ -1624,7 +1625,7 @@ impl Api {
                     fins.push(f.to_string());
                 }
             };
-            let has_dependents = !t.dependents_of(&old_s.uid).is_empty();
+            let has_dependents = !t.dependents_of(old_s.uid()).is_empty();
             match policy {
                 Propagation::Foreground if has_dependents || !old_s.terminating => want_fin(FOREGROUND_FINALIZER),
                 Propagation::Orphan => want_fin(ORPHAN_FINALIZER),
@@ -1873,7 +1874,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 fn encode_continue(rv: u64, key: &ObjKey) -> String {
-    let j = json!({"v": "meta.k8s.io/v1", "rv": rv, "ns": &*key.0, "name": &*key.1});
+    let j = json!({"v": "meta.k8s.io/v1", "rv": rv, "ns": key.namespace(), "name": key.name()});
     hex(j.to_string().as_bytes())
 }
 
@@ -1884,7 +1885,7 @@ fn decode_continue(tok: &str) -> Result<(u64, ObjKey)> {
     let rv = j["rv"].as_u64().ok_or_else(bad)?;
     let ns = j["ns"].as_str().ok_or_else(bad)?;
     let name = j["name"].as_str().ok_or_else(bad)?;
-    Ok((rv, (ns.into(), name.into())))
+    Ok((rv, ObjKey::new(ns, name)))
 }
 
 #[cfg(test)]

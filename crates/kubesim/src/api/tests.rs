@@ -288,7 +288,7 @@ fn lists_page_with_continue_tokens_and_filter_by_selectors() {
     };
     loop {
         let r = a.list(&d, None, &opts).unwrap();
-        names.extend(r.items.iter().map(|s| s.name.to_string()));
+        names.extend(r.items.iter().map(|s| s.name().to_string()));
         match r.continue_token {
             Some(c) => opts.continue_token = Some(c),
             None => break,
@@ -366,7 +366,7 @@ fn continued_pages_show_the_first_pages_snapshot_and_expire_with_410() {
         &WriteOptions::default(),
     )
     .unwrap();
-    let mut names: Vec<String> = first.items.iter().map(|s| s.name.to_string()).collect();
+    let mut names: Vec<String> = first.items.iter().map(|s| s.name().to_string()).collect();
     let mut token = first.continue_token.clone();
     while let Some(c) = token {
         let page = a
@@ -385,8 +385,8 @@ fn continued_pages_show_the_first_pages_snapshot_and_expire_with_410() {
             "every page is served at the first page's resourceVersion"
         );
         for it in &page.items {
-            names.push(it.name.to_string());
-            if &*it.name == "p4" {
+            names.push(it.name().to_string());
+            if it.name() == "p4" {
                 assert!(
                     it.value()["metadata"]["labels"].get("changed").is_none(),
                     "p4 as it was then"
@@ -452,7 +452,7 @@ fn exact_list_rebuilds_a_past_state() {
             },
         )
         .unwrap();
-    let names: Vec<_> = r.items.iter().map(|s| s.name.to_string()).collect();
+    let names: Vec<_> = r.items.iter().map(|s| s.name().to_string()).collect();
     assert_eq!(names, ["a"]);
     assert_eq!(r.resource_version, rv);
 }

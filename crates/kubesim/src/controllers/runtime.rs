@@ -1452,7 +1452,7 @@ async fn run_informer<K>(
                     // names one content, so it is not decoded again.
                     let written = match kind {
                         EventType::Deleted => None,
-                        _ => c.get_at(&stored.namespace, &stored.name, stored.rv),
+                        _ => c.get_at(stored.namespace(), stored.name(), stored.rv),
                     };
                     // What the cache keeps: the object, or its projection (the whole
                     // object is then decoded from `stored.json` when needed, `Cache::full`).
@@ -3177,7 +3177,7 @@ fn decoded<K: Indexed + DeserializeOwned>(
     stored: &Stored,
 ) -> Result<Arc<K>, ApiError> {
     if let Some(o) = cache
-        .and_then(|c| c.get_at(&stored.namespace, &stored.name, stored.rv))
+        .and_then(|c| c.get_at(stored.namespace(), stored.name(), stored.rv))
         .and_then(K::whole)
     {
         return Ok(o);

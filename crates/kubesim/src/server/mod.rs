@@ -807,8 +807,8 @@ async fn resource_request(
                 let l = api.list(&d, ns, &opts)?;
                 let mut deleted = vec![];
                 for it in &l.items {
-                    let ns = Some(&*it.namespace).filter(|n| !n.is_empty());
-                    match api.admit_delete(&d, ns, &it.name, &dopts, user).await {
+                    let ns = Some(it.namespace()).filter(|n| !n.is_empty());
+                    match api.admit_delete(&d, ns, it.name(), &dopts, user).await {
                         Ok(o) => deleted.push(o.object().clone()),
                         Err(e) if e.code == 404 => {}
                         Err(e) => return Err(e),
