@@ -51,7 +51,7 @@ use super::{
     is_pod_ready, projection,
     recorder::{EventKind, Record, Recorder, Reporter, reference},
     selector_matches,
-    statefulset::{self, MemberFacts, SetWrite, SyncInput},
+    statefulset::{self, ClaimKey, MemberFacts, SetWrite, SyncInput},
 };
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -610,12 +610,19 @@ impl<K: Indexed> CacheInner<K> {
 
     /// The slot ids of [`Cache::claimable`], in key order.
     fn claimable_ids(&self, ns: &str, uid: &str) -> Vec<usize> {
-        let owned = self
-            .by_controller
-            .get(uid)
+        let controlled = self.by_controller.get(uid);
+        // A controller's objects are in its namespace (a uid names one
+        // object): when the first and the last key (in namespace order) are
+        // of `ns`, every one is, and none is compared (a string compare per
+        // object, reading each key's namespace, was most of this walk).
+        let all_in_ns = controlled.is_none_or(|m| {
+            m.first_key_value().is_some_and(|((n, _), _)| n == ns)
+                && m.last_key_value().is_some_and(|((n, _), _)| n == ns)
+        });
+        let owned = controlled
             .into_iter()
             .flatten()
-            .filter(|((n, _), _)| n == ns);
+            .filter(move |((n, _), _)| all_in_ns || n == ns);
         let mut ids: Vec<(&Key, usize)> = self
             .orphans
             .range((ns.to_owned(), String::new())..)
@@ -1189,10 +1196,11 @@ struct Shared {
     /// Per StatefulSet (namespace, name): its last candidate revision's data
     /// and hash ([`CandidateMemo`]; dropped when a sync finds the set gone).
     candidates: Mutex<HashMap<(String, String), CandidateMemo>>,
-    /// Per StatefulSet (namespace, name): its `spec.selector` as one shared
-    /// value while it is unchanged, the key of the selector matches kept in
-    /// the pods' [`MemberFacts`] (dropped when a sync finds the set gone).
-    selectors: Mutex<HashMap<Key, Arc<LabelSelector>>>,
+    /// Per StatefulSet (namespace, name): its [`ClaimKey`] (namespace, name,
+    /// uid, `spec.selector`) as one shared value while it is unchanged, the
+    /// key of the claim verdicts kept in the pods' [`MemberFacts`] (dropped
+    /// when a sync finds the set gone).
+    selectors: Mutex<HashMap<Key, Arc<ClaimKey>>>,
     /// Per disruption budget: the tally of the pods it selects, kept from the pod
     /// notifications so that a sync reads what changed ([`PdbTally`]).
     pdb_tallies: Mutex<HashMap<Key, PdbTally>>,
@@ -1586,32 +1594,26 @@ fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
 }
 
 impl Shared {
-    /// The set's selector as the `Arc` kept for it ([`Shared::selectors`]):
-    /// the same one while the selector is equal, a new one when it changed.
-    fn set_selector(
+    /// The set's [`ClaimKey`] as the `Arc` kept for it ([`Shared::selectors`]):
+    /// the same one while the key is equal, a new one when it changed.
+    fn set_claim_key(
         &self,
         ns: &str,
         name: &str,
         set: &StatefulSet,
-    ) -> Result<Arc<LabelSelector>, ApiError> {
-        let want = &set
-            .spec
-            .as_ref()
-            .ok_or_else(|| ApiError::internal(format!("StatefulSet {name} has no spec")))?
-            .selector;
+    ) -> Result<Arc<ClaimKey>, ApiError> {
         let mut all = self
             .selectors
             .lock()
-            .map_err(|_| ApiError::internal("selector memo poisoned"))?;
-        let key = (ns.to_owned(), name.to_owned());
-        match all.get(&key) {
-            Some(kept) if **kept == *want => Ok(kept.clone()),
-            _ => {
-                let fresh = Arc::new(want.clone());
-                all.insert(key, fresh.clone());
-                Ok(fresh)
-            }
+            .map_err(|_| ApiError::internal("claim key memo poisoned"))?;
+        if let Some(kept) = all.get(&(ns.to_owned(), name.to_owned()))
+            && kept.describes(set)
+        {
+            return Ok(kept.clone());
         }
+        let fresh = Arc::new(ClaimKey::of(set).map_err(|e| ApiError::internal(e.to_string()))?);
+        all.insert((ns.to_owned(), name.to_owned()), fresh.clone());
+        Ok(fresh)
     }
 
     fn on_set(&self, c: Change<StatefulSet>) {
@@ -1796,10 +1798,9 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         .caches
         .pods
         .claimable_members(ns, set.metadata.uid.as_deref().unwrap_or_default());
-    let selector = s.set_selector(ns, name, set)?;
-    let claims =
-        statefulset::claim_members(set, &selector, pods.iter().map(|(p, f)| (&**p, f.clone())))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let key = s.set_claim_key(ns, name, set)?;
+    let claims = statefulset::claim_members(set, &key, pods.iter().map(|(p, f)| (&**p, f.clone())))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     if !claims.adopt.is_empty() {
         // `CanAdopt`: a live read, never the cache (kubernetes#42639).
         let fresh = match s.api.get_typed::<StatefulSet>(Some(ns), name) {
@@ -3585,6 +3586,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The claim's list skips the per-pod namespace compare when a
+    /// controller's first and last pods are of the namespace; pods of one
+    /// controller uid in several namespaces (not made by a controller, but
+    /// stored as any object) are still read from the asked namespace only.
+    #[test]
+    fn a_controllers_pods_are_read_from_its_namespace_only() {
+        let c: Cache<Pod> = Cache::default();
+        let in_ns = |name: &str, rv: u64, ns: &str| {
+            let mut p = pod(name, rv, Some("u1"), &[], None);
+            p.metadata.namespace = Some(ns.to_owned());
+            p
+        };
+        c.apply(in_ns("a-0", 1, "ns"));
+        c.apply(in_ns("a-1", 2, "ns"));
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1"]);
+        assert!(c.claimable("other", "u1").is_empty());
+        // Before, between and after "ns" in key order.
+        c.apply(in_ns("a-2", 3, "a"));
+        c.apply(in_ns("a-3", 4, "nt"));
+        c.apply(in_ns("a-4", 5, "z"));
+        c.apply(pod("orphan", 6, None, &[], None));
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1", "orphan"]);
+        assert_eq!(names(&c.claimable("nt", "u1")), ["a-3"]);
+        assert_eq!(names(&c.claimable("a", "u1")), ["a-2"]);
+        assert_eq!(names(&c.claimable("z", "u1")), ["a-4"]);
+        let members: Vec<String> = c
+            .claimable_members("ns", "u1")
+            .iter()
+            .map(|(p, _)| p.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(members, ["a-0", "a-1", "orphan"]);
+        c.remove("a", "a-2", 7);
+        c.remove("z", "a-4", 8);
+        assert_eq!(names(&c.claimable("nt", "u1")), ["a-3"]);
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1", "orphan"]);
     }
 
     #[test]
