@@ -120,9 +120,13 @@ pub trait Kept: Send + Sync + 'static {
         Selects::Nothing
     }
 
-    /// What the StatefulSet controller reads of this version (pods only),
-    /// computed once when the version is stored and kept in its slot.
-    fn member_facts(&self) -> Option<Arc<MemberFacts>> {
+    /// What the StatefulSet controller reads of the version `obj` (pods
+    /// only), computed once when the version is stored and kept in its slot.
+    fn member_facts(obj: &Arc<Self>) -> Option<Arc<MemberFacts>>
+    where
+        Self: Sized,
+    {
+        let _ = obj;
         None
     }
 }
@@ -273,8 +277,8 @@ impl Kept for CachedPod {
         &self.metadata
     }
 
-    fn member_facts(&self) -> Option<Arc<MemberFacts>> {
-        Some(Arc::new(MemberFacts::of(self)))
+    fn member_facts(obj: &Arc<Self>) -> Option<Arc<MemberFacts>> {
+        Some(Arc::new(MemberFacts::kept_with(obj.clone())))
     }
 
     fn node_name(&self) -> Option<&str> {
@@ -545,11 +549,16 @@ impl<K: Indexed> CacheInner<K> {
     ) -> Option<Arc<K::Kept>> {
         if let Some(id) = self.id_of(ns, name) {
             let old = self.slots.get_mut(id).and_then(Option::take);
-            let (facts, full) = match old {
-                Some(ref o) if o.rv == rv && rv != 0 => {
-                    (o.facts.clone(), merge_full(o.full.clone(), full))
-                }
-                _ => (obj.member_facts(), full),
+            // The same version again keeps its object too: objects are
+            // immutable per resourceVersion, and the kept facts hold it
+            // ([`MemberFacts::cached`]), so one copy of the version stays.
+            let (facts, full, obj) = match old {
+                Some(ref o) if o.rv == rv && rv != 0 => (
+                    o.facts.clone(),
+                    merge_full(o.full.clone(), full),
+                    o.obj.clone(),
+                ),
+                _ => (Kept::member_facts(&obj), full, obj),
             };
             let old = old.map(|s| s.obj);
             match &old {
@@ -573,7 +582,7 @@ impl<K: Indexed> CacheInner<K> {
         let slot = Some(Slot {
             rv,
             obj: obj.clone(),
-            facts: obj.member_facts(),
+            facts: Kept::member_facts(&obj),
             full,
         });
         let id = match self.free.pop() {
@@ -932,26 +941,21 @@ impl<K: Indexed + DeserializeOwned> Cache<K> {
 }
 
 impl Cache<Pod> {
-    /// [`Cache::claimable`] with each pod's [`MemberFacts`], kept per stored
-    /// version (computed afresh for a slot without them, which the pod cache
-    /// never has: [`Kept::member_facts`] of a pod is always some).
-    pub fn claimable_members(
-        &self,
-        ns: &str,
-        uid: &str,
-    ) -> Vec<(Arc<CachedPod>, Arc<MemberFacts>)> {
+    /// [`Cache::claimable`] as each pod's [`MemberFacts`], kept per stored
+    /// version and holding it ([`MemberFacts::cached`] is always some; the
+    /// facts are computed afresh for a slot without them, which the pod cache
+    /// never has: [`Kept::member_facts`] of a pod is always some). One shared
+    /// object per pod is touched (the facts', not the pod's, reference count).
+    pub fn claimable_members(&self, ns: &str, uid: &str) -> Vec<Arc<MemberFacts>> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
         m.claimable_ids(ns, uid)
             .into_iter()
             .filter_map(|id| m.slot(id))
-            .map(|s| {
-                let facts = s
-                    .facts
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(MemberFacts::of(&s.obj)));
-                (s.obj.clone(), facts)
+            .map(|s| match &s.facts {
+                Some(f) if f.cached().is_some() => f.clone(),
+                _ => Arc::new(MemberFacts::kept_with(s.obj.clone())),
             })
             .collect()
     }
@@ -1799,8 +1803,13 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         .pods
         .claimable_members(ns, set.metadata.uid.as_deref().unwrap_or_default());
     let key = s.set_claim_key(ns, name, set)?;
-    let claims = statefulset::claim_members(set, &key, pods.iter().map(|(p, f)| (&**p, f.clone())))
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let claims = statefulset::claim_members(
+        set,
+        &key,
+        pods.iter()
+            .filter_map(|f| f.cached().map(|p| (&**p, f.clone()))),
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     if !claims.adopt.is_empty() {
         // `CanAdopt`: a live read, never the cache (kubernetes#42639).
         let fresh = match s.api.get_typed::<StatefulSet>(Some(ns), name) {
@@ -1831,9 +1840,10 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     }
     let uid = set.metadata.uid.clone().unwrap_or_default();
     for released in &claims.release {
-        if let Some((p, _)) = pods
+        if let Some(p) = pods
             .iter()
-            .find(|(p, _)| p.metadata.name.as_deref() == Some(released))
+            .filter_map(|f| f.cached())
+            .find(|p| p.metadata.name.as_deref() == Some(released))
         {
             let refs: Vec<&OwnerReference> = p
                 .metadata
@@ -3579,9 +3589,10 @@ mod tests {
                     let members = c.claimable_members("ns", uid);
                     let plain = c.claimable("ns", uid);
                     proptest::prop_assert_eq!(members.len(), plain.len());
-                    for ((p, f), q) in members.iter().zip(&plain) {
+                    for (f, q) in members.iter().zip(&plain) {
+                        let p = f.cached().unwrap();
                         proptest::prop_assert!(Arc::ptr_eq(p, q));
-                        proptest::prop_assert_eq!(&**f, &MemberFacts::of(p));
+                        proptest::prop_assert_eq!(&**f, &MemberFacts::of(&**p));
                     }
                 }
             }
@@ -3616,7 +3627,7 @@ mod tests {
         let members: Vec<String> = c
             .claimable_members("ns", "u1")
             .iter()
-            .map(|(p, _)| p.metadata.name.clone().unwrap_or_default())
+            .filter_map(|f| f.cached()?.metadata.name.clone())
             .collect();
         assert_eq!(members, ["a-0", "a-1", "orphan"]);
         c.remove("a", "a-2", 7);

@@ -45,8 +45,9 @@ use k8s_openapi::{
 };
 
 use super::{
-    Error, POD_INDEX_LABEL, POD_NAME_LABEL, PodView, REVISION_LABEL, controller_of, controller_ref,
-    history::revision_template, phase, ready_condition, scaled_value, selector_matches,
+    CachedPod, Error, POD_INDEX_LABEL, POD_NAME_LABEL, PodView, REVISION_LABEL, controller_of,
+    controller_ref, history::revision_template, phase, ready_condition, scaled_value,
+    selector_matches,
 };
 
 /// A write the StatefulSet controller issues during one sync, in order.
@@ -436,6 +437,13 @@ pub struct MemberFacts {
     /// (compared by identity): a memo, not a fact of the pod, so
     /// [`PartialEq`] ignores it.
     claimed: Mutex<Option<(Arc<ClaimKey>, Verdict)>>,
+    /// The pod cache's version these facts are of, when the pod cache made
+    /// them ([`MemberFacts::kept_with`]): a sync holds the facts of the set's
+    /// pods and reads each pod through them, so that listing a set's pods
+    /// touches one shared object per pod (the facts), not two (the pod's
+    /// reference count was a cache miss per pod visited). Not a fact, so
+    /// [`PartialEq`] ignores it.
+    cached: Option<Arc<CachedPod>>,
 }
 
 impl PartialEq for MemberFacts {
@@ -474,7 +482,21 @@ impl MemberFacts {
                 .is_some_and(|v| v == name),
             controller: controller_of(meta).map(|r| r.uid.clone()),
             claimed: Mutex::new(None),
+            cached: None,
         }
+    }
+
+    /// The facts of the pod cache's version `pod`, holding it ([`MemberFacts::cached`]).
+    pub fn kept_with(pod: Arc<CachedPod>) -> Self {
+        Self {
+            cached: Some(pod.clone()),
+            ..Self::of(&*pod)
+        }
+    }
+
+    /// The pod cache's version these facts are of, when made by [`MemberFacts::kept_with`].
+    pub fn cached(&self) -> Option<&Arc<CachedPod>> {
+        self.cached.as_ref()
     }
 
     /// Whether the pod `name` (the version these facts are of) is a member
