@@ -752,13 +752,17 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
     format!("{template}-{set}-{ordinal}")
 }
 
+/// Whether the set has `volumeClaimTemplates`.
+fn has_claim_templates(set: &StatefulSet) -> bool {
+    set.spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .is_some_and(|t| !t.is_empty())
+}
+
 /// `getPersistentVolumeClaims`: the claims a pod of this ordinal uses.
 fn pod_claims(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
-    let Some(spec) = set.spec.as_ref().filter(|s| {
-        s.volume_claim_templates
-            .as_ref()
-            .is_some_and(|t| !t.is_empty())
-    }) else {
+    let Some(spec) = set.spec.as_ref().filter(|_| has_claim_templates(set)) else {
         return Vec::new();
     };
     spec.volume_claim_templates
@@ -1401,6 +1405,11 @@ fn create_claims(
     in_range: bool,
     out: &mut SyncOutcome,
 ) -> bool {
+    // Without templates there is no claim to create: the pod's name is not
+    // parsed for its ordinal (each pending pod of every sync came here).
+    if !has_claim_templates(set) {
+        return true;
+    }
     for mut c in pod_claims(set, ordinal(pod)) {
         let name = c.metadata.name.clone().unwrap_or_default();
         match claims.get(&name) {
