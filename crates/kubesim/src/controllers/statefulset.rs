@@ -1293,11 +1293,12 @@ fn process_replica<P: PodView>(
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> Step {
-    let name = pod.meta().name.as_deref().unwrap_or_default();
+    // Only a write reads the pod's name (the pod itself is not touched
+    // for a healthy replica: its facts answer every check below).
     if facts.finished {
         if !facts.terminating {
             out.writes.push(SetWrite::DeletePod {
-                name: name.to_owned(),
+                name: pod.meta().name.clone().unwrap_or_default(),
             });
         }
         return Step::Stop;
