@@ -51,7 +51,7 @@ use super::{
     is_pod_ready, projection,
     recorder::{EventKind, Record, Recorder, Reporter, reference},
     selector_matches,
-    statefulset::{self, MemberFacts, SetWrite, SyncInput},
+    statefulset::{self, ClaimKey, MemberFacts, SetWrite, SyncInput},
 };
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -120,9 +120,13 @@ pub trait Kept: Send + Sync + 'static {
         Selects::Nothing
     }
 
-    /// What the StatefulSet controller reads of this version (pods only),
-    /// computed once when the version is stored and kept in its slot.
-    fn member_facts(&self) -> Option<Arc<MemberFacts>> {
+    /// What the StatefulSet controller reads of the version `obj` (pods
+    /// only), computed once when the version is stored and kept in its slot.
+    fn member_facts(obj: &Arc<Self>) -> Option<Arc<MemberFacts>>
+    where
+        Self: Sized,
+    {
+        let _ = obj;
         None
     }
 }
@@ -273,8 +277,8 @@ impl Kept for CachedPod {
         &self.metadata
     }
 
-    fn member_facts(&self) -> Option<Arc<MemberFacts>> {
-        Some(Arc::new(MemberFacts::of(self)))
+    fn member_facts(obj: &Arc<Self>) -> Option<Arc<MemberFacts>> {
+        Some(Arc::new(MemberFacts::kept_with(obj.clone())))
     }
 
     fn node_name(&self) -> Option<&str> {
@@ -545,11 +549,16 @@ impl<K: Indexed> CacheInner<K> {
     ) -> Option<Arc<K::Kept>> {
         if let Some(id) = self.id_of(ns, name) {
             let old = self.slots.get_mut(id).and_then(Option::take);
-            let (facts, full) = match old {
-                Some(ref o) if o.rv == rv && rv != 0 => {
-                    (o.facts.clone(), merge_full(o.full.clone(), full))
-                }
-                _ => (obj.member_facts(), full),
+            // The same version again keeps its object too: objects are
+            // immutable per resourceVersion, and the kept facts hold it
+            // ([`MemberFacts::cached`]), so one copy of the version stays.
+            let (facts, full, obj) = match old {
+                Some(ref o) if o.rv == rv && rv != 0 => (
+                    o.facts.clone(),
+                    merge_full(o.full.clone(), full),
+                    o.obj.clone(),
+                ),
+                _ => (Kept::member_facts(&obj), full, obj),
             };
             let old = old.map(|s| s.obj);
             match &old {
@@ -573,7 +582,7 @@ impl<K: Indexed> CacheInner<K> {
         let slot = Some(Slot {
             rv,
             obj: obj.clone(),
-            facts: obj.member_facts(),
+            facts: Kept::member_facts(&obj),
             full,
         });
         let id = match self.free.pop() {
@@ -610,12 +619,19 @@ impl<K: Indexed> CacheInner<K> {
 
     /// The slot ids of [`Cache::claimable`], in key order.
     fn claimable_ids(&self, ns: &str, uid: &str) -> Vec<usize> {
-        let owned = self
-            .by_controller
-            .get(uid)
+        let controlled = self.by_controller.get(uid);
+        // A controller's objects are in its namespace (a uid names one
+        // object): when the first and the last key (in namespace order) are
+        // of `ns`, every one is, and none is compared (a string compare per
+        // object, reading each key's namespace, was most of this walk).
+        let all_in_ns = controlled.is_none_or(|m| {
+            m.first_key_value().is_some_and(|((n, _), _)| n == ns)
+                && m.last_key_value().is_some_and(|((n, _), _)| n == ns)
+        });
+        let owned = controlled
             .into_iter()
             .flatten()
-            .filter(|((n, _), _)| n == ns);
+            .filter(move |((n, _), _)| all_in_ns || n == ns);
         let mut ids: Vec<(&Key, usize)> = self
             .orphans
             .range((ns.to_owned(), String::new())..)
@@ -925,26 +941,21 @@ impl<K: Indexed + DeserializeOwned> Cache<K> {
 }
 
 impl Cache<Pod> {
-    /// [`Cache::claimable`] with each pod's [`MemberFacts`], kept per stored
-    /// version (computed afresh for a slot without them, which the pod cache
-    /// never has: [`Kept::member_facts`] of a pod is always some).
-    pub fn claimable_members(
-        &self,
-        ns: &str,
-        uid: &str,
-    ) -> Vec<(Arc<CachedPod>, Arc<MemberFacts>)> {
+    /// [`Cache::claimable`] as each pod's [`MemberFacts`], kept per stored
+    /// version and holding it ([`MemberFacts::cached`] is always some; the
+    /// facts are computed afresh for a slot without them, which the pod cache
+    /// never has: [`Kept::member_facts`] of a pod is always some). One shared
+    /// object per pod is touched (the facts', not the pod's, reference count).
+    pub fn claimable_members(&self, ns: &str, uid: &str) -> Vec<Arc<MemberFacts>> {
         let Ok(m) = self.items.read() else {
             return Vec::new();
         };
         m.claimable_ids(ns, uid)
             .into_iter()
             .filter_map(|id| m.slot(id))
-            .map(|s| {
-                let facts = s
-                    .facts
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(MemberFacts::of(&s.obj)));
-                (s.obj.clone(), facts)
+            .map(|s| match &s.facts {
+                Some(f) if f.cached().is_some() => f.clone(),
+                _ => Arc::new(MemberFacts::kept_with(s.obj.clone())),
             })
             .collect()
     }
@@ -1189,10 +1200,11 @@ struct Shared {
     /// Per StatefulSet (namespace, name): its last candidate revision's data
     /// and hash ([`CandidateMemo`]; dropped when a sync finds the set gone).
     candidates: Mutex<HashMap<(String, String), CandidateMemo>>,
-    /// Per StatefulSet (namespace, name): its `spec.selector` as one shared
-    /// value while it is unchanged, the key of the selector matches kept in
-    /// the pods' [`MemberFacts`] (dropped when a sync finds the set gone).
-    selectors: Mutex<HashMap<Key, Arc<LabelSelector>>>,
+    /// Per StatefulSet (namespace, name): its [`ClaimKey`] (namespace, name,
+    /// uid, `spec.selector`) as one shared value while it is unchanged, the
+    /// key of the claim verdicts kept in the pods' [`MemberFacts`] (dropped
+    /// when a sync finds the set gone).
+    selectors: Mutex<HashMap<Key, Arc<ClaimKey>>>,
     /// Per disruption budget: the tally of the pods it selects, kept from the pod
     /// notifications so that a sync reads what changed ([`PdbTally`]).
     pdb_tallies: Mutex<HashMap<Key, PdbTally>>,
@@ -1586,32 +1598,26 @@ fn ns_name(meta: &ObjectMeta) -> (&str, &str) {
 }
 
 impl Shared {
-    /// The set's selector as the `Arc` kept for it ([`Shared::selectors`]):
-    /// the same one while the selector is equal, a new one when it changed.
-    fn set_selector(
+    /// The set's [`ClaimKey`] as the `Arc` kept for it ([`Shared::selectors`]):
+    /// the same one while the key is equal, a new one when it changed.
+    fn set_claim_key(
         &self,
         ns: &str,
         name: &str,
         set: &StatefulSet,
-    ) -> Result<Arc<LabelSelector>, ApiError> {
-        let want = &set
-            .spec
-            .as_ref()
-            .ok_or_else(|| ApiError::internal(format!("StatefulSet {name} has no spec")))?
-            .selector;
+    ) -> Result<Arc<ClaimKey>, ApiError> {
         let mut all = self
             .selectors
             .lock()
-            .map_err(|_| ApiError::internal("selector memo poisoned"))?;
-        let key = (ns.to_owned(), name.to_owned());
-        match all.get(&key) {
-            Some(kept) if **kept == *want => Ok(kept.clone()),
-            _ => {
-                let fresh = Arc::new(want.clone());
-                all.insert(key, fresh.clone());
-                Ok(fresh)
-            }
+            .map_err(|_| ApiError::internal("claim key memo poisoned"))?;
+        if let Some(kept) = all.get(&(ns.to_owned(), name.to_owned()))
+            && kept.describes(set)
+        {
+            return Ok(kept.clone());
         }
+        let fresh = Arc::new(ClaimKey::of(set).map_err(|e| ApiError::internal(e.to_string()))?);
+        all.insert((ns.to_owned(), name.to_owned()), fresh.clone());
+        Ok(fresh)
     }
 
     fn on_set(&self, c: Change<StatefulSet>) {
@@ -1796,10 +1802,14 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
         .caches
         .pods
         .claimable_members(ns, set.metadata.uid.as_deref().unwrap_or_default());
-    let selector = s.set_selector(ns, name, set)?;
-    let claims =
-        statefulset::claim_members(set, &selector, pods.iter().map(|(p, f)| (&**p, f.clone())))
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+    let key = s.set_claim_key(ns, name, set)?;
+    let claims = statefulset::claim_members(
+        set,
+        &key,
+        pods.iter()
+            .filter_map(|f| f.cached().map(|p| (&**p, f.clone()))),
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     if !claims.adopt.is_empty() {
         // `CanAdopt`: a live read, never the cache (kubernetes#42639).
         let fresh = match s.api.get_typed::<StatefulSet>(Some(ns), name) {
@@ -1830,9 +1840,10 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     }
     let uid = set.metadata.uid.clone().unwrap_or_default();
     for released in &claims.release {
-        if let Some((p, _)) = pods
+        if let Some(p) = pods
             .iter()
-            .find(|(p, _)| p.metadata.name.as_deref() == Some(released))
+            .filter_map(|f| f.cached())
+            .find(|p| p.metadata.name.as_deref() == Some(released))
         {
             let refs: Vec<&OwnerReference> = p
                 .metadata
@@ -3578,13 +3589,51 @@ mod tests {
                     let members = c.claimable_members("ns", uid);
                     let plain = c.claimable("ns", uid);
                     proptest::prop_assert_eq!(members.len(), plain.len());
-                    for ((p, f), q) in members.iter().zip(&plain) {
+                    for (f, q) in members.iter().zip(&plain) {
+                        let p = f.cached().unwrap();
                         proptest::prop_assert!(Arc::ptr_eq(p, q));
-                        proptest::prop_assert_eq!(&**f, &MemberFacts::of(p));
+                        proptest::prop_assert_eq!(&**f, &MemberFacts::of(&**p));
                     }
                 }
             }
         }
+    }
+
+    /// The claim's list skips the per-pod namespace compare when a
+    /// controller's first and last pods are of the namespace; pods of one
+    /// controller uid in several namespaces (not made by a controller, but
+    /// stored as any object) are still read from the asked namespace only.
+    #[test]
+    fn a_controllers_pods_are_read_from_its_namespace_only() {
+        let c: Cache<Pod> = Cache::default();
+        let in_ns = |name: &str, rv: u64, ns: &str| {
+            let mut p = pod(name, rv, Some("u1"), &[], None);
+            p.metadata.namespace = Some(ns.to_owned());
+            p
+        };
+        c.apply(in_ns("a-0", 1, "ns"));
+        c.apply(in_ns("a-1", 2, "ns"));
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1"]);
+        assert!(c.claimable("other", "u1").is_empty());
+        // Before, between and after "ns" in key order.
+        c.apply(in_ns("a-2", 3, "a"));
+        c.apply(in_ns("a-3", 4, "nt"));
+        c.apply(in_ns("a-4", 5, "z"));
+        c.apply(pod("orphan", 6, None, &[], None));
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1", "orphan"]);
+        assert_eq!(names(&c.claimable("nt", "u1")), ["a-3"]);
+        assert_eq!(names(&c.claimable("a", "u1")), ["a-2"]);
+        assert_eq!(names(&c.claimable("z", "u1")), ["a-4"]);
+        let members: Vec<String> = c
+            .claimable_members("ns", "u1")
+            .iter()
+            .filter_map(|f| f.cached()?.metadata.name.clone())
+            .collect();
+        assert_eq!(members, ["a-0", "a-1", "orphan"]);
+        c.remove("a", "a-2", 7);
+        c.remove("z", "a-4", 8);
+        assert_eq!(names(&c.claimable("nt", "u1")), ["a-3"]);
+        assert_eq!(names(&c.claimable("ns", "u1")), ["a-0", "a-1", "orphan"]);
     }
 
     #[test]

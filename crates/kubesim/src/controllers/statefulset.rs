@@ -25,8 +25,8 @@
 //!   the owner references the policy asks for (same end state, one write less).
 
 use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex},
+    collections::{BTreeMap, HashSet},
+    sync::{Arc, LazyLock, Mutex, PoisonError},
 };
 
 use k8s_openapi::{
@@ -45,8 +45,9 @@ use k8s_openapi::{
 };
 
 use super::{
-    Error, POD_INDEX_LABEL, POD_NAME_LABEL, PodView, REVISION_LABEL, controller_of, controller_ref,
-    history::revision_template, phase, ready_condition, scaled_value, selector_matches,
+    CachedPod, Error, POD_INDEX_LABEL, POD_NAME_LABEL, PodView, REVISION_LABEL, controller_of,
+    controller_ref, history::revision_template, phase, ready_condition, scaled_value,
+    selector_matches,
 };
 
 /// A write the StatefulSet controller issues during one sync, in order.
@@ -216,7 +217,15 @@ impl<P: PodView> PodView for PodRef<'_, P> {
 
 /// A pod the set owns, as a sync reads it: the pod (the cache's version, or a
 /// copy about to be adopted) and its [`MemberFacts`].
+///
+/// Made only by the claim ([`claim_members`]; `non_exhaustive`: not outside
+/// this crate), which keeps a pod only when
+/// it is in the set's namespace and a member of the set by name
+/// (`isMemberOf`): the name and namespace parts of `identityMatches` hold for
+/// every member, and a sync reads only the pod-name label part
+/// ([`MemberFacts::named`]) of it.
 #[derive(Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Member<'a, P = Pod> {
     /// The pod.
     pub pod: PodRef<'a, P>,
@@ -263,6 +272,136 @@ impl PhaseClass {
     }
 }
 
+/// A revision name (a pod's revision label, a sync's current or update
+/// revision), interned: every live `Revision` of one name shares one
+/// allocation, so equality is a pointer compare. A sync compares each pod's
+/// revision with the current and the update revision (`getPodRevision(pod)
+/// == currentRevision.Name` in `stateful_set_control.go`); as string compares
+/// they read every pod's label bytes at every sync (a cache miss each: the
+/// `memcmp` of the profiles). Exact: the interner hands out the allocation
+/// it holds for a name while any `Revision` of it lives, and drops a name
+/// only when no `Revision` holds it.
+#[derive(Clone)]
+pub struct Revision(Arc<str>);
+
+/// The interner of [`Revision`]: the names, and the size at which names no
+/// `Revision` holds are dropped next (amortized: at twice the size left).
+struct Revisions {
+    names: HashSet<Arc<str>>,
+    sweep_at: usize,
+}
+
+static REVISIONS: LazyLock<Mutex<Revisions>> = LazyLock::new(|| {
+    Mutex::new(Revisions {
+        names: HashSet::new(),
+        sweep_at: 64,
+    })
+});
+
+impl Revision {
+    /// The revision named `name`.
+    pub fn intern(name: &str) -> Self {
+        let mut all = REVISIONS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = all.names.get(name) {
+            return Self(kept.clone());
+        }
+        if all.names.len() >= all.sweep_at {
+            // Held only here: no `Revision` can compare with it (a clone is
+            // made only from a holder, or here under the lock).
+            all.names.retain(|n| Arc::strong_count(n) > 1);
+            all.sweep_at = (all.names.len() * 2).max(64);
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        all.names.insert(fresh.clone());
+        Self(fresh)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// How many names the interner holds (tests).
+    #[cfg(test)]
+    fn interned() -> usize {
+        REVISIONS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .names
+            .len()
+    }
+}
+
+impl PartialEq for Revision {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &o.0)
+    }
+}
+
+impl Eq for Revision {}
+
+impl std::fmt::Debug for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Default for Revision {
+    fn default() -> Self {
+        Self::intern("")
+    }
+}
+
+/// What a StatefulSet's claim of a pod reads of the set (`ClaimPods` with the
+/// set's selector, `isMemberOf`, the controller reference's uid, and the
+/// namespace the set lists): the key of the claim's verdict kept in each pod
+/// version's [`MemberFacts`]. The runtime keeps one `Arc` per set while it
+/// is equal, so that a verdict is found by pointer; [`claim_members`] checks
+/// that a key it is given describes the set, and uses a fresh one if not.
+#[derive(Debug, PartialEq)]
+pub struct ClaimKey {
+    namespace: Option<String>,
+    name: String,
+    uid: String,
+    selector: LabelSelector,
+}
+
+impl ClaimKey {
+    /// The key of `set`'s claim.
+    pub fn of(set: &StatefulSet) -> Result<Self, Error> {
+        Ok(Self {
+            namespace: set.metadata.namespace.clone(),
+            name: set_name(set).to_owned(),
+            uid: set.metadata.uid.clone().unwrap_or_default(),
+            selector: spec(set)?.selector.clone(),
+        })
+    }
+
+    /// Whether this is the key of `set`'s claim (without copying the set's fields).
+    pub fn describes(&self, set: &StatefulSet) -> bool {
+        self.namespace == set.metadata.namespace
+            && self.name == set_name(set)
+            && self.uid == set.metadata.uid.as_deref().unwrap_or_default()
+            && set
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.selector == self.selector)
+    }
+}
+
+/// What the claim decided of one pod version for one [`ClaimKey`]: a pure
+/// function of both (errors of the selector are not kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    /// The pod is in the set's namespace (the claim lists only that one).
+    in_namespace: bool,
+    /// A member of the set by name whose labels the selector matches
+    /// (computed for pods of the namespace only).
+    matches: bool,
+    /// Whether its controller reference is the set's (`None`: no controller).
+    ours: Option<bool>,
+}
+
 /// What the StatefulSet controller reads of one pod version that depends on
 /// neither the set nor the instant: computed once per stored version (the
 /// runtime's pod cache keeps it beside the pod, keyed by the version's
@@ -288,16 +427,23 @@ pub struct MemberFacts {
     pub ready: bool,
     /// The `Ready` condition's `lastTransitionTime` (read only when ready).
     pub ready_since: Option<Timestamp>,
-    /// The revision label (`""` when absent).
-    pub revision: String,
+    /// The revision label (`""` when absent), interned.
+    pub revision: Revision,
     /// The pod-name label equals the pod's name (part of `identityMatches`).
     pub named: bool,
     /// The uid of the controller owner reference.
     pub controller: Option<String>,
-    /// The claim's selector match for this version (`selector_matches` of the
-    /// selector held here against the version's labels): a memo, not a fact
-    /// of the pod, so [`PartialEq`] ignores it.
-    selected: Mutex<Option<(Arc<LabelSelector>, bool)>>,
+    /// The claim's verdict for this version and the [`ClaimKey`] held here
+    /// (compared by identity): a memo, not a fact of the pod, so
+    /// [`PartialEq`] ignores it.
+    claimed: Mutex<Option<(Arc<ClaimKey>, Verdict)>>,
+    /// The pod cache's version these facts are of, when the pod cache made
+    /// them ([`MemberFacts::kept_with`]): a sync holds the facts of the set's
+    /// pods and reads each pod through them, so that listing a set's pods
+    /// touches one shared object per pod (the facts), not two (the pod's
+    /// reference count was a cache miss per pod visited). Not a fact, so
+    /// [`PartialEq`] ignores it.
+    cached: Option<Arc<CachedPod>>,
 }
 
 impl PartialEq for MemberFacts {
@@ -328,15 +474,29 @@ impl MemberFacts {
             terminating: meta.deletion_timestamp.is_some(),
             ready: ready.is_some_and(|c| c.status == "True"),
             ready_since: ready.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)),
-            revision: pod_revision(pod).to_owned(),
+            revision: Revision::intern(pod_revision(pod)),
             named: meta
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(POD_NAME_LABEL))
                 .is_some_and(|v| v == name),
             controller: controller_of(meta).map(|r| r.uid.clone()),
-            selected: Mutex::new(None),
+            claimed: Mutex::new(None),
+            cached: None,
         }
+    }
+
+    /// The facts of the pod cache's version `pod`, holding it ([`MemberFacts::cached`]).
+    pub fn kept_with(pod: Arc<CachedPod>) -> Self {
+        Self {
+            cached: Some(pod.clone()),
+            ..Self::of(&*pod)
+        }
+    }
+
+    /// The pod cache's version these facts are of, when made by [`MemberFacts::kept_with`].
+    pub fn cached(&self) -> Option<&Arc<CachedPod>> {
+        self.cached.as_ref()
     }
 
     /// Whether the pod `name` (the version these facts are of) is a member
@@ -347,25 +507,34 @@ impl MemberFacts {
             .is_some_and(|n| name.get(..n) == Some(set_name))
     }
 
-    /// `selector_matches(selector, labels)` for this version's `labels`,
-    /// memoized per selector (compared by identity: the caller keeps one
-    /// `Arc` per set while its selector is unchanged). Errors are not kept.
-    pub fn selected_by(
-        &self,
-        selector: &Arc<LabelSelector>,
-        labels: Option<&BTreeMap<String, String>>,
-    ) -> Result<bool, Error> {
-        if let Ok(m) = self.selected.lock()
-            && let Some((s, hit)) = m.as_ref()
-            && Arc::ptr_eq(s, selector)
+    /// The claim's [`Verdict`] on this version (whose metadata is `meta`)
+    /// for `key`, memoized per key (compared by identity). Errors are not kept.
+    fn verdict(&self, meta: &ObjectMeta, key: &Arc<ClaimKey>) -> Result<Verdict, Error> {
+        if let Ok(m) = self.claimed.lock()
+            && let Some((k, v)) = m.as_ref()
+            && Arc::ptr_eq(k, key)
         {
-            return Ok(*hit);
+            return Ok(*v);
         }
-        let hit = selector_matches(selector, labels)?;
-        if let Ok(mut m) = self.selected.lock() {
-            *m = Some((selector.clone(), hit));
+        let v = if meta.namespace == key.namespace {
+            let name = meta.name.as_deref().unwrap_or_default();
+            Verdict {
+                in_namespace: true,
+                matches: self.member_of(name, &key.name)
+                    && selector_matches(&key.selector, meta.labels.as_ref())?,
+                ours: self.controller.as_deref().map(|c| c == key.uid),
+            }
+        } else {
+            Verdict {
+                in_namespace: false,
+                matches: false,
+                ours: None,
+            }
+        };
+        if let Ok(mut m) = self.claimed.lock() {
+            *m = Some((key.clone(), v));
         }
-        Ok(hit)
+        Ok(v)
     }
 
     /// `podutil.IsPodAvailable` at `now` (see [`super::is_pod_available`]).
@@ -478,48 +647,54 @@ pub fn claim_pods<'a, P: PodView>(
     set: &StatefulSet,
     pods: impl IntoIterator<Item = &'a P>,
 ) -> Result<PodClaims<'a, P>, Error> {
-    let selector = Arc::new(spec(set)?.selector.clone());
+    let key = Arc::new(ClaimKey::of(set)?);
     claim_members(
         set,
-        &selector,
+        &key,
         pods.into_iter().map(|p| (p, Arc::new(MemberFacts::of(p)))),
     )
 }
 
 /// [`claim_pods`] over pods with their [`MemberFacts`] (each must be the
-/// facts of that very pod version). `selector` must equal the set's
-/// `spec.selector`; the selector match is memoized in the facts per
-/// `selector` (by identity).
+/// facts of that very pod version). `key` should be the set's
+/// [`ClaimKey`] (a key that does not describe the set is replaced by a fresh
+/// one); the claim's verdict on each version is memoized in its facts per
+/// `key` (by identity), so that a claim over the same versions compares no
+/// string (namespace, name, controller uid) and matches no selector again.
 pub fn claim_members<'a, P: PodView>(
     set: &StatefulSet,
-    selector: &Arc<LabelSelector>,
+    key: &Arc<ClaimKey>,
     pods: impl IntoIterator<Item = (&'a P, Arc<MemberFacts>)>,
 ) -> Result<PodClaims<'a, P>, Error> {
-    let uid = set.metadata.uid.as_deref().unwrap_or_default();
+    let fresh;
+    let key = if key.describes(set) {
+        key
+    } else {
+        fresh = Arc::new(ClaimKey::of(set)?);
+        &fresh
+    };
     let deleting = set.metadata.deletion_timestamp.is_some();
-    let set_name = set_name(set);
     let mut out = PodClaims::default();
     for (pod, facts) in pods {
         let meta = pod.meta();
-        if meta.namespace != set.metadata.namespace {
+        let v = facts.verdict(meta, key)?;
+        if !v.in_namespace {
             continue;
         }
-        let name = meta.name.as_deref().unwrap_or_default();
-        let matches =
-            facts.member_of(name, set_name) && facts.selected_by(selector, meta.labels.as_ref())?;
-        match facts.controller.as_deref() {
-            Some(c) if c != uid => {}
-            Some(_) if matches => out.owned.push(Member {
+        let name = || meta.name.as_deref().unwrap_or_default();
+        match v.ours {
+            Some(false) => {}
+            Some(true) if v.matches => out.owned.push(Member {
                 pod: PodRef::Cached(pod),
                 facts,
             }),
-            Some(_) => {
+            Some(true) => {
                 if !deleting {
-                    out.release.push(name.to_owned());
+                    out.release.push(name().to_owned());
                 }
             }
             None => {
-                if !deleting && matches && !facts.terminating {
+                if !deleting && v.matches && !facts.terminating {
                     let mut adopted = Box::new(meta.clone());
                     adopted
                         .owner_references
@@ -531,7 +706,7 @@ pub fn claim_members<'a, P: PodView>(
                         pod: adopted,
                         facts,
                     });
-                    out.adopt.push(name.to_owned());
+                    out.adopt.push(name().to_owned());
                 }
             }
         }
@@ -577,13 +752,17 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
     format!("{template}-{set}-{ordinal}")
 }
 
+/// Whether the set has `volumeClaimTemplates`.
+fn has_claim_templates(set: &StatefulSet) -> bool {
+    set.spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .is_some_and(|t| !t.is_empty())
+}
+
 /// `getPersistentVolumeClaims`: the claims a pod of this ordinal uses.
 fn pod_claims(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
-    let Some(spec) = set.spec.as_ref().filter(|s| {
-        s.volume_claim_templates
-            .as_ref()
-            .is_some_and(|t| !t.is_empty())
-    }) else {
+    let Some(spec) = set.spec.as_ref().filter(|_| has_claim_templates(set)) else {
         return Vec::new();
     };
     spec.volume_claim_templates
@@ -676,11 +855,25 @@ fn update_storage(set: &StatefulSet, pod: &mut Pod, ordinal: i32) {
 
 /// `identityMatches`: a member of the set by name, in its namespace, with
 /// the pod-name label (`facts.named`, read from the pod's facts) equal to its name.
-fn identity_matches(set: &StatefulSet, pod: &impl PodView, facts: ReplicaFacts) -> bool {
-    let name = pod.meta().name.as_deref().unwrap_or_default();
-    parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(set))
-        && pod.meta().namespace == set.metadata.namespace
-        && facts.named
+/// A pod of the claim ([`Member`]: the cache's version, or one adopted) is a
+/// member by name in the set's namespace (the claim kept it for that), so
+/// only the label is read of it; a placeholder is checked in full.
+fn identity_matches<P: PodView>(
+    set: &StatefulSet,
+    pod: &PodRef<'_, P>,
+    facts: ReplicaFacts,
+) -> bool {
+    if !facts.named {
+        return false;
+    }
+    match pod {
+        PodRef::Cached(_) | PodRef::Adopted(..) => true,
+        PodRef::New(p) => {
+            let name = p.metadata.name.as_deref().unwrap_or_default();
+            parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(set))
+                && p.metadata.namespace == set.metadata.namespace
+        }
+    }
 }
 
 fn storage_matches(set: &StatefulSet, pod: &impl PodView, ord: i32) -> bool {
@@ -807,25 +1000,25 @@ pub struct ReplicaFacts {
 }
 
 impl ReplicaFacts {
-    /// The facts of `pod` for a sync at `now` with these revision names.
+    /// The facts of `pod` for a sync at `now` with these revisions.
     pub fn of(
         pod: &(impl PodView + ?Sized),
         min_ready: i32,
         now: Timestamp,
-        current: &str,
-        update: &str,
+        current: &Revision,
+        update: &Revision,
     ) -> Self {
         Self::of_member(&MemberFacts::of(pod), min_ready, now, current, update)
     }
 
     /// The facts of a pod version with facts `m`, for a sync at `now` with
-    /// these revision names.
+    /// these revisions (compared as interned names: [`Revision`]).
     pub fn of_member(
         m: &MemberFacts,
         min_ready: i32,
         now: Timestamp,
-        current: &str,
-        update: &str,
+        current: &Revision,
+        update: &Revision,
     ) -> Self {
         let ph = m.phase;
         Self {
@@ -836,8 +1029,8 @@ impl ReplicaFacts {
             terminating: m.terminating,
             running_ready: ph == PhaseClass::Running && m.ready,
             available: m.available(min_ready, now),
-            at_current: m.revision == current,
-            at_update: m.revision == update,
+            at_current: m.revision == *current,
+            at_update: m.revision == *update,
             named: m.named,
         }
     }
@@ -947,12 +1140,17 @@ pub fn sync<P: PodView>(input: SyncInput<'_, P>) -> Result<SyncOutcome, Error> {
     // decoded (errors as upstream's) and the set itself is not copied.
     let current_template = revision_template(current)?;
     let update_template = revision_template(update)?;
-    let facts_of = |pod: &Pod| ReplicaFacts::of(pod, min_ready, now, &current_name, &update_name);
+    // Interned once per sync: each pod's revision is then compared by pointer.
+    let (current_rev, update_rev) = (
+        Revision::intern(&current_name),
+        Revision::intern(&update_name),
+    );
+    let facts_of = |pod: &Pod| ReplicaFacts::of(pod, min_ready, now, &current_rev, &update_rev);
 
     let pods: Vec<(&PodRef<'_, P>, ReplicaFacts)> = pods
         .iter()
         .map(|m| {
-            let f = ReplicaFacts::of_member(&m.facts, min_ready, now, &current_name, &update_name);
+            let f = ReplicaFacts::of_member(&m.facts, min_ready, now, &current_rev, &update_rev);
             (&m.pod, f)
         })
         .collect();
@@ -1087,19 +1285,20 @@ fn run_replicas<P: PodView>(
 
 /// `processReplica`. The update set of upstream differs from `set` only in
 /// its template, which nothing here reads (new pods were built already).
-fn process_replica(
+fn process_replica<P: PodView>(
     set: &StatefulSet,
     monotonic: bool,
-    pod: &impl PodView,
+    pod: &PodRef<'_, P>,
     facts: ReplicaFacts,
     claims: &BTreeMap<String, PersistentVolumeClaim>,
     out: &mut SyncOutcome,
 ) -> Step {
-    let name = pod.meta().name.as_deref().unwrap_or_default();
+    // Only a write reads the pod's name (the pod itself is not touched
+    // for a healthy replica: its facts answer every check below).
     if facts.finished {
         if !facts.terminating {
             out.writes.push(SetWrite::DeletePod {
-                name: name.to_owned(),
+                name: pod.meta().name.clone().unwrap_or_default(),
             });
         }
         return Step::Stop;
@@ -1207,6 +1406,11 @@ fn create_claims(
     in_range: bool,
     out: &mut SyncOutcome,
 ) -> bool {
+    // Without templates there is no claim to create: the pod's name is not
+    // parsed for its ordinal (each pending pod of every sync came here).
+    if !has_claim_templates(set) {
+        return true;
+    }
     for mut c in pod_claims(set, ordinal(pod)) {
         let name = c.metadata.name.clone().unwrap_or_default();
         match claims.get(&name) {
@@ -1446,9 +1650,14 @@ mod tests {
         }
     }
 
-    fn set(sel: usize, deleting: bool) -> StatefulSet {
+    /// A set of selector `sel`; `who` picks its name (`web`, `webx`, `web-2`:
+    /// names the arbitrary pods' names are members of or not), namespace and uid.
+    fn set_of(sel: usize, deleting: bool, who: usize) -> StatefulSet {
+        let name = ["web", "webx", "web-2"][who % 3];
+        let ns = ["ns", "other"][(who / 3) % 2];
+        let uid = [SET_UID, "uid-other"][(who / 6) % 2];
         let mut v = json!({
-            "metadata": {"name": "web", "namespace": "ns", "uid": SET_UID},
+            "metadata": {"name": name, "namespace": ns, "uid": uid},
             "spec": {"selector": selector(sel), "serviceName": "web",
                      "template": {"metadata": {}, "spec": {"containers": []}}},
         });
@@ -1525,30 +1734,40 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
         /// The facts kept per pod version and the claim memoized per (version,
-        /// selector) give, over arbitrary pod versions, selectors and syncs,
-        /// what the former per-sync computation from the pods gave.
+        /// claim key) give, over arbitrary pod versions, sets (selector, name,
+        /// namespace, uid) and syncs, what the former per-sync computation
+        /// from the pods gave; so does a claim given the key of another set.
         #[test]
         fn kept_facts_and_memoized_claims_equal_a_fresh_computation(
             pods in proptest::collection::vec(arb_pod(), 0..12),
             syncs in proptest::collection::vec(
-                (0usize..6, any::<bool>(), 0i32..20, 0i64..60, 0usize..3, 0usize..3),
+                (
+                    (0usize..6, 0usize..12, 0usize..8),
+                    any::<bool>(), 0i32..20, 0i64..60, 0usize..3, 0usize..3,
+                ),
                 1..8,
             ),
         ) {
             // Facts computed once per version, as the pod cache keeps them.
             let kept: Vec<Arc<MemberFacts>> =
                 pods.iter().map(|p| Arc::new(MemberFacts::of(p))).collect();
-            // One `Arc` per selector value while it is unchanged, as the runtime keeps it.
-            let mut arcs: HashMap<usize, Arc<LabelSelector>> = HashMap::new();
-            for (sel, deleting, min_ready, now_s, cur, upd) in syncs {
-                let set = set(sel, deleting);
-                let selector = arcs
-                    .entry(sel)
-                    .or_insert_with(|| Arc::new(set.spec.as_ref().unwrap().selector.clone()))
-                    .clone();
+            // One `Arc` per claim key while it is unchanged, as the runtime keeps it.
+            let mut arcs: HashMap<(usize, usize), Arc<ClaimKey>> = HashMap::new();
+            for ((sel, who, stale), deleting, min_ready, now_s, cur, upd) in syncs {
+                let set = set_of(sel, deleting, who);
+                let mut key = |sel: usize, who: usize| {
+                    arcs.entry((sel % 6, who))
+                        .or_insert_with(|| {
+                            Arc::new(ClaimKey::of(&set_of(sel, false, who)).unwrap())
+                        })
+                        .clone()
+                };
+                // One sync in eight is handed the key of another set (or of
+                // this set's former selector): the claim must not use it.
+                let key = if stale == 0 { key(sel + 1, who) } else { key(sel, who) };
                 let got = claim_members(
                     &set,
-                    &selector,
+                    &key,
                     pods.iter().zip(&kept).map(|(p, f)| (p, f.clone())),
                 );
                 let want = oracle_claim(&set, &pods);
@@ -1565,14 +1784,22 @@ mod tests {
                         prop_assert_eq!(&g.release, &release);
                         let now = Timestamp::from_second(1_767_225_600 + now_s).unwrap();
                         let (cur, upd) = (["web-r1", "web-r2", ""][cur], ["web-r1", "web-r2", ""][upd]);
+                        let (cur_rev, upd_rev) = (Revision::intern(cur), Revision::intern(upd));
                         for m in &g.owned {
                             // Each member's facts are those of its very version
                             // (an adopted copy's are its own).
                             prop_assert_eq!(&*m.facts, &MemberFacts::of(&m.pod));
-                            prop_assert_eq!(
-                                ReplicaFacts::of_member(&m.facts, min_ready, now, cur, upd),
-                                oracle_facts(&m.pod.to_pod(), min_ready, now, cur, upd)
-                            );
+                            let f = ReplicaFacts::of_member(&m.facts, min_ready, now, &cur_rev, &upd_rev);
+                            prop_assert_eq!(f, oracle_facts(&m.pod.to_pod(), min_ready, now, cur, upd));
+                            // `identityMatches` read in full (the oracle) equals
+                            // the claimed member's label fact.
+                            let p = m.pod.to_pod();
+                            let name = p.metadata.name.as_deref().unwrap_or_default();
+                            let full = parent_and_ordinal(name).is_some_and(|(p, _)| p == set_name(&set))
+                                && p.metadata.namespace == set.metadata.namespace
+                                && f.named;
+                            prop_assert_eq!(identity_matches(&set, &m.pod, f), full);
+                            prop_assert_eq!(identity_matches(&set, &PodRef::<Pod>::New(Box::new(p)), f), full);
                         }
                     }
                     (g, w) => prop_assert!(false, "claim {:?} vs oracle {:?}", g.map(|c| c.adopt), w),
@@ -1582,10 +1809,44 @@ mod tests {
             for (p, f) in pods.iter().zip(&kept) {
                 let now = Timestamp::from_second(1_767_225_620).unwrap();
                 prop_assert_eq!(
-                    ReplicaFacts::of_member(f, 10, now, "web-r1", "web-r2"),
+                    ReplicaFacts::of_member(
+                        f, 10, now, &Revision::intern("web-r1"), &Revision::intern("web-r2")
+                    ),
                     oracle_facts(p, 10, now, "web-r1", "web-r2")
                 );
             }
+        }
+
+        /// Interned revisions are equal exactly when their names are, also
+        /// across the interner's sweeps of names no revision holds any more.
+        #[test]
+        fn interned_revisions_compare_as_their_names(
+            rounds in proptest::collection::vec(
+                proptest::collection::vec(0usize..40, 1..60),
+                1..6,
+            ),
+        ) {
+            let name = |i: usize| format!("web-{:x}", i * 7919);
+            // Held across rounds: the first of each round's names.
+            let mut held: Vec<(usize, Revision)> = Vec::new();
+            for round in rounds {
+                // Many short-lived names, enough to make the interner sweep.
+                for i in 0..200 {
+                    let _ = Revision::intern(&format!("gone-{i}-{}", round.len()));
+                }
+                let revs: Vec<(usize, Revision)> =
+                    round.iter().map(|&i| (i, Revision::intern(&name(i)))).collect();
+                for (i, a) in revs.iter().chain(&held) {
+                    prop_assert_eq!(a.as_str(), name(*i));
+                    for (j, b) in revs.iter().chain(&held) {
+                        prop_assert_eq!(a == b, i == j);
+                    }
+                }
+                held.push(revs[0].clone());
+            }
+            // The sweeps keep the interner near the names still held (other
+            // tests of this process may hold a few).
+            prop_assert!(Revision::interned() < 1_000);
         }
     }
 }
