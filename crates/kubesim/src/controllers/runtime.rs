@@ -1914,21 +1914,17 @@ async fn sync_set(s: &Shared, ns: &str, name: &str) -> Result<Option<Duration>, 
     // The sync reads claims only through the set's `volumeClaimTemplates`
     // (`getPersistentVolumeClaims`): a set without templates reads none, so
     // the namespace's claims are not copied for it.
-    let has_templates = set
-        .spec
-        .as_ref()
-        .and_then(|sp| sp.volume_claim_templates.as_ref())
-        .is_some_and(|t| !t.is_empty());
-    let claims_map: BTreeMap<String, PersistentVolumeClaim> = if has_templates {
-        s.caches
-            .pvcs
-            .list_ns(ns)
-            .iter()
-            .map(|c| (c.metadata.name.clone().unwrap_or_default(), (**c).clone()))
-            .collect()
-    } else {
-        BTreeMap::new()
-    };
+    let claims_map: BTreeMap<String, PersistentVolumeClaim> =
+        if statefulset::has_claim_templates(set) {
+            s.caches
+                .pvcs
+                .list_ns(ns)
+                .iter()
+                .map(|c| (c.metadata.name.clone().unwrap_or_default(), (**c).clone()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
     let out = statefulset::sync(SyncInput {
         set,
         current: &current,

@@ -753,7 +753,7 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
 }
 
 /// Whether the set has `volumeClaimTemplates`.
-fn has_claim_templates(set: &StatefulSet) -> bool {
+pub(crate) fn has_claim_templates(set: &StatefulSet) -> bool {
     set.spec
         .as_ref()
         .and_then(|s| s.volume_claim_templates.as_ref())
