@@ -154,15 +154,19 @@ pub trait EvictionBackend {
     fn update_pdb_status(
         &self,
         pdb: PodDisruptionBudget,
-    ) -> impl Future<Output = Result<PodDisruptionBudget, StatusError>> + Send;
+    ) -> impl Future<Output = Result<(), StatusError>> + Send;
     /// Add the `DisruptionTarget` condition to the pod's status (honouring the
-    /// preconditions against the latest pod) and return the updated pod.
+    /// preconditions against the latest pod) and return the updated pod's
+    /// resourceVersion. `seen` is the pod as the handler read it: when it is
+    /// still the latest version the backend may start from it instead of
+    /// reading the pod again (a resourceVersion names one content).
     fn add_disruption_target(
         &self,
         ns: &str,
         name: &str,
         preconditions: Option<Preconditions>,
-    ) -> impl Future<Output = Result<Pod, StatusError>> + Send;
+        seen: Option<Arc<Pod>>,
+    ) -> impl Future<Output = Result<Option<String>, StatusError>> + Send;
     /// DELETE the pod with these options (graceful deletion, preconditions, dryRun).
     fn delete_pod(
         &self,
@@ -424,7 +428,7 @@ pub async fn evict<B: EvictionBackend + Sync>(
     } else {
         original.clone()
     };
-    match add_condition_and_delete(backend, ns, name, opts).await {
+    match add_condition_and_delete(backend, ns, name, opts, pod).await {
         Ok(()) => Ok(success()),
         Err(e) if e.is_conflict() && update_deletion_options && !caller_rv => {
             Err(still_being_processed(&pdb_name))
@@ -439,13 +443,14 @@ async fn add_condition_and_delete<B: EvictionBackend + Sync>(
     ns: &str,
     name: &str,
     mut opts: DeleteOptions,
+    seen: Arc<Pod>,
 ) -> Result<(), StatusError> {
     if !is_dry_run(&opts) {
-        let updated = backend
-            .add_disruption_target(ns, name, opts.preconditions.clone())
+        let rv = backend
+            .add_disruption_target(ns, name, opts.preconditions.clone(), Some(seen))
             .await?;
         if !rv_unset(&opts) {
-            opts = with_rv(&opts, updated.metadata.resource_version.clone());
+            opts = with_rv(&opts, rv);
         }
     }
     backend.delete_pod(ns, name, opts).await

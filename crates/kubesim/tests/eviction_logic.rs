@@ -141,10 +141,7 @@ impl EvictionBackend for Mock {
         Ok(self.pdb(name))
     }
 
-    async fn update_pdb_status(
-        &self,
-        pdb: PodDisruptionBudget,
-    ) -> Result<PodDisruptionBudget, StatusError> {
+    async fn update_pdb_status(&self, pdb: PodDisruptionBudget) -> Result<(), StatusError> {
         let mut s = self.state.lock().unwrap();
         let name = pdb.metadata.name.clone().unwrap();
         let cur = s.pdbs[&name].clone();
@@ -158,8 +155,8 @@ impl EvictionBackend for Mock {
         let mut next = cur;
         next.status = pdb.status;
         next.metadata.resource_version = Some(Self::bump(&mut s));
-        s.pdbs.insert(name, next.clone());
-        Ok(next)
+        s.pdbs.insert(name, next);
+        Ok(())
     }
 
     async fn add_disruption_target(
@@ -167,7 +164,8 @@ impl EvictionBackend for Mock {
         _ns: &str,
         name: &str,
         pre: Option<Preconditions>,
-    ) -> Result<Pod, StatusError> {
+        _seen: Option<Arc<Pod>>,
+    ) -> Result<Option<String>, StatusError> {
         let mut s = self.state.lock().unwrap();
         let mut pod = s.pods.get(name).cloned().unwrap();
         check_pre(&pod, pre.as_ref())?;
@@ -186,8 +184,9 @@ impl EvictionBackend for Mock {
                 ..PodCondition::default()
             });
         pod.metadata.resource_version = Some(Self::bump(&mut s));
-        s.pods.insert(name.into(), pod.clone());
-        Ok(pod)
+        let rv = pod.metadata.resource_version.clone();
+        s.pods.insert(name.into(), pod);
+        Ok(rv)
     }
 
     async fn delete_pod(

@@ -459,6 +459,107 @@ fn differs_outside_metadata_and_status(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The object a status write stores: `old` without its status, with the
+/// status of `obj` (the request), its `metadata.managedFields` when it has
+/// them, and, for a pod (`pod_meta`), its labels, annotations and finalizers
+/// (`ResetObjectMetaForStatus` and the pod status strategy's
+/// `PrepareForUpdate`).
+///
+/// Built in `obj`, whose other parts are made equal to `old`'s where they
+/// differ: a writer sends the object it read back with a new status, so the
+/// rest is mostly compared, not copied.
+fn status_write_object(mut obj: Value, old: &Value, pod_meta: bool) -> Value {
+    let status = obj
+        .as_object_mut()
+        .and_then(|m| m.remove("status"))
+        .filter(|s| !s.is_null());
+    let meta = obj.get_mut("metadata").and_then(Value::as_object_mut);
+    let managed = meta.as_ref().and_then(|m| m.get("managedFields")).is_some();
+    let mut taken: Vec<(&str, Option<Value>)> = Vec::new();
+    if let Some(m) = meta {
+        if managed {
+            taken.push(("managedFields", m.remove("managedFields")));
+        }
+        if pod_meta {
+            for k in ["labels", "annotations", "finalizers"] {
+                taken.push((k, m.remove(k)));
+            }
+        }
+    } else if pod_meta {
+        taken.extend([
+            ("labels", None),
+            ("annotations", None),
+            ("finalizers", None),
+        ]);
+    }
+    match (obj.as_object_mut(), old.as_object()) {
+        (Some(dst), Some(src)) => make_equal_except_status(dst, src),
+        (_, Some(src)) => {
+            obj = Value::Object(
+                src.iter()
+                    .filter(|(k, _)| k.as_str() != "status")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+        }
+        _ => obj = old.clone(),
+    }
+    if !taken.is_empty() {
+        let m = meta_mut(&mut obj);
+        for (k, v) in taken {
+            match v {
+                Some(v) => {
+                    m.insert(k.into(), v);
+                }
+                None => {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+    if let Some(st) = status
+        && old.is_object()
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.insert("status".into(), st);
+    }
+    obj
+}
+
+/// Makes `dst` equal to `src` without `src`'s `status` (`dst` has none):
+/// keys `src` lacks go, differing values are copied, `metadata` member by
+/// member.
+fn make_equal_except_status(
+    dst: &mut serde_json::Map<String, Value>,
+    src: &serde_json::Map<String, Value>,
+) {
+    dst.retain(|k, _| k != "status" && src.contains_key(k));
+    for (k, v) in src {
+        if k == "status" {
+            continue;
+        }
+        match (dst.get_mut(k), v) {
+            (Some(d), s) if d == s => {}
+            (Some(Value::Object(d)), Value::Object(s)) if k == "metadata" => {
+                d.retain(|k, _| s.contains_key(k));
+                for (mk, mv) in s {
+                    match d.get_mut(mk) {
+                        Some(dv) if dv == mv => {}
+                        Some(dv) => *dv = mv.clone(),
+                        None => {
+                            d.insert(mk.clone(), mv.clone());
+                        }
+                    }
+                }
+            }
+            (Some(d), s) => *d = s.clone(),
+            (None, s) => {
+                dst.insert(k.clone(), s.clone());
+            }
+        }
+    }
+}
+
 fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !obj.is_object() {
         *obj = json!({});
@@ -1349,45 +1450,7 @@ impl Api {
             Part::Status => {
                 // ResetObjectMetaForStatus + status strategies: only status
                 // (and, for pods, metadata other than the protected fields) changes.
-                // The old object is copied without its status (often the bulk
-                // of it) and the parts taken from the request are moved, not
-                // copied: `obj` is replaced below.
-                let mut new = match &old {
-                    Value::Object(m) => Value::Object(
-                        m.iter()
-                            .filter(|(k, _)| k.as_str() != "status")
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    ),
-                    other => other.clone(),
-                };
-                if let Some(st) = obj
-                    .as_object_mut()
-                    .and_then(|m| m.remove("status"))
-                    .filter(|s| !s.is_null())
-                    && let Some(m) = new.as_object_mut()
-                {
-                    m.insert("status".into(), st);
-                }
-                if let Some(mf) = obj
-                    .get_mut("metadata")
-                    .and_then(|m| m.get_mut("managedFields"))
-                {
-                    meta_mut(&mut new).insert("managedFields".into(), mf.take());
-                }
-                if d.group.is_empty() && d.kind == "Pod" {
-                    for k in ["labels", "annotations", "finalizers"] {
-                        match obj.get_mut("metadata").and_then(|m| m.get_mut(k)) {
-                            Some(v) => {
-                                meta_mut(&mut new).insert(k.into(), v.take());
-                            }
-                            None => {
-                                meta_mut(&mut new).remove(k);
-                            }
-                        }
-                    }
-                }
-                obj = new;
+                obj = status_write_object(obj, &old, d.group.is_empty() && d.kind == "Pod");
             }
             Part::Main => {
                 if d.status_subresource {

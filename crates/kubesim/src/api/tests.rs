@@ -753,3 +753,117 @@ fn merge_and_json_patches_apply_and_respect_resource_version_preconditions() {
         .unwrap_err();
     assert_eq!(e.code, 400);
 }
+
+/// The status write's object as `ResetObjectMetaForStatus` defines it, built
+/// by copying (the construction [`status_write_object`] replaced).
+fn status_write_reference(obj: &Value, old: &Value, pod_meta: bool) -> Value {
+    let mut new = match old {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "status")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    };
+    if let Some(st) = obj.get("status").filter(|s| !s.is_null())
+        && let Some(m) = new.as_object_mut()
+    {
+        m.insert("status".into(), st.clone());
+    }
+    if let Some(mf) = obj.get("metadata").and_then(|m| m.get("managedFields")) {
+        meta_mut(&mut new).insert("managedFields".into(), mf.clone());
+    }
+    if pod_meta {
+        for k in ["labels", "annotations", "finalizers"] {
+            match obj.get("metadata").and_then(|m| m.get(k)) {
+                Some(v) => {
+                    meta_mut(&mut new).insert(k.into(), v.clone());
+                }
+                None => {
+                    meta_mut(&mut new).remove(k);
+                }
+            }
+        }
+    }
+    new
+}
+
+fn small_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        (0i64..3).prop_map(Value::from),
+        "[ab]{0,2}".prop_map(Value::from),
+        proptest::collection::btree_map("[ab]", "[ab]", 0..2)
+            .prop_map(|m| serde_json::to_value(m).unwrap()),
+    ]
+}
+
+/// An object of the keys a status write treats apart, each present or not.
+fn status_write_side() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let meta_keys = [
+        "name",
+        "uid",
+        "labels",
+        "annotations",
+        "finalizers",
+        "managedFields",
+        "resourceVersion",
+    ];
+    let top_keys = ["apiVersion", "kind", "spec", "status", "extra"];
+    (
+        proptest::collection::vec(proptest::option::of(small_json()), meta_keys.len()),
+        proptest::collection::vec(proptest::option::of(small_json()), top_keys.len()),
+        0u8..4,
+    )
+        .prop_map(move |(mv, tv, meta_kind)| {
+            let meta: serde_json::Map<String, Value> = meta_keys
+                .iter()
+                .zip(mv)
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+                .collect();
+            let mut top: serde_json::Map<String, Value> = top_keys
+                .iter()
+                .zip(tv)
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+                .collect();
+            match meta_kind {
+                0 => {}
+                1 => {
+                    top.insert("metadata".into(), json!("not an object"));
+                }
+                _ => {
+                    top.insert("metadata".into(), Value::Object(meta));
+                }
+            }
+            Value::Object(top)
+        })
+}
+
+proptest::proptest! {
+    /// The status write's object, built in the request's object, is the one
+    /// built by copying the stored object's parts, for pods and other kinds.
+    #[test]
+    fn the_status_write_object_is_the_old_object_with_the_requests_status(
+        obj in status_write_side(),
+        old in status_write_side(),
+        same in proptest::bool::ANY,
+        pod_meta in proptest::bool::ANY,
+    ) {
+        // Mostly a writer sends back what it read: the request shares the old parts.
+        let obj = if same {
+            let mut o = old.clone();
+            if let (Some(m), Some(st)) = (o.as_object_mut(), obj.get("status")) {
+                m.insert("status".into(), st.clone());
+            }
+            o
+        } else {
+            obj
+        };
+        let want = status_write_reference(&obj, &old, pod_meta);
+        proptest::prop_assert_eq!(status_write_object(obj, &old, pod_meta), want);
+    }
+}
