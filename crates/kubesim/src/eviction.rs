@@ -25,7 +25,8 @@ use k8s_openapi::{
         policy::v1::{Eviction, PodDisruptionBudget},
     },
     apimachinery::pkg::apis::meta::v1::{
-        DeleteOptions, ListMeta, Preconditions, Status, StatusCause, StatusDetails, Time,
+        DeleteOptions, LabelSelector, ListMeta, Preconditions, Status, StatusCause, StatusDetails,
+        Time,
     },
     jiff::Timestamp,
 };
@@ -139,10 +140,12 @@ pub trait EvictionBackend {
         name: &str,
     ) -> impl Future<Output = Result<Arc<Pod>, StatusError>> + Send;
     /// LIST the PDBs of a namespace (shared: the handler reads them and copies the one it
-    /// decrements).
+    /// decrements). The backend may leave out budgets whose selector does not select `pod`
+    /// ([`selects`]): the handler keeps only those.
     fn list_pdbs(
         &self,
         ns: &str,
+        pod: &Pod,
     ) -> impl Future<Output = Result<Vec<Arc<PodDisruptionBudget>>, StatusError>> + Send;
     /// GET a PDB.
     fn get_pdb(
@@ -239,15 +242,19 @@ pub fn matching_pdbs(
 ) -> Vec<Arc<PodDisruptionBudget>> {
     pdbs.into_iter()
         .filter(|pdb| pdb.metadata.namespace == pod.metadata.namespace)
-        .filter(|pdb| {
-            let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
-                return false;
-            };
-            let empty = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty());
-            !empty && selector_matches(sel, pod.metadata.labels.as_ref()).unwrap_or(false)
-        })
+        .filter(|pdb| selects(pdb.spec.as_ref().and_then(|s| s.selector.as_ref()), pod))
         .collect()
+}
+
+/// Whether a budget with this `spec.selector` covers `pod` (the namespace
+/// aside): a selector that is set, not empty, parses and matches its labels.
+pub fn selects(selector: Option<&LabelSelector>, pod: &Pod) -> bool {
+    let Some(sel) = selector else {
+        return false;
+    };
+    let empty = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty());
+    !empty && selector_matches(sel, pod.metadata.labels.as_ref()).unwrap_or(false)
 }
 
 /// `checkAndDecrement` as a pure step: the PDB with one disruption consumed
@@ -377,7 +384,7 @@ pub async fn evict<B: EvictionBackend + Sync>(
     }
 
     // Phase 2: the budget.
-    let pdbs = matching_pdbs(&pod, backend.list_pdbs(ns).await?);
+    let pdbs = matching_pdbs(&pod, backend.list_pdbs(ns, &pod).await?);
     if pdbs.len() > 1 {
         return Err(StatusError::new(500, "", MULTIPLE_PDBS_MESSAGE));
     }

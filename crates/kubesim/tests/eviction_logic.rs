@@ -121,7 +121,11 @@ impl EvictionBackend for Mock {
             .ok_or_else(|| StatusError::new(404, "NotFound", format!("pods \"{name}\" not found")))
     }
 
-    async fn list_pdbs(&self, _ns: &str) -> Result<Vec<Arc<PodDisruptionBudget>>, StatusError> {
+    async fn list_pdbs(
+        &self,
+        _ns: &str,
+        _pod: &Pod,
+    ) -> Result<Vec<Arc<PodDisruptionBudget>>, StatusError> {
         let list = self
             .state
             .lock()

@@ -544,6 +544,50 @@ async fn eviction_is_refused_with_429_while_the_budget_is_exhausted_and_allowed_
     .await;
 }
 
+/// The handler lists every budget of the namespace: one selecting other pods
+/// does not govern the eviction, and a second budget selecting the pod —
+/// created just before, whether or not the controllers' cache holds it yet —
+/// makes it a 500 that deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budgets_selecting_the_pod_govern_its_eviction_and_two_are_refused() {
+    let (api, _sim) = start();
+    guarded_set(&api, 3, json!({"maxUnavailable": 1})).await;
+    // Given a budget over other pods that allows nothing
+    api.create_typed(
+        Some(NS),
+        &pdb("other-pdb", "other", json!({"maxUnavailable": 0})),
+    )
+    .unwrap();
+    // When a second budget selecting web's pods appears
+    api.create_typed(
+        Some(NS),
+        &pdb("web-pdb-2", "web", json!({"maxUnavailable": 1})),
+    )
+    .unwrap();
+    let err = evict(&api, "web-0").await.unwrap_err();
+    assert_eq!(err.code, 500);
+    assert_eq!(err.message, kubesim::eviction::MULTIPLE_PDBS_MESSAGE);
+    assert!(
+        pod(&api, "web-0")
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
+    // And with it gone, web-pdb alone governs: the eviction goes through
+    api.delete_typed::<PodDisruptionBudget>(Some(NS), "web-pdb-2", &Default::default())
+        .unwrap();
+    let (code, _) = evict(&api, "web-0").await.unwrap();
+    assert_eq!(code, 201);
+    assert!(
+        pod(&api, "web-0")
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_concurrent_evictions_against_a_budget_of_one_let_exactly_one_through() {
     let (api, _sim) = start();

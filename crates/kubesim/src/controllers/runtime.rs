@@ -3331,6 +3331,18 @@ fn check_preconditions(pod: &Pod, pre: Option<&Preconditions>) -> Result<(), Sta
     Ok(())
 }
 
+/// A stored budget's `spec.selector`, decoded alone (the rest of the object,
+/// its status the bulk, is skipped).
+#[derive(serde::Deserialize)]
+struct PdbSelectorOnly {
+    spec: Option<PdbSelectorSpec>,
+}
+
+#[derive(serde::Deserialize)]
+struct PdbSelectorSpec {
+    selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+}
+
 impl EvictionBackend for ApiBackend {
     async fn get_pod(&self, ns: &str, name: &str) -> Result<Arc<Pod>, StatusError> {
         let d = self.api.resource_of::<Pod>().map_err(to_status_error)?;
@@ -3346,8 +3358,13 @@ impl EvictionBackend for ApiBackend {
             .map_err(to_status_error)
     }
 
-    async fn list_pdbs(&self, ns: &str) -> Result<Vec<Arc<PodDisruptionBudget>>, StatusError> {
+    async fn list_pdbs(
+        &self,
+        ns: &str,
+        pod: &Pod,
+    ) -> Result<Vec<Arc<PodDisruptionBudget>>, StatusError> {
         let shared = self.shared.upgrade();
+        let cache = shared.as_ref().map(|s| &s.caches.pdbs);
         let d = self
             .api
             .resource_of::<PodDisruptionBudget>()
@@ -3356,11 +3373,24 @@ impl EvictionBackend for ApiBackend {
             .api
             .list(&d, Some(ns), &crate::api::ListOptions::default())
             .map_err(to_status_error)?;
-        list.items
-            .iter()
-            .map(|st| decoded(shared.as_ref().map(|s| &s.caches.pdbs), st))
-            .collect::<Result<_, _>>()
-            .map_err(to_status_error)
+        // Every budget of the namespace is listed, as upstream's handler does; only those
+        // selecting the pod are decoded whole (a version the cache holds is not decoded at all).
+        let mut out = Vec::new();
+        for st in &list.items {
+            if let Some(p) = cache.and_then(|c| c.get_at(st.namespace(), st.name(), st.rv)) {
+                if eviction::selects(p.spec.as_ref().and_then(|s| s.selector.as_ref()), pod) {
+                    out.push(p);
+                }
+                continue;
+            }
+            let sel: PdbSelectorOnly = serde_json::from_slice(&st.json)
+                .map_err(|e| ApiError::internal(format!("failed to decode stored object: {e}")))
+                .map_err(to_status_error)?;
+            if eviction::selects(sel.spec.and_then(|s| s.selector).as_ref(), pod) {
+                out.push(decoded(None, st).map_err(to_status_error)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn get_pdb(&self, ns: &str, name: &str) -> Result<PodDisruptionBudget, StatusError> {
