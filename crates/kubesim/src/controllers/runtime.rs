@@ -15,7 +15,7 @@
 //! because the in-process store recovers at once).
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex, RwLock, Weak},
     time::Duration,
 };
@@ -307,16 +307,9 @@ struct Slot<K: Indexed> {
 enum Full<K> {
     /// The version's stored JSON (`Stored::json`: the store's bytes, shared).
     Json(Bytes),
-    /// The whole object as this process's write returned it, before the
-    /// watch delivered the version's JSON.
+    /// The whole object as this process's write returned it, kept until the
+    /// watch delivers the version's JSON (then dropped for it).
     Obj(Arc<K>),
-    /// Both: this process wrote the version and the watch delivered it. The
-    /// object is handed to the first [`Cache::full`] read, which leaves the
-    /// JSON only: nearly every pod version is kubesim's own write (the
-    /// kubelet's, the scheduler's) and its next read is the kubelet's next
-    /// sync of the pod, which so decodes nothing; the typed object, several
-    /// times the JSON's size, is held only until that read.
-    Both(Arc<K>, Bytes),
 }
 
 impl<K> Clone for Full<K> {
@@ -324,31 +317,16 @@ impl<K> Clone for Full<K> {
         match self {
             Self::Json(j) => Self::Json(j.clone()),
             Self::Obj(o) => Self::Obj(o.clone()),
-            Self::Both(o, j) => Self::Both(o.clone(), j.clone()),
-        }
-    }
-}
-
-impl<K> Full<K> {
-    fn parts(self) -> (Option<Arc<K>>, Option<Bytes>) {
-        match self {
-            Self::Json(j) => (None, Some(j)),
-            Self::Obj(o) => (Some(o), None),
-            Self::Both(o, j) => (Some(o), Some(j)),
         }
     }
 }
 
 /// The whole object of a version applied twice at one resourceVersion (its
-/// write, then its watch event, or the other way round): what either had.
+/// write, then its watch event): the stored JSON when either has it.
 fn merge_full<K>(kept: Option<Full<K>>, new: Option<Full<K>>) -> Option<Full<K>> {
-    let (ko, kj) = kept.map_or((None, None), Full::parts);
-    let (no, nj) = new.map_or((None, None), Full::parts);
-    match (ko.or(no), nj.or(kj)) {
-        (Some(o), Some(j)) => Some(Full::Both(o, j)),
-        (Some(o), None) => Some(Full::Obj(o)),
-        (None, Some(j)) => Some(Full::Json(j)),
-        (None, None) => None,
+    match (kept, new) {
+        (Some(Full::Json(j)), _) | (_, Some(Full::Json(j))) => Some(Full::Json(j)),
+        (kept, new) => new.or(kept),
     }
 }
 
@@ -381,18 +359,7 @@ struct CacheInner<K: Indexed> {
     selects_any: HashMap<String, BTreeSet<usize>>,
     /// How many times the contents were replaced by a relist ([`Cache::generation`]).
     relists: u64,
-    /// The slots given a [`Full::Both`] (slot id, resourceVersion), oldest
-    /// first; entries whose slot moved on are stale and skipped. Bounds what
-    /// the written objects kept for a first read may hold
-    /// ([`WRITTEN_KEPT_MAX`]).
-    written: VecDeque<(usize, u64)>,
 }
-
-/// At most this many versions keep the whole object this process wrote
-/// beside their stored JSON ([`Full::Both`]): while many pods wait for their
-/// kubelet's or scheduler's sync (100,000 pods created at once), the oldest
-/// give theirs up and the read decodes the JSON. About 7 MiB of pods.
-const WRITTEN_KEPT_MAX: usize = 1024;
 
 impl<K: Indexed> Default for CacheInner<K> {
     fn default() -> Self {
@@ -408,7 +375,6 @@ impl<K: Indexed> Default for CacheInner<K> {
             by_selector: HashMap::new(),
             selects_any: HashMap::new(),
             relists: 0,
-            written: VecDeque::new(),
         }
     }
 }
@@ -562,23 +528,6 @@ impl<K: Indexed> CacheInner<K> {
         }
     }
 
-    /// Records that slot `id` keeps a written object at `rv`, and makes the
-    /// oldest such slots beyond [`WRITTEN_KEPT_MAX`] keep their JSON only.
-    fn note_written(&mut self, id: usize, rv: u64) {
-        self.written.push_back((id, rv));
-        while self.written.len() > WRITTEN_KEPT_MAX {
-            let Some((id, rv)) = self.written.pop_front() else {
-                break;
-            };
-            if let Some(Some(s)) = self.slots.get_mut(id)
-                && s.rv == rv
-                && let Some(Full::Both(_, j)) = &s.full
-            {
-                s.full = Some(Full::Json(j.clone()));
-            }
-        }
-    }
-
     fn id_of(&self, ns: &str, name: &str) -> Option<usize> {
         self.ids.get(ns).and_then(|m| m.get(name)).copied()
     }
@@ -623,7 +572,6 @@ impl<K: Indexed> CacheInner<K> {
                 }
                 None => self.index(ns, name, id, &obj),
             }
-            let both = matches!(full, Some(Full::Both(..)));
             if let Some(s) = self.slots.get_mut(id) {
                 *s = Some(Slot {
                     rv,
@@ -631,9 +579,6 @@ impl<K: Indexed> CacheInner<K> {
                     facts,
                     full,
                 });
-            }
-            if both {
-                self.note_written(id, rv);
             }
             return old;
         }
@@ -898,9 +843,8 @@ impl<K: Indexed> Cache<K> {
     }
 
     /// [`Cache::apply`] of a shared object (a whole object: a kind that keeps
-    /// a projection keeps this one as the version's whole object until the
-    /// first [`Cache::full`] read after its stored JSON arrived,
-    /// [`Cache::apply_version`]).
+    /// a projection keeps this one as the version's whole object until its
+    /// stored JSON arrives, [`Cache::apply_version`]).
     pub fn apply_arc(&self, obj: Arc<K>) -> Option<Arc<K::Kept>> {
         let (kept, whole) = K::keep(obj);
         self.put(kept, whole.map(Full::Obj))
@@ -978,30 +922,17 @@ impl<K: Indexed + DeserializeOwned> Cache<K> {
         name: &str,
         rv_ok: impl Fn(u64) -> bool,
     ) -> Option<Result<Arc<K>, ApiError>> {
-        let (rv, obj, full) = {
+        let (obj, full) = {
             let m = self.items.read().ok()?;
             let s = m.id_of(ns, name).and_then(|id| m.slot(id))?;
             if !rv_ok(s.rv) {
                 return None;
             }
-            (s.rv, s.obj.clone(), s.full.clone())
+            (s.obj.clone(), s.full.clone())
         };
         // Decoded outside the lock.
         Some(match full {
             Some(Full::Obj(o)) => Ok(o),
-            Some(Full::Both(o, j)) => {
-                // The first read takes the object: the slot keeps the JSON
-                // (unless another version replaced it meanwhile).
-                if let Ok(mut m) = self.items.write()
-                    && let Some(id) = m.id_of(ns, name)
-                    && let Some(Some(s)) = m.slots.get_mut(id)
-                    && s.rv == rv
-                    && matches!(s.full, Some(Full::Both(..)))
-                {
-                    s.full = Some(Full::Json(j));
-                }
-                Ok(o)
-            }
             Some(Full::Json(j)) => serde_json::from_slice::<K>(&j)
                 .map(Arc::new)
                 .map_err(|e| ApiError::internal(format!("failed to decode cached object: {e}"))),
@@ -3724,72 +3655,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    /// A version this process wrote and the watch delivered (in either
-    /// order) hands its written object to the first whole-object read, and
-    /// the stored JSON, decoded, to every later one: the same content.
-    #[test]
-    fn the_written_object_goes_to_the_first_read_and_the_json_to_the_next() {
-        for event_first in [false, true] {
-            let c: Cache<Pod> = Cache::default();
-            let labels = [("app", "web")];
-            let written = Arc::new(pod("web-0", 7, Some("u1"), &labels, None));
-            let json = Bytes::from(serde_json::to_vec(&*written).unwrap());
-            let kept = Arc::new(CachedPod::of(&written));
-            if event_first {
-                c.apply_version(kept, &json);
-                c.apply_arc(written.clone());
-            } else {
-                c.apply_arc(written.clone());
-                c.apply_version(kept, &json);
-            }
-            let first = c.full("ns", "web-0").unwrap().unwrap();
-            assert!(Arc::ptr_eq(&first, &written), "event first: {event_first}");
-            let second = c.full("ns", "web-0").unwrap().unwrap();
-            assert!(
-                !Arc::ptr_eq(&second, &written),
-                "event first: {event_first}"
-            );
-            assert_eq!(*second, *written);
-            // A newer version written meanwhile is not disturbed by the hand-over.
-            let newer = Arc::new(pod("web-0", 8, Some("u1"), &labels, None));
-            c.apply_arc(newer.clone());
-            assert!(c.full_at("ns", "web-0", 7).is_none());
-            assert!(Arc::ptr_eq(
-                &c.full("ns", "web-0").unwrap().unwrap(),
-                &newer
-            ));
-        }
-    }
-
-    /// Only the newest [`WRITTEN_KEPT_MAX`] written versions keep their
-    /// object for a first read; older ones are read from their JSON.
-    #[test]
-    fn at_most_so_many_written_objects_are_kept_for_a_first_read() {
-        let c: Cache<Pod> = Cache::default();
-        let labels = [("app", "web")];
-        let n = WRITTEN_KEPT_MAX + 3;
-        let written: Vec<Arc<Pod>> = (0..n)
-            .map(|i| {
-                let p = Arc::new(pod(
-                    &format!("web-{i}"),
-                    10 + i as u64,
-                    Some("u1"),
-                    &labels,
-                    None,
-                ));
-                let json = Bytes::from(serde_json::to_vec(&*p).unwrap());
-                c.apply_arc(p.clone());
-                c.apply_version(Arc::new(CachedPod::of(&p)), &json);
-                p
-            })
-            .collect();
-        for (i, w) in written.iter().enumerate() {
-            let read = c.full("ns", &format!("web-{i}")).unwrap().unwrap();
-            assert_eq!(*read, **w);
-            assert_eq!(Arc::ptr_eq(&read, w), i >= 3, "pod {i}");
         }
     }
 
