@@ -461,16 +461,19 @@ async fn a_dry_run_eviction_in_the_query_deletes_nothing_and_spends_no_budget() 
         .await
         .unwrap();
     assert_eq!((code, body["status"].as_str()), (201, Some("Success")));
-    assert!(
-        pod(&api, "web-0")
-            .unwrap()
-            .metadata
-            .deletion_timestamp
-            .is_none()
-    );
+    assert!(!terminating(&api, "web-0"));
     let st = pdb_status(&api, "web-pdb");
     assert_eq!(st.disruptions_allowed, 1);
     assert!(st.disrupted_pods.is_none_or(|d| d.is_empty()));
+}
+
+/// Whether the pod's graceful deletion has started.
+fn terminating(api: &Api, name: &str) -> bool {
+    pod(api, name)
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some()
 }
 
 fn pdb_status(api: &Api, name: &str) -> k8s_openapi::api::policy::v1::PodDisruptionBudgetStatus {
@@ -567,25 +570,13 @@ async fn the_budgets_selecting_the_pod_govern_its_eviction_and_two_are_refused()
     let err = evict(&api, "web-0").await.unwrap_err();
     assert_eq!(err.code, 500);
     assert_eq!(err.message, kubesim::eviction::MULTIPLE_PDBS_MESSAGE);
-    assert!(
-        pod(&api, "web-0")
-            .unwrap()
-            .metadata
-            .deletion_timestamp
-            .is_none()
-    );
+    assert!(!terminating(&api, "web-0"));
     // And with it gone, web-pdb alone governs: the eviction goes through
     api.delete_typed::<PodDisruptionBudget>(Some(NS), "web-pdb-2", &Default::default())
         .unwrap();
     let (code, _) = evict(&api, "web-0").await.unwrap();
     assert_eq!(code, 201);
-    assert!(
-        pod(&api, "web-0")
-            .unwrap()
-            .metadata
-            .deletion_timestamp
-            .is_some()
-    );
+    assert!(terminating(&api, "web-0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
