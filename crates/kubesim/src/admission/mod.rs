@@ -63,7 +63,7 @@ use self::{
 use crate::{
     api::{
         Api, ApiError, DeleteOptions, DeleteOutcome, ListOptions, Part, PatchKind, Result,
-        WriteOptions, strict::Warnings,
+        WriteOptions, from_value, strict::Warnings, to_value,
     },
     auth::UserInfo,
     registry::ResourceDescriptor,
@@ -824,13 +824,4 @@ impl Api {
         let d = self.resource_of::<K>()?;
         self.admit_delete(&d, ns, name, opts, user).await
     }
-}
-
-fn to_value<T: Serialize>(v: &T) -> Result<Value> {
-    serde_json::to_value(v).map_err(|e| ApiError::internal(format!("failed to encode object: {e}")))
-}
-
-fn from_value<T: DeserializeOwned>(v: Value) -> Result<T> {
-    serde_json::from_value(v)
-        .map_err(|e| ApiError::internal(format!("failed to decode object: {e}")))
 }

@@ -1913,11 +1913,13 @@ impl Api {
     }
 }
 
-fn to_value<T: Serialize>(v: &T) -> Result<Value> {
+/// A typed object as a `Value` (an encoding failure is a 500).
+pub(crate) fn to_value<T: Serialize>(v: &T) -> Result<Value> {
     serde_json::to_value(v).map_err(enc_err)
 }
 
-fn from_value<T: DeserializeOwned>(v: Value) -> Result<T> {
+/// A `Value` as a typed object (a decoding failure is a 500).
+pub(crate) fn from_value<T: DeserializeOwned>(v: Value) -> Result<T> {
     serde_json::from_value(v)
         .map_err(|e| ApiError::internal(format!("failed to decode object: {e}")))
 }

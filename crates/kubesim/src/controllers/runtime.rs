@@ -3336,9 +3336,7 @@ impl EvictionBackend for ApiBackend {
             .api
             .resource_of::<PodDisruptionBudget>()
             .map_err(to_status_error)?;
-        let v = serde_json::to_value(&pdb)
-            .map_err(|e| ApiError::internal(format!("failed to encode object: {e}")))
-            .map_err(to_status_error)?;
+        let v = crate::api::to_value(&pdb).map_err(to_status_error)?;
         self.api
             .update_status(&d, ns.as_deref(), &name, v, &WriteOptions::default())
             .map(|_| ())
@@ -3393,9 +3391,7 @@ impl EvictionBackend for ApiBackend {
                 Some(c) => *c = cond,
                 None => conds.push(cond),
             }
-            let v = serde_json::to_value(&pod)
-                .map_err(|e| ApiError::internal(format!("failed to encode object: {e}")))
-                .map_err(to_status_error)?;
+            let v = crate::api::to_value(&pod).map_err(to_status_error)?;
             match self
                 .api
                 .update_status(&d, Some(ns), name, v, &WriteOptions::default())
